@@ -1,0 +1,3 @@
+from proximadb.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``proximadb`` command line (Click)."""

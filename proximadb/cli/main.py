@@ -1,0 +1,39 @@
+"""Entry point of the ``proximadb`` program: a Click group.
+
+Subcommands register themselves here; each lives in its own module under
+``proximadb/cli/`` and the man pages under ``man/`` are generated from these
+definitions.
+"""
+
+from __future__ import annotations
+
+import click
+
+from proximadb._version import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="proximadb")
+def cli() -> None:
+    """ProximaDB: a vector database daemon and its operator tools.
+
+    Run `proximadb COMMAND --help` for the options of one command.
+    """
+
+
+@cli.command("info")
+def info() -> None:
+    """Show the version and which compiled kernels this machine uses."""
+    from proximadb import native
+
+    click.echo(f"proximadb {__version__}")
+    for name, value in native.report().items():
+        click.echo(f"{name}: {value}")
+
+
+def main() -> None:
+    cli(prog_name="proximadb")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Wire and payload codecs: versioned frame, Avro schemas, vector batches."""

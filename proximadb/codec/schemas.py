@@ -1,0 +1,76 @@
+"""The Avro schemas of every payload op type, parsed once per process.
+
+Schemas live in ``schemas/v<N>/*.avsc`` (installed as ``proximadb.schemas``).
+A record may name records defined in files listed before it in ``_FILES``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from fastavro import parse_schema
+
+from proximadb.errors import UnknownOperationError, UnsupportedSchemaVersionError
+
+CURRENT_SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
+
+# Parse order matters: later files refer to records defined in earlier ones.
+_FILES = (
+    "vector_record",
+    "vector_batch",
+    "vector_delete",
+    "vector_update",
+    "collection_config",
+    "search_request",
+    "search_result",
+)
+
+OP_RECORDS: dict[str, str] = {
+    "vector_insert": "VectorBatch",
+    "vector_delete": "VectorDelete",
+    "vector_update": "VectorUpdate",
+    "vector_search": "SearchRequest",
+    "search_result": "SearchResult",
+    "collection_create": "CollectionConfig",
+    "collection_update": "CollectionConfig",
+}
+
+
+def _check_version(version: int) -> None:
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
+        raise UnsupportedSchemaVersionError(
+            f"schema version {version} is not supported (this server accepts: {supported})"
+        )
+
+
+@cache
+def _parsed(version: int) -> dict[str, Any]:
+    _check_version(version)
+    folder = resources.files("proximadb.schemas") / f"v{version}"
+    named: dict[str, Any] = {}
+    by_name: dict[str, Any] = {}
+    for stem in _FILES:
+        raw = json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8"))
+        parsed = parse_schema(raw, named_schemas=named)
+        by_name[raw["name"]] = parsed
+    return by_name
+
+
+def record_schema(name: str, version: int = CURRENT_SCHEMA_VERSION) -> Any:
+    """Parsed schema of a record by its short name (e.g. ``VectorRecord``)."""
+    return _parsed(version)[name]
+
+
+def op_schema(op_type: str, version: int = CURRENT_SCHEMA_VERSION) -> Any:
+    """Parsed schema of the datum that follows a frame of ``op_type``."""
+    try:
+        record = OP_RECORDS[op_type]
+    except KeyError:
+        known = ", ".join(sorted(OP_RECORDS))
+        raise UnknownOperationError(f"unknown op type {op_type!r} (known: {known})") from None
+    return record_schema(record, version)

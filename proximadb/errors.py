@@ -1,0 +1,161 @@
+"""One error taxonomy for the engine, both protocols and the SDK.
+
+Each error knows its stable machine-readable ``code``, its HTTP status and its
+gRPC status name, so the REST and gRPC adapters map errors the same way and
+the SDK can rebuild the same exception class from either transport.
+"""
+
+from __future__ import annotations
+
+
+class ProximaDBError(Exception):
+    """Base of every error ProximaDB raises on purpose."""
+
+    code = "internal"
+    http_status = 500
+    grpc_status = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class ValidationError(ProximaDBError):
+    """The request is well formed but a value in it is not acceptable."""
+
+    code = "validation_error"
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class DimensionMismatchError(ValidationError):
+    code = "dimension_mismatch"
+
+
+class InvalidVectorError(ValidationError):
+    """NaN/inf components, empty vectors, zero vectors under cosine."""
+
+    code = "invalid_vector"
+
+
+class InvalidFilterError(ValidationError):
+    code = "invalid_filter"
+
+
+class MalformedPayloadError(ValidationError):
+    """Bytes that do not parse: a bad frame, truncated or garbage Avro."""
+
+    code = "malformed_payload"
+
+
+class UnsupportedSchemaVersionError(ValidationError):
+    code = "unsupported_schema_version"
+    http_status = 422
+
+
+class UnknownOperationError(ValidationError):
+    code = "unknown_operation"
+
+
+class PayloadTooLargeError(ProximaDBError):
+    code = "payload_too_large"
+    http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class NotFoundError(ProximaDBError):
+    code = "not_found"
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class CollectionNotFoundError(NotFoundError):
+    code = "collection_not_found"
+
+
+class VectorNotFoundError(NotFoundError):
+    code = "vector_not_found"
+
+
+class AlreadyExistsError(ProximaDBError):
+    code = "already_exists"
+    http_status = 409
+    grpc_status = "ALREADY_EXISTS"
+
+
+class CollectionExistsError(AlreadyExistsError):
+    code = "collection_exists"
+
+
+class VectorExistsError(AlreadyExistsError):
+    code = "vector_exists"
+
+
+class AuthenticationError(ProximaDBError):
+    code = "unauthenticated"
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(ProximaDBError):
+    code = "permission_denied"
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+
+
+class ResourceExhaustedError(ProximaDBError):
+    code = "resource_exhausted"
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class UnavailableError(ProximaDBError):
+    code = "unavailable"
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+
+class RequestTimeoutError(ProximaDBError):
+    code = "timeout"
+    http_status = 504
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
+class StorageError(ProximaDBError):
+    """The storage layer cannot do what was asked (I/O error, disk full)."""
+
+    code = "storage_error"
+
+
+class CorruptionError(StorageError):
+    """Damaged data that recovery must not silently skip; names file and offset."""
+
+    code = "corruption"
+    grpc_status = "DATA_LOSS"
+
+
+class DataDirLockedError(StorageError):
+    code = "data_dir_locked"
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class EngineClosedError(UnavailableError):
+    code = "engine_closed"
+
+
+def _all_subclasses(cls: type[ProximaDBError]) -> list[type[ProximaDBError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+ERRORS_BY_CODE: dict[str, type[ProximaDBError]] = {c.code: c for c in _all_subclasses(ProximaDBError)}
+
+
+def error_from_code(code: str, message: str) -> ProximaDBError:
+    """Rebuild the typed exception a server reported (used by the SDK)."""
+    return ERRORS_BY_CODE.get(code, ProximaDBError)(message)

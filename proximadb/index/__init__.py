@@ -1,0 +1,1 @@
+"""Distance kernels and vector indexes (flat, HNSW, IVF)."""

@@ -1,0 +1,45 @@
+"""Which compiled (Cython) modules this installation uses.
+
+``.ci/run`` calls :func:`check_compiled` to fail when a module was not built or
+is shadowed by a source tree; ``proximadb info`` prints :func:`report`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+from pathlib import Path
+
+COMPILED_MODULES = (
+    "proximadb.codec.framing",
+    "proximadb.codec.avro_batch",
+    "proximadb.storage.wal_io",
+    "proximadb.index.distance",
+)
+
+
+def check_compiled() -> dict[str, str]:
+    """Import every compiled module; return name -> file. Raises if one is not an extension."""
+    found: dict[str, str] = {}
+    for name in COMPILED_MODULES:
+        module = importlib.import_module(name)
+        path = Path(module.__file__ or "")
+        if not any(str(path).endswith(s) for s in importlib.machinery.EXTENSION_SUFFIXES):
+            raise ImportError(f"{name} is not a compiled extension (loaded from {path})")
+        found[name] = str(path)
+    return found
+
+
+def report() -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        from proximadb.index import distance
+
+        out["simd"] = distance.simd_level_name()
+    except ImportError as exc:  # pragma: no cover - only on a broken build
+        out["simd"] = f"unavailable ({exc})"
+    try:
+        out["compiled"] = ", ".join(sorted(check_compiled()))
+    except ImportError as exc:
+        out["compiled"] = f"MISSING: {exc}"
+    return out

@@ -1,0 +1,1 @@
+"""Storage engine: WAL, memtable, segments, manifest, catalog, recovery."""

@@ -1,0 +1,60 @@
+"""The write operations the engine logs and applies.
+
+Both WAL strategies decode to these objects on replay, and the engine applies
+them the same way whether they come from a client or from the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+MetadataValue = Union[None, bool, int, float, str, list[str]]  # noqa: UP007
+Metadata = dict[str, MetadataValue]
+
+# WAL op codes (one byte in every WAL frame header).
+OP_INSERT = 1
+OP_DELETE = 2
+OP_UPDATE = 3
+
+
+@dataclass(slots=True)
+class InsertOp:
+    """A batch of records; ``upsert`` replaces existing ids, otherwise they are an error."""
+
+    upsert: bool
+    ids: list[str]
+    vectors: np.ndarray  # (n, dim) float32, C-contiguous
+    metadata: list[Metadata]
+    timestamps: np.ndarray  # (n,) int64, microseconds since the epoch
+
+    op_code = OP_INSERT
+
+
+@dataclass(slots=True)
+class DeleteOp:
+    """Deletion of ids (a filter is resolved to ids before it is logged)."""
+
+    ids: list[str]
+
+    op_code = OP_DELETE
+
+
+@dataclass(slots=True)
+class MetadataPatch:
+    id: str
+    metadata: Metadata
+    replace: bool = False  # True: swap the whole map; False: merge (None removes a key)
+
+
+@dataclass(slots=True)
+class UpdateOp:
+    updates: list[MetadataPatch]
+    timestamp: int = 0
+
+    op_code = OP_UPDATE
+
+
+Operation = Union[InsertOp, DeleteOp, UpdateOp]  # noqa: UP007
