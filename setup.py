@@ -7,11 +7,17 @@ Switches (environment variables):
       PROXIMADB_BUILD_ONLY='proximadb.codec.*' python setup.py build_ext --inplace
 No -march=native: SIMD variants are compiled with per-function target
 attributes (see pxd/distance.h, pxd/crc32c.h) and picked at run time.
+
+gRPC code: build_py and build_ext first run grpc_tools.protoc on
+proto/proximadb/v1/proximadb.proto into proximadb/api/grpc/_generated/ (gitignored;
+see proximadb/api/grpc/codegen.py), so `pip install .`, wheels and
+`python setup.py build_ext --inplace` all have it; build_py then packages it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 from pathlib import Path
 
@@ -19,6 +25,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
 DEBUG = os.environ.get("PROXIMADB_DEBUG") == "1"
@@ -55,6 +62,24 @@ def extensions() -> list[Extension]:
     return exts
 
 
+def generate_grpc() -> None:
+    """protoc -> proximadb/api/grpc/_generated/ in the source tree (only files whose content changed)."""
+    spec = importlib.util.spec_from_file_location("_proximadb_codegen", ROOT / "proximadb/api/grpc/codegen.py")
+    assert spec is not None and spec.loader is not None
+    codegen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(codegen)
+    for path in codegen.generate(ROOT):
+        print(f"generated {path.relative_to(ROOT)}")
+
+
+class BuildPy(build_py):
+    """build_py that generates the gRPC modules first, so they are packaged like any source file."""
+
+    def run(self) -> None:
+        generate_grpc()
+        super().run()
+
+
 class BuildExt(build_ext):
     """build_ext that cythonizes late so numpy/Cython come from the build env."""
 
@@ -78,15 +103,22 @@ class BuildExt(build_ext):
         )
         super().finalize_options()
 
+    def run(self) -> None:
+        generate_grpc()  # also for `build_ext --inplace`, which does not run build_py
+        super().run()
+
 
 setup(
-    packages=[*find_packages(include=["proximadb", "proximadb.*"]), "proximadb.schemas"],
+    # _generated is listed by name: on a fresh checkout it only exists once build_py has run protoc.
+    packages=sorted(
+        {*find_packages(include=["proximadb", "proximadb.*"]), "proximadb.api.grpc._generated", "proximadb.schemas"}
+    ),
     package_dir={"proximadb.schemas": "schemas"},
     package_data={
         "proximadb": ["py.typed", "**/*.pyi", "**/*.pxd", "systemd/*", "man/*"],
         "proximadb.schemas": ["*/*.avsc"],
     },
     ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
     zip_safe=False,
 )

@@ -31,6 +31,15 @@ def info() -> None:
         click.echo(f"{name}: {value}")
 
 
+def _register() -> None:
+    from proximadb.cli.serve import serve
+
+    cli.add_command(serve)
+
+
+_register()
+
+
 def main() -> None:
     cli(prog_name="proximadb")
 

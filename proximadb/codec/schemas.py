@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from importlib.abc import Traversable
 from typing import Any
 
 from fastavro import parse_schema
@@ -21,6 +22,7 @@ SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 # Parse order matters: later files refer to records defined in earlier ones.
 _FILES = (
     "vector_record",
+    "segment_row",
     "vector_batch",
     "vector_delete",
     "vector_update",
@@ -48,10 +50,18 @@ def _check_version(version: int) -> None:
         )
 
 
+def _schema_root() -> Traversable:
+    """Installed: the ``proximadb.schemas`` package; a source checkout: ``<repo>/schemas``."""
+    try:
+        return resources.files("proximadb.schemas")
+    except ModuleNotFoundError:
+        return resources.files("proximadb").joinpath("..", "schemas")
+
+
 @cache
 def _parsed(version: int) -> dict[str, Any]:
     _check_version(version)
-    folder = resources.files("proximadb.schemas") / f"v{version}"
+    folder = _schema_root() / f"v{version}"
     named: dict[str, Any] = {}
     by_name: dict[str, Any] = {}
     for stem in _FILES:

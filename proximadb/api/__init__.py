@@ -1,0 +1,1 @@
+"""Protocol adapters: REST (Falcon) and gRPC, both thin layers over UnifiedAvroService."""

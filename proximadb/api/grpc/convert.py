@@ -1,0 +1,256 @@
+"""Every conversion between protobuf messages and the service's dicts, for both ends of the wire.
+
+Server side (servicer.py): request messages -> service arguments, service results -> response
+messages. Client side (proximadb/sdk/grpc_transport.py): SDK arguments -> request messages,
+response messages -> the same dicts the service returns, so a scenario gives the same answer
+over gRPC and REST.
+
+Payload frames and the VectorBatch records datum are ``bytes`` fields and are never decoded
+here on the server side; only the SDK decodes records (``records_from_bytes``).
+
+Proto3 scalars have no "unset": an empty string means "default" in requests
+(``distance_metric``, ``indexing_algorithm``, ``index_params_json``, ``filter_json``);
+fields that may really be absent are ``optional`` in the .proto.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from proximadb.api.grpc._generated import proximadb_pb2 as pb
+from proximadb.codec.avro_batch import decode_vector_batch
+from proximadb.errors import ValidationError
+
+_CREATE_FIELDS = (
+    "name", "dimension", "distance_metric", "indexing_algorithm", "index_params",
+    "filterable_metadata_fields", "description",
+)
+
+
+def parse_json(text: str, what: str) -> Any:
+    """JSON text from a request field; ``None`` for an empty string."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"{what} is not valid JSON: {exc}") from None
+
+
+def dump_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValidationError(f"{what} cannot be sent as JSON: {exc}") from None
+
+
+def build(message_type: type[Any], what: str, **fields: Any) -> Any:
+    """A message from keyword fields; wrong types or out-of-range numbers become a ValidationError."""
+    try:
+        return message_type(**{k: v for k, v in fields.items() if v is not None})
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid {what}: {exc}") from None
+
+
+# ---------------------------------------------------------------- health
+
+
+def health_to_proto(health: Mapping[str, Any]) -> pb.HealthResponse:
+    msg = pb.HealthResponse(
+        status=str(health.get("status", "")),
+        version=str(health.get("version", "")),
+        schema_versions=list(health.get("schema_versions", ())),
+        current_schema_version=int(health.get("current_schema_version", 0)),
+        uptime_seconds=float(health.get("uptime_seconds", 0.0)),
+    )
+    for port in ("rest_port", "grpc_port"):
+        if health.get(port) is not None:
+            setattr(msg, port, int(health[port]))
+    return msg
+
+
+def health_from_proto(msg: pb.HealthResponse) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "status": msg.status,
+        "version": msg.version,
+        "schema_versions": list(msg.schema_versions),
+        "current_schema_version": msg.current_schema_version,
+        "uptime_seconds": msg.uptime_seconds,
+    }
+    for port in ("rest_port", "grpc_port"):
+        if msg.HasField(port):
+            out[port] = getattr(msg, port)
+    return out
+
+
+# ---------------------------------------------------------------- collections
+
+
+def create_request_to_body(req: pb.CreateCollectionRequest) -> dict[str, Any]:
+    """CreateCollectionRequest -> the body of ``service.create_collection`` (empty strings: defaults)."""
+    body: dict[str, Any] = {"name": req.name, "dimension": req.dimension}
+    if req.distance_metric:
+        body["distance_metric"] = req.distance_metric
+    if req.indexing_algorithm:
+        body["indexing_algorithm"] = req.indexing_algorithm
+    index_params = parse_json(req.index_params_json, "index_params_json")
+    if index_params is not None:
+        body["index_params"] = index_params
+    if req.filterable_metadata_fields:
+        body["filterable_metadata_fields"] = list(req.filterable_metadata_fields)
+    if req.HasField("description"):
+        body["description"] = req.description
+    return body
+
+
+def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequest:
+    """The SDK's collection body (the REST JSON shape) -> CreateCollectionRequest."""
+    if not isinstance(body, Mapping):
+        raise ValidationError("collection body must be a JSON object")
+    unknown = set(body) - set(_CREATE_FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown collection field(s): {', '.join(sorted(map(str, unknown)))}")
+    if "name" not in body or "dimension" not in body:
+        raise ValidationError("a collection needs 'name' and 'dimension'")
+    dimension = body["dimension"]
+    # Range checks are the server's (same messages as over REST); only what proto cannot carry is refused here.
+    if isinstance(dimension, bool):
+        raise ValidationError("dimension must be an integer, not bool")
+    if isinstance(dimension, int) and dimension < 0:
+        raise ValidationError(f"dimension must be a positive integer, not {dimension}")
+    index_params = body.get("index_params")
+    return build(
+        pb.CreateCollectionRequest,
+        "collection body",
+        name=body["name"],
+        dimension=dimension,
+        distance_metric=body.get("distance_metric"),
+        indexing_algorithm=body.get("indexing_algorithm"),
+        index_params_json=None if index_params is None else dump_json(index_params, "index_params"),
+        filterable_metadata_fields=body.get("filterable_metadata_fields"),
+        description=body.get("description"),
+    )
+
+
+def collection_to_proto(info: Mapping[str, Any]) -> pb.CollectionInfo:
+    msg = pb.CollectionInfo(
+        uuid=info["uuid"],
+        name=info["name"],
+        dimension=info["dimension"],
+        distance_metric=info["distance_metric"],
+        indexing_algorithm=info["indexing_algorithm"],
+        index_params_json=json.dumps(info.get("index_params") or {}, separators=(",", ":")),
+        filterable_metadata_fields=list(info.get("filterable_metadata_fields") or ()),
+        created_at=float(info.get("created_at", 0.0)),
+        updated_at=float(info.get("updated_at", 0.0)),
+        schema_version=int(info.get("schema_version", 0)),
+    )
+    if info.get("description") is not None:
+        msg.description = info["description"]
+    if info.get("vector_count") is not None:
+        msg.vector_count = int(info["vector_count"])
+    return msg
+
+
+def collection_from_proto(msg: pb.CollectionInfo) -> dict[str, Any]:
+    """CollectionInfo -> the dict ``service.get_collection`` returns."""
+    out: dict[str, Any] = {
+        "name": msg.name,
+        "dimension": msg.dimension,
+        "distance_metric": msg.distance_metric,
+        "indexing_algorithm": msg.indexing_algorithm,
+        "index_params": json.loads(msg.index_params_json) if msg.index_params_json else {},
+        "filterable_metadata_fields": list(msg.filterable_metadata_fields),
+        "description": msg.description if msg.HasField("description") else None,
+        "uuid": msg.uuid,
+        "created_at": msg.created_at,
+        "updated_at": msg.updated_at,
+        "schema_version": msg.schema_version,
+    }
+    if msg.HasField("vector_count"):
+        out["vector_count"] = msg.vector_count
+    return out
+
+
+def collections_to_proto(infos: Sequence[Mapping[str, Any]]) -> pb.ListCollectionsResponse:
+    return pb.ListCollectionsResponse(collections=[collection_to_proto(i) for i in infos])
+
+
+def collections_from_proto(msg: pb.ListCollectionsResponse) -> list[dict[str, Any]]:
+    return [collection_from_proto(c) for c in msg.collections]
+
+
+def update_request_to_changes(req: pb.UpdateCollectionRequest) -> Any:
+    """The changes for ``service.update_collection`` (which refuses anything but an object)."""
+    changes = parse_json(req.changes_json, "changes_json")
+    return {} if changes is None else changes
+
+
+def update_request_from_changes(collection: str, changes: Mapping[str, Any]) -> pb.UpdateCollectionRequest:
+    if not isinstance(changes, Mapping):
+        raise ValidationError("collection update must be a JSON object")
+    return build(
+        pb.UpdateCollectionRequest, "collection update",
+        collection=collection, changes_json=dump_json(dict(changes), "collection update"),
+    )
+
+
+# ---------------------------------------------------------------- writes and reads
+
+
+def insert_response(result: Mapping[str, Any]) -> pb.InsertResponse:
+    return pb.InsertResponse(count=result["count"], ids=result["ids"])
+
+
+def insert_from_proto(msg: pb.InsertResponse) -> dict[str, Any]:
+    return {"count": msg.count, "ids": list(msg.ids)}
+
+
+def mutate_response(result: Mapping[str, Any]) -> pb.MutateResponse:
+    return pb.MutateResponse(deleted=result.get("deleted", 0), updated=result.get("updated", 0))
+
+
+def mutate_from_proto(msg: pb.MutateResponse) -> dict[str, Any]:
+    return {"deleted": msg.deleted, "updated": msg.updated}
+
+
+def scroll_args(req: pb.ScrollRequest) -> dict[str, Any]:
+    """ScrollRequest -> keyword arguments of ``service.scroll`` (the filter stays JSON text)."""
+    return {
+        "limit": req.limit or 100,
+        "cursor": req.cursor if req.HasField("cursor") else None,
+        "filter": req.filter_json or None,
+        "include_vectors": req.include_vectors,
+    }
+
+
+def records_response(records_datum: bytes, next_cursor: str | None = None) -> pb.RecordsResponse:
+    msg = pb.RecordsResponse(records=records_datum)
+    if next_cursor is not None:
+        msg.next_cursor = next_cursor
+    return msg
+
+
+def records_from_bytes(datum: bytes, *, include_vectors: bool) -> list[dict[str, Any]]:
+    """A VectorBatch datum -> record dicts ``{"id", "vector"?, "metadata", "timestamp"}`` (float32 vectors)."""
+    batch = decode_vector_batch(datum)
+    with_vectors = include_vectors and batch.dim > 0
+    vectors = batch.vectors
+    out = []
+    for i, (record_id, metadata) in enumerate(zip(batch.ids, batch.metadata, strict=True)):
+        rec: dict[str, Any] = {"id": record_id}
+        if with_vectors:
+            rec["vector"] = np.array(vectors[i], dtype=np.float32)
+        rec["metadata"] = metadata
+        rec["timestamp"] = int(batch.timestamps[i])
+        out.append(rec)
+    return out
+
+
+def records_from_proto(msg: pb.RecordsResponse, *, include_vectors: bool) -> tuple[list[dict[str, Any]], str | None]:
+    records = records_from_bytes(msg.records, include_vectors=include_vectors)
+    return records, (msg.next_cursor if msg.HasField("next_cursor") else None)

@@ -1,0 +1,74 @@
+"""Build the gRPC server: the ProximaDB service plus the standard ``grpc.health.v1`` service.
+
+The caller owns the lifecycle (``server.start()``, ``server.stop(grace)``); build it after any
+fork (see DESIGN.md: gunicorn forks, and a gRPC server made before the fork breaks in the child).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from proximadb.api.grpc import ENVELOPE_BYTES, SERVICE_NAME
+from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.api.grpc.servicer import ProximaDBServicer
+from proximadb.service.unified import UnifiedAvroService
+
+log = logging.getLogger("proximadb.api.grpc")
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"  # IPv6 literal
+    return f"{host}:{port}"
+
+
+def build_server(
+    service: UnifiedAvroService,
+    host: str,
+    port: int,
+    *,
+    max_message_bytes: int,
+    max_workers: int = 8,
+) -> tuple[grpc.Server, int]:
+    """A bound, not yet started server and the port it is bound to (useful with ``port=0``).
+
+    ``max_message_bytes`` is the largest payload accepted; the receive limit adds
+    ENVELOPE_BYTES for the rest of the message, so payloads just over the service's own
+    limit still reach it and get its PayloadTooLargeError. Larger messages are refused by
+    gRPC itself with RESOURCE_EXHAUSTED. Responses are not capped here (a client sets its
+    own receive limit). Raises OSError when the address cannot be bound (e.g. port in use).
+    """
+    if max_message_bytes <= 0:
+        raise ValueError(f"max_message_bytes must be positive, not {max_message_bytes}")
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes + ENVELOPE_BYTES),
+        ("grpc.max_send_message_length", -1),
+        # Without this, gRPC binds with SO_REUSEPORT and a second daemon would share the port silently.
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="proximadb-grpc"),
+        options=options,
+    )
+    pb_grpc.add_ProximaDBServicer_to_server(ProximaDBServicer(service), server)
+
+    health_servicer = health.HealthServicer()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+
+    address = _address(host, port)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio >= 1.x raises instead of returning 0
+        server.stop(None)
+        raise OSError(f"cannot listen for gRPC on {address}: {exc} (is the port in use?)") from None
+    if bound == 0:
+        server.stop(None)
+        raise OSError(f"cannot listen for gRPC on {address} (is the port in use?)")
+    log.debug("gRPC server bound to %s (port %d)", address, bound)
+    return server, bound

@@ -1,0 +1,142 @@
+"""The ProximaDB gRPC servicer: one thin method per RPC over UnifiedAvroService.
+
+Each method converts its request (convert.py), makes one service call and converts the
+result back. Payload frames (Insert, Mutate, Search, SearchBatch) are handed to the service
+as the ``bytes`` they arrived as; nothing here decodes them.
+
+Every method goes through :func:`_rpc`, which
+
+* maps a :class:`~proximadb.errors.ProximaDBError` to its gRPC status and message, with the
+  stable error code in the trailing metadata ``proximadb-error-code`` (the SDK rebuilds the
+  same exception from it);
+* turns anything else into INTERNAL with a generic message, the traceback going to the log;
+* records ``proximadb_requests_total{protocol="grpc",route,code}`` and
+  ``proximadb_request_seconds{protocol="grpc",route}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from proximadb.api.grpc import ERROR_CODE_METADATA, convert
+from proximadb.api.grpc._generated import proximadb_pb2 as pb
+from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.errors import ProximaDBError
+from proximadb.service.unified import UnifiedAvroService, encode_records
+
+log = logging.getLogger("proximadb.api.grpc")
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Context = grpc.ServicerContext
+Method = Callable[["ProximaDBServicer", Request, Context], Response]
+
+
+def _status(name: str) -> grpc.StatusCode:
+    try:
+        return grpc.StatusCode[name]
+    except KeyError:
+        return grpc.StatusCode.INTERNAL
+
+
+def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
+    route = method.__name__
+
+    @functools.wraps(method)
+    def handler(self: ProximaDBServicer, request: Request, context: Context) -> Response:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            return method(self, request, context)
+        except ProximaDBError as exc:
+            status = _status(exc.grpc_status)
+            code = status.name
+            context.set_trailing_metadata(((ERROR_CODE_METADATA, exc.code),))
+            context.abort(status, exc.message)
+        except Exception:
+            code = "INTERNAL"
+            log.exception("gRPC %s failed", route)
+            context.set_trailing_metadata(((ERROR_CODE_METADATA, ProximaDBError.code),))
+            context.abort(grpc.StatusCode.INTERNAL, "internal error (the server log has the details)")
+        finally:
+            metrics = self.service.metrics
+            metrics.inc("proximadb_requests_total", (("protocol", "grpc"), ("route", route), ("code", code)))
+            metrics.observe(
+                "proximadb_request_seconds", time.perf_counter() - started, (("protocol", "grpc"), ("route", route))
+            )
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+    return handler
+
+
+class ProximaDBServicer(pb_grpc.ProximaDBServicer):
+    """Method names are the RPC names of proto/proximadb/v1/proximadb.proto (hence the noqa: N802)."""
+
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    @_rpc
+    def Health(self, request: pb.HealthRequest, context: Context) -> pb.HealthResponse:  # noqa: N802
+        return convert.health_to_proto(self.service.health())
+
+    # ------------------------------------------------------------ collections
+    @_rpc
+    def CreateCollection(self, request: pb.CreateCollectionRequest, context: Context) -> pb.CollectionInfo:  # noqa: N802
+        return convert.collection_to_proto(self.service.create_collection(convert.create_request_to_body(request)))
+
+    @_rpc
+    def GetCollection(self, request: pb.CollectionRef, context: Context) -> pb.CollectionInfo:  # noqa: N802
+        return convert.collection_to_proto(self.service.get_collection(request.collection))
+
+    @_rpc
+    def ListCollections(self, request: pb.ListCollectionsRequest, context: Context) -> pb.ListCollectionsResponse:  # noqa: N802
+        return convert.collections_to_proto(self.service.list_collections())
+
+    @_rpc
+    def UpdateCollection(self, request: pb.UpdateCollectionRequest, context: Context) -> pb.CollectionInfo:  # noqa: N802
+        changes = convert.update_request_to_changes(request)
+        return convert.collection_to_proto(self.service.update_collection(request.collection, changes))
+
+    @_rpc
+    def DeleteCollection(self, request: pb.CollectionRef, context: Context) -> pb.DeleteCollectionResponse:  # noqa: N802
+        self.service.delete_collection(request.collection)
+        return pb.DeleteCollectionResponse()
+
+    # ------------------------------------------------------------ vectors (payload frames pass through)
+    @_rpc
+    def Insert(self, request: pb.PayloadRequest, context: Context) -> pb.InsertResponse:  # noqa: N802
+        return convert.insert_response(self.service.insert_payload(request.collection, request.payload))
+
+    @_rpc
+    def Mutate(self, request: pb.PayloadRequest, context: Context) -> pb.MutateResponse:  # noqa: N802
+        return convert.mutate_response(self.service.mutate_payload(request.collection, request.payload))
+
+    @_rpc
+    def Search(self, request: pb.PayloadRequest, context: Context) -> pb.PayloadResponse:  # noqa: N802
+        return pb.PayloadResponse(payload=self.service.search_payload(request.collection, request.payload))
+
+    @_rpc
+    def SearchBatch(self, request: pb.PayloadRequest, context: Context) -> pb.PayloadResponse:  # noqa: N802
+        return pb.PayloadResponse(payload=self.service.search_payload(request.collection, request.payload))
+
+    # ------------------------------------------------------------ reads
+    @_rpc
+    def Get(self, request: pb.GetRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802
+        ids = list(request.ids)
+        records = self.service.get_vectors(request.collection, ids, include_vectors=request.include_vectors)
+        return convert.records_response(encode_records(records))
+
+    @_rpc
+    def Scroll(self, request: pb.ScrollRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802
+        page: dict[str, Any] = self.service.scroll(request.collection, **convert.scroll_args(request))
+        return convert.records_response(encode_records(page["records"]), page["next_cursor"])
+
+    @_rpc
+    def Count(self, request: pb.CountRequest, context: Context) -> pb.CountResponse:  # noqa: N802
+        return pb.CountResponse(count=self.service.count(request.collection, request.filter_json or None))

@@ -1,0 +1,57 @@
+"""``create_app(service)``: the Falcon WSGI application of the REST API.
+
+:data:`ROUTES` is the single route table; the OpenAPI document
+(:mod:`proximadb.api.rest.openapi`) is checked against the mounted router by
+the tests, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from proximadb.api.rest import errors
+from proximadb.api.rest.collections import CollectionResource, CollectionsResource
+from proximadb.api.rest.middleware import MetricsMiddleware
+from proximadb.api.rest.search import SearchBatchResource, SearchResource
+from proximadb.api.rest.system import HealthResource, MetricsResource, OpenAPIResource, ReadyResource
+from proximadb.api.rest.vectors import (
+    VectorBatchResource,
+    VectorResource,
+    VectorsCountResource,
+    VectorsDeleteResource,
+    VectorsGetResource,
+    VectorsResource,
+    VectorsScrollResource,
+)
+from proximadb.service.unified import UnifiedAvroService
+
+ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
+    ("/health", HealthResource),
+    ("/ready", ReadyResource),
+    ("/metrics", MetricsResource),
+    ("/openapi.json", OpenAPIResource),
+    ("/collections", CollectionsResource),
+    ("/collections/{collection}", CollectionResource),
+    ("/collections/{collection}/vectors", VectorsResource),
+    ("/collections/{collection}/vectors/batch", VectorBatchResource),
+    ("/collections/{collection}/vectors/get", VectorsGetResource),
+    ("/collections/{collection}/vectors/delete", VectorsDeleteResource),
+    ("/collections/{collection}/vectors/scroll", VectorsScrollResource),
+    ("/collections/{collection}/vectors/count", VectorsCountResource),
+    ("/collections/{collection}/vectors/{id:path}", VectorResource),
+    ("/collections/{collection}/search", SearchResource),
+    ("/collections/{collection}/search/batch", SearchBatchResource),
+)
+
+
+def create_app(service: UnifiedAvroService) -> falcon.App:
+    app = falcon.App(middleware=[MetricsMiddleware(service.metrics)])
+    # Bodies are read and parsed by proximadb.api.rest.media (size cap, strict JSON), never by Falcon.
+    app.req_options.auto_parse_form_urlencoded = False
+    for template, resource in ROUTES:
+        app.add_route(template, resource(service))
+    errors.install(app)
+    return app

@@ -1,0 +1,60 @@
+"""Every failure becomes the JSON envelope with the right HTTP status.
+
+* :class:`~proximadb.errors.ProximaDBError`: its own ``http_status`` and ``code``.
+* Falcon's HTTP errors (unknown route 404, wrong method 405, 415, a bad query
+  parameter or header 400): the status Falcon chose and a code from
+  :data:`HTTP_CODES`, through Falcon's error serializer.
+* Anything else: 500 with a generic message; the traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+from proximadb.api.rest.media import send_error
+from proximadb.errors import ProximaDBError
+
+log = logging.getLogger("proximadb.rest")
+
+# Stable codes for errors Falcon raises itself; the SDK maps them with error_from_code.
+HTTP_CODES = {
+    400: "validation_error",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def handle_proximadb_error(req: falcon.Request, resp: falcon.Response, ex: ProximaDBError, params: Any) -> None:
+    send_error(resp, ex.http_status, ex.code, ex.message)
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    if isinstance(ex, falcon.HTTPError | falcon.HTTPStatus):  # falcon's own, more specific handlers normally win
+        raise ex
+    log.exception("unexpected error in %s %s", req.method, req.path)
+    send_error(resp, 500, "internal", "internal server error (details are in the server log)")
+
+
+def serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:
+    status = ex.status_code
+    if isinstance(ex, falcon.HTTPRouteNotFound):
+        message = f"no route for {req.method} {req.path}"
+    elif isinstance(ex, falcon.HTTPMethodNotAllowed):
+        allowed = (ex.headers or {}).get("Allow", "")
+        message = f"method {req.method} is not allowed on {req.path} (allowed: {allowed})"
+    else:
+        message = ex.description or ex.title or f"HTTP {status}"
+    send_error(resp, status, HTTP_CODES.get(status, f"http_{status}"), message)
+
+
+def install(app: falcon.App) -> None:
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(ProximaDBError, handle_proximadb_error)
+    app.set_error_serializer(serialize_http_error)

@@ -1,0 +1,244 @@
+"""The OpenAPI 3.1 document of the REST API, served at ``GET /openapi.json``.
+
+Written by hand next to the route table in :mod:`proximadb.api.rest.app`;
+``tests/test_rest_api.py`` walks the mounted Falcon router and this document
+and fails when their paths or methods differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JSON = "application/json"
+AVRO = "application/avro"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {"allOf": [_ref("Envelope"), {"type": "object", "properties": {"data": data}}]}
+
+
+def _body(schema: dict[str, Any], *, avro: str | None = None, required: bool = True) -> dict[str, Any]:
+    content: dict[str, Any] = {JSON: {"schema": schema}}
+    if avro:
+        content[AVRO] = {"schema": {"type": "string", "format": "binary", "description": f"a versioned {avro} payload"}}
+    return {"required": required, "content": content}
+
+
+_ERRORS = {
+    str(status): {"$ref": f"#/components/responses/{name}"}
+    for status, name in ((400, "BadRequest"), (404, "NotFound"), (413, "TooLarge"), (415, "UnsupportedMediaType"),
+                         (422, "UnsupportedSchemaVersion"), (500, "InternalError"))
+}
+
+
+def _op(summary: str, data: dict[str, Any], *, status: int = 200, body: dict[str, Any] | None = None,
+        avro_result: bool = False, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    content: dict[str, Any] = {JSON: {"schema": _envelope(data)}}
+    if avro_result:
+        content[AVRO] = {"schema": {"type": "string", "format": "binary",
+                                    "description": "a versioned search_result payload (when Accept prefers it)"}}
+    op: dict[str, Any] = {"summary": summary, "responses": {str(status): {"description": summary, "content": content},
+                                                             **_ERRORS}}
+    if body is not None:
+        op["requestBody"] = body
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
+
+
+def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_COLLECTION = _path_param("collection", "collection name or uuid")
+_ID = _path_param("id", "vector id (may contain '/')")
+_OBJ = {"type": "object"}
+_FILTER = {"description": "metadata filter: an object, or the same as JSON text",
+           "oneOf": [{"type": "object"}, {"type": "string"}]}
+_FLOATS = {"type": "array", "items": {"type": "number"}}
+
+SCHEMAS: dict[str, Any] = {
+    "Envelope": {
+        "type": "object",
+        "required": ["success", "data", "error", "message"],
+        "properties": {
+            "success": {"type": "boolean"},
+            "data": {},
+            "error": {"oneOf": [{"type": "null"}, _ref("Error")]},
+            "message": {"type": ["string", "null"]},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "string", "description": "stable code, e.g. collection_not_found"},
+                       "message": {"type": "string"}},
+    },
+    "CollectionCreate": {
+        "type": "object",
+        "required": ["name", "dimension"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,255}$"},
+            "dimension": {"type": "integer", "minimum": 1},
+            "distance_metric": {"enum": ["cosine", "euclidean", "dot_product"]},
+            "indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]},
+            "index_params": _OBJ,
+            "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
+            "description": {"type": ["string", "null"]},
+        },
+    },
+    "CollectionUpdate": {
+        "type": "object",
+        "properties": {"indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]}, "index_params": _OBJ,
+                       "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
+                       "description": {"type": ["string", "null"]}},
+    },
+    "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "uuid": {"type": "string"},
+                                                    "dimension": {"type": "integer"},
+                                                    "vector_count": {"type": "integer"}}},
+    "Metadata": {"type": "object", "additionalProperties": {
+        "oneOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
+                  {"type": "array", "items": {"type": "string"}}]}},
+    "VectorInput": {"type": "object", "required": ["vector"], "properties": {
+        "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"), "timestamp": {"type": "integer"}}},
+    "Record": {"type": "object", "required": ["id", "metadata", "timestamp"], "properties": {
+        "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"), "timestamp": {"type": "integer"}}},
+    "InsertResult": {"type": "object", "properties": {"count": {"type": "integer"},
+                                                      "ids": {"type": "array", "items": {"type": "string"}}}},
+    "DeleteResult": {"type": "object", "properties": {"deleted": {"type": "integer"}, "updated": {"type": "integer"}}},
+    "Hit": {"type": "object", "required": ["id", "score", "distance"], "properties": {
+        "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
+        "metadata": _ref("Metadata"), "vector": _FLOATS}},
+    "SearchOptions": {"type": "object", "properties": {
+        "k": {"type": "integer", "minimum": 1, "default": 10}, "filter": _FILTER,
+        "include_vectors": {"type": "boolean", "default": False},
+        "include_metadata": {"type": "boolean", "default": True},
+        "ef": {"type": "integer", "minimum": 1}, "nprobe": {"type": "integer", "minimum": 1},
+        "exact": {"type": "boolean", "default": False}}},
+}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref("Envelope")}}}
+
+
+RESPONSES = {
+    "BadRequest": _error_response("invalid input: malformed JSON or payload, wrong types or dimension, NaN"),
+    "NotFound": _error_response("unknown collection, vector or route"),
+    "TooLarge": _error_response("body larger than the server's max request size"),
+    "UnsupportedMediaType": _error_response("Content-Type not accepted by this route"),
+    "UnsupportedSchemaVersion": _error_response("payload frame with a schema version this server does not read"),
+    "InternalError": _error_response("unexpected server error (details only in the server log)"),
+}
+
+_HITS = {"type": "array", "items": _ref("Hit")}
+_SEARCH_ONE = {"allOf": [_ref("SearchOptions"), {"type": "object", "required": ["vector"],
+                                                   "properties": {"vector": _FLOATS}}]}
+_SEARCH_BATCH = {"allOf": [_ref("SearchOptions"), {"type": "object", "required": ["queries"],
+                                                     "properties": {"queries": {"type": "array", "items": _FLOATS}}}]}
+_GET_PARAMS = [_query_param("include_vector", {"type": "boolean", "default": True}, "include the vector")]
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/health": {"get": _op("service health, version, schema versions, advertised ports", _OBJ)},
+    "/ready": {"get": _op("ready to serve (503 when not)", _OBJ)},
+    "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)", "responses": {"200": {
+        "description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {
+        "description": "OpenAPI document", "content": {JSON: {"schema": _OBJ}}}}}},
+    "/collections": {
+        "get": _op("list collections", {"type": "array", "items": _ref("Collection")}),
+        "post": _op("create a collection", _ref("Collection"), status=201, body=_body(_ref("CollectionCreate"))),
+    },
+    "/collections/{collection}": {
+        "parameters": [_COLLECTION],
+        "get": _op("get a collection", _ref("Collection")),
+        "patch": _op("update a collection's mutable settings", _ref("Collection"),
+                     body=_body(_ref("CollectionUpdate"))),
+        "delete": _op("delete a collection and its data", {"type": "null"}),
+    },
+    "/collections/{collection}/vectors": {
+        "parameters": [_COLLECTION],
+        "post": _op("insert one record (an id is generated when missing; an existing id is 409)",
+                    _ref("InsertResult"), status=201, body=_body(_ref("VectorInput"), avro="vector_insert")),
+    },
+    "/collections/{collection}/vectors/batch": {
+        "parameters": [_COLLECTION],
+        "post": _op("insert or upsert a batch, all or nothing", _ref("InsertResult"), status=201, body=_body(
+            {"type": "object", "required": ["vectors"], "properties": {
+                "vectors": {"type": "array", "items": _ref("VectorInput")}, "upsert": {"type": "boolean"}}},
+            avro="vector_insert")),
+    },
+    "/collections/{collection}/vectors/get": {
+        "parameters": [_COLLECTION],
+        "post": _op("get records by id (missing ids are left out)", {"type": "array", "items": _ref("Record")},
+                    body=_body({"type": "object", "required": ["ids"], "properties": {
+                        "ids": {"type": "array", "items": {"type": "string"}},
+                        "include_vectors": {"type": "boolean", "default": True}}})),
+    },
+    "/collections/{collection}/vectors/delete": {
+        "parameters": [_COLLECTION],
+        "post": _op("delete by ids or filter (Avro: a vector_delete or vector_update payload)", _ref("DeleteResult"),
+                    body=_body({"type": "object", "properties": {
+                        "ids": {"type": "array", "items": {"type": "string"}}, "filter": _FILTER}},
+                        avro="vector_delete or vector_update")),
+    },
+    "/collections/{collection}/vectors/scroll": {
+        "parameters": [_COLLECTION],
+        "post": _op("page through records in id order", {"type": "object", "properties": {
+            "records": {"type": "array", "items": _ref("Record")}, "next_cursor": {"type": ["string", "null"]}}},
+            body=_body({"type": "object", "properties": {
+                "limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+                "cursor": {"type": ["string", "null"]}, "filter": _FILTER,
+                "include_vectors": {"type": "boolean", "default": False}}}, required=False)),
+    },
+    "/collections/{collection}/vectors/count": {
+        "parameters": [_COLLECTION],
+        "get": _op("count records", {"type": "object", "properties": {"count": {"type": "integer"}}},
+                   params=[_query_param("filter", {"type": "string"}, "metadata filter as JSON text")]),
+        "post": _op("count records matching a filter", {"type": "object", "properties": {
+            "count": {"type": "integer"}}}, body=_body({"type": "object", "properties": {"filter": _FILTER}},
+                                                       required=False)),
+    },
+    "/collections/{collection}/vectors/{id}": {
+        "parameters": [_COLLECTION, _ID],
+        "get": _op("get one record", _ref("Record"), params=_GET_PARAMS),
+        "put": _op("replace a record (with 'vector') or only its metadata", _ref("Record"), body=_body(
+            {"type": "object", "properties": {"vector": _FLOATS, "metadata": _ref("Metadata")}})),
+        "patch": _op("merge (or with replace, swap) a record's metadata; null removes a key", _ref("Record"),
+                     body=_body({"type": "object", "required": ["metadata"], "properties": {
+                         "metadata": _ref("Metadata"), "replace": {"type": "boolean", "default": False}}})),
+        "delete": _op("delete one record (404 when it does not exist)", _ref("DeleteResult")),
+    },
+    "/collections/{collection}/search": {
+        "parameters": [_COLLECTION],
+        "post": _op("k nearest neighbours of one query, best first", _HITS,
+                    body=_body(_SEARCH_ONE, avro="vector_search"), avro_result=True),
+    },
+    "/collections/{collection}/search/batch": {
+        "parameters": [_COLLECTION],
+        "post": _op("k nearest neighbours of each query", {"type": "array", "items": _HITS},
+                    body=_body(_SEARCH_BATCH, avro="vector_search"), avro_result=True),
+    },
+}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ProximaDB REST API",
+            "version": version,
+            "description": "Every JSON response is {success, data, error: {code, message} | null, message}. "
+                           "Write and search routes also take application/avro versioned payloads.",
+        },
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS, "responses": RESPONSES},
+    }

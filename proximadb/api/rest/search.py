@@ -1,0 +1,69 @@
+"""``/collections/{collection}/search`` (one query) and ``/search/batch`` (several).
+
+JSON in, JSON out by default. ``Content-Type: application/avro`` sends a
+``vector_search`` payload that goes to the service untouched; an ``Accept``
+that prefers ``application/avro`` gets the ``search_result`` payload back
+(per query, hits best first) instead of the JSON envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from proximadb.api.rest.media import body_or_payload, send, send_avro, wants_avro
+from proximadb.codec.payload import decode_payload
+from proximadb.errors import ValidationError
+from proximadb.service.unified import UnifiedAvroService, encode_search_result, search_params
+
+
+def _hits_from_result(payload: bytes) -> list[list[dict[str, Any]]]:
+    """A ``search_result`` payload as JSON hits (the absent optional fields left out)."""
+    _version, _op, datum = decode_payload(payload)
+    assert isinstance(datum, dict)
+    return [
+        [{k: v for k, v in hit.items() if v is not None} for hit in hits]
+        for hits in datum["results"]
+    ]
+
+
+class _SearchBase:
+    batch = False
+
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        body, payload = body_or_payload(req, self.service.limits.max_request_bytes)
+        avro_out = wants_avro(req)
+        if payload is not None:
+            result = self.service.search_payload(collection, payload)
+            if avro_out:
+                send_avro(resp, result)
+                return
+            results = _hits_from_result(result)
+        else:
+            assert body is not None
+            results = self.service.search(collection, search_params(body, batch=self.batch))
+            if avro_out:
+                send_avro(resp, encode_search_result(results))
+                return
+        if self.batch:
+            send(resp, results)
+            return
+        if len(results) != 1:
+            raise ValidationError(f"/search takes one query, got {len(results)}; use /search/batch")
+        send(resp, results[0])
+
+
+class SearchResource(_SearchBase):
+    """``POST {vector, k, filter?, include_vectors?, include_metadata?, ef?, nprobe?, exact?}`` -> hits."""
+
+    batch = False
+
+
+class SearchBatchResource(_SearchBase):
+    """``POST {queries: [[...], ...], k, ...}`` -> one list of hits per query."""
+
+    batch = True

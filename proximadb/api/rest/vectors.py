@@ -1,0 +1,137 @@
+"""``/collections/{collection}/vectors...``: writes, point reads, bulk get/delete, scroll and count.
+
+Ids are addressed in the path with Falcon's ``path`` converter, so an id may
+contain ``/``; an id equal to one of the literal sub-routes (``batch``, ``get``,
+``delete``, ``scroll``, ``count``) is reachable through ``POST .../vectors/get``
+and ``.../vectors/delete``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from proximadb.api.rest.media import body_or_payload, check_keys, json_body, optional_bool, send
+from proximadb.errors import ValidationError, VectorNotFoundError
+from proximadb.service.unified import UnifiedAvroService
+
+
+class _Resource:
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    @property
+    def limit(self) -> int:
+        return self.service.limits.max_request_bytes
+
+
+class VectorsResource(_Resource):
+    """``POST``: one record ``{id?, vector, metadata?}`` (or a ``vector_insert`` payload)."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        record, payload = body_or_payload(req, self.limit)
+        if payload is not None:
+            result = self.service.insert_payload(collection, payload)
+        else:
+            result = self.service.insert_records(collection, [record], upsert=False)
+        send(resp, {"id": result["ids"][0] if result["ids"] else None, **result}, status=201)
+
+
+class VectorBatchResource(_Resource):
+    """``POST``: ``{"vectors": [...], "upsert": bool}`` or a ``vector_insert`` payload; all or nothing."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        body, payload = body_or_payload(req, self.limit)
+        if payload is not None:
+            result = self.service.insert_payload(collection, payload)
+        else:
+            assert body is not None
+            check_keys(body, {"vectors", "upsert"}, "batch insert")
+            if "vectors" not in body:
+                raise ValidationError("a batch insert needs 'vectors': a list of records")
+            upsert = optional_bool(body, "upsert", False)
+            result = self.service.insert_records(collection, body["vectors"], upsert=upsert)
+        send(resp, result, status=201)
+
+
+class VectorResource(_Resource):
+    """One record by id: ``GET`` (``?include_vector=``), ``PUT`` (replace), ``PATCH`` (metadata), ``DELETE``."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
+        include_vector = req.get_param_as_bool("include_vector", default=True)
+        send(resp, self.service.get_vector(collection, id, include_vector=include_vector))
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
+        body = json_body(req, self.limit)
+        check_keys(body, {"vector", "metadata"}, "vector")
+        send(resp, self.service.put_vector(collection, id, body))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
+        body = json_body(req, self.limit)
+        check_keys(body, {"metadata", "replace"}, "metadata update")
+        if "metadata" not in body:
+            raise ValidationError("a metadata update needs 'metadata': an object")
+        replace = optional_bool(body, "replace", False)
+        send(resp, self.service.update_metadata(collection, id, body["metadata"], replace=replace))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
+        result = self.service.delete_vectors(collection, ids=[id])
+        if not result["deleted"]:
+            raise VectorNotFoundError(f"no vector with id {id!r} in collection {collection!r}")
+        send(resp, result)
+
+
+class VectorsGetResource(_Resource):
+    """``POST {ids, include_vectors?}``: the records that exist, in the order asked."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        body = json_body(req, self.limit)
+        check_keys(body, {"ids", "include_vectors"}, "get")
+        if "ids" not in body:
+            raise ValidationError("get needs 'ids': a list of strings")
+        include = optional_bool(body, "include_vectors", True)
+        send(resp, self.service.get_vectors(collection, body["ids"], include_vectors=include))
+
+
+class VectorsDeleteResource(_Resource):
+    """``POST {ids}`` or ``{filter}``, or a ``vector_delete`` / ``vector_update`` payload."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        body, payload = body_or_payload(req, self.limit)
+        if payload is not None:
+            send(resp, self.service.mutate_payload(collection, payload))
+            return
+        assert body is not None
+        check_keys(body, {"ids", "filter"}, "delete")
+        send(resp, self.service.delete_vectors(collection, ids=body.get("ids"), filter=body.get("filter")))
+
+
+class VectorsScrollResource(_Resource):
+    """``POST {limit?, cursor?, filter?, include_vectors?}`` -> ``{records, next_cursor}``."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        body = json_body(req, self.limit, required=False)
+        check_keys(body, {"limit", "cursor", "filter", "include_vectors"}, "scroll")
+        send(resp, self.service.scroll(
+            collection,
+            limit=body.get("limit", 100),
+            cursor=body.get("cursor"),
+            filter=body.get("filter"),
+            include_vectors=optional_bool(body, "include_vectors", False),
+        ))
+
+
+class VectorsCountResource(_Resource):
+    """``GET`` (``?filter=<JSON text>``) or ``POST {filter?}`` -> ``{"count": n}``."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        self._count(resp, collection, req.get_param("filter"))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        body = json_body(req, self.limit, required=False)
+        check_keys(body, {"filter"}, "count")
+        self._count(resp, collection, body.get("filter"))
+
+    def _count(self, resp: falcon.Response, collection: str, filter_spec: Any) -> None:
+        send(resp, {"count": self.service.count(collection, filter_spec)})

@@ -1,0 +1,49 @@
+"""``proximadb serve``: run the daemon in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from proximadb.errors import ProximaDBError
+
+
+@click.command("serve")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Data directory [env PROXIMADB_DATA_DIR; default ~/.local/share/proximadb]")
+@click.option("--host", help="Address to listen on [env PROXIMADB_HOST; default 127.0.0.1]")
+@click.option("--rest-port", type=int, help="REST (HTTP/JSON) port [env PROXIMADB_REST_PORT; default 5678]")
+@click.option("--grpc-port", type=int, help="gRPC port [env PROXIMADB_GRPC_PORT; default 5679]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML config file [env PROXIMADB_CONFIG]")
+@click.option("--wal-strategy", type=click.Choice(["avro", "binary"]), help="WAL frame content [default avro]")
+@click.option("--wal-compression", type=click.Choice(["none", "lz4"]), help="Per-frame WAL compression")
+@click.option("--fsync", help="always | interval:MS | never [default always]")
+@click.option("--memtable-type", type=click.Choice(["hash", "btree"]), help="Memtable id map [default hash]")
+@click.option("--flush-bytes", type=int, help="Memtable size that triggers a flush [default 268435456]")
+@click.option("--max-request-bytes", type=int, help="Largest request body / gRPC message [default 67108864]")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default info]")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="One line per event [default text]")
+@click.option("--threads", type=int, help="REST worker threads [default 8]")
+def serve(config_file: Path | None, **flags: object) -> None:
+    """Run the ProximaDB daemon: REST on 127.0.0.1:5678 and gRPC on 127.0.0.1:5679.
+
+    Settings come from the flags, then PROXIMADB_* environment variables, then
+    the TOML file given with --config, then the defaults. The daemon recovers
+    the WAL before it accepts requests and stops cleanly on SIGTERM or SIGINT.
+    """
+    from proximadb.server.config import load_config
+    from proximadb.server.daemon import serve as run
+    from proximadb.server.logs import configure_logging
+
+    try:
+        config = load_config({"config": config_file, **flags})
+    except ProximaDBError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging(config.log_level, config.log_format)
+    try:
+        code = run(config)
+    except ProximaDBError as exc:
+        raise click.ClickException(str(exc)) from None
+    raise SystemExit(code)

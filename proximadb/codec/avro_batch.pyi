@@ -1,0 +1,44 @@
+"""Stub for the compiled module proximadb.codec.avro_batch (see avro_batch.pyx for the format)."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import Buffer
+
+from proximadb.storage.operations import InsertOp, Metadata
+
+class DecodedBatch:
+    @property
+    def upsert(self) -> bool: ...
+    @property
+    def ids(self) -> list[str]: ...
+    @property
+    def vectors(self) -> npt.NDArray[np.float32]: ...  # (n, dim), C-contiguous
+    @property
+    def metadata(self) -> list[Metadata]: ...
+    @property
+    def timestamps(self) -> npt.NDArray[np.int64]: ...  # (n,)
+    @property
+    def dim(self) -> int: ...
+    def __init__(
+        self,
+        upsert: bool,
+        ids: list[str],
+        vectors: npt.NDArray[np.float32],
+        metadata: list[Metadata],
+        timestamps: npt.NDArray[np.int64],
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def to_insert_op(self) -> InsertOp: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+def decode_vector_batch(datum: Buffer, expected_dim: int = -1) -> DecodedBatch: ...
+def encode_vector_batch(
+    ids: Sequence[str],
+    vectors: npt.ArrayLike,
+    metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    timestamps: npt.ArrayLike | None = None,
+    upsert: bool = False,
+) -> bytes: ...

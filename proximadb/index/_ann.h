@@ -1,0 +1,238 @@
+/* Small C helpers shared by the HNSW and IVF indexes (private to proximadb.index).
+ *
+ *   pxa_rng_*      splitmix64: the seeded generator behind HNSW level assignment,
+ *                  so a build is identical for a given seed on every platform.
+ *   pxa_heap       binary heaps of (distance, row) pairs, max- or min-ordered,
+ *                  growing on demand (push returns -1 when out of memory).
+ *   pxa_scratch    per-search working memory: a visited list with epoch
+ *                  counters (no clearing and no allocation per search), the
+ *                  candidate/result heaps and a sort buffer. One per thread.
+ *   pxa_idmap      open-addressing hash from int64 external id to int32 row.
+ *
+ * Everything here is plain C and safe to call without the GIL. Nothing raises:
+ * failures are return codes that the Cython caller turns into exceptions.
+ */
+#ifndef PROXIMADB_INDEX_ANN_H
+#define PROXIMADB_INDEX_ANN_H
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#define pxa_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
+
+/* ---- splitmix64 --------------------------------------------------------- */
+static inline uint64_t pxa_rng_next(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform double in (0, 1]: never 0, so -log(u) is finite. */
+static inline double pxa_rng_unit(uint64_t *state) {
+    return ((double)(pxa_rng_next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+}
+
+/* ---- heaps ---------------------------------------------------------------- */
+typedef struct { float d; int32_t id; } pxa_pair;
+typedef struct { pxa_pair *a; int64_t n, cap; } pxa_heap;
+
+static inline int pxa_heap_reserve(pxa_heap *h, int64_t cap) {
+    if (cap <= h->cap) return 0;
+    int64_t nc = h->cap ? h->cap : 64;
+    while (nc < cap) nc *= 2;
+    pxa_pair *a = (pxa_pair *)realloc(h->a, (size_t)nc * sizeof(pxa_pair));
+    if (!a) return -1;
+    h->a = a; h->cap = nc;
+    return 0;
+}
+
+static inline void pxa_heap_free(pxa_heap *h) { free(h->a); h->a = NULL; h->n = h->cap = 0; }
+
+/* Max-heap: a[0] is the largest distance (the worst of a result set). */
+static inline int pxa_maxheap_push(pxa_heap *h, float d, int32_t id) {
+    if (h->n == h->cap && pxa_heap_reserve(h, h->n + 1) < 0) return -1;
+    int64_t i = h->n++;
+    while (i > 0) {
+        int64_t p = (i - 1) >> 1;
+        if (h->a[p].d >= d) break;
+        h->a[i] = h->a[p]; i = p;
+    }
+    h->a[i].d = d; h->a[i].id = id;
+    return 0;
+}
+
+static inline void pxa_maxheap_sift_down(pxa_heap *h, pxa_pair x) {
+    int64_t n = h->n, i = 0;
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h->a[c + 1].d > h->a[c].d) c++;
+        if (h->a[c].d <= x.d) break;
+        h->a[i] = h->a[c]; i = c;
+    }
+    h->a[i] = x;
+}
+
+static inline void pxa_maxheap_pop(pxa_heap *h) {
+    if (--h->n > 0) pxa_maxheap_sift_down(h, h->a[h->n]);
+}
+
+/* Replace the largest element (the heap must not be empty). */
+static inline void pxa_maxheap_replace_top(pxa_heap *h, float d, int32_t id) {
+    pxa_pair x; x.d = d; x.id = id;
+    pxa_maxheap_sift_down(h, x);
+}
+
+/* Min-heap: a[0] is the smallest distance (the next candidate to expand). */
+static inline int pxa_minheap_push(pxa_heap *h, float d, int32_t id) {
+    if (h->n == h->cap && pxa_heap_reserve(h, h->n + 1) < 0) return -1;
+    int64_t i = h->n++;
+    while (i > 0) {
+        int64_t p = (i - 1) >> 1;
+        if (h->a[p].d <= d) break;
+        h->a[i] = h->a[p]; i = p;
+    }
+    h->a[i].d = d; h->a[i].id = id;
+    return 0;
+}
+
+static inline void pxa_minheap_pop(pxa_heap *h) {
+    if (--h->n <= 0) return;
+    pxa_pair x = h->a[h->n];
+    int64_t n = h->n, i = 0;
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h->a[c + 1].d < h->a[c].d) c++;
+        if (h->a[c].d >= x.d) break;
+        h->a[i] = h->a[c]; i = c;
+    }
+    h->a[i] = x;
+}
+
+/* Empty a max-heap into out[0..n) in ascending order of distance. */
+static inline int64_t pxa_maxheap_drain_sorted(pxa_heap *h, pxa_pair *out) {
+    int64_t n = h->n;
+    for (int64_t i = n - 1; i >= 0; i--) { out[i] = h->a[0]; pxa_maxheap_pop(h); }
+    return n;
+}
+
+/* ---- per-search scratch --------------------------------------------------- */
+typedef struct {
+    uint16_t *vis;        /* vis[row] == epoch  <=>  row visited in this search */
+    int64_t vis_cap;
+    uint16_t epoch;
+    pxa_heap cand, top, tmp;
+    pxa_pair *work;       /* sort buffer of the neighbour heuristic */
+    int64_t work_cap;
+    int32_t *ids;         /* neighbour batch of one expansion */
+    int64_t ids_cap;
+    float *qbuf;          /* normalised copy of a cosine query */
+    int64_t qbuf_cap;
+} pxa_scratch;
+
+static inline pxa_scratch *pxa_scratch_new(void) { return (pxa_scratch *)calloc(1, sizeof(pxa_scratch)); }
+
+static inline void pxa_scratch_free(pxa_scratch *s) {
+    if (!s) return;
+    free(s->vis); pxa_heap_free(&s->cand); pxa_heap_free(&s->top); pxa_heap_free(&s->tmp);
+    free(s->work); free(s->ids); free(s->qbuf); free(s);
+}
+
+static inline int pxa_grow(void **p, int64_t *cap, int64_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    int64_t nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, (size_t)nc * elem);
+    if (!q) return -1;
+    *p = q; *cap = nc;
+    return 0;
+}
+
+static inline int pxa_scratch_work(pxa_scratch *s, int64_t need) {
+    return pxa_grow((void **)&s->work, &s->work_cap, need, sizeof(pxa_pair));
+}
+static inline int pxa_scratch_ids(pxa_scratch *s, int64_t need) {
+    return pxa_grow((void **)&s->ids, &s->ids_cap, need, sizeof(int32_t));
+}
+static inline int pxa_scratch_qbuf(pxa_scratch *s, int64_t need) {
+    return pxa_grow((void **)&s->qbuf, &s->qbuf_cap, need, sizeof(float));
+}
+
+/* Start a new search over n rows: a fresh epoch; the array is cleared only
+ * when it grows or the 16-bit epoch wraps (every 65535 searches). */
+static inline int pxa_visit_begin(pxa_scratch *s, int64_t n) {
+    if (n > s->vis_cap) {
+        int64_t nc = s->vis_cap ? s->vis_cap : 1024;
+        while (nc < n) nc *= 2;
+        uint16_t *v = (uint16_t *)realloc(s->vis, (size_t)nc * sizeof(uint16_t));
+        if (!v) return -1;
+        memset(v, 0, (size_t)nc * sizeof(uint16_t));
+        s->vis = v; s->vis_cap = nc; s->epoch = 0;
+    }
+    if (++s->epoch == 0) {
+        memset(s->vis, 0, (size_t)s->vis_cap * sizeof(uint16_t));
+        s->epoch = 1;
+    }
+    return 0;
+}
+
+/* ---- id -> row hash map ------------------------------------------------- */
+typedef struct { int64_t *keys; int32_t *rows; int64_t cap, n; } pxa_idmap; /* rows[i] < 0: empty slot */
+
+static inline uint64_t pxa_hash64(uint64_t x) {
+    x ^= x >> 33; x *= 0xFF51AFD7ED558CCDull; x ^= x >> 33; x *= 0xC4CEB9FE1A85EC53ull; x ^= x >> 33;
+    return x;
+}
+
+static inline void pxa_idmap_free(pxa_idmap *m) { free(m->keys); free(m->rows); memset(m, 0, sizeof(*m)); }
+
+static inline int32_t pxa_idmap_get(const pxa_idmap *m, int64_t key) {
+    if (!m->cap) return -1;
+    uint64_t mask = (uint64_t)m->cap - 1, i = pxa_hash64((uint64_t)key) & mask;
+    for (;;) {
+        int32_t r = m->rows[i];
+        if (r < 0) return -1;
+        if (m->keys[i] == key) return r;
+        i = (i + 1) & mask;
+    }
+}
+
+static inline void pxa_idmap_put_nogrow(pxa_idmap *m, int64_t key, int32_t row) {
+    uint64_t mask = (uint64_t)m->cap - 1, i = pxa_hash64((uint64_t)key) & mask;
+    for (;;) {
+        if (m->rows[i] < 0) { m->keys[i] = key; m->rows[i] = row; m->n++; return; }
+        if (m->keys[i] == key) { m->rows[i] = row; return; }
+        i = (i + 1) & mask;
+    }
+}
+
+/* Make room for `extra` more keys at a load factor of at most 1/2. */
+static inline int pxa_idmap_reserve(pxa_idmap *m, int64_t extra) {
+    int64_t need = (m->n + extra) * 2, nc = m->cap ? m->cap : 64;
+    if (need <= m->cap) return 0;
+    while (nc < need) nc *= 2;
+    pxa_idmap old = *m;
+    m->keys = (int64_t *)malloc((size_t)nc * sizeof(int64_t));
+    m->rows = (int32_t *)malloc((size_t)nc * sizeof(int32_t));
+    if (!m->keys || !m->rows) { free(m->keys); free(m->rows); *m = old; return -1; }
+    memset(m->rows, 0xff, (size_t)nc * sizeof(int32_t));
+    m->cap = nc; m->n = 0;
+    for (int64_t i = 0; i < old.cap; i++)
+        if (old.rows[i] >= 0) pxa_idmap_put_nogrow(m, old.keys[i], old.rows[i]);
+    free(old.keys); free(old.rows);
+    return 0;
+}
+
+/* Scale v (length d) to unit norm; returns 0 if its norm is 0 or not finite. */
+static inline int pxa_normalize(float *v, size_t d) {
+    double s = 0;
+    for (size_t i = 0; i < d; i++) s += (double)v[i] * v[i];
+    if (!(s > 0) || !isfinite(s)) return 0;
+    float inv = (float)(1.0 / sqrt(s));
+    for (size_t i = 0; i < d; i++) v[i] *= inv;
+    return 1;
+}
+#endif

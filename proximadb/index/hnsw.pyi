@@ -1,0 +1,70 @@
+"""Type stubs for the compiled proximadb.index.hnsw module."""
+
+import os
+
+import numpy as np
+import numpy.typing as npt
+
+METRICS: tuple[str, ...]
+MAGIC: bytes
+FORMAT_VERSION: int
+
+class HNSWIndex:
+    def __init__(
+        self,
+        dim: int,
+        metric: str = "l2",
+        M: int = 16,  # noqa: N803 - the HNSW paper's and hnswlib's name
+        ef_construction: int = 200,
+        seed: int = 0,
+        max_elements: int = 0,
+    ) -> None: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def M(self) -> int: ...  # noqa: N802
+    @property
+    def ef_construction(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def ef(self) -> int: ...
+    @ef.setter
+    def ef(self, value: int) -> None: ...
+    @property
+    def max_level(self) -> int: ...
+    @property
+    def n_rows(self) -> int: ...
+    @property
+    def n_deleted(self) -> int: ...
+    @property
+    def ids(self) -> npt.NDArray[np.int64]: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, id: int) -> bool: ...
+    def memory_usage(self) -> dict[str, int]: ...
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None: ...
+    def mark_deleted(self, id: int) -> None: ...
+    def search(
+        self,
+        query: npt.ArrayLike,
+        k: int = 10,
+        ef: int | None = None,
+        filter_ids: npt.ArrayLike | None = None,
+        exact: bool | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def search_batch(
+        self,
+        queries: npt.ArrayLike,
+        k: int = 10,
+        ef: int | None = None,
+        filter_ids: npt.ArrayLike | None = None,
+        exact: bool | None = None,
+        threads: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def save(self, path: str | os.PathLike[str]) -> None: ...
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HNSWIndex: ...
+
+def simd_level() -> int: ...

@@ -1,0 +1,287 @@
+"""The SDK's REST transport: :class:`~proximadb.sdk.transport.Transport` over HTTP/1.1 with ``http.client``.
+
+Writes and searches carry the client's versioned Avro payload frames
+(``Content-Type: application/avro``); a search asks ``Accept: application/avro``
+and returns the ``search_result`` frame as received. Everything else is JSON.
+
+Connections: a small pool of keep-alive ``HTTPConnection`` objects, so threads
+share the transport without serialising on one socket. An idle connection the
+server has closed is noticed before it is reused; a request that still fails
+on a reused connection is retried once on a fresh one, but only when it is
+idempotent (a write may have been applied before the connection dropped).
+
+Failures: the server's error envelope becomes the typed exception of its code
+(:func:`proximadb.errors.error_from_code`); connection refused/reset is
+``UnavailableError`` naming the URL; a socket timeout is ``RequestTimeoutError``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import select
+import threading
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import numpy as np
+
+from proximadb.errors import (
+    ERRORS_BY_CODE,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProximaDBError,
+    RequestTimeoutError,
+    UnavailableError,
+    ValidationError,
+    error_from_code,
+)
+
+JSON = "application/json"
+AVRO = "application/avro"
+MAX_IDLE_CONNECTIONS = 8
+
+# Errors that mean "the connection is gone", as opposed to a deadline or a bad response.
+_CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError)
+
+_STATUS_ERRORS: dict[int, type[ProximaDBError]] = {
+    400: ValidationError, 404: NotFoundError, 413: PayloadTooLargeError, 503: UnavailableError,
+    504: RequestTimeoutError,
+}
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+class RestTransport:
+    protocol = "rest"
+
+    def __init__(self, url: str = "http://127.0.0.1:5678", timeout: float = 30.0, api_key: str | None = None) -> None:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https"):
+            raise ValidationError(f"REST url must be http:// or https://, not {url!r}")
+        if not parts.hostname:
+            raise ValidationError(f"REST url has no host: {url!r}")
+        self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        self.timeout = timeout
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._headers = {"User-Agent": "proximadb-python"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ connections
+    def _new_connection(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        return cls(self._host, self._port, timeout=self.timeout)
+
+    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection and whether it was reused from the pool."""
+        with self._lock:
+            if self._closed:
+                raise UnavailableError(f"the REST transport to {self.url} is closed")
+            while self._idle:
+                conn = self._idle.pop()
+                if not _is_stale(conn):
+                    return conn, True
+                conn.close()
+        return self._new_connection(), False
+
+    def _give_back(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> RestTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ one request
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        payload: bytes | None = None,
+        accept: str = JSON,
+        idempotent: bool,
+    ) -> tuple[int, str, bytes]:
+        headers = dict(self._headers, Accept=accept)
+        body: bytes | None = None
+        if payload is not None:
+            body = payload
+            headers["Content-Type"] = AVRO
+        elif json_body is not None:
+            body = json.dumps(json_body, allow_nan=False).encode("utf-8")
+            headers["Content-Type"] = JSON
+        target = self._prefix + path
+        for attempt in (1, 2):
+            conn, reused = self._take()
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except TimeoutError as exc:
+                conn.close()
+                raise RequestTimeoutError(
+                    f"{method} {self.url}{path} timed out after {self.timeout:g}s: {exc}"
+                ) from None
+            except (*_CONNECTION_ERRORS, http.client.HTTPException, OSError) as exc:
+                conn.close()
+                if attempt == 1 and reused and idempotent and isinstance(exc, _CONNECTION_ERRORS):
+                    continue  # a keep-alive connection the server dropped: once more on a fresh one
+                raise UnavailableError(f"cannot reach ProximaDB at {self.url} ({method} {path}): {exc}") from None
+            if resp.will_close:
+                conn.close()
+            else:
+                self._give_back(conn)
+            return resp.status, resp.getheader("Content-Type", "") or "", data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call(self, method: str, path: str, *, json_body: Any = None, payload: bytes | None = None,
+              idempotent: bool) -> Any:
+        """A JSON-envelope call: the ``data`` of a success, the typed error otherwise."""
+        status, content_type, data = self._request(
+            method, path, json_body=json_body, payload=payload, idempotent=idempotent
+        )
+        return _unwrap(status, content_type, data)
+
+    @staticmethod
+    def _collection_path(collection: str, tail: str = "") -> str:
+        return f"/collections/{_segment(collection)}{tail}"
+
+    # ------------------------------------------------------------------ Transport
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health", idempotent=True)  # type: ignore[no-any-return]
+
+    def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/collections", json_body=body, idempotent=False)  # type: ignore[no-any-return]
+
+    def get_collection(self, collection: str) -> dict[str, Any]:
+        return self._call("GET", self._collection_path(collection), idempotent=True)  # type: ignore[no-any-return]
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/collections", idempotent=True)  # type: ignore[no-any-return]
+
+    def update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._call(  # type: ignore[no-any-return]
+            "PATCH", self._collection_path(collection), json_body=changes, idempotent=True
+        )
+
+    def delete_collection(self, collection: str) -> None:
+        self._call("DELETE", self._collection_path(collection), idempotent=False)
+
+    def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
+        return self._call(  # type: ignore[no-any-return]
+            "POST", self._collection_path(collection, "/vectors/batch"), payload=bytes(payload), idempotent=False
+        )
+
+    def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
+        return self._call(  # type: ignore[no-any-return]
+            "POST", self._collection_path(collection, "/vectors/delete"), payload=bytes(payload), idempotent=False
+        )
+
+    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
+        records = self._call(
+            "POST", self._collection_path(collection, "/vectors/get"),
+            json_body={"ids": list(ids), "include_vectors": include_vectors}, idempotent=True,
+        )
+        return [_with_array(r) for r in records]
+
+    def count(self, collection: str, filter_json: str | None) -> int:
+        if filter_json is None:
+            data = self._call("GET", self._collection_path(collection, "/vectors/count"), idempotent=True)
+        else:
+            query = urlencode({"filter": filter_json})
+            if len(query) > 4000:  # keep URLs short; the POST form takes any size
+                data = self._call("POST", self._collection_path(collection, "/vectors/count"),
+                                  json_body={"filter": filter_json}, idempotent=True)
+            else:
+                data = self._call("GET", self._collection_path(collection, f"/vectors/count?{query}"),
+                                  idempotent=True)
+        return int(data["count"])
+
+    def scroll(
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        body: dict[str, Any] = {"limit": limit, "include_vectors": include_vectors}
+        if cursor is not None:
+            body["cursor"] = cursor
+        if filter_json is not None:
+            body["filter"] = filter_json
+        data = self._call("POST", self._collection_path(collection, "/vectors/scroll"), json_body=body,
+                          idempotent=True)
+        return [_with_array(r) for r in data["records"]], data["next_cursor"]
+
+    def search_payload(self, collection: str, payload: bytes) -> bytes:
+        status, content_type, data = self._request(
+            "POST", self._collection_path(collection, "/search/batch"), payload=bytes(payload), accept=AVRO,
+            idempotent=True,
+        )
+        if status == 200 and content_type.split(";", 1)[0].strip().lower() == AVRO:
+            return data
+        _unwrap(status, content_type, data)  # raises the server's error
+        raise ProximaDBError(f"expected an application/avro search result from {self.url}, got {content_type!r}")
+
+
+def _is_stale(conn: http.client.HTTPConnection) -> bool:
+    """An idle keep-alive socket that is readable has been closed (or sent garbage): do not reuse it."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _unwrap(status: int, content_type: str, data: bytes) -> Any:
+    """The ``data`` of a successful envelope; otherwise raise the typed error it reports."""
+    envelope: Any = None
+    if content_type.split(";", 1)[0].strip().lower() == JSON:
+        try:
+            envelope = json.loads(data)
+        except ValueError:
+            envelope = None
+    if isinstance(envelope, dict) and "success" in envelope:
+        if envelope["success"] and status < 400:
+            return envelope.get("data")
+        error = envelope.get("error") or {}
+        code = str(error.get("code") or "")
+        message = str(error.get("message") or envelope.get("message") or f"HTTP {status}")
+        if code in ERRORS_BY_CODE:
+            raise error_from_code(code, message)
+        raise _STATUS_ERRORS.get(status, ProximaDBError)(f"{message} (HTTP {status}, code {code!r})")
+    snippet = data[:200].decode("utf-8", "replace")
+    raise _STATUS_ERRORS.get(status, ProximaDBError)(
+        f"unexpected HTTP {status} response ({content_type or 'no content type'}): {snippet}"
+    )
+
+
+def _with_array(record: dict[str, Any]) -> dict[str, Any]:
+    vector = record.get("vector")
+    if vector is not None:
+        record["vector"] = np.asarray(vector, dtype=np.float32)
+    return record
+
+
+__all__ = ["RestTransport"]

@@ -1,0 +1,55 @@
+"""What the SDK client needs from a protocol: the same calls over gRPC or REST.
+
+The client (proximadb/sdk/client.py) builds the Avro payloads and decodes the
+answers; a transport only moves them and maps failures to the typed errors of
+:mod:`proximadb.errors` (rebuilt from the server's stable error code with
+:func:`proximadb.errors.error_from_code`; a connection failure is
+``UnavailableError``, a deadline ``RequestTimeoutError``).
+
+Records returned by ``get_vectors`` and ``scroll`` are dicts
+``{"id", "metadata", "timestamp", "vector"?}`` with ``vector`` a float32 numpy
+array when asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Transport(Protocol):
+    protocol: str  # "grpc" or "rest"
+    url: str
+
+    def health(self) -> dict[str, Any]: ...
+
+    def create_collection(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def get_collection(self, collection: str) -> dict[str, Any]: ...
+
+    def list_collections(self) -> list[dict[str, Any]]: ...
+
+    def update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+
+    def delete_collection(self, collection: str) -> None: ...
+
+    def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
+        """A ``vector_insert`` payload frame; returns ``{"count", "ids"}``."""
+        ...
+
+    def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
+        """A ``vector_delete`` / ``vector_update`` payload frame; returns ``{"deleted", "updated"}``."""
+        ...
+
+    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]: ...
+
+    def count(self, collection: str, filter_json: str | None) -> int: ...
+
+    def scroll(
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    def search_payload(self, collection: str, payload: bytes) -> bytes:
+        """A ``vector_search`` payload frame in, a ``search_result`` payload frame out."""
+        ...
+
+    def close(self) -> None: ...

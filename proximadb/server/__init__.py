@@ -1,0 +1,1 @@
+"""The daemon: settings, logging and the gunicorn application that runs REST and gRPC."""

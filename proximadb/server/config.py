@@ -1,0 +1,142 @@
+"""Daemon settings: command-line flags > environment (``PROXIMADB_*``) > TOML file > defaults.
+
+The TOML file (``--config FILE`` or ``PROXIMADB_CONFIG``) holds the same keys
+as the flags, with underscores, at the top level::
+
+    data_dir = "/var/lib/proximadb"
+    host = "127.0.0.1"
+    rest_port = 5678
+    grpc_port = 5679
+    wal_strategy = "avro"         # avro | binary
+    wal_compression = "none"      # none | lz4
+    fsync = "always"              # always | interval:MS | never
+    memtable_type = "hash"        # hash | btree
+    flush_bytes = 268435456
+    log_level = "info"
+    max_request_bytes = 67108864
+
+An unknown key, or a value of the wrong type, stops the daemon with a message
+that names the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from proximadb.errors import ValidationError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "proximadb"
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    rest_port: int = 5678
+    grpc_port: int = 5679
+    wal_strategy: str = "avro"
+    wal_compression: str = "none"
+    fsync: str = "always"
+    memtable_type: str = "hash"
+    flush_bytes: int = 256 << 20
+    wal_segment_bytes: int = 64 << 20
+    log_level: str = "info"
+    log_format: str = "text"
+    max_request_bytes: int = 64 << 20
+    threads: int = 8
+    grpc_workers: int = 8
+
+    def storage_options(self) -> dict[str, Any]:
+        return {
+            "wal_strategy": self.wal_strategy,
+            "wal_compression": self.wal_compression,
+            "fsync": self.fsync,
+            "memtable_type": self.memtable_type,
+            "flush_bytes": self.flush_bytes,
+            "wal_segment_bytes": self.wal_segment_bytes,
+        }
+
+    def validate(self) -> ServerConfig:
+        choices = {
+            "wal_strategy": ("avro", "binary"),
+            "wal_compression": ("none", "lz4"),
+            "memtable_type": ("hash", "btree"),
+            "log_level": LOG_LEVELS,
+            "log_format": ("text", "json"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValidationError(f"{key} must be one of {', '.join(allowed)}, not {getattr(self, key)!r}")
+        if not re.fullmatch(r"always|never|interval:[1-9][0-9]*", self.fsync):
+            raise ValidationError(f"fsync must be always, never or interval:MS, not {self.fsync!r}")
+        for port_key in ("rest_port", "grpc_port"):
+            port = getattr(self, port_key)
+            if not 0 <= port <= 65535:
+                raise ValidationError(f"{port_key} must be between 0 and 65535, not {port}")
+        if self.rest_port == self.grpc_port and self.rest_port != 0:
+            raise ValidationError(f"rest_port and grpc_port are both {self.rest_port}; they must differ")
+        for positive in ("flush_bytes", "wal_segment_bytes", "max_request_bytes", "threads", "grpc_workers"):
+            if getattr(self, positive) < 1:
+                raise ValidationError(f"{positive} must be positive")
+        return self
+
+
+_TYPES = {f.name: f.type for f in fields(ServerConfig)}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    kind = _TYPES[key]
+    try:
+        if kind in ("int", int):
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind in ("Path", Path):
+            return Path(str(value)).expanduser()
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (TypeError, ValueError):
+        raise ValidationError(f"{source}: {key} has an invalid value {value!r}") from None
+
+
+def load_config(flags: dict[str, Any], environ: dict[str, str] | None = None) -> ServerConfig:
+    """Merge the sources; ``flags`` holds only the options given on the command line (None = not given)."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    config_file = flags.get("config") or environ.get("PROXIMADB_CONFIG")
+    if config_file:
+        path = Path(config_file).expanduser()
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValidationError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValidationError(f"config file {path} is not valid TOML: {exc}") from None
+        for key, value in raw.items():
+            if key not in _TYPES:
+                raise ValidationError(f"config file {path}: unknown setting {key!r}")
+            values[key] = _coerce(key, value, f"config file {path}")
+    for key in _TYPES:
+        env_value = environ.get(f"PROXIMADB_{key.upper()}")
+        if env_value is not None and env_value != "":
+            values[key] = _coerce(key, env_value, f"environment PROXIMADB_{key.upper()}")
+    for key, value in flags.items():
+        if key != "config" and value is not None:
+            values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    return ServerConfig(**values).validate()

@@ -1,0 +1,173 @@
+"""``proximadb serve``: REST (Falcon under gunicorn) and gRPC in one process over one data directory.
+
+gunicorn forks. Its master process only supervises; everything that owns
+state (the engine with its WAL and lock, the service, the gRPC server) is
+built in the single worker, in :meth:`DaemonApplication.load`, which gunicorn
+calls after the fork (``preload_app`` stays off), and torn down in the
+``worker_exit`` hook. The worker is gunicorn's threaded ``gthread`` worker,
+so REST requests run on a thread pool while gRPC has its own.
+
+Shutdown: SIGTERM (or SIGINT) to the master -> the worker stops accepting,
+finishes in-flight requests (graceful timeout), then ``worker_exit`` stops
+gRPC with a grace period and closes the engine (final WAL fsync) -> exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from proximadb.errors import ProximaDBError
+from proximadb.server.config import ServerConfig
+from proximadb.storage.engine import Engine
+from proximadb.storage.lockfile import DataDirLock
+
+log = logging.getLogger("proximadb.daemon")
+WORKER_BOOT_ERROR = 3
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Fail early, with a clear message, when a port is taken."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ProximaDBError(
+                f"cannot listen for {what} on {host}:{port}: {exc.strerror}; stop whatever uses the port "
+                f"or choose another with --{what.lower()}-port"
+            ) from None
+
+
+def check_data_dir_free(config: ServerConfig) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = DataDirLock(config.data_dir)
+    lock.acquire()  # raises DataDirLockedError naming the owner
+    lock.release()
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the worker owns: engine, service, gRPC server, the WSGI app."""
+
+    engine: Engine
+    service: Any
+    grpc_server: Any
+    grpc_port: int
+    app: Any
+
+    @classmethod
+    def start(cls, config: ServerConfig) -> Runtime:
+        from proximadb.api.grpc.server import build_server
+        from proximadb.api.rest.app import create_app
+        from proximadb.service.unified import Limits, UnifiedAvroService
+
+        started = time.monotonic()
+        engine = Engine.open(config.data_dir, **config.storage_options())
+        try:
+            service = UnifiedAvroService(
+                engine,
+                limits=Limits(max_request_bytes=config.max_request_bytes),
+                advertised={"rest_port": config.rest_port, "grpc_port": config.grpc_port},
+            )
+            grpc_server, grpc_port = build_server(
+                service,
+                config.host,
+                config.grpc_port,
+                max_message_bytes=config.max_request_bytes,
+                max_workers=config.grpc_workers,
+            )
+            service.advertised["grpc_port"] = grpc_port
+            grpc_server.start()
+            app = create_app(service)
+        except BaseException:
+            engine.close()
+            raise
+        log.info(
+            "data directory %s recovered and open (%d collection(s)) in %.2fs",
+            config.data_dir, len(engine.list_collections()), time.monotonic() - started,
+        )
+        return cls(engine, service, grpc_server, grpc_port, app)
+
+    def stop(self) -> None:
+        log.info("stopping: gRPC (5 s grace), then the engine")
+        self.grpc_server.stop(grace=5).wait()
+        self.engine.close()
+        log.info("stopped cleanly; WAL flushed and closed")
+
+
+class DaemonApplication(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.runtime: Runtime | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        c = self.config
+        settings: dict[str, Any] = {
+            "bind": [f"[{c.host}]:{c.rest_port}" if ":" in c.host else f"{c.host}:{c.rest_port}"],
+            "workers": 1,  # one process owns the data directory
+            "worker_class": "gthread",
+            "threads": c.threads,
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "keepalive": 30,
+            "loglevel": c.log_level,
+            "errorlog": "-",
+            "accesslog": None,
+            "proc_name": "proximadb",
+            "preload_app": False,
+            "post_worker_init": self._post_worker_init,
+            "worker_exit": self._worker_exit,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        """Runs in the worker, after the fork: recover the WAL, start gRPC, return the REST app."""
+        try:
+            self.runtime = Runtime.start(self.config)
+        except ProximaDBError as exc:
+            log.error("cannot start: %s", exc)
+            sys.exit(WORKER_BOOT_ERROR)
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            sys.exit(WORKER_BOOT_ERROR)
+        return self.runtime.app
+
+    def _post_worker_init(self, worker: Any) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
+        rest_port = worker.sockets[0].getsockname()[1] if worker.sockets else self.config.rest_port
+        runtime.service.advertised["rest_port"] = rest_port
+        log.info(
+            "ready: REST http://%s:%d  gRPC %s:%d  data %s  (pid %d)",
+            self.config.host, rest_port, self.config.host, runtime.grpc_port, self.config.data_dir, worker.pid,
+        )
+
+    def _worker_exit(self, server: Any, worker: Any) -> None:
+        if self.runtime is not None:
+            self.runtime.stop()
+            self.runtime = None
+
+
+def serve(config: ServerConfig) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; returns the exit code."""
+    check_data_dir_free(config)
+    check_port_free(config.host, config.rest_port, "REST")
+    check_port_free(config.host, config.grpc_port, "gRPC")
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s, beyond this machine: anyone who can reach it can read and write", config.host)
+    log.info("starting proximadb on data directory %s", config.data_dir)
+    DaemonApplication(config).run()
+    return 0

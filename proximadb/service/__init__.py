@@ -1,0 +1,1 @@
+"""The service layer: one UnifiedAvroService over the engine, shared by REST and gRPC."""

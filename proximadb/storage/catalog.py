@@ -1,0 +1,186 @@
+"""The catalog: every collection's settings, persisted as ``<data dir>/catalog.pxdb``.
+
+A checksummed JSON document of kind ``catalog`` (layout in docfile.py),
+replaced atomically on every change. Body::
+
+    {"format": 1, "collections": [<CollectionConfig.to_dict()>, ...]}
+
+A collection's files live under ``collections/<uuid>/``: the user-chosen name
+is only ever a key in this document, never part of a path, so no name can
+reach outside the data directory.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid as uuidlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proximadb.errors import CorruptionError, ValidationError
+from proximadb.storage.docfile import read_doc, write_doc
+
+CATALOG_NAME = "catalog.pxdb"
+CATALOG_FORMAT = 1
+NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+METRICS = ("cosine", "euclidean", "dot_product")
+ALGORITHMS = ("flat", "hnsw", "ivf")
+MAX_DIMENSION = 65536
+MAX_DESCRIPTION = 4096
+
+# index_params accepted per algorithm: name -> (type, min, max)
+INDEX_PARAMS: dict[str, dict[str, tuple[type, int, int]]] = {
+    "flat": {},
+    "hnsw": {"M": (int, 2, 128), "ef_construction": (int, 4, 4096), "ef": (int, 1, 65536), "seed": (int, 0, 2**31)},
+    "ivf": {"nlist": (int, 1, 1 << 20), "nprobe": (int, 1, 1 << 20), "seed": (int, 0, 2**31)},
+}
+
+
+def validate_name(name: object) -> str:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or set(name) == {"."}:
+        raise ValidationError(
+            f"invalid collection name {name!r}: use 1-255 characters from A-Z a-z 0-9 _ . - (not only dots)"
+        )
+    return name
+
+
+def _int_in(field_name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{field_name} must be an integer, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValidationError(f"{field_name} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def validate_index_params(algorithm: str, params: object) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ValidationError("index_params must be an object")
+    allowed = INDEX_PARAMS[algorithm]
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise ValidationError(f"index_params.{key} is not a parameter of {algorithm} (accepted: {known})")
+        _, lo, hi = allowed[key]
+        out[key] = _int_in(f"index_params.{key}", value, lo, hi)
+    return out
+
+
+@dataclass(slots=True)
+class CollectionConfig:
+    name: str
+    dimension: int
+    distance_metric: str = "cosine"
+    indexing_algorithm: str = "flat"
+    index_params: dict[str, Any] = field(default_factory=dict)
+    filterable_metadata_fields: list[str] = field(default_factory=list)
+    description: str | None = None
+    uuid: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    schema_version: int = 1
+
+    @classmethod
+    def new(
+        cls,
+        name: object,
+        dimension: object,
+        distance_metric: object = "cosine",
+        indexing_algorithm: object = "flat",
+        index_params: object = None,
+        filterable_metadata_fields: object = None,
+        description: object = None,
+    ) -> CollectionConfig:
+        now = time.time()
+        cfg = cls(
+            name=validate_name(name),
+            dimension=_int_in("dimension", dimension, 1, MAX_DIMENSION),
+            distance_metric=_choice("distance_metric", distance_metric, METRICS),
+            indexing_algorithm=_choice("indexing_algorithm", indexing_algorithm, ALGORITHMS),
+            uuid=str(uuidlib.uuid4()),
+            created_at=now,
+            updated_at=now,
+        )
+        cfg.index_params = validate_index_params(cfg.indexing_algorithm, index_params)
+        cfg.filterable_metadata_fields = _fields(filterable_metadata_fields)
+        cfg.description = _description(description)
+        return cfg
+
+    def updated(self, changes: dict[str, Any]) -> CollectionConfig:
+        """A copy with ``changes`` applied; dimension and metric cannot change."""
+        data = self.to_dict()
+        for key, value in changes.items():
+            if key in ("dimension", "distance_metric", "name", "uuid", "created_at", "updated_at"):
+                if value != data.get(key):
+                    raise ValidationError(f"{key} of an existing collection cannot be changed")
+            elif key == "indexing_algorithm":
+                data[key] = _choice(key, value, ALGORITHMS)
+            elif key == "index_params":
+                data[key] = value
+            elif key == "filterable_metadata_fields":
+                data[key] = _fields(value)
+            elif key == "description":
+                data[key] = _description(value)
+            else:
+                raise ValidationError(f"unknown collection field {key!r}")
+        data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"])
+        data["updated_at"] = time.time()
+        return CollectionConfig(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValidationError(f"{field_name} must be one of {', '.join(choices)}, not {value!r}")
+    return str(value)
+
+
+def _fields(value: object) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValidationError("filterable_metadata_fields must be a list of non-empty strings")
+    return list(value)
+
+
+def _description(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
+        raise ValidationError(f"description must be a string of at most {MAX_DESCRIPTION} characters")
+    return value
+
+
+class Catalog:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / CATALOG_NAME
+        self.collections: dict[str, CollectionConfig] = {}  # by uuid
+        if self.path.exists():
+            body = read_doc(self.path, "catalog")
+            if body.get("format") != CATALOG_FORMAT:
+                raise CorruptionError(f"{self.path}: catalog format {body.get('format')} is not supported")
+            for raw in body["collections"]:
+                cfg = CollectionConfig(**raw)
+                self.collections[cfg.uuid] = cfg
+
+    def save(self) -> None:
+        write_doc(
+            self.path,
+            "catalog",
+            {"format": CATALOG_FORMAT, "collections": [c.to_dict() for c in self.collections.values()]},
+        )
+
+    def find(self, name_or_uuid: str) -> CollectionConfig | None:
+        cfg = self.collections.get(name_or_uuid)
+        if cfg is not None:
+            return cfg
+        for cfg in self.collections.values():
+            if cfg.name == name_or_uuid:
+                return cfg
+        return None

@@ -1,0 +1,578 @@
+"""One collection: its WAL, memtable and segments, and every read and write on them.
+
+Files under ``collections/<uuid>/``: ``MANIFEST`` (manifest.py), ``wal/``
+(wal.py) and ``segments/`` (segment.py).
+
+Write path: validate -> (under the collection lock) check ids, hand the frame
+to the WAL, apply to the memtable -> (outside the lock) wait until the frame
+is as durable as the fsync policy promises -> acknowledge. Concurrent writers
+therefore share fsyncs (group commit). A write is visible to searches as soon
+as it is applied; it is acknowledged only once durable.
+
+Invariant: every id is live in at most one place (the memtable or one
+segment row). An upsert or metadata update of a segment row marks that row
+deleted and puts the new version in the memtable, so segments stay immutable.
+
+Recovery: load the manifest, drop what it does not name (a flush that died
+before its manifest swap), load the segments, replay WAL frames after the
+checkpoint through the same ``_apply`` the live path uses.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from proximadb.codec.avro_batch import decode_vector_batch
+from proximadb.codec.framing import decode_frame
+from proximadb.codec.payload import encode_insert
+from proximadb.errors import (
+    EngineClosedError,
+    MalformedPayloadError,
+    PayloadTooLargeError,
+    UnknownOperationError,
+    ValidationError,
+    VectorExistsError,
+    VectorNotFoundError,
+)
+from proximadb.filters import Filter, compile_filter
+from proximadb.index import distance
+from proximadb.storage.catalog import CollectionConfig
+from proximadb.storage.manifest import Manifest, SegmentRef
+from proximadb.storage.memtable import Memtable
+from proximadb.storage.operations import DeleteOp, InsertOp, Metadata, MetadataPatch, Operation, UpdateOp
+from proximadb.storage.segment import Segment, SegmentData, segment_dir_name, write_segment
+from proximadb.storage.validation import (
+    check_finite,
+    check_ids,
+    check_k,
+    check_metadata,
+    check_nonzero,
+    query_matrix,
+)
+from proximadb.storage.wal import WriteAheadLog
+
+log = logging.getLogger("proximadb.collection")
+
+KERNEL_METRIC = {"euclidean": "l2", "cosine": "cosine", "dot_product": "dot"}
+
+
+@dataclass(slots=True)
+class StorageOptions:
+    """Engine-wide storage settings (the daemon fills them from flags, env and config)."""
+
+    wal_strategy: str = "avro"
+    wal_compression: str = "none"
+    fsync: str = "always"
+    memtable_type: str = "hash"
+    flush_bytes: int = 256 << 20
+    wal_segment_bytes: int = 64 << 20
+    verify_segments: bool = True
+    max_batch: int = 100_000
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Collection:
+    def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
+        self.config = config
+        self.directory = directory
+        self.options = options
+        self.dim = config.dimension
+        self._metric = KERNEL_METRIC[config.distance_metric]
+        self._lock = threading.RLock()
+        self.memtable = self._new_memtable()
+        self.segments: list[Segment] = []
+        self.manifest = Manifest()
+        self.wal: WriteAheadLog | None = None
+        self.last_flush_error: str | None = None
+
+    # ------------------------------------------------------------------ open/close
+    def _new_memtable(self) -> Memtable:
+        rows = min(self.options.flush_bytes // (4 * self.dim) + 1, 4_000_000)
+        return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16))
+
+    @classmethod
+    def open(cls, config: CollectionConfig, directory: Path, options: StorageOptions) -> Collection:
+        self = cls(config, directory, options)
+        (directory / "segments").mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest.load(directory)
+        self._remove_orphan_segments()
+        for ref in self.manifest.segments:
+            seg = Segment(
+                directory / "segments" / segment_dir_name(ref.id),
+                deletes_generation=ref.deletes_generation,
+                verify=options.verify_segments,
+            )
+            seg.remove_stale_bitmaps()
+            self.segments.append(seg)
+        self.wal = WriteAheadLog.open(
+            directory / "wal",
+            strategy=options.wal_strategy,
+            compression=options.wal_compression,
+            fsync=options.fsync,
+            segment_bytes=options.wal_segment_bytes,
+        )
+        started = time.monotonic()
+        replayed = 0
+        for _seq, op in self.wal.replay(after_seq=self.manifest.checkpoint_seq):
+            self._apply(op)
+            replayed += 1
+        if replayed:
+            log.info(
+                "collection %s: replayed %d WAL operations after checkpoint %d in %.2fs (%d rows in memtable)",
+                config.name, replayed, self.manifest.checkpoint_seq, time.monotonic() - started,
+                self.memtable.live_count,
+            )
+        return self
+
+    def _remove_orphan_segments(self) -> None:
+        named = {segment_dir_name(ref.id) for ref in self.manifest.segments}
+        for path in (self.directory / "segments").iterdir():
+            if path.name not in named:
+                log.warning("collection %s: removing %s, not in the manifest (interrupted flush?)",
+                            self.config.name, path)
+                shutil.rmtree(path, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.wal is not None:
+                self.wal.close()
+                self.wal = None
+
+    @property
+    def _wal(self) -> WriteAheadLog:
+        if self.wal is None:
+            raise EngineClosedError(f"collection {self.config.name} is closed")
+        return self.wal
+
+    # ------------------------------------------------------------------ writes
+    def insert(
+        self,
+        records: Sequence[dict[str, Any]] | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        vectors: Any = None,
+        metadata: Sequence[Metadata | None] | None = None,
+        upsert: bool = False,
+    ) -> list[str]:
+        """Insert a batch (all or nothing); an existing id is an error unless ``upsert``."""
+        payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadata, upsert=upsert)
+        return self.insert_payload(payload)
+
+    def upsert(self, records: Sequence[dict[str, Any]] | None = None, **kwargs: Any) -> list[str]:
+        return self.insert(records, upsert=True, **kwargs)
+
+    def insert_payload(self, payload: bytes | bytearray | memoryview) -> list[str]:
+        """Apply a versioned ``vector_insert`` payload exactly as a client sent it."""
+        _version, op_type, datum = decode_frame(payload)
+        if op_type != "vector_insert":
+            raise UnknownOperationError(f"expected a vector_insert payload, got {op_type!r}")
+        batch = decode_vector_batch(datum, expected_dim=self.dim)
+        op = batch.to_insert_op()
+        return self._write_insert(op, bytes(payload))
+
+    def _write_insert(self, op: InsertOp, payload: bytes | None) -> list[str]:
+        n = len(op.ids)
+        if n > self.options.max_batch:
+            raise PayloadTooLargeError(f"batch of {n} records exceeds the limit of {self.options.max_batch}")
+        if op.vectors.shape != (n, self.dim):
+            raise MalformedPayloadError(f"batch holds {op.vectors.shape[0]} vectors for {n} ids")
+        check_ids(op.ids)
+        check_finite(op.vectors, op.ids)
+        if self._metric == "cosine":
+            check_nonzero(op.vectors, op.ids)
+        for i, md in enumerate(op.metadata):
+            if md:
+                check_metadata(md, f"record {i} (id {op.ids[i]!r})")
+        if n and not op.timestamps.all():
+            # Stamp server time where the client sent 0. The client's payload is still
+            # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
+            op.timestamps = np.where(op.timestamps == 0, now_us(), op.timestamps).astype(np.int64)
+        if n == 0:
+            return []
+        with self._lock:
+            if not op.upsert:
+                existing = self._existing(op.ids)
+                if existing:
+                    shown = ", ".join(repr(i) for i in existing[:5])
+                    more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+                    raise VectorExistsError(
+                        f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to replace them"
+                    )
+            seq = self._wal.write(op, payload)
+            self._apply(op)
+            self._maybe_flush()
+        self._wal.wait_durable(seq)
+        return list(op.ids)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete the given ids; returns how many existed. Unknown ids are ignored."""
+        ids = check_ids(list(ids), allow_duplicates=True)
+        with self._lock:
+            present = list(dict.fromkeys(i for i in ids if self._locate(i) is not None))
+            if not present:
+                return 0
+            seq = self._log_and_apply(DeleteOp(present))
+        self._wal.wait_durable(seq)
+        return len(present)
+
+    def delete_where(self, filter_spec: dict[str, Any] | str) -> int:
+        """Delete every live row whose metadata matches the filter; returns the count."""
+        flt = compile_filter(filter_spec)
+        if flt is None:
+            raise ValidationError("delete by filter needs a non-empty filter")
+        with self._lock:
+            matched = [rec_id for rec_id, md in self._iter_live_metadata() if flt.matches(md)]
+            if not matched:
+                return 0
+            seq = self._log_and_apply(DeleteOp(matched))
+        self._wal.wait_durable(seq)
+        return len(matched)
+
+    def update_metadata(self, id_: str, metadata: Metadata, *, replace: bool = False) -> dict[str, Any]:
+        """Merge (or with ``replace``, swap) a record's metadata; a None value removes a key on merge."""
+        check_ids([id_])
+        check_metadata(metadata, f"id {id_!r}")
+        with self._lock:
+            if self._locate(id_) is None:
+                raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.config.name}")
+            seq = self._log_and_apply(UpdateOp([MetadataPatch(id_, dict(metadata), replace)], now_us()))
+            record = self._record(id_, include_vector=False)
+        self._wal.wait_durable(seq)
+        assert record is not None
+        return record
+
+    def _log_and_apply(self, op: Operation) -> int:
+        seq = self._wal.write(op, None)
+        self._apply(op)
+        self._maybe_flush()
+        return seq
+
+    # ------------------------------------------------------------------ apply (live and replay)
+    def _apply(self, op: Operation) -> None:
+        if isinstance(op, InsertOp):
+            self._apply_insert(op)
+        elif isinstance(op, DeleteOp):
+            for id_ in op.ids:
+                self._remove(id_)
+        elif isinstance(op, UpdateOp):
+            for patch in op.updates:
+                self._apply_patch(patch, op.timestamp)
+        else:  # pragma: no cover - the WAL decodes only the three kinds
+            raise TypeError(f"unknown operation {op!r}")
+
+    def _apply_insert(self, op: InsertOp) -> None:
+        vectors = op.vectors
+        if self._metric == "cosine":
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+        if self.segments:
+            wanted = set(op.ids)
+            for seg in self.segments:  # an id lives in one place at most: memtable or one segment
+                for id_ in seg.id_to_row.keys() & wanted:
+                    seg.delete_row(seg.id_to_row[id_])
+        self.memtable.put_batch(list(op.ids), vectors, list(op.metadata), op.timestamps)
+
+    def _apply_patch(self, patch: MetadataPatch, timestamp: int) -> None:
+        where = self._locate(patch.id)
+        if where is None:
+            return  # deleted after the update was logged: nothing to change
+        source, row = where
+        old = source.metadata[row] if isinstance(source, Segment) else self.memtable.metadata_of(row)
+        if patch.replace:
+            new = dict(patch.metadata)
+        else:
+            new = dict(old)
+            for key, value in patch.metadata.items():
+                if value is None:
+                    new.pop(key, None)
+                else:
+                    new[key] = value
+        if isinstance(source, Segment):
+            vector = np.array(source.vectors[row : row + 1], dtype=np.float32)
+            ts = np.array([timestamp or source.timestamps[row]], dtype=np.int64)
+            source.delete_row(row)
+            self.memtable.put_batch([patch.id], vector, [new], ts)
+        else:
+            self.memtable.set_metadata(patch.id, new)
+
+    def _remove(self, id_: str) -> None:
+        if not self.memtable.delete(id_):
+            self._remove_from_segments(id_)
+
+    def _remove_from_segments(self, id_: str) -> None:
+        for seg in self.segments:
+            row = seg.id_to_row.get(id_)
+            if row is not None:
+                seg.delete_row(row)
+                return
+
+    def _existing(self, ids: Sequence[str]) -> list[str]:
+        """The ids of ``ids`` that are live, in their order (set operations, no per-id Python)."""
+        found = self.memtable.id_keys() & ids
+        for seg in self.segments:
+            found |= seg.id_to_row.keys() & ids
+        return [i for i in ids if i in found] if found else []
+
+    def _locate(self, id_: str) -> tuple[Memtable | Segment, int] | None:
+        row = self.memtable.row_of(id_)
+        if row is not None:
+            return self.memtable, row
+        for seg in self.segments:
+            row = seg.id_to_row.get(id_)
+            if row is not None:
+                return seg, row
+        return None
+
+    # ------------------------------------------------------------------ flush
+    def _maybe_flush(self) -> None:
+        if self.memtable.approx_bytes < self.options.flush_bytes:
+            return
+        try:
+            self._flush_locked()
+        except OSError as exc:
+            # The write that triggered this is already logged and applied; the
+            # memtable keeps the rows and the next write tries again.
+            self.last_flush_error = str(exc)
+            log.error("collection %s: flush failed, will retry: %s", self.config.name, exc)
+
+    def flush(self) -> None:
+        """Seal the memtable into a segment and checkpoint the WAL."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        started = time.monotonic()
+        seq = self._wal.last_seq
+        new_segments: list[Segment] = []
+        rows = self.memtable.live_rows()
+        if len(rows):
+            ids, vectors, metadata, timestamps = self.memtable.columns(rows)
+            seg_id = self.manifest.next_segment_id
+            path = write_segment(
+                self.directory / "segments",
+                seg_id,
+                SegmentData(ids, vectors, metadata, timestamps),
+                {"created_at": time.time(), "max_seq": seq, "metric": self.config.distance_metric},
+            )
+            new_segments.append(Segment(path, verify=False))
+            self.manifest.next_segment_id = seg_id + 1
+        keep = [s for s in self.segments if s.live_count > 0]
+        for seg in keep:
+            seg.persist_deletions()
+        manifest = Manifest(
+            checkpoint_seq=seq,
+            next_segment_id=self.manifest.next_segment_id,
+            segments=[SegmentRef(s.id, s.deletes_generation) for s in keep + new_segments],
+        )
+        manifest.save(self.directory)
+        dropped = [s for s in self.segments if s.live_count == 0]
+        self.manifest = manifest
+        self.segments = keep + new_segments
+        self.memtable = self._new_memtable()
+        self._wal.checkpoint(seq)
+        for seg in keep:
+            seg.remove_stale_bitmaps()
+        for seg in dropped:
+            shutil.rmtree(seg.path, ignore_errors=True)
+        self.last_flush_error = None
+        log.info(
+            "collection %s: flushed %d rows into segment(s) %s at seq %d in %.2fs; %d live segment(s)",
+            self.config.name, len(rows), [s.id for s in new_segments] or "none", seq,
+            time.monotonic() - started, len(self.segments),
+        )
+
+    # ------------------------------------------------------------------ reads
+    def _record(self, id_: str, include_vector: bool = True) -> dict[str, Any] | None:
+        where = self._locate(id_)
+        if where is None:
+            return None
+        source, row = where
+        rec = source.record(row)
+        if not include_vector:
+            rec.pop("vector")
+        return rec
+
+    def get(self, id_: str, *, include_vector: bool = True) -> dict[str, Any] | None:
+        with self._lock:
+            return self._record(id_, include_vector)
+
+    def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
+        """The records that exist, in the order asked (missing ids are left out)."""
+        with self._lock:
+            found = (self._record(i, include_vectors) for i in ids)
+            return [r for r in found if r is not None]
+
+    def count(self, filter_spec: dict[str, Any] | str | None = None) -> int:
+        flt = compile_filter(filter_spec)
+        with self._lock:
+            if flt is None:
+                return self.memtable.live_count + sum(s.live_count for s in self.segments)
+            return sum(1 for _, md in self._iter_live_metadata() if flt.matches(md))
+
+    def _iter_live_metadata(self) -> Iterator[tuple[str, Metadata]]:
+        for seg in self.segments:
+            for row in np.flatnonzero(seg.deleted == 0):
+                yield seg.ids[row], seg.metadata[row]
+        snap = self.memtable.snapshot()
+        for row in np.flatnonzero(snap.alive):
+            yield snap.ids[row], snap.metadata[row]
+
+    def scroll(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        filter_spec: dict[str, Any] | str | None = None,
+        include_vectors: bool = False,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Records in ascending id order after ``cursor``; returns (page, next cursor or None)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
+        flt = compile_filter(filter_spec)
+        page: list[dict[str, Any]] = []
+        with self._lock:
+            streams = [self._segment_ids_after(seg, cursor) for seg in self.segments]
+            streams.append(self.memtable.live_ids_sorted(cursor))
+            for id_ in heapq.merge(*streams):
+                rec = self._record(id_, include_vectors)
+                if rec is None or (flt is not None and not flt.matches(rec["metadata"])):
+                    continue
+                page.append(rec)
+                if len(page) == limit:
+                    return page, id_
+        return page, None
+
+    @staticmethod
+    def _segment_ids_after(seg: Segment, cursor: str | None) -> Iterator[str]:
+        start = bisect.bisect_right(seg.ids, cursor) if cursor is not None else 0
+        deleted = seg.deleted
+        for row in range(start, seg.rows):
+            if not deleted[row]:
+                yield seg.ids[row]
+
+    # ------------------------------------------------------------------ search
+    def search(self, vector: Any, k: int = 10, **kwargs: Any) -> list[dict[str, Any]]:
+        return self.search_batch([vector] if np.ndim(vector) == 1 else vector, k, **kwargs)[0]
+
+    def search_batch(
+        self,
+        vectors: Any,
+        k: int = 10,
+        *,
+        filter_spec: dict[str, Any] | str | None = None,
+        include_vectors: bool = False,
+        include_metadata: bool = True,
+        exact: bool | None = None,
+        ef: int | None = None,
+        nprobe: int | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """Top-k per query over memtable + segments, best first; filters apply inside the scan."""
+        check_k(k)
+        queries = query_matrix(vectors, self.dim)
+        if self._metric == "cosine":
+            check_nonzero(queries, [f"query {i}" for i in range(len(queries))])
+            queries = distance.normalize_rows(queries)
+        flt = compile_filter(filter_spec)
+        with self._lock:  # a snapshot; the scan itself runs without the lock, GIL released
+            snap = self.memtable.snapshot()
+            sources: list[tuple[np.ndarray, np.ndarray, Any]] = [
+                (seg.vectors, (seg.deleted == 0).view(np.uint8), seg) for seg in self.segments
+            ]
+        sources.append((snap.vectors[: snap.rows], snap.alive, snap))
+        m = len(queries)
+        cand_d = []
+        cand_src = []
+        cand_row = []
+        for s_idx, (base, alive, owner) in enumerate(sources):
+            if base.shape[0] == 0:
+                continue
+            mask = alive if flt is None else (alive & self._filter_mask(flt, owner.metadata, base.shape[0]))
+            idx, dist = self._topk(queries, base, k, mask)
+            cand_d.append(dist)
+            cand_row.append(idx)
+            cand_src.append(np.full(idx.shape, s_idx, dtype=np.int32))
+        if not cand_d:
+            return [[] for _ in range(m)]
+        all_d = np.concatenate(cand_d, axis=1)
+        all_row = np.concatenate(cand_row, axis=1)
+        all_src = np.concatenate(cand_src, axis=1)
+        order = np.argsort(all_d, axis=1, kind="stable")[:, :k]
+        results = []
+        for qi in range(m):
+            hits = []
+            for j in order[qi]:
+                row = int(all_row[qi, j])
+                if row < 0:
+                    break
+                _, _, owner = sources[int(all_src[qi, j])]
+                hits.append(self._hit(owner, row, float(all_d[qi, j]), include_vectors, include_metadata))
+            results.append(hits)
+        return results
+
+    def _topk(self, queries: np.ndarray, base: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(m, k) rows and distances, padded with -1 / inf. A thread team costs more than one query."""
+        if len(queries) >= 4:
+            return distance.topk_batch(queries, base, k, self._metric, mask=mask)
+        idx = np.full((len(queries), k), -1, dtype=np.int64)
+        dist = np.full((len(queries), k), np.inf, dtype=np.float32)
+        for qi, q in enumerate(queries):
+            rows, d = distance.topk(q, base, k, self._metric, mask=mask)
+            idx[qi, : len(rows)] = rows
+            dist[qi, : len(rows)] = d
+        return idx, dist
+
+    @staticmethod
+    def _filter_mask(flt: Filter, metadata: list[Metadata], rows: int) -> np.ndarray:
+        return flt.mask(metadata[:rows]).view(np.uint8)
+
+    def _hit(self, owner: Any, row: int, raw: float, with_vector: bool, with_metadata: bool) -> dict[str, Any]:
+        if self._metric == "l2":
+            dist = float(np.sqrt(max(raw, 0.0)))
+            score = 1.0 / (1.0 + dist)
+        elif self._metric == "cosine":
+            dist = raw
+            score = 1.0 - raw
+        else:  # dot: the kernel returns the negated inner product
+            dist = raw
+            score = -raw
+        hit: dict[str, Any] = {"id": owner.ids[row], "score": score, "distance": dist}
+        if with_metadata:
+            hit["metadata"] = owner.metadata[row]
+        if with_vector:
+            hit["vector"] = np.array(owner.vectors[row], dtype=np.float32)
+        return hit
+
+    # ------------------------------------------------------------------ info
+    def wal_stats(self) -> dict[str, Any]:
+        wal = self.wal
+        return asdict(wal.stats()) if wal is not None else {}
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            wal = self.wal
+            return {
+                "name": self.config.name,
+                "uuid": self.config.uuid,
+                "vectors": self.memtable.live_count + sum(s.live_count for s in self.segments),
+                "memtable_rows": self.memtable.live_count,
+                "memtable_bytes": self.memtable.approx_bytes,
+                "segments": len(self.segments),
+                "segment_rows": sum(s.rows for s in self.segments),
+                "checkpoint_seq": self.manifest.checkpoint_seq,
+                "wal_last_seq": wal.last_seq if wal else None,
+                "last_flush_error": self.last_flush_error,
+            }

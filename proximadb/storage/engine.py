@@ -1,0 +1,189 @@
+"""The engine: one data directory, its catalog and its collections, in-process.
+
+Layout of a data directory::
+
+    LOCK                  flock held by the owning process (lockfile.py)
+    catalog.pxdb          every collection's settings (catalog.py)
+    collections/<uuid>/   one collection's MANIFEST, wal/ and segments/ (collection.py)
+
+The service layer (REST and gRPC) calls this API; so does in-process use::
+
+    with Engine.open("./data") as engine:
+        engine.create_collection("docs", dimension=128, distance_metric="euclidean")
+        docs = engine.collection("docs")
+        docs.insert(ids=["a", "b"], vectors=matrix)
+        hits = docs.search(matrix[0], k=5)
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from proximadb.errors import CollectionExistsError, CollectionNotFoundError, EngineClosedError, ValidationError
+from proximadb.storage.catalog import Catalog, CollectionConfig
+from proximadb.storage.collection import Collection, StorageOptions
+from proximadb.storage.lockfile import DataDirLock
+from proximadb.storage.memtable import MEMTABLE_TYPES
+
+log = logging.getLogger("proximadb.engine")
+
+
+class Engine:
+    def __init__(self, data_dir: Path, options: StorageOptions) -> None:
+        self.data_dir = data_dir
+        self.options = options
+        self._lock = threading.RLock()
+        self._dir_lock = DataDirLock(data_dir)
+        self._collections: dict[str, Collection] = {}  # by uuid
+        self.catalog: Catalog | None = None
+
+    @classmethod
+    def open(cls, data_dir: str | Path, **options: Any) -> Engine:
+        """Open (creating if needed) a data directory; replays every collection's WAL.
+
+        Options are the fields of :class:`StorageOptions` (wal_strategy, wal_compression,
+        fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, max_batch).
+        """
+        known = {f.name for f in fields(StorageOptions)}
+        unknown = set(options) - known
+        if unknown:
+            raise ValidationError(f"unknown engine option(s): {', '.join(sorted(unknown))}")
+        opts = StorageOptions(**options)
+        if opts.memtable_type not in MEMTABLE_TYPES:
+            raise ValidationError(f"memtable_type must be one of {', '.join(MEMTABLE_TYPES)}")
+        path = Path(data_dir).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        engine = cls(path, opts)
+        engine._dir_lock.acquire()
+        try:
+            engine._load()
+        except BaseException:
+            engine._close_collections()
+            engine._dir_lock.release()
+            raise
+        return engine
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        self.catalog = Catalog(self.data_dir)
+        root = self.data_dir / "collections"
+        root.mkdir(exist_ok=True)
+        for path in root.iterdir():
+            if path.name not in self.catalog.collections:
+                log.warning("removing %s: no collection in the catalog owns it (interrupted delete?)", path)
+                shutil.rmtree(path, ignore_errors=True)
+        for uuid, cfg in self.catalog.collections.items():
+            self._collections[uuid] = Collection.open(cfg, root / uuid, self.options)
+        log.info(
+            "opened data directory %s: %d collection(s) in %.2fs",
+            self.data_dir, len(self._collections), time.monotonic() - started,
+        )
+
+    # ------------------------------------------------------------------ collections
+    @property
+    def _catalog(self) -> Catalog:
+        if self.catalog is None:
+            raise EngineClosedError(f"the engine for {self.data_dir} is closed")
+        return self.catalog
+
+    def create_collection(self, name: str, dimension: int, **settings: Any) -> dict[str, Any]:
+        cfg = CollectionConfig.new(name, dimension, **settings)
+        with self._lock:
+            catalog = self._catalog
+            if catalog.find(cfg.name) is not None:
+                raise CollectionExistsError(f"collection {cfg.name!r} already exists")
+            directory = self.data_dir / "collections" / cfg.uuid
+            collection = Collection.open(cfg, directory, self.options)
+            catalog.collections[cfg.uuid] = cfg
+            try:
+                catalog.save()
+            except BaseException:
+                del catalog.collections[cfg.uuid]
+                collection.close()
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+            self._collections[cfg.uuid] = collection
+            log.info("created collection %s (%s): dimension %d, %s, %s", cfg.name, cfg.uuid, cfg.dimension,
+                     cfg.distance_metric, cfg.indexing_algorithm)
+            return cfg.to_dict()
+
+    def _config(self, name_or_uuid: str) -> CollectionConfig:
+        cfg = self._catalog.find(name_or_uuid)
+        if cfg is None:
+            raise CollectionNotFoundError(f"collection {name_or_uuid!r} does not exist")
+        return cfg
+
+    def get_collection(self, name_or_uuid: str) -> dict[str, Any]:
+        with self._lock:
+            cfg = self._config(name_or_uuid)
+            info = cfg.to_dict()
+            info["vector_count"] = self._collections[cfg.uuid].count()
+            return info
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self.get_collection(uuid) for uuid in self._catalog.collections]
+
+    def update_collection(self, name_or_uuid: str, **changes: Any) -> dict[str, Any]:
+        with self._lock:
+            old = self._config(name_or_uuid)
+            new = old.updated(changes)
+            catalog = self._catalog
+            catalog.collections[old.uuid] = new
+            try:
+                catalog.save()
+            except BaseException:
+                catalog.collections[old.uuid] = old
+                raise
+            self._collections[old.uuid].config = new
+            return new.to_dict()
+
+    def delete_collection(self, name_or_uuid: str) -> None:
+        with self._lock:
+            cfg = self._config(name_or_uuid)
+            catalog = self._catalog
+            del catalog.collections[cfg.uuid]
+            try:
+                catalog.save()  # from here on the collection is gone, even after a crash
+            except BaseException:
+                catalog.collections[cfg.uuid] = cfg
+                raise
+            collection = self._collections.pop(cfg.uuid)
+            collection.close()
+            shutil.rmtree(collection.directory, ignore_errors=True)
+            log.info("deleted collection %s (%s)", cfg.name, cfg.uuid)
+
+    def collection(self, name_or_uuid: str) -> Collection:
+        with self._lock:
+            return self._collections[self._config(name_or_uuid).uuid]
+
+    # ------------------------------------------------------------------ lifecycle
+    def flush_all(self) -> None:
+        for collection in list(self._collections.values()):
+            collection.flush()
+
+    def _close_collections(self) -> None:
+        for collection in self._collections.values():
+            collection.close()
+        self._collections.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.catalog is None:
+                return
+            self._close_collections()
+            self.catalog = None
+            self._dir_lock.release()
+            log.info("closed data directory %s", self.data_dir)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

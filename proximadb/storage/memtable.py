@@ -1,0 +1,180 @@
+"""The memtable: fresh rows of one collection, searchable at once.
+
+Rows live in one contiguous float32 matrix that grows geometrically; rows are
+only ever appended, so a search may keep a reference to the matrix and the
+row count of the moment without holding a lock (see :meth:`Memtable.snapshot`).
+A replaced or deleted row is marked dead in ``alive`` and dropped from the id
+map; the flush writes only live rows.
+
+Two id maps: ``hash`` (a dict, the fast default) and ``btree`` (a sorted map:
+ids stay ordered, so scrolling the memtable in id order needs no sort).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sortedcontainers import SortedDict
+
+from proximadb.errors import ValidationError
+from proximadb.storage.operations import Metadata
+
+MEMTABLE_TYPES = ("hash", "btree")
+_ROW_OVERHEAD = 96  # bytes of bookkeeping per row, beyond the vector and the id
+
+
+@dataclass(slots=True)
+class MemtableSnapshot:
+    """A consistent read view: rows [0, n) of ``vectors`` with ``alive`` copied."""
+
+    vectors: np.ndarray
+    alive: np.ndarray  # uint8 (n,)
+    ids: list[str]
+    metadata: list[Metadata]
+    timestamps: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return int(self.alive.shape[0])
+
+
+class Memtable:
+    def __init__(self, dim: int, kind: str = "hash", initial_rows: int = 1024) -> None:
+        """``initial_rows``: capacity to reserve; the engine passes what fits under its flush
+        threshold, so rows are never copied. np.empty only reserves address space: pages
+        become resident as rows are written."""
+        if kind not in MEMTABLE_TYPES:
+            raise ValidationError(f"memtable type must be one of {', '.join(MEMTABLE_TYPES)}, not {kind!r}")
+        self.dim = dim
+        self.kind = kind
+        self._vectors = np.empty((initial_rows, dim), dtype=np.float32)
+        self._timestamps = np.empty(initial_rows, dtype=np.int64)
+        self._alive = np.zeros(initial_rows, dtype=np.uint8)
+        self._ids: list[str] = []
+        self._metadata: list[Metadata] = []
+        self._index: dict[str, int] | SortedDict = SortedDict() if kind == "btree" else {}
+        self._bytes = 0
+
+    # -- size ---------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        """Rows written, dead ones included."""
+        return len(self._ids)
+
+    @property
+    def live_count(self) -> int:
+        return len(self._index)
+
+    @property
+    def approx_bytes(self) -> int:
+        """What flushing cares about: vectors, ids and bookkeeping of every row written."""
+        return self._bytes
+
+    # -- writes -------------------------------------------------------------
+    def _reserve(self, extra: int) -> None:
+        need = len(self._ids) + extra
+        cap = self._vectors.shape[0]
+        if need <= cap:
+            return
+        new_cap = max(need, cap + cap // 2, 1024)
+        vectors = np.empty((new_cap, self.dim), dtype=np.float32)
+        vectors[:cap] = self._vectors
+        timestamps = np.empty(new_cap, dtype=np.int64)
+        timestamps[:cap] = self._timestamps
+        alive = np.zeros(new_cap, dtype=np.uint8)
+        alive[:cap] = self._alive
+        # Readers holding the old arrays keep a valid (older) view.
+        self._vectors, self._timestamps, self._alive = vectors, timestamps, alive
+
+    def put_batch(
+        self, ids: list[str], vectors: np.ndarray, metadata: list[Metadata], timestamps: np.ndarray
+    ) -> None:
+        """Append rows; an id already in the memtable has its old row marked dead."""
+        n = len(ids)
+        if n == 0:
+            return
+        self._reserve(n)
+        start = len(self._ids)
+        self._vectors[start : start + n] = vectors
+        self._timestamps[start : start + n] = timestamps
+        self._alive[start : start + n] = 1
+        index = self._index
+        replaced = index.keys() & ids if index else ()
+        for id_ in replaced:
+            self._alive[index[id_]] = 0
+        index.update(zip(ids, range(start, start + n), strict=True))
+        self._bytes += sum(map(len, ids)) + n * _ROW_OVERHEAD
+        self._ids.extend(ids)
+        self._metadata.extend(metadata)
+        self._bytes += n * self.dim * 4
+
+    def delete(self, id_: str) -> bool:
+        row = self._index.pop(id_, None)
+        if row is None:
+            return False
+        self._alive[row] = 0
+        return True
+
+    def set_metadata(self, id_: str, metadata: Metadata) -> bool:
+        row = self._index.get(id_)
+        if row is None:
+            return False
+        self._metadata[row] = metadata  # replaced, never mutated: snapshots stay consistent
+        return True
+
+    # -- reads --------------------------------------------------------------
+    def __contains__(self, id_: str) -> bool:
+        return id_ in self._index
+
+    def id_keys(self):  # type: ignore[no-untyped-def]
+        """A set-like view of the live ids."""
+        return self._index.keys()
+
+    def row_of(self, id_: str) -> int | None:
+        return self._index.get(id_)
+
+    def record(self, row: int) -> dict[str, Any]:
+        return {
+            "id": self._ids[row],
+            "vector": self._vectors[row].copy(),
+            "metadata": self._metadata[row],
+            "timestamp": int(self._timestamps[row]),
+        }
+
+    def metadata_of(self, row: int) -> Metadata:
+        return self._metadata[row]
+
+    def snapshot(self) -> MemtableSnapshot:
+        n = len(self._ids)
+        return MemtableSnapshot(
+            vectors=self._vectors,
+            alive=self._alive[:n].copy(),
+            ids=self._ids,
+            metadata=self._metadata,
+            timestamps=self._timestamps,
+        )
+
+    def live_ids_sorted(self, after: str | None = None) -> Iterator[str]:
+        """Live ids in ascending order, starting after ``after``."""
+        if isinstance(self._index, SortedDict):
+            keys = self._index.irange(minimum=after, inclusive=(False, False)) if after else self._index
+            yield from keys
+        else:
+            keys = sorted(k for k in self._index if after is None or k > after)
+            yield from keys
+
+    def live_rows(self) -> np.ndarray:
+        """Row numbers of live rows, in id order (the order a flushed segment keeps)."""
+        if isinstance(self._index, SortedDict):
+            return np.fromiter(self._index.values(), dtype=np.int64, count=len(self._index))
+        order = sorted(self._index.items())
+        return np.fromiter((row for _, row in order), dtype=np.int64, count=len(order))
+
+    def columns(self, rows: np.ndarray) -> tuple[list[str], np.ndarray, list[Metadata], np.ndarray]:
+        """ids, vectors, metadata and timestamps of the given rows (for a flush)."""
+        ids = [self._ids[r] for r in rows]
+        metadata = [self._metadata[r] for r in rows]
+        return ids, self._vectors[rows], metadata, self._timestamps[rows]

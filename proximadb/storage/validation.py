@@ -1,0 +1,114 @@
+"""Input rules every write passes before anything is logged.
+
+A rejected write raises a typed error whose message names the record (by
+index and id) and the rule it broke; nothing is written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
+from proximadb.storage.operations import Metadata
+
+MAX_ID_BYTES = 1024
+MAX_METADATA_KEY_BYTES = 256
+MAX_K = 10_000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_ids(ids: Sequence[object], *, allow_duplicates: bool = False) -> list[str]:
+    ids = list(ids)
+    # Fast path for the common case: all strings of 1..MAX_ID_BYTES/4 characters (<= MAX_ID_BYTES in UTF-8).
+    if ids and all(isinstance(i, str) for i in ids):
+        lengths = list(map(len, ids))
+        if min(lengths) > 0 and max(lengths) <= MAX_ID_BYTES // 4 and (allow_duplicates or len(set(ids)) == len(ids)):
+            return ids  # type: ignore[return-value]
+    seen: set[str] = set()
+    for i, id_ in enumerate(ids):
+        if not isinstance(id_, str):
+            raise ValidationError(f"record {i}: id must be a string, not {type(id_).__name__}")
+        size = len(id_.encode("utf-8", "surrogatepass"))
+        if size == 0 or size > MAX_ID_BYTES:
+            raise ValidationError(f"record {i}: id must be 1 to {MAX_ID_BYTES} bytes of UTF-8, got {size}")
+        if not allow_duplicates:
+            if id_ in seen:
+                raise ValidationError(f"record {i}: id {id_!r} appears more than once in this batch")
+            seen.add(id_)
+    return ids  # type: ignore[return-value]
+
+
+def check_finite(vectors: np.ndarray, ids: Sequence[str]) -> None:
+    if vectors.size and not np.isfinite(vectors).all():
+        bad_row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+        bad_col = int(np.flatnonzero(~np.isfinite(vectors[bad_row]))[0])
+        raise InvalidVectorError(
+            f"record {bad_row} (id {ids[bad_row]!r}): component {bad_col} is {vectors[bad_row, bad_col]}; "
+            "vectors must be finite (no NaN or infinity)"
+        )
+
+
+def check_nonzero(vectors: np.ndarray, ids: Sequence[str]) -> None:
+    """Cosine collections cannot store a vector without a direction."""
+    if vectors.size == 0:
+        return
+    zero = ~np.any(vectors, axis=1)
+    if zero.any():
+        row = int(np.flatnonzero(zero)[0])
+        raise InvalidVectorError(
+            f"record {row} (id {ids[row]!r}): an all-zero vector has no direction under the cosine metric"
+        )
+
+
+def check_metadata(metadata: object, where: str) -> Metadata:
+    """The metadata value union: null, boolean, long, double, string, array<string>."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ValidationError(f"{where}: metadata must be an object, not {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or len(key.encode("utf-8", "surrogatepass")) > MAX_METADATA_KEY_BYTES:
+            raise ValidationError(f"{where}: metadata keys must be strings of 1 to {MAX_METADATA_KEY_BYTES} bytes")
+        if value is None or isinstance(value, bool | str):
+            continue
+        if isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise ValidationError(f"{where}: metadata.{key} = {value} does not fit in a 64-bit integer")
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValidationError(f"{where}: metadata.{key} must be finite, not {value}")
+            continue
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            continue
+        raise ValidationError(
+            f"{where}: metadata.{key} has type {type(value).__name__}; allowed are null, boolean, "
+            "integer, float, string and list of strings"
+        )
+    return metadata
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ValidationError(f"k must be an integer from 1 to {MAX_K}, not {k!r}")
+    return k
+
+
+def query_matrix(vectors: object, dim: int) -> np.ndarray:
+    """Queries as a (m, dim) float32 C-contiguous matrix, checked."""
+    try:
+        q = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValidationError("query vector must be a list of numbers") from None
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[0] == 0:
+        raise ValidationError("query must be a vector or a non-empty list of vectors")
+    if q.shape[1] != dim:
+        raise DimensionMismatchError(f"query has dimension {q.shape[1]}, the collection has {dim}")
+    if not np.isfinite(q).all():
+        raise InvalidVectorError("query vector must be finite (no NaN or infinity)")
+    return np.ascontiguousarray(q)

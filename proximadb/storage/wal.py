@@ -1,0 +1,629 @@
+"""The write-ahead log of one collection: segment files, group commit, recovery.
+
+Byte layout of files and frames: ``wal_io.pyx``; frame bodies: ``wal_codec.py``.
+
+Invariants the code keeps:
+
+* Seqs are consecutive across the whole log; file ``wal-<N>.log`` holds seqs
+  ``N .. next_file_first_seq - 1`` and every file but the last holds at least
+  one frame. Only the last (active) file is written.
+* Only the active file can hold data that is not yet durable: rotation makes
+  the old file durable before the new one is used, so one fdatasync of the
+  active file covers every frame written so far.
+* A new file's header is made durable, and the directory fsynced, before the
+  file receives frames; a checkpoint creates the new file before it deletes
+  old ones, so the first surviving file always carries the next seq.
+* Any failed write or fsync stops the log (fail-stop): after an fsync error the
+  kernel may have dropped the dirty pages, so nothing written since can be
+  trusted as durable. Every later call raises StorageError until a restart,
+  whose recovery sees what really reached the disk.
+
+Recovery: :meth:`WriteAheadLog.open` repairs the tail of the last file (a frame
+cut short or failing its checksum, with no valid frame after it, is cut and
+logged); anything else is refused with CorruptionError naming file and offset:
+a bad frame followed by a valid one, a bad frame or header in an earlier file,
+a seq gap. :meth:`replay` verifies every file it reads the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lz4.block
+
+from proximadb.errors import CorruptionError, EngineClosedError, StorageError
+from proximadb.storage import wal_codec, wal_io
+from proximadb.storage.fsync_policy import FsyncPolicy
+from proximadb.storage.operations import Operation
+
+log = logging.getLogger("proximadb.wal")
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+FILE_NAME = re.compile(r"^wal-(\d{20})\.log$")
+_SCAN_REASON = {wal_io.SCAN_TRUNCATED: "frame cut short", wal_io.SCAN_BAD_CRC: "checksum mismatch"}
+
+
+def segment_name(first_seq: int) -> str:
+    return f"wal-{first_seq:020d}.log"
+
+
+def _fdatasync(fd: int) -> None:
+    """os.fdatasync (releases the GIL); a module function so tests can inject failures."""
+    os.fdatasync(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class WalStats:
+    bytes_written: int
+    frames_written: int
+    fsync_count: int
+    fsync_seconds: float
+    rotations: int
+    last_seq: int
+    durable_seq: int
+
+
+@dataclass(slots=True)
+class _Segment:
+    path: Path
+    first_seq: int
+    strategy: int
+    size: int = 0  # bytes, header included (known for the active file only)
+    frames: int = 0  # frames in the active file
+    fd: int = -1
+    pins: int = 0  # syncs in flight on fd
+    retired: bool = False
+
+
+class WriteAheadLog:
+    """Append-only, checksummed log of operations for one collection.
+
+    Use :meth:`open`; consume :meth:`replay` before the first write. ``write`` /
+    ``append`` / ``wait_durable`` are thread-safe.
+    """
+
+    def __init__(self, directory: Path, strategy: int, compress: bool, policy: FsyncPolicy,
+                 segment_bytes: int) -> None:
+        self._dir = directory
+        self._strategy = strategy
+        self._compress = compress
+        self._policy = policy
+        self._segment_bytes = segment_bytes
+        self._segments: list[_Segment] = []
+        self._active: _Segment | None = None
+        self._last_seq = 0
+        self._write_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        # guarded by _cond
+        self._written_seq = 0
+        self._durable_seq = 0
+        self._syncing = False
+        self._failure: str | None = None
+        self._closed = False
+        self._fsync_count = 0
+        self._fsync_seconds = 0.0
+        # guarded by _write_lock
+        self._bytes_written = 0
+        self._frames_written = 0
+        self._rotations = 0
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+
+    # ------------------------------------------------------------ open / recovery
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], *, strategy: str = "avro", compression: str = "none",
+             fsync: str | FsyncPolicy = "always", segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> WriteAheadLog:
+        """Open (creating if needed) the WAL in ``directory``, repairing a torn tail.
+
+        Raises CorruptionError for damage that is not a torn tail, StorageError on I/O errors.
+        """
+        if compression not in ("none", "lz4"):
+            raise ValueError(f"unknown WAL compression {compression!r} (known: none, lz4)")
+        if segment_bytes < 1:
+            raise ValueError("segment_bytes must be positive")
+        wal = cls(Path(directory), wal_codec.strategy_code(strategy), compression == "lz4",
+                  FsyncPolicy.parse(fsync), segment_bytes)
+        try:
+            wal._recover()
+        except OSError as exc:
+            wal._close_fds()
+            raise StorageError(f"cannot open WAL in {directory}: {exc}") from exc
+        except BaseException:
+            wal._close_fds()
+            raise
+        if wal._policy.mode == "interval":
+            wal._syncer = threading.Thread(target=wal._interval_loop, name=f"wal-sync:{wal._dir.name}",
+                                           daemon=True)
+            wal._syncer.start()
+        return wal
+
+    def _recover(self) -> None:
+        if not self._dir.is_dir():
+            self._dir.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(self._dir.parent)
+        found = sorted(
+            (int(m.group(1)), self._dir / name)
+            for name in os.listdir(self._dir)
+            if (m := FILE_NAME.match(name))
+        )
+        for first_seq, path in found[:-1]:
+            self._segments.append(_Segment(path, first_seq, self._read_header(path, first_seq)))
+        if found:
+            first_seq, path = found[-1]
+            active = self._recover_last(path, first_seq)
+            self._segments.append(active)
+            self._last_seq = active.first_seq + active.frames - 1
+            active.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            self._active = active
+            # What replay hands to the engine must be on disk before newer writes are acknowledged.
+            self._timed_sync(active.fd)
+            if active.strategy != self._strategy:
+                if active.frames:
+                    self._rotate_locked()
+                else:
+                    self._rewrite_header(active)
+        else:
+            self._active = self._create_segment(1)
+            self._segments.append(self._active)
+        self._written_seq = self._durable_seq = self._last_seq
+        log.info("WAL %s open: %d file(s), last seq %d, strategy %s, fsync %s",
+                 self._dir, len(self._segments), self._last_seq,
+                 wal_codec.STRATEGY_NAMES[self._strategy], self._policy)
+
+    def _read_header(self, path: Path, first_seq: int) -> int:
+        with open(path, "rb") as f:
+            head = f.read(wal_io.FILE_HEADER_SIZE)
+        return self._check_header(path, head, first_seq)
+
+    @staticmethod
+    def _check_header(path: Path, data: bytes | memoryview, first_seq: int) -> int:
+        try:
+            _version, strategy, _flags, header_seq = wal_io.decode_file_header(data)
+        except ValueError as exc:
+            raise CorruptionError(f"WAL file {path}: offset 0: bad file header: {exc}") from None
+        if header_seq != first_seq:
+            raise CorruptionError(f"WAL file {path}: offset 0: header says first seq {header_seq}, "
+                                  f"the file name says {first_seq}")
+        if strategy not in wal_codec.STRATEGY_NAMES:
+            raise CorruptionError(f"WAL file {path}: offset 0: unknown strategy code {strategy}")
+        return int(strategy)
+
+    def _recover_last(self, path: Path, first_seq: int) -> _Segment:
+        data = path.read_bytes()
+        if len(data) <= wal_io.FILE_HEADER_SIZE:
+            try:
+                strategy = self._check_header(path, data, first_seq)
+            except CorruptionError as exc:
+                # A crash while the file was being created: nothing was ever written to it.
+                log.warning("WAL file %s: torn file header (%d bytes), rewriting it: %s", path, len(data), exc)
+                seg = _Segment(path, first_seq, self._strategy)
+                self._rewrite_header(seg)
+                return seg
+            return _Segment(path, first_seq, strategy, size=len(data))
+        strategy = self._check_header(path, data, first_seq)
+        frames, stop, status = wal_io.scan_frames(data, wal_io.FILE_HEADER_SIZE)
+        self._check_seqs(path, frames, first_seq)
+        if status != wal_io.SCAN_CLEAN:
+            last_good = first_seq + len(frames) - 1
+            later = wal_io.find_next_valid_frame(data, stop + 1, last_good + 1)
+            if later >= 0:
+                raise CorruptionError(
+                    f"WAL file {path}: offset {stop}: damaged frame ({_SCAN_REASON[status]}) after seq "
+                    f"{last_good} is followed by a valid frame at offset {later}; refusing to skip it")
+            log.warning("WAL file %s: cutting torn tail at offset %d (%s): %d bytes removed, last seq %d",
+                        path, stop, _SCAN_REASON[status], len(data) - stop, last_good)
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.ftruncate(fd, stop)
+                _fdatasync(fd)
+            finally:
+                os.close(fd)
+        return _Segment(path, first_seq, strategy, size=stop, frames=len(frames))
+
+    @staticmethod
+    def _check_seqs(path: Path, frames: list[tuple[int, ...]], first_seq: int) -> None:
+        for i, frame in enumerate(frames):
+            if frame[1] != first_seq + i:
+                raise CorruptionError(f"WAL file {path}: offset {frame[0]}: seq gap: expected seq "
+                                      f"{first_seq + i}, found {frame[1]}")
+
+    # ------------------------------------------------------------ files
+
+    def _create_segment(self, first_seq: int) -> _Segment:
+        path = self._dir / segment_name(first_seq)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            self._write_all(fd, wal_io.encode_file_header(self._strategy, 0, first_seq))
+            self._timed_sync(fd)
+            _fsync_dir(self._dir)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _Segment(path, first_seq, self._strategy, size=wal_io.FILE_HEADER_SIZE, fd=fd)
+
+    def _rewrite_header(self, seg: _Segment) -> None:
+        """Give a file without frames a fresh header of the configured strategy."""
+        fd = os.open(seg.path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            self._write_all(fd, wal_io.encode_file_header(self._strategy, 0, seg.first_seq))
+            self._timed_sync(fd)
+        finally:
+            os.close(fd)
+        seg.strategy = self._strategy
+        seg.size = wal_io.FILE_HEADER_SIZE
+        seg.frames = 0
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    def _timed_sync(self, fd: int) -> None:
+        start = time.perf_counter()
+        _fdatasync(fd)
+        with self._cond:
+            self._fsync_count += 1
+            self._fsync_seconds += time.perf_counter() - start
+
+    def _close_fds(self) -> None:
+        for seg in self._segments:
+            if seg.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(seg.fd)
+                seg.fd = -1
+        if self._active is not None and self._active.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._active.fd)
+            self._active.fd = -1
+
+    # ------------------------------------------------------------ replay
+
+    def replay(self, after_seq: int = 0) -> Iterator[tuple[int, Operation]]:
+        """Yield ``(seq, op)`` for every logged operation with seq > ``after_seq``, in order.
+
+        Files whose frames are all <= after_seq are not read. Raises
+        CorruptionError (file and offset) on damage; must be consumed before the
+        first write.
+        """
+        segments = list(self._segments)
+        end_seq = self._last_seq
+        for i, seg in enumerate(segments):
+            is_last = i == len(segments) - 1
+            seg_last = end_seq if is_last else segments[i + 1].first_seq - 1
+            if seg_last <= after_seq:
+                continue
+            yield from self._replay_file(seg, seg_last, after_seq, seg.size if is_last else -1)
+
+    def _replay_file(self, seg: _Segment, seg_last: int, after_seq: int,
+                     size: int) -> Iterator[tuple[int, Operation]]:
+        path = seg.path
+        try:
+            with open(path, "rb") as f:
+                data = f.read() if size < 0 else f.read(size)
+        except OSError as exc:
+            raise StorageError(f"cannot read WAL file {path}: {exc}") from exc
+        strategy = self._check_header(path, data[: wal_io.FILE_HEADER_SIZE], seg.first_seq)
+        frames, stop, status = wal_io.scan_frames(data, wal_io.FILE_HEADER_SIZE)
+        self._check_seqs(path, frames, seg.first_seq)
+        if status != wal_io.SCAN_CLEAN:
+            raise CorruptionError(f"WAL file {path}: offset {stop}: damaged frame ({_SCAN_REASON[status]}) "
+                                  f"after seq {seg.first_seq + len(frames) - 1}")
+        found_last = seg.first_seq + len(frames) - 1
+        if found_last != seg_last:
+            raise CorruptionError(f"WAL file {path}: offset {stop}: seq gap: the file ends at seq {found_last} "
+                                  f"but the log continues at seq {seg_last + 1}")
+        view = memoryview(data)
+        for offset, seq, op_code, flags, schema_version, raw_len, body_offset, body_len in frames:
+            if seq <= after_seq:
+                continue
+            body = view[body_offset : body_offset + body_len]
+            try:
+                op = self._decode_frame(strategy, op_code, flags, schema_version, raw_len, body)
+            except CorruptionError:
+                raise
+            except Exception as exc:  # a checksummed frame that does not decode: refuse, never skip
+                raise CorruptionError(f"WAL file {path}: offset {offset}: frame seq {seq} does not decode: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+            yield seq, op
+
+    @staticmethod
+    def _decode_frame(strategy: int, op_code: int, flags: int, schema_version: int, raw_len: int,
+                      body: memoryview) -> Operation:
+        if flags & ~wal_io.KNOWN_FLAGS:
+            raise ValueError(f"unknown frame flags 0x{flags:02x}")
+        if flags & wal_io.FLAG_LZ4:
+            raw: Any = lz4.block.decompress(body, uncompressed_size=raw_len)
+            if len(raw) != raw_len:
+                raise ValueError(f"LZ4 body inflates to {len(raw)} bytes, header says {raw_len}")
+        else:
+            if raw_len != len(body):
+                raise ValueError(f"raw length {raw_len} != body length {len(body)} for an uncompressed frame")
+            raw = body
+        return wal_codec.decode(strategy, op_code, schema_version, flags, raw)
+
+    # ------------------------------------------------------------ write path
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last frame handed to the OS (0 for an empty log)."""
+        return self._last_seq
+
+    @property
+    def durable_seq(self) -> int:
+        """Every frame up to this seq is known to be on disk."""
+        return self._durable_seq
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
+    def strategy(self) -> str:
+        return wal_codec.STRATEGY_NAMES[self._strategy]
+
+    @property
+    def fsync_policy(self) -> FsyncPolicy:
+        return self._policy
+
+    def write(self, op: Operation, payload: bytes | memoryview | None = None) -> int:
+        """Log ``op`` (avro strategy: store ``payload`` as-is when given); returns its seq.
+
+        The frame is handed to the OS, not yet durable: see :meth:`wait_durable`.
+        """
+        enc = wal_codec.encode(self._strategy, op, payload)
+        parts: list[Any] = enc.parts
+        flags = enc.flags
+        raw_len = sum(memoryview(p).nbytes for p in parts)
+        if self._compress and raw_len > 64:
+            joined = b"".join(parts)
+            packed = lz4.block.compress(joined, store_size=False)
+            if len(packed) < raw_len:
+                parts = [packed]
+                flags |= wal_io.FLAG_LZ4
+        with self._write_lock:
+            self._check_writable()
+            seg = self._active
+            assert seg is not None
+            if seg.frames and seg.size >= self._segment_bytes:
+                self._rotate_locked()
+                seg = self._active
+                assert seg is not None
+            seq = self._last_seq + 1
+            try:
+                n = wal_io.write_frame(seg.fd, seq, enc.op_code, flags, enc.schema_version, raw_len, parts)
+            except OSError as exc:
+                raise self._fail(f"write of seq {seq} to {seg.path} failed: {exc}") from exc
+            self._last_seq = seq
+            seg.size += n
+            seg.frames += 1
+            self._bytes_written += n
+            self._frames_written += 1
+            with self._cond:
+                self._written_seq = seq
+        return seq
+
+    def wait_durable(self, seq: int) -> None:
+        """Return once frame ``seq`` is as durable as the fsync policy promises.
+
+        ``always``: after an fdatasync that began after the frame was written;
+        concurrent callers share one fdatasync (group commit). ``interval`` and
+        ``never``: at once. Raises StorageError when the log has failed.
+        """
+        if self._policy.mode != "always":
+            if self._failure is not None:
+                raise StorageError(self._failure)
+            return
+        self._wait_synced(seq)
+
+    def append(self, op: Operation, payload: bytes | memoryview | None = None) -> int:
+        """:meth:`write` then :meth:`wait_durable`; returns the seq."""
+        seq = self.write(op, payload)
+        self.wait_durable(seq)
+        return seq
+
+    def sync(self) -> None:
+        """Make every frame written so far durable, whatever the policy."""
+        with self._cond:
+            target = self._written_seq
+        self._wait_synced(target)
+
+    def _wait_synced(self, seq: int) -> None:
+        with self._cond:
+            while self._durable_seq < seq:
+                if self._failure is not None:
+                    raise StorageError(self._failure)
+                if self._syncing:
+                    self._cond.wait()
+                else:
+                    self._sync_round_locked()
+
+    def _sync_round_locked(self) -> None:
+        """One fdatasync of the active file covering every frame written so far.
+
+        Called with ``_cond`` held and no round in flight; releases it during the
+        fdatasync. Raises StorageError (and stops the log) when the sync fails.
+        """
+        seg = self._active
+        assert seg is not None
+        target = self._written_seq
+        self._syncing = True
+        seg.pins += 1
+        self._cond.release()
+        error: OSError | None = None
+        start = time.perf_counter()
+        try:
+            _fdatasync(seg.fd)
+        except OSError as exc:
+            error = exc
+        finally:
+            elapsed = time.perf_counter() - start
+            self._cond.acquire()
+            seg.pins -= 1
+            if seg.retired and seg.pins == 0 and seg.fd >= 0:
+                os.close(seg.fd)
+                seg.fd = -1
+            self._syncing = False
+            self._fsync_count += 1
+            self._fsync_seconds += elapsed
+            if error is None:
+                self._durable_seq = max(self._durable_seq, target)
+            self._cond.notify_all()
+        if error is not None:
+            raise self._fail_locked(f"fdatasync of {seg.path} failed: {error}") from error
+
+    def _interval_loop(self) -> None:
+        interval = self._policy.interval_ms / 1000.0
+        while not self._stop.wait(interval):
+            with self._cond:
+                if self._failure is not None or self._closed:
+                    return
+                if self._durable_seq >= self._written_seq or self._syncing:
+                    continue
+                try:
+                    self._sync_round_locked()
+                except StorageError as exc:
+                    log.error("WAL %s: background sync failed, log stopped: %s", self._dir, exc)
+                    return
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise EngineClosedError(f"WAL {self._dir} is closed")
+        if self._failure is not None:
+            raise StorageError(self._failure)
+
+    def _fail(self, reason: str) -> StorageError:
+        with self._cond:
+            return self._fail_locked(reason)
+
+    def _fail_locked(self, reason: str) -> StorageError:
+        if self._failure is None:
+            self._failure = (f"WAL {self._dir} stopped after an I/O error and refuses further writes "
+                             f"until restart: {reason}")
+            log.error("%s", self._failure)
+            self._cond.notify_all()
+        return StorageError(self._failure)
+
+    # ------------------------------------------------------------ rotation / checkpoint
+
+    def rotate(self) -> None:
+        """Start a new segment file (no-op when the active file holds no frame)."""
+        with self._write_lock:
+            self._check_writable()
+            self._rotate_locked()
+
+    def _rotate_locked(self) -> None:
+        old = self._active
+        assert old is not None
+        if old.frames == 0:
+            return
+        with self._cond:
+            while self._syncing:
+                self._cond.wait()
+            if self._failure is not None:
+                raise StorageError(self._failure)
+            if self._durable_seq < self._written_seq:
+                self._sync_round_locked()
+        try:
+            new = self._create_segment(self._last_seq + 1)
+        except OSError as exc:
+            raise self._fail(f"cannot create WAL file for seq {self._last_seq + 1}: {exc}") from exc
+        with self._cond:
+            self._active = new
+            old.retired = True
+            if old.pins == 0 and old.fd >= 0:
+                os.close(old.fd)
+                old.fd = -1
+        self._segments.append(new)
+        self._rotations += 1
+        log.debug("WAL %s: rotated to %s", self._dir, new.path.name)
+
+    def checkpoint(self, seq: int) -> list[Path]:
+        """Delete the files whose frames all have seq <= ``seq``; returns the deleted paths.
+
+        Rotates first when the active file is entirely covered, so it can go too.
+        """
+        removed: list[Path] = []
+        with self._write_lock:
+            self._check_writable()
+            assert self._active is not None
+            if self._active.frames and self._last_seq <= seq:
+                self._rotate_locked()
+            while len(self._segments) > 1 and self._segments[1].first_seq - 1 <= seq:
+                seg = self._segments[0]
+                try:
+                    seg.path.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise StorageError(f"checkpoint cannot delete {seg.path}: {exc}") from exc
+                self._segments.pop(0)
+                removed.append(seg.path)
+            if removed:
+                try:
+                    _fsync_dir(self._dir)
+                except OSError as exc:
+                    raise StorageError(f"checkpoint cannot fsync {self._dir}: {exc}") from exc
+                log.info("WAL %s: checkpoint at seq %d removed %d file(s)", self._dir, seq, len(removed))
+        return removed
+
+    def files(self) -> list[Path]:
+        """Segment files, oldest first."""
+        return [seg.path for seg in self._segments]
+
+    # ------------------------------------------------------------ stats / close
+
+    def stats(self) -> WalStats:
+        with self._cond:
+            return WalStats(
+                bytes_written=self._bytes_written,
+                frames_written=self._frames_written,
+                fsync_count=self._fsync_count,
+                fsync_seconds=self._fsync_seconds,
+                rotations=self._rotations,
+                last_seq=self._last_seq,
+                durable_seq=self._durable_seq,
+            )
+
+    def close(self) -> None:
+        """Final fdatasync and close. Idempotent; raises StorageError if the final sync fails."""
+        if self._closed:
+            return
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        with self._write_lock:
+            try:
+                if self._failure is None:
+                    self.sync()
+            finally:
+                with self._cond:
+                    self._closed = True
+                    while self._syncing:
+                        self._cond.wait()
+                self._close_fds()
+                log.info("WAL %s closed at seq %d", self._dir, self._last_seq)
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

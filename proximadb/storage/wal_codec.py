@@ -1,0 +1,350 @@
+"""How an operation becomes the body of a WAL frame, per strategy, and back.
+
+The frame around the body (length, CRC, seq, op code, flags, schema version,
+raw length) is described in ``wal_io.pyx``. The strategy is recorded in each
+segment file's header, so a WAL written with one strategy replays after a
+restart configured with the other; new files use the configured one.
+
+``avro`` strategy (0) — the body is the versioned Avro payload frame of
+DESIGN.md, all integers little-endian::
+
+    u32 schema_version | u32 op_type_len | op_type (UTF-8) | Avro datum
+
+with op type ``vector_insert`` (VectorBatch), ``vector_delete`` (VectorDelete,
+ids only) or ``vector_update`` (VectorUpdate), encoded and decoded by
+``proximadb.codec`` (Cython batch codec; a fastavro fallback is used when the
+extensions are not built). When the client's payload is given it is stored
+byte for byte. An insert logged from a client payload also
+sets frame flag bit 1 (FLAG_TIMESTAMPS) and puts the authoritative write times
+in front of the payload, because the server stamps records the client sent
+with timestamp 0 and those stamps must replay identically::
+
+    u32 n | n x i64 timestamps (µs since the epoch) | payload frame as above
+
+``binary`` strategy (1) — packed for speed, schema_version is still recorded::
+
+    InsertOp:  u8 upsert | u32 n | u32 dim
+               | n x (u32 byte_len | UTF-8 id)
+               | n*dim float32 (row-major; read back with one np.frombuffer)
+               | n x i64 timestamps
+               | n x metadata map, each Avro-encoded as VectorRecord.metadata
+                 (map<union{null, boolean, long, double, string, array<string>}>),
+                 back to back to the end of the body (written and read by
+                 wal_io.encode_metadata_maps / decode_metadata_maps in Cython)
+    DeleteOp:  u32 n | n x (u32 byte_len | UTF-8 id)
+    UpdateOp:  Avro VectorUpdate datum (schemaless, the frame's schema version)
+
+No pickle. Compression (frame flag bit 0) is applied by wal.py to the whole body.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any, NamedTuple
+
+import numpy as np
+from fastavro import schemaless_reader, schemaless_writer
+
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, op_schema
+from proximadb.errors import MalformedPayloadError
+from proximadb.storage import wal_io
+from proximadb.storage.operations import (
+    OP_DELETE,
+    OP_INSERT,
+    OP_UPDATE,
+    DeleteOp,
+    InsertOp,
+    MetadataPatch,
+    Operation,
+    UpdateOp,
+)
+
+STRATEGY_AVRO = wal_io.STRATEGY_AVRO
+STRATEGY_BINARY = wal_io.STRATEGY_BINARY
+STRATEGIES: dict[str, int] = {"avro": STRATEGY_AVRO, "binary": STRATEGY_BINARY}
+STRATEGY_NAMES: dict[int, str] = {v: k for k, v in STRATEGIES.items()}
+
+OP_TYPES: dict[int, str] = {OP_INSERT: "vector_insert", OP_DELETE: "vector_delete", OP_UPDATE: "vector_update"}
+_OP_CODES: dict[str, int] = {v: k for k, v in OP_TYPES.items()}
+
+_U32 = struct.Struct("<I")
+_U32X2 = struct.Struct("<II")
+_INSERT_HEAD = struct.Struct("<BII")
+
+Buffer = bytes | bytearray | memoryview
+
+
+class EncodedOp(NamedTuple):
+    """What wal.py writes: op code, schema version, frame flags, body parts (written back to back)."""
+
+    op_code: int
+    schema_version: int
+    flags: int
+    parts: list[Any]
+
+
+def strategy_code(strategy: str | int) -> int:
+    if isinstance(strategy, int) and strategy in STRATEGY_NAMES:
+        return strategy
+    try:
+        return STRATEGIES[strategy]  # type: ignore[index]
+    except KeyError:
+        raise ValueError(f"unknown WAL strategy {strategy!r} (known: avro, binary)") from None
+
+
+# ------------------------------------------------------------------ payload seam
+# The codec module (Cython batch codec, proximadb.codec.payload) when it is built;
+# otherwise a small fastavro + struct fallback keeps the WAL usable on its own.
+try:
+    from proximadb.codec import payload as _codec
+    from proximadb.codec.avro_batch import encode_vector_batch as _encode_vector_batch
+    from proximadb.codec.framing import encode_frame as _encode_frame
+except ImportError:  # pragma: no cover - only when the codec extensions are not built
+    _codec = None
+
+
+def encode_op_payload(op: Operation, schema_version: int = CURRENT_SCHEMA_VERSION) -> bytes:
+    """The versioned payload frame describing ``op`` (what a client would have sent)."""
+    if _codec is not None:
+        if isinstance(op, InsertOp):
+            _check_insert(op)
+            datum = _encode_vector_batch(op.ids, op.vectors, op.metadata, op.timestamps, bool(op.upsert))
+            return _encode_frame("vector_insert", datum, schema_version)
+        op_type, datum = op_to_datum(op)
+        return _codec.encode_payload(op_type, datum, schema_version)
+    op_type, datum = op_to_datum(op)
+    return _encode_payload(op_type, datum, schema_version)
+
+
+def decode_op_payload(body: Buffer) -> Operation:
+    """The operation a versioned payload frame describes."""
+    if _codec is not None:
+        _version, op_type, value = _codec.decode_payload(body)
+        if op_type == "vector_insert":
+            return value.to_insert_op()  # type: ignore[union-attr]
+        return datum_to_op(op_type, value)  # type: ignore[arg-type]
+    _version, op_type, datum = _decode_payload(body)
+    return datum_to_op(op_type, datum)
+
+
+def _encode_payload(op_type: str, datum: dict[str, Any], schema_version: int) -> bytes:
+    """Fallback payload encoder (fastavro)."""
+    out = io.BytesIO()
+    name = op_type.encode()
+    out.write(_U32X2.pack(schema_version, len(name)))
+    out.write(name)
+    schemaless_writer(out, op_schema(op_type, schema_version), datum)
+    return out.getvalue()
+
+
+def _decode_payload(body: Buffer) -> tuple[int, str, dict[str, Any]]:
+    """Fallback payload decoder (fastavro)."""
+    view = memoryview(body)
+    version, op_type = _payload_header(view)
+    name_len = _U32X2.unpack_from(view)[1]
+    schema = op_schema(op_type, version)
+    stream = io.BytesIO(view[8 + name_len :])
+    try:
+        datum = schemaless_reader(stream, schema, None)
+    except Exception as exc:  # fastavro raises EOFError, ValueError, ... on garbage
+        raise MalformedPayloadError(f"{op_type} datum does not decode: {exc}") from exc
+    if stream.tell() != len(view) - 8 - name_len:
+        raise MalformedPayloadError(f"{op_type} datum is followed by unread bytes")
+    return version, op_type, datum
+
+
+# ------------------------------------------------------------------ op <-> Avro datum
+
+
+def _check_insert(op: InsertOp) -> tuple[np.ndarray, np.ndarray, int, int]:
+    n = len(op.ids)
+    vectors = np.ascontiguousarray(op.vectors, dtype="<f4")
+    if vectors.ndim != 2:
+        if vectors.size == 0 and n == 0:
+            vectors = vectors.reshape(0, 0)
+        else:
+            raise ValueError(f"InsertOp.vectors must be 2-D, got shape {vectors.shape}")
+    timestamps = np.ascontiguousarray(op.timestamps, dtype="<i8")
+    if vectors.shape[0] != n or len(op.metadata) != n or timestamps.shape != (n,):
+        raise ValueError(
+            f"InsertOp parts disagree: {n} ids, {vectors.shape[0]} vectors, "
+            f"{len(op.metadata)} metadata, {timestamps.shape} timestamps"
+        )
+    return vectors, timestamps, n, int(vectors.shape[1])
+
+
+def op_to_datum(op: Operation) -> tuple[str, dict[str, Any]]:
+    """(op type, Avro datum) of an operation, for the avro strategy and the payload frame."""
+    if isinstance(op, InsertOp):
+        vectors, timestamps, n, _ = _check_insert(op)
+        records = [
+            {"id": op.ids[i], "vector": vectors[i].tolist(), "metadata": op.metadata[i],
+             "timestamp": int(timestamps[i])}
+            for i in range(n)
+        ]
+        return "vector_insert", {"upsert": bool(op.upsert), "records": records}
+    if isinstance(op, DeleteOp):
+        return "vector_delete", {"ids": list(op.ids), "filter": None}
+    if isinstance(op, UpdateOp):
+        return "vector_update", _update_datum(op)
+    raise TypeError(f"not a WAL operation: {type(op).__name__}")
+
+
+def _update_datum(op: UpdateOp) -> dict[str, Any]:
+    return {
+        "updates": [{"id": p.id, "metadata": p.metadata, "replace": bool(p.replace)} for p in op.updates],
+        "timestamp": int(op.timestamp),
+    }
+
+
+def datum_to_op(op_type: str, datum: dict[str, Any]) -> Operation:
+    """The operation an Avro datum of ``op_type`` describes."""
+    if op_type == "vector_insert":
+        records = datum["records"]
+        n = len(records)
+        if n:
+            try:
+                vectors = np.array([r["vector"] for r in records], dtype=np.float32)
+            except ValueError:
+                raise MalformedPayloadError("vectors of one batch differ in length") from None
+            if vectors.ndim != 2:
+                raise MalformedPayloadError("vectors of one batch differ in length")
+        else:
+            vectors = np.empty((0, 0), dtype=np.float32)
+        return InsertOp(
+            upsert=bool(datum["upsert"]),
+            ids=[r["id"] for r in records],
+            vectors=vectors,
+            metadata=[r["metadata"] for r in records],
+            timestamps=np.array([r["timestamp"] for r in records], dtype=np.int64),
+        )
+    if op_type == "vector_delete":
+        if datum.get("filter") is not None:
+            raise MalformedPayloadError("a logged delete must carry ids, not a filter")
+        return DeleteOp(ids=list(datum["ids"]))
+    if op_type == "vector_update":
+        return UpdateOp(
+            updates=[MetadataPatch(id=u["id"], metadata=u["metadata"], replace=u["replace"])
+                     for u in datum["updates"]],
+            timestamp=datum["timestamp"],
+        )
+    raise MalformedPayloadError(f"op type {op_type!r} is not a logged write")
+
+
+# ------------------------------------------------------------------ encode
+
+
+def encode(strategy: str | int, op: Operation, payload: Buffer | None = None,
+           schema_version: int = CURRENT_SCHEMA_VERSION) -> EncodedOp:
+    """Frame body of ``op``. With the avro strategy a client ``payload`` (which must
+    describe ``op``) is stored as-is; the binary strategy ignores it."""
+    code = strategy_code(strategy)
+    op_code = op.op_code
+    if code == STRATEGY_AVRO:
+        if payload is None:
+            return EncodedOp(op_code, schema_version, 0, [encode_op_payload(op, schema_version)])
+        view = memoryview(payload)
+        version, op_type = _payload_header(view)
+        if _OP_CODES.get(op_type) != op_code:
+            raise ValueError(f"payload op type {op_type!r} does not match {type(op).__name__}")
+        if isinstance(op, InsertOp):
+            timestamps = np.ascontiguousarray(op.timestamps, dtype="<i8")
+            return EncodedOp(op_code, version, wal_io.FLAG_TIMESTAMPS,
+                             [_U32.pack(timestamps.shape[0]), timestamps, view])
+        return EncodedOp(op_code, version, 0, [view])
+    if isinstance(op, InsertOp):
+        vectors, timestamps, n, dim = _check_insert(op)
+        metadata = wal_io.encode_metadata_maps(list(op.metadata))
+        return EncodedOp(op_code, schema_version, 0, [
+            _INSERT_HEAD.pack(1 if op.upsert else 0, n, dim),
+            wal_io.pack_str_list(list(op.ids)),
+            vectors,
+            timestamps,
+            metadata,
+        ])
+    if isinstance(op, DeleteOp):
+        return EncodedOp(op_code, schema_version, 0,
+                         [_U32.pack(len(op.ids)), wal_io.pack_str_list(list(op.ids))])
+    if isinstance(op, UpdateOp):
+        out = io.BytesIO()
+        schemaless_writer(out, op_schema("vector_update", schema_version), _update_datum(op))
+        return EncodedOp(op_code, schema_version, 0, [out.getvalue()])
+    raise TypeError(f"not a WAL operation: {type(op).__name__}")
+
+
+def _payload_header(view: memoryview) -> tuple[int, str]:
+    if len(view) < 8:
+        raise MalformedPayloadError(f"payload frame of {len(view)} bytes is shorter than its 8-byte header")
+    version, name_len = _U32X2.unpack_from(view)
+    if name_len > len(view) - 8:
+        raise MalformedPayloadError(f"op type length {name_len} runs past the end of the payload")
+    try:
+        return version, bytes(view[8 : 8 + name_len]).decode()
+    except UnicodeDecodeError:
+        raise MalformedPayloadError("op type is not UTF-8") from None
+
+
+# ------------------------------------------------------------------ decode
+
+
+def decode(strategy: int, op_code: int, schema_version: int, flags: int, body: Buffer) -> Operation:
+    """Operation from an (uncompressed) frame body. Raises MalformedPayloadError,
+    ValueError or UnicodeDecodeError on a body that does not decode."""
+    view = memoryview(body)
+    if strategy == STRATEGY_AVRO:
+        stamps = None
+        if flags & wal_io.FLAG_TIMESTAMPS:
+            (n,) = _U32.unpack_from(view)
+            end = 4 + 8 * n
+            if end > len(view):
+                raise MalformedPayloadError(f"timestamp prefix of {n} entries runs past the body")
+            stamps = np.frombuffer(view, dtype="<i8", count=n, offset=4).astype(np.int64)
+            view = view[end:]
+        op = decode_op_payload(view)
+        if op.op_code != op_code:
+            raise MalformedPayloadError(f"frame op code {op_code} but payload is a {type(op).__name__}")
+        if stamps is not None:
+            if not isinstance(op, InsertOp) or stamps.shape[0] != len(op.ids):
+                raise MalformedPayloadError("timestamp prefix does not match the payload's records")
+            op.timestamps = stamps
+        return op
+    if strategy != STRATEGY_BINARY:
+        raise MalformedPayloadError(f"unknown WAL strategy code {strategy}")
+    if op_code == OP_INSERT:
+        return _decode_binary_insert(view)
+    if op_code == OP_DELETE:
+        (n,) = _U32.unpack_from(view)
+        ids, end = wal_io.unpack_str_list(view, 4, n)
+        if end != len(view):
+            raise MalformedPayloadError("delete body has trailing bytes")
+        return DeleteOp(ids=ids)
+    if op_code == OP_UPDATE:
+        stream = io.BytesIO(view)
+        datum = schemaless_reader(stream, op_schema("vector_update", schema_version), None)
+        if stream.tell() != len(view):
+            raise MalformedPayloadError("update body has trailing bytes")
+        return datum_to_op("vector_update", datum)
+    raise MalformedPayloadError(f"unknown op code {op_code}")
+
+
+def _decode_binary_insert(view: memoryview) -> InsertOp:
+    upsert, n, dim = _INSERT_HEAD.unpack_from(view)
+    ids, pos = wal_io.unpack_str_list(view, _INSERT_HEAD.size, n)
+    vec_bytes = 4 * n * dim
+    if pos + vec_bytes + 8 * n > len(view):
+        raise MalformedPayloadError(f"insert body too short for {n} x {dim} vectors")
+    vectors = np.frombuffer(view, dtype="<f4", count=n * dim, offset=pos).reshape(n, dim)
+    pos += vec_bytes
+    timestamps = np.frombuffer(view, dtype="<i8", count=n, offset=pos)
+    pos += 8 * n
+    metadata, pos = wal_io.decode_metadata_maps(view, pos, n)
+    if pos != len(view):
+        raise MalformedPayloadError(f"insert body has {len(view) - pos} trailing bytes")
+    return InsertOp(
+        upsert=bool(upsert),
+        ids=ids,
+        vectors=vectors.astype(np.float32, copy=True),
+        metadata=metadata,
+        timestamps=timestamps.astype(np.int64, copy=True),
+    )

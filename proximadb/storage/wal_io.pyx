@@ -1,0 +1,625 @@
+"""Byte layer of the write-ahead log: segment-file header, frame write, frame scan.
+
+On-disk format (version 1). Every integer is little-endian. Every checksum is
+CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, init/xorout 0xFFFFFFFF:
+"123456789" -> 0xE3069283), computed by pxd/crc32c.h (SSE4.2 or a table).
+
+A collection's WAL is a directory of segment files named
+``wal-<first_seq:020d>.log``. Each file is one header and then frames, back to
+back, no padding:
+
+File header, 24 bytes::
+
+    offset size  field
+    0      8     magic        b"PXDBWAL\\x01"
+    8      2     version      u16, 1 (a reader refuses any other)
+    10     1     strategy     u8: 0 = avro, 1 = binary (how frame bodies are encoded)
+    11     1     flags        u8, reserved, 0
+    12     8     first_seq    u64: seq of the first frame this file holds (also in its name)
+    20     4     header_crc   u32: CRC-32C of bytes 0..20
+
+Frame, 24-byte header + body::
+
+    offset size  field
+    0      4     body_len     u32: bytes of body on disk (after compression)
+    4      4     crc          u32: CRC-32C of bytes 8..24 of this header followed by the body
+    8      8     seq          u64: sequence number, +1 per frame across the whole WAL
+    16     1     op           u8: operation code (operations.OP_INSERT / OP_DELETE / OP_UPDATE)
+    17     1     flags        u8: bit 0 = body is an LZ4 block (lz4.block, no size prefix);
+                              bit 1 = avro body starts with a timestamp override
+                              (see wal_codec); other bits must be 0
+    18     2     schema_ver   u16: Avro schema version of the body's datum(s)
+    20     4     raw_len      u32: body length before compression (== body_len when bit 0 is clear)
+    24     body_len  body     encoded by the file's strategy (see wal_codec.py)
+
+A frame is valid when its whole header and body are present and the CRC
+matches. ``body_len`` is not covered by the CRC directly, but a wrong length
+moves the CRC window, so it fails the check all the same (up to CRC strength).
+Recovery scans frames from the header on and stops at the first frame that is
+incomplete or fails its CRC; whether that is a torn tail (cut it) or damage in
+the middle (refuse) is decided by wal.py with :func:`find_next_valid_frame`.
+
+Writing: :func:`write_frame` builds the header, computes the CRC and hands the
+header and body parts to ``writev`` in a loop (short writes and EINTR are
+continued) with the GIL released. A frame is never split across files.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from libc.errno cimport EINTR, EIO, errno
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memcmp, strerror
+from posix.uio cimport iovec, writev
+
+from crc32c cimport pxd_crc32c, pxd_crc32c_force_software, pxd_crc32c_setup
+from cursor cimport Cursor, cur_init, cur_left, cur_read, cur_read_varlong
+from endian cimport (
+    PXD_HOST_IS_LE,
+    pxd_load_u16le,
+    pxd_load_u32le,
+    pxd_load_u64le,
+    pxd_store_u16le,
+    pxd_store_u32le,
+    pxd_store_u64le,
+)
+
+cdef extern from "crc32c.h":
+    int pxd_crc32c_mode
+
+pxd_crc32c_setup()
+if not PXD_HOST_IS_LE:
+    raise ImportError("proximadb.storage.wal_io supports little-endian hosts only")
+
+MAGIC = b"PXDBWAL\x01"
+FORMAT_VERSION = 1
+FILE_HEADER_SIZE = 24
+FRAME_HEADER_SIZE = 24
+MAX_BODY_LEN = 0xFFFFFFFF
+
+STRATEGY_AVRO = 0
+STRATEGY_BINARY = 1
+
+FLAG_LZ4 = 0x01
+FLAG_TIMESTAMPS = 0x02
+KNOWN_FLAGS = FLAG_LZ4 | FLAG_TIMESTAMPS
+
+# scan_frames status
+SCAN_CLEAN = 0      # stopped exactly at the end of the buffer
+SCAN_TRUNCATED = 1  # a frame header or body runs past the end of the buffer
+SCAN_BAD_CRC = 2    # a complete frame whose checksum does not match
+
+cdef enum:
+    _FILE_HDR = 24
+    _FRAME_HDR = 24
+    _MAX_PARTS = 16
+    _SCAN_CLEAN = 0
+    _SCAN_TRUNCATED = 1
+    _SCAN_BAD_CRC = 2
+
+cdef const char *_MAGIC = b"PXDBWAL\x01"
+
+
+cdef struct FrameInfo:
+    Py_ssize_t offset
+    uint64_t seq
+    uint8_t op
+    uint8_t flags
+    uint16_t schema_version
+    uint32_t raw_len
+    uint32_t body_len
+
+
+# ---------------------------------------------------------------- checksum
+
+def crc32c(data, unsigned int value=0):
+    """CRC-32C of ``data`` (any contiguous buffer); pass a previous result as ``value`` to continue."""
+    cdef Py_buffer view
+    cdef uint32_t out
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        with nogil:
+            out = pxd_crc32c(value, view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+    return out
+
+
+def force_software_crc32c(bint on):
+    """Use the table-driven CRC-32C even on SSE4.2 CPUs (tests compare both paths)."""
+    pxd_crc32c_force_software(1 if on else 0)
+
+
+def crc32c_implementation():
+    """``"sse4.2"`` or ``"table"``: which CRC-32C path is in use."""
+    return "sse4.2" if pxd_crc32c_mode == 1 else "table"
+
+
+# ---------------------------------------------------------------- file header
+
+def encode_file_header(unsigned int strategy, unsigned int flags, uint64_t first_seq):
+    """The 24-byte header of a new segment file."""
+    if strategy > 255 or flags > 255:
+        raise ValueError("strategy and flags are one byte each")
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, _FILE_HDR)
+    cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(out)
+    memcpy(p, _MAGIC, 8)
+    pxd_store_u16le(p + 8, FORMAT_VERSION)
+    p[10] = <unsigned char>strategy
+    p[11] = <unsigned char>flags
+    pxd_store_u64le(p + 12, first_seq)
+    pxd_store_u32le(p + 20, pxd_crc32c(0, p, 20))
+    return out
+
+
+def decode_file_header(const unsigned char[::1] buf not None):
+    """``(version, strategy, flags, first_seq)`` from the start of ``buf``.
+
+    Raises ValueError (with the reason) when the buffer is short, the magic or the
+    checksum is wrong, or the version is not one this code reads.
+    """
+    cdef const unsigned char *p
+    if buf.shape[0] < _FILE_HDR:
+        raise ValueError(f"file header truncated ({buf.shape[0]} of {_FILE_HDR} bytes)")
+    p = &buf[0]
+    if memcmp(p, _MAGIC, 8) != 0:
+        raise ValueError("bad magic (not a ProximaDB WAL segment)")
+    if pxd_crc32c(0, p, 20) != pxd_load_u32le(p + 20):
+        raise ValueError("file header checksum mismatch")
+    version = pxd_load_u16le(p + 8)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"unsupported WAL format version {version} (this build reads {FORMAT_VERSION})")
+    return version, p[10], p[11], pxd_load_u64le(p + 12)
+
+
+# ---------------------------------------------------------------- frame write
+
+cdef Py_ssize_t _writev_all(int fd, iovec *iov, int iovcnt, int *err) noexcept nogil:
+    """Write every iovec, continuing after EINTR and short writes.
+
+    Returns 0, or -1 with the errno in ``err`` (the file may then hold part of the data).
+    Modifies ``iov`` in place.
+    """
+    cdef Py_ssize_t n
+    while iovcnt > 0:
+        n = writev(fd, iov, iovcnt)
+        if n < 0:
+            if errno == EINTR:
+                continue
+            err[0] = errno
+            return -1
+        if n == 0:
+            err[0] = EIO
+            return -1
+        while iovcnt > 0 and <size_t>n >= iov[0].iov_len:
+            n -= iov[0].iov_len
+            iov += 1
+            iovcnt -= 1
+        if iovcnt > 0 and n > 0:
+            iov[0].iov_base = (<char *>iov[0].iov_base) + n
+            iov[0].iov_len -= n
+    return 0
+
+
+def write_frame(int fd, uint64_t seq, unsigned int op, unsigned int flags,
+                unsigned int schema_version, Py_ssize_t raw_len, body):
+    """Append one frame to ``fd``; returns the bytes written (header + body).
+
+    ``body`` is a contiguous buffer or a list/tuple of up to 16 of them, written
+    back to back (so a numpy block is not copied into a joined bytes object).
+    Raises OSError when the write fails (the file may then end in a torn frame).
+    """
+    cdef Py_buffer bufs[_MAX_PARTS]
+    cdef iovec iov[_MAX_PARTS + 1]
+    cdef unsigned char header[_FRAME_HDR]
+    cdef int nparts = 0
+    cdef int i
+    cdef int err = 0
+    cdef Py_ssize_t rc
+    cdef size_t total = 0
+    cdef uint32_t crc
+    if op > 255 or flags > 255 or schema_version > 0xFFFF:
+        raise ValueError("op and flags are one byte, schema_version two bytes")
+    if raw_len < 0 or raw_len > MAX_BODY_LEN:
+        raise ValueError(f"raw length {raw_len} does not fit in u32")
+    parts = body if isinstance(body, (list, tuple)) else (body,)
+    if len(parts) > _MAX_PARTS:
+        raise ValueError(f"at most {_MAX_PARTS} body parts")
+    try:
+        for part in parts:
+            PyObject_GetBuffer(part, &bufs[nparts], PyBUF_SIMPLE)
+            nparts += 1
+            total += <size_t>bufs[nparts - 1].len
+        if total > MAX_BODY_LEN:
+            raise ValueError(f"frame body of {total} bytes does not fit in u32")
+        with nogil:
+            pxd_store_u32le(header, <uint32_t>total)
+            pxd_store_u64le(header + 8, seq)
+            header[16] = <unsigned char>op
+            header[17] = <unsigned char>flags
+            pxd_store_u16le(header + 18, <uint16_t>schema_version)
+            pxd_store_u32le(header + 20, <uint32_t>raw_len)
+            crc = pxd_crc32c(0, header + 8, _FRAME_HDR - 8)
+            iov[0].iov_base = header
+            iov[0].iov_len = _FRAME_HDR
+            for i in range(nparts):
+                crc = pxd_crc32c(crc, bufs[i].buf, <size_t>bufs[i].len)
+                iov[i + 1].iov_base = bufs[i].buf
+                iov[i + 1].iov_len = <size_t>bufs[i].len
+            pxd_store_u32le(header + 4, crc)
+            rc = _writev_all(fd, iov, nparts + 1, &err)
+        if rc < 0:
+            raise OSError(err, strerror(err).decode("utf-8", "replace"))
+        return <Py_ssize_t>total + _FRAME_HDR
+    finally:
+        for i in range(nparts):
+            PyBuffer_Release(&bufs[i])
+
+
+# ---------------------------------------------------------------- frame scan
+
+cdef inline int _frame_ok(const unsigned char *p, Py_ssize_t left) noexcept nogil:
+    """1 when a complete frame with a matching CRC starts at p, 0 when it is cut short, -1 on CRC mismatch."""
+    cdef uint32_t body_len
+    if left < _FRAME_HDR:
+        return 0
+    body_len = pxd_load_u32le(p)
+    if <uint64_t>body_len > <uint64_t>(left - _FRAME_HDR):
+        return 0
+    if pxd_crc32c(0, p + 8, _FRAME_HDR - 8 + <size_t>body_len) != pxd_load_u32le(p + 4):
+        return -1
+    return 1
+
+
+def scan_frames(const unsigned char[::1] buf not None, Py_ssize_t start_offset):
+    """Validate frames from ``start_offset`` to the end of ``buf``.
+
+    Returns ``(frames, stop_offset, status)``: ``frames`` is a list of
+    ``(offset, seq, op, flags, schema_version, raw_len, body_offset, body_len)``
+    for every valid frame before the first bad one; ``stop_offset`` is where that
+    bad frame (or the end) starts; ``status`` is SCAN_CLEAN, SCAN_TRUNCATED or
+    SCAN_BAD_CRC. Lengths and checksums are checked with the GIL released.
+    """
+    cdef Py_ssize_t n = buf.shape[0]
+    cdef Py_ssize_t pos = start_offset
+    cdef const unsigned char *base
+    cdef const unsigned char *p
+    cdef FrameInfo *infos = NULL
+    cdef FrameInfo *grown
+    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t cap = 0
+    cdef Py_ssize_t k
+    cdef int ok = 1
+    cdef int status = _SCAN_CLEAN
+    cdef bint nomem = False
+    if start_offset < 0 or start_offset > n:
+        raise ValueError(f"start offset {start_offset} outside buffer of {n} bytes")
+    if n == 0:
+        return [], 0, _SCAN_CLEAN
+    base = &buf[0]
+    try:
+        with nogil:
+            while pos < n:
+                p = base + pos
+                ok = _frame_ok(p, n - pos)
+                if ok != 1:
+                    status = _SCAN_TRUNCATED if ok == 0 else _SCAN_BAD_CRC
+                    break
+                if count == cap:
+                    cap = 64 if cap == 0 else cap * 2
+                    grown = <FrameInfo *>realloc(infos, cap * sizeof(FrameInfo))
+                    if grown == NULL:
+                        nomem = True
+                        break
+                    infos = grown
+                infos[count].offset = pos
+                infos[count].body_len = pxd_load_u32le(p)
+                infos[count].seq = pxd_load_u64le(p + 8)
+                infos[count].op = p[16]
+                infos[count].flags = p[17]
+                infos[count].schema_version = pxd_load_u16le(p + 18)
+                infos[count].raw_len = pxd_load_u32le(p + 20)
+                count += 1
+                pos += _FRAME_HDR + infos[count - 1].body_len
+        if nomem:
+            raise MemoryError()
+        frames = []
+        for k in range(count):
+            frames.append((
+                infos[k].offset, infos[k].seq, infos[k].op, infos[k].flags,
+                infos[k].schema_version, infos[k].raw_len,
+                infos[k].offset + _FRAME_HDR, infos[k].body_len,
+            ))
+        return frames, pos, status
+    finally:
+        free(infos)
+
+
+def find_next_valid_frame(const unsigned char[::1] buf not None, Py_ssize_t start_offset,
+                          uint64_t min_seq):
+    """Offset of the first valid frame with ``seq >= min_seq`` at or after ``start_offset``, or -1.
+
+    Tries every byte offset (used only after a bad frame, to tell a torn tail,
+    which has no valid frame after it, from damage in the middle of a file).
+    """
+    cdef Py_ssize_t n = buf.shape[0]
+    cdef Py_ssize_t pos
+    cdef Py_ssize_t found = -1
+    cdef const unsigned char *base
+    if start_offset < 0:
+        start_offset = 0
+    if n < _FRAME_HDR or start_offset > n - _FRAME_HDR:
+        return -1
+    base = &buf[0]
+    with nogil:
+        pos = start_offset
+        while pos <= n - _FRAME_HDR:
+            if (<uint64_t>pxd_load_u32le(base + pos) <= <uint64_t>(n - pos - _FRAME_HDR)
+                    and pxd_load_u64le(base + pos + 8) >= min_seq
+                    and _frame_ok(base + pos, n - pos) == 1):
+                found = pos
+                break
+            pos += 1
+    return found
+
+
+# ---------------------------------------------------------------- string lists
+
+def pack_str_list(list items not None):
+    """``u32 byte length + UTF-8`` per string, back to back (binary-strategy ids)."""
+    cdef Py_ssize_t total = 0
+    cdef Py_ssize_t size
+    cdef Py_ssize_t n = len(items)
+    cdef Py_ssize_t k
+    cdef const char *s
+    cdef unsigned char *p
+    for k in range(n):
+        item = items[k]
+        if not isinstance(item, str):
+            raise TypeError(f"expected str, got {type(item).__name__}")
+        PyUnicode_AsUTF8AndSize(item, &size)
+        if size > 0xFFFFFFFF:
+            raise ValueError("string longer than 4 GiB")
+        total += 4 + size
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    p = <unsigned char *>PyBytes_AS_STRING(out)
+    for k in range(n):
+        s = PyUnicode_AsUTF8AndSize(items[k], &size)
+        pxd_store_u32le(p, <uint32_t>size)
+        memcpy(p + 4, s, size)
+        p += 4 + size
+    return out
+
+
+def unpack_str_list(const unsigned char[::1] buf not None, Py_ssize_t offset, Py_ssize_t count):
+    """Read ``count`` strings written by :func:`pack_str_list`; returns ``(strings, end_offset)``.
+
+    Raises ValueError when the data runs past the end; UnicodeDecodeError on bad UTF-8.
+    """
+    cdef Py_ssize_t n = buf.shape[0]
+    cdef Py_ssize_t pos = offset
+    cdef Py_ssize_t k
+    cdef uint32_t size
+    cdef const char *base
+    if offset < 0 or offset > n or count < 0:
+        raise ValueError("offset or count out of range")
+    if count > (n - offset) // 4:
+        raise ValueError(f"{count} strings cannot fit in {n - offset} bytes")
+    out = [None] * count
+    if count == 0:
+        return out, pos
+    base = <const char *>&buf[0]
+    for k in range(count):
+        if n - pos < 4:
+            raise ValueError(f"string {k} length runs past the end at offset {pos}")
+        size = pxd_load_u32le(base + pos)
+        pos += 4
+        if <uint64_t>size > <uint64_t>(n - pos):
+            raise ValueError(f"string {k} of {size} bytes runs past the end at offset {pos}")
+        out[k] = PyUnicode_DecodeUTF8(base + pos, size, NULL)
+        pos += size
+    return out, pos
+
+
+# ---------------------------------------------------------------- metadata maps (Avro)
+#
+# Binary-strategy metadata: one Avro map per record, back to back, each exactly
+# as Avro encodes VectorRecord.metadata, ``map<union{null, boolean, long,
+# double, string, array<string>}>``: blocks of (zig-zag varint count, then count
+# x (key string, varint branch index, value)), ended by a 0 count. Strings are a
+# zig-zag varint byte length + UTF-8; double is 8 bytes little-endian. The
+# encoder writes one block per non-empty map; the decoder also accepts negative
+# block counts (followed by a byte size), as the Avro spec allows.
+
+cdef struct OutBuf:
+    unsigned char *data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int _ob_reserve(OutBuf *b, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap = b.cap if b.cap > 0 else 4096
+    cdef unsigned char *grown
+    if b.len + extra <= b.cap:
+        return 0
+    while cap < b.len + extra:
+        cap *= 2
+    grown = <unsigned char *>realloc(b.data, cap)
+    if grown == NULL:
+        raise MemoryError()
+    b.data = grown
+    b.cap = cap
+    return 0
+
+
+cdef int _ob_long(OutBuf *b, int64_t v) except -1:
+    cdef uint64_t z = (<uint64_t>v << 1) ^ <uint64_t>(v >> 63)
+    _ob_reserve(b, 10)
+    while z >= 0x80:
+        b.data[b.len] = <unsigned char>((z & 0x7F) | 0x80)
+        b.len += 1
+        z >>= 7
+    b.data[b.len] = <unsigned char>z
+    b.len += 1
+    return 0
+
+
+cdef int _ob_str(OutBuf *b, str s) except -1:
+    cdef Py_ssize_t size
+    cdef const char *p = PyUnicode_AsUTF8AndSize(s, &size)
+    _ob_long(b, size)
+    _ob_reserve(b, size)
+    memcpy(b.data + b.len, p, size)
+    b.len += size
+    return 0
+
+
+cdef int _ob_value(OutBuf *b, object value) except -1:
+    cdef double d
+    if value is None:
+        _ob_long(b, 0)
+    elif value is True or value is False:
+        _ob_long(b, 1)
+        _ob_reserve(b, 1)
+        b.data[b.len] = 1 if value is True else 0
+        b.len += 1
+    elif isinstance(value, int):
+        _ob_long(b, 2)
+        _ob_long(b, <int64_t>value)  # OverflowError outside int64, as Avro long
+    elif isinstance(value, float):
+        d = value
+        _ob_long(b, 3)
+        _ob_reserve(b, 8)
+        memcpy(b.data + b.len, &d, 8)  # little-endian hosts only (checked at import)
+        b.len += 8
+    elif isinstance(value, str):
+        _ob_long(b, 4)
+        _ob_str(b, value)
+    elif isinstance(value, (list, tuple)):
+        _ob_long(b, 5)
+        if len(value):
+            _ob_long(b, len(value))
+            for item in value:
+                if not isinstance(item, str):
+                    raise TypeError(f"metadata list items must be str, got {type(item).__name__}")
+                _ob_str(b, item)
+        _ob_long(b, 0)
+    else:
+        raise TypeError(f"unsupported metadata value type {type(value).__name__}")
+    return 0
+
+
+def encode_metadata_maps(list maps not None):
+    """Avro-encode each dict of ``maps`` (see above), back to back."""
+    cdef OutBuf b
+    b.data = NULL
+    b.len = 0
+    b.cap = 0
+    try:
+        for m in maps:
+            if not isinstance(m, dict):
+                raise TypeError(f"metadata must be a dict, got {type(m).__name__}")
+            if len(<dict>m):
+                _ob_long(&b, len(<dict>m))
+                for key, value in (<dict>m).items():
+                    if not isinstance(key, str):
+                        raise TypeError(f"metadata keys must be str, got {type(key).__name__}")
+                    _ob_str(&b, key)
+                    _ob_value(&b, value)
+            _ob_long(&b, 0)
+        return PyBytes_FromStringAndSize(<char *>b.data, b.len)
+    finally:
+        free(b.data)
+
+
+cdef int64_t _in_long(Cursor *c) except? -1:
+    cdef int64_t v
+    if cur_read_varlong(c, &v) < 0:
+        raise ValueError(f"bad or truncated Avro long at offset {c.pos}")
+    return v
+
+
+cdef str _in_str(Cursor *c):
+    cdef int64_t size = _in_long(c)
+    cdef const unsigned char *p
+    if size < 0:
+        raise ValueError(f"negative string length at offset {c.pos}")
+    p = cur_read(c, size)
+    if p == NULL:
+        raise ValueError(f"string of {size} bytes runs past the end at offset {c.pos}")
+    return PyUnicode_DecodeUTF8(<const char *>p, size, NULL)
+
+
+cdef Py_ssize_t _in_block_count(Cursor *c) except -1:
+    cdef int64_t count = _in_long(c)
+    if count < 0:
+        _in_long(c)  # byte size of the block, not needed
+        count = -count
+    if count > cur_left(c):
+        raise ValueError(f"block count {count} exceeds the bytes left at offset {c.pos}")
+    return <Py_ssize_t>count
+
+
+cdef object _in_value(Cursor *c):
+    cdef int64_t branch = _in_long(c)
+    cdef const unsigned char *p
+    cdef double d
+    cdef Py_ssize_t count
+    cdef list items
+    if branch == 0:
+        return None
+    if branch == 1:
+        p = cur_read(c, 1)
+        if p == NULL or p[0] > 1:
+            raise ValueError(f"bad boolean at offset {c.pos}")
+        return p[0] == 1
+    if branch == 2:
+        return _in_long(c)
+    if branch == 3:
+        p = cur_read(c, 8)
+        if p == NULL:
+            raise ValueError(f"truncated double at offset {c.pos}")
+        memcpy(&d, p, 8)
+        return d
+    if branch == 4:
+        return _in_str(c)
+    if branch == 5:
+        items = []
+        while True:
+            count = _in_block_count(c)
+            if count == 0:
+                return items
+            for _ in range(count):
+                items.append(_in_str(c))
+    raise ValueError(f"bad union branch {branch} at offset {c.pos}")
+
+
+def decode_metadata_maps(const unsigned char[::1] buf not None, Py_ssize_t offset, Py_ssize_t count):
+    """Read ``count`` maps written by :func:`encode_metadata_maps`; returns ``(maps, end_offset)``.
+
+    Raises ValueError (naming the offset) on truncated or malformed data.
+    """
+    cdef Cursor c
+    cdef Py_ssize_t k
+    cdef Py_ssize_t block
+    cdef Py_ssize_t n = buf.shape[0]
+    cdef dict m
+    if offset < 0 or offset > n or count < 0 or count > n - offset:
+        raise ValueError(f"{count} maps cannot start at offset {offset} of {n} bytes")
+    out = [None] * count
+    if count == 0:
+        return out, offset
+    cur_init(&c, &buf[0], n)
+    c.pos = offset
+    for k in range(count):
+        m = {}
+        while True:
+            block = _in_block_count(&c)
+            if block == 0:
+                break
+            for _ in range(block):
+                key = _in_str(&c)
+                m[key] = _in_value(&c)
+        out[k] = m
+    return out, c.pos

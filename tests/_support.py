@@ -1,0 +1,59 @@
+"""Helpers for tests that run real child processes against real data directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import proximadb
+
+PACKAGE_PARENT = str(Path(proximadb.__file__).resolve().parent.parent)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a child Python that imports the same proximadb as this test."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+DUMP_SCRIPT = r"""
+import json, sys
+from proximadb.storage.engine import Engine
+opts = json.loads(sys.argv[2])
+out = {}
+with Engine.open(sys.argv[1], **opts) as engine:
+    for info in engine.list_collections():
+        col = engine.collection(info["name"])
+        records, cursor = [], None
+        while True:
+            page, cursor = col.scroll(limit=500, cursor=cursor, include_vectors=True)
+            records.extend(page)
+            if cursor is None:
+                break
+        out[info["name"]] = {
+            r["id"]: {"vector": [float(x) for x in r["vector"]], "metadata": r["metadata"]} for r in records
+        }
+        assert col.count() == len(records), (col.count(), len(records))
+print(json.dumps(out))
+"""
+
+
+def dump_in_fresh_process(data_dir: Path, **options: Any) -> dict[str, dict[str, Any]]:
+    """Open the data directory in a new process and return every live record per collection."""
+    proc = subprocess.run(
+        [sys.executable, "-c", DUMP_SCRIPT, str(data_dir), json.dumps(options)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=str(data_dir.parent),
+        timeout=120,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"dump process failed ({proc.returncode}):\n{proc.stderr}")
+    return json.loads(proc.stdout)

@@ -1,0 +1,91 @@
+"""kill -9 a real writer process at random moments; every acknowledged write must survive.
+
+The child (tests/_crash_workload.py) writes with fsync=always, a tiny flush
+threshold and tiny WAL segments, so kills land during appends, flushes,
+checkpoints and WAL truncation. After each kill a fresh process opens the data
+directory and dumps it; the state must equal the model after all acknowledged
+operations, or after those plus the one in flight (never a part of it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _crash_workload import apply_to_model
+from _support import child_env, dump_in_fresh_process
+
+WORKLOAD = Path(__file__).with_name("_crash_workload.py")
+
+
+def _matches(state: dict, model: dict) -> bool:
+    if state.keys() != model.keys():
+        return False
+    for id_, (vec, meta) in model.items():
+        got = state[id_]
+        if got["metadata"] != meta or not np.array_equal(np.asarray(got["vector"], np.float32), vec):
+            return False
+    return True
+
+
+def _run_round(data_dir: Path, seed: int, start: int, opts: dict, kill_after: float) -> list[str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKLOAD), str(data_dir), str(seed), str(start), json.dumps(opts)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(PYTHONPATH=f"{WORKLOAD.parent}{os.pathsep}{child_env()['PYTHONPATH']}"),
+    )
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    assert ready.strip() == "READY", proc.stderr.read() if proc.stderr else ready
+    time.sleep(kill_after)
+    proc.send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, f"writer died on its own ({proc.returncode}):\n{err}"
+    return out.splitlines()
+
+
+@pytest.mark.parametrize("strategy", ["avro", "binary"])
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, strategy: str) -> None:
+    seed = 1234
+    opts = {
+        "wal_strategy": strategy,
+        "wal_compression": "lz4" if strategy == "binary" else "none",
+        "fsync": "always",
+        "flush_bytes": 24_000,
+        "wal_segment_bytes": 16_384,
+    }
+    rnd = random.Random(seed)
+    model: dict = {}
+    applied = 0  # operations known to be in the data directory
+    data_dir = tmp_path / "data"
+    total_acked = 0
+    for _round in range(5):
+        lines = _run_round(data_dir, seed, applied, opts, kill_after=rnd.uniform(0.2, 1.2))
+        acked = [int(line.split()[1]) for line in lines if line.startswith("A ")]
+        begun = [int(line.split()[1]) for line in lines if line.startswith("B ")]
+        assert acked == list(range(applied, applied + len(acked))), "acks out of order"
+        total_acked += len(acked)
+        for i in acked:
+            apply_to_model(model, seed, i)
+        applied += len(acked)
+        state = dump_in_fresh_process(data_dir, **opts).get("crash", {})
+        if _matches(state, model):
+            continue
+        # The one in-flight operation may have reached the log before the kill.
+        assert begun and begun[-1] == applied, "state differs and no operation was in flight"
+        with_inflight = {k: (v[0].copy(), dict(v[1])) for k, v in model.items()}
+        apply_to_model(with_inflight, seed, applied)
+        assert _matches(state, with_inflight), "state is neither before nor after the in-flight operation"
+        model = with_inflight
+        applied += 1
+    assert total_acked > 20, f"the workload barely ran ({total_acked} acknowledged operations)"

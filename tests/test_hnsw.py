@@ -1,0 +1,244 @@
+"""HNSW index: recall against ground truth, filters, deletions, determinism, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proximadb.errors import (
+    CorruptionError,
+    DimensionMismatchError,
+    InvalidVectorError,
+    ValidationError,
+    VectorExistsError,
+    VectorNotFoundError,
+)
+from proximadb.index.hnsw import HNSWIndex
+
+
+def ivecs_read(path: Path) -> np.ndarray:
+    a = np.fromfile(path, dtype=np.int32)
+    return a.reshape(-1, a[0] + 1)[:, 1:].copy()
+
+
+def fvecs_read(path: Path) -> np.ndarray:
+    return ivecs_read(path).view(np.float32)
+
+
+def recall_at(found: list[np.ndarray] | np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits)) / k
+
+
+def brute_force(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "l2",
+                rows: np.ndarray | None = None) -> np.ndarray:
+    """Exact top-k row numbers (restricted to `rows` when given), float64."""
+    cand = np.arange(len(base)) if rows is None else np.asarray(rows)
+    x = base[cand].astype(np.float64)
+    q = queries.astype(np.float64)
+    if metric == "l2":
+        d = (q * q).sum(1)[:, None] - 2 * q @ x.T + (x * x).sum(1)[None, :]
+    elif metric == "cosine":
+        d = 1 - (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (x / np.linalg.norm(x, axis=1, keepdims=True)).T
+    else:
+        d = -(q @ x.T)
+    top = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return cand[top]
+
+
+@pytest.fixture(scope="module")
+def sift(datasets: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    root = datasets / "siftsmall"
+    return (fvecs_read(root / "siftsmall_base.fvecs"), fvecs_read(root / "siftsmall_query.fvecs"),
+            ivecs_read(root / "siftsmall_groundtruth.ivecs"))
+
+
+@pytest.fixture(scope="module")
+def sift_index(sift: tuple[np.ndarray, np.ndarray, np.ndarray]) -> HNSWIndex:
+    base = sift[0]
+    index = HNSWIndex(128, metric="l2", M=16, ef_construction=200, seed=0)
+    index.add(np.arange(len(base), dtype=np.int64), base)
+    return index
+
+
+def test_siftsmall_recall(sift_index: HNSWIndex, sift: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    _, queries, truth = sift
+    found = [sift_index.search(q, 10, ef=64)[0] for q in queries]
+    assert recall_at(found, truth) >= 0.95
+    # ef=1 greedy search is far worse: the threshold above is not reachable by chance.
+    assert len(sift_index) == 10_000
+
+
+def test_distances_are_squared_l2(sift_index: HNSWIndex, sift: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    base, queries, _ = sift
+    ids, dist = sift_index.search(queries[0], 10)
+    assert ids.dtype == np.int64 and dist.dtype == np.float32
+    expect = ((base[ids] - queries[0]) ** 2).sum(1)
+    np.testing.assert_allclose(dist, expect, rtol=1e-4)
+    assert np.all(np.diff(dist) >= 0)
+
+
+def test_search_batch_matches_single(sift_index: HNSWIndex, sift: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    queries = sift[1]
+    ids, dist = sift_index.search_batch(queries, 10, ef=64, threads=2)
+    assert ids.shape == (len(queries), 10)
+    for i in range(0, len(queries), 7):
+        one_ids, one_d = sift_index.search(queries[i], 10, ef=64)
+        np.testing.assert_array_equal(ids[i], one_ids)
+        np.testing.assert_array_equal(dist[i], one_d)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.1, 0.01])
+@pytest.mark.parametrize("exact", [None, False])
+def test_filtered_recall(sift_index: HNSWIndex, sift: tuple[np.ndarray, np.ndarray, np.ndarray],
+                         fraction: float, exact: bool | None) -> None:
+    base, queries, _ = sift
+    rng = np.random.default_rng(7)
+    allowed = np.sort(rng.choice(len(base), int(len(base) * fraction), replace=False))
+    truth = brute_force(base, queries, 10, rows=allowed)
+    allowed_set = set(allowed.tolist())
+    found = []
+    for q in queries:
+        ids, _ = sift_index.search(q, 10, ef=64, filter_ids=allowed, exact=exact)
+        assert len(ids) == 10
+        assert set(ids.tolist()) <= allowed_set
+        found.append(ids)
+    assert recall_at(found, truth) >= (0.9 if exact is False else 0.95)
+    # The same filter as a bitmap over internal rows gives the same answer.
+    bitmap = np.zeros(sift_index.n_rows, dtype=bool)
+    bitmap[allowed] = True  # ids == rows in this index
+    b_ids, _ = sift_index.search(queries[0], 10, ef=64, filter_ids=bitmap, exact=exact)
+    np.testing.assert_array_equal(b_ids, found[0])
+
+
+def test_filter_smaller_than_k(sift_index: HNSWIndex, sift: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    ids, dist = sift_index.search(sift[1][0], 10, filter_ids=np.array([5, 17, 99_999_999]))
+    assert sorted(ids.tolist()) == [5, 17] and len(dist) == 2
+
+
+def test_glove_cosine_recall(datasets: Path) -> None:
+    root = datasets / "glove-6b-50d"
+    if not (root / "glove50_base.fvecs").exists():
+        pytest.skip("glove-6b-50d not available")
+    base = fvecs_read(root / "glove50_base.fvecs")[:50_000]
+    queries = fvecs_read(root / "glove50_query.fvecs")[:200]
+    truth = brute_force(base, queries, 10, metric="cosine")
+    index = HNSWIndex(50, metric="cosine", M=16, ef_construction=100, seed=1)
+    index.add(np.arange(len(base)), base)
+    ids, dist = index.search_batch(queries, 10, ef=128)
+    assert recall_at(ids, truth) >= 0.95
+    q = queries[0] / np.linalg.norm(queries[0])
+    b = base[ids[0]] / np.linalg.norm(base[ids[0]], axis=1, keepdims=True)
+    np.testing.assert_allclose(dist[0], 1 - b @ q, atol=1e-5)
+
+
+def test_dot_metric_matches_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((3000, 24)).astype(np.float32)
+    queries = rng.standard_normal((50, 24)).astype(np.float32)
+    index = HNSWIndex(24, metric="dot", M=12, ef_construction=100, seed=5)
+    index.add(np.arange(len(base)) + 1000, base)
+    truth = brute_force(base, queries, 10, metric="dot") + 1000
+    ids, dist = index.search_batch(queries, 10, ef=200)
+    assert recall_at(ids, truth) >= 0.95
+    np.testing.assert_allclose(dist[0], -(base[ids[0] - 1000] @ queries[0]), rtol=1e-4, atol=1e-4)
+
+
+def test_deleted_ids_never_returned(sift: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    base, queries, _ = sift
+    index = HNSWIndex(128, M=16, ef_construction=100, seed=0)
+    index.add(np.arange(4000), base[:4000])
+    gone = set()
+    for q in queries[:20]:
+        for i in index.search(q, 5)[0]:
+            if int(i) not in gone:
+                index.mark_deleted(int(i))
+                gone.add(int(i))
+    assert len(index) == 4000 - len(gone) and index.n_deleted == len(gone)
+    for q in queries[:20]:
+        ids, _ = index.search(q, 10, ef=32)
+        assert len(ids) == 10 and not gone & set(ids.tolist())
+    batch, _ = index.search_batch(queries[:20], 10)
+    assert not gone & set(batch.ravel().tolist())
+    with pytest.raises(VectorNotFoundError):
+        index.mark_deleted(next(iter(gone)))
+    # A deleted id may be added again (as a new row) and is found again.
+    again = next(iter(gone))
+    index.add([again], base[again][None])
+    assert again in index and index.search(base[again], 1)[0][0] == again
+    with pytest.raises(VectorExistsError):
+        index.add([again], base[again][None])
+
+
+def _small_build(base: np.ndarray, seed: int, chunks: int = 1) -> HNSWIndex:
+    index = HNSWIndex(128, M=8, ef_construction=64, seed=seed)
+    for part in np.array_split(np.arange(2000), chunks):
+        index.add(part, base[part])
+    return index
+
+
+def test_deterministic_for_seed(sift: tuple[np.ndarray, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    base, queries, _ = sift
+    a, b = _small_build(base, 42), _small_build(base, 42, chunks=3)
+    a.save(tmp_path / "a.hnsw")
+    b.save(tmp_path / "b.hnsw")
+    assert (tmp_path / "a.hnsw").read_bytes() == (tmp_path / "b.hnsw").read_bytes()
+    ia, da = a.search_batch(queries, 10, ef=16)
+    ib, db = b.search_batch(queries, 10, ef=16)
+    np.testing.assert_array_equal(ia, ib)
+    np.testing.assert_array_equal(da, db)
+
+
+def test_save_load_identical(sift: tuple[np.ndarray, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    base, queries, _ = sift
+    index = _small_build(base, 9)
+    index.mark_deleted(3)
+    index.ef = 40
+    path = tmp_path / "x.hnsw"
+    index.save(path)
+    loaded = HNSWIndex.load(path)
+    assert (len(loaded), loaded.dim, loaded.metric, loaded.M, loaded.ef) == (len(index), 128, "l2", 8, 40)
+    ids0, d0 = index.search_batch(queries, 10)
+    ids1, d1 = loaded.search_batch(queries, 10)
+    np.testing.assert_array_equal(ids0, ids1)
+    np.testing.assert_array_equal(d0, d1)
+    # Inserting after load continues exactly like the original would.
+    index.add(np.arange(2000, 2500), base[2000:2500])
+    loaded.add(np.arange(2000, 2500), base[2000:2500])
+    np.testing.assert_array_equal(index.search_batch(queries, 10)[0], loaded.search_batch(queries, 10)[0])
+
+
+def test_corrupted_file_detected(sift: tuple[np.ndarray, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    index = _small_build(sift[0], 1)
+    path = tmp_path / "c.hnsw"
+    index.save(path)
+    raw = bytearray(path.read_bytes())
+    cases = {
+        "flip": lambda b: b[:5000] + bytes([b[5000] ^ 0x10]) + b[5001:],
+        "header": lambda b: b[:20] + bytes([b[20] ^ 1]) + b[21:],
+        "truncated": lambda b: b[: len(b) - 100],
+        "magic": lambda b: b"XXXXXXXX" + b[8:],
+        "empty": lambda b: b"",
+    }
+    for name, damage in cases.items():
+        bad = tmp_path / f"{name}.hnsw"
+        bad.write_bytes(bytes(damage(bytes(raw))))
+        with pytest.raises(CorruptionError, match=str(bad.name)):
+            HNSWIndex.load(bad)
+
+
+def test_input_validation() -> None:
+    index = HNSWIndex(4)
+    with pytest.raises(DimensionMismatchError):
+        index.add([1], np.zeros((1, 5), dtype=np.float32))
+    with pytest.raises(ValidationError):
+        index.add([1, 1], np.ones((2, 4), dtype=np.float32))
+    with pytest.raises(InvalidVectorError):
+        index.add([1], np.full((1, 4), np.nan, dtype=np.float32))
+    assert index.search(np.zeros(4), 3)[0].shape == (0,)
+    index.add([7], np.ones((1, 4)))
+    with pytest.raises(DimensionMismatchError):
+        index.search(np.zeros(3), 1)
+    assert index.search([1, 1, 1, 1], 3)[0].tolist() == [7]
