@@ -62,6 +62,9 @@ def extensions() -> list[Extension]:
     return exts
 
 
+GENERATED_PACKAGE = "proximadb.api.grpc._generated"
+
+
 def generate_grpc() -> None:
     """protoc -> proximadb/api/grpc/_generated/ in the source tree (only files whose content changed)."""
     spec = importlib.util.spec_from_file_location("_proximadb_codegen", ROOT / "proximadb/api/grpc/codegen.py")
@@ -77,6 +80,10 @@ class BuildPy(build_py):
 
     def run(self) -> None:
         generate_grpc()
+        # On a fresh checkout find_packages() ran before the package existed (and egg_info,
+        # which runs first, refuses a listed package directory that does not exist yet).
+        if GENERATED_PACKAGE not in self.packages:
+            self.packages.append(GENERATED_PACKAGE)
         super().run()
 
 
@@ -109,10 +116,7 @@ class BuildExt(build_ext):
 
 
 setup(
-    # _generated is listed by name: on a fresh checkout it only exists once build_py has run protoc.
-    packages=sorted(
-        {*find_packages(include=["proximadb", "proximadb.*"]), "proximadb.api.grpc._generated", "proximadb.schemas"}
-    ),
+    packages=[*find_packages(include=["proximadb", "proximadb.*"]), "proximadb.schemas"],
     package_dir={"proximadb.schemas": "schemas"},
     package_data={
         "proximadb": ["py.typed", "**/*.pyi", "**/*.pxd", "systemd/*", "man/*"],

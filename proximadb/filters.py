@@ -91,9 +91,7 @@ class Filter:
     def mask(self, metadatas: Sequence[Metadata | None]) -> np.ndarray:
         """A bool array: ``mask[i]`` is ``matches(metadatas[i])``."""
         predicate = self._predicate
-        return np.fromiter(
-            (predicate(_EMPTY if m is None else m) for m in metadatas), dtype=bool, count=len(metadatas)
-        )
+        return np.fromiter((predicate(_EMPTY if m is None else m) for m in metadatas), dtype=bool, count=len(metadatas))
 
     def __repr__(self) -> str:
         return f"Filter({json.dumps(self.spec, sort_keys=True)})"
@@ -137,9 +135,7 @@ def _compile_object(node: Any, path: str, depth: int, fields: set[str]) -> Predi
             inner = _compile_object(value, f"{path}.$not", depth + 1, fields)
             predicates.append(lambda md, inner=inner: not inner(md))
         elif key in FIELD_OPERATORS:
-            raise InvalidFilterError(
-                f"{path}: {key} must be applied to a field, e.g. {{\"field\": {{\"{key}\": ...}}}}"
-            )
+            raise InvalidFilterError(f'{path}: {key} must be applied to a field, e.g. {{"field": {{"{key}": ...}}}}')
         elif key.startswith("$"):
             raise InvalidFilterError(f"{path}: unknown operator {key}")
         elif not key:
@@ -163,7 +159,7 @@ def _compile_field(field: str, value: Any, path: str) -> Predicate:
     if not isinstance(value, Mapping):
         if isinstance(value, (list, tuple)):
             raise InvalidFilterError(
-                f"{path}: a list is not a value; use {{\"$in\": [...]}} to match any of several values"
+                f'{path}: a list is not a value; use {{"$in": [...]}} to match any of several values'
             )
         return _membership(field, [_check_scalar(value, path, "$eq")])
     if not value:
@@ -171,14 +167,10 @@ def _compile_field(field: str, value: Any, path: str) -> Predicate:
     keys = list(value)
     operators = [k for k in keys if isinstance(k, str) and k.startswith("$")]
     if not operators:
-        raise InvalidFilterError(
-            f"{path}: nested objects are not values; use operators such as {{\"$eq\": ...}}"
-        )
+        raise InvalidFilterError(f'{path}: nested objects are not values; use operators such as {{"$eq": ...}}')
     if len(operators) != len(keys):
         plain = next(k for k in keys if k not in operators)
-        raise InvalidFilterError(
-            f"{path}: operator object mixes operators ({operators[0]}) and plain keys ({plain!r})"
-        )
+        raise InvalidFilterError(f"{path}: operator object mixes operators ({operators[0]}) and plain keys ({plain!r})")
     return _all_of([_compile_operator(field, op, arg, path) for op, arg in value.items()])
 
 
@@ -200,9 +192,7 @@ def _compile_operator(field: str, op: str, arg: Any, path: str) -> Predicate:
             raise InvalidFilterError(f"{path}: $exists needs true or false, got {_type_name(arg)}")
         return (lambda md: field in md) if arg else (lambda md: field not in md)
     if op in LOGICAL_OPERATORS:
-        raise InvalidFilterError(
-            f"{path}: {op} is not a field operator; put it at filter level, e.g. {{\"{op}\": ...}}"
-        )
+        raise InvalidFilterError(f'{path}: {op} is not a field operator; put it at filter level, e.g. {{"{op}": ...}}')
     raise InvalidFilterError(f"{path}: unknown operator {op}")
 
 

@@ -64,6 +64,7 @@ def main() -> None:
     from proximadb.storage.engine import Engine
 
     data_dir, seed, start, opts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+    compact_every = int(opts.pop("compact_every", 0))
     with Engine.open(data_dir, **opts) as engine:
         if not engine.list_collections():
             engine.create_collection("crash", DIM, distance_metric="euclidean")
@@ -85,6 +86,8 @@ def main() -> None:
                     pass
             print(f"A {i}", flush=True)
             i += 1
+            if compact_every and i % compact_every == 0:
+                col.compact()  # logical content unchanged: the model needs no step for it
 
 
 if __name__ == "__main__":

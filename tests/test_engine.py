@@ -272,6 +272,9 @@ def test_search_bad_input(engine: Engine) -> None:
             col.search(np.ones(DIM), k=k)  # type: ignore[arg-type]
     with pytest.raises(errors.ValidationError):
         col.search("not a vector", k=1)
+    for knob in ({"ef": 0}, {"nprobe": -1}, {"ef": 10**9}, {"nprobe": True}):
+        with pytest.raises(errors.ValidationError, match="must be an integer"):
+            col.search(np.ones(DIM), k=1, **knob)
 
 
 # ---------------------------------------------------------------- scroll
@@ -327,7 +330,7 @@ def test_reopen_restores_everything(tmp_path, strategy: str, compression: str) -
 
 
 def test_small_flush_threshold_flushes_automatically(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with Engine.open(tmp_path / "d", flush_bytes=20_000, fsync="never") as engine:
+    with Engine.open(tmp_path / "d", flush_bytes=20_000, fsync="never", auto_compact=False) as engine:
         engine.create_collection("c", DIM)
         col = engine.collection("c")
         for b in range(10):

@@ -54,9 +54,14 @@ def _run_round(data_dir: Path, seed: int, start: int, opts: dict, kill_after: fl
     return out.splitlines()
 
 
-@pytest.mark.parametrize("strategy", ["avro", "binary"])
-def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, strategy: str) -> None:
-    seed = 1234
+@pytest.mark.parametrize(
+    ("strategy", "compact_every"),
+    [("avro", 0), ("binary", 0), ("avro", 7)],
+    ids=["avro", "binary", "avro-compacting"],
+)
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, strategy: str, compact_every: int) -> None:
+    """With compact_every, the writer also compacts every few operations (and in the background)."""
+    seed = 1234 + compact_every
     opts = {
         "wal_strategy": strategy,
         "wal_compression": "lz4" if strategy == "binary" else "none",
@@ -70,7 +75,8 @@ def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, strategy: str) -> No
     data_dir = tmp_path / "data"
     total_acked = 0
     for _round in range(5):
-        lines = _run_round(data_dir, seed, applied, opts, kill_after=rnd.uniform(0.2, 1.2))
+        lines = _run_round(data_dir, seed, applied, {**opts, "compact_every": compact_every},
+                           kill_after=rnd.uniform(0.2, 1.2))
         acked = [int(line.split()[1]) for line in lines if line.startswith("A ")]
         begun = [int(line.split()[1]) for line in lines if line.startswith("B ")]
         assert acked == list(range(applied, applied + len(acked))), "acks out of order"

@@ -202,7 +202,9 @@ scalars = st.one_of(
 )
 string_lists = st.lists(st.sampled_from(STRINGS), max_size=3)
 # one_of flattens nested one_of branches: draw the kind first so lists are not rare.
-metadata_values = st.sampled_from(["scalar", "list"]).flatmap(lambda kind: scalars if kind == "scalar" else string_lists)
+metadata_values = st.sampled_from(["scalar", "list"]).flatmap(
+    lambda kind: scalars if kind == "scalar" else string_lists
+)
 metadata = st.dictionaries(st.sampled_from(FIELDS), metadata_values, max_size=3)
 
 ordered_operands = st.one_of(st.integers(-2, 2), st.sampled_from([0.5, -1.0]), st.sampled_from(["", "x", "y"]))

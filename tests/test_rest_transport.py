@@ -1,9 +1,10 @@
 """RestTransport (the SDK's HTTP transport) against the real REST app on a real socket.
 
-The app runs under ``wsgiref`` (stdlib, threaded, one request per connection);
-keep-alive reuse is checked under werkzeug's HTTP/1.1 server when it is
-installed; dropped keep-alive connections and timeouts use a tiny raw-socket
-server that misbehaves on purpose.
+The app runs under ``wsgiref`` (stdlib, threaded) in two ways: as shipped
+(HTTP/1.0, one request per connection) and with a small HTTP/1.1 keep-alive
+handler (below) that, like gunicorn, drains a body the app did not read.
+Dropped keep-alive connections and timeouts use a tiny raw-socket server that
+misbehaves on purpose.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from proximadb.errors import (
     DimensionMismatchError,
     InvalidFilterError,
     MalformedPayloadError,
+    NotFoundError,
     PayloadTooLargeError,
     RequestTimeoutError,
     UnavailableError,
@@ -51,6 +53,48 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _CountingReader:
+    """wsgi.input limited to the request's Content-Length, remembering how much the app read."""
+
+    def __init__(self, raw: Any, length: int) -> None:
+        self.raw = raw
+        self.left = length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.raw.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.raw.readline(self.left if size < 0 else min(size, self.left)) if self.left else b""
+        self.left -= len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.left and self.read(65536):
+            pass
+
+
+class _KeepAliveHandler(_QuietHandler):
+    """wsgiref's handler, but HTTP/1.1 with keep-alive: several requests per connection."""
+
+    protocol_version = "HTTP/1.1"
+
+    def handle(self) -> None:
+        self.close_connection = False
+        while not self.close_connection:
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline or not self.parse_request():
+                return
+            body = _CountingReader(self.rfile, int(self.headers.get("Content-Length") or 0))
+            handler = ServerHandler(body, self.wfile, self.get_stderr(), self.get_environ(), multithread=True)
+            handler.http_version = "1.1"
+            handler.request_handler = self  # type: ignore[attr-defined]
+            handler.run(self.server.get_app())  # type: ignore[attr-defined]
+            body.drain()
 
 
 class _Recorder:
@@ -79,15 +123,19 @@ def recorder(service: UnifiedAvroService) -> _Recorder:
     return _Recorder(create_app(service))
 
 
-@pytest.fixture()
-def url(recorder: _Recorder) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, recorder, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+def _serve(app: Any, handler: type[WSGIRequestHandler]) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
     thread.join(5)
+
+
+@pytest.fixture(params=["http1.0", "keep-alive"])
+def url(request: pytest.FixtureRequest, recorder: _Recorder) -> Iterator[str]:
+    yield from _serve(recorder, _QuietHandler if request.param == "http1.0" else _KeepAliveHandler)
 
 
 @pytest.fixture()
@@ -190,7 +238,7 @@ def test_errors_are_typed(transport: RestTransport, service: UnifiedAvroService)
     search = encode_payload("vector_search", {"queries": [[1.0, 0.0, 0.0]], "k": 1})
     cases: list[tuple[type[Exception], Callable[[], Any]]] = [
         (CollectionNotFoundError, lambda: transport.get_collection("nope")),
-        (CollectionNotFoundError, lambda: transport.get_collection("../../etc/passwd")),
+        (NotFoundError, lambda: transport.get_collection("../../etc/passwd")),  # '/' in a name: no such route
         (CollectionNotFoundError, lambda: transport.delete_collection("%2e%2e")),
         (CollectionNotFoundError, lambda: transport.count("nope", None)),
         (CollectionNotFoundError, lambda: transport.search_payload("nope", search)),
@@ -276,26 +324,19 @@ def test_threads_share_one_transport(transport: RestTransport) -> None:
 # ---------------------------------------------------------------------------- keep-alive
 
 
-def test_keep_alive_reuses_one_connection(service: UnifiedAvroService) -> None:
-    serving = pytest.importorskip("werkzeug.serving")
-    recorder = _Recorder(create_app(service))
-    server = serving.make_server("127.0.0.1", 0, recorder, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with RestTransport(f"http://127.0.0.1:{server.server_port}") as t:
+def test_keep_alive_reuses_one_connection(recorder: _Recorder) -> None:
+    for url in _serve(recorder, _KeepAliveHandler):
+        with RestTransport(url) as t:
             t.create_collection({"name": "docs", "dimension": 2})
             for i in range(10):
                 t.insert_payload("docs", encode_insert([{"id": f"k{i}", "vector": [1.0, float(i)]}]))
                 assert t.count("docs", None) == i + 1
             with pytest.raises(CollectionNotFoundError):
                 t.get_collection("nope")
+            with pytest.raises(PayloadTooLargeError):  # refused unread; the server drains it, the socket lives on
+                t.insert_payload("docs", b"\x00" * (LIMIT + 1))
             assert t.health()["status"] == "ok"
-        assert len(recorder.client_ports) == 1  # 23 requests over one socket
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        assert len(recorder.client_ports) == 1  # 24 requests over one socket
 
 
 class _DroppingServer:

@@ -33,8 +33,10 @@ def info() -> None:
 
 def _register() -> None:
     from proximadb.cli.serve import serve
+    from proximadb.cli.wal import wal
 
     cli.add_command(serve)
+    cli.add_command(wal)
 
 
 _register()

@@ -21,6 +21,26 @@
 
 #define pxa_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
 
+/* ---- spinlocks (per-node locks of a parallel HNSW build) ---------------- */
+#if defined(__x86_64__) || defined(__i386__)
+#define pxa_cpu_relax() __builtin_ia32_pause()
+#else
+#define pxa_cpu_relax() ((void)0)
+#endif
+#include <sched.h>
+
+/* Held only for a few microseconds and never two at a time, so a spin (with a
+ * yield when the holder was preempted) beats a mutex. */
+static inline void pxa_spin_lock(uint8_t *l) {
+    int spins = 0;
+    while (__atomic_test_and_set(l, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(l, __ATOMIC_RELAXED)) {
+            if (++spins < 2000) pxa_cpu_relax(); else { sched_yield(); spins = 0; }
+        }
+    }
+}
+static inline void pxa_spin_unlock(uint8_t *l) { __atomic_clear(l, __ATOMIC_RELEASE); }
+
 /* ---- splitmix64 --------------------------------------------------------- */
 static inline uint64_t pxa_rng_next(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);

@@ -2,7 +2,7 @@
 # distance kernels of pxd/distance.h (declared here rather than cimported from
 # pxd/distance.pxd so that the name cannot be confused with the sibling module
 # proximadb/index/distance.pyx).
-from libc.stdint cimport int32_t, int64_t, uint16_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 
 cdef extern from "distance.h" nogil:
@@ -15,6 +15,8 @@ cdef extern from "distance.h" nogil:
 
 cdef extern from "_ann.h" nogil:
     void pxa_prefetch(const void *p) noexcept
+    void pxa_spin_lock(uint8_t *l) noexcept
+    void pxa_spin_unlock(uint8_t *l) noexcept
 
     uint64_t pxa_rng_next(uint64_t *state) noexcept
     double pxa_rng_unit(uint64_t *state) noexcept

@@ -196,6 +196,38 @@ cdef Py_ssize_t _scan_rows(const MetricFn *m, const float *q, const float *base,
     return size
 
 
+cdef enum:
+    QUERY_GROUP = 8          # queries of a batch that share each pass over a base block
+    BLOCK_BYTES = 16384      # base block size: stays in L1d while the group's queries scan it
+
+
+cdef void _scan_dense_group(const MetricFn *m, const float *qs, Py_ssize_t nq, const float *base,
+                            Py_ssize_t n, Py_ssize_t d, const unsigned char *mask,
+                            float *hd, int64_t *hi, Py_ssize_t stride, Py_ssize_t cap) noexcept nogil:
+    """_scan_dense for nq <= QUERY_GROUP queries at once, base read block by block so each
+    block is fetched from memory once per group instead of once per query. Query j's
+    results go to hd/hi + j * stride. Same hits, same order as _scan_dense. Never fails."""
+    cdef Py_ssize_t sizes[QUERY_GROUP]
+    cdef Py_ssize_t block = max(<Py_ssize_t>1, BLOCK_BYTES // (d * <Py_ssize_t>sizeof(float)))
+    cdef Py_ssize_t start, stop, i, j
+    cdef const float *q
+    for j in range(nq):
+        sizes[j] = 0
+    start = 0
+    while start < n:
+        stop = min(start + block, n)
+        for j in range(nq):
+            q = qs + j * d
+            for i in range(start, stop):
+                if mask != NULL and mask[i] == 0:
+                    continue
+                sizes[j] = _heap_push(hd + j * stride, hi + j * stride, sizes[j], cap,
+                                      _rank_distance(m, q, base + i * d, d), i)
+        start = stop
+    for j in range(nq):
+        _heap_sort(hd + j * stride, hi + j * stride, sizes[j])
+
+
 cdef Py_ssize_t _first_non_finite(const float *p, Py_ssize_t count) noexcept nogil:
     """Index of the first NaN/inf value, or -1 when all are finite. Never fails."""
     cdef Py_ssize_t i
@@ -320,7 +352,7 @@ def topk(query, base, k, metric="l2", mask=None):
         return idx, dist
     cdef int64_t[::1] iv = idx
     cdef float[::1] dv = dist
-    if True:
+    with nogil:
         size = _scan_dense(&mf, &qv[0], &bv[0, 0], n, d, mp, &dv[0], &iv[0], cap)
     if size < cap:
         return idx[:size].copy(), dist[:size].copy()
@@ -416,11 +448,12 @@ def topk_batch(queries, base, k, metric="l2", mask=None, threads=None):
         return idx, dist
     cdef int64_t[:, ::1] iv = idx
     cdef float[:, ::1] dv = dist
-    cdef Py_ssize_t i
+    cdef Py_ssize_t g, ngroups = (m + QUERY_GROUP - 1) // QUERY_GROUP
     with nogil:
         # Each query's heap lives in its own output row: no allocation in the threads.
-        for i in prange(m, num_threads=nthreads, schedule="static"):
-            _scan_dense(&mf, &qv[i, 0], bp, n, d, mp, &dv[i, 0], &iv[i, 0], cap)
+        for g in prange(ngroups, num_threads=nthreads, schedule="dynamic"):
+            _scan_dense_group(&mf, &qv[g * QUERY_GROUP, 0], min(<Py_ssize_t>QUERY_GROUP, m - g * QUERY_GROUP),
+                              bp, n, d, mp, &dv[g * QUERY_GROUP, 0], &iv[g * QUERY_GROUP, 0], kk, cap)
     # Rows that kept fewer than cap hits already hold the -1/+inf padding past them.
     return idx, dist
 

@@ -124,6 +124,8 @@ ctypedef struct HGraph:
     int32_t entry
     int maxlevel
     int64_t n_deleted
+    uint8_t *locks       # per-row spinlocks during a parallel add, else NULL
+    uint8_t glock        # guards entry / maxlevel during a parallel add
 
 
 # ---------------------------------------------------------------- C core --
@@ -145,10 +147,13 @@ cdef inline int32_t *glinks(const HGraph *g, int32_t r, int level) noexcept nogi
 
 
 cdef inline void prefetch_vec(const HGraph *g, int32_t r) noexcept nogil:
+    """Prefetch every cache line of row r's vector (rows are not line-aligned)."""
     cdef const char *p = <const char *>gvec(g, r)
-    pxa_prefetch(p)
-    if g.dim > 16:
-        pxa_prefetch(p + 64)
+    cdef const char *end = p + g.dim * 4
+    while p < end:
+        pxa_prefetch(p)
+        p += 64
+    pxa_prefetch(end - 1)
 
 
 cdef int32_t greedy_descend(const HGraph *g, const float *q, int32_t cur, int top_level,
@@ -158,12 +163,16 @@ cdef int32_t greedy_descend(const HGraph *g, const float *q, int32_t cur, int to
     cdef float d
     cdef int lc, j, cnt
     cdef int32_t *ll
+    cdef int32_t c
     cdef bint changed
     for lc in range(top_level, stop_level, -1):
         changed = True
         while changed:
             changed = False
-            ll = glinks(g, cur, lc)
+            c = cur
+            if g.locks != NULL:
+                pxa_spin_lock(g.locks + c)
+            ll = glinks(g, c, lc)
             cnt = ll[0]
             for j in range(1, cnt + 1):
                 prefetch_vec(g, ll[j])
@@ -173,6 +182,8 @@ cdef int32_t greedy_descend(const HGraph *g, const float *q, int32_t cur, int to
                     curd = d
                     cur = ll[j]
                     changed = True
+            if g.locks != NULL:
+                pxa_spin_unlock(g.locks + c)
     return cur
 
 
@@ -212,6 +223,8 @@ cdef int search_layer(const HGraph *g, pxa_scratch *s, const float *q, int32_t e
         if cd > lb and (top.n >= ef or not filtering):
             break
         pxa_minheap_pop(cand)
+        if g.locks != NULL:
+            pxa_spin_lock(g.locks + c)
         ll = glinks(g, c, level)
         cnt = ll[0]
         # Gather the unvisited neighbours first and prefetch their vectors, so
@@ -224,6 +237,8 @@ cdef int search_layer(const HGraph *g, pxa_scratch *s, const float *q, int32_t e
                 batch[nb_n] = nb
                 nb_n += 1
                 prefetch_vec(g, nb)
+        if g.locks != NULL:
+            pxa_spin_unlock(g.locks + c)
         for j in range(nb_n):
             nb = batch[j]
             d = gdist(g, q, gvec(g, nb))
@@ -280,40 +295,57 @@ cdef int select_heuristic(const HGraph *g, pxa_scratch *s, pxa_heap *h, int mmax
 cdef int connect_new(HGraph *g, pxa_scratch *s, int32_t row, int level, int32_t *next_ep) noexcept nogil:
     """Link row at level to the heuristic pick of s.top and the picks back to row."""
     cdef int32_t *ll
-    cdef int32_t *nl
     cdef int32_t nb
-    cdef int i, j, cnt, r
+    cdef int i, r, rc
     cdef int mmax = g.M0 if level == 0 else g.M
-    cdef pxa_heap *tmp = &s.tmp
-    cdef const float *nv
     if select_heuristic(g, s, &s.top, g.M) < 0:
         return -1
     r = <int>s.top.n
     ll = glinks(g, row, level)
+    if g.locks != NULL:
+        pxa_spin_lock(g.locks + row)
     ll[0] = r
     for i in range(r):
         ll[1 + i] = s.top.a[i].id
+    if g.locks != NULL:
+        pxa_spin_unlock(g.locks + row)
     next_ep[0] = s.top.a[0].id
+    # Only this thread writes row's lists, so reading ll here needs no lock; each
+    # neighbour's list is changed under its own lock (never two locks held).
     for i in range(r):
         nb = ll[1 + i]
-        nl = glinks(g, nb, level)
-        cnt = nl[0]
-        if cnt < mmax:
-            nl[1 + cnt] = row
-            nl[0] = cnt + 1
-            continue
-        nv = gvec(g, nb)
-        tmp.n = 0
-        if pxa_maxheap_push(tmp, gdist(g, nv, gvec(g, row)), row) < 0:
+        if g.locks != NULL:
+            pxa_spin_lock(g.locks + nb)
+        rc = link_back(g, s, nb, row, level, mmax)
+        if g.locks != NULL:
+            pxa_spin_unlock(g.locks + nb)
+        if rc < 0:
             return -1
-        for j in range(1, cnt + 1):
-            if pxa_maxheap_push(tmp, gdist(g, nv, gvec(g, nl[j])), nl[j]) < 0:
-                return -1
-        if select_heuristic(g, s, tmp, mmax) < 0:
+    return 0
+
+
+cdef int link_back(HGraph *g, pxa_scratch *s, int32_t nb, int32_t row, int level, int mmax) noexcept nogil:
+    """Add row to nb's list at level; a full list is re-pruned by the heuristic."""
+    cdef int32_t *nl = glinks(g, nb, level)
+    cdef int j, cnt = nl[0]
+    cdef pxa_heap *tmp = &s.tmp
+    cdef const float *nv
+    if cnt < mmax:
+        nl[1 + cnt] = row
+        nl[0] = cnt + 1
+        return 0
+    nv = gvec(g, nb)
+    tmp.n = 0
+    if pxa_maxheap_push(tmp, gdist(g, nv, gvec(g, row)), row) < 0:
+        return -1
+    for j in range(1, cnt + 1):
+        if pxa_maxheap_push(tmp, gdist(g, nv, gvec(g, nl[j])), nl[j]) < 0:
             return -1
-        nl[0] = <int32_t>tmp.n
-        for j in range(tmp.n):
-            nl[1 + j] = tmp.a[j].id
+    if select_heuristic(g, s, tmp, mmax) < 0:
+        return -1
+    nl[0] = <int32_t>tmp.n
+    for j in range(tmp.n):
+        nl[1 + j] = tmp.a[j].id
     return 0
 
 
@@ -321,25 +353,35 @@ cdef int insert_row(HGraph *g, pxa_scratch *s, int32_t row) noexcept nogil:
     """Insert row (vector, level and zeroed link lists already in place; g.n > row)."""
     cdef const float *q = gvec(g, row)
     cdef int level = g.levels[row]
-    cdef int lc
+    cdef int lc, maxlevel
     cdef int32_t cur
-    if g.entry < 0:
+    if g.locks != NULL:
+        pxa_spin_lock(&g.glock)
+    cur = g.entry
+    maxlevel = g.maxlevel
+    if g.locks != NULL:
+        pxa_spin_unlock(&g.glock)
+    if cur < 0:
         g.entry = row
         g.maxlevel = level
         return 0
-    cur = g.entry
-    if level < g.maxlevel:
-        cur = greedy_descend(g, q, cur, g.maxlevel, level)
-    for lc in range(min(level, g.maxlevel), -1, -1):
+    if level < maxlevel:
+        cur = greedy_descend(g, q, cur, maxlevel, level)
+    for lc in range(min(level, maxlevel), -1, -1):
         if search_layer(g, s, q, cur, lc, g.efc, NULL, g.n_deleted > 0) < 0:
             return -1
         if s.top.n == 0:
             continue
         if connect_new(g, s, row, lc, &cur) < 0:
             return -1
-    if level > g.maxlevel:
-        g.entry = row
-        g.maxlevel = level
+    if level > maxlevel:
+        if g.locks != NULL:
+            pxa_spin_lock(&g.glock)
+        if level > g.maxlevel:
+            g.entry = row
+            g.maxlevel = level
+        if g.locks != NULL:
+            pxa_spin_unlock(&g.glock)
     return 0
 
 
@@ -716,9 +758,14 @@ cdef class HNSWIndex:
 
     # -- public API --
 
-    def add(self, ids: object, vectors: object) -> None:
+    def add(self, ids: object, vectors: object, int threads=1) -> None:
         """Insert vectors under int64 ids. An id that is live already is refused;
-        re-adding a deleted id stores a new row for it."""
+        re-adding a deleted id stores a new row for it.
+
+        threads > 1 inserts in parallel (per-node spinlocks, as hnswlib's
+        num_threads); the graph then depends on thread timing, so only the default
+        threads=1 build is deterministic for a seed. threads=0 means all cores.
+        """
         cdef cnp.ndarray vecs = self._as_matrix(vectors, "vectors")
         cdef cnp.ndarray ids_arr = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         cdef int64_t m = vecs.shape[0]
@@ -727,6 +774,10 @@ cdef class HNSWIndex:
         cdef int lvl, rc = 0
         cdef const int64_t *ip
         cdef pxa_scratch *s
+        cdef pxa_scratch *scr[MAX_POOL]
+        cdef int t, nt = threads if threads > 0 else (os.cpu_count() or 1)
+        cdef int64_t start, end = n0 + m
+        cdef int failed = 0
         if ids_arr.shape[0] != m:
             raise ValidationError(f"{ids_arr.shape[0]} ids for {m} vectors")
         if m == 0:
@@ -766,14 +817,40 @@ cdef class HNSWIndex:
             self._reserve_upper(upper)
             memset(self.g.upool + self.g.upool_n, 0, (upper - self.g.upool_n) * sizeof(int32_t))
             self.g.upool_n = upper
-            s = self._take_scratch()
-            with nogil:
-                for i in range(m):
-                    self.g.n = n0 + i + 1
-                    if insert_row(&self.g, s, <int32_t>(n0 + i)) < 0:
-                        rc = -1
-                        break
-            self._give_scratch(s)
+            nt = min(nt, MAX_POOL)
+            if nt <= 1 or m < 2 * nt:
+                s = self._take_scratch()
+                with nogil:
+                    for i in range(m):
+                        self.g.n = n0 + i + 1
+                        if insert_row(&self.g, s, <int32_t>(n0 + i)) < 0:
+                            rc = -1
+                            break
+                self._give_scratch(s)
+            else:
+                self.g.locks = <uint8_t *>calloc(end, 1)
+                if self.g.locks == NULL:
+                    raise MemoryError()
+                for t in range(nt):
+                    scr[t] = self._take_scratch()
+                with nogil:
+                    start = n0
+                    if self.g.entry < 0:
+                        self.g.n = n0 + 1
+                        rc = insert_row(&self.g, scr[0], <int32_t>n0)
+                        start = n0 + 1
+                    # Every new row is visible (vector, level, empty lists) but unreachable
+                    # until its own insert links it in.
+                    self.g.n = end
+                    for i in prange(start, end, num_threads=nt, schedule="dynamic", chunksize=16):
+                        if insert_row(&self.g, scr[threadid()], <int32_t>i) < 0:
+                            failed += 1
+                for t in range(nt):
+                    self._give_scratch(scr[t])
+                free(self.g.locks)
+                self.g.locks = NULL
+                if failed:
+                    rc = -1
             # Rows whose links are in place (all of them unless memory ran out).
             for i in range(n0, self.g.n):
                 pxa_idmap_put_nogrow(&self._idmap, self.g.ids[i], <int32_t>i)

@@ -15,6 +15,7 @@ gRPC with a grace period and closes the engine (final WAL fsync) -> exit 0.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 import time
@@ -24,6 +25,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from proximadb.errors import ProximaDBError
+from proximadb.server import notify
 from proximadb.server.config import ServerConfig
 from proximadb.storage.engine import Engine
 from proximadb.storage.lockfile import DataDirLock
@@ -134,6 +136,8 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         """Runs in the worker, after the fork: recover the WAL, start gRPC, return the REST app."""
+        notify.stopping_on_signals()  # gunicorn has installed the worker's own handlers by now
+        notify.status(f"recovering data directory {self.config.data_dir}")
         try:
             self.runtime = Runtime.start(self.config)
         except ProximaDBError as exc:
@@ -154,6 +158,12 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
             "ready: REST http://%s:%d  gRPC %s:%d  data %s  (pid %d)",
             self.config.host, rest_port, self.config.host, runtime.grpc_port, self.config.data_dir, worker.pid,
         )
+        if worker.alive:  # not after a SIGTERM that came during recovery
+            notify.ready(
+                f"serving REST http://{self.config.host}:{rest_port}, gRPC {self.config.host}:{runtime.grpc_port}, "
+                f"data {self.config.data_dir}",
+                main_pid=os.getppid(),  # the gunicorn master, which systemd started and signals
+            )
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.runtime is not None:
@@ -169,5 +179,6 @@ def serve(config: ServerConfig) -> int:
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s, beyond this machine: anyone who can reach it can read and write", config.host)
     log.info("starting proximadb on data directory %s", config.data_dir)
+    notify.claim_socket()  # gunicorn's master would send READY=1 before recovery; the worker sends it after
     DaemonApplication(config).run()
     return 0

@@ -47,6 +47,7 @@ from proximadb.errors import (
 )
 from proximadb.filters import Filter, compile_filter
 from proximadb.index import distance
+from proximadb.storage import compaction, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.manifest import Manifest, SegmentRef
 from proximadb.storage.memtable import Memtable
@@ -58,6 +59,7 @@ from proximadb.storage.validation import (
     check_k,
     check_metadata,
     check_nonzero,
+    check_search_knob,
     query_matrix,
 )
 from proximadb.storage.wal import WriteAheadLog
@@ -79,6 +81,11 @@ class StorageOptions:
     wal_segment_bytes: int = 64 << 20
     verify_segments: bool = True
     max_batch: int = 100_000
+    auto_compact: bool = True  # background compaction after flushes, by compaction.needs_compaction
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file()) if path.exists() else 0
 
 
 def now_us() -> int:
@@ -98,6 +105,9 @@ class Collection:
         self.manifest = Manifest()
         self.wal: WriteAheadLog | None = None
         self.last_flush_error: str | None = None
+        self.index_builder = segment_index.IndexBuilder(config.name)
+        self._compaction_lock = threading.Lock()  # one compaction at a time per collection
+        self._background: threading.Thread | None = None
 
     # ------------------------------------------------------------------ open/close
     def _new_memtable(self) -> Memtable:
@@ -118,6 +128,8 @@ class Collection:
             )
             seg.remove_stale_bitmaps()
             self.segments.append(seg)
+        for seg in self.segments:
+            self._index_segment(seg, load_existing=True)
         self.wal = WriteAheadLog.open(
             directory / "wal",
             strategy=options.wal_strategy,
@@ -147,6 +159,9 @@ class Collection:
                 shutil.rmtree(path, ignore_errors=True)
 
     def close(self) -> None:
+        self.index_builder.stop()
+        with self._compaction_lock:  # let a running compaction reach its commit point or give up
+            pass
         with self._lock:
             if self.wal is not None:
                 self.wal.close()
@@ -337,6 +352,125 @@ class Collection:
                 return seg, row
         return None
 
+    # ------------------------------------------------------------------ segment indexes
+    def _index_segment(self, seg: Segment, *, load_existing: bool) -> None:
+        """Attach the segment's HNSW/IVF index (loaded if valid), or schedule a background build."""
+        algorithm = self.config.indexing_algorithm
+        if algorithm == "flat":
+            seg.attach_index(None, "flat")
+            return
+        params = segment_index.effective_params(algorithm, self.config.index_params, seg.rows)
+        if load_existing:
+            index = segment_index.load(seg, algorithm, self._metric, params)
+            if index is not None:
+                seg.attach_index(index, algorithm)
+                return
+        self.index_builder.schedule(seg, algorithm, self._metric, params)
+
+    def reconfigure(self, config: CollectionConfig) -> None:
+        """New settings from the catalog; a changed index algorithm or parameters rebuilds segment indexes."""
+        with self._lock:
+            old = self.config
+            self.config = config
+            if (old.indexing_algorithm, old.index_params) != (config.indexing_algorithm, config.index_params):
+                for seg in self.segments:
+                    seg.attach_index(None, "flat")  # exact until the new index is ready
+                    self._index_segment(seg, load_existing=False)
+
+    def wait_for_indexes(self, timeout: float | None = None) -> bool:
+        """Block until every scheduled index build has finished; False on timeout."""
+        return self.index_builder.wait_idle(timeout)
+
+    # ------------------------------------------------------------------ compaction
+    def compact(self, segment_ids: Sequence[int] | None = None) -> dict[str, Any]:
+        """Merge segments (default: all) into one, dropping deleted and superseded rows.
+
+        Reads and writes go on during the merge; only the manifest swap takes the
+        collection lock. See compaction.py for why this is crash-safe.
+        """
+        with self._compaction_lock:
+            return self._compact(segment_ids).to_dict()
+
+    def _compact(self, segment_ids: Sequence[int] | None) -> compaction.CompactionReport:
+        started = time.monotonic()
+        report = compaction.CompactionReport(self.config.name)
+        with self._lock:
+            self._wal  # noqa: B018 - raises when closed
+            inputs = [s for s in self.segments if segment_ids is None or s.id in segment_ids]
+            report.segments_before = len(self.segments)
+            if not inputs or (len(inputs) == 1 and not inputs[0].persisted_deleted.any() and not inputs[0].dirty):
+                report.segments_after = len(self.segments)
+                return report
+            plan = compaction.MergePlan(inputs, [s.persisted_deleted.copy() for s in inputs],
+                                        self.manifest.next_segment_id)
+            self.manifest.next_segment_id += 1
+        report.merged = [s.id for s in inputs]
+        report.rows_before = sum(s.rows for s in inputs)
+        report.bytes_before = sum(_dir_bytes(s.path) for s in inputs)
+        log.info("collection %s: compacting segments %s (%d rows)", self.config.name, report.merged,
+                 report.rows_before)
+        merged = compaction.merge_rows(plan, compaction.log_progress(self.config.name))
+        new: Segment | None = None
+        if merged.data.ids:
+            path = write_segment(self.directory / "segments", plan.segment_id, merged.data,
+                                 {"created_at": time.time(), "compacted_from": report.merged,
+                                  "metric": self.config.distance_metric})
+            new = Segment(path, verify=False)
+        with self._lock:
+            if self.wal is None:
+                raise EngineClosedError(f"collection {self.config.name} closed during compaction")
+            written = None
+            if new is not None:
+                dropped = [i for i, seg in enumerate(inputs) if seg not in self.segments]
+                persisted_now = compaction.carry_deletions(plan, merged, new, dropped)
+                if persisted_now.any():
+                    written = new.write_deletions(persisted_now)
+            remaining = [s for s in self.segments if s not in inputs]
+            refs = {ref.id: ref for ref in self.manifest.segments}
+            manifest = Manifest(
+                checkpoint_seq=self.manifest.checkpoint_seq,
+                next_segment_id=self.manifest.next_segment_id,
+                segments=[refs[s.id] for s in remaining if s.id in refs]
+                + ([SegmentRef(new.id, written[0] if written else 0)] if new is not None else []),
+            )
+            manifest.save(self.directory)  # the commit point
+            if new is not None:
+                new.commit_deletions(written)
+            self.manifest = manifest
+            self.segments = remaining + ([new] if new is not None else [])
+        for seg in inputs:
+            shutil.rmtree(seg.path, ignore_errors=True)
+        if new is not None:
+            self._index_segment(new, load_existing=False)
+        report.segments_after = len(self.segments)
+        report.rows_after = new.rows if new is not None else 0
+        report.bytes_after = _dir_bytes(new.path) if new is not None else 0
+        report.seconds = round(time.monotonic() - started, 3)
+        log.info("collection %s: compaction done in %.1fs: %d segment(s) -> %d, %d rows -> %d, %d bytes -> %d",
+                 self.config.name, report.seconds, report.segments_before, report.segments_after,
+                 report.rows_before, report.rows_after, report.bytes_before, report.bytes_after)
+        return report
+
+    def _maybe_compact_in_background(self) -> None:
+        """After a flush: start a background compaction when the policy asks for one."""
+        if not self.options.auto_compact or (self._background is not None and self._background.is_alive()):
+            return
+        picked = compaction.needs_compaction(self.segments, self.options.flush_bytes)
+        if not picked:
+            return
+        ids = [s.id for s in picked]
+
+        def run() -> None:
+            try:
+                self.compact(ids)
+            except EngineClosedError:
+                pass
+            except Exception:
+                log.exception("collection %s: background compaction failed", self.config.name)
+
+        self._background = threading.Thread(target=run, name=f"compact-{self.config.name}", daemon=True)
+        self._background.start()
+
     # ------------------------------------------------------------------ flush
     def _maybe_flush(self) -> None:
         if self.memtable.approx_bytes < self.options.flush_bytes:
@@ -371,14 +505,17 @@ class Collection:
             new_segments.append(Segment(path, verify=False))
             self.manifest.next_segment_id = seg_id + 1
         keep = [s for s in self.segments if s.live_count > 0]
-        for seg in keep:
-            seg.persist_deletions()
+        written = [seg.write_deletions() for seg in keep]
         manifest = Manifest(
             checkpoint_seq=seq,
             next_segment_id=self.manifest.next_segment_id,
-            segments=[SegmentRef(s.id, s.deletes_generation) for s in keep + new_segments],
+            segments=[
+                SegmentRef(s.id, w[0] if w else s.deletes_generation) for s, w in zip(keep, written, strict=True)
+            ] + [SegmentRef(s.id, 0) for s in new_segments],
         )
         manifest.save(self.directory)
+        for seg, w in zip(keep, written, strict=True):
+            seg.commit_deletions(w)
         dropped = [s for s in self.segments if s.live_count == 0]
         self.manifest = manifest
         self.segments = keep + new_segments
@@ -388,6 +525,9 @@ class Collection:
             seg.remove_stale_bitmaps()
         for seg in dropped:
             shutil.rmtree(seg.path, ignore_errors=True)
+        for seg in new_segments:
+            self._index_segment(seg, load_existing=False)
+        self._maybe_compact_in_background()
         self.last_flush_error = None
         log.info(
             "collection %s: flushed %d rows into segment(s) %s at seq %d in %.2fs; %d live segment(s)",
@@ -482,6 +622,8 @@ class Collection:
     ) -> list[list[dict[str, Any]]]:
         """Top-k per query over memtable + segments, best first; filters apply inside the scan."""
         check_k(k)
+        ef = check_search_knob("ef", ef)
+        nprobe = check_search_knob("nprobe", nprobe)
         queries = query_matrix(vectors, self.dim)
         if self._metric == "cosine":
             check_nonzero(queries, [f"query {i}" for i in range(len(queries))])
@@ -501,7 +643,11 @@ class Collection:
             if base.shape[0] == 0:
                 continue
             mask = alive if flt is None else (alive & self._filter_mask(flt, owner.metadata, base.shape[0]))
-            idx, dist = self._topk(queries, base, k, mask)
+            index = getattr(owner, "index", None)
+            if index is not None and not exact:
+                idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe)
+            else:
+                idx, dist = self._topk(queries, base, k, mask)
             cand_d.append(dist)
             cand_row.append(idx)
             cand_src.append(np.full(idx.shape, s_idx, dtype=np.int32))
@@ -531,6 +677,23 @@ class Collection:
         dist = np.full((len(queries), k), np.inf, dtype=np.float32)
         for qi, q in enumerate(queries):
             rows, d = distance.topk(q, base, k, self._metric, mask=mask)
+            idx[qi, : len(rows)] = rows
+            dist[qi, : len(rows)] = d
+        return idx, dist
+
+    @staticmethod
+    def _index_topk(
+        index: Any, queries: np.ndarray, k: int, mask: np.ndarray, ef: int | None, nprobe: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Graph/IVF search; deleted and filtered-out rows are excluded inside the traversal."""
+        allowed = None if mask.all() else mask
+        knob = {"ef": ef} if isinstance(index, segment_index.HNSWIndex) else {"nprobe": nprobe}
+        if len(queries) >= 4:
+            return index.search_batch(queries, k, filter_ids=allowed, **knob)
+        idx = np.full((len(queries), k), -1, dtype=np.int64)
+        dist = np.full((len(queries), k), np.inf, dtype=np.float32)
+        for qi, q in enumerate(queries):
+            rows, d = index.search(q, k, filter_ids=allowed, **knob)
             idx[qi, : len(rows)] = rows
             dist[qi, : len(rows)] = d
         return idx, dist
@@ -575,4 +738,8 @@ class Collection:
                 "checkpoint_seq": self.manifest.checkpoint_seq,
                 "wal_last_seq": wal.last_seq if wal else None,
                 "last_flush_error": self.last_flush_error,
+                "indexing_algorithm": self.config.indexing_algorithm,
+                "indexed_segments": sum(1 for s in self.segments if s.index is not None),
+                "index_builds_pending": self.index_builder.pending,
+                "last_index_error": self.index_builder.last_error,
             }

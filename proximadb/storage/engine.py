@@ -48,7 +48,7 @@ class Engine:
         """Open (creating if needed) a data directory; replays every collection's WAL.
 
         Options are the fields of :class:`StorageOptions` (wal_strategy, wal_compression,
-        fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, max_batch).
+        fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, max_batch, auto_compact).
         """
         known = {f.name for f in fields(StorageOptions)}
         unknown = set(options) - known
@@ -141,7 +141,7 @@ class Engine:
             except BaseException:
                 catalog.collections[old.uuid] = old
                 raise
-            self._collections[old.uuid].config = new
+            self._collections[old.uuid].reconfigure(new)
             return new.to_dict()
 
     def delete_collection(self, name_or_uuid: str) -> None:

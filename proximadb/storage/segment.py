@@ -249,8 +249,18 @@ class Segment:
         else:
             self.deleted = np.zeros(self.rows, dtype=np.uint8)
         self.dirty = False  # deletions changed since the bitmap on disk
+        # The deletions the manifest's checkpoint knows of (deletes_generation's bitmap): the base
+        # that WAL replay starts from. Compaction merges this state, never the newer in-memory one.
+        self.persisted_deleted = self.deleted.copy()
+        self._next_generation = deletes_generation + 1
         # Only live rows are reachable by id: a deleted row must never shadow a newer version.
         self.id_to_row = {self.ids[row]: int(row) for row in np.flatnonzero(self.deleted == 0)}
+        self.index: Any = None  # HNSWIndex / IVFIndex over the rows, once built or loaded
+        self.index_algorithm = "flat"
+
+    def attach_index(self, index: Any, algorithm: str) -> None:
+        """Swap in a ready index (one attribute store: searches see the old or the new one)."""
+        self.index, self.index_algorithm = index, algorithm
 
     def _map_vectors(self, path: Path) -> np.ndarray:
         with open(path, "rb") as f:
@@ -284,13 +294,24 @@ class Segment:
             "timestamp": int(self.timestamps[row]),
         }
 
-    def persist_deletions(self) -> int:
-        """Write the next bitmap generation if deletions changed; return the generation in use."""
-        if self.dirty:
-            self.deletes_generation += 1
-            write_bitmap(self.path, self.deletes_generation, self.deleted)
-            self.dirty = False
-        return self.deletes_generation
+    def write_deletions(self, mask: np.ndarray | None = None) -> tuple[int, np.ndarray] | None:
+        """Write ``mask`` (default: the in-memory deletions, if they changed) as a new bitmap
+        generation; return (generation, mask) for :meth:`commit_deletions` once the manifest
+        naming it is saved, or None when there is nothing new to write."""
+        if mask is None:
+            if not self.dirty:
+                return None
+            mask = self.deleted.copy()
+        generation = self._next_generation
+        self._next_generation += 1
+        write_bitmap(self.path, generation, mask)
+        return generation, mask
+
+    def commit_deletions(self, written: tuple[int, np.ndarray] | None) -> None:
+        if written is None:
+            return
+        self.deletes_generation, self.persisted_deleted = written
+        self.dirty = bool((self.deleted != self.persisted_deleted).any())
 
     def remove_stale_bitmaps(self) -> None:
         keep = f"deletes-{self.deletes_generation}.bitmap"

@@ -97,6 +97,15 @@ def check_k(k: object) -> int:
     return k
 
 
+def check_search_knob(name: str, value: object, hi: int = 65536) -> int | None:
+    """``ef`` / ``nprobe``: None (the collection's default) or an integer from 1 to ``hi``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+        raise ValidationError(f"{name} must be an integer from 1 to {hi}, not {value!r}")
+    return value
+
+
 def query_matrix(vectors: object, dim: int) -> np.ndarray:
     """Queries as a (m, dim) float32 C-contiguous matrix, checked."""
     try:

@@ -4,7 +4,8 @@
 * Falcon's HTTP errors (unknown route 404, wrong method 405, 415, a bad query
   parameter or header 400): the status Falcon chose and a code from
   :data:`HTTP_CODES`, through Falcon's error serializer.
-* Anything else: 500 with a generic message; the traceback goes to the log only.
+* Anything else (Falcon picks the most specific handler, so this never sees
+  the two kinds above): 500 with a generic message; the traceback goes to the log only.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ def handle_proximadb_error(req: falcon.Request, resp: falcon.Response, ex: Proxi
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
-    if isinstance(ex, falcon.HTTPError | falcon.HTTPStatus):  # falcon's own, more specific handlers normally win
-        raise ex
     log.exception("unexpected error in %s %s", req.method, req.path)
     send_error(resp, 500, "internal", "internal server error (details are in the server log)")
 

@@ -1,0 +1,187 @@
+"""The approximate index of a sealed segment (HNSW or IVF), built in the background.
+
+A collection whose ``indexing_algorithm`` is ``hnsw`` or ``ivf`` gets one index
+per segment, over the segment's rows (index ids = row numbers), stored beside
+the segment's data as ``index.hnsw`` / ``index.ivf``. The byte layout, magic,
+version and CRC32C of those files are documented at the top of
+``proximadb/index/hnsw.pyx`` and ``ivf.pyx``; files are written to a temporary
+name, fsynced and renamed, so a crash leaves no half index under the real name.
+
+A flush never waits for an index: the new segment is searched exactly until
+its index is ready, then the index is swapped in. On open an index file is
+loaded and checked (its checksum, and that its dimension, metric, parameters
+and row count are the segment's); a file that is missing, damaged or built
+with other parameters is logged and rebuilt, never trusted blindly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from proximadb.errors import CorruptionError
+from proximadb.index.hnsw import HNSWIndex
+from proximadb.index.ivf import IVFIndex
+from proximadb.storage.docfile import fsync_dir
+from proximadb.storage.segment import Segment
+
+log = logging.getLogger("proximadb.index")
+
+INDEX_FILES = {"hnsw": "index.hnsw", "ivf": "index.ivf"}
+HNSW_DEFAULTS = {"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}
+IVF_DEFAULTS = {"nprobe": 0, "seed": 0}  # nprobe 0: chosen from nlist
+
+
+def effective_params(algorithm: str, params: dict[str, Any], rows: int) -> dict[str, int]:
+    """Collection index_params completed with defaults (IVF's nlist depends on the segment size)."""
+    if algorithm == "hnsw":
+        return {**HNSW_DEFAULTS, **params}
+    merged = {**IVF_DEFAULTS, **params}
+    if "nlist" not in merged:
+        merged["nlist"] = max(1, min(65536, int(4 * math.sqrt(max(rows, 1)))))
+    merged["nlist"] = max(1, min(merged["nlist"], max(rows, 1)))
+    if not merged["nprobe"]:
+        merged["nprobe"] = max(1, merged["nlist"] // 8)
+    return merged
+
+
+def build(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> HNSWIndex | IVFIndex:
+    rows = np.arange(segment.rows, dtype=np.int64)
+    vectors = np.asarray(segment.vectors)
+    if algorithm == "hnsw":
+        index: HNSWIndex | IVFIndex = HNSWIndex(
+            segment.dim, metric, M=params["M"], ef_construction=params["ef_construction"], seed=params["seed"],
+            max_elements=segment.rows,
+        )
+        index.ef = params["ef"]
+    else:
+        index = IVFIndex(segment.dim, metric, nlist=params["nlist"], seed=params["seed"], nprobe=params["nprobe"])
+    index.add(rows, vectors)
+    return index
+
+
+def _matches(index: HNSWIndex | IVFIndex, segment: Segment, algorithm: str, metric: str, p: dict[str, int]) -> bool:
+    if index.dim != segment.dim or index.metric != metric or len(index) != segment.rows:
+        return False
+    if algorithm == "hnsw":
+        assert isinstance(index, HNSWIndex)
+        return index.M == p["M"] and index.ef_construction == p["ef_construction"] and index.seed == p["seed"]
+    assert isinstance(index, IVFIndex)
+    return index.nlist == p["nlist"] and index.seed == p["seed"]
+
+
+def load(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> HNSWIndex | IVFIndex | None:
+    """The segment's index from disk, or None (logged) when it must be rebuilt."""
+    path = segment.path / INDEX_FILES[algorithm]
+    if not path.exists():
+        log.info("segment %s: no %s index file yet; it will be built", segment.path.name, algorithm)
+        return None
+    cls = HNSWIndex if algorithm == "hnsw" else IVFIndex
+    try:
+        index = cls.load(path)
+    except (CorruptionError, OSError, ValueError) as exc:
+        log.warning("segment %s: %s index unusable (%s); rebuilding it", segment.path.name, algorithm, exc)
+        return None
+    if not _matches(index, segment, algorithm, metric, params):
+        log.warning("segment %s: %s index was built for other settings; rebuilding it", segment.path.name, algorithm)
+        return None
+    if algorithm == "hnsw":
+        index.ef = params["ef"]  # type: ignore[union-attr]
+    else:
+        index.nprobe = params["nprobe"]  # type: ignore[union-attr]
+    return index
+
+
+def save(index: HNSWIndex | IVFIndex, segment: Segment, algorithm: str) -> None:
+    final = segment.path / INDEX_FILES[algorithm]
+    tmp = final.with_name(final.name + ".tmp")
+    index.save(tmp)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    fsync_dir(segment.path)
+    for other, name in INDEX_FILES.items():  # an index of another algorithm is stale now
+        if other != algorithm:
+            (segment.path / name).unlink(missing_ok=True)
+
+
+class IndexBuilder:
+    """One background thread per collection that builds, saves and attaches segment indexes."""
+
+    def __init__(self, collection_name: str) -> None:
+        self.name = collection_name
+        self._queue: queue.Queue[tuple[Segment, str, str, dict[str, int]] | None] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.builds = 0
+        self.last_error: str | None = None
+
+    def schedule(self, segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"index-builder-{self.name}", daemon=True)
+                self._thread.start()
+        self._queue.put((segment, algorithm, metric, params))
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self._pending
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every scheduled build is done (tests, benchmarks, compaction)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+        return True
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            segment, algorithm, metric, params = job
+            try:
+                if segment.index_algorithm != algorithm or segment.index is None:
+                    self._build_one(segment, algorithm, metric, params)
+            except Exception as exc:
+                self.last_error = f"segment {segment.path.name}: {exc}"
+                log.exception("collection %s: index build for segment %s failed", self.name, segment.path.name)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    self._lock.notify_all()
+
+    def _build_one(self, segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> None:
+        if not Path(segment.path).exists():
+            return  # dropped by a flush or compaction meanwhile
+        started = time.monotonic()
+        log.info("collection %s: building %s index for segment %s (%d rows, %s)",
+                 self.name, algorithm, segment.path.name, segment.rows, params)
+        index = build(segment, algorithm, metric, params)
+        save(index, segment, algorithm)
+        segment.attach_index(index, algorithm)
+        self.builds += 1
+        seconds = time.monotonic() - started
+        log.info("collection %s: %s index for segment %s ready in %.1fs (%.0f rows/s)",
+                 self.name, algorithm, segment.path.name, seconds, segment.rows / max(seconds, 1e-9))

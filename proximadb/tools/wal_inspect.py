@@ -1,0 +1,591 @@
+"""Read-only inspection of write-ahead logs: the logic behind ``proximadb wal dump`` and ``proximadb wal verify``.
+
+Works offline or while a daemon owns the data directory: it never takes the
+data directory's lock and opens every file read-only. WAL files are read whole,
+one at a time. Their byte layout is documented in ``proximadb/storage/wal_io.pyx``,
+the frame bodies in ``proximadb/storage/wal_codec.py``; both modules do the
+parsing here too, so this tool cannot drift from what the engine writes.
+
+:func:`iter_wal` yields, for one collection's WAL, a :class:`FileStart` per
+file, a :class:`FrameRecord` per valid frame (decoded unless asked not to) and
+a :class:`Problem` per damage it finds, and goes on past damage where it safely
+can: after a bad frame it resynchronises on the next frame whose checksum
+matches (``wal_io.find_next_valid_frame``) and says how many bytes it skipped.
+
+What counts as what mirrors recovery (``WriteAheadLog.open`` and ``replay``):
+
+* **torn tail**: in the last file, a frame cut short or failing its checksum
+  with no valid frame after it, or a last file whose header is cut short and
+  that holds no frame. Recoverable: the next open cuts it.
+* **corruption**: a bad frame followed by a valid one; a bad frame anywhere in
+  an earlier file; a bad, unknown or mismatched file header; a seq gap (inside
+  a file, between files, or between the manifest checkpoint and the first
+  file); a checksummed frame whose body does not decode. Recovery refuses all
+  of these.
+
+Verdicts, and the exit codes of ``proximadb wal verify`` (the worst collection wins)::
+
+    0  clean      every file header, checksum, frame boundary and seq is right
+    3  torn_tail  only a torn tail at the end of the last file (the next open cuts it)
+    4  corrupt    damage that recovery refuses (see above)
+
+A frame being appended by a live daemon can look like a torn tail for an
+instant; a last file that grew while it was read is read again (a few times).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lz4.block
+
+from proximadb.errors import CorruptionError
+from proximadb.storage import wal_codec, wal_io
+from proximadb.storage.catalog import CATALOG_NAME, Catalog
+from proximadb.storage.manifest import MANIFEST_NAME, Manifest
+from proximadb.storage.operations import OP_DELETE, OP_INSERT, OP_UPDATE, DeleteOp, InsertOp, Operation, UpdateOp
+from proximadb.storage.wal import FILE_NAME
+
+OP_NAMES: dict[int, str] = {OP_INSERT: "insert", OP_DELETE: "delete", OP_UPDATE: "update"}
+OP_CODES: dict[str, int] = {name: code for code, name in OP_NAMES.items()}
+
+SEVERITY_NOTE = "note"
+SEVERITY_TORN = "torn"
+SEVERITY_CORRUPT = "corrupt"
+
+VERDICT_CLEAN = "clean"
+VERDICT_TORN = "torn_tail"
+VERDICT_CORRUPT = "corrupt"
+EXIT_CLEAN = 0
+EXIT_TORN = 3
+EXIT_CORRUPT = 4
+EXIT_CODES: dict[str, int] = {VERDICT_CLEAN: EXIT_CLEAN, VERDICT_TORN: EXIT_TORN, VERDICT_CORRUPT: EXIT_CORRUPT}
+
+_SCAN_REASON = {wal_io.SCAN_TRUNCATED: "frame cut short", wal_io.SCAN_BAD_CRC: "checksum mismatch"}
+_U64 = struct.Struct("<Q")
+_REREADS = 3  # re-reads of a last file that grew while it was read (a live daemon appending)
+
+
+class InspectError(Exception):
+    """The data directory, WAL directory or collection cannot be found (the CLI exits 1)."""
+
+
+# ---------------------------------------------------------------- what to inspect
+
+
+@dataclass(frozen=True, slots=True)
+class WalTarget:
+    """One collection's WAL directory (name and uuid are None when not known from a catalog)."""
+
+    wal_dir: Path
+    name: str | None = None
+    uuid: str | None = None
+    checkpoint_seq: int | None = None  # from the collection's MANIFEST, when it could be read
+
+    @property
+    def label(self) -> str:
+        return self.name or self.uuid or str(self.wal_dir)
+
+
+@dataclass(slots=True)
+class DataDirScan:
+    root: Path
+    targets: list[WalTarget]
+    notes: list[str] = field(default_factory=list)  # an unreadable catalog, collections not in it, ...
+
+
+def _wal_files(wal_dir: Path) -> list[tuple[int, Path]]:
+    """``(first_seq, path)`` of every WAL segment file in ``wal_dir``, oldest first."""
+    try:
+        names = os.listdir(wal_dir)
+    except FileNotFoundError:
+        return []
+    return sorted((int(m.group(1)), wal_dir / name) for name in names if (m := FILE_NAME.match(name)))
+
+
+def _checkpoint(collection_dir: Path, notes: list[str]) -> int | None:
+    if not (collection_dir / MANIFEST_NAME).exists():
+        return 0  # what the engine assumes for a collection that never flushed
+    try:
+        return Manifest.load(collection_dir).checkpoint_seq
+    except (CorruptionError, OSError, ValueError, KeyError) as exc:
+        notes.append(f"{collection_dir / MANIFEST_NAME}: unreadable ({exc}); checkpoint not checked")
+        return None
+
+
+def find_targets(path: str | os.PathLike[str], collection: str | None = None) -> DataDirScan:
+    """The WALs under ``path``: a data directory, one collection's directory, or a WAL directory.
+
+    ``collection`` (a name or a uuid) picks one collection of a data directory.
+    Reads ``catalog.pxdb`` and each ``MANIFEST`` without locking. Raises
+    InspectError when ``path`` or the collection does not exist.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise InspectError(f"data directory {root} does not exist")
+    if not root.is_dir():
+        raise InspectError(f"{root} is not a directory")
+    notes: list[str] = []
+    is_data_dir = (root / CATALOG_NAME).exists() or (root / "collections").is_dir()
+    if not is_data_dir:
+        wal_dir = root / "wal" if (root / "wal").is_dir() else root
+        if wal_dir == root and not _wal_files(root):
+            raise InspectError(f"{root} is not a ProximaDB data directory (no {CATALOG_NAME}, no collections/) "
+                               "and holds no WAL files (wal-<seq>.log)")
+        if collection is not None:
+            raise InspectError(f"--collection needs a data directory; {root} is a single WAL")
+        checkpoint = _checkpoint(wal_dir.parent, notes) if wal_dir != root else None
+        uuid = root.name if wal_dir != root else None
+        return DataDirScan(root, [WalTarget(wal_dir, None, uuid, checkpoint)], notes)
+
+    catalog: Catalog | None = None
+    try:
+        catalog = Catalog(root)
+    except (CorruptionError, OSError, ValueError, KeyError, TypeError) as exc:
+        notes.append(f"{root / CATALOG_NAME}: unreadable ({exc}); collection names unknown")
+    collections_dir = root / "collections"
+    on_disk = sorted(p.name for p in collections_dir.iterdir() if p.is_dir()) if collections_dir.is_dir() else []
+    known = catalog.collections if catalog is not None else {}
+
+    def target(uuid: str, name: str | None) -> WalTarget:
+        cdir = collections_dir / uuid
+        return WalTarget(cdir / "wal", name, uuid, _checkpoint(cdir, notes) if cdir.is_dir() else None)
+
+    if collection is not None:
+        cfg = catalog.find(collection) if catalog is not None else None
+        if cfg is not None:
+            return DataDirScan(root, [target(cfg.uuid, cfg.name)], notes)
+        if collection in on_disk:  # a uuid whose directory is not (or no longer) in the catalog
+            return DataDirScan(root, [target(collection, None)], notes)
+        names = ", ".join(sorted(c.name for c in known.values())) or "none"
+        raise InspectError(f"collection {collection!r} not found in {root} (collections: {names})")
+
+    targets = [target(uuid, cfg.name) for uuid, cfg in sorted(known.items(), key=lambda kv: kv[1].name)]
+    for uuid in on_disk:
+        if uuid not in known and catalog is not None:
+            notes.append(f"collections/{uuid} is not in the catalog (an interrupted delete: the next open "
+                         f"removes it); not inspected (pass --collection {uuid} to look at it)")
+        elif catalog is None:
+            targets.append(target(uuid, None))
+    return DataDirScan(root, targets, notes)
+
+
+# ---------------------------------------------------------------- what it finds
+
+
+@dataclass(frozen=True, slots=True)
+class FileStart:
+    """A WAL file about to be read (``strategy`` is None when its header is unreadable)."""
+
+    target: WalTarget
+    path: Path
+    first_seq: int  # from the file name
+    size: int
+    strategy: str | None
+    version: int | None
+
+
+@dataclass(slots=True)
+class FrameRecord:
+    """One frame whose checksum matches; ``op`` is its decoded operation, ``error`` why it did not decode."""
+
+    target: WalTarget
+    path: Path
+    offset: int
+    seq: int
+    op_code: int
+    flags: int
+    schema_version: int
+    strategy: str | None
+    stored_size: int  # body bytes on disk
+    raw_size: int  # body bytes before compression
+    op: Operation | None = None
+    error: str | None = None  # set: a checksummed frame whose body does not decode (corruption)
+
+    @property
+    def op_name(self) -> str:
+        return OP_NAMES.get(self.op_code, f"op{self.op_code}")
+
+    @property
+    def compression(self) -> str:
+        return "lz4" if self.flags & wal_io.FLAG_LZ4 else "none"
+
+    @property
+    def frame_size(self) -> int:
+        return wal_io.FRAME_HEADER_SIZE + self.stored_size
+
+    @property
+    def upsert(self) -> bool | None:
+        return bool(self.op.upsert) if isinstance(self.op, InsertOp) else None
+
+    @property
+    def ids(self) -> list[str] | None:
+        op = self.op
+        if isinstance(op, InsertOp | DeleteOp):
+            return list(op.ids)
+        if isinstance(op, UpdateOp):
+            return [patch.id for patch in op.updates]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Damage (or a note) at ``offset`` of ``path``.
+
+    ``kind``: ``damaged`` (bytes that are not valid frames, or a frame that does
+    not decode), ``torn_tail``, ``seq_gap``, ``bad_header``, ``missing`` (no WAL
+    files), ``vanished`` (a file deleted by a checkpoint while it was read),
+    ``unreadable`` (an I/O error). ``bytes``: how many bytes could not be read as
+    frames; ``resume_offset``: where reading went on in the same file (None: at
+    the next file).
+    """
+
+    kind: str
+    severity: str  # note | torn | corrupt
+    target: WalTarget
+    path: Path
+    offset: int
+    reason: str
+    bytes: int = 0
+    seq: int | None = None
+    resume_offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameFilter:
+    """Which frames :func:`iter_wal` yields (problems are always yielded)."""
+
+    from_seq: int | None = None
+    to_seq: int | None = None
+    ops: frozenset[int] | None = None
+
+    def wants(self, seq: int, op_code: int) -> bool:
+        return ((self.from_seq is None or seq >= self.from_seq)
+                and (self.to_seq is None or seq <= self.to_seq)
+                and (self.ops is None or op_code in self.ops))
+
+    def overlaps(self, first_seq: int, last_seq: int | None) -> bool:
+        """Whether a file holding seqs ``first_seq..last_seq`` (None: open-ended) may hold a wanted frame."""
+        if self.to_seq is not None and first_seq > self.to_seq:
+            return False
+        return not (self.from_seq is not None and last_seq is not None and last_seq < self.from_seq)
+
+    @property
+    def is_everything(self) -> bool:
+        return self.from_seq is None and self.to_seq is None and self.ops is None
+
+
+Event = FileStart | FrameRecord | Problem
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_frame_body(strategy: int, op_code: int, flags: int, schema_version: int, raw_len: int,
+                      body: bytes | memoryview) -> Operation:
+    """The operation in a frame body (decompressed first when flag bit 0 says LZ4).
+
+    Raises ValueError, MalformedPayloadError, LZ4BlockError, ... when it does not decode.
+    """
+    if flags & ~wal_io.KNOWN_FLAGS:
+        raise ValueError(f"unknown frame flags 0x{flags:02x}")
+    if flags & wal_io.FLAG_LZ4:
+        raw: bytes | memoryview = lz4.block.decompress(body, uncompressed_size=raw_len)
+        if len(raw) != raw_len:
+            raise ValueError(f"LZ4 body inflates to {len(raw)} bytes, the header says {raw_len}")
+    else:
+        if raw_len != len(body):
+            raise ValueError(f"raw length {raw_len} != stored length {len(body)} for an uncompressed frame")
+        raw = body
+    return wal_codec.decode(strategy, op_code, schema_version, flags, raw)
+
+
+# ---------------------------------------------------------------- reading one WAL
+
+
+@dataclass(slots=True)
+class _Header:
+    strategy: int | None = None
+    version: int | None = None
+    problem: Problem | None = None
+
+
+def _read_header(target: WalTarget, path: Path, data: bytes, name_seq: int, is_last: bool) -> _Header:
+    try:
+        version, strategy, _flags, header_seq = wal_io.decode_file_header(memoryview(data)[: wal_io.FILE_HEADER_SIZE])
+    except ValueError as exc:
+        if is_last and len(data) <= wal_io.FILE_HEADER_SIZE:
+            return _Header(problem=Problem("torn_tail", SEVERITY_TORN, target, path, 0,
+                                           f"torn file header ({exc}); the file holds no frame",
+                                           bytes=len(data)))
+        return _Header(problem=Problem("bad_header", SEVERITY_CORRUPT, target, path, 0, f"bad file header: {exc}"))
+    if strategy not in wal_codec.STRATEGY_NAMES:
+        return _Header(version=version, problem=Problem("bad_header", SEVERITY_CORRUPT, target, path, 0,
+                                                        f"unknown strategy code {strategy}"))
+    if header_seq != name_seq:
+        return _Header(strategy, version, Problem("bad_header", SEVERITY_CORRUPT, target, path, 0,
+                                                  f"header says first seq {header_seq}, the file name says "
+                                                  f"{name_seq}"))
+    return _Header(strategy, version)
+
+
+def _seq_range(first: int, last: int) -> str:
+    return f"seq {first}" if first == last else f"seqs {first}..{last}"
+
+
+def _scan(target: WalTarget, path: Path, data: bytes, expected: int | None,
+          is_last: bool) -> tuple[list[tuple[int, ...] | Problem], int | None]:
+    """Frame tuples (as wal_io.scan_frames gives them) and problems of one file, in file order.
+
+    ``expected`` is the seq the next frame should carry (None: unknown); returns it updated.
+    """
+    items: list[tuple[int, ...] | Problem] = []
+    size = len(data)
+    pos = wal_io.FILE_HEADER_SIZE
+    while pos < size:
+        frames, stop, status = wal_io.scan_frames(data, pos)
+        for frame in frames:
+            seq = frame[1]
+            if expected is not None and seq != expected:
+                if seq > expected:
+                    reason = f"expected seq {expected}, found seq {seq}: {_seq_range(expected, seq - 1)} missing"
+                else:
+                    reason = f"expected seq {expected}, found seq {seq} (seqs go backwards)"
+                items.append(Problem("seq_gap", SEVERITY_CORRUPT, target, path, frame[0], reason, seq=seq))
+            items.append(frame)
+            expected = seq + 1
+        if status == wal_io.SCAN_CLEAN:
+            break
+        why = _SCAN_REASON[status]
+        later = wal_io.find_next_valid_frame(data, stop + 1, expected or 0)
+        if later < 0:
+            if is_last:
+                items.append(Problem("torn_tail", SEVERITY_TORN, target, path, stop, why, bytes=size - stop))
+            else:
+                items.append(Problem("damaged", SEVERITY_CORRUPT, target, path, stop,
+                                     f"{why}; no valid frame after it in this file (not the last file)",
+                                     bytes=size - stop))
+            break
+        (resume_seq,) = _U64.unpack_from(data, later + 8)
+        reason = f"{why}; skipped {later - stop} bytes, resumed at offset {later} (seq {resume_seq})"
+        if expected is not None and resume_seq > expected:
+            reason += f"; {_seq_range(expected, resume_seq - 1)} lost"
+        items.append(Problem("damaged", SEVERITY_CORRUPT, target, path, stop, reason,
+                             bytes=later - stop, resume_offset=later))
+        expected = resume_seq
+        pos = later
+    return items, expected
+
+
+def _frame_record(target: WalTarget, path: Path, frame: tuple[int, ...], strategy: int | None,
+                  data: bytes, decode: bool) -> FrameRecord:
+    offset, seq, op_code, flags, schema_version, raw_len, body_offset, body_len = frame
+    record = FrameRecord(target, path, offset, seq, op_code, flags, schema_version,
+                         wal_codec.STRATEGY_NAMES.get(strategy) if strategy is not None else None,
+                         body_len, raw_len)
+    if decode and strategy is not None:
+        body = memoryview(data)[body_offset : body_offset + body_len]
+        try:
+            record.op = decode_frame_body(strategy, op_code, flags, schema_version, raw_len, body)
+        except Exception as exc:  # any failure of a checksummed body is reported, never raised
+            record.error = f"undecodable body: {type(exc).__name__}: {exc}"
+    return record
+
+
+def iter_wal(target: WalTarget, selection: FrameFilter | None = None, *, decode: bool = True) -> Iterator[Event]:
+    """Every file, wanted frame and problem of one collection's WAL, in log order. Read-only.
+
+    With a ``selection`` that bounds seqs, files entirely outside the range are
+    not read (and seq continuity is not checked across them).
+    """
+    selection = selection or FrameFilter()
+    files = _wal_files(target.wal_dir)
+    if not files:
+        checkpoint = target.checkpoint_seq
+        if checkpoint:
+            yield Problem("missing", SEVERITY_CORRUPT, target, target.wal_dir, 0,
+                          f"no WAL files, but the manifest checkpoint is at seq {checkpoint}: the next open "
+                          "would restart the log at seq 1")
+        else:
+            where = "no WAL directory" if not target.wal_dir.is_dir() else "no WAL files"
+            yield Problem("missing", SEVERITY_NOTE, target, target.wal_dir, 0,
+                          f"{where} (the next open starts an empty log)")
+        return
+    expected: int | None = None
+    for index, (name_seq, path) in enumerate(files):
+        is_last = index == len(files) - 1
+        next_first = None if is_last else files[index + 1][0]
+        if not selection.overlaps(name_seq, None if next_first is None else next_first - 1):
+            expected = None
+            continue
+        if index == 0 and target.checkpoint_seq is not None and name_seq > target.checkpoint_seq + 1:
+            yield Problem("seq_gap", SEVERITY_CORRUPT, target, path, 0,
+                          f"the manifest checkpoint is at seq {target.checkpoint_seq} but the log starts at seq "
+                          f"{name_seq}: {_seq_range(target.checkpoint_seq + 1, name_seq - 1)} missing")
+        if expected is not None and name_seq != expected:
+            if name_seq > expected:
+                reason = (f"file starts at seq {name_seq}, the log before it ends at seq {expected - 1}: "
+                          f"{_seq_range(expected, name_seq - 1)} missing")
+            else:
+                reason = f"file starts at seq {name_seq}, but the log before it already reached seq {expected - 1}"
+            yield Problem("seq_gap", SEVERITY_CORRUPT, target, path, 0, reason, seq=name_seq)
+        try:
+            data, header, items, end_expected = _read_file(target, path, name_seq, is_last)
+        except FileNotFoundError:
+            yield Problem("vanished", SEVERITY_NOTE, target, path, 0,
+                          "file removed while reading (a checkpoint of a running daemon)")
+            expected = None
+            continue
+        except OSError as exc:
+            yield Problem("unreadable", SEVERITY_CORRUPT, target, path, 0, f"cannot read: {exc}")
+            expected = None
+            continue
+        yield FileStart(target, path, name_seq, len(data),
+                        wal_codec.STRATEGY_NAMES.get(header.strategy) if header.strategy is not None else None,
+                        header.version)
+        if header.problem is not None:
+            yield header.problem
+        for item in items:
+            if isinstance(item, Problem):
+                yield item
+            elif selection.wants(item[1], item[2]):
+                yield _frame_record(target, path, item, header.strategy, data, decode)
+        expected = end_expected
+
+
+def _read_file(target: WalTarget, path: Path, name_seq: int,
+               is_last: bool) -> tuple[bytes, _Header, list[tuple[int, ...] | Problem], int | None]:
+    for _attempt in range(_REREADS + 1):
+        with open(path, "rb") as f:
+            data = f.read()
+        header = _read_header(target, path, data, name_seq, is_last)
+        if header.problem is not None and header.problem.severity == SEVERITY_TORN:
+            items: list[tuple[int, ...] | Problem] = []
+            end_expected: int | None = name_seq
+        else:
+            items, end_expected = _scan(target, path, data, name_seq, is_last)
+        torn = (header.problem is not None and header.problem.severity == SEVERITY_TORN) or (
+            bool(items) and isinstance(items[-1], Problem) and items[-1].severity == SEVERITY_TORN)
+        if not (is_last and torn) or os.stat(path).st_size <= len(data):
+            break  # a file that grew while it was read: a live daemon was appending; read it again
+    return data, header, items, end_expected
+
+
+def iter_targets(targets: Iterable[WalTarget], selection: FrameFilter | None = None, *,
+                 decode: bool = True) -> Iterator[Event]:
+    for target in targets:
+        yield from iter_wal(target, selection, decode=decode)
+
+
+# ---------------------------------------------------------------- verify
+
+
+def frame_problem(frame: FrameRecord) -> Problem | None:
+    """The damage an undecodable frame stands for (None for a frame that decoded or was not decoded)."""
+    if frame.error is None:
+        return None
+    return Problem("damaged", SEVERITY_CORRUPT, frame.target, frame.path, frame.offset, frame.error,
+                   bytes=frame.frame_size, seq=frame.seq, resume_offset=frame.offset + frame.frame_size)
+
+
+@dataclass(slots=True)
+class WalSummary:
+    target: WalTarget
+    files: int = 0
+    frames: int = 0
+    bytes: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        severities = {p.severity for p in self.problems}
+        if SEVERITY_CORRUPT in severities:
+            return VERDICT_CORRUPT
+        if SEVERITY_TORN in severities:
+            return VERDICT_TORN
+        return VERDICT_CLEAN
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+
+def verify_wal(target: WalTarget) -> WalSummary:
+    """Check one collection's WAL: headers, checksums, frame boundaries, seq continuity, frame bodies."""
+    summary = WalSummary(target)
+    for event in iter_wal(target):
+        if isinstance(event, FileStart):
+            summary.files += 1
+            summary.bytes += event.size
+        elif isinstance(event, FrameRecord):
+            summary.frames += 1
+            if summary.first_seq is None:
+                summary.first_seq = event.seq
+            summary.last_seq = event.seq
+            problem = frame_problem(event)
+            if problem is not None:
+                summary.problems.append(problem)
+        else:
+            summary.problems.append(event)
+    return summary
+
+
+def exit_code(summaries: Iterable[WalSummary]) -> int:
+    """0 clean, 3 torn tail only, 4 corruption: the worst of ``summaries``."""
+    return max((s.exit_code for s in summaries), default=EXIT_CLEAN)
+
+
+# ---------------------------------------------------------------- JSON records (``wal dump --format jsonl``)
+
+FRAME_KEYS = ("type", "collection", "collection_uuid", "file", "offset", "seq", "op", "op_code", "upsert",
+              "schema_version", "strategy", "compression", "stored_size", "raw_size", "records", "ids")
+FULL_KEYS = ("vectors", "metadata", "replace", "timestamps")
+PROBLEM_KEYS = ("type", "collection", "collection_uuid", "file", "offset", "seq", "reason", "bytes",
+                "resume_offset")
+
+
+def _where(target: WalTarget, path: Path) -> dict[str, Any]:
+    return {"collection": target.name, "collection_uuid": target.uuid, "file": path.name}
+
+
+def frame_json(frame: FrameRecord, full: bool = False) -> dict[str, Any]:
+    """The jsonl record of a frame (keys FRAME_KEYS, plus FULL_KEYS with ``full``), or of its damage."""
+    problem = frame_problem(frame)
+    if problem is not None:
+        return problem_json(problem)
+    ids = frame.ids
+    out: dict[str, Any] = {
+        "type": "frame", **_where(frame.target, frame.path), "offset": frame.offset, "seq": frame.seq,
+        "op": frame.op_name, "op_code": frame.op_code, "upsert": frame.upsert,
+        "schema_version": frame.schema_version, "strategy": frame.strategy, "compression": frame.compression,
+        "stored_size": frame.stored_size, "raw_size": frame.raw_size,
+        "records": None if ids is None else len(ids), "ids": ids,
+    }
+    if full:
+        out.update(dict.fromkeys(FULL_KEYS))
+        op = frame.op
+        if isinstance(op, InsertOp):
+            out["vectors"] = [[float(x) for x in row] for row in op.vectors]
+            out["metadata"] = list(op.metadata)
+            out["timestamps"] = [int(t) for t in op.timestamps]
+        elif isinstance(op, UpdateOp):
+            out["metadata"] = [patch.metadata for patch in op.updates]
+            out["replace"] = [bool(patch.replace) for patch in op.updates]
+            out["timestamps"] = [int(op.timestamp)] * len(op.updates)
+    return out
+
+
+def problem_json(problem: Problem) -> dict[str, Any]:
+    """The jsonl record of a problem (keys PROBLEM_KEYS); ``type`` is the problem's kind."""
+    return {
+        "type": problem.kind, **_where(problem.target, problem.path), "offset": problem.offset,
+        "seq": problem.seq, "reason": problem.reason, "bytes": problem.bytes,
+        "resume_offset": problem.resume_offset,
+    }

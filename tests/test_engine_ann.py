@@ -1,0 +1,114 @@
+"""HNSW and IVF inside the engine: sealed segments get an index, searched with deletions and filters applied."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proximadb.storage.engine import Engine
+
+
+def _fvecs(path: Path) -> np.ndarray:
+    a = np.fromfile(path, dtype=np.int32)
+    return a.reshape(-1, a[0] + 1)[:, 1:].copy().view(np.float32)
+
+
+@pytest.fixture(scope="module")
+def sift(datasets: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    base = _fvecs(datasets / "siftsmall" / "siftsmall_base.fvecs")
+    queries = _fvecs(datasets / "siftsmall" / "siftsmall_query.fvecs")
+    gt = np.fromfile(datasets / "siftsmall" / "siftsmall_groundtruth.ivecs", dtype=np.int32).reshape(-1, 101)[:, 1:]
+    return base, queries, gt
+
+
+def _recall(found: list[list[str]], truth: np.ndarray, k: int = 10) -> float:
+    hits = [len({int(i) for i in f[:k]} & set(truth[qi, :k].tolist())) for qi, f in enumerate(found)]
+    return float(np.mean(hits)) / k
+
+
+def _load(tmp_path: Path, base: np.ndarray, algorithm: str, params: dict) -> Engine:
+    engine = Engine.open(tmp_path / "d", fsync="never")
+    engine.create_collection("sift", 128, distance_metric="euclidean", indexing_algorithm=algorithm,
+                             index_params=params)
+    col = engine.collection("sift")
+    metadata = [{"m": i % 100} for i in range(len(base))]
+    col.insert(ids=[str(i) for i in range(len(base))], vectors=base, metadata=metadata)
+    col.flush()
+    assert col.wait_for_indexes(timeout=120)
+    return engine
+
+
+def test_hnsw_segment_recall_deletions_filters_and_reopen(tmp_path: Path, sift, caplog) -> None:  # type: ignore[no-untyped-def]
+    base, queries, gt = sift
+    engine = _load(tmp_path, base, "hnsw", {"M": 16, "ef_construction": 200})
+    col = engine.collection("sift")
+    assert col.stats()["indexed_segments"] == 1
+    found = [[h["id"] for h in col.search(q, k=10, ef=64, include_metadata=False)] for q in queries]
+    assert _recall(found, gt) >= 0.95
+    exact = [[h["id"] for h in col.search(q, k=10, exact=True, include_metadata=False)] for q in queries]
+    assert _recall(exact, gt) == 1.0
+    assert col.search_batch(queries[:8], k=10, ef=64)[3] == col.search(queries[3], k=10, ef=64)
+
+    # deletions are respected inside the graph search
+    doomed = {str(int(i)) for i in gt[:, :3].ravel()}
+    col.delete(sorted(doomed))
+    for q in queries[:30]:
+        assert not doomed & {h["id"] for h in col.search(q, k=10)}
+
+    # filters: 10% and 1% selectivity still give k hits that all match
+    for cond, allowed in (({"m": {"$lt": 10}}, 10), ({"m": 42}, 1)):
+        for q in queries[:20]:
+            hits = col.search(q, k=10, filter_spec=cond)
+            assert len(hits) == 10
+            assert all(h["metadata"]["m"] < allowed if allowed == 10 else h["metadata"]["m"] == 42 for h in hits)
+            assert not doomed & {h["id"] for h in hits}
+    engine.close()
+
+    # reopened: the index file is loaded, checked and used; no rebuild
+    with caplog.at_level(logging.INFO, logger="proximadb.index"), Engine.open(tmp_path / "d") as engine:
+        col = engine.collection("sift")
+        assert col.stats()["indexed_segments"] == 1 and col.index_builder.pending == 0
+        again = [[h["id"] for h in col.search(q, k=10, ef=64, include_metadata=False)] for q in queries[:10]]
+        assert all(not doomed & set(f) for f in again)
+    assert "building" not in caplog.text
+
+
+def test_damaged_index_file_is_rebuilt_not_trusted(tmp_path: Path, sift, caplog) -> None:  # type: ignore[no-untyped-def]
+    base, _queries, _gt = sift
+    _load(tmp_path, base[:3000], "hnsw", {"M": 8, "ef_construction": 64}).close()
+    index_file = next((tmp_path / "d").rglob("index.hnsw"))
+    data = bytearray(index_file.read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    index_file.write_bytes(bytes(data))
+    with caplog.at_level(logging.INFO, logger="proximadb.index"), Engine.open(tmp_path / "d") as engine:
+        col = engine.collection("sift")
+        hits = col.search(base[7], k=1)  # exact until the rebuild is done, still correct
+        assert hits[0]["id"] == "7"
+        assert col.wait_for_indexes(timeout=60)
+        assert col.stats()["indexed_segments"] == 1 and col.index_builder.builds == 1
+        assert col.search(base[7], k=1)[0]["id"] == "7"
+    assert "unusable" in caplog.text and "rebuilding" in caplog.text
+
+
+def test_ivf_segment_recall_with_nprobe(tmp_path: Path, sift) -> None:  # type: ignore[no-untyped-def]
+    base, queries, gt = sift
+    with _load(tmp_path, base, "ivf", {"nlist": 100}) as engine:
+        col = engine.collection("sift")
+        found = [[h["id"] for h in col.search(q, k=10, nprobe=16, include_metadata=False)] for q in queries]
+        assert _recall(found, gt) >= 0.9
+        hits = col.search(queries[0], k=10, nprobe=8, filter_spec={"m": 3})
+        assert len(hits) == 10 and all(h["metadata"]["m"] == 3 for h in hits)
+
+
+def test_switching_a_flat_collection_to_hnsw_builds_indexes(tmp_path: Path, sift) -> None:  # type: ignore[no-untyped-def]
+    base, _queries, _gt = sift
+    with _load(tmp_path, base[:2000], "flat", {}) as engine:
+        col = engine.collection("sift")
+        assert col.stats()["indexed_segments"] == 0
+        engine.update_collection("sift", indexing_algorithm="hnsw", index_params={"M": 8})
+        assert col.wait_for_indexes(timeout=60)
+        assert col.stats()["indexed_segments"] == 1
+        assert col.search(base[11], k=1)[0]["id"] == "11"
