@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,50 @@ def test_works_read_only_while_the_engine_holds_the_data_dir(tmp_path: Path) -> 
         assert tree_digest(w.data_dir) == before  # nothing written, the lock not touched
         docs.insert(ids=["after-dump"], vectors=_vectors(1, 6))  # the engine still owns and writes
     assert frames_of(jsonl(w.data_dir, "-c", "docs"))[-1]["ids"] == ["after-dump"]
+
+
+def test_verify_stays_clean_while_the_engine_writes_rotates_and_checkpoints(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    stop = threading.Event()
+    batches = [0]
+    errors: list[BaseException] = []
+    with Engine.open(data_dir, fsync="never", wal_segment_bytes=1500, flush_bytes=8_000) as engine:
+        engine.create_collection("busy", DIM)
+        busy = engine.collection("busy")
+        target = wal_inspect.find_targets(data_dir, "busy").targets[0]
+
+        def writer() -> None:
+            try:
+                while not stop.is_set() and batches[0] < 400:
+                    busy.insert(ids=[f"w{batches[0]}-{j}" for j in range(4)], vectors=_vectors(4, batches[0]))
+                    batches[0] += 1
+            except BaseException as exc:  # surfaced by the assertion below
+                errors.append(exc)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        runs = 0
+        try:
+            while thread.is_alive() or runs < 5:
+                summary = wal_inspect.verify_wal(target)
+                runs += 1
+                assert summary.verdict == wal_inspect.VERDICT_CLEAN, summary.problems
+        finally:
+            stop.set()
+            thread.join()
+        assert not errors
+        assert busy.count() == 1600 and runs >= 5
+    # it rotated, flushed and checkpointed meanwhile
+    assert not (data_dir / "collections" / target.uuid / "wal" / "wal-00000000000000000001.log").exists()
+
+
+def test_log_starting_after_the_checkpoint_is_corruption(tmp_path: Path) -> None:
+    w = make_data_dir(tmp_path, "binary", "lz4", segment_bytes=600)
+    first = w.wal_files()[0]
+    first.unlink()  # the checkpoint is still 0: the frames of this file were never in a segment
+    result = run("verify", w.data_dir, "-c", "docs")
+    assert result.exit_code == 4
+    assert "the manifest checkpoint is at seq 0 but the log starts at seq" in result.output
 
 
 def test_real_process_exit_codes(tmp_path: Path) -> None:

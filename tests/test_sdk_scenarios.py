@@ -192,3 +192,17 @@ def test_connect_picks_grpc_and_rest_forced(daemon: Daemon, tmp_path: Path) -> N
         proximadb.connect_grpc("127.0.0.1:1", timeout=1)
     with pytest.raises(errors.UnavailableError):
         proximadb.connect_rest("http://127.0.0.1:1", timeout=1)
+
+
+def test_online_compaction_and_stats(client: ProximaDBClient, collection: str) -> None:
+    # The merge itself is covered by tests/test_compaction*.py; here: the API path on both transports.
+    client.insert_vectors(collection, ids=[f"c{i}" for i in range(50)], vectors=_vecs(50, 20))
+    client.delete_vectors(collection, [f"c{i}" for i in range(25)])
+    stats = client.stats(collection)
+    assert stats["vectors"] == 25 and stats["memtable_rows"] == 25 and stats["name"] == collection
+    report = client.compact(collection)
+    assert report["collection"] == collection
+    assert report["segments_before"] == stats["segments"] == report["segments_after"]  # memtable only
+    assert client.count(collection) == 25
+    with pytest.raises(errors.CollectionNotFoundError):
+        client.compact("no-such-collection")

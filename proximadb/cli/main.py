@@ -32,9 +32,11 @@ def info() -> None:
 
 
 def _register() -> None:
+    from proximadb.cli.compact import compact
     from proximadb.cli.serve import serve
     from proximadb.cli.wal import wal
 
+    cli.add_command(compact)
     cli.add_command(serve)
     cli.add_command(wal)
 

@@ -112,11 +112,12 @@ ctypedef struct HGraph:
     uint64_t rng
     int64_t n
     int64_t cap
-    float *vecs
+    char *block          # level 0, one record per row: [count, M0 links] i32 then the f32 vector
+    int64_t stride       # bytes per record
+    int64_t voff         # offset of the vector in a record, (M0 + 1) * 4
     int64_t *ids
     uint8_t *levels
     uint8_t *deleted
-    int32_t *links0
     int64_t *upoff       # offset of a row's upper block in upool (-1: level 0 only)
     int32_t *upool
     int64_t upool_n
@@ -137,12 +138,12 @@ cdef inline float gdist(const HGraph *g, const float *a, const float *b) noexcep
 
 
 cdef inline const float *gvec(const HGraph *g, int32_t r) noexcept nogil:
-    return g.vecs + <int64_t>r * g.dim
+    return <const float *>(g.block + <int64_t>r * g.stride + g.voff)
 
 
 cdef inline int32_t *glinks(const HGraph *g, int32_t r, int level) noexcept nogil:
     if level == 0:
-        return g.links0 + <int64_t>r * (g.M0 + 1)
+        return <int32_t *>(g.block + <int64_t>r * g.stride)
     return g.upool + g.upoff[r] + <int64_t>(level - 1) * (g.M + 1)
 
 
@@ -520,6 +521,10 @@ cdef class HNSWIndex:
         self.g.dot_off = 1.0 if self.g.metric == METRIC_COSINE else 0.0
         self.g.M = M
         self.g.M0 = 2 * M
+        # Links and vector of a row side by side (as hnswlib does): expanding a node
+        # whose distance was just computed then finds its links already cached.
+        self.g.voff = (self.g.M0 + 1) * 4
+        self.g.stride = self.g.voff + dim * 4
         self.g.efc = max(ef_construction, M)
         self.g.mult = 1.0 / log(<double>M)
         self._seed = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
@@ -533,11 +538,10 @@ cdef class HNSWIndex:
         for i in range(self._pool_n):
             pxa_scratch_free(self._pool[i])
         self._pool_n = 0
-        free(self.g.vecs)
+        free(self.g.block)
         free(self.g.ids)
         free(self.g.levels)
         free(self.g.deleted)
-        free(self.g.links0)
         free(self.g.upoff)
         free(self.g.upool)
         pxa_idmap_free(&self._idmap)
@@ -619,6 +623,19 @@ cdef class HNSWIndex:
 
     # -- internals --
 
+    cdef list _file_arrays(self):
+        """The arrays of the file body, in file order, as 2-D views over index memory."""
+        cdef int64_t n = self.g.n
+        blocks = _view(self.g.block, n * self.g.stride, cnp.NPY_UINT8).reshape(n, self.g.stride)
+        return [
+            _view(self.g.ids, n, cnp.NPY_INT64).reshape(n, 1),
+            blocks[:, self.g.voff:].view(np.float32),
+            blocks[:, :self.g.voff].view(np.int32),
+            _view(self.g.upool, self.g.upool_n, cnp.NPY_INT32).reshape(-1, 1),
+            _view(self.g.levels, n, cnp.NPY_UINT8).reshape(n, 1),
+            _view(self.g.deleted, n, cnp.NPY_UINT8).reshape(n, 1),
+        ]
+
     cdef int _reserve(self, int64_t need) except -1:
         cdef int64_t cap = self.g.cap
         cdef int64_t old = self.g.cap
@@ -626,10 +643,11 @@ cdef class HNSWIndex:
         if need <= cap:
             return 0
         cap = max(need, cap + cap // 2, 1024)
-        p = realloc(self.g.vecs, cap * self.g.dim * sizeof(float))
+        p = realloc(self.g.block, cap * self.g.stride)
         if p == NULL:
             raise MemoryError()
-        self.g.vecs = <float *>p
+        self.g.block = <char *>p
+        memset(self.g.block + old * self.g.stride, 0, (cap - old) * self.g.stride)
         p = realloc(self.g.ids, cap * sizeof(int64_t))
         if p == NULL:
             raise MemoryError()
@@ -646,11 +664,6 @@ cdef class HNSWIndex:
         if p == NULL:
             raise MemoryError()
         self.g.upoff = <int64_t *>p
-        p = realloc(self.g.links0, cap * (self.g.M0 + 1) * sizeof(int32_t))
-        if p == NULL:
-            raise MemoryError()
-        self.g.links0 = <int32_t *>p
-        memset(self.g.links0 + old * (self.g.M0 + 1), 0, (cap - old) * (self.g.M0 + 1) * sizeof(int32_t))
         memset(self.g.deleted + old, 0, cap - old)
         self.g.cap = cap
         return 0
@@ -773,6 +786,7 @@ cdef class HNSWIndex:
         cdef int32_t r
         cdef int lvl, rc = 0
         cdef const int64_t *ip
+        cdef const float *xp
         cdef pxa_scratch *s
         cdef pxa_scratch *scr[MAX_POOL]
         cdef int t, nt = threads if threads > 0 else (os.cpu_count() or 1)
@@ -800,10 +814,11 @@ cdef class HNSWIndex:
             self._reserve(n0 + m)
             if pxa_idmap_reserve(&self._idmap, m) < 0:
                 raise MemoryError()
-            memcpy(self.g.vecs + n0 * self.g.dim, cnp.PyArray_DATA(vecs), m * self.g.dim * sizeof(float))
+            xp = <const float *>cnp.PyArray_DATA(vecs)
             for i in range(m):
+                memcpy(<float *>gvec(&self.g, <int32_t>(n0 + i)), xp + i * self.g.dim, self.g.dim * sizeof(float))
                 if self.g.metric == METRIC_COSINE:
-                    pxa_normalize(self.g.vecs + (n0 + i) * self.g.dim, self.g.dim)
+                    pxa_normalize(<float *>gvec(&self.g, <int32_t>(n0 + i)), self.g.dim)
                 self.g.ids[n0 + i] = ip[i]
                 lvl = <int>(-log(pxa_rng_unit(&self.g.rng)) * self.g.mult)
                 lvl = min(lvl, MAX_LEVEL)
@@ -981,21 +996,11 @@ cdef class HNSWIndex:
                             self.g.upool_n, self.g.entry, self.g.maxlevel)
         head += struct.pack("<II", pxd_crc32c(0, <const char *>head, len(head)), 0)
         assert len(head) == _HEADER_SIZE
-        parts = [
-            _view(self.g.ids, n, cnp.NPY_INT64),
-            _view(self.g.vecs, n * self.g.dim, cnp.NPY_FLOAT32),
-            _view(self.g.links0, n * (self.g.M0 + 1), cnp.NPY_INT32),
-            _view(self.g.upool, self.g.upool_n, cnp.NPY_INT32),
-            _view(self.g.levels, n, cnp.NPY_UINT8),
-            _view(self.g.deleted, n, cnp.NPY_UINT8),
-        ]
         tmp = os.fspath(path) + ".tmp"
         with open(tmp, "wb") as f:
             f.write(head)
-            for arr in parts:
-                le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-                crc = _crc_array(crc, le)
-                f.write(memoryview(le).cast("B"))
+            for arr in self._file_arrays():
+                crc = _write_rows(f, crc, arr)
             f.write(struct.pack("<I", crc) + END_MAGIC)
             f.flush()
             os.fsync(f.fileno())
@@ -1033,29 +1038,17 @@ cdef class HNSWIndex:
             idx._ef = max(1, ef)
             idx._reserve(max(n, 1))
             idx._reserve_upper(max(upool_n, 1))
-            parts = [
-                _view(idx.g.ids, n, cnp.NPY_INT64),
-                _view(idx.g.vecs, n * dim, cnp.NPY_FLOAT32),
-                _view(idx.g.links0, n * (M0 + 1), cnp.NPY_INT32),
-                _view(idx.g.upool, upool_n, cnp.NPY_INT32),
-                _view(idx.g.levels, n, cnp.NPY_UINT8),
-                _view(idx.g.deleted, n, cnp.NPY_UINT8),
-            ]
-            for arr in parts:
-                if f.readinto(memoryview(arr).cast("B")) != arr.nbytes:
-                    raise _corrupt(path, "truncated body")
-                crc = _crc_array(crc, arr)
-                if arr.dtype.itemsize > 1 and not _HOST_LE:
-                    arr.byteswap(inplace=True)
+            idx.g.n = n
+            idx.g.upool_n = upool_n
+            for arr in idx._file_arrays():
+                crc = _read_rows(f, crc, arr, path)
             tail = f.read(8)
         if len(tail) != 8 or tail[4:] != END_MAGIC:
             raise _corrupt(path, "missing end marker (truncated?)")
         if struct.unpack_from("<I", tail)[0] != crc:
             raise _corrupt(path, "body checksum mismatch")
-        idx.g.n = n
         idx.g.n_deleted = n_deleted
         idx.g.rng = rng
-        idx.g.upool_n = upool_n
         idx.g.entry = entry
         idx.g.maxlevel = maxlevel
         upper = 0
@@ -1104,6 +1097,34 @@ cdef uint32_t _crc_array(uint32_t crc, cnp.ndarray arr) except? 0xFFFFFFFF:
 
 
 _HOST_LE = sys.byteorder == "little"
+
+
+_CHUNK_BYTES = 1 << 22
+
+
+def _write_rows(f: object, uint32_t crc, arr: np.ndarray) -> int:
+    """Write a 2-D (possibly strided) array little-endian, chunk by chunk; returns the CRC."""
+    step = max(1, _CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
+    le = arr.dtype.newbyteorder("<")
+    for s in range(0, arr.shape[0], step):
+        chunk = np.ascontiguousarray(arr[s:s + step]).astype(le, copy=False)
+        crc = _crc_array(crc, chunk)
+        f.write(memoryview(chunk).cast("B"))
+    return crc
+
+
+def _read_rows(f: object, uint32_t crc, arr: np.ndarray, path: object) -> int:
+    """Fill a 2-D (possibly strided) array from the file, chunk by chunk; returns the CRC."""
+    step = max(1, _CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
+    for s in range(0, arr.shape[0], step):
+        chunk = np.empty_like(arr[s:s + step], order="C")
+        if f.readinto(memoryview(chunk).cast("B")) != chunk.nbytes:
+            raise _corrupt(path, "truncated body")
+        crc = _crc_array(crc, chunk)
+        if chunk.dtype.itemsize > 1 and not _HOST_LE:
+            chunk.byteswap(inplace=True)
+        arr[s:s + step] = chunk
+    return crc
 
 
 def simd_level() -> int:

@@ -139,6 +139,14 @@ class ProximaDBClient:
     def delete_collection(self, name: str) -> None:
         self._transport.delete_collection(name)
 
+    def compact(self, collection: str) -> dict[str, Any]:
+        """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
+        return self._transport.compact(collection)
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds."""
+        return self._retry(lambda: self._transport.stats(collection))
+
     # ------------------------------------------------------------------ writes
     def insert_vector(
         self, collection: str, vector: Any, *, id: str | None = None, metadata: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ limit) -> PayloadTooLargeError, and so on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -121,6 +122,14 @@ class GrpcTransport:
     def delete_collection(self, collection: str) -> None:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
         self._call(self._stub.DeleteCollection, request)
+
+    def compact(self, collection: str) -> dict[str, Any]:
+        request = convert.build(pb.CollectionRef, "collection name", collection=collection)
+        return json.loads(self._call(self._stub.Compact, request).json)  # type: ignore[no-any-return]
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        request = convert.build(pb.CollectionRef, "collection name", collection=collection)
+        return json.loads(self._call(self._stub.Stats, request).json)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ vectors
     def _payload_request(self, collection: str, payload: bytes) -> pb.PayloadRequest:

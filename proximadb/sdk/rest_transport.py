@@ -189,6 +189,12 @@ class RestTransport:
     def delete_collection(self, collection: str) -> None:
         self._call("DELETE", self._collection_path(collection), idempotent=False)
 
+    def compact(self, collection: str) -> dict[str, Any]:
+        return self._call("POST", self._collection_path(collection, "/compact"), idempotent=False)  # type: ignore[no-any-return]
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        return self._call("GET", self._collection_path(collection, "/stats"), idempotent=True)  # type: ignore[no-any-return]
+
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return self._call(  # type: ignore[no-any-return]
             "POST", self._collection_path(collection, "/vectors/batch"), payload=bytes(payload), idempotent=False

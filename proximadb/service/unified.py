@@ -162,6 +162,13 @@ class UnifiedAvroService:
     def delete_collection(self, name_or_uuid: str) -> None:
         self.engine.delete_collection(name_or_uuid)
 
+    def compact_collection(self, name_or_uuid: str) -> dict[str, Any]:
+        """Merge the collection's segments now (the API's on-demand compaction); returns the report."""
+        return self.engine.collection(name_or_uuid).compact()
+
+    def collection_stats(self, name_or_uuid: str) -> dict[str, Any]:
+        return self.engine.collection(name_or_uuid).stats()
+
     # ------------------------------------------------------------------ writes
     def _check_size(self, payload: bytes | bytearray | memoryview) -> None:
         if len(payload) > self.limits.max_request_bytes:

@@ -30,13 +30,15 @@ Verdicts, and the exit codes of ``proximadb wal verify`` (the worst collection w
     4  corrupt    damage that recovery refuses (see above)
 
 A frame being appended by a live daemon can look like a torn tail for an
-instant; a last file that grew while it was read is read again (a few times).
+instant: a last file that looks torn is read again a few times (within about
+a quarter of a second) before it is reported.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +70,9 @@ EXIT_CODES: dict[str, int] = {VERDICT_CLEAN: EXIT_CLEAN, VERDICT_TORN: EXIT_TORN
 
 _SCAN_REASON = {wal_io.SCAN_TRUNCATED: "frame cut short", wal_io.SCAN_BAD_CRC: "checksum mismatch"}
 _U64 = struct.Struct("<Q")
-_REREADS = 3  # re-reads of a last file that grew while it was read (a live daemon appending)
+# A last file that looks torn is read again after these pauses when it grew or may still grow: a live
+# daemon may be appending a frame or have created the file without its header yet.
+_REREAD_PAUSES = (0.0, 0.01, 0.05, 0.2)
 
 
 class InspectError(Exception):
@@ -424,9 +428,12 @@ def iter_wal(target: WalTarget, selection: FrameFilter | None = None, *, decode:
             expected = None
             continue
         if index == 0 and target.checkpoint_seq is not None and name_seq > target.checkpoint_seq + 1:
-            yield Problem("seq_gap", SEVERITY_CORRUPT, target, path, 0,
-                          f"the manifest checkpoint is at seq {target.checkpoint_seq} but the log starts at seq "
-                          f"{name_seq}: {_seq_range(target.checkpoint_seq + 1, name_seq - 1)} missing")
+            # A live daemon may have flushed (manifest first, then old files deleted) since it was read.
+            checkpoint = _checkpoint(target.wal_dir.parent, [])
+            if checkpoint is not None and name_seq > checkpoint + 1:
+                yield Problem("seq_gap", SEVERITY_CORRUPT, target, path, 0,
+                              f"the manifest checkpoint is at seq {checkpoint} but the log starts at seq "
+                              f"{name_seq}: {_seq_range(checkpoint + 1, name_seq - 1)} missing")
         if expected is not None and name_seq != expected:
             if name_seq > expected:
                 reason = (f"file starts at seq {name_seq}, the log before it ends at seq {expected - 1}: "
@@ -460,7 +467,7 @@ def iter_wal(target: WalTarget, selection: FrameFilter | None = None, *, decode:
 
 def _read_file(target: WalTarget, path: Path, name_seq: int,
                is_last: bool) -> tuple[bytes, _Header, list[tuple[int, ...] | Problem], int | None]:
-    for _attempt in range(_REREADS + 1):
+    for pause in (*_REREAD_PAUSES, None):
         with open(path, "rb") as f:
             data = f.read()
         header = _read_header(target, path, data, name_seq, is_last)
@@ -471,8 +478,10 @@ def _read_file(target: WalTarget, path: Path, name_seq: int,
             items, end_expected = _scan(target, path, data, name_seq, is_last)
         torn = (header.problem is not None and header.problem.severity == SEVERITY_TORN) or (
             bool(items) and isinstance(items[-1], Problem) and items[-1].severity == SEVERITY_TORN)
-        if not (is_last and torn) or os.stat(path).st_size <= len(data):
-            break  # a file that grew while it was read: a live daemon was appending; read it again
+        if not torn or pause is None:
+            break
+        if os.stat(path).st_size <= len(data):
+            time.sleep(pause)
     return data, header, items, end_expected
 
 

@@ -17,6 +17,7 @@ Every method goes through :func:`_rpc`, which
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -107,6 +108,14 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
     def DeleteCollection(self, request: pb.CollectionRef, context: Context) -> pb.DeleteCollectionResponse:  # noqa: N802
         self.service.delete_collection(request.collection)
         return pb.DeleteCollectionResponse()
+
+    @_rpc
+    def Compact(self, request: pb.CollectionRef, context: Context) -> pb.JsonResponse:  # noqa: N802
+        return pb.JsonResponse(json=json.dumps(self.service.compact_collection(request.collection)))
+
+    @_rpc
+    def Stats(self, request: pb.CollectionRef, context: Context) -> pb.JsonResponse:  # noqa: N802
+        return pb.JsonResponse(json=json.dumps(self.service.collection_stats(request.collection)))
 
     # ------------------------------------------------------------ vectors (payload frames pass through)
     @_rpc

@@ -13,7 +13,12 @@ from typing import Any
 import falcon
 
 from proximadb.api.rest import errors
-from proximadb.api.rest.collections import CollectionResource, CollectionsResource
+from proximadb.api.rest.collections import (
+    CollectionCompactResource,
+    CollectionResource,
+    CollectionsResource,
+    CollectionStatsResource,
+)
 from proximadb.api.rest.middleware import MetricsMiddleware
 from proximadb.api.rest.search import SearchBatchResource, SearchResource
 from proximadb.api.rest.system import HealthResource, MetricsResource, OpenAPIResource, ReadyResource
@@ -35,6 +40,8 @@ ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
     ("/openapi.json", OpenAPIResource),
     ("/collections", CollectionsResource),
     ("/collections/{collection}", CollectionResource),
+    ("/collections/{collection}/compact", CollectionCompactResource),
+    ("/collections/{collection}/stats", CollectionStatsResource),
     ("/collections/{collection}/vectors", VectorsResource),
     ("/collections/{collection}/vectors/batch", VectorBatchResource),
     ("/collections/{collection}/vectors/get", VectorsGetResource),

@@ -37,3 +37,21 @@ class CollectionResource:
     def on_delete(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         self.service.delete_collection(collection)
         send(resp, None, message=f"collection {collection!r} deleted")
+
+
+class CollectionCompactResource:
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        report = self.service.compact_collection(collection)
+        send(resp, report, message=f"collection {collection!r}: {report['segments_before']} segment(s) -> "
+                                   f"{report['segments_after']}")
+
+
+class CollectionStatsResource:
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        send(resp, self.service.collection_stats(collection))

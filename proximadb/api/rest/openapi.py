@@ -164,6 +164,16 @@ PATHS: dict[str, dict[str, Any]] = {
                      body=_body(_ref("CollectionUpdate"))),
         "delete": _op("delete a collection and its data", {"type": "null"}),
     },
+    "/collections/{collection}/compact": {
+        "parameters": [_COLLECTION],
+        "post": _op("merge the collection's segments now, dropping deleted and superseded rows",
+                    {"type": "object", "description": "compaction report: segments/rows/bytes before and after"}),
+    },
+    "/collections/{collection}/stats": {
+        "parameters": [_COLLECTION],
+        "get": _op("storage statistics: memtable, segments, WAL, indexes",
+                   {"type": "object", "description": "statistics of the collection's storage"}),
+    },
     "/collections/{collection}/vectors": {
         "parameters": [_COLLECTION],
         "post": _op("insert one record (an id is generated when missing; an existing id is 409)",
