@@ -122,6 +122,8 @@ setup(
         "proximadb": ["py.typed", "**/*.pyi", "**/*.pxd", "systemd/*", "man/*"],
         "proximadb.schemas": ["*/*.avsc"],
     },
+    # Man pages (generated into man/ by proximadb/cli/manpages.py) go to <prefix>/share/man/man1: `man proximadb`.
+    data_files=[("share/man/man1", sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("man/*.1")))],
     ext_modules=extensions(),
     cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
     zip_safe=False,

@@ -403,6 +403,7 @@ def _run_threads(nthreads: int, work, arg: int) -> float:
     return time.perf_counter() - start
 
 
+@pytest.mark.slow  # a wall-time ratio: meaningful only on an idle machine; the progress test below is the default
 def test_topk_releases_the_gil() -> None:
     """Two threads x N queries take about as long as one thread x N (2 cores): the scan runs nogil."""
     distance.set_simd_level("best")

@@ -242,3 +242,36 @@ def test_input_validation() -> None:
     with pytest.raises(DimensionMismatchError):
         index.search(np.zeros(3), 1)
     assert index.search([1, 1, 1, 1], 3)[0].tolist() == [7]
+
+
+def test_reorder_keeps_results(sift: tuple[np.ndarray, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    base, queries, _ = sift
+    index = _small_build(base, 4)
+    index.mark_deleted(11)
+    before = index.search_batch(queries, 10, ef=32)
+    filtered = index.search(queries[0], 10, filter_ids=np.arange(0, 2000, 3), exact=False)
+    index.reorder()
+    after = index.search_batch(queries, 10, ef=32)
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_array_equal(filtered[0], index.search(queries[0], 10, filter_ids=np.arange(0, 2000, 3),
+                                                            exact=False)[0])
+    assert sorted(index.ids.tolist()) == list(range(2000)) and 11 not in index
+    index.save(tmp_path / "r.hnsw")
+    loaded = HNSWIndex.load(tmp_path / "r.hnsw")
+    np.testing.assert_array_equal(loaded.search_batch(queries, 10, ef=32)[0], after[0])
+    loaded.add(np.arange(2000, 3000), base[2000:3000])
+    assert loaded.search(base[2500], 1)[0][0] == 2500
+
+
+def test_parallel_build_recall(sift: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    base, queries, truth = sift
+    index = HNSWIndex(128, M=16, ef_construction=100, seed=0)
+    index.add(np.arange(len(base)), base, threads=2)
+    assert len(index) == len(base)
+    found, _ = index.search_batch(queries, 10, ef=64)
+    assert recall_at(found, truth) >= 0.95
+    # A second parallel batch into a non-empty index.
+    extra = base[:500] + 0.5
+    index.add(np.arange(10_000, 10_500), extra, threads=2)
+    assert index.search(extra[7], 1)[0][0] == 10_007

@@ -160,10 +160,15 @@ def commands_section(node: Node) -> Section | None:
     return "COMMANDS", "\n".join(entries)
 
 
+def _short_first(opts: list[str]) -> list[str]:
+    # Stable order whatever the hash seed: Click builds the help option's names from a set.
+    return sorted(opts, key=lambda opt: (opt.startswith("--"), opt))
+
+
 def _option_tag(option: click.Option, ctx: click.Context) -> str:
-    names = ", ".join(bold(opt) for opt in option.opts)
+    names = ", ".join(bold(opt) for opt in _short_first(option.opts))
     if option.secondary_opts:
-        names += " / " + ", ".join(bold(opt) for opt in option.secondary_opts)
+        names += " / " + ", ".join(bold(opt) for opt in _short_first(option.secondary_opts))
     if option.is_flag or option.count:
         return names
     return f"{names} {italic(option.make_metavar(ctx))}"
@@ -190,7 +195,7 @@ def _click_envvars(node: Node) -> list[tuple[str, str]]:
         if envvar is None and node.ctx.auto_envvar_prefix and param.name:
             envvar = f"{node.ctx.auto_envvar_prefix}_{param.name.upper()}"
         for var in [envvar] if isinstance(envvar, str) else list(envvar or ()):
-            found.append((var, f"Same as `{param.opts[-1]}`."))
+            found.append((var, f"Same as `{_short_first(param.opts)[-1]}`."))
     return found
 
 

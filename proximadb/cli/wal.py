@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import click
 
+from proximadb.cli.common import COLLECTION_OPT, DATA_DIR_ARG, resolve_data_dir
 from proximadb.storage.operations import DeleteOp, InsertOp, UpdateOp
 from proximadb.tools import wal_inspect
 from proximadb.tools.wal_inspect import FileStart, FrameFilter, FrameRecord, Problem, WalSummary, WalTarget
@@ -29,27 +30,10 @@ from proximadb.tools.wal_inspect import FileStart, FrameFilter, FrameRecord, Pro
 _SHOWN_IDS = 5
 _LONG_ID = 40
 
-_DATA_DIR_ARG = click.argument("data_dir", required=False, type=click.Path(path_type=Path))
-_COLLECTION_OPT = click.option("--collection", "-c", metavar="NAME|UUID",
-                               help="Only this collection (a name or a uuid from the catalog).")
-
-
-def _data_dir(given: Path | None) -> Path:
-    """DATA_DIR, else what `proximadb serve` would use (PROXIMADB_DATA_DIR, the config file, the default)."""
-    if given is not None:
-        return given
-    from proximadb.errors import ProximaDBError
-    from proximadb.server.config import load_config
-
-    try:
-        return load_config({}).data_dir
-    except ProximaDBError as exc:
-        raise click.ClickException(f"cannot work out the default data directory: {exc}") from None
-
 
 def _scan(data_dir: Path | None, collection: str | None) -> wal_inspect.DataDirScan:
     try:
-        scan = wal_inspect.find_targets(_data_dir(data_dir), collection)
+        scan = wal_inspect.find_targets(resolve_data_dir(data_dir), collection)
     except wal_inspect.InspectError as exc:
         raise click.ClickException(str(exc)) from None
     for note in scan.notes:
@@ -105,8 +89,8 @@ Exit codes: 0 the dump ran (even if it shows damage: use `wal verify`),
 
 
 @wal.command("dump", help=_DUMP_HELP)
-@_DATA_DIR_ARG
-@_COLLECTION_OPT
+@DATA_DIR_ARG
+@COLLECTION_OPT
 @click.option("--from-seq", type=click.IntRange(min=0), metavar="N", help="Only frames with seq >= N.")
 @click.option("--to-seq", type=click.IntRange(min=0), metavar="M", help="Only frames with seq <= M.")
 @click.option("--op", "ops", type=click.Choice(["insert", "delete", "update"]), multiple=True,
@@ -301,8 +285,8 @@ _VERDICT_TEXT = {
 
 
 @wal.command("verify", help=_VERIFY_HELP)
-@_DATA_DIR_ARG
-@_COLLECTION_OPT
+@DATA_DIR_ARG
+@COLLECTION_OPT
 def verify(data_dir: Path | None, collection: str | None) -> None:
     scan = _scan(data_dir, collection)
     if not scan.targets:

@@ -41,6 +41,50 @@ static inline void pxa_spin_lock(uint8_t *l) {
 }
 static inline void pxa_spin_unlock(uint8_t *l) { __atomic_clear(l, __ATOMIC_RELEASE); }
 
+/* ---- one query against many contiguous rows (IVF list scans) ------------
+ * out[j] = l2sq / dot of q and row j of x (n rows of d floats). Each SIMD
+ * variant calls its kernel directly (flatten inlines it), so the scan pays no
+ * indirect call per row. pxa_ny_setup() picks the variants matching the level
+ * chosen by pxd_distance_setup(). */
+#include "distance.h"
+typedef void (*pxa_ny_fn)(const float *q, const float *x, size_t d, size_t n, float *out);
+
+static void pxa_l2sq_ny_scalar(const float *q, const float *x, size_t d, size_t n, float *out) {
+    for (size_t j = 0; j < n; j++) out[j] = pxd_l2sq_scalar(q, x + j * d, d);
+}
+static void pxa_dot_ny_scalar(const float *q, const float *x, size_t d, size_t n, float *out) {
+    for (size_t j = 0; j < n; j++) out[j] = pxd_dot_scalar(q, x + j * d, d);
+}
+#if PXD_X86
+__attribute__((target("avx2,fma"), flatten))
+static void pxa_l2sq_ny_avx2(const float *q, const float *x, size_t d, size_t n, float *out) {
+    for (size_t j = 0; j < n; j++) out[j] = pxd_l2sq_avx2(q, x + j * d, d);
+}
+__attribute__((target("avx2,fma"), flatten))
+static void pxa_dot_ny_avx2(const float *q, const float *x, size_t d, size_t n, float *out) {
+    for (size_t j = 0; j < n; j++) out[j] = pxd_dot_avx2(q, x + j * d, d);
+}
+__attribute__((target("avx512f"), flatten))
+static void pxa_l2sq_ny_avx512(const float *q, const float *x, size_t d, size_t n, float *out) {
+    for (size_t j = 0; j < n; j++) out[j] = pxd_l2sq_avx512(q, x + j * d, d);
+}
+__attribute__((target("avx512f"), flatten))
+static void pxa_dot_ny_avx512(const float *q, const float *x, size_t d, size_t n, float *out) {
+    for (size_t j = 0; j < n; j++) out[j] = pxd_dot_avx512(q, x + j * d, d);
+}
+#endif
+
+static pxa_ny_fn pxa_l2sq_ny = pxa_l2sq_ny_scalar;
+static pxa_ny_fn pxa_dot_ny = pxa_dot_ny_scalar;
+
+static inline void pxa_ny_setup(int level) {
+    pxa_l2sq_ny = pxa_l2sq_ny_scalar; pxa_dot_ny = pxa_dot_ny_scalar;
+#if PXD_X86
+    if (level == 2) { pxa_l2sq_ny = pxa_l2sq_ny_avx2; pxa_dot_ny = pxa_dot_ny_avx2; }
+    if (level == 3) { pxa_l2sq_ny = pxa_l2sq_ny_avx512; pxa_dot_ny = pxa_dot_ny_avx512; }
+#endif
+}
+
 /* ---- splitmix64 --------------------------------------------------------- */
 static inline uint64_t pxa_rng_next(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);

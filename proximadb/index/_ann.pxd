@@ -67,3 +67,8 @@ cdef extern from "_ann.h" nogil:
     int pxa_idmap_reserve(pxa_idmap *m, int64_t extra) noexcept
 
     int pxa_normalize(float *v, size_t d) noexcept
+
+    ctypedef void (*pxa_ny_fn)(const float *q, const float *x, size_t d, size_t n, float *out) noexcept nogil
+    pxa_ny_fn pxa_l2sq_ny
+    pxa_ny_fn pxa_dot_ny
+    void pxa_ny_setup(int level) noexcept

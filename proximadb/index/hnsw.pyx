@@ -1,10 +1,12 @@
 """HNSW approximate nearest-neighbour index (Malkov & Yashunin), GIL-free build and search.
 
-Rows are numbered in insertion order. Per row the index keeps its float32
-vector (contiguous, normalised for ``cosine``), its int64 external id, its top
-level, a deletion flag and its level-0 link list ``[count, M0 ids]``; rows
-above level 0 own a block of ``level * (M + 1)`` int32 in one append-only pool
-(``[count, M ids]`` per level), located by prefix sum of the levels. Levels
+Rows are numbered in insertion order (``reorder()`` renumbers them breadth-
+first for memory locality). Per row the index keeps one level-0 record, its
+link list ``[count, M0 ids]`` followed by its float32 vector (normalised for
+``cosine``), so that expanding a node finds its links next to the vector just
+read; plus its int64 external id, its top level and a deletion flag. Rows
+above level 0 own a block of ``level * (M + 1)`` int32 in one pool
+(``[count, M ids]`` per level), in row order in the file. Levels
 come from a splitmix64 generator seeded by ``seed``, so a build is identical
 for a given seed, data and insertion order. Neighbours are chosen with the
 paper's heuristic (hnswlib's ``getNeighborsByHeuristic2``), so recall matches
@@ -17,6 +19,9 @@ Filtered search admits only allowed rows to the result set while traversing
 the whole graph; when the allowed set is small (see ``_use_exact``) an exact
 scan of the allowed rows is cheaper and always exact. Deleted rows are
 traversed but never returned.
+
+``add(..., threads=n)`` inserts in parallel with per-row spinlocks (never two
+held at once); only the single-threaded build is deterministic.
 
 Threads: searches may run concurrently (each takes its own scratch memory);
 ``add``/``mark_deleted`` must not run while a search on the same index is in
@@ -871,6 +876,104 @@ cdef class HNSWIndex:
                 pxa_idmap_put_nogrow(&self._idmap, self.g.ids[i], <int32_t>i)
             if rc < 0:
                 raise MemoryError("out of memory while building the HNSW graph")
+        finally:
+            self._writing = False
+
+    def reorder(self) -> None:
+        """Renumber the rows in breadth-first order of the level-0 graph (from the
+        entry point), so that graph neighbours sit close together in memory and a
+        search touches fewer cache lines and pages. Results are unchanged; ids are
+        external, so only bitmaps over internal rows (see ``ids``) change meaning.
+        Worth calling once after a bulk build; O(n * M)."""
+        cdef int64_t n = self.g.n
+        cdef int64_t i, j, head = 0, tail = 0, up = 0, cnt, nrec
+        cdef int32_t r, old
+        cdef int32_t *perm
+        cdef int32_t *inv
+        cdef int32_t *ll
+        cdef int32_t *src
+        cdef char *block
+        cdef int32_t *upool
+        cdef int64_t *ids
+        cdef uint8_t *levels
+        cdef uint8_t *deleted
+        cdef int64_t *upoff
+        if n < 2:
+            return
+        self._enter_write()
+        try:
+            perm = <int32_t *>malloc(n * sizeof(int32_t))
+            inv = <int32_t *>malloc(n * sizeof(int32_t))
+            block = <char *>malloc(self.g.cap * self.g.stride)
+            upool = <int32_t *>malloc(max(self.g.upool_cap, 1) * sizeof(int32_t))
+            ids = <int64_t *>malloc(self.g.cap * sizeof(int64_t))
+            levels = <uint8_t *>malloc(self.g.cap)
+            deleted = <uint8_t *>calloc(self.g.cap, 1)
+            upoff = <int64_t *>malloc(self.g.cap * sizeof(int64_t))
+            if not (perm and inv and block and upool and ids and levels and deleted and upoff):
+                free(perm); free(inv); free(block); free(upool); free(ids); free(levels); free(deleted); free(upoff)
+                raise MemoryError()
+            with nogil:
+                for i in range(n):
+                    inv[i] = -1
+                # Breadth-first from the entry point; rows it cannot reach keep their order at the end.
+                perm[tail] = self.g.entry
+                inv[self.g.entry] = 0
+                tail += 1
+                i = 0
+                while True:
+                    while head < tail:
+                        ll = glinks(&self.g, perm[head], 0)
+                        head += 1
+                        for j in range(1, ll[0] + 1):
+                            if inv[ll[j]] < 0:
+                                inv[ll[j]] = <int32_t>tail
+                                perm[tail] = ll[j]
+                                tail += 1
+                    while i < n and inv[i] >= 0:
+                        i += 1
+                    if i >= n:
+                        break
+                    inv[i] = <int32_t>tail
+                    perm[tail] = <int32_t>i
+                    tail += 1
+                memset(block + n * self.g.stride, 0, (self.g.cap - n) * self.g.stride)
+                for r in range(n):
+                    old = perm[r]
+                    memcpy(block + r * self.g.stride, self.g.block + old * self.g.stride, self.g.stride)
+                    ll = <int32_t *>(block + r * self.g.stride)
+                    for j in range(1, ll[0] + 1):
+                        ll[j] = inv[ll[j]]
+                    ids[r] = self.g.ids[old]
+                    levels[r] = self.g.levels[old]
+                    deleted[r] = self.g.deleted[old]
+                    if levels[r] == 0:
+                        upoff[r] = -1
+                        continue
+                    upoff[r] = up
+                    nrec = <int64_t>levels[r] * (self.g.M + 1)
+                    src = self.g.upool + self.g.upoff[old]
+                    for j in range(nrec):
+                        upool[up + j] = src[j]
+                    for cnt in range(levels[r]):
+                        ll = upool + up + cnt * (self.g.M + 1)
+                        for j in range(1, ll[0] + 1):
+                            ll[j] = inv[ll[j]]
+                    up += nrec
+                for i in range(self._idmap.cap):
+                    if self._idmap.rows[i] >= 0:
+                        self._idmap.rows[i] = inv[self._idmap.rows[i]]
+                self.g.entry = inv[self.g.entry]
+            free(self.g.block); free(self.g.upool); free(self.g.ids)
+            free(self.g.levels); free(self.g.deleted); free(self.g.upoff)
+            self.g.block = block
+            self.g.upool = upool
+            self.g.ids = ids
+            self.g.levels = levels
+            self.g.deleted = deleted
+            self.g.upoff = upoff
+            free(perm)
+            free(inv)
         finally:
             self._writing = False
 

@@ -43,7 +43,6 @@ File format (all integers little-endian), version 1::
 cimport cython
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport calloc, free, qsort, realloc
 from libc.string cimport memcpy, memset
@@ -68,11 +67,12 @@ from proximadb.errors import (
 )
 
 cnp.import_array()
-pxd_distance_setup(-1)
+pxa_ny_setup(pxd_distance_setup(-1))
 pxd_crc32c_setup()
 
 cdef enum:
     MAX_POOL = 16
+    SCAN_BLOCK = 128    # rows per distance-kernel call in a list scan
     METRIC_L2 = 0
     METRIC_COSINE = 1
     METRIC_DOT = 2
@@ -84,7 +84,7 @@ FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sIIIIIIIIQQQ")
 _HEADER_SIZE = 72
 _HOST_LE = sys.byteorder == "little"
-KMEANS_ITERATIONS = 20
+KMEANS_ITERATIONS = 10  # as faiss IndexIVF
 SAMPLE_PER_LIST = 256
 
 
@@ -130,21 +130,36 @@ cdef int cmp_pair(const void *a, const void *b) noexcept nogil:
 cdef inline void scan_list(const IvfState *v, const IvfList *L, const float *q, int k, pxa_heap *top,
                            const uint8_t *allowed, bint filtering) noexcept nogil:
     """Offer every admitted row of list L to the bounded max-heap top (capacity > k)."""
-    cdef int64_t j
+    cdef int64_t j, b, nb
     cdef int32_t row
     cdef float d
+    cdef float dbuf[SCAN_BLOCK]
     cdef const float *x = L.vecs
     cdef int dim = v.dim
-    for j in range(L.n):
-        pxa_prefetch(x + (j + 2) * dim)
-        row = L.rows[j]
-        if filtering and (v.deleted[row] or (allowed != NULL and not allowed[row])):
-            continue
-        d = vdist(v, q, x + j * dim)
-        if top.n < k:
-            pxa_maxheap_push(top, d, row)
-        elif d < top.a[0].d:
-            pxa_maxheap_replace_top(top, d, row)
+    cdef pxa_ny_fn ny = pxa_l2sq_ny if v.metric == METRIC_L2 else pxa_dot_ny
+    if filtering:
+        for j in range(L.n):
+            row = L.rows[j]
+            if v.deleted[row] or (allowed != NULL and not allowed[row]):
+                continue
+            d = vdist(v, q, x + j * dim)
+            if top.n < k:
+                pxa_maxheap_push(top, d, row)
+            elif d < top.a[0].d:
+                pxa_maxheap_replace_top(top, d, row)
+        return
+    # Unfiltered: distances a block at a time (one kernel call per block), then the heap.
+    b = 0
+    while b < L.n:
+        nb = min(<int64_t>SCAN_BLOCK, L.n - b)
+        ny(q, x + b * dim, dim, nb, dbuf)
+        for j in range(nb):
+            d = dbuf[j] if v.metric == METRIC_L2 else v.dot_off - dbuf[j]
+            if top.n < k:
+                pxa_maxheap_push(top, d, L.rows[b + j])
+            elif d < top.a[0].d:
+                pxa_maxheap_replace_top(top, d, L.rows[b + j])
+        b += nb
 
 
 cdef const float *prepare_query(const IvfState *v, pxa_scratch *s, const float *q) noexcept nogil:

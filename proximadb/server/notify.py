@@ -17,7 +17,12 @@ worker inherits; the worker sends ``READY=1`` when it really is ready. It
 also keeps the variable away from any process the daemon might start.
 
 The worker is not systemd's main process (the gunicorn master is), so the
-unit needs ``NotifyAccess=all``; see ``proximadb/systemd/proximadb.service``.
+unit needs ``NotifyAccess=all``: with ``main`` (or ``exec``) systemd drops the
+worker's messages and the start times out. Along with ``READY=1`` the worker
+sends ``MAINPID=<its parent>``, the master. systemd knows that already when
+``ExecStart`` execs straight into the master (``/usr/bin/env`` does); it
+matters when a wrapper that does not exec sits in between, so that the stop
+signal (``KillMode=mixed``: main process only) still reaches the master.
 """
 
 from __future__ import annotations
