@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import child_env
 from click.testing import CliRunner, Result
 
 from proximadb.cli.main import cli
@@ -399,7 +400,7 @@ def test_log_starting_after_the_checkpoint_is_corruption(tmp_path: Path) -> None
 
 def test_real_process_exit_codes(tmp_path: Path) -> None:
     w = make_data_dir(tmp_path, "binary", "lz4")
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
 
     def verify() -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "proximadb", "wal", "verify", str(w.data_dir)],

@@ -59,7 +59,7 @@ def test_kill_9_during_compaction_leaves_old_or_new_state(tmp_path: Path) -> Non
     compactions = 0
     for _round in range(6):
         proc = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=child_env())
+                                stderr=subprocess.PIPE, text=True, env=child_env(), cwd=str(tmp_path))
         assert proc.stdout is not None
         ready = proc.stdout.readline()
         assert ready.strip() == "READY", proc.stderr.read() if proc.stderr else ready

@@ -90,7 +90,7 @@ def test_generation_is_the_same_in_every_process(tmp_path: Path) -> None:
         out = tmp_path / seed
         env = child_env(PYTHONHASHSEED=seed)
         subprocess.run([sys.executable, "-m", "proximadb.cli.manpages", str(out)], env=env, check=True,
-                       capture_output=True, timeout=120)
+                       capture_output=True, timeout=120, cwd=str(tmp_path))
         outputs.append({p.name: p.read_text() for p in sorted(out.glob("*.1"))})
     assert outputs[0] == outputs[1] == outputs[2] == manpages.render_all()
 

@@ -9,7 +9,6 @@ the parent checkpoints between rounds.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -19,24 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from _support import child_env
 
 # Shared by the child (exec'd) and this module: the op logged at each seq.
 COMMON = r'''
-import importlib.util, sys
-from pathlib import Path
-
-def ensure_schemas_package(root):
-    try:
-        import proximadb.schemas  # noqa: F401
-    except ModuleNotFoundError:
-        init = Path(root) / "schemas" / "__init__.py"
-        spec = importlib.util.spec_from_file_location(
-            "proximadb.schemas", init, submodule_search_locations=[str(init.parent)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["proximadb.schemas"] = module
-        spec.loader.exec_module(module)
+import sys
 
 def op_for(seq):
     import numpy as np
@@ -56,7 +42,6 @@ def op_for(seq):
 '''
 
 CHILD = COMMON + r'''
-ensure_schemas_package(sys.argv[4])
 from proximadb.storage.wal import WriteAheadLog
 
 wal = WriteAheadLog.open(sys.argv[1], strategy=sys.argv[2], compression=sys.argv[3], fsync="always",
@@ -73,7 +58,6 @@ while True:
 
 _ns: dict[str, object] = {}
 exec(COMMON, _ns)
-_ns["ensure_schemas_package"](str(ROOT))  # type: ignore[operator]
 op_for = _ns["op_for"]
 
 from proximadb.storage.operations import InsertOp  # noqa: E402
@@ -84,11 +68,9 @@ COMBOS = [("avro", "none"), ("binary", "lz4"), ("binary", "none"), ("avro", "lz4
 
 
 def _run_child_and_kill(wal_dir: Path, strategy: str, compression: str, rng: random.Random) -> list[int]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(wal_dir), strategy, compression, str(ROOT)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT), text=True,
+        [sys.executable, "-c", CHILD, str(wal_dir), strategy, compression],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), cwd=str(wal_dir.parent), text=True,
     )
     acked: list[int] = []
     first = threading.Event()
