@@ -68,6 +68,7 @@ def test_hnsw_segment_recall_deletions_filters_and_reopen(tmp_path: Path, sift, 
     engine.close()
 
     # reopened: the index file is loaded, checked and used; no rebuild
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="proximadb.index"), Engine.open(tmp_path / "d") as engine:
         col = engine.collection("sift")
         assert col.stats()["indexed_segments"] == 1 and col.index_builder.pending == 0
