@@ -103,7 +103,7 @@ def dump(data_dir: Path | None, collection: str | None, from_seq: int | None, to
          ops: tuple[str, ...], fmt: str, limit: int | None, full: bool) -> None:
     scan = _scan(data_dir, collection)
     selection = FrameFilter(from_seq, to_seq, frozenset(wal_inspect.OP_CODES[o] for o in ops) if ops else None)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     try:
         if fmt == "jsonl":
             _dump_jsonl(out, scan.targets, selection, limit, full)
