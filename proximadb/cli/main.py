@@ -34,11 +34,14 @@ def info() -> None:
 def _register() -> None:
     from proximadb.cli.backup import backup, restore
     from proximadb.cli.compact import compact
+    from proximadb.cli.remote import collections, stats
     from proximadb.cli.serve import serve
     from proximadb.cli.wal import wal
 
     cli.add_command(backup)
+    cli.add_command(collections)
     cli.add_command(compact)
+    cli.add_command(stats)
     cli.add_command(restore)
     cli.add_command(serve)
     cli.add_command(wal)

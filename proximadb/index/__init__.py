@@ -1,1 +1,12 @@
-"""Distance kernels and vector indexes (flat, HNSW, IVF)."""
+"""Distance kernels and vector indexes (flat, HNSW, IVF), usable on their own like hnswlib::
+
+    from proximadb.index import HNSWIndex
+    index = HNSWIndex(dim=128, metric="l2", M=16, ef_construction=200, seed=0)
+    index.add(ids, vectors)
+    ids, distances = index.search(query, k=10, ef=64)
+"""
+
+from proximadb.index.hnsw import HNSWIndex
+from proximadb.index.ivf import IVFIndex
+
+__all__ = ["HNSWIndex", "IVFIndex"]

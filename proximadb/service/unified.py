@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from proximadb import progress
 from proximadb._version import __version__
 from proximadb.codec.avro_batch import encode_vector_batch
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
@@ -106,12 +107,22 @@ class UnifiedAvroService:
         m.describe("proximadb_wal_fsyncs_total", "counter", "WAL fsyncs, per collection.")
         m.describe("proximadb_wal_fsync_seconds_total", "counter", "Time spent in WAL fsync, per collection.")
         m.gauge("proximadb_vectors", lambda: self._per_collection(lambda c: c.count()))
+        m.describe("proximadb_task_done", "gauge", "Long work in progress (replay, compaction, index_build): done.")
+        m.describe("proximadb_task_total", "gauge", "Long work in progress: total (0 = not known).")
+        m.describe("proximadb_task_seconds", "gauge", "Long work in progress: seconds since it started.")
+        m.gauge("proximadb_task_done", lambda: self._tasks("done"))
+        m.gauge("proximadb_task_total", lambda: self._tasks("total"))
+        m.gauge("proximadb_task_seconds", lambda: self._tasks("elapsed"))
         for metric, key in (
             ("proximadb_wal_bytes_total", "bytes_written"),
             ("proximadb_wal_fsyncs_total", "fsync_count"),
             ("proximadb_wal_fsync_seconds_total", "fsync_seconds"),
         ):
             m.gauge(metric, lambda key=key: self._per_collection(lambda c: c.wal_stats().get(key, 0)))
+
+    def _tasks(self, attr: str) -> list[tuple[tuple[tuple[str, str], ...], float]]:
+        return [((("task", t.kind), ("collection", t.collection)), float(getattr(t, attr)))
+                for t in progress.running()]
 
     def _per_collection(self, read: Any) -> list[tuple[tuple[tuple[str, str], ...], float]]:
         out = []

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from proximadb import progress
 from proximadb.codec.avro_batch import decode_vector_batch
 from proximadb.codec.framing import decode_frame
 from proximadb.codec.payload import encode_insert
@@ -139,9 +140,11 @@ class Collection:
         )
         started = time.monotonic()
         replayed = 0
-        for _seq, op in self.wal.replay(after_seq=self.manifest.checkpoint_seq):
-            self._apply(op)
-            replayed += 1
+        with progress.track("replay", config.name, unit="operations") as task:
+            for _seq, op in self.wal.replay(after_seq=self.manifest.checkpoint_seq):
+                self._apply(op)
+                replayed += 1
+                task.update(replayed)
         if replayed:
             log.info(
                 "collection %s: replayed %d WAL operations after checkpoint %d in %.2fs (%d rows in memtable)",
@@ -409,7 +412,8 @@ class Collection:
         report.bytes_before = sum(_dir_bytes(s.path) for s in inputs)
         log.info("collection %s: compacting segments %s (%d rows)", self.config.name, report.merged,
                  report.rows_before)
-        merged = compaction.merge_rows(plan, compaction.log_progress(self.config.name))
+        with progress.track("compaction", self.config.name, total=report.rows_before) as task:
+            merged = compaction.merge_rows(plan, task.update)
         new: Segment | None = None
         if merged.data.ids:
             path = write_segment(self.directory / "segments", plan.segment_id, merged.data,

@@ -23,7 +23,6 @@ reads and writes go on; only the swap holds it, briefly.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,20 +127,3 @@ def carry_deletions(plan: MergePlan, merged: MergedRows, new: Segment, dropped: 
         for r_new in rows_new[seg.deleted[rows_old] != 0]:
             new.delete_row(int(r_new))
     return persisted_now
-
-
-def log_progress(name: str) -> Any:
-    started = time.monotonic()
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] < 2 and done < total:
-            return
-        last[0] = now
-        rate = done / max(now - started, 1e-9)
-        eta = (total - done) / rate if rate else 0.0
-        log.info("compaction of %s: %d/%d rows read (%.0f%%, %.0f rows/s, ETA %.0fs)",
-                 name, done, total, 100 * done / max(total, 1), rate, eta)
-
-    return progress

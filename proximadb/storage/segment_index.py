@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from proximadb import progress
 from proximadb.errors import CorruptionError
 from proximadb.index.hnsw import HNSWIndex
 from proximadb.index.ivf import IVFIndex
@@ -178,7 +179,9 @@ class IndexBuilder:
         started = time.monotonic()
         log.info("collection %s: building %s index for segment %s (%d rows, %s)",
                  self.name, algorithm, segment.path.name, segment.rows, params)
-        index = build(segment, algorithm, metric, params)
+        with progress.track("index_build", self.name, total=segment.rows) as task:
+            index = build(segment, algorithm, metric, params)  # one GIL-free call: done jumps to total
+            task.update(segment.rows)
         save(index, segment, algorithm)
         segment.attach_index(index, algorithm)
         self.builds += 1
