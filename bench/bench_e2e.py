@@ -1,6 +1,6 @@
 """End-to-end benchmark through a real daemon (issue 3).
 
-    python bench/bench_e2e.py [--vectors 100000] [--queries 1000] [--json bench/results/e2e.json]
+    python bench/bench_e2e.py [--vectors 100000] [--queries 1000] [--json bench/results/e2e.json] [--auth] [--tls]
 
 Starts ``proximadb serve`` on free loopback ports over a fresh data directory
 (fsync=always, on the project's disk), then measures:
@@ -10,6 +10,11 @@ Starts ``proximadb serve`` on free loopback ports over a fresh data directory
 * search over 10k x 128 (exact), one query at a time over gRPC and REST:
   p50/p99 latency and QPS, against an in-process ``Collection.search`` on the
   same data (the protocol overhead).
+
+With ``--auth`` (an API key required and sent) and/or ``--tls`` (a self-signed
+CA and server certificate made on the fly; needs ``cryptography``), the daemon
+part runs a second time with them on, and the report adds with/without ratios
+for ingest and search (issue 6: speed is not traded away).
 """
 
 from __future__ import annotations
@@ -41,17 +46,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(data: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+def _start(data: Path, security: Security | None = None) -> tuple[subprocess.Popen[bytes], int, int]:
     rest, grpc = _free_port(), _free_port()
+    security = security or Security()
     proc = subprocess.Popen(
         [sys.executable, "-m", "proximadb", "serve", "--data-dir", str(data), "--rest-port", str(rest),
-         "--grpc-port", str(grpc), "--log-level", "warning"],
+         "--grpc-port", str(grpc), "--log-level", "warning", *security.serve_args],
         start_new_session=True,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with proximadb.connect_rest(f"http://127.0.0.1:{rest}", timeout=1):
+            with security.rest(rest, timeout=1):
                 return proc, rest, grpc
         except proximadb.ProximaDBError:
             time.sleep(0.05)
@@ -88,6 +94,8 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--auth", action="store_true", help="also run with an API key; report the ratios")
+    parser.add_argument("--tls", action="store_true", help="also run with TLS; report the ratios")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((args.vectors, DIM)).astype(np.float32)
@@ -95,24 +103,12 @@ def main() -> None:
     queries = rng.standard_normal((args.queries, DIM)).astype(np.float32)
     root = Path(tempfile.mkdtemp(prefix="pxdb-e2e-", dir=Path(__file__).resolve().parent))
     results: dict[str, object] = {"vectors": args.vectors, "queries": args.queries, "fsync": "always"}
-    proc, rest, grpc = _start(root / "data")
-    try:
-        with proximadb.connect_grpc(f"127.0.0.1:{grpc}") as g, proximadb.connect_rest(f"http://127.0.0.1:{rest}") as r:
-            results["ingest_grpc_vectors_per_s"] = _ingest(g, "ingest-grpc", vectors)
-            results["ingest_rest_vectors_per_s"] = _ingest(r, "ingest-rest", vectors)
-            g.create_collection("search", DIM, distance_metric="euclidean")
-            g.insert_vectors("search", ids=[str(i) for i in range(len(search_base))], vectors=search_base)
-            results["search_grpc"] = _latencies(lambda q: g.search("search", q, k=10), queries)
-            results["search_rest"] = _latencies(lambda q: r.search("search", q, k=10), queries)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+    results.update(_daemon_run(root / "data", vectors, search_base, queries, Security()))
     with Engine.open(root / "inproc", fsync="never") as engine:
         engine.create_collection("search", DIM, distance_metric="euclidean")
         col = engine.collection("search")
         col.insert(ids=[str(i) for i in range(len(search_base))], vectors=search_base)
         results["search_in_process"] = _latencies(lambda q: col.search(q, k=10), queries)
-    shutil.rmtree(root, ignore_errors=True)
     inproc = results["search_in_process"]["p50_ms"]  # type: ignore[index]
     print(f"durable ingest (fsync=always), batches of {BATCH} x {DIM}:")
     print(f"  gRPC  {results['ingest_grpc_vectors_per_s']:>10,.0f} vectors/s   (goal >= 100,000)")
@@ -122,9 +118,109 @@ def main() -> None:
         s = results[key]  # type: ignore[index]
         print(f"  {key[7:]:<11} p50 {s['p50_ms']:.3f} ms  p99 {s['p99_ms']:.3f} ms  {s['qps']:,.0f} QPS"
               + ("" if key == "search_in_process" else f"  (overhead p50 +{s['p50_ms'] - inproc:.3f} ms)"))
+    if args.auth or args.tls:
+        secured = Security(auth=args.auth, tls=args.tls, directory=root)
+        results["secured"] = {"auth": args.auth, "tls": args.tls,
+                              **_daemon_run(root / "data-secured", vectors, search_base, queries, secured)}
+        _report_ratios(results)
+    shutil.rmtree(root, ignore_errors=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def _daemon_run(data: Path, vectors: np.ndarray, search_base: np.ndarray, queries: np.ndarray,
+                security: Security) -> dict[str, object]:
+    results: dict[str, object] = {}
+    proc, rest, grpc = _start(data, security)
+    try:
+        with security.grpc(grpc) as g, security.rest(rest) as r:
+            results["ingest_grpc_vectors_per_s"] = _ingest(g, "ingest-grpc", vectors)
+            results["ingest_rest_vectors_per_s"] = _ingest(r, "ingest-rest", vectors)
+            g.create_collection("search", DIM, distance_metric="euclidean")
+            g.insert_vectors("search", ids=[str(i) for i in range(len(search_base))], vectors=search_base)
+            results["search_grpc"] = _latencies(lambda q: g.search("search", q, k=10), queries)
+            results["search_rest"] = _latencies(lambda q: r.search("search", q, k=10), queries)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    return results
+
+
+# ---------------------------------------------------------------- --auth / --tls (issue 6): with/without ratios
+class Security:
+    """How to serve and connect: plain, or with an API key and/or TLS (certificates made on the fly)."""
+
+    KEY = "bench-api-key-5e1f0c2d9a"
+
+    def __init__(self, auth: bool = False, tls: bool = False, directory: Path | None = None) -> None:
+        self.auth, self.tls = auth, tls
+        self.serve_args: list[str] = ["--api-key", self.KEY] if auth else []
+        self.ca_file: str | None = None
+        if tls:
+            assert directory is not None
+            ca, cert, key = _make_certs(directory)
+            self.serve_args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+            self.ca_file = str(ca)
+
+    def rest(self, port: int, timeout: float = 30.0) -> proximadb.sdk.ProximaDBClient:
+        scheme = "https" if self.tls else "http"
+        return proximadb.connect_rest(f"{scheme}://127.0.0.1:{port}", timeout=timeout, ca_file=self.ca_file,
+                                      api_key=self.KEY if self.auth else None)
+
+    def grpc(self, port: int) -> proximadb.sdk.ProximaDBClient:
+        return proximadb.connect_grpc(f"127.0.0.1:{port}", tls=self.tls, ca_file=self.ca_file,
+                                      api_key=self.KEY if self.auth else None)
+
+
+def _make_certs(directory: Path) -> tuple[Path, Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(2)]
+    names = [x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]) for cn in ("bench CA", "localhost")]
+    certs = []
+    for i, (ext, critical) in enumerate((
+        (x509.BasicConstraints(ca=True, path_length=None), True),
+        (x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+         False),
+    )):
+        builder = (x509.CertificateBuilder().subject_name(names[i]).issuer_name(names[0])
+                   .public_key(keys[i].public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1)).add_extension(ext, critical=critical))
+        certs.append(builder.sign(keys[0], hashes.SHA256()))
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(certs[0].public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(certs[1].public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(keys[1].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+def _report_ratios(results: dict) -> None:  # type: ignore[type-arg]
+    secured = results["secured"]
+    what = " + ".join(name for name in ("auth", "tls") if secured[name])
+    ratios: dict[str, float] = {}
+    print(f"with {what} / without (1.00 = no cost; ingest: throughput ratio, search: p50 latency ratio):")
+    for proto in ("grpc", "rest"):
+        key = f"ingest_{proto}_vectors_per_s"
+        ratios[f"ingest_{proto}"] = secured[key] / results[key]
+        print(f"  ingest {proto:<5} {secured[key]:>10,.0f} vs {results[key]:>10,.0f} vectors/s"
+              f"  ratio {ratios[f'ingest_{proto}']:.2f}")
+    for proto in ("grpc", "rest"):
+        a, b = secured[f"search_{proto}"], results[f"search_{proto}"]
+        ratios[f"search_{proto}_p50"] = a["p50_ms"] / b["p50_ms"]
+        ratios[f"search_{proto}_qps"] = a["qps"] / b["qps"]
+        print(f"  search {proto:<5} p50 {a['p50_ms']:.3f} vs {b['p50_ms']:.3f} ms"
+              f"  ratio {ratios[f'search_{proto}_p50']:.2f}   QPS ratio {ratios[f'search_{proto}_qps']:.2f}")
+    secured["ratios"] = ratios
 
 
 if __name__ == "__main__":

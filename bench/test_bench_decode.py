@@ -28,7 +28,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from proximadb.codec.avro_batch import decode_vector_batch
 from proximadb.codec.framing import decode_frame
 from proximadb.codec.payload import decode_payload, encode_insert
-from proximadb.codec.schemas import op_schema
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, op_schema
 
 pytestmark = pytest.mark.bench
 
@@ -103,7 +103,7 @@ def test_decode_proximadb_payload(benchmark: Any, batch: Batch) -> None:
 
 
 def test_decode_proximadb_datum(benchmark: Any, batch: Batch) -> None:
-    decoded = benchmark(decode_vector_batch, batch.datum, DIM)
+    decoded = benchmark(decode_vector_batch, batch.datum, DIM, CURRENT_SCHEMA_VERSION)  # the frame's version
     assert np.array_equal(decoded.vectors, batch.vectors)
 
 

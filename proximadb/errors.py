@@ -130,6 +130,14 @@ class StorageError(ProximaDBError):
     code = "storage_error"
 
 
+class DiskFullError(StorageError):
+    """No space left on the device (ENOSPC) for a write; nothing of it was kept. Retry once space is freed."""
+
+    code = "disk_full"
+    http_status = 507
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
 class CorruptionError(StorageError):
     """Damaged data that recovery must not silently skip; names file and offset."""
 

@@ -21,7 +21,7 @@ from proximadb.codec.schemas import op_schema
 from proximadb.errors import DimensionMismatchError, MalformedPayloadError, ValidationError
 from proximadb.storage.operations import InsertOp
 
-SCHEMA = op_schema("vector_insert")
+SCHEMA = op_schema("vector_insert", 1)  # the layout of the unframed codec (schema_version=1 default)
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 

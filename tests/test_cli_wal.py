@@ -24,6 +24,7 @@ from _support import child_env
 from click.testing import CliRunner, Result
 
 from proximadb.cli.main import cli
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 from proximadb.errors import CorruptionError
 from proximadb.storage import wal_io
 from proximadb.storage.engine import Engine
@@ -133,7 +134,8 @@ def test_dump_jsonl_shows_every_frame_as_written(tmp_path: Path, strategy: str, 
         assert set(frame) == set(wal_inspect.FRAME_KEYS) | set(wal_inspect.FULL_KEYS)
         assert (frame["collection"], frame["collection_uuid"]) == ("docs", w.uuid)
         assert frame["file"] == "wal-00000000000000000001.log"
-        assert (frame["op"], frame["strategy"], frame["schema_version"]) == (want["op"], strategy, 1)
+        want_version = CURRENT_SCHEMA_VERSION
+        assert (frame["op"], frame["strategy"], frame["schema_version"]) == (want["op"], strategy, want_version)
         assert frame["ids"] == want["ids"] and frame["records"] == len(want["ids"])
         assert frame["upsert"] == want.get("upsert")
         if frame["compression"] == "none":

@@ -27,7 +27,8 @@ def frame(version: int, op: bytes, datum: bytes = b"", op_len: int | None = None
 
 def test_layout_is_version_length_op_datum_little_endian() -> None:
     data = encode_frame("vector_delete", b"\x01\x02\x03")
-    assert data == b"\x01\x00\x00\x00" + b"\x0d\x00\x00\x00" + b"vector_delete" + b"\x01\x02\x03"
+    version = CURRENT_SCHEMA_VERSION.to_bytes(4, "little")
+    assert data == version + b"\x0d\x00\x00\x00" + b"vector_delete" + b"\x01\x02\x03"
     assert HEADER_SIZE == 8 and MAX_OP_TYPE_LEN == 64
 
 
@@ -43,7 +44,7 @@ def test_round_trip_every_op_type(op_type: str, wrap: type) -> None:
 
 def test_empty_datum() -> None:
     version, op, view = decode_frame(encode_frame("vector_search", b""))
-    assert (version, op, len(view)) == (1, "vector_search", 0)
+    assert (version, op, len(view)) == (CURRENT_SCHEMA_VERSION, "vector_search", 0)
 
 
 def test_datum_is_a_view_into_the_callers_buffer() -> None:
@@ -59,7 +60,7 @@ def test_non_byte_buffers_are_read_as_bytes() -> None:
     data = encode_frame("vector_delete", b"wxyz")  # 8 + 13 + 4 = 25 bytes
     padded = np.frombuffer(data + b"\0" * 3, dtype=np.uint32)  # a 'I' buffer of 7 items
     version, op, view = decode_frame(padded)
-    assert (version, op) == (1, "vector_delete")
+    assert (version, op) == (CURRENT_SCHEMA_VERSION, "vector_delete")
     assert view.format == "B" and bytes(view) == b"wxyz\0\0\0"
 
 
@@ -87,10 +88,10 @@ def test_op_type_not_utf8() -> None:
         decode_frame(frame(1, b"ve\xffctor"))
 
 
-@pytest.mark.parametrize("version", [0, 2, 2**32 - 1])
+@pytest.mark.parametrize("version", [0, 3, 2**32 - 1])
 def test_unsupported_version_lists_the_supported_ones(version: int) -> None:
     with pytest.raises(
-        UnsupportedSchemaVersionError, match=rf"version {version} is not supported \(supported versions: 1\)"
+        UnsupportedSchemaVersionError, match=rf"version {version} is not supported \(supported versions: 1, 2\)"
     ):
         decode_frame(frame(version, b"vector_insert"))
 
@@ -113,8 +114,8 @@ def test_not_a_buffer() -> None:
 def test_encode_refuses_what_decode_would_refuse() -> None:
     with pytest.raises(UnknownOperationError):
         encode_frame("vector_explode", b"")
-    with pytest.raises(UnsupportedSchemaVersionError, match="supported versions: 1"):
-        encode_frame("vector_insert", b"", schema_version=2)
+    with pytest.raises(UnsupportedSchemaVersionError, match="supported versions: 1, 2"):
+        encode_frame("vector_insert", b"", schema_version=3)
     with pytest.raises(TypeError):
         encode_frame(b"vector_insert", b"")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
@@ -137,7 +138,8 @@ def test_garbage_is_refused_with_a_frame_error(data: bytes) -> None:
         version, op, view = decode_frame(data)
     except FRAME_ERRORS:
         return
-    assert version == 1 and op in OP_RECORDS and len(view) == len(data) - HEADER_SIZE - len(op.encode())
+    assert version == CURRENT_SCHEMA_VERSION and op in OP_RECORDS
+    assert len(view) == len(data) - HEADER_SIZE - len(op.encode())
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from proximadb.codec.avro_batch import DecodedBatch, decode_vector_batch
 from proximadb.codec.framing import HEADER_SIZE, decode_frame, encode_frame
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
-from proximadb.codec.schemas import op_schema
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, op_schema
 from proximadb.errors import (
     DimensionMismatchError,
     MalformedPayloadError,
@@ -79,7 +79,7 @@ def test_round_trip_every_small_op(op: str) -> None:
     payload = encode_payload(op, SAMPLES[op])
     assert payload == encode_frame(op, fastavro_datum(op, SAMPLES[op]))
     version, op_out, value = decode_payload(payload)
-    assert (version, op_out, value) == (1, op, SAMPLES[op])
+    assert (version, op_out, value) == (CURRENT_SCHEMA_VERSION, op, SAMPLES[op])
 
 
 def test_defaults_are_filled_in() -> None:
@@ -99,7 +99,7 @@ def test_defaults_are_filled_in() -> None:
 def test_insert_goes_through_the_cython_decoder() -> None:
     payload = encode_insert(ids=["a", "b"], vectors=np.ones((2, 3)), metadata=[METADATA, None], timestamps=[5, 6])
     version, op, batch = decode_payload(payload)
-    assert (version, op) == (1, "vector_insert") and isinstance(batch, DecodedBatch)
+    assert (version, op) == (CURRENT_SCHEMA_VERSION, "vector_insert") and isinstance(batch, DecodedBatch)
     assert batch.ids == ["a", "b"] and batch.metadata == [METADATA, {}] and batch.timestamps.tolist() == [5, 6]
     assert decode_payload(payload, expected_dim=3)[2].vectors.shape == (2, 3)
     with pytest.raises(DimensionMismatchError, match=r"record 0 \(id 'a'\) has dimension 3, expected 4"):
@@ -180,7 +180,7 @@ def test_encode_insert_refuses_bad_input(
         ("vector_search", {"queries": [[1.0]], "k": 2**40}, r"SearchRequest.k is <1099511627776>"),
         ("vector_search", {"queries": [[1.0]], "k": 1, "typo": 1}, "more fields than the schema"),
         ("vector_delete", {"ids": ["a"], "filter": 5}, r"VectorDelete.filter is <5>"),
-        ("vector_update", {"updates": [{"id": "a"}], "timestamp": 0}, r"expected record proximadb.v1.MetadataPatch"),
+        ("vector_update", {"updates": [{"id": "a"}], "timestamp": 0}, r"expected record proximadb.v2.MetadataPatch"),
         ("vector_delete", ["a"], "must be a dict"),
     ],
 )
@@ -293,7 +293,7 @@ def test_random_byte_flips_never_escape_the_error_taxonomy() -> None:
         datum = bytes(decode_frame(bytes(data))[2])
         if op == "vector_insert":
             assert isinstance(value, DecodedBatch)
-            assert decode_vector_batch(datum).ids == value.ids
+            assert decode_vector_batch(datum, -1, decode_frame(bytes(data))[0]).ids == value.ids
         else:
             assert isinstance(value, dict)
     assert accepted > 0

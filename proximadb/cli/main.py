@@ -34,6 +34,8 @@ def info() -> None:
 def _register() -> None:
     from proximadb.cli.backup import backup, restore
     from proximadb.cli.compact import compact
+    from proximadb.cli.keys import keys
+    from proximadb.cli.migrate import migrate
     from proximadb.cli.remote import collections, stats
     from proximadb.cli.serve import serve
     from proximadb.cli.wal import wal
@@ -41,6 +43,8 @@ def _register() -> None:
     cli.add_command(backup)
     cli.add_command(collections)
     cli.add_command(compact)
+    cli.add_command(keys)
+    cli.add_command(migrate)
     cli.add_command(stats)
     cli.add_command(restore)
     cli.add_command(serve)

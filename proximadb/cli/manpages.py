@@ -203,11 +203,14 @@ def _serve_environment(node: Node) -> list[tuple[str, str]]:
     from proximadb.server.config import ServerConfig
 
     flags = {opt for p in node.command.get_params(node.ctx) for opt in p.opts}
+    by_dest = {p.name: p.opts[-1] for p in node.command.get_params(node.ctx) if p.name and p.opts}
     entries = [("PROXIMADB_CONFIG", "Same as `--config`.")]
     for f in dataclasses.fields(ServerConfig):
         flag = "--" + f.name.replace("_", "-")
+        if flag not in flags and f.name in by_dest:  # e.g. tls_cert_file <- --tls-cert, api_keys <- --api-key
+            flag = by_dest[f.name]
         if flag in flags:
-            text = f"Same as `{flag}`."
+            text = f"Same as `{flag}`" + (" (comma-separated)." if f.type == "list[str]" else ".")
         elif f.default is not dataclasses.MISSING:
             text = f"The `{f.name}` setting, which has no flag [default {f.default}]."
         else:

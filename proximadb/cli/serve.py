@@ -26,17 +26,34 @@ from proximadb.errors import ProximaDBError
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default info]")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="One line per event [default text]")
 @click.option("--threads", type=int, help="REST worker threads [default 8]")
+@click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
+              help="Require API keys; this one may read and write (repeatable) [env PROXIMADB_API_KEYS, "
+                   "comma-separated]. Visible in ps: prefer --api-key-file")
+@click.option("--read-only-api-key", "read_only_api_keys", multiple=True, metavar="KEY",
+              help="An API key that may only read (repeatable) [env PROXIMADB_READ_ONLY_API_KEYS]")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File of '<rw|ro> <sha256 hex>' lines, made with `proximadb keys hash` [env PROXIMADB_API_KEY_FILE]")
+@click.option("--tls-cert", "tls_cert_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="PEM certificate chain: REST and gRPC speak TLS (needs --tls-key) [env PROXIMADB_TLS_CERT_FILE]")
+@click.option("--tls-key", "tls_key_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="PEM private key of --tls-cert [env PROXIMADB_TLS_KEY_FILE]")
 def serve(config_file: Path | None, **flags: object) -> None:
     """Run the ProximaDB daemon: REST on 127.0.0.1:5678 and gRPC on 127.0.0.1:5679.
 
     Settings come from the flags, then PROXIMADB_* environment variables, then
     the TOML file given with --config, then the defaults. The daemon recovers
     the WAL before it accepts requests and stops cleanly on SIGTERM or SIGINT.
+
+    With any API key configured (--api-key, --read-only-api-key, --api-key-file),
+    every request but GET /health needs 'Authorization: Bearer KEY' (gRPC:
+    'authorization' metadata). With --tls-cert and --tls-key both protocols
+    speak TLS. Listening beyond loopback without keys logs a loud warning.
     """
     from proximadb.server.config import load_config
     from proximadb.server.daemon import serve as run
     from proximadb.server.logs import configure_logging
 
+    flags = {k: (None if v == () else v) for k, v in flags.items()}  # repeatable options not given
     try:
         config = load_config({"config": config_file, **flags})
     except ProximaDBError as exc:

@@ -21,6 +21,10 @@ class DecodedBatch:
     @property
     def timestamps(self) -> npt.NDArray[np.int64]: ...  # (n,)
     @property
+    def expires_at(self) -> npt.NDArray[np.int64] | None: ...  # (n,), NO_EXPIRY for null; None: no expiry at all
+    @property
+    def schema_version(self) -> int: ...
+    @property
     def dim(self) -> int: ...
     def __init__(
         self,
@@ -29,16 +33,22 @@ class DecodedBatch:
         vectors: npt.NDArray[np.float32],
         metadata: list[Metadata],
         timestamps: npt.NDArray[np.int64],
+        expires_at: npt.NDArray[np.int64] | None = None,
+        schema_version: int = 1,
     ) -> None: ...
     def __len__(self) -> int: ...
     def to_insert_op(self) -> InsertOp: ...
     def to_dict(self) -> dict[str, Any]: ...
 
-def decode_vector_batch(datum: Buffer, expected_dim: int = -1) -> DecodedBatch: ...
+NO_EXPIRY: int
+
+def decode_vector_batch(datum: Buffer, expected_dim: int = -1, schema_version: int = 1) -> DecodedBatch: ...
 def encode_vector_batch(
     ids: Sequence[str],
     vectors: npt.ArrayLike,
     metadata: Sequence[Mapping[str, Any] | None] | None = None,
     timestamps: npt.ArrayLike | None = None,
     upsert: bool = False,
+    expires_at: npt.ArrayLike | Sequence[int | None] | None = None,
+    schema_version: int = 1,
 ) -> bytes: ...

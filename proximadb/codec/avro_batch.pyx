@@ -1,9 +1,10 @@
 """Avro binary codec for the ``VectorBatch`` datum (op ``vector_insert``), straight to numpy.
 
-The datum (schemas/v1/vector_batch.avsc, vector_record.avsc) in Avro binary::
+The datum (schemas/v<N>/vector_batch.avsc, vector_record.avsc) in Avro binary::
 
     VectorBatch  = upsert:boolean  records:array<VectorRecord>
     VectorRecord = id:string  vector:array<float>  metadata:map<Value>  timestamp:long
+                   [v2: expires_at:union{null, long}]
     Value        = union { null, boolean, long, double, string, array<string> }
 
     long     zig-zag varint, 1..10 bytes
@@ -23,6 +24,11 @@ the whole datum is known to be well formed, and no Python float is ever made:
 2. fill (GIL released): memcpy each float block into the (n, dim) float32
    matrix, store the timestamps, remember where each id and metadata map is;
 3. objects (GIL held): decode the ids and metadata maps into str / dict.
+
+The schema version comes from the payload frame (``schema_version=``; default 1,
+the layout of unframed datums such as gRPC record lists). In v2 an absent
+``expires_at`` is held as ``NO_EXPIRY`` (INT64_MIN) in the int64 array, and a
+batch without any expiry has ``expires_at = None`` (no array at all).
 
 The encoder writes each vector as a single block (count, then a memcpy of
 the row) and the records array as one block.
@@ -52,6 +58,8 @@ cdef Py_ssize_t MIN_RECORD_BYTES = 4   # id "" + vector end + metadata end + tim
 cdef Py_ssize_t MIN_MAP_ENTRY_BYTES = 2  # key "" + union index of null
 cdef Py_ssize_t MIN_STRING_BYTES = 1    # length 0
 cdef Py_ssize_t FLOAT_BYTES = 4
+
+NO_EXPIRY = INT64_MIN  # expires_at of a record that never expires (Avro null)
 
 cdef enum:
     ERR_NONE = 0
@@ -88,11 +96,14 @@ cdef struct Layout:
     Py_ssize_t n
     int64_t dim              # -1 until the first record fixes it
     bint dim_from_caller
+    int version              # schema version of the datum (1, 2)
+    bint any_expiry          # v2: some record has a non-null expires_at
 
 
 cdef struct Fill:
     float *vectors           # n * dim floats, NULL when n * dim == 0
     int64_t *timestamps
+    int64_t *expires         # v2 with any_expiry: NO_EXPIRY for null; else NULL
     Py_ssize_t *id_off
     Py_ssize_t *id_len
     Py_ssize_t *meta_off
@@ -265,6 +276,8 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
     cdef const unsigned char *p
     cdef float *row = NULL
     cdef int64_t ts
+    cdef int64_t branch
+    cdef int64_t expires = INT64_MIN
     if _read_length(c, &id_len, "the record id", e) < 0:
         return -1
     id_off = c.pos
@@ -311,6 +324,19 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
         return -1
     if fill:
         f.timestamps[i] = ts
+    if lay.version >= 2:
+        if _read_long(c, &branch, "the expires_at union index", e) < 0:
+            return -1
+        if branch == 1:
+            if _read_long(c, &expires, "the expires_at value", e) < 0:
+                return -1
+            if expires == INT64_MIN:
+                return _fail(e, c.pos, "the expires_at value", "is the reserved minimum of a long")
+            lay.any_expiry = True
+        elif branch != 0:
+            return _fail_value(e, c.pos, "the expires_at union index", "must be 0 (null) or 1 (long)", branch)
+        if fill and f.expires != NULL:
+            f.expires[i] = expires
     return 0
 
 
@@ -465,13 +491,18 @@ cdef class DecodedBatch:
     cdef readonly object vectors
     cdef readonly list metadata
     cdef readonly object timestamps
+    cdef readonly object expires_at
+    cdef readonly int schema_version
 
-    def __init__(self, bint upsert, list ids, vectors, list metadata, timestamps):
+    def __init__(self, bint upsert, list ids, vectors, list metadata, timestamps, expires_at=None,
+                 int schema_version=1):
         self.upsert = upsert
         self.ids = ids
         self.vectors = vectors
         self.metadata = metadata
         self.timestamps = timestamps
+        self.expires_at = expires_at  # None, or (n,) int64 with NO_EXPIRY for "never"
+        self.schema_version = schema_version
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -493,22 +524,25 @@ cdef class DecodedBatch:
             vectors=self.vectors,
             metadata=self.metadata,
             timestamps=self.timestamps,
+            expires_at=self.expires_at,
         )
 
     def to_dict(self) -> dict:
         """The datum as fastavro's ``schemaless_reader`` returns it (Python floats, for tests and JSON)."""
         vectors = self.vectors.tolist()
         timestamps = self.timestamps.tolist()
-        return {
-            "upsert": self.upsert,
-            "records": [
-                {"id": i, "vector": v, "metadata": m, "timestamp": t}
-                for i, v, m, t in zip(self.ids, vectors, self.metadata, timestamps)
-            ],
-        }
+        records = [
+            {"id": i, "vector": v, "metadata": m, "timestamp": t}
+            for i, v, m, t in zip(self.ids, vectors, self.metadata, timestamps)
+        ]
+        if self.schema_version >= 2:
+            expires = self.expires_at.tolist() if self.expires_at is not None else [None] * len(records)
+            for rec, x in zip(records, expires):
+                rec["expires_at"] = None if x is None or x == NO_EXPIRY else x
+        return {"upsert": self.upsert, "records": records}
 
 
-cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_t expected_dim):
+cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_t expected_dim, int version):
     cdef Cursor c
     cdef Layout lay
     cdef Fill f
@@ -520,6 +554,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     cdef Py_ssize_t *offsets = NULL
     cdef cnp.ndarray vectors
     cdef cnp.ndarray timestamps
+    cdef object expires = None
     cdef list ids
     cdef list metadata
     memset(&e, 0, sizeof(e))
@@ -529,6 +564,8 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     lay.n = 0
     lay.dim = expected_dim if expected_dim >= 0 else -1
     lay.dim_from_caller = expected_dim >= 0
+    lay.version = version
+    lay.any_expiry = False
 
     cur_init(&c, buf, nbytes)
     with nogil:
@@ -540,12 +577,15 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     dim = lay.dim if lay.dim >= 0 else 0
     vectors = np.empty((n, dim), dtype=np.float32)
     timestamps = np.empty(n, dtype=np.int64)
+    if lay.any_expiry:
+        expires = np.empty(n, dtype=np.int64)
     offsets = <Py_ssize_t *>PyMem_Malloc(3 * (n if n > 0 else 1) * sizeof(Py_ssize_t))
     if offsets == NULL:
         raise MemoryError()
     try:
         f.vectors = <float *>cnp.PyArray_DATA(vectors) if n * dim > 0 else NULL
         f.timestamps = <int64_t *>cnp.PyArray_DATA(timestamps)
+        f.expires = <int64_t *>cnp.PyArray_DATA(expires) if expires is not None else NULL
         f.id_off = offsets
         f.id_len = offsets + n
         f.meta_off = offsets + 2 * n
@@ -566,20 +606,33 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
             metadata[i] = _read_metadata(&c, &e)
     finally:
         PyMem_Free(offsets)
-    return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps)
+    return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version)
 
 
-def decode_vector_batch(datum, Py_ssize_t expected_dim=-1) -> DecodedBatch:
+cdef int _check_codec_version(int schema_version) except -1:
+    if schema_version != 1 and schema_version != 2:
+        from proximadb.errors import UnsupportedSchemaVersionError
+
+        raise UnsupportedSchemaVersionError(
+            f"schema version {schema_version} is not supported by the VectorBatch codec (supported: 1, 2)"
+        )
+    return 0
+
+
+def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1) -> DecodedBatch:
     """Decode a ``VectorBatch`` Avro datum (any contiguous bytes-like object).
 
+    ``schema_version`` is the version of the frame the datum came in (1: no
+    expires_at; 2: expires_at after each timestamp).
     ``expected_dim >= 0`` requires every record to have that dimension. Raises
     MalformedPayloadError (with the offset and what was being read) or
     DimensionMismatchError; never reads outside ``datum``.
     """
     cdef Py_buffer view
+    _check_codec_version(schema_version)
     PyObject_GetBuffer(datum, &view, PyBUF_SIMPLE)
     try:
-        return _decode(<const unsigned char *>view.buf, view.len, expected_dim)
+        return _decode(<const unsigned char *>view.buf, view.len, expected_dim, schema_version)
     finally:
         PyBuffer_Release(&view)
 
@@ -762,10 +815,38 @@ cdef object _as_timestamps(object timestamps, Py_ssize_t n):
     return ts
 
 
-def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upsert=False) -> bytes:
-    """Encode a ``VectorBatch`` Avro datum (the datum only, no frame)."""
+cdef object _as_expiry(object expires_at, Py_ssize_t n):
+    """(n,) int64 with NO_EXPIRY for None entries, from a sequence of int | None or an int64 array."""
+    if isinstance(expires_at, np.ndarray) and expires_at.dtype.kind in "iu":
+        out = np.ascontiguousarray(expires_at, dtype=np.int64)
+    else:
+        items = list(expires_at)
+        for x in items:
+            if x is not None and (isinstance(x, bool) or not isinstance(x, (int, np.integer))):
+                raise ValidationError(
+                    f"expires_at must be integers (microseconds since the epoch) or None, got {type(x).__name__}"
+                )
+        try:
+            out = np.array([NO_EXPIRY if x is None else int(x) for x in items], dtype=np.int64)
+        except OverflowError:
+            raise ValidationError("expires_at must fit in a signed 64-bit integer") from None
+    if out.shape != (n,):
+        raise ValidationError(f"expires_at must have shape ({n},), got {out.shape}")
+    return out
+
+
+def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upsert=False, expires_at=None,
+                        int schema_version=1) -> bytes:
+    """Encode a ``VectorBatch`` Avro datum (the datum only, no frame) in ``schema_version``'s layout.
+
+    ``expires_at`` (v2 only; None, or per record an int or None / NO_EXPIRY) is refused at v1
+    when any record has one, so a v1 peer never silently loses an expiry.
+    """
     cdef cnp.ndarray mat
     cdef cnp.ndarray ts = None
+    cdef cnp.ndarray ex = None
+    cdef const int64_t *expiry = NULL
+    cdef int64_t x
     cdef Py_ssize_t n
     cdef Py_ssize_t dim
     cdef Py_ssize_t i
@@ -794,6 +875,14 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
     if timestamps is not None:
         ts = _as_timestamps(timestamps, n)
         stamps = <const int64_t *>cnp.PyArray_DATA(ts)
+    _check_codec_version(schema_version)
+    if expires_at is not None:
+        ex = _as_expiry(expires_at, n)
+        if schema_version < 2:
+            if n and bool((ex != NO_EXPIRY).any()):
+                raise ValidationError("expires_at needs schema version 2 or later")
+        else:
+            expiry = <const int64_t *>cnp.PyArray_DATA(ex)
     rows = <const float *>cnp.PyArray_DATA(mat)
 
     w.buf = NULL
@@ -815,6 +904,13 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
             _w_long(&w, 0)
             _w_metadata(&w, metadata[i] if metadata is not None else None, i)
             _w_long(&w, stamps[i] if stamps != NULL else 0)
+            if schema_version >= 2:
+                x = expiry[i] if expiry != NULL else INT64_MIN
+                if x == INT64_MIN:
+                    _w_long(&w, 0)
+                else:
+                    _w_long(&w, 1)
+                    _w_long(&w, x)
         _w_long(&w, 0)
         return PyBytes_FromStringAndSize(<const char *>w.buf, w.len)
     finally:

@@ -111,32 +111,40 @@ def decode_payload(buf: Any, *, expected_dim: int = -1) -> tuple[int, str, Decod
     datum_start = len(memoryview(buf).cast("B")) - len(datum)
     if op_type == INSERT_OP:
         try:
-            return version, op_type, decode_vector_batch(datum, expected_dim)
+            return version, op_type, decode_vector_batch(datum, expected_dim, version)
         except MalformedPayloadError as exc:
             raise MalformedPayloadError(f"{exc.message} (the datum starts at frame offset {datum_start})") from None
+    try:
+        return version, op_type, decode_datum(op_type, version, datum)
+    except MalformedPayloadError as exc:
+        raise MalformedPayloadError(f"{exc.message} (the datum starts at frame offset {datum_start})") from None
+
+
+def decode_datum(op_type: str, version: int, datum: Any) -> dict[str, Any]:
+    """A bare Avro datum of ``op_type`` (not vector_insert) as a dict: bounds-checked first, so a
+    declared length can never make fastavro allocate more than the input could hold."""
     schema = op_schema(op_type, version)
     data = bytes(datum)
     try:
         _checker(op_type, version)(data, 0)
     except _Malformed as exc:
         raise MalformedPayloadError(
-            f"malformed {OP_RECORDS[op_type]} datum at offset {exc.offset}: {exc.problem} "
-            f"(the datum starts at frame offset {datum_start})"
+            f"malformed {OP_RECORDS[op_type]} datum at offset {exc.offset}: {exc.problem}"
         ) from None
     stream = io.BytesIO(data)
     try:
         value = schemaless_reader(stream, schema, None)
     except _FASTAVRO_DECODE_ERRORS as exc:
         raise MalformedPayloadError(f"malformed {OP_RECORDS[op_type]} datum: {type(exc).__name__}: {exc}") from None
-    if stream.tell() != len(data):  # _check_datum already refuses this; kept as the contract
+    if stream.tell() != len(data):  # the checker already refuses this; kept as the contract
         raise MalformedPayloadError(
             f"malformed {OP_RECORDS[op_type]} datum: {len(data) - stream.tell()} trailing bytes "
             f"at offset {stream.tell()}"
         )
-    return version, op_type, value
+    return value  # type: ignore[no-any-return]
 
 
-_RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp"})
+_RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp", "expires_at"})
 
 
 def encode_insert(
@@ -147,16 +155,20 @@ def encode_insert(
     metadata: Sequence[Mapping[str, Any] | None] | None = None,
     timestamps: Any = None,
     upsert: bool = False,
+    expires_at: Any = None,
+    schema_version: int = CURRENT_SCHEMA_VERSION,
 ) -> bytes:
     """A full ``vector_insert`` frame from record dicts or from ids + an (n, dim) matrix.
 
     ``records``: ``[{"id": str, "vector": [floats], "metadata"?: dict, "timestamp"?: int}]``.
     Every record needs an id here; a timestamp of 0 (the default) lets the server stamp it.
+    ``expires_at`` (a record key, or a column of int | None) needs ``schema_version`` 2 or later.
     """
     if records is not None:
-        if ids is not None or vectors is not None or metadata is not None or timestamps is not None:
-            raise ValidationError("give either records or ids/vectors/metadata/timestamps, not both")
-        ids, vectors, metadata, timestamps = _columns(records)
+        if ids is not None or vectors is not None or metadata is not None or timestamps is not None \
+                or expires_at is not None:
+            raise ValidationError("give either records or ids/vectors/metadata/timestamps/expires_at, not both")
+        ids, vectors, metadata, timestamps, expires_at = _columns(records)
     else:
         if ids is None:
             raise ValidationError("ids are required to encode an insert")
@@ -167,8 +179,8 @@ def encode_insert(
         ids = list(ids)
         for i, record_id in enumerate(ids):
             _check_id(record_id, i)
-    datum = encode_vector_batch(ids, vectors, metadata, timestamps, upsert)
-    return encode_frame(INSERT_OP, datum)
+    datum = encode_vector_batch(ids, vectors, metadata, timestamps, upsert, expires_at, schema_version)
+    return encode_frame(INSERT_OP, datum, schema_version)
 
 
 def _check_id(record_id: object, index: int) -> None:
@@ -180,13 +192,17 @@ def _check_id(record_id: object, index: int) -> None:
         raise ValidationError(f"record {index}: id must not be empty")
 
 
-def _columns(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarray, list[Any], list[int]]:
+def _columns(
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[list[str], np.ndarray, list[Any], list[int], list[int | None] | None]:
     if isinstance(records, Mapping):
         raise ValidationError("records must be a list of dicts, not a single dict")
     ids: list[str] = []
     rows: list[Any] = []
     metadata: list[Any] = []
     timestamps: list[int] = []
+    expires: list[int | None] = []
+    any_expiry = False
     dim = -1
     for i, record in enumerate(records):
         if not isinstance(record, Mapping):
@@ -223,8 +239,17 @@ def _columns(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], np.ndarra
         rows.append(row)
         metadata.append(record.get("metadata"))
         timestamps.append(int(timestamp))
+        expiry = record.get("expires_at")
+        if expiry is not None:
+            if isinstance(expiry, bool) or not isinstance(expiry, (int, np.integer)):
+                raise ValidationError(
+                    f"record {i} (id {record_id!r}): expires_at must be an int or None, got {type(expiry).__name__}"
+                )
+            any_expiry = True
+            expiry = int(expiry)
+        expires.append(expiry)
     matrix = np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32)
-    return ids, matrix, metadata, timestamps
+    return ids, matrix, metadata, timestamps, (expires if any_expiry else None)
 
 
 # ------------------------------------------------------------------ datum pre-check

@@ -2,6 +2,11 @@
 
 Schemas live in ``schemas/v<N>/*.avsc`` (installed as ``proximadb.schemas``).
 A record may name records defined in files listed before it in ``_FILES``.
+
+Versions: v1 is the original layout; v2 adds ``expires_at: ["null", "long"]``
+(default null) to ``VectorRecord`` (so ``VectorBatch``) and ``SegmentRow``. Data
+written with an older version is read with :func:`resolving_reader_schema`: fastavro
+resolves the writer's schema against the current one (new fields take their default).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from fastavro import parse_schema
 
 from proximadb.errors import UnknownOperationError, UnsupportedSchemaVersionError
 
-CURRENT_SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
+CURRENT_SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 
 # Parse order matters: later files refer to records defined in earlier ones.
 _FILES = (
@@ -84,3 +89,40 @@ def op_schema(op_type: str, version: int = CURRENT_SCHEMA_VERSION) -> Any:
         known = ", ".join(sorted(OP_RECORDS))
         raise UnknownOperationError(f"unknown op type {op_type!r} (known: {known})") from None
     return record_schema(record, version)
+
+
+def resolving_reader_schema(name: str, writer_version: int, reader_version: int = CURRENT_SCHEMA_VERSION) -> Any:
+    """Reader schema for ``schemaless_reader(buf, record_schema(name, writer_version), <this>)``.
+
+    The versions' records live in different namespaces (``proximadb.v1``, ``proximadb.v2``);
+    Avro resolution matches records by full name, so the reader schema names the writer's
+    records as aliases. ``None`` when the versions are the same (no resolution needed).
+    """
+    if writer_version == reader_version:
+        return None
+    return _aliased(name, writer_version, reader_version)
+
+
+@cache
+def _aliased(name: str, writer_version: int, reader_version: int) -> Any:
+    _check_version(writer_version)
+    folder = _schema_root() / f"v{reader_version}"
+    named: dict[str, Any] = {}
+    result: dict[str, Any] = {}
+    old_ns = f"proximadb.v{writer_version}"
+    for stem in _FILES:
+        raw = json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8"))
+        _add_aliases(raw, old_ns)
+        result[raw["name"]] = parse_schema(raw, named_schemas=named)
+    return result[name]
+
+
+def _add_aliases(node: Any, old_ns: str) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "record":
+            node["aliases"] = [f"{old_ns}.{node['name']}"]
+        for value in node.values():
+            _add_aliases(value, old_ns)
+    elif isinstance(node, list):
+        for value in node:
+            _add_aliases(value, old_ns)

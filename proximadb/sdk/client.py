@@ -183,12 +183,14 @@ class ProximaDBClient:
                     "vector": r["vector"],
                     "metadata": r.get("metadata") or {},
                     "timestamp": r.get("timestamp") or stamp,
+                    **({"expires_at": r["expires_at"]} if r.get("expires_at") is not None else {}),
                 }
                 for r in records
             ]
             for start in range(0, len(prepared), size):
                 chunk = prepared[start : start + size]
-                all_ids.extend(self._send_insert(collection, encode_insert(chunk, upsert=upsert), upsert))
+                payload = encode_insert(chunk, upsert=upsert, schema_version=self.schema_version)
+                all_ids.extend(self._send_insert(collection, payload, upsert))
             return {"count": len(all_ids), "ids": all_ids}
         if vectors is None:
             raise ValidationError("give records, or vectors (with ids and optional metadatas)")
@@ -208,6 +210,7 @@ class ProximaDBClient:
                 metadata=list(metadatas[start:end]) if metadatas is not None else None,
                 timestamps=stamps[start:end],
                 upsert=upsert,
+                schema_version=self.schema_version,
             )
             all_ids.extend(self._send_insert(collection, payload, upsert))
         return {"count": len(all_ids), "ids": all_ids}

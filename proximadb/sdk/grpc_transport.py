@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -53,23 +54,34 @@ class GrpcTransport:
         timeout: float = 30.0,
         api_key: str | None = None,
         max_message_bytes: int = 64 << 20,
+        tls: bool = False,
+        ca_file: str | None = None,
     ) -> None:
+        if target.startswith("grpcs://"):
+            target, tls = target[len("grpcs://"):], True
         if target.startswith("grpc://"):
             target = target[len("grpc://"):]
+        self.tls = tls or ca_file is not None
         self.target = target
-        self.url = f"grpc://{target}"
+        self.url = f"{'grpcs' if self.tls else 'grpc'}://{target}"
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key is not None else ()
         )
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes + ENVELOPE_BYTES),
-                ("grpc.max_receive_message_length", max_message_bytes),
-            ],
-        )
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes + ENVELOPE_BYTES),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        if self.tls:  # verified against the system CAs, or ca_file's
+            try:
+                roots = Path(ca_file).read_bytes() if ca_file is not None else None
+            except OSError as exc:
+                raise ValidationError(f"cannot read ca_file {ca_file}: {exc.strerror or exc}") from None
+            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.ProximaDBStub(self._channel)
         self._closed = False
 
@@ -90,7 +102,11 @@ class GrpcTransport:
         if server_code is not None:
             return error_from_code(server_code, details)
         if status == grpc.StatusCode.UNAVAILABLE:
-            return UnavailableError(f"ProximaDB gRPC server at {self.target} is unavailable: {details}")
+            hint = ""
+            lowered = details.lower()
+            if self.tls and ("ssl" in lowered or "handshake" in lowered or "certificate" in lowered):
+                hint = " (TLS failed: pass ca_file= with the CA that signed the server's certificate)"
+            return UnavailableError(f"ProximaDB gRPC server at {self.target} is unavailable: {details}{hint}")
         if status == grpc.StatusCode.DEADLINE_EXCEEDED:
             return RequestTimeoutError(f"no answer from ProximaDB gRPC server at {self.target} within {self.timeout}s")
         if status == grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import json
 import select
+import ssl
 import threading
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -57,7 +58,8 @@ def _segment(value: str) -> str:
 class RestTransport:
     protocol = "rest"
 
-    def __init__(self, url: str = "http://127.0.0.1:5678", timeout: float = 30.0, api_key: str | None = None) -> None:
+    def __init__(self, url: str = "http://127.0.0.1:5678", timeout: float = 30.0, api_key: str | None = None,
+                 ca_file: str | None = None, verify: bool = True) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https"):
             raise ValidationError(f"REST url must be http:// or https://, not {url!r}")
@@ -69,6 +71,12 @@ class RestTransport:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
+        self._ssl: ssl.SSLContext | None = None
+        if self._https:  # verified against the system CAs, or ca_file's, unless verify=False
+            self._ssl = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+            if not verify:
+                self._ssl.check_hostname = False
+                self._ssl.verify_mode = ssl.CERT_NONE
         self._headers = {"User-Agent": "proximadb-python"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -78,8 +86,9 @@ class RestTransport:
 
     # ------------------------------------------------------------------ connections
     def _new_connection(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        return cls(self._host, self._port, timeout=self.timeout)
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._ssl)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:
         """A connection and whether it was reused from the pool."""
@@ -148,6 +157,12 @@ class RestTransport:
                 conn.close()
                 if attempt == 1 and reused and idempotent and isinstance(exc, _CONNECTION_ERRORS):
                     continue  # a keep-alive connection the server dropped: once more on a fresh one
+                if isinstance(exc, ssl.SSLError):
+                    hint = (" (the server's certificate is not trusted: pass ca_file= with the CA that signed it)"
+                            if isinstance(exc, ssl.SSLCertVerificationError) else "")
+                    raise UnavailableError(
+                        f"TLS with ProximaDB at {self.url} failed ({method} {path}): {exc}{hint}"
+                    ) from None
                 raise UnavailableError(f"cannot reach ProximaDB at {self.url} ({method} {path}): {exc}") from None
             if resp.will_close:
                 conn.close()

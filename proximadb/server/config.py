@@ -14,6 +14,13 @@ as the flags, with underscores, at the top level::
     flush_bytes = 268435456
     log_level = "info"
     max_request_bytes = 67108864
+    api_keys = ["..."]            # read-write API keys (kept in memory as SHA-256 digests only)
+    read_only_api_keys = ["..."]  # read-only API keys
+    api_key_file = "/etc/proximadb/keys"  # lines '<rw|ro> <sha256 hex>' (see proximadb.server.auth)
+    tls_cert_file = "/etc/proximadb/server.crt"  # PEM chain; with tls_key_file, REST and gRPC speak TLS
+    tls_key_file = "/etc/proximadb/server.key"
+
+List settings in the environment are comma-separated (``PROXIMADB_API_KEYS=k1,k2``).
 
 An unknown key, or a value of the wrong type, stops the daemon with a message
 that names the key and where it came from.
@@ -36,6 +43,7 @@ else:  # pragma: no cover
 from proximadb.errors import ValidationError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SECRET_SETTINGS = ("api_keys", "read_only_api_keys")  # never echoed in messages
 
 
 def default_data_dir() -> Path:
@@ -60,6 +68,19 @@ class ServerConfig:
     max_request_bytes: int = 64 << 20
     threads: int = 8
     grpc_workers: int = 8
+    api_keys: list[str] = field(default_factory=list, repr=False)
+    read_only_api_keys: list[str] = field(default_factory=list, repr=False)
+    api_key_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @property
+    def auth_configured(self) -> bool:
+        return bool(self.api_keys or self.read_only_api_keys or self.api_key_file is not None)
 
     def storage_options(self) -> dict[str, Any]:
         return {
@@ -93,6 +114,16 @@ class ServerConfig:
         for positive in ("flush_bytes", "wal_segment_bytes", "max_request_bytes", "threads", "grpc_workers"):
             if getattr(self, positive) < 1:
                 raise ValidationError(f"{positive} must be positive")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValidationError("tls_cert_file and tls_key_file go together: give both or neither")
+        for path_key in ("api_key_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(self, path_key)
+            if path is not None and not path.is_file():
+                raise ValidationError(f"{path_key} {path} does not exist or is not a file")
+        from proximadb.server.auth import sealed  # plaintext keys do not outlive loading: digests only
+
+        self.api_keys = [sealed(k) for k in self.api_keys]
+        self.read_only_api_keys = [sealed(k) for k in self.read_only_api_keys]
         return self
 
 
@@ -102,6 +133,14 @@ _TYPES = {f.name: f.type for f in fields(ServerConfig)}
 def _coerce(key: str, value: Any, source: str) -> Any:
     kind = _TYPES[key]
     try:
+        if kind in ("list[str]", list):
+            if isinstance(value, str) and source.startswith("environment"):  # comma-separated there
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return list(value)
+        if kind == "Path | None":
+            return Path(str(value)).expanduser()
         if kind in ("int", int):
             if isinstance(value, bool):
                 raise ValueError
@@ -112,7 +151,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             raise ValueError
         return value
     except (TypeError, ValueError):
-        raise ValidationError(f"{source}: {key} has an invalid value {value!r}") from None
+        shown = "(not shown: it holds keys)" if key in SECRET_SETTINGS else repr(value)
+        raise ValidationError(f"{source}: {key} has an invalid value {shown}") from None
 
 
 def load_config(flags: dict[str, Any], environ: dict[str, str] | None = None) -> ServerConfig:

@@ -26,6 +26,7 @@ from gunicorn.app.base import BaseApplication
 
 from proximadb.errors import ProximaDBError
 from proximadb.server import notify
+from proximadb.server.auth import KeyStore
 from proximadb.server.config import ServerConfig
 from proximadb.storage.engine import Engine
 from proximadb.storage.lockfile import DataDirLock
@@ -68,11 +69,16 @@ class Runtime:
     app: Any
 
     @classmethod
-    def start(cls, config: ServerConfig) -> Runtime:
+    def start(cls, config: ServerConfig, keys: KeyStore | None = None) -> Runtime:
         from proximadb.api.grpc.server import build_server
         from proximadb.api.rest.app import create_app
         from proximadb.service.unified import Limits, UnifiedAvroService
 
+        if keys is None:
+            keys = KeyStore.from_config(config)
+        tls = None
+        if config.tls_cert_file is not None and config.tls_key_file is not None:
+            tls = (config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())
         started = time.monotonic()
         engine = Engine.open(config.data_dir, **config.storage_options())
         try:
@@ -87,10 +93,12 @@ class Runtime:
                 config.grpc_port,
                 max_message_bytes=config.max_request_bytes,
                 max_workers=config.grpc_workers,
+                keys=keys,
+                tls=tls,
             )
             service.advertised["grpc_port"] = grpc_port
             grpc_server.start()
-            app = create_app(service)
+            app = create_app(service, keys)
         except BaseException:
             engine.close()
             raise
@@ -108,8 +116,9 @@ class Runtime:
 
 
 class DaemonApplication(BaseApplication):  # type: ignore[misc]
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, keys: KeyStore | None = None) -> None:
         self.config = config
+        self.keys = keys
         self.runtime: Runtime | None = None
         super().__init__()
 
@@ -131,6 +140,9 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
             "post_worker_init": self._post_worker_init,
             "worker_exit": self._worker_exit,
         }
+        if c.tls_cert_file is not None and c.tls_key_file is not None:
+            settings["certfile"] = str(c.tls_cert_file)
+            settings["keyfile"] = str(c.tls_key_file)
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -139,7 +151,7 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
         notify.stopping_on_signals()  # gunicorn has installed the worker's own handlers by now
         notify.status(f"recovering data directory {self.config.data_dir}")
         try:
-            self.runtime = Runtime.start(self.config)
+            self.runtime = Runtime.start(self.config, self.keys)
         except ProximaDBError as exc:
             log.error("cannot start: %s", exc)
             sys.exit(WORKER_BOOT_ERROR)
@@ -154,13 +166,15 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
             return
         rest_port = worker.sockets[0].getsockname()[1] if worker.sockets else self.config.rest_port
         runtime.service.advertised["rest_port"] = rest_port
+        scheme = "https" if self.config.tls else "http"
         log.info(
-            "ready: REST http://%s:%d  gRPC %s:%d  data %s  (pid %d)",
-            self.config.host, rest_port, self.config.host, runtime.grpc_port, self.config.data_dir, worker.pid,
+            "ready: REST %s://%s:%d  gRPC%s %s:%d  data %s  (pid %d)",
+            scheme, self.config.host, rest_port, " (TLS)" if self.config.tls else "",
+            self.config.host, runtime.grpc_port, self.config.data_dir, worker.pid,
         )
         if worker.alive:  # not after a SIGTERM that came during recovery
             notify.ready(
-                f"serving REST http://{self.config.host}:{rest_port}, gRPC {self.config.host}:{runtime.grpc_port}, "
+                f"serving REST {scheme}://{self.config.host}:{rest_port}, gRPC {self.config.host}:{runtime.grpc_port}, "
                 f"data {self.config.data_dir}",
                 main_pid=os.getppid(),  # the gunicorn master, which systemd started and signals
             )
@@ -176,9 +190,27 @@ def serve(config: ServerConfig) -> int:
     check_data_dir_free(config)
     check_port_free(config.host, config.rest_port, "REST")
     check_port_free(config.host, config.grpc_port, "gRPC")
+    keys = KeyStore.from_config(config)  # a bad key file stops here, in the master, with its message
+    counts = keys.counts()
+    security = (
+        f"API keys ON ({counts['rw']} read-write, {counts['ro']} read-only)" if keys.enabled else "API keys OFF",
+        "TLS ON" if config.tls else "TLS OFF",
+    )
     if config.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s, beyond this machine: anyone who can reach it can read and write", config.host)
+        if not keys.enabled:
+            log.warning(
+                "!!! listening on %s, beyond this machine, WITHOUT API KEYS: anyone who can reach it can read, "
+                "write and delete every collection (%s, %s). Configure --api-key/--api-key-file, and TLS "
+                "(--tls-cert/--tls-key), or bind to 127.0.0.1 !!!", config.host, *security,
+            )
+        elif not config.tls:
+            log.warning("listening on %s, beyond this machine, with %s but TLS OFF: keys and data cross the "
+                        "network in clear text; configure --tls-cert/--tls-key", config.host, security[0])
+        else:
+            log.info("listening on %s: %s, %s", config.host, *security)
+    else:
+        log.info("security: %s, %s", *security)
     log.info("starting proximadb on data directory %s", config.data_dir)
     notify.claim_socket()  # gunicorn's master would send READY=1 before recovery; the worker sends it after
-    DaemonApplication(config).run()
+    DaemonApplication(config, keys).run()
     return 0

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 from proximadb.errors import CorruptionError, ValidationError
 from proximadb.storage.docfile import read_doc, write_doc
 
@@ -82,7 +83,7 @@ class CollectionConfig:
     uuid: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
-    schema_version: int = 1
+    schema_version: int = CURRENT_SCHEMA_VERSION  # of the data it writes; catalogs written by v1 say 1
 
     @classmethod
     def new(

@@ -52,7 +52,7 @@ from proximadb.storage import compaction, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.manifest import Manifest, SegmentRef
 from proximadb.storage.memtable import Memtable
-from proximadb.storage.operations import DeleteOp, InsertOp, Metadata, MetadataPatch, Operation, UpdateOp
+from proximadb.storage.operations import NO_EXPIRY, DeleteOp, InsertOp, Metadata, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment, SegmentData, segment_dir_name, write_segment
 from proximadb.storage.validation import (
     check_finite,
@@ -195,10 +195,10 @@ class Collection:
 
     def insert_payload(self, payload: bytes | bytearray | memoryview) -> list[str]:
         """Apply a versioned ``vector_insert`` payload exactly as a client sent it."""
-        _version, op_type, datum = decode_frame(payload)
+        version, op_type, datum = decode_frame(payload)
         if op_type != "vector_insert":
             raise UnknownOperationError(f"expected a vector_insert payload, got {op_type!r}")
-        batch = decode_vector_batch(datum, expected_dim=self.dim)
+        batch = decode_vector_batch(datum, expected_dim=self.dim, schema_version=version)
         op = batch.to_insert_op()
         return self._write_insert(op, bytes(payload))
 
@@ -302,7 +302,7 @@ class Collection:
             for seg in self.segments:  # an id lives in one place at most: memtable or one segment
                 for id_ in seg.id_to_row.keys() & wanted:
                     seg.delete_row(seg.id_to_row[id_])
-        self.memtable.put_batch(list(op.ids), vectors, list(op.metadata), op.timestamps)
+        self.memtable.put_batch(list(op.ids), vectors, list(op.metadata), op.timestamps, op.expires_at)
 
     def _apply_patch(self, patch: MetadataPatch, timestamp: int) -> None:
         where = self._locate(patch.id)
@@ -322,8 +322,9 @@ class Collection:
         if isinstance(source, Segment):
             vector = np.array(source.vectors[row : row + 1], dtype=np.float32)
             ts = np.array([timestamp or source.timestamps[row]], dtype=np.int64)
+            expires = None if source.expires_at is None else source.expires_at[row : row + 1].copy()
             source.delete_row(row)
-            self.memtable.put_batch([patch.id], vector, [new], ts)
+            self.memtable.put_batch([patch.id], vector, [new], ts, expires)
         else:
             self.memtable.set_metadata(patch.id, new)
 
@@ -503,7 +504,7 @@ class Collection:
             path = write_segment(
                 self.directory / "segments",
                 seg_id,
-                SegmentData(ids, vectors, metadata, timestamps),
+                SegmentData(ids, vectors, metadata, timestamps, self.memtable.expires_columns(rows)),
                 {"created_at": time.time(), "max_seq": seq, "metric": self.config.distance_metric},
             )
             new_segments.append(Segment(path, verify=False))
@@ -721,6 +722,9 @@ class Collection:
             hit["metadata"] = owner.metadata[row]
         if with_vector:
             hit["vector"] = np.array(owner.vectors[row], dtype=np.float32)
+        expires = owner.expires_at
+        if expires is not None and expires[row] != NO_EXPIRY:
+            hit["expires_at"] = int(expires[row])
         return hit
 
     # ------------------------------------------------------------------ info

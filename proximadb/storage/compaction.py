@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.segment import Segment, SegmentData
 
 log = logging.getLogger("proximadb.compaction")
@@ -102,12 +103,16 @@ def merge_rows(plan: MergePlan, progress: Any = None) -> MergedRows:
     vectors = np.empty((len(order), dim), dtype=np.float32)
     metadata = []
     timestamps = np.empty(len(order), dtype=np.int64)
+    expiring = any(getattr(seg, "expires_at", None) is not None for seg in plan.inputs)
+    expires = np.full(len(order), NO_EXPIRY, dtype=np.int64) if expiring else None
     for out, (s, r) in enumerate(zip(seg_of.tolist(), row_of.tolist(), strict=True)):
         seg = plan.inputs[s]
         vectors[out] = seg.vectors[r]
         metadata.append(seg.metadata[r])
         timestamps[out] = seg.timestamps[r]
-    data = SegmentData([ids[j] for j in order], vectors, metadata, timestamps)
+        if expires is not None and seg.expires_at is not None:
+            expires[out] = seg.expires_at[r]
+    data = SegmentData([ids[j] for j in order], vectors, metadata, timestamps, expires)
     return MergedRows(data, seg_of, row_of)
 
 

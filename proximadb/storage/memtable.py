@@ -20,7 +20,7 @@ import numpy as np
 from sortedcontainers import SortedDict
 
 from proximadb.errors import ValidationError
-from proximadb.storage.operations import Metadata
+from proximadb.storage.operations import NO_EXPIRY, Metadata
 
 MEMTABLE_TYPES = ("hash", "btree")
 _ROW_OVERHEAD = 96  # bytes of bookkeeping per row, beyond the vector and the id
@@ -35,6 +35,7 @@ class MemtableSnapshot:
     ids: list[str]
     metadata: list[Metadata]
     timestamps: np.ndarray
+    expires_at: np.ndarray | None = None  # int64 (NO_EXPIRY = never) or None: no row expires
 
     @property
     def rows(self) -> int:
@@ -53,6 +54,7 @@ class Memtable:
         self._vectors = np.empty((initial_rows, dim), dtype=np.float32)
         self._timestamps = np.empty(initial_rows, dtype=np.int64)
         self._alive = np.zeros(initial_rows, dtype=np.uint8)
+        self._expires: np.ndarray | None = None  # int64 (schema v2), allocated by the first expiring row
         self._ids: list[str] = []
         self._metadata: list[Metadata] = []
         self._index: dict[str, int] | SortedDict = SortedDict() if kind == "btree" else {}
@@ -86,13 +88,20 @@ class Memtable:
         timestamps[:cap] = self._timestamps
         alive = np.zeros(new_cap, dtype=np.uint8)
         alive[:cap] = self._alive
+        if self._expires is not None:
+            expires = np.full(new_cap, NO_EXPIRY, dtype=np.int64)
+            expires[:cap] = self._expires
+            self._expires = expires
         # Readers holding the old arrays keep a valid (older) view.
         self._vectors, self._timestamps, self._alive = vectors, timestamps, alive
 
     def put_batch(
-        self, ids: list[str], vectors: np.ndarray, metadata: list[Metadata], timestamps: np.ndarray
+        self, ids: list[str], vectors: np.ndarray, metadata: list[Metadata], timestamps: np.ndarray,
+        expires_at: np.ndarray | None = None,
     ) -> None:
-        """Append rows; an id already in the memtable has its old row marked dead."""
+        """Append rows; an id already in the memtable has its old row marked dead.
+
+        ``expires_at``: int64 per row (NO_EXPIRY = never) or None (no row expires)."""
         n = len(ids)
         if n == 0:
             return
@@ -100,6 +109,12 @@ class Memtable:
         start = len(self._ids)
         self._vectors[start : start + n] = vectors
         self._timestamps[start : start + n] = timestamps
+        if expires_at is not None:
+            if self._expires is None:
+                self._expires = np.full(self._vectors.shape[0], NO_EXPIRY, dtype=np.int64)
+            self._expires[start : start + n] = expires_at
+        elif self._expires is not None:
+            self._expires[start : start + n] = NO_EXPIRY
         self._alive[start : start + n] = 1
         index = self._index
         replaced = index.keys() & ids if index else ()
@@ -137,12 +152,23 @@ class Memtable:
         return self._index.get(id_)
 
     def record(self, row: int) -> dict[str, Any]:
-        return {
+        rec = {
             "id": self._ids[row],
             "vector": self._vectors[row].copy(),
             "metadata": self._metadata[row],
             "timestamp": int(self._timestamps[row]),
         }
+        if self._expires is not None and self._expires[row] != NO_EXPIRY:
+            rec["expires_at"] = int(self._expires[row])
+        return rec
+
+    def expires_of(self, row: int) -> int:
+        """The row's expires_at, NO_EXPIRY when it never expires."""
+        return NO_EXPIRY if self._expires is None else int(self._expires[row])
+
+    def expires_columns(self, rows: np.ndarray) -> np.ndarray | None:
+        """expires_at of the given rows (for a flush), or None when no row of the memtable expires."""
+        return None if self._expires is None else self._expires[rows]
 
     def metadata_of(self, row: int) -> Metadata:
         return self._metadata[row]
@@ -155,6 +181,7 @@ class Memtable:
             ids=self._ids,
             metadata=self._metadata,
             timestamps=self._timestamps,
+            expires_at=self._expires,
         )
 
     def live_ids_sorted(self, after: str | None = None) -> Iterator[str]:

@@ -19,6 +19,14 @@ OP_INSERT = 1
 OP_DELETE = 2
 OP_UPDATE = 3
 
+# expires_at of a record that never expires, in int64 arrays (the Avro null).
+NO_EXPIRY = -(2**63)
+
+
+def expiry_or_none(value: int) -> int | None:
+    """A stored expires_at as the API shows it: None for NO_EXPIRY."""
+    return None if value == NO_EXPIRY else int(value)
+
 
 @dataclass(slots=True)
 class InsertOp:
@@ -29,6 +37,9 @@ class InsertOp:
     vectors: np.ndarray  # (n, dim) float32, C-contiguous
     metadata: list[Metadata]
     timestamps: np.ndarray  # (n,) int64, microseconds since the epoch
+    # Schema v2: (n,) int64 expiry times (µs since the epoch), NO_EXPIRY where a record never
+    # expires; None when no record of the batch has one (v1 payloads, most batches).
+    expires_at: np.ndarray | None = None
 
     op_code = OP_INSERT
 

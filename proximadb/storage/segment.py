@@ -4,8 +4,10 @@ A segment is a directory ``segments/seg-<id:08d>/`` holding::
 
     vectors.f32   the float32 vector block, memory-mapped when read
     ids.bin       the row ids, ascending (rows are written in id order)
-    meta.avro     metadata + timestamp per row: Avro object container file,
-                  codec lz4, schema proximadb.v1.SegmentRow
+    meta.avro     metadata + timestamp (+ expires_at since v2) per row: Avro object
+                  container file, codec lz4, schema proximadb.v<N>.SegmentRow where N
+                  is the descriptor's ``schema_version`` (absent: 1, written before v2);
+                  older versions are read through Avro schema resolution
     deletes-<g>.bitmap   generation g of the deletion bitmap (0 = none yet)
     segment.pxdb  the descriptor: a checksummed JSON document (see docfile.py)
                   with rows, dim and, per data file, its size and CRC32C
@@ -57,10 +59,10 @@ from typing import Any
 import fastavro
 import numpy as np
 
-from proximadb.codec.schemas import record_schema
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema, resolving_reader_schema
 from proximadb.errors import CorruptionError
 from proximadb.storage.docfile import fsync_dir, read_doc, write_doc
-from proximadb.storage.operations import Metadata
+from proximadb.storage.operations import NO_EXPIRY, Metadata, expiry_or_none
 from proximadb.storage.wal_io import crc32c
 
 VEC_MAGIC = b"PXDBVEC\x01"
@@ -136,8 +138,8 @@ def _decode_ids(path: Path) -> list[str]:
     return [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(rows)]
 
 
-def _segment_row_schema() -> Any:
-    return record_schema("SegmentRow")
+def _segment_row_schema(version: int = CURRENT_SCHEMA_VERSION) -> Any:
+    return record_schema("SegmentRow", version)
 
 
 @dataclass(slots=True)
@@ -148,10 +150,12 @@ class SegmentData:
     vectors: np.ndarray
     metadata: list[Metadata]
     timestamps: np.ndarray
+    expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
 
 
-def write_segment(segments_dir: Path, segment_id: int, data: SegmentData, extra: dict[str, Any]) -> Path:
-    """Write a complete segment directory durably and return its path."""
+def write_segment(segments_dir: Path, segment_id: int, data: SegmentData, extra: dict[str, Any],
+                  *, schema_version: int = CURRENT_SCHEMA_VERSION) -> Path:
+    """Write a complete segment directory durably (meta.avro in ``schema_version``) and return its path."""
     final = segments_dir / segment_dir_name(segment_id)
     tmp = segments_dir / (segment_dir_name(segment_id) + ".tmp")
     if tmp.exists():
@@ -165,18 +169,24 @@ def write_segment(segments_dir: Path, segment_id: int, data: SegmentData, extra:
         ),
         "ids.bin": _write_file(tmp / "ids.bin", _encode_ids(data.ids)),
     }
-    with open(tmp / "meta.avro", "wb") as f:
-        fastavro.writer(
-            f,
-            _segment_row_schema(),
-            ({"metadata": m, "timestamp": int(t)} for m, t in zip(data.metadata, data.timestamps, strict=True)),
-            codec="lz4",
+    if schema_version >= 2:
+        expires = data.expires_at.tolist() if data.expires_at is not None else [NO_EXPIRY] * rows
+        meta_rows: Any = (
+            {"metadata": m, "timestamp": int(t), "expires_at": expiry_or_none(x)}
+            for m, t, x in zip(data.metadata, data.timestamps, expires, strict=True)
         )
+    else:
+        if data.expires_at is not None and bool((data.expires_at != NO_EXPIRY).any()):
+            raise ValueError("a segment with expires_at needs schema version 2 or later")
+        meta_rows = ({"metadata": m, "timestamp": int(t)} for m, t in zip(data.metadata, data.timestamps, strict=True))
+    with open(tmp / "meta.avro", "wb") as f:
+        fastavro.writer(f, _segment_row_schema(schema_version), meta_rows, codec="lz4")
         f.flush()
         os.fsync(f.fileno())
     size, crc = _file_crc(tmp / "meta.avro")
     files["meta.avro"] = {"bytes": size, "crc32c": crc}
-    descriptor = {"format": FORMAT_VERSION, "id": segment_id, "rows": rows, "dim": dim, "files": files, **extra}
+    descriptor = {"format": FORMAT_VERSION, "id": segment_id, "rows": rows, "dim": dim, "files": files, **extra,
+                  "schema_version": schema_version}
     write_doc(tmp / "segment.pxdb", "segment", descriptor)
     fsync_dir(tmp)
     os.replace(tmp, final)
@@ -222,6 +232,7 @@ class Segment:
         self.rows: int = desc["rows"]
         self.dim: int = desc["dim"]
         self.descriptor = desc
+        self.schema_version: int = int(desc.get("schema_version", 1))  # absent: written before v2
         if verify:
             for name, want in desc["files"].items():
                 size, crc = _file_crc(path / name)
@@ -236,13 +247,19 @@ class Segment:
             raise CorruptionError(f"{path}: {len(self.ids)} ids for {self.rows} rows")
         self.metadata: list[Metadata] = []
         timestamps = []
+        expires: list[int | None] = []
+        reader_schema = resolving_reader_schema("SegmentRow", self.schema_version) or _segment_row_schema()
         with open(path / "meta.avro", "rb") as f:
-            for rec in fastavro.reader(f, reader_schema=_segment_row_schema()):
+            for rec in fastavro.reader(f, reader_schema=reader_schema):
                 self.metadata.append(rec["metadata"])  # type: ignore[index]
                 timestamps.append(rec["timestamp"])  # type: ignore[index]
+                expires.append(rec["expires_at"])  # type: ignore[index]
         if len(self.metadata) != self.rows:
             raise CorruptionError(f"{path}/meta.avro: {len(self.metadata)} rows, segment has {self.rows}")
         self.timestamps = np.asarray(timestamps, dtype=np.int64)
+        self.expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
+        if any(x is not None for x in expires):
+            self.expires_at = np.array([NO_EXPIRY if x is None else x for x in expires], dtype=np.int64)
         self.deletes_generation = deletes_generation
         if deletes_generation:
             self.deleted = read_bitmap(path / f"deletes-{deletes_generation}.bitmap", self.rows)
@@ -287,12 +304,15 @@ class Segment:
             self.dirty = True
 
     def record(self, row: int) -> dict[str, Any]:
-        return {
+        rec = {
             "id": self.ids[row],
             "vector": np.array(self.vectors[row], dtype=np.float32),
             "metadata": self.metadata[row],
             "timestamp": int(self.timestamps[row]),
         }
+        if self.expires_at is not None and self.expires_at[row] != NO_EXPIRY:
+            rec["expires_at"] = int(self.expires_at[row])
+        return rec
 
     def write_deletions(self, mask: np.ndarray | None = None) -> tuple[int, np.ndarray] | None:
         """Write ``mask`` (default: the in-memory deletions, if they changed) as a new bitmap

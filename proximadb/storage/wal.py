@@ -16,7 +16,12 @@ Invariants the code keeps:
 * Any failed write or fsync stops the log (fail-stop): after an fsync error the
   kernel may have dropped the dirty pages, so nothing written since can be
   trusted as durable. Every later call raises StorageError until a restart,
-  whose recovery sees what really reached the disk.
+  whose recovery sees what really reached the disk. One exception: ENOSPC on
+  a write (or on creating the next file) raises DiskFullError after cutting
+  the file back to its last whole frame; that frame was never acknowledged and
+  nothing else changed, so the log stays usable and writes succeed again once
+  space is freed. ENOSPC or EIO from fdatasync still stops the log (restart
+  required: Postgres's "fsyncgate" lesson).
 
 Recovery: :meth:`WriteAheadLog.open` repairs the tail of the last file (a frame
 cut short or failing its checksum, with no valid frame after it, is cut and
@@ -28,6 +33,7 @@ a seq gap. :meth:`replay` verifies every file it reads the same way.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -40,7 +46,7 @@ from typing import Any
 
 import lz4.block
 
-from proximadb.errors import CorruptionError, EngineClosedError, StorageError
+from proximadb.errors import CorruptionError, DiskFullError, EngineClosedError, StorageError
 from proximadb.storage import wal_codec, wal_io
 from proximadb.storage.fsync_policy import FsyncPolicy
 from proximadb.storage.operations import Operation
@@ -49,6 +55,7 @@ log = logging.getLogger("proximadb.wal")
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 FILE_NAME = re.compile(r"^wal-(\d{20})\.log$")
+_LZ4_MAX_RATIO = 255  # an LZ4 block inflates to at most ~255 x its size
 _SCAN_REASON = {wal_io.SCAN_TRUNCATED: "frame cut short", wal_io.SCAN_BAD_CRC: "checksum mismatch"}
 
 
@@ -351,6 +358,10 @@ class WriteAheadLog:
         if flags & ~wal_io.KNOWN_FLAGS:
             raise ValueError(f"unknown frame flags 0x{flags:02x}")
         if flags & wal_io.FLAG_LZ4:
+            # LZ4 cannot inflate more than 255x: a larger raw_len is damage, and must not
+            # become a multi-GiB allocation (or an OverflowError past 2 GiB) in lz4.
+            if raw_len > _LZ4_MAX_RATIO * len(body):
+                raise ValueError(f"LZ4 raw length {raw_len} is impossible for a {len(body)}-byte body")
             raw: Any = lz4.block.decompress(body, uncompressed_size=raw_len)
             if len(raw) != raw_len:
                 raise ValueError(f"LZ4 body inflates to {len(raw)} bytes, header says {raw_len}")
@@ -411,6 +422,8 @@ class WriteAheadLog:
             try:
                 n = wal_io.write_frame(seg.fd, seq, enc.op_code, flags, enc.schema_version, raw_len, parts)
             except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise self._refuse_disk_full(seg, seq, exc) from exc
                 raise self._fail(f"write of seq {seq} to {seg.path} failed: {exc}") from exc
             self._last_seq = seq
             seg.size += n
@@ -504,6 +517,22 @@ class WriteAheadLog:
                     log.error("WAL %s: background sync failed, log stopped: %s", self._dir, exc)
                     return
 
+    def _refuse_disk_full(self, seg: _Segment, seq: int, exc: OSError) -> StorageError:
+        """ENOSPC while appending seq: cut the file back to its last whole frame and stay usable.
+
+        Nothing of the refused frame is kept (it was never acknowledged) and the frames
+        before it are untouched, so the next write, once space is freed, simply retries.
+        If the cut itself fails the log stops (fail-stop) as for any other I/O error.
+        """
+        try:
+            os.ftruncate(seg.fd, seg.size)
+        except OSError as cut:
+            return self._fail(f"write of seq {seq} to {seg.path} failed: {exc}; cutting the partial frame "
+                              f"failed too: {cut}")
+        log.error("WAL %s: disk full, write of seq %d refused (nothing kept): %s", self._dir, seq, exc)
+        return DiskFullError(f"disk full: WAL {self._dir} cannot append (seq {seq} refused, nothing written): "
+                             f"{exc.strerror}; free space and retry")
+
     def _check_writable(self) -> None:
         if self._closed:
             raise EngineClosedError(f"WAL {self._dir} is closed")
@@ -545,6 +574,11 @@ class WriteAheadLog:
         try:
             new = self._create_segment(self._last_seq + 1)
         except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # the old file stays active; no frame went anywhere
+                with contextlib.suppress(OSError):
+                    (self._dir / segment_name(self._last_seq + 1)).unlink()
+                raise DiskFullError(f"disk full: WAL {self._dir} cannot start a new file for seq "
+                                    f"{self._last_seq + 1}: {exc.strerror}; free space and retry") from exc
             raise self._fail(f"cannot create WAL file for seq {self._last_seq + 1}: {exc}") from exc
         with self._cond:
             self._active = new

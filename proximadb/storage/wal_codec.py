@@ -27,12 +27,18 @@ with timestamp 0 and those stamps must replay identically::
                | n x (u32 byte_len | UTF-8 id)
                | n*dim float32 (row-major; read back with one np.frombuffer)
                | n x i64 timestamps
+               | [schema version >= 2: u8 has_expiry | has_expiry ? n x i64 expires_at
+                  (µs since the epoch, INT64_MIN = never) : nothing]
                | n x metadata map, each Avro-encoded as VectorRecord.metadata
                  (map<union{null, boolean, long, double, string, array<string>}>),
                  back to back to the end of the body (written and read by
                  wal_io.encode_metadata_maps / decode_metadata_maps in Cython)
     DeleteOp:  u32 n | n x (u32 byte_len | UTF-8 id)
     UpdateOp:  Avro VectorUpdate datum (schemaless, the frame's schema version)
+
+The binary insert body is versioned by the frame's schema version: frames of
+schema version 1 (written before v2 existed) have no expiry byte and replay as
+they always did; new frames are written at CURRENT_SCHEMA_VERSION.
 
 No pickle. Compression (frame flag bit 0) is applied by wal.py to the whole body.
 """
@@ -44,12 +50,16 @@ import struct
 from typing import Any, NamedTuple
 
 import numpy as np
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import schemaless_writer
 
+from proximadb.codec.avro_batch import encode_vector_batch
+from proximadb.codec.framing import encode_frame
+from proximadb.codec.payload import decode_datum, decode_payload, encode_payload
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, op_schema
 from proximadb.errors import MalformedPayloadError
 from proximadb.storage import wal_io
 from proximadb.storage.operations import (
+    NO_EXPIRY,
     OP_DELETE,
     OP_INSERT,
     OP_UPDATE,
@@ -58,6 +68,7 @@ from proximadb.storage.operations import (
     MetadataPatch,
     Operation,
     UpdateOp,
+    expiry_or_none,
 )
 
 STRATEGY_AVRO = wal_io.STRATEGY_AVRO
@@ -93,65 +104,26 @@ def strategy_code(strategy: str | int) -> int:
         raise ValueError(f"unknown WAL strategy {strategy!r} (known: avro, binary)") from None
 
 
-# ------------------------------------------------------------------ payload seam
-# The codec module (Cython batch codec, proximadb.codec.payload) when it is built;
-# otherwise a small fastavro + struct fallback keeps the WAL usable on its own.
-try:
-    from proximadb.codec import payload as _codec
-    from proximadb.codec.avro_batch import encode_vector_batch as _encode_vector_batch
-    from proximadb.codec.framing import encode_frame as _encode_frame
-except ImportError:  # pragma: no cover - only when the codec extensions are not built
-    _codec = None
+# ------------------------------------------------------------------ payload frames (the codec module)
 
 
 def encode_op_payload(op: Operation, schema_version: int = CURRENT_SCHEMA_VERSION) -> bytes:
     """The versioned payload frame describing ``op`` (what a client would have sent)."""
-    if _codec is not None:
-        if isinstance(op, InsertOp):
-            _check_insert(op)
-            datum = _encode_vector_batch(op.ids, op.vectors, op.metadata, op.timestamps, bool(op.upsert))
-            return _encode_frame("vector_insert", datum, schema_version)
-        op_type, datum = op_to_datum(op)
-        return _codec.encode_payload(op_type, datum, schema_version)
+    if isinstance(op, InsertOp):
+        _check_insert(op)
+        datum = encode_vector_batch(op.ids, op.vectors, op.metadata, op.timestamps, bool(op.upsert),
+                                    op.expires_at, schema_version)
+        return encode_frame("vector_insert", datum, schema_version)
     op_type, datum = op_to_datum(op)
-    return _encode_payload(op_type, datum, schema_version)
+    return encode_payload(op_type, datum, schema_version)
 
 
 def decode_op_payload(body: Buffer) -> Operation:
     """The operation a versioned payload frame describes."""
-    if _codec is not None:
-        _version, op_type, value = _codec.decode_payload(body)
-        if op_type == "vector_insert":
-            return value.to_insert_op()  # type: ignore[union-attr]
-        return datum_to_op(op_type, value)  # type: ignore[arg-type]
-    _version, op_type, datum = _decode_payload(body)
-    return datum_to_op(op_type, datum)
-
-
-def _encode_payload(op_type: str, datum: dict[str, Any], schema_version: int) -> bytes:
-    """Fallback payload encoder (fastavro)."""
-    out = io.BytesIO()
-    name = op_type.encode()
-    out.write(_U32X2.pack(schema_version, len(name)))
-    out.write(name)
-    schemaless_writer(out, op_schema(op_type, schema_version), datum)
-    return out.getvalue()
-
-
-def _decode_payload(body: Buffer) -> tuple[int, str, dict[str, Any]]:
-    """Fallback payload decoder (fastavro)."""
-    view = memoryview(body)
-    version, op_type = _payload_header(view)
-    name_len = _U32X2.unpack_from(view)[1]
-    schema = op_schema(op_type, version)
-    stream = io.BytesIO(view[8 + name_len :])
-    try:
-        datum = schemaless_reader(stream, schema, None)
-    except Exception as exc:  # fastavro raises EOFError, ValueError, ... on garbage
-        raise MalformedPayloadError(f"{op_type} datum does not decode: {exc}") from exc
-    if stream.tell() != len(view) - 8 - name_len:
-        raise MalformedPayloadError(f"{op_type} datum is followed by unread bytes")
-    return version, op_type, datum
+    _version, op_type, value = decode_payload(body)
+    if op_type == "vector_insert":
+        return value.to_insert_op()  # type: ignore[union-attr]
+    return datum_to_op(op_type, value)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ op <-> Avro datum
@@ -183,6 +155,9 @@ def op_to_datum(op: Operation) -> tuple[str, dict[str, Any]]:
              "timestamp": int(timestamps[i])}
             for i in range(n)
         ]
+        if op.expires_at is not None:
+            for rec, x in zip(records, op.expires_at.tolist(), strict=True):
+                rec["expires_at"] = expiry_or_none(x)
         return "vector_insert", {"upsert": bool(op.upsert), "records": records}
     if isinstance(op, DeleteOp):
         return "vector_delete", {"ids": list(op.ids), "filter": None}
@@ -212,12 +187,15 @@ def datum_to_op(op_type: str, datum: dict[str, Any]) -> Operation:
                 raise MalformedPayloadError("vectors of one batch differ in length")
         else:
             vectors = np.empty((0, 0), dtype=np.float32)
+        expires = [r.get("expires_at") for r in records]
         return InsertOp(
             upsert=bool(datum["upsert"]),
             ids=[r["id"] for r in records],
             vectors=vectors,
             metadata=[r["metadata"] for r in records],
             timestamps=np.array([r["timestamp"] for r in records], dtype=np.int64),
+            expires_at=(np.array([NO_EXPIRY if x is None else x for x in expires], dtype=np.int64)
+                        if any(x is not None for x in expires) else None),
         )
     if op_type == "vector_delete":
         if datum.get("filter") is not None:
@@ -256,13 +234,24 @@ def encode(strategy: str | int, op: Operation, payload: Buffer | None = None,
     if isinstance(op, InsertOp):
         vectors, timestamps, n, dim = _check_insert(op)
         metadata = wal_io.encode_metadata_maps(list(op.metadata))
-        return EncodedOp(op_code, schema_version, 0, [
+        parts: list[Any] = [
             _INSERT_HEAD.pack(1 if op.upsert else 0, n, dim),
             wal_io.pack_str_list(list(op.ids)),
             vectors,
             timestamps,
-            metadata,
-        ])
+        ]
+        if schema_version >= 2:
+            if op.expires_at is None:
+                parts.append(b"\x00")
+            else:
+                expires = np.ascontiguousarray(op.expires_at, dtype="<i8")
+                if expires.shape != (n,):
+                    raise ValueError(f"InsertOp.expires_at has shape {expires.shape}, expected ({n},)")
+                parts += [b"\x01", expires]
+        elif op.expires_at is not None and bool((op.expires_at != NO_EXPIRY).any()):
+            raise ValueError("expires_at needs schema version 2 or later")
+        parts.append(metadata)
+        return EncodedOp(op_code, schema_version, 0, parts)
     if isinstance(op, DeleteOp):
         return EncodedOp(op_code, schema_version, 0,
                          [_U32.pack(len(op.ids)), wal_io.pack_str_list(list(op.ids))])
@@ -291,7 +280,13 @@ def _payload_header(view: memoryview) -> tuple[int, str]:
 def decode(strategy: int, op_code: int, schema_version: int, flags: int, body: Buffer) -> Operation:
     """Operation from an (uncompressed) frame body. Raises MalformedPayloadError,
     ValueError or UnicodeDecodeError on a body that does not decode."""
-    view = memoryview(body)
+    try:
+        return _decode(strategy, op_code, schema_version, flags, memoryview(body))
+    except struct.error as exc:  # a fixed-size header cut short
+        raise MalformedPayloadError(f"frame body too short for its header: {exc}") from None
+
+
+def _decode(strategy: int, op_code: int, schema_version: int, flags: int, view: memoryview) -> Operation:
     if strategy == STRATEGY_AVRO:
         stamps = None
         if flags & wal_io.FLAG_TIMESTAMPS:
@@ -312,7 +307,7 @@ def decode(strategy: int, op_code: int, schema_version: int, flags: int, body: B
     if strategy != STRATEGY_BINARY:
         raise MalformedPayloadError(f"unknown WAL strategy code {strategy}")
     if op_code == OP_INSERT:
-        return _decode_binary_insert(view)
+        return _decode_binary_insert(view, schema_version)
     if op_code == OP_DELETE:
         (n,) = _U32.unpack_from(view)
         ids, end = wal_io.unpack_str_list(view, 4, n)
@@ -320,15 +315,11 @@ def decode(strategy: int, op_code: int, schema_version: int, flags: int, body: B
             raise MalformedPayloadError("delete body has trailing bytes")
         return DeleteOp(ids=ids)
     if op_code == OP_UPDATE:
-        stream = io.BytesIO(view)
-        datum = schemaless_reader(stream, op_schema("vector_update", schema_version), None)
-        if stream.tell() != len(view):
-            raise MalformedPayloadError("update body has trailing bytes")
-        return datum_to_op("vector_update", datum)
+        return datum_to_op("vector_update", decode_datum("vector_update", schema_version, view))
     raise MalformedPayloadError(f"unknown op code {op_code}")
 
 
-def _decode_binary_insert(view: memoryview) -> InsertOp:
+def _decode_binary_insert(view: memoryview, schema_version: int = 1) -> InsertOp:
     upsert, n, dim = _INSERT_HEAD.unpack_from(view)
     ids, pos = wal_io.unpack_str_list(view, _INSERT_HEAD.size, n)
     vec_bytes = 4 * n * dim
@@ -338,6 +329,19 @@ def _decode_binary_insert(view: memoryview) -> InsertOp:
     pos += vec_bytes
     timestamps = np.frombuffer(view, dtype="<i8", count=n, offset=pos)
     pos += 8 * n
+    expires = None
+    if schema_version >= 2:
+        if pos >= len(view):
+            raise MalformedPayloadError("insert body too short for its expiry flag")
+        has_expiry = view[pos]
+        pos += 1
+        if has_expiry > 1:
+            raise MalformedPayloadError(f"insert body expiry flag is {has_expiry}, not 0 or 1")
+        if has_expiry:
+            if pos + 8 * n > len(view):
+                raise MalformedPayloadError(f"insert body too short for {n} expiry times")
+            expires = np.frombuffer(view, dtype="<i8", count=n, offset=pos).astype(np.int64, copy=True)
+            pos += 8 * n
     metadata, pos = wal_io.decode_metadata_maps(view, pos, n)
     if pos != len(view):
         raise MalformedPayloadError(f"insert body has {len(view) - pos} trailing bytes")
@@ -347,4 +351,5 @@ def _decode_binary_insert(view: memoryview) -> InsertOp:
         vectors=vectors.astype(np.float32, copy=True),
         metadata=metadata,
         timestamps=timestamps.astype(np.int64, copy=True),
+        expires_at=expires,
     )

@@ -14,7 +14,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proximadb.api.grpc import ENVELOPE_BYTES, SERVICE_NAME
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.api.grpc.auth import AuthInterceptor
 from proximadb.api.grpc.servicer import ProximaDBServicer
+from proximadb.server.auth import KeyStore
 from proximadb.service.unified import UnifiedAvroService
 
 log = logging.getLogger("proximadb.api.grpc")
@@ -33,6 +35,8 @@ def build_server(
     *,
     max_message_bytes: int,
     max_workers: int = 8,
+    keys: KeyStore | None = None,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound, not yet started server and the port it is bound to (useful with ``port=0``).
 
@@ -41,6 +45,9 @@ def build_server(
     limit still reach it and get its PayloadTooLargeError. Larger messages are refused by
     gRPC itself with RESOURCE_EXHAUSTED. Responses are not capped here (a client sets its
     own receive limit). Raises OSError when the address cannot be bound (e.g. port in use).
+
+    ``keys`` (when it holds any) puts the API-key interceptor (:mod:`proximadb.api.grpc.auth`) in
+    front of every RPC; ``tls`` is ``(private key PEM, certificate chain PEM)`` for a TLS port.
     """
     if max_message_bytes <= 0:
         raise ValueError(f"max_message_bytes must be positive, not {max_message_bytes}")
@@ -53,6 +60,7 @@ def build_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="proximadb-grpc"),
         options=options,
+        interceptors=[AuthInterceptor(keys, service.metrics)] if keys is not None and keys.enabled else None,
     )
     pb_grpc.add_ProximaDBServicer_to_server(ProximaDBServicer(service), server)
 
@@ -63,7 +71,10 @@ def build_server(
 
     address = _address(host, port)
     try:
-        bound = server.add_insecure_port(address)
+        if tls is not None:
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError as exc:  # grpcio >= 1.x raises instead of returning 0
         server.stop(None)
         raise OSError(f"cannot listen for gRPC on {address}: {exc} (is the port in use?)") from None

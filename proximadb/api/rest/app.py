@@ -13,6 +13,7 @@ from typing import Any
 import falcon
 
 from proximadb.api.rest import errors
+from proximadb.api.rest.auth import AuthMiddleware
 from proximadb.api.rest.collections import (
     CollectionCompactResource,
     CollectionResource,
@@ -31,6 +32,7 @@ from proximadb.api.rest.vectors import (
     VectorsResource,
     VectorsScrollResource,
 )
+from proximadb.server.auth import KeyStore
 from proximadb.service.unified import UnifiedAvroService
 
 ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
@@ -54,8 +56,12 @@ ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
 )
 
 
-def create_app(service: UnifiedAvroService) -> falcon.App:
-    app = falcon.App(middleware=[MetricsMiddleware(service.metrics)])
+def create_app(service: UnifiedAvroService, keys: KeyStore | None = None) -> falcon.App:
+    """The app; with a ``keys`` store that holds keys, every route but GET /health needs one (api/rest/auth.py)."""
+    middleware: list[Any] = [MetricsMiddleware(service.metrics)]
+    if keys is not None and keys.enabled:
+        middleware.append(AuthMiddleware(keys))
+    app = falcon.App(middleware=middleware)
     # Bodies are read and parsed by proximadb.api.rest.media (size cap, strict JSON), never by Falcon.
     app.req_options.auto_parse_form_urlencoded = False
     for template, resource in ROUTES:

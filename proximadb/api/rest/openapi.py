@@ -30,8 +30,10 @@ def _body(schema: dict[str, Any], *, avro: str | None = None, required: bool = T
 
 _ERRORS = {
     str(status): {"$ref": f"#/components/responses/{name}"}
-    for status, name in ((400, "BadRequest"), (404, "NotFound"), (413, "TooLarge"), (415, "UnsupportedMediaType"),
-                         (422, "UnsupportedSchemaVersion"), (500, "InternalError"))
+    for status, name in ((400, "BadRequest"), (401, "Unauthenticated"), (403, "PermissionDenied"), (404, "NotFound"),
+                         (409, "Conflict"), (413, "TooLarge"), (415, "UnsupportedMediaType"),
+                         (422, "UnsupportedSchemaVersion"), (429, "TooManyRequests"), (500, "InternalError"),
+                         (503, "Unavailable"), (504, "Timeout"), (507, "DiskFull"))
 }
 
 
@@ -137,6 +139,13 @@ RESPONSES = {
     "UnsupportedMediaType": _error_response("Content-Type not accepted by this route"),
     "UnsupportedSchemaVersion": _error_response("payload frame with a schema version this server does not read"),
     "InternalError": _error_response("unexpected server error (details only in the server log)"),
+    "Unauthenticated": _error_response("API keys are configured and the request has no valid one"),
+    "PermissionDenied": _error_response("a read-only API key used for a write"),
+    "Conflict": _error_response("the collection or vector id already exists"),
+    "TooManyRequests": _error_response("too many concurrent requests: retry later"),
+    "Unavailable": _error_response("the server is starting, stopping or not ready"),
+    "Timeout": _error_response("the request took longer than the server's request timeout"),
+    "DiskFull": _error_response("no space left on the server's disk: the write was refused, nothing kept"),
 }
 
 _HITS = {"type": "array", "items": _ref("Hit")}
