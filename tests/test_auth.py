@@ -247,7 +247,8 @@ def test_keys_never_logged(daemon: Daemon) -> None:
 def test_hashed_key_file_and_config_file(tmp_path: Path) -> None:
     def hash_line(key: str, *flags: str) -> str:
         proc = subprocess.run([sys.executable, "-m", "proximadb", "keys", "hash", *flags], input=key + "\n",
-                              capture_output=True, text=True, env=child_env(), timeout=60, check=True)
+                              capture_output=True, text=True, env=child_env(), timeout=60, check=True,
+                              cwd=str(tmp_path))
         return proc.stdout.strip()
 
     rw_line, ro_line = hash_line("file-rw-key"), hash_line("file-ro-key", "--read-only")
