@@ -331,6 +331,8 @@ class ProximaDBClient:
                     hit["metadata"] = h["metadata"]
                 if h.get("vector") is not None:
                     hit["vector"] = np.asarray(h["vector"], dtype=np.float32)
+                if h.get("expires_at") is not None:
+                    hit["expires_at"] = h["expires_at"]
                 rows.append(hit)
             out.append(rows)
         return out

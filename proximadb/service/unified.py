@@ -203,7 +203,7 @@ class UnifiedAvroService:
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
                 raise ValidationError(f"record {i} must be an object")
-            unknown = set(rec) - {"id", "vector", "metadata", "timestamp"}
+            unknown = set(rec) - {"id", "vector", "metadata", "timestamp", "expires_at"}
             if unknown:
                 raise ValidationError(f"record {i}: unknown field(s) {', '.join(sorted(unknown))}")
             vector = rec.get("vector")
@@ -311,7 +311,7 @@ class UnifiedAvroService:
     def search_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> bytes:
         """A ``vector_search`` payload in, a ``search_result`` payload out."""
         self._check_size(payload)
-        _version, op_type, req = decode_payload(payload)
+        version, op_type, req = decode_payload(payload)
         if op_type != "vector_search":
             raise UnknownOperationError(f"expected a vector_search payload, got {op_type!r}")
         assert isinstance(req, dict)
@@ -322,11 +322,11 @@ class UnifiedAvroService:
             queries=req["queries"], k=req["k"], filter=filter_spec, include_vectors=req["include_vectors"],
             include_metadata=req["include_metadata"], ef=req.get("ef"), nprobe=req.get("nprobe"), exact=req["exact"],
         )
-        return encode_search_result(self.search(collection, params))
+        return encode_search_result(self.search(collection, params), version)  # answer in the client's version
 
 
-def encode_search_result(results: list[list[dict[str, Any]]]) -> bytes:
-    """Hits (as returned by search) -> a versioned ``search_result`` payload."""
+def encode_search_result(results: list[list[dict[str, Any]]], schema_version: int = CURRENT_SCHEMA_VERSION) -> bytes:
+    """Hits (as returned by search) -> a ``search_result`` payload of ``schema_version`` (v2 adds expires_at)."""
     datum = {
         "results": [
             [
@@ -336,13 +336,14 @@ def encode_search_result(results: list[list[dict[str, Any]]]) -> bytes:
                     "distance": h["distance"],
                     "metadata": h.get("metadata"),
                     "vector": h["vector"].tolist() if "vector" in h else None,
+                    **({"expires_at": h.get("expires_at")} if schema_version >= 2 else {}),
                 }
                 for h in hits
             ]
             for hits in results
         ]
     }
-    return encode_payload("search_result", datum, trusted=True)
+    return encode_payload("search_result", datum, schema_version, trusted=True)
 
 
 def encode_records(records: list[dict[str, Any]]) -> bytes:

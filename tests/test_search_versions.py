@@ -1,0 +1,32 @@
+"""Search answers come in the schema version of the request; v2 hits carry expires_at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proximadb.codec.framing import decode_frame
+from proximadb.codec.payload import decode_payload, encode_payload
+from proximadb.service.unified import UnifiedAvroService
+from proximadb.storage.engine import Engine
+
+
+def _search(version: int) -> bytes:
+    datum = {"queries": [[1.0, 0.0, 0.0]], "k": 2, "filter": None, "include_vectors": False,
+             "include_metadata": True, "ef": None, "nprobe": None, "exact": False}
+    return encode_payload("vector_search", datum, version)
+
+
+def test_v1_request_gets_a_v1_answer_and_v2_sees_expiry(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        service = UnifiedAvroService(engine)
+        service.create_collection({"name": "c", "dimension": 3, "distance_metric": "euclidean"})
+        service.insert_records("c", [{"id": "a", "vector": [1, 0, 0], "expires_at": 1_900_000_000_000_000},
+                                     {"id": "b", "vector": [0, 1, 0]}], upsert=False)
+        v1 = service.search_payload("c", _search(1))
+        assert decode_frame(v1)[0] == 1  # an old client can decode it
+        hits = decode_payload(v1)[2]["results"][0]
+        assert [h["id"] for h in hits] == ["a", "b"] and "expires_at" not in hits[0]
+        v2 = service.search_payload("c", _search(2))
+        assert decode_frame(v2)[0] == 2
+        hits = decode_payload(v2)[2]["results"][0]
+        assert hits[0]["expires_at"] == 1_900_000_000_000_000 and hits[1]["expires_at"] is None
