@@ -56,6 +56,7 @@ class ProximaDBClient:
         self.retries = retries
         self.backoff = backoff
         self.schema_version = self._negotiate()
+        transport.schema_version = self.schema_version
 
     # ------------------------------------------------------------------ plumbing
     @property

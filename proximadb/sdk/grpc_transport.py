@@ -47,6 +47,7 @@ _BY_STATUS: dict[grpc.StatusCode, type[ProximaDBError]] = {
 
 class GrpcTransport:
     protocol = "grpc"
+    schema_version = 1  # set by the client to the negotiated payload version
 
     def __init__(
         self,
@@ -165,10 +166,12 @@ class GrpcTransport:
 
     def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
         request = convert.build(
-            pb.GetRequest, "get request", collection=collection, ids=ids, include_vectors=include_vectors
+            pb.GetRequest, "get request", collection=collection, ids=ids, include_vectors=include_vectors,
+            schema_version=self.schema_version,
         )
         response = self._call(self._stub.Get, request)
-        return convert.records_from_bytes(response.records, include_vectors=include_vectors)
+        return convert.records_from_bytes(response.records, include_vectors=include_vectors,
+                                          schema_version=response.schema_version or 1)
 
     def count(self, collection: str, filter_json: str | None) -> int:
         request = convert.build(pb.CountRequest, "count request", collection=collection, filter_json=filter_json)
@@ -182,7 +185,7 @@ class GrpcTransport:
             raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
         request = convert.build(
             pb.ScrollRequest, "scroll request", collection=collection, limit=limit, cursor=cursor,
-            filter_json=filter_json, include_vectors=include_vectors,
+            filter_json=filter_json, include_vectors=include_vectors, schema_version=self.schema_version,
         )
         return convert.records_from_proto(self._call(self._stub.Scroll, request), include_vectors=include_vectors)
 

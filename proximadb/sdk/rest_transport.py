@@ -57,6 +57,7 @@ def _segment(value: str) -> str:
 
 class RestTransport:
     protocol = "rest"
+    schema_version = 1  # set by the client to the negotiated payload version
 
     def __init__(self, url: str = "http://127.0.0.1:5678", timeout: float = 30.0, api_key: str | None = None,
                  ca_file: str | None = None, verify: bool = True) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 class Transport(Protocol):
     protocol: str  # "grpc" or "rest"
+    schema_version: int  # the payload version the client negotiated; records are asked for in it
     url: str
 
     def health(self) -> dict[str, Any]: ...

@@ -28,6 +28,7 @@ from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VER
 from proximadb.errors import PayloadTooLargeError, UnknownOperationError, ValidationError, VectorNotFoundError
 from proximadb.service.metrics import Metrics
 from proximadb.storage.engine import Engine
+from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.validation import check_ids
 
 
@@ -346,13 +347,17 @@ def encode_search_result(results: list[list[dict[str, Any]]], schema_version: in
     return encode_payload("search_result", datum, schema_version, trusted=True)
 
 
-def encode_records(records: list[dict[str, Any]]) -> bytes:
-    """Records (get/scroll results) as a VectorBatch datum, for binary transports."""
+def encode_records(records: list[dict[str, Any]], schema_version: int = 1) -> bytes:
+    """Records (get/scroll results) as a VectorBatch datum of ``schema_version``, for binary transports."""
     ids = [r["id"] for r in records]
     if records and "vector" in records[0]:
         vectors = np.stack([r["vector"] for r in records]).astype(np.float32)
     else:
         vectors = np.zeros((len(records), 0), dtype=np.float32)
+    expires_at = None
+    if schema_version >= 2 and any("expires_at" in r for r in records):
+        expires_at = np.array([r.get("expires_at", NO_EXPIRY) for r in records], dtype=np.int64)
     return encode_vector_batch(
-        ids, vectors, [r["metadata"] for r in records], np.array([r["timestamp"] for r in records], dtype=np.int64)
+        ids, vectors, [r["metadata"] for r in records], np.array([r["timestamp"] for r in records], dtype=np.int64),
+        False, expires_at, schema_version,
     )

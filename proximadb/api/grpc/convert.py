@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
-from proximadb.codec.avro_batch import decode_vector_batch
+from proximadb.codec.avro_batch import NO_EXPIRY, decode_vector_batch
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 from proximadb.errors import ValidationError
 
 _CREATE_FIELDS = (
@@ -228,18 +229,26 @@ def scroll_args(req: pb.ScrollRequest) -> dict[str, Any]:
     }
 
 
-def records_response(records_datum: bytes, next_cursor: str | None = None) -> pb.RecordsResponse:
-    msg = pb.RecordsResponse(records=records_datum)
+def records_response(
+    records_datum: bytes, next_cursor: str | None = None, schema_version: int = 1
+) -> pb.RecordsResponse:
+    msg = pb.RecordsResponse(records=records_datum, schema_version=schema_version)
     if next_cursor is not None:
         msg.next_cursor = next_cursor
     return msg
 
 
-def records_from_bytes(datum: bytes, *, include_vectors: bool) -> list[dict[str, Any]]:
-    """A VectorBatch datum -> record dicts ``{"id", "vector"?, "metadata", "timestamp"}`` (float32 vectors)."""
-    batch = decode_vector_batch(datum)
+def records_version(requested: int) -> int:
+    """The VectorBatch layout to answer in: what the client asked for (0 = 1), at most ours."""
+    return max(1, min(requested or 1, CURRENT_SCHEMA_VERSION))
+
+
+def records_from_bytes(datum: bytes, *, include_vectors: bool, schema_version: int = 1) -> list[dict[str, Any]]:
+    """A VectorBatch datum -> record dicts ``{"id", "vector"?, "metadata", "timestamp", "expires_at"?}``."""
+    batch = decode_vector_batch(datum, -1, schema_version)
     with_vectors = include_vectors and batch.dim > 0
     vectors = batch.vectors
+    expires = batch.expires_at
     out = []
     for i, (record_id, metadata) in enumerate(zip(batch.ids, batch.metadata, strict=True)):
         rec: dict[str, Any] = {"id": record_id}
@@ -247,10 +256,12 @@ def records_from_bytes(datum: bytes, *, include_vectors: bool) -> list[dict[str,
             rec["vector"] = np.array(vectors[i], dtype=np.float32)
         rec["metadata"] = metadata
         rec["timestamp"] = int(batch.timestamps[i])
+        if expires is not None and expires[i] != NO_EXPIRY:
+            rec["expires_at"] = int(expires[i])
         out.append(rec)
     return out
 
 
 def records_from_proto(msg: pb.RecordsResponse, *, include_vectors: bool) -> tuple[list[dict[str, Any]], str | None]:
-    records = records_from_bytes(msg.records, include_vectors=include_vectors)
+    records = records_from_bytes(msg.records, include_vectors=include_vectors, schema_version=msg.schema_version or 1)
     return records, (msg.next_cursor if msg.HasField("next_cursor") else None)

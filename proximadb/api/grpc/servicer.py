@@ -139,12 +139,14 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
     def Get(self, request: pb.GetRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802
         ids = list(request.ids)
         records = self.service.get_vectors(request.collection, ids, include_vectors=request.include_vectors)
-        return convert.records_response(encode_records(records))
+        version = convert.records_version(request.schema_version)
+        return convert.records_response(encode_records(records, version), schema_version=version)
 
     @_rpc
     def Scroll(self, request: pb.ScrollRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802
         page: dict[str, Any] = self.service.scroll(request.collection, **convert.scroll_args(request))
-        return convert.records_response(encode_records(page["records"]), page["next_cursor"])
+        version = convert.records_version(request.schema_version)
+        return convert.records_response(encode_records(page["records"], version), page["next_cursor"], version)
 
     @_rpc
     def Count(self, request: pb.CountRequest, context: Context) -> pb.CountResponse:  # noqa: N802
