@@ -49,8 +49,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "search_result": {
         "results": [
             [
-                {"id": "a", "score": 0.75, "distance": 0.25, "metadata": METADATA, "vector": [1.0, 2.0]},
-                {"id": "b", "score": 0.5, "distance": 0.5, "metadata": None, "vector": None},
+                {"id": "a", "score": 0.75, "distance": 0.25, "metadata": METADATA, "vector": [1.0, 2.0],
+                 "expires_at": 1_900_000_000_000_000},
+                {"id": "b", "score": 0.5, "distance": 0.5, "metadata": None, "vector": None, "expires_at": None},
             ],
             [],
         ]
