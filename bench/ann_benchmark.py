@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from proximadb.tools.datasets import fvecs_read, ivecs_read, recall_at
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -37,13 +39,6 @@ ALL_LIBS = ("ours", "hnswlib", "faiss-hnsw", "ours-ivf", "faiss-ivf")
 K = 10
 
 
-def ivecs_read(path: Path) -> np.ndarray:
-    a = np.fromfile(path, dtype=np.int32)
-    return a.reshape(-1, a[0] + 1)[:, 1:].copy()
-
-
-def fvecs_read(path: Path) -> np.ndarray:
-    return ivecs_read(path).view(np.float32)
 
 
 def load_dataset(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -61,9 +56,6 @@ def load_dataset(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
     raise SystemExit(f"unknown dataset {name!r}")
 
 
-def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
-    hits = [len(set(f[:K].tolist()) & set(t[:K].tolist())) for f, t in zip(found, truth, strict=True)]
-    return float(np.mean(hits)) / K
 
 
 def timed_queries(search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray,
@@ -106,7 +98,7 @@ def run_ours_hnsw(base, queries, truth, metric, args, out):  # type: ignore[no-u
     rows = []
     for ef in args.efs:
         found, qps = timed_queries(lambda q, ef=ef: index.search(q, K, ef=ef)[0], queries, args.repeat)
-        rows.append({"param": ef, "recall": recall(found, truth), "qps": qps})
+        rows.append({"param": ef, "recall": recall_at(found, truth), "qps": qps})
     out["ours"] = {"build_s": build, "sweep": rows, "param": "ef", "mem_bytes_per_vector": extra / len(base),
                    "file_bytes_per_vector": file_extra / len(base)}
 
@@ -132,7 +124,7 @@ def run_hnswlib(base, queries, truth, metric, args, out):  # type: ignore[no-unt
     for ef in args.efs:
         index.set_ef(ef)
         found, qps = timed_queries(lambda q: index.knn_query(q, k=K)[0][0], queries, args.repeat)
-        rows.append({"param": ef, "recall": recall(found, truth), "qps": qps})
+        rows.append({"param": ef, "recall": recall_at(found, truth), "qps": qps})
     out["hnswlib"] = {"build_s": build, "sweep": rows, "param": "ef", "mem_bytes_per_vector": mem_extra,
                       "file_bytes_per_vector": file_extra / len(base)}
 
@@ -156,7 +148,7 @@ def run_faiss_hnsw(base, queries, truth, metric, args, out):  # type: ignore[no-
     for ef in args.efs:
         index.hnsw.efSearch = ef
         found, qps = timed_queries(lambda q: index.search(q[None], K)[1][0], queries, args.repeat)
-        rows.append({"param": ef, "recall": recall(found, truth), "qps": qps})
+        rows.append({"param": ef, "recall": recall_at(found, truth), "qps": qps})
     out["faiss-hnsw"] = {"build_s": build, "sweep": rows, "param": "ef",
                          "file_bytes_per_vector": file_extra / len(base)}
 
@@ -173,7 +165,7 @@ def run_ours_ivf(base, queries, truth, metric, args, out):  # type: ignore[no-un
     rows = []
     for nprobe in args.nprobes:
         found, qps = timed_queries(lambda q, p=nprobe: index.search(q, K, nprobe=p)[0], queries, args.repeat)
-        rows.append({"param": nprobe, "recall": recall(found, truth), "qps": qps})
+        rows.append({"param": nprobe, "recall": recall_at(found, truth), "qps": qps})
     out["ours-ivf"] = {"build_s": build, "train_s": train, "sweep": rows, "param": "nprobe"}
 
 
@@ -196,7 +188,7 @@ def run_faiss_ivf(base, queries, truth, metric, args, out):  # type: ignore[no-u
     for nprobe in args.nprobes:
         index.nprobe = nprobe
         found, qps = timed_queries(lambda q: index.search(q[None], K)[1][0], queries, args.repeat)
-        rows.append({"param": nprobe, "recall": recall(found, truth), "qps": qps})
+        rows.append({"param": nprobe, "recall": recall_at(found, truth), "qps": qps})
     out["faiss-ivf"] = {"build_s": build, "train_s": train, "sweep": rows, "param": "nprobe"}
 
 

@@ -14,16 +14,12 @@ import pytest
 
 from proximadb.index.hnsw import HNSWIndex
 from proximadb.index.ivf import IVFIndex
+from proximadb.tools.datasets import fvecs_read
 
 pytestmark = pytest.mark.bench
 
 DATA = Path(os.environ.get("PROXIMADB_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 SIFT = DATA / "siftsmall" / "siftsmall_base.fvecs"
-
-
-def fvecs_read(path: Path) -> np.ndarray:
-    a = np.fromfile(path, dtype=np.int32)
-    return a.reshape(-1, a[0] + 1)[:, 1:].copy().view(np.float32)
 
 
 @pytest.fixture(scope="module")

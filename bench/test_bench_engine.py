@@ -23,6 +23,7 @@ import pytest
 
 from proximadb.codec.payload import encode_insert
 from proximadb.storage.engine import Engine
+from proximadb.tools.datasets import fvecs_read
 
 BATCH, DIM, BATCHES = 1000, 128, 40
 DATASETS = Path(os.environ.get("PROXIMADB_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -94,17 +95,14 @@ def test_durable_ingest_vs_write_fsync(benchmark, strategy: str) -> None:  # typ
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _fvecs(path: Path) -> np.ndarray:
-    a = np.fromfile(path, dtype=np.int32)
-    return a.reshape(-1, a[0] + 1)[:, 1:].copy().view(np.float32)
 
 
 def test_exact_search_siftsmall_vs_numpy(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     base_file = DATASETS / "siftsmall" / "siftsmall_base.fvecs"
     if not base_file.exists():
         pytest.skip("siftsmall not found")
-    base = _fvecs(base_file)
-    queries = _fvecs(DATASETS / "siftsmall" / "siftsmall_query.fvecs")
+    base = fvecs_read(base_file)
+    queries = fvecs_read(DATASETS / "siftsmall" / "siftsmall_query.fvecs")
     gt = np.fromfile(DATASETS / "siftsmall" / "siftsmall_groundtruth.ivecs", dtype=np.int32).reshape(-1, 101)[:, 1:]
     with Engine.open(tmp_path / "d", fsync="never") as engine:
         engine.create_collection("sift", 128, distance_metric="euclidean")

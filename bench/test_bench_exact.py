@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from proximadb.index import distance
+from proximadb.tools.datasets import fvecs_read, ivecs_read
 
 pytestmark = pytest.mark.bench
 
@@ -34,13 +35,6 @@ SIFT = DATASETS / "siftsmall"
 QPS: dict[str, float] = {}
 
 
-def ivecs_read(path: Path) -> np.ndarray:
-    a = np.fromfile(path, dtype=np.int32)
-    return a.reshape(-1, a[0] + 1)[:, 1:].copy()
-
-
-def fvecs_read(path: Path) -> np.ndarray:
-    return ivecs_read(path).view(np.float32)
 
 
 @pytest.fixture(scope="module")

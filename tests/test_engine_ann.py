@@ -9,24 +9,15 @@ import numpy as np
 import pytest
 
 from proximadb.storage.engine import Engine
-
-
-def _fvecs(path: Path) -> np.ndarray:
-    a = np.fromfile(path, dtype=np.int32)
-    return a.reshape(-1, a[0] + 1)[:, 1:].copy().view(np.float32)
+from proximadb.tools.datasets import fvecs_read, ivecs_read, recall_at
 
 
 @pytest.fixture(scope="module")
 def sift(datasets: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    base = _fvecs(datasets / "siftsmall" / "siftsmall_base.fvecs")
-    queries = _fvecs(datasets / "siftsmall" / "siftsmall_query.fvecs")
-    gt = np.fromfile(datasets / "siftsmall" / "siftsmall_groundtruth.ivecs", dtype=np.int32).reshape(-1, 101)[:, 1:]
+    base = fvecs_read(datasets / "siftsmall" / "siftsmall_base.fvecs")
+    queries = fvecs_read(datasets / "siftsmall" / "siftsmall_query.fvecs")
+    gt = ivecs_read(datasets / "siftsmall" / "siftsmall_groundtruth.ivecs")
     return base, queries, gt
-
-
-def _recall(found: list[list[str]], truth: np.ndarray, k: int = 10) -> float:
-    hits = [len({int(i) for i in f[:k]} & set(truth[qi, :k].tolist())) for qi, f in enumerate(found)]
-    return float(np.mean(hits)) / k
 
 
 def _load(tmp_path: Path, base: np.ndarray, algorithm: str, params: dict) -> Engine:
@@ -47,9 +38,9 @@ def test_hnsw_segment_recall_deletions_filters_and_reopen(tmp_path: Path, sift, 
     col = engine.collection("sift")
     assert col.stats()["indexed_segments"] == 1
     found = [[h["id"] for h in col.search(q, k=10, ef=64, include_metadata=False)] for q in queries]
-    assert _recall(found, gt) >= 0.95
+    assert recall_at(found, gt) >= 0.95
     exact = [[h["id"] for h in col.search(q, k=10, exact=True, include_metadata=False)] for q in queries]
-    assert _recall(exact, gt) == 1.0
+    assert recall_at(exact, gt) == 1.0
     assert col.search_batch(queries[:8], k=10, ef=64)[3] == col.search(queries[3], k=10, ef=64)
 
     # deletions are respected inside the graph search
@@ -99,7 +90,7 @@ def test_ivf_segment_recall_with_nprobe(tmp_path: Path, sift) -> None:  # type: 
     with _load(tmp_path, base, "ivf", {"nlist": 100}) as engine:
         col = engine.collection("sift")
         found = [[h["id"] for h in col.search(q, k=10, nprobe=16, include_metadata=False)] for q in queries]
-        assert _recall(found, gt) >= 0.9
+        assert recall_at(found, gt) >= 0.9
         hits = col.search(queries[0], k=10, nprobe=8, filter_spec={"m": 3})
         assert len(hits) == 10 and all(h["metadata"]["m"] == 3 for h in hits)
 

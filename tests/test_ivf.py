@@ -9,20 +9,7 @@ import pytest
 
 from proximadb.errors import CorruptionError, ValidationError, VectorNotFoundError
 from proximadb.index.ivf import IVFIndex
-
-
-def ivecs_read(path: Path) -> np.ndarray:
-    a = np.fromfile(path, dtype=np.int32)
-    return a.reshape(-1, a[0] + 1)[:, 1:].copy()
-
-
-def fvecs_read(path: Path) -> np.ndarray:
-    return ivecs_read(path).view(np.float32)
-
-
-def recall_at(found: list[np.ndarray] | np.ndarray, truth: np.ndarray, k: int = 10) -> float:
-    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True)]
-    return float(np.mean(hits)) / k
+from proximadb.tools.datasets import fvecs_read, ivecs_read, recall_at
 
 
 def brute_force_l2(base: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray) -> np.ndarray:
