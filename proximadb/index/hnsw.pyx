@@ -69,6 +69,7 @@ from libc.string cimport memcpy, memset
 from crc32c cimport pxd_crc32c, pxd_crc32c_setup
 
 from proximadb.index._ann cimport *
+from proximadb.index._inputs cimport allowed_rows, as_matrix, as_query
 
 import os
 import struct
@@ -716,60 +717,19 @@ cdef class HNSWIndex:
         return 0
 
     cdef cnp.ndarray _as_matrix(self, object vectors, str what):
-        cdef cnp.ndarray arr = np.ascontiguousarray(vectors, dtype=np.float32)
-        if arr.ndim == 1 and arr.shape[0] == self.g.dim:
-            arr = arr.reshape(1, self.g.dim)
-        if arr.ndim != 2 or arr.shape[1] != self.g.dim:
-            raise DimensionMismatchError(
-                f"{what} must have shape (n, {self.g.dim}), got {tuple(np.shape(vectors))}")
-        return arr
+        return as_matrix(vectors, self.g.dim, what)
 
     cdef cnp.ndarray _as_query(self, object query):
-        cdef cnp.ndarray arr
-        if (type(query) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>query) == cnp.NPY_FLOAT32
-                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>query)):
-            arr = <cnp.ndarray>query
-        else:
-            arr = np.ascontiguousarray(query, dtype=np.float32)
-        if cnp.PyArray_SIZE(arr) != self.g.dim or (arr.ndim != 1 and not (arr.ndim == 2 and arr.shape[0] == 1)):
-            raise DimensionMismatchError(f"query must have {self.g.dim} components, got shape {np.shape(query)}")
-        return arr
+        return as_query(query, self.g.dim)
 
     cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int ef):
         """(bitmap over rows or None, allowed live rows int32 or None, use exact scan)."""
-        cdef int64_t n = self.g.n
-        cdef int64_t i, m, cnt = 0
-        cdef int32_t r
-        cdef cnp.ndarray bitmap, rows, ids_arr
-        cdef uint8_t *bm
-        cdef int32_t *rp
-        cdef const int64_t *ip
-        cdef int64_t n_live = n - self.g.n_deleted
-        if filter_ids is None:
-            if not exact:
-                return None, None, False
-            bitmap = np.ones(n, dtype=np.uint8)
-        elif (isinstance(filter_ids, np.ndarray) and filter_ids.dtype in (np.uint8, np.bool_)
-                and filter_ids.ndim == 1 and filter_ids.shape[0] == n):
-            bitmap = np.ascontiguousarray(filter_ids).view(np.uint8)
-        else:
-            ids_arr = np.ascontiguousarray(filter_ids, dtype=np.int64).reshape(-1)
-            bitmap = np.zeros(n, dtype=np.uint8)
-            bm = <uint8_t *>cnp.PyArray_DATA(bitmap)
-            ip = <const int64_t *>cnp.PyArray_DATA(ids_arr)
-            m = ids_arr.shape[0]
-            for i in range(m):
-                r = pxa_idmap_get(&self._idmap, ip[i])
-                if r >= 0:
-                    bm[r] = 1
-        bm = <uint8_t *>cnp.PyArray_DATA(bitmap)
-        rows = np.empty(n, dtype=np.int32)
-        rp = <int32_t *>cnp.PyArray_DATA(rows)
-        for i in range(n):
-            if bm[i] and not self.g.deleted[i]:
-                rp[cnt] = <int32_t>i
-                cnt += 1
-        rows = rows[:cnt]
+        cdef int64_t n_live = self.g.n - self.g.n_deleted
+        cdef int64_t cnt
+        bitmap, rows = allowed_rows(filter_ids, bool(exact), self.g.n, self.g.deleted, &self._idmap)
+        if bitmap is None:
+            return None, None, False
+        cnt = len(rows)
         if exact is None:
             exact = _use_exact(cnt, n_live, max(ef, k), self.g.M0)
         return bitmap, rows, bool(exact)
