@@ -154,7 +154,24 @@ class IndexBuilder:
         return True
 
     def stop(self) -> None:
+        """Finish the build in progress (it cannot be interrupted inside the C code), drop the rest.
+
+        Waiting matters: a process that exits while a build runs in native code aborts
+        ("terminate called without an active exception"). Dropped builds are redone on the next open.
+        """
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                with self._lock:
+                    self._pending -= 1
+                    self._lock.notify_all()
         self._queue.put(None)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def _run(self) -> None:
         while True:
