@@ -119,9 +119,19 @@ class UnavailableError(ProximaDBError):
 
 
 class RequestTimeoutError(ProximaDBError):
+    """The request ran out of time (the server's request_timeout or the client's deadline) before it changed
+    anything; the SDK also raises it when no answer came within its own timeout."""
+
     code = "timeout"
     http_status = 504
     grpc_status = "DEADLINE_EXCEEDED"
+
+
+class BodyTimeoutError(RequestTimeoutError):
+    """The client stalled while sending its request body (REST); the connection is closed."""
+
+    code = "request_body_timeout"
+    http_status = 408
 
 
 class StorageError(ProximaDBError):

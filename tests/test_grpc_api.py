@@ -363,9 +363,9 @@ BAD_PAYLOADS: list[tuple[str, str, Callable[[], bytes], grpc.StatusCode, str, st
     ("bad filter", "Search", lambda: search_payload([[1, 0, 0, 0]], filter='{"year": {"$near": 1}}'),
      grpc.StatusCode.INVALID_ARGUMENT, "invalid_filter", "$near"),
     ("k too large", "SearchBatch", lambda: search_payload([[1, 0, 0, 0]], k=1_000_000),
-     grpc.StatusCode.INVALID_ARGUMENT, "validation_error", "k must be at most"),
+     grpc.StatusCode.INVALID_ARGUMENT, "validation_error", "max_k limit"),
     ("over the service limit", "Insert", lambda: _frame(1, "vector_insert", b"\0" * LIMIT),
-     grpc.StatusCode.RESOURCE_EXHAUSTED, "payload_too_large", f"exceeds the limit of {LIMIT}"),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "payload_too_large", f"max_request_bytes limit of {LIMIT}"),
 ]
 
 

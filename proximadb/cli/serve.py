@@ -23,9 +23,18 @@ from proximadb.errors import ProximaDBError
 @click.option("--memtable-type", type=click.Choice(["hash", "btree"]), help="Memtable id map [default hash]")
 @click.option("--flush-bytes", type=int, help="Memtable size that triggers a flush [default 268435456]")
 @click.option("--max-request-bytes", type=int, help="Largest request body / gRPC message [default 67108864]")
+@click.option("--max-batch", type=int, help="Most records in one write [default 100000]")
+@click.option("--max-k", type=int, help="Most results per query [default 10000]")
+@click.option("--max-dimension", type=int, help="Largest dimension of a new collection [default 65536]")
+@click.option("--max-id-bytes", type=int, help="Longest record id, in UTF-8 bytes [default 1024]")
+@click.option("--max-metadata-bytes", type=int, help="Largest metadata of one record [default 65536]")
+@click.option("--max-concurrent-requests", type=int,
+              help="Requests worked on at once, both protocols; more get 429 / RESOURCE_EXHAUSTED [default 64]")
+@click.option("--request-timeout", type=float,
+              help="Seconds a request may take; a shorter client deadline wins; 0 = none [default 30]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default info]")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="One line per event [default text]")
-@click.option("--threads", type=int, help="REST worker threads [default 8]")
+@click.option("--threads", type=int, help="REST worker threads [default 0: max-concurrent-requests + 8]")
 @click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
               help="Require API keys; this one may read and write (repeatable) [env PROXIMADB_API_KEYS, "
                    "comma-separated]. Visible in ps: prefer --api-key-file")
@@ -48,6 +57,14 @@ def serve(config_file: Path | None, **flags: object) -> None:
     every request but GET /health needs 'Authorization: Bearer KEY' (gRPC:
     'authorization' metadata). With --tls-cert and --tls-key both protocols
     speak TLS. Listening beyond loopback without keys logs a loud warning.
+
+    Limits: a request over --max-request-bytes, --max-batch, --max-k,
+    --max-dimension, --max-id-bytes or --max-metadata-bytes is refused whole
+    with a message naming the limit. Beyond --max-concurrent-requests in flight,
+    requests are refused at once (HTTP 429 with Retry-After, gRPC
+    RESOURCE_EXHAUSTED) rather than queued; the SDK retries them. A request that
+    cannot finish within --request-timeout (or the client's shorter deadline)
+    gets HTTP 504 / DEADLINE_EXCEEDED before it changes anything.
     """
     from proximadb.server.config import load_config
     from proximadb.server.daemon import serve as run

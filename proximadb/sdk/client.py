@@ -14,6 +14,7 @@ unavailable. An insert is never retried: it may have been applied.
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import (
+    ResourceExhaustedError,
     UnavailableError,
     UnsupportedSchemaVersionError,
     ValidationError,
@@ -68,15 +70,22 @@ class ProximaDBClient:
     def url(self) -> str:
         return self._transport.url
 
-    def _retry(self, call: Callable[[], T]) -> T:
+    def _retry(self, call: Callable[[], T], *, safe: bool = True) -> T:
+        """Run ``call``, retrying with exponential backoff what may be retried.
+
+        A busy server (ResourceExhaustedError: max_concurrent_requests in flight) did nothing with
+        the request, so every call is retried then. An unreachable server (UnavailableError) may
+        have done it before the connection broke, so only ``safe`` (idempotent) calls are retried.
+        """
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 return call()
-            except UnavailableError:
-                if attempt == self.retries:
+            except (UnavailableError, ResourceExhaustedError) as exc:
+                busy = type(exc) is ResourceExhaustedError  # not DiskFullError and the like
+                if attempt == self.retries or not (busy or (safe and isinstance(exc, UnavailableError))):
                     raise
-                time.sleep(delay)
+                time.sleep(delay * (1.0 + random.random()) if busy else delay)  # jitter spreads a busy herd
                 delay *= 2
         raise AssertionError("unreachable")
 
@@ -126,7 +135,7 @@ class ProximaDBClient:
         }
         if description is not None:
             body["description"] = description
-        return self._transport.create_collection(body)
+        return self._retry(lambda: self._transport.create_collection(body), safe=False)
 
     def get_collection(self, name: str) -> dict[str, Any]:
         return self._retry(lambda: self._transport.get_collection(name))
@@ -135,14 +144,14 @@ class ProximaDBClient:
         return self._retry(self._transport.list_collections)
 
     def update_collection(self, name: str, **changes: Any) -> dict[str, Any]:
-        return self._transport.update_collection(name, changes)
+        return self._retry(lambda: self._transport.update_collection(name, changes), safe=False)
 
     def delete_collection(self, name: str) -> None:
-        self._transport.delete_collection(name)
+        self._retry(lambda: self._transport.delete_collection(name), safe=False)
 
     def compact(self, collection: str) -> dict[str, Any]:
         """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
-        return self._transport.compact(collection)
+        return self._retry(lambda: self._transport.compact(collection), safe=False)
 
     def stats(self, collection: str) -> dict[str, Any]:
         """Storage statistics: vectors, memtable, segments, WAL sequence, index builds."""
@@ -218,7 +227,7 @@ class ProximaDBClient:
 
     def _send_insert(self, collection: str, payload: bytes, upsert: bool) -> list[str]:
         send = lambda: self._transport.insert_payload(collection, payload)  # noqa: E731
-        result = self._retry(send) if upsert else send()
+        result = self._retry(send, safe=upsert)
         return list(result["ids"])
 
     def upsert_vectors(self, collection: str, records: Sequence[dict[str, Any]] | None = None, **kw: Any) -> dict:
@@ -252,7 +261,8 @@ class ProximaDBClient:
         if metadata is None:
             raise ValidationError("update_vector needs metadata and/or vector")
         datum = {"updates": [{"id": id, "metadata": metadata, "replace": replace}], "timestamp": _now_us()}
-        self._transport.mutate_payload(collection, encode_payload("vector_update", datum, self.schema_version))
+        payload = encode_payload("vector_update", datum, self.schema_version)
+        self._retry(lambda: self._transport.mutate_payload(collection, payload), safe=False)
 
     def delete_vector(self, collection: str, id: str) -> bool:
         return self.delete_vectors(collection, ids=[id]) == 1
@@ -265,7 +275,7 @@ class ProximaDBClient:
             raise ValidationError("delete_vectors needs exactly one of ids or filter")
         datum = {"ids": list(ids or []), "filter": _filter_json(filter)}
         payload = encode_payload("vector_delete", datum, self.schema_version)
-        return int(self._transport.mutate_payload(collection, payload)["deleted"])
+        return int(self._retry(lambda: self._transport.mutate_payload(collection, payload), safe=False)["deleted"])
 
     # ------------------------------------------------------------------ reads
     def get_vector(self, collection: str, id: str, *, include_vector: bool = True) -> dict[str, Any] | None:

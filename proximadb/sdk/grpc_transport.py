@@ -5,7 +5,9 @@ metadata ``proximadb-error-code``, rebuilt here with
 :func:`proximadb.errors.error_from_code` (the same class the REST transport raises).
 Without that code the status decides: UNAVAILABLE -> UnavailableError naming the target,
 DEADLINE_EXCEEDED -> RequestTimeoutError, RESOURCE_EXHAUSTED (gRPC's own message size
-limit) -> PayloadTooLargeError, and so on.
+limit) -> PayloadTooLargeError, or ResourceExhaustedError for gRPC's own concurrent-RPC
+limit, and so on. Every call carries the transport's ``timeout`` as its gRPC deadline,
+which the server also uses as the request's budget.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from proximadb.errors import (
     PermissionDeniedError,
     ProximaDBError,
     RequestTimeoutError,
+    ResourceExhaustedError,
     UnavailableError,
     ValidationError,
     error_from_code,
@@ -110,6 +113,8 @@ class GrpcTransport:
             return UnavailableError(f"ProximaDB gRPC server at {self.target} is unavailable: {details}{hint}")
         if status == grpc.StatusCode.DEADLINE_EXCEEDED:
             return RequestTimeoutError(f"no answer from ProximaDB gRPC server at {self.target} within {self.timeout}s")
+        if status == grpc.StatusCode.RESOURCE_EXHAUSTED and "concurrent rpc limit" in details.lower():
+            return ResourceExhaustedError(f"ProximaDB gRPC server at {self.target} is busy: {details}")
         if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return PayloadTooLargeError(f"{details} (message size limit: {self.max_message_bytes} bytes)")
         kind = _BY_STATUS.get(status)

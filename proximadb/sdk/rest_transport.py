@@ -33,6 +33,7 @@ from proximadb.errors import (
     PayloadTooLargeError,
     ProximaDBError,
     RequestTimeoutError,
+    ResourceExhaustedError,
     UnavailableError,
     ValidationError,
     error_from_code,
@@ -46,8 +47,8 @@ MAX_IDLE_CONNECTIONS = 8
 _CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError)
 
 _STATUS_ERRORS: dict[int, type[ProximaDBError]] = {
-    400: ValidationError, 404: NotFoundError, 413: PayloadTooLargeError, 503: UnavailableError,
-    504: RequestTimeoutError,
+    400: ValidationError, 404: NotFoundError, 408: RequestTimeoutError, 413: PayloadTooLargeError,
+    429: ResourceExhaustedError, 503: UnavailableError, 504: RequestTimeoutError,
 }
 
 
@@ -79,6 +80,8 @@ class RestTransport:
                 self._ssl.check_hostname = False
                 self._ssl.verify_mode = ssl.CERT_NONE
         self._headers = {"User-Agent": "proximadb-python"}
+        if timeout and timeout > 0:  # the server stops working on a request once this client has given up
+            self._headers["X-Request-Timeout"] = f"{timeout:g}"
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._idle: list[http.client.HTTPConnection] = []

@@ -13,7 +13,16 @@ as the flags, with underscores, at the top level::
     memtable_type = "hash"        # hash | btree
     flush_bytes = 268435456
     log_level = "info"
-    max_request_bytes = 67108864
+    max_request_bytes = 67108864  # request limits (see proximadb.limits) ...
+    max_batch = 100000            # records per write
+    max_k = 10000                 # results per query
+    max_dimension = 65536         # dimension of a new collection
+    max_id_bytes = 1024
+    max_metadata_bytes = 65536    # one record's metadata
+    max_concurrent_requests = 64  # both protocols together; more get 429 / RESOURCE_EXHAUSTED at once
+    request_timeout = 30.0        # seconds a request may take (a shorter client deadline wins); 0 = none
+    threads = 0                   # REST worker threads; 0 = max_concurrent_requests + 8
+    grpc_workers = 0              # gRPC worker threads; 0 = max_concurrent_requests + 8
     api_keys = ["..."]            # read-write API keys (kept in memory as SHA-256 digests only)
     read_only_api_keys = ["..."]  # read-only API keys
     api_key_file = "/etc/proximadb/keys"  # lines '<rw|ro> <sha256 hex>' (see proximadb.server.auth)
@@ -41,9 +50,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from proximadb.errors import ValidationError
+from proximadb.limits import CEILINGS, Limits
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SECRET_SETTINGS = ("api_keys", "read_only_api_keys")  # never echoed in messages
+LIMIT_SETTINGS = tuple(CEILINGS)  # max_request_bytes, max_batch, max_k, ... (proximadb.limits)
+SPARE_THREADS = 8  # worker threads beyond max_concurrent_requests, to refuse the excess quickly
 
 
 def default_data_dir() -> Path:
@@ -66,8 +78,15 @@ class ServerConfig:
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = 64 << 20
-    threads: int = 8
-    grpc_workers: int = 8
+    max_batch: int = 100_000
+    max_k: int = 10_000
+    max_dimension: int = 65_536
+    max_id_bytes: int = 1024
+    max_metadata_bytes: int = 64 << 10
+    max_concurrent_requests: int = 64
+    request_timeout: float = 30.0
+    threads: int = 0
+    grpc_workers: int = 0
     api_keys: list[str] = field(default_factory=list, repr=False)
     read_only_api_keys: list[str] = field(default_factory=list, repr=False)
     api_key_file: Path | None = None
@@ -82,8 +101,22 @@ class ServerConfig:
     def auth_configured(self) -> bool:
         return bool(self.api_keys or self.read_only_api_keys or self.api_key_file is not None)
 
+    @property
+    def limits(self) -> Limits:
+        return Limits.from_settings({name: getattr(self, name) for name in LIMIT_SETTINGS})
+
+    @property
+    def rest_threads(self) -> int:
+        """REST worker threads: enough that requests over the limit are answered 429, not queued."""
+        return self.threads or self.max_concurrent_requests + SPARE_THREADS
+
+    @property
+    def grpc_threads(self) -> int:
+        return self.grpc_workers or self.max_concurrent_requests + SPARE_THREADS
+
     def storage_options(self) -> dict[str, Any]:
         return {
+            "limits": self.limits,
             "wal_strategy": self.wal_strategy,
             "wal_compression": self.wal_compression,
             "fsync": self.fsync,
@@ -111,9 +144,15 @@ class ServerConfig:
                 raise ValidationError(f"{port_key} must be between 0 and 65535, not {port}")
         if self.rest_port == self.grpc_port and self.rest_port != 0:
             raise ValidationError(f"rest_port and grpc_port are both {self.rest_port}; they must differ")
-        for positive in ("flush_bytes", "wal_segment_bytes", "max_request_bytes", "threads", "grpc_workers"):
+        for positive in ("flush_bytes", "wal_segment_bytes", "max_concurrent_requests"):
             if getattr(self, positive) < 1:
                 raise ValidationError(f"{positive} must be positive")
+        for counted in ("threads", "grpc_workers"):
+            if getattr(self, counted) < 0:
+                raise ValidationError(f"{counted} must be 0 (automatic) or positive")
+        if not 0 <= self.request_timeout <= 86400:
+            raise ValidationError(f"request_timeout must be from 0 (none) to 86400 seconds, not {self.request_timeout}")
+        _ = self.limits  # each limit within its range (proximadb.limits.CEILINGS), or a message naming it
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValidationError("tls_cert_file and tls_key_file go together: give both or neither")
         for path_key in ("api_key_file", "tls_cert_file", "tls_key_file"):
@@ -142,9 +181,16 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if kind == "Path | None":
             return Path(str(value)).expanduser()
         if kind in ("int", int):
-            if isinstance(value, bool):
+            if isinstance(value, bool) or isinstance(value, float):
                 raise ValueError
             return int(value)
+        if kind in ("float", float):
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if number != number:  # NaN
+                raise ValueError
+            return number
         if kind in ("Path", Path):
             return Path(str(value)).expanduser()
         if not isinstance(value, str):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -58,6 +59,33 @@ def check_data_dir_free(config: ServerConfig) -> None:
     lock.release()
 
 
+def stall_timeout(listener: Any, seconds: float) -> None:
+    """SO_RCVTIMEO on a listening socket; Linux copies it to every accepted connection.
+
+    gunicorn reads request headers on a blocking socket with no timeout, so a client
+    that sends half a request and stops would hold a worker thread for good. With
+    this, such a read fails after ``seconds`` and gunicorn closes the connection.
+    (Bodies get the same budget as a Python socket timeout: api/rest/admission.py.)
+    """
+    whole = int(seconds)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        struct.pack("ll", whole, int((seconds - whole) * 1_000_000)))
+
+
+class StalledClientFilter(logging.Filter):
+    """gunicorn logs a stalled client (EAGAIN from SO_RCVTIMEO) as an error with a traceback; make it one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BlockingIOError | TimeoutError) and "processing request" in str(record.msg):
+            record.msg = "closed a connection whose client stalled mid-request (request_timeout)"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 @dataclass(slots=True)
 class Runtime:
     """What the worker owns: engine, service, gRPC server, the WSGI app."""
@@ -72,7 +100,7 @@ class Runtime:
     def start(cls, config: ServerConfig, keys: KeyStore | None = None) -> Runtime:
         from proximadb.api.grpc.server import build_server
         from proximadb.api.rest.app import create_app
-        from proximadb.service.unified import Limits, UnifiedAvroService
+        from proximadb.service.unified import UnifiedAvroService
 
         if keys is None:
             keys = KeyStore.from_config(config)
@@ -84,15 +112,17 @@ class Runtime:
         try:
             service = UnifiedAvroService(
                 engine,
-                limits=Limits(max_request_bytes=config.max_request_bytes),
+                limits=config.limits,
                 advertised={"rest_port": config.rest_port, "grpc_port": config.grpc_port},
+                max_concurrent_requests=config.max_concurrent_requests,
+                request_timeout=config.request_timeout or None,
             )
             grpc_server, grpc_port = build_server(
                 service,
                 config.host,
                 config.grpc_port,
                 max_message_bytes=config.max_request_bytes,
-                max_workers=config.grpc_workers,
+                max_workers=config.grpc_threads,
                 keys=keys,
                 tls=tls,
             )
@@ -128,7 +158,7 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
             "bind": [f"[{c.host}]:{c.rest_port}" if ":" in c.host else f"{c.host}:{c.rest_port}"],
             "workers": 1,  # one process owns the data directory
             "worker_class": "gthread",
-            "threads": c.threads,
+            "threads": c.rest_threads,
             "timeout": 120,
             "graceful_timeout": 30,
             "keepalive": 30,
@@ -149,6 +179,7 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         """Runs in the worker, after the fork: recover the WAL, start gRPC, return the REST app."""
         notify.stopping_on_signals()  # gunicorn has installed the worker's own handlers by now
+        logging.getLogger("gunicorn.error").addFilter(StalledClientFilter())
         notify.status(f"recovering data directory {self.config.data_dir}")
         try:
             self.runtime = Runtime.start(self.config, self.keys)
@@ -165,6 +196,9 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
         if runtime is None:
             return
         rest_port = worker.sockets[0].getsockname()[1] if worker.sockets else self.config.rest_port
+        if self.config.request_timeout:
+            for listener in worker.sockets:
+                stall_timeout(listener, self.config.request_timeout)
         runtime.service.advertised["rest_port"] = rest_port
         scheme = "https" if self.config.tls else "http"
         log.info(
@@ -211,6 +245,13 @@ def serve(config: ServerConfig) -> int:
     else:
         log.info("security: %s, %s", *security)
     log.info("starting proximadb on data directory %s", config.data_dir)
+    limits = config.limits
+    log.info(
+        "limits: %d requests at once, %s per request, body %d bytes, batch %d, k %d, dimension %d, "
+        "id %d bytes, metadata %d bytes", config.max_concurrent_requests,
+        f"{config.request_timeout:g}s" if config.request_timeout else "no timeout", limits.max_request_bytes,
+        limits.max_batch, limits.max_k, limits.max_dimension, limits.max_id_bytes, limits.max_metadata_bytes,
+    )
     notify.claim_socket()  # gunicorn's master would send READY=1 before recovery; the worker sends it after
     DaemonApplication(config, keys).run()
     return 0

@@ -26,17 +26,12 @@ from proximadb.codec.avro_batch import encode_vector_batch
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import PayloadTooLargeError, UnknownOperationError, ValidationError, VectorNotFoundError
+from proximadb.limits import Limits
+from proximadb.service.admission import Admission
 from proximadb.service.metrics import Metrics
 from proximadb.storage.engine import Engine
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.validation import check_ids
-
-
-@dataclass(slots=True)
-class Limits:
-    max_request_bytes: int = 64 << 20
-    max_batch: int = 100_000
-    max_k: int = 10_000
 
 
 @dataclass(slots=True)
@@ -90,14 +85,23 @@ def search_params(body: dict[str, Any], *, batch: bool) -> SearchParams:
 
 class UnifiedAvroService:
     def __init__(
-        self, engine: Engine, *, limits: Limits | None = None, advertised: dict[str, Any] | None = None
+        self,
+        engine: Engine,
+        *,
+        limits: Limits | None = None,
+        advertised: dict[str, Any] | None = None,
+        max_concurrent_requests: int = 64,
+        request_timeout: float | None = 30.0,
     ) -> None:
+        """``limits`` default to the engine's (one set of limits for the daemon); the adapters run every
+        request through ``self.admission`` (max_concurrent_requests, request_timeout in seconds)."""
         self.engine = engine
-        self.limits = limits or Limits()
+        self.limits = limits or engine.options.limits
         self.advertised = dict(advertised or {})
         self.started_at = time.time()
         self.metrics = Metrics()
         self._describe_metrics()
+        self.admission = Admission(max_concurrent_requests, request_timeout, self.metrics)
 
     def _describe_metrics(self) -> None:
         m = self.metrics
@@ -185,7 +189,8 @@ class UnifiedAvroService:
     def _check_size(self, payload: bytes | bytearray | memoryview) -> None:
         if len(payload) > self.limits.max_request_bytes:
             raise PayloadTooLargeError(
-                f"payload of {len(payload)} bytes exceeds the limit of {self.limits.max_request_bytes}"
+                f"payload of {len(payload)} bytes exceeds the server's max_request_bytes limit of "
+                f"{self.limits.max_request_bytes}"
             )
 
     def insert_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
@@ -199,7 +204,9 @@ class UnifiedAvroService:
         if not isinstance(records, list):
             raise ValidationError("'vectors' must be a list of records")
         if len(records) > self.limits.max_batch:
-            raise PayloadTooLargeError(f"batch of {len(records)} records exceeds the limit of {self.limits.max_batch}")
+            raise PayloadTooLargeError(
+                f"batch of {len(records)} records exceeds the server's max_batch limit of {self.limits.max_batch}"
+            )
         prepared = []
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
@@ -296,8 +303,6 @@ class UnifiedAvroService:
         return {"records": records, "next_cursor": next_cursor}
 
     def search(self, collection: str, params: SearchParams) -> list[list[dict[str, Any]]]:
-        if isinstance(params.k, int) and not isinstance(params.k, bool) and params.k > self.limits.max_k:
-            raise ValidationError(f"k must be at most {self.limits.max_k}")
         return self.engine.collection(collection).search_batch(
             params.queries,
             params.k,

@@ -27,13 +27,13 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from proximadb import progress
+from proximadb import deadline, progress
 from proximadb.codec.avro_batch import decode_vector_batch
 from proximadb.codec.framing import decode_frame
 from proximadb.codec.payload import encode_insert
@@ -48,6 +48,7 @@ from proximadb.errors import (
 )
 from proximadb.filters import Filter, compile_filter
 from proximadb.index import distance
+from proximadb.limits import Limits
 from proximadb.storage import compaction, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.manifest import Manifest, SegmentRef
@@ -81,7 +82,7 @@ class StorageOptions:
     flush_bytes: int = 256 << 20
     wal_segment_bytes: int = 64 << 20
     verify_segments: bool = True
-    max_batch: int = 100_000
+    limits: Limits = field(default_factory=Limits)  # request limits (proximadb.limits), enforced here
     auto_compact: bool = True  # background compaction after flushes, by compaction.needs_compaction
 
 
@@ -109,6 +110,11 @@ class Collection:
         self.index_builder = segment_index.IndexBuilder(config.name)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
         self._background: threading.Thread | None = None
+
+    def _request_lock(self) -> Any:
+        """The collection lock for a client request: gives up at the request's deadline (proximadb.deadline)."""
+        doing = f"waiting for collection {self.config.name!r} (busy with a flush or compaction)"
+        return deadline.locked(self._lock, doing)
 
     # ------------------------------------------------------------------ open/close
     def _new_memtable(self) -> Memtable:
@@ -204,24 +210,27 @@ class Collection:
 
     def _write_insert(self, op: InsertOp, payload: bytes | None) -> list[str]:
         n = len(op.ids)
-        if n > self.options.max_batch:
-            raise PayloadTooLargeError(f"batch of {n} records exceeds the limit of {self.options.max_batch}")
+        limits = self.options.limits
+        if n > limits.max_batch:
+            raise PayloadTooLargeError(
+                f"batch of {n} records exceeds the server's max_batch limit of {limits.max_batch}"
+            )
         if op.vectors.shape != (n, self.dim):
             raise MalformedPayloadError(f"batch holds {op.vectors.shape[0]} vectors for {n} ids")
-        check_ids(op.ids)
+        check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_finite(op.vectors, op.ids)
         if self._metric == "cosine":
             check_nonzero(op.vectors, op.ids)
         for i, md in enumerate(op.metadata):
             if md:
-                check_metadata(md, f"record {i} (id {op.ids[i]!r})")
+                check_metadata(md, f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
         if n and not op.timestamps.all():
             # Stamp server time where the client sent 0. The client's payload is still
             # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
             op.timestamps = np.where(op.timestamps == 0, now_us(), op.timestamps).astype(np.int64)
         if n == 0:
             return []
-        with self._lock:
+        with self._request_lock():
             if not op.upsert:
                 existing = self._existing(op.ids)
                 if existing:
@@ -238,8 +247,8 @@ class Collection:
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete the given ids; returns how many existed. Unknown ids are ignored."""
-        ids = check_ids(list(ids), allow_duplicates=True)
-        with self._lock:
+        ids = check_ids(list(ids), allow_duplicates=True, max_bytes=self.options.limits.max_id_bytes)
+        with self._request_lock():
             present = list(dict.fromkeys(i for i in ids if self._locate(i) is not None))
             if not present:
                 return 0
@@ -252,19 +261,20 @@ class Collection:
         flt = compile_filter(filter_spec)
         if flt is None:
             raise ValidationError("delete by filter needs a non-empty filter")
-        with self._lock:
+        with self._request_lock():
             matched = [rec_id for rec_id, md in self._iter_live_metadata() if flt.matches(md)]
             if not matched:
                 return 0
+            deadline.check(f"matching the delete filter in collection {self.config.name!r}")
             seq = self._log_and_apply(DeleteOp(matched))
         self._wal.wait_durable(seq)
         return len(matched)
 
     def update_metadata(self, id_: str, metadata: Metadata, *, replace: bool = False) -> dict[str, Any]:
         """Merge (or with ``replace``, swap) a record's metadata; a None value removes a key on merge."""
-        check_ids([id_])
-        check_metadata(metadata, f"id {id_!r}")
-        with self._lock:
+        check_ids([id_], max_bytes=self.options.limits.max_id_bytes)
+        check_metadata(metadata, f"id {id_!r}", self.options.limits.max_metadata_bytes)
+        with self._request_lock():
             if self._locate(id_) is None:
                 raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.config.name}")
             seq = self._log_and_apply(UpdateOp([MetadataPatch(id_, dict(metadata), replace)], now_us()))
@@ -552,18 +562,18 @@ class Collection:
         return rec
 
     def get(self, id_: str, *, include_vector: bool = True) -> dict[str, Any] | None:
-        with self._lock:
+        with self._request_lock():
             return self._record(id_, include_vector)
 
     def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
         """The records that exist, in the order asked (missing ids are left out)."""
-        with self._lock:
+        with self._request_lock():
             found = (self._record(i, include_vectors) for i in ids)
             return [r for r in found if r is not None]
 
     def count(self, filter_spec: dict[str, Any] | str | None = None) -> int:
         flt = compile_filter(filter_spec)
-        with self._lock:
+        with self._request_lock():
             if flt is None:
                 return self.memtable.live_count + sum(s.live_count for s in self.segments)
             return sum(1 for _, md in self._iter_live_metadata() if flt.matches(md))
@@ -589,7 +599,7 @@ class Collection:
             raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
         flt = compile_filter(filter_spec)
         page: list[dict[str, Any]] = []
-        with self._lock:
+        with self._request_lock():
             streams = [self._segment_ids_after(seg, cursor) for seg in self.segments]
             streams.append(self.memtable.live_ids_sorted(cursor))
             for id_ in heapq.merge(*streams):
@@ -626,7 +636,7 @@ class Collection:
         nprobe: int | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Top-k per query over memtable + segments, best first; filters apply inside the scan."""
-        check_k(k)
+        check_k(k, self.options.limits.max_k)
         ef = check_search_knob("ef", ef)
         nprobe = check_search_knob("nprobe", nprobe)
         queries = query_matrix(vectors, self.dim)
@@ -634,7 +644,7 @@ class Collection:
             check_nonzero(queries, [f"query {i}" for i in range(len(queries))])
             queries = distance.normalize_rows(queries)
         flt = compile_filter(filter_spec)
-        with self._lock:  # a snapshot; the scan itself runs without the lock, GIL released
+        with self._request_lock():  # a snapshot; the scan itself runs without the lock, GIL released
             snap = self.memtable.snapshot()
             sources: list[tuple[np.ndarray, np.ndarray, Any]] = [
                 (seg.vectors, (seg.deleted == 0).view(np.uint8), seg) for seg in self.segments
@@ -647,6 +657,8 @@ class Collection:
         for s_idx, (base, alive, owner) in enumerate(sources):
             if base.shape[0] == 0:
                 continue
+            if cand_d:  # between parts, never before the first
+                deadline.check(f"searching collection {self.config.name!r} ({s_idx} of {len(sources)} parts done)")
             mask = alive if flt is None else (alive & self._filter_mask(flt, owner.metadata, base.shape[0]))
             index = getattr(owner, "index", None)
             if index is not None and not exact:
@@ -733,7 +745,7 @@ class Collection:
         return asdict(wal.stats()) if wal is not None else {}
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
+        with self._request_lock():
             wal = self.wal
             return {
                 "name": self.config.name,

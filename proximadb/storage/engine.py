@@ -48,7 +48,8 @@ class Engine:
         """Open (creating if needed) a data directory; replays every collection's WAL.
 
         Options are the fields of :class:`StorageOptions` (wal_strategy, wal_compression,
-        fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, max_batch, auto_compact).
+        fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, limits, auto_compact);
+        ``limits`` is a :class:`proximadb.limits.Limits`.
         """
         known = {f.name for f in fields(StorageOptions)}
         unknown = set(options) - known
@@ -94,6 +95,11 @@ class Engine:
 
     def create_collection(self, name: str, dimension: int, **settings: Any) -> dict[str, Any]:
         cfg = CollectionConfig.new(name, dimension, **settings)
+        limit = self.options.limits.max_dimension
+        if cfg.dimension > limit:
+            raise ValidationError(
+                f"dimension {cfg.dimension} is over this server's max_dimension limit of {limit}"
+            )
         with self._lock:
             catalog = self._catalog
             if catalog.find(cfg.name) is not None:

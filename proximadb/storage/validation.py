@@ -12,28 +12,31 @@ from collections.abc import Sequence
 import numpy as np
 
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
+from proximadb.limits import Limits, metadata_bytes
 from proximadb.storage.operations import Metadata
 
-MAX_ID_BYTES = 1024
+DEFAULT_LIMITS = Limits()
+MAX_ID_BYTES = DEFAULT_LIMITS.max_id_bytes
 MAX_METADATA_KEY_BYTES = 256
-MAX_K = 10_000
+MAX_K = DEFAULT_LIMITS.max_k
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def check_ids(ids: Sequence[object], *, allow_duplicates: bool = False) -> list[str]:
+def check_ids(ids: Sequence[object], *, allow_duplicates: bool = False, max_bytes: int = MAX_ID_BYTES) -> list[str]:
     ids = list(ids)
-    # Fast path for the common case: all strings of 1..MAX_ID_BYTES/4 characters (<= MAX_ID_BYTES in UTF-8).
+    # Fast path for the common case: all strings of 1..max_bytes/4 characters (<= max_bytes in UTF-8).
     if ids and set(map(type, ids)) == {str}:  # C-level check; a generator of isinstance costs 0.25 ms/1,000
         lengths = list(map(len, ids))
-        if min(lengths) > 0 and max(lengths) <= MAX_ID_BYTES // 4 and (allow_duplicates or len(set(ids)) == len(ids)):
+        if min(lengths) > 0 and max(lengths) <= max_bytes // 4 and (allow_duplicates or len(set(ids)) == len(ids)):
             return ids  # type: ignore[return-value]
     seen: set[str] = set()
     for i, id_ in enumerate(ids):
         if not isinstance(id_, str):
             raise ValidationError(f"record {i}: id must be a string, not {type(id_).__name__}")
         size = len(id_.encode("utf-8", "surrogatepass"))
-        if size == 0 or size > MAX_ID_BYTES:
-            raise ValidationError(f"record {i}: id must be 1 to {MAX_ID_BYTES} bytes of UTF-8, got {size}")
+        if size == 0 or size > max_bytes:
+            limit = " (the server's max_id_bytes limit)" if size else ""
+            raise ValidationError(f"record {i}: id must be 1 to {max_bytes} bytes of UTF-8{limit}, got {size}")
         if not allow_duplicates:
             if id_ in seen:
                 raise ValidationError(f"record {i}: id {id_!r} appears more than once in this batch")
@@ -63,8 +66,11 @@ def check_nonzero(vectors: np.ndarray, ids: Sequence[str]) -> None:
         )
 
 
-def check_metadata(metadata: object, where: str) -> Metadata:
-    """The metadata value union: null, boolean, long, double, string, array<string>."""
+def check_metadata(metadata: object, where: str, max_bytes: int = DEFAULT_LIMITS.max_metadata_bytes) -> Metadata:
+    """The metadata value union: null, boolean, long, double, string, array<string>; at most ``max_bytes``.
+
+    Values are flat by construction (no nested objects), so there is no depth to limit.
+    """
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
@@ -88,12 +94,19 @@ def check_metadata(metadata: object, where: str) -> Metadata:
             f"{where}: metadata.{key} has type {type(value).__name__}; allowed are null, boolean, "
             "integer, float, string and list of strings"
         )
+    size = metadata_bytes(metadata, max_bytes)
+    if size > max_bytes:
+        raise ValidationError(
+            f"{where}: metadata is {size if size <= 2 * max_bytes else 'more than ' + str(size)} bytes, over the "
+            f"server's max_metadata_bytes limit of {max_bytes}"
+        )
     return metadata
 
 
-def check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise ValidationError(f"k must be an integer from 1 to {MAX_K}, not {k!r}")
+def check_k(k: object, max_k: int = MAX_K) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+        over = " (the server's max_k limit)" if isinstance(k, int) and not isinstance(k, bool) and k > max_k else ""
+        raise ValidationError(f"k must be an integer from 1 to {max_k}{over}, not {k!r}")
     return k
 
 

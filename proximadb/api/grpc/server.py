@@ -60,6 +60,9 @@ def build_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="proximadb-grpc"),
         options=options,
+        # Bounds the RPCs gRPC holds (running + queued for a worker); more are refused with RESOURCE_EXHAUSTED
+        # instead of queueing without end. The daemon-wide limit is admission's (servicer.py).
+        maximum_concurrent_rpcs=max_workers,
         interceptors=[AuthInterceptor(keys, service.metrics)] if keys is not None and keys.enabled else None,
     )
     pb_grpc.add_ProximaDBServicer_to_server(ProximaDBServicer(service), server)

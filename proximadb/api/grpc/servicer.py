@@ -10,6 +10,8 @@ Every method goes through :func:`_rpc`, which
   stable error code in the trailing metadata ``proximadb-error-code`` (the SDK rebuilds the
   same exception from it);
 * turns anything else into INTERNAL with a generic message, the traceback going to the log;
+* holds an admission slot and the request's deadline (the server's request_timeout or the
+  client's deadline, whichever is shorter) while the method runs, except for ``Health``;
 * records ``proximadb_requests_total{protocol="grpc",route,code}`` and
   ``proximadb_request_seconds{protocol="grpc",route}``.
 """
@@ -33,6 +35,8 @@ from proximadb.service.unified import UnifiedAvroService, encode_records
 
 log = logging.getLogger("proximadb.api.grpc")
 
+UNLIMITED_RPCS = frozenset({"Health"})  # probes bypass admission (proximadb.service.admission)
+
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Context = grpc.ServicerContext
@@ -54,7 +58,10 @@ def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
         started = time.perf_counter()
         code = "OK"
         try:
-            return method(self, request, context)
+            if route in UNLIMITED_RPCS:
+                return method(self, request, context)
+            with self.service.admission.request("grpc", context.time_remaining()):
+                return method(self, request, context)
         except ProximaDBError as exc:
             status = _status(exc.grpc_status)
             code = status.name

@@ -13,6 +13,7 @@ from typing import Any
 import falcon
 
 from proximadb.api.rest import errors
+from proximadb.api.rest.admission import AdmissionMiddleware
 from proximadb.api.rest.auth import AuthMiddleware
 from proximadb.api.rest.collections import (
     CollectionCompactResource,
@@ -61,6 +62,7 @@ def create_app(service: UnifiedAvroService, keys: KeyStore | None = None) -> fal
     middleware: list[Any] = [MetricsMiddleware(service.metrics)]
     if keys is not None and keys.enabled:
         middleware.append(AuthMiddleware(keys))
+    middleware.append(AdmissionMiddleware(service.admission))  # after auth: a refused key takes no slot
     app = falcon.App(middleware=middleware)
     # Bodies are read and parsed by proximadb.api.rest.media (size cap, strict JSON), never by Falcon.
     app.req_options.auto_parse_form_urlencoded = False

@@ -17,7 +17,7 @@ from typing import Any
 import falcon
 import numpy as np
 
-from proximadb.errors import MalformedPayloadError, PayloadTooLargeError, ValidationError
+from proximadb.errors import BodyTimeoutError, MalformedPayloadError, PayloadTooLargeError, ValidationError
 
 JSON = "application/json"
 AVRO = "application/avro"
@@ -37,7 +37,20 @@ def media_type(req: falcon.Request) -> str:
 
 
 def read_body(req: falcon.Request, limit: int) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes (413) before reading what it can."""
+    """The raw body, refusing more than ``limit`` bytes (413) before reading what it can.
+
+    A client that stalls mid-body past the socket timeout the admission middleware set gets 408.
+    """
+    try:
+        return _read_body(req, limit)
+    except (TimeoutError, BlockingIOError):
+        raise BodyTimeoutError(
+            "the request body did not arrive in time (the client stalled while sending it); "
+            "the connection is closed"
+        ) from None
+
+
+def _read_body(req: falcon.Request, limit: int) -> bytes:
     length = req.content_length  # falcon refuses a malformed header with 400
     if length is not None:
         if length > limit:

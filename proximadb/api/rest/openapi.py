@@ -31,14 +31,22 @@ def _body(schema: dict[str, Any], *, avro: str | None = None, required: bool = T
 _ERRORS = {
     str(status): {"$ref": f"#/components/responses/{name}"}
     for status, name in ((400, "BadRequest"), (401, "Unauthenticated"), (403, "PermissionDenied"), (404, "NotFound"),
-                         (409, "Conflict"), (413, "TooLarge"), (415, "UnsupportedMediaType"),
+                         (408, "BodyTimeout"), (409, "Conflict"), (413, "TooLarge"), (415, "UnsupportedMediaType"),
                          (422, "UnsupportedSchemaVersion"), (429, "TooManyRequests"), (500, "InternalError"),
                          (503, "Unavailable"), (504, "Timeout"), (507, "DiskFull"))
 }
 
 
+_TIMEOUT_HEADER = {
+    "name": "X-Request-Timeout", "in": "header", "required": False,
+    "description": "seconds this request may take (the server's request_timeout is the upper bound); "
+                   "past it the answer is 504 and nothing was changed",
+    "schema": {"type": "number", "minimum": 0.001, "maximum": 86400},
+}
+
+
 def _op(summary: str, data: dict[str, Any], *, status: int = 200, body: dict[str, Any] | None = None,
-        avro_result: bool = False, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        avro_result: bool = False, params: list[dict[str, Any]] | None = None, limited: bool = True) -> dict[str, Any]:
     content: dict[str, Any] = {JSON: {"schema": _envelope(data)}}
     if avro_result:
         content[AVRO] = {"schema": {"type": "string", "format": "binary",
@@ -47,6 +55,7 @@ def _op(summary: str, data: dict[str, Any], *, status: int = 200, body: dict[str
                                                              **_ERRORS}}
     if body is not None:
         op["requestBody"] = body
+    params = [*(params or []), *([_TIMEOUT_HEADER] if limited else [])]
     if params:
         op["parameters"] = params
     return op
@@ -142,9 +151,13 @@ RESPONSES = {
     "Unauthenticated": _error_response("API keys are configured and the request has no valid one"),
     "PermissionDenied": _error_response("a read-only API key used for a write"),
     "Conflict": _error_response("the collection or vector id already exists"),
-    "TooManyRequests": _error_response("too many concurrent requests: retry later"),
+    "TooManyRequests": {**_error_response("max_concurrent_requests are in flight; nothing was done: retry after "
+                                          "Retry-After seconds"),
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+    "BodyTimeout": _error_response("the client stalled while sending the request body"),
     "Unavailable": _error_response("the server is starting, stopping or not ready"),
-    "Timeout": _error_response("the request took longer than the server's request timeout"),
+    "Timeout": _error_response("the request ran out of time (request_timeout or X-Request-Timeout) before it "
+                               "changed anything"),
     "DiskFull": _error_response("no space left on the server's disk: the write was refused, nothing kept"),
 }
 
@@ -156,8 +169,8 @@ _SEARCH_BATCH = {"allOf": [_ref("SearchOptions"), {"type": "object", "required":
 _GET_PARAMS = [_query_param("include_vector", {"type": "boolean", "default": True}, "include the vector")]
 
 PATHS: dict[str, dict[str, Any]] = {
-    "/health": {"get": _op("service health, version, schema versions, advertised ports", _OBJ)},
-    "/ready": {"get": _op("ready to serve (503 when not)", _OBJ)},
+    "/health": {"get": _op("service health, version, schema versions, advertised ports", _OBJ, limited=False)},
+    "/ready": {"get": _op("ready to serve (503 when not)", _OBJ, limited=False)},
     "/metrics": {"get": {"summary": "Prometheus metrics (text format 0.0.4)", "responses": {"200": {
         "description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {

@@ -1,0 +1,81 @@
+"""What one request may ask of the server: the configurable request limits.
+
+Every limit has a safe default and a hard ceiling. The daemon takes them from
+``proximadb serve`` flags, ``PROXIMADB_*`` variables or the config file
+(``max_batch``, ``max_k``, ...); an embedded :class:`~proximadb.storage.engine.Engine`
+takes them with ``Engine.open(path, limits=Limits(...))``. The storage engine
+enforces them on every write and search, whichever protocol the request came
+by, so they cannot be bypassed by choosing a different door. A request over a
+limit is refused whole with a message that names the limit and its setting;
+nothing of it is written.
+
+* ``max_request_bytes``: a request body or gRPC message (HTTP 413 / RESOURCE_EXHAUSTED).
+* ``max_batch``: records in one write (413 / RESOURCE_EXHAUSTED).
+* ``max_k``: results per query (400 / INVALID_ARGUMENT).
+* ``max_dimension``: vector dimension of a new collection (400). Existing
+  collections keep working if the limit is later lowered below their dimension.
+* ``max_id_bytes``: UTF-8 bytes of one record id (400).
+* ``max_metadata_bytes``: one record's metadata, measured as the UTF-8 bytes of
+  its keys and string values plus 8 bytes per number or boolean (400).
+
+Metadata depth needs no limit: the schema allows only flat values (null,
+boolean, integer, float, string, list of strings); a nested object is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from proximadb.errors import ValidationError
+
+# Settings -> (lowest, highest) accepted value. The highest are what the formats and the
+# query code are built and tested for; the defaults sit well inside them.
+CEILINGS: dict[str, tuple[int, int]] = {
+    "max_request_bytes": (1024, (2 << 30) - 1),  # gRPC messages are at most 2 GiB - 1
+    "max_batch": (1, 1_000_000),
+    "max_k": (1, 100_000),
+    "max_dimension": (1, 65_536),
+    "max_id_bytes": (1, 4096),
+    "max_metadata_bytes": (64, 16 << 20),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_request_bytes: int = 64 << 20
+    max_batch: int = 100_000
+    max_k: int = 10_000
+    max_dimension: int = 65_536
+    max_id_bytes: int = 1024
+    max_metadata_bytes: int = 64 << 10
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lo, hi = CEILINGS[f.name]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValidationError(f"{f.name} must be an integer from {lo} to {hi}, not {value!r}")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Limits:
+        """The limits among ``settings`` (other keys are ignored)."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
+
+
+def metadata_bytes(metadata: Mapping[str, Any], stop_after: int) -> int:
+    """The size :data:`Limits.max_metadata_bytes` counts; stops counting once over ``stop_after``."""
+    total = 0
+    for key, value in metadata.items():
+        total += len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass"))
+        if isinstance(value, str):
+            total += len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                total += (len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))) + 1
+        elif value is not None:
+            total += 8
+        if total > stop_after:
+            break
+    return total
