@@ -57,3 +57,16 @@ def dump_in_fresh_process(data_dir: Path, **options: Any) -> dict[str, dict[str,
     if proc.returncode != 0:
         raise AssertionError(f"dump process failed ({proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout)
+
+
+def rest_of_output(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Everything a killed child wrote after the lines already read with ``readline()``.
+
+    Not ``communicate()``: it reads the raw pipe and silently drops what ``readline()`` had
+    already buffered, which on a busy machine is many lines (acknowledgements, in crash tests).
+    """
+    assert proc.stdout is not None and proc.stderr is not None
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=30)
+    return out, err

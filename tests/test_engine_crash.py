@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _crash_workload import apply_to_model
-from _support import child_env, dump_in_fresh_process
+from _support import child_env, dump_in_fresh_process, rest_of_output
 
 WORKLOAD = Path(__file__).with_name("_crash_workload.py")
 
@@ -49,7 +49,7 @@ def _run_round(data_dir: Path, seed: int, start: int, opts: dict, kill_after: fl
     assert ready.strip() == "READY", proc.stderr.read() if proc.stderr else ready
     time.sleep(kill_after)
     proc.send_signal(signal.SIGKILL)
-    out, err = proc.communicate(timeout=30)
+    out, err = rest_of_output(proc)
     assert proc.returncode == -signal.SIGKILL, f"writer died on its own ({proc.returncode}):\n{err}"
     return out.splitlines()
 
