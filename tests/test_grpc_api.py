@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from proximadb.api.grpc import ENVELOPE_BYTES, ERROR_CODE_METADATA, SERVICE_NAME
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
-from proximadb.api.grpc.server import build_server
+from proximadb.api.grpc.server import build_server, stop_serving
 from proximadb.codec.avro_batch import decode_vector_batch
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.service.unified import Limits, UnifiedAvroService
@@ -115,6 +116,20 @@ def test_health_rpc(served: Served) -> None:
     assert answer.current_schema_version in answer.schema_versions
     assert answer.version
     assert not answer.HasField("grpc_port")  # nothing advertised in-process
+
+
+def test_health_watchers_see_not_serving_when_the_server_stops(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "data", fsync="never") as engine:
+        server, port = build_server(UnifiedAvroService(engine), "127.0.0.1", 0, max_message_bytes=LIMIT)
+        server.start()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                                                               timeout=TIMEOUT)
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            stopper = threading.Thread(target=stop_serving, args=(server, 2.0))
+            stopper.start()
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            stopper.join()
 
 
 def test_standard_health_service_answers_serving(served: Served) -> None:

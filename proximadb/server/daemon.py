@@ -139,8 +139,10 @@ class Runtime:
         return cls(engine, service, grpc_server, grpc_port, app)
 
     def stop(self) -> None:
-        log.info("stopping: gRPC (5 s grace), then the engine")
-        self.grpc_server.stop(grace=5).wait()
+        from proximadb.api.grpc.server import stop_serving
+
+        log.info("stopping: gRPC health NOT_SERVING, in-flight RPCs (5 s grace), then the engine")
+        stop_serving(self.grpc_server, grace=5)
         self.engine.close()
         log.info("stopped cleanly; WAL flushed and closed")
 

@@ -1,12 +1,13 @@
 """Build the gRPC server: the ProximaDB service plus the standard ``grpc.health.v1`` service.
 
-The caller owns the lifecycle (``server.start()``, ``server.stop(grace)``); build it after any
+The caller owns the lifecycle (``server.start()``, :func:`stop_serving`); build it after any
 fork (see DESIGN.md: gunicorn forks, and a gRPC server made before the fork breaks in the child).
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from concurrent import futures
 
 import grpc
@@ -20,6 +21,18 @@ from proximadb.server.auth import KeyStore
 from proximadb.service.unified import UnifiedAvroService
 
 log = logging.getLogger("proximadb.api.grpc")
+
+
+_HEALTH: weakref.WeakKeyDictionary[grpc.Server, health.HealthServicer] = weakref.WeakKeyDictionary()
+
+
+def stop_serving(server: grpc.Server, grace: float) -> None:
+    """Stop: grpc.health.v1 says NOT_SERVING first (load balancers and watchers see it), then
+    in-flight RPCs get ``grace`` seconds, then the server is gone."""
+    servicer = _HEALTH.pop(server, None)
+    if servicer is not None:
+        servicer.enter_graceful_shutdown()
+    server.stop(grace=grace).wait()
 
 
 def _address(host: str, port: int) -> str:
@@ -71,6 +84,7 @@ def build_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    _HEALTH[server] = health_servicer
 
     address = _address(host, port)
     try:
