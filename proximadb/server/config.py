@@ -54,6 +54,7 @@ from proximadb.limits import CEILINGS, Limits
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SECRET_SETTINGS = ("api_keys", "read_only_api_keys")  # never echoed in messages
+DEFAULT_LIMITS = Limits()
 LIMIT_SETTINGS = tuple(CEILINGS)  # max_request_bytes, max_batch, max_k, ... (proximadb.limits)
 SPARE_THREADS = 8  # worker threads beyond max_concurrent_requests, to refuse the excess quickly
 
@@ -77,12 +78,12 @@ class ServerConfig:
     wal_segment_bytes: int = 64 << 20
     log_level: str = "info"
     log_format: str = "text"
-    max_request_bytes: int = 64 << 20
-    max_batch: int = 100_000
-    max_k: int = 10_000
-    max_dimension: int = 65_536
-    max_id_bytes: int = 1024
-    max_metadata_bytes: int = 64 << 10
+    max_request_bytes: int = DEFAULT_LIMITS.max_request_bytes  # the request limits: proximadb.limits
+    max_batch: int = DEFAULT_LIMITS.max_batch
+    max_k: int = DEFAULT_LIMITS.max_k
+    max_dimension: int = DEFAULT_LIMITS.max_dimension
+    max_id_bytes: int = DEFAULT_LIMITS.max_id_bytes
+    max_metadata_bytes: int = DEFAULT_LIMITS.max_metadata_bytes
     max_concurrent_requests: int = 64
     request_timeout: float = 30.0
     threads: int = 0
