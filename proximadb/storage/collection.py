@@ -16,13 +16,28 @@ deleted and puts the new version in the memtable, so segments stay immutable.
 Recovery: load the manifest, drop what it does not name (a flush that died
 before its manifest swap), load the segments, replay WAL frames after the
 checkpoint through the same ``_apply`` the live path uses.
+
+Flush: write the memtable as a new segment, the changed deletion bitmaps, then
+the manifest (the commit point), then checkpoint the WAL. A failure before the
+commit point (ENOSPC above all) changes nothing: what was written is removed at
+once, the memtable keeps its rows and the WAL keeps its frames, and an error
+is logged ("disk full while flushing collection X: N records stay in the
+WAL/memtable ..."). A flush triggered by a write never fails that write (it is
+logged and applied already); it is retried by a later write, at most every
+``FLUSH_RETRY_SECONDS`` and only once the free space could hold the segment's
+vector block, or at once by :meth:`Collection.flush`, which raises
+DiskFullError. Failures after the commit point (WAL checkpoint, removing old
+files) are logged, not raised: the flush happened.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import errno
 import heapq
 import logging
+import os
 import shutil
 import threading
 import time
@@ -38,9 +53,11 @@ from proximadb.codec.avro_batch import decode_vector_batch
 from proximadb.codec.framing import decode_frame
 from proximadb.codec.payload import encode_insert
 from proximadb.errors import (
+    DiskFullError,
     EngineClosedError,
     MalformedPayloadError,
     PayloadTooLargeError,
+    StorageError,
     UnknownOperationError,
     ValidationError,
     VectorExistsError,
@@ -51,7 +68,7 @@ from proximadb.index import distance
 from proximadb.limits import Limits
 from proximadb.storage import compaction, segment_index
 from proximadb.storage.catalog import CollectionConfig
-from proximadb.storage.manifest import Manifest, SegmentRef
+from proximadb.storage.manifest import Manifest, ManifestNotDurableError, SegmentRef
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import NO_EXPIRY, DeleteOp, InsertOp, Metadata, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment, SegmentData, segment_dir_name, write_segment
@@ -94,6 +111,28 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+FLUSH_RETRY_SECONDS = 1.0  # a write retries a failed flush no sooner than this
+FLUSH_LOG_SECONDS = 30.0  # while flushes keep failing, the error is logged at most this often
+
+
+@dataclass(slots=True)
+class _FlushRetry:
+    """Automatic flushes that keep failing (disk full): when a write may try again, what was logged."""
+
+    failures: int = 0  # consecutive failed attempts
+    retry_at: float = 0.0  # time.monotonic() before which a write does not try again
+    logged_at: float = float("-inf")
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DiskFullError) or (isinstance(seen, OSError) and seen.errno == errno.ENOSPC):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Collection:
     def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
         self.config = config
@@ -107,6 +146,7 @@ class Collection:
         self.manifest = Manifest()
         self.wal: WriteAheadLog | None = None
         self.last_flush_error: str | None = None
+        self._flush_retry = _FlushRetry()
         self.index_builder = segment_index.IndexBuilder(config.name)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
         self._background: threading.Thread | None = None
@@ -403,7 +443,15 @@ class Collection:
         collection lock. See compaction.py for why this is crash-safe.
         """
         with self._compaction_lock:
-            return self._compact(segment_ids).to_dict()
+            try:
+                return self._compact(segment_ids).to_dict()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise DiskFullError(
+                    f"disk full while compacting collection {self.config.name}: its segments are untouched and "
+                    f"the partial output was removed; free space and compact again ({exc})"
+                ) from exc
 
     def _compact(self, segment_ids: Sequence[int] | None) -> compaction.CompactionReport:
         started = time.monotonic()
@@ -426,35 +474,51 @@ class Collection:
         with progress.track("compaction", self.config.name, total=report.rows_before) as task:
             merged = compaction.merge_rows(plan, task.update)
         new: Segment | None = None
-        if merged.data.ids:
-            path = write_segment(self.directory / "segments", plan.segment_id, merged.data,
-                                 {"created_at": time.time(), "compacted_from": report.merged,
-                                  "metric": self.config.distance_metric})
-            new = Segment(path, verify=False)
-        with self._lock:
-            if self.wal is None:
-                raise EngineClosedError(f"collection {self.config.name} closed during compaction")
-            written = None
-            if new is not None:
-                dropped = [i for i, seg in enumerate(inputs) if seg not in self.segments]
-                persisted_now = compaction.carry_deletions(plan, merged, new, dropped)
-                if persisted_now.any():
-                    written = new.write_deletions(persisted_now)
-            remaining = [s for s in self.segments if s not in inputs]
-            refs = {ref.id: ref for ref in self.manifest.segments}
-            manifest = Manifest(
-                checkpoint_seq=self.manifest.checkpoint_seq,
-                next_segment_id=self.manifest.next_segment_id,
-                segments=[refs[s.id] for s in remaining if s.id in refs]
-                + ([SegmentRef(new.id, written[0] if written else 0)] if new is not None else []),
-            )
-            manifest.save(self.directory)  # the commit point
-            if new is not None:
-                new.commit_deletions(written)
-            self.manifest = manifest
-            self.segments = remaining + ([new] if new is not None else [])
-        for seg in inputs:
-            shutil.rmtree(seg.path, ignore_errors=True)
+        new_path = self.directory / "segments" / segment_dir_name(plan.segment_id)
+        committed = False
+        durable = True
+        try:
+            if merged.data.ids:
+                write_segment(self.directory / "segments", plan.segment_id, merged.data,
+                              {"created_at": time.time(), "compacted_from": report.merged,
+                               "metric": self.config.distance_metric})
+                new = Segment(new_path, verify=False)
+            with self._lock:
+                if self.wal is None:
+                    raise EngineClosedError(f"collection {self.config.name} closed during compaction")
+                written = None
+                if new is not None:
+                    dropped = [i for i, seg in enumerate(inputs) if seg not in self.segments]
+                    persisted_now = compaction.carry_deletions(plan, merged, new, dropped)
+                    if persisted_now.any():
+                        written = new.write_deletions(persisted_now)
+                remaining = [s for s in self.segments if s not in inputs]
+                refs = {ref.id: ref for ref in self.manifest.segments}
+                manifest = Manifest(
+                    checkpoint_seq=self.manifest.checkpoint_seq,
+                    next_segment_id=self.manifest.next_segment_id,
+                    segments=[refs[s.id] for s in remaining if s.id in refs]
+                    + ([SegmentRef(new.id, written[0] if written else 0)] if new is not None else []),
+                )
+                try:
+                    manifest.save(self.directory)  # the commit point
+                except ManifestNotDurableError as exc:
+                    durable = False  # in force, but a crash may bring the old one back: keep the inputs
+                    log.error("collection %s: %s; the compacted segments' files stay until the next open",
+                              self.config.name, exc)
+                committed = True
+                if new is not None:
+                    new.commit_deletions(written)
+                self.manifest = manifest
+                self.segments = remaining + ([new] if new is not None else [])
+        except BaseException:
+            if not committed:  # the inputs are untouched; the partial output goes now (its space is needed)
+                new = None  # drop the memory map before the files go
+                shutil.rmtree(new_path, ignore_errors=True)
+            raise
+        if durable:
+            for seg in inputs:
+                shutil.rmtree(seg.path, ignore_errors=True)
         if new is not None:
             self._index_segment(new, load_existing=False)
         report.segments_after = len(self.segments)
@@ -473,6 +537,13 @@ class Collection:
         picked = compaction.needs_compaction(self.segments, self.options.flush_bytes)
         if not picked:
             return
+        need = sum(s.live_count for s in picked) * self.dim * 4
+        free = self._free_bytes()
+        if free is not None and free < need:  # cannot fit: do not fill the disk only to fail
+            log.warning("collection %s: background compaction of segments %s skipped: %d bytes free, it needs "
+                        "more than %d; it is tried again after a later flush", self.config.name,
+                        [s.id for s in picked], free, need)
+            return
         ids = [s.id for s in picked]
 
         def run() -> None:
@@ -480,6 +551,9 @@ class Collection:
                 self.compact(ids)
             except EngineClosedError:
                 pass
+            except DiskFullError as exc:
+                log.error("collection %s: background compaction failed: %s; it is tried again after a later flush",
+                          self.config.name, exc)
             except Exception:
                 log.exception("collection %s: background compaction failed", self.config.name)
 
@@ -488,67 +562,161 @@ class Collection:
 
     # ------------------------------------------------------------------ flush
     def _maybe_flush(self) -> None:
+        """Flush when the memtable is full. Never raises: the write that called it is logged and applied."""
         if self.memtable.approx_bytes < self.options.flush_bytes:
             return
+        if time.monotonic() < self._flush_retry.retry_at:
+            return  # a flush failed a moment ago; a later write tries again
         try:
+            self._check_flush_space()
             self._flush_locked()
-        except OSError as exc:
-            # The write that triggered this is already logged and applied; the
-            # memtable keeps the rows and the next write tries again.
-            self.last_flush_error = str(exc)
-            log.error("collection %s: flush failed, will retry: %s", self.config.name, exc)
+        except Exception as exc:
+            self._flush_failed(exc, explicit=False)
 
     def flush(self) -> None:
-        """Seal the memtable into a segment and checkpoint the WAL."""
+        """Seal the memtable into a segment and checkpoint the WAL.
+
+        On failure nothing is lost (the rows stay in the memtable and the WAL) and
+        the error is raised: DiskFullError when the disk is full.
+        """
         with self._lock:
-            self._flush_locked()
+            self._wal  # noqa: B018 - raises EngineClosedError when closed
+            try:
+                self._flush_locked()
+            except Exception as exc:
+                self._flush_failed(exc, explicit=True)
+                if _is_disk_full(exc) and not isinstance(exc, DiskFullError):
+                    raise DiskFullError(
+                        f"disk full while flushing collection {self.config.name}: "
+                        f"{self.memtable.live_count} records stay in the WAL/memtable (nothing is lost); "
+                        f"free space and flush again ({exc})"
+                    ) from exc
+                raise
+
+    def _free_bytes(self) -> int | None:
+        """Free space for new segments (None: unknown)."""
+        try:
+            st = os.statvfs(self.directory)
+        except OSError:
+            return None
+        return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+    def _check_flush_space(self) -> None:
+        """Refuse a flush that cannot fit: less free space than the segment's vector block alone."""
+        need = self.memtable.live_count * self.dim * 4
+        free = self._free_bytes()
+        if free is not None and free < need:
+            raise OSError(errno.ENOSPC, f"No space left on device: {free} bytes free, the segment needs more "
+                                        f"than {need}; nothing was written")
+
+    def _flush_failed(self, exc: BaseException, *, explicit: bool) -> None:
+        """Note and log a failed flush (repeats of automatic ones at most every FLUSH_LOG_SECONDS)."""
+        retry = self._flush_retry
+        now = time.monotonic()
+        retry.failures += 1
+        retry.retry_at = now + FLUSH_RETRY_SECONDS
+        self.last_flush_error = str(exc)
+        if not explicit and now - retry.logged_at < FLUSH_LOG_SECONDS:
+            return
+        retry.logged_at = now
+        how = f"the flush is retried by a later write (at most every {FLUSH_RETRY_SECONDS:g}s) or by an explicit flush"
+        if _is_disk_full(exc):
+            log.error("disk full while flushing collection %s: %d records stay in the WAL/memtable (nothing is "
+                      "lost; %d failed attempt(s)); free space, %s: %s", self.config.name,
+                      self.memtable.live_count, retry.failures, how, exc)
+        else:
+            log.error("flush of collection %s failed: %d records stay in the WAL/memtable (nothing is lost; %d "
+                      "failed attempt(s)); %s: %s", self.config.name, self.memtable.live_count, retry.failures,
+                      how, exc, exc_info=exc)
 
     def _flush_locked(self) -> None:
+        """Write the memtable as a segment and swap the manifest (see the module docstring on failures)."""
         started = time.monotonic()
-        seq = self._wal.last_seq
-        new_segments: list[Segment] = []
+        wal = self._wal
+        seq = wal.last_seq
         rows = self.memtable.live_rows()
-        if len(rows):
-            ids, vectors, metadata, timestamps = self.memtable.columns(rows)
-            seg_id = self.manifest.next_segment_id
-            path = write_segment(
-                self.directory / "segments",
-                seg_id,
-                SegmentData(ids, vectors, metadata, timestamps, self.memtable.expires_columns(rows)),
-                {"created_at": time.time(), "max_seq": seq, "metric": self.config.distance_metric},
-            )
-            new_segments.append(Segment(path, verify=False))
-            self.manifest.next_segment_id = seg_id + 1
         keep = [s for s in self.segments if s.live_count > 0]
-        written = [seg.write_deletions() for seg in keep]
-        manifest = Manifest(
-            checkpoint_seq=seq,
-            next_segment_id=self.manifest.next_segment_id,
-            segments=[
-                SegmentRef(s.id, w[0] if w else s.deletes_generation) for s, w in zip(keep, written, strict=True)
-            ] + [SegmentRef(s.id, 0) for s in new_segments],
-        )
-        manifest.save(self.directory)
+        new_paths: list[Path] = []
+        new_segments: list[Segment] = []
+        written: list[tuple[int, np.ndarray] | None] = []
+        durable = True
+        try:
+            if len(rows):
+                ids, vectors, metadata, timestamps = self.memtable.columns(rows)
+                seg_id = self.manifest.next_segment_id
+                self.manifest.next_segment_id = seg_id + 1  # never reused, even when this flush fails
+                new_paths.append(self.directory / "segments" / segment_dir_name(seg_id))
+                write_segment(
+                    self.directory / "segments",
+                    seg_id,
+                    SegmentData(ids, vectors, metadata, timestamps, self.memtable.expires_columns(rows)),
+                    {"created_at": time.time(), "max_seq": seq, "metric": self.config.distance_metric},
+                )
+                new_segments.append(Segment(new_paths[0], verify=False))
+            for seg in keep:
+                written.append(seg.write_deletions())
+            manifest = Manifest(
+                checkpoint_seq=seq,
+                next_segment_id=self.manifest.next_segment_id,
+                segments=[
+                    SegmentRef(s.id, w[0] if w else s.deletes_generation) for s, w in zip(keep, written, strict=True)
+                ] + [SegmentRef(s.id, 0) for s in new_segments],
+            )
+            try:
+                manifest.save(self.directory)  # the commit point
+            except ManifestNotDurableError as exc:
+                durable = False  # in force, but a crash may bring the old one back: keep what it needs
+                log.error("collection %s: %s; the WAL and the old files are kept until a later flush succeeds",
+                          self.config.name, exc)
+        except BaseException:
+            # Not committed: the manifest on disk still names the old state. Remove what this
+            # flush wrote (its space is needed) and leave memtable and WAL as they are.
+            new_segments.clear()  # drop the memory map before the files go
+            for path in new_paths:
+                shutil.rmtree(path, ignore_errors=True)
+            for seg, w in zip(keep, written, strict=False):
+                if w is not None:
+                    with contextlib.suppress(OSError):
+                        seg.remove_stale_bitmaps()
+            raise
         for seg, w in zip(keep, written, strict=True):
             seg.commit_deletions(w)
         dropped = [s for s in self.segments if s.live_count == 0]
         self.manifest = manifest
         self.segments = keep + new_segments
         self.memtable = self._new_memtable()
-        self._wal.checkpoint(seq)
-        for seg in keep:
-            seg.remove_stale_bitmaps()
-        for seg in dropped:
-            shutil.rmtree(seg.path, ignore_errors=True)
+        if durable:
+            self._after_flush_cleanup(wal, seq, keep, dropped)
         for seg in new_segments:
             self._index_segment(seg, load_existing=False)
         self._maybe_compact_in_background()
         self.last_flush_error = None
+        if self._flush_retry.failures:
+            log.info("collection %s: flush succeeded after %d failed attempt(s)", self.config.name,
+                     self._flush_retry.failures)
+            self._flush_retry = _FlushRetry()
         log.info(
             "collection %s: flushed %d rows into segment(s) %s at seq %d in %.2fs; %d live segment(s)",
             self.config.name, len(rows), [s.id for s in new_segments] or "none", seq,
             time.monotonic() - started, len(self.segments),
         )
+
+    def _after_flush_cleanup(self, wal: WriteAheadLog, seq: int, keep: list[Segment], dropped: list[Segment]) -> None:
+        """After the manifest swap: drop covered WAL files and old files. Failures are logged, not raised."""
+        try:
+            wal.checkpoint(seq)
+        except (OSError, StorageError) as exc:
+            log.warning("collection %s: flushed, but the WAL checkpoint at seq %d failed (%s); the WAL keeps "
+                        "frames that are in segments already until a later flush checkpoints it",
+                        self.config.name, seq, exc)
+        for seg in keep:
+            try:
+                seg.remove_stale_bitmaps()
+            except OSError as exc:
+                log.warning("collection %s: cannot remove old deletion bitmaps of %s: %s", self.config.name,
+                            seg.path, exc)
+        for seg in dropped:
+            shutil.rmtree(seg.path, ignore_errors=True)
 
     # ------------------------------------------------------------------ reads
     def _record(self, id_: str, include_vector: bool = True) -> dict[str, Any] | None:

@@ -18,6 +18,13 @@ kill -9 before it leaves the old segments (the half-written new directory is
 removed as an orphan on open), after it the new one; the input directories
 are deleted only after the swap. The merge itself runs without the lock, so
 reads and writes go on; only the swap holds it, briefly.
+
+A failure before the swap (ENOSPC while writing the merged segment, its
+bitmap or the manifest) leaves the inputs untouched and removes the partial
+output at once, not only on the next open; ``Collection.compact`` raises
+DiskFullError for ENOSPC. The background compaction after a flush is skipped
+while the free space could not even hold the merged vectors, logs a failure
+and is tried again after a later flush.
 """
 
 from __future__ import annotations

@@ -10,18 +10,33 @@ Stored as ``collections/<uuid>/MANIFEST``, a checksummed JSON document of kind
 
 Anything in ``segments/`` that the manifest does not name (a flush or
 compaction that crashed before its manifest swap) is removed on open.
+
+Saving is write ``MANIFEST.tmp``, fsync, rename over ``MANIFEST``, fsync the
+directory. :meth:`Manifest.save` tells its caller which side of the rename a
+failure fell on: an OSError (ENOSPC, typically) means the old manifest is still
+the one in force and ``MANIFEST.tmp`` has been removed, so the caller may roll
+back what it wrote for the new one; :class:`ManifestNotDurableError` means the
+rename happened (the new manifest is in force) but the directory fsync failed,
+so a crash could still bring the old one back: the caller must keep what both
+name (files of the old manifest, WAL frames after the old checkpoint) until a
+later save succeeds.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proximadb.errors import CorruptionError
-from proximadb.storage.docfile import read_doc, write_doc
+from proximadb.errors import CorruptionError, StorageError
+from proximadb.storage.docfile import encode_doc, fsync_dir, read_doc
 
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "MANIFEST"
+
+
+class ManifestNotDurableError(StorageError):
+    """The new manifest replaced the old one, but fsyncing the directory failed (see the module docstring)."""
 
 
 @dataclass(slots=True)
@@ -51,8 +66,12 @@ class Manifest:
         )
 
     def save(self, directory: Path) -> None:
-        write_doc(
-            directory / MANIFEST_NAME,
+        """Replace the manifest atomically and durably.
+
+        Raises OSError when the old manifest is still in force (nothing left behind),
+        ManifestNotDurableError when the new one is in force but may not survive a crash.
+        """
+        data = encode_doc(
             "manifest",
             {
                 "format": MANIFEST_FORMAT,
@@ -61,3 +80,25 @@ class Manifest:
                 "segments": [{"id": s.id, "deletes_generation": s.deletes_generation} for s in self.segments],
             },
         )
+        path = directory / MANIFEST_NAME
+        tmp = path.with_name(MANIFEST_NAME + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)  # the commit point
+        except BaseException:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise
+        try:
+            fsync_dir(directory)
+        except OSError as exc:
+            raise ManifestNotDurableError(f"{path} was replaced but fsyncing {directory} failed: {exc}") from exc

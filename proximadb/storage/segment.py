@@ -17,6 +17,11 @@ and renamed into place; the collection's manifest then names the segment
 and its current bitmap generation. Deletions after a flush live in the WAL
 until the next checkpoint writes a new bitmap generation.
 
+A write that fails (ENOSPC above all) leaves nothing behind: :func:`write_segment`
+removes its temporary directory (or, past the rename, the segment directory,
+which no manifest names yet) and :func:`write_bitmap` its partial file, so the
+space is free again at once and the caller can simply retry later.
+
 ``vectors.f32`` (little-endian)::
 
     offset size  field
@@ -93,9 +98,21 @@ def _write_file(path: Path, parts: list[bytes | memoryview]) -> dict[str, int]:
                 n = os.write(fd, view[:_CHUNK])
                 view = view[n:]
         os.fsync(fd)
-    finally:
-        os.close(fd)
+    except BaseException:
+        try:
+            os.close(fd)
+        finally:
+            _unlink_quietly(path)  # ours (O_EXCL): a partial file only holds space
+        raise
+    os.close(fd)
     return {"bytes": size, "crc32c": crc}
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _file_crc(path: Path) -> tuple[int, int]:
@@ -155,12 +172,29 @@ class SegmentData:
 
 def write_segment(segments_dir: Path, segment_id: int, data: SegmentData, extra: dict[str, Any],
                   *, schema_version: int = CURRENT_SCHEMA_VERSION) -> Path:
-    """Write a complete segment directory durably (meta.avro in ``schema_version``) and return its path."""
+    """Write a complete segment directory durably (meta.avro in ``schema_version``) and return its path.
+
+    On any error (ENOSPC: OSError with errno.ENOSPC) nothing is left behind and the error is raised.
+    """
     final = segments_dir / segment_dir_name(segment_id)
     tmp = segments_dir / (segment_dir_name(segment_id) + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    renamed = False
+    try:
+        _write_segment_files(tmp, segment_id, data, extra, schema_version)
+        os.replace(tmp, final)
+        renamed = True
+        fsync_dir(segments_dir)
+    except BaseException:
+        shutil.rmtree(final if renamed else tmp, ignore_errors=True)  # no manifest names it yet
+        raise
+    return final
+
+
+def _write_segment_files(tmp: Path, segment_id: int, data: SegmentData, extra: dict[str, Any],
+                         schema_version: int) -> None:
     rows, dim = data.vectors.shape
     vectors = np.ascontiguousarray(data.vectors, dtype="<f4")
     files = {
@@ -189,9 +223,6 @@ def write_segment(segments_dir: Path, segment_id: int, data: SegmentData, extra:
                   "schema_version": schema_version}
     write_doc(tmp / "segment.pxdb", "segment", descriptor)
     fsync_dir(tmp)
-    os.replace(tmp, final)
-    fsync_dir(segments_dir)
-    return final
 
 
 def write_bitmap(segment_path: Path, generation: int, deleted: np.ndarray) -> Path:

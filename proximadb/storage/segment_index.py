@@ -12,6 +12,13 @@ its index is ready, then the index is swapped in. On open an index file is
 loaded and checked (its checksum, and that its dimension, metric, parameters
 and row count are the segment's); a file that is missing, damaged or built
 with other parameters is logged and rebuilt, never trusted blindly.
+
+A build that fails leaves the segment searched exactly (``last_error`` says
+why) until the next open rebuilds it. An index that was built but cannot be
+saved (ENOSPC above all) leaves no partial file behind; it is attached from
+memory anyway (it is complete), saving is retried every
+``SAVE_RETRY_SECONDS`` while the builder runs, and an index never saved is
+simply rebuilt on the next open.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ log = logging.getLogger("proximadb.index")
 INDEX_FILES = {"hnsw": "index.hnsw", "ivf": "index.ivf"}
 HNSW_DEFAULTS = {"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}
 IVF_DEFAULTS = {"nprobe": 0, "seed": 0}  # nprobe 0: chosen from nlist
+SAVE_RETRY_SECONDS = 5.0  # how often the builder retries saving indexes it could not save
 
 
 def effective_params(algorithm: str, params: dict[str, Any], rows: int) -> dict[str, int]:
@@ -102,15 +110,24 @@ def load(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) 
 
 
 def save(index: HNSWIndex | IVFIndex, segment: Segment, algorithm: str) -> None:
+    """Write the index file durably; on failure (ENOSPC) no partial file is left and the error is raised."""
     final = segment.path / INDEX_FILES[algorithm]
     tmp = final.with_name(final.name + ".tmp")
-    index.save(tmp)
-    fd = os.open(tmp, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
+        index.save(tmp)  # itself writes tmp + ".tmp" and renames it to tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".tmp")):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise
     fsync_dir(segment.path)
     for other, name in INDEX_FILES.items():  # an index of another algorithm is stale now
         if other != algorithm:
@@ -128,6 +145,8 @@ class IndexBuilder:
         self._thread: threading.Thread | None = None
         self.builds = 0
         self.last_error: str | None = None
+        # Built and attached, but not saved yet (disk full): (segment, index, algorithm); builder thread only.
+        self._unsaved: list[tuple[Segment, HNSWIndex | IVFIndex, str]] = []
 
     def schedule(self, segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> None:
         with self._lock:
@@ -175,7 +194,11 @@ class IndexBuilder:
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=SAVE_RETRY_SECONDS if self._unsaved else None)
+            except queue.Empty:
+                self._retry_saves()
+                continue
             if job is None:
                 return
             segment, algorithm, metric, params = job
@@ -190,6 +213,23 @@ class IndexBuilder:
                     self._pending -= 1
                     self._lock.notify_all()
 
+    def _retry_saves(self) -> None:
+        still: list[tuple[Segment, HNSWIndex | IVFIndex, str]] = []
+        for segment, index, algorithm in self._unsaved:
+            if segment.index is not index or not Path(segment.path).exists():
+                continue  # replaced by a rebuild, or the segment was dropped meanwhile
+            try:
+                save(index, segment, algorithm)
+            except OSError as exc:
+                log.debug("collection %s: %s index of segment %s still not saved: %s", self.name, algorithm,
+                          segment.path.name, exc)
+                still.append((segment, index, algorithm))
+                continue
+            log.info("collection %s: %s index of segment %s saved", self.name, algorithm, segment.path.name)
+        self._unsaved = still
+        if not still and self.last_error is not None and " index not saved: " in self.last_error:
+            self.last_error = None
+
     def _build_one(self, segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> None:
         if not Path(segment.path).exists():
             return  # dropped by a flush or compaction meanwhile
@@ -199,7 +239,18 @@ class IndexBuilder:
         with progress.track("index_build", self.name, total=segment.rows) as task:
             index = build(segment, algorithm, metric, params)  # one GIL-free call: done jumps to total
             task.update(segment.rows)
-        save(index, segment, algorithm)
+        try:
+            save(index, segment, algorithm)
+        except OSError as exc:
+            if not Path(segment.path).exists():
+                return  # dropped by a flush or compaction meanwhile
+            # The index is complete: search with it from memory and keep trying to save it.
+            self._unsaved.append((segment, index, algorithm))
+            self.last_error = f"segment {segment.path.name}: {algorithm} index not saved: {exc}"
+            log.error("collection %s: cannot save the %s index of segment %s (%s); it is used from memory, "
+                      "saving is retried every %gs (free space if the disk is full), and an index never saved "
+                      "is rebuilt on the next open", self.name, algorithm, segment.path.name, exc,
+                      SAVE_RETRY_SECONDS)
         segment.attach_index(index, algorithm)
         self.builds += 1
         seconds = time.monotonic() - started
