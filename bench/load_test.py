@@ -9,8 +9,28 @@ Each client process runs for ``--duration`` seconds (or ``--max-ops`` ops):
 growing and memory should stay flat), 10% deletes, 35% searches (k=10), 25%
 gets of 10 ids. Even clients speak gRPC, odd ones REST. The report gives
 throughput, p50/p99 latency per operation and protocol, errors (must be 0)
-and the daemon worker's RSS sampled every 0.5 s (first / last / max).
-``tests/test_load_smoke.py`` runs the same code for a few seconds.
+and the daemon worker's memory, sampled every 0.5 s from /proc/<pid>/status:
+
+* ``rss_mib.total`` / ``.anon`` / ``.file``: VmRSS, RssAnon (heap, malloc
+  arenas, numpy buffers: where a leak shows) and RssFile (mapped segment
+  files and shared libraries: page cache, not a leak), each first / last /
+  max / mean.
+* ``rss_mib.second_half``: the steady state. Min, max and least-squares slope
+  (MiB/min) of RssAnon and VmRSS over the second half of the run, once the
+  working set (20k ids, the memtable, a few segments and their indexes) is
+  in place. Flushes and compactions make RSS a saw-tooth of some tens of MiB;
+  a leak shows as a slope that stays positive however long the run.
+* ``rss_mib.series``: [seconds, VmRSS, RssAnon, RssFile] every 5 s.
+* ``storage``: segments / memtable rows / indexed segments seen on
+  ``GET /collections/load/stats`` every 5 s (min / max), to tell a growing
+  working set from a leak.
+
+Flat means: second-half RssAnon slope near 0 (a few MiB/min at most, which
+is the saw-tooth's noise on a short run). ``--out`` writes the JSON report;
+``--env KEY=VALUE`` passes a variable to the daemon (e.g.
+``PROXIMADB_MALLOC_PIN=0`` to measure without the malloc fix, see
+proximadb/storage/allocator.py). ``tests/test_load_smoke.py`` runs the same
+code for a few seconds.
 """
 
 from __future__ import annotations
@@ -77,17 +97,75 @@ def _worker_pid(master: int) -> int | None:
     return int(children[0]) if children else None
 
 
-def _rss_kib(pid: int) -> int | None:
+_STATUS_FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+
+def _memory_kib(pid: int) -> tuple[int, int, int] | None:
+    """(VmRSS, RssAnon, RssFile) of the process in KiB, or None once it is gone."""
+    found: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
+            key, _, value = line.partition(":")
+            if key in _STATUS_FIELDS:
+                found[key] = int(value.split()[0])
+    except (OSError, ValueError):
         return None
-    return None
+    if len(found) != len(_STATUS_FIELDS):
+        return None
+    return found["VmRSS"], found["RssAnon"], found["RssFile"]
 
 
-def run_load(workdir: Path, duration: float, clients: int, max_ops: int = 10**9) -> dict[str, Any]:
+def _slope_per_min(t: np.ndarray, mib: np.ndarray) -> float:
+    """Least-squares slope of mib over t (seconds), in MiB/min."""
+    if t.size < 2 or float(np.ptp(t)) == 0.0:
+        return 0.0
+    return float(np.polyfit(t, mib, 1)[0]) * 60.0
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    return {"first": round(float(values[0]), 1), "last": round(float(values[-1]), 1),
+            "max": round(float(values.max()), 1), "mean": round(float(values.mean()), 1)}
+
+
+def memory_report(samples: list[tuple[float, int, int, int]]) -> dict[str, Any]:
+    """The ``rss_mib`` part of the report from (seconds, VmRSS KiB, RssAnon KiB, RssFile KiB) samples."""
+    if not samples:
+        return {}
+    arr = np.array(samples, dtype=np.float64)
+    t = arr[:, 0]
+    total, anon, file = (arr[:, i] / 1024 for i in (1, 2, 3))
+    n = len(samples)
+    quarter = max(1, n // 4)
+    half = t >= t[-1] / 2
+    series, next_at = [], 0.0
+    for ts, v, a, f in zip(t, total, anon, file, strict=True):
+        if ts >= next_at:
+            series.append([round(float(ts), 1), round(float(v), 1), round(float(a), 1), round(float(f), 1)])
+            next_at = ts + 5.0
+    return {
+        "samples": n,
+        "total": _summary(total),
+        "anon": _summary(anon),
+        "file": _summary(file),
+        "second_half": {
+            "from_s": round(float(t[half][0]), 1),
+            "anon_min": round(float(anon[half].min()), 1),
+            "anon_max": round(float(anon[half].max()), 1),
+            "anon_slope_mib_per_min": round(_slope_per_min(t[half], anon[half]), 2),
+            "total_min": round(float(total[half].min()), 1),
+            "total_max": round(float(total[half].max()), 1),
+            "total_slope_mib_per_min": round(_slope_per_min(t[half], total[half]), 2),
+        },
+        "whole_run_anon_slope_mib_per_min": round(_slope_per_min(t, anon), 2),
+        # Kept for a quick look: the peaks of the first and the last quarter (RssAnon).
+        "anon_first_quarter_max": round(float(anon[:quarter].max()), 1),
+        "anon_last_quarter_max": round(float(anon[-quarter:].max()), 1),
+        "series": series,
+    }
+
+
+def run_load(workdir: Path, duration: float, clients: int, max_ops: int = 10**9,
+             daemon_env: dict[str, str] | None = None) -> dict[str, Any]:
     sys.path[:0] = [str(TESTS), str(HERE.parent)]  # the harness in tests/, and this checkout's proximadb
     from _daemon import Daemon
     from _support import child_env
@@ -96,7 +174,7 @@ def run_load(workdir: Path, duration: float, clients: int, max_ops: int = 10**9)
 
     data = workdir / "data"
     data.mkdir(parents=True)
-    daemon = Daemon(data, "--flush-bytes", "4000000").start()
+    daemon = Daemon(data, "--flush-bytes", "4000000", env=daemon_env).start()
     try:
         with proximadb.connect_grpc(daemon.grpc_target) as c:
             c.create_collection("load", DIM, distance_metric="euclidean", indexing_algorithm="hnsw")
@@ -110,15 +188,22 @@ def run_load(workdir: Path, duration: float, clients: int, max_ops: int = 10**9)
             subprocess.Popen([sys.executable, __file__, "--worker", str(w),
                               "--protocol", "grpc" if w % 2 == 0 else "rest",
                               "--target", daemon.grpc_target if w % 2 == 0 else daemon.rest_url,
-                              "--duration", str(duration), "--max-ops", str(max_ops), "--out", str(outs[w])],
+                              "--duration", str(duration), "--max-ops", str(max_ops), "--client-out", str(outs[w])],
                              env=child_env())
             for w in range(clients)
         ]
-        rss: list[tuple[float, int]] = []
+        mem: list[tuple[float, int, int, int]] = []
+        storage: list[dict[str, Any]] = []
         started = time.monotonic()
+        next_stats = 0.0
         while any(p.poll() is None for p in procs):
-            if worker is not None and (kib := _rss_kib(worker)) is not None:
-                rss.append((time.monotonic() - started, kib))
+            now = time.monotonic() - started
+            if worker is not None and (kib := _memory_kib(worker)) is not None:
+                mem.append((now, *kib))
+            if now >= next_stats:
+                next_stats = now + 5.0
+                if (st := daemon.get_data("/collections/load/stats", timeout=5)) is not None:
+                    storage.append(st)
             time.sleep(0.5)
         wall = time.monotonic() - started
         assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
@@ -143,14 +228,13 @@ def run_load(workdir: Path, duration: float, clients: int, max_ops: int = 10**9)
         report["errors"].extend(r["errors"])
     report["total_ops"] = total
     report["ops_per_s"] = round(total / wall, 1)
-    kib = [k for _, k in rss]
-    report["rss_mib"] = {
-        "first": round(kib[0] / 1024, 1), "last": round(kib[-1] / 1024, 1), "max": round(max(kib) / 1024, 1),
-        "samples": len(kib),
-        # steady state: the first and the last quarter of the run, after warm-up
-        "first_quarter_max": round(max(kib[: max(1, len(kib) // 4)]) / 1024, 1),
-        "last_quarter_max": round(max(kib[-max(1, len(kib) // 4) :]) / 1024, 1),
-    } if kib else {}
+    report["rss_mib"] = memory_report(mem)
+    report["storage"] = {
+        key: {"min": min(st[key] for st in storage), "max": max(st[key] for st in storage)}
+        for key in ("vectors", "segments", "segment_rows", "memtable_rows", "indexed_segments")
+        if storage and all(key in st for st in storage)
+    }
+    report["daemon_env"] = dict(daemon_env or {})
     return report
 
 
@@ -159,17 +243,25 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=120.0)
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--max-ops", type=int, default=10**9, help="per client")
+    ap.add_argument("--out", type=Path, help="also write the JSON report here")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment variable for the daemon (repeatable)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--protocol", help=argparse.SUPPRESS)
     ap.add_argument("--target", help=argparse.SUPPRESS)
-    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--client-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
-        _client(args.worker, args.protocol, args.target, args.duration, args.max_ops, Path(args.out))
+        _client(args.worker, args.protocol, args.target, args.duration, args.max_ops, Path(args.client_out))
         return
+    env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory(prefix="pxdb-load-") as tmp:
-        report = run_load(Path(tmp), args.duration, args.clients, args.max_ops)
-    print(json.dumps(report, indent=2))
+        report = run_load(Path(tmp), args.duration, args.clients, args.max_ops, daemon_env=env)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
     sys.exit(1 if report["errors"] else 0)
 
 

@@ -63,16 +63,23 @@ class Daemon:
             self.started_in = time.monotonic() - started
         return self
 
-    def health(self) -> dict[str, Any] | None:
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=timeout)
+
+    def get_data(self, path: str, timeout: float = 2.0) -> Any:
+        """The ``data`` of a successful GET, or None (not answering, an error, not JSON)."""
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.rest_port, timeout=2)
-            conn.request("GET", "/health")
+            conn = self.connection(timeout)
+            conn.request("GET", path)
             resp = conn.getresponse()
             body = resp.read()
             conn.close()
             return json.loads(body)["data"] if resp.status == 200 else None
         except (OSError, ValueError, KeyError):
             return None
+
+    def health(self) -> dict[str, Any] | None:
+        return self.get_data("/health")  # type: ignore[no-any-return]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

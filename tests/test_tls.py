@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import http.client
 import ipaddress
-import json
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,17 +82,9 @@ class TlsDaemon(Daemon):
     def rest_url(self) -> str:
         return f"https://127.0.0.1:{self.rest_port}"
 
-    def health(self) -> dict[str, Any] | None:
-        try:
-            context = ssl.create_default_context(cafile=str(self.ca_file))
-            conn = http.client.HTTPSConnection("127.0.0.1", self.rest_port, timeout=2, context=context)
-            conn.request("GET", "/health")
-            resp = conn.getresponse()
-            body = resp.read()
-            conn.close()
-            return json.loads(body)["data"] if resp.status == 200 else None
-        except (OSError, ValueError, KeyError):
-            return None
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return http.client.HTTPSConnection("127.0.0.1", self.rest_port, timeout=timeout, context=context)
 
 
 @pytest.fixture(scope="module")

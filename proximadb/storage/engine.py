@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from proximadb.errors import CollectionExistsError, CollectionNotFoundError, EngineClosedError, ValidationError
+from proximadb.storage.allocator import pin_malloc_mmap_threshold
 from proximadb.storage.catalog import Catalog, CollectionConfig
 from proximadb.storage.collection import Collection, StorageOptions
 from proximadb.storage.lockfile import DataDirLock
@@ -55,6 +56,7 @@ class Engine:
         unknown = set(options) - known
         if unknown:
             raise ValidationError(f"unknown engine option(s): {', '.join(sorted(unknown))}")
+        pin_malloc_mmap_threshold()  # before the first big buffer (storage/allocator.py)
         opts = StorageOptions(**options)
         if opts.memtable_type not in MEMTABLE_TYPES:
             raise ValidationError(f"memtable_type must be one of {', '.join(MEMTABLE_TYPES)}")

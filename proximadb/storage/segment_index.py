@@ -209,6 +209,9 @@ class IndexBuilder:
                 self.last_error = f"segment {segment.path.name}: {exc}"
                 log.exception("collection %s: index build for segment %s failed", self.name, segment.path.name)
             finally:
+                # While it waits for the next job this thread must not keep the last segment alive:
+                # once compacted away, it (its mmap, ids, metadata and index) would linger until then.
+                job = segment = None
                 with self._lock:
                     self._pending -= 1
                     self._lock.notify_all()
