@@ -12,22 +12,21 @@ builder thread does not keep a dropped segment alive.
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import os
 import platform
+import subprocess
 import sys
 import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _support import child_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from load_test import memory_report, run_load
 
-from proximadb.storage import allocator
 from proximadb.storage.engine import Engine
 
 
@@ -60,41 +59,53 @@ def test_memory_report_slope() -> None:
     assert rep["file"]["max"] == pytest.approx(20_000 / 1024, abs=0.1)
 
 
-class _MallInfo2(ctypes.Structure):
+MALLOC_PROBE = r"""
+import ctypes, sys
+from proximadb.storage import allocator
+
+class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
-    )]
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+if not hasattr(libc, "mallinfo2"):
+    print("no-mallinfo2"); sys.exit(0)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+print("pinned" if allocator.pin_malloc_mmap_threshold() else "not-pinned")
+big = libc.malloc(8 << 20)  # mmapped; freeing it raises glibc's dynamic threshold to 8 MiB, unless pinned
+libc.free(big)
+before = libc.mallinfo2().hblkhd
+buf = libc.malloc(2 << 20)
+print(libc.mallinfo2().hblkhd - before)
+libc.free(buf)
+"""
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
-def test_big_buffers_stay_mmapped_after_a_big_free(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pin", ["1", "0"])
+def test_big_buffers_stay_mmapped_after_a_big_free(tmp_path: Path, pin: str) -> None:
     """glibc raises its mmap threshold to the size of each mmapped chunk freed, so later buffers of a
     few MiB (memtables, index graphs, merge buffers) come from per-thread arenas and stay resident
-    after free: the daemon's RSS climbed ~100 MiB/min under bench/load_test.py. The engine pins it."""
-    libc = ctypes.CDLL(None)
-    if not hasattr(libc, "mallinfo2"):
+    after free: the daemon's RSS climbed ~33 MiB/min under bench/load_test.py. Engine.open pins it
+    (proximadb/storage/allocator.py). A fresh process, so no earlier test has shaped the heap; the
+    unpinned run shows the probe can tell the difference."""
+    env = {k: v for k, v in child_env(PROXIMADB_MALLOC_PIN=pin).items()
+           if k not in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")}
+    proc = subprocess.run([sys.executable, "-c", MALLOC_PROBE], capture_output=True, text=True, env=env,
+                          cwd=str(tmp_path), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split()
+    if lines[0] == "no-mallinfo2":
         pytest.skip("glibc without mallinfo2 (< 2.33)")
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        pytest.skip("the operator's MALLOC_MMAP_THRESHOLD_ wins")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    libc.mallinfo2.restype = _MallInfo2
-    with Engine.open(tmp_path / "data", fsync="never") as engine:
-        engine.create_collection("c", 4)
-        engine.collection("c").upsert(ids=["a"], vectors=np.ones((1, 4), np.float32))
-        assert allocator.pin_malloc_mmap_threshold()
-    big = libc.malloc(8 << 20)  # mmapped; freeing it would raise a dynamic threshold to 8 MiB
-    assert big
-    libc.free(big)
-    before = libc.mallinfo2().hblkhd
-    buf = libc.malloc(2 << 20)
-    assert buf
-    try:
-        mapped = libc.mallinfo2().hblkhd - before
-    finally:
-        libc.free(buf)
-    assert mapped >= 2 << 20, "a 2 MiB buffer came from a malloc arena: freed, it would stay resident"
+    mapped = int(lines[1])
+    if pin == "1":
+        assert lines[0] == "pinned"
+        assert mapped >= 2 << 20, "a 2 MiB buffer came from a malloc arena: freed, it would stay resident"
+    else:
+        assert lines[0] == "not-pinned"
+        assert mapped == 0, "without the pin glibc's dynamic threshold should have risen past 2 MiB"
 
 
 def test_index_builder_does_not_keep_a_dropped_segment(tmp_path: Path) -> None:
