@@ -360,11 +360,18 @@ def test_interrupted_flush_leftovers_are_removed(tmp_path) -> None:  # type: ign
         engine.create_collection("c", DIM)
         engine.collection("c").insert(ids=_ids(5), vectors=_vectors(5))
         seg_root = engine.collection("c").directory / "segments"
+        engine.collection("c").flush()
+        (live,) = list(seg_root.iterdir())
     (seg_root / "seg-00000007.tmp").mkdir()
     (seg_root / "seg-00000007.tmp" / "vectors.f32").write_bytes(b"partial")
+    interrupted_saves = [seg_root.parent / "MANIFEST.tmp", live / "index.hnsw.tmp", live / "index.ivf.tmp.tmp"]
+    for path in interrupted_saves:
+        path.write_bytes(b"partial")
     with Engine.open(tmp_path / "d") as engine:
         assert engine.collection("c").count() == 5
     assert not (seg_root / "seg-00000007.tmp").exists()
+    assert not [p for p in interrupted_saves if p.exists()]
+    assert live.exists()
 
 
 def test_deleted_collection_is_gone_after_reopen(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -68,7 +68,7 @@ from proximadb.index import distance
 from proximadb.limits import Limits
 from proximadb.storage import compaction, segment_index
 from proximadb.storage.catalog import CollectionConfig
-from proximadb.storage.manifest import Manifest, ManifestNotDurableError, SegmentRef
+from proximadb.storage.manifest import MANIFEST_NAME, Manifest, ManifestNotDurableError, SegmentRef
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import NO_EXPIRY, DeleteOp, InsertOp, Metadata, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment, SegmentData, segment_dir_name, write_segment
@@ -200,12 +200,20 @@ class Collection:
         return self
 
     def _remove_orphan_segments(self) -> None:
+        """Remove what interrupted saves left: unlisted segment directories, MANIFEST.tmp, index temp files.
+
+        None of it is ever read (a save is committed by its rename), but it holds disk space.
+        """
         named = {segment_dir_name(ref.id) for ref in self.manifest.segments}
         for path in (self.directory / "segments").iterdir():
             if path.name not in named:
                 log.warning("collection %s: removing %s, not in the manifest (interrupted flush?)",
                             self.config.name, path)
                 shutil.rmtree(path, ignore_errors=True)
+        for path in [self.directory / f"{MANIFEST_NAME}.tmp", *(self.directory / "segments").glob("*/index.*.tmp*")]:
+            if path.is_file():
+                log.warning("collection %s: removing %s, left by an interrupted save", self.config.name, path)
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.index_builder.stop()
