@@ -21,8 +21,7 @@ from _common import run_atheris  # fuzz/ is sys.path[0] when run as a script; pu
 from lz4.block import LZ4BlockError
 
 from proximadb.errors import ValidationError
-from proximadb.storage import wal_io
-from proximadb.storage.wal import WriteAheadLog
+from proximadb.storage import wal_codec, wal_io
 
 # decode_file_header: ValueError; frame bodies: ValueError (bad flags/lengths, bad UTF-8),
 # the payload decoders' ValidationError family (MalformedPayloadError, DimensionMismatchError, ...),
@@ -45,7 +44,7 @@ def _decode_bodies(data: bytes, start: int, strategy: int) -> None:
     view = memoryview(data)
     for _offset, _seq, op_code, flags, schema_version, raw_len, body_offset, body_len in frames:
         body = view[body_offset : body_offset + body_len]
-        WriteAheadLog._decode_frame(strategy, op_code, flags, schema_version, raw_len, body)
+        wal_codec.decode_frame_body(strategy, op_code, flags, schema_version, raw_len, body)
 
 
 def one_input(data: bytes) -> None:

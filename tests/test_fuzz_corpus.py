@@ -122,15 +122,14 @@ def test_wal_reader_refuses_impossible_lz4_raw_length() -> None:
     lz4.block.decompress allocated raw_len bytes up front (2 GiB for 0x7FFFFFFF) and raised
     OverflowError past 2 GiB; the reader now refuses raw_len > 255 x body with ValueError.
     """
-    from proximadb.storage import wal_io
-    from proximadb.storage.wal import WriteAheadLog
+    from proximadb.storage import wal_codec, wal_io
 
     body = memoryview(b"\x10abc")
     for raw_len in (0xFFFFFFFF, 0x7FFFFFFF, 255 * len(body) + 1):
         tracemalloc.start()
         try:
             with pytest.raises(ValueError, match="impossible"):
-                WriteAheadLog._decode_frame(0, 1, wal_io.FLAG_LZ4, 1, raw_len, body)
+                wal_codec.decode_frame_body(0, 1, wal_io.FLAG_LZ4, 1, raw_len, body)
             assert tracemalloc.get_traced_memory()[1] < 1024 * 1024
         finally:
             tracemalloc.stop()

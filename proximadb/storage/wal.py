@@ -55,7 +55,6 @@ log = logging.getLogger("proximadb.wal")
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 FILE_NAME = re.compile(r"^wal-(\d{20})\.log$")
-_LZ4_MAX_RATIO = 255  # an LZ4 block inflates to at most ~255 x its size
 _SCAN_REASON = {wal_io.SCAN_TRUNCATED: "frame cut short", wal_io.SCAN_BAD_CRC: "checksum mismatch"}
 
 
@@ -344,32 +343,13 @@ class WriteAheadLog:
                 continue
             body = view[body_offset : body_offset + body_len]
             try:
-                op = self._decode_frame(strategy, op_code, flags, schema_version, raw_len, body)
+                op = wal_codec.decode_frame_body(strategy, op_code, flags, schema_version, raw_len, body)
             except CorruptionError:
                 raise
             except Exception as exc:  # a checksummed frame that does not decode: refuse, never skip
                 raise CorruptionError(f"WAL file {path}: offset {offset}: frame seq {seq} does not decode: "
                                       f"{type(exc).__name__}: {exc}") from exc
             yield seq, op
-
-    @staticmethod
-    def _decode_frame(strategy: int, op_code: int, flags: int, schema_version: int, raw_len: int,
-                      body: memoryview) -> Operation:
-        if flags & ~wal_io.KNOWN_FLAGS:
-            raise ValueError(f"unknown frame flags 0x{flags:02x}")
-        if flags & wal_io.FLAG_LZ4:
-            # LZ4 cannot inflate more than 255x: a larger raw_len is damage, and must not
-            # become a multi-GiB allocation (or an OverflowError past 2 GiB) in lz4.
-            if raw_len > _LZ4_MAX_RATIO * len(body):
-                raise ValueError(f"LZ4 raw length {raw_len} is impossible for a {len(body)}-byte body")
-            raw: Any = lz4.block.decompress(body, uncompressed_size=raw_len)
-            if len(raw) != raw_len:
-                raise ValueError(f"LZ4 body inflates to {len(raw)} bytes, header says {raw_len}")
-        else:
-            if raw_len != len(body):
-                raise ValueError(f"raw length {raw_len} != body length {len(body)} for an uncompressed frame")
-            raw = body
-        return wal_codec.decode(strategy, op_code, schema_version, flags, raw)
 
     # ------------------------------------------------------------ write path
 

@@ -49,6 +49,7 @@ import io
 import struct
 from typing import Any, NamedTuple
 
+import lz4.block
 import numpy as np
 from fastavro import schemaless_writer
 
@@ -353,3 +354,29 @@ def _decode_binary_insert(view: memoryview, schema_version: int = 1) -> InsertOp
         timestamps=timestamps.astype(np.int64, copy=True),
         expires_at=expires,
     )
+
+
+LZ4_MAX_RATIO = 255  # an LZ4 block inflates to at most ~255 x its size
+
+
+def decode_frame_body(strategy: int, op_code: int, flags: int, schema_version: int, raw_len: int,
+                      body: bytes | memoryview) -> Operation:
+    """The operation in a frame body (decompressed first when the flags say LZ4): replay and ``wal dump``.
+
+    Raises ValueError, MalformedPayloadError, LZ4BlockError, ... when it does not decode.
+    """
+    if flags & ~wal_io.KNOWN_FLAGS:
+        raise ValueError(f"unknown frame flags 0x{flags:02x}")
+    if flags & wal_io.FLAG_LZ4:
+        # LZ4 cannot inflate more than 255x: a larger raw_len is damage, and must not
+        # become a multi-GiB allocation (or an OverflowError past 2 GiB) in lz4.
+        if raw_len > LZ4_MAX_RATIO * len(body):
+            raise ValueError(f"LZ4 raw length {raw_len} is impossible for a {len(body)}-byte body")
+        raw: Any = lz4.block.decompress(body, uncompressed_size=raw_len)
+        if len(raw) != raw_len:
+            raise ValueError(f"LZ4 body inflates to {len(raw)} bytes, header says {raw_len}")
+    else:
+        if raw_len != len(body):
+            raise ValueError(f"raw length {raw_len} != body length {len(body)} for an uncompressed frame")
+        raw = body
+    return decode(strategy, op_code, schema_version, flags, raw)

@@ -44,8 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lz4.block
-
 from proximadb.errors import CorruptionError
 from proximadb.storage import wal_codec, wal_io
 from proximadb.storage.catalog import CATALOG_NAME, Catalog
@@ -287,28 +285,6 @@ class FrameFilter:
 Event = FileStart | FrameRecord | Problem
 
 
-# ---------------------------------------------------------------- decoding
-
-
-def decode_frame_body(strategy: int, op_code: int, flags: int, schema_version: int, raw_len: int,
-                      body: bytes | memoryview) -> Operation:
-    """The operation in a frame body (decompressed first when flag bit 0 says LZ4).
-
-    Raises ValueError, MalformedPayloadError, LZ4BlockError, ... when it does not decode.
-    """
-    if flags & ~wal_io.KNOWN_FLAGS:
-        raise ValueError(f"unknown frame flags 0x{flags:02x}")
-    if flags & wal_io.FLAG_LZ4:
-        raw: bytes | memoryview = lz4.block.decompress(body, uncompressed_size=raw_len)
-        if len(raw) != raw_len:
-            raise ValueError(f"LZ4 body inflates to {len(raw)} bytes, the header says {raw_len}")
-    else:
-        if raw_len != len(body):
-            raise ValueError(f"raw length {raw_len} != stored length {len(body)} for an uncompressed frame")
-        raw = body
-    return wal_codec.decode(strategy, op_code, schema_version, flags, raw)
-
-
 # ---------------------------------------------------------------- reading one WAL
 
 
@@ -395,7 +371,7 @@ def _frame_record(target: WalTarget, path: Path, frame: tuple[int, ...], strateg
     if decode and strategy is not None:
         body = memoryview(data)[body_offset : body_offset + body_len]
         try:
-            record.op = decode_frame_body(strategy, op_code, flags, schema_version, raw_len, body)
+            record.op = wal_codec.decode_frame_body(strategy, op_code, flags, schema_version, raw_len, body)
         except Exception as exc:  # any failure of a checksummed body is reported, never raised
             record.error = f"undecodable body: {type(exc).__name__}: {exc}"
     return record
