@@ -51,10 +51,13 @@ else:  # pragma: no cover
 
 from proximadb.errors import ValidationError
 from proximadb.limits import CEILINGS, Limits
+from proximadb.service.admission import DEFAULT_MAX_CONCURRENT, DEFAULT_REQUEST_TIMEOUT
+from proximadb.storage.collection import StorageOptions
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SECRET_SETTINGS = ("api_keys", "read_only_api_keys")  # never echoed in messages
 DEFAULT_LIMITS = Limits()
+DEFAULT_STORAGE = StorageOptions()
 LIMIT_SETTINGS = tuple(CEILINGS)  # max_request_bytes, max_batch, max_k, ... (proximadb.limits)
 SPARE_THREADS = 8  # worker threads beyond max_concurrent_requests, to refuse the excess quickly
 
@@ -70,12 +73,12 @@ class ServerConfig:
     host: str = "127.0.0.1"
     rest_port: int = 5678
     grpc_port: int = 5679
-    wal_strategy: str = "avro"
-    wal_compression: str = "none"
-    fsync: str = "always"
-    memtable_type: str = "hash"
-    flush_bytes: int = 256 << 20
-    wal_segment_bytes: int = 64 << 20
+    wal_strategy: str = DEFAULT_STORAGE.wal_strategy  # the storage settings: StorageOptions
+    wal_compression: str = DEFAULT_STORAGE.wal_compression
+    fsync: str = DEFAULT_STORAGE.fsync
+    memtable_type: str = DEFAULT_STORAGE.memtable_type
+    flush_bytes: int = DEFAULT_STORAGE.flush_bytes
+    wal_segment_bytes: int = DEFAULT_STORAGE.wal_segment_bytes
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = DEFAULT_LIMITS.max_request_bytes  # the request limits: proximadb.limits
@@ -84,8 +87,8 @@ class ServerConfig:
     max_dimension: int = DEFAULT_LIMITS.max_dimension
     max_id_bytes: int = DEFAULT_LIMITS.max_id_bytes
     max_metadata_bytes: int = DEFAULT_LIMITS.max_metadata_bytes
-    max_concurrent_requests: int = 64
-    request_timeout: float = 30.0
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     threads: int = 0
     grpc_workers: int = 0
     api_keys: list[str] = field(default_factory=list, repr=False)

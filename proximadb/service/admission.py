@@ -28,6 +28,8 @@ from proximadb.service.metrics import Metrics
 IN_FLIGHT = "proximadb_requests_in_flight"
 REJECTED = "proximadb_requests_rejected_total"
 RETRY_AFTER_SECONDS = 1
+DEFAULT_MAX_CONCURRENT = 64
+DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds
 
 
 class Admission:

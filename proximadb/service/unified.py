@@ -27,7 +27,7 @@ from proximadb.codec.payload import decode_payload, encode_insert, encode_payloa
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import PayloadTooLargeError, UnknownOperationError, ValidationError, VectorNotFoundError
 from proximadb.limits import Limits
-from proximadb.service.admission import Admission
+from proximadb.service.admission import DEFAULT_MAX_CONCURRENT, DEFAULT_REQUEST_TIMEOUT, Admission
 from proximadb.service.metrics import Metrics
 from proximadb.storage.engine import Engine
 from proximadb.storage.operations import NO_EXPIRY
@@ -90,8 +90,8 @@ class UnifiedAvroService:
         *,
         limits: Limits | None = None,
         advertised: dict[str, Any] | None = None,
-        max_concurrent_requests: int = 64,
-        request_timeout: float | None = 30.0,
+        max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         """``limits`` default to the engine's (one set of limits for the daemon); the adapters run every
         request through ``self.admission`` (max_concurrent_requests, request_timeout in seconds)."""
