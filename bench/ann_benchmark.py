@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proximadb.tools.datasets import fvecs_read, ivecs_read, recall_at
+from proximadb.tools.datasets import fvecs_read, ivecs_read, recall_at, siftsmall
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,9 +44,7 @@ K = 10
 def load_dataset(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(base, queries, ground truth ids, metric) with metric in l2 / cosine."""
     if name == "siftsmall":
-        d = root / "siftsmall"
-        return (fvecs_read(d / "siftsmall_base.fvecs"), fvecs_read(d / "siftsmall_query.fvecs"),
-                ivecs_read(d / "siftsmall_groundtruth.ivecs"), "l2")
+        return (*siftsmall(root), "l2")
     d = root / "glove-6b-50d"
     base, queries = fvecs_read(d / "glove50_base.fvecs"), fvecs_read(d / "glove50_query.fvecs")
     if name == "glove-l2":

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from proximadb.index import distance
-from proximadb.tools.datasets import fvecs_read, ivecs_read
+from proximadb.tools.datasets import siftsmall
 
 pytestmark = pytest.mark.bench
 
@@ -41,9 +41,7 @@ QPS: dict[str, float] = {}
 def sift() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not (SIFT / "siftsmall_base.fvecs").exists():
         pytest.skip(f"siftsmall not found under {DATASETS} (set PROXIMADB_DATASETS)")
-    base = fvecs_read(SIFT / "siftsmall_base.fvecs")
-    queries = fvecs_read(SIFT / "siftsmall_query.fvecs")
-    truth = ivecs_read(SIFT / "siftsmall_groundtruth.ivecs")
+    base, queries, truth = siftsmall(DATASETS)
     assert base.shape == (10_000, 128) and queries.shape == (100, 128) and truth.shape == (100, 100)
     return base, queries, truth
 

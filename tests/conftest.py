@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import proximadb.native
+from proximadb.tools.datasets import siftsmall
 
 _DEFAULT_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 DATASETS = Path(os.environ.get("PROXIMADB_DATASETS", _DEFAULT_DATASETS))
@@ -41,3 +43,9 @@ def datasets() -> Path:
     if not (DATASETS / "siftsmall" / "siftsmall_base.fvecs").exists():
         pytest.skip(f"datasets not found at {DATASETS} (set PROXIMADB_DATASETS)")
     return DATASETS
+
+
+@pytest.fixture(scope="session")
+def sift(datasets: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """siftsmall: (base, queries, ground truth)."""
+    return siftsmall(datasets)

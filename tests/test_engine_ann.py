@@ -6,18 +6,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from proximadb.storage.engine import Engine
-from proximadb.tools.datasets import fvecs_read, ivecs_read, recall_at
-
-
-@pytest.fixture(scope="module")
-def sift(datasets: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    base = fvecs_read(datasets / "siftsmall" / "siftsmall_base.fvecs")
-    queries = fvecs_read(datasets / "siftsmall" / "siftsmall_query.fvecs")
-    gt = ivecs_read(datasets / "siftsmall" / "siftsmall_groundtruth.ivecs")
-    return base, queries, gt
+from proximadb.tools.datasets import recall_at
 
 
 def _load(tmp_path: Path, base: np.ndarray, algorithm: str, params: dict) -> Engine:

@@ -16,7 +16,7 @@ from proximadb.errors import (
     VectorNotFoundError,
 )
 from proximadb.index.hnsw import HNSWIndex
-from proximadb.tools.datasets import fvecs_read, ivecs_read, recall_at
+from proximadb.tools.datasets import fvecs_read, recall_at
 
 
 def brute_force(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "l2",
@@ -33,13 +33,6 @@ def brute_force(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "l2
         d = -(q @ x.T)
     top = np.argsort(d, axis=1, kind="stable")[:, :k]
     return cand[top]
-
-
-@pytest.fixture(scope="module")
-def sift(datasets: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    root = datasets / "siftsmall"
-    return (fvecs_read(root / "siftsmall_base.fvecs"), fvecs_read(root / "siftsmall_query.fvecs"),
-            ivecs_read(root / "siftsmall_groundtruth.ivecs"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from proximadb.errors import CorruptionError, ValidationError, VectorNotFoundError
 from proximadb.index.ivf import IVFIndex
-from proximadb.tools.datasets import fvecs_read, ivecs_read, recall_at
+from proximadb.tools.datasets import recall_at
 
 
 def brute_force_l2(base: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray) -> np.ndarray:
@@ -17,13 +17,6 @@ def brute_force_l2(base: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarr
     q = queries.astype(np.float64)
     d = (q * q).sum(1)[:, None] - 2 * q @ x.T + (x * x).sum(1)[None, :]
     return rows[np.argsort(d, axis=1, kind="stable")[:, :k]]
-
-
-@pytest.fixture(scope="module")
-def sift(datasets: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    root = datasets / "siftsmall"
-    return (fvecs_read(root / "siftsmall_base.fvecs"), fvecs_read(root / "siftsmall_query.fvecs"),
-            ivecs_read(root / "siftsmall_groundtruth.ivecs"))
 
 
 @pytest.fixture(scope="module")

@@ -26,3 +26,10 @@ def recall_at(found: Sequence[Sequence[int]] | np.ndarray, truth: np.ndarray, k:
     """Mean share of the true k nearest found among the first k results, over all queries."""
     hits = [len({int(x) for x in f[:k]} & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True)]
     return float(np.mean(hits)) / k
+
+
+def siftsmall(datasets_root: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(base 10,000 x 128, queries 100 x 128, ground truth 100 x 100) of ``<root>/siftsmall``."""
+    d = Path(datasets_root) / "siftsmall"
+    return (fvecs_read(d / "siftsmall_base.fvecs"), fvecs_read(d / "siftsmall_query.fvecs"),
+            ivecs_read(d / "siftsmall_groundtruth.ivecs"))
