@@ -50,6 +50,7 @@ from libc.string cimport memcpy, memset
 from crc32c cimport pxd_crc32c, pxd_crc32c_setup
 
 from proximadb.index._ann cimport *
+from proximadb.index._files cimport crc_array as _crc_array, view_array as _view
 from proximadb.index._inputs cimport allowed_rows, as_matrix, as_query
 
 import os
@@ -268,19 +269,6 @@ cdef int list_append(IvfState *v, int32_t li, int64_t row, const float *x) noexc
 
 
 # ------------------------------------------------------------ helpers --
-
-cdef inline cnp.ndarray _view(void *ptr, cnp.npy_intp count, int typenum):
-    """A numpy array over index memory, for one save/load call (it does not own it)."""
-    return cnp.PyArray_SimpleNewFromData(1, &count, typenum, ptr)
-
-
-cdef uint32_t _crc_array(uint32_t crc, cnp.ndarray arr) except? 0xFFFFFFFF:
-    cdef const char *p = <const char *>cnp.PyArray_DATA(arr)
-    cdef size_t nbytes = arr.nbytes
-    with nogil:
-        crc = pxd_crc32c(crc, p, nbytes)
-    return crc
-
 
 def _corrupt(path: object, what: str) -> CorruptionError:
     return CorruptionError(f"IVF index file {os.fspath(path)!r}: {what}")
