@@ -48,6 +48,7 @@ import lz4.block
 
 from proximadb.errors import CorruptionError, DiskFullError, EngineClosedError, StorageError
 from proximadb.storage import wal_codec, wal_io
+from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.fsync_policy import FsyncPolicy
 from proximadb.storage.operations import Operation
 
@@ -65,14 +66,6 @@ def segment_name(first_seq: int) -> str:
 def _fdatasync(fd: int) -> None:
     """os.fdatasync (releases the GIL); a module function so tests can inject failures."""
     os.fdatasync(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +157,7 @@ class WriteAheadLog:
     def _recover(self) -> None:
         if not self._dir.is_dir():
             self._dir.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self._dir.parent)
+            fsync_dir(self._dir.parent)
         found = sorted(
             (int(m.group(1)), self._dir / name)
             for name in os.listdir(self._dir)
@@ -259,7 +252,7 @@ class WriteAheadLog:
         try:
             self._write_all(fd, wal_io.encode_file_header(self._strategy, 0, first_seq))
             self._timed_sync(fd)
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except BaseException:
             os.close(fd)
             raise
@@ -593,7 +586,7 @@ class WriteAheadLog:
                 removed.append(seg.path)
             if removed:
                 try:
-                    _fsync_dir(self._dir)
+                    fsync_dir(self._dir)
                 except OSError as exc:
                     raise StorageError(f"checkpoint cannot fsync {self._dir}: {exc}") from exc
                 log.info("WAL %s: checkpoint at seq %d removed %d file(s)", self._dir, seq, len(removed))
