@@ -44,14 +44,8 @@ def connect_grpc(target: str = DEFAULT_GRPC, *, timeout: float = 30.0, api_key: 
     """
     from proximadb.sdk.grpc_transport import GrpcTransport
 
-    if target.startswith("grpc://"):
-        target = target[len("grpc://"):]
     transport = GrpcTransport(target, timeout=timeout, api_key=_api_key(api_key), tls=tls, ca_file=ca_file)
-    try:
-        return ProximaDBClient(transport, **client_options)
-    except BaseException:
-        transport.close()
-        raise
+    return _client(transport, client_options)
 
 
 def connect_rest(url: str = DEFAULT_REST, *, timeout: float = 30.0, api_key: str | None = None,
@@ -60,6 +54,11 @@ def connect_rest(url: str = DEFAULT_REST, *, timeout: float = 30.0, api_key: str
     from proximadb.sdk.rest_transport import RestTransport
 
     transport = RestTransport(url, timeout=timeout, api_key=_api_key(api_key), ca_file=ca_file, verify=verify)
+    return _client(transport, client_options)
+
+
+def _client(transport: Any, client_options: dict[str, Any]) -> ProximaDBClient:
+    """The client over ``transport`` (which it closes when the client cannot be made, e.g. no common schema)."""
     try:
         return ProximaDBClient(transport, **client_options)
     except BaseException:
