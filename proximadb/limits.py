@@ -63,19 +63,3 @@ class Limits:
         """The limits among ``settings`` (other keys are ignored)."""
         return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
 
-
-def metadata_bytes(metadata: Mapping[str, Any], stop_after: int) -> int:
-    """The size :data:`Limits.max_metadata_bytes` counts; stops counting once over ``stop_after``."""
-    total = 0
-    for key, value in metadata.items():
-        total += len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass"))
-        if isinstance(value, str):
-            total += len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
-        elif isinstance(value, list | tuple):
-            for item in value:
-                total += (len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))) + 1
-        elif value is not None:
-            total += 8
-        if total > stop_after:
-            break
-    return total

@@ -15,9 +15,10 @@ import pytest
 
 from proximadb.codec.payload import encode_insert
 from proximadb.errors import PayloadTooLargeError, ValidationError
-from proximadb.limits import CEILINGS, Limits, metadata_bytes
+from proximadb.limits import CEILINGS, Limits
 from proximadb.server.config import load_config
 from proximadb.storage.engine import Engine
+from proximadb.storage.validation import metadata_bytes
 
 SMALL = Limits(max_batch=10, max_k=5, max_dimension=16, max_id_bytes=8, max_metadata_bytes=100)
 
@@ -71,10 +72,10 @@ def test_config_refuses_bad_limits_with_the_setting_named(flags: dict, fragment:
 
 
 def test_metadata_size_counts_utf8_bytes() -> None:
-    assert metadata_bytes({"ab": "cd"}, 1000) == 4
-    assert metadata_bytes({"k": "é"}, 1000) == 1 + 2
-    assert metadata_bytes({"n": 5, "f": 1.5, "b": True, "z": None}, 1000) == 4 + 3 * 8
-    assert metadata_bytes({"tags": ["x", "yz"]}, 1000) == 4 + 2 + 3
+    assert metadata_bytes({"ab": "cd"}) == 4
+    assert metadata_bytes({"k": "é"}) == 1 + 2
+    assert metadata_bytes({"n": 5, "f": 1.5, "b": True, "z": None}) == 4 + 3 * 8
+    assert metadata_bytes({"tags": ["x", "yz"]}) == 4 + 2 + 3
 
 
 # ---------------------------------------------------------------- enforcement

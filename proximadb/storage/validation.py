@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
-from proximadb.limits import Limits, metadata_bytes
+from proximadb.limits import Limits
 from proximadb.storage.operations import Metadata
 
 DEFAULT_LIMITS = Limits()
@@ -66,41 +66,63 @@ def check_nonzero(vectors: np.ndarray, ids: Sequence[str]) -> None:
         )
 
 
-def check_metadata(metadata: object, where: str, max_bytes: int = DEFAULT_LIMITS.max_metadata_bytes) -> Metadata:
-    """The metadata value union: null, boolean, long, double, string, array<string>; at most ``max_bytes``.
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
-    Values are flat by construction (no nested objects), so there is no depth to limit.
+
+def metadata_bytes(metadata: object, where: str = "metadata") -> int:
+    """Check one record's metadata and return its size as ``max_metadata_bytes`` counts it, in one pass.
+
+    The value union: null, boolean, long, double, string, array<string>. Values are flat by
+    construction (no nested objects), so there is no depth to limit. The size is the UTF-8 bytes of
+    keys and strings (+1 per list item), and 8 per number or boolean.
     """
     if metadata is None:
-        return {}
+        return 0
     if not isinstance(metadata, dict):
         raise ValidationError(f"{where}: metadata must be an object, not {type(metadata).__name__}")
+    size = 0
     for key, value in metadata.items():
-        if not isinstance(key, str) or not key or len(key.encode("utf-8", "surrogatepass")) > MAX_METADATA_KEY_BYTES:
+        key_bytes = _utf8_len(key) if isinstance(key, str) else 0
+        if not key_bytes or key_bytes > MAX_METADATA_KEY_BYTES:
             raise ValidationError(f"{where}: metadata keys must be strings of 1 to {MAX_METADATA_KEY_BYTES} bytes")
-        if value is None or isinstance(value, bool | str):
+        size += key_bytes
+        if value is None:
+            continue
+        if isinstance(value, str):
+            size += _utf8_len(value)
+            continue
+        if isinstance(value, bool):
+            size += 8
             continue
         if isinstance(value, int):
             if not INT64_MIN <= value <= INT64_MAX:
                 raise ValidationError(f"{where}: metadata.{key} = {value} does not fit in a 64-bit integer")
+            size += 8
             continue
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise ValidationError(f"{where}: metadata.{key} must be finite, not {value}")
+            size += 8
             continue
         if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            size += sum(map(_utf8_len, value)) + len(value)
             continue
         raise ValidationError(
             f"{where}: metadata.{key} has type {type(value).__name__}; allowed are null, boolean, "
             "integer, float, string and list of strings"
         )
-    size = metadata_bytes(metadata, max_bytes)
+    return size
+
+
+def check_metadata(metadata: object, where: str, max_bytes: int = DEFAULT_LIMITS.max_metadata_bytes) -> Metadata:
+    """:func:`metadata_bytes`, refusing more than ``max_bytes``; returns the metadata ({} for None)."""
+    size = metadata_bytes(metadata, where)
     if size > max_bytes:
         raise ValidationError(
-            f"{where}: metadata is {size if size <= 2 * max_bytes else 'more than ' + str(size)} bytes, over the "
-            f"server's max_metadata_bytes limit of {max_bytes}"
+            f"{where}: metadata is {size} bytes, over the server's max_metadata_bytes limit of {max_bytes}"
         )
-    return metadata
+    return metadata or {}  # type: ignore[return-value]
 
 
 def check_k(k: object, max_k: int = MAX_K) -> int:
