@@ -56,8 +56,9 @@ class Admission:
         return min(budgets) if budgets else None
 
     @contextmanager
-    def request(self, protocol: str, client_timeout: float | None = None) -> Iterator[None]:
-        """Hold a slot and a deadline for the block; raise ResourceExhaustedError when none is free."""
+    def request(self, protocol: str, client_timeout: float | None = None) -> Iterator[float | None]:
+        """Hold a slot and a deadline for the block (which gets the budget in seconds, None = none);
+        raise ResourceExhaustedError when no slot is free."""
         if not self._slots.acquire(blocking=False):
             self.metrics.inc(REJECTED, (("protocol", protocol),))
             raise ResourceExhaustedError(
@@ -66,9 +67,10 @@ class Admission:
             )
         with self._lock:
             self._in_flight += 1
+        budget = self.timeout_for(client_timeout)
         try:
-            with deadline.scope(self.timeout_for(client_timeout)):
-                yield
+            with deadline.scope(budget):
+                yield budget
         finally:
             with self._lock:
                 self._in_flight -= 1

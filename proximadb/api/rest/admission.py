@@ -49,8 +49,7 @@ class AdmissionMiddleware:
             return  # refused by auth already, or a probe
         stack = ExitStack()
         try:
-            budget = self.admission.timeout_for(client_timeout(req))
-            stack.enter_context(self.admission.request("rest", budget))
+            budget = stack.enter_context(self.admission.request("rest", client_timeout(req)))
         except ProximaDBError as exc:
             stack.close()
             if isinstance(exc, ResourceExhaustedError):
