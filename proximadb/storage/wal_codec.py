@@ -6,7 +6,7 @@ segment file's header, so a WAL written with one strategy replays after a
 restart configured with the other; new files use the configured one.
 
 ``avro`` strategy (0) — the body is the versioned Avro payload frame of
-DESIGN.md, all integers little-endian::
+``codec/framing.pyx``, all integers little-endian::
 
     u32 schema_version | u32 op_type_len | op_type (UTF-8) | Avro datum
 

@@ -1,7 +1,8 @@
 """Build the gRPC server: the ProximaDB service plus the standard ``grpc.health.v1`` service.
 
 The caller owns the lifecycle (``server.start()``, :func:`stop_serving`); build it after any
-fork (see DESIGN.md: gunicorn forks, and a gRPC server made before the fork breaks in the child).
+fork (docs/architecture.md, "The daemon process": gunicorn forks, and a gRPC server made
+before the fork breaks in the child).
 """
 
 from __future__ import annotations
