@@ -24,9 +24,11 @@ from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc.server import build_server
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.errors import (
+    AlreadyExistsError,
     AuthenticationError,
     CollectionExistsError,
     CollectionNotFoundError,
+    CorruptionError,
     DimensionMismatchError,
     InvalidFilterError,
     MalformedPayloadError,
@@ -315,3 +317,37 @@ def test_status_without_error_code(fake_server: tuple[int, list[dict[str, str]],
             transport.health()
         with pytest.raises(ProximaDBError, match="UNIMPLEMENTED"):
             transport.count("docs", None)
+
+
+def test_status_without_error_code_maps_by_the_error_table() -> None:
+    """A failure with no proximadb-error-code (not from ProximaDB's servicer) gets the class errors.py gives its
+    status: the most specific one that every error with that status is."""
+    statuses = {"GetCollection": grpc.StatusCode.ALREADY_EXISTS, "Stats": grpc.StatusCode.DATA_LOSS,
+                "Count": grpc.StatusCode.INVALID_ARGUMENT, "ListCollections": grpc.StatusCode.INTERNAL}
+
+    def refuse(status: grpc.StatusCode) -> Any:
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(status, f"stand-in {status.name}")
+        return call
+
+    handler = grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        rpc: grpc.unary_unary_rpc_method_handler(refuse(status), request_deserializer=lambda b: b,
+                                                 response_serializer=lambda b: b)
+        for rpc, status in statuses.items()
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with GrpcTransport(f"127.0.0.1:{port}") as transport:
+            for call, error in ((lambda: transport.get_collection("x"), AlreadyExistsError),
+                                (lambda: transport.stats("x"), CorruptionError),
+                                (lambda: transport.count("x", None), ValidationError)):
+                with pytest.raises(error, match="stand-in"):
+                    call()
+            with pytest.raises(ProximaDBError, match=f"gRPC INTERNAL from 127.0.0.1:{port}: stand-in") as info:
+                transport.list_collections()
+            assert type(info.value) is ProximaDBError
+    finally:
+        server.stop(None).wait()

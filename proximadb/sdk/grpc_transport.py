@@ -6,8 +6,9 @@ metadata ``proximadb-error-code``, rebuilt here with
 Without that code the status decides: UNAVAILABLE -> UnavailableError naming the target,
 DEADLINE_EXCEEDED -> RequestTimeoutError, RESOURCE_EXHAUSTED (gRPC's own message size
 limit) -> PayloadTooLargeError, or ResourceExhaustedError for gRPC's own concurrent-RPC
-limit, and so on. Every call carries the transport's ``timeout`` as its gRPC deadline,
-which the server also uses as the request's budget.
+limit, and otherwise the class of :data:`proximadb.errors.BY_GRPC_STATUS` (the REST
+transport does the same by HTTP status). Every call carries the transport's ``timeout``
+as its gRPC deadline, which the server also uses as the request's budget.
 """
 
 from __future__ import annotations
@@ -23,11 +24,8 @@ from proximadb.api.grpc import ENVELOPE_BYTES, ERROR_CODE_METADATA, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
 from proximadb.errors import (
-    AlreadyExistsError,
-    AuthenticationError,
-    NotFoundError,
+    BY_GRPC_STATUS,
     PayloadTooLargeError,
-    PermissionDeniedError,
     ProximaDBError,
     RequestTimeoutError,
     ResourceExhaustedError,
@@ -37,15 +35,6 @@ from proximadb.errors import (
 )
 
 DEFAULT_TARGET = "127.0.0.1:5679"
-
-_BY_STATUS: dict[grpc.StatusCode, type[ProximaDBError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: ValidationError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: PayloadTooLargeError,
-    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
-}
 
 
 class GrpcTransport:
@@ -117,8 +106,8 @@ class GrpcTransport:
             return ResourceExhaustedError(f"ProximaDB gRPC server at {self.target} is busy: {details}")
         if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return PayloadTooLargeError(f"{details} (message size limit: {self.max_message_bytes} bytes)")
-        kind = _BY_STATUS.get(status)
-        if kind is not None:
+        kind = BY_GRPC_STATUS.get(status.name, ProximaDBError)
+        if kind is not ProximaDBError:
             return kind(details)
         return ProximaDBError(f"gRPC {status.name} from {self.target}: {details}")
 

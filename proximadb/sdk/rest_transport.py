@@ -11,8 +11,10 @@ on a reused connection is retried once on a fresh one, but only when it is
 idempotent (a write may have been applied before the connection dropped).
 
 Failures: the server's error envelope becomes the typed exception of its code
-(:func:`proximadb.errors.error_from_code`); connection refused/reset is
-``UnavailableError`` naming the URL; a socket timeout is ``RequestTimeoutError``.
+(:func:`proximadb.errors.error_from_code`), an answer without a code the one
+of its HTTP status (:data:`proximadb.errors.BY_HTTP_STATUS`); connection
+refused/reset is ``UnavailableError`` naming the URL; a socket timeout is
+``RequestTimeoutError``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,10 @@ from urllib.parse import quote, urlencode, urlsplit
 import numpy as np
 
 from proximadb.errors import (
+    BY_HTTP_STATUS,
     ERRORS_BY_CODE,
-    NotFoundError,
-    PayloadTooLargeError,
     ProximaDBError,
     RequestTimeoutError,
-    ResourceExhaustedError,
     UnavailableError,
     ValidationError,
     error_from_code,
@@ -45,12 +45,6 @@ MAX_IDLE_CONNECTIONS = 8
 
 # Errors that mean "the connection is gone", as opposed to a deadline or a bad response.
 _CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError)
-
-_STATUS_ERRORS: dict[int, type[ProximaDBError]] = {
-    400: ValidationError, 404: NotFoundError, 408: RequestTimeoutError, 413: PayloadTooLargeError,
-    429: ResourceExhaustedError, 503: UnavailableError, 504: RequestTimeoutError,
-}
-
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
@@ -295,9 +289,9 @@ def _unwrap(status: int, content_type: str, data: bytes) -> Any:
         message = str(error.get("message") or envelope.get("message") or f"HTTP {status}")
         if code in ERRORS_BY_CODE:
             raise error_from_code(code, message)
-        raise _STATUS_ERRORS.get(status, ProximaDBError)(f"{message} (HTTP {status}, code {code!r})")
+        raise BY_HTTP_STATUS.get(status, ProximaDBError)(f"{message} (HTTP {status}, code {code!r})")
     snippet = data[:200].decode("utf-8", "replace")
-    raise _STATUS_ERRORS.get(status, ProximaDBError)(
+    raise BY_HTTP_STATUS.get(status, ProximaDBError)(
         f"unexpected HTTP {status} response ({content_type or 'no content type'}): {snippet}"
     )
 
