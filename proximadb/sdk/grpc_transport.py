@@ -8,21 +8,23 @@ DEADLINE_EXCEEDED -> RequestTimeoutError, RESOURCE_EXHAUSTED (gRPC's own message
 limit) -> PayloadTooLargeError, or ResourceExhaustedError for gRPC's own concurrent-RPC
 limit, and otherwise the class of :data:`proximadb.errors.BY_GRPC_STATUS` (the REST
 transport does the same by HTTP status). Every call carries the transport's ``timeout``
-as its gRPC deadline, which the server also uses as the request's budget.
+as its gRPC deadline, which the server also uses as the request's budget. Which RPC
+serves a call is the operation table's (:mod:`proximadb.api.operations`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from proximadb.api import operations as ops
 from proximadb.api.grpc import ENVELOPE_BYTES, ERROR_CODE_METADATA, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.api.operations import Operation
 from proximadb.errors import (
     BY_GRPC_STATUS,
     PayloadTooLargeError,
@@ -79,9 +81,10 @@ class GrpcTransport:
         self._closed = False
 
     # ------------------------------------------------------------ plumbing
-    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+    def _call(self, op: Operation, request: Any) -> Any:
         if self._closed:
             raise UnavailableError(f"the gRPC transport to {self.target} is closed")
+        method = getattr(self._stub, str(op.rpc))
         try:
             return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
@@ -113,63 +116,63 @@ class GrpcTransport:
 
     # ------------------------------------------------------------ health and collections
     def health(self) -> dict[str, Any]:
-        return convert.health_from_proto(self._call(self._stub.Health, pb.HealthRequest()))
+        return convert.health_from_proto(self._call(ops.HEALTH, pb.HealthRequest()))
 
     def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
         request = convert.create_request_from_body(body)
-        return convert.collection_from_proto(self._call(self._stub.CreateCollection, request))
+        return convert.collection_from_proto(self._call(ops.CREATE_COLLECTION, request))
 
     def get_collection(self, collection: str) -> dict[str, Any]:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return convert.collection_from_proto(self._call(self._stub.GetCollection, request))
+        return convert.collection_from_proto(self._call(ops.GET_COLLECTION, request))
 
     def list_collections(self) -> list[dict[str, Any]]:
-        return convert.collections_from_proto(self._call(self._stub.ListCollections, pb.ListCollectionsRequest()))
+        return convert.collections_from_proto(self._call(ops.LIST_COLLECTIONS, pb.ListCollectionsRequest()))
 
     def update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]:
         request = convert.update_request_from_changes(collection, changes)
-        return convert.collection_from_proto(self._call(self._stub.UpdateCollection, request))
+        return convert.collection_from_proto(self._call(ops.UPDATE_COLLECTION, request))
 
     def delete_collection(self, collection: str) -> None:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        self._call(self._stub.DeleteCollection, request)
+        self._call(ops.DELETE_COLLECTION, request)
 
     def compact(self, collection: str) -> dict[str, Any]:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return json.loads(self._call(self._stub.Compact, request).json)  # type: ignore[no-any-return]
+        return json.loads(self._call(ops.COMPACT, request).json)  # type: ignore[no-any-return]
 
     def stats(self, collection: str) -> dict[str, Any]:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return json.loads(self._call(self._stub.Stats, request).json)  # type: ignore[no-any-return]
+        return json.loads(self._call(ops.STATS, request).json)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ vectors
     def _payload_request(self, collection: str, payload: bytes) -> pb.PayloadRequest:
         return convert.build(pb.PayloadRequest, "payload request", collection=collection, payload=bytes(payload))
 
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        response = self._call(self._stub.Insert, self._payload_request(collection, payload))
+        response = self._call(ops.INSERT, self._payload_request(collection, payload))
         return convert.insert_from_proto(response)
 
     def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        response = self._call(self._stub.Mutate, self._payload_request(collection, payload))
+        response = self._call(ops.MUTATE, self._payload_request(collection, payload))
         return convert.mutate_from_proto(response)
 
     def search_payload(self, collection: str, payload: bytes) -> bytes:
         # Search and SearchBatch are the same call on the server; the payload says how many queries.
-        return bytes(self._call(self._stub.Search, self._payload_request(collection, payload)).payload)
+        return bytes(self._call(ops.SEARCH, self._payload_request(collection, payload)).payload)
 
     def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
         request = convert.build(
             pb.GetRequest, "get request", collection=collection, ids=ids, include_vectors=include_vectors,
             schema_version=self.schema_version,
         )
-        response = self._call(self._stub.Get, request)
+        response = self._call(ops.GET, request)
         return convert.records_from_bytes(response.records, include_vectors=include_vectors,
                                           schema_version=response.schema_version or 1)
 
     def count(self, collection: str, filter_json: str | None) -> int:
         request = convert.build(pb.CountRequest, "count request", collection=collection, filter_json=filter_json)
-        return int(self._call(self._stub.Count, request).count)
+        return int(self._call(ops.COUNT, request).count)
 
     def scroll(
         self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
@@ -181,7 +184,7 @@ class GrpcTransport:
             pb.ScrollRequest, "scroll request", collection=collection, limit=limit, cursor=cursor,
             filter_json=filter_json, include_vectors=include_vectors, schema_version=self.schema_version,
         )
-        return convert.records_from_proto(self._call(self._stub.Scroll, request), include_vectors=include_vectors)
+        return convert.records_from_proto(self._call(ops.SCROLL, request), include_vectors=include_vectors)
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
