@@ -14,7 +14,6 @@ serves a call is the operation table's (:mod:`proximadb.api.operations`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +138,11 @@ class GrpcTransport:
 
     def compact(self, collection: str) -> dict[str, Any]:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return json.loads(self._call(ops.COMPACT, request).json)  # type: ignore[no-any-return]
+        return convert.compaction_from_proto(self._call(ops.COMPACT, request))
 
     def stats(self, collection: str) -> dict[str, Any]:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return json.loads(self._call(ops.STATS, request).json)  # type: ignore[no-any-return]
+        return convert.stats_from_proto(self._call(ops.STATS, request))
 
     # ------------------------------------------------------------ vectors
     def _payload_request(self, collection: str, payload: bytes) -> pb.PayloadRequest:

@@ -20,7 +20,6 @@ Every method goes through :func:`_rpc`, which
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -104,12 +103,12 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
         return pb.DeleteCollectionResponse()
 
     @_rpc
-    def Compact(self, request: pb.CollectionRef, context: Context) -> pb.JsonResponse:  # noqa: N802
-        return pb.JsonResponse(json=json.dumps(self.service.compact_collection(request.collection)))
+    def Compact(self, request: pb.CollectionRef, context: Context) -> pb.CompactionReport:  # noqa: N802
+        return convert.compaction_to_proto(self.service.compact_collection(request.collection))
 
     @_rpc
-    def Stats(self, request: pb.CollectionRef, context: Context) -> pb.JsonResponse:  # noqa: N802
-        return pb.JsonResponse(json=json.dumps(self.service.collection_stats(request.collection)))
+    def Stats(self, request: pb.CollectionRef, context: Context) -> pb.CollectionStats:  # noqa: N802
+        return convert.stats_to_proto(self.service.collection_stats(request.collection))
 
     # ------------------------------------------------------------ vectors (payload frames pass through)
     @_rpc
