@@ -3,9 +3,18 @@
 Each error knows its stable machine-readable ``code``, its HTTP status and its
 gRPC status name, so the REST and gRPC adapters map errors the same way and
 the SDK can rebuild the same exception class from either transport.
+
+:data:`BY_HTTP_STATUS` and :data:`BY_GRPC_STATUS` go the other way, for an
+answer that carries a status but no code (a proxy, or a protocol error of the
+server's framework): the most specific class that every error reporting that
+status is an instance of. ``RESOURCE_EXHAUSTED``, shared by unrelated errors,
+so maps to the base class; the SDK's gRPC transport tells those apart itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 
 class ProximaDBError(Exception):
@@ -177,3 +186,20 @@ ERRORS_BY_CODE: dict[str, type[ProximaDBError]] = {c.code: c for c in _all_subcl
 def error_from_code(code: str, message: str) -> ProximaDBError:
     """Rebuild the typed exception a server reported (used by the SDK)."""
     return ERRORS_BY_CODE.get(code, ProximaDBError)(message)
+
+
+_Status = TypeVar("_Status", bound=Hashable)
+
+
+def _by_status(status_of: Callable[[type[ProximaDBError]], _Status]) -> dict[_Status, type[ProximaDBError]]:
+    groups: dict[_Status, list[type[ProximaDBError]]] = {}
+    for cls in ERRORS_BY_CODE.values():
+        groups.setdefault(status_of(cls), []).append(cls)
+    return {
+        status: next(base for base in classes[0].__mro__ if all(issubclass(c, base) for c in classes))
+        for status, classes in groups.items()
+    }
+
+
+BY_HTTP_STATUS: dict[int, type[ProximaDBError]] = _by_status(lambda c: c.http_status)
+BY_GRPC_STATUS: dict[str, type[ProximaDBError]] = _by_status(lambda c: c.grpc_status)

@@ -23,10 +23,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import proximadb
 from proximadb import errors
-from proximadb.api.grpc import ERROR_CODE_METADATA
+from proximadb.api import operations
+from proximadb.api.grpc import ERROR_CODE_METADATA, SERVICE_NAME
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
-from proximadb.api.rest.auth import READ_POST_ROUTES, is_write
 from proximadb.sdk import ProximaDBClient
 from proximadb.server.auth import KeyStore, bearer_token, digest, key_file_line, load_key_file
 from proximadb.server.config import load_config
@@ -84,6 +84,19 @@ def test_key_store_roles_and_constant_time_check() -> None:
     KeyStore([]).check(None, write=True)  # no keys configured: open
     assert bearer_token("Bearer xyz") == "xyz" and bearer_token("bearer  xyz ") == "xyz"
     assert bearer_token("Basic xyz") is None and bearer_token("Bearer") is None and bearer_token(None) is None
+
+
+def is_write(method: str, route: str) -> bool:
+    return operations.for_route(method, route).write
+
+
+READ_POST_ROUTES = (
+    "/collections/{collection}/vectors/get",
+    "/collections/{collection}/vectors/scroll",
+    "/collections/{collection}/vectors/count",
+    "/collections/{collection}/search",
+    "/collections/{collection}/search/batch",
+)
 
 
 def test_routes_classified_by_route_not_method() -> None:
@@ -216,6 +229,62 @@ def test_rest_raw_statuses_envelopes_and_headers(daemon: Daemon) -> None:
     # the refusals are counted like any request
     _, _, metrics = _http(daemon, "GET", "/metrics", key=RW)
     assert 'code="401"' in metrics and 'code="403"' in metrics
+
+
+# ---------------------------------------------------------------- every operation of the table, both protocols
+def _fill(template: str) -> str:
+    return template.replace("{collection}", "c").replace("{id:path}", "v1")
+
+
+def test_rest_read_only_key_is_refused_exactly_on_writes(daemon: Daemon) -> None:
+    """Every (method, route) of the operation table, as a raw request: no key -> 401 (but health), a read-only
+    key -> 403 exactly on writes; the refused writes changed nothing."""
+    for op in operations.OPERATIONS:
+        for method, template in op.rest:
+            path, body = _fill(template), None if method in ("GET", "DELETE") else {}
+            anonymous = _http(daemon, method, path, body=body)[0]
+            assert (anonymous != 401) if op.open else (anonymous == 401), (op.name, method, template, anonymous)
+            status, _, answer = _http(daemon, method, path, key=RO, body=body)
+            if op.write:
+                assert status == 403 and answer["error"]["code"] == "permission_denied", (op.name, method, template)
+            else:
+                assert status not in (401, 403), (op.name, method, template, status)
+    with proximadb.connect_rest(daemon.rest_url, api_key=RO) as c:
+        assert c.count("c") == 20 and c.get_vectors("c", ["v1"])[0]["id"] == "v1"
+        assert [col["name"] for col in c.list_collections()] == ["c"]
+
+
+def test_grpc_read_only_key_is_refused_exactly_on_writes(daemon: Daemon) -> None:
+    """Every RPC of the generated service, called raw with a near-empty request, by the same table."""
+    service = pb.DESCRIPTOR.services_by_name[SERVICE_NAME.rsplit(".", 1)[1]]
+    ro = (("authorization", f"Bearer {RO}"),)
+    with grpc.insecure_channel(daemon.grpc_target) as channel:
+        for method in service.methods:
+            op = operations.for_rpc(method.name)
+            request_type = getattr(pb, method.input_type.name)
+            fields = {"collection": "c"} if "collection" in request_type.DESCRIPTOR.fields_by_name else {}
+            call = channel.unary_unary(f"/{SERVICE_NAME}/{method.name}",
+                                       request_serializer=request_type.SerializeToString,
+                                       response_deserializer=getattr(pb, method.output_type.name).FromString)
+
+            def status_of(metadata: tuple[tuple[str, str], ...]) -> grpc.StatusCode:
+                try:
+                    call(request_type(**fields), timeout=10, metadata=metadata)  # noqa: B023
+                except grpc.RpcError as exc:
+                    return exc.code()  # type: ignore[no-any-return]
+                return grpc.StatusCode.OK
+
+            anonymous = status_of(())
+            assert (anonymous != grpc.StatusCode.UNAUTHENTICATED) if op.open else (
+                anonymous == grpc.StatusCode.UNAUTHENTICATED), (method.name, anonymous)
+            status = status_of(ro)
+            if op.write:
+                assert status == grpc.StatusCode.PERMISSION_DENIED, (method.name, status)
+            else:
+                assert status not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED), (
+                    method.name, status)
+    with proximadb.connect_grpc(daemon.grpc_target, api_key=RO) as c:
+        assert c.count("c") == 20 and [col["name"] for col in c.list_collections()] == ["c"]
 
 
 # ---------------------------------------------------------------- raw gRPC

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from proximadb.api.grpc import ENVELOPE_BYTES, ERROR_CODE_METADATA, SERVICE_NAME
+from proximadb.api.grpc import ENVELOPE_BYTES, ERROR_CODE_METADATA, SERVICE_NAME, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
 from proximadb.api.grpc.server import build_server, stop_serving
@@ -250,6 +250,35 @@ def test_update_collection_errors(loaded: Served) -> None:
     err = fail(loaded.stub.UpdateCollection, pb.UpdateCollectionRequest(collection="nope", changes_json="{}"))
     assert err.code() == grpc.StatusCode.NOT_FOUND
     assert snapshot(loaded) == before
+
+
+def test_stats_and_compact_answer_typed_messages(loaded: Served) -> None:
+    """Typed fields that give the service's dict, plus field 1 for clients that read JsonResponse."""
+    ref = pb.CollectionRef(collection="docs")
+    stats = loaded.stub.Stats(ref, timeout=TIMEOUT)
+    assert isinstance(stats, pb.CollectionStats)
+    assert (stats.name, stats.vectors, stats.memtable_rows, stats.segments) == ("docs", 3, 3, 0)
+    assert stats.HasField("wal_last_seq") and not stats.HasField("last_flush_error")
+    expected = loaded.service.collection_stats("docs")
+    assert convert.stats_from_proto(stats) == expected
+    assert json.loads(pb.JsonResponse.FromString(stats.SerializeToString()).json) == expected  # an older client
+    with pytest.raises(ValueError, match="'new_key'"):  # a key the .proto lacks: an error, not a silently missing field
+        convert.stats_to_proto({**expected, "new_key": 1})
+
+    loaded.engine.collection("docs").flush()
+    insert(loaded, ["d"], vectors(1, seed=1))
+    loaded.engine.collection("docs").flush()
+    report = loaded.stub.Compact(ref, timeout=TIMEOUT)
+    assert isinstance(report, pb.CompactionReport)
+    assert (report.collection, report.segments_before, report.segments_after) == ("docs", 2, 1)
+    assert (report.rows_before, report.rows_after, len(report.merged)) == (4, 4, 2) and report.bytes_after > 0
+    as_dict = convert.compaction_from_proto(report)
+    assert as_dict == json.loads(pb.JsonResponse.FromString(report.SerializeToString()).json)
+    assert list(as_dict) == ["collection", "segments_before", "segments_after", "rows_before", "rows_after",
+                             "bytes_before", "bytes_after", "seconds", "merged"]
+    assert convert.stats_from_proto(loaded.stub.Stats(ref, timeout=TIMEOUT))["segments"] == 1
+    for rpc in (loaded.stub.Stats, loaded.stub.Compact):
+        assert fail(rpc, pb.CollectionRef(collection="nope")).code() == grpc.StatusCode.NOT_FOUND
 
 
 # ---------------------------------------------------------------- vectors

@@ -6,6 +6,7 @@ failure must arrive as the typed exception of proximadb.errors.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -24,9 +25,11 @@ from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc.server import build_server
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.errors import (
+    AlreadyExistsError,
     AuthenticationError,
     CollectionExistsError,
     CollectionNotFoundError,
+    CorruptionError,
     DimensionMismatchError,
     InvalidFilterError,
     MalformedPayloadError,
@@ -315,3 +318,63 @@ def test_status_without_error_code(fake_server: tuple[int, list[dict[str, str]],
             transport.health()
         with pytest.raises(ProximaDBError, match="UNIMPLEMENTED"):
             transport.count("docs", None)
+
+
+def test_stats_and_compact_from_a_server_that_answers_json(tmp_path: Path) -> None:
+    """A server from before CollectionStats/CompactionReport sent JsonResponse (field 1 only): the SDK reads it."""
+    stats = {"name": "docs", "uuid": "u", "vectors": 3, "wal_last_seq": None, "extra": [1, 2]}
+    report = {"collection": "docs", "segments_before": 2, "segments_after": 1, "seconds": 0.25, "merged": [1, 2]}
+
+    def answer(value: dict[str, Any]) -> Any:
+        return lambda request, context: pb.JsonResponse(json=json.dumps(value))
+
+    handler = grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        rpc: grpc.unary_unary_rpc_method_handler(
+            answer(value), request_deserializer=pb.CollectionRef.FromString,
+            response_serializer=pb.JsonResponse.SerializeToString,
+        ) for rpc, value in (("Stats", stats), ("Compact", report))
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with GrpcTransport(f"127.0.0.1:{port}") as transport:
+            assert transport.stats("docs") == stats
+            assert transport.compact("docs") == report
+    finally:
+        server.stop(None).wait()
+
+
+def test_status_without_error_code_maps_by_the_error_table() -> None:
+    """A failure with no proximadb-error-code (not from ProximaDB's servicer) gets the class errors.py gives its
+    status: the most specific one that every error with that status is."""
+    statuses = {"GetCollection": grpc.StatusCode.ALREADY_EXISTS, "Stats": grpc.StatusCode.DATA_LOSS,
+                "Count": grpc.StatusCode.INVALID_ARGUMENT, "ListCollections": grpc.StatusCode.INTERNAL}
+
+    def refuse(status: grpc.StatusCode) -> Any:
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(status, f"stand-in {status.name}")
+        return call
+
+    handler = grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        rpc: grpc.unary_unary_rpc_method_handler(refuse(status), request_deserializer=lambda b: b,
+                                                 response_serializer=lambda b: b)
+        for rpc, status in statuses.items()
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with GrpcTransport(f"127.0.0.1:{port}") as transport:
+            for call, error in ((lambda: transport.get_collection("x"), AlreadyExistsError),
+                                (lambda: transport.stats("x"), CorruptionError),
+                                (lambda: transport.count("x", None), ValidationError)):
+                with pytest.raises(error, match="stand-in"):
+                    call()
+            with pytest.raises(ProximaDBError, match=f"gRPC INTERNAL from 127.0.0.1:{port}: stand-in") as info:
+                transport.list_collections()
+            assert type(info.value) is ProximaDBError
+    finally:
+        server.stop(None).wait()

@@ -24,13 +24,17 @@ import pytest
 from proximadb.api.rest import create_app
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.errors import (
+    AlreadyExistsError,
     CollectionExistsError,
     CollectionNotFoundError,
     DimensionMismatchError,
+    DiskFullError,
     InvalidFilterError,
     MalformedPayloadError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
+    ProximaDBError,
     RequestTimeoutError,
     UnavailableError,
     UnknownOperationError,
@@ -431,3 +435,32 @@ def test_socket_timeout_is_request_timeout() -> None:
             t.health()
     finally:
         server.close()
+
+
+def test_status_without_a_known_code_maps_by_the_error_table() -> None:
+    """An answer whose code the SDK does not know (a proxy, a newer server) gets the class errors.py gives its
+    HTTP status: the most specific one that every error with that status is."""
+    answers = {
+        "/collections": ("409 Conflict", "application/json",
+                         json.dumps({"success": False, "error": {"code": "newer_code", "message": "taken"}})),
+        "/collections/x": ("403 Forbidden", "text/html", "<h1>proxy says no</h1>"),
+        "/collections/x/stats": ("507 Insufficient Storage", "text/plain", "full"),
+        "/collections/x/compact": ("502 Bad Gateway", "text/plain", "upstream"),
+    }
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        status, content_type, body = answers[environ["PATH_INFO"]]
+        start_response(status, [("Content-Type", content_type)])
+        return [body.encode()]
+
+    for url in _serve(app, _QuietHandler):
+        with RestTransport(url, timeout=10.0) as t:
+            with pytest.raises(AlreadyExistsError, match=r"taken \(HTTP 409, code 'newer_code'\)"):
+                t.list_collections()
+            with pytest.raises(PermissionDeniedError, match="unexpected HTTP 403"):
+                t.get_collection("x")
+            with pytest.raises(DiskFullError, match="HTTP 507"):
+                t.stats("x")
+            with pytest.raises(ProximaDBError, match="HTTP 502") as info:
+                t.compact("x")
+            assert type(info.value) is ProximaDBError

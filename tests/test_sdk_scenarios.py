@@ -194,6 +194,20 @@ def test_connect_picks_grpc_and_rest_forced(daemon: Daemon, tmp_path: Path) -> N
         proximadb.connect_rest("http://127.0.0.1:1", timeout=1)
 
 
+def test_stats_and_compaction_report_are_the_same_dict_over_both_protocols(daemon: Daemon) -> None:
+    """gRPC carries them as typed messages, REST as JSON: the SDK gives the same dicts, key order included."""
+    with proximadb.connect_grpc(daemon.grpc_target) as g, proximadb.connect_rest(daemon.rest_url) as r:
+        g.create_collection("same-dicts", DIM)
+        g.insert_vectors("same-dicts", ids=[f"d{i}" for i in range(7)], vectors=_vecs(7, 30))
+        over_grpc, over_rest = g.stats("same-dicts"), r.stats("same-dicts")
+        assert over_grpc == over_rest and list(over_grpc) == list(over_rest)
+        assert over_grpc["last_flush_error"] is None and over_grpc["vectors"] == 7
+        reports = [g.compact("same-dicts"), r.compact("same-dicts")]
+        assert [list(rep) for rep in reports] == [list(reports[1])] * 2
+        assert all(isinstance(rep.pop("seconds"), float) for rep in reports)
+        assert reports[0] == reports[1] and reports[0]["collection"] == "same-dicts"
+
+
 def test_online_compaction_and_stats(client: ProximaDBClient, collection: str) -> None:
     # The merge itself is covered by tests/test_compaction*.py; here: the API path on both transports.
     client.insert_vectors(collection, ids=[f"c{i}" for i in range(50)], vectors=_vecs(50, 20))

@@ -6,28 +6,27 @@ metadata ``proximadb-error-code``, rebuilt here with
 Without that code the status decides: UNAVAILABLE -> UnavailableError naming the target,
 DEADLINE_EXCEEDED -> RequestTimeoutError, RESOURCE_EXHAUSTED (gRPC's own message size
 limit) -> PayloadTooLargeError, or ResourceExhaustedError for gRPC's own concurrent-RPC
-limit, and so on. Every call carries the transport's ``timeout`` as its gRPC deadline,
-which the server also uses as the request's budget.
+limit, and otherwise the class of :data:`proximadb.errors.BY_GRPC_STATUS` (the REST
+transport does the same by HTTP status). Every call carries the transport's ``timeout``
+as its gRPC deadline, which the server also uses as the request's budget. Which RPC
+serves a call is the operation table's (:mod:`proximadb.api.operations`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from proximadb.api import operations as ops
 from proximadb.api.grpc import ENVELOPE_BYTES, ERROR_CODE_METADATA, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.api.operations import Operation
 from proximadb.errors import (
-    AlreadyExistsError,
-    AuthenticationError,
-    NotFoundError,
+    BY_GRPC_STATUS,
     PayloadTooLargeError,
-    PermissionDeniedError,
     ProximaDBError,
     RequestTimeoutError,
     ResourceExhaustedError,
@@ -37,15 +36,6 @@ from proximadb.errors import (
 )
 
 DEFAULT_TARGET = "127.0.0.1:5679"
-
-_BY_STATUS: dict[grpc.StatusCode, type[ProximaDBError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: ValidationError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: PayloadTooLargeError,
-    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
-}
 
 
 class GrpcTransport:
@@ -90,9 +80,10 @@ class GrpcTransport:
         self._closed = False
 
     # ------------------------------------------------------------ plumbing
-    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+    def _call(self, op: Operation, request: Any) -> Any:
         if self._closed:
             raise UnavailableError(f"the gRPC transport to {self.target} is closed")
+        method = getattr(self._stub, str(op.rpc))
         try:
             return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
@@ -117,70 +108,70 @@ class GrpcTransport:
             return ResourceExhaustedError(f"ProximaDB gRPC server at {self.target} is busy: {details}")
         if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return PayloadTooLargeError(f"{details} (message size limit: {self.max_message_bytes} bytes)")
-        kind = _BY_STATUS.get(status)
-        if kind is not None:
+        kind = BY_GRPC_STATUS.get(status.name, ProximaDBError)
+        if kind is not ProximaDBError:
             return kind(details)
         return ProximaDBError(f"gRPC {status.name} from {self.target}: {details}")
 
     # ------------------------------------------------------------ health and collections
     def health(self) -> dict[str, Any]:
-        return convert.health_from_proto(self._call(self._stub.Health, pb.HealthRequest()))
+        return convert.health_from_proto(self._call(ops.HEALTH, pb.HealthRequest()))
 
     def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
         request = convert.create_request_from_body(body)
-        return convert.collection_from_proto(self._call(self._stub.CreateCollection, request))
+        return convert.collection_from_proto(self._call(ops.CREATE_COLLECTION, request))
 
     def get_collection(self, collection: str) -> dict[str, Any]:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return convert.collection_from_proto(self._call(self._stub.GetCollection, request))
+        return convert.collection_from_proto(self._call(ops.GET_COLLECTION, request))
 
     def list_collections(self) -> list[dict[str, Any]]:
-        return convert.collections_from_proto(self._call(self._stub.ListCollections, pb.ListCollectionsRequest()))
+        return convert.collections_from_proto(self._call(ops.LIST_COLLECTIONS, pb.ListCollectionsRequest()))
 
     def update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]:
         request = convert.update_request_from_changes(collection, changes)
-        return convert.collection_from_proto(self._call(self._stub.UpdateCollection, request))
+        return convert.collection_from_proto(self._call(ops.UPDATE_COLLECTION, request))
 
     def delete_collection(self, collection: str) -> None:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        self._call(self._stub.DeleteCollection, request)
+        self._call(ops.DELETE_COLLECTION, request)
 
     def compact(self, collection: str) -> dict[str, Any]:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return json.loads(self._call(self._stub.Compact, request).json)  # type: ignore[no-any-return]
+        return convert.compaction_from_proto(self._call(ops.COMPACT, request))
 
     def stats(self, collection: str) -> dict[str, Any]:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return json.loads(self._call(self._stub.Stats, request).json)  # type: ignore[no-any-return]
+        return convert.stats_from_proto(self._call(ops.STATS, request))
 
     # ------------------------------------------------------------ vectors
     def _payload_request(self, collection: str, payload: bytes) -> pb.PayloadRequest:
         return convert.build(pb.PayloadRequest, "payload request", collection=collection, payload=bytes(payload))
 
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        response = self._call(self._stub.Insert, self._payload_request(collection, payload))
+        response = self._call(ops.INSERT, self._payload_request(collection, payload))
         return convert.insert_from_proto(response)
 
     def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        response = self._call(self._stub.Mutate, self._payload_request(collection, payload))
+        response = self._call(ops.MUTATE, self._payload_request(collection, payload))
         return convert.mutate_from_proto(response)
 
     def search_payload(self, collection: str, payload: bytes) -> bytes:
         # Search and SearchBatch are the same call on the server; the payload says how many queries.
-        return bytes(self._call(self._stub.Search, self._payload_request(collection, payload)).payload)
+        return bytes(self._call(ops.SEARCH, self._payload_request(collection, payload)).payload)
 
     def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
         request = convert.build(
             pb.GetRequest, "get request", collection=collection, ids=ids, include_vectors=include_vectors,
             schema_version=self.schema_version,
         )
-        response = self._call(self._stub.Get, request)
+        response = self._call(ops.GET, request)
         return convert.records_from_bytes(response.records, include_vectors=include_vectors,
                                           schema_version=response.schema_version or 1)
 
     def count(self, collection: str, filter_json: str | None) -> int:
         request = convert.build(pb.CountRequest, "count request", collection=collection, filter_json=filter_json)
-        return int(self._call(self._stub.Count, request).count)
+        return int(self._call(ops.COUNT, request).count)
 
     def scroll(
         self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
@@ -192,7 +183,7 @@ class GrpcTransport:
             pb.ScrollRequest, "scroll request", collection=collection, limit=limit, cursor=cursor,
             filter_json=filter_json, include_vectors=include_vectors, schema_version=self.schema_version,
         )
-        return convert.records_from_proto(self._call(self._stub.Scroll, request), include_vectors=include_vectors)
+        return convert.records_from_proto(self._call(ops.SCROLL, request), include_vectors=include_vectors)
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:

@@ -10,9 +10,14 @@ server has closed is noticed before it is reused; a request that still fails
 on a reused connection is retried once on a fresh one, but only when it is
 idempotent (a write may have been applied before the connection dropped).
 
+Routes: each call's method, path and whether it may be resent come from the
+operation table (:mod:`proximadb.api.operations`), the one the server routes by.
+
 Failures: the server's error envelope becomes the typed exception of its code
-(:func:`proximadb.errors.error_from_code`); connection refused/reset is
-``UnavailableError`` naming the URL; a socket timeout is ``RequestTimeoutError``.
+(:func:`proximadb.errors.error_from_code`), an answer without a code the one
+of its HTTP status (:data:`proximadb.errors.BY_HTTP_STATUS`); connection
+refused/reset is ``UnavailableError`` naming the URL; a socket timeout is
+``RequestTimeoutError``.
 """
 
 from __future__ import annotations
@@ -23,17 +28,17 @@ import select
 import ssl
 import threading
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 
+from proximadb.api import operations as ops
+from proximadb.api.operations import Operation
 from proximadb.errors import (
+    BY_HTTP_STATUS,
     ERRORS_BY_CODE,
-    NotFoundError,
-    PayloadTooLargeError,
     ProximaDBError,
     RequestTimeoutError,
-    ResourceExhaustedError,
     UnavailableError,
     ValidationError,
     error_from_code,
@@ -45,16 +50,6 @@ MAX_IDLE_CONNECTIONS = 8
 
 # Errors that mean "the connection is gone", as opposed to a deadline or a bad response.
 _CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError)
-
-_STATUS_ERRORS: dict[int, type[ProximaDBError]] = {
-    400: ValidationError, 404: NotFoundError, 408: RequestTimeoutError, 413: PayloadTooLargeError,
-    429: ResourceExhaustedError, 503: UnavailableError, 504: RequestTimeoutError,
-}
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")
-
 
 class RestTransport:
     protocol = "rest"
@@ -183,65 +178,57 @@ class RestTransport:
         )
         return _unwrap(status, content_type, data)
 
-    @staticmethod
-    def _collection_path(collection: str, tail: str = "") -> str:
-        return f"/collections/{_segment(collection)}{tail}"
+    def _op(self, op: Operation, method: str, collection: str | None = None, *, query: str = "",
+            json_body: Any = None, payload: bytes | None = None) -> Any:
+        """:meth:`_call` on ``op``'s route for ``method`` (proximadb/api/operations.py), resent if idempotent."""
+        path = op.path(method, collection=collection) if collection is not None else op.path(method)
+        return self._call(method, path + query, json_body=json_body, payload=payload, idempotent=op.idempotent)
 
     # ------------------------------------------------------------------ Transport
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "/health", idempotent=True)  # type: ignore[no-any-return]
+        return self._op(ops.HEALTH, "GET")  # type: ignore[no-any-return]
 
     def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/collections", json_body=body, idempotent=False)  # type: ignore[no-any-return]
+        return self._op(ops.CREATE_COLLECTION, "POST", json_body=body)  # type: ignore[no-any-return]
 
     def get_collection(self, collection: str) -> dict[str, Any]:
-        return self._call("GET", self._collection_path(collection), idempotent=True)  # type: ignore[no-any-return]
+        return self._op(ops.GET_COLLECTION, "GET", collection)  # type: ignore[no-any-return]
 
     def list_collections(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/collections", idempotent=True)  # type: ignore[no-any-return]
+        return self._op(ops.LIST_COLLECTIONS, "GET")  # type: ignore[no-any-return]
 
     def update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return self._call(  # type: ignore[no-any-return]
-            "PATCH", self._collection_path(collection), json_body=changes, idempotent=True
-        )
+        return self._op(ops.UPDATE_COLLECTION, "PATCH", collection, json_body=changes)  # type: ignore[no-any-return]
 
     def delete_collection(self, collection: str) -> None:
-        self._call("DELETE", self._collection_path(collection), idempotent=False)
+        self._op(ops.DELETE_COLLECTION, "DELETE", collection)
 
     def compact(self, collection: str) -> dict[str, Any]:
-        return self._call("POST", self._collection_path(collection, "/compact"), idempotent=False)  # type: ignore[no-any-return]
+        return self._op(ops.COMPACT, "POST", collection)  # type: ignore[no-any-return]
 
     def stats(self, collection: str) -> dict[str, Any]:
-        return self._call("GET", self._collection_path(collection, "/stats"), idempotent=True)  # type: ignore[no-any-return]
+        return self._op(ops.STATS, "GET", collection)  # type: ignore[no-any-return]
 
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        return self._call(  # type: ignore[no-any-return]
-            "POST", self._collection_path(collection, "/vectors/batch"), payload=bytes(payload), idempotent=False
-        )
+        return self._op(ops.INSERT, "POST", collection, payload=bytes(payload))  # type: ignore[no-any-return]
 
     def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        return self._call(  # type: ignore[no-any-return]
-            "POST", self._collection_path(collection, "/vectors/delete"), payload=bytes(payload), idempotent=False
-        )
+        return self._op(ops.MUTATE, "POST", collection, payload=bytes(payload))  # type: ignore[no-any-return]
 
     def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
-        records = self._call(
-            "POST", self._collection_path(collection, "/vectors/get"),
-            json_body={"ids": list(ids), "include_vectors": include_vectors}, idempotent=True,
-        )
+        body = {"ids": list(ids), "include_vectors": include_vectors}
+        records = self._op(ops.GET, "POST", collection, json_body=body)
         return [_with_array(r) for r in records]
 
     def count(self, collection: str, filter_json: str | None) -> int:
         if filter_json is None:
-            data = self._call("GET", self._collection_path(collection, "/vectors/count"), idempotent=True)
+            data = self._op(ops.COUNT, "GET", collection)
         else:
             query = urlencode({"filter": filter_json})
             if len(query) > 4000:  # keep URLs short; the POST form takes any size
-                data = self._call("POST", self._collection_path(collection, "/vectors/count"),
-                                  json_body={"filter": filter_json}, idempotent=True)
+                data = self._op(ops.COUNT, "POST", collection, json_body={"filter": filter_json})
             else:
-                data = self._call("GET", self._collection_path(collection, f"/vectors/count?{query}"),
-                                  idempotent=True)
+                data = self._op(ops.COUNT, "GET", collection, query=f"?{query}")
         return int(data["count"])
 
     def scroll(
@@ -252,14 +239,15 @@ class RestTransport:
             body["cursor"] = cursor
         if filter_json is not None:
             body["filter"] = filter_json
-        data = self._call("POST", self._collection_path(collection, "/vectors/scroll"), json_body=body,
-                          idempotent=True)
+        data = self._op(ops.SCROLL, "POST", collection, json_body=body)
         return [_with_array(r) for r in data["records"]], data["next_cursor"]
 
     def search_payload(self, collection: str, payload: bytes) -> bytes:
+        # Search and SearchBatch are the same call on the server; the payload says how many queries.
+        op = ops.SEARCH_BATCH
         status, content_type, data = self._request(
-            "POST", self._collection_path(collection, "/search/batch"), payload=bytes(payload), accept=AVRO,
-            idempotent=True,
+            "POST", op.path("POST", collection=collection), payload=bytes(payload), accept=AVRO,
+            idempotent=op.idempotent,
         )
         if status == 200 and content_type.split(";", 1)[0].strip().lower() == AVRO:
             return data
@@ -295,9 +283,9 @@ def _unwrap(status: int, content_type: str, data: bytes) -> Any:
         message = str(error.get("message") or envelope.get("message") or f"HTTP {status}")
         if code in ERRORS_BY_CODE:
             raise error_from_code(code, message)
-        raise _STATUS_ERRORS.get(status, ProximaDBError)(f"{message} (HTTP {status}, code {code!r})")
+        raise BY_HTTP_STATUS.get(status, ProximaDBError)(f"{message} (HTTP {status}, code {code!r})")
     snippet = data[:200].decode("utf-8", "replace")
-    raise _STATUS_ERRORS.get(status, ProximaDBError)(
+    raise BY_HTTP_STATUS.get(status, ProximaDBError)(
         f"unexpected HTTP {status} response ({content_type or 'no content type'}): {snippet}"
     )
 

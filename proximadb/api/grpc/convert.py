@@ -200,6 +200,59 @@ def update_request_from_changes(collection: str, changes: Mapping[str, Any]) -> 
     )
 
 
+# ---------------------------------------------------------------- compaction report and statistics
+# One typed field per key of the service's dict, in its order; ``None`` is an unset ``optional`` field.
+# Field 1, ``json``, repeats the dict for clients built when these RPCs answered JsonResponse.
+
+
+def _report_to_proto(message_type: type[Any], values: Mapping[str, Any]) -> Any:
+    fields = [f for f in message_type.DESCRIPTOR.fields if f.name != "json"]
+    names = [f.name for f in fields]
+    if set(values) != set(names):  # a key the .proto lacks would vanish over gRPC only
+        raise ValueError(f"{message_type.__name__} has fields {names}, the service gave {sorted(values)}")
+    msg = message_type(json=json.dumps(dict(values), separators=(",", ":")))
+    for field in fields:
+        value = values[field.name]
+        if field.is_repeated:
+            getattr(msg, field.name).extend(value)
+        elif value is not None:
+            setattr(msg, field.name, value)
+    return msg
+
+
+def _report_from_proto(msg: Any, presence: str) -> dict[str, Any]:
+    """The service's dict; from an older server (``presence`` empty, as it sends only ``json``) the JSON."""
+    if not getattr(msg, presence):
+        return json.loads(msg.json) if msg.json else {}  # type: ignore[no-any-return]
+    out: dict[str, Any] = {}
+    for field in msg.DESCRIPTOR.fields:
+        if field.name == "json":
+            continue
+        if field.is_repeated:
+            out[field.name] = list(getattr(msg, field.name))
+        elif field.has_presence and not msg.HasField(field.name):
+            out[field.name] = None
+        else:
+            out[field.name] = getattr(msg, field.name)
+    return out
+
+
+def compaction_to_proto(report: Mapping[str, Any]) -> pb.CompactionReport:
+    return _report_to_proto(pb.CompactionReport, report)  # type: ignore[no-any-return]
+
+
+def compaction_from_proto(msg: pb.CompactionReport) -> dict[str, Any]:
+    return _report_from_proto(msg, "collection")
+
+
+def stats_to_proto(stats: Mapping[str, Any]) -> pb.CollectionStats:
+    return _report_to_proto(pb.CollectionStats, stats)  # type: ignore[no-any-return]
+
+
+def stats_from_proto(msg: pb.CollectionStats) -> dict[str, Any]:
+    return _report_from_proto(msg, "name")
+
+
 # ---------------------------------------------------------------- writes and reads
 
 

@@ -8,18 +8,18 @@ Every method goes through :func:`_rpc`, which
 
 * maps a :class:`~proximadb.errors.ProximaDBError` to its gRPC status and message, with the
   stable error code in the trailing metadata ``proximadb-error-code`` (the SDK rebuilds the
-  same exception from it);
+  same exception from it; :mod:`proximadb.api.grpc.status`);
 * turns anything else into INTERNAL with a generic message, the traceback going to the log;
 * holds an admission slot and the request's deadline (the server's request_timeout or the
-  client's deadline, whichever is shorter) while the method runs, except for ``Health``;
+  client's deadline, whichever is shorter) while the method runs, unless the operation table
+  (:mod:`proximadb.api.operations`) says the RPC is a probe (``Health``);
 * records ``proximadb_requests_total{protocol="grpc",route,code}`` and
-  ``proximadb_request_seconds{protocol="grpc",route}``.
+  ``proximadb_request_seconds{protocol="grpc",route}`` (:func:`proximadb.api.operations.record_request`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,15 +27,15 @@ from typing import Any, TypeVar
 
 import grpc
 
-from proximadb.api.grpc import ERROR_CODE_METADATA, convert
+from proximadb.api import operations
+from proximadb.api.grpc import convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.api.grpc.status import abort, status_code
 from proximadb.errors import ProximaDBError
 from proximadb.service.unified import UnifiedAvroService, encode_records
 
 log = logging.getLogger("proximadb.api.grpc")
-
-UNLIMITED_RPCS = frozenset({"Health"})  # probes bypass admission (proximadb.service.admission)
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -43,42 +43,28 @@ Context = grpc.ServicerContext
 Method = Callable[["ProximaDBServicer", Request, Context], Response]
 
 
-def _status(name: str) -> grpc.StatusCode:
-    try:
-        return grpc.StatusCode[name]
-    except KeyError:
-        return grpc.StatusCode.INTERNAL
-
-
 def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
     route = method.__name__
+    admitted = operations.for_rpc(route).admitted
 
     @functools.wraps(method)
     def handler(self: ProximaDBServicer, request: Request, context: Context) -> Response:
         started = time.perf_counter()
         code = "OK"
         try:
-            if route in UNLIMITED_RPCS:
+            if not admitted:
                 return method(self, request, context)
             with self.service.admission.request("grpc", context.time_remaining()):
                 return method(self, request, context)
         except ProximaDBError as exc:
-            status = _status(exc.grpc_status)
-            code = status.name
-            context.set_trailing_metadata(((ERROR_CODE_METADATA, exc.code),))
-            context.abort(status, exc.message)
+            code = status_code(exc.grpc_status).name
+            abort(context, exc)
         except Exception:
             code = "INTERNAL"
             log.exception("gRPC %s failed", route)
-            context.set_trailing_metadata(((ERROR_CODE_METADATA, ProximaDBError.code),))
-            context.abort(grpc.StatusCode.INTERNAL, "internal error (the server log has the details)")
+            abort(context, ProximaDBError("internal error (the server log has the details)"))
         finally:
-            metrics = self.service.metrics
-            metrics.inc("proximadb_requests_total", (("protocol", "grpc"), ("route", route), ("code", code)))
-            metrics.observe(
-                "proximadb_request_seconds", time.perf_counter() - started, (("protocol", "grpc"), ("route", route))
-            )
-        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+            operations.record_request(self.service.metrics, "grpc", route, code, time.perf_counter() - started)
 
     return handler
 
@@ -117,12 +103,12 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
         return pb.DeleteCollectionResponse()
 
     @_rpc
-    def Compact(self, request: pb.CollectionRef, context: Context) -> pb.JsonResponse:  # noqa: N802
-        return pb.JsonResponse(json=json.dumps(self.service.compact_collection(request.collection)))
+    def Compact(self, request: pb.CollectionRef, context: Context) -> pb.CompactionReport:  # noqa: N802
+        return convert.compaction_to_proto(self.service.compact_collection(request.collection))
 
     @_rpc
-    def Stats(self, request: pb.CollectionRef, context: Context) -> pb.JsonResponse:  # noqa: N802
-        return pb.JsonResponse(json=json.dumps(self.service.collection_stats(request.collection)))
+    def Stats(self, request: pb.CollectionRef, context: Context) -> pb.CollectionStats:  # noqa: N802
+        return convert.stats_to_proto(self.service.collection_stats(request.collection))
 
     # ------------------------------------------------------------ vectors (payload frames pass through)
     @_rpc

@@ -1,7 +1,8 @@
 """REST side of admission (:mod:`proximadb.service.admission`): concurrency limit and request timeout.
 
 Runs in ``process_resource`` after the auth middleware, so a refused key
-never takes a slot. Probes (:data:`EXEMPT_ROUTES`) are not limited. A client
+never takes a slot. Probes (operations of kind PROBE in
+:mod:`proximadb.api.operations`, as for gRPC) are not limited. A client
 may shorten its own budget with the ``X-Request-Timeout`` header (seconds, a
 positive number); the server's ``request_timeout`` is the upper bound. The
 same budget is set as the connection's socket timeout while the body is read,
@@ -16,11 +17,11 @@ from typing import Any
 
 import falcon
 
+from proximadb.api import operations
 from proximadb.api.rest.media import send_error
 from proximadb.errors import ProximaDBError, ResourceExhaustedError, ValidationError
 from proximadb.service.admission import RETRY_AFTER_SECONDS, Admission
 
-EXEMPT_ROUTES = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
 TIMEOUT_HEADER = "X-Request-Timeout"
 MIN_CLIENT_TIMEOUT = 0.001
 MAX_CLIENT_TIMEOUT = 24 * 3600.0
@@ -45,7 +46,7 @@ class AdmissionMiddleware:
         self.admission = admission
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
-        if resp.complete or req.uri_template in EXEMPT_ROUTES:
+        if resp.complete or not operations.for_route(req.method, req.uri_template or "").admitted:
             return  # refused by auth already, or a probe
         stack = ExitStack()
         try:

@@ -2,8 +2,10 @@
 
 * :class:`~proximadb.errors.ProximaDBError`: its own ``http_status`` and ``code``.
 * Falcon's HTTP errors (unknown route 404, wrong method 405, 415, a bad query
-  parameter or header 400): the status Falcon chose and a code from
-  :data:`HTTP_CODES`, through Falcon's error serializer.
+  parameter or header 400): the status Falcon chose and the code of
+  :func:`code_for_status`: the code of ProximaDB's error for that status
+  (:data:`proximadb.errors.BY_HTTP_STATUS`: 400 ``validation_error``, 404
+  ``not_found``...) or, for the statuses only Falcon gives, :data:`FALCON_CODES`.
 * Anything else (Falcon picks the most specific handler, so this never sees
   the two kinds above): 500 with a generic message; the traceback goes to the log only.
 """
@@ -16,20 +18,22 @@ from typing import Any
 import falcon
 
 from proximadb.api.rest.media import send_error
-from proximadb.errors import ProximaDBError
+from proximadb.errors import BY_HTTP_STATUS, ProximaDBError
 
 log = logging.getLogger("proximadb.rest")
 
-# Stable codes for errors Falcon raises itself; the SDK maps them with error_from_code.
-HTTP_CODES = {
-    400: "validation_error",
-    404: "not_found",
+# Stable codes for the statuses only Falcon gives (no ProximaDB error has them).
+FALCON_CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     411: "length_required",
-    413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+def code_for_status(status: int) -> str:
+    error = BY_HTTP_STATUS.get(status)
+    return error.code if error is not None else FALCON_CODES.get(status, f"http_{status}")
 
 
 def handle_proximadb_error(req: falcon.Request, resp: falcon.Response, ex: ProximaDBError, params: Any) -> None:
@@ -50,7 +54,7 @@ def serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.
         message = f"method {req.method} is not allowed on {req.path} (allowed: {allowed})"
     else:
         message = ex.description or ex.title or f"HTTP {status}"
-    send_error(resp, status, HTTP_CODES.get(status, f"http_{status}"), message)
+    send_error(resp, status, code_for_status(status), message)
 
 
 def install(app: falcon.App) -> None:

@@ -1,4 +1,8 @@
-"""Request metrics: a count per route template, method and status, and a latency histogram per route."""
+"""Request metrics: a count per route template, method and status, and a latency histogram per route.
+
+The series are both protocols' (:func:`proximadb.api.operations.record_request`); over REST the route
+label is the route template, or ``unmatched`` for a path no route matches.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,14 @@ from typing import Any
 
 import falcon
 
+from proximadb.api.operations import UNMATCHED_ROUTE, describe_request_metrics, record_request
 from proximadb.service.metrics import Metrics
-
-REQUESTS_TOTAL = "proximadb_requests_total"
-REQUEST_SECONDS = "proximadb_request_seconds"
-UNMATCHED_ROUTE = "unmatched"  # unknown paths share one label value, so they cannot grow the series
 
 
 class MetricsMiddleware:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        # The service describes these; describing again is harmless and keeps this module self-sufficient.
-        metrics.describe(REQUESTS_TOTAL, "counter", "Requests by protocol, route and outcome code.")
-        metrics.describe(REQUEST_SECONDS, "histogram", "Request latency by protocol and route.")
+        describe_request_metrics(metrics)  # the service describes them too; again is harmless
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -32,8 +31,4 @@ class MetricsMiddleware:
             return
         route = req.uri_template if resource is not None and req.uri_template else UNMATCHED_ROUTE
         method = req.method if req.method in falcon.COMBINED_METHODS else "OTHER"
-        self.metrics.inc(
-            REQUESTS_TOTAL,
-            (("protocol", "rest"), ("route", route), ("method", method), ("code", str(resp.status_code))),
-        )
-        self.metrics.observe(REQUEST_SECONDS, time.perf_counter() - started, (("protocol", "rest"), ("route", route)))
+        record_request(self.metrics, "rest", route, str(resp.status_code), time.perf_counter() - started, method)
