@@ -5,7 +5,9 @@ state (the engine with its WAL and lock, the service, the gRPC server) is
 built in the single worker, in :meth:`DaemonApplication.load`, which gunicorn
 calls after the fork (``preload_app`` stays off), and torn down in the
 ``worker_exit`` hook. The worker is gunicorn's threaded ``gthread`` worker,
-so REST requests run on a thread pool while gRPC has its own.
+so REST requests run on a thread pool while gRPC has its own. gunicorn's
+control socket (``~/.gunicorn/gunicorn.ctl``, one per user, shared by every
+gunicorn on the machine) is off.
 
 Shutdown: SIGTERM (or SIGINT) to the master -> the worker stops accepting,
 finishes in-flight requests (graceful timeout), then ``worker_exit`` stops
@@ -160,6 +162,7 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
             "bind": [f"[{c.host}]:{c.rest_port}" if ":" in c.host else f"{c.host}:{c.rest_port}"],
             "workers": 1,  # one process owns the data directory
             "worker_class": "gthread",
+            "control_socket_disable": True,  # gunicorn >= 25.1 would share ~/.gunicorn/gunicorn.ctl per user
             "threads": c.rest_threads,
             "timeout": 120,
             "graceful_timeout": 30,
