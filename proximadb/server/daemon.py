@@ -5,9 +5,11 @@ state (the engine with its WAL and lock, the service, the gRPC server) is
 built in the single worker, in :meth:`DaemonApplication.load`, which gunicorn
 calls after the fork (``preload_app`` stays off), and torn down in the
 ``worker_exit`` hook. The worker is gunicorn's threaded ``gthread`` worker,
-so REST requests run on a thread pool while gRPC has its own. gunicorn's
-control socket (``~/.gunicorn/gunicorn.ctl``, one per user, shared by every
-gunicorn on the machine) is off.
+so REST requests run on a thread pool while gRPC has its own; the daemon's
+variant of it (:mod:`proximadb.server.http_worker`) reads each request head
+before a pool thread is spent on it. gunicorn's control socket
+(``~/.gunicorn/gunicorn.ctl``, one per user, shared by every gunicorn on the
+machine) is off.
 
 Shutdown: SIGTERM (or SIGINT) to the master -> the worker stops accepting,
 finishes in-flight requests (graceful timeout), then ``worker_exit`` stops
@@ -64,10 +66,11 @@ def check_data_dir_free(config: ServerConfig) -> None:
 def stall_timeout(listener: Any, seconds: float) -> None:
     """SO_RCVTIMEO on a listening socket; Linux copies it to every accepted connection.
 
-    gunicorn reads request headers on a blocking socket with no timeout, so a client
-    that sends half a request and stops would hold a worker thread for good. With
-    this, such a read fails after ``seconds`` and gunicorn closes the connection.
-    (Bodies get the same budget as a Python socket timeout: api/rest/admission.py.)
+    Pool threads read on blocking sockets; with this, a read of a client that stops
+    mid-body (or never reads its answer's end) fails after ``seconds`` instead of
+    holding the thread for good. Request heads are read before a thread is involved,
+    under a deadline of their own (server/http_worker.py); bodies also get the
+    request's budget as a Python socket timeout (api/rest/admission.py).
     """
     whole = int(seconds)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
@@ -161,7 +164,8 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
         settings: dict[str, Any] = {
             "bind": [f"[{c.host}]:{c.rest_port}" if ":" in c.host else f"{c.host}:{c.rest_port}"],
             "workers": 1,  # one process owns the data directory
-            "worker_class": "gthread",
+            "worker_class": "proximadb.server.http_worker.HeadFirstWorker",  # gthread, heads read first
+            "http_parser": "python",  # the parser http_worker.head_ready() knows, whatever else is installed
             "control_socket_disable": True,  # gunicorn >= 25.1 would share ~/.gunicorn/gunicorn.ctl per user
             "threads": c.rest_threads,
             "timeout": 120,
