@@ -52,7 +52,8 @@ def serve(config_file: Path | None, **flags: object) -> None:
 
     Settings come from the flags, then PROXIMADB_* environment variables, then
     the TOML file given with --config, then the defaults. The daemon recovers
-    the WAL before it accepts requests and stops cleanly on SIGTERM or SIGINT.
+    the WAL before it accepts requests and stops cleanly on SIGTERM (after
+    in-flight requests) or SIGINT (at once), at any moment, start-up included.
 
     With any API key configured (--api-key, --read-only-api-key, --api-key-file),
     every request but GET /health needs 'Authorization: Bearer KEY' (gRPC:

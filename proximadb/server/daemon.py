@@ -6,14 +6,15 @@ built in the single worker, in :meth:`DaemonApplication.load`, which gunicorn
 calls after the fork (``preload_app`` stays off), and torn down in the
 ``worker_exit`` hook. The worker is gunicorn's threaded ``gthread`` worker,
 so REST requests run on a thread pool while gRPC has its own; the daemon's
-variant of it (:mod:`proximadb.server.http_worker`) reads each request head
-before a pool thread is spent on it. gunicorn's control socket
-(``~/.gunicorn/gunicorn.ctl``, one per user, shared by every gunicorn on the
-machine) is off.
+variant of it and of the master (:mod:`proximadb.server.http_worker`) reads
+each request head before a pool thread is spent on it and handles the stop
+signals without races. gunicorn's control socket (``~/.gunicorn/gunicorn.ctl``,
+one per user, shared by every gunicorn on the machine) is off.
 
-Shutdown: SIGTERM (or SIGINT) to the master -> the worker stops accepting,
-finishes in-flight requests (graceful timeout), then ``worker_exit`` stops
-gRPC with a grace period and closes the engine (final WAL fsync) -> exit 0.
+Shutdown: SIGTERM to the master -> the worker stops accepting, finishes
+in-flight requests (graceful timeout), then ``worker_exit`` stops gRPC with a
+grace period and closes the engine (final WAL fsync) -> exit 0. SIGINT does
+the same without waiting for in-flight REST requests.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class Runtime:
             tls = (config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())
         started = time.monotonic()
         engine = Engine.open(config.data_dir, **config.storage_options())
+        grpc_server = None
         try:
             service = UnifiedAvroService(
                 engine,
@@ -134,7 +136,9 @@ class Runtime:
             service.advertised["grpc_port"] = grpc_port
             grpc_server.start()
             app = create_app(service, keys)
-        except BaseException:
+        except BaseException:  # SystemExit too: a stop signal during start-up
+            if grpc_server is not None:
+                grpc_server.stop(None)
             engine.close()
             raise
         log.info(
@@ -184,6 +188,17 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
             settings["keyfile"] = str(c.tls_key_file)
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    def run(self) -> None:
+        """gunicorn's ``BaseApplication.run`` with the daemon's arbiter (signals blocked around the fork)."""
+        from proximadb.server.http_worker import Arbiter
+
+        try:
+            Arbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(1)
 
     def load(self) -> Any:
         """Runs in the worker, after the fork: recover the WAL, start gRPC, return the REST app."""

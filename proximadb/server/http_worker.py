@@ -1,4 +1,4 @@
-"""The daemon's gunicorn worker: gthread, with the request head read before a thread is spent on it.
+"""The daemon's gunicorn worker and arbiter: gthread, with the request head read before a thread is spent on it.
 
 **Head first.** gunicorn's ``gthread`` worker hands every new connection to
 its thread pool, which then reads the request head with blocking reads. A
@@ -24,6 +24,19 @@ that is still not finished, with 431.
 beyond 64 bits is a 400, one over ``max_request_bytes`` a 413, before any of
 the chunk is read. Malformed or truncated chunked bodies become
 :class:`~proximadb.errors.MalformedPayloadError` (400), not a 500.
+
+**Signals.** gunicorn's handler for SIGQUIT (which the master sends on
+SIGINT) shut the thread pool down from inside the signal handler; when the
+signal landed while the main thread was in ``ThreadPoolExecutor.submit``,
+which holds the same lock, the worker deadlocked, and the daemon stopped only
+when the master killed it after ``graceful_timeout``. Here the handler only
+sets flags and wakes the main loop, which stops. And a signal sent to a
+worker between its fork and the installation of its handlers went to the
+master's inherited handler and was lost: :class:`Arbiter` blocks the stop
+signals around the fork and the worker unblocks them once its own handlers
+are in place, so such a signal is delivered then. (While the worker still
+boots, SIGQUIT keeps gunicorn's behaviour, an immediate exit: nothing has
+been submitted to the pool yet.)
 """
 
 from __future__ import annotations
@@ -32,16 +45,20 @@ import errno
 import functools
 import logging
 import selectors
+import signal
 import ssl
+import sys
 import time
 from collections import OrderedDict
 from typing import Any
 
 from gunicorn import sock as gsock
+from gunicorn.arbiter import Arbiter as GunicornArbiter
 from gunicorn.http.body import Body, ChunkedReader
 from gunicorn.http.errors import NoMoreData, ParseException
 from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
+from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from proximadb.api.rest.media import dumps, envelope
@@ -56,6 +73,8 @@ MAX_CHUNK_SIZE = 2**64 - 1
 TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 TLS_HANDSHAKE_RECORD = 0x16
 STATUS_TEXT = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+WORKER_SIGNALS = frozenset(Worker.SIGNALS)  # those the worker installs handlers for
+_mask_before_fork: set[signal.Signals] | None = None  # the signal mask of the master before it forked this worker
 
 
 class HeadRefused(Exception):
@@ -170,10 +189,32 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
         self.max_body = int(config.max_request_bytes)
         self.heads: OrderedDict[HeadConn, float] = OrderedDict()  # waiting for their head; earliest deadline first
         self.stop_deadline = float("inf")
+        self.quitting = False
         line_limit = self.cfg.limit_request_line if self.cfg.limit_request_line > 0 else 8190
         fields, field_size = max(self.cfg.limit_request_fields, 1), max(self.cfg.limit_request_field_size, 1)
         self.line_limit = line_limit
         self.head_limit = line_limit + 4 + fields * (field_size + 2) + 4
+
+    # ---------------------------------------------------------------- signals
+    def init_signals(self) -> None:
+        super().init_signals()
+        if _mask_before_fork is not None:  # Arbiter.spawn_worker blocked the signals; they are handled now
+            signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGQUIT/SIGINT: stop now. Flags only: the main thread may hold any lock at this moment."""
+        if not self.booted:
+            super().handle_quit(sig, frame)  # still booting: nothing submitted yet, gunicorn's exit is safe
+            return
+        self.quitting = True
+        self.alive = False
+        self.method_queue.defer(lambda: None)  # wakes the main loop (SimpleQueue.put is reentrant)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        if self.quitting:  # the main loop, after a quit signal: leave without the graceful wait
+            self.tpool.shutdown(wait=False, cancel_futures=True)
+            sys.exit(0)
+        super().wait_for_and_dispatch_events(timeout)
 
     # ---------------------------------------------------------------- the head phase, in the main thread
     def accept(self, listener: Any) -> None:
@@ -322,3 +363,14 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
         except (ProximaDBError, ParseException, OSError):
             return False  # an unread body turned out malformed: close rather than guess where the next request starts
 
+
+class Arbiter(GunicornArbiter):  # type: ignore[misc]
+    """gunicorn's master; a worker is forked with its signals blocked until it has its own handlers."""
+
+    def spawn_worker(self) -> Any:
+        global _mask_before_fork
+        _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        try:
+            return super().spawn_worker()  # in the worker this runs the worker and never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
