@@ -31,7 +31,8 @@ from proximadb.errors import ProximaDBError
 @click.option("--max-concurrent-requests", type=int,
               help="Requests worked on at once, both protocols; more get 429 / RESOURCE_EXHAUSTED [default 64]")
 @click.option("--request-timeout", type=float,
-              help="Seconds a request may take; a shorter client deadline wins; 0 = none [default 30]")
+              help="Seconds a request may take (its head: from the connection's start); a shorter client "
+                   "deadline wins; 0 = none (a head still gets 60) [default 30]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[default info]")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="One line per event [default text]")
 @click.option("--threads", type=int, help="REST worker threads [default 0: max-concurrent-requests + 8]")
@@ -51,7 +52,8 @@ def serve(config_file: Path | None, **flags: object) -> None:
 
     Settings come from the flags, then PROXIMADB_* environment variables, then
     the TOML file given with --config, then the defaults. The daemon recovers
-    the WAL before it accepts requests and stops cleanly on SIGTERM or SIGINT.
+    the WAL before it accepts requests and stops cleanly on SIGTERM (after
+    in-flight requests) or SIGINT (at once), at any moment, start-up included.
 
     With any API key configured (--api-key, --read-only-api-key, --api-key-file),
     every request but GET /health needs 'Authorization: Bearer KEY' (gRPC:
@@ -64,7 +66,10 @@ def serve(config_file: Path | None, **flags: object) -> None:
     requests are refused at once (HTTP 429 with Retry-After, gRPC
     RESOURCE_EXHAUSTED) rather than queued; the SDK retries them. A request that
     cannot finish within --request-timeout (or the client's shorter deadline)
-    gets HTTP 504 / DEADLINE_EXCEEDED before it changes anything.
+    gets HTTP 504 / DEADLINE_EXCEEDED before it changes anything. A request
+    head (request line and headers) must arrive whole within --request-timeout:
+    slow senders cost no worker thread and get 408; bytes that cannot begin an
+    HTTP request (a TLS handshake on the plain port) get 400 at once.
     """
     from proximadb.server.config import load_config
     from proximadb.server.daemon import serve as run

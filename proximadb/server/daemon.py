@@ -5,11 +5,16 @@ state (the engine with its WAL and lock, the service, the gRPC server) is
 built in the single worker, in :meth:`DaemonApplication.load`, which gunicorn
 calls after the fork (``preload_app`` stays off), and torn down in the
 ``worker_exit`` hook. The worker is gunicorn's threaded ``gthread`` worker,
-so REST requests run on a thread pool while gRPC has its own.
+so REST requests run on a thread pool while gRPC has its own; the daemon's
+variant of it and of the master (:mod:`proximadb.server.http_worker`) reads
+each request head before a pool thread is spent on it and handles the stop
+signals without races. gunicorn's control socket (``~/.gunicorn/gunicorn.ctl``,
+one per user, shared by every gunicorn on the machine) is off.
 
-Shutdown: SIGTERM (or SIGINT) to the master -> the worker stops accepting,
-finishes in-flight requests (graceful timeout), then ``worker_exit`` stops
-gRPC with a grace period and closes the engine (final WAL fsync) -> exit 0.
+Shutdown: SIGTERM to the master -> the worker stops accepting, finishes
+in-flight requests (graceful timeout), then ``worker_exit`` stops gRPC with a
+grace period and closes the engine (final WAL fsync) -> exit 0. SIGINT does
+the same without waiting for in-flight REST requests.
 """
 
 from __future__ import annotations
@@ -62,10 +67,11 @@ def check_data_dir_free(config: ServerConfig) -> None:
 def stall_timeout(listener: Any, seconds: float) -> None:
     """SO_RCVTIMEO on a listening socket; Linux copies it to every accepted connection.
 
-    gunicorn reads request headers on a blocking socket with no timeout, so a client
-    that sends half a request and stops would hold a worker thread for good. With
-    this, such a read fails after ``seconds`` and gunicorn closes the connection.
-    (Bodies get the same budget as a Python socket timeout: api/rest/admission.py.)
+    Pool threads read on blocking sockets; with this, a read of a client that stops
+    mid-body (or never reads its answer's end) fails after ``seconds`` instead of
+    holding the thread for good. Request heads are read before a thread is involved,
+    under a deadline of their own (server/http_worker.py); bodies also get the
+    request's budget as a Python socket timeout (api/rest/admission.py).
     """
     whole = int(seconds)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
@@ -109,6 +115,7 @@ class Runtime:
             tls = (config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())
         started = time.monotonic()
         engine = Engine.open(config.data_dir, **config.storage_options())
+        grpc_server = None
         try:
             service = UnifiedAvroService(
                 engine,
@@ -129,7 +136,9 @@ class Runtime:
             service.advertised["grpc_port"] = grpc_port
             grpc_server.start()
             app = create_app(service, keys)
-        except BaseException:
+        except BaseException:  # SystemExit too: a stop signal during start-up
+            if grpc_server is not None:
+                grpc_server.stop(None)
             engine.close()
             raise
         log.info(
@@ -159,7 +168,9 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
         settings: dict[str, Any] = {
             "bind": [f"[{c.host}]:{c.rest_port}" if ":" in c.host else f"{c.host}:{c.rest_port}"],
             "workers": 1,  # one process owns the data directory
-            "worker_class": "gthread",
+            "worker_class": "proximadb.server.http_worker.HeadFirstWorker",  # gthread, heads read first
+            "http_parser": "python",  # the parser http_worker.head_ready() knows, whatever else is installed
+            "control_socket_disable": True,  # gunicorn >= 25.1 would share ~/.gunicorn/gunicorn.ctl per user
             "threads": c.rest_threads,
             "timeout": 120,
             "graceful_timeout": 30,
@@ -177,6 +188,17 @@ class DaemonApplication(BaseApplication):  # type: ignore[misc]
             settings["keyfile"] = str(c.tls_key_file)
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    def run(self) -> None:
+        """gunicorn's ``BaseApplication.run`` with the daemon's arbiter (signals blocked around the fork)."""
+        from proximadb.server.http_worker import Arbiter
+
+        try:
+            Arbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(1)
 
     def load(self) -> Any:
         """Runs in the worker, after the fork: recover the WAL, start gRPC, return the REST app."""
