@@ -15,6 +15,7 @@ COMPILED_MODULES = (
     "proximadb.codec.avro_batch",
     "proximadb.storage.wal_io",
     "proximadb.index.distance",
+    "proximadb.index._base",
     "proximadb.index.hnsw",
     "proximadb.index.ivf",
 )
