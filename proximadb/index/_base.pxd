@@ -88,6 +88,7 @@ cdef class VectorIndex:
     # -- owned by the base --
     cdef int _init_rows(self, int dim, str metric, object seed) except -1
     cdef int _reserve(self, int64_t need) except -1
+    cdef cnp.ndarray _as_matrix(self, object vectors, str what)
     cdef pxa_scratch *_take_scratch(self) except NULL
     cdef void _give_scratch(self, pxa_scratch *s) noexcept
     cdef int _enter_write(self, str call) except -1

@@ -291,6 +291,10 @@ cdef class VectorIndex:
         self.rows.cap = cap
         return 0
 
+    cdef cnp.ndarray _as_matrix(self, object vectors, str what):
+        """(n, dim) float32 C-contiguous; one vector is a 1-row matrix; DimensionMismatchError else."""
+        return as_matrix(vectors, self.rows.dim, what)
+
     cdef pxa_scratch *_take_scratch(self) except NULL:
         cdef pxa_scratch *s
         if self._pool_n > 0:
@@ -380,7 +384,7 @@ cdef class VectorIndex:
     # -- changes --
 
     cdef int _add(self, object ids, object vectors, int threads) except -1:
-        cdef cnp.ndarray vecs = as_matrix(vectors, self.rows.dim, "vectors")
+        cdef cnp.ndarray vecs = self._as_matrix(vectors, "vectors")
         cdef cnp.ndarray ids_arr = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         cdef int64_t m = vecs.shape[0]
         cdef int64_t i, n0 = self.rows.n
@@ -491,7 +495,7 @@ cdef class VectorIndex:
 
     cdef tuple _search_batch(self, object queries, Py_ssize_t k, object effort, object filter_ids,
                              object exact, object threads):
-        cdef cnp.ndarray qs = as_matrix(queries, self.rows.dim, "queries")
+        cdef cnp.ndarray qs = self._as_matrix(queries, "queries")
         cdef int eff = self._search_effort(k, effort)
         cdef Py_ssize_t m = qs.shape[0], i
         cdef int nt = threads if threads else (os.cpu_count() or 1)
