@@ -6,6 +6,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
 
 from proximadb.index._ann cimport *
+from proximadb.index._kernels cimport dot_kernel, l2sq_kernel
 
 cdef enum:
     MAX_POOL = 16       # scratch blocks kept per index (and threads per batch search)
@@ -20,7 +21,7 @@ cdef enum:
 ctypedef struct IndexRows:
     int dim
     int metric
-    float dot_off        # cosine: 1 - dot, dot: 0 - dot
+    float dot_offset        # cosine: 1 - dot, dot: 0 - dot
     int64_t n            # rows, deleted included
     int64_t cap          # rows the arrays below (and the kind's per-row arrays) have room for
     int64_t *ids
@@ -31,40 +32,40 @@ ctypedef struct IndexRows:
 cdef inline float distance(const IndexRows *rows, const float *a, const float *b) noexcept nogil:
     """The index's distance between two stored (or prepared) vectors; lower is better."""
     if rows.metric == METRIC_L2:
-        return pxd_l2sq(a, b, rows.dim)
-    return rows.dot_off - pxd_dot(a, b, rows.dim)
+        return l2sq_kernel(a, b, rows.dim)
+    return rows.dot_offset - dot_kernel(a, b, rows.dim)
 
 
-cdef inline const float *prepare_query(const IndexRows *rows, pxa_scratch *s, const float *q) noexcept nogil:
+cdef inline const float *prepare_query(const IndexRows *rows, ann_scratch *s, const float *q) noexcept nogil:
     """The query as searched: a normalised copy under cosine. NULL when out of memory."""
     if rows.metric != METRIC_COSINE:
         return q
-    if pxa_scratch_qbuf(s, rows.dim) < 0:
+    if ann_scratch_qbuf(s, rows.dim) < 0:
         return NULL
     memcpy(s.qbuf, q, rows.dim * sizeof(float))
-    pxa_normalize(s.qbuf, rows.dim)
+    ann_normalize(s.qbuf, rows.dim)
     return s.qbuf
 
 
-cdef inline void offer(pxa_heap *top, int k, float d, int32_t row) noexcept nogil:
+cdef inline void offer(ann_heap *top, int k, float d, int32_t row) noexcept nogil:
     """Keep row in the bounded max-heap top (capacity reserved above k) if it is among the k best."""
     if top.n < k:
-        pxa_maxheap_push(top, d, row)
+        ann_maxheap_push(top, d, row)
     elif d < top.a[0].d:
-        pxa_maxheap_replace_top(top, d, row)
+        ann_maxheap_replace_top(top, d, row)
 
 
-cdef inline int64_t write_results(const IndexRows *rows, pxa_scratch *s, int k, int64_t *out_ids,
+cdef inline int64_t write_results(const IndexRows *rows, ann_scratch *s, int k, int64_t *out_ids,
                                   float *out_d) noexcept nogil:
     """Move the k best rows of s.top to the outputs as external ids, best first; returns how many
     (-1 when out of memory)."""
     cdef int64_t i, r
     while s.top.n > k:
-        pxa_maxheap_pop(&s.top)
+        ann_maxheap_pop(&s.top)
     r = s.top.n
-    if pxa_scratch_work(s, r) < 0:
+    if ann_scratch_work(s, r) < 0:
         return -1
-    pxa_maxheap_drain_sorted(&s.top, s.work)
+    ann_maxheap_drain_sorted(&s.top, s.work)
     for i in range(r):
         out_ids[i] = rows.ids[s.work[i].id]
         out_d[i] = s.work[i].d
@@ -79,8 +80,8 @@ cdef inline cnp.ndarray view_array(void *ptr, cnp.npy_intp count, int typenum):
 cdef class VectorIndex:
     cdef IndexRows rows
     cdef uint64_t _seed
-    cdef pxa_idmap _idmap
-    cdef pxa_scratch *_pool[MAX_POOL]
+    cdef ann_idmap _idmap
+    cdef ann_scratch *_pool[MAX_POOL]
     cdef int _pool_n
     cdef int _readers
     cdef bint _writing
@@ -89,8 +90,8 @@ cdef class VectorIndex:
     cdef int _init_rows(self, int dim, str metric, object seed) except -1
     cdef int _reserve(self, int64_t need) except -1
     cdef cnp.ndarray _as_matrix(self, object vectors, str what)
-    cdef pxa_scratch *_take_scratch(self) except NULL
-    cdef void _give_scratch(self, pxa_scratch *s) noexcept
+    cdef ann_scratch *_take_scratch(self) except NULL
+    cdef void _give_scratch(self, ann_scratch *s) noexcept
     cdef int _enter_write(self, str call) except -1
     cdef int _enter_read(self) except -1
     cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int effort)
@@ -98,7 +99,7 @@ cdef class VectorIndex:
     cdef tuple _search(self, object query, Py_ssize_t k, object effort, object filter_ids, object exact)
     cdef tuple _search_batch(self, object queries, Py_ssize_t k, object effort, object filter_ids,
                              object exact, object threads)
-    cdef int64_t _search_exact(self, pxa_scratch *s, const float *q, int k, const int32_t *candidates,
+    cdef int64_t _search_exact(self, ann_scratch *s, const float *q, int k, const int32_t *candidates,
                                int64_t n_candidates, int64_t *out_ids, float *out_d) noexcept nogil
 
     # -- implemented by each kind --
@@ -108,7 +109,7 @@ cdef class VectorIndex:
     cdef bint _prefer_exact(self, int64_t n_allowed, int k, int effort) except -1
     cdef cnp.ndarray _before_add(self, cnp.ndarray vectors)
     cdef int _add_rows(self, int64_t n0, cnp.ndarray vectors, int threads) except -2
-    cdef int64_t _search_one(self, pxa_scratch *s, const float *q, int k, int effort, const uint8_t *allowed,
+    cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int effort, const uint8_t *allowed,
                              int64_t *out_ids, float *out_d) noexcept nogil
     cdef void _row_distances(self, const float *q, const int32_t *rows, int64_t n, float *out) noexcept nogil
     cdef tuple _header_fields(self)

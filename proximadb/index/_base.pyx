@@ -47,7 +47,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
-from crc32c cimport pxd_crc32c, pxd_crc32c_setup
+from crc32c cimport pxd_crc32c as crc32c, pxd_crc32c_setup as setup_crc32c
 
 import os
 import struct
@@ -65,7 +65,7 @@ from proximadb.errors import (
 )
 
 cnp.import_array()
-pxd_crc32c_setup()
+setup_crc32c()
 
 METRICS = ("l2", "cosine", "dot")
 _HOST_LE = sys.byteorder == "little"
@@ -118,7 +118,7 @@ cdef cnp.ndarray as_query(object query, Py_ssize_t dim):
 
 
 cdef tuple allowed_rows(object filter_ids, bint exact_forced, int64_t n, const uint8_t *deleted,
-                        const pxa_idmap *idmap):
+                        const ann_idmap *idmap):
     """(bitmap uint8 over rows, allowed live rows int32) for a filter, or (None, None) when there is
     no filter and no forced exact scan. filter_ids: a uint8/bool bitmap over the n rows, or ids."""
     cdef int64_t i, m, cnt = 0
@@ -141,7 +141,7 @@ cdef tuple allowed_rows(object filter_ids, bint exact_forced, int64_t n, const u
         ip = <const int64_t *>cnp.PyArray_DATA(ids_arr)
         m = ids_arr.shape[0]
         for i in range(m):
-            r = pxa_idmap_get(idmap, ip[i])
+            r = ann_idmap_get(idmap, ip[i])
             if r >= 0:
                 bm[r] = 1
     bm = <uint8_t *>cnp.PyArray_DATA(bitmap)
@@ -161,7 +161,7 @@ cdef uint32_t crc_array(uint32_t crc, cnp.ndarray arr) except? 0xFFFFFFFF:
     cdef const char *p = <const char *>cnp.PyArray_DATA(arr)
     cdef size_t nbytes = arr.nbytes
     with nogil:
-        crc = pxd_crc32c(crc, p, nbytes)
+        crc = crc32c(crc, p, nbytes)
     return crc
 
 
@@ -208,17 +208,17 @@ cdef class VectorIndex:
 
     def __cinit__(self) -> None:
         memset(&self.rows, 0, sizeof(IndexRows))
-        memset(&self._idmap, 0, sizeof(pxa_idmap))
+        memset(&self._idmap, 0, sizeof(ann_idmap))
         self._pool_n = 0
 
     def __dealloc__(self) -> None:
         cdef int i
         for i in range(self._pool_n):
-            pxa_scratch_free(self._pool[i])
+            ann_scratch_free(self._pool[i])
         self._pool_n = 0
         free(self.rows.ids)
         free(self.rows.deleted)
-        pxa_idmap_free(&self._idmap)
+        ann_idmap_free(&self._idmap)
 
     cdef int _init_rows(self, int dim, str metric, object seed) except -1:
         if dim < 1:
@@ -227,7 +227,7 @@ cdef class VectorIndex:
             raise ValidationError(f"metric must be one of {METRICS}, got {metric!r}")
         self.rows.dim = dim
         self.rows.metric = METRICS.index(metric)
-        self.rows.dot_off = 1.0 if self.rows.metric == METRIC_COSINE else 0.0
+        self.rows.dot_offset = 1.0 if self.rows.metric == METRIC_COSINE else 0.0
         self._seed = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
         return 0
 
@@ -265,7 +265,7 @@ cdef class VectorIndex:
         return self.rows.n - self.rows.n_deleted
 
     def __contains__(self, id: int) -> bool:
-        cdef int32_t r = pxa_idmap_get(&self._idmap, <int64_t>id)
+        cdef int32_t r = ann_idmap_get(&self._idmap, <int64_t>id)
         return r >= 0 and not self.rows.deleted[r]
 
     # -- memory, scratch, guards --
@@ -295,22 +295,22 @@ cdef class VectorIndex:
         """(n, dim) float32 C-contiguous; one vector is a 1-row matrix; DimensionMismatchError else."""
         return as_matrix(vectors, self.rows.dim, what)
 
-    cdef pxa_scratch *_take_scratch(self) except NULL:
-        cdef pxa_scratch *s
+    cdef ann_scratch *_take_scratch(self) except NULL:
+        cdef ann_scratch *s
         if self._pool_n > 0:
             self._pool_n -= 1
             return self._pool[self._pool_n]
-        s = pxa_scratch_new()
+        s = ann_scratch_new()
         if s == NULL:
             raise MemoryError()
         return s
 
-    cdef void _give_scratch(self, pxa_scratch *s) noexcept:
+    cdef void _give_scratch(self, ann_scratch *s) noexcept:
         if self._pool_n < MAX_POOL:
             self._pool[self._pool_n] = s
             self._pool_n += 1
         else:
-            pxa_scratch_free(s)
+            ann_scratch_free(s)
 
     cdef int _enter_write(self, str call) except -1:
         """Mark a change in progress (cleared by setting _writing = False); refused while any call runs."""
@@ -363,7 +363,7 @@ cdef class VectorIndex:
         0, or -1 when memory ran out part-way."""
         raise NotImplementedError(type(self).__name__)
 
-    cdef int64_t _search_one(self, pxa_scratch *s, const float *q, int k, int effort, const uint8_t *allowed,
+    cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int effort, const uint8_t *allowed,
                              int64_t *out_ids, float *out_d) noexcept nogil:
         """Approximate top-k of one query into the outputs (allowed: NULL or a bitmap over rows); the
         hit count, or -1 when out of memory."""
@@ -405,21 +405,21 @@ cdef class VectorIndex:
             raise ValidationError("duplicate ids in one add() call")
         ip = <const int64_t *>cnp.PyArray_DATA(ids_arr)
         for i in range(m):
-            r = pxa_idmap_get(&self._idmap, ip[i])
+            r = ann_idmap_get(&self._idmap, ip[i])
             if r >= 0 and not self.rows.deleted[r]:
                 raise VectorExistsError(f"id {ip[i]} is already in the index")
         vecs = self._before_add(vecs)
         self._enter_write("add")
         try:
             self._reserve(n0 + m)
-            if pxa_idmap_reserve(&self._idmap, m) < 0:
+            if ann_idmap_reserve(&self._idmap, m) < 0:
                 raise MemoryError()
             memcpy(self.rows.ids + n0, ip, m * sizeof(int64_t))
             memset(self.rows.deleted + n0, 0, m)
             rc = self._add_rows(n0, vecs, threads)
             # Rows stored and linked in (all of them unless memory ran out).
             for i in range(n0, self.rows.n):
-                pxa_idmap_put_nogrow(&self._idmap, self.rows.ids[i], <int32_t>i)
+                ann_idmap_put_nogrow(&self._idmap, self.rows.ids[i], <int32_t>i)
             if rc < 0:
                 raise MemoryError(f"out of memory while adding to the {type(self).__name__}")
         finally:
@@ -428,7 +428,7 @@ cdef class VectorIndex:
 
     def mark_deleted(self, id: int) -> None:
         """Hide id from every later search (an HNSW graph keeps its row as a waypoint)."""
-        cdef int32_t r = pxa_idmap_get(&self._idmap, <int64_t>id)
+        cdef int32_t r = ann_idmap_get(&self._idmap, <int64_t>id)
         if r < 0 or self.rows.deleted[r]:
             raise VectorNotFoundError(f"id {id} is not in the index")
         self._enter_write("mark_deleted")
@@ -438,14 +438,14 @@ cdef class VectorIndex:
 
     # -- queries --
 
-    cdef int64_t _search_exact(self, pxa_scratch *s, const float *q, int k, const int32_t *candidates,
+    cdef int64_t _search_exact(self, ann_scratch *s, const float *q, int k, const int32_t *candidates,
                                int64_t n_candidates, int64_t *out_ids, float *out_d) noexcept nogil:
         """Exact top-k over the given rows (the allowed, live rows of a selective filter)."""
         cdef int64_t i, j, nb
         cdef float dbuf[EXACT_BLOCK]
-        cdef pxa_heap *top = &s.top
+        cdef ann_heap *top = &s.top
         q = prepare_query(&self.rows, s, q)
-        if q == NULL or pxa_heap_reserve(top, k + 1) < 0:
+        if q == NULL or ann_heap_reserve(top, k + 1) < 0:
             return -1
         top.n = 0
         i = 0
@@ -464,7 +464,7 @@ cdef class VectorIndex:
         cdef cnp.ndarray out_ids, out_d, candidates = None
         cdef const uint8_t *allowed = NULL
         cdef const float *qp = <const float *>cnp.PyArray_DATA(q)
-        cdef pxa_scratch *s
+        cdef ann_scratch *s
         cdef int64_t r
         cdef bint use_exact = False
         self._enter_read()
@@ -504,7 +504,7 @@ cdef class VectorIndex:
         cdef const int32_t *cp = NULL
         cdef int64_t n_candidates = 0
         cdef bint use_exact = False
-        cdef pxa_scratch *scr[MAX_POOL]
+        cdef ann_scratch *scr[MAX_POOL]
         cdef int t
         cdef int64_t r
         cdef int failed = 0
@@ -552,7 +552,7 @@ cdef class VectorIndex:
         cdef uint32_t crc = 0
         fmt = type(self).FILE_FORMAT
         head = fmt.header.pack(fmt.magic, fmt.version, fmt.header_size, *self._header_fields())
-        head += struct.pack("<II", pxd_crc32c(0, <const char *>head, len(head)), 0)
+        head += struct.pack("<II", crc32c(0, <const char *>head, len(head)), 0)
         tmp = os.fspath(path) + ".tmp"
         with open(tmp, "wb") as f:
             f.write(head)
@@ -582,7 +582,7 @@ cdef class VectorIndex:
             if version != fmt.version:
                 raise fmt.error(path, f"unsupported format version {version}")
             (hcrc,) = struct.unpack_from("<I", head, hsize - 8)
-            if hcrc != pxd_crc32c(0, <const char *>head, hsize - 8):
+            if hcrc != crc32c(0, <const char *>head, hsize - 8):
                 raise fmt.error(path, "header checksum mismatch")
             if stored_hsize != hsize:
                 raise fmt.error(path, "header fields out of range")
@@ -599,10 +599,10 @@ cdef class VectorIndex:
         if int(np.count_nonzero(view_array(idx.rows.deleted, idx.rows.n, cnp.NPY_UINT8))) != idx.rows.n_deleted:
             raise fmt.error(path, "deleted count does not match the deletion flags")
         idx._check_loaded(path)
-        if pxa_idmap_reserve(&idx._idmap, idx.rows.n) < 0:
+        if ann_idmap_reserve(&idx._idmap, idx.rows.n) < 0:
             raise MemoryError()
         for i in range(idx.rows.n):
-            pxa_idmap_put_nogrow(&idx._idmap, idx.rows.ids[i], <int32_t>i)
+            ann_idmap_put_nogrow(&idx._idmap, idx.rows.ids[i], <int32_t>i)
         return idx
 
     def _body_for_load(self, path: object) -> object:

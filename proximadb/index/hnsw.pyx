@@ -67,6 +67,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from proximadb.index._ann cimport *
+from proximadb.index._kernels cimport kernel_level, setup_distance_kernels
 from proximadb.index._base cimport (
     METRIC_COSINE,
     MAX_POOL,
@@ -87,7 +88,7 @@ from proximadb.errors import ValidationError
 from proximadb.index._base import METRICS, IndexFileFormat
 
 cnp.import_array()
-pxd_distance_setup(-1)
+setup_distance_kernels(-1)
 
 cdef enum:
     MAX_LEVEL = 64
@@ -99,52 +100,52 @@ FORMAT_VERSION = FILE_FORMAT.version
 
 
 # The graph; the rows' ids, deletion flags, dimension and metric are the base's IndexRows.
-ctypedef struct HGraph:
+ctypedef struct HnswGraph:
     int M
-    int M0
-    int efc
-    double mult          # level multiplier 1 / ln(M)
-    uint64_t rng
-    char *block          # level 0, one record per row: [count, M0 links] i32 then the f32 vector
-    int64_t stride       # bytes per record
-    int64_t voff         # offset of the vector in a record, (M0 + 1) * 4
-    uint8_t *levels
-    int64_t *upoff       # offset of a row's upper block in upool (-1: level 0 only)
-    int32_t *upool
-    int64_t upool_n
-    int64_t upool_cap
-    int32_t entry
-    int maxlevel
-    uint8_t *locks       # per-row spinlocks during a parallel add, else NULL
-    uint8_t glock        # guards entry / maxlevel during a parallel add
+    int M0                  # level-0 degree, 2 * M
+    int ef_construction
+    double level_mult       # level multiplier 1 / ln(M)
+    uint64_t rng_state      # splitmix64 state of the level generator
+    char *level0            # level 0, one record per row: [count, M0 links] i32 then the f32 vector
+    int64_t record_size     # bytes per level-0 record
+    int64_t vector_offset   # offset of the vector in a record, (M0 + 1) * 4
+    uint8_t *levels         # top level of each row
+    int64_t *upper_offset   # offset of a row's upper block in upper_links (-1: level 0 only)
+    int32_t *upper_links    # every row's upper levels, [count, M ids] per level, in row order
+    int64_t upper_len       # int32 words used in upper_links
+    int64_t upper_cap
+    int32_t entry_point     # row the searches start from (-1: empty)
+    int max_level
+    uint8_t *row_locks      # per-row spinlocks during a parallel add, else NULL
+    uint8_t entry_lock      # guards entry_point / max_level during a parallel add
 
 
 # ---------------------------------------------------------------- C core --
 
-cdef inline const float *gvec(const HGraph *g, int32_t r) noexcept nogil:
-    return <const float *>(g.block + <int64_t>r * g.stride + g.voff)
+cdef inline const float *row_vector(const HnswGraph *graph, int32_t r) noexcept nogil:
+    return <const float *>(graph.level0 + <int64_t>r * graph.record_size + graph.vector_offset)
 
 
-cdef inline int32_t *glinks(const HGraph *g, int32_t r, int level) noexcept nogil:
+cdef inline int32_t *links_of(const HnswGraph *graph, int32_t r, int level) noexcept nogil:
     if level == 0:
-        return <int32_t *>(g.block + <int64_t>r * g.stride)
-    return g.upool + g.upoff[r] + <int64_t>(level - 1) * (g.M + 1)
+        return <int32_t *>(graph.level0 + <int64_t>r * graph.record_size)
+    return graph.upper_links + graph.upper_offset[r] + <int64_t>(level - 1) * (graph.M + 1)
 
 
-cdef inline void prefetch_vec(const IndexRows *rows, const HGraph *g, int32_t r) noexcept nogil:
+cdef inline void prefetch_vector(const IndexRows *rows, const HnswGraph *graph, int32_t r) noexcept nogil:
     """Prefetch every cache line of row r's vector (rows are not line-aligned)."""
-    cdef const char *p = <const char *>gvec(g, r)
+    cdef const char *p = <const char *>row_vector(graph, r)
     cdef const char *end = p + rows.dim * 4
     while p < end:
-        pxa_prefetch(p)
+        ann_prefetch(p)
         p += 64
-    pxa_prefetch(end - 1)
+    ann_prefetch(end - 1)
 
 
-cdef int32_t greedy_descend(const IndexRows *rows, const HGraph *g, const float *q, int32_t cur, int top_level,
+cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const float *q, int32_t cur, int top_level,
                             int stop_level) noexcept nogil:
     """Greedy walk from top_level down to stop_level + 1; returns the closest row found."""
-    cdef float curd = distance(rows, q, gvec(g, cur))
+    cdef float curd = distance(rows, q, row_vector(graph, cur))
     cdef float d
     cdef int lc, j, cnt
     cdef int32_t *ll
@@ -155,30 +156,30 @@ cdef int32_t greedy_descend(const IndexRows *rows, const HGraph *g, const float 
         while changed:
             changed = False
             c = cur
-            if g.locks != NULL:
-                pxa_spin_lock(g.locks + c)
-            ll = glinks(g, c, lc)
+            if graph.row_locks != NULL:
+                ann_spin_lock(graph.row_locks + c)
+            ll = links_of(graph, c, lc)
             cnt = ll[0]
             for j in range(1, cnt + 1):
-                prefetch_vec(rows, g, ll[j])
+                prefetch_vector(rows, graph, ll[j])
             for j in range(1, cnt + 1):
-                d = distance(rows, q, gvec(g, ll[j]))
+                d = distance(rows, q, row_vector(graph, ll[j]))
                 if d < curd:
                     curd = d
                     cur = ll[j]
                     changed = True
-            if g.locks != NULL:
-                pxa_spin_unlock(g.locks + c)
+            if graph.row_locks != NULL:
+                ann_spin_unlock(graph.row_locks + c)
     return cur
 
 
-cdef int search_layer(const IndexRows *rows, const HGraph *g, pxa_scratch *s, const float *q, int32_t ep, int level,
-                      int ef, const uint8_t *allowed, bint filtering) noexcept nogil:
+cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int32_t ep,
+                      int level, int ef, const uint8_t *allowed, bint filtering) noexcept nogil:
     """Best-first search of one layer from ep; leaves the ef best admitted rows in s.top
     (a max-heap). With filtering, deleted and not-allowed rows are traversed but not
     admitted. Returns 0, or -1 when out of memory."""
-    cdef pxa_heap *top = &s.top
-    cdef pxa_heap *cand = &s.cand
+    cdef ann_heap *top = &s.top
+    cdef ann_heap *cand = &s.cand
     cdef uint16_t *vis
     cdef uint16_t epoch
     cdef int32_t *ll
@@ -186,20 +187,20 @@ cdef int search_layer(const IndexRows *rows, const HGraph *g, pxa_scratch *s, co
     cdef int32_t c, nb
     cdef int j, cnt, nb_n
     cdef float d, lb, cd
-    if pxa_visit_begin(s, rows.n) < 0 or pxa_scratch_ids(s, g.M0 + 1) < 0:
+    if ann_visit_begin(s, rows.n) < 0 or ann_scratch_ids(s, graph.M0 + 1) < 0:
         return -1
     vis = s.vis
     epoch = s.epoch
     batch = s.ids
     top.n = 0
     cand.n = 0
-    d = distance(rows, q, gvec(g, ep))
+    d = distance(rows, q, row_vector(graph, ep))
     lb = INFINITY
     if not filtering or (not rows.deleted[ep] and (allowed == NULL or allowed[ep])):
-        if pxa_maxheap_push(top, d, ep) < 0:
+        if ann_maxheap_push(top, d, ep) < 0:
             return -1
         lb = d
-    if pxa_minheap_push(cand, d, ep) < 0:
+    if ann_minheap_push(cand, d, ep) < 0:
         return -1
     vis[ep] = epoch
     while cand.n > 0:
@@ -207,10 +208,10 @@ cdef int search_layer(const IndexRows *rows, const HGraph *g, pxa_scratch *s, co
         c = cand.a[0].id
         if cd > lb and (top.n >= ef or not filtering):
             break
-        pxa_minheap_pop(cand)
-        if g.locks != NULL:
-            pxa_spin_lock(g.locks + c)
-        ll = glinks(g, c, level)
+        ann_minheap_pop(cand)
+        if graph.row_locks != NULL:
+            ann_spin_lock(graph.row_locks + c)
+        ll = links_of(graph, c, level)
         cnt = ll[0]
         # Gather the unvisited neighbours first and prefetch their vectors, so
         # the memory loads overlap instead of stalling one distance at a time.
@@ -221,52 +222,52 @@ cdef int search_layer(const IndexRows *rows, const HGraph *g, pxa_scratch *s, co
                 vis[nb] = epoch
                 batch[nb_n] = nb
                 nb_n += 1
-                prefetch_vec(rows, g, nb)
-        if g.locks != NULL:
-            pxa_spin_unlock(g.locks + c)
+                prefetch_vector(rows, graph, nb)
+        if graph.row_locks != NULL:
+            ann_spin_unlock(graph.row_locks + c)
         for j in range(nb_n):
             nb = batch[j]
-            d = distance(rows, q, gvec(g, nb))
+            d = distance(rows, q, row_vector(graph, nb))
             if top.n < ef or d < lb:
-                if pxa_minheap_push(cand, d, nb) < 0:
+                if ann_minheap_push(cand, d, nb) < 0:
                     return -1
-                pxa_prefetch(glinks(g, cand.a[0].id, level))
+                ann_prefetch(links_of(graph, cand.a[0].id, level))
                 if not filtering or (not rows.deleted[nb] and (allowed == NULL or allowed[nb])):
                     if top.n < ef:
-                        if pxa_maxheap_push(top, d, nb) < 0:
+                        if ann_maxheap_push(top, d, nb) < 0:
                             return -1
                     else:
-                        pxa_maxheap_replace_top(top, d, nb)
+                        ann_maxheap_replace_top(top, d, nb)
                     lb = top.a[0].d
     return 0
 
 
-cdef int select_heuristic(const IndexRows *rows, const HGraph *g, pxa_scratch *s, pxa_heap *h,
+cdef int select_heuristic(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, ann_heap *h,
                           int mmax) noexcept nogil:
     """Keep at most mmax of the candidates in max-heap h by the HNSW heuristic: a
     candidate is dropped when it is closer to an already kept one than to the base.
     On return h.a[0:h.n] holds the kept rows, closest first (no longer a heap)."""
     cdef int64_t n = h.n
     cdef int64_t i, t, r = 0
-    cdef pxa_pair c
+    cdef ann_pair c
     cdef bint good
     cdef const float *cv
     if n < mmax:
-        if pxa_scratch_work(s, n) < 0:
+        if ann_scratch_work(s, n) < 0:
             return -1
-        pxa_maxheap_drain_sorted(h, s.work)
-        memcpy(h.a, s.work, n * sizeof(pxa_pair))
+        ann_maxheap_drain_sorted(h, s.work)
+        memcpy(h.a, s.work, n * sizeof(ann_pair))
         h.n = n
         return 0
-    if pxa_scratch_work(s, n) < 0:
+    if ann_scratch_work(s, n) < 0:
         return -1
-    pxa_maxheap_drain_sorted(h, s.work)
+    ann_maxheap_drain_sorted(h, s.work)
     for i in range(n):
         c = s.work[i]
-        cv = gvec(g, c.id)
+        cv = row_vector(graph, c.id)
         good = True
         for t in range(r):
-            if distance(rows, cv, gvec(g, h.a[t].id)) < c.d:
+            if distance(rows, cv, row_vector(graph, h.a[t].id)) < c.d:
                 good = False
                 break
         if good:
@@ -278,58 +279,58 @@ cdef int select_heuristic(const IndexRows *rows, const HGraph *g, pxa_scratch *s
     return 0
 
 
-cdef int connect_new(const IndexRows *rows, HGraph *g, pxa_scratch *s, int32_t row, int level,
+cdef int connect_new(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, int level,
                      int32_t *next_ep) noexcept nogil:
     """Link row at level to the heuristic pick of s.top and the picks back to row."""
     cdef int32_t *ll
     cdef int32_t nb
     cdef int i, r, rc
-    cdef int mmax = g.M0 if level == 0 else g.M
-    if select_heuristic(rows, g, s, &s.top, g.M) < 0:
+    cdef int mmax = graph.M0 if level == 0 else graph.M
+    if select_heuristic(rows, graph, s, &s.top, graph.M) < 0:
         return -1
     r = <int>s.top.n
-    ll = glinks(g, row, level)
-    if g.locks != NULL:
-        pxa_spin_lock(g.locks + row)
+    ll = links_of(graph, row, level)
+    if graph.row_locks != NULL:
+        ann_spin_lock(graph.row_locks + row)
     ll[0] = r
     for i in range(r):
         ll[1 + i] = s.top.a[i].id
-    if g.locks != NULL:
-        pxa_spin_unlock(g.locks + row)
+    if graph.row_locks != NULL:
+        ann_spin_unlock(graph.row_locks + row)
     next_ep[0] = s.top.a[0].id
     # Only this thread writes row's lists, so reading ll here needs no lock; each
     # neighbour's list is changed under its own lock (never two locks held).
     for i in range(r):
         nb = ll[1 + i]
-        if g.locks != NULL:
-            pxa_spin_lock(g.locks + nb)
-        rc = link_back(rows, g, s, nb, row, level, mmax)
-        if g.locks != NULL:
-            pxa_spin_unlock(g.locks + nb)
+        if graph.row_locks != NULL:
+            ann_spin_lock(graph.row_locks + nb)
+        rc = link_back(rows, graph, s, nb, row, level, mmax)
+        if graph.row_locks != NULL:
+            ann_spin_unlock(graph.row_locks + nb)
         if rc < 0:
             return -1
     return 0
 
 
-cdef int link_back(const IndexRows *rows, HGraph *g, pxa_scratch *s, int32_t nb, int32_t row, int level,
+cdef int link_back(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t nb, int32_t row, int level,
                    int mmax) noexcept nogil:
     """Add row to nb's list at level; a full list is re-pruned by the heuristic."""
-    cdef int32_t *nl = glinks(g, nb, level)
+    cdef int32_t *nl = links_of(graph, nb, level)
     cdef int j, cnt = nl[0]
-    cdef pxa_heap *tmp = &s.tmp
+    cdef ann_heap *tmp = &s.tmp
     cdef const float *nv
     if cnt < mmax:
         nl[1 + cnt] = row
         nl[0] = cnt + 1
         return 0
-    nv = gvec(g, nb)
+    nv = row_vector(graph, nb)
     tmp.n = 0
-    if pxa_maxheap_push(tmp, distance(rows, nv, gvec(g, row)), row) < 0:
+    if ann_maxheap_push(tmp, distance(rows, nv, row_vector(graph, row)), row) < 0:
         return -1
     for j in range(1, cnt + 1):
-        if pxa_maxheap_push(tmp, distance(rows, nv, gvec(g, nl[j])), nl[j]) < 0:
+        if ann_maxheap_push(tmp, distance(rows, nv, row_vector(graph, nl[j])), nl[j]) < 0:
             return -1
-    if select_heuristic(rows, g, s, tmp, mmax) < 0:
+    if select_heuristic(rows, graph, s, tmp, mmax) < 0:
         return -1
     nl[0] = <int32_t>tmp.n
     for j in range(tmp.n):
@@ -337,76 +338,76 @@ cdef int link_back(const IndexRows *rows, HGraph *g, pxa_scratch *s, int32_t nb,
     return 0
 
 
-cdef int insert_row(const IndexRows *rows, HGraph *g, pxa_scratch *s, int32_t row) noexcept nogil:
+cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil:
     """Insert row (vector, level and zeroed link lists already in place; rows.n > row)."""
-    cdef const float *q = gvec(g, row)
-    cdef int level = g.levels[row]
+    cdef const float *q = row_vector(graph, row)
+    cdef int level = graph.levels[row]
     cdef int lc, maxlevel
     cdef int32_t cur
-    if g.locks != NULL:
-        pxa_spin_lock(&g.glock)
-    cur = g.entry
-    maxlevel = g.maxlevel
-    if g.locks != NULL:
-        pxa_spin_unlock(&g.glock)
+    if graph.row_locks != NULL:
+        ann_spin_lock(&graph.entry_lock)
+    cur = graph.entry_point
+    maxlevel = graph.max_level
+    if graph.row_locks != NULL:
+        ann_spin_unlock(&graph.entry_lock)
     if cur < 0:
-        g.entry = row
-        g.maxlevel = level
+        graph.entry_point = row
+        graph.max_level = level
         return 0
     if level < maxlevel:
-        cur = greedy_descend(rows, g, q, cur, maxlevel, level)
+        cur = greedy_descend(rows, graph, q, cur, maxlevel, level)
     for lc in range(min(level, maxlevel), -1, -1):
-        if search_layer(rows, g, s, q, cur, lc, g.efc, NULL, rows.n_deleted > 0) < 0:
+        if search_layer(rows, graph, s, q, cur, lc, graph.ef_construction, NULL, rows.n_deleted > 0) < 0:
             return -1
         if s.top.n == 0:
             continue
-        if connect_new(rows, g, s, row, lc, &cur) < 0:
+        if connect_new(rows, graph, s, row, lc, &cur) < 0:
             return -1
     if level > maxlevel:
-        if g.locks != NULL:
-            pxa_spin_lock(&g.glock)
-        if level > g.maxlevel:
-            g.entry = row
-            g.maxlevel = level
-        if g.locks != NULL:
-            pxa_spin_unlock(&g.glock)
+        if graph.row_locks != NULL:
+            ann_spin_lock(&graph.entry_lock)
+        if level > graph.max_level:
+            graph.entry_point = row
+            graph.max_level = level
+        if graph.row_locks != NULL:
+            ann_spin_unlock(&graph.entry_lock)
     return 0
 
 
-cdef int64_t search_graph(const IndexRows *rows, const HGraph *g, pxa_scratch *s, const float *q, int k, int ef,
+cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil:
     cdef int32_t cur
     q = prepare_query(rows, s, q)
     if q == NULL:
         return -1
-    if g.entry < 0:
+    if graph.entry_point < 0:
         return 0
-    cur = g.entry
-    if g.maxlevel > 0:
-        cur = greedy_descend(rows, g, q, cur, g.maxlevel, 0)
-    if search_layer(rows, g, s, q, cur, 0, max(ef, k), allowed, allowed != NULL or rows.n_deleted > 0) < 0:
+    cur = graph.entry_point
+    if graph.max_level > 0:
+        cur = greedy_descend(rows, graph, q, cur, graph.max_level, 0)
+    if search_layer(rows, graph, s, q, cur, 0, max(ef, k), allowed, allowed != NULL or rows.n_deleted > 0) < 0:
         return -1
     return write_results(rows, s, k, out_ids, out_d)
 
 
-cdef int validate_links(const IndexRows *rows, const HGraph *g) noexcept nogil:
+cdef int validate_links(const IndexRows *rows, const HnswGraph *graph) noexcept nogil:
     """0 when every link list is within its degree and every link names a row; else
     1 (level 0) or 2 (upper levels)."""
     cdef int64_t r, j, lc
     cdef int32_t *ll
     for r in range(rows.n):
-        ll = glinks(g, <int32_t>r, 0)
-        if ll[0] < 0 or ll[0] > g.M0:
+        ll = links_of(graph, <int32_t>r, 0)
+        if ll[0] < 0 or ll[0] > graph.M0:
             return 1
         for j in range(1, ll[0] + 1):
             if ll[j] < 0 or ll[j] >= rows.n:
                 return 1
-        for lc in range(1, g.levels[r] + 1):
-            ll = glinks(g, <int32_t>r, <int>lc)
-            if ll[0] < 0 or ll[0] > g.M:
+        for lc in range(1, graph.levels[r] + 1):
+            ll = links_of(graph, <int32_t>r, <int>lc)
+            if ll[0] < 0 or ll[0] > graph.M:
                 return 2
             for j in range(1, ll[0] + 1):
-                if ll[j] < 0 or ll[j] >= rows.n or g.levels[ll[j]] < lc:
+                if ll[j] < 0 or ll[j] >= rows.n or graph.levels[ll[j]] < lc:
                     return 2
     return 0
 
@@ -435,12 +436,12 @@ cdef class HNSWIndex(VectorIndex):
 
     FILE_FORMAT = FILE_FORMAT
 
-    cdef HGraph g
+    cdef HnswGraph graph
     cdef int _ef
 
     def __cinit__(self) -> None:
-        memset(&self.g, 0, sizeof(HGraph))
-        self.g.entry = -1
+        memset(&self.graph, 0, sizeof(HnswGraph))
+        self.graph.entry_point = -1
 
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0,
                  max_elements: int = 0) -> None:
@@ -449,34 +450,34 @@ cdef class HNSWIndex(VectorIndex):
             raise ValidationError(f"M must be in [2, 2048], got {M}")
         if ef_construction < 1:
             raise ValidationError(f"ef_construction must be >= 1, got {ef_construction}")
-        self.g.M = M
-        self.g.M0 = 2 * M
+        self.graph.M = M
+        self.graph.M0 = 2 * M
         # Links and vector of a row side by side (as hnswlib does): expanding a node
         # whose distance was just computed then finds its links already cached.
-        self.g.voff = (self.g.M0 + 1) * 4
-        self.g.stride = self.g.voff + dim * 4
-        self.g.efc = max(ef_construction, M)
-        self.g.mult = 1.0 / log(<double>M)
-        self.g.rng = self._seed
+        self.graph.vector_offset = (self.graph.M0 + 1) * 4
+        self.graph.record_size = self.graph.vector_offset + dim * 4
+        self.graph.ef_construction = max(ef_construction, M)
+        self.graph.level_mult = 1.0 / log(<double>M)
+        self.graph.rng_state = self._seed
         self._ef = 64
         if max_elements > 0:
             self._reserve(int(max_elements))
 
     def __dealloc__(self) -> None:
-        free(self.g.block)
-        free(self.g.levels)
-        free(self.g.upoff)
-        free(self.g.upool)
+        free(self.graph.level0)
+        free(self.graph.levels)
+        free(self.graph.upper_offset)
+        free(self.graph.upper_links)
 
     # -- properties --
 
     @property
     def M(self) -> int:
-        return self.g.M
+        return self.graph.M
 
     @property
     def ef_construction(self) -> int:
-        return self.g.efc
+        return self.graph.ef_construction
 
     @property
     def ef(self) -> int:
@@ -491,19 +492,19 @@ cdef class HNSWIndex(VectorIndex):
 
     @property
     def max_level(self) -> int:
-        return self.g.maxlevel
+        return self.graph.max_level
 
     def __repr__(self) -> str:
-        return (f"HNSWIndex(dim={self.rows.dim}, metric={self.metric!r}, M={self.g.M}, "
-                f"ef_construction={self.g.efc}, seed={self._seed}, len={len(self)})")
+        return (f"HNSWIndex(dim={self.rows.dim}, metric={self.metric!r}, M={self.graph.M}, "
+                f"ef_construction={self.graph.ef_construction}, seed={self._seed}, len={len(self)})")
 
     def memory_usage(self) -> dict[str, int]:
         """Bytes held per part, at the current size (not capacity)."""
         cdef int64_t n = self.rows.n
         return {
             "vectors": n * self.rows.dim * 4,
-            "links_level0": n * (self.g.M0 + 1) * 4,
-            "links_upper": self.g.upool_n * 4 + n * 8,
+            "links_level0": n * (self.graph.M0 + 1) * 4,
+            "links_upper": self.graph.upper_len * 4 + n * 8,
             "ids": n * 8 + self._idmap.cap * 12,
             "flags": n * 2,
         }
@@ -511,32 +512,32 @@ cdef class HNSWIndex(VectorIndex):
     # -- the kind's part of the base --
 
     cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
-        cdef void *p = realloc(self.g.block, cap * self.g.stride)
+        cdef void *p = realloc(self.graph.level0, cap * self.graph.record_size)
         if p == NULL:
             raise MemoryError()
-        self.g.block = <char *>p
-        memset(self.g.block + old_cap * self.g.stride, 0, (cap - old_cap) * self.g.stride)
-        p = realloc(self.g.levels, cap)
+        self.graph.level0 = <char *>p
+        memset(self.graph.level0 + old_cap * self.graph.record_size, 0, (cap - old_cap) * self.graph.record_size)
+        p = realloc(self.graph.levels, cap)
         if p == NULL:
             raise MemoryError()
-        self.g.levels = <uint8_t *>p
-        p = realloc(self.g.upoff, cap * sizeof(int64_t))
+        self.graph.levels = <uint8_t *>p
+        p = realloc(self.graph.upper_offset, cap * sizeof(int64_t))
         if p == NULL:
             raise MemoryError()
-        self.g.upoff = <int64_t *>p
+        self.graph.upper_offset = <int64_t *>p
         return 0
 
     cdef int _reserve_upper(self, int64_t need) except -1:
-        cdef int64_t cap = self.g.upool_cap
+        cdef int64_t cap = self.graph.upper_cap
         cdef void *p
         if need <= cap:
             return 0
         cap = max(need, cap + cap // 2, 4096)
-        p = realloc(self.g.upool, cap * sizeof(int32_t))
+        p = realloc(self.graph.upper_links, cap * sizeof(int32_t))
         if p == NULL:
             raise MemoryError()
-        self.g.upool = <int32_t *>p
-        self.g.upool_cap = cap
+        self.graph.upper_links = <int32_t *>p
+        self.graph.upper_cap = cap
         return 0
 
     cdef int _search_effort(self, Py_ssize_t k, object ef) except -1:
@@ -546,77 +547,77 @@ cdef class HNSWIndex(VectorIndex):
         return efv
 
     cdef bint _prefer_exact(self, int64_t n_allowed, int k, int ef) except -1:
-        return use_exact(n_allowed, self.rows.n - self.rows.n_deleted, max(ef, k), self.g.M0)
+        return use_exact(n_allowed, self.rows.n - self.rows.n_deleted, max(ef, k), self.graph.M0)
 
-    cdef int64_t _search_one(self, pxa_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
+    cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
                              int64_t *out_ids, float *out_d) noexcept nogil:
-        return search_graph(&self.rows, &self.g, s, q, k, ef, allowed, out_ids, out_d)
+        return search_graph(&self.rows, &self.graph, s, q, k, ef, allowed, out_ids, out_d)
 
     cdef void _row_distances(self, const float *q, const int32_t *rows, int64_t n, float *out) noexcept nogil:
         cdef int64_t j
         for j in range(n):
             if j + 4 < n:
-                prefetch_vec(&self.rows, &self.g, rows[j + 4])
-            out[j] = distance(&self.rows, q, gvec(&self.g, rows[j]))
+                prefetch_vector(&self.rows, &self.graph, rows[j + 4])
+            out[j] = distance(&self.rows, q, row_vector(&self.graph, rows[j]))
 
     cdef int _add_rows(self, int64_t n0, cnp.ndarray vectors, int threads) except -2:
         cdef int64_t m = vectors.shape[0]
-        cdef int64_t i, upper = self.g.upool_n
+        cdef int64_t i, upper = self.graph.upper_len
         cdef int dim = self.rows.dim
         cdef int lvl, rc = 0
         cdef const float *xp = <const float *>cnp.PyArray_DATA(vectors)
-        cdef pxa_scratch *s
-        cdef pxa_scratch *scr[MAX_POOL]
+        cdef ann_scratch *s
+        cdef ann_scratch *scr[MAX_POOL]
         cdef int t, nt = threads if threads > 0 else (os.cpu_count() or 1)
         cdef int64_t start, end = n0 + m
         cdef int failed = 0
         for i in range(m):
-            memcpy(<float *>gvec(&self.g, <int32_t>(n0 + i)), xp + i * dim, dim * sizeof(float))
+            memcpy(<float *>row_vector(&self.graph, <int32_t>(n0 + i)), xp + i * dim, dim * sizeof(float))
             if self.rows.metric == METRIC_COSINE:
-                pxa_normalize(<float *>gvec(&self.g, <int32_t>(n0 + i)), dim)
-            lvl = <int>(-log(pxa_rng_unit(&self.g.rng)) * self.g.mult)
+                ann_normalize(<float *>row_vector(&self.graph, <int32_t>(n0 + i)), dim)
+            lvl = <int>(-log(ann_rng_unit(&self.graph.rng_state)) * self.graph.level_mult)
             lvl = min(lvl, MAX_LEVEL)
-            self.g.levels[n0 + i] = <uint8_t>lvl
+            self.graph.levels[n0 + i] = <uint8_t>lvl
             if lvl > 0:
-                self.g.upoff[n0 + i] = upper
-                upper += <int64_t>lvl * (self.g.M + 1)
+                self.graph.upper_offset[n0 + i] = upper
+                upper += <int64_t>lvl * (self.graph.M + 1)
             else:
-                self.g.upoff[n0 + i] = -1
+                self.graph.upper_offset[n0 + i] = -1
         self._reserve_upper(upper)
-        memset(self.g.upool + self.g.upool_n, 0, (upper - self.g.upool_n) * sizeof(int32_t))
-        self.g.upool_n = upper
+        memset(self.graph.upper_links + self.graph.upper_len, 0, (upper - self.graph.upper_len) * sizeof(int32_t))
+        self.graph.upper_len = upper
         nt = min(nt, MAX_POOL)
         if nt <= 1 or m < 2 * nt:
             s = self._take_scratch()
             with nogil:
                 for i in range(m):
                     self.rows.n = n0 + i + 1
-                    if insert_row(&self.rows, &self.g, s, <int32_t>(n0 + i)) < 0:
+                    if insert_row(&self.rows, &self.graph, s, <int32_t>(n0 + i)) < 0:
                         rc = -1
                         break
             self._give_scratch(s)
             return rc
-        self.g.locks = <uint8_t *>calloc(end, 1)
-        if self.g.locks == NULL:
+        self.graph.row_locks = <uint8_t *>calloc(end, 1)
+        if self.graph.row_locks == NULL:
             raise MemoryError()
         for t in range(nt):
             scr[t] = self._take_scratch()
         with nogil:
             start = n0
-            if self.g.entry < 0:
+            if self.graph.entry_point < 0:
                 self.rows.n = n0 + 1
-                rc = insert_row(&self.rows, &self.g, scr[0], <int32_t>n0)
+                rc = insert_row(&self.rows, &self.graph, scr[0], <int32_t>n0)
                 start = n0 + 1
             # Every new row is visible (vector, level, empty lists) but unreachable
             # until its own insert links it in.
             self.rows.n = end
             for i in prange(start, end, num_threads=nt, schedule="dynamic", chunksize=16):
-                if insert_row(&self.rows, &self.g, scr[threadid()], <int32_t>i) < 0:
+                if insert_row(&self.rows, &self.graph, scr[threadid()], <int32_t>i) < 0:
                     failed += 1
         for t in range(nt):
             self._give_scratch(scr[t])
-        free(self.g.locks)
-        self.g.locks = NULL
+        free(self.graph.row_locks)
+        self.graph.row_locks = NULL
         return -1 if failed or rc < 0 else 0
 
     # -- public API --
@@ -661,37 +662,38 @@ cdef class HNSWIndex(VectorIndex):
         cdef int32_t *ll
         cdef int32_t *src
         cdef char *block
-        cdef int32_t *upool
+        cdef int32_t *upper_links
         cdef int64_t *ids
         cdef uint8_t *levels
         cdef uint8_t *deleted
-        cdef int64_t *upoff
+        cdef int64_t *upper_offset
         if n < 2:
             return
         self._enter_write("reorder")
         try:
             perm = <int32_t *>malloc(n * sizeof(int32_t))
             inv = <int32_t *>malloc(n * sizeof(int32_t))
-            block = <char *>malloc(self.rows.cap * self.g.stride)
-            upool = <int32_t *>malloc(max(self.g.upool_cap, 1) * sizeof(int32_t))
+            block = <char *>malloc(self.rows.cap * self.graph.record_size)
+            upper_links = <int32_t *>malloc(max(self.graph.upper_cap, 1) * sizeof(int32_t))
             ids = <int64_t *>malloc(self.rows.cap * sizeof(int64_t))
             levels = <uint8_t *>malloc(self.rows.cap)
             deleted = <uint8_t *>calloc(self.rows.cap, 1)
-            upoff = <int64_t *>malloc(self.rows.cap * sizeof(int64_t))
-            if not (perm and inv and block and upool and ids and levels and deleted and upoff):
-                free(perm); free(inv); free(block); free(upool); free(ids); free(levels); free(deleted); free(upoff)
+            upper_offset = <int64_t *>malloc(self.rows.cap * sizeof(int64_t))
+            if not (perm and inv and block and upper_links and ids and levels and deleted and upper_offset):
+                free(perm); free(inv); free(block); free(upper_links)
+                free(ids); free(levels); free(deleted); free(upper_offset)
                 raise MemoryError()
             with nogil:
                 for i in range(n):
                     inv[i] = -1
                 # Breadth-first from the entry point; rows it cannot reach keep their order at the end.
-                perm[tail] = self.g.entry
-                inv[self.g.entry] = 0
+                perm[tail] = self.graph.entry_point
+                inv[self.graph.entry_point] = 0
                 tail += 1
                 i = 0
                 while True:
                     while head < tail:
-                        ll = glinks(&self.g, perm[head], 0)
+                        ll = links_of(&self.graph, perm[head], 0)
                         head += 1
                         for j in range(1, ll[0] + 1):
                             if inv[ll[j]] < 0:
@@ -705,41 +707,42 @@ cdef class HNSWIndex(VectorIndex):
                     inv[i] = <int32_t>tail
                     perm[tail] = <int32_t>i
                     tail += 1
-                memset(block + n * self.g.stride, 0, (self.rows.cap - n) * self.g.stride)
+                memset(block + n * self.graph.record_size, 0, (self.rows.cap - n) * self.graph.record_size)
                 for r in range(n):
                     old = perm[r]
-                    memcpy(block + r * self.g.stride, self.g.block + old * self.g.stride, self.g.stride)
-                    ll = <int32_t *>(block + r * self.g.stride)
+                    memcpy(block + r * self.graph.record_size, self.graph.level0 + old * self.graph.record_size,
+                           self.graph.record_size)
+                    ll = <int32_t *>(block + r * self.graph.record_size)
                     for j in range(1, ll[0] + 1):
                         ll[j] = inv[ll[j]]
                     ids[r] = self.rows.ids[old]
-                    levels[r] = self.g.levels[old]
+                    levels[r] = self.graph.levels[old]
                     deleted[r] = self.rows.deleted[old]
                     if levels[r] == 0:
-                        upoff[r] = -1
+                        upper_offset[r] = -1
                         continue
-                    upoff[r] = up
-                    nrec = <int64_t>levels[r] * (self.g.M + 1)
-                    src = self.g.upool + self.g.upoff[old]
+                    upper_offset[r] = up
+                    nrec = <int64_t>levels[r] * (self.graph.M + 1)
+                    src = self.graph.upper_links + self.graph.upper_offset[old]
                     for j in range(nrec):
-                        upool[up + j] = src[j]
+                        upper_links[up + j] = src[j]
                     for cnt in range(levels[r]):
-                        ll = upool + up + cnt * (self.g.M + 1)
+                        ll = upper_links + up + cnt * (self.graph.M + 1)
                         for j in range(1, ll[0] + 1):
                             ll[j] = inv[ll[j]]
                     up += nrec
                 for i in range(self._idmap.cap):
                     if self._idmap.rows[i] >= 0:
                         self._idmap.rows[i] = inv[self._idmap.rows[i]]
-                self.g.entry = inv[self.g.entry]
-            free(self.g.block); free(self.g.upool); free(self.rows.ids)
-            free(self.g.levels); free(self.rows.deleted); free(self.g.upoff)
-            self.g.block = block
-            self.g.upool = upool
+                self.graph.entry_point = inv[self.graph.entry_point]
+            free(self.graph.level0); free(self.graph.upper_links); free(self.rows.ids)
+            free(self.graph.levels); free(self.rows.deleted); free(self.graph.upper_offset)
+            self.graph.level0 = block
+            self.graph.upper_links = upper_links
             self.rows.ids = ids
-            self.g.levels = levels
+            self.graph.levels = levels
             self.rows.deleted = deleted
-            self.g.upoff = upoff
+            self.graph.upper_offset = upper_offset
             free(perm)
             free(inv)
         finally:
@@ -749,18 +752,20 @@ cdef class HNSWIndex(VectorIndex):
     # -- persistence (framing: the base's save/load) --
 
     cdef tuple _header_fields(self):
-        return (self.rows.dim, self.rows.metric, self.g.M, self.g.M0, self.g.efc, self._ef, self._seed, self.g.rng,
-                self.rows.n, self.rows.n_deleted, self.g.upool_n, self.g.entry, self.g.maxlevel)
+        return (self.rows.dim, self.rows.metric, self.graph.M, self.graph.M0, self.graph.ef_construction, self._ef,
+                self._seed, self.graph.rng_state,
+                self.rows.n, self.rows.n_deleted, self.graph.upper_len, self.graph.entry_point, self.graph.max_level)
 
     cdef list _body_arrays(self):
         cdef int64_t n = self.rows.n
-        blocks = view_array(self.g.block, n * self.g.stride, cnp.NPY_UINT8).reshape(n, self.g.stride)
+        cdef int64_t size = self.graph.record_size
+        blocks = view_array(self.graph.level0, n * size, cnp.NPY_UINT8).reshape(n, size)
         return [
             view_array(self.rows.ids, n, cnp.NPY_INT64),
-            blocks[:, self.g.voff:].view(np.float32),
-            blocks[:, :self.g.voff].view(np.int32),
-            view_array(self.g.upool, self.g.upool_n, cnp.NPY_INT32),
-            view_array(self.g.levels, n, cnp.NPY_UINT8),
+            blocks[:, self.graph.vector_offset:].view(np.float32),
+            blocks[:, :self.graph.vector_offset].view(np.int32),
+            view_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32),
+            view_array(self.graph.levels, n, cnp.NPY_UINT8),
             view_array(self.rows.deleted, n, cnp.NPY_UINT8),
         ]
 
@@ -768,21 +773,22 @@ cdef class HNSWIndex(VectorIndex):
     def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWIndex, int]:
         """An empty index sized for the body the header describes, and that body's size in bytes."""
         cdef HNSWIndex idx
-        dim, metric, M, M0, efc, ef, seed, rng, n, n_deleted, upool_n, entry, maxlevel = fields
+        (dim, metric, M, M0, ef_construction, ef, seed, rng_state, n, n_deleted, upper_len, entry_point,
+         max_level) = fields
         if (metric > 2 or M < 2 or M0 != 2 * M or dim < 1 or n >= 2**31 - 1 or n_deleted > n
-                or not -1 <= entry < n or (n == 0) != (entry == -1)):
+                or not -1 <= entry_point < n or (n == 0) != (entry_point == -1)):
             raise FILE_FORMAT.error(path, "header fields out of range")
-        body = n * 8 + n * dim * 4 + n * (M0 + 1) * 4 + upool_n * 4 + 2 * n
-        idx = HNSWIndex(dim, METRICS[metric], M, efc, seed)
+        body = n * 8 + n * dim * 4 + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
+        idx = HNSWIndex(dim, METRICS[metric], M, ef_construction, seed)
         idx._ef = max(1, ef)
         idx._reserve(max(n, 1))
-        idx._reserve_upper(max(upool_n, 1))
+        idx._reserve_upper(max(upper_len, 1))
         idx.rows.n = n
         idx.rows.n_deleted = n_deleted
-        idx.g.upool_n = upool_n
-        idx.g.rng = rng
-        idx.g.entry = entry
-        idx.g.maxlevel = maxlevel
+        idx.graph.upper_len = upper_len
+        idx.graph.rng_state = rng_state
+        idx.graph.entry_point = entry_point
+        idx.graph.max_level = max_level
         return idx, body
 
     def _check_loaded(self, path: object) -> None:
@@ -790,20 +796,21 @@ cdef class HNSWIndex(VectorIndex):
         cdef int64_t n = self.rows.n
         cdef int bad
         for i in range(n):
-            if self.g.levels[i] > MAX_LEVEL:
-                raise FILE_FORMAT.error(path, f"row {i} has level {self.g.levels[i]}")
-            self.g.upoff[i] = upper if self.g.levels[i] else -1
-            upper += self.g.levels[i] * (self.g.M + 1)
-        if upper != self.g.upool_n:
+            if self.graph.levels[i] > MAX_LEVEL:
+                raise FILE_FORMAT.error(path, f"row {i} has level {self.graph.levels[i]}")
+            self.graph.upper_offset[i] = upper if self.graph.levels[i] else -1
+            upper += self.graph.levels[i] * (self.graph.M + 1)
+        if upper != self.graph.upper_len:
             raise FILE_FORMAT.error(path, "upper link pool does not match the levels")
-        if n and (self.g.entry < 0 or self.g.levels[self.g.entry] != self.g.maxlevel):
+        if n and (self.graph.entry_point < 0 or self.graph.levels[self.graph.entry_point] != self.graph.max_level):
             raise FILE_FORMAT.error(path, "entry point is not on the top level")
         with nogil:
-            bad = validate_links(&self.rows, &self.g)
+            bad = validate_links(&self.rows, &self.graph)
         if bad:
-            raise FILE_FORMAT.error(path, "a link list is out of range" + (" (level 0)" if bad == 1 else " (upper level)"))
+            raise FILE_FORMAT.error(path, "a link list is out of range"
+                                    + (" (level 0)" if bad == 1 else " (upper level)"))
 
 
 def simd_level() -> int:
     """The distance kernel variant in use: 0 scalar, 2 AVX2+FMA, 3 AVX-512F."""
-    return pxd_simd_level
+    return kernel_level

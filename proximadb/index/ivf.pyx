@@ -51,6 +51,7 @@ from libc.stdlib cimport calloc, free, qsort, realloc
 from libc.string cimport memcpy, memset
 
 from proximadb.index._ann cimport *
+from proximadb.index._kernels cimport kernel_level, setup_distance_kernels
 from proximadb.index._base cimport (
     METRIC_COSINE,
     METRIC_L2,
@@ -71,7 +72,7 @@ from proximadb.errors import InvalidVectorError, ValidationError
 from proximadb.index._base import METRICS, IndexFileFormat
 
 cnp.import_array()
-pxa_ny_setup(pxd_distance_setup(-1))
+ann_ny_setup(setup_distance_kernels(-1))
 
 cdef enum:
     SCAN_BLOCK = 128    # rows per distance-kernel call in a list scan
@@ -84,43 +85,43 @@ KMEANS_ITERATIONS = 10  # as faiss IndexIVF
 SAMPLE_PER_LIST = 256
 
 
-ctypedef struct IvfList:
-    float *vecs
-    int32_t *rows
+ctypedef struct InvertedList:
+    float *vectors       # n * dim, contiguous
+    int32_t *rows        # the row of each vector
     int64_t n
     int64_t cap
 
 
 # The coarse quantizer and the lists; the rows' ids, deletion flags, dimension and metric are the
 # base's IndexRows.
-ctypedef struct IvfState:
+ctypedef struct InvertedFile:
     int nlist
     float *centroids     # nlist * dim
-    IvfList *lists
+    InvertedList *lists
     int32_t *row_list    # list holding each row
     int32_t *row_pos     # position inside that list
 
 
 cdef int cmp_pair(const void *a, const void *b) noexcept nogil:
-    cdef float x = (<const pxa_pair *>a).d
-    cdef float y = (<const pxa_pair *>b).d
+    cdef float x = (<const ann_pair *>a).d
+    cdef float y = (<const ann_pair *>b).d
     if x < y:
         return -1
     if x > y:
         return 1
-    return (<const pxa_pair *>a).id - (<const pxa_pair *>b).id
+    return (<const ann_pair *>a).id - (<const ann_pair *>b).id
 
 
-cdef inline void scan_list(const IndexRows *rows, const IvfList *L, const float *q, int k, pxa_heap *top,
+cdef inline void scan_list(const IndexRows *rows, const InvertedList *L, const float *q, int k, ann_heap *top,
                            const uint8_t *allowed, bint filtering) noexcept nogil:
     """Offer every admitted row of list L to the bounded max-heap top (capacity > k)."""
     cdef int64_t j, b, nb
     cdef int32_t row
     cdef float d
     cdef float dbuf[SCAN_BLOCK]
-    cdef const float *x = L.vecs
+    cdef const float *x = L.vectors
     cdef int dim = rows.dim
-    cdef pxa_ny_fn ny = pxa_l2sq_ny if rows.metric == METRIC_L2 else pxa_dot_ny
+    cdef ann_ny_fn ny = ann_l2sq_ny if rows.metric == METRIC_L2 else ann_dot_ny
     if filtering:
         for j in range(L.n):
             row = L.rows[j]
@@ -134,65 +135,65 @@ cdef inline void scan_list(const IndexRows *rows, const IvfList *L, const float 
         nb = min(<int64_t>SCAN_BLOCK, L.n - b)
         ny(q, x + b * dim, dim, nb, dbuf)
         for j in range(nb):
-            d = dbuf[j] if rows.metric == METRIC_L2 else rows.dot_off - dbuf[j]
+            d = dbuf[j] if rows.metric == METRIC_L2 else rows.dot_offset - dbuf[j]
             offer(top, k, d, L.rows[b + j])
         b += nb
 
 
-cdef int64_t ivf_search(const IndexRows *rows, const IvfState *v, pxa_scratch *s, const float *q, int k, int nprobe,
-                        const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil:
+cdef int64_t ivf_search(const IndexRows *rows, const InvertedFile *ivf, ann_scratch *s, const float *q, int k,
+                        int nprobe, const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil:
     """Scan the nprobe lists nearest to q; with a filter or deletions, keep probing
     (nearest list first) until k admitted rows are found. Returns the hit count."""
     cdef bint filtering = allowed != NULL or rows.n_deleted > 0
-    cdef pxa_heap *probe = &s.tmp
-    cdef pxa_heap *top = &s.top
-    cdef pxa_pair *order
+    cdef ann_heap *probe = &s.tmp
+    cdef ann_heap *top = &s.top
+    cdef ann_pair *order
     cdef int64_t c, n_order, p
     cdef float d
     q = prepare_query(rows, s, q)
-    if q == NULL or pxa_scratch_work(s, v.nlist) < 0 or pxa_heap_reserve(top, k + 1) < 0:
+    if q == NULL or ann_scratch_work(s, ivf.nlist) < 0 or ann_heap_reserve(top, k + 1) < 0:
         return -1
-    if pxa_heap_reserve(probe, nprobe + 1) < 0:
+    if ann_heap_reserve(probe, nprobe + 1) < 0:
         return -1
     order = s.work
-    if not filtering or nprobe >= v.nlist:
+    if not filtering or nprobe >= ivf.nlist:
         probe.n = 0
-        for c in range(v.nlist):
-            offer(probe, nprobe, distance(rows, q, v.centroids + c * rows.dim), <int32_t>c)
-        n_order = pxa_maxheap_drain_sorted(probe, order)
+        for c in range(ivf.nlist):
+            offer(probe, nprobe, distance(rows, q, ivf.centroids + c * rows.dim), <int32_t>c)
+        n_order = ann_maxheap_drain_sorted(probe, order)
     else:
-        for c in range(v.nlist):
-            order[c].d = distance(rows, q, v.centroids + c * rows.dim)
+        for c in range(ivf.nlist):
+            order[c].d = distance(rows, q, ivf.centroids + c * rows.dim)
             order[c].id = <int32_t>c
-        qsort(order, v.nlist, sizeof(pxa_pair), cmp_pair)
-        n_order = v.nlist
+        qsort(order, ivf.nlist, sizeof(ann_pair), cmp_pair)
+        n_order = ivf.nlist
     top.n = 0
     for p in range(n_order):
         if p >= nprobe and top.n >= k:
             break
-        scan_list(rows, &v.lists[order[p].id], q, k, top, allowed, filtering)
+        scan_list(rows, &ivf.lists[order[p].id], q, k, top, allowed, filtering)
     return write_results(rows, s, k, out_ids, out_d)
 
 
-cdef int list_append(const IndexRows *rows, IvfState *v, int32_t li, int64_t row, const float *x) noexcept nogil:
-    cdef IvfList *L = &v.lists[li]
+cdef int list_append(const IndexRows *rows, InvertedFile *ivf, int32_t li, int64_t row, const float *x) noexcept nogil:
+    cdef InvertedList *L = &ivf.lists[li]
     cdef int64_t nc
     cdef void *p
     if L.n == L.cap:
         nc = max(16, L.cap * 2)
-        p = realloc(L.vecs, nc * rows.dim * sizeof(float))
+        p = realloc(L.vectors, nc * rows.dim * sizeof(float))
         if p == NULL:
             return -1
-        L.vecs = <float *>p
+        L.vectors = <float *>p
         p = realloc(L.rows, nc * sizeof(int32_t))
         if p == NULL:
             return -1
         L.rows = <int32_t *>p
         L.cap = nc
-    memcpy(L.vecs + L.n * rows.dim, x, rows.dim * sizeof(float))
+    memcpy(L.vectors + L.n * rows.dim, x, rows.dim * sizeof(float))
     L.rows[L.n] = <int32_t>row
-    v.row_list[row] = li
-    v.row_pos[row] = <int32_t>L.n
+    ivf.row_list[row] = li
+    ivf.row_pos[row] = <int32_t>L.n
     L.n += 1
     return 0
 
@@ -254,13 +255,13 @@ cdef class IVFIndex(VectorIndex):
 
     FILE_FORMAT = FILE_FORMAT
 
-    cdef IvfState v
+    cdef InvertedFile ivf
     cdef int _nprobe
     cdef bint _trained
     cdef cnp.ndarray _centroids
 
     def __cinit__(self) -> None:
-        memset(&self.v, 0, sizeof(IvfState))
+        memset(&self.ivf, 0, sizeof(InvertedFile))
 
     def __init__(self, int dim, str metric="l2", int nlist=100, seed: int = 0, int nprobe=8) -> None:
         self._init_rows(dim, metric, seed)
@@ -268,29 +269,29 @@ cdef class IVFIndex(VectorIndex):
             raise ValidationError(f"nlist must be >= 1, got {nlist}")
         if nprobe < 1:
             raise ValidationError(f"nprobe must be >= 1, got {nprobe}")
-        self.v.nlist = nlist
+        self.ivf.nlist = nlist
         self._nprobe = nprobe
-        self.v.lists = <IvfList *>calloc(nlist, sizeof(IvfList))
-        if self.v.lists == NULL:
+        self.ivf.lists = <InvertedList *>calloc(nlist, sizeof(InvertedList))
+        if self.ivf.lists == NULL:
             raise MemoryError()
         self._centroids = np.zeros((nlist, dim), dtype=np.float32)
-        self.v.centroids = <float *>cnp.PyArray_DATA(self._centroids)
+        self.ivf.centroids = <float *>cnp.PyArray_DATA(self._centroids)
 
     def __dealloc__(self) -> None:
         cdef int i
-        if self.v.lists != NULL:
-            for i in range(self.v.nlist):
-                free(self.v.lists[i].vecs)
-                free(self.v.lists[i].rows)
-            free(self.v.lists)
-        free(self.v.row_list)
-        free(self.v.row_pos)
+        if self.ivf.lists != NULL:
+            for i in range(self.ivf.nlist):
+                free(self.ivf.lists[i].vectors)
+                free(self.ivf.lists[i].rows)
+            free(self.ivf.lists)
+        free(self.ivf.row_list)
+        free(self.ivf.row_pos)
 
     # -- properties --
 
     @property
     def nlist(self) -> int:
-        return self.v.nlist
+        return self.ivf.nlist
 
     @property
     def is_trained(self) -> bool:
@@ -313,26 +314,26 @@ cdef class IVFIndex(VectorIndex):
 
     def list_sizes(self) -> np.ndarray:
         cdef int i
-        out = np.empty(self.v.nlist, dtype=np.int64)
-        for i in range(self.v.nlist):
-            out[i] = self.v.lists[i].n
+        out = np.empty(self.ivf.nlist, dtype=np.int64)
+        for i in range(self.ivf.nlist):
+            out[i] = self.ivf.lists[i].n
         return out
 
     def __repr__(self) -> str:
-        return (f"IVFIndex(dim={self.rows.dim}, metric={self.metric!r}, nlist={self.v.nlist}, "
+        return (f"IVFIndex(dim={self.rows.dim}, metric={self.metric!r}, nlist={self.ivf.nlist}, "
                 f"seed={self._seed}, trained={self._trained}, len={len(self)})")
 
     # -- the kind's part of the base --
 
     cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
-        cdef void *p = realloc(self.v.row_list, cap * sizeof(int32_t))
+        cdef void *p = realloc(self.ivf.row_list, cap * sizeof(int32_t))
         if p == NULL:
             raise MemoryError()
-        self.v.row_list = <int32_t *>p
-        p = realloc(self.v.row_pos, cap * sizeof(int32_t))
+        self.ivf.row_list = <int32_t *>p
+        p = realloc(self.ivf.row_pos, cap * sizeof(int32_t))
         if p == NULL:
             raise MemoryError()
-        self.v.row_pos = <int32_t *>p
+        self.ivf.row_pos = <int32_t *>p
         return 0
 
     cdef int _check_searchable(self) except -1:
@@ -344,25 +345,25 @@ cdef class IVFIndex(VectorIndex):
         cdef int npr = self._nprobe if nprobe is None else <int>nprobe
         if k < 1 or npr < 1:
             raise ValidationError("k and nprobe must be >= 1")
-        return min(npr, self.v.nlist)
+        return min(npr, self.ivf.nlist)
 
     cdef bint _prefer_exact(self, int64_t n_allowed, int k, int nprobe) except -1:
         # The probed lists hold about nprobe / nlist of the rows; scanning the
         # allowed rows directly is cheaper when they are fewer than that.
         cdef int64_t n_live = self.rows.n - self.rows.n_deleted
-        return n_allowed * self.v.nlist <= <int64_t>max(nprobe, 1) * n_live or n_allowed <= k
+        return n_allowed * self.ivf.nlist <= <int64_t>max(nprobe, 1) * n_live or n_allowed <= k
 
-    cdef int64_t _search_one(self, pxa_scratch *s, const float *q, int k, int nprobe, const uint8_t *allowed,
+    cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int nprobe, const uint8_t *allowed,
                              int64_t *out_ids, float *out_d) noexcept nogil:
-        return ivf_search(&self.rows, &self.v, s, q, k, nprobe, allowed, out_ids, out_d)
+        return ivf_search(&self.rows, &self.ivf, s, q, k, nprobe, allowed, out_ids, out_d)
 
     cdef void _row_distances(self, const float *q, const int32_t *rows, int64_t n, float *out) noexcept nogil:
         cdef int64_t j
         cdef int32_t r
         for j in range(n):
             r = rows[j]
-            out[j] = distance(&self.rows, q,
-                              self.v.lists[self.v.row_list[r]].vecs + <int64_t>self.v.row_pos[r] * self.rows.dim)
+            out[j] = distance(&self.rows, q, self.ivf.lists[self.ivf.row_list[r]].vectors
+                              + <int64_t>self.ivf.row_pos[r] * self.rows.dim)
 
     cdef cnp.ndarray _before_add(self, cnp.ndarray vectors):
         if self.rows.metric == METRIC_COSINE:
@@ -379,7 +380,7 @@ cdef class IVFIndex(VectorIndex):
         cdef int rc = 0
         with nogil:
             for i in range(m):
-                if list_append(&self.rows, &self.v, lp[i], n0 + i, xp + i * self.rows.dim) < 0:
+                if list_append(&self.rows, &self.ivf, lp[i], n0 + i, xp + i * self.rows.dim) < 0:
                     rc = -1
                     break
                 self.rows.n = n0 + i + 1
@@ -392,18 +393,18 @@ cdef class IVFIndex(VectorIndex):
         cdef cnp.ndarray x = self._as_matrix(sample, "sample")
         if self.rows.n:
             raise ValidationError("IVFIndex: train() after vectors were added")
-        if x.shape[0] < self.v.nlist:
-            raise ValidationError(f"IVFIndex: training needs at least nlist={self.v.nlist} vectors, got {x.shape[0]}")
+        if x.shape[0] < self.ivf.nlist:
+            raise ValidationError(f"IVFIndex: training needs at least nlist={self.ivf.nlist} vectors, got {x.shape[0]}")
         if not np.isfinite(x).all():
             raise InvalidVectorError("training vectors contain NaN or infinite components")
         rng = np.random.default_rng(self._seed)
-        if x.shape[0] > SAMPLE_PER_LIST * self.v.nlist:
-            x = x[np.sort(rng.choice(x.shape[0], SAMPLE_PER_LIST * self.v.nlist, replace=False))]
+        if x.shape[0] > SAMPLE_PER_LIST * self.ivf.nlist:
+            x = x[np.sort(rng.choice(x.shape[0], SAMPLE_PER_LIST * self.ivf.nlist, replace=False))]
         if self.rows.metric == METRIC_COSINE:
             x = _normalized(x)
         self._enter_write("train")
         try:
-            self._centroids[...] = kmeans(x, self.v.nlist, METRICS[self.rows.metric], int(self._seed))
+            self._centroids[...] = kmeans(x, self.ivf.nlist, METRICS[self.rows.metric], int(self._seed))
             self._trained = True
         finally:
             self._writing = False
@@ -431,19 +432,19 @@ cdef class IVFIndex(VectorIndex):
     # -- persistence (framing: the base's save/load) --
 
     cdef tuple _header_fields(self):
-        return (self.rows.dim, self.rows.metric, self.v.nlist, self._nprobe, int(self._trained), 0, self._seed,
+        return (self.rows.dim, self.rows.metric, self.ivf.nlist, self._nprobe, int(self._trained), 0, self._seed,
                 self.rows.n, self.rows.n_deleted)
 
     cdef list _body_arrays(self):
         cdef int li
-        cdef IvfList *L
+        cdef InvertedList *L
         parts = [self._centroids, self.list_sizes(), view_array(self.rows.ids, self.rows.n, cnp.NPY_INT64)]
-        for li in range(self.v.nlist):
-            L = &self.v.lists[li]
+        for li in range(self.ivf.nlist):
+            L = &self.ivf.lists[li]
             parts.append(view_array(L.rows, L.n, cnp.NPY_INT32))
-        for li in range(self.v.nlist):
-            L = &self.v.lists[li]
-            parts.append(view_array(L.vecs, L.n * self.rows.dim, cnp.NPY_FLOAT32))
+        for li in range(self.ivf.nlist):
+            L = &self.ivf.lists[li]
+            parts.append(view_array(L.vectors, L.n * self.rows.dim, cnp.NPY_FLOAT32))
         parts.append(view_array(self.rows.deleted, self.rows.n, cnp.NPY_UINT8))
         return parts
 
@@ -465,43 +466,43 @@ cdef class IVFIndex(VectorIndex):
     def _body_for_load(self, path: object) -> object:
         """Centroids, list sizes and ids first: the sizes say how long each list's arrays are."""
         cdef int64_t i, nl
-        cdef IvfList *L
-        sizes = np.empty(self.v.nlist, dtype=np.int64)
+        cdef InvertedList *L
+        sizes = np.empty(self.ivf.nlist, dtype=np.int64)
         yield self._centroids
         yield sizes
         yield view_array(self.rows.ids, self.rows.n, cnp.NPY_INT64)
         if sizes.min() < 0 or int(sizes.sum()) != self.rows.n:
             raise FILE_FORMAT.error(path, "inverted list sizes do not add up to the row count")
-        for i in range(self.v.nlist):
-            L = &self.v.lists[i]
+        for i in range(self.ivf.nlist):
+            L = &self.ivf.lists[i]
             nl = sizes[i]
             L.cap = max(nl, 1)
             L.rows = <int32_t *>calloc(L.cap, sizeof(int32_t))
-            L.vecs = <float *>calloc(L.cap * self.rows.dim, sizeof(float))
-            if L.rows == NULL or L.vecs == NULL:
+            L.vectors = <float *>calloc(L.cap * self.rows.dim, sizeof(float))
+            if L.rows == NULL or L.vectors == NULL:
                 raise MemoryError()
             L.n = nl
-        for i in range(self.v.nlist):
-            yield view_array(self.v.lists[i].rows, self.v.lists[i].n, cnp.NPY_INT32)
-        for i in range(self.v.nlist):
-            yield view_array(self.v.lists[i].vecs, self.v.lists[i].n * self.rows.dim, cnp.NPY_FLOAT32)
+        for i in range(self.ivf.nlist):
+            yield view_array(self.ivf.lists[i].rows, self.ivf.lists[i].n, cnp.NPY_INT32)
+        for i in range(self.ivf.nlist):
+            yield view_array(self.ivf.lists[i].vectors, self.ivf.lists[i].n * self.rows.dim, cnp.NPY_FLOAT32)
         yield view_array(self.rows.deleted, self.rows.n, cnp.NPY_UINT8)
 
     def _check_loaded(self, path: object) -> None:
         """Every row must sit in exactly one list position."""
         cdef int64_t i, j
-        cdef IvfList *L
+        cdef InvertedList *L
         for i in range(self.rows.n):
-            self.v.row_list[i] = -1
-        for i in range(self.v.nlist):
-            L = &self.v.lists[i]
+            self.ivf.row_list[i] = -1
+        for i in range(self.ivf.nlist):
+            L = &self.ivf.lists[i]
             for j in range(L.n):
-                if L.rows[j] < 0 or L.rows[j] >= self.rows.n or self.v.row_list[L.rows[j]] != -1:
+                if L.rows[j] < 0 or L.rows[j] >= self.rows.n or self.ivf.row_list[L.rows[j]] != -1:
                     raise FILE_FORMAT.error(path, f"inverted list {i} names a bad or repeated row")
-                self.v.row_list[L.rows[j]] = <int32_t>i
-                self.v.row_pos[L.rows[j]] = <int32_t>j
+                self.ivf.row_list[L.rows[j]] = <int32_t>i
+                self.ivf.row_pos[L.rows[j]] = <int32_t>j
 
 
 def simd_level() -> int:
     """The distance kernel variant in use: 0 scalar, 2 AVX2+FMA, 3 AVX-512F."""
-    return pxd_simd_level
+    return kernel_level
