@@ -16,6 +16,7 @@ COMPILED_MODULES = (
     "proximadb.storage.wal_io",
     "proximadb.index.distance",
     "proximadb.index._base",
+    "proximadb.index._hnsw_graph",
     "proximadb.index.hnsw",
     "proximadb.index.ivf",
 )
