@@ -2,7 +2,7 @@
 
 import os
 import struct
-from typing import Self
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +10,8 @@ import numpy.typing as npt
 from proximadb.errors import CorruptionError
 
 METRICS: tuple[str, ...]
+
+_Index = TypeVar("_Index", bound="VectorIndex")
 
 class IndexFileFormat:
     label: str
@@ -40,4 +42,4 @@ class VectorIndex:
     def mark_deleted(self, id: int) -> None: ...
     def save(self, path: str | os.PathLike[str]) -> None: ...
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Self: ...
+    def load(cls: type[_Index], path: str | os.PathLike[str]) -> _Index: ...
