@@ -15,6 +15,8 @@ COMPILED_MODULES = (
     "proximadb.codec.avro_batch",
     "proximadb.storage.wal_io",
     "proximadb.index.distance",
+    "proximadb.index._base",
+    "proximadb.index._hnsw_graph",
     "proximadb.index.hnsw",
     "proximadb.index.ivf",
 )

@@ -1,4 +1,4 @@
-"""Distance kernels and vector indexes (flat, HNSW, IVF), usable on their own like hnswlib::
+"""Distance kernels and vector indexes (HNSW, IVF; both on VectorIndex), usable on their own like hnswlib::
 
     from proximadb.index import HNSWIndex
     index = HNSWIndex(dim=128, metric="l2", M=16, ef_construction=200, seed=0)
@@ -6,7 +6,8 @@
     ids, distances = index.search(query, k=10, ef=64)
 """
 
+from proximadb.index._base import VectorIndex
 from proximadb.index.hnsw import HNSWIndex
 from proximadb.index.ivf import IVFIndex
 
-__all__ = ["HNSWIndex", "IVFIndex"]
+__all__ = ["HNSWIndex", "IVFIndex", "VectorIndex"]

@@ -1,13 +1,15 @@
 /* Small C helpers shared by the HNSW and IVF indexes (private to proximadb.index).
+ * ann_ (approximate nearest neighbour) prefixes every name: C has one namespace,
+ * and these functions are compiled into the same unit as pxd/'s headers.
  *
- *   pxa_rng_*      splitmix64: the seeded generator behind HNSW level assignment,
+ *   ann_rng_*      splitmix64: the seeded generator behind HNSW level assignment,
  *                  so a build is identical for a given seed on every platform.
- *   pxa_heap       binary heaps of (distance, row) pairs, max- or min-ordered,
+ *   ann_heap       binary heaps of (distance, row) pairs, max- or min-ordered,
  *                  growing on demand (push returns -1 when out of memory).
- *   pxa_scratch    per-search working memory: a visited list with epoch
+ *   ann_scratch    per-search working memory: a visited list with epoch
  *                  counters (no clearing and no allocation per search), the
  *                  candidate/result heaps and a sort buffer. One per thread.
- *   pxa_idmap      open-addressing hash from int64 external id to int32 row.
+ *   ann_idmap      open-addressing hash from int64 external id to int32 row.
  *
  * Everything here is plain C and safe to call without the GIL. Nothing raises:
  * failures are return codes that the Cython caller turns into exceptions.
@@ -19,74 +21,74 @@
 #include <string.h>
 #include <math.h>
 
-#define pxa_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
+#define ann_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
 
 /* ---- spinlocks (per-node locks of a parallel HNSW build) ---------------- */
 #if defined(__x86_64__) || defined(__i386__)
-#define pxa_cpu_relax() __builtin_ia32_pause()
+#define ann_cpu_relax() __builtin_ia32_pause()
 #else
-#define pxa_cpu_relax() ((void)0)
+#define ann_cpu_relax() ((void)0)
 #endif
 #include <sched.h>
 
 /* Held only for a few microseconds and never two at a time, so a spin (with a
  * yield when the holder was preempted) beats a mutex. */
-static inline void pxa_spin_lock(uint8_t *l) {
+static inline void ann_spin_lock(uint8_t *l) {
     int spins = 0;
     while (__atomic_test_and_set(l, __ATOMIC_ACQUIRE)) {
         while (__atomic_load_n(l, __ATOMIC_RELAXED)) {
-            if (++spins < 2000) pxa_cpu_relax(); else { sched_yield(); spins = 0; }
+            if (++spins < 2000) ann_cpu_relax(); else { sched_yield(); spins = 0; }
         }
     }
 }
-static inline void pxa_spin_unlock(uint8_t *l) { __atomic_clear(l, __ATOMIC_RELEASE); }
+static inline void ann_spin_unlock(uint8_t *l) { __atomic_clear(l, __ATOMIC_RELEASE); }
 
 /* ---- one query against many contiguous rows (IVF list scans) ------------
  * out[j] = l2sq / dot of q and row j of x (n rows of d floats). Each SIMD
  * variant calls its kernel directly (flatten inlines it), so the scan pays no
- * indirect call per row. pxa_ny_setup() picks the variants matching the level
+ * indirect call per row. ann_ny_setup() picks the variants matching the level
  * chosen by pxd_distance_setup(). */
 #include "distance.h"
-typedef void (*pxa_ny_fn)(const float *q, const float *x, size_t d, size_t n, float *out);
+typedef void (*ann_ny_fn)(const float *q, const float *x, size_t d, size_t n, float *out);
 
-static void pxa_l2sq_ny_scalar(const float *q, const float *x, size_t d, size_t n, float *out) {
+static void ann_l2sq_ny_scalar(const float *q, const float *x, size_t d, size_t n, float *out) {
     for (size_t j = 0; j < n; j++) out[j] = pxd_l2sq_scalar(q, x + j * d, d);
 }
-static void pxa_dot_ny_scalar(const float *q, const float *x, size_t d, size_t n, float *out) {
+static void ann_dot_ny_scalar(const float *q, const float *x, size_t d, size_t n, float *out) {
     for (size_t j = 0; j < n; j++) out[j] = pxd_dot_scalar(q, x + j * d, d);
 }
 #if PXD_X86
 __attribute__((target("avx2,fma"), flatten))
-static void pxa_l2sq_ny_avx2(const float *q, const float *x, size_t d, size_t n, float *out) {
+static void ann_l2sq_ny_avx2(const float *q, const float *x, size_t d, size_t n, float *out) {
     for (size_t j = 0; j < n; j++) out[j] = pxd_l2sq_avx2(q, x + j * d, d);
 }
 __attribute__((target("avx2,fma"), flatten))
-static void pxa_dot_ny_avx2(const float *q, const float *x, size_t d, size_t n, float *out) {
+static void ann_dot_ny_avx2(const float *q, const float *x, size_t d, size_t n, float *out) {
     for (size_t j = 0; j < n; j++) out[j] = pxd_dot_avx2(q, x + j * d, d);
 }
 __attribute__((target("avx512f"), flatten))
-static void pxa_l2sq_ny_avx512(const float *q, const float *x, size_t d, size_t n, float *out) {
+static void ann_l2sq_ny_avx512(const float *q, const float *x, size_t d, size_t n, float *out) {
     for (size_t j = 0; j < n; j++) out[j] = pxd_l2sq_avx512(q, x + j * d, d);
 }
 __attribute__((target("avx512f"), flatten))
-static void pxa_dot_ny_avx512(const float *q, const float *x, size_t d, size_t n, float *out) {
+static void ann_dot_ny_avx512(const float *q, const float *x, size_t d, size_t n, float *out) {
     for (size_t j = 0; j < n; j++) out[j] = pxd_dot_avx512(q, x + j * d, d);
 }
 #endif
 
-static pxa_ny_fn pxa_l2sq_ny = pxa_l2sq_ny_scalar;
-static pxa_ny_fn pxa_dot_ny = pxa_dot_ny_scalar;
+static ann_ny_fn ann_l2sq_ny = ann_l2sq_ny_scalar;
+static ann_ny_fn ann_dot_ny = ann_dot_ny_scalar;
 
-static inline void pxa_ny_setup(int level) {
-    pxa_l2sq_ny = pxa_l2sq_ny_scalar; pxa_dot_ny = pxa_dot_ny_scalar;
+static inline void ann_ny_setup(int level) {
+    ann_l2sq_ny = ann_l2sq_ny_scalar; ann_dot_ny = ann_dot_ny_scalar;
 #if PXD_X86
-    if (level == 2) { pxa_l2sq_ny = pxa_l2sq_ny_avx2; pxa_dot_ny = pxa_dot_ny_avx2; }
-    if (level == 3) { pxa_l2sq_ny = pxa_l2sq_ny_avx512; pxa_dot_ny = pxa_dot_ny_avx512; }
+    if (level == 2) { ann_l2sq_ny = ann_l2sq_ny_avx2; ann_dot_ny = ann_dot_ny_avx2; }
+    if (level == 3) { ann_l2sq_ny = ann_l2sq_ny_avx512; ann_dot_ny = ann_dot_ny_avx512; }
 #endif
 }
 
 /* ---- splitmix64 --------------------------------------------------------- */
-static inline uint64_t pxa_rng_next(uint64_t *state) {
+static inline uint64_t ann_rng_next(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -94,29 +96,29 @@ static inline uint64_t pxa_rng_next(uint64_t *state) {
 }
 
 /* Uniform double in (0, 1]: never 0, so -log(u) is finite. */
-static inline double pxa_rng_unit(uint64_t *state) {
-    return ((double)(pxa_rng_next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+static inline double ann_rng_unit(uint64_t *state) {
+    return ((double)(ann_rng_next(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
 }
 
 /* ---- heaps ---------------------------------------------------------------- */
-typedef struct { float d; int32_t id; } pxa_pair;
-typedef struct { pxa_pair *a; int64_t n, cap; } pxa_heap;
+typedef struct { float d; int32_t id; } ann_pair;
+typedef struct { ann_pair *a; int64_t n, cap; } ann_heap;
 
-static inline int pxa_heap_reserve(pxa_heap *h, int64_t cap) {
+static inline int ann_heap_reserve(ann_heap *h, int64_t cap) {
     if (cap <= h->cap) return 0;
     int64_t nc = h->cap ? h->cap : 64;
     while (nc < cap) nc *= 2;
-    pxa_pair *a = (pxa_pair *)realloc(h->a, (size_t)nc * sizeof(pxa_pair));
+    ann_pair *a = (ann_pair *)realloc(h->a, (size_t)nc * sizeof(ann_pair));
     if (!a) return -1;
     h->a = a; h->cap = nc;
     return 0;
 }
 
-static inline void pxa_heap_free(pxa_heap *h) { free(h->a); h->a = NULL; h->n = h->cap = 0; }
+static inline void ann_heap_free(ann_heap *h) { free(h->a); h->a = NULL; h->n = h->cap = 0; }
 
 /* Max-heap: a[0] is the largest distance (the worst of a result set). */
-static inline int pxa_maxheap_push(pxa_heap *h, float d, int32_t id) {
-    if (h->n == h->cap && pxa_heap_reserve(h, h->n + 1) < 0) return -1;
+static inline int ann_maxheap_push(ann_heap *h, float d, int32_t id) {
+    if (h->n == h->cap && ann_heap_reserve(h, h->n + 1) < 0) return -1;
     int64_t i = h->n++;
     while (i > 0) {
         int64_t p = (i - 1) >> 1;
@@ -127,7 +129,7 @@ static inline int pxa_maxheap_push(pxa_heap *h, float d, int32_t id) {
     return 0;
 }
 
-static inline void pxa_maxheap_sift_down(pxa_heap *h, pxa_pair x) {
+static inline void ann_maxheap_sift_down(ann_heap *h, ann_pair x) {
     int64_t n = h->n, i = 0;
     for (;;) {
         int64_t c = 2 * i + 1;
@@ -139,19 +141,19 @@ static inline void pxa_maxheap_sift_down(pxa_heap *h, pxa_pair x) {
     h->a[i] = x;
 }
 
-static inline void pxa_maxheap_pop(pxa_heap *h) {
-    if (--h->n > 0) pxa_maxheap_sift_down(h, h->a[h->n]);
+static inline void ann_maxheap_pop(ann_heap *h) {
+    if (--h->n > 0) ann_maxheap_sift_down(h, h->a[h->n]);
 }
 
 /* Replace the largest element (the heap must not be empty). */
-static inline void pxa_maxheap_replace_top(pxa_heap *h, float d, int32_t id) {
-    pxa_pair x; x.d = d; x.id = id;
-    pxa_maxheap_sift_down(h, x);
+static inline void ann_maxheap_replace_top(ann_heap *h, float d, int32_t id) {
+    ann_pair x; x.d = d; x.id = id;
+    ann_maxheap_sift_down(h, x);
 }
 
 /* Min-heap: a[0] is the smallest distance (the next candidate to expand). */
-static inline int pxa_minheap_push(pxa_heap *h, float d, int32_t id) {
-    if (h->n == h->cap && pxa_heap_reserve(h, h->n + 1) < 0) return -1;
+static inline int ann_minheap_push(ann_heap *h, float d, int32_t id) {
+    if (h->n == h->cap && ann_heap_reserve(h, h->n + 1) < 0) return -1;
     int64_t i = h->n++;
     while (i > 0) {
         int64_t p = (i - 1) >> 1;
@@ -162,9 +164,9 @@ static inline int pxa_minheap_push(pxa_heap *h, float d, int32_t id) {
     return 0;
 }
 
-static inline void pxa_minheap_pop(pxa_heap *h) {
+static inline void ann_minheap_pop(ann_heap *h) {
     if (--h->n <= 0) return;
-    pxa_pair x = h->a[h->n];
+    ann_pair x = h->a[h->n];
     int64_t n = h->n, i = 0;
     for (;;) {
         int64_t c = 2 * i + 1;
@@ -177,9 +179,9 @@ static inline void pxa_minheap_pop(pxa_heap *h) {
 }
 
 /* Empty a max-heap into out[0..n) in ascending order of distance. */
-static inline int64_t pxa_maxheap_drain_sorted(pxa_heap *h, pxa_pair *out) {
+static inline int64_t ann_maxheap_drain_sorted(ann_heap *h, ann_pair *out) {
     int64_t n = h->n;
-    for (int64_t i = n - 1; i >= 0; i--) { out[i] = h->a[0]; pxa_maxheap_pop(h); }
+    for (int64_t i = n - 1; i >= 0; i--) { out[i] = h->a[0]; ann_maxheap_pop(h); }
     return n;
 }
 
@@ -188,24 +190,24 @@ typedef struct {
     uint16_t *vis;        /* vis[row] == epoch  <=>  row visited in this search */
     int64_t vis_cap;
     uint16_t epoch;
-    pxa_heap cand, top, tmp;
-    pxa_pair *work;       /* sort buffer of the neighbour heuristic */
+    ann_heap cand, top, tmp;
+    ann_pair *work;       /* sort buffer of the neighbour heuristic */
     int64_t work_cap;
     int32_t *ids;         /* neighbour batch of one expansion */
     int64_t ids_cap;
     float *qbuf;          /* normalised copy of a cosine query */
     int64_t qbuf_cap;
-} pxa_scratch;
+} ann_scratch;
 
-static inline pxa_scratch *pxa_scratch_new(void) { return (pxa_scratch *)calloc(1, sizeof(pxa_scratch)); }
+static inline ann_scratch *ann_scratch_new(void) { return (ann_scratch *)calloc(1, sizeof(ann_scratch)); }
 
-static inline void pxa_scratch_free(pxa_scratch *s) {
+static inline void ann_scratch_free(ann_scratch *s) {
     if (!s) return;
-    free(s->vis); pxa_heap_free(&s->cand); pxa_heap_free(&s->top); pxa_heap_free(&s->tmp);
+    free(s->vis); ann_heap_free(&s->cand); ann_heap_free(&s->top); ann_heap_free(&s->tmp);
     free(s->work); free(s->ids); free(s->qbuf); free(s);
 }
 
-static inline int pxa_grow(void **p, int64_t *cap, int64_t need, size_t elem) {
+static inline int ann_grow(void **p, int64_t *cap, int64_t need, size_t elem) {
     if (need <= *cap) return 0;
     int64_t nc = *cap ? *cap : 64;
     while (nc < need) nc *= 2;
@@ -215,19 +217,19 @@ static inline int pxa_grow(void **p, int64_t *cap, int64_t need, size_t elem) {
     return 0;
 }
 
-static inline int pxa_scratch_work(pxa_scratch *s, int64_t need) {
-    return pxa_grow((void **)&s->work, &s->work_cap, need, sizeof(pxa_pair));
+static inline int ann_scratch_work(ann_scratch *s, int64_t need) {
+    return ann_grow((void **)&s->work, &s->work_cap, need, sizeof(ann_pair));
 }
-static inline int pxa_scratch_ids(pxa_scratch *s, int64_t need) {
-    return pxa_grow((void **)&s->ids, &s->ids_cap, need, sizeof(int32_t));
+static inline int ann_scratch_ids(ann_scratch *s, int64_t need) {
+    return ann_grow((void **)&s->ids, &s->ids_cap, need, sizeof(int32_t));
 }
-static inline int pxa_scratch_qbuf(pxa_scratch *s, int64_t need) {
-    return pxa_grow((void **)&s->qbuf, &s->qbuf_cap, need, sizeof(float));
+static inline int ann_scratch_qbuf(ann_scratch *s, int64_t need) {
+    return ann_grow((void **)&s->qbuf, &s->qbuf_cap, need, sizeof(float));
 }
 
 /* Start a new search over n rows: a fresh epoch; the array is cleared only
  * when it grows or the 16-bit epoch wraps (every 65535 searches). */
-static inline int pxa_visit_begin(pxa_scratch *s, int64_t n) {
+static inline int ann_visit_begin(ann_scratch *s, int64_t n) {
     if (n > s->vis_cap) {
         int64_t nc = s->vis_cap ? s->vis_cap : 1024;
         while (nc < n) nc *= 2;
@@ -244,18 +246,18 @@ static inline int pxa_visit_begin(pxa_scratch *s, int64_t n) {
 }
 
 /* ---- id -> row hash map ------------------------------------------------- */
-typedef struct { int64_t *keys; int32_t *rows; int64_t cap, n; } pxa_idmap; /* rows[i] < 0: empty slot */
+typedef struct { int64_t *keys; int32_t *rows; int64_t cap, n; } ann_idmap; /* rows[i] < 0: empty slot */
 
-static inline uint64_t pxa_hash64(uint64_t x) {
+static inline uint64_t ann_hash64(uint64_t x) {
     x ^= x >> 33; x *= 0xFF51AFD7ED558CCDull; x ^= x >> 33; x *= 0xC4CEB9FE1A85EC53ull; x ^= x >> 33;
     return x;
 }
 
-static inline void pxa_idmap_free(pxa_idmap *m) { free(m->keys); free(m->rows); memset(m, 0, sizeof(*m)); }
+static inline void ann_idmap_free(ann_idmap *m) { free(m->keys); free(m->rows); memset(m, 0, sizeof(*m)); }
 
-static inline int32_t pxa_idmap_get(const pxa_idmap *m, int64_t key) {
+static inline int32_t ann_idmap_get(const ann_idmap *m, int64_t key) {
     if (!m->cap) return -1;
-    uint64_t mask = (uint64_t)m->cap - 1, i = pxa_hash64((uint64_t)key) & mask;
+    uint64_t mask = (uint64_t)m->cap - 1, i = ann_hash64((uint64_t)key) & mask;
     for (;;) {
         int32_t r = m->rows[i];
         if (r < 0) return -1;
@@ -264,8 +266,8 @@ static inline int32_t pxa_idmap_get(const pxa_idmap *m, int64_t key) {
     }
 }
 
-static inline void pxa_idmap_put_nogrow(pxa_idmap *m, int64_t key, int32_t row) {
-    uint64_t mask = (uint64_t)m->cap - 1, i = pxa_hash64((uint64_t)key) & mask;
+static inline void ann_idmap_put_nogrow(ann_idmap *m, int64_t key, int32_t row) {
+    uint64_t mask = (uint64_t)m->cap - 1, i = ann_hash64((uint64_t)key) & mask;
     for (;;) {
         if (m->rows[i] < 0) { m->keys[i] = key; m->rows[i] = row; m->n++; return; }
         if (m->keys[i] == key) { m->rows[i] = row; return; }
@@ -274,24 +276,24 @@ static inline void pxa_idmap_put_nogrow(pxa_idmap *m, int64_t key, int32_t row) 
 }
 
 /* Make room for `extra` more keys at a load factor of at most 1/2. */
-static inline int pxa_idmap_reserve(pxa_idmap *m, int64_t extra) {
+static inline int ann_idmap_reserve(ann_idmap *m, int64_t extra) {
     int64_t need = (m->n + extra) * 2, nc = m->cap ? m->cap : 64;
     if (need <= m->cap) return 0;
     while (nc < need) nc *= 2;
-    pxa_idmap old = *m;
+    ann_idmap old = *m;
     m->keys = (int64_t *)malloc((size_t)nc * sizeof(int64_t));
     m->rows = (int32_t *)malloc((size_t)nc * sizeof(int32_t));
     if (!m->keys || !m->rows) { free(m->keys); free(m->rows); *m = old; return -1; }
     memset(m->rows, 0xff, (size_t)nc * sizeof(int32_t));
     m->cap = nc; m->n = 0;
     for (int64_t i = 0; i < old.cap; i++)
-        if (old.rows[i] >= 0) pxa_idmap_put_nogrow(m, old.keys[i], old.rows[i]);
+        if (old.rows[i] >= 0) ann_idmap_put_nogrow(m, old.keys[i], old.rows[i]);
     free(old.keys); free(old.rows);
     return 0;
 }
 
 /* Scale v (length d) to unit norm; returns 0 if its norm is 0 or not finite. */
-static inline int pxa_normalize(float *v, size_t d) {
+static inline int ann_normalize(float *v, size_t d) {
     double s = 0;
     for (size_t i = 0; i < d; i++) s += (double)v[i] * v[i];
     if (!(s > 0) || !isfinite(s)) return 0;

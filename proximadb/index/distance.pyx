@@ -7,8 +7,8 @@ Metrics, all "lower is better" so one selection serves every metric:
   ``"cosine"``  ``1 - (q . x)``; rows and query must already be unit length
                 (:func:`normalize_rows`), the kernel does not divide by norms.
 
-The per-pair kernels come from ``pxd/distance.h`` (scalar, AVX2+FMA,
-AVX-512F, picked at import; :func:`set_simd_level` switches them for tests and
+The per-pair kernels come from ``pxd/distance.h``, declared in ``_kernels.pxd``
+(scalar, AVX2+FMA, AVX-512F, picked at import; :func:`set_simd_level` switches them for tests and
 benchmarks, in this module only). Every scan runs inside ``with nogil`` over
 typed memoryviews, so several Python threads search in parallel, and
 :func:`topk_batch` spreads queries over OpenMP threads.
@@ -27,7 +27,7 @@ from libc.stdint cimport int64_t
 
 cimport openmp
 
-from distance cimport pxd_distance_setup, pxd_dist_fn, pxd_dot, pxd_l2sq, pxd_simd_level
+from proximadb.index._kernels cimport distance_fn, dot_kernel, kernel_level, l2sq_kernel, setup_distance_kernels
 
 import numpy as np
 
@@ -37,14 +37,14 @@ METRICS = ("l2", "dot", "cosine")
 
 _LEVEL_NAMES = {0: "scalar", 2: "avx2", 3: "avx512"}
 _LEVEL_CODES = {"scalar": 0, "avx2": 2, "avx512": 3, "best": -1}
-_BEST_LEVEL = pxd_distance_setup(-1)
+_BEST_LEVEL = setup_distance_kernels(-1)
 
 
 # -- SIMD level -----------------------------------------------------------------
 
 def simd_level_name() -> str:
     """The kernel variant in use: ``"scalar"``, ``"avx2"`` or ``"avx512"``."""
-    return _LEVEL_NAMES[pxd_simd_level]
+    return _LEVEL_NAMES[kernel_level]
 
 
 def available_simd_levels() -> tuple:
@@ -60,13 +60,13 @@ def set_simd_level(name: str) -> str:
     """
     if name not in _LEVEL_CODES:
         raise ValueError(f"unknown SIMD level {name!r}: expected one of {', '.join(_LEVEL_CODES)}")
-    return _LEVEL_NAMES[pxd_distance_setup(_LEVEL_CODES[name])]
+    return _LEVEL_NAMES[setup_distance_kernels(_LEVEL_CODES[name])]
 
 
 # -- per-pair distance ------------------------------------------------------------
 
 cdef struct MetricFn:
-    pxd_dist_fn fn
+    distance_fn fn
     float sign
     float offset
 
@@ -74,15 +74,15 @@ cdef struct MetricFn:
 cdef int _metric_fn(object metric, MetricFn *out) except -1:
     """Fill ``out`` with the kernel of ``metric`` as selected now; -1 with ValidationError if unknown."""
     if metric == "l2":
-        out.fn = pxd_l2sq
+        out.fn = l2sq_kernel
         out.sign = 1.0
         out.offset = 0.0
     elif metric == "dot":
-        out.fn = pxd_dot
+        out.fn = dot_kernel
         out.sign = -1.0
         out.offset = 0.0
     elif metric == "cosine":
-        out.fn = pxd_dot
+        out.fn = dot_kernel
         out.sign = -1.0
         out.offset = 1.0
     else:

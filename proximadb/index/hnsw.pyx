@@ -16,12 +16,13 @@ Distances: ``l2`` squared Euclidean, ``cosine`` 1 - cos (vectors and queries
 normalised), ``dot`` the negated inner product. Lower is better everywhere.
 
 Filtered search admits only allowed rows to the result set while traversing
-the whole graph; when the allowed set is small (see ``_use_exact``) an exact
+the whole graph; when the allowed set is small (see ``use_exact``) an exact
 scan of the allowed rows is cheaper and always exact. Deleted rows are
 traversed but never returned.
 
 ``add(..., threads=n)`` inserts in parallel with per-row spinlocks (never two
-held at once); only the single-threaded build is deterministic.
+held at once); only the single-threaded build is deterministic. The graph's
+algorithms (insertion, search, checks) are in ``_hnsw_graph.pyx``.
 
 Threads: searches may run concurrently (each takes its own scratch memory);
 ``add``/``mark_deleted`` must not run while a search on the same index is in
@@ -53,522 +54,125 @@ File format (all integers little-endian), version 1::
     end-8  4     u32 CRC32C of the body
     end-4  4     b"PXHE"
 
-``load`` checks the magic, version, both CRCs, the size, and the graph's
-structure (every link in range), and raises CorruptionError naming the file
-and the check that failed.
+The header/CRC/end framing, ``save`` and ``load`` are the base's
+(``proximadb/index/_base.pyx``); ``load`` then checks the graph's structure
+(levels, entry point, every link in range).
 """
 
 cimport cython
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY, log
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.math cimport log
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
-from crc32c cimport pxd_crc32c, pxd_crc32c_setup
-
 from proximadb.index._ann cimport *
-from proximadb.index._files cimport crc_array as _crc_array, view_array as _view
-from proximadb.index._inputs cimport allowed_rows, as_matrix, as_query
+from proximadb.index._kernels cimport kernel_level, setup_distance_kernels
+from proximadb.index._hnsw_graph cimport (
+    MAX_LEVEL,
+    HnswGraph,
+    insert_row,
+    links_of,
+    prefetch_vector,
+    row_vector,
+    search_graph,
+    validate_links,
+)
+from proximadb.index._base cimport (
+    METRIC_COSINE,
+    MAX_POOL,
+    IndexRows,
+    VectorIndex,
+    distance,
+    prepare_query,
+    view_array,
+    write_results,
+)
 
 import os
 import struct
-import sys
 
 import numpy as np
 
-from proximadb.errors import (
-    CorruptionError,
-    DimensionMismatchError,
-    InvalidVectorError,
-    ValidationError,
-    VectorExistsError,
-    VectorNotFoundError,
-)
+from proximadb.errors import ValidationError
+from proximadb.index._base import METRICS, IndexFileFormat
 
 cnp.import_array()
-pxd_distance_setup(-1)
-pxd_crc32c_setup()
+setup_distance_kernels(-1)
 
-cdef enum:
-    MAX_POOL = 16       # scratch blocks kept per index (and threads per batch search)
-    MAX_LEVEL = 64
-
-cdef enum:
-    METRIC_L2 = 0
-    METRIC_COSINE = 1
-    METRIC_DOT = 2
-
-METRICS = ("l2", "cosine", "dot")
-MAGIC = b"PXHNSW\x00\x01"
-END_MAGIC = b"PXHE"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sIIIIIIII QQQQQ ii")
-_HEADER_SIZE = 96
+FILE_FORMAT = IndexFileFormat("HNSW", b"PXHNSW\x00\x01", 1, struct.Struct("<8sIIIIIIII QQQQQ ii"), b"PXHE")
+MAGIC = FILE_FORMAT.magic
+END_MAGIC = FILE_FORMAT.end_magic
+FORMAT_VERSION = FILE_FORMAT.version
 
 
-ctypedef struct HGraph:
-    int dim
-    int metric
-    int M
-    int M0
-    int efc
-    float dot_off        # cosine: 1 - dot, dot: 0 - dot
-    double mult          # level multiplier 1 / ln(M)
-    uint64_t rng
-    int64_t n
-    int64_t cap
-    char *block          # level 0, one record per row: [count, M0 links] i32 then the f32 vector
-    int64_t stride       # bytes per record
-    int64_t voff         # offset of the vector in a record, (M0 + 1) * 4
-    int64_t *ids
-    uint8_t *levels
-    uint8_t *deleted
-    int64_t *upoff       # offset of a row's upper block in upool (-1: level 0 only)
-    int32_t *upool
-    int64_t upool_n
-    int64_t upool_cap
-    int32_t entry
-    int maxlevel
-    int64_t n_deleted
-    uint8_t *locks       # per-row spinlocks during a parallel add, else NULL
-    uint8_t glock        # guards entry / maxlevel during a parallel add
+cdef inline bint use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) noexcept:
+    """Whether an exact scan of the allowed rows beats a filtered graph search.
 
-
-# ---------------------------------------------------------------- C core --
-
-cdef inline float gdist(const HGraph *g, const float *a, const float *b) noexcept nogil:
-    if g.metric == METRIC_L2:
-        return pxd_l2sq(a, b, g.dim)
-    return g.dot_off - pxd_dot(a, b, g.dim)
-
-
-cdef inline const float *gvec(const HGraph *g, int32_t r) noexcept nogil:
-    return <const float *>(g.block + <int64_t>r * g.stride + g.voff)
-
-
-cdef inline int32_t *glinks(const HGraph *g, int32_t r, int level) noexcept nogil:
-    if level == 0:
-        return <int32_t *>(g.block + <int64_t>r * g.stride)
-    return g.upool + g.upoff[r] + <int64_t>(level - 1) * (g.M + 1)
-
-
-cdef inline void prefetch_vec(const HGraph *g, int32_t r) noexcept nogil:
-    """Prefetch every cache line of row r's vector (rows are not line-aligned)."""
-    cdef const char *p = <const char *>gvec(g, r)
-    cdef const char *end = p + g.dim * 4
-    while p < end:
-        pxa_prefetch(p)
-        p += 64
-    pxa_prefetch(end - 1)
-
-
-cdef int32_t greedy_descend(const HGraph *g, const float *q, int32_t cur, int top_level,
-                            int stop_level) noexcept nogil:
-    """Greedy walk from top_level down to stop_level + 1; returns the closest row found."""
-    cdef float curd = gdist(g, q, gvec(g, cur))
-    cdef float d
-    cdef int lc, j, cnt
-    cdef int32_t *ll
-    cdef int32_t c
-    cdef bint changed
-    for lc in range(top_level, stop_level, -1):
-        changed = True
-        while changed:
-            changed = False
-            c = cur
-            if g.locks != NULL:
-                pxa_spin_lock(g.locks + c)
-            ll = glinks(g, c, lc)
-            cnt = ll[0]
-            for j in range(1, cnt + 1):
-                prefetch_vec(g, ll[j])
-            for j in range(1, cnt + 1):
-                d = gdist(g, q, gvec(g, ll[j]))
-                if d < curd:
-                    curd = d
-                    cur = ll[j]
-                    changed = True
-            if g.locks != NULL:
-                pxa_spin_unlock(g.locks + c)
-    return cur
-
-
-cdef int search_layer(const HGraph *g, pxa_scratch *s, const float *q, int32_t ep, int level,
-                      int ef, const uint8_t *allowed, bint filtering) noexcept nogil:
-    """Best-first search of one layer from ep; leaves the ef best admitted rows in s.top
-    (a max-heap). With filtering, deleted and not-allowed rows are traversed but not
-    admitted. Returns 0, or -1 when out of memory."""
-    cdef pxa_heap *top = &s.top
-    cdef pxa_heap *cand = &s.cand
-    cdef uint16_t *vis
-    cdef uint16_t epoch
-    cdef int32_t *ll
-    cdef int32_t *batch
-    cdef int32_t c, nb
-    cdef int j, cnt, nb_n
-    cdef float d, lb, cd
-    if pxa_visit_begin(s, g.n) < 0 or pxa_scratch_ids(s, g.M0 + 1) < 0:
-        return -1
-    vis = s.vis
-    epoch = s.epoch
-    batch = s.ids
-    top.n = 0
-    cand.n = 0
-    d = gdist(g, q, gvec(g, ep))
-    lb = INFINITY
-    if not filtering or (not g.deleted[ep] and (allowed == NULL or allowed[ep])):
-        if pxa_maxheap_push(top, d, ep) < 0:
-            return -1
-        lb = d
-    if pxa_minheap_push(cand, d, ep) < 0:
-        return -1
-    vis[ep] = epoch
-    while cand.n > 0:
-        cd = cand.a[0].d
-        c = cand.a[0].id
-        if cd > lb and (top.n >= ef or not filtering):
-            break
-        pxa_minheap_pop(cand)
-        if g.locks != NULL:
-            pxa_spin_lock(g.locks + c)
-        ll = glinks(g, c, level)
-        cnt = ll[0]
-        # Gather the unvisited neighbours first and prefetch their vectors, so
-        # the memory loads overlap instead of stalling one distance at a time.
-        nb_n = 0
-        for j in range(1, cnt + 1):
-            nb = ll[j]
-            if vis[nb] != epoch:
-                vis[nb] = epoch
-                batch[nb_n] = nb
-                nb_n += 1
-                prefetch_vec(g, nb)
-        if g.locks != NULL:
-            pxa_spin_unlock(g.locks + c)
-        for j in range(nb_n):
-            nb = batch[j]
-            d = gdist(g, q, gvec(g, nb))
-            if top.n < ef or d < lb:
-                if pxa_minheap_push(cand, d, nb) < 0:
-                    return -1
-                pxa_prefetch(glinks(g, cand.a[0].id, level))
-                if not filtering or (not g.deleted[nb] and (allowed == NULL or allowed[nb])):
-                    if top.n < ef:
-                        if pxa_maxheap_push(top, d, nb) < 0:
-                            return -1
-                    else:
-                        pxa_maxheap_replace_top(top, d, nb)
-                    lb = top.a[0].d
-    return 0
-
-
-cdef int select_heuristic(const HGraph *g, pxa_scratch *s, pxa_heap *h, int mmax) noexcept nogil:
-    """Keep at most mmax of the candidates in max-heap h by the HNSW heuristic: a
-    candidate is dropped when it is closer to an already kept one than to the base.
-    On return h.a[0:h.n] holds the kept rows, closest first (no longer a heap)."""
-    cdef int64_t n = h.n
-    cdef int64_t i, t, r = 0
-    cdef pxa_pair c
-    cdef bint good
-    cdef const float *cv
-    if n < mmax:
-        if pxa_scratch_work(s, n) < 0:
-            return -1
-        pxa_maxheap_drain_sorted(h, s.work)
-        memcpy(h.a, s.work, n * sizeof(pxa_pair))
-        h.n = n
-        return 0
-    if pxa_scratch_work(s, n) < 0:
-        return -1
-    pxa_maxheap_drain_sorted(h, s.work)
-    for i in range(n):
-        c = s.work[i]
-        cv = gvec(g, c.id)
-        good = True
-        for t in range(r):
-            if gdist(g, cv, gvec(g, h.a[t].id)) < c.d:
-                good = False
-                break
-        if good:
-            h.a[r] = c
-            r += 1
-            if r >= mmax:
-                break
-    h.n = r
-    return 0
-
-
-cdef int connect_new(HGraph *g, pxa_scratch *s, int32_t row, int level, int32_t *next_ep) noexcept nogil:
-    """Link row at level to the heuristic pick of s.top and the picks back to row."""
-    cdef int32_t *ll
-    cdef int32_t nb
-    cdef int i, r, rc
-    cdef int mmax = g.M0 if level == 0 else g.M
-    if select_heuristic(g, s, &s.top, g.M) < 0:
-        return -1
-    r = <int>s.top.n
-    ll = glinks(g, row, level)
-    if g.locks != NULL:
-        pxa_spin_lock(g.locks + row)
-    ll[0] = r
-    for i in range(r):
-        ll[1 + i] = s.top.a[i].id
-    if g.locks != NULL:
-        pxa_spin_unlock(g.locks + row)
-    next_ep[0] = s.top.a[0].id
-    # Only this thread writes row's lists, so reading ll here needs no lock; each
-    # neighbour's list is changed under its own lock (never two locks held).
-    for i in range(r):
-        nb = ll[1 + i]
-        if g.locks != NULL:
-            pxa_spin_lock(g.locks + nb)
-        rc = link_back(g, s, nb, row, level, mmax)
-        if g.locks != NULL:
-            pxa_spin_unlock(g.locks + nb)
-        if rc < 0:
-            return -1
-    return 0
-
-
-cdef int link_back(HGraph *g, pxa_scratch *s, int32_t nb, int32_t row, int level, int mmax) noexcept nogil:
-    """Add row to nb's list at level; a full list is re-pruned by the heuristic."""
-    cdef int32_t *nl = glinks(g, nb, level)
-    cdef int j, cnt = nl[0]
-    cdef pxa_heap *tmp = &s.tmp
-    cdef const float *nv
-    if cnt < mmax:
-        nl[1 + cnt] = row
-        nl[0] = cnt + 1
-        return 0
-    nv = gvec(g, nb)
-    tmp.n = 0
-    if pxa_maxheap_push(tmp, gdist(g, nv, gvec(g, row)), row) < 0:
-        return -1
-    for j in range(1, cnt + 1):
-        if pxa_maxheap_push(tmp, gdist(g, nv, gvec(g, nl[j])), nl[j]) < 0:
-            return -1
-    if select_heuristic(g, s, tmp, mmax) < 0:
-        return -1
-    nl[0] = <int32_t>tmp.n
-    for j in range(tmp.n):
-        nl[1 + j] = tmp.a[j].id
-    return 0
-
-
-cdef int insert_row(HGraph *g, pxa_scratch *s, int32_t row) noexcept nogil:
-    """Insert row (vector, level and zeroed link lists already in place; g.n > row)."""
-    cdef const float *q = gvec(g, row)
-    cdef int level = g.levels[row]
-    cdef int lc, maxlevel
-    cdef int32_t cur
-    if g.locks != NULL:
-        pxa_spin_lock(&g.glock)
-    cur = g.entry
-    maxlevel = g.maxlevel
-    if g.locks != NULL:
-        pxa_spin_unlock(&g.glock)
-    if cur < 0:
-        g.entry = row
-        g.maxlevel = level
-        return 0
-    if level < maxlevel:
-        cur = greedy_descend(g, q, cur, maxlevel, level)
-    for lc in range(min(level, maxlevel), -1, -1):
-        if search_layer(g, s, q, cur, lc, g.efc, NULL, g.n_deleted > 0) < 0:
-            return -1
-        if s.top.n == 0:
-            continue
-        if connect_new(g, s, row, lc, &cur) < 0:
-            return -1
-    if level > maxlevel:
-        if g.locks != NULL:
-            pxa_spin_lock(&g.glock)
-        if level > g.maxlevel:
-            g.entry = row
-            g.maxlevel = level
-        if g.locks != NULL:
-            pxa_spin_unlock(&g.glock)
-    return 0
-
-
-cdef const float *prepare_query(const HGraph *g, pxa_scratch *s, const float *q) noexcept nogil:
-    """The query as searched: a normalised copy under cosine. NULL when out of memory."""
-    if g.metric != METRIC_COSINE:
-        return q
-    if pxa_scratch_qbuf(s, g.dim) < 0:
-        return NULL
-    memcpy(s.qbuf, q, g.dim * sizeof(float))
-    pxa_normalize(s.qbuf, g.dim)
-    return s.qbuf
-
-
-cdef int64_t write_results(const HGraph *g, pxa_scratch *s, int k, int64_t *out_ids,
-                           float *out_d) noexcept nogil:
-    """Move the k best of s.top to the outputs, best first; returns how many."""
-    cdef int64_t i, r
-    while s.top.n > k:
-        pxa_maxheap_pop(&s.top)
-    r = s.top.n
-    if pxa_scratch_work(s, r) < 0:
-        return -1
-    pxa_maxheap_drain_sorted(&s.top, s.work)
-    for i in range(r):
-        out_ids[i] = g.ids[s.work[i].id]
-        out_d[i] = s.work[i].d
-    return r
-
-
-cdef int64_t search_graph(const HGraph *g, pxa_scratch *s, const float *q, int k, int ef,
-                          const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil:
-    cdef int32_t cur
-    q = prepare_query(g, s, q)
-    if q == NULL:
-        return -1
-    if g.entry < 0:
-        return 0
-    cur = g.entry
-    if g.maxlevel > 0:
-        cur = greedy_descend(g, q, cur, g.maxlevel, 0)
-    if search_layer(g, s, q, cur, 0, max(ef, k), allowed, allowed != NULL or g.n_deleted > 0) < 0:
-        return -1
-    return write_results(g, s, k, out_ids, out_d)
-
-
-cdef int64_t search_exact(const HGraph *g, pxa_scratch *s, const float *q, int k, const int32_t *rows,
-                          int64_t nrows, int64_t *out_ids, float *out_d) noexcept nogil:
-    """Exact top-k over the given rows (the allowed, live rows of a selective filter)."""
-    cdef int64_t i
-    cdef float d
-    cdef pxa_heap *top = &s.top
-    q = prepare_query(g, s, q)
-    if q == NULL or pxa_heap_reserve(top, k + 1) < 0:
-        return -1
-    top.n = 0
-    for i in range(nrows):
-        if i + 4 < nrows:
-            prefetch_vec(g, rows[i + 4])
-        d = gdist(g, q, gvec(g, rows[i]))
-        if top.n < k:
-            pxa_maxheap_push(top, d, rows[i])
-        elif d < top.a[0].d:
-            pxa_maxheap_replace_top(top, d, rows[i])
-    return write_results(g, s, k, out_ids, out_d)
-
-
-cdef int validate_links(const HGraph *g) noexcept nogil:
-    """0 when every link list is within its degree and every link names a row; else
-    1 (level 0) or 2 (upper levels)."""
-    cdef int64_t r, j, lc
-    cdef int32_t *ll
-    for r in range(g.n):
-        ll = glinks(g, <int32_t>r, 0)
-        if ll[0] < 0 or ll[0] > g.M0:
-            return 1
-        for j in range(1, ll[0] + 1):
-            if ll[j] < 0 or ll[j] >= g.n:
-                return 1
-        for lc in range(1, g.levels[r] + 1):
-            ll = glinks(g, <int32_t>r, <int>lc)
-            if ll[0] < 0 or ll[0] > g.M:
-                return 2
-            for j in range(1, ll[0] + 1):
-                if ll[j] < 0 or ll[j] >= g.n or g.levels[ll[j]] < lc:
-                    return 2
-    return 0
-
-
-# ------------------------------------------------------------ helpers --
-
-def _corrupt(path: object, what: str) -> CorruptionError:
-    return CorruptionError(f"HNSW index file {os.fspath(path)!r}: {what}")
+    A filtered traversal expands about ef / selectivity nodes and computes about
+    M0 / 2 new distances per expansion, i.e. ef * M0 * n_live / (2 * n_allowed);
+    the scan computes n_allowed. The scan wins when n_allowed**2 is below
+    ef * M0 * n_live / 2: under 5% of 390k rows at ef=64, M=16, and at most a
+    few thousand rows on small indexes.
+    """
+    if n_allowed <= ef:
+        return True
+    return n_allowed * n_allowed * 2 <= <int64_t>ef * M0 * n_live
 
 
 @cython.final
-cdef class HNSWIndex:
+cdef class HNSWIndex(VectorIndex):
     """Hierarchical navigable small-world graph index over float32 vectors.
 
     ``HNSWIndex(dim, metric="l2", M=16, ef_construction=200, seed=0, max_elements=0)``;
     ``max_elements`` only pre-sizes the storage (it grows as needed).
     """
 
-    cdef HGraph g
+    FILE_FORMAT = FILE_FORMAT
+
+    cdef HnswGraph graph
     cdef int _ef
-    cdef uint64_t _seed
-    cdef pxa_idmap _idmap
-    cdef pxa_scratch *_pool[MAX_POOL]
-    cdef int _pool_n
-    cdef int _readers
-    cdef bint _writing
 
     def __cinit__(self) -> None:
-        memset(&self.g, 0, sizeof(HGraph))
-        memset(&self._idmap, 0, sizeof(pxa_idmap))
-        self.g.entry = -1
-        self._pool_n = 0
+        memset(&self.graph, 0, sizeof(HnswGraph))
+        self.graph.entry_point = -1
 
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0,
                  max_elements: int = 0) -> None:
-        if dim < 1:
-            raise ValidationError(f"dim must be >= 1, got {dim}")
-        if metric not in METRICS:
-            raise ValidationError(f"metric must be one of {METRICS}, got {metric!r}")
+        self._init_rows(dim, metric, seed)
         if M < 2 or M > 2048:
             raise ValidationError(f"M must be in [2, 2048], got {M}")
         if ef_construction < 1:
             raise ValidationError(f"ef_construction must be >= 1, got {ef_construction}")
-        self.g.dim = dim
-        self.g.metric = METRICS.index(metric)
-        self.g.dot_off = 1.0 if self.g.metric == METRIC_COSINE else 0.0
-        self.g.M = M
-        self.g.M0 = 2 * M
+        self.graph.M = M
+        self.graph.M0 = 2 * M
         # Links and vector of a row side by side (as hnswlib does): expanding a node
         # whose distance was just computed then finds its links already cached.
-        self.g.voff = (self.g.M0 + 1) * 4
-        self.g.stride = self.g.voff + dim * 4
-        self.g.efc = max(ef_construction, M)
-        self.g.mult = 1.0 / log(<double>M)
-        self._seed = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
-        self.g.rng = self._seed
+        self.graph.vector_offset = (self.graph.M0 + 1) * 4
+        self.graph.record_size = self.graph.vector_offset + dim * 4
+        self.graph.ef_construction = max(ef_construction, M)
+        self.graph.level_mult = 1.0 / log(<double>M)
+        self.graph.rng_state = self._seed
         self._ef = 64
         if max_elements > 0:
             self._reserve(int(max_elements))
 
     def __dealloc__(self) -> None:
-        cdef int i
-        for i in range(self._pool_n):
-            pxa_scratch_free(self._pool[i])
-        self._pool_n = 0
-        free(self.g.block)
-        free(self.g.ids)
-        free(self.g.levels)
-        free(self.g.deleted)
-        free(self.g.upoff)
-        free(self.g.upool)
-        pxa_idmap_free(&self._idmap)
+        free(self.graph.level0)
+        free(self.graph.levels)
+        free(self.graph.upper_offset)
+        free(self.graph.upper_links)
 
     # -- properties --
 
     @property
-    def dim(self) -> int:
-        return self.g.dim
-
-    @property
-    def metric(self) -> str:
-        return METRICS[self.g.metric]
-
-    @property
     def M(self) -> int:
-        return self.g.M
+        return self.graph.M
 
     @property
     def ef_construction(self) -> int:
-        return self.g.efc
-
-    @property
-    def seed(self) -> int:
-        return self._seed
+        return self.graph.ef_construction
 
     @property
     def ef(self) -> int:
@@ -583,152 +187,133 @@ cdef class HNSWIndex:
 
     @property
     def max_level(self) -> int:
-        return self.g.maxlevel
-
-    @property
-    def n_rows(self) -> int:
-        """Rows stored, deleted ones included."""
-        return self.g.n
-
-    @property
-    def n_deleted(self) -> int:
-        return self.g.n_deleted
-
-    @property
-    def ids(self) -> np.ndarray:
-        """External id of every internal row (a copy), in row order."""
-        if self.g.n == 0:
-            return np.empty(0, dtype=np.int64)
-        return _view(self.g.ids, self.g.n, cnp.NPY_INT64).copy()
-
-    def __len__(self) -> int:
-        return self.g.n - self.g.n_deleted
-
-    def __contains__(self, id: int) -> bool:
-        cdef int32_t r = pxa_idmap_get(&self._idmap, <int64_t>id)
-        return r >= 0 and not self.g.deleted[r]
+        return self.graph.max_level
 
     def __repr__(self) -> str:
-        return (f"HNSWIndex(dim={self.g.dim}, metric={self.metric!r}, M={self.g.M}, "
-                f"ef_construction={self.g.efc}, seed={self._seed}, len={len(self)})")
+        return (f"HNSWIndex(dim={self.rows.dim}, metric={self.metric!r}, M={self.graph.M}, "
+                f"ef_construction={self.graph.ef_construction}, seed={self._seed}, len={len(self)})")
 
     def memory_usage(self) -> dict[str, int]:
         """Bytes held per part, at the current size (not capacity)."""
-        cdef int64_t n = self.g.n
+        cdef int64_t n = self.rows.n
         return {
-            "vectors": n * self.g.dim * 4,
-            "links_level0": n * (self.g.M0 + 1) * 4,
-            "links_upper": self.g.upool_n * 4 + n * 8,
+            "vectors": n * self.rows.dim * 4,
+            "links_level0": n * (self.graph.M0 + 1) * 4,
+            "links_upper": self.graph.upper_len * 4 + n * 8,
             "ids": n * 8 + self._idmap.cap * 12,
             "flags": n * 2,
         }
 
-    # -- internals --
+    # -- the kind's part of the base --
 
-    cdef list _file_arrays(self):
-        """The arrays of the file body, in file order, as 2-D views over index memory."""
-        cdef int64_t n = self.g.n
-        blocks = _view(self.g.block, n * self.g.stride, cnp.NPY_UINT8).reshape(n, self.g.stride)
-        return [
-            _view(self.g.ids, n, cnp.NPY_INT64).reshape(n, 1),
-            blocks[:, self.g.voff:].view(np.float32),
-            blocks[:, :self.g.voff].view(np.int32),
-            _view(self.g.upool, self.g.upool_n, cnp.NPY_INT32).reshape(-1, 1),
-            _view(self.g.levels, n, cnp.NPY_UINT8).reshape(n, 1),
-            _view(self.g.deleted, n, cnp.NPY_UINT8).reshape(n, 1),
-        ]
-
-    cdef int _reserve(self, int64_t need) except -1:
-        cdef int64_t cap = self.g.cap
-        cdef int64_t old = self.g.cap
-        cdef void *p
-        if need <= cap:
-            return 0
-        cap = max(need, cap + cap // 2, 1024)
-        p = realloc(self.g.block, cap * self.g.stride)
+    cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
+        cdef void *p = realloc(self.graph.level0, cap * self.graph.record_size)
         if p == NULL:
             raise MemoryError()
-        self.g.block = <char *>p
-        memset(self.g.block + old * self.g.stride, 0, (cap - old) * self.g.stride)
-        p = realloc(self.g.ids, cap * sizeof(int64_t))
+        self.graph.level0 = <char *>p
+        memset(self.graph.level0 + old_cap * self.graph.record_size, 0, (cap - old_cap) * self.graph.record_size)
+        p = realloc(self.graph.levels, cap)
         if p == NULL:
             raise MemoryError()
-        self.g.ids = <int64_t *>p
-        p = realloc(self.g.levels, cap)
+        self.graph.levels = <uint8_t *>p
+        p = realloc(self.graph.upper_offset, cap * sizeof(int64_t))
         if p == NULL:
             raise MemoryError()
-        self.g.levels = <uint8_t *>p
-        p = realloc(self.g.deleted, cap)
-        if p == NULL:
-            raise MemoryError()
-        self.g.deleted = <uint8_t *>p
-        p = realloc(self.g.upoff, cap * sizeof(int64_t))
-        if p == NULL:
-            raise MemoryError()
-        self.g.upoff = <int64_t *>p
-        memset(self.g.deleted + old, 0, cap - old)
-        self.g.cap = cap
+        self.graph.upper_offset = <int64_t *>p
         return 0
 
     cdef int _reserve_upper(self, int64_t need) except -1:
-        cdef int64_t cap = self.g.upool_cap
+        cdef int64_t cap = self.graph.upper_cap
         cdef void *p
         if need <= cap:
             return 0
         cap = max(need, cap + cap // 2, 4096)
-        p = realloc(self.g.upool, cap * sizeof(int32_t))
+        p = realloc(self.graph.upper_links, cap * sizeof(int32_t))
         if p == NULL:
             raise MemoryError()
-        self.g.upool = <int32_t *>p
-        self.g.upool_cap = cap
+        self.graph.upper_links = <int32_t *>p
+        self.graph.upper_cap = cap
         return 0
 
-    cdef pxa_scratch *_take_scratch(self) except NULL:
-        cdef pxa_scratch *s
-        if self._pool_n > 0:
-            self._pool_n -= 1
-            return self._pool[self._pool_n]
-        s = pxa_scratch_new()
-        if s == NULL:
+    cdef int _search_effort(self, Py_ssize_t k, object ef) except -1:
+        cdef int efv = self._ef if ef is None else <int>ef
+        if k < 1 or efv < 1:
+            raise ValidationError("k and ef must be >= 1")
+        return efv
+
+    cdef bint _prefer_exact(self, int64_t n_allowed, int k, int ef) except -1:
+        return use_exact(n_allowed, self.rows.n - self.rows.n_deleted, max(ef, k), self.graph.M0)
+
+    cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
+                             int64_t *out_ids, float *out_d) noexcept nogil:
+        return search_graph(&self.rows, &self.graph, s, q, k, ef, allowed, out_ids, out_d)
+
+    cdef void _row_distances(self, const float *q, const int32_t *rows, int64_t n, float *out) noexcept nogil:
+        cdef int64_t j
+        for j in range(n):
+            if j + 4 < n:
+                prefetch_vector(&self.rows, &self.graph, rows[j + 4])
+            out[j] = distance(&self.rows, q, row_vector(&self.graph, rows[j]))
+
+    cdef int _add_rows(self, int64_t n0, cnp.ndarray vectors, int threads) except -2:
+        cdef int64_t m = vectors.shape[0]
+        cdef int64_t i, upper = self.graph.upper_len
+        cdef int dim = self.rows.dim
+        cdef int lvl, rc = 0
+        cdef const float *xp = <const float *>cnp.PyArray_DATA(vectors)
+        cdef ann_scratch *s
+        cdef ann_scratch *scr[MAX_POOL]
+        cdef int t, nt = threads if threads > 0 else (os.cpu_count() or 1)
+        cdef int64_t start, end = n0 + m
+        cdef int failed = 0
+        for i in range(m):
+            memcpy(<float *>row_vector(&self.graph, <int32_t>(n0 + i)), xp + i * dim, dim * sizeof(float))
+            if self.rows.metric == METRIC_COSINE:
+                ann_normalize(<float *>row_vector(&self.graph, <int32_t>(n0 + i)), dim)
+            lvl = <int>(-log(ann_rng_unit(&self.graph.rng_state)) * self.graph.level_mult)
+            lvl = min(lvl, MAX_LEVEL)
+            self.graph.levels[n0 + i] = <uint8_t>lvl
+            if lvl > 0:
+                self.graph.upper_offset[n0 + i] = upper
+                upper += <int64_t>lvl * (self.graph.M + 1)
+            else:
+                self.graph.upper_offset[n0 + i] = -1
+        self._reserve_upper(upper)
+        memset(self.graph.upper_links + self.graph.upper_len, 0, (upper - self.graph.upper_len) * sizeof(int32_t))
+        self.graph.upper_len = upper
+        nt = min(nt, MAX_POOL)
+        if nt <= 1 or m < 2 * nt:
+            s = self._take_scratch()
+            with nogil:
+                for i in range(m):
+                    self.rows.n = n0 + i + 1
+                    if insert_row(&self.rows, &self.graph, s, <int32_t>(n0 + i)) < 0:
+                        rc = -1
+                        break
+            self._give_scratch(s)
+            return rc
+        self.graph.row_locks = <uint8_t *>calloc(end, 1)
+        if self.graph.row_locks == NULL:
             raise MemoryError()
-        return s
-
-    cdef void _give_scratch(self, pxa_scratch *s) noexcept:
-        if self._pool_n < MAX_POOL:
-            self._pool[self._pool_n] = s
-            self._pool_n += 1
-        else:
-            pxa_scratch_free(s)
-
-    cdef int _enter_write(self) except -1:
-        if self._readers or self._writing:
-            raise RuntimeError("HNSWIndex: add/mark_deleted while another call is using the index")
-        self._writing = True
-        return 0
-
-    cdef int _enter_read(self) except -1:
-        if self._writing:
-            raise RuntimeError("HNSWIndex: search while add is running on the index")
-        self._readers += 1
-        return 0
-
-    cdef cnp.ndarray _as_matrix(self, object vectors, str what):
-        return as_matrix(vectors, self.g.dim, what)
-
-    cdef cnp.ndarray _as_query(self, object query):
-        return as_query(query, self.g.dim)
-
-    cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int ef):
-        """(bitmap over rows or None, allowed live rows int32 or None, use exact scan)."""
-        cdef int64_t n_live = self.g.n - self.g.n_deleted
-        cdef int64_t cnt
-        bitmap, rows = allowed_rows(filter_ids, bool(exact), self.g.n, self.g.deleted, &self._idmap)
-        if bitmap is None:
-            return None, None, False
-        cnt = len(rows)
-        if exact is None:
-            exact = _use_exact(cnt, n_live, max(ef, k), self.g.M0)
-        return bitmap, rows, bool(exact)
+        for t in range(nt):
+            scr[t] = self._take_scratch()
+        with nogil:
+            start = n0
+            if self.graph.entry_point < 0:
+                self.rows.n = n0 + 1
+                rc = insert_row(&self.rows, &self.graph, scr[0], <int32_t>n0)
+                start = n0 + 1
+            # Every new row is visible (vector, level, empty lists) but unreachable
+            # until its own insert links it in.
+            self.rows.n = end
+            for i in prange(start, end, num_threads=nt, schedule="dynamic", chunksize=16):
+                if insert_row(&self.rows, &self.graph, scr[threadid()], <int32_t>i) < 0:
+                    failed += 1
+        for t in range(nt):
+            self._give_scratch(scr[t])
+        free(self.graph.row_locks)
+        self.graph.row_locks = NULL
+        return -1 if failed or rc < 0 else 0
 
     # -- public API --
 
@@ -740,100 +325,23 @@ cdef class HNSWIndex:
         num_threads); the graph then depends on thread timing, so only the default
         threads=1 build is deterministic for a seed. threads=0 means all cores.
         """
-        cdef cnp.ndarray vecs = self._as_matrix(vectors, "vectors")
-        cdef cnp.ndarray ids_arr = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        cdef int64_t m = vecs.shape[0]
-        cdef int64_t i, n0 = self.g.n, upper = self.g.upool_n
-        cdef int32_t r
-        cdef int lvl, rc = 0
-        cdef const int64_t *ip
-        cdef const float *xp
-        cdef pxa_scratch *s
-        cdef pxa_scratch *scr[MAX_POOL]
-        cdef int t, nt = threads if threads > 0 else (os.cpu_count() or 1)
-        cdef int64_t start, end = n0 + m
-        cdef int failed = 0
-        if ids_arr.shape[0] != m:
-            raise ValidationError(f"{ids_arr.shape[0]} ids for {m} vectors")
-        if m == 0:
-            return
-        if not np.isfinite(vecs).all():
-            raise InvalidVectorError("vectors contain NaN or infinite components")
-        if self.g.metric == METRIC_COSINE and not np.einsum("ij,ij->i", vecs, vecs).all():
-            raise InvalidVectorError("zero vector cannot be indexed under the cosine metric")
-        if n0 + m >= 2**31 - 1:
-            raise ValidationError("HNSWIndex holds at most 2**31 - 2 rows")
-        if np.unique(ids_arr).shape[0] != m:
-            raise ValidationError("duplicate ids in one add() call")
-        ip = <const int64_t *>cnp.PyArray_DATA(ids_arr)
-        for i in range(m):
-            r = pxa_idmap_get(&self._idmap, ip[i])
-            if r >= 0 and not self.g.deleted[r]:
-                raise VectorExistsError(f"id {ip[i]} is already in the index")
-        self._enter_write()
-        try:
-            self._reserve(n0 + m)
-            if pxa_idmap_reserve(&self._idmap, m) < 0:
-                raise MemoryError()
-            xp = <const float *>cnp.PyArray_DATA(vecs)
-            for i in range(m):
-                memcpy(<float *>gvec(&self.g, <int32_t>(n0 + i)), xp + i * self.g.dim, self.g.dim * sizeof(float))
-                if self.g.metric == METRIC_COSINE:
-                    pxa_normalize(<float *>gvec(&self.g, <int32_t>(n0 + i)), self.g.dim)
-                self.g.ids[n0 + i] = ip[i]
-                lvl = <int>(-log(pxa_rng_unit(&self.g.rng)) * self.g.mult)
-                lvl = min(lvl, MAX_LEVEL)
-                self.g.levels[n0 + i] = <uint8_t>lvl
-                self.g.deleted[n0 + i] = 0
-                if lvl > 0:
-                    self.g.upoff[n0 + i] = upper
-                    upper += <int64_t>lvl * (self.g.M + 1)
-                else:
-                    self.g.upoff[n0 + i] = -1
-            self._reserve_upper(upper)
-            memset(self.g.upool + self.g.upool_n, 0, (upper - self.g.upool_n) * sizeof(int32_t))
-            self.g.upool_n = upper
-            nt = min(nt, MAX_POOL)
-            if nt <= 1 or m < 2 * nt:
-                s = self._take_scratch()
-                with nogil:
-                    for i in range(m):
-                        self.g.n = n0 + i + 1
-                        if insert_row(&self.g, s, <int32_t>(n0 + i)) < 0:
-                            rc = -1
-                            break
-                self._give_scratch(s)
-            else:
-                self.g.locks = <uint8_t *>calloc(end, 1)
-                if self.g.locks == NULL:
-                    raise MemoryError()
-                for t in range(nt):
-                    scr[t] = self._take_scratch()
-                with nogil:
-                    start = n0
-                    if self.g.entry < 0:
-                        self.g.n = n0 + 1
-                        rc = insert_row(&self.g, scr[0], <int32_t>n0)
-                        start = n0 + 1
-                    # Every new row is visible (vector, level, empty lists) but unreachable
-                    # until its own insert links it in.
-                    self.g.n = end
-                    for i in prange(start, end, num_threads=nt, schedule="dynamic", chunksize=16):
-                        if insert_row(&self.g, scr[threadid()], <int32_t>i) < 0:
-                            failed += 1
-                for t in range(nt):
-                    self._give_scratch(scr[t])
-                free(self.g.locks)
-                self.g.locks = NULL
-                if failed:
-                    rc = -1
-            # Rows whose links are in place (all of them unless memory ran out).
-            for i in range(n0, self.g.n):
-                pxa_idmap_put_nogrow(&self._idmap, self.g.ids[i], <int32_t>i)
-            if rc < 0:
-                raise MemoryError("out of memory while building the HNSW graph")
-        finally:
-            self._writing = False
+        self._add(ids, vectors, threads)
+
+    def search(self, query: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
+               exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest live rows to query, best first: (ids int64, distances float32).
+
+        filter_ids: allowed ids (int64 array), or a uint8/bool bitmap over internal rows
+        (length n_rows). exact: None picks graph or exact scan by the filter's size;
+        True/False forces it. Fewer than k results only when fewer rows are allowed.
+        """
+        return self._search(query, k, ef, filter_ids, exact)
+
+    def search_batch(self, queries: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
+                     exact: bool | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """search() for each row of queries on `threads` OpenMP threads (default: all cores).
+        Returns (ids (m, k), distances (m, k)); missing results are id -1, distance inf."""
+        return self._search_batch(queries, k, ef, filter_ids, exact, threads)
 
     def reorder(self) -> None:
         """Renumber the rows in breadth-first order of the level-0 graph (from the
@@ -841,7 +349,7 @@ cdef class HNSWIndex:
         search touches fewer cache lines and pages. Results are unchanged; ids are
         external, so only bitmaps over internal rows (see ``ids``) change meaning.
         Worth calling once after a bulk build; O(n * M)."""
-        cdef int64_t n = self.g.n
+        cdef int64_t n = self.rows.n
         cdef int64_t i, j, head = 0, tail = 0, up = 0, cnt, nrec
         cdef int32_t r, old
         cdef int32_t *perm
@@ -849,37 +357,38 @@ cdef class HNSWIndex:
         cdef int32_t *ll
         cdef int32_t *src
         cdef char *block
-        cdef int32_t *upool
+        cdef int32_t *upper_links
         cdef int64_t *ids
         cdef uint8_t *levels
         cdef uint8_t *deleted
-        cdef int64_t *upoff
+        cdef int64_t *upper_offset
         if n < 2:
             return
-        self._enter_write()
+        self._enter_write("reorder")
         try:
             perm = <int32_t *>malloc(n * sizeof(int32_t))
             inv = <int32_t *>malloc(n * sizeof(int32_t))
-            block = <char *>malloc(self.g.cap * self.g.stride)
-            upool = <int32_t *>malloc(max(self.g.upool_cap, 1) * sizeof(int32_t))
-            ids = <int64_t *>malloc(self.g.cap * sizeof(int64_t))
-            levels = <uint8_t *>malloc(self.g.cap)
-            deleted = <uint8_t *>calloc(self.g.cap, 1)
-            upoff = <int64_t *>malloc(self.g.cap * sizeof(int64_t))
-            if not (perm and inv and block and upool and ids and levels and deleted and upoff):
-                free(perm); free(inv); free(block); free(upool); free(ids); free(levels); free(deleted); free(upoff)
+            block = <char *>malloc(self.rows.cap * self.graph.record_size)
+            upper_links = <int32_t *>malloc(max(self.graph.upper_cap, 1) * sizeof(int32_t))
+            ids = <int64_t *>malloc(self.rows.cap * sizeof(int64_t))
+            levels = <uint8_t *>malloc(self.rows.cap)
+            deleted = <uint8_t *>calloc(self.rows.cap, 1)
+            upper_offset = <int64_t *>malloc(self.rows.cap * sizeof(int64_t))
+            if not (perm and inv and block and upper_links and ids and levels and deleted and upper_offset):
+                free(perm); free(inv); free(block); free(upper_links)
+                free(ids); free(levels); free(deleted); free(upper_offset)
                 raise MemoryError()
             with nogil:
                 for i in range(n):
                     inv[i] = -1
                 # Breadth-first from the entry point; rows it cannot reach keep their order at the end.
-                perm[tail] = self.g.entry
-                inv[self.g.entry] = 0
+                perm[tail] = self.graph.entry_point
+                inv[self.graph.entry_point] = 0
                 tail += 1
                 i = 0
                 while True:
                     while head < tail:
-                        ll = glinks(&self.g, perm[head], 0)
+                        ll = links_of(&self.graph, perm[head], 0)
                         head += 1
                         for j in range(1, ll[0] + 1):
                             if inv[ll[j]] < 0:
@@ -893,291 +402,110 @@ cdef class HNSWIndex:
                     inv[i] = <int32_t>tail
                     perm[tail] = <int32_t>i
                     tail += 1
-                memset(block + n * self.g.stride, 0, (self.g.cap - n) * self.g.stride)
+                memset(block + n * self.graph.record_size, 0, (self.rows.cap - n) * self.graph.record_size)
                 for r in range(n):
                     old = perm[r]
-                    memcpy(block + r * self.g.stride, self.g.block + old * self.g.stride, self.g.stride)
-                    ll = <int32_t *>(block + r * self.g.stride)
+                    memcpy(block + r * self.graph.record_size, self.graph.level0 + old * self.graph.record_size,
+                           self.graph.record_size)
+                    ll = <int32_t *>(block + r * self.graph.record_size)
                     for j in range(1, ll[0] + 1):
                         ll[j] = inv[ll[j]]
-                    ids[r] = self.g.ids[old]
-                    levels[r] = self.g.levels[old]
-                    deleted[r] = self.g.deleted[old]
+                    ids[r] = self.rows.ids[old]
+                    levels[r] = self.graph.levels[old]
+                    deleted[r] = self.rows.deleted[old]
                     if levels[r] == 0:
-                        upoff[r] = -1
+                        upper_offset[r] = -1
                         continue
-                    upoff[r] = up
-                    nrec = <int64_t>levels[r] * (self.g.M + 1)
-                    src = self.g.upool + self.g.upoff[old]
+                    upper_offset[r] = up
+                    nrec = <int64_t>levels[r] * (self.graph.M + 1)
+                    src = self.graph.upper_links + self.graph.upper_offset[old]
                     for j in range(nrec):
-                        upool[up + j] = src[j]
+                        upper_links[up + j] = src[j]
                     for cnt in range(levels[r]):
-                        ll = upool + up + cnt * (self.g.M + 1)
+                        ll = upper_links + up + cnt * (self.graph.M + 1)
                         for j in range(1, ll[0] + 1):
                             ll[j] = inv[ll[j]]
                     up += nrec
                 for i in range(self._idmap.cap):
                     if self._idmap.rows[i] >= 0:
                         self._idmap.rows[i] = inv[self._idmap.rows[i]]
-                self.g.entry = inv[self.g.entry]
-            free(self.g.block); free(self.g.upool); free(self.g.ids)
-            free(self.g.levels); free(self.g.deleted); free(self.g.upoff)
-            self.g.block = block
-            self.g.upool = upool
-            self.g.ids = ids
-            self.g.levels = levels
-            self.g.deleted = deleted
-            self.g.upoff = upoff
+                self.graph.entry_point = inv[self.graph.entry_point]
+            free(self.graph.level0); free(self.graph.upper_links); free(self.rows.ids)
+            free(self.graph.levels); free(self.rows.deleted); free(self.graph.upper_offset)
+            self.graph.level0 = block
+            self.graph.upper_links = upper_links
+            self.rows.ids = ids
+            self.graph.levels = levels
+            self.rows.deleted = deleted
+            self.graph.upper_offset = upper_offset
             free(perm)
             free(inv)
         finally:
             self._writing = False
 
-    def mark_deleted(self, id: int) -> None:
-        """Hide id from every later search (its row stays in the graph as a waypoint)."""
-        cdef int32_t r = pxa_idmap_get(&self._idmap, <int64_t>id)
-        if r < 0 or self.g.deleted[r]:
-            raise VectorNotFoundError(f"id {id} is not in the index")
-        self._enter_write()
-        self.g.deleted[r] = 1
-        self.g.n_deleted += 1
-        self._writing = False
 
-    def search(self, query: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-               exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest live rows to query, best first: (ids int64, distances float32).
+    # -- persistence (framing: the base's save/load) --
 
-        filter_ids: allowed ids (int64 array), or a uint8/bool bitmap over internal rows
-        (length n_rows). exact: None picks graph or exact scan by the filter's size;
-        True/False forces it. Fewer than k results only when fewer rows are allowed.
-        """
-        cdef cnp.ndarray q = self._as_query(query)
-        cdef int efv = self._ef if ef is None else <int>ef
-        cdef cnp.npy_intp kk = k
-        cdef cnp.ndarray out_ids, out_d, rows = None
-        cdef const uint8_t *allowed = NULL
-        cdef const float *qp = <const float *>cnp.PyArray_DATA(q)
-        cdef pxa_scratch *s
-        cdef int64_t r
-        cdef bint use_exact = False
-        if k < 1 or efv < 1:
-            raise ValidationError("k and ef must be >= 1")
-        self._enter_read()
-        try:
-            if filter_ids is not None or exact:
-                bitmap, rows, use_exact = self._prepare_filter(filter_ids, exact, <int>k, efv)
-                if bitmap is not None:
-                    allowed = <const uint8_t *>cnp.PyArray_DATA(bitmap)
-            out_ids = cnp.PyArray_EMPTY(1, &kk, cnp.NPY_INT64, 0)
-            out_d = cnp.PyArray_EMPTY(1, &kk, cnp.NPY_FLOAT32, 0)
-            s = self._take_scratch()
-            with nogil:
-                if use_exact:
-                    r = search_exact(&self.g, s, qp, <int>k, <const int32_t *>cnp.PyArray_DATA(rows),
-                                     cnp.PyArray_SIZE(rows), <int64_t *>cnp.PyArray_DATA(out_ids),
-                                     <float *>cnp.PyArray_DATA(out_d))
-                else:
-                    r = search_graph(&self.g, s, qp, <int>k, efv, allowed,
-                                     <int64_t *>cnp.PyArray_DATA(out_ids), <float *>cnp.PyArray_DATA(out_d))
-            self._give_scratch(s)
-        finally:
-            self._readers -= 1
-        if r < 0:
-            raise MemoryError()
-        if r < k:
-            return out_ids[:r], out_d[:r]
-        return out_ids, out_d
+    cdef tuple _header_fields(self):
+        return (self.rows.dim, self.rows.metric, self.graph.M, self.graph.M0, self.graph.ef_construction, self._ef,
+                self._seed, self.graph.rng_state,
+                self.rows.n, self.rows.n_deleted, self.graph.upper_len, self.graph.entry_point, self.graph.max_level)
 
-    def search_batch(self, queries: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-                     exact: bool | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """search() for each row of queries on `threads` OpenMP threads (default: all cores).
-        Returns (ids (m, k), distances (m, k)); missing results are id -1, distance inf."""
-        cdef cnp.ndarray qs = self._as_matrix(queries, "queries")
-        cdef int efv = self._ef if ef is None else <int>ef
-        cdef Py_ssize_t m = qs.shape[0], i, j
-        cdef int nt = threads if threads else (os.cpu_count() or 1)
-        cdef cnp.ndarray out_ids, out_d, rows = None
-        cdef const uint8_t *allowed = NULL
-        cdef const int32_t *rp = NULL
-        cdef int64_t nrows = 0
-        cdef bint use_exact = False
-        cdef pxa_scratch *scr[MAX_POOL]
-        cdef int t
-        cdef int64_t r
-        cdef int failed = 0
-        cdef const float *qp = <const float *>cnp.PyArray_DATA(qs)
-        cdef int64_t *oi
-        cdef float *od
-        if k < 1 or efv < 1:
-            raise ValidationError("k and ef must be >= 1")
-        nt = max(1, min(nt, MAX_POOL, max(<int>m, 1)))
-        out_ids = np.full((m, k), -1, dtype=np.int64)
-        out_d = np.full((m, k), np.inf, dtype=np.float32)
-        oi = <int64_t *>cnp.PyArray_DATA(out_ids)
-        od = <float *>cnp.PyArray_DATA(out_d)
-        self._enter_read()
-        try:
-            if filter_ids is not None or exact:
-                bitmap, rows, use_exact = self._prepare_filter(filter_ids, exact, <int>k, efv)
-                if bitmap is not None:
-                    allowed = <const uint8_t *>cnp.PyArray_DATA(bitmap)
-                rp = <const int32_t *>cnp.PyArray_DATA(rows)
-                nrows = cnp.PyArray_SIZE(rows)
-            for t in range(nt):
-                scr[t] = self._take_scratch()
-            with nogil:
-                for i in prange(m, num_threads=nt, schedule="dynamic", chunksize=4):
-                    if use_exact:
-                        r = search_exact(&self.g, scr[threadid()], qp + i * self.g.dim, <int>k, rp, nrows,
-                                         oi + i * k, od + i * k)
-                    else:
-                        r = search_graph(&self.g, scr[threadid()], qp + i * self.g.dim, <int>k, efv, allowed,
-                                         oi + i * k, od + i * k)
-                    if r < 0:
-                        failed += 1
-            for t in range(nt):
-                self._give_scratch(scr[t])
-        finally:
-            self._readers -= 1
-        if failed:
-            raise MemoryError()
-        return out_ids, out_d
-
-    # -- persistence --
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to path (atomically: a temporary file renamed over it)."""
-        cdef int64_t n = self.g.n
-        cdef uint32_t crc = 0
-        cdef list parts
-        head = _HEADER.pack(MAGIC, FORMAT_VERSION, _HEADER_SIZE, self.g.dim, self.g.metric, self.g.M,
-                            self.g.M0, self.g.efc, self._ef, self._seed, self.g.rng, n, self.g.n_deleted,
-                            self.g.upool_n, self.g.entry, self.g.maxlevel)
-        head += struct.pack("<II", pxd_crc32c(0, <const char *>head, len(head)), 0)
-        assert len(head) == _HEADER_SIZE
-        tmp = os.fspath(path) + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(head)
-            for arr in self._file_arrays():
-                crc = _write_rows(f, crc, arr)
-            f.write(struct.pack("<I", crc) + END_MAGIC)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    cdef list _body_arrays(self):
+        cdef int64_t n = self.rows.n
+        cdef int64_t size = self.graph.record_size
+        blocks = view_array(self.graph.level0, n * size, cnp.NPY_UINT8).reshape(n, size)
+        return [
+            view_array(self.rows.ids, n, cnp.NPY_INT64),
+            blocks[:, self.graph.vector_offset:].view(np.float32),
+            blocks[:, :self.graph.vector_offset].view(np.int32),
+            view_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32),
+            view_array(self.graph.levels, n, cnp.NPY_UINT8),
+            view_array(self.rows.deleted, n, cnp.NPY_UINT8),
+        ]
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> HNSWIndex:
-        """Read an index written by save(); CorruptionError if the file is damaged."""
+    def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWIndex, int]:
+        """An empty index sized for the body the header describes, and that body's size in bytes."""
         cdef HNSWIndex idx
-        cdef uint32_t crc = 0
-        cdef int64_t n, upool_n, i, body
+        (dim, metric, M, M0, ef_construction, ef, seed, rng_state, n, n_deleted, upper_len, entry_point,
+         max_level) = fields
+        if (metric > 2 or M < 2 or M0 != 2 * M or dim < 1 or n >= 2**31 - 1 or n_deleted > n
+                or not -1 <= entry_point < n or (n == 0) != (entry_point == -1)):
+            raise FILE_FORMAT.error(path, "header fields out of range")
+        body = n * 8 + n * dim * 4 + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
+        idx = HNSWIndex(dim, METRICS[metric], M, ef_construction, seed)
+        idx._ef = max(1, ef)
+        idx._reserve(max(n, 1))
+        idx._reserve_upper(max(upper_len, 1))
+        idx.rows.n = n
+        idx.rows.n_deleted = n_deleted
+        idx.graph.upper_len = upper_len
+        idx.graph.rng_state = rng_state
+        idx.graph.entry_point = entry_point
+        idx.graph.max_level = max_level
+        return idx, body
+
+    def _check_loaded(self, path: object) -> None:
+        cdef int64_t i, upper = 0
+        cdef int64_t n = self.rows.n
         cdef int bad
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(_HEADER_SIZE)
-            if len(head) < _HEADER_SIZE:
-                raise _corrupt(path, f"truncated header ({len(head)} of {_HEADER_SIZE} bytes)")
-            fields = _HEADER.unpack_from(head)
-            (magic, version, hsize, dim, metric, M, M0, efc, ef, seed, rng, n, n_deleted, upool_n,
-             entry, maxlevel) = fields
-            if magic != MAGIC:
-                raise _corrupt(path, f"bad magic {magic!r} (not an HNSW index file)")
-            if version != FORMAT_VERSION:
-                raise _corrupt(path, f"unsupported format version {version}")
-            (hcrc,) = struct.unpack_from("<I", head, 88)
-            if hcrc != pxd_crc32c(0, <const char *>head, 88):
-                raise _corrupt(path, "header checksum mismatch")
-            if (hsize != _HEADER_SIZE or metric > 2 or M < 2 or M0 != 2 * M or dim < 1
-                    or n >= 2**31 - 1 or n_deleted > n or not -1 <= entry < n or (n == 0) != (entry == -1)):
-                raise _corrupt(path, "header fields out of range")
-            body = n * 8 + n * dim * 4 + n * (M0 + 1) * 4 + upool_n * 4 + 2 * n
-            if size != _HEADER_SIZE + body + 8:
-                raise _corrupt(path, f"size {size} bytes, header describes {_HEADER_SIZE + body + 8} (truncated?)")
-            idx = HNSWIndex(dim, METRICS[metric], M, efc, seed)
-            idx._ef = max(1, ef)
-            idx._reserve(max(n, 1))
-            idx._reserve_upper(max(upool_n, 1))
-            idx.g.n = n
-            idx.g.upool_n = upool_n
-            for arr in idx._file_arrays():
-                crc = _read_rows(f, crc, arr, path)
-            tail = f.read(8)
-        if len(tail) != 8 or tail[4:] != END_MAGIC:
-            raise _corrupt(path, "missing end marker (truncated?)")
-        if struct.unpack_from("<I", tail)[0] != crc:
-            raise _corrupt(path, "body checksum mismatch")
-        idx.g.n_deleted = n_deleted
-        idx.g.rng = rng
-        idx.g.entry = entry
-        idx.g.maxlevel = maxlevel
-        upper = 0
         for i in range(n):
-            if idx.g.levels[i] > MAX_LEVEL:
-                raise _corrupt(path, f"row {i} has level {idx.g.levels[i]}")
-            idx.g.upoff[i] = upper if idx.g.levels[i] else -1
-            upper += idx.g.levels[i] * (M + 1)
-        if upper != upool_n:
-            raise _corrupt(path, "upper link pool does not match the levels")
-        if n and (entry < 0 or idx.g.levels[entry] != maxlevel):
-            raise _corrupt(path, "entry point is not on the top level")
-        if int(np.count_nonzero(_view(idx.g.deleted, n, cnp.NPY_UINT8))) != n_deleted:
-            raise _corrupt(path, "deleted count does not match the deletion flags")
+            if self.graph.levels[i] > MAX_LEVEL:
+                raise FILE_FORMAT.error(path, f"row {i} has level {self.graph.levels[i]}")
+            self.graph.upper_offset[i] = upper if self.graph.levels[i] else -1
+            upper += self.graph.levels[i] * (self.graph.M + 1)
+        if upper != self.graph.upper_len:
+            raise FILE_FORMAT.error(path, "upper link pool does not match the levels")
+        if n and (self.graph.entry_point < 0 or self.graph.levels[self.graph.entry_point] != self.graph.max_level):
+            raise FILE_FORMAT.error(path, "entry point is not on the top level")
         with nogil:
-            bad = validate_links(&idx.g)
+            bad = validate_links(&self.rows, &self.graph)
         if bad:
-            raise _corrupt(path, "a link list is out of range" + (" (level 0)" if bad == 1 else " (upper level)"))
-        if pxa_idmap_reserve(&idx._idmap, n) < 0:
-            raise MemoryError()
-        for i in range(n):
-            pxa_idmap_put_nogrow(&idx._idmap, idx.g.ids[i], <int32_t>i)
-        return idx
-
-
-def _use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) -> bool:
-    """Whether an exact scan of the allowed rows beats a filtered graph search.
-
-    A filtered traversal expands about ef / selectivity nodes and computes about
-    M0 / 2 new distances per expansion, i.e. ef * M0 * n_live / (2 * n_allowed);
-    the scan computes n_allowed. The scan wins when n_allowed**2 is below
-    ef * M0 * n_live / 2: under 5% of 390k rows at ef=64, M=16, and at most a
-    few thousand rows on small indexes.
-    """
-    if n_allowed <= ef:
-        return True
-    return n_allowed * n_allowed * 2 <= <int64_t>ef * M0 * n_live
-
-
-_HOST_LE = sys.byteorder == "little"
-
-
-_CHUNK_BYTES = 1 << 22
-
-
-def _write_rows(f: object, uint32_t crc, arr: np.ndarray) -> int:
-    """Write a 2-D (possibly strided) array little-endian, chunk by chunk; returns the CRC."""
-    step = max(1, _CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
-    le = arr.dtype.newbyteorder("<")
-    for s in range(0, arr.shape[0], step):
-        chunk = np.ascontiguousarray(arr[s:s + step]).astype(le, copy=False)
-        crc = _crc_array(crc, chunk)
-        f.write(memoryview(chunk).cast("B"))
-    return crc
-
-
-def _read_rows(f: object, uint32_t crc, arr: np.ndarray, path: object) -> int:
-    """Fill a 2-D (possibly strided) array from the file, chunk by chunk; returns the CRC."""
-    step = max(1, _CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
-    for s in range(0, arr.shape[0], step):
-        chunk = np.empty_like(arr[s:s + step], order="C")
-        if f.readinto(memoryview(chunk).cast("B")) != chunk.nbytes:
-            raise _corrupt(path, "truncated body")
-        crc = _crc_array(crc, chunk)
-        if chunk.dtype.itemsize > 1 and not _HOST_LE:
-            chunk.byteswap(inplace=True)
-        arr[s:s + step] = chunk
-    return crc
+            raise FILE_FORMAT.error(path, "a link list is out of range"
+                                    + (" (level 0)" if bad == 1 else " (upper level)"))
 
 
 def simd_level() -> int:
     """The distance kernel variant in use: 0 scalar, 2 AVX2+FMA, 3 AVX-512F."""
-    return pxd_simd_level
+    return kernel_level

@@ -880,7 +880,7 @@ class Collection:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Graph/IVF search; deleted and filtered-out rows are excluded inside the traversal."""
         allowed = None if mask.all() else mask
-        knob = {"ef": ef} if isinstance(index, segment_index.HNSWIndex) else {"nprobe": nprobe}
+        knob = segment_index.search_options(index, ef=ef, nprobe=nprobe)
         if len(queries) >= 4:
             return index.search_batch(queries, k, filter_ids=allowed, **knob)
         idx = np.full((len(queries), k), -1, dtype=np.int64)

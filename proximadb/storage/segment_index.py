@@ -1,11 +1,13 @@
-"""The approximate index of a sealed segment (HNSW or IVF), built in the background.
+"""The approximate index of a sealed segment (HNSW, IVF: any kind of proximadb/index/registry.py),
+built in the background.
 
-A collection whose ``indexing_algorithm`` is ``hnsw`` or ``ivf`` gets one index
+A collection whose ``indexing_algorithm`` names an index kind gets one index
 per segment, over the segment's rows (index ids = row numbers), stored beside
-the segment's data as ``index.hnsw`` / ``index.ivf``. The byte layout, magic,
-version and CRC32C of those files are documented at the top of
-``proximadb/index/hnsw.pyx`` and ``ivf.pyx``; files are written to a temporary
-name, fsynced and renamed, so a crash leaves no half index under the real name.
+the segment's data under the kind's file name (``index.hnsw`` / ``index.ivf``).
+The framing, magic, version and CRC32C of those files are documented at the
+top of ``proximadb/index/_base.pyx``, each kind's header and body in its
+module (``hnsw.pyx``, ``ivf.pyx``); files are written to a temporary name,
+fsynced and renamed, so a crash leaves no half index under the real name.
 
 A flush never waits for an index: the new segment is searched exactly until
 its index is ready, then the index is swapped in. On open an index file is
@@ -24,7 +26,6 @@ simply rebuilt on the next open.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import threading
@@ -36,82 +37,55 @@ import numpy as np
 
 from proximadb import progress
 from proximadb.errors import CorruptionError
-from proximadb.index.hnsw import HNSWIndex
-from proximadb.index.ivf import IVFIndex
+from proximadb.index import registry
+from proximadb.index._base import VectorIndex
 from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.segment import Segment
 
 log = logging.getLogger("proximadb.index")
 
-INDEX_FILES = {"hnsw": "index.hnsw", "ivf": "index.ivf"}
-HNSW_DEFAULTS = {"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}
-IVF_DEFAULTS = {"nprobe": 0, "seed": 0}  # nprobe 0: chosen from nlist
 SAVE_RETRY_SECONDS = 5.0  # how often the builder retries saving indexes it could not save
 
 
 def effective_params(algorithm: str, params: dict[str, Any], rows: int) -> dict[str, int]:
-    """Collection index_params completed with defaults (IVF's nlist depends on the segment size)."""
-    if algorithm == "hnsw":
-        return {**HNSW_DEFAULTS, **params}
-    merged = {**IVF_DEFAULTS, **params}
-    if "nlist" not in merged:
-        merged["nlist"] = max(1, min(65536, int(4 * math.sqrt(max(rows, 1)))))
-    merged["nlist"] = max(1, min(merged["nlist"], max(rows, 1)))
-    if not merged["nprobe"]:
-        merged["nprobe"] = max(1, merged["nlist"] // 8)
-    return merged
+    """Collection index_params completed with the kind's defaults (IVF's nlist depends on the segment size)."""
+    return registry.kind(algorithm).params(params, rows)
 
 
-def build(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> HNSWIndex | IVFIndex:
-    rows = np.arange(segment.rows, dtype=np.int64)
-    vectors = np.asarray(segment.vectors)
-    if algorithm == "hnsw":
-        index: HNSWIndex | IVFIndex = HNSWIndex(
-            segment.dim, metric, M=params["M"], ef_construction=params["ef_construction"], seed=params["seed"],
-            max_elements=segment.rows,
-        )
-        index.ef = params["ef"]
-    else:
-        index = IVFIndex(segment.dim, metric, nlist=params["nlist"], seed=params["seed"], nprobe=params["nprobe"])
-    index.add(rows, vectors)
+def build(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> VectorIndex:
+    index = registry.kind(algorithm).create(segment.dim, metric, params)
+    index.add(np.arange(segment.rows, dtype=np.int64), np.asarray(segment.vectors))
     return index
 
 
-def _matches(index: HNSWIndex | IVFIndex, segment: Segment, algorithm: str, metric: str, p: dict[str, int]) -> bool:
-    if index.dim != segment.dim or index.metric != metric or len(index) != segment.rows:
-        return False
-    if algorithm == "hnsw":
-        assert isinstance(index, HNSWIndex)
-        return index.M == p["M"] and index.ef_construction == p["ef_construction"] and index.seed == p["seed"]
-    assert isinstance(index, IVFIndex)
-    return index.nlist == p["nlist"] and index.seed == p["seed"]
+def search_options(index: VectorIndex, **requested: int | None) -> dict[str, int | None]:
+    """The keyword of index.search()/search_batch() out of a request's knobs (ef=..., nprobe=...)."""
+    return registry.kind_of(index).search_options(**requested)
 
 
-def load(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> HNSWIndex | IVFIndex | None:
+def load(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> VectorIndex | None:
     """The segment's index from disk, or None (logged) when it must be rebuilt."""
-    path = segment.path / INDEX_FILES[algorithm]
+    kind = registry.kind(algorithm)
+    path = segment.path / kind.file_name
     if not path.exists():
         log.info("segment %s: no %s index file yet; it will be built", segment.path.name, algorithm)
         return None
-    cls = HNSWIndex if algorithm == "hnsw" else IVFIndex
     try:
-        index = cls.load(path)
+        index = kind.cls.load(path)
     except (CorruptionError, OSError, ValueError) as exc:
         log.warning("segment %s: %s index unusable (%s); rebuilding it", segment.path.name, algorithm, exc)
         return None
-    if not _matches(index, segment, algorithm, metric, params):
+    if (index.dim != segment.dim or index.metric != metric or len(index) != segment.rows
+            or not kind.built_with(index, params)):
         log.warning("segment %s: %s index was built for other settings; rebuilding it", segment.path.name, algorithm)
         return None
-    if algorithm == "hnsw":
-        index.ef = params["ef"]  # type: ignore[union-attr]
-    else:
-        index.nprobe = params["nprobe"]  # type: ignore[union-attr]
+    kind.configure(index, params)
     return index
 
 
-def save(index: HNSWIndex | IVFIndex, segment: Segment, algorithm: str) -> None:
+def save(index: VectorIndex, segment: Segment, algorithm: str) -> None:
     """Write the index file durably; on failure (ENOSPC) no partial file is left and the error is raised."""
-    final = segment.path / INDEX_FILES[algorithm]
+    final = segment.path / registry.kind(algorithm).file_name
     tmp = final.with_name(final.name + ".tmp")
     try:
         index.save(tmp)  # itself writes tmp + ".tmp" and renames it to tmp
@@ -129,9 +103,9 @@ def save(index: HNSWIndex | IVFIndex, segment: Segment, algorithm: str) -> None:
                 pass
         raise
     fsync_dir(segment.path)
-    for other, name in INDEX_FILES.items():  # an index of another algorithm is stale now
-        if other != algorithm:
-            (segment.path / name).unlink(missing_ok=True)
+    for other in registry.KINDS.values():  # an index of another algorithm is stale now
+        if other.name != algorithm:
+            (segment.path / other.file_name).unlink(missing_ok=True)
 
 
 class IndexBuilder:
@@ -146,7 +120,7 @@ class IndexBuilder:
         self.builds = 0
         self.last_error: str | None = None
         # Built and attached, but not saved yet (disk full): (segment, index, algorithm); builder thread only.
-        self._unsaved: list[tuple[Segment, HNSWIndex | IVFIndex, str]] = []
+        self._unsaved: list[tuple[Segment, VectorIndex, str]] = []
 
     def schedule(self, segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> None:
         with self._lock:
@@ -217,7 +191,7 @@ class IndexBuilder:
                     self._lock.notify_all()
 
     def _retry_saves(self) -> None:
-        still: list[tuple[Segment, HNSWIndex | IVFIndex, str]] = []
+        still: list[tuple[Segment, VectorIndex, str]] = []
         for segment, index, algorithm in self._unsaved:
             if segment.index is not index or not Path(segment.path).exists():
                 continue  # replaced by a rebuild, or the segment was dropped meanwhile

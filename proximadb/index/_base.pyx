@@ -1,0 +1,614 @@
+"""The core every vector index kind is built on: ``VectorIndex``, the base of HNSWIndex and IVFIndex.
+
+As hnswlib's ``AlgorithmInterface`` and qdrant's ``VectorIndex`` trait, the base
+owns what does not depend on how rows are found:
+
+- the rows: int64 external ids, deletion flags, the id -> row map, growth;
+- the checks on input (vector matrices, queries, ids, non-finite and, under
+  cosine, zero vectors) and ``add`` / ``mark_deleted``;
+- per-thread scratch memory (a small pool, so a search allocates nothing);
+- the read/write guards (``add`` refuses to run during a search and the reverse);
+- filters, turned into a bitmap over rows and the list of allowed live rows,
+  and the exact scan of those rows when the kind finds that cheaper;
+- the query drivers ``search`` (one query, GIL released) and ``search_batch``
+  (OpenMP threads over the queries);
+- the index file's framing (``save`` / ``load``), below.
+
+A kind implements only its GIL-free search of one query (``_search_one``), the
+distances from a query to given rows (``_row_distances``, for the exact scan),
+storing new rows (``_add_rows``), its per-row arrays (``_grow``), its file
+header fields and body arrays, and its knobs (``_search_effort``: HNSW's ef,
+IVF's nprobe; ``_prefer_exact``: when an exact scan beats the approximate one).
+Each kind's public ``search``/``search_batch``/``add`` are one-line wrappers
+that keep its own keyword names.
+
+Index file framing (all integers little-endian), shared by every kind::
+
+    offset     size  field
+    0          8     magic (the kind's, e.g. b"PXHNSW\\x00\\x01")
+    8          4     u32 format version
+    12         4     u32 header size H
+    16         H-24  the kind's header fields (see its module)
+    H-8        4     u32 CRC32C of bytes [0, H-8)
+    H-4        4     zero
+    H                body: the kind's arrays, one after the other, each little-endian
+    end-8      4     u32 CRC32C of the body's bytes as stored in the file
+    end-4      4     the kind's end magic (e.g. b"PXHE")
+
+``save`` writes to ``path + ".tmp"``, fsyncs and renames it over ``path``.
+``load`` checks the magic, version, header CRC, the kind's header fields, the
+file size the header implies, the body CRC and the kind's structure, and
+raises CorruptionError naming the file and the check that failed.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy, memset
+
+from crc32c cimport pxd_crc32c as crc32c, pxd_crc32c_setup as setup_crc32c
+
+import os
+import struct
+import sys
+
+import numpy as np
+
+from proximadb.errors import (
+    CorruptionError,
+    DimensionMismatchError,
+    InvalidVectorError,
+    ValidationError,
+    VectorExistsError,
+    VectorNotFoundError,
+)
+
+cnp.import_array()
+setup_crc32c()
+
+METRICS = ("l2", "cosine", "dot")
+_HOST_LE = sys.byteorder == "little"
+_CHUNK_BYTES = 1 << 22  # bytes per write/read call of a body array
+_PREFIX = struct.Struct("<8sII")  # magic, version, header size: the start of every header
+
+cdef enum:
+    EXACT_BLOCK = 128   # candidate rows per _row_distances call of the exact scan
+
+
+class IndexFileFormat:
+    """The identity of one kind's index file: label (for messages), magic, version, header
+    fields (a struct.Struct starting with the magic/version/size prefix) and end magic."""
+
+    def __init__(self, label: str, magic: bytes, version: int, header: struct.Struct, end_magic: bytes) -> None:
+        self.label = label
+        self.magic = magic
+        self.version = version
+        self.header = header
+        self.header_size = header.size + 8  # + header CRC + zero
+        self.end_magic = end_magic
+
+    def error(self, path: object, what: str) -> CorruptionError:
+        return CorruptionError(f"{self.label} index file {os.fspath(path)!r}: {what}")
+
+
+# ---------------------------------------------------------------- inputs --
+
+cdef cnp.ndarray as_matrix(object vectors, Py_ssize_t dim, str what):
+    """(n, dim) float32 C-contiguous; one vector of dim is taken as a 1-row matrix."""
+    cdef cnp.ndarray arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    if arr.ndim == 1 and arr.shape[0] == dim:
+        arr = arr.reshape(1, dim)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise DimensionMismatchError(f"{what} must have shape (n, {dim}), got {tuple(np.shape(vectors))}")
+    return arr
+
+
+cdef cnp.ndarray as_query(object query, Py_ssize_t dim):
+    """A float32 C-contiguous query of dim components, without a copy when it already is one."""
+    cdef cnp.ndarray arr
+    if (type(query) is cnp.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>query) == cnp.NPY_FLOAT32
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>query)):
+        arr = <cnp.ndarray>query
+    else:
+        arr = np.ascontiguousarray(query, dtype=np.float32)
+    if cnp.PyArray_SIZE(arr) != dim or (arr.ndim != 1 and not (arr.ndim == 2 and arr.shape[0] == 1)):
+        raise DimensionMismatchError(f"query must have {dim} components, got shape {np.shape(query)}")
+    return arr
+
+
+cdef tuple allowed_rows(object filter_ids, bint exact_forced, int64_t n, const uint8_t *deleted,
+                        const ann_idmap *idmap):
+    """(bitmap uint8 over rows, allowed live rows int32) for a filter, or (None, None) when there is
+    no filter and no forced exact scan. filter_ids: a uint8/bool bitmap over the n rows, or ids."""
+    cdef int64_t i, m, cnt = 0
+    cdef int32_t r
+    cdef cnp.ndarray bitmap, rows, ids_arr
+    cdef uint8_t *bm
+    cdef int32_t *rp
+    cdef const int64_t *ip
+    if filter_ids is None:
+        if not exact_forced:
+            return None, None
+        bitmap = np.ones(n, dtype=np.uint8)
+    elif (isinstance(filter_ids, np.ndarray) and filter_ids.dtype in (np.uint8, np.bool_)
+            and filter_ids.ndim == 1 and filter_ids.shape[0] == n):
+        bitmap = np.ascontiguousarray(filter_ids).view(np.uint8)
+    else:
+        ids_arr = np.ascontiguousarray(filter_ids, dtype=np.int64).reshape(-1)
+        bitmap = np.zeros(n, dtype=np.uint8)
+        bm = <uint8_t *>cnp.PyArray_DATA(bitmap)
+        ip = <const int64_t *>cnp.PyArray_DATA(ids_arr)
+        m = ids_arr.shape[0]
+        for i in range(m):
+            r = ann_idmap_get(idmap, ip[i])
+            if r >= 0:
+                bm[r] = 1
+    bm = <uint8_t *>cnp.PyArray_DATA(bitmap)
+    rows = np.empty(n, dtype=np.int32)
+    rp = <int32_t *>cnp.PyArray_DATA(rows)
+    for i in range(n):
+        if bm[i] and not deleted[i]:
+            rp[cnt] = <int32_t>i
+            cnt += 1
+    return bitmap, rows[:cnt]
+
+
+# ------------------------------------------------------------- file body --
+
+cdef uint32_t crc_array(uint32_t crc, cnp.ndarray arr) except? 0xFFFFFFFF:
+    """CRC32C continued over a C-contiguous array's bytes."""
+    cdef const char *p = <const char *>cnp.PyArray_DATA(arr)
+    cdef size_t nbytes = arr.nbytes
+    with nogil:
+        crc = crc32c(crc, p, nbytes)
+    return crc
+
+
+def _rows_view(arr: np.ndarray) -> np.ndarray:
+    """arr as 2-D (rows, items): body arrays are written and read a block of rows at a time."""
+    return arr.reshape(-1, 1) if arr.ndim == 1 else arr
+
+
+def _write_array(f: object, uint32_t crc, arr: np.ndarray) -> int:
+    """Write a (possibly strided) array little-endian, chunk by chunk; returns the CRC continued
+    over the bytes written."""
+    arr = _rows_view(arr)
+    step = max(1, _CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
+    le = arr.dtype.newbyteorder("<")
+    for s in range(0, arr.shape[0], step):
+        chunk = np.ascontiguousarray(arr[s:s + step]).astype(le, copy=False)
+        crc = crc_array(crc, chunk)
+        f.write(memoryview(chunk).cast("B"))
+    return crc
+
+
+def _read_array(f: object, uint32_t crc, arr: np.ndarray, fmt: IndexFileFormat, path: object) -> int:
+    """Fill a (possibly strided) array from the file, chunk by chunk; returns the CRC continued over
+    the bytes read, as stored (before any byte swap on a big-endian host)."""
+    arr = _rows_view(arr)
+    step = max(1, _CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
+    direct = arr.flags.c_contiguous
+    for s in range(0, arr.shape[0], step):
+        chunk = arr[s:s + step] if direct else np.empty_like(arr[s:s + step], order="C")
+        if f.readinto(memoryview(chunk).cast("B")) != chunk.nbytes:
+            raise fmt.error(path, "truncated body")
+        crc = crc_array(crc, chunk)
+        if chunk.dtype.itemsize > 1 and not _HOST_LE:
+            chunk.byteswap(inplace=True)
+        if not direct:
+            arr[s:s + step] = chunk
+    return crc
+
+
+# ------------------------------------------------------------------ base --
+
+cdef class VectorIndex:
+    """Base of the vector index kinds; not used on its own (see the module docstring)."""
+
+    def __cinit__(self) -> None:
+        memset(&self.rows, 0, sizeof(IndexRows))
+        memset(&self._idmap, 0, sizeof(ann_idmap))
+        self._pool_n = 0
+
+    def __dealloc__(self) -> None:
+        cdef int i
+        for i in range(self._pool_n):
+            ann_scratch_free(self._pool[i])
+        self._pool_n = 0
+        free(self.rows.ids)
+        free(self.rows.deleted)
+        ann_idmap_free(&self._idmap)
+
+    cdef int _init_rows(self, int dim, str metric, object seed) except -1:
+        if dim < 1:
+            raise ValidationError(f"dim must be >= 1, got {dim}")
+        if metric not in METRICS:
+            raise ValidationError(f"metric must be one of {METRICS}, got {metric!r}")
+        self.rows.dim = dim
+        self.rows.metric = METRICS.index(metric)
+        self.rows.dot_offset = 1.0 if self.rows.metric == METRIC_COSINE else 0.0
+        self._seed = <uint64_t>(int(seed) & 0xFFFFFFFFFFFFFFFF)
+        return 0
+
+    # -- properties --
+
+    @property
+    def dim(self) -> int:
+        return self.rows.dim
+
+    @property
+    def metric(self) -> str:
+        return METRICS[self.rows.metric]
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def n_rows(self) -> int:
+        """Rows stored, deleted ones included."""
+        return self.rows.n
+
+    @property
+    def n_deleted(self) -> int:
+        return self.rows.n_deleted
+
+    @property
+    def ids(self) -> np.ndarray:
+        """External id of every internal row (a copy), in row order."""
+        if self.rows.n == 0:
+            return np.empty(0, dtype=np.int64)
+        return view_array(self.rows.ids, self.rows.n, cnp.NPY_INT64).copy()
+
+    def __len__(self) -> int:
+        return self.rows.n - self.rows.n_deleted
+
+    def __contains__(self, id: int) -> bool:
+        cdef int32_t r = ann_idmap_get(&self._idmap, <int64_t>id)
+        return r >= 0 and not self.rows.deleted[r]
+
+    # -- memory, scratch, guards --
+
+    cdef int _reserve(self, int64_t need) except -1:
+        """Room for need rows in the base's and the kind's per-row arrays."""
+        cdef int64_t old = self.rows.cap
+        cdef int64_t cap
+        cdef void *p
+        if need <= old:
+            return 0
+        cap = max(need, old + old // 2, 1024)
+        p = realloc(self.rows.ids, cap * sizeof(int64_t))
+        if p == NULL:
+            raise MemoryError()
+        self.rows.ids = <int64_t *>p
+        p = realloc(self.rows.deleted, cap)
+        if p == NULL:
+            raise MemoryError()
+        self.rows.deleted = <uint8_t *>p
+        memset(self.rows.deleted + old, 0, cap - old)
+        self._grow(old, cap)
+        self.rows.cap = cap
+        return 0
+
+    cdef cnp.ndarray _as_matrix(self, object vectors, str what):
+        """(n, dim) float32 C-contiguous; one vector is a 1-row matrix; DimensionMismatchError else."""
+        return as_matrix(vectors, self.rows.dim, what)
+
+    cdef ann_scratch *_take_scratch(self) except NULL:
+        cdef ann_scratch *s
+        if self._pool_n > 0:
+            self._pool_n -= 1
+            return self._pool[self._pool_n]
+        s = ann_scratch_new()
+        if s == NULL:
+            raise MemoryError()
+        return s
+
+    cdef void _give_scratch(self, ann_scratch *s) noexcept:
+        if self._pool_n < MAX_POOL:
+            self._pool[self._pool_n] = s
+            self._pool_n += 1
+        else:
+            ann_scratch_free(s)
+
+    cdef int _enter_write(self, str call) except -1:
+        """Mark a change in progress (cleared by setting _writing = False); refused while any call runs."""
+        if self._readers or self._writing:
+            raise RuntimeError(f"{type(self).__name__}: {call} while another call is using the index")
+        self._writing = True
+        return 0
+
+    cdef int _enter_read(self) except -1:
+        """Count a search in progress (the caller decrements _readers); refused while a change runs."""
+        if self._writing:
+            raise RuntimeError(f"{type(self).__name__}: search while add is running on the index")
+        self._check_searchable()
+        self._readers += 1
+        return 0
+
+    cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int effort):
+        """(bitmap over rows or None, allowed live rows int32 or None, use exact scan)."""
+        bitmap, candidates = allowed_rows(filter_ids, bool(exact), self.rows.n, self.rows.deleted, &self._idmap)
+        if bitmap is None:
+            return None, None, False
+        if exact is None:
+            exact = self._prefer_exact(len(candidates), k, effort)
+        return bitmap, candidates, bool(exact)
+
+    # -- what each kind implements --
+
+    cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
+        """Grow the kind's per-row arrays from old_cap to cap rows."""
+        raise NotImplementedError(type(self).__name__)
+
+    cdef int _check_searchable(self) except -1:
+        """Raise when the index cannot be searched yet (IVF before training)."""
+        return 0
+
+    cdef int _search_effort(self, Py_ssize_t k, object effort) except -1:
+        """The kind's search knob (ef, nprobe) from the caller's value or the default; checks k too."""
+        raise NotImplementedError(type(self).__name__)
+
+    cdef bint _prefer_exact(self, int64_t n_allowed, int k, int effort) except -1:
+        """Whether an exact scan of n_allowed filtered rows is cheaper than the approximate search."""
+        raise NotImplementedError(type(self).__name__)
+
+    cdef cnp.ndarray _before_add(self, cnp.ndarray vectors):
+        """The checked vectors as the kind stores them, before the write guard is taken."""
+        return vectors
+
+    cdef int _add_rows(self, int64_t n0, cnp.ndarray vectors, int threads) except -2:
+        """Store rows n0.. (ids and flags are in place), advancing rows.n to the rows linked in;
+        0, or -1 when memory ran out part-way."""
+        raise NotImplementedError(type(self).__name__)
+
+    cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int effort, const uint8_t *allowed,
+                             int64_t *out_ids, float *out_d) noexcept nogil:
+        """Approximate top-k of one query into the outputs (allowed: NULL or a bitmap over rows); the
+        hit count, or -1 when out of memory."""
+        return -1
+
+    cdef void _row_distances(self, const float *q, const int32_t *rows, int64_t n, float *out) noexcept nogil:
+        """out[j] = distance from the prepared query q to row rows[j]."""
+        pass
+
+    cdef tuple _header_fields(self):
+        """The kind's header fields after the magic/version/size prefix, in its header's order."""
+        raise NotImplementedError(type(self).__name__)
+
+    cdef list _body_arrays(self):
+        """The arrays of the file body, in file order (views over index memory)."""
+        raise NotImplementedError(type(self).__name__)
+
+    # -- changes --
+
+    cdef int _add(self, object ids, object vectors, int threads) except -1:
+        cdef cnp.ndarray vecs = self._as_matrix(vectors, "vectors")
+        cdef cnp.ndarray ids_arr = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        cdef int64_t m = vecs.shape[0]
+        cdef int64_t i, n0 = self.rows.n
+        cdef int32_t r
+        cdef int rc
+        cdef const int64_t *ip
+        if ids_arr.shape[0] != m:
+            raise ValidationError(f"{ids_arr.shape[0]} ids for {m} vectors")
+        if m == 0:
+            return 0
+        if not np.isfinite(vecs).all():
+            raise InvalidVectorError("vectors contain NaN or infinite components")
+        if self.rows.metric == METRIC_COSINE and not np.einsum("ij,ij->i", vecs, vecs).all():
+            raise InvalidVectorError("zero vector cannot be indexed under the cosine metric")
+        if n0 + m >= 2**31 - 1:
+            raise ValidationError(f"{type(self).__name__} holds at most 2**31 - 2 rows")
+        if np.unique(ids_arr).shape[0] != m:
+            raise ValidationError("duplicate ids in one add() call")
+        ip = <const int64_t *>cnp.PyArray_DATA(ids_arr)
+        for i in range(m):
+            r = ann_idmap_get(&self._idmap, ip[i])
+            if r >= 0 and not self.rows.deleted[r]:
+                raise VectorExistsError(f"id {ip[i]} is already in the index")
+        vecs = self._before_add(vecs)
+        self._enter_write("add")
+        try:
+            self._reserve(n0 + m)
+            if ann_idmap_reserve(&self._idmap, m) < 0:
+                raise MemoryError()
+            memcpy(self.rows.ids + n0, ip, m * sizeof(int64_t))
+            memset(self.rows.deleted + n0, 0, m)
+            rc = self._add_rows(n0, vecs, threads)
+            # Rows stored and linked in (all of them unless memory ran out).
+            for i in range(n0, self.rows.n):
+                ann_idmap_put_nogrow(&self._idmap, self.rows.ids[i], <int32_t>i)
+            if rc < 0:
+                raise MemoryError(f"out of memory while adding to the {type(self).__name__}")
+        finally:
+            self._writing = False
+        return 0
+
+    def mark_deleted(self, id: int) -> None:
+        """Hide id from every later search (an HNSW graph keeps its row as a waypoint)."""
+        cdef int32_t r = ann_idmap_get(&self._idmap, <int64_t>id)
+        if r < 0 or self.rows.deleted[r]:
+            raise VectorNotFoundError(f"id {id} is not in the index")
+        self._enter_write("mark_deleted")
+        self.rows.deleted[r] = 1
+        self.rows.n_deleted += 1
+        self._writing = False
+
+    # -- queries --
+
+    cdef int64_t _search_exact(self, ann_scratch *s, const float *q, int k, const int32_t *candidates,
+                               int64_t n_candidates, int64_t *out_ids, float *out_d) noexcept nogil:
+        """Exact top-k over the given rows (the allowed, live rows of a selective filter)."""
+        cdef int64_t i, j, nb
+        cdef float dbuf[EXACT_BLOCK]
+        cdef ann_heap *top = &s.top
+        q = prepare_query(&self.rows, s, q)
+        if q == NULL or ann_heap_reserve(top, k + 1) < 0:
+            return -1
+        top.n = 0
+        i = 0
+        while i < n_candidates:
+            nb = min(<int64_t>EXACT_BLOCK, n_candidates - i)
+            self._row_distances(q, candidates + i, nb, dbuf)
+            for j in range(nb):
+                offer(top, k, dbuf[j], candidates[i + j])
+            i += nb
+        return write_results(&self.rows, s, k, out_ids, out_d)
+
+    cdef tuple _search(self, object query, Py_ssize_t k, object effort, object filter_ids, object exact):
+        cdef cnp.ndarray q = as_query(query, self.rows.dim)
+        cdef int eff = self._search_effort(k, effort)
+        cdef cnp.npy_intp kk = k
+        cdef cnp.ndarray out_ids, out_d, candidates = None
+        cdef const uint8_t *allowed = NULL
+        cdef const float *qp = <const float *>cnp.PyArray_DATA(q)
+        cdef ann_scratch *s
+        cdef int64_t r
+        cdef bint use_exact = False
+        self._enter_read()
+        try:
+            if filter_ids is not None or exact:
+                bitmap, candidates, use_exact = self._prepare_filter(filter_ids, exact, <int>k, eff)
+                if bitmap is not None:
+                    allowed = <const uint8_t *>cnp.PyArray_DATA(bitmap)
+            out_ids = cnp.PyArray_EMPTY(1, &kk, cnp.NPY_INT64, 0)
+            out_d = cnp.PyArray_EMPTY(1, &kk, cnp.NPY_FLOAT32, 0)
+            s = self._take_scratch()
+            with nogil:
+                if use_exact:
+                    r = self._search_exact(s, qp, <int>k, <const int32_t *>cnp.PyArray_DATA(candidates),
+                                           cnp.PyArray_SIZE(candidates), <int64_t *>cnp.PyArray_DATA(out_ids),
+                                           <float *>cnp.PyArray_DATA(out_d))
+                else:
+                    r = self._search_one(s, qp, <int>k, eff, allowed, <int64_t *>cnp.PyArray_DATA(out_ids),
+                                         <float *>cnp.PyArray_DATA(out_d))
+            self._give_scratch(s)
+        finally:
+            self._readers -= 1
+        if r < 0:
+            raise MemoryError()
+        if r < k:
+            return out_ids[:r], out_d[:r]
+        return out_ids, out_d
+
+    cdef tuple _search_batch(self, object queries, Py_ssize_t k, object effort, object filter_ids,
+                             object exact, object threads):
+        cdef cnp.ndarray qs = self._as_matrix(queries, "queries")
+        cdef int eff = self._search_effort(k, effort)
+        cdef Py_ssize_t m = qs.shape[0], i
+        cdef int nt = threads if threads else (os.cpu_count() or 1)
+        cdef cnp.ndarray out_ids, out_d, candidates = None
+        cdef const uint8_t *allowed = NULL
+        cdef const int32_t *cp = NULL
+        cdef int64_t n_candidates = 0
+        cdef bint use_exact = False
+        cdef ann_scratch *scr[MAX_POOL]
+        cdef int t
+        cdef int64_t r
+        cdef int failed = 0
+        cdef const float *qp = <const float *>cnp.PyArray_DATA(qs)
+        cdef int64_t *oi
+        cdef float *od
+        cdef int dim = self.rows.dim
+        nt = max(1, min(nt, MAX_POOL, max(<int>m, 1)))
+        out_ids = np.full((m, k), -1, dtype=np.int64)
+        out_d = np.full((m, k), np.inf, dtype=np.float32)
+        oi = <int64_t *>cnp.PyArray_DATA(out_ids)
+        od = <float *>cnp.PyArray_DATA(out_d)
+        self._enter_read()
+        try:
+            if filter_ids is not None or exact:
+                bitmap, candidates, use_exact = self._prepare_filter(filter_ids, exact, <int>k, eff)
+                if bitmap is not None:
+                    allowed = <const uint8_t *>cnp.PyArray_DATA(bitmap)
+                cp = <const int32_t *>cnp.PyArray_DATA(candidates)
+                n_candidates = cnp.PyArray_SIZE(candidates)
+            for t in range(nt):
+                scr[t] = self._take_scratch()
+            with nogil:
+                for i in prange(m, num_threads=nt, schedule="dynamic", chunksize=4):
+                    if use_exact:
+                        r = self._search_exact(scr[threadid()], qp + i * dim, <int>k, cp, n_candidates,
+                                               oi + i * k, od + i * k)
+                    else:
+                        r = self._search_one(scr[threadid()], qp + i * dim, <int>k, eff, allowed,
+                                             oi + i * k, od + i * k)
+                    if r < 0:
+                        failed += 1
+            for t in range(nt):
+                self._give_scratch(scr[t])
+        finally:
+            self._readers -= 1
+        if failed:
+            raise MemoryError()
+        return out_ids, out_d
+
+    # -- persistence --
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to path (atomically: a temporary file renamed over it)."""
+        cdef uint32_t crc = 0
+        fmt = type(self).FILE_FORMAT
+        head = fmt.header.pack(fmt.magic, fmt.version, fmt.header_size, *self._header_fields())
+        head += struct.pack("<II", crc32c(0, <const char *>head, len(head)), 0)
+        tmp = os.fspath(path) + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(head)
+            for arr in self._body_arrays():
+                crc = _write_array(f, crc, arr)
+            f.write(struct.pack("<I", crc) + fmt.end_magic)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> VectorIndex:
+        """Read an index written by save(); CorruptionError if the file is damaged."""
+        cdef VectorIndex idx
+        cdef uint32_t crc = 0
+        cdef int64_t i
+        fmt = cls.FILE_FORMAT
+        hsize = fmt.header_size
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(hsize)
+            if len(head) < hsize:
+                raise fmt.error(path, f"truncated header ({len(head)} of {hsize} bytes)")
+            magic, version, stored_hsize = _PREFIX.unpack_from(head)
+            if magic != fmt.magic:
+                raise fmt.error(path, f"bad magic {magic!r} (not an {fmt.label} index file)")
+            if version != fmt.version:
+                raise fmt.error(path, f"unsupported format version {version}")
+            (hcrc,) = struct.unpack_from("<I", head, hsize - 8)
+            if hcrc != crc32c(0, <const char *>head, hsize - 8):
+                raise fmt.error(path, "header checksum mismatch")
+            if stored_hsize != hsize:
+                raise fmt.error(path, "header fields out of range")
+            idx, body = cls._from_header(fmt.header.unpack_from(head)[3:], path)
+            if size != hsize + body + 8:
+                raise fmt.error(path, f"size {size} bytes, header describes {hsize + body + 8} (truncated?)")
+            for arr in idx._body_for_load(path):
+                crc = _read_array(f, crc, arr, fmt, path)
+            tail = f.read(8)
+        if len(tail) != 8 or tail[4:] != fmt.end_magic:
+            raise fmt.error(path, "missing end marker (truncated?)")
+        if struct.unpack_from("<I", tail)[0] != crc:
+            raise fmt.error(path, "body checksum mismatch")
+        if int(np.count_nonzero(view_array(idx.rows.deleted, idx.rows.n, cnp.NPY_UINT8))) != idx.rows.n_deleted:
+            raise fmt.error(path, "deleted count does not match the deletion flags")
+        idx._check_loaded(path)
+        if ann_idmap_reserve(&idx._idmap, idx.rows.n) < 0:
+            raise MemoryError()
+        for i in range(idx.rows.n):
+            ann_idmap_put_nogrow(&idx._idmap, idx.rows.ids[i], <int32_t>i)
+        return idx
+
+    def _body_for_load(self, path: object) -> object:
+        """The body arrays to fill, in file order; a kind whose later arrays are sized by earlier ones
+        yields them one at a time (each is filled before the next is asked for)."""
+        return self._body_arrays()
+
+    def _check_loaded(self, path: object) -> None:
+        """The kind's structural checks on a loaded body (raise the format's error)."""

@@ -1,0 +1,55 @@
+# The HNSW graph and its GIL-free algorithms (_hnsw_graph.pyx), shared with the index class (hnsw.pyx).
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+
+from proximadb.index._ann cimport ann_prefetch, ann_scratch
+from proximadb.index._base cimport IndexRows
+
+cdef enum:
+    MAX_LEVEL = 64
+
+
+# The graph; the rows' ids, deletion flags, dimension and metric are the base's IndexRows.
+ctypedef struct HnswGraph:
+    int M
+    int M0                  # level-0 degree, 2 * M
+    int ef_construction
+    double level_mult       # level multiplier 1 / ln(M)
+    uint64_t rng_state      # splitmix64 state of the level generator
+    char *level0            # level 0, one record per row: [count, M0 links] i32 then the f32 vector
+    int64_t record_size     # bytes per level-0 record
+    int64_t vector_offset   # offset of the vector in a record, (M0 + 1) * 4
+    uint8_t *levels         # top level of each row
+    int64_t *upper_offset   # offset of a row's upper block in upper_links (-1: level 0 only)
+    int32_t *upper_links    # every row's upper levels, [count, M ids] per level, in row order
+    int64_t upper_len       # int32 words used in upper_links
+    int64_t upper_cap
+    int32_t entry_point     # row the searches start from (-1: empty)
+    int max_level
+    uint8_t *row_locks      # per-row spinlocks during a parallel add, else NULL
+    uint8_t entry_lock      # guards entry_point / max_level during a parallel add
+
+
+cdef inline const float *row_vector(const HnswGraph *graph, int32_t r) noexcept nogil:
+    return <const float *>(graph.level0 + <int64_t>r * graph.record_size + graph.vector_offset)
+
+
+cdef inline int32_t *links_of(const HnswGraph *graph, int32_t r, int level) noexcept nogil:
+    if level == 0:
+        return <int32_t *>(graph.level0 + <int64_t>r * graph.record_size)
+    return graph.upper_links + graph.upper_offset[r] + <int64_t>(level - 1) * (graph.M + 1)
+
+
+cdef inline void prefetch_vector(const IndexRows *rows, const HnswGraph *graph, int32_t r) noexcept nogil:
+    """Prefetch every cache line of row r's vector (rows are not line-aligned)."""
+    cdef const char *p = <const char *>row_vector(graph, r)
+    cdef const char *end = p + rows.dim * 4
+    while p < end:
+        ann_prefetch(p)
+        p += 64
+    ann_prefetch(end - 1)
+
+
+cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil
+cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
+                          const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil
+cdef int validate_links(const IndexRows *rows, const HnswGraph *graph) noexcept nogil

@@ -1,0 +1,107 @@
+"""Index kinds by name: the one place that maps a collection's ``indexing_algorithm`` to its class,
+its parameters and its file in a segment directory.
+
+Every kind is a subclass of :class:`proximadb.index._base.VectorIndex` (which owns the rows, the
+query drivers and the file framing) described by an :class:`IndexKind`: the constructor keywords
+that shape the built index (an index file built with other values is rebuilt), the per-query knob
+(``ef``, ``nprobe``: both a keyword of ``search``/``search_batch`` and a settable default), the
+defaults of both, and the defaults that depend on the segment's size. Callers (the segment index
+builder, the collection's search) go through this table and never branch on a kind's name; a new
+kind (quantized lists, a disk graph...) is one more :func:`register` call.
+
+``flat`` (exact search, no index) is not a kind: a flat segment has no index at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from proximadb.errors import ValidationError
+from proximadb.index._base import VectorIndex
+from proximadb.index.hnsw import HNSWIndex
+from proximadb.index.ivf import IVFIndex
+
+
+def _no_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
+    return params
+
+
+@dataclass(frozen=True)
+class IndexKind:
+    name: str  # the collection's indexing_algorithm
+    cls: type[VectorIndex]
+    file_name: str  # in the segment directory
+    build_params: tuple[str, ...]  # constructor keywords after (dim, metric), also properties of the index
+    search_param: str  # the per-query knob: a keyword of search()/search_batch() and a settable default
+    defaults: Mapping[str, int] = field(default_factory=dict)
+    # Completes the parameters with the defaults that depend on the segment's row count.
+    size_defaults: Callable[[dict[str, int], int], dict[str, int]] = _no_size_defaults
+
+    def params(self, given: Mapping[str, Any], rows: int) -> dict[str, int]:
+        """A collection's index_params completed with this kind's defaults for a segment of rows."""
+        return self.size_defaults({**self.defaults, **given}, rows)
+
+    def create(self, dim: int, metric: str, params: Mapping[str, int]) -> VectorIndex:
+        """An empty index of this kind (params: complete, see :meth:`params`)."""
+        index = self.cls(dim, metric, **{name: params[name] for name in self.build_params})
+        self.configure(index, params)
+        return index
+
+    def configure(self, index: VectorIndex, params: Mapping[str, int]) -> None:
+        """Set the search default that a loaded index does not take from its file."""
+        setattr(index, self.search_param, params[self.search_param])
+
+    def built_with(self, index: VectorIndex, params: Mapping[str, int]) -> bool:
+        """Whether index was built with params (else it must be rebuilt)."""
+        return all(getattr(index, name) == params[name] for name in self.build_params)
+
+    def search_options(self, **requested: int | None) -> dict[str, int | None]:
+        """The keyword for search()/search_batch() out of a request's knobs (ef=..., nprobe=...)."""
+        return {self.search_param: requested.get(self.search_param)}
+
+
+KINDS: dict[str, IndexKind] = {}
+_BY_CLASS: dict[type, IndexKind] = {}
+
+
+def register(kind: IndexKind) -> IndexKind:
+    if kind.name in KINDS or kind.cls in _BY_CLASS:
+        raise ValueError(f"index kind {kind.name!r} ({kind.cls.__name__}) is registered already")
+    KINDS[kind.name] = kind
+    _BY_CLASS[kind.cls] = kind
+    return kind
+
+
+def kind(name: str) -> IndexKind:
+    """The kind registered under name; ValidationError naming the known ones otherwise."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValidationError(f"unknown index kind {name!r} (known: {', '.join(KINDS)})") from None
+
+
+def kind_of(index: VectorIndex) -> IndexKind:
+    return _BY_CLASS[type(index)]
+
+
+def _ivf_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
+    """nlist 4·√rows (at most 65536, at most rows); nprobe nlist / 8 when unset (0)."""
+    if "nlist" not in params:
+        params["nlist"] = max(1, min(65536, int(4 * math.sqrt(max(rows, 1)))))
+    params["nlist"] = max(1, min(params["nlist"], max(rows, 1)))
+    if not params["nprobe"]:
+        params["nprobe"] = max(1, params["nlist"] // 8)
+    return params
+
+
+register(IndexKind(
+    "hnsw", HNSWIndex, "index.hnsw", build_params=("M", "ef_construction", "seed"), search_param="ef",
+    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0},
+))
+register(IndexKind(
+    "ivf", IVFIndex, "index.ivf", build_params=("nlist", "seed"), search_param="nprobe",
+    defaults={"nprobe": 0, "seed": 0}, size_defaults=_ivf_size_defaults,
+))

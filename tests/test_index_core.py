@@ -1,0 +1,120 @@
+"""The core HNSW and IVF share (proximadb/index/_base.pyx): file framing, version-1 files, the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proximadb.errors import CorruptionError, ValidationError
+from proximadb.index import _base, registry
+from proximadb.index._base import VectorIndex
+from proximadb.index.hnsw import HNSWIndex
+from proximadb.index.ivf import IVFIndex
+from proximadb.storage.wal_io import crc32c
+
+FIXTURE = Path(__file__).parent / "fixtures" / "index_v1"
+FIXTURE_CLASSES = {"l2.hnsw": HNSWIndex, "cosine.ivf": IVFIndex}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_CLASSES))
+def test_version_1_files_load_answer_alike_and_save_byte_for_byte(name: str, tmp_path: Path) -> None:
+    expected = json.loads((FIXTURE / "expected.json").read_text())
+    index = FIXTURE_CLASSES[name].load(FIXTURE / name)
+    queries = np.array(expected["queries"], dtype=np.float32)
+    found, dist = index.search_batch(queries, 5, threads=1)
+    assert len(index) == expected[name]["len"]
+    np.testing.assert_array_equal(found, np.array(expected[name]["ids"]))
+    np.testing.assert_array_equal(dist, np.array(expected[name]["distances"], dtype=np.float32))
+    index.save(tmp_path / name)
+    assert (tmp_path / name).read_bytes() == (FIXTURE / name).read_bytes()
+
+
+def _filled(kind: registry.IndexKind, rows: int = 600, dim: int = 12) -> tuple[VectorIndex, np.ndarray]:
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((rows, dim)).astype(np.float32)
+    index = kind.create(dim, "l2", kind.params({}, rows))
+    index.add(np.arange(rows) + 10, base)
+    index.mark_deleted(12)
+    return index, base
+
+
+@pytest.mark.parametrize("name", sorted(registry.KINDS))
+def test_every_registered_kind_round_trips_through_the_base_framing(name: str, tmp_path: Path) -> None:
+    kind = registry.kind(name)
+    index, base = _filled(kind)
+    assert isinstance(index, kind.cls) and registry.kind_of(index) is kind
+    path = tmp_path / kind.file_name
+    index.save(path)
+    loaded = kind.cls.load(path)
+    assert type(loaded) is kind.cls and kind.built_with(loaded, kind.params({}, len(base)))
+    assert (len(loaded), loaded.n_deleted, 12 in loaded, 13 in loaded) == (len(base) - 1, 1, False, True)
+    options = kind.search_options(ef=None, nprobe=None)
+    np.testing.assert_array_equal(loaded.search_batch(base[:20], 5, **options)[0],
+                                  index.search_batch(base[:20], 5, **options)[0])
+    raw = path.read_bytes()
+    assert raw[:8] == kind.cls.FILE_FORMAT.magic and raw[-4:] == kind.cls.FILE_FORMAT.end_magic
+
+
+# One damage per check of the framing, and the message every kind gives for it.
+DAMAGE = {
+    "body byte": (lambda b: b[:-20] + bytes([b[-20] ^ 0x08]) + b[-19:], "body checksum mismatch"),
+    "header byte": (lambda b: b[:17] + bytes([b[17] ^ 0x01]) + b[18:], "header checksum mismatch"),
+    "cut short": (lambda b: b[:-3], "(truncated?)"),
+    "end marker": (lambda b: b[:-1] + b"?", "missing end marker"),
+    "version": (lambda b: b[:8] + b"\x07" + b[9:], "unsupported format version 7"),
+    "empty": (lambda b: b"", "truncated header (0 of"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_file_is_refused_with_the_same_error_by_every_kind(damage: str, tmp_path: Path) -> None:
+    change, message = DAMAGE[damage]
+    for kind in registry.KINDS.values():
+        index, _ = _filled(kind)
+        good = tmp_path / kind.file_name
+        index.save(good)
+        bad = tmp_path / f"bad-{kind.file_name}"
+        bad.write_bytes(change(good.read_bytes()))
+        label = kind.cls.FILE_FORMAT.label
+        with pytest.raises(CorruptionError) as err:
+            kind.cls.load(bad)
+        assert str(err.value).startswith(f"{label} index file {str(bad)!r}: ") and message in str(err.value)
+
+
+def test_a_kind_refuses_another_kinds_file(tmp_path: Path) -> None:
+    hnsw, ivf = registry.kind("hnsw"), registry.kind("ivf")
+    _filled(hnsw)[0].save(tmp_path / "x")
+    with pytest.raises(CorruptionError, match=r"bad magic .* \(not an IVF index file\)"):
+        ivf.cls.load(tmp_path / "x")
+
+
+def test_registry_lookups() -> None:
+    assert registry.kind("hnsw").cls is HNSWIndex and registry.kind("ivf").cls is IVFIndex
+    with pytest.raises(ValidationError, match=r"unknown index kind 'flat' \(known: hnsw, ivf\)"):
+        registry.kind("flat")
+    with pytest.raises(ValueError, match="registered already"):
+        registry.register(registry.kind("hnsw"))
+    # IVF's defaults depend on the segment's size; explicit values are kept (nlist capped by rows).
+    assert registry.kind("ivf").params({}, 10_000) == {"nlist": 400, "nprobe": 50, "seed": 0}
+    assert registry.kind("ivf").params({"nlist": 64, "nprobe": 3}, 10) == {"nlist": 10, "nprobe": 3, "seed": 0}
+    assert registry.kind("hnsw").params({"M": 8}, 5) == {"M": 8, "ef_construction": 200, "ef": 64, "seed": 0}
+    assert registry.kind("hnsw").search_options(ef=32, nprobe=4) == {"ef": 32}
+    assert registry.kind("ivf").search_options(ef=32, nprobe=4) == {"nprobe": 4}
+
+
+def test_body_crc_is_over_the_stored_bytes_whatever_the_host_byte_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A big-endian host swaps each array after reading it; the CRC it checks is still the file's."""
+    stored = np.arange(5000, dtype="<i4") * 7919
+    path = tmp_path / "body"
+    path.write_bytes(stored.tobytes())
+    monkeypatch.setattr(_base, "_HOST_LE", False)
+    for target in (np.empty(5000, dtype=np.int32), np.empty((5000, 2), dtype=np.int32)[:, 1]):  # direct, strided
+        with open(path, "rb") as f:
+            crc = _base._read_array(f, 0, target, HNSWIndex.FILE_FORMAT, path)
+        assert crc == crc32c(stored.tobytes())
+        np.testing.assert_array_equal(target, stored.byteswap())
