@@ -11,7 +11,6 @@ payload (:meth:`insert_records`). Records and hits come back as dicts whose
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -323,10 +322,11 @@ class UnifiedAvroService:
         assert isinstance(req, dict)
         if not req["queries"]:
             raise ValidationError("a search needs at least one query vector")
-        filter_spec = json.loads(req["filter"]) if req.get("filter") else None
+        # The filter stays JSON text: compile_filter parses it (filters.parse_filter_text), as for every API.
         params = SearchParams(
-            queries=req["queries"], k=req["k"], filter=filter_spec, include_vectors=req["include_vectors"],
-            include_metadata=req["include_metadata"], ef=req.get("ef"), nprobe=req.get("nprobe"), exact=req["exact"],
+            queries=req["queries"], k=req["k"], filter=req.get("filter") or None,
+            include_vectors=req["include_vectors"], include_metadata=req["include_metadata"],
+            ef=req.get("ef"), nprobe=req.get("nprobe"), exact=req["exact"],
         )
         return encode_search_result(self.search(collection, params), version)  # answer in the client's version
 

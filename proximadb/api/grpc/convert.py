@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from proximadb import strict_json
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.codec.avro_batch import NO_EXPIRY, decode_vector_batch
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
@@ -37,8 +38,8 @@ def parse_json(text: str, what: str) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        return strict_json.loads(text)
+    except strict_json.StrictJSONError as exc:
         raise ValidationError(f"{what} is not valid JSON: {exc}") from None
 
 

