@@ -28,7 +28,7 @@ from proximadb import errors
 from proximadb.api.grpc import ERROR_CODE_METADATA
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
-from proximadb.codec.payload import encode_payload
+from proximadb.codec.payload import encode_insert, encode_payload
 from proximadb.storage.engine import Engine
 
 TIMEOUT = 30.0
@@ -136,7 +136,79 @@ def search_payload(query: list[float], **extra: Any) -> bytes:
 # ---------------------------------------------------------------- 3. cosine normalisation
 
 
+@pytest.mark.parametrize("transport", ["rest-json", "rest-avro", "grpc"])
+def test_cosine_stores_huge_and_subnormal_vectors_normalised(
+    daemon: Daemon, stub: pb_grpc.ProximaDBStub, transport: str
+) -> None:
+    name = f"cos-{transport}"
+    base = create(daemon, name, "cosine")
+    records = [{"id": "big", "vector": OVERFLOWING}, {"id": "tiny", "vector": SUBNORMAL}]
+    if transport == "rest-json":
+        rest_ok(daemon, "POST", f"{base}/vectors/batch", {"vectors": records})
+    elif transport == "rest-avro":
+        rest_ok(daemon, "POST", f"{base}/vectors/batch", encode_insert(records), avro=True)
+    else:
+        stub.Insert(pb.PayloadRequest(collection=name, payload=encode_insert(records)), timeout=TIMEOUT)
+
+    np.testing.assert_allclose(vector_of(daemon, base, "big"), [HALF, HALF, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(vector_of(daemon, base, "tiny"), [1, 0, 0, 0], atol=1e-6)
+    for query, best in (([1.0, 1.0, 0.0, 0.0], "big"), ([1.0, 0.0, 0.0, 0.0], "tiny"),
+                        (OVERFLOWING, "big"), (SUBNORMAL, "tiny")):  # queries are normalised the same way
+        hits = rest_ok(daemon, "POST", f"{base}/search", {"vector": query, "k": 2})
+        assert hits[0]["id"] == best and hits[0]["score"] == pytest.approx(1.0, abs=1e-5), (query, hits)
+        assert all(math.isfinite(h["distance"]) for h in hits)
+
+
 # ---------------------------------------------------------------- 4. norms that overflow float32
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "dot_product"])
+def test_vector_whose_distances_overflow_is_refused_on_every_write_path(
+    daemon: Daemon, stub: pb_grpc.ProximaDBStub, metric: str
+) -> None:
+    name = f"huge-{metric}"
+    base = create(daemon, name, metric)
+    rest_ok(daemon, "POST", f"{base}/vectors", {"id": "ok", "vector": [1, 2, 3, 4]})
+    words = ("record 0", "norm")
+    for bad in (HUGE, [2e19, 0, 0, 0], [1e19, 1e19, 1e19, 1e19]):
+        rest_refused(daemon, "POST", f"{base}/vectors", {"id": "h", "vector": bad}, code="invalid_vector", words=words)
+        rest_refused(daemon, "POST", f"{base}/vectors/batch", {"vectors": [{"id": "h", "vector": bad}]},
+                     code="invalid_vector", words=words)
+        rest_refused(daemon, "POST", f"{base}/vectors/batch", {"vectors": [{"id": "ok", "vector": bad}],
+                                                               "upsert": True}, code="invalid_vector", words=words)
+        rest_refused(daemon, "PUT", f"{base}/vectors/ok", {"vector": bad}, code="invalid_vector", words=words)
+        for upsert in (False, True):
+            payload = encode_insert([{"id": "ok", "vector": bad}], upsert=upsert)
+            rest_refused(daemon, "POST", f"{base}/vectors/batch", payload, code="invalid_vector", words=words,
+                         avro=True)
+            grpc_refused(stub.Insert, pb.PayloadRequest(collection=name, payload=payload), code="invalid_vector",
+                         words=words)
+    assert count(daemon, base) == 1
+    np.testing.assert_array_equal(vector_of(daemon, base, "ok"), [1, 2, 3, 4])
+
+    # The largest vectors allowed still give finite distances between any two of them.
+    rest_ok(daemon, "POST", f"{base}/vectors/batch", {"vectors": [{"id": "plus", "vector": [1e18] * 4},
+                                                                  {"id": "minus", "vector": [-1e18] * 4}]})
+    for query in ([1e18] * 4, [-1e18] * 4, [1, 2, 3, 4]):
+        hits = rest_ok(daemon, "POST", f"{base}/search", {"vector": query, "k": 3})
+        assert len(hits) == 3 and all(math.isfinite(h["distance"]) and math.isfinite(h["score"]) for h in hits)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "dot_product"])
+def test_query_whose_distances_overflow_is_a_400(daemon: Daemon, stub: pb_grpc.ProximaDBStub, metric: str) -> None:
+    name = f"huge-query-{metric}"
+    base = create(daemon, name, metric)
+    rest_ok(daemon, "POST", f"{base}/vectors", {"id": "ok", "vector": [1, 2, 3, 4]})
+    words = ("query", "norm")
+    rest_refused(daemon, "POST", f"{base}/search", {"vector": HUGE, "k": 1}, code="invalid_vector", words=words)
+    rest_refused(daemon, "POST", f"{base}/search/batch", {"queries": [[1, 2, 3, 4], HUGE], "k": 1},
+                 code="invalid_vector", words=("query 1", "norm"))
+    rest_refused(daemon, "POST", f"{base}/search", search_payload(HUGE), code="invalid_vector", words=words,
+                 avro=True)
+    for call in (stub.Search, stub.SearchBatch):
+        grpc_refused(call, pb.PayloadRequest(collection=name, payload=search_payload(HUGE)), code="invalid_vector",
+                     words=words)
+    assert rest_ok(daemon, "POST", f"{base}/search", {"vector": [1, 2, 3, 4], "k": 1})[0]["id"] == "ok"
 
 
 # ---------------------------------------------------------------- 5. filters given as JSON text
@@ -229,6 +301,32 @@ def test_duplicate_keys_in_json_bodies_are_refused(daemon: Daemon, stub: pb_grpc
 
 
 # ---------------------------------------------------------------- the embedded engine
+
+
+def test_embedded_engine_normalises_cosine_and_refuses_overflowing_norms(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "data", fsync="never") as engine:
+        engine.create_collection("cos", 4, distance_metric="cosine")
+        cos = engine.collection("cos")
+        cos.insert(ids=["big", "tiny"], vectors=np.array([OVERFLOWING, SUBNORMAL], dtype=np.float32))
+        np.testing.assert_allclose(cos.get("big")["vector"], [HALF, HALF, 0, 0], atol=1e-6)
+        np.testing.assert_allclose(cos.get("tiny")["vector"], [1, 0, 0, 0], atol=1e-6)
+        assert cos.search(np.array(SUBNORMAL, dtype=np.float32), k=1)[0]["id"] == "tiny"
+
+        for metric in ("euclidean", "dot_product"):
+            engine.create_collection(metric, 4, distance_metric=metric)
+            col = engine.collection(metric)
+            col.insert(ids=["ok"], vectors=np.array([[1, 2, 3, 4]], dtype=np.float32))
+            huge = np.array([HUGE], dtype=np.float32)
+            for write, id_ in ((col.insert, "h"), (col.upsert, "ok")):
+                with pytest.raises(errors.InvalidVectorError, match=r"record 0 .* norm"):
+                    write(ids=[id_], vectors=huge)
+            with pytest.raises(errors.InvalidVectorError, match="query 0: its squared norm"):
+                col.search(huge[0], k=1)
+            assert col.count() == 1 and col.get("ok")["vector"].tolist() == [1, 2, 3, 4]
+
+    with Engine.open(tmp_path / "data", fsync="never") as engine:  # WAL replay normalises the same way
+        np.testing.assert_allclose(engine.collection("cos").get("big")["vector"], [HALF, HALF, 0, 0], atol=1e-6)
+        np.testing.assert_allclose(engine.collection("cos").get("tiny")["vector"], [1, 0, 0, 0], atol=1e-6)
 
 
 def test_embedded_engine_refuses_bad_filter_text(tmp_path: Path) -> None:
