@@ -300,6 +300,37 @@ def test_duplicate_keys_in_json_bodies_are_refused(daemon: Daemon, stub: pb_grpc
     assert [c["name"] for c in rest_ok(daemon, "GET", "/collections") if c["name"] == "dup-grpc"] == []
 
 
+def test_client_timestamps_must_lie_between_0_and_year_9999(daemon: Daemon, stub: pb_grpc.ProximaDBStub) -> None:
+    base = create(daemon, "stamps", "euclidean")
+    rest_ok(daemon, "POST", f"{base}/vectors", {"id": "keep", "vector": [1, 2, 3, 4], "metadata": {"v": 1}})
+    for field in ("timestamp", "expires_at"):
+        for value in (-1, 2**62, YEAR_10000_US, -(2**63) + 1):
+            record = {"id": "t", "vector": [1, 2, 3, 4], field: value}
+            rest_refused(daemon, "POST", f"{base}/vectors/batch", {"vectors": [record]}, code="validation_error",
+                         words=(field, str(value), "9999"))
+            payload = encode_insert([record])
+            rest_refused(daemon, "POST", f"{base}/vectors/batch", payload, code="validation_error", words=(field,),
+                         avro=True)
+            grpc_refused(stub.Insert, pb.PayloadRequest(collection="stamps", payload=payload),
+                         code="validation_error", words=(field, str(value)))
+    for value in (-1, 2**62):
+        update = encode_payload("vector_update", {"updates": [{"id": "keep", "metadata": {"v": 2}, "replace": False}],
+                                                  "timestamp": value})
+        grpc_refused(stub.Mutate, pb.PayloadRequest(collection="stamps", payload=update), code="validation_error",
+                     words=("timestamp", str(value)))
+        rest_refused(daemon, "POST", f"{base}/vectors/delete", update, code="validation_error", words=("timestamp",),
+                     avro=True)
+    assert count(daemon, base) == 1 and rest_ok(daemon, "GET", f"{base}/vectors/keep")["metadata"] == {"v": 1}
+
+    last = YEAR_10000_US - 1
+    rest_ok(daemon, "POST", f"{base}/vectors/batch", {"vectors": [
+        {"id": "early", "vector": [1, 2, 3, 4], "timestamp": 1, "expires_at": 0},
+        {"id": "late", "vector": [1, 2, 3, 4], "timestamp": last, "expires_at": last}]})
+    late = rest_ok(daemon, "GET", f"{base}/vectors/late")
+    assert (late["timestamp"], late["expires_at"]) == (last, last)
+    assert rest_ok(daemon, "GET", f"{base}/vectors/early")["timestamp"] == 1
+
+
 # ---------------------------------------------------------------- the embedded engine
 
 
@@ -327,6 +358,17 @@ def test_embedded_engine_normalises_cosine_and_refuses_overflowing_norms(tmp_pat
     with Engine.open(tmp_path / "data", fsync="never") as engine:  # WAL replay normalises the same way
         np.testing.assert_allclose(engine.collection("cos").get("big")["vector"], [HALF, HALF, 0, 0], atol=1e-6)
         np.testing.assert_allclose(engine.collection("cos").get("tiny")["vector"], [1, 0, 0, 0], atol=1e-6)
+
+
+def test_embedded_engine_refuses_timestamps_out_of_range(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "data", fsync="never") as engine:
+        engine.create_collection("c", 4, distance_metric="euclidean")
+        col = engine.collection("c")
+        for field in ("timestamp", "expires_at"):
+            for value in (-1, 2**62):
+                with pytest.raises(errors.ValidationError, match=f"record 0 .*: {field} {value} is out of range"):
+                    col.insert([{"id": "t", "vector": [1, 2, 3, 4], field: value}])
+        assert col.count() == 0
 
 
 def test_embedded_engine_refuses_bad_filter_text(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from proximadb.service.admission import DEFAULT_MAX_CONCURRENT, DEFAULT_REQUEST_
 from proximadb.service.metrics import Metrics
 from proximadb.storage.engine import Engine
 from proximadb.storage.operations import NO_EXPIRY
-from proximadb.storage.validation import check_ids
+from proximadb.storage.validation import check_ids, check_timestamp
 
 
 @dataclass(slots=True)
@@ -262,6 +262,7 @@ class UnifiedAvroService:
             return {"deleted": col.delete(datum["ids"]), "updated": 0}
         if op_type == "vector_update":
             assert isinstance(datum, dict)
+            check_timestamp(datum["timestamp"], "vector_update", "timestamp")
             updated = 0
             for patch in datum["updates"]:
                 col.update_metadata(patch["id"], patch["metadata"], replace=patch["replace"])

@@ -77,6 +77,7 @@ from proximadb.storage.validation import (
     check_k,
     check_metadata,
     check_search_knob,
+    check_timestamps,
     check_vectors,
     query_matrix,
     record_label,
@@ -267,6 +268,7 @@ class Collection:
             raise MalformedPayloadError(f"batch holds {op.vectors.shape[0]} vectors for {n} ids")
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
+        check_timestamps(op.timestamps, op.expires_at, op.ids)
         for i, md in enumerate(op.metadata):
             if md:
                 check_metadata(md, f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)

@@ -14,7 +14,7 @@ import numpy as np
 
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
 from proximadb.limits import Limits
-from proximadb.storage.operations import Metadata
+from proximadb.storage.operations import NO_EXPIRY, Metadata
 
 DEFAULT_LIMITS = Limits()
 MAX_ID_BYTES = DEFAULT_LIMITS.max_id_bytes
@@ -26,6 +26,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # (|a| + |b|)^2 <= float32 max / 2: finite in float32, with a factor of 2 to spare for the rounding
 # of float32 accumulation in the kernels. Cosine vectors are normalised, so their scale is free.
 MAX_SQUARED_NORM = float(np.finfo(np.float32).max) / 8
+# The latest client-supplied time (timestamp, expires_at): 9999-12-31T23:59:59.999999Z in
+# microseconds since the epoch. The earliest is 0; negative times are refused.
+MAX_TIMESTAMP_US = 253_402_300_799_999_999
 
 
 def check_ids(ids: Sequence[object], *, allow_duplicates: bool = False, max_bytes: int = MAX_ID_BYTES) -> list[str]:
@@ -93,6 +96,31 @@ def check_vectors(vectors: np.ndarray, label: Callable[[int], str], *, cosine: b
             f"{label(row)}: its squared norm {norms[row]:.4g} is over {MAX_SQUARED_NORM:.4g} (a norm of about "
             f"{math.sqrt(MAX_SQUARED_NORM):.2g}), so distances to it would overflow float32; scale the vectors down"
         )
+
+
+def check_timestamp(value: int, where: str, field: str, *, nullable: bool = False) -> None:
+    """One client-supplied time (``timestamp``, ``expires_at``): microseconds since 1970-01-01 UTC
+    from 0 to :data:`MAX_TIMESTAMP_US` (0 as a record timestamp: the server stamps the time)."""
+    if nullable and value == NO_EXPIRY:
+        return
+    if not 0 <= value <= MAX_TIMESTAMP_US:
+        raise ValidationError(
+            f"{where}: {field} {value} is out of range; it must be microseconds since 1970-01-01 UTC "
+            f"from 0 to {MAX_TIMESTAMP_US} (the end of the year 9999)"
+        )
+
+
+def check_timestamps(timestamps: np.ndarray, expires_at: np.ndarray | None, ids: Sequence[str]) -> None:
+    """:func:`check_timestamp` for a batch: its timestamps and (schema v2) its expiry times."""
+    for field, values, nullable in (("timestamp", timestamps, False), ("expires_at", expires_at, True)):
+        if values is None or values.size == 0:
+            continue
+        bad = (values < 0) | (values > MAX_TIMESTAMP_US)
+        if nullable:
+            bad &= values != NO_EXPIRY
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            check_timestamp(int(values[row]), record_label(ids)(row), field, nullable=nullable)
 
 
 def _utf8_len(text: str) -> int:
