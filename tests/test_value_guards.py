@@ -25,9 +25,10 @@ import pytest
 from _daemon import Daemon
 
 from proximadb import errors
-from proximadb.api.grpc import ERROR_CODE_METADATA
+from proximadb.api.grpc import ERROR_CODE_METADATA, SERVICE_NAME
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.codec.avro_batch import decode_vector_batch
 from proximadb.codec.payload import encode_insert, encode_payload
 from proximadb.storage.engine import Engine
 
@@ -298,6 +299,37 @@ def test_duplicate_keys_in_json_bodies_are_refused(daemon: Daemon, stub: pb_grpc
         code="validation_error", words=(*words, "'description'"))
     assert rest_ok(daemon, "GET", base).get("description") is None
     assert [c["name"] for c in rest_ok(daemon, "GET", "/collections") if c["name"] == "dup-grpc"] == []
+
+
+def test_record_layout_version_must_be_supported(daemon: Daemon, stub: pb_grpc.ProximaDBStub) -> None:
+    base = create(daemon, "layouts", "euclidean")
+    rest_ok(daemon, "POST", f"{base}/vectors", {"id": "a", "vector": [1, 2, 3, 4]})
+    for version in (3, 99, 2**32 - 1):
+        for call, request in ((stub.Get, pb.GetRequest(collection="layouts", ids=["a"], schema_version=version)),
+                              (stub.Scroll, pb.ScrollRequest(collection="layouts", schema_version=version))):
+            grpc_refused(call, request, code="unsupported_schema_version", words=(str(version), "1, 2"))
+    for version in (0, 1, 2):
+        got = stub.Get(pb.GetRequest(collection="layouts", ids=["a"], schema_version=version), timeout=TIMEOUT)
+        assert got.schema_version == max(version, 1)
+        assert decode_vector_batch(got.records, -1, got.schema_version).ids == ["a"]
+        page = stub.Scroll(pb.ScrollRequest(collection="layouts", schema_version=version), timeout=TIMEOUT)
+        assert page.schema_version == max(version, 1)
+
+
+def test_undecodable_request_bytes_are_invalid_argument(channel: grpc.Channel, stub: pb_grpc.ProximaDBStub) -> None:
+    methods = pb.DESCRIPTOR.services_by_name["ProximaDB"].methods
+    assert len(methods) >= 15
+    for method in methods:
+        raw = channel.unary_unary(f"/{SERVICE_NAME}/{method.name}", request_serializer=None,
+                                  response_deserializer=None)
+        for garbage in (b"\xff\xff\xff\xff", b"\x0a\x05ab"):  # a cut varint; a string longer than the bytes left
+            with pytest.raises(grpc.RpcError) as info:
+                raw(garbage, timeout=TIMEOUT)
+            err = info.value
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method.name, err.code(), err.details())
+            assert method.input_type.name in err.details() and "protobuf" in err.details(), err.details()
+            assert dict(err.trailing_metadata() or ()).get(ERROR_CODE_METADATA) == "malformed_payload"
+    assert stub.Health(pb.HealthRequest(), timeout=TIMEOUT).status == "ok"
 
 
 def test_client_timestamps_must_lie_between_0_and_year_9999(daemon: Daemon, stub: pb_grpc.ProximaDBStub) -> None:
