@@ -1,7 +1,9 @@
 """The metadata filter language, compiled once and evaluated inside a search.
 
 A filter is a JSON object (a ``dict``, or its JSON text as sent in
-``SearchRequest.filter``)::
+``SearchRequest.filter``; every API's filter text is parsed here, by
+:func:`parse_filter_text`, which refuses what :mod:`proximadb.strict_json` refuses:
+bad JSON, giant integers, duplicate keys, runaway nesting)::
 
     {"genre": "jazz"}                               equality
     {"year": {"$gte": 1990, "$lt": 2000}}           operators on a field (AND)
@@ -55,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from proximadb import strict_json
 from proximadb.errors import InvalidFilterError
 
 MAX_DEPTH = 32
@@ -100,12 +103,7 @@ class Filter:
 def compile_filter(spec: Mapping[str, Any] | str | None) -> Filter | None:
     """Check and compile a filter; ``None`` when it filters nothing (``None``, ``{}``, ``"null"``)."""
     if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise InvalidFilterError(f"filter: not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidFilterError(f"filter: nested deeper than {MAX_DEPTH} levels") from None
+        spec = parse_filter_text(spec)
     if spec is None:
         return None
     if not isinstance(spec, Mapping):
@@ -115,6 +113,17 @@ def compile_filter(spec: Mapping[str, Any] | str | None) -> Filter | None:
     fields: set[str] = set()
     predicate = _compile_object(spec, "filter", 1, fields)
     return Filter(predicate, dict(spec), frozenset(fields))
+
+
+def parse_filter_text(text: str) -> Any:
+    """A filter given as JSON text, parsed by :func:`proximadb.strict_json.loads` (the one parser of
+    client JSON); anything it refuses is an InvalidFilterError (HTTP 400 / INVALID_ARGUMENT)."""
+    try:
+        return strict_json.loads(text)
+    except strict_json.JSONTooDeepError:
+        raise InvalidFilterError(f"filter: nested deeper than {MAX_DEPTH} levels") from None
+    except strict_json.StrictJSONError as exc:
+        raise InvalidFilterError(f"filter: not valid JSON: {exc}") from None
 
 
 # -- compilation ---------------------------------------------------------------

@@ -363,6 +363,17 @@ def test_normalize_rows() -> None:
     assert distance.normalize_rows(np.empty((0, 4), np.float32)).shape == (0, 4)
 
 
+def test_normalize_rows_handles_huge_and_subnormal_components() -> None:
+    big = np.finfo(np.float32).max
+    tiny = np.float32(1.4e-45)  # the smallest subnormal
+    m = np.array([[big, big, 1, 1], [tiny, 0, 0, 0], [tiny, tiny, 0, 0], [-big, 0, 0, tiny]], dtype=np.float32)
+    half = np.sqrt(0.5)
+    expected = [[half, half, 0, 0], [1, 0, 0, 0], [half, half, 0, 0], [-1, 0, 0, 0]]
+    np.testing.assert_allclose(distance.normalize_rows(m), expected, rtol=1e-6, atol=1e-30)
+    distance.normalize_rows(m, inplace=True)
+    np.testing.assert_allclose(m, expected, rtol=1e-6, atol=1e-30)
+
+
 def test_normalize_rows_rejects_zero_and_non_finite_rows_without_changing_anything() -> None:
     m = np.ones((4, 3), dtype=np.float32)
     m[2] = 0

@@ -47,7 +47,8 @@ OP_RECORDS: dict[str, str] = {
 }
 
 
-def _check_version(version: int) -> None:
+def check_version(version: int) -> None:
+    """Refuse a schema version this build does not speak, naming the ones it does."""
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         supported = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
         raise UnsupportedSchemaVersionError(
@@ -65,7 +66,7 @@ def _schema_root() -> Traversable:
 
 @cache
 def _parsed(version: int) -> dict[str, Any]:
-    _check_version(version)
+    check_version(version)
     folder = _schema_root() / f"v{version}"
     named: dict[str, Any] = {}
     by_name: dict[str, Any] = {}
@@ -105,7 +106,7 @@ def resolving_reader_schema(name: str, writer_version: int, reader_version: int 
 
 @cache
 def _aliased(name: str, writer_version: int, reader_version: int) -> Any:
-    _check_version(writer_version)
+    check_version(writer_version)
     folder = _schema_root() / f"v{reader_version}"
     named: dict[str, Any] = {}
     result: dict[str, Any] = {}

@@ -461,6 +461,12 @@ def topk_batch(queries, base, k, metric="l2", mask=None, threads=None):
 def normalize_rows(matrix, inplace=False):
     """Scale each row (or a single vector) to unit L2 norm, as float32.
 
+    The norm and the division are done in float64, where no float32 row can
+    overflow or underflow (a square is at most ~1.2e77, at least ~2e-90): rows
+    with components near float32's maximum, or subnormal ones, come out as
+    exact unit vectors, never as zeros or unscaled. A finite non-zero row
+    always normalises (its largest component becomes at least 1/sqrt(d)).
+
     With ``inplace=True`` the matrix must be a writable C-contiguous float32
     array and is modified and returned; otherwise a new array is returned.
     Raises InvalidVectorError, before changing anything, when a row has zero
@@ -485,7 +491,7 @@ def normalize_rows(matrix, inplace=False):
     cdef double[::1] nv = norms
     cdef double s
     cdef Py_ssize_t bad = -1
-    cdef float scale
+    cdef double inv
     with nogil:
         for i in range(n):
             s = 0.0
@@ -496,9 +502,9 @@ def normalize_rows(matrix, inplace=False):
                 bad = i
         if bad < 0:
             for i in range(n):
-                scale = <float>(1.0 / nv[i])
+                inv = 1.0 / nv[i]
                 for j in range(d):
-                    av[i, j] = av[i, j] * scale
+                    av[i, j] = <float>(<double>av[i, j] * inv)
     if bad >= 0:
         what = "the vector" if arr.ndim == 1 else f"row {bad}"
         if nv[bad] == 0.0:

@@ -11,7 +11,6 @@ payload (:meth:`insert_records`). Records and hits come back as dicts whose
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from proximadb.service.admission import DEFAULT_MAX_CONCURRENT, DEFAULT_REQUEST_
 from proximadb.service.metrics import Metrics
 from proximadb.storage.engine import Engine
 from proximadb.storage.operations import NO_EXPIRY
-from proximadb.storage.validation import check_ids
+from proximadb.storage.validation import check_ids, check_timestamp
 
 
 @dataclass(slots=True)
@@ -263,6 +262,7 @@ class UnifiedAvroService:
             return {"deleted": col.delete(datum["ids"]), "updated": 0}
         if op_type == "vector_update":
             assert isinstance(datum, dict)
+            check_timestamp(datum["timestamp"], "vector_update", "timestamp")
             updated = 0
             for patch in datum["updates"]:
                 col.update_metadata(patch["id"], patch["metadata"], replace=patch["replace"])
@@ -323,10 +323,11 @@ class UnifiedAvroService:
         assert isinstance(req, dict)
         if not req["queries"]:
             raise ValidationError("a search needs at least one query vector")
-        filter_spec = json.loads(req["filter"]) if req.get("filter") else None
+        # The filter stays JSON text: compile_filter parses it (filters.parse_filter_text), as for every API.
         params = SearchParams(
-            queries=req["queries"], k=req["k"], filter=filter_spec, include_vectors=req["include_vectors"],
-            include_metadata=req["include_metadata"], ef=req.get("ef"), nprobe=req.get("nprobe"), exact=req["exact"],
+            queries=req["queries"], k=req["k"], filter=req.get("filter") or None,
+            include_vectors=req["include_vectors"], include_metadata=req["include_metadata"],
+            ef=req.get("ef"), nprobe=req.get("nprobe"), exact=req["exact"],
         )
         return encode_search_result(self.search(collection, params), version)  # answer in the client's version
 

@@ -73,13 +73,14 @@ from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import NO_EXPIRY, DeleteOp, InsertOp, Metadata, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment, SegmentData, segment_dir_name, write_segment
 from proximadb.storage.validation import (
-    check_finite,
     check_ids,
     check_k,
     check_metadata,
-    check_nonzero,
     check_search_knob,
+    check_timestamps,
+    check_vectors,
     query_matrix,
+    record_label,
 )
 from proximadb.storage.wal import WriteAheadLog
 
@@ -266,9 +267,8 @@ class Collection:
         if op.vectors.shape != (n, self.dim):
             raise MalformedPayloadError(f"batch holds {op.vectors.shape[0]} vectors for {n} ids")
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
-        check_finite(op.vectors, op.ids)
-        if self._metric == "cosine":
-            check_nonzero(op.vectors, op.ids)
+        check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
+        check_timestamps(op.timestamps, op.expires_at, op.ids)
         for i, md in enumerate(op.metadata):
             if md:
                 check_metadata(md, f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
@@ -352,9 +352,8 @@ class Collection:
 
     def _apply_insert(self, op: InsertOp) -> None:
         vectors = op.vectors
-        if self._metric == "cosine":
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+        if self._metric == "cosine":  # in float64: huge and subnormal rows normalise exactly too
+            vectors = distance.normalize_rows(vectors)
         if self.segments:
             wanted = set(op.ids)
             for seg in self.segments:  # an id lives in one place at most: memtable or one segment
@@ -815,9 +814,8 @@ class Collection:
         check_k(k, self.options.limits.max_k)
         ef = check_search_knob("ef", ef)
         nprobe = check_search_knob("nprobe", nprobe)
-        queries = query_matrix(vectors, self.dim)
+        queries = query_matrix(vectors, self.dim, cosine=self._metric == "cosine")
         if self._metric == "cosine":
-            check_nonzero(queries, [f"query {i}" for i in range(len(queries))])
             queries = distance.normalize_rows(queries)
         flt = compile_filter(filter_spec)
         with self._request_lock():  # a snapshot; the scan itself runs without the lock, GIL released

@@ -1,25 +1,34 @@
 """Input rules every write passes before anything is logged.
 
 A rejected write raises a typed error whose message names the record (by
-index and id) and the rule it broke; nothing is written.
+index and id) and the rule it broke; nothing is written. The same vector rule
+(:func:`check_vectors`) applies to queries.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
 from proximadb.limits import Limits
-from proximadb.storage.operations import Metadata
+from proximadb.storage.operations import NO_EXPIRY, Metadata
 
 DEFAULT_LIMITS = Limits()
 MAX_ID_BYTES = DEFAULT_LIMITS.max_id_bytes
 MAX_METADATA_KEY_BYTES = 256
 MAX_K = DEFAULT_LIMITS.max_k
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Under euclidean and dot_product a vector (stored or query) may have a squared L2 norm of at most
+# float32's maximum / 8 (a norm of about 6.5e18). A distance between two such vectors is at most
+# (|a| + |b|)^2 <= float32 max / 2: finite in float32, with a factor of 2 to spare for the rounding
+# of float32 accumulation in the kernels. Cosine vectors are normalised, so their scale is free.
+MAX_SQUARED_NORM = float(np.finfo(np.float32).max) / 8
+# The latest client-supplied time (timestamp, expires_at): 9999-12-31T23:59:59.999999Z in
+# microseconds since the epoch. The earliest is 0; negative times are refused.
+MAX_TIMESTAMP_US = 253_402_300_799_999_999
 
 
 def check_ids(ids: Sequence[object], *, allow_duplicates: bool = False, max_bytes: int = MAX_ID_BYTES) -> list[str]:
@@ -44,26 +53,74 @@ def check_ids(ids: Sequence[object], *, allow_duplicates: bool = False, max_byte
     return ids  # type: ignore[return-value]
 
 
-def check_finite(vectors: np.ndarray, ids: Sequence[str]) -> None:
-    if vectors.size and not np.isfinite(vectors).all():
-        bad_row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
-        bad_col = int(np.flatnonzero(~np.isfinite(vectors[bad_row]))[0])
-        raise InvalidVectorError(
-            f"record {bad_row} (id {ids[bad_row]!r}): component {bad_col} is {vectors[bad_row, bad_col]}; "
-            "vectors must be finite (no NaN or infinity)"
-        )
+def record_label(ids: Sequence[str]) -> Callable[[int], str]:
+    """How errors name row ``i`` of a write batch: ``record 3 (id 'x')``."""
+    return lambda i: f"record {i} (id {ids[i]!r})"
 
 
-def check_nonzero(vectors: np.ndarray, ids: Sequence[str]) -> None:
-    """Cosine collections cannot store a vector without a direction."""
+def query_label(i: int) -> str:
+    return f"query {i}"
+
+
+def check_vectors(vectors: np.ndarray, label: Callable[[int], str], *, cosine: bool) -> None:
+    """The one rule for vector values, for every vector stored and every query (all APIs and the
+    embedded engine), raising InvalidVectorError naming the first bad row:
+
+    * every component finite (no NaN or infinity);
+    * cosine: not all zero. Such a vector is then always normalised exactly, however huge or
+      subnormal its components (``distance.normalize_rows`` works in float64);
+    * euclidean / dot_product: a squared L2 norm of at most :data:`MAX_SQUARED_NORM`, so that the
+      distance between any two vectors (and a query) is finite in float32.
+    """
     if vectors.size == 0:
         return
-    zero = ~np.any(vectors, axis=1)
-    if zero.any():
-        row = int(np.flatnonzero(zero)[0])
+    finite = np.isfinite(vectors)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite.all(axis=1))[0])
+        col = int(np.flatnonzero(~finite[row])[0])
         raise InvalidVectorError(
-            f"record {row} (id {ids[row]!r}): an all-zero vector has no direction under the cosine metric"
+            f"{label(row)}: component {col} is {vectors[row, col]}; vectors must be finite (no NaN or infinity)"
         )
+    if cosine:
+        zero = ~np.any(vectors, axis=1)
+        if zero.any():
+            row = int(np.flatnonzero(zero)[0])
+            raise InvalidVectorError(f"{label(row)}: an all-zero vector has no direction under the cosine metric")
+        return
+    wide = vectors.astype(np.float64)  # squares of float32 values cannot overflow a double
+    norms = np.einsum("ij,ij->i", wide, wide)
+    over = norms > MAX_SQUARED_NORM
+    if over.any():
+        row = int(np.flatnonzero(over)[0])
+        raise InvalidVectorError(
+            f"{label(row)}: its squared norm {norms[row]:.4g} is over {MAX_SQUARED_NORM:.4g} (a norm of about "
+            f"{math.sqrt(MAX_SQUARED_NORM):.2g}), so distances to it would overflow float32; scale the vectors down"
+        )
+
+
+def check_timestamp(value: int, where: str, field: str, *, nullable: bool = False) -> None:
+    """One client-supplied time (``timestamp``, ``expires_at``): microseconds since 1970-01-01 UTC
+    from 0 to :data:`MAX_TIMESTAMP_US` (0 as a record timestamp: the server stamps the time)."""
+    if nullable and value == NO_EXPIRY:
+        return
+    if not 0 <= value <= MAX_TIMESTAMP_US:
+        raise ValidationError(
+            f"{where}: {field} {value} is out of range; it must be microseconds since 1970-01-01 UTC "
+            f"from 0 to {MAX_TIMESTAMP_US} (the end of the year 9999)"
+        )
+
+
+def check_timestamps(timestamps: np.ndarray, expires_at: np.ndarray | None, ids: Sequence[str]) -> None:
+    """:func:`check_timestamp` for a batch: its timestamps and (schema v2) its expiry times."""
+    for field, values, nullable in (("timestamp", timestamps, False), ("expires_at", expires_at, True)):
+        if values is None or values.size == 0:
+            continue
+        bad = (values < 0) | (values > MAX_TIMESTAMP_US)
+        if nullable:
+            bad &= values != NO_EXPIRY
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            check_timestamp(int(values[row]), record_label(ids)(row), field, nullable=nullable)
 
 
 def _utf8_len(text: str) -> int:
@@ -141,8 +198,8 @@ def check_search_knob(name: str, value: object, hi: int = 65536) -> int | None:
     return value
 
 
-def query_matrix(vectors: object, dim: int) -> np.ndarray:
-    """Queries as a (m, dim) float32 C-contiguous matrix, checked."""
+def query_matrix(vectors: object, dim: int, *, cosine: bool) -> np.ndarray:
+    """Queries as a (m, dim) float32 C-contiguous matrix, checked by :func:`check_vectors`."""
     try:
         q = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError):
@@ -153,6 +210,5 @@ def query_matrix(vectors: object, dim: int) -> np.ndarray:
         raise ValidationError("query must be a vector or a non-empty list of vectors")
     if q.shape[1] != dim:
         raise DimensionMismatchError(f"query has dimension {q.shape[1]}, the collection has {dim}")
-    if not np.isfinite(q).all():
-        raise InvalidVectorError("query vector must be finite (no NaN or infinity)")
+    check_vectors(q, query_label, cosine=cosine)
     return np.ascontiguousarray(q)

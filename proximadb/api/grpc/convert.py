@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from proximadb import strict_json
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.codec.avro_batch import NO_EXPIRY, decode_vector_batch
-from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
+from proximadb.codec.schemas import check_version
 from proximadb.errors import ValidationError
 
 _CREATE_FIELDS = (
@@ -37,8 +38,8 @@ def parse_json(text: str, what: str) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        return strict_json.loads(text)
+    except strict_json.StrictJSONError as exc:
         raise ValidationError(f"{what} is not valid JSON: {exc}") from None
 
 
@@ -292,8 +293,11 @@ def records_response(
 
 
 def records_version(requested: int) -> int:
-    """The VectorBatch layout to answer in: what the client asked for (0 = 1), at most ours."""
-    return max(1, min(requested or 1, CURRENT_SCHEMA_VERSION))
+    """The VectorBatch layout to answer in: what the client asked for (0 = 1); a version this
+    server does not speak is refused (UnsupportedSchemaVersionError, INVALID_ARGUMENT)."""
+    version = requested or 1
+    check_version(version)
+    return version
 
 
 def records_from_bytes(datum: bytes, *, include_vectors: bool, schema_version: int = 1) -> list[dict[str, Any]]:

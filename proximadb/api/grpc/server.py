@@ -15,9 +15,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proximadb.api.grpc import ENVELOPE_BYTES, SERVICE_NAME
-from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
 from proximadb.api.grpc.auth import AuthInterceptor
-from proximadb.api.grpc.servicer import ProximaDBServicer
+from proximadb.api.grpc.servicer import ProximaDBServicer, add_to_server
 from proximadb.server.auth import KeyStore
 from proximadb.service.unified import UnifiedAvroService
 
@@ -79,7 +78,7 @@ def build_server(
         maximum_concurrent_rpcs=max_workers,
         interceptors=[AuthInterceptor(keys, service.metrics)] if keys is not None and keys.enabled else None,
     )
-    pb_grpc.add_ProximaDBServicer_to_server(ProximaDBServicer(service), server)
+    add_to_server(ProximaDBServicer(service), server)  # undecodable requests: INVALID_ARGUMENT (servicer.py)
 
     health_servicer = health.HealthServicer()
     for name in ("", SERVICE_NAME):

@@ -15,6 +15,11 @@ Every method goes through :func:`_rpc`, which
   (:mod:`proximadb.api.operations`) says the RPC is a probe (``Health``);
 * records ``proximadb_requests_total{protocol="grpc",route,code}`` and
   ``proximadb_request_seconds{protocol="grpc",route}`` (:func:`proximadb.api.operations.record_request`).
+
+:func:`add_to_server` registers the servicer (instead of the generated
+``add_ProximaDBServicer_to_server``) with request deserializers that hand bytes which are not
+the RPC's protobuf message on as an :class:`UndecodableRequest`; ``_rpc`` answers it with
+INVALID_ARGUMENT (``malformed_payload``) where gRPC itself would say INTERNAL.
 """
 
 from __future__ import annotations
@@ -23,16 +28,18 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from proximadb.api import operations
-from proximadb.api.grpc import convert
+from proximadb.api.grpc import SERVICE_NAME, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
 from proximadb.api.grpc.status import abort, status_code
-from proximadb.errors import ProximaDBError
+from proximadb.errors import MalformedPayloadError, ProximaDBError
 from proximadb.service.unified import UnifiedAvroService, encode_records
 
 log = logging.getLogger("proximadb.api.grpc")
@@ -41,6 +48,39 @@ Request = TypeVar("Request")
 Response = TypeVar("Response")
 Context = grpc.ServicerContext
 Method = Callable[["ProximaDBServicer", Request, Context], Response]
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableRequest:
+    """What the request deserializer hands on for bytes that are not the RPC's request message."""
+
+    message: str
+
+
+def _lenient_deserializer(message_type: Any) -> Callable[[bytes], Any]:
+    name = message_type.DESCRIPTOR.name
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return UndecodableRequest(f"the request bytes are not a valid protobuf {name}: {exc}")
+
+    return deserialize
+
+
+def add_to_server(servicer: ProximaDBServicer, server: grpc.Server) -> None:
+    """Register every RPC of the service descriptor, with :func:`_lenient_deserializer`."""
+    handlers = {}
+    for rpc in pb.DESCRIPTOR.services_by_name["ProximaDB"].methods:
+        assert not (rpc.client_streaming or rpc.server_streaming), f"{rpc.name}: only unary RPCs are registered here"
+        handlers[rpc.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, rpc.name),
+            request_deserializer=_lenient_deserializer(getattr(pb, rpc.input_type.name)),
+            response_serializer=getattr(pb, rpc.output_type.name).SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
@@ -52,6 +92,8 @@ def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
         started = time.perf_counter()
         code = "OK"
         try:
+            if isinstance(request, UndecodableRequest):
+                raise MalformedPayloadError(request.message)
             if not admitted:
                 return method(self, request, context)
             with self.service.admission.request("grpc", context.time_remaining()):
@@ -130,15 +172,15 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
     # ------------------------------------------------------------ reads
     @_rpc
     def Get(self, request: pb.GetRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802
+        version = convert.records_version(request.schema_version)
         ids = list(request.ids)
         records = self.service.get_vectors(request.collection, ids, include_vectors=request.include_vectors)
-        version = convert.records_version(request.schema_version)
         return convert.records_response(encode_records(records, version), schema_version=version)
 
     @_rpc
     def Scroll(self, request: pb.ScrollRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802
-        page: dict[str, Any] = self.service.scroll(request.collection, **convert.scroll_args(request))
         version = convert.records_version(request.schema_version)
+        page: dict[str, Any] = self.service.scroll(request.collection, **convert.scroll_args(request))
         return convert.records_response(encode_records(page["records"], version), page["next_cursor"], version)
 
     @_rpc

@@ -3,20 +3,21 @@
 Every JSON response is the envelope ``{"success", "data", "error", "message"}``.
 Bodies are read with a size cap decided before reading (``Content-Length``)
 and enforced while reading (chunked bodies: at most limit + 1 bytes).
-JSON parsing refuses ``NaN``/``Infinity`` literals and numbers that overflow
-a double, so no non-finite value enters the service from JSON; on the way out
+JSON is parsed by :mod:`proximadb.strict_json` (no ``NaN``/``Infinity``, no
+numbers that overflow a double, no giant integers, no duplicate keys), so no
+non-finite value enters the service from JSON; on the way out
 ``allow_nan=False`` keeps them out of responses too.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import falcon
 import numpy as np
 
+from proximadb import strict_json
 from proximadb.errors import BodyTimeoutError, MalformedPayloadError, PayloadTooLargeError, ValidationError
 
 JSON = "application/json"
@@ -71,33 +72,12 @@ def _read_body(req: falcon.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range for a double")
-    return value
-
-
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no overflowing numbers; errors say where parsing failed."""
+    """Strict JSON (:mod:`proximadb.strict_json`); errors say where and why parsing failed."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedPayloadError(f"malformed JSON: body is not UTF-8 (byte {exc.start})") from None
-    try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except json.JSONDecodeError as exc:
-        raise MalformedPayloadError(
-            f"malformed JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}"
-        ) from None
-    except ValueError as exc:  # from the hooks above, or an int too long to convert
+        return strict_json.loads(raw)
+    except strict_json.StrictJSONError as exc:
         raise MalformedPayloadError(f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedPayloadError("malformed JSON: nested too deeply") from None
 
 
 def json_body(req: falcon.Request, limit: int, *, required: bool = True) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from proximadb.storage.validation import MAX_TIMESTAMP_US
+
 JSON = "application/json"
 AVRO = "application/avro"
 
@@ -75,6 +77,7 @@ _OBJ = {"type": "object"}
 _FILTER = {"description": "metadata filter: an object, or the same as JSON text",
            "oneOf": [{"type": "object"}, {"type": "string"}]}
 _FLOATS = {"type": "array", "items": {"type": "number"}}
+_TIME = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_US}  # storage/validation.py
 
 SCHEMAS: dict[str, Any] = {
     "Envelope": {
@@ -119,7 +122,9 @@ SCHEMAS: dict[str, Any] = {
         "oneOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
                   {"type": "array", "items": {"type": "string"}}]}},
     "VectorInput": {"type": "object", "required": ["vector"], "properties": {
-        "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"), "timestamp": {"type": "integer"}}},
+        "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"),
+        "timestamp": {**_TIME, "description": "µs since the epoch; 0 (default): the server's time"},
+        "expires_at": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_TIMESTAMP_US}}},
     "Record": {"type": "object", "required": ["id", "metadata", "timestamp"], "properties": {
         "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"), "timestamp": {"type": "integer"}}},
     "InsertResult": {"type": "object", "properties": {"count": {"type": "integer"},
