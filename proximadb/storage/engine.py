@@ -25,7 +25,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from proximadb.errors import CollectionExistsError, CollectionNotFoundError, EngineClosedError, ValidationError
+from proximadb.errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    EngineClosedError,
+    ValidationError,
+    storage_error_from_os,
+)
 from proximadb.storage.allocator import pin_malloc_mmap_threshold
 from proximadb.storage.catalog import Catalog, CollectionConfig
 from proximadb.storage.collection import Collection, StorageOptions
@@ -61,14 +67,15 @@ class Engine:
         if opts.memtable_type not in MEMTABLE_TYPES:
             raise ValidationError(f"memtable_type must be one of {', '.join(MEMTABLE_TYPES)}")
         path = Path(data_dir).expanduser().resolve()
-        path.mkdir(parents=True, exist_ok=True)
         engine = cls(path, opts)
-        engine._dir_lock.acquire()
+        engine._dir_lock.acquire()  # creates the directory if needed
         try:
             engine._load()
-        except BaseException:
+        except BaseException as exc:
             engine._close_collections()
             engine._dir_lock.release()
+            if isinstance(exc, OSError):
+                raise storage_error_from_os(exc, f"cannot open data directory {path}") from exc
             raise
         return engine
 
