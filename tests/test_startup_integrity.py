@@ -1,8 +1,15 @@
-"""Start-up failures are one line that names the file and says what to do (issue 15).
+"""Start-up never trades a lost metadata file for lost data (issue 15).
 
-A real daemon over a real data directory: a file of a segment that is gone, a
-read-only data directory: the daemon exits non-zero with one line, no
-traceback, and changes nothing.
+A real daemon over a real data directory:
+
+* a missing ``catalog.pxdb`` or ``MANIFEST`` next to existing data, a segment
+  directory the manifest names but that is gone, a read-only data directory:
+  the daemon refuses to start with one line naming the file and what to do,
+  and changes nothing;
+* what an interrupted flush, compaction or delete left behind is removed only
+  when the crash is proven (a temporary name, a PENDING marker written before
+  the operation, or the committed catalog/manifest naming what it dropped);
+  anything else goes to a ``quarantine/`` folder with an ERROR, never deleted.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,6 +75,50 @@ def _count(daemon: Daemon, name: str) -> int:
     return int(info["vector_count"])
 
 
+def test_missing_catalog_refuses_to_start_and_deletes_no_collection(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    uuid = _build(data)
+    saved = tmp_path / "catalog.pxdb.saved"
+    (data / "catalog.pxdb").rename(saved)
+    before = _files(data / "collections")
+    _, line = _refused(data)
+    assert str(data / "catalog.pxdb") in line and "missing" in line and "backup" in line, line
+    assert uuid in line
+    assert _files(data / "collections") == before  # nothing deleted or moved
+    assert not (data / "catalog.pxdb").exists()  # and no empty catalog written in its place
+    saved.rename(data / "catalog.pxdb")
+    with Daemon(data) as again:
+        assert _count(again, "docs") == 4 * ROWS_PER_SEGMENT
+
+
+def test_missing_manifest_refuses_to_start_and_deletes_no_segment(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    uuid = _build(data)
+    manifest = data / "collections" / uuid / "MANIFEST"
+    saved = tmp_path / "MANIFEST.saved"
+    manifest.rename(saved)
+    before = _files(data / "collections")
+    _, line = _refused(data)
+    assert str(manifest) in line and "missing" in line and "backup" in line, line
+    assert "4 segment" in line
+    assert _files(data / "collections") == before
+    saved.rename(manifest)
+    with Daemon(data) as again:
+        assert _count(again, "docs") == 4 * ROWS_PER_SEGMENT
+
+
+def test_missing_segment_directory_is_a_one_line_refusal(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    uuid = _build(data)
+    gone = data / "collections" / uuid / "segments" / "seg-00000002"
+    shutil.rmtree(gone)
+    before = _files(data / "collections")
+    _, line = _refused(data)
+    assert str(gone) in line and "MANIFEST" in line and "backup" in line, line
+    assert "[Errno" not in line
+    assert _files(data / "collections") == before
+
+
 def test_missing_file_of_a_segment_is_a_one_line_refusal(tmp_path: Path) -> None:
     data = tmp_path / "data"
     uuid = _build(data, segments=2)
@@ -122,3 +174,94 @@ def test_read_only_data_directory_is_a_one_line_error(tmp_path: Path) -> None:
     assert "read-only" in errors[0].lower() or "permission" in errors[0].lower(), errors[0]
     assert "writable" in errors[0], errors[0]
     assert _files(data) == before
+
+
+CRASH = r"""
+import os, shutil, sys
+import numpy as np
+from proximadb.storage import catalog, manifest
+from proximadb.storage.engine import Engine
+
+where = sys.argv[2]
+engine = Engine.open(sys.argv[1], auto_compact=False, fsync="always")
+col = engine.collection("docs")
+
+def die(*_a, **_k):
+    os._exit(9)
+
+if where == "flush":  # the new segment is written and renamed into place; the manifest swap never happens
+    col.insert(ids=[f"late-{i}" for i in range(50)], vectors=np.ones((50, 8), np.float32))
+    manifest.Manifest.save = die
+    col.flush()
+elif where == "compaction":  # the manifest swap happened; the merged inputs are not yet removed
+    shutil.rmtree = die
+    col.compact()
+elif where == "delete":  # the catalog no longer has the collection; its directory is not yet removed
+    shutil.rmtree = die
+    engine.delete_collection(sys.argv[3])
+elif where == "create":  # the collection's directory is made; the catalog never names it
+    catalog.Catalog.save = die
+    engine.create_collection(sys.argv[3], 8)
+"""
+
+
+def _crash(data: Path, where: str, *args: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(data), where, *args], env=child_env(),
+                          cwd=str(data.parent), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+
+
+def test_unlisted_segment_is_quarantined_while_proven_crash_leftovers_go(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    uuid = _build(data)
+    col_dir = data / "collections" / uuid
+    segments = col_dir / "segments"
+    originals = [f"seg-0000000{i}" for i in range(1, 5)]
+    _crash(data, "compaction")  # merges seg 1-4 into seg 5 and dies before removing 1-4
+    assert all(any(p.name.startswith(o) for p in segments.iterdir()) for o in originals)
+    _crash(data, "flush")  # its open removes seg 1-4; then a flush dies before its manifest swap
+    assert not any(p.name.startswith(tuple(originals)) for p in segments.iterdir())
+    assert not (col_dir / "quarantine").exists()
+    (pending,) = [p for p in segments.iterdir() if p.name != "seg-00000005"]
+    # A segment directory nothing explains (e.g. put back by hand, or left next to an older MANIFEST).
+    stray = segments / "seg-00000090"
+    shutil.copytree(segments / "seg-00000005", stray)
+    stray_files = _files(stray)
+    with Daemon(data) as daemon:
+        assert _count(daemon, "docs") == 4 * ROWS_PER_SEGMENT + 50  # the 50 rows of the failed flush: WAL
+        logs = daemon.logs()
+    assert sorted(p.name for p in segments.iterdir()) == ["seg-00000005"]
+    assert not pending.exists()
+    quarantined = col_dir / "quarantine" / stray.name
+    assert _files(quarantined) == stray_files  # moved aside whole, not deleted
+    errors = [line for line in logs.splitlines() if " ERROR " in line and "quarantine" in line]
+    assert len(errors) == 1, logs
+    assert str(stray) in errors[0] and str(quarantined) in errors[0] and "MANIFEST" in errors[0], errors[0]
+
+
+def test_unlisted_collection_dir_is_quarantined_while_interrupted_create_and_delete_finish(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    docs_uuid = _build(data, "docs", segments=1)
+    gone_uuid = _build(data, "gone", segments=1)
+    _crash(data, "delete", "gone")  # committed: "gone" is out of the catalog; its files are not yet removed
+    root = data / "collections"
+    assert any(p.name.startswith(gone_uuid) for p in root.iterdir())
+    _crash(data, "create", "never")  # its open finishes the delete; then a create dies before the catalog save
+    assert not any(p.name.startswith(gone_uuid) for p in root.iterdir())
+    (half_made,) = [p for p in root.iterdir() if p.name != docs_uuid]
+    # A collection directory the catalog does not name and nothing shows was deleted.
+    stray = root / "0c4f8a52-1d3e-4f6a-9b7c-2e5d8f1a3b6c"
+    shutil.copytree(root / docs_uuid, stray)
+    stray_files = _files(stray)
+    with Daemon(data) as daemon:
+        assert [c["name"] for c in daemon.get_data("/collections")] == ["docs"]
+        assert _count(daemon, "docs") == ROWS_PER_SEGMENT
+        logs = daemon.logs()
+    assert sorted(p.name for p in root.iterdir()) == [docs_uuid]
+    assert not half_made.exists()
+    assert sorted(p.name for p in (data / "quarantine").iterdir()) == [stray.name]
+    quarantined = data / "quarantine" / stray.name
+    assert _files(quarantined) == stray_files
+    errors = [line for line in logs.splitlines() if " ERROR " in line and "quarantine" in line]
+    assert len(errors) == 1, logs
+    assert str(stray) in errors[0] and "catalog.pxdb" in errors[0], errors[0]
