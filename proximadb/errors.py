@@ -13,6 +13,8 @@ so maps to the base class; the SDK's gRPC transport tells those apart itself.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
@@ -171,6 +173,28 @@ class DataDirLockedError(StorageError):
 
 class EngineClosedError(UnavailableError):
     code = "engine_closed"
+
+
+_OS_ERROR_ADVICE = {
+    errno.EROFS: "the data directory must be writable: remount its file system read-write or use another "
+                 "data directory",
+    errno.EACCES: "the data directory must be writable by the user running proximadb (uid {uid}): fix the "
+                  "owner or mode of the file, or use another data directory",
+    errno.ENOENT: "a file the data directory needs is missing: restore the data directory from a backup "
+                  "(proximadb restore)",
+    errno.ENOSPC: "the disk is full: free space and try again",
+}
+_OS_ERROR_ADVICE[errno.EPERM] = _OS_ERROR_ADVICE[errno.EACCES]
+
+
+def storage_error_from_os(exc: OSError, doing: str, advice: str | None = None) -> StorageError:
+    """One line for an OSError met while ``doing`` (e.g. "cannot open data directory X"): the file, the
+    system's reason and what to do (``advice``, else by errno). DiskFullError for ENOSPC."""
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    if advice is None:
+        advice = _OS_ERROR_ADVICE.get(exc.errno or 0, "check the file, its permissions and the disk (dmesg)")
+    message = f"{doing}: {where}{exc.strerror or exc}; {advice.format(uid=os.geteuid())}"
+    return DiskFullError(message) if exc.errno == errno.ENOSPC else StorageError(message)
 
 
 def _all_subclasses(cls: type[ProximaDBError]) -> list[type[ProximaDBError]]:

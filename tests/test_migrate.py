@@ -161,8 +161,9 @@ if target == "write_segment":
     migrate.write_segment = crashing(migrate.write_segment)
 elif target == "manifest_save":
     manifest.Manifest.save = crashing(manifest.Manifest.save)
-elif target == "rmtree":
-    migrate.shutil.rmtree = crashing(migrate.shutil.rmtree)
+elif target == "rmtree":  # removing a replaced segment directory (storage/intents.py)
+    import shutil
+    shutil.rmtree = crashing(shutil.rmtree)
 migrate.migrate(sys.argv[1])
 """
 

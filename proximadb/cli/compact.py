@@ -15,28 +15,37 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):,.1f} MiB"
 
 
+def _tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 @click.command("compact")
 @DATA_DIR_ARG
 @COLLECTION_OPT
 @click.option("--no-wait-index", is_flag=True, help="Do not wait for HNSW/IVF indexes of the merged segments.")
 def compact(data_dir: Path | None, collection: str | None, no_wait_index: bool) -> None:
-    """Merge each collection's segments into one, dropping deleted and superseded rows.
+    """Flush each collection's WAL, then merge its segments into one, dropping deleted and superseded rows.
 
     Works offline: it opens DATA_DIR itself and refuses while a daemon holds it
     (compact a running daemon's collection with POST /collections/NAME/compact
-    instead). The merge rebuilds the collection's HNSW/IVF index for the new
+    instead). First the operations a stopped daemon left in the WAL (writes
+    and deletes after the checkpoint) are flushed into a segment, so that
+    their deletions can be dropped, and the WAL files they fill are removed;
+    then the merge rebuilds the collection's HNSW/IVF index for the new
     segment and swaps the manifest atomically, so an interruption at any point
-    leaves the old or the new state. Progress and the bytes saved are logged.
+    leaves the old or the new state. It prints, per collection and for the
+    data directory, the bytes before and after and the bytes freed.
 
     DATA_DIR defaults to the data directory `proximadb serve` uses.
-    Exit status: 0 done, 1 error (data directory in use, unknown collection).
+    Exit status: 0 done, 1 error (data directory in use or refused at open,
+    unknown collection, disk full).
     """
     from proximadb.server.logs import configure_logging
     from proximadb.storage.engine import Engine
 
     configure_logging("info")
     path = resolve_data_dir(data_dir)
-    if not (path / "catalog.pxdb").exists():
+    if not (path / "catalog.pxdb").exists() and not (path / "collections").exists():
         raise click.ClickException(f"{path} is not a ProximaDB data directory (no catalog.pxdb)")
     try:
         engine = Engine.open(path, auto_compact=False)
@@ -52,21 +61,31 @@ def compact(data_dir: Path | None, collection: str | None, no_wait_index: bool) 
             targets = [engine.collection(n) for n in names]
         except ProximaDBError as exc:
             raise click.ClickException(str(exc)) from None
-        total_before = total_after = 0
+        total_before = _tree_bytes(path / "collections")
         for col in targets:
-            report = col.compact()
-            if not no_wait_index:
-                col.wait_for_indexes()
-            total_before += report["bytes_before"]
-            total_after += report["bytes_after"]
+            before = _tree_bytes(col.directory)
+            try:
+                stats = col.stats()
+                ops, rows = stats["wal_last_seq"] - stats["checkpoint_seq"], stats["memtable_rows"]
+                col.flush()  # deletes still in the WAL become bitmaps the merge can drop
+                report = col.compact()
+                if not no_wait_index:
+                    col.wait_for_indexes()
+            except ProximaDBError as exc:
+                raise click.ClickException(f"{col.config.name}: {exc}") from None
+            after = _tree_bytes(col.directory)
+            flushed = f"flushed {ops:,} WAL operation(s) ({rows:,} live rows) into a segment, " if ops else ""
             if report["merged"]:
-                click.echo(
-                    f"{col.config.name}: {report['segments_before']} segment(s) -> {report['segments_after']}, "
-                    f"{report['rows_before']:,} rows -> {report['rows_after']:,}, "
-                    f"{_mib(report['bytes_before'])} -> {_mib(report['bytes_after'])} in {report['seconds']:.1f}s"
-                )
+                merged = (f"{report['segments_before']} segment(s) -> {report['segments_after']}, "
+                          f"{report['rows_before']:,} rows -> {report['rows_after']:,}")
             else:
-                click.echo(f"{col.config.name}: nothing to compact ({report['segments_before']} segment(s))")
+                merged = f"nothing to compact ({report['segments_before']} segment(s))"
+            click.echo(f"{col.config.name}: {flushed}{merged}; {_mib(before)} -> {_mib(after)} "
+                       f"({_mib(before - after)} freed) in {report['seconds']:.1f}s")
+        total_after = _tree_bytes(path / "collections")
+        click.echo(f"data directory: {total_before:,} bytes -> {total_after:,} bytes, "
+                   f"{total_before - total_after:,} bytes freed")
         logging.getLogger("proximadb.compaction").info(
-            "compacted %d collection(s): %s -> %s", len(targets), _mib(total_before), _mib(total_after)
+            "compacted %d collection(s): %s -> %s, %s freed", len(targets), _mib(total_before), _mib(total_after),
+            _mib(total_before - total_after),
         )

@@ -58,9 +58,8 @@ def check_port_free(host: str, port: int, what: str) -> None:
 
 
 def check_data_dir_free(config: ServerConfig) -> None:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
     lock = DataDirLock(config.data_dir)
-    lock.acquire()  # raises DataDirLockedError naming the owner
+    lock.acquire()  # creates it; one-line errors: DataDirLockedError naming the owner, unwritable, ...
     lock.release()
 
 

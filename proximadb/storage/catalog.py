@@ -3,7 +3,16 @@
 A checksummed JSON document of kind ``catalog`` (layout in docfile.py),
 replaced atomically on every change. Body::
 
-    {"format": 1, "collections": [<CollectionConfig.to_dict()>, ...]}
+    {"format": 1, "collections": [<CollectionConfig.to_dict()>, ...],
+     "dropped": [<uuid of a deleted collection whose directory may still exist>, ...]}
+
+``dropped`` (absent in catalogs written before it existed: empty) is the
+proof that a directory under ``collections/`` was deleted by a committed
+delete: a uuid stays in it until its directory is gone. At open, a collection
+directory the catalog does not name is removed only with such proof (or a
+PENDING marker, a temporary name: intents.py); anything else is quarantined,
+and a missing catalog next to collection directories stops the open
+(integrity.py).
 
 A collection's files live under ``collections/<uuid>/``: the user-chosen name
 is only ever a key in this document, never part of a path, so no name can
@@ -162,6 +171,7 @@ class Catalog:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / CATALOG_NAME
         self.collections: dict[str, CollectionConfig] = {}  # by uuid
+        self.dropped: list[str] = []  # deleted collections whose directories may still exist
         if self.path.exists():
             body = read_doc(self.path, "catalog")
             if body.get("format") != CATALOG_FORMAT:
@@ -169,12 +179,20 @@ class Catalog:
             for raw in body["collections"]:
                 cfg = CollectionConfig(**raw)
                 self.collections[cfg.uuid] = cfg
+            self.dropped = [str(u) for u in body.get("dropped", [])]
+
+    @property
+    def collections_dir(self) -> Path:
+        return self.path.parent / "collections"
 
     def save(self) -> None:
+        """Replace the document; uuids in ``dropped`` whose directories are gone are left out."""
+        self.dropped = [u for u in self.dropped if (self.collections_dir / u).exists()]
         write_doc(
             self.path,
             "catalog",
-            {"format": CATALOG_FORMAT, "collections": [c.to_dict() for c in self.collections.values()]},
+            {"format": CATALOG_FORMAT, "collections": [c.to_dict() for c in self.collections.values()],
+             "dropped": self.dropped},
         )
 
     def find(self, name_or_uuid: str) -> CollectionConfig | None:

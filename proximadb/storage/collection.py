@@ -13,9 +13,9 @@ Invariant: every id is live in at most one place (the memtable or one
 segment row). An upsert or metadata update of a segment row marks that row
 deleted and puts the new version in the memtable, so segments stay immutable.
 
-Recovery: load the manifest, drop what it does not name (a flush that died
-before its manifest swap), load the segments, replay WAL frames after the
-checkpoint through the same ``_apply`` the live path uses.
+Recovery: load the manifest and check ``segments/`` against it (integrity.py:
+only proven crash leftovers are removed), load the segments, replay WAL frames
+after the checkpoint through the same ``_apply`` the live path uses.
 
 Flush: write the memtable as a new segment, the changed deletion bitmaps, then
 the manifest (the commit point), then checkpoint the WAL. A failure before the
@@ -38,7 +38,6 @@ import errno
 import heapq
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -66,9 +65,9 @@ from proximadb.errors import (
 from proximadb.filters import Filter, compile_filter
 from proximadb.index import distance
 from proximadb.limits import Limits
-from proximadb.storage import compaction, segment_index
+from proximadb.storage import compaction, integrity, intents, segment_index
 from proximadb.storage.catalog import CollectionConfig
-from proximadb.storage.manifest import MANIFEST_NAME, Manifest, ManifestNotDurableError, SegmentRef
+from proximadb.storage.manifest import Manifest, ManifestNotDurableError, SegmentRef
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import NO_EXPIRY, DeleteOp, InsertOp, Metadata, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment, SegmentData, segment_dir_name, write_segment
@@ -166,8 +165,7 @@ class Collection:
     def open(cls, config: CollectionConfig, directory: Path, options: StorageOptions) -> Collection:
         self = cls(config, directory, options)
         (directory / "segments").mkdir(parents=True, exist_ok=True)
-        self.manifest = Manifest.load(directory)
-        self._remove_orphan_segments()
+        self.manifest = integrity.open_manifest(directory, config.name)
         for ref in self.manifest.segments:
             seg = Segment(
                 directory / "segments" / segment_dir_name(ref.id),
@@ -199,22 +197,6 @@ class Collection:
                 self.memtable.live_count,
             )
         return self
-
-    def _remove_orphan_segments(self) -> None:
-        """Remove what interrupted saves left: unlisted segment directories, MANIFEST.tmp, index temp files.
-
-        None of it is ever read (a save is committed by its rename), but it holds disk space.
-        """
-        named = {segment_dir_name(ref.id) for ref in self.manifest.segments}
-        for path in (self.directory / "segments").iterdir():
-            if path.name not in named:
-                log.warning("collection %s: removing %s, not in the manifest (interrupted flush?)",
-                            self.config.name, path)
-                shutil.rmtree(path, ignore_errors=True)
-        for path in [self.directory / f"{MANIFEST_NAME}.tmp", *(self.directory / "segments").glob("*/index.*.tmp*")]:
-            if path.is_file():
-                log.warning("collection %s: removing %s, left by an interrupted save", self.config.name, path)
-                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.index_builder.stop()
@@ -506,6 +488,7 @@ class Collection:
                     next_segment_id=self.manifest.next_segment_id,
                     segments=[refs[s.id] for s in remaining if s.id in refs]
                     + ([SegmentRef(new.id, written[0] if written else 0)] if new is not None else []),
+                    retired=self.manifest.retiring(self.directory, [s.id for s in inputs]),
                 )
                 try:
                     manifest.save(self.directory)  # the commit point
@@ -521,11 +504,10 @@ class Collection:
         except BaseException:
             if not committed:  # the inputs are untouched; the partial output goes now (its space is needed)
                 new = None  # drop the memory map before the files go
-                shutil.rmtree(new_path, ignore_errors=True)
+                intents.discard(new_path)
             raise
         if durable:
-            for seg in inputs:
-                shutil.rmtree(seg.path, ignore_errors=True)
+            intents.settle([new.path] if new is not None else [], [seg.path for seg in inputs])
         if new is not None:
             self._index_segment(new, load_existing=False)
         report.segments_after = len(self.segments)
@@ -643,6 +625,7 @@ class Collection:
         seq = wal.last_seq
         rows = self.memtable.live_rows()
         keep = [s for s in self.segments if s.live_count > 0]
+        dropped = [s for s in self.segments if s.live_count == 0]
         new_paths: list[Path] = []
         new_segments: list[Segment] = []
         written: list[tuple[int, np.ndarray] | None] = []
@@ -668,6 +651,7 @@ class Collection:
                 segments=[
                     SegmentRef(s.id, w[0] if w else s.deletes_generation) for s, w in zip(keep, written, strict=True)
                 ] + [SegmentRef(s.id, 0) for s in new_segments],
+                retired=self.manifest.retiring(self.directory, [s.id for s in dropped]),
             )
             try:
                 manifest.save(self.directory)  # the commit point
@@ -680,7 +664,7 @@ class Collection:
             # flush wrote (its space is needed) and leave memtable and WAL as they are.
             new_segments.clear()  # drop the memory map before the files go
             for path in new_paths:
-                shutil.rmtree(path, ignore_errors=True)
+                intents.discard(path)
             for seg, w in zip(keep, written, strict=False):
                 if w is not None:
                     with contextlib.suppress(OSError):
@@ -688,12 +672,11 @@ class Collection:
             raise
         for seg, w in zip(keep, written, strict=True):
             seg.commit_deletions(w)
-        dropped = [s for s in self.segments if s.live_count == 0]
         self.manifest = manifest
         self.segments = keep + new_segments
         self.memtable = self._new_memtable()
         if durable:
-            self._after_flush_cleanup(wal, seq, keep, dropped)
+            self._after_flush_cleanup(wal, seq, keep, new_segments, dropped)
         for seg in new_segments:
             self._index_segment(seg, load_existing=False)
         self._maybe_compact_in_background()
@@ -708,8 +691,9 @@ class Collection:
             time.monotonic() - started, len(self.segments),
         )
 
-    def _after_flush_cleanup(self, wal: WriteAheadLog, seq: int, keep: list[Segment], dropped: list[Segment]) -> None:
-        """After the manifest swap: drop covered WAL files and old files. Failures are logged, not raised."""
+    def _after_flush_cleanup(self, wal: WriteAheadLog, seq: int, keep: list[Segment], new: list[Segment],
+                             dropped: list[Segment]) -> None:
+        """After a durable manifest swap: drop covered WAL files and old files. Failures are logged, not raised."""
         try:
             wal.checkpoint(seq)
         except (OSError, StorageError) as exc:
@@ -722,8 +706,7 @@ class Collection:
             except OSError as exc:
                 log.warning("collection %s: cannot remove old deletion bitmaps of %s: %s", self.config.name,
                             seg.path, exc)
-        for seg in dropped:
-            shutil.rmtree(seg.path, ignore_errors=True)
+        intents.settle([s.path for s in new], [s.path for s in dropped])
 
     # ------------------------------------------------------------------ reads
     def _record(self, id_: str, include_vector: bool = True) -> dict[str, Any] | None:

@@ -14,10 +14,12 @@ in-memory deletions. At the swap, under the collection lock:
   persisted by the next flush, exactly as for any other segment.
 
 The manifest swap (write, fsync, rename, fsync dir) is the commit point: a
-kill -9 before it leaves the old segments (the half-written new directory is
-removed as an orphan on open), after it the new one; the input directories
-are deleted only after the swap. The merge itself runs without the lock, so
-reads and writes go on; only the swap holds it, briefly.
+kill -9 before it leaves the old segments (the new directory, a ``.tmp`` or
+still carrying its PENDING marker, is removed on open: integrity.py), after
+it the new one; the input directories are deleted only after the swap, and
+the new manifest lists them as ``retired`` so that an open finishes their
+removal. The merge itself runs without the lock, so reads and writes go on;
+only the swap holds it, briefly.
 
 A failure before the swap (ENOSPC while writing the merged segment, its
 bitmap or the manifest) leaves the inputs untouched and removes the partial

@@ -5,6 +5,12 @@ Layout of a data directory::
     LOCK                  flock held by the owning process (lockfile.py)
     catalog.pxdb          every collection's settings (catalog.py)
     collections/<uuid>/   one collection's MANIFEST, wal/ and segments/ (collection.py)
+    quarantine/           what the open found under collections/ and could not explain (integrity.py)
+
+Opening checks the directory against the catalog before anything is read or
+removed (integrity.py): a missing catalog next to collection directories is a
+refusal to start, not an empty database. Every failure to open is one line
+(a ProximaDBError) that names the file and says what to do.
 
 The service layer (REST and gRPC) calls this API; so does in-process use::
 
@@ -18,14 +24,20 @@ The service layer (REST and gRPC) calls this API; so does in-process use::
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from proximadb.errors import CollectionExistsError, CollectionNotFoundError, EngineClosedError, ValidationError
+from proximadb.errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    EngineClosedError,
+    ValidationError,
+    storage_error_from_os,
+)
+from proximadb.storage import integrity, intents
 from proximadb.storage.allocator import pin_malloc_mmap_threshold
 from proximadb.storage.catalog import Catalog, CollectionConfig
 from proximadb.storage.collection import Collection, StorageOptions
@@ -61,28 +73,24 @@ class Engine:
         if opts.memtable_type not in MEMTABLE_TYPES:
             raise ValidationError(f"memtable_type must be one of {', '.join(MEMTABLE_TYPES)}")
         path = Path(data_dir).expanduser().resolve()
-        path.mkdir(parents=True, exist_ok=True)
         engine = cls(path, opts)
-        engine._dir_lock.acquire()
+        engine._dir_lock.acquire()  # creates the directory if needed
         try:
             engine._load()
-        except BaseException:
+        except BaseException as exc:
             engine._close_collections()
             engine._dir_lock.release()
+            if isinstance(exc, OSError):
+                raise storage_error_from_os(exc, f"cannot open data directory {path}") from exc
             raise
         return engine
 
     def _load(self) -> None:
         started = time.monotonic()
-        self.catalog = Catalog(self.data_dir)
-        root = self.data_dir / "collections"
-        root.mkdir(exist_ok=True)
-        for path in root.iterdir():
-            if path.name not in self.catalog.collections:
-                log.warning("removing %s: no collection in the catalog owns it (interrupted delete?)", path)
-                shutil.rmtree(path, ignore_errors=True)
-        for uuid, cfg in self.catalog.collections.items():
-            self._collections[uuid] = Collection.open(cfg, root / uuid, self.options)
+        catalog = integrity.open_catalog(self.data_dir)
+        for uuid, cfg in catalog.collections.items():
+            self._collections[uuid] = Collection.open(cfg, catalog.collections_dir / uuid, self.options)
+        self.catalog = catalog
         log.info(
             "opened data directory %s: %d collection(s) in %.2fs",
             self.data_dir, len(self._collections), time.monotonic() - started,
@@ -106,16 +114,23 @@ class Engine:
             catalog = self._catalog
             if catalog.find(cfg.name) is not None:
                 raise CollectionExistsError(f"collection {cfg.name!r} already exists")
-            directory = self.data_dir / "collections" / cfg.uuid
-            collection = Collection.open(cfg, directory, self.options)
+            directory = catalog.collections_dir / cfg.uuid
+            with intents.new_dir(directory):
+                pass  # collections/<uuid>/ with its PENDING marker, removed once the catalog names it
+            try:
+                collection = Collection.open(cfg, directory, self.options)
+            except BaseException:
+                intents.discard(directory)
+                raise
             catalog.collections[cfg.uuid] = cfg
             try:
                 catalog.save()
             except BaseException:
                 del catalog.collections[cfg.uuid]
                 collection.close()
-                shutil.rmtree(directory, ignore_errors=True)
+                intents.discard(directory)
                 raise
+            intents.settle(committed=[directory])
             self._collections[cfg.uuid] = collection
             log.info("created collection %s (%s): dimension %d, %s, %s", cfg.name, cfg.uuid, cfg.dimension,
                      cfg.distance_metric, cfg.indexing_algorithm)
@@ -157,14 +172,16 @@ class Engine:
             cfg = self._config(name_or_uuid)
             catalog = self._catalog
             del catalog.collections[cfg.uuid]
+            catalog.dropped.append(cfg.uuid)  # the proof, for the next open, that its directory may go
             try:
                 catalog.save()  # from here on the collection is gone, even after a crash
             except BaseException:
                 catalog.collections[cfg.uuid] = cfg
+                catalog.dropped.remove(cfg.uuid)
                 raise
             collection = self._collections.pop(cfg.uuid)
             collection.close()
-            shutil.rmtree(collection.directory, ignore_errors=True)
+            intents.settle(dropped=[collection.directory])
             log.info("deleted collection %s (%s)", cfg.name, cfg.uuid)
 
     def collection(self, name_or_uuid: str) -> Collection:

@@ -7,11 +7,12 @@ never leaves a stale lock behind.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
 
-from proximadb.errors import DataDirLockedError
+from proximadb.errors import DataDirLockedError, storage_error_from_os
 
 LOCK_NAME = "LOCK"
 
@@ -22,7 +23,17 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Create the data directory if needed and lock it; any failure is one line naming the file."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error_from_os(exc, f"cannot create data directory {self.path.parent}",
+                                        None if exc.errno in (errno.EROFS, errno.ENOSPC) else
+                                        "create it by hand or choose another data directory") from None
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise storage_error_from_os(exc, f"cannot lock data directory {self.path.parent}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -34,8 +45,12 @@ class DataDirLock:
                 f"data directory {self.path.parent} is in use by process {owner} (lock {self.path}); "
                 "stop that process or choose another data directory"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise storage_error_from_os(exc, f"cannot lock data directory {self.path.parent}") from None
         self._fd = fd
 
     def release(self) -> None:

@@ -6,10 +6,16 @@ Stored as ``collections/<uuid>/MANIFEST``, a checksummed JSON document of kind
     {"format": 1,
      "checkpoint_seq": <every WAL frame with seq <= this is in the segments>,
      "next_segment_id": <id the next flush or compaction uses>,
-     "segments": [{"id": <segment id>, "deletes_generation": <bitmap generation, 0 = none>}, ...]}
+     "segments": [{"id": <segment id>, "deletes_generation": <bitmap generation, 0 = none>}, ...],
+     "retired": [<id of a segment this manifest or an earlier one dropped>, ...]}
 
-Anything in ``segments/`` that the manifest does not name (a flush or
-compaction that crashed before its manifest swap) is removed on open.
+``retired`` (absent in manifests written before it existed: empty) is the
+proof that a segment directory no longer named was dropped by a committed
+flush, compaction or migration: an id stays in it until its directory is
+gone. At open, a segment directory the manifest does not name is removed only
+with such proof (this list, a PENDING marker, a temporary name: intents.py);
+anything else is quarantined, and a missing MANIFEST next to segments stops
+the open (integrity.py).
 
 Saving is write ``MANIFEST.tmp``, fsync, rename over ``MANIFEST``, fsync the
 directory. :meth:`Manifest.save` tells its caller which side of the rename a
@@ -25,11 +31,13 @@ later save succeeds.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from proximadb.errors import CorruptionError, StorageError
 from proximadb.storage.docfile import encode_doc, fsync_dir, read_doc
+from proximadb.storage.segment import segment_dir_name
 
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "MANIFEST"
@@ -50,6 +58,7 @@ class Manifest:
     checkpoint_seq: int = 0
     next_segment_id: int = 1
     segments: list[SegmentRef] = field(default_factory=list)
+    retired: list[int] = field(default_factory=list)
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:
@@ -63,7 +72,13 @@ class Manifest:
             checkpoint_seq=int(body["checkpoint_seq"]),
             next_segment_id=int(body["next_segment_id"]),
             segments=[SegmentRef(int(s["id"]), int(s["deletes_generation"])) for s in body["segments"]],
+            retired=[int(i) for i in body.get("retired", [])],
         )
+
+    def retiring(self, directory: Path, dropped: Iterable[int]) -> list[int]:
+        """``retired`` for the next manifest: this one's, less the directories already gone, plus ``dropped``."""
+        still = [i for i in self.retired if (directory / "segments" / segment_dir_name(i)).exists()]
+        return still + [i for i in dropped if i not in still]
 
     def save(self, directory: Path) -> None:
         """Replace the manifest atomically and durably.
@@ -78,6 +93,7 @@ class Manifest:
                 "checkpoint_seq": self.checkpoint_seq,
                 "next_segment_id": self.next_segment_id,
                 "segments": [{"id": s.id, "deletes_generation": s.deletes_generation} for s in self.segments],
+                "retired": self.retired,
             },
         )
         path = directory / MANIFEST_NAME

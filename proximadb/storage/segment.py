@@ -11,11 +11,13 @@ A segment is a directory ``segments/seg-<id:08d>/`` holding::
     deletes-<g>.bitmap   generation g of the deletion bitmap (0 = none yet)
     segment.pxdb  the descriptor: a checksummed JSON document (see docfile.py)
                   with rows, dim and, per data file, its size and CRC32C
+    PENDING       empty; present from the segment's creation until the manifest
+                  naming it is durable (intents.py: proof of an interrupted flush)
 
 Everything but the bitmap is written once, into ``seg-<id>.tmp/``, fsynced,
-and renamed into place; the collection's manifest then names the segment
-and its current bitmap generation. Deletions after a flush live in the WAL
-until the next checkpoint writes a new bitmap generation.
+and renamed into place (intents.new_dir); the collection's manifest then
+names the segment and its current bitmap generation. Deletions after a flush
+live in the WAL until the next checkpoint writes a new bitmap generation.
 
 A write that fails (ENOSPC above all) leaves nothing behind: :func:`write_segment`
 removes its temporary directory (or, past the rename, the segment directory,
@@ -55,7 +57,6 @@ space is free again at once and the caller can simply retry later.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ import numpy as np
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema, resolving_reader_schema
 from proximadb.errors import CorruptionError
+from proximadb.storage import intents
 from proximadb.storage.docfile import fsync_dir, read_doc, write_doc
 from proximadb.storage.operations import NO_EXPIRY, Metadata, expiry_or_none
 from proximadb.storage.wal_io import crc32c
@@ -177,19 +179,8 @@ def write_segment(segments_dir: Path, segment_id: int, data: SegmentData, extra:
     On any error (ENOSPC: OSError with errno.ENOSPC) nothing is left behind and the error is raised.
     """
     final = segments_dir / segment_dir_name(segment_id)
-    tmp = segments_dir / (segment_dir_name(segment_id) + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    renamed = False
-    try:
+    with intents.new_dir(final) as tmp:  # seg-<id>.tmp, then seg-<id> with its PENDING marker
         _write_segment_files(tmp, segment_id, data, extra, schema_version)
-        os.replace(tmp, final)
-        renamed = True
-        fsync_dir(segments_dir)
-    except BaseException:
-        shutil.rmtree(final if renamed else tmp, ignore_errors=True)  # no manifest names it yet
-        raise
     return final
 
 
@@ -222,7 +213,6 @@ def _write_segment_files(tmp: Path, segment_id: int, data: SegmentData, extra: d
     descriptor = {"format": FORMAT_VERSION, "id": segment_id, "rows": rows, "dim": dim, "files": files, **extra,
                   "schema_version": schema_version}
     write_doc(tmp / "segment.pxdb", "segment", descriptor)
-    fsync_dir(tmp)
 
 
 def write_bitmap(segment_path: Path, generation: int, deleted: np.ndarray) -> Path:

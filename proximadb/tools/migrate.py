@@ -20,16 +20,17 @@ longer depends on the old schemas. Per collection that needs it:
 
 Crash safety comes from the engine's own protocol: a segment directory becomes
 visible only when a saved manifest names it (``write_segment`` writes into
-``seg-N.tmp`` and renames), the manifest and catalog are replaced atomically,
-and on open the engine removes segment directories no manifest names. A kill
--9 at any point therefore leaves the old or the new state of each segment.
+``seg-N.tmp`` and renames it, with its PENDING marker), the manifest and
+catalog are replaced atomically, the manifest lists the segment it replaced as
+``retired``, and on open the engine removes such proven leftovers
+(storage/integrity.py). A kill -9 at any point therefore leaves the old or the
+new state of each segment.
 
 :func:`plan` only reads (no lock, no file written: ``--dry-run``).
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from typing import Any
 from proximadb import progress
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import UnsupportedSchemaVersionError, ValidationError
-from proximadb.storage import compaction
+from proximadb.storage import compaction, intents
 from proximadb.storage.catalog import CATALOG_NAME, Catalog
 from proximadb.storage.docfile import read_doc
 from proximadb.storage.manifest import Manifest, SegmentRef
@@ -187,13 +188,14 @@ def _rewrite_segment(col: Any, seg: Segment, target: int, task: progress.Task, d
             refs.append(ref)
         elif new is not None:
             refs.append(SegmentRef(new.id, written[0] if written else 0))
-    manifest = Manifest(col.manifest.checkpoint_seq, col.manifest.next_segment_id, refs)
+    manifest = Manifest(col.manifest.checkpoint_seq, col.manifest.next_segment_id, refs,
+                        retired=col.manifest.retiring(col.directory, [seg.id]))
     manifest.save(col.directory)  # the commit point
     if new is not None:
         new.commit_deletions(written)
     col.manifest = manifest
     col.segments = [new if s is seg else s for s in col.segments if s is not seg or new is not None]
-    shutil.rmtree(seg.path, ignore_errors=True)
+    intents.settle([new.path] if new is not None else [], [seg.path])
     if new is not None:
         col._index_segment(new, load_existing=False)
     return new

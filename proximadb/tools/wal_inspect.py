@@ -170,8 +170,9 @@ def find_targets(path: str | os.PathLike[str], collection: str | None = None) ->
     targets = [target(uuid, cfg.name) for uuid, cfg in sorted(known.items(), key=lambda kv: kv[1].name)]
     for uuid in on_disk:
         if uuid not in known and catalog is not None:
-            notes.append(f"collections/{uuid} is not in the catalog (an interrupted delete: the next open "
-                         f"removes it); not inspected (pass --collection {uuid} to look at it)")
+            notes.append(f"collections/{uuid} is not in the catalog (the next open removes it if an interrupted "
+                         f"delete left it, else moves it to quarantine/); not inspected (pass --collection {uuid} "
+                         f"to look at it)")
         elif catalog is None:
             targets.append(target(uuid, None))
     return DataDirScan(root, targets, notes)
