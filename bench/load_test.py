@@ -29,7 +29,7 @@ Flat means: second-half RssAnon slope near 0 (a few MiB/min at most, which
 is the saw-tooth's noise on a short run). ``--out`` writes the JSON report;
 ``--env KEY=VALUE`` passes a variable to the daemon (e.g.
 ``PROXIMADB_MALLOC_PIN=0`` to measure without the malloc fix, see
-proximadb/storage/allocator.py). ``tests/test_load_smoke.py`` runs the same
+proximadb/storage/allocator.py). ``tests/daemon/test_load_smoke.py`` runs the same
 code for a few seconds.
 """
 

@@ -18,7 +18,7 @@ Readers: the key checks of both protocols (``api/rest/auth.py``, ``api/grpc/auth
 (``api/rest/admission.py`` and the gRPC servicer's ``_rpc`` wrapper), request metrics
 (:func:`record_request`, from ``api/rest/middleware.py`` and ``_rpc``) and the SDK's transports
 (``sdk/rest_transport.py`` takes method, path and idempotency from here, ``sdk/grpc_transport.py``
-the RPC). ``tests/test_operations.py`` checks that every mounted REST route and every RPC of the
+the RPC). ``tests/api/test_operations.py`` checks that every mounted REST route and every RPC of the
 generated service has exactly one entry, so a new route or RPC cannot go unclassified.
 
 Anything not in the table is refused as a write (a read-only key gets 403 / PERMISSION_DENIED)

@@ -14,7 +14,7 @@ The roff is written here by hand (no click-man): backslashes become ``\\e``,
 every hyphen ``\\-`` (so ``--data-dir`` renders and pastes as ASCII),
 a line that would start with ``.`` or ``'`` is guarded with ``\\&``, and
 ```text``` in help becomes bold. The pages carry no date, so generating twice
-gives the same bytes; tests/test_manpages.py regenerates them and compares
+gives the same bytes; tests/cli/test_manpages.py regenerates them and compares
 with the committed ``man/``.
 """
 

@@ -4,7 +4,7 @@
 (:mod:`proximadb.api.rest.openapi`) is checked against the mounted router by
 the tests, so the two cannot drift. Every responder of every route is also an
 entry of the operation table (:mod:`proximadb.api.operations`), which the auth,
-admission and metrics middleware go by; tests/test_operations.py checks that.
+admission and metrics middleware go by; tests/api/test_operations.py checks that.
 """
 
 from __future__ import annotations

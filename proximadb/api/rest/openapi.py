@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the REST API, served at ``GET /openapi.json``.
 
 Written by hand next to the route table in :mod:`proximadb.api.rest.app`;
-``tests/test_rest_api.py`` walks the mounted Falcon router and this document
+``tests/api/test_rest_api.py`` walks the mounted Falcon router and this document
 and fails when their paths or methods differ.
 """
 

@@ -13,6 +13,7 @@ from typing import Any
 import fastavro
 import numpy as np
 import pytest
+import strategies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -117,16 +118,9 @@ def multi_block_batch(batch: dict[str, Any], rng: random.Random) -> bytes:
 
 # ------------------------------------------------------------------ strategies
 
-metadata_values = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.floats(allow_nan=False),
-    st.text(max_size=8),
-    st.lists(st.text(max_size=5), max_size=4),
-)
-metadata_maps = st.dictionaries(st.text(max_size=6), metadata_values, max_size=5)
-timestamps = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+metadata_values = strategies.metadata_values()
+metadata_maps = strategies.metadata_maps(metadata_values)
+timestamps = strategies.timestamps
 
 
 @st.composite

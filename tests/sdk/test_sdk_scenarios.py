@@ -209,7 +209,8 @@ def test_stats_and_compaction_report_are_the_same_dict_over_both_protocols(daemo
 
 
 def test_online_compaction_and_stats(client: ProximaDBClient, collection: str) -> None:
-    # The merge itself is covered by tests/test_compaction*.py; here: the API path on both transports.
+    # The merge itself is covered by tests/storage/test_compaction.py and tests/crash/test_compaction_crash.py;
+    # here: the API path on both transports.
     client.insert_vectors(collection, ids=[f"c{i}" for i in range(50)], vectors=_vecs(50, 20))
     client.delete_vectors(collection, [f"c{i}" for i in range(25)])
     stats = client.stats(collection)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import strategies
 from _support import dump_in_fresh_process
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -24,8 +25,8 @@ from proximadb.storage.engine import Engine
 DIM = 4
 ID = st.sampled_from([f"k{i}" for i in range(16)])
 VEC = st.lists(st.integers(-8, 8), min_size=DIM, max_size=DIM).map(lambda v: np.array(v, np.float32))
-META_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=3), st.lists(st.text(max_size=2)))
-META = st.dictionaries(st.sampled_from(["a", "b", "c"]), META_VALUE, max_size=3)
+META_VALUE = strategies.metadata_values(ints=(-5, 5), floats=False, text_size=3, list_text_size=2, list_size=None)
+META = strategies.metadata_maps(META_VALUE, keys=["a", "b", "c"], max_size=3)
 
 
 class EngineVsModel(RuleBasedStateMachine):

@@ -15,7 +15,7 @@ from proximadb.index.hnsw import HNSWIndex
 from proximadb.index.ivf import IVFIndex
 from proximadb.storage.wal_io import crc32c
 
-FIXTURE = Path(__file__).parent / "fixtures" / "index_v1"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "index_v1"
 FIXTURE_CLASSES = {"l2.hnsw": HNSWIndex, "cosine.ivf": IVFIndex}
 
 

@@ -36,7 +36,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DIM = 4
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

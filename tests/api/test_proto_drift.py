@@ -23,7 +23,7 @@ from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
 from proximadb.api.grpc.servicer import ProximaDBServicer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / codegen.OUTPUT_REL
 
 pytestmark = pytest.mark.skipif(

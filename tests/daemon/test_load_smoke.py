@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from _support import child_env
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from load_test import memory_report, run_load
 

@@ -19,7 +19,7 @@ from _support import child_env
 from proximadb.cli import manpages
 from proximadb.cli.main import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MAN_DIR = REPO / "man"
 REGENERATE = "run `python -m proximadb.cli.manpages man/` and commit man/"
 

@@ -30,7 +30,7 @@ from proximadb.storage import wal_io
 from proximadb.storage.engine import Engine
 from proximadb.tools import wal_inspect
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 COMBOS = [(s, c) for s in ("avro", "binary") for c in ("none", "lz4")]
 DIM = 8
 

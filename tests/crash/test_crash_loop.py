@@ -1,6 +1,6 @@
 """Crash loop: a real daemon under insert/upsert/delete load from several client processes, SIGKILLed over and over.
 
-Client processes (tests/_crash_loop_client.py; gRPC and REST) log every write
+Client processes (tests/crash/_crash_loop_client.py; gRPC and REST) log every write
 before sending it and its ack only after the server acknowledged it. The
 daemon runs with a small --flush-bytes (flushes, with HNSW index builds, every
 few hundred records) and one client compacts every 150 ops, so kills land in

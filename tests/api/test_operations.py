@@ -7,7 +7,7 @@
   serializer use instead of hand copies.
 
 That read-only keys are refused exactly on the writes, over both protocols of a real daemon, is in
-tests/test_auth.py.
+tests/api/test_auth.py.
 """
 
 from __future__ import annotations

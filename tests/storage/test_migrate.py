@@ -20,7 +20,7 @@ from proximadb.storage.engine import Engine
 from proximadb.storage.lockfile import DataDirLock
 from proximadb.tools import migrate as tool
 
-FIXTURE = Path(__file__).parent / "fixtures" / "v1_datadir"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1_datadir"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((FIXTURE / "expected.json").read_text())
 
 

@@ -1,6 +1,6 @@
 """kill -9 a real writer process at random moments; every acknowledged write must survive.
 
-The child (tests/_crash_workload.py) writes with fsync=always, a tiny flush
+The child (tests/crash/_crash_workload.py) writes with fsync=always, a tiny flush
 threshold and tiny WAL segments, so kills land during appends, flushes,
 checkpoints and WAL truncation. After each kill a fresh process opens the data
 directory and dumps it; the state must equal the model after all acknowledged

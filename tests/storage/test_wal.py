@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import strategies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -344,11 +345,7 @@ def test_checkpoint_keeps_partly_covered_files(tmp_path: Path) -> None:
 
 # property: random op sequences, both strategies x compression, tiny segments, checkpoints
 
-_md_value = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
-    st.floats(allow_nan=False), st.text(max_size=6), st.lists(st.text(max_size=4), max_size=3),
-)
-_metadata = st.dictionaries(st.text(max_size=6), _md_value, max_size=3)
+_metadata = strategies.metadata_maps(strategies.metadata_values(text_size=6, list_text_size=4, list_size=3), max_size=3)
 
 
 @st.composite

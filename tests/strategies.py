@@ -1,0 +1,48 @@
+"""Hypothesis strategies shared by the test folders: metadata values and maps, timestamps.
+
+One definition of "a metadata value" (null, boolean, 64-bit integer, float, string, list of
+strings: the union of ``schemas/v<N>/vector_record.avsc``), with knobs for the sizes a test
+wants: the codec tests draw the whole 64-bit range and longer strings, the model-based engine
+test draws from a few small values so that its random operations collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import strategies as st
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+timestamps = st.integers(min_value=INT64_MIN, max_value=INT64_MAX)
+
+
+def metadata_values(
+    *,
+    ints: tuple[int, int] = (INT64_MIN, INT64_MAX),
+    floats: bool = True,
+    text_size: int = 8,
+    list_text_size: int = 5,
+    list_size: int | None = 4,
+) -> st.SearchStrategy[object]:
+    """One metadata value, any member of the union."""
+    members: list[st.SearchStrategy[object]] = [
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=ints[0], max_value=ints[1]),
+    ]
+    if floats:
+        members.append(st.floats(allow_nan=False))
+    members += [st.text(max_size=text_size), st.lists(st.text(max_size=list_text_size), max_size=list_size)]
+    return st.one_of(*members)
+
+
+def metadata_maps(
+    values: st.SearchStrategy[object] | None = None,
+    *,
+    keys: Sequence[str] | None = None,
+    key_size: int = 6,
+    max_size: int = 5,
+) -> st.SearchStrategy[dict[str, object]]:
+    """A record's metadata: keys drawn from ``keys`` when given, else short texts."""
+    key_strategy = st.sampled_from(list(keys)) if keys is not None else st.text(max_size=key_size)
+    return st.dictionaries(key_strategy, values if values is not None else metadata_values(), max_size=max_size)
