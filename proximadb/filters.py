@@ -142,7 +142,7 @@ def _compile_object(node: Any, path: str, depth: int, fields: set[str]) -> Predi
             predicates.append(_compile_logical_list(key, value, f"{path}.{key}", depth, fields))
         elif key == "$not":
             inner = _compile_object(value, f"{path}.$not", depth + 1, fields)
-            predicates.append(lambda md, inner=inner: not inner(md))
+            predicates.append(_negation(inner))
         elif key in FIELD_OPERATORS:
             raise InvalidFilterError(f'{path}: {key} must be applied to a field, e.g. {{"field": {{"{key}": ...}}}}')
         elif key.startswith("$"):
@@ -153,6 +153,10 @@ def _compile_object(node: Any, path: str, depth: int, fields: set[str]) -> Predi
             fields.add(key)
             predicates.append(_compile_field(key, value, f"{path}.{key}"))
     return _all_of(predicates)
+
+
+def _negation(inner: Predicate) -> Predicate:
+    return lambda md: not inner(md)
 
 
 def _compile_logical_list(op: str, value: Any, path: str, depth: int, fields: set[str]) -> Predicate:

@@ -307,7 +307,9 @@ def render(node: Node, nodes: list[Node]) -> str:
 def render_all(root: click.Command | None = None) -> dict[str, str]:
     """File name -> page text, for every command under ``root`` (default: the ``proximadb`` program)."""
     if root is None:
-        from proximadb.cli.main import cli as root
+        from proximadb.cli.main import cli
+
+        root = cli
     nodes = walk(root)
     return {f"{node.page}.1": render(node, nodes) for node in nodes}
 

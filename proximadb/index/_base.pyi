@@ -2,7 +2,7 @@
 
 import os
 import struct
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,10 @@ class IndexFileFormat:
 
 class VectorIndex:
     FILE_FORMAT: IndexFileFormat
+    # Every registered kind (HNSWIndex, IVFIndex) takes dim, metric and its build parameters and
+    # implements add/search/search_batch with its own knob (ef, nprobe); the base declares the shape.
+    def __init__(self, dim: int, metric: str, **params: Any) -> None: ...
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None: ...
     @property
     def dim(self) -> int: ...
     @property

@@ -74,7 +74,7 @@ TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabc
 TLS_HANDSHAKE_RECORD = 0x16
 STATUS_TEXT = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 WORKER_SIGNALS = frozenset(Worker.SIGNALS)  # those the worker installs handlers for
-_mask_before_fork: set[signal.Signals] | None = None  # the signal mask of the master before it forked this worker
+_mask_before_fork: set[int | signal.Signals] | None = None  # the signal mask of the master before it forked this worker
 
 
 class HeadRefused(Exception):
@@ -163,6 +163,8 @@ class CappedChunkedReader(ChunkedReader):  # type: ignore[misc]
 
 
 class CappedRequest(Request):  # type: ignore[misc]
+    body: Any  # gunicorn's Body, set by Request.set_body_reader
+
     def __init__(self, cfg: Any, unreader: Any, peer_addr: Any, req_number: int = 1, *, max_body: int) -> None:
         self.max_body = max_body
         super().__init__(cfg, unreader, peer_addr, req_number)
@@ -369,8 +371,9 @@ class Arbiter(GunicornArbiter):  # type: ignore[misc]
 
     def spawn_worker(self) -> Any:
         global _mask_before_fork
-        _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        _mask_before_fork = mask
         try:
             return super().spawn_worker()  # in the worker this runs the worker and never returns
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -115,8 +115,8 @@ def encode_op_payload(op: Operation, schema_version: int = CURRENT_SCHEMA_VERSIO
         datum = encode_vector_batch(op.ids, op.vectors, op.metadata, op.timestamps, bool(op.upsert),
                                     op.expires_at, schema_version)
         return encode_frame("vector_insert", datum, schema_version)
-    op_type, datum = op_to_datum(op)
-    return encode_payload(op_type, datum, schema_version)
+    op_type, fields = op_to_datum(op)
+    return encode_payload(op_type, fields, schema_version)
 
 
 def decode_op_payload(body: Buffer) -> Operation:

@@ -50,7 +50,7 @@ def serialize_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.
     if isinstance(ex, falcon.HTTPRouteNotFound):
         message = f"no route for {req.method} {req.path}"
     elif isinstance(ex, falcon.HTTPMethodNotAllowed):
-        allowed = (ex.headers or {}).get("Allow", "")
+        allowed = dict(ex.headers or {}).get("Allow", "")
         message = f"method {req.method} is not allowed on {req.path} (allowed: {allowed})"
     else:
         message = ex.description or ex.title or f"HTTP {status}"
