@@ -35,9 +35,11 @@ Frame, 24-byte header + body::
 A frame is valid when its whole header and body are present and the CRC
 matches. ``body_len`` is not covered by the CRC directly, but a wrong length
 moves the CRC window, so it fails the check all the same (up to CRC strength).
-Recovery scans frames from the header on and stops at the first frame that is
-incomplete or fails its CRC; whether that is a torn tail (cut it) or damage in
-the middle (refuse) is decided by wal.py with :func:`find_next_valid_frame`.
+:func:`scan_frames` reads frames from the header on and stops at the first
+frame that is incomplete or fails its CRC; whether that is a torn tail or
+damage in the middle is decided, with :func:`find_next_valid_frame`, by
+``wal_reader.py``, the one reader of these files (recovery and ``proximadb wal``
+both use it).
 
 Writing: :func:`write_frame` builds the header, computes the CRC and hands the
 header and body parts to ``writev`` in a loop (short writes and EINTR are
