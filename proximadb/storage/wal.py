@@ -56,6 +56,9 @@ from proximadb.storage.wal_reader import ProblemKind, segment_files, segment_nam
 log = logging.getLogger("proximadb.wal")
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+# With lz4 on, bodies up to this many bytes are stored as they are: LZ4 saves little on so few bytes and
+# every try costs a compress call per frame. A larger body is stored compressed only when that is smaller.
+LZ4_MIN_RAW_BYTES = 64
 
 
 def _fdatasync(fd: int) -> None:
@@ -313,7 +316,7 @@ class WriteAheadLog:
         parts: list[Any] = enc.parts
         flags = enc.flags
         raw_len = sum(memoryview(p).nbytes for p in parts)
-        if self._compress and raw_len > 64:
+        if self._compress and raw_len > LZ4_MIN_RAW_BYTES:
             joined = b"".join(parts)
             packed = lz4.block.compress(joined, store_size=False)
             if len(packed) < raw_len:
