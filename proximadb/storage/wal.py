@@ -23,11 +23,11 @@ Invariants the code keeps:
   space is freed. ENOSPC or EIO from fdatasync still stops the log (restart
   required: Postgres's "fsyncgate" lesson).
 
-Recovery: :meth:`WriteAheadLog.open` repairs the tail of the last file (a frame
-cut short or failing its checksum, with no valid frame after it, is cut and
-logged); anything else is refused with CorruptionError naming file and offset:
-a bad frame followed by a valid one, a bad frame or header in an earlier file,
-a seq gap. :meth:`replay` verifies every file it reads the same way.
+Recovery: :meth:`WriteAheadLog.open` cuts a torn tail and rewrites a torn
+header of the last file, logging both, and refuses every other problem with
+CorruptionError naming file and offset; :meth:`replay` refuses every problem
+in the files it reads. What is torn and what is damage: ``wal_reader.py``;
+what recovery does about each: ``wal_recovery.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -46,21 +45,20 @@ from typing import Any
 
 import lz4.block
 
-from proximadb.errors import CorruptionError, DiskFullError, EngineClosedError, StorageError
-from proximadb.storage import wal_codec, wal_io
+from proximadb.errors import DiskFullError, EngineClosedError, StorageError
+from proximadb.storage import wal_codec, wal_io, wal_recovery
 from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.fsync_policy import FsyncPolicy
 from proximadb.storage.operations import Operation
+from proximadb.storage.wal_reader import FILE_NAME as FILE_NAME  # re-exported: tools.backup lists segments with it
+from proximadb.storage.wal_reader import ProblemKind, segment_files, segment_name
 
 log = logging.getLogger("proximadb.wal")
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
-FILE_NAME = re.compile(r"^wal-(\d{20})\.log$")
-_SCAN_REASON = {wal_io.SCAN_TRUNCATED: "frame cut short", wal_io.SCAN_BAD_CRC: "checksum mismatch"}
-
-
-def segment_name(first_seq: int) -> str:
-    return f"wal-{first_seq:020d}.log"
+# With lz4 on, bodies up to this many bytes are stored as they are: LZ4 saves little on so few bytes and
+# every try costs a compress call per frame. A larger body is stored compressed only when that is smaller.
+LZ4_MIN_RAW_BYTES = 64
 
 
 def _fdatasync(fd: int) -> None:
@@ -158,13 +156,9 @@ class WriteAheadLog:
         if not self._dir.is_dir():
             self._dir.mkdir(parents=True, exist_ok=True)
             fsync_dir(self._dir.parent)
-        found = sorted(
-            (int(m.group(1)), self._dir / name)
-            for name in os.listdir(self._dir)
-            if (m := FILE_NAME.match(name))
-        )
+        found = segment_files(self._dir)
         for first_seq, path in found[:-1]:
-            self._segments.append(_Segment(path, first_seq, self._read_header(path, first_seq)))
+            self._segments.append(_Segment(path, first_seq, wal_recovery.earlier_file_strategy(path, first_seq)))
         if found:
             first_seq, path = found[-1]
             active = self._recover_last(path, first_seq)
@@ -187,62 +181,28 @@ class WriteAheadLog:
                  self._dir, len(self._segments), self._last_seq,
                  wal_codec.STRATEGY_NAMES[self._strategy], self._policy)
 
-    def _read_header(self, path: Path, first_seq: int) -> int:
-        with open(path, "rb") as f:
-            head = f.read(wal_io.FILE_HEADER_SIZE)
-        return self._check_header(path, head, first_seq)
-
-    @staticmethod
-    def _check_header(path: Path, data: bytes | memoryview, first_seq: int) -> int:
-        try:
-            _version, strategy, _flags, header_seq = wal_io.decode_file_header(data)
-        except ValueError as exc:
-            raise CorruptionError(f"WAL file {path}: offset 0: bad file header: {exc}") from None
-        if header_seq != first_seq:
-            raise CorruptionError(f"WAL file {path}: offset 0: header says first seq {header_seq}, "
-                                  f"the file name says {first_seq}")
-        if strategy not in wal_codec.STRATEGY_NAMES:
-            raise CorruptionError(f"WAL file {path}: offset 0: unknown strategy code {strategy}")
-        return int(strategy)
-
     def _recover_last(self, path: Path, first_seq: int) -> _Segment:
+        """Open the last file: rewrite a torn header, cut a torn tail (both logged); refuse anything else."""
         data = path.read_bytes()
-        if len(data) <= wal_io.FILE_HEADER_SIZE:
-            try:
-                strategy = self._check_header(path, data, first_seq)
-            except CorruptionError as exc:
-                # A crash while the file was being created: nothing was ever written to it.
-                log.warning("WAL file %s: torn file header (%d bytes), rewriting it: %s", path, len(data), exc)
-                seg = _Segment(path, first_seq, self._strategy)
-                self._rewrite_header(seg)
-                return seg
-            return _Segment(path, first_seq, strategy, size=len(data))
-        strategy = self._check_header(path, data, first_seq)
-        frames, stop, status = wal_io.scan_frames(data, wal_io.FILE_HEADER_SIZE)
-        self._check_seqs(path, frames, first_seq)
-        if status != wal_io.SCAN_CLEAN:
-            last_good = first_seq + len(frames) - 1
-            later = wal_io.find_next_valid_frame(data, stop + 1, last_good + 1)
-            if later >= 0:
-                raise CorruptionError(
-                    f"WAL file {path}: offset {stop}: damaged frame ({_SCAN_REASON[status]}) after seq "
-                    f"{last_good} is followed by a valid frame at offset {later}; refusing to skip it")
-            log.warning("WAL file %s: cutting torn tail at offset %d (%s): %d bytes removed, last seq %d",
-                        path, stop, _SCAN_REASON[status], len(data) - stop, last_good)
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.ftruncate(fd, stop)
-                _fdatasync(fd)
-            finally:
-                os.close(fd)
-        return _Segment(path, first_seq, strategy, size=stop, frames=len(frames))
-
-    @staticmethod
-    def _check_seqs(path: Path, frames: list[tuple[int, ...]], first_seq: int) -> None:
-        for i, frame in enumerate(frames):
-            if frame[1] != first_seq + i:
-                raise CorruptionError(f"WAL file {path}: offset {frame[0]}: seq gap: expected seq "
-                                      f"{first_seq + i}, found {frame[1]}")
+        strategy, frames, repair = wal_recovery.check_last_file(path, data, first_seq)
+        if repair is None:
+            assert strategy is not None
+            return _Segment(path, first_seq, strategy, size=len(data), frames=frames)
+        if repair.kind is ProblemKind.TORN_HEADER:  # a crash while the file was created: it never held a frame
+            log.warning("WAL file %s: torn file header (%d bytes), rewriting it: %s", path, repair.bytes, repair.cause)
+            seg = _Segment(path, first_seq, self._strategy)
+            self._rewrite_header(seg)
+            return seg
+        assert strategy is not None and repair.expected_seq is not None
+        log.warning("WAL file %s: cutting torn tail at offset %d (%s): %d bytes removed, last seq %d",
+                    path, repair.offset, repair.cause, repair.bytes, repair.expected_seq - 1)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, repair.offset)
+            _fdatasync(fd)
+        finally:
+            os.close(fd)
+        return _Segment(path, first_seq, strategy, size=repair.offset, frames=frames)
 
     # ------------------------------------------------------------ files
 
@@ -300,19 +260,19 @@ class WriteAheadLog:
         """Yield ``(seq, op)`` for every logged operation with seq > ``after_seq``, in order.
 
         Files whose frames are all <= after_seq are not read. Raises
-        CorruptionError (file and offset) on damage; must be consumed before the
-        first write.
+        CorruptionError (file and offset) on any problem the reader reports, a
+        torn tail included (open has cut it already); must be consumed before
+        the first write.
         """
         segments = list(self._segments)
-        end_seq = self._last_seq
         for i, seg in enumerate(segments):
             is_last = i == len(segments) - 1
-            seg_last = end_seq if is_last else segments[i + 1].first_seq - 1
-            if seg_last <= after_seq:
+            continues_at = self._last_seq + 1 if is_last else segments[i + 1].first_seq
+            if continues_at - 1 <= after_seq:
                 continue
-            yield from self._replay_file(seg, seg_last, after_seq, seg.size if is_last else -1)
+            yield from self._replay_file(seg, continues_at, after_seq, seg.size if is_last else -1)
 
-    def _replay_file(self, seg: _Segment, seg_last: int, after_seq: int,
+    def _replay_file(self, seg: _Segment, continues_at: int, after_seq: int,
                      size: int) -> Iterator[tuple[int, Operation]]:
         path = seg.path
         try:
@@ -320,29 +280,8 @@ class WriteAheadLog:
                 data = f.read() if size < 0 else f.read(size)
         except OSError as exc:
             raise StorageError(f"cannot read WAL file {path}: {exc}") from exc
-        strategy = self._check_header(path, data[: wal_io.FILE_HEADER_SIZE], seg.first_seq)
-        frames, stop, status = wal_io.scan_frames(data, wal_io.FILE_HEADER_SIZE)
-        self._check_seqs(path, frames, seg.first_seq)
-        if status != wal_io.SCAN_CLEAN:
-            raise CorruptionError(f"WAL file {path}: offset {stop}: damaged frame ({_SCAN_REASON[status]}) "
-                                  f"after seq {seg.first_seq + len(frames) - 1}")
-        found_last = seg.first_seq + len(frames) - 1
-        if found_last != seg_last:
-            raise CorruptionError(f"WAL file {path}: offset {stop}: seq gap: the file ends at seq {found_last} "
-                                  f"but the log continues at seq {seg_last + 1}")
-        view = memoryview(data)
-        for offset, seq, op_code, flags, schema_version, raw_len, body_offset, body_len in frames:
-            if seq <= after_seq:
-                continue
-            body = view[body_offset : body_offset + body_len]
-            try:
-                op = wal_codec.decode_frame_body(strategy, op_code, flags, schema_version, raw_len, body)
-            except CorruptionError:
-                raise
-            except Exception as exc:  # a checksummed frame that does not decode: refuse, never skip
-                raise CorruptionError(f"WAL file {path}: offset {offset}: frame seq {seq} does not decode: "
-                                      f"{type(exc).__name__}: {exc}") from exc
-            yield seq, op
+        yield from wal_recovery.replay_file(path, data, seg.first_seq, is_last=size >= 0, continues_at=continues_at,
+                                            after_seq=after_seq)
 
     # ------------------------------------------------------------ write path
 
@@ -377,7 +316,7 @@ class WriteAheadLog:
         parts: list[Any] = enc.parts
         flags = enc.flags
         raw_len = sum(memoryview(p).nbytes for p in parts)
-        if self._compress and raw_len > 64:
+        if self._compress and raw_len > LZ4_MIN_RAW_BYTES:
             joined = b"".join(parts)
             packed = lz4.block.compress(joined, store_size=False)
             if len(packed) < raw_len:

@@ -2,26 +2,29 @@
 
 Works offline or while a daemon owns the data directory: it never takes the
 data directory's lock and opens every file read-only. WAL files are read whole,
-one at a time. Their byte layout is documented in ``proximadb/storage/wal_io.pyx``,
-the frame bodies in ``proximadb/storage/wal_codec.py``; both modules do the
-parsing here too, so this tool cannot drift from what the engine writes.
+one at a time, by :mod:`proximadb.storage.wal_reader`, the reader recovery uses
+too: what is a torn tail and what is corruption is decided there, once, and
+this module only reports it (the bytes themselves are documented in
+``proximadb/storage/wal_io.pyx``, frame bodies in ``proximadb/storage/wal_codec.py``).
 
 :func:`iter_wal` yields, for one collection's WAL, a :class:`FileStart` per
 file, a :class:`FrameRecord` per valid frame (decoded unless asked not to) and
 a :class:`Problem` per damage it finds, and goes on past damage where it safely
-can: after a bad frame it resynchronises on the next frame whose checksum
-matches (``wal_io.find_next_valid_frame``) and says how many bytes it skipped.
+can: after a bad frame the reader resynchronises on the next frame whose
+checksum matches and this module says how many bytes it skipped.
 
-What counts as what mirrors recovery (``WriteAheadLog.open`` and ``replay``):
+Severity, as recovery (``WriteAheadLog.open`` and ``replay``) treats each kind:
 
-* **torn tail**: in the last file, a frame cut short or failing its checksum
-  with no valid frame after it, or a last file whose header is cut short and
-  that holds no frame. Recoverable: the next open cuts it.
-* **corruption**: a bad frame followed by a valid one; a bad frame anywhere in
-  an earlier file; a bad, unknown or mismatched file header; a seq gap (inside
-  a file, between files, or between the manifest checkpoint and the first
-  file); a checksummed frame whose body does not decode. Recovery refuses all
-  of these.
+* **torn tail**: a problem recovery repairs (``ProblemKind.recoverable``): in
+  the last file, a frame cut short or failing its checksum with no valid frame
+  after it, or a header cut short (or not this file's) with no byte after it.
+  The next open cuts it.
+* **corruption**: every other problem the reader reports (a bad frame followed
+  by a valid one or in an earlier file, a bad file header, a seq gap inside a
+  file or between files), a checksummed frame whose body does not decode, and
+  one check of this tool's own: a log that starts after the manifest
+  checkpoint + 1. Recovery refuses all of these but the last, which it does
+  not check (it replays whatever files follow the checkpoint).
 
 Verdicts, and the exit codes of ``proximadb wal verify`` (the worst collection wins)::
 
@@ -37,7 +40,6 @@ a quarter of a second) before it is reported.
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -45,11 +47,11 @@ from pathlib import Path
 from typing import Any
 
 from proximadb.errors import CorruptionError
-from proximadb.storage import wal_codec, wal_io
+from proximadb.storage import wal_codec, wal_io, wal_reader
 from proximadb.storage.catalog import CATALOG_NAME, Catalog
 from proximadb.storage.manifest import MANIFEST_NAME, Manifest
 from proximadb.storage.operations import OP_DELETE, OP_INSERT, OP_UPDATE, DeleteOp, InsertOp, Operation, UpdateOp
-from proximadb.storage.wal import FILE_NAME
+from proximadb.storage.wal_reader import ProblemKind, WalFrame, WalFrames, WalHeader, WalItem, WalProblem
 
 OP_NAMES: dict[int, str] = {OP_INSERT: "insert", OP_DELETE: "delete", OP_UPDATE: "update"}
 OP_CODES: dict[str, int] = {name: code for code, name in OP_NAMES.items()}
@@ -66,8 +68,6 @@ EXIT_TORN = 3
 EXIT_CORRUPT = 4
 EXIT_CODES: dict[str, int] = {VERDICT_CLEAN: EXIT_CLEAN, VERDICT_TORN: EXIT_TORN, VERDICT_CORRUPT: EXIT_CORRUPT}
 
-_SCAN_REASON = {wal_io.SCAN_TRUNCATED: "frame cut short", wal_io.SCAN_BAD_CRC: "checksum mismatch"}
-_U64 = struct.Struct("<Q")
 # A last file that looks torn is read again after these pauses when it grew or may still grow: a live
 # daemon may be appending a frame or have created the file without its header yet.
 _REREAD_PAUSES = (0.0, 0.01, 0.05, 0.2)
@@ -101,15 +101,6 @@ class DataDirScan:
     notes: list[str] = field(default_factory=list)  # an unreadable catalog, collections not in it, ...
 
 
-def _wal_files(wal_dir: Path) -> list[tuple[int, Path]]:
-    """``(first_seq, path)`` of every WAL segment file in ``wal_dir``, oldest first."""
-    try:
-        names = os.listdir(wal_dir)
-    except FileNotFoundError:
-        return []
-    return sorted((int(m.group(1)), wal_dir / name) for name in names if (m := FILE_NAME.match(name)))
-
-
 def _checkpoint(collection_dir: Path, notes: list[str]) -> int | None:
     if not (collection_dir / MANIFEST_NAME).exists():
         return 0  # what the engine assumes for a collection that never flushed
@@ -136,7 +127,7 @@ def find_targets(path: str | os.PathLike[str], collection: str | None = None) ->
     is_data_dir = (root / CATALOG_NAME).exists() or (root / "collections").is_dir()
     if not is_data_dir:
         wal_dir = root / "wal" if (root / "wal").is_dir() else root
-        if wal_dir == root and not _wal_files(root):
+        if wal_dir == root and not wal_reader.segment_files(root):
             raise InspectError(f"{root} is not a ProximaDB data directory (no {CATALOG_NAME}, no collections/) "
                                "and holds no WAL files (wal-<seq>.log)")
         if collection is not None:
@@ -289,90 +280,52 @@ Event = FileStart | FrameRecord | Problem
 # ---------------------------------------------------------------- reading one WAL
 
 
-@dataclass(slots=True)
-class _Header:
-    strategy: int | None = None
-    version: int | None = None
-    problem: Problem | None = None
-
-
-def _read_header(target: WalTarget, path: Path, data: bytes, name_seq: int, is_last: bool) -> _Header:
-    try:
-        version, strategy, _flags, header_seq = wal_io.decode_file_header(memoryview(data)[: wal_io.FILE_HEADER_SIZE])
-    except ValueError as exc:
-        if is_last and len(data) <= wal_io.FILE_HEADER_SIZE:
-            return _Header(problem=Problem("torn_tail", SEVERITY_TORN, target, path, 0,
-                                           f"torn file header ({exc}); the file holds no frame",
-                                           bytes=len(data)))
-        return _Header(problem=Problem("bad_header", SEVERITY_CORRUPT, target, path, 0, f"bad file header: {exc}"))
-    if strategy not in wal_codec.STRATEGY_NAMES:
-        return _Header(version=version, problem=Problem("bad_header", SEVERITY_CORRUPT, target, path, 0,
-                                                        f"unknown strategy code {strategy}"))
-    if header_seq != name_seq:
-        return _Header(strategy, version, Problem("bad_header", SEVERITY_CORRUPT, target, path, 0,
-                                                  f"header says first seq {header_seq}, the file name says "
-                                                  f"{name_seq}"))
-    return _Header(strategy, version)
-
-
 def _seq_range(first: int, last: int) -> str:
     return f"seq {first}" if first == last else f"seqs {first}..{last}"
 
 
-def _scan(target: WalTarget, path: Path, data: bytes, expected: int | None,
-          is_last: bool) -> tuple[list[tuple[int, ...] | Problem], int | None]:
-    """Frame tuples (as wal_io.scan_frames gives them) and problems of one file, in file order.
-
-    ``expected`` is the seq the next frame should carry (None: unknown); returns it updated.
-    """
-    items: list[tuple[int, ...] | Problem] = []
-    size = len(data)
-    pos = wal_io.FILE_HEADER_SIZE
-    while pos < size:
-        frames, stop, status = wal_io.scan_frames(data, pos)
-        for frame in frames:
-            seq = frame[1]
-            if expected is not None and seq != expected:
-                if seq > expected:
-                    reason = f"expected seq {expected}, found seq {seq}: {_seq_range(expected, seq - 1)} missing"
-                else:
-                    reason = f"expected seq {expected}, found seq {seq} (seqs go backwards)"
-                items.append(Problem("seq_gap", SEVERITY_CORRUPT, target, path, frame[0], reason, seq=seq))
-            items.append(frame)
-            expected = seq + 1
-        if status == wal_io.SCAN_CLEAN:
-            break
-        why = _SCAN_REASON[status]
-        later = wal_io.find_next_valid_frame(data, stop + 1, expected or 0)
-        if later < 0:
-            if is_last:
-                items.append(Problem("torn_tail", SEVERITY_TORN, target, path, stop, why, bytes=size - stop))
+def _problem(target: WalTarget, p: WalProblem) -> Problem:
+    """The report of a problem the reader found inside a file."""
+    if p.kind.recoverable:
+        reason = f"torn file header ({p.cause}); the file holds no frame" if p.kind is ProblemKind.TORN_HEADER \
+            else p.cause
+        return Problem("torn_tail", SEVERITY_TORN, target, p.path, p.offset, reason, bytes=p.bytes)
+    if p.kind is ProblemKind.SEQ_GAP:
+        assert p.seq is not None and p.expected_seq is not None
+        expected, found = p.expected_seq, p.seq
+        missing = _seq_range(expected, found - 1)
+        if p.offset < wal_io.FILE_HEADER_SIZE:  # no frame starts there: the file (its name) does not continue the log
+            if found > expected:
+                reason = f"file starts at seq {found}, the log before it ends at seq {expected - 1}: {missing} missing"
             else:
-                items.append(Problem("damaged", SEVERITY_CORRUPT, target, path, stop,
-                                     f"{why}; no valid frame after it in this file (not the last file)",
-                                     bytes=size - stop))
-            break
-        (resume_seq,) = _U64.unpack_from(data, later + 8)
-        reason = f"{why}; skipped {later - stop} bytes, resumed at offset {later} (seq {resume_seq})"
-        if expected is not None and resume_seq > expected:
-            reason += f"; {_seq_range(expected, resume_seq - 1)} lost"
-        items.append(Problem("damaged", SEVERITY_CORRUPT, target, path, stop, reason,
-                             bytes=later - stop, resume_offset=later))
-        expected = resume_seq
-        pos = later
-    return items, expected
+                reason = f"file starts at seq {found}, but the log before it already reached seq {expected - 1}"
+        elif found > expected:
+            reason = f"expected seq {expected}, found seq {found}: {missing} missing"
+        else:
+            reason = f"expected seq {expected}, found seq {found} (seqs go backwards)"
+        return Problem("seq_gap", SEVERITY_CORRUPT, target, p.path, p.offset, reason, seq=found)
+    if p.kind is ProblemKind.DAMAGED:
+        if p.resume_offset is None:
+            reason = f"{p.cause}; no valid frame after it in this file (not the last file)"
+        else:
+            assert p.seq is not None and p.expected_seq is not None
+            reason = f"{p.cause}; skipped {p.bytes} bytes, resumed at offset {p.resume_offset} (seq {p.seq})"
+            if p.seq > p.expected_seq:
+                reason += f"; {_seq_range(p.expected_seq, p.seq - 1)} lost"
+        return Problem("damaged", SEVERITY_CORRUPT, target, p.path, p.offset, reason, bytes=p.bytes,
+                       resume_offset=p.resume_offset)
+    return Problem(p.kind.value, SEVERITY_CORRUPT, target, p.path, p.offset, p.cause, bytes=p.bytes)
 
 
-def _frame_record(target: WalTarget, path: Path, frame: tuple[int, ...], strategy: int | None,
-                  data: bytes, decode: bool) -> FrameRecord:
-    offset, seq, op_code, flags, schema_version, raw_len, body_offset, body_len = frame
-    record = FrameRecord(target, path, offset, seq, op_code, flags, schema_version,
-                         wal_codec.STRATEGY_NAMES.get(strategy) if strategy is not None else None,
-                         body_len, raw_len)
+def _frame_record(target: WalTarget, frame: WalFrame, header: WalHeader, view: memoryview,
+                  decode: bool) -> FrameRecord:
+    strategy = header.strategy
+    record = FrameRecord(target, header.path, frame.offset, frame.seq, frame.op_code, frame.flags,
+                         frame.schema_version, wal_codec.STRATEGY_NAMES.get(strategy) if strategy is not None else None,
+                         frame.body_len, frame.raw_len)
     if decode and strategy is not None:
-        body = memoryview(data)[body_offset : body_offset + body_len]
         try:
-            record.op = wal_codec.decode_frame_body(strategy, op_code, flags, schema_version, raw_len, body)
+            record.op = wal_reader.decode_frame(strategy, frame, view)
         except Exception as exc:  # any failure of a checksummed body is reported, never raised
             record.error = f"undecodable body: {type(exc).__name__}: {exc}"
     return record
@@ -385,7 +338,7 @@ def iter_wal(target: WalTarget, selection: FrameFilter | None = None, *, decode:
     not read (and seq continuity is not checked across them).
     """
     selection = selection or FrameFilter()
-    files = _wal_files(target.wal_dir)
+    files = wal_reader.segment_files(target.wal_dir)
     if not files:
         checkpoint = target.checkpoint_seq
         if checkpoint:
@@ -411,15 +364,10 @@ def iter_wal(target: WalTarget, selection: FrameFilter | None = None, *, decode:
                 yield Problem("seq_gap", SEVERITY_CORRUPT, target, path, 0,
                               f"the manifest checkpoint is at seq {checkpoint} but the log starts at seq "
                               f"{name_seq}: {_seq_range(checkpoint + 1, name_seq - 1)} missing")
-        if expected is not None and name_seq != expected:
-            if name_seq > expected:
-                reason = (f"file starts at seq {name_seq}, the log before it ends at seq {expected - 1}: "
-                          f"{_seq_range(expected, name_seq - 1)} missing")
-            else:
-                reason = f"file starts at seq {name_seq}, but the log before it already reached seq {expected - 1}"
-            yield Problem("seq_gap", SEVERITY_CORRUPT, target, path, 0, reason, seq=name_seq)
+        if expected is not None and (gap := wal_reader.file_gap(path, name_seq, expected)) is not None:
+            yield _problem(target, gap)
         try:
-            data, header, items, end_expected = _read_file(target, path, name_seq, is_last)
+            data, items = _read_file(path, name_seq, is_last)
         except FileNotFoundError:
             yield Problem("vanished", SEVERITY_NOTE, target, path, 0,
                           "file removed while reading (a checkpoint of a running daemon)")
@@ -429,37 +377,35 @@ def iter_wal(target: WalTarget, selection: FrameFilter | None = None, *, decode:
             yield Problem("unreadable", SEVERITY_CORRUPT, target, path, 0, f"cannot read: {exc}")
             expected = None
             continue
-        yield FileStart(target, path, name_seq, len(data),
+        header = items[0]
+        assert isinstance(header, WalHeader)
+        yield FileStart(target, path, name_seq, header.size,
                         wal_codec.STRATEGY_NAMES.get(header.strategy) if header.strategy is not None else None,
                         header.version)
-        if header.problem is not None:
-            yield header.problem
-        for item in items:
-            if isinstance(item, Problem):
-                yield item
-            elif selection.wants(item[1], item[2]):
-                yield _frame_record(target, path, item, header.strategy, data, decode)
-        expected = end_expected
+        view = memoryview(data)
+        for item in items[1:]:
+            if isinstance(item, WalProblem):
+                yield _problem(target, item)
+                continue
+            assert isinstance(item, WalFrames)
+            for frame in item.frames:
+                if selection.wants(frame.seq, frame.op_code):
+                    yield _frame_record(target, frame, header, view, decode)
+        expected = wal_reader.next_seq(items, name_seq)
 
 
-def _read_file(target: WalTarget, path: Path, name_seq: int,
-               is_last: bool) -> tuple[bytes, _Header, list[tuple[int, ...] | Problem], int | None]:
+def _read_file(path: Path, name_seq: int, is_last: bool) -> tuple[bytes, list[WalItem]]:
+    """The bytes of one file and what the reader finds in them, read again while the last file looks torn."""
     for pause in (*_REREAD_PAUSES, None):
         with open(path, "rb") as f:
             data = f.read()
-        header = _read_header(target, path, data, name_seq, is_last)
-        if header.problem is not None and header.problem.severity == SEVERITY_TORN:
-            items: list[tuple[int, ...] | Problem] = []
-            end_expected: int | None = name_seq
-        else:
-            items, end_expected = _scan(target, path, data, name_seq, is_last)
-        torn = (header.problem is not None and header.problem.severity == SEVERITY_TORN) or (
-            bool(items) and isinstance(items[-1], Problem) and items[-1].severity == SEVERITY_TORN)
+        items = list(wal_reader.read_file(path, data, name_seq, is_last=is_last))
+        torn = any(isinstance(item, WalProblem) and item.kind.recoverable for item in items)
         if not torn or pause is None:
             break
         if os.stat(path).st_size <= len(data):
             time.sleep(pause)
-    return data, header, items, end_expected
+    return data, items
 
 
 def iter_targets(targets: Iterable[WalTarget], selection: FrameFilter | None = None, *,
