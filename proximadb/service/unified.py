@@ -209,7 +209,7 @@ class UnifiedAvroService:
 
     def scroll(self, collection: str, req: Scroll) -> dict[str, Any]:
         records, next_cursor = self.engine.collection(collection).scroll(
-            limit=req.limit, cursor=req.cursor, filter_spec=req.filter, include_vectors=req.include_vectors
+            limit=req.limit, cursor=req.cursor, filter=req.filter, include_vectors=req.include_vectors
         )
         return {"records": records, "next_cursor": next_cursor}
 
@@ -217,7 +217,7 @@ class UnifiedAvroService:
         return self.engine.collection(collection).search_batch(
             params.queries,
             params.k,
-            filter_spec=params.filter,
+            filter=params.filter,
             include_vectors=params.include_vectors,
             include_metadata=params.include_metadata,
             exact=params.exact,
