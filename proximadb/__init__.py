@@ -1,16 +1,22 @@
 """ProximaDB: a vector database with a binary-Avro write path.
 
-In-process use (the daemon and the network SDK build on the same engine)::
+One API (:class:`proximadb.client_api.ProximaDBAPI`) in this process or against a daemon::
 
     import proximadb
-    with proximadb.open_engine("./data") as engine:
-        ...
+    with proximadb.connect_embedded("./data") as db:      # or proximadb.connect("http://host:5678")
+        db.create_collection("docs", 3)
+        db.insert_vectors("docs", ids=["a"], vectors=[[1, 0, 0]], metadatas=[{"lang": "en"}])
+        hits = db.search("docs", [1, 0, 0], k=5, filter={"lang": "en"})
+
+``open_engine(path)`` gives the engine itself (the daemon and both clients build on it).
 """
 
 from proximadb._version import __version__
 from proximadb.errors import ProximaDBError
 
-__all__ = ["ProximaDBError", "__version__", "connect", "connect_grpc", "connect_rest", "open_engine"]
+__all__ = [
+    "ProximaDBError", "__version__", "connect", "connect_embedded", "connect_grpc", "connect_rest", "open_engine",
+]
 
 
 def connect(url=None, **options):  # type: ignore[no-untyped-def]
@@ -30,6 +36,14 @@ def connect_rest(url="http://127.0.0.1:5678", **options):  # type: ignore[no-unt
     from proximadb.sdk import connect_rest as _connect_rest
 
     return _connect_rest(url, **options)
+
+
+def connect_embedded(data_dir, **options):  # type: ignore[no-untyped-def]
+    """A client for a data directory opened in this process: the same API as :func:`connect`.
+    See :mod:`proximadb.embedded`."""
+    from proximadb.embedded import connect_embedded as _connect_embedded
+
+    return _connect_embedded(data_dir, **options)
 
 
 def open_engine(data_dir, **options):  # type: ignore[no-untyped-def]

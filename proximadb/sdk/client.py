@@ -1,4 +1,8 @@
-"""The ProximaDB Python client: the same methods over gRPC or REST.
+"""The ProximaDB Python client: the same methods over gRPC, REST or in-process.
+
+It implements :class:`proximadb.client_api.ProximaDBAPI` (the one vocabulary of the API) over a
+:class:`~proximadb.sdk.transport.Transport`: gRPC or REST to a daemon, or
+:mod:`proximadb.embedded` to an engine in this process.
 
 The client turns records (plain dicts, or ids + a numpy matrix) into
 versioned Avro payloads itself; the transport only carries them, so the
@@ -22,6 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from proximadb.client_api import ProximaDBAPI
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import (
@@ -49,7 +54,7 @@ def _filter_json(filter: dict[str, Any] | str | None) -> str | None:
     return json.dumps(filter)
 
 
-class ProximaDBClient:
+class ProximaDBClient(ProximaDBAPI):
     def __init__(
         self, transport: Transport, *, batch_size: int = DEFAULT_BATCH_SIZE, retries: int = 3, backoff: float = 0.1
     ) -> None:
@@ -104,12 +109,6 @@ class ProximaDBClient:
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> ProximaDBClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ server and collections
     def health(self) -> dict[str, Any]:
         return self._retry(self._transport.health)
@@ -158,13 +157,6 @@ class ProximaDBClient:
         return self._retry(lambda: self._transport.stats(collection))
 
     # ------------------------------------------------------------------ writes
-    def insert_vector(
-        self, collection: str, vector: Any, *, id: str | None = None, metadata: dict[str, Any] | None = None
-    ) -> str:
-        """Insert one record; returns its id (generated when not given)."""
-        result = self.insert_vectors(collection, [{"id": id, "vector": vector, "metadata": metadata}])
-        return result["ids"][0]
-
     def insert_vectors(
         self,
         collection: str,
@@ -230,10 +222,6 @@ class ProximaDBClient:
         result = self._retry(send, safe=upsert)
         return list(result["ids"])
 
-    def upsert_vectors(self, collection: str, records: Sequence[dict[str, Any]] | None = None, **kw: Any) -> dict:
-        """Insert or replace (last write wins); safe to retry."""
-        return self.insert_vectors(collection, records, upsert=True, **kw)
-
     def update_vector(
         self,
         collection: str,
@@ -264,9 +252,6 @@ class ProximaDBClient:
         payload = encode_payload("vector_update", datum, self.schema_version)
         self._retry(lambda: self._transport.mutate_payload(collection, payload), safe=False)
 
-    def delete_vector(self, collection: str, id: str) -> bool:
-        return self.delete_vectors(collection, ids=[id]) == 1
-
     def delete_vectors(
         self, collection: str, ids: Sequence[str] | None = None, *, filter: dict[str, Any] | str | None = None
     ) -> int:
@@ -278,11 +263,9 @@ class ProximaDBClient:
         return int(self._retry(lambda: self._transport.mutate_payload(collection, payload), safe=False)["deleted"])
 
     # ------------------------------------------------------------------ reads
-    def get_vector(self, collection: str, id: str, *, include_vector: bool = True) -> dict[str, Any] | None:
-        found = self.get_vectors(collection, [id], include_vectors=include_vector)
-        return found[0] if found else None
-
-    def get_vectors(self, collection: str, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict]:
+    def get_vectors(
+        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True
+    ) -> list[dict[str, Any]]:
         """The records that exist, in the order asked (missing ids are left out)."""
         return self._retry(lambda: self._transport.get_vectors(collection, list(ids), include_vectors))
 
@@ -303,11 +286,8 @@ class ProximaDBClient:
             lambda: self._transport.scroll(collection, limit, cursor, _filter_json(filter), include_vectors)
         )
 
-    def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:
-        """Top-k hits for one query, best first: dicts with id, score, distance, metadata?, vector?."""
-        return self._search(collection, [vector], k, options)[0]
-
     def search_batch(self, collection: str, vectors: Any, k: int = 10, **options: Any) -> list[list[dict[str, Any]]]:
+        """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact)."""
         return self._search(collection, vectors, k, options)
 
     def _search(self, collection: str, queries: Any, k: int, options: dict[str, Any]) -> list[list[dict[str, Any]]]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,58 +26,21 @@ from proximadb.errors import PayloadTooLargeError, UnknownOperationError, Valida
 from proximadb.limits import Limits
 from proximadb.service.admission import DEFAULT_MAX_CONCURRENT, DEFAULT_REQUEST_TIMEOUT, Admission
 from proximadb.service.metrics import Metrics
+from proximadb.service.requests import (
+    Count,
+    CreateCollection,
+    DeleteVectors,
+    GetVectors,
+    InsertRecords,
+    PutVector,
+    Scroll,
+    SearchParams,
+    UpdateCollection,
+    UpdateMetadata,
+)
 from proximadb.storage.engine import Engine
 from proximadb.storage.operations import NO_EXPIRY
-from proximadb.storage.validation import check_ids, check_timestamp
-
-
-@dataclass(slots=True)
-class SearchParams:
-    queries: Any
-    k: int = 10
-    filter: dict[str, Any] | str | None = None
-    include_vectors: bool = False
-    include_metadata: bool = True
-    ef: int | None = None
-    nprobe: int | None = None
-    exact: bool = False
-
-
-_SEARCH_KEYS = {"vector", "queries", "vectors", "k", "top_k", "filter", "include_vectors", "include_metadata",
-                "ef", "nprobe", "exact"}
-
-
-def search_params(body: dict[str, Any], *, batch: bool) -> SearchParams:
-    """Search parameters from a JSON body (``vector`` for one query, ``queries`` for a batch)."""
-    if not isinstance(body, dict):
-        raise ValidationError("search body must be a JSON object")
-    unknown = set(body) - _SEARCH_KEYS
-    if unknown:
-        raise ValidationError(f"unknown search field(s): {', '.join(sorted(unknown))}")
-    if batch:
-        queries = body.get("queries", body.get("vectors"))
-        if not isinstance(queries, list) or not queries:
-            raise ValidationError("batch search needs 'queries': a non-empty list of vectors")
-    else:
-        vector = body.get("vector")
-        if not isinstance(vector, list) or not vector:
-            raise ValidationError("search needs 'vector': a non-empty list of numbers")
-        queries = [vector]
-    for q in queries:
-        if not isinstance(q, list) or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in q):
-            raise ValidationError("each query vector must be a list of numbers")
-    params = SearchParams(queries=queries, k=body.get("k", body.get("top_k", 10)), filter=body.get("filter"))
-    for flag in ("include_vectors", "include_metadata", "exact"):
-        if flag in body:
-            if not isinstance(body[flag], bool):
-                raise ValidationError(f"{flag} must be true or false")
-            setattr(params, flag, body[flag])
-    for opt in ("ef", "nprobe"):
-        value = body.get(opt)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValidationError(f"{opt} must be a positive integer")
-        setattr(params, opt, value)
-    return params
+from proximadb.storage.validation import check_timestamp
 
 
 class UnifiedAvroService:
@@ -150,18 +111,8 @@ class UnifiedAvroService:
         return self.engine.catalog is not None
 
     # ------------------------------------------------------------------ collections
-    def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise ValidationError("collection body must be a JSON object")
-        allowed = {"name", "dimension", "distance_metric", "indexing_algorithm", "index_params",
-                   "filterable_metadata_fields", "description"}
-        unknown = set(body) - allowed
-        if unknown:
-            raise ValidationError(f"unknown collection field(s): {', '.join(sorted(unknown))}")
-        if "name" not in body or "dimension" not in body:
-            raise ValidationError("a collection needs 'name' and 'dimension'")
-        settings = {k: v for k, v in body.items() if k not in ("name", "dimension")}
-        return self.engine.create_collection(body["name"], body["dimension"], **settings)
+    def create_collection(self, req: CreateCollection) -> dict[str, Any]:
+        return self.engine.create_collection(req.name, req.dimension, **req.settings)
 
     def list_collections(self) -> list[dict[str, Any]]:
         return self.engine.list_collections()
@@ -169,10 +120,8 @@ class UnifiedAvroService:
     def get_collection(self, name_or_uuid: str) -> dict[str, Any]:
         return self.engine.get_collection(name_or_uuid)
 
-    def update_collection(self, name_or_uuid: str, changes: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(changes, dict):
-            raise ValidationError("collection update must be a JSON object")
-        return self.engine.update_collection(name_or_uuid, **changes)
+    def update_collection(self, name_or_uuid: str, req: UpdateCollection) -> dict[str, Any]:
+        return self.engine.update_collection(name_or_uuid, **req.changes)
 
     def delete_collection(self, name_or_uuid: str) -> None:
         self.engine.delete_collection(name_or_uuid)
@@ -198,57 +147,32 @@ class UnifiedAvroService:
         ids = self.engine.collection(collection).insert_payload(payload)
         return {"count": len(ids), "ids": ids}
 
-    def insert_records(self, collection: str, records: Sequence[dict[str, Any]], *, upsert: bool) -> dict[str, Any]:
+    def insert_records(self, collection: str, req: InsertRecords) -> dict[str, Any]:
         """JSON records -> the same versioned payload -> :meth:`insert_payload`. Missing ids are generated."""
-        if not isinstance(records, list):
-            raise ValidationError("'vectors' must be a list of records")
-        if len(records) > self.limits.max_batch:
+        if len(req.records) > self.limits.max_batch:
             raise PayloadTooLargeError(
-                f"batch of {len(records)} records exceeds the server's max_batch limit of {self.limits.max_batch}"
+                f"batch of {len(req.records)} records exceeds the server's max_batch limit of {self.limits.max_batch}"
             )
-        prepared = []
-        for i, rec in enumerate(records):
-            if not isinstance(rec, dict):
-                raise ValidationError(f"record {i} must be an object")
-            unknown = set(rec) - {"id", "vector", "metadata", "timestamp", "expires_at"}
-            if unknown:
-                raise ValidationError(f"record {i}: unknown field(s) {', '.join(sorted(unknown))}")
-            vector = rec.get("vector")
-            if not isinstance(vector, list) or not all(
-                isinstance(x, int | float) and not isinstance(x, bool) for x in vector
-            ):
-                raise ValidationError(f"record {i}: 'vector' must be a list of numbers")
-            prepared.append({**rec, "id": rec.get("id") or str(uuid.uuid4())})
-        payload = encode_insert(prepared, upsert=upsert)
+        req.check_records()
+        prepared = [{**rec, "id": rec.get("id") or str(uuid.uuid4())} for rec in req.records]
+        payload = encode_insert(prepared, upsert=req.upsert)
         return self.insert_payload(collection, payload)
 
-    def put_vector(self, collection: str, id_: str, body: dict[str, Any]) -> dict[str, Any]:
+    def put_vector(self, collection: str, req: PutVector) -> dict[str, Any]:
         """Replace a record (``vector`` given: upsert) or only its metadata."""
-        if not isinstance(body, dict):
-            raise ValidationError("body must be a JSON object")
-        if "vector" in body:
-            self.insert_records(collection, [{"id": id_, **body}], upsert=True)
-            return self.get_vector(collection, id_, include_vector=False)
-        if "metadata" not in body:
-            raise ValidationError("give 'vector' (replace the record) and/or 'metadata'")
-        return self.engine.collection(collection).update_metadata(id_, body["metadata"], replace=True)
+        if req.with_vector:
+            self.insert_records(collection, InsertRecords([req.record()], upsert=True))
+            return self.get_vector(collection, req.id, include_vector=False)
+        return self.engine.collection(collection).update_metadata(req.id, req.metadata, replace=True)
 
-    def update_metadata(
-        self, collection: str, id_: str, metadata: dict[str, Any], *, replace: bool = False
-    ) -> dict[str, Any]:
-        return self.engine.collection(collection).update_metadata(id_, metadata, replace=replace)
+    def update_metadata(self, collection: str, req: UpdateMetadata) -> dict[str, Any]:
+        return self.engine.collection(collection).update_metadata(req.id, req.metadata, replace=req.replace)
 
-    def delete_vectors(
-        self, collection: str, *, ids: Sequence[str] | None = None, filter: dict[str, Any] | str | None = None
-    ) -> dict[str, Any]:
+    def delete_vectors(self, collection: str, req: DeleteVectors) -> dict[str, Any]:
         col = self.engine.collection(collection)
-        if (ids is None) == (filter is None):
-            raise ValidationError("delete needs exactly one of 'ids' or 'filter'")
-        if ids is not None:
-            if not isinstance(ids, list):
-                raise ValidationError("'ids' must be a list of strings")
-            return {"deleted": col.delete(ids)}
-        return {"deleted": col.delete_where(filter)}  # type: ignore[arg-type]
+        if req.ids is not None:
+            return {"deleted": col.delete(req.ids)}
+        return {"deleted": col.delete_where(req.filter)}  # type: ignore[arg-type]
 
     def mutate_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
         """A ``vector_delete`` or ``vector_update`` payload."""
@@ -277,28 +201,15 @@ class UnifiedAvroService:
             raise VectorNotFoundError(f"no vector with id {id_!r} in collection {collection!r}")
         return rec
 
-    def get_vectors(self, collection: str, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
-        if not isinstance(ids, list):
-            raise ValidationError("'ids' must be a list of strings")
-        check_ids(ids, allow_duplicates=True)
-        return self.engine.collection(collection).get_many(ids, include_vectors=include_vectors)
+    def get_vectors(self, collection: str, req: GetVectors) -> list[dict[str, Any]]:
+        return self.engine.collection(collection).get_many(req.ids, include_vectors=req.include_vectors)
 
-    def count(self, collection: str, filter: dict[str, Any] | str | None = None) -> int:
-        return self.engine.collection(collection).count(filter)
+    def count(self, collection: str, req: Count) -> int:
+        return self.engine.collection(collection).count(req.filter)
 
-    def scroll(
-        self,
-        collection: str,
-        *,
-        limit: int = 100,
-        cursor: str | None = None,
-        filter: dict[str, Any] | str | None = None,
-        include_vectors: bool = False,
-    ) -> dict[str, Any]:
-        if cursor is not None and not isinstance(cursor, str):
-            raise ValidationError("cursor must be a string")
+    def scroll(self, collection: str, req: Scroll) -> dict[str, Any]:
         records, next_cursor = self.engine.collection(collection).scroll(
-            limit=limit, cursor=cursor, filter_spec=filter, include_vectors=include_vectors
+            limit=req.limit, cursor=req.cursor, filter=req.filter, include_vectors=req.include_vectors
         )
         return {"records": records, "next_cursor": next_cursor}
 
@@ -306,7 +217,7 @@ class UnifiedAvroService:
         return self.engine.collection(collection).search_batch(
             params.queries,
             params.k,
-            filter_spec=params.filter,
+            filter=params.filter,
             include_vectors=params.include_vectors,
             include_metadata=params.include_metadata,
             exact=params.exact,

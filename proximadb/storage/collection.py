@@ -65,6 +65,7 @@ from proximadb.errors import (
 from proximadb.filters import Filter, compile_filter
 from proximadb.index import distance
 from proximadb.limits import Limits
+from proximadb.renamed import renamed
 from proximadb.storage import compaction, integrity, intents, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.manifest import Manifest, ManifestNotDurableError, SegmentRef
@@ -214,6 +215,7 @@ class Collection:
         return self.wal
 
     # ------------------------------------------------------------------ writes
+    @renamed(metadata="metadatas")
     def insert(
         self,
         records: Sequence[dict[str, Any]] | None = None,
@@ -227,6 +229,7 @@ class Collection:
         payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadata, upsert=upsert)
         return self.insert_payload(payload)
 
+    @renamed(metadata="metadatas")
     def upsert(self, records: Sequence[dict[str, Any]] | None = None, **kwargs: Any) -> list[str]:
         return self.insert(records, upsert=True, **kwargs)
 
@@ -286,6 +289,7 @@ class Collection:
         self._wal.wait_durable(seq)
         return len(present)
 
+    @renamed(filter_spec="filter")
     def delete_where(self, filter_spec: dict[str, Any] | str) -> int:
         """Delete every live row whose metadata matches the filter; returns the count."""
         flt = compile_filter(filter_spec)
@@ -729,6 +733,7 @@ class Collection:
             found = (self._record(i, include_vectors) for i in ids)
             return [r for r in found if r is not None]
 
+    @renamed(filter_spec="filter")
     def count(self, filter_spec: dict[str, Any] | str | None = None) -> int:
         flt = compile_filter(filter_spec)
         with self._request_lock():
@@ -744,6 +749,7 @@ class Collection:
         for row in np.flatnonzero(snap.alive):
             yield snap.ids[row], snap.metadata[row]
 
+    @renamed(filter_spec="filter")
     def scroll(
         self,
         *,
@@ -778,9 +784,11 @@ class Collection:
                 yield seg.ids[row]
 
     # ------------------------------------------------------------------ search
+    @renamed(filter_spec="filter")
     def search(self, vector: Any, k: int = 10, **kwargs: Any) -> list[dict[str, Any]]:
         return self.search_batch([vector] if np.ndim(vector) == 1 else vector, k, **kwargs)[0]
 
+    @renamed(filter_spec="filter")
     def search_batch(
         self,
         vectors: Any,

@@ -26,6 +26,7 @@ from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
 from proximadb.api.grpc.server import build_server, stop_serving
 from proximadb.codec.avro_batch import decode_vector_batch
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.service.requests import Count, GetVectors, Scroll
 from proximadb.service.unified import Limits, UnifiedAvroService
 from proximadb.storage.engine import Engine
 
@@ -94,7 +95,7 @@ def snapshot(s: Served) -> dict[str, Any]:
         if path.is_file() and path.name != "LOCK":
             state["files"][str(path.relative_to(s.root))] = path.stat().st_size
     for info in s.service.list_collections():
-        page = s.service.scroll(info["uuid"], limit=10_000, include_vectors=True)
+        page = s.service.scroll(info["uuid"], Scroll(limit=10_000, include_vectors=True))
         records = [(r["id"], r["vector"].tobytes(), r["metadata"], r["timestamp"]) for r in page["records"]]
         state["collections"][info["name"]] = (info, records)
     return state
@@ -295,7 +296,7 @@ def test_insert_get_scroll_count(served: Served) -> None:
                           timeout=TIMEOUT)
     batch = decode_vector_batch(got.records)
     assert batch.ids == ["id3", "id1"]
-    expected = served.service.get_vectors("docs", ["id3", "id1"])
+    expected = served.service.get_vectors("docs", GetVectors(["id3", "id1"]))
     np.testing.assert_array_equal(batch.vectors, np.stack([r["vector"] for r in expected]))
     assert batch.metadata == [{"n": 3, "even": False}, {"n": 1, "even": False}]
     assert not got.HasField("next_cursor")
@@ -327,7 +328,7 @@ def test_insert_get_scroll_count(served: Served) -> None:
 
 
 def test_search_and_search_batch(loaded: Served) -> None:
-    queries = loaded.service.get_vectors("docs", ["a", "b"])
+    queries = loaded.service.get_vectors("docs", GetVectors(["a", "b"]))
     one = loaded.stub.Search(
         pb.PayloadRequest(collection="docs", payload=search_payload([queries[0]["vector"].tolist()])), timeout=TIMEOUT
     )
@@ -359,7 +360,7 @@ def test_mutate_update_and_delete(loaded: Served) -> None:
     by_filter = encode_payload("vector_delete", {"ids": [], "filter": '{"genre": "rock"}'})
     answer = loaded.stub.Mutate(pb.PayloadRequest(collection="docs", payload=by_filter), timeout=TIMEOUT)
     assert answer.deleted == 1
-    assert loaded.service.count("docs") == 1
+    assert loaded.service.count("docs", Count()) == 1
 
 
 # ---------------------------------------------------------------- bad payloads

@@ -42,6 +42,7 @@ from proximadb.errors import (
     ValidationError,
 )
 from proximadb.sdk.grpc_transport import GrpcTransport
+from proximadb.service.requests import GetVectors, Scroll
 from proximadb.service.unified import Limits, UnifiedAvroService
 from proximadb.storage.engine import Engine
 
@@ -134,7 +135,7 @@ def test_collections(setup: Setup) -> None:
 def test_insert_get_scroll_count(loaded: Setup) -> None:
     t = loaded.transport
     got = t.get_vectors("docs", ["v3", "missing", "v0"], True)
-    expected = loaded.service.get_vectors("docs", ["v3", "missing", "v0"])
+    expected = loaded.service.get_vectors("docs", GetVectors(["v3", "missing", "v0"]))
     assert [r["id"] for r in got] == ["v3", "v0"]
     for mine, theirs in zip(got, expected, strict=True):
         assert mine["vector"].dtype == np.float32
@@ -142,7 +143,7 @@ def test_insert_get_scroll_count(loaded: Setup) -> None:
         assert {k: v for k, v in mine.items() if k != "vector"} == {k: v for k, v in theirs.items() if k != "vector"}
 
     bare = t.get_vectors("docs", ["v1"], False)
-    assert bare == loaded.service.get_vectors("docs", ["v1"], include_vectors=False)
+    assert bare == loaded.service.get_vectors("docs", GetVectors(["v1"], include_vectors=False))
     assert "vector" not in bare[0]
 
     seen: list[str] = []
@@ -212,12 +213,12 @@ def test_mutate_payload(loaded: Setup) -> None:
     ],
 )
 def test_errors_are_typed(loaded: Setup, call: Any, error: type[ProximaDBError]) -> None:
-    before = loaded.service.scroll("docs", limit=100)
+    before = loaded.service.scroll("docs", Scroll(limit=100))
     with pytest.raises(error) as info:
         call(loaded.transport)
     assert type(info.value) is error or error is ValidationError
     assert info.value.message
-    assert loaded.service.scroll("docs", limit=100) == before
+    assert loaded.service.scroll("docs", Scroll(limit=100)) == before
 
 
 def test_message_over_the_grpc_limit(loaded: Setup) -> None:

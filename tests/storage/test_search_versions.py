@@ -6,6 +6,7 @@ from pathlib import Path
 
 from proximadb.codec.framing import decode_frame
 from proximadb.codec.payload import decode_payload, encode_payload
+from proximadb.service.requests import CreateCollection, InsertRecords
 from proximadb.service.unified import UnifiedAvroService
 from proximadb.storage.engine import Engine
 
@@ -19,9 +20,10 @@ def _search(version: int) -> bytes:
 def test_v1_request_gets_a_v1_answer_and_v2_sees_expiry(tmp_path: Path) -> None:
     with Engine.open(tmp_path / "d", fsync="never") as engine:
         service = UnifiedAvroService(engine)
-        service.create_collection({"name": "c", "dimension": 3, "distance_metric": "euclidean"})
-        service.insert_records("c", [{"id": "a", "vector": [1, 0, 0], "expires_at": 1_900_000_000_000_000},
-                                     {"id": "b", "vector": [0, 1, 0]}], upsert=False)
+        service.create_collection(CreateCollection("c", 3, {"distance_metric": "euclidean"}))
+        records = [{"id": "a", "vector": [1, 0, 0], "expires_at": 1_900_000_000_000_000},
+                   {"id": "b", "vector": [0, 1, 0]}]
+        service.insert_records("c", InsertRecords(records, upsert=False))
         v1 = service.search_payload("c", _search(1))
         assert decode_frame(v1)[0] == 1  # an old client can decode it
         hits = decode_payload(v1)[2]["results"][0]

@@ -1,7 +1,8 @@
 """Every conversion between protobuf messages and the service's dicts, for both ends of the wire.
 
-Server side (servicer.py): request messages -> service arguments, service results -> response
-messages. Client side (proximadb/sdk/grpc_transport.py): SDK arguments -> request messages,
+Server side (servicer.py): request messages -> the typed requests of
+:mod:`proximadb.service.requests` (the same objects the REST adapter builds from JSON), service
+results -> response messages. Client side (proximadb/sdk/grpc_transport.py): SDK arguments -> request messages,
 response messages -> the same dicts the service returns, so a scenario gives the same answer
 over gRPC and REST.
 
@@ -26,11 +27,7 @@ from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.codec.avro_batch import NO_EXPIRY, decode_vector_batch
 from proximadb.codec.schemas import check_version
 from proximadb.errors import ValidationError
-
-_CREATE_FIELDS = (
-    "name", "dimension", "distance_metric", "indexing_algorithm", "index_params",
-    "filterable_metadata_fields", "description",
-)
+from proximadb.service.requests import Count, CreateCollection, GetVectors, Scroll, UpdateCollection
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -92,49 +89,44 @@ def health_from_proto(msg: pb.HealthResponse) -> dict[str, Any]:
 # ---------------------------------------------------------------- collections
 
 
-def create_request_to_body(req: pb.CreateCollectionRequest) -> dict[str, Any]:
-    """CreateCollectionRequest -> the body of ``service.create_collection`` (empty strings: defaults)."""
-    body: dict[str, Any] = {"name": req.name, "dimension": req.dimension}
+def create_request(req: pb.CreateCollectionRequest) -> CreateCollection:
+    """CreateCollectionRequest -> the service's request (empty strings: defaults)."""
+    settings: dict[str, Any] = {}
     if req.distance_metric:
-        body["distance_metric"] = req.distance_metric
+        settings["distance_metric"] = req.distance_metric
     if req.indexing_algorithm:
-        body["indexing_algorithm"] = req.indexing_algorithm
+        settings["indexing_algorithm"] = req.indexing_algorithm
     index_params = parse_json(req.index_params_json, "index_params_json")
     if index_params is not None:
-        body["index_params"] = index_params
+        settings["index_params"] = index_params
     if req.filterable_metadata_fields:
-        body["filterable_metadata_fields"] = list(req.filterable_metadata_fields)
+        settings["filterable_metadata_fields"] = list(req.filterable_metadata_fields)
     if req.HasField("description"):
-        body["description"] = req.description
-    return body
+        settings["description"] = req.description
+    return CreateCollection(req.name, req.dimension, settings)
 
 
 def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequest:
-    """The SDK's collection body (the REST JSON shape) -> CreateCollectionRequest."""
-    if not isinstance(body, Mapping):
-        raise ValidationError("collection body must be a JSON object")
-    unknown = set(body) - set(_CREATE_FIELDS)
-    if unknown:
-        raise ValidationError(f"unknown collection field(s): {', '.join(sorted(map(str, unknown)))}")
-    if "name" not in body or "dimension" not in body:
-        raise ValidationError("a collection needs 'name' and 'dimension'")
-    dimension = body["dimension"]
+    """The SDK's collection body (the REST JSON shape, checked as REST checks it) -> CreateCollectionRequest."""
+    create = CreateCollection.from_json(body)
+    dimension = create.dimension
     # Range checks are the server's (same messages as over REST); only what proto cannot carry is refused here.
     if isinstance(dimension, bool):
         raise ValidationError("dimension must be an integer, not bool")
     if isinstance(dimension, int) and dimension < 0:
         raise ValidationError(f"dimension must be a positive integer, not {dimension}")
-    index_params = body.get("index_params")
+    settings = create.settings
+    index_params = settings.get("index_params")
     return build(
         pb.CreateCollectionRequest,
         "collection body",
-        name=body["name"],
+        name=create.name,
         dimension=dimension,
-        distance_metric=body.get("distance_metric"),
-        indexing_algorithm=body.get("indexing_algorithm"),
+        distance_metric=settings.get("distance_metric"),
+        indexing_algorithm=settings.get("indexing_algorithm"),
         index_params_json=None if index_params is None else dump_json(index_params, "index_params"),
-        filterable_metadata_fields=body.get("filterable_metadata_fields"),
-        description=body.get("description"),
+        filterable_metadata_fields=settings.get("filterable_metadata_fields"),
+        description=settings.get("description"),
     )
 
 
@@ -186,18 +178,17 @@ def collections_from_proto(msg: pb.ListCollectionsResponse) -> list[dict[str, An
     return [collection_from_proto(c) for c in msg.collections]
 
 
-def update_request_to_changes(req: pb.UpdateCollectionRequest) -> Any:
-    """The changes for ``service.update_collection`` (which refuses anything but an object)."""
+def update_request(req: pb.UpdateCollectionRequest) -> UpdateCollection:
+    """UpdateCollectionRequest -> the service's request (changes_json must hold a JSON object)."""
     changes = parse_json(req.changes_json, "changes_json")
-    return {} if changes is None else changes
+    return UpdateCollection.from_json({} if changes is None else changes)
 
 
 def update_request_from_changes(collection: str, changes: Mapping[str, Any]) -> pb.UpdateCollectionRequest:
-    if not isinstance(changes, Mapping):
-        raise ValidationError("collection update must be a JSON object")
+    update = UpdateCollection.from_json(changes)
     return build(
         pb.UpdateCollectionRequest, "collection update",
-        collection=collection, changes_json=dump_json(dict(changes), "collection update"),
+        collection=collection, changes_json=dump_json(dict(update.changes), "collection update"),
     )
 
 
@@ -273,14 +264,22 @@ def mutate_from_proto(msg: pb.MutateResponse) -> dict[str, Any]:
     return {"deleted": msg.deleted, "updated": msg.updated}
 
 
-def scroll_args(req: pb.ScrollRequest) -> dict[str, Any]:
-    """ScrollRequest -> keyword arguments of ``service.scroll`` (the filter stays JSON text)."""
-    return {
-        "limit": req.limit or 100,
-        "cursor": req.cursor if req.HasField("cursor") else None,
-        "filter": req.filter_json or None,
-        "include_vectors": req.include_vectors,
-    }
+def scroll_request(req: pb.ScrollRequest) -> Scroll:
+    """ScrollRequest -> the service's request (the filter stays JSON text; the engine parses it)."""
+    return Scroll(
+        limit=req.limit or 100,
+        cursor=req.cursor if req.HasField("cursor") else None,
+        filter=req.filter_json or None,
+        include_vectors=req.include_vectors,
+    )
+
+
+def get_request(req: pb.GetRequest) -> GetVectors:
+    return GetVectors(list(req.ids), include_vectors=req.include_vectors)
+
+
+def count_request(req: pb.CountRequest) -> Count:
+    return Count(req.filter_json or None)
 
 
 def records_response(

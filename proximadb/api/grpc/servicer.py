@@ -1,6 +1,7 @@
 """The ProximaDB gRPC servicer: one thin method per RPC over UnifiedAvroService.
 
-Each method converts its request (convert.py), makes one service call and converts the
+Each method converts its request (convert.py) into the service's typed request
+(:mod:`proximadb.service.requests`), makes one service call and converts the
 result back. Payload frames (Insert, Mutate, Search, SearchBatch) are handed to the service
 as the ``bytes`` they arrived as; nothing here decodes them.
 
@@ -124,7 +125,7 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
     # ------------------------------------------------------------ collections
     @_rpc
     def CreateCollection(self, request: pb.CreateCollectionRequest, context: Context) -> pb.CollectionInfo:  # noqa: N802
-        return convert.collection_to_proto(self.service.create_collection(convert.create_request_to_body(request)))
+        return convert.collection_to_proto(self.service.create_collection(convert.create_request(request)))
 
     @_rpc
     def GetCollection(self, request: pb.CollectionRef, context: Context) -> pb.CollectionInfo:  # noqa: N802
@@ -136,8 +137,8 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
 
     @_rpc
     def UpdateCollection(self, request: pb.UpdateCollectionRequest, context: Context) -> pb.CollectionInfo:  # noqa: N802
-        changes = convert.update_request_to_changes(request)
-        return convert.collection_to_proto(self.service.update_collection(request.collection, changes))
+        update = convert.update_request(request)
+        return convert.collection_to_proto(self.service.update_collection(request.collection, update))
 
     @_rpc
     def DeleteCollection(self, request: pb.CollectionRef, context: Context) -> pb.DeleteCollectionResponse:  # noqa: N802
@@ -173,16 +174,15 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
     @_rpc
     def Get(self, request: pb.GetRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802
         version = convert.records_version(request.schema_version)
-        ids = list(request.ids)
-        records = self.service.get_vectors(request.collection, ids, include_vectors=request.include_vectors)
+        records = self.service.get_vectors(request.collection, convert.get_request(request))
         return convert.records_response(encode_records(records, version), schema_version=version)
 
     @_rpc
     def Scroll(self, request: pb.ScrollRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802
         version = convert.records_version(request.schema_version)
-        page: dict[str, Any] = self.service.scroll(request.collection, **convert.scroll_args(request))
+        page: dict[str, Any] = self.service.scroll(request.collection, convert.scroll_request(request))
         return convert.records_response(encode_records(page["records"], version), page["next_cursor"], version)
 
     @_rpc
     def Count(self, request: pb.CountRequest, context: Context) -> pb.CountResponse:  # noqa: N802
-        return pb.CountResponse(count=self.service.count(request.collection, request.filter_json or None))
+        return pb.CountResponse(count=self.service.count(request.collection, convert.count_request(request)))

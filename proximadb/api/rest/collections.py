@@ -7,6 +7,7 @@ from urllib.parse import quote
 import falcon
 
 from proximadb.api.rest.media import json_body, send
+from proximadb.service.requests import CreateCollection, UpdateCollection
 from proximadb.service.unified import UnifiedAvroService
 
 
@@ -18,7 +19,8 @@ class CollectionsResource:
         send(resp, self.service.list_collections())
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        info = self.service.create_collection(json_body(req, self.service.limits.max_request_bytes))
+        body = json_body(req, self.service.limits.max_request_bytes)
+        info = self.service.create_collection(CreateCollection.from_json(body))
         resp.location = f"/collections/{quote(info['name'], safe='')}"
         send(resp, info, status=201, message=f"collection {info['name']!r} created")
 
@@ -32,7 +34,7 @@ class CollectionResource:
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         changes = json_body(req, self.service.limits.max_request_bytes)
-        send(resp, self.service.update_collection(collection, changes))
+        send(resp, self.service.update_collection(collection, UpdateCollection.from_json(changes)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         self.service.delete_collection(collection)

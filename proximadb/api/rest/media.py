@@ -149,18 +149,3 @@ def send_avro(resp: falcon.Response, payload: bytes) -> None:
     resp.status = 200
     resp.content_type = AVRO
     resp.data = payload
-
-
-def optional_bool(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if not isinstance(value, bool):
-        raise ValidationError(f"{key} must be true or false")
-    return value
-
-
-def check_keys(body: dict[str, Any], allowed: set[str], what: str) -> None:
-    unknown = set(body) - allowed
-    if unknown:
-        raise ValidationError(
-            f"unknown {what} field(s): {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})"
-        )

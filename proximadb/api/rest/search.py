@@ -15,7 +15,8 @@ import falcon
 from proximadb.api.rest.media import body_or_payload, send, send_avro, wants_avro
 from proximadb.codec.payload import decode_payload
 from proximadb.errors import ValidationError
-from proximadb.service.unified import UnifiedAvroService, encode_search_result, search_params
+from proximadb.service.requests import SearchParams
+from proximadb.service.unified import UnifiedAvroService, encode_search_result
 
 
 def _hits_from_result(payload: bytes) -> list[list[dict[str, Any]]]:
@@ -45,7 +46,7 @@ class _SearchBase:
             results = _hits_from_result(result)
         else:
             assert body is not None
-            results = self.service.search(collection, search_params(body, batch=self.batch))
+            results = self.service.search(collection, SearchParams.from_json(body, batch=self.batch))
             if avro_out:
                 send_avro(resp, encode_search_result(results))
                 return

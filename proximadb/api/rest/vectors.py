@@ -8,12 +8,19 @@ and ``.../vectors/delete``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import falcon
 
-from proximadb.api.rest.media import body_or_payload, check_keys, json_body, optional_bool, send
-from proximadb.errors import ValidationError, VectorNotFoundError
+from proximadb.api.rest.media import body_or_payload, json_body, send
+from proximadb.errors import VectorNotFoundError
+from proximadb.service.requests import (
+    Count,
+    DeleteVectors,
+    GetVectors,
+    InsertRecords,
+    PutVector,
+    Scroll,
+    UpdateMetadata,
+)
 from proximadb.service.unified import UnifiedAvroService
 
 
@@ -34,7 +41,7 @@ class VectorsResource(_Resource):
         if payload is not None:
             result = self.service.insert_payload(collection, payload)
         else:
-            result = self.service.insert_records(collection, [record], upsert=False)
+            result = self.service.insert_records(collection, InsertRecords([record]))
         send(resp, {"id": result["ids"][0] if result["ids"] else None, **result}, status=201)
 
 
@@ -47,11 +54,7 @@ class VectorBatchResource(_Resource):
             result = self.service.insert_payload(collection, payload)
         else:
             assert body is not None
-            check_keys(body, {"vectors", "upsert"}, "batch insert")
-            if "vectors" not in body:
-                raise ValidationError("a batch insert needs 'vectors': a list of records")
-            upsert = optional_bool(body, "upsert", False)
-            result = self.service.insert_records(collection, body["vectors"], upsert=upsert)
+            result = self.service.insert_records(collection, InsertRecords.from_json(body))
         send(resp, result, status=201)
 
 
@@ -64,19 +67,14 @@ class VectorResource(_Resource):
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
         body = json_body(req, self.limit)
-        check_keys(body, {"vector", "metadata"}, "vector")
-        send(resp, self.service.put_vector(collection, id, body))
+        send(resp, self.service.put_vector(collection, PutVector.from_json(id, body)))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
         body = json_body(req, self.limit)
-        check_keys(body, {"metadata", "replace"}, "metadata update")
-        if "metadata" not in body:
-            raise ValidationError("a metadata update needs 'metadata': an object")
-        replace = optional_bool(body, "replace", False)
-        send(resp, self.service.update_metadata(collection, id, body["metadata"], replace=replace))
+        send(resp, self.service.update_metadata(collection, UpdateMetadata.from_json(id, body)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
-        result = self.service.delete_vectors(collection, ids=[id])
+        result = self.service.delete_vectors(collection, DeleteVectors(ids=[id]))
         if not result["deleted"]:
             raise VectorNotFoundError(f"no vector with id {id!r} in collection {collection!r}")
         send(resp, result)
@@ -87,11 +85,7 @@ class VectorsGetResource(_Resource):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         body = json_body(req, self.limit)
-        check_keys(body, {"ids", "include_vectors"}, "get")
-        if "ids" not in body:
-            raise ValidationError("get needs 'ids': a list of strings")
-        include = optional_bool(body, "include_vectors", True)
-        send(resp, self.service.get_vectors(collection, body["ids"], include_vectors=include))
+        send(resp, self.service.get_vectors(collection, GetVectors.from_json(body)))
 
 
 class VectorsDeleteResource(_Resource):
@@ -103,8 +97,7 @@ class VectorsDeleteResource(_Resource):
             send(resp, self.service.mutate_payload(collection, payload))
             return
         assert body is not None
-        check_keys(body, {"ids", "filter"}, "delete")
-        send(resp, self.service.delete_vectors(collection, ids=body.get("ids"), filter=body.get("filter")))
+        send(resp, self.service.delete_vectors(collection, DeleteVectors.from_json(body)))
 
 
 class VectorsScrollResource(_Resource):
@@ -112,26 +105,15 @@ class VectorsScrollResource(_Resource):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         body = json_body(req, self.limit, required=False)
-        check_keys(body, {"limit", "cursor", "filter", "include_vectors"}, "scroll")
-        send(resp, self.service.scroll(
-            collection,
-            limit=body.get("limit", 100),
-            cursor=body.get("cursor"),
-            filter=body.get("filter"),
-            include_vectors=optional_bool(body, "include_vectors", False),
-        ))
+        send(resp, self.service.scroll(collection, Scroll.from_json(body)))
 
 
 class VectorsCountResource(_Resource):
     """``GET`` (``?filter=<JSON text>``) or ``POST {filter?}`` -> ``{"count": n}``."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
-        self._count(resp, collection, req.get_param("filter"))
+        send(resp, {"count": self.service.count(collection, Count(req.get_param("filter")))})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         body = json_body(req, self.limit, required=False)
-        check_keys(body, {"filter"}, "count")
-        self._count(resp, collection, body.get("filter"))
-
-    def _count(self, resp: falcon.Response, collection: str, filter_spec: Any) -> None:
-        send(resp, {"count": self.service.count(collection, filter_spec)})
+        send(resp, {"count": self.service.count(collection, Count.from_json(body))})

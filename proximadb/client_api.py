@@ -1,0 +1,151 @@
+"""The one API of ProximaDB, whether the database runs in this process or in a daemon.
+
+:class:`ProximaDBAPI` is the vocabulary every client speaks; code written against it runs
+unchanged on
+
+* ``proximadb.connect_embedded(path)``: the engine in this process (:mod:`proximadb.embedded`);
+* ``proximadb.connect(url)`` / ``connect_grpc`` / ``connect_rest``: a daemon over gRPC or REST
+  (:mod:`proximadb.sdk`).
+
+Both are :class:`proximadb.sdk.client.ProximaDBClient`: the embedded one carries the same Avro
+payloads to the same :class:`~proximadb.service.unified.UnifiedAvroService` the daemon runs, only
+without a socket, so answers and errors are the same whichever is used.
+
+Names: ``insert_vectors(collection, records | ids=, vectors=, metadatas=)``,
+``search(collection, vector, k=, filter=)``, ``update_vector``, ``delete_vectors(ids= | filter=)``,
+``get_vectors``, ``scroll``, ``count``, ``create_collection`` ... (the engine's older
+``metadata=`` / ``filter_spec=`` spellings are deprecated: :mod:`proximadb.renamed`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+Filter = dict[str, Any] | str | None
+
+
+class ProximaDBAPI(abc.ABC):
+    """Every operation a client can ask; the convenience forms (one vector, one id) are defined here."""
+
+    # ------------------------------------------------------------------ server and collections
+    @abc.abstractmethod
+    def health(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def create_collection(
+        self,
+        name: str,
+        dimension: int,
+        *,
+        distance_metric: str = "cosine",
+        indexing_algorithm: str = "flat",
+        index_params: dict[str, Any] | None = None,
+        filterable_metadata_fields: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def get_collection(self, name: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def list_collections(self) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def update_collection(self, name: str, **changes: Any) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def delete_collection(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def compact(self, collection: str) -> dict[str, Any]:
+        """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
+
+    @abc.abstractmethod
+    def stats(self, collection: str) -> dict[str, Any]:
+        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds."""
+
+    # ------------------------------------------------------------------ writes
+    @abc.abstractmethod
+    def insert_vectors(
+        self,
+        collection: str,
+        records: Sequence[dict[str, Any]] | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        vectors: Any = None,
+        metadatas: Sequence[dict[str, Any] | None] | None = None,
+        upsert: bool = False,
+        batch_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Insert records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``); ``{"count", "ids"}``."""
+
+    @abc.abstractmethod
+    def update_vector(
+        self, collection: str, id: str, *, metadata: dict[str, Any] | None = None, vector: Any = None,
+        replace: bool = False,
+    ) -> None:
+        """Change a record's metadata (merge; ``replace=True`` swaps it) and/or its vector."""
+
+    @abc.abstractmethod
+    def delete_vectors(self, collection: str, ids: Sequence[str] | None = None, *, filter: Filter = None) -> int:
+        """Delete by ids or by a metadata filter; returns how many were deleted."""
+
+    def insert_vector(
+        self, collection: str, vector: Any, *, id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> str:
+        """Insert one record; returns its id (generated when not given)."""
+        return str(self.insert_vectors(collection, [{"id": id, "vector": vector, "metadata": metadata}])["ids"][0])
+
+    def upsert_vectors(
+        self, collection: str, records: Sequence[dict[str, Any]] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """Insert or replace (last write wins); safe to retry."""
+        return self.insert_vectors(collection, records, upsert=True, **kw)
+
+    def delete_vector(self, collection: str, id: str) -> bool:
+        return self.delete_vectors(collection, ids=[id]) == 1
+
+    # ------------------------------------------------------------------ reads
+    @abc.abstractmethod
+    def get_vectors(
+        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True
+    ) -> list[dict[str, Any]]:
+        """The records that exist, in the order asked (missing ids are left out)."""
+
+    @abc.abstractmethod
+    def count(self, collection: str, filter: Filter = None) -> int: ...
+
+    @abc.abstractmethod
+    def scroll(
+        self, collection: str, *, limit: int = 100, cursor: str | None = None, filter: Filter = None,
+        include_vectors: bool = False,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page in ascending id order; pass the returned cursor for the next (None at the end)."""
+
+    @abc.abstractmethod
+    def search_batch(self, collection: str, vectors: Any, k: int = 10, **options: Any) -> list[list[dict[str, Any]]]:
+        """Top-k hits per query, best first. Options: filter, include_vectors, include_metadata, ef, nprobe,
+        exact."""
+
+    def get_vector(self, collection: str, id: str, *, include_vector: bool = True) -> dict[str, Any] | None:
+        found = self.get_vectors(collection, [id], include_vectors=include_vector)
+        return found[0] if found else None
+
+    def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:
+        """Top-k hits for one query, best first: dicts with id, score, distance, metadata?, vector?."""
+        return self.search_batch(collection, [vector], k, **options)[0]
+
+    # ------------------------------------------------------------------ lifecycle
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ProximaDBAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["ProximaDBAPI"]

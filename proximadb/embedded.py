@@ -1,0 +1,120 @@
+"""The API in this process: ``proximadb.connect_embedded(path)``, no daemon, no socket.
+
+:func:`connect_embedded` opens (or creates) a data directory with the engine and returns an
+:class:`EmbeddedClient`: the same :class:`~proximadb.sdk.client.ProximaDBClient` a daemon's
+clients use (:class:`proximadb.client_api.ProximaDBAPI`), over a :class:`LocalTransport` that
+hands its Avro payloads to a :class:`~proximadb.service.unified.UnifiedAvroService` in this
+process instead of sending them. So a script runs unchanged against ``connect_embedded("./data")``
+and ``connect("http://host:5678")``, with the same answers and the same typed errors.
+
+Records come back exactly as over gRPC (the VectorBatch datum is encoded and decoded the same
+way). One process owns a data directory at a time (its lock file); closing the client closes the
+engine. ``client.engine`` is the :class:`~proximadb.storage.engine.Engine` for what only the
+engine offers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from proximadb.api.grpc.convert import records_from_bytes
+from proximadb.sdk.client import ProximaDBClient
+from proximadb.service.requests import Count, CreateCollection, GetVectors, Scroll, UpdateCollection
+from proximadb.service.unified import UnifiedAvroService, encode_records
+from proximadb.storage.engine import Engine
+
+
+class LocalTransport:
+    """A :class:`~proximadb.sdk.transport.Transport` that calls the service directly."""
+
+    protocol = "embedded"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.service = UnifiedAvroService(engine)
+        self.schema_version = 1
+        self.url = f"embedded://{engine.data_dir}"
+
+    def health(self) -> dict[str, Any]:
+        return self.service.health()
+
+    def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.service.create_collection(CreateCollection.from_json(body))
+
+    def get_collection(self, collection: str) -> dict[str, Any]:
+        return self.service.get_collection(collection)
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        return self.service.list_collections()
+
+    def update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self.service.update_collection(collection, UpdateCollection.from_json(changes))
+
+    def delete_collection(self, collection: str) -> None:
+        self.service.delete_collection(collection)
+
+    def compact(self, collection: str) -> dict[str, Any]:
+        return self.service.compact_collection(collection)
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        return self.service.collection_stats(collection)
+
+    def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
+        return self.service.insert_payload(collection, payload)
+
+    def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
+        return self.service.mutate_payload(collection, payload)
+
+    def _records(self, records: list[dict[str, Any]], include_vectors: bool) -> list[dict[str, Any]]:
+        datum = encode_records(records, self.schema_version)
+        return records_from_bytes(datum, include_vectors=include_vectors, schema_version=self.schema_version)
+
+    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
+        records = self.service.get_vectors(collection, GetVectors(ids, include_vectors))
+        return self._records(records, include_vectors)
+
+    def count(self, collection: str, filter_json: str | None) -> int:
+        return self.service.count(collection, Count(filter_json))
+
+    def scroll(
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        page = self.service.scroll(collection, Scroll(limit, cursor, filter_json, include_vectors))
+        return self._records(page["records"], include_vectors), page["next_cursor"]
+
+    def search_payload(self, collection: str, payload: bytes) -> bytes:
+        return self.service.search_payload(collection, payload)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class EmbeddedClient(ProximaDBClient):
+    """A :class:`~proximadb.sdk.client.ProximaDBClient` over the engine in this process."""
+
+    _transport: LocalTransport
+
+    @property
+    def engine(self) -> Engine:
+        return self._transport.engine
+
+
+def connect_embedded(data_dir: str | Path, *, batch_size: int | None = None, **engine_options: Any) -> EmbeddedClient:
+    """Open ``data_dir`` in this process and return a client for it (see the module docstring).
+
+    ``engine_options`` are those of :func:`proximadb.open_engine` (fsync, wal_strategy, limits, ...).
+    Nothing is retried: there is no connection to lose.
+    """
+    engine = Engine.open(data_dir, **engine_options)
+    try:
+        options: dict[str, Any] = {"retries": 0}
+        if batch_size is not None:
+            options["batch_size"] = batch_size
+        return EmbeddedClient(LocalTransport(engine), **options)
+    except BaseException:
+        engine.close()
+        raise
+
+
+__all__ = ["EmbeddedClient", "LocalTransport", "connect_embedded"]

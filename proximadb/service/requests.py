@@ -1,0 +1,295 @@
+"""Typed requests: what each operation of :class:`~proximadb.service.unified.UnifiedAvroService` takes.
+
+Every adapter parses its wire request into one of these frozen objects and the service takes
+only them, so the shape checks live in one place:
+
+* REST: ``Request.from_json(body)`` checks a JSON body (unknown fields, missing fields, types of
+  flags) and raises :class:`~proximadb.errors.ValidationError` naming what is wrong;
+* gRPC: ``proximadb/api/grpc/convert.py`` builds the same objects from the protobuf messages
+  (which cannot carry unknown fields or wrong types);
+* the constructors check what both share (``ids`` is a list of strings, a record is an object
+  with a numeric ``vector``, ...).
+
+Value checks that need the collection or the server's limits (dimension, ``k`` against
+``max_k``, metadata size, batch size) stay where they are, in the service and the engine. The
+collection a request is about is not part of it: it comes from the path (REST) or the request
+message (gRPC) and is the service method's first argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from proximadb.errors import ValidationError
+from proximadb.storage.validation import check_ids
+
+Filter = dict[str, Any] | str | None
+
+
+def check_keys(body: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    """Refuse fields outside ``allowed`` (the message lists what is allowed)."""
+    unknown = set(body) - allowed
+    if unknown:
+        raise ValidationError(
+            f"unknown {what} field(s): {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def optional_bool(body: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationError(f"{key} must be true or false")
+    return value
+
+
+def _is_numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in value)
+
+
+def _check_id_list(ids: Any) -> list[str]:
+    if not isinstance(ids, list):
+        raise ValidationError("'ids' must be a list of strings")
+    return ids
+
+
+# ---------------------------------------------------------------- collections
+
+_COLLECTION_SETTINGS = ("distance_metric", "indexing_algorithm", "index_params", "filterable_metadata_fields",
+                        "description")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCollection:
+    """``name``, ``dimension`` and the optional settings given (the engine checks their values)."""
+
+    name: Any
+    dimension: Any
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, body: Any) -> CreateCollection:
+        if not isinstance(body, Mapping):
+            raise ValidationError("collection body must be a JSON object")
+        unknown = set(body) - {"name", "dimension", *_COLLECTION_SETTINGS}
+        if unknown:
+            raise ValidationError(f"unknown collection field(s): {', '.join(sorted(map(str, unknown)))}")
+        if "name" not in body or "dimension" not in body:
+            raise ValidationError("a collection needs 'name' and 'dimension'")
+        return cls(body["name"], body["dimension"], {k: v for k, v in body.items() if k in _COLLECTION_SETTINGS})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dimension": self.dimension, **self.settings}
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCollection:
+    changes: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, body: Any) -> UpdateCollection:
+        if not isinstance(body, Mapping):
+            raise ValidationError("collection update must be a JSON object")
+        return cls(dict(body))
+
+
+# ---------------------------------------------------------------- writes
+
+_RECORD_FIELDS = {"id", "vector", "metadata", "timestamp", "expires_at"}
+
+
+@dataclass(frozen=True, slots=True)
+class InsertRecords:
+    """JSON records ``{id?, vector, metadata?, timestamp?, expires_at?}``; ``upsert`` replaces existing ids."""
+
+    records: list[dict[str, Any]]
+    upsert: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.records, list):
+            raise ValidationError("'vectors' must be a list of records")
+
+    def check_records(self) -> None:
+        """Each record's shape (run by the service after the batch-size limit, so 413 comes first)."""
+        for i, rec in enumerate(self.records):
+            if not isinstance(rec, dict):
+                raise ValidationError(f"record {i} must be an object")
+            unknown = set(rec) - _RECORD_FIELDS
+            if unknown:
+                raise ValidationError(f"record {i}: unknown field(s) {', '.join(sorted(unknown))}")
+            if not _is_numbers(rec.get("vector")):
+                raise ValidationError(f"record {i}: 'vector' must be a list of numbers")
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> InsertRecords:
+        """A batch body ``{"vectors": [...], "upsert": bool}``."""
+        check_keys(body, {"vectors", "upsert"}, "batch insert")
+        if "vectors" not in body:
+            raise ValidationError("a batch insert needs 'vectors': a list of records")
+        upsert = optional_bool(body, "upsert", False)
+        return cls(body["vectors"], upsert)
+
+
+@dataclass(frozen=True, slots=True)
+class PutVector:
+    """Replace a record by id (``vector`` given: an upsert) or only its metadata."""
+
+    id: str
+    vector: Any = None
+    metadata: Any = None
+    with_vector: bool = False  # the body had a 'vector' (null included: refused as a record)
+
+    @classmethod
+    def from_json(cls, id_: str, body: Mapping[str, Any]) -> PutVector:
+        check_keys(body, {"vector", "metadata"}, "vector")
+        if "vector" not in body and "metadata" not in body:
+            raise ValidationError("give 'vector' (replace the record) and/or 'metadata'")
+        return cls(id_, body.get("vector"), body.get("metadata"), "vector" in body)
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "vector": self.vector, "metadata": self.metadata}
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateMetadata:
+    """Merge (``replace``: swap) one record's metadata; a None value removes a key on merge."""
+
+    id: str
+    metadata: Any
+    replace: bool = False
+
+    @classmethod
+    def from_json(cls, id_: str, body: Mapping[str, Any]) -> UpdateMetadata:
+        check_keys(body, {"metadata", "replace"}, "metadata update")
+        if "metadata" not in body:
+            raise ValidationError("a metadata update needs 'metadata': an object")
+        return cls(id_, body["metadata"], optional_bool(body, "replace", False))
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteVectors:
+    """Exactly one of ``ids`` or ``filter``."""
+
+    ids: list[str] | None = None
+    filter: Filter = None
+
+    def __post_init__(self) -> None:
+        if (self.ids is None) == (self.filter is None):
+            raise ValidationError("delete needs exactly one of 'ids' or 'filter'")
+        if self.ids is not None:
+            _check_id_list(self.ids)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> DeleteVectors:
+        check_keys(body, {"ids", "filter"}, "delete")
+        return cls(body.get("ids"), body.get("filter"))
+
+
+# ---------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True, slots=True)
+class GetVectors:
+    """The records of ``ids`` that exist, in the order asked."""
+
+    ids: list[str]
+    include_vectors: bool = True
+
+    def __post_init__(self) -> None:
+        check_ids(_check_id_list(self.ids), allow_duplicates=True)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> GetVectors:
+        check_keys(body, {"ids", "include_vectors"}, "get")
+        if "ids" not in body:
+            raise ValidationError("get needs 'ids': a list of strings")
+        include = optional_bool(body, "include_vectors", True)
+        return cls(body["ids"], include)
+
+
+@dataclass(frozen=True, slots=True)
+class Scroll:
+    """One page in ascending id order after ``cursor`` (the engine checks ``limit``)."""
+
+    limit: Any = 100
+    cursor: str | None = None
+    filter: Filter = None
+    include_vectors: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cursor is not None and not isinstance(self.cursor, str):
+            raise ValidationError("cursor must be a string")
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Scroll:
+        check_keys(body, {"limit", "cursor", "filter", "include_vectors"}, "scroll")
+        include = optional_bool(body, "include_vectors", False)
+        return cls(body.get("limit", 100), body.get("cursor"), body.get("filter"), include)
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    filter: Filter = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Count:
+        check_keys(body, {"filter"}, "count")
+        return cls(body.get("filter"))
+
+
+_SEARCH_KEYS = {"vector", "queries", "vectors", "k", "top_k", "filter", "include_vectors", "include_metadata",
+                "ef", "nprobe", "exact"}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    """Top-``k`` per query vector; the engine checks ``k``, the vectors' dimension and values."""
+
+    queries: Any
+    k: Any = 10
+    filter: Filter = None
+    include_vectors: bool = False
+    include_metadata: bool = True
+    ef: int | None = None
+    nprobe: int | None = None
+    exact: bool = False
+
+    @classmethod
+    def from_json(cls, body: Any, *, batch: bool) -> SearchParams:
+        """From a JSON body: ``vector`` for one query, ``queries`` (or ``vectors``) for a batch."""
+        if not isinstance(body, dict):
+            raise ValidationError("search body must be a JSON object")
+        unknown = set(body) - _SEARCH_KEYS
+        if unknown:
+            raise ValidationError(f"unknown search field(s): {', '.join(sorted(unknown))}")
+        if batch:
+            queries = body.get("queries", body.get("vectors"))
+            if not isinstance(queries, list) or not queries:
+                raise ValidationError("batch search needs 'queries': a non-empty list of vectors")
+        else:
+            vector = body.get("vector")
+            if not isinstance(vector, list) or not vector:
+                raise ValidationError("search needs 'vector': a non-empty list of numbers")
+            queries = [vector]
+        for q in queries:
+            if not _is_numbers(q):
+                raise ValidationError("each query vector must be a list of numbers")
+        flags = {}
+        for flag in ("include_vectors", "include_metadata", "exact"):
+            if flag in body:
+                if not isinstance(body[flag], bool):
+                    raise ValidationError(f"{flag} must be true or false")
+                flags[flag] = body[flag]
+        for opt in ("ef", "nprobe"):
+            value = body.get(opt)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValidationError(f"{opt} must be a positive integer")
+            flags[opt] = value
+        return cls(queries=queries, k=body.get("k", body.get("top_k", 10)), filter=body.get("filter"), **flags)
+
+
+__all__ = [
+    "Count", "CreateCollection", "DeleteVectors", "GetVectors", "InsertRecords", "PutVector", "Scroll",
+    "SearchParams", "UpdateCollection", "UpdateMetadata", "check_keys", "optional_bool",
+]
