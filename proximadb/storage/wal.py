@@ -45,7 +45,7 @@ from typing import Any
 
 import lz4.block
 
-from proximadb.errors import DiskFullError, EngineClosedError, StorageError
+from proximadb.errors import CorruptionError, DiskFullError, EngineClosedError, StorageError
 from proximadb.storage import wal_codec, wal_io, wal_recovery
 from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.fsync_policy import FsyncPolicy
@@ -127,8 +127,14 @@ class WriteAheadLog:
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str], *, strategy: str = "avro", compression: str = "none",
-             fsync: str | FsyncPolicy = "always", segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> WriteAheadLog:
+             fsync: str | FsyncPolicy = "always", segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+             first_seq: int = 1) -> WriteAheadLog:
         """Open (creating if needed) the WAL in ``directory``, repairing a torn tail.
+
+        ``first_seq``: the seq an empty log starts at (the owner's checkpoint + 1), so that new
+        frames are never numbered at or below a checkpoint and skipped by the next replay. A log
+        whose directory is missing while ``first_seq`` > 1 is refused: frames after the
+        checkpoint may have been in it.
 
         Raises CorruptionError for damage that is not a torn tail, StorageError on I/O errors.
         """
@@ -139,7 +145,7 @@ class WriteAheadLog:
         wal = cls(Path(directory), wal_codec.strategy_code(strategy), compression == "lz4",
                   FsyncPolicy.parse(fsync), segment_bytes)
         try:
-            wal._recover()
+            wal._recover(first_seq)
         except OSError as exc:
             wal._close_fds()
             raise StorageError(f"cannot open WAL in {directory}: {exc}") from exc
@@ -152,8 +158,13 @@ class WriteAheadLog:
             wal._syncer.start()
         return wal
 
-    def _recover(self) -> None:
+    def _recover(self, first_seq: int) -> None:
         if not self._dir.is_dir():
+            if first_seq > 1:
+                raise CorruptionError(
+                    f"WAL directory {self._dir} is missing, and the manifest's checkpoint is at seq {first_seq - 1}: "
+                    f"writes after it may be lost; restore the directory from a backup (or, if you know it held "
+                    f"nothing after the checkpoint, create it empty: mkdir {self._dir})")
             self._dir.mkdir(parents=True, exist_ok=True)
             fsync_dir(self._dir.parent)
         found = segment_files(self._dir)
@@ -174,8 +185,9 @@ class WriteAheadLog:
                 else:
                     self._rewrite_header(active)
         else:
-            self._active = self._create_segment(1)
+            self._active = self._create_segment(max(first_seq, 1))
             self._segments.append(self._active)
+            self._last_seq = self._active.first_seq - 1
         self._written_seq = self._durable_seq = self._last_seq
         log.info("WAL %s open: %d file(s), last seq %d, strategy %s, fsync %s",
                  self._dir, len(self._segments), self._last_seq,
@@ -265,6 +277,11 @@ class WriteAheadLog:
         the first write.
         """
         segments = list(self._segments)
+        if segments and segments[0].first_seq > after_seq + 1:
+            raise CorruptionError(
+                f"WAL {self._dir} starts at seq {segments[0].first_seq}, but replay must start after seq {after_seq} "
+                f"(the manifest's checkpoint): frames {after_seq + 1}..{segments[0].first_seq - 1} are missing, so a "
+                f"WAL file was removed or the MANIFEST is an older copy; restore the collection directory from a backup")
         for i, seg in enumerate(segments):
             is_last = i == len(segments) - 1
             continues_at = self._last_seq + 1 if is_last else segments[i + 1].first_seq

@@ -320,7 +320,9 @@ def test_rotation_and_checkpoint(tmp_path: Path) -> None:
         kept_first = int(wal.files()[0].name[4:24])
         assert kept_first <= 11
         assert_ops_equal(expected[10:], list(wal.replay(after_seq=10)))
-    assert_ops_equal(expected[kept_first - 1:], replay_all(tmp_path))
+    assert_ops_equal(expected[kept_first - 1:], replay_all(tmp_path, after_seq=kept_first - 1))
+    with pytest.raises(CorruptionError, match="are missing"):  # below the log's start: frames are gone
+        replay_all(tmp_path, after_seq=kept_first - 2)
     # everything checkpointed: an empty file keeps the seq going
     with WriteAheadLog.open(tmp_path, strategy="binary") as wal:
         wal.checkpoint(20)
@@ -687,3 +689,32 @@ def test_open_rejects_bad_options(tmp_path: Path) -> None:
         WriteAheadLog.open(tmp_path, compression="zstd")
     with pytest.raises(ValidationError):
         WriteAheadLog.open(tmp_path, fsync="sometimes")
+
+
+# ---------------------------------------------------------------- the log's start and the owner's checkpoint
+
+
+def test_an_empty_log_starts_after_the_checkpoint(tmp_path: Path) -> None:
+    """New frames are numbered above the checkpoint, or the next replay (after the checkpoint) would skip them."""
+    (tmp_path / "wal").mkdir()
+    with WriteAheadLog.open(tmp_path / "wal", fsync="never", first_seq=101) as wal:
+        assert wal.last_seq == 100
+        assert wal.append(DeleteOp(["a"])) == 101
+    with WriteAheadLog.open(tmp_path / "wal", fsync="never", first_seq=101) as wal:
+        assert [seq for seq, _ in wal.replay(after_seq=100)] == [101]
+
+
+def test_a_log_that_starts_after_the_checkpoint_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "wal").mkdir()
+    with WriteAheadLog.open(tmp_path / "wal", fsync="never", first_seq=11) as wal:
+        wal.append(DeleteOp(["a"]))
+    with WriteAheadLog.open(tmp_path / "wal", fsync="never") as wal:
+        with pytest.raises(CorruptionError, match=r"starts at seq 11.*frames 6\.\.10 are missing"):
+            list(wal.replay(after_seq=5))
+        assert [seq for seq, _ in wal.replay(after_seq=10)] == [11]
+
+
+def test_a_missing_wal_directory_after_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CorruptionError, match=r"WAL directory .* is missing.*checkpoint is at seq 7"):
+        WriteAheadLog.open(tmp_path / "wal", fsync="never", first_seq=8)
+    assert not (tmp_path / "wal").exists()
