@@ -49,6 +49,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from proximadb.codec.metadata import plain_metadata_value
 from proximadb.errors import DimensionMismatchError, MalformedPayloadError, ValidationError
 
 cnp.import_array()
@@ -731,20 +732,19 @@ cdef int _w_value(Writer *w, str key, object value, Py_ssize_t i) except -1:
     if t is str:
         _w_long(w, V_STRING)
         return _w_str(w, value, S_VALUE, key, i)
-    if t is bool or isinstance(value, np.bool_):  # before int: bool is an int subclass
+    if t is bool:
         _w_long(w, V_BOOLEAN)
         flag = 1 if value else 0
         return _w_raw(w, &flag, 1)
-    if t is int or isinstance(value, (int, np.integer)):
+    if t is int:
         try:
             v = value
         except OverflowError:
-            raise ValidationError(
-                f"metadata value of key {key!r} of record {i} is out of the signed 64-bit range: {value}"
-            ) from None
+            plain_metadata_value(value, key, f"record {i}")  # raises, worded by the one rule
+            raise
         _w_long(w, V_LONG)
         return _w_long(w, v)
-    if t is float or isinstance(value, (float, np.floating)):
+    if t is float:
         d = value
         memcpy(&bits, &d, 8)
         _w_long(w, V_DOUBLE)
@@ -752,26 +752,18 @@ cdef int _w_value(Writer *w, str key, object value, Py_ssize_t i) except -1:
         pxd_store_u64le(w.buf + w.len, bits)
         w.len += 8
         return 0
-    if isinstance(value, str):
-        _w_long(w, V_STRING)
-        return _w_str(w, str(value), S_VALUE, key, i)
-    if isinstance(value, (list, tuple)):
+    if t is list:
         for item in value:
-            if not isinstance(item, str):
-                raise ValidationError(
-                    f"metadata value of key {key!r} of record {i}: list items must be str, "
-                    f"got {type(item).__name__}"
-                )
+            if type(item) is not str:
+                return _w_value(w, key, plain_metadata_value(value, key, f"record {i}"), i)
         _w_long(w, V_STRING_ARRAY)
         if len(value):
             _w_long(w, len(value))
             for item in value:
-                _w_str(w, str(item), S_VALUE, key, i)
+                _w_str(w, item, S_VALUE, key, i)
         return _w_long(w, 0)
-    raise ValidationError(
-        f"metadata value of key {key!r} of record {i} has unsupported type {t.__name__} "
-        "(allowed: None, bool, int, float, str, list of str)"
-    )
+    # numpy scalars, subclasses, tuples, and every refusal: the one rule (codec/metadata.py)
+    return _w_value(w, key, plain_metadata_value(value, key, f"record {i}"), i)
 
 
 cdef int _w_metadata(Writer *w, object md, Py_ssize_t i) except -1:
