@@ -7,6 +7,8 @@ Switches (environment variables):
       PROXIMADB_BUILD_ONLY='proximadb.codec.*' python setup.py build_ext --inplace
 No -march=native: SIMD variants are compiled with per-function target
 attributes (see pxd/distance.h, pxd/crc32c.h) and picked at run time.
+pxd/ holds only C headers (include_dirs); .pxd declarations are in the package and
+cimported by their full name (from proximadb.codec._avro cimport ...).
 
 gRPC code: build_py and build_ext first run grpc_tools.protoc on
 proto/proximadb/v1/proximadb.proto into proximadb/api/grpc/_generated/ (gitignored;
@@ -104,7 +106,7 @@ class BuildExt(build_ext):
         self.distribution.ext_modules = cythonize(
             self.distribution.ext_modules,
             compiler_directives=directives,
-            include_path=["pxd", "."],
+            include_path=["."],  # cimports are package-qualified (proximadb.codec._cursor, ...)
             annotate=ANNOTATE,
             nthreads=os.cpu_count() or 1,
         )

@@ -36,53 +36,58 @@ the row) and the records array as one block.
 
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from cursor cimport Cursor, cur_init, cur_left, cur_read, cur_read_varlong
-from endian cimport PXD_HOST_IS_LE, pxd_copy_f32le, pxd_load_u64le, pxd_store_u32le, pxd_store_u64le
+from proximadb.codec._cursor cimport Cursor, cur_init, cur_left, cur_read, cur_read_varlong
+from proximadb.codec._avro cimport (
+    AVRO_BAD_UTF8,
+    AVRO_CALLER_KINDS,
+    AvroError,
+    AvroWriter,
+    avro_check_block_size,
+    avro_fail,
+    avro_fail_value,
+    avro_read_block,
+    avro_read_boolean,
+    avro_read_length,
+    avro_read_long,
+    avro_read_metadata,
+    avro_skip_metadata,
+    avro_write_metadata_value,
+    aw_bytes,
+    aw_free,
+    aw_init,
+    aw_long,
+    aw_raw,
+    aw_reserve,
+    aw_str,
+)
+from proximadb.codec._endian cimport PXD_HOST_IS_LE, pxd_copy_f32le, pxd_load_u64le, pxd_store_u32le, pxd_store_u64le
 
 from collections.abc import Mapping
 
 import numpy as np
 
+from proximadb.codec.metadata import plain_metadata_value
 from proximadb.errors import DimensionMismatchError, MalformedPayloadError, ValidationError
 
 cnp.import_array()
 
 # Smallest encoding of one item, used to refuse counts the remaining bytes cannot hold.
 cdef Py_ssize_t MIN_RECORD_BYTES = 4   # id "" + vector end + metadata end + timestamp 0
-cdef Py_ssize_t MIN_MAP_ENTRY_BYTES = 2  # key "" + union index of null
-cdef Py_ssize_t MIN_STRING_BYTES = 1    # length 0
 cdef Py_ssize_t FLOAT_BYTES = 4
 
 NO_EXPIRY = INT64_MIN  # expires_at of a record that never expires (Avro null)
 
 cdef enum:
-    ERR_NONE = 0
-    ERR_MALFORMED = 1
-    ERR_DIMENSION = 2
-
-# Union branches of a metadata value, in schema order.
-cdef enum:
-    V_NULL = 0
-    V_BOOLEAN = 1
-    V_LONG = 2
-    V_DOUBLE = 3
-    V_STRING = 4
-    V_STRING_ARRAY = 5
+    ERR_DIMENSION = AVRO_CALLER_KINDS
 
 
 cdef struct DecodeError:
-    int kind
-    Py_ssize_t offset        # in the datum, where the bad item starts
-    const char *what         # what was being read
-    const char *problem      # what is wrong with it
-    bint has_value
-    int64_t value            # the offending number, when has_value
+    AvroError a              # malformed bytes (offset in the datum), or kind ERR_DIMENSION
     Py_ssize_t record        # record index, -1 when outside a record
     Py_ssize_t id_off        # ERR_DIMENSION: where the record's id is
     Py_ssize_t id_len
@@ -112,159 +117,6 @@ cdef struct Fill:
 
 # ---------------------------------------------------------------- reading (nogil)
 
-cdef inline int _fail(DecodeError *e, Py_ssize_t offset, const char *what,
-                      const char *problem) noexcept nogil:
-    e.kind = ERR_MALFORMED
-    e.offset = offset
-    e.what = what
-    e.problem = problem
-    e.has_value = False
-    return -1
-
-
-cdef inline int _fail_value(DecodeError *e, Py_ssize_t offset, const char *what,
-                            const char *problem, int64_t value) noexcept nogil:
-    _fail(e, offset, what, problem)
-    e.has_value = True
-    e.value = value
-    return -1
-
-
-cdef inline int _read_long(Cursor *c, int64_t *out, const char *what, DecodeError *e) noexcept nogil:
-    cdef Py_ssize_t start = c.pos
-    if cur_read_varlong(c, out) == 0:
-        return 0
-    if c.pos - start >= 10:
-        return _fail(e, start, what, "overlong varint (more than 10 bytes)")
-    return _fail(e, start, what, "truncated varint")
-
-
-cdef inline int _read_length(Cursor *c, Py_ssize_t *out, const char *what, DecodeError *e) noexcept nogil:
-    """A string length: 0 <= length <= bytes left."""
-    cdef int64_t v
-    cdef Py_ssize_t start = c.pos
-    if _read_long(c, &v, what, e) < 0:
-        return -1
-    if v < 0:
-        return _fail_value(e, start, what, "negative length", v)
-    if v > cur_left(c):
-        return _fail_value(e, start, what, "length runs past the end of the datum", v)
-    out[0] = <Py_ssize_t>v
-    return 0
-
-
-cdef inline int _read_block(Cursor *c, Py_ssize_t min_item, Py_ssize_t *count, Py_ssize_t *size,
-                            const char *what, DecodeError *e) noexcept nogil:
-    """Header of an array/map block: count (0 ends the array) and byte size (-1 when absent)."""
-    cdef int64_t n
-    cdef int64_t nbytes
-    cdef Py_ssize_t start = c.pos
-    if _read_long(c, &n, what, e) < 0:
-        return -1
-    size[0] = -1
-    if n < 0:
-        if n == INT64_MIN:
-            return _fail_value(e, start, what, "block count out of range", n)
-        n = -n
-        if _read_long(c, &nbytes, what, e) < 0:
-            return -1
-        if nbytes < 0:
-            return _fail_value(e, start, what, "negative block byte size", nbytes)
-        if nbytes > cur_left(c):
-            return _fail_value(e, start, what, "block byte size runs past the end of the datum", nbytes)
-        size[0] = <Py_ssize_t>nbytes
-    if n > cur_left(c) // min_item:
-        return _fail_value(e, start, what, "block count larger than the bytes left could hold", n)
-    count[0] = <Py_ssize_t>n
-    return 0
-
-
-cdef inline int _check_block_size(Py_ssize_t size, Py_ssize_t block_start, Py_ssize_t pos,
-                                  const char *what, DecodeError *e) noexcept nogil:
-    if size >= 0 and pos - block_start != size:
-        return _fail_value(e, block_start, what,
-                           "block byte size does not match the bytes its items take", size)
-    return 0
-
-
-cdef inline int _skip_string(Cursor *c, const char *what, DecodeError *e) noexcept nogil:
-    cdef Py_ssize_t n
-    if _read_length(c, &n, what, e) < 0:
-        return -1
-    c.pos += n
-    return 0
-
-
-cdef inline int _read_boolean(Cursor *c, int *out, const char *what, DecodeError *e) noexcept nogil:
-    cdef const unsigned char *p = cur_read(c, 1)
-    if p == NULL:
-        return _fail(e, c.pos, what, "truncated")
-    if p[0] > 1:
-        return _fail_value(e, c.pos - 1, what, "invalid boolean byte (must be 0 or 1)", p[0])
-    out[0] = p[0]
-    return 0
-
-
-cdef int _skip_value(Cursor *c, DecodeError *e) noexcept nogil:
-    """Check and skip one metadata union value."""
-    cdef int64_t branch
-    cdef int flag
-    cdef int64_t ignored
-    cdef Py_ssize_t start = c.pos
-    cdef Py_ssize_t count
-    cdef Py_ssize_t size
-    cdef Py_ssize_t block_start
-    cdef Py_ssize_t k
-    if _read_long(c, &branch, "a metadata value's union index", e) < 0:
-        return -1
-    if branch == V_NULL:
-        return 0
-    if branch == V_BOOLEAN:
-        return _read_boolean(c, &flag, "a metadata boolean", e)
-    if branch == V_LONG:
-        return _read_long(c, &ignored, "a metadata long", e)
-    if branch == V_DOUBLE:
-        if cur_read(c, 8) == NULL:
-            return _fail(e, c.pos, "a metadata double", "truncated")
-        return 0
-    if branch == V_STRING:
-        return _skip_string(c, "a metadata string", e)
-    if branch == V_STRING_ARRAY:
-        while True:
-            if _read_block(c, MIN_STRING_BYTES, &count, &size, "a metadata string array block", e) < 0:
-                return -1
-            if count == 0:
-                return 0
-            block_start = c.pos
-            for k in range(count):
-                if _skip_string(c, "a metadata string array item", e) < 0:
-                    return -1
-            if _check_block_size(size, block_start, c.pos, "a metadata string array block", e) < 0:
-                return -1
-    return _fail_value(e, start, "a metadata value's union index", "invalid union index (must be 0..5)",
-                       branch)
-
-
-cdef int _skip_metadata(Cursor *c, DecodeError *e) noexcept nogil:
-    cdef Py_ssize_t count
-    cdef Py_ssize_t size
-    cdef Py_ssize_t block_start
-    cdef Py_ssize_t k
-    while True:
-        if _read_block(c, MIN_MAP_ENTRY_BYTES, &count, &size, "the metadata map block", e) < 0:
-            return -1
-        if count == 0:
-            return 0
-        block_start = c.pos
-        for k in range(count):
-            if _skip_string(c, "a metadata key", e) < 0:
-                return -1
-            if _skip_value(c, e) < 0:
-                return -1
-        if _check_block_size(size, block_start, c.pos, "the metadata map block", e) < 0:
-            return -1
-
-
 cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
                       DecodeError *e) noexcept nogil:
     cdef Py_ssize_t id_len
@@ -278,7 +130,7 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
     cdef int64_t ts
     cdef int64_t branch
     cdef int64_t expires = INT64_MIN
-    if _read_length(c, &id_len, "the record id", e) < 0:
+    if avro_read_length(c, &id_len, "the record id", &e.a) < 0:
         return -1
     id_off = c.pos
     c.pos += id_len
@@ -289,26 +141,26 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
             row = f.vectors + i * lay.dim
     vector_start = c.pos
     while True:
-        if _read_block(c, FLOAT_BYTES, &count, &size, "the vector block count", e) < 0:
+        if avro_read_block(c, FLOAT_BYTES, &count, &size, "the vector block count", &e.a) < 0:
             return -1
         if count == 0:
             break
         if size >= 0 and size != count * FLOAT_BYTES:
-            return _fail_value(e, c.pos, "the vector block byte size", "must be 4 x the block count", size)
+            return avro_fail_value(&e.a, c.pos, "the vector block byte size", "must be 4 x the block count", size)
         p = cur_read(c, count * FLOAT_BYTES)
         if p == NULL:  # unreachable after _read_block's check; kept as the bounds guarantee
-            return _fail(e, c.pos, "the vector floats", "truncated")
+            return avro_fail(&e.a, c.pos, "the vector floats", "truncated")
         if fill:
             # The scan pass fixed the dimension; a buffer changed since then must not overflow the row.
             if got + count > lay.dim:
-                return _fail(e, c.pos, "the vector floats", "datum changed while it was being decoded")
+                return avro_fail(&e.a, c.pos, "the vector floats", "datum changed while it was being decoded")
             pxd_copy_f32le(row + got, p, count)
         got += count
     if lay.dim < 0:
         lay.dim = got
     elif got != lay.dim:
-        e.kind = ERR_DIMENSION
-        e.offset = vector_start
+        e.a.kind = ERR_DIMENSION
+        e.a.offset = vector_start
         e.record = i
         e.id_off = id_off
         e.id_len = id_len
@@ -318,23 +170,23 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
         return -1
     if fill:
         f.meta_off[i] = c.pos
-    if _skip_metadata(c, e) < 0:
+    if avro_skip_metadata(c, &e.a) < 0:
         return -1
-    if _read_long(c, &ts, "the record timestamp", e) < 0:
+    if avro_read_long(c, &ts, "the record timestamp", &e.a) < 0:
         return -1
     if fill:
         f.timestamps[i] = ts
     if lay.version >= 2:
-        if _read_long(c, &branch, "the expires_at union index", e) < 0:
+        if avro_read_long(c, &branch, "the expires_at union index", &e.a) < 0:
             return -1
         if branch == 1:
-            if _read_long(c, &expires, "the expires_at value", e) < 0:
+            if avro_read_long(c, &expires, "the expires_at value", &e.a) < 0:
                 return -1
             if expires == INT64_MIN:
-                return _fail(e, c.pos, "the expires_at value", "is the reserved minimum of a long")
+                return avro_fail(&e.a, c.pos, "the expires_at value", "is the reserved minimum of a long")
             lay.any_expiry = True
         elif branch != 0:
-            return _fail_value(e, c.pos, "the expires_at union index", "must be 0 (null) or 1 (long)", branch)
+            return avro_fail_value(&e.a, c.pos, "the expires_at union index", "must be 0 (null) or 1 (long)", branch)
         if fill and f.expires != NULL:
             f.expires[i] = expires
     return 0
@@ -347,29 +199,29 @@ cdef int _walk_batch(Cursor *c, Layout *lay, Fill *f, bint fill, DecodeError *e)
     cdef Py_ssize_t block_start
     cdef Py_ssize_t k
     cdef Py_ssize_t i = 0
-    if _read_boolean(c, &lay.upsert, "the upsert flag", e) < 0:
+    if avro_read_boolean(c, &lay.upsert, "the upsert flag", &e.a) < 0:
         return -1
     while True:
-        if _read_block(c, MIN_RECORD_BYTES, &count, &size, "the records block count", e) < 0:
+        if avro_read_block(c, MIN_RECORD_BYTES, &count, &size, "the records block count", &e.a) < 0:
             return -1
         if count == 0:
             break
         block_start = c.pos
         for k in range(count):
             if fill and i >= f.cap:
-                return _fail(e, c.pos, "the records", "datum changed while it was being decoded")
+                return avro_fail(&e.a, c.pos, "the records", "datum changed while it was being decoded")
             if _walk_record(c, lay, f, fill, i, e) < 0:
                 if e.record < 0:
                     e.record = i
                 return -1
             i += 1
-        if _check_block_size(size, block_start, c.pos, "the records block", e) < 0:
+        if avro_check_block_size(size, block_start, c.pos, "the records block", &e.a) < 0:
             return -1
     if cur_left(c) != 0:
-        return _fail_value(e, c.pos, "the end of the datum", "trailing bytes after the datum",
+        return avro_fail_value(&e.a, c.pos, "the end of the datum", "trailing bytes after the datum",
                            cur_left(c))
     if fill and i != f.cap:
-        return _fail(e, c.pos, "the records", "datum changed while it was being decoded")
+        return avro_fail(&e.a, c.pos, "the records", "datum changed while it was being decoded")
     lay.n = i
     return 0
 
@@ -381,7 +233,9 @@ cdef object _error(const DecodeError *e, const unsigned char *buf):
     cdef str what
     cdef str message
     cdef str record_id
-    if e.kind == ERR_DIMENSION:
+    if e.a.kind == AVRO_BAD_UTF8:
+        _utf8(buf, e.a.offset, <Py_ssize_t>e.a.value, (<bytes>e.a.what).decode("ascii"), e.record)
+    if e.a.kind == ERR_DIMENSION:
         record_id = (<bytes>buf[e.id_off:e.id_off + e.id_len]).decode("utf-8", "backslashreplace")
         if e.expected_from_caller:
             source = "the expected dimension"
@@ -390,10 +244,10 @@ cdef object _error(const DecodeError *e, const unsigned char *buf):
         return DimensionMismatchError(
             f"record {e.record} (id {record_id!r}) has dimension {e.dim}, expected {e.expected} ({source})"
         )
-    what = (<bytes>e.what).decode("ascii")
-    message = f"malformed VectorBatch datum at offset {e.offset}: {(<bytes>e.problem).decode('ascii')}"
-    if e.has_value:
-        message += f" ({e.value})"
+    what = (<bytes>e.a.what).decode("ascii")
+    message = f"malformed VectorBatch datum at offset {e.a.offset}: {(<bytes>e.a.problem).decode('ascii')}"
+    if e.a.has_value:
+        message += f" ({e.a.value})"
     message += f" while reading {what}"
     if e.record >= 0:
         message += f" of record {e.record}"
@@ -409,78 +263,6 @@ cdef str _utf8(const unsigned char *buf, Py_ssize_t off, Py_ssize_t n, str what,
             f"malformed VectorBatch datum at offset {off + exc.start}: {what}{where} is not valid UTF-8 "
             f"({exc.reason})"
         ) from None
-
-
-cdef str _read_str(Cursor *c, DecodeError *e, str what):
-    cdef Py_ssize_t n
-    cdef Py_ssize_t off
-    if _read_length(c, &n, "a metadata string", e) < 0:
-        raise _error(e, c.buf)
-    off = c.pos
-    c.pos += n
-    return _utf8(c.buf, off, n, what, e.record)
-
-
-cdef object _read_value(Cursor *c, DecodeError *e):
-    cdef int64_t branch
-    cdef int64_t v
-    cdef int flag
-    cdef uint64_t bits
-    cdef double d
-    cdef const unsigned char *p
-    cdef Py_ssize_t count
-    cdef Py_ssize_t size
-    cdef Py_ssize_t k
-    cdef list items
-    if _read_long(c, &branch, "a metadata value's union index", e) < 0:
-        raise _error(e, c.buf)
-    if branch == V_NULL:
-        return None
-    if branch == V_BOOLEAN:
-        if _read_boolean(c, &flag, "a metadata boolean", e) < 0:
-            raise _error(e, c.buf)
-        return flag == 1
-    if branch == V_LONG:
-        if _read_long(c, &v, "a metadata long", e) < 0:
-            raise _error(e, c.buf)
-        return v
-    if branch == V_DOUBLE:
-        p = cur_read(c, 8)
-        if p == NULL:
-            _fail(e, c.pos, "a metadata double", "truncated")
-            raise _error(e, c.buf)
-        bits = pxd_load_u64le(p)
-        memcpy(&d, &bits, 8)
-        return d
-    if branch == V_STRING:
-        return _read_str(c, e, "a metadata string")
-    if branch == V_STRING_ARRAY:
-        items = []
-        while True:
-            if _read_block(c, MIN_STRING_BYTES, &count, &size, "a metadata string array block", e) < 0:
-                raise _error(e, c.buf)
-            if count == 0:
-                return items
-            for k in range(count):
-                items.append(_read_str(c, e, "a metadata string array item"))
-    _fail_value(e, c.pos, "a metadata value's union index", "invalid union index (must be 0..5)", branch)
-    raise _error(e, c.buf)
-
-
-cdef dict _read_metadata(Cursor *c, DecodeError *e):
-    cdef dict out = {}
-    cdef Py_ssize_t count
-    cdef Py_ssize_t size
-    cdef Py_ssize_t k
-    cdef str key
-    while True:
-        if _read_block(c, MIN_MAP_ENTRY_BYTES, &count, &size, "the metadata map block", e) < 0:
-            raise _error(e, c.buf)
-        if count == 0:
-            return out
-        for k in range(count):
-            key = _read_str(c, e, "a metadata key")
-            out[key] = _read_value(c, e)
 
 
 cdef class DecodedBatch:
@@ -603,7 +385,10 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
             cur_init(&c, buf, nbytes)
             c.pos = f.meta_off[i]
             e.record = i
-            metadata[i] = _read_metadata(&c, &e)
+            md = avro_read_metadata(&c, &e.a)
+            if md is None:
+                raise _error(&e, buf)
+            metadata[i] = md
     finally:
         PyMem_Free(offsets)
     return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version)
@@ -639,54 +424,12 @@ def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1)
 
 # ---------------------------------------------------------------- encoding
 
-cdef struct Writer:
-    unsigned char *buf
-    Py_ssize_t len
-    Py_ssize_t cap
-
-
-cdef int _w_reserve(Writer *w, Py_ssize_t extra) except -1:
-    cdef Py_ssize_t cap = w.cap if w.cap > 0 else 256
-    cdef void *p
-    if w.len + extra <= w.cap:
-        return 0
-    while cap < w.len + extra:
-        cap *= 2
-    p = PyMem_Realloc(w.buf, cap)
-    if p == NULL:
-        raise MemoryError()
-    w.buf = <unsigned char *>p
-    w.cap = cap
-    return 0
-
-
-cdef inline int _w_long(Writer *w, int64_t v) except -1:
-    cdef uint64_t u = (<uint64_t>v << 1) ^ <uint64_t>(v >> 63)
-    if w.cap - w.len < 10:
-        _w_reserve(w, 10)
-    while u >= 0x80:
-        w.buf[w.len] = <unsigned char>((u & 0x7F) | 0x80)
-        w.len += 1
-        u >>= 7
-    w.buf[w.len] = <unsigned char>u
-    w.len += 1
-    return 0
-
-
-cdef inline int _w_raw(Writer *w, const void *p, Py_ssize_t n) except -1:
-    if w.cap - w.len < n:
-        _w_reserve(w, n)
-    memcpy(w.buf + w.len, p, n)
-    w.len += n
-    return 0
-
-
-cdef int _w_floats(Writer *w, const float *p, Py_ssize_t n) except -1:
+cdef int _w_floats(AvroWriter *w, const float *p, Py_ssize_t n) except -1:
     cdef Py_ssize_t k
     cdef uint32_t bits
     if PXD_HOST_IS_LE:
-        return _w_raw(w, p, n * 4)
-    _w_reserve(w, n * 4)
+        return aw_raw(w, p, n * 4)
+    aw_reserve(w, n * 4)
     for k in range(n):
         memcpy(&bits, p + k, 4)
         pxd_store_u32le(w.buf + w.len, bits)
@@ -694,94 +437,36 @@ cdef int _w_floats(Writer *w, const float *p, Py_ssize_t n) except -1:
     return 0
 
 
-cdef enum:
-    S_ID = 0
-    S_KEY = 1
-    S_VALUE = 2
-
-
-cdef int _w_str(Writer *w, str s, int role, object key, Py_ssize_t i) except -1:
-    """A string as length + UTF-8; role/key/i only name it in the error."""
-    cdef Py_ssize_t n
-    cdef const char *p
+cdef int _w_str(AvroWriter *w, str s, object key, Py_ssize_t i) except -1:
+    """Record i's id (key None) or metadata key as length + UTF-8; key and i only name it in the error."""
     try:
-        p = PyUnicode_AsUTF8AndSize(s, &n)
+        return aw_str(w, s)
     except UnicodeEncodeError as exc:
-        if role == S_ID:
-            where = f"ids[{i}]"
-        elif role == S_KEY:
-            where = f"metadata key {key!r} of record {i}"
-        else:
-            where = f"metadata value of key {key!r} of record {i}"
+        where = f"ids[{i}]" if key is None else f"metadata key {key!r} of record {i}"
         raise ValidationError(f"{where} cannot be encoded as UTF-8: {exc.reason}") from None
-    _w_long(w, n)
-    _w_raw(w, p, n)
-    return 0
 
 
-cdef int _w_value(Writer *w, str key, object value, Py_ssize_t i) except -1:
-    """One metadata union value. Exact-type checks first: isinstance on ABCs/numpy types is slow."""
-    cdef int64_t v
-    cdef double d
-    cdef uint64_t bits
-    cdef unsigned char flag
-    cdef type t = type(value)
-    if value is None:
-        return _w_long(w, V_NULL)
-    if t is str:
-        _w_long(w, V_STRING)
-        return _w_str(w, value, S_VALUE, key, i)
-    if t is bool or isinstance(value, np.bool_):  # before int: bool is an int subclass
-        _w_long(w, V_BOOLEAN)
-        flag = 1 if value else 0
-        return _w_raw(w, &flag, 1)
-    if t is int or isinstance(value, (int, np.integer)):
-        try:
-            v = value
-        except OverflowError:
-            raise ValidationError(
-                f"metadata value of key {key!r} of record {i} is out of the signed 64-bit range: {value}"
-            ) from None
-        _w_long(w, V_LONG)
-        return _w_long(w, v)
-    if t is float or isinstance(value, (float, np.floating)):
-        d = value
-        memcpy(&bits, &d, 8)
-        _w_long(w, V_DOUBLE)
-        _w_reserve(w, 8)
-        pxd_store_u64le(w.buf + w.len, bits)
-        w.len += 8
-        return 0
-    if isinstance(value, str):
-        _w_long(w, V_STRING)
-        return _w_str(w, str(value), S_VALUE, key, i)
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            if not isinstance(item, str):
-                raise ValidationError(
-                    f"metadata value of key {key!r} of record {i}: list items must be str, "
-                    f"got {type(item).__name__}"
-                )
-        _w_long(w, V_STRING_ARRAY)
-        if len(value):
-            _w_long(w, len(value))
-            for item in value:
-                _w_str(w, str(item), S_VALUE, key, i)
-        return _w_long(w, 0)
-    raise ValidationError(
-        f"metadata value of key {key!r} of record {i} has unsupported type {t.__name__} "
-        "(allowed: None, bool, int, float, str, list of str)"
-    )
+cdef int _w_value(AvroWriter *w, str key, object value, Py_ssize_t i) except -1:
+    """One metadata union value: exact plain types by the shared writer, the rest by the one rule."""
+    try:
+        if avro_write_metadata_value(w, value) == 0:
+            return 0
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"metadata value of key {key!r} of record {i} cannot be encoded as UTF-8: {exc.reason}"
+        ) from None
+    # numpy scalars, subclasses, tuples, and every refusal: the one rule (codec/metadata.py)
+    return _w_value(w, key, plain_metadata_value(value, key, f"record {i}"), i)
 
 
-cdef int _w_metadata(Writer *w, object md, Py_ssize_t i) except -1:
+cdef int _w_metadata(AvroWriter *w, object md, Py_ssize_t i) except -1:
     if md is None:
-        return _w_long(w, 0)
+        return aw_long(w, 0)
     if type(md) is not dict and not isinstance(md, Mapping):
         raise ValidationError(f"metadata of record {i} must be a dict or None, got {type(md).__name__}")
     if len(md) == 0:
-        return _w_long(w, 0)
-    _w_long(w, len(md))
+        return aw_long(w, 0)
+    aw_long(w, len(md))
     for key, value in md.items():
         if type(key) is not str:
             if not isinstance(key, str):
@@ -789,9 +474,9 @@ cdef int _w_metadata(Writer *w, object md, Py_ssize_t i) except -1:
                     f"metadata key {key!r} of record {i} is a {type(key).__name__}; keys must be str"
                 )
             key = str(key)
-        _w_str(w, key, S_KEY, key, i)
+        _w_str(w, key, key, i)
         _w_value(w, key, value, i)
-    return _w_long(w, 0)
+    return aw_long(w, 0)
 
 
 cdef object _as_timestamps(object timestamps, Py_ssize_t n):
@@ -852,7 +537,7 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
     cdef Py_ssize_t i
     cdef const float *rows
     cdef const int64_t *stamps = NULL
-    cdef Writer w
+    cdef AvroWriter w
     cdef unsigned char flag = 1 if upsert else 0
     cdef object record_id
     if isinstance(ids, (str, bytes)):
@@ -885,33 +570,31 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
             expiry = <const int64_t *>cnp.PyArray_DATA(ex)
     rows = <const float *>cnp.PyArray_DATA(mat)
 
-    w.buf = NULL
-    w.len = 0
-    w.cap = 0
+    aw_init(&w)
     try:
-        _w_reserve(&w, 16 + n * (dim * 4 + 32))
-        _w_raw(&w, &flag, 1)
+        aw_reserve(&w, 16 + n * (dim * 4 + 32))
+        aw_raw(&w, &flag, 1)
         if n:
-            _w_long(&w, n)
+            aw_long(&w, n)
         for i in range(n):
             record_id = ids[i]
             if not isinstance(record_id, str):
                 raise ValidationError(f"ids[{i}] must be a str, got {type(record_id).__name__}")
-            _w_str(&w, record_id, S_ID, None, i)
+            _w_str(&w, record_id, None, i)
             if dim:
-                _w_long(&w, dim)
+                aw_long(&w, dim)
                 _w_floats(&w, rows + i * dim, dim)
-            _w_long(&w, 0)
+            aw_long(&w, 0)
             _w_metadata(&w, metadata[i] if metadata is not None else None, i)
-            _w_long(&w, stamps[i] if stamps != NULL else 0)
+            aw_long(&w, stamps[i] if stamps != NULL else 0)
             if schema_version >= 2:
                 x = expiry[i] if expiry != NULL else INT64_MIN
                 if x == INT64_MIN:
-                    _w_long(&w, 0)
+                    aw_long(&w, 0)
                 else:
-                    _w_long(&w, 1)
-                    _w_long(&w, x)
-        _w_long(&w, 0)
-        return PyBytes_FromStringAndSize(<const char *>w.buf, w.len)
+                    aw_long(&w, 1)
+                    aw_long(&w, x)
+        aw_long(&w, 0)
+        return aw_bytes(&w)
     finally:
-        PyMem_Free(w.buf)
+        aw_free(&w)

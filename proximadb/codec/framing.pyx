@@ -23,8 +23,8 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
-from cursor cimport Cursor, cur_init, cur_left, cur_read
-from endian cimport pxd_load_u32le, pxd_store_u32le
+from proximadb.codec._cursor cimport Cursor, cur_init, cur_left, cur_read
+from proximadb.codec._endian cimport pxd_load_u32le, pxd_store_u32le
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, OP_RECORDS, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import (

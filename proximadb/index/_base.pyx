@@ -47,7 +47,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
-from crc32c cimport pxd_crc32c as crc32c, pxd_crc32c_setup as setup_crc32c
+from proximadb.storage._crc32c cimport pxd_crc32c as crc32c, pxd_crc32c_setup as setup_crc32c
 
 import os
 import struct

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from proximadb.codec.metadata import plain_metadata_value
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
 from proximadb.limits import Limits
 from proximadb.storage.operations import NO_EXPIRY, Metadata
@@ -20,7 +21,6 @@ DEFAULT_LIMITS = Limits()
 MAX_ID_BYTES = DEFAULT_LIMITS.max_id_bytes
 MAX_METADATA_KEY_BYTES = 256
 MAX_K = DEFAULT_LIMITS.max_k
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Under euclidean and dot_product a vector (stored or query) may have a squared L2 norm of at most
 # float32's maximum / 8 (a norm of about 6.5e18). A distance between two such vectors is at most
 # (|a| + |b|)^2 <= float32 max / 2: finite in float32, with a factor of 2 to spare for the rounding
@@ -146,29 +146,18 @@ def metadata_bytes(metadata: object, where: str = "metadata") -> int:
         size += key_bytes
         if value is None:
             continue
-        if isinstance(value, str):
+        if type(value) is str:
             size += _utf8_len(value)
             continue
-        if isinstance(value, bool):
-            size += 8
-            continue
-        if isinstance(value, int):
-            if not INT64_MIN <= value <= INT64_MAX:
-                raise ValidationError(f"{where}: metadata.{key} = {value} does not fit in a 64-bit integer")
-            size += 8
-            continue
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValidationError(f"{where}: metadata.{key} must be finite, not {value}")
-            size += 8
-            continue
-        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        value = plain_metadata_value(value, key, where)  # the one rule (proximadb.codec.metadata)
+        if isinstance(value, str):
+            size += _utf8_len(value)
+        elif isinstance(value, list):
             size += sum(map(_utf8_len, value)) + len(value)
-            continue
-        raise ValidationError(
-            f"{where}: metadata.{key} has type {type(value).__name__}; allowed are null, boolean, "
-            "integer, float, string and list of strings"
-        )
+        else:  # bool, int, float
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValidationError(f"metadata value of key {key!r} of {where} must be finite, not {value}")
+            size += 8
     return size
 
 

@@ -53,13 +53,25 @@ from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.errno cimport EINTR, EIO, errno
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memcmp, strerror
 from posix.uio cimport iovec, writev
 
-from crc32c cimport pxd_crc32c, pxd_crc32c_force_software, pxd_crc32c_setup
-from cursor cimport Cursor, cur_init, cur_left, cur_read, cur_read_varlong
-from endian cimport (
+from proximadb.storage._crc32c cimport pxd_crc32c, pxd_crc32c_force_software, pxd_crc32c_setup
+from proximadb.codec._avro cimport (
+    AVRO_OK,
+    AvroError,
+    AvroWriter,
+    avro_read_metadata,
+    avro_write_metadata_value,
+    aw_bytes,
+    aw_free,
+    aw_init,
+    aw_long,
+    aw_str,
+)
+from proximadb.codec._cursor cimport Cursor, cur_init
+from proximadb.codec._endian cimport (
     PXD_HOST_IS_LE,
     pxd_load_u16le,
     pxd_load_u32le,
@@ -488,169 +500,55 @@ def unpack_str_list(const unsigned char[::1] buf not None, Py_ssize_t offset, Py
 # x (key string, varint branch index, value)), ended by a 0 count. Strings are a
 # zig-zag varint byte length + UTF-8; double is 8 bytes little-endian. The
 # encoder writes one block per non-empty map; the decoder also accepts negative
-# block counts (followed by a byte size), as the Avro spec allows.
+# block counts (followed by a byte size), as the Avro spec allows. Reading and
+# writing are the shared Avro layer's (proximadb/codec/_avro.pxd).
 
-cdef struct OutBuf:
-    unsigned char *data
-    Py_ssize_t len
-    Py_ssize_t cap
-
-
-cdef int _ob_reserve(OutBuf *b, Py_ssize_t extra) except -1:
-    cdef Py_ssize_t cap = b.cap if b.cap > 0 else 4096
-    cdef unsigned char *grown
-    if b.len + extra <= b.cap:
+cdef int _ob_value(AvroWriter *b, object value) except -1:
+    """Exact plain values by the shared writer; other ints, floats, strs and sequences as before
+    (OverflowError outside int64, TypeError for anything else: the server checked them already)."""
+    if avro_write_metadata_value(b, value) == 0:
         return 0
-    while cap < b.len + extra:
-        cap *= 2
-    grown = <unsigned char *>realloc(b.data, cap)
-    if grown == NULL:
-        raise MemoryError()
-    b.data = grown
-    b.cap = cap
-    return 0
-
-
-cdef int _ob_long(OutBuf *b, int64_t v) except -1:
-    cdef uint64_t z = (<uint64_t>v << 1) ^ <uint64_t>(v >> 63)
-    _ob_reserve(b, 10)
-    while z >= 0x80:
-        b.data[b.len] = <unsigned char>((z & 0x7F) | 0x80)
-        b.len += 1
-        z >>= 7
-    b.data[b.len] = <unsigned char>z
-    b.len += 1
-    return 0
-
-
-cdef int _ob_str(OutBuf *b, str s) except -1:
-    cdef Py_ssize_t size
-    cdef const char *p = PyUnicode_AsUTF8AndSize(s, &size)
-    _ob_long(b, size)
-    _ob_reserve(b, size)
-    memcpy(b.data + b.len, p, size)
-    b.len += size
-    return 0
-
-
-cdef int _ob_value(OutBuf *b, object value) except -1:
-    cdef double d
-    if value is None:
-        _ob_long(b, 0)
-    elif value is True or value is False:
-        _ob_long(b, 1)
-        _ob_reserve(b, 1)
-        b.data[b.len] = 1 if value is True else 0
-        b.len += 1
-    elif isinstance(value, int):
-        _ob_long(b, 2)
-        _ob_long(b, <int64_t>value)  # OverflowError outside int64, as Avro long
-    elif isinstance(value, float):
-        d = value
-        _ob_long(b, 3)
-        _ob_reserve(b, 8)
-        memcpy(b.data + b.len, &d, 8)  # little-endian hosts only (checked at import)
-        b.len += 8
-    elif isinstance(value, str):
-        _ob_long(b, 4)
-        _ob_str(b, value)
-    elif isinstance(value, (list, tuple)):
-        _ob_long(b, 5)
-        if len(value):
-            _ob_long(b, len(value))
-            for item in value:
-                if not isinstance(item, str):
-                    raise TypeError(f"metadata list items must be str, got {type(item).__name__}")
-                _ob_str(b, item)
-        _ob_long(b, 0)
-    else:
-        raise TypeError(f"unsupported metadata value type {type(value).__name__}")
-    return 0
+    if isinstance(value, int):
+        <int64_t>value  # OverflowError outside int64, as Avro long
+        return avro_write_metadata_value(b, int(value))
+    if isinstance(value, float):
+        return avro_write_metadata_value(b, float(value))
+    if isinstance(value, str):
+        return avro_write_metadata_value(b, str(value))
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            if not isinstance(item, str):
+                raise TypeError(f"metadata list items must be str, got {type(item).__name__}")
+        return avro_write_metadata_value(b, [str(item) for item in value])
+    raise TypeError(f"unsupported metadata value type {type(value).__name__}")
 
 
 def encode_metadata_maps(list maps not None):
     """Avro-encode each dict of ``maps`` (see above), back to back."""
-    cdef OutBuf b
-    b.data = NULL
-    b.len = 0
-    b.cap = 0
+    cdef AvroWriter b
+    aw_init(&b)
     try:
         for m in maps:
             if not isinstance(m, dict):
                 raise TypeError(f"metadata must be a dict, got {type(m).__name__}")
             if len(<dict>m):
-                _ob_long(&b, len(<dict>m))
+                aw_long(&b, len(<dict>m))
                 for key, value in (<dict>m).items():
                     if not isinstance(key, str):
                         raise TypeError(f"metadata keys must be str, got {type(key).__name__}")
-                    _ob_str(&b, key)
+                    aw_str(&b, key)
                     _ob_value(&b, value)
-            _ob_long(&b, 0)
-        return PyBytes_FromStringAndSize(<char *>b.data, b.len)
+            aw_long(&b, 0)
+        return aw_bytes(&b)
     finally:
-        free(b.data)
+        aw_free(&b)
 
 
-cdef int64_t _in_long(Cursor *c) except? -1:
-    cdef int64_t v
-    if cur_read_varlong(c, &v) < 0:
-        raise ValueError(f"bad or truncated Avro long at offset {c.pos}")
-    return v
-
-
-cdef str _in_str(Cursor *c):
-    cdef int64_t size = _in_long(c)
-    cdef const unsigned char *p
-    if size < 0:
-        raise ValueError(f"negative string length at offset {c.pos}")
-    p = cur_read(c, size)
-    if p == NULL:
-        raise ValueError(f"string of {size} bytes runs past the end at offset {c.pos}")
-    return PyUnicode_DecodeUTF8(<const char *>p, size, NULL)
-
-
-cdef Py_ssize_t _in_block_count(Cursor *c) except -1:
-    cdef int64_t count = _in_long(c)
-    if count < 0:
-        _in_long(c)  # byte size of the block, not needed
-        count = -count
-    if count > cur_left(c):
-        raise ValueError(f"block count {count} exceeds the bytes left at offset {c.pos}")
-    return <Py_ssize_t>count
-
-
-cdef object _in_value(Cursor *c):
-    cdef int64_t branch = _in_long(c)
-    cdef const unsigned char *p
-    cdef double d
-    cdef Py_ssize_t count
-    cdef list items
-    if branch == 0:
-        return None
-    if branch == 1:
-        p = cur_read(c, 1)
-        if p == NULL or p[0] > 1:
-            raise ValueError(f"bad boolean at offset {c.pos}")
-        return p[0] == 1
-    if branch == 2:
-        return _in_long(c)
-    if branch == 3:
-        p = cur_read(c, 8)
-        if p == NULL:
-            raise ValueError(f"truncated double at offset {c.pos}")
-        memcpy(&d, p, 8)
-        return d
-    if branch == 4:
-        return _in_str(c)
-    if branch == 5:
-        items = []
-        while True:
-            count = _in_block_count(c)
-            if count == 0:
-                return items
-            for _ in range(count):
-                items.append(_in_str(c))
-    raise ValueError(f"bad union branch {branch} at offset {c.pos}")
+cdef object _malformed(const AvroError *e):
+    message = f"malformed metadata map at offset {e.offset}: {(<bytes>e.problem).decode('ascii')}"
+    if e.has_value:
+        message += f" ({e.value})"
+    return ValueError(f"{message} while reading {(<bytes>e.what).decode('ascii')}")
 
 
 def decode_metadata_maps(const unsigned char[::1] buf not None, Py_ssize_t offset, Py_ssize_t count):
@@ -659,8 +557,8 @@ def decode_metadata_maps(const unsigned char[::1] buf not None, Py_ssize_t offse
     Raises ValueError (naming the offset) on truncated or malformed data.
     """
     cdef Cursor c
+    cdef AvroError e
     cdef Py_ssize_t k
-    cdef Py_ssize_t block
     cdef Py_ssize_t n = buf.shape[0]
     cdef dict m
     if offset < 0 or offset > n or count < 0 or count > n - offset:
@@ -670,14 +568,10 @@ def decode_metadata_maps(const unsigned char[::1] buf not None, Py_ssize_t offse
         return out, offset
     cur_init(&c, &buf[0], n)
     c.pos = offset
+    e.kind = AVRO_OK
     for k in range(count):
-        m = {}
-        while True:
-            block = _in_block_count(&c)
-            if block == 0:
-                break
-            for _ in range(block):
-                key = _in_str(&c)
-                m[key] = _in_value(&c)
+        m = avro_read_metadata(&c, &e)
+        if m is None:
+            raise _malformed(&e)
         out[k] = m
     return out, c.pos
