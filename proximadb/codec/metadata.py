@@ -16,9 +16,10 @@ from proximadb.errors import ValidationError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 ALLOWED = "None, bool, int, float, str, list of str"
+PlainValue = None | bool | int | float | str | list[str]
 
 
-def plain_metadata_value(value: object, key: object, where: str) -> object:
+def plain_metadata_value(value: object, key: object, where: str) -> PlainValue:
     """``value`` as the plain Python value it is stored as, or ValidationError naming key and ``where``.
 
     numpy bool / integer / floating scalars become bool / int / float, str subclasses str, a
@@ -27,7 +28,7 @@ def plain_metadata_value(value: object, key: object, where: str) -> object:
     """
     t = type(value)
     if value is None or t is str or t is bool or t is float:
-        return value
+        return value  # type: ignore[return-value]  # exactly one of the plain types
     if isinstance(value, bool | np.bool_):  # before int: bool is an int subclass
         return bool(value)
     if isinstance(value, int | np.integer):

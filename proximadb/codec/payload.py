@@ -141,7 +141,7 @@ def decode_datum(op_type: str, version: int, datum: Any) -> dict[str, Any]:
             f"malformed {OP_RECORDS[op_type]} datum: {len(data) - stream.tell()} trailing bytes "
             f"at offset {stream.tell()}"
         )
-    return value  # type: ignore[no-any-return]
+    return value  # type: ignore[return-value]
 
 
 _RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp", "expires_at"})

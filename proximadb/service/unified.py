@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -83,14 +84,17 @@ class UnifiedAvroService:
             ("proximadb_wal_fsyncs_total", "fsync_count"),
             ("proximadb_wal_fsync_seconds_total", "fsync_seconds"),
         ):
-            m.gauge(metric, lambda key=key: self._per_collection(lambda c: c.wal_stats().get(key, 0)))
+            m.gauge(metric, self._wal_stat_reader(key))
+
+    def _wal_stat_reader(self, key: str) -> Callable[[], list[tuple[tuple[tuple[str, str], ...], float]]]:
+        return lambda: self._per_collection(lambda c: c.wal_stats().get(key, 0))
 
     def _tasks(self, attr: str) -> list[tuple[tuple[tuple[str, str], ...], float]]:
         return [((("task", t.kind), ("collection", t.collection)), float(getattr(t, attr)))
                 for t in progress.running()]
 
     def _per_collection(self, read: Any) -> list[tuple[tuple[tuple[str, str], ...], float]]:
-        out = []
+        out: list[tuple[tuple[tuple[str, str], ...], float]] = []
         for info in self.engine.list_collections():
             col = self.engine.collection(info["uuid"])
             out.append(((("collection", info["name"]),), float(read(col))))

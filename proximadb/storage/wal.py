@@ -279,9 +279,10 @@ class WriteAheadLog:
         segments = list(self._segments)
         if segments and segments[0].first_seq > after_seq + 1:
             raise CorruptionError(
-                f"WAL {self._dir} starts at seq {segments[0].first_seq}, but replay must start after seq {after_seq} "
-                f"(the manifest's checkpoint): frames {after_seq + 1}..{segments[0].first_seq - 1} are missing, so a "
-                f"WAL file was removed or the MANIFEST is an older copy; restore the collection directory from a backup")
+                f"WAL {self._dir} starts at seq {segments[0].first_seq}, but replay must start after seq "
+                f"{after_seq} (the manifest's checkpoint): frames {after_seq + 1}..{segments[0].first_seq - 1} are "
+                f"missing, so a WAL file was removed or the MANIFEST is an older copy; restore the collection "
+                f"directory from a backup")
         for i, seg in enumerate(segments):
             is_last = i == len(segments) - 1
             continues_at = self._last_seq + 1 if is_last else segments[i + 1].first_seq

@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -47,7 +47,7 @@ log = logging.getLogger("proximadb.api.grpc")
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
-Context = grpc.ServicerContext
+Context: TypeAlias = grpc.ServicerContext
 Method = Callable[["ProximaDBServicer", Request, Context], Response]
 
 

@@ -41,6 +41,7 @@ class VectorsResource(_Resource):
         if payload is not None:
             result = self.service.insert_payload(collection, payload)
         else:
+            assert record is not None  # body_or_payload gives one or the other
             result = self.service.insert_records(collection, InsertRecords([record]))
         send(resp, {"id": result["ids"][0] if result["ids"] else None, **result}, status=201)
 
