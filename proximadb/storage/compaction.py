@@ -27,20 +27,32 @@ output at once, not only on the next open; ``Collection.compact`` raises
 DiskFullError for ENOSPC. The background compaction after a flush is skipped
 while the free space could not even hold the merged vectors, logs a failure
 and is tried again after a later flush.
+
+The build, carry, commit, swap and rollback are the shared segment rewrite
+(segment_rewrite.py) that flush and migration use too; this module plans the
+merge (:class:`MergePlan`, :func:`merge_rows`, :func:`carry_deletions`), holds
+the background policy and, in :class:`CompactionPath`, Collection's compaction.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from proximadb import progress
+from proximadb.errors import DiskFullError, EngineClosedError
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.segment import Segment, SegmentData
+from proximadb.storage.segment_rewrite import SegmentRewrite
 
-log = logging.getLogger("proximadb.compaction")
+log = logging.getLogger("proximadb.collection")  # compaction runs are logged as the collection's own steps
 
 # Background policy: compact when a segment has this share of dead rows, or
 # when this many segments are each smaller than a quarter of the flush size.
@@ -141,3 +153,88 @@ def carry_deletions(plan: MergePlan, merged: MergedRows, new: Segment, dropped: 
         for r_new in rows_new[seg.deleted[rows_old] != 0]:
             new.delete_row(int(r_new))
     return persisted_now
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file()) if path.exists() else 0
+
+
+
+class CompactionPath:
+    """Compaction of a Collection's segments (public entry: Collection.compact) and the background policy."""
+
+    def _compact(self, segment_ids: Sequence[int] | None) -> CompactionReport:
+        started = time.monotonic()
+        report = CompactionReport(self.config.name)
+        with self._lock:
+            self._require_open()
+            inputs = [s for s in self.segments if segment_ids is None or s.id in segment_ids]
+            report.segments_before = len(self.segments)
+            if not inputs or (len(inputs) == 1 and not inputs[0].persisted_deleted.any() and not inputs[0].dirty):
+                report.segments_after = len(self.segments)
+                return report
+            rewrite = SegmentRewrite(self, "compaction")
+            plan = MergePlan(inputs, [s.persisted_deleted.copy() for s in inputs], rewrite.reserve_id())
+        report.merged = [s.id for s in inputs]
+        report.rows_before = sum(s.rows for s in inputs)
+        report.bytes_before = sum(_dir_bytes(s.path) for s in inputs)
+        log.info("collection %s: compacting segments %s (%d rows)", self.config.name, report.merged,
+                 report.rows_before)
+        with progress.track("compaction", self.config.name, total=report.rows_before) as task:
+            merged = merge_rows(plan, task.update)
+        with rewrite:
+            new = None
+            if merged.data.ids:
+                new = rewrite.build(plan.segment_id, merged.data,
+                                    {"created_at": time.time(), "compacted_from": report.merged,
+                                     "metric": self.config.distance_metric})
+            with self._lock:
+                if self.wal is None:
+                    raise EngineClosedError(f"collection {self.config.name} closed during compaction")
+                if new is not None:
+                    dropped = [i for i, seg in enumerate(inputs) if seg not in self.segments]
+                    persisted_now = carry_deletions(plan, merged, new, dropped)
+                    if persisted_now.any():
+                        rewrite.write_deletions(new, persisted_now)
+                remaining = [s for s in self.segments if s not in inputs]
+                rewrite.commit(remaining + ([new] if new is not None else []), inputs,
+                               not_durable="the compacted segments' files stay until the next open")
+        rewrite.finish()
+        report.segments_after = len(self.segments)
+        report.rows_after = new.rows if new is not None else 0
+        report.bytes_after = _dir_bytes(new.path) if new is not None else 0
+        report.seconds = round(time.monotonic() - started, 3)
+        log.info("collection %s: compaction done in %.1fs: %d segment(s) -> %d, %d rows -> %d, %d bytes -> %d",
+                 self.config.name, report.seconds, report.segments_before, report.segments_after,
+                 report.rows_before, report.rows_after, report.bytes_before, report.bytes_after)
+        return report
+
+    def _maybe_compact_in_background(self) -> None:
+        """After a flush: start a background compaction when the policy asks for one."""
+        if not self.options.auto_compact or (self._background is not None and self._background.is_alive()):
+            return
+        picked = needs_compaction(self.segments, self.options.flush_bytes)
+        if not picked:
+            return
+        need = sum(s.live_count for s in picked) * self.dim * 4
+        free = self._free_bytes()
+        if free is not None and free < need:  # cannot fit: do not fill the disk only to fail
+            log.warning("collection %s: background compaction of segments %s skipped: %d bytes free, it needs "
+                        "more than %d; it is tried again after a later flush", self.config.name,
+                        [s.id for s in picked], free, need)
+            return
+        ids = [s.id for s in picked]
+
+        def run() -> None:
+            try:
+                self.compact(ids)
+            except EngineClosedError:
+                pass
+            except DiskFullError as exc:
+                log.error("collection %s: background compaction failed: %s; it is tried again after a later flush",
+                          self.config.name, exc)
+            except Exception:
+                log.exception("collection %s: background compaction failed", self.config.name)
+
+        self._background = threading.Thread(target=run, name=f"compact-{self.config.name}", daemon=True)
+        self._background.start()

@@ -1,4 +1,4 @@
-"""VIPER segments: immutable, columnar files of one collection's flushed rows.
+"""Segments: immutable, columnar files of one collection's flushed rows.
 
 A segment is a directory ``segments/seg-<id:08d>/`` holding::
 

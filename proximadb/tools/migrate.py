@@ -40,11 +40,12 @@ from typing import Any
 from proximadb import progress
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import UnsupportedSchemaVersionError, ValidationError
-from proximadb.storage import compaction, intents
+from proximadb.storage import compaction
 from proximadb.storage.catalog import CATALOG_NAME, Catalog
 from proximadb.storage.docfile import read_doc
-from proximadb.storage.manifest import Manifest, SegmentRef
-from proximadb.storage.segment import Segment, segment_dir_name, write_segment
+from proximadb.storage.manifest import Manifest
+from proximadb.storage.segment import Segment, segment_dir_name
+from proximadb.storage.segment_rewrite import SegmentRewrite
 from proximadb.tools.wal_inspect import FrameRecord, WalTarget, iter_wal
 
 Echo = Callable[[str], None]
@@ -161,43 +162,31 @@ class MigrationResult:
 
 def _rewrite_segment(col: Any, seg: Segment, target: int, task: progress.Task, done_before: int,
                      report: Callable[[int], None]) -> Segment | None:
-    """Rewrite one segment in ``target``'s layout and swap it into the manifest (the engine lock is held)."""
-    plan_ = compaction.MergePlan([seg], [seg.persisted_deleted.copy()], col.manifest.next_segment_id)
-    col.manifest.next_segment_id += 1
+    """Rewrite one segment in ``target``'s layout and swap it into the manifest (the collection lock is held).
 
-    def step(done: int, _total: int) -> None:
-        task.update(done_before + done)
-        report(done_before + done)
+    The shared segment rewrite (storage/segment_rewrite.py) does the transaction: a failure before the
+    manifest commit removes the new segment and leaves ``seg`` in force.
+    """
+    with SegmentRewrite(col, "migration") as rewrite:
+        plan_ = compaction.MergePlan([seg], [seg.persisted_deleted.copy()], rewrite.reserve_id())
 
-    merged = compaction.merge_rows(plan_, step)
-    new: Segment | None = None
-    written = None
-    if merged.data.ids:
-        extra = {k: seg.descriptor[k] for k in ("created_at", "max_seq", "metric", "compacted_from")
-                 if k in seg.descriptor}
-        extra["migrated_from"] = {"segment": seg.id, "schema_version": seg.schema_version}
-        path = write_segment(col.directory / "segments", plan_.segment_id, merged.data, extra,
-                             schema_version=target)
-        new = Segment(path, verify=False)
-        persisted_now = compaction.carry_deletions(plan_, merged, new, [])
-        if persisted_now.any():
-            written = new.write_deletions(persisted_now)
-    refs: list[SegmentRef] = []
-    for ref in col.manifest.segments:
-        if ref.id != seg.id:
-            refs.append(ref)
-        elif new is not None:
-            refs.append(SegmentRef(new.id, written[0] if written else 0))
-    manifest = Manifest(col.manifest.checkpoint_seq, col.manifest.next_segment_id, refs,
-                        retired=col.manifest.retiring(col.directory, [seg.id]))
-    manifest.save(col.directory)  # the commit point
-    if new is not None:
-        new.commit_deletions(written)
-    col.manifest = manifest
-    col.segments = [new if s is seg else s for s in col.segments if s is not seg or new is not None]
-    intents.settle([new.path] if new is not None else [], [seg.path])
-    if new is not None:
-        col._index_segment(new, load_existing=False)
+        def step(done: int, _total: int) -> None:
+            task.update(done_before + done)
+            report(done_before + done)
+
+        merged = compaction.merge_rows(plan_, step)
+        new: Segment | None = None
+        if merged.data.ids:
+            extra = {k: seg.descriptor[k] for k in ("created_at", "max_seq", "metric", "compacted_from")
+                     if k in seg.descriptor}
+            extra["migrated_from"] = {"segment": seg.id, "schema_version": seg.schema_version}
+            new = rewrite.build(plan_.segment_id, merged.data, extra, schema_version=target)
+            persisted_now = compaction.carry_deletions(plan_, merged, new, [])
+            if persisted_now.any():
+                rewrite.write_deletions(new, persisted_now)
+        segments = [new if s is seg else s for s in col.segments if s is not seg or new is not None]
+        rewrite.commit(segments, [seg], not_durable="the migrated segment's old files stay until the next open")
+    rewrite.finish()
     return new
 
 

@@ -28,7 +28,7 @@ import pytest
 from _support import dump_in_fresh_process, size_limited_tmpfs
 
 from proximadb.errors import DiskFullError
-from proximadb.storage import collection as collection_mod
+from proximadb.storage import flush as flush_mod
 from proximadb.storage import manifest as manifest_mod
 from proximadb.storage import segment as segment_mod
 from proximadb.storage import segment_index
@@ -167,7 +167,7 @@ def test_write_that_triggers_a_failing_flush_is_acknowledged(
     tiny_fs: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The flush a write triggers runs out of space: the write is still acknowledged (it is in the WAL)."""
-    monkeypatch.setattr(collection_mod, "FLUSH_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(flush_mod, "FLUSH_RETRY_SECONDS", 0.2)
     caplog.set_level(logging.INFO, logger="proximadb.collection")
     data = tiny_fs / "data"
     model = Model()

@@ -145,7 +145,7 @@ def test_migrate_refuses_a_locked_dir_and_bad_versions(v1_dir: Path) -> None:
 
 CRASH_SCRIPT = r"""
 import os, sys
-from proximadb.storage import manifest, segment
+from proximadb.storage import manifest, segment, segment_rewrite
 from proximadb.tools import migrate
 target, nth = sys.argv[2], int(sys.argv[3])
 calls = {"n": 0}
@@ -158,7 +158,7 @@ def crashing(orig):
         return out
     return wrapper
 if target == "write_segment":
-    migrate.write_segment = crashing(migrate.write_segment)
+    segment_rewrite.write_segment = crashing(segment_rewrite.write_segment)  # every segment rewrite builds here
 elif target == "manifest_save":
     manifest.Manifest.save = crashing(manifest.Manifest.save)
 elif target == "rmtree":  # removing a replaced segment directory (storage/intents.py)

@@ -1,0 +1,151 @@
+"""The write path of a Collection: batch checks and the apply step that live writes and WAL replay share.
+
+Mixed into :class:`proximadb.storage.collection.Collection` (which holds the
+public write methods and the WAL); see that module's docstring for the order
+of validate -> WAL -> apply -> wait durable, and the one-place-per-id
+invariant that :meth:`WritePath._apply` keeps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from proximadb.errors import (
+    MalformedPayloadError,
+    PayloadTooLargeError,
+    VectorExistsError,
+)
+from proximadb.index import distance
+from proximadb.storage.memtable import Memtable
+from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
+from proximadb.storage.segment import Segment
+from proximadb.storage.validation import (
+    check_ids,
+    check_metadata,
+    check_timestamps,
+    check_vectors,
+    record_label,
+)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class WritePath:
+    """Check an insert batch; apply operations to the memtable and segment bitmaps (live and replay)."""
+
+    def _write_insert(self, op: InsertOp, payload: bytes | None) -> list[str]:
+        n = len(op.ids)
+        limits = self.options.limits
+        if n > limits.max_batch:
+            raise PayloadTooLargeError(
+                f"batch of {n} records exceeds the server's max_batch limit of {limits.max_batch}"
+            )
+        if op.vectors.shape != (n, self.dim):
+            raise MalformedPayloadError(f"batch holds {op.vectors.shape[0]} vectors for {n} ids")
+        check_ids(op.ids, max_bytes=limits.max_id_bytes)
+        check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
+        check_timestamps(op.timestamps, op.expires_at, op.ids)
+        for i, md in enumerate(op.metadata):
+            if md:
+                check_metadata(md, f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
+        if n and not op.timestamps.all():
+            # Stamp server time where the client sent 0. The client's payload is still
+            # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
+            op.timestamps = np.where(op.timestamps == 0, now_us(), op.timestamps).astype(np.int64)
+        if n == 0:
+            return []
+        with self._request_lock():
+            if not op.upsert:
+                existing = self._existing(op.ids)
+                if existing:
+                    shown = ", ".join(repr(i) for i in existing[:5])
+                    more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+                    raise VectorExistsError(
+                        f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to replace them"
+                    )
+            seq = self._wal.write(op, payload)
+            self._apply(op)
+            self._maybe_flush()
+        self._wal.wait_durable(seq)
+        return list(op.ids)
+
+
+    def _apply(self, op: Operation) -> None:
+        if isinstance(op, InsertOp):
+            self._apply_insert(op)
+        elif isinstance(op, DeleteOp):
+            for id_ in op.ids:
+                self._remove(id_)
+        elif isinstance(op, UpdateOp):
+            for patch in op.updates:
+                self._apply_patch(patch, op.timestamp)
+        else:  # pragma: no cover - the WAL decodes only the three kinds
+            raise TypeError(f"unknown operation {op!r}")
+
+    def _apply_insert(self, op: InsertOp) -> None:
+        vectors = op.vectors
+        if self._metric == "cosine":  # in float64: huge and subnormal rows normalise exactly too
+            vectors = distance.normalize_rows(vectors)
+        if self.segments:
+            wanted = set(op.ids)
+            for seg in self.segments:  # an id lives in one place at most: memtable or one segment
+                for id_ in seg.id_to_row.keys() & wanted:
+                    seg.delete_row(seg.id_to_row[id_])
+        self.memtable.put_batch(list(op.ids), vectors, list(op.metadata), op.timestamps, op.expires_at)
+
+    def _apply_patch(self, patch: MetadataPatch, timestamp: int) -> None:
+        where = self._locate(patch.id)
+        if where is None:
+            return  # deleted after the update was logged: nothing to change
+        source, row = where
+        old = source.metadata[row] if isinstance(source, Segment) else self.memtable.metadata_of(row)
+        if patch.replace:
+            new = dict(patch.metadata)
+        else:
+            new = dict(old)
+            for key, value in patch.metadata.items():
+                if value is None:
+                    new.pop(key, None)
+                else:
+                    new[key] = value
+        if isinstance(source, Segment):
+            vector = np.array(source.vectors[row : row + 1], dtype=np.float32)
+            ts = np.array([timestamp or source.timestamps[row]], dtype=np.int64)
+            expires = None if source.expires_at is None else source.expires_at[row : row + 1].copy()
+            source.delete_row(row)
+            self.memtable.put_batch([patch.id], vector, [new], ts, expires)
+        else:
+            self.memtable.set_metadata(patch.id, new)
+
+    def _remove(self, id_: str) -> None:
+        if not self.memtable.delete(id_):
+            self._remove_from_segments(id_)
+
+    def _remove_from_segments(self, id_: str) -> None:
+        for seg in self.segments:
+            row = seg.id_to_row.get(id_)
+            if row is not None:
+                seg.delete_row(row)
+                return
+
+    def _existing(self, ids: Sequence[str]) -> list[str]:
+        """The ids of ``ids`` that are live, in their order (set operations, no per-id Python)."""
+        found = self.memtable.id_keys() & ids
+        for seg in self.segments:
+            found |= seg.id_to_row.keys() & ids
+        return [i for i in ids if i in found] if found else []
+
+    def _locate(self, id_: str) -> tuple[Memtable | Segment, int] | None:
+        row = self.memtable.row_of(id_)
+        if row is not None:
+            return self.memtable, row
+        for seg in self.segments:
+            row = seg.id_to_row.get(id_)
+            if row is not None:
+                return seg, row
+        return None
