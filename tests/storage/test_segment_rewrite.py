@@ -34,7 +34,7 @@ from proximadb.storage.engine import Engine
 from proximadb.tools import migrate as migrate_tool
 
 DIM = 16
-FIXTURE = Path(__file__).parent / "fixtures" / "v1_datadir"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1_datadir"
 
 
 def _injected() -> OSError:
