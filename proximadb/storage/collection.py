@@ -64,6 +64,7 @@ from proximadb.renamed import renamed
 from proximadb.storage import integrity, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_reads import ReadPath
+from proximadb.storage.collection_state import KernelMetric
 from proximadb.storage.collection_writes import WritePath, now_us
 from proximadb.storage.compaction import CompactionPath
 from proximadb.storage.flush import FlushPath, FlushRetry, is_disk_full
@@ -83,7 +84,7 @@ from proximadb.storage.wal import WriteAheadLog
 
 log = logging.getLogger("proximadb.collection")
 
-KERNEL_METRIC = {"euclidean": "l2", "cosine": "cosine", "dot_product": "dot"}
+KERNEL_METRIC: dict[str, KernelMetric] = {"euclidean": "l2", "cosine": "cosine", "dot_product": "dot"}
 
 # A new memtable reserves (as address space: np.empty) the rows that fit under the flush
 # threshold, so that rows are never copied while it fills. The threshold counts vector bytes
@@ -204,11 +205,11 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         *,
         ids: Sequence[str] | None = None,
         vectors: Any = None,
-        metadata: Sequence[Metadata | None] | None = None,
+        metadatas: Sequence[Metadata | None] | None = None,
         upsert: bool = False,
     ) -> list[str]:
         """Insert a batch (all or nothing); an existing id is an error unless ``upsert``."""
-        payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadata, upsert=upsert)
+        payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadatas, upsert=upsert)
         return self.insert_payload(payload)
 
     @renamed(metadata="metadatas")
@@ -236,9 +237,9 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         return len(present)
 
     @renamed(filter_spec="filter")
-    def delete_where(self, filter_spec: dict[str, Any] | str) -> int:
+    def delete_where(self, filter: dict[str, Any] | str) -> int:
         """Delete every live row whose metadata matches the filter; returns the count."""
-        flt = compile_filter(filter_spec)
+        flt = compile_filter(filter)
         if flt is None:
             raise ValidationError("delete by filter needs a non-empty filter")
         with self._request_lock():
@@ -349,26 +350,26 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             return [r for r in found if r is not None]
 
     @renamed(filter_spec="filter")
-    def count(self, filter_spec: dict[str, Any] | str | None = None) -> int:
-        flt = compile_filter(filter_spec)
+    def count(self, filter: dict[str, Any] | str | None = None) -> int:
+        flt = compile_filter(filter)
         with self._request_lock():
             if flt is None:
                 return self.memtable.live_count + sum(s.live_count for s in self.segments)
             return sum(1 for _, md in self._iter_live_metadata() if flt.matches(md))
 
-    @renamed(filter_spec="filter")
+    @renamed(filter="filter")
     def scroll(
         self,
         *,
         limit: int = 100,
         cursor: str | None = None,
-        filter_spec: dict[str, Any] | str | None = None,
+        filter: dict[str, Any] | str | None = None,
         include_vectors: bool = False,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Records in ascending id order after ``cursor``; returns (page, next cursor or None)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
-        flt = compile_filter(filter_spec)
+        flt = compile_filter(filter)
         page: list[dict[str, Any]] = []
         with self._request_lock():
             streams = [self._segment_ids_after(seg, cursor) for seg in self.segments]
@@ -383,7 +384,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         return page, None
 
     # ------------------------------------------------------------------ search
-    @renamed(filter_spec="filter")
+    @renamed(filter="filter")
     def search(self, vector: Any, k: int = 10, **kwargs: Any) -> list[dict[str, Any]]:
         return self.search_batch([vector] if np.ndim(vector) == 1 else vector, k, **kwargs)[0]
 
@@ -393,7 +394,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         vectors: Any,
         k: int = 10,
         *,
-        filter_spec: dict[str, Any] | str | None = None,
+        filter: dict[str, Any] | str | None = None,
         include_vectors: bool = False,
         include_metadata: bool = True,
         exact: bool | None = None,
@@ -407,7 +408,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         queries = query_matrix(vectors, self.dim, cosine=self._metric == "cosine")
         if self._metric == "cosine":
             queries = distance.normalize_rows(queries)
-        flt = compile_filter(filter_spec)
+        flt = compile_filter(filter)
         return self._search(queries, k, flt, include_vectors=include_vectors, include_metadata=include_metadata,
                             exact=exact, ef=ef, nprobe=nprobe)
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.operations import Metadata
 from proximadb.storage.segment import Segment
 
 
-class ReadPath:
+class ReadPath(CollectionState):
     """Find records by id and walk live rows; the public read methods are Collection's."""
 
     def _record(self, id_: str, include_vector: bool = True) -> dict[str, Any] | None:

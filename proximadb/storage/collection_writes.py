@@ -19,6 +19,7 @@ from proximadb.errors import (
     VectorExistsError,
 )
 from proximadb.index import distance
+from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment
@@ -35,7 +36,7 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-class WritePath:
+class WritePath(CollectionState):
     """Check an insert batch; apply operations to the memtable and segment bitmaps (live and replay)."""
 
     def _write_insert(self, op: InsertOp, payload: bytes | None) -> list[str]:

@@ -48,6 +48,7 @@ import numpy as np
 
 from proximadb import progress
 from proximadb.errors import DiskFullError, EngineClosedError
+from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.segment import Segment, SegmentData
 from proximadb.storage.segment_rewrite import SegmentRewrite
@@ -160,7 +161,7 @@ def _dir_bytes(path: Path) -> int:
 
 
 
-class CompactionPath:
+class CompactionPath(CollectionState):
     """Compaction of a Collection's segments (public entry: Collection.compact) and the background policy."""
 
     def _compact(self, segment_ids: Sequence[int] | None) -> CompactionReport:

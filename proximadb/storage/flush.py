@@ -27,6 +27,7 @@ from proximadb.errors import (
     DiskFullError,
     StorageError,
 )
+from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.segment import Segment, SegmentData
 from proximadb.storage.segment_rewrite import SegmentRewrite
 from proximadb.storage.wal import WriteAheadLog
@@ -57,7 +58,7 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 
-class FlushPath:
+class FlushPath(CollectionState):
     """Automatic and explicit flushes of a Collection and their retry / logging policy."""
 
     def _maybe_flush(self) -> None:

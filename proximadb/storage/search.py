@@ -17,10 +17,11 @@ from proximadb import deadline
 from proximadb.filters import Filter
 from proximadb.index import distance
 from proximadb.storage import segment_index
+from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 
 
-class SearchPath:
+class SearchPath(CollectionState):
     """The search core behind Collection.search_batch (which checks the arguments)."""
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
@@ -33,9 +34,9 @@ class SearchPath:
             ]
         sources.append((snap.vectors[: snap.rows], snap.alive, snap))
         m = len(queries)
-        cand_d = []
-        cand_src = []
-        cand_row = []
+        cand_d: list[np.ndarray] = []
+        cand_src: list[np.ndarray] = []
+        cand_row: list[np.ndarray] = []
         for s_idx, (base, alive, owner) in enumerate(sources):
             if base.shape[0] == 0:
                 continue

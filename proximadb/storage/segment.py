@@ -60,7 +60,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import numpy as np
@@ -272,9 +272,10 @@ class Segment:
         reader_schema = resolving_reader_schema("SegmentRow", self.schema_version) or _segment_row_schema()
         with open(path / "meta.avro", "rb") as f:
             for rec in fastavro.reader(f, reader_schema=reader_schema):
-                self.metadata.append(rec["metadata"])  # type: ignore[index]
-                timestamps.append(rec["timestamp"])  # type: ignore[index]
-                expires.append(rec["expires_at"])  # type: ignore[index]
+                row = cast("dict[str, Any]", rec)  # a SegmentRow record
+                self.metadata.append(row["metadata"])
+                timestamps.append(row["timestamp"])
+                expires.append(row["expires_at"])
         if len(self.metadata) != self.rows:
             raise CorruptionError(f"{path}/meta.avro: {len(self.metadata)} rows, segment has {self.rows}")
         self.timestamps = np.asarray(timestamps, dtype=np.int64)

@@ -185,7 +185,8 @@ class IndexBuilder:
             finally:
                 # While it waits for the next job this thread must not keep the last segment alive:
                 # once compacted away, it (its mmap, ids, metadata and index) would linger until then.
-                job = segment = None
+                job = None
+                segment = None  # type: ignore[assignment]  # drop the reference; the loop assigns it again
                 with self._lock:
                     self._pending -= 1
                     self._lock.notify_all()

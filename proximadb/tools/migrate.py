@@ -177,14 +177,15 @@ def _rewrite_segment(col: Any, seg: Segment, target: int, task: progress.Task, d
         merged = compaction.merge_rows(plan_, step)
         new: Segment | None = None
         if merged.data.ids:
-            extra = {k: seg.descriptor[k] for k in ("created_at", "max_seq", "metric", "compacted_from")
+            extra: dict[str, Any] = {k: seg.descriptor[k] for k in ("created_at", "max_seq", "metric", "compacted_from")
                      if k in seg.descriptor}
             extra["migrated_from"] = {"segment": seg.id, "schema_version": seg.schema_version}
             new = rewrite.build(plan_.segment_id, merged.data, extra, schema_version=target)
             persisted_now = compaction.carry_deletions(plan_, merged, new, [])
             if persisted_now.any():
                 rewrite.write_deletions(new, persisted_now)
-        segments = [new if s is seg else s for s in col.segments if s is not seg or new is not None]
+        segments = [s for s in col.segments if s is not seg] if new is None else \
+            [new if s is seg else s for s in col.segments]
         rewrite.commit(segments, [seg], not_durable="the migrated segment's old files stay until the next open")
     rewrite.finish()
     return new

@@ -1,0 +1,61 @@
+"""The state every part of a collection shares, as the mixins of ``storage.collection.Collection`` see it.
+
+``Collection`` is assembled from one mixin per concern (``collection_writes.WritePath``,
+``collection_reads.ReadPath``, ``search.SearchPath``, ``flush.FlushPath``,
+``compaction.CompactionPath``). Each mixin inherits :class:`CollectionState`, which declares
+the attributes ``Collection.__init__`` sets and the methods one part calls on another, so the
+type checker checks every part against one description. The declarations exist for the type
+checker only; at run time this class adds nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from proximadb.storage.catalog import CollectionConfig
+    from proximadb.storage.collection import StorageOptions
+    from proximadb.storage.flush import FlushRetry
+    from proximadb.storage.manifest import Manifest
+    from proximadb.storage.memtable import Memtable
+    from proximadb.storage.segment import Segment
+    from proximadb.storage.wal import WriteAheadLog
+
+
+KernelMetric = Literal["l2", "dot", "cosine"]  # the distance kernels' names of the metrics
+
+
+class CollectionState:
+    config: CollectionConfig
+    directory: Path
+    options: StorageOptions
+    dim: int
+    _metric: KernelMetric
+    _lock: threading.RLock
+    memtable: Memtable
+    segments: list[Segment]
+    manifest: Manifest
+    wal: WriteAheadLog | None
+    last_flush_error: str | None
+    _flush_retry: FlushRetry
+    _background: threading.Thread | None
+
+    if TYPE_CHECKING:  # implemented by Collection or by another mixin
+
+        @property
+        def _wal(self) -> WriteAheadLog: ...
+        def _require_open(self) -> WriteAheadLog: ...
+        def _request_lock(self) -> Any: ...
+        def _new_memtable(self) -> Memtable: ...
+        def _index_segment(self, seg: Segment, *, load_existing: bool) -> None: ...
+        def compact(self, segment_ids: Sequence[int] | None = None) -> dict[str, Any]: ...
+        # collection_writes.WritePath
+        def _locate(self, id_: str) -> tuple[Memtable | Segment, int] | None: ...
+        # flush.FlushPath
+        def _maybe_flush(self) -> None: ...
+        def _free_bytes(self) -> int | None: ...
+        # compaction.CompactionPath
+        def _maybe_compact_in_background(self) -> None: ...
