@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import struct
 
 import numpy as np
@@ -403,3 +404,25 @@ def test_replaced_row_in_a_reloaded_segment_never_shadows_the_live_one(tmp_path)
     with Engine.open(tmp_path / "d") as engine:
         col = engine.collection("c")
         assert col.count() == 1 and [r["id"] for r in col.scroll(limit=10)[0]] == ["b"]
+
+
+def test_writes_after_a_lost_wal_directory_are_numbered_above_the_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A collection whose WAL directory vanished after a flush is refused; once the operator recreates it
+    empty, new writes survive a restart (they used to restart at seq 1, under the checkpoint, and the next
+    replay skipped them)."""
+    data = tmp_path / "data"
+    with Engine.open(data, fsync="always") as eng:
+        eng.create_collection("c", dimension=DIM, distance_metric="euclidean")
+        col = eng.collection("c")
+        col.insert(ids=_ids(10), vectors=_vectors(10))
+        col.flush()
+        wal_dir = col.directory / "wal"
+    shutil.rmtree(wal_dir)
+    with pytest.raises(errors.CorruptionError, match=r"WAL directory .*wal is missing.*mkdir"):
+        Engine.open(data, fsync="always")
+    wal_dir.mkdir()
+    with Engine.open(data, fsync="always") as eng:
+        eng.collection("c").insert(ids=_ids(5, start=10), vectors=_vectors(5, seed=1))
+    with Engine.open(data, fsync="always") as eng:
+        assert eng.collection("c").count() == 15
+        assert eng.collection("c").get(_ids(1, start=14)[0]) is not None
