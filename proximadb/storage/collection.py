@@ -357,7 +357,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 return self.memtable.live_count + sum(s.live_count for s in self.segments)
             return sum(1 for _, md in self._iter_live_metadata() if flt.matches(md))
 
-    @renamed(filter="filter")
+    @renamed(filter_spec="filter")
     def scroll(
         self,
         *,
@@ -384,7 +384,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         return page, None
 
     # ------------------------------------------------------------------ search
-    @renamed(filter="filter")
+    @renamed(filter_spec="filter")
     def search(self, vector: Any, k: int = 10, **kwargs: Any) -> list[dict[str, Any]]:
         return self.search_batch([vector] if np.ndim(vector) == 1 else vector, k, **kwargs)[0]
 
