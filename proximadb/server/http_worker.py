@@ -63,6 +63,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from proximadb.api.rest.media import dumps, envelope
 from proximadb.errors import MalformedPayloadError, PayloadTooLargeError, ProximaDBError
+from proximadb.server.signal_queue import SignalQueue
 
 log = logging.getLogger("proximadb.http")
 
@@ -367,7 +368,14 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
 
 
 class Arbiter(GunicornArbiter):  # type: ignore[misc]
-    """gunicorn's master; a worker is forked with its signals blocked until it has its own handlers."""
+    """gunicorn's master; a worker is forked with its signals blocked until it has its own handlers.
+
+    Its signal queue is :class:`~proximadb.server.signal_queue.SignalQueue`, whose wait cannot hang.
+    """
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self.SIG_QUEUE = SignalQueue()
 
     def spawn_worker(self) -> Any:
         global _mask_before_fork
