@@ -187,10 +187,6 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 self.wal.close()
                 self.wal = None
 
-    @property
-    def _wal(self) -> WriteAheadLog:
-        return self._require_open()
-
     def _require_open(self) -> WriteAheadLog:
         """The WAL of an open collection; EngineClosedError once it is closed."""
         if self.wal is None:
@@ -233,7 +229,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             if not present:
                 return 0
             seq = self._log_and_apply(DeleteOp(present))
-        self._wal.wait_durable(seq)
+        self._require_open().wait_durable(seq)
         return len(present)
 
     @renamed(filter_spec="filter")
@@ -248,7 +244,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 return 0
             deadline.check(f"matching the delete filter in collection {self.config.name!r}")
             seq = self._log_and_apply(DeleteOp(matched))
-        self._wal.wait_durable(seq)
+        self._require_open().wait_durable(seq)
         return len(matched)
 
     def update_metadata(self, id_: str, metadata: Metadata, *, replace: bool = False) -> dict[str, Any]:
@@ -260,12 +256,12 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.config.name}")
             seq = self._log_and_apply(UpdateOp([MetadataPatch(id_, dict(metadata), replace)], now_us()))
             record = self._record(id_, include_vector=False)
-        self._wal.wait_durable(seq)
+        self._require_open().wait_durable(seq)
         assert record is not None
         return record
 
     def _log_and_apply(self, op: Operation) -> int:
-        seq = self._wal.write(op, None)
+        seq = self._require_open().write(op, None)
         self._apply(op)
         self._maybe_flush()
         return seq

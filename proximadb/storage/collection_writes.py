@@ -69,10 +69,10 @@ class WritePath(CollectionState):
                     raise VectorExistsError(
                         f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to replace them"
                     )
-            seq = self._wal.write(op, payload)
+            seq = self._require_open().write(op, payload)
             self._apply(op)
             self._maybe_flush()
-        self._wal.wait_durable(seq)
+        self._require_open().wait_durable(seq)
         return list(op.ids)
 
 

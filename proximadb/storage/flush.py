@@ -113,7 +113,7 @@ class FlushPath(CollectionState):
     def _flush_locked(self) -> None:
         """Write the memtable as a segment and swap the manifest (see the module docstring on failures)."""
         started = time.monotonic()
-        wal = self._wal
+        wal = self._require_open()
         seq = wal.last_seq
         rows = self.memtable.live_rows()
         keep = [s for s in self.segments if s.live_count > 0]
