@@ -5,10 +5,12 @@ every other op is small and goes through fastavro with the schema from
 :mod:`proximadb.codec.schemas`.
 
 Garbage never reaches fastavro: :func:`decode_payload` first walks the datum
-against its schema (``_check_datum``), refusing any length, count, boolean or
-union index that is wrong, a declared string/array length larger than the
-bytes left, and trailing bytes. fastavro then only decodes well-formed bytes
-(its remaining failure, invalid UTF-8, is mapped to MalformedPayloadError too).
+against its schema (compiled here into a program for the compiled checker
+:mod:`proximadb.codec.avro_check`, which uses the Avro primitives the insert
+codec uses), refusing any length, count, boolean or union index that is wrong,
+a declared string/array length larger than the bytes left, and trailing bytes.
+fastavro then only decodes well-formed bytes (its remaining failure, invalid
+UTF-8, is mapped to MalformedPayloadError too).
 Memory is therefore bounded by the input: every item of every v1 schema takes
 at least one byte, so no count can make fastavro build more than one Python
 object per input byte. Callers still cap the payload size itself
@@ -20,7 +22,7 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -30,6 +32,7 @@ from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate
 
 from proximadb.codec.avro_batch import DecodedBatch, decode_vector_batch, encode_vector_batch
+from proximadb.codec.avro_check import OPCODES, check_datum
 from proximadb.codec.framing import decode_frame, encode_frame
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, OP_RECORDS, op_schema
 from proximadb.errors import DimensionMismatchError, MalformedPayloadError, ValidationError
@@ -125,12 +128,7 @@ def decode_datum(op_type: str, version: int, datum: Any) -> dict[str, Any]:
     declared length can never make fastavro allocate more than the input could hold."""
     schema = op_schema(op_type, version)
     data = bytes(datum)
-    try:
-        _checker(op_type, version)(data, 0)
-    except _Malformed as exc:
-        raise MalformedPayloadError(
-            f"malformed {OP_RECORDS[op_type]} datum at offset {exc.offset}: {exc.problem}"
-        ) from None
+    check_datum(data, _program(op_type, version), OP_RECORDS[op_type])
     stream = io.BytesIO(data)
     try:
         value = schemaless_reader(stream, schema, None)
@@ -255,199 +253,62 @@ def _columns(
 # ------------------------------------------------------------------ datum pre-check
 
 
-class _Malformed(Exception):
-    def __init__(self, offset: int, problem: str) -> None:
-        super().__init__(f"{problem} at offset {offset}")
-        self.offset = offset
-        self.problem = problem
+def _compile(schema: Any, named: dict[str, Any], prog: list[int], done: dict[str, int]) -> int:
+    """Append the nodes of a parsed fastavro schema to ``prog``; return the root node's index.
 
-
-# A checker takes (data, pos) and returns the position after the value it checked.
-_Check = Callable[[bytes, int], int]
-
-
-def _read_long(data: bytes, pos: int, what: str) -> tuple[int, int]:
-    start = pos
-    acc = 0
-    shift = 0
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise _Malformed(start, f"truncated varint in {what}")
-        if shift > 63:
-            raise _Malformed(start, f"overlong varint (more than 10 bytes) in {what}")
-        b = data[pos]
-        pos += 1
-        acc |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-    acc &= 0xFFFF_FFFF_FFFF_FFFF
-    return (acc >> 1) ^ -(acc & 1), pos
-
-
-def _check_int(data: bytes, pos: int) -> int:
-    start = pos
-    value, pos = _read_long(data, pos, "an int")
-    if not -(2**31) <= value < 2**31:
-        raise _Malformed(start, f"int out of the 32-bit range: {value}")
-    return pos
-
-
-def _check_long(data: bytes, pos: int) -> int:
-    return _read_long(data, pos, "a long")[1]
-
-
-def _check_boolean(data: bytes, pos: int) -> int:
-    if pos >= len(data):
-        raise _Malformed(pos, "truncated boolean")
-    if data[pos] > 1:
-        raise _Malformed(pos, f"invalid boolean byte {data[pos]} (must be 0 or 1)")
-    return pos + 1
-
-
-def _fixed_size(size: int, what: str) -> _Check:
-    def check(data: bytes, pos: int) -> int:
-        if len(data) - pos < size:
-            raise _Malformed(pos, f"truncated {what}")
-        return pos + size
-
-    return check
-
-
-def _check_bytes(data: bytes, pos: int) -> int:
-    start = pos
-    n, pos = _read_long(data, pos, "a string length")
-    if n < 0:
-        raise _Malformed(start, f"negative string length {n}")
-    if n > len(data) - pos:
-        raise _Malformed(start, f"string length {n} runs past the end of the datum ({len(data) - pos} bytes left)")
-    return pos + n
-
-
-def _blocks(item: _Check, what: str) -> _Check:
-    """Array or map (item = key + value) blocks."""
-
-    def check(data: bytes, pos: int) -> int:
-        while True:
-            start = pos
-            count, pos = _read_long(data, pos, f"{what} block count")
-            size = -1
-            if count == 0:
-                return pos
-            if count < 0:
-                count = -count
-                size, pos = _read_long(data, pos, f"{what} block size")
-                if size < 0 or size > len(data) - pos:
-                    raise _Malformed(start, f"{what} block byte size {size} is negative or runs past the end")
-            # Every item of a v1 schema takes at least one byte.
-            if count > len(data) - pos:
-                raise _Malformed(start, f"{what} block count {count} is larger than the bytes left could hold")
-            block_start = pos
-            for _ in range(count):
-                pos = item(data, pos)
-            if size >= 0 and pos - block_start != size:
-                raise _Malformed(start, f"{what} block byte size {size} does not match its items ({pos - block_start})")
-
-    return check
-
-
-def _float_array(data: bytes, pos: int) -> int:
-    while True:
-        start = pos
-        count, pos = _read_long(data, pos, "a float array block count")
-        if count == 0:
-            return pos
-        if count < 0:
-            count = -count
-            size, pos = _read_long(data, pos, "a float array block size")
-            if size != 4 * count:
-                raise _Malformed(start, f"float array block byte size {size} is not 4 x {count}")
-        if 4 * count > len(data) - pos:
-            raise _Malformed(start, f"float array block of {count} floats runs past the end of the datum")
-        pos += 4 * count
-
-
-def _union(branches: list[_Check]) -> _Check:
-    def check(data: bytes, pos: int) -> int:
-        index, after = _read_long(data, pos, "a union index")
-        if not 0 <= index < len(branches):
-            raise _Malformed(pos, f"invalid union index {index} (must be 0..{len(branches) - 1})")
-        return branches[index](data, after)
-
-    return check
-
-
-def _record(fields: list[_Check]) -> _Check:
-    def check(data: bytes, pos: int) -> int:
-        for field in fields:
-            pos = field(data, pos)
-        return pos
-
-    return check
-
-
-_PRIMITIVES: dict[str, _Check] = {
-    "null": lambda data, pos: pos,
-    "boolean": _check_boolean,
-    "int": _check_int,
-    "long": _check_long,
-    "float": _fixed_size(4, "float"),
-    "double": _fixed_size(8, "double"),
-    "bytes": _check_bytes,
-    "string": _check_bytes,
-}
-
-
-def _compile(schema: Any, named: dict[str, Any], done: dict[str, _Check]) -> _Check:
-    """A checker for a parsed fastavro schema (named types resolved through ``named``)."""
+    The node layout is documented in :mod:`proximadb.codec.avro_check`, which walks it."""
     if isinstance(schema, list):
-        return _union([_compile(branch, named, done) for branch in schema])
+        return _node(prog, "union", [_compile(b, named, prog, done) for b in schema])
     if isinstance(schema, str):
         if schema in _PRIMITIVES:
-            return _PRIMITIVES[schema]
+            return _node(prog, schema, [])
         if schema not in done:
-            slot: list[_Check] = []
-            done[schema] = lambda data, pos: slot[0](data, pos)  # allows recursive records
-            slot.append(_compile(named[schema], named, done))
+            return _compile(named[schema], named, prog, done)
         return done[schema]
     kind = schema["type"]
-    if kind == "record" or kind == "error":
-        name = schema.get("name")
-        check = _record([_compile(f["type"], named, done) for f in schema["fields"]])
-        if name:
-            done.setdefault(name, check)
-        return check
+    if kind in ("record", "error"):
+        at = len(prog)
+        count = len(schema["fields"])
+        prog.extend([OPCODES["record"], count] + [0] * count)  # children filled in below
+        if schema.get("name"):
+            done.setdefault(schema["name"], at)  # a recursive reference lands here
+        for i, f in enumerate(schema["fields"]):
+            prog[at + 2 + i] = _compile(f["type"], named, prog, done)
+        return at
     if kind == "array":
         if schema["items"] == "float":
-            return _float_array
-        return _blocks(_compile(schema["items"], named, done), "array")
+            return _node(prog, "float_array", [])
+        item = _compile(schema["items"], named, prog, done)
+        return _node(prog, "array", [item])
     if kind == "map":
-        value = _compile(schema["values"], named, done)
-
-        def entry(data: bytes, pos: int) -> int:
-            return value(data, _check_bytes(data, pos))
-
-        return _blocks(entry, "map")
+        return _node(prog, "map", [_compile(schema["values"], named, prog, done)])
     if kind == "enum":
-        return _union([_PRIMITIVES["null"]] * len(schema["symbols"]))
+        null = _node(prog, "null", [])
+        return _node(prog, "union", [null] * len(schema["symbols"]))
     if kind == "fixed":
-        return _fixed_size(int(schema["size"]), "fixed")
+        return _node(prog, "fixed", [int(schema["size"])], children=False)
     if kind in _PRIMITIVES:  # {"type": "long", "logicalType": ...}
-        return _PRIMITIVES[kind]
+        return _node(prog, kind, [])
     raise TypeError(f"unsupported Avro type in schema: {kind!r}")
 
 
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def _node(prog: list[int], kind: str, operands: list[int], *, children: bool = True) -> int:
+    at = len(prog)
+    opcode = OPCODES["string" if kind == "bytes" else kind]
+    if kind in ("union", "record") and children:
+        prog.extend([opcode, len(operands), *operands])
+    else:
+        prog.extend([opcode, *operands])
+    return at
+
+
 @cache
-def _checker(op_type: str, version: int) -> _Check:
+def _program(op_type: str, version: int) -> np.ndarray:
+    """The checker program of an op's schema: node 0 is ``RECORD 1 <the op's record>``."""
     schema = op_schema(op_type, version)
-    body = _compile(schema, schema.get("__named_schemas", {}), {})
-    record = OP_RECORDS[op_type]
-
-    def check(data: bytes, pos: int) -> int:
-        end = body(data, pos)
-        if end != len(data):
-            raise _Malformed(end, f"{len(data) - end} trailing bytes after the {record} datum")
-        return end
-
-    return check
+    prog: list[int] = [OPCODES["record"], 1, 0]
+    prog[2] = _compile(schema, schema.get("__named_schemas", {}), prog, {})
+    return np.array(prog, dtype=np.int64)

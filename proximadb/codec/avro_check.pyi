@@ -1,0 +1,7 @@
+from typing import Any
+
+import numpy as np
+
+OPCODES: dict[str, int]
+
+def check_datum(datum: Any, program: np.ndarray, record: str) -> None: ...
