@@ -36,6 +36,8 @@ class IndexKind:
     file_name: str  # in the segment directory
     build_params: tuple[str, ...]  # constructor keywords after (dim, metric), also properties of the index
     search_param: str  # the per-query knob: a keyword of search()/search_batch() and a settable default
+    # Every parameter a collection's index_params may set, with its inclusive range (checked by the catalog).
+    ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     defaults: Mapping[str, int] = field(default_factory=dict)
     # Completes the parameters with the defaults that depend on the segment's row count.
     size_defaults: Callable[[dict[str, int], int], dict[str, int]] = _no_size_defaults
@@ -99,9 +101,11 @@ def _ivf_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
 
 register(IndexKind(
     "hnsw", HNSWIndex, "index.hnsw", build_params=("M", "ef_construction", "seed"), search_param="ef",
+    ranges={"M": (2, 128), "ef_construction": (4, 4096), "ef": (1, 65536), "seed": (0, 2**31)},
     defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0},
 ))
 register(IndexKind(
     "ivf", IVFIndex, "index.ivf", build_params=("nlist", "seed"), search_param="nprobe",
+    ranges={"nlist": (1, 1 << 20), "nprobe": (1, 1 << 20), "seed": (0, 2**31)},
     defaults={"nprobe": 0, "seed": 0}, size_defaults=_ivf_size_defaults,
 ))

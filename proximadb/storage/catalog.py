@@ -30,21 +30,21 @@ from typing import Any
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 from proximadb.errors import CorruptionError, ValidationError
+from proximadb.index import registry
 from proximadb.storage.docfile import read_doc, write_doc
 
 CATALOG_NAME = "catalog.pxdb"
 CATALOG_FORMAT = 1
 NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 METRICS = ("cosine", "euclidean", "dot_product")
-ALGORITHMS = ("flat", "hnsw", "ivf")
+# "flat" (exact scan, no index) and every index kind of the registry
+ALGORITHMS = ("flat", *registry.KINDS)
 MAX_DIMENSION = 65536
 MAX_DESCRIPTION = 4096
 
-# index_params accepted per algorithm: name -> (type, min, max)
-INDEX_PARAMS: dict[str, dict[str, tuple[type, int, int]]] = {
-    "flat": {},
-    "hnsw": {"M": (int, 2, 128), "ef_construction": (int, 4, 4096), "ef": (int, 1, 65536), "seed": (int, 0, 2**31)},
-    "ivf": {"nlist": (int, 1, 1 << 20), "nprobe": (int, 1, 1 << 20), "seed": (int, 0, 2**31)},
+# index_params accepted per algorithm: name -> (min, max), from the index registry
+INDEX_PARAMS: dict[str, dict[str, tuple[int, int]]] = {
+    "flat": {}, **{name: dict(kind.ranges) for name, kind in registry.KINDS.items()}
 }
 
 
@@ -75,7 +75,7 @@ def validate_index_params(algorithm: str, params: object) -> dict[str, Any]:
         if key not in allowed:
             known = ", ".join(allowed) or "none"
             raise ValidationError(f"index_params.{key} is not a parameter of {algorithm} (accepted: {known})")
-        _, lo, hi = allowed[key]
+        lo, hi = allowed[key]
         out[key] = _int_in(f"index_params.{key}", value, lo, hi)
     return out
 
