@@ -250,11 +250,11 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
     def update_metadata(self, id_: str, metadata: Metadata, *, replace: bool = False) -> dict[str, Any]:
         """Merge (or with ``replace``, swap) a record's metadata; a None value removes a key on merge."""
         check_ids([id_], max_bytes=self.options.limits.max_id_bytes)
-        check_metadata(metadata, f"id {id_!r}", self.options.limits.max_metadata_bytes)
+        plain = check_metadata(metadata, f"id {id_!r}", self.options.limits.max_metadata_bytes)
         with self._request_lock():
             if self._locate(id_) is None:
                 raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.config.name}")
-            seq = self._log_and_apply(UpdateOp([MetadataPatch(id_, dict(metadata), replace)], now_us()))
+            seq = self._log_and_apply(UpdateOp([MetadataPatch(id_, dict(plain), replace)], now_us()))
             record = self._record(id_, include_vector=False)
         self._require_open().wait_durable(seq)
         assert record is not None

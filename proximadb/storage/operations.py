@@ -11,11 +11,8 @@ from typing import Union
 
 import numpy as np
 
-from proximadb.codec.metadata import plain_metadata_value
-
 MetadataValue = Union[None, bool, int, float, str, list[str]]  # noqa: UP007
 Metadata = dict[str, MetadataValue]
-_PLAIN_VALUE_TYPES = frozenset({type(None), bool, int, float, str, list})
 
 # WAL op codes (one byte in every WAL frame header).
 OP_INSERT = 1
@@ -61,11 +58,6 @@ class MetadataPatch:
     id: str
     metadata: Metadata
     replace: bool = False  # True: swap the whole map; False: merge (None removes a key)
-
-    def __post_init__(self) -> None:
-        # numpy scalars, tuples, ...: held, logged and returned as the plain values a replay reads back
-        if any(type(v) not in _PLAIN_VALUE_TYPES for v in self.metadata.values()):
-            self.metadata = {k: plain_metadata_value(v, k, f"id {self.id!r}") for k, v in self.metadata.items()}
 
 
 @dataclass(slots=True)

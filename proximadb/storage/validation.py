@@ -20,6 +20,7 @@ from proximadb.storage.operations import NO_EXPIRY, Metadata
 DEFAULT_LIMITS = Limits()
 MAX_ID_BYTES = DEFAULT_LIMITS.max_id_bytes
 MAX_METADATA_KEY_BYTES = 256
+_PLAIN_VALUE_TYPES = frozenset({type(None), bool, int, float, str, list})
 MAX_K = DEFAULT_LIMITS.max_k
 # Under euclidean and dot_product a vector (stored or query) may have a squared L2 norm of at most
 # float32's maximum / 8 (a norm of about 6.5e18). A distance between two such vectors is at most
@@ -162,13 +163,19 @@ def metadata_bytes(metadata: object, where: str = "metadata") -> int:
 
 
 def check_metadata(metadata: object, where: str, max_bytes: int = DEFAULT_LIMITS.max_metadata_bytes) -> Metadata:
-    """:func:`metadata_bytes`, refusing more than ``max_bytes``; returns the metadata ({} for None)."""
+    """:func:`metadata_bytes`, refusing more than ``max_bytes``; returns the metadata as the plain values
+    it is logged, stored and read back as ({} for None; numpy scalars and tuples made plain)."""
     size = metadata_bytes(metadata, where)
     if size > max_bytes:
         raise ValidationError(
             f"{where}: metadata is {size} bytes, over the server's max_metadata_bytes limit of {max_bytes}"
         )
-    return metadata or {}  # type: ignore[return-value]
+    if not metadata:
+        return {}
+    assert isinstance(metadata, dict)  # metadata_bytes refused anything else
+    if any(type(v) not in _PLAIN_VALUE_TYPES for v in metadata.values()):  # numpy scalars, tuples...
+        return {k: plain_metadata_value(v, k, where) for k, v in metadata.items()}
+    return metadata
 
 
 def check_k(k: object, max_k: int = MAX_K) -> int:
