@@ -125,14 +125,14 @@ def test_long_id_is_refused_on_every_path(engine: Engine) -> None:
 
 def test_large_metadata_is_refused_on_insert_and_update(engine: Engine) -> None:
     col = engine.collection("c")
-    col.insert(ids=["a"], vectors=vecs(1), metadata=[{"t": "x" * 99}])  # 1 + 99 = 100 bytes: at the limit
+    col.insert(ids=["a"], vectors=vecs(1), metadatas=[{"t": "x" * 99}])  # 1 + 99 = 100 bytes: at the limit
     with pytest.raises(ValidationError, match="over the server's max_metadata_bytes limit of 100"):
-        col.insert(ids=["b"], vectors=vecs(1), metadata=[{"t": "x" * 100}])
+        col.insert(ids=["b"], vectors=vecs(1), metadatas=[{"t": "x" * 100}])
     with pytest.raises(ValidationError, match="max_metadata_bytes"):
-        col.insert(ids=["b"], vectors=vecs(1), metadata=[{"tags": ["y" * 30] * 4}])
+        col.insert(ids=["b"], vectors=vecs(1), metadatas=[{"tags": ["y" * 30] * 4}])
     with pytest.raises(ValidationError, match="max_metadata_bytes"):
         col.update_metadata("a", {"t": "x" * 99, "more": "z"}, replace=True)
     with pytest.raises(ValidationError, match="unsupported type dict"):
-        col.insert(ids=["b"], vectors=vecs(1), metadata=[{"deep": {"er": 1}}])  # depth is fixed at one
+        col.insert(ids=["b"], vectors=vecs(1), metadatas=[{"deep": {"er": 1}}])  # depth is fixed at one
     assert col.count() == 1
     assert col.get("a")["metadata"] == {"t": "x" * 99}

@@ -409,8 +409,8 @@ def test_embedded_engine_refuses_bad_filter_text(tmp_path: Path) -> None:
         col = engine.collection("c")
         col.insert([{"id": "a", "vector": [1, 2, 3, 4], "metadata": {"n": 1}}])
         for label, text in BAD_FILTERS.items():
-            for call in (col.count, col.delete_where, lambda f: col.scroll(filter_spec=f),
-                         lambda f: col.search([1, 2, 3, 4], k=1, filter_spec=f)):
+            for call in (col.count, col.delete_where, lambda f: col.scroll(filter=f),
+                         lambda f: col.search([1, 2, 3, 4], k=1, filter=f)):
                 with pytest.raises(errors.InvalidFilterError) as info:
                     call(text)
                 assert all(word in info.value.message for word in _filter_words(label)), info.value.message

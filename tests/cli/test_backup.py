@@ -98,7 +98,7 @@ def test_backup_and_restore_cli(tmp_path: Path) -> None:
 
     with Engine.open(tmp_path / "data") as engine:
         engine.create_collection("c", DIM)
-        engine.collection("c").insert(ids=["a"], vectors=_vector("a")[None], metadata=[{"k": "v"}])
+        engine.collection("c").insert(ids=["a"], vectors=_vector("a")[None], metadatas=[{"k": "v"}])
     runner = CliRunner()
     out = runner.invoke(cli, ["backup", str(tmp_path / "data"), str(tmp_path / "bk")])
     assert out.exit_code == 0 and "1 collection(s)" in out.output

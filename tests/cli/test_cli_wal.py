@@ -68,11 +68,11 @@ def make_data_dir(root: Path, strategy: str, compression: str, segment_bytes: in
             ids = [f"doc-{batch}-{i}" for i in range(6)]
             vectors = _vectors(6, batch)
             metadata = [{"batch": batch, "lang": "en", "tags": ["a", "b"], "i": i} for i in range(6)]
-            docs.insert(ids=ids, vectors=vectors, metadata=metadata)
+            docs.insert(ids=ids, vectors=vectors, metadatas=metadata)
             seq += 1
             out.frames[seq] = {"op": "insert", "upsert": False, "ids": ids, "vectors": vectors, "metadata": metadata}
         up = _vectors(1, 99)
-        docs.upsert(ids=["doc-0-0"], vectors=up, metadata=[{"fresh": True}])
+        docs.upsert(ids=["doc-0-0"], vectors=up, metadatas=[{"fresh": True}])
         seq += 1
         out.frames[seq] = {"op": "insert", "upsert": True, "ids": ["doc-0-0"], "vectors": up,
                            "metadata": [{"fresh": True}]}

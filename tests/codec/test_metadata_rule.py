@@ -26,7 +26,7 @@ def test_numpy_integers_are_accepted_by_insert_and_update_alike(tmp_path: Path) 
     eng = open_engine(tmp_path / "data")
     eng.create_collection("c", 2)
     col = eng.collection("c")
-    col.insert(ids=["a"], vectors=[[1.0, 2.0]], metadata=[{"n": np.int64(3)}])
+    col.insert(ids=["a"], vectors=[[1.0, 2.0]], metadatas=[{"n": np.int64(3)}])
     assert col.get("a")["metadata"] == {"n": 3}
     col.update_metadata("a", {"n": np.int64(4), "f": np.float32(0.5), "b": np.bool_(True)})
     got = col.get("a")["metadata"]
@@ -43,9 +43,9 @@ def test_integer_overflow_is_worded_the_same_on_insert_and_update(tmp_path: Path
     eng = open_engine(tmp_path / "data")
     eng.create_collection("c", 2)
     col = eng.collection("c")
-    col.insert(ids=["a"], vectors=[[1.0, 2.0]], metadata=[{"n": 1}])
+    col.insert(ids=["a"], vectors=[[1.0, 2.0]], metadatas=[{"n": 1}])
     with pytest.raises(ValidationError, match=OVERFLOW):
-        col.insert(ids=["b"], vectors=[[1.0, 2.0]], metadata=[{"n": 2**70}])
+        col.insert(ids=["b"], vectors=[[1.0, 2.0]], metadatas=[{"n": 2**70}])
     with pytest.raises(ValidationError, match=OVERFLOW):
         col.update_metadata("a", {"n": 2**70})
     with pytest.raises(ValidationError, match=OVERFLOW.replace("1180591620717411303424", "-1180591620717411303424")):
@@ -67,9 +67,9 @@ def test_bad_types_are_worded_the_same_on_insert_and_update(tmp_path: Path, valu
     eng = open_engine(tmp_path / "data")
     eng.create_collection("c", 2)
     col = eng.collection("c")
-    col.insert(ids=["a"], vectors=[[1.0, 2.0]], metadata=[{"n": 1}])
+    col.insert(ids=["a"], vectors=[[1.0, 2.0]], metadatas=[{"n": 1}])
     with pytest.raises(ValidationError, match=problem):
-        col.insert(ids=["b"], vectors=[[1.0, 2.0]], metadata=[{"n": value}])
+        col.insert(ids=["b"], vectors=[[1.0, 2.0]], metadatas=[{"n": value}])
     with pytest.raises(ValidationError, match=problem):
         col.update_metadata("a", {"n": value})
     assert col.count() == 1

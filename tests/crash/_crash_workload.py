@@ -76,7 +76,7 @@ def main() -> None:
             kind, arg = operation(seed, i)
             if kind in ("insert", "upsert"):
                 ids, vecs, metas = arg
-                col.insert(ids=ids, vectors=vecs, metadata=metas, upsert=(kind == "upsert"))
+                col.insert(ids=ids, vectors=vecs, metadatas=metas, upsert=(kind == "upsert"))
             elif kind == "delete":
                 col.delete(arg)
             else:

@@ -33,7 +33,7 @@ with Engine.open(data_dir, fsync="always", auto_compact=False) as engine:
                                  index_params={"M": 8, "ef_construction": 32})
         col = engine.collection("c")
         for s in range(0, 6000, 1500):
-            col.insert(ids=ids[s:s + 1500], vectors=vectors[s:s + 1500], metadata=meta[s:s + 1500])
+            col.insert(ids=ids[s:s + 1500], vectors=vectors[s:s + 1500], metadatas=meta[s:s + 1500])
             col.flush()
         col.delete(ids[5000:])
         col.flush()
@@ -42,7 +42,7 @@ with Engine.open(data_dir, fsync="always", auto_compact=False) as engine:
     round_ = 0
     while True:
         pick = rng.choice(5000, 800, replace=False)
-        col.upsert(ids=[ids[i] for i in pick], vectors=vectors[pick], metadata=[meta[i] for i in pick])
+        col.upsert(ids=[ids[i] for i in pick], vectors=vectors[pick], metadatas=[meta[i] for i in pick])
         col.flush()
         col.compact()
         round_ += 1

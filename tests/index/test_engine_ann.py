@@ -17,7 +17,7 @@ def _load(tmp_path: Path, base: np.ndarray, algorithm: str, params: dict) -> Eng
                              index_params=params)
     col = engine.collection("sift")
     metadata = [{"m": i % 100} for i in range(len(base))]
-    col.insert(ids=[str(i) for i in range(len(base))], vectors=base, metadata=metadata)
+    col.insert(ids=[str(i) for i in range(len(base))], vectors=base, metadatas=metadata)
     col.flush()
     assert col.wait_for_indexes(timeout=120)
     return engine
@@ -43,7 +43,7 @@ def test_hnsw_segment_recall_deletions_filters_and_reopen(tmp_path: Path, sift, 
     # filters: 10% and 1% selectivity still give k hits that all match
     for cond, allowed in (({"m": {"$lt": 10}}, 10), ({"m": 42}, 1)):
         for q in queries[:20]:
-            hits = col.search(q, k=10, filter_spec=cond)
+            hits = col.search(q, k=10, filter=cond)
             assert len(hits) == 10
             assert all(h["metadata"]["m"] < allowed if allowed == 10 else h["metadata"]["m"] == 42 for h in hits)
             assert not doomed & {h["id"] for h in hits}
@@ -82,7 +82,7 @@ def test_ivf_segment_recall_with_nprobe(tmp_path: Path, sift) -> None:  # type: 
         col = engine.collection("sift")
         found = [[h["id"] for h in col.search(q, k=10, nprobe=16, include_metadata=False)] for q in queries]
         assert recall_at(found, gt) >= 0.9
-        hits = col.search(queries[0], k=10, nprobe=8, filter_spec={"m": 3})
+        hits = col.search(queries[0], k=10, nprobe=8, filter={"m": 3})
         assert len(hits) == 10 and all(h["metadata"]["m"] == 3 for h in hits)
 
 

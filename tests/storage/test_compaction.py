@@ -39,10 +39,10 @@ def test_compaction_keeps_content_and_drops_dead_rows(tmp_path: Path) -> None:
         col = engine.collection("c")
         for b in range(3):
             col.insert(ids=[f"b{b}-{i:04d}" for i in range(400)], vectors=_vecs(400, b),
-                       metadata=[{"b": b, "i": i} for i in range(400)])
+                       metadatas=[{"b": b, "i": i} for i in range(400)])
             col.flush()
         col.delete([f"b0-{i:04d}" for i in range(300)])
-        col.upsert(ids=["b1-0001", "new"], vectors=_vecs(2, 9), metadata=[{"up": 1}, {"up": 2}])
+        col.upsert(ids=["b1-0001", "new"], vectors=_vecs(2, 9), metadatas=[{"up": 1}, {"up": 2}])
         col.update_metadata("b2-0002", {"touched": True})
         col.flush()
         col.delete(["b1-0003"])  # only in memory: after the last checkpoint
@@ -64,7 +64,7 @@ def test_row_moved_by_an_update_after_the_checkpoint_survives_compaction_and_res
     with Engine.open(tmp_path / "d", fsync="never", auto_compact=False) as engine:
         engine.create_collection("c", DIM)
         col = engine.collection("c")
-        col.insert(ids=["a", "b"], vectors=_vecs(2, 1), metadata=[{"v": 1}, {"v": 1}])
+        col.insert(ids=["a", "b"], vectors=_vecs(2, 1), metadatas=[{"v": 1}, {"v": 1}])
         col.flush()
         col.insert(ids=["c"], vectors=_vecs(1, 2))
         col.flush()
@@ -89,7 +89,7 @@ def test_writes_during_compaction_are_kept(tmp_path: Path) -> None:
         for b in range(4):
             ids = [f"s{b}-{i}" for i in range(3000)]
             vecs = _vecs(3000, 10 + b)
-            col.insert(ids=ids, vectors=vecs, metadata=[{"b": b}] * 3000)
+            col.insert(ids=ids, vectors=vecs, metadatas=[{"b": b}] * 3000)
             model.update({i: (v.tolist(), {"b": b}) for i, v in zip(ids, vecs, strict=True)})
             col.flush()
         done = threading.Event()
@@ -105,7 +105,7 @@ def test_writes_during_compaction_are_kept(tmp_path: Path) -> None:
                 model.pop(victim, None)
             elif step % 3 == 1:
                 v = _vecs(1, 1000 + step)
-                col.upsert(ids=[victim], vectors=v, metadata=[{"u": step}])
+                col.upsert(ids=[victim], vectors=v, metadatas=[{"u": step}])
                 model[victim] = (v[0].tolist(), {"u": step})
             elif victim in model:
                 col.update_metadata(victim, {"m": step})

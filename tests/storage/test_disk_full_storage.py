@@ -75,7 +75,7 @@ class Model:
 
     def insert(self, col: Any, tag: str, n: int) -> list[str]:
         ids, vecs, metas = self.batch(tag, n)
-        assert col.insert(ids=ids, vectors=vecs, metadata=metas) == ids  # acknowledged
+        assert col.insert(ids=ids, vectors=vecs, metadatas=metas) == ids  # acknowledged
         self.records.update(zip(ids, zip(vecs, metas, strict=True), strict=True))
         return ids
 

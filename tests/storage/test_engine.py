@@ -99,7 +99,7 @@ def test_insert_get_upsert_delete(engine: Engine) -> None:
     col = engine.collection("c")
     vecs = _vectors(10)
     meta = [{"n": i, "even": i % 2 == 0, "tag": f"t{i % 3}", "tags": ["a", f"b{i}"], "x": None} for i in range(10)]
-    assert col.insert(ids=_ids(10), vectors=vecs, metadata=meta) == _ids(10)
+    assert col.insert(ids=_ids(10), vectors=vecs, metadatas=meta) == _ids(10)
     rec = col.get("v00003")
     assert rec is not None
     np.testing.assert_array_equal(rec["vector"], vecs[3])
@@ -107,7 +107,7 @@ def test_insert_get_upsert_delete(engine: Engine) -> None:
     with pytest.raises(errors.VectorExistsError, match="v00003"):
         col.insert(ids=["new", "v00003"], vectors=_vectors(2, 1))
     assert col.get("new") is None and col.count() == 10  # all or nothing
-    col.upsert(ids=["v00003", "new"], vectors=_vectors(2, 2), metadata=[{"n": 99}, {}])
+    col.upsert(ids=["v00003", "new"], vectors=_vectors(2, 2), metadatas=[{"n": 99}, {}])
     assert col.count() == 11 and col.get("v00003")["metadata"] == {"n": 99}
     assert col.delete(["v00001", "v00002", "nope", "v00001"]) == 2
     assert col.count() == 9 and col.get("v00001") is None
@@ -119,7 +119,7 @@ def test_insert_get_upsert_delete(engine: Engine) -> None:
 def test_delete_where_counts(engine: Engine) -> None:
     engine.create_collection("c", DIM)
     col = engine.collection("c")
-    col.insert(ids=_ids(20), vectors=_vectors(20), metadata=[{"g": i % 4} for i in range(20)])
+    col.insert(ids=_ids(20), vectors=_vectors(20), metadatas=[{"g": i % 4} for i in range(20)])
     assert col.count({"g": 1}) == 5
     assert col.delete_where({"g": {"$in": [1, 2]}}) == 10
     assert col.count() == 10 and col.count({"g": 1}) == 0
@@ -131,9 +131,9 @@ def test_delete_where_counts(engine: Engine) -> None:
 def test_update_metadata_merge_and_replace_in_memtable_and_segment(engine: Engine) -> None:
     engine.create_collection("c", DIM)
     col = engine.collection("c")
-    col.insert(ids=["a", "b"], vectors=_vectors(2), metadata=[{"x": 1, "y": "s"}, {"x": 2}])
+    col.insert(ids=["a", "b"], vectors=_vectors(2), metadatas=[{"x": 1, "y": "s"}, {"x": 2}])
     col.flush()  # "a" and "b" now live in a segment
-    col.insert(ids=["c"], vectors=_vectors(1, 5), metadata=[{"x": 3}])
+    col.insert(ids=["c"], vectors=_vectors(1, 5), metadatas=[{"x": 3}])
     assert col.update_metadata("a", {"y": None, "z": True})["metadata"] == {"x": 1, "z": True}
     assert col.update_metadata("c", {"k": ["p", "q"]}, replace=True)["metadata"] == {"k": ["p", "q"]}
     np.testing.assert_allclose(col.get("a")["vector"], _vectors(2)[0] / np.linalg.norm(_vectors(2)[0]), rtol=1e-6)
@@ -154,7 +154,7 @@ def test_update_metadata_merge_and_replace_in_memtable_and_segment(engine: Engin
         ({"ids": [""], "vectors": np.ones((1, DIM), np.float32)}, errors.ValidationError, "id"),
         ({"ids": ["x" * 2000], "vectors": np.ones((1, DIM), np.float32)}, errors.ValidationError, "id"),
         (
-            {"ids": ["a"], "vectors": np.ones((1, DIM), np.float32), "metadata": [{"k": object()}]},
+            {"ids": ["a"], "vectors": np.ones((1, DIM), np.float32), "metadatas": [{"k": object()}]},
             errors.ValidationError,
             "k",
         ),
@@ -244,16 +244,16 @@ def test_filtered_search_still_returns_k_hits(engine: Engine) -> None:
     col = engine.collection("c")
     base = _vectors(1000, seed=3)
     meta = [{"bucket": i % 100, "name": f"n{i}"} for i in range(1000)]
-    col.insert(ids=_ids(600), vectors=base[:600], metadata=meta[:600])
+    col.insert(ids=_ids(600), vectors=base[:600], metadatas=meta[:600])
     col.flush()
-    col.insert(ids=_ids(400, 600), vectors=base[600:], metadata=meta[600:])
+    col.insert(ids=_ids(400, 600), vectors=base[600:], metadatas=meta[600:])
     q = _vectors(1, seed=9)[0]
-    hits = col.search(q, k=10, filter_spec={"bucket": {"$lt": 1}})  # 1% of rows match
+    hits = col.search(q, k=10, filter={"bucket": {"$lt": 1}})  # 1% of rows match
     assert len(hits) == 10 and all(h["metadata"]["bucket"] == 0 for h in hits)
     allowed = [i for i in range(1000) if i % 100 == 0]
     d = np.sqrt(((base[allowed] - q) ** 2).sum(axis=1))
     assert [h["id"] for h in hits] == [f"v{allowed[j]:05d}" for j in np.argsort(d)]
-    assert col.search(q, k=5, filter_spec={"bucket": -1}) == []
+    assert col.search(q, k=5, filter={"bucket": -1}) == []
     hits = col.search(q, k=3, include_vectors=True, include_metadata=False)
     assert "metadata" not in hits[0] and hits[0]["vector"].shape == (DIM,)
 
@@ -286,9 +286,9 @@ def test_scroll_visits_every_live_id_once_in_order(tmp_path, memtable_type: str)
         col = engine.collection("c")
         rng = np.random.default_rng(5)
         all_ids = [f"id-{x}" for x in rng.permutation(500)]
-        col.insert(ids=all_ids[:200], vectors=_vectors(200), metadata=[{"i": i} for i in range(200)])
+        col.insert(ids=all_ids[:200], vectors=_vectors(200), metadatas=[{"i": i} for i in range(200)])
         col.flush()
-        col.insert(ids=all_ids[200:], vectors=_vectors(300, 1), metadata=[{"i": i} for i in range(200, 500)])
+        col.insert(ids=all_ids[200:], vectors=_vectors(300, 1), metadatas=[{"i": i} for i in range(200, 500)])
         col.delete(all_ids[::7])
         seen: list[str] = []
         cursor = None
@@ -298,7 +298,7 @@ def test_scroll_visits_every_live_id_once_in_order(tmp_path, memtable_type: str)
             if cursor is None:
                 break
         assert seen == sorted(set(all_ids) - set(all_ids[::7]))
-        page, _ = col.scroll(limit=1000, filter_spec={"i": {"$gte": 490}})
+        page, _ = col.scroll(limit=1000, filter={"i": {"$gte": 490}})
         deleted = set(all_ids[::7])
         assert sorted(r["metadata"]["i"] for r in page) == [i for i in range(490, 500) if all_ids[i] not in deleted]
 
@@ -311,9 +311,9 @@ def test_reopen_restores_everything(tmp_path, strategy: str, compression: str) -
     with Engine.open(tmp_path / "d", **opts) as engine:
         engine.create_collection("c", DIM, distance_metric="euclidean")
         col = engine.collection("c")
-        col.insert(ids=_ids(60), vectors=base[:60], metadata=[{"i": i} for i in range(60)])
+        col.insert(ids=_ids(60), vectors=base[:60], metadatas=[{"i": i} for i in range(60)])
         col.flush()
-        col.insert(ids=_ids(60, 60), vectors=base[60:], metadata=[{"i": i} for i in range(60, 120)])
+        col.insert(ids=_ids(60, 60), vectors=base[60:], metadatas=[{"i": i} for i in range(60, 120)])
         col.delete(["v00000", "v00070"])
         col.update_metadata("v00001", {"hot": True})
         col.update_metadata("v00080", {"i": None})
@@ -392,13 +392,13 @@ def test_replaced_row_in_a_reloaded_segment_never_shadows_the_live_one(tmp_path)
     with Engine.open(tmp_path / "d") as engine:
         engine.create_collection("c", DIM, distance_metric="euclidean")
         col = engine.collection("c")
-        col.insert(ids=["a", "b"], vectors=np.full((2, DIM), 1, np.float32), metadata=[{"v": 1}, {}])
+        col.insert(ids=["a", "b"], vectors=np.full((2, DIM), 1, np.float32), metadatas=[{"v": 1}, {}])
         col.flush()  # segment 1 keeps "b" live, so it is not dropped when "a" moves on
-        col.upsert(ids=["a"], vectors=np.full((1, DIM), 2, np.float32), metadata=[{"v": 2}])
+        col.upsert(ids=["a"], vectors=np.full((1, DIM), 2, np.float32), metadatas=[{"v": 2}])
         col.flush()
     with Engine.open(tmp_path / "d") as engine:
         col = engine.collection("c")
-        col.upsert(ids=["a"], vectors=np.full((1, DIM), 3, np.float32), metadata=[{"v": 3}])
+        col.upsert(ids=["a"], vectors=np.full((1, DIM), 3, np.float32), metadatas=[{"v": 3}])
         col.delete(["a"])
         assert col.count() == 1 and col.get("a") is None
     with Engine.open(tmp_path / "d") as engine:

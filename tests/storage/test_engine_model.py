@@ -49,18 +49,18 @@ class EngineVsModel(RuleBasedStateMachine):
         metas = [m for _, _, m in items]
         if any(i in self.model for i in ids):
             try:
-                self.col.insert(ids=ids, vectors=vecs, metadata=metas)
+                self.col.insert(ids=ids, vectors=vecs, metadatas=metas)
             except errors.VectorExistsError:
                 return
             raise AssertionError("insert of an existing id succeeded")
-        self.col.insert(ids=ids, vectors=vecs, metadata=metas)
+        self.col.insert(ids=ids, vectors=vecs, metadatas=metas)
         for i, v, m in items:
             self.model[i] = (v, m)
 
     @rule(items=st.lists(st.tuples(ID, VEC, META), min_size=1, max_size=5, unique_by=lambda t: t[0]))
     def upsert(self, items: list) -> None:
         self.col.upsert(ids=[i for i, _, _ in items], vectors=np.stack([v for _, v, _ in items]),
-                        metadata=[m for _, _, m in items])
+                        metadatas=[m for _, _, m in items])
         for i, v, m in items:
             self.model[i] = (v, m)
 
