@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from proximadb.errors import ValidationError
 from proximadb.index._base import VectorIndex
 from proximadb.index.hnsw import HNSWIndex
@@ -39,6 +41,10 @@ class IndexKind:
     # Every parameter a collection's index_params may set, with its inclusive range (checked by the catalog).
     ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     defaults: Mapping[str, int] = field(default_factory=dict)
+    # Keywords of add() for a segment's index build: HNSW inserts on every core (threads=0); a graph
+    # built so depends on thread timing (recall does not), so index-level tests that need a
+    # reproducible graph call add() themselves with threads=1.
+    build_options: Mapping[str, int] = field(default_factory=dict)
     # Completes the parameters with the defaults that depend on the segment's row count.
     size_defaults: Callable[[dict[str, int], int], dict[str, int]] = _no_size_defaults
 
@@ -50,6 +56,12 @@ class IndexKind:
         """An empty index of this kind (params: complete, see :meth:`params`)."""
         index = self.cls(dim, metric, **{name: params[name] for name in self.build_params})
         self.configure(index, params)
+        return index
+
+    def build(self, dim: int, metric: str, params: Mapping[str, int], vectors: np.ndarray) -> VectorIndex:
+        """An index of this kind over ``vectors`` (row i gets id i), built with :attr:`build_options`."""
+        index = self.create(dim, metric, params)
+        index.add(np.arange(vectors.shape[0], dtype=np.int64), vectors, **self.build_options)
         return index
 
     def configure(self, index: VectorIndex, params: Mapping[str, int]) -> None:
@@ -102,7 +114,7 @@ def _ivf_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
 register(IndexKind(
     "hnsw", HNSWIndex, "index.hnsw", build_params=("M", "ef_construction", "seed"), search_param="ef",
     ranges={"M": (2, 128), "ef_construction": (4, 4096), "ef": (1, 65536), "seed": (0, 2**31)},
-    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0},
+    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}, build_options={"threads": 0},
 ))
 register(IndexKind(
     "ivf", IVFIndex, "index.ivf", build_params=("nlist", "seed"), search_param="nprobe",

@@ -53,9 +53,7 @@ def effective_params(algorithm: str, params: dict[str, Any], rows: int) -> dict[
 
 
 def build(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> VectorIndex:
-    index = registry.kind(algorithm).create(segment.dim, metric, params)
-    index.add(np.arange(segment.rows, dtype=np.int64), np.asarray(segment.vectors))
-    return index
+    return registry.kind(algorithm).build(segment.dim, metric, params, np.asarray(segment.vectors))
 
 
 def search_options(index: VectorIndex, **requested: int | None) -> dict[str, int | None]:
