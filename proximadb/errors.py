@@ -175,6 +175,15 @@ class EngineClosedError(UnavailableError):
     code = "engine_closed"
 
 
+class LogUnavailableError(UnavailableError):
+    """Cluster mode: the shard's log (NATS JetStream) did not acknowledge an append or a read in time.
+
+    An append may or may not have been recorded; retrying it with the same message id is safe
+    (JetStream drops the duplicate within the stream's duplicate window)."""
+
+    code = "log_unavailable"
+
+
 _OS_ERROR_ADVICE = {
     errno.EROFS: "the data directory must be writable: remount its file system read-write or use another "
                  "data directory",

@@ -1,0 +1,1 @@
+"""Cluster mode: shards replicated through a log of record (NATS JetStream)."""

@@ -1,0 +1,225 @@
+"""The log of record of one shard in cluster mode, behind a small interface (:class:`ShardLog`).
+
+A shard's writes are appended to its log and acknowledged only once the log has them
+durably on a quorum; every replica applies the log in order into its own engine. The
+interface is what the rest of cluster mode may use, so that another log (Kafka) could
+take JetStream's place:
+
+    append(payload, msg_id) -> (seq, duplicate)   durable on a quorum when it returns
+    read(from_seq, max_entries) -> [LogEntry]     in sequence order, from_seq on
+    first_seq() / last_seq()                      what the log holds now
+    purge_below(seq)                              drop entries < seq (all replicas have them)
+
+:class:`JetStreamLog` keeps one shard in one JetStream stream (``PXDB_<name>``, subject
+``pxdb.log.<name>``, file storage, ``num_replicas`` R, fsync on every write as configured by
+the servers: see :mod:`proximadb.cluster.nats_servers`). An entry's bytes are the payload
+as the client sent it (the versioned Avro frame of :mod:`proximadb.codec.framing`); its
+message id (header ``Nats-Msg-Id``) makes a client's retry of the same write a no-op
+within the stream's duplicate window (``DUPLICATE_WINDOW_SECONDS``): the append returns the
+first copy's sequence with ``duplicate=True``.
+
+nats-py is asyncio; this module runs one event loop in a daemon thread per log and
+exposes blocking calls. Each call retries what a busy or electing cluster answers (no
+responders, no leader, a timeout) for up to ``deadline`` seconds; after that it raises
+:class:`~proximadb.errors.LogUnavailableError`. An append that timed out may still have been
+recorded, which is why its retries (and the caller's) carry the same message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from proximadb.errors import LogUnavailableError, ValidationError
+
+DUPLICATE_WINDOW_SECONDS = 120.0
+log = logging.getLogger("proximadb.cluster")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    seq: int
+    payload: bytes
+    msg_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    seq: int
+    duplicate: bool  # True: a retry of an append the log had already (same msg_id); seq is the first's
+
+
+class LogPurgedError(LookupError):
+    """A read from below the log's first sequence: those entries were purged (bootstrap from a snapshot)."""
+
+
+class ShardLog(Protocol):
+    def append(self, payload: bytes, msg_id: str) -> Appended: ...
+    def read(self, from_seq: int, max_entries: int = 1000) -> list[LogEntry]: ...
+    def first_seq(self) -> int: ...
+    def last_seq(self) -> int: ...
+    def purge_below(self, seq: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class JetStreamLog:
+    """One shard's log in a JetStream stream (created when missing) on the servers at ``urls``."""
+
+    def __init__(self, urls: list[str], name: str, *, replicas: int = 3, timeout: float = 5.0,
+                 deadline: float = 30.0) -> None:
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ValidationError(f"log name {name!r}: use letters, digits, '-' and '_' only")
+        self.name = name
+        self.stream = f"PXDB_{name}"
+        self.subject = f"pxdb.log.{name}"
+        self.replicas = replicas
+        self.timeout = timeout  # one request to the servers
+        self.deadline = deadline  # a call, with its retries through an election or a restart
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(self._loop_exception)
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"shard-log-{name}", daemon=True)
+        self._thread.start()
+        self._nc: Any = None
+        try:
+            self._nc, self._js = self._call(lambda: self._connect(urls), "connecting to NATS", retry=False)
+            self._call(self._ensure_stream, f"opening stream {self.stream}")
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the interface --
+
+    def append(self, payload: bytes, msg_id: str) -> Appended:
+        if not msg_id:
+            raise ValidationError("a log append needs a non-empty msg_id (it makes retries safe)")
+        ack = self._call(
+            lambda: self._js.publish(self.subject, bytes(payload), timeout=self.timeout, stream=self.stream,
+                             headers={"Nats-Msg-Id": msg_id}),
+            f"appending to {self.stream}",
+        )
+        return Appended(int(ack.seq), bool(ack.duplicate))
+
+    def read(self, from_seq: int, max_entries: int = 1000) -> list[LogEntry]:
+        if from_seq < 1 or max_entries < 1:
+            raise ValidationError(f"read from seq {from_seq}, {max_entries} entries: both must be at least 1")
+        return self._call(lambda: self._read(from_seq, max_entries), f"reading {self.stream} from {from_seq}")
+
+    def first_seq(self) -> int:
+        return int(self._call(lambda: self._js.stream_info(self.stream), "stream info").state.first_seq)
+
+    def last_seq(self) -> int:
+        return int(self._call(lambda: self._js.stream_info(self.stream), "stream info").state.last_seq)
+
+    def purge_below(self, seq: int) -> None:
+        self._call(lambda: self._js.purge_stream(self.stream, seq=seq), f"purging {self.stream} below {seq}")
+
+    def close(self) -> None:
+        try:
+            self._call(self._shutdown, "closing the NATS connection", retry=False)
+        except LogUnavailableError:
+            pass
+        finally:
+            self._stop_loop()
+
+    # -- the asyncio side --
+
+    async def _shutdown(self) -> None:
+        """Close the connection (servers may be gone: bounded), then end every task nats-py left running."""
+        try:
+            if self._nc is not None:
+                await asyncio.wait_for(self._nc.close(), timeout=self.timeout)
+        except Exception as exc:  # the servers are gone: nothing to flush to
+            log.debug("shard log %s: closing the NATS connection: %s", self.name, exc)
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _connect(self, urls: list[str]) -> tuple[Any, Any]:
+        import nats  # the cluster extra
+
+        nc = await nats.connect(servers=urls, connect_timeout=2, reconnect_time_wait=0.2,
+                                max_reconnect_attempts=-1, allow_reconnect=True)
+        return nc, nc.jetstream(timeout=self.timeout)
+
+    async def _ensure_stream(self) -> None:
+        from nats.js.api import StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
+        try:
+            await self._js.stream_info(self.stream)
+            return
+        except NotFoundError:
+            pass
+        await self._js.add_stream(StreamConfig(
+            name=self.stream, subjects=[self.subject], storage=StorageType.FILE, num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS, allow_direct=True,
+        ))
+
+    async def _read(self, from_seq: int, max_entries: int) -> list[LogEntry]:
+        from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        state = (await self._js.stream_info(self.stream)).state
+        if from_seq < state.first_seq and state.messages:
+            raise LogPurgedError(f"{self.stream}: entries below {state.first_seq} were purged; asked for {from_seq}")
+        want = min(max_entries, state.last_seq - from_seq + 1)
+        if want <= 0:
+            return []
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_seq,
+                                ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True, num_replicas=1)
+        sub = await self._js.pull_subscribe(self.subject, stream=self.stream, config=config)
+        entries: list[LogEntry] = []
+        try:
+            while len(entries) < want:
+                try:
+                    batch = await sub.fetch(want - len(entries), timeout=self.timeout)
+                except NatsTimeout:
+                    break
+                for msg in batch:
+                    headers = msg.headers or {}
+                    entries.append(LogEntry(int(msg.metadata.sequence.stream), msg.data, headers.get("Nats-Msg-Id")))
+        finally:
+            await sub.unsubscribe()
+        return entries
+
+    def _call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str, *, retry: bool = True) -> T:
+        """Run ``make()`` on the loop; retry what a busy or electing cluster answers (no responders, no
+        leader, a timeout) until ``deadline`` seconds have passed, then LogUnavailableError. Every call
+        here is safe to repeat: appends carry their msg_id, the rest only read or purge."""
+        from nats.errors import Error as NatsError
+
+        give_up = time.monotonic() + self.deadline
+        pause = 0.05
+        while True:
+            future = asyncio.run_coroutine_threadsafe(make(), self._loop)
+            try:
+                return future.result(timeout=self.timeout * 2 + 5)
+            except LogPurgedError:
+                raise
+            except (NatsError, asyncio.TimeoutError, TimeoutError, OSError) as exc:
+                future.cancel()
+                if not retry or time.monotonic() + pause > give_up:
+                    raise LogUnavailableError(
+                        f"{doing}: the NATS servers did not answer within {self.deadline:g}s "
+                        f"({type(exc).__name__}: {exc}); retry (an append with the same msg_id is applied once)"
+                    ) from exc
+                log.debug("shard log %s: %s: %s; retrying", self.name, doing, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """nats-py's background tasks (reconnects to a server that is down) fail on their own: debug, not noise."""
+        log.debug("shard log %s: %s %s", self.name, context.get("message"), context.get("exception") or "")
