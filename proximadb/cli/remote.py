@@ -121,5 +121,6 @@ def stats(collection: str | None, url: str, as_json: bool) -> None:
     for name, s in per.items():
         lines.append(f"{name}: {s['vectors']:,} vectors, {s['segments']} segment(s), memtable {s['memtable_rows']:,} "
                      f"rows, WAL seq {s['wal_last_seq']} (checkpoint {s['checkpoint_seq']}), "
-                     f"index {s.get('indexing_algorithm')} {s.get('indexed_segments', 0)}/{s['segments']}")
+                     f"index {s.get('indexing_algorithm')} {s.get('indexed_segments', 0)}/{s['segments']}, "
+                     f"status {s.get('status')} ({s.get('unindexed_rows')} row(s) unindexed)")
     _emit({"health": health, "collections": per}, as_json, "\n".join(lines))

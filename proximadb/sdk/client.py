@@ -153,8 +153,12 @@ class ProximaDBClient(ProximaDBAPI):
         return self._retry(lambda: self._transport.compact(collection), safe=False)
 
     def stats(self, collection: str) -> dict[str, Any]:
-        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds."""
+        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds, status green/yellow."""
         return self._retry(lambda: self._transport.stats(collection))
+
+    def flush(self, collection: str) -> dict[str, Any]:
+        """Seal the memtable into a segment now (safe to repeat); the statistics after it."""
+        return self._retry(lambda: self._transport.flush(collection))
 
     # ------------------------------------------------------------------ writes
     def insert_vectors(

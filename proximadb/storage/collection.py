@@ -107,6 +107,7 @@ class StorageOptions:
     verify_segments: bool = True
     limits: Limits = field(default_factory=Limits)  # request limits (proximadb.limits), enforced here
     auto_compact: bool = True  # background compaction after flushes, by compaction.needs_compaction
+    flush_on_close: bool = True  # a graceful close flushes the memtable (Collection.close), so no WAL replay at open
 
 
 
@@ -129,6 +130,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         self.index_builder = segment_index.IndexBuilder(config.name)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
         self._background: threading.Thread | None = None
+        self._closing = False  # set by close(): no new index builds or background compactions
 
     def _request_lock(self) -> Any:
         """The collection lock for a client request: gives up at the request's deadline (proximadb.deadline)."""
@@ -178,14 +180,35 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             )
         return self
 
-    def close(self) -> None:
+    def close(self, *, flush: bool | None = None) -> None:
+        """Stop index builds, let a compaction finish, flush the memtable (``flush``, default the
+        ``flush_on_close`` option) and close the WAL.
+
+        The flush on close is the ordinary flush transaction, so a kill -9 during it still recovers
+        from the WAL; it writes at most ``flush_bytes`` of rows and builds no index (the new segment
+        is indexed on the next open). It is skipped when the disk could not hold it, and a failure is
+        logged, not raised: the rows stay in the WAL and are replayed on the next open.
+        """
+        self._closing = True
         self.index_builder.stop()
         with self._compaction_lock:  # let a running compaction reach its commit point or give up
             pass
         with self._lock:
             if self.wal is not None:
+                if self.options.flush_on_close if flush is None else flush:
+                    self._flush_on_close(self.wal)
                 self.wal.close()
                 self.wal = None
+
+    def _flush_on_close(self, wal: WriteAheadLog) -> None:
+        if wal.last_seq <= self.manifest.checkpoint_seq:
+            return  # nothing the next open would replay
+        try:
+            self._check_flush_space()
+            self._flush_locked()
+        except Exception as exc:
+            log.warning("collection %s: no flush on close (%s); the WAL keeps the %d memtable rows and the next "
+                        "open replays them", self.config.name, exc, self.memtable.live_count)
 
     def _require_open(self) -> WriteAheadLog:
         """The WAL of an open collection; EngineClosedError once it is closed."""
@@ -270,6 +293,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
     def _index_segment(self, seg: Segment, *, load_existing: bool) -> None:
         """Attach the segment's HNSW/IVF index (loaded if valid), or schedule a background build."""
         algorithm = self.config.indexing_algorithm
+        if self._closing:
+            return  # a flush on close: the segment is indexed on the next open
         if algorithm == "flat":
             seg.attach_index(None, "flat")
             return
@@ -413,9 +438,19 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         wal = self.wal
         return asdict(wal.stats()) if wal is not None else {}
 
+    def _indexing(self) -> tuple[int, int]:
+        """(indexed_rows, unindexed_rows): live rows searched through a segment's index (every segment
+        row of a flat collection, which has no index to build) and the rest: memtable rows and rows of
+        segments whose index build is pending."""
+        needs_index = self.config.indexing_algorithm != "flat"
+        waiting = sum(s.live_count for s in self.segments if needs_index and s.index is None)
+        return sum(s.live_count for s in self.segments) - waiting, self.memtable.live_count + waiting
+
     def stats(self) -> dict[str, Any]:
         with self._request_lock():
             wal = self.wal
+            indexed, unindexed = self._indexing()
+            pending = self.index_builder.pending
             return {
                 "name": self.config.name,
                 "uuid": self.config.uuid,
@@ -429,6 +464,10 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 "last_flush_error": self.last_flush_error,
                 "indexing_algorithm": self.config.indexing_algorithm,
                 "indexed_segments": sum(1 for s in self.segments if s.index is not None),
-                "index_builds_pending": self.index_builder.pending,
+                "index_builds_pending": pending,
                 "last_index_error": self.index_builder.last_error,
+                # green: every live row is searched through an index and no build is queued (Qdrant's meaning)
+                "status": "green" if unindexed == 0 and pending == 0 else "yellow",
+                "indexed_rows": indexed,
+                "unindexed_rows": unindexed,
             }

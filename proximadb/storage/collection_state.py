@@ -42,6 +42,7 @@ class CollectionState:
     last_flush_error: str | None
     _flush_retry: FlushRetry
     _background: threading.Thread | None
+    _closing: bool
 
     if TYPE_CHECKING:  # implemented by Collection or by another mixin
 

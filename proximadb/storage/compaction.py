@@ -212,7 +212,9 @@ class CompactionPath(CollectionState):
 
     def _maybe_compact_in_background(self) -> None:
         """After a flush: start a background compaction when the policy asks for one."""
-        if not self.options.auto_compact or (self._background is not None and self._background.is_alive()):
+        if self._closing or not self.options.auto_compact:
+            return
+        if self._background is not None and self._background.is_alive():
             return
         picked = needs_compaction(self.segments, self.options.flush_bytes)
         if not picked:

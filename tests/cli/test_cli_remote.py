@@ -29,6 +29,7 @@ def test_collections_and_stats_commands(tmp_path: Path) -> None:
         assert listed[0]["vector_count"] == 2
         out = runner.invoke(cli, ["stats", *url])
         assert out.exit_code == 0 and "docs: 2 vectors" in out.output and "via grpc" in out.output
+        assert "status yellow (2 row(s) unindexed)" in out.output
         shown = json.loads(runner.invoke(cli, ["collections", "show", "docs", "--json", *url]).output)
         assert shown["index_params"] == {"M": 8} and shown["stats"]["memtable_rows"] == 2
         bad = runner.invoke(cli, ["collections", "create", "../x", "-d", "4", *url])

@@ -118,6 +118,19 @@ SCHEMAS: dict[str, Any] = {
     "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "uuid": {"type": "string"},
                                                     "dimension": {"type": "integer"},
                                                     "vector_count": {"type": "integer"}}},
+    "CollectionStats": {"type": "object", "description": "statistics of the collection's storage", "properties": {
+        "status": {"type": "string", "enum": ["green", "yellow"],
+                   "description": "green: every live row is searched through an index and no build is queued"},
+        "indexed_rows": {"type": "integer", "minimum": 0},
+        "unindexed_rows": {"type": "integer", "minimum": 0,
+                           "description": "memtable rows + rows of segments whose index build is pending"},
+        "name": {"type": "string"}, "uuid": {"type": "string"}, "vectors": {"type": "integer"},
+        "memtable_rows": {"type": "integer"}, "memtable_bytes": {"type": "integer"},
+        "segments": {"type": "integer"}, "segment_rows": {"type": "integer"},
+        "checkpoint_seq": {"type": "integer"}, "wal_last_seq": {"type": ["integer", "null"]},
+        "last_flush_error": {"type": ["string", "null"]}, "indexing_algorithm": {"type": "string"},
+        "indexed_segments": {"type": "integer"}, "index_builds_pending": {"type": "integer"},
+        "last_index_error": {"type": ["string", "null"]}}},
     "Metadata": {"type": "object", "additionalProperties": {
         "oneOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
                   {"type": "array", "items": {"type": "string"}}]}},
@@ -196,10 +209,15 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op("merge the collection's segments now, dropping deleted and superseded rows",
                     {"type": "object", "description": "compaction report: segments/rows/bytes before and after"}),
     },
+    "/collections/{collection}/flush": {
+        "parameters": [_COLLECTION],
+        "post": _op("seal the memtable into a segment now (its index is built in the background); the statistics "
+                    "after it", _ref("CollectionStats")),
+    },
     "/collections/{collection}/stats": {
         "parameters": [_COLLECTION],
-        "get": _op("storage statistics: memtable, segments, WAL, indexes",
-                   {"type": "object", "description": "statistics of the collection's storage"}),
+        "get": _op("storage statistics: memtable, segments, WAL, indexes; status green once fully indexed",
+                   _ref("CollectionStats")),
     },
     "/collections/{collection}/vectors": {
         "parameters": [_COLLECTION],
