@@ -46,6 +46,7 @@ class ProximaDBAPI(abc.ABC):
         index_params: dict[str, Any] | None = None,
         filterable_metadata_fields: Sequence[str] | None = None,
         description: str | None = None,
+        default_ttl_seconds: int | None = None,
     ) -> dict[str, Any]: ...
 
     @abc.abstractmethod

@@ -61,7 +61,7 @@ from proximadb.filters import compile_filter
 from proximadb.index import distance
 from proximadb.limits import Limits
 from proximadb.renamed import renamed
-from proximadb.storage import integrity, segment_index
+from proximadb.storage import expiry, integrity, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_reads import ReadPath
 from proximadb.storage.collection_state import KernelMetric
@@ -248,7 +248,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         """Delete the given ids; returns how many existed. Unknown ids are ignored."""
         ids = check_ids(list(ids), allow_duplicates=True, max_bytes=self.options.limits.max_id_bytes)
         with self._request_lock():
-            present = list(dict.fromkeys(i for i in ids if self._locate(i) is not None))
+            now = expiry.now_us()
+            present = list(dict.fromkeys(i for i in ids if self._locate_alive(i, now) is not None))
             if not present:
                 return 0
             seq = self._log_and_apply(DeleteOp(present))
@@ -262,7 +263,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         if flt is None:
             raise ValidationError("delete by filter needs a non-empty filter")
         with self._request_lock():
-            matched = [rec_id for rec_id, md in self._iter_live_metadata() if flt.matches(md)]
+            matched = [rec_id for rec_id, md in self._iter_live_metadata(expiry.now_us()) if flt.matches(md)]
             if not matched:
                 return 0
             deadline.check(f"matching the delete filter in collection {self.config.name!r}")
@@ -275,10 +276,11 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         check_ids([id_], max_bytes=self.options.limits.max_id_bytes)
         check_metadata(metadata, f"id {id_!r}", self.options.limits.max_metadata_bytes)
         with self._request_lock():
-            if self._locate(id_) is None:
+            now = expiry.now_us()
+            if self._locate_alive(id_, now) is None:
                 raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.config.name}")
             seq = self._log_and_apply(UpdateOp([MetadataPatch(id_, dict(metadata), replace)], now_us()))
-            record = self._record(id_, include_vector=False)
+            record = self._record(id_, include_vector=False, now=now)
         self._require_open().wait_durable(seq)
         assert record is not None
         return record
@@ -367,16 +369,18 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
     def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
         """The records that exist, in the order asked (missing ids are left out)."""
         with self._request_lock():
-            found = (self._record(i, include_vectors) for i in ids)
+            now = expiry.now_us()
+            found = (self._record(i, include_vectors, now) for i in ids)
             return [r for r in found if r is not None]
 
     @renamed(filter_spec="filter")
     def count(self, filter: dict[str, Any] | str | None = None) -> int:
         flt = compile_filter(filter)
         with self._request_lock():
+            now = expiry.now_us()
             if flt is None:
-                return self.memtable.live_count + sum(s.live_count for s in self.segments)
-            return sum(1 for _, md in self._iter_live_metadata() if flt.matches(md))
+                return self._live_count(now)
+            return sum(1 for _, md in self._iter_live_metadata(now) if flt.matches(md))
 
     @renamed(filter_spec="filter")
     def scroll(
@@ -393,10 +397,11 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         flt = compile_filter(filter)
         page: list[dict[str, Any]] = []
         with self._request_lock():
+            now = expiry.now_us()
             streams = [self._segment_ids_after(seg, cursor) for seg in self.segments]
             streams.append(self.memtable.live_ids_sorted(cursor))
             for id_ in heapq.merge(*streams):
-                rec = self._record(id_, include_vectors)
+                rec = self._record(id_, include_vectors, now)
                 if rec is None or (flt is not None and not flt.matches(rec["metadata"])):
                     continue
                 page.append(rec)
@@ -454,7 +459,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             return {
                 "name": self.config.name,
                 "uuid": self.config.uuid,
-                "vectors": self.memtable.live_count + sum(s.live_count for s in self.segments),
+                "vectors": self._live_count(expiry.now_us()),  # as count(): expired rows left out
                 "memtable_rows": self.memtable.live_count,
                 "memtable_bytes": self.memtable.approx_bytes,
                 "segments": len(self.segments),
