@@ -23,6 +23,8 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
+from proximadb import indexing
+
 Filter = dict[str, Any] | str | None
 
 
@@ -44,6 +46,7 @@ class ProximaDBAPI(abc.ABC):
         index_params: dict[str, Any] | None = None,
         filterable_metadata_fields: Sequence[str] | None = None,
         description: str | None = None,
+        default_ttl_seconds: int | None = None,
     ) -> dict[str, Any]: ...
 
     @abc.abstractmethod
@@ -64,7 +67,24 @@ class ProximaDBAPI(abc.ABC):
 
     @abc.abstractmethod
     def stats(self, collection: str) -> dict[str, Any]:
-        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds."""
+        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds; ``status`` is
+        ``"green"`` once every live row is searched through an index, ``"yellow"`` before
+        (``indexed_rows`` / ``unindexed_rows``)."""
+
+    @abc.abstractmethod
+    def flush(self, collection: str) -> dict[str, Any]:
+        """Seal the memtable into a segment now (its index is built in the background); the stats after it."""
+
+    def wait_for_indexing(
+        self, collection: str, *, timeout: float = 300.0, flush: bool = True, poll: float = 0.05
+    ) -> dict[str, Any]:
+        """Flush (unless ``flush=False``), then poll :meth:`stats` until the status is green; returns those
+        stats. Raises :class:`~proximadb.errors.IndexingTimeoutError` when ``timeout`` seconds pass first.
+
+        Rows written meanwhile land in the memtable again, so under continuous writes this only returns
+        once they pause (or flush anew).
+        """
+        return indexing.wait(self, collection, timeout=timeout, flush=flush, poll=poll)
 
     # ------------------------------------------------------------------ writes
     @abc.abstractmethod

@@ -60,6 +60,9 @@ class LocalTransport:
     def stats(self, collection: str) -> dict[str, Any]:
         return self.service.collection_stats(collection)
 
+    def flush(self, collection: str) -> dict[str, Any]:
+        return self.service.flush_collection(collection)
+
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return self.service.insert_payload(collection, payload)
 

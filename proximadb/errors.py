@@ -138,6 +138,13 @@ class RequestTimeoutError(ProximaDBError):
     grpc_status = "DEADLINE_EXCEEDED"
 
 
+class IndexingTimeoutError(RequestTimeoutError):
+    """``wait_for_indexing`` gave up: the collection was still not fully indexed (status yellow) at its timeout.
+    Raised by the client; nothing was changed by waiting."""
+
+    code = "indexing_timeout"
+
+
 class BodyTimeoutError(RequestTimeoutError):
     """The client stalled while sending its request body (REST); the connection is closed."""
 

@@ -110,6 +110,7 @@ CREATE_COLLECTION = _write("create_collection", "CreateCollection", ("POST", "/c
 UPDATE_COLLECTION = _write("update_collection", "UpdateCollection", ("PATCH", _C), idempotent=True)
 DELETE_COLLECTION = _write("delete_collection", "DeleteCollection", ("DELETE", _C))
 COMPACT = _write("compact", "Compact", ("POST", _C + "/compact"))
+FLUSH = _write("flush", "Flush", ("POST", _C + "/flush"), idempotent=True)  # a second flush finds nothing to do
 
 # Insert: a batch, one record, or PUT of one record by id (an upsert of one).
 INSERT = _write("insert", "Insert", ("POST", _V + "/batch"), ("POST", _V), ("PUT", _V + "/{id:path}"))
@@ -124,7 +125,7 @@ SEARCH_BATCH = _read("search_batch", "SearchBatch", ("POST", _C + "/search/batch
 
 OPERATIONS: tuple[Operation, ...] = (
     HEALTH, READY, METRICS, OPENAPI,
-    LIST_COLLECTIONS, GET_COLLECTION, STATS, CREATE_COLLECTION, UPDATE_COLLECTION, DELETE_COLLECTION, COMPACT,
+    LIST_COLLECTIONS, GET_COLLECTION, STATS, CREATE_COLLECTION, UPDATE_COLLECTION, DELETE_COLLECTION, COMPACT, FLUSH,
     INSERT, MUTATE, GET, SCROLL, COUNT, SEARCH, SEARCH_BATCH,
 )
 

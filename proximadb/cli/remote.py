@@ -75,10 +75,12 @@ def show(name: str, url: str, as_json: bool) -> None:
               show_default=True)
 @click.option("--index", "index", type=click.Choice(["flat", "hnsw", "ivf"]), default="flat", show_default=True)
 @click.option("--param", "params", multiple=True, metavar="KEY=INT", help="Index parameter, e.g. M=16 (repeatable).")
+@click.option("--default-ttl", "default_ttl", type=int, default=None, metavar="SECONDS",
+              help="Rows written without expires_at expire this many seconds after the write (default: never).")
 @URL_OPT
 @JSON_OPT
-def create(name: str, dimension: int, metric: str, index: str, params: tuple[str, ...], url: str,
-           as_json: bool) -> None:
+def create(name: str, dimension: int, metric: str, index: str, params: tuple[str, ...], default_ttl: int | None,
+           url: str, as_json: bool) -> None:
     """Create a collection."""
     index_params = {}
     for item in params:
@@ -88,7 +90,7 @@ def create(name: str, dimension: int, metric: str, index: str, params: tuple[str
         index_params[key] = int(value)
     with _client(url) as client:
         info = client.create_collection(name, dimension, distance_metric=metric, indexing_algorithm=index,
-                                        index_params=index_params)
+                                        index_params=index_params, default_ttl_seconds=default_ttl)
     _emit(info, as_json, f"created {info['name']} ({info['uuid']})")
 
 
@@ -121,5 +123,6 @@ def stats(collection: str | None, url: str, as_json: bool) -> None:
     for name, s in per.items():
         lines.append(f"{name}: {s['vectors']:,} vectors, {s['segments']} segment(s), memtable {s['memtable_rows']:,} "
                      f"rows, WAL seq {s['wal_last_seq']} (checkpoint {s['checkpoint_seq']}), "
-                     f"index {s.get('indexing_algorithm')} {s.get('indexed_segments', 0)}/{s['segments']}")
+                     f"index {s.get('indexing_algorithm')} {s.get('indexed_segments', 0)}/{s['segments']}, "
+                     f"status {s.get('status')} ({s.get('unindexed_rows')} row(s) unindexed)")
     _emit({"health": health, "collections": per}, as_json, "\n".join(lines))

@@ -123,6 +123,7 @@ class ProximaDBClient(ProximaDBAPI):
         index_params: dict[str, Any] | None = None,
         filterable_metadata_fields: Sequence[str] | None = None,
         description: str | None = None,
+        default_ttl_seconds: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": name,
@@ -134,6 +135,8 @@ class ProximaDBClient(ProximaDBAPI):
         }
         if description is not None:
             body["description"] = description
+        if default_ttl_seconds is not None:  # rows written without expires_at expire this long after the write
+            body["default_ttl_seconds"] = default_ttl_seconds
         return self._retry(lambda: self._transport.create_collection(body), safe=False)
 
     def get_collection(self, name: str) -> dict[str, Any]:
@@ -153,8 +156,12 @@ class ProximaDBClient(ProximaDBAPI):
         return self._retry(lambda: self._transport.compact(collection), safe=False)
 
     def stats(self, collection: str) -> dict[str, Any]:
-        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds."""
+        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds, status green/yellow."""
         return self._retry(lambda: self._transport.stats(collection))
+
+    def flush(self, collection: str) -> dict[str, Any]:
+        """Seal the memtable into a segment now (safe to repeat); the statistics after it."""
+        return self._retry(lambda: self._transport.flush(collection))
 
     # ------------------------------------------------------------------ writes
     def insert_vectors(

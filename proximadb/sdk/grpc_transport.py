@@ -144,6 +144,10 @@ class GrpcTransport:
         request = convert.build(pb.CollectionRef, "collection name", collection=collection)
         return convert.stats_from_proto(self._call(ops.STATS, request))
 
+    def flush(self, collection: str) -> dict[str, Any]:
+        request = convert.build(pb.CollectionRef, "collection name", collection=collection)
+        return convert.stats_from_proto(self._call(ops.FLUSH, request))
+
     # ------------------------------------------------------------ vectors
     def _payload_request(self, collection: str, payload: bytes) -> pb.PayloadRequest:
         return convert.build(pb.PayloadRequest, "payload request", collection=collection, payload=bytes(payload))

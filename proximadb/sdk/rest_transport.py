@@ -209,6 +209,9 @@ class RestTransport:
     def stats(self, collection: str) -> dict[str, Any]:
         return self._op(ops.STATS, "GET", collection)  # type: ignore[no-any-return]
 
+    def flush(self, collection: str) -> dict[str, Any]:
+        return self._op(ops.FLUSH, "POST", collection)  # type: ignore[no-any-return]
+
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return self._op(ops.INSERT, "POST", collection, payload=bytes(payload))  # type: ignore[no-any-return]
 

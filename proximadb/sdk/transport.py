@@ -39,6 +39,10 @@ class Transport(Protocol):
 
     def stats(self, collection: str) -> dict[str, Any]: ...
 
+    def flush(self, collection: str) -> dict[str, Any]:
+        """Seal the memtable into a segment now; the statistics after it."""
+        ...
+
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         """A ``vector_insert`` payload frame; returns ``{"count", "ids"}``."""
         ...

@@ -57,7 +57,7 @@ def _check_id_list(ids: Any) -> list[str]:
 # ---------------------------------------------------------------- collections
 
 _COLLECTION_SETTINGS = ("distance_metric", "indexing_algorithm", "index_params", "filterable_metadata_fields",
-                        "description")
+                        "description", "default_ttl_seconds")
 
 
 @dataclass(frozen=True, slots=True)

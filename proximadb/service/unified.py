@@ -134,6 +134,13 @@ class UnifiedAvroService:
         """Merge the collection's segments now (the API's on-demand compaction); returns the report."""
         return self.engine.collection(name_or_uuid).compact()
 
+    def flush_collection(self, name_or_uuid: str) -> dict[str, Any]:
+        """Seal the memtable into a segment now (its index is built in the background); returns the stats
+        after the flush, whose ``status`` says whether the collection is fully indexed yet."""
+        collection = self.engine.collection(name_or_uuid)
+        collection.flush()
+        return collection.stats()
+
     def collection_stats(self, name_or_uuid: str) -> dict[str, Any]:
         return self.engine.collection(name_or_uuid).stats()
 

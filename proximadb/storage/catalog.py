@@ -41,6 +41,7 @@ METRICS = ("cosine", "euclidean", "dot_product")
 ALGORITHMS = ("flat", *registry.KINDS)
 MAX_DIMENSION = 65536
 MAX_DESCRIPTION = 4096
+MAX_TTL_SECONDS = 100 * 366 * 24 * 3600  # a century: now + ttl stays a valid timestamp until year 9899
 
 # index_params accepted per algorithm: name -> (min, max), from the index registry
 INDEX_PARAMS: dict[str, dict[str, tuple[int, int]]] = {
@@ -93,6 +94,9 @@ class CollectionConfig:
     created_at: float = 0.0
     updated_at: float = 0.0
     schema_version: int = CURRENT_SCHEMA_VERSION  # of the data it writes; catalogs written by v1 say 1
+    # Rows written without expires_at expire this many seconds after the write (storage/expiry.py);
+    # None: they never expire. Absent in catalogs written before it existed: None.
+    default_ttl_seconds: int | None = None
 
     @classmethod
     def new(
@@ -104,6 +108,7 @@ class CollectionConfig:
         index_params: object = None,
         filterable_metadata_fields: object = None,
         description: object = None,
+        default_ttl_seconds: object = None,
     ) -> CollectionConfig:
         now = time.time()
         cfg = cls(
@@ -118,6 +123,7 @@ class CollectionConfig:
         cfg.index_params = validate_index_params(cfg.indexing_algorithm, index_params)
         cfg.filterable_metadata_fields = _fields(filterable_metadata_fields)
         cfg.description = _description(description)
+        cfg.default_ttl_seconds = _ttl(default_ttl_seconds)
         return cfg
 
     def updated(self, changes: dict[str, Any]) -> CollectionConfig:
@@ -135,6 +141,8 @@ class CollectionConfig:
                 data[key] = _fields(value)
             elif key == "description":
                 data[key] = _description(value)
+            elif key == "default_ttl_seconds":
+                data[key] = _ttl(value)
             else:
                 raise ValidationError(f"unknown collection field {key!r}")
         data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"])
@@ -157,6 +165,12 @@ def _fields(value: object) -> list[str]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
         raise ValidationError("filterable_metadata_fields must be a list of non-empty strings")
     return list(value)
+
+
+def _ttl(value: object) -> int | None:
+    if value is None:
+        return None
+    return _int_in("default_ttl_seconds", value, 1, MAX_TTL_SECONDS)
 
 
 def _description(value: object) -> str | None:

@@ -61,7 +61,7 @@ from proximadb.filters import compile_filter
 from proximadb.index import distance
 from proximadb.limits import Limits
 from proximadb.renamed import renamed
-from proximadb.storage import integrity, segment_index
+from proximadb.storage import expiry, integrity, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_reads import ReadPath
 from proximadb.storage.collection_state import KernelMetric
@@ -107,6 +107,7 @@ class StorageOptions:
     verify_segments: bool = True
     limits: Limits = field(default_factory=Limits)  # request limits (proximadb.limits), enforced here
     auto_compact: bool = True  # background compaction after flushes, by compaction.needs_compaction
+    flush_on_close: bool = True  # a graceful close flushes the memtable (Collection.close), so no WAL replay at open
 
 
 
@@ -129,6 +130,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         self.index_builder = segment_index.IndexBuilder(config.name)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
         self._background: threading.Thread | None = None
+        self._closing = False  # set by close(): no new index builds or background compactions
 
     def _request_lock(self) -> Any:
         """The collection lock for a client request: gives up at the request's deadline (proximadb.deadline)."""
@@ -178,14 +180,35 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             )
         return self
 
-    def close(self) -> None:
+    def close(self, *, flush: bool | None = None) -> None:
+        """Stop index builds, let a compaction finish, flush the memtable (``flush``, default the
+        ``flush_on_close`` option) and close the WAL.
+
+        The flush on close is the ordinary flush transaction, so a kill -9 during it still recovers
+        from the WAL; it writes at most ``flush_bytes`` of rows and builds no index (the new segment
+        is indexed on the next open). It is skipped when the disk could not hold it, and a failure is
+        logged, not raised: the rows stay in the WAL and are replayed on the next open.
+        """
+        self._closing = True
         self.index_builder.stop()
         with self._compaction_lock:  # let a running compaction reach its commit point or give up
             pass
         with self._lock:
             if self.wal is not None:
+                if self.options.flush_on_close if flush is None else flush:
+                    self._flush_on_close(self.wal)
                 self.wal.close()
                 self.wal = None
+
+    def _flush_on_close(self, wal: WriteAheadLog) -> None:
+        if wal.last_seq <= self.manifest.checkpoint_seq:
+            return  # nothing the next open would replay
+        try:
+            self._check_flush_space()
+            self._flush_locked()
+        except Exception as exc:
+            log.warning("collection %s: no flush on close (%s); the WAL keeps the %d memtable rows and the next "
+                        "open replays them", self.config.name, exc, self.memtable.live_count)
 
     def _require_open(self) -> WriteAheadLog:
         """The WAL of an open collection; EngineClosedError once it is closed."""
@@ -225,7 +248,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         """Delete the given ids; returns how many existed. Unknown ids are ignored."""
         ids = check_ids(list(ids), allow_duplicates=True, max_bytes=self.options.limits.max_id_bytes)
         with self._request_lock():
-            present = list(dict.fromkeys(i for i in ids if self._locate(i) is not None))
+            now = expiry.now_us()
+            present = list(dict.fromkeys(i for i in ids if self._locate_alive(i, now) is not None))
             if not present:
                 return 0
             seq = self._log_and_apply(DeleteOp(present))
@@ -239,7 +263,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         if flt is None:
             raise ValidationError("delete by filter needs a non-empty filter")
         with self._request_lock():
-            matched = [rec_id for rec_id, md in self._iter_live_metadata() if flt.matches(md)]
+            matched = [rec_id for rec_id, md in self._iter_live_metadata(expiry.now_us()) if flt.matches(md)]
             if not matched:
                 return 0
             deadline.check(f"matching the delete filter in collection {self.config.name!r}")
@@ -252,10 +276,11 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         check_ids([id_], max_bytes=self.options.limits.max_id_bytes)
         plain = check_metadata(metadata, f"id {id_!r}", self.options.limits.max_metadata_bytes)
         with self._request_lock():
-            if self._locate(id_) is None:
+            now = expiry.now_us()
+            if self._locate_alive(id_, now) is None:
                 raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.config.name}")
             seq = self._log_and_apply(UpdateOp([MetadataPatch(id_, dict(plain), replace)], now_us()))
-            record = self._record(id_, include_vector=False)
+            record = self._record(id_, include_vector=False, now=now)
         self._require_open().wait_durable(seq)
         assert record is not None
         return record
@@ -270,6 +295,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
     def _index_segment(self, seg: Segment, *, load_existing: bool) -> None:
         """Attach the segment's HNSW/IVF index (loaded if valid), or schedule a background build."""
         algorithm = self.config.indexing_algorithm
+        if self._closing:
+            return  # a flush on close: the segment is indexed on the next open
         if algorithm == "flat":
             seg.attach_index(None, "flat")
             return
@@ -342,16 +369,18 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
     def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
         """The records that exist, in the order asked (missing ids are left out)."""
         with self._request_lock():
-            found = (self._record(i, include_vectors) for i in ids)
+            now = expiry.now_us()
+            found = (self._record(i, include_vectors, now) for i in ids)
             return [r for r in found if r is not None]
 
     @renamed(filter_spec="filter")
     def count(self, filter: dict[str, Any] | str | None = None) -> int:
         flt = compile_filter(filter)
         with self._request_lock():
+            now = expiry.now_us()
             if flt is None:
-                return self.memtable.live_count + sum(s.live_count for s in self.segments)
-            return sum(1 for _, md in self._iter_live_metadata() if flt.matches(md))
+                return self._live_count(now)
+            return sum(1 for _, md in self._iter_live_metadata(now) if flt.matches(md))
 
     @renamed(filter_spec="filter")
     def scroll(
@@ -368,10 +397,11 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         flt = compile_filter(filter)
         page: list[dict[str, Any]] = []
         with self._request_lock():
+            now = expiry.now_us()
             streams = [self._segment_ids_after(seg, cursor) for seg in self.segments]
             streams.append(self.memtable.live_ids_sorted(cursor))
             for id_ in heapq.merge(*streams):
-                rec = self._record(id_, include_vectors)
+                rec = self._record(id_, include_vectors, now)
                 if rec is None or (flt is not None and not flt.matches(rec["metadata"])):
                     continue
                 page.append(rec)
@@ -413,13 +443,23 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         wal = self.wal
         return asdict(wal.stats()) if wal is not None else {}
 
+    def _indexing(self) -> tuple[int, int]:
+        """(indexed_rows, unindexed_rows): live rows searched through a segment's index (every segment
+        row of a flat collection, which has no index to build) and the rest: memtable rows and rows of
+        segments whose index build is pending."""
+        needs_index = self.config.indexing_algorithm != "flat"
+        waiting = sum(s.live_count for s in self.segments if needs_index and s.index is None)
+        return sum(s.live_count for s in self.segments) - waiting, self.memtable.live_count + waiting
+
     def stats(self) -> dict[str, Any]:
         with self._request_lock():
             wal = self.wal
+            indexed, unindexed = self._indexing()
+            pending = self.index_builder.pending
             return {
                 "name": self.config.name,
                 "uuid": self.config.uuid,
-                "vectors": self.memtable.live_count + sum(s.live_count for s in self.segments),
+                "vectors": self._live_count(expiry.now_us()),  # as count(): expired rows left out
                 "memtable_rows": self.memtable.live_count,
                 "memtable_bytes": self.memtable.approx_bytes,
                 "segments": len(self.segments),
@@ -429,6 +469,10 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 "last_flush_error": self.last_flush_error,
                 "indexing_algorithm": self.config.indexing_algorithm,
                 "indexed_segments": sum(1 for s in self.segments if s.index is not None),
-                "index_builds_pending": self.index_builder.pending,
+                "index_builds_pending": pending,
                 "last_index_error": self.index_builder.last_error,
+                # green: every live row is searched through an index and no build is queued (Qdrant's meaning)
+                "status": "green" if unindexed == 0 and pending == 0 else "yellow",
+                "indexed_rows": indexed,
+                "unindexed_rows": unindexed,
             }

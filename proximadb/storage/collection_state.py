@@ -42,6 +42,7 @@ class CollectionState:
     last_flush_error: str | None
     _flush_retry: FlushRetry
     _background: threading.Thread | None
+    _closing: bool
 
     if TYPE_CHECKING:  # implemented by Collection or by another mixin
 
@@ -52,6 +53,8 @@ class CollectionState:
         def compact(self, segment_ids: Sequence[int] | None = None) -> dict[str, Any]: ...
         # collection_writes.WritePath
         def _locate(self, id_: str) -> tuple[Memtable | Segment, int] | None: ...
+        # collection_reads.ReadPath
+        def _locate_alive(self, id_: str, now: int) -> tuple[Memtable | Segment, int] | None: ...
         # flush.FlushPath
         def _maybe_flush(self) -> None: ...
         def _free_bytes(self) -> int | None: ...

@@ -19,6 +19,7 @@ from proximadb.errors import (
     VectorExistsError,
 )
 from proximadb.index import distance
+from proximadb.storage import expiry
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
@@ -58,6 +59,9 @@ class WritePath(CollectionState):
             # Stamp server time where the client sent 0. The client's payload is still
             # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
             op.timestamps = np.where(op.timestamps == 0, now_us(), op.timestamps).astype(np.int64)
+        ttl = self.config.default_ttl_seconds
+        if ttl and expiry.stamp_default_ttl(op, ttl, expiry.now_us()):
+            payload = None  # the client's payload lacks the stamped expiry: the WAL logs the batch as stamped
         if n == 0:
             return []
         with self._request_lock():
@@ -135,11 +139,14 @@ class WritePath(CollectionState):
                 return
 
     def _existing(self, ids: Sequence[str]) -> list[str]:
-        """The ids of ``ids`` that are live, in their order (set operations, no per-id Python)."""
+        """The ids of ``ids`` that are live and not expired, in their order (set operations, no per-id Python)."""
         found = self.memtable.id_keys() & ids
         for seg in self.segments:
             found |= seg.id_to_row.keys() & ids
-        return [i for i in ids if i in found] if found else []
+        if not found:
+            return []
+        now = expiry.now_us()
+        return [i for i in ids if i in found and self._locate_alive(i, now) is not None]
 
     def _locate(self, id_: str) -> tuple[Memtable | Segment, int] | None:
         row = self.memtable.row_of(id_)

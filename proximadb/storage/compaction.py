@@ -28,6 +28,9 @@ DiskFullError for ENOSPC. The background compaction after a flush is skipped
 while the free space could not even hold the merged vectors, logs a failure
 and is tried again after a later flush.
 
+Rows expired at the planning time are dropped like deleted ones (:func:`merge_rows`; expiry.py),
+and the background policy counts them as dead.
+
 The build, carry, commit, swap and rollback are the shared segment rewrite
 (segment_rewrite.py) that flush and migration use too; this module plans the
 merge (:class:`MergePlan`, :func:`merge_rows`, :func:`carry_deletions`), holds
@@ -48,6 +51,7 @@ import numpy as np
 
 from proximadb import progress
 from proximadb.errors import DiskFullError, EngineClosedError
+from proximadb.storage import expiry
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.segment import Segment, SegmentData
@@ -66,6 +70,12 @@ class MergePlan:
     inputs: list[Segment]
     persisted: list[np.ndarray]  # each input's persisted deletion mask at planning time
     segment_id: int
+    now: int = NO_EXPIRY  # rows expired at this time (expiry.now_us at planning) are dropped; NO_EXPIRY: none
+
+
+def _kept(seg: Segment, deleted: np.ndarray, now: int) -> np.ndarray:
+    """uint8 mask of the rows of ``seg`` that are neither in ``deleted`` nor expired at ``now``."""
+    return expiry.alive_mask((deleted == 0).view(np.uint8), seg.expires_at, now)
 
 
 @dataclass(slots=True)
@@ -92,8 +102,10 @@ class CompactionReport:
 
 
 def needs_compaction(segments: list[Segment], flush_bytes: int) -> list[Segment]:
-    """The segments the background policy would merge now (empty: nothing to do)."""
-    dead = [s for s in segments if s.rows and 1 - s.live_count / s.rows >= DEAD_ROW_SHARE]
+    """The segments the background policy would merge now (empty: nothing to do). Expired rows count as dead."""
+    now = expiry.now_us()
+    dead = [s for s in segments
+            if s.rows and 1 - int(np.count_nonzero(_kept(s, s.deleted, now))) / s.rows >= DEAD_ROW_SHARE]
     small = [s for s in segments if s.rows * s.dim * 4 < flush_bytes // 4]
     if len(small) >= SMALL_SEGMENTS:
         return sorted({*dead, *small}, key=lambda s: s.id)
@@ -103,14 +115,17 @@ def needs_compaction(segments: list[Segment], flush_bytes: int) -> list[Segment]
 
 
 def merge_rows(plan: MergePlan, progress: Any = None) -> MergedRows:
-    """The checkpoint-live rows of the inputs, in ascending id order."""
+    """The checkpoint-live rows of the inputs that are not expired at ``plan.now``, in ascending id order.
+
+    Dropping an expired row is safe for WAL replay: it was invisible already, and an operation logged
+    after the checkpoint that names it (delete, metadata update) finds nothing, as for a deleted row."""
     ids: list[str] = []
     src_seg: list[np.ndarray] = []
     src_row: list[np.ndarray] = []
     total = sum(s.rows for s in plan.inputs)
     done = 0
     for i, (seg, persisted) in enumerate(zip(plan.inputs, plan.persisted, strict=True)):
-        rows = np.flatnonzero(persisted == 0)
+        rows = np.flatnonzero(_kept(seg, persisted, plan.now))
         ids.extend(seg.ids[r] for r in rows)
         src_seg.append(np.full(len(rows), i, dtype=np.int32))
         src_row.append(rows.astype(np.int64))
@@ -171,11 +186,13 @@ class CompactionPath(CollectionState):
             self._require_open()
             inputs = [s for s in self.segments if segment_ids is None or s.id in segment_ids]
             report.segments_before = len(self.segments)
-            if not inputs or (len(inputs) == 1 and not inputs[0].persisted_deleted.any() and not inputs[0].dirty):
+            now = expiry.now_us()
+            if not inputs or (len(inputs) == 1 and not inputs[0].dirty
+                              and bool(_kept(inputs[0], inputs[0].persisted_deleted, now).all())):
                 report.segments_after = len(self.segments)
                 return report
             rewrite = SegmentRewrite(self, "compaction")
-            plan = MergePlan(inputs, [s.persisted_deleted.copy() for s in inputs], rewrite.reserve_id())
+            plan = MergePlan(inputs, [s.persisted_deleted.copy() for s in inputs], rewrite.reserve_id(), now)
         report.merged = [s.id for s in inputs]
         report.rows_before = sum(s.rows for s in inputs)
         report.bytes_before = sum(_dir_bytes(s.path) for s in inputs)
@@ -212,7 +229,9 @@ class CompactionPath(CollectionState):
 
     def _maybe_compact_in_background(self) -> None:
         """After a flush: start a background compaction when the policy asks for one."""
-        if not self.options.auto_compact or (self._background is not None and self._background.is_alive()):
+        if self._closing or not self.options.auto_compact:
+            return
+        if self._background is not None and self._background.is_alive():
             return
         picked = needs_compaction(self.segments, self.options.flush_bytes)
         if not picked:

@@ -180,7 +180,7 @@ class Engine:
                 catalog.dropped.remove(cfg.uuid)
                 raise
             collection = self._collections.pop(cfg.uuid)
-            collection.close()
+            collection.close(flush=False)  # its files go: nothing to flush
             intents.settle(dropped=[collection.directory])
             log.info("deleted collection %s (%s)", cfg.name, cfg.uuid)
 

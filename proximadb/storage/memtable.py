@@ -162,6 +162,11 @@ class Memtable:
             rec["expires_at"] = int(self._expires[row])
         return rec
 
+    @property
+    def expires_at(self) -> np.ndarray | None:
+        """int64 expiry per row (longer than ``rows``: the reserve), NO_EXPIRY = never; None: no row expires."""
+        return self._expires
+
     def expires_of(self, row: int) -> int:
         """The row's expires_at, NO_EXPIRY when it never expires."""
         return NO_EXPIRY if self._expires is None else int(self._expires[row])

@@ -16,7 +16,7 @@ import numpy as np
 from proximadb import deadline
 from proximadb.filters import Filter
 from proximadb.index import distance
-from proximadb.storage import segment_index
+from proximadb.storage import expiry, segment_index
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 
@@ -28,11 +28,13 @@ class SearchPath(CollectionState):
                 include_metadata: bool, exact: bool | None, ef: int | None,
                 nprobe: int | None) -> list[list[dict[str, Any]]]:
         with self._request_lock():  # a snapshot; the scan itself runs without the lock, GIL released
+            now = expiry.now_us()  # rows expired by now are left out like deleted ones (expiry.py)
             snap = self.memtable.snapshot()
             sources: list[tuple[np.ndarray, np.ndarray, Any]] = [
-                (seg.vectors, (seg.deleted == 0).view(np.uint8), seg) for seg in self.segments
+                (seg.vectors, expiry.alive_mask((seg.deleted == 0).view(np.uint8), seg.expires_at, now), seg)
+                for seg in self.segments
             ]
-        sources.append((snap.vectors[: snap.rows], snap.alive, snap))
+        sources.append((snap.vectors[: snap.rows], expiry.alive_mask(snap.alive, snap.expires_at, now), snap))
         m = len(queries)
         cand_d: list[np.ndarray] = []
         cand_src: list[np.ndarray] = []

@@ -78,10 +78,11 @@ def test_names_are_unique_and_each_operation_is_served_somewhere() -> None:
 
 
 def test_kinds_are_the_documented_ones() -> None:
-    # README, "API keys": writes are creating, changing, deleting and compacting collections, and
+    # README, "API keys": writes are creating, changing, deleting, compacting and flushing collections, and
     # inserting, upserting, updating and deleting vectors; search, get, scroll and count are reads.
     writes = {op.name for op in ops.OPERATIONS if op.write}
-    assert writes == {"create_collection", "update_collection", "delete_collection", "compact", "insert", "mutate"}
+    assert writes == {"create_collection", "update_collection", "delete_collection", "compact", "flush", "insert",
+                      "mutate"}
     probes = {op.name for op in ops.OPERATIONS if op.kind is ops.Kind.PROBE}
     assert probes == {"health", "ready", "metrics", "openapi"}
     assert all(not op.admitted for op in ops.OPERATIONS if op.kind is ops.Kind.PROBE)

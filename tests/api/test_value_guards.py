@@ -360,7 +360,8 @@ def test_client_timestamps_must_lie_between_0_and_year_9999(daemon: Daemon, stub
         {"id": "late", "vector": [1, 2, 3, 4], "timestamp": last, "expires_at": last}]})
     late = rest_ok(daemon, "GET", f"{base}/vectors/late")
     assert (late["timestamp"], late["expires_at"]) == (last, last)
-    assert rest_ok(daemon, "GET", f"{base}/vectors/early")["timestamp"] == 1
+    status, doc = rest(daemon, "GET", f"{base}/vectors/early")  # accepted, and expired since 1970: gone at once
+    assert (status, doc["error"]["code"]) == (404, "vector_not_found")
 
 
 # ---------------------------------------------------------------- the embedded engine

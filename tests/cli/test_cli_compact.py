@@ -64,7 +64,8 @@ def test_compact_folds_the_wal_into_segments_first_and_reports_what_it_freed(tmp
     rng = np.random.default_rng(3)
     ids = [f"r{i:05d}" for i in range(n)]
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
-    with Engine.open(data, auto_compact=False) as engine:  # the daemon's default flush size: no flush by itself
+    # the daemon's default flush size: no flush by itself; no flush on close either (a daemon that was killed)
+    with Engine.open(data, auto_compact=False, flush_on_close=False) as engine:
         engine.create_collection("big", dim, distance_metric="euclidean")
         col = engine.collection("big")
         col.insert(ids=ids[: n // 2], vectors=vectors[: n // 2])

@@ -29,8 +29,13 @@ def test_collections_and_stats_commands(tmp_path: Path) -> None:
         assert listed[0]["vector_count"] == 2
         out = runner.invoke(cli, ["stats", *url])
         assert out.exit_code == 0 and "docs: 2 vectors" in out.output and "via grpc" in out.output
+        assert "status yellow (2 row(s) unindexed)" in out.output
         shown = json.loads(runner.invoke(cli, ["collections", "show", "docs", "--json", *url]).output)
         assert shown["index_params"] == {"M": 8} and shown["stats"]["memtable_rows"] == 2
+        out = runner.invoke(cli, ["collections", "create", "ttl", "-d", "4", "--default-ttl", "60", "--json", *url])
+        assert out.exit_code == 0 and json.loads(out.output)["default_ttl_seconds"] == 60, out.output
+        bad = runner.invoke(cli, ["collections", "create", "ttl0", "-d", "4", "--default-ttl", "0", *url])
+        assert bad.exit_code == 1 and "default_ttl_seconds must be between 1" in bad.output, bad.output
         bad = runner.invoke(cli, ["collections", "create", "../x", "-d", "4", *url])
         assert bad.exit_code == 1 and "invalid collection name" in bad.output
         bad = runner.invoke(cli, ["collections", "create", "y", "-d", "4", "--param", "M=x", *url])

@@ -59,7 +59,7 @@ def make_data_dir(root: Path, strategy: str, compression: str, segment_bytes: in
     """Collection "docs" with inserts, an upsert, metadata updates and deletes; "other" with one insert."""
     data_dir = root / "data"
     with Engine.open(data_dir, wal_strategy=strategy, wal_compression=compression, fsync="never",
-                     wal_segment_bytes=segment_bytes) as engine:
+                     wal_segment_bytes=segment_bytes, flush_on_close=False) as engine:  # the frames stay in the WAL
         info = engine.create_collection("docs", DIM, distance_metric="euclidean")
         docs = engine.collection("docs")
         out = Written(data_dir, info["uuid"])
@@ -216,7 +216,8 @@ def test_rotated_and_checkpointed_logs_are_clean(tmp_path: Path) -> None:
     # --from-seq skips earlier files unread; --to-seq later ones
     later = frames_of(jsonl(w.data_dir, "-c", "docs", "--from-seq", "8"))
     assert [f["seq"] for f in later] == [8, 9] and later[0]["file"] != files[0].name
-    with Engine.open(w.data_dir, wal_segment_bytes=600) as engine:  # flush: checkpoint deletes old files
+    # flush: checkpoint deletes old files; the closing engine does not flush "after"
+    with Engine.open(w.data_dir, wal_segment_bytes=600, flush_on_close=False) as engine:
         engine.collection("docs").flush()
         engine.collection("docs").insert(ids=["after"], vectors=_vectors(1, 3))
     assert run("verify", w.data_dir).exit_code == 0
@@ -343,7 +344,7 @@ def test_default_data_dir_and_wal_dir_argument(tmp_path: Path) -> None:
 
 def test_works_read_only_while_the_engine_holds_the_data_dir(tmp_path: Path) -> None:
     w = make_data_dir(tmp_path, "avro", "lz4")
-    with Engine.open(w.data_dir, wal_compression="lz4", fsync="never") as engine:
+    with Engine.open(w.data_dir, wal_compression="lz4", fsync="never", flush_on_close=False) as engine:
         docs = engine.collection("docs")
         docs.insert(ids=["live"], vectors=_vectors(1, 5))
         before = tree_digest(w.data_dir)

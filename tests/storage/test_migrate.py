@@ -92,11 +92,11 @@ def test_current_code_reads_the_v1_fixture(v1_dir: Path) -> None:
 def test_v1_fixture_then_v2_writes_then_reopen(v1_dir: Path) -> None:
     with Engine.open(v1_dir, wal_strategy="binary", wal_compression="lz4") as engine:
         col = engine.collection("beta")
-        col.insert([{"id": "new", "vector": [1.0, 0.0, 0.0], "expires_at": 123}])
+        col.insert([{"id": "new", "vector": [1.0, 0.0, 0.0], "expires_at": 4_000_000_000_000_000}])
         col.delete(["b000"])
     with Engine.open(v1_dir) as engine:
         col = engine.collection("beta")
-        assert col.get("new")["expires_at"] == 123 and col.get("b000") is None
+        assert col.get("new")["expires_at"] == 4_000_000_000_000_000 and col.get("b000") is None
         assert col.count() == len(EXPECTED["beta"])
 
 

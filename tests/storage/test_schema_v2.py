@@ -24,6 +24,7 @@ from proximadb.storage.engine import Engine
 from proximadb.storage.operations import InsertOp
 
 DIM = 4
+FAR = 4_000_000_000_000_000  # an expiry in 2096: rows stay visible (expired rows are hidden)
 
 
 def _vecs(n: int, seed: int = 0) -> np.ndarray:
@@ -127,24 +128,24 @@ def test_engine_stores_and_returns_expires_at(tmp_path: Path, strategy: str) -> 
         engine.create_collection("c", dimension=DIM, distance_metric="euclidean")
         col = engine.collection("c")
         vecs = _vecs(4)
-        col.insert([{"id": "a", "vector": vecs[0], "expires_at": 1000},
+        col.insert([{"id": "a", "vector": vecs[0], "expires_at": FAR + 1000},
                     {"id": "b", "vector": vecs[1]}])
-        assert col.get("a")["expires_at"] == 1000 and "expires_at" not in col.get("b")
+        assert col.get("a")["expires_at"] == FAR + 1000 and "expires_at" not in col.get("b")
         col.flush()
-        col.insert([{"id": "c", "vector": vecs[2], "expires_at": 2000}])
+        col.insert([{"id": "c", "vector": vecs[2], "expires_at": FAR + 2000}])
         col.update_metadata("a", {"m": 1})  # moves a segment row to the memtable: keeps its expiry
-        assert col.get("a")["expires_at"] == 1000
+        assert col.get("a")["expires_at"] == FAR + 1000
         hits = col.search(vecs[2], k=1)
-        assert hits[0]["id"] == "c" and hits[0]["expires_at"] == 2000
+        assert hits[0]["id"] == "c" and hits[0]["expires_at"] == FAR + 2000
         assert engine.get_collection("c")["schema_version"] == 2
     with Engine.open(tmp_path, **opts) as engine:  # WAL replay + v2 segment
         col = engine.collection("c")
-        assert [col.get(i).get("expires_at") for i in "abc"] == [1000, None, 2000]
+        assert [col.get(i).get("expires_at") for i in "abc"] == [FAR + 1000, None, FAR + 2000]
         assert all(s.schema_version == 2 for s in col.segments)
         col.flush()
         col.compact()
         assert len(col.segments) == 1
-        assert [col.get(i).get("expires_at") for i in "abc"] == [1000, None, 2000]
+        assert [col.get(i).get("expires_at") for i in "abc"] == [FAR + 1000, None, FAR + 2000]
 
 
 def test_v1_payload_into_v2_engine(tmp_path: Path) -> None:
@@ -177,7 +178,7 @@ def test_negotiation_and_old_clients(daemon: Daemon, protocol: str) -> None:
         assert client.schema_version == 2
         name = f"neg-{protocol}"
         client.create_collection(name, DIM, distance_metric="euclidean")
-        client.insert_vectors(name, [{"id": "new", "vector": [1.0] * DIM, "expires_at": 5_000}])
+        client.insert_vectors(name, [{"id": "new", "vector": [1.0] * DIM, "expires_at": FAR}])  # far future: visible
         assert client.get_vector(name, "new")["id"] == "new"
     with mock.patch("proximadb.sdk.client.SUPPORTED_SCHEMA_VERSIONS", (1,)):
         with _connect(daemon, protocol) as old:

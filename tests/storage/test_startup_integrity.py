@@ -222,7 +222,7 @@ def test_unlisted_segment_is_quarantined_while_proven_crash_leftovers_go(tmp_pat
     _crash(data, "flush")  # its open removes seg 1-4; then a flush dies before its manifest swap
     assert not any(p.name.startswith(tuple(originals)) for p in segments.iterdir())
     assert not (col_dir / "quarantine").exists()
-    (pending,) = [p for p in segments.iterdir() if p.name != "seg-00000005"]
+    (pending,) = [p for p in segments.iterdir() if p.name != "seg-00000005"]  # the crashed flush's directory
     # A segment directory nothing explains (e.g. put back by hand, or left next to an older MANIFEST).
     stray = segments / "seg-00000090"
     shutil.copytree(segments / "seg-00000005", stray)
@@ -230,8 +230,10 @@ def test_unlisted_segment_is_quarantined_while_proven_crash_leftovers_go(tmp_pat
     with Daemon(data) as daemon:
         assert _count(daemon, "docs") == 4 * ROWS_PER_SEGMENT + 50  # the 50 rows of the failed flush: WAL
         logs = daemon.logs()
-    assert sorted(p.name for p in segments.iterdir()) == ["seg-00000005"]
-    assert not pending.exists()
+    # seg 6: the graceful stop flushed the 50 replayed rows (a new directory, not the crashed flush's)
+    assert sorted(p.name for p in segments.iterdir()) == ["seg-00000005", "seg-00000006"]
+    assert "flushed 50 rows into segment(s) [6]" in daemon.logs()
+    assert not pending.exists() or not (pending / "PENDING").exists()  # removed (its name may be reused)
     quarantined = col_dir / "quarantine" / stray.name
     assert _files(quarantined) == stray_files  # moved aside whole, not deleted
     errors = [line for line in logs.splitlines() if " ERROR " in line and "quarantine" in line]

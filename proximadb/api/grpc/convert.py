@@ -103,6 +103,8 @@ def create_request(req: pb.CreateCollectionRequest) -> CreateCollection:
         settings["filterable_metadata_fields"] = list(req.filterable_metadata_fields)
     if req.HasField("description"):
         settings["description"] = req.description
+    if req.HasField("default_ttl_seconds"):
+        settings["default_ttl_seconds"] = req.default_ttl_seconds
     return CreateCollection(req.name, req.dimension, settings)
 
 
@@ -116,6 +118,9 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
     if isinstance(dimension, int) and dimension < 0:
         raise ValidationError(f"dimension must be a positive integer, not {dimension}")
     settings = create.settings
+    ttl = settings.get("default_ttl_seconds")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
+        raise ValidationError(f"default_ttl_seconds must be a positive integer of seconds or None, not {ttl!r}")
     index_params = settings.get("index_params")
     return build(
         pb.CreateCollectionRequest,
@@ -127,6 +132,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
         index_params_json=None if index_params is None else dump_json(index_params, "index_params"),
         filterable_metadata_fields=settings.get("filterable_metadata_fields"),
         description=settings.get("description"),
+        default_ttl_seconds=ttl,
     )
 
 
@@ -147,6 +153,8 @@ def collection_to_proto(info: Mapping[str, Any]) -> pb.CollectionInfo:
         msg.description = info["description"]
     if info.get("vector_count") is not None:
         msg.vector_count = int(info["vector_count"])
+    if info.get("default_ttl_seconds") is not None:
+        msg.default_ttl_seconds = int(info["default_ttl_seconds"])
     return msg
 
 
@@ -164,6 +172,7 @@ def collection_from_proto(msg: pb.CollectionInfo) -> dict[str, Any]:
         "created_at": msg.created_at,
         "updated_at": msg.updated_at,
         "schema_version": msg.schema_version,
+        "default_ttl_seconds": msg.default_ttl_seconds if msg.HasField("default_ttl_seconds") else None,
     }
     if msg.HasField("vector_count"):
         out["vector_count"] = msg.vector_count

@@ -153,6 +153,10 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
     def Stats(self, request: pb.CollectionRef, context: Context) -> pb.CollectionStats:  # noqa: N802
         return convert.stats_to_proto(self.service.collection_stats(request.collection))
 
+    @_rpc
+    def Flush(self, request: pb.CollectionRef, context: Context) -> pb.CollectionStats:  # noqa: N802
+        return convert.stats_to_proto(self.service.flush_collection(request.collection))
+
     # ------------------------------------------------------------ vectors (payload frames pass through)
     @_rpc
     def Insert(self, request: pb.PayloadRequest, context: Context) -> pb.InsertResponse:  # noqa: N802

@@ -19,6 +19,7 @@ from proximadb.api.rest.admission import AdmissionMiddleware
 from proximadb.api.rest.auth import AuthMiddleware
 from proximadb.api.rest.collections import (
     CollectionCompactResource,
+    CollectionFlushResource,
     CollectionResource,
     CollectionsResource,
     CollectionStatsResource,
@@ -46,6 +47,7 @@ ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
     ("/collections", CollectionsResource),
     ("/collections/{collection}", CollectionResource),
     ("/collections/{collection}/compact", CollectionCompactResource),
+    ("/collections/{collection}/flush", CollectionFlushResource),
     ("/collections/{collection}/stats", CollectionStatsResource),
     ("/collections/{collection}/vectors", VectorsResource),
     ("/collections/{collection}/vectors/batch", VectorBatchResource),

@@ -51,6 +51,16 @@ class CollectionCompactResource:
                                    f"{report['segments_after']}")
 
 
+class CollectionFlushResource:
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        stats = self.service.flush_collection(collection)
+        send(resp, stats, message=f"collection {collection!r} flushed: {stats['segments']} segment(s), "
+                                  f"status {stats['status']}")
+
+
 class CollectionStatsResource:
     def __init__(self, service: UnifiedAvroService) -> None:
         self.service = service

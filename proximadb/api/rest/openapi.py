@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proximadb.storage.catalog import MAX_TTL_SECONDS
 from proximadb.storage.validation import MAX_TIMESTAMP_US
 
 JSON = "application/json"
@@ -74,6 +75,8 @@ def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[st
 _COLLECTION = _path_param("collection", "collection name or uuid")
 _ID = _path_param("id", "vector id (may contain '/')")
 _OBJ = {"type": "object"}
+_TTL = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TTL_SECONDS,
+        "description": "rows written without expires_at expire this many seconds after the write; null: never"}
 _FILTER = {"description": "metadata filter: an object, or the same as JSON text",
            "oneOf": [{"type": "object"}, {"type": "string"}]}
 _FLOATS = {"type": "array", "items": {"type": "number"}}
@@ -107,17 +110,32 @@ SCHEMAS: dict[str, Any] = {
             "index_params": _OBJ,
             "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
             "description": {"type": ["string", "null"]},
+            "default_ttl_seconds": _TTL,
         },
     },
     "CollectionUpdate": {
         "type": "object",
         "properties": {"indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]}, "index_params": _OBJ,
                        "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
-                       "description": {"type": ["string", "null"]}},
+                       "description": {"type": ["string", "null"]}, "default_ttl_seconds": _TTL},
     },
     "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "uuid": {"type": "string"},
                                                     "dimension": {"type": "integer"},
-                                                    "vector_count": {"type": "integer"}}},
+                                                    "vector_count": {"type": "integer"},
+                                                    "default_ttl_seconds": _TTL}},
+    "CollectionStats": {"type": "object", "description": "statistics of the collection's storage", "properties": {
+        "status": {"type": "string", "enum": ["green", "yellow"],
+                   "description": "green: every live row is searched through an index and no build is queued"},
+        "indexed_rows": {"type": "integer", "minimum": 0},
+        "unindexed_rows": {"type": "integer", "minimum": 0,
+                           "description": "memtable rows + rows of segments whose index build is pending"},
+        "name": {"type": "string"}, "uuid": {"type": "string"}, "vectors": {"type": "integer"},
+        "memtable_rows": {"type": "integer"}, "memtable_bytes": {"type": "integer"},
+        "segments": {"type": "integer"}, "segment_rows": {"type": "integer"},
+        "checkpoint_seq": {"type": "integer"}, "wal_last_seq": {"type": ["integer", "null"]},
+        "last_flush_error": {"type": ["string", "null"]}, "indexing_algorithm": {"type": "string"},
+        "indexed_segments": {"type": "integer"}, "index_builds_pending": {"type": "integer"},
+        "last_index_error": {"type": ["string", "null"]}}},
     "Metadata": {"type": "object", "additionalProperties": {
         "oneOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
                   {"type": "array", "items": {"type": "string"}}]}},
@@ -196,10 +214,15 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op("merge the collection's segments now, dropping deleted and superseded rows",
                     {"type": "object", "description": "compaction report: segments/rows/bytes before and after"}),
     },
+    "/collections/{collection}/flush": {
+        "parameters": [_COLLECTION],
+        "post": _op("seal the memtable into a segment now (its index is built in the background); the statistics "
+                    "after it", _ref("CollectionStats")),
+    },
     "/collections/{collection}/stats": {
         "parameters": [_COLLECTION],
-        "get": _op("storage statistics: memtable, segments, WAL, indexes",
-                   {"type": "object", "description": "statistics of the collection's storage"}),
+        "get": _op("storage statistics: memtable, segments, WAL, indexes; status green once fully indexed",
+                   _ref("CollectionStats")),
     },
     "/collections/{collection}/vectors": {
         "parameters": [_COLLECTION],
