@@ -18,12 +18,14 @@ the client's time, so the server can log the payload untouched.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -40,6 +42,9 @@ from proximadb.errors import (
 
 T = TypeVar("T")
 DEFAULT_BATCH_SIZE = 1000
+DEFAULT_GRPC = "127.0.0.1:5679"
+DEFAULT_REST = "http://127.0.0.1:5678"
+PROBE_TIMEOUT = 2.0  # seconds a gRPC health probe may take before connect() settles for REST
 SEARCH_OPTIONS = frozenset({"filter", "include_vectors", "include_metadata", "ef", "nprobe", "exact"})
 
 
@@ -68,6 +73,11 @@ def retry_pause(exc: ProximaDBError, attempt: int, *, retries: int, backoff: flo
         return None
     delay = backoff * (2 ** attempt)
     return delay * (1.0 + random.random()) if busy else delay
+
+
+def api_key(given: str | None) -> str | None:
+    """The key to send: the one given, else ``PROXIMADB_API_KEY`` from the environment."""
+    return given if given is not None else os.environ.get("PROXIMADB_API_KEY")
 
 
 def _now_us() -> int:
@@ -289,6 +299,55 @@ def decode_search_result(answer: bytes) -> list[list[dict[str, Any]]]:
             rows.append(hit)
         out.append(rows)
     return out
+
+
+# ---------------------------------------------------------------------- choosing a protocol
+@dataclass(frozen=True)
+class Probe:
+    """Does a gRPC server answer a health check at ``target`` (quickly)? The driver sends back a bool."""
+
+    target: str
+    tls: bool
+    ca_file: str | None
+
+
+@dataclass(frozen=True)
+class AskRest:
+    """Open the REST client at ``url``; the driver keeps it and sends back the gRPC port its /health advertises."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where ``connect`` goes: ``protocol`` "grpc" (``address`` a host:port) or "rest" (a URL)."""
+
+    protocol: str
+    address: str
+    tls: bool = False
+    ca_file: str | None = None
+
+
+def route(url: str | None, ca_file: str | None) -> Generator[Probe | AskRest, Any, Route]:
+    """gRPC preferred, REST as the fallback (the rules are :mod:`proximadb.sdk`'s docstring)."""
+    if url is not None and url.startswith(("grpc://", "grpcs://")):
+        tls = url.startswith("grpcs://") or ca_file is not None
+        return Route("grpc", url.split("://", 1)[1], tls, ca_file)
+    if url is None:
+        if (yield Probe(DEFAULT_GRPC, False, None)):
+            return Route("grpc", DEFAULT_GRPC)
+        return Route("rest", DEFAULT_REST)
+    if "://" not in url:
+        url = "http://" + url
+    tls = url.startswith("https://")
+    grpc_port = yield AskRest(url)
+    if not grpc_port:
+        return Route("rest", url, tls, ca_file)
+    host = urlsplit(url).hostname or "127.0.0.1"
+    target = f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}"
+    if not (yield Probe(target, tls, ca_file)):
+        return Route("rest", url, tls, ca_file)
+    return Route("grpc", target, tls, ca_file)
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Call", "Plan", "filter_json", "retry_pause"]
