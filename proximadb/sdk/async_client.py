@@ -22,6 +22,7 @@ insert of several batches has applied whole batches only (each batch is all or n
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
@@ -82,8 +83,8 @@ class AsyncClient:
         try:
             step = next(plan)
             while True:
-                method = getattr(self._transport, step.method)
-                answer = await self._retry(lambda: method(*step.args), safe=step.safe)  # noqa: B023
+                call = functools.partial(getattr(self._transport, step.method), *step.args)
+                answer = await self._retry(call, safe=step.safe)
                 step = plan.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
