@@ -151,7 +151,7 @@ def test_bad_input_is_a_typed_error_and_changes_nothing(protocol: str, daemon: D
         try:
             await client.create_collection(name, DIM, distance_metric="euclidean")  # vectors stored as given
             await client.insert_vectors(name, ids=["a", "b"], vectors=_vecs(2), metadatas=[{"g": 1}, {"g": 2}])
-            with pytest.raises(errors.ValidationError, match="unknown search option.*bogus"):
+            with pytest.raises(errors.ValidationError, match=r"unknown search option.*bogus"):
                 await client.search(name, _vecs(1)[0], k=1, bogus=True)
             with pytest.raises(errors.ValidationError, match="2-D matrix"):
                 await client.insert_vectors(name, ids=["x"], vectors=[1.0] * DIM)
