@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -195,6 +196,10 @@ def test_connect_async_prefers_grpc_and_a_closed_client_refuses_calls(daemon: Da
         await rest.close()
         with pytest.raises(errors.UnavailableError, match="closed"):
             await rest.count("anything")
+        with mock.patch("proximadb.sdk.calls.SUPPORTED_SCHEMA_VERSIONS", (99,)):  # no version in common
+            for protocol in PROTOCOLS:
+                with pytest.raises(errors.UnsupportedSchemaVersionError, match="upgrade the older side"):
+                    await _connect(daemon, protocol)
         with pytest.raises(errors.UnavailableError):
             await connect_async_grpc("127.0.0.1:1", timeout=1, retries=0)
         with pytest.raises(errors.UnavailableError):
