@@ -30,6 +30,7 @@ from proximadb.sdk.async_client import AsyncClient, connect_async, connect_async
 from proximadb.sdk.calls import DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Probe, route
 from proximadb.sdk.calls import api_key as _api_key
 from proximadb.sdk.client import ProximaDBClient
+from proximadb.sdk.transport import Transport
 
 __all__ = [
     "AsyncClient", "ProximaDBClient", "connect", "connect_async", "connect_async_grpc", "connect_async_rest",
@@ -58,7 +59,7 @@ def connect_rest(url: str = DEFAULT_REST, *, timeout: float = 30.0, api_key: str
     return _client(transport, client_options)
 
 
-def _client(transport: Any, client_options: dict[str, Any]) -> ProximaDBClient:
+def _client(transport: Transport, client_options: dict[str, Any]) -> ProximaDBClient:
     """The client over ``transport`` (which it closes when the client cannot be made, e.g. no common schema)."""
     try:
         return ProximaDBClient(transport, **client_options)

@@ -36,6 +36,7 @@ from proximadb.errors import (
 )
 from proximadb.sdk import calls
 from proximadb.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Plan, Probe
+from proximadb.sdk.transport import AsyncTransport
 
 T = TypeVar("T")
 
@@ -44,9 +45,10 @@ class AsyncClient:
     """A ProximaDB client for asyncio code; make it with :func:`connect_async` (it negotiates on the way)."""
 
     def __init__(
-        self, transport: Any, *, batch_size: int = DEFAULT_BATCH_SIZE, retries: int = 3, backoff: float = 0.1
+        self, transport: AsyncTransport, *, batch_size: int = DEFAULT_BATCH_SIZE, retries: int = 3,
+        backoff: float = 0.1,
     ) -> None:
-        self._transport = transport  # an AsyncGrpcTransport or AsyncRestTransport
+        self._transport = transport
         self.batch_size = batch_size
         self.retries = retries
         self.backoff = backoff
@@ -61,11 +63,11 @@ class AsyncClient:
     @property
     def protocol(self) -> str:
         """``"grpc"`` or ``"rest"``: the transport in use."""
-        return str(self._transport.protocol)
+        return self._transport.protocol
 
     @property
     def url(self) -> str:
-        return str(self._transport.url)
+        return self._transport.url
 
     async def _retry(self, call: Callable[[], Awaitable[T]], *, safe: bool) -> T:
         for attempt in itertools.count():
@@ -248,7 +250,7 @@ class Connecting:
             await self._client.close()
 
 
-async def _open(transport: Any, client_options: dict[str, Any]) -> AsyncClient:
+async def _open(transport: AsyncTransport, client_options: dict[str, Any]) -> AsyncClient:
     """The client over ``transport`` (which it closes when the client cannot be made, e.g. no common schema)."""
     try:
         return await AsyncClient(transport, **client_options)._negotiate()
