@@ -4,10 +4,14 @@ Every client method is a *plan*: a generator that yields the transport calls it 
 :class:`Call` (a :class:`~proximadb.sdk.transport.Transport` method name, its arguments, and
 whether it is safe to repeat), receives each call's answer, and returns the method's result.
 :class:`~proximadb.sdk.client.ProximaDBClient` runs a plan with blocking calls and
-:class:`~proximadb.sdk.async_client.AsyncClient` with awaited ones (each through its own
-:func:`run` loop of a few lines), so validation, record preparation, Avro payload encoding
-(:mod:`proximadb.codec.payload`), search-result decoding and the retry policy
-(:func:`retry_pause`) exist once, here.
+:class:`~proximadb.sdk.async_client.AsyncClient` with awaited ones (each in a ``_run`` loop of a
+few lines), so validation, record preparation, Avro payload encoding
+(:mod:`proximadb.codec.payload`), search-result decoding, the retry policy (:func:`retry_pause`)
+and the choice of protocol in ``connect`` (:func:`route`) exist once, here.
+
+Plans and the Transport are where the two clients meet; the convenience forms of the blocking
+client (``search`` = the first of ``search_batch``, ``insert_vector``, ``get_vector`` ...) are
+:class:`proximadb.client_api.ProximaDBAPI`'s, and AsyncClient awaits the same calls for them.
 
 The client turns records (plain dicts, or ids + a numpy matrix) into versioned Avro payloads
 itself; the transport only carries them, so the bytes built here are the bytes the server's
