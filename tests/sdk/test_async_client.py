@@ -43,6 +43,13 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 
 @pytest.fixture(scope="module")
+def parity_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon of its own: the scenario lists the collections, so no other test's may be there."""
+    with Daemon(tmp_path_factory.mktemp("async-parity") / "data") as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
 def embedded_answers(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     with proximadb.connect_embedded(tmp_path_factory.mktemp("embedded") / "data", fsync="never") as db:
         return scenario(db)
@@ -100,12 +107,12 @@ class Blocking:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_every_call_gives_the_answers_and_typed_errors_of_the_embedded_engine(
-    protocol: str, daemon: Daemon, embedded_answers: list[Any]
+    protocol: str, parity_daemon: Daemon, embedded_answers: list[Any]
 ) -> None:
     loop = EventLoopThread()
 
     async def opened() -> AsyncClient:
-        return await _connect(daemon, protocol)
+        return await _connect(parity_daemon, protocol)
 
     try:
         client = loop.run(opened())
@@ -355,7 +362,7 @@ def test_safe_calls_are_retried_until_a_restarted_daemon_answers_and_inserts_are
     d = Daemon(tmp_path / "data").start()
     try:
         async def main() -> None:
-            async with _connect(d, protocol, retries=8, backoff=0.25, timeout=5) as client:
+            async with _connect(d, protocol, retries=9, backoff=0.25, timeout=5) as client:
                 await client.create_collection("r", DIM)
                 await client.insert_vectors("r", ids=["a", "b"], vectors=_vecs(2))
                 await asyncio.to_thread(d.stop)
