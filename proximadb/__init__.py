@@ -15,7 +15,8 @@ from proximadb._version import __version__
 from proximadb.errors import ProximaDBError
 
 __all__ = [
-    "ProximaDBError", "__version__", "connect", "connect_embedded", "connect_grpc", "connect_rest", "open_engine",
+    "ProximaDBError", "__version__", "connect", "connect_async", "connect_embedded", "connect_grpc", "connect_rest",
+    "open_engine",
 ]
 
 
@@ -24,6 +25,14 @@ def connect(url=None, **options):  # type: ignore[no-untyped-def]
     from proximadb.sdk import connect as _connect
 
     return _connect(url, **options)
+
+
+def connect_async(url=None, **options):  # type: ignore[no-untyped-def]
+    """An asyncio client (``await`` it or ``async with`` it): gRPC preferred, REST fallback.
+    See :mod:`proximadb.sdk.async_client`."""
+    from proximadb.sdk import connect_async as _connect_async
+
+    return _connect_async(url, **options)
 
 
 def connect_grpc(target="127.0.0.1:5679", **options):  # type: ignore[no-untyped-def]

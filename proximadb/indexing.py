@@ -10,8 +10,10 @@ until they are green or the timeout passes.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from proximadb.errors import IndexingTimeoutError
@@ -28,12 +30,16 @@ def check_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-def wait(
-    db: ProximaDBAPI, collection: str, *, timeout: float, flush: bool = True, poll: float = 0.05
-) -> dict[str, Any]:
-    """The stats of ``collection`` once green; IndexingTimeoutError after ``timeout`` seconds."""
+# A step of the waiting plan: ("flush" | "stats", 0.0) asks the client for that call's answer,
+# ("sleep", seconds) for a pause.
+Step = tuple[str, float]
+
+
+def wait_plan(collection: str, *, timeout: float, flush: bool = True,
+              poll: float = 0.05) -> Generator[Step, Any, dict[str, Any]]:
+    """The waiting itself, without I/O: run by :func:`wait` (blocking) and :func:`wait_async`."""
     deadline = time.monotonic() + check_timeout(timeout)
-    stats = db.flush(collection) if flush else db.stats(collection)
+    stats = yield ("flush" if flush else "stats", 0.0)
     pause = max(poll, 0.001)
     while stats["status"] != "green":
         left = deadline - time.monotonic()
@@ -43,7 +49,41 @@ def wait(
                 f"row(s) unindexed ({stats['memtable_rows']} in the memtable, {stats['index_builds_pending']} "
                 f"index build(s) pending{'' if flush else '; flush=False'})"
             )
-        time.sleep(min(pause, left))
+        yield ("sleep", min(pause, left))
         pause = min(pause * 2, MAX_POLL_SECONDS)
-        stats = db.stats(collection)
+        stats = yield ("stats", 0.0)
     return stats
+
+
+def wait(db: ProximaDBAPI, collection: str, *, timeout: float, flush: bool = True,
+         poll: float = 0.05) -> dict[str, Any]:
+    """The stats of ``collection`` once green; IndexingTimeoutError after ``timeout`` seconds."""
+    plan = wait_plan(collection, timeout=timeout, flush=flush, poll=poll)
+    try:
+        kind, seconds = next(plan)
+        while True:
+            if kind == "sleep":
+                time.sleep(seconds)
+                answer = None
+            else:
+                answer = getattr(db, kind)(collection)
+            kind, seconds = plan.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def wait_async(db: Any, collection: str, *, timeout: float, flush: bool = True,
+                     poll: float = 0.05) -> dict[str, Any]:
+    """:func:`wait` for the asyncio client (``db.flush``/``db.stats`` are coroutines)."""
+    plan = wait_plan(collection, timeout=timeout, flush=flush, poll=poll)
+    try:
+        kind, seconds = next(plan)
+        while True:
+            if kind == "sleep":
+                await asyncio.sleep(seconds)
+                answer = None
+            else:
+                answer = await getattr(db, kind)(collection)
+            kind, seconds = plan.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]

@@ -26,6 +26,13 @@ def test_daemon_example_runs(tmp_path: Path) -> None:
         exec(compile(code.replace("http://127.0.0.1:5678", daemon.rest_url), "README", "exec"), {})
 
 
+def test_asyncio_example_runs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code = _block_after("### From asyncio")
+    with Daemon(tmp_path / "data") as daemon:
+        exec(compile(code.replace("http://127.0.0.1:5678", daemon.rest_url), "README", "exec"), {})
+    assert capsys.readouterr().out.split() == ["a", "2"]
+
+
 def test_in_process_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     exec(compile(_block_after("## In-process use"), "README", "exec"), {})

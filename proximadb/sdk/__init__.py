@@ -14,26 +14,28 @@ verified by default, against the system CAs or ``ca_file`` (a PEM bundle);
 ``connect_rest(..., verify=False)`` turns verification off (REST only).
 
 ``client.protocol`` says which is in use.
+
+asyncio: ``await connect_async(url)`` (or ``async with connect_async(url) as client``) gives an
+:class:`~proximadb.sdk.async_client.AsyncClient` with the same methods as coroutines, chosen by
+the same rules; ``connect_async_grpc`` / ``connect_async_rest`` force one protocol
+(:mod:`proximadb.sdk.async_client`).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
-from urllib.parse import urlsplit
 
 from proximadb.errors import AuthenticationError, PermissionDeniedError, ProximaDBError
+from proximadb.sdk.async_client import AsyncClient, connect_async, connect_async_grpc, connect_async_rest
+from proximadb.sdk.calls import DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Probe, route
+from proximadb.sdk.calls import api_key as _api_key
 from proximadb.sdk.client import ProximaDBClient
+from proximadb.sdk.transport import Transport
 
-DEFAULT_GRPC = "127.0.0.1:5679"
-DEFAULT_REST = "http://127.0.0.1:5678"
-PROBE_TIMEOUT = 2.0
-
-__all__ = ["ProximaDBClient", "connect", "connect_grpc", "connect_rest"]
-
-
-def _api_key(api_key: str | None) -> str | None:
-    return api_key if api_key is not None else os.environ.get("PROXIMADB_API_KEY")
+__all__ = [
+    "AsyncClient", "ProximaDBClient", "connect", "connect_async", "connect_async_grpc", "connect_async_rest",
+    "connect_grpc", "connect_rest",
+]
 
 
 def connect_grpc(target: str = DEFAULT_GRPC, *, timeout: float = 30.0, api_key: str | None = None,
@@ -57,7 +59,7 @@ def connect_rest(url: str = DEFAULT_REST, *, timeout: float = 30.0, api_key: str
     return _client(transport, client_options)
 
 
-def _client(transport: Any, client_options: dict[str, Any]) -> ProximaDBClient:
+def _client(transport: Transport, client_options: dict[str, Any]) -> ProximaDBClient:
     """The client over ``transport`` (which it closes when the client cannot be made, e.g. no common schema)."""
     try:
         return ProximaDBClient(transport, **client_options)
@@ -84,25 +86,29 @@ def _grpc_answers(target: str, api_key: str | None, tls: bool = False, ca_file: 
 
 def connect(url: str | None = None, *, timeout: float = 30.0, api_key: str | None = None,
             ca_file: str | None = None, **client_options: Any) -> ProximaDBClient:
-    """gRPC preferred, REST as the fallback; see the module docstring."""
-    if url is not None and url.startswith(("grpc://", "grpcs://")):
-        tls = url.startswith("grpcs://") or ca_file is not None
-        return connect_grpc(url.split("://", 1)[1], timeout=timeout, api_key=api_key, tls=tls, ca_file=ca_file,
-                            **client_options)
-    if url is None:
-        if _grpc_answers(DEFAULT_GRPC, api_key):
-            return connect_grpc(DEFAULT_GRPC, timeout=timeout, api_key=api_key, **client_options)
-        return connect_rest(DEFAULT_REST, timeout=timeout, api_key=api_key, **client_options)
-    if "://" not in url:
-        url = "http://" + url
-    tls = url.startswith("https://")
-    rest = connect_rest(url, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
-    grpc_port = rest.health().get("grpc_port")
-    if not grpc_port:
-        return rest
-    host = urlsplit(url).hostname or "127.0.0.1"
-    target = f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}"
-    if not _grpc_answers(target, api_key, tls, ca_file):
-        return rest
-    rest.close()
-    return connect_grpc(target, timeout=timeout, api_key=api_key, tls=tls, ca_file=ca_file, **client_options)
+    """gRPC preferred, REST as the fallback; see the module docstring (the rules: :func:`calls.route`)."""
+    plan = route(url, ca_file)
+    rest: ProximaDBClient | None = None
+    try:
+        step = next(plan)
+        while True:
+            if isinstance(step, Probe):
+                answer: Any = _grpc_answers(step.target, api_key, step.tls, step.ca_file)
+            else:
+                assert isinstance(step, AskRest)
+                rest = connect_rest(step.url, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
+                answer = rest.health().get("grpc_port")
+            step = plan.send(answer)
+    except StopIteration as done:
+        chosen = done.value
+    except BaseException:
+        if rest is not None:
+            rest.close()
+        raise
+    if chosen.protocol == "rest":
+        return rest or connect_rest(chosen.address, timeout=timeout, api_key=api_key, ca_file=chosen.ca_file,
+                                    **client_options)
+    if rest is not None:
+        rest.close()
+    return connect_grpc(chosen.address, timeout=timeout, api_key=api_key, tls=chosen.tls, ca_file=chosen.ca_file,
+                        **client_options)

@@ -10,12 +10,19 @@ limit, and otherwise the class of :data:`proximadb.errors.BY_GRPC_STATUS` (the R
 transport does the same by HTTP status). Every call carries the transport's ``timeout``
 as its gRPC deadline, which the server also uses as the request's budget. Which RPC
 serves a call is the operation table's (:mod:`proximadb.api.operations`).
+
+Each call's request and the decoding of its answer are an :class:`Exchange` built by the
+module functions below, and the target, TLS and error mapping are :class:`GrpcEndpoint`'s:
+both are shared with the asyncio transport (:mod:`proximadb.sdk.async_transports`), which
+differs only in sending the request through ``grpc.aio``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -36,9 +43,110 @@ from proximadb.errors import (
 )
 
 DEFAULT_TARGET = "127.0.0.1:5679"
+T = TypeVar("T")
 
 
-class GrpcTransport:
+@dataclass(frozen=True)
+class Exchange(Generic[T]):
+    """One RPC: the operation (whose ``rpc`` names the stub method), its request, and how to read the answer."""
+
+    op: Operation
+    request: Any
+    decode: Callable[[Any], T]
+
+
+def _ref(collection: str) -> pb.CollectionRef:
+    return convert.build(pb.CollectionRef, "collection name", collection=collection)
+
+
+def _payload_request(collection: str, payload: bytes) -> pb.PayloadRequest:
+    return convert.build(pb.PayloadRequest, "payload request", collection=collection, payload=bytes(payload))
+
+
+# ---------------------------------------------------------------- the exchange of each Transport call
+def health() -> Exchange[dict[str, Any]]:
+    return Exchange(ops.HEALTH, pb.HealthRequest(), convert.health_from_proto)
+
+
+def create_collection(body: dict[str, Any]) -> Exchange[dict[str, Any]]:
+    return Exchange(ops.CREATE_COLLECTION, convert.create_request_from_body(body), convert.collection_from_proto)
+
+
+def get_collection(collection: str) -> Exchange[dict[str, Any]]:
+    return Exchange(ops.GET_COLLECTION, _ref(collection), convert.collection_from_proto)
+
+
+def list_collections() -> Exchange[list[dict[str, Any]]]:
+    return Exchange(ops.LIST_COLLECTIONS, pb.ListCollectionsRequest(), convert.collections_from_proto)
+
+
+def update_collection(collection: str, changes: dict[str, Any]) -> Exchange[dict[str, Any]]:
+    request = convert.update_request_from_changes(collection, changes)
+    return Exchange(ops.UPDATE_COLLECTION, request, convert.collection_from_proto)
+
+
+def delete_collection(collection: str) -> Exchange[None]:
+    return Exchange(ops.DELETE_COLLECTION, _ref(collection), lambda _response: None)
+
+
+def compact(collection: str) -> Exchange[dict[str, Any]]:
+    return Exchange(ops.COMPACT, _ref(collection), convert.compaction_from_proto)
+
+
+def stats(collection: str) -> Exchange[dict[str, Any]]:
+    return Exchange(ops.STATS, _ref(collection), convert.stats_from_proto)
+
+
+def flush(collection: str) -> Exchange[dict[str, Any]]:
+    return Exchange(ops.FLUSH, _ref(collection), convert.stats_from_proto)
+
+
+def insert_payload(collection: str, payload: bytes) -> Exchange[dict[str, Any]]:
+    return Exchange(ops.INSERT, _payload_request(collection, payload), convert.insert_from_proto)
+
+
+def mutate_payload(collection: str, payload: bytes) -> Exchange[dict[str, Any]]:
+    return Exchange(ops.MUTATE, _payload_request(collection, payload), convert.mutate_from_proto)
+
+
+def search_payload(collection: str, payload: bytes) -> Exchange[bytes]:
+    # Search and SearchBatch are the same call on the server; the payload says how many queries.
+    return Exchange(ops.SEARCH, _payload_request(collection, payload), lambda response: bytes(response.payload))
+
+
+def get_vectors(collection: str, ids: list[str], include_vectors: bool,
+                schema_version: int) -> Exchange[list[dict[str, Any]]]:
+    request = convert.build(
+        pb.GetRequest, "get request", collection=collection, ids=ids, include_vectors=include_vectors,
+        schema_version=schema_version,
+    )
+    return Exchange(ops.GET, request, lambda response: convert.records_from_bytes(
+        response.records, include_vectors=include_vectors, schema_version=response.schema_version or 1))
+
+
+def count(collection: str, filter_json: str | None) -> Exchange[int]:
+    request = convert.build(pb.CountRequest, "count request", collection=collection, filter_json=filter_json)
+    return Exchange(ops.COUNT, request, lambda response: int(response.count))
+
+
+def scroll(
+    collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+    schema_version: int,
+) -> Exchange[tuple[list[dict[str, Any]], str | None]]:
+    # limit 0 means "default" on the wire; a caller's 0 (or less) is refused as over REST.
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 0xFFFF_FFFF:
+        raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
+    request = convert.build(
+        pb.ScrollRequest, "scroll request", collection=collection, limit=limit, cursor=cursor,
+        filter_json=filter_json, include_vectors=include_vectors, schema_version=schema_version,
+    )
+    return Exchange(ops.SCROLL, request,
+                    lambda response: convert.records_from_proto(response, include_vectors=include_vectors))
+
+
+class GrpcEndpoint:
+    """Where a gRPC transport connects and how its failures read: shared by the blocking and asyncio transports."""
+
     protocol = "grpc"
     schema_version = 1  # set by the client to the negotiated payload version
 
@@ -63,31 +171,21 @@ class GrpcTransport:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key is not None else ()
         )
-        options = [
+        self._options = [
             ("grpc.max_send_message_length", max_message_bytes + ENVELOPE_BYTES),
             ("grpc.max_receive_message_length", max_message_bytes),
         ]
+        self._credentials: grpc.ChannelCredentials | None = None
         if self.tls:  # verified against the system CAs, or ca_file's
             try:
                 roots = Path(ca_file).read_bytes() if ca_file is not None else None
             except OSError as exc:
                 raise ValidationError(f"cannot read ca_file {ca_file}: {exc.strerror or exc}") from None
-            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            self._channel = grpc.secure_channel(target, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options)
-        self._stub = pb_grpc.ProximaDBStub(self._channel)
+            self._credentials = grpc.ssl_channel_credentials(root_certificates=roots)
         self._closed = False
 
-    # ------------------------------------------------------------ plumbing
-    def _call(self, op: Operation, request: Any) -> Any:
-        if self._closed:
-            raise UnavailableError(f"the gRPC transport to {self.target} is closed")
-        method = getattr(self._stub, str(op.rpc))
-        try:
-            return method(request, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise self._error(exc) from None
+    def _closed_error(self) -> UnavailableError:
+        return UnavailableError(f"the gRPC transport to {self.target} is closed")
 
     def _error(self, exc: grpc.RpcError) -> ProximaDBError:
         status: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
@@ -113,81 +211,79 @@ class GrpcTransport:
             return kind(details)
         return ProximaDBError(f"gRPC {status.name} from {self.target}: {details}")
 
-    # ------------------------------------------------------------ health and collections
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.target!r})"
+
+
+class GrpcTransport(GrpcEndpoint):
+    """The blocking :class:`~proximadb.sdk.transport.Transport` over a ``grpc`` channel."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, timeout: float = 30.0, api_key: str | None = None,
+                 max_message_bytes: int = 64 << 20, tls: bool = False, ca_file: str | None = None) -> None:
+        super().__init__(target, timeout, api_key, max_message_bytes, tls, ca_file)
+        if self._credentials is not None:
+            self._channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
+        else:
+            self._channel = grpc.insecure_channel(self.target, options=self._options)
+        self._stub = pb_grpc.ProximaDBStub(self._channel)
+
+    def _send(self, exchange: Exchange[T]) -> T:
+        if self._closed:
+            raise self._closed_error()
+        method = getattr(self._stub, str(exchange.op.rpc))
+        try:
+            response = method(exchange.request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        return exchange.decode(response)
+
+    # ------------------------------------------------------------ Transport
     def health(self) -> dict[str, Any]:
-        return convert.health_from_proto(self._call(ops.HEALTH, pb.HealthRequest()))
+        return self._send(health())
 
     def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
-        request = convert.create_request_from_body(body)
-        return convert.collection_from_proto(self._call(ops.CREATE_COLLECTION, request))
+        return self._send(create_collection(body))
 
     def get_collection(self, collection: str) -> dict[str, Any]:
-        request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return convert.collection_from_proto(self._call(ops.GET_COLLECTION, request))
+        return self._send(get_collection(collection))
 
     def list_collections(self) -> list[dict[str, Any]]:
-        return convert.collections_from_proto(self._call(ops.LIST_COLLECTIONS, pb.ListCollectionsRequest()))
+        return self._send(list_collections())
 
     def update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]:
-        request = convert.update_request_from_changes(collection, changes)
-        return convert.collection_from_proto(self._call(ops.UPDATE_COLLECTION, request))
+        return self._send(update_collection(collection, changes))
 
     def delete_collection(self, collection: str) -> None:
-        request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        self._call(ops.DELETE_COLLECTION, request)
+        self._send(delete_collection(collection))
 
     def compact(self, collection: str) -> dict[str, Any]:
-        request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return convert.compaction_from_proto(self._call(ops.COMPACT, request))
+        return self._send(compact(collection))
 
     def stats(self, collection: str) -> dict[str, Any]:
-        request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return convert.stats_from_proto(self._call(ops.STATS, request))
+        return self._send(stats(collection))
 
     def flush(self, collection: str) -> dict[str, Any]:
-        request = convert.build(pb.CollectionRef, "collection name", collection=collection)
-        return convert.stats_from_proto(self._call(ops.FLUSH, request))
-
-    # ------------------------------------------------------------ vectors
-    def _payload_request(self, collection: str, payload: bytes) -> pb.PayloadRequest:
-        return convert.build(pb.PayloadRequest, "payload request", collection=collection, payload=bytes(payload))
+        return self._send(flush(collection))
 
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        response = self._call(ops.INSERT, self._payload_request(collection, payload))
-        return convert.insert_from_proto(response)
+        return self._send(insert_payload(collection, payload))
 
     def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        response = self._call(ops.MUTATE, self._payload_request(collection, payload))
-        return convert.mutate_from_proto(response)
+        return self._send(mutate_payload(collection, payload))
 
     def search_payload(self, collection: str, payload: bytes) -> bytes:
-        # Search and SearchBatch are the same call on the server; the payload says how many queries.
-        return bytes(self._call(ops.SEARCH, self._payload_request(collection, payload)).payload)
+        return self._send(search_payload(collection, payload))
 
     def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
-        request = convert.build(
-            pb.GetRequest, "get request", collection=collection, ids=ids, include_vectors=include_vectors,
-            schema_version=self.schema_version,
-        )
-        response = self._call(ops.GET, request)
-        return convert.records_from_bytes(response.records, include_vectors=include_vectors,
-                                          schema_version=response.schema_version or 1)
+        return self._send(get_vectors(collection, ids, include_vectors, self.schema_version))
 
     def count(self, collection: str, filter_json: str | None) -> int:
-        request = convert.build(pb.CountRequest, "count request", collection=collection, filter_json=filter_json)
-        return int(self._call(ops.COUNT, request).count)
+        return self._send(count(collection, filter_json))
 
     def scroll(
         self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
     ) -> tuple[list[dict[str, Any]], str | None]:
-        # limit 0 means "default" on the wire; a caller's 0 (or less) is refused as over REST.
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 0xFFFF_FFFF:
-            raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
-        request = convert.build(
-            pb.ScrollRequest, "scroll request", collection=collection, limit=limit, cursor=cursor,
-            filter_json=filter_json, include_vectors=include_vectors, schema_version=self.schema_version,
-        )
-        return convert.records_from_proto(self._call(ops.SCROLL, request), include_vectors=include_vectors)
+        return self._send(scroll(collection, limit, cursor, filter_json, include_vectors, self.schema_version))
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -200,6 +296,3 @@ class GrpcTransport:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"GrpcTransport({self.target!r})"

@@ -18,6 +18,11 @@ Failures: the server's error envelope becomes the typed exception of its code
 of its HTTP status (:data:`proximadb.errors.BY_HTTP_STATUS`); connection
 refused/reset is ``UnavailableError`` naming the URL; a socket timeout is
 ``RequestTimeoutError``.
+
+Each call's request and the reading of its answer are an :class:`HttpExchange` built by the
+module functions below; the URL, headers, TLS context and failure messages are
+:class:`RestEndpoint`'s. Both are shared with the asyncio transport
+(:mod:`proximadb.sdk.async_transports`), which sends the same exchanges with ``httpx``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import json
 import select
 import ssl
 import threading
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import numpy as np
@@ -50,8 +57,140 @@ MAX_IDLE_CONNECTIONS = 8
 
 # Errors that mean "the connection is gone", as opposed to a deadline or a bad response.
 _CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError)
+T = TypeVar("T")
 
-class RestTransport:
+
+@dataclass(frozen=True)
+class HttpExchange(Generic[T]):
+    """One HTTP request (path relative to the endpoint's URL) and how to read its answer."""
+
+    method: str
+    path: str
+    idempotent: bool  # may be resent on a fresh connection after a dropped keep-alive one
+    decode: Callable[[int, str, bytes], T]  # (status, content type, body) -> result, or raise the typed error
+    json_body: Any = None
+    payload: bytes | None = None
+    accept: str = JSON
+
+    def body(self) -> tuple[bytes | None, dict[str, str]]:
+        """The request body and the headers that describe it."""
+        headers = {"Accept": self.accept}
+        if self.payload is not None:
+            headers["Content-Type"] = AVRO
+            return self.payload, headers
+        if self.json_body is not None:
+            headers["Content-Type"] = JSON
+            return json.dumps(self.json_body, allow_nan=False).encode("utf-8"), headers
+        return None, headers
+
+
+def _op(op: Operation, method: str, collection: str | None = None, *, query: str = "", json_body: Any = None,
+        payload: bytes | None = None, decode: Callable[[int, str, bytes], Any] | None = None) -> HttpExchange[Any]:
+    """``op``'s route for ``method`` (proximadb/api/operations.py), resent if idempotent; a JSON envelope answer."""
+    path = op.path(method, collection=collection) if collection is not None else op.path(method)
+    return HttpExchange(method, path + query, op.idempotent, decode or _unwrap, json_body=json_body,
+                        payload=None if payload is None else bytes(payload))
+
+
+# ------------------------------------------------------------------ the exchange of each Transport call
+def health() -> HttpExchange[dict[str, Any]]:
+    return _op(ops.HEALTH, "GET")
+
+
+def create_collection(body: dict[str, Any]) -> HttpExchange[dict[str, Any]]:
+    return _op(ops.CREATE_COLLECTION, "POST", json_body=body)
+
+
+def get_collection(collection: str) -> HttpExchange[dict[str, Any]]:
+    return _op(ops.GET_COLLECTION, "GET", collection)
+
+
+def list_collections() -> HttpExchange[list[dict[str, Any]]]:
+    return _op(ops.LIST_COLLECTIONS, "GET")
+
+
+def update_collection(collection: str, changes: dict[str, Any]) -> HttpExchange[dict[str, Any]]:
+    return _op(ops.UPDATE_COLLECTION, "PATCH", collection, json_body=changes)
+
+
+def delete_collection(collection: str) -> HttpExchange[None]:
+    def decode(*answer: Any) -> None:
+        _unwrap(*answer)
+
+    return _op(ops.DELETE_COLLECTION, "DELETE", collection, decode=decode)
+
+
+def compact(collection: str) -> HttpExchange[dict[str, Any]]:
+    return _op(ops.COMPACT, "POST", collection)
+
+
+def stats(collection: str) -> HttpExchange[dict[str, Any]]:
+    return _op(ops.STATS, "GET", collection)
+
+
+def flush(collection: str) -> HttpExchange[dict[str, Any]]:
+    return _op(ops.FLUSH, "POST", collection)
+
+
+def insert_payload(collection: str, payload: bytes) -> HttpExchange[dict[str, Any]]:
+    return _op(ops.INSERT, "POST", collection, payload=payload)
+
+
+def mutate_payload(collection: str, payload: bytes) -> HttpExchange[dict[str, Any]]:
+    return _op(ops.MUTATE, "POST", collection, payload=payload)
+
+
+def get_vectors(collection: str, ids: list[str], include_vectors: bool) -> HttpExchange[list[dict[str, Any]]]:
+    body = {"ids": list(ids), "include_vectors": include_vectors}
+    return _op(ops.GET, "POST", collection, json_body=body,
+               decode=lambda *answer: [_with_array(r) for r in _unwrap(*answer)])
+
+
+def count(collection: str, filter_json: str | None) -> HttpExchange[int]:
+    def decode(*answer: Any) -> int:
+        return int(_unwrap(*answer)["count"])
+
+    if filter_json is None:
+        return _op(ops.COUNT, "GET", collection, decode=decode)
+    query = urlencode({"filter": filter_json})
+    if len(query) > 4000:  # keep URLs short; the POST form takes any size
+        return _op(ops.COUNT, "POST", collection, json_body={"filter": filter_json}, decode=decode)
+    return _op(ops.COUNT, "GET", collection, query=f"?{query}", decode=decode)
+
+
+def scroll(
+    collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+) -> HttpExchange[tuple[list[dict[str, Any]], str | None]]:
+    body: dict[str, Any] = {"limit": limit, "include_vectors": include_vectors}
+    if cursor is not None:
+        body["cursor"] = cursor
+    if filter_json is not None:
+        body["filter"] = filter_json
+
+    def decode(*answer: Any) -> tuple[list[dict[str, Any]], str | None]:
+        data = _unwrap(*answer)
+        return [_with_array(r) for r in data["records"]], data["next_cursor"]
+
+    return _op(ops.SCROLL, "POST", collection, json_body=body, decode=decode)
+
+
+def search_payload(collection: str, payload: bytes) -> HttpExchange[bytes]:
+    # Search and SearchBatch are the same call on the server; the payload says how many queries.
+    op = ops.SEARCH_BATCH
+
+    def decode(status: int, content_type: str, data: bytes) -> bytes:
+        if status == 200 and content_type.split(";", 1)[0].strip().lower() == AVRO:
+            return data
+        _unwrap(status, content_type, data)  # raises the server's error
+        raise ProximaDBError(f"expected an application/avro search result, got {content_type!r}")
+
+    return HttpExchange("POST", op.path("POST", collection=collection), op.idempotent, decode,
+                        payload=bytes(payload), accept=AVRO)
+
+
+class RestEndpoint:
+    """Where a REST transport connects, what every request carries, how failures read (blocking and asyncio)."""
+
     protocol = "rest"
     schema_version = 1  # set by the client to the negotiated payload version
 
@@ -79,9 +218,32 @@ class RestTransport:
             self._headers["X-Request-Timeout"] = f"{timeout:g}"
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        self._closed = False
+
+    def _closed_error(self) -> UnavailableError:
+        return UnavailableError(f"the REST transport to {self.url} is closed")
+
+    def _timed_out(self, exchange: HttpExchange[Any], exc: BaseException) -> RequestTimeoutError:
+        return RequestTimeoutError(
+            f"{exchange.method} {self.url}{exchange.path} timed out after {self.timeout:g}s: {exc}"
+        )
+
+    def _unreachable(self, exchange: HttpExchange[Any], exc: BaseException) -> UnavailableError:
+        where = f"({exchange.method} {exchange.path})"
+        if isinstance(exc, ssl.SSLError):
+            hint = (" (the server's certificate is not trusted: pass ca_file= with the CA that signed it)"
+                    if isinstance(exc, ssl.SSLCertVerificationError) else "")
+            return UnavailableError(f"TLS with ProximaDB at {self.url} failed {where}: {exc}{hint}")
+        return UnavailableError(f"cannot reach ProximaDB at {self.url} {where}: {exc}")
+
+class RestTransport(RestEndpoint):
+    """The blocking :class:`~proximadb.sdk.transport.Transport` over ``http.client`` keep-alive connections."""
+
+    def __init__(self, url: str = "http://127.0.0.1:5678", timeout: float = 30.0, api_key: str | None = None,
+                 ca_file: str | None = None, verify: bool = True) -> None:
+        super().__init__(url, timeout, api_key, ca_file, verify)
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
-        self._closed = False
 
     # ------------------------------------------------------------------ connections
     def _new_connection(self) -> http.client.HTTPConnection:
@@ -93,7 +255,7 @@ class RestTransport:
         """A connection and whether it was reused from the pool."""
         with self._lock:
             if self._closed:
-                raise UnavailableError(f"the REST transport to {self.url} is closed")
+                raise self._closed_error()
             while self._idle:
                 conn = self._idle.pop()
                 if not _is_stale(conn):
@@ -122,140 +284,78 @@ class RestTransport:
         self.close()
 
     # ------------------------------------------------------------------ one request
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        payload: bytes | None = None,
-        accept: str = JSON,
-        idempotent: bool,
-    ) -> tuple[int, str, bytes]:
-        headers = dict(self._headers, Accept=accept)
-        body: bytes | None = None
-        if payload is not None:
-            body = payload
-            headers["Content-Type"] = AVRO
-        elif json_body is not None:
-            body = json.dumps(json_body, allow_nan=False).encode("utf-8")
-            headers["Content-Type"] = JSON
-        target = self._prefix + path
+    def _send(self, exchange: HttpExchange[T]) -> T:
+        body, headers = exchange.body()
+        headers = dict(self._headers, **headers)
+        target = self._prefix + exchange.path
         for attempt in (1, 2):
             conn, reused = self._take()
             try:
-                conn.request(method, target, body=body, headers=headers)
+                conn.request(exchange.method, target, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
             except TimeoutError as exc:
                 conn.close()
-                raise RequestTimeoutError(
-                    f"{method} {self.url}{path} timed out after {self.timeout:g}s: {exc}"
-                ) from None
+                raise self._timed_out(exchange, exc) from None
             except (*_CONNECTION_ERRORS, http.client.HTTPException, OSError) as exc:
                 conn.close()
-                if attempt == 1 and reused and idempotent and isinstance(exc, _CONNECTION_ERRORS):
+                if attempt == 1 and reused and exchange.idempotent and isinstance(exc, _CONNECTION_ERRORS):
                     continue  # a keep-alive connection the server dropped: once more on a fresh one
-                if isinstance(exc, ssl.SSLError):
-                    hint = (" (the server's certificate is not trusted: pass ca_file= with the CA that signed it)"
-                            if isinstance(exc, ssl.SSLCertVerificationError) else "")
-                    raise UnavailableError(
-                        f"TLS with ProximaDB at {self.url} failed ({method} {path}): {exc}{hint}"
-                    ) from None
-                raise UnavailableError(f"cannot reach ProximaDB at {self.url} ({method} {path}): {exc}") from None
+                raise self._unreachable(exchange, exc) from None
             if resp.will_close:
                 conn.close()
             else:
                 self._give_back(conn)
-            return resp.status, resp.getheader("Content-Type", "") or "", data
+            return exchange.decode(resp.status, resp.getheader("Content-Type", "") or "", data)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _call(self, method: str, path: str, *, json_body: Any = None, payload: bytes | None = None,
-              idempotent: bool) -> Any:
-        """A JSON-envelope call: the ``data`` of a success, the typed error otherwise."""
-        status, content_type, data = self._request(
-            method, path, json_body=json_body, payload=payload, idempotent=idempotent
-        )
-        return _unwrap(status, content_type, data)
-
-    def _op(self, op: Operation, method: str, collection: str | None = None, *, query: str = "",
-            json_body: Any = None, payload: bytes | None = None) -> Any:
-        """:meth:`_call` on ``op``'s route for ``method`` (proximadb/api/operations.py), resent if idempotent."""
-        path = op.path(method, collection=collection) if collection is not None else op.path(method)
-        return self._call(method, path + query, json_body=json_body, payload=payload, idempotent=op.idempotent)
 
     # ------------------------------------------------------------------ Transport
     def health(self) -> dict[str, Any]:
-        return self._op(ops.HEALTH, "GET")  # type: ignore[no-any-return]
+        return self._send(health())
 
     def create_collection(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._op(ops.CREATE_COLLECTION, "POST", json_body=body)  # type: ignore[no-any-return]
+        return self._send(create_collection(body))
 
     def get_collection(self, collection: str) -> dict[str, Any]:
-        return self._op(ops.GET_COLLECTION, "GET", collection)  # type: ignore[no-any-return]
+        return self._send(get_collection(collection))
 
     def list_collections(self) -> list[dict[str, Any]]:
-        return self._op(ops.LIST_COLLECTIONS, "GET")  # type: ignore[no-any-return]
+        return self._send(list_collections())
 
     def update_collection(self, collection: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return self._op(ops.UPDATE_COLLECTION, "PATCH", collection, json_body=changes)  # type: ignore[no-any-return]
+        return self._send(update_collection(collection, changes))
 
     def delete_collection(self, collection: str) -> None:
-        self._op(ops.DELETE_COLLECTION, "DELETE", collection)
+        self._send(delete_collection(collection))
 
     def compact(self, collection: str) -> dict[str, Any]:
-        return self._op(ops.COMPACT, "POST", collection)  # type: ignore[no-any-return]
+        return self._send(compact(collection))
 
     def stats(self, collection: str) -> dict[str, Any]:
-        return self._op(ops.STATS, "GET", collection)  # type: ignore[no-any-return]
+        return self._send(stats(collection))
 
     def flush(self, collection: str) -> dict[str, Any]:
-        return self._op(ops.FLUSH, "POST", collection)  # type: ignore[no-any-return]
+        return self._send(flush(collection))
 
     def insert_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        return self._op(ops.INSERT, "POST", collection, payload=bytes(payload))  # type: ignore[no-any-return]
+        return self._send(insert_payload(collection, payload))
 
     def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
-        return self._op(ops.MUTATE, "POST", collection, payload=bytes(payload))  # type: ignore[no-any-return]
+        return self._send(mutate_payload(collection, payload))
 
     def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
-        body = {"ids": list(ids), "include_vectors": include_vectors}
-        records = self._op(ops.GET, "POST", collection, json_body=body)
-        return [_with_array(r) for r in records]
+        return self._send(get_vectors(collection, ids, include_vectors))
 
     def count(self, collection: str, filter_json: str | None) -> int:
-        if filter_json is None:
-            data = self._op(ops.COUNT, "GET", collection)
-        else:
-            query = urlencode({"filter": filter_json})
-            if len(query) > 4000:  # keep URLs short; the POST form takes any size
-                data = self._op(ops.COUNT, "POST", collection, json_body={"filter": filter_json})
-            else:
-                data = self._op(ops.COUNT, "GET", collection, query=f"?{query}")
-        return int(data["count"])
+        return self._send(count(collection, filter_json))
 
     def scroll(
         self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
     ) -> tuple[list[dict[str, Any]], str | None]:
-        body: dict[str, Any] = {"limit": limit, "include_vectors": include_vectors}
-        if cursor is not None:
-            body["cursor"] = cursor
-        if filter_json is not None:
-            body["filter"] = filter_json
-        data = self._op(ops.SCROLL, "POST", collection, json_body=body)
-        return [_with_array(r) for r in data["records"]], data["next_cursor"]
+        return self._send(scroll(collection, limit, cursor, filter_json, include_vectors))
 
     def search_payload(self, collection: str, payload: bytes) -> bytes:
-        # Search and SearchBatch are the same call on the server; the payload says how many queries.
-        op = ops.SEARCH_BATCH
-        status, content_type, data = self._request(
-            "POST", op.path("POST", collection=collection), payload=bytes(payload), accept=AVRO,
-            idempotent=op.idempotent,
-        )
-        if status == 200 and content_type.split(";", 1)[0].strip().lower() == AVRO:
-            return data
-        _unwrap(status, content_type, data)  # raises the server's error
-        raise ProximaDBError(f"expected an application/avro search result from {self.url}, got {content_type!r}")
+        return self._send(search_payload(collection, payload))
 
 
 def _is_stale(conn: http.client.HTTPConnection) -> bool:

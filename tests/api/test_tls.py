@@ -141,3 +141,30 @@ def test_plain_protocols_to_the_tls_ports_fail_cleanly(daemon: TlsDaemon) -> Non
     assert daemon.health() is not None  # still serving
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert "https://127.0.0.1" in daemon.logs()
+
+
+def test_the_async_client_verifies_too_and_connects_over_tls(daemon: TlsDaemon) -> None:
+    import asyncio
+
+    from proximadb.sdk import connect_async_grpc, connect_async_rest
+
+    ca = str(daemon.ca_file)
+
+    async def main() -> None:
+        async with proximadb.connect_async(daemon.rest_url, ca_file=ca, api_key=KEY) as c:
+            assert c.protocol == "grpc" and c.url.startswith("grpcs://")
+            await c.create_collection("tls-async", DIM)
+            await c.insert_vector("tls-async", np.ones(DIM, np.float32), id="a")
+        async with connect_async_rest(daemon.rest_url, ca_file=ca, api_key=KEY) as r:
+            assert (await r.search("tls-async", np.ones(DIM, np.float32), k=1))[0]["id"] == "a"
+        async with connect_async_rest(daemon.rest_url, ca_file=ca, api_key="wrong") as wrong:
+            with pytest.raises(errors.AuthenticationError):  # TLS and keys together (health needs no key)
+                await wrong.count("tls-async")
+        with pytest.raises(errors.UnavailableError, match=r"(?i)certificate.*ca_file="):
+            await connect_async_rest(daemon.rest_url, api_key=KEY, retries=0)
+        with pytest.raises(errors.UnavailableError, match=r"(?i)ca_file="):
+            await connect_async_grpc(daemon.grpc_target, tls=True, api_key=KEY, timeout=5, retries=0)
+        async with connect_async_rest(daemon.rest_url, api_key=KEY, verify=False) as unverified:
+            assert (await unverified.health())["status"] == "ok"
+
+    asyncio.run(main())

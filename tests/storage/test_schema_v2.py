@@ -180,7 +180,7 @@ def test_negotiation_and_old_clients(daemon: Daemon, protocol: str) -> None:
         client.create_collection(name, DIM, distance_metric="euclidean")
         client.insert_vectors(name, [{"id": "new", "vector": [1.0] * DIM, "expires_at": FAR}])  # far future: visible
         assert client.get_vector(name, "new")["id"] == "new"
-    with mock.patch("proximadb.sdk.client.SUPPORTED_SCHEMA_VERSIONS", (1,)):
+    with mock.patch("proximadb.sdk.calls.SUPPORTED_SCHEMA_VERSIONS", (1,)):
         with _connect(daemon, protocol) as old:
             assert old.schema_version == 1
             old.insert_vectors(name, ids=["old1", "old2"], vectors=_vecs(2))
@@ -189,7 +189,7 @@ def test_negotiation_and_old_clients(daemon: Daemon, protocol: str) -> None:
             assert old.get_vector(name, "old2")["id"] == "old2"
             with pytest.raises(errors.ValidationError):
                 old.insert_vectors(name, [{"id": "x", "vector": [1.0] * DIM, "expires_at": 1}])
-    with mock.patch("proximadb.sdk.client.SUPPORTED_SCHEMA_VERSIONS", (3,)):
+    with mock.patch("proximadb.sdk.calls.SUPPORTED_SCHEMA_VERSIONS", (3,)):
         with pytest.raises(errors.UnsupportedSchemaVersionError):
             _connect(daemon, protocol)
 

@@ -1,0 +1,357 @@
+"""The asyncio client: :class:`AsyncClient`, made by ``connect_async`` (or ``connect_async_grpc`` / ``_rest``).
+
+The same methods as :class:`~proximadb.sdk.client.ProximaDBClient`, as coroutines::
+
+    async with proximadb.connect_async("http://127.0.0.1:5678") as client:   # or: client = await ...
+        await client.create_collection("docs", 3)
+        await client.insert_vectors("docs", ids=["a"], vectors=[[1, 0, 0]])
+        hits = await client.search("docs", [1, 0, 0], k=5)
+    # or: await client.close()
+
+Nothing about a request is decided here: every method runs the plan of
+:mod:`proximadb.sdk.calls` that the blocking client runs (the same payloads, validation,
+decoding, typed errors and retry policy), awaiting each transport call of
+:mod:`proximadb.sdk.async_transports` (gRPC through ``grpc.aio``, REST through ``httpx``) and
+sleeping with ``asyncio.sleep`` between retries. ``connect_async`` picks the protocol by the
+rules of ``connect`` (:func:`proximadb.sdk.calls.route`): gRPC when it answers, REST otherwise.
+
+Cancelling a task that awaits a call cancels that call; the client stays usable. A cancelled
+insert of several batches has applied whole batches only (each batch is all or nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+from proximadb import indexing
+from proximadb.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    ProximaDBError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from proximadb.sdk import calls
+from proximadb.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Plan, Probe
+from proximadb.sdk.transport import AsyncTransport
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """A ProximaDB client for asyncio code; make it with :func:`connect_async` (it negotiates on the way)."""
+
+    def __init__(
+        self, transport: AsyncTransport, *, batch_size: int = DEFAULT_BATCH_SIZE, retries: int = 3,
+        backoff: float = 0.1,
+    ) -> None:
+        self._transport = transport
+        self.batch_size = batch_size
+        self.retries = retries
+        self.backoff = backoff
+        self.schema_version = 1  # until _negotiate
+
+    async def _negotiate(self) -> AsyncClient:
+        self.schema_version = await self._run(calls.negotiate(self._transport.url))
+        self._transport.schema_version = self.schema_version
+        return self
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def protocol(self) -> str:
+        """``"grpc"`` or ``"rest"``: the transport in use."""
+        return self._transport.protocol
+
+    @property
+    def url(self) -> str:
+        return self._transport.url
+
+    async def _retry(self, call: Callable[[], Awaitable[T]], *, safe: bool) -> T:
+        for attempt in itertools.count():
+            try:
+                return await call()
+            except (UnavailableError, ResourceExhaustedError) as exc:
+                pause = calls.retry_pause(exc, attempt, retries=self.retries, backoff=self.backoff, safe=safe)
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run(self, plan: Plan[T]) -> T:
+        """Run a plan of :mod:`proximadb.sdk.calls`, awaiting each transport call it yields, with retries."""
+        try:
+            step = next(plan)
+            while True:
+                call = functools.partial(getattr(self._transport, step.method), *step.args)
+                answer = await self._retry(call, safe=step.safe)
+                step = plan.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            plan.close()
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.url!r}, protocol={self.protocol!r})"
+
+    # ------------------------------------------------------------------ server and collections
+    async def health(self) -> dict[str, Any]:
+        return await self._run(calls.single("health"))  # type: ignore[no-any-return]
+
+    async def create_collection(
+        self,
+        name: str,
+        dimension: int,
+        *,
+        distance_metric: str = "cosine",
+        indexing_algorithm: str = "flat",
+        index_params: dict[str, Any] | None = None,
+        filterable_metadata_fields: Sequence[str] | None = None,
+        description: str | None = None,
+        default_ttl_seconds: int | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(calls.create_collection(
+            name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
+            index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
+            default_ttl_seconds=default_ttl_seconds,
+        ))
+
+    async def get_collection(self, name: str) -> dict[str, Any]:
+        return await self._run(calls.single("get_collection", name))  # type: ignore[no-any-return]
+
+    async def list_collections(self) -> list[dict[str, Any]]:
+        return await self._run(calls.single("list_collections"))  # type: ignore[no-any-return]
+
+    async def update_collection(self, name: str, **changes: Any) -> dict[str, Any]:
+        return await self._run(calls.single("update_collection", name, changes, safe=False))  # type: ignore[no-any-return]
+
+    async def delete_collection(self, name: str) -> None:
+        await self._run(calls.single("delete_collection", name, safe=False))
+
+    async def compact(self, collection: str) -> dict[str, Any]:
+        """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
+        return await self._run(calls.single("compact", collection, safe=False))  # type: ignore[no-any-return]
+
+    async def stats(self, collection: str) -> dict[str, Any]:
+        """Storage statistics: vectors, memtable, segments, WAL sequence, index builds, status green/yellow."""
+        return await self._run(calls.single("stats", collection))  # type: ignore[no-any-return]
+
+    async def flush(self, collection: str) -> dict[str, Any]:
+        """Seal the memtable into a segment now (safe to repeat); the statistics after it."""
+        return await self._run(calls.single("flush", collection))  # type: ignore[no-any-return]
+
+    async def wait_for_indexing(
+        self, collection: str, *, timeout: float = 300.0, flush: bool = True, poll: float = 0.05
+    ) -> dict[str, Any]:
+        """Flush (unless ``flush=False``), then poll :meth:`stats` until the status is green; returns those
+        stats. IndexingTimeoutError (a RequestTimeoutError) after ``timeout`` seconds."""
+        return await indexing.wait_async(self, collection, timeout=timeout, flush=flush, poll=poll)
+
+    # ------------------------------------------------------------------ writes
+    async def insert_vectors(
+        self,
+        collection: str,
+        records: Sequence[dict[str, Any]] | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        vectors: Any = None,
+        metadatas: Sequence[dict[str, Any] | None] | None = None,
+        upsert: bool = False,
+        batch_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Insert records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``) in batches of ``batch_size``.
+
+        Each batch is applied all or nothing. Returns ``{"count", "ids"}``.
+        """
+        return await self._run(calls.insert_vectors(
+            self.schema_version, batch_size or self.batch_size, collection, records,
+            ids=ids, vectors=vectors, metadatas=metadatas, upsert=upsert,
+        ))
+
+    async def upsert_vectors(
+        self, collection: str, records: Sequence[dict[str, Any]] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """Insert or replace (last write wins); safe to retry."""
+        return await self.insert_vectors(collection, records, upsert=True, **kw)
+
+    async def insert_vector(
+        self, collection: str, vector: Any, *, id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> str:
+        """Insert one record; returns its id (generated when not given)."""
+        done = await self.insert_vectors(collection, [{"id": id, "vector": vector, "metadata": metadata}])
+        return str(done["ids"][0])
+
+    async def update_vector(
+        self, collection: str, id: str, *, metadata: dict[str, Any] | None = None, vector: Any = None,
+        replace: bool = False,
+    ) -> None:
+        """Change a record's metadata (merge; ``replace=True`` swaps it) and/or its vector."""
+        await self._run(calls.update_vector(
+            self.schema_version, self.batch_size, collection, id, metadata=metadata, vector=vector, replace=replace
+        ))
+
+    async def delete_vectors(
+        self, collection: str, ids: Sequence[str] | None = None, *, filter: dict[str, Any] | str | None = None
+    ) -> int:
+        """Delete by ids or by a metadata filter; returns how many were deleted."""
+        return await self._run(calls.delete_vectors(self.schema_version, collection, ids, filter=filter))
+
+    async def delete_vector(self, collection: str, id: str) -> bool:
+        return await self.delete_vectors(collection, ids=[id]) == 1
+
+    # ------------------------------------------------------------------ reads
+    async def get_vectors(
+        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True
+    ) -> list[dict[str, Any]]:
+        """The records that exist, in the order asked (missing ids are left out)."""
+        return await self._run(calls.get_vectors(collection, ids, include_vectors=include_vectors))
+
+    async def get_vector(self, collection: str, id: str, *, include_vector: bool = True) -> dict[str, Any] | None:
+        found = await self.get_vectors(collection, [id], include_vectors=include_vector)
+        return found[0] if found else None
+
+    async def count(self, collection: str, filter: dict[str, Any] | str | None = None) -> int:
+        return await self._run(calls.count(collection, filter))
+
+    async def scroll(
+        self, collection: str, *, limit: int = 100, cursor: str | None = None,
+        filter: dict[str, Any] | str | None = None, include_vectors: bool = False,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page in ascending id order; pass the returned cursor for the next (None at the end)."""
+        return await self._run(calls.scroll(collection, limit=limit, cursor=cursor, filter=filter,
+                                            include_vectors=include_vectors))
+
+    async def search_batch(
+        self, collection: str, vectors: Any, k: int = 10, **options: Any
+    ) -> list[list[dict[str, Any]]]:
+        """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact)."""
+        return await self._run(calls.search_batch(self.schema_version, collection, vectors, k, options))
+
+    async def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:
+        """Top-k hits for one query, best first: dicts with id, score, distance, metadata?, vector?."""
+        return (await self.search_batch(collection, [vector], k, **options))[0]
+
+
+# ---------------------------------------------------------------------- connecting
+class Connecting:
+    """What ``connect_async`` returns: ``await`` it for the client, or ``async with`` it (closed at the end)."""
+
+    def __init__(self, opening: Callable[[], Awaitable[AsyncClient]]) -> None:
+        self._opening = opening
+        self._client: AsyncClient | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncClient]:
+        return self._opening().__await__()
+
+    async def __aenter__(self) -> AsyncClient:
+        self._client = await self._opening()
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+async def _open(transport: AsyncTransport, client_options: dict[str, Any]) -> AsyncClient:
+    """The client over ``transport`` (which it closes when the client cannot be made, e.g. no common schema)."""
+    try:
+        return await AsyncClient(transport, **client_options)._negotiate()
+    except BaseException:
+        await transport.close()
+        raise
+
+
+async def _open_grpc(target: str, timeout: float, api_key: str | None, tls: bool, ca_file: str | None,
+                     client_options: dict[str, Any]) -> AsyncClient:
+    from proximadb.sdk.async_transports import AsyncGrpcTransport
+
+    transport = AsyncGrpcTransport(target, timeout=timeout, api_key=calls.api_key(api_key), tls=tls, ca_file=ca_file)
+    return await _open(transport, client_options)
+
+
+async def _open_rest(url: str, timeout: float, api_key: str | None, ca_file: str | None, verify: bool,
+                     client_options: dict[str, Any]) -> AsyncClient:
+    from proximadb.sdk.async_transports import AsyncRestTransport
+
+    transport = AsyncRestTransport(url, timeout=timeout, api_key=calls.api_key(api_key), ca_file=ca_file, verify=verify)
+    return await _open(transport, client_options)
+
+
+def connect_async_grpc(target: str = DEFAULT_GRPC, *, timeout: float = 30.0, api_key: str | None = None,
+                       tls: bool = False, ca_file: str | None = None, **client_options: Any) -> Connecting:
+    """An asyncio client over gRPC (``host:port``, ``grpc://``, ``grpcs://``), as :func:`proximadb.sdk.connect_grpc`."""
+    return Connecting(lambda: _open_grpc(target, timeout, api_key, tls, ca_file, client_options))
+
+
+def connect_async_rest(url: str = DEFAULT_REST, *, timeout: float = 30.0, api_key: str | None = None,
+                       ca_file: str | None = None, verify: bool = True, **client_options: Any) -> Connecting:
+    """An asyncio client over REST, as :func:`proximadb.sdk.connect_rest`."""
+    return Connecting(lambda: _open_rest(url, timeout, api_key, ca_file, verify, client_options))
+
+
+async def _grpc_answers(step: Probe, api_key: str | None) -> bool:
+    """A quick health probe, so an absent gRPC server costs a short timeout, not the full one."""
+    from proximadb.sdk.async_transports import AsyncGrpcTransport
+
+    probe = AsyncGrpcTransport(step.target, timeout=PROBE_TIMEOUT, api_key=calls.api_key(api_key), tls=step.tls,
+                               ca_file=step.ca_file)
+    try:
+        await probe.health()
+        return True
+    except (AuthenticationError, PermissionDeniedError):
+        return True  # it answers; the client's calls will report the key problem
+    except ProximaDBError:
+        return False
+    finally:
+        await probe.close()
+
+
+async def _connect(url: str | None, timeout: float, api_key: str | None, ca_file: str | None,
+                   client_options: dict[str, Any]) -> AsyncClient:
+    plan = calls.route(url, ca_file)
+    rest: AsyncClient | None = None
+    try:
+        step = next(plan)
+        while True:
+            if isinstance(step, Probe):
+                answer: Any = await _grpc_answers(step, api_key)
+            else:
+                assert isinstance(step, AskRest)
+                rest = await _open_rest(step.url, timeout, api_key, ca_file, True, client_options)
+                answer = (await rest.health()).get("grpc_port")
+            step = plan.send(answer)
+    except StopIteration as done:
+        chosen = done.value
+    except BaseException:
+        if rest is not None:
+            await rest.close()
+        raise
+    if chosen.protocol == "rest":
+        return rest or await _open_rest(chosen.address, timeout, api_key, chosen.ca_file, True, client_options)
+    if rest is not None:
+        await rest.close()
+    return await _open_grpc(chosen.address, timeout, api_key, chosen.tls, chosen.ca_file, client_options)
+
+
+def connect_async(url: str | None = None, *, timeout: float = 30.0, api_key: str | None = None,
+                  ca_file: str | None = None, **client_options: Any) -> Connecting:
+    """An asyncio client: gRPC preferred, REST as the fallback, by the rules of :func:`proximadb.sdk.connect`.
+
+    ``client = await connect_async(url)`` or ``async with connect_async(url) as client:``.
+    """
+    return Connecting(lambda: _connect(url, timeout, api_key, ca_file, client_options))
+
+
+__all__ = ["AsyncClient", "Connecting", "connect_async", "connect_async_grpc", "connect_async_rest"]

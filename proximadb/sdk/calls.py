@@ -1,0 +1,360 @@
+"""What the SDK clients do, without the I/O: the requests they build, the answers they decode, when they retry.
+
+Every client method is a *plan*: a generator that yields the transport calls it needs, each a
+:class:`Call` (a :class:`~proximadb.sdk.transport.Transport` method name, its arguments, and
+whether it is safe to repeat), receives each call's answer, and returns the method's result.
+:class:`~proximadb.sdk.client.ProximaDBClient` runs a plan with blocking calls and
+:class:`~proximadb.sdk.async_client.AsyncClient` with awaited ones (each in a ``_run`` loop of a
+few lines), so validation, record preparation, Avro payload encoding
+(:mod:`proximadb.codec.payload`), search-result decoding, the retry policy (:func:`retry_pause`)
+and the choice of protocol in ``connect`` (:func:`route`) exist once, here.
+
+Plans and the Transport are where the two clients meet; the convenience forms of the blocking
+client (``search`` = the first of ``search_batch``, ``insert_vector``, ``get_vector`` ...) are
+:class:`proximadb.client_api.ProximaDBAPI`'s, and AsyncClient awaits the same calls for them.
+
+The client turns records (plain dicts, or ids + a numpy matrix) into versioned Avro payloads
+itself; the transport only carries them, so the bytes built here are the bytes the server's
+WAL stores. Ids missing from a record are generated here (UUID4), and records are stamped with
+the client's time, so the server can log the payload untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
+from proximadb.errors import (
+    ProximaDBError,
+    ResourceExhaustedError,
+    UnavailableError,
+    UnsupportedSchemaVersionError,
+    ValidationError,
+    VectorNotFoundError,
+)
+
+T = TypeVar("T")
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_GRPC = "127.0.0.1:5679"
+DEFAULT_REST = "http://127.0.0.1:5678"
+PROBE_TIMEOUT = 2.0  # seconds a gRPC health probe may take before connect() settles for REST
+SEARCH_OPTIONS = frozenset({"filter", "include_vectors", "include_metadata", "ef", "nprobe", "exact"})
+
+
+@dataclass(frozen=True)
+class Call:
+    """One transport call a plan needs: ``getattr(transport, method)(*args)``."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    safe: bool = True  # idempotent: may be repeated when the server was unreachable
+
+
+Plan = Generator[Call, Any, T]
+
+
+def retry_pause(exc: ProximaDBError, attempt: int, *, retries: int, backoff: float, safe: bool) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1`` after ``exc``, or None: raise it.
+
+    A busy server (ResourceExhaustedError: max_concurrent_requests in flight) did nothing with
+    the request, so every call is retried then, with jitter to spread a busy herd. An
+    unreachable server (UnavailableError) may have done it before the connection broke, so
+    only ``safe`` (idempotent) calls are retried. The pause doubles from ``backoff`` on.
+    """
+    busy = type(exc) is ResourceExhaustedError  # not DiskFullError and the like
+    if attempt >= retries or not (busy or (safe and isinstance(exc, UnavailableError))):
+        return None
+    delay = backoff * (2 ** attempt)
+    return delay * (1.0 + random.random()) if busy else delay
+
+
+def api_key(given: str | None) -> str | None:
+    """The key to send: the one given, else ``PROXIMADB_API_KEY`` from the environment."""
+    return given if given is not None else os.environ.get("PROXIMADB_API_KEY")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def filter_json(filter: dict[str, Any] | str | None) -> str | None:
+    if filter is None or isinstance(filter, str):
+        return filter
+    if not isinstance(filter, dict):
+        raise ValidationError("filter must be a dict (or its JSON text)")
+    return json.dumps(filter)
+
+
+# ---------------------------------------------------------------------- server and collections
+def negotiate(url: str) -> Plan[int]:
+    """The highest payload schema version both sides speak."""
+    health = yield Call("health")
+    server = set(health.get("schema_versions") or [1])
+    common = server & set(SUPPORTED_SCHEMA_VERSIONS)
+    if not common:
+        raise UnsupportedSchemaVersionError(
+            f"the server at {url} speaks payload schema versions {sorted(server)}, this client "
+            f"{list(SUPPORTED_SCHEMA_VERSIONS)}; upgrade the older side"
+        )
+    return max(common)
+
+
+def single(method: str, *args: Any, safe: bool = True) -> Plan[Any]:
+    """A plan of one transport call whose answer is the result."""
+    return (yield Call(method, args, safe))
+
+
+def create_collection(
+    name: str,
+    dimension: int,
+    *,
+    distance_metric: str = "cosine",
+    indexing_algorithm: str = "flat",
+    index_params: dict[str, Any] | None = None,
+    filterable_metadata_fields: Sequence[str] | None = None,
+    description: str | None = None,
+    default_ttl_seconds: int | None = None,
+) -> Plan[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "name": name,
+        "dimension": dimension,
+        "distance_metric": distance_metric,
+        "indexing_algorithm": indexing_algorithm,
+        "index_params": index_params or {},
+        "filterable_metadata_fields": list(filterable_metadata_fields or []),
+    }
+    if description is not None:
+        body["description"] = description
+    if default_ttl_seconds is not None:  # rows written without expires_at expire this long after the write
+        body["default_ttl_seconds"] = default_ttl_seconds
+    return (yield Call("create_collection", (body,), safe=False))
+
+
+# ---------------------------------------------------------------------- writes
+def insert_vectors(
+    schema_version: int,
+    batch_size: int,
+    collection: str,
+    records: Sequence[dict[str, Any]] | None = None,
+    *,
+    ids: Sequence[str] | None = None,
+    vectors: Any = None,
+    metadatas: Sequence[dict[str, Any] | None] | None = None,
+    upsert: bool = False,
+) -> Plan[dict[str, Any]]:
+    """Records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``) in payloads of ``batch_size``.
+
+    Each batch is applied all or nothing; an insert is never retried (it may have been applied),
+    an upsert is. Returns ``{"count", "ids"}``.
+    """
+    all_ids: list[str] = []
+    stamp = _now_us()
+    if records is not None:
+        if ids is not None or vectors is not None or metadatas is not None:
+            raise ValidationError("give either records, or ids + vectors (+ metadatas), not both")
+        prepared = [
+            {
+                "id": r.get("id") or str(uuid.uuid4()),
+                "vector": r["vector"],
+                "metadata": r.get("metadata") or {},
+                "timestamp": r.get("timestamp") or stamp,
+                **({"expires_at": r["expires_at"]} if r.get("expires_at") is not None else {}),
+            }
+            for r in records
+        ]
+        for start in range(0, len(prepared), batch_size):
+            payload = encode_insert(prepared[start : start + batch_size], upsert=upsert, schema_version=schema_version)
+            all_ids.extend((yield Call("insert_payload", (collection, payload), safe=upsert))["ids"])
+        return {"count": len(all_ids), "ids": all_ids}
+    if vectors is None:
+        raise ValidationError("give records, or vectors (with ids and optional metadatas)")
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise ValidationError(f"vectors must be a 2-D matrix, got {matrix.ndim} dimension(s)")
+    n = matrix.shape[0]
+    id_list = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in range(n)]
+    if len(id_list) != n or (metadatas is not None and len(metadatas) != n):
+        raise ValidationError(f"{n} vectors need as many ids and metadatas")
+    stamps = np.full(n, stamp, dtype=np.int64)
+    for start in range(0, n, batch_size):
+        end = min(start + batch_size, n)
+        payload = encode_insert(
+            ids=id_list[start:end],
+            vectors=matrix[start:end],
+            metadata=list(metadatas[start:end]) if metadatas is not None else None,
+            timestamps=stamps[start:end],
+            upsert=upsert,
+            schema_version=schema_version,
+        )
+        all_ids.extend((yield Call("insert_payload", (collection, payload), safe=upsert))["ids"])
+    return {"count": len(all_ids), "ids": all_ids}
+
+
+def update_vector(
+    schema_version: int,
+    batch_size: int,
+    collection: str,
+    id: str,
+    *,
+    metadata: dict[str, Any] | None = None,
+    vector: Any = None,
+    replace: bool = False,
+) -> Plan[None]:
+    """Change a record's metadata (merge; ``replace=True`` swaps it) and/or its vector."""
+    if vector is not None:
+        if metadata is None or not replace:
+            found = yield from get_vectors(collection, [id], include_vectors=False)
+            if not found:
+                raise VectorNotFoundError(f"no vector with id {id!r} in collection {collection!r}")
+            merged = dict(found[0]["metadata"])
+            for k, v in (metadata or {}).items():
+                if v is None:
+                    merged.pop(k, None)
+                else:
+                    merged[k] = v
+            metadata = merged
+        record = {"id": id, "vector": vector, "metadata": metadata}
+        yield from insert_vectors(schema_version, batch_size, collection, [record], upsert=True)
+        return
+    if metadata is None:
+        raise ValidationError("update_vector needs metadata and/or vector")
+    datum = {"updates": [{"id": id, "metadata": metadata, "replace": replace}], "timestamp": _now_us()}
+    payload = encode_payload("vector_update", datum, schema_version)
+    yield Call("mutate_payload", (collection, payload), safe=False)
+
+
+def delete_vectors(
+    schema_version: int, collection: str, ids: Sequence[str] | None = None, *,
+    filter: dict[str, Any] | str | None = None,
+) -> Plan[int]:
+    """Delete by ids or by a metadata filter; returns how many were deleted."""
+    if (ids is None) == (filter is None):
+        raise ValidationError("delete_vectors needs exactly one of ids or filter")
+    datum = {"ids": list(ids or []), "filter": filter_json(filter)}
+    payload = encode_payload("vector_delete", datum, schema_version)
+    return int((yield Call("mutate_payload", (collection, payload), safe=False))["deleted"])
+
+
+# ---------------------------------------------------------------------- reads
+def get_vectors(collection: str, ids: Sequence[str], *, include_vectors: bool = True) -> Plan[list[dict[str, Any]]]:
+    return (yield Call("get_vectors", (collection, list(ids), include_vectors)))
+
+
+def count(collection: str, filter: dict[str, Any] | str | None = None) -> Plan[int]:
+    return (yield Call("count", (collection, filter_json(filter))))
+
+
+def scroll(
+    collection: str, *, limit: int = 100, cursor: str | None = None, filter: dict[str, Any] | str | None = None,
+    include_vectors: bool = False,
+) -> Plan[tuple[list[dict[str, Any]], str | None]]:
+    return (yield Call("scroll", (collection, limit, cursor, filter_json(filter), include_vectors)))
+
+
+def search_batch(
+    schema_version: int, collection: str, queries: Any, k: int, options: dict[str, Any]
+) -> Plan[list[list[dict[str, Any]]]]:
+    """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact)."""
+    unknown = set(options) - SEARCH_OPTIONS
+    if unknown:
+        raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
+    q = np.asarray(queries, dtype=np.float32)
+    if q.ndim != 2:
+        raise ValidationError("queries must be vectors of numbers")
+    datum = {
+        "queries": q.tolist(),
+        "k": k,
+        "filter": filter_json(options.get("filter")),
+        "include_vectors": bool(options.get("include_vectors", False)),
+        "include_metadata": bool(options.get("include_metadata", True)),
+        "ef": options.get("ef"),
+        "nprobe": options.get("nprobe"),
+        "exact": bool(options.get("exact", False)),
+    }
+    payload = encode_payload("vector_search", datum, schema_version)
+    answer = yield Call("search_payload", (collection, payload))
+    return decode_search_result(answer)
+
+
+def decode_search_result(answer: bytes) -> list[list[dict[str, Any]]]:
+    """A ``search_result`` payload frame as lists of hit dicts (vectors as float32 arrays)."""
+    _version, op_type, result = decode_payload(answer)
+    if op_type != "search_result" or not isinstance(result, dict):
+        raise UnavailableError(f"the server answered a search with {op_type!r}")
+    out = []
+    for hits in result["results"]:
+        rows = []
+        for h in hits:
+            hit: dict[str, Any] = {"id": h["id"], "score": h["score"], "distance": h["distance"]}
+            if h.get("metadata") is not None:
+                hit["metadata"] = h["metadata"]
+            if h.get("vector") is not None:
+                hit["vector"] = np.asarray(h["vector"], dtype=np.float32)
+            if h.get("expires_at") is not None:
+                hit["expires_at"] = h["expires_at"]
+            rows.append(hit)
+        out.append(rows)
+    return out
+
+
+# ---------------------------------------------------------------------- choosing a protocol
+@dataclass(frozen=True)
+class Probe:
+    """Does a gRPC server answer a health check at ``target`` (quickly)? The driver sends back a bool."""
+
+    target: str
+    tls: bool
+    ca_file: str | None
+
+
+@dataclass(frozen=True)
+class AskRest:
+    """Open the REST client at ``url``; the driver keeps it and sends back the gRPC port its /health advertises."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where ``connect`` goes: ``protocol`` "grpc" (``address`` a host:port) or "rest" (a URL)."""
+
+    protocol: str
+    address: str
+    tls: bool = False
+    ca_file: str | None = None
+
+
+def route(url: str | None, ca_file: str | None) -> Generator[Probe | AskRest, Any, Route]:
+    """gRPC preferred, REST as the fallback (the rules are :mod:`proximadb.sdk`'s docstring)."""
+    if url is not None and url.startswith(("grpc://", "grpcs://")):
+        tls = url.startswith("grpcs://") or ca_file is not None
+        return Route("grpc", url.split("://", 1)[1], tls, ca_file)
+    if url is None:
+        if (yield Probe(DEFAULT_GRPC, False, None)):
+            return Route("grpc", DEFAULT_GRPC)
+        return Route("rest", DEFAULT_REST)
+    if "://" not in url:
+        url = "http://" + url
+    tls = url.startswith("https://")
+    grpc_port = yield AskRest(url)
+    if not grpc_port:
+        return Route("rest", url, tls, ca_file)
+    host = urlsplit(url).hostname or "127.0.0.1"
+    target = f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}"
+    if not (yield Probe(target, tls, ca_file)):
+        return Route("rest", url, tls, ca_file)
+    return Route("grpc", target, tls, ca_file)
+
+
+__all__ = ["DEFAULT_BATCH_SIZE", "Call", "Plan", "filter_json", "retry_pause"]
