@@ -165,31 +165,30 @@ func unframe(payload []byte) (int, string, []byte, error) {
 
 // ---------------------------------------------------------------- values
 
-// plain turns goavro's native union form ({"string": "x"}) into the bare value.
-func plain(v interface{}) interface{} {
-	switch x := v.(type) {
-	case map[string]interface{}:
-		if len(x) == 1 {
-			for k, inner := range x {
-				switch k {
-				case "boolean", "long", "double", "string", "array", "map", "float", "int":
-					return plain(inner)
-				}
-			}
+// unionValue is the value of a decoded union: goavro gives nil for null and
+// {"<branch type>": value} otherwise (here: boolean, long, double, string,
+// array of strings, map).
+func unionValue(u interface{}) interface{} {
+	if branch, ok := u.(map[string]interface{}); ok && len(branch) == 1 {
+		for _, v := range branch {
+			return v
 		}
-		out := map[string]interface{}{}
-		for k, inner := range x {
-			out[k] = plain(inner)
-		}
-		return out
-	case []interface{}:
-		out := make([]interface{}, len(x))
-		for i, item := range x {
-			out[i] = plain(item)
-		}
-		return out
 	}
-	return v
+	return u
+}
+
+// metadataValue is a SearchHit's metadata (union {null, map<Value>}) with every
+// Value union unwrapped, ready for encoding/json (which sorts the keys).
+func metadataValue(field interface{}) interface{} {
+	m, ok := unionValue(field).(map[string]interface{})
+	if !ok {
+		return nil
+	}
+	out := make(map[string]interface{}, len(m))
+	for key, value := range m {
+		out[key] = unionValue(value)
+	}
+	return out
 }
 
 func metadataOf(i int) map[string]interface{} {
@@ -343,9 +342,9 @@ func main() {
 		}
 		for rank, h := range results[0].([]interface{}) {
 			hit := h.(map[string]interface{})
-			md, _ := json.Marshal(plain(hit["metadata"])) // map keys come out sorted
+			md, _ := json.Marshal(metadataValue(hit["metadata"]))
 			expires := "-"
-			if e, ok := plain(hit["expires_at"]).(int64); ok {
+			if e, ok := unionValue(hit["expires_at"]).(int64); ok {
 				expires = strconv.FormatInt(e, 10)
 			}
 			fmt.Printf("hit %s %d %s %s %s %s %s\n", s.label, rank, hit["id"], f32(hit["score"]), f32(hit["distance"]), md, expires)
@@ -353,4 +352,3 @@ func main() {
 	}
 	fmt.Println("done")
 }
-
