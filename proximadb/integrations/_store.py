@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from proximadb.client_api import ProximaDBAPI
 from proximadb.codec.metadata import plain_metadata_value
@@ -62,6 +62,58 @@ def ensure_collection(
     return info
 
 
+T = TypeVar("T")
+
+
+class LazyCollection:
+    """One collection as a framework store sees it: created by the first write with the embedding's
+    dimension, read as empty while it does not exist, and found again (or re-created) when someone
+    else drops it."""
+
+    def __init__(self, client: ProximaDBAPI, name: str, create_options: Mapping[str, Any]) -> None:
+        self.client = client
+        self.name = name
+        self.create_options = dict(create_options)
+        self.info: dict[str, Any] | None = None
+
+    @property
+    def metric(self) -> str:
+        info = self.info if self.info is not None else existing_collection(self.client, self.name)
+        return str((info or self.create_options).get("distance_metric", "cosine"))
+
+    def exists(self) -> bool:
+        if self.info is None:
+            self.info = existing_collection(self.client, self.name)
+        return self.info is not None
+
+    def read(self, call: Callable[[], T], empty: T) -> T:
+        """``call()``, or ``empty`` while the collection does not exist."""
+        if not self.exists():
+            return empty
+        try:
+            return call()
+        except CollectionNotFoundError:  # dropped since we looked
+            self.info = None
+            return empty
+
+    def write(self, dimension: int, call: Callable[[], T]) -> T:
+        """``call()`` on the collection, created first (with ``dimension``) when it does not exist."""
+        if self.info is None:
+            self.info = ensure_collection(self.client, self.name, dimension, self.create_options)
+        try:
+            return call()
+        except CollectionNotFoundError:  # dropped since we looked: create it again, once
+            self.info = ensure_collection(self.client, self.name, dimension, self.create_options)
+            return call()
+
+    def drop(self) -> None:
+        try:
+            self.client.delete_collection(self.name)
+        except CollectionNotFoundError:
+            pass
+        self.info = None
+
+
 def storable(value: Any, key: str) -> Any:
     """``value`` as ProximaDB stores it, or :data:`NOT_STORABLE`."""
     try:
@@ -97,4 +149,6 @@ def check_reserved(metadata: Mapping[str, Any] | None, reserved: tuple[str, ...]
             raise ValidationError(f"metadata key {key!r} is reserved by the ProximaDB integration")
 
 
-__all__ = ["check_client", "check_reserved", "ensure_collection", "existing_collection", "split_metadata"]
+__all__ = [
+    "LazyCollection", "check_client", "check_reserved", "ensure_collection", "existing_collection", "split_metadata",
+]

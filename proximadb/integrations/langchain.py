@@ -43,14 +43,8 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from proximadb.client_api import ProximaDBAPI
-from proximadb.errors import CollectionNotFoundError, ValidationError
-from proximadb.integrations._store import (
-    check_client,
-    check_reserved,
-    ensure_collection,
-    existing_collection,
-    split_metadata,
-)
+from proximadb.errors import ValidationError
+from proximadb.integrations._store import LazyCollection, check_client, check_reserved, split_metadata
 
 TEXT_KEY = "_lc_text"
 JSON_KEY = "_lc_json"
@@ -73,37 +67,18 @@ class ProximaDBVectorStore(VectorStore):
         self._embedding = embedding
         self.collection_name = collection_name
         self.client = check_client(client)
-        self._create_options = {"distance_metric": distance_metric, **(collection_options or {})}
-        self._metric = distance_metric
-        self._ready = False
+        self._collection = LazyCollection(
+            self.client, collection_name, {"distance_metric": distance_metric, **(collection_options or {})}
+        )
 
     # ------------------------------------------------------------------ collection
     @property
     def embeddings(self) -> Embeddings:
         return self._embedding
 
-    def _ensure(self, dimension: int) -> None:
-        if not self._ready:
-            info = ensure_collection(self.client, self.collection_name, dimension, self._create_options)
-            self._metric = str(info["distance_metric"])
-            self._ready = True
-
-    def _exists(self) -> bool:
-        if not self._ready:
-            info = existing_collection(self.client, self.collection_name)
-            if info is None:
-                return False
-            self._metric = str(info["distance_metric"])
-            self._ready = True
-        return True
-
     def delete_collection(self) -> None:
         """Drop the collection (a later write creates it again)."""
-        try:
-            self.client.delete_collection(self.collection_name)
-        except CollectionNotFoundError:
-            pass
-        self._ready = False
+        self._collection.drop()
 
     # ------------------------------------------------------------------ writes
     def add_texts(
@@ -128,8 +103,9 @@ class ProximaDBVectorStore(VectorStore):
         record_ids = [i if i else uuid.uuid4().hex for i in given]
         stored = [self._record_metadata(text, (metadatas or [{}] * len(texts))[n]) for n, text in enumerate(texts)]
         vectors = np.asarray(self._embedding.embed_documents(texts), dtype=np.float32)
-        self._ensure(int(vectors.shape[1]))
-        self.client.insert_vectors(self.collection_name, ids=record_ids, vectors=vectors, metadatas=stored, upsert=True)
+        self._collection.write(int(vectors.shape[1]), lambda: self.client.insert_vectors(
+            self.collection_name, ids=record_ids, vectors=vectors, metadatas=stored, upsert=True
+        ))
         return record_ids
 
     @staticmethod
@@ -151,16 +127,18 @@ class ProximaDBVectorStore(VectorStore):
         if ids is None:
             self.delete_collection()
             return True
-        if ids and self._exists():
-            self.client.delete_vectors(self.collection_name, ids=list(ids))
+        if ids:
+            self._collection.read(lambda: self.client.delete_vectors(self.collection_name, ids=list(ids)), 0)
         return True
 
     # ------------------------------------------------------------------ reads
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The documents that exist, in the order asked."""
-        if not ids or not self._exists():
+        if not ids:
             return []
-        records = self.client.get_vectors(self.collection_name, list(ids), include_vectors=False)
+        records: list[dict[str, Any]] = self._collection.read(
+            lambda: self.client.get_vectors(self.collection_name, list(ids), include_vectors=False), []
+        )
         return [_document(r["id"], r.get("metadata")) for r in records]
 
     def _search(
@@ -170,12 +148,10 @@ class ProximaDBVectorStore(VectorStore):
         unknown = set(options) - SEARCH_OPTIONS
         if unknown:
             raise TypeError(f"search: unexpected argument(s) {', '.join(sorted(unknown))}")
-        if not self._exists():
-            return []
-        return self.client.search(
+        return self._collection.read(lambda: self.client.search(
             self.collection_name, list(vector), k=k, filter=dict(filter) if filter else None,
             include_vectors=include_vectors, **options,
-        )
+        ), [])
 
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Mapping[str, Any] | None = None, **kwargs: Any
@@ -200,10 +176,10 @@ class ProximaDBVectorStore(VectorStore):
         return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        self._exists()
-        if self._metric == "cosine":
+        metric = self._collection.metric
+        if metric == "cosine":
             return self._cosine_relevance_score_fn
-        if self._metric == "euclidean":
+        if metric == "euclidean":
             return self._euclidean_relevance_score_fn
         return self._max_inner_product_relevance_score_fn
 

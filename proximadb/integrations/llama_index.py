@@ -53,9 +53,9 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from proximadb.client_api import ProximaDBAPI
-from proximadb.errors import CollectionNotFoundError, ValidationError
+from proximadb.errors import ValidationError
 from proximadb.filters import compile_filter
-from proximadb.integrations._store import check_client, ensure_collection, existing_collection, split_metadata
+from proximadb.integrations._store import LazyCollection, check_client, split_metadata
 
 PAGE = 256  # records per scroll page in get_nodes
 _COMPARISONS = {
@@ -111,7 +111,7 @@ class ProximaDBVectorStore(BasePydanticVectorStore):
     collection_options: dict[str, Any] = {}
 
     _client: ProximaDBAPI = PrivateAttr()
-    _ready: bool = PrivateAttr(default=False)
+    _collection: LazyCollection = PrivateAttr()
 
     def __init__(
         self,
@@ -126,6 +126,9 @@ class ProximaDBVectorStore(BasePydanticVectorStore):
             collection_options=dict(collection_options or {}), **kwargs,
         )
         self._client = check_client(client)
+        self._collection = LazyCollection(
+            self._client, collection_name, {"distance_metric": distance_metric, **self.collection_options}
+        )
 
     @classmethod
     def class_name(cls) -> str:
@@ -134,11 +137,6 @@ class ProximaDBVectorStore(BasePydanticVectorStore):
     @property
     def client(self) -> ProximaDBAPI:
         return self._client
-
-    def _exists(self) -> bool:
-        if not self._ready:
-            self._ready = existing_collection(self._client, self.collection_name) is not None
-        return self._ready
 
     # ------------------------------------------------------------------ writes
     def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
@@ -153,17 +151,16 @@ class ProximaDBVectorStore(BasePydanticVectorStore):
         metadatas = [
             split_metadata(node_to_metadata_dict(node, remove_text=False, flat_metadata=False))[0] for node in nodes
         ]
-        if not self._ready:
-            options = {"distance_metric": self.distance_metric, **self.collection_options}
-            ensure_collection(self._client, self.collection_name, int(vectors.shape[1]), options)
-            self._ready = True
-        self._client.insert_vectors(self.collection_name, ids=ids, vectors=vectors, metadatas=metadatas, upsert=True)
+        self._collection.write(int(vectors.shape[1]), lambda: self._client.insert_vectors(
+            self.collection_name, ids=ids, vectors=vectors, metadatas=metadatas, upsert=True
+        ))
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node of the document ``ref_doc_id``."""
-        if self._exists():
-            self._client.delete_vectors(self.collection_name, filter={"ref_doc_id": ref_doc_id})
+        self._collection.read(
+            lambda: self._client.delete_vectors(self.collection_name, filter={"ref_doc_id": ref_doc_id}), 0
+        )
 
     def delete_nodes(
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
@@ -172,29 +169,26 @@ class ProximaDBVectorStore(BasePydanticVectorStore):
         flt = to_proximadb_filter(filters)
         if node_ids is None and flt is None:
             raise ValidationError("delete_nodes needs node_ids or filters (clear() deletes every node)")
-        if not self._exists() or node_ids == []:
+        if node_ids == []:
             return
         if node_ids is None:
-            self._client.delete_vectors(self.collection_name, filter=flt)
+            self._collection.read(lambda: self._client.delete_vectors(self.collection_name, filter=flt), 0)
             return
-        if flt is not None:
-            node_ids = [r["id"] for r in self._records(node_ids, flt)]
-        if node_ids:
-            self._client.delete_vectors(self.collection_name, ids=node_ids)
+        ids = node_ids if flt is None else [r["id"] for r in self._records(node_ids, flt)]
+        if ids:
+            self._collection.read(lambda: self._client.delete_vectors(self.collection_name, ids=ids), 0)
 
     def clear(self) -> None:
         """Delete every node (the collection itself; the next ``add`` creates it again)."""
-        try:
-            self._client.delete_collection(self.collection_name)
-        except CollectionNotFoundError:
-            pass
-        self._ready = False
+        self._collection.drop()
 
     # ------------------------------------------------------------------ reads
     def _records(self, node_ids: list[str], flt: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The records with ``node_ids`` (in that order) that pass ``flt``, evaluated here by ProximaDB's
         own filter code (a request takes ids or a filter, not both)."""
-        records = self._client.get_vectors(self.collection_name, node_ids, include_vectors=False)
+        records: list[dict[str, Any]] = self._collection.read(
+            lambda: self._client.get_vectors(self.collection_name, node_ids, include_vectors=False), []
+        )
         compiled = compile_filter(flt)
         return records if compiled is None else [r for r in records if compiled.matches(r.get("metadata"))]
 
@@ -208,10 +202,11 @@ class ProximaDBVectorStore(BasePydanticVectorStore):
 
     def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None) -> list[BaseNode]:
         """The nodes with ``node_ids`` and/or matching ``filters`` (every node when neither is given)."""
-        if not self._exists():
-            return []
         flt = to_proximadb_filter(filters)
-        records = self._records(node_ids, flt) if node_ids is not None else list(self._scroll(flt))
+        if node_ids is not None:
+            records = self._records(node_ids, flt)
+        else:
+            records = self._collection.read(lambda: list(self._scroll(flt)), [])
         return [metadata_dict_to_node(r["metadata"]) for r in records]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
@@ -227,10 +222,10 @@ class ProximaDBVectorStore(BasePydanticVectorStore):
         if query.doc_ids:
             clauses.append({"ref_doc_id": {"$in": list(query.doc_ids)}})
         flt = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        if not self._exists():
-            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-        hits = self._client.search(self.collection_name, list(query.query_embedding), k=query.similarity_top_k,
-                                   filter=flt)
+        embedding = list(query.query_embedding)
+        hits: list[dict[str, Any]] = self._collection.read(
+            lambda: self._client.search(self.collection_name, embedding, k=query.similarity_top_k, filter=flt), []
+        )
         return VectorStoreQueryResult(
             nodes=[metadata_dict_to_node(h["metadata"]) for h in hits],
             similarities=[float(h["score"]) for h in hits],

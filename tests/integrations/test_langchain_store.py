@@ -120,6 +120,8 @@ def test_bad_input_is_refused_and_changes_nothing(store: ProximaDBVectorStore) -
     other = ProximaDBVectorStore(HashingEmbeddings(8), collection_name=store.collection_name, client=store.client)
     with pytest.raises(DimensionMismatchError, match="dimension 32, the embedding gives 8"):
         other.add_texts(["x"], ids=["z"])
+    with pytest.raises(ValidationError, match="over the server's max_metadata_bytes limit"):
+        store.add_texts(["x" * 70_000], ids=["z"])
     assert store.client.count(store.collection_name) == 4
     assert store.get_by_ids(["z"]) == []
 
@@ -144,3 +146,12 @@ def test_nothing_is_created_until_the_first_write(any_client: ProximaDBAPI) -> N
     assert any_client.get_collection(name)["dimension"] == DIM
     store.delete()  # None: everything
     assert name not in {c["name"] for c in any_client.list_collections()}
+
+
+def test_a_collection_dropped_by_someone_else_is_empty_then_created_again(store: ProximaDBVectorStore) -> None:
+    assert len(store.similarity_search("jazz", k=4)) == 4
+    ProximaDBVectorStore(HashingEmbeddings(), collection_name=store.collection_name, client=store.client).delete()
+    assert store.similarity_search("jazz", k=4) == [] and store.get_by_ids(["a"]) == []
+    store.delete(["a"])
+    assert store.add_texts(["back again"], ids=["n"]) == ["n"]
+    assert [d.id for d in store.similarity_search("back again", k=4)] == ["n"]

@@ -213,3 +213,13 @@ def test_add_refuses_nodes_without_embeddings_or_of_another_dimension(store: Pro
             [TextNode(id_="x", text="short", embedding=[1.0, 0.0, 0.0])]
         )
     assert len(store.get_nodes()) == 4
+
+
+def test_a_collection_dropped_by_someone_else_is_empty_then_created_again(store: ProximaDBVectorStore) -> None:
+    assert len(store.get_nodes()) == 4
+    ProximaDBVectorStore(client=store.client, collection_name=store.collection_name).clear()
+    assert store.get_nodes() == [] and _ids(store) == set()
+    store.delete("d1")
+    store.delete_nodes(node_ids=["n1"])
+    assert store.add([_node("n7", "back again", "d7")]) == ["n7"]
+    assert _ids(store) == {"n7"}
