@@ -11,7 +11,9 @@ DOC = ROOT / "docs" / "architecture.md"
 # A repository path in backquotes or plain text: a top-level folder of this repository, then more.
 _PATH = re.compile(r"(?<![\w/.])((?:proximadb|pxd|schemas|proto|tests|bench|fuzz|man|docs)/[\w./<>-]*[\w/])")
 # Short forms inside the layer diagram and prose: "storage/wal.py", "index/hnsw.pyx"...
-_SHORT = re.compile(r"(?<![\w/.])((?:api|cli|codec|index|sdk|server|service|storage|tools)/[\w/-]*\.(?:pyx|pxd|py)\b)")
+_SHORT = re.compile(
+    r"(?<![\w/.])((?:api|cli|codec|index|integrations|sdk|server|service|storage|tools)/[\w/-]*\.(?:pyx|pxd|py)\b)"
+)
 # A docstring that lays out bytes: "Byte layout ...", "On-disk format ...", or a "... layout/format/Body ...::" block.
 _LAYOUT = re.compile(r"(?im)^\s*(?:byte layout|on-disk format)\b|\b(?:layout|format|body)\b[^\n]*::\s*$")
 
