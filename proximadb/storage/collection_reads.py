@@ -1,4 +1,7 @@
-"""Record lookups for a Collection's reads (get, get_many, count, scroll): memtable first, then segments."""
+"""Record lookups for a Collection's reads (get, get_many, count, scroll): memtable first, then segments.
+
+Filtered reads (count, scroll, delete by filter) match rows with each part's payload index
+(:meth:`ReadPath._live_matches`), never by walking metadata per row."""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from proximadb.filters import Filter
 from proximadb.storage.collection_state import CollectionState
-from proximadb.storage.operations import Metadata
+from proximadb.storage.memtable import Memtable
 from proximadb.storage.segment import Segment
 
 
@@ -18,22 +22,23 @@ class ReadPath(CollectionState):
 
     def _record(self, id_: str, include_vector: bool = True) -> dict[str, Any] | None:
         where = self._locate(id_)
-        if where is None:
-            return None
-        source, row = where
+        return None if where is None else self._record_at(*where, include_vector)
+
+    @staticmethod
+    def _record_at(source: Memtable | Segment, row: int, include_vector: bool) -> dict[str, Any]:
         rec = source.record(row)
         if not include_vector:
             rec.pop("vector")
         return rec
 
 
-    def _iter_live_metadata(self) -> Iterator[tuple[str, Metadata]]:
+    def _live_matches(self, flt: Filter) -> Iterator[tuple[Memtable | Segment, list[str], np.ndarray]]:
+        """Each part (segments, then the memtable) with its row ids and the bool mask of its live
+        rows that match ``flt``, from the part's payload index. Call under the collection lock."""
         for seg in self.segments:
-            for row in np.flatnonzero(seg.deleted == 0):
-                yield seg.ids[row], seg.metadata[row]
+            yield seg, seg.ids, (seg.deleted == 0) & flt.index_mask(seg.payload, seg.rows)
         snap = self.memtable.snapshot()
-        for row in np.flatnonzero(snap.alive):
-            yield snap.ids[row], snap.metadata[row]
+        yield self.memtable, snap.ids, snap.alive.view(bool) & flt.index_mask(self.memtable.payload, snap.rows)
 
 
     @staticmethod
