@@ -153,13 +153,12 @@ class NumberColumn:
                 hit = tail_v <= fa if tie else tail_v < fa
             if hit is not None:
                 picked.append(self._tail_r[: self._tail_n][hit])
-        shadowed = self._shadowed
-        before = mask[list(shadowed)] if shadowed else None
+        shadowed = [r for r in self._shadowed if r < rows]
+        before = mask[shadowed]  # the array entries of these rows are stale: keep what the mask had
         for found in picked:
             if found.shape[0]:
-                mask[found[found < rows] if found.shape[0] and found.max() >= rows else found] = True
-        if shadowed:
-            mask[list(shadowed)] = before
+                mask[found[found < rows] if found.max() >= rows else found] = True
+        mask[shadowed] = before
         compare = _COMPARE[op]
         for row, values in self._exact.items():
             if row < rows and any(compare(v, operand) for v in values):
@@ -214,9 +213,13 @@ class PayloadIndex:
         """The index of a whole (immutable) part, e.g. a segment's rows."""
         index = cls()
         index.add_rows(0, metadata)
-        for field in index.fields.values():
-            field.numbers.seal()
+        index.seal()
         return index
+
+    def seal(self) -> None:
+        """Sort every number column completely (a built index is never appended to again)."""
+        for field in self.fields.values():
+            field.numbers.seal()
 
     def add_rows(self, start: int, metadata: Sequence[Metadata | None]) -> None:
         """Index rows ``start, start + 1, ...`` (a batch at a time: one bitmap update per key)."""
