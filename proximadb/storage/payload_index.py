@@ -191,6 +191,28 @@ class FieldIndex:
         return self._strings
 
 
+class _Batch:
+    """One field's entries from one add_rows call, before they go into the bitmaps and columns."""
+
+    __slots__ = ("exists", "other", "rows", "strings", "values")
+
+    def __init__(self) -> None:
+        self.exists: list[int] = []
+        self.strings: dict[str, list[int]] = {}
+        self.other: dict[tuple[str, Any], list[int]] = {}  # booleans, null
+        self.values: list[Any] = []  # numbers, with their rows
+        self.rows: list[int] = []
+
+    def add(self, key: tuple[str, Any], row: int) -> None:
+        if key[0] == "n":
+            self.values.append(key[1])
+            self.rows.append(row)
+        elif key[0] == "s":
+            self.strings.setdefault(key[1], []).append(row)
+        else:
+            self.other.setdefault(key, []).append(row)
+
+
 def _keys_of(value: Any) -> Iterable[tuple[str, Any]]:
     """The typed keys a value posts: its own, or each element's for a list (as filters.py matches)."""
     if type(value) is list or type(value) is tuple:
@@ -222,38 +244,41 @@ class PayloadIndex:
             field.numbers.seal()
 
     def add_rows(self, start: int, metadata: Sequence[Metadata | None]) -> None:
-        """Index rows ``start, start + 1, ...`` (a batch at a time: one bitmap update per key)."""
-        exists: dict[str, list[int]] = {}
-        postings: dict[tuple[str, tuple[str, Any]], list[int]] = {}
-        numbers: dict[str, tuple[list[Any], list[int]]] = {}
+        """Index rows ``start, start + 1, ...`` (a batch at a time: one bitmap update per key).
+
+        The loop is the cost of indexing (one pass over every value in Python): strings, ints
+        and floats, the common values, take the inline paths; the rest goes by typed_key."""
+        batch: dict[str, _Batch] = {}
         for row, md in enumerate(metadata, start):
             if not md:
                 continue
             for name, value in md.items():
-                rows = exists.get(name)
-                if rows is None:
-                    exists[name] = [row]
-                else:
-                    rows.append(row)
-                for key in _keys_of(value):
-                    if key[0] == "n":
-                        column = numbers.get(name)
-                        if column is None:
-                            column = numbers[name] = ([], [])
-                        column[0].append(key[1])
-                        column[1].append(row)
+                acc = batch.get(name)
+                if acc is None:
+                    acc = batch[name] = _Batch()
+                acc.exists.append(row)
+                kind = type(value)
+                if type(value) is str:
+                    posted = acc.strings.get(value)
+                    if posted is None:
+                        acc.strings[value] = [row]
                     else:
-                        posted = postings.get((name, key))
-                        if posted is None:
-                            postings[(name, key)] = [row]
-                        else:
-                            posted.append(row)
-        for name, rows in exists.items():
-            self._field(name).exists.update(rows)
-        for (name, key), rows in postings.items():
-            self.fields[name].post(key, rows)
-        for name, (values, rows) in numbers.items():
-            self.fields[name].numbers.add(values, rows)
+                        posted.append(row)
+                elif kind is int or kind is float:
+                    acc.values.append(value)
+                    acc.rows.append(row)
+                else:
+                    for key in _keys_of(value):
+                        acc.add(key, row)
+        for name, acc in batch.items():
+            field = self._field(name)
+            field.exists.update(acc.exists)
+            for text, rows in acc.strings.items():
+                field.post(("s", text), rows)
+            for key, rows in acc.other.items():
+                field.post(key, rows)
+            if acc.values:
+                field.numbers.add(acc.values, acc.rows)
 
     def replace_row(self, row: int, old: Metadata | None, new: Metadata | None) -> None:
         """Row ``row``'s metadata changed in place from ``old`` to ``new`` (memtable set_metadata)."""
