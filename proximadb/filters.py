@@ -89,6 +89,8 @@ class PayloadIndexLike(Protocol):
 
     def ordered(self, name: str, op: str, operand: Any, rows: int) -> np.ndarray: ...
 
+    def between(self, name: str, bounds: Sequence[tuple[str, Any]], rows: int) -> np.ndarray: ...
+
 
 class Filter:
     """A compiled filter. ``spec`` is the filter as given (parsed); ``fields`` the field names it reads."""
@@ -366,7 +368,12 @@ def _index_field(field: str, value: Any, index: PayloadIndexLike, rows: int) -> 
     if not isinstance(value, Mapping):
         return index.members(field, [value], rows)
     result: np.ndarray | None = None
+    bounds = [(op, arg) for op, arg in value.items() if op in _ORDERINGS and not isinstance(arg, str)]
+    if len(bounds) > 1:  # a numeric range: one pass over the field's sorted numbers
+        result = index.between(field, bounds, rows)
     for op, arg in value.items():
+        if len(bounds) > 1 and (op, arg) in bounds:
+            continue
         if op in ("$eq", "$ne"):
             part = index.members(field, [arg], rows)
         elif op in ("$in", "$nin"):

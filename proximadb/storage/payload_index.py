@@ -76,7 +76,7 @@ class NumberColumn:
     entries ``v == fa`` are decided by one exact Python comparison of ``fa`` with ``a``.
     """
 
-    __slots__ = ("_base_r", "_base_v", "_exact", "_shadowed", "_tail_n", "_tail_r", "_tail_v")
+    __slots__ = ("_base_r", "_base_v", "_exact", "_multi", "_shadowed", "_tail_n", "_tail_r", "_tail_v")
 
     def __init__(self) -> None:
         self._base_v = np.empty(0, dtype=np.float64)
@@ -86,9 +86,12 @@ class NumberColumn:
         self._tail_n = 0
         self._exact: dict[int, list[Any]] = {}
         self._shadowed: set[int] = set()
+        self._multi = False  # some row has two or more entries (a list of numbers)
 
     def add(self, values: list[Any], rows: list[int]) -> None:
         """Append entries (numbers as :func:`typed_key` gives them: int or float)."""
+        if len(rows) > 1 and not self._multi:
+            self._multi = bool((np.diff(np.asarray(rows)) == 0).any())  # a batch's rows come in order
         keep_v: list[float] = []
         keep_r: list[int] = []
         for value, row in zip(values, rows, strict=True):
@@ -124,44 +127,52 @@ class NumberColumn:
     def replace(self, row: int, values: list[Any]) -> None:
         """Row ``row`` now has these numbers (its array entries are ignored from now on)."""
         self._shadowed.add(row)
+        self._multi = self._multi or len(values) > 1
         if values:
             self._exact[row] = list(values)
         else:
             self._exact.pop(row, None)
 
-    def select(self, op: str, operand: Any, mask: np.ndarray) -> None:
-        """OR into ``mask`` the rows with an entry ``v`` such that ``v <op> operand``."""
+    @property
+    def single_valued(self) -> bool:
+        """No row has two number entries (then two bounds can be applied to one entry at a time)."""
+        return not self._multi
+
+    def select(self, conditions: Sequence[tuple[str, Any]], mask: np.ndarray) -> None:
+        """OR into ``mask`` the rows with an entry ``v`` such that ``v <op> operand`` for every
+        (op, operand) of ``conditions``: one condition, or (when :attr:`single_valued`, the
+        caller's business) several on the same entry, such as the two ends of a range."""
         rows = mask.shape[0]
-        fa = _as_float(operand)
-        tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
-        lo = int(np.searchsorted(self._base_v, fa, side="left"))
-        hi = int(np.searchsorted(self._base_v, fa, side="right"))
-        if op == "$eq":
-            base = self._base_r[lo:hi] if tie else _EMPTY_ROWS
-        elif op in ("$gt", "$gte"):
-            base = self._base_r[lo if tie else hi :]
-        else:
-            base = self._base_r[: hi if tie else lo]
-        picked = [base]
-        if self._tail_n:
-            tail_v = self._tail_v[: self._tail_n]
+        start, stop = 0, self._base_v.shape[0]
+        hit: np.ndarray | None = None
+        tail_v = self._tail_v[: self._tail_n]
+        for op, operand in conditions:
+            fa = _as_float(operand)
+            tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
+            lo = int(np.searchsorted(self._base_v, fa, side="left"))
+            hi = int(np.searchsorted(self._base_v, fa, side="right"))
             if op == "$eq":
-                hit = tail_v == fa if tie else None
+                start, stop = max(start, lo), min(stop, hi if tie else lo)
+                part = tail_v == fa if tie else np.zeros(self._tail_n, dtype=bool)
             elif op in ("$gt", "$gte"):
-                hit = tail_v >= fa if tie else tail_v > fa
+                start = max(start, lo if tie else hi)
+                part = tail_v >= fa if tie else tail_v > fa
             else:
-                hit = tail_v <= fa if tie else tail_v < fa
-            if hit is not None:
-                picked.append(self._tail_r[: self._tail_n][hit])
+                stop = min(stop, hi if tie else lo)
+                part = tail_v <= fa if tie else tail_v < fa
+            hit = part if hit is None else hit & part
+        picked = [self._base_r[start:stop] if start < stop else _EMPTY_ROWS]
+        if self._tail_n and hit is not None:
+            picked.append(self._tail_r[: self._tail_n][hit])
         shadowed = [r for r in self._shadowed if r < rows]
         before = mask[shadowed]  # the array entries of these rows are stale: keep what the mask had
         for found in picked:
             if found.shape[0]:
                 mask[found[found < rows] if found.max() >= rows else found] = True
         mask[shadowed] = before
-        compare = _COMPARE[op]
-        for row, values in self._exact.items():
-            if row < rows and any(compare(v, operand) for v in values):
+        tests = [(_COMPARE[op], operand) for op, operand in conditions]
+        for row, values in self._exact.items():  # exact, per row: several bounds may meet different entries
+            if row < rows and all(any(test(v, operand) for v in values) for test, operand in tests):
                 mask[row] = True
 
 
@@ -324,7 +335,7 @@ class PayloadIndex:
             bitmap_to_mask(found[0] if len(found) == 1 else BitMap.union(*found), rows, mask)
         for key in keys:
             if key is not None and key[0] == "n":
-                field.numbers.select("$eq", key[1], mask)
+                field.numbers.select((("$eq", key[1]),), mask)
         if ("z", None) in keys:
             mask |= ~bitmap_to_mask(field.exists, rows)
         return mask
@@ -346,5 +357,18 @@ class PayloadIndex:
             if chosen:
                 bitmap_to_mask(BitMap.union(*(field.postings[("s", s)] for s in chosen)), rows, mask)
         else:
-            field.numbers.select(op, operand, mask)
+            field.numbers.select(((op, operand),), mask)
+        return mask
+
+    def between(self, name: str, bounds: Sequence[tuple[str, Any]], rows: int) -> np.ndarray:
+        """Rows matching every ``(op, number)`` of ``bounds`` ($gt & co.): as the AND of
+        :meth:`ordered` of each, but one pass over the sorted numbers when no row has two."""
+        field = self.fields.get(name)
+        if field is None or not field.numbers.single_valued:
+            mask = self.ordered(name, *bounds[0], rows)
+            for op, operand in bounds[1:]:
+                mask &= self.ordered(name, op, operand, rows)
+            return mask
+        mask = np.zeros(rows, dtype=bool)
+        field.numbers.select(bounds, mask)
         return mask

@@ -107,6 +107,17 @@ def test_numbers_compare_exactly_across_int_and_float() -> None:
     assert rows({"n": {"$gte": 9007199254740992.0}}) == [0, 1, 2, 7]
     assert rows({"n": {"$lt": 2**53 + 1}}) == [0, 2, 3, 4, 6]
     assert rows({"n": {"$ne": 1}}) == [0, 1, 2, 5, 7, 8]
+    assert rows({"n": {"$gt": 0, "$lt": 2**53 + 1}}) == [0, 2, 3, 4, 6]  # one pass over sorted numbers
+
+
+def test_a_range_on_a_list_of_numbers_needs_each_bound_met_by_some_element() -> None:
+    """In-process metadata may hold a list of numbers: {"$gt": 1, "$lt": 3} then means "an element
+    above 1 and an element below 3", not "an element between" (the reference's element-wise rule)."""
+    records = [{"m": [0, 5]}, {"m": 2}, {"m": [4]}, {"m": 0.5}]
+    flt = compile_filter({"m": {"$gt": 1, "$lt": 3}})
+    assert flt is not None
+    index = PayloadIndex.build(records)
+    assert flt.index_mask(index, 4).tolist() == flt.mask(records).tolist() == [True, True, False, False]
 
 
 # -- through a collection ------------------------------------------------------------
