@@ -42,7 +42,10 @@ outside ``$in``/``$nin``, nested objects, NaN/infinity).
 
 A filter compiles into nested closures, so evaluating it per row does no
 parsing: ``Filter.mask(metadatas)`` gives the boolean candidate mask that the
-search kernels (``proximadb.index.distance``) take.
+search kernels (``proximadb.index.distance``) take. That per-row evaluator is the
+reference; the storage engine uses the second one, ``Filter.index_mask(index, rows)``,
+which computes the same mask by set operations on a part's payload index
+(:mod:`proximadb.storage.payload_index`): postings, sorted numbers, exists bitmaps.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ import numbers
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,6 +80,18 @@ _ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+class PayloadIndexLike(Protocol):
+    """What :meth:`Filter.index_mask` asks of a part's payload index: bool masks of ``rows`` rows."""
+
+    def exists(self, name: str, rows: int) -> np.ndarray: ...
+
+    def members(self, name: str, values: Sequence[Any], rows: int) -> np.ndarray: ...
+
+    def ordered(self, name: str, op: str, operand: Any, rows: int) -> np.ndarray: ...
+
+    def between(self, name: str, bounds: Sequence[tuple[str, Any]], rows: int) -> np.ndarray: ...
+
+
 class Filter:
     """A compiled filter. ``spec`` is the filter as given (parsed); ``fields`` the field names it reads."""
 
@@ -95,6 +110,11 @@ class Filter:
         """A bool array: ``mask[i]`` is ``matches(metadatas[i])``."""
         predicate = self._predicate
         return np.fromiter((predicate(_EMPTY if m is None else m) for m in metadatas), dtype=bool, count=len(metadatas))
+
+    def index_mask(self, index: PayloadIndexLike, rows: int) -> np.ndarray:
+        """The same bool mask as :meth:`mask` over rows ``[0, rows)`` of a part, computed by set
+        operations on the part's payload index instead of per row."""
+        return _index_object(self.spec, index, rows)
 
     def __repr__(self) -> str:
         return f"Filter({json.dumps(self.spec, sort_keys=True)})"
@@ -224,7 +244,7 @@ def _check_scalar(value: Any, path: str, op: str) -> Any:
 # null never equal one another (Python alone has True == 1 and hash(True) == hash(1)).
 
 
-def _key(value: Any) -> tuple[str, Any] | None:
+def typed_key(value: Any) -> tuple[str, Any] | None:
     """The typed comparison key of a metadata value; None for values no filter matches."""
     kind = type(value)
     if kind is str:
@@ -249,7 +269,7 @@ def _key(value: Any) -> tuple[str, Any] | None:
 
 def _membership(field: str, values: list[Any]) -> Predicate:
     """The field's value (or, for a list value, one of its elements) is one of ``values``."""
-    keys = frozenset(_key(v) for v in values)
+    keys = frozenset(typed_key(v) for v in values)
     missing_matches = ("z", None) in keys
 
     def predicate(md: Metadata) -> bool:
@@ -257,8 +277,8 @@ def _membership(field: str, values: list[Any]) -> Predicate:
         if value is _MISSING:
             return missing_matches
         if type(value) is list or type(value) is tuple:
-            return any(_key(e) in keys for e in value)
-        return _key(value) in keys
+            return any(typed_key(e) in keys for e in value)
+        return typed_key(value) in keys
 
     return predicate
 
@@ -272,7 +292,7 @@ def _ordering(field: str, op: str, arg: Any, path: str) -> Predicate:
     compare = _ORDERINGS[op]
 
     def holds(value: Any) -> bool:
-        key = _key(value)
+        key = typed_key(value)
         return key is not None and key[0] == kind and compare(key[1], arg)
 
     def predicate(md: Metadata) -> bool:
@@ -317,6 +337,59 @@ def _any_of(predicates: list[Predicate]) -> Predicate:
         return False
 
     return predicate
+
+
+# -- evaluation on a payload index (the spec was checked by compile_filter) -------------
+
+
+def _index_object(node: Mapping[str, Any], index: PayloadIndexLike, rows: int) -> np.ndarray:
+    result: np.ndarray | None = None
+    for key, value in node.items():
+        if key == "$and" or key == "$or":
+            masks = [_index_object(child, index, rows) for child in value]
+            part = masks[0]
+            for other in masks[1:]:
+                if key == "$and":
+                    part &= other
+                else:
+                    part |= other
+        elif key == "$not":
+            part = ~_index_object(value, index, rows)
+        else:
+            part = _index_field(key, value, index, rows)
+        if result is None:
+            result = part
+        else:
+            result &= part
+    return np.ones(rows, dtype=bool) if result is None else result
+
+
+def _index_field(field: str, value: Any, index: PayloadIndexLike, rows: int) -> np.ndarray:
+    if not isinstance(value, Mapping):
+        return index.members(field, [value], rows)
+    result: np.ndarray | None = None
+    bounds = [(op, arg) for op, arg in value.items() if op in _ORDERINGS and not isinstance(arg, str)]
+    if len(bounds) > 1:  # a numeric range: one pass over the field's sorted numbers
+        result = index.between(field, bounds, rows)
+    for op, arg in value.items():
+        if len(bounds) > 1 and (op, arg) in bounds:
+            continue
+        if op in ("$eq", "$ne"):
+            part = index.members(field, [arg], rows)
+        elif op in ("$in", "$nin"):
+            part = index.members(field, arg, rows)
+        elif op == "$exists":
+            part = index.exists(field, rows)
+        else:
+            part = index.ordered(field, op, arg, rows)
+        if op in ("$ne", "$nin") or (op == "$exists" and not arg):
+            part = ~part
+        if result is None:
+            result = part
+        else:
+            result &= part
+    assert result is not None  # compile_filter refuses an empty operator object
+    return result
 
 
 def _type_name(value: Any) -> str:

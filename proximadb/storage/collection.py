@@ -263,7 +263,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         if flt is None:
             raise ValidationError("delete by filter needs a non-empty filter")
         with self._request_lock():
-            matched = [rec_id for rec_id, md in self._iter_live_metadata(expiry.now_us()) if flt.matches(md)]
+            matched = [ids[row] for _, ids, hits in self._live_matches(flt, expiry.now_us()) for row in np.flatnonzero(hits)]
             if not matched:
                 return 0
             deadline.check(f"matching the delete filter in collection {self.config.name!r}")
@@ -380,7 +380,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             now = expiry.now_us()
             if flt is None:
                 return self._live_count(now)
-            return sum(1 for _, md in self._iter_live_metadata(now) if flt.matches(md))
+            return sum(int(np.count_nonzero(hits)) for _, _, hits in self._live_matches(flt, now))
 
     @renamed(filter_spec="filter")
     def scroll(
@@ -400,10 +400,12 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             now = expiry.now_us()
             streams = [self._segment_ids_after(seg, cursor) for seg in self.segments]
             streams.append(self.memtable.live_ids_sorted(cursor))
+            matches = None if flt is None else {id(part): hits for part, _, hits in self._live_matches(flt, now)}
             for id_ in heapq.merge(*streams):
-                rec = self._record(id_, include_vectors, now)
-                if rec is None or (flt is not None and not flt.matches(rec["metadata"])):
+                where = self._locate_alive(id_, now)
+                if where is None or (matches is not None and not matches[id(where[0])][where[1]]):
                     continue
+                rec = self._record_at(*where, include_vectors)
                 page.append(rec)
                 if len(page) == limit:
                     return page, id_

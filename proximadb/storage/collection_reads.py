@@ -1,21 +1,24 @@
 """Record lookups for a Collection's reads (get, get_many, count, scroll): memtable first, then segments.
 
 Every lookup here is "alive now": a row deleted or expired at the request's time (``now``, read once
-per request from expiry.now_us) is absent (expiry.py holds the rule).
+per request from expiry.now_us) is absent (expiry.py holds the rule). Filtered reads (count, scroll,
+delete by filter) match rows with each part's payload index (:meth:`ReadPath._live_matches`), never
+by walking metadata per row.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from proximadb.filters import Filter
 from proximadb.storage import expiry
 from proximadb.storage.collection_state import CollectionState
-from proximadb.storage.memtable import Memtable, MemtableSnapshot
-from proximadb.storage.operations import Metadata
+from proximadb.storage.memtable import Memtable
+from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.segment import Segment
 
 
@@ -31,28 +34,31 @@ class ReadPath(CollectionState):
 
     def _record(self, id_: str, include_vector: bool = True, now: int | None = None) -> dict[str, Any] | None:
         where = self._locate_alive(id_, expiry.now_us() if now is None else now)
-        if where is None:
-            return None
-        source, row = where
+        return None if where is None else self._record_at(*where, include_vector)
+
+    @staticmethod
+    def _record_at(source: Memtable | Segment, row: int, include_vector: bool) -> dict[str, Any]:
         rec = source.record(row)
         if not include_vector:
             rec.pop("vector")
         return rec
 
-    def _live_masks(self, now: int) -> Iterator[tuple[Segment | MemtableSnapshot, np.ndarray]]:
-        """(source, uint8 mask of its rows alive at ``now``) for every segment, then the memtable's snapshot."""
+    def _live_parts(self, now: int) -> Iterator[tuple[Memtable | Segment, Sequence[str], PayloadIndex, np.ndarray]]:
+        """(part, its row ids, its payload index, uint8 mask of its rows alive at ``now``) for every
+        segment, then the memtable (read through one snapshot). Call under the collection lock."""
         for seg in self.segments:
-            yield seg, expiry.alive_mask((seg.deleted == 0).view(np.uint8), seg.expires_at, now)
+            yield seg, seg.ids, seg.payload, expiry.alive_mask((seg.deleted == 0).view(np.uint8), seg.expires_at, now)
         snap = self.memtable.snapshot()
-        yield snap, expiry.alive_mask(snap.alive, snap.expires_at, now)
+        yield self.memtable, snap.ids, self.memtable.payload, expiry.alive_mask(snap.alive, snap.expires_at, now)
 
     def _live_count(self, now: int) -> int:
-        return sum(int(np.count_nonzero(mask)) for _, mask in self._live_masks(now))
+        return sum(int(np.count_nonzero(mask)) for *_, mask in self._live_parts(now))
 
-    def _iter_live_metadata(self, now: int) -> Iterator[tuple[str, Metadata]]:
-        for source, mask in self._live_masks(now):
-            for row in np.flatnonzero(mask):
-                yield source.ids[row], source.metadata[row]
+    def _live_matches(self, flt: Filter, now: int) -> Iterator[tuple[Memtable | Segment, Sequence[str], np.ndarray]]:
+        """Each part with its row ids and the bool mask of its rows alive at ``now`` that match ``flt``,
+        from the part's payload index. Call under the collection lock."""
+        for part, ids, payload, mask in self._live_parts(now):
+            yield part, ids, mask.view(bool) & flt.index_mask(payload, mask.shape[0])
 
 
     @staticmethod

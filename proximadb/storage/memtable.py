@@ -4,7 +4,8 @@ Rows live in one contiguous float32 matrix that grows geometrically; rows are
 only ever appended, so a search may keep a reference to the matrix and the
 row count of the moment without holding a lock (see :meth:`Memtable.snapshot`).
 A replaced or deleted row is marked dead in ``alive`` and dropped from the id
-map; the flush writes only live rows.
+map; the flush writes only live rows. Every row's metadata is indexed as it arrives
+(``payload``: :mod:`proximadb.storage.payload_index`), so filters never walk it per row.
 
 Two id maps: ``hash`` (a dict, the fast default) and ``btree`` (a sorted map:
 ids stay ordered, so scrolling the memtable in id order needs no sort).
@@ -21,6 +22,7 @@ from sortedcontainers import SortedDict
 
 from proximadb.errors import ValidationError
 from proximadb.storage.operations import NO_EXPIRY, Metadata
+from proximadb.storage.payload_index import PayloadIndex
 
 MEMTABLE_TYPES = ("hash", "btree")
 _ROW_OVERHEAD = 96  # bytes of bookkeeping per row, beyond the vector and the id
@@ -59,6 +61,7 @@ class Memtable:
         self._metadata: list[Metadata] = []
         self._index: dict[str, int] | SortedDict = SortedDict() if kind == "btree" else {}
         self._bytes = 0
+        self.payload = PayloadIndex()  # rows [0, rows) indexed; dead rows stay (alive removes them)
 
     # -- size ---------------------------------------------------------------
     @property
@@ -124,6 +127,7 @@ class Memtable:
         self._bytes += sum(map(len, ids)) + n * _ROW_OVERHEAD
         self._ids.extend(ids)
         self._metadata.extend(metadata)
+        self.payload.add_rows(start, metadata)
         self._bytes += n * self.dim * 4
 
     def delete(self, id_: str) -> bool:
@@ -137,6 +141,7 @@ class Memtable:
         row = self._index.get(id_)
         if row is None:
             return False
+        self.payload.replace_row(row, self._metadata[row], metadata)
         self._metadata[row] = metadata  # replaced, never mutated: snapshots stay consistent
         return True
 

@@ -4,7 +4,8 @@ Under the collection lock only a snapshot is taken (the memtable's arrays, the
 segment list and their deletion masks); the scans run without it, the kernels
 with the GIL released. Each part yields (m, k) candidates, merged by distance.
 Filters apply inside each scan (a mask), never after it, so k hits come back
-whenever k rows match.
+whenever k rows match. The mask comes from each part's payload index
+(``Filter.index_mask``: set operations, payload_index.py), never from a per-row walk.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from proximadb.filters import Filter
 from proximadb.index import distance
 from proximadb.storage import expiry, segment_index
 from proximadb.storage.collection_state import CollectionState
-from proximadb.storage.operations import NO_EXPIRY, Metadata
+from proximadb.storage.operations import NO_EXPIRY
 
 
 class SearchPath(CollectionState):
@@ -34,7 +35,10 @@ class SearchPath(CollectionState):
                 (seg.vectors, expiry.alive_mask((seg.deleted == 0).view(np.uint8), seg.expires_at, now), seg)
                 for seg in self.segments
             ]
-        sources.append((snap.vectors[: snap.rows], expiry.alive_mask(snap.alive, snap.expires_at, now), snap))
+            # The memtable's payload index changes with every write: read it under the lock.
+            fresh = None if flt is None else flt.index_mask(self.memtable.payload, snap.rows).view(np.uint8)
+        alive = expiry.alive_mask(snap.alive, snap.expires_at, now)
+        sources.append((snap.vectors[: snap.rows], alive if fresh is None else alive & fresh, snap))
         m = len(queries)
         cand_d: list[np.ndarray] = []
         cand_src: list[np.ndarray] = []
@@ -44,7 +48,8 @@ class SearchPath(CollectionState):
                 continue
             if cand_d:  # between parts, never before the first
                 deadline.check(f"searching collection {self.config.name!r} ({s_idx} of {len(sources)} parts done)")
-            mask = alive if flt is None else (alive & self._filter_mask(flt, owner.metadata, base.shape[0]))
+            # A segment's payload index is immutable: evaluated without the lock.
+            mask = alive if flt is None or owner is snap else (alive & flt.index_mask(owner.payload, base.shape[0]))
             index = getattr(owner, "index", None)
             if index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe)
@@ -100,10 +105,6 @@ class SearchPath(CollectionState):
             idx[qi, : len(rows)] = rows
             dist[qi, : len(rows)] = d
         return idx, dist
-
-    @staticmethod
-    def _filter_mask(flt: Filter, metadata: list[Metadata], rows: int) -> np.ndarray:
-        return flt.mask(metadata[:rows]).view(np.uint8)
 
     def _hit(self, owner: Any, row: int, raw: float, with_vector: bool, with_metadata: bool) -> dict[str, Any]:
         if self._metric == "l2":

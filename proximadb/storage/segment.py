@@ -70,6 +70,7 @@ from proximadb.errors import CorruptionError
 from proximadb.storage import intents
 from proximadb.storage.docfile import fsync_dir, read_doc, write_doc
 from proximadb.storage.operations import NO_EXPIRY, Metadata, expiry_or_none
+from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.wal_io import crc32c
 
 VEC_MAGIC = b"PXDBVEC\x01"
@@ -242,7 +243,8 @@ def read_bitmap(path: Path, rows: int) -> np.ndarray:
 
 
 class Segment:
-    """A loaded segment: memory-mapped vectors plus ids, metadata and deletions in memory."""
+    """A loaded segment: memory-mapped vectors plus ids, metadata, its payload index
+    (payload_index.py, built here from the metadata: not a file) and deletions in memory."""
 
     def __init__(self, path: Path, *, deletes_generation: int = 0, verify: bool = True) -> None:
         self.path = path
@@ -295,6 +297,7 @@ class Segment:
         # Only live rows are reachable by id: a deleted row must never shadow a newer version.
         self.id_to_row = {self.ids[row]: int(row) for row in np.flatnonzero(self.deleted == 0)}
         self.index: Any = None  # HNSWIndex / IVFIndex over the rows, once built or loaded
+        self.payload = PayloadIndex.build(self.metadata)  # filters: set operations, never per row
         self.index_algorithm = "flat"
 
     def attach_index(self, index: Any, algorithm: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import strategies
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -208,34 +209,8 @@ metadata_values = st.sampled_from(["scalar", "list"]).flatmap(
 metadata = st.dictionaries(st.sampled_from(FIELDS), metadata_values, max_size=3)
 
 ordered_operands = st.one_of(st.integers(-2, 2), st.sampled_from([0.5, -1.0]), st.sampled_from(["", "x", "y"]))
-OPERAND = {
-    "$eq": scalars,
-    "$ne": scalars,
-    "$gt": ordered_operands,
-    "$gte": ordered_operands,
-    "$lt": ordered_operands,
-    "$lte": ordered_operands,
-    "$in": st.lists(scalars, max_size=3),
-    "$nin": st.lists(scalars, max_size=3),
-    "$exists": st.booleans(),
-}
-operator_args = st.sampled_from(sorted(OPERAND)).flatmap(lambda op: st.tuples(st.just(op), OPERAND[op]))
-conditions = st.sampled_from(["plain", "operators"]).flatmap(
-    lambda kind: scalars if kind == "plain" else st.lists(operator_args, min_size=1, max_size=2).map(dict)
-)
-field_conditions = st.builds(lambda field, cond: {field: cond}, st.sampled_from(FIELDS), conditions)
-
-
-def _extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
-    return st.one_of(
-        st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$and": fs}),
-        st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$or": fs}),
-        children.map(lambda f: {"$not": f}),
-        st.tuples(children, children).map(lambda pair: {**pair[0], **pair[1]}),
-    )
-
-
-filters = st.recursive(field_conditions, _extend, max_leaves=8)
+field_conditions = strategies.field_conditions(FIELDS, scalars, ordered_operands)
+filters = strategies.filter_trees(field_conditions)
 
 _ORDER = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 

@@ -1,0 +1,374 @@
+"""Payload indexes: every metadata field of one part (the memtable or one segment), indexed.
+
+A filter is evaluated on them by set operations (:meth:`proximadb.filters.Filter.index_mask`)
+instead of one Python call per row. Per field name seen in the part:
+
+* ``exists``: a roaring bitmap (pyroaring ``BitMap``) of the rows whose metadata has the key,
+  whatever the value (null included);
+* ``postings``: typed key -> ``BitMap`` for strings ``("s", str)``, booleans ``("b", bool)``
+  and null ``("z", None)`` (the keys of :func:`proximadb.filters.typed_key`, so a boolean
+  never meets a number); each element of a list value posts its row;
+* ``numbers``: a :class:`NumberColumn` of (value, row) entries for int/float values and list
+  elements, for ``$eq`` and ranges (``1 == 1.0``; bool is not a number).
+
+Values no filter can match (nested lists, objects) only count for ``exists``. Rows are never
+removed for a delete or an upsert: the part's alive mask removes them. A memtable row whose
+metadata is replaced in place (:meth:`PayloadIndex.replace_row`) loses its old postings.
+
+Nothing here is persisted: the memtable indexes rows as they arrive (``Memtable.put_batch``),
+a segment builds its index when it is loaded (open, flush, compaction).
+"""
+
+from __future__ import annotations
+
+import bisect
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from pyroaring import BitMap
+
+from proximadb.filters import typed_key
+from proximadb.storage.operations import Metadata
+
+_EXACT = 2**53  # ints beyond this are not exact in float64: the column keeps them aside
+_TAIL_MIN = 4096  # the unsorted tail of a NumberColumn is merged when it outgrows this and base/4
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "$eq": operator.eq,
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
+_EMPTY_ROWS = np.empty(0, dtype=np.int64)
+
+
+def bitmap_to_mask(bitmap: BitMap, rows: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The bool mask of length ``rows`` with the bitmap's rows below ``rows`` set (ORed into ``out``)."""
+    mask = np.zeros(rows, dtype=bool) if out is None else out
+    if bitmap:
+        members = np.frombuffer(bitmap.to_array(), dtype=np.uint32)
+        if bitmap.max() >= rows:
+            members = members[members < rows]
+        mask[members] = True
+    return mask
+
+
+def _as_float(number: Any) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # an int beyond float64: every finite float is on one side of it
+        return float("inf") if number > 0 else float("-inf")
+
+
+class NumberColumn:
+    """(value, row) entries of one field's numbers.
+
+    Values exact in float64 (every float, ints up to 2**53 in magnitude; NaN never matches and
+    is dropped) live in a ``base`` sorted by value plus an unsorted ``tail`` that rows are
+    appended to and that is merged into the base when it grows past a quarter of it. The rest
+    (huge ints, and the numbers of rows replaced in place, whose array entries are then
+    ``shadowed``) is kept per row and compared exactly in Python: rare by construction.
+
+    An operand ``a`` is compared through ``fa = float(a)``: a stored float ``v != fa`` is on the
+    same side of ``a`` as of ``fa`` (floats are discrete and ``a`` rounds to ``fa``), and the
+    entries ``v == fa`` are decided by one exact Python comparison of ``fa`` with ``a``.
+    """
+
+    __slots__ = ("_base_r", "_base_v", "_exact", "_multi", "_shadowed", "_tail_n", "_tail_r", "_tail_v")
+
+    def __init__(self) -> None:
+        self._base_v = np.empty(0, dtype=np.float64)
+        self._base_r = _EMPTY_ROWS
+        self._tail_v = np.empty(64, dtype=np.float64)
+        self._tail_r = np.empty(64, dtype=np.int64)
+        self._tail_n = 0
+        self._exact: dict[int, list[Any]] = {}
+        self._shadowed: set[int] = set()
+        self._multi = False  # some row has two or more entries (a list of numbers)
+
+    def add(self, values: list[Any], rows: list[int]) -> None:
+        """Append entries (numbers as :func:`typed_key` gives them: int or float)."""
+        if len(rows) > 1 and not self._multi:
+            self._multi = bool((np.diff(np.asarray(rows)) == 0).any())  # a batch's rows come in order
+        keep_v: list[float] = []
+        keep_r: list[int] = []
+        for value, row in zip(values, rows, strict=True):
+            if type(value) is int and not -_EXACT <= value <= _EXACT:
+                self._exact.setdefault(row, []).append(value)
+            elif value == value:  # NaN matches nothing
+                keep_v.append(value)
+                keep_r.append(row)
+        n = len(keep_v)
+        if not n:
+            return
+        need = self._tail_n + n
+        if need > self._tail_v.shape[0]:
+            cap = max(need, 2 * self._tail_v.shape[0])
+            self._tail_v = np.resize(self._tail_v, cap)
+            self._tail_r = np.resize(self._tail_r, cap)
+        self._tail_v[self._tail_n : need] = keep_v
+        self._tail_r[self._tail_n : need] = keep_r
+        self._tail_n = need
+        if need > max(_TAIL_MIN, self._base_v.shape[0] // 4):
+            self.seal()
+
+    def seal(self) -> None:
+        """Merge the tail into the sorted base."""
+        if not self._tail_n:
+            return
+        values = np.concatenate([self._base_v, self._tail_v[: self._tail_n]])
+        rows = np.concatenate([self._base_r, self._tail_r[: self._tail_n]])
+        order = np.argsort(values, kind="stable")
+        self._base_v, self._base_r = values[order], rows[order]
+        self._tail_n = 0
+
+    def replace(self, row: int, values: list[Any]) -> None:
+        """Row ``row`` now has these numbers (its array entries are ignored from now on)."""
+        self._shadowed.add(row)
+        self._multi = self._multi or len(values) > 1
+        if values:
+            self._exact[row] = list(values)
+        else:
+            self._exact.pop(row, None)
+
+    @property
+    def single_valued(self) -> bool:
+        """No row has two number entries (then two bounds can be applied to one entry at a time)."""
+        return not self._multi
+
+    def select(self, conditions: Sequence[tuple[str, Any]], mask: np.ndarray) -> None:
+        """OR into ``mask`` the rows with an entry ``v`` such that ``v <op> operand`` for every
+        (op, operand) of ``conditions``: one condition, or (when :attr:`single_valued`, the
+        caller's business) several on the same entry, such as the two ends of a range."""
+        rows = mask.shape[0]
+        start, stop = 0, self._base_v.shape[0]
+        hit: np.ndarray | None = None
+        tail_v = self._tail_v[: self._tail_n]
+        for op, operand in conditions:
+            fa = _as_float(operand)
+            tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
+            lo = int(np.searchsorted(self._base_v, fa, side="left"))
+            hi = int(np.searchsorted(self._base_v, fa, side="right"))
+            if op == "$eq":
+                start, stop = max(start, lo), min(stop, hi if tie else lo)
+                part = tail_v == fa if tie else np.zeros(self._tail_n, dtype=bool)
+            elif op in ("$gt", "$gte"):
+                start = max(start, lo if tie else hi)
+                part = tail_v >= fa if tie else tail_v > fa
+            else:
+                stop = min(stop, hi if tie else lo)
+                part = tail_v <= fa if tie else tail_v < fa
+            hit = part if hit is None else hit & part
+        picked = [self._base_r[start:stop] if start < stop else _EMPTY_ROWS]
+        if self._tail_n and hit is not None:
+            picked.append(self._tail_r[: self._tail_n][hit])
+        shadowed = [r for r in self._shadowed if r < rows]
+        before = mask[shadowed]  # the array entries of these rows are stale: keep what the mask had
+        for found in picked:
+            if found.shape[0]:
+                mask[found[found < rows] if found.max() >= rows else found] = True
+        mask[shadowed] = before
+        tests = [(_COMPARE[op], operand) for op, operand in conditions]
+        for row, values in self._exact.items():  # exact, per row: several bounds may meet different entries
+            if row < rows and all(any(test(v, operand) for v in values) for test, operand in tests):
+                mask[row] = True
+
+
+class FieldIndex:
+    """One field's index in one part."""
+
+    __slots__ = ("_strings", "exists", "numbers", "postings")
+
+    def __init__(self) -> None:
+        self.exists = BitMap()
+        self.postings: dict[tuple[str, Any], BitMap] = {}
+        self.numbers = NumberColumn()
+        self._strings: list[str] | None = None  # the string keys, sorted (built when a range needs it)
+
+    def post(self, key: tuple[str, Any], rows: Iterable[int]) -> None:
+        bitmap = self.postings.get(key)
+        if bitmap is None:
+            self.postings[key] = BitMap(rows)
+            if key[0] == "s":
+                self._strings = None
+        else:
+            bitmap.update(rows)
+
+    def sorted_strings(self) -> list[str]:
+        if self._strings is None:
+            self._strings = sorted(k[1] for k in self.postings if k[0] == "s")
+        return self._strings
+
+
+class _Batch:
+    """One field's entries from one add_rows call, before they go into the bitmaps and columns."""
+
+    __slots__ = ("exists", "other", "rows", "strings", "values")
+
+    def __init__(self) -> None:
+        self.exists: list[int] = []
+        self.strings: dict[str, list[int]] = {}
+        self.other: dict[tuple[str, Any], list[int]] = {}  # booleans, null
+        self.values: list[Any] = []  # numbers, with their rows
+        self.rows: list[int] = []
+
+    def add(self, key: tuple[str, Any], row: int) -> None:
+        if key[0] == "n":
+            self.values.append(key[1])
+            self.rows.append(row)
+        elif key[0] == "s":
+            self.strings.setdefault(key[1], []).append(row)
+        else:
+            self.other.setdefault(key, []).append(row)
+
+
+def _keys_of(value: Any) -> Iterable[tuple[str, Any]]:
+    """The typed keys a value posts: its own, or each element's for a list (as filters.py matches)."""
+    if type(value) is list or type(value) is tuple:
+        keys = (typed_key(e) for e in value)
+        return [k for k in keys if k is not None]
+    key = typed_key(value)
+    return () if key is None else (key,)
+
+
+class PayloadIndex:
+    """The payload index of one part. Rows are numbered as in the part."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self) -> None:
+        self.fields: dict[str, FieldIndex] = {}
+
+    @classmethod
+    def build(cls, metadata: Sequence[Metadata | None]) -> PayloadIndex:
+        """The index of a whole (immutable) part, e.g. a segment's rows."""
+        index = cls()
+        index.add_rows(0, metadata)
+        index.seal()
+        return index
+
+    def seal(self) -> None:
+        """Sort every number column completely (a built index is never appended to again)."""
+        for field in self.fields.values():
+            field.numbers.seal()
+
+    def add_rows(self, start: int, metadata: Sequence[Metadata | None]) -> None:
+        """Index rows ``start, start + 1, ...`` (a batch at a time: one bitmap update per key).
+
+        The loop is the cost of indexing (one pass over every value in Python): strings, ints
+        and floats, the common values, take the inline paths; the rest goes by typed_key."""
+        batch: dict[str, _Batch] = {}
+        for row, md in enumerate(metadata, start):
+            if not md:
+                continue
+            for name, value in md.items():
+                acc = batch.get(name)
+                if acc is None:
+                    acc = batch[name] = _Batch()
+                acc.exists.append(row)
+                kind = type(value)
+                if type(value) is str:
+                    posted = acc.strings.get(value)
+                    if posted is None:
+                        acc.strings[value] = [row]
+                    else:
+                        posted.append(row)
+                elif kind is int or kind is float:
+                    acc.values.append(value)
+                    acc.rows.append(row)
+                else:
+                    for key in _keys_of(value):
+                        acc.add(key, row)
+        for name, acc in batch.items():
+            field = self._field(name)
+            field.exists.update(acc.exists)
+            for text, rows in acc.strings.items():
+                field.post(("s", text), rows)
+            for key, rows in acc.other.items():
+                field.post(key, rows)
+            if acc.values:
+                field.numbers.add(acc.values, acc.rows)
+
+    def replace_row(self, row: int, old: Metadata | None, new: Metadata | None) -> None:
+        """Row ``row``'s metadata changed in place from ``old`` to ``new`` (memtable set_metadata)."""
+        old = old or {}
+        new = new or {}
+        for name, value in old.items():
+            field = self.fields[name]
+            field.exists.discard(row)
+            field.numbers.replace(row, [])
+            for key in _keys_of(value):
+                if key[0] != "n":
+                    field.postings[key].discard(row)
+        for name, value in new.items():
+            field = self._field(name)
+            field.exists.add(row)
+            keys = list(_keys_of(value))
+            field.numbers.replace(row, [k[1] for k in keys if k[0] == "n"])
+            for key in keys:
+                if key[0] != "n":
+                    field.post(key, (row,))
+
+    def _field(self, name: str) -> FieldIndex:
+        field = self.fields.get(name)
+        if field is None:
+            field = self.fields[name] = FieldIndex()
+        return field
+
+    # -- the primitives Filter.index_mask combines (bool masks of ``rows`` rows) --------
+    def exists(self, name: str, rows: int) -> np.ndarray:
+        field = self.fields.get(name)
+        return np.zeros(rows, dtype=bool) if field is None else bitmap_to_mask(field.exists, rows)
+
+    def members(self, name: str, values: Sequence[Any], rows: int) -> np.ndarray:
+        """Rows whose value (or an element of its list) is one of ``values``; a null among them
+        also matches rows without the field."""
+        keys = {typed_key(v) for v in values}
+        field = self.fields.get(name)
+        if field is None:
+            return np.full(rows, ("z", None) in keys, dtype=bool)
+        mask = np.zeros(rows, dtype=bool)
+        found = [field.postings[k] for k in keys if k is not None and k[0] != "n" and k in field.postings]
+        if found:
+            bitmap_to_mask(found[0] if len(found) == 1 else BitMap.union(*found), rows, mask)
+        for key in keys:
+            if key is not None and key[0] == "n":
+                field.numbers.select((("$eq", key[1]),), mask)
+        if ("z", None) in keys:
+            mask |= ~bitmap_to_mask(field.exists, rows)
+        return mask
+
+    def ordered(self, name: str, op: str, operand: Any, rows: int) -> np.ndarray:
+        """Rows with a value (or list element) of the operand's kind (number or string) ``<op> operand``."""
+        mask = np.zeros(rows, dtype=bool)
+        field = self.fields.get(name)
+        if field is None:
+            return mask
+        if isinstance(operand, str):
+            strings = field.sorted_strings()
+            if op in ("$gt", "$gte"):
+                start = (bisect.bisect_right if op == "$gt" else bisect.bisect_left)(strings, operand)
+                chosen = strings[start:]
+            else:
+                stop = (bisect.bisect_left if op == "$lt" else bisect.bisect_right)(strings, operand)
+                chosen = strings[:stop]
+            if chosen:
+                bitmap_to_mask(BitMap.union(*(field.postings[("s", s)] for s in chosen)), rows, mask)
+        else:
+            field.numbers.select(((op, operand),), mask)
+        return mask
+
+    def between(self, name: str, bounds: Sequence[tuple[str, Any]], rows: int) -> np.ndarray:
+        """Rows matching every ``(op, number)`` of ``bounds`` ($gt & co.): as the AND of
+        :meth:`ordered` of each, but one pass over the sorted numbers when no row has two."""
+        field = self.fields.get(name)
+        if field is None or not field.numbers.single_valued:
+            mask = self.ordered(name, *bounds[0], rows)
+            for op, operand in bounds[1:]:
+                mask &= self.ordered(name, op, operand, rows)
+            return mask
+        mask = np.zeros(rows, dtype=bool)
+        field.numbers.select(bounds, mask)
+        return mask

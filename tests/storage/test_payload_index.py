@@ -1,0 +1,254 @@
+"""Payload indexes (proximadb/storage/payload_index.py) and Filter.index_mask against the per-row
+reference, Filter.mask: on random metadata straight into an index (built whole, incrementally,
+with rows replaced in place), and through a collection under random inserts, upserts, deletes,
+metadata updates, flushes, compactions and reopens (count, scroll, search, delete by filter).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import strategies
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from proximadb.filters import Filter, compile_filter
+from proximadb.storage.engine import Engine
+from proximadb.storage.payload_index import PayloadIndex
+
+FIELDS = ["a", "b", "tags"]
+STRINGS = ["", "x", "y", "1", "é", "\U0001f600"]
+# Numbers around the edges of float64 exactness (2**53) and of int64, and the usual small ones.
+EDGE_INTS = [2**53 - 1, 2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63)]
+EDGE_FLOATS = [9007199254740992.0, 9007199254740994.0, 1e300, -0.0, 0.5]
+numbers = st.one_of(
+    st.integers(-2, 2), st.sampled_from(EDGE_INTS), st.sampled_from([0.0, 1.0, 1.5, -0.5, *EDGE_FLOATS])
+)
+scalars = st.one_of(st.none(), st.booleans(), numbers, st.sampled_from(STRINGS))
+ordered_operands = st.one_of(numbers, st.sampled_from(["", "x", "y", "\U0001f600"]), st.integers(-(10**30), 10**30))
+filters = strategies.filter_trees(strategies.field_conditions(FIELDS, scalars, ordered_operands))
+
+# In-process metadata may hold what the wire never carries: NaN, infinities, ints beyond int64,
+# numpy scalars, tuples, nested containers. The index must agree with the reference on those too.
+odd_values = st.sampled_from(
+    [float("nan"), float("inf"), float("-inf"), 10**30, np.int64(1), np.float32(1.5), np.bool_(True),
+     np.str_("x"), ("x", 1), [["x"]], {"x": 1}, [None, True, 1, "x"]]
+)
+any_values = st.sampled_from(["scalar", "list", "odd"]).flatmap(
+    lambda kind: scalars if kind == "scalar" else st.lists(scalars, max_size=3) if kind == "list" else odd_values
+)
+raw_metadata = st.one_of(st.none(), st.dictionaries(st.sampled_from(FIELDS), any_values, max_size=3))
+
+
+def _check(flt: Filter | None, index: PayloadIndex, records: list[Any]) -> None:
+    if flt is None:
+        return
+    expected = flt.mask(records)
+    got = flt.index_mask(index, len(records))
+    assert got.dtype == bool and got.tolist() == expected.tolist(), (flt, records)
+
+
+@settings(max_examples=500, deadline=None)
+@given(spec=filters, records=st.lists(raw_metadata, min_size=1, max_size=14))
+def test_built_index_matches_the_reference(spec: dict[str, Any], records: list[Any]) -> None:
+    _check(compile_filter(json.dumps(spec)), PayloadIndex.build(records), records)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spec=filters,
+    batches=st.lists(st.tuples(st.lists(raw_metadata, min_size=1, max_size=6), st.booleans()), min_size=1, max_size=4),
+    replacements=st.lists(st.tuples(st.integers(0, 100), raw_metadata), max_size=5),
+    prefix=st.integers(0, 100),
+)
+def test_incremental_index_with_replaced_rows_matches_the_reference(
+    spec: dict[str, Any], batches: list[tuple[list[Any], bool]], replacements: list[tuple[int, Any]], prefix: int
+) -> None:
+    """The memtable's way: batches appended (the number tail sealed or not), rows replaced in place,
+    and a search's snapshot that sees fewer rows than the index holds."""
+    flt = compile_filter(json.dumps(spec))
+    index = PayloadIndex()
+    records: list[Any] = []
+    for batch, seal in batches:
+        index.add_rows(len(records), batch)
+        records.extend(batch)
+        if seal:
+            index.seal()
+        _check(flt, index, records)
+    for row, new in replacements:
+        row %= len(records)
+        index.replace_row(row, records[row], new)
+        records[row] = new
+        _check(flt, index, records)
+    _check(flt, index, records[: prefix % (len(records) + 1)])
+
+
+def test_numbers_compare_exactly_across_int_and_float() -> None:
+    records = [{"n": 2**53}, {"n": 2**53 + 1}, {"n": 9007199254740992.0}, {"n": 1}, {"n": 1.0}, {"n": True},
+               {"n": [1, "1"]}, {"n": 10**30}, {"n": float("nan")}]
+    index = PayloadIndex.build(records)
+
+    def rows(spec: dict[str, Any]) -> list[int]:
+        flt = compile_filter(spec)
+        assert flt is not None
+        got = np.flatnonzero(flt.index_mask(index, len(records))).tolist()
+        assert got == np.flatnonzero(flt.mask(records)).tolist()
+        return got
+
+    assert rows({"n": 1}) == [3, 4, 6]
+    assert rows({"n": 2**53 + 1}) == [1]
+    assert rows({"n": {"$gt": 2**53}}) == [1, 7]
+    assert rows({"n": {"$gte": 9007199254740992.0}}) == [0, 1, 2, 7]
+    assert rows({"n": {"$lt": 2**53 + 1}}) == [0, 2, 3, 4, 6]
+    assert rows({"n": {"$ne": 1}}) == [0, 1, 2, 5, 7, 8]
+    assert rows({"n": {"$gt": 0, "$lt": 2**53 + 1}}) == [0, 2, 3, 4, 6]  # one pass over sorted numbers
+
+
+def test_a_range_on_a_list_of_numbers_needs_each_bound_met_by_some_element() -> None:
+    """In-process metadata may hold a list of numbers: {"$gt": 1, "$lt": 3} then means "an element
+    above 1 and an element below 3", not "an element between" (the reference's element-wise rule)."""
+    records = [{"m": [0, 5]}, {"m": 2}, {"m": [4]}, {"m": 0.5}]
+    flt = compile_filter({"m": {"$gt": 1, "$lt": 3}})
+    assert flt is not None
+    index = PayloadIndex.build(records)
+    assert flt.index_mask(index, 4).tolist() == flt.mask(records).tolist() == [True, True, False, False]
+
+
+# -- through a collection ------------------------------------------------------------
+
+DIM = 4
+ID = st.sampled_from([f"k{i:02d}" for i in range(10)])
+VEC = st.lists(st.integers(-8, 8), min_size=DIM, max_size=DIM).map(lambda v: np.array(v, np.float32))
+# What a record can carry (schemas/v<N>/vector_record.avsc): no NaN, int64, lists of strings.
+stored_numbers = st.one_of(
+    st.integers(-2, 2), st.sampled_from([2**53 + 1, -(2**63), 2**63 - 1]), st.sampled_from([0.0, 1.5, -0.5, 1e300])
+)
+stored_values = st.sampled_from(["scalar", "list"]).flatmap(
+    lambda kind: st.one_of(st.none(), st.booleans(), stored_numbers, st.sampled_from(STRINGS))
+    if kind == "scalar"
+    else st.lists(st.sampled_from(STRINGS), max_size=3)
+)
+META = strategies.metadata_maps(stored_values, keys=FIELDS, max_size=3)
+
+
+class CollectionFiltersVsReference(RuleBasedStateMachine):
+    """Every filtered read of the collection equals the per-row reference over a dict model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp(prefix="pxdb-payload-"))
+        self.opts: dict[str, Any] = {"fsync": "never", "flush_bytes": 1 << 30, "auto_compact": False}
+        self.engine = Engine.open(self.root / "d", **self.opts)
+        self.engine.create_collection("m", DIM, distance_metric="euclidean", indexing_algorithm="hnsw")
+        self.model: dict[str, dict[str, Any]] = {}
+
+    @property
+    def col(self):  # type: ignore[no-untyped-def]
+        return self.engine.collection("m")
+
+    @rule(items=st.lists(st.tuples(ID, VEC, META), min_size=1, max_size=6, unique_by=lambda t: t[0]))
+    def upsert(self, items: list[tuple[str, np.ndarray, dict[str, Any]]]) -> None:
+        self.col.upsert(ids=[i for i, _, _ in items], vectors=np.stack([v for _, v, _ in items]),
+                        metadatas=[m for _, _, m in items])
+        for i, _, m in items:
+            self.model[i] = m
+
+    @rule(ids=st.lists(ID, max_size=4))
+    def delete(self, ids: list[str]) -> None:
+        self.col.delete(ids)
+        for i in ids:
+            self.model.pop(i, None)
+
+    @rule(id_=ID, patch=META, replace=st.booleans())
+    def update_metadata(self, id_: str, patch: dict[str, Any], replace: bool) -> None:
+        if id_ not in self.model:
+            return
+        self.col.update_metadata(id_, patch, replace=replace)
+        if replace:
+            self.model[id_] = dict(patch)
+        else:
+            merged = dict(self.model[id_])
+            for key, value in patch.items():
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            self.model[id_] = merged
+
+    @rule(spec=filters)
+    def delete_where(self, spec: dict[str, Any]) -> None:
+        flt = compile_filter(spec)
+        if flt is None:
+            return
+        doomed = [i for i, m in self.model.items() if flt.matches(m)]
+        assert self.col.delete_where(spec) == len(doomed)
+        for i in doomed:
+            del self.model[i]
+
+    @rule()
+    def flush(self) -> None:
+        self.col.flush()
+
+    @rule()
+    def compact(self) -> None:
+        self.col.flush()
+        self.col.compact()
+
+    @rule()
+    def reopen(self) -> None:
+        self.engine.close()
+        self.engine = Engine.open(self.root / "d", **self.opts)
+
+    @rule(spec=filters)
+    def filtered_reads(self, spec: dict[str, Any]) -> None:
+        flt = compile_filter(spec)
+        expected = sorted(i for i, m in self.model.items() if flt is None or flt.matches(m))
+        assert self.col.count(spec) == len(expected)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = self.col.scroll(limit=3, cursor=cursor, filter=spec)
+            seen += [r["id"] for r in page]
+            assert all(r["metadata"] == self.model[r["id"]] for r in page)
+            if cursor is None:
+                break
+        assert seen == expected
+        k = max(1, len(self.model))
+        for exact in (True, None):  # exact scan, and the segments' HNSW with the mask inside
+            hits = self.col.search(np.zeros(DIM, np.float32), k=k, filter=spec, exact=exact)
+            assert sorted(h["id"] for h in hits) == expected
+
+    @invariant()
+    def unfiltered_count(self) -> None:
+        assert self.col.count() == len(self.model)
+
+    def teardown(self) -> None:
+        self.engine.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+CollectionFiltersVsReference.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+test_collection_filters_match_the_reference = CollectionFiltersVsReference.TestCase
+
+
+def test_metadata_updated_in_the_memtable_is_reindexed(tmp_path: Path) -> None:
+    """An update of a memtable row replaces its metadata in place: the old values must stop matching."""
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        engine.create_collection("m", DIM, distance_metric="euclidean")
+        col = engine.collection("m")
+        col.upsert(ids=["a", "b"], vectors=np.zeros((2, DIM), np.float32),
+                   metadatas=[{"x": 1, "t": ["p"], "s": "u"}, {"x": 5}])
+        col.update_metadata("a", {"x": 2, "t": ["q"]})
+        assert col.count({"x": 1}) == 0 and col.count({"t": "p"}) == 0
+        assert col.count({"x": 2}) == 1 and col.count({"t": "q"}) == 1 and col.count({"s": "u"}) == 1
+        col.update_metadata("a", {"y": True}, replace=True)
+        assert col.count({"x": {"$exists": True}}) == 1 and col.count({"s": "u"}) == 0
+        assert [h["id"] for h in col.search(np.zeros(DIM, np.float32), k=2, filter={"x": {"$gt": 1}})] == ["b"]
