@@ -1,3 +1,3 @@
-from proximadb.cli.main import main
+from proximadb.cli.entry import main
 
 main()

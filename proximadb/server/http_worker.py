@@ -62,6 +62,7 @@ from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from proximadb.api.rest.media import dumps, envelope
+from proximadb.cli.entry import release_stop_signals
 from proximadb.errors import MalformedPayloadError, PayloadTooLargeError, ProximaDBError
 from proximadb.server.signal_queue import SignalQueue
 
@@ -370,12 +371,19 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
 class Arbiter(GunicornArbiter):  # type: ignore[misc]
     """gunicorn's master; a worker is forked with its signals blocked until it has its own handlers.
 
+    The stop signals held since the program started (:mod:`proximadb.cli.entry`) are released once
+    the master's own handlers are installed.
+
     Its signal queue is :class:`~proximadb.server.signal_queue.SignalQueue`, whose wait cannot hang.
     """
 
     def __init__(self, app: Any) -> None:
         super().__init__(app)
         self.SIG_QUEUE = SignalQueue()
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        release_stop_signals()  # held since the program started (cli/entry.py): a pending one is handled now
 
     def spawn_worker(self) -> Any:
         global _mask_before_fork
