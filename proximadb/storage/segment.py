@@ -3,7 +3,8 @@
 A segment is a directory ``segments/seg-<id:08d>/`` holding::
 
     vectors.f32   the float32 vector block, memory-mapped when read
-    ids.bin       the row ids, ascending (rows are written in id order)
+    ids.bin       the row ids, ascending (rows are written in id order); memory-mapped
+                  and searched in place (id_table.pyx)
     meta.avro     metadata + timestamp (+ expires_at since v2) per row: Avro object
                   container file, codec lz4, schema proximadb.v<N>.SegmentRow where N
                   is the descriptor's ``schema_version`` (absent: 1, written before v2);
@@ -61,6 +62,7 @@ space is free again at once and the caller can simply retry later.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -76,6 +78,7 @@ from proximadb.errors import CorruptionError
 from proximadb.storage import intents, metadata_store, payload_index_file
 from proximadb.storage.derived_file import StaleDerivedFile
 from proximadb.storage.docfile import fsync_dir, read_doc, write_doc
+from proximadb.storage.id_table import IdTable
 from proximadb.storage.operations import NO_EXPIRY, Metadata, expiry_or_none
 from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.wal_io import crc32c
@@ -151,19 +154,26 @@ def _encode_ids(ids: list[str]) -> list[bytes | memoryview]:
     return [header, offsets.tobytes(), blob]
 
 
-def _decode_ids(path: Path) -> list[str]:
-    data = path.read_bytes()
-    if len(data) < IDS_HEADER.size:
-        raise CorruptionError(f"{path}: {len(data)} bytes, shorter than the ids header")
+def _map_ids(path: Path) -> IdTable:
+    """The ids of ``ids.bin``, memory-mapped and read in place (id_table.pyx)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < IDS_HEADER.size:
+            raise CorruptionError(f"{path}: {size} bytes, shorter than the ids header")
+        data = memoryview(mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ))
     magic, version, _, _, rows, blob_len = IDS_HEADER.unpack_from(data)
     if magic != IDS_MAGIC or version != FORMAT_VERSION:
         raise CorruptionError(f"{path}: not an ids file of format {FORMAT_VERSION} (magic {magic!r}, v{version})")
     start = IDS_HEADER.size + 8 * (rows + 1)
-    if start + blob_len != len(data):
-        raise CorruptionError(f"{path}: size {len(data)} does not match {rows} rows and a {blob_len}-byte blob")
-    offsets = np.frombuffer(data, dtype="<u8", count=rows + 1, offset=IDS_HEADER.size).tolist()
-    blob = data[start:]
-    return [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(rows)]
+    if start + blob_len != size:
+        raise CorruptionError(f"{path}: size {size} does not match {rows} rows and a {blob_len}-byte blob")
+    offsets = np.frombuffer(data, dtype="<u8", count=rows + 1, offset=IDS_HEADER.size)
+    if rows and (int(offsets[0]) != 0 or bool((np.diff(offsets.astype(np.int64)) < 0).any())):
+        raise CorruptionError(f"{path}: id offsets are not ascending from 0")
+    try:
+        return IdTable(offsets, data[start:], data)
+    except ValueError as exc:
+        raise CorruptionError(f"{path}: {exc}") from None
 
 
 def _segment_row_schema(version: int = CURRENT_SCHEMA_VERSION) -> Any:
@@ -285,7 +295,7 @@ class Segment:
                         f"({want['bytes']}/{want['crc32c']:08x})"
                     )
         self.vectors = self._map_vectors(path / "vectors.f32")
-        self.ids = _decode_ids(path / "ids.bin")
+        self.ids = _map_ids(path / "ids.bin")
         if len(self.ids) != self.rows:
             raise CorruptionError(f"{path}: {len(self.ids)} ids for {self.rows} rows")
         self._load_columns(path, verify)
@@ -299,8 +309,6 @@ class Segment:
         # that WAL replay starts from. Compaction merges this state, never the newer in-memory one.
         self.persisted_deleted = self.deleted.copy()
         self._next_generation = deletes_generation + 1
-        # Only live rows are reachable by id: a deleted row must never shadow a newer version.
-        self.id_to_row = {self.ids[row]: int(row) for row in np.flatnonzero(self.deleted == 0)}
         self.index: Any = None  # HNSWIndex / IVFIndex over the rows, once built or loaded
         self.index_algorithm = "flat"
 
@@ -353,6 +361,7 @@ class Segment:
         """Drop every mapping of the segment's files (vectors, columns, payload index) so that their
         space is free as soon as the files are removed; the segment is unusable afterwards."""
         self.vectors = np.zeros((0, self.dim), dtype=np.float32)
+        self.ids = IdTable(np.zeros(1, dtype=np.uint64), b"")
         self.metadata = []
         self.timestamps = np.zeros(0, dtype=np.int64)
         self.expires_at = None
@@ -380,10 +389,22 @@ class Segment:
     def live_count(self) -> int:
         return self.rows - int(np.count_nonzero(self.deleted))
 
+    def row_of(self, id_: str) -> int | None:
+        """The live row of ``id_``. Only live rows are reachable by id: a deleted row must never
+        shadow a newer version."""
+        row = self.ids.find_one(id_)
+        return None if row < 0 or self.deleted[row] else row
+
+    def live_rows(self, ids: Sequence[str]) -> np.ndarray:
+        """The live row of each of ``ids`` (int64), -1 where it has none here."""
+        rows = self.ids.find(ids)
+        found = rows >= 0
+        rows[found] = np.where(self.deleted[rows[found]] == 0, rows[found], -1)
+        return rows
+
     def delete_row(self, row: int) -> None:
         if not self.deleted[row]:
             self.deleted[row] = 1
-            self.id_to_row.pop(self.ids[row], None)
             self.dirty = True
 
     def record(self, row: int) -> dict[str, Any]:
