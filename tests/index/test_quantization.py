@@ -68,7 +68,7 @@ def test_oversampling_and_rescore_settings() -> None:
     index = HNSWInt8Index(32, "l2", M=8, ef_construction=64)
     index.add(np.arange(len(rows)), rows)
     index.rescore = False
-    raw, raw_d = index.search_batch(queries, 10, ef=10)
+    raw, _ = index.search_batch(queries, 10, ef=10)
     index.rescore = True
     index.oversampling = 4.0
     rescored, _ = index.search_batch(queries, 10, ef=10)
@@ -115,7 +115,8 @@ def _collection(engine: Engine, rows: np.ndarray, metric: str, quant: dict | Non
     engine.create_collection("c", rows.shape[1], distance_metric=METRIC_NAMES[metric], indexing_algorithm="hnsw",
                              index_params=params)
     col = engine.collection("c")
-    col.insert(ids=[str(i) for i in range(len(rows))], vectors=rows, metadatas=[{"m": i % 10} for i in range(len(rows))])
+    col.insert(ids=[str(i) for i in range(len(rows))], vectors=rows,
+               metadatas=[{"m": i % 10} for i in range(len(rows))])
     col.flush()
     assert col.wait_for_indexes(timeout=120)
 
