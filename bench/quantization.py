@@ -1,5 +1,5 @@
 """int8 scalar quantization against none: memory of vectors + index, recall@10 and QPS, on siftsmall
-(10,000 x 128, l2) and GloVe-50 angular (the first ``--glove-rows`` rows of the 390,000-row base,
+(10,000 x 128, l2) and GloVe-50 angular (the first ``--glove-rows`` (50,000) rows of the 390,000-row base, 500 queries,
 cosine, exact ground truth computed here), ProximaDB beside the embedded Qdrant engine
 (``qdrant_edge``, pip package qdrant-edge-py) with and without its int8 scalar quantization when it
 is importable.
@@ -147,8 +147,8 @@ def run_qdrant(root: Path, base: np.ndarray, queries: np.ndarray, truth: np.ndar
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--glove-rows", type=int, default=100_000)
-    parser.add_argument("--glove-queries", type=int, default=1000)
+    parser.add_argument("--glove-rows", type=int, default=50_000)
+    parser.add_argument("--glove-queries", type=int, default=500)
     parser.add_argument("--no-qdrant", action="store_true")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "quantization.json")
     args = parser.parse_args(argv)
