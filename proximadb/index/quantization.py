@@ -4,7 +4,8 @@
 every segment's index an :class:`~proximadb.index.hnsw_int8.HNSWInt8Index` (file ``index.hnsw8``):
 the graph is walked on one byte per dimension and the ``ceil(k * oversampling)`` best candidates
 are rescored with the float32 vectors, which stay memory-mapped in the segment. ``rescore`` and
-``oversampling`` may be left out (defaults below); a search may pass its own ``oversampling``.
+``oversampling`` may be left out (defaults below); there is no per-request oversampling yet (it
+would need a field in the search payload schemas and the proto).
 Only ``int8`` exists: binary and product quantization are not implemented, and are refused as
 unknown types. The setting lives in the catalog with the other index parameters, so it survives a
 reopen, and changing it (``update_collection``) rebuilds the segment indexes like any parameter.
