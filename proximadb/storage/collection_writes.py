@@ -22,9 +22,11 @@ from proximadb.index import distance
 from proximadb.storage import expiry
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.memtable import Memtable
+from proximadb.storage.metadata_check import metadata_sizes
 from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment
 from proximadb.storage.validation import (
+    MAX_METADATA_KEY_BYTES,
     check_ids,
     check_metadata,
     check_timestamps,
@@ -52,9 +54,9 @@ class WritePath(CollectionState):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
-        for i, md in enumerate(op.metadata):
-            if md:
-                check_metadata(md, f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
+        sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)  # compiled; -1: ask the Python rule
+        for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
+            check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
         if n and not op.timestamps.all():
             # Stamp server time where the client sent 0. The client's payload is still
             # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
