@@ -8,7 +8,6 @@ run must give the embedded engine's answers. Bad input raises a typed error and 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,25 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _any_client import REMOTE_KINDS, opened
+from _any_client import maybe as _v
+from _any_client import raises as _raises
 from _daemon import Daemon
 
 import proximadb
 from proximadb import errors
-from proximadb.sdk import connect_async_grpc, connect_async_rest
 from proximadb.sdk.arrays import hits_to_numpy
-
-KINDS = ["embedded", "grpc", "rest", "async-grpc", "async-rest"]
-
-
-async def _v(value: Any) -> Any:
-    """The value, awaited when the client is asynchronous."""
-    return await value if inspect.isawaitable(value) else value
-
-
-async def _raises(kind: type[errors.ProximaDBError], value: Any) -> str:
-    with pytest.raises(kind) as caught:
-        await _v(value())
-    return str(caught.value)
 
 
 async def scenario(client: Any, name: str) -> list[Any]:
@@ -132,20 +120,10 @@ def _check_client_repr(client: Any, kind: str, daemon: Daemon | None) -> None:
         assert text == f"<{cls} rest {daemon.rest_url}>"
 
 
-async def _run_kind(kind: str, daemon: Daemon, data_dir: Path) -> list[Any]:
-    if kind == "embedded":
-        with proximadb.connect_embedded(data_dir, fsync="never") as db:
-            _check_client_repr(db, kind, None)
-            return await scenario(db, kind)
-    if kind in ("grpc", "rest"):
-        connect = proximadb.connect_grpc if kind == "grpc" else proximadb.connect_rest
-        with connect(daemon.grpc_target if kind == "grpc" else daemon.rest_url) as client:
-            _check_client_repr(client, kind, daemon)
-            return await scenario(client, kind)
-    opening = connect_async_grpc(daemon.grpc_target) if kind == "async-grpc" else connect_async_rest(daemon.rest_url)
-    async with opening as aclient:
-        _check_client_repr(aclient, kind, daemon)
-        return await scenario(aclient, kind)
+async def _run_kind(kind: str, daemon: Daemon | None, data_dir: Path) -> list[Any]:
+    async with opened(kind, daemon, data_dir) as client:
+        _check_client_repr(client, kind, daemon)
+        return await scenario(client, kind)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +131,7 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daem
     """One daemon per remote kind: the scenario owns the collection list of its daemon."""
     started: dict[str, Daemon] = {}
     try:
-        for kind in KINDS[1:]:
+        for kind in REMOTE_KINDS:
             started[kind] = Daemon(tmp_path_factory.mktemp(kind) / "data").start()
         yield started
     finally:
@@ -163,10 +141,10 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daem
 
 @pytest.fixture(scope="module")
 def embedded_answers(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    return asyncio.run(_run_kind("embedded", None, tmp_path_factory.mktemp("embedded") / "data"))  # type: ignore[arg-type]
+    return asyncio.run(_run_kind("embedded", None, tmp_path_factory.mktemp("embedded") / "data"))
 
 
-@pytest.mark.parametrize("kind", KINDS[1:])
+@pytest.mark.parametrize("kind", REMOTE_KINDS)
 def test_the_conveniences_answer_the_same_everywhere(
     kind: str, daemons: dict[str, Daemon], embedded_answers: list[Any], tmp_path: Path
 ) -> None:
