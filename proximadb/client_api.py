@@ -83,12 +83,11 @@ class ProximaDBAPI(abc.ABC):
 
     def collection(self, name: str, *, embedding_function: EmbeddingFunction | None = None) -> Collection:
         """A handle on the existing collection ``name`` (CollectionNotFoundError otherwise): ``docs.add(...)``,
-        ``docs.query(...)``, ``docs.count()`` ... (:mod:`proximadb.sdk.collection`)."""
+        ``docs.query(...)``, ``docs.count()`` ... (:mod:`proximadb.sdk.collection`). An embedding function with
+        a ``dimension`` attribute must match the collection's (DimensionMismatchError)."""
         from proximadb.sdk.collection import Collection
 
-        handle = Collection(self, name, embedding_function=embedding_function)
-        handle.info()
-        return handle
+        return Collection(self, name, embedding_function=embedding_function)._open()
 
     @abc.abstractmethod
     def get_collection(self, name: str) -> dict[str, Any]: ...

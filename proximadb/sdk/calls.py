@@ -164,8 +164,8 @@ def create_collection(
         body["description"] = description
     if default_ttl_seconds is not None:  # rows written without expires_at expire this long after the write
         body["default_ttl_seconds"] = default_ttl_seconds
-    try:
-        return (yield Call("create_collection", (body,), safe=False))
+    try:  # with exist_ok, repeating the create is harmless: a second attempt finds the first's collection
+        return (yield Call("create_collection", (body,), safe=exist_ok))
     except CollectionExistsError:
         if not exist_ok:
             raise

@@ -72,6 +72,12 @@ class Collection(_Handle):
         super().__init__(name, embedding_function, info)
         self.client = client
 
+    def _open(self) -> Collection:
+        """Read the description (CollectionNotFoundError, or DimensionMismatchError for an embedding function
+        that says another dimension); the handle."""
+        self.client._run(plans.open_handle(self._target))
+        return self
+
     def info(self) -> dict[str, Any]:
         """The collection's description (dimension, metric, index, ``vector_count`` ...), read now."""
         return self.client._run(plans.info(self._target))
@@ -141,7 +147,7 @@ class AsyncCollection(_Handle):
         return self._loaded().__await__()
 
     async def _loaded(self) -> AsyncCollection:
-        await self.info()
+        await self.client._run(plans.open_handle(self._target))
         return self
 
     async def info(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from proximadb.embeddings import (
     texts,
     with_documents,
 )
-from proximadb.errors import EmbeddingFunctionRequiredError, ValidationError
+from proximadb.errors import DimensionMismatchError, EmbeddingFunctionRequiredError, ValidationError
 from proximadb.sdk import calls
 from proximadb.sdk.arrays import hits_to_numpy, records_to_numpy
 from proximadb.sdk.calls import Call, Compute, Plan
@@ -54,10 +54,13 @@ class Target:
 def dimension_for(dimension: int | None, embedding_function: EmbeddingFunction | None) -> int:
     """The dimension to create a collection with: the one given, else the embedding function's
     ``dimension`` attribute (as :class:`~proximadb.embeddings.SentenceTransformerEmbedding` has)."""
+    says = getattr(embedding_function, "dimension", None)
     if dimension is None:
-        dimension = getattr(embedding_function, "dimension", None)
-        if dimension is None:
+        if says is None:
             raise ValidationError("give dimension= (the embedding function does not say its dimension)")
+        return int(says)
+    if says is not None and int(says) != dimension:
+        raise DimensionMismatchError(f"the embedding function gives vectors of dimension {says}, not {dimension}")
     return int(dimension)
 
 
@@ -65,6 +68,18 @@ def info(target: Target) -> Plan[dict[str, Any]]:
     """The collection's description (vector_count included), kept on the target."""
     described: dict[str, Any] = yield Call("get_collection", (target.name,))
     target.info = described
+    return described
+
+
+def open_handle(target: Target) -> Plan[dict[str, Any]]:
+    """:func:`info`, checking that an embedding function which says its dimension fits the collection."""
+    described = yield from info(target)
+    says = getattr(target.embedding_function, "dimension", None)
+    if says is not None and int(says) != int(described["dimension"]):
+        raise DimensionMismatchError(
+            f"the embedding function gives vectors of dimension {says}, the collection {target.name!r} expects "
+            f"{described['dimension']}"
+        )
     return described
 
 
@@ -171,4 +186,4 @@ def delete(target: Target, schema_version: int, ids: Any, filter: calls.FilterAr
                                             filter=filter))
 
 
-__all__ = ["Target", "dimension_for", "get", "info", "query", "scroll", "write"]
+__all__ = ["Target", "delete", "dimension_for", "get", "info", "open_handle", "query", "scroll", "write"]

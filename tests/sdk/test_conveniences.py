@@ -183,3 +183,19 @@ def test_numpy_columns_helper_works_on_plain_client_results(tmp_path: Path) -> N
         assert out["scores"].tolist() == pytest.approx([1.0, 0.5, 0.0])
         assert db.search_batch("c", np.array([1, 0, 0]), k=1)[0][0]["id"] == "a"  # 1-D: one query
         assert [r["id"] for r in db.get_vectors("c", np.array(["z", "a"]))] == ["z", "a"]
+
+
+def test_pandas_columns_go_in_and_hits_come_out_as_a_frame(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas", reason="pandas is optional: numpy's asarray is all the SDK uses")
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "x": [1.0, 0.0, 0.5], "y": [0.0, 1.0, 0.5],
+                          "lang": ["en", "de", "en"]})
+    with proximadb.connect_embedded(tmp_path / "d", fsync="never") as db:
+        docs = db.get_or_create_collection("docs", 2)
+        docs.add(ids=frame["id"], vectors=frame[["x", "y"]], metadatas=frame[["lang"]].to_dict("records"))
+        hits = pd.DataFrame(docs.query(frame[["x", "y"]].iloc[0], k=3, filter={"lang": "en"}))
+        assert hits["id"].tolist() == ["a", "c"] and hits["score"].is_monotonic_decreasing
+        columns = docs.get(frame["id"].iloc[::-1], as_numpy=True)
+        assert columns["ids"].tolist() == ["c", "b", "a"]
+        with pytest.raises(errors.ValidationError):  # strings where numbers belong: typed, nothing written
+            docs.add(ids=["z"], vectors=frame[["lang", "x"]].iloc[:1])
+        assert docs.count() == 3

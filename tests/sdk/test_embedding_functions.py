@@ -178,11 +178,28 @@ def test_a_coroutine_embedding_function_is_awaited_by_the_async_client_and_refus
         assert notes.info()["dimension"] == DIM
 
 
-def test_dimension_is_needed_when_the_embedding_function_does_not_say_it(tmp_path: Path) -> None:
+def test_the_dimension_an_embedding_function_says_must_fit(tmp_path: Path) -> None:
     with proximadb.connect_embedded(tmp_path / "d", fsync="never") as db:
         with pytest.raises(errors.ValidationError, match="dimension="):
             db.get_or_create_collection("c", embedding_function=lambda texts: np.ones((len(texts), 3)))
+        with pytest.raises(errors.DimensionMismatchError, match="dimension 32, not 4"):
+            db.get_or_create_collection("c", 4, embedding_function=WordHash())
         assert db.list_collections() == []
+        db.create_collection("c", 4)
+        with pytest.raises(errors.DimensionMismatchError, match="dimension 32, the collection 'c' expects 4"):
+            db.collection("c", embedding_function=WordHash())
+        assert repr(db.collection("c", embedding_function=lambda texts: np.ones((len(texts), 4)))) \
+            == "<Collection 'c' dim=4 cosine embedding=test_the_dimension_an_embedding_function_says_must_fit." \
+               "<locals>.<lambda>>"
+
+    async def lazily(daemon: Daemon) -> None:
+        async with proximadb.connect_async(daemon.rest_url) as aclient:
+            await aclient.create_collection("c", 4)
+            with pytest.raises(errors.DimensionMismatchError, match="expects 4"):
+                await aclient.collection("c", embedding_function=WordHash())
+
+    with Daemon(tmp_path / "data") as daemon:
+        asyncio.run(lazily(daemon))
 
 
 # ---------------------------------------------------------------------- a real model, shipped on PyPI
