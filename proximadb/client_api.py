@@ -13,8 +13,13 @@ without a socket, so answers and errors are the same whichever is used.
 
 Names: ``insert_vectors(collection, records | ids=, vectors=, metadatas=)``,
 ``search(collection, vector, k=, filter=)``, ``update_vector``, ``delete_vectors(ids= | filter=)``,
-``get_vectors``, ``scroll``, ``count``, ``create_collection`` ... (the engine's older
+``get_vectors``, ``scroll``, ``count``, ``create_collection(..., exist_ok=)`` ... (the engine's older
 ``metadata=`` / ``filter_spec=`` spellings are deprecated: :mod:`proximadb.renamed`).
+
+Handles: ``client.collection(name)`` and ``client.get_or_create_collection(name, dimension)`` give a
+:class:`~proximadb.sdk.collection.Collection` with the same calls minus the collection argument
+(``add``, ``upsert``, ``query``/``search``, ``get``, ``delete``, ``count``, ``scroll``, ``info``), numpy
+columns on request, and documents embedded by an embedding function (:mod:`proximadb.embeddings`).
 """
 
 from __future__ import annotations
