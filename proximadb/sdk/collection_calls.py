@@ -12,6 +12,7 @@ description last read (dimension and metric), fetched by the first plan that nee
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,13 +91,18 @@ def _dimension(target: Target) -> Plan[int]:
     return int(target.info["dimension"])
 
 
-def _embed(target: Target, batch: list[str], what: str) -> Plan[np.ndarray]:
+def _function(target: Target, what: str) -> EmbeddingFunction:
     fn = target.embedding_function
     if fn is None:
         raise EmbeddingFunctionRequiredError(
             f"{what} need an embedding function: pass embedding_function= to client.collection({target.name!r}, "
             "...) or get_or_create_collection(...), or give vectors yourself"
         )
+    return fn
+
+
+def _embed(target: Target, batch: list[str], what: str) -> Plan[np.ndarray]:
+    fn = _function(target, what)
     dimension = yield from _dimension(target)
     if not batch:
         return np.zeros((0, dimension), dtype=np.float32)
@@ -120,7 +126,7 @@ def write(
         docs = texts(documents, "documents")
         metadatas = with_documents(docs, metadatas)
         if vectors is None:
-            vectors = yield from _embed(target, docs, "documents")
+            return (yield from _embed_and_write(target, schema_version, batch_size, ids, docs, metadatas, upsert))
     elif vectors is None:
         raise ValidationError("give vectors=, or documents= with an embedding function")
     if metadatas is not None and not isinstance(metadatas, list):
@@ -128,6 +134,26 @@ def write(
     return (yield from calls.insert_vectors(
         schema_version, batch_size, target.name, ids=ids, vectors=vectors, metadatas=metadatas, upsert=upsert,
     ))
+
+
+def _embed_and_write(
+    target: Target, schema_version: int, batch_size: int, ids: Any, docs: list[str],
+    metadatas: list[dict[str, Any]], upsert: bool,
+) -> Plan[dict[str, Any]]:
+    """Documents embedded and written ``batch_size`` at a time: the embedding function sees one batch per
+    call and memory stays bounded; each batch is stored all or nothing, as with vectors."""
+    _function(target, "documents")
+    row_ids = calls.id_list(ids) if ids is not None else [str(uuid.uuid4()) for _ in docs]
+    if len(row_ids) != len(docs):
+        raise ValidationError(f"{len(docs)} documents need as many ids, got {len(row_ids)}")
+    written: list[str] = []
+    for start in range(0, len(docs), max(1, batch_size)):
+        end = start + max(1, batch_size)
+        vectors = yield from _embed(target, docs[start:end], "documents")
+        done = yield from calls.insert_vectors(schema_version, batch_size, target.name, ids=row_ids[start:end],
+                                               vectors=vectors, metadatas=metadatas[start:end], upsert=upsert)
+        written.extend(done["ids"])
+    return {"count": len(written), "ids": written}
 
 
 def query(

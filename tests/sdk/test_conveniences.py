@@ -199,3 +199,11 @@ def test_pandas_columns_go_in_and_hits_come_out_as_a_frame(tmp_path: Path) -> No
         with pytest.raises(errors.ValidationError):  # strings where numbers belong: typed, nothing written
             docs.add(ids=["z"], vectors=frame[["lang", "x"]].iloc[:1])
         assert docs.count() == 3
+
+
+def test_a_create_with_exist_ok_may_be_retried_and_a_plain_one_may_not() -> None:
+    from proximadb.sdk import calls
+
+    # an unreachable server may have created the collection already: with exist_ok the retry finds it
+    assert next(calls.create_collection("c", 2, exist_ok=True)).safe is True
+    assert next(calls.create_collection("c", 2)).safe is False

@@ -94,6 +94,10 @@ async def scenario(client: Any, kind: str) -> list[Any]:
 
     await maybe(notes.upsert(ids=["n2"], documents=["green tea"], metadatas=[{"lang": "zh"}]))
     assert _plain(await maybe(notes.get("n2"))) == [{"id": "n2", "metadata": {"lang": "zh"}, "document": "green tea"}]
+    embed.calls.clear()
+    await maybe(notes.upsert(ids=["n1", "n3", "n2"], documents=[TEXTS[0], TEXTS[2], "green tea"], batch_size=2,
+                             metadatas=[{"lang": "en"}, {"lang": "en"}, {"lang": "zh"}]))
+    assert embed.calls == [[TEXTS[0], TEXTS[2]], ["green tea"]]  # one call per batch, none larger
 
     # a handle without an embedding function stores documents beside vectors it is given
     plain = await maybe(client.collection("notes"))
@@ -117,6 +121,7 @@ async def scenario(client: Any, kind: str) -> list[Any]:
     assert "'document'" in message
     await raises(errors.ValidationError, lambda: notes.add(ids=["x", "y"], documents=["x", 3]))
     await raises(errors.ValidationError, lambda: notes.add(ids=["x"], documents="x"))
+    await raises(errors.ValidationError, lambda: notes.add(ids=["x", "y"], documents=["x"]))
     await raises(errors.ValidationError, lambda: notes.query(text="x", texts=["y"]))
     assert await maybe(notes.count()) == 4
     answers.append(await maybe(notes.count()))
