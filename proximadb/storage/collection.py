@@ -34,9 +34,11 @@ them live in modules named for what they do and are mixed in:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -126,6 +128,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         self.manifest = Manifest()
         self.wal: WriteAheadLog | None = None
         self.last_flush_error: str | None = None
+        self.last_compaction_at: float | None = None  # unix seconds of this process's last finished compaction
         self._flush_retry = FlushRetry()
         self.index_builder = segment_index.IndexBuilder(config.name)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
@@ -332,7 +335,9 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         """
         with self._compaction_lock:
             try:
-                return self._compact(segment_ids).to_dict()
+                report = self._compact(segment_ids).to_dict()
+                self.last_compaction_at = time.time()
+                return report
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
@@ -469,6 +474,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 "segment_rows": sum(s.rows for s in self.segments),
                 "checkpoint_seq": self.manifest.checkpoint_seq,
                 "wal_last_seq": wal.last_seq if wal else None,
+                "wal_bytes": _directory_bytes(wal.directory) if wal else 0,
                 "last_flush_error": self.last_flush_error,
                 "indexing_algorithm": self.config.indexing_algorithm,
                 "indexed_segments": sum(1 for s in self.segments if s.index is not None),
@@ -478,4 +484,16 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 "status": "green" if unindexed == 0 and pending == 0 else "yellow",
                 "indexed_rows": indexed,
                 "unindexed_rows": unindexed,
+                "last_compaction_at": self.last_compaction_at,
             }
+
+
+def _directory_bytes(directory: Path) -> int:
+    """The bytes of the files in ``directory`` now (a file removed meanwhile counts as nothing)."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
