@@ -10,6 +10,7 @@
 (() => {
   const KEY_STORAGE = "proximadb.apiKey";
   const HISTORY = 90; // metric samples kept per chart
+  const MIN_SLOTS = 20; // the x axis never spans fewer samples than this
   const params = new URLSearchParams(location.search);
   const POLL_SECONDS = Math.min(60, Math.max(0.2, Number(params.get("interval")) || 2));
 
@@ -209,7 +210,7 @@
       cell(num(s.segments), "num"),
       cell(num(s.memtable_rows), "num"),
       cell(bytes(s.wal_bytes), "num"),
-      cell(when(s.last_compaction_at)),
+      cell(when(s.last_compaction_at), "nowrap"),
       el("td", {}, el("button", { type: "button", on: { click: () => { selectCollection(c.name); location.hash = "#search"; } } },
         "Search")));
   }
@@ -322,7 +323,8 @@
       } else {
         throw new Error("paste a query vector or give a record id");
       }
-      const request = { vector, k: Number($("search-k").value) || 10, include_metadata: true };
+      const kText = $("search-k").value.trim();
+      const request = { vector, k: kText ? Number(kText) : 10, include_metadata: true };
       const filterText = $("search-filter").value.trim();
       if (filterText) {
         const filter = parseJson(filterText, "the filter");
@@ -500,12 +502,16 @@
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    const span = (HISTORY - 1) * POLL_SECONDS;
+    // The x axis spans the samples so far (at least MIN_SLOTS, at most HISTORY): a new chart fills at once.
+    const count = series.reduce((n, s) => Math.max(n, s.values.length), 0);
+    const slots = Math.min(HISTORY, Math.max(MIN_SLOTS, count));
+    const span = (slots - 1) * POLL_SECONDS;
     for (let i = 0; i <= 3; i += 1) {
       const x = left + ((right - left) * i) / 3;
-      ctx.fillText("-" + Math.round(span - (span * i) / 3) + " s", x, bottom + 6);
+      const ago = span - (span * i) / 3;
+      ctx.fillText(i === 3 ? "now" : "-" + (+ago.toPrecision(2)) + " s", x, bottom + 6);
     }
-    const xOf = (i, n) => right - ((n - 1 - i) * (right - left)) / (HISTORY - 1);
+    const xOf = (i, n) => right - ((n - 1 - i) * (right - left)) / (slots - 1);
     const yOf = (v) => bottom - ((bottom - top) * v) / yMax;
     let plotted = 0;
     ctx.lineWidth = 2;
@@ -519,7 +525,10 @@
         const y = yOf(v);
         if (drawing) ctx.lineTo(x, y);
         else ctx.moveTo(x, y);
-        if (!drawing && (i === s.values.length - 1 || s.values[i + 1] === null)) ctx.lineTo(x + 0.01, y);
+        if (!drawing && (i === s.values.length - 1 || s.values[i + 1] === null)) {
+          ctx.fillStyle = s.color; // a point with no neighbour: a dot
+          ctx.fillRect(x - 2, y - 2, 4, 4);
+        }
         drawing = true;
         plotted += 1;
       });
