@@ -199,7 +199,7 @@ def test_record_browser_pages_through_scroll(page: Page, daemon: Daemon, tmp_pat
         page.wait_for_selector(f"#records-table[data-state=loaded][data-page='{n}']")
         seen += [r[0] for r in rows(page, "records-table")]
     assert seen == [f"doc-{i:03d}" for i in range(N)]
-    assert page.inner_text("#records-position") == "page 4 · records 301–320"
+    assert page.inner_text("#records-position") == "page 4 · records 301\u2013320"
     assert page.is_disabled("#records-next")
     page.check("#records-vectors")
     page.wait_for_function("() => document.querySelector('#records-table tbody tr td:nth-child(3)').textContent"
@@ -266,7 +266,8 @@ def test_search_form_shows_the_hits_the_sdk_gets(page: Page, daemon: Daemon, tmp
         ({"record": "no-such-id"}, "not_found"),
         ({}, "paste a query vector or give a record id"),
         ({"vector": json.dumps(query), "filter_": "[1]"}, "the filter must be a JSON object"),
-        ({"vector": json.dumps(query), "filter_": '{"n": {"$near": 3}}'}, "invalid_filter: filter.n: unknown operator $near"),
+        ({"vector": json.dumps(query), "filter_": '{"n": {"$near": 3}}'},
+         "invalid_filter: filter.n: unknown operator $near"),
         ({"vector": json.dumps(query), "k": 10_001}, "validation_error: k must be an integer from 1 to 10000"),
     ):
         assert run_search(page, **kwargs) == "error", kwargs  # type: ignore[arg-type]
