@@ -167,7 +167,7 @@ def test_collections_table_shows_the_stats(page: Page, daemon: Daemon, tmp_path:
         stats = client.stats("docs")
     table = {r[0]: r for r in rows(page, "collections-table")}
     docs = table["docs"]
-    assert docs[1:6] == [f"{N}", f"{DIM}", "euclidean", "hnsw", "yellow"]  # 20 rows wait in the memtable
+    assert docs[1:6] == [f"{N}", f"{DIM}", "euclidean", "hnsw", "yellow (not fully indexed)"]  # 20 in the memtable
     assert docs[6] == f"{stats['indexed_rows']} / {stats['unindexed_rows']}" == "300 / 20"
     assert docs[7:9] == [str(stats["segments"]), "20"]
     assert stats["wal_bytes"] > 0 and docs[9].endswith("B") and docs[9] != "0 B"
@@ -176,7 +176,8 @@ def test_collections_table_shows_the_stats(page: Page, daemon: Daemon, tmp_path:
     assert table["empty"][10] == "never"
     shot(page, tmp_path, "collections")
     if os.environ.get("PROXIMADB_UPDATE_SCREENSHOT") == "1":
-        page.screenshot(path=str(REPO / "docs" / "dashboard.png"))
+        page.set_viewport_size({"width": 1480, "height": 260})
+        page.screenshot(path=str(REPO / "docs" / "dashboard.png"), full_page=True)
 
 
 # ---------------------------------------------------------------- records

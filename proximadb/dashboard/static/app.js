@@ -21,6 +21,8 @@
     cursors: [null], // cursors[n] opens page n of the record browser
     page: 0,
     nextCursor: null,
+    recordsTicket: 0,
+    searchTicket: 0,
     samples: [], // {t, ingest, queries, p50, p95, p99}
     prev: null, // the previous raw scrape
     metricsTimer: null,
@@ -197,7 +199,7 @@
 
   function collectionRow(c, s) {
     const status = s.error ? el("span", { class: "error" }, s.error)
-      : el("span", { class: "status-" + s.status }, s.status === "green" ? "green (fully indexed)" : s.status);
+      : el("span", { class: "status-" + s.status }, s.status === "green" ? "green (fully indexed)" : s.status + " (not fully indexed)");
     const cell = (text, cls) => el("td", cls ? { class: cls } : {}, text);
     return el("tr", { "data-collection": c.name },
       el("td", {}, el("a", { href: "#records", on: { click: () => selectCollection(c.name) } }, c.name)),
@@ -246,24 +248,28 @@
     const cursor = state.cursors[state.page];
     if (cursor !== null && cursor !== undefined) request.cursor = cursor;
     table.dataset.state = "loading";
+    const ticket = ++state.recordsTicket; // only the latest request may draw the table
+    const pageNumber = state.page;
     let page;
     try {
       page = await api("POST", "/collections/" + enc(collection) + "/vectors/scroll", request);
     } catch (err) {
+      if (ticket !== state.recordsTicket) return;
       body.replaceChildren(el("tr", {}, el("td", { colspan: "4", class: "error" }, errorText(err))));
       table.dataset.state = "error";
       return;
     }
+    if (ticket !== state.recordsTicket) return;
     state.nextCursor = page.next_cursor;
     body.replaceChildren(...page.records.map((rec) => recordRow(collection, rec)));
-    const first = state.page * limit + 1;
+    const first = pageNumber * limit + 1;
     $("records-position").textContent = page.records.length
-      ? "page " + (state.page + 1) + " · records " + first + "–" + (first + page.records.length - 1)
-      : "page " + (state.page + 1) + " · no records";
-    $("records-prev").disabled = state.page === 0;
+      ? "page " + (pageNumber + 1) + " · records " + first + "–" + (first + page.records.length - 1)
+      : "page " + (pageNumber + 1) + " · no records";
+    $("records-prev").disabled = pageNumber === 0;
     $("records-next").disabled = !state.nextCursor;
     table.dataset.state = "loaded";
-    table.dataset.page = String(state.page + 1);
+    table.dataset.page = String(pageNumber + 1);
   }
 
   function recordRow(collection, rec) {
@@ -303,6 +309,8 @@
     const table = $("search-hits");
     table.dataset.state = "loading";
     summary.className = "muted";
+    const ticket = ++state.searchTicket; // a search sent meanwhile supersedes this one
+    const stale = () => ticket !== state.searchTicket;
     try {
       const collection = $("search-collection").value;
       if (!collection) throw new Error("choose a collection");
@@ -336,6 +344,7 @@
       const ef = $("search-ef").value.trim();
       if (ef) request.ef = Number(ef);
       const hits = await api("POST", "/collections/" + enc(collection) + "/search", request);
+      if (stale()) return;
       body.replaceChildren(...hits.map((hit, i) => el("tr", { "data-id": hit.id },
         el("td", { class: "num" }, i + 1),
         el("td", { class: "mono" }, hit.id),
@@ -347,6 +356,7 @@
         (request.filter ? ", filtered" : "") + ")";
       table.dataset.state = "loaded";
     } catch (err) {
+      if (stale()) return;
       body.replaceChildren();
       summary.textContent = errorText(err);
       summary.className = "error";
