@@ -160,8 +160,9 @@ class UnifiedAvroService:
     def insert_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
         """A client's versioned ``vector_insert`` payload, logged as received."""
         self._check_size(payload)
-        ids = self.engine.collection(collection).insert_payload(payload)
-        self.metrics.inc(RECORDS_WRITTEN, (("collection", collection),), len(ids))
+        col = self.engine.collection(collection)
+        ids = col.insert_payload(payload)
+        self.metrics.inc(RECORDS_WRITTEN, (("collection", col.config.name),), len(ids))  # by name, as uuid too
         return {"count": len(ids), "ids": ids}
 
     def insert_records(self, collection: str, req: InsertRecords) -> dict[str, Any]:
@@ -231,7 +232,8 @@ class UnifiedAvroService:
         return {"records": records, "next_cursor": next_cursor}
 
     def search(self, collection: str, params: SearchParams) -> list[list[dict[str, Any]]]:
-        results = self.engine.collection(collection).search_batch(
+        col = self.engine.collection(collection)
+        results = col.search_batch(
             params.queries,
             params.k,
             filter=params.filter,
@@ -241,7 +243,7 @@ class UnifiedAvroService:
             ef=params.ef,
             nprobe=params.nprobe,
         )
-        self.metrics.inc(QUERIES, (("collection", collection),), len(results))
+        self.metrics.inc(QUERIES, (("collection", col.config.name),), len(results))
         return results
 
     def search_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> bytes:

@@ -73,16 +73,18 @@ def test_counters_of_records_written_and_queries_answered(daemon: Daemon) -> Non
         rest.create_collection("counted", DIM)
         before = scrape(daemon)
         rest.insert_vectors("counted", ids=[f"r{i}" for i in range(30)], vectors=rng.standard_normal((30, DIM)))
-        grpc_client.insert_vectors("counted", ids=[f"g{i}" for i in range(12)], vectors=rng.standard_normal((12, DIM)))
+        uuid = rest.get_collection("counted")["uuid"]  # counted under the collection's name either way
+        grpc_client.insert_vectors(uuid, ids=[f"g{i}" for i in range(12)], vectors=rng.standard_normal((12, DIM)))
         rest.upsert_vectors("counted", ids=["r0"], vectors=rng.standard_normal((1, DIM)))
         with pytest.raises(ProximaDBError):  # refused whole: nothing counted
             rest.insert_vectors("counted", ids=["bad"], vectors=rng.standard_normal((1, DIM + 1)))
         for client in (rest, grpc_client):
             client.search("counted", rng.standard_normal(DIM), k=3)
-            client.search_batch("counted", rng.standard_normal((4, DIM)), k=3)  # a batch counts each query
+            client.search_batch(uuid, rng.standard_normal((4, DIM)), k=3)  # a batch counts each query
         with pytest.raises(ProximaDBError):
             rest.search("counted", rng.standard_normal(DIM + 1), k=3)
         after = scrape(daemon)
+    assert f'collection="{uuid}"' not in after
     assert "# TYPE proximadb_records_written_total counter" in after
     assert "# TYPE proximadb_search_queries_total counter" in after
     assert sample(after, "proximadb_records_written_total", "counted") - \
