@@ -128,7 +128,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         self.manifest = Manifest()
         self.wal: WriteAheadLog | None = None
         self.last_flush_error: str | None = None
-        self.last_compaction_at: float | None = None  # unix seconds of this process's last finished compaction
+        self.last_compaction_at: float | None = None  # unix seconds of this process's last compaction that merged
         self._flush_retry = FlushRetry()
         self.index_builder = segment_index.IndexBuilder(config.name)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
@@ -336,7 +336,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         with self._compaction_lock:
             try:
                 report = self._compact(segment_ids).to_dict()
-                self.last_compaction_at = time.time()
+                if report["merged"]:  # segments were rewritten (a compaction with nothing to do is not one)
+                    self.last_compaction_at = time.time()
                 return report
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:

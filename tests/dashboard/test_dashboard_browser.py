@@ -50,9 +50,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             admin.create_collection("empty", 3)
             ids = [f"doc-{i:03d}" for i in range(N)]
             metas = [{"lang": "en" if i % 2 else "de", "n": i} for i in range(N)]
-            admin.insert_vectors("docs", ids=ids[:300], vectors=vectors[:300], metadatas=metas[:300])
-            admin.flush("docs")
-            admin.compact("docs")
+            for part in (slice(0, 150), slice(150, 300)):  # two segments, merged into one
+                admin.insert_vectors("docs", ids=ids[part], vectors=vectors[part], metadatas=metas[part])
+                admin.flush("docs")
+            assert admin.compact("docs")["segments_after"] == 1
             admin.wait_for_indexing("docs", timeout=60)
             admin.insert_vectors("docs", ids=ids[300:], vectors=vectors[300:], metadatas=metas[300:])
         yield d

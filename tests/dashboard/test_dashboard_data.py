@@ -55,6 +55,8 @@ def test_stats_report_wal_bytes_and_last_compaction_over_both_protocols(daemon: 
         grown = grpc_client.stats("walsize")
         assert grown["wal_bytes"] > before and grown["wal_bytes"] == wal_dir_bytes(daemon, info["uuid"])
         rest.flush("walsize")
+        assert rest.compact("walsize")["merged"] == []  # one clean segment: nothing to do, not a compaction
+        assert grpc_client.stats("walsize")["last_compaction_at"] is None
         rest.insert_vectors("walsize", ids=[f"b{i}" for i in range(5)], vectors=rng.standard_normal((5, DIM)))
         rest.flush("walsize")
         started = time.time()

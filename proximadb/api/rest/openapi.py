@@ -138,7 +138,8 @@ SCHEMAS: dict[str, Any] = {
         "last_index_error": {"type": ["string", "null"]},
         "wal_bytes": {"type": "integer", "minimum": 0, "description": "bytes of the WAL files on disk now"},
         "last_compaction_at": {"type": ["number", "null"],
-                               "description": "unix seconds of the last compaction since the daemon started"}}},
+                               "description": "unix seconds of the last compaction that rewrote segments "
+                                              "since the daemon started (null: none)"}}},
     "Metadata": {"type": "object", "additionalProperties": {
         "oneOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
                   {"type": "array", "items": {"type": "string"}}]}},
