@@ -475,7 +475,6 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 "segment_rows": sum(s.rows for s in self.segments),
                 "checkpoint_seq": self.manifest.checkpoint_seq,
                 "wal_last_seq": wal.last_seq if wal else None,
-                "wal_bytes": _directory_bytes(wal.directory) if wal else 0,
                 "last_flush_error": self.last_flush_error,
                 "indexing_algorithm": self.config.indexing_algorithm,
                 "indexed_segments": sum(1 for s in self.segments if s.index is not None),
@@ -485,6 +484,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 "status": "green" if unindexed == 0 and pending == 0 else "yellow",
                 "indexed_rows": indexed,
                 "unindexed_rows": unindexed,
+                # (in the .proto's field order: gRPC answers the keys in that order)
+                "wal_bytes": _directory_bytes(wal.directory) if wal else 0,
                 "last_compaction_at": self.last_compaction_at,
             }
 
