@@ -1,4 +1,4 @@
-"""The web dashboard's static files (``static/``: index.html, app.js, style.css), shipped as package data.
+"""The web dashboard's static files (``static/``: index.html, app.js, metrics.js, style.css), shipped as package data.
 
 Served by :mod:`proximadb.api.rest.dashboard` at ``GET /dashboard``. Plain JavaScript, no build step and
 nothing fetched from elsewhere, so it works offline; the page reads the daemon's own REST API
@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 
 ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-          "style.css": "text/css; charset=utf-8"}
+          "metrics.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
 
 def read_asset(name: str) -> bytes:

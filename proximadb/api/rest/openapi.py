@@ -206,7 +206,7 @@ PATHS: dict[str, dict[str, Any]] = {
                            "responses": {"200": {"description": "the dashboard page",
                                                  "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     "/dashboard/{asset}": {
-        "parameters": [_path_param("asset", "a file of the dashboard: index.html, app.js, style.css")],
+        "parameters": [_path_param("asset", "a file of the dashboard: index.html, app.js, metrics.js, style.css")],
         "get": {"summary": "a static file of the dashboard", "responses": {
             "200": {"description": "the file", "content": {"text/html": {}, "text/javascript": {}, "text/css": {}}},
             "404": {"$ref": "#/components/responses/NotFound"}}},
