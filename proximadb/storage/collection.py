@@ -34,9 +34,11 @@ them live in modules named for what they do and are mixed in:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -126,6 +128,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         self.manifest = Manifest()
         self.wal: WriteAheadLog | None = None
         self.last_flush_error: str | None = None
+        self.last_compaction_at: float | None = None  # unix seconds of this process's last compaction that merged
         self._flush_retry = FlushRetry()
         self.index_builder = segment_index.IndexBuilder(config.name)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
@@ -333,7 +336,10 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         """
         with self._compaction_lock:
             try:
-                return self._compact(segment_ids).to_dict()
+                report = self._compact(segment_ids).to_dict()
+                if report["merged"]:  # segments were rewritten (a compaction with nothing to do is not one)
+                    self.last_compaction_at = time.time()
+                return report
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
@@ -479,4 +485,18 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 "status": "green" if unindexed == 0 and pending == 0 else "yellow",
                 "indexed_rows": indexed,
                 "unindexed_rows": unindexed,
+                # (in the .proto's field order: gRPC answers the keys in that order)
+                "wal_bytes": _directory_bytes(wal.directory) if wal else 0,
+                "last_compaction_at": self.last_compaction_at,
             }
+
+
+def _directory_bytes(directory: Path) -> int:
+    """The bytes of the files in ``directory`` now (a file removed meanwhile counts as nothing)."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
