@@ -178,6 +178,14 @@ class DataDirLockedError(StorageError):
     grpc_status = "FAILED_PRECONDITION"
 
 
+class ExternalLogError(StorageError):
+    """Cluster mode: the collection's log of record is a shard log, not its own WAL (or a directory was opened
+    in the other mode). Writes reach such a collection only as log entries, applied in log order."""
+
+    code = "external_log"
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class EngineClosedError(UnavailableError):
     code = "engine_closed"
 
