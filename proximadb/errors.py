@@ -199,6 +199,13 @@ class LogUnavailableError(UnavailableError):
     code = "log_unavailable"
 
 
+class SnapshotRequiredError(UnavailableError):
+    """Cluster mode: a replica is behind the first entry its shard log still holds (the log was purged below
+    its applied sequence); it can catch up only from a peer's snapshot, then the log."""
+
+    code = "snapshot_required"
+
+
 _OS_ERROR_ADVICE = {
     errno.EROFS: "the data directory must be writable: remount its file system read-write or use another "
                  "data directory",

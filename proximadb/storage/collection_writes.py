@@ -41,7 +41,7 @@ class WritePath(CollectionState):
     """Check an insert batch; apply operations to the memtable and segment bitmaps (live and replay)."""
 
     def _write_insert(self, op: InsertOp, payload: bytes | None) -> list[str]:
-        if not self._check_insert(op, now_us()):
+        if not self._check_insert(op, None):
             payload = None  # the client's payload lacks the stamped expiry: the WAL logs the batch as stamped
         if not op.ids:
             return []
@@ -54,11 +54,11 @@ class WritePath(CollectionState):
         self._require_open().wait_durable(seq)
         return list(op.ids)
 
-    def _check_insert(self, op: InsertOp, now: int) -> bool:
+    def _check_insert(self, op: InsertOp, now: int | None) -> bool:
         """Check a batch and stamp it at ``now`` (µs): a timestamp of 0 becomes ``now``, the collection's
         default TTL counts from it. False when the stamping changed what the client's payload says.
 
-        Live writes pass the clock; a log entry applied in cluster mode passes the entry's log time, so
+        Live writes pass None, the clock; a log entry applied in cluster mode passes the entry's log time, so
         every replica stamps the same values (collection_apply.py)."""
         n = len(op.ids)
         limits = self.options.limits
@@ -77,9 +77,10 @@ class WritePath(CollectionState):
         if n and not op.timestamps.all():
             # Stamp server time where the client sent 0. The client's payload is still
             # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
-            op.timestamps = np.where(op.timestamps == 0, now, op.timestamps).astype(np.int64)
+            op.timestamps = np.where(op.timestamps == 0, now_us() if now is None else now, op.timestamps)
+            op.timestamps = op.timestamps.astype(np.int64)
         ttl = self.config.default_ttl_seconds
-        return not (ttl and expiry.stamp_default_ttl(op, ttl, now))
+        return not (ttl and expiry.stamp_default_ttl(op, ttl, expiry.now_us() if now is None else now))
 
     def _refuse_existing(self, ids: Sequence[str], now: int | None) -> None:
         """VectorExistsError when an id of an insert (not an upsert) is live at ``now`` (None: the clock)."""
