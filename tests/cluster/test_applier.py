@@ -325,7 +325,7 @@ def test_modes_are_not_mixed_and_direct_writes_are_refused(shard_log: JetStreamL
             ShardApplier(shard_log, col)
         manifest = col.directory / "MANIFEST"
     before = manifest.read_bytes()  # the close flushed: segments and a checkpoint
-    with pytest.raises(ExternalLogError, match="was written with its own WAL.*nothing was changed"):
+    with pytest.raises(ExternalLogError, match=r"was written with its own WAL.*nothing was changed"):
         Engine.open(tmp_path / "single", log_of_record="external")
     assert manifest.read_bytes() == before
     with Engine.open(tmp_path / "single") as engine:
@@ -341,5 +341,5 @@ def test_modes_are_not_mixed_and_direct_writes_are_refused(shard_log: JetStreamL
         # A refused entry changes nothing but still moves the position: every replica passes it over alike.
         outcome = col.apply_log_entry(1, b"not a payload frame", 1)
         assert outcome.outcome == "refused" and col.applied_seq == 1 and col.count() == 0
-    with pytest.raises(ExternalLogError, match="applies a shard log.*open it in cluster mode"):
+    with pytest.raises(ExternalLogError, match=r"applies a shard log.*open it in cluster mode"):
         Engine.open(tmp_path / "cluster")
