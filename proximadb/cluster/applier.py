@@ -17,8 +17,9 @@ Failures: a log that does not answer (:class:`~proximadb.errors.LogUnavailableEr
 the log's own retries) is retried after a pause, indefinitely: a replica waits out an outage.
 Entries the replica no longer finds because the log was purged below its position stop the
 applier with :class:`~proximadb.errors.SnapshotRequiredError` (bootstrapping from a peer's
-snapshot is not built yet). Any other failure stops it too; ``error`` holds it, and
-``wait_for`` raises it rather than wait for entries that will not come.
+snapshot is not built yet). A checkpoint that fails (disk full) is logged and tried again at the
+next one; a collection closed under it stops it quietly. Any other failure stops it; ``error``
+holds it, and ``wait_for`` raises it rather than wait for entries that will not come.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import threading
 import time
 
 from proximadb.cluster.shard_log import LogPurgedError, ShardLog
-from proximadb.errors import LogUnavailableError, SnapshotRequiredError
+from proximadb.errors import EngineClosedError, LogUnavailableError, SnapshotRequiredError, StorageError
 from proximadb.storage.collection import Collection
 
 log = logging.getLogger("proximadb.cluster")
@@ -54,6 +55,7 @@ class ShardApplier:
         self.position = collection.external_position()  # ExternalLogError unless the collection applies a log
         self.error: BaseException | None = None
         self.applied_entries = 0  # applied (or refused) by this applier, skipped ones not counted
+        self.log_unavailable = 0  # reads the log did not answer (each after the log's own retries)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"applier-{collection.config.name}", daemon=True)
 
@@ -102,6 +104,7 @@ class ShardApplier:
                 try:
                     entries = self.log.read(self.position.last_seq + 1, self.batch)
                 except LogUnavailableError as exc:
+                    self.log_unavailable += 1
                     log.warning("applier %s: the shard log did not answer (%s); retrying",
                                 self.collection.config.name, exc)
                     self._stop.wait(UNAVAILABLE_PAUSE_SECONDS)
@@ -119,6 +122,9 @@ class ShardApplier:
                     since_checkpoint, last_checkpoint = 0, time.monotonic()
                 if not entries:
                     self._stop.wait(self.idle_poll)
+        except EngineClosedError:
+            log.info("applier %s: the collection was closed; stopped at applied sequence %d",
+                     self.collection.config.name, self.position.last_seq)
         except LogPurgedError as exc:
             self.error = SnapshotRequiredError(
                 f"collection {self.collection.config.name}: this replica has applied the shard log up to "
@@ -132,6 +138,17 @@ class ShardApplier:
                           self.position.last_seq)
 
     def _checkpoint(self) -> None:
-        """Flush, when entries were applied since the manifest's checkpoint: the manifest records the position."""
-        if self.position.last_seq > self.position.checkpointed_seq:
+        """Flush, when entries were applied since the manifest's checkpoint: the manifest records the position.
+
+        A flush that fails (disk full) loses nothing: the entries stay in the memtable and in the log, a
+        restart applies them again; it is logged by the collection and tried at the next checkpoint."""
+        if self.position.last_seq <= self.position.checkpointed_seq:
+            return
+        try:
             self.collection.flush()
+        except EngineClosedError:
+            return  # closed under us: its close flushed (or the entries are applied again at the next open)
+        except StorageError as exc:
+            log.warning("applier %s: checkpoint at %d failed (%s); the entries after %d stay in the memtable and "
+                        "the log, the next checkpoint tries again", self.collection.config.name,
+                        self.position.last_seq, exc, self.position.checkpointed_seq)

@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from proximadb.cluster.applier import ShardApplier
 from proximadb.cluster.nats_servers import NatsCluster
 from proximadb.cluster.shard_log import JetStreamLog
 from proximadb.codec.payload import encode_insert, encode_payload
-from proximadb.errors import ExternalLogError, SnapshotRequiredError, ValidationError
+from proximadb.errors import ExternalLogError, LogUnavailableError, SnapshotRequiredError, ValidationError
 from proximadb.storage.collection import Collection
 from proximadb.storage.engine import Engine
 from proximadb.storage.manifest import Manifest
@@ -343,3 +344,48 @@ def test_modes_are_not_mixed_and_direct_writes_are_refused(shard_log: JetStreamL
         assert outcome.outcome == "refused" and col.applied_seq == 1 and col.count() == 0
     with pytest.raises(ExternalLogError, match=r"applies a shard log.*open it in cluster mode"):
         Engine.open(tmp_path / "cluster")
+
+
+def test_the_applier_waits_out_a_log_outage_and_catches_up(tmp_path: Path) -> None:
+    """Every NATS server killed with SIGKILL under a running applier, then started again."""
+    with NatsCluster(tmp_path / "nats", 3) as nats:
+        writer = JetStreamLog(nats.urls, "outage", replicas=3)
+        first = workload(1, 100, seed=41)
+        append_all(writer, first)
+        writer.close()
+        reader = JetStreamLog(nats.urls, "outage", replicas=3, timeout=1.0, deadline=2.0)
+        try:
+            with replica(tmp_path / "a") as engine:
+                applier = ShardApplier(reader, engine.collection("docs"), 25).start()
+                applied(applier, 100)
+                for server in nats.servers:
+                    server.kill()
+                end = time.monotonic() + WAIT
+                while applier.log_unavailable < 2 and time.monotonic() < end:  # it saw the outage, twice
+                    time.sleep(0.1)
+                assert applier.log_unavailable >= 2 and applier.running and applier.error is None
+                nats.start()
+                second = workload(101, 50, seed=42)
+                writer = until_open(nats, "outage")
+                try:
+                    last = append_all(writer, second)
+                finally:
+                    writer.close()
+                applied(applier, last)
+                applier.stop()
+                assert as_model(contents(engine.collection("docs"))) == model(
+                    first + second, [(1, 100, 41), (101, 50, 42)])
+        finally:
+            reader.close()
+
+
+def until_open(nats: NatsCluster, name: str) -> JetStreamLog:
+    """A log on servers that are electing leaders after a restart: retried while they do not answer."""
+    end = time.monotonic() + WAIT
+    while True:
+        try:
+            return JetStreamLog(nats.urls, name, replicas=3, deadline=60.0)
+        except LogUnavailableError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.5)
