@@ -18,6 +18,9 @@ at its position and the entry itself (its bytes and its log time, both the same 
 replica), never the replica's clock, so replicas that apply the same log end in the same state.
 An entry that a live write would refuse (a bad batch, an existing id) is refused the same way on
 every replica: it changes nothing, is logged, counted (``refused_entries``) and passed over.
+That holds as long as the replicas share the collection's settings (catalog) and the request limits
+(``StorageOptions.limits``: batch size, id and metadata bytes): cluster mode must give every node the
+same ones (not enforced yet; the writer will check a batch against them before appending it).
 
 Restart: the manifest's ``checkpoint_seq`` is the last applied sequence the segments hold
 (manifest.py, ``"log": "external"``); entries applied after it lived in the memtable only and
