@@ -22,9 +22,11 @@ from proximadb.index import distance
 from proximadb.storage import expiry
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.memtable import Memtable
+from proximadb.storage.metadata_check import metadata_sizes
 from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment
 from proximadb.storage.validation import (
+    MAX_METADATA_KEY_BYTES,
     check_ids,
     check_metadata,
     check_timestamps,
@@ -71,9 +73,9 @@ class WritePath(CollectionState):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
-        for i, md in enumerate(op.metadata):
-            if md:
-                check_metadata(md, f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
+        sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)  # compiled; -1: ask the Python rule
+        for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
+            check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
         if n and not op.timestamps.all():
             # Stamp server time where the client sent 0. The client's payload is still
             # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
@@ -109,10 +111,11 @@ class WritePath(CollectionState):
         if self._metric == "cosine":  # in float64: huge and subnormal rows normalise exactly too
             vectors = distance.normalize_rows(vectors)
         if self.segments:
-            wanted = set(op.ids)
+            ids = list(op.ids)
             for seg in self.segments:  # an id lives in one place at most: memtable or one segment
-                for id_ in seg.id_to_row.keys() & wanted:
-                    seg.delete_row(seg.id_to_row[id_])
+                rows = seg.live_rows(ids)
+                for row in rows[rows >= 0].tolist():
+                    seg.delete_row(row)
         self.memtable.put_batch(list(op.ids), vectors, list(op.metadata), op.timestamps, op.expires_at)
 
     def _apply_patch(self, patch: MetadataPatch, timestamp: int) -> None:
@@ -145,7 +148,7 @@ class WritePath(CollectionState):
 
     def _remove_from_segments(self, id_: str) -> None:
         for seg in self.segments:
-            row = seg.id_to_row.get(id_)
+            row = seg.row_of(id_)
             if row is not None:
                 seg.delete_row(row)
                 return
@@ -154,8 +157,9 @@ class WritePath(CollectionState):
         """The ids of ``ids`` that are live and not expired at ``now`` (None: the clock), in their order
         (set operations, no per-id Python)."""
         found = self.memtable.id_keys() & ids
+        listed = list(ids)
         for seg in self.segments:
-            found |= seg.id_to_row.keys() & ids
+            found.update(listed[i] for i in np.flatnonzero(seg.live_rows(listed) >= 0).tolist())
         if not found:
             return []
         if now is None:
@@ -167,7 +171,7 @@ class WritePath(CollectionState):
         if row is not None:
             return self.memtable, row
         for seg in self.segments:
-            row = seg.id_to_row.get(id_)
+            row = seg.row_of(id_)
             if row is not None:
                 return seg, row
         return None

@@ -125,8 +125,8 @@ class SegmentRewrite:
         """Before the commit point: remove what this rewrite wrote. After it: nothing to undo."""
         if self.committed:
             return
-        for seg in self.built:  # unmap the vectors before the files go, so that their space is free at once
-            seg.vectors = np.zeros((0, seg.dim), dtype=np.float32)
+        for seg in self.built:  # unmap its files before they go, so that their space is free at once
+            seg.release()
         self.built.clear()
         for path in self._paths:
             intents.discard(path)
