@@ -158,7 +158,8 @@ class LogApplyPath(CollectionState):
             flt = compile_filter(datum["filter"])
             if flt is None:
                 raise ValidationError("delete by filter needs a non-empty filter")
-            ids = [ids[row] for _, ids, hits in self._live_matches(flt, now) for row in np.flatnonzero(hits)]
+            ids = [part_ids[row] for _, part_ids, hits in self._live_matches(flt, now)
+                   for row in np.flatnonzero(hits).tolist()]
         else:
             ids = check_ids(datum["ids"], allow_duplicates=True, max_bytes=self.options.limits.max_id_bytes)
             ids = list(dict.fromkeys(ids))
