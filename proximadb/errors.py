@@ -46,6 +46,12 @@ class DimensionMismatchError(ValidationError):
     code = "dimension_mismatch"
 
 
+class EmbeddingFunctionRequiredError(ValidationError):
+    """Documents or query texts were given to a collection handle that has no embedding function."""
+
+    code = "embedding_function_required"
+
+
 class InvalidVectorError(ValidationError):
     """NaN/inf components, empty vectors, zero vectors under cosine."""
 
@@ -99,6 +105,13 @@ class AlreadyExistsError(ProximaDBError):
 
 class CollectionExistsError(AlreadyExistsError):
     code = "collection_exists"
+
+
+class CollectionConfigMismatchError(CollectionExistsError):
+    """``create_collection(..., exist_ok=True)`` / ``get_or_create_collection``: a collection of that name
+    exists with another dimension or distance metric (the message names both)."""
+
+    code = "collection_config_mismatch"
 
 
 class VectorExistsError(AlreadyExistsError):
