@@ -191,6 +191,14 @@ class DataDirLockedError(StorageError):
     grpc_status = "FAILED_PRECONDITION"
 
 
+class ExternalLogError(StorageError):
+    """Cluster mode: the collection's log of record is a shard log, not its own WAL (or a directory was opened
+    in the other mode). Writes reach such a collection only as log entries, applied in log order."""
+
+    code = "external_log"
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class EngineClosedError(UnavailableError):
     code = "engine_closed"
 
@@ -202,6 +210,13 @@ class LogUnavailableError(UnavailableError):
     (JetStream drops the duplicate within the stream's duplicate window)."""
 
     code = "log_unavailable"
+
+
+class SnapshotRequiredError(UnavailableError):
+    """Cluster mode: a replica is behind the first entry its shard log still holds (the log was purged below
+    its applied sequence); it can catch up only from a peer's snapshot, then the log."""
+
+    code = "snapshot_required"
 
 
 _OS_ERROR_ADVICE = {

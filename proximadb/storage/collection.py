@@ -65,11 +65,13 @@ from proximadb.limits import Limits
 from proximadb.renamed import renamed
 from proximadb.storage import expiry, integrity, segment_index
 from proximadb.storage.catalog import CollectionConfig
+from proximadb.storage.collection_apply import LogApplyPath
 from proximadb.storage.collection_reads import ReadPath
 from proximadb.storage.collection_state import KernelMetric
 from proximadb.storage.collection_writes import WritePath, now_us
 from proximadb.storage.compaction import CompactionPath
 from proximadb.storage.flush import FlushPath, FlushRetry, is_disk_full
+from proximadb.storage.log_of_record import LogOfRecord
 from proximadb.storage.manifest import Manifest
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Operation, UpdateOp
@@ -110,10 +112,13 @@ class StorageOptions:
     limits: Limits = field(default_factory=Limits)  # request limits (proximadb.limits), enforced here
     auto_compact: bool = True  # background compaction after flushes, by compaction.needs_compaction
     flush_on_close: bool = True  # a graceful close flushes the memtable (Collection.close), so no WAL replay at open
+    # "wal": each collection's own WAL is its log of record. "external" (cluster mode): no WAL; writes arrive as
+    # entries of a shard log, applied by Collection.apply_log_entry (collection_apply.py, log_of_record.py).
+    log_of_record: str = "wal"
 
 
 
-class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
+class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, CompactionPath):
     """One collection. The public methods are here; the paths behind them are mixed in from their modules."""
 
     def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
@@ -126,7 +131,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         self.memtable = self._new_memtable()
         self.segments: list[Segment] = []
         self.manifest = Manifest()
-        self.wal: WriteAheadLog | None = None
+        self.wal: LogOfRecord | None = None  # the WAL, or in cluster mode an ExternalLogPosition
         self.last_flush_error: str | None = None
         self.last_compaction_at: float | None = None  # unix seconds of this process's last compaction that merged
         self._flush_retry = FlushRetry()
@@ -160,7 +165,11 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             self.segments.append(seg)
         for seg in self.segments:
             self._index_segment(seg, load_existing=True)
-        self.wal = WriteAheadLog.open(
+        if options.log_of_record == "external":
+            self.wal = self._open_external_log()
+            return self
+        self._refuse_external_manifest()
+        wal = self.wal = WriteAheadLog.open(
             directory / "wal",
             strategy=options.wal_strategy,
             compression=options.wal_compression,
@@ -171,7 +180,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         started = time.monotonic()
         replayed = 0
         with progress.track("replay", config.name, unit="operations") as task:
-            for _seq, op in self.wal.replay(after_seq=self.manifest.checkpoint_seq):
+            for _seq, op in wal.replay(after_seq=self.manifest.checkpoint_seq):
                 self._apply(op)
                 replayed += 1
                 task.update(replayed)
@@ -203,7 +212,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 self.wal.close()
                 self.wal = None
 
-    def _flush_on_close(self, wal: WriteAheadLog) -> None:
+    def _flush_on_close(self, wal: LogOfRecord) -> None:
         if wal.last_seq <= self.manifest.checkpoint_seq:
             return  # nothing the next open would replay
         try:
@@ -213,8 +222,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             log.warning("collection %s: no flush on close (%s); the WAL keeps the %d memtable rows and the next "
                         "open replays them", self.config.name, exc, self.memtable.live_count)
 
-    def _require_open(self) -> WriteAheadLog:
-        """The WAL of an open collection; EngineClosedError once it is closed."""
+    def _require_open(self) -> LogOfRecord:
+        """The log of record (WAL or external position) of an open collection; EngineClosedError once closed."""
         if self.wal is None:
             raise EngineClosedError(f"collection {self.config.name} is closed")
         return self.wal
