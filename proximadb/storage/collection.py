@@ -495,7 +495,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
                 "indexed_rows": indexed,
                 "unindexed_rows": unindexed,
                 # (in the .proto's field order: gRPC answers the keys in that order)
-                "wal_bytes": _directory_bytes(wal.directory) if wal else 0,
+                "wal_bytes": _directory_bytes(wal.directory) if isinstance(wal, WriteAheadLog) else 0,
                 "last_compaction_at": self.last_compaction_at,
             }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import child_env, rest_of_output
 
 from proximadb.cluster.applier import ShardApplier
 from proximadb.cluster.nats_servers import NatsCluster
@@ -28,7 +29,6 @@ from proximadb.errors import ExternalLogError, LogUnavailableError, SnapshotRequ
 from proximadb.storage.collection import Collection
 from proximadb.storage.engine import Engine
 from proximadb.storage.manifest import Manifest
-from tests._support import child_env, rest_of_output
 
 DIM = 4
 WAIT = 120.0  # seconds: generous for a loaded machine; the tests wait for events, never for time
