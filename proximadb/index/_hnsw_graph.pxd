@@ -2,7 +2,7 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 from proximadb.index._ann cimport ann_prefetch, ann_scratch
-from proximadb.index._base cimport IndexRows
+from proximadb.index._base cimport IndexRows, distance
 
 cdef enum:
     MAX_LEVEL = 64
@@ -49,7 +49,47 @@ cdef inline void prefetch_vector(const IndexRows *rows, const HnswGraph *graph, 
     ann_prefetch(end - 1)
 
 
+# How a search measures a row, when not by the float32 vector in its level-0 record (the float32
+# index passes NULL for that, the default, inlined): fn(ctx, q, row), and where the row's data lies
+# for prefetching (base + row * stride, nbytes long). The int8 index (hnsw_int8.pyx) measures codes.
+ctypedef float (*row_distance_fn)(const void *ctx, const float *q, int32_t row) noexcept nogil
+
+ctypedef struct RowDistance:
+    row_distance_fn fn
+    const void *ctx
+    const char *base
+    int64_t stride
+    int64_t nbytes
+
+
+cdef inline float row_distance(const IndexRows *rows, const HnswGraph *graph, const RowDistance *dist,
+                               const float *q, int32_t r) noexcept nogil:
+    if dist == NULL:
+        return distance(rows, q, row_vector(graph, r))
+    return dist.fn(dist.ctx, q, r)
+
+
+cdef inline void prefetch_row(const IndexRows *rows, const HnswGraph *graph, const RowDistance *dist,
+                              int32_t r) noexcept nogil:
+    """Prefetch every cache line a row's distance reads."""
+    cdef const char *p
+    cdef const char *end
+    if dist == NULL:
+        prefetch_vector(rows, graph, r)
+        return
+    p = dist.base + <int64_t>r * dist.stride
+    end = p + dist.nbytes
+    while p < end:
+        ann_prefetch(p)
+        p += 64
+    ann_prefetch(end - 1)
+
+
 cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil
 cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil
-cdef int validate_links(const IndexRows *rows, const HnswGraph *graph) noexcept nogil
+cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
+                    const float *q, int ef, const uint8_t *allowed) noexcept nogil
+cdef int check_header(object file_format, object path, int64_t dim, int64_t metric, int64_t M, int64_t M0,
+                      int64_t n, int64_t n_deleted, int64_t entry_point, int64_t max_level) except -1
+cdef int check_loaded(const IndexRows *rows, HnswGraph *graph, object file_format, object path) except -1

@@ -26,10 +26,10 @@ from proximadb.index._kernels cimport setup_distance_kernels
 setup_distance_kernels(-1)
 
 
-cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const float *q, int32_t cur, int top_level,
-                            int stop_level) noexcept nogil:
+cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const RowDistance *dist, const float *q,
+                            int32_t cur, int top_level, int stop_level) noexcept nogil:
     """Greedy walk from top_level down to stop_level + 1; returns the closest row found."""
-    cdef float curd = distance(rows, q, row_vector(graph, cur))
+    cdef float curd = row_distance(rows, graph, dist, q, cur)
     cdef float d
     cdef int lc, j, cnt
     cdef int32_t *ll
@@ -45,9 +45,9 @@ cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const
             ll = links_of(graph, c, lc)
             cnt = ll[0]
             for j in range(1, cnt + 1):
-                prefetch_vector(rows, graph, ll[j])
+                prefetch_row(rows, graph, dist, ll[j])
             for j in range(1, cnt + 1):
-                d = distance(rows, q, row_vector(graph, ll[j]))
+                d = row_distance(rows, graph, dist, q, ll[j])
                 if d < curd:
                     curd = d
                     cur = ll[j]
@@ -57,8 +57,9 @@ cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const
     return cur
 
 
-cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int32_t ep,
-                      int level, int ef, const uint8_t *allowed, bint filtering) noexcept nogil:
+cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
+                      const float *q, int32_t ep, int level, int ef, const uint8_t *allowed,
+                      bint filtering) noexcept nogil:
     """Best-first search of one layer from ep; leaves the ef best admitted rows in s.top
     (a max-heap). With filtering, deleted and not-allowed rows are traversed but not
     admitted. Returns 0, or -1 when out of memory."""
@@ -78,7 +79,7 @@ cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch
     batch = s.ids
     top.n = 0
     cand.n = 0
-    d = distance(rows, q, row_vector(graph, ep))
+    d = row_distance(rows, graph, dist, q, ep)
     lb = INFINITY
     if not filtering or (not rows.deleted[ep] and (allowed == NULL or allowed[ep])):
         if ann_maxheap_push(top, d, ep) < 0:
@@ -106,12 +107,12 @@ cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch
                 vis[nb] = epoch
                 batch[nb_n] = nb
                 nb_n += 1
-                prefetch_vector(rows, graph, nb)
+                prefetch_row(rows, graph, dist, nb)
         if graph.row_locks != NULL:
             ann_spin_unlock(graph.row_locks + c)
         for j in range(nb_n):
             nb = batch[j]
-            d = distance(rows, q, row_vector(graph, nb))
+            d = row_distance(rows, graph, dist, q, nb)
             if top.n < ef or d < lb:
                 if ann_minheap_push(cand, d, nb) < 0:
                     return -1
@@ -239,9 +240,9 @@ cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int
         graph.max_level = level
         return 0
     if level < maxlevel:
-        cur = greedy_descend(rows, graph, q, cur, maxlevel, level)
+        cur = greedy_descend(rows, graph, NULL, q, cur, maxlevel, level)
     for lc in range(min(level, maxlevel), -1, -1):
-        if search_layer(rows, graph, s, q, cur, lc, graph.ef_construction, NULL, rows.n_deleted > 0) < 0:
+        if search_layer(rows, graph, s, NULL, q, cur, lc, graph.ef_construction, NULL, rows.n_deleted > 0) < 0:
             return -1
         if s.top.n == 0:
             continue
@@ -258,18 +259,29 @@ cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int
     return 0
 
 
+cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
+                    const float *q, int ef, const uint8_t *allowed) noexcept nogil:
+    """The search walk: greedy descent from the entry point to level 1, then the best-first search of
+    level 0; leaves the ef best live (and allowed) rows in s.top, a max-heap (empty for an empty
+    graph). dist: how rows are measured (NULL: the float32 vectors of the records). 0, or -1 (memory)."""
+    cdef int32_t cur
+    if graph.entry_point < 0:
+        s.top.n = 0
+        return 0
+    cur = graph.entry_point
+    if graph.max_level > 0:
+        cur = greedy_descend(rows, graph, dist, q, cur, graph.max_level, 0)
+    return search_layer(rows, graph, s, dist, q, cur, 0, ef, allowed, allowed != NULL or rows.n_deleted > 0)
+
+
 cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil:
-    cdef int32_t cur
     q = prepare_query(rows, s, q)
     if q == NULL:
         return -1
     if graph.entry_point < 0:
         return 0
-    cur = graph.entry_point
-    if graph.max_level > 0:
-        cur = greedy_descend(rows, graph, q, cur, graph.max_level, 0)
-    if search_layer(rows, graph, s, q, cur, 0, max(ef, k), allowed, allowed != NULL or rows.n_deleted > 0) < 0:
+    if walk_graph(rows, graph, s, NULL, q, max(ef, k), allowed) < 0:
         return -1
     return write_results(rows, s, k, out_ids, out_d)
 
@@ -293,4 +305,34 @@ cdef int validate_links(const IndexRows *rows, const HnswGraph *graph) noexcept 
             for j in range(1, ll[0] + 1):
                 if ll[j] < 0 or ll[j] >= rows.n or graph.levels[ll[j]] < lc:
                     return 2
+    return 0
+
+
+cdef int check_header(object file_format, object path, int64_t dim, int64_t metric, int64_t M, int64_t M0,
+                      int64_t n, int64_t n_deleted, int64_t entry_point, int64_t max_level) except -1:
+    """A graph index file's header fields in range, else file_format's CorruptionError."""
+    if (metric > 2 or M < 2 or M > 2048 or M0 != 2 * M or dim < 1 or n >= 2**31 - 1 or n_deleted > n
+            or not -1 <= entry_point < n or (n == 0) != (entry_point == -1) or not 0 <= max_level <= MAX_LEVEL):
+        raise file_format.error(path, "header fields out of range")
+    return 0
+
+
+cdef int check_loaded(const IndexRows *rows, HnswGraph *graph, object file_format, object path) except -1:
+    """After a load: each row's upper block offset set from the levels, then the structure checked
+    (levels, pool size, entry point, every link in range), else file_format's CorruptionError."""
+    cdef int64_t i, upper = 0
+    cdef int bad
+    for i in range(rows.n):
+        if graph.levels[i] > MAX_LEVEL:
+            raise file_format.error(path, f"row {i} has level {graph.levels[i]}")
+        graph.upper_offset[i] = upper if graph.levels[i] else -1
+        upper += graph.levels[i] * (graph.M + 1)
+    if upper != graph.upper_len:
+        raise file_format.error(path, "upper link pool does not match the levels")
+    if rows.n and (graph.entry_point < 0 or graph.levels[graph.entry_point] != graph.max_level):
+        raise file_format.error(path, "entry point is not on the top level")
+    with nogil:
+        bad = validate_links(rows, graph)
+    if bad:
+        raise file_format.error(path, "a link list is out of range" + (" (level 0)" if bad == 1 else " (upper level)"))
     return 0

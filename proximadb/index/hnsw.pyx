@@ -72,12 +72,13 @@ from proximadb.index._kernels cimport kernel_level, setup_distance_kernels
 from proximadb.index._hnsw_graph cimport (
     MAX_LEVEL,
     HnswGraph,
+    check_header,
+    check_loaded,
     insert_row,
     links_of,
     prefetch_vector,
     row_vector,
     search_graph,
-    validate_links,
 )
 from proximadb.index._base cimport (
     METRIC_COSINE,
@@ -485,9 +486,7 @@ cdef class HNSWIndex(VectorIndex):
         cdef HNSWIndex idx
         (dim, metric, M, M0, ef_construction, ef, seed, rng_state, n, n_deleted, upper_len, entry_point,
          max_level) = fields
-        if (metric > 2 or M < 2 or M0 != 2 * M or dim < 1 or n >= 2**31 - 1 or n_deleted > n
-                or not -1 <= entry_point < n or (n == 0) != (entry_point == -1)):
-            raise FILE_FORMAT.error(path, "header fields out of range")
+        check_header(FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
         body = n * 8 + n * dim * 4 + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
         idx = HNSWIndex(dim, METRICS[metric], M, ef_construction, seed)
         idx._ef = max(1, ef)
@@ -502,23 +501,7 @@ cdef class HNSWIndex(VectorIndex):
         return idx, body
 
     def _check_loaded(self, path: object) -> None:
-        cdef int64_t i, upper = 0
-        cdef int64_t n = self.rows.n
-        cdef int bad
-        for i in range(n):
-            if self.graph.levels[i] > MAX_LEVEL:
-                raise FILE_FORMAT.error(path, f"row {i} has level {self.graph.levels[i]}")
-            self.graph.upper_offset[i] = upper if self.graph.levels[i] else -1
-            upper += self.graph.levels[i] * (self.graph.M + 1)
-        if upper != self.graph.upper_len:
-            raise FILE_FORMAT.error(path, "upper link pool does not match the levels")
-        if n and (self.graph.entry_point < 0 or self.graph.levels[self.graph.entry_point] != self.graph.max_level):
-            raise FILE_FORMAT.error(path, "entry point is not on the top level")
-        with nogil:
-            bad = validate_links(&self.rows, &self.graph)
-        if bad:
-            raise FILE_FORMAT.error(path, "a link list is out of range"
-                                    + (" (level 0)" if bad == 1 else " (upper level)"))
+        check_loaded(&self.rows, &self.graph, FILE_FORMAT, path)
 
 
 def simd_level() -> int:

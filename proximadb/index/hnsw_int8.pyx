@@ -51,14 +51,14 @@ The float32 vectors are not in the file: after ``load`` the caller attaches the 
 
 cimport cython
 cimport numpy as cnp
-from libc.math cimport INFINITY, ceil
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.math cimport ceil
+from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from proximadb.index._ann cimport *
 from proximadb.index._kernels cimport dot_kernel, kernel_level, l2sq_kernel, setup_distance_kernels
-from proximadb.index._hnsw_graph cimport MAX_LEVEL, HnswGraph, links_of, validate_links
+from proximadb.index._hnsw_graph cimport HnswGraph, RowDistance, check_header, check_loaded, walk_graph
 from proximadb.index._base cimport (
     METRIC_COSINE,
     METRIC_L2,
@@ -103,10 +103,24 @@ cdef inline bint use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) no
 
 
 # The query as the code kernels take it: qt (l2: q - lo; dot/cosine: q * step) and, for dot/cosine,
-# bias = dot_offset - sum(q * lo), so that distance = bias - q8_dot(qt, code).
+# bias = dot_offset - sum(q * lo), so that distance = bias - q8_dot(qt, code); with the codes, the
+# context of code_distance, the graph walk's (_hnsw_graph.walk_graph) distance on this index.
 ctypedef struct CodeQuery:
     const float *qt
     float bias
+    const uint8_t *codes
+    const float *step
+    int dim
+    int metric
+
+
+cdef float code_distance(const void *ctx, const float *q, int32_t r) noexcept nogil:
+    """The distance from the prepared query (ctx, a CodeQuery; q is unused) to row r's code."""
+    cdef const CodeQuery *cq = <const CodeQuery *>ctx
+    cdef const uint8_t *c = cq.codes + <int64_t>r * cq.dim
+    if cq.metric == METRIC_L2:
+        return q8_l2(cq.step, cq.qt, c, cq.dim)
+    return cq.bias - q8_dot(cq.qt, c, cq.dim)
 
 
 @cython.final
@@ -264,12 +278,6 @@ cdef class HNSWInt8Index(VectorIndex):
 
     # -- distances --
 
-    cdef inline float _code_distance(self, const CodeQuery *cq, int32_t r) noexcept nogil:
-        cdef const uint8_t *c = self.codes + <int64_t>r * self.rows.dim
-        if self.rows.metric == METRIC_L2:
-            return q8_l2(self.step, cq.qt, c, self.rows.dim)
-        return cq.bias - q8_dot(cq.qt, c, self.rows.dim)
-
     cdef inline float _float_distance(self, const float *q, int32_t r) noexcept nogil:
         cdef const float *v = self._vp + <int64_t>r * self.rows.dim
         if self.rows.metric == METRIC_L2:
@@ -278,7 +286,7 @@ cdef class HNSWInt8Index(VectorIndex):
             return 1.0 - dot_kernel(q, v, self.rows.dim) / self._np[r]
         return -dot_kernel(q, v, self.rows.dim)
 
-    cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq) noexcept nogil:
+    cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq, RowDistance *dist) noexcept nogil:
         cdef int i, dim = self.rows.dim
         cdef float bias = self.rows.dot_offset
         if self.rows.metric == METRIC_L2:
@@ -290,86 +298,15 @@ cdef class HNSWInt8Index(VectorIndex):
                 bias -= q[i] * self.lo[i]
         cq.qt = qt
         cq.bias = bias
-
-    # -- the graph walk on codes --
-
-    cdef int32_t _descend(self, const CodeQuery *cq, int32_t cur) noexcept nogil:
-        """Greedy walk from the top level down to level 1; the closest row found."""
-        cdef float curd = self._code_distance(cq, cur)
-        cdef float d
-        cdef int lc, j, cnt
-        cdef int32_t *ll
-        cdef bint changed
-        for lc in range(self.graph.max_level, 0, -1):
-            changed = True
-            while changed:
-                changed = False
-                ll = links_of(&self.graph, cur, lc)
-                cnt = ll[0]
-                for j in range(1, cnt + 1):
-                    d = self._code_distance(cq, ll[j])
-                    if d < curd:
-                        curd = d
-                        cur = ll[j]
-                        changed = True
-        return cur
-
-    cdef int _search_level0(self, ann_scratch *s, const CodeQuery *cq, int32_t ep, int ef,
-                            const uint8_t *allowed) noexcept nogil:
-        """Best-first search of level 0 from ep on codes; leaves the ef best admitted rows in s.top
-        (a max-heap). Deleted and not-allowed rows are traversed, never admitted. 0, or -1 (memory)."""
-        cdef ann_heap *top = &s.top
-        cdef ann_heap *cand = &s.cand
-        cdef uint16_t *vis
-        cdef uint16_t epoch
-        cdef int32_t *ll
-        cdef int32_t c, nb
-        cdef int j, cnt
-        cdef float d, lb, cd
-        cdef bint filtering = allowed != NULL or self.rows.n_deleted > 0
-        cdef int dim = self.rows.dim
-        if ann_visit_begin(s, self.rows.n) < 0:
-            return -1
-        vis = s.vis
-        epoch = s.epoch
-        top.n = 0
-        cand.n = 0
-        d = self._code_distance(cq, ep)
-        lb = INFINITY
-        if not filtering or (not self.rows.deleted[ep] and (allowed == NULL or allowed[ep])):
-            if ann_maxheap_push(top, d, ep) < 0:
-                return -1
-            lb = d
-        if ann_minheap_push(cand, d, ep) < 0:
-            return -1
-        vis[ep] = epoch
-        while cand.n > 0:
-            cd = cand.a[0].d
-            c = cand.a[0].id
-            if cd > lb and (top.n >= ef or not filtering):
-                break
-            ann_minheap_pop(cand)
-            ll = links_of(&self.graph, c, 0)
-            cnt = ll[0]
-            for j in range(1, cnt + 1):
-                ann_prefetch(self.codes + <int64_t>ll[j] * dim)
-            for j in range(1, cnt + 1):
-                nb = ll[j]
-                if vis[nb] == epoch:
-                    continue
-                vis[nb] = epoch
-                d = self._code_distance(cq, nb)
-                if top.n < ef or d < lb:
-                    if ann_minheap_push(cand, d, nb) < 0:
-                        return -1
-                    if not filtering or (not self.rows.deleted[nb] and (allowed == NULL or allowed[nb])):
-                        if top.n < ef:
-                            if ann_maxheap_push(top, d, nb) < 0:
-                                return -1
-                        else:
-                            ann_maxheap_replace_top(top, d, nb)
-                        lb = top.a[0].d
-        return 0
+        cq.codes = self.codes
+        cq.step = self.step
+        cq.dim = dim
+        cq.metric = self.rows.metric
+        dist.fn = code_distance
+        dist.ctx = cq
+        dist.base = <const char *>self.codes
+        dist.stride = dim
+        dist.nbytes = dim
 
     # -- the kind's part of the base --
 
@@ -422,8 +359,9 @@ cdef class HNSWInt8Index(VectorIndex):
                              int64_t *out_ids, float *out_d) noexcept nogil:
         cdef int dim = self.rows.dim
         cdef int64_t i, n_cand
-        cdef int32_t cur, r
+        cdef int32_t r
         cdef CodeQuery cq
+        cdef RowDistance dist
         if ann_scratch_qbuf(s, 2 * dim) < 0:  # [0, dim): the prepared query, [dim, 2 dim): qt
             return -1
         q = prepare_query(&self.rows, s, q)
@@ -431,14 +369,11 @@ cdef class HNSWInt8Index(VectorIndex):
             return -1
         if self.graph.entry_point < 0:
             return 0
-        self._prepare_code_query(q, s.qbuf + dim, &cq)
+        self._prepare_code_query(q, s.qbuf + dim, &cq, &dist)
         n_cand = k
         if self._rescore:
             n_cand = max(<int64_t>k, <int64_t>ceil(k * self._oversampling))
-        cur = self.graph.entry_point
-        if self.graph.max_level > 0:
-            cur = self._descend(&cq, cur)
-        if self._search_level0(s, &cq, cur, max(<int64_t>ef, n_cand), allowed) < 0:
+        if walk_graph(&self.rows, &self.graph, s, &dist, q, max(<int64_t>ef, n_cand), allowed) < 0:
             return -1
         if not self._rescore:
             return write_results(&self.rows, s, k, out_ids, out_d)
@@ -551,9 +486,7 @@ cdef class HNSWInt8Index(VectorIndex):
     def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWInt8Index, int]:
         cdef HNSWInt8Index idx
         (dim, metric, M, M0, ef_construction, ef, seed, n, n_deleted, upper_len, entry_point, max_level) = fields
-        if (metric > 2 or M < 2 or M > 2048 or M0 != 2 * M or dim < 1 or n >= 2**31 - 1 or n_deleted > n
-                or not -1 <= entry_point < n or (n == 0) != (entry_point == -1) or not 0 <= max_level <= MAX_LEVEL):
-            raise FILE_FORMAT.error(path, "header fields out of range")
+        check_header(FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
         body = n * 8 + 8 * dim + n * dim + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
         idx = HNSWInt8Index(dim, METRICS[metric], M, ef_construction, seed)
         idx._ef = max(1, ef)
@@ -567,19 +500,4 @@ cdef class HNSWInt8Index(VectorIndex):
         return idx, body
 
     def _check_loaded(self, path: object) -> None:
-        cdef int64_t i, upper = 0
-        cdef int64_t n = self.rows.n
-        cdef int bad
-        for i in range(n):
-            if self.graph.levels[i] > MAX_LEVEL:
-                raise FILE_FORMAT.error(path, f"row {i} has level {self.graph.levels[i]}")
-            self.graph.upper_offset[i] = upper if self.graph.levels[i] else -1
-            upper += self.graph.levels[i] * (self.graph.M + 1)
-        if upper != self.graph.upper_len:
-            raise FILE_FORMAT.error(path, "upper link pool does not match the levels")
-        if n and (self.graph.entry_point < 0 or self.graph.levels[self.graph.entry_point] != self.graph.max_level):
-            raise FILE_FORMAT.error(path, "entry point is not on the top level")
-        with nogil:
-            bad = validate_links(&self.rows, &self.graph)
-        if bad:
-            raise FILE_FORMAT.error(path, "a link list is out of range" + (" (level 0)" if bad == 1 else " (upper level)"))
+        check_loaded(&self.rows, &self.graph, FILE_FORMAT, path)
