@@ -1,8 +1,9 @@
-# The HNSW graph and its GIL-free algorithms (_hnsw_graph.pyx), shared with the index class (hnsw.pyx).
+# The HNSW graph, its GIL-free algorithms and HnswGraphIndex, the base both HNSW kinds share
+# (hnsw.pyx: float32 vectors, hnsw_int8.pyx: int8 codes); see _hnsw_graph.pyx.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 from proximadb.index._ann cimport ann_prefetch, ann_scratch
-from proximadb.index._base cimport IndexRows, distance
+from proximadb.index._base cimport IndexRows, VectorIndex, distance
 
 cdef enum:
     MAX_LEVEL = 64
@@ -92,4 +93,13 @@ cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *
                     const float *q, int ef, const uint8_t *allowed) noexcept nogil
 cdef int check_header(object file_format, object path, int64_t dim, int64_t metric, int64_t M, int64_t M0,
                       int64_t n, int64_t n_deleted, int64_t entry_point, int64_t max_level) except -1
-cdef int check_loaded(const IndexRows *rows, HnswGraph *graph, object file_format, object path) except -1
+
+
+cdef class HnswGraphIndex(VectorIndex):
+    cdef HnswGraph graph
+    cdef int _ef
+
+    cdef int _init_graph(self, int M, int ef_construction, int64_t vector_bytes) except -1
+    cdef int _reserve_upper(self, int64_t need) except -1
+    cdef int _restore_graph(self, int64_t n, int64_t n_deleted, int64_t upper_len, int64_t entry_point,
+                            int64_t max_level, int64_t ef) except -1

@@ -54,16 +54,14 @@ cimport numpy as cnp
 from libc.math cimport ceil
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 from proximadb.index._ann cimport *
 from proximadb.index._kernels cimport dot_kernel, kernel_level, l2sq_kernel, setup_distance_kernels
-from proximadb.index._hnsw_graph cimport HnswGraph, RowDistance, check_header, check_loaded, walk_graph
+from proximadb.index._hnsw_graph cimport HnswGraphIndex, RowDistance, check_header, walk_graph
 from proximadb.index._base cimport (
     METRIC_COSINE,
     METRIC_L2,
-    IndexRows,
-    VectorIndex,
     offer,
     prepare_query,
     view_array,
@@ -95,13 +93,6 @@ FILE_FORMAT = IndexFileFormat("HNSW int8", b"PXHNS8\x00\x01", 1, struct.Struct("
 _ENCODE_BLOCK = 65536  # rows encoded per numpy step (bounds the temporary memory of a build)
 
 
-cdef inline bint use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) noexcept:
-    """As hnsw.pyx: an exact scan of the allowed rows when it costs less than the filtered walk."""
-    if n_allowed <= ef:
-        return True
-    return n_allowed * n_allowed <= <int64_t>ef * M0 * n_live
-
-
 # The query as the code kernels take it: qt (l2: q - lo; dot/cosine: q * step) and, for dot/cosine,
 # bias = dot_offset - sum(q * lo), so that distance = bias - q8_dot(qt, code); with the codes, the
 # context of code_distance, the graph walk's (_hnsw_graph.walk_graph) distance on this index.
@@ -124,7 +115,7 @@ cdef float code_distance(const void *ctx, const float *q, int32_t r) noexcept no
 
 
 @cython.final
-cdef class HNSWInt8Index(VectorIndex):
+cdef class HNSWInt8Index(HnswGraphIndex):
     """HNSW graph searched on uint8 codes, top candidates rescored with float32 vectors.
 
     ``HNSWInt8Index(dim, metric="l2", M=16, ef_construction=200, seed=0)``; rows are added in one
@@ -134,8 +125,6 @@ cdef class HNSWInt8Index(VectorIndex):
 
     FILE_FORMAT = FILE_FORMAT
 
-    cdef HnswGraph graph
-    cdef int _ef
     cdef double _oversampling
     cdef bint _rescore
     cdef uint8_t *codes
@@ -147,8 +136,6 @@ cdef class HNSWInt8Index(VectorIndex):
     cdef const float *_np
 
     def __cinit__(self) -> None:
-        memset(&self.graph, 0, sizeof(HnswGraph))
-        self.graph.entry_point = -1
         self.codes = NULL
         self.lo = NULL
         self.step = NULL
@@ -157,16 +144,7 @@ cdef class HNSWInt8Index(VectorIndex):
 
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0) -> None:
         self._init_rows(dim, metric, seed)
-        if M < 2 or M > 2048:
-            raise ValidationError(f"M must be in [2, 2048], got {M}")
-        if ef_construction < 1:
-            raise ValidationError(f"ef_construction must be >= 1, got {ef_construction}")
-        self.graph.M = M
-        self.graph.M0 = 2 * M
-        self.graph.record_size = (self.graph.M0 + 1) * 4  # links only
-        self.graph.vector_offset = self.graph.record_size
-        self.graph.ef_construction = max(ef_construction, M)
-        self._ef = 64
+        self._init_graph(M, ef_construction, 0)  # level-0 records hold the links only
         self._oversampling = 2.0
         self._rescore = True
         self.lo = <float *>malloc(dim * sizeof(float))
@@ -178,33 +156,11 @@ cdef class HNSWInt8Index(VectorIndex):
             self.step[i] = 1.0
 
     def __dealloc__(self) -> None:
-        free(self.graph.level0)
-        free(self.graph.levels)
-        free(self.graph.upper_offset)
-        free(self.graph.upper_links)
         free(self.codes)
         free(self.lo)
         free(self.step)
 
     # -- properties --
-
-    @property
-    def M(self) -> int:
-        return self.graph.M
-
-    @property
-    def ef_construction(self) -> int:
-        return self.graph.ef_construction
-
-    @property
-    def ef(self) -> int:
-        return self._ef
-
-    @ef.setter
-    def ef(self, int value) -> None:
-        if value < 1:
-            raise ValidationError(f"ef must be >= 1, got {value}")
-        self._ef = value
 
     @property
     def oversampling(self) -> float:
@@ -311,49 +267,18 @@ cdef class HNSWInt8Index(VectorIndex):
     # -- the kind's part of the base --
 
     cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
-        cdef void *p = realloc(self.graph.level0, cap * self.graph.record_size)
-        if p == NULL:
-            raise MemoryError()
-        self.graph.level0 = <char *>p
-        memset(self.graph.level0 + old_cap * self.graph.record_size, 0, (cap - old_cap) * self.graph.record_size)
-        p = realloc(self.graph.levels, cap)
-        if p == NULL:
-            raise MemoryError()
-        self.graph.levels = <uint8_t *>p
-        p = realloc(self.graph.upper_offset, cap * sizeof(int64_t))
-        if p == NULL:
-            raise MemoryError()
-        self.graph.upper_offset = <int64_t *>p
+        cdef void *p
+        HnswGraphIndex._grow(self, old_cap, cap)  # the graph's arrays
         p = realloc(self.codes, cap * self.rows.dim)
         if p == NULL:
             raise MemoryError()
         self.codes = <uint8_t *>p
         return 0
 
-    cdef int _reserve_upper(self, int64_t need) except -1:
-        cdef void *p
-        if need <= self.graph.upper_cap:
-            return 0
-        p = realloc(self.graph.upper_links, need * sizeof(int32_t))
-        if p == NULL:
-            raise MemoryError()
-        self.graph.upper_links = <int32_t *>p
-        self.graph.upper_cap = need
-        return 0
-
     cdef int _check_searchable(self) except -1:
         if self._vp == NULL and self.rows.n > 0:
             raise ValidationError("HNSWInt8Index: no float32 vectors attached (attach_vectors) to rescore with")
         return 0
-
-    cdef int _search_effort(self, Py_ssize_t k, object ef) except -1:
-        cdef int efv = self._ef if ef is None else <int>ef
-        if k < 1 or efv < 1:
-            raise ValidationError("k and ef must be >= 1")
-        return efv
-
-    cdef bint _prefer_exact(self, int64_t n_allowed, int k, int ef) except -1:
-        return use_exact(n_allowed, self.rows.n - self.rows.n_deleted, max(ef, k), self.graph.M0)
 
     cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
                              int64_t *out_ids, float *out_d) noexcept nogil:
@@ -451,16 +376,6 @@ cdef class HNSWInt8Index(VectorIndex):
         vectors are kept (not copied when float32 C-contiguous) for rescoring."""
         self._add(ids, vectors, threads)
 
-    def search(self, query: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-               exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """As HNSWIndex.search: the k nearest live rows, best first (ids int64, distances float32)."""
-        return self._search(query, k, ef, filter_ids, exact)
-
-    def search_batch(self, queries: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-                     exact: bool | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """As HNSWIndex.search_batch."""
-        return self._search_batch(queries, k, ef, filter_ids, exact, threads)
-
     # -- persistence (framing: the base's save/load) --
 
     cdef tuple _header_fields(self):
@@ -489,15 +404,5 @@ cdef class HNSWInt8Index(VectorIndex):
         check_header(FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
         body = n * 8 + 8 * dim + n * dim + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
         idx = HNSWInt8Index(dim, METRICS[metric], M, ef_construction, seed)
-        idx._ef = max(1, ef)
-        idx._reserve(max(n, 1))
-        idx._reserve_upper(max(upper_len, 1))
-        idx.rows.n = n
-        idx.rows.n_deleted = n_deleted
-        idx.graph.upper_len = upper_len
-        idx.graph.entry_point = entry_point
-        idx.graph.max_level = max_level
+        idx._restore_graph(n, n_deleted, upper_len, entry_point, max_level, ef)
         return idx, body
-
-    def _check_loaded(self, path: object) -> None:
-        check_loaded(&self.rows, &self.graph, FILE_FORMAT, path)
