@@ -22,7 +22,8 @@ traversed but never returned.
 
 ``add(..., threads=n)`` inserts in parallel with per-row spinlocks (never two
 held at once); only the single-threaded build is deterministic. The graph's
-algorithms (insertion, search, checks) are in ``_hnsw_graph.pyx``.
+algorithms (insertion, search, checks) and the base class this index shares
+with the int8 one (``hnsw_int8.pyx``) are in ``_hnsw_graph.pyx``.
 
 Threads: searches may run concurrently (each takes its own scratch memory);
 ``add``/``mark_deleted`` must not run while a search on the same index is in
