@@ -9,9 +9,10 @@ minimum / maximum over the segment and ``step = (hi - lo) / 255`` (1 where ``hi 
 
 Search: the graph traversal (``_hnsw_graph.walk_graph``, the walk of ``hnsw.pyx`` too: greedy
 descent, then the level-0 best-first search with ``ef' = max(ef, k * oversampling)``) computes
-every distance from the float query to the codes with the GIL-free kernels of ``pxd/quant8.h`` (AVX2+FMA or scalar, chosen at run time); the
-``ceil(k * oversampling)`` best candidates are then rescored with the float32 vectors, which
-stay memory-mapped in the segment's ``vectors.f32`` (``attach_vectors``, never copied; under
+every distance from the float query to the codes (``code_distance``) with the GIL-free kernels
+of ``pxd/quant8.h`` (AVX2+FMA or scalar, chosen at run time); the ``ceil(k * oversampling)``
+best candidates are then rescored with the float32 vectors, which stay memory-mapped in the
+segment's ``vectors.f32`` (``attach_vectors``, never copied; under
 ``cosine`` one float32 norm per row is kept), and the k best are returned. Distances are those of
 ``hnsw.pyx`` (``l2`` squared, ``cosine`` 1 - cos, ``dot`` the negated inner product), so results
 merge with exact scans. ``rescore=False`` returns the code distances. Filtered searches that are
