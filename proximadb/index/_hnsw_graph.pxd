@@ -50,9 +50,9 @@ cdef inline void prefetch_vector(const IndexRows *rows, const HnswGraph *graph, 
     ann_prefetch(end - 1)
 
 
-# How a search measures a row, when not by the float32 vector in its level-0 record (the float32
-# index passes NULL for that, the default, inlined): fn(ctx, q, row), and where the row's data lies
-# for prefetching (base + row * stride, nbytes long). The int8 index (hnsw_int8.pyx) measures codes.
+# How a search measures a row other than by the float32 vector in its level-0 record (the float32
+# index's own measure, RecordVectors): fn(ctx, q, row), and where the row's data lies for
+# prefetching (base + row * stride, nbytes long). The int8 index (hnsw_int8.pyx) measures codes.
 ctypedef float (*row_distance_fn)(const void *ctx, const float *q, int32_t row) noexcept nogil
 
 ctypedef struct RowDistance:
@@ -62,28 +62,14 @@ ctypedef struct RowDistance:
     int64_t stride
     int64_t nbytes
 
+# The walk is compiled once per measure (a fused type): RecordVectors, the float32 vectors of the
+# records (no state: the walk gets a NULL pointer of this type), or a RowDistance.
+ctypedef struct RecordVectors:
+    char unused
 
-cdef inline float row_distance(const IndexRows *rows, const HnswGraph *graph, const RowDistance *dist,
-                               const float *q, int32_t r) noexcept nogil:
-    if dist == NULL:
-        return distance(rows, q, row_vector(graph, r))
-    return dist.fn(dist.ctx, q, r)
-
-
-cdef inline void prefetch_row(const IndexRows *rows, const HnswGraph *graph, const RowDistance *dist,
-                              int32_t r) noexcept nogil:
-    """Prefetch every cache line a row's distance reads."""
-    cdef const char *p
-    cdef const char *end
-    if dist == NULL:
-        prefetch_vector(rows, graph, r)
-        return
-    p = dist.base + <int64_t>r * dist.stride
-    end = p + dist.nbytes
-    while p < end:
-        ann_prefetch(p)
-        p += 64
-    ann_prefetch(end - 1)
+ctypedef fused RowMeasure:
+    RecordVectors
+    RowDistance
 
 
 cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil

@@ -12,10 +12,12 @@ at the same ``M`` / ``ef_construction`` / ``ef``.
 Filtered search admits only allowed rows to the result set while traversing
 the whole graph; deleted rows are traversed but never returned. A parallel
 build (``HnswGraph.row_locks`` set) takes per-row spinlocks, never two at once.
-The search walk (``walk_graph``) measures rows through a ``RowDistance``: NULL
-for the float32 vectors in the level-0 records (``hnsw.pyx``, inlined), or a
-function and context (``hnsw_int8.pyx``: the query against int8 codes), so both
-kinds walk the graph with this one code. The kinds' classes, their files and the
+The search walk measures rows by a ``RowMeasure`` (a fused type, so the one
+source is compiled once per measure): ``RecordVectors``, the float32 vectors in
+the level-0 records (``hnsw.pyx``: insertion and ``search_graph``, the distance
+inlined), or a ``RowDistance``, a function and context (``walk_graph``;
+``hnsw_int8.pyx``: the query against int8 codes). Both kinds walk the graph with
+this one code. The kinds' classes, their files and the
 query drivers are in ``hnsw.pyx``, ``hnsw_int8.pyx`` and ``_base.pyx``.
 """
 
@@ -35,7 +37,31 @@ from proximadb.errors import ValidationError
 setup_distance_kernels(-1)
 
 
-cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const RowDistance *dist, const float *q,
+cdef inline float row_distance(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist,
+                               const float *q, int32_t r) noexcept nogil:
+    if RowMeasure is RecordVectors:
+        return distance(rows, q, row_vector(graph, r))
+    else:
+        return dist.fn(dist.ctx, q, r)
+
+
+cdef inline void prefetch_row(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist,
+                              int32_t r) noexcept nogil:
+    """Prefetch every cache line a row's distance reads."""
+    cdef const char *p
+    cdef const char *end
+    if RowMeasure is RecordVectors:
+        prefetch_vector(rows, graph, r)
+    else:
+        p = dist.base + <int64_t>r * dist.stride
+        end = p + dist.nbytes
+        while p < end:
+            ann_prefetch(p)
+            p += 64
+        ann_prefetch(end - 1)
+
+
+cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist, const float *q,
                             int32_t cur, int top_level, int stop_level) noexcept nogil:
     """Greedy walk from top_level down to stop_level + 1; returns the closest row found."""
     cdef float curd = row_distance(rows, graph, dist, q, cur)
@@ -66,7 +92,7 @@ cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const
     return cur
 
 
-cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
+cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowMeasure *dist,
                       const float *q, int32_t ep, int level, int ef, const uint8_t *allowed,
                       bint filtering) noexcept nogil:
     """Best-first search of one layer from ep; leaves the ef best admitted rows in s.top
@@ -249,9 +275,9 @@ cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int
         graph.max_level = level
         return 0
     if level < maxlevel:
-        cur = greedy_descend(rows, graph, NULL, q, cur, maxlevel, level)
+        cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, q, cur, maxlevel, level)
     for lc in range(min(level, maxlevel), -1, -1):
-        if search_layer(rows, graph, s, NULL, q, cur, lc, graph.ef_construction, NULL, rows.n_deleted > 0) < 0:
+        if search_layer(rows, graph, s, <const RecordVectors *>NULL, q, cur, lc, graph.ef_construction, NULL, rows.n_deleted > 0) < 0:
             return -1
         if s.top.n == 0:
             continue
@@ -268,11 +294,11 @@ cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int
     return 0
 
 
-cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
-                    const float *q, int ef, const uint8_t *allowed) noexcept nogil:
+cdef inline int walk(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowMeasure *dist,
+                     const float *q, int ef, const uint8_t *allowed) noexcept nogil:
     """The search walk: greedy descent from the entry point to level 1, then the best-first search of
     level 0; leaves the ef best live (and allowed) rows in s.top, a max-heap (empty for an empty
-    graph). dist: how rows are measured (NULL: the float32 vectors of the records). 0, or -1 (memory)."""
+    graph). 0, or -1 when out of memory."""
     cdef int32_t cur
     if graph.entry_point < 0:
         s.top.n = 0
@@ -283,6 +309,12 @@ cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *
     return search_layer(rows, graph, s, dist, q, cur, 0, ef, allowed, allowed != NULL or rows.n_deleted > 0)
 
 
+cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
+                    const float *q, int ef, const uint8_t *allowed) noexcept nogil:
+    """The search walk (see walk) with rows measured by dist."""
+    return walk(rows, graph, s, dist, q, ef, allowed)
+
+
 cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil:
     q = prepare_query(rows, s, q)
@@ -290,7 +322,7 @@ cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scr
         return -1
     if graph.entry_point < 0:
         return 0
-    if walk_graph(rows, graph, s, NULL, q, max(ef, k), allowed) < 0:
+    if walk(rows, graph, s, <const RecordVectors *>NULL, q, max(ef, k), allowed) < 0:
         return -1
     return write_results(rows, s, k, out_ids, out_d)
 
