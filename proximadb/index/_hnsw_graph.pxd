@@ -1,8 +1,9 @@
-# The HNSW graph and its GIL-free algorithms (_hnsw_graph.pyx), shared with the index class (hnsw.pyx).
+# The HNSW graph, its GIL-free algorithms and HnswGraphIndex, the base both HNSW kinds share
+# (hnsw.pyx: float32 vectors, hnsw_int8.pyx: int8 codes); see _hnsw_graph.pyx.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 from proximadb.index._ann cimport ann_prefetch, ann_scratch
-from proximadb.index._base cimport IndexRows
+from proximadb.index._base cimport IndexRows, VectorIndex, distance
 
 cdef enum:
     MAX_LEVEL = 64
@@ -49,7 +50,42 @@ cdef inline void prefetch_vector(const IndexRows *rows, const HnswGraph *graph, 
     ann_prefetch(end - 1)
 
 
+# How a search measures a row other than by the float32 vector in its level-0 record (the float32
+# index's own measure, RecordVectors): fn(ctx, q, row), and where the row's data lies for
+# prefetching (base + row * stride, nbytes long). The int8 index (hnsw_int8.pyx) measures codes.
+ctypedef float (*row_distance_fn)(const void *ctx, const float *q, int32_t row) noexcept nogil
+
+ctypedef struct RowDistance:
+    row_distance_fn fn
+    const void *ctx
+    const char *base
+    int64_t stride
+    int64_t nbytes
+
+# The walk is compiled once per measure (a fused type): RecordVectors, the float32 vectors of the
+# records (no state: the walk gets a NULL pointer of this type), or a RowDistance.
+ctypedef struct RecordVectors:
+    char unused
+
+ctypedef fused RowMeasure:
+    RecordVectors
+    RowDistance
+
+
 cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil
 cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil
-cdef int validate_links(const IndexRows *rows, const HnswGraph *graph) noexcept nogil
+cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
+                    const float *q, int ef, const uint8_t *allowed) noexcept nogil
+cdef int check_header(object file_format, object path, int64_t dim, int64_t metric, int64_t M, int64_t M0,
+                      int64_t n, int64_t n_deleted, int64_t entry_point, int64_t max_level) except -1
+
+
+cdef class HnswGraphIndex(VectorIndex):
+    cdef HnswGraph graph
+    cdef int _ef
+
+    cdef int _init_graph(self, int M, int ef_construction, int64_t vector_bytes) except -1
+    cdef int _reserve_upper(self, int64_t need) except -1
+    cdef int _restore_graph(self, int64_t n, int64_t n_deleted, int64_t upper_len, int64_t entry_point,
+                            int64_t max_level, int64_t ef) except -1

@@ -3,7 +3,8 @@
 import numpy as np
 import numpy.typing as npt
 
-from proximadb.index._base import IndexFileFormat, VectorIndex
+from proximadb.index._base import IndexFileFormat
+from proximadb.index._hnsw_graph import HnswGraphIndex
 
 METRICS: tuple[str, ...]
 FILE_FORMAT: IndexFileFormat
@@ -11,7 +12,7 @@ MAGIC: bytes
 END_MAGIC: bytes
 FORMAT_VERSION: int
 
-class HNSWIndex(VectorIndex):
+class HNSWIndex(HnswGraphIndex):
     def __init__(
         self,
         dim: int,
@@ -22,14 +23,6 @@ class HNSWIndex(VectorIndex):
         max_elements: int = 0,
     ) -> None: ...
     @property
-    def M(self) -> int: ...  # noqa: N802
-    @property
-    def ef_construction(self) -> int: ...
-    @property
-    def ef(self) -> int: ...
-    @ef.setter
-    def ef(self, value: int) -> None: ...
-    @property
     def max_level(self) -> int: ...
     def memory_usage(self) -> dict[str, int]: ...
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike, threads: int = 1) -> None: ...
@@ -37,22 +30,5 @@ class HNSWIndex(VectorIndex):
         self,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.uint8], int, int]: ...
     def reorder(self) -> None: ...
-    def search(
-        self,
-        query: npt.ArrayLike,
-        k: int = 10,
-        ef: int | None = None,
-        filter_ids: npt.ArrayLike | None = None,
-        exact: bool | None = None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
-    def search_batch(
-        self,
-        queries: npt.ArrayLike,
-        k: int = 10,
-        ef: int | None = None,
-        filter_ids: npt.ArrayLike | None = None,
-        exact: bool | None = None,
-        threads: int | None = None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 
 def simd_level() -> int: ...

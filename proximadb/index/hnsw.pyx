@@ -22,7 +22,8 @@ traversed but never returned.
 
 ``add(..., threads=n)`` inserts in parallel with per-row spinlocks (never two
 held at once); only the single-threaded build is deterministic. The graph's
-algorithms (insertion, search, checks) are in ``_hnsw_graph.pyx``.
+algorithms (insertion, search, checks) and the base class this index shares
+with the int8 one (``hnsw_int8.pyx``) are in ``_hnsw_graph.pyx``.
 
 Threads: searches may run concurrently (each takes its own scratch memory);
 ``add``/``mark_deleted`` must not run while a search on the same index is in
@@ -64,30 +65,26 @@ cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.math cimport log
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
 from proximadb.index._ann cimport *
 from proximadb.index._kernels cimport kernel_level, setup_distance_kernels
 from proximadb.index._hnsw_graph cimport (
     MAX_LEVEL,
-    HnswGraph,
+    HnswGraphIndex,
+    check_header,
     insert_row,
     links_of,
     prefetch_vector,
     row_vector,
     search_graph,
-    validate_links,
 )
 from proximadb.index._base cimport (
     METRIC_COSINE,
     MAX_POOL,
-    IndexRows,
-    VectorIndex,
     distance,
-    prepare_query,
     view_array,
-    write_results,
 )
 
 import os
@@ -95,7 +92,6 @@ import struct
 
 import numpy as np
 
-from proximadb.errors import ValidationError
 from proximadb.index._base import METRICS, IndexFileFormat
 
 cnp.import_array()
@@ -107,29 +103,8 @@ END_MAGIC = FILE_FORMAT.end_magic
 FORMAT_VERSION = FILE_FORMAT.version
 
 
-cdef inline bint use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) noexcept:
-    """Whether an exact scan of the allowed rows beats a filtered graph search.
-
-    A filtered traversal expands about ef / selectivity nodes and computes about
-    M0 / 2 new distances per expansion, i.e. ef * M0 * n_live / (2 * n_allowed);
-    the scan computes n_allowed. Measured, a distance in the walk costs about 2x
-    one in the scan (random access, visited set, heaps against a blocked SIMD
-    scan): on 60,000 clustered rows of 128 dimensions at ef 64, M 16, the walk
-    and the scan cost the same near 17% (15%: walk 3.0 ms, scan 2.4 ms; 20%:
-    1.7 ms and 3.8 ms). So the scan wins when n_allowed**2 is below
-    ef * M0 * n_live: under 18% of 60k rows, 14% of 100k and 4.5% of 1M at
-    ef=64, M=16. Recall in the middle band was measured too: on clustered data
-    the walk finds >= 0.999 of the filtered top 10 at 1-20% (100k rows, ef 64);
-    on i.i.d. noise, where even the unfiltered walk finds only 0.46 at ef 64,
-    the filtered walk finds more than the unfiltered one, not less.
-    """
-    if n_allowed <= ef:
-        return True
-    return n_allowed * n_allowed <= <int64_t>ef * M0 * n_live
-
-
 @cython.final
-cdef class HNSWIndex(VectorIndex):
+cdef class HNSWIndex(HnswGraphIndex):
     """Hierarchical navigable small-world graph index over float32 vectors.
 
     ``HNSWIndex(dim, metric="l2", M=16, ef_construction=200, seed=0, max_elements=0)``;
@@ -138,59 +113,12 @@ cdef class HNSWIndex(VectorIndex):
 
     FILE_FORMAT = FILE_FORMAT
 
-    cdef HnswGraph graph
-    cdef int _ef
-
-    def __cinit__(self) -> None:
-        memset(&self.graph, 0, sizeof(HnswGraph))
-        self.graph.entry_point = -1
-
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0,
                  max_elements: int = 0) -> None:
         self._init_rows(dim, metric, seed)
-        if M < 2 or M > 2048:
-            raise ValidationError(f"M must be in [2, 2048], got {M}")
-        if ef_construction < 1:
-            raise ValidationError(f"ef_construction must be >= 1, got {ef_construction}")
-        self.graph.M = M
-        self.graph.M0 = 2 * M
-        # Links and vector of a row side by side (as hnswlib does): expanding a node
-        # whose distance was just computed then finds its links already cached.
-        self.graph.vector_offset = (self.graph.M0 + 1) * 4
-        self.graph.record_size = self.graph.vector_offset + dim * 4
-        self.graph.ef_construction = max(ef_construction, M)
-        self.graph.level_mult = 1.0 / log(<double>M)
-        self.graph.rng_state = self._seed
-        self._ef = 64
+        self._init_graph(M, ef_construction, <int64_t>dim * 4)  # the float32 vector after the links
         if max_elements > 0:
             self._reserve(int(max_elements))
-
-    def __dealloc__(self) -> None:
-        free(self.graph.level0)
-        free(self.graph.levels)
-        free(self.graph.upper_offset)
-        free(self.graph.upper_links)
-
-    # -- properties --
-
-    @property
-    def M(self) -> int:
-        return self.graph.M
-
-    @property
-    def ef_construction(self) -> int:
-        return self.graph.ef_construction
-
-    @property
-    def ef(self) -> int:
-        """Default search ef (used when search() gets ef=None); at least k is always used."""
-        return self._ef
-
-    @ef.setter
-    def ef(self, int value) -> None:
-        if value < 1:
-            raise ValidationError(f"ef must be >= 1, got {value}")
-        self._ef = value
 
     @property
     def max_level(self) -> int:
@@ -212,44 +140,6 @@ cdef class HNSWIndex(VectorIndex):
         }
 
     # -- the kind's part of the base --
-
-    cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
-        cdef void *p = realloc(self.graph.level0, cap * self.graph.record_size)
-        if p == NULL:
-            raise MemoryError()
-        self.graph.level0 = <char *>p
-        memset(self.graph.level0 + old_cap * self.graph.record_size, 0, (cap - old_cap) * self.graph.record_size)
-        p = realloc(self.graph.levels, cap)
-        if p == NULL:
-            raise MemoryError()
-        self.graph.levels = <uint8_t *>p
-        p = realloc(self.graph.upper_offset, cap * sizeof(int64_t))
-        if p == NULL:
-            raise MemoryError()
-        self.graph.upper_offset = <int64_t *>p
-        return 0
-
-    cdef int _reserve_upper(self, int64_t need) except -1:
-        cdef int64_t cap = self.graph.upper_cap
-        cdef void *p
-        if need <= cap:
-            return 0
-        cap = max(need, cap + cap // 2, 4096)
-        p = realloc(self.graph.upper_links, cap * sizeof(int32_t))
-        if p == NULL:
-            raise MemoryError()
-        self.graph.upper_links = <int32_t *>p
-        self.graph.upper_cap = cap
-        return 0
-
-    cdef int _search_effort(self, Py_ssize_t k, object ef) except -1:
-        cdef int efv = self._ef if ef is None else <int>ef
-        if k < 1 or efv < 1:
-            raise ValidationError("k and ef must be >= 1")
-        return efv
-
-    cdef bint _prefer_exact(self, int64_t n_allowed, int k, int ef) except -1:
-        return use_exact(n_allowed, self.rows.n - self.rows.n_deleted, max(ef, k), self.graph.M0)
 
     cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
                              int64_t *out_ids, float *out_d) noexcept nogil:
@@ -333,22 +223,6 @@ cdef class HNSWIndex(VectorIndex):
         threads=1 build is deterministic for a seed. threads=0 means all cores.
         """
         self._add(ids, vectors, threads)
-
-    def search(self, query: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-               exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest live rows to query, best first: (ids int64, distances float32).
-
-        filter_ids: allowed ids (int64 array), or a uint8/bool bitmap over internal rows
-        (length n_rows). exact: None picks graph or exact scan by the filter's size;
-        True/False forces it. Fewer than k results only when fewer rows are allowed.
-        """
-        return self._search(query, k, ef, filter_ids, exact)
-
-    def search_batch(self, queries: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-                     exact: bool | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """search() for each row of queries on `threads` OpenMP threads (default: all cores).
-        Returns (ids (m, k), distances (m, k)); missing results are id -1, distance inf."""
-        return self._search_batch(queries, k, ef, filter_ids, exact, threads)
 
     def graph_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """Copies of the graph without the vectors: level-0 links (n, M0 + 1) int32, the upper pool int32,
@@ -485,40 +359,12 @@ cdef class HNSWIndex(VectorIndex):
         cdef HNSWIndex idx
         (dim, metric, M, M0, ef_construction, ef, seed, rng_state, n, n_deleted, upper_len, entry_point,
          max_level) = fields
-        if (metric > 2 or M < 2 or M0 != 2 * M or dim < 1 or n >= 2**31 - 1 or n_deleted > n
-                or not -1 <= entry_point < n or (n == 0) != (entry_point == -1)):
-            raise FILE_FORMAT.error(path, "header fields out of range")
+        check_header(FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
         body = n * 8 + n * dim * 4 + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
         idx = HNSWIndex(dim, METRICS[metric], M, ef_construction, seed)
-        idx._ef = max(1, ef)
-        idx._reserve(max(n, 1))
-        idx._reserve_upper(max(upper_len, 1))
-        idx.rows.n = n
-        idx.rows.n_deleted = n_deleted
-        idx.graph.upper_len = upper_len
+        idx._restore_graph(n, n_deleted, upper_len, entry_point, max_level, ef)
         idx.graph.rng_state = rng_state
-        idx.graph.entry_point = entry_point
-        idx.graph.max_level = max_level
         return idx, body
-
-    def _check_loaded(self, path: object) -> None:
-        cdef int64_t i, upper = 0
-        cdef int64_t n = self.rows.n
-        cdef int bad
-        for i in range(n):
-            if self.graph.levels[i] > MAX_LEVEL:
-                raise FILE_FORMAT.error(path, f"row {i} has level {self.graph.levels[i]}")
-            self.graph.upper_offset[i] = upper if self.graph.levels[i] else -1
-            upper += self.graph.levels[i] * (self.graph.M + 1)
-        if upper != self.graph.upper_len:
-            raise FILE_FORMAT.error(path, "upper link pool does not match the levels")
-        if n and (self.graph.entry_point < 0 or self.graph.levels[self.graph.entry_point] != self.graph.max_level):
-            raise FILE_FORMAT.error(path, "entry point is not on the top level")
-        with nogil:
-            bad = validate_links(&self.rows, &self.graph)
-        if bad:
-            raise FILE_FORMAT.error(path, "a link list is out of range"
-                                    + (" (level 0)" if bad == 1 else " (upper level)"))
 
 
 def simd_level() -> int:

@@ -1,11 +1,14 @@
+"""Type stubs for the compiled proximadb.index.hnsw_int8 module."""
+
 import numpy as np
 import numpy.typing as npt
 
-from proximadb.index._base import IndexFileFormat, VectorIndex
+from proximadb.index._base import IndexFileFormat
+from proximadb.index._hnsw_graph import HnswGraphIndex
 
 FILE_FORMAT: IndexFileFormat
 
-class HNSWInt8Index(VectorIndex):
+class HNSWInt8Index(HnswGraphIndex):
     def __init__(
         self,
         dim: int,
@@ -14,14 +17,6 @@ class HNSWInt8Index(VectorIndex):
         ef_construction: int = 200,
         seed: int = 0,
     ) -> None: ...
-    @property
-    def M(self) -> int: ...  # noqa: N802
-    @property
-    def ef_construction(self) -> int: ...
-    @property
-    def ef(self) -> int: ...
-    @ef.setter
-    def ef(self, value: int) -> None: ...
     @property
     def oversampling(self) -> float: ...
     @oversampling.setter
@@ -37,20 +32,3 @@ class HNSWInt8Index(VectorIndex):
     def memory_usage(self) -> dict[str, int]: ...
     def attach_vectors(self, vectors: npt.ArrayLike) -> None: ...
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike, threads: int = 1) -> None: ...
-    def search(
-        self,
-        query: npt.ArrayLike,
-        k: int = 10,
-        ef: int | None = None,
-        filter_ids: npt.ArrayLike | None = None,
-        exact: bool | None = None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
-    def search_batch(
-        self,
-        queries: npt.ArrayLike,
-        k: int = 10,
-        ef: int | None = None,
-        filter_ids: npt.ArrayLike | None = None,
-        exact: bool | None = None,
-        threads: int | None = None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...

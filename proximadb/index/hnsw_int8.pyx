@@ -7,11 +7,12 @@ under ``cosine``) is replaced by one byte per dimension: with ``lo`` / ``hi`` th
 minimum / maximum over the segment and ``step = (hi - lo) / 255`` (1 where ``hi == lo``),
 ``code = round((x - lo) / step)`` in 0..255, so ``x ~ lo + step * code``.
 
-Search: the graph traversal (greedy descent, then the level-0 best-first search with
-``ef' = max(ef, k * oversampling)``) computes every distance from the float query to the codes
-with the GIL-free kernels of ``pxd/quant8.h`` (AVX2+FMA or scalar, chosen at run time); the
-``ceil(k * oversampling)`` best candidates are then rescored with the float32 vectors, which
-stay memory-mapped in the segment's ``vectors.f32`` (``attach_vectors``, never copied; under
+Search: the graph traversal (``_hnsw_graph.walk_graph``, the walk of ``hnsw.pyx`` too: greedy
+descent, then the level-0 best-first search with ``ef' = max(ef, k * oversampling)``) computes
+every distance from the float query to the codes (``code_distance``) with the GIL-free kernels
+of ``pxd/quant8.h`` (AVX2+FMA or scalar, chosen at run time); the ``ceil(k * oversampling)``
+best candidates are then rescored with the float32 vectors, which stay memory-mapped in the
+segment's ``vectors.f32`` (``attach_vectors``, never copied; under
 ``cosine`` one float32 norm per row is kept), and the k best are returned. Distances are those of
 ``hnsw.pyx`` (``l2`` squared, ``cosine`` 1 - cos, ``dot`` the negated inner product), so results
 merge with exact scans. ``rescore=False`` returns the code distances. Filtered searches that are
@@ -51,19 +52,17 @@ The float32 vectors are not in the file: after ``load`` the caller attaches the 
 
 cimport cython
 cimport numpy as cnp
-from libc.math cimport INFINITY, ceil
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.math cimport ceil
+from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 from proximadb.index._ann cimport *
 from proximadb.index._kernels cimport dot_kernel, kernel_level, l2sq_kernel, setup_distance_kernels
-from proximadb.index._hnsw_graph cimport MAX_LEVEL, HnswGraph, links_of, validate_links
+from proximadb.index._hnsw_graph cimport HnswGraphIndex, RowDistance, check_header, walk_graph
 from proximadb.index._base cimport (
     METRIC_COSINE,
     METRIC_L2,
-    IndexRows,
-    VectorIndex,
     offer,
     prepare_query,
     view_array,
@@ -95,22 +94,29 @@ FILE_FORMAT = IndexFileFormat("HNSW int8", b"PXHNS8\x00\x01", 1, struct.Struct("
 _ENCODE_BLOCK = 65536  # rows encoded per numpy step (bounds the temporary memory of a build)
 
 
-cdef inline bint use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) noexcept:
-    """As hnsw.pyx: an exact scan of the allowed rows when it costs less than the filtered walk."""
-    if n_allowed <= ef:
-        return True
-    return n_allowed * n_allowed <= <int64_t>ef * M0 * n_live
-
-
 # The query as the code kernels take it: qt (l2: q - lo; dot/cosine: q * step) and, for dot/cosine,
-# bias = dot_offset - sum(q * lo), so that distance = bias - q8_dot(qt, code).
+# bias = dot_offset - sum(q * lo), so that distance = bias - q8_dot(qt, code); with the codes, the
+# context of code_distance, the graph walk's (_hnsw_graph.walk_graph) distance on this index.
 ctypedef struct CodeQuery:
     const float *qt
     float bias
+    const uint8_t *codes
+    const float *step
+    int dim
+    int metric
+
+
+cdef float code_distance(const void *ctx, const float *q, int32_t r) noexcept nogil:
+    """The distance from the prepared query (ctx, a CodeQuery; q is unused) to row r's code."""
+    cdef const CodeQuery *cq = <const CodeQuery *>ctx
+    cdef const uint8_t *c = cq.codes + <int64_t>r * cq.dim
+    if cq.metric == METRIC_L2:
+        return q8_l2(cq.step, cq.qt, c, cq.dim)
+    return cq.bias - q8_dot(cq.qt, c, cq.dim)
 
 
 @cython.final
-cdef class HNSWInt8Index(VectorIndex):
+cdef class HNSWInt8Index(HnswGraphIndex):
     """HNSW graph searched on uint8 codes, top candidates rescored with float32 vectors.
 
     ``HNSWInt8Index(dim, metric="l2", M=16, ef_construction=200, seed=0)``; rows are added in one
@@ -120,8 +126,6 @@ cdef class HNSWInt8Index(VectorIndex):
 
     FILE_FORMAT = FILE_FORMAT
 
-    cdef HnswGraph graph
-    cdef int _ef
     cdef double _oversampling
     cdef bint _rescore
     cdef uint8_t *codes
@@ -133,8 +137,6 @@ cdef class HNSWInt8Index(VectorIndex):
     cdef const float *_np
 
     def __cinit__(self) -> None:
-        memset(&self.graph, 0, sizeof(HnswGraph))
-        self.graph.entry_point = -1
         self.codes = NULL
         self.lo = NULL
         self.step = NULL
@@ -143,16 +145,7 @@ cdef class HNSWInt8Index(VectorIndex):
 
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0) -> None:
         self._init_rows(dim, metric, seed)
-        if M < 2 or M > 2048:
-            raise ValidationError(f"M must be in [2, 2048], got {M}")
-        if ef_construction < 1:
-            raise ValidationError(f"ef_construction must be >= 1, got {ef_construction}")
-        self.graph.M = M
-        self.graph.M0 = 2 * M
-        self.graph.record_size = (self.graph.M0 + 1) * 4  # links only
-        self.graph.vector_offset = self.graph.record_size
-        self.graph.ef_construction = max(ef_construction, M)
-        self._ef = 64
+        self._init_graph(M, ef_construction, 0)  # level-0 records hold the links only
         self._oversampling = 2.0
         self._rescore = True
         self.lo = <float *>malloc(dim * sizeof(float))
@@ -164,33 +157,11 @@ cdef class HNSWInt8Index(VectorIndex):
             self.step[i] = 1.0
 
     def __dealloc__(self) -> None:
-        free(self.graph.level0)
-        free(self.graph.levels)
-        free(self.graph.upper_offset)
-        free(self.graph.upper_links)
         free(self.codes)
         free(self.lo)
         free(self.step)
 
     # -- properties --
-
-    @property
-    def M(self) -> int:
-        return self.graph.M
-
-    @property
-    def ef_construction(self) -> int:
-        return self.graph.ef_construction
-
-    @property
-    def ef(self) -> int:
-        return self._ef
-
-    @ef.setter
-    def ef(self, int value) -> None:
-        if value < 1:
-            raise ValidationError(f"ef must be >= 1, got {value}")
-        self._ef = value
 
     @property
     def oversampling(self) -> float:
@@ -264,12 +235,6 @@ cdef class HNSWInt8Index(VectorIndex):
 
     # -- distances --
 
-    cdef inline float _code_distance(self, const CodeQuery *cq, int32_t r) noexcept nogil:
-        cdef const uint8_t *c = self.codes + <int64_t>r * self.rows.dim
-        if self.rows.metric == METRIC_L2:
-            return q8_l2(self.step, cq.qt, c, self.rows.dim)
-        return cq.bias - q8_dot(cq.qt, c, self.rows.dim)
-
     cdef inline float _float_distance(self, const float *q, int32_t r) noexcept nogil:
         cdef const float *v = self._vp + <int64_t>r * self.rows.dim
         if self.rows.metric == METRIC_L2:
@@ -278,7 +243,7 @@ cdef class HNSWInt8Index(VectorIndex):
             return 1.0 - dot_kernel(q, v, self.rows.dim) / self._np[r]
         return -dot_kernel(q, v, self.rows.dim)
 
-    cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq) noexcept nogil:
+    cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq, RowDistance *dist) noexcept nogil:
         cdef int i, dim = self.rows.dim
         cdef float bias = self.rows.dot_offset
         if self.rows.metric == METRIC_L2:
@@ -290,118 +255,25 @@ cdef class HNSWInt8Index(VectorIndex):
                 bias -= q[i] * self.lo[i]
         cq.qt = qt
         cq.bias = bias
-
-    # -- the graph walk on codes --
-
-    cdef int32_t _descend(self, const CodeQuery *cq, int32_t cur) noexcept nogil:
-        """Greedy walk from the top level down to level 1; the closest row found."""
-        cdef float curd = self._code_distance(cq, cur)
-        cdef float d
-        cdef int lc, j, cnt
-        cdef int32_t *ll
-        cdef bint changed
-        for lc in range(self.graph.max_level, 0, -1):
-            changed = True
-            while changed:
-                changed = False
-                ll = links_of(&self.graph, cur, lc)
-                cnt = ll[0]
-                for j in range(1, cnt + 1):
-                    d = self._code_distance(cq, ll[j])
-                    if d < curd:
-                        curd = d
-                        cur = ll[j]
-                        changed = True
-        return cur
-
-    cdef int _search_level0(self, ann_scratch *s, const CodeQuery *cq, int32_t ep, int ef,
-                            const uint8_t *allowed) noexcept nogil:
-        """Best-first search of level 0 from ep on codes; leaves the ef best admitted rows in s.top
-        (a max-heap). Deleted and not-allowed rows are traversed, never admitted. 0, or -1 (memory)."""
-        cdef ann_heap *top = &s.top
-        cdef ann_heap *cand = &s.cand
-        cdef uint16_t *vis
-        cdef uint16_t epoch
-        cdef int32_t *ll
-        cdef int32_t c, nb
-        cdef int j, cnt
-        cdef float d, lb, cd
-        cdef bint filtering = allowed != NULL or self.rows.n_deleted > 0
-        cdef int dim = self.rows.dim
-        if ann_visit_begin(s, self.rows.n) < 0:
-            return -1
-        vis = s.vis
-        epoch = s.epoch
-        top.n = 0
-        cand.n = 0
-        d = self._code_distance(cq, ep)
-        lb = INFINITY
-        if not filtering or (not self.rows.deleted[ep] and (allowed == NULL or allowed[ep])):
-            if ann_maxheap_push(top, d, ep) < 0:
-                return -1
-            lb = d
-        if ann_minheap_push(cand, d, ep) < 0:
-            return -1
-        vis[ep] = epoch
-        while cand.n > 0:
-            cd = cand.a[0].d
-            c = cand.a[0].id
-            if cd > lb and (top.n >= ef or not filtering):
-                break
-            ann_minheap_pop(cand)
-            ll = links_of(&self.graph, c, 0)
-            cnt = ll[0]
-            for j in range(1, cnt + 1):
-                ann_prefetch(self.codes + <int64_t>ll[j] * dim)
-            for j in range(1, cnt + 1):
-                nb = ll[j]
-                if vis[nb] == epoch:
-                    continue
-                vis[nb] = epoch
-                d = self._code_distance(cq, nb)
-                if top.n < ef or d < lb:
-                    if ann_minheap_push(cand, d, nb) < 0:
-                        return -1
-                    if not filtering or (not self.rows.deleted[nb] and (allowed == NULL or allowed[nb])):
-                        if top.n < ef:
-                            if ann_maxheap_push(top, d, nb) < 0:
-                                return -1
-                        else:
-                            ann_maxheap_replace_top(top, d, nb)
-                        lb = top.a[0].d
-        return 0
+        cq.codes = self.codes
+        cq.step = self.step
+        cq.dim = dim
+        cq.metric = self.rows.metric
+        dist.fn = code_distance
+        dist.ctx = cq
+        dist.base = <const char *>self.codes
+        dist.stride = dim
+        dist.nbytes = dim
 
     # -- the kind's part of the base --
 
     cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
-        cdef void *p = realloc(self.graph.level0, cap * self.graph.record_size)
-        if p == NULL:
-            raise MemoryError()
-        self.graph.level0 = <char *>p
-        memset(self.graph.level0 + old_cap * self.graph.record_size, 0, (cap - old_cap) * self.graph.record_size)
-        p = realloc(self.graph.levels, cap)
-        if p == NULL:
-            raise MemoryError()
-        self.graph.levels = <uint8_t *>p
-        p = realloc(self.graph.upper_offset, cap * sizeof(int64_t))
-        if p == NULL:
-            raise MemoryError()
-        self.graph.upper_offset = <int64_t *>p
+        cdef void *p
+        HnswGraphIndex._grow(self, old_cap, cap)  # the graph's arrays
         p = realloc(self.codes, cap * self.rows.dim)
         if p == NULL:
             raise MemoryError()
         self.codes = <uint8_t *>p
-        return 0
-
-    cdef int _reserve_upper(self, int64_t need) except -1:
-        cdef void *p
-        if need <= self.graph.upper_cap:
-            return 0
-        p = realloc(self.graph.upper_links, need * sizeof(int32_t))
-        if p == NULL:
-            raise MemoryError()
-        self.graph.upper_links = <int32_t *>p
-        self.graph.upper_cap = need
         return 0
 
     cdef int _check_searchable(self) except -1:
@@ -409,21 +281,13 @@ cdef class HNSWInt8Index(VectorIndex):
             raise ValidationError("HNSWInt8Index: no float32 vectors attached (attach_vectors) to rescore with")
         return 0
 
-    cdef int _search_effort(self, Py_ssize_t k, object ef) except -1:
-        cdef int efv = self._ef if ef is None else <int>ef
-        if k < 1 or efv < 1:
-            raise ValidationError("k and ef must be >= 1")
-        return efv
-
-    cdef bint _prefer_exact(self, int64_t n_allowed, int k, int ef) except -1:
-        return use_exact(n_allowed, self.rows.n - self.rows.n_deleted, max(ef, k), self.graph.M0)
-
     cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
                              int64_t *out_ids, float *out_d) noexcept nogil:
         cdef int dim = self.rows.dim
         cdef int64_t i, n_cand
-        cdef int32_t cur, r
+        cdef int32_t r
         cdef CodeQuery cq
+        cdef RowDistance dist
         if ann_scratch_qbuf(s, 2 * dim) < 0:  # [0, dim): the prepared query, [dim, 2 dim): qt
             return -1
         q = prepare_query(&self.rows, s, q)
@@ -431,14 +295,11 @@ cdef class HNSWInt8Index(VectorIndex):
             return -1
         if self.graph.entry_point < 0:
             return 0
-        self._prepare_code_query(q, s.qbuf + dim, &cq)
+        self._prepare_code_query(q, s.qbuf + dim, &cq, &dist)
         n_cand = k
         if self._rescore:
             n_cand = max(<int64_t>k, <int64_t>ceil(k * self._oversampling))
-        cur = self.graph.entry_point
-        if self.graph.max_level > 0:
-            cur = self._descend(&cq, cur)
-        if self._search_level0(s, &cq, cur, max(<int64_t>ef, n_cand), allowed) < 0:
+        if walk_graph(&self.rows, &self.graph, s, &dist, q, max(<int64_t>ef, n_cand), allowed) < 0:
             return -1
         if not self._rescore:
             return write_results(&self.rows, s, k, out_ids, out_d)
@@ -516,16 +377,6 @@ cdef class HNSWInt8Index(VectorIndex):
         vectors are kept (not copied when float32 C-contiguous) for rescoring."""
         self._add(ids, vectors, threads)
 
-    def search(self, query: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-               exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """As HNSWIndex.search: the k nearest live rows, best first (ids int64, distances float32)."""
-        return self._search(query, k, ef, filter_ids, exact)
-
-    def search_batch(self, queries: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-                     exact: bool | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """As HNSWIndex.search_batch."""
-        return self._search_batch(queries, k, ef, filter_ids, exact, threads)
-
     # -- persistence (framing: the base's save/load) --
 
     cdef tuple _header_fields(self):
@@ -551,35 +402,8 @@ cdef class HNSWInt8Index(VectorIndex):
     def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWInt8Index, int]:
         cdef HNSWInt8Index idx
         (dim, metric, M, M0, ef_construction, ef, seed, n, n_deleted, upper_len, entry_point, max_level) = fields
-        if (metric > 2 or M < 2 or M > 2048 or M0 != 2 * M or dim < 1 or n >= 2**31 - 1 or n_deleted > n
-                or not -1 <= entry_point < n or (n == 0) != (entry_point == -1) or not 0 <= max_level <= MAX_LEVEL):
-            raise FILE_FORMAT.error(path, "header fields out of range")
+        check_header(FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
         body = n * 8 + 8 * dim + n * dim + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
         idx = HNSWInt8Index(dim, METRICS[metric], M, ef_construction, seed)
-        idx._ef = max(1, ef)
-        idx._reserve(max(n, 1))
-        idx._reserve_upper(max(upper_len, 1))
-        idx.rows.n = n
-        idx.rows.n_deleted = n_deleted
-        idx.graph.upper_len = upper_len
-        idx.graph.entry_point = entry_point
-        idx.graph.max_level = max_level
+        idx._restore_graph(n, n_deleted, upper_len, entry_point, max_level, ef)
         return idx, body
-
-    def _check_loaded(self, path: object) -> None:
-        cdef int64_t i, upper = 0
-        cdef int64_t n = self.rows.n
-        cdef int bad
-        for i in range(n):
-            if self.graph.levels[i] > MAX_LEVEL:
-                raise FILE_FORMAT.error(path, f"row {i} has level {self.graph.levels[i]}")
-            self.graph.upper_offset[i] = upper if self.graph.levels[i] else -1
-            upper += self.graph.levels[i] * (self.graph.M + 1)
-        if upper != self.graph.upper_len:
-            raise FILE_FORMAT.error(path, "upper link pool does not match the levels")
-        if n and (self.graph.entry_point < 0 or self.graph.levels[self.graph.entry_point] != self.graph.max_level):
-            raise FILE_FORMAT.error(path, "entry point is not on the top level")
-        with nogil:
-            bad = validate_links(&self.rows, &self.graph)
-        if bad:
-            raise FILE_FORMAT.error(path, "a link list is out of range" + (" (level 0)" if bad == 1 else " (upper level)"))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from proximadb.errors import CorruptionError, ValidationError
 from proximadb.index.hnsw import HNSWIndex
 from proximadb.index.hnsw_int8 import HNSWInt8Index
 from proximadb.storage.engine import Engine
+from proximadb.storage.wal_io import crc32c
 from proximadb.tools.datasets import recall_at
 
 METRIC_NAMES = {"l2": "euclidean", "cosine": "cosine", "dot": "dot_product"}
@@ -203,3 +205,34 @@ def test_bad_settings_are_refused_and_change_nothing(tmp_path: Path, setting: ob
         assert engine.collection("c").config.index_params == {}
         with pytest.raises(ValidationError, match="indexing_algorithm hnsw"):
             engine.create_collection("d", 8, indexing_algorithm="ivf", index_params={"quantization": {"type": "int8"}})
+
+
+@pytest.mark.parametrize("cls", [HNSWIndex, HNSWInt8Index])
+def test_both_hnsw_kinds_share_the_load_checks(cls: type, tmp_path: Path) -> None:
+    """Both kinds' files go through the one header check and the one graph check (HnswGraphIndex):
+    fields out of range, or a link list out of range, under valid CRCs, are CorruptionErrors."""
+    rows, _ = _clustered(300, 16, 3)
+    index = cls(16, "l2", M=8, ef_construction=40, seed=2)
+    index.add(np.arange(300), rows)
+    path = tmp_path / "g.idx"
+    index.save(path)
+    raw = path.read_bytes()
+    h = struct.unpack_from("<I", raw, 12)[0]
+
+    def write(data: bytearray) -> Path:
+        struct.pack_into("<I", data, h - 8, crc32c(bytes(data[: h - 8])))
+        struct.pack_into("<I", data, len(data) - 8, crc32c(bytes(data[h : len(data) - 8])))
+        out = tmp_path / "bad.idx"
+        out.write_bytes(bytes(data))
+        return out
+
+    data = bytearray(raw)
+    struct.pack_into("<II", data, 24, 4096, 8192)  # M, M0 beyond the range both kinds accept
+    with pytest.raises(CorruptionError, match=r"bad\.idx.*header fields out of range"):
+        cls.load(write(data))
+    vectors = 300 * 16 * 4 if cls is HNSWIndex else 2 * 16 * 4 + 300 * 16
+    data = bytearray(raw)
+    struct.pack_into("<i", data, h + 300 * 8 + vectors, 10**6)  # row 0's level-0 link count
+    with pytest.raises(CorruptionError, match=r"link list is out of range \(level 0\)"):
+        cls.load(write(data))
+    assert cls.load(write(bytearray(raw))).n_rows == 300
