@@ -96,8 +96,11 @@ class WritePath(CollectionState):
         vectors = op.vectors
         if self._metric == "cosine":  # in float64: huge and subnormal rows normalise exactly too
             vectors = distance.normalize_rows(vectors)
-        if self.segments:
+        if self.sealed or self.segments:
             wanted = set(op.ids)
+            for mt in self.sealed:  # sealed memtables take deletions only (sealed.py)
+                for id_ in mt.id_keys() & wanted:
+                    mt.delete(id_)
             for seg in self.segments:  # an id lives in one place at most: memtable or one segment
                 for id_ in seg.id_to_row.keys() & wanted:
                     seg.delete_row(seg.id_to_row[id_])
@@ -108,7 +111,7 @@ class WritePath(CollectionState):
         if where is None:
             return  # deleted after the update was logged: nothing to change
         source, row = where
-        old = source.metadata[row] if isinstance(source, Segment) else self.memtable.metadata_of(row)
+        old = source.metadata[row] if isinstance(source, Segment) else source.metadata_of(row)
         if patch.replace:
             new = dict(patch.metadata)
         else:
@@ -124,12 +127,20 @@ class WritePath(CollectionState):
             expires = None if source.expires_at is None else source.expires_at[row : row + 1].copy()
             source.delete_row(row)
             self.memtable.put_batch([patch.id], vector, [new], ts, expires)
+        elif source is not self.memtable:  # a sealed memtable's row: moved to the memtable, like a segment's
+            rec = source.record(row)
+            expires_of = source.expires_of(row)
+            source.delete(patch.id)
+            self.memtable.put_batch([patch.id], rec["vector"].reshape(1, -1), [new],
+                                    np.array([timestamp or rec["timestamp"]], dtype=np.int64),
+                                    None if source.expires_at is None else np.array([expires_of], dtype=np.int64))
         else:
             self.memtable.set_metadata(patch.id, new)
 
     def _remove(self, id_: str) -> None:
-        if not self.memtable.delete(id_):
-            self._remove_from_segments(id_)
+        if self.memtable.delete(id_) or any(mt.delete(id_) for mt in self.sealed):
+            return
+        self._remove_from_segments(id_)
 
     def _remove_from_segments(self, id_: str) -> None:
         for seg in self.segments:
@@ -141,6 +152,8 @@ class WritePath(CollectionState):
     def _existing(self, ids: Sequence[str]) -> list[str]:
         """The ids of ``ids`` that are live and not expired, in their order (set operations, no per-id Python)."""
         found = self.memtable.id_keys() & ids
+        for mt in self.sealed:
+            found |= mt.id_keys() & ids
         for seg in self.segments:
             found |= seg.id_to_row.keys() & ids
         if not found:
@@ -152,6 +165,10 @@ class WritePath(CollectionState):
         row = self.memtable.row_of(id_)
         if row is not None:
             return self.memtable, row
+        for mt in reversed(self.sealed):
+            row = mt.row_of(id_)
+            if row is not None:
+                return mt, row
         for seg in self.segments:
             row = seg.id_to_row.get(id_)
             if row is not None:
