@@ -246,7 +246,11 @@ class Segment:
     """A loaded segment: memory-mapped vectors plus ids, metadata, its payload index
     (payload_index.py, built here from the metadata: not a file) and deletions in memory."""
 
-    def __init__(self, path: Path, *, deletes_generation: int = 0, verify: bool = True) -> None:
+    def __init__(self, path: Path, *, deletes_generation: int = 0, verify: bool = True,
+                 written: SegmentData | None = None) -> None:
+        """``written``: the rows this process has just written to ``path`` (write_segment); they are taken
+        as they are instead of decoding ids.bin and meta.avro again (a flush or compaction loading its
+        output: the decode held the GIL for up to a second at a time)."""
         self.path = path
         desc = read_doc(path / "segment.pxdb", "segment")
         if desc.get("format") != FORMAT_VERSION:
@@ -265,25 +269,18 @@ class Segment:
                         f"({want['bytes']}/{want['crc32c']:08x})"
                     )
         self.vectors = self._map_vectors(path / "vectors.f32")
-        self.ids = _decode_ids(path / "ids.bin")
+        self.ids = list(written.ids) if written is not None else _decode_ids(path / "ids.bin")
         if len(self.ids) != self.rows:
             raise CorruptionError(f"{path}: {len(self.ids)} ids for {self.rows} rows")
-        self.metadata: list[Metadata] = []
-        timestamps = []
-        expires: list[int | None] = []
-        reader_schema = resolving_reader_schema("SegmentRow", self.schema_version) or _segment_row_schema()
-        with open(path / "meta.avro", "rb") as f:
-            for rec in fastavro.reader(f, reader_schema=reader_schema):
-                row = cast("dict[str, Any]", rec)  # a SegmentRow record
-                self.metadata.append(row["metadata"])
-                timestamps.append(row["timestamp"])
-                expires.append(row["expires_at"])
-        if len(self.metadata) != self.rows:
-            raise CorruptionError(f"{path}/meta.avro: {len(self.metadata)} rows, segment has {self.rows}")
-        self.timestamps = np.asarray(timestamps, dtype=np.int64)
         self.expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
-        if any(x is not None for x in expires):
-            self.expires_at = np.array([NO_EXPIRY if x is None else x for x in expires], dtype=np.int64)
+        if written is not None:
+            self.metadata: list[Metadata] = list(written.metadata)
+            self.timestamps = np.asarray(written.timestamps, dtype=np.int64)
+            x = written.expires_at
+            if x is not None and bool((x != NO_EXPIRY).any()):
+                self.expires_at = np.asarray(x, dtype=np.int64).copy()
+        else:
+            self._read_meta(path)
         self.deletes_generation = deletes_generation
         if deletes_generation:
             self.deleted = read_bitmap(path / f"deletes-{deletes_generation}.bitmap", self.rows)
@@ -299,6 +296,24 @@ class Segment:
         self.index: Any = None  # HNSWIndex / IVFIndex over the rows, once built or loaded
         self.payload = PayloadIndex.build(self.metadata)  # filters: set operations, never per row
         self.index_algorithm = "flat"
+
+    def _read_meta(self, path: Path) -> None:
+        """metadata, timestamps and expires_at from meta.avro."""
+        self.metadata = []
+        timestamps = []
+        expires: list[int | None] = []
+        reader_schema = resolving_reader_schema("SegmentRow", self.schema_version) or _segment_row_schema()
+        with open(path / "meta.avro", "rb") as f:
+            for rec in fastavro.reader(f, reader_schema=reader_schema):
+                row = cast("dict[str, Any]", rec)  # a SegmentRow record
+                self.metadata.append(row["metadata"])
+                timestamps.append(row["timestamp"])
+                expires.append(row["expires_at"])
+        if len(self.metadata) != self.rows:
+            raise CorruptionError(f"{path}/meta.avro: {len(self.metadata)} rows, segment has {self.rows}")
+        self.timestamps = np.asarray(timestamps, dtype=np.int64)
+        if any(x is not None for x in expires):
+            self.expires_at = np.array([NO_EXPIRY if x is None else x for x in expires], dtype=np.int64)
 
     def attach_index(self, index: Any, algorithm: str) -> None:
         """Swap in a ready index (one attribute store: searches see the old or the new one)."""

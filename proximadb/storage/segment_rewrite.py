@@ -85,7 +85,7 @@ class SegmentRewrite:
         segments_dir = self.col.directory / "segments"
         self._paths.append(segments_dir / segment_dir_name(segment_id))
         path = write_segment(segments_dir, segment_id, data, extra, **kwargs)
-        seg = Segment(path, verify=False)
+        seg = Segment(path, verify=False, written=data)  # not decoded again from what was just written
         self.built.append(seg)
         return seg
 
