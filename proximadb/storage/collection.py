@@ -190,8 +190,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         return self
 
     def close(self, *, flush: bool | None = None) -> None:
-        """Stop index builds, let a compaction finish, flush the memtable (``flush``, default the
-        ``flush_on_close`` option) and close the WAL.
+        """Stop index builds, let a compaction and a background flush finish, flush the memtable
+        (``flush``, default the ``flush_on_close`` option) and close the WAL.
 
         The flush on close is the ordinary flush transaction, so a kill -9 during it still recovers
         from the WAL; it writes at most ``flush_bytes`` of rows and builds no index (the new segment
