@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from filtered_search import BATCH, DIM, make_data  # noqa: E402  (the same data as the filtered benchmark)
+from filtered_search import BATCH, DIM, make_data  # the same data as the filtered benchmark
 
-import proximadb  # noqa: E402
-from proximadb.storage.engine import Engine  # noqa: E402
+import proximadb
+from proximadb.storage.engine import Engine
 
 
 def _commit(path: Path) -> str:

@@ -47,6 +47,7 @@ class ProximaDBAPI(abc.ABC):
         filterable_metadata_fields: Sequence[str] | None = None,
         description: str | None = None,
         default_ttl_seconds: int | None = None,
+        quantization: dict[str, Any] | None = None,
     ) -> dict[str, Any]: ...
 
     @abc.abstractmethod

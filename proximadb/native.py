@@ -15,6 +15,7 @@ COMPILED_MODULES = (
     "proximadb.codec.avro_batch",
     "proximadb.codec.avro_check",
     "proximadb.storage.wal_io",
+    "proximadb.storage.id_table",
     "proximadb.index.distance",
     "proximadb.index._base",
     "proximadb.index._hnsw_graph",

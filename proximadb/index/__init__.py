@@ -1,4 +1,4 @@
-"""Distance kernels and vector indexes (HNSW, IVF; both on VectorIndex), usable on their own like hnswlib::
+"""Distance kernels and vector indexes (HNSW, HNSW on int8 codes, IVF; all on VectorIndex), usable alone::
 
     from proximadb.index import HNSWIndex
     index = HNSWIndex(dim=128, metric="l2", M=16, ef_construction=200, seed=0)
@@ -8,6 +8,7 @@
 
 from proximadb.index._base import VectorIndex
 from proximadb.index.hnsw import HNSWIndex
+from proximadb.index.hnsw_int8 import HNSWInt8Index
 from proximadb.index.ivf import IVFIndex
 
-__all__ = ["HNSWIndex", "IVFIndex", "VectorIndex"]
+__all__ = ["HNSWIndex", "HNSWInt8Index", "IVFIndex", "VectorIndex"]

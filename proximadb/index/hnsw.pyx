@@ -350,6 +350,14 @@ cdef class HNSWIndex(VectorIndex):
         Returns (ids (m, k), distances (m, k)); missing results are id -1, distance inf."""
         return self._search_batch(queries, k, ef, filter_ids, exact, threads)
 
+    def graph_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+        """Copies of the graph without the vectors: level-0 links (n, M0 + 1) int32, the upper pool int32,
+        the levels uint8, then the entry point and the max level (the int8 index, hnsw_int8.pyx, keeps
+        these and replaces the float32 vectors by codes)."""
+        arrays = self._body_arrays()
+        return (np.ascontiguousarray(arrays[2]), arrays[3].copy(), arrays[4].copy(), self.graph.entry_point,
+                self.graph.max_level)
+
     def reorder(self) -> None:
         """Renumber the rows in breadth-first order of the level-0 graph (from the
         entry point), so that graph neighbours sit close together in memory and a

@@ -7,7 +7,8 @@ that shape the built index (an index file built with other values is rebuilt), t
 (``ef``, ``nprobe``: both a keyword of ``search``/``search_batch`` and a settable default), the
 defaults of both, and the defaults that depend on the segment's size. Callers (the segment index
 builder, the collection's search) go through this table and never branch on a kind's name; a new
-kind (quantized lists, a disk graph...) is one more :func:`register` call.
+kind (quantized lists, a disk graph...) is one more :func:`register` call; a quantized form of a
+kind (``quantization.py``) is a :func:`register_variant`, picked by the collection's index_params.
 
 ``flat`` (exact search, no index) is not a kind: a flat segment has no index at all.
 """
@@ -72,6 +73,9 @@ class IndexKind:
         """Whether index was built with params (else it must be rebuilt)."""
         return all(getattr(index, name) == params[name] for name in self.build_params)
 
+    def attach(self, index: VectorIndex, vectors: np.ndarray) -> None:
+        """Give a loaded index what its file does not hold (the int8 kind: the float32 vectors)."""
+
     def search_options(self, **requested: int | None) -> dict[str, int | None]:
         """The keyword for search()/search_batch() out of a request's knobs (ef=..., nprobe=...)."""
         return {self.search_param: requested.get(self.search_param)}
@@ -87,6 +91,20 @@ def register(kind: IndexKind) -> IndexKind:
     KINDS[kind.name] = kind
     _BY_CLASS[kind.cls] = kind
     return kind
+
+
+def register_variant(kind: IndexKind) -> IndexKind:
+    """A kind that is not an indexing_algorithm of its own (a quantized form of one, chosen by
+    index_params, see proximadb/index/quantization.py): known by its class and its file only."""
+    if kind.cls in _BY_CLASS:
+        raise ValueError(f"index class {kind.cls.__name__} is registered already")
+    _BY_CLASS[kind.cls] = kind
+    return kind
+
+
+def all_kinds() -> list[IndexKind]:
+    """Every kind, variants included (each with its own file name in a segment directory)."""
+    return list(_BY_CLASS.values())
 
 
 def kind(name: str) -> IndexKind:

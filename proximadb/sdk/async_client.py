@@ -121,11 +121,12 @@ class AsyncClient:
         filterable_metadata_fields: Sequence[str] | None = None,
         description: str | None = None,
         default_ttl_seconds: int | None = None,
+        quantization: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         return await self._run(calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
-            default_ttl_seconds=default_ttl_seconds,
+            default_ttl_seconds=default_ttl_seconds, quantization=quantization,
         ))
 
     async def get_collection(self, name: str) -> dict[str, Any]:

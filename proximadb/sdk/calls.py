@@ -125,7 +125,10 @@ def create_collection(
     filterable_metadata_fields: Sequence[str] | None = None,
     description: str | None = None,
     default_ttl_seconds: int | None = None,
+    quantization: dict[str, Any] | None = None,
 ) -> Plan[dict[str, Any]]:
+    if quantization is not None:  # stored as index_params.quantization (proximadb/index/quantization.py)
+        index_params = {**(index_params or {}), "quantization": quantization}
     body: dict[str, Any] = {
         "name": name,
         "dimension": dimension,

@@ -93,11 +93,12 @@ class ProximaDBClient(ProximaDBAPI):
         filterable_metadata_fields: Sequence[str] | None = None,
         description: str | None = None,
         default_ttl_seconds: int | None = None,
+        quantization: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         return self._run(calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
-            default_ttl_seconds=default_ttl_seconds,
+            default_ttl_seconds=default_ttl_seconds, quantization=quantization,
         ))
 
     def get_collection(self, name: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 from proximadb.errors import CorruptionError, ValidationError
-from proximadb.index import registry
+from proximadb.index import quantization, registry
 from proximadb.storage.docfile import read_doc, write_doc
 
 CATALOG_NAME = "catalog.pxdb"
@@ -73,8 +73,13 @@ def validate_index_params(algorithm: str, params: object) -> dict[str, Any]:
     allowed = INDEX_PARAMS[algorithm]
     out: dict[str, Any] = {}
     for key, value in params.items():
+        if key == quantization.KEY:  # {"type": "int8", ...}: proximadb/index/quantization.py
+            setting = quantization.validate(algorithm, value)
+            if setting is not None:
+                out[key] = setting
+            continue
         if key not in allowed:
-            known = ", ".join(allowed) or "none"
+            known = ", ".join([*allowed, quantization.KEY] if algorithm != "flat" else allowed) or "none"
             raise ValidationError(f"index_params.{key} is not a parameter of {algorithm} (accepted: {known})")
         lo, hi = allowed[key]
         out[key] = _int_in(f"index_params.{key}", value, lo, hi)

@@ -274,7 +274,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             raise ValidationError("delete by filter needs a non-empty filter")
         with self._request_lock():
             now = expiry.now_us()
-            matched = [ids[row] for _, ids, hits in self._live_matches(flt, now) for row in np.flatnonzero(hits)]
+            matched = [ids[row] for _, ids, hits in self._live_matches(flt, now)
+                       for row in np.flatnonzero(hits).tolist()]
             if not matched:
                 return 0
             deadline.check(f"matching the delete filter in collection {self.config.name!r}")

@@ -10,7 +10,7 @@ by walking metadata per row.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ class ReadPath(CollectionState):
             rec.pop("vector")
         return rec
 
-    def _live_parts(self, now: int) -> Iterator[tuple[Memtable | Segment, list[str], PayloadIndex, np.ndarray]]:
+    def _live_parts(self, now: int) -> Iterator[tuple[Memtable | Segment, Sequence[str], PayloadIndex, np.ndarray]]:
         """(part, its row ids, its payload index, uint8 mask of its rows alive at ``now``) for every
         segment, then the sealed memtables a flush is writing, then the memtable (each read through one
         snapshot). Call under the collection lock."""
@@ -57,7 +57,7 @@ class ReadPath(CollectionState):
     def _live_count(self, now: int) -> int:
         return sum(int(np.count_nonzero(mask)) for *_, mask in self._live_parts(now))
 
-    def _live_matches(self, flt: Filter, now: int) -> Iterator[tuple[Memtable | Segment, list[str], np.ndarray]]:
+    def _live_matches(self, flt: Filter, now: int) -> Iterator[tuple[Memtable | Segment, Sequence[str], np.ndarray]]:
         """Each part with its row ids and the bool mask of its rows alive at ``now`` that match ``flt``,
         from the part's payload index. Call under the collection lock."""
         for part, ids, payload, mask in self._live_parts(now):

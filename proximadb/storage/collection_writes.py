@@ -97,13 +97,14 @@ class WritePath(CollectionState):
         if self._metric == "cosine":  # in float64: huge and subnormal rows normalise exactly too
             vectors = distance.normalize_rows(vectors)
         if self.sealed or self.segments:
-            wanted = set(op.ids)
+            ids = list(op.ids)
             for mt in self.sealed:  # sealed memtables take deletions only (sealed.py)
-                for id_ in mt.id_keys() & wanted:
+                for id_ in mt.id_keys() & set(ids):
                     mt.delete(id_)
             for seg in self.segments:  # an id lives in one place at most: memtable or one segment
-                for id_ in seg.id_to_row.keys() & wanted:
-                    seg.delete_row(seg.id_to_row[id_])
+                rows = seg.live_rows(ids)
+                for row in rows[rows >= 0].tolist():
+                    seg.delete_row(row)
         self.memtable.put_batch(list(op.ids), vectors, list(op.metadata), op.timestamps, op.expires_at)
 
     def _apply_patch(self, patch: MetadataPatch, timestamp: int) -> None:
@@ -144,7 +145,7 @@ class WritePath(CollectionState):
 
     def _remove_from_segments(self, id_: str) -> None:
         for seg in self.segments:
-            row = seg.id_to_row.get(id_)
+            row = seg.row_of(id_)
             if row is not None:
                 seg.delete_row(row)
                 return
@@ -154,8 +155,9 @@ class WritePath(CollectionState):
         found = self.memtable.id_keys() & ids
         for mt in self.sealed:
             found |= mt.id_keys() & ids
+        listed = list(ids)
         for seg in self.segments:
-            found |= seg.id_to_row.keys() & ids
+            found.update(listed[i] for i in np.flatnonzero(seg.live_rows(listed) >= 0).tolist())
         if not found:
             return []
         now = expiry.now_us()
@@ -170,7 +172,7 @@ class WritePath(CollectionState):
             if row is not None:
                 return mt, row
         for seg in self.segments:
-            row = seg.id_to_row.get(id_)
+            row = seg.row_of(id_)
             if row is not None:
                 return seg, row
         return None

@@ -31,6 +31,7 @@ from pathlib import Path
 from proximadb.errors import CorruptionError
 from proximadb.storage import intents
 from proximadb.storage.catalog import Catalog
+from proximadb.storage.derived_file import DERIVED_NAMES
 from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.manifest import MANIFEST_NAME, Manifest
 from proximadb.storage.segment import segment_dir_name
@@ -157,7 +158,8 @@ def open_manifest(directory: Path, name: str) -> Manifest:
             "the data directory from a backup; otherwise delete %s once you are sure its rows are not needed",
             name, entry, path, target, MANIFEST_NAME, target,
         )
-    for leftover in [directory / f"{MANIFEST_NAME}.tmp", *segments.glob("*/index.*.tmp*")]:
+    derived_tmp = [p for name in DERIVED_NAMES for p in segments.glob(f"*/{name}.tmp")]
+    for leftover in [directory / f"{MANIFEST_NAME}.tmp", *segments.glob("*/index.*.tmp*"), *derived_tmp]:
         if leftover.is_file():
             log.warning("collection %r: removing %s, left by an interrupted save", name, leftover)
             leftover.unlink(missing_ok=True)

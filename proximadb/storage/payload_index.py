@@ -15,8 +15,9 @@ Values no filter can match (nested lists, objects) only count for ``exists``. Ro
 removed for a delete or an upsert: the part's alive mask removes them. A memtable row whose
 metadata is replaced in place (:meth:`PayloadIndex.replace_row`) loses its old postings.
 
-Nothing here is persisted: the memtable indexes rows as they arrive (``Memtable.put_batch``),
-a segment builds its index when it is loaded (open, flush, compaction).
+The memtable indexes rows as they arrive (``Memtable.put_batch``); a segment's index is built
+when the segment is written and saved beside it as ``payload.idx`` (payload_index_file.py),
+which a reopen maps instead of rebuilding.
 """
 
 from __future__ import annotations
@@ -123,6 +124,19 @@ class NumberColumn:
         order = np.argsort(values, kind="stable")
         self._base_v, self._base_r = values[order], rows[order]
         self._tail_n = 0
+
+    def sealed_state(self) -> tuple[np.ndarray, np.ndarray, dict[int, list[Any]], bool]:
+        """(values, rows, exact, multi) of a sealed column with no row replaced in place (payload_index_file.py)."""
+        if self._tail_n or self._shadowed:
+            raise ValueError("only a sealed segment's column is saved")
+        return self._base_v, self._base_r, self._exact, self._multi
+
+    @classmethod
+    def from_sealed(cls, values: np.ndarray, rows: np.ndarray, exact: dict[int, list[Any]],
+                    multi: bool) -> NumberColumn:
+        column = cls()
+        column._base_v, column._base_r, column._exact, column._multi = values, rows, exact, multi
+        return column
 
     def replace(self, row: int, values: list[Any]) -> None:
         """Row ``row`` now has these numbers (its array entries are ignored from now on)."""

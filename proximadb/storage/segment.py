@@ -3,11 +3,16 @@
 A segment is a directory ``segments/seg-<id:08d>/`` holding::
 
     vectors.f32   the float32 vector block, memory-mapped when read
-    ids.bin       the row ids, ascending (rows are written in id order)
+    ids.bin       the row ids, ascending (rows are written in id order); memory-mapped
+                  and searched in place (id_table.pyx)
     meta.avro     metadata + timestamp (+ expires_at since v2) per row: Avro object
                   container file, codec lz4, schema proximadb.v<N>.SegmentRow where N
                   is the descriptor's ``schema_version`` (absent: 1, written before v2);
-                  older versions are read through Avro schema resolution
+                  older versions are read through Avro schema resolution. The canonical
+                  record: what follows is derived from it
+    meta.rows     derived: the metadata, timestamp and expiry columns, memory-mapped and
+                  decoded per row on demand (metadata_store.py)
+    payload.idx   derived: the payload index of the rows (payload_index_file.py)
     deletes-<g>.bitmap   generation g of the deletion bitmap (0 = none yet)
     segment.pxdb  the descriptor: a checksummed JSON document (see docfile.py)
                   with rows, dim and, per data file, its size and CRC32C
@@ -56,8 +61,11 @@ space is free again at once and the caller can simply retry later.
 
 from __future__ import annotations
 
+import logging
+import mmap
 import os
 import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -67,8 +75,10 @@ import numpy as np
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema, resolving_reader_schema
 from proximadb.errors import CorruptionError
-from proximadb.storage import intents
+from proximadb.storage import intents, metadata_store, payload_index_file
+from proximadb.storage.derived_file import StaleDerivedFile
 from proximadb.storage.docfile import fsync_dir, read_doc, write_doc
+from proximadb.storage.id_table import IdTable
 from proximadb.storage.operations import NO_EXPIRY, Metadata, expiry_or_none
 from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.wal_io import crc32c
@@ -81,6 +91,7 @@ VEC_HEADER = struct.Struct("<8sHHIQ40x")  # 64 bytes
 IDS_HEADER = struct.Struct("<8sHHIQQ")  # 32 bytes
 DEL_HEADER = struct.Struct("<8sHHIQ8x")  # 32 bytes
 _CHUNK = 8 << 20
+log = logging.getLogger("proximadb.storage")
 
 
 def segment_dir_name(segment_id: int) -> str:
@@ -143,19 +154,26 @@ def _encode_ids(ids: list[str]) -> list[bytes | memoryview]:
     return [header, offsets.tobytes(), blob]
 
 
-def _decode_ids(path: Path) -> list[str]:
-    data = path.read_bytes()
-    if len(data) < IDS_HEADER.size:
-        raise CorruptionError(f"{path}: {len(data)} bytes, shorter than the ids header")
+def _map_ids(path: Path) -> IdTable:
+    """The ids of ``ids.bin``, memory-mapped and read in place (id_table.pyx)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < IDS_HEADER.size:
+            raise CorruptionError(f"{path}: {size} bytes, shorter than the ids header")
+        data = memoryview(mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ))
     magic, version, _, _, rows, blob_len = IDS_HEADER.unpack_from(data)
     if magic != IDS_MAGIC or version != FORMAT_VERSION:
         raise CorruptionError(f"{path}: not an ids file of format {FORMAT_VERSION} (magic {magic!r}, v{version})")
     start = IDS_HEADER.size + 8 * (rows + 1)
-    if start + blob_len != len(data):
-        raise CorruptionError(f"{path}: size {len(data)} does not match {rows} rows and a {blob_len}-byte blob")
-    offsets = np.frombuffer(data, dtype="<u8", count=rows + 1, offset=IDS_HEADER.size).tolist()
-    blob = data[start:]
-    return [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(rows)]
+    if start + blob_len != size:
+        raise CorruptionError(f"{path}: size {size} does not match {rows} rows and a {blob_len}-byte blob")
+    offsets = np.frombuffer(data, dtype="<u8", count=rows + 1, offset=IDS_HEADER.size)
+    if rows and (int(offsets[0]) != 0 or bool((np.diff(offsets.astype(np.int64)) < 0).any())):
+        raise CorruptionError(f"{path}: id offsets are not ascending from 0")
+    try:
+        return IdTable(offsets, data[start:], data)
+    except ValueError as exc:
+        raise CorruptionError(f"{path}: {exc}") from None
 
 
 def _segment_row_schema(version: int = CURRENT_SCHEMA_VERSION) -> Any:
@@ -211,9 +229,21 @@ def _write_segment_files(tmp: Path, segment_id: int, data: SegmentData, extra: d
         os.fsync(f.fileno())
     size, crc = _file_crc(tmp / "meta.avro")
     files["meta.avro"] = {"bytes": size, "crc32c": crc}
+    # What a reopen reads instead of decoding meta.avro (derived files: not in the descriptor's list).
+    metadata_store.write_columns(tmp / metadata_store.FILE_NAME, crc,
+                                 metadata_store.encode_columns(data.metadata, data.timestamps, data.expires_at))
+    payload_index_file.write_index(tmp / payload_index_file.FILE_NAME, crc, PayloadIndex.build(data.metadata))
     descriptor = {"format": FORMAT_VERSION, "id": segment_id, "rows": rows, "dim": dim, "files": files, **extra,
                   "schema_version": schema_version}
     write_doc(tmp / "segment.pxdb", "segment", descriptor)
+
+
+def _save_derived(path: Path, save: Callable[[], None]) -> None:
+    """Save a derived file; a segment that cannot take it (read-only, disk full) opens without it."""
+    try:
+        save()
+    except OSError as exc:
+        log.warning("segment %s: could not save a derived file (%s); it is rebuilt at the next open", path, exc)
 
 
 def write_bitmap(segment_path: Path, generation: int, deleted: np.ndarray) -> Path:
@@ -243,14 +273,10 @@ def read_bitmap(path: Path, rows: int) -> np.ndarray:
 
 
 class Segment:
-    """A loaded segment: memory-mapped vectors plus ids, metadata, its payload index
-    (payload_index.py, built here from the metadata: not a file) and deletions in memory."""
+    """A loaded segment: memory-mapped vectors and metadata columns (``metadata[row]`` decodes one
+    row), ids, its payload index (mapped from ``payload.idx``) and deletions in memory."""
 
-    def __init__(self, path: Path, *, deletes_generation: int = 0, verify: bool = True,
-                 written: SegmentData | None = None) -> None:
-        """``written``: the rows this process has just written to ``path`` (write_segment); they are taken
-        as they are instead of decoding ids.bin and meta.avro again (a flush or compaction loading its
-        output: the decode held the GIL for up to a second at a time)."""
+    def __init__(self, path: Path, *, deletes_generation: int = 0, verify: bool = True) -> None:
         self.path = path
         desc = read_doc(path / "segment.pxdb", "segment")
         if desc.get("format") != FORMAT_VERSION:
@@ -269,18 +295,10 @@ class Segment:
                         f"({want['bytes']}/{want['crc32c']:08x})"
                     )
         self.vectors = self._map_vectors(path / "vectors.f32")
-        self.ids = list(written.ids) if written is not None else _decode_ids(path / "ids.bin")
+        self.ids = _map_ids(path / "ids.bin")
         if len(self.ids) != self.rows:
             raise CorruptionError(f"{path}: {len(self.ids)} ids for {self.rows} rows")
-        self.expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
-        if written is not None:
-            self.metadata: list[Metadata] = list(written.metadata)
-            self.timestamps = np.asarray(written.timestamps, dtype=np.int64)
-            x = written.expires_at
-            if x is not None and bool((x != NO_EXPIRY).any()):
-                self.expires_at = np.asarray(x, dtype=np.int64).copy()
-        else:
-            self._read_meta(path)
+        self._load_columns(path, verify)
         self.deletes_generation = deletes_generation
         if deletes_generation:
             self.deleted = read_bitmap(path / f"deletes-{deletes_generation}.bitmap", self.rows)
@@ -291,29 +309,63 @@ class Segment:
         # that WAL replay starts from. Compaction merges this state, never the newer in-memory one.
         self.persisted_deleted = self.deleted.copy()
         self._next_generation = deletes_generation + 1
-        # Only live rows are reachable by id: a deleted row must never shadow a newer version.
-        self.id_to_row = {self.ids[row]: int(row) for row in np.flatnonzero(self.deleted == 0)}
         self.index: Any = None  # HNSWIndex / IVFIndex over the rows, once built or loaded
-        self.payload = PayloadIndex.build(self.metadata)  # filters: set operations, never per row
         self.index_algorithm = "flat"
 
-    def _read_meta(self, path: Path) -> None:
-        """metadata, timestamps and expires_at from meta.avro."""
-        self.metadata = []
+    def _load_columns(self, path: Path, verify: bool) -> None:
+        """metadata/timestamps/expires_at from ``meta.rows`` and the payload index from ``payload.idx``;
+        whichever is missing or refused is rebuilt from ``meta.avro`` and saved (derived_file.py)."""
+        source_crc = int(self.descriptor["files"]["meta.avro"]["crc32c"])
+        decoded: list[Metadata] | None = None
+        try:
+            columns = metadata_store.map_columns(path / metadata_store.FILE_NAME, source_crc, self.rows)
+        except StaleDerivedFile as why:
+            log.info("segment %s: rebuilding %s from meta.avro (%s)", path, metadata_store.FILE_NAME, why)
+            decoded, timestamps, expires = self._decode_meta_avro(path)
+            parts = metadata_store.encode_columns(decoded, timestamps, expires)
+            columns = metadata_store.MetadataColumns(b"".join(parts), self.rows)
+            _save_derived(path, lambda: metadata_store.write_columns(
+                path / metadata_store.FILE_NAME, source_crc, parts))
+        self.metadata: Sequence[Metadata] = columns.metadata
+        self.timestamps = columns.timestamps
+        self.expires_at: np.ndarray | None = columns.expires_at  # int64, NO_EXPIRY = never; None: none expires
+        try:
+            self.payload = payload_index_file.load_index(path / payload_index_file.FILE_NAME, source_crc)
+        except StaleDerivedFile as why:
+            log.info("segment %s: rebuilding %s (%s)", path, payload_index_file.FILE_NAME, why)
+            self.payload = PayloadIndex.build(decoded if decoded is not None else columns.metadata)
+            payload = self.payload
+            _save_derived(path, lambda: payload_index_file.write_index(
+                path / payload_index_file.FILE_NAME, source_crc, payload))
+
+    def _decode_meta_avro(self, path: Path) -> tuple[list[Metadata], np.ndarray, np.ndarray | None]:
+        """The canonical record, row by row (fastavro): the slow path, taken once per segment."""
+        metadata: list[Metadata] = []
         timestamps = []
         expires: list[int | None] = []
         reader_schema = resolving_reader_schema("SegmentRow", self.schema_version) or _segment_row_schema()
         with open(path / "meta.avro", "rb") as f:
             for rec in fastavro.reader(f, reader_schema=reader_schema):
                 row = cast("dict[str, Any]", rec)  # a SegmentRow record
-                self.metadata.append(row["metadata"])
+                metadata.append(row["metadata"])
                 timestamps.append(row["timestamp"])
                 expires.append(row["expires_at"])
-        if len(self.metadata) != self.rows:
-            raise CorruptionError(f"{path}/meta.avro: {len(self.metadata)} rows, segment has {self.rows}")
-        self.timestamps = np.asarray(timestamps, dtype=np.int64)
+        if len(metadata) != self.rows:
+            raise CorruptionError(f"{path}/meta.avro: {len(metadata)} rows, segment has {self.rows}")
+        expires_at = None
         if any(x is not None for x in expires):
-            self.expires_at = np.array([NO_EXPIRY if x is None else x for x in expires], dtype=np.int64)
+            expires_at = np.array([NO_EXPIRY if x is None else x for x in expires], dtype=np.int64)
+        return metadata, np.asarray(timestamps, dtype=np.int64), expires_at
+
+    def release(self) -> None:
+        """Drop every mapping of the segment's files (vectors, columns, payload index) so that their
+        space is free as soon as the files are removed; the segment is unusable afterwards."""
+        self.vectors = np.zeros((0, self.dim), dtype=np.float32)
+        self.ids = IdTable(np.zeros(1, dtype=np.uint64), b"")
+        self.metadata = []
+        self.timestamps = np.zeros(0, dtype=np.int64)
+        self.expires_at = None
+        self.payload = PayloadIndex()
 
     def attach_index(self, index: Any, algorithm: str) -> None:
         """Swap in a ready index (one attribute store: searches see the old or the new one)."""
@@ -337,10 +389,22 @@ class Segment:
     def live_count(self) -> int:
         return self.rows - int(np.count_nonzero(self.deleted))
 
+    def row_of(self, id_: str) -> int | None:
+        """The live row of ``id_``. Only live rows are reachable by id: a deleted row must never
+        shadow a newer version."""
+        row = self.ids.find_one(id_)
+        return None if row < 0 or self.deleted[row] else row
+
+    def live_rows(self, ids: Sequence[str]) -> np.ndarray:
+        """The live row of each of ``ids`` (int64), -1 where it has none here."""
+        rows = self.ids.find(ids)
+        found = rows >= 0
+        rows[found] = np.where(self.deleted[rows[found]] == 0, rows[found], -1)
+        return rows
+
     def delete_row(self, row: int) -> None:
         if not self.deleted[row]:
             self.deleted[row] = 1
-            self.id_to_row.pop(self.ids[row], None)
             self.dirty = True
 
     def record(self, row: int) -> dict[str, Any]:

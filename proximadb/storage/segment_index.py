@@ -3,7 +3,9 @@ built in the background.
 
 A collection whose ``indexing_algorithm`` names an index kind gets one index
 per segment, over the segment's rows (index ids = row numbers), stored beside
-the segment's data under the kind's file name (``index.hnsw`` / ``index.ivf``).
+the segment's data under the kind's file name (``index.hnsw`` / ``index.ivf``; ``index.hnsw8`` for
+an HNSW with int8 quantization, ``proximadb/index/quantization.py``, whose float32 vectors are the
+segment's own memory map, attached on load).
 The framing, magic, version and CRC32C of those files are documented at the
 top of ``proximadb/index/_base.pyx``, each kind's header and body in its
 module (``hnsw.pyx``, ``ivf.pyx``); files are written to a temporary name,
@@ -37,7 +39,7 @@ import numpy as np
 
 from proximadb import progress
 from proximadb.errors import CorruptionError
-from proximadb.index import registry
+from proximadb.index import quantization, registry
 from proximadb.index._base import VectorIndex
 from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.segment import Segment
@@ -47,13 +49,15 @@ log = logging.getLogger("proximadb.index")
 SAVE_RETRY_SECONDS = 5.0  # how often the builder retries saving indexes it could not save
 
 
-def effective_params(algorithm: str, params: dict[str, Any], rows: int) -> dict[str, int]:
+def effective_params(algorithm: str, params: dict[str, Any], rows: int) -> dict[str, Any]:
     """Collection index_params completed with the kind's defaults (IVF's nlist depends on the segment size)."""
-    return registry.kind(algorithm).params(params, rows)
+    return quantization.kind_for(algorithm, params).params(params, rows)
 
 
-def build(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> VectorIndex:
-    return registry.kind(algorithm).build(segment.dim, metric, params, np.asarray(segment.vectors))
+def build(segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> VectorIndex:
+    """A new index of the segment (an int8 one keeps the segment's memory-mapped vectors for rescoring)."""
+    kind = quantization.kind_for(algorithm, params)
+    return kind.build(segment.dim, metric, params, np.asarray(segment.vectors))
 
 
 def search_options(index: VectorIndex, **requested: int | None) -> dict[str, int | None]:
@@ -61,9 +65,9 @@ def search_options(index: VectorIndex, **requested: int | None) -> dict[str, int
     return registry.kind_of(index).search_options(**requested)
 
 
-def load(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> VectorIndex | None:
+def load(segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> VectorIndex | None:
     """The segment's index from disk, or None (logged) when it must be rebuilt."""
-    kind = registry.kind(algorithm)
+    kind = quantization.kind_for(algorithm, params)
     path = segment.path / kind.file_name
     if not path.exists():
         log.info("segment %s: no %s index file yet; it will be built", segment.path.name, algorithm)
@@ -77,13 +81,14 @@ def load(segment: Segment, algorithm: str, metric: str, params: dict[str, int]) 
             or not kind.built_with(index, params)):
         log.warning("segment %s: %s index was built for other settings; rebuilding it", segment.path.name, algorithm)
         return None
+    kind.attach(index, np.asarray(segment.vectors))
     kind.configure(index, params)
     return index
 
 
 def save(index: VectorIndex, segment: Segment, algorithm: str) -> None:
     """Write the index file durably; on failure (ENOSPC) no partial file is left and the error is raised."""
-    final = segment.path / registry.kind(algorithm).file_name
+    final = segment.path / registry.kind_of(index).file_name
     tmp = final.with_name(final.name + ".tmp")
     try:
         index.save(tmp)  # itself writes tmp + ".tmp" and renames it to tmp
@@ -101,8 +106,8 @@ def save(index: VectorIndex, segment: Segment, algorithm: str) -> None:
                 pass
         raise
     fsync_dir(segment.path)
-    for other in registry.KINDS.values():  # an index of another algorithm is stale now
-        if other.name != algorithm:
+    for other in registry.all_kinds():  # an index of another algorithm or quantization is stale now
+        if other.file_name != final.name:
             (segment.path / other.file_name).unlink(missing_ok=True)
 
 
@@ -111,7 +116,7 @@ class IndexBuilder:
 
     def __init__(self, collection_name: str) -> None:
         self.name = collection_name
-        self._queue: queue.Queue[tuple[Segment, str, str, dict[str, int]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Segment, str, str, dict[str, Any]] | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -120,7 +125,7 @@ class IndexBuilder:
         # Built and attached, but not saved yet (disk full): (segment, index, algorithm); builder thread only.
         self._unsaved: list[tuple[Segment, VectorIndex, str]] = []
 
-    def schedule(self, segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> None:
+    def schedule(self, segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> None:
         with self._lock:
             self._pending += 1
             if self._thread is None:
@@ -206,7 +211,7 @@ class IndexBuilder:
         if not still and self.last_error is not None and " index not saved: " in self.last_error:
             self.last_error = None
 
-    def _build_one(self, segment: Segment, algorithm: str, metric: str, params: dict[str, int]) -> None:
+    def _build_one(self, segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> None:
         if not Path(segment.path).exists():
             return  # dropped by a flush or compaction meanwhile
         started = time.monotonic()

@@ -85,7 +85,7 @@ class SegmentRewrite:
         segments_dir = self.col.directory / "segments"
         self._paths.append(segments_dir / segment_dir_name(segment_id))
         path = write_segment(segments_dir, segment_id, data, extra, **kwargs)
-        seg = Segment(path, verify=False, written=data)  # not decoded again from what was just written
+        seg = Segment(path, verify=False)
         self.built.append(seg)
         return seg
 
@@ -124,8 +124,8 @@ class SegmentRewrite:
         """Before the commit point: remove what this rewrite wrote. After it: nothing to undo."""
         if self.committed:
             return
-        for seg in self.built:  # unmap the vectors before the files go, so that their space is free at once
-            seg.vectors = np.zeros((0, seg.dim), dtype=np.float32)
+        for seg in self.built:  # unmap its files before they go, so that their space is free at once
+            seg.release()
         self.built.clear()
         for path in self._paths:
             intents.discard(path)

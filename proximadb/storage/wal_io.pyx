@@ -523,12 +523,20 @@ cdef int _ob_value(AvroWriter *b, object value) except -1:
     raise TypeError(f"unsupported metadata value type {type(value).__name__}")
 
 
-def encode_metadata_maps(list maps not None):
-    """Avro-encode each dict of ``maps`` (see above), back to back."""
+def encode_metadata_maps(list maps not None, uint64_t[::1] offsets=None):
+    """Avro-encode each dict of ``maps`` (see above), back to back.
+
+    With ``offsets`` (``len(maps) + 1`` uint64), map k's bytes are ``offsets[k]:offsets[k + 1]``."""
     cdef AvroWriter b
+    cdef Py_ssize_t k = 0
+    if offsets is not None and offsets.shape[0] != len(maps) + 1:
+        raise ValueError(f"offsets has {offsets.shape[0]} entries for {len(maps)} maps (needs one more)")
     aw_init(&b)
     try:
         for m in maps:
+            if offsets is not None:
+                offsets[k] = <uint64_t>b.len
+                k += 1
             if not isinstance(m, dict):
                 raise TypeError(f"metadata must be a dict, got {type(m).__name__}")
             if len(<dict>m):
@@ -539,6 +547,8 @@ def encode_metadata_maps(list maps not None):
                     aw_str(&b, key)
                     _ob_value(&b, value)
             aw_long(&b, 0)
+        if offsets is not None:
+            offsets[k] = <uint64_t>b.len
         return aw_bytes(&b)
     finally:
         aw_free(&b)

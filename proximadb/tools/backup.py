@@ -40,6 +40,7 @@ from typing import Any
 
 from proximadb.errors import CorruptionError, ProximaDBError, ValidationError
 from proximadb.storage.catalog import CATALOG_NAME, Catalog
+from proximadb.storage.derived_file import DERIVED_NAMES
 from proximadb.storage.docfile import fsync_dir, read_doc, write_doc
 from proximadb.storage.manifest import MANIFEST_NAME, Manifest
 from proximadb.storage.segment import segment_dir_name
@@ -88,6 +89,7 @@ def _capture(src: Path, stage: Path) -> Manifest:
         if ref.deletes_generation:
             names.append(f"deletes-{ref.deletes_generation}.bitmap")
         names += [p.name for p in (src / "segments" / seg).glob("index.*") if not p.name.endswith(".tmp")]
+        names += [name for name in DERIVED_NAMES if (src / "segments" / seg / name).is_file()]  # else rebuilt
         for name in names:
             _link_or_copy(src / "segments" / seg / name, stage / "segments" / seg / name)
     wal_dir = src / "wal"

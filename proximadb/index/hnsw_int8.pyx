@@ -1,0 +1,585 @@
+"""HNSW over int8 scalar-quantized codes, rescored with the float32 originals (a collection's
+``index_params={"quantization": {"type": "int8", ...}}`` with ``indexing_algorithm="hnsw"``).
+
+Build: an ordinary float32 HNSW graph (``hnsw.pyx``, same ``M`` / ``ef_construction`` / ``seed``)
+is built over the segment's rows, then only its links are kept; each row's vector (normalised
+under ``cosine``) is replaced by one byte per dimension: with ``lo`` / ``hi`` the per-dimension
+minimum / maximum over the segment and ``step = (hi - lo) / 255`` (1 where ``hi == lo``),
+``code = round((x - lo) / step)`` in 0..255, so ``x ~ lo + step * code``.
+
+Search: the graph traversal (greedy descent, then the level-0 best-first search with
+``ef' = max(ef, k * oversampling)``) computes every distance from the float query to the codes
+with the GIL-free kernels of ``pxd/quant8.h`` (AVX2+FMA or scalar, chosen at run time); the
+``ceil(k * oversampling)`` best candidates are then rescored with the float32 vectors, which
+stay memory-mapped in the segment's ``vectors.f32`` (``attach_vectors``, never copied; under
+``cosine`` one float32 norm per row is kept), and the k best are returned. Distances are those of
+``hnsw.pyx`` (``l2`` squared, ``cosine`` 1 - cos, ``dot`` the negated inner product), so results
+merge with exact scans. ``rescore=False`` returns the code distances. Filtered searches that are
+cheaper as an exact scan (as in ``hnsw.pyx``) scan the float32 vectors. Memory per row: ``dim``
+bytes of codes + ``(2M + 1) * 4`` bytes of level-0 links + ids/flags, instead of ``dim * 4`` bytes
+of vectors on top of the links.
+
+File ``index.hnsw8`` in the segment directory (all integers little-endian), version 1; the
+framing (prefix, header CRC, body CRC, end magic, atomic save) is ``_base.pyx``'s::
+
+    offset size  field
+    0      8     magic b"PXHNS8\\x00\\x01"
+    8      4     u32 format version (1)
+    12     4     u32 header size (88)
+    16     4     u32 dim
+    20     4     u32 metric (0 l2, 1 cosine, 2 dot)
+    24     4     u32 M
+    28     4     u32 M0 (level-0 degree, 2*M)
+    32     4     u32 ef_construction
+    36     4     u32 ef (default search ef)
+    40     8     u64 seed
+    48     8     u64 n (rows, deleted included)
+    56     8     u64 n_deleted
+    64     8     u64 upper pool length (int32 words) = sum(levels) * (M + 1)
+    72     4     i32 entry point row (-1 if empty)
+    76     4     i32 max level
+    80     4     u32 CRC32C of bytes [0, 80)
+    84     4     zero
+    88           body:  ids i64[n] | lo f32[dim] | step f32[dim] | codes u8[n*dim]
+                        | links0 i32[n*(M0+1)] | upper pool i32[upper len] | levels u8[n] | deleted u8[n]
+    end-8  4     u32 CRC32C of the body
+    end-4  4     b"PXH8"
+
+The float32 vectors are not in the file: after ``load`` the caller attaches the segment's
+(``attach_vectors``); until then the index refuses to search.
+"""
+
+cimport cython
+cimport numpy as cnp
+from libc.math cimport INFINITY, ceil
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memset
+
+from proximadb.index._ann cimport *
+from proximadb.index._kernels cimport dot_kernel, kernel_level, l2sq_kernel, setup_distance_kernels
+from proximadb.index._hnsw_graph cimport MAX_LEVEL, HnswGraph, links_of, validate_links
+from proximadb.index._base cimport (
+    METRIC_COSINE,
+    METRIC_L2,
+    IndexRows,
+    VectorIndex,
+    offer,
+    prepare_query,
+    view_array,
+    write_results,
+)
+
+import struct
+
+import numpy as np
+
+from proximadb.errors import ValidationError
+from proximadb.index._base import METRICS, IndexFileFormat
+from proximadb.index.hnsw import HNSWIndex
+
+
+cdef extern from "quant8.h" nogil:
+    ctypedef float (*q8_l2_fn)(const float *, const float *, const uint8_t *, size_t) noexcept nogil
+    ctypedef float (*q8_dot_fn)(const float *, const uint8_t *, size_t) noexcept nogil
+    q8_l2_fn q8_l2 "pxd_q8_l2"
+    q8_dot_fn q8_dot "pxd_q8_dot"
+    int q8_setup "pxd_q8_setup"(int level) noexcept
+
+
+cnp.import_array()
+setup_distance_kernels(-1)
+q8_setup(kernel_level)
+
+FILE_FORMAT = IndexFileFormat("HNSW int8", b"PXHNS8\x00\x01", 1, struct.Struct("<8sIIIIIIII QQQQ ii"), b"PXH8")
+_ENCODE_BLOCK = 65536  # rows encoded per numpy step (bounds the temporary memory of a build)
+
+
+cdef inline bint use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) noexcept:
+    """As hnsw.pyx: an exact scan of the allowed rows when it costs less than the filtered walk."""
+    if n_allowed <= ef:
+        return True
+    return n_allowed * n_allowed <= <int64_t>ef * M0 * n_live
+
+
+# The query as the code kernels take it: qt (l2: q - lo; dot/cosine: q * step) and, for dot/cosine,
+# bias = dot_offset - sum(q * lo), so that distance = bias - q8_dot(qt, code).
+ctypedef struct CodeQuery:
+    const float *qt
+    float bias
+
+
+@cython.final
+cdef class HNSWInt8Index(VectorIndex):
+    """HNSW graph searched on uint8 codes, top candidates rescored with float32 vectors.
+
+    ``HNSWInt8Index(dim, metric="l2", M=16, ef_construction=200, seed=0)``; rows are added in one
+    ``add`` call (a segment's index is built once); ``oversampling`` (>= 1) and ``rescore`` are
+    settable search defaults.
+    """
+
+    FILE_FORMAT = FILE_FORMAT
+
+    cdef HnswGraph graph
+    cdef int _ef
+    cdef double _oversampling
+    cdef bint _rescore
+    cdef uint8_t *codes
+    cdef float *lo
+    cdef float *step
+    cdef object _vectors        # float32 (n, dim), C-contiguous (the segment's memory map)
+    cdef object _norms          # cosine: float32 (n,) norms of the rows of _vectors
+    cdef const float *_vp
+    cdef const float *_np
+
+    def __cinit__(self) -> None:
+        memset(&self.graph, 0, sizeof(HnswGraph))
+        self.graph.entry_point = -1
+        self.codes = NULL
+        self.lo = NULL
+        self.step = NULL
+        self._vp = NULL
+        self._np = NULL
+
+    def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0) -> None:
+        self._init_rows(dim, metric, seed)
+        if M < 2 or M > 2048:
+            raise ValidationError(f"M must be in [2, 2048], got {M}")
+        if ef_construction < 1:
+            raise ValidationError(f"ef_construction must be >= 1, got {ef_construction}")
+        self.graph.M = M
+        self.graph.M0 = 2 * M
+        self.graph.record_size = (self.graph.M0 + 1) * 4  # links only
+        self.graph.vector_offset = self.graph.record_size
+        self.graph.ef_construction = max(ef_construction, M)
+        self._ef = 64
+        self._oversampling = 2.0
+        self._rescore = True
+        self.lo = <float *>malloc(dim * sizeof(float))
+        self.step = <float *>malloc(dim * sizeof(float))
+        if self.lo == NULL or self.step == NULL:
+            raise MemoryError()
+        for i in range(dim):
+            self.lo[i] = 0.0
+            self.step[i] = 1.0
+
+    def __dealloc__(self) -> None:
+        free(self.graph.level0)
+        free(self.graph.levels)
+        free(self.graph.upper_offset)
+        free(self.graph.upper_links)
+        free(self.codes)
+        free(self.lo)
+        free(self.step)
+
+    # -- properties --
+
+    @property
+    def M(self) -> int:
+        return self.graph.M
+
+    @property
+    def ef_construction(self) -> int:
+        return self.graph.ef_construction
+
+    @property
+    def ef(self) -> int:
+        return self._ef
+
+    @ef.setter
+    def ef(self, int value) -> None:
+        if value < 1:
+            raise ValidationError(f"ef must be >= 1, got {value}")
+        self._ef = value
+
+    @property
+    def oversampling(self) -> float:
+        """Candidates rescored per result: the traversal keeps ceil(k * oversampling) of them."""
+        return self._oversampling
+
+    @oversampling.setter
+    def oversampling(self, double value) -> None:
+        if not 1.0 <= value <= 100.0:
+            raise ValidationError(f"oversampling must be between 1 and 100, got {value}")
+        self._oversampling = value
+
+    @property
+    def rescore(self) -> bool:
+        return self._rescore
+
+    @rescore.setter
+    def rescore(self, bint value) -> None:
+        self._rescore = value
+
+    @property
+    def vectors_attached(self) -> bool:
+        return self._vp != NULL
+
+    def quantizer(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of (lo, step): a row's vector is about lo + step * code."""
+        return (view_array(self.lo, self.rows.dim, cnp.NPY_FLOAT32).copy(),
+                view_array(self.step, self.rows.dim, cnp.NPY_FLOAT32).copy())
+
+    def codes_array(self) -> np.ndarray:
+        """A copy of the codes, (n_rows, dim) uint8."""
+        cdef int64_t n = self.rows.n
+        return view_array(self.codes, n * self.rows.dim, cnp.NPY_UINT8).reshape(n, self.rows.dim).copy()
+
+    def memory_usage(self) -> dict[str, int]:
+        """Bytes held in memory per part, at the current size; the float32 vectors are memory-mapped
+        (page cache, read for rescoring) and reported as ``vectors_mapped``."""
+        cdef int64_t n = self.rows.n
+        return {
+            "codes": n * self.rows.dim + 8 * self.rows.dim,
+            "links_level0": n * (self.graph.M0 + 1) * 4,
+            "links_upper": self.graph.upper_len * 4 + n * 8,
+            "ids": n * 8 + self._idmap.cap * 12,
+            "flags": n * 2,
+            "norms": n * 4 if self.rows.metric == METRIC_COSINE else 0,
+            "vectors_mapped": n * self.rows.dim * 4,
+        }
+
+    def __repr__(self) -> str:
+        return (f"HNSWInt8Index(dim={self.rows.dim}, metric={self.metric!r}, M={self.graph.M}, "
+                f"ef_construction={self.graph.ef_construction}, seed={self._seed}, len={len(self)})")
+
+    def attach_vectors(self, vectors: object) -> None:
+        """The float32 originals of the rows (row i = vectors[i]) for rescoring and exact scans; a
+        float32 C-contiguous array (a memory map) is kept as it is, without a copy."""
+        cdef cnp.ndarray arr = np.asarray(vectors)
+        if arr.dtype != np.float32 or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[0] != self.rows.n or arr.shape[1] != self.rows.dim:
+            raise ValidationError(f"vectors must have shape ({self.rows.n}, {self.rows.dim}), got {np.shape(arr)}")
+        self._vectors = arr
+        self._vp = <const float *>cnp.PyArray_DATA(arr)
+        if self.rows.metric == METRIC_COSINE:
+            norms = np.empty(self.rows.n, dtype=np.float32)
+            for s in range(0, self.rows.n, _ENCODE_BLOCK):
+                block = np.asarray(arr[s:s + _ENCODE_BLOCK], dtype=np.float32)
+                norms[s:s + _ENCODE_BLOCK] = np.sqrt(np.einsum("ij,ij->i", block, block))
+            norms[norms == 0] = 1.0
+            self._norms = norms
+            self._np = <const float *>cnp.PyArray_DATA(norms)
+
+    # -- distances --
+
+    cdef inline float _code_distance(self, const CodeQuery *cq, int32_t r) noexcept nogil:
+        cdef const uint8_t *c = self.codes + <int64_t>r * self.rows.dim
+        if self.rows.metric == METRIC_L2:
+            return q8_l2(self.step, cq.qt, c, self.rows.dim)
+        return cq.bias - q8_dot(cq.qt, c, self.rows.dim)
+
+    cdef inline float _float_distance(self, const float *q, int32_t r) noexcept nogil:
+        cdef const float *v = self._vp + <int64_t>r * self.rows.dim
+        if self.rows.metric == METRIC_L2:
+            return l2sq_kernel(q, v, self.rows.dim)
+        if self.rows.metric == METRIC_COSINE:
+            return 1.0 - dot_kernel(q, v, self.rows.dim) / self._np[r]
+        return -dot_kernel(q, v, self.rows.dim)
+
+    cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq) noexcept nogil:
+        cdef int i, dim = self.rows.dim
+        cdef float bias = self.rows.dot_offset
+        if self.rows.metric == METRIC_L2:
+            for i in range(dim):
+                qt[i] = q[i] - self.lo[i]
+        else:
+            for i in range(dim):
+                qt[i] = q[i] * self.step[i]
+                bias -= q[i] * self.lo[i]
+        cq.qt = qt
+        cq.bias = bias
+
+    # -- the graph walk on codes --
+
+    cdef int32_t _descend(self, const CodeQuery *cq, int32_t cur) noexcept nogil:
+        """Greedy walk from the top level down to level 1; the closest row found."""
+        cdef float curd = self._code_distance(cq, cur)
+        cdef float d
+        cdef int lc, j, cnt
+        cdef int32_t *ll
+        cdef bint changed
+        for lc in range(self.graph.max_level, 0, -1):
+            changed = True
+            while changed:
+                changed = False
+                ll = links_of(&self.graph, cur, lc)
+                cnt = ll[0]
+                for j in range(1, cnt + 1):
+                    d = self._code_distance(cq, ll[j])
+                    if d < curd:
+                        curd = d
+                        cur = ll[j]
+                        changed = True
+        return cur
+
+    cdef int _search_level0(self, ann_scratch *s, const CodeQuery *cq, int32_t ep, int ef,
+                            const uint8_t *allowed) noexcept nogil:
+        """Best-first search of level 0 from ep on codes; leaves the ef best admitted rows in s.top
+        (a max-heap). Deleted and not-allowed rows are traversed, never admitted. 0, or -1 (memory)."""
+        cdef ann_heap *top = &s.top
+        cdef ann_heap *cand = &s.cand
+        cdef uint16_t *vis
+        cdef uint16_t epoch
+        cdef int32_t *ll
+        cdef int32_t c, nb
+        cdef int j, cnt
+        cdef float d, lb, cd
+        cdef bint filtering = allowed != NULL or self.rows.n_deleted > 0
+        cdef int dim = self.rows.dim
+        if ann_visit_begin(s, self.rows.n) < 0:
+            return -1
+        vis = s.vis
+        epoch = s.epoch
+        top.n = 0
+        cand.n = 0
+        d = self._code_distance(cq, ep)
+        lb = INFINITY
+        if not filtering or (not self.rows.deleted[ep] and (allowed == NULL or allowed[ep])):
+            if ann_maxheap_push(top, d, ep) < 0:
+                return -1
+            lb = d
+        if ann_minheap_push(cand, d, ep) < 0:
+            return -1
+        vis[ep] = epoch
+        while cand.n > 0:
+            cd = cand.a[0].d
+            c = cand.a[0].id
+            if cd > lb and (top.n >= ef or not filtering):
+                break
+            ann_minheap_pop(cand)
+            ll = links_of(&self.graph, c, 0)
+            cnt = ll[0]
+            for j in range(1, cnt + 1):
+                ann_prefetch(self.codes + <int64_t>ll[j] * dim)
+            for j in range(1, cnt + 1):
+                nb = ll[j]
+                if vis[nb] == epoch:
+                    continue
+                vis[nb] = epoch
+                d = self._code_distance(cq, nb)
+                if top.n < ef or d < lb:
+                    if ann_minheap_push(cand, d, nb) < 0:
+                        return -1
+                    if not filtering or (not self.rows.deleted[nb] and (allowed == NULL or allowed[nb])):
+                        if top.n < ef:
+                            if ann_maxheap_push(top, d, nb) < 0:
+                                return -1
+                        else:
+                            ann_maxheap_replace_top(top, d, nb)
+                        lb = top.a[0].d
+        return 0
+
+    # -- the kind's part of the base --
+
+    cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
+        cdef void *p = realloc(self.graph.level0, cap * self.graph.record_size)
+        if p == NULL:
+            raise MemoryError()
+        self.graph.level0 = <char *>p
+        memset(self.graph.level0 + old_cap * self.graph.record_size, 0, (cap - old_cap) * self.graph.record_size)
+        p = realloc(self.graph.levels, cap)
+        if p == NULL:
+            raise MemoryError()
+        self.graph.levels = <uint8_t *>p
+        p = realloc(self.graph.upper_offset, cap * sizeof(int64_t))
+        if p == NULL:
+            raise MemoryError()
+        self.graph.upper_offset = <int64_t *>p
+        p = realloc(self.codes, cap * self.rows.dim)
+        if p == NULL:
+            raise MemoryError()
+        self.codes = <uint8_t *>p
+        return 0
+
+    cdef int _reserve_upper(self, int64_t need) except -1:
+        cdef void *p
+        if need <= self.graph.upper_cap:
+            return 0
+        p = realloc(self.graph.upper_links, need * sizeof(int32_t))
+        if p == NULL:
+            raise MemoryError()
+        self.graph.upper_links = <int32_t *>p
+        self.graph.upper_cap = need
+        return 0
+
+    cdef int _check_searchable(self) except -1:
+        if self._vp == NULL and self.rows.n > 0:
+            raise ValidationError("HNSWInt8Index: no float32 vectors attached (attach_vectors) to rescore with")
+        return 0
+
+    cdef int _search_effort(self, Py_ssize_t k, object ef) except -1:
+        cdef int efv = self._ef if ef is None else <int>ef
+        if k < 1 or efv < 1:
+            raise ValidationError("k and ef must be >= 1")
+        return efv
+
+    cdef bint _prefer_exact(self, int64_t n_allowed, int k, int ef) except -1:
+        return use_exact(n_allowed, self.rows.n - self.rows.n_deleted, max(ef, k), self.graph.M0)
+
+    cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
+                             int64_t *out_ids, float *out_d) noexcept nogil:
+        cdef int dim = self.rows.dim
+        cdef int64_t i, n_cand
+        cdef int32_t cur, r
+        cdef CodeQuery cq
+        if ann_scratch_qbuf(s, 2 * dim) < 0:  # [0, dim): the prepared query, [dim, 2 dim): qt
+            return -1
+        q = prepare_query(&self.rows, s, q)
+        if q == NULL:
+            return -1
+        if self.graph.entry_point < 0:
+            return 0
+        self._prepare_code_query(q, s.qbuf + dim, &cq)
+        n_cand = k
+        if self._rescore:
+            n_cand = max(<int64_t>k, <int64_t>ceil(k * self._oversampling))
+        cur = self.graph.entry_point
+        if self.graph.max_level > 0:
+            cur = self._descend(&cq, cur)
+        if self._search_level0(s, &cq, cur, max(<int64_t>ef, n_cand), allowed) < 0:
+            return -1
+        if not self._rescore:
+            return write_results(&self.rows, s, k, out_ids, out_d)
+        while s.top.n > n_cand:
+            ann_maxheap_pop(&s.top)
+        n_cand = s.top.n
+        if ann_scratch_work(s, n_cand) < 0:
+            return -1
+        ann_maxheap_drain_sorted(&s.top, s.work)
+        s.top.n = 0
+        for i in range(n_cand):
+            ann_prefetch(self._vp + <int64_t>s.work[i].id * dim)
+        for i in range(n_cand):
+            r = s.work[i].id
+            offer(&s.top, k, self._float_distance(q, r), r)
+        return write_results(&self.rows, s, k, out_ids, out_d)
+
+    cdef void _row_distances(self, const float *q, const int32_t *rows, int64_t n, float *out) noexcept nogil:
+        cdef int64_t j
+        for j in range(n):
+            out[j] = self._float_distance(q, rows[j])
+
+    cdef int _add_rows(self, int64_t n0, cnp.ndarray vectors, int threads) except -2:
+        cdef int64_t m = vectors.shape[0]
+        cdef int64_t i, upper = 0
+        cdef int dim = self.rows.dim
+        cdef cnp.ndarray links0, pool, levels, block
+        if n0 != 0:
+            raise ValidationError("HNSWInt8Index takes its rows in one add() call")
+        graph = HNSWIndex(dim, self.metric, self.graph.M, self.graph.ef_construction, self._seed)
+        graph.add(np.arange(m, dtype=np.int64), vectors, threads=threads)
+        links0, pool, levels, entry, max_level = graph.graph_arrays()
+        del graph
+        memcpy(self.graph.level0, cnp.PyArray_DATA(links0), m * self.graph.record_size)
+        memcpy(self.graph.levels, cnp.PyArray_DATA(levels), m)
+        self._reserve_upper(max(pool.shape[0], 1))
+        memcpy(self.graph.upper_links, cnp.PyArray_DATA(pool), pool.shape[0] * sizeof(int32_t))
+        self.graph.upper_len = pool.shape[0]
+        for i in range(m):
+            self.graph.upper_offset[i] = upper if self.graph.levels[i] else -1
+            upper += self.graph.levels[i] * (self.graph.M + 1)
+        self.graph.entry_point = entry
+        self.graph.max_level = max_level
+        # The quantizer: per-dimension min / max over the rows (normalised under cosine).
+        lo = np.full(dim, np.inf, dtype=np.float32)
+        hi = np.full(dim, -np.inf, dtype=np.float32)
+        for s in range(0, m, _ENCODE_BLOCK):
+            block = self._as_stored(vectors[s:s + _ENCODE_BLOCK])
+            lo = np.minimum(lo, block.min(axis=0))
+            hi = np.maximum(hi, block.max(axis=0))
+        step = (hi - lo) / np.float32(255.0)
+        step[~(step > 0)] = 1.0
+        memcpy(self.lo, cnp.PyArray_DATA(np.ascontiguousarray(lo, dtype=np.float32)), dim * sizeof(float))
+        memcpy(self.step, cnp.PyArray_DATA(np.ascontiguousarray(step, dtype=np.float32)), dim * sizeof(float))
+        codes = view_array(self.codes, m * dim, cnp.NPY_UINT8).reshape(m, dim)
+        for s in range(0, m, _ENCODE_BLOCK):
+            block = self._as_stored(vectors[s:s + _ENCODE_BLOCK])
+            codes[s:s + _ENCODE_BLOCK] = np.clip(np.rint((block - lo) / step), 0, 255).astype(np.uint8)
+        self.rows.n = m
+        self.attach_vectors(vectors)
+        return 0
+
+    cdef cnp.ndarray _as_stored(self, object block):
+        arr = np.asarray(block, dtype=np.float32)
+        if self.rows.metric == METRIC_COSINE:
+            norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
+            norms[norms == 0] = 1.0
+            arr = arr / norms[:, None]
+        return arr
+
+    # -- public API --
+
+    def add(self, ids: object, vectors: object, int threads=1) -> None:
+        """Build the index over vectors under int64 ids, in one call (threads as HNSWIndex.add). The
+        vectors are kept (not copied when float32 C-contiguous) for rescoring."""
+        self._add(ids, vectors, threads)
+
+    def search(self, query: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
+               exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As HNSWIndex.search: the k nearest live rows, best first (ids int64, distances float32)."""
+        return self._search(query, k, ef, filter_ids, exact)
+
+    def search_batch(self, queries: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
+                     exact: bool | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As HNSWIndex.search_batch."""
+        return self._search_batch(queries, k, ef, filter_ids, exact, threads)
+
+    # -- persistence (framing: the base's save/load) --
+
+    cdef tuple _header_fields(self):
+        return (self.rows.dim, self.rows.metric, self.graph.M, self.graph.M0, self.graph.ef_construction, self._ef,
+                self._seed, self.rows.n, self.rows.n_deleted, self.graph.upper_len, self.graph.entry_point,
+                self.graph.max_level)
+
+    cdef list _body_arrays(self):
+        cdef int64_t n = self.rows.n
+        cdef int dim = self.rows.dim
+        return [
+            view_array(self.rows.ids, n, cnp.NPY_INT64),
+            view_array(self.lo, dim, cnp.NPY_FLOAT32),
+            view_array(self.step, dim, cnp.NPY_FLOAT32),
+            view_array(self.codes, n * dim, cnp.NPY_UINT8),
+            view_array(self.graph.level0, n * (self.graph.M0 + 1), cnp.NPY_INT32),
+            view_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32),
+            view_array(self.graph.levels, n, cnp.NPY_UINT8),
+            view_array(self.rows.deleted, n, cnp.NPY_UINT8),
+        ]
+
+    @classmethod
+    def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWInt8Index, int]:
+        cdef HNSWInt8Index idx
+        (dim, metric, M, M0, ef_construction, ef, seed, n, n_deleted, upper_len, entry_point, max_level) = fields
+        if (metric > 2 or M < 2 or M > 2048 or M0 != 2 * M or dim < 1 or n >= 2**31 - 1 or n_deleted > n
+                or not -1 <= entry_point < n or (n == 0) != (entry_point == -1) or not 0 <= max_level <= MAX_LEVEL):
+            raise FILE_FORMAT.error(path, "header fields out of range")
+        body = n * 8 + 8 * dim + n * dim + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
+        idx = HNSWInt8Index(dim, METRICS[metric], M, ef_construction, seed)
+        idx._ef = max(1, ef)
+        idx._reserve(max(n, 1))
+        idx._reserve_upper(max(upper_len, 1))
+        idx.rows.n = n
+        idx.rows.n_deleted = n_deleted
+        idx.graph.upper_len = upper_len
+        idx.graph.entry_point = entry_point
+        idx.graph.max_level = max_level
+        return idx, body
+
+    def _check_loaded(self, path: object) -> None:
+        cdef int64_t i, upper = 0
+        cdef int64_t n = self.rows.n
+        cdef int bad
+        for i in range(n):
+            if self.graph.levels[i] > MAX_LEVEL:
+                raise FILE_FORMAT.error(path, f"row {i} has level {self.graph.levels[i]}")
+            self.graph.upper_offset[i] = upper if self.graph.levels[i] else -1
+            upper += self.graph.levels[i] * (self.graph.M + 1)
+        if upper != self.graph.upper_len:
+            raise FILE_FORMAT.error(path, "upper link pool does not match the levels")
+        if n and (self.graph.entry_point < 0 or self.graph.levels[self.graph.entry_point] != self.graph.max_level):
+            raise FILE_FORMAT.error(path, "entry point is not on the top level")
+        with nogil:
+            bad = validate_links(&self.rows, &self.graph)
+        if bad:
+            raise FILE_FORMAT.error(path, "a link list is out of range" + (" (level 0)" if bad == 1 else " (upper level)"))

@@ -1,0 +1,132 @@
+"""A segment's metadata, timestamps and expiry as columns on disk (``meta.rows``), read per row on demand.
+
+``meta.avro`` (segment.py) stays the canonical record; decoding it is one Python dict per
+row, which made a reopen slow and kept every row's metadata on the Python heap. ``meta.rows``
+is derived from it (derived_file.py: header, CRC, source CRC) and memory-mapped: a hit, a
+``get`` or a scroll page decodes just its rows, in compiled code
+(:func:`proximadb.storage.wal_io.decode_metadata_maps`); the timestamps and expiry columns
+are numpy views of the mapping.
+
+Body of ``meta.rows`` (format 1, little-endian; offsets are from the start of the body,
+which starts 8-aligned in the file)::
+
+    offset            size          field
+    0                 8             rows (u64)
+    8                 1             has_expiry (1: the expiry column follows)
+    9                 7             reserved (0)
+    16                8*(rows+1)    u64 offset of each row's map in the blob (the last = blob length)
+    ...               8*rows        timestamps, i64 microseconds since the epoch
+    ...               8*rows        expires_at, i64 (NO_EXPIRY = never); only when has_expiry
+    ...               blob          the metadata maps back to back, each as the WAL encodes
+                                    metadata (wal_io.encode_metadata_maps: Avro map blocks)
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from proximadb.errors import CorruptionError
+from proximadb.storage.derived_file import StaleDerivedFile, map_derived, write_derived
+from proximadb.storage.operations import NO_EXPIRY, Metadata
+from proximadb.storage.wal_io import decode_metadata_maps, encode_metadata_maps
+
+MAGIC = b"PXDBMDR\x01"
+VERSION = 1
+FILE_NAME = "meta.rows"
+_HEAD = struct.Struct("<QB7x")  # 16 bytes
+
+
+def encode_columns(metadata: Sequence[Metadata | None], timestamps: np.ndarray,
+                   expires_at: np.ndarray | None) -> list[bytes | memoryview]:
+    """The body of ``meta.rows`` for these rows, as parts to write."""
+    rows = len(metadata)
+    offsets = np.empty(rows + 1, dtype=np.uint64)
+    blob = encode_metadata_maps([m or {} for m in metadata], offsets)
+    has_expiry = expires_at is not None and bool((expires_at != NO_EXPIRY).any())
+    parts: list[bytes | memoryview] = [
+        _HEAD.pack(rows, 1 if has_expiry else 0),
+        offsets.astype("<u8", copy=False).data,
+        np.ascontiguousarray(timestamps, dtype="<i8").data,
+    ]
+    if has_expiry:
+        parts.append(np.ascontiguousarray(expires_at, dtype="<i8").data)
+    parts.append(blob)
+    return parts
+
+
+def write_columns(path: Path, source_crc: int, parts: list[bytes | memoryview]) -> None:
+    write_derived(path, MAGIC, VERSION, source_crc, parts)
+
+
+def map_columns(path: Path, source_crc: int, rows: int) -> MetadataColumns:
+    """The columns of a ``meta.rows`` made from this source; StaleDerivedFile when it cannot be used."""
+    body = map_derived(path, MAGIC, VERSION, source_crc)
+    try:
+        return MetadataColumns(body, rows)
+    except CorruptionError as exc:
+        raise StaleDerivedFile(str(exc)) from None
+
+
+class MetadataColumns:
+    """The parsed body: ``metadata`` (a sequence decoding per row), ``timestamps`` and ``expires_at``."""
+
+    def __init__(self, body: memoryview | bytes, rows: int) -> None:
+        view = memoryview(body).cast("B")
+        if len(view) < _HEAD.size:
+            raise CorruptionError(f"{FILE_NAME}: {len(view)} bytes, shorter than its head")
+        stored, has_expiry = _HEAD.unpack_from(view)
+        if stored != rows:
+            raise CorruptionError(f"{FILE_NAME}: {stored} rows, the segment has {rows}")
+        columns = 2 + (1 if has_expiry else 0)
+        blob_at = _HEAD.size + 8 * (rows + 1) + 8 * rows * (columns - 1)
+        if blob_at > len(view):
+            raise CorruptionError(f"{FILE_NAME}: {len(view)} bytes cannot hold {rows} rows")
+        offsets = np.frombuffer(view, dtype="<u8", count=rows + 1, offset=_HEAD.size)
+        if rows and (int(offsets[-1]) != len(view) - blob_at or bool((np.diff(offsets.astype(np.int64)) < 1).any())):
+            raise CorruptionError(f"{FILE_NAME}: row offsets do not fit its blob")
+        at = _HEAD.size + 8 * (rows + 1)
+        self.timestamps: np.ndarray = np.frombuffer(view, dtype="<i8", count=rows, offset=at)
+        self.expires_at: np.ndarray | None = None
+        if has_expiry:
+            self.expires_at = np.frombuffer(view, dtype="<i8", count=rows, offset=at + 8 * rows)
+        self.metadata = MetadataColumn(view[blob_at:], offsets)
+
+
+class MetadataColumn(Sequence[Metadata]):
+    """Row r's metadata dict, decoded from the mapped blob when asked for (a new dict each time)."""
+
+    __slots__ = ("_blob", "_offsets")
+
+    def __init__(self, blob: memoryview, offsets: np.ndarray) -> None:
+        self._blob = blob
+        self._offsets = offsets
+
+    def __len__(self) -> int:
+        return int(self._offsets.shape[0]) - 1
+
+    @overload
+    def __getitem__(self, row: int) -> Metadata: ...
+
+    @overload
+    def __getitem__(self, row: slice) -> list[Metadata]: ...
+
+    def __getitem__(self, row: Any) -> Any:
+        if isinstance(row, slice):
+            return [self[r] for r in range(*row.indices(len(self)))]
+        n = len(self)
+        r = int(row)
+        if r < 0:
+            r += n
+        if not 0 <= r < n:
+            raise IndexError(f"row {row} of {n}")
+        maps, _ = decode_metadata_maps(self._blob, int(self._offsets[r]), 1)
+        return maps[0]
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> list[Metadata]:
+        """The metadata of these rows, in order (a contiguous run is decoded in one call)."""
+        return [self[int(r)] for r in rows]
