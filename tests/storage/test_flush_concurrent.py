@@ -10,6 +10,7 @@ close, so that the WAL replays them over the new segment too).
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from _support import dump_in_fresh_process
 
+from proximadb.errors import DiskFullError
 from proximadb.storage.engine import Engine
 
 DIM = 16
@@ -227,3 +229,41 @@ def test_a_compaction_commits_after_a_held_flush(tmp_path: Path, held: Hold) -> 
     model.check_fresh(data)
     with Engine.open(data, fsync="always", flush_on_close=False) as engine:
         model.check(engine.collection("c"))
+
+
+def test_a_failed_flush_keeps_its_sealed_rows_for_the_next_one(tmp_path: Path) -> None:
+    """A flush that fails after writing its segment (here: the hook raises ENOSPC) removes what it wrote and
+    keeps the sealed memtable readable; a delete and an upsert of sealed rows after the failure, then the next
+    flush writes the old sealed memtable and the new one together into one segment, in id order."""
+    data = tmp_path / "data"
+    model = Model()
+    with Engine.open(data, fsync="always", flush_bytes=64 << 20, auto_compact=False) as engine:
+        engine.create_collection("c", DIM, distance_metric="euclidean")
+        col = engine.collection("c")
+        first = model.insert(col, "b", 300, 1)
+
+        def no_space(step: str) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+        col.flush_hook = no_space
+        with pytest.raises(DiskFullError):
+            col.flush()
+        assert len(col.sealed) == 1 and col.segments == []
+        assert not any(p.name.startswith("seg-") for p in (col.directory / "segments").iterdir())
+        assert col.stats()["memtable_rows"] == 300
+        model.check(col)
+        col.flush_hook = None
+        col.delete(first[:4])
+        for id_ in first[:4]:
+            del model.records[id_]
+        second = model.insert(col, "a", 200, 2)  # ids sort before the sealed ones
+        new_vecs = _batch("u", 2, 3)[1]
+        col.upsert(ids=first[4:6], vectors=new_vecs, metadatas=[{"u": 1}, {"u": 2}])
+        model.records.update({first[4]: (new_vecs[0], {"u": 1}), first[5]: (new_vecs[1], {"u": 2})})
+        col.flush()
+        assert col.sealed == [] and len(col.segments) == 1 and col.stats()["memtable_rows"] == 0
+        seg = col.segments[0]
+        assert seg.rows == seg.live_count == 300 - 4 + 200  # dead at the second seal: not written at all
+        assert [seg.ids[r] for r in range(3)] == second[:3] and col.stats()["last_flush_error"] is None
+        model.check(col)
+    model.check_fresh(data)
