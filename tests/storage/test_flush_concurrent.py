@@ -267,3 +267,56 @@ def test_a_failed_flush_keeps_its_sealed_rows_for_the_next_one(tmp_path: Path) -
         assert [seg.ids[r] for r in range(3)] == second[:3] and col.stats()["last_flush_error"] is None
         model.check(col)
     model.check_fresh(data)
+
+
+def test_random_writes_with_background_flushes_and_readers_match_a_model(tmp_path: Path) -> None:
+    """Inserts, upserts, deletes and metadata updates of a small id pool with a tiny flush threshold (a
+    background flush every few operations, each racing the next writes) while a reader thread searches,
+    counts and scrolls: no read fails, and the end state equals the model, live and after a reopen."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(5)
+    model: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+    failures: list[BaseException] = []
+    done = threading.Event()
+    with Engine.open(data, fsync="never", flush_bytes=4_000, auto_compact=True) as engine:
+        engine.create_collection("c", DIM, distance_metric="euclidean")
+        col = engine.collection("c")
+
+        def read() -> None:
+            q = np.ones(DIM, dtype=np.float32)
+            try:
+                while not done.is_set():
+                    col.search(q, k=5)
+                    col.count({"op": {"$gte": 0}})
+                    col.scroll(limit=50)
+            except BaseException as exc:  # surfaced below
+                failures.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        for i in range(1000):
+            kind = rng.integers(4)
+            ids = sorted({f"p{int(x)}" for x in rng.integers(0, 80, int(rng.integers(1, 15)))})
+            if kind <= 1:
+                vecs = rng.standard_normal((len(ids), DIM)).astype(np.float32)
+                col.upsert(ids=ids, vectors=vecs, metadatas=[{"op": i}] * len(ids))
+                model.update({id_: (v, {"op": i}) for id_, v in zip(ids, vecs, strict=True)})
+            elif kind == 2:
+                col.delete(ids)
+                for id_ in ids:
+                    model.pop(id_, None)
+            elif ids[0] in model:
+                col.update_metadata(ids[0], {"op": i, "u": True})
+                model[ids[0]] = (model[ids[0]][0], {"op": i, "u": True})
+        done.set()
+        reader.join(WAIT)
+        assert failures == [] and not reader.is_alive()
+        assert col.wait_for_flush(WAIT) and len(col.segments) >= 1
+        state = {r["id"]: r for r in col.get_many(sorted(model))}
+        assert col.count() == len(model) == len(state)
+        for id_, (vec, meta) in model.items():
+            assert state[id_]["metadata"] == meta and np.array_equal(state[id_]["vector"], vec), id_
+    fresh = dump_in_fresh_process(data)["c"]
+    assert sorted(fresh) == sorted(model)
+    for id_, (vec, meta) in model.items():
+        assert fresh[id_]["metadata"] == meta and np.array_equal(np.asarray(fresh[id_]["vector"], np.float32), vec)
