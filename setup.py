@@ -121,7 +121,7 @@ setup(
     packages=[*find_packages(include=["proximadb", "proximadb.*"]), "proximadb.schemas"],
     package_dir={"proximadb.schemas": "schemas"},
     package_data={
-        "proximadb": ["py.typed", "**/*.pyi", "**/*.pxd", "systemd/*", "man/*"],
+        "proximadb": ["py.typed", "**/*.pyi", "**/*.pxd", "systemd/*", "man/*", "dashboard/static/*"],
         "proximadb.schemas": ["*/*.avsc"],
     },
     # Man pages (generated into man/ by proximadb/cli/manpages.py) go to <prefix>/share/man/man1: `man proximadb`.

@@ -4,9 +4,10 @@ One API (:class:`proximadb.client_api.ProximaDBAPI`) in this process or against 
 
     import proximadb
     with proximadb.connect_embedded("./data") as db:      # or proximadb.connect("http://host:5678")
-        db.create_collection("docs", 3)
-        db.insert_vectors("docs", ids=["a"], vectors=[[1, 0, 0]], metadatas=[{"lang": "en"}])
+        db.create_collection("docs", 3, exist_ok=True)
+        db.upsert_vectors("docs", ids=["a"], vectors=[[1, 0, 0]], metadatas=[{"lang": "en"}])
         hits = db.search("docs", [1, 0, 0], k=5, filter={"lang": "en"})
+        docs = db.get_or_create_collection("docs", 3)    # a handle: docs.add(...), docs.query(...), docs.count()
 
 ``open_engine(path)`` gives the engine itself (the daemon and both clients build on it).
 """

@@ -13,23 +13,42 @@ without a socket, so answers and errors are the same whichever is used.
 
 Names: ``insert_vectors(collection, records | ids=, vectors=, metadatas=)``,
 ``search(collection, vector, k=, filter=)``, ``update_vector``, ``delete_vectors(ids= | filter=)``,
-``get_vectors``, ``scroll``, ``count``, ``create_collection`` ... (the engine's older
+``get_vectors``, ``scroll``, ``count``, ``create_collection(..., exist_ok=)`` ... (the engine's older
 ``metadata=`` / ``filter_spec=`` spellings are deprecated: :mod:`proximadb.renamed`).
+
+Handles: ``client.collection(name)`` and ``client.get_or_create_collection(name, dimension)`` give a
+:class:`~proximadb.sdk.collection.Collection` with the same calls minus the collection argument
+(``add``, ``upsert``, ``query``/``search``, ``get``, ``delete``, ``count``, ``scroll``, ``info``), numpy
+columns on request, and documents embedded by an embedding function (:mod:`proximadb.embeddings`).
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from proximadb import indexing
 
+if TYPE_CHECKING:
+    from proximadb.embeddings import EmbeddingFunction
+    from proximadb.sdk.calls import Plan
+    from proximadb.sdk.collection import Collection
+
 Filter = dict[str, Any] | str | None
+T = TypeVar("T")
 
 
 class ProximaDBAPI(abc.ABC):
-    """Every operation a client can ask; the convenience forms (one vector, one id) are defined here."""
+    """Every operation a client can ask; the convenience forms (one vector, one id, collection handles,
+    get-or-create) are defined here."""
+
+    schema_version: int  # the payload schema version agreed with the server
+    batch_size: int  # records per insert payload unless a call says otherwise
+
+    @abc.abstractmethod
+    def _run(self, plan: Plan[T]) -> T:
+        """Run a plan of :mod:`proximadb.sdk.calls` (how every call is made; collection handles use it)."""
 
     # ------------------------------------------------------------------ server and collections
     @abc.abstractmethod
@@ -48,7 +67,33 @@ class ProximaDBAPI(abc.ABC):
         description: str | None = None,
         default_ttl_seconds: int | None = None,
         quantization: dict[str, Any] | None = None,
-    ) -> dict[str, Any]: ...
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        """Create a collection; its description. ``exist_ok=True``: a collection of that name with the same
+        dimension and distance metric is returned as it is; another dimension or metric raises
+        :class:`~proximadb.errors.CollectionConfigMismatchError` (a CollectionExistsError) naming the difference."""
+
+    def get_or_create_collection(
+        self, name: str, dimension: int | None = None, *, embedding_function: EmbeddingFunction | None = None,
+        **options: Any,
+    ) -> Collection:
+        """A handle (:class:`~proximadb.sdk.collection.Collection`) on the collection ``name``, created with
+        ``dimension`` and ``options`` (those of :meth:`create_collection`) unless it exists with that dimension
+        and metric. ``dimension`` may be left out when ``embedding_function`` has a ``dimension`` attribute."""
+        from proximadb.sdk.collection import Collection
+        from proximadb.sdk.collection_calls import dimension_for
+
+        described = self.create_collection(name, dimension_for(dimension, embedding_function), exist_ok=True,
+                                           **options)
+        return Collection(self, name, embedding_function=embedding_function, info=described)
+
+    def collection(self, name: str, *, embedding_function: EmbeddingFunction | None = None) -> Collection:
+        """A handle on the existing collection ``name`` (CollectionNotFoundError otherwise): ``docs.add(...)``,
+        ``docs.query(...)``, ``docs.count()`` ... (:mod:`proximadb.sdk.collection`). An embedding function with
+        a ``dimension`` attribute must match the collection's (DimensionMismatchError)."""
+        from proximadb.sdk.collection import Collection
+
+        return Collection(self, name, embedding_function=embedding_function)._open()
 
     @abc.abstractmethod
     def get_collection(self, name: str) -> dict[str, Any]: ...

@@ -46,6 +46,12 @@ class DimensionMismatchError(ValidationError):
     code = "dimension_mismatch"
 
 
+class EmbeddingFunctionRequiredError(ValidationError):
+    """Documents or query texts were given to a collection handle that has no embedding function."""
+
+    code = "embedding_function_required"
+
+
 class InvalidVectorError(ValidationError):
     """NaN/inf components, empty vectors, zero vectors under cosine."""
 
@@ -99,6 +105,13 @@ class AlreadyExistsError(ProximaDBError):
 
 class CollectionExistsError(AlreadyExistsError):
     code = "collection_exists"
+
+
+class CollectionConfigMismatchError(CollectionExistsError):
+    """``create_collection(..., exist_ok=True)`` / ``get_or_create_collection``: a collection of that name
+    exists with another dimension or distance metric (the message names both)."""
+
+    code = "collection_config_mismatch"
 
 
 class VectorExistsError(AlreadyExistsError):
@@ -178,6 +191,14 @@ class DataDirLockedError(StorageError):
     grpc_status = "FAILED_PRECONDITION"
 
 
+class ExternalLogError(StorageError):
+    """Cluster mode: the collection's log of record is a shard log, not its own WAL (or a directory was opened
+    in the other mode). Writes reach such a collection only as log entries, applied in log order."""
+
+    code = "external_log"
+    grpc_status = "FAILED_PRECONDITION"
+
+
 class EngineClosedError(UnavailableError):
     code = "engine_closed"
 
@@ -189,6 +210,13 @@ class LogUnavailableError(UnavailableError):
     (JetStream drops the duplicate within the stream's duplicate window)."""
 
     code = "log_unavailable"
+
+
+class SnapshotRequiredError(UnavailableError):
+    """Cluster mode: a replica is behind the first entry its shard log still holds (the log was purged below
+    its applied sequence); it can catch up only from a peer's snapshot, then the log."""
+
+    code = "snapshot_required"
 
 
 _OS_ERROR_ADVICE = {

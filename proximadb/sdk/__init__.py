@@ -30,10 +30,12 @@ from proximadb.sdk.async_client import AsyncClient, connect_async, connect_async
 from proximadb.sdk.calls import DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Probe, route
 from proximadb.sdk.calls import api_key as _api_key
 from proximadb.sdk.client import ProximaDBClient
+from proximadb.sdk.collection import AsyncCollection, Collection
 from proximadb.sdk.transport import Transport
 
 __all__ = [
-    "AsyncClient", "ProximaDBClient", "connect", "connect_async", "connect_async_grpc", "connect_async_rest",
+    "AsyncClient", "AsyncCollection", "Collection", "ProximaDBClient",
+    "connect", "connect_async", "connect_async_grpc", "connect_async_rest",
     "connect_grpc", "connect_rest",
 ]
 

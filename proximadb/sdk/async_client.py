@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import itertools
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from proximadb import indexing
+from proximadb.embeddings import EmbeddingFunction
 from proximadb.errors import (
     AuthenticationError,
     PermissionDeniedError,
@@ -36,10 +38,30 @@ from proximadb.errors import (
     UnavailableError,
 )
 from proximadb.sdk import calls
-from proximadb.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Plan, Probe
+from proximadb.sdk.calls import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GRPC,
+    DEFAULT_REST,
+    PROBE_TIMEOUT,
+    AskRest,
+    Compute,
+    Plan,
+    Probe,
+)
+from proximadb.sdk.collection import AsyncCollection
+from proximadb.sdk.collection_calls import dimension_for
 from proximadb.sdk.transport import AsyncTransport
 
 T = TypeVar("T")
+
+
+async def _compute(step: Compute) -> Any:
+    """A :class:`~proximadb.sdk.calls.Compute` step off the event loop: awaited if asynchronous, else in a
+    worker thread."""
+    if inspect.iscoroutinefunction(step.fn):
+        return await step.fn(*step.args)
+    answer = await asyncio.to_thread(step.fn, *step.args)
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 class AsyncClient:
@@ -86,9 +108,16 @@ class AsyncClient:
         try:
             step = next(plan)
             while True:
-                call = functools.partial(getattr(self._transport, step.method), *step.args)
-                answer = await self._retry(call, safe=step.safe)
-                step = plan.send(answer)
+                try:
+                    if isinstance(step, Compute):
+                        answer = await _compute(step)
+                    else:
+                        call = functools.partial(getattr(self._transport, step.method), *step.args)
+                        answer = await self._retry(call, safe=step.safe)
+                except ProximaDBError as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         finally:
@@ -104,7 +133,7 @@ class AsyncClient:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"AsyncClient({self.url!r}, protocol={self.protocol!r})"
+        return calls.describe_client(type(self).__name__, self.protocol, self.url)
 
     # ------------------------------------------------------------------ server and collections
     async def health(self) -> dict[str, Any]:
@@ -122,12 +151,29 @@ class AsyncClient:
         description: str | None = None,
         default_ttl_seconds: int | None = None,
         quantization: dict[str, Any] | None = None,
+        exist_ok: bool = False,
     ) -> dict[str, Any]:
+        """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
+        (CollectionConfigMismatchError when they differ)."""
         return await self._run(calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
-            default_ttl_seconds=default_ttl_seconds, quantization=quantization,
+            default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
         ))
+
+    async def get_or_create_collection(
+        self, name: str, dimension: int | None = None, *, embedding_function: EmbeddingFunction | None = None,
+        **options: Any,
+    ) -> AsyncCollection:
+        """As :meth:`proximadb.client_api.ProximaDBAPI.get_or_create_collection`: an :class:`AsyncCollection`."""
+        described = await self.create_collection(name, dimension_for(dimension, embedding_function), exist_ok=True,
+                                                 **options)
+        return AsyncCollection(self, name, embedding_function=embedding_function, info=described)
+
+    def collection(self, name: str, *, embedding_function: EmbeddingFunction | None = None) -> AsyncCollection:
+        """A handle on the collection ``name``: ``await client.collection(name)`` reads its description
+        (CollectionNotFoundError if it does not exist); without ``await``, nothing is asked until its first call."""
+        return AsyncCollection(self, name, embedding_function=embedding_function)
 
     async def get_collection(self, name: str) -> dict[str, Any]:
         return await self._run(calls.single("get_collection", name))  # type: ignore[no-any-return]

@@ -26,7 +26,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -36,6 +36,8 @@ import numpy as np
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import (
+    CollectionConfigMismatchError,
+    CollectionExistsError,
     ProximaDBError,
     ResourceExhaustedError,
     UnavailableError,
@@ -49,6 +51,7 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_GRPC = "127.0.0.1:5679"
 DEFAULT_REST = "http://127.0.0.1:5678"
 PROBE_TIMEOUT = 2.0  # seconds a gRPC health probe may take before connect() settles for REST
+FilterArg = dict[str, Any] | str | None  # a metadata filter: a dict, its JSON text, or none
 SEARCH_OPTIONS = frozenset({"filter", "include_vectors", "include_metadata", "ef", "nprobe", "exact"})
 
 
@@ -61,7 +64,18 @@ class Call:
     safe: bool = True  # idempotent: may be repeated when the server was unreachable
 
 
-Plan = Generator[Call, Any, T]
+@dataclass(frozen=True)
+class Compute:
+    """Work a plan needs done on the client that may take long (embedding texts): ``fn(*args)``.
+
+    The blocking client calls it; the asyncio client runs it in a worker thread (``asyncio.to_thread``),
+    or awaits it when ``fn`` is a coroutine function, so the event loop is not blocked."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+Plan = Generator[Call | Compute, Any, T]
 
 
 def retry_pause(exc: ProximaDBError, attempt: int, *, retries: int, backoff: float, safe: bool) -> float | None:
@@ -82,6 +96,14 @@ def retry_pause(exc: ProximaDBError, attempt: int, *, retries: int, backoff: flo
 def api_key(given: str | None) -> str | None:
     """The key to send: the one given, else ``PROXIMADB_API_KEY`` from the environment."""
     return given if given is not None else os.environ.get("PROXIMADB_API_KEY")
+
+
+def describe_client(kind: str, protocol: str, url: str) -> str:
+    """A client's repr: ``<ProximaDBClient grpc 127.0.0.1:5679>``, ``<EmbeddedClient embedded ./data>``."""
+    for scheme in ("grpc://", "embedded://"):
+        if url.startswith(scheme):
+            url = url[len(scheme):]
+    return f"<{kind} {protocol} {url}>"
 
 
 def _now_us() -> int:
@@ -126,7 +148,11 @@ def create_collection(
     description: str | None = None,
     default_ttl_seconds: int | None = None,
     quantization: dict[str, Any] | None = None,
+    exist_ok: bool = False,
 ) -> Plan[dict[str, Any]]:
+    """Create the collection; its description. With ``exist_ok``, a collection of that name with the same
+    dimension and distance metric is returned as it is (its other settings are not compared); another
+    dimension or metric raises :class:`~proximadb.errors.CollectionConfigMismatchError`."""
     if quantization is not None:  # stored as index_params.quantization (proximadb/index/quantization.py)
         index_params = {**(index_params or {}), "quantization": quantization}
     body: dict[str, Any] = {
@@ -141,7 +167,45 @@ def create_collection(
         body["description"] = description
     if default_ttl_seconds is not None:  # rows written without expires_at expire this long after the write
         body["default_ttl_seconds"] = default_ttl_seconds
-    return (yield Call("create_collection", (body,), safe=False))
+    try:  # with exist_ok, repeating the create is harmless: a second attempt finds the first's collection
+        return (yield Call("create_collection", (body,), safe=exist_ok))
+    except CollectionExistsError:
+        if not exist_ok:
+            raise
+    existing: dict[str, Any] = yield Call("get_collection", (name,))
+    differences = [
+        f"{what} {existing[key]!r} (asked for {asked!r})"
+        for what, key, asked in (("dimension", "dimension", dimension), ("distance metric", "distance_metric",
+                                                                        distance_metric))
+        if existing[key] != asked
+    ]
+    if differences:
+        raise CollectionConfigMismatchError(
+            f"collection {name!r} exists with " + " and ".join(differences)
+            + "; use another name, or delete the collection first"
+        )
+    return existing
+
+
+def id_list(ids: Any) -> list[Any]:
+    """``ids`` as a list of plain ``str`` (a numpy or pandas column of strings is accepted; other values are
+    left for the payload encoder to refuse)."""
+    if isinstance(ids, str):
+        raise ValidationError("ids must be a sequence of str, not a single string")
+    return [str(i) if isinstance(i, str) else i for i in ids]
+
+
+def vector_matrix(vectors: Any, what: str = "vectors") -> np.ndarray:
+    """``vectors`` (a 2-D array-like, or one 1-D vector) as a contiguous float32 (n, dim) matrix."""
+    try:
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{what} must be a matrix of numbers (rows of equal length): {exc}") from None
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    if matrix.ndim != 2:
+        raise ValidationError(f"{what} must be a 2-D matrix (or one 1-D vector), got {matrix.ndim} dimension(s)")
+    return matrix
 
 
 # ---------------------------------------------------------------------- writes
@@ -182,18 +246,16 @@ def insert_vectors(
         return {"count": len(all_ids), "ids": all_ids}
     if vectors is None:
         raise ValidationError("give records, or vectors (with ids and optional metadatas)")
-    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-    if matrix.ndim != 2:
-        raise ValidationError(f"vectors must be a 2-D matrix, got {matrix.ndim} dimension(s)")
+    matrix = vector_matrix(vectors)
     n = matrix.shape[0]
-    id_list = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in range(n)]
-    if len(id_list) != n or (metadatas is not None and len(metadatas) != n):
+    row_ids = id_list(ids) if ids is not None else [str(uuid.uuid4()) for _ in range(n)]
+    if len(row_ids) != n or (metadatas is not None and len(metadatas) != n):
         raise ValidationError(f"{n} vectors need as many ids and metadatas")
     stamps = np.full(n, stamp, dtype=np.int64)
     for start in range(0, n, batch_size):
         end = min(start + batch_size, n)
         payload = encode_insert(
-            ids=id_list[start:end],
+            ids=row_ids[start:end],
             vectors=matrix[start:end],
             metadata=list(metadatas[start:end]) if metadatas is not None else None,
             timestamps=stamps[start:end],
@@ -251,7 +313,7 @@ def delete_vectors(
 
 # ---------------------------------------------------------------------- reads
 def get_vectors(collection: str, ids: Sequence[str], *, include_vectors: bool = True) -> Plan[list[dict[str, Any]]]:
-    return (yield Call("get_vectors", (collection, list(ids), include_vectors)))
+    return (yield Call("get_vectors", (collection, id_list(ids), include_vectors)))
 
 
 def count(collection: str, filter: dict[str, Any] | str | None = None) -> Plan[int]:
@@ -272,9 +334,7 @@ def search_batch(
     unknown = set(options) - SEARCH_OPTIONS
     if unknown:
         raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
-    q = np.asarray(queries, dtype=np.float32)
-    if q.ndim != 2:
-        raise ValidationError("queries must be vectors of numbers")
+    q = vector_matrix(queries, "queries")
     datum = {
         "queries": q.tolist(),
         "k": k,

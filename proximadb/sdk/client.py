@@ -17,18 +17,28 @@ unavailable. An insert is never retried: it may have been applied.
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from proximadb.client_api import ProximaDBAPI
-from proximadb.errors import ResourceExhaustedError, UnavailableError
+from proximadb.errors import ProximaDBError, ResourceExhaustedError, UnavailableError
 from proximadb.sdk import calls
-from proximadb.sdk.calls import DEFAULT_BATCH_SIZE, Plan
+from proximadb.sdk.calls import DEFAULT_BATCH_SIZE, Compute, Plan
 from proximadb.sdk.transport import Transport
 
 T = TypeVar("T")
+
+
+def _compute(step: Compute) -> Any:
+    answer = step.fn(*step.args)
+    if inspect.isawaitable(answer):
+        if inspect.iscoroutine(answer):
+            answer.close()
+        raise TypeError(f"{step.fn!r} is asynchronous: use it with the asyncio client (proximadb.connect_async)")
+    return answer
 
 
 class ProximaDBClient(ProximaDBAPI):
@@ -65,18 +75,30 @@ class ProximaDBClient(ProximaDBAPI):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run(self, plan: Plan[T]) -> T:
-        """Run a plan of :mod:`proximadb.sdk.calls`: each transport call it yields, blocking, with retries."""
+        """Run a plan of :mod:`proximadb.sdk.calls`: each transport call it yields, blocking, with retries
+        (a typed error is raised inside the plan, which may handle it); each :class:`~proximadb.sdk.calls.Compute`
+        step is called here."""
         try:
             step = next(plan)
             while True:
-                call = functools.partial(getattr(self._transport, step.method), *step.args)
-                answer = self._retry(call, safe=step.safe)
-                step = plan.send(answer)
+                try:
+                    if isinstance(step, Compute):
+                        answer = _compute(step)
+                    else:
+                        call = functools.partial(getattr(self._transport, step.method), *step.args)
+                        answer = self._retry(call, safe=step.safe)
+                except ProximaDBError as exc:
+                    step = plan.throw(exc)
+                else:
+                    step = plan.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._transport.close()
+
+    def __repr__(self) -> str:
+        return calls.describe_client(type(self).__name__, self.protocol, self.url)
 
     # ------------------------------------------------------------------ server and collections
     def health(self) -> dict[str, Any]:
@@ -94,11 +116,14 @@ class ProximaDBClient(ProximaDBAPI):
         description: str | None = None,
         default_ttl_seconds: int | None = None,
         quantization: dict[str, Any] | None = None,
+        exist_ok: bool = False,
     ) -> dict[str, Any]:
+        """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
+        (CollectionConfigMismatchError when they differ)."""
         return self._run(calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
-            default_ttl_seconds=default_ttl_seconds, quantization=quantization,
+            default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
         ))
 
     def get_collection(self, name: str) -> dict[str, Any]:

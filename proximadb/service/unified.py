@@ -43,6 +43,9 @@ from proximadb.storage.engine import Engine
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.validation import check_timestamp
 
+RECORDS_WRITTEN = "proximadb_records_written_total"  # the dashboard's ingest rate (proximadb/dashboard/static)
+QUERIES = "proximadb_search_queries_total"  # its query rate
+
 
 class UnifiedAvroService:
     def __init__(
@@ -69,6 +72,8 @@ class UnifiedAvroService:
         m.describe("proximadb_requests_total", "counter", "Requests by protocol, route and outcome code.")
         m.describe("proximadb_request_seconds", "histogram", "Request latency by protocol and route.")
         m.describe("proximadb_vectors", "gauge", "Live vectors per collection.")
+        m.describe(RECORDS_WRITTEN, "counter", "Records inserted or upserted, per collection.")
+        m.describe(QUERIES, "counter", "Search query vectors answered (a batch counts each), per collection.")
         m.describe("proximadb_wal_bytes_total", "counter", "Bytes appended to the WAL, per collection.")
         m.describe("proximadb_wal_fsyncs_total", "counter", "WAL fsyncs, per collection.")
         m.describe("proximadb_wal_fsync_seconds_total", "counter", "Time spent in WAL fsync, per collection.")
@@ -155,7 +160,9 @@ class UnifiedAvroService:
     def insert_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
         """A client's versioned ``vector_insert`` payload, logged as received."""
         self._check_size(payload)
-        ids = self.engine.collection(collection).insert_payload(payload)
+        col = self.engine.collection(collection)
+        ids = col.insert_payload(payload)
+        self.metrics.inc(RECORDS_WRITTEN, (("collection", col.config.name),), len(ids))  # by name, as uuid too
         return {"count": len(ids), "ids": ids}
 
     def insert_records(self, collection: str, req: InsertRecords) -> dict[str, Any]:
@@ -225,7 +232,8 @@ class UnifiedAvroService:
         return {"records": records, "next_cursor": next_cursor}
 
     def search(self, collection: str, params: SearchParams) -> list[list[dict[str, Any]]]:
-        return self.engine.collection(collection).search_batch(
+        col = self.engine.collection(collection)
+        results = col.search_batch(
             params.queries,
             params.k,
             filter=params.filter,
@@ -235,6 +243,8 @@ class UnifiedAvroService:
             ef=params.ef,
             nprobe=params.nprobe,
         )
+        self.metrics.inc(QUERIES, (("collection", col.config.name),), len(results))
+        return results
 
     def search_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> bytes:
         """A ``vector_search`` payload in, a ``search_result`` payload out."""

@@ -37,9 +37,11 @@ them live in modules named for what they do and are mixed in:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -66,11 +68,13 @@ from proximadb.limits import Limits
 from proximadb.renamed import renamed
 from proximadb.storage import expiry, integrity, segment_index
 from proximadb.storage.catalog import CollectionConfig
+from proximadb.storage.collection_apply import LogApplyPath
 from proximadb.storage.collection_reads import ReadPath
 from proximadb.storage.collection_state import KernelMetric
 from proximadb.storage.collection_writes import WritePath, now_us
 from proximadb.storage.compaction import CompactionPath
 from proximadb.storage.flush import FlushPath, FlushRetry, is_disk_full
+from proximadb.storage.log_of_record import LogOfRecord
 from proximadb.storage.manifest import Manifest
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Operation, UpdateOp
@@ -111,10 +115,13 @@ class StorageOptions:
     limits: Limits = field(default_factory=Limits)  # request limits (proximadb.limits), enforced here
     auto_compact: bool = True  # background compaction after flushes, by compaction.needs_compaction
     flush_on_close: bool = True  # a graceful close flushes the memtable (Collection.close), so no WAL replay at open
+    # "wal": each collection's own WAL is its log of record. "external" (cluster mode): no WAL; writes arrive as
+    # entries of a shard log, applied by Collection.apply_log_entry (collection_apply.py, log_of_record.py).
+    log_of_record: str = "wal"
 
 
 
-class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
+class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, CompactionPath):
     """One collection. The public methods are here; the paths behind them are mixed in from their modules."""
 
     def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
@@ -128,8 +135,9 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         self.sealed: list[Memtable] = []  # memtables a flush is writing (sealed.py), oldest first
         self.segments: list[Segment] = []
         self.manifest = Manifest()
-        self.wal: WriteAheadLog | None = None
+        self.wal: LogOfRecord | None = None  # the WAL, or in cluster mode an ExternalLogPosition
         self.last_flush_error: str | None = None
+        self.last_compaction_at: float | None = None  # unix seconds of this process's last compaction that merged
         self._flush_retry = FlushRetry()
         self.index_builder = segment_index.IndexBuilder(config.name)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
@@ -166,7 +174,11 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             self.segments.append(seg)
         for seg in self.segments:
             self._index_segment(seg, load_existing=True)
-        self.wal = WriteAheadLog.open(
+        if options.log_of_record == "external":
+            self.wal = self._open_external_log()
+            return self
+        self._refuse_external_manifest()
+        wal = self.wal = WriteAheadLog.open(
             directory / "wal",
             strategy=options.wal_strategy,
             compression=options.wal_compression,
@@ -177,7 +189,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         started = time.monotonic()
         replayed = 0
         with progress.track("replay", config.name, unit="operations") as task:
-            for _seq, op in self.wal.replay(after_seq=self.manifest.checkpoint_seq):
+            for _seq, op in wal.replay(after_seq=self.manifest.checkpoint_seq):
                 self._apply(op)
                 replayed += 1
                 task.update(replayed)
@@ -211,7 +223,7 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 self.wal.close()
                 self.wal = None
 
-    def _flush_on_close(self, wal: WriteAheadLog) -> None:
+    def _flush_on_close(self, wal: LogOfRecord) -> None:
         if wal.last_seq <= self.manifest.checkpoint_seq:
             return  # nothing the next open would replay
         try:
@@ -220,8 +232,8 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
             log.warning("collection %s: no flush on close (%s); the WAL keeps the %d memtable rows and the next "
                         "open replays them", self.config.name, exc, self._unflushed_rows())
 
-    def _require_open(self) -> WriteAheadLog:
-        """The WAL of an open collection; EngineClosedError once it is closed."""
+    def _require_open(self) -> LogOfRecord:
+        """The log of record (WAL or external position) of an open collection; EngineClosedError once closed."""
         if self.wal is None:
             raise EngineClosedError(f"collection {self.config.name} is closed")
         return self.wal
@@ -343,7 +355,10 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
         """
         with self._compaction_lock:
             try:
-                return self._compact(segment_ids).to_dict()
+                report = self._compact(segment_ids).to_dict()
+                if report["merged"]:  # segments were rewritten (a compaction with nothing to do is not one)
+                    self.last_compaction_at = time.time()
+                return report
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise
@@ -493,4 +508,18 @@ class Collection(WritePath, ReadPath, SearchPath, FlushPath, CompactionPath):
                 "status": "green" if unindexed == 0 and pending == 0 else "yellow",
                 "indexed_rows": indexed,
                 "unindexed_rows": unindexed,
+                # (in the .proto's field order: gRPC answers the keys in that order)
+                "wal_bytes": _directory_bytes(wal.directory) if wal else 0,
+                "last_compaction_at": self.last_compaction_at,
             }
+
+
+def _directory_bytes(directory: Path) -> int:
+    """The bytes of the files in ``directory`` now (a file removed meanwhile counts as nothing)."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total

@@ -16,13 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import numpy as np
+
+    from proximadb.filters import Filter
     from proximadb.storage.catalog import CollectionConfig
     from proximadb.storage.collection import StorageOptions
     from proximadb.storage.flush import FlushRetry
+    from proximadb.storage.log_of_record import LogOfRecord
     from proximadb.storage.manifest import Manifest
     from proximadb.storage.memtable import Memtable
+    from proximadb.storage.operations import InsertOp, Operation
     from proximadb.storage.segment import Segment
-    from proximadb.storage.wal import WriteAheadLog
 
 
 KernelMetric = Literal["l2", "dot", "cosine"]  # the distance kernels' names of the metrics
@@ -39,7 +45,7 @@ class CollectionState:
     sealed: list[Memtable]
     segments: list[Segment]
     manifest: Manifest
-    wal: WriteAheadLog | None
+    wal: LogOfRecord | None  # the WAL, or in cluster mode an ExternalLogPosition (log_of_record.py)
     last_flush_error: str | None
     _flush_retry: FlushRetry
     _background: threading.Thread | None
@@ -52,15 +58,20 @@ class CollectionState:
 
     if TYPE_CHECKING:  # implemented by Collection or by another mixin
 
-        def _require_open(self) -> WriteAheadLog: ...
+        def _require_open(self) -> LogOfRecord: ...
         def _request_lock(self) -> Any: ...
         def _new_memtable(self) -> Memtable: ...
         def _index_segment(self, seg: Segment, *, load_existing: bool) -> None: ...
         def compact(self, segment_ids: Sequence[int] | None = None) -> dict[str, Any]: ...
         # collection_writes.WritePath
         def _locate(self, id_: str) -> tuple[Memtable | Segment, int] | None: ...
+        def _apply(self, op: Operation) -> None: ...
+        def _check_insert(self, op: InsertOp, now: int | None) -> bool: ...
+        def _refuse_existing(self, ids: Sequence[str], now: int | None) -> None: ...
         # collection_reads.ReadPath
         def _locate_alive(self, id_: str, now: int) -> tuple[Memtable | Segment, int] | None: ...
+        def _live_matches(self, flt: Filter, now: int) -> Iterator[tuple[Memtable | Segment, Sequence[str],
+                                                                          np.ndarray]]: ...
         # flush.FlushPath
         def _maybe_flush(self) -> None: ...
         def _flush_now(self) -> None: ...

@@ -22,9 +22,11 @@ from proximadb.index import distance
 from proximadb.storage import expiry
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.memtable import Memtable
+from proximadb.storage.metadata_check import metadata_sizes
 from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment
 from proximadb.storage.validation import (
+    MAX_METADATA_KEY_BYTES,
     check_ids,
     check_metadata,
     check_timestamps,
@@ -41,6 +43,25 @@ class WritePath(CollectionState):
     """Check an insert batch; apply operations to the memtable and segment bitmaps (live and replay)."""
 
     def _write_insert(self, op: InsertOp, payload: bytes | None) -> list[str]:
+        if not self._check_insert(op, None):
+            payload = None  # the client's payload lacks the stamped expiry: the WAL logs the batch as stamped
+        if not op.ids:
+            return []
+        with self._request_lock():
+            if not op.upsert:
+                self._refuse_existing(op.ids, None)
+            seq = self._require_open().write(op, payload)
+            self._apply(op)
+            self._maybe_flush()
+        self._require_open().wait_durable(seq)
+        return list(op.ids)
+
+    def _check_insert(self, op: InsertOp, now: int | None) -> bool:
+        """Check a batch and stamp it at ``now`` (µs): a timestamp of 0 becomes ``now``, the collection's
+        default TTL counts from it. False when the stamping changed what the client's payload says.
+
+        Live writes pass None, the clock; a log entry applied in cluster mode passes the entry's log time, so
+        every replica stamps the same values (collection_apply.py)."""
         n = len(op.ids)
         limits = self.options.limits
         if n > limits.max_batch:
@@ -52,33 +73,26 @@ class WritePath(CollectionState):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
-        for i, md in enumerate(op.metadata):
-            if md:
-                check_metadata(md, f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
+        sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)  # compiled; -1: ask the Python rule
+        for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
+            check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
         if n and not op.timestamps.all():
             # Stamp server time where the client sent 0. The client's payload is still
             # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
-            op.timestamps = np.where(op.timestamps == 0, now_us(), op.timestamps).astype(np.int64)
+            op.timestamps = np.where(op.timestamps == 0, now_us() if now is None else now, op.timestamps)
+            op.timestamps = op.timestamps.astype(np.int64)
         ttl = self.config.default_ttl_seconds
-        if ttl and expiry.stamp_default_ttl(op, ttl, expiry.now_us()):
-            payload = None  # the client's payload lacks the stamped expiry: the WAL logs the batch as stamped
-        if n == 0:
-            return []
-        with self._request_lock():
-            if not op.upsert:
-                existing = self._existing(op.ids)
-                if existing:
-                    shown = ", ".join(repr(i) for i in existing[:5])
-                    more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
-                    raise VectorExistsError(
-                        f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to replace them"
-                    )
-            seq = self._require_open().write(op, payload)
-            self._apply(op)
-            self._maybe_flush()
-        self._require_open().wait_durable(seq)
-        return list(op.ids)
+        return not (ttl and expiry.stamp_default_ttl(op, ttl, expiry.now_us() if now is None else now))
 
+    def _refuse_existing(self, ids: Sequence[str], now: int | None) -> None:
+        """VectorExistsError when an id of an insert (not an upsert) is live at ``now`` (None: the clock)."""
+        existing = self._existing(ids, now)
+        if existing:
+            shown = ", ".join(repr(i) for i in existing[:5])
+            more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+            raise VectorExistsError(
+                f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to replace them"
+            )
 
     def _apply(self, op: Operation) -> None:
         if isinstance(op, InsertOp):
@@ -150,8 +164,9 @@ class WritePath(CollectionState):
                 seg.delete_row(row)
                 return
 
-    def _existing(self, ids: Sequence[str]) -> list[str]:
-        """The ids of ``ids`` that are live and not expired, in their order (set operations, no per-id Python)."""
+    def _existing(self, ids: Sequence[str], now: int | None = None) -> list[str]:
+        """The ids of ``ids`` that are live and not expired at ``now`` (None: the clock), in their order
+        (set operations, no per-id Python)."""
         found = self.memtable.id_keys() & ids
         for mt in self.sealed:
             found |= mt.id_keys() & ids
@@ -160,7 +175,8 @@ class WritePath(CollectionState):
             found.update(listed[i] for i in np.flatnonzero(seg.live_rows(listed) >= 0).tolist())
         if not found:
             return []
-        now = expiry.now_us()
+        if now is None:
+            now = expiry.now_us()
         return [i for i in ids if i in found and self._locate_alive(i, now) is not None]
 
     def _locate(self, id_: str) -> tuple[Memtable | Segment, int] | None:

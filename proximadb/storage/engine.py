@@ -42,6 +42,7 @@ from proximadb.storage.allocator import pin_malloc_mmap_threshold
 from proximadb.storage.catalog import Catalog, CollectionConfig
 from proximadb.storage.collection import Collection, StorageOptions
 from proximadb.storage.lockfile import DataDirLock
+from proximadb.storage.manifest import LOGS_OF_RECORD
 from proximadb.storage.memtable import MEMTABLE_TYPES
 
 log = logging.getLogger("proximadb.engine")
@@ -61,7 +62,8 @@ class Engine:
         """Open (creating if needed) a data directory; replays every collection's WAL.
 
         Options are the fields of :class:`StorageOptions` (wal_strategy, wal_compression,
-        fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, limits, auto_compact);
+        fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, limits, auto_compact,
+        log_of_record: "external" in cluster mode, where collections keep no WAL and apply a shard log);
         ``limits`` is a :class:`proximadb.limits.Limits`.
         """
         known = {f.name for f in fields(StorageOptions)}
@@ -72,6 +74,8 @@ class Engine:
         opts = StorageOptions(**options)
         if opts.memtable_type not in MEMTABLE_TYPES:
             raise ValidationError(f"memtable_type must be one of {', '.join(MEMTABLE_TYPES)}")
+        if opts.log_of_record not in LOGS_OF_RECORD:
+            raise ValidationError(f"log_of_record must be one of {', '.join(LOGS_OF_RECORD)}")
         path = Path(data_dir).expanduser().resolve()
         engine = cls(path, opts)
         engine._dir_lock.acquire()  # creates the directory if needed

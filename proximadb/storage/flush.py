@@ -58,10 +58,10 @@ from proximadb.errors import (
 )
 from proximadb.storage import sealed as sealed_mod
 from proximadb.storage.collection_state import CollectionState
+from proximadb.storage.log_of_record import LogOfRecord
 from proximadb.storage.sealed import FlushJob
 from proximadb.storage.segment import Segment
 from proximadb.storage.segment_rewrite import SegmentRewrite
-from proximadb.storage.wal import WriteAheadLog
 
 log = logging.getLogger("proximadb.collection")
 
@@ -236,7 +236,7 @@ class FlushPath(CollectionState):
             time.monotonic() - started, len(self.segments),
         )
 
-    def _after_flush_cleanup(self, wal: WriteAheadLog, seq: int, keep: list[Segment]) -> None:
+    def _after_flush_cleanup(self, wal: LogOfRecord, seq: int, keep: list[Segment]) -> None:
         """After a durable manifest swap: drop covered WAL files and old bitmaps. Failures are logged, not raised."""
         try:
             wal.checkpoint(seq)

@@ -7,7 +7,19 @@ Stored as ``collections/<uuid>/MANIFEST``, a checksummed JSON document of kind
      "checkpoint_seq": <every WAL frame with seq <= this is in the segments>,
      "next_segment_id": <id the next flush or compaction uses>,
      "segments": [{"id": <segment id>, "deletes_generation": <bitmap generation, 0 = none>}, ...],
-     "retired": [<id of a segment this manifest or an earlier one dropped>, ...]}
+     "retired": [<id of a segment this manifest or an earlier one dropped>, ...],
+     "log": "external"}
+
+``log`` names the collection's log of record; absent means ``"wal"``: the
+collection's own ``wal/`` and ``checkpoint_seq`` numbers its frames. In cluster
+mode (``StorageOptions.log_of_record = "external"``) it is ``"external"``: the
+collection keeps no WAL, each write is an entry of its shard's log
+(``proximadb/cluster/shard_log.py``) applied in log order
+(``collection_apply.py``), and ``checkpoint_seq`` is the last *log* sequence
+whose effects the segments hold (the applied sequence at the flush). A restart
+resumes applying at ``checkpoint_seq + 1``; entries applied after it were in the
+memtable only and are applied again. A directory is opened in the mode its
+manifest names, never the other (collection.py refuses the mismatch).
 
 ``retired`` (absent in manifests written before it existed: empty) is the
 proof that a segment directory no longer named was dropped by a committed
@@ -41,6 +53,7 @@ from proximadb.storage.segment import segment_dir_name
 
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "MANIFEST"
+LOGS_OF_RECORD = ("wal", "external")
 
 
 class ManifestNotDurableError(StorageError):
@@ -59,6 +72,7 @@ class Manifest:
     next_segment_id: int = 1
     segments: list[SegmentRef] = field(default_factory=list)
     retired: list[int] = field(default_factory=list)
+    log_of_record: str = "wal"  # "external": checkpoint_seq is a shard log's sequence (see the module docstring)
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:
@@ -73,6 +87,7 @@ class Manifest:
             next_segment_id=int(body["next_segment_id"]),
             segments=[SegmentRef(int(s["id"]), int(s["deletes_generation"])) for s in body["segments"]],
             retired=[int(i) for i in body.get("retired", [])],
+            log_of_record=_log_of_record(path, body.get("log", "wal")),
         )
 
     def retiring(self, directory: Path, dropped: Iterable[int]) -> list[int]:
@@ -86,16 +101,16 @@ class Manifest:
         Raises OSError when the old manifest is still in force (nothing left behind),
         ManifestNotDurableError when the new one is in force but may not survive a crash.
         """
-        data = encode_doc(
-            "manifest",
-            {
-                "format": MANIFEST_FORMAT,
-                "checkpoint_seq": self.checkpoint_seq,
-                "next_segment_id": self.next_segment_id,
-                "segments": [{"id": s.id, "deletes_generation": s.deletes_generation} for s in self.segments],
-                "retired": self.retired,
-            },
-        )
+        body: dict[str, object] = {
+            "format": MANIFEST_FORMAT,
+            "checkpoint_seq": self.checkpoint_seq,
+            "next_segment_id": self.next_segment_id,
+            "segments": [{"id": s.id, "deletes_generation": s.deletes_generation} for s in self.segments],
+            "retired": self.retired,
+        }
+        if self.log_of_record != "wal":  # absent: the WAL, as in every manifest written before cluster mode
+            body["log"] = self.log_of_record
+        data = encode_doc("manifest", body)
         path = directory / MANIFEST_NAME
         tmp = path.with_name(MANIFEST_NAME + ".tmp")
         try:
@@ -118,3 +133,9 @@ class Manifest:
             fsync_dir(directory)
         except OSError as exc:
             raise ManifestNotDurableError(f"{path} was replaced but fsyncing {directory} failed: {exc}") from exc
+
+
+def _log_of_record(path: Path, value: object) -> str:
+    if value not in LOGS_OF_RECORD:
+        raise CorruptionError(f"{path}: unknown log of record {value!r} (known: {', '.join(LOGS_OF_RECORD)})")
+    return str(value)

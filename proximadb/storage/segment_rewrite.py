@@ -107,6 +107,7 @@ class SegmentRewrite:
             next_segment_id=col.manifest.next_segment_id,
             segments=[SegmentRef(s.id, generations.get(id(s), s.deletes_generation)) for s in segments],
             retired=col.manifest.retiring(col.directory, [s.id for s in retire]),
+            log_of_record=col.manifest.log_of_record,
         )
         try:
             manifest.save(col.directory)  # the commit point

@@ -161,8 +161,8 @@ def test_bad_input_is_a_typed_error_and_changes_nothing(protocol: str, daemon: D
             await client.insert_vectors(name, ids=["a", "b"], vectors=_vecs(2), metadatas=[{"g": 1}, {"g": 2}])
             with pytest.raises(errors.ValidationError, match=r"unknown search option.*bogus"):
                 await client.search(name, _vecs(1)[0], k=1, bogus=True)
-            with pytest.raises(errors.ValidationError, match="2-D matrix"):
-                await client.insert_vectors(name, ids=["x"], vectors=[1.0] * DIM)
+            with pytest.raises(errors.ValidationError, match="2-D matrix"):  # a 1-D vector is one vector
+                await client.insert_vectors(name, ids=["x"], vectors=np.ones((1, 1, DIM)))
             with pytest.raises(errors.ValidationError, match="exactly one of ids or filter"):
                 await client.delete_vectors(name)
             with pytest.raises(errors.DimensionMismatchError):

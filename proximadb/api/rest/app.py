@@ -24,6 +24,7 @@ from proximadb.api.rest.collections import (
     CollectionsResource,
     CollectionStatsResource,
 )
+from proximadb.api.rest.dashboard import DashboardAssetResource, DashboardResource
 from proximadb.api.rest.middleware import MetricsMiddleware
 from proximadb.api.rest.search import SearchBatchResource, SearchResource
 from proximadb.api.rest.system import HealthResource, MetricsResource, OpenAPIResource, ReadyResource
@@ -44,6 +45,8 @@ ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
     ("/ready", ReadyResource),
     ("/metrics", MetricsResource),
     ("/openapi.json", OpenAPIResource),
+    ("/dashboard", DashboardResource),
+    ("/dashboard/{asset}", DashboardAssetResource),
     ("/collections", CollectionsResource),
     ("/collections/{collection}", CollectionResource),
     ("/collections/{collection}/compact", CollectionCompactResource),

@@ -135,7 +135,11 @@ SCHEMAS: dict[str, Any] = {
         "checkpoint_seq": {"type": "integer"}, "wal_last_seq": {"type": ["integer", "null"]},
         "last_flush_error": {"type": ["string", "null"]}, "indexing_algorithm": {"type": "string"},
         "indexed_segments": {"type": "integer"}, "index_builds_pending": {"type": "integer"},
-        "last_index_error": {"type": ["string", "null"]}}},
+        "last_index_error": {"type": ["string", "null"]},
+        "wal_bytes": {"type": "integer", "minimum": 0, "description": "bytes of the WAL files on disk now"},
+        "last_compaction_at": {"type": ["number", "null"],
+                               "description": "unix seconds of the last compaction that rewrote segments "
+                                              "since the daemon started (null: none)"}}},
     "Metadata": {"type": "object", "additionalProperties": {
         "oneOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
                   {"type": "array", "items": {"type": "string"}}]}},
@@ -198,6 +202,15 @@ PATHS: dict[str, dict[str, Any]] = {
         "description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {
         "description": "OpenAPI document", "content": {JSON: {"schema": _OBJ}}}}}},
+    "/dashboard": {"get": {"summary": "the web dashboard (HTML; open: its data calls send the API key)",
+                           "responses": {"200": {"description": "the dashboard page",
+                                                 "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/dashboard/{asset}": {
+        "parameters": [_path_param("asset", "a file of the dashboard: index.html, app.js, metrics.js, style.css")],
+        "get": {"summary": "a static file of the dashboard", "responses": {
+            "200": {"description": "the file", "content": {"text/html": {}, "text/javascript": {}, "text/css": {}}},
+            "404": {"$ref": "#/components/responses/NotFound"}}},
+    },
     "/collections": {
         "get": _op("list collections", {"type": "array", "items": _ref("Collection")}),
         "post": _op("create a collection", _ref("Collection"), status=201, body=_body(_ref("CollectionCreate"))),

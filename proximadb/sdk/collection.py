@@ -1,0 +1,202 @@
+"""Collection handles: ``docs = client.collection("docs")``, then ``docs.add(...)``, ``docs.query(...)``.
+
+:class:`Collection` is the blocking handle (a daemon over gRPC or REST, or the embedded engine);
+:class:`AsyncCollection` the asyncio one: ``docs = await aclient.collection("docs")`` (checks that the
+collection exists and reads its dimension) or ``docs = aclient.collection("docs")`` without awaiting
+(nothing is asked until the first call). Both methods run the plans of
+:mod:`proximadb.sdk.collection_calls` on their client, so they take the same arguments and answer the same:
+
+* ``add(ids=, vectors=, metadatas=, documents=)`` / ``upsert(...)``: vectors as a 2-D array-like (numpy,
+  lists, a DataFrame of numbers) or one 1-D vector; or ``documents`` embedded with the handle's
+  embedding function (:mod:`proximadb.embeddings`) and stored under the metadata key ``"document"``;
+* ``query(vector, k)`` / ``search``: a 1-D vector or ``text="..."`` gives its hits; a 2-D array,
+  ``vectors=`` or ``texts=[...]`` a list of hit lists; ``as_numpy=True`` gives columns instead
+  (:mod:`proximadb.sdk.arrays`);
+* ``get(ids)``, ``delete(ids | filter=)``, ``count(filter)``, ``scroll(...)``, ``info()``, ``stats()``,
+  ``flush()``.
+
+Hits and records carry their stored text as ``"document"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from proximadb.embeddings import EmbeddingFunction
+from proximadb.sdk import calls
+from proximadb.sdk import collection_calls as plans
+from proximadb.sdk.calls import FilterArg
+from proximadb.sdk.collection_calls import Target
+
+if TYPE_CHECKING:
+    from proximadb.client_api import ProximaDBAPI
+    from proximadb.sdk.async_client import AsyncClient
+
+Metadatas = Sequence[dict[str, Any] | None] | None
+
+
+class _Handle:
+    _kind = "Collection"
+
+    def __init__(self, name: str, embedding_function: EmbeddingFunction | None,
+                 info: dict[str, Any] | None) -> None:
+        self._target = Target(name, embedding_function, info)
+
+    @property
+    def name(self) -> str:
+        return self._target.name
+
+    @property
+    def embedding_function(self) -> EmbeddingFunction | None:
+        return self._target.embedding_function
+
+    @property
+    def dimension(self) -> int | None:
+        """The collection's dimension (None until an async handle has read it)."""
+        return None if self._target.info is None else int(self._target.info["dimension"])
+
+    @property
+    def distance_metric(self) -> str | None:
+        return None if self._target.info is None else str(self._target.info["distance_metric"])
+
+    def __repr__(self) -> str:
+        return self._target.describe(self._kind)
+
+
+class Collection(_Handle):
+    """One collection of a blocking client (see the module docstring)."""
+
+    def __init__(self, client: ProximaDBAPI, name: str, *, embedding_function: EmbeddingFunction | None = None,
+                 info: dict[str, Any] | None = None) -> None:
+        super().__init__(name, embedding_function, info)
+        self.client = client
+
+    def _open(self) -> Collection:
+        """Read the description (CollectionNotFoundError, or DimensionMismatchError for an embedding function
+        that says another dimension); the handle."""
+        self.client._run(plans.open_handle(self._target))
+        return self
+
+    def info(self) -> dict[str, Any]:
+        """The collection's description (dimension, metric, index, ``vector_count`` ...), read now."""
+        return self.client._run(plans.info(self._target))
+
+    def add(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None, *,
+            batch_size: int | None = None) -> dict[str, Any]:
+        """Insert records (an id that exists is an error); ``{"count", "ids"}`` (ids generated when not given)."""
+        return self.client._run(plans.write(self._target, self.client.schema_version,
+                                            batch_size or self.client.batch_size, ids=ids, vectors=vectors,
+                                            metadatas=metadatas, documents=documents, upsert=False))
+
+    def upsert(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None, *,
+               batch_size: int | None = None) -> dict[str, Any]:
+        """Insert or replace (last write wins); safe to retry."""
+        return self.client._run(plans.write(self._target, self.client.schema_version,
+                                            batch_size or self.client.batch_size, ids=ids, vectors=vectors,
+                                            metadatas=metadatas, documents=documents, upsert=True))
+
+    def query(self, vector: Any = None, k: int = 10, *, text: str | None = None, texts: Any = None,
+              vectors: Any = None, filter: FilterArg = None, as_numpy: bool = False, **options: Any) -> Any:
+        """Top-k hits, best first: for one query (a 1-D ``vector`` or ``text``) its hits, for several
+        (a 2-D ``vector``, ``vectors`` or ``texts``) a list of hit lists. Options: include_vectors,
+        include_metadata, ef, nprobe, exact."""
+        return self.client._run(plans.query(self._target, self.client.schema_version, vector, k, text=text,
+                                            texts_=texts, vectors=vectors, options={"filter": filter, **options},
+                                            as_numpy=as_numpy))
+
+    search = query
+
+    def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False) -> Any:
+        """The records that exist, in the order asked (a str is one id)."""
+        return self.client._run(plans.get(self._target, ids, include_vectors=include_vectors, as_numpy=as_numpy))
+
+    def delete(self, ids: Any = None, *, filter: FilterArg = None) -> int:
+        """Delete by ids or by a metadata filter; how many were deleted."""
+        return self.client._run(plans.delete(self._target, self.client.schema_version, ids, filter))
+
+    def count(self, filter: FilterArg = None) -> int:
+        return self.client._run(calls.count(self.name, filter))
+
+    def scroll(self, *, limit: int = 100, cursor: str | None = None, filter: FilterArg = None,
+               include_vectors: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+        """One page in ascending id order; pass the returned cursor for the next (None at the end)."""
+        return self.client._run(plans.scroll(self._target, limit=limit, cursor=cursor, filter=filter,
+                                             include_vectors=include_vectors))
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.stats(self.name)
+
+    def flush(self) -> dict[str, Any]:
+        return self.client.flush(self.name)
+
+
+class AsyncCollection(_Handle):
+    """One collection of an asyncio client: the methods of :class:`Collection`, as coroutines.
+
+    ``await`` the handle itself to read the collection's description (it returns the handle)."""
+
+    _kind = "AsyncCollection"
+
+    def __init__(self, client: AsyncClient, name: str, *, embedding_function: EmbeddingFunction | None = None,
+                 info: dict[str, Any] | None = None) -> None:
+        super().__init__(name, embedding_function, info)
+        self.client = client
+
+    def __await__(self) -> Generator[Any, None, AsyncCollection]:
+        return self._loaded().__await__()
+
+    async def _loaded(self) -> AsyncCollection:
+        await self.client._run(plans.open_handle(self._target))
+        return self
+
+    async def info(self) -> dict[str, Any]:
+        """The collection's description (dimension, metric, index, ``vector_count`` ...), read now."""
+        return await self.client._run(plans.info(self._target))
+
+    async def add(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None,
+                  *, batch_size: int | None = None) -> dict[str, Any]:
+        """Insert records (an id that exists is an error); ``{"count", "ids"}`` (ids generated when not given)."""
+        return await self.client._run(plans.write(self._target, self.client.schema_version,
+                                                  batch_size or self.client.batch_size, ids=ids, vectors=vectors,
+                                                  metadatas=metadatas, documents=documents, upsert=False))
+
+    async def upsert(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None,
+                     documents: Any = None, *, batch_size: int | None = None) -> dict[str, Any]:
+        """Insert or replace (last write wins); safe to retry."""
+        return await self.client._run(plans.write(self._target, self.client.schema_version,
+                                                  batch_size or self.client.batch_size, ids=ids, vectors=vectors,
+                                                  metadatas=metadatas, documents=documents, upsert=True))
+
+    async def query(self, vector: Any = None, k: int = 10, *, text: str | None = None, texts: Any = None,
+                    vectors: Any = None, filter: FilterArg = None, as_numpy: bool = False, **options: Any) -> Any:
+        """As :meth:`Collection.query`; the embedding function runs in a worker thread (or is awaited)."""
+        return await self.client._run(plans.query(self._target, self.client.schema_version, vector, k, text=text,
+                                                  texts_=texts, vectors=vectors,
+                                                  options={"filter": filter, **options}, as_numpy=as_numpy))
+
+    search = query
+
+    async def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False) -> Any:
+        return await self.client._run(plans.get(self._target, ids, include_vectors=include_vectors,
+                                                as_numpy=as_numpy))
+
+    async def delete(self, ids: Any = None, *, filter: FilterArg = None) -> int:
+        return await self.client._run(plans.delete(self._target, self.client.schema_version, ids, filter))
+
+    async def count(self, filter: FilterArg = None) -> int:
+        return await self.client._run(calls.count(self.name, filter))
+
+    async def scroll(self, *, limit: int = 100, cursor: str | None = None, filter: FilterArg = None,
+                     include_vectors: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+        return await self.client._run(plans.scroll(self._target, limit=limit, cursor=cursor, filter=filter,
+                                                   include_vectors=include_vectors))
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.client.stats(self.name)
+
+    async def flush(self) -> dict[str, Any]:
+        return await self.client.flush(self.name)
+
+
+__all__ = ["AsyncCollection", "Collection"]
