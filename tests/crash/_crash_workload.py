@@ -5,8 +5,9 @@ whether the id exists; the parent replays the same sequence on a dict model.
 Run as a script it applies operations from ``start`` on, printing
 ``B <i>`` before and ``A <i>`` after each acknowledged one (flushed at once).
 With the option ``hold_flush`` = n, the n-th flush of the process is held for
-good between writing its segment and installing it (a ``HELD`` line), so the
-kill lands while the sealed rows are in a written but uncommitted segment.
+good between writing its segment and installing it (a ``HELD`` line on
+stderr), so the kill lands while the sealed rows are in a written but
+uncommitted segment.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def apply_to_model(model: dict[str, tuple[np.ndarray, dict]], seed: int, i: int)
 
 def _holder(nth: int) -> Any:
     """A flush_hook that holds the ``nth`` flush of this process forever once its segment is written
-    (outside the collection lock, before the install) and says so (``HELD``); writes go on meanwhile."""
+    (outside the collection lock, before the install) and says so (``HELD`` on stderr); writes go on."""
     seen = [0]
     never = threading.Event()
 
@@ -75,7 +76,7 @@ def _holder(nth: int) -> Any:
             return
         seen[0] += 1
         if seen[0] == nth:
-            os.write(1, b"HELD\n")  # one write(2): never inside a line of the main thread's
+            os.write(2, b"HELD\n")  # on stderr: a stdout line of the main thread may be half written now
             never.wait()
 
     return hook

@@ -49,16 +49,17 @@ def _run_round(data_dir: Path, seed: int, start: int, opts: dict, kill_after: fl
     assert proc.stdout is not None
     ready = proc.stdout.readline()
     assert ready.strip() == "READY", proc.stderr.read() if proc.stderr else ready
-    seen: list[str] = []
-    while opts.get("hold_flush") and "HELD" not in seen:
-        line = proc.stdout.readline()
-        assert line, f"writer ended before its flush was held:\n{proc.stderr.read() if proc.stderr else ''}"
-        seen.append(line.strip())
+    errors: list[str] = []
+    while opts.get("hold_flush") and "HELD" not in errors:  # on stderr, where nothing else is mid-line
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line, f"writer ended before its flush was held:\n{''.join(errors)}{proc.stderr.read()}"
+        errors.append(line.strip())
     time.sleep(kill_after)
     proc.send_signal(signal.SIGKILL)
     out, err = rest_of_output(proc)
     assert proc.returncode == -signal.SIGKILL, f"writer died on its own ({proc.returncode}):\n{err}"
-    return seen + out.splitlines()
+    return out.splitlines()
 
 
 @pytest.mark.parametrize(
