@@ -9,9 +9,11 @@ is as durable as the fsync policy promises -> acknowledge. Concurrent writers
 therefore share fsyncs (group commit). A write is visible to searches as soon
 as it is applied; it is acknowledged only once durable.
 
-Invariant: every id is live in at most one place (the memtable or one
-segment row). An upsert or metadata update of a segment row marks that row
-deleted and puts the new version in the memtable, so segments stay immutable.
+Invariant: every id is live in at most one place (the memtable, a sealed
+memtable that a flush is writing, or one segment row). An upsert or metadata
+update of a segment row or a sealed memtable row marks that row deleted and
+puts the new version in the memtable, so segments and sealed memtables stay
+immutable but for deletions.
 
 Recovery: load the manifest and check ``segments/`` against it (integrity.py:
 only proven crash leftovers are removed), load the segments, replay WAL frames
@@ -27,7 +29,8 @@ them live in modules named for what they do and are mixed in:
     collection_writes.py  batch checks, apply (live writes and WAL replay)
     collection_reads.py   record lookups for get / get_many / count / scroll
     search.py             the top-k search core
-    flush.py              memtable -> segment, WAL checkpoint, flush retry policy
+    flush.py              memtable -> segment (written outside the lock), WAL checkpoint, retry policy
+    sealed.py             the sealed memtables a flush writes while reads and writes go on
     compaction.py         merging segments, the background compaction policy
     segment_rewrite.py    the transaction flush, compaction and migration share
 """
@@ -41,7 +44,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
         self._metric = KERNEL_METRIC[config.distance_metric]
         self._lock = threading.RLock()
         self.memtable = self._new_memtable()
+        self.sealed: list[Memtable] = []  # memtables a flush is writing (sealed.py), oldest first
         self.segments: list[Segment] = []
         self.manifest = Manifest()
         self.wal: LogOfRecord | None = None  # the WAL, or in cluster mode an ExternalLogPosition
@@ -139,6 +143,11 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
         self._background: threading.Thread | None = None
         self._closing = False  # set by close(): no new index builds or background compactions
+        self._flush_mutex = threading.Lock()  # one flush at a time per collection (flush.py)
+        self._flush_thread: threading.Thread | None = None  # the background flush a full memtable started
+        self._flushing = False  # a flush is between its seal and its install (set under the lock)
+        self._flush_done = threading.Condition(self._lock)  # notified when _flushing goes back to False
+        self.flush_hook: Callable[[str], None] | None = None  # tests: called mid-flush, without the lock
 
     def _request_lock(self) -> Any:
         """The collection lock for a client request: gives up at the request's deadline (proximadb.deadline)."""
@@ -193,8 +202,8 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
         return self
 
     def close(self, *, flush: bool | None = None) -> None:
-        """Stop index builds, let a compaction finish, flush the memtable (``flush``, default the
-        ``flush_on_close`` option) and close the WAL.
+        """Stop index builds, let a compaction and a background flush finish, flush the memtable
+        (``flush``, default the ``flush_on_close`` option) and close the WAL.
 
         The flush on close is the ordinary flush transaction, so a kill -9 during it still recovers
         from the WAL; it writes at most ``flush_bytes`` of rows and builds no index (the new segment
@@ -205,10 +214,12 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
         self.index_builder.stop()
         with self._compaction_lock:  # let a running compaction reach its commit point or give up
             pass
+        self.wait_for_flush()  # a background flush in progress installs its segment (or fails) first
+        wal = self.wal
+        if wal is not None and (self.options.flush_on_close if flush is None else flush):
+            self._flush_on_close(wal)
         with self._lock:
             if self.wal is not None:
-                if self.options.flush_on_close if flush is None else flush:
-                    self._flush_on_close(self.wal)
                 self.wal.close()
                 self.wal = None
 
@@ -216,11 +227,10 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
         if wal.last_seq <= self.manifest.checkpoint_seq:
             return  # nothing the next open would replay
         try:
-            self._check_flush_space()
-            self._flush_locked()
+            self._flush_now()
         except Exception as exc:
             log.warning("collection %s: no flush on close (%s); the WAL keeps the %d memtable rows and the next "
-                        "open replays them", self.config.name, exc, self.memtable.live_count)
+                        "open replays them", self.config.name, exc, self._unflushed_rows())
 
     def _require_open(self) -> LogOfRecord:
         """The log of record (WAL or external position) of an open collection; EngineClosedError once closed."""
@@ -361,22 +371,25 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
     def flush(self) -> None:
         """Seal the memtable into a segment and checkpoint the WAL.
 
-        On failure nothing is lost (the rows stay in the memtable and the WAL) and
-        the error is raised: DiskFullError when the disk is full.
+        Writes go on meanwhile (flush.py: only the seal and the install take the
+        lock); a background flush in progress finishes first. On failure nothing is
+        lost (the rows stay readable and in the WAL) and the error is raised:
+        DiskFullError when the disk is full.
         """
-        with self._lock:
-            self._require_open()
-            try:
-                self._flush_locked()
-            except Exception as exc:
+        self._require_open()
+        try:
+            self._flush_now()
+        except Exception as exc:
+            with self._lock:
                 self._flush_failed(exc, explicit=True)
-                if is_disk_full(exc) and not isinstance(exc, DiskFullError):
-                    raise DiskFullError(
-                        f"disk full while flushing collection {self.config.name}: "
-                        f"{self.memtable.live_count} records stay in the WAL/memtable (nothing is lost); "
-                        f"free space and flush again ({exc})"
-                    ) from exc
-                raise
+                unflushed = self._unflushed_rows()
+            if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+                raise DiskFullError(
+                    f"disk full while flushing collection {self.config.name}: "
+                    f"{unflushed} records stay in the WAL/memtable (nothing is lost); "
+                    f"free space and flush again ({exc})"
+                ) from exc
+            raise
 
     # ------------------------------------------------------------------ reads
     def get(self, id_: str, *, include_vector: bool = True) -> dict[str, Any] | None:
@@ -416,6 +429,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
         with self._request_lock():
             now = expiry.now_us()
             streams = [self._segment_ids_after(seg, cursor) for seg in self.segments]
+            streams += [m.live_ids_sorted(cursor) for m in self.sealed]
             streams.append(self.memtable.live_ids_sorted(cursor))
             matches = None if flt is None else {id(part): hits for part, _, hits in self._live_matches(flt, now)}
             for id_ in heapq.merge(*streams):
@@ -468,7 +482,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
         segments whose index build is pending."""
         needs_index = self.config.indexing_algorithm != "flat"
         waiting = sum(s.live_count for s in self.segments if needs_index and s.index is None)
-        return sum(s.live_count for s in self.segments) - waiting, self.memtable.live_count + waiting
+        return sum(s.live_count for s in self.segments) - waiting, self._unflushed_rows() + waiting
 
     def stats(self) -> dict[str, Any]:
         with self._request_lock():
@@ -479,8 +493,8 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
                 "name": self.config.name,
                 "uuid": self.config.uuid,
                 "vectors": self._live_count(expiry.now_us()),  # as count(): expired rows left out
-                "memtable_rows": self.memtable.live_count,
-                "memtable_bytes": self.memtable.approx_bytes,
+                "memtable_rows": self._unflushed_rows(),  # the sealed memtables a flush is writing too
+                "memtable_bytes": self.memtable.approx_bytes + sum(m.approx_bytes for m in self.sealed),
                 "segments": len(self.segments),
                 "segment_rows": sum(s.rows for s in self.segments),
                 "checkpoint_seq": self.manifest.checkpoint_seq,

@@ -1,4 +1,5 @@
-"""Record lookups for a Collection's reads (get, get_many, count, scroll): memtable first, then segments.
+"""Record lookups for a Collection's reads (get, get_many, count, scroll): memtable first, then the
+sealed memtables a flush is writing (sealed.py), then segments.
 
 Every lookup here is "alive now": a row deleted or expired at the request's time (``now``, read once
 per request from expiry.now_us) is absent (expiry.py holds the rule). Filtered reads (count, scroll,
@@ -45,11 +46,13 @@ class ReadPath(CollectionState):
 
     def _live_parts(self, now: int) -> Iterator[tuple[Memtable | Segment, Sequence[str], PayloadIndex, np.ndarray]]:
         """(part, its row ids, its payload index, uint8 mask of its rows alive at ``now``) for every
-        segment, then the memtable (read through one snapshot). Call under the collection lock."""
+        segment, then the sealed memtables a flush is writing, then the memtable (each read through one
+        snapshot). Call under the collection lock."""
         for seg in self.segments:
             yield seg, seg.ids, seg.payload, expiry.alive_mask((seg.deleted == 0).view(np.uint8), seg.expires_at, now)
-        snap = self.memtable.snapshot()
-        yield self.memtable, snap.ids, self.memtable.payload, expiry.alive_mask(snap.alive, snap.expires_at, now)
+        for mt in [*self.sealed, self.memtable]:
+            snap = mt.snapshot()
+            yield mt, snap.ids, mt.payload, expiry.alive_mask(snap.alive, snap.expires_at, now)
 
     def _live_count(self, now: int) -> int:
         return sum(int(np.count_nonzero(mask)) for *_, mask in self._live_parts(now))

@@ -11,7 +11,7 @@ checker only; at run time this class adds nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,6 +42,7 @@ class CollectionState:
     _metric: KernelMetric
     _lock: threading.RLock
     memtable: Memtable
+    sealed: list[Memtable]
     segments: list[Segment]
     manifest: Manifest
     wal: LogOfRecord | None  # the WAL, or in cluster mode an ExternalLogPosition (log_of_record.py)
@@ -49,6 +50,11 @@ class CollectionState:
     _flush_retry: FlushRetry
     _background: threading.Thread | None
     _closing: bool
+    _flush_mutex: threading.Lock
+    _flush_thread: threading.Thread | None
+    _flushing: bool
+    _flush_done: threading.Condition
+    flush_hook: Callable[[str], None] | None
 
     if TYPE_CHECKING:  # implemented by Collection or by another mixin
 
@@ -68,6 +74,8 @@ class CollectionState:
                                                                           np.ndarray]]: ...
         # flush.FlushPath
         def _maybe_flush(self) -> None: ...
+        def _flush_now(self) -> None: ...
+        def _unflushed_rows(self) -> int: ...
         def _free_bytes(self) -> int | None: ...
         # compaction.CompactionPath
         def _maybe_compact_in_background(self) -> None: ...

@@ -110,8 +110,11 @@ class WritePath(CollectionState):
         vectors = op.vectors
         if self._metric == "cosine":  # in float64: huge and subnormal rows normalise exactly too
             vectors = distance.normalize_rows(vectors)
-        if self.segments:
+        if self.sealed or self.segments:
             ids = list(op.ids)
+            for mt in self.sealed:  # sealed memtables take deletions only (sealed.py)
+                for id_ in mt.id_keys() & set(ids):
+                    mt.delete(id_)
             for seg in self.segments:  # an id lives in one place at most: memtable or one segment
                 rows = seg.live_rows(ids)
                 for row in rows[rows >= 0].tolist():
@@ -123,7 +126,7 @@ class WritePath(CollectionState):
         if where is None:
             return  # deleted after the update was logged: nothing to change
         source, row = where
-        old = source.metadata[row] if isinstance(source, Segment) else self.memtable.metadata_of(row)
+        old = source.metadata[row] if isinstance(source, Segment) else source.metadata_of(row)
         if patch.replace:
             new = dict(patch.metadata)
         else:
@@ -139,12 +142,20 @@ class WritePath(CollectionState):
             expires = None if source.expires_at is None else source.expires_at[row : row + 1].copy()
             source.delete_row(row)
             self.memtable.put_batch([patch.id], vector, [new], ts, expires)
+        elif source is not self.memtable:  # a sealed memtable's row: moved to the memtable, like a segment's
+            rec = source.record(row)
+            expires_of = source.expires_of(row)
+            source.delete(patch.id)
+            self.memtable.put_batch([patch.id], rec["vector"].reshape(1, -1), [new],
+                                    np.array([timestamp or rec["timestamp"]], dtype=np.int64),
+                                    None if source.expires_at is None else np.array([expires_of], dtype=np.int64))
         else:
             self.memtable.set_metadata(patch.id, new)
 
     def _remove(self, id_: str) -> None:
-        if not self.memtable.delete(id_):
-            self._remove_from_segments(id_)
+        if self.memtable.delete(id_) or any(mt.delete(id_) for mt in self.sealed):
+            return
+        self._remove_from_segments(id_)
 
     def _remove_from_segments(self, id_: str) -> None:
         for seg in self.segments:
@@ -157,6 +168,8 @@ class WritePath(CollectionState):
         """The ids of ``ids`` that are live and not expired at ``now`` (None: the clock), in their order
         (set operations, no per-id Python)."""
         found = self.memtable.id_keys() & ids
+        for mt in self.sealed:
+            found |= mt.id_keys() & ids
         listed = list(ids)
         for seg in self.segments:
             found.update(listed[i] for i in np.flatnonzero(seg.live_rows(listed) >= 0).tolist())
@@ -170,6 +183,10 @@ class WritePath(CollectionState):
         row = self.memtable.row_of(id_)
         if row is not None:
             return self.memtable, row
+        for mt in reversed(self.sealed):
+            row = mt.row_of(id_)
+            if row is not None:
+                return mt, row
         for seg in self.segments:
             row = seg.row_of(id_)
             if row is not None:

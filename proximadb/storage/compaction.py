@@ -19,7 +19,10 @@ still carrying its PENDING marker, is removed on open: integrity.py), after
 it the new one; the input directories are deleted only after the swap, and
 the new manifest lists them as ``retired`` so that an open finishes their
 removal. The merge itself runs without the lock, so reads and writes go on;
-only the swap holds it, briefly.
+only the swap holds it, briefly. A flush that is writing its segment outside
+the lock (flush.py) commits first: the swap waits for it, so the deletions a
+flush persists as of its seal are always in the inputs' persisted bitmaps that
+the merged segment's generation 1 is made from.
 
 A failure before the swap (ENOSPC while writing the merged segment, its
 bitmap or the manifest) leaves the inputs untouched and removes the partial
@@ -207,6 +210,8 @@ class CompactionPath(CollectionState):
                                     {"created_at": time.time(), "compacted_from": report.merged,
                                      "metric": self.config.distance_metric})
             with self._lock:
+                while self._flushing:  # a flush between its seal and its install: let it commit first
+                    self._flush_done.wait()
                 if self.wal is None:
                     raise EngineClosedError(f"collection {self.config.name} closed during compaction")
                 if new is not None:

@@ -1,16 +1,43 @@
-"""Flush: seal a Collection's memtable into a segment and move the WAL checkpoint.
+"""Flush: seal a Collection's memtable into a segment and move the WAL checkpoint, without making
+writes wait.
 
-Write the memtable as a new segment, the changed deletion bitmaps, then
-the manifest (the commit point), then checkpoint the WAL. A failure before the
-commit point (ENOSPC above all) changes nothing: what was written is removed at
-once, the memtable keeps its rows and the WAL keeps its frames, and an error
-is logged ("disk full while flushing collection X: N records stay in the
-WAL/memtable ..."). A flush triggered by a write never fails that write (it is
-logged and applied already); it is retried by a later write, at most every
-``FLUSH_RETRY_SECONDS`` and only once the free space could hold the segment's
-vector block, or at once by :meth:`Collection.flush`, which raises
-DiskFullError. Failures after the commit point (WAL checkpoint, removing old
-files) are logged, not raised: the flush happened.
+Three steps; only the first and the last hold the collection lock, briefly:
+
+1. **seal** (lock held): the memtable joins ``Collection.sealed``, a new empty
+   memtable takes the writes, and the job is fixed at the WAL position of that
+   moment (sealed.py: the rows to write, the deletion masks to persist, a new
+   segment id);
+2. **write** (no lock): the sealed rows are sorted by id and written as a new
+   segment (PENDING until the manifest naming it is durable), and the changed
+   deletion bitmaps as of the seal; reads see the sealed rows meanwhile, and
+   writes (deletes and upserts of sealed rows too) go on;
+3. **install** (lock held): deletions of sealed rows since the seal are carried
+   to the new segment, the manifest naming it with the seal's checkpoint is
+   saved (the commit point) and the sealed memtables leave the read path in the
+   same step. Then, without the lock, the WAL below the checkpoint is dropped,
+   PENDING is settled and the segment's index build is scheduled.
+
+One flush at a time per collection (``_flush_mutex``). A write that fills the
+memtable starts the flush in a background thread and returns; an explicit
+:meth:`Collection.flush` runs it in the caller's thread (after a background
+flush in progress) and returns once it is installed. A compaction waits for a
+flush in progress before its own commit (compaction.py).
+
+A failure before the commit point (ENOSPC above all) changes nothing: what was
+written is removed at once, the sealed memtables keep their rows (still read,
+still in the WAL), and an error is logged ("disk full while flushing collection
+X: N records stay in the WAL/memtable ..."). A flush triggered by a write never
+fails that write (it is logged and applied already); it is retried by a later
+write, at most every ``FLUSH_RETRY_SECONDS`` and only once the free space could
+hold the segment's vector block, or at once by :meth:`Collection.flush`, which
+raises DiskFullError. Failures after the commit point (WAL checkpoint, removing
+old files) are logged, not raised: the flush happened. A kill -9 at any moment
+loses nothing acknowledged: until the commit point the checkpoint has not moved
+and WAL replay restores the sealed rows.
+
+``flush_hook`` (a Collection attribute, for tests) is called with ``"written"``
+once the segment and bitmaps are on disk and before the install, without the
+lock, so a test can hold a flush there deterministically.
 
 The segment replacement itself is the shared transaction of segment_rewrite.py.
 """
@@ -20,16 +47,20 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 
 from proximadb.errors import (
     DiskFullError,
+    EngineClosedError,
     StorageError,
 )
+from proximadb.storage import sealed as sealed_mod
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.log_of_record import LogOfRecord
-from proximadb.storage.segment import Segment, SegmentData
+from proximadb.storage.sealed import FlushJob
+from proximadb.storage.segment import Segment
 from proximadb.storage.segment_rewrite import SegmentRewrite
 
 log = logging.getLogger("proximadb.collection")
@@ -62,17 +93,42 @@ class FlushPath(CollectionState):
     """Automatic and explicit flushes of a Collection and their retry / logging policy."""
 
     def _maybe_flush(self) -> None:
-        """Flush when the memtable is full. Never raises: the write that called it is logged and applied."""
-        if self.memtable.approx_bytes < self.options.flush_bytes:
+        """(Collection lock held.) Start a background flush when the memtable is full, or when sealed rows
+        wait for a failed flush's retry. Never raises and never waits: the write that called it goes on."""
+        if self._closing or self._flushing or (self._flush_thread is not None and self._flush_thread.is_alive()):
+            return
+        if not self._flush_due():
             return
         if time.monotonic() < self._flush_retry.retry_at:
             return  # a flush failed a moment ago; a later write tries again
-        try:
-            self._check_flush_space()
-            self._flush_locked()
-        except Exception as exc:
-            self._flush_failed(exc, explicit=False)
+        thread = threading.Thread(target=self._background_flush, name=f"flush-{self.config.name}", daemon=True)
+        self._flush_thread = thread
+        thread.start()
 
+    def _flush_due(self) -> bool:
+        """The memtable is full, or sealed rows wait for a failed flush's retry."""
+        return self.memtable.approx_bytes >= self.options.flush_bytes or bool(self.sealed)
+
+    def _background_flush(self) -> None:
+        try:
+            self._flush_now(only_if_due=True)
+        except EngineClosedError:
+            pass
+        except Exception as exc:
+            with self._lock:
+                self._flush_failed(exc, explicit=False)
+
+    def wait_for_flush(self, timeout: float | None = None) -> bool:
+        """Block until a background flush in progress has finished; False on timeout."""
+        thread = self._flush_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _unflushed_rows(self) -> int:
+        """Live rows not in a segment yet: the memtable's and the sealed memtables'."""
+        return self.memtable.live_count + sum(m.live_count for m in self.sealed)
 
     def _free_bytes(self) -> int | None:
         """Free space for new segments (None: unknown)."""
@@ -84,7 +140,7 @@ class FlushPath(CollectionState):
 
     def _check_flush_space(self) -> None:
         """Refuse a flush that cannot fit: less free space than the segment's vector block alone."""
-        need = self.memtable.live_count * self.dim * 4
+        need = self._unflushed_rows() * self.dim * 4
         free = self._free_bytes()
         if free is not None and free < need:
             raise OSError(errno.ENOSPC, f"No space left on device: {free} bytes free, the segment needs more "
@@ -104,48 +160,79 @@ class FlushPath(CollectionState):
         if is_disk_full(exc):
             log.error("disk full while flushing collection %s: %d records stay in the WAL/memtable (nothing is "
                       "lost; %d failed attempt(s)); free space, %s: %s", self.config.name,
-                      self.memtable.live_count, retry.failures, how, exc)
+                      self._unflushed_rows(), retry.failures, how, exc)
         else:
             log.error("flush of collection %s failed: %d records stay in the WAL/memtable (nothing is lost; %d "
-                      "failed attempt(s)); %s: %s", self.config.name, self.memtable.live_count, retry.failures,
+                      "failed attempt(s)); %s: %s", self.config.name, self._unflushed_rows(), retry.failures,
                       how, exc, exc_info=exc)
 
-    def _flush_locked(self) -> None:
-        """Write the memtable as a segment and swap the manifest (see the module docstring on failures)."""
+    def _seal(self) -> FlushJob:
+        """(Collection lock held.) Seal the memtable: a new one takes the writes; the job is fixed here."""
+        wal = self._require_open()
+        self._check_flush_space()
+        if self.memtable.rows:
+            self.sealed.append(self.memtable)
+            self.memtable = self._new_memtable()
+        job = sealed_mod.seal(self.sealed, self.segments, wal.last_seq)
+        if job.row_count:
+            job.segment_id = self.manifest.next_segment_id  # never reused, even when this flush fails
+            self.manifest.next_segment_id += 1
+        return job
+
+    def _flush_now(self, *, only_if_due: bool = False) -> None:
+        """Seal under the lock, write the segment and bitmaps without it, install under it. One flush at a
+        time per collection; raises on failure (nothing is lost: the sealed rows stay readable and in the WAL).
+        ``only_if_due``: nothing when an explicit flush did the work meanwhile (a background flush)."""
+        with self._flush_mutex:
+            with self._lock:
+                if only_if_due and not self._flush_due():
+                    return
+                job = self._seal()
+                self._flushing = True
+            try:
+                self._write_and_install(job)
+            finally:
+                with self._lock:
+                    self._flushing = False
+                    self._flush_done.notify_all()
+
+    def _write_and_install(self, job: FlushJob) -> None:
+        """Write ``job`` (without the collection lock), then commit and swap it in (see the module docstring)."""
         started = time.monotonic()
         wal = self._require_open()
-        seq = wal.last_seq
-        rows = self.memtable.live_rows()
-        keep = [s for s in self.segments if s.live_count > 0]
-        dropped = [s for s in self.segments if s.live_count == 0]
         # A failure before the commit point leaves the manifest on disk naming the old state: the rewrite
-        # removes what it wrote (its space is needed); memtable and WAL stay as they are.
+        # removes what it wrote (its space is needed); sealed memtables and WAL stay as they are.
         with SegmentRewrite(self, "flush") as rewrite:
-            if len(rows):
-                ids, vectors, metadata, timestamps = self.memtable.columns(rows)
-                rewrite.build(
-                    rewrite.reserve_id(),  # never reused, even when this flush fails
-                    SegmentData(ids, vectors, metadata, timestamps, self.memtable.expires_columns(rows)),
-                    {"created_at": time.time(), "max_seq": seq, "metric": self.config.distance_metric},
-                )
-            for seg in keep:
-                rewrite.write_deletions(seg)
-            rewrite.commit(keep + rewrite.built, dropped, checkpoint_seq=seq,
-                           not_durable="the WAL and the old files are kept until a later flush succeeds")
-        new_segments = rewrite.built
-        self.memtable = self._new_memtable()
+            gathered = None
+            if job.segment_id is not None:
+                gathered = sealed_mod.gather(job, self.dim)
+                rewrite.build(job.segment_id, gathered.data,
+                              {"created_at": time.time(), "max_seq": job.seq, "metric": self.config.distance_metric})
+            for seg, mask in job.bitmaps:
+                if seg in job.keep:
+                    rewrite.write_deletions(seg, mask)
+            if self.flush_hook is not None:
+                self.flush_hook("written")
+            with self._lock:
+                if gathered is not None:
+                    sealed_mod.carry_deletions(job, gathered, rewrite.built[0])
+                current = [s for s in self.segments if s not in job.dropped]
+                rewrite.commit(current + rewrite.built, job.dropped, checkpoint_seq=job.seq,
+                               not_durable="the WAL and the old files are kept until a later flush succeeds")
+                self.sealed = [m for m in self.sealed if all(m is not s for s in job.sealed)]
+                self.last_flush_error = None
+                if self._flush_retry.failures:
+                    log.info("collection %s: flush succeeded after %d failed attempt(s)", self.config.name,
+                             self._flush_retry.failures)
+                    self._flush_retry = FlushRetry()
         if rewrite.durable:
-            self._after_flush_cleanup(wal, seq, keep)
+            self._after_flush_cleanup(wal, job.seq, job.keep)
         rewrite.finish()
-        self._maybe_compact_in_background()
-        self.last_flush_error = None
-        if self._flush_retry.failures:
-            log.info("collection %s: flush succeeded after %d failed attempt(s)", self.config.name,
-                     self._flush_retry.failures)
-            self._flush_retry = FlushRetry()
+        with self._lock:
+            self._maybe_compact_in_background()
         log.info(
             "collection %s: flushed %d rows into segment(s) %s at seq %d in %.2fs; %d live segment(s)",
-            self.config.name, len(rows), [s.id for s in new_segments] or "none", seq,
+            self.config.name, job.row_count, [s.id for s in rewrite.built] or "none", job.seq,
             time.monotonic() - started, len(self.segments),
         )
 

@@ -7,6 +7,9 @@ A replaced or deleted row is marked dead in ``alive`` and dropped from the id
 map; the flush writes only live rows. Every row's metadata is indexed as it arrives
 (``payload``: :mod:`proximadb.storage.payload_index`), so filters never walk it per row.
 
+A flush seals a memtable (storage/sealed.py): from then on it takes no new rows and
+no metadata changes, only deletions, so the flush can read it without the lock.
+
 Two id maps: ``hash`` (a dict, the fast default) and ``btree`` (a sorted map:
 ids stay ordered, so scrolling the memtable in id order needs no sort).
 """
@@ -209,6 +212,18 @@ class Memtable:
             return np.fromiter(self._index.values(), dtype=np.int64, count=len(self._index))
         order = sorted(self._index.items())
         return np.fromiter((row for _, row in order), dtype=np.int64, count=len(order))
+
+    def alive_rows(self) -> np.ndarray:
+        """Row numbers of the live rows, in row order (a flush's view of a sealed memtable, taken under the lock)."""
+        return np.flatnonzero(self._alive[: len(self._ids)])
+
+    def ids_of(self, rows: np.ndarray) -> list[str]:
+        ids = self._ids
+        return [ids[r] for r in rows.tolist()]
+
+    def is_alive(self, rows: np.ndarray) -> np.ndarray:
+        """bool per row of ``rows``: still live (not deleted or replaced since)."""
+        return self._alive[rows] != 0
 
     def columns(self, rows: np.ndarray) -> tuple[list[str], np.ndarray, list[Metadata], np.ndarray]:
         """ids, vectors, metadata and timestamps of the given rows (for a flush)."""

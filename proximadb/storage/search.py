@@ -1,7 +1,8 @@
 """Top-k search over a Collection's segments (their HNSW/IVF index or an exact scan) and memtable.
 
-Under the collection lock only a snapshot is taken (the memtable's arrays, the
-segment list and their deletion masks); the scans run without it, the kernels
+Under the collection lock only a snapshot is taken (the arrays of the memtable
+and of the sealed memtables a flush is writing, the segment list and their
+deletion masks); the scans run without it, the kernels
 with the GIL released. Each part yields (m, k) candidates, merged by distance.
 Filters apply inside each scan (a mask), never after it, so k hits come back
 whenever k rows match. The mask comes from each part's payload index
@@ -30,15 +31,21 @@ class SearchPath(CollectionState):
                 nprobe: int | None) -> list[list[dict[str, Any]]]:
         with self._request_lock():  # a snapshot; the scan itself runs without the lock, GIL released
             now = expiry.now_us()  # rows expired by now are left out like deleted ones (expiry.py)
-            snap = self.memtable.snapshot()
             sources: list[tuple[np.ndarray, np.ndarray, Any]] = [
                 (seg.vectors, expiry.alive_mask((seg.deleted == 0).view(np.uint8), seg.expires_at, now), seg)
                 for seg in self.segments
             ]
-            # The memtable's payload index changes with every write: read it under the lock.
-            fresh = None if flt is None else flt.index_mask(self.memtable.payload, snap.rows).view(np.uint8)
-        alive = expiry.alive_mask(snap.alive, snap.expires_at, now)
-        sources.append((snap.vectors[: snap.rows], alive if fresh is None else alive & fresh, snap))
+            # The sealed memtables a flush is writing (sealed.py), then the memtable. The memtable's payload
+            # index changes with every write: read under the lock, like the alive flags of both.
+            fresh = []
+            for mt in [*self.sealed, self.memtable]:
+                snap = mt.snapshot()
+                allowed = None if flt is None else flt.index_mask(mt.payload, snap.rows).view(np.uint8)
+                fresh.append((snap, allowed))
+        for snap, allowed in fresh:
+            alive = expiry.alive_mask(snap.alive, snap.expires_at, now)
+            sources.append((snap.vectors[: snap.rows], alive if allowed is None else alive & allowed, snap))
+        memtables = {id(snap) for snap, _ in fresh}
         m = len(queries)
         cand_d: list[np.ndarray] = []
         cand_src: list[np.ndarray] = []
@@ -49,7 +56,8 @@ class SearchPath(CollectionState):
             if cand_d:  # between parts, never before the first
                 deadline.check(f"searching collection {self.config.name!r} ({s_idx} of {len(sources)} parts done)")
             # A segment's payload index is immutable: evaluated without the lock.
-            mask = alive if flt is None or owner is snap else (alive & flt.index_mask(owner.payload, base.shape[0]))
+            mask = alive if flt is None or id(owner) in memtables else (
+                alive & flt.index_mask(owner.payload, base.shape[0]))
             index = getattr(owner, "index", None)
             if index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe)

@@ -4,12 +4,18 @@ Operation ``i`` depends only on ``(seed, i)`` and, for metadata updates, on
 whether the id exists; the parent replays the same sequence on a dict model.
 Run as a script it applies operations from ``start`` on, printing
 ``B <i>`` before and ``A <i>`` after each acknowledged one (flushed at once).
+With the option ``hold_flush`` = n, the n-th flush of the process is held for
+good between writing its segment and installing it (a ``HELD`` line on
+stderr), so the kill lands while the sealed rows are in a written but
+uncommitted segment.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -59,16 +65,36 @@ def apply_to_model(model: dict[str, tuple[np.ndarray, dict]], seed: int, i: int)
             model[id_] = (v, m)
 
 
+def _holder(nth: int) -> Any:
+    """A flush_hook that holds the ``nth`` flush of this process forever once its segment is written
+    (outside the collection lock, before the install) and says so (``HELD`` on stderr); writes go on."""
+    seen = [0]
+    never = threading.Event()
+
+    def hook(step: str) -> None:
+        if step != "written":
+            return
+        seen[0] += 1
+        if seen[0] == nth:
+            os.write(2, b"HELD\n")  # on stderr: a stdout line of the main thread may be half written now
+            never.wait()
+
+    return hook
+
+
 def main() -> None:
     from proximadb.errors import VectorNotFoundError
     from proximadb.storage.engine import Engine
 
     data_dir, seed, start, opts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
     compact_every = int(opts.pop("compact_every", 0))
+    hold_flush = int(opts.pop("hold_flush", 0))
     with Engine.open(data_dir, **opts) as engine:
         if not engine.list_collections():
             engine.create_collection("crash", DIM, distance_metric="euclidean")
         col = engine.collection("crash")
+        if hold_flush:
+            col.flush_hook = _holder(hold_flush)
         print("READY", flush=True)
         i = start
         while True:

@@ -37,6 +37,8 @@ def _matches(state: dict, model: dict) -> bool:
 
 
 def _run_round(data_dir: Path, seed: int, start: int, opts: dict, kill_after: float) -> list[str]:
+    """Run the workload, kill -9 it ``kill_after`` seconds after it is ready (with ``hold_flush``: after it
+    reports its held flush); its output lines."""
     proc = subprocess.Popen(
         [sys.executable, str(WORKLOAD), str(data_dir), str(seed), str(start), json.dumps(opts)],
         stdout=subprocess.PIPE,
@@ -47,6 +49,12 @@ def _run_round(data_dir: Path, seed: int, start: int, opts: dict, kill_after: fl
     assert proc.stdout is not None
     ready = proc.stdout.readline()
     assert ready.strip() == "READY", proc.stderr.read() if proc.stderr else ready
+    errors: list[str] = []
+    while opts.get("hold_flush") and "HELD" not in errors:  # on stderr, where nothing else is mid-line
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line, f"writer ended before its flush was held:\n{''.join(errors)}{proc.stderr.read()}"
+        errors.append(line.strip())
     time.sleep(kill_after)
     proc.send_signal(signal.SIGKILL)
     out, err = rest_of_output(proc)
@@ -55,13 +63,17 @@ def _run_round(data_dir: Path, seed: int, start: int, opts: dict, kill_after: fl
 
 
 @pytest.mark.parametrize(
-    ("strategy", "compact_every"),
-    [("avro", 0), ("binary", 0), ("avro", 7)],
-    ids=["avro", "binary", "avro-compacting"],
+    ("strategy", "compact_every", "hold_flush"),
+    [("avro", 0, False), ("binary", 0, False), ("avro", 7, False), ("avro", 0, True)],
+    ids=["avro", "binary", "avro-compacting", "avro-held-flush"],
 )
-def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, strategy: str, compact_every: int) -> None:
-    """With compact_every, the writer also compacts every few operations (and in the background)."""
-    seed = 1234 + compact_every
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, strategy: str, compact_every: int,
+                                            hold_flush: bool) -> None:
+    """With compact_every, the writer also compacts every few operations (and in the background). With
+    hold_flush, one flush per round is held after writing its segment, before its install (the flush
+    runs outside the collection lock: writes, deletes and upserts of the sealed rows go on), and every
+    kill lands while it is held."""
+    seed = 1234 + compact_every + 100 * hold_flush
     opts = {
         "wal_strategy": strategy,
         "wal_compression": "lz4" if strategy == "binary" else "none",
@@ -75,8 +87,9 @@ def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, strategy: str, compa
     data_dir = tmp_path / "data"
     total_acked = 0
     for _round in range(5):
-        lines = _run_round(data_dir, seed, applied, {**opts, "compact_every": compact_every},
-                           kill_after=rnd.uniform(0.2, 1.2))
+        extra = {"compact_every": compact_every, "hold_flush": rnd.randint(1, 3) if hold_flush else 0}
+        lines = _run_round(data_dir, seed, applied, {**opts, **extra},
+                           kill_after=rnd.uniform(0.05, 0.5) if hold_flush else rnd.uniform(0.2, 1.2))
         acked = [int(line.split()[1]) for line in lines if line.startswith("A ")]
         begun = [int(line.split()[1]) for line in lines if line.startswith("B ")]
         assert acked == list(range(applied, applied + len(acked))), "acks out of order"

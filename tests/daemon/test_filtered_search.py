@@ -44,13 +44,18 @@ def test_filtered_search_returns_k_hits_whenever_k_rows_match(tmp_path: Path) ->
     rng = np.random.default_rng(11)
     vectors = rng.standard_normal((ROWS, DIM)).astype(np.float32)
     metadata = [_metadata(i) for i in range(ROWS)]
-    # ~40 KB per flush: several HNSW segments, and the last rows stay in the memtable.
+    # Several HNSW segments (a flush after each 500 rows), and the last 100 rows (~17 KB, under the
+    # 40 KB flush threshold) stay in the memtable.
     with Daemon(tmp_path / "data", "--flush-bytes", "40000") as daemon:
         with proximadb.connect_grpc(daemon.grpc_target) as client:
             client.create_collection("f", DIM, distance_metric="euclidean", indexing_algorithm="hnsw",
                                      index_params={"M": 8, "ef_construction": 40})
             ids = [f"r{i:05d}" for i in range(ROWS)]
-            client.insert_vectors("f", ids=ids[:-100], vectors=vectors[:-100], metadatas=metadata[:-100])
+            for start in range(0, ROWS - 100, 500):
+                end = min(start + 500, ROWS - 100)
+                client.insert_vectors("f", ids=ids[start:end], vectors=vectors[start:end],
+                                      metadatas=metadata[start:end])
+                client.flush("f")  # after the background flush the batch may have started
             client.insert_vectors("f", ids=ids[-100:], vectors=vectors[-100:], metadatas=metadata[-100:])
             client.delete_vectors("f", ids=ids[::13])
             deadline = time.monotonic() + 120

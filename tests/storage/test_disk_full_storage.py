@@ -182,6 +182,7 @@ def test_write_that_triggers_a_failing_flush_is_acknowledged(
         # segment (1.15 MB), not for all of it (~2.3 MB with ids and metadata).
         fill(tiny_fs, 250_000 + 4500 * DIM * 4 + 300_000)
         trigger = model.insert(col, "trigger", 500)  # acknowledged although its flush fails
+        assert col.wait_for_flush(60)  # the flush it started runs in the background
         stats = col.stats()
         assert (stats["memtable_rows"], stats["segments"]) == (4500, 0)
         assert "No space left on device" in stats["last_flush_error"]
@@ -196,6 +197,7 @@ def test_write_that_triggers_a_failing_flush_is_acknowledged(
             except DiskFullError as exc:
                 refused = exc
                 break
+            assert col.wait_for_flush(60)
         assert refused is not None and "WAL" in str(refused), refused
         assert col.stats()["segments"] == 0 and disk_state(col) == before
         model.check_live(col)
@@ -206,6 +208,7 @@ def test_write_that_triggers_a_failing_flush_is_acknowledged(
         (tiny_fs / "filler").unlink()
         time.sleep(0.25)
         model.insert(col, "after", 10)
+        assert col.wait_for_flush(60)
         stats = col.stats()
         assert (stats["memtable_rows"], stats["segments"], stats["last_flush_error"]) == (0, 1, None)
         assert any("flush succeeded after" in r.getMessage() for r in caplog.records)
@@ -232,12 +235,13 @@ def test_enospc_at_wal_checkpoint_after_flush_commit_does_not_fail_the_write(
         with monkeypatch.context() as m:
             m.setattr(WriteAheadLog, "_create_segment", no_space)
             model.insert(col, "b", 400)  # crosses flush_bytes: used to raise DiskFullError here
+            assert col.wait_for_flush(60)  # the flush it started runs in the background
         assert calls, "the flush did not reach the WAL checkpoint"
         stats = col.stats()
         assert (stats["memtable_rows"], stats["segments"], stats["last_flush_error"]) == (0, 1, None)
         assert col.wait_for_indexes(30) and col.stats()["indexed_segments"] == 1  # still scheduled
         model.insert(col, "c", 600)  # the next flush checkpoints the WAL
-        assert col.stats()["segments"] == 2
+        assert col.wait_for_flush(60) and col.stats()["segments"] == 2
         model.check_live(col)
     model.check_fresh_process(data)
 

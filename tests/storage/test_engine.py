@@ -336,6 +336,7 @@ def test_small_flush_threshold_flushes_automatically(tmp_path) -> None:  # type:
         col = engine.collection("c")
         for b in range(10):
             col.insert(ids=_ids(100, b * 100), vectors=_vectors(100, b))
+            assert col.wait_for_flush(60)  # a write that fills the memtable starts a background flush
         stats = col.stats()
         assert stats["segments"] >= 3 and stats["vectors"] == 1000
         assert stats["checkpoint_seq"] > 0
