@@ -154,7 +154,8 @@ with Engine.open(sys.argv[1]) as engine:
 print(json.dumps(out))
 """
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "d")], input=json.dumps(queries.tolist()),
-                          capture_output=True, text=True, env=child_env(), timeout=120)
+                          capture_output=True, text=True, env=child_env(), timeout=120,
+                          cwd=tmp_path)  # not the repository root: "-c" puts the cwd first on sys.path
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["kind"] == "HNSWInt8Index" and out["builds"] == 0  # loaded from index.hnsw8, not rebuilt
