@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +51,15 @@ async def opened(kind: str, daemon: Daemon | None, data_dir: Path) -> AsyncItera
     opening = connect_async_grpc(daemon.grpc_target) if kind == "async-grpc" else connect_async_rest(daemon.rest_url)
     async with opening as aclient:
         yield aclient
+
+
+def daemons_per_remote_kind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon]]:
+    """For a module fixture: one daemon per remote kind (each scenario owns its daemon's collection list)."""
+    started: dict[str, Daemon] = {}
+    try:
+        for kind in REMOTE_KINDS:
+            started[kind] = Daemon(tmp_path_factory.mktemp(kind) / "data").start()
+        yield started
+    finally:
+        for d in started.values():
+            d.stop()

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _any_client import REMOTE_KINDS, opened
+from _any_client import REMOTE_KINDS, daemons_per_remote_kind, opened
 from _any_client import maybe as _v
 from _any_client import raises as _raises
 from _daemon import Daemon
@@ -128,15 +128,7 @@ async def _run_kind(kind: str, daemon: Daemon | None, data_dir: Path) -> list[An
 
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon]]:
-    """One daemon per remote kind: the scenario owns the collection list of its daemon."""
-    started: dict[str, Daemon] = {}
-    try:
-        for kind in REMOTE_KINDS:
-            started[kind] = Daemon(tmp_path_factory.mktemp(kind) / "data").start()
-        yield started
-    finally:
-        for d in started.values():
-            d.stop()
+    yield from daemons_per_remote_kind(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

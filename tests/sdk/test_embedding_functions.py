@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _any_client import KINDS, REMOTE_KINDS, maybe, opened, raises
+from _any_client import KINDS, REMOTE_KINDS, daemons_per_remote_kind, maybe, opened, raises
 from _daemon import Daemon
 
 import proximadb
@@ -129,14 +129,7 @@ async def scenario(client: Any, kind: str) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon]]:
-    started: dict[str, Daemon] = {}
-    try:
-        for kind in REMOTE_KINDS:
-            started[kind] = Daemon(tmp_path_factory.mktemp(kind) / "data").start()
-        yield started
-    finally:
-        for d in started.values():
-            d.stop()
+    yield from daemons_per_remote_kind(tmp_path_factory)
 
 
 async def _run(kind: str, daemon: Daemon | None, data_dir: Path) -> list[Any]:
