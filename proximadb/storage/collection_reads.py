@@ -49,7 +49,7 @@ class ReadPath(CollectionState):
         segment, then the sealed memtables a flush is writing, then the memtable (each read through one
         snapshot). Call under the collection lock."""
         for seg in self.segments:
-            yield seg, seg.ids, seg.payload, expiry.alive_mask((seg.deleted == 0).view(np.uint8), seg.expires_at, now)
+            yield seg, seg.ids, seg.payload, expiry.alive_mask(seg.alive(), seg.expires_at, now)
         for mt in [*self.sealed, self.memtable]:
             snap = mt.snapshot()
             yield mt, snap.ids, mt.payload, expiry.alive_mask(snap.alive, snap.expires_at, now)

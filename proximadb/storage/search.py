@@ -32,7 +32,7 @@ class SearchPath(CollectionState):
         with self._request_lock():  # a snapshot; the scan itself runs without the lock, GIL released
             now = expiry.now_us()  # rows expired by now are left out like deleted ones (expiry.py)
             sources: list[tuple[np.ndarray, np.ndarray, Any]] = [
-                (seg.vectors, expiry.alive_mask((seg.deleted == 0).view(np.uint8), seg.expires_at, now), seg)
+                (seg.vectors, expiry.alive_mask(seg.alive(), seg.expires_at, now), seg)
                 for seg in self.segments
             ]
             # The sealed memtables a flush is writing (sealed.py), then the memtable. The memtable's payload
@@ -56,8 +56,12 @@ class SearchPath(CollectionState):
             if cand_d:  # between parts, never before the first
                 deadline.check(f"searching collection {self.config.name!r} ({s_idx} of {len(sources)} parts done)")
             # A segment's payload index is immutable: evaluated without the lock.
-            mask = alive if flt is None or id(owner) in memtables else (
-                alive & flt.index_mask(owner.payload, base.shape[0]))
+            mask: np.ndarray | None = alive
+            if id(owner) not in memtables:
+                if flt is not None:
+                    mask = alive & flt.index_mask(owner.payload, base.shape[0])
+                elif owner.expires_at is None and owner.all_alive():
+                    mask = None  # every row of the segment is a candidate: no mask to scan
             index = getattr(owner, "index", None)
             if index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe)
@@ -85,7 +89,8 @@ class SearchPath(CollectionState):
         return results
 
 
-    def _topk(self, queries: np.ndarray, base: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _topk(self, queries: np.ndarray, base: np.ndarray, k: int,
+              mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(m, k) rows and distances, padded with -1 / inf. A thread team costs more than one query."""
         if len(queries) >= 4:
             return distance.topk_batch(queries, base, k, self._metric, mask=mask)
@@ -99,10 +104,10 @@ class SearchPath(CollectionState):
 
     @staticmethod
     def _index_topk(
-        index: Any, queries: np.ndarray, k: int, mask: np.ndarray, ef: int | None, nprobe: int | None
+        index: Any, queries: np.ndarray, k: int, mask: np.ndarray | None, ef: int | None, nprobe: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Graph/IVF search; deleted and filtered-out rows are excluded inside the traversal."""
-        allowed = None if mask.all() else mask
+        """Graph/IVF search; deleted and filtered-out rows are excluded inside the traversal (mask None: none)."""
+        allowed = None if mask is None or mask.all() else mask
         knob = segment_index.search_options(index, ef=ef, nprobe=nprobe)
         if len(queries) >= 4:
             return index.search_batch(queries, k, filter_ids=allowed, **knob)

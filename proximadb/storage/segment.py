@@ -305,6 +305,8 @@ class Segment:
         else:
             self.deleted = np.zeros(self.rows, dtype=np.uint8)
         self.dirty = False  # deletions changed since the bitmap on disk
+        self._alive: np.ndarray | None = None  # alive(): the cached complement of ``deleted``
+        self._all_alive = False
         # The deletions the manifest's checkpoint knows of (deletes_generation's bitmap): the base
         # that WAL replay starts from. Compaction merges this state, never the newer in-memory one.
         self.persisted_deleted = self.deleted.copy()
@@ -402,9 +404,24 @@ class Segment:
         rows[found] = np.where(self.deleted[rows[found]] == 0, rows[found], -1)
         return rows
 
+    def alive(self) -> np.ndarray:
+        """uint8, 1 for every row not deleted: computed once per change of the deletions (read-only)."""
+        mask = self._alive
+        if mask is None:
+            mask = (self.deleted == 0).view(np.uint8)
+            mask.flags.writeable = False
+            self._alive, self._all_alive = mask, bool(mask.all())
+        return mask
+
+    def all_alive(self) -> bool:
+        """No row is deleted (expiry aside)."""
+        self.alive()
+        return self._all_alive
+
     def delete_row(self, row: int) -> None:
         if not self.deleted[row]:
             self.deleted[row] = 1
+            self._alive = None
             self.dirty = True
 
     def record(self, row: int) -> dict[str, Any]:
