@@ -94,6 +94,7 @@ cdef class VectorIndex:
     cdef void _give_scratch(self, ann_scratch *s) noexcept
     cdef int _enter_write(self, str call) except -1
     cdef int _enter_read(self) except -1
+    cdef bint _few_rows(self, Py_ssize_t k, int effort, object exact)
     cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int effort)
     cdef int _add(self, object ids, object vectors, int threads) except -1
     cdef tuple _search(self, object query, Py_ssize_t k, object effort, object filter_ids, object exact)
