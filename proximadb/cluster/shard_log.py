@@ -19,30 +19,26 @@ message id (header ``Nats-Msg-Id``) makes a client's retry of the same write a n
 within the stream's duplicate window (``DUPLICATE_WINDOW_SECONDS``): the append returns the
 first copy's sequence with ``duplicate=True``.
 
-nats-py is asyncio; this module runs one event loop in a daemon thread per log and
-exposes blocking calls. Each call retries what a busy or electing cluster answers (no
-responders, no leader, a timeout) for up to ``deadline`` seconds; after that it raises
+The calls are blocking, through a :class:`~proximadb.cluster.nats_session.NatsSession` of the
+log's own: each retries what a busy or electing cluster answers (no responders, no leader, a
+timeout) for up to ``deadline`` seconds; after that it raises
 :class:`~proximadb.errors.LogUnavailableError`. An append that timed out may still have been
 recorded, which is why its retries (and the caller's) carry the same message id.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import logging
-import threading
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from proximadb.errors import LogUnavailableError, ValidationError
+from proximadb.cluster.nats_session import NatsSession
+from proximadb.errors import ValidationError
 
 DUPLICATE_WINDOW_SECONDS = 120.0
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MICROSECOND = datetime.timedelta(microseconds=1)
-log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
 
 
@@ -87,14 +83,9 @@ class JetStreamLog:
         self.subject = f"pxdb.log.{name}"
         self.replicas = replicas
         self.timeout = timeout  # one request to the servers
-        self.deadline = deadline  # a call, with its retries through an election or a restart
-        self._loop = asyncio.new_event_loop()
-        self._loop.set_exception_handler(self._loop_exception)
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"shard-log-{name}", daemon=True)
-        self._thread.start()
-        self._nc: Any = None
+        self._session = NatsSession(urls, f"shard-log-{name}", timeout=timeout, deadline=deadline)
+        self._js = self._session.js
         try:
-            self._nc, self._js = self._call(lambda: self._connect(urls), "connecting to NATS", retry=False)
             self._call(self._ensure_stream, f"opening stream {self.stream}")
         except BaseException:
             self.close()
@@ -127,33 +118,9 @@ class JetStreamLog:
         self._call(lambda: self._js.purge_stream(self.stream, seq=seq), f"purging {self.stream} below {seq}")
 
     def close(self) -> None:
-        try:
-            self._call(self._shutdown, "closing the NATS connection", retry=False)
-        except LogUnavailableError:
-            pass
-        finally:
-            self._stop_loop()
+        self._session.close()
 
     # -- the asyncio side --
-
-    async def _shutdown(self) -> None:
-        """Close the connection (servers may be gone: bounded), then end every task nats-py left running."""
-        try:
-            if self._nc is not None:
-                await asyncio.wait_for(self._nc.close(), timeout=self.timeout)
-        except Exception as exc:  # the servers are gone: nothing to flush to
-            log.debug("shard log %s: closing the NATS connection: %s", self.name, exc)
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _connect(self, urls: list[str]) -> tuple[Any, Any]:
-        import nats  # the cluster extra
-
-        nc = await nats.connect(servers=urls, connect_timeout=2, reconnect_time_wait=0.2,
-                                max_reconnect_attempts=-1, allow_reconnect=True)
-        return nc, nc.jetstream(timeout=self.timeout)
 
     async def _ensure_stream(self) -> None:
         from nats.js.api import StorageType, StreamConfig
@@ -198,37 +165,6 @@ class JetStreamLog:
             await sub.unsubscribe()
         return entries
 
-    def _call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str, *, retry: bool = True) -> T:
-        """Run ``make()`` on the loop; retry what a busy or electing cluster answers (no responders, no
-        leader, a timeout) until ``deadline`` seconds have passed, then LogUnavailableError. Every call
-        here is safe to repeat: appends carry their msg_id, the rest only read or purge."""
-        from nats.errors import Error as NatsError
-
-        give_up = time.monotonic() + self.deadline
-        pause = 0.05
-        while True:
-            future = asyncio.run_coroutine_threadsafe(make(), self._loop)
-            try:
-                return future.result(timeout=self.timeout * 2 + 5)
-            except LogPurgedError:
-                raise
-            except (NatsError, asyncio.TimeoutError, TimeoutError, OSError) as exc:
-                future.cancel()
-                if not retry or time.monotonic() + pause > give_up:
-                    raise LogUnavailableError(
-                        f"{doing}: the NATS servers did not answer within {self.deadline:g}s "
-                        f"({type(exc).__name__}: {exc}); retry (an append with the same msg_id is applied once)"
-                    ) from exc
-                log.debug("shard log %s: %s: %s; retrying", self.name, doing, exc)
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """nats-py's background tasks (reconnects to a server that is down) fail on their own: debug, not noise."""
-        log.debug("shard log %s: %s %s", self.name, context.get("message"), context.get("exception") or "")
+    def _call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str) -> T:
+        """Every call here is safe to repeat: appends carry their msg_id, the rest only read or purge."""
+        return self._session.call(make, doing, answers=(LogPurgedError,))

@@ -35,18 +35,9 @@ WAIT = 120.0  # seconds: generous for a loaded machine; the tests wait for event
 CHILD = Path(__file__).with_name("_applier_child.py")
 
 
-@pytest.fixture(scope="module")
-def nats3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    cluster = NatsCluster(tmp_path_factory.mktemp("nats"), 3).start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 @pytest.fixture
-def shard_log(nats3: NatsCluster, request: pytest.FixtureRequest) -> Iterator[JetStreamLog]:
-    log = JetStreamLog(nats3.urls, request.node.name.replace("test_", "")[:40], replicas=3, deadline=60.0)
+def shard_log(nats3_shared: NatsCluster, request: pytest.FixtureRequest) -> Iterator[JetStreamLog]:
+    log = JetStreamLog(nats3_shared.urls, request.node.name.replace("test_", "")[:40], replicas=3, deadline=60.0)
     try:
         yield log
     finally:
@@ -236,7 +227,7 @@ def test_close_and_reopen_resumes_from_the_manifest_checkpoint(shard_log: JetStr
 
 
 def test_a_replica_killed_with_sigkill_mid_stream_resumes_without_loss_or_duplication(
-        nats3: NatsCluster, shard_log: JetStreamLog, tmp_path: Path) -> None:
+        nats3_shared: NatsCluster, shard_log: JetStreamLog, tmp_path: Path) -> None:
     first = workload(1, 1500, seed=21)
     total = append_all(shard_log, first)
     data_dir = tmp_path / "b"
@@ -244,7 +235,8 @@ def test_a_replica_killed_with_sigkill_mid_stream_resumes_without_loss_or_duplic
 
     def child(until: int) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, str(CHILD), str(data_dir), ",".join(nats3.urls), shard_log.name, "docs", str(until)],
+            [sys.executable, str(CHILD), str(data_dir), ",".join(nats3_shared.urls), shard_log.name, "docs",
+             str(until)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), cwd=str(tmp_path))
 
     proc = child(total)

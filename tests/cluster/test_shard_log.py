@@ -8,8 +8,6 @@ kill servers with SIGKILL and check that every acknowledged append is still ther
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,15 +16,6 @@ from proximadb.cluster.shard_log import JetStreamLog, LogPurgedError
 from proximadb.errors import LogUnavailableError, ValidationError
 
 DEADLINE = 60.0  # generous: a JetStream leader election takes a few seconds, more on a loaded machine
-
-
-@pytest.fixture
-def nats3(tmp_path: Path) -> Iterator[NatsCluster]:
-    cluster = NatsCluster(tmp_path / "nats", 3).start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def until(what: str, call, deadline: float = DEADLINE):  # type: ignore[no-untyped-def]

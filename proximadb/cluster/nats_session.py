@@ -1,0 +1,158 @@
+"""One connection to the NATS servers, used through blocking calls: what every cluster part talks through.
+
+nats-py is asyncio; the daemon's cluster parts (a shard's log, membership, the shard map) are
+called from ordinary threads. A :class:`NatsSession` runs one event loop in a daemon thread,
+connects to the servers there (reconnecting forever to whichever answers), and offers
+:meth:`NatsSession.call`: run a coroutine on that loop and wait for it, retrying what a busy or
+electing cluster answers (no responders, no leader, a timeout, a refused socket) for up to
+``deadline`` seconds, after which it raises :class:`~proximadb.errors.LogUnavailableError`
+naming what was being done. Only calls that are safe to repeat may be retried: appends carry a
+message id, key-value updates a revision; everything else only reads.
+
+Key-value buckets (membership, shard maps) are opened, and created when missing, by
+:meth:`NatsSession.bucket`: file storage, one value per key (``history=1``), ``replicas``
+copies, and for a bucket of heartbeats a ``ttl`` after which a key not written again is gone.
+
+Errors that are answers rather than outages (a key that does not exist, a revision that moved
+on) are passed through at once: the caller names them in ``answers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from proximadb.errors import LogUnavailableError
+
+log = logging.getLogger("proximadb.cluster")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    key: str
+    value: bytes
+    revision: int  # the stream sequence of this value: what a revision-checked update names
+
+
+class NatsSession:
+    """A connection to the servers at ``urls`` on a loop of its own; ``name`` names its thread and its logs."""
+
+    def __init__(self, urls: list[str], name: str, *, timeout: float = 5.0, deadline: float = 30.0) -> None:
+        self.name = name
+        self.timeout = timeout  # one request to the servers
+        self.deadline = deadline  # a call, with its retries through an election or a restart
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(self._loop_exception)
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+        self._nc: Any = None
+        self.js: Any = None
+        try:
+            self._nc, self.js = self.call(lambda: self._connect(urls), "connecting to NATS", retry=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str, *, retry: bool = True,
+             answers: tuple[type[BaseException], ...] = ()) -> T:
+        """Run ``make()`` on the loop and return its result; retry outages until ``deadline`` has passed,
+        then LogUnavailableError. Exceptions in ``answers`` (and any that is not a NATS or socket error)
+        reach the caller unchanged."""
+        from nats.errors import Error as NatsError
+
+        give_up = time.monotonic() + self.deadline
+        pause = 0.05
+        while True:
+            future = asyncio.run_coroutine_threadsafe(make(), self._loop)
+            try:
+                return future.result(timeout=self.timeout * 2 + 5)
+            except answers:
+                raise
+            except (NatsError, asyncio.TimeoutError, TimeoutError, OSError) as exc:
+                future.cancel()
+                if not retry or time.monotonic() + pause > give_up:
+                    raise LogUnavailableError(
+                        f"{doing}: the NATS servers did not answer within {self.deadline:g}s "
+                        f"({type(exc).__name__}: {exc}); retry (an append with the same msg_id is applied once)"
+                    ) from exc
+                log.debug("%s: %s: %s; retrying", self.name, doing, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    async def bucket(self, name: str, *, replicas: int, ttl: float | None = None) -> Any:
+        """The key-value bucket ``name``, created when missing (two nodes creating it at once both get it:
+        JetStream accepts a create whose configuration equals the existing one)."""
+        from nats.js.api import KeyValueConfig, StorageType
+        from nats.js.errors import BucketNotFoundError
+
+        try:
+            return await self.js.key_value(name)
+        except BucketNotFoundError:
+            return await self.js.create_key_value(KeyValueConfig(
+                bucket=name, history=1, ttl=ttl, replicas=replicas, storage=StorageType.FILE))
+
+    async def read_key(self, bucket: str, key: str) -> KeyEntry | None:
+        """A key's current value and revision, read from the bucket stream's leader (a direct get may be
+        answered by a replica that is behind, and a map or a membership read just after a change must see
+        it); None when the key does not exist, was deleted, or has expired."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            msg = await self.js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}", direct=False)
+        except NotFoundError:
+            return None
+        if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+            return None
+        return KeyEntry(key, bytes(msg.data or b""), int(msg.seq or 0))
+
+    async def entries(self, bucket: str) -> dict[str, KeyEntry]:
+        """Every key's current entry in a bucket (deleted and expired keys left out), from the leader.
+        (nats-py's ``keys()``/``watchall()`` can end their listing before every key has arrived.)"""
+        prefix = f"$KV.{bucket}."
+        info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+        found: dict[str, KeyEntry] = {}
+        for subject in sorted(info.state.subjects or {}):
+            entry = await self.read_key(bucket, subject[len(prefix):])
+            if entry is not None:
+                found[entry.key] = entry
+        return found
+
+    def close(self) -> None:
+        try:
+            self.call(self._shutdown, "closing the NATS connection", retry=False)
+        except LogUnavailableError:
+            pass
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    async def _connect(self, urls: list[str]) -> tuple[Any, Any]:
+        import nats  # the cluster extra
+
+        nc = await nats.connect(servers=urls, connect_timeout=2, reconnect_time_wait=0.2,
+                                max_reconnect_attempts=-1, allow_reconnect=True)
+        return nc, nc.jetstream(timeout=self.timeout)
+
+    async def _shutdown(self) -> None:
+        """Close the connection (servers may be gone: bounded), then end every task nats-py left running."""
+        try:
+            if self._nc is not None:
+                await asyncio.wait_for(self._nc.close(), timeout=self.timeout)
+        except Exception as exc:  # the servers are gone: nothing to flush to
+            log.debug("%s: closing the NATS connection: %s", self.name, exc)
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """nats-py's background tasks (reconnects to a server that is down) fail on their own: debug, not noise."""
+        log.debug("%s: %s %s", self.name, context.get("message"), context.get("exception") or "")
