@@ -12,7 +12,8 @@ A value is JSON, UTF-8::
 
 ``started_at`` (seconds since the epoch) changes when a node restarts, which tells a restart
 from a node that merely missed a beat. The bucket's ``ttl`` is the one of the first node that
-created it (a bucket's configuration is not changed by the nodes that open it). Node ids use letters, digits, ``-`` and ``_``.
+created it (a bucket's configuration is not changed by the nodes that open it). Node ids use
+letters, digits, ``-`` and ``_``.
 
 The heartbeat runs in a daemon thread; a beat that fails (the servers are electing or out of
 reach) is logged and tried again at the next period: the node drops out of the list if that
