@@ -173,7 +173,7 @@ def test_a_node_killed_with_sigkill_is_replaced_and_catches_up_when_it_returns(
         until("n3 is a member", lambda: "n3" in [m.id for m in n1.membership.nodes()])  # type: ignore[union-attr]
         n1.create_collection("docs", DIM, shards=2, replication_factor=3, distance_metric="euclidean")
         ids, vectors, _ = rows(0, 150, seed=5)
-        first = n1.insert("docs", ids, vectors)
+        n1.insert("docs", ids, vectors)
         reports_until(child, "n3 applied the first rows", lambda r: r["held"] == [0, 1] and r["count"] == 150)
         child.kill()  # SIGKILL: no leave, no checkpoint; its membership key expires
         child.wait(timeout=30)
