@@ -89,3 +89,4 @@ cdef class HnswGraphIndex(VectorIndex):
     cdef int _reserve_upper(self, int64_t need) except -1
     cdef int _restore_graph(self, int64_t n, int64_t n_deleted, int64_t upper_len, int64_t entry_point,
                             int64_t max_level, int64_t ef) except -1
+    cdef object _reach(self)
