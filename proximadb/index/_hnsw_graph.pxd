@@ -72,6 +72,15 @@ ctypedef fused RowMeasure:
     RowDistance
 
 
+# An insertion in progress (insert_begin, then insert_levels down to level 0; insert_row does both).
+ctypedef struct Insertion:
+    int32_t cur             # the row the next level's search starts from
+    int maxlevel            # the graph's max level when the insertion began
+    int next_level          # the next level to connect (-1: none left)
+
+cdef void insert_begin(const IndexRows *rows, HnswGraph *graph, int32_t row, Insertion *ins) noexcept nogil
+cdef int insert_levels(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, Insertion *ins,
+                       int down_to) noexcept nogil
 cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil
 cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil

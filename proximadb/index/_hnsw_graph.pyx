@@ -304,32 +304,45 @@ cdef int link_back(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int3
     return 0
 
 
-cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil:
-    """Insert row (vector, level and zeroed link lists already in place; rows.n > row)."""
-    cdef const float *q = row_vector(graph, row)
+cdef void insert_begin(const IndexRows *rows, HnswGraph *graph, int32_t row, Insertion *ins) noexcept nogil:
+    """Start inserting row (vector, level and zeroed link lists already in place; rows.n > row): read
+    the entry point and descend greedily to the row's level. The first row becomes the entry point."""
     cdef int level = graph.levels[row]
-    cdef int lc, maxlevel
     cdef int32_t cur
     if graph.row_locks != NULL:
         ann_spin_lock(&graph.entry_lock)
     cur = graph.entry_point
-    maxlevel = graph.max_level
+    ins.maxlevel = graph.max_level
     if graph.row_locks != NULL:
         ann_spin_unlock(&graph.entry_lock)
     if cur < 0:
         graph.entry_point = row
         graph.max_level = level
-        return 0
-    if level < maxlevel:
-        cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, q, cur, maxlevel, level)
-    for lc in range(min(level, maxlevel), -1, -1):
-        if search_layer(rows, graph, s, <const RecordVectors *>NULL, q, cur, lc, graph.ef_construction, NULL, rows.n_deleted > 0) < 0:
+        ins.next_level = -1
+        return
+    if level < ins.maxlevel:
+        cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, row_vector(graph, row), cur, ins.maxlevel,
+                             level)
+    ins.cur = cur
+    ins.next_level = min(level, ins.maxlevel)
+
+
+cdef int insert_levels(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, Insertion *ins,
+                       int down_to) noexcept nogil:
+    """Connect row at its levels from ins.next_level down to down_to; once level 0 is linked, a row
+    above the max level read at the start becomes the entry point. 0, or -1 when out of memory."""
+    cdef const float *q = row_vector(graph, row)
+    cdef int level = graph.levels[row]
+    cdef int lc
+    for lc in range(ins.next_level, down_to - 1, -1):
+        if search_layer(rows, graph, s, <const RecordVectors *>NULL, q, ins.cur, lc, graph.ef_construction, NULL,
+                        rows.n_deleted > 0) < 0:
             return -1
         if s.top.n == 0:
             continue
-        if connect_new(rows, graph, s, row, lc, &cur) < 0:
+        if connect_new(rows, graph, s, row, lc, &ins.cur) < 0:
             return -1
-    if level > maxlevel:
+    if ins.next_level >= 0 and down_to == 0 and level > ins.maxlevel:
         if graph.row_locks != NULL:
             ann_spin_lock(&graph.entry_lock)
         if level > graph.max_level:
@@ -337,7 +350,15 @@ cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int
             graph.max_level = level
         if graph.row_locks != NULL:
             ann_spin_unlock(&graph.entry_lock)
+    ins.next_level = min(ins.next_level, down_to - 1)
     return 0
+
+
+cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil:
+    """Insert row (vector, level and zeroed link lists already in place; rows.n > row)."""
+    cdef Insertion ins
+    insert_begin(rows, graph, row, &ins)
+    return insert_levels(rows, graph, s, row, &ins, 0)
 
 
 cdef inline int walk(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowMeasure *dist,
