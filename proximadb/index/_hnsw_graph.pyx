@@ -12,6 +12,11 @@ at the same ``M`` / ``ef_construction`` / ``ef``.
 Filtered search admits only allowed rows to the result set while traversing
 the whole graph; deleted rows are traversed but never returned. A parallel
 build (``HnswGraph.row_locks`` set) takes per-row spinlocks, never two at once.
+A row being inserted can be reached, and linked to, at a level before its own
+links there are written (``merge_links``: they are merged, never overwritten);
+``insert_begin`` / ``insert_levels`` let a test replay that order on one thread.
+``reachable_count`` / ``unreachable_ids`` check what a walk reaches (a sound
+graph: every live row).
 The search walk measures rows by a ``RowMeasure`` (a fused type, so the one
 source is compiled once per measure): ``RecordVectors``, the float32 vectors in
 the level-0 records (``hnsw.pyx``: insertion and ``search_graph``, the distance

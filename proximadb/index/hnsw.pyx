@@ -21,7 +21,8 @@ scan of the allowed rows is cheaper and always exact. Deleted rows are
 traversed but never returned.
 
 ``add(..., threads=n)`` inserts in parallel with per-row spinlocks (never two
-held at once); only the single-threaded build is deterministic. The graph's
+held at once); only the single-threaded build is deterministic. Either leaves
+every row linked from the entry point (``reachable_count()`` counts them). The graph's
 algorithms (insertion, search, checks) and the base class this index shares
 with the int8 one (``hnsw_int8.pyx``) are in ``_hnsw_graph.pyx``.
 

@@ -277,8 +277,7 @@ def test_mid_selectivity_filter_is_scanned_exactly_when_that_is_cheaper() -> Non
 
 
 def test_a_search_for_as_many_rows_as_the_index_holds_returns_them_all() -> None:
-    """A graph built on every core can leave a few rows that no walk reaches (measured: 91 of 300
-    small parallel builds); a search whose k or ef covers every live row scans them instead."""
+    """A search whose k or ef covers every live row scans them (exact, and as cheap as a walk)."""
     for seed in range(120):
         rng = np.random.default_rng(seed)
         n = int(rng.integers(5, 80))
@@ -303,8 +302,9 @@ def test_a_parallel_build_leaves_every_live_row_reachable() -> None:
     """A row of level >= 1 is found at its upper levels as soon as its first link back there is
     written; another thread could then descend to it, find its level-0 list still empty, link to it
     alone and add itself to that list, which the row's own insert then overwrote: the other row had
-    no in-link left and no walk reached it. Before the fix, 1 to 3 of these 268 all-core builds
-    kept such rows, on every run (2 cores); the fixed build merges into the row's list."""
+    no in-link left and no walk reached it. Before the fix, 4 to 140 of these 268 all-core builds
+    kept such rows (2 cores; fewer the busier the machine: it is a race, which the test below
+    replays deterministically); the fixed build merges into the row's list."""
     broken = []
     for n in range(2, 201, 3):
         for seed in range(4):
@@ -386,9 +386,10 @@ def test_rows_linked_to_a_row_still_being_inserted_stay_reachable() -> None:
         if levels[base_rows] == 0:
             continue  # the first row must have an upper level
         checked += 1
-        # the scenario happened: some of the near rows linked to the first row before its level 0
-        assert set(links0[base_rows, 1:1 + links0[base_rows, 0]].tolist()) & set(range(base_rows + 1, base_rows + near + 1))
         assert index.unreachable_ids().tolist() == [], seed
         ids, _ = index.search(first, len(index), exact=False)
         assert sorted(ids.tolist()) == list(range(base_rows + near + 1)), seed
+        # what kept them: the first row's level-0 list still holds the near rows that linked to it
+        near_rows = set(range(base_rows + 1, base_rows + near + 1))
+        assert near_rows & set(links0[base_rows, 1:1 + links0[base_rows, 0]].tolist()), seed
     assert checked >= 5
