@@ -335,8 +335,8 @@ cdef class VectorIndex:
         """(bitmap over rows or None, allowed live rows int32 or None, use exact scan).
 
         Unfiltered, when the live rows are no more than the search effort or k, they are scanned: as
-        cheap as a walk, and exact (a graph walk may not reach every row: HNSW's pruned links can leave
-        a few rows unreachable, seen as 53 of 55 rows returned for k = 55)."""
+        cheap as a walk, and exact (a graph walk reaches only the rows linked from its entry point;
+        HnswGraphIndex.reachable_count says how many those are)."""
         cdef bint scan = bool(exact) or (filter_ids is None and self._few_rows(k, effort, exact))
         bitmap, candidates = allowed_rows(filter_ids, scan, self.rows.n, self.rows.deleted, &self._idmap)
         if bitmap is None:
