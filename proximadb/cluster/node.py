@@ -89,7 +89,8 @@ class ClusterNode:
 
     def start(self) -> ClusterNode:
         self.session = NatsSession(self.urls, f"node-{self.node.id}", deadline=self.deadline)
-        self.membership = Membership(self.session, self.node, ttl=self.ttl, replicas=self.replicas).join()
+        self.membership = Membership(self.session, self.node, ttl=self.ttl, replicas=self.replicas,
+                                     report=self.applied).join()
         self.maps = ShardMaps(self.session, replicas=self.replicas)
         self.sync()
         self._thread = threading.Thread(target=self._run, name=f"cluster-sync-{self.node.id}", daemon=True)
@@ -188,6 +189,11 @@ class ClusterNode:
                 raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {want} in time")
             total += applier.collection.count()
         return total
+
+    def applied(self) -> dict[str, int]:
+        """Per replica run here (``<collection>/<shard>``), the last log sequence applied (the heartbeat's)."""
+        with self._lock:
+            return {f"{name}/{shard}": applier.applied_seq for (name, shard), applier in sorted(self._appliers.items())}
 
     def held(self) -> dict[str, list[int]]:
         """The shards whose replicas run here, by collection."""

@@ -58,6 +58,11 @@ class Appended:
     duplicate: bool  # True: a retry of an append the log had already (same msg_id); seq is the first's
 
 
+def stream_name(name: str) -> str:
+    """The JetStream stream of the shard log ``name``."""
+    return f"PXDB_{name}"
+
+
 class LogPurgedError(LookupError):
     """A read from below the log's first sequence: those entries were purged (bootstrap from a snapshot)."""
 
@@ -79,7 +84,7 @@ class JetStreamLog:
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ValidationError(f"log name {name!r}: use letters, digits, '-' and '_' only")
         self.name = name
-        self.stream = f"PXDB_{name}"
+        self.stream = stream_name(name)
         self.subject = f"pxdb.log.{name}"
         self.replicas = replicas
         self.timeout = timeout  # one request to the servers
@@ -101,7 +106,7 @@ class JetStreamLog:
         ack = self._call(
             lambda: self._js.publish(self.subject, bytes(payload), timeout=self.timeout, stream=self.stream,
                              headers={"Nats-Msg-Id": msg_id}),
-            f"appending to {self.stream}",
+            f"appending to {self.stream} (retry: an append with the same msg_id is applied once)",
         )
         return Appended(int(ack.seq), bool(ack.duplicate))
 
