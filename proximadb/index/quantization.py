@@ -10,7 +10,8 @@ oversampling is 4 and it suits embeddings of a few hundred dimensions and up. ``
 ``oversampling`` may be left out (defaults below, per type); there is no per-request oversampling
 yet (it would need a field in the search payload schemas and the proto). Product quantization
 is not implemented, and is refused as an unknown type. The setting lives in the catalog with the
-other index parameters, so it survives a reopen, and changing it (``update_collection``) rebuilds the segment indexes like any parameter.
+other index parameters, so it survives a reopen, and changing it (``update_collection``) rebuilds
+the segment indexes like any parameter.
 """
 
 from __future__ import annotations
