@@ -22,6 +22,7 @@ which a reopen maps instead of rebuilding.
 
 from __future__ import annotations
 
+import array
 import bisect
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -54,6 +55,13 @@ def bitmap_to_mask(bitmap: BitMap, rows: int, out: np.ndarray | None = None) -> 
             members = members[members < rows]
         mask[members] = True
     return mask
+
+
+def bitmap_of(rows: np.ndarray) -> BitMap:
+    """A new bitmap of the given row numbers (any order; an int array of rows below 2**32)."""
+    if not rows.shape[0]:
+        return BitMap()
+    return BitMap(array.array("I", rows.astype(np.uint32, copy=False).tobytes()))
 
 
 def _as_float(number: Any) -> float:
@@ -152,11 +160,9 @@ class NumberColumn:
         """No row has two number entries (then two bounds can be applied to one entry at a time)."""
         return not self._multi
 
-    def select(self, conditions: Sequence[tuple[str, Any]], mask: np.ndarray) -> None:
-        """OR into ``mask`` the rows with an entry ``v`` such that ``v <op> operand`` for every
-        (op, operand) of ``conditions``: one condition, or (when :attr:`single_valued`, the
-        caller's business) several on the same entry, such as the two ends of a range."""
-        rows = mask.shape[0]
+    def _span(self, conditions: Sequence[tuple[str, Any]]) -> tuple[int, int, np.ndarray | None]:
+        """(start, stop, tail hits): the base entries ``[start, stop)`` and the tail entries (a bool
+        mask of the tail) that satisfy every condition."""
         start, stop = 0, self._base_v.shape[0]
         hit: np.ndarray | None = None
         tail_v = self._tail_v[: self._tail_n]
@@ -175,6 +181,51 @@ class NumberColumn:
                 stop = min(stop, hi if tie else lo)
                 part = tail_v <= fa if tie else tail_v < fa
             hit = part if hit is None else hit & part
+        return start, stop, hit
+
+    def count_upper(self, conditions: Sequence[tuple[str, Any]]) -> int:
+        """An upper bound of the rows :meth:`select` would pick, without picking them (the planner's
+        estimate: the base entries in range exactly, every tail and per-row entry counted)."""
+        start, stop = 0, self._base_v.shape[0]
+        for op, operand in conditions:
+            start, stop = self._narrow(start, stop, op, operand)
+        return max(0, stop - start) + self._tail_n + len(self._exact)
+
+    def _narrow(self, start: int, stop: int, op: str, operand: Any) -> tuple[int, int]:
+        """The base entries ``[start, stop)`` narrowed to those ``<op> operand``."""
+        fa = _as_float(operand)
+        tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
+        lo = int(np.searchsorted(self._base_v, fa, side="left"))
+        hi = int(np.searchsorted(self._base_v, fa, side="right"))
+        if op == "$eq":
+            return max(start, lo), min(stop, hi if tie else lo)
+        if op in ("$gt", "$gte"):
+            return max(start, lo if tie else hi), stop
+        return start, min(stop, hi if tie else lo)
+
+    def select_rows(self, conditions: Sequence[tuple[str, Any]], rows: int) -> BitMap:
+        """The rows :meth:`select` would OR into a mask of ``rows`` rows, as a new bitmap."""
+        start, stop, hit = self._span(conditions)
+        picked = self._base_r[start:stop] if start < stop else _EMPTY_ROWS
+        if self._tail_n and hit is not None and hit.any():
+            picked = np.concatenate([picked, self._tail_r[: self._tail_n][hit]])
+        if picked.shape[0] and picked.max() >= rows:
+            picked = picked[picked < rows]
+        found = bitmap_of(np.sort(picked.astype(np.uint32)))  # packed sorted: far cheaper than unsorted
+        if self._shadowed:
+            found.difference_update(BitMap(self._shadowed))
+        tests = [(_COMPARE[op], operand) for op, operand in conditions]
+        for row, values in self._exact.items():
+            if row < rows and all(any(test(v, operand) for v in values) for test, operand in tests):
+                found.add(row)
+        return found
+
+    def select(self, conditions: Sequence[tuple[str, Any]], mask: np.ndarray) -> None:
+        """OR into ``mask`` the rows with an entry ``v`` such that ``v <op> operand`` for every
+        (op, operand) of ``conditions``: one condition, or (when :attr:`single_valued`, the
+        caller's business) several on the same entry, such as the two ends of a range."""
+        rows = mask.shape[0]
+        start, stop, hit = self._span(conditions)
         picked = [self._base_r[start:stop] if start < stop else _EMPTY_ROWS]
         if self._tail_n and hit is not None:
             picked.append(self._tail_r[: self._tail_n][hit])

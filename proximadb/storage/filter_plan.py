@@ -1,0 +1,197 @@
+"""The query planner of a filtered search, per part (a segment, a sealed memtable, the memtable).
+
+A filter's cost in a part depends on how many rows it lets through. The planner evaluates the
+filter on the part's payload index (payload_index.py) choosing, per leaf, the cheaper of two
+representations by the leaf's **estimated cardinality**, read from the index without touching any
+per-row array: a posting's roaring cardinality, the number of sorted numbers inside a range (two
+binary searches, :meth:`NumberColumn.count_upper`):
+
+* a **roaring bitmap** (postings as they are; numbers in a range up to ``eval_rows`` entries,
+  sorted and packed) -- set operations in CRoaring, cost proportional to the sets;
+* a **bool mask** over the part's rows (a large numeric range, a negation of a large set):
+  the O(rows) masks of :meth:`proximadb.filters.Filter.index_mask`, numpy-fast.
+
+``$and`` intersects the bitmaps first (C), then keeps the bitmap's rows that the masks allow (a
+gather over those rows only); ``$or`` of bitmaps is their union, with a mask it becomes a mask;
+``$not`` of a bitmap stays a bitmap when the complement is small. The result is exactly the rows
+``Filter.index_mask`` gives (the same semantics, tested against it and a brute-force reference).
+
+Then the **plan**: at most ``exact_rows`` matching rows are answered by an exact scan of just those
+rows (a sorted int64 row array: gather plus the SIMD kernel, GIL released,
+:func:`proximadb.index.distance.topk_rows_batch`); more become the bool mask that the graph walk
+(HNSW/IVF, the filter inside the traversal) or the dense scan takes. The search path (search.py)
+drops deleted and expired rows from a row array by looking up just those rows. The thresholds only
+choose the cheaper route, never the answer (tests set them to force each side).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pyroaring import BitMap
+
+from proximadb.filters import Filter, typed_key
+from proximadb.storage.payload_index import FieldIndex, PayloadIndex, bitmap_of, bitmap_to_mask
+
+EXACT_ROWS = 4096  # at most this many matching rows: scan them exactly (chosen by bench/filtered_search.py)
+EVAL_ROWS = 8192  # a numeric leaf (or a complement) estimated at most this large becomes a bitmap
+_ORDERINGS = ("$gt", "$gte", "$lt", "$lte")
+
+Matched = BitMap | np.ndarray  # rows as a roaring bitmap, or a bool mask over the part's rows
+
+
+class PartPlan:
+    """How one part answers a filter: ``rows`` (sorted int64 row numbers, the exact path) or
+    ``mask`` (bool over the part's rows, the graph / dense path); exactly one is set."""
+
+    __slots__ = ("mask", "rows")
+
+    def __init__(self, rows: np.ndarray | None, mask: np.ndarray | None) -> None:
+        self.rows = rows
+        self.mask = mask
+
+
+def plan(flt: Filter, index: PayloadIndex, rows: int, *, exact_rows: int = EXACT_ROWS,
+         eval_rows: int = EVAL_ROWS) -> PartPlan:
+    """The plan of ``flt`` over rows ``[0, rows)`` of a part whose payload index is ``index``."""
+    found = _Evaluator(index, rows, eval_rows).node(flt.spec)
+    if isinstance(found, BitMap):
+        if len(found) <= exact_rows:
+            return PartPlan(np.frombuffer(found.to_array(), dtype=np.uint32).astype(np.int64), None)
+        return PartPlan(None, bitmap_to_mask(found, rows))
+    if int(np.count_nonzero(found)) <= exact_rows:
+        return PartPlan(np.flatnonzero(found), None)
+    return PartPlan(None, found)
+
+
+def matching(flt: Filter, index: PayloadIndex, rows: int, eval_rows: int = EVAL_ROWS) -> np.ndarray:
+    """The bool mask of the rows matching ``flt`` as the planner evaluates it (for tests)."""
+    return to_mask(_Evaluator(index, rows, eval_rows).node(flt.spec), rows)
+
+
+def to_mask(found: Matched, rows: int) -> np.ndarray:
+    return bitmap_to_mask(found, rows) if isinstance(found, BitMap) else found
+
+
+def _and(parts: list[Matched]) -> Matched:
+    bitmaps = [p for p in parts if isinstance(p, BitMap)]
+    masks = [p for p in parts if not isinstance(p, BitMap)]
+    mask: np.ndarray | None = None
+    for m in masks:
+        mask = m if mask is None else mask & m
+    if not bitmaps:
+        assert mask is not None
+        return mask
+    found = bitmaps[0] if len(bitmaps) == 1 else BitMap.intersection(*bitmaps)
+    if mask is None or not found:
+        return found
+    members = np.frombuffer(found.to_array(), dtype=np.uint32)
+    return bitmap_of(members[mask[members]])
+
+
+def _or(parts: list[Matched], rows: int) -> Matched:
+    bitmaps = [p for p in parts if isinstance(p, BitMap)]
+    if len(bitmaps) == len(parts):
+        return bitmaps[0] if len(bitmaps) == 1 else BitMap.union(*bitmaps)
+    mask = np.zeros(rows, dtype=bool)
+    for p in parts:
+        if isinstance(p, BitMap):
+            bitmap_to_mask(p, rows, mask)
+        else:
+            mask |= p
+    return mask
+
+
+class _Evaluator:
+    """One evaluation of a (compiled) filter object on one part's index, rows below ``rows``."""
+
+    def __init__(self, index: PayloadIndex, rows: int, eval_rows: int) -> None:
+        self.index = index
+        self.rows = rows
+        self.eval_rows = eval_rows
+
+    def node(self, node: Mapping[str, Any]) -> Matched:
+        parts: list[Matched] = []
+        for key, value in node.items():
+            if key == "$and":
+                parts.append(_and([self.node(child) for child in value]))
+            elif key == "$or":
+                parts.append(_or([self.node(child) for child in value], self.rows))
+            elif key == "$not":
+                parts.append(self.negate(self.node(value)))
+            else:
+                parts.append(self.field(key, value))
+        if not parts:
+            return np.ones(self.rows, dtype=bool)
+        return _and(parts)
+
+    def negate(self, found: Matched) -> Matched:
+        if not isinstance(found, BitMap):
+            return ~found
+        if self.rows - len(found) <= self.eval_rows:
+            return found.flip(0, self.rows)
+        return ~bitmap_to_mask(found, self.rows)
+
+    def clip(self, bitmap: BitMap) -> BitMap:
+        """The bitmap's rows below ``rows`` (a memtable's index may hold rows past its snapshot)."""
+        if bitmap and bitmap.max() >= self.rows:
+            bitmap = bitmap.copy()
+            bitmap.remove_range(self.rows, bitmap.max() + 1)
+        return bitmap
+
+    def field(self, name: str, value: Any) -> Matched:
+        field = self.index.fields.get(name)
+        if not isinstance(value, Mapping):
+            return self.members(name, field, [value])
+        parts: list[Matched] = []
+        bounds = [(op, arg) for op, arg in value.items() if op in _ORDERINGS and not isinstance(arg, str)]
+        if len(bounds) > 1:  # a numeric range: one pass over the sorted numbers when no row has two
+            if field is None or not field.numbers.single_valued:
+                parts.extend(self.ordered(name, field, op, arg) for op, arg in bounds)
+            else:
+                parts.append(self.numbers(name, field, bounds))
+        for op, arg in value.items():
+            if len(bounds) > 1 and (op, arg) in bounds:
+                continue
+            if op in ("$eq", "$ne"):
+                part = self.members(name, field, [arg])
+            elif op in ("$in", "$nin"):
+                part = self.members(name, field, arg)
+            elif op == "$exists":
+                part = BitMap() if field is None else self.clip(field.exists)
+            else:
+                part = self.ordered(name, field, op, arg)
+            if op in ("$ne", "$nin") or (op == "$exists" and not arg):
+                part = self.negate(part)
+            parts.append(part)
+        return _and(parts)
+
+    def members(self, name: str, field: FieldIndex | None, values: Sequence[Any]) -> Matched:
+        keys = {typed_key(v) for v in values}
+        if field is None:
+            return np.ones(self.rows, dtype=bool) if ("z", None) in keys else BitMap()
+        numbers = [k[1] for k in keys if k is not None and k[0] == "n"]
+        if ("z", None) in keys or sum(field.numbers.count_upper((("$eq", v),)) for v in numbers) > self.eval_rows:
+            return self.index.members(name, values, self.rows)  # rare: the mask, as Filter.index_mask
+        found = [self.clip(field.postings[k]) for k in keys if k is not None and k[0] != "n" and k in field.postings]
+        found += [field.numbers.select_rows((("$eq", v),), self.rows) for v in numbers]
+        if not found:
+            return BitMap()
+        return found[0] if len(found) == 1 else BitMap.union(*found)
+
+    def ordered(self, name: str, field: FieldIndex | None, op: str, operand: Any) -> Matched:
+        if field is None:
+            return BitMap()
+        if isinstance(operand, str):
+            return self.index.ordered(name, op, operand, self.rows)
+        return self.numbers(name, field, ((op, operand),))
+
+    def numbers(self, name: str, field: FieldIndex, bounds: Sequence[tuple[str, Any]]) -> Matched:
+        """Rows with a number entry satisfying every bound (one bound, or a single-valued range)."""
+        if field.numbers.count_upper(bounds) <= self.eval_rows:
+            return field.numbers.select_rows(bounds, self.rows)
+        if len(bounds) == 1:
+            return self.index.ordered(name, *bounds[0], self.rows)
+        return self.index.between(name, bounds, self.rows)
