@@ -28,12 +28,16 @@ from proximadb.storage.operations import NO_EXPIRY
 class SearchPath(CollectionState):
     """The search core behind Collection.search_batch (which checks the arguments)."""
 
-    planner_exact_rows = filter_plan.EXACT_ROWS  # filter_plan.plan's thresholds (tests move them)
+    # filter_plan.plan's thresholds: None = exact_limit for a part with a graph/IVF index, every
+    # matching row for one without; an int forces it for every part (tests reach both sides with it).
+    planner_exact_rows: int | None = None
     planner_eval_rows = filter_plan.EVAL_ROWS
 
-    def _plan(self, flt: Filter, payload: Any, rows: int) -> filter_plan.PartPlan:
-        return filter_plan.plan(flt, payload, rows, exact_rows=self.planner_exact_rows,
-                                eval_rows=self.planner_eval_rows)
+    def _plan(self, flt: Filter, payload: Any, rows: int, indexed: bool) -> filter_plan.PartPlan:
+        limit = self.planner_exact_rows
+        if limit is None:
+            limit = filter_plan.exact_limit(rows) if indexed else rows
+        return filter_plan.plan(flt, payload, rows, exact_rows=limit, eval_rows=self.planner_eval_rows)
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
                 include_metadata: bool, exact: bool | None, ef: int | None,
@@ -46,7 +50,7 @@ class SearchPath(CollectionState):
             fresh = []
             for mt in [*self.sealed, self.memtable]:
                 snap = mt.snapshot()
-                fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows)))
+                fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, False)))
         # Each part: (vectors, owner, rows to scan exactly or None, mask of candidates or None = every row).
         parts: list[tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]] = []
         for seg in segments:  # a segment's payload index is immutable: planned without the lock
@@ -54,7 +58,8 @@ class SearchPath(CollectionState):
                 whole = seg.expires_at is None and seg.all_alive()
                 parts.append((seg.vectors, seg, None, None if whole else self._alive(seg.alive(), seg, now)))
             else:
-                parts.append(self._planned(seg.vectors, seg, self._plan(flt, seg.payload, seg.rows),
+                indexed = seg.index is not None and not exact
+                parts.append(self._planned(seg.vectors, seg, self._plan(flt, seg.payload, seg.rows, indexed),
                                            seg.alive(), now))
         for snap, plan in fresh:
             base = snap.vectors[: snap.rows]
