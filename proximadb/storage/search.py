@@ -50,6 +50,8 @@ class SearchPath(CollectionState):
             fresh = []
             for mt in [*self.sealed, self.memtable]:
                 snap = mt.snapshot()
+                if snap.rows == 0:
+                    continue
                 fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, False)))
         # Each part: (vectors, owner, rows to scan exactly or None, mask of candidates or None = every row).
         parts: list[tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]] = []
