@@ -99,7 +99,7 @@ def _and(parts: list[Matched]) -> Matched:
     found = bitmaps[0] if len(bitmaps) == 1 else BitMap.intersection(*bitmaps)
     if mask is None or not found:
         return found
-    members = np.frombuffer(found.to_array(), dtype=np.uint32)
+    members = np.frombuffer(found.to_array(), dtype=np.uint32).astype(np.intp)  # numpy gathers fast by intp only
     return bitmap_of(members[mask[members]])
 
 

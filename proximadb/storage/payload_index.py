@@ -50,7 +50,7 @@ def bitmap_to_mask(bitmap: BitMap, rows: int, out: np.ndarray | None = None) -> 
     """The bool mask of length ``rows`` with the bitmap's rows below ``rows`` set (ORed into ``out``)."""
     mask = np.zeros(rows, dtype=bool) if out is None else out
     if bitmap:
-        members = np.frombuffer(bitmap.to_array(), dtype=np.uint32)
+        members = np.frombuffer(bitmap.to_array(), dtype=np.uint32).astype(np.intp)  # intp: numpy's fast scatter
         if bitmap.max() >= rows:
             members = members[members < rows]
         mask[members] = True
