@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from pyroaring import BitMap
@@ -41,7 +41,9 @@ WALK_COST = 64 * 32  # ef x M0 of the default HNSW search (ef 64, M 16): see exa
 EVAL_ROWS = 8192  # a numeric leaf (or a complement) estimated at most this large becomes a bitmap
 _ORDERINGS = ("$gt", "$gte", "$lt", "$lte")
 
-Matched = BitMap | np.ndarray  # rows as a roaring bitmap, or a bool mask over the part's rows
+# Rows as a roaring bitmap, a bool mask over the part's rows, or (what an $and of a bitmap and a mask
+# gives) a sorted intp array of row numbers, made a bitmap only if a further operation needs one.
+Matched = BitMap | np.ndarray
 
 
 class PartPlan:
@@ -69,6 +71,10 @@ def plan(flt: Filter, index: PayloadIndex, rows: int, *, exact_rows: int = EXACT
          eval_rows: int = EVAL_ROWS) -> PartPlan:
     """The plan of ``flt`` over rows ``[0, rows)`` of a part whose payload index is ``index``."""
     found = _Evaluator(index, rows, eval_rows).node(flt.spec)
+    if _is_rows(found):
+        if found.shape[0] <= exact_rows:
+            return PartPlan(found.astype(np.int64, copy=False), None)
+        return PartPlan(None, to_mask(found, rows))
     if isinstance(found, BitMap):
         if len(found) <= exact_rows:
             return PartPlan(np.frombuffer(found.to_array(), dtype=np.uint32).astype(np.int64), None)
@@ -84,10 +90,28 @@ def matching(flt: Filter, index: PayloadIndex, rows: int, eval_rows: int = EVAL_
 
 
 def to_mask(found: Matched, rows: int) -> np.ndarray:
-    return bitmap_to_mask(found, rows) if isinstance(found, BitMap) else found
+    if isinstance(found, BitMap):
+        return bitmap_to_mask(found, rows)
+    if _is_rows(found):
+        mask = np.zeros(rows, dtype=bool)
+        mask[found] = True
+        return mask
+    return found
+
+
+def _is_rows(found: Matched) -> TypeGuard[np.ndarray]:
+    return isinstance(found, np.ndarray) and found.dtype != np.bool_
+
+
+def _bitmap(found: Matched) -> Matched:
+    """A row array as a bitmap (for a further set operation); a bitmap or a mask as it is."""
+    return bitmap_of(found) if _is_rows(found) else found
 
 
 def _and(parts: list[Matched]) -> Matched:
+    if len(parts) == 1:
+        return parts[0]
+    parts = [_bitmap(p) for p in parts]
     bitmaps = [p for p in parts if isinstance(p, BitMap)]
     masks = [p for p in parts if not isinstance(p, BitMap)]
     mask: np.ndarray | None = None
@@ -100,10 +124,11 @@ def _and(parts: list[Matched]) -> Matched:
     if mask is None or not found:
         return found
     members = np.frombuffer(found.to_array(), dtype=np.uint32).astype(np.intp)  # numpy gathers fast by intp only
-    return bitmap_of(members[mask[members]])
+    return members[mask[members]]
 
 
 def _or(parts: list[Matched], rows: int) -> Matched:
+    parts = [_bitmap(p) for p in parts]
     bitmaps = [p for p in parts if isinstance(p, BitMap)]
     if len(bitmaps) == len(parts):
         return bitmaps[0] if len(bitmaps) == 1 else BitMap.union(*bitmaps)
@@ -140,6 +165,7 @@ class _Evaluator:
         return _and(parts)
 
     def negate(self, found: Matched) -> Matched:
+        found = _bitmap(found)
         if not isinstance(found, BitMap):
             return ~found
         if self.rows - len(found) <= self.eval_rows:
