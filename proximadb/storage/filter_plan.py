@@ -27,14 +27,14 @@ choose the cheaper route, never the answer (tests set them to force each side).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
 import numpy as np
 from pyroaring import BitMap
 
 from proximadb.filters import Filter, typed_key
-from proximadb.storage.payload_index import FieldIndex, PayloadIndex, bitmap_of, bitmap_to_mask
+from proximadb.storage.payload_index import FieldIndex, PayloadIndex, bitmap_of, bitmap_to_mask, rows_satisfying
 
 EXACT_ROWS = 4096  # the least exact_limit: this many matching rows are always scanned exactly
 WALK_COST = 64 * 32  # ef x M0 of the default HNSW search (ef 64, M 16): see exact_limit
@@ -70,7 +70,7 @@ def exact_limit(rows: int) -> int:
 def plan(flt: Filter, index: PayloadIndex, rows: int, *, exact_rows: int = EXACT_ROWS,
          eval_rows: int = EVAL_ROWS) -> PartPlan:
     """The plan of ``flt`` over rows ``[0, rows)`` of a part whose payload index is ``index``."""
-    found = _Evaluator(index, rows, eval_rows).node(flt.spec)
+    found = _settle(_Evaluator(index, rows, eval_rows).node(flt.spec))
     if _is_rows(found):
         if found.shape[0] <= exact_rows:
             return PartPlan(found.astype(np.int64, copy=False), None)
@@ -86,7 +86,7 @@ def plan(flt: Filter, index: PayloadIndex, rows: int, *, exact_rows: int = EXACT
 
 def matching(flt: Filter, index: PayloadIndex, rows: int, eval_rows: int = EVAL_ROWS) -> np.ndarray:
     """The bool mask of the rows matching ``flt`` as the planner evaluates it (for tests)."""
-    return to_mask(_Evaluator(index, rows, eval_rows).node(flt.spec), rows)
+    return to_mask(_settle(_Evaluator(index, rows, eval_rows).node(flt.spec)), rows)
 
 
 def to_mask(found: Matched, rows: int) -> np.ndarray:
@@ -108,27 +108,49 @@ def _bitmap(found: Matched) -> Matched:
     return bitmap_of(found) if _is_rows(found) else found
 
 
-def _and(parts: list[Matched]) -> Matched:
+class _Range:
+    """A large range of a sealed single-valued number column, not materialised: an ``$and`` with a
+    smaller set tests just that set's rows against the column's per-row values; anything else
+    makes it the mask."""
+
+    __slots__ = ("bounds", "mask", "values")
+
+    def __init__(self, values: np.ndarray, bounds: Sequence[tuple[str, Any]], mask: Callable[[], np.ndarray]) -> None:
+        self.values = values
+        self.bounds = bounds
+        self.mask = mask
+
+
+def _settle(found: Matched | _Range) -> Matched:
+    return found.mask() if isinstance(found, _Range) else found
+
+
+def _and(parts: list[Matched | _Range]) -> Matched | _Range:
     if len(parts) == 1:
         return parts[0]
-    parts = [_bitmap(p) for p in parts]
-    bitmaps = [p for p in parts if isinstance(p, BitMap)]
-    masks = [p for p in parts if not isinstance(p, BitMap)]
-    mask: np.ndarray | None = None
-    for m in masks:
-        mask = m if mask is None else mask & m
+    ranges = [p for p in parts if isinstance(p, _Range)]
+    sets = [_bitmap(p) for p in parts if not isinstance(p, _Range)]
+    bitmaps = [p for p in sets if isinstance(p, BitMap)]
+    masks = [p for p in sets if not isinstance(p, BitMap)]
     if not bitmaps:
-        assert mask is not None
+        masks += [r.mask() for r in ranges]
+        mask = masks[0]
+        for m in masks[1:]:
+            mask = mask & m
         return mask
     found = bitmaps[0] if len(bitmaps) == 1 else BitMap.intersection(*bitmaps)
-    if mask is None or not found:
+    if not (masks or ranges) or not found:
         return found
     members = np.frombuffer(found.to_array(), dtype=np.uint32).astype(np.intp)  # numpy gathers fast by intp only
-    return members[mask[members]]
+    for m in masks:
+        members = members[m[members]]
+    for r in ranges:
+        members = rows_satisfying(r.values, members, r.bounds)
+    return members
 
 
-def _or(parts: list[Matched], rows: int) -> Matched:
-    parts = [_bitmap(p) for p in parts]
+def _or(found: list[Matched | _Range], rows: int) -> Matched:
+    parts = [_bitmap(_settle(p)) for p in found]
     bitmaps = [p for p in parts if isinstance(p, BitMap)]
     if len(bitmaps) == len(parts):
         return bitmaps[0] if len(bitmaps) == 1 else BitMap.union(*bitmaps)
@@ -149,8 +171,8 @@ class _Evaluator:
         self.rows = rows
         self.eval_rows = eval_rows
 
-    def node(self, node: Mapping[str, Any]) -> Matched:
-        parts: list[Matched] = []
+    def node(self, node: Mapping[str, Any]) -> Matched | _Range:
+        parts: list[Matched | _Range] = []
         for key, value in node.items():
             if key == "$and":
                 parts.append(_and([self.node(child) for child in value]))
@@ -164,8 +186,8 @@ class _Evaluator:
             return np.ones(self.rows, dtype=bool)
         return _and(parts)
 
-    def negate(self, found: Matched) -> Matched:
-        found = _bitmap(found)
+    def negate(self, part: Matched | _Range) -> Matched:
+        found = _bitmap(_settle(part))
         if not isinstance(found, BitMap):
             return ~found
         if self.rows - len(found) <= self.eval_rows:
@@ -179,11 +201,11 @@ class _Evaluator:
             bitmap.remove_range(self.rows, bitmap.max() + 1)
         return bitmap
 
-    def field(self, name: str, value: Any) -> Matched:
+    def field(self, name: str, value: Any) -> Matched | _Range:
         field = self.index.fields.get(name)
         if not isinstance(value, Mapping):
             return self.members(name, field, [value])
-        parts: list[Matched] = []
+        parts: list[Matched | _Range] = []
         bounds = [(op, arg) for op, arg in value.items() if op in _ORDERINGS and not isinstance(arg, str)]
         if len(bounds) > 1:  # a numeric range: one pass over the sorted numbers when no row has two
             if field is None or not field.numbers.single_valued:
@@ -193,6 +215,7 @@ class _Evaluator:
         for op, arg in value.items():
             if len(bounds) > 1 and (op, arg) in bounds:
                 continue
+            part: Matched | _Range
             if op in ("$eq", "$ne"):
                 part = self.members(name, field, [arg])
             elif op in ("$in", "$nin"):
@@ -219,17 +242,22 @@ class _Evaluator:
             return BitMap()
         return found[0] if len(found) == 1 else BitMap.union(*found)
 
-    def ordered(self, name: str, field: FieldIndex | None, op: str, operand: Any) -> Matched:
+    def ordered(self, name: str, field: FieldIndex | None, op: str, operand: Any) -> Matched | _Range:
         if field is None:
             return BitMap()
         if isinstance(operand, str):
             return self.index.ordered(name, op, operand, self.rows)
         return self.numbers(name, field, ((op, operand),))
 
-    def numbers(self, name: str, field: FieldIndex, bounds: Sequence[tuple[str, Any]]) -> Matched:
+    def numbers(self, name: str, field: FieldIndex, bounds: Sequence[tuple[str, Any]]) -> Matched | _Range:
         """Rows with a number entry satisfying every bound (one bound, or a single-valued range)."""
         if field.numbers.count_upper(bounds) <= self.eval_rows:
             return field.numbers.select_rows(bounds, self.rows)
-        if len(bounds) == 1:
-            return self.index.ordered(name, *bounds[0], self.rows)
-        return self.index.between(name, bounds, self.rows)
+
+        def mask() -> np.ndarray:
+            if len(bounds) == 1:
+                return self.index.ordered(name, *bounds[0], self.rows)
+            return self.index.between(name, bounds, self.rows)
+
+        values = field.numbers.by_row()
+        return mask() if values is None else _Range(values, bounds, mask)

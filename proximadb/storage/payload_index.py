@@ -64,6 +64,27 @@ def bitmap_of(rows: np.ndarray) -> BitMap:
     return BitMap(array.array("I", rows.astype(np.uint32, copy=False).tobytes()))
 
 
+def _satisfy(values: np.ndarray, op: str, operand: Any) -> np.ndarray:
+    """Which float64 entries satisfy ``v <op> operand``, exactly (as NumberColumn's class docstring says)."""
+    fa = _as_float(operand)
+    tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
+    if op == "$eq":
+        return values == fa if tie else np.zeros(values.shape[0], dtype=bool)
+    if op in ("$gt", "$gte"):
+        return values >= fa if tie else values > fa
+    return values <= fa if tie else values < fa
+
+
+def rows_satisfying(values: np.ndarray, rows: np.ndarray, conditions: Sequence[tuple[str, Any]]) -> np.ndarray:
+    """The entries of ``rows`` whose number in ``values`` (NumberColumn.by_row) meets every condition."""
+    inside = rows < values.shape[0]
+    picked = values[np.where(inside, rows, 0)]
+    keep = inside
+    for op, operand in conditions:
+        keep &= _satisfy(picked, op, operand)
+    return rows[keep]
+
+
 def _as_float(number: Any) -> float:
     try:
         return float(number)
@@ -85,7 +106,7 @@ class NumberColumn:
     entries ``v == fa`` are decided by one exact Python comparison of ``fa`` with ``a``.
     """
 
-    __slots__ = ("_base_r", "_base_v", "_exact", "_multi", "_shadowed", "_tail_n", "_tail_r", "_tail_v")
+    __slots__ = ("_base_r", "_base_v", "_by_row", "_exact", "_multi", "_shadowed", "_tail_n", "_tail_r", "_tail_v")
 
     def __init__(self) -> None:
         self._base_v = np.empty(0, dtype=np.float64)
@@ -96,9 +117,11 @@ class NumberColumn:
         self._exact: dict[int, list[Any]] = {}
         self._shadowed: set[int] = set()
         self._multi = False  # some row has two or more entries (a list of numbers)
+        self._by_row: np.ndarray | None = None  # by_row(), once built
 
     def add(self, values: list[Any], rows: list[int]) -> None:
         """Append entries (numbers as :func:`typed_key` gives them: int or float)."""
+        self._by_row = None
         if len(rows) > 1 and not self._multi:
             self._multi = bool((np.diff(np.asarray(rows)) == 0).any())  # a batch's rows come in order
         keep_v: list[float] = []
@@ -125,6 +148,7 @@ class NumberColumn:
 
     def seal(self) -> None:
         """Merge the tail into the sorted base."""
+        self._by_row = None
         if not self._tail_n:
             return
         values = np.concatenate([self._base_v, self._tail_v[: self._tail_n]])
@@ -148,6 +172,7 @@ class NumberColumn:
 
     def replace(self, row: int, values: list[Any]) -> None:
         """Row ``row`` now has these numbers (its array entries are ignored from now on)."""
+        self._by_row = None
         self._shadowed.add(row)
         self._multi = self._multi or len(values) > 1
         if values:
@@ -167,21 +192,23 @@ class NumberColumn:
         hit: np.ndarray | None = None
         tail_v = self._tail_v[: self._tail_n]
         for op, operand in conditions:
-            fa = _as_float(operand)
-            tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
-            lo = int(np.searchsorted(self._base_v, fa, side="left"))
-            hi = int(np.searchsorted(self._base_v, fa, side="right"))
-            if op == "$eq":
-                start, stop = max(start, lo), min(stop, hi if tie else lo)
-                part = tail_v == fa if tie else np.zeros(self._tail_n, dtype=bool)
-            elif op in ("$gt", "$gte"):
-                start = max(start, lo if tie else hi)
-                part = tail_v >= fa if tie else tail_v > fa
-            else:
-                stop = min(stop, hi if tie else lo)
-                part = tail_v <= fa if tie else tail_v < fa
+            start, stop = self._narrow(start, stop, op, operand)
+            part = _satisfy(tail_v, op, operand)
             hit = part if hit is None else hit & part
         return start, stop, hit
+
+    def by_row(self) -> np.ndarray | None:
+        """float64 per row, the row's number (NaN: none), for a column that can give it: sealed, no row
+        with two numbers, none replaced in place or kept exactly. Built on first use (8 bytes a row,
+        a segment's column only), for the planner to test a few rows against a large range."""
+        if self._by_row is None:
+            if self._multi or self._shadowed or self._tail_n or self._exact:
+                return None
+            size = int(self._base_r.max()) + 1 if self._base_r.shape[0] else 0
+            values = np.full(size, np.nan)
+            values[self._base_r] = self._base_v
+            self._by_row = values
+        return self._by_row
 
     def count_upper(self, conditions: Sequence[tuple[str, Any]]) -> int:
         """An upper bound of the rows :meth:`select` would pick, without picking them (the planner's
