@@ -222,13 +222,13 @@ class NumberColumn:
         """The base entries ``[start, stop)`` narrowed to those ``<op> operand``."""
         fa = _as_float(operand)
         tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
-        lo = int(np.searchsorted(self._base_v, fa, side="left"))
-        hi = int(np.searchsorted(self._base_v, fa, side="right"))
+        values = self._base_v
         if op == "$eq":
-            return max(start, lo), min(stop, hi if tie else lo)
+            lo = int(values.searchsorted(fa, "left"))
+            return max(start, lo), min(stop, int(values.searchsorted(fa, "right")) if tie else lo)
         if op in ("$gt", "$gte"):
-            return max(start, lo if tie else hi), stop
-        return start, min(stop, hi if tie else lo)
+            return max(start, int(values.searchsorted(fa, "left" if tie else "right"))), stop
+        return start, min(stop, int(values.searchsorted(fa, "right" if tie else "left")))
 
     def select_rows(self, conditions: Sequence[tuple[str, Any]], rows: int) -> BitMap:
         """The rows :meth:`select` would OR into a mask of ``rows`` rows, as a new bitmap."""
