@@ -34,7 +34,14 @@ import numpy as np
 from pyroaring import BitMap
 
 from proximadb.filters import Filter, typed_key
-from proximadb.storage.payload_index import FieldIndex, PayloadIndex, bitmap_of, bitmap_to_mask, rows_satisfying
+from proximadb.storage.payload_index import (
+    FieldIndex,
+    PayloadIndex,
+    bitmap_of,
+    bitmap_to_mask,
+    rows_satisfying,
+    rows_satisfying_mask,
+)
 
 EXACT_ROWS = 4096  # the least exact_limit: this many matching rows are always scanned exactly
 WALK_COST = 64 * 32  # ef x M0 of the default HNSW search (ef 64, M 16): see exact_limit
@@ -251,13 +258,19 @@ class _Evaluator:
 
     def numbers(self, name: str, field: FieldIndex, bounds: Sequence[tuple[str, Any]]) -> Matched | _Range:
         """Rows with a number entry satisfying every bound (one bound, or a single-valued range)."""
-        if field.numbers.count_upper(bounds) <= self.eval_rows:
+        count = field.numbers.count_upper(bounds)
+        if count <= self.eval_rows:
             return field.numbers.select_rows(bounds, self.rows)
+        values = field.numbers.by_row()
 
         def mask() -> np.ndarray:
-            if len(bounds) == 1:
+            if values is not None and 4 * count > self.rows:  # a quarter of the rows or more: compare them all
+                found = np.zeros(self.rows, dtype=bool)
+                within = values[: self.rows]
+                found[: within.shape[0]] = rows_satisfying_mask(within, bounds)
+                return found
+            if len(bounds) == 1:  # scatter the rows in range from the sorted column
                 return self.index.ordered(name, *bounds[0], self.rows)
             return self.index.between(name, bounds, self.rows)
 
-        values = field.numbers.by_row()
         return mask() if values is None else _Range(values, bounds, mask)

@@ -75,6 +75,14 @@ def _satisfy(values: np.ndarray, op: str, operand: Any) -> np.ndarray:
     return values <= fa if tie else values < fa
 
 
+def rows_satisfying_mask(values: np.ndarray, conditions: Sequence[tuple[str, Any]]) -> np.ndarray:
+    """Which entries of ``values`` (NumberColumn.by_row) meet every condition."""
+    keep = _satisfy(values, *conditions[0])
+    for op, operand in conditions[1:]:
+        keep &= _satisfy(values, op, operand)
+    return keep
+
+
 def rows_satisfying(values: np.ndarray, rows: np.ndarray, conditions: Sequence[tuple[str, Any]]) -> np.ndarray:
     """The entries of ``rows`` whose number in ``values`` (NumberColumn.by_row) meets every condition."""
     inside = rows < values.shape[0]
