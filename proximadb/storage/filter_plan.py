@@ -11,6 +11,12 @@ binary searches, :meth:`NumberColumn.count_upper`):
 * a **bool mask** over the part's rows (a large numeric range, a negation of a large set):
   the O(rows) masks of :meth:`proximadb.filters.Filter.index_mask`, numpy-fast.
 
+A large range of a sealed column with one number per row is kept unevaluated: an ``$and`` with a
+smaller set tests just that set's rows against the column's per-row values
+(:meth:`NumberColumn.by_row`, 8 bytes a row, built on first use), otherwise it becomes its mask
+(one vectorised comparison of those values when it holds a quarter of the rows or more, else the
+rows in range scattered from the sorted column).
+
 ``$and`` intersects the bitmaps first (C), then keeps the bitmap's rows that the masks allow (a
 gather over those rows only); ``$or`` of bitmaps is their union, with a mask it becomes a mask;
 ``$not`` of a bitmap stays a bitmap when the complement is small. The result is exactly the rows
