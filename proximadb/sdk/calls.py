@@ -33,7 +33,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.codec import avro_search
+from proximadb.codec.avro_search import encode_search_request
+from proximadb.codec.framing import decode_frame, encode_frame
+from proximadb.codec.payload import encode_insert, encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import (
     CollectionConfigMismatchError,
@@ -335,40 +338,31 @@ def search_batch(
     if unknown:
         raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
     q = vector_matrix(queries, "queries")
-    datum = {
-        "queries": q.tolist(),
-        "k": k,
-        "filter": filter_json(options.get("filter")),
-        "include_vectors": bool(options.get("include_vectors", False)),
-        "include_metadata": bool(options.get("include_metadata", True)),
-        "ef": options.get("ef"),
-        "nprobe": options.get("nprobe"),
-        "exact": bool(options.get("exact", False)),
-    }
-    payload = encode_payload("vector_search", datum, schema_version)
+    flt = filter_json(options.get("filter"))
+    flags = (bool(options.get("include_vectors", False)), bool(options.get("include_metadata", True)))
+    ef, nprobe, exact = options.get("ef"), options.get("nprobe"), bool(options.get("exact", False))
+    if _int32(k) and (ef is None or _int32(ef)) and (nprobe is None or _int32(nprobe)):
+        datum = encode_search_request(q, k, flt, *flags, ef, nprobe, exact)  # no Python float per component
+        payload = encode_frame("vector_search", datum, schema_version)
+    else:  # an odd k / ef / nprobe: fastavro's checks word the error, as for every payload
+        payload = encode_payload("vector_search", {
+            "queries": q.tolist(), "k": k, "filter": flt, "include_vectors": flags[0],
+            "include_metadata": flags[1], "ef": ef, "nprobe": nprobe, "exact": exact,
+        }, schema_version)
     answer = yield Call("search_payload", (collection, payload))
     return decode_search_result(answer)
 
 
+def _int32(value: Any) -> bool:
+    return type(value) is int and -(2**31) <= value < 2**31
+
+
 def decode_search_result(answer: bytes) -> list[list[dict[str, Any]]]:
     """A ``search_result`` payload frame as lists of hit dicts (vectors as float32 arrays)."""
-    _version, op_type, result = decode_payload(answer)
-    if op_type != "search_result" or not isinstance(result, dict):
+    version, op_type, datum = decode_frame(answer)
+    if op_type != "search_result":
         raise UnavailableError(f"the server answered a search with {op_type!r}")
-    out = []
-    for hits in result["results"]:
-        rows = []
-        for h in hits:
-            hit: dict[str, Any] = {"id": h["id"], "score": h["score"], "distance": h["distance"]}
-            if h.get("metadata") is not None:
-                hit["metadata"] = h["metadata"]
-            if h.get("vector") is not None:
-                hit["vector"] = np.asarray(h["vector"], dtype=np.float32)
-            if h.get("expires_at") is not None:
-                hit["expires_at"] = h["expires_at"]
-            rows.append(hit)
-        out.append(rows)
-    return out
+    return avro_search.decode_search_result(datum, version)
 
 
 # ---------------------------------------------------------------------- choosing a protocol
