@@ -1,6 +1,7 @@
 """End-to-end benchmark through a real daemon (issue 3).
 
-    python bench/bench_e2e.py [--vectors 100000] [--queries 1000] [--batch 100] [--json bench/results/e2e.json] [--auth] [--tls]
+    python bench/bench_e2e.py [--vectors 100000] [--queries 1000] [--batch 100] [--json bench/results/e2e.json]
+                              [--auth] [--tls]
 
 Starts ``proximadb serve`` on free loopback ports over a fresh data directory
 (fsync=always, on the project's disk), then measures:

@@ -38,6 +38,7 @@ from proximadb.codec.avro_search import encode_search_request
 from proximadb.codec.framing import decode_frame, encode_frame
 from proximadb.codec.payload import encode_insert, encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
+from proximadb.embeddings import with_documents
 from proximadb.errors import (
     CollectionConfigMismatchError,
     CollectionExistsError,
@@ -48,6 +49,7 @@ from proximadb.errors import (
     ValidationError,
     VectorNotFoundError,
 )
+from proximadb.sdk import columns
 
 T = TypeVar("T")
 DEFAULT_BATCH_SIZE = 1000
@@ -195,11 +197,16 @@ def id_list(ids: Any) -> list[Any]:
     left for the payload encoder to refuse)."""
     if isinstance(ids, str):
         raise ValidationError("ids must be a sequence of str, not a single string")
+    if columns.is_arrow(ids):
+        return columns.arrow_strings(ids, "ids")  # type: ignore[return-value]
     return [str(i) if isinstance(i, str) else i for i in ids]
 
 
 def vector_matrix(vectors: Any, what: str = "vectors") -> np.ndarray:
-    """``vectors`` (a 2-D array-like, or one 1-D vector) as a contiguous float32 (n, dim) matrix."""
+    """``vectors`` (a 2-D array-like, a pyarrow list column, or one 1-D vector) as a contiguous float32
+    (n, dim) matrix."""
+    if columns.is_arrow(vectors):
+        return columns.arrow_matrix(vectors, what)
     try:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -223,13 +230,24 @@ def insert_vectors(
     metadatas: Sequence[dict[str, Any] | None] | None = None,
     upsert: bool = False,
 ) -> Plan[dict[str, Any]]:
-    """Records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``) in payloads of ``batch_size``.
+    """Records (dicts, or a table: :mod:`proximadb.sdk.columns`) or ``ids`` + a ``vectors`` matrix
+    (+ ``metadatas``) in payloads of ``batch_size``.
 
     Each batch is applied all or nothing; an insert is never retried (it may have been applied),
     an upsert is. Returns ``{"count", "ids"}``.
     """
     all_ids: list[str] = []
     stamp = _now_us()
+    if records is not None and columns.is_table(records):
+        if ids is not None or vectors is not None or metadatas is not None:
+            raise ValidationError("give either a table of records, or ids + vectors (+ metadatas), not both")
+        table = columns.table_columns(records)
+        if table.vectors is None:
+            raise ValidationError("a table of records needs a vector column here (documents are embedded by a "
+                                  "collection handle with an embedding function)")
+        records, ids, vectors, metadatas = None, table.ids, table.vectors, table.metadatas
+        if table.documents is not None:
+            metadatas = with_documents(table.documents, metadatas)
     if records is not None:
         if ids is not None or vectors is not None or metadatas is not None:
             raise ValidationError("give either records, or ids + vectors (+ metadatas), not both")

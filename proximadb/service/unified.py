@@ -23,7 +23,7 @@ from proximadb._version import __version__
 from proximadb.codec import avro_search
 from proximadb.codec.avro_batch import encode_vector_batch
 from proximadb.codec.framing import decode_frame, encode_frame
-from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.codec.payload import decode_payload, encode_insert
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import PayloadTooLargeError, UnknownOperationError, ValidationError, VectorNotFoundError
 from proximadb.limits import Limits
@@ -256,10 +256,11 @@ class UnifiedAvroService:
         # error) goes the general way, so its refusals are worded as for every payload.
         req = avro_search.decode_search_request(datum) if op_type == "vector_search" else None
         if req is None:
-            version, op_type, req = decode_payload(payload)
+            version, op_type, decoded = decode_payload(payload)
             if op_type != "vector_search":
                 raise UnknownOperationError(f"expected a vector_search payload, got {op_type!r}")
-            assert isinstance(req, dict)
+            assert isinstance(decoded, dict)
+            req = decoded
         if len(req["queries"]) == 0:
             raise ValidationError("a search needs at least one query vector")
         # The filter stays JSON text: compile_filter parses it (filters.parse_filter_text), as for every API.
