@@ -1,6 +1,7 @@
 """End-to-end benchmark through a real daemon (issue 3).
 
-    python bench/bench_e2e.py [--vectors 100000] [--queries 1000] [--json bench/results/e2e.json] [--auth] [--tls]
+    python bench/bench_e2e.py [--vectors 100000] [--queries 1000] [--batch 100] [--json bench/results/e2e.json]
+                              [--auth] [--tls]
 
 Starts ``proximadb serve`` on free loopback ports over a fresh data directory
 (fsync=always, on the project's disk), then measures:
@@ -9,7 +10,12 @@ Starts ``proximadb serve`` on free loopback ports over a fresh data directory
   over gRPC and over REST (application/avro): vectors/s;
 * search over 10k x 128 (exact), one query at a time over gRPC and REST:
   p50/p99 latency and QPS, against an in-process ``Collection.search`` on the
-  same data (the protocol overhead).
+  same data (the protocol overhead), and a bare grpcio unary call (the health
+  check RPC, the SDK not involved): issue 13's bar is SDK p50 <= 1.3 x (bare call
+  + in-process search);
+* batch search, ``--batch`` queries per call (``search_batch``) over gRPC and
+  REST: QPS against in-process ``Collection.search_batch`` with the same batches
+  (issue 13's bar: >= 80%).
 
 With ``--auth`` (an API key required and sent) and/or ``--tls`` (a self-signed
 CA and server certificate made on the fly; needs ``cryptography``), the daemon
@@ -89,10 +95,36 @@ def _latencies(call, queries: np.ndarray) -> dict[str, float]:  # type: ignore[n
             "qps": len(queries) / total}
 
 
+def _batch_qps(call, queries: np.ndarray, batch: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Queries per second with ``batch`` queries per call (the best of three passes over ``queries``)."""
+    call(queries[:batch])
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for s in range(0, len(queries), batch):
+            call(queries[s : s + batch])
+        best = min(best, time.perf_counter() - start)
+    return {"batch": batch, "qps": len(queries) / best}
+
+
+def _bare_call(port: int, queries: np.ndarray) -> dict[str, float]:
+    """The health check RPC through a plain grpcio stub: what one unary call costs, no SDK."""
+    import grpc
+
+    from proximadb.api.grpc._generated import proximadb_pb2 as pb
+    from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.ProximaDBStub(channel)
+        request = pb.HealthRequest()
+        return _latencies(lambda _q: stub.Health(request, timeout=30), queries)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=100, help="queries per call for batch search")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--auth", action="store_true", help="also run with an API key; report the ratios")
     parser.add_argument("--tls", action="store_true", help="also run with TLS; report the ratios")
@@ -103,13 +135,17 @@ def main() -> None:
     queries = rng.standard_normal((args.queries, DIM)).astype(np.float32)
     root = Path(tempfile.mkdtemp(prefix="pxdb-e2e-", dir=Path(__file__).resolve().parent))
     results: dict[str, object] = {"vectors": args.vectors, "queries": args.queries, "fsync": "always"}
-    results.update(_daemon_run(root / "data", vectors, search_base, queries, Security()))
+    results.update(_daemon_run(root / "data", vectors, search_base, queries, Security(), args.batch))
     with Engine.open(root / "inproc", fsync="never") as engine:
         engine.create_collection("search", DIM, distance_metric="euclidean")
         col = engine.collection("search")
         col.insert(ids=[str(i) for i in range(len(search_base))], vectors=search_base)
         results["search_in_process"] = _latencies(lambda q: col.search(q, k=10), queries)
+        results["batch_in_process"] = _batch_qps(lambda q: col.search_batch(q, k=10), queries, args.batch)
     inproc = results["search_in_process"]["p50_ms"]  # type: ignore[index]
+    bare = results["bare_grpc_call"]["p50_ms"]  # type: ignore[index]
+    bar = 1.3 * (bare + inproc)
+    results["bar_p50_ms"] = bar
     print(f"durable ingest (fsync=always), batches of {BATCH} x {DIM}:")
     print(f"  gRPC  {results['ingest_grpc_vectors_per_s']:>10,.0f} vectors/s   (goal >= 100,000)")
     print(f"  REST  {results['ingest_rest_vectors_per_s']:>10,.0f} vectors/s")
@@ -118,10 +154,17 @@ def main() -> None:
         s = results[key]  # type: ignore[index]
         print(f"  {key[7:]:<11} p50 {s['p50_ms']:.3f} ms  p99 {s['p99_ms']:.3f} ms  {s['qps']:,.0f} QPS"
               + ("" if key == "search_in_process" else f"  (overhead p50 +{s['p50_ms'] - inproc:.3f} ms)"))
+    print(f"  bare gRPC call (health RPC, no SDK) p50 {bare:.3f} ms; bar 1.3 x (bare + in-process) = {bar:.3f} ms")
+    ref = results["batch_in_process"]["qps"]  # type: ignore[index]
+    print(f"batch search, {args.batch} queries per call:  in-process {ref:,.0f} QPS")
+    for proto in ("grpc", "rest"):
+        qps = results[f"batch_{proto}"]["qps"]  # type: ignore[index]
+        print(f"  {proto:<5} {qps:>10,.0f} QPS  ({qps / ref:.0%} of in-process; goal >= 80%)")
     if args.auth or args.tls:
         secured = Security(auth=args.auth, tls=args.tls, directory=root)
         results["secured"] = {"auth": args.auth, "tls": args.tls,
-                              **_daemon_run(root / "data-secured", vectors, search_base, queries, secured)}
+                              **_daemon_run(root / "data-secured", vectors, search_base, queries, secured,
+                                            args.batch)}
         _report_ratios(results)
     shutil.rmtree(root, ignore_errors=True)
     if args.json:
@@ -130,7 +173,7 @@ def main() -> None:
 
 
 def _daemon_run(data: Path, vectors: np.ndarray, search_base: np.ndarray, queries: np.ndarray,
-                security: Security) -> dict[str, object]:
+                security: Security, batch: int) -> dict[str, object]:
     results: dict[str, object] = {}
     proc, rest, grpc = _start(data, security)
     try:
@@ -141,6 +184,10 @@ def _daemon_run(data: Path, vectors: np.ndarray, search_base: np.ndarray, querie
             g.insert_vectors("search", ids=[str(i) for i in range(len(search_base))], vectors=search_base)
             results["search_grpc"] = _latencies(lambda q: g.search("search", q, k=10), queries)
             results["search_rest"] = _latencies(lambda q: r.search("search", q, k=10), queries)
+            results["batch_grpc"] = _batch_qps(lambda q: g.search_batch("search", q, k=10), queries, batch)
+            results["batch_rest"] = _batch_qps(lambda q: r.search_batch("search", q, k=10), queries, batch)
+            if not security.tls and not security.auth:
+                results["bare_grpc_call"] = _bare_call(grpc, queries)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)

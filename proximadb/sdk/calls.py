@@ -33,8 +33,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.codec import avro_search
+from proximadb.codec.avro_search import encode_search_request
+from proximadb.codec.framing import decode_frame, encode_frame
+from proximadb.codec.payload import encode_insert, encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
+from proximadb.embeddings import with_documents
 from proximadb.errors import (
     CollectionConfigMismatchError,
     CollectionExistsError,
@@ -45,6 +49,7 @@ from proximadb.errors import (
     ValidationError,
     VectorNotFoundError,
 )
+from proximadb.sdk import columns
 
 T = TypeVar("T")
 DEFAULT_BATCH_SIZE = 1000
@@ -192,11 +197,16 @@ def id_list(ids: Any) -> list[Any]:
     left for the payload encoder to refuse)."""
     if isinstance(ids, str):
         raise ValidationError("ids must be a sequence of str, not a single string")
+    if columns.is_arrow(ids):
+        return columns.arrow_strings(ids, "ids")  # type: ignore[return-value]
     return [str(i) if isinstance(i, str) else i for i in ids]
 
 
 def vector_matrix(vectors: Any, what: str = "vectors") -> np.ndarray:
-    """``vectors`` (a 2-D array-like, or one 1-D vector) as a contiguous float32 (n, dim) matrix."""
+    """``vectors`` (a 2-D array-like, a pyarrow list column, or one 1-D vector) as a contiguous float32
+    (n, dim) matrix."""
+    if columns.is_arrow(vectors):
+        return columns.arrow_matrix(vectors, what)
     try:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -220,13 +230,24 @@ def insert_vectors(
     metadatas: Sequence[dict[str, Any] | None] | None = None,
     upsert: bool = False,
 ) -> Plan[dict[str, Any]]:
-    """Records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``) in payloads of ``batch_size``.
+    """Records (dicts, or a table: :mod:`proximadb.sdk.columns`) or ``ids`` + a ``vectors`` matrix
+    (+ ``metadatas``) in payloads of ``batch_size``.
 
     Each batch is applied all or nothing; an insert is never retried (it may have been applied),
     an upsert is. Returns ``{"count", "ids"}``.
     """
     all_ids: list[str] = []
     stamp = _now_us()
+    if records is not None and columns.is_table(records):
+        if ids is not None or vectors is not None or metadatas is not None:
+            raise ValidationError("give either a table of records, or ids + vectors (+ metadatas), not both")
+        table = columns.table_columns(records)
+        if table.vectors is None:
+            raise ValidationError("a table of records needs a vector column here (documents are embedded by a "
+                                  "collection handle with an embedding function)")
+        records, ids, vectors, metadatas = None, table.ids, table.vectors, table.metadatas
+        if table.documents is not None:
+            metadatas = with_documents(table.documents, metadatas)
     if records is not None:
         if ids is not None or vectors is not None or metadatas is not None:
             raise ValidationError("give either records, or ids + vectors (+ metadatas), not both")
@@ -335,40 +356,31 @@ def search_batch(
     if unknown:
         raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
     q = vector_matrix(queries, "queries")
-    datum = {
-        "queries": q.tolist(),
-        "k": k,
-        "filter": filter_json(options.get("filter")),
-        "include_vectors": bool(options.get("include_vectors", False)),
-        "include_metadata": bool(options.get("include_metadata", True)),
-        "ef": options.get("ef"),
-        "nprobe": options.get("nprobe"),
-        "exact": bool(options.get("exact", False)),
-    }
-    payload = encode_payload("vector_search", datum, schema_version)
+    flt = filter_json(options.get("filter"))
+    flags = (bool(options.get("include_vectors", False)), bool(options.get("include_metadata", True)))
+    ef, nprobe, exact = options.get("ef"), options.get("nprobe"), bool(options.get("exact", False))
+    if _int32(k) and (ef is None or _int32(ef)) and (nprobe is None or _int32(nprobe)):
+        datum = encode_search_request(q, k, flt, *flags, ef, nprobe, exact)  # no Python float per component
+        payload = encode_frame("vector_search", datum, schema_version)
+    else:  # an odd k / ef / nprobe: fastavro's checks word the error, as for every payload
+        payload = encode_payload("vector_search", {
+            "queries": q.tolist(), "k": k, "filter": flt, "include_vectors": flags[0],
+            "include_metadata": flags[1], "ef": ef, "nprobe": nprobe, "exact": exact,
+        }, schema_version)
     answer = yield Call("search_payload", (collection, payload))
     return decode_search_result(answer)
 
 
+def _int32(value: Any) -> bool:
+    return type(value) is int and -(2**31) <= value < 2**31
+
+
 def decode_search_result(answer: bytes) -> list[list[dict[str, Any]]]:
     """A ``search_result`` payload frame as lists of hit dicts (vectors as float32 arrays)."""
-    _version, op_type, result = decode_payload(answer)
-    if op_type != "search_result" or not isinstance(result, dict):
+    version, op_type, datum = decode_frame(answer)
+    if op_type != "search_result":
         raise UnavailableError(f"the server answered a search with {op_type!r}")
-    out = []
-    for hits in result["results"]:
-        rows = []
-        for h in hits:
-            hit: dict[str, Any] = {"id": h["id"], "score": h["score"], "distance": h["distance"]}
-            if h.get("metadata") is not None:
-                hit["metadata"] = h["metadata"]
-            if h.get("vector") is not None:
-                hit["vector"] = np.asarray(h["vector"], dtype=np.float32)
-            if h.get("expires_at") is not None:
-                hit["expires_at"] = h["expires_at"]
-            rows.append(hit)
-        out.append(rows)
-    return out
+    return avro_search.decode_search_result(datum, version)
 
 
 # ---------------------------------------------------------------------- choosing a protocol

@@ -7,12 +7,15 @@ collection exists and reads its dimension) or ``docs = aclient.collection("docs"
 :mod:`proximadb.sdk.collection_calls` on their client, so they take the same arguments and answer the same:
 
 * ``add(ids=, vectors=, metadatas=, documents=)`` / ``upsert(...)``: vectors as a 2-D array-like (numpy,
-  lists, a DataFrame of numbers) or one 1-D vector; or ``documents`` embedded with the handle's
-  embedding function (:mod:`proximadb.embeddings`) and stored under the metadata key ``"document"``;
+  lists, a DataFrame of numbers, a pyarrow list column) or one 1-D vector; or ``documents`` embedded with
+  the handle's embedding function (:mod:`proximadb.embeddings`) and stored under the metadata key
+  ``"document"``; or ``add(table)``: a pyarrow Table / RecordBatch or pandas DataFrame with columns
+  id / vector / metadata / document (:mod:`proximadb.sdk.columns`);
 * ``query(vector, k)`` / ``search``: a 1-D vector or ``text="..."`` gives its hits; a 2-D array,
   ``vectors=`` or ``texts=[...]`` a list of hit lists; ``as_numpy=True`` gives columns instead
   (:mod:`proximadb.sdk.arrays`);
-* ``get(ids)``, ``delete(ids | filter=)``, ``count(filter)``, ``scroll(...)``, ``info()``, ``stats()``,
+* ``get(ids)``, ``delete(ids | filter=)``, ``count(filter)``, ``scroll(...)`` (``as_numpy=True`` too),
+  ``info()``, ``stats()``,
   ``flush()``.
 
 Hits and records carry their stored text as ``"document"``.
@@ -119,10 +122,11 @@ class Collection(_Handle):
         return self.client._run(calls.count(self.name, filter))
 
     def scroll(self, *, limit: int = 100, cursor: str | None = None, filter: FilterArg = None,
-               include_vectors: bool = False) -> tuple[list[dict[str, Any]], str | None]:
-        """One page in ascending id order; pass the returned cursor for the next (None at the end)."""
+               include_vectors: bool = False, as_numpy: bool = False) -> tuple[Any, str | None]:
+        """One page in ascending id order; pass the returned cursor for the next (None at the end).
+        ``as_numpy=True``: the page as columns (ids, vectors, metadatas, documents, timestamps)."""
         return self.client._run(plans.scroll(self._target, limit=limit, cursor=cursor, filter=filter,
-                                             include_vectors=include_vectors))
+                                             include_vectors=include_vectors, as_numpy=as_numpy))
 
     def stats(self) -> dict[str, Any]:
         return self.client.stats(self.name)
@@ -188,9 +192,9 @@ class AsyncCollection(_Handle):
         return await self.client._run(calls.count(self.name, filter))
 
     async def scroll(self, *, limit: int = 100, cursor: str | None = None, filter: FilterArg = None,
-                     include_vectors: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+                     include_vectors: bool = False, as_numpy: bool = False) -> tuple[Any, str | None]:
         return await self.client._run(plans.scroll(self._target, limit=limit, cursor=cursor, filter=filter,
-                                                   include_vectors=include_vectors))
+                                                   include_vectors=include_vectors, as_numpy=as_numpy))
 
     async def stats(self) -> dict[str, Any]:
         return await self.client.stats(self.name)

@@ -27,7 +27,7 @@ from proximadb.embeddings import (
     with_documents,
 )
 from proximadb.errors import DimensionMismatchError, EmbeddingFunctionRequiredError, ValidationError
-from proximadb.sdk import calls
+from proximadb.sdk import calls, columns
 from proximadb.sdk.arrays import hits_to_numpy, records_to_numpy
 from proximadb.sdk.calls import Call, Compute, Plan
 
@@ -121,7 +121,13 @@ def write(
     documents: Any,
     upsert: bool,
 ) -> Plan[dict[str, Any]]:
-    """``add`` / ``upsert``: vectors as given, or embedded from ``documents`` (stored beside them)."""
+    """``add`` / ``upsert``: vectors as given, or embedded from ``documents`` (stored beside them); ``ids`` may
+    be a table of records instead (pyarrow or pandas, :mod:`proximadb.sdk.columns`)."""
+    if columns.is_table(ids):
+        if vectors is not None or metadatas is not None or documents is not None:
+            raise ValidationError("give either a table of records, or ids / vectors / metadatas / documents")
+        table = columns.table_columns(ids)
+        ids, vectors, metadatas, documents = table.ids, table.vectors, table.metadatas, table.documents
     if documents is not None:
         docs = texts(documents, "documents")
         metadatas = with_documents(docs, metadatas)
@@ -200,11 +206,14 @@ def get(target: Target, ids: Any, *, include_vectors: bool, as_numpy: bool) -> P
 
 
 def scroll(
-    target: Target, *, limit: int, cursor: str | None, filter: calls.FilterArg, include_vectors: bool
-) -> Plan[tuple[list[dict[str, Any]], str | None]]:
+    target: Target, *, limit: int, cursor: str | None, filter: calls.FilterArg, include_vectors: bool,
+    as_numpy: bool = False,
+) -> Plan[tuple[Any, str | None]]:
+    """One page and the next cursor; with ``as_numpy`` the page as columns (:func:`records_to_numpy`)."""
     records, next_cursor = yield from calls.scroll(target.name, limit=limit, cursor=cursor, filter=filter,
                                                    include_vectors=include_vectors)
-    return [lift_document(r) for r in records], next_cursor
+    lifted = [lift_document(r) for r in records]
+    return (records_to_numpy(lifted) if as_numpy else lifted), next_cursor
 
 
 def delete(target: Target, schema_version: int, ids: Any, filter: calls.FilterArg) -> Plan[int]:

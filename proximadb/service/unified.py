@@ -20,8 +20,10 @@ import numpy as np
 
 from proximadb import progress
 from proximadb._version import __version__
+from proximadb.codec import avro_search
 from proximadb.codec.avro_batch import encode_vector_batch
-from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.codec.framing import decode_frame, encode_frame
+from proximadb.codec.payload import decode_payload, encode_insert
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import PayloadTooLargeError, UnknownOperationError, ValidationError, VectorNotFoundError
 from proximadb.limits import Limits
@@ -249,11 +251,17 @@ class UnifiedAvroService:
     def search_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> bytes:
         """A ``vector_search`` payload in, a ``search_result`` payload out."""
         self._check_size(payload)
-        version, op_type, req = decode_payload(payload)
-        if op_type != "vector_search":
-            raise UnknownOperationError(f"expected a vector_search payload, got {op_type!r}")
-        assert isinstance(req, dict)
-        if not req["queries"]:
+        version, op_type, datum = decode_frame(payload)
+        # The fast path reads a plain request straight into a float32 matrix; anything else (and every
+        # error) goes the general way, so its refusals are worded as for every payload.
+        req = avro_search.decode_search_request(datum) if op_type == "vector_search" else None
+        if req is None:
+            version, op_type, decoded = decode_payload(payload)
+            if op_type != "vector_search":
+                raise UnknownOperationError(f"expected a vector_search payload, got {op_type!r}")
+            assert isinstance(decoded, dict)
+            req = decoded
+        if len(req["queries"]) == 0:
             raise ValidationError("a search needs at least one query vector")
         # The filter stays JSON text: compile_filter parses it (filters.parse_filter_text), as for every API.
         params = SearchParams(
@@ -265,24 +273,9 @@ class UnifiedAvroService:
 
 
 def encode_search_result(results: list[list[dict[str, Any]]], schema_version: int = CURRENT_SCHEMA_VERSION) -> bytes:
-    """Hits (as returned by search) -> a ``search_result`` payload of ``schema_version`` (v2 adds expires_at)."""
-    datum = {
-        "results": [
-            [
-                {
-                    "id": h["id"],
-                    "score": h["score"],
-                    "distance": h["distance"],
-                    "metadata": h.get("metadata"),
-                    "vector": h["vector"].tolist() if "vector" in h else None,
-                    **({"expires_at": h.get("expires_at")} if schema_version >= 2 else {}),
-                }
-                for h in hits
-            ]
-            for hits in results
-        ]
-    }
-    return encode_payload("search_result", datum, schema_version, trusted=True)
+    """Hits (as returned by search) -> a ``search_result`` payload of ``schema_version`` (v2 adds expires_at);
+    the datum is written by :mod:`proximadb.codec.avro_search`."""
+    return encode_frame("search_result", avro_search.encode_search_result(results, schema_version), schema_version)
 
 
 def encode_records(records: list[dict[str, Any]], schema_version: int = 1) -> bytes:
