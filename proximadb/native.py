@@ -14,6 +14,7 @@ COMPILED_MODULES = (
     "proximadb.codec.framing",
     "proximadb.codec.avro_batch",
     "proximadb.codec.avro_check",
+    "proximadb.codec.avro_search",
     "proximadb.storage.wal_io",
     "proximadb.storage.id_table",
     "proximadb.storage.metadata_check",
