@@ -3,7 +3,8 @@
 Builds a collection of ``--segments`` flat segments totalling ``--rows`` x ``--dim`` float32 rows
 with five metadata fields (a keyword of 1,000 values, a keyword of 100, an integer year, a float
 price, a list of 1-3 tags; data from a seed), deletes ``--delete-share`` of the rows and gives
-``--expire-share`` of them an expiry (a year ahead: kept, but the expiry column is written), then compacts it in a fresh child process and
+``--expire-share`` of them an expiry (a year ahead: kept, but the expiry column is written),
+then compacts it in a fresh child process and
 reports, for the compaction alone:
 
 * ``anon_peak_mib``: the peak of the process's anonymous resident memory (RssAnon, sampled every

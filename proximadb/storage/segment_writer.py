@@ -113,7 +113,7 @@ class _Vectors:
     def add(self, vectors: np.ndarray) -> None:
         block = np.ascontiguousarray(vectors, dtype="<f4")
         self.file.write_at(self.size, block.data)
-        self.crc = crc32c(memoryview(block).cast("B"), self.crc)
+        self.crc = crc32c(block.data.cast("B"), self.crc)
         self.size += block.nbytes
 
     def finish(self) -> dict[str, int]:
@@ -193,8 +193,8 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
 
     try:
         with open(tmp / "meta.avro", "wb") as f:
-            fastavro.writer(f, record_schema("SegmentRow", schema_version), records(), codec="lz4",
-                            sync_marker=sync_marker)
+            pinned: dict[str, Any] = {} if sync_marker is None else {"sync_marker": sync_marker}
+            fastavro.writer(f, record_schema("SegmentRow", schema_version), records(), codec="lz4", **pinned)
             f.flush()
             os.fsync(f.fileno())
         if written != rows:
