@@ -209,3 +209,16 @@ def test_rewrite_chunk_rows_is_checked(tmp_path: Path) -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValidationError, match="rewrite_chunk_rows"):
             Engine.open(tmp_path / "d", rewrite_chunk_rows=bad)
+
+
+def test_the_daemon_setting_reaches_the_engine(tmp_path: Path) -> None:
+    from proximadb.server.config import load_config
+
+    toml = tmp_path / "p.toml"
+    toml.write_text("rewrite_chunk_rows = 512\n")
+    assert load_config({"config": str(toml)}, environ={}).storage_options()["rewrite_chunk_rows"] == 512
+    cfg = load_config({"config": str(toml)}, environ={"PROXIMADB_REWRITE_CHUNK_ROWS": "64"})
+    with Engine.open(tmp_path / "d", **cfg.storage_options()) as engine:
+        assert engine.options.rewrite_chunk_rows == 64
+    with pytest.raises(ValidationError, match="rewrite_chunk_rows must be positive"):
+        load_config({"rewrite_chunk_rows": 0}, environ={})
