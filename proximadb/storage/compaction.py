@@ -36,8 +36,8 @@ expiry.py), and the background policy counts them as dead.
 
 The merge streams (merge.py, segment_writer.py): the inputs are read in place and the new
 segment is written a chunk of ``StorageOptions.rewrite_chunk_rows`` rows at a time, so a
-compaction's memory is bounded by that setting (plus 12 bytes a row of row mapping, 16 of
-file offsets, and the payload index being built), not by the size of the segments merged.
+compaction's memory is bounded by that setting (plus 12 bytes a row of row mapping and the
+payload index being built), not by the size of the segments merged.
 
 The build, carry, commit, swap and rollback are the shared segment rewrite
 (segment_rewrite.py) that flush and migration use too; this module plans the

@@ -22,8 +22,8 @@ which starts 8-aligned in the file)::
 
 A segment writer (segment_writer.py) writes the file a chunk of rows at a time with
 :class:`ColumnsWriter`: the row count and whether any row expires are known up front, so every
-column's place is too; the timestamps, expiry and maps of a chunk go straight to their places,
-the offsets (u64 per row) are kept and written last with the head and the derived-file header.
+column's place is too; the offsets, timestamps, expiry and maps of a chunk go straight to their
+places, the head and the derived-file header last.
 The bytes are those of :func:`encode_columns` + :func:`write_columns` for the same rows.
 """
 
@@ -77,12 +77,13 @@ class ColumnsWriter:
     def __init__(self, path: Path, rows: int, has_expiry: bool) -> None:
         self._rows = rows
         self._has_expiry = has_expiry
-        self._offsets = np.zeros(rows + 1, dtype="<u8")
         self._done = 0
         self._blob_len = 0
-        self._timestamps_at = HEADER.size + _HEAD.size + 8 * (rows + 1)
+        self._offsets_at = HEADER.size + _HEAD.size
+        self._timestamps_at = self._offsets_at + 8 * (rows + 1)
         self._blob_at = self._timestamps_at + 8 * rows * (2 if has_expiry else 1)
         self._file = PlacedFile(path)
+        self._file.write_at(self._offsets_at, np.zeros(1, dtype="<u8").data)  # offsets[0]
 
     def add(self, metadata: Sequence[Metadata | None], timestamps: np.ndarray, expires_at: np.ndarray | None) -> None:
         n = len(metadata)
@@ -91,7 +92,8 @@ class ColumnsWriter:
         offsets = np.empty(n + 1, dtype=np.uint64)
         blob = encode_metadata_maps([m or {} for m in metadata], offsets)
         at = self._done
-        self._offsets[at + 1 : at + n + 1] = offsets[1:] + np.uint64(self._blob_len)
+        ends = (offsets[1:] + np.uint64(self._blob_len)).astype("<u8", copy=False)
+        self._file.write_at(self._offsets_at + 8 * (at + 1), ends.data)  # offsets[at + 1 : at + n + 1]
         self._file.write_at(self._blob_at + self._blob_len, blob)
         self._blob_len += len(blob)
         self._file.write_at(self._timestamps_at + 8 * at, np.ascontiguousarray(timestamps, dtype="<i8").data)
@@ -106,8 +108,6 @@ class ColumnsWriter:
         if self._done != self._rows:
             raise ValueError(f"{FILE_NAME}: {self._done} rows written, {self._rows} announced")
         self._file.write_at(HEADER.size, _HEAD.pack(self._rows, 1 if self._has_expiry else 0))
-        self._file.write_at(HEADER.size + _HEAD.size, self._offsets.data)
-        self._offsets = np.zeros(0, dtype="<u8")
         self._file.close(fsync=False)  # the body's CRC is read back, then the header completes it
         length, body_crc = crc_of(self._file.path, HEADER.size)
         with open(self._file.path, "r+b", buffering=0) as f:

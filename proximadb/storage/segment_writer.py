@@ -4,10 +4,9 @@ Flush, compaction and migration write their segments here (through segment_rewri
 rows come as a :class:`RowStream`: their count, dimension and whether any of them expires are
 known up front, then chunks (:class:`~proximadb.storage.segment.SegmentData`, at most
 ``StorageOptions.rewrite_chunk_rows`` rows each from compaction and migration) in ascending id
-order. Each chunk is appended to every file before the next is asked for, so what lives per row
-beyond a chunk is numpy only: the u64 offsets of ``ids.bin`` and ``meta.rows`` (16 bytes a
-row) and the payload index being built (roaring bitmaps and sorted number columns: the size
-of ``payload.idx``, 16 bytes per number).
+order. Each chunk is written to every file before the next is asked for, so nothing per row
+outlives its chunk but the payload index being built (roaring bitmaps and sorted number
+columns: the size of ``payload.idx``, 16 bytes per number, twice that while a column is sorted).
 
 The files and their bytes are unchanged: ``vectors.f32``, ``ids.bin``, ``meta.avro`` and
 ``segment.pxdb`` as documented in segment.py, ``meta.rows`` in metadata_store.py,
@@ -16,9 +15,9 @@ for byte the segment written whole (tests/storage/test_segment_stream.py compare
 the writer this one replaced). How each file is streamed:
 
     vectors.f32  the header (rows and dim are known), then each chunk's rows; CRC as it goes
-    ids.bin      each chunk's UTF-8 ids at their place in the blob, which starts after the
-                 header and the rows + 1 offsets; the offsets are kept and written last with
-                 the header; the CRC is read back (placed_file.py)
+    ids.bin      each chunk's offsets and UTF-8 ids at their places (the blob starts after the
+                 header and the rows + 1 offsets: both known); the header last, then the CRC
+                 is read back (placed_file.py)
     meta.avro    fastavro's writer, fed a generator of SegmentRow records a chunk at a time
                  (it holds one Avro block, ~16 kB, before compressing it)
     meta.rows    metadata_store.ColumnsWriter (same scheme as ids.bin)
@@ -125,17 +124,16 @@ class _Ids:
     def __init__(self, path: Path, rows: int) -> None:
         self.file = PlacedFile(path)
         self.rows = rows
-        self.offsets = np.zeros(rows + 1, dtype="<u8")
         self.done = 0
         self.blob_at = IDS_HEADER.size + 8 * (rows + 1)
         self.blob_len = 0
+        self.file.write_at(IDS_HEADER.size, np.zeros(1, dtype="<u8").data)  # offsets[0]
 
     def add(self, ids: list[str]) -> None:
         encoded = [i.encode("utf-8") for i in ids]
         n = len(encoded)
-        ends = self.offsets[self.done + 1 : self.done + n + 1]
-        np.cumsum([len(e) for e in encoded], out=ends)
-        ends += np.uint64(self.blob_len)
+        ends = np.cumsum([len(e) for e in encoded], dtype="<u8") + np.uint64(self.blob_len)
+        self.file.write_at(IDS_HEADER.size + 8 * (self.done + 1), ends.data)  # offsets[done + 1 : done + n + 1]
         blob = b"".join(encoded)
         self.file.write_at(self.blob_at + self.blob_len, blob)
         self.blob_len += len(blob)
@@ -145,8 +143,6 @@ class _Ids:
         if self.done != self.rows:
             raise ValueError(f"ids.bin: {self.done} ids written, {self.rows} announced")
         self.file.write_at(0, IDS_HEADER.pack(IDS_MAGIC, FORMAT_VERSION, 0, 0, self.rows, self.blob_len))
-        self.file.write_at(IDS_HEADER.size, self.offsets.data)
-        self.offsets = np.zeros(0, dtype="<u8")
         self.file.close()
         size, crc = crc_of(self.file.path)
         return {"bytes": size, "crc32c": crc}
