@@ -25,7 +25,7 @@ def _tree_bytes(path: Path) -> int:
 @click.option("--no-wait-index", is_flag=True, help="Do not wait for HNSW/IVF indexes of the merged segments.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="Rows per chunk of the merged segment's write; bounds memory "
-                   "[default 8192: some 25-70 MiB at 128 dimensions].")
+                   "[default 8192: about 50 MiB at 128 dimensions].")
 def compact(data_dir: Path | None, collection: str | None, no_wait_index: bool, chunk_rows: int | None) -> None:
     """Flush each collection's WAL, then merge its segments into one, dropping deleted and superseded rows.
 
@@ -41,8 +41,8 @@ def compact(data_dir: Path | None, collection: str | None, no_wait_index: bool, 
 
     The merge streams: the input segments are read in place and the merged
     segment is written --chunk-rows rows at a time, so memory is bounded by
-    that (plus about 30 bytes a row and the payload index being built), not
-    by the size of the segments.
+    that (plus the payload index being built and 12 bytes a row), not by
+    the size of the segments.
 
     DATA_DIR defaults to the data directory `proximadb serve` uses.
     Exit status: 0 done, 1 error (data directory in use or refused at open,

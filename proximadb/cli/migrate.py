@@ -22,7 +22,7 @@ def _mib(n: int) -> str:
 @click.option("--dry-run", is_flag=True, help="Only report what would change; write nothing.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="Rows per chunk of the rewritten segment's write; bounds memory "
-                   "[default 8192: some 25-70 MiB at 128 dimensions].")
+                   "[default 8192: about 50 MiB at 128 dimensions].")
 def migrate(data_dir: Path | None, target: int, dry_run: bool, chunk_rows: int | None) -> None:
     """Rewrite every collection's data to schema version N (schema evolution, offline).
 
