@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.queries:
         queries, truth = queries[: args.queries], truth[: args.queries]
     if args.base:
-        from tests.test_hnsw import brute_force  # exact float64 ground truth
+        from tests.index.test_hnsw import brute_force  # exact float64 ground truth
 
         base = base[: args.base]
         truth = brute_force(base, queries, K, metric)

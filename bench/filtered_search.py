@@ -3,6 +3,7 @@ Qdrant engine (``qdrant_edge``, pip package qdrant-edge-py) when it is importabl
 
     python bench/filtered_search.py --rows 200000
     python bench/filtered_search.py --rows 1000000 --json bench/results/filtered_1m.json
+    python bench/filtered_search.py --rows 200000 --dir /tmp/f200k   # again: reuses the data
 
 Data from a seed: N x 128 float32 (around 1,000 Gaussian centres; queries drawn the same
 way), five metadata fields: ``tenant`` (a keyword of 1,000 values), ``category`` (a keyword
@@ -122,9 +123,29 @@ def measure(search: Callable[[np.ndarray], list[int]], queries: np.ndarray,
 
 def run_proximadb(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]], queries: np.ndarray,
                   filters: dict[str, dict[str, Any]], truths: dict[str, list[set[int]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not root.exists():
+        _ingest_proximadb(root, vectors, metadata, out)
+    else:
+        print(f"reusing the ProximaDB data in {root}", file=sys.stderr)
+    t0 = time.perf_counter()
+    with Engine.open(root, fsync="always") as engine:
+        col = engine.collection("bench")
+        col.search(queries[0], k=K, ef=EF)
+        out["open_to_first_answer_s"] = time.perf_counter() - t0
+
+        def search(flt: dict[str, Any] | None) -> Callable[[np.ndarray], list[int]]:
+            return lambda q: [int(h["id"]) for h in col.search(q, k=K, filter=flt, ef=EF, include_metadata=False)]
+
+        out["unfiltered"] = measure(search(None), queries, truths["unfiltered"])
+        for name, flt in filters.items():
+            out[name] = measure(search(flt), queries, truths[name])
+    return out
+
+
+def _ingest_proximadb(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]], out: dict[str, Any]) -> None:
     rows = len(vectors)
     ids = [f"{i:08d}" for i in range(rows)]
-    out: dict[str, Any] = {}
     with Engine.open(root, fsync="always") as engine:
         engine.create_collection("bench", DIM, distance_metric="euclidean", indexing_algorithm="hnsw",
                                  index_params={"M": 16, "ef_construction": 200})
@@ -143,19 +164,6 @@ def run_proximadb(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]
         while col.stats()["index_builds_pending"] or col.stats()["indexed_segments"] < col.stats()["segments"]:
             time.sleep(0.2)
         out["index_build_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    with Engine.open(root, fsync="always") as engine:
-        col = engine.collection("bench")
-        col.search(queries[0], k=K, ef=EF)
-        out["open_to_first_answer_s"] = time.perf_counter() - t0
-
-        def search(flt: dict[str, Any] | None) -> Callable[[np.ndarray], list[int]]:
-            return lambda q: [int(h["id"]) for h in col.search(q, k=K, filter=flt, ef=EF, include_metadata=False)]
-
-        out["unfiltered"] = measure(search(None), queries, truths["unfiltered"])
-        for name, flt in filters.items():
-            out[name] = measure(search(flt), queries, truths[name])
-    return out
 
 
 # -- Qdrant edge ---------------------------------------------------------------------
@@ -181,6 +189,29 @@ def run_qdrant(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]], 
         hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=200, full_scan_threshold=10_000),
     )
     out: dict[str, Any] = {}
+    if root.exists():
+        print(f"reusing the Qdrant edge data in {root}", file=sys.stderr)
+    else:
+        _ingest_qdrant(qe, root, config, vectors, metadata, out)
+
+    def query(flt: Any) -> Callable[[np.ndarray], list[int]]:
+        params = qe.SearchParams(hnsw_ef=EF)
+        return lambda q: [int(p.id) for p in shard.query(
+            qe.QueryRequest(limit=K, query=qe.Query.Nearest(q.tolist()), filter=flt, params=params))]
+
+    t0 = time.perf_counter()
+    shard = qe.EdgeShard.load(str(root))
+    query(None)(queries[0])
+    out["open_to_first_answer_s"] = time.perf_counter() - t0
+    out["unfiltered"] = measure(query(None), queries, truths["unfiltered"])
+    for name, spec in filters.items():
+        out[name] = measure(query(_qdrant_filter(qe, spec)), queries, truths[name])
+    shard.close()
+    return out
+
+
+def _ingest_qdrant(qe: Any, root: Path, config: Any, vectors: np.ndarray, metadata: list[dict[str, Any]],
+                   out: dict[str, Any]) -> None:
     shard = qe.EdgeShard.create(str(root), config)
     schema = {"tenant": qe.PayloadSchemaType.Keyword, "category": qe.PayloadSchemaType.Keyword,
               "year": qe.PayloadSchemaType.Integer, "price": qe.PayloadSchemaType.Float,
@@ -203,21 +234,6 @@ def run_qdrant(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]], 
     out["index_build_s"] = time.perf_counter() - t0
     shard.close()
 
-    def query(flt: Any) -> Callable[[np.ndarray], list[int]]:
-        params = qe.SearchParams(hnsw_ef=EF)
-        return lambda q: [int(p.id) for p in shard.query(
-            qe.QueryRequest(limit=K, query=qe.Query.Nearest(q.tolist()), filter=flt, params=params))]
-
-    t0 = time.perf_counter()
-    shard = qe.EdgeShard.load(str(root))
-    query(None)(queries[0])
-    out["open_to_first_answer_s"] = time.perf_counter() - t0
-    out["unfiltered"] = measure(query(None), queries, truths["unfiltered"])
-    for name, spec in filters.items():
-        out[name] = measure(query(_qdrant_filter(qe, spec)), queries, truths[name])
-    shard.close()
-    return out
-
 
 def table(results: dict[str, dict[str, Any]], filters: list[str], shares: dict[str, float]) -> str:
     engines = list(results)
@@ -230,7 +246,8 @@ def table(results: dict[str, dict[str, Any]], filters: list[str], shares: dict[s
     for key, label in (("ingest_rows_s", "ingest rows/s"), ("slowest_batch_s", "slowest 10,000-row batch (s)"),
                        ("index_build_s", "flush + index build (s)"),
                        ("open_to_first_answer_s", "reopen: open until the first answer (s)")):
-        lines.append(f"| {label} | " + " | ".join(f"{r[key]:,.2f}" for r in results.values()) + " |")
+        lines.append(f"| {label} | " + " | ".join(f"{r[key]:,.2f}" if key in r else "- (reused data)"
+                                                  for r in results.values()) + " |")
     return "\n".join(lines)
 
 
@@ -239,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dir", type=Path, default=None, help="where to put the data (default: a temporary dir)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to keep the data (default: a temporary dir, removed after the run); a --dir "
+                             "that already holds a run's data (same --rows and --seed) is reused: no ingest")
     parser.add_argument("--no-qdrant", action="store_true", help="skip Qdrant edge even when it is importable")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
-"""int8 scalar quantization against none: memory of vectors + index, recall@10 and QPS, on siftsmall
-(10,000 x 128, l2) and GloVe-50 angular (the first ``--glove-rows`` (50,000) rows of the 390,000-row base, 500 queries,
-cosine, exact ground truth computed here), ProximaDB beside the embedded Qdrant engine
-(``qdrant_edge``, pip package qdrant-edge-py) with and without its int8 scalar quantization when it
-is importable.
+"""int8 scalar and binary quantization against none: memory of vectors + index, recall@10 and QPS, on
+siftsmall (10,000 x 128, l2) and GloVe-50 angular (the first ``--glove-rows`` (50,000) rows of the 390,000-row
+base, 500 queries, cosine, exact ground truth computed here), ProximaDB beside the embedded Qdrant engine
+(``qdrant_edge``, pip package qdrant-edge-py) with none, its int8 scalar and its binary quantization
+(oversampling as ours) when it is importable.
 
     python bench/quantization.py                       # writes bench/results/quantization.json
     python bench/quantization.py --glove-rows 390000   # the whole GloVe base (slow on 2 cores)
@@ -42,6 +42,8 @@ EFS = (32, 64, 128)
 M, EF_CONSTRUCTION = 16, 200
 ROUNDS, MIN_ROUND_S = 5, 0.15
 INT8 = {"type": "int8", "rescore": True, "oversampling": 2.0}
+BINARY = {"type": "binary", "rescore": True, "oversampling": 8.0}
+QUANTS: dict[str, dict[str, Any] | None] = {"none": None, "int8": INT8, "binary": BINARY}
 
 
 def siftsmall() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -125,12 +127,16 @@ def open_proximadb(root: Path, base: np.ndarray, metric: str, quant: dict[str, A
     return engine, info, searcher
 
 
-def open_qdrant(root: Path, base: np.ndarray, metric: str, quant: bool
+def open_qdrant(root: Path, base: np.ndarray, metric: str, quant: dict[str, Any] | None
                 ) -> tuple[Any, dict[str, Any], Callable[[int], Search]]:
     import qdrant_edge as qe
 
     distance = qe.Distance.Euclid if metric == "l2" else qe.Distance.Cosine
-    qconfig = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True) if quant else None
+    qconfig: Any = None
+    if quant is not None and quant["type"] == "int8":
+        qconfig = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True)
+    elif quant is not None:
+        qconfig = qe.BinaryQuantizationConfig(always_ram=True)
     config = qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(size=base.shape[1], distance=distance, quantization_config=qconfig),
         hnsw_config=qe.HnswIndexConfig(m=M, ef_construct=EF_CONSTRUCTION, full_scan_threshold=10),
@@ -146,7 +152,8 @@ def open_qdrant(root: Path, base: np.ndarray, metric: str, quant: bool
     shard.optimize()
     shard.flush()
     info["flush_and_build_s"] = round(time.perf_counter() - t0, 2)
-    qparams = qe.QuantizationSearchParams(rescore=True, oversampling=INT8["oversampling"]) if quant else None
+    qparams = (qe.QuantizationSearchParams(rescore=True, oversampling=quant["oversampling"]) if quant is not None
+               else None)
 
     def searcher(ef: int) -> Search:
         params = qe.SearchParams(hnsw_ef=ef, quantization=qparams)
@@ -176,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} x{__import__('os').cpu_count()}, Python {platform.python_version()}, "
                    f"SIMD level {simd_level()}",
         "setup": f"HNSW M={M} ef_construction={EF_CONSTRUCTION}; one query per call, one thread, "
-                 f"the engines timed in turns, best of {ROUNDS} passes each; int8 = {json.dumps(INT8)}",
+                 f"the engines timed in turns, best of {ROUNDS} passes each; int8 = {json.dumps(INT8)}, "
+                 f"binary = {json.dumps(BINARY)}",
         "datasets": {},
     }
     datasets = {"siftsmall (10000 x 128, l2)": siftsmall(),
@@ -186,11 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, (base, queries, truth, metric) in datasets.items():
             results: dict[str, Any] = {}
             opened: dict[str, tuple[Any, dict[str, Any], Callable[[int], Search]]] = {}
-            for label, quant in (("proximadb none", None), ("proximadb int8", INT8)):
+            for kind, quant in QUANTS.items():
+                label = f"proximadb {kind}"
                 opened[label] = open_proximadb(tmp / label.replace(" ", "-") / name[:5], base, metric, quant)
             if qdrant:
-                for label, q in (("qdrant_edge none", False), ("qdrant_edge int8", True)):
-                    opened[label] = open_qdrant(tmp / label.replace(" ", "-") / name[:5], base, metric, q)
+                for kind, quant in QUANTS.items():
+                    label = f"qdrant_edge {kind}"
+                    opened[label] = open_qdrant(tmp / label.replace(" ", "-") / name[:5], base, metric, quant)
             for label, (_, info, _) in opened.items():
                 results[label] = dict(info)
             for ef in EFS:
@@ -201,11 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             for handle, _, _ in opened.values():
                 handle.close()
             none_mem = results["proximadb none"]["memory"]
-            int8_mem = results["proximadb int8"]["memory"]
-            results["vector_memory_ratio_none_over_int8"] = round(
-                none_mem["vectors_in_ram"] / int8_mem["vectors_in_ram"], 2)
-            results["index_memory_ratio_none_over_int8"] = round(
-                none_mem["index_in_ram_total"] / int8_mem["index_in_ram_total"], 2)
+            for kind in ("int8", "binary"):
+                mem = results[f"proximadb {kind}"]["memory"]
+                results[f"vector_memory_ratio_none_over_{kind}"] = round(
+                    none_mem["vectors_in_ram"] / mem["vectors_in_ram"], 2)
+                results[f"index_memory_ratio_none_over_{kind}"] = round(
+                    none_mem["index_in_ram_total"] / mem["index_in_ram_total"], 2)
             report["datasets"][name] = results
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,7 +21,9 @@ COMPILED_MODULES = (
     "proximadb.index._base",
     "proximadb.index._hnsw_graph",
     "proximadb.index.hnsw",
+    "proximadb.index.hnsw_int8",
     "proximadb.index.ivf",
+    "proximadb.index.inverted",
 )
 
 

@@ -33,6 +33,7 @@ def info() -> None:
 
 def _register() -> None:
     from proximadb.cli.backup import backup, restore
+    from proximadb.cli.cluster import cluster
     from proximadb.cli.compact import compact
     from proximadb.cli.keys import keys
     from proximadb.cli.migrate import migrate
@@ -41,6 +42,7 @@ def _register() -> None:
     from proximadb.cli.wal import wal
 
     cli.add_command(backup)
+    cli.add_command(cluster)
     cli.add_command(collections)
     cli.add_command(compact)
     cli.add_command(keys)

@@ -8,11 +8,15 @@ that stops cleanly deletes its key at once (:meth:`Membership.leave`).
 
 A value is JSON, UTF-8::
 
-    {"id": "n1", "rest": "http://127.0.0.1:5678", "grpc": "127.0.0.1:5679", "started_at": 1764934800.5}
+    {"id": "n1", "rest": "http://127.0.0.1:5678", "grpc": "127.0.0.1:5679", "started_at": 1764934800.5,
+     "applied": {"docs/0": 1520, "docs/1": 1498}}
 
 ``started_at`` (seconds since the epoch) changes when a node restarts, which tells a restart
-from a node that merely missed a beat. The bucket's ``ttl`` is the one of the first node that
-created it (a bucket's configuration is not changed by the nodes that open it). Node ids use letters, digits, ``-`` and ``_``.
+from a node that merely missed a beat. ``applied`` is, per replica the node runs
+(``<collection>/<shard>``), the last log sequence it had applied at the beat: what
+``proximadb cluster status`` shows as each replica's lag. The bucket's ``ttl`` is the one of the first node that
+created it (a bucket's configuration is not changed by the nodes that open it). Node ids use
+letters, digits, ``-`` and ``_``.
 
 The heartbeat runs in a daemon thread; a beat that fails (the servers are electing or out of
 reach) is logged and tried again at the next period: the node drops out of the list if that
@@ -26,7 +30,8 @@ import logging
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from proximadb.cluster.nats_session import NatsSession
@@ -43,14 +48,35 @@ class NodeInfo:
     rest: str
     grpc: str
     started_at: float
+    applied: Mapping[str, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        doc = asdict(self)
+        doc["applied"] = dict(self.applied)
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> NodeInfo:
         doc = json.loads(raw)
-        return cls(str(doc["id"]), str(doc["rest"]), str(doc["grpc"]), float(doc["started_at"]))
+        return cls(str(doc["id"]), str(doc["rest"]), str(doc["grpc"]), float(doc["started_at"]),
+                   {str(k): int(v) for k, v in (doc.get("applied") or {}).items()})
+
+
+def live_nodes(session: NatsSession) -> list[NodeInfo]:
+    """The live nodes as bucket ``pxdb_nodes`` lists them, by id (none when it does not exist yet)."""
+    from nats.js.errors import NotFoundError
+
+    try:
+        entries = session.call(lambda: session.entries(BUCKET), f"listing {BUCKET}", answers=(NotFoundError,))
+    except NotFoundError:
+        return []
+    found = []
+    for key, entry in sorted(entries.items()):
+        try:
+            found.append(NodeInfo.decode(entry.value))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("cluster: ignoring the unreadable membership entry %r: %s", key, exc)
+    return found
 
 
 def check_node_id(node_id: str) -> str:
@@ -62,7 +88,8 @@ def check_node_id(node_id: str) -> str:
 class Membership:
     """This node's heartbeat, and the live nodes as the bucket shows them."""
 
-    def __init__(self, session: NatsSession, node: NodeInfo, *, ttl: float = 10.0, replicas: int = 3) -> None:
+    def __init__(self, session: NatsSession, node: NodeInfo, *, ttl: float = 10.0, replicas: int = 3,
+                 report: Callable[[], Mapping[str, int]] | None = None) -> None:
         check_node_id(node.id)
         if ttl < 1.0:
             raise ValidationError(f"membership ttl {ttl:g}s: at least 1 s (a beat every ttl/3)")
@@ -73,7 +100,8 @@ class Membership:
                                      f"opening bucket {BUCKET}")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.beats = 0  # successful heartbeats so far (tests and `cluster status` read it)
+        self.report = report  # what a beat says of the replicas this node runs (NodeInfo.applied)
+        self.beats = 0  # successful heartbeats so far
 
     def join(self) -> Membership:
         """Write the first beat now (so the node is listed when this returns), then beat in the background."""
@@ -85,19 +113,13 @@ class Membership:
         return self
 
     def heartbeat(self) -> None:
-        self.session.call(lambda: self._kv.put(self.node.id, self.node.encode()), f"heartbeat of {self.node.id}")
+        info = self.node if self.report is None else replace(self.node, applied=dict(self.report()))
+        self.session.call(lambda: self._kv.put(self.node.id, info.encode()), f"heartbeat of {self.node.id}")
         self.beats += 1
 
     def nodes(self) -> list[NodeInfo]:
         """The live nodes, by id."""
-        entries = self.session.call(lambda: self.session.entries(BUCKET), f"listing {BUCKET}")
-        found = []
-        for key, entry in sorted(entries.items()):
-            try:
-                found.append(NodeInfo.decode(entry.value))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("cluster: ignoring the unreadable membership entry %r: %s", key, exc)
-        return found
+        return live_nodes(self.session)
 
     def stop_beating(self) -> None:
         """Stop the heartbeat thread and leave the key to expire (what a crash looks like to the others)."""

@@ -33,6 +33,11 @@ log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
 
 
+def bucket_stream(bucket: str) -> str:
+    """The JetStream stream that holds key-value bucket ``bucket``."""
+    return f"KV_{bucket}"
+
+
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
     key: str
@@ -54,16 +59,17 @@ class NatsSession:
         self._nc: Any = None
         self.js: Any = None
         try:
-            self._nc, self.js = self.call(lambda: self._connect(urls), "connecting to NATS", retry=False)
+            self._nc, self.js = self.call(lambda: self._connect(urls), "connecting to NATS", retry=False,
+                                          wait=deadline + 5)
         except BaseException:
             self.close()
             raise
 
     def call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str, *, retry: bool = True,
-             answers: tuple[type[BaseException], ...] = ()) -> T:
+             answers: tuple[type[BaseException], ...] = (), wait: float | None = None) -> T:
         """Run ``make()`` on the loop and return its result; retry outages until ``deadline`` has passed,
         then LogUnavailableError. Exceptions in ``answers`` (and any that is not a NATS or socket error)
-        reach the caller unchanged."""
+        reach the caller unchanged. ``wait``: how long one attempt may take (default: two requests)."""
         from nats.errors import Error as NatsError
 
         give_up = time.monotonic() + self.deadline
@@ -71,7 +77,7 @@ class NatsSession:
         while True:
             future = asyncio.run_coroutine_threadsafe(make(), self._loop)
             try:
-                return future.result(timeout=self.timeout * 2 + 5)
+                return future.result(timeout=self.timeout * 2 + 5 if wait is None else wait)
             except answers:
                 raise
             except (NatsError, asyncio.TimeoutError, TimeoutError, OSError) as exc:
@@ -79,7 +85,7 @@ class NatsSession:
                 if not retry or time.monotonic() + pause > give_up:
                     raise LogUnavailableError(
                         f"{doing}: the NATS servers did not answer within {self.deadline:g}s "
-                        f"({type(exc).__name__}: {exc}); retry (an append with the same msg_id is applied once)"
+                        f"({type(exc).__name__}: {str(exc) or 'no answer'})"
                     ) from exc
                 log.debug("%s: %s: %s; retrying", self.name, doing, exc)
                 time.sleep(pause)
@@ -104,7 +110,7 @@ class NatsSession:
         from nats.js.errors import NotFoundError
 
         try:
-            msg = await self.js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}", direct=False)
+            msg = await self.js.get_msg(bucket_stream(bucket), subject=f"$KV.{bucket}.{key}", direct=False)
         except NotFoundError:
             return None
         if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
@@ -115,7 +121,7 @@ class NatsSession:
         """Every key's current entry in a bucket (deleted and expired keys left out), from the leader.
         (nats-py's ``keys()``/``watchall()`` can end their listing before every key has arrived.)"""
         prefix = f"$KV.{bucket}."
-        info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+        info = await self.js.stream_info(bucket_stream(bucket), subjects_filter=f"{prefix}>")
         found: dict[str, KeyEntry] = {}
         for subject in sorted(info.state.subjects or {}):
             entry = await self.read_key(bucket, subject[len(prefix):])
@@ -137,8 +143,14 @@ class NatsSession:
     async def _connect(self, urls: list[str]) -> tuple[Any, Any]:
         import nats  # the cluster extra
 
-        nc = await nats.connect(servers=urls, connect_timeout=2, reconnect_time_wait=0.2,
-                                max_reconnect_attempts=-1, allow_reconnect=True)
+        async def quiet(exc: Exception) -> None:  # a server that is down: one debug line, not a traceback
+            log.debug("%s: %s: %s", self.name, type(exc).__name__, exc)
+
+        # the first connection may take the whole deadline (servers starting); after it, reconnect forever
+        nc = await asyncio.wait_for(
+            nats.connect(servers=urls, connect_timeout=2, reconnect_time_wait=0.2, max_reconnect_attempts=-1,
+                         allow_reconnect=True, error_cb=quiet),
+            timeout=self.deadline)
         return nc, nc.jetstream(timeout=self.timeout)
 
     async def _shutdown(self) -> None:

@@ -12,6 +12,8 @@ given the live nodes and the placement in force (or none) and returns the next o
 - with fewer live nodes than ``replication_factor`` a shard has as many replicas as there are
   nodes; it gets the rest when nodes join.
 
+A record belongs to shard :func:`shard_of` (a stable hash of its id), on every node.
+
 The first node of a shard's list is its preferred one (the first to ask for reads). Who may
 write a placement, and how two nodes are kept from writing different ones, is
 :mod:`proximadb.cluster.shard_map`'s business.
@@ -23,6 +25,12 @@ import hashlib
 from collections.abc import Sequence
 
 from proximadb.errors import ValidationError
+
+
+def shard_of(record_id: str, shards: int) -> int:
+    """The shard a record id belongs to: a stable hash of its UTF-8 bytes, modulo ``shards``."""
+    digest = hashlib.blake2b(record_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shards
 
 
 def rendezvous(collection: str, shard: int, node: str) -> int:

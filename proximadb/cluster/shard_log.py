@@ -58,6 +58,11 @@ class Appended:
     duplicate: bool  # True: a retry of an append the log had already (same msg_id); seq is the first's
 
 
+def stream_name(name: str) -> str:
+    """The JetStream stream of the shard log ``name``."""
+    return f"PXDB_{name}"
+
+
 class LogPurgedError(LookupError):
     """A read from below the log's first sequence: those entries were purged (bootstrap from a snapshot)."""
 
@@ -75,15 +80,17 @@ class JetStreamLog:
     """One shard's log in a JetStream stream (created when missing) on the servers at ``urls``."""
 
     def __init__(self, urls: list[str], name: str, *, replicas: int = 3, timeout: float = 5.0,
-                 deadline: float = 30.0) -> None:
+                 deadline: float = 30.0, session: NatsSession | None = None) -> None:
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ValidationError(f"log name {name!r}: use letters, digits, '-' and '_' only")
         self.name = name
-        self.stream = f"PXDB_{name}"
+        self.stream = stream_name(name)
         self.subject = f"pxdb.log.{name}"
         self.replicas = replicas
         self.timeout = timeout  # one request to the servers
-        self._session = NatsSession(urls, f"shard-log-{name}", timeout=timeout, deadline=deadline)
+        # a node's logs share its connection (``session``, left open by close()); alone, a log has its own
+        self._own_session = session is None
+        self._session = session or NatsSession(urls, f"shard-log-{name}", timeout=timeout, deadline=deadline)
         self._js = self._session.js
         try:
             self._call(self._ensure_stream, f"opening stream {self.stream}")
@@ -99,7 +106,7 @@ class JetStreamLog:
         ack = self._call(
             lambda: self._js.publish(self.subject, bytes(payload), timeout=self.timeout, stream=self.stream,
                              headers={"Nats-Msg-Id": msg_id}),
-            f"appending to {self.stream}",
+            f"appending to {self.stream} (retry: an append with the same msg_id is applied once)",
         )
         return Appended(int(ack.seq), bool(ack.duplicate))
 
@@ -118,7 +125,8 @@ class JetStreamLog:
         self._call(lambda: self._js.purge_stream(self.stream, seq=seq), f"purging {self.stream} below {seq}")
 
     def close(self) -> None:
-        self._session.close()
+        if self._own_session:
+            self._session.close()
 
     # -- the asyncio side --
 

@@ -5,10 +5,13 @@ UTF-8 name (collection names may hold characters a key may not: a leading or tra
 A value is JSON, UTF-8::
 
     {"collection": "docs", "shards": 3, "replication_factor": 3, "epoch": 7,
-     "replicas": [["n1", "n2", "n3"], ["n2", "n3", "n1"], ["n3", "n1", "n2"]]}
+     "replicas": [["n1", "n2", "n3"], ["n2", "n3", "n1"], ["n3", "n1", "n2"]],
+     "spec": {"dimension": 384, "distance_metric": "cosine", ...}}
 
 ``replicas[s]`` lists the nodes that hold shard ``s``, preferred first (see
-:mod:`proximadb.cluster.placement`); ``epoch`` grows by one with every change.
+:mod:`proximadb.cluster.placement`); ``epoch`` grows by one with every change. ``spec`` is how
+every replica creates its local collection: the dimension and the settings of
+``create_collection``, the same on every node.
 
 Every change is a compare-and-set on the key's revision (JetStream's expected-last-subject-
 sequence): :meth:`ShardMaps.change` reads the map and its revision, computes the next map, and
@@ -23,8 +26,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proximadb.cluster.nats_session import NatsSession
@@ -41,17 +44,19 @@ class ShardMap:
     replication_factor: int
     epoch: int
     replicas: tuple[tuple[str, ...], ...]
+    spec: Mapping[str, Any] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return json.dumps({"collection": self.collection, "shards": self.shards,
                            "replication_factor": self.replication_factor, "epoch": self.epoch,
-                           "replicas": [list(r) for r in self.replicas]}, separators=(",", ":")).encode()
+                           "replicas": [list(r) for r in self.replicas], "spec": dict(self.spec)},
+                          separators=(",", ":"), sort_keys=True).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> ShardMap:
         doc = json.loads(raw)
         return cls(str(doc["collection"]), int(doc["shards"]), int(doc["replication_factor"]), int(doc["epoch"]),
-                   tuple(tuple(str(n) for n in r) for r in doc["replicas"]))
+                   tuple(tuple(str(n) for n in r) for r in doc["replicas"]), dict(doc.get("spec") or {}))
 
     def shards_of(self, node: str) -> list[int]:
         """The shards ``node`` holds a replica of."""
@@ -85,13 +90,14 @@ class ShardMaps:
         entries = self.session.call(lambda: self.session.entries(BUCKET), f"listing {BUCKET}")
         return [ShardMap.decode(entry.value) for _, entry in sorted(entries.items())]
 
-    def create(self, collection: str, shards: int, replication_factor: int, nodes: Sequence[str]) -> ShardMap:
+    def create(self, collection: str, shards: int, replication_factor: int, nodes: Sequence[str],
+               spec: Mapping[str, Any] | None = None) -> ShardMap:
         """The first map of a new collection, placed on ``nodes``. A second create of the same name raises
         CollectionExistsError, also when two nodes race (the key is created once)."""
         from nats.js.errors import KeyWrongLastSequenceError
 
-        first = ShardMap(collection, shards, replication_factor, 1,
-                         tuple(tuple(r) for r in place(collection, shards, replication_factor, nodes)))
+        placed = tuple(tuple(r) for r in place(collection, shards, replication_factor, nodes))
+        first = ShardMap(collection, shards, replication_factor, 1, placed, dict(spec or {}))
         try:
             self.session.call(lambda: self._kv.create(map_key(collection), first.encode()),
                               f"creating the shard map of {collection!r}", answers=(KeyWrongLastSequenceError,))

@@ -117,41 +117,53 @@ cdef cnp.ndarray as_query(object query, Py_ssize_t dim):
     return arr
 
 
-cdef tuple allowed_rows(object filter_ids, bint exact_forced, int64_t n, const uint8_t *deleted,
-                        const ann_idmap *idmap):
-    """(bitmap uint8 over rows, allowed live rows int32) for a filter, or (None, None) when there is
-    no filter and no forced exact scan. filter_ids: a uint8/bool bitmap over the n rows, or ids."""
-    cdef int64_t i, m, cnt = 0
+cdef object allowed_bitmap(object filter_ids, bint exact_forced, int64_t n, const ann_idmap *idmap):
+    """The uint8 bitmap over rows of a filter, or None when there is no filter and no forced exact
+    scan. filter_ids: a uint8/bool bitmap over the n rows, or ids."""
+    cdef int64_t i, m
     cdef int32_t r
-    cdef cnp.ndarray bitmap, rows, ids_arr
+    cdef cnp.ndarray bitmap, ids_arr
     cdef uint8_t *bm
-    cdef int32_t *rp
     cdef const int64_t *ip
     if filter_ids is None:
         if not exact_forced:
-            return None, None
-        bitmap = np.ones(n, dtype=np.uint8)
-    elif (isinstance(filter_ids, np.ndarray) and filter_ids.dtype in (np.uint8, np.bool_)
+            return None
+        return np.ones(n, dtype=np.uint8)
+    if (isinstance(filter_ids, np.ndarray) and filter_ids.dtype in (np.uint8, np.bool_)
             and filter_ids.ndim == 1 and filter_ids.shape[0] == n):
-        bitmap = np.ascontiguousarray(filter_ids).view(np.uint8)
-    else:
-        ids_arr = np.ascontiguousarray(filter_ids, dtype=np.int64).reshape(-1)
-        bitmap = np.zeros(n, dtype=np.uint8)
-        bm = <uint8_t *>cnp.PyArray_DATA(bitmap)
-        ip = <const int64_t *>cnp.PyArray_DATA(ids_arr)
-        m = ids_arr.shape[0]
-        for i in range(m):
-            r = ann_idmap_get(idmap, ip[i])
-            if r >= 0:
-                bm[r] = 1
+        return np.ascontiguousarray(filter_ids).view(np.uint8)
+    ids_arr = np.ascontiguousarray(filter_ids, dtype=np.int64).reshape(-1)
+    bitmap = np.zeros(n, dtype=np.uint8)
     bm = <uint8_t *>cnp.PyArray_DATA(bitmap)
-    rows = np.empty(n, dtype=np.int32)
-    rp = <int32_t *>cnp.PyArray_DATA(rows)
+    ip = <const int64_t *>cnp.PyArray_DATA(ids_arr)
+    m = ids_arr.shape[0]
+    for i in range(m):
+        r = ann_idmap_get(idmap, ip[i])
+        if r >= 0:
+            bm[r] = 1
+    return bitmap
+
+
+cdef int64_t count_allowed(const uint8_t *bm, const uint8_t *deleted, int64_t n) noexcept nogil:
+    """Rows allowed by the bitmap and not deleted (no array written: a graph walk needs only this)."""
+    cdef int64_t i, cnt = 0
     for i in range(n):
-        if bm[i] and not deleted[i]:
-            rp[cnt] = <int32_t>i
-            cnt += 1
-    return bitmap, rows[:cnt]
+        cnt += (bm[i] != 0) & (deleted[i] == 0)
+    return cnt
+
+
+cdef cnp.ndarray allowed_rows(cnp.ndarray bitmap, const uint8_t *deleted, int64_t n, int64_t cnt):
+    """The allowed live rows (int32, ascending) of a bitmap that allows cnt of them."""
+    cdef const uint8_t *bm = <const uint8_t *>cnp.PyArray_DATA(bitmap)
+    cdef cnp.ndarray rows = np.empty(cnt, dtype=np.int32)
+    cdef int32_t *rp = <int32_t *>cnp.PyArray_DATA(rows)
+    cdef int64_t i, j = 0
+    with nogil:
+        for i in range(n):
+            if bm[i] and not deleted[i]:
+                rp[j] = <int32_t>i
+                j += 1
+    return rows
 
 
 # ------------------------------------------------------------- file body --
@@ -332,18 +344,22 @@ cdef class VectorIndex:
         return exact is None and self.rows.n - self.rows.n_deleted <= max(k, effort)
 
     cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int effort):
-        """(bitmap over rows or None, allowed live rows int32 or None, use exact scan).
+        """(bitmap over rows or None, allowed live rows int32 (only for an exact scan) or None, use exact scan).
 
         Unfiltered, when the live rows are no more than the search effort or k, they are scanned: as
-        cheap as a walk, and exact (a graph walk may not reach every row: HNSW's pruned links can leave
-        a few rows unreachable, seen as 53 of 55 rows returned for k = 55)."""
+        cheap as a walk, and exact (a graph walk reaches only the rows linked from its entry point;
+        HnswGraphIndex.reachable_count says how many those are)."""
         cdef bint scan = bool(exact) or (filter_ids is None and self._few_rows(k, effort, exact))
-        bitmap, candidates = allowed_rows(filter_ids, scan, self.rows.n, self.rows.deleted, &self._idmap)
+        cdef int64_t cnt
+        bitmap = allowed_bitmap(filter_ids, scan, self.rows.n, &self._idmap)
         if bitmap is None:
             return None, None, False
+        cnt = count_allowed(<const uint8_t *>cnp.PyArray_DATA(bitmap), self.rows.deleted, self.rows.n)
         if exact is None:
-            exact = self._prefer_exact(len(candidates), k, effort)
-        return bitmap, candidates, bool(exact)
+            exact = self._prefer_exact(cnt, k, effort)
+        if not exact:  # the walk reads the bitmap: no row list to build
+            return bitmap, None, False
+        return bitmap, allowed_rows(bitmap, self.rows.deleted, self.rows.n, cnt), True
 
     # -- what each kind implements --
 
@@ -532,8 +548,9 @@ cdef class VectorIndex:
                 bitmap, candidates, use_exact = self._prepare_filter(filter_ids, exact, <int>k, eff)
                 if bitmap is not None:
                     allowed = <const uint8_t *>cnp.PyArray_DATA(bitmap)
-                cp = <const int32_t *>cnp.PyArray_DATA(candidates)
-                n_candidates = cnp.PyArray_SIZE(candidates)
+                if candidates is not None:
+                    cp = <const int32_t *>cnp.PyArray_DATA(candidates)
+                    n_candidates = cnp.PyArray_SIZE(candidates)
             for t in range(nt):
                 scr[t] = self._take_scratch()
             with nogil:

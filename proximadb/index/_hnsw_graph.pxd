@@ -72,6 +72,15 @@ ctypedef fused RowMeasure:
     RowDistance
 
 
+# An insertion in progress (insert_begin, then insert_levels down to level 0; insert_row does both).
+ctypedef struct Insertion:
+    int32_t cur             # the row the next level's search starts from
+    int maxlevel            # the graph's max level when the insertion began
+    int next_level          # the next level to connect (-1: none left)
+
+cdef void insert_begin(const IndexRows *rows, HnswGraph *graph, int32_t row, Insertion *ins) noexcept nogil
+cdef int insert_levels(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, Insertion *ins,
+                       int down_to) noexcept nogil
 cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil
 cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil
@@ -89,3 +98,4 @@ cdef class HnswGraphIndex(VectorIndex):
     cdef int _reserve_upper(self, int64_t need) except -1
     cdef int _restore_graph(self, int64_t n, int64_t n_deleted, int64_t upper_len, int64_t entry_point,
                             int64_t max_level, int64_t ef) except -1
+    cdef object _reach(self)

@@ -12,6 +12,11 @@ at the same ``M`` / ``ef_construction`` / ``ef``.
 Filtered search admits only allowed rows to the result set while traversing
 the whole graph; deleted rows are traversed but never returned. A parallel
 build (``HnswGraph.row_locks`` set) takes per-row spinlocks, never two at once.
+A row being inserted can be reached, and linked to, at a level before its own
+links there are written (``merge_links``: they are merged, never overwritten);
+``insert_begin`` / ``insert_levels`` let a test replay that order on one thread.
+``reachable_count`` / ``unreachable_ids`` check what a walk reaches (a sound
+graph: every live row).
 The search walk measures rows by a ``RowMeasure`` (a fused type, so the one
 source is compiled once per measure): ``RecordVectors``, the float32 vectors in
 the level-0 records (``hnsw.pyx``: insertion and ``search_graph``, the distance
@@ -199,29 +204,71 @@ cdef int select_heuristic(const IndexRows *rows, const HnswGraph *graph, ann_scr
     return 0
 
 
+cdef int merge_links(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, int level,
+                     int mmax) noexcept nogil:
+    """Write row's picks (s.top.a[0:s.top.n]) into its own list at level, which the caller holds locked.
+
+    The list is not always empty: in a parallel build a row of level >= 1 is reachable at its upper
+    levels once its first link back there is written, so another thread can descend to it, find its
+    lower list still empty, link to it alone and add itself to that list by a link back. Overwriting
+    the list drops that other row's only in-link (no walk reaches it again); so the picks are merged
+    with the links already there, re-pruned by the heuristic when they overflow, as a link back is."""
+    cdef int32_t *ll = links_of(graph, row, level)
+    cdef int cnt = ll[0]
+    cdef int i, j, r = <int>s.top.n
+    cdef int32_t nb
+    cdef bint known
+    cdef ann_heap *tmp = &s.tmp
+    cdef const float *rv
+    if cnt == 0:
+        ll[0] = r
+        for i in range(r):
+            ll[1 + i] = s.top.a[i].id
+        return 0
+    rv = row_vector(graph, row)
+    tmp.n = 0
+    for j in range(1, cnt + 1):
+        if ann_maxheap_push(tmp, distance(rows, rv, row_vector(graph, ll[j])), ll[j]) < 0:
+            return -1
+    for i in range(r):
+        nb = s.top.a[i].id
+        known = False
+        for j in range(1, cnt + 1):
+            if ll[j] == nb:
+                known = True
+                break
+        if not known and ann_maxheap_push(tmp, s.top.a[i].d, nb) < 0:
+            return -1
+    if tmp.n > mmax and select_heuristic(rows, graph, s, tmp, mmax) < 0:
+        return -1
+    ll[0] = <int32_t>tmp.n
+    for j in range(tmp.n):
+        ll[1 + j] = tmp.a[j].id
+    return 0
+
+
 cdef int connect_new(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, int level,
                      int32_t *next_ep) noexcept nogil:
-    """Link row at level to the heuristic pick of s.top and the picks back to row."""
-    cdef int32_t *ll
+    """Link row at level to the heuristic pick of s.top (merged into its list, see merge_links) and
+    the picks back to row."""
     cdef int32_t nb
     cdef int i, r, rc
     cdef int mmax = graph.M0 if level == 0 else graph.M
     if select_heuristic(rows, graph, s, &s.top, graph.M) < 0:
         return -1
     r = <int>s.top.n
-    ll = links_of(graph, row, level)
+    next_ep[0] = s.top.a[0].id
     if graph.row_locks != NULL:
         ann_spin_lock(graph.row_locks + row)
-    ll[0] = r
-    for i in range(r):
-        ll[1 + i] = s.top.a[i].id
+    rc = merge_links(rows, graph, s, row, level, mmax)
     if graph.row_locks != NULL:
         ann_spin_unlock(graph.row_locks + row)
-    next_ep[0] = s.top.a[0].id
-    # Only this thread writes row's lists, so reading ll here needs no lock; each
-    # neighbour's list is changed under its own lock (never two locks held).
+    if rc < 0:
+        return -1
+    # The picks are read from s.top (this thread's), not from row's list: other threads' links back
+    # change that list meanwhile. Each neighbour's list is changed under its own lock (never two held).
     for i in range(r):
-        nb = ll[1 + i]
+        nb = s.top.a[i].id
         if graph.row_locks != NULL:
             ann_spin_lock(graph.row_locks + nb)
         rc = link_back(rows, graph, s, nb, row, level, mmax)
@@ -234,11 +281,15 @@ cdef int connect_new(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, in
 
 cdef int link_back(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t nb, int32_t row, int level,
                    int mmax) noexcept nogil:
-    """Add row to nb's list at level; a full list is re-pruned by the heuristic."""
+    """Add row to nb's list at level (unless there: in a parallel build nb may have linked to row
+    first, see merge_links); a full list is re-pruned by the heuristic."""
     cdef int32_t *nl = links_of(graph, nb, level)
     cdef int j, cnt = nl[0]
     cdef ann_heap *tmp = &s.tmp
     cdef const float *nv
+    for j in range(1, cnt + 1):
+        if nl[j] == row:
+            return 0
     if cnt < mmax:
         nl[1 + cnt] = row
         nl[0] = cnt + 1
@@ -258,32 +309,45 @@ cdef int link_back(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int3
     return 0
 
 
-cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil:
-    """Insert row (vector, level and zeroed link lists already in place; rows.n > row)."""
-    cdef const float *q = row_vector(graph, row)
+cdef void insert_begin(const IndexRows *rows, HnswGraph *graph, int32_t row, Insertion *ins) noexcept nogil:
+    """Start inserting row (vector, level and zeroed link lists already in place; rows.n > row): read
+    the entry point and descend greedily to the row's level. The first row becomes the entry point."""
     cdef int level = graph.levels[row]
-    cdef int lc, maxlevel
     cdef int32_t cur
     if graph.row_locks != NULL:
         ann_spin_lock(&graph.entry_lock)
     cur = graph.entry_point
-    maxlevel = graph.max_level
+    ins.maxlevel = graph.max_level
     if graph.row_locks != NULL:
         ann_spin_unlock(&graph.entry_lock)
     if cur < 0:
         graph.entry_point = row
         graph.max_level = level
-        return 0
-    if level < maxlevel:
-        cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, q, cur, maxlevel, level)
-    for lc in range(min(level, maxlevel), -1, -1):
-        if search_layer(rows, graph, s, <const RecordVectors *>NULL, q, cur, lc, graph.ef_construction, NULL, rows.n_deleted > 0) < 0:
+        ins.next_level = -1
+        return
+    if level < ins.maxlevel:
+        cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, row_vector(graph, row), cur, ins.maxlevel,
+                             level)
+    ins.cur = cur
+    ins.next_level = min(level, ins.maxlevel)
+
+
+cdef int insert_levels(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, Insertion *ins,
+                       int down_to) noexcept nogil:
+    """Connect row at its levels from ins.next_level down to down_to; once level 0 is linked, a row
+    above the max level read at the start becomes the entry point. 0, or -1 when out of memory."""
+    cdef const float *q = row_vector(graph, row)
+    cdef int level = graph.levels[row]
+    cdef int lc
+    for lc in range(ins.next_level, down_to - 1, -1):
+        if search_layer(rows, graph, s, <const RecordVectors *>NULL, q, ins.cur, lc, graph.ef_construction, NULL,
+                        rows.n_deleted > 0) < 0:
             return -1
         if s.top.n == 0:
             continue
-        if connect_new(rows, graph, s, row, lc, &cur) < 0:
+        if connect_new(rows, graph, s, row, lc, &ins.cur) < 0:
             return -1
-    if level > maxlevel:
+    if ins.next_level >= 0 and down_to == 0 and level > ins.maxlevel:
         if graph.row_locks != NULL:
             ann_spin_lock(&graph.entry_lock)
         if level > graph.max_level:
@@ -291,7 +355,15 @@ cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int
             graph.max_level = level
         if graph.row_locks != NULL:
             ann_spin_unlock(&graph.entry_lock)
+    ins.next_level = min(ins.next_level, down_to - 1)
     return 0
+
+
+cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil:
+    """Insert row (vector, level and zeroed link lists already in place; rows.n > row)."""
+    cdef Insertion ins
+    insert_begin(rows, graph, row, &ins)
+    return insert_levels(rows, graph, s, row, &ins, 0)
 
 
 cdef inline int walk(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowMeasure *dist,
@@ -347,6 +419,35 @@ cdef int validate_links(const IndexRows *rows, const HnswGraph *graph) noexcept 
                 if ll[j] < 0 or ll[j] >= rows.n or graph.levels[ll[j]] < lc:
                     return 2
     return 0
+
+
+cdef int64_t reach_level0(const IndexRows *rows, const HnswGraph *graph, uint8_t *seen,
+                          int32_t *queue) noexcept nogil:
+    """Mark in seen (rows.n zeroed bytes) the rows a breadth-first walk of the level-0 links from the
+    entry point reaches, passing through deleted rows as a search does (queue: rows.n int32 of room);
+    returns the live rows reached."""
+    cdef int64_t head = 0, tail = 0, live = 0
+    cdef int32_t r, nb
+    cdef int32_t *ll
+    cdef int j
+    if graph.entry_point < 0:
+        return 0
+    seen[graph.entry_point] = 1
+    queue[tail] = graph.entry_point
+    tail += 1
+    while head < tail:
+        r = queue[head]
+        head += 1
+        if not rows.deleted[r]:
+            live += 1
+        ll = links_of(graph, r, 0)
+        for j in range(1, ll[0] + 1):
+            nb = ll[j]
+            if not seen[nb]:
+                seen[nb] = 1
+                queue[tail] = nb
+                tail += 1
+    return live
 
 
 cdef int check_header(object file_format, object path, int64_t dim, int64_t metric, int64_t M, int64_t M0,
@@ -485,6 +586,34 @@ cdef class HnswGraphIndex(VectorIndex):
         """search() for each row of queries on `threads` OpenMP threads (default: all cores).
         Returns (ids (m, k), distances (m, k)); missing results are id -1, distance inf."""
         return self._search_batch(queries, k, ef, filter_ids, exact, threads)
+
+    cdef object _reach(self):
+        """Per row (uint8): 1 live and reached by reach_level0, 2 live and not reached, 0 deleted."""
+        cdef int64_t i, n = self.rows.n
+        seen = np.zeros(max(n, 1), np.uint8)
+        queue = np.empty(max(n, 1), np.int32)
+        cdef uint8_t[::1] sv = seen
+        cdef int32_t[::1] qv = queue
+        self._enter_read()
+        try:
+            with nogil:
+                reach_level0(&self.rows, &self.graph, &sv[0], &qv[0])
+                for i in range(n):
+                    sv[i] = 0 if self.rows.deleted[i] else (1 if sv[i] else 2)
+        finally:
+            self._readers -= 1
+        return seen[:n]
+
+    def reachable_count(self) -> int:
+        """Live rows a search walk can reach: those a breadth-first walk of the level-0 links from the
+        entry point finds (through deleted rows, as a search passes them). Equal to len(self) in a
+        sound graph; fewer means live rows no graph walk returns (an exact search still does).
+        O(rows * M0), read-only."""
+        return int(np.count_nonzero(self._reach() == 1))
+
+    def unreachable_ids(self) -> np.ndarray:
+        """The ids (int64, in row order) of the live rows reachable_count leaves out."""
+        return self.ids[self._reach() == 2]
 
     # -- persistence: the kind's _from_header checks its fields (check_header), then restores --
 

@@ -31,6 +31,14 @@ def topk_rows(
     k: int,
     metric: Metric = "l2",
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def topk_rows_batch(
+    queries: npt.ArrayLike,
+    base: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.integer] | Sequence[int],
+    k: int,
+    metric: Metric = "l2",
+    threads: int | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 def topk_batch(
     queries: npt.ArrayLike,
     base: npt.NDArray[np.float32],

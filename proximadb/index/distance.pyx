@@ -411,6 +411,81 @@ def topk_rows(query, base, rows, k, metric="l2"):
     return idx, dist
 
 
+cdef object _check_rows(object rows, Py_ssize_t n):
+    """rows as a C-contiguous int64 array of distinct row numbers in [0, n), ascending (sorted and
+    deduplicated when they were not)."""
+    r = np.asarray(rows)
+    if r.ndim != 1:
+        raise ValidationError(f"rows must be a 1-D array of row numbers, got shape {r.shape}")
+    if r.shape[0] and not np.issubdtype(r.dtype, np.integer):
+        raise ValidationError(f"rows must be integers, got {r.dtype}")
+    r = np.ascontiguousarray(r, dtype=np.int64)
+    cdef const int64_t[::1] rv = r
+    cdef Py_ssize_t nrows = rv.shape[0], j
+    cdef bint ascending = True
+    if nrows == 0:
+        return r
+    with nogil:
+        for j in range(1, nrows):
+            if rv[j] <= rv[j - 1]:
+                ascending = False
+                break
+    if not ascending:
+        r = np.unique(r)
+        rv = r
+        nrows = rv.shape[0]
+    if rv[0] < 0 or rv[nrows - 1] >= n:
+        bad = rv[0] if rv[0] < 0 else rv[nrows - 1]
+        raise ValidationError(f"rows holds row number {bad}, outside the base's [0, {n})")
+    return r
+
+
+def topk_rows_batch(queries, base, rows, k, metric="l2", threads=None):
+    """:func:`topk_rows` for each query row (the planner's exact path of a selective filter):
+    ``(idx int64 (m, k), dist float32 (m, k))``, padded with -1 / +inf past the candidates.
+
+    The cost is proportional to ``len(rows)``, never to n: each query gathers the listed rows of
+    ``base`` and runs the SIMD kernel on them, in parallel over OpenMP threads (GIL released)
+    when there are several queries.
+    """
+    cdef MetricFn mf
+    _metric_fn(metric, &mf)
+    base = _check_base(base)
+    cdef const float[:, ::1] bv = base
+    cdef Py_ssize_t n = bv.shape[0], d = bv.shape[1]
+    q = _check_queries(queries, 2, d, "queries")
+    cdef const float[:, ::1] qv = q
+    cdef Py_ssize_t m = qv.shape[0], i
+    cdef Py_ssize_t kk = _check_k(k)
+    r = _check_rows(rows, n)
+    cdef const int64_t[::1] rv = r
+    cdef Py_ssize_t nrows = rv.shape[0]
+    cdef Py_ssize_t cap = min(kk, nrows)
+    cdef int nthreads
+    if threads is None:
+        nthreads = openmp.omp_get_max_threads() if m > 1 else 1
+    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValidationError(f"threads must be a positive integer or None, got {threads!r}")
+    else:
+        nthreads = min(int(threads), 1024)
+    idx = np.full((m, kk), -1, dtype=np.int64)
+    dist = np.full((m, kk), np.inf, dtype=np.float32)
+    if m == 0 or cap == 0:
+        return idx, dist
+    cdef int64_t[:, ::1] iv = idx
+    cdef float[:, ::1] dv = dist
+    cdef const float *bp = &bv[0, 0]
+    cdef const int64_t *rp = &rv[0]
+    with nogil:
+        if nthreads == 1:
+            for i in range(m):
+                _scan_rows(&mf, &qv[i, 0], bp, d, rp, nrows, &dv[i, 0], &iv[i, 0], cap)
+        else:
+            for i in prange(m, num_threads=nthreads, schedule="dynamic"):
+                _scan_rows(&mf, &qv[i, 0], bp, d, rp, nrows, &dv[i, 0], &iv[i, 0], cap)
+    return idx, dist
+
+
 def topk_batch(queries, base, k, metric="l2", mask=None, threads=None):
     """:func:`topk` for each query row, in parallel over OpenMP threads (GIL released).
 

@@ -21,7 +21,8 @@ scan of the allowed rows is cheaper and always exact. Deleted rows are
 traversed but never returned.
 
 ``add(..., threads=n)`` inserts in parallel with per-row spinlocks (never two
-held at once); only the single-threaded build is deterministic. The graph's
+held at once); only the single-threaded build is deterministic. Either leaves
+every row linked from the entry point (``reachable_count()`` counts them). The graph's
 algorithms (insertion, search, checks) and the base class this index shares
 with the int8 one (``hnsw_int8.pyx``) are in ``_hnsw_graph.pyx``.
 
@@ -73,7 +74,10 @@ from proximadb.index._kernels cimport kernel_level, setup_distance_kernels
 from proximadb.index._hnsw_graph cimport (
     MAX_LEVEL,
     HnswGraphIndex,
+    Insertion,
     check_header,
+    insert_begin,
+    insert_levels,
     insert_row,
     links_of,
     prefetch_vector,
@@ -112,6 +116,8 @@ cdef class HNSWIndex(HnswGraphIndex):
     """
 
     FILE_FORMAT = FILE_FORMAT
+
+    cdef bint _interleave  # _add_interleaved is running
 
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0,
                  max_elements: int = 0) -> None:
@@ -163,6 +169,8 @@ cdef class HNSWIndex(HnswGraphIndex):
         cdef int t, nt = threads if threads > 0 else (os.cpu_count() or 1)
         cdef int64_t start, end = n0 + m
         cdef int failed = 0
+        cdef bint interleave = self._interleave and m > 1
+        cdef Insertion held
         for i in range(m):
             memcpy(<float *>row_vector(&self.graph, <int32_t>(n0 + i)), xp + i * dim, dim * sizeof(float))
             if self.rows.metric == METRIC_COSINE:
@@ -182,11 +190,17 @@ cdef class HNSWIndex(HnswGraphIndex):
         if nt <= 1 or m < 2 * nt:
             s = self._take_scratch()
             with nogil:
-                for i in range(m):
+                if interleave:  # see _add_interleaved
+                    self.rows.n = n0 + 1
+                    insert_begin(&self.rows, &self.graph, <int32_t>n0, &held)
+                    rc = insert_levels(&self.rows, &self.graph, s, <int32_t>n0, &held, 1)
+                for i in range(1 if interleave else 0, m):
                     self.rows.n = n0 + i + 1
-                    if insert_row(&self.rows, &self.graph, s, <int32_t>(n0 + i)) < 0:
+                    if rc < 0 or insert_row(&self.rows, &self.graph, s, <int32_t>(n0 + i)) < 0:
                         rc = -1
                         break
+                if interleave and rc == 0:
+                    rc = insert_levels(&self.rows, &self.graph, s, <int32_t>n0, &held, 0)
             self._give_scratch(s)
             return rc
         self.graph.row_locks = <uint8_t *>calloc(end, 1)
@@ -223,6 +237,17 @@ cdef class HNSWIndex(HnswGraphIndex):
         threads=1 build is deterministic for a seed. threads=0 means all cores.
         """
         self._add(ids, vectors, threads)
+
+    def _add_interleaved(self, ids: object, vectors: object) -> None:
+        """add() on one thread in an order a parallel build can take (for tests, not an API): the
+        batch's first row is linked at its levels above 0, then the other rows are inserted whole,
+        then the first row's level 0 is linked. A row that descends to the first one meanwhile finds
+        its level-0 list empty, links to it alone and adds itself to that list (see merge_links)."""
+        self._interleave = True
+        try:
+            self._add(ids, vectors, 1)
+        finally:
+            self._interleave = False
 
     def graph_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
         """Copies of the graph without the vectors: level-0 links (n, M0 + 1) int32, the upper pool int32,

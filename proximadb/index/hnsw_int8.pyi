@@ -7,6 +7,7 @@ from proximadb.index._base import IndexFileFormat
 from proximadb.index._hnsw_graph import HnswGraphIndex
 
 FILE_FORMAT: IndexFileFormat
+BINARY_FILE_FORMAT: IndexFileFormat
 
 class HNSWInt8Index(HnswGraphIndex):
     def __init__(
@@ -32,3 +33,5 @@ class HNSWInt8Index(HnswGraphIndex):
     def memory_usage(self) -> dict[str, int]: ...
     def attach_vectors(self, vectors: npt.ArrayLike) -> None: ...
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike, threads: int = 1) -> None: ...
+
+class HNSWBinaryIndex(HNSWInt8Index): ...

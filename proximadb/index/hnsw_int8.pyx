@@ -1,5 +1,5 @@
-"""HNSW over int8 scalar-quantized codes, rescored with the float32 originals (a collection's
-``index_params={"quantization": {"type": "int8", ...}}`` with ``indexing_algorithm="hnsw"``).
+"""HNSW over int8 scalar-quantized or binary codes, rescored with the float32 originals (a collection's
+``index_params={"quantization": {"type": "int8" | "binary", ...}}`` with ``indexing_algorithm="hnsw"``).
 
 Build: an ordinary float32 HNSW graph (``hnsw.pyx``, same ``M`` / ``ef_construction`` / ``seed``)
 is built over the segment's rows, then only its links are kept; each row's vector (normalised
@@ -48,6 +48,17 @@ framing (prefix, header CRC, body CRC, end magic, atomic save) is ``_base.pyx``'
 
 The float32 vectors are not in the file: after ``load`` the caller attaches the segment's
 (``attach_vectors``); until then the index refuses to search.
+
+Binary (:class:`HNSWBinaryIndex`, file ``index.hnswb``): one bit per dimension, ``1`` where the
+stored vector (normalised under ``cosine``) is above the segment's per-dimension mean
+(``center``), packed little-endian within bytes, the last byte padded with zero bits
+(``code_bytes = ceil(dim / 8)``). The query stays in float32 (asymmetric): the traversal's
+distance to a row is minus the inner product of ``q - center`` with the row's signs (+1 for a set
+bit, -1 otherwise), summed from a per-query table of 256 partial sums per code byte (``qt``, built
+once per query), one lookup per 8 dimensions. It is 32 times smaller than float32 and coarse: with
+rescoring, recall depends on the data (embeddings of a few hundred dimensions and up) and on
+oversampling (default 4). ``rescore=False`` returns those sign distances. The file is laid out as ``index.hnsw8`` with magic ``b"PXHNSB\x00\x01"``, end
+``b"PXHB"``, ``lo`` holding ``center``, ``step`` zeros and ``codes`` u8[n*code_bytes].
 """
 
 cimport cython
@@ -90,7 +101,9 @@ cnp.import_array()
 setup_distance_kernels(-1)
 q8_setup(kernel_level)
 
-FILE_FORMAT = IndexFileFormat("HNSW int8", b"PXHNS8\x00\x01", 1, struct.Struct("<8sIIIIIIII QQQQ ii"), b"PXH8")
+_HEADER = struct.Struct("<8sIIIIIIII QQQQ ii")
+FILE_FORMAT = IndexFileFormat("HNSW int8", b"PXHNS8\x00\x01", 1, _HEADER, b"PXH8")
+BINARY_FILE_FORMAT = IndexFileFormat("HNSW binary", b"PXHNSB\x00\x01", 1, _HEADER, b"PXHB")
 _ENCODE_BLOCK = 65536  # rows encoded per numpy step (bounds the temporary memory of a build)
 
 
@@ -104,6 +117,8 @@ ctypedef struct CodeQuery:
     const float *step
     int dim
     int metric
+    int nbytes              # binary: code bytes that hold bits (ceil(dim / 8)); qt is their table
+    int64_t step_bytes      # binary: bytes per row's code
 
 
 cdef float code_distance(const void *ctx, const float *q, int32_t r) noexcept nogil:
@@ -115,7 +130,19 @@ cdef float code_distance(const void *ctx, const float *q, int32_t r) noexcept no
     return cq.bias - q8_dot(cq.qt, c, cq.dim)
 
 
-@cython.final
+cdef float bit_distance(const void *ctx, const float *q, int32_t r) noexcept nogil:
+    """Minus the inner product of the centred query with row r's signs (+1 for a set bit, -1 else),
+    read from the query's table (ctx, a CodeQuery: qt[256 j + byte] is byte j's share)."""
+    cdef const CodeQuery *cq = <const CodeQuery *>ctx
+    cdef const uint8_t *c = cq.codes + <int64_t>r * cq.step_bytes
+    cdef const float *t = cq.qt
+    cdef float acc = 0
+    cdef int j
+    for j in range(cq.nbytes):
+        acc += t[(j << 8) + c[j]]
+    return -acc
+
+
 cdef class HNSWInt8Index(HnswGraphIndex):
     """HNSW graph searched on uint8 codes, top candidates rescored with float32 vectors.
 
@@ -128,6 +155,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     cdef double _oversampling
     cdef bint _rescore
+    cdef int64_t _code_bytes    # bytes of one row's code
     cdef uint8_t *codes
     cdef float *lo
     cdef float *step
@@ -148,6 +176,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         self._init_graph(M, ef_construction, 0)  # level-0 records hold the links only
         self._oversampling = 2.0
         self._rescore = True
+        self._code_bytes = self._code_size(dim)
         self.lo = <float *>malloc(dim * sizeof(float))
         self.step = <float *>malloc(dim * sizeof(float))
         if self.lo == NULL or self.step == NULL:
@@ -155,6 +184,14 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         for i in range(dim):
             self.lo[i] = 0.0
             self.step[i] = 1.0
+
+    @staticmethod
+    def _code_size(int dim) -> int:
+        return dim
+
+    cdef int64_t _query_floats(self) noexcept nogil:
+        """Room the prepared code query needs (qt), in floats."""
+        return self.rows.dim
 
     def __dealloc__(self) -> None:
         free(self.codes)
@@ -192,16 +229,16 @@ cdef class HNSWInt8Index(HnswGraphIndex):
                 view_array(self.step, self.rows.dim, cnp.NPY_FLOAT32).copy())
 
     def codes_array(self) -> np.ndarray:
-        """A copy of the codes, (n_rows, dim) uint8."""
+        """A copy of the codes, (n_rows, code bytes) uint8."""
         cdef int64_t n = self.rows.n
-        return view_array(self.codes, n * self.rows.dim, cnp.NPY_UINT8).reshape(n, self.rows.dim).copy()
+        return view_array(self.codes, n * self._code_bytes, cnp.NPY_UINT8).reshape(n, self._code_bytes).copy()
 
     def memory_usage(self) -> dict[str, int]:
         """Bytes held in memory per part, at the current size; the float32 vectors are memory-mapped
         (page cache, read for rescoring) and reported as ``vectors_mapped``."""
         cdef int64_t n = self.rows.n
         return {
-            "codes": n * self.rows.dim + 8 * self.rows.dim,
+            "codes": n * self._code_bytes + 8 * self.rows.dim,
             "links_level0": n * (self.graph.M0 + 1) * 4,
             "links_upper": self.graph.upper_len * 4 + n * 8,
             "ids": n * 8 + self._idmap.cap * 12,
@@ -211,7 +248,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         }
 
     def __repr__(self) -> str:
-        return (f"HNSWInt8Index(dim={self.rows.dim}, metric={self.metric!r}, M={self.graph.M}, "
+        return (f"{type(self).__name__}(dim={self.rows.dim}, metric={self.metric!r}, M={self.graph.M}, "
                 f"ef_construction={self.graph.ef_construction}, seed={self._seed}, len={len(self)})")
 
     def attach_vectors(self, vectors: object) -> None:
@@ -262,15 +299,15 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         dist.fn = code_distance
         dist.ctx = cq
         dist.base = <const char *>self.codes
-        dist.stride = dim
-        dist.nbytes = dim
+        dist.stride = self._code_bytes
+        dist.nbytes = self._code_bytes
 
     # -- the kind's part of the base --
 
     cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
         cdef void *p
         HnswGraphIndex._grow(self, old_cap, cap)  # the graph's arrays
-        p = realloc(self.codes, cap * self.rows.dim)
+        p = realloc(self.codes, cap * self._code_bytes)
         if p == NULL:
             raise MemoryError()
         self.codes = <uint8_t *>p
@@ -278,7 +315,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     cdef int _check_searchable(self) except -1:
         if self._vp == NULL and self.rows.n > 0:
-            raise ValidationError("HNSWInt8Index: no float32 vectors attached (attach_vectors) to rescore with")
+            raise ValidationError(f"{type(self).__name__}: no float32 vectors attached (attach_vectors) to rescore with")
         return 0
 
     cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
@@ -288,7 +325,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         cdef int32_t r
         cdef CodeQuery cq
         cdef RowDistance dist
-        if ann_scratch_qbuf(s, 2 * dim) < 0:  # [0, dim): the prepared query, [dim, 2 dim): qt
+        if ann_scratch_qbuf(s, dim + self._query_floats()) < 0:  # [0, dim): the prepared query, then qt
             return -1
         q = prepare_query(&self.rows, s, q)
         if q == NULL:
@@ -328,7 +365,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         cdef int dim = self.rows.dim
         cdef cnp.ndarray links0, pool, levels, block
         if n0 != 0:
-            raise ValidationError("HNSWInt8Index takes its rows in one add() call")
+            raise ValidationError(f"{type(self).__name__} takes its rows in one add() call")
         graph = HNSWIndex(dim, self.metric, self.graph.M, self.graph.ef_construction, self._seed)
         graph.add(np.arange(m, dtype=np.int64), vectors, threads=threads)
         links0, pool, levels, entry, max_level = graph.graph_arrays()
@@ -343,6 +380,14 @@ cdef class HNSWInt8Index(HnswGraphIndex):
             upper += self.graph.levels[i] * (self.graph.M + 1)
         self.graph.entry_point = entry
         self.graph.max_level = max_level
+        self._encode(vectors, m)
+        self.rows.n = m
+        self.attach_vectors(vectors)
+        return 0
+
+    cdef int _encode(self, object vectors, int64_t m) except -1:
+        """Fit the quantizer to the rows and write their codes."""
+        cdef int dim = self.rows.dim
         # The quantizer: per-dimension min / max over the rows (normalised under cosine).
         lo = np.full(dim, np.inf, dtype=np.float32)
         hi = np.full(dim, -np.inf, dtype=np.float32)
@@ -358,8 +403,6 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         for s in range(0, m, _ENCODE_BLOCK):
             block = self._as_stored(vectors[s:s + _ENCODE_BLOCK])
             codes[s:s + _ENCODE_BLOCK] = np.clip(np.rint((block - lo) / step), 0, 255).astype(np.uint8)
-        self.rows.n = m
-        self.attach_vectors(vectors)
         return 0
 
     cdef cnp.ndarray _as_stored(self, object block):
@@ -391,7 +434,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
             view_array(self.rows.ids, n, cnp.NPY_INT64),
             view_array(self.lo, dim, cnp.NPY_FLOAT32),
             view_array(self.step, dim, cnp.NPY_FLOAT32),
-            view_array(self.codes, n * dim, cnp.NPY_UINT8),
+            view_array(self.codes, n * self._code_bytes, cnp.NPY_UINT8),
             view_array(self.graph.level0, n * (self.graph.M0 + 1), cnp.NPY_INT32),
             view_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32),
             view_array(self.graph.levels, n, cnp.NPY_UINT8),
@@ -402,8 +445,75 @@ cdef class HNSWInt8Index(HnswGraphIndex):
     def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWInt8Index, int]:
         cdef HNSWInt8Index idx
         (dim, metric, M, M0, ef_construction, ef, seed, n, n_deleted, upper_len, entry_point, max_level) = fields
-        check_header(FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
-        body = n * 8 + 8 * dim + n * dim + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
-        idx = HNSWInt8Index(dim, METRICS[metric], M, ef_construction, seed)
+        check_header(cls.FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
+        body = n * 8 + 8 * dim + n * cls._code_size(dim) + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
+        idx = cls(dim, METRICS[metric], M, ef_construction, seed)
         idx._restore_graph(n, n_deleted, upper_len, entry_point, max_level, ef)
         return idx, body
+
+
+@cython.final
+cdef class HNSWBinaryIndex(HNSWInt8Index):
+    """HNSW graph searched on one bit per dimension (Hamming distance), top candidates rescored with
+    float32 vectors (see the module's documentation). Same constructor and API as HNSWInt8Index;
+    ``quantizer()`` returns (center, zeros)."""
+
+    FILE_FORMAT = BINARY_FILE_FORMAT
+
+    def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0) -> None:
+        HNSWInt8Index.__init__(self, dim, metric, M, ef_construction, seed)
+        self._oversampling = 4.0
+        for i in range(dim):
+            self.step[i] = 0.0
+
+    @staticmethod
+    def _code_size(int dim) -> int:
+        return (dim + 7) // 8
+
+    cdef int _encode(self, object vectors, int64_t m) except -1:
+        cdef int dim = self.rows.dim
+        total = np.zeros(dim, dtype=np.float64)
+        for s in range(0, m, _ENCODE_BLOCK):
+            total += self._as_stored(vectors[s:s + _ENCODE_BLOCK]).sum(axis=0, dtype=np.float64)
+        center = np.ascontiguousarray(total / max(m, 1), dtype=np.float32)
+        memcpy(self.lo, cnp.PyArray_DATA(center), dim * sizeof(float))
+        codes = view_array(self.codes, m * self._code_bytes, cnp.NPY_UINT8).reshape(m, self._code_bytes)
+        for s in range(0, m, _ENCODE_BLOCK):
+            codes[s:s + _ENCODE_BLOCK] = np.packbits(self._as_stored(vectors[s:s + _ENCODE_BLOCK]) > center, axis=1,
+                                                     bitorder="little")
+        return 0
+
+    cdef int64_t _query_floats(self) noexcept nogil:
+        return 256 * ((self.rows.dim + 7) // 8)
+
+    cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq, RowDistance *dist) noexcept nogil:
+        """qt[256 j + v]: the sum over the 8 dimensions of byte j of +-(q - center), + where v has the bit."""
+        cdef int dim = self.rows.dim
+        cdef int nbytes = (dim + 7) // 8
+        cdef int j, b, d, v
+        cdef float base, w[8]
+        cdef float *t
+        for j in range(nbytes):
+            t = qt + (j << 8)
+            base = 0
+            for b in range(8):
+                d = 8 * j + b
+                w[b] = 2 * (q[d] - self.lo[d]) if d < dim else 0
+                base -= w[b] / 2
+            t[0] = base
+            for v in range(1, 256):  # v with its lowest set bit b cleared, plus that bit's weight
+                b = 0
+                while not (v >> b) & 1:
+                    b += 1
+                t[v] = t[v & (v - 1)] + w[b]
+        cq.qt = qt
+        cq.nbytes = nbytes
+        cq.step_bytes = self._code_bytes
+        cq.codes = self.codes
+        cq.dim = dim
+        cq.metric = self.rows.metric
+        dist.fn = bit_distance
+        dist.ctx = cq
+        dist.base = <const char *>self.codes
+        dist.stride = self._code_bytes
+        dist.nbytes = nbytes

@@ -3,12 +3,15 @@
 ``{"type": "int8", "rescore": true, "oversampling": 2.0}`` with ``indexing_algorithm="hnsw"`` makes
 every segment's index an :class:`~proximadb.index.hnsw_int8.HNSWInt8Index` (file ``index.hnsw8``):
 the graph is walked on one byte per dimension and the ``ceil(k * oversampling)`` best candidates
-are rescored with the float32 vectors, which stay memory-mapped in the segment. ``rescore`` and
-``oversampling`` may be left out (defaults below); there is no per-request oversampling yet (it
-would need a field in the search payload schemas and the proto).
-Only ``int8`` exists: binary and product quantization are not implemented, and are refused as
-unknown types. The setting lives in the catalog with the other index parameters, so it survives a
-reopen, and changing it (``update_collection``) rebuilds the segment indexes like any parameter.
+are rescored with the float32 vectors, which stay memory-mapped in the segment.
+``{"type": "binary", ...}`` makes it an :class:`~proximadb.index.hnsw_int8.HNSWBinaryIndex` (file
+``index.hnswb``): one bit per dimension (32 times smaller than float32), coarser, so its default
+oversampling is 4 and it suits embeddings of a few hundred dimensions and up. ``rescore`` and
+``oversampling`` may be left out (defaults below, per type); there is no per-request oversampling
+yet (it would need a field in the search payload schemas and the proto). Product quantization
+is not implemented, and is refused as an unknown type. The setting lives in the catalog with the
+other index parameters, so it survives a reopen, and changing it (``update_collection``) rebuilds
+the segment indexes like any parameter.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import numpy as np
 from proximadb.errors import ValidationError
 from proximadb.index import registry
 from proximadb.index._base import VectorIndex
-from proximadb.index.hnsw_int8 import HNSWInt8Index
+from proximadb.index.hnsw_int8 import HNSWBinaryIndex, HNSWInt8Index
 
 KEY = "quantization"  # the key of index_params
-TYPES = ("int8",)
-DEFAULTS: dict[str, Any] = {"rescore": True, "oversampling": 2.0}
+TYPES = ("int8", "binary")
+DEFAULTS: dict[str, Any] = {"rescore": True, "oversampling": 2.0}  # int8's
+DEFAULT_OVERSAMPLING = {"int8": 2.0, "binary": 4.0}
 OVERSAMPLING_RANGE = (1.0, 100.0)
 _FIELDS = ("type", "rescore", "oversampling")
 
@@ -53,14 +57,14 @@ def validate(algorithm: str, value: object) -> dict[str, Any] | None:
     qtype = value.get("type")
     if qtype not in TYPES:
         raise ValidationError(f"index_params.quantization.type must be one of {', '.join(TYPES)}, not {qtype!r} "
-                              "(binary and pq are not supported)")
+                              "(pq is not supported)")
     if (algorithm, qtype) not in _VARIANTS:
         raise ValidationError(f"{qtype} quantization is available with indexing_algorithm "
                               f"{' or '.join(sorted({a for a, _ in _VARIANTS}))}, not {algorithm!r}")
     rescore = value.get("rescore", DEFAULTS["rescore"])
     if not isinstance(rescore, bool):
         raise ValidationError(f"index_params.quantization.rescore must be true or false, not {rescore!r}")
-    oversampling = check_oversampling(value.get("oversampling", DEFAULTS["oversampling"]),
+    oversampling = check_oversampling(value.get("oversampling", DEFAULT_OVERSAMPLING[qtype]),
                                       "index_params.quantization.oversampling")
     return {"type": qtype, "rescore": rescore, "oversampling": oversampling}
 
@@ -83,7 +87,11 @@ HNSW_INT8 = registry.register_variant(QuantizedKind(
     "hnsw", HNSWInt8Index, "index.hnsw8", build_params=_hnsw.build_params, search_param=_hnsw.search_param,
     ranges=_hnsw.ranges, defaults=_hnsw.defaults, build_options=_hnsw.build_options,
 ))
-_VARIANTS: dict[tuple[str, str], registry.IndexKind] = {("hnsw", "int8"): HNSW_INT8}
+HNSW_BINARY = registry.register_variant(QuantizedKind(
+    "hnsw", HNSWBinaryIndex, "index.hnswb", build_params=_hnsw.build_params, search_param=_hnsw.search_param,
+    ranges=_hnsw.ranges, defaults=_hnsw.defaults, build_options=_hnsw.build_options,
+))
+_VARIANTS: dict[tuple[str, str], registry.IndexKind] = {("hnsw", "int8"): HNSW_INT8, ("hnsw", "binary"): HNSW_BINARY}
 
 
 def kind_for(algorithm: str, params: Mapping[str, Any]) -> registry.IndexKind:

@@ -35,6 +35,16 @@ def alive_mask(alive: np.ndarray, expires_at: np.ndarray | None, now: int) -> np
     return alive & ((x == NO_EXPIRY) | (x > now)).view(np.uint8)
 
 
+def alive_rows(rows: np.ndarray, alive: np.ndarray, expires_at: np.ndarray | None, now: int) -> np.ndarray:
+    """The entries of ``rows`` (row numbers) alive at ``now`` under ``alive`` (uint8, one per row) and
+    ``expires_at``: :func:`alive_mask` looked up at those rows only (the planner's small sets)."""
+    keep = alive[rows].view(bool)
+    if expires_at is not None:
+        x = expires_at[rows]
+        keep &= (x == NO_EXPIRY) | (x > now)
+    return rows if keep.all() else rows[keep]
+
+
 def row_alive(expires_at: np.ndarray | None, row: int, now: int) -> bool:
     """Whether one row is not expired at ``now`` (deletion is the caller's business)."""
     if expires_at is None:

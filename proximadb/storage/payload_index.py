@@ -22,6 +22,7 @@ which a reopen maps instead of rebuilding.
 
 from __future__ import annotations
 
+import array
 import bisect
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -49,11 +50,47 @@ def bitmap_to_mask(bitmap: BitMap, rows: int, out: np.ndarray | None = None) -> 
     """The bool mask of length ``rows`` with the bitmap's rows below ``rows`` set (ORed into ``out``)."""
     mask = np.zeros(rows, dtype=bool) if out is None else out
     if bitmap:
-        members = np.frombuffer(bitmap.to_array(), dtype=np.uint32)
+        members = np.frombuffer(bitmap.to_array(), dtype=np.uint32).astype(np.intp)  # intp: numpy's fast scatter
         if bitmap.max() >= rows:
             members = members[members < rows]
         mask[members] = True
     return mask
+
+
+def bitmap_of(rows: np.ndarray) -> BitMap:
+    """A new bitmap of the given row numbers (any order; an int array of rows below 2**32)."""
+    if not rows.shape[0]:
+        return BitMap()
+    return BitMap(array.array("I", rows.astype(np.uint32, copy=False).tobytes()))
+
+
+def _satisfy(values: np.ndarray, op: str, operand: Any) -> np.ndarray:
+    """Which float64 entries satisfy ``v <op> operand``, exactly (as NumberColumn's class docstring says)."""
+    fa = _as_float(operand)
+    tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
+    if op == "$eq":
+        return values == fa if tie else np.zeros(values.shape[0], dtype=bool)
+    if op in ("$gt", "$gte"):
+        return values >= fa if tie else values > fa
+    return values <= fa if tie else values < fa
+
+
+def rows_satisfying_mask(values: np.ndarray, conditions: Sequence[tuple[str, Any]]) -> np.ndarray:
+    """Which entries of ``values`` (NumberColumn.by_row) meet every condition."""
+    keep = _satisfy(values, *conditions[0])
+    for op, operand in conditions[1:]:
+        keep &= _satisfy(values, op, operand)
+    return keep
+
+
+def rows_satisfying(values: np.ndarray, rows: np.ndarray, conditions: Sequence[tuple[str, Any]]) -> np.ndarray:
+    """The entries of ``rows`` whose number in ``values`` (NumberColumn.by_row) meets every condition."""
+    inside = rows < values.shape[0]
+    picked = values[np.where(inside, rows, 0)]
+    keep = inside
+    for op, operand in conditions:
+        keep &= _satisfy(picked, op, operand)
+    return rows[keep]
 
 
 def _as_float(number: Any) -> float:
@@ -77,7 +114,7 @@ class NumberColumn:
     entries ``v == fa`` are decided by one exact Python comparison of ``fa`` with ``a``.
     """
 
-    __slots__ = ("_base_r", "_base_v", "_exact", "_multi", "_shadowed", "_tail_n", "_tail_r", "_tail_v")
+    __slots__ = ("_base_r", "_base_v", "_by_row", "_exact", "_multi", "_shadowed", "_tail_n", "_tail_r", "_tail_v")
 
     def __init__(self) -> None:
         self._base_v = np.empty(0, dtype=np.float64)
@@ -88,9 +125,11 @@ class NumberColumn:
         self._exact: dict[int, list[Any]] = {}
         self._shadowed: set[int] = set()
         self._multi = False  # some row has two or more entries (a list of numbers)
+        self._by_row: np.ndarray | None = None  # by_row(), once built
 
     def add(self, values: list[Any], rows: list[int]) -> None:
         """Append entries (numbers as :func:`typed_key` gives them: int or float)."""
+        self._by_row = None
         if len(rows) > 1 and not self._multi:
             self._multi = bool((np.diff(np.asarray(rows)) == 0).any())  # a batch's rows come in order
         keep_v: list[float] = []
@@ -117,6 +156,7 @@ class NumberColumn:
 
     def seal(self) -> None:
         """Merge the tail into the sorted base."""
+        self._by_row = None
         if not self._tail_n:
             return
         values = np.concatenate([self._base_v, self._tail_v[: self._tail_n]])
@@ -140,6 +180,7 @@ class NumberColumn:
 
     def replace(self, row: int, values: list[Any]) -> None:
         """Row ``row`` now has these numbers (its array entries are ignored from now on)."""
+        self._by_row = None
         self._shadowed.add(row)
         self._multi = self._multi or len(values) > 1
         if values:
@@ -152,29 +193,74 @@ class NumberColumn:
         """No row has two number entries (then two bounds can be applied to one entry at a time)."""
         return not self._multi
 
+    def _span(self, conditions: Sequence[tuple[str, Any]]) -> tuple[int, int, np.ndarray | None]:
+        """(start, stop, tail hits): the base entries ``[start, stop)`` and the tail entries (a bool
+        mask of the tail) that satisfy every condition."""
+        start, stop = 0, self._base_v.shape[0]
+        hit: np.ndarray | None = None
+        tail_v = self._tail_v[: self._tail_n]
+        for op, operand in conditions:
+            start, stop = self._narrow(start, stop, op, operand)
+            part = _satisfy(tail_v, op, operand)
+            hit = part if hit is None else hit & part
+        return start, stop, hit
+
+    def by_row(self) -> np.ndarray | None:
+        """float64 per row, the row's number (NaN: none), for a column that can give it: sealed, no row
+        with two numbers, none replaced in place or kept exactly. Built on first use (8 bytes a row,
+        a segment's column only), for the planner to test a few rows against a large range."""
+        if self._by_row is None:
+            if self._multi or self._shadowed or self._tail_n or self._exact:
+                return None
+            size = int(self._base_r.max()) + 1 if self._base_r.shape[0] else 0
+            values = np.full(size, np.nan)
+            values[self._base_r] = self._base_v
+            self._by_row = values
+        return self._by_row
+
+    def count_upper(self, conditions: Sequence[tuple[str, Any]]) -> int:
+        """An upper bound of the rows :meth:`select` would pick, without picking them (the planner's
+        estimate: the base entries in range exactly, every tail and per-row entry counted)."""
+        start, stop = 0, self._base_v.shape[0]
+        for op, operand in conditions:
+            start, stop = self._narrow(start, stop, op, operand)
+        return max(0, stop - start) + self._tail_n + len(self._exact)
+
+    def _narrow(self, start: int, stop: int, op: str, operand: Any) -> tuple[int, int]:
+        """The base entries ``[start, stop)`` narrowed to those ``<op> operand``."""
+        fa = _as_float(operand)
+        tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
+        values = self._base_v
+        if op == "$eq":
+            lo = int(values.searchsorted(fa, "left"))
+            return max(start, lo), min(stop, int(values.searchsorted(fa, "right")) if tie else lo)
+        if op in ("$gt", "$gte"):
+            return max(start, int(values.searchsorted(fa, "left" if tie else "right"))), stop
+        return start, min(stop, int(values.searchsorted(fa, "right" if tie else "left")))
+
+    def select_rows(self, conditions: Sequence[tuple[str, Any]], rows: int) -> BitMap:
+        """The rows :meth:`select` would OR into a mask of ``rows`` rows, as a new bitmap."""
+        start, stop, hit = self._span(conditions)
+        picked = self._base_r[start:stop] if start < stop else _EMPTY_ROWS
+        if self._tail_n and hit is not None and hit.any():
+            picked = np.concatenate([picked, self._tail_r[: self._tail_n][hit]])
+        if picked.shape[0] and picked.max() >= rows:
+            picked = picked[picked < rows]
+        found = bitmap_of(np.sort(picked.astype(np.uint32)))  # packed sorted: far cheaper than unsorted
+        if self._shadowed:
+            found.difference_update(BitMap(self._shadowed))
+        tests = [(_COMPARE[op], operand) for op, operand in conditions]
+        for row, values in self._exact.items():
+            if row < rows and all(any(test(v, operand) for v in values) for test, operand in tests):
+                found.add(row)
+        return found
+
     def select(self, conditions: Sequence[tuple[str, Any]], mask: np.ndarray) -> None:
         """OR into ``mask`` the rows with an entry ``v`` such that ``v <op> operand`` for every
         (op, operand) of ``conditions``: one condition, or (when :attr:`single_valued`, the
         caller's business) several on the same entry, such as the two ends of a range."""
         rows = mask.shape[0]
-        start, stop = 0, self._base_v.shape[0]
-        hit: np.ndarray | None = None
-        tail_v = self._tail_v[: self._tail_n]
-        for op, operand in conditions:
-            fa = _as_float(operand)
-            tie = _COMPARE[op](fa, operand)  # do entries equal to fa satisfy the comparison?
-            lo = int(np.searchsorted(self._base_v, fa, side="left"))
-            hi = int(np.searchsorted(self._base_v, fa, side="right"))
-            if op == "$eq":
-                start, stop = max(start, lo), min(stop, hi if tie else lo)
-                part = tail_v == fa if tie else np.zeros(self._tail_n, dtype=bool)
-            elif op in ("$gt", "$gte"):
-                start = max(start, lo if tie else hi)
-                part = tail_v >= fa if tie else tail_v > fa
-            else:
-                stop = min(stop, hi if tie else lo)
-                part = tail_v <= fa if tie else tail_v < fa
-            hit = part if hit is None else hit & part
+        start, stop, hit = self._span(conditions)
         picked = [self._base_r[start:stop] if start < stop else _EMPTY_ROWS]
         if self._tail_n and hit is not None:
             picked.append(self._tail_r[: self._tail_n][hit])

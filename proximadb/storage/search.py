@@ -4,9 +4,11 @@ Under the collection lock only a snapshot is taken (the arrays of the memtable
 and of the sealed memtables a flush is writing, the segment list and their
 deletion masks); the scans run without it, the kernels
 with the GIL released. Each part yields (m, k) candidates, merged by distance.
-Filters apply inside each scan (a mask), never after it, so k hits come back
-whenever k rows match. The mask comes from each part's payload index
-(``Filter.index_mask``: set operations, payload_index.py), never from a per-row walk.
+Filters apply inside each scan, never after it, so k hits come back whenever k rows match.
+Per part, the planner (filter_plan.py) estimates the filter's cardinality from the part's payload
+index: a small set of matching rows is scanned exactly (a sorted row array, gather + SIMD kernel),
+a larger one becomes a mask (``Filter.index_mask``: set operations, payload_index.py) that the
+graph walk or the dense scan takes; never a per-row walk of metadata.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from proximadb import deadline
 from proximadb.filters import Filter
 from proximadb.index import distance
-from proximadb.storage import expiry, segment_index
+from proximadb.storage import expiry, filter_plan, segment_index
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.operations import NO_EXPIRY
 
@@ -26,55 +28,73 @@ from proximadb.storage.operations import NO_EXPIRY
 class SearchPath(CollectionState):
     """The search core behind Collection.search_batch (which checks the arguments)."""
 
+    # filter_plan.plan's thresholds: None = exact_limit for a part with a graph/IVF index, every
+    # matching row for one without; an int forces it for every part (tests reach both sides with it).
+    planner_exact_rows: int | None = None
+    planner_eval_rows = filter_plan.EVAL_ROWS
+
+    def _plan(self, flt: Filter, payload: Any, rows: int, indexed: bool) -> filter_plan.PartPlan:
+        limit = self.planner_exact_rows
+        if limit is None:
+            limit = filter_plan.exact_limit(rows) if indexed else rows
+        return filter_plan.plan(flt, payload, rows, exact_rows=limit, eval_rows=self.planner_eval_rows)
+
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
                 include_metadata: bool, exact: bool | None, ef: int | None,
                 nprobe: int | None) -> list[list[dict[str, Any]]]:
         with self._request_lock():  # a snapshot; the scan itself runs without the lock, GIL released
             now = expiry.now_us()  # rows expired by now are left out like deleted ones (expiry.py)
-            sources: list[tuple[np.ndarray, np.ndarray, Any]] = [
-                (seg.vectors, expiry.alive_mask(seg.alive(), seg.expires_at, now), seg)
-                for seg in self.segments
-            ]
+            segments = list(self.segments)
             # The sealed memtables a flush is writing (sealed.py), then the memtable. The memtable's payload
-            # index changes with every write: read under the lock, like the alive flags of both.
+            # index changes with every write: planned under the lock, like the alive flags of both.
             fresh = []
             for mt in [*self.sealed, self.memtable]:
                 snap = mt.snapshot()
-                allowed = None if flt is None else flt.index_mask(mt.payload, snap.rows).view(np.uint8)
-                fresh.append((snap, allowed))
-        for snap, allowed in fresh:
-            alive = expiry.alive_mask(snap.alive, snap.expires_at, now)
-            sources.append((snap.vectors[: snap.rows], alive if allowed is None else alive & allowed, snap))
-        memtables = {id(snap) for snap, _ in fresh}
+                if snap.rows == 0:
+                    continue
+                fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, False)))
+        # Each part: (vectors, owner, rows to scan exactly or None, mask of candidates or None = every row).
+        parts: list[tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]] = []
+        for seg in segments:  # a segment's payload index is immutable: planned without the lock
+            if flt is None:
+                whole = seg.expires_at is None and seg.all_alive()
+                parts.append((seg.vectors, seg, None, None if whole else self._alive(seg.alive(), seg, now)))
+            else:
+                indexed = seg.index is not None and not exact
+                parts.append(self._planned(seg.vectors, seg, self._plan(flt, seg.payload, seg.rows, indexed),
+                                           seg.alive(), now))
+        for snap, plan in fresh:
+            base = snap.vectors[: snap.rows]
+            if plan is None:
+                parts.append((base, snap, None, self._alive(snap.alive, snap, now)))
+            else:
+                parts.append(self._planned(base, snap, plan, snap.alive, now))
         m = len(queries)
-        cand_d: list[np.ndarray] = []
-        cand_src: list[np.ndarray] = []
-        cand_row: list[np.ndarray] = []
-        for s_idx, (base, alive, owner) in enumerate(sources):
-            if base.shape[0] == 0:
+        cand: list[tuple[np.ndarray, np.ndarray, Any]] = []
+        for p_idx, (base, owner, rows, mask) in enumerate(parts):
+            if base.shape[0] == 0 or (rows is not None and rows.shape[0] == 0):
                 continue
-            if cand_d:  # between parts, never before the first
-                deadline.check(f"searching collection {self.config.name!r} ({s_idx} of {len(sources)} parts done)")
-            # A segment's payload index is immutable: evaluated without the lock.
-            mask: np.ndarray | None = alive
-            if id(owner) not in memtables:
-                if flt is not None:
-                    mask = alive & flt.index_mask(owner.payload, base.shape[0])
-                elif owner.expires_at is None and owner.all_alive():
-                    mask = None  # every row of the segment is a candidate: no mask to scan
+            if cand:  # between parts, never before the first
+                deadline.check(f"searching collection {self.config.name!r} ({p_idx} of {len(parts)} parts done)")
             index = getattr(owner, "index", None)
-            if index is not None and not exact:
+            if rows is not None:  # the planner's exact path: only the matching rows, gathered
+                idx, dist = distance.topk_rows_batch(queries, base, rows, k, self._metric,
+                                                     threads=None if m >= 4 else 1)
+            elif index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe)
             else:
                 idx, dist = self._topk(queries, base, k, mask)
-            cand_d.append(dist)
-            cand_row.append(idx)
-            cand_src.append(np.full(idx.shape, s_idx, dtype=np.int32))
-        if not cand_d:
+            cand.append((idx, dist, owner))
+        if not cand:
             return [[] for _ in range(m)]
-        all_d = np.concatenate(cand_d, axis=1)
-        all_row = np.concatenate(cand_row, axis=1)
-        all_src = np.concatenate(cand_src, axis=1)
+        if len(cand) == 1:  # one part's lists are already best first
+            all_row, all_d, owner = cand[0]
+            return [[self._hit(owner, int(r), float(d), include_vectors, include_metadata)
+                     for r, d in zip(all_row[qi].tolist(), all_d[qi].tolist(), strict=True) if r >= 0][:k]
+                    for qi in range(m)]
+        all_d = np.concatenate([c[1] for c in cand], axis=1)
+        all_row = np.concatenate([c[0] for c in cand], axis=1)
+        all_src = np.concatenate([np.full(c[0].shape, i, dtype=np.int32) for i, c in enumerate(cand)], axis=1)
         order = np.argsort(all_d, axis=1, kind="stable")[:, :k]
         results = []
         for qi in range(m):
@@ -83,11 +103,22 @@ class SearchPath(CollectionState):
                 row = int(all_row[qi, j])
                 if row < 0:
                     break
-                _, _, owner = sources[int(all_src[qi, j])]
+                owner = cand[int(all_src[qi, j])][2]
                 hits.append(self._hit(owner, row, float(all_d[qi, j]), include_vectors, include_metadata))
             results.append(hits)
         return results
 
+    @staticmethod
+    def _alive(alive: np.ndarray, owner: Any, now: int) -> np.ndarray:
+        return expiry.alive_mask(alive, owner.expires_at, now)
+
+    def _planned(self, base: np.ndarray, owner: Any, plan: filter_plan.PartPlan, alive: np.ndarray,
+                 now: int) -> tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]:
+        """A part as the planner chose: its matching rows alive now, or the mask of them."""
+        if plan.rows is not None:
+            return base, owner, expiry.alive_rows(plan.rows, alive, owner.expires_at, now), None
+        assert plan.mask is not None
+        return base, owner, None, self._alive(alive, owner, now) & plan.mask
 
     def _topk(self, queries: np.ndarray, base: np.ndarray, k: int,
               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,9 @@ built in the background.
 
 A collection whose ``indexing_algorithm`` names an index kind gets one index
 per segment, over the segment's rows (index ids = row numbers), stored beside
-the segment's data under the kind's file name (``index.hnsw`` / ``index.ivf``; ``index.hnsw8`` for
-an HNSW with int8 quantization, ``proximadb/index/quantization.py``, whose float32 vectors are the
-segment's own memory map, attached on load).
+the segment's data under the kind's file name (``index.hnsw`` / ``index.ivf``; ``index.hnsw8`` /
+``index.hnswb`` for an HNSW with int8 / binary quantization, ``proximadb/index/quantization.py``,
+whose float32 vectors are the segment's own memory map, attached on load).
 The framing, magic, version and CRC32C of those files are documented at the
 top of ``proximadb/index/_base.pyx``, each kind's header and body in its
 module (``hnsw.pyx``, ``ivf.pyx``); files are written to a temporary name,
@@ -41,6 +41,7 @@ from proximadb import progress
 from proximadb.errors import CorruptionError
 from proximadb.index import quantization, registry
 from proximadb.index._base import VectorIndex
+from proximadb.index._hnsw_graph import HnswGraphIndex
 from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.segment import Segment
 
@@ -57,7 +58,13 @@ def effective_params(algorithm: str, params: dict[str, Any], rows: int) -> dict[
 def build(segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> VectorIndex:
     """A new index of the segment (an int8 one keeps the segment's memory-mapped vectors for rescoring)."""
     kind = quantization.kind_for(algorithm, params)
-    return kind.build(segment.dim, metric, params, np.asarray(segment.vectors))
+    index = kind.build(segment.dim, metric, params, np.asarray(segment.vectors))
+    if isinstance(index, HnswGraphIndex):
+        lost = len(index) - index.reachable_count()  # O(rows * M0): a fraction of the build's cost
+        if lost:
+            log.warning("segment %s: %d of %d rows are unreachable in the new %s graph; approximate searches "
+                        "miss them", segment.path.name, lost, len(index), algorithm)
+    return index
 
 
 def search_options(index: VectorIndex, **requested: int | None) -> dict[str, int | None]:

@@ -1,5 +1,5 @@
-"""int8 scalar quantization (index_params.quantization): the index on its own, inside the engine
-(build, search, reopen in a fresh process, reconfigure) and its validation."""
+"""int8 scalar and binary quantization (index_params.quantization): the indexes on their own, inside
+the engine (build, search, reopen in a fresh process, reconfigure) and their validation."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from _support import child_env
 
 from proximadb.errors import CorruptionError, ValidationError
 from proximadb.index.hnsw import HNSWIndex
-from proximadb.index.hnsw_int8 import HNSWInt8Index
+from proximadb.index.hnsw_int8 import HNSWBinaryIndex, HNSWInt8Index
 from proximadb.storage.engine import Engine
 from proximadb.storage.wal_io import crc32c
 from proximadb.tools.datasets import recall_at
@@ -186,9 +186,8 @@ def test_update_collection_switches_quantization_and_rebuilds(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("setting, message", [
-    ({"type": "binary"}, "must be one of int8"),
-    ({"type": "pq"}, "must be one of int8"),
-    ({}, "must be one of int8"),
+    ({"type": "pq"}, "must be one of int8, binary"),
+    ({}, "must be one of int8, binary"),
     ("int8", "must be an object"),
     ({"type": "int8", "oversampling": 0.5}, "between 1 and 100"),
     ({"type": "int8", "oversampling": "2"}, "must be a number"),
@@ -209,7 +208,7 @@ def test_bad_settings_are_refused_and_change_nothing(tmp_path: Path, setting: ob
             engine.create_collection("d", 8, indexing_algorithm="ivf", index_params={"quantization": {"type": "int8"}})
 
 
-@pytest.mark.parametrize("cls", [HNSWIndex, HNSWInt8Index])
+@pytest.mark.parametrize("cls", [HNSWIndex, HNSWInt8Index, HNSWBinaryIndex])
 def test_both_hnsw_kinds_share_the_load_checks(cls: type, tmp_path: Path) -> None:
     """Both kinds' files go through the one header check and the one graph check (HnswGraphIndex):
     fields out of range, or a link list out of range, under valid CRCs, are CorruptionErrors."""
@@ -232,9 +231,78 @@ def test_both_hnsw_kinds_share_the_load_checks(cls: type, tmp_path: Path) -> Non
     struct.pack_into("<II", data, 24, 4096, 8192)  # M, M0 beyond the range both kinds accept
     with pytest.raises(CorruptionError, match=r"bad\.idx.*header fields out of range"):
         cls.load(write(data))
-    vectors = 300 * 16 * 4 if cls is HNSWIndex else 2 * 16 * 4 + 300 * 16
+    vectors = {HNSWIndex: 300 * 16 * 4, HNSWInt8Index: 2 * 16 * 4 + 300 * 16,
+               HNSWBinaryIndex: 2 * 16 * 4 + 300 * 2}[cls]  # the body's bytes before the level-0 links
     data = bytearray(raw)
     struct.pack_into("<i", data, h + 300 * 8 + vectors, 10**6)  # row 0's level-0 link count
     with pytest.raises(CorruptionError, match=r"link list is out of range \(level 0\)"):
         cls.load(write(data))
     assert cls.load(write(bytearray(raw))).n_rows == 300
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "dot"])
+def test_binary_rescored_recall_and_codes(metric: str) -> None:
+    rows, queries = _clustered(6000, 64, seed=5)
+    truth = _exact(rows, queries, metric)
+    index = HNSWBinaryIndex(64, metric, M=16, ef_construction=100)
+    index.add(np.arange(len(rows)), rows, threads=1)
+    assert index.oversampling == 4.0
+    index.oversampling = 16.0
+    found, dist = index.search_batch(queries, 10, ef=64)
+    assert recall_at(found, truth) >= 0.9
+    ref = HNSWIndex(64, metric, M=16, ef_construction=100)  # rescored distances are the float32 ones
+    ref.add(np.arange(len(rows)), rows)
+    for i in range(5):
+        _, ref_d = ref.search(queries[i], 20, exact=True, filter_ids=found[i])
+        np.testing.assert_allclose(np.sort(ref_d[:10]), dist[i], rtol=1e-4, atol=1e-4)
+    # one bit per dimension: set where the stored row is above the per-dimension mean
+    center, step = index.quantizer()
+    stored = rows / np.linalg.norm(rows, axis=1, keepdims=True) if metric == "cosine" else rows
+    np.testing.assert_allclose(center, stored.mean(axis=0), rtol=1e-4, atol=1e-5)
+    assert not step.any()
+    bits = np.unpackbits(index.codes_array(), axis=1, bitorder="little")[:, :64]
+    np.testing.assert_array_equal(bits, (stored > center).astype(np.uint8))
+    usage = index.memory_usage()
+    assert usage["codes"] - 8 * 64 == len(rows) * 8 and usage["vectors_mapped"] == len(rows) * 64 * 4
+
+
+def test_binary_code_distance_ranks_by_the_sign_inner_product() -> None:
+    """Without rescoring the distance is -(q - center) . signs(row), exactly (the per-query table)."""
+    rows, queries = _clustered(500, 20, seed=6)  # 20 dims: the last code byte is half padding
+    index = HNSWBinaryIndex(20, "l2", M=8, ef_construction=64)
+    index.add(np.arange(len(rows)), rows)
+    index.rescore = False
+    center, _ = index.quantizer()
+    signs = np.where(np.unpackbits(index.codes_array(), axis=1, bitorder="little")[:, :20] == 1, 1.0, -1.0)
+    for q in queries[:10]:
+        found, dist = index.search(q, 5, ef=400)  # a graph walk (ef < rows: not the exact scan of float32 rows)
+        want = -(signs @ (q - center))
+        np.testing.assert_allclose(dist, want[found], rtol=1e-4, atol=1e-4)
+        assert dist[0] <= np.sort(want)[4] + 1e-4  # ef 400 of 500 rows: among the best codes
+
+
+def test_binary_file_round_trip_and_engine_setting(tmp_path: Path, sift) -> None:  # type: ignore[no-untyped-def]
+    rows, queries = _clustered(1500, 24, seed=7)
+    index = HNSWBinaryIndex(24, "cosine", M=8, ef_construction=64)
+    index.add(np.arange(len(rows)) * 2, rows)
+    path = tmp_path / "index.hnswb"
+    index.save(path)
+    with pytest.raises(CorruptionError):
+        HNSWInt8Index.load(path)  # another kind's magic
+    loaded = HNSWBinaryIndex.load(path)
+    loaded.attach_vectors(rows)
+    loaded.oversampling = index.oversampling
+    np.testing.assert_array_equal(index.search_batch(queries, 10)[0], loaded.search_batch(queries, 10)[0])
+
+    base, sift_queries, gt = sift
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        _collection(engine, base, "l2", {"type": "binary", "oversampling": 16})
+        col = engine.collection("c")
+        assert col.config.index_params["quantization"] == {"type": "binary", "rescore": True, "oversampling": 16.0}
+        assert isinstance(col.segments[0].index, HNSWBinaryIndex)
+        found = [[int(h["id"]) for h in col.search(q, k=10, ef=64, include_metadata=False)] for q in sift_queries]
+        assert recall_at(found, gt) >= 0.95
+    assert next((tmp_path / "d").rglob("index.hnswb")).is_file()
+    with Engine.open(tmp_path / "d", fsync="never") as engine:  # reopened: loaded, not rebuilt
+        col = engine.collection("c")
+        assert isinstance(col.segments[0].index, HNSWBinaryIndex) and col.index_builder.builds == 0

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from proximadb.filters import Filter, compile_filter
+from proximadb.storage import filter_plan
 from proximadb.storage.engine import Engine
 from proximadb.storage.payload_index import PayloadIndex
 
@@ -52,6 +53,19 @@ def _check(flt: Filter | None, index: PayloadIndex, records: list[Any]) -> None:
     expected = flt.mask(records)
     got = flt.index_mask(index, len(records))
     assert got.dtype == bool and got.tolist() == expected.tolist(), (flt, records)
+    # The planner (filter_plan.py): every leaf a bitmap, or every large one a mask; then the plan at
+    # both sides of its threshold (a row array for the exact scan, or the mask for the graph walk).
+    n = len(records)
+    for eval_rows in (0, 2, 1 << 30):
+        planned = filter_plan.matching(flt, index, n, eval_rows=eval_rows)
+        assert planned.dtype == bool and planned.tolist() == expected.tolist(), (flt, records, eval_rows)
+    for exact_rows in (-1, int(expected.sum()) - 1, int(expected.sum()), 1 << 30):
+        plan = filter_plan.plan(flt, index, n, exact_rows=exact_rows, eval_rows=2)
+        if exact_rows >= expected.sum():
+            assert plan.mask is None and plan.rows is not None and plan.rows.dtype == np.int64
+            assert plan.rows.tolist() == np.flatnonzero(expected).tolist()
+        else:
+            assert plan.rows is None and plan.mask is not None and plan.mask.tolist() == expected.tolist()
 
 
 @settings(max_examples=500, deadline=None)
@@ -220,9 +234,17 @@ class CollectionFiltersVsReference(RuleBasedStateMachine):
                 break
         assert seen == expected
         k = max(1, len(self.model))
-        for exact in (True, None):  # exact scan, and the segments' HNSW with the mask inside
-            hits = self.col.search(np.zeros(DIM, np.float32), k=k, filter=spec, exact=exact)
-            assert sorted(h["id"] for h in hits) == expected
+        col = self.col
+        # The planner's exact path over the matching rows (threshold above any part) and the mask path
+        # (threshold -1: the segments' HNSW with the mask inside, the dense scan of memtables).
+        for exact_rows, eval_rows in ((1 << 30, 1 << 30), (1 << 30, 0), (-1, 2)):
+            col.planner_exact_rows, col.planner_eval_rows = exact_rows, eval_rows
+            for exact in (True, None):  # exact scan, and the segments' HNSW with the mask inside
+                hits = col.search(np.zeros(DIM, np.float32), k=k, filter=spec, exact=exact)
+                assert sorted(h["id"] for h in hits) == expected, (exact_rows, eval_rows, exact)
+            many = col.search_batch(np.zeros((5, DIM), np.float32), k=k, filter=spec)  # the threaded drivers
+            assert all(sorted(h["id"] for h in hits) == expected for hits in many)
+        del col.planner_exact_rows, col.planner_eval_rows
 
     @invariant()
     def unfiltered_count(self) -> None:

@@ -1,0 +1,309 @@
+"""One node of a cluster, in-process: membership, shard maps, the shard logs it writes to and the
+replicas it applies. What ``serve --cluster`` will run; usable on its own from Python today.
+
+A :class:`ClusterNode` owns a local engine opened in cluster mode (``log_of_record="external"``:
+no local WAL) and one NATS connection (:class:`~proximadb.cluster.nats_session.NatsSession`):
+
+- **Membership.** It joins with its :class:`~proximadb.cluster.membership.NodeInfo` and beats.
+- **Collections.** :meth:`create_collection` writes the collection's shard map, placed on the
+  live nodes, with its ``spec`` (dimension and settings): every node creates the same local
+  collection from it, one per shard it holds, named ``<collection>.s<shard>``.
+- **Sync.** A thread (every ``sync_interval`` seconds, and at once after a create) reads every
+  shard map; replaces a map whose holders are no longer all live, or that lacks replicas now that
+  nodes joined (:meth:`ShardMaps.rebalance`: revision-checked, so nodes that do this at once
+  agree); and for each shard this node holds, creates its local collection when missing and runs a
+  :class:`~proximadb.cluster.applier.ShardApplier` on the shard's log. A new holder starts from
+  its checkpoint (0 when new) and replays the log. An applier of a shard the node no longer
+  holds is stopped (its data stays).
+- **Writes.** :meth:`insert` and :meth:`delete` route each id to its shard
+  (:func:`~proximadb.cluster.placement.shard_of`), encode one versioned Avro frame per shard (the
+  single-node wire format) and append it to the shard's log with a message id; they return each
+  shard's log sequence once JetStream acknowledged it (on a quorum of its servers).
+- **Reads.** :meth:`search` answers from the shards held here: with ``wait_for`` (what
+  :meth:`insert` returned) it first waits until those entries are applied locally — read-your-
+  writes. A shard held only elsewhere raises UnavailableError (fan-out to other nodes: not yet).
+
+Logs are named from a hash of the collection name (``c<16 hex>-s<shard>``): stream names allow
+fewer characters than collection names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from proximadb.cluster.applier import ShardApplier
+from proximadb.cluster.membership import Membership, NodeInfo
+from proximadb.cluster.nats_session import NatsSession
+from proximadb.cluster.placement import shard_of
+from proximadb.cluster.shard_log import JetStreamLog
+from proximadb.cluster.shard_map import ShardMap, ShardMaps
+from proximadb.codec.payload import encode_insert, encode_payload
+from proximadb.errors import CollectionNotFoundError, LogUnavailableError, RequestTimeoutError, UnavailableError
+from proximadb.storage.engine import Engine
+
+log = logging.getLogger("proximadb.cluster")
+
+
+def log_name(collection: str, shard: int) -> str:
+    return f"c{hashlib.blake2b(collection.encode(), digest_size=8).hexdigest()}-s{shard}"
+
+
+def local_name(collection: str, shard: int) -> str:
+    return f"{collection}.s{shard}"
+
+
+class ClusterNode:
+    """See the module's documentation. ``start()`` joins; ``stop()`` leaves and checkpoints."""
+
+    def __init__(self, engine: Engine, urls: list[str], node: NodeInfo, *, ttl: float = 10.0, replicas: int = 3,
+                 sync_interval: float = 1.0, deadline: float = 30.0) -> None:
+        self.engine = engine
+        self.urls = urls
+        self.node = node
+        self.ttl = ttl
+        self.replicas = replicas  # copies JetStream keeps of each stream and bucket
+        self.sync_interval = sync_interval
+        self.deadline = deadline
+        self.session: NatsSession | None = None
+        self.membership: Membership | None = None
+        self.maps: ShardMaps | None = None
+        self._logs: dict[tuple[str, int], JetStreamLog] = {}
+        self._appliers: dict[tuple[str, int], ShardApplier] = {}
+        self._known: dict[str, ShardMap] = {}
+        self._failed: set[tuple[str, int]] = set()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sync_errors = 0
+
+    # -- life --
+
+    def start(self) -> ClusterNode:
+        self.session = NatsSession(self.urls, f"node-{self.node.id}", deadline=self.deadline)
+        self.membership = Membership(self.session, self.node, ttl=self.ttl, replicas=self.replicas,
+                                     report=self.applied).join()
+        self.maps = ShardMaps(self.session, replicas=self.replicas)
+        self.sync()
+        self._thread = threading.Thread(target=self._run, name=f"cluster-sync-{self.node.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop syncing, stop every applier with a checkpoint, leave the membership, close the connection."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.deadline + 10)
+        with self._lock:
+            for applier in self._appliers.values():
+                applier.stop()
+            self._appliers.clear()
+            for shard_log in self._logs.values():
+                shard_log.close()
+            self._logs.clear()
+        if self.membership is not None:
+            self.membership.leave()
+        if self.session is not None:
+            self.session.close()
+
+    # -- collections --
+
+    def create_collection(self, name: str, dimension: int, *, shards: int = 1, replication_factor: int = 1,
+                          **settings: Any) -> ShardMap:
+        """Create a sharded, replicated collection on the cluster's live nodes; its local replicas follow."""
+        maps, members = self._require()
+        spec = {"dimension": int(dimension), **settings}
+        created = maps.create(name, shards, replication_factor, [n.id for n in members.nodes()], spec)
+        self.sync()
+        return created
+
+    def shard_map(self, name: str) -> ShardMap:
+        maps, _ = self._require()
+        found = maps.get(name)
+        if found is None:
+            raise CollectionNotFoundError(f"collection {name!r} does not exist in the cluster")
+        return found[0]
+
+    # -- writes --
+
+    def insert(self, name: str, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None,
+               *, upsert: bool = False) -> dict[int, int]:
+        """Route rows to their shards and append one frame per shard; returns {shard: log sequence}."""
+        shard_map = self.shard_map(name)
+        matrix = np.asarray(vectors, dtype=np.float32)
+        groups = self._route(ids, shard_map.shards)
+        acked: dict[int, int] = {}
+        for shard, rows in groups.items():
+            payload = encode_insert(ids=[ids[r] for r in rows], vectors=matrix[rows],
+                                    metadata=[dict(metadata[r]) for r in rows] if metadata is not None else None,
+                                    upsert=upsert)
+            acked[shard] = self._append(name, shard, payload)
+        return acked
+
+    def delete(self, name: str, ids: Sequence[str]) -> dict[int, int]:
+        shard_map = self.shard_map(name)
+        return {shard: self._append(name, shard, encode_payload("vector_delete",
+                                                                {"ids": [ids[r] for r in rows], "filter": None}))
+                for shard, rows in self._route(ids, shard_map.shards).items()}
+
+    # -- reads --
+
+    def search(self, name: str, vector: Any, k: int = 10, *, filter: Any = None,
+               wait_for: Mapping[int, int] | None = None, timeout: float = 30.0,
+               **options: Any) -> list[dict[str, Any]]:
+        """Top-k over every shard, from the replicas held here (see the module's documentation)."""
+        shard_map = self.shard_map(name)
+        hits: list[dict[str, Any]] = []
+        for shard in range(shard_map.shards):
+            applier = self._applier(name, shard)
+            if applier is None:
+                raise UnavailableError(
+                    f"collection {name!r}: shard {shard} is held by {', '.join(shard_map.replicas[shard]) or 'no node'}"
+                    f", not by {self.node.id}; searching other nodes' shards is not built yet")
+            want = (wait_for or {}).get(shard)
+            if want is not None and not applier.wait_for(want, timeout):
+                raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {want} within "
+                                          f"{timeout:g}s (applied {applier.applied_seq})")
+            hits.extend(applier.collection.search(vector, k, filter=filter, **options))
+        hits.sort(key=lambda h: h["distance"])
+        return hits[:k]
+
+    def count(self, name: str, *, wait_for: Mapping[int, int] | None = None, timeout: float = 30.0) -> int:
+        shard_map = self.shard_map(name)
+        total = 0
+        for shard in range(shard_map.shards):
+            applier = self._applier(name, shard)
+            if applier is None:
+                raise UnavailableError(f"collection {name!r}: shard {shard} is not held by {self.node.id}")
+            want = (wait_for or {}).get(shard)
+            if want is not None and not applier.wait_for(want, timeout):
+                raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {want} in time")
+            total += applier.collection.count()
+        return total
+
+    def applied(self) -> dict[str, int]:
+        """Per replica run here (``<collection>/<shard>``), the last log sequence applied (the heartbeat's)."""
+        with self._lock:
+            return {f"{name}/{shard}": applier.applied_seq for (name, shard), applier in sorted(self._appliers.items())}
+
+    def held(self) -> dict[str, list[int]]:
+        """The shards whose replicas run here, by collection."""
+        with self._lock:
+            out: dict[str, list[int]] = {}
+            for (name, shard) in sorted(self._appliers):
+                out.setdefault(name, []).append(shard)
+            return out
+
+    # -- sync --
+
+    def sync(self) -> None:
+        """One pass: rebalance maps whose holders changed, then run exactly the replicas this node holds."""
+        maps, members = self._require()
+        live = [n.id for n in members.nodes()]
+        if self.node.id not in live:  # a beat was lost to an outage: we are live, say so
+            members.heartbeat()
+            live = sorted({*live, self.node.id})
+        wanted: set[tuple[str, int]] = set()
+        for shard_map in maps.all():
+            if self._needs_rebalance(shard_map, live):
+                shard_map = maps.rebalance(shard_map.collection, live)
+                log.info("cluster: %s placed on %s (epoch %d)", shard_map.collection, live, shard_map.epoch)
+            with self._lock:
+                self._known[shard_map.collection] = shard_map
+            for shard in shard_map.shards_of(self.node.id):
+                wanted.add((shard_map.collection, shard))
+                self._ensure_replica(shard_map, shard)
+        with self._lock:
+            for key in [key for key in self._appliers if key not in wanted]:
+                log.info("cluster: %s no longer holds %s shard %d; stopping its replica", self.node.id, *key)
+                self._appliers.pop(key).stop()
+
+    @staticmethod
+    def _needs_rebalance(shard_map: ShardMap, live: list[str]) -> bool:
+        want = min(shard_map.replication_factor, len(live))
+        return any(len(owners) != want or any(n not in live for n in owners) for owners in shard_map.replicas)
+
+    def _ensure_replica(self, shard_map: ShardMap, shard: int) -> None:
+        key = (shard_map.collection, shard)
+        with self._lock:
+            current = self._appliers.get(key)
+            if current is not None and current.running:
+                return
+            if current is not None and current.error is not None:  # e.g. the log was purged past it
+                if key not in self._failed:
+                    log.error("cluster: %s cannot apply %s shard %d: %s", self.node.id, key[0], shard, current.error)
+                    self._failed.add(key)
+                return
+            name = local_name(*key)
+            try:
+                self.engine.collection(name)
+            except CollectionNotFoundError:
+                spec = dict(shard_map.spec)
+                self.engine.create_collection(name, int(spec.pop("dimension")), **spec)
+            applier = ShardApplier(self._log(*key), self.engine.collection(name))
+            self._appliers[key] = applier.start()
+            log.info("cluster: %s applies %s shard %d from entry %d", self.node.id, key[0], shard,
+                     applier.applied_seq + 1)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.sync_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.sync()
+            except LogUnavailableError as exc:
+                self.sync_errors += 1
+                log.warning("cluster: %s could not sync with the NATS servers: %s", self.node.id, exc)
+            except Exception:
+                self.sync_errors += 1
+                log.exception("cluster: %s: sync failed", self.node.id)
+
+    # -- helpers --
+
+    def _require(self) -> tuple[ShardMaps, Membership]:
+        if self.maps is None or self.membership is None:
+            raise UnavailableError(f"cluster node {self.node.id} is not started")
+        return self.maps, self.membership
+
+    def _applier(self, name: str, shard: int) -> ShardApplier | None:
+        with self._lock:
+            return self._appliers.get((name, shard))
+
+    def _log(self, name: str, shard: int) -> JetStreamLog:
+        with self._lock:
+            key = (name, shard)
+            if key not in self._logs:
+                self._logs[key] = JetStreamLog(self.urls, log_name(name, shard), replicas=self.replicas,
+                                               deadline=self.deadline, session=self.session)
+            return self._logs[key]
+
+    def _append(self, name: str, shard: int, payload: bytes) -> int:
+        return self._log(name, shard).append(payload, f"{self.node.id}-{uuid.uuid4().hex}").seq
+
+    @staticmethod
+    def _route(ids: Sequence[str], shards: int) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for row, record_id in enumerate(ids):
+            groups.setdefault(shard_of(str(record_id), shards), []).append(row)
+        return groups
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Until every replica here has applied its log's last entry (tests, and a drain before a stop)."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            pairs = [(applier, self._logs[key]) for key, applier in self._appliers.items()]
+        for applier, shard_log in pairs:
+            if not applier.wait_for(shard_log.last_seq(), max(0.0, end - time.monotonic())):
+                return False
+        return True

@@ -1,0 +1,190 @@
+"""Cluster nodes (proximadb/cluster/node.py) on three real NATS servers: collections created on one node
+are placed on the live nodes and replicated through the shard logs; writes on any node are read on
+every node holding the shards; a node that leaves has its shards placed on the others, which
+replay the logs. Nodes run in this process, each with its own data directory and engine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proximadb.cluster.membership import NodeInfo
+from proximadb.cluster.nats_servers import NatsCluster
+from proximadb.cluster.node import ClusterNode, local_name
+from proximadb.errors import CollectionExistsError, CollectionNotFoundError, UnavailableError
+from proximadb.storage.engine import Engine
+
+WAIT = 60.0
+DIM = 8
+
+
+class Nodes:
+    def __init__(self, base: Path, urls: list[str]) -> None:
+        self.base = base
+        self.urls = urls
+        self.running: dict[str, tuple[ClusterNode, Engine]] = {}
+
+    def start(self, node_id: str) -> ClusterNode:
+        engine = Engine.open(self.base / node_id, log_of_record="external")
+        info = NodeInfo(node_id, f"http://127.0.0.1:0/{node_id}", f"127.0.0.1:0/{node_id}", time.time())
+        node = ClusterNode(engine, self.urls, info, ttl=3.0, sync_interval=0.2, deadline=WAIT).start()
+        self.running[node_id] = (node, engine)
+        return node
+
+    def stop(self, node_id: str) -> None:
+        node, engine = self.running.pop(node_id)
+        node.stop()
+        engine.close()
+
+    def stop_all(self) -> None:
+        for node_id in list(self.running):
+            self.stop(node_id)
+
+
+@pytest.fixture
+def nodes(nats3: NatsCluster, tmp_path: Path) -> Iterator[Nodes]:
+    group = Nodes(tmp_path, nats3.urls)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def until(what: str, check, deadline: float = WAIT) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + deadline
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not within {deadline:g}s")
+        time.sleep(0.1)
+
+
+def rows(first: int, count: int, seed: int) -> tuple[list[str], np.ndarray, list[dict[str, object]]]:
+    rng = np.random.default_rng(seed)
+    ids = [f"r{i}" for i in range(first, first + count)]
+    return ids, rng.standard_normal((count, DIM)).astype(np.float32), [{"n": i} for i in range(first, first + count)]
+
+
+def exact_top(ids: list[str], vectors: np.ndarray, query: np.ndarray, k: int) -> list[str]:
+    d = ((vectors - query) ** 2).sum(axis=1)
+    order = sorted(range(len(ids)), key=lambda i: (d[i], ids[i]))
+    return [ids[i] for i in order[:k]]
+
+
+def test_a_collection_created_on_one_node_is_replicated_to_every_node(nodes: Nodes) -> None:
+    n1, n2, n3 = (nodes.start(n) for n in ("n1", "n2", "n3"))
+    created = n1.create_collection("docs", DIM, shards=3, replication_factor=3, distance_metric="euclidean")
+    assert created.epoch == 1 and all(sorted(owners) == ["n1", "n2", "n3"] for owners in created.replicas)
+    with pytest.raises(CollectionExistsError):
+        n2.create_collection("docs", DIM, shards=1)
+    until("every node holds the three shards", lambda: all(n.held() == {"docs": [0, 1, 2]} for n in (n1, n2, n3)))
+
+    ids, vectors, metadata = rows(0, 300, seed=1)
+    acked = n2.insert("docs", ids, vectors, metadata)
+    assert sorted(acked) == [0, 1, 2]  # 300 ids reach every shard
+    query = vectors[7] + 0.01
+    for node in (n1, n2, n3):  # read-your-writes on every node, through the positions the insert returned
+        hits = node.search("docs", query, 10, wait_for=acked)
+        assert [h["id"] for h in hits] == exact_top(ids, vectors, query, 10)
+        assert node.count("docs", wait_for=acked) == 300
+    gone = n3.delete("docs", ids[:50])
+    for node in (n1, n2, n3):
+        assert node.count("docs", wait_for=gone) == 250
+        hits = node.search("docs", vectors[3], 5, wait_for=gone)
+        assert "r3" not in {h["id"] for h in hits}
+    # each shard lives in a local collection of its own, on every node
+    engine = nodes.running["n1"][1]
+    assert sum(engine.collection(local_name("docs", s)).count() for s in range(3)) == 250
+    with pytest.raises(CollectionNotFoundError, match="'nope'"):
+        n1.insert("nope", ["a"], np.zeros((1, DIM)))
+
+
+def test_with_one_replica_per_shard_each_node_holds_its_own(nodes: Nodes) -> None:
+    started = [nodes.start(n) for n in ("n1", "n2", "n3")]
+    started[0].create_collection("logs", DIM, shards=3, replication_factor=1)
+    until("each node holds one shard", lambda: sorted(len(n.held().get("logs", [])) for n in started) == [1, 1, 1])
+    ids, vectors, _ = rows(0, 240, seed=2)
+    acked = started[1].insert("logs", ids, vectors)
+    total = 0
+    for node in started:
+        (shard,) = node.held()["logs"]
+        applier = node._applier("logs", shard)
+        assert applier is not None and applier.wait_for(acked[shard], WAIT)
+        total += applier.collection.count()
+        with pytest.raises(UnavailableError, match="is held by n"):
+            node.search("logs", vectors[0], 5)
+    assert total == 240
+
+
+def test_when_a_node_leaves_its_shards_move_to_the_others_which_replay_the_logs(nodes: Nodes) -> None:
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    n3 = nodes.start("n3")
+    n1.create_collection("docs", DIM, shards=2, replication_factor=2, distance_metric="euclidean")
+    until("four replicas placed", lambda: sum(len(n.held().get("docs", [])) for n in (n1, n2, n3)) == 4)
+    ids, vectors, metadata = rows(0, 200, seed=3)
+    acked = n3.insert("docs", ids, vectors, metadata)
+    nodes.stop("n3")  # a clean stop: it leaves the membership at once
+    until("n1 and n2 hold both shards", lambda: n1.held() == {"docs": [0, 1]} and n2.held() == {"docs": [0, 1]})
+    shard_map = n1.shard_map("docs")
+    assert shard_map.epoch >= 2 and all(sorted(owners) == ["n1", "n2"] for owners in shard_map.replicas)
+    for node in (n1, n2):  # a replica that is new here replayed the log from its first entry
+        assert node.count("docs", wait_for=acked) == 200
+        hits = node.search("docs", vectors[11], 10, wait_for=acked)
+        assert [h["id"] for h in hits] == exact_top(ids, vectors, vectors[11], 10)
+    more_ids, more_vectors, _ = rows(200, 20, seed=4)
+    again = n1.insert("docs", more_ids, more_vectors)
+    assert n2.count("docs", wait_for=again) == 220
+
+
+CHILD = Path(__file__).parent / "_node_child.py"
+
+
+def child_node(data_dir: Path, urls: list[str], node_id: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(CHILD), str(data_dir), ",".join(urls), node_id, "docs"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(cwd))
+
+
+def reports_until(child: subprocess.Popen[str], what: str, check) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Read the child's JSON lines until one satisfies ``check``."""
+    end = time.monotonic() + WAIT
+    assert child.stdout is not None
+    while time.monotonic() < end:
+        line = child.stdout.readline()
+        if not line:
+            raise AssertionError(f"{what}: the node process ended: {child.stderr.read() if child.stderr else ''}")
+        report = json.loads(line)
+        if check(report):
+            return report  # type: ignore[no-any-return]
+    raise AssertionError(f"{what}: not within {WAIT:g}s")
+
+
+def test_a_node_killed_with_sigkill_is_replaced_and_catches_up_when_it_returns(
+        nodes: Nodes, nats3: NatsCluster, tmp_path: Path) -> None:
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    child = child_node(tmp_path / "n3", nats3.urls, "n3", tmp_path)
+    try:
+        until("n3 is a member", lambda: "n3" in [m.id for m in n1.membership.nodes()])  # type: ignore[union-attr]
+        n1.create_collection("docs", DIM, shards=2, replication_factor=3, distance_metric="euclidean")
+        ids, vectors, _ = rows(0, 150, seed=5)
+        n1.insert("docs", ids, vectors)
+        reports_until(child, "n3 applied the first rows", lambda r: r["held"] == [0, 1] and r["count"] == 150)
+        child.kill()  # SIGKILL: no leave, no checkpoint; its membership key expires
+        child.wait(timeout=30)
+        until("the map drops n3", lambda: all("n3" not in o for o in n1.shard_map("docs").replicas))
+        more_ids, more_vectors, _ = rows(150, 100, seed=6)
+        second = n2.insert("docs", more_ids, more_vectors)  # written while n3 is down
+        assert n1.count("docs", wait_for=second) == 250 and n2.count("docs", wait_for=second) == 250
+        child = child_node(tmp_path / "n3", nats3.urls, "n3", tmp_path)  # the same directory, back
+        reports_until(child, "n3 back with every row", lambda r: r["held"] == [0, 1] and r["count"] == 250)
+        assert all(sorted(o) == ["n1", "n2", "n3"] for o in n1.shard_map("docs").replicas)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
