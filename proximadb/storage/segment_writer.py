@@ -22,7 +22,8 @@ the writer this one replaced). How each file is streamed:
                  (it holds one Avro block, ~16 kB, before compressing it)
     meta.rows    metadata_store.ColumnsWriter (same scheme as ids.bin)
     payload.idx  PayloadIndex.add_rows per chunk, sealed at the end; the postings are put back
-                 in the order a build of the whole segment gives (strings, then the rest)
+                 in the order, and rebuilt in the container kinds, a build of the whole segment
+                 gives (whole_build_order)
 
 Everything is written into ``seg-<id>.tmp/`` (intents.new_dir), each file fsynced, the
 directory renamed into place with its PENDING marker; on any error nothing is left behind.
@@ -38,6 +39,7 @@ from typing import Any
 
 import fastavro
 import numpy as np
+from pyroaring import BitMap
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema
 from proximadb.storage import intents, metadata_store, payload_index_file
@@ -149,11 +151,15 @@ class _Ids:
 
 
 def whole_build_order(index: PayloadIndex) -> None:
-    """Order each field's postings as :meth:`PayloadIndex.build` of the whole part does (string keys
-    first, then the others, each in the order of first appearance), whatever the batches were."""
+    """Make the postings those :meth:`PayloadIndex.build` of the whole part makes, whatever the batches
+    were: in its order (string keys first, then the others, each in the order of first appearance), and
+    each bitmap built at once from its rows (pyroaring's constructor picks each container's kind, run or
+    not, once from the content; a bitmap grown batch by batch may keep another kind where both are the
+    same size, which changes the serialized bytes though not the rows)."""
     for field in index.fields.values():
         items = list(field.postings.items())
-        field.postings = dict([kv for kv in items if kv[0][0] == "s"] + [kv for kv in items if kv[0][0] != "s"])
+        field.postings = {key: BitMap(bitmap.to_array()) for key, bitmap in
+                          [kv for kv in items if kv[0][0] == "s"] + [kv for kv in items if kv[0][0] != "s"]}
 
 
 def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str, Any], schema_version: int,

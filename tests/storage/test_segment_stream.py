@@ -188,6 +188,28 @@ def test_a_streamed_merge_writes_the_bytes_of_the_whole_segment_writer(tmp_path_
     assert _bytes(again) == _bytes(root / "ref" / "seg")
 
 
+@pytest.mark.parametrize("chunk_rows", [3, 1000])
+def test_large_postings_stream_to_the_same_bytes(tmp_path: Path, chunk_rows: int) -> None:
+    """Postings past one roaring container (65,536 rows) and past the array/bitset boundary (4,096), runs
+    and sparse sets: the bitmaps of a chunked build serialize as a whole build's."""
+    rng = np.random.default_rng(5)
+    specs = []
+    for k in range(3):
+        n = 24_000
+        ids = sorted(f"r{i * 3 + k:07d}" for i in range(n))
+        specs.append({"ids": ids, "timestamps": list(range(n)), "expires": None, "seed": k,
+                      "deleted": (rng.random(n) < 0.05).tolist(),
+                      "metadata": [{"run": "a" if i < 20_000 else "b", "sparse": bool(i % 97 == 0), "n": i % 13,
+                                    "tags": [f"t{i % 5}"] if i % 2 else None} for i in range(n)]})
+    plan = _inputs(tmp_path / "in", specs)
+    reference = _reference_merge(plan)
+    extra = {"created_at": 2.5}
+    _reference_write(tmp_path / "ref" / "seg", plan.segment_id, reference, extra, 2)
+    path = write_segment(tmp_path / "out", plan.segment_id, merge_rows(plan, None, chunk_rows).stream(), extra,
+                         sync_marker=SYNC)
+    assert _bytes(path) == _bytes(tmp_path / "ref" / "seg")
+
+
 def test_the_row_mapping_names_each_output_rows_source(tmp_path: Path) -> None:
     specs = [{"ids": ["a", "c", "e"], "metadata": [{"x": 1}, {}, {"x": 3}], "timestamps": [1, 2, 3],
               "expires": [NO_EXPIRY, NOW - 1, NO_EXPIRY], "deleted": [False, False, False], "seed": 1},
