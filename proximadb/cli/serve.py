@@ -22,6 +22,8 @@ from proximadb.errors import ProximaDBError
 @click.option("--fsync", help="always | interval:MS | never [default always]")
 @click.option("--memtable-type", type=click.Choice(["hash", "btree"]), help="Memtable id map [default hash]")
 @click.option("--flush-bytes", type=int, help="Memtable size that triggers a flush [default 268435456]")
+@click.option("--rewrite-chunk-rows", type=int,
+              help="Rows per chunk when a compaction writes its merged segment; bounds its memory [default 8192]")
 @click.option("--max-request-bytes", type=int, help="Largest request body / gRPC message [default 67108864]")
 @click.option("--max-batch", type=int, help="Most records in one write [default 100000]")
 @click.option("--max-k", type=int, help="Most results per query [default 10000]")

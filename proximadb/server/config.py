@@ -12,6 +12,7 @@ as the flags, with underscores, at the top level::
     fsync = "always"              # always | interval:MS | never
     memtable_type = "hash"        # hash | btree
     flush_bytes = 268435456
+    rewrite_chunk_rows = 8192     # rows per chunk of a compaction's merged segment: bounds its memory
     log_level = "info"
     max_request_bytes = 67108864  # request limits (see proximadb.limits) ...
     max_batch = 100000            # records per write
@@ -79,6 +80,7 @@ class ServerConfig:
     memtable_type: str = DEFAULT_STORAGE.memtable_type
     flush_bytes: int = DEFAULT_STORAGE.flush_bytes
     wal_segment_bytes: int = DEFAULT_STORAGE.wal_segment_bytes
+    rewrite_chunk_rows: int = DEFAULT_STORAGE.rewrite_chunk_rows
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = DEFAULT_LIMITS.max_request_bytes  # the request limits: proximadb.limits
@@ -127,6 +129,7 @@ class ServerConfig:
             "memtable_type": self.memtable_type,
             "flush_bytes": self.flush_bytes,
             "wal_segment_bytes": self.wal_segment_bytes,
+            "rewrite_chunk_rows": self.rewrite_chunk_rows,
         }
 
     def validate(self) -> ServerConfig:
@@ -148,7 +151,7 @@ class ServerConfig:
                 raise ValidationError(f"{port_key} must be between 0 and 65535, not {port}")
         if self.rest_port == self.grpc_port and self.rest_port != 0:
             raise ValidationError(f"rest_port and grpc_port are both {self.rest_port}; they must differ")
-        for positive in ("flush_bytes", "wal_segment_bytes", "max_concurrent_requests"):
+        for positive in ("flush_bytes", "wal_segment_bytes", "rewrite_chunk_rows", "max_concurrent_requests"):
             if getattr(self, positive) < 1:
                 raise ValidationError(f"{positive} must be positive")
         for counted in ("threads", "grpc_workers"):

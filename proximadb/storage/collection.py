@@ -80,6 +80,7 @@ from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.search import SearchPath
 from proximadb.storage.segment import Segment, segment_dir_name
+from proximadb.storage.segment_writer import DEFAULT_CHUNK_ROWS
 from proximadb.storage.validation import (
     check_ids,
     check_k,
@@ -115,6 +116,10 @@ class StorageOptions:
     limits: Limits = field(default_factory=Limits)  # request limits (proximadb.limits), enforced here
     auto_compact: bool = True  # background compaction after flushes, by compaction.needs_compaction
     flush_on_close: bool = True  # a graceful close flushes the memtable (Collection.close), so no WAL replay at open
+    # Rows per chunk when compaction and migration write a merged segment (merge.py, segment_writer.py): their
+    # memory is about rewrite_chunk_rows x (4 x dim x 2 + ~2 kB of decoded metadata) plus the payload index being built,
+    # whatever the segments' size (bench/results/compaction_memory.md).
+    rewrite_chunk_rows: int = DEFAULT_CHUNK_ROWS
     # "wal": each collection's own WAL is its log of record. "external" (cluster mode): no WAL; writes arrive as
     # entries of a shard log, applied by Collection.apply_log_entry (collection_apply.py, log_of_record.py).
     log_of_record: str = "wal"

@@ -31,12 +31,17 @@ DiskFullError for ENOSPC. The background compaction after a flush is skipped
 while the free space could not even hold the merged vectors, logs a failure
 and is tried again after a later flush.
 
-Rows expired at the planning time are dropped like deleted ones (:func:`merge_rows`; expiry.py),
-and the background policy counts them as dead.
+Rows expired at the planning time are dropped like deleted ones (merge.py's ``merge_rows``;
+expiry.py), and the background policy counts them as dead.
+
+The merge streams (merge.py, segment_writer.py): the inputs are read in place and the new
+segment is written a chunk of ``StorageOptions.rewrite_chunk_rows`` rows at a time, so a
+compaction's memory is bounded by that setting (plus 12 bytes a row of row mapping and the
+payload index being built), not by the size of the segments merged.
 
 The build, carry, commit, swap and rollback are the shared segment rewrite
 (segment_rewrite.py) that flush and migration use too; this module plans the
-merge (:class:`MergePlan`, :func:`merge_rows`, :func:`carry_deletions`), holds
+merge (merge.py: ``MergePlan``, ``merge_rows``; :func:`carry_deletions` here), holds
 the background policy and, in :class:`CompactionPath`, Collection's compaction.
 """
 
@@ -56,8 +61,10 @@ from proximadb import progress
 from proximadb.errors import DiskFullError, EngineClosedError
 from proximadb.storage import expiry
 from proximadb.storage.collection_state import CollectionState
-from proximadb.storage.operations import NO_EXPIRY
-from proximadb.storage.segment import Segment, SegmentData
+from proximadb.storage.merge import MergedRows, MergePlan, kept_rows, merge_rows
+
+__all__ = ["MergePlan", "MergedRows", "carry_deletions", "kept_rows", "merge_rows", "needs_compaction"]
+from proximadb.storage.segment import Segment
 from proximadb.storage.segment_rewrite import SegmentRewrite
 
 log = logging.getLogger("proximadb.collection")  # compaction runs are logged as the collection's own steps
@@ -66,26 +73,6 @@ log = logging.getLogger("proximadb.collection")  # compaction runs are logged as
 # when this many segments are each smaller than a quarter of the flush size.
 DEAD_ROW_SHARE = 0.2
 SMALL_SEGMENTS = 4
-
-
-@dataclass(slots=True)
-class MergePlan:
-    inputs: list[Segment]
-    persisted: list[np.ndarray]  # each input's persisted deletion mask at planning time
-    segment_id: int
-    now: int = NO_EXPIRY  # rows expired at this time (expiry.now_us at planning) are dropped; NO_EXPIRY: none
-
-
-def _kept(seg: Segment, deleted: np.ndarray, now: int) -> np.ndarray:
-    """uint8 mask of the rows of ``seg`` that are neither in ``deleted`` nor expired at ``now``."""
-    return expiry.alive_mask((deleted == 0).view(np.uint8), seg.expires_at, now)
-
-
-@dataclass(slots=True)
-class MergedRows:
-    data: SegmentData
-    source_segment: np.ndarray  # (rows,) index into plan.inputs
-    source_row: np.ndarray  # (rows,) row in that input
 
 
 @dataclass(slots=True)
@@ -108,52 +95,13 @@ def needs_compaction(segments: list[Segment], flush_bytes: int) -> list[Segment]
     """The segments the background policy would merge now (empty: nothing to do). Expired rows count as dead."""
     now = expiry.now_us()
     dead = [s for s in segments
-            if s.rows and 1 - int(np.count_nonzero(_kept(s, s.deleted, now))) / s.rows >= DEAD_ROW_SHARE]
+            if s.rows and 1 - int(np.count_nonzero(kept_rows(s, s.deleted, now))) / s.rows >= DEAD_ROW_SHARE]
     small = [s for s in segments if s.rows * s.dim * 4 < flush_bytes // 4]
     if len(small) >= SMALL_SEGMENTS:
         return sorted({*dead, *small}, key=lambda s: s.id)
     if dead:
         return sorted({*dead, *small}, key=lambda s: s.id) if len(dead) + len(small) > 1 else dead
     return []
-
-
-def merge_rows(plan: MergePlan, progress: Any = None) -> MergedRows:
-    """The checkpoint-live rows of the inputs that are not expired at ``plan.now``, in ascending id order.
-
-    Dropping an expired row is safe for WAL replay: it was invisible already, and an operation logged
-    after the checkpoint that names it (delete, metadata update) finds nothing, as for a deleted row."""
-    ids: list[str] = []
-    src_seg: list[np.ndarray] = []
-    src_row: list[np.ndarray] = []
-    total = sum(s.rows for s in plan.inputs)
-    done = 0
-    for i, (seg, persisted) in enumerate(zip(plan.inputs, plan.persisted, strict=True)):
-        rows = np.flatnonzero(_kept(seg, persisted, plan.now))
-        ids.extend(seg.ids[r] for r in rows)
-        src_seg.append(np.full(len(rows), i, dtype=np.int32))
-        src_row.append(rows.astype(np.int64))
-        done += seg.rows
-        if progress is not None:
-            progress(done, total)
-    seg_of = np.concatenate(src_seg) if src_seg else np.zeros(0, np.int32)
-    row_of = np.concatenate(src_row) if src_row else np.zeros(0, np.int64)
-    order = sorted(range(len(ids)), key=ids.__getitem__)
-    seg_of, row_of = seg_of[order], row_of[order]
-    dim = plan.inputs[0].dim
-    vectors = np.empty((len(order), dim), dtype=np.float32)
-    metadata = []
-    timestamps = np.empty(len(order), dtype=np.int64)
-    expiring = any(getattr(seg, "expires_at", None) is not None for seg in plan.inputs)
-    expires = np.full(len(order), NO_EXPIRY, dtype=np.int64) if expiring else None
-    for out, (s, r) in enumerate(zip(seg_of.tolist(), row_of.tolist(), strict=True)):
-        seg = plan.inputs[s]
-        vectors[out] = seg.vectors[r]
-        metadata.append(seg.metadata[r])
-        timestamps[out] = seg.timestamps[r]
-        if expires is not None and seg.expires_at is not None:
-            expires[out] = seg.expires_at[r]
-    data = SegmentData([ids[j] for j in order], vectors, metadata, timestamps, expires)
-    return MergedRows(data, seg_of, row_of)
 
 
 def carry_deletions(plan: MergePlan, merged: MergedRows, new: Segment, dropped: list[int]) -> np.ndarray:
@@ -191,7 +139,7 @@ class CompactionPath(CollectionState):
             report.segments_before = len(self.segments)
             now = expiry.now_us()
             if not inputs or (len(inputs) == 1 and not inputs[0].dirty
-                              and bool(_kept(inputs[0], inputs[0].persisted_deleted, now).all())):
+                              and bool(kept_rows(inputs[0], inputs[0].persisted_deleted, now).all())):
                 report.segments_after = len(self.segments)
                 return report
             rewrite = SegmentRewrite(self, "compaction")
@@ -202,26 +150,26 @@ class CompactionPath(CollectionState):
         log.info("collection %s: compacting segments %s (%d rows)", self.config.name, report.merged,
                  report.rows_before)
         with progress.track("compaction", self.config.name, total=report.rows_before) as task:
-            merged = merge_rows(plan, task.update)
-        with rewrite:
-            new = None
-            if merged.data.ids:
-                new = rewrite.build(plan.segment_id, merged.data,
-                                    {"created_at": time.time(), "compacted_from": report.merged,
-                                     "metric": self.config.distance_metric})
-            with self._lock:
-                while self._flushing:  # a flush between its seal and its install: let it commit first
-                    self._flush_done.wait()
-                if self.wal is None:
-                    raise EngineClosedError(f"collection {self.config.name} closed during compaction")
-                if new is not None:
-                    dropped = [i for i, seg in enumerate(inputs) if seg not in self.segments]
-                    persisted_now = carry_deletions(plan, merged, new, dropped)
-                    if persisted_now.any():
-                        rewrite.write_deletions(new, persisted_now)
-                remaining = [s for s in self.segments if s not in inputs]
-                rewrite.commit(remaining + ([new] if new is not None else []), inputs,
-                               not_durable="the compacted segments' files stay until the next open")
+            merged = merge_rows(plan, task.update, self.options.rewrite_chunk_rows)
+            with rewrite:
+                new = None
+                if merged.rows:
+                    new = rewrite.build(plan.segment_id, merged.stream(),
+                                        {"created_at": time.time(), "compacted_from": report.merged,
+                                         "metric": self.config.distance_metric})
+                with self._lock:
+                    while self._flushing:  # a flush between its seal and its install: let it commit first
+                        self._flush_done.wait()
+                    if self.wal is None:
+                        raise EngineClosedError(f"collection {self.config.name} closed during compaction")
+                    if new is not None:
+                        dropped = [i for i, seg in enumerate(inputs) if seg not in self.segments]
+                        persisted_now = carry_deletions(plan, merged, new, dropped)
+                        if persisted_now.any():
+                            rewrite.write_deletions(new, persisted_now)
+                    remaining = [s for s in self.segments if s not in inputs]
+                    rewrite.commit(remaining + ([new] if new is not None else []), inputs,
+                                   not_durable="the compacted segments' files stay until the next open")
         rewrite.finish()
         report.segments_after = len(self.segments)
         report.rows_after = new.rows if new is not None else 0

@@ -43,6 +43,11 @@ class StaleDerivedFile(Exception):
     """The derived file is missing, damaged or made from another source: rebuild it."""
 
 
+def derived_header(magic: bytes, version: int, body_crc: int, source_crc: int, length: int) -> bytes:
+    """The 32-byte header of a derived file whose body has this CRC and length."""
+    return HEADER.pack(magic, version, 0, body_crc, source_crc, length)
+
+
 def write_derived(path: Path, magic: bytes, version: int, source_crc: int, parts: Sequence[bytes | memoryview]) -> None:
     body_crc = 0
     length = 0
@@ -50,7 +55,7 @@ def write_derived(path: Path, magic: bytes, version: int, source_crc: int, parts
         view = memoryview(part).cast("B")
         body_crc = crc32c(view, body_crc)
         length += len(view)
-    header = HEADER.pack(magic, version, 0, body_crc, source_crc, length)
+    header = derived_header(magic, version, body_crc, source_crc, length)
     write_durable(path, b"".join([header, *(memoryview(p).cast("B") for p in parts)]))
 
 

@@ -63,7 +63,8 @@ class Engine:
 
         Options are the fields of :class:`StorageOptions` (wal_strategy, wal_compression,
         fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, limits, auto_compact,
-        log_of_record: "external" in cluster mode, where collections keep no WAL and apply a shard log);
+        log_of_record: "external" in cluster mode, where collections keep no WAL and apply a shard log,
+        rewrite_chunk_rows: rows per chunk of a compaction's or migration's merge, which bounds its memory);
         ``limits`` is a :class:`proximadb.limits.Limits`.
         """
         known = {f.name for f in fields(StorageOptions)}
@@ -76,6 +77,9 @@ class Engine:
             raise ValidationError(f"memtable_type must be one of {', '.join(MEMTABLE_TYPES)}")
         if opts.log_of_record not in LOGS_OF_RECORD:
             raise ValidationError(f"log_of_record must be one of {', '.join(LOGS_OF_RECORD)}")
+        if isinstance(opts.rewrite_chunk_rows, bool) or not isinstance(opts.rewrite_chunk_rows, int) \
+                or opts.rewrite_chunk_rows < 1:
+            raise ValidationError(f"rewrite_chunk_rows must be a positive integer, not {opts.rewrite_chunk_rows!r}")
         path = Path(data_dir).expanduser().resolve()
         engine = cls(path, opts)
         engine._dir_lock.acquire()  # creates the directory if needed

@@ -19,10 +19,17 @@ which starts 8-aligned in the file)::
     ...               8*rows        expires_at, i64 (NO_EXPIRY = never); only when has_expiry
     ...               blob          the metadata maps back to back, each as the WAL encodes
                                     metadata (wal_io.encode_metadata_maps: Avro map blocks)
+
+A segment writer (segment_writer.py) writes the file a chunk of rows at a time with
+:class:`ColumnsWriter`: the row count and whether any row expires are known up front, so every
+column's place is too; the offsets, timestamps, expiry and maps of a chunk go straight to their
+places, the head and the derived-file header last.
+The bytes are those of :func:`encode_columns` + :func:`write_columns` for the same rows.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,8 +38,9 @@ from typing import Any, overload
 import numpy as np
 
 from proximadb.errors import CorruptionError
-from proximadb.storage.derived_file import StaleDerivedFile, map_derived, write_derived
+from proximadb.storage.derived_file import HEADER, StaleDerivedFile, derived_header, map_derived, write_derived
 from proximadb.storage.operations import NO_EXPIRY, Metadata
+from proximadb.storage.placed_file import PlacedFile, crc_of
 from proximadb.storage.wal_io import decode_metadata_maps, encode_metadata_maps
 
 MAGIC = b"PXDBMDR\x01"
@@ -61,6 +69,53 @@ def encode_columns(metadata: Sequence[Metadata | None], timestamps: np.ndarray,
 
 def write_columns(path: Path, source_crc: int, parts: list[bytes | memoryview]) -> None:
     write_derived(path, MAGIC, VERSION, source_crc, parts)
+
+
+class ColumnsWriter:
+    """``meta.rows`` for ``rows`` rows, written in chunks (in row order); :meth:`finish` completes it."""
+
+    def __init__(self, path: Path, rows: int, has_expiry: bool) -> None:
+        self._rows = rows
+        self._has_expiry = has_expiry
+        self._done = 0
+        self._blob_len = 0
+        self._offsets_at = HEADER.size + _HEAD.size
+        self._timestamps_at = self._offsets_at + 8 * (rows + 1)
+        self._blob_at = self._timestamps_at + 8 * rows * (2 if has_expiry else 1)
+        self._file = PlacedFile(path)
+        self._file.write_at(self._offsets_at, np.zeros(1, dtype="<u8").data)  # offsets[0]
+
+    def add(self, metadata: Sequence[Metadata | None], timestamps: np.ndarray, expires_at: np.ndarray | None) -> None:
+        n = len(metadata)
+        if self._done + n > self._rows:
+            raise ValueError(f"{FILE_NAME}: more than the {self._rows} rows announced")
+        offsets = np.empty(n + 1, dtype=np.uint64)
+        blob = encode_metadata_maps([m or {} for m in metadata], offsets)
+        at = self._done
+        ends = (offsets[1:] + np.uint64(self._blob_len)).astype("<u8", copy=False)
+        self._file.write_at(self._offsets_at + 8 * (at + 1), ends.data)  # offsets[at + 1 : at + n + 1]
+        self._file.write_at(self._blob_at + self._blob_len, blob)
+        self._blob_len += len(blob)
+        self._file.write_at(self._timestamps_at + 8 * at, np.ascontiguousarray(timestamps, dtype="<i8").data)
+        if self._has_expiry:
+            expires = np.full(n, NO_EXPIRY, dtype="<i8") if expires_at is None else \
+                np.ascontiguousarray(expires_at, dtype="<i8")
+            self._file.write_at(self._timestamps_at + 8 * (self._rows + at), expires.data)
+        self._done += n
+
+    def finish(self, source_crc: int) -> None:
+        """Write the head, the offsets and the derived-file header; fsync and close."""
+        if self._done != self._rows:
+            raise ValueError(f"{FILE_NAME}: {self._done} rows written, {self._rows} announced")
+        self._file.write_at(HEADER.size, _HEAD.pack(self._rows, 1 if self._has_expiry else 0))
+        self._file.close(fsync=False)  # the body's CRC is read back, then the header completes it
+        length, body_crc = crc_of(self._file.path, HEADER.size)
+        with open(self._file.path, "r+b", buffering=0) as f:
+            f.write(derived_header(MAGIC, VERSION, body_crc, source_crc, length))
+            os.fsync(f.fileno())
+
+    def abort(self) -> None:
+        self._file.abort()
 
 
 def map_columns(path: Path, source_crc: int, rows: int) -> MetadataColumns:

@@ -24,7 +24,9 @@ and renamed into place (intents.new_dir); the collection's manifest then
 names the segment and its current bitmap generation. Deletions after a flush
 live in the WAL until the next checkpoint writes a new bitmap generation.
 
-A write that fails (ENOSPC above all) leaves nothing behind: :func:`write_segment`
+The files are written by segment_writer.py (a chunk of rows at a time: compaction and
+migration stream); this module documents their bytes, reads them and writes the deletion
+bitmaps. A write that fails (ENOSPC above all) leaves nothing behind: ``write_segment``
 removes its temporary directory (or, past the rename, the segment directory,
 which no manifest names yet) and :func:`write_bitmap` its partial file, so the
 space is free again at once and the caller can simply retry later.
@@ -75,11 +77,11 @@ import numpy as np
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema, resolving_reader_schema
 from proximadb.errors import CorruptionError
-from proximadb.storage import intents, metadata_store, payload_index_file
+from proximadb.storage import metadata_store, payload_index_file
 from proximadb.storage.derived_file import StaleDerivedFile
-from proximadb.storage.docfile import fsync_dir, read_doc, write_doc
+from proximadb.storage.docfile import fsync_dir, read_doc
 from proximadb.storage.id_table import IdTable
-from proximadb.storage.operations import NO_EXPIRY, Metadata, expiry_or_none
+from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.wal_io import crc32c
 
@@ -182,60 +184,13 @@ def _segment_row_schema(version: int = CURRENT_SCHEMA_VERSION) -> Any:
 
 @dataclass(slots=True)
 class SegmentData:
-    """What a flush hands to :func:`write_segment` (rows in ascending id order)."""
+    """Rows for segment_writer.write_segment, whole (a flush's) or one chunk (rows in ascending id order)."""
 
     ids: list[str]
     vectors: np.ndarray
     metadata: list[Metadata]
     timestamps: np.ndarray
     expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
-
-
-def write_segment(segments_dir: Path, segment_id: int, data: SegmentData, extra: dict[str, Any],
-                  *, schema_version: int = CURRENT_SCHEMA_VERSION) -> Path:
-    """Write a complete segment directory durably (meta.avro in ``schema_version``) and return its path.
-
-    On any error (ENOSPC: OSError with errno.ENOSPC) nothing is left behind and the error is raised.
-    """
-    final = segments_dir / segment_dir_name(segment_id)
-    with intents.new_dir(final) as tmp:  # seg-<id>.tmp, then seg-<id> with its PENDING marker
-        _write_segment_files(tmp, segment_id, data, extra, schema_version)
-    return final
-
-
-def _write_segment_files(tmp: Path, segment_id: int, data: SegmentData, extra: dict[str, Any],
-                         schema_version: int) -> None:
-    rows, dim = data.vectors.shape
-    vectors = np.ascontiguousarray(data.vectors, dtype="<f4")
-    files = {
-        "vectors.f32": _write_file(
-            tmp / "vectors.f32", [VEC_HEADER.pack(VEC_MAGIC, FORMAT_VERSION, 0, dim, rows), vectors.data]
-        ),
-        "ids.bin": _write_file(tmp / "ids.bin", _encode_ids(data.ids)),
-    }
-    if schema_version >= 2:
-        expires = data.expires_at.tolist() if data.expires_at is not None else [NO_EXPIRY] * rows
-        meta_rows: Any = (
-            {"metadata": m, "timestamp": int(t), "expires_at": expiry_or_none(x)}
-            for m, t, x in zip(data.metadata, data.timestamps, expires, strict=True)
-        )
-    else:
-        if data.expires_at is not None and bool((data.expires_at != NO_EXPIRY).any()):
-            raise ValueError("a segment with expires_at needs schema version 2 or later")
-        meta_rows = ({"metadata": m, "timestamp": int(t)} for m, t in zip(data.metadata, data.timestamps, strict=True))
-    with open(tmp / "meta.avro", "wb") as f:
-        fastavro.writer(f, _segment_row_schema(schema_version), meta_rows, codec="lz4")
-        f.flush()
-        os.fsync(f.fileno())
-    size, crc = _file_crc(tmp / "meta.avro")
-    files["meta.avro"] = {"bytes": size, "crc32c": crc}
-    # What a reopen reads instead of decoding meta.avro (derived files: not in the descriptor's list).
-    metadata_store.write_columns(tmp / metadata_store.FILE_NAME, crc,
-                                 metadata_store.encode_columns(data.metadata, data.timestamps, data.expires_at))
-    payload_index_file.write_index(tmp / payload_index_file.FILE_NAME, crc, PayloadIndex.build(data.metadata))
-    descriptor = {"format": FORMAT_VERSION, "id": segment_id, "rows": rows, "dim": dim, "files": files, **extra,
-                  "schema_version": schema_version}
-    write_doc(tmp / "segment.pxdb", "segment", descriptor)
 
 
 def _save_derived(path: Path, save: Callable[[], None]) -> None:

@@ -45,7 +45,8 @@ import numpy as np
 
 from proximadb.storage import intents
 from proximadb.storage.manifest import Manifest, ManifestNotDurableError, SegmentRef
-from proximadb.storage.segment import Segment, SegmentData, segment_dir_name, write_segment
+from proximadb.storage.segment import Segment, SegmentData, segment_dir_name
+from proximadb.storage.segment_writer import RowStream, write_segment
 
 log = logging.getLogger("proximadb.collection")
 
@@ -80,8 +81,11 @@ class SegmentRewrite:
         return seg_id
 
     # build
-    def build(self, segment_id: int, data: SegmentData, extra: dict[str, Any], **kwargs: Any) -> Segment:
-        """Write segment ``segment_id`` (it carries PENDING until :meth:`finish`) and load it."""
+    def build(self, segment_id: int, data: SegmentData | RowStream, extra: dict[str, Any], **kwargs: Any) -> Segment:
+        """Write segment ``segment_id`` (it carries PENDING until :meth:`finish`) and load it.
+
+        ``data``: rows in memory (a flush's) or a stream of chunks (compaction's, migration's merge:
+        segment_writer.py), written a chunk at a time either way."""
         segments_dir = self.col.directory / "segments"
         self._paths.append(segments_dir / segment_dir_name(segment_id))
         path = write_segment(segments_dir, segment_id, data, extra, **kwargs)

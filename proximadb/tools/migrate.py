@@ -14,7 +14,10 @@ longer depends on the old schemas. Per collection that needs it:
    segment in the target version and the WAL is checkpointed past them);
 2. rewrite every older segment into a new segment directory in the target
    version (the rows the checkpoint knows to be live; deletion bitmaps are
-   applied), then swap the manifest atomically, then remove the old directory;
+   applied), then swap the manifest atomically, then remove the old directory.
+   The rewrite is compaction's streaming merge of one segment (storage/merge.py):
+   memory is bounded by ``rewrite_chunk_rows`` (an engine option), not by the
+   segment's size;
 3. set the collection's ``schema_version`` in the catalog (last, so an
    interrupted migration is simply run again).
 
@@ -174,13 +177,13 @@ def _rewrite_segment(col: Any, seg: Segment, target: int, task: progress.Task, d
             task.update(done_before + done)
             report(done_before + done)
 
-        merged = compaction.merge_rows(plan_, step)
+        merged = compaction.merge_rows(plan_, step, col.options.rewrite_chunk_rows)
         new: Segment | None = None
-        if merged.data.ids:
+        if merged.rows:
             extra: dict[str, Any] = {k: seg.descriptor[k] for k in ("created_at", "max_seq", "metric", "compacted_from")
                      if k in seg.descriptor}
             extra["migrated_from"] = {"segment": seg.id, "schema_version": seg.schema_version}
-            new = rewrite.build(plan_.segment_id, merged.data, extra, schema_version=target)
+            new = rewrite.build(plan_.segment_id, merged.stream(), extra, schema_version=target)
             persisted_now = compaction.carry_deletions(plan_, merged, new, [])
             if persisted_now.any():
                 rewrite.write_deletions(new, persisted_now)
@@ -194,6 +197,9 @@ def _rewrite_segment(col: Any, seg: Segment, target: int, task: progress.Task, d
 def migrate(data_dir: str | Path, target: int = CURRENT_SCHEMA_VERSION, *, echo: Echo | None = None,
             engine_options: dict[str, Any] | None = None) -> MigrationResult:
     """Migrate every collection of ``data_dir`` to ``target`` (offline: takes the data directory's lock).
+
+    ``engine_options``: StorageOptions for the engine it opens (``rewrite_chunk_rows``: rows per
+    chunk of each segment's rewrite, which bounds its memory).
 
     Raises DataDirLockedError while a daemon holds the directory.
     """

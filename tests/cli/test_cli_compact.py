@@ -41,6 +41,24 @@ def test_compact_merges_and_reports(tmp_path: Path) -> None:
     assert again.exit_code == 0 and "docs: nothing to compact (1 segment(s))" in again.output
 
 
+def test_compact_chunk_rows_streams_the_same_segment(tmp_path: Path) -> None:
+    """--chunk-rows 1 writes the merged segment a row at a time: its vectors and ids are the same bytes as a
+    default compaction's (meta.avro differs only by Avro's random sync marker: test_segment_stream.py pins it)."""
+    for name in ("default", "one"):
+        _make(tmp_path / name)
+    assert CliRunner().invoke(cli, ["compact", str(tmp_path / "default")]).exit_code == 0
+    result = CliRunner().invoke(cli, ["compact", str(tmp_path / "one"), "--chunk-rows", "1"])
+    assert result.exit_code == 0 and "docs: 3 segment(s) -> 1, 300 rows -> 240" in result.output, result.output
+
+    def files(root: Path) -> dict[str, bytes]:
+        (seg,) = (root / "collections").glob("*/segments/seg-*")
+        return {f: (seg / f).read_bytes() for f in ("vectors.f32", "ids.bin")}
+
+    assert files(tmp_path / "one") == files(tmp_path / "default")
+    bad = CliRunner().invoke(cli, ["compact", str(tmp_path / "one"), "--chunk-rows", "0"])
+    assert bad.exit_code == 2 and "--chunk-rows" in bad.output
+
+
 def test_compact_refuses_a_directory_in_use_and_bad_input(tmp_path: Path) -> None:
     _make(tmp_path / "d")
     with Engine.open(tmp_path / "d"):

@@ -3,6 +3,9 @@
 The child loops "upsert existing rows with identical content, flush, compact",
 so the logical content never changes while segments are written, merged,
 swapped and deleted underneath; every reopen must show exactly that content.
+Every other round streams the merge in chunks of 97 rows (``rewrite_chunk_rows``,
+storage/merge.py and segment_writer.py: some 50 chunks a compaction), so the
+kills also land between the chunks of a merged segment's files.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ import sys
 import numpy as np
 from proximadb.storage.engine import Engine
 
-data_dir = sys.argv[1]
+data_dir, chunk_rows = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(7)
 vectors = rng.standard_normal((6000, 32)).astype(np.float32)
 ids = [f"r{i:05d}" for i in range(6000)]
 meta = [{"i": i, "tag": "t%d" % (i % 7)} for i in range(6000)]
-with Engine.open(data_dir, fsync="always", auto_compact=False) as engine:
+with Engine.open(data_dir, fsync="always", auto_compact=False, rewrite_chunk_rows=chunk_rows) as engine:
     if not engine.list_collections():
         engine.create_collection("c", 32, distance_metric="euclidean", indexing_algorithm="hnsw",
                                  index_params={"M": 8, "ef_construction": 32})
@@ -58,7 +61,8 @@ def test_kill_9_during_compaction_leaves_old_or_new_state(tmp_path: Path) -> Non
     data_dir = tmp_path / "data"
     compactions = 0
     for _round in range(6):
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir)], stdout=subprocess.PIPE,
+        chunk_rows = 97 if _round % 2 else 8192
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir), str(chunk_rows)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=child_env(), cwd=str(tmp_path))
         assert proc.stdout is not None
         ready = proc.stdout.readline()

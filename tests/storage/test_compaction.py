@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from _support import dump_in_fresh_process
 
 from proximadb.storage.engine import Engine
@@ -31,8 +32,9 @@ def _fresh(state: dict) -> dict[str, tuple[list[float], dict]]:
     return {k: (v["vector"], v["metadata"]) for k, v in state.items()}
 
 
-def test_compaction_keeps_content_and_drops_dead_rows(tmp_path: Path) -> None:
-    opts = {"fsync": "never", "auto_compact": False}
+@pytest.mark.parametrize("chunk_rows", [8192, 1, 7])  # rewrite_chunk_rows: the merge streams in chunks this size
+def test_compaction_keeps_content_and_drops_dead_rows(tmp_path: Path, chunk_rows: int) -> None:
+    opts = {"fsync": "never", "auto_compact": False, "rewrite_chunk_rows": chunk_rows}
     with Engine.open(tmp_path / "d", **opts) as engine:
         engine.create_collection("c", DIM, distance_metric="euclidean", indexing_algorithm="hnsw",
                                  index_params={"M": 8, "ef_construction": 32})

@@ -110,9 +110,10 @@ def test_dry_run_writes_nothing(v1_dir: Path) -> None:
     assert not (v1_dir / "LOCK").exists()
 
 
-def test_migrate_fixture_to_v2(v1_dir: Path) -> None:
+@pytest.mark.parametrize("chunk", [[], ["--chunk-rows", "1"]])  # the rewrite streams; here a row at a time
+def test_migrate_fixture_to_v2(v1_dir: Path, chunk: list[str]) -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", "2"])
+    result = runner.invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", "2", *chunk])
     assert result.exit_code == 0, result.output
     assert "migrated 2 collection(s) to schema version 2" in result.output
     assert "(100%)" in result.output and "rows/s" in result.output

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +152,9 @@ def test_failed_compaction_leaves_the_collection_as_before(tmp_path: Path, monke
         before: dict[str, Any] = {}
         real_merge = compaction.merge_rows
 
-        def merge_then_flush(plan: Any, progress: Callable[..., Any] | None = None) -> Any:
+        def merge_then_flush(plan: Any, *args: Any) -> Any:
             """A delete and a flush while the merge runs: the rewrite must carry that deletion (a bitmap)."""
-            merged = real_merge(plan, progress)
+            merged = real_merge(plan, *args)
             col.delete(["b-0100"])
             col.flush()
             before.update(disk=_disk(col.directory), view=_view(col, QUERIES))
@@ -198,9 +197,9 @@ def test_failed_migration_leaves_the_collection_as_before(tmp_path: Path, monkey
     fault = Fault(monkeypatch, step)
     real_merge = compaction.merge_rows
 
-    def merge_then_arm(plan: Any, progress: Callable[..., Any] | None = None) -> Any:
+    def merge_then_arm(plan: Any, *args: Any) -> Any:
         fault.armed = True
-        return real_merge(plan, progress)
+        return real_merge(plan, *args)
 
     monkeypatch.setattr(compaction, "merge_rows", merge_then_arm)
     with pytest.raises(OSError, match="injected I/O error"):

@@ -1,0 +1,218 @@
+"""Writing a segment directory a chunk of rows at a time: memory bounded by the chunk, not the segment.
+
+Flush, compaction and migration write their segments here (through segment_rewrite.py). The
+rows come as a :class:`RowStream`: their count, dimension and whether any of them expires are
+known up front, then chunks (:class:`~proximadb.storage.segment.SegmentData`, at most
+``StorageOptions.rewrite_chunk_rows`` rows each from compaction and migration) in ascending id
+order. Each chunk is written to every file before the next is asked for, so nothing per row
+outlives its chunk but the payload index being built (roaring bitmaps and sorted number
+columns: the size of ``payload.idx``, 16 bytes per number, twice that while a column is sorted).
+
+The files and their bytes are unchanged: ``vectors.f32``, ``ids.bin``, ``meta.avro`` and
+``segment.pxdb`` as documented in segment.py, ``meta.rows`` in metadata_store.py,
+``payload.idx`` in payload_index_file.py. A segment written in chunks of any size is byte
+for byte the segment written whole (tests/storage/test_segment_stream.py compares them with
+the writer this one replaced). How each file is streamed:
+
+    vectors.f32  the header (rows and dim are known), then each chunk's rows; CRC as it goes
+    ids.bin      each chunk's offsets and UTF-8 ids at their places (the blob starts after the
+                 header and the rows + 1 offsets: both known); the header last, then the CRC
+                 is read back (placed_file.py)
+    meta.avro    fastavro's writer, fed a generator of SegmentRow records a chunk at a time
+                 (it holds one Avro block, ~16 kB, before compressing it)
+    meta.rows    metadata_store.ColumnsWriter (same scheme as ids.bin)
+    payload.idx  PayloadIndex.add_rows per chunk, sealed at the end; the postings are put back
+                 in the order, and rebuilt in the container kinds, a build of the whole segment
+                 gives (whole_build_order)
+
+Everything is written into ``seg-<id>.tmp/`` (intents.new_dir), each file fsynced, the
+directory renamed into place with its PENDING marker; on any error nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import numpy as np
+from pyroaring import BitMap
+
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema
+from proximadb.storage import intents, metadata_store, payload_index_file
+from proximadb.storage.docfile import write_doc
+from proximadb.storage.operations import NO_EXPIRY, expiry_or_none
+from proximadb.storage.payload_index import PayloadIndex
+from proximadb.storage.placed_file import PlacedFile, crc_of
+from proximadb.storage.segment import (
+    FORMAT_VERSION,
+    IDS_HEADER,
+    IDS_MAGIC,
+    VEC_HEADER,
+    VEC_MAGIC,
+    SegmentData,
+    segment_dir_name,
+)
+from proximadb.storage.wal_io import crc32c
+
+DEFAULT_CHUNK_ROWS = 8192  # StorageOptions.rewrite_chunk_rows
+
+
+@dataclass(slots=True)
+class RowStream:
+    """The rows of a new segment: known sizes, then chunks (ascending ids) produced on demand."""
+
+    rows: int
+    dim: int
+    has_expiry: bool  # some row has an expires_at (not NO_EXPIRY): meta.rows gets the column
+    chunks: Iterable[SegmentData]
+
+    @classmethod
+    def of(cls, data: SegmentData, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> RowStream:
+        """The rows of ``data`` (all in memory already: a flush's), in chunks of ``chunk_rows``."""
+        rows, dim = data.vectors.shape
+        expires = data.expires_at
+        has_expiry = expires is not None and bool((expires != NO_EXPIRY).any())
+
+        def chunks() -> Iterator[SegmentData]:
+            for a in range(0, rows, chunk_rows):
+                b = min(rows, a + chunk_rows)
+                yield SegmentData(data.ids[a:b], data.vectors[a:b], list(data.metadata[a:b]),
+                                  data.timestamps[a:b], None if expires is None else expires[a:b])
+
+        return cls(rows, dim, has_expiry, chunks())
+
+
+def write_segment(segments_dir: Path, segment_id: int, data: SegmentData | RowStream, extra: dict[str, Any],
+                  *, schema_version: int = CURRENT_SCHEMA_VERSION, sync_marker: bytes | None = None) -> Path:
+    """Write a complete segment directory durably (meta.avro in ``schema_version``) and return its path.
+
+    ``sync_marker``: meta.avro's 16-byte Avro sync marker (default: random, as Avro prescribes; a
+    test pins it to compare files). On any error (ENOSPC: OSError with errno.ENOSPC) nothing is left
+    behind and the error is raised.
+    """
+    stream = data if isinstance(data, RowStream) else RowStream.of(data)
+    if schema_version < 2 and stream.has_expiry:
+        raise ValueError("a segment with expires_at needs schema version 2 or later")
+    final = segments_dir / segment_dir_name(segment_id)
+    with intents.new_dir(final) as tmp:  # seg-<id>.tmp, then seg-<id> with its PENDING marker
+        _write_files(tmp, segment_id, stream, extra, schema_version, sync_marker)
+    return final
+
+
+class _Vectors:
+    def __init__(self, path: Path, rows: int, dim: int) -> None:
+        self.file = PlacedFile(path)
+        header = VEC_HEADER.pack(VEC_MAGIC, FORMAT_VERSION, 0, dim, rows)
+        self.file.write_at(0, header)
+        self.size = len(header)
+        self.crc = crc32c(header)
+
+    def add(self, vectors: np.ndarray) -> None:
+        block = np.ascontiguousarray(vectors, dtype="<f4")
+        self.file.write_at(self.size, block.data)
+        self.crc = crc32c(block.data.cast("B"), self.crc)
+        self.size += block.nbytes
+
+    def finish(self) -> dict[str, int]:
+        self.file.close()
+        return {"bytes": self.size, "crc32c": self.crc}
+
+
+class _Ids:
+    def __init__(self, path: Path, rows: int) -> None:
+        self.file = PlacedFile(path)
+        self.rows = rows
+        self.done = 0
+        self.blob_at = IDS_HEADER.size + 8 * (rows + 1)
+        self.blob_len = 0
+        self.file.write_at(IDS_HEADER.size, np.zeros(1, dtype="<u8").data)  # offsets[0]
+
+    def add(self, ids: list[str]) -> None:
+        encoded = [i.encode("utf-8") for i in ids]
+        n = len(encoded)
+        ends = np.cumsum([len(e) for e in encoded], dtype="<u8") + np.uint64(self.blob_len)
+        self.file.write_at(IDS_HEADER.size + 8 * (self.done + 1), ends.data)  # offsets[done + 1 : done + n + 1]
+        blob = b"".join(encoded)
+        self.file.write_at(self.blob_at + self.blob_len, blob)
+        self.blob_len += len(blob)
+        self.done += n
+
+    def finish(self) -> dict[str, int]:
+        if self.done != self.rows:
+            raise ValueError(f"ids.bin: {self.done} ids written, {self.rows} announced")
+        self.file.write_at(0, IDS_HEADER.pack(IDS_MAGIC, FORMAT_VERSION, 0, 0, self.rows, self.blob_len))
+        self.file.close()
+        size, crc = crc_of(self.file.path)
+        return {"bytes": size, "crc32c": crc}
+
+
+def whole_build_order(index: PayloadIndex) -> None:
+    """Make the postings those :meth:`PayloadIndex.build` of the whole part makes, whatever the batches
+    were: in its order (string keys first, then the others, each in the order of first appearance), and
+    each bitmap built at once from its rows (pyroaring's constructor picks each container's kind, run or
+    not, once from the content; a bitmap grown batch by batch may keep another kind where both are the
+    same size, which changes the serialized bytes though not the rows)."""
+    for field in index.fields.values():
+        items = list(field.postings.items())
+        field.postings = {key: BitMap(bitmap.to_array()) for key, bitmap in
+                          [kv for kv in items if kv[0][0] == "s"] + [kv for kv in items if kv[0][0] != "s"]}
+
+
+def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str, Any], schema_version: int,
+                 sync_marker: bytes | None) -> None:
+    rows, dim = stream.rows, stream.dim
+    vectors = _Vectors(tmp / "vectors.f32", rows, dim)
+    ids = _Ids(tmp / "ids.bin", rows)
+    columns = metadata_store.ColumnsWriter(tmp / metadata_store.FILE_NAME, rows, stream.has_expiry)
+    index = PayloadIndex()
+    written = 0
+
+    def records() -> Iterator[dict[str, Any]]:
+        nonlocal written
+        for chunk in stream.chunks:
+            n = len(chunk.ids)
+            if chunk.vectors.shape != (n, dim) or len(chunk.metadata) != n or chunk.timestamps.shape[0] != n:
+                raise ValueError(f"a chunk of {n} ids has {chunk.vectors.shape} vectors, {len(chunk.metadata)} "
+                                 f"metadata and {chunk.timestamps.shape[0]} timestamps")
+            if written + n > rows:
+                raise ValueError(f"more rows than the {rows} announced")
+            vectors.add(chunk.vectors)
+            ids.add(chunk.ids)
+            columns.add(chunk.metadata, chunk.timestamps, chunk.expires_at)
+            index.add_rows(written, chunk.metadata)
+            written += n
+            stamps = chunk.timestamps.tolist()
+            if schema_version >= 2:
+                expires = chunk.expires_at.tolist() if chunk.expires_at is not None else [NO_EXPIRY] * n
+                yield from ({"metadata": m, "timestamp": int(t), "expires_at": expiry_or_none(x)}
+                            for m, t, x in zip(chunk.metadata, stamps, expires, strict=True))
+            else:
+                yield from ({"metadata": m, "timestamp": int(t)} for m, t in zip(chunk.metadata, stamps, strict=True))
+
+    try:
+        with open(tmp / "meta.avro", "wb") as f:
+            pinned: dict[str, Any] = {} if sync_marker is None else {"sync_marker": sync_marker}
+            fastavro.writer(f, record_schema("SegmentRow", schema_version), records(), codec="lz4", **pinned)
+            f.flush()
+            os.fsync(f.fileno())
+        if written != rows:
+            raise ValueError(f"{written} rows written, {rows} announced")
+        files = {"vectors.f32": vectors.finish(), "ids.bin": ids.finish()}
+        size, crc = crc_of(tmp / "meta.avro")
+        files["meta.avro"] = {"bytes": size, "crc32c": crc}
+        # What a reopen reads instead of decoding meta.avro (derived files: not in the descriptor's list).
+        columns.finish(crc)
+    except BaseException:
+        for out in (vectors.file, ids.file, columns):
+            out.abort()
+        raise
+    index.seal()
+    whole_build_order(index)
+    payload_index_file.write_index(tmp / payload_index_file.FILE_NAME, crc, index)
+    descriptor = {"format": FORMAT_VERSION, "id": segment_id, "rows": rows, "dim": dim, "files": files, **extra,
+                  "schema_version": schema_version}
+    write_doc(tmp / "segment.pxdb", "segment", descriptor)
