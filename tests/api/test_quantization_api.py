@@ -1,4 +1,4 @@
-"""int8 quantization through a real daemon: set with the SDK over gRPC and REST (``quantization=``,
+"""int8 (and binary) quantization through a real daemon: set with the SDK over gRPC and REST (``quantization=``,
 stored as ``index_params.quantization``), searched, kept across a restart; bad settings get 400 /
 INVALID_ARGUMENT and change nothing."""
 
@@ -29,7 +29,8 @@ def _rest(daemon: Daemon, method: str, path: str, body: Any = None) -> tuple[int
 
 
 BAD = [
-    {"type": "binary"},
+    {"type": "pq"},
+    {"type": "binary", "oversampling": 0.5},
     {"type": "int4"},
     {"type": "int8", "oversampling": 0},
     {"type": "int8", "oversampling": "lots"},
