@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         for s in range(0, len(corpus), 5000):
             col.insert(ids=[str(i) for i in range(s, min(s + 5000, len(corpus)))], vectors=doc_vectors[s:s + 5000],
-                       metadata=[{"section": str(sections[i])} for i in range(s, min(s + 5000, len(corpus)))])
+                       metadatas=[{"section": str(sections[i])} for i in range(s, min(s + 5000, len(corpus)))])
         col.flush()
         assert col.wait_for_indexes(timeout=3600)
         print(f"dense collection: insert + flush + HNSW {time.perf_counter() - t:.1f}s", flush=True)
