@@ -86,6 +86,8 @@ cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scr
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil
 cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
                     const float *q, int ef, const uint8_t *allowed) noexcept nogil
+cdef int64_t repair_level0(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, uint8_t *seen,
+                           int32_t *queue) noexcept nogil
 cdef int check_header(object file_format, object path, int64_t dim, int64_t metric, int64_t M, int64_t M0,
                       int64_t n, int64_t n_deleted, int64_t entry_point, int64_t max_level) except -1
 

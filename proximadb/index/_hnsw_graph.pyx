@@ -450,6 +450,63 @@ cdef int64_t reach_level0(const IndexRows *rows, const HnswGraph *graph, uint8_t
     return live
 
 
+cdef int64_t repair_level0(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, uint8_t *seen,
+                           int32_t *queue) noexcept nogil:
+    """Link every live row that no level-0 walk from the entry point reaches (reach_level0) into the
+    level-0 list of the nearest reachable row that has room, found by a walk to the row's own vector
+    (ef_construction), so that a search can return it again. Links are only added, never replaced,
+    so no other row loses an in-link. Single-threaded, on a float32 graph (RecordVectors). seen and
+    queue: rows.n bytes (zeroed) / int32. Returns the rows linked (-1: out of memory); a row whose
+    candidates all have full lists stays unreachable."""
+    cdef int64_t r, i, head, tail, n_found, linked = 0
+    cdef int32_t cur, c, nb
+    cdef int32_t *ll
+    cdef int j
+    cdef const float *q
+    if graph.entry_point < 0:
+        return 0
+    reach_level0(rows, graph, seen, queue)
+    for r in range(rows.n):
+        if seen[r] or rows.deleted[r]:
+            continue
+        q = row_vector(graph, <int32_t>r)
+        cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, q, graph.entry_point, graph.max_level, 0)
+        if search_layer(rows, graph, s, <const RecordVectors *>NULL, q, cur, 0, graph.ef_construction, NULL,
+                        rows.n_deleted > 0) < 0:
+            return -1
+        if ann_scratch_work(s, s.top.n) < 0:
+            return -1
+        n_found = ann_maxheap_drain_sorted(&s.top, s.work)
+        s.top.n = 0
+        c = -1
+        for i in range(n_found):  # nearest first: the first reachable row with room
+            if s.work[i].id != r and seen[s.work[i].id] and links_of(graph, s.work[i].id, 0)[0] < graph.M0:
+                c = s.work[i].id
+                break
+        if c < 0:
+            continue
+        ll = links_of(graph, c, 0)
+        ll[0] += 1
+        ll[ll[0]] = <int32_t>r
+        linked += 1
+        # r and what only r leads to are reachable now
+        seen[r] = 1
+        queue[0] = <int32_t>r
+        head = 0
+        tail = 1
+        while head < tail:
+            cur = queue[head]
+            head += 1
+            ll = links_of(graph, cur, 0)
+            for j in range(1, ll[0] + 1):
+                nb = ll[j]
+                if not seen[nb]:
+                    seen[nb] = 1
+                    queue[tail] = nb
+                    tail += 1
+    return linked
+
+
 cdef int check_header(object file_format, object path, int64_t dim, int64_t metric, int64_t M, int64_t M0,
                       int64_t n, int64_t n_deleted, int64_t entry_point, int64_t max_level) except -1:
     """A graph index file's header fields in range, else file_format's CorruptionError."""

@@ -367,7 +367,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         if n0 != 0:
             raise ValidationError(f"{type(self).__name__} takes its rows in one add() call")
         graph = HNSWIndex(dim, self.metric, self.graph.M, self.graph.ef_construction, self._seed)
-        graph.add(np.arange(m, dtype=np.int64), vectors, threads=threads)
+        graph.add(np.arange(m, dtype=np.int64), vectors, threads=threads, repair=True)  # built once: repaired
         links0, pool, levels, entry, max_level = graph.graph_arrays()
         del graph
         memcpy(self.graph.level0, cnp.PyArray_DATA(links0), m * self.graph.record_size)
@@ -415,9 +415,10 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     # -- public API --
 
-    def add(self, ids: object, vectors: object, int threads=1) -> None:
+    def add(self, ids: object, vectors: object, int threads=1, bint repair=True) -> None:
         """Build the index over vectors under int64 ids, in one call (threads as HNSWIndex.add). The
-        vectors are kept (not copied when float32 C-contiguous) for rescoring."""
+        vectors are kept (not copied when float32 C-contiguous) for rescoring. The graph is always
+        repaired (HNSWIndex.repair: it is built whole); ``repair`` is accepted for the same signature."""
         self._add(ids, vectors, threads)
 
     # -- persistence (framing: the base's save/load) --

@@ -132,7 +132,7 @@ def _ivf_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
 register(IndexKind(
     "hnsw", HNSWIndex, "index.hnsw", build_params=("M", "ef_construction", "seed"), search_param="ef",
     ranges={"M": (2, 128), "ef_construction": (4, 4096), "ef": (1, 65536), "seed": (0, 2**31)},
-    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}, build_options={"threads": 0},
+    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}, build_options={"threads": 0, "repair": True},
 ))
 register(IndexKind(
     "ivf", IVFIndex, "index.ivf", build_params=("nlist", "seed"), search_param="nprobe",
