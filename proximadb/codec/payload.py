@@ -174,9 +174,11 @@ def encode_insert(
             raise ValidationError("vectors are required to encode an insert")
         if isinstance(ids, str):
             raise ValidationError("ids must be a sequence of str, not a single string")
-        ids = list(ids)
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)  # numpy strings -> str
         for i, record_id in enumerate(ids):
             _check_id(record_id, i)
+            if type(record_id) is not str:  # a str subclass (numpy.str_): the encoder takes exact str
+                ids[i] = str(record_id)
     datum = encode_vector_batch(ids, vectors, metadata, timestamps, upsert, expires_at, schema_version)
     return encode_frame(INSERT_OP, datum, schema_version)
 

@@ -78,9 +78,9 @@ from proximadb.storage.log_of_record import LogOfRecord
 from proximadb.storage.manifest import Manifest
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Operation, UpdateOp
-from proximadb.storage.search import SearchPath
 from proximadb.storage.segment import Segment, segment_dir_name
 from proximadb.storage.segment_writer import DEFAULT_CHUNK_ROWS
+from proximadb.storage.text_search import DEFAULT_ANALYZER, TextSearchPath, check_text
 from proximadb.storage.validation import (
     check_ids,
     check_k,
@@ -126,7 +126,7 @@ class StorageOptions:
 
 
 
-class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, CompactionPath):
+class Collection(WritePath, LogApplyPath, ReadPath, TextSearchPath, FlushPath, CompactionPath):
     """One collection. The public methods are here; the paths behind them are mixed in from their modules."""
 
     def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
@@ -398,11 +398,13 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
 
     # ------------------------------------------------------------------ reads
     def get(self, id_: str, *, include_vector: bool = True) -> dict[str, Any] | None:
+        (id_,) = check_ids([id_], max_bytes=self.options.limits.max_id_bytes)  # a str (numpy.str_ made one)
         with self._request_lock():
             return self._record(id_, include_vector)
 
     def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
         """The records that exist, in the order asked (missing ids are left out)."""
+        ids = check_ids(list(ids), allow_duplicates=True, max_bytes=self.options.limits.max_id_bytes)
         with self._request_lock():
             now = expiry.now_us()
             found = (self._record(i, include_vectors, now) for i in ids)
@@ -475,6 +477,29 @@ class Collection(WritePath, LogApplyPath, ReadPath, SearchPath, FlushPath, Compa
         flt = compile_filter(filter)
         return self._search(queries, k, flt, include_vectors=include_vectors, include_metadata=include_metadata,
                             exact=exact, ef=ef, nprobe=nprobe)
+
+    def search_text(self, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
+                    include_metadata: bool = True, analyzer: Any = None) -> list[dict[str, Any]]:
+        """BM25 top-k over the records' ``document`` text (storage/text_search.py), best first; the
+        filter applies inside. ``analyzer``: a proximadb.text.analyzer.Analyzer (default: lowercase,
+        English stop words, no stemming). Hits: id, score (BM25), metadata."""
+        check_k(k, self.options.limits.max_k)
+        return self._search_text(check_text(text), k, compile_filter(filter), analyzer or DEFAULT_ANALYZER,
+                                 include_metadata)
+
+    def hybrid_search(self, vector: Any, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
+                      fusion: str = "rrf", weights: list[float] | None = None, rrf_k: float = 60.0,
+                      depth: int | None = None, ef: int | None = None, include_metadata: bool = True,
+                      analyzer: Any = None) -> list[dict[str, Any]]:
+        """A vector search and a text search (top ``depth`` each, default max(k, 100), same filter) fused
+        by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py), weights [vector, text]."""
+        check_k(k, self.options.limits.max_k)
+        depth = max(k, 100) if depth is None else depth
+        check_k(depth, self.options.limits.max_k)
+        dense = self.search(vector, depth, filter=filter, ef=ef, include_metadata=include_metadata)
+        text_hits = self.search_text(text, depth, filter=filter, include_metadata=include_metadata,
+                                     analyzer=analyzer)
+        return self._hybrid(dense, text_hits, k, fusion, weights, rrf_k)
 
     # ------------------------------------------------------------------ info
     def wal_stats(self) -> dict[str, Any]:

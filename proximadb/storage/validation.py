@@ -40,9 +40,12 @@ def check_ids(ids: Sequence[object], *, allow_duplicates: bool = False, max_byte
         if min(lengths) > 0 and max(lengths) <= max_bytes // 4 and (allow_duplicates or len(set(ids)) == len(ids)):
             return ids  # type: ignore[return-value]
     seen: set[str] = set()
+    out: list[str] = []
     for i, id_ in enumerate(ids):
         if not isinstance(id_, str):
             raise ValidationError(f"record {i}: id must be a string, not {type(id_).__name__}")
+        if type(id_) is not str:  # numpy.str_ and other subclasses: the compiled id lookups take exact str
+            id_ = str(id_)
         size = len(id_.encode("utf-8", "surrogatepass"))
         if size == 0 or size > max_bytes:
             limit = " (the server's max_id_bytes limit)" if size else ""
@@ -51,7 +54,8 @@ def check_ids(ids: Sequence[object], *, allow_duplicates: bool = False, max_byte
             if id_ in seen:
                 raise ValidationError(f"record {i}: id {id_!r} appears more than once in this batch")
             seen.add(id_)
-    return ids  # type: ignore[return-value]
+        out.append(id_)
+    return out
 
 
 def record_label(ids: Sequence[str]) -> Callable[[int], str]:

@@ -427,3 +427,22 @@ def test_writes_after_a_lost_wal_directory_are_numbered_above_the_checkpoint(tmp
     with Engine.open(data, fsync="always") as eng:
         assert eng.collection("c").count() == 15
         assert eng.collection("c").get(_ids(1, start=14)[0]) is not None
+
+
+def test_numpy_string_ids_work_on_every_id_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """numpy.str_ ids (np.array of strings, a pandas column) are str: insert, get, update, delete and
+    upsert take them, on memtable and segment rows (the compiled id table wants exact str)."""
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        engine.create_collection("c", 2, distance_metric="euclidean")
+        col = engine.collection("c")
+        col.insert(ids=np.array(["a", "b", "c"]), vectors=np.eye(3, 2), metadatas=[{"n": 1}] * 3)
+        col.flush()
+        col.insert(ids=np.array(["d"]), vectors=np.ones((1, 2)))
+        assert [r["id"] for r in col.get_many(np.array(["a", "d"]))] == ["a", "d"]
+        assert col.get(np.str_("a"))["id"] == "a"  # type: ignore[index]
+        with pytest.raises(errors.ValidationError, match="id must be a string"):
+            col.get(["a"])  # type: ignore[arg-type]
+        assert col.delete(np.array(["a", "d"])) == 2
+        col.upsert(ids=np.array(["b"]), vectors=np.ones((1, 2)), metadatas=[{"n": 2}])
+        assert sorted(r["id"] for r in col.get_many(["a", "b", "c", "d"])) == ["b", "c"]
+        assert col.count() == 2

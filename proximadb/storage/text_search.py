@@ -1,0 +1,150 @@
+"""Full-text (BM25) and hybrid search over a Collection's documents: ``Collection.search_text`` and
+``Collection.hybrid_search``.
+
+The text of a record is its metadata's ``document`` value (:data:`proximadb.embeddings.DOCUMENT_KEY`,
+what ``add(documents=...)`` stores; a record without one, or with a non-string one, has no terms).
+So the text is as durable as the rest of the record (WAL, segments) and its index is derived:
+
+- a **segment**'s BM25 index (:class:`proximadb.text.bm25.Bm25Index`, compiled postings) is built
+  from its rows' documents the first time a text search reaches it, and kept in memory while the
+  segment exists (segment rows never change; their deletions are a mask). It is not written to
+  disk yet: a reopen rebuilds it on the first text search;
+- the **memtable** (and a sealed memtable a flush is writing) is indexed per query from the
+  snapshot's documents: correct at every instant, and a cost proportional to the unflushed rows.
+
+Scores are BM25 with statistics of the **live rows of the whole collection** (rows, total terms,
+and each query term's document frequency, counted through each part's alive mask), so a query
+ranks the same whatever the split into segments, and deleted or expired rows weigh nothing. The
+filter applies inside each part (the planner's rows or mask, filter_plan.py), as for vector search.
+
+``hybrid_search`` runs a vector search and a text search for the top ``depth`` each (same filter)
+and fuses them (:func:`proximadb.fusion.fuse`: ``"rrf"``, ``"dbsf"`` or ``"relative_score"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from proximadb.embeddings import DOCUMENT_KEY
+from proximadb.errors import ValidationError
+from proximadb.filters import Filter
+from proximadb.fusion import fuse
+from proximadb.storage import expiry
+from proximadb.storage.operations import NO_EXPIRY
+from proximadb.storage.search import SearchPath
+from proximadb.text.analyzer import Analyzer
+from proximadb.text.bm25 import Bm25Index, idf
+
+DEFAULT_ANALYZER = Analyzer(stopwords="english")
+
+
+def _text(metadata: Any) -> str:
+    value = metadata.get(DOCUMENT_KEY) if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+class TextSearchPath(SearchPath):
+    """BM25 and hybrid search (public entries: Collection.search_text, Collection.hybrid_search), on the
+    vector search path's planner."""
+
+    def _segment_text_index(self, seg: Any, analyzer: Analyzer) -> Bm25Index:
+        cache: dict[tuple[int, str], Bm25Index] = self.__dict__.setdefault("_text_indexes", {})
+        key = (seg.id, repr(analyzer.settings()))
+        found = cache.get(key)
+        if found is None:
+            found = Bm25Index.build([_text(seg.metadata[r]) for r in range(seg.rows)], analyzer)
+            live = {s.id for s in self.segments}
+            for old in [k for k in cache if k[0] not in live]:  # segments compacted away
+                del cache[old]
+            cache[key] = found
+        return found
+
+    def _search_text(self, text: str, k: int, flt: Filter | None, analyzer: Analyzer,
+                     include_metadata: bool) -> list[dict[str, Any]]:
+        with self._request_lock():
+            now = expiry.now_us()
+            segments = list(self.segments)
+            fresh = []
+            for mt in [*self.sealed, self.memtable]:
+                snap = mt.snapshot()
+                if snap.rows:
+                    fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, False)))
+        parts: list[tuple[Any, Bm25Index, np.ndarray, np.ndarray]] = []  # owner, index, alive, allowed
+        for seg in segments:
+            alive = expiry.alive_mask(seg.alive(), seg.expires_at, now).astype(bool)
+            plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False)
+            parts.append((seg, self._segment_text_index(seg, analyzer), alive, self._allowed(alive, plan)))
+        for snap, plan in fresh:
+            alive = expiry.alive_mask(snap.alive, snap.expires_at, now).astype(bool)
+            index = Bm25Index.build([_text(m) for m in snap.metadata[: snap.rows]], analyzer)
+            parts.append((snap, index, alive, self._allowed(alive, plan)))
+        terms = analyzer.terms(text)
+        # the collection's live statistics: rows, total terms, and each query term's document frequency
+        n_rows = sum(int(alive.sum()) for _, _, alive, _ in parts)
+        total_terms = sum(float(index.index.row_length[alive].sum()) for _, index, alive, _ in parts)
+        df = np.zeros(len(terms), dtype=np.int64)
+        for _, index, alive, _ in parts:
+            starts = index.index.term_start
+            posting_rows = index.index.post_row
+            for i, term in enumerate(terms):
+                t = index.vocabulary.get(term)
+                if t is not None:
+                    df[i] += int(alive[posting_rows[starts[t]:starts[t + 1]]].sum())
+        if n_rows == 0 or not terms:
+            return []
+        weights = idf(df, n_rows)
+        avg = total_terms / n_rows
+        scored: list[tuple[float, int, Any, int]] = []
+        for p, (owner, index, _, allowed) in enumerate(parts):
+            known = [(index.vocabulary[t], w) for t, w in zip(terms, weights.tolist(), strict=True)
+                     if t in index.vocabulary]
+            if not known or not allowed.any():
+                continue
+            rows, scores = index.index.search([t for t, _ in known], [w for _, w in known], k, k1=index.k1, b=index.b,
+                                              avg_length=avg, allowed=allowed.view(np.uint8))
+            scored.extend((float(s), p, owner, int(r)) for r, s in zip(rows.tolist(), scores.tolist(), strict=True))
+        scored.sort(key=lambda hit: (-hit[0], hit[1], hit[3]))
+        return [self._text_hit(owner, row, score, include_metadata) for score, _, owner, row in scored[:k]]
+
+    @staticmethod
+    def _allowed(alive: np.ndarray, plan: Any) -> np.ndarray:
+        if plan is None:
+            return alive
+        if plan.rows is not None:
+            mask = np.zeros(alive.shape[0], dtype=bool)
+            mask[plan.rows] = True
+            return alive & mask
+        return alive & plan.mask.astype(bool)
+
+    @staticmethod
+    def _text_hit(owner: Any, row: int, score: float, include_metadata: bool) -> dict[str, Any]:
+        hit: dict[str, Any] = {"id": owner.ids[row], "score": score}
+        if include_metadata:
+            hit["metadata"] = owner.metadata[row]
+        expires = owner.expires_at
+        if expires is not None and expires[row] != NO_EXPIRY:
+            hit["expires_at"] = int(expires[row])
+        return hit
+
+    def _hybrid(self, dense: list[dict[str, Any]], text: list[dict[str, Any]], k: int, fusion: str,
+                weights: list[float] | None, rrf_k: float) -> list[dict[str, Any]]:
+        """The two ranked lists fused; each hit keeps the fields of its first appearance, its score the fused one."""
+        by_id: dict[Any, dict[str, Any]] = {}
+        for hit in (*dense, *text):
+            by_id.setdefault(hit["id"], hit)
+        parts = [[(h["id"], float(h["score"])) for h in dense], [(h["id"], float(h["score"])) for h in text]]
+        fused = fuse(fusion, parts, weights=weights, k=rrf_k, limit=k)
+        out = []
+        for hit_id, score in fused:
+            hit = {key: value for key, value in by_id[hit_id].items() if key != "distance"}
+            hit["score"] = score
+            out.append(hit)
+        return out
+
+
+def check_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise ValidationError(f"text must be a string, got {type(text).__name__}")
+    return text
