@@ -2,7 +2,8 @@
 
 A segment's canonical record is ``meta.avro`` (segment.py). What a reopen needs fast
 (the metadata column ``meta.rows``: metadata_store.py; the payload index ``payload.idx``:
-payload_index_file.py) is derived from it once, at flush or at the first open that misses
+payload_index_file.py; the BM25 text index ``text.idx``, at the first text search:
+text_index_file.py) is derived from it once, at flush or at the first open that misses
 it, and written beside it. A derived file is never trusted blindly: it names the CRC32C of
 the source it was made from (``meta.avro``'s, as the segment descriptor records it), so a
 file left from another version of the segment is refused, and its body has its own CRC32C.
@@ -11,7 +12,8 @@ A refused or missing derived file is rebuilt from the source, never a reason not
 Byte layout (little-endian)::
 
     offset size  field
-    0      8     magic, one per kind (b"PXDBMDR\\x01": meta.rows, b"PXDBPIX\\x01": payload.idx)
+    0      8     magic, one per kind (b"PXDBMDR\\x01": meta.rows, b"PXDBPIX\\x01": payload.idx,
+                 b"PXDBTXI\\x01": text.idx)
     8      2     format version of the kind's body
     10     2     reserved (0)
     12     4     CRC32C of the body
@@ -26,17 +28,19 @@ directory (docfile.write_durable); a leftover ``.tmp`` is removed at open (integ
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from proximadb.storage.docfile import write_durable
 from proximadb.storage.wal_io import crc32c
 
 HEADER = struct.Struct("<8sHHII4xQ")  # 32 bytes
-DERIVED_NAMES = ("meta.rows", "payload.idx")  # every kind, for the clean-up of leftovers
+DERIVED_NAMES = ("meta.rows", "payload.idx", "text.idx")  # every kind, for the clean-up of leftovers
+log = logging.getLogger("proximadb.collection")
 
 
 class StaleDerivedFile(Exception):
@@ -46,6 +50,14 @@ class StaleDerivedFile(Exception):
 def derived_header(magic: bytes, version: int, body_crc: int, source_crc: int, length: int) -> bytes:
     """The 32-byte header of a derived file whose body has this CRC and length."""
     return HEADER.pack(magic, version, 0, body_crc, source_crc, length)
+
+
+def save_derived(path: Path, save: Callable[[], None]) -> None:
+    """Save a derived file; a segment that cannot take it (read-only, disk full) goes on without it."""
+    try:
+        save()
+    except OSError as exc:
+        log.warning("segment %s: could not save a derived file (%s); it is rebuilt when next needed", path, exc)
 
 
 def write_derived(path: Path, magic: bytes, version: int, source_crc: int, parts: Sequence[bytes | memoryview]) -> None:

@@ -67,7 +67,7 @@ import logging
 import mmap
 import os
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -78,7 +78,7 @@ import numpy as np
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema, resolving_reader_schema
 from proximadb.errors import CorruptionError
 from proximadb.storage import metadata_store, payload_index_file
-from proximadb.storage.derived_file import StaleDerivedFile
+from proximadb.storage.derived_file import StaleDerivedFile, save_derived
 from proximadb.storage.docfile import fsync_dir, read_doc
 from proximadb.storage.id_table import IdTable
 from proximadb.storage.operations import NO_EXPIRY, Metadata
@@ -193,14 +193,6 @@ class SegmentData:
     expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
 
 
-def _save_derived(path: Path, save: Callable[[], None]) -> None:
-    """Save a derived file; a segment that cannot take it (read-only, disk full) opens without it."""
-    try:
-        save()
-    except OSError as exc:
-        log.warning("segment %s: could not save a derived file (%s); it is rebuilt at the next open", path, exc)
-
-
 def write_bitmap(segment_path: Path, generation: int, deleted: np.ndarray) -> Path:
     bits = np.packbits(deleted.astype(bool), bitorder="little")
     path = segment_path / f"deletes-{generation}.bitmap"
@@ -281,7 +273,7 @@ class Segment:
             decoded, timestamps, expires = self._decode_meta_avro(path)
             parts = metadata_store.encode_columns(decoded, timestamps, expires)
             columns = metadata_store.MetadataColumns(b"".join(parts), self.rows)
-            _save_derived(path, lambda: metadata_store.write_columns(
+            save_derived(path, lambda: metadata_store.write_columns(
                 path / metadata_store.FILE_NAME, source_crc, parts))
         self.metadata: Sequence[Metadata] = columns.metadata
         self.timestamps = columns.timestamps
@@ -292,7 +284,7 @@ class Segment:
             log.info("segment %s: rebuilding %s (%s)", path, payload_index_file.FILE_NAME, why)
             self.payload = PayloadIndex.build(decoded if decoded is not None else columns.metadata)
             payload = self.payload
-            _save_derived(path, lambda: payload_index_file.write_index(
+            save_derived(path, lambda: payload_index_file.write_index(
                 path / payload_index_file.FILE_NAME, source_crc, payload))
 
     def _decode_meta_avro(self, path: Path) -> tuple[list[Metadata], np.ndarray, np.ndarray | None]:

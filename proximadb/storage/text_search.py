@@ -6,9 +6,10 @@ what ``add(documents=...)`` stores; a record without one, or with a non-string o
 So the text is as durable as the rest of the record (WAL, segments) and its index is derived:
 
 - a **segment**'s BM25 index (:class:`proximadb.text.bm25.Bm25Index`, compiled postings) is built
-  from its rows' documents the first time a text search reaches it, and kept in memory while the
-  segment exists (segment rows never change; their deletions are a mask). It is not written to
-  disk yet: a reopen rebuilds it on the first text search;
+  from its rows' documents the first time a text search reaches it and saved beside the segment
+  (``text.idx``, a derived file: text_index_file.py), so a reopen maps it; it is kept in memory
+  while the segment exists (segment rows never change; their deletions are a mask). An analyzer
+  other than the default gets an index built in memory only;
 - the **memtable** (and a sealed memtable a flush is writing) is indexed per query from the
   snapshot's documents: correct at every instant, and a cost proportional to the unflushed rows.
 
@@ -23,6 +24,7 @@ and fuses them (:func:`proximadb.fusion.fuse`: ``"rrf"``, ``"dbsf"`` or ``"relat
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -31,13 +33,15 @@ from proximadb.embeddings import DOCUMENT_KEY
 from proximadb.errors import ValidationError
 from proximadb.filters import Filter
 from proximadb.fusion import fuse
-from proximadb.storage import expiry
+from proximadb.storage import expiry, text_index_file
+from proximadb.storage.derived_file import StaleDerivedFile, save_derived
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.search import SearchPath
 from proximadb.text.analyzer import Analyzer
 from proximadb.text.bm25 import Bm25Index, idf
 
 DEFAULT_ANALYZER = Analyzer(stopwords="english")
+log = logging.getLogger("proximadb.collection")
 
 
 def _text(metadata: Any) -> str:
@@ -54,12 +58,29 @@ class TextSearchPath(SearchPath):
         key = (seg.id, repr(analyzer.settings()))
         found = cache.get(key)
         if found is None:
-            found = Bm25Index.build([_text(seg.metadata[r]) for r in range(seg.rows)], analyzer)
+            found = self._load_or_build(seg, analyzer)
             live = {s.id for s in self.segments}
             for old in [k for k in cache if k[0] not in live]:  # segments compacted away
                 del cache[old]
             cache[key] = found
         return found
+
+    @staticmethod
+    def _load_or_build(seg: Any, analyzer: Analyzer) -> Bm25Index:
+        """The default analyzer's index is mapped from the segment's text.idx, or built and saved there;
+        another analyzer's is built in memory only."""
+        path = seg.path / text_index_file.FILE_NAME
+        source_crc = int(seg.descriptor["files"]["meta.avro"]["crc32c"])
+        saved = analyzer == DEFAULT_ANALYZER
+        if saved:
+            try:
+                return text_index_file.load_index(path, source_crc, analyzer, seg.rows)
+            except StaleDerivedFile as why:
+                log.info("segment %s: building %s (%s)", seg.path, text_index_file.FILE_NAME, why)
+        built = Bm25Index.build([_text(seg.metadata[r]) for r in range(seg.rows)], analyzer)
+        if saved:
+            save_derived(seg.path, lambda: text_index_file.write_index(path, source_crc, built))
+        return built
 
     def _search_text(self, text: str, k: int, flt: Filter | None, analyzer: Analyzer,
                      include_metadata: bool) -> list[dict[str, Any]]:

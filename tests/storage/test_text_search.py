@@ -7,6 +7,7 @@ and a reopen, must give the same ids and scores.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,34 @@ def test_bad_text_queries_are_refused(tmp_path: Path) -> None:
         with pytest.raises(ValidationError, match="fusion method 'max'"):
             col.hybrid_search(np.ones(DIM), "text", 3, fusion="max")
         assert col.search_text("the and of", 3) == []  # only stop words: no term, no hit
+
+
+def test_a_segment_text_index_is_saved_mapped_at_reopen_and_rebuilt_when_damaged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="proximadb.collection")
+    rng = np.random.default_rng(8)
+    texts = [*docs(rng, 200), "naïve café déjà vu"]  # non-ASCII terms in the saved vocabulary
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        engine.create_collection("c", DIM)
+        col = engine.collection("c")
+        col.insert(ids=[str(i) for i in range(201)], vectors=rng.standard_normal((201, DIM)),
+                   metadatas=[{"document": t} for t in texts])
+        col.flush()
+        (seg_dir,) = [s.path for s in col.segments]
+        assert not (seg_dir / "text.idx").exists()  # derived at the first text search, not at flush
+        first = col.search_text("python graph café", 10)
+        assert (seg_dir / "text.idx").is_file()
+        stemmed = col.search_text("python graph", 10, analyzer=Analyzer(stemmer="english"))
+        assert stemmed  # another analyzer: built in memory, the saved file is the default's
+    saved = (seg_dir / "text.idx").read_bytes()
+    caplog.clear()
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        again = engine.collection("c").search_text("python graph café", 10)
+    assert again == first and "building text.idx" not in caplog.text  # mapped, not rebuilt
+    damaged = bytearray(saved)
+    damaged[len(damaged) // 2] ^= 0xFF
+    (seg_dir / "text.idx").write_bytes(bytes(damaged))
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        assert engine.collection("c").search_text("python graph café", 10) == first  # rebuilt from metadata
+    assert "building text.idx (text.idx: body checksum mismatch)" in caplog.text
+    assert (seg_dir / "text.idx").read_bytes() == saved
