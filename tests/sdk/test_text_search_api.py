@@ -21,7 +21,7 @@ from _daemon import Daemon
 import proximadb
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
-from proximadb.errors import ValidationError
+from proximadb.errors import AuthenticationError, ValidationError
 
 DIM = 4
 DOCS = {
@@ -37,6 +37,7 @@ RECORDS = [
      "metadata": {"document": text, "group": "even" if n % 2 == 0 else "odd"}}
     for n, (i, text) in enumerate(DOCS.items())
 ]
+RECORDS[-1]["expires_at"] = 4_000_000_000_000_000  # 2096: the hit carries it
 QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("search_text", {"text": "brown fox", "k": 3}),
     ("search_text", {"text": "lazy dog", "k": 5, "filter": {"group": "even"}}),
@@ -120,6 +121,7 @@ async def _scenario(kind: str, daemon: Daemon, expected: list[list[dict[str, Any
         assert expected[0] and expected[0][0]["id"] in ("a", "b")  # the queries find something
         assert all("metadata" not in h for h in expected[2]) and expected[2]
         assert expected[3] == []
+        assert any(h.get("expires_at") == RECORDS[-1]["expires_at"] for h in expected[4] + expected[5])
         for op, body, word in BAD:
             message = await raises(ValidationError, lambda op=op, body=body: _ask(db, name, op, body))
             assert word in message, (op, body, message)
@@ -190,3 +192,18 @@ def test_answers_kept_over_a_restart(tmp_path: Path) -> None:
             assert [_ask(db, "docs", op, body) for op, body in QUERIES] == before
     finally:
         d.stop()
+
+
+def test_a_read_only_key_may_search_text(tmp_path: Path) -> None:
+    rw, ro = "rw-key-text-0123456789", "ro-key-text-9876543210"
+    with Daemon(tmp_path / "data", "--fsync", "never", "--api-key", rw, "--read-only-api-key", ro) as d:
+        with proximadb.connect_rest(d.rest_url, api_key=rw) as admin:
+            admin.create_collection("docs", DIM)
+            admin.insert_vectors("docs", RECORDS)
+        for connect, target in ((proximadb.connect_rest, d.rest_url), (proximadb.connect_grpc, d.grpc_target)):
+            with connect(target, api_key=ro) as reader:
+                assert reader.search_text("docs", "fox", 2)
+                assert reader.hybrid_search("docs", [1.0] * DIM, "fox", 2)
+            with connect(target, api_key="wrong-key-000000000000") as stranger:
+                with pytest.raises(AuthenticationError):
+                    stranger.search_text("docs", "fox", 2)
