@@ -12,7 +12,8 @@ payloads to the same :class:`~proximadb.service.unified.UnifiedAvroService` the 
 without a socket, so answers and errors are the same whichever is used.
 
 Names: ``insert_vectors(collection, records | ids=, vectors=, metadatas=)``,
-``search(collection, vector, k=, filter=)``, ``update_vector``, ``delete_vectors(ids= | filter=)``,
+``search(collection, vector, k=, filter=)``, ``search_text(collection, text, k=)``,
+``hybrid_search(collection, vector, text, k=, fusion=)``, ``update_vector``, ``delete_vectors(ids= | filter=)``,
 ``get_vectors``, ``scroll``, ``count``, ``create_collection(..., exist_ok=)`` ... (the engine's older
 ``metadata=`` / ``filter_spec=`` spellings are deprecated: :mod:`proximadb.renamed`).
 
@@ -194,6 +195,20 @@ class ProximaDBAPI(abc.ABC):
     def search_batch(self, collection: str, vectors: Any, k: int = 10, **options: Any) -> list[list[dict[str, Any]]]:
         """Top-k hits per query, best first. Options: filter, include_vectors, include_metadata, ef, nprobe,
         exact."""
+
+    @abc.abstractmethod
+    def search_text(
+        self, collection: str, text: str, k: int = 10, filter: Filter = None, include_metadata: bool = True,
+    ) -> list[dict[str, Any]]:
+        """BM25 top-k over the records' ``document`` text, best first: hits with id, score, metadata?."""
+
+    @abc.abstractmethod
+    def hybrid_search(
+        self, collection: str, vector: Any, text: str, k: int = 10, filter: Filter = None, fusion: str = "rrf",
+        weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None,
+        ef: int | None = None, include_metadata: bool = True,
+    ) -> list[dict[str, Any]]:
+        """A vector search and a text search fused (rrf, dbsf, relative_score; weights [vector, text])."""
 
     def get_vector(self, collection: str, id: str, *, include_vector: bool = True) -> dict[str, Any] | None:
         found = self.get_vectors(collection, [id], include_vectors=include_vector)

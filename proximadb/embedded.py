@@ -18,9 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from proximadb.api.grpc.convert import records_from_bytes
+from proximadb.api.grpc.convert import hits_from_proto, hits_to_proto, records_from_bytes
 from proximadb.sdk.client import ProximaDBClient
-from proximadb.service.requests import Count, CreateCollection, GetVectors, Scroll, UpdateCollection
+from proximadb.service.requests import (
+    Count,
+    CreateCollection,
+    GetVectors,
+    HybridSearch,
+    Scroll,
+    SearchText,
+    UpdateCollection,
+)
 from proximadb.service.unified import UnifiedAvroService, encode_records
 from proximadb.storage.engine import Engine
 
@@ -89,8 +97,19 @@ class LocalTransport:
     def search_payload(self, collection: str, payload: bytes) -> bytes:
         return self.service.search_payload(collection, payload)
 
+    def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return _as_sent(self.service.search_text(collection, SearchText.from_json(body)))
+
+    def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return _as_sent(self.service.hybrid_search(collection, HybridSearch.from_json(body)))
+
     def close(self) -> None:
         self.engine.close()
+
+
+def _as_sent(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hits as a remote client gets them (metadata through JSON, as over gRPC), so answers compare equal."""
+    return hits_from_proto(hits_to_proto(hits))
 
 
 class EmbeddedClient(ProximaDBClient):

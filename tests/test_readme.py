@@ -59,3 +59,12 @@ def test_in_process_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     exec(compile(_block_after("## In-process use"), "README", "exec"), {})
     assert os.path.isdir(tmp_path / "data")
     assert capsys.readouterr().out.strip()
+
+
+def test_text_search_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_block_after("### Full-text and hybrid search"), "README", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[:2]] == ["c", "b"]  # the shorter document first (BM25 length norm)
+    assert out[2] == "['c', 'b']"  # first in both lists
+    assert out[3] == "['a fast vector database']"

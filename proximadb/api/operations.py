@@ -125,11 +125,13 @@ SCROLL = _read("scroll", "Scroll", ("POST", _V + "/scroll"))
 COUNT = _read("count", "Count", ("GET", _V + "/count"), ("POST", _V + "/count"))
 SEARCH = _read("search", "Search", ("POST", _C + "/search"))
 SEARCH_BATCH = _read("search_batch", "SearchBatch", ("POST", _C + "/search/batch"))
+SEARCH_TEXT = _read("search_text", "SearchText", ("POST", _C + "/search_text"))
+HYBRID_SEARCH = _read("hybrid_search", "HybridSearch", ("POST", _C + "/hybrid_search"))
 
 OPERATIONS: tuple[Operation, ...] = (
     HEALTH, READY, METRICS, OPENAPI, DASHBOARD,
     LIST_COLLECTIONS, GET_COLLECTION, STATS, CREATE_COLLECTION, UPDATE_COLLECTION, DELETE_COLLECTION, COMPACT, FLUSH,
-    INSERT, MUTATE, GET, SCROLL, COUNT, SEARCH, SEARCH_BATCH,
+    INSERT, MUTATE, GET, SCROLL, COUNT, SEARCH, SEARCH_BATCH, SEARCH_TEXT, HYBRID_SEARCH,
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -286,6 +286,25 @@ class AsyncClient:
         """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact)."""
         return await self._run(calls.search_batch(self.schema_version, collection, vectors, k, options))
 
+    async def search_text(
+        self, collection: str, text: str, k: int = 10, filter: dict[str, Any] | str | None = None,
+        include_metadata: bool = True,
+    ) -> list[dict[str, Any]]:
+        """BM25 top-k over the records' document text, best first: hits with id, score, metadata?."""
+        return await self._run(calls.search_text(collection, text, k, filter=filter,
+                                                 include_metadata=include_metadata))
+
+    async def hybrid_search(
+        self, collection: str, vector: Any, text: str, k: int = 10, filter: dict[str, Any] | str | None = None,
+        fusion: str = "rrf", weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None,
+        ef: int | None = None, include_metadata: bool = True,
+    ) -> list[dict[str, Any]]:
+        """A vector and a text search fused (rrf, dbsf, relative_score), best first: id, score, metadata?."""
+        return await self._run(calls.hybrid_search(
+            collection, vector, text, k, filter=filter, fusion=fusion, weights=weights, rrf_k=rrf_k, depth=depth,
+            ef=ef, include_metadata=include_metadata,
+        ))
+
     async def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:
         """Top-k hits for one query, best first: dicts with id, score, distance, metadata?, vector?."""
         return (await self.search_batch(collection, [vector], k, **options))[0]

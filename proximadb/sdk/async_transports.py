@@ -104,6 +104,12 @@ class AsyncGrpcTransport(GrpcEndpoint):
     async def search_payload(self, collection: str, payload: bytes) -> bytes:
         return await self._send(grpc_calls.search_payload(collection, payload))
 
+    async def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(grpc_calls.search_text(collection, body))
+
+    async def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(grpc_calls.hybrid_search(collection, body))
+
     async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
         return await self._send(grpc_calls.get_vectors(collection, ids, include_vectors, self.schema_version))
 
@@ -190,6 +196,12 @@ class AsyncRestTransport(RestEndpoint):
 
     async def search_payload(self, collection: str, payload: bytes) -> bytes:
         return await self._send(rest_calls.search_payload(collection, payload))
+
+    async def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(rest_calls.search_text(collection, body))
+
+    async def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(rest_calls.hybrid_search(collection, body))
 
     async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
         return await self._send(rest_calls.get_vectors(collection, ids, include_vectors))

@@ -371,6 +371,31 @@ def search_batch(
     return decode_search_result(answer)
 
 
+def search_text(
+    collection: str, text: str, k: int = 10, *, filter: FilterArg = None, include_metadata: bool = True,
+) -> Plan[list[dict[str, Any]]]:
+    """BM25 top-k over the records' ``document`` text: hits ``{id, score, metadata?, expires_at?}``."""
+    body = {"text": text, "k": k, "filter": filter_json(filter), "include_metadata": include_metadata}
+    return (yield Call("search_text", (collection, body)))
+
+
+def hybrid_search(
+    collection: str, vector: Any, text: str, k: int = 10, *, filter: FilterArg = None, fusion: str = "rrf",
+    weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None, ef: int | None = None,
+    include_metadata: bool = True,
+) -> Plan[list[dict[str, Any]]]:
+    """A vector search and a text search fused (``fusion``: rrf, dbsf, relative_score; weights [vector, text])."""
+    matrix = vector_matrix(vector, "vector")
+    if matrix.shape[0] != 1:
+        raise ValidationError(f"hybrid_search takes one query vector, got {matrix.shape[0]}")
+    body = {
+        "vector": matrix[0].tolist(), "text": text, "k": k, "filter": filter_json(filter), "fusion": fusion,
+        "weights": None if weights is None else [float(w) for w in weights], "rrf_k": rrf_k, "depth": depth,
+        "ef": ef, "include_metadata": include_metadata,
+    }
+    return (yield Call("hybrid_search", (collection, body)))
+
+
 def _int32(value: Any) -> bool:
     return type(value) is int and -(2**31) <= value < 2**31
 

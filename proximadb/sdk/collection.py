@@ -110,6 +110,18 @@ class Collection(_Handle):
 
     search = query
 
+    def search_text(self, text: str, k: int = 10, *, filter: FilterArg = None,
+                    include_metadata: bool = True) -> list[dict[str, Any]]:
+        """BM25 top-k over the stored documents, best first (hits carry ``"document"``)."""
+        return self.client._run(plans.search_text(self._target, text, k,
+                                                  {"filter": filter, "include_metadata": include_metadata}))
+
+    def hybrid_search(self, text: str, vector: Any = None, k: int = 10, *, filter: FilterArg = None,
+                      **options: Any) -> list[dict[str, Any]]:
+        """``text`` and ``vector`` (default: ``text`` embedded with the handle's function) searched and fused.
+        Options: fusion, weights, rrf_k, depth, ef, include_metadata."""
+        return self.client._run(plans.hybrid_search(self._target, text, vector, k, {"filter": filter, **options}))
+
     def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False) -> Any:
         """The records that exist, in the order asked (a str is one id)."""
         return self.client._run(plans.get(self._target, ids, include_vectors=include_vectors, as_numpy=as_numpy))
@@ -180,6 +192,18 @@ class AsyncCollection(_Handle):
                                                   options={"filter": filter, **options}, as_numpy=as_numpy))
 
     search = query
+
+    async def search_text(self, text: str, k: int = 10, *, filter: FilterArg = None,
+                          include_metadata: bool = True) -> list[dict[str, Any]]:
+        """BM25 top-k over the stored documents, best first (hits carry ``"document"``)."""
+        return await self.client._run(plans.search_text(self._target, text, k,
+                                                        {"filter": filter, "include_metadata": include_metadata}))
+
+    async def hybrid_search(self, text: str, vector: Any = None, k: int = 10, *, filter: FilterArg = None,
+                            **options: Any) -> list[dict[str, Any]]:
+        """``text`` and ``vector`` (default: ``text`` embedded with the handle's function) searched and fused."""
+        return await self.client._run(plans.hybrid_search(self._target, text, vector, k,
+                                                          {"filter": filter, **options}))
 
     async def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False) -> Any:
         return await self.client._run(plans.get(self._target, ids, include_vectors=include_vectors,

@@ -197,6 +197,22 @@ def query(
     return out[0] if single else out
 
 
+def search_text(target: Target, text: str, k: int, options: dict[str, Any]) -> Plan[list[dict[str, Any]]]:
+    """BM25 hits over the stored documents (options: filter, include_metadata), ``"document"`` lifted out."""
+    hits = yield from calls.search_text(target.name, text, k, **options)
+    return [lift_document(hit) for hit in hits]
+
+
+def hybrid_search(
+    target: Target, text: str, vector: Any, k: int, options: dict[str, Any]
+) -> Plan[list[dict[str, Any]]]:
+    """A vector and a text search fused; without ``vector`` the text is embedded with the handle's function."""
+    if vector is None:
+        vector = (yield from _embed(target, [text], "query texts"))[0]
+    hits = yield from calls.hybrid_search(target.name, vector, text, k, **options)
+    return [lift_document(hit) for hit in hits]
+
+
 def get(target: Target, ids: Any, *, include_vectors: bool, as_numpy: bool) -> Plan[Any]:
     """Records by id (a str is one id), in the order asked; missing ids are left out."""
     records = yield from calls.get_vectors(target.name, [ids] if isinstance(ids, str) else ids,
@@ -221,4 +237,16 @@ def delete(target: Target, schema_version: int, ids: Any, filter: calls.FilterAr
                                             filter=filter))
 
 
-__all__ = ["Target", "delete", "dimension_for", "get", "info", "open_handle", "query", "scroll", "write"]
+__all__ = [
+    "Target",
+    "delete",
+    "dimension_for",
+    "get",
+    "hybrid_search",
+    "info",
+    "open_handle",
+    "query",
+    "scroll",
+    "search_text",
+    "write",
+]

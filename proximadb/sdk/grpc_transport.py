@@ -114,6 +114,14 @@ def search_payload(collection: str, payload: bytes) -> Exchange[bytes]:
     return Exchange(ops.SEARCH, _payload_request(collection, payload), lambda response: bytes(response.payload))
 
 
+def search_text(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
+    return Exchange(ops.SEARCH_TEXT, convert.json_search_request(collection, body), convert.hits_from_proto)
+
+
+def hybrid_search(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
+    return Exchange(ops.HYBRID_SEARCH, convert.json_search_request(collection, body), convert.hits_from_proto)
+
+
 def get_vectors(collection: str, ids: list[str], include_vectors: bool,
                 schema_version: int) -> Exchange[list[dict[str, Any]]]:
     request = convert.build(
@@ -273,6 +281,12 @@ class GrpcTransport(GrpcEndpoint):
 
     def search_payload(self, collection: str, payload: bytes) -> bytes:
         return self._send(search_payload(collection, payload))
+
+    def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(search_text(collection, body))
+
+    def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(hybrid_search(collection, body))
 
     def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
         return self._send(get_vectors(collection, ids, include_vectors, self.schema_version))

@@ -174,6 +174,14 @@ def scroll(
     return _op(ops.SCROLL, "POST", collection, json_body=body, decode=decode)
 
 
+def search_text(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
+    return _op(ops.SEARCH_TEXT, "POST", collection, json_body=body)
+
+
+def hybrid_search(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
+    return _op(ops.HYBRID_SEARCH, "POST", collection, json_body=body)
+
+
 def search_payload(collection: str, payload: bytes) -> HttpExchange[bytes]:
     # Search and SearchBatch are the same call on the server; the payload says how many queries.
     op = ops.SEARCH_BATCH
@@ -356,6 +364,12 @@ class RestTransport(RestEndpoint):
 
     def search_payload(self, collection: str, payload: bytes) -> bytes:
         return self._send(search_payload(collection, payload))
+
+    def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(search_text(collection, body))
+
+    def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(hybrid_search(collection, body))
 
 
 def _is_stale(conn: http.client.HTTPConnection) -> bool:

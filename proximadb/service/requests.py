@@ -18,11 +18,13 @@ message (gRPC) and is the service method's first argument.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from proximadb.errors import ValidationError
+from proximadb.fusion import METHODS as FUSION_METHODS
 from proximadb.storage.validation import check_ids
 
 Filter = dict[str, Any] | str | None
@@ -289,7 +291,104 @@ class SearchParams:
         return cls(queries=queries, k=body.get("k", body.get("top_k", 10)), filter=body.get("filter"), **flags)
 
 
+# ---------------------------------------------------------------- text and hybrid search
+
+_TEXT_KEYS = {"text", "k", "filter", "include_metadata"}
+_HYBRID_KEYS = _TEXT_KEYS | {"vector", "fusion", "weights", "rrf_k", "depth", "ef"}
+
+
+def _text_body(body: Any, allowed: set[str], what: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise ValidationError(f"{what} body must be a JSON object")
+    check_keys(body, allowed, what)
+    if "text" not in body:
+        raise ValidationError(f"{what} needs 'text': a string")
+    return body
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValidationError(f"{name} must be a positive integer, not {value!r}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchText:
+    """BM25 top-``k`` over the records' ``document`` text; the engine checks ``k`` against ``max_k``."""
+
+    text: Any
+    k: Any = 10
+    filter: Filter = None
+    include_metadata: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise ValidationError(f"text must be a string, got {type(self.text).__name__}")
+        if not isinstance(self.include_metadata, bool):
+            raise ValidationError("include_metadata must be true or false")
+
+    @classmethod
+    def from_json(cls, body: Any) -> SearchText:
+        body = _text_body(body, _TEXT_KEYS, "search_text")
+        return cls(body["text"], body.get("k", 10), body.get("filter"), optional_bool(body, "include_metadata", True))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "k": self.k, "filter": self.filter, "include_metadata": self.include_metadata}
+
+
+@dataclass(frozen=True, slots=True)
+class HybridSearch:
+    """A vector and a text search fused (``fusion``: rrf, dbsf, relative_score; ``weights``: [vector, text])."""
+
+    vector: Any
+    text: Any
+    k: Any = 10
+    filter: Filter = None
+    fusion: Any = "rrf"
+    weights: Any = None
+    rrf_k: Any = 60.0
+    depth: Any = None
+    ef: Any = None
+    include_metadata: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vector, list) or not self.vector or not _is_numbers(self.vector):
+            raise ValidationError("hybrid_search needs 'vector': a non-empty list of numbers")
+        if not isinstance(self.text, str):
+            raise ValidationError(f"text must be a string, got {type(self.text).__name__}")
+        if not isinstance(self.fusion, str) or self.fusion not in FUSION_METHODS:
+            raise ValidationError(f"fusion {self.fusion!r}: use one of {', '.join(FUSION_METHODS)}")
+        if self.weights is not None and (
+            not isinstance(self.weights, list) or len(self.weights) != 2
+            or not all(_finite(w) and w >= 0 for w in self.weights)
+        ):
+            raise ValidationError(f"weights must be two finite numbers >= 0 ([vector, text]), not {self.weights!r}")
+        if not _finite(self.rrf_k) or self.rrf_k < 0:
+            raise ValidationError(f"rrf_k must be a finite number >= 0, not {self.rrf_k!r}")
+        _positive_int("depth", self.depth)
+        _positive_int("ef", self.ef)
+        if not isinstance(self.include_metadata, bool):
+            raise ValidationError("include_metadata must be true or false")
+
+    @classmethod
+    def from_json(cls, body: Any) -> HybridSearch:
+        body = _text_body(body, _HYBRID_KEYS, "hybrid_search")
+        if "vector" not in body:
+            raise ValidationError("hybrid_search needs 'vector': a non-empty list of numbers")
+        return cls(
+            body["vector"], body["text"], body.get("k", 10), body.get("filter"), body.get("fusion", "rrf"),
+            body.get("weights"), body.get("rrf_k", 60.0), body.get("depth"), body.get("ef"),
+            optional_bool(body, "include_metadata", True),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 __all__ = [
-    "Count", "CreateCollection", "DeleteVectors", "GetVectors", "InsertRecords", "PutVector", "Scroll",
-    "SearchParams", "UpdateCollection", "UpdateMetadata", "check_keys", "optional_bool",
+    "Count", "CreateCollection", "DeleteVectors", "GetVectors", "HybridSearch", "InsertRecords", "PutVector", "Scroll",
+    "SearchParams", "SearchText", "UpdateCollection", "UpdateMetadata", "check_keys", "optional_bool",
 ]

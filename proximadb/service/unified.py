@@ -34,10 +34,12 @@ from proximadb.service.requests import (
     CreateCollection,
     DeleteVectors,
     GetVectors,
+    HybridSearch,
     InsertRecords,
     PutVector,
     Scroll,
     SearchParams,
+    SearchText,
     UpdateCollection,
     UpdateMetadata,
 )
@@ -247,6 +249,23 @@ class UnifiedAvroService:
         )
         self.metrics.inc(QUERIES, (("collection", col.config.name),), len(results))
         return results
+
+    def search_text(self, collection: str, req: SearchText) -> list[dict[str, Any]]:
+        """BM25 hits over the records' document text: {id, score, metadata?, expires_at?}, best first."""
+        col = self.engine.collection(collection)
+        hits = col.search_text(req.text, req.k, filter=req.filter, include_metadata=req.include_metadata)
+        self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
+        return hits
+
+    def hybrid_search(self, collection: str, req: HybridSearch) -> list[dict[str, Any]]:
+        """A vector and a text search fused: {id, score, metadata?, expires_at?}, best first."""
+        col = self.engine.collection(collection)
+        hits = col.hybrid_search(
+            req.vector, req.text, req.k, filter=req.filter, fusion=req.fusion, weights=req.weights,
+            rrf_k=float(req.rrf_k), depth=req.depth, ef=req.ef, include_metadata=req.include_metadata,
+        )
+        self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
+        return hits
 
     def search_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> bytes:
         """A ``vector_search`` payload in, a ``search_result`` payload out."""

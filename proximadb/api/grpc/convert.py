@@ -27,7 +27,15 @@ from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.codec.avro_batch import NO_EXPIRY, decode_vector_batch
 from proximadb.codec.schemas import check_version
 from proximadb.errors import ValidationError
-from proximadb.service.requests import Count, CreateCollection, GetVectors, Scroll, UpdateCollection
+from proximadb.service.requests import (
+    Count,
+    CreateCollection,
+    GetVectors,
+    HybridSearch,
+    Scroll,
+    SearchText,
+    UpdateCollection,
+)
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -330,3 +338,40 @@ def records_from_bytes(datum: bytes, *, include_vectors: bool, schema_version: i
 def records_from_proto(msg: pb.RecordsResponse, *, include_vectors: bool) -> tuple[list[dict[str, Any]], str | None]:
     records = records_from_bytes(msg.records, include_vectors=include_vectors, schema_version=msg.schema_version or 1)
     return records, (msg.next_cursor if msg.HasField("next_cursor") else None)
+
+
+# ---------------------------------------------------------------- text and hybrid search (JSON request bodies)
+def search_text_request(req: pb.JsonSearchRequest) -> SearchText:
+    return SearchText.from_json(parse_json(req.request_json, "request_json"))
+
+
+def hybrid_search_request(req: pb.JsonSearchRequest) -> HybridSearch:
+    return HybridSearch.from_json(parse_json(req.request_json, "request_json"))
+
+
+def json_search_request(collection: str, body: Mapping[str, Any]) -> pb.JsonSearchRequest:
+    return build(pb.JsonSearchRequest, "search request", collection=collection,
+                 request_json=dump_json(dict(body), "search request"))
+
+
+def hits_to_proto(hits: Sequence[Mapping[str, Any]]) -> pb.HitsResponse:
+    out = pb.HitsResponse()
+    for hit in hits:
+        msg = out.hits.add(id=hit["id"], score=float(hit["score"]))
+        if "metadata" in hit:
+            msg.metadata_json = dump_json(hit["metadata"], "hit metadata")
+        if hit.get("expires_at") is not None:
+            msg.expires_at = int(hit["expires_at"])
+    return out
+
+
+def hits_from_proto(msg: pb.HitsResponse) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for h in msg.hits:
+        hit: dict[str, Any] = {"id": h.id, "score": h.score}
+        if h.HasField("metadata_json"):
+            hit["metadata"] = parse_json(h.metadata_json, "hit metadata")
+        if h.HasField("expires_at"):
+            hit["expires_at"] = h.expires_at
+        out.append(hit)
+    return out

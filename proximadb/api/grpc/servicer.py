@@ -174,6 +174,16 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
     def SearchBatch(self, request: pb.PayloadRequest, context: Context) -> pb.PayloadResponse:  # noqa: N802
         return pb.PayloadResponse(payload=self.service.search_payload(request.collection, request.payload))
 
+    @_rpc
+    def SearchText(self, request: pb.JsonSearchRequest, context: Context) -> pb.HitsResponse:  # noqa: N802
+        hits = self.service.search_text(request.collection, convert.search_text_request(request))
+        return convert.hits_to_proto(hits)
+
+    @_rpc
+    def HybridSearch(self, request: pb.JsonSearchRequest, context: Context) -> pb.HitsResponse:  # noqa: N802
+        hits = self.service.hybrid_search(request.collection, convert.hybrid_search_request(request))
+        return convert.hits_to_proto(hits)
+
     # ------------------------------------------------------------ reads
     @_rpc
     def Get(self, request: pb.GetRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802

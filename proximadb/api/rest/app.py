@@ -28,6 +28,7 @@ from proximadb.api.rest.dashboard import DashboardAssetResource, DashboardResour
 from proximadb.api.rest.middleware import MetricsMiddleware
 from proximadb.api.rest.search import SearchBatchResource, SearchResource
 from proximadb.api.rest.system import HealthResource, MetricsResource, OpenAPIResource, ReadyResource
+from proximadb.api.rest.text_search import HybridSearchResource, SearchTextResource
 from proximadb.api.rest.vectors import (
     VectorBatchResource,
     VectorResource,
@@ -61,6 +62,8 @@ ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
     ("/collections/{collection}/vectors/{id:path}", VectorResource),
     ("/collections/{collection}/search", SearchResource),
     ("/collections/{collection}/search/batch", SearchBatchResource),
+    ("/collections/{collection}/search_text", SearchTextResource),
+    ("/collections/{collection}/hybrid_search", HybridSearchResource),
 )
 
 

@@ -155,6 +155,9 @@ SCHEMAS: dict[str, Any] = {
     "Hit": {"type": "object", "required": ["id", "score", "distance"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
         "metadata": _ref("Metadata"), "vector": _FLOATS}},
+    "TextHit": {"type": "object", "required": ["id", "score"], "properties": {
+        "id": {"type": "string"}, "score": {"type": "number", "description": "BM25 or fused score, higher is better"},
+        "metadata": _ref("Metadata"), "expires_at": {"type": "integer"}}},
     "SearchOptions": {"type": "object", "properties": {
         "k": {"type": "integer", "minimum": 1, "default": 10}, "filter": _FILTER,
         "include_vectors": {"type": "boolean", "default": False},
@@ -193,6 +196,21 @@ _SEARCH_ONE = {"allOf": [_ref("SearchOptions"), {"type": "object", "required": [
                                                    "properties": {"vector": _FLOATS}}]}
 _SEARCH_BATCH = {"allOf": [_ref("SearchOptions"), {"type": "object", "required": ["queries"],
                                                      "properties": {"queries": {"type": "array", "items": _FLOATS}}}]}
+_TEXT_HITS = {"type": "array", "items": _ref("TextHit")}
+_TEXT_OPTIONS = {
+    "text": {"type": "string"}, "k": {"type": "integer", "minimum": 1, "default": 10}, "filter": _FILTER,
+    "include_metadata": {"type": "boolean", "default": True},
+}
+_SEARCH_TEXT = {"type": "object", "required": ["text"], "additionalProperties": False, "properties": _TEXT_OPTIONS}
+_HYBRID = {"type": "object", "required": ["vector", "text"], "additionalProperties": False, "properties": {
+    **_TEXT_OPTIONS, "vector": _FLOATS,
+    "fusion": {"type": "string", "enum": ["rrf", "dbsf", "relative_score"], "default": "rrf"},
+    "weights": {"type": ["array", "null"], "items": {"type": "number", "minimum": 0}, "minItems": 2, "maxItems": 2,
+                "description": "[vector, text]"},
+    "rrf_k": {"type": "number", "minimum": 0, "default": 60},
+    "depth": {"type": ["integer", "null"], "minimum": 1, "description": "hits taken from each search (default "
+              "max(k, 100))"},
+    "ef": {"type": ["integer", "null"], "minimum": 1}}}
 _GET_PARAMS = [_query_param("include_vector", {"type": "boolean", "default": True}, "include the vector")]
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -299,6 +317,16 @@ PATHS: dict[str, dict[str, Any]] = {
         "parameters": [_COLLECTION],
         "post": _op("k nearest neighbours of each query", {"type": "array", "items": _HITS},
                     body=_body(_SEARCH_BATCH, avro="vector_search"), avro_result=True),
+    },
+    "/collections/{collection}/search_text": {
+        "parameters": [_COLLECTION],
+        "post": _op("BM25 full-text search over the records' 'document' metadata text, best first", _TEXT_HITS,
+                    body=_body(_SEARCH_TEXT)),
+    },
+    "/collections/{collection}/hybrid_search": {
+        "parameters": [_COLLECTION],
+        "post": _op("a vector search and a text search fused (rrf, dbsf, relative_score), best first", _TEXT_HITS,
+                    body=_body(_HYBRID)),
     },
 }
 

@@ -1,0 +1,41 @@
+"""``/collections/{collection}/search_text`` (BM25 over the records' text) and ``/hybrid_search`` (fused).
+
+JSON in, JSON out: ``POST {text, k?, filter?, include_metadata?}`` and ``POST {vector, text, k?, filter?,
+fusion?, weights?, rrf_k?, depth?, ef?, include_metadata?}``, each answering a list of hits
+``{id, score, metadata?, expires_at?}`` best first (no ``distance``: a BM25 or fused score only).
+The shape checks are the typed requests' (:mod:`proximadb.service.requests`).
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from proximadb.api.rest.media import body_or_payload, send
+from proximadb.errors import ValidationError
+from proximadb.service.requests import HybridSearch, SearchText
+from proximadb.service.unified import UnifiedAvroService
+
+
+def _json_body(req: falcon.Request, service: UnifiedAvroService, what: str) -> object:
+    body, payload = body_or_payload(req, service.limits.max_request_bytes)
+    if payload is not None:
+        raise ValidationError(f"{what} takes a JSON body (application/json), not an Avro payload")
+    return body
+
+
+class SearchTextResource:
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        request = SearchText.from_json(_json_body(req, self.service, "search_text"))
+        send(resp, self.service.search_text(collection, request))
+
+
+class HybridSearchResource:
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        request = HybridSearch.from_json(_json_body(req, self.service, "hybrid_search"))
+        send(resp, self.service.hybrid_search(collection, request))
