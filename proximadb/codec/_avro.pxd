@@ -22,11 +22,11 @@
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
-from libc.stdint cimport INT64_MIN, int64_t, uint64_t
+from libc.stdint cimport INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from proximadb.codec._cursor cimport Cursor, cur_left, cur_read, cur_read_varlong
-from proximadb.codec._endian cimport pxd_load_u64le, pxd_store_u64le
+from proximadb.codec._endian cimport PXD_HOST_IS_LE, pxd_load_u64le, pxd_store_u32le, pxd_store_u64le
 
 cdef enum:
     AVRO_OK = 0
@@ -379,6 +379,31 @@ cdef inline int aw_double(AvroWriter *w, double d) except -1:
         aw_reserve(w, 8)
     pxd_store_u64le(w.buf + w.len, bits)
     w.len += 8
+    return 0
+
+
+cdef inline int aw_float(AvroWriter *w, float f) except -1:
+    cdef uint32_t bits
+    memcpy(&bits, &f, 4)
+    if w.cap - w.len < 4:
+        aw_reserve(w, 4)
+    pxd_store_u32le(w.buf + w.len, bits)
+    w.len += 4
+    return 0
+
+
+cdef inline int aw_floats(AvroWriter *w, const float *p, Py_ssize_t n) except -1:
+    """n float32 items little-endian (the items of an array block, not its count): one copy on a
+    little-endian host."""
+    cdef Py_ssize_t k
+    cdef uint32_t bits
+    if PXD_HOST_IS_LE:
+        return aw_raw(w, p, n * 4)
+    aw_reserve(w, n * 4)
+    for k in range(n):
+        memcpy(&bits, p + k, 4)
+        pxd_store_u32le(w.buf + w.len, bits)
+        w.len += 4
     return 0
 
 

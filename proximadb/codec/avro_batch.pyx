@@ -38,7 +38,7 @@ cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport INT64_MIN, int64_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MIN, int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from proximadb.codec._cursor cimport Cursor, cur_init, cur_left, cur_read, cur_read_varlong
@@ -58,6 +58,7 @@ from proximadb.codec._avro cimport (
     avro_skip_metadata,
     avro_write_metadata_value,
     aw_bytes,
+    aw_floats,
     aw_free,
     aw_init,
     aw_long,
@@ -65,7 +66,7 @@ from proximadb.codec._avro cimport (
     aw_reserve,
     aw_str,
 )
-from proximadb.codec._endian cimport PXD_HOST_IS_LE, pxd_copy_f32le, pxd_load_u64le, pxd_store_u32le, pxd_store_u64le
+from proximadb.codec._endian cimport pxd_copy_f32le, pxd_load_u64le, pxd_store_u64le
 
 from collections.abc import Mapping
 
@@ -424,19 +425,6 @@ def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1)
 
 # ---------------------------------------------------------------- encoding
 
-cdef int _w_floats(AvroWriter *w, const float *p, Py_ssize_t n) except -1:
-    cdef Py_ssize_t k
-    cdef uint32_t bits
-    if PXD_HOST_IS_LE:
-        return aw_raw(w, p, n * 4)
-    aw_reserve(w, n * 4)
-    for k in range(n):
-        memcpy(&bits, p + k, 4)
-        pxd_store_u32le(w.buf + w.len, bits)
-        w.len += 4
-    return 0
-
-
 cdef int _w_str(AvroWriter *w, str s, object key, Py_ssize_t i) except -1:
     """Record i's id (key None) or metadata key as length + UTF-8; key and i only name it in the error."""
     try:
@@ -583,7 +571,7 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
             _w_str(&w, record_id, None, i)
             if dim:
                 aw_long(&w, dim)
-                _w_floats(&w, rows + i * dim, dim)
+                aw_floats(&w, rows + i * dim, dim)
             aw_long(&w, 0)
             _w_metadata(&w, metadata[i] if metadata is not None else None, i)
             aw_long(&w, stamps[i] if stamps != NULL else 0)

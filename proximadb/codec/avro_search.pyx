@@ -28,7 +28,7 @@ never accepts what the general one refuses, nor words an error differently.
 
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport INT64_MIN, int64_t, uint32_t
+from libc.stdint cimport INT64_MIN, int64_t
 from libc.string cimport memcpy
 
 from proximadb.codec._cursor cimport Cursor, cur_init, cur_read, cur_read_varlong
@@ -44,6 +44,8 @@ from proximadb.codec._avro cimport (
     avro_write_metadata_value,
     aw_boolean,
     aw_bytes,
+    aw_float,
+    aw_floats,
     aw_free,
     aw_init,
     aw_long,
@@ -51,7 +53,7 @@ from proximadb.codec._avro cimport (
     aw_reserve,
     aw_str,
 )
-from proximadb.codec._endian cimport PXD_HOST_IS_LE, pxd_copy_f32le, pxd_store_u32le
+from proximadb.codec._endian cimport pxd_copy_f32le
 
 from collections.abc import Mapping
 
@@ -70,28 +72,10 @@ cdef int64_t INT32_MAX = 2147483647
 
 cdef int _w_floats(AvroWriter *w, const float *p, Py_ssize_t n) except -1:
     """n floats as one array block (count, items, end)."""
-    cdef Py_ssize_t k
-    cdef uint32_t bits
     if n:
         aw_long(w, n)
-        if PXD_HOST_IS_LE:
-            aw_raw(w, p, n * 4)
-        else:
-            aw_reserve(w, n * 4)
-            for k in range(n):
-                memcpy(&bits, p + k, 4)
-                pxd_store_u32le(w.buf + w.len, bits)
-                w.len += 4
+        aw_floats(w, p, n)
     return aw_long(w, 0)
-
-
-cdef int _w_float(AvroWriter *w, float f) except -1:
-    cdef uint32_t bits
-    memcpy(&bits, &f, 4)
-    aw_reserve(w, 4)
-    pxd_store_u32le(w.buf + w.len, bits)
-    w.len += 4
-    return 0
 
 
 cdef int _w_optional_int(AvroWriter *w, object value) except -1:
@@ -299,8 +283,8 @@ def encode_search_result(results, int schema_version=1) -> bytes:
                     aw_long(&w, len(hits))
                     for hit in hits:
                         aw_str(&w, hit["id"])
-                        _w_float(&w, hit["score"])
-                        _w_float(&w, hit["distance"])
+                        aw_float(&w, hit["score"])
+                        aw_float(&w, hit["distance"])
                         _w_metadata(&w, hit.get("metadata"))
                         v = hit.get("vector")
                         if v is None:

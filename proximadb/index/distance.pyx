@@ -374,31 +374,9 @@ def topk_rows(query, base, rows, k, metric="l2"):
     q = _check_queries(query, 1, d, "query")
     cdef const float[::1] qv = q
     cdef Py_ssize_t kk = _check_k(k)
-    r = np.asarray(rows)
-    if r.ndim != 1:
-        raise ValidationError(f"rows must be a 1-D array of row numbers, got shape {r.shape}")
-    if r.shape[0] and not np.issubdtype(r.dtype, np.integer):
-        raise ValidationError(f"rows must be integers, got {r.dtype}")
-    r = np.ascontiguousarray(r, dtype=np.int64)
+    r = _check_rows(rows, n)
     cdef const int64_t[::1] rv = r
-    cdef Py_ssize_t nrows = rv.shape[0], j
-    cdef int64_t lo = 0, hi = 0
-    cdef bint ascending = True
-    with nogil:
-        for j in range(nrows):
-            if rv[j] < lo or j == 0:
-                lo = rv[j]
-            if rv[j] > hi or j == 0:
-                hi = rv[j]
-            if j > 0 and rv[j] <= rv[j - 1]:
-                ascending = False
-    if nrows and (lo < 0 or hi >= n):
-        bad = lo if lo < 0 else hi
-        raise ValidationError(f"rows holds row number {bad}, outside the base's [0, {n})")
-    if not ascending:
-        r = np.unique(r)
-        rv = r
-        nrows = rv.shape[0]
+    cdef Py_ssize_t nrows = rv.shape[0]
     cdef Py_ssize_t cap = min(kk, nrows), size
     idx = np.empty(cap, dtype=np.int64)
     dist = np.empty(cap, dtype=np.float32)
@@ -409,6 +387,15 @@ def topk_rows(query, base, rows, k, metric="l2"):
     with nogil:
         size = _scan_rows(&mf, &qv[0], &bv[0, 0], d, &rv[0], nrows, &dv[0], &iv[0], cap)
     return idx, dist
+
+
+cdef int _check_threads(object threads, int default) except -1:
+    """OpenMP threads for a batch: ``default`` for None, else a positive integer (at most 1024)."""
+    if threads is None:
+        return default
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValidationError(f"threads must be a positive integer or None, got {threads!r}")
+    return min(int(threads), 1024)
 
 
 cdef object _check_rows(object rows, Py_ssize_t n):
@@ -461,13 +448,7 @@ def topk_rows_batch(queries, base, rows, k, metric="l2", threads=None):
     cdef const int64_t[::1] rv = r
     cdef Py_ssize_t nrows = rv.shape[0]
     cdef Py_ssize_t cap = min(kk, nrows)
-    cdef int nthreads
-    if threads is None:
-        nthreads = openmp.omp_get_max_threads() if m > 1 else 1
-    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValidationError(f"threads must be a positive integer or None, got {threads!r}")
-    else:
-        nthreads = min(int(threads), 1024)
+    cdef int nthreads = _check_threads(threads, openmp.omp_get_max_threads() if m > 1 else 1)
     idx = np.full((m, kk), -1, dtype=np.int64)
     dist = np.full((m, kk), np.inf, dtype=np.float32)
     if m == 0 or cap == 0:
@@ -503,13 +484,7 @@ def topk_batch(queries, base, k, metric="l2", mask=None, threads=None):
     cdef Py_ssize_t m = qv.shape[0]
     cdef Py_ssize_t kk = _check_k(k)
     cdef Py_ssize_t cap = min(kk, n)
-    cdef int nthreads
-    if threads is None:
-        nthreads = openmp.omp_get_max_threads()
-    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValidationError(f"threads must be a positive integer or None, got {threads!r}")
-    else:
-        nthreads = min(int(threads), 1024)
+    cdef int nthreads = _check_threads(threads, openmp.omp_get_max_threads())
     mask = _check_mask(mask, n)
     cdef const unsigned char[::1] mv
     cdef const unsigned char *mp = NULL
