@@ -421,19 +421,19 @@ cdef int validate_links(const IndexRows *rows, const HnswGraph *graph) noexcept 
     return 0
 
 
-cdef int64_t reach_level0(const IndexRows *rows, const HnswGraph *graph, uint8_t *seen,
-                          int32_t *queue) noexcept nogil:
-    """Mark in seen (rows.n zeroed bytes) the rows a breadth-first walk of the level-0 links from the
-    entry point reaches, passing through deleted rows as a search does (queue: rows.n int32 of room);
-    returns the live rows reached."""
+cdef int64_t mark_from(const IndexRows *rows, const HnswGraph *graph, uint8_t *seen, int32_t *queue,
+                       int32_t start) noexcept nogil:
+    """Mark in seen the rows not yet marked that a breadth-first walk of the level-0 links from start
+    reaches (start included), passing through marked rows' neighbours only once; returns the live
+    rows newly marked. queue: rows.n int32 of room."""
     cdef int64_t head = 0, tail = 0, live = 0
     cdef int32_t r, nb
     cdef int32_t *ll
     cdef int j
-    if graph.entry_point < 0:
+    if seen[start]:
         return 0
-    seen[graph.entry_point] = 1
-    queue[tail] = graph.entry_point
+    seen[start] = 1
+    queue[tail] = start
     tail += 1
     while head < tail:
         r = queue[head]
@@ -450,6 +450,16 @@ cdef int64_t reach_level0(const IndexRows *rows, const HnswGraph *graph, uint8_t
     return live
 
 
+cdef int64_t reach_level0(const IndexRows *rows, const HnswGraph *graph, uint8_t *seen,
+                          int32_t *queue) noexcept nogil:
+    """Mark in seen (rows.n zeroed bytes) the rows a breadth-first walk of the level-0 links from the
+    entry point reaches, passing through deleted rows as a search does (queue: rows.n int32 of room);
+    returns the live rows reached."""
+    if graph.entry_point < 0:
+        return 0
+    return mark_from(rows, graph, seen, queue, graph.entry_point)
+
+
 cdef int64_t repair_level0(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, uint8_t *seen,
                            int32_t *queue) noexcept nogil:
     """Link every live row that no level-0 walk from the entry point reaches (reach_level0) into the
@@ -458,10 +468,9 @@ cdef int64_t repair_level0(const IndexRows *rows, HnswGraph *graph, ann_scratch 
     so no other row loses an in-link. Single-threaded, on a float32 graph (RecordVectors). seen and
     queue: rows.n bytes (zeroed) / int32. Returns the rows linked (-1: out of memory); a row whose
     candidates all have full lists stays unreachable."""
-    cdef int64_t r, i, head, tail, n_found, linked = 0
-    cdef int32_t cur, c, nb
+    cdef int64_t r, i, n_found, linked = 0
+    cdef int32_t cur, c
     cdef int32_t *ll
-    cdef int j
     cdef const float *q
     if graph.entry_point < 0:
         return 0
@@ -489,21 +498,7 @@ cdef int64_t repair_level0(const IndexRows *rows, HnswGraph *graph, ann_scratch 
         ll[0] += 1
         ll[ll[0]] = <int32_t>r
         linked += 1
-        # r and what only r leads to are reachable now
-        seen[r] = 1
-        queue[0] = <int32_t>r
-        head = 0
-        tail = 1
-        while head < tail:
-            cur = queue[head]
-            head += 1
-            ll = links_of(graph, cur, 0)
-            for j in range(1, ll[0] + 1):
-                nb = ll[j]
-                if not seen[nb]:
-                    seen[nb] = 1
-                    queue[tail] = nb
-                    tail += 1
+        mark_from(rows, graph, seen, queue, <int32_t>r)  # r and what only r leads to are reachable now
     return linked
 
 
