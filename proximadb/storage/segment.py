@@ -83,6 +83,7 @@ from proximadb.storage.docfile import fsync_dir, read_doc
 from proximadb.storage.id_table import IdTable
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.payload_index import PayloadIndex
+from proximadb.storage.placed_file import crc_of
 from proximadb.storage.wal_io import crc32c
 
 VEC_MAGIC = b"PXDBVEC\x01"
@@ -129,21 +130,6 @@ def _unlink_quietly(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError:
         pass
-
-
-def _file_crc(path: Path) -> tuple[int, int]:
-    crc = 0
-    size = 0
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            crc = crc32c(view[:n], crc)
-            size += n
-    return size, crc
 
 
 def _encode_ids(ids: list[str]) -> list[bytes | memoryview]:
@@ -235,7 +221,7 @@ class Segment:
         self.schema_version: int = int(desc.get("schema_version", 1))  # absent: written before v2
         if verify:
             for name, want in desc["files"].items():
-                size, crc = _file_crc(path / name)
+                size, crc = crc_of(path / name)
                 if size != want["bytes"] or crc != want["crc32c"]:
                     raise CorruptionError(
                         f"{path / name}: size/checksum {size}/{crc:08x} do not match the segment descriptor "

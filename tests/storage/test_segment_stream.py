@@ -30,6 +30,7 @@ from proximadb.storage.engine import Engine
 from proximadb.storage.merge import MergePlan, kept_rows, merge_rows
 from proximadb.storage.operations import NO_EXPIRY, expiry_or_none
 from proximadb.storage.payload_index import PayloadIndex
+from proximadb.storage.placed_file import crc_of
 from proximadb.storage.segment import (
     FORMAT_VERSION,
     VEC_HEADER,
@@ -37,7 +38,6 @@ from proximadb.storage.segment import (
     Segment,
     SegmentData,
     _encode_ids,
-    _file_crc,
     _write_file,
 )
 from proximadb.storage.segment_writer import RowStream, write_segment
@@ -101,7 +101,7 @@ def _reference_write(tmp: Path, segment_id: int, data: SegmentData, extra: dict[
         fastavro.writer(f, record_schema("SegmentRow", schema_version), meta_rows, codec="lz4", sync_marker=SYNC)
         f.flush()
         os.fsync(f.fileno())
-    size, crc = _file_crc(tmp / "meta.avro")
+    size, crc = crc_of(tmp / "meta.avro")
     files["meta.avro"] = {"bytes": size, "crc32c": crc}
     metadata_store.write_columns(tmp / metadata_store.FILE_NAME, crc,
                                  metadata_store.encode_columns(data.metadata, data.timestamps, data.expires_at))
