@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from proximadb.index.inverted import InvertedIndex
 from proximadb.text.analyzer import Analyzer
 from proximadb.text.bm25 import Bm25Index
 
@@ -95,13 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ProximaDB: vocabulary + compiled postings from the shared token lists
     def build_ours() -> Bm25Index:
-        vocabulary: dict[str, int] = {}
-        starts = np.zeros(len(doc_terms) + 1, dtype=np.int64)
-        ids: list[int] = []
-        for r, terms in enumerate(doc_terms):
-            ids.extend(vocabulary.setdefault(term, len(vocabulary)) for term in terms)
-            starts[r + 1] = len(ids)
-        return Bm25Index(analyzer, vocabulary, InvertedIndex.build(starts, np.asarray(ids, np.int32), len(vocabulary)))
+        return Bm25Index.from_terms(doc_terms, analyzer)
 
     def build_theirs() -> Any:
         retriever = bm25s.BM25(method="lucene", k1=1.5, b=0.75)

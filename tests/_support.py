@@ -8,7 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,13 @@ def size_limited_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def wait_until(what: str, check: Callable[[], object], deadline: float = 60.0) -> None:
+    """Poll ``check()`` every 0.1 s until it is true; AssertionError naming ``what`` after ``deadline``
+    seconds (generous: a condition another process or a server brings about, never a timing bet)."""
+    end = time.monotonic() + deadline
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not within {deadline:g}s")
+        time.sleep(0.1)

@@ -161,8 +161,20 @@ class ClusterNode:
                wait_for: Mapping[int, int] | None = None, timeout: float = 30.0,
                **options: Any) -> list[dict[str, Any]]:
         """Top-k over every shard, from the replicas held here (see the module's documentation)."""
-        shard_map = self.shard_map(name)
         hits: list[dict[str, Any]] = []
+        for collection in self._held_collections(name, wait_for, timeout):
+            hits.extend(collection.search(vector, k, filter=filter, **options))
+        hits.sort(key=lambda h: h["distance"])
+        return hits[:k]
+
+    def count(self, name: str, *, wait_for: Mapping[int, int] | None = None, timeout: float = 30.0) -> int:
+        return sum(c.count() for c in self._held_collections(name, wait_for, timeout))
+
+    def _held_collections(self, name: str, wait_for: Mapping[int, int] | None, timeout: float) -> list[Any]:
+        """The local collection of every shard of ``name``, once each has applied the sequence ``wait_for``
+        names for it; UnavailableError when a shard is not held here, RequestTimeoutError when it lags."""
+        shard_map = self.shard_map(name)
+        found = []
         for shard in range(shard_map.shards):
             applier = self._applier(name, shard)
             if applier is None:
@@ -173,22 +185,8 @@ class ClusterNode:
             if want is not None and not applier.wait_for(want, timeout):
                 raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {want} within "
                                           f"{timeout:g}s (applied {applier.applied_seq})")
-            hits.extend(applier.collection.search(vector, k, filter=filter, **options))
-        hits.sort(key=lambda h: h["distance"])
-        return hits[:k]
-
-    def count(self, name: str, *, wait_for: Mapping[int, int] | None = None, timeout: float = 30.0) -> int:
-        shard_map = self.shard_map(name)
-        total = 0
-        for shard in range(shard_map.shards):
-            applier = self._applier(name, shard)
-            if applier is None:
-                raise UnavailableError(f"collection {name!r}: shard {shard} is not held by {self.node.id}")
-            want = (wait_for or {}).get(shard)
-            if want is not None and not applier.wait_for(want, timeout):
-                raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {want} in time")
-            total += applier.collection.count()
-        return total
+            found.append(applier.collection)
+        return found
 
     def applied(self) -> dict[str, int]:
         """Per replica run here (``<collection>/<shard>``), the last log sequence applied (the heartbeat's)."""

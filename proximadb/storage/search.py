@@ -39,20 +39,25 @@ class SearchPath(CollectionState):
             limit = filter_plan.exact_limit(rows) if indexed else rows
         return filter_plan.plan(flt, payload, rows, exact_rows=limit, eval_rows=self.planner_eval_rows)
 
-    def _search(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
-                include_metadata: bool, exact: bool | None, ef: int | None,
-                nprobe: int | None) -> list[list[dict[str, Any]]]:
-        with self._request_lock():  # a snapshot; the scan itself runs without the lock, GIL released
-            now = expiry.now_us()  # rows expired by now are left out like deleted ones (expiry.py)
+    def _snapshot(self, flt: Filter | None) -> tuple[int, list[Any], list[tuple[Any, filter_plan.PartPlan | None]]]:
+        """Under the lock, what a search reads: the time (rows expired by then are left out like deleted
+        ones, expiry.py), the segment list, and the non-empty snapshots of the sealed memtables a flush is
+        writing (sealed.py) and of the memtable, each with its filter plan (a memtable's payload index
+        changes with every write: planned under the lock, like its alive flags). The scans run without it."""
+        with self._request_lock():
+            now = expiry.now_us()
             segments = list(self.segments)
-            # The sealed memtables a flush is writing (sealed.py), then the memtable. The memtable's payload
-            # index changes with every write: planned under the lock, like the alive flags of both.
             fresh = []
             for mt in [*self.sealed, self.memtable]:
                 snap = mt.snapshot()
-                if snap.rows == 0:
-                    continue
-                fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, False)))
+                if snap.rows:
+                    fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, False)))
+        return now, segments, fresh
+
+    def _search(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
+                include_metadata: bool, exact: bool | None, ef: int | None,
+                nprobe: int | None) -> list[list[dict[str, Any]]]:
+        now, segments, fresh = self._snapshot(flt)
         # Each part: (vectors, owner, rows to scan exactly or None, mask of candidates or None = every row).
         parts: list[tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]] = []
         for seg in segments:  # a segment's payload index is immutable: planned without the lock

@@ -33,7 +33,7 @@ from proximadb.embeddings import DOCUMENT_KEY
 from proximadb.errors import ValidationError
 from proximadb.filters import Filter
 from proximadb.fusion import fuse
-from proximadb.storage import expiry, text_index_file
+from proximadb.storage import expiry, filter_plan, text_index_file
 from proximadb.storage.derived_file import StaleDerivedFile, save_derived
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.search import SearchPath
@@ -82,31 +82,44 @@ class TextSearchPath(SearchPath):
             save_derived(seg.path, lambda: text_index_file.write_index(path, source_crc, built))
         return built
 
+    def _live(self, seg: Any, index: Bm25Index, now: int) -> tuple[np.ndarray, int, float]:
+        """A segment's alive rows (bool), their count and their terms: kept until its next delete when no
+        row of it expires (an O(rows) pass per query otherwise)."""
+        if seg.expires_at is not None:
+            alive = expiry.alive_mask(seg.alive(), seg.expires_at, now).astype(bool)
+            return alive, int(alive.sum()), float(index.index.row_length[alive].sum())
+        cache: dict[int, tuple[Any, Bm25Index, np.ndarray, int, float]] = self.__dict__.setdefault("_text_live", {})
+        mask = seg.alive()  # the same array until the segment's next delete
+        found = cache.get(seg.id)
+        if found is None or found[0] is not mask or found[1] is not index:
+            alive = mask.astype(bool)
+            found = (mask, index, alive, int(alive.sum()), float(index.index.row_length[alive].sum()))
+            for old in [i for i in cache if i not in {s.id for s in self.segments}]:
+                del cache[old]
+            cache[seg.id] = found
+        return found[2], found[3], found[4]
+
     def _search_text(self, text: str, k: int, flt: Filter | None, analyzer: Analyzer,
                      include_metadata: bool) -> list[dict[str, Any]]:
-        with self._request_lock():
-            now = expiry.now_us()
-            segments = list(self.segments)
-            fresh = []
-            for mt in [*self.sealed, self.memtable]:
-                snap = mt.snapshot()
-                if snap.rows:
-                    fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, False)))
-        parts: list[tuple[Any, Bm25Index, np.ndarray, np.ndarray]] = []  # owner, index, alive, allowed
+        now, segments, fresh = self._snapshot(flt)
+        # per part: owner, index, alive (bool), allowed (bool), live rows, live terms
+        parts: list[tuple[Any, Bm25Index, np.ndarray, np.ndarray, int, float]] = []
         for seg in segments:
-            alive = expiry.alive_mask(seg.alive(), seg.expires_at, now).astype(bool)
+            index = self._segment_text_index(seg, analyzer)
+            alive, live_rows, live_terms = self._live(seg, index, now)
             plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False)
-            parts.append((seg, self._segment_text_index(seg, analyzer), alive, self._allowed(alive, plan)))
+            parts.append((seg, index, alive, self._allowed(alive, plan), live_rows, live_terms))
         for snap, plan in fresh:
             alive = expiry.alive_mask(snap.alive, snap.expires_at, now).astype(bool)
             index = Bm25Index.build([_text(m) for m in snap.metadata[: snap.rows]], analyzer)
-            parts.append((snap, index, alive, self._allowed(alive, plan)))
+            parts.append((snap, index, alive, self._allowed(alive, plan), int(alive.sum()),
+                          float(index.index.row_length[alive].sum())))
         terms = analyzer.terms(text)
         # the collection's live statistics: rows, total terms, and each query term's document frequency
-        n_rows = sum(int(alive.sum()) for _, _, alive, _ in parts)
-        total_terms = sum(float(index.index.row_length[alive].sum()) for _, index, alive, _ in parts)
+        n_rows = sum(part[4] for part in parts)
+        total_terms = sum(part[5] for part in parts)
         df = np.zeros(len(terms), dtype=np.int64)
-        for _, index, alive, _ in parts:
+        for _, index, alive, *_ in parts:
             starts = index.index.term_start
             posting_rows = index.index.post_row
             for i, term in enumerate(terms):
@@ -118,7 +131,7 @@ class TextSearchPath(SearchPath):
         weights = idf(df, n_rows)
         avg = total_terms / n_rows
         scored: list[tuple[float, int, Any, int]] = []
-        for p, (owner, index, _, allowed) in enumerate(parts):
+        for p, (owner, index, _, allowed, _, _) in enumerate(parts):
             known = [(index.vocabulary[t], w) for t, w in zip(terms, weights.tolist(), strict=True)
                      if t in index.vocabulary]
             if not known or not allowed.any():
@@ -130,14 +143,13 @@ class TextSearchPath(SearchPath):
         return [self._text_hit(owner, row, score, include_metadata) for score, _, owner, row in scored[:k]]
 
     @staticmethod
-    def _allowed(alive: np.ndarray, plan: Any) -> np.ndarray:
+    def _allowed(alive: np.ndarray, plan: filter_plan.PartPlan | None) -> np.ndarray:
         if plan is None:
             return alive
         if plan.rows is not None:
-            mask = np.zeros(alive.shape[0], dtype=bool)
-            mask[plan.rows] = True
-            return alive & mask
-        return alive & plan.mask.astype(bool)
+            return alive & filter_plan.to_mask(plan.rows, alive.shape[0])
+        assert plan.mask is not None
+        return alive & plan.mask.astype(bool, copy=False)
 
     @staticmethod
     def _text_hit(owner: Any, row: int, score: float, include_metadata: bool) -> dict[str, Any]:

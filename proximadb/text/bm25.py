@@ -72,12 +72,17 @@ class Bm25Index:
     def build(cls, texts: Sequence[str], analyzer: Analyzer | None = None, *, k1: float = 1.5,
               b: float = 0.75) -> Bm25Index:
         analyzer = analyzer or Analyzer()
+        return cls.from_terms([analyzer.terms(text) for text in texts], analyzer, k1=k1, b=b)
+
+    @classmethod
+    def from_terms(cls, rows: Sequence[Sequence[str]], analyzer: Analyzer, *, k1: float = 1.5,
+                   b: float = 0.75) -> Bm25Index:
+        """From each row's terms, as ``analyzer`` made them (numbered in order of first appearance)."""
         vocabulary: dict[str, int] = {}
-        starts = np.zeros(len(texts) + 1, dtype=np.int64)
+        starts = np.zeros(len(rows) + 1, dtype=np.int64)
         ids: list[int] = []
-        for row, text in enumerate(texts):
-            for term in analyzer.terms(text):
-                ids.append(vocabulary.setdefault(term, len(vocabulary)))
+        for row, terms in enumerate(rows):
+            ids.extend(vocabulary.setdefault(term, len(vocabulary)) for term in terms)
             starts[row + 1] = len(ids)
         index = InvertedIndex.build(starts, np.asarray(ids, dtype=np.int32), len(vocabulary))
         return cls(analyzer, vocabulary, index, k1=k1, b=b)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _support import wait_until
 
 from proximadb.cluster.membership import NodeInfo
 from proximadb.cluster.nats_servers import NatsCluster
@@ -35,7 +36,7 @@ class Nodes:
     def start(self, node_id: str) -> ClusterNode:
         engine = Engine.open(self.base / node_id, log_of_record="external")
         info = NodeInfo(node_id, f"http://127.0.0.1:0/{node_id}", f"127.0.0.1:0/{node_id}", time.time())
-        node = ClusterNode(engine, self.urls, info, ttl=3.0, sync_interval=0.2, deadline=WAIT).start()
+        node = ClusterNode(engine, self.urls, info, ttl=6.0, sync_interval=0.2, deadline=WAIT).start()
         self.running[node_id] = (node, engine)
         return node
 
@@ -58,14 +59,6 @@ def nodes(nats3: NatsCluster, tmp_path: Path) -> Iterator[Nodes]:
         group.stop_all()
 
 
-def until(what: str, check, deadline: float = WAIT) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not within {deadline:g}s")
-        time.sleep(0.1)
-
-
 def rows(first: int, count: int, seed: int) -> tuple[list[str], np.ndarray, list[dict[str, object]]]:
     rng = np.random.default_rng(seed)
     ids = [f"r{i}" for i in range(first, first + count)]
@@ -84,7 +77,7 @@ def test_a_collection_created_on_one_node_is_replicated_to_every_node(nodes: Nod
     assert created.epoch == 1 and all(sorted(owners) == ["n1", "n2", "n3"] for owners in created.replicas)
     with pytest.raises(CollectionExistsError):
         n2.create_collection("docs", DIM, shards=1)
-    until("every node holds the three shards", lambda: all(n.held() == {"docs": [0, 1, 2]} for n in (n1, n2, n3)))
+    wait_until("every node holds the three shards", lambda: all(n.held() == {"docs": [0, 1, 2]} for n in (n1, n2, n3)))
 
     ids, vectors, metadata = rows(0, 300, seed=1)
     acked = n2.insert("docs", ids, vectors, metadata)
@@ -109,7 +102,7 @@ def test_a_collection_created_on_one_node_is_replicated_to_every_node(nodes: Nod
 def test_with_one_replica_per_shard_each_node_holds_its_own(nodes: Nodes) -> None:
     started = [nodes.start(n) for n in ("n1", "n2", "n3")]
     started[0].create_collection("logs", DIM, shards=3, replication_factor=1)
-    until("each node holds one shard", lambda: sorted(len(n.held().get("logs", [])) for n in started) == [1, 1, 1])
+    wait_until("each node holds one shard", lambda: sorted(len(n.held().get("logs", [])) for n in started) == [1, 1, 1])
     ids, vectors, _ = rows(0, 240, seed=2)
     acked = started[1].insert("logs", ids, vectors)
     total = 0
@@ -127,11 +120,11 @@ def test_when_a_node_leaves_its_shards_move_to_the_others_which_replay_the_logs(
     n1, n2 = nodes.start("n1"), nodes.start("n2")
     n3 = nodes.start("n3")
     n1.create_collection("docs", DIM, shards=2, replication_factor=2, distance_metric="euclidean")
-    until("four replicas placed", lambda: sum(len(n.held().get("docs", [])) for n in (n1, n2, n3)) == 4)
+    wait_until("four replicas placed", lambda: sum(len(n.held().get("docs", [])) for n in (n1, n2, n3)) == 4)
     ids, vectors, metadata = rows(0, 200, seed=3)
     acked = n3.insert("docs", ids, vectors, metadata)
     nodes.stop("n3")  # a clean stop: it leaves the membership at once
-    until("n1 and n2 hold both shards", lambda: n1.held() == {"docs": [0, 1]} and n2.held() == {"docs": [0, 1]})
+    wait_until("n1 and n2 hold both shards", lambda: n1.held() == {"docs": [0, 1]} and n2.held() == {"docs": [0, 1]})
     shard_map = n1.shard_map("docs")
     assert shard_map.epoch >= 2 and all(sorted(owners) == ["n1", "n2"] for owners in shard_map.replicas)
     for node in (n1, n2):  # a replica that is new here replayed the log from its first entry
@@ -151,7 +144,7 @@ def child_node(data_dir: Path, urls: list[str], node_id: str, cwd: Path) -> subp
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(cwd))
 
 
-def reports_until(child: subprocess.Popen[str], what: str, check) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def reports_wait_until(child: subprocess.Popen[str], what: str, check) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """Read the child's JSON lines until one satisfies ``check``."""
     end = time.monotonic() + WAIT
     assert child.stdout is not None
@@ -170,19 +163,19 @@ def test_a_node_killed_with_sigkill_is_replaced_and_catches_up_when_it_returns(
     n1, n2 = nodes.start("n1"), nodes.start("n2")
     child = child_node(tmp_path / "n3", nats3.urls, "n3", tmp_path)
     try:
-        until("n3 is a member", lambda: "n3" in [m.id for m in n1.membership.nodes()])  # type: ignore[union-attr]
+        wait_until("n3 is a member", lambda: "n3" in [m.id for m in n1.membership.nodes()])  # type: ignore[union-attr]
         n1.create_collection("docs", DIM, shards=2, replication_factor=3, distance_metric="euclidean")
         ids, vectors, _ = rows(0, 150, seed=5)
         n1.insert("docs", ids, vectors)
-        reports_until(child, "n3 applied the first rows", lambda r: r["held"] == [0, 1] and r["count"] == 150)
+        reports_wait_until(child, "n3 applied the first rows", lambda r: r["held"] == [0, 1] and r["count"] == 150)
         child.kill()  # SIGKILL: no leave, no checkpoint; its membership key expires
         child.wait(timeout=30)
-        until("the map drops n3", lambda: all("n3" not in o for o in n1.shard_map("docs").replicas))
+        wait_until("the map drops n3", lambda: all("n3" not in o for o in n1.shard_map("docs").replicas))
         more_ids, more_vectors, _ = rows(150, 100, seed=6)
         second = n2.insert("docs", more_ids, more_vectors)  # written while n3 is down
         assert n1.count("docs", wait_for=second) == 250 and n2.count("docs", wait_for=second) == 250
         child = child_node(tmp_path / "n3", nats3.urls, "n3", tmp_path)  # the same directory, back
-        reports_until(child, "n3 back with every row", lambda r: r["held"] == [0, 1] and r["count"] == 250)
+        reports_wait_until(child, "n3 back with every row", lambda r: r["held"] == [0, 1] and r["count"] == 250)
         assert all(sorted(o) == ["n1", "n2", "n3"] for o in n1.shard_map("docs").replicas)
     finally:
         if child.poll() is None:

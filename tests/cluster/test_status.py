@@ -37,7 +37,7 @@ def two_nodes(nats3: NatsCluster, tmp_path: Path) -> Iterator[list[ClusterNode]]
             engine = Engine.open(tmp_path / node_id, log_of_record="external")
             info = NodeInfo(node_id, f"http://127.0.0.1:{5000 + len(started)}", f"127.0.0.1:{6000 + len(started)}",
                             time.time())
-            started.append((ClusterNode(engine, nats3.urls, info, ttl=3.0, sync_interval=0.2).start(), engine))
+            started.append((ClusterNode(engine, nats3.urls, info, ttl=6.0, sync_interval=0.2).start(), engine))
         yield [node for node, _ in started]
     finally:
         for node, engine in started:
