@@ -31,7 +31,7 @@ collection) the answer is the brute-force one; through HNSW as exact as the grap
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,8 @@ def _group_keys(value: Any) -> list[tuple[str, Any]]:
 
 class QueryShapesPath(TextSearchPath):
     """search_groups and recommend (public here; the facade's search_batch checks and runs the rest)."""
+
+    get_many: Callable[..., list[dict[str, Any]]]  # the facade's (collection_reads.py's lookups)
 
     def _check_search_extras(self, score_threshold: object, oversampling: object) -> tuple[float | None, float | None]:
         return (check_score_threshold(score_threshold, distance_metric=self._metric == "l2"),
