@@ -98,10 +98,14 @@ class QueryShapesPath(TextSearchPath):
         """Hits grouped by ``group_by``'s value: ``[{"value", "hits": [...]}]``, groups by best hit (module doc)."""
         if not isinstance(group_by, str) or not group_by:
             raise ValidationError(f"group_by must be a metadata field name (a non-empty string), not {group_by!r}")
-        check_k(limit, self.options.limits.max_k)
+        max_k = self.options.limits.max_k
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= max_k:
+            raise ValidationError(f"limit (groups) must be an integer from 1 to {max_k}, not {limit!r}")
         if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
             raise ValidationError(f"group_size must be an integer >= 1, not {group_size!r}")
-        check_k(limit * group_size, self.options.limits.max_k)  # the hits answered, at most
+        if limit * group_size > max_k:  # the hits answered, at most
+            raise ValidationError(f"limit x group_size is {limit * group_size}, over the server's max_k limit "
+                                  f"of {max_k}")
         threshold, over = self._check_search_extras(score_threshold, oversampling)
         ef, nprobe = check_search_knob("ef", ef), check_search_knob("nprobe", nprobe)
         queries = self._queries(vector, one=True)

@@ -216,3 +216,24 @@ def test_raw_rest_and_grpc(daemon: Daemon) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             stub.Search(pb.PayloadRequest(collection="raw", payload=payload, oversampling=0.1))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_oversampling_reaches_a_quantized_index_over_both_protocols(daemon: Daemon) -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((2000, 32)).astype(np.float32)
+    queries = rng.standard_normal((20, 32)).astype(np.float32)
+    with proximadb.connect_grpc(daemon.grpc_target) as db:
+        db.create_collection("quant", 32, distance_metric="euclidean", indexing_algorithm="hnsw", index_params={
+            "M": 8, "ef_construction": 64, "quantization": {"type": "binary", "oversampling": 1.0}})
+        db.insert_vectors("quant", ids=[str(i) for i in range(len(rows))], vectors=rows)
+        db.flush("quant")
+        db.wait_for_indexing("quant", timeout=120)
+    for connect, target in ((proximadb.connect_grpc, daemon.grpc_target), (proximadb.connect_rest, daemon.rest_url)):
+        with connect(target) as db:
+            found = {None: 0, 20.0: 0}
+            for q in queries:
+                truth = {h["id"] for h in db.search("quant", q, 10, exact=True)}
+                for factor in found:
+                    hits = db.search("quant", q, 10, ef=10, oversampling=factor)
+                    found[factor] += len(truth & {h["id"] for h in hits})
+            assert found[20.0] > 2 * found[None] and found[20.0] >= 0.75 * 10 * len(queries), found

@@ -203,7 +203,8 @@ def test_search_groups_leaves_out_rows_without_the_field_and_checks_its_input(tm
         assert "metadata" not in got[1]["hits"][0]
         assert col.search_groups([0, 0], "g", limit=5, score_threshold=1.0) == [
             {"value": "x", "hits": [col.search([0, 0], 2)[1]]}]
-        for kwargs, field in [({"group_size": 0}, "group_size"), ({"limit": 0}, "k"), ({"group_by": ""}, "group_by")]:
+        for kwargs, field in [({"group_size": 0}, "group_size"), ({"limit": 0}, "limit"),
+                              ({"limit": 1000, "group_size": 50}, "max_k"), ({"group_by": ""}, "group_by")]:
             args = {"group_by": "g", **kwargs}
             with pytest.raises(ValidationError, match=field):
                 col.search_groups([0, 0], **args)
