@@ -18,6 +18,7 @@ COMPILED_MODULES = (
     "proximadb.storage.wal_io",
     "proximadb.storage.id_table",
     "proximadb.storage.metadata_check",
+    "proximadb.storage.vector_check",
     "proximadb.index.distance",
     "proximadb.index._base",
     "proximadb.index._hnsw_graph",

@@ -15,6 +15,7 @@ import numpy as np
 from proximadb.codec.metadata import plain_metadata_value
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
 from proximadb.limits import Limits
+from proximadb.storage import vector_check
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 
 DEFAULT_LIMITS = Limits()
@@ -79,26 +80,19 @@ def check_vectors(vectors: np.ndarray, label: Callable[[int], str], *, cosine: b
     """
     if vectors.size == 0:
         return
-    finite = np.isfinite(vectors)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite.all(axis=1))[0])
-        col = int(np.flatnonzero(~finite[row])[0])
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    row, col, kind = vector_check.first_bad_row(matrix, cosine, MAX_SQUARED_NORM)
+    if kind == vector_check.NOT_FINITE:
         raise InvalidVectorError(
-            f"{label(row)}: component {col} is {vectors[row, col]}; vectors must be finite (no NaN or infinity)"
+            f"{label(row)}: component {col} is {matrix[row, col]}; vectors must be finite (no NaN or infinity)"
         )
-    if cosine:
-        zero = ~np.any(vectors, axis=1)
-        if zero.any():
-            row = int(np.flatnonzero(zero)[0])
-            raise InvalidVectorError(f"{label(row)}: an all-zero vector has no direction under the cosine metric")
-        return
-    wide = vectors.astype(np.float64)  # squares of float32 values cannot overflow a double
-    norms = np.einsum("ij,ij->i", wide, wide)
-    over = norms > MAX_SQUARED_NORM
-    if over.any():
-        row = int(np.flatnonzero(over)[0])
+    if kind == vector_check.ALL_ZERO:
+        raise InvalidVectorError(f"{label(row)}: an all-zero vector has no direction under the cosine metric")
+    if kind == vector_check.NORM_OVER:
+        wide = matrix[row].astype(np.float64)
+        norm = float(np.dot(wide, wide))
         raise InvalidVectorError(
-            f"{label(row)}: its squared norm {norms[row]:.4g} is over {MAX_SQUARED_NORM:.4g} (a norm of about "
+            f"{label(row)}: its squared norm {norm:.4g} is over {MAX_SQUARED_NORM:.4g} (a norm of about "
             f"{math.sqrt(MAX_SQUARED_NORM):.2g}), so distances to it would overflow float32; scale the vectors down"
         )
 
