@@ -52,8 +52,12 @@ from proximadb.storage.engine import Engine
 log = logging.getLogger("proximadb.cluster")
 
 
-def log_name(collection: str, shard: int) -> str:
-    return f"c{hashlib.blake2b(collection.encode(), digest_size=8).hexdigest()}-s{shard}"
+INCARNATION = "_incarnation"  # in a map's spec: makes the logs of a re-created name new ones
+
+
+def log_name(collection: str, shard: int, incarnation: str = "") -> str:
+    key = f"{collection}/{incarnation}" if incarnation else collection
+    return f"c{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}-s{shard}"
 
 
 def local_name(collection: str, shard: int) -> str:
@@ -121,10 +125,24 @@ class ClusterNode:
                           **settings: Any) -> ShardMap:
         """Create a sharded, replicated collection on the cluster's live nodes; its local replicas follow."""
         maps, members = self._require()
-        spec = {"dimension": int(dimension), **settings}
+        spec = {"dimension": int(dimension), **settings, INCARNATION: uuid.uuid4().hex[:12]}
         created = maps.create(name, shards, replication_factor, [n.id for n in members.nodes()], spec)
         self.sync()
         return created
+
+    def drop_collection(self, name: str) -> None:
+        """Remove the collection's shard map; every node then stops its replicas and deletes their local
+        collections (at its next sync; this node at once). Its logs stay in JetStream (not purged yet)."""
+        maps, _ = self._require()
+        self.shard_map(name)  # CollectionNotFoundError when there is none
+        maps.drop(name)
+        self.sync()
+
+    def known_map(self, name: str) -> ShardMap:
+        """The map as of the last sync (read from the servers when this node has not seen it yet)."""
+        with self._lock:
+            known = self._known.get(name)
+        return known if known is not None else self.shard_map(name)
 
     def shard_map(self, name: str) -> ShardMap:
         maps, _ = self._require()
@@ -211,7 +229,10 @@ class ClusterNode:
             members.heartbeat()
             live = sorted({*live, self.node.id})
         wanted: set[tuple[str, int]] = set()
-        for shard_map in maps.all():
+        current = maps.all()
+        with self._lock:
+            self._known = {m.collection: m for m in current}
+        for shard_map in current:
             if self._needs_rebalance(shard_map, live):
                 shard_map = maps.rebalance(shard_map.collection, live)
                 log.info("cluster: %s placed on %s (epoch %d)", shard_map.collection, live, shard_map.epoch)
@@ -220,10 +241,18 @@ class ClusterNode:
             for shard in shard_map.shards_of(self.node.id):
                 wanted.add((shard_map.collection, shard))
                 self._ensure_replica(shard_map, shard)
+        mapped = {m.collection for m in self._known.values()}
         with self._lock:
             for key in [key for key in self._appliers if key not in wanted]:
                 log.info("cluster: %s no longer holds %s shard %d; stopping its replica", self.node.id, *key)
                 self._appliers.pop(key).stop()
+                if key in self._logs:
+                    self._logs.pop(key).close()
+            for info in self.engine.list_collections():  # replicas of dropped collections go
+                base = info["name"].rpartition(".s")[0]
+                if base and base not in mapped and not any(k[0] == base for k in self._appliers):
+                    log.info("cluster: %s deletes its replica %s of a dropped collection", self.node.id, info["name"])
+                    self.engine.delete_collection(info["uuid"])
 
     @staticmethod
     def _needs_rebalance(shard_map: ShardMap, live: list[str]) -> bool:
@@ -246,6 +275,7 @@ class ClusterNode:
                 self.engine.collection(name)
             except CollectionNotFoundError:
                 spec = dict(shard_map.spec)
+                spec.pop(INCARNATION, None)
                 self.engine.create_collection(name, int(spec.pop("dimension")), **spec)
             applier = ShardApplier(self._log(*key), self.engine.collection(name))
             self._appliers[key] = applier.start()
@@ -278,11 +308,21 @@ class ClusterNode:
         with self._lock:
             return self._appliers.get((name, shard))
 
+    def replica_applier(self, name: str, shard: int) -> ShardApplier | None:
+        """The running replica of ``name``'s shard here, or None."""
+        applier = self._applier(name, shard)
+        return applier if applier is not None and applier.running else None
+
+    def append(self, name: str, shard: int, payload: bytes) -> int:
+        """Append one frame to the shard's log; its sequence once JetStream acknowledged it."""
+        return self._append(name, shard, payload)
+
     def _log(self, name: str, shard: int) -> JetStreamLog:
         with self._lock:
             key = (name, shard)
             if key not in self._logs:
-                self._logs[key] = JetStreamLog(self.urls, log_name(name, shard), replicas=self.replicas,
+                incarnation = str(self.known_map(name).spec.get(INCARNATION, ""))
+                self._logs[key] = JetStreamLog(self.urls, log_name(name, shard, incarnation), replicas=self.replicas,
                                                deadline=self.deadline, session=self.session)
             return self._logs[key]
 
