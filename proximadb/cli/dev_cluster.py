@@ -99,10 +99,10 @@ def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: flo
             home.mkdir(exist_ok=True)
             with open(home / "daemon.log", "ab") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "proximadb", "serve", "--cluster", urls, "--node-id", node_id,
+                    [sys.executable, "-P", "-m", "proximadb", "serve", "--cluster", urls, "--node-id", node_id,
                      "--host", "127.0.0.1", "--rest-port", str(rest_port), "--grpc-port", str(grpc_port),
                      "--data-dir", str(home / "data"), "--cluster-ttl", str(cluster_ttl)],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=home)
             daemons.append((node_id, proc, f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"))
         deadline = time.monotonic() + READY_TIMEOUT
         waiting = {node_id for node_id, *_ in daemons}

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from proximadb.cluster.fanout import Fanout
-from proximadb.cluster.node import ClusterNode, local_name
+from proximadb.cluster.node import INCARNATION, ClusterNode, local_name
 from proximadb.cluster.placement import shard_of
+from proximadb.cluster.shard_map import ShardMap
 from proximadb.codec.avro_batch import DecodedBatch
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.errors import (
@@ -102,8 +103,7 @@ class ClusterEngine:
 
     def get_collection(self, name_or_uuid: str) -> dict[str, Any]:
         shard_map = self.node.shard_map(name_or_uuid)
-        spec = dict(shard_map.spec)
-        info = CollectionConfig.new(shard_map.collection, int(spec.pop("dimension")), **spec).to_dict()
+        info = config_of(shard_map).to_dict()
         info.update(uuid=shard_map.collection, shards=shard_map.shards,
                     replication_factor=shard_map.replication_factor,
                     placement=[list(r) for r in shard_map.replicas], epoch=shard_map.epoch)
@@ -129,6 +129,9 @@ class ClusterEngine:
         """The local collection of ``name``'s shard, once it applied ``seq``; CollectionNotFoundError when this
         node holds no replica of it (the caller tries another holder)."""
         applier = self.node.replica_applier(name, shard)
+        if applier is None and shard in self.node.shard_map(name).shards_of(self.node.node.id):
+            self.node.sync()  # placed here since the last sync (a create or a move just now)
+            applier = self.node.replica_applier(name, shard)
         if applier is None:
             raise CollectionNotFoundError(f"node {self.node.node.id} holds no replica of {name!r} shard {shard}")
         if seq and not applier.wait_for(seq, timeout):
@@ -157,8 +160,7 @@ class ClusterCollection:
         self.owner = owner
         self.name = name
         self.shard_map = owner.node.known_map(name)
-        spec = dict(self.shard_map.spec)
-        self.config = CollectionConfig.new(name, int(spec.pop("dimension")), **spec)
+        self.config = config_of(self.shard_map)
 
     # -- writes --
 
@@ -281,6 +283,12 @@ class ClusterCollection:
         for row, record_id in enumerate(ids):
             groups.setdefault(shard_of(str(record_id), self.shard_map.shards), []).append(row)
         return groups
+
+
+def config_of(shard_map: ShardMap) -> CollectionConfig:
+    """The collection's settings, as its map's spec holds them."""
+    spec = {k: v for k, v in shard_map.spec.items() if k != INCARNATION}
+    return CollectionConfig.new(shard_map.collection, int(spec.pop("dimension")), **spec)
 
 
 def shard_address(name: str, shard: int, seq: int) -> str:
