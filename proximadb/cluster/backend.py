@@ -267,7 +267,7 @@ class ClusterCollection:
 
     def stats(self) -> dict[str, Any]:
         return {"name": self.name, "vector_count": self.count(), "shards": self.shard_map.shards,
-                "replication_factor": self.shard_map.replication_factor, "status": "ready"}
+                "replication_factor": self.shard_map.replication_factor, "status": "green"}
 
     def flush(self) -> None:
         """Replicas checkpoint on their own schedule (applier.py); nothing to do for the whole collection."""
