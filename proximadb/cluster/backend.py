@@ -265,6 +265,12 @@ class ClusterCollection:
     def scroll(self, **_: Any) -> Any:
         raise UnavailableError("scroll is not supported in cluster mode yet")
 
+    def search_text(self, *_: Any, **__: Any) -> Any:
+        raise UnavailableError("text search is not supported in cluster mode yet")
+
+    def hybrid_search(self, *_: Any, **__: Any) -> Any:
+        raise UnavailableError("hybrid search is not supported in cluster mode yet")
+
     def stats(self) -> dict[str, Any]:
         return {"name": self.name, "vector_count": self.count(), "shards": self.shard_map.shards,
                 "replication_factor": self.shard_map.replication_factor, "status": "green"}

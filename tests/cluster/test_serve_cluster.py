@@ -24,6 +24,7 @@ from _support import child_env, wait_until
 from proximadb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
+    UnavailableError,
     ValidationError,
     VectorExistsError,
 )
@@ -146,6 +147,10 @@ def test_bad_input_gets_typed_errors_and_changes_nothing(cluster: DevCluster) ->
             client.search_batch("r2", np.zeros((1, DIM + 2), dtype=np.float32), k=3)
         with pytest.raises(ValidationError):
             client.count("r2", {"i": {"$bogus": 1}})
+        with pytest.raises(UnavailableError):  # not built for cluster mode yet: a typed refusal, not a 500
+            client.scroll("r3")
+        with pytest.raises(UnavailableError):
+            client.search_text("r3", "words")
         assert client.count("r3") == ROWS and client.get_vectors("r3", ["x1"]) == []
         assert "bad" not in [c["name"] for c in client.list_collections()]
 
@@ -188,3 +193,27 @@ def test_dev_cluster_stops_everything_on_sigterm(cluster: DevCluster) -> None:
     assert cluster.proc.returncode == 0, out
     assert cluster.processes() == [], out
     assert not (cluster.directory / "cluster.json").exists()
+
+
+def test_one_node_accepts_one_shard_and_refuses_more(tmp_path: Path) -> None:
+    """Without --cluster, shards and replication_factor of 1 are accepted (and ignored), more refused."""
+    from _daemon import Daemon
+
+    with Daemon(tmp_path / "data") as daemon:
+        for client in (connect_rest(daemon.rest_url), connect_grpc(daemon.grpc_target)):
+            with client:
+                for bad in ({"shards": 2}, {"replication_factor": 3}):
+                    with pytest.raises(ValidationError, match="cluster mode"):
+                        client.create_collection(f"c{client.protocol}", DIM, **bad)
+                info = client.create_collection(f"c{client.protocol}", DIM, shards=1, replication_factor=1)
+                assert info["dimension"] == DIM and "shards" not in info
+
+
+def test_serve_refuses_an_incomplete_cluster_configuration(tmp_path: Path) -> None:
+    """--cluster without --node-id, or with a URL that is not NATS: a one-line error, nothing started."""
+    for extra in ([], ["--node-id", "n1", "--cluster", "http://x:1"], ["--node-id", "bad id"]):
+        args = ["--cluster", "nats://127.0.0.1:1", *extra] if "--cluster" not in extra else extra
+        done = subprocess.run([sys.executable, "-m", "proximadb", "serve", "--data-dir", str(tmp_path / "d"), *args],
+                              capture_output=True, text=True, env=child_env(), timeout=60)
+        assert done.returncode != 0 and "Error:" in done.stderr, done.stderr
+        assert not (tmp_path / "d").exists()
