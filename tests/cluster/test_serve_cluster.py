@@ -202,10 +202,10 @@ def test_one_node_accepts_one_shard_and_refuses_more(tmp_path: Path) -> None:
     with Daemon(tmp_path / "data") as daemon:
         for client in (connect_rest(daemon.rest_url), connect_grpc(daemon.grpc_target)):
             with client:
-                bad: dict[str, Any]
-                for bad in ({"shards": 2}, {"replication_factor": 3}):
-                    with pytest.raises(ValidationError, match="cluster mode"):
-                        client.create_collection(f"c{client.protocol}", DIM, **bad)
+                with pytest.raises(ValidationError, match="cluster mode"):
+                    client.create_collection(f"c{client.protocol}", DIM, shards=2)
+                with pytest.raises(ValidationError, match="cluster mode"):
+                    client.create_collection(f"c{client.protocol}", DIM, replication_factor=3)
                 info = client.create_collection(f"c{client.protocol}", DIM, shards=1, replication_factor=1)
                 assert info["dimension"] == DIM and "shards" not in info
 
