@@ -178,6 +178,9 @@ def test_sigkill_one_daemon_reads_go_on_from_the_others(cluster: DevCluster,
     queries = vectors[10:13]
     want = [[ids[i] for i in row] for row in reference(vectors, queries, 5)]
     n1 = cluster.rest(0)
+    # At once, while n3 still counts as live: its shards are read from their other holders.
+    assert n1.count("r2") == ROWS
+    assert [[h["id"] for h in hits] for hits in n1.search_batch("r2", queries, k=5)] == want
     wait_until("the placement moved off n3",
                lambda: all("n3" not in holders for holders in n1.get_collection("r2")["placement"]), WAIT)
     for client in (n1, cluster.grpc(1)):
