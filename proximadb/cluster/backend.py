@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ from proximadb.errors import (
     UnavailableError,
     ValidationError,
     VectorExistsError,
+    VectorNotFoundError,
 )
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.engine import Engine
@@ -220,7 +222,20 @@ class ClusterCollection:
         return found
 
     def update_metadata(self, id_: str, metadata: Any, *, replace: bool = False) -> dict[str, Any]:
-        raise UnavailableError("metadata updates are not supported in cluster mode yet; upsert the record")
+        """Merge (or with ``replace``, swap) a record's metadata: a ``vector_update`` entry on its shard's log,
+        stamped here, so every replica gives the record the same timestamp."""
+        limits = self.owner.options.limits
+        check_ids([id_], max_bytes=limits.max_id_bytes)
+        plain = check_metadata(metadata, f"id {id_!r}", limits.max_metadata_bytes)
+        if self.get(id_, include_vector=False) is None:
+            raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.name}")
+        datum = {"updates": [{"id": id_, "metadata": dict(plain), "replace": bool(replace)}],
+                 "timestamp": time.time_ns() // 1000}
+        self.owner.append(self.name, shard_of(id_, self.shard_map.shards), encode_payload("vector_update", datum))
+        record = self.get(id_, include_vector=False)  # this node's own write: read back once applied
+        if record is None:  # deleted meanwhile by another writer
+            raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.name}")
+        return record
 
     # -- reads --
 

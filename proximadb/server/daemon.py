@@ -169,7 +169,9 @@ def start_cluster_node(engine: Engine, config: ServerConfig) -> Any:
     host = f"[{host}]" if ":" in host else host
     info = NodeInfo(config.node_id, f"{'https' if config.tls else 'http'}://{host}:{config.rest_port}",
                     f"{host}:{config.grpc_port}", time.time())
-    node = ClusterNode(engine, config.cluster_urls, info, ttl=config.cluster_ttl)
+    # JetStream copies of each stream and bucket: one per NATS server named, at most 3 (a quorum of 2)
+    node = ClusterNode(engine, config.cluster_urls, info, ttl=config.cluster_ttl,
+                       replicas=min(3, len(config.cluster_urls)))
     try:
         node.start()
     except BaseException:

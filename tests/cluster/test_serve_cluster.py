@@ -27,6 +27,7 @@ from proximadb.errors import (
     UnavailableError,
     ValidationError,
     VectorExistsError,
+    VectorNotFoundError,
 )
 from proximadb.sdk import connect_grpc, connect_rest
 
@@ -163,6 +164,15 @@ def test_deletes_are_read_by_the_writer_at_once(cluster: DevCluster) -> None:
                       metadatas=[{"even": i % 2 == 0} for i in range(40)])
     assert n3.delete_vectors("del", ["d1", "d3", "nope"]) == 2
     assert n3.count("del") == 38 and n3.get_vectors("del", ["d1", "d2"])[0]["id"] == "d2"
+    n3.update_vector("del", "d2", metadata={"even": True, "tag": "x"})  # merged, over both protocols below
+    assert n3.get_vectors("del", ["d2"])[0]["metadata"] == {"even": True, "tag": "x"}
+    g2 = cluster.grpc(1)
+    wait_until("n2 sees the update", lambda: g2.get_vectors("del", ["d2"])[0]["metadata"].get("tag") == "x", WAIT)
+    g2.update_vector("del", "d2", metadata={"even": True}, replace=True)
+    assert g2.get_vectors("del", ["d2"])[0]["metadata"] == {"even": True}
+    with pytest.raises(VectorNotFoundError):
+        g2.update_vector("del", "d1", metadata={"a": 1})
+    wait_until("n3 sees n2's update", lambda: n3.get_vectors("del", ["d2"])[0]["metadata"] == {"even": True}, WAIT)
     assert n3.delete_vectors("del", filter={"even": True}) == 20
     assert n3.count("del") == 18
     n3.delete_collection("del")
