@@ -277,8 +277,26 @@ class ClusterCollection:
                 merged[row].extend(hits)
         return [sorted(hits, key=lambda h: (h["distance"], h["id"]))[:k] for hits in merged]
 
-    def scroll(self, **_: Any) -> Any:
-        raise UnavailableError("scroll is not supported in cluster mode yet")
+    def scroll(self, *, limit: int = 100, cursor: str | None = None, filter: Any = None,
+               include_vectors: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+        """Records in ascending id order after ``cursor`` (the last id of the previous page, as on one node):
+        a page from every shard after the same cursor, merged by id."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
+        rows: list[dict[str, Any]] = []
+        more = False
+        for shard in range(self.shard_map.shards):
+            page, after = self.owner.fanout.on_shard(
+                self.name, shard, self.owner.acked(self.name, shard),
+                lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
+                lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
+                                                   include_vectors=include_vectors))
+            rows.extend(page)
+            more = more or after is not None
+        rows.sort(key=lambda r: r["id"])
+        if len(rows) > limit or (more and len(rows) == limit):
+            return rows[:limit], rows[limit - 1]["id"]
+        return rows, None
 
     def search_text(self, *_: Any, **__: Any) -> Any:
         raise UnavailableError("text search is not supported in cluster mode yet")

@@ -126,6 +126,15 @@ def test_cluster_json_and_sharded_reads_on_every_node(cluster: DevCluster, data:
             assert got[1]["metadata"] == {"i": 250}
             assert client.count(name, {"i": {"$lt": 10}}) == 10
     assert sorted(c["name"] for c in cluster.rest(2).list_collections()) == ["r2", "r3"]
+    for client in (cluster.rest(2), cluster.grpc(1)):  # scroll: every shard's rows, merged in id order
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = client.scroll("r2", limit=64, cursor=cursor, filter={"i": {"$gte": 20}})
+            seen.extend(r["id"] for r in page)
+            if cursor is None:
+                break
+        assert seen == sorted(ids[20:])
 
 
 def test_bad_input_gets_typed_errors_and_changes_nothing(cluster: DevCluster) -> None:
@@ -149,7 +158,9 @@ def test_bad_input_gets_typed_errors_and_changes_nothing(cluster: DevCluster) ->
         with pytest.raises(ValidationError):
             client.count("r2", {"i": {"$bogus": 1}})
         with pytest.raises(UnavailableError):  # not built for cluster mode yet: a typed refusal, not a 500
-            client.scroll("r3")
+            client.search_text("r3", "words")
+        with pytest.raises(ValidationError):
+            client.scroll("r3", limit=0)
         with pytest.raises(UnavailableError):
             client.search_text("r3", "words")
         assert client.count("r3") == ROWS and client.get_vectors("r3", ["x1"]) == []
