@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from proximadb.cluster.fanout import Fanout
-from proximadb.cluster.node import INCARNATION, ClusterNode, local_name
+from proximadb.cluster.node import INCARNATION, ClusterNode, local_name, shard_log_name
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.codec.avro_batch import DecodedBatch
@@ -73,7 +73,7 @@ class ClusterEngine:
         self.node = node
         self.options = engine.options
         self.fanout = Fanout(node)
-        self._acked: dict[tuple[str, int], int] = {}
+        self._acked: dict[str, int] = {}  # by shard log name
         self._acked_lock = threading.Lock()
 
     @property
@@ -143,14 +143,15 @@ class ClusterEngine:
 
     # -- acknowledged sequences (read-your-writes) --
 
-    def acked(self, name: str, shard: int) -> int:
+    def acked(self, shard_map: ShardMap, shard: int) -> int:
+        """The last sequence of the shard's log this node was acknowledged (by log: a re-made name starts at 0)."""
         with self._acked_lock:
-            return self._acked.get((name, shard), 0)
+            return self._acked.get(shard_log_name(shard_map, shard), 0)
 
-    def append(self, name: str, shard: int, payload: bytes) -> int:
-        seq = self.node.append(name, shard, payload)
+    def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
+        seq = self.node.append(shard_map, shard, payload)
         with self._acked_lock:
-            key = (name, shard)
+            key = shard_log_name(shard_map, shard)
             self._acked[key] = max(self._acked.get(key, 0), seq)
         return seq
 
@@ -178,12 +179,13 @@ class ClusterCollection:
                 more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
                 raise VectorExistsError(f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to "
                                         "replace them")
-        for shard, rows in self._route(op.ids).items():
+        fresh = self._fresh_map()
+        for shard, rows in self._route(op.ids, fresh.shards).items():
             expires = None if op.expires_at is None else op.expires_at[rows]
             part = encode_insert(ids=[op.ids[r] for r in rows], vectors=op.vectors[rows],
                                  metadata=[op.metadata[r] for r in rows], timestamps=op.timestamps[rows],
                                  upsert=op.upsert, expires_at=expires)
-            self.owner.append(self.name, shard, part)
+            self.owner.append(fresh, shard, part)
         return list(op.ids)
 
     def _check_insert(self, op: InsertOp) -> None:
@@ -206,8 +208,9 @@ class ClusterCollection:
         ids = list(dict.fromkeys(check_ids(list(ids), allow_duplicates=True,
                                            max_bytes=self.owner.options.limits.max_id_bytes)))
         found = len(self.get_many(ids, include_vectors=False))  # what the delete removes, barring a race
-        for shard, rows in self._route(ids).items():
-            self.owner.append(self.name, shard, encode_payload("vector_delete",
+        fresh = self._fresh_map()
+        for shard, rows in self._route(ids, fresh.shards).items():
+            self.owner.append(fresh, shard, encode_payload("vector_delete",
                                                                {"ids": [ids[r] for r in rows], "filter": None}))
         return found
 
@@ -217,8 +220,9 @@ class ClusterCollection:
 
         text = flt if isinstance(flt, str) else json.dumps(flt)
         found = self.count(text)
-        for shard in range(self.shard_map.shards):
-            self.owner.append(self.name, shard, encode_payload("vector_delete", {"ids": [], "filter": text}))
+        fresh = self._fresh_map()
+        for shard in range(fresh.shards):
+            self.owner.append(fresh, shard, encode_payload("vector_delete", {"ids": [], "filter": text}))
         return found
 
     def update_metadata(self, id_: str, metadata: Any, *, replace: bool = False) -> dict[str, Any]:
@@ -231,7 +235,8 @@ class ClusterCollection:
             raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.name}")
         datum = {"updates": [{"id": id_, "metadata": dict(plain), "replace": bool(replace)}],
                  "timestamp": time.time_ns() // 1000}
-        self.owner.append(self.name, shard_of(id_, self.shard_map.shards), encode_payload("vector_update", datum))
+        fresh = self._fresh_map()
+        self.owner.append(fresh, shard_of(id_, fresh.shards), encode_payload("vector_update", datum))
         record = self.get(id_, include_vector=False)  # this node's own write: read back once applied
         if record is None:  # deleted meanwhile by another writer
             raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.name}")
@@ -248,7 +253,7 @@ class ClusterCollection:
         for shard, rows in self._route(ids).items():
             part = [ids[r] for r in rows]
             for record in self.owner.fanout.on_shard(
-                    self.name, shard, self.owner.acked(self.name, shard),
+                    self.name, shard, self.owner.acked(self.shard_map, shard),
                     lambda c, part=part: c.get_many(part, include_vectors=include_vectors),  # type: ignore[misc]
                     lambda client, addr, part=part: client.get_vectors(  # type: ignore[misc]
                         addr, part, include_vectors=include_vectors)):
@@ -256,7 +261,7 @@ class ClusterCollection:
         return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
     def count(self, flt: Any = None) -> int:
-        return sum(self.owner.fanout.on_shard(self.name, shard, self.owner.acked(self.name, shard),
+        return sum(self.owner.fanout.on_shard(self.name, shard, self.owner.acked(self.shard_map, shard),
                                               lambda c: c.count(flt), lambda client, addr: client.count(addr, flt))
                    for shard in range(self.shard_map.shards))
 
@@ -269,7 +274,7 @@ class ClusterCollection:
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
         for shard in range(self.shard_map.shards):
             answers = self.owner.fanout.on_shard(
-                self.name, shard, self.owner.acked(self.name, shard),
+                self.name, shard, self.owner.acked(self.shard_map, shard),
                 lambda c: c.search_batch(matrix, k, **options),
                 lambda client, addr: client.search_batch(addr, matrix, k,
                                                          **{o: v for o, v in options.items() if v is not None}))
@@ -287,7 +292,7 @@ class ClusterCollection:
         more = False
         for shard in range(self.shard_map.shards):
             page, after = self.owner.fanout.on_shard(
-                self.name, shard, self.owner.acked(self.name, shard),
+                self.name, shard, self.owner.acked(self.shard_map, shard),
                 lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
                 lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
                                                    include_vectors=include_vectors))
@@ -317,10 +322,18 @@ class ClusterCollection:
     def wal_stats(self) -> dict[str, Any]:
         return {}  # the log of record is JetStream's
 
-    def _route(self, ids: Sequence[str]) -> dict[int, list[int]]:
+    def _fresh_map(self) -> ShardMap:
+        """The map as the servers hold it now, for a write (the node's copy may be a sync behind); the same
+        collection, or CollectionNotFoundError when it was dropped meanwhile."""
+        fresh = self.owner.node.shard_map(self.name)
+        if fresh.spec.get(INCARNATION) != self.shard_map.spec.get(INCARNATION):
+            self.shard_map = fresh  # dropped and made again since the node's last sync: write to the new one
+        return fresh
+
+    def _route(self, ids: Sequence[str], shards: int | None = None) -> dict[int, list[int]]:
         groups: dict[int, list[int]] = {}
         for row, record_id in enumerate(ids):
-            groups.setdefault(shard_of(str(record_id), self.shard_map.shards), []).append(row)
+            groups.setdefault(shard_of(str(record_id), shards or self.shard_map.shards), []).append(row)
         return groups
 
 

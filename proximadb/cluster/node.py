@@ -60,6 +60,11 @@ def log_name(collection: str, shard: int, incarnation: str = "") -> str:
     return f"c{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}-s{shard}"
 
 
+def shard_log_name(shard_map: ShardMap, shard: int) -> str:
+    """The log of one shard of the collection ``shard_map`` describes (this incarnation of its name)."""
+    return log_name(shard_map.collection, shard, str(shard_map.spec.get(INCARNATION, "")))
+
+
 def local_name(collection: str, shard: int) -> str:
     return f"{collection}.s{shard}"
 
@@ -261,8 +266,15 @@ class ClusterNode:
 
     def _ensure_replica(self, shard_map: ShardMap, shard: int) -> None:
         key = (shard_map.collection, shard)
+        expected_log = shard_log_name(shard_map, shard)
+        marker = f"replica of {shard_map.collection} shard {shard}, log {expected_log}"
         with self._lock:
             current = self._appliers.get(key)
+            if current is not None and getattr(current.log, "name", expected_log) != expected_log:
+                current.stop()  # the name was dropped and made again: that replica is of the old collection
+                del self._appliers[key]
+                self._failed.discard(key)
+                current = None
             if current is not None and current.running:
                 return
             if current is not None and current.error is not None:  # e.g. the log was purged past it
@@ -272,10 +284,15 @@ class ClusterNode:
                 return
             name = local_name(*key)
             try:
-                self.engine.collection(name)
+                if self.engine.get_collection(name).get("description") != marker:
+                    log.info("cluster: %s deletes %s, a replica of an earlier collection of that name", self.node.id,
+                             name)
+                    self.engine.delete_collection(name)
+                    raise CollectionNotFoundError(name)
             except CollectionNotFoundError:
                 spec = dict(shard_map.spec)
                 spec.pop(INCARNATION, None)
+                spec["description"] = marker  # the local replica's: which log it applies (the map keeps the user's)
                 self.engine.create_collection(name, int(spec.pop("dimension")), **spec)
             applier = ShardApplier(self._log(*key), self.engine.collection(name))
             self._appliers[key] = applier.start()
@@ -313,17 +330,20 @@ class ClusterNode:
         applier = self._applier(name, shard)
         return applier if applier is not None and applier.running else None
 
-    def append(self, name: str, shard: int, payload: bytes) -> int:
-        """Append one frame to the shard's log; its sequence once JetStream acknowledged it."""
-        return self._append(name, shard, payload)
+    def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
+        """Append one frame to the log of ``shard`` of the collection ``shard_map`` describes (a map read for
+        this write: a name dropped and made again meanwhile has new logs); the sequence once JetStream
+        acknowledged it."""
+        return self._log(shard_map.collection, shard, shard_map).append(payload,
+                                                                         f"{self.node.id}-{uuid.uuid4().hex}").seq
 
-    def _log(self, name: str, shard: int) -> JetStreamLog:
+    def _log(self, name: str, shard: int, shard_map: ShardMap | None = None) -> JetStreamLog:
+        expected = shard_log_name(shard_map or self.known_map(name), shard)
         with self._lock:
             key = (name, shard)
-            if key not in self._logs:
-                incarnation = str(self.known_map(name).spec.get(INCARNATION, ""))
-                self._logs[key] = JetStreamLog(self.urls, log_name(name, shard, incarnation), replicas=self.replicas,
-                                               deadline=self.deadline, session=self.session)
+            if key not in self._logs or self._logs[key].name != expected:
+                self._logs[key] = JetStreamLog(self.urls, expected, replicas=self.replicas, deadline=self.deadline,
+                                               session=self.session)  # the old one shares the node's connection
             return self._logs[key]
 
     def _append(self, name: str, shard: int, payload: bytes) -> int:

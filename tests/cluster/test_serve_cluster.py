@@ -189,6 +189,13 @@ def test_deletes_are_read_by_the_writer_at_once(cluster: DevCluster) -> None:
     n3.delete_collection("del")
     with pytest.raises(CollectionNotFoundError):
         n3.count("del")
+    # The same name again, at once: a new collection with new logs; no node serves the old rows.
+    n3.create_collection("del", DIM, shards=2, replication_factor=3)
+    n3.insert_vectors("del", ids=["new"], vectors=vectors[:1])
+    for client in (n3, cluster.rest(0), cluster.grpc(1)):
+        wait_until(f"{client.url} sees the new 'del'", lambda c=client: c.count("del") == 1, WAIT)
+        assert [r["id"] for r in client.scroll("del")[0]] == ["new"]
+    n3.delete_collection("del")
 
 
 def test_sigkill_one_daemon_reads_go_on_from_the_others(cluster: DevCluster,
