@@ -13,7 +13,9 @@ without a socket, so answers and errors are the same whichever is used.
 
 Names: ``insert_vectors(collection, records | ids=, vectors=, metadatas=)``,
 ``search(collection, vector, k=, filter=)``, ``search_text(collection, text, k=)``,
-``hybrid_search(collection, vector, text, k=, fusion=)``, ``update_vector``, ``delete_vectors(ids= | filter=)``,
+``hybrid_search(collection, vector, text, k=, fusion=)``, ``search_groups(collection, vector, group_by,
+limit=, group_size=)``, ``recommend(collection, positive, negative, k=, strategy=)``, ``update_vector``,
+``delete_vectors(ids= | filter=)``,
 ``get_vectors``, ``scroll``, ``count``, ``create_collection(..., exist_ok=)`` ... (the engine's older
 ``metadata=`` / ``filter_spec=`` spellings are deprecated: :mod:`proximadb.renamed`).
 
@@ -199,6 +201,7 @@ class ProximaDBAPI(abc.ABC):
     @abc.abstractmethod
     def search_text(
         self, collection: str, text: str, k: int = 10, filter: Filter = None, include_metadata: bool = True,
+        score_threshold: float | None = None,
     ) -> list[dict[str, Any]]:
         """BM25 top-k over the records' ``document`` text, best first: hits with id, score, metadata?."""
 
@@ -206,9 +209,19 @@ class ProximaDBAPI(abc.ABC):
     def hybrid_search(
         self, collection: str, vector: Any, text: str, k: int = 10, filter: Filter = None, fusion: str = "rrf",
         weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None,
-        ef: int | None = None, include_metadata: bool = True,
+        ef: int | None = None, include_metadata: bool = True, score_threshold: float | None = None,
     ) -> list[dict[str, Any]]:
         """A vector search and a text search fused (rrf, dbsf, relative_score; weights [vector, text])."""
+
+    @abc.abstractmethod
+    def search_groups(self, collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,
+                      **options: Any) -> list[dict[str, Any]]:
+        """Hits grouped by a metadata field's value, ``[{"value", "hits"}]``, groups by their best hit."""
+
+    @abc.abstractmethod
+    def recommend(self, collection: str, positive: Any, negative: Any = None, k: int = 10,
+                  strategy: str = "average_vector", **options: Any) -> list[dict[str, Any]]:
+        """Records like the positive examples and unlike the negative ones (ids or vectors), best first."""
 
     def get_vector(self, collection: str, id: str, *, include_vector: bool = True) -> dict[str, Any] | None:
         found = self.get_vectors(collection, [id], include_vectors=include_vector)

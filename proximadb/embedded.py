@@ -20,6 +20,7 @@ from typing import Any
 
 from proximadb.api.grpc.convert import hits_from_proto, hits_to_proto, records_from_bytes
 from proximadb.sdk.client import ProximaDBClient
+from proximadb.service.query_requests import Recommend, SearchGroups
 from proximadb.service.requests import (
     Count,
     CreateCollection,
@@ -94,8 +95,15 @@ class LocalTransport:
         page = self.service.scroll(collection, Scroll(limit, cursor, filter_json, include_vectors))
         return self._records(page["records"], include_vectors), page["next_cursor"]
 
-    def search_payload(self, collection: str, payload: bytes) -> bytes:
-        return self.service.search_payload(collection, payload)
+    def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+        return self.service.search_payload(collection, payload, **(extras or {}))
+
+    def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"value": g["value"], "hits": _as_sent(g["hits"])}
+                for g in self.service.search_groups(collection, SearchGroups.from_json(body))]
+
+    def recommend(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return _as_sent(self.service.recommend(collection, Recommend.from_json(body)))
 
     def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return _as_sent(self.service.search_text(collection, SearchText.from_json(body)))

@@ -61,6 +61,13 @@ def test_in_process_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert capsys.readouterr().out.strip()
 
 
+def test_query_shapes_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_block_after("### Score threshold, groups, recommendations, oversampling"), "README", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["['a', 'b', 'c']", "[('x', ['a', 'b']), ('y', ['c', 'd'])]", "['b', 'c']", "['d', 'b']"]
+
+
 def test_text_search_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     exec(compile(_block_after("### Full-text and hybrid search"), "README", "exec"), {})

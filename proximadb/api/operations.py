@@ -127,11 +127,14 @@ SEARCH = _read("search", "Search", ("POST", _C + "/search"))
 SEARCH_BATCH = _read("search_batch", "SearchBatch", ("POST", _C + "/search/batch"))
 SEARCH_TEXT = _read("search_text", "SearchText", ("POST", _C + "/search_text"))
 HYBRID_SEARCH = _read("hybrid_search", "HybridSearch", ("POST", _C + "/hybrid_search"))
+SEARCH_GROUPS = _read("search_groups", "SearchGroups", ("POST", _C + "/search_groups"))
+RECOMMEND = _read("recommend", "Recommend", ("POST", _C + "/recommend"))
 
 OPERATIONS: tuple[Operation, ...] = (
     HEALTH, READY, METRICS, OPENAPI, DASHBOARD,
     LIST_COLLECTIONS, GET_COLLECTION, STATS, CREATE_COLLECTION, UPDATE_COLLECTION, DELETE_COLLECTION, COMPACT, FLUSH,
     INSERT, MUTATE, GET, SCROLL, COUNT, SEARCH, SEARCH_BATCH, SEARCH_TEXT, HYBRID_SEARCH,
+    SEARCH_GROUPS, RECOMMEND,
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -7,8 +7,8 @@ are rescored with the float32 vectors, which stay memory-mapped in the segment.
 ``{"type": "binary", ...}`` makes it an :class:`~proximadb.index.hnsw_int8.HNSWBinaryIndex` (file
 ``index.hnswb``): one bit per dimension (32 times smaller than float32), coarser, so its default
 oversampling is 4 and it suits embeddings of a few hundred dimensions and up. ``rescore`` and
-``oversampling`` may be left out (defaults below, per type); there is no per-request oversampling
-yet (it would need a field in the search payload schemas and the proto). Product quantization
+``oversampling`` may be left out (defaults below, per type); a search may raise the oversampling
+for one request (``oversampling=``: storage/search.py asks the index for a wider k). Product quantization
 is not implemented, and is refused as an unknown type. The setting lives in the catalog with the
 other index parameters, so it survives a reopen, and changing it (``update_collection``) rebuilds
 the segment indexes like any parameter.

@@ -101,8 +101,14 @@ class AsyncGrpcTransport(GrpcEndpoint):
     async def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return await self._send(grpc_calls.mutate_payload(collection, payload))
 
-    async def search_payload(self, collection: str, payload: bytes) -> bytes:
-        return await self._send(grpc_calls.search_payload(collection, payload))
+    async def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+        return await self._send(grpc_calls.search_payload(collection, payload, extras))
+
+    async def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(grpc_calls.search_groups(collection, body))
+
+    async def recommend(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(grpc_calls.recommend(collection, body))
 
     async def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._send(grpc_calls.search_text(collection, body))
@@ -194,8 +200,14 @@ class AsyncRestTransport(RestEndpoint):
     async def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return await self._send(rest_calls.mutate_payload(collection, payload))
 
-    async def search_payload(self, collection: str, payload: bytes) -> bytes:
-        return await self._send(rest_calls.search_payload(collection, payload))
+    async def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+        return await self._send(rest_calls.search_payload(collection, payload, extras))
+
+    async def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(rest_calls.search_groups(collection, body))
+
+    async def recommend(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(rest_calls.recommend(collection, body))
 
     async def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._send(rest_calls.search_text(collection, body))

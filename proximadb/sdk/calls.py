@@ -57,7 +57,12 @@ DEFAULT_GRPC = "127.0.0.1:5679"
 DEFAULT_REST = "http://127.0.0.1:5678"
 PROBE_TIMEOUT = 2.0  # seconds a gRPC health probe may take before connect() settles for REST
 FilterArg = dict[str, Any] | str | None  # a metadata filter: a dict, its JSON text, or none
-SEARCH_OPTIONS = frozenset({"filter", "include_vectors", "include_metadata", "ef", "nprobe", "exact"})
+SEARCH_OPTIONS = frozenset({"filter", "include_vectors", "include_metadata", "ef", "nprobe", "exact",
+                            "score_threshold", "oversampling"})
+_SHAPE_OPTIONS = frozenset({"filter", "score_threshold", "include_vectors", "include_metadata", "exact", "ef",
+                            "nprobe"})
+GROUP_OPTIONS = _SHAPE_OPTIONS | {"oversampling"}
+RECOMMEND_OPTIONS = _SHAPE_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -357,7 +362,8 @@ def scroll(
 def search_batch(
     schema_version: int, collection: str, queries: Any, k: int, options: dict[str, Any]
 ) -> Plan[list[list[dict[str, Any]]]]:
-    """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact)."""
+    """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact,
+    score_threshold, oversampling: these two travel beside the Avro payload, see Transport.search_payload)."""
     unknown = set(options) - SEARCH_OPTIONS
     if unknown:
         raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
@@ -373,22 +379,89 @@ def search_batch(
             "queries": q.tolist(), "k": k, "filter": flt, "include_vectors": flags[0],
             "include_metadata": flags[1], "ef": ef, "nprobe": nprobe, "exact": exact,
         }, schema_version)
-    answer = yield Call("search_payload", (collection, payload))
+    extras = {name: _number(options[name], name) for name in ("score_threshold", "oversampling")
+              if options.get(name) is not None}
+    answer = yield Call("search_payload", (collection, payload, extras) if extras else (collection, payload))
     return decode_search_result(answer)
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValidationError(f"{name} must be a number, not {value!r}")
+    return float(value)
+
+
+def _shape_body(options: dict[str, Any], allowed: frozenset[str], what: str) -> dict[str, Any]:
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValidationError(f"unknown {what} option(s): {', '.join(sorted(unknown))}")
+    body = dict(options)
+    if "filter" in body:
+        body["filter"] = filter_json(body["filter"])
+    for name in ("score_threshold", "oversampling"):
+        if body.get(name) is not None:
+            body[name] = _number(body[name], name)
+    return body
+
+
+def _hit(hit: dict[str, Any]) -> dict[str, Any]:
+    """A JSON or gRPC hit as search hits read: the vector a float32 array."""
+    if isinstance(hit.get("vector"), list):
+        hit["vector"] = np.asarray(hit["vector"], dtype=np.float32)
+    return hit
+
+
+def _one_vector(vector: Any, what: str) -> list[float]:
+    matrix = vector_matrix(vector, what)
+    if matrix.shape[0] != 1:
+        raise ValidationError(f"{what}: one vector, got {matrix.shape[0]}")
+    return [float(x) for x in matrix[0].tolist()]
+
+
+def search_groups(
+    collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1, **options: Any,
+) -> Plan[list[dict[str, Any]]]:
+    """Hits grouped by ``group_by``'s value: ``[{"value", "hits"}]``, groups by their best hit (options: filter,
+    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling)."""
+    body = {"vector": _one_vector(vector, "vector"), "group_by": group_by, "limit": limit, "group_size": group_size,
+            **_shape_body(options, GROUP_OPTIONS, "search_groups")}
+    groups = yield Call("search_groups", (collection, body))
+    return [{"value": g["value"], "hits": [_hit(h) for h in g["hits"]]} for g in groups]
+
+
+def recommend(
+    collection: str, positive: Sequence[Any], negative: Sequence[Any] | None = None, k: int = 10,
+    strategy: str = "average_vector", **options: Any,
+) -> Plan[list[dict[str, Any]]]:
+    """Records like ``positive`` and unlike ``negative`` (each an id or a vector), example ids left out (options:
+    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe)."""
+    def examples(given: Any, name: str) -> list[Any]:
+        if given is None:
+            return []
+        if isinstance(given, str) or (isinstance(given, np.ndarray) and given.ndim == 1):
+            given = [given]
+        return [e if isinstance(e, str) else _one_vector(e, f"{name} example") for e in given]
+
+    body = {"positive": examples(positive, "positive"), "negative": examples(negative, "negative"), "k": k,
+            "strategy": strategy, **_shape_body(options, RECOMMEND_OPTIONS, "recommend")}
+    hits = yield Call("recommend", (collection, body))
+    return [_hit(h) for h in hits]
 
 
 def search_text(
     collection: str, text: str, k: int = 10, *, filter: FilterArg = None, include_metadata: bool = True,
+    score_threshold: float | None = None,
 ) -> Plan[list[dict[str, Any]]]:
     """BM25 top-k over the records' ``document`` text: hits ``{id, score, metadata?, expires_at?}``."""
-    body = {"text": text, "k": k, "filter": filter_json(filter), "include_metadata": include_metadata}
+    body = {"text": text, "k": k, "filter": filter_json(filter), "include_metadata": include_metadata,
+            "score_threshold": score_threshold}
     return (yield Call("search_text", (collection, body)))
 
 
 def hybrid_search(
     collection: str, vector: Any, text: str, k: int = 10, *, filter: FilterArg = None, fusion: str = "rrf",
     weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None, ef: int | None = None,
-    include_metadata: bool = True,
+    include_metadata: bool = True, score_threshold: float | None = None,
 ) -> Plan[list[dict[str, Any]]]:
     """A vector search and a text search fused (``fusion``: rrf, dbsf, relative_score; weights [vector, text])."""
     matrix = vector_matrix(vector, "vector")
@@ -397,7 +470,7 @@ def hybrid_search(
     body = {
         "vector": matrix[0].tolist(), "text": text, "k": k, "filter": filter_json(filter), "fusion": fusion,
         "weights": None if weights is None else [float(w) for w in weights], "rrf_k": rrf_k, "depth": depth,
-        "ef": ef, "include_metadata": include_metadata,
+        "ef": ef, "include_metadata": include_metadata, "score_threshold": score_threshold,
     }
     return (yield Call("hybrid_search", (collection, body)))
 

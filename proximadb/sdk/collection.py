@@ -122,6 +122,15 @@ class Collection(_Handle):
         Options: fusion, weights, rrf_k, depth, ef, include_metadata."""
         return self.client._run(plans.hybrid_search(self._target, text, vector, k, {"filter": filter, **options}))
 
+    def search_groups(self, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,
+                      **options: Any) -> list[dict[str, Any]]:
+        """Hits grouped by a metadata field's value, ``[{"value", "hits"}]`` (``vector`` may be a text to embed)."""
+        return self.client._run(plans.search_groups(self._target, vector, group_by, limit, group_size, options))
+
+    def recommend(self, positive: Any, negative: Any = None, k: int = 10, **options: Any) -> list[dict[str, Any]]:
+        """Records like ``positive`` and unlike ``negative`` (ids or vectors). Options: strategy, filter, ..."""
+        return self.client._run(plans.recommend(self._target, positive, negative, k, options))
+
     def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False) -> Any:
         """The records that exist, in the order asked (a str is one id)."""
         return self.client._run(plans.get(self._target, ids, include_vectors=include_vectors, as_numpy=as_numpy))
@@ -204,6 +213,16 @@ class AsyncCollection(_Handle):
         """``text`` and ``vector`` (default: ``text`` embedded with the handle's function) searched and fused."""
         return await self.client._run(plans.hybrid_search(self._target, text, vector, k,
                                                           {"filter": filter, **options}))
+
+    async def search_groups(self, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,
+                            **options: Any) -> list[dict[str, Any]]:
+        """Hits grouped by a metadata field's value, ``[{"value", "hits"}]`` (``vector`` may be a text to embed)."""
+        return await self.client._run(plans.search_groups(self._target, vector, group_by, limit, group_size, options))
+
+    async def recommend(self, positive: Any, negative: Any = None, k: int = 10,
+                        **options: Any) -> list[dict[str, Any]]:
+        """Records like ``positive`` and unlike ``negative`` (ids or vectors). Options: strategy, filter, ..."""
+        return await self.client._run(plans.recommend(self._target, positive, negative, k, options))
 
     async def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False) -> Any:
         return await self.client._run(plans.get(self._target, ids, include_vectors=include_vectors,

@@ -213,6 +213,23 @@ def hybrid_search(
     return [lift_document(hit) for hit in hits]
 
 
+def search_groups(target: Target, vector: Any, group_by: str, limit: int, group_size: int,
+                  options: dict[str, Any]) -> Plan[list[dict[str, Any]]]:
+    """Grouped hits; a str ``vector`` is a query text embedded with the handle's function."""
+    if isinstance(vector, str):
+        vector = (yield from _embed(target, [vector], "query texts"))[0]
+    groups = yield from calls.search_groups(target.name, vector, group_by, limit, group_size, **options)
+    return [{"value": g["value"], "hits": [lift_document(h) for h in g["hits"]]} for g in groups]
+
+
+def recommend(target: Target, positive: Any, negative: Any, k: int,
+              options: dict[str, Any]) -> Plan[list[dict[str, Any]]]:
+    """Hits by examples (ids or vectors), ``"document"`` lifted out."""
+    strategy = options.pop("strategy", "average_vector")
+    hits = yield from calls.recommend(target.name, positive, negative, k, strategy, **options)
+    return [lift_document(h) for h in hits]
+
+
 def get(target: Target, ids: Any, *, include_vectors: bool, as_numpy: bool) -> Plan[Any]:
     """Records by id (a str is one id), in the order asked; missing ids are left out."""
     records = yield from calls.get_vectors(target.name, [ids] if isinstance(ids, str) else ids,
@@ -246,7 +263,9 @@ __all__ = [
     "info",
     "open_handle",
     "query",
+    "recommend",
     "scroll",
+    "search_groups",
     "search_text",
     "write",
 ]

@@ -109,9 +109,21 @@ def mutate_payload(collection: str, payload: bytes) -> Exchange[dict[str, Any]]:
     return Exchange(ops.MUTATE, _payload_request(collection, payload), convert.mutate_from_proto)
 
 
-def search_payload(collection: str, payload: bytes) -> Exchange[bytes]:
+def search_payload(collection: str, payload: bytes, extras: dict[str, float] | None = None) -> Exchange[bytes]:
     # Search and SearchBatch are the same call on the server; the payload says how many queries.
-    return Exchange(ops.SEARCH, _payload_request(collection, payload), lambda response: bytes(response.payload))
+    # extras: score_threshold / oversampling, fields of the request beside the Avro payload.
+    request = _payload_request(collection, payload)
+    for name, value in (extras or {}).items():
+        setattr(request, name, float(value))
+    return Exchange(ops.SEARCH, request, lambda response: bytes(response.payload))
+
+
+def search_groups(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
+    return Exchange(ops.SEARCH_GROUPS, convert.json_search_request(collection, body), convert.groups_from_proto)
+
+
+def recommend(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
+    return Exchange(ops.RECOMMEND, convert.json_search_request(collection, body), convert.hits_from_proto)
 
 
 def search_text(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
@@ -279,8 +291,14 @@ class GrpcTransport(GrpcEndpoint):
     def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return self._send(mutate_payload(collection, payload))
 
-    def search_payload(self, collection: str, payload: bytes) -> bytes:
-        return self._send(search_payload(collection, payload))
+    def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+        return self._send(search_payload(collection, payload, extras))
+
+    def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(search_groups(collection, body))
+
+    def recommend(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(recommend(collection, body))
 
     def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return self._send(search_text(collection, body))

@@ -182,7 +182,16 @@ def hybrid_search(collection: str, body: dict[str, Any]) -> HttpExchange[list[di
     return _op(ops.HYBRID_SEARCH, "POST", collection, json_body=body)
 
 
-def search_payload(collection: str, payload: bytes) -> HttpExchange[bytes]:
+def search_groups(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
+    return _op(ops.SEARCH_GROUPS, "POST", collection, json_body=body)
+
+
+def recommend(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
+    return _op(ops.RECOMMEND, "POST", collection, json_body=body)
+
+
+def search_payload(collection: str, payload: bytes, extras: dict[str, float] | None = None) -> HttpExchange[bytes]:
+    """extras (score_threshold, oversampling) go as query parameters beside the Avro body."""
     # Search and SearchBatch are the same call on the server; the payload says how many queries.
     op = ops.SEARCH_BATCH
 
@@ -192,7 +201,8 @@ def search_payload(collection: str, payload: bytes) -> HttpExchange[bytes]:
         _unwrap(status, content_type, data)  # raises the server's error
         raise ProximaDBError(f"expected an application/avro search result, got {content_type!r}")
 
-    return HttpExchange("POST", op.path("POST", collection=collection), op.idempotent, decode,
+    query = "?" + urlencode({name: repr(float(v)) for name, v in extras.items()}) if extras else ""
+    return HttpExchange("POST", op.path("POST", collection=collection) + query, op.idempotent, decode,
                         payload=bytes(payload), accept=AVRO)
 
 
@@ -362,8 +372,14 @@ class RestTransport(RestEndpoint):
     ) -> tuple[list[dict[str, Any]], str | None]:
         return self._send(scroll(collection, limit, cursor, filter_json, include_vectors))
 
-    def search_payload(self, collection: str, payload: bytes) -> bytes:
-        return self._send(search_payload(collection, payload))
+    def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+        return self._send(search_payload(collection, payload, extras))
+
+    def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(search_groups(collection, body))
+
+    def recommend(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(recommend(collection, body))
 
     def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return self._send(search_text(collection, body))

@@ -62,8 +62,17 @@ class Transport(Protocol):
         self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
-    def search_payload(self, collection: str, payload: bytes) -> bytes:
-        """A ``vector_search`` payload frame in, a ``search_result`` payload frame out."""
+    def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+        """A ``vector_search`` payload frame in, a ``search_result`` payload frame out; ``extras``
+        (score_threshold, oversampling) travel beside it (gRPC request fields, REST query parameters)."""
+        ...
+
+    def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The REST body of ``search_groups`` in, groups ``{value, hits}`` out."""
+        ...
+
+    def recommend(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The REST body of ``recommend`` in, hits out."""
         ...
 
     def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -113,7 +122,13 @@ class AsyncTransport(Protocol):
         self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
-    async def search_payload(self, collection: str, payload: bytes) -> bytes: ...
+    async def search_payload(
+        self, collection: str, payload: bytes, extras: dict[str, float] | None = None
+    ) -> bytes: ...
+
+    async def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    async def recommend(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     async def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]: ...
 

@@ -243,7 +243,16 @@ class Count:
 
 
 _SEARCH_KEYS = {"vector", "queries", "vectors", "k", "top_k", "filter", "include_vectors", "include_metadata",
-                "ef", "nprobe", "exact"}
+                "ef", "nprobe", "exact", "score_threshold", "oversampling"}
+
+
+def optional_number(value: Any, name: str) -> float | None:
+    """None, or a finite JSON number (the engine checks the range: storage/query_shapes.py)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(f"{name} must be a finite number or null, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +267,12 @@ class SearchParams:
     ef: int | None = None
     nprobe: int | None = None
     exact: bool = False
+    score_threshold: float | None = None  # distance <= it (euclidean), score >= it (cosine, dot_product)
+    oversampling: float | None = None  # a quantized collection's rescoring factor for this request
+
+    def __post_init__(self) -> None:
+        optional_number(self.score_threshold, "score_threshold")
+        optional_number(self.oversampling, "oversampling")
 
     @classmethod
     def from_json(cls, body: Any, *, batch: bool) -> SearchParams:
@@ -290,12 +305,14 @@ class SearchParams:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValidationError(f"{opt} must be a positive integer")
             flags[opt] = value
+        for opt in ("score_threshold", "oversampling"):
+            flags[opt] = optional_number(body.get(opt), opt)
         return cls(queries=queries, k=body.get("k", body.get("top_k", 10)), filter=body.get("filter"), **flags)
 
 
 # ---------------------------------------------------------------- text and hybrid search
 
-_TEXT_KEYS = {"text", "k", "filter", "include_metadata"}
+_TEXT_KEYS = {"text", "k", "filter", "include_metadata", "score_threshold"}
 _HYBRID_KEYS = _TEXT_KEYS | {"vector", "fusion", "weights", "rrf_k", "depth", "ef"}
 
 
@@ -325,20 +342,24 @@ class SearchText:
     k: Any = 10
     filter: Filter = None
     include_metadata: bool = True
+    score_threshold: float | None = None  # BM25 score >= it
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise ValidationError(f"text must be a string, got {type(self.text).__name__}")
         if not isinstance(self.include_metadata, bool):
             raise ValidationError("include_metadata must be true or false")
+        optional_number(self.score_threshold, "score_threshold")
 
     @classmethod
     def from_json(cls, body: Any) -> SearchText:
         body = _text_body(body, _TEXT_KEYS, "search_text")
-        return cls(body["text"], body.get("k", 10), body.get("filter"), optional_bool(body, "include_metadata", True))
+        return cls(body["text"], body.get("k", 10), body.get("filter"), optional_bool(body, "include_metadata", True),
+                   body.get("score_threshold"))
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "k": self.k, "filter": self.filter, "include_metadata": self.include_metadata}
+        return {"text": self.text, "k": self.k, "filter": self.filter, "include_metadata": self.include_metadata,
+                "score_threshold": self.score_threshold}
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,8 +376,10 @@ class HybridSearch:
     depth: Any = None
     ef: Any = None
     include_metadata: bool = True
+    score_threshold: float | None = None  # fused score >= it
 
     def __post_init__(self) -> None:
+        optional_number(self.score_threshold, "score_threshold")
         if not isinstance(self.vector, list) or not self.vector or not _is_numbers(self.vector):
             raise ValidationError("hybrid_search needs 'vector': a non-empty list of numbers")
         if not isinstance(self.text, str):
@@ -383,7 +406,7 @@ class HybridSearch:
         return cls(
             body["vector"], body["text"], body.get("k", 10), body.get("filter"), body.get("fusion", "rrf"),
             body.get("weights"), body.get("rrf_k", 60.0), body.get("depth"), body.get("ef"),
-            optional_bool(body, "include_metadata", True),
+            optional_bool(body, "include_metadata", True), body.get("score_threshold"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -393,4 +416,5 @@ class HybridSearch:
 __all__ = [
     "Count", "CreateCollection", "DeleteVectors", "GetVectors", "HybridSearch", "InsertRecords", "PutVector", "Scroll",
     "SearchParams", "SearchText", "UpdateCollection", "UpdateMetadata", "check_keys", "optional_bool",
+    "optional_number",
 ]

@@ -29,6 +29,7 @@ from proximadb.errors import PayloadTooLargeError, UnknownOperationError, Valida
 from proximadb.limits import Limits
 from proximadb.service.admission import DEFAULT_MAX_CONCURRENT, DEFAULT_REQUEST_TIMEOUT, Admission
 from proximadb.service.metrics import Metrics
+from proximadb.service.query_requests import Recommend, SearchGroups
 from proximadb.service.requests import (
     CLUSTER_SETTINGS,
     Count,
@@ -253,14 +254,31 @@ class UnifiedAvroService:
             exact=params.exact,
             ef=params.ef,
             nprobe=params.nprobe,
+            score_threshold=params.score_threshold,
+            oversampling=params.oversampling,
         )
         self.metrics.inc(QUERIES, (("collection", col.config.name),), len(results))
         return results
 
+    def search_groups(self, collection: str, req: SearchGroups) -> list[dict[str, Any]]:
+        """Groups ``{value, hits}`` by ``group_by``'s value, ordered by their best hit."""
+        col = self.engine.collection(collection)
+        groups = col.search_groups(req.vector, req.group_by, **req.options())
+        self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
+        return groups
+
+    def recommend(self, collection: str, req: Recommend) -> list[dict[str, Any]]:
+        """Hits like the positive examples and unlike the negative ones, best first."""
+        col = self.engine.collection(collection)
+        hits = col.recommend(list(req.positive), list(req.negative), **req.options())
+        self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
+        return hits
+
     def search_text(self, collection: str, req: SearchText) -> list[dict[str, Any]]:
         """BM25 hits over the records' document text: {id, score, metadata?, expires_at?}, best first."""
         col = self.engine.collection(collection)
-        hits = col.search_text(req.text, req.k, filter=req.filter, include_metadata=req.include_metadata)
+        hits = col.search_text(req.text, req.k, filter=req.filter, include_metadata=req.include_metadata,
+                               score_threshold=req.score_threshold)
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
 
@@ -270,12 +288,16 @@ class UnifiedAvroService:
         hits = col.hybrid_search(
             req.vector, req.text, req.k, filter=req.filter, fusion=req.fusion, weights=req.weights,
             rrf_k=float(req.rrf_k), depth=req.depth, ef=req.ef, include_metadata=req.include_metadata,
+            score_threshold=req.score_threshold,
         )
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
 
-    def search_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> bytes:
-        """A ``vector_search`` payload in, a ``search_result`` payload out."""
+    def search_payload(self, collection: str, payload: bytes | bytearray | memoryview,
+                       score_threshold: float | None = None, oversampling: float | None = None) -> bytes:
+        """A ``vector_search`` payload in, a ``search_result`` payload out. ``score_threshold`` and
+        ``oversampling`` travel beside the Avro datum (gRPC fields of the request, REST query
+        parameters), so the v1/v2 SearchRequest schema is unchanged."""
         self._check_size(payload)
         version, op_type, datum = decode_frame(payload)
         # The fast path reads a plain request straight into a float32 matrix; anything else (and every
@@ -294,6 +316,7 @@ class UnifiedAvroService:
             queries=req["queries"], k=req["k"], filter=req.get("filter") or None,
             include_vectors=req["include_vectors"], include_metadata=req["include_metadata"],
             ef=req.get("ef"), nprobe=req.get("nprobe"), exact=req["exact"],
+            score_threshold=score_threshold, oversampling=oversampling,
         )
         return encode_search_result(self.search(collection, params), version)  # answer in the client's version
 

@@ -29,6 +29,8 @@ them live in modules named for what they do and are mixed in:
     collection_writes.py  batch checks, apply (live writes and WAL replay)
     collection_reads.py   record lookups for get / get_many / count / scroll
     search.py             the top-k search core
+    text_search.py        BM25 and hybrid search
+    query_shapes.py       search_groups, recommend; score_threshold and per-request oversampling checks
     flush.py              memtable -> segment (written outside the lock), WAL checkpoint, retry policy
     sealed.py             the sealed memtables a flush writes while reads and writes go on
     compaction.py         merging segments, the background compaction policy
@@ -78,9 +80,10 @@ from proximadb.storage.log_of_record import LogOfRecord
 from proximadb.storage.manifest import Manifest
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Operation, UpdateOp
+from proximadb.storage.query_shapes import QueryShapesPath, check_score_threshold
 from proximadb.storage.segment import Segment, segment_dir_name
 from proximadb.storage.segment_writer import DEFAULT_CHUNK_ROWS
-from proximadb.storage.text_search import DEFAULT_ANALYZER, TextSearchPath, check_text
+from proximadb.storage.text_search import DEFAULT_ANALYZER, check_text
 from proximadb.storage.validation import (
     check_ids,
     check_k,
@@ -126,7 +129,7 @@ class StorageOptions:
 
 
 
-class Collection(WritePath, LogApplyPath, ReadPath, TextSearchPath, FlushPath, CompactionPath):
+class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, CompactionPath):
     """One collection. The public methods are here; the paths behind them are mixed in from their modules."""
 
     def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
@@ -466,40 +469,53 @@ class Collection(WritePath, LogApplyPath, ReadPath, TextSearchPath, FlushPath, C
         exact: bool | None = None,
         ef: int | None = None,
         nprobe: int | None = None,
+        score_threshold: float | None = None,
+        oversampling: float | None = None,
     ) -> list[list[dict[str, Any]]]:
-        """Top-k per query over memtable + segments, best first; filters apply inside the scan."""
+        """Top-k per query over memtable + segments, best first; filters apply inside the scan.
+        ``score_threshold``: only hits at least that good (euclidean: distance <= it, so not negative;
+        cosine, dot_product: score >= it). ``oversampling`` (1 to 100): a quantized collection rescores
+        about k x it candidates (at least its own setting); ignored by an unquantized one, as Qdrant does."""
         check_k(k, self.options.limits.max_k)
         ef = check_search_knob("ef", ef)
         nprobe = check_search_knob("nprobe", nprobe)
+        threshold, over = self._check_search_extras(score_threshold, oversampling)
         queries = query_matrix(vectors, self.dim, cosine=self._metric == "cosine")
         if self._metric == "cosine":
             queries = distance.normalize_rows(queries)
         flt = compile_filter(filter)
         return self._search(queries, k, flt, include_vectors=include_vectors, include_metadata=include_metadata,
-                            exact=exact, ef=ef, nprobe=nprobe)
+                            exact=exact, ef=ef, nprobe=nprobe, score_threshold=threshold, oversampling=over)
 
     def search_text(self, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
-                    include_metadata: bool = True, analyzer: Any = None) -> list[dict[str, Any]]:
+                    include_metadata: bool = True, analyzer: Any = None,
+                    score_threshold: float | None = None) -> list[dict[str, Any]]:
         """BM25 top-k over the records' ``document`` text (storage/text_search.py), best first; the
         filter applies inside. ``analyzer``: a proximadb.text.analyzer.Analyzer (default: lowercase,
-        English stop words, no stemming). Hits: id, score (BM25), metadata."""
+        English stop words, no stemming). Hits: id, score (BM25), metadata. ``score_threshold``: only
+        hits with score >= it (BM25 is never negative, nor may the threshold be)."""
         check_k(k, self.options.limits.max_k)
-        return self._search_text(check_text(text), k, compile_filter(filter), analyzer or DEFAULT_ANALYZER,
+        threshold = check_score_threshold(score_threshold, distance_metric=True)
+        hits = self._search_text(check_text(text), k, compile_filter(filter), analyzer or DEFAULT_ANALYZER,
                                  include_metadata)
+        return hits if threshold is None else [h for h in hits if h["score"] >= threshold]
 
     def hybrid_search(self, vector: Any, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
                       fusion: str = "rrf", weights: list[float] | None = None, rrf_k: float = 60.0,
                       depth: int | None = None, ef: int | None = None, include_metadata: bool = True,
-                      analyzer: Any = None) -> list[dict[str, Any]]:
+                      analyzer: Any = None, score_threshold: float | None = None) -> list[dict[str, Any]]:
         """A vector search and a text search (top ``depth`` each, default max(k, 100), same filter) fused
-        by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py), weights [vector, text]."""
+        by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py), weights [vector, text].
+        ``score_threshold``: only fused scores >= it (fused scores are never negative, nor may it be)."""
         check_k(k, self.options.limits.max_k)
+        threshold = check_score_threshold(score_threshold, distance_metric=True)
         depth = max(k, 100) if depth is None else depth
         check_k(depth, self.options.limits.max_k)
         dense = self.search(vector, depth, filter=filter, ef=ef, include_metadata=include_metadata)
         text_hits = self.search_text(text, depth, filter=filter, include_metadata=include_metadata,
                                      analyzer=analyzer)
-        return self._hybrid(dense, text_hits, k, fusion, weights, rrf_k)
+        fused = self._hybrid(dense, text_hits, k, fusion, weights, rrf_k)
+        return fused if threshold is None else [h for h in fused if h["score"] >= threshold]
 
     # ------------------------------------------------------------------ info
     def wal_stats(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ graph walk or the dense scan takes; never a per-row walk of metadata.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,27 @@ class SearchPath(CollectionState):
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
                 include_metadata: bool, exact: bool | None, ef: int | None,
-                nprobe: int | None) -> list[list[dict[str, Any]]]:
+                nprobe: int | None, score_threshold: float | None = None,
+                oversampling: float | None = None) -> list[list[dict[str, Any]]]:
+        """Top-k per query; ``score_threshold`` (checked by the caller) keeps the hits at least that good
+        (:meth:`_good_enough`); ``oversampling`` widens a quantized index's rescoring (:meth:`_index_topk`)."""
+        hits = self._search_raw(queries, k, flt, include_vectors=include_vectors, include_metadata=include_metadata,
+                                exact=exact, ef=ef, nprobe=nprobe, oversampling=oversampling)
+        if score_threshold is None:
+            return hits
+        return [[h for h in per_query if self._good_enough(h, score_threshold)] for per_query in hits]
+
+    def _good_enough(self, hit: dict[str, Any], threshold: float) -> bool:
+        """``score_threshold`` per metric, as Qdrant's: euclidean compares the distance (``distance <=
+        threshold``), cosine and dot_product the score (``score >= threshold``: the cosine similarity,
+        the inner product)."""
+        if self._metric == "l2":
+            return bool(hit["distance"] <= threshold)
+        return bool(hit["score"] >= threshold)
+
+    def _search_raw(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
+                    include_metadata: bool, exact: bool | None, ef: int | None,
+                    nprobe: int | None, oversampling: float | None) -> list[list[dict[str, Any]]]:
         now, segments, fresh = self._snapshot(flt)
         # Each part: (vectors, owner, rows to scan exactly or None, mask of candidates or None = every row).
         parts: list[tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]] = []
@@ -86,7 +107,7 @@ class SearchPath(CollectionState):
                 idx, dist = distance.topk_rows_batch(queries, base, rows, k, self._metric,
                                                      threads=None if m >= 4 else 1)
             elif index is not None and not exact:
-                idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe)
+                idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling)
             else:
                 idx, dist = self._topk(queries, base, k, mask)
             cand.append((idx, dist, owner))
@@ -140,9 +161,14 @@ class SearchPath(CollectionState):
 
     @staticmethod
     def _index_topk(
-        index: Any, queries: np.ndarray, k: int, mask: np.ndarray | None, ef: int | None, nprobe: int | None
+        index: Any, queries: np.ndarray, k: int, mask: np.ndarray | None, ef: int | None, nprobe: int | None,
+        oversampling: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Graph/IVF search; deleted and filtered-out rows are excluded inside the traversal (mask None: none)."""
+        wider = _rescored_k(index, k, oversampling)
+        if wider > k:  # the index rescores ceil(wider x its oversampling) >= k x the request's; its best k kept
+            idx, dist = SearchPath._index_topk(index, queries, wider, mask, ef, nprobe)
+            return np.ascontiguousarray(idx[:, :k]), np.ascontiguousarray(dist[:, :k])
         allowed = None if mask is None or mask.all() else mask
         knob = segment_index.search_options(index, ef=ef, nprobe=nprobe)
         if len(queries) >= 4:
@@ -174,3 +200,15 @@ class SearchPath(CollectionState):
         if expires is not None and expires[row] != NO_EXPIRY:
             hit["expires_at"] = int(expires[row])
         return hit
+
+
+def _rescored_k(index: Any, k: int, oversampling: float | None) -> int:
+    """The k to ask a quantized index (one with ``oversampling`` and ``rescore``) for so that it rescores
+    about ``k * oversampling`` candidates: it rescores ``ceil(k' * its own oversampling)`` and keeps the
+    best k' by the float32 distance, so the best k of those are the answer with the request's factor.
+    A request's factor below the collection's cannot narrow the index's work: k itself then (the
+    collection's setting is the floor). Unquantized indexes, and rescore off: k."""
+    own = getattr(index, "oversampling", None)
+    if oversampling is None or own is None or not getattr(index, "rescore", False) or oversampling <= own:
+        return k
+    return max(k, math.ceil(k * oversampling / own - 1e-9))

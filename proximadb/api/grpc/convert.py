@@ -27,6 +27,7 @@ from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.codec.avro_batch import NO_EXPIRY, decode_vector_batch
 from proximadb.codec.schemas import check_version
 from proximadb.errors import ValidationError
+from proximadb.service.query_requests import Recommend, SearchGroups
 from proximadb.service.requests import (
     CLUSTER_SETTINGS,
     Count,
@@ -368,22 +369,62 @@ def json_search_request(collection: str, body: Mapping[str, Any]) -> pb.JsonSear
 
 def hits_to_proto(hits: Sequence[Mapping[str, Any]]) -> pb.HitsResponse:
     out = pb.HitsResponse()
+    _add_hits(out.hits, hits)
+    return out
+
+
+def _add_hits(target: Any, hits: Sequence[Mapping[str, Any]]) -> None:
     for hit in hits:
-        msg = out.hits.add(id=hit["id"], score=float(hit["score"]))
+        msg = target.add(id=hit["id"], score=float(hit["score"]))
         if "metadata" in hit:
             msg.metadata_json = dump_json(hit["metadata"], "hit metadata")
         if hit.get("expires_at") is not None:
             msg.expires_at = int(hit["expires_at"])
+        if hit.get("distance") is not None:
+            msg.distance = float(hit["distance"])
+        if hit.get("vector") is not None:
+            msg.vector.extend(np.asarray(hit["vector"], dtype=np.float32).tolist())
+
+
+def _hit_from_proto(h: pb.Hit) -> dict[str, Any]:
+    hit: dict[str, Any] = {"id": h.id, "score": h.score}
+    if h.HasField("distance"):
+        hit["distance"] = h.distance
+    if h.HasField("metadata_json"):
+        hit["metadata"] = parse_json(h.metadata_json, "hit metadata")
+    if h.vector:
+        hit["vector"] = np.asarray(h.vector, dtype=np.float32)
+    if h.HasField("expires_at"):
+        hit["expires_at"] = h.expires_at
+    return hit
+
+
+# ---------------------------------------------------------------- search options beside the Avro payload, groups
+def search_extras(req: pb.PayloadRequest) -> dict[str, float | None]:
+    """score_threshold / oversampling of a Search or SearchBatch request (None when unset)."""
+    return {name: (getattr(req, name) if req.HasField(name) else None) for name in ("score_threshold", "oversampling")}
+
+
+def search_groups_request(req: pb.JsonSearchRequest) -> SearchGroups:
+    return SearchGroups.from_json(parse_json(req.request_json, "request_json"))
+
+
+def recommend_request(req: pb.JsonSearchRequest) -> Recommend:
+    return Recommend.from_json(parse_json(req.request_json, "request_json"))
+
+
+def groups_to_proto(groups: Sequence[Mapping[str, Any]]) -> pb.GroupsResponse:
+    out = pb.GroupsResponse()
+    for group in groups:
+        msg = out.groups.add(value_json=dump_json(group["value"], "group value"))
+        _add_hits(msg.hits, group["hits"])
     return out
+
+
+def groups_from_proto(msg: pb.GroupsResponse) -> list[dict[str, Any]]:
+    return [{"value": parse_json(g.value_json, "group value"), "hits": [_hit_from_proto(h) for h in g.hits]}
+            for g in msg.groups]
 
 
 def hits_from_proto(msg: pb.HitsResponse) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for h in msg.hits:
-        hit: dict[str, Any] = {"id": h.id, "score": h.score}
-        if h.HasField("metadata_json"):
-            hit["metadata"] = parse_json(h.metadata_json, "hit metadata")
-        if h.HasField("expires_at"):
-            hit["expires_at"] = h.expires_at
-        out.append(hit)
-    return out
+    return [_hit_from_proto(h) for h in msg.hits]

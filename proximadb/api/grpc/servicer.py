@@ -168,11 +168,23 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
 
     @_rpc
     def Search(self, request: pb.PayloadRequest, context: Context) -> pb.PayloadResponse:  # noqa: N802
-        return pb.PayloadResponse(payload=self.service.search_payload(request.collection, request.payload))
+        return pb.PayloadResponse(payload=self.service.search_payload(request.collection, request.payload,
+                                                                      **convert.search_extras(request)))
 
     @_rpc
     def SearchBatch(self, request: pb.PayloadRequest, context: Context) -> pb.PayloadResponse:  # noqa: N802
-        return pb.PayloadResponse(payload=self.service.search_payload(request.collection, request.payload))
+        return pb.PayloadResponse(payload=self.service.search_payload(request.collection, request.payload,
+                                                                      **convert.search_extras(request)))
+
+    @_rpc
+    def SearchGroups(self, request: pb.JsonSearchRequest, context: Context) -> pb.GroupsResponse:  # noqa: N802
+        groups = self.service.search_groups(request.collection, convert.search_groups_request(request))
+        return convert.groups_to_proto(groups)
+
+    @_rpc
+    def Recommend(self, request: pb.JsonSearchRequest, context: Context) -> pb.HitsResponse:  # noqa: N802
+        hits = self.service.recommend(request.collection, convert.recommend_request(request))
+        return convert.hits_to_proto(hits)
 
     @_rpc
     def SearchText(self, request: pb.JsonSearchRequest, context: Context) -> pb.HitsResponse:  # noqa: N802

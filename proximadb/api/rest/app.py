@@ -28,7 +28,12 @@ from proximadb.api.rest.dashboard import DashboardAssetResource, DashboardResour
 from proximadb.api.rest.middleware import MetricsMiddleware
 from proximadb.api.rest.search import SearchBatchResource, SearchResource
 from proximadb.api.rest.system import HealthResource, MetricsResource, OpenAPIResource, ReadyResource
-from proximadb.api.rest.text_search import HybridSearchResource, SearchTextResource
+from proximadb.api.rest.text_search import (
+    HybridSearchResource,
+    RecommendResource,
+    SearchGroupsResource,
+    SearchTextResource,
+)
 from proximadb.api.rest.vectors import (
     VectorBatchResource,
     VectorResource,
@@ -64,6 +69,8 @@ ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
     ("/collections/{collection}/search/batch", SearchBatchResource),
     ("/collections/{collection}/search_text", SearchTextResource),
     ("/collections/{collection}/hybrid_search", HybridSearchResource),
+    ("/collections/{collection}/search_groups", SearchGroupsResource),
+    ("/collections/{collection}/recommend", RecommendResource),
 )
 
 

@@ -80,6 +80,10 @@ _TTL = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TTL_SECONDS,
 _FILTER = {"description": "metadata filter: an object, or the same as JSON text",
            "oneOf": [{"type": "object"}, {"type": "string"}]}
 _FLOATS = {"type": "array", "items": {"type": "number"}}
+_THRESHOLD = {"type": ["number", "null"], "description": "only hits at least this good: euclidean distance <= it "
+              "(so >= 0); cosine / dot_product score >= it; BM25 and fused scores >= it (so >= 0)"}
+_OVERSAMPLING = {"type": ["number", "null"], "minimum": 1, "maximum": 100, "description": "quantized collections: "
+                 "rescore about k x this many candidates (at least the collection's setting); ignored otherwise"}
 _TIME = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_US}  # storage/validation.py
 
 SCHEMAS: dict[str, Any] = {
@@ -167,7 +171,14 @@ SCHEMAS: dict[str, Any] = {
         "include_vectors": {"type": "boolean", "default": False},
         "include_metadata": {"type": "boolean", "default": True},
         "ef": {"type": "integer", "minimum": 1}, "nprobe": {"type": "integer", "minimum": 1},
-        "exact": {"type": "boolean", "default": False}}},
+        "exact": {"type": "boolean", "default": False},
+        "score_threshold": _THRESHOLD, "oversampling": _OVERSAMPLING}},
+    "ScoredHit": {"type": "object", "required": ["id", "score"], "properties": {
+        "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
+        "metadata": _ref("Metadata"), "vector": _FLOATS, "expires_at": {"type": "integer"}}},
+    "Group": {"type": "object", "required": ["value", "hits"], "properties": {
+        "value": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        "hits": {"type": "array", "items": _ref("Hit")}}},
 }
 
 
@@ -204,6 +215,7 @@ _TEXT_HITS = {"type": "array", "items": _ref("TextHit")}
 _TEXT_OPTIONS = {
     "text": {"type": "string"}, "k": {"type": "integer", "minimum": 1, "default": 10}, "filter": _FILTER,
     "include_metadata": {"type": "boolean", "default": True},
+    "score_threshold": {"type": ["number", "null"], "minimum": 0, "description": "only scores >= it"},
 }
 _SEARCH_TEXT = {"type": "object", "required": ["text"], "additionalProperties": False, "properties": _TEXT_OPTIONS}
 _HYBRID = {"type": "object", "required": ["vector", "text"], "additionalProperties": False, "properties": {
@@ -215,6 +227,25 @@ _HYBRID = {"type": "object", "required": ["vector", "text"], "additionalProperti
     "depth": {"type": ["integer", "null"], "minimum": 1, "description": "hits taken from each search (default "
               "max(k, 100))"},
     "ef": {"type": ["integer", "null"], "minimum": 1}}}
+_SHAPE_OPTIONS = {
+    "filter": _FILTER, "score_threshold": _THRESHOLD, "include_vectors": {"type": "boolean", "default": False},
+    "include_metadata": {"type": "boolean", "default": True}, "exact": {"type": "boolean", "default": False},
+    "ef": {"type": ["integer", "null"], "minimum": 1}, "nprobe": {"type": ["integer", "null"], "minimum": 1}}
+_GROUPS = {"type": "object", "required": ["vector", "group_by"], "additionalProperties": False, "properties": {
+    **_SHAPE_OPTIONS, "vector": _FLOATS, "group_by": {"type": "string", "minLength": 1},
+    "limit": {"type": "integer", "minimum": 1, "default": 10, "description": "groups"},
+    "group_size": {"type": "integer", "minimum": 1, "default": 1, "description": "hits per group"},
+    "oversampling": _OVERSAMPLING}}
+_EXAMPLES = {"type": "array", "items": {"oneOf": [{"type": "string", "description": "a record id"}, _FLOATS]}}
+_RECOMMEND = {"type": "object", "required": ["positive"], "additionalProperties": False, "properties": {
+    **_SHAPE_OPTIONS, "positive": {**_EXAMPLES, "minItems": 1}, "negative": _EXAMPLES,
+    "k": {"type": "integer", "minimum": 1, "default": 10},
+    "strategy": {"type": "string", "enum": ["average_vector", "best_score"], "default": "average_vector"}}}
+_AVRO_SEARCH_PARAMS = [
+    _query_param("score_threshold", {"type": "number"}, "with an application/avro body: the body's score_threshold"),
+    _query_param("oversampling", {"type": "number", "minimum": 1, "maximum": 100},
+                 "with an application/avro body: the body's oversampling"),
+]
 _GET_PARAMS = [_query_param("include_vector", {"type": "boolean", "default": True}, "include the vector")]
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -315,12 +346,12 @@ PATHS: dict[str, dict[str, Any]] = {
     "/collections/{collection}/search": {
         "parameters": [_COLLECTION],
         "post": _op("k nearest neighbours of one query, best first", _HITS,
-                    body=_body(_SEARCH_ONE, avro="vector_search"), avro_result=True),
+                    body=_body(_SEARCH_ONE, avro="vector_search"), avro_result=True, params=_AVRO_SEARCH_PARAMS),
     },
     "/collections/{collection}/search/batch": {
         "parameters": [_COLLECTION],
         "post": _op("k nearest neighbours of each query", {"type": "array", "items": _HITS},
-                    body=_body(_SEARCH_BATCH, avro="vector_search"), avro_result=True),
+                    body=_body(_SEARCH_BATCH, avro="vector_search"), avro_result=True, params=_AVRO_SEARCH_PARAMS),
     },
     "/collections/{collection}/search_text": {
         "parameters": [_COLLECTION],
@@ -331,6 +362,17 @@ PATHS: dict[str, dict[str, Any]] = {
         "parameters": [_COLLECTION],
         "post": _op("a vector search and a text search fused (rrf, dbsf, relative_score), best first", _TEXT_HITS,
                     body=_body(_HYBRID)),
+    },
+    "/collections/{collection}/search_groups": {
+        "parameters": [_COLLECTION],
+        "post": _op("hits grouped by a metadata field's value (groups ordered by their best hit); rows without "
+                    "the field are left out", {"type": "array", "items": _ref("Group")}, body=_body(_GROUPS)),
+    },
+    "/collections/{collection}/recommend": {
+        "parameters": [_COLLECTION],
+        "post": _op("records like the positive examples and unlike the negative ones (ids or vectors; "
+                    "average_vector or best_score), example ids left out, best first",
+                    {"type": "array", "items": _ref("ScoredHit")}, body=_body(_RECOMMEND)),
     },
 }
 

@@ -3,7 +3,9 @@
 JSON in, JSON out by default. ``Content-Type: application/avro`` sends a
 ``vector_search`` payload that goes to the service untouched; an ``Accept``
 that prefers ``application/avro`` gets the ``search_result`` payload back
-(per query, hits best first) instead of the JSON envelope.
+(per query, hits best first) instead of the JSON envelope. ``score_threshold`` and
+``oversampling`` are JSON body fields, or query parameters beside an Avro payload (the Avro
+SearchRequest schema has no such fields: :meth:`UnifiedAvroService.search_payload`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import falcon
 from proximadb.api.rest.media import body_or_payload, send, send_avro, wants_avro
 from proximadb.codec.payload import decode_payload
 from proximadb.errors import ValidationError
-from proximadb.service.requests import SearchParams
+from proximadb.service.requests import SearchParams, optional_number
 from proximadb.service.unified import UnifiedAvroService, encode_search_result
 
 
@@ -29,6 +31,17 @@ def _hits_from_result(payload: bytes) -> list[list[dict[str, Any]]]:
     ]
 
 
+def _number_param(req: falcon.Request, name: str) -> float | None:
+    text = req.get_param(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValidationError(f"query parameter {name} must be a number, not {text!r}") from None
+    return optional_number(value, name)
+
+
 class _SearchBase:
     batch = False
 
@@ -39,7 +52,8 @@ class _SearchBase:
         body, payload = body_or_payload(req, self.service.limits.max_request_bytes)
         avro_out = wants_avro(req)
         if payload is not None:
-            result = self.service.search_payload(collection, payload)
+            extras = {name: _number_param(req, name) for name in ("score_threshold", "oversampling")}
+            result = self.service.search_payload(collection, payload, **extras)
             if avro_out:
                 send_avro(resp, result)
                 return

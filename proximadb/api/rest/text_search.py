@@ -1,8 +1,12 @@
-"""``/collections/{collection}/search_text`` (BM25 over the records' text) and ``/hybrid_search`` (fused).
+"""``/collections/{collection}/search_text`` (BM25 over the records' text) and ``/hybrid_search`` (fused);
+``/search_groups`` (hits grouped by a metadata value) and ``/recommend`` (by example ids or vectors).
 
-JSON in, JSON out: ``POST {text, k?, filter?, include_metadata?}`` and ``POST {vector, text, k?, filter?,
-fusion?, weights?, rrf_k?, depth?, ef?, include_metadata?}``, each answering a list of hits
+JSON in, JSON out: ``POST {text, k?, filter?, include_metadata?, score_threshold?}`` and
+``POST {vector, text, k?, filter?, fusion?, weights?, rrf_k?, depth?, ef?, include_metadata?, score_threshold?}``,
+each answering a list of hits
 ``{id, score, metadata?, expires_at?}`` best first (no ``distance``: a BM25 or fused score only).
+search_groups answers ``[{value, hits}]``, recommend a list of hits (bodies:
+:mod:`proximadb.service.query_requests`).
 The shape checks are the typed requests' (:mod:`proximadb.service.requests`).
 """
 
@@ -12,6 +16,7 @@ import falcon
 
 from proximadb.api.rest.media import body_or_payload, send
 from proximadb.errors import ValidationError
+from proximadb.service.query_requests import Recommend, SearchGroups
 from proximadb.service.requests import HybridSearch, SearchText
 from proximadb.service.unified import UnifiedAvroService
 
@@ -39,3 +44,21 @@ class HybridSearchResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         request = HybridSearch.from_json(_json_body(req, self.service, "hybrid_search"))
         send(resp, self.service.hybrid_search(collection, request))
+
+
+class SearchGroupsResource:
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        request = SearchGroups.from_json(_json_body(req, self.service, "search_groups"))
+        send(resp, self.service.search_groups(collection, request))
+
+
+class RecommendResource:
+    def __init__(self, service: UnifiedAvroService) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        request = Recommend.from_json(_json_body(req, self.service, "recommend"))
+        send(resp, self.service.recommend(collection, request))
