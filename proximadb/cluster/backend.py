@@ -136,6 +136,7 @@ class ClusterEngine:
             applier = self.node.replica_applier(name, shard)
         if applier is None:
             raise CollectionNotFoundError(f"node {self.node.node.id} holds no replica of {name!r} shard {shard}")
+        seq = self.node.serving_seq(name, shard, seq)
         if seq and not applier.wait_for(seq, timeout):
             raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {seq} within "
                                       f"{timeout:g}s (applied {applier.applied_seq})")
@@ -267,9 +268,12 @@ class ClusterCollection:
 
     def search_batch(self, queries: Any, k: int, *, filter: Any = None, include_vectors: bool = False,
                      include_metadata: bool = True, exact: bool = False, ef: int | None = None,
-                     nprobe: int | None = None) -> list[list[dict[str, Any]]]:
+                     nprobe: int | None = None, score_threshold: float | None = None,
+                     oversampling: float | None = None) -> list[list[dict[str, Any]]]:
+        """Every shard's top-k (its score_threshold applied there), merged by (distance, id)."""
         options = {"filter": filter, "include_vectors": include_vectors, "include_metadata": include_metadata,
-                   "exact": exact, "ef": ef, "nprobe": nprobe}
+                   "exact": exact, "ef": ef, "nprobe": nprobe, "score_threshold": score_threshold,
+                   "oversampling": oversampling}
         matrix = np.asarray(queries, dtype=np.float32)
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
         for shard in range(self.shard_map.shards):
@@ -308,6 +312,12 @@ class ClusterCollection:
 
     def hybrid_search(self, *_: Any, **__: Any) -> Any:
         raise UnavailableError("hybrid search is not supported in cluster mode yet")
+
+    def search_groups(self, *_: Any, **__: Any) -> Any:
+        raise UnavailableError("grouped search is not supported in cluster mode yet")
+
+    def recommend(self, *_: Any, **__: Any) -> Any:
+        raise UnavailableError("recommend is not supported in cluster mode yet")
 
     def stats(self) -> dict[str, Any]:
         return {"name": self.name, "vector_count": self.count(), "shards": self.shard_map.shards,

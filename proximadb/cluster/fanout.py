@@ -53,6 +53,7 @@ class Fanout:
         holders = list(shard_map.replicas[shard]) if shard < len(shard_map.replicas) else []
         applier = self.node.replica_applier(name, shard)
         if applier is not None:
+            seq = self.node.serving_seq(name, shard, seq)
             if seq and not applier.wait_for(seq, PEER_TIMEOUT):
                 raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {seq} in time "
                                           f"(applied {applier.applied_seq})")

@@ -87,6 +87,7 @@ class ClusterNode:
         self._logs: dict[tuple[str, int], JetStreamLog] = {}
         self._appliers: dict[tuple[str, int], ShardApplier] = {}
         self._known: dict[str, ShardMap] = {}
+        self._start_seq: dict[tuple[str, int], int] = {}  # per replica: the log's last entry when it started
         self._failed: set[tuple[str, int]] = set()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -294,7 +295,9 @@ class ClusterNode:
                 spec.pop(INCARNATION, None)
                 spec["description"] = marker  # the local replica's: which log it applies (the map keeps the user's)
                 self.engine.create_collection(name, int(spec.pop("dimension")), **spec)
-            applier = ShardApplier(self._log(*key), self.engine.collection(name))
+            shard_log = self._log(*key)
+            self._start_seq[key] = shard_log.last_seq()  # it answers reads once it applied this far
+            applier = ShardApplier(shard_log, self.engine.collection(name))
             self._appliers[key] = applier.start()
             log.info("cluster: %s applies %s shard %d from entry %d", self.node.id, key[0], shard,
                      applier.applied_seq + 1)
@@ -329,6 +332,12 @@ class ClusterNode:
         """The running replica of ``name``'s shard here, or None."""
         applier = self._applier(name, shard)
         return applier if applier is not None and applier.running else None
+
+    def serving_seq(self, name: str, shard: int, seq: int = 0) -> int:
+        """The entry a replica here must have applied before it answers a read that needs ``seq``: a replica
+        started (or moved here) answers nothing older than the log as it was when it started."""
+        with self._lock:
+            return max(seq, self._start_seq.get((name, shard), 0))
 
     def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
         """Append one frame to the log of ``shard`` of the collection ``shard_map`` describes (a map read for
