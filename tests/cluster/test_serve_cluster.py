@@ -249,3 +249,23 @@ def test_serve_refuses_an_incomplete_cluster_configuration(tmp_path: Path) -> No
                               capture_output=True, text=True, env=child_env(), timeout=60)
         assert done.returncode != 0 and "Error:" in done.stderr, done.stderr
         assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_dev_cluster_restarted_on_its_directory_keeps_the_data(tmp_path: Path) -> None:
+    """Stop the whole cluster with SIGTERM and start it again on the same directory (new ports): the
+    collections and their rows are there, on every node."""
+    first = DevCluster(tmp_path / "dc")
+    client = first.rest(0)
+    client.create_collection("keep", DIM, shards=2, replication_factor=2)
+    client.insert_vectors("keep", ids=[f"k{i}" for i in range(50)], vectors=np.ones((50, DIM), np.float32))
+    first.stop()
+    assert first.processes() == []
+    second = DevCluster(tmp_path / "dc")
+    try:
+        for i in range(3):
+            node = second.rest(i)
+            wait_until(f"node {i} serves 'keep'", lambda n=node: n.count("keep") == 50, WAIT)
+    finally:
+        second.stop()
+    assert second.processes() == []
