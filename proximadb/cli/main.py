@@ -35,6 +35,7 @@ def _register() -> None:
     from proximadb.cli.backup import backup, restore
     from proximadb.cli.cluster import cluster
     from proximadb.cli.compact import compact
+    from proximadb.cli.dev_cluster import dev_cluster
     from proximadb.cli.keys import keys
     from proximadb.cli.migrate import migrate
     from proximadb.cli.remote import collections, stats
@@ -45,6 +46,7 @@ def _register() -> None:
     cli.add_command(cluster)
     cli.add_command(collections)
     cli.add_command(compact)
+    cli.add_command(dev_cluster)
     cli.add_command(keys)
     cli.add_command(migrate)
     cli.add_command(stats)

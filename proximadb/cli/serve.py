@@ -49,6 +49,14 @@ from proximadb.errors import ProximaDBError
               help="PEM certificate chain: REST and gRPC speak TLS (needs --tls-key) [env PROXIMADB_TLS_CERT_FILE]")
 @click.option("--tls-key", "tls_key_file", type=click.Path(dir_okay=False, path_type=Path),
               help="PEM private key of --tls-cert [env PROXIMADB_TLS_KEY_FILE]")
+@click.option("--cluster", metavar="URLS",
+              help="Join a cluster: comma-separated NATS JetStream servers (nats://h1:4222,...) "
+                   "[env PROXIMADB_CLUSTER]")
+@click.option("--node-id", help="Cluster mode: this node's id, unique in the cluster [env PROXIMADB_NODE_ID]")
+@click.option("--advertise", metavar="HOST",
+              help="Cluster mode: the host peers and clients reach this node at [default: --host]")
+@click.option("--cluster-ttl", type=float,
+              help="Cluster mode: seconds without a heartbeat before a node counts as gone [default 10]")
 def serve(config_file: Path | None, **flags: object) -> None:
     """Run the ProximaDB daemon: REST on 127.0.0.1:5678 and gRPC on 127.0.0.1:5679.
 
@@ -75,6 +83,11 @@ def serve(config_file: Path | None, **flags: object) -> None:
     head (request line and headers) must arrive whole within --request-timeout:
     slow senders cost no worker thread and get 408; bytes that cannot begin an
     HTTP request (a TLS handshake on the plain port) get 400 at once.
+
+    Cluster mode (--cluster URLS --node-id ID [--advertise HOST]): collections
+    are sharded and replicated over every daemon of the cluster, with NATS
+    JetStream as the log of record; any node answers any request (see the
+    README, "Cluster mode"). Without --cluster nothing changes.
     """
     from proximadb.server.config import load_config
     from proximadb.server.daemon import serve as run

@@ -52,8 +52,17 @@ from proximadb.storage.engine import Engine
 log = logging.getLogger("proximadb.cluster")
 
 
-def log_name(collection: str, shard: int) -> str:
-    return f"c{hashlib.blake2b(collection.encode(), digest_size=8).hexdigest()}-s{shard}"
+INCARNATION = "_incarnation"  # in a map's spec: makes the logs of a re-created name new ones
+
+
+def log_name(collection: str, shard: int, incarnation: str = "") -> str:
+    key = f"{collection}/{incarnation}" if incarnation else collection
+    return f"c{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}-s{shard}"
+
+
+def shard_log_name(shard_map: ShardMap, shard: int) -> str:
+    """The log of one shard of the collection ``shard_map`` describes (this incarnation of its name)."""
+    return log_name(shard_map.collection, shard, str(shard_map.spec.get(INCARNATION, "")))
 
 
 def local_name(collection: str, shard: int) -> str:
@@ -78,6 +87,7 @@ class ClusterNode:
         self._logs: dict[tuple[str, int], JetStreamLog] = {}
         self._appliers: dict[tuple[str, int], ShardApplier] = {}
         self._known: dict[str, ShardMap] = {}
+        self._start_seq: dict[tuple[str, int], int] = {}  # per replica: the log's last entry when it started
         self._failed: set[tuple[str, int]] = set()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -121,10 +131,24 @@ class ClusterNode:
                           **settings: Any) -> ShardMap:
         """Create a sharded, replicated collection on the cluster's live nodes; its local replicas follow."""
         maps, members = self._require()
-        spec = {"dimension": int(dimension), **settings}
+        spec = {"dimension": int(dimension), **settings, INCARNATION: uuid.uuid4().hex[:12]}
         created = maps.create(name, shards, replication_factor, [n.id for n in members.nodes()], spec)
         self.sync()
         return created
+
+    def drop_collection(self, name: str) -> None:
+        """Remove the collection's shard map; every node then stops its replicas and deletes their local
+        collections (at its next sync; this node at once). Its logs stay in JetStream (not purged yet)."""
+        maps, _ = self._require()
+        self.shard_map(name)  # CollectionNotFoundError when there is none
+        maps.drop(name)
+        self.sync()
+
+    def known_map(self, name: str) -> ShardMap:
+        """The map as of the last sync (read from the servers when this node has not seen it yet)."""
+        with self._lock:
+            known = self._known.get(name)
+        return known if known is not None else self.shard_map(name)
 
     def shard_map(self, name: str) -> ShardMap:
         maps, _ = self._require()
@@ -211,7 +235,10 @@ class ClusterNode:
             members.heartbeat()
             live = sorted({*live, self.node.id})
         wanted: set[tuple[str, int]] = set()
-        for shard_map in maps.all():
+        current = maps.all()
+        with self._lock:
+            self._known = {m.collection: m for m in current}
+        for shard_map in current:
             if self._needs_rebalance(shard_map, live):
                 shard_map = maps.rebalance(shard_map.collection, live)
                 log.info("cluster: %s placed on %s (epoch %d)", shard_map.collection, live, shard_map.epoch)
@@ -220,10 +247,18 @@ class ClusterNode:
             for shard in shard_map.shards_of(self.node.id):
                 wanted.add((shard_map.collection, shard))
                 self._ensure_replica(shard_map, shard)
+        mapped = {m.collection for m in self._known.values()}
         with self._lock:
             for key in [key for key in self._appliers if key not in wanted]:
                 log.info("cluster: %s no longer holds %s shard %d; stopping its replica", self.node.id, *key)
                 self._appliers.pop(key).stop()
+                if key in self._logs:
+                    self._logs.pop(key).close()
+            for info in self.engine.list_collections():  # replicas of dropped collections go
+                base = info["name"].rpartition(".s")[0]
+                if base and base not in mapped and not any(k[0] == base for k in self._appliers):
+                    log.info("cluster: %s deletes its replica %s of a dropped collection", self.node.id, info["name"])
+                    self.engine.delete_collection(info["uuid"])
 
     @staticmethod
     def _needs_rebalance(shard_map: ShardMap, live: list[str]) -> bool:
@@ -232,8 +267,15 @@ class ClusterNode:
 
     def _ensure_replica(self, shard_map: ShardMap, shard: int) -> None:
         key = (shard_map.collection, shard)
+        expected_log = shard_log_name(shard_map, shard)
+        marker = f"replica of {shard_map.collection} shard {shard}, log {expected_log}"
         with self._lock:
             current = self._appliers.get(key)
+            if current is not None and getattr(current.log, "name", expected_log) != expected_log:
+                current.stop()  # the name was dropped and made again: that replica is of the old collection
+                del self._appliers[key]
+                self._failed.discard(key)
+                current = None
             if current is not None and current.running:
                 return
             if current is not None and current.error is not None:  # e.g. the log was purged past it
@@ -243,11 +285,19 @@ class ClusterNode:
                 return
             name = local_name(*key)
             try:
-                self.engine.collection(name)
+                if self.engine.get_collection(name).get("description") != marker:
+                    log.info("cluster: %s deletes %s, a replica of an earlier collection of that name", self.node.id,
+                             name)
+                    self.engine.delete_collection(name)
+                    raise CollectionNotFoundError(name)
             except CollectionNotFoundError:
                 spec = dict(shard_map.spec)
+                spec.pop(INCARNATION, None)
+                spec["description"] = marker  # the local replica's: which log it applies (the map keeps the user's)
                 self.engine.create_collection(name, int(spec.pop("dimension")), **spec)
-            applier = ShardApplier(self._log(*key), self.engine.collection(name))
+            shard_log = self._log(*key)
+            self._start_seq[key] = shard_log.last_seq()  # it answers reads once it applied this far
+            applier = ShardApplier(shard_log, self.engine.collection(name))
             self._appliers[key] = applier.start()
             log.info("cluster: %s applies %s shard %d from entry %d", self.node.id, key[0], shard,
                      applier.applied_seq + 1)
@@ -278,12 +328,31 @@ class ClusterNode:
         with self._lock:
             return self._appliers.get((name, shard))
 
-    def _log(self, name: str, shard: int) -> JetStreamLog:
+    def replica_applier(self, name: str, shard: int) -> ShardApplier | None:
+        """The running replica of ``name``'s shard here, or None."""
+        applier = self._applier(name, shard)
+        return applier if applier is not None and applier.running else None
+
+    def serving_seq(self, name: str, shard: int, seq: int = 0) -> int:
+        """The entry a replica here must have applied before it answers a read that needs ``seq``: a replica
+        started (or moved here) answers nothing older than the log as it was when it started."""
+        with self._lock:
+            return max(seq, self._start_seq.get((name, shard), 0))
+
+    def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
+        """Append one frame to the log of ``shard`` of the collection ``shard_map`` describes (a map read for
+        this write: a name dropped and made again meanwhile has new logs); the sequence once JetStream
+        acknowledged it."""
+        return self._log(shard_map.collection, shard, shard_map).append(payload,
+                                                                         f"{self.node.id}-{uuid.uuid4().hex}").seq
+
+    def _log(self, name: str, shard: int, shard_map: ShardMap | None = None) -> JetStreamLog:
+        expected = shard_log_name(shard_map or self.known_map(name), shard)
         with self._lock:
             key = (name, shard)
-            if key not in self._logs:
-                self._logs[key] = JetStreamLog(self.urls, log_name(name, shard), replicas=self.replicas,
-                                               deadline=self.deadline, session=self.session)
+            if key not in self._logs or self._logs[key].name != expected:
+                self._logs[key] = JetStreamLog(self.urls, expected, replicas=self.replicas, deadline=self.deadline,
+                                               session=self.session)  # the old one shares the node's connection
             return self._logs[key]
 
     def _append(self, name: str, shard: int, payload: bytes) -> int:

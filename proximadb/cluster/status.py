@@ -4,7 +4,7 @@ sequence and each replica's holder, applied sequence and lag — read from the N
 Nodes come from the membership bucket (:mod:`proximadb.cluster.membership`), with what each said at
 its last heartbeat of the replicas it runs; shard maps from :mod:`proximadb.cluster.shard_map`; each
 shard's last sequence from its stream (:mod:`proximadb.cluster.shard_log`, via the node's naming in
-:func:`proximadb.cluster.node.log_name`). A replica's lag is the log's last sequence minus what it had
+:func:`proximadb.cluster.node.shard_log_name`). A replica's lag is the log's last sequence minus what it had
 applied at its holder's last beat (so up to one heartbeat period old); a holder that is not live
 shows as ``down``.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from proximadb.cluster.membership import live_nodes
 from proximadb.cluster.nats_session import NatsSession, bucket_stream
-from proximadb.cluster.node import log_name
+from proximadb.cluster.node import INCARNATION, shard_log_name
 from proximadb.cluster.shard_log import stream_name
 from proximadb.cluster.shard_map import BUCKET, ShardMaps
 
@@ -28,7 +28,7 @@ def cluster_status(session: NatsSession) -> dict[str, Any]:
     for shard_map in _maps(session):
         shards = []
         for shard, holders in enumerate(shard_map.replicas):
-            last = _last_seq(session, log_name(shard_map.collection, shard))
+            last = _last_seq(session, shard_log_name(shard_map, shard))
             replicas = []
             for holder in holders:
                 node = by_id.get(holder)
@@ -38,7 +38,8 @@ def cluster_status(session: NatsSession) -> dict[str, Any]:
             shards.append({"shard": shard, "log_last_seq": last, "replicas": replicas})
         collections.append({"name": shard_map.collection, "shards": shard_map.shards,
                             "replication_factor": shard_map.replication_factor, "epoch": shard_map.epoch,
-                            "spec": dict(shard_map.spec), "placement": shards})
+                            "spec": {k: v for k, v in shard_map.spec.items() if k != INCARNATION},
+                            "placement": shards})
     return {"nodes": [{"id": n.id, "rest": n.rest, "grpc": n.grpc, "started_at": n.started_at} for n in nodes],
             "collections": collections}
 

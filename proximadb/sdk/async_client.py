@@ -152,13 +152,17 @@ class AsyncClient:
         default_ttl_seconds: int | None = None,
         quantization: dict[str, Any] | None = None,
         exist_ok: bool = False,
+        shards: int | None = None,
+        replication_factor: int | None = None,
     ) -> dict[str, Any]:
         """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
-        (CollectionConfigMismatchError when they differ)."""
+        (CollectionConfigMismatchError when they differ). ``shards`` and ``replication_factor``: cluster mode
+        (``serve --cluster``); one node accepts only 1."""
         return await self._run(calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
             default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
+            shards=shards, replication_factor=replication_factor,
         ))
 
     async def get_or_create_collection(

@@ -159,6 +159,8 @@ def create_collection(
     default_ttl_seconds: int | None = None,
     quantization: dict[str, Any] | None = None,
     exist_ok: bool = False,
+    shards: int | None = None,
+    replication_factor: int | None = None,
 ) -> Plan[dict[str, Any]]:
     """Create the collection; its description. With ``exist_ok``, a collection of that name with the same
     dimension and distance metric is returned as it is (its other settings are not compared); another
@@ -177,6 +179,10 @@ def create_collection(
         body["description"] = description
     if default_ttl_seconds is not None:  # rows written without expires_at expire this long after the write
         body["default_ttl_seconds"] = default_ttl_seconds
+    if shards is not None:  # cluster mode (serve --cluster); one node accepts only 1
+        body["shards"] = shards
+    if replication_factor is not None:
+        body["replication_factor"] = replication_factor
     try:  # with exist_ok, repeating the create is harmless: a second attempt finds the first's collection
         return (yield Call("create_collection", (body,), safe=exist_ok))
     except CollectionExistsError:

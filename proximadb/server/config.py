@@ -29,6 +29,10 @@ as the flags, with underscores, at the top level::
     api_key_file = "/etc/proximadb/keys"  # lines '<rw|ro> <sha256 hex>' (see proximadb.server.auth)
     tls_cert_file = "/etc/proximadb/server.crt"  # PEM chain; with tls_key_file, REST and gRPC speak TLS
     tls_key_file = "/etc/proximadb/server.key"
+    cluster = "nats://h1:4222,nats://h2:4222"  # cluster mode: the NATS JetStream servers (see README)
+    node_id = "n1"                # cluster mode: this node's id, unique in the cluster
+    advertise = "10.0.0.5"        # cluster mode: the host peers and clients reach this node at [default: host]
+    cluster_ttl = 10.0            # cluster mode: seconds without a heartbeat before a node counts as gone
 
 List settings in the environment are comma-separated (``PROXIMADB_API_KEYS=k1,k2``).
 
@@ -98,6 +102,18 @@ class ServerConfig:
     api_key_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    cluster: str = ""
+    node_id: str = ""
+    advertise: str = ""
+    cluster_ttl: float = 10.0
+
+    @property
+    def cluster_urls(self) -> list[str]:
+        return [u.strip() for u in self.cluster.split(",") if u.strip()]
+
+    @property
+    def advertised_host(self) -> str:
+        return self.advertise or self.host
 
     @property
     def tls(self) -> bool:
@@ -166,11 +182,27 @@ class ServerConfig:
             path = getattr(self, path_key)
             if path is not None and not path.is_file():
                 raise ValidationError(f"{path_key} {path} does not exist or is not a file")
+        if self.cluster:
+            self._validate_cluster()
         from proximadb.server.auth import sealed  # plaintext keys do not outlive loading: digests only
 
         self.api_keys = [sealed(k) for k in self.api_keys]
         self.read_only_api_keys = [sealed(k) for k in self.read_only_api_keys]
         return self
+
+    def _validate_cluster(self) -> None:
+        for url in self.cluster_urls:
+            if not re.fullmatch(r"(nats|tls)://[^\s,/]+", url):
+                raise ValidationError(f"cluster: {url!r} is not a NATS server URL (nats://HOST:PORT)")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.node_id):
+            raise ValidationError("cluster mode needs --node-id: 1 to 64 letters, digits, '-' or '_'")
+        if self.advertised_host in ("0.0.0.0", "::", ""):
+            raise ValidationError(f"listening on {self.host}: give --advertise HOST, the address peers reach")
+        if self.rest_port == 0 or self.grpc_port == 0:
+            raise ValidationError("cluster mode needs fixed ports (peers are told them): rest_port and grpc_port "
+                                  "must not be 0")
+        if not 1 <= self.cluster_ttl <= 600:
+            raise ValidationError(f"cluster_ttl must be from 1 to 600 seconds, not {self.cluster_ttl}")
 
 
 _TYPES = {f.name: f.type for f in fields(ServerConfig)}

@@ -95,7 +95,7 @@ class StalledClientFilter(logging.Filter):
 class Runtime:
     """What the worker owns: engine, service, gRPC server, the WSGI app."""
 
-    engine: Engine
+    engine: Any  # the Engine, or in cluster mode the ClusterEngine over it (proximadb/cluster/backend.py)
     service: Any
     grpc_server: Any
     grpc_port: int
@@ -113,9 +113,12 @@ class Runtime:
         if config.tls_cert_file is not None and config.tls_key_file is not None:
             tls = (config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())
         started = time.monotonic()
-        engine = Engine.open(config.data_dir, **config.storage_options())
+        engine: Any = Engine.open(config.data_dir, **config.storage_options(),
+                                  **({"log_of_record": "external"} if config.cluster else {}))
         grpc_server = None
         try:
+            if config.cluster:
+                engine = start_cluster_node(engine, config)
             service = UnifiedAvroService(
                 engine,
                 limits=config.limits,
@@ -153,6 +156,30 @@ class Runtime:
         stop_serving(self.grpc_server, grace=5)
         self.engine.close()
         log.info("stopped cleanly; WAL flushed and closed")
+
+
+def start_cluster_node(engine: Engine, config: ServerConfig) -> Any:
+    """Join the cluster named by ``config.cluster``; the backend the service then calls (closes ``engine``
+    when the join fails)."""
+    from proximadb.cluster.backend import ClusterEngine
+    from proximadb.cluster.membership import NodeInfo
+    from proximadb.cluster.node import ClusterNode
+
+    host = config.advertised_host
+    host = f"[{host}]" if ":" in host else host
+    info = NodeInfo(config.node_id, f"{'https' if config.tls else 'http'}://{host}:{config.rest_port}",
+                    f"{host}:{config.grpc_port}", time.time())
+    # JetStream copies of each stream and bucket: one per NATS server named, at most 3 (a quorum of 2)
+    node = ClusterNode(engine, config.cluster_urls, info, ttl=config.cluster_ttl,
+                       replicas=min(3, len(config.cluster_urls)))
+    try:
+        node.start()
+    except BaseException:
+        node.stop()
+        engine.close()
+        raise
+    log.info("cluster: joined as %s (REST %s, gRPC %s) over %s", info.id, info.rest, info.grpc, config.cluster)
+    return ClusterEngine(engine, node)
 
 
 class DaemonApplication(BaseApplication):  # type: ignore[misc]

@@ -60,6 +60,7 @@ def _check_id_list(ids: Any) -> list[str]:
 
 _COLLECTION_SETTINGS = ("distance_metric", "indexing_algorithm", "index_params", "filterable_metadata_fields",
                         "description", "default_ttl_seconds")
+CLUSTER_SETTINGS = ("shards", "replication_factor")  # cluster mode only (serve --cluster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +75,13 @@ class CreateCollection:
     def from_json(cls, body: Any) -> CreateCollection:
         if not isinstance(body, Mapping):
             raise ValidationError("collection body must be a JSON object")
-        unknown = set(body) - {"name", "dimension", *_COLLECTION_SETTINGS}
+        unknown = set(body) - {"name", "dimension", *_COLLECTION_SETTINGS, *CLUSTER_SETTINGS}
         if unknown:
             raise ValidationError(f"unknown collection field(s): {', '.join(sorted(map(str, unknown)))}")
         if "name" not in body or "dimension" not in body:
             raise ValidationError("a collection needs 'name' and 'dimension'")
-        return cls(body["name"], body["dimension"], {k: v for k, v in body.items() if k in _COLLECTION_SETTINGS})
+        return cls(body["name"], body["dimension"],
+                   {k: v for k, v in body.items() if k in _COLLECTION_SETTINGS or k in CLUSTER_SETTINGS})
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "dimension": self.dimension, **self.settings}

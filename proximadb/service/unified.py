@@ -31,6 +31,7 @@ from proximadb.service.admission import DEFAULT_MAX_CONCURRENT, DEFAULT_REQUEST_
 from proximadb.service.metrics import Metrics
 from proximadb.service.query_requests import Recommend, SearchGroups
 from proximadb.service.requests import (
+    CLUSTER_SETTINGS,
     Count,
     CreateCollection,
     DeleteVectors,
@@ -126,7 +127,13 @@ class UnifiedAvroService:
 
     # ------------------------------------------------------------------ collections
     def create_collection(self, req: CreateCollection) -> dict[str, Any]:
-        return self.engine.create_collection(req.name, req.dimension, **req.settings)
+        settings = dict(req.settings)
+        if not getattr(self.engine, "clustered", False):  # one node: one shard, one copy
+            for key in CLUSTER_SETTINGS:
+                value = settings.pop(key, None)
+                if value is not None and (isinstance(value, bool) or value != 1):
+                    raise ValidationError(f"{key}={value!r} needs cluster mode (proximadb serve --cluster)")
+        return self.engine.create_collection(req.name, req.dimension, **settings)
 
     def list_collections(self) -> list[dict[str, Any]]:
         return self.engine.list_collections()

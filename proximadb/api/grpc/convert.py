@@ -29,6 +29,7 @@ from proximadb.codec.schemas import check_version
 from proximadb.errors import ValidationError
 from proximadb.service.query_requests import Recommend, SearchGroups
 from proximadb.service.requests import (
+    CLUSTER_SETTINGS,
     Count,
     CreateCollection,
     GetVectors,
@@ -114,6 +115,9 @@ def create_request(req: pb.CreateCollectionRequest) -> CreateCollection:
         settings["description"] = req.description
     if req.HasField("default_ttl_seconds"):
         settings["default_ttl_seconds"] = req.default_ttl_seconds
+    for key in CLUSTER_SETTINGS:
+        if req.HasField(key):
+            settings[key] = getattr(req, key)
     return CreateCollection(req.name, req.dimension, settings)
 
 
@@ -142,7 +146,15 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
         filterable_metadata_fields=settings.get("filterable_metadata_fields"),
         description=settings.get("description"),
         default_ttl_seconds=ttl,
+        **{key: _count(settings[key], key) for key in CLUSTER_SETTINGS if settings.get(key) is not None},
     )
+
+
+def _count(value: Any, key: str) -> int:
+    """A cluster setting for the proto's uint32: the server checks its range (the same message as over REST)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"{key} must be an integer from 1, not {value!r}")
+    return value
 
 
 def collection_to_proto(info: Mapping[str, Any]) -> pb.CollectionInfo:

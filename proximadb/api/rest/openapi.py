@@ -115,6 +115,10 @@ SCHEMAS: dict[str, Any] = {
             "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
             "description": {"type": ["string", "null"]},
             "default_ttl_seconds": _TTL,
+            "shards": {"type": "integer", "minimum": 1,
+                       "description": "cluster mode (serve --cluster); one node accepts only 1"},
+            "replication_factor": {"type": "integer", "minimum": 1,
+                                   "description": "cluster mode; default min(3, live nodes); one node accepts only 1"},
         },
     },
     "CollectionUpdate": {

@@ -1,0 +1,79 @@
+"""Ingest and query throughput through one node of a local dev-cluster (3 NATS servers, 3 daemons):
+a collection of 1 shard x 1 replica against 3 shards x 3 replicas.
+
+    python bench/cluster_ingest.py [--rows 20000] [--dim 64] [--batch 1000] [--queries 200] [--json OUT]
+
+Writes go through node n1's REST API and count as done when acknowledged (JetStream's quorum has them);
+"applied" is when every node counts them all (replication caught up). Queries: k=10 through n1 over REST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from proximadb.sdk import connect_rest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(args.rows, args.dim)).astype(np.float32)
+    ids = [f"v{i}" for i in range(args.rows)]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", tmp],
+                                stdout=subprocess.DEVNULL)
+        try:
+            manifest = Path(tmp) / "cluster.json"
+            while not manifest.exists():
+                if proc.poll() is not None:
+                    raise SystemExit("dev-cluster exited")
+                time.sleep(0.2)
+            nodes = json.loads(manifest.read_text())["nodes"]
+            clients = [connect_rest(n["rest"]) for n in nodes]
+            for shards, replicas in ((1, 1), (3, 3)):
+                name = f"s{shards}r{replicas}"
+                clients[0].create_collection(name, args.dim, distance_metric="euclidean", shards=shards,
+                                             replication_factor=replicas)
+                start = time.perf_counter()
+                for lo in range(0, args.rows, args.batch):
+                    clients[0].insert_vectors(name, ids=ids[lo:lo + args.batch], vectors=vectors[lo:lo + args.batch])
+                acked = time.perf_counter() - start
+                while not all(c.count(name) == args.rows for c in clients):
+                    time.sleep(0.05)
+                applied = time.perf_counter() - start
+                start = time.perf_counter()
+                for q in range(args.queries):
+                    clients[0].search_batch(name, vectors[q:q + 1], k=10)
+                qps = args.queries / (time.perf_counter() - start)
+                results[name] = {"ingest_rows_per_s_acked": round(args.rows / acked),
+                                 "ingest_rows_per_s_all_nodes_applied": round(args.rows / applied),
+                                 "queries_per_s_k10": round(qps, 1)}
+                print(name, results[name], flush=True)
+            for c in clients:
+                c.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": args.rows, "dim": args.dim, "batch": args.batch,
+                                         "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""The daemon's backend in cluster mode: what :class:`~proximadb.service.unified.UnifiedAvroService` calls
+instead of the local :class:`~proximadb.storage.engine.Engine` when ``serve --cluster`` runs.
+
+:class:`ClusterEngine` offers the part of the Engine facade the service uses (create, list, get, drop a
+collection; ``collection(name)``; ``options``, ``catalog``, ``close``) and :class:`ClusterCollection` the
+part of a Collection (insert_payload, delete, delete_where, get, get_many, count, search_batch,
+stats, wal_stats). So the service and both protocols stay as they are; only the object behind them differs.
+
+- **Writes** are checked here as one node checks them (dimension, ids, vectors, metadata, timestamps;
+  an insert of an id that is live anywhere in the cluster is refused), routed by id to their shard,
+  appended to the shard's log, and acknowledged once JetStream acknowledged every part. The node records
+  the highest sequence it was acknowledged per shard.
+- **Reads** go to one replica of each shard: the local one when held here, else the holders in turn
+  (:mod:`proximadb.cluster.fanout`); a holder that fails or does not answer is passed over, and when no
+  holder answers the read fails with UnavailableError (503 / UNAVAILABLE). Every read first waits until
+  the replica applied the writes *this node* acknowledged: read-your-writes per node, the one
+  consistency level so far.
+- **Shard addressing.** A replica is reached by the name ``<collection>.s<shard>@<seq>`` (the local
+  collection of that shard, once it applied entry ``seq``) over the public REST API: the fan-out needs no
+  route of its own. Collections whose names carry ``@`` cannot be created, so the names cannot clash.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from proximadb.cluster.fanout import Fanout
+from proximadb.cluster.node import INCARNATION, ClusterNode, local_name, shard_log_name
+from proximadb.cluster.placement import shard_of
+from proximadb.cluster.shard_map import ShardMap
+from proximadb.codec.avro_batch import DecodedBatch
+from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.errors import (
+    CollectionNotFoundError,
+    RequestTimeoutError,
+    UnavailableError,
+    ValidationError,
+    VectorExistsError,
+    VectorNotFoundError,
+)
+from proximadb.storage.catalog import CollectionConfig
+from proximadb.storage.engine import Engine
+from proximadb.storage.metadata_check import metadata_sizes
+from proximadb.storage.operations import InsertOp
+from proximadb.storage.validation import (
+    MAX_METADATA_KEY_BYTES,
+    check_ids,
+    check_metadata,
+    check_timestamps,
+    check_vectors,
+    record_label,
+)
+
+SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)")
+MAX_SHARDS = 256
+DEFAULT_REPLICATION = 3  # replicas per shard when the create does not say: min(3, live nodes)
+WAIT_SECONDS = 30.0
+
+
+class ClusterEngine:
+    """See the module's documentation."""
+
+    clustered = True
+
+    def __init__(self, engine: Engine, node: ClusterNode) -> None:
+        self.local = engine
+        self.node = node
+        self.options = engine.options
+        self.fanout = Fanout(node)
+        self._acked: dict[str, int] = {}  # by shard log name
+        self._acked_lock = threading.Lock()
+
+    @property
+    def catalog(self) -> Any:
+        return self.local.catalog
+
+    def close(self) -> None:
+        self.fanout.close()
+        self.node.stop()
+        self.local.close()
+
+    # -- collections --
+
+    def create_collection(self, name: str, dimension: int, *, shards: Any = 1, replication_factor: Any = None,
+                          **settings: Any) -> dict[str, Any]:
+        if isinstance(name, str) and "@" in name:
+            raise ValidationError(f"collection name {name!r}: '@' is kept for shard addresses in cluster mode")
+        cfg = CollectionConfig.new(name, dimension, **settings)  # the same checks and messages as one node
+        limit = self.options.limits.max_dimension
+        if cfg.dimension > limit:
+            raise ValidationError(f"dimension {cfg.dimension} is over this server's max_dimension limit of {limit}")
+        live = len(self.node.membership.nodes()) if self.node.membership is not None else 1
+        rf = min(DEFAULT_REPLICATION, max(live, 1)) if replication_factor is None else replication_factor
+        for key, value, top in (("shards", shards, MAX_SHARDS), ("replication_factor", rf, 16)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise ValidationError(f"{key} must be an integer from 1 to {top}, not {value!r}")
+        self.node.create_collection(cfg.name, cfg.dimension, shards=shards, replication_factor=rf, **settings)
+        return self.get_collection(cfg.name)
+
+    def get_collection(self, name_or_uuid: str) -> dict[str, Any]:
+        shard_map = self.node.shard_map(name_or_uuid)
+        info = config_of(shard_map).to_dict()
+        info.update(uuid=shard_map.collection, shards=shard_map.shards,
+                    replication_factor=shard_map.replication_factor,
+                    placement=[list(r) for r in shard_map.replicas], epoch=shard_map.epoch)
+        return info
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        assert self.node.maps is not None
+        return [self.get_collection(m.collection) for m in self.node.maps.all()]
+
+    def update_collection(self, name_or_uuid: str, **changes: Any) -> dict[str, Any]:
+        raise UnavailableError("changing a collection's settings is not supported in cluster mode yet")
+
+    def delete_collection(self, name_or_uuid: str) -> None:
+        self.node.drop_collection(self.node.shard_map(name_or_uuid).collection)
+
+    def collection(self, name_or_uuid: str) -> Any:
+        address = SHARD_ADDRESS.fullmatch(name_or_uuid)
+        if address is not None:  # a peer's fan-out: this node's replica of one shard
+            return self.replica(address["name"], int(address["shard"]), int(address["seq"]))
+        return ClusterCollection(self, self.node.known_map(name_or_uuid).collection)
+
+    def replica(self, name: str, shard: int, seq: int, timeout: float = WAIT_SECONDS) -> Any:
+        """The local collection of ``name``'s shard, once it applied ``seq``; CollectionNotFoundError when this
+        node holds no replica of it (the caller tries another holder)."""
+        applier = self.node.replica_applier(name, shard)
+        if applier is None and shard in self.node.shard_map(name).shards_of(self.node.node.id):
+            self.node.sync()  # placed here since the last sync (a create or a move just now)
+            applier = self.node.replica_applier(name, shard)
+        if applier is None:
+            raise CollectionNotFoundError(f"node {self.node.node.id} holds no replica of {name!r} shard {shard}")
+        seq = self.node.serving_seq(name, shard, seq)
+        if seq and not applier.wait_for(seq, timeout):
+            raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {seq} within "
+                                      f"{timeout:g}s (applied {applier.applied_seq})")
+        return applier.collection
+
+    # -- acknowledged sequences (read-your-writes) --
+
+    def acked(self, shard_map: ShardMap, shard: int) -> int:
+        """The last sequence of the shard's log this node was acknowledged (by log: a re-made name starts at 0)."""
+        with self._acked_lock:
+            return self._acked.get(shard_log_name(shard_map, shard), 0)
+
+    def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
+        seq = self.node.append(shard_map, shard, payload)
+        with self._acked_lock:
+            key = shard_log_name(shard_map, shard)
+            self._acked[key] = max(self._acked.get(key, 0), seq)
+        return seq
+
+
+class ClusterCollection:
+    """One collection of the cluster, as the service sees a local Collection (see the module's documentation)."""
+
+    def __init__(self, owner: ClusterEngine, name: str) -> None:
+        self.owner = owner
+        self.name = name
+        self.shard_map = owner.node.known_map(name)
+        self.config = config_of(self.shard_map)
+
+    # -- writes --
+
+    def insert_payload(self, payload: bytes | bytearray | memoryview) -> list[str]:
+        _version, _op, batch = decode_payload(payload, expected_dim=self.config.dimension)
+        assert isinstance(batch, DecodedBatch)
+        op = batch.to_insert_op()
+        self._check_insert(op)
+        if not op.upsert:
+            existing = [r["id"] for r in self.get_many(op.ids, include_vectors=False)]
+            if existing:
+                shown = ", ".join(repr(i) for i in existing[:5])
+                more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+                raise VectorExistsError(f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to "
+                                        "replace them")
+        fresh = self._fresh_map()
+        for shard, rows in self._route(op.ids, fresh.shards).items():
+            expires = None if op.expires_at is None else op.expires_at[rows]
+            part = encode_insert(ids=[op.ids[r] for r in rows], vectors=op.vectors[rows],
+                                 metadata=[op.metadata[r] for r in rows], timestamps=op.timestamps[rows],
+                                 upsert=op.upsert, expires_at=expires)
+            self.owner.append(fresh, shard, part)
+        return list(op.ids)
+
+    def _check_insert(self, op: InsertOp) -> None:
+        """What a local collection checks before it logs an insert (storage/collection_writes.py), unstamped."""
+        n = len(op.ids)
+        limits = self.owner.options.limits
+        if n > limits.max_batch:
+            from proximadb.errors import PayloadTooLargeError
+
+            raise PayloadTooLargeError(f"batch of {n} records exceeds the server's max_batch limit of "
+                                       f"{limits.max_batch}")
+        check_ids(op.ids, max_bytes=limits.max_id_bytes)
+        check_vectors(op.vectors, record_label(op.ids), cosine=self.config.distance_metric == "cosine")
+        check_timestamps(op.timestamps, op.expires_at, op.ids)
+        sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)
+        for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
+            check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(check_ids(list(ids), allow_duplicates=True,
+                                           max_bytes=self.owner.options.limits.max_id_bytes)))
+        found = len(self.get_many(ids, include_vectors=False))  # what the delete removes, barring a race
+        fresh = self._fresh_map()
+        for shard, rows in self._route(ids, fresh.shards).items():
+            self.owner.append(fresh, shard, encode_payload("vector_delete",
+                                                               {"ids": [ids[r] for r in rows], "filter": None}))
+        return found
+
+    def delete_where(self, flt: Any) -> int:
+        """Every shard applies the filter at its log position; the count is the matches just before."""
+        import json
+
+        text = flt if isinstance(flt, str) else json.dumps(flt)
+        found = self.count(text)
+        fresh = self._fresh_map()
+        for shard in range(fresh.shards):
+            self.owner.append(fresh, shard, encode_payload("vector_delete", {"ids": [], "filter": text}))
+        return found
+
+    def update_metadata(self, id_: str, metadata: Any, *, replace: bool = False) -> dict[str, Any]:
+        """Merge (or with ``replace``, swap) a record's metadata: a ``vector_update`` entry on its shard's log,
+        stamped here, so every replica gives the record the same timestamp."""
+        limits = self.owner.options.limits
+        check_ids([id_], max_bytes=limits.max_id_bytes)
+        plain = check_metadata(metadata, f"id {id_!r}", limits.max_metadata_bytes)
+        if self.get(id_, include_vector=False) is None:
+            raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.name}")
+        datum = {"updates": [{"id": id_, "metadata": dict(plain), "replace": bool(replace)}],
+                 "timestamp": time.time_ns() // 1000}
+        fresh = self._fresh_map()
+        self.owner.append(fresh, shard_of(id_, fresh.shards), encode_payload("vector_update", datum))
+        record = self.get(id_, include_vector=False)  # this node's own write: read back once applied
+        if record is None:  # deleted meanwhile by another writer
+            raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.name}")
+        return record
+
+    # -- reads --
+
+    def get(self, id_: str, *, include_vector: bool = True) -> dict[str, Any] | None:
+        found = self.get_many([id_], include_vectors=include_vector)
+        return found[0] if found else None
+
+    def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
+        by_id: dict[str, dict[str, Any]] = {}
+        for shard, rows in self._route(ids).items():
+            part = [ids[r] for r in rows]
+            for record in self.owner.fanout.on_shard(
+                    self.name, shard, self.owner.acked(self.shard_map, shard),
+                    lambda c, part=part: c.get_many(part, include_vectors=include_vectors),  # type: ignore[misc]
+                    lambda client, addr, part=part: client.get_vectors(  # type: ignore[misc]
+                        addr, part, include_vectors=include_vectors)):
+                by_id[record["id"]] = record
+        return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+
+    def count(self, flt: Any = None) -> int:
+        return sum(self.owner.fanout.on_shard(self.name, shard, self.owner.acked(self.shard_map, shard),
+                                              lambda c: c.count(flt), lambda client, addr: client.count(addr, flt))
+                   for shard in range(self.shard_map.shards))
+
+    def search_batch(self, queries: Any, k: int, *, filter: Any = None, include_vectors: bool = False,
+                     include_metadata: bool = True, exact: bool = False, ef: int | None = None,
+                     nprobe: int | None = None, score_threshold: float | None = None,
+                     oversampling: float | None = None) -> list[list[dict[str, Any]]]:
+        """Every shard's top-k (its score_threshold applied there), merged by (distance, id)."""
+        options = {"filter": filter, "include_vectors": include_vectors, "include_metadata": include_metadata,
+                   "exact": exact, "ef": ef, "nprobe": nprobe, "score_threshold": score_threshold,
+                   "oversampling": oversampling}
+        matrix = np.asarray(queries, dtype=np.float32)
+        merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
+        for shard in range(self.shard_map.shards):
+            answers = self.owner.fanout.on_shard(
+                self.name, shard, self.owner.acked(self.shard_map, shard),
+                lambda c: c.search_batch(matrix, k, **options),
+                lambda client, addr: client.search_batch(addr, matrix, k,
+                                                         **{o: v for o, v in options.items() if v is not None}))
+            for row, hits in enumerate(answers):
+                merged[row].extend(hits)
+        return [sorted(hits, key=lambda h: (h["distance"], h["id"]))[:k] for hits in merged]
+
+    def scroll(self, *, limit: int = 100, cursor: str | None = None, filter: Any = None,
+               include_vectors: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+        """Records in ascending id order after ``cursor`` (the last id of the previous page, as on one node):
+        a page from every shard after the same cursor, merged by id."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
+        rows: list[dict[str, Any]] = []
+        more = False
+        for shard in range(self.shard_map.shards):
+            page, after = self.owner.fanout.on_shard(
+                self.name, shard, self.owner.acked(self.shard_map, shard),
+                lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
+                lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
+                                                   include_vectors=include_vectors))
+            rows.extend(page)
+            more = more or after is not None
+        rows.sort(key=lambda r: r["id"])
+        if len(rows) > limit or (more and len(rows) == limit):
+            return rows[:limit], rows[limit - 1]["id"]
+        return rows, None
+
+    def search_text(self, *_: Any, **__: Any) -> Any:
+        raise UnavailableError("text search is not supported in cluster mode yet")
+
+    def hybrid_search(self, *_: Any, **__: Any) -> Any:
+        raise UnavailableError("hybrid search is not supported in cluster mode yet")
+
+    def search_groups(self, *_: Any, **__: Any) -> Any:
+        raise UnavailableError("grouped search is not supported in cluster mode yet")
+
+    def recommend(self, *_: Any, **__: Any) -> Any:
+        raise UnavailableError("recommend is not supported in cluster mode yet")
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": self.name, "vector_count": self.count(), "shards": self.shard_map.shards,
+                "replication_factor": self.shard_map.replication_factor, "status": "green"}
+
+    def flush(self) -> None:
+        """Replicas checkpoint on their own schedule (applier.py); nothing to do for the whole collection."""
+
+    def compact(self) -> dict[str, Any]:
+        raise UnavailableError("on-demand compaction is not supported in cluster mode yet")
+
+    def wal_stats(self) -> dict[str, Any]:
+        return {}  # the log of record is JetStream's
+
+    def _fresh_map(self) -> ShardMap:
+        """The map as the servers hold it now, for a write (the node's copy may be a sync behind); the same
+        collection, or CollectionNotFoundError when it was dropped meanwhile."""
+        fresh = self.owner.node.shard_map(self.name)
+        if fresh.spec.get(INCARNATION) != self.shard_map.spec.get(INCARNATION):
+            self.shard_map = fresh  # dropped and made again since the node's last sync: write to the new one
+        return fresh
+
+    def _route(self, ids: Sequence[str], shards: int | None = None) -> dict[int, list[int]]:
+        groups: dict[int, list[int]] = {}
+        for row, record_id in enumerate(ids):
+            groups.setdefault(shard_of(str(record_id), shards or self.shard_map.shards), []).append(row)
+        return groups
+
+
+def config_of(shard_map: ShardMap) -> CollectionConfig:
+    """The collection's settings, as its map's spec holds them."""
+    spec = {k: v for k, v in shard_map.spec.items() if k != INCARNATION}
+    return CollectionConfig.new(shard_map.collection, int(spec.pop("dimension")), **spec)
+
+
+def shard_address(name: str, shard: int, seq: int) -> str:
+    return f"{local_name(name, shard)}@{seq}"
+
+
+__all__ = ["ClusterCollection", "ClusterEngine", "shard_address"]

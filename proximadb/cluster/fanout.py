@@ -1,0 +1,76 @@
+"""Reads of one shard, wherever a replica of it is: here, or on a peer over its REST API.
+
+:meth:`Fanout.on_shard` runs ``local(collection)`` on this node's replica when it holds one (after
+waiting for ``seq``), otherwise ``remote(client, address)`` against each live holder in turn, with
+``address`` = ``<collection>.s<shard>@<seq>`` (see :mod:`proximadb.cluster.backend`). A holder that
+does not answer, times out, is not serving, or has no replica yet is passed over; an answer that is an
+error of the request itself (a bad filter: ValidationError, ...) is the answer. When no holder answers:
+UnavailableError (HTTP 503 / gRPC UNAVAILABLE).
+
+Clients are the SDK's REST clients, one per peer address, kept for the node's life.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from proximadb.cluster.node import ClusterNode, local_name
+from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, UnavailableError
+
+log = logging.getLogger("proximadb.cluster")
+T = TypeVar("T")
+PEER_TIMEOUT = 40.0  # longer than a replica's wait for an entry (backend.WAIT_SECONDS)
+PASS_OVER = (UnavailableError, RequestTimeoutError, CollectionNotFoundError, OSError)
+
+
+class Fanout:
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    def client(self, rest_url: str) -> Any:
+        from proximadb.sdk import connect_rest
+
+        with self._lock:
+            if rest_url not in self._clients:
+                self._clients[rest_url] = connect_rest(rest_url, timeout=PEER_TIMEOUT, retries=0)
+            return self._clients[rest_url]
+
+    def on_shard(self, name: str, shard: int, seq: int, local: Callable[[Any], T],
+                 remote: Callable[[Any, str], T]) -> T:
+        me = self.node.node.id
+        shard_map = self.node.known_map(name)
+        holders = list(shard_map.replicas[shard]) if shard < len(shard_map.replicas) else []
+        applier = self.node.replica_applier(name, shard)
+        if applier is not None:
+            seq = self.node.serving_seq(name, shard, seq)
+            if seq and not applier.wait_for(seq, PEER_TIMEOUT):
+                raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {seq} in time "
+                                          f"(applied {applier.applied_seq})")
+            return local(applier.collection)
+        assert self.node.membership is not None
+        live = {n.id: n for n in self.node.membership.nodes()}
+        tried: list[str] = []
+        for holder in holders:
+            info = live.get(holder)
+            if holder == me or info is None or not info.rest:
+                continue
+            tried.append(holder)
+            try:
+                return remote(self.client(info.rest), f"{local_name(name, shard)}@{seq}")
+            except PASS_OVER as exc:
+                log.warning("cluster: %s shard %d on %s did not answer (%s); trying another replica",
+                            name, shard, holder, exc)
+        raise UnavailableError(f"collection {name!r}: no replica of shard {shard} answered "
+                               f"(holders {', '.join(holders) or 'none'}; tried {', '.join(tried) or 'none'})")
+

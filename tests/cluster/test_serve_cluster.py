@@ -1,0 +1,271 @@
+"""``proximadb dev-cluster`` and ``serve --cluster``, end to end: three NATS servers and three daemons, real
+processes started as a user would (``proximadb dev-cluster --nodes 3 DIR``), reached through cluster.json
+over REST and gRPC with the SDK. Answers are compared with a brute-force reference computed here.
+
+Consistency is read-your-writes per node: a read on another node than the writer's is polled until it
+sees the writes (wait_until), a read on the writer's node must see them at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _support import child_env, wait_until
+
+from proximadb.errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    UnavailableError,
+    ValidationError,
+    VectorExistsError,
+    VectorNotFoundError,
+)
+from proximadb.sdk import connect_grpc, connect_rest
+
+DIM = 8
+ROWS = 300
+WAIT = 60.0
+
+
+class DevCluster:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", "--nats", "3", "--cluster-ttl", "4",
+             str(directory)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True)
+        manifest = directory / "cluster.json"
+        wait_until("dev-cluster writes cluster.json", lambda: manifest.exists() or self.proc.poll() is not None,
+                   deadline=120)
+        assert self.proc.poll() is None, self.proc.communicate()[0]
+        self.doc: dict[str, Any] = json.loads(manifest.read_text())
+        self.clients: list[Any] = []
+
+    def rest(self, i: int) -> Any:
+        client = connect_rest(self.doc["nodes"][i]["rest"])
+        self.clients.append(client)
+        return client
+
+    def grpc(self, i: int) -> Any:
+        client = connect_grpc(self.doc["nodes"][i]["grpc"])
+        self.clients.append(client)
+        return client
+
+    def processes(self) -> list[int]:
+        """Every live process whose command line names the cluster's directory (daemons, NATS servers)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != self.proc.pid:
+                try:
+                    cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    state = (entry / "stat").read_text().split()[2]
+                except OSError:
+                    continue
+                if str(self.directory) in cmdline and state != "Z":
+                    found.append(int(entry.name))
+        return found
+
+    def stop(self) -> str:
+        for client in self.clients:
+            client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=120)
+        return out
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    running = DevCluster(tmp_path_factory.mktemp("devcluster"))
+    try:
+        yield running
+    finally:
+        running.stop()
+        for pid in running.processes():  # never leave processes behind, even when a test failed
+            os.kill(pid, signal.SIGKILL)
+
+
+def reference(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int]]:
+    d = ((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(-1)
+    return [list(np.argsort(row, kind="stable")[:k]) for row in d]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(14)
+    return [f"r{i}" for i in range(ROWS)], rng.normal(size=(ROWS, DIM)).astype(np.float32)
+
+
+def test_cluster_json_and_sharded_reads_on_every_node(cluster: DevCluster, data: tuple[list[str], np.ndarray]) -> None:
+    ids, vectors = data
+    assert [n["id"] for n in cluster.doc["nodes"]] == ["n1", "n2", "n3"] and len(cluster.doc["nats"]) == 3
+    n1 = cluster.rest(0)  # gRPC's CollectionInfo has no cluster fields (shards, placement) yet
+    for name, replicas in (("r3", 3), ("r2", 2)):
+        info = n1.create_collection(name, DIM, distance_metric="euclidean", shards=3, replication_factor=replicas)
+        assert (info["shards"], info["replication_factor"]) == (3, replicas)
+        assert n1.insert_vectors(name, ids=ids, vectors=vectors, metadatas=[{"i": i} for i in range(ROWS)])["count"] \
+            == ROWS
+        assert n1.count(name) == ROWS  # the writer's node reads its own writes at once
+    queries = vectors[:5] + np.float32(0.01)
+    want = [[ids[i] for i in row] for row in reference(vectors, queries, 7)]
+    for client in (cluster.grpc(1), cluster.rest(2), cluster.grpc(2), cluster.rest(1)):
+        for name in ("r3", "r2"):
+            wait_until(f"{name} replicated to {client.url}", lambda c=client, n=name: c.count(n) == ROWS, WAIT)
+            assert [[h["id"] for h in hits] for hits in client.search_batch(name, queries, k=7)] == want
+            got = client.get_vectors(name, ["r5", "missing", "r250"])
+            assert [g["id"] for g in got] == ["r5", "r250"]
+            assert np.array_equal(np.asarray(got[0]["vector"], dtype=np.float32), vectors[5])
+            assert got[1]["metadata"] == {"i": 250}
+            assert client.count(name, {"i": {"$lt": 10}}) == 10
+    assert sorted(c["name"] for c in cluster.rest(2).list_collections()) == ["r2", "r3"]
+    for client in (cluster.rest(2), cluster.grpc(1)):  # scroll: every shard's rows, merged in id order
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = client.scroll("r2", limit=64, cursor=cursor, filter={"i": {"$gte": 20}})
+            seen.extend(r["id"] for r in page)
+            if cursor is None:
+                break
+        assert seen == sorted(ids[20:])
+
+
+def test_bad_input_gets_typed_errors_and_changes_nothing(cluster: DevCluster) -> None:
+    for client in (cluster.rest(1), cluster.grpc(2)):
+        with pytest.raises(CollectionExistsError):
+            client.create_collection("r3", DIM, shards=3)
+        with pytest.raises(ValidationError):
+            client.create_collection("bad", DIM, shards=0)
+        with pytest.raises(ValidationError):
+            client.create_collection("bad", 0)
+        with pytest.raises(CollectionNotFoundError):
+            client.count("nope")
+        with pytest.raises(ValidationError):
+            client.insert_vectors("r3", ids=["x1"], vectors=np.zeros((1, DIM + 1), dtype=np.float32))
+        with pytest.raises(ValidationError):
+            client.insert_vectors("r3", ids=["x1"], vectors=np.full((1, DIM), np.nan, dtype=np.float32))
+        with pytest.raises(VectorExistsError):
+            client.insert_vectors("r3", ids=["r1"], vectors=np.zeros((1, DIM), dtype=np.float32))
+        with pytest.raises(ValidationError):
+            client.search_batch("r2", np.zeros((1, DIM + 2), dtype=np.float32), k=3)
+        with pytest.raises(ValidationError):
+            client.count("r2", {"i": {"$bogus": 1}})
+        with pytest.raises(UnavailableError):  # not built for cluster mode yet: a typed refusal, not a 500
+            client.search_text("r3", "words")
+        with pytest.raises(ValidationError):
+            client.scroll("r3", limit=0)
+        with pytest.raises(UnavailableError):
+            client.search_text("r3", "words")
+        assert client.count("r3") == ROWS and client.get_vectors("r3", ["x1"]) == []
+        assert "bad" not in [c["name"] for c in client.list_collections()]
+
+
+def test_deletes_are_read_by_the_writer_at_once(cluster: DevCluster) -> None:
+    n3 = cluster.rest(2)
+    n3.create_collection("del", DIM, shards=2, replication_factor=2)
+    vectors = np.random.default_rng(3).normal(size=(40, DIM)).astype(np.float32)
+    n3.insert_vectors("del", ids=[f"d{i}" for i in range(40)], vectors=vectors,
+                      metadatas=[{"even": i % 2 == 0} for i in range(40)])
+    assert n3.delete_vectors("del", ["d1", "d3", "nope"]) == 2
+    assert n3.count("del") == 38 and n3.get_vectors("del", ["d1", "d2"])[0]["id"] == "d2"
+    n3.update_vector("del", "d2", metadata={"even": True, "tag": "x"})  # merged, over both protocols below
+    assert n3.get_vectors("del", ["d2"])[0]["metadata"] == {"even": True, "tag": "x"}
+    g2 = cluster.grpc(1)
+    wait_until("n2 sees the update", lambda: g2.get_vectors("del", ["d2"])[0]["metadata"].get("tag") == "x", WAIT)
+    g2.update_vector("del", "d2", metadata={"even": True}, replace=True)
+    assert g2.get_vectors("del", ["d2"])[0]["metadata"] == {"even": True}
+    with pytest.raises(VectorNotFoundError):
+        g2.update_vector("del", "d1", metadata={"a": 1})
+    wait_until("n3 sees n2's update", lambda: n3.get_vectors("del", ["d2"])[0]["metadata"] == {"even": True}, WAIT)
+    assert n3.delete_vectors("del", filter={"even": True}) == 20
+    assert n3.count("del") == 18
+    n3.delete_collection("del")
+    with pytest.raises(CollectionNotFoundError):
+        n3.count("del")
+    # The same name again, at once: a new collection with new logs; no node serves the old rows.
+    n3.create_collection("del", DIM, shards=2, replication_factor=3)
+    n3.insert_vectors("del", ids=["new"], vectors=vectors[:1])
+    for client in (n3, cluster.rest(0), cluster.grpc(1)):
+        wait_until(f"{client.url} sees the new 'del'", lambda c=client: c.count("del") == 1, WAIT)
+        assert [r["id"] for r in client.scroll("del")[0]] == ["new"]
+    n3.delete_collection("del")
+
+
+def test_sigkill_one_daemon_reads_go_on_from_the_others(cluster: DevCluster,
+                                                        data: tuple[list[str], np.ndarray]) -> None:
+    ids, vectors = data
+    victim = cluster.doc["nodes"][2]
+    os.killpg(victim["pid"], signal.SIGKILL)  # the daemon's master and worker: a crash
+    queries = vectors[10:13]
+    want = [[ids[i] for i in row] for row in reference(vectors, queries, 5)]
+    n1 = cluster.rest(0)
+    # At once, while n3 still counts as live: its shards are read from their other holders.
+    assert n1.count("r2") == ROWS
+    assert [[h["id"] for h in hits] for hits in n1.search_batch("r2", queries, k=5)] == want
+    wait_until("the placement moved off n3",
+               lambda: all("n3" not in holders for holders in n1.get_collection("r2")["placement"]), WAIT)
+    for client in (n1, cluster.grpc(1)):
+        for name in ("r3", "r2"):  # r2: some shards had n3 as one of two holders; the other answers
+            assert client.count(name) == ROWS
+            assert [[h["id"] for h in hits] for hits in client.search_batch(name, queries, k=5)] == want
+            assert len(client.get_vectors(name, ids, include_vectors=False)) == ROWS
+
+
+def test_dev_cluster_stops_everything_on_sigterm(cluster: DevCluster) -> None:
+    assert cluster.processes()  # the daemons and NATS servers, before
+    out = cluster.stop()
+    assert cluster.proc.returncode == 0, out
+    assert cluster.processes() == [], out
+    assert not (cluster.directory / "cluster.json").exists()
+
+
+def test_one_node_accepts_one_shard_and_refuses_more(tmp_path: Path) -> None:
+    """Without --cluster, shards and replication_factor of 1 are accepted (and ignored), more refused."""
+    from _daemon import Daemon
+
+    with Daemon(tmp_path / "data") as daemon:
+        for client in (connect_rest(daemon.rest_url), connect_grpc(daemon.grpc_target)):
+            with client:
+                with pytest.raises(ValidationError, match="cluster mode"):
+                    client.create_collection(f"c{client.protocol}", DIM, shards=2)
+                with pytest.raises(ValidationError, match="cluster mode"):
+                    client.create_collection(f"c{client.protocol}", DIM, replication_factor=3)
+                info = client.create_collection(f"c{client.protocol}", DIM, shards=1, replication_factor=1)
+                assert info["dimension"] == DIM and "shards" not in info
+
+
+def test_serve_refuses_an_incomplete_cluster_configuration(tmp_path: Path) -> None:
+    """--cluster without --node-id, or with a URL that is not NATS: a one-line error, nothing started."""
+    for extra in ([], ["--node-id", "n1", "--cluster", "http://x:1"], ["--node-id", "bad id"]):
+        args = ["--cluster", "nats://127.0.0.1:1", *extra] if "--cluster" not in extra else extra
+        done = subprocess.run([sys.executable, "-m", "proximadb", "serve", "--data-dir", str(tmp_path / "d"), *args],
+                              capture_output=True, text=True, env=child_env(), timeout=60)
+        assert done.returncode != 0 and "Error:" in done.stderr, done.stderr
+        assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_dev_cluster_restarted_on_its_directory_keeps_the_data(tmp_path: Path) -> None:
+    """Stop the whole cluster with SIGTERM and start it again on the same directory (new ports): the
+    collections and their rows are there, on every node."""
+    first = DevCluster(tmp_path / "dc")
+    client = first.rest(0)
+    client.create_collection("keep", DIM, shards=2, replication_factor=2)
+    client.insert_vectors("keep", ids=[f"k{i}" for i in range(50)], vectors=np.ones((50, DIM), np.float32))
+    first.stop()
+    assert first.processes() == []
+    second = DevCluster(tmp_path / "dc")
+    try:
+        for i in range(3):
+            node = second.rest(i)
+            wait_until(f"node {i} serves 'keep'", lambda n=node: n.count("keep") == 50, WAIT)
+    finally:
+        second.stop()
+    assert second.processes() == []
