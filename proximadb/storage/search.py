@@ -151,6 +151,10 @@ class SearchPath(CollectionState):
         """(m, k) rows and distances, padded with -1 / inf. A thread team costs more than one query."""
         if len(queries) >= 4:
             return distance.topk_batch(queries, base, k, self._metric, mask=mask)
+        if len(queries) == 1:  # the common single query: its lists as they come (padded only when short)
+            rows, d = distance.topk(queries[0], base, k, self._metric, mask=mask)
+            if len(rows) == k:
+                return rows.astype(np.int64, copy=False)[None, :], d[None, :]
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         dist = np.full((len(queries), k), np.inf, dtype=np.float32)
         for qi, q in enumerate(queries):
@@ -183,7 +187,7 @@ class SearchPath(CollectionState):
 
     def _hit(self, owner: Any, row: int, raw: float, with_vector: bool, with_metadata: bool) -> dict[str, Any]:
         if self._metric == "l2":
-            dist = float(np.sqrt(max(raw, 0.0)))
+            dist = math.sqrt(raw) if raw > 0.0 else 0.0
             score = 1.0 / (1.0 + dist)
         elif self._metric == "cosine":
             dist = raw
