@@ -11,6 +11,7 @@ payload (:meth:`insert_records`). Records and hits come back as dicts whose
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,13 @@ from proximadb.codec.avro_batch import encode_vector_batch
 from proximadb.codec.framing import decode_frame, encode_frame
 from proximadb.codec.payload import decode_payload, encode_insert
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
-from proximadb.errors import PayloadTooLargeError, UnknownOperationError, ValidationError, VectorNotFoundError
+from proximadb.errors import (
+    PayloadTooLargeError,
+    ProximaDBError,
+    UnknownOperationError,
+    ValidationError,
+    VectorNotFoundError,
+)
 from proximadb.limits import Limits
 from proximadb.service.admission import DEFAULT_MAX_CONCURRENT, DEFAULT_REQUEST_TIMEOUT, Admission
 from proximadb.service.metrics import Metrics
@@ -48,6 +55,8 @@ from proximadb.service.requests import (
 from proximadb.storage.engine import Engine
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.validation import check_timestamp
+
+log = logging.getLogger("proximadb.service")
 
 RECORDS_WRITTEN = "proximadb_records_written_total"  # the dashboard's ingest rate (proximadb/dashboard/static)
 QUERIES = "proximadb_search_queries_total"  # its query rate
@@ -105,10 +114,16 @@ class UnifiedAvroService:
                 for t in progress.running()]
 
     def _per_collection(self, read: Any) -> list[tuple[tuple[tuple[str, str], ...], float]]:
+        """One sample per collection; a collection that cannot be read now (in cluster mode: a shard with
+        no reachable holder) is left out of this scrape and logged, so /metrics itself keeps answering."""
         out: list[tuple[tuple[tuple[str, str], ...], float]] = []
         for info in self.engine.list_collections():
-            col = self.engine.collection(info["uuid"])
-            out.append(((("collection", info["name"]),), float(read(col))))
+            try:
+                value = float(read(self.engine.collection(info["uuid"])))
+            except ProximaDBError as exc:
+                log.warning("metrics: collection %r left out of this scrape: %s", info["name"], exc)
+                continue
+            out.append(((("collection", info["name"]),), value))
         return out
 
     # ------------------------------------------------------------------ health

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,19 @@ def test_sigkill_one_daemon_reads_go_on_from_the_others(cluster: DevCluster,
                                                         data: tuple[list[str], np.ndarray]) -> None:
     ids, vectors = data
     victim = cluster.doc["nodes"][2]
+    lone = cluster.rest(0)  # one copy of each shard: the one on n3 has no other holder while n3 is down
+    lone.create_collection("lone", DIM, shards=3, replication_factor=1)
+    lone.insert_vectors("lone", ids=ids[:30], vectors=vectors[:30])
+    assert n3_holds_a_shard(lone.get_collection("lone")["placement"])
     os.killpg(victim["pid"], signal.SIGKILL)  # the daemon's master and worker: a crash
+    # /metrics keeps answering: the collection that cannot be counted now is left out of the scrape.
+    with urllib.request.urlopen(cluster.doc["nodes"][0]["rest"] + "/metrics", timeout=60) as answer:
+        scrape = answer.read().decode()
+    counted = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+               for line in scrape.splitlines() if line.startswith("proximadb_vectors{")}
+    # "lone" is left out while its shard on n3 has no holder (or, should the placement already have
+    # moved, counted whole by the new holder).
+    assert counted["r3"] == ROWS and counted.get("lone", 30) == 30, scrape
     queries = vectors[10:13]
     want = [[ids[i] for i in row] for row in reference(vectors, queries, 5)]
     n1 = cluster.rest(0)
@@ -216,6 +229,10 @@ def test_sigkill_one_daemon_reads_go_on_from_the_others(cluster: DevCluster,
             assert client.count(name) == ROWS
             assert [[h["id"] for h in hits] for hits in client.search_batch(name, queries, k=5)] == want
             assert len(client.get_vectors(name, ids, include_vectors=False)) == ROWS
+
+
+def n3_holds_a_shard(placement: list[list[str]]) -> bool:
+    return any("n3" in holders for holders in placement)
 
 
 def test_dev_cluster_stops_everything_on_sigterm(cluster: DevCluster) -> None:
