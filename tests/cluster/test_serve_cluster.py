@@ -108,10 +108,14 @@ def data() -> tuple[list[str], np.ndarray]:
 def test_cluster_json_and_sharded_reads_on_every_node(cluster: DevCluster, data: tuple[list[str], np.ndarray]) -> None:
     ids, vectors = data
     assert [n["id"] for n in cluster.doc["nodes"]] == ["n1", "n2", "n3"] and len(cluster.doc["nats"]) == 3
-    n1 = cluster.rest(0)  # gRPC's CollectionInfo has no cluster fields (shards, placement) yet
+    n1 = cluster.rest(0)
     for name, replicas in (("r3", 3), ("r2", 2)):
         info = n1.create_collection(name, DIM, distance_metric="euclidean", shards=3, replication_factor=replicas)
         assert (info["shards"], info["replication_factor"]) == (3, replicas)
+        assert len(info["placement"]) == 3 and all(len(set(h)) == replicas for h in info["placement"])
+        over_grpc = cluster.grpc(0).get_collection(name)  # the same shard map over both protocols
+        assert {k: over_grpc[k] for k in ("shards", "replication_factor", "placement", "epoch")} == \
+            {k: n1.get_collection(name)[k] for k in ("shards", "replication_factor", "placement", "epoch")}
         assert n1.insert_vectors(name, ids=ids, vectors=vectors, metadatas=[{"i": i} for i in range(ROWS)])["count"] \
             == ROWS
         assert n1.count(name) == ROWS  # the writer's node reads its own writes at once

@@ -176,6 +176,11 @@ def collection_to_proto(info: Mapping[str, Any]) -> pb.CollectionInfo:
         msg.vector_count = int(info["vector_count"])
     if info.get("default_ttl_seconds") is not None:
         msg.default_ttl_seconds = int(info["default_ttl_seconds"])
+    for key in ("shards", "replication_factor", "epoch"):  # cluster mode
+        if info.get(key) is not None:
+            setattr(msg, key, int(info[key]))
+    for holders in info.get("placement") or ():
+        msg.placement.add(nodes=list(holders))
     return msg
 
 
@@ -197,6 +202,11 @@ def collection_from_proto(msg: pb.CollectionInfo) -> dict[str, Any]:
     }
     if msg.HasField("vector_count"):
         out["vector_count"] = msg.vector_count
+    for key in ("shards", "replication_factor", "epoch"):  # cluster mode
+        if msg.HasField(key):
+            out[key] = getattr(msg, key)
+    if msg.placement:
+        out["placement"] = [list(h.nodes) for h in msg.placement]
     return out
 
 
