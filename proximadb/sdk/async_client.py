@@ -152,6 +152,7 @@ class AsyncClient:
         default_ttl_seconds: int | None = None,
         quantization: dict[str, Any] | None = None,
         exist_ok: bool = False,
+        text_analyzer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
         (CollectionConfigMismatchError when they differ)."""
@@ -159,6 +160,7 @@ class AsyncClient:
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
             default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
+            text_analyzer=text_analyzer,
         ))
 
     async def get_or_create_collection(

@@ -159,6 +159,7 @@ def create_collection(
     default_ttl_seconds: int | None = None,
     quantization: dict[str, Any] | None = None,
     exist_ok: bool = False,
+    text_analyzer: dict[str, Any] | None = None,
 ) -> Plan[dict[str, Any]]:
     """Create the collection; its description. With ``exist_ok``, a collection of that name with the same
     dimension and distance metric is returned as it is (its other settings are not compared); another
@@ -177,6 +178,8 @@ def create_collection(
         body["description"] = description
     if default_ttl_seconds is not None:  # rows written without expires_at expire this long after the write
         body["default_ttl_seconds"] = default_ttl_seconds
+    if text_analyzer is not None:  # full-text search's analyzer (storage/catalog.py: validate_text_analyzer)
+        body["text_analyzer"] = text_analyzer
     try:  # with exist_ok, repeating the create is harmless: a second attempt finds the first's collection
         return (yield Call("create_collection", (body,), safe=exist_ok))
     except CollectionExistsError:

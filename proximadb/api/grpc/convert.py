@@ -114,6 +114,9 @@ def create_request(req: pb.CreateCollectionRequest) -> CreateCollection:
         settings["description"] = req.description
     if req.HasField("default_ttl_seconds"):
         settings["default_ttl_seconds"] = req.default_ttl_seconds
+    text_analyzer = parse_json(req.text_analyzer_json, "text_analyzer_json")
+    if text_analyzer is not None:
+        settings["text_analyzer"] = text_analyzer
     return CreateCollection(req.name, req.dimension, settings)
 
 
@@ -131,6 +134,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
         raise ValidationError(f"default_ttl_seconds must be a positive integer of seconds or None, not {ttl!r}")
     index_params = settings.get("index_params")
+    text_analyzer = settings.get("text_analyzer")
     return build(
         pb.CreateCollectionRequest,
         "collection body",
@@ -142,6 +146,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
         filterable_metadata_fields=settings.get("filterable_metadata_fields"),
         description=settings.get("description"),
         default_ttl_seconds=ttl,
+        text_analyzer_json=None if text_analyzer is None else dump_json(text_analyzer, "text_analyzer"),
     )
 
 
@@ -164,6 +169,8 @@ def collection_to_proto(info: Mapping[str, Any]) -> pb.CollectionInfo:
         msg.vector_count = int(info["vector_count"])
     if info.get("default_ttl_seconds") is not None:
         msg.default_ttl_seconds = int(info["default_ttl_seconds"])
+    if info.get("text_analyzer") is not None:
+        msg.text_analyzer_json = json.dumps(info["text_analyzer"], separators=(",", ":"))
     return msg
 
 
@@ -183,6 +190,8 @@ def collection_from_proto(msg: pb.CollectionInfo) -> dict[str, Any]:
         "schema_version": msg.schema_version,
         "default_ttl_seconds": msg.default_ttl_seconds if msg.HasField("default_ttl_seconds") else None,
     }
+    if msg.text_analyzer_json:
+        out["text_analyzer"] = json.loads(msg.text_analyzer_json)
     if msg.HasField("vector_count"):
         out["vector_count"] = msg.vector_count
     return out
