@@ -32,11 +32,10 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProximaDBAPI]
         client: ProximaDBAPI = proximadb.connect_embedded(tmp_path / "data", fsync="never")
     else:
         d: Daemon = request.getfixturevalue("daemon")
-        client = proximadb.connect_grpc(d.grpc_target) if request.param == "grpc" else proximadb.connect_rest(d.rest_url)
-    try:
+        grpc = request.param == "grpc"
+        client = proximadb.connect_grpc(d.grpc_target) if grpc else proximadb.connect_rest(d.rest_url)
+    with client:
         yield client
-    finally:
-        client.close()
 
 
 def test_setting_created_used_updated_and_bad_values_refused(db: ProximaDBAPI, request: pytest.FixtureRequest) -> None:
