@@ -71,6 +71,7 @@ class ProximaDBAPI(abc.ABC):
         default_ttl_seconds: int | None = None,
         quantization: dict[str, Any] | None = None,
         exist_ok: bool = False,
+        text_analyzer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection; its description. ``exist_ok=True``: a collection of that name with the same
         dimension and distance metric is returned as it is; another dimension or metric raises

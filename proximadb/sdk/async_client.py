@@ -154,6 +154,7 @@ class AsyncClient:
         exist_ok: bool = False,
         shards: int | None = None,
         replication_factor: int | None = None,
+        text_analyzer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
         (CollectionConfigMismatchError when they differ). ``shards`` and ``replication_factor``: cluster mode
@@ -163,6 +164,7 @@ class AsyncClient:
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
             default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
             shards=shards, replication_factor=replication_factor,
+            text_analyzer=text_analyzer,
         ))
 
     async def get_or_create_collection(

@@ -161,6 +161,7 @@ def create_collection(
     exist_ok: bool = False,
     shards: int | None = None,
     replication_factor: int | None = None,
+    text_analyzer: dict[str, Any] | None = None,
 ) -> Plan[dict[str, Any]]:
     """Create the collection; its description. With ``exist_ok``, a collection of that name with the same
     dimension and distance metric is returned as it is (its other settings are not compared); another
@@ -183,6 +184,8 @@ def create_collection(
         body["shards"] = shards
     if replication_factor is not None:
         body["replication_factor"] = replication_factor
+    if text_analyzer is not None:  # full-text search's analyzer (storage/catalog.py: validate_text_analyzer)
+        body["text_analyzer"] = text_analyzer
     try:  # with exist_ok, repeating the create is harmless: a second attempt finds the first's collection
         return (yield Call("create_collection", (body,), safe=exist_ok))
     except CollectionExistsError:

@@ -119,6 +119,7 @@ class ProximaDBClient(ProximaDBAPI):
         exist_ok: bool = False,
         shards: int | None = None,
         replication_factor: int | None = None,
+        text_analyzer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
         (CollectionConfigMismatchError when they differ). ``shards`` and ``replication_factor``: cluster mode
@@ -128,6 +129,7 @@ class ProximaDBClient(ProximaDBAPI):
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
             default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
             shards=shards, replication_factor=replication_factor,
+            text_analyzer=text_analyzer,
         ))
 
     def get_collection(self, name: str) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def _check_id_list(ids: Any) -> list[str]:
 # ---------------------------------------------------------------- collections
 
 _COLLECTION_SETTINGS = ("distance_metric", "indexing_algorithm", "index_params", "filterable_metadata_fields",
-                        "description", "default_ttl_seconds")
+                        "description", "default_ttl_seconds", "text_analyzer")
 CLUSTER_SETTINGS = ("shards", "replication_factor")  # cluster mode only (serve --cluster)
 
 

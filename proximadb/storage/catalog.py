@@ -32,6 +32,7 @@ from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 from proximadb.errors import CorruptionError, ValidationError
 from proximadb.index import quantization, registry
 from proximadb.storage.docfile import read_doc, write_doc
+from proximadb.text.analyzer import Analyzer
 
 CATALOG_NAME = "catalog.pxdb"
 CATALOG_FORMAT = 1
@@ -42,6 +43,9 @@ ALGORITHMS = ("flat", *registry.KINDS)
 MAX_DIMENSION = 65536
 MAX_DESCRIPTION = 4096
 MAX_TTL_SECONDS = 100 * 366 * 24 * 3600  # a century: now + ttl stays a valid timestamp until year 9899
+MAX_STOP_WORDS = 10000
+MAX_STOP_WORD_LENGTH = 256
+TEXT_ANALYZER_KEYS = ("lowercase", "stopwords", "stemmer")
 
 # index_params accepted per algorithm: name -> (min, max), from the index registry
 INDEX_PARAMS: dict[str, dict[str, tuple[int, int]]] = {
@@ -102,6 +106,9 @@ class CollectionConfig:
     # Rows written without expires_at expire this many seconds after the write (storage/expiry.py);
     # None: they never expire. Absent in catalogs written before it existed: None.
     default_ttl_seconds: int | None = None
+    # The analyzer of full-text search (proximadb/text/analyzer.py: Analyzer.settings()). Absent in
+    # catalogs written before it existed: the default analyzer (lowercase, English stop words, no stemmer).
+    text_analyzer: dict[str, Any] = field(default_factory=lambda: default_text_analyzer())
 
     @classmethod
     def new(
@@ -114,6 +121,7 @@ class CollectionConfig:
         filterable_metadata_fields: object = None,
         description: object = None,
         default_ttl_seconds: object = None,
+        text_analyzer: object = None,
     ) -> CollectionConfig:
         now = time.time()
         cfg = cls(
@@ -129,6 +137,7 @@ class CollectionConfig:
         cfg.filterable_metadata_fields = _fields(filterable_metadata_fields)
         cfg.description = _description(description)
         cfg.default_ttl_seconds = _ttl(default_ttl_seconds)
+        cfg.text_analyzer = validate_text_analyzer(text_analyzer)
         return cfg
 
     def updated(self, changes: dict[str, Any]) -> CollectionConfig:
@@ -148,6 +157,8 @@ class CollectionConfig:
                 data[key] = _description(value)
             elif key == "default_ttl_seconds":
                 data[key] = _ttl(value)
+            elif key == "text_analyzer":
+                data[key] = validate_text_analyzer(value)
             else:
                 raise ValidationError(f"unknown collection field {key!r}")
         data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"])
@@ -156,6 +167,43 @@ class CollectionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def default_text_analyzer() -> dict[str, Any]:
+    return Analyzer().settings()
+
+
+def validate_text_analyzer(value: object) -> dict[str, Any]:
+    """``text_analyzer``: an object of lowercase (bool), stopwords ("english", a list of words, or null) and
+    stemmer (null or a PyStemmer language); a key left out keeps its default; null: the default analyzer.
+    Returns the settings as stored (Analyzer.settings(): stop words lowercased when lowercase, sorted)."""
+    if value is None:
+        return default_text_analyzer()
+    if not isinstance(value, dict):
+        raise ValidationError(f"text_analyzer must be an object of {', '.join(TEXT_ANALYZER_KEYS)}")
+    unknown = set(value) - set(TEXT_ANALYZER_KEYS)
+    if unknown:
+        raise ValidationError(f"text_analyzer: unknown setting(s) {', '.join(sorted(map(str, unknown)))} "
+                              f"(allowed: {', '.join(TEXT_ANALYZER_KEYS)})")
+    if "lowercase" in value and not isinstance(value["lowercase"], bool):
+        raise ValidationError("text_analyzer.lowercase must be true or false")
+    stopwords = value.get("stopwords", "english")
+    if isinstance(stopwords, list):
+        if len(stopwords) > MAX_STOP_WORDS:
+            raise ValidationError(f"text_analyzer.stopwords: at most {MAX_STOP_WORDS} words, not {len(stopwords)}")
+        if not all(isinstance(w, str) and 0 < len(w) <= MAX_STOP_WORD_LENGTH for w in stopwords):
+            raise ValidationError(f"text_analyzer.stopwords must be a list of non-empty strings of at most "
+                                  f"{MAX_STOP_WORD_LENGTH} characters")
+    elif stopwords is not None and stopwords != "english":
+        raise ValidationError(f"text_analyzer.stopwords must be \"english\", a list of words or null, "
+                              f"not {stopwords!r}")
+    stemmer = value.get("stemmer")
+    if stemmer is not None and not isinstance(stemmer, str):
+        raise ValidationError(f"text_analyzer.stemmer must be a language name or null, not {stemmer!r}")
+    try:
+        return Analyzer.from_settings(dict(value)).settings()
+    except ValidationError as exc:
+        raise ValidationError(f"text_analyzer: {exc}") from exc
 
 
 def _choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:

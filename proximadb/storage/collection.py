@@ -83,7 +83,7 @@ from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Oper
 from proximadb.storage.query_shapes import QueryShapesPath, check_score_threshold
 from proximadb.storage.segment import Segment, segment_dir_name
 from proximadb.storage.segment_writer import DEFAULT_CHUNK_ROWS
-from proximadb.storage.text_search import DEFAULT_ANALYZER, check_text
+from proximadb.storage.text_search import check_text
 from proximadb.storage.validation import (
     check_ids,
     check_k,
@@ -491,12 +491,12 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
                     include_metadata: bool = True, analyzer: Any = None,
                     score_threshold: float | None = None) -> list[dict[str, Any]]:
         """BM25 top-k over the records' ``document`` text (storage/text_search.py), best first; the
-        filter applies inside. ``analyzer``: a proximadb.text.analyzer.Analyzer (default: lowercase,
-        English stop words, no stemming). Hits: id, score (BM25), metadata. ``score_threshold``: only
+        filter applies inside. ``analyzer``: a proximadb.text.analyzer.Analyzer (default: the collection's
+        ``text_analyzer`` setting). Hits: id, score (BM25), metadata. ``score_threshold``: only
         hits with score >= it (BM25 is never negative, nor may the threshold be)."""
         check_k(k, self.options.limits.max_k)
         threshold = check_score_threshold(score_threshold, distance_metric=True)
-        hits = self._search_text(check_text(text), k, compile_filter(filter), analyzer or DEFAULT_ANALYZER,
+        hits = self._search_text(check_text(text), k, compile_filter(filter), analyzer or self.collection_analyzer(),
                                  include_metadata)
         return hits if threshold is None else [h for h in hits if h["score"] >= threshold]
 

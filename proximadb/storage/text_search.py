@@ -8,8 +8,11 @@ So the text is as durable as the rest of the record (WAL, segments) and its inde
 - a **segment**'s BM25 index (:class:`proximadb.text.bm25.Bm25Index`, compiled postings) is built
   from its rows' documents the first time a text search reaches it and saved beside the segment
   (``text.idx``, a derived file: text_index_file.py), so a reopen maps it; it is kept in memory
-  while the segment exists (segment rows never change; their deletions are a mask). An analyzer
-  other than the default gets an index built in memory only;
+  while the segment exists (segment rows never change; their deletions are a mask). The saved index
+  is the one of the **collection's analyzer** (the ``text_analyzer`` setting, storage/catalog.py); a
+  changed setting finds a text.idx made with other settings, rebuilds it at the next text search and
+  saves it again. An analyzer named by one call (``analyzer=``) other than the collection's gets an
+  index built in memory only;
 - the **memtable** (and a sealed memtable a flush is writing) is indexed per query from the
   snapshot's documents: correct at every instant, and a cost proportional to the unflushed rows.
 
@@ -53,12 +56,21 @@ class TextSearchPath(SearchPath):
     """BM25 and hybrid search (public entries: Collection.search_text, Collection.hybrid_search), on the
     vector search path's planner."""
 
+    def collection_analyzer(self) -> Analyzer:
+        """The analyzer of the collection's ``text_analyzer`` setting (kept while the setting is unchanged)."""
+        settings = self.config.text_analyzer  # type: ignore[attr-defined]
+        found: tuple[dict[str, Any], Analyzer] | None = self.__dict__.get("_analyzer")
+        if found is None or found[0] != settings:
+            found = (settings, Analyzer.from_settings(dict(settings)))
+            self.__dict__["_analyzer"] = found
+        return found[1]
+
     def _segment_text_index(self, seg: Any, analyzer: Analyzer) -> Bm25Index:
         cache: dict[tuple[int, str], Bm25Index] = self.__dict__.setdefault("_text_indexes", {})
         key = (seg.id, repr(analyzer.settings()))
         found = cache.get(key)
         if found is None:
-            found = self._load_or_build(seg, analyzer)
+            found = self._load_or_build(seg, analyzer, saved=analyzer == self.collection_analyzer())
             live = {s.id for s in self.segments}
             for old in [k for k in cache if k[0] not in live]:  # segments compacted away
                 del cache[old]
@@ -66,12 +78,11 @@ class TextSearchPath(SearchPath):
         return found
 
     @staticmethod
-    def _load_or_build(seg: Any, analyzer: Analyzer) -> Bm25Index:
-        """The default analyzer's index is mapped from the segment's text.idx, or built and saved there;
-        another analyzer's is built in memory only."""
+    def _load_or_build(seg: Any, analyzer: Analyzer, *, saved: bool) -> Bm25Index:
+        """The collection analyzer's index (``saved``) is mapped from the segment's text.idx, or built and
+        saved there; another analyzer's is built in memory only."""
         path = seg.path / text_index_file.FILE_NAME
         source_crc = int(seg.descriptor["files"]["meta.avro"]["crc32c"])
-        saved = analyzer == DEFAULT_ANALYZER
         if saved:
             try:
                 return text_index_file.load_index(path, source_crc, analyzer, seg.rows)

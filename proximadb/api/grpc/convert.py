@@ -118,6 +118,9 @@ def create_request(req: pb.CreateCollectionRequest) -> CreateCollection:
     for key in CLUSTER_SETTINGS:
         if req.HasField(key):
             settings[key] = getattr(req, key)
+    text_analyzer = parse_json(req.text_analyzer_json, "text_analyzer_json")
+    if text_analyzer is not None:
+        settings["text_analyzer"] = text_analyzer
     return CreateCollection(req.name, req.dimension, settings)
 
 
@@ -135,6 +138,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
         raise ValidationError(f"default_ttl_seconds must be a positive integer of seconds or None, not {ttl!r}")
     index_params = settings.get("index_params")
+    text_analyzer = settings.get("text_analyzer")
     return build(
         pb.CreateCollectionRequest,
         "collection body",
@@ -147,6 +151,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
         description=settings.get("description"),
         default_ttl_seconds=ttl,
         **{key: _count(settings[key], key) for key in CLUSTER_SETTINGS if settings.get(key) is not None},
+        text_analyzer_json=None if text_analyzer is None else dump_json(text_analyzer, "text_analyzer"),
     )
 
 
@@ -181,6 +186,8 @@ def collection_to_proto(info: Mapping[str, Any]) -> pb.CollectionInfo:
             setattr(msg, key, int(info[key]))
     for holders in info.get("placement") or ():
         msg.placement.add(nodes=list(holders))
+    if info.get("text_analyzer") is not None:
+        msg.text_analyzer_json = json.dumps(info["text_analyzer"], separators=(",", ":"))
     return msg
 
 
@@ -200,6 +207,8 @@ def collection_from_proto(msg: pb.CollectionInfo) -> dict[str, Any]:
         "schema_version": msg.schema_version,
         "default_ttl_seconds": msg.default_ttl_seconds if msg.HasField("default_ttl_seconds") else None,
     }
+    if msg.text_analyzer_json:
+        out["text_analyzer"] = json.loads(msg.text_analyzer_json)
     if msg.HasField("vector_count"):
         out["vector_count"] = msg.vector_count
     for key in ("shards", "replication_factor", "epoch"):  # cluster mode

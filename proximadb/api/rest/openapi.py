@@ -75,6 +75,12 @@ def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[st
 _COLLECTION = _path_param("collection", "collection name or uuid")
 _ID = _path_param("id", "vector id (may contain '/')")
 _OBJ = {"type": "object"}
+# full-text search's analyzer (storage/catalog.py: validate_text_analyzer); null: the default
+_ANALYZER = {"type": ["object", "null"], "additionalProperties": False, "properties": {
+    "lowercase": {"type": "boolean"},
+    "stopwords": {"oneOf": [{"const": "english"}, {"type": "array", "items": {"type": "string", "minLength": 1}},
+                            {"type": "null"}]},
+    "stemmer": {"type": ["string", "null"], "description": "a PyStemmer language, e.g. english"}}}
 _TTL = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TTL_SECONDS,
         "description": "rows written without expires_at expire this many seconds after the write; null: never"}
 _FILTER = {"description": "metadata filter: an object, or the same as JSON text",
@@ -119,18 +125,21 @@ SCHEMAS: dict[str, Any] = {
                        "description": "cluster mode (serve --cluster); one node accepts only 1"},
             "replication_factor": {"type": "integer", "minimum": 1,
                                    "description": "cluster mode; default min(3, live nodes); one node accepts only 1"},
+            "text_analyzer": _ANALYZER,
         },
     },
     "CollectionUpdate": {
         "type": "object",
         "properties": {"indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]}, "index_params": _OBJ,
                        "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
-                       "description": {"type": ["string", "null"]}, "default_ttl_seconds": _TTL},
+                       "description": {"type": ["string", "null"]}, "default_ttl_seconds": _TTL,
+                       "text_analyzer": _ANALYZER},
     },
     "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "uuid": {"type": "string"},
                                                     "dimension": {"type": "integer"},
                                                     "vector_count": {"type": "integer"},
-                                                    "default_ttl_seconds": _TTL}},
+                                                    "default_ttl_seconds": _TTL,
+                                                    "text_analyzer": _ANALYZER}},
     "CollectionStats": {"type": "object", "description": "statistics of the collection's storage", "properties": {
         "status": {"type": "string", "enum": ["green", "yellow"],
                    "description": "green: every live row is searched through an index and no build is queued"},
