@@ -79,3 +79,37 @@ def test_fan_out_works_with_keys_and_keyless_clients_are_refused(cluster: KeyedC
             keyless.search("keyed", vectors[0], k=5)
     with connect_rest(nodes[1]["rest"], api_key="wrong-key") as wrong, pytest.raises(AuthenticationError):
         wrong.count("keyed")
+
+
+def test_one_client_over_several_nodes_survives_sigkill_of_its_node(cluster: KeyedCluster) -> None:
+    nodes = cluster.doc["nodes"]
+    rng = np.random.default_rng(15)
+    ids, vectors = [f"w{i}" for i in range(40)], rng.normal(size=(40, DIM)).astype(np.float32)
+    order = [nodes[2], nodes[0], nodes[1]]  # the client starts on n3
+    with connect_grpc([n["grpc"] for n in order], api_key=KEY) as client, \
+            connect_rest([n["rest"] for n in order], api_key=KEY) as rest:
+        client.create_collection("spread", DIM, distance_metric="euclidean", shards=2, replication_factor=3)
+        client.insert_vectors("spread", ids=ids, vectors=vectors)
+        for c in (client, rest):
+            wait_until(f"replicated to {c.url}", lambda c=c: c.count("spread") == 40, 60)
+        assert client.url.endswith(nodes[2]["grpc"]) and rest.url == nodes[2]["rest"]
+        os.killpg(nodes[2]["pid"], signal.SIGKILL)
+        wait_until("n3 gone", lambda: not Path(f"/proc/{nodes[2]['pid']}/stat").exists()
+                   or Path(f"/proc/{nodes[2]['pid']}/stat").read_text().split()[2] == "Z", 30)
+        for c in (client, rest):
+            assert [h["id"] for h in c.search("spread", vectors[7], k=1)] == ["w7"]
+            assert c.url != order[0]["grpc"] and not c.url.endswith(order[0]["grpc"])
+            assert not c.url.endswith(order[0]["rest"])
+
+
+def test_no_node_answering_is_one_typed_error_naming_every_address() -> None:
+    from proximadb.cluster.nats_servers import free_port
+    from proximadb.errors import UnavailableError
+
+    addresses = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    with pytest.raises(UnavailableError) as caught:
+        connect_rest(addresses, retries=0, timeout=2)
+    assert all(a in str(caught.value) for a in addresses)
+    with pytest.raises(UnavailableError) as caught:
+        connect_grpc([a.removeprefix("http://") for a in addresses], retries=0, timeout=2)
+    assert all(a.removeprefix("http://") in str(caught.value) for a in addresses)
