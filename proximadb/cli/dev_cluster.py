@@ -36,9 +36,12 @@ READY_TIMEOUT = 120.0
 STOP_GRACE = 40.0
 
 
-def _ready(rest: str) -> bool:
+def _ready(rest: str, api_key: str | None = None) -> bool:
+    request = urllib.request.Request(f"{rest}/ready")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(f"{rest}/ready", timeout=2) as answer:
+        with urllib.request.urlopen(request, timeout=2) as answer:
             return bool(answer.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -121,7 +124,7 @@ def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: flo
                 if proc.poll() is not None:
                     raise click.ClickException(f"node {node_id} exited with {proc.returncode}; see "
                                                f"{directory / node_id / 'daemon.log'}")
-                if node_id in waiting and _ready(rest):
+                if node_id in waiting and _ready(rest, api_key):
                     waiting.discard(node_id)
             if time.monotonic() > deadline:
                 raise click.ClickException(f"nodes {', '.join(sorted(waiting))} not ready in {READY_TIMEOUT:g}s")
