@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,9 +36,12 @@ READY_TIMEOUT = 120.0
 STOP_GRACE = 40.0
 
 
-def _ready(rest: str) -> bool:
+def _ready(rest: str, api_key: str | None = None) -> bool:
+    request = urllib.request.Request(f"{rest}/ready")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(f"{rest}/ready", timeout=2) as answer:
+        with urllib.request.urlopen(request, timeout=2) as answer:
             return bool(answer.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -64,14 +68,19 @@ def _stop_daemon(proc: subprocess.Popen[bytes], grace: float) -> None:
               help="NATS JetStream servers (one cluster; 3 keep every write on a quorum of disks)")
 @click.option("--cluster-ttl", type=float, default=10.0, show_default=True,
               help="Seconds without a heartbeat before a node counts as gone")
-def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: float) -> None:
+@click.option("--api-key", "api_key", default=None, metavar="KEY", envvar="PROXIMADB_DEV_CLUSTER_API_KEY",
+              help="Require this read-write API key on every node (env PROXIMADB_DEV_CLUSTER_API_KEY); "
+                   "the nodes get a random shared PROXIMADB_CLUSTER_KEY for their fan-out")
+def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: float, api_key: str | None) -> None:
     """Run a local cluster in DIRECTORY: NATS servers and N `proximadb serve --cluster` daemons on 127.0.0.1.
 
     Prints each node's REST and gRPC address and writes DIRECTORY/cluster.json once every node is
     ready (ids, addresses, pids, NATS URLs). Each daemon keeps its data under DIRECTORY/<id>/data and
-    its log in DIRECTORY/<id>/daemon.log. Stops everything on Ctrl-C or SIGTERM. Data stays, so running
+    its log in DIRECTORY/<id>/daemon.log. With --api-key every node requires that key and the nodes share a
+    random PROXIMADB_CLUSTER_KEY for reads between them. Stops everything on Ctrl-C or SIGTERM. Data stays, so running
     it again on the same DIRECTORY brings the same cluster back (new ports).
     """
+    from proximadb.cluster.fanout import CLUSTER_KEY_ENV
     from proximadb.cluster.nats_servers import NatsCluster, free_port
 
     stop = threading.Event()
@@ -87,6 +96,10 @@ def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: flo
     manifest.unlink(missing_ok=True)
     nats = NatsCluster(directory / "nats", nats_servers)
     daemons: list[tuple[str, subprocess.Popen[bytes], str, str]] = []
+    env = dict(os.environ)
+    if api_key:
+        env["PROXIMADB_API_KEYS"] = api_key  # not on the command line, where ps shows it
+        env[CLUSTER_KEY_ENV] = secrets.token_urlsafe(32)
     try:
         nats.start()
         urls = ",".join(nats.urls)
@@ -101,7 +114,7 @@ def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: flo
                 proc = subprocess.Popen(
                     [sys.executable, "-P", "-m", "proximadb", "serve", "--cluster", urls, "--node-id", node_id,
                      "--host", "127.0.0.1", "--rest-port", str(rest_port), "--grpc-port", str(grpc_port),
-                     "--data-dir", str(home / "data"), "--cluster-ttl", str(cluster_ttl)],
+                     "--data-dir", str(home / "data"), "--cluster-ttl", str(cluster_ttl)], env=env,
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=home)
             daemons.append((node_id, proc, f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"))
         deadline = time.monotonic() + READY_TIMEOUT
@@ -111,7 +124,7 @@ def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: flo
                 if proc.poll() is not None:
                     raise click.ClickException(f"node {node_id} exited with {proc.returncode}; see "
                                                f"{directory / node_id / 'daemon.log'}")
-                if node_id in waiting and _ready(rest):
+                if node_id in waiting and _ready(rest, api_key):
                     waiting.discard(node_id)
             if time.monotonic() > deadline:
                 raise click.ClickException(f"nodes {', '.join(sorted(waiting))} not ready in {READY_TIMEOUT:g}s")

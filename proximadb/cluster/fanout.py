@@ -7,12 +7,17 @@ does not answer, times out, is not serving, or has no replica yet is passed over
 error of the request itself (a bad filter: ValidationError, ...) is the answer. When no holder answers:
 UnavailableError (HTTP 503 / gRPC UNAVAILABLE).
 
-Clients are the SDK's REST clients, one per peer address, kept for the node's life.
+Clients are the SDK's REST clients, one per peer address, kept for the node's life. They present the
+cluster key, ``PROXIMADB_CLUSTER_KEY`` from the daemon's environment (a secret shared by every node, never
+on a command line): with it set, each clustered daemon also accepts it as a *read-only* API key
+(:meth:`proximadb.server.auth.KeyStore.from_config`), so fan-out works when the nodes require API keys;
+fan-out calls are reads only.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,7 +28,13 @@ from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, Unava
 log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
 PEER_TIMEOUT = 40.0  # longer than a replica's wait for an entry (backend.WAIT_SECONDS)
+CLUSTER_KEY_ENV = "PROXIMADB_CLUSTER_KEY"
 PASS_OVER = (UnavailableError, RequestTimeoutError, CollectionNotFoundError, OSError)
+
+
+def cluster_key() -> str | None:
+    """The key nodes present to each other (``PROXIMADB_CLUSTER_KEY``), or None when unset or empty."""
+    return os.environ.get(CLUSTER_KEY_ENV, "").strip() or None
 
 
 class Fanout:
@@ -43,7 +54,8 @@ class Fanout:
 
         with self._lock:
             if rest_url not in self._clients:
-                self._clients[rest_url] = connect_rest(rest_url, timeout=PEER_TIMEOUT, retries=0)
+                self._clients[rest_url] = connect_rest(rest_url, timeout=PEER_TIMEOUT, retries=0,
+                                                        api_key=cluster_key())
             return self._clients[rest_url]
 
     def on_shard(self, name: str, shard: int, seq: int, local: Callable[[Any], T],

@@ -15,6 +15,11 @@ verified by default, against the system CAs or ``ca_file`` (a PEM bundle);
 
 ``client.protocol`` says which is in use.
 
+Several nodes (a cluster): give a list of addresses, ``connect_grpc(["h1:5679", "h2:5679"])``,
+``connect_rest(["http://h1:5678", ...])`` or ``connect([...])`` (REST when every address is
+``http(s)://``, gRPC otherwise). The client uses the first and moves to the next when a node does not
+answer (:mod:`proximadb.sdk.failover`).
+
 asyncio: ``await connect_async(url)`` (or ``async with connect_async(url) as client``) gives an
 :class:`~proximadb.sdk.async_client.AsyncClient` with the same methods as coroutines, chosen by
 the same rules; ``connect_async_grpc`` / ``connect_async_rest`` force one protocol
@@ -23,7 +28,8 @@ the same rules; ``connect_async_grpc`` / ``connect_async_rest`` force one protoc
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from proximadb.errors import AuthenticationError, PermissionDeniedError, ProximaDBError
 from proximadb.sdk.async_client import AsyncClient, connect_async, connect_async_grpc, connect_async_rest
@@ -40,25 +46,40 @@ __all__ = [
 ]
 
 
-def connect_grpc(target: str = DEFAULT_GRPC, *, timeout: float = 30.0, api_key: str | None = None,
+def connect_grpc(target: str | Sequence[str] = DEFAULT_GRPC, *, timeout: float = 30.0, api_key: str | None = None,
                  tls: bool = False, ca_file: str | None = None, **client_options: Any) -> ProximaDBClient:
     """A client over gRPC (``host:port``, ``grpc://host:port``, or ``grpcs://host:port`` for TLS).
 
     ``tls=True`` (implied by ``ca_file`` or ``grpcs://``) verifies the server against ``ca_file`` or the system CAs.
+    A list of targets: one client that moves to the next node when one does not answer.
     """
     from proximadb.sdk.grpc_transport import GrpcTransport
 
-    transport = GrpcTransport(target, timeout=timeout, api_key=_api_key(api_key), tls=tls, ca_file=ca_file)
-    return _client(transport, client_options)
+    def make(one: str) -> Transport:
+        return GrpcTransport(one, timeout=timeout, api_key=_api_key(api_key), tls=tls, ca_file=ca_file)
+
+    return _client(_transport(target, make), client_options)
 
 
-def connect_rest(url: str = DEFAULT_REST, *, timeout: float = 30.0, api_key: str | None = None,
+def connect_rest(url: str | Sequence[str] = DEFAULT_REST, *, timeout: float = 30.0, api_key: str | None = None,
                  ca_file: str | None = None, verify: bool = True, **client_options: Any) -> ProximaDBClient:
-    """A client over REST (``http://host:port`` or ``https://host:port``; ``ca_file``/``verify`` for https)."""
+    """A client over REST (``http://host:port`` or ``https://host:port``; ``ca_file``/``verify`` for https).
+
+    A list of URLs: one client that moves to the next node when one does not answer."""
     from proximadb.sdk.rest_transport import RestTransport
 
-    transport = RestTransport(url, timeout=timeout, api_key=_api_key(api_key), ca_file=ca_file, verify=verify)
-    return _client(transport, client_options)
+    def make(one: str) -> Transport:
+        return RestTransport(one, timeout=timeout, api_key=_api_key(api_key), ca_file=ca_file, verify=verify)
+
+    return _client(_transport(url, make), client_options)
+
+
+def _transport(where: str | Sequence[str], make: Any) -> Transport:
+    if isinstance(where, str):
+        return cast(Transport, make(where))
+    from proximadb.sdk.failover import FailoverTransport
+
+    return cast(Transport, FailoverTransport(where, make))
 
 
 def _client(transport: Transport, client_options: dict[str, Any]) -> ProximaDBClient:
@@ -86,9 +107,17 @@ def _grpc_answers(target: str, api_key: str | None, tls: bool = False, ca_file: 
         probe.close()
 
 
-def connect(url: str | None = None, *, timeout: float = 30.0, api_key: str | None = None,
+def connect(url: str | Sequence[str] | None = None, *, timeout: float = 30.0, api_key: str | None = None,
             ca_file: str | None = None, **client_options: Any) -> ProximaDBClient:
-    """gRPC preferred, REST as the fallback; see the module docstring (the rules: :func:`calls.route`)."""
+    """gRPC preferred, REST as the fallback; see the module docstring (the rules: :func:`calls.route`).
+
+    A list of addresses: REST when every one is ``http(s)://``, gRPC otherwise, moving to the next node
+    when one does not answer (:mod:`proximadb.sdk.failover`)."""
+    if url is not None and not isinstance(url, str):
+        urls = list(url)
+        if urls and all(u.startswith(("http://", "https://")) for u in urls):
+            return connect_rest(urls, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
+        return connect_grpc(urls, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
     plan = route(url, ca_file)
     rest: ProximaDBClient | None = None
     try:

@@ -121,6 +121,12 @@ class KeyStore:
             entries.extend((role, sealed(k)[len(DIGEST_PREFIX):]) for k in keys)
         if config.api_key_file is not None:
             entries.extend(load_key_file(config.api_key_file))
+        if entries and getattr(config, "cluster", None):
+            from proximadb.cluster.fanout import cluster_key  # peers' fan-out reads (see that module)
+
+            key = cluster_key()
+            if key is not None:
+                entries.append((READ_ONLY, sealed(key)[len(DIGEST_PREFIX):]))
         return cls(entries)
 
     @property

@@ -1,0 +1,115 @@
+"""Cluster mode with API keys, end to end (issue #14): ``proximadb dev-cluster --api-key KEY`` runs real
+NATS servers and daemons that all require KEY; reads through a node that holds only some shards fan out
+to the others with the nodes' shared PROXIMADB_CLUSTER_KEY. A client without a key is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _support import child_env, wait_until
+
+from proximadb.errors import AuthenticationError
+from proximadb.sdk import connect_grpc, connect_rest
+
+DIM = 8
+ROWS = 120
+KEY = "test-cluster-admin-key-14"
+
+
+class KeyedCluster:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", "--nats", "1", "--cluster-ttl", "4",
+             "--api-key", KEY, str(directory)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True)
+        manifest = directory / "cluster.json"
+        wait_until("dev-cluster writes cluster.json", lambda: manifest.exists() or self.proc.poll() is not None,
+                   deadline=120)
+        assert self.proc.poll() is None, self.proc.communicate()[0]
+        self.doc: dict[str, Any] = json.loads(manifest.read_text())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.communicate(timeout=120)
+        for node in self.doc["nodes"]:  # never leave a daemon behind
+            try:
+                os.killpg(node["pid"], signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedCluster]:
+    running = KeyedCluster(tmp_path_factory.mktemp("keyed"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_fan_out_works_with_keys_and_keyless_clients_are_refused(cluster: KeyedCluster) -> None:
+    rng = np.random.default_rng(14)
+    ids, vectors = [f"v{i}" for i in range(ROWS)], rng.normal(size=(ROWS, DIM)).astype(np.float32)
+    nodes = cluster.doc["nodes"]
+    with connect_rest(nodes[0]["rest"], api_key=KEY) as n1:
+        info = n1.create_collection("keyed", DIM, distance_metric="euclidean", shards=3, replication_factor=1)
+        assert all(len(h) == 1 for h in info["placement"])  # no node holds every shard
+        assert n1.insert_vectors("keyed", ids=ids, vectors=vectors)["count"] == ROWS
+    query = vectors[:3] + np.float32(0.01)
+    d = ((query[:, None, :] - vectors[None, :, :]) ** 2).sum(-1)
+    want = [[ids[i] for i in np.argsort(row, kind="stable")[:5]] for row in d]
+    for client in (connect_rest(nodes[1]["rest"], api_key=KEY), connect_grpc(nodes[2]["grpc"], api_key=KEY)):
+        with client:
+            wait_until(f"every shard answers through {client.url}", lambda c=client: c.count("keyed") == ROWS, 60)
+            assert [[h["id"] for h in hits] for hits in client.search_batch("keyed", query, k=5)] == want
+    for keyless in (connect_rest(nodes[1]["rest"], api_key=""), connect_grpc(nodes[2]["grpc"], api_key="")):
+        with keyless, pytest.raises(AuthenticationError):
+            keyless.search("keyed", vectors[0], k=5)
+    with connect_rest(nodes[1]["rest"], api_key="wrong-key") as wrong, pytest.raises(AuthenticationError):
+        wrong.count("keyed")
+
+
+def test_one_client_over_several_nodes_survives_sigkill_of_its_node(cluster: KeyedCluster) -> None:
+    nodes = cluster.doc["nodes"]
+    rng = np.random.default_rng(15)
+    ids, vectors = [f"w{i}" for i in range(40)], rng.normal(size=(40, DIM)).astype(np.float32)
+    order = [nodes[2], nodes[0], nodes[1]]  # the client starts on n3
+    with connect_grpc([n["grpc"] for n in order], api_key=KEY) as client, \
+            connect_rest([n["rest"] for n in order], api_key=KEY) as rest:
+        client.create_collection("spread", DIM, distance_metric="euclidean", shards=2, replication_factor=3)
+        client.insert_vectors("spread", ids=ids, vectors=vectors)
+        for c in (client, rest):
+            wait_until(f"replicated to {c.url}", lambda c=c: c.count("spread") == 40, 60)
+        assert client.url.endswith(nodes[2]["grpc"]) and rest.url == nodes[2]["rest"]
+        os.killpg(nodes[2]["pid"], signal.SIGKILL)
+        wait_until("n3 gone", lambda: not Path(f"/proc/{nodes[2]['pid']}/stat").exists()
+                   or Path(f"/proc/{nodes[2]['pid']}/stat").read_text().split()[2] == "Z", 30)
+        for c in (client, rest):
+            assert [h["id"] for h in c.search("spread", vectors[7], k=1)] == ["w7"]
+            assert c.url != order[0]["grpc"] and not c.url.endswith(order[0]["grpc"])
+            assert not c.url.endswith(order[0]["rest"])
+
+
+def test_no_node_answering_is_one_typed_error_naming_every_address() -> None:
+    from proximadb.cluster.nats_servers import free_port
+    from proximadb.errors import UnavailableError
+
+    addresses = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    with pytest.raises(UnavailableError) as caught:
+        connect_rest(addresses, retries=0, timeout=2)
+    assert all(a in str(caught.value) for a in addresses)
+    with pytest.raises(UnavailableError) as caught:
+        connect_grpc([a.removeprefix("http://") for a in addresses], retries=0, timeout=2)
+    assert all(a.removeprefix("http://") in str(caught.value) for a in addresses)
