@@ -32,7 +32,8 @@ class KeyedCluster:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", "--nats", "1", "--cluster-ttl", "4",
              "--api-key", KEY, str(directory)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True,
+            cwd=str(directory))  # not the source tree: python -m would import its uncompiled package
         manifest = directory / "cluster.json"
         wait_until("dev-cluster writes cluster.json", lambda: manifest.exists() or self.proc.poll() is not None,
                    deadline=120)
