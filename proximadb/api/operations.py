@@ -129,12 +129,15 @@ SEARCH_TEXT = _read("search_text", "SearchText", ("POST", _C + "/search_text"))
 HYBRID_SEARCH = _read("hybrid_search", "HybridSearch", ("POST", _C + "/hybrid_search"))
 SEARCH_GROUPS = _read("search_groups", "SearchGroups", ("POST", _C + "/search_groups"))
 RECOMMEND = _read("recommend", "Recommend", ("POST", _C + "/recommend"))
+# Between cluster nodes only (proximadb/cluster/snapshot.py): a read, so the read-only cluster key may ask.
+REPLICA_SNAPSHOT = Operation("replica_snapshot", Kind.READ, (("GET", "/cluster/replicas/{replica}/snapshot"),),
+                             idempotent=True)
 
 OPERATIONS: tuple[Operation, ...] = (
     HEALTH, READY, METRICS, OPENAPI, DASHBOARD,
     LIST_COLLECTIONS, GET_COLLECTION, STATS, CREATE_COLLECTION, UPDATE_COLLECTION, DELETE_COLLECTION, COMPACT, FLUSH,
     INSERT, MUTATE, GET, SCROLL, COUNT, SEARCH, SEARCH_BATCH, SEARCH_TEXT, HYBRID_SEARCH,
-    SEARCH_GROUPS, RECOMMEND,
+    SEARCH_GROUPS, RECOMMEND, REPLICA_SNAPSHOT,
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -57,6 +57,10 @@ from proximadb.errors import ProximaDBError
               help="Cluster mode: the host peers and clients reach this node at [default: --host]")
 @click.option("--cluster-ttl", type=float,
               help="Cluster mode: seconds without a heartbeat before a node counts as gone [default 10]")
+@click.option("--cluster-log-retain", type=int, metavar="ENTRIES",
+              help="Cluster mode: entries each shard log keeps below what every replica has checkpointed, so a "
+                   "replica that was away briefly catches up from the log rather than a peer's snapshot "
+                   "[default 10000]")
 def serve(config_file: Path | None, **flags: object) -> None:
     """Run the ProximaDB daemon: REST on 127.0.0.1:5678 and gRPC on 127.0.0.1:5679.
 

@@ -16,8 +16,9 @@ entry being applied, checkpoints (unless told not to) and joins the thread.
 Failures: a log that does not answer (:class:`~proximadb.errors.LogUnavailableError`, after
 the log's own retries) is retried after a pause, indefinitely: a replica waits out an outage.
 Entries the replica no longer finds because the log was purged below its position stop the
-applier with :class:`~proximadb.errors.SnapshotRequiredError` (bootstrapping from a peer's
-snapshot is not built yet). A checkpoint that fails (disk full) is logged and tried again at the
+applier with :class:`~proximadb.errors.SnapshotRequiredError`: the node then installs a peer's
+snapshot (proximadb/cluster/snapshot.py) and starts a new applier from it. A log that was deleted
+(its collection dropped) stops it quietly. A checkpoint that fails (disk full) is logged and tried again at the
 next one; a collection closed under it stops it quietly. Any other failure stops it; ``error``
 holds it, and ``wait_for`` raises it rather than wait for entries that will not come.
 """
@@ -28,8 +29,14 @@ import logging
 import threading
 import time
 
-from proximadb.cluster.shard_log import LogPurgedError, ShardLog
-from proximadb.errors import EngineClosedError, LogUnavailableError, SnapshotRequiredError, StorageError
+from proximadb.cluster.shard_log import LogDeletedError, LogPurgedError, ShardLog
+from proximadb.errors import (
+    CollectionNotFoundError,
+    EngineClosedError,
+    LogUnavailableError,
+    SnapshotRequiredError,
+    StorageError,
+)
 from proximadb.storage.collection import Collection
 
 log = logging.getLogger("proximadb.cluster")
@@ -129,9 +136,12 @@ class ShardApplier:
             self.error = SnapshotRequiredError(
                 f"collection {self.collection.config.name}: this replica has applied the shard log up to "
                 f"{self.position.last_seq}, but the log no longer holds the entries after it ({exc}): the replica "
-                f"must be bootstrapped from a peer's snapshot (not built yet); the applier stopped"
+                f"must be bootstrapped from a peer's snapshot; the applier stopped"
             )
-            log.error("%s", self.error)
+            log.info("%s", self.error)
+        except LogDeletedError as exc:
+            self.error = CollectionNotFoundError(f"collection {self.collection.config.name}: {exc}")
+            log.info("applier %s stopped: %s", self.collection.config.name, exc)
         except BaseException as exc:
             self.error = exc
             log.exception("applier %s stopped at applied sequence %d", self.collection.config.name,

@@ -22,10 +22,13 @@ stats, wal_stats). So the service and both protocols stay as they are; only the 
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,7 @@ from proximadb.cluster.fanout import Fanout
 from proximadb.cluster.node import INCARNATION, ClusterNode, local_name, shard_log_name
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.shard_map import ShardMap
+from proximadb.cluster.snapshot import snapshot_stream
 from proximadb.codec.avro_batch import DecodedBatch
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.errors import (
@@ -58,6 +62,8 @@ from proximadb.storage.validation import (
 )
 
 SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)")
+log = logging.getLogger("proximadb.cluster")
+REPLICA_NAME = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)")
 MAX_SHARDS = 256
 DEFAULT_REPLICATION = 3  # replicas per shard when the create does not say: min(3, live nodes)
 WAIT_SECONDS = 30.0
@@ -155,6 +161,23 @@ class ClusterEngine:
             key = shard_log_name(shard_map, shard)
             self._acked[key] = max(self._acked.get(key, 0), seq)
         return seq
+
+    # -- snapshots for peers --
+
+    def replica_snapshot(self, replica: str) -> tuple[dict[str, Any], Iterator[bytes]]:
+        """The snapshot of this node's replica ``<collection>.s<shard>`` (proximadb/cluster/snapshot.py), at a
+        checkpoint taken now; CollectionNotFoundError when no replica of it runs here."""
+        address = REPLICA_NAME.fullmatch(replica)
+        applier = None if address is None else self.node.replica_applier(address["name"], int(address["shard"]))
+        if applier is None:
+            raise CollectionNotFoundError(f"node {self.node.node.id} runs no replica {replica!r}")
+        applier.collection.flush()  # the checkpoint: everything applied so far is in the files
+        description = str(self.local.get_collection(replica).get("description") or "")
+        stage = self.local.data_dir / f".snapshot-out-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        doc, chunks = snapshot_stream(applier.collection.directory, stage, replica, description)
+        log.info("cluster: %s sends a snapshot of %s at entry %d (%d files, %d bytes)", self.node.node.id, replica,
+                 doc["checkpoint_seq"], len(doc["files"]), sum(f["bytes"] for f in doc["files"].values()))
+        return doc, chunks
 
 
 class ClusterCollection:

@@ -9,14 +9,16 @@ that stops cleanly deletes its key at once (:meth:`Membership.leave`).
 A value is JSON, UTF-8::
 
     {"id": "n1", "rest": "http://127.0.0.1:5678", "grpc": "127.0.0.1:5679", "started_at": 1764934800.5,
-     "applied": {"docs/0": 1520, "docs/1": 1498}}
+     "applied": {"docs/0": 1520, "docs/1": 1498}, "checkpointed": {"docs/0": 1400, "docs/1": 1400}}
 
 ``started_at`` (seconds since the epoch) changes when a node restarts, which tells a restart
 from a node that merely missed a beat. ``applied`` is, per replica the node runs
 (``<collection>/<shard>``), the last log sequence it had applied at the beat: what
-``proximadb cluster status`` shows as each replica's lag. The bucket's ``ttl`` is the one of the first node that
-created it (a bucket's configuration is not changed by the nodes that open it). Node ids use
-letters, digits, ``-`` and ``_``.
+``proximadb cluster status`` shows as each replica's lag. ``checkpointed`` is, per replica, the last
+sequence its local files hold (the manifest's checkpoint): the log may be purged below the lowest
+of every holder's (proximadb/cluster/retention.py). Both are absent in beats of older nodes.
+The bucket's ``ttl`` is the one of the first node that created it (a bucket's configuration is
+not changed by the nodes that open it). Node ids use letters, digits, ``-`` and ``_``.
 
 The heartbeat runs in a daemon thread; a beat that fails (the servers are electing or out of
 reach) is logged and tried again at the next period: the node drops out of the list if that
@@ -49,17 +51,20 @@ class NodeInfo:
     grpc: str
     started_at: float
     applied: Mapping[str, int] = field(default_factory=dict)
+    checkpointed: Mapping[str, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         doc = asdict(self)
         doc["applied"] = dict(self.applied)
+        doc["checkpointed"] = dict(self.checkpointed)
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> NodeInfo:
         doc = json.loads(raw)
         return cls(str(doc["id"]), str(doc["rest"]), str(doc["grpc"]), float(doc["started_at"]),
-                   {str(k): int(v) for k, v in (doc.get("applied") or {}).items()})
+                   {str(k): int(v) for k, v in (doc.get("applied") or {}).items()},
+                   {str(k): int(v) for k, v in (doc.get("checkpointed") or {}).items()})
 
 
 def live_nodes(session: NatsSession) -> list[NodeInfo]:
@@ -89,7 +94,7 @@ class Membership:
     """This node's heartbeat, and the live nodes as the bucket shows them."""
 
     def __init__(self, session: NatsSession, node: NodeInfo, *, ttl: float = 10.0, replicas: int = 3,
-                 report: Callable[[], Mapping[str, int]] | None = None) -> None:
+                 report: Callable[[], Mapping[str, Mapping[str, int]]] | None = None) -> None:
         check_node_id(node.id)
         if ttl < 1.0:
             raise ValidationError(f"membership ttl {ttl:g}s: at least 1 s (a beat every ttl/3)")
@@ -100,7 +105,7 @@ class Membership:
                                      f"opening bucket {BUCKET}")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.report = report  # what a beat says of the replicas this node runs (NodeInfo.applied)
+        self.report = report  # what a beat says of the replicas here: {"applied": ..., "checkpointed": ...}
         self.beats = 0  # successful heartbeats so far
 
     def join(self) -> Membership:
@@ -113,7 +118,11 @@ class Membership:
         return self
 
     def heartbeat(self) -> None:
-        info = self.node if self.report is None else replace(self.node, applied=dict(self.report()))
+        info = self.node
+        if self.report is not None:
+            positions = self.report()
+            info = replace(info, applied=dict(positions.get("applied", {})),
+                           checkpointed=dict(positions.get("checkpointed", {})))
         self.session.call(lambda: self._kv.put(self.node.id, info.encode()), f"heartbeat of {self.node.id}")
         self.beats += 1
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 import threading
 import time
 import uuid
@@ -43,10 +45,19 @@ from proximadb.cluster.applier import ShardApplier
 from proximadb.cluster.membership import Membership, NodeInfo
 from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.placement import shard_of
+from proximadb.cluster.retention import LogRetention
 from proximadb.cluster.shard_log import JetStreamLog
 from proximadb.cluster.shard_map import ShardMap, ShardMaps
+from proximadb.cluster.snapshot import fetch_snapshot
 from proximadb.codec.payload import encode_insert, encode_payload
-from proximadb.errors import CollectionNotFoundError, LogUnavailableError, RequestTimeoutError, UnavailableError
+from proximadb.errors import (
+    CollectionNotFoundError,
+    CorruptionError,
+    LogUnavailableError,
+    RequestTimeoutError,
+    SnapshotRequiredError,
+    UnavailableError,
+)
 from proximadb.storage.engine import Engine
 
 log = logging.getLogger("proximadb.cluster")
@@ -69,11 +80,24 @@ def local_name(collection: str, shard: int) -> str:
     return f"{collection}.s{shard}"
 
 
+def replica_marker(shard_map: ShardMap, shard: int) -> str:
+    """A local replica's description: which collection, shard and log (incarnation) it applies."""
+    return f"replica of {shard_map.collection} shard {shard}, log {shard_log_name(shard_map, shard)}"
+
+
+def local_spec(shard_map: ShardMap, shard: int) -> dict[str, Any]:
+    """The settings of the local collection a replica lives in (the map's spec, its own description)."""
+    spec = dict(shard_map.spec)
+    spec.pop(INCARNATION, None)
+    spec["description"] = replica_marker(shard_map, shard)
+    return spec
+
+
 class ClusterNode:
     """See the module's documentation. ``start()`` joins; ``stop()`` leaves and checkpoints."""
 
     def __init__(self, engine: Engine, urls: list[str], node: NodeInfo, *, ttl: float = 10.0, replicas: int = 3,
-                 sync_interval: float = 1.0, deadline: float = 30.0) -> None:
+                 sync_interval: float = 1.0, deadline: float = 30.0, log_retain: int = 10_000) -> None:
         self.engine = engine
         self.urls = urls
         self.node = node
@@ -89,6 +113,8 @@ class ClusterNode:
         self._known: dict[str, ShardMap] = {}
         self._start_seq: dict[tuple[str, int], int] = {}  # per replica: the log's last entry when it started
         self._failed: set[tuple[str, int]] = set()
+        self.retention = LogRetention(node.id, log_retain)
+        self.snapshots_installed = 0  # replicas this node rebuilt from a peer's snapshot
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -98,9 +124,11 @@ class ClusterNode:
     # -- life --
 
     def start(self) -> ClusterNode:
+        for stale in self.engine.data_dir.glob(".snapshot-*"):  # stages an earlier process left (killed mid-way)
+            shutil.rmtree(stale, ignore_errors=True)
         self.session = NatsSession(self.urls, f"node-{self.node.id}", deadline=self.deadline)
         self.membership = Membership(self.session, self.node, ttl=self.ttl, replicas=self.replicas,
-                                     report=self.applied).join()
+                                     report=self.replica_positions).join()
         self.maps = ShardMaps(self.session, replicas=self.replicas)
         self.sync()
         self._thread = threading.Thread(target=self._run, name=f"cluster-sync-{self.node.id}", daemon=True)
@@ -137,12 +165,17 @@ class ClusterNode:
         return created
 
     def drop_collection(self, name: str) -> None:
-        """Remove the collection's shard map; every node then stops its replicas and deletes their local
-        collections (at its next sync; this node at once). Its logs stay in JetStream (not purged yet)."""
+        """Remove the collection's shard map and delete its logs; every node then stops its replicas and
+        deletes their local collections (at its next sync; this node at once)."""
         maps, _ = self._require()
-        self.shard_map(name)  # CollectionNotFoundError when there is none
+        shard_map = self.shard_map(name)  # CollectionNotFoundError when there is none
         maps.drop(name)
         self.sync()
+        for shard in range(shard_map.shards):
+            self._log(name, shard, shard_map).delete()
+        with self._lock:
+            for key in [key for key in self._logs if key[0] == name]:
+                self._logs.pop(key).close()
 
     def known_map(self, name: str) -> ShardMap:
         """The map as of the last sync (read from the servers when this node has not seen it yet)."""
@@ -217,6 +250,13 @@ class ClusterNode:
         with self._lock:
             return {f"{name}/{shard}": applier.applied_seq for (name, shard), applier in sorted(self._appliers.items())}
 
+    def replica_positions(self) -> dict[str, dict[str, int]]:
+        """What a heartbeat reports: per replica here, the last sequence applied and the last checkpointed."""
+        with self._lock:
+            appliers = sorted(self._appliers.items())
+        return {"applied": {f"{name}/{shard}": a.applied_seq for (name, shard), a in appliers},
+                "checkpointed": {f"{name}/{shard}": a.position.checkpointed_seq for (name, shard), a in appliers}}
+
     def held(self) -> dict[str, list[int]]:
         """The shards whose replicas run here, by collection."""
         with self._lock:
@@ -230,7 +270,8 @@ class ClusterNode:
     def sync(self) -> None:
         """One pass: rebalance maps whose holders changed, then run exactly the replicas this node holds."""
         maps, members = self._require()
-        live = [n.id for n in members.nodes()]
+        infos = {n.id: n for n in members.nodes()}
+        live = list(infos)
         if self.node.id not in live:  # a beat was lost to an outage: we are live, say so
             members.heartbeat()
             live = sorted({*live, self.node.id})
@@ -246,7 +287,10 @@ class ClusterNode:
                 self._known[shard_map.collection] = shard_map
             for shard in shard_map.shards_of(self.node.id):
                 wanted.add((shard_map.collection, shard))
+                if self._needs_snapshot(shard_map.collection, shard):
+                    self._bootstrap(shard_map, shard, infos)
                 self._ensure_replica(shard_map, shard)
+                self._purge(shard_map, shard, infos)
         mapped = {m.collection for m in self._known.values()}
         with self._lock:
             for key in [key for key in self._appliers if key not in wanted]:
@@ -268,7 +312,7 @@ class ClusterNode:
     def _ensure_replica(self, shard_map: ShardMap, shard: int) -> None:
         key = (shard_map.collection, shard)
         expected_log = shard_log_name(shard_map, shard)
-        marker = f"replica of {shard_map.collection} shard {shard}, log {expected_log}"
+        marker = replica_marker(shard_map, shard)
         with self._lock:
             current = self._appliers.get(key)
             if current is not None and getattr(current.log, "name", expected_log) != expected_log:
@@ -291,9 +335,7 @@ class ClusterNode:
                     self.engine.delete_collection(name)
                     raise CollectionNotFoundError(name)
             except CollectionNotFoundError:
-                spec = dict(shard_map.spec)
-                spec.pop(INCARNATION, None)
-                spec["description"] = marker  # the local replica's: which log it applies (the map keeps the user's)
+                spec = local_spec(shard_map, shard)  # its description names the log it applies
                 self.engine.create_collection(name, int(spec.pop("dimension")), **spec)
             shard_log = self._log(*key)
             self._start_seq[key] = shard_log.last_seq()  # it answers reads once it applied this far
@@ -301,6 +343,67 @@ class ClusterNode:
             self._appliers[key] = applier.start()
             log.info("cluster: %s applies %s shard %d from entry %d", self.node.id, key[0], shard,
                      applier.applied_seq + 1)
+
+    def _needs_snapshot(self, name: str, shard: int) -> bool:
+        with self._lock:
+            applier = self._appliers.get((name, shard))
+        return applier is not None and not applier.running and isinstance(applier.error, SnapshotRequiredError)
+
+    def _bootstrap(self, shard_map: ShardMap, shard: int, nodes: Mapping[str, NodeInfo]) -> bool:
+        """Rebuild this node's replica of ``shard`` from a live holder's snapshot (downloaded outside the
+        lock), so that its applier can go on from the snapshot's checkpoint; False when no holder could give
+        one that reaches the log's first entry (tried again at the next sync)."""
+        from proximadb.cluster.fanout import cluster_key  # fanout imports this module
+
+        key = (shard_map.collection, shard)
+        name, marker, report = local_name(*key), replica_marker(shard_map, shard), f"{key[0]}/{shard}"
+        first = self._log(*key, shard_map).first_seq()
+        for holder in shard_map.replicas[shard]:
+            info = nodes.get(holder)
+            if holder == self.node.id or info is None or info.checkpointed.get(report, -1) + 1 < first:
+                continue  # not live, or its files are behind the log's first entry too
+            stage = self.engine.data_dir / f".snapshot-in-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            try:
+                started = time.monotonic()
+                doc = fetch_snapshot(info.rest, name, stage, cluster_key())
+                if doc["description"] != marker or doc["checkpoint_seq"] + 1 < first:
+                    log.warning("cluster: the snapshot of %s from %s does not reach entry %d of log %s (it holds "
+                                "%r up to %d)", name, holder, first, marker, doc["description"], doc["checkpoint_seq"])
+                    continue
+                with self._lock:
+                    old = self._appliers.pop(key, None)
+                    if old is not None:
+                        old.stop(checkpoint=False)
+                    try:
+                        self.engine.delete_collection(name)
+                    except CollectionNotFoundError:
+                        pass
+                    spec = local_spec(shard_map, shard)
+                    self.engine.create_collection(name, int(spec.pop("dimension")), from_files=stage, **spec)
+                    self._failed.discard(key)
+                    self.snapshots_installed += 1
+                log.info("cluster: %s installed %s from %s's snapshot at entry %d (%d bytes in %.1fs); the log "
+                         "follows from there", self.node.id, name, holder, doc["checkpoint_seq"],
+                         sum(f["bytes"] for f in doc["files"].values()), time.monotonic() - started)
+                return True
+            except (UnavailableError, CorruptionError) as exc:
+                log.warning("cluster: %s could not take a snapshot of %s from %s: %s", self.node.id, name, holder,
+                            exc)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+        if key not in self._failed:
+            log.error("cluster: %s needs a snapshot of %s (the log starts at entry %d) and no live holder gave "
+                      "one yet; trying again at the next sync", self.node.id, name, first)
+            self._failed.add(key)
+        return False
+
+    def _purge(self, shard_map: ShardMap, shard: int, nodes: Mapping[str, NodeInfo]) -> None:
+        try:
+            self.retention.run(shard_map, shard, nodes, self._log(shard_map.collection, shard, shard_map),
+                               shard_log_name(shard_map, shard))
+        except LogUnavailableError as exc:
+            log.warning("cluster: %s could not purge the log of %s shard %d: %s", self.node.id,
+                        shard_map.collection, shard, exc)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -9,6 +9,7 @@ take JetStream's place:
     read(from_seq, max_entries) -> [LogEntry]     in sequence order, from_seq on
     first_seq() / last_seq()                      what the log holds now
     purge_below(seq)                              drop entries < seq (all replicas have them)
+    delete()                                      drop the whole log (its collection was dropped)
 
 :class:`JetStreamLog` keeps one shard in one JetStream stream (``PXDB_<name>``, subject
 ``pxdb.log.<name>``, file storage, ``num_replicas`` R, fsync on every write as configured by
@@ -67,12 +68,17 @@ class LogPurgedError(LookupError):
     """A read from below the log's first sequence: those entries were purged (bootstrap from a snapshot)."""
 
 
+class LogDeletedError(LookupError):
+    """The log itself is gone: its collection was dropped (ClusterNode.drop_collection deletes its logs)."""
+
+
 class ShardLog(Protocol):
     def append(self, payload: bytes, msg_id: str) -> Appended: ...
     def read(self, from_seq: int, max_entries: int = 1000) -> list[LogEntry]: ...
     def first_seq(self) -> int: ...
     def last_seq(self) -> int: ...
     def purge_below(self, seq: int) -> None: ...
+    def delete(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -124,6 +130,10 @@ class JetStreamLog:
     def purge_below(self, seq: int) -> None:
         self._call(lambda: self._js.purge_stream(self.stream, seq=seq), f"purging {self.stream} below {seq}")
 
+    def delete(self) -> None:
+        """Delete the stream and every entry in it (a log already gone is not an error)."""
+        self._call(self._delete, f"deleting {self.stream}")
+
     def close(self) -> None:
         if self._own_session:
             self._session.close()
@@ -144,12 +154,24 @@ class JetStreamLog:
             duplicate_window=DUPLICATE_WINDOW_SECONDS, allow_direct=True,
         ))
 
+    async def _delete(self) -> None:
+        from nats.js.errors import NotFoundError
+
+        try:
+            await self._js.delete_stream(self.stream)
+        except NotFoundError:
+            pass
+
     async def _read(self, from_seq: int, max_entries: int) -> list[LogEntry]:
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
 
-        state = (await self._js.stream_info(self.stream)).state
-        if from_seq < state.first_seq and state.messages:
+        try:
+            state = (await self._js.stream_info(self.stream)).state
+        except NotFoundError as exc:
+            raise LogDeletedError(f"{self.stream} no longer exists (its collection was dropped)") from exc
+        if from_seq < state.first_seq:  # purged below (a log purged to its end holds no messages at all)
             raise LogPurgedError(f"{self.stream}: entries below {state.first_seq} were purged; asked for {from_seq}")
         want = min(max_entries, state.last_seq - from_seq + 1)
         if want <= 0:
@@ -175,4 +197,4 @@ class JetStreamLog:
 
     def _call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str) -> T:
         """Every call here is safe to repeat: appends carry their msg_id, the rest only read or purge."""
-        return self._session.call(make, doing, answers=(LogPurgedError,))
+        return self._session.call(make, doing, answers=(LogPurgedError, LogDeletedError))

@@ -1,5 +1,7 @@
 """What ``proximadb cluster status`` shows: the live nodes, and per collection and shard the log's last
-sequence and each replica's holder, applied sequence and lag — read from the NATS servers alone.
+sequence and each replica's holder, applied sequence and lag — read from the NATS servers alone. The log's
+first sequence shows how far it was purged (proximadb/cluster/retention.py), each replica's ``checkpointed``
+what its files hold.
 
 Nodes come from the membership bucket (:mod:`proximadb.cluster.membership`), with what each said at
 its last heartbeat of the replicas it runs; shard maps from :mod:`proximadb.cluster.shard_map`; each
@@ -28,14 +30,16 @@ def cluster_status(session: NatsSession) -> dict[str, Any]:
     for shard_map in _maps(session):
         shards = []
         for shard, holders in enumerate(shard_map.replicas):
-            last = _last_seq(session, shard_log_name(shard_map, shard))
+            first, last = _log_range(session, shard_log_name(shard_map, shard))
             replicas = []
             for holder in holders:
                 node = by_id.get(holder)
-                applied = None if node is None else node.applied.get(f"{shard_map.collection}/{shard}")
+                key = f"{shard_map.collection}/{shard}"
+                applied = None if node is None else node.applied.get(key)
                 replicas.append({"node": holder, "state": "down" if node is None else "up", "applied": applied,
+                                 "checkpointed": None if node is None else node.checkpointed.get(key),
                                  "lag": None if applied is None else max(0, last - applied)})
-            shards.append({"shard": shard, "log_last_seq": last, "replicas": replicas})
+            shards.append({"shard": shard, "log_first_seq": first, "log_last_seq": last, "replicas": replicas})
         collections.append({"name": shard_map.collection, "shards": shard_map.shards,
                             "replication_factor": shard_map.replication_factor, "epoch": shard_map.epoch,
                             "spec": {k: v for k, v in shard_map.spec.items() if k != INCARNATION},
@@ -61,7 +65,8 @@ def render(status: dict[str, Any]) -> str:
                     parts.append(f"{r['node']} starting")
                 else:
                     parts.append(f"{r['node']} applied {r['applied']} (lag {r['lag']})")
-            lines.append(f"  shard {shard['shard']:<3} log {shard['log_last_seq']:<10} " + "; ".join(parts))
+            kept = f"{shard['log_first_seq']}..{shard['log_last_seq']}"
+            lines.append(f"  shard {shard['shard']:<3} log {kept:<16} " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -76,12 +81,13 @@ def _maps(session: NatsSession) -> list[Any]:
     return ShardMaps(session).all()
 
 
-def _last_seq(session: NatsSession, name: str) -> int:
+def _log_range(session: NatsSession, name: str) -> tuple[int, int]:
+    """The first and last sequence the shard log holds ((0, 0) before its first write)."""
     from nats.js.errors import NotFoundError
 
     try:
         info = session.call(lambda: session.js.stream_info(stream_name(name)), f"reading stream {stream_name(name)}",
                             answers=(NotFoundError,))
     except NotFoundError:
-        return 0  # no write reached this shard yet
-    return int(info.state.last_seq)
+        return 0, 0  # no write reached this shard yet
+    return int(info.state.first_seq), int(info.state.last_seq)

@@ -33,6 +33,7 @@ as the flags, with underscores, at the top level::
     node_id = "n1"                # cluster mode: this node's id, unique in the cluster
     advertise = "10.0.0.5"        # cluster mode: the host peers and clients reach this node at [default: host]
     cluster_ttl = 10.0            # cluster mode: seconds without a heartbeat before a node counts as gone
+    cluster_log_retain = 10000    # cluster mode: entries a shard log keeps below what every replica checkpointed
 
 List settings in the environment are comma-separated (``PROXIMADB_API_KEYS=k1,k2``).
 
@@ -106,6 +107,7 @@ class ServerConfig:
     node_id: str = ""
     advertise: str = ""
     cluster_ttl: float = 10.0
+    cluster_log_retain: int = 10_000
 
     @property
     def cluster_urls(self) -> list[str]:
@@ -203,6 +205,8 @@ class ServerConfig:
                                   "must not be 0")
         if not 1 <= self.cluster_ttl <= 600:
             raise ValidationError(f"cluster_ttl must be from 1 to 600 seconds, not {self.cluster_ttl}")
+        if self.cluster_log_retain < 0:
+            raise ValidationError(f"cluster_log_retain must be 0 or more entries, not {self.cluster_log_retain}")
 
 
 _TYPES = {f.name: f.type for f in fields(ServerConfig)}

@@ -171,7 +171,7 @@ def start_cluster_node(engine: Engine, config: ServerConfig) -> Any:
                     f"{host}:{config.grpc_port}", time.time())
     # JetStream copies of each stream and bucket: one per NATS server named, at most 3 (a quorum of 2)
     node = ClusterNode(engine, config.cluster_urls, info, ttl=config.cluster_ttl,
-                       replicas=min(3, len(config.cluster_urls)))
+                       replicas=min(3, len(config.cluster_urls)), log_retain=config.cluster_log_retain)
     try:
         node.start()
     except BaseException:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from proximadb.codec.framing import decode_frame, encode_frame
 from proximadb.codec.payload import decode_payload, encode_insert
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import (
+    NotFoundError,
     PayloadTooLargeError,
     ProximaDBError,
     UnknownOperationError,
@@ -175,6 +176,12 @@ class UnifiedAvroService:
 
     def collection_stats(self, name_or_uuid: str) -> dict[str, Any]:
         return self.engine.collection(name_or_uuid).stats()
+
+    def replica_snapshot(self, replica: str) -> tuple[dict[str, Any], Iterator[bytes]]:
+        """Cluster mode: a replica's snapshot for a peer (proximadb/cluster/snapshot.py)."""
+        if not getattr(self.engine, "clustered", False):
+            raise NotFoundError("replica snapshots exist only in cluster mode (proximadb serve --cluster)")
+        return self.engine.replica_snapshot(replica)  # type: ignore[attr-defined,no-any-return]
 
     # ------------------------------------------------------------------ writes
     def _check_size(self, payload: bytes | bytearray | memoryview) -> None:

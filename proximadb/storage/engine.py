@@ -24,6 +24,7 @@ The service layer (REST and gRPC) calls this API; so does in-process use::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import fields
@@ -111,7 +112,10 @@ class Engine:
             raise EngineClosedError(f"the engine for {self.data_dir} is closed")
         return self.catalog
 
-    def create_collection(self, name: str, dimension: int, **settings: Any) -> dict[str, Any]:
+    def create_collection(self, name: str, dimension: int, *, from_files: Path | None = None,
+                          **settings: Any) -> dict[str, Any]:
+        """A new collection; with ``from_files`` (a directory on this filesystem holding a collection's
+        ``MANIFEST`` and segments: a cluster replica's snapshot), it opens with those files, moved in."""
         cfg = CollectionConfig.new(name, dimension, **settings)
         limit = self.options.limits.max_dimension
         if cfg.dimension > limit:
@@ -123,8 +127,10 @@ class Engine:
             if catalog.find(cfg.name) is not None:
                 raise CollectionExistsError(f"collection {cfg.name!r} already exists")
             directory = catalog.collections_dir / cfg.uuid
-            with intents.new_dir(directory):
-                pass  # collections/<uuid>/ with its PENDING marker, removed once the catalog names it
+            with intents.new_dir(directory) as tmp:
+                # collections/<uuid>/ with its PENDING marker, removed once the catalog names it
+                for item in sorted(from_files.iterdir()) if from_files is not None else []:
+                    os.replace(item, tmp / item.name)
             try:
                 collection = Collection.open(cfg, directory, self.options)
             except BaseException:

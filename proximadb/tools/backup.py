@@ -68,6 +68,16 @@ def _copy(src: Path, dst: Path) -> dict[str, int]:
     return {"bytes": size, "crc32c": crc}
 
 
+def file_digest(path: Path) -> dict[str, int]:
+    """A file's size and CRC32C, as BACKUP.pxdb (and a cluster snapshot's SNAPSHOT.json) list them."""
+    crc = size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            crc = crc32c(chunk, crc)
+            size += len(chunk)
+    return {"bytes": size, "crc32c": crc}
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -103,18 +113,24 @@ def _capture(src: Path, stage: Path) -> Manifest:
     return manifest
 
 
-def _copy_collection(src: Path, dst: Path, stage: Path, files: dict[str, dict[str, int]], rel: str) -> dict[str, Any]:
+def capture_collection(src: Path, stage: Path, what: str = "") -> tuple[Manifest, int]:
+    """Hard-link one consistent version of the collection directory ``src`` into ``stage`` (made anew),
+    capturing again when a flush or compaction raced it; (its manifest, the attempts it took).
+    Also what a cluster replica's snapshot is made of (proximadb/cluster/snapshot.py)."""
     for attempt in range(1, ATTEMPTS + 1):
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir(parents=True)
         try:
-            manifest = _capture(src, stage)
-            break
+            return _capture(src, stage), attempt
         except FileNotFoundError as exc:
-            log.info("%s changed during the capture (%s); capturing it again (attempt %d)", rel, exc, attempt + 1)
+            log.info("%s changed during the capture (%s); capturing it again (attempt %d)", what or src, exc,
+                     attempt + 1)
             time.sleep(0.01 * attempt)
-    else:
-        raise ProximaDBError(f"{src} kept changing under the backup ({ATTEMPTS} attempts); try again")
+    raise ProximaDBError(f"{src} kept changing under the capture ({ATTEMPTS} attempts); try again")
+
+
+def _copy_collection(src: Path, dst: Path, stage: Path, files: dict[str, dict[str, int]], rel: str) -> dict[str, Any]:
+    manifest, attempt = capture_collection(src, stage, rel)
     # WAL files linked above may still grow (appends): the copy is then a longer prefix, still valid.
     for path in sorted(p for p in stage.rglob("*") if p.is_file()):
         files[f"{rel}/{path.relative_to(stage)}"] = _copy(path, dst / path.relative_to(stage))
@@ -163,11 +179,8 @@ def verify(backup_dir: Path) -> dict[str, Any]:
         path = backup_dir / rel
         if not path.is_file():
             raise CorruptionError(f"backup file {path} is missing")
-        crc = size = 0
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                crc = crc32c(chunk, crc)
-                size += len(chunk)
+        got = file_digest(path)
+        size, crc = got["bytes"], got["crc32c"]
         if (size, crc) != (want["bytes"], want["crc32c"]):
             raise CorruptionError(f"backup file {path}: size/CRC32C {size}/{crc:08x}, expected "
                                   f"{want['bytes']}/{want['crc32c']:08x}")

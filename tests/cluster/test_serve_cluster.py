@@ -8,7 +8,6 @@ sees the writes (wait_until), a read on the writer's node must see them at once.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,10 +15,10 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from _devcluster import DevCluster
 from _support import child_env, wait_until
 
 from proximadb.errors import (
@@ -37,53 +36,6 @@ ROWS = 300
 WAIT = 60.0
 
 
-class DevCluster:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", "--nats", "3", "--cluster-ttl", "4",
-             str(directory)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True,
-            cwd=str(directory))  # not the source tree: python -m would import its uncompiled package
-        manifest = directory / "cluster.json"
-        wait_until("dev-cluster writes cluster.json", lambda: manifest.exists() or self.proc.poll() is not None,
-                   deadline=120)
-        assert self.proc.poll() is None, self.proc.communicate()[0]
-        self.doc: dict[str, Any] = json.loads(manifest.read_text())
-        self.clients: list[Any] = []
-
-    def rest(self, i: int) -> Any:
-        client = connect_rest(self.doc["nodes"][i]["rest"])
-        self.clients.append(client)
-        return client
-
-    def grpc(self, i: int) -> Any:
-        client = connect_grpc(self.doc["nodes"][i]["grpc"])
-        self.clients.append(client)
-        return client
-
-    def processes(self) -> list[int]:
-        """Every live process whose command line names the cluster's directory (daemons, NATS servers)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and int(entry.name) != self.proc.pid:
-                try:
-                    cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    state = (entry / "stat").read_text().split()[2]
-                except OSError:
-                    continue
-                if str(self.directory) in cmdline and state != "Z":
-                    found.append(int(entry.name))
-        return found
-
-    def stop(self) -> str:
-        for client in self.clients:
-            client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=120)
-        return out
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     running = DevCluster(tmp_path_factory.mktemp("devcluster"))
@@ -91,8 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
         yield running
     finally:
         running.stop()
-        for pid in running.processes():  # never leave processes behind, even when a test failed
-            os.kill(pid, signal.SIGKILL)
+        running.kill_leftovers()
 
 
 def reference(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[int]]:

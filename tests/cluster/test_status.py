@@ -73,10 +73,12 @@ def test_status_shows_nodes_shards_replicas_and_lag(two_nodes: list[ClusterNode]
         assert shard["log_last_seq"] == acked[shard["shard"]]
         assert sorted(r["node"] for r in shard["replicas"]) == ["n1", "n2"]
         assert all(r["state"] == "up" and r["applied"] == shard["log_last_seq"] for r in shard["replicas"])
+        assert shard["log_first_seq"] == 1  # far below the default retention: nothing purged
     text = cli(["cluster", "status", "--nats", ",".join(nats3.urls)], tmp_path)
     assert text.returncode == 0 and "nodes: 2 live" in text.stdout
     assert "collection docs: 2 shard(s) x 2 replica(s), map epoch 1" in text.stdout
-    assert f"shard 0   log {acked[0]:<10}" in text.stdout and "(lag 0)" in text.stdout
+    kept = f"{doc['collections'][0]['placement'][0]['log_first_seq']}..{acked[0]}"
+    assert f"shard 0   log {kept:<16}" in text.stdout and "(lag 0)" in text.stdout
 
 
 def test_a_holder_that_is_gone_shows_as_down() -> None:

@@ -17,6 +17,7 @@ import falcon
 from proximadb.api.rest import errors
 from proximadb.api.rest.admission import AdmissionMiddleware
 from proximadb.api.rest.auth import AuthMiddleware
+from proximadb.api.rest.cluster import ReplicaSnapshotResource
 from proximadb.api.rest.collections import (
     CollectionCompactResource,
     CollectionFlushResource,
@@ -71,6 +72,7 @@ ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
     ("/collections/{collection}/hybrid_search", HybridSearchResource),
     ("/collections/{collection}/search_groups", SearchGroupsResource),
     ("/collections/{collection}/recommend", RecommendResource),
+    ("/cluster/replicas/{replica}/snapshot", ReplicaSnapshotResource),
 )
 
 

@@ -383,6 +383,16 @@ PATHS: dict[str, dict[str, Any]] = {
                     "average_vector or best_score), example ids left out, best first",
                     {"type": "array", "items": _ref("ScoredHit")}, body=_body(_RECOMMEND)),
     },
+    "/cluster/replicas/{replica}/snapshot": {
+        "parameters": [_path_param("replica", "a replica held here, <collection>.s<shard>")],
+        "get": {"summary": "cluster mode, between nodes: the replica's files at a fresh checkpoint, for a replica "
+                           "that is behind its shard log's first entry (404 on a single node)",
+                "responses": {"200": {"description": "a tar stream; its format is documented in "
+                                                     "proximadb/cluster/snapshot.py",
+                                      "content": {"application/x-tar": {"schema": {"type": "string",
+                                                                                   "format": "binary"}}}},
+                              **_ERRORS}},
+    },
 }
 
 

@@ -1,0 +1,120 @@
+"""``proximadb dev-cluster`` run as a user runs it, for the end-to-end cluster tests: a subprocess started
+outside the source tree, read through its cluster.json; one daemon can be killed (its whole process group,
+a crash) and started again with the same command line, environment and directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from _support import child_env, wait_until
+
+from proximadb.sdk import connect_grpc, connect_rest
+
+
+class DevCluster:
+    def __init__(self, directory: Path, **env: str) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", "--nats", "3", "--cluster-ttl", "4",
+             str(directory)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(**env), text=True,
+            cwd=str(directory))  # not the source tree: python -m would import its uncompiled package
+        manifest = directory / "cluster.json"
+        wait_until("dev-cluster writes cluster.json", lambda: manifest.exists() or self.proc.poll() is not None,
+                   deadline=120)
+        assert self.proc.poll() is None, self.proc.communicate()[0]
+        self.doc: dict[str, Any] = json.loads(manifest.read_text())
+        self.clients: list[Any] = []
+        self.restarted: list[subprocess.Popen[bytes]] = []  # daemons started again here, not by dev-cluster
+
+    def rest(self, i: int) -> Any:
+        client = connect_rest(self.doc["nodes"][i]["rest"])
+        self.clients.append(client)
+        return client
+
+    def grpc(self, i: int) -> Any:
+        client = connect_grpc(self.doc["nodes"][i]["grpc"])
+        self.clients.append(client)
+        return client
+
+    def kill_and_restart(self, i: int, *, wipe: bool = False) -> None:
+        """SIGKILL node ``i``'s daemon (master and worker), optionally delete its data directory, and start it
+        again exactly as dev-cluster had (same ports, so cluster.json stays true); returns once it is ready."""
+        node = self.doc["nodes"][i]
+        proc = Path(f"/proc/{node['pid']}")
+        argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+        env = dict(line.split(b"=", 1) for line in (proc / "environ").read_bytes().split(b"\0") if b"=" in line)
+        cwd = os.readlink(proc / "cwd")
+        os.killpg(node["pid"], signal.SIGKILL)
+        wait_until(f"node {node['id']} is gone", lambda: not _alive(node["pid"]), 30)
+        if wipe:
+            shutil.rmtree(argv[argv.index("--data-dir") + 1])
+        with open(self.directory / node["id"] / "daemon.log", "ab") as out:  # where dev-cluster had it write
+            started = subprocess.Popen(argv, env={k.decode(): v.decode() for k, v in env.items()}, cwd=cwd,
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.restarted.append(started)
+        node["pid"] = started.pid
+        client = connect_rest(node["rest"])
+        self.clients.append(client)
+        wait_until(f"node {node['id']} answers again", lambda: _ready(client), 120)
+
+    def processes(self) -> list[int]:
+        """Every live process whose command line names the cluster's directory (daemons, NATS servers)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != self.proc.pid:
+                try:
+                    cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    state = (entry / "stat").read_text().split()[2]
+                except OSError:
+                    continue
+                if str(self.directory) in cmdline and state != "Z":
+                    found.append(int(entry.name))
+        return found
+
+    def stop(self) -> str:
+        for client in self.clients:
+            client.close()
+        for started in self.restarted:  # not dev-cluster's children: it cannot stop them
+            if started.poll() is None:
+                os.killpg(started.pid, signal.SIGTERM)
+                try:
+                    started.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(started.pid, signal.SIGKILL)
+                    started.wait()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=120)
+        return out
+
+    def kill_leftovers(self) -> None:
+        """Never leave processes behind, even when a test failed."""
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _ready(client: Any) -> bool:
+    try:
+        client.list_collections()
+        return True
+    except Exception:
+        return False
