@@ -57,6 +57,9 @@ from proximadb.errors import ProximaDBError
               help="Cluster mode: the host peers and clients reach this node at [default: --host]")
 @click.option("--cluster-ttl", type=float,
               help="Cluster mode: seconds without a heartbeat before a node counts as gone [default 10]")
+@click.option("--bounded-staleness-ms", type=int,
+              help="Cluster mode: how stale a read of consistency 'bounded' (the default) may be, in "
+                   "milliseconds [default 5000] [env PROXIMADB_BOUNDED_STALENESS_MS]")
 def serve(config_file: Path | None, **flags: object) -> None:
     """Run the ProximaDB daemon: REST on 127.0.0.1:5678 and gRPC on 127.0.0.1:5679.
 

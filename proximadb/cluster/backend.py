@@ -13,8 +13,9 @@ stats, wal_stats). So the service and both protocols stay as they are; only the 
 - **Reads** go to one replica of each shard: the local one when held here, else the holders in turn
   (:mod:`proximadb.cluster.fanout`); a holder that fails or does not answer is passed over, and when no
   holder answers the read fails with UnavailableError (503 / UNAVAILABLE). Every read first waits until
-  the replica applied the writes *this node* acknowledged: read-your-writes per node, the one
-  consistency level so far.
+  the replica applied the sequence its consistency level asks (:mod:`proximadb.cluster.read_target`:
+  strong, bounded (default: also this node's acknowledged writes), session, eventual). Each write's
+  acknowledged sequence also goes to the request's session token (:mod:`proximadb.consistency`).
 - **Shard addressing.** A replica is reached by the name ``<collection>.s<shard>@<seq>`` (the local
   collection of that shard, once it applied entry ``seq``) over the public REST API: the fan-out needs no
   route of its own. Collections whose names carry ``@`` cannot be created, so the names cannot clash.
@@ -30,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from proximadb import consistency
 from proximadb.cluster.fanout import Fanout
 from proximadb.cluster.node import INCARNATION, ClusterNode, local_name, shard_log_name
 from proximadb.cluster.placement import shard_of
+from proximadb.cluster.read_target import ReadTargets
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.codec.avro_batch import DecodedBatch
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
@@ -68,11 +71,13 @@ class ClusterEngine:
 
     clustered = True
 
-    def __init__(self, engine: Engine, node: ClusterNode) -> None:
+    def __init__(self, engine: Engine, node: ClusterNode,
+                 bounded_staleness_ms: int = consistency.DEFAULT_BOUNDED_STALENESS_MS) -> None:
         self.local = engine
         self.node = node
         self.options = engine.options
         self.fanout = Fanout(node)
+        self.targets = ReadTargets(node, bounded_staleness_ms)
         self._acked: dict[str, int] = {}  # by shard log name
         self._acked_lock = threading.Lock()
 
@@ -149,11 +154,16 @@ class ClusterEngine:
         with self._acked_lock:
             return self._acked.get(shard_log_name(shard_map, shard), 0)
 
+    def target(self, shard_map: ShardMap, shard: int) -> int:
+        """The sequence a replica of the shard must have applied for the current read's consistency level."""
+        return self.targets.target(shard_map, shard, self.acked(shard_map, shard))
+
     def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
         seq = self.node.append(shard_map, shard, payload)
+        key = shard_log_name(shard_map, shard)
         with self._acked_lock:
-            key = shard_log_name(shard_map, shard)
             self._acked[key] = max(self._acked.get(key, 0), seq)
+        consistency.acknowledged(key, seq)
         return seq
 
 
@@ -254,7 +264,7 @@ class ClusterCollection:
         for shard, rows in self._route(ids).items():
             part = [ids[r] for r in rows]
             for record in self.owner.fanout.on_shard(
-                    self.name, shard, self.owner.acked(self.shard_map, shard),
+                    self.name, shard, self.owner.target(self.shard_map, shard),
                     lambda c, part=part: c.get_many(part, include_vectors=include_vectors),  # type: ignore[misc]
                     lambda client, addr, part=part: client.get_vectors(  # type: ignore[misc]
                         addr, part, include_vectors=include_vectors)):
@@ -262,7 +272,7 @@ class ClusterCollection:
         return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
     def count(self, flt: Any = None) -> int:
-        return sum(self.owner.fanout.on_shard(self.name, shard, self.owner.acked(self.shard_map, shard),
+        return sum(self.owner.fanout.on_shard(self.name, shard, self.owner.target(self.shard_map, shard),
                                               lambda c: c.count(flt), lambda client, addr: client.count(addr, flt))
                    for shard in range(self.shard_map.shards))
 
@@ -278,7 +288,7 @@ class ClusterCollection:
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
         for shard in range(self.shard_map.shards):
             answers = self.owner.fanout.on_shard(
-                self.name, shard, self.owner.acked(self.shard_map, shard),
+                self.name, shard, self.owner.target(self.shard_map, shard),
                 lambda c: c.search_batch(matrix, k, **options),
                 lambda client, addr: client.search_batch(addr, matrix, k,
                                                          **{o: v for o, v in options.items() if v is not None}))
@@ -296,7 +306,7 @@ class ClusterCollection:
         more = False
         for shard in range(self.shard_map.shards):
             page, after = self.owner.fanout.on_shard(
-                self.name, shard, self.owner.acked(self.shard_map, shard),
+                self.name, shard, self.owner.target(self.shard_map, shard),
                 lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
                 lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
                                                    include_vectors=include_vectors))

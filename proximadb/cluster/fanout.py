@@ -1,9 +1,11 @@
 """Reads of one shard, wherever a replica of it is: here, or on a peer over its REST API.
 
 :meth:`Fanout.on_shard` runs ``local(collection)`` on this node's replica when it holds one (after
-waiting for ``seq``), otherwise ``remote(client, address)`` against each live holder in turn, with
-``address`` = ``<collection>.s<shard>@<seq>`` (see :mod:`proximadb.cluster.backend`). A holder that
-does not answer, times out, is not serving, or has no replica yet is passed over; an answer that is an
+waiting for ``seq``, the read's target: :mod:`proximadb.cluster.read_target`), otherwise, or when the
+local replica does not reach ``seq`` within ``LOCAL_WAIT``, ``remote(client, address)`` against each live
+holder in turn, with ``address`` = ``<collection>.s<shard>@<seq>`` (see :mod:`proximadb.cluster.backend`;
+``seq`` 0 for ``eventual``: no wait). A holder that does not answer, times out (has not applied ``seq``
+in time), is not serving, or has no replica yet is passed over; an answer that is an
 error of the request itself (a bad filter: ValidationError, ...) is the answer. When no holder answers:
 UnavailableError (HTTP 503 / gRPC UNAVAILABLE).
 
@@ -28,6 +30,7 @@ from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, Unava
 log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
 PEER_TIMEOUT = 40.0  # longer than a replica's wait for an entry (backend.WAIT_SECONDS)
+LOCAL_WAIT = 10.0  # this node's replica lagging longer than this: another holder is asked
 CLUSTER_KEY_ENV = "PROXIMADB_CLUSTER_KEY"
 PASS_OVER = (UnavailableError, RequestTimeoutError, CollectionNotFoundError, OSError)
 
@@ -64,12 +67,14 @@ class Fanout:
         shard_map = self.node.known_map(name)
         holders = list(shard_map.replicas[shard]) if shard < len(shard_map.replicas) else []
         applier = self.node.replica_applier(name, shard)
+        lagging: RequestTimeoutError | None = None
         if applier is not None:
-            seq = self.node.serving_seq(name, shard, seq)
-            if seq and not applier.wait_for(seq, PEER_TIMEOUT):
-                raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {seq} in time "
-                                          f"(applied {applier.applied_seq})")
-            return local(applier.collection)
+            wanted = self.node.serving_seq(name, shard, seq)
+            if not wanted or applier.wait_for(wanted, LOCAL_WAIT):
+                return local(applier.collection)
+            lagging = RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {wanted} in "
+                                          f"time (applied {applier.applied_seq})")
+            log.warning("cluster: %s; trying another replica", lagging)
         assert self.node.membership is not None
         live = {n.id: n for n in self.node.membership.nodes()}
         tried: list[str] = []
@@ -81,8 +86,12 @@ class Fanout:
             try:
                 return remote(self.client(info.rest), f"{local_name(name, shard)}@{seq}")
             except PASS_OVER as exc:
+                if isinstance(exc, RequestTimeoutError):
+                    lagging = exc
                 log.warning("cluster: %s shard %d on %s did not answer (%s); trying another replica",
                             name, shard, holder, exc)
+        if lagging is not None:  # the holders that answered had not applied the entry the read needs
+            raise lagging
         raise UnavailableError(f"collection {name!r}: no replica of shard {shard} answered "
                                f"(holders {', '.join(holders) or 'none'}; tried {', '.join(tried) or 'none'})")
 

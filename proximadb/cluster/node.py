@@ -346,6 +346,10 @@ class ClusterNode:
         return self._log(shard_map.collection, shard, shard_map).append(payload,
                                                                          f"{self.node.id}-{uuid.uuid4().hex}").seq
 
+    def last_seq(self, shard_map: ShardMap, shard: int) -> int:
+        """The last sequence of the shard's log, as JetStream's stream leader has it now."""
+        return self._log(shard_map.collection, shard, shard_map).last_seq()
+
     def _log(self, name: str, shard: int, shard_map: ShardMap | None = None) -> JetStreamLog:
         expected = shard_log_name(shard_map or self.known_map(name), shard)
         with self._lock:

@@ -33,6 +33,7 @@ as the flags, with underscores, at the top level::
     node_id = "n1"                # cluster mode: this node's id, unique in the cluster
     advertise = "10.0.0.5"        # cluster mode: the host peers and clients reach this node at [default: host]
     cluster_ttl = 10.0            # cluster mode: seconds without a heartbeat before a node counts as gone
+    bounded_staleness_ms = 5000   # cluster mode: how stale a read of consistency "bounded" (default) may be
 
 List settings in the environment are comma-separated (``PROXIMADB_API_KEYS=k1,k2``).
 
@@ -106,6 +107,7 @@ class ServerConfig:
     node_id: str = ""
     advertise: str = ""
     cluster_ttl: float = 10.0
+    bounded_staleness_ms: int = 5000
 
     @property
     def cluster_urls(self) -> list[str]:
@@ -203,6 +205,8 @@ class ServerConfig:
                                   "must not be 0")
         if not 1 <= self.cluster_ttl <= 600:
             raise ValidationError(f"cluster_ttl must be from 1 to 600 seconds, not {self.cluster_ttl}")
+        if not 0 <= self.bounded_staleness_ms <= 3_600_000:
+            raise ValidationError(f"bounded_staleness_ms must be from 0 to 3600000, not {self.bounded_staleness_ms}")
 
 
 _TYPES = {f.name: f.type for f in fields(ServerConfig)}
