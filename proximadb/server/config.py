@@ -177,6 +177,8 @@ class ServerConfig:
                 raise ValidationError(f"{counted} must be 0 (automatic) or positive")
         if not 0 <= self.request_timeout <= 86400:
             raise ValidationError(f"request_timeout must be from 0 (none) to 86400 seconds, not {self.request_timeout}")
+        if not 0 <= self.bounded_staleness_ms <= 3_600_000:
+            raise ValidationError(f"bounded_staleness_ms must be from 0 to 3600000, not {self.bounded_staleness_ms}")
         _ = self.limits  # each limit within its range (proximadb.limits.CEILINGS), or a message naming it
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValidationError("tls_cert_file and tls_key_file go together: give both or neither")
@@ -205,8 +207,6 @@ class ServerConfig:
                                   "must not be 0")
         if not 1 <= self.cluster_ttl <= 600:
             raise ValidationError(f"cluster_ttl must be from 1 to 600 seconds, not {self.cluster_ttl}")
-        if not 0 <= self.bounded_staleness_ms <= 3_600_000:
-            raise ValidationError(f"bounded_staleness_ms must be from 0 to 3600000, not {self.bounded_staleness_ms}")
 
 
 _TYPES = {f.name: f.type for f in fields(ServerConfig)}
