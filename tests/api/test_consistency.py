@@ -4,6 +4,7 @@ changes nothing. The levels' cluster behaviour is tested in tests/cluster/test_s
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
 from proximadb.codec.payload import encode_payload
 from proximadb.errors import ValidationError
+from proximadb.sdk import connect_async_grpc, connect_async_rest
 from proximadb.server.config import load_config
 
 DIM = 4
@@ -71,6 +73,41 @@ def test_every_level_is_served_on_one_node(daemon: Daemon, protocol: str) -> Non
         client.add_session_token(GOOD)  # a token from elsewhere: merged, sent with session reads
         assert client.session_token() == GOOD
         assert client.count("c", consistency="session") == ROWS
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_the_asyncio_client_and_collection_handles_take_the_level(daemon: Daemon, protocol: str) -> None:
+    vectors = _vectors()
+
+    async def scenario() -> None:
+        connecting = connect_async_grpc(daemon.grpc_target) if protocol == "grpc" else \
+            connect_async_rest(daemon.rest_url)
+        async with connecting as client:
+            for level in consistency.LEVELS:
+                assert await client.count("c", consistency=level) == ROWS
+                assert (await client.search("c", vectors[2], k=1, consistency=level))[0]["id"] == "v02"
+                assert [r["id"] for r in await client.get_vectors("c", ["v04"], consistency=level)] == ["v04"]
+                assert [r["id"] for r in (await client.scroll("c", limit=1, consistency=level))[0]] == ["v00"]
+                handle = client.collection("c")
+                assert await handle.count(consistency=level) == ROWS
+                assert [r["id"] for r in await handle.get("v08", consistency=level)] == ["v08"]
+                assert [r["id"] for r in (await handle.scroll(limit=1, consistency=level))[0]] == ["v00"]
+            with pytest.raises(ValidationError, match="consistency must be one of"):
+                await client.count("c", consistency="now")
+            client.add_session_token(GOOD)
+            assert client.session_token() == GOOD
+            assert await client.count("c", consistency="session") == ROWS
+
+    asyncio.run(scenario())
+    connect = proximadb.connect_rest if protocol == "rest" else proximadb.connect_grpc
+    with connect(daemon.rest_url if protocol == "rest" else daemon.grpc_target) as client:
+        handle = client.collection("c")
+        assert handle.count(consistency="strong") == ROWS
+        assert handle.query(vectors[1], k=1, consistency="eventual")[0]["id"] == "v01"
+        assert [r["id"] for r in handle.get(["v01"], consistency="session")] == ["v01"]
+        assert len(handle.scroll(limit=5, consistency="bounded")[0]) == 5
+        with pytest.raises(ValidationError):
+            handle.query(vectors[1], k=1, consistency="later")
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
