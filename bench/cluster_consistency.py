@@ -70,7 +70,7 @@ def main() -> None:
                 ms = np.array(times) * 1000
                 results[level] = {"search_p50_ms": round(float(np.percentile(ms, 50)), 2),
                                   "search_p99_ms": round(float(np.percentile(ms, 99)), 2),
-                                  "queries_per_s_k10": round(args.queries / (ms.sum() / 1000), 1),
+                                  "queries_per_s_k10": round(float(args.queries / (ms.sum() / 1000)), 1),
                                   "read_after_write_on_another_node_seen": round(seen / args.rounds, 3)}
                 print(level, results[level], flush=True)
             writer.close()

@@ -77,8 +77,8 @@ class ClusterEngine:
         self.node = node
         self.options = engine.options
         self.fanout = Fanout(node)
-        self.targets = ReadTargets(node, bounded_staleness_ms)
-        self._acked: dict[str, int] = {}  # by shard log name
+        self.read_targets = ReadTargets(node, bounded_staleness_ms)
+        self._acked: dict[str, int] = {}  # by shard log name: the last sequence this node was acknowledged
         self._acked_lock = threading.Lock()
 
     @property
@@ -147,16 +147,13 @@ class ClusterEngine:
                                       f"{timeout:g}s (applied {applier.applied_seq})")
         return applier.collection
 
-    # -- acknowledged sequences (read-your-writes) --
+    # -- read targets (proximadb/cluster/read_target.py) and the sequences this node was acknowledged --
 
-    def acked(self, shard_map: ShardMap, shard: int) -> int:
-        """The last sequence of the shard's log this node was acknowledged (by log: a re-made name starts at 0)."""
+    def targets(self, shard_map: ShardMap) -> list[int]:
+        """Per shard, the sequence its replica must have applied for the current read's consistency level."""
         with self._acked_lock:
-            return self._acked.get(shard_log_name(shard_map, shard), 0)
-
-    def target(self, shard_map: ShardMap, shard: int) -> int:
-        """The sequence a replica of the shard must have applied for the current read's consistency level."""
-        return self.targets.target(shard_map, shard, self.acked(shard_map, shard))
+            acked = [self._acked.get(shard_log_name(shard_map, s), 0) for s in range(shard_map.shards)]
+        return self.read_targets.targets(shard_map, acked)
 
     def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
         seq = self.node.append(shard_map, shard, payload)
@@ -261,10 +258,12 @@ class ClusterCollection:
 
     def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
         by_id: dict[str, dict[str, Any]] = {}
-        for shard, rows in self._route(ids).items():
+        routed = self._route(ids)
+        targets = self.owner.targets(self.shard_map) if routed else []
+        for shard, rows in routed.items():
             part = [ids[r] for r in rows]
             for record in self.owner.fanout.on_shard(
-                    self.name, shard, self.owner.target(self.shard_map, shard),
+                    self.name, shard, targets[shard],
                     lambda c, part=part: c.get_many(part, include_vectors=include_vectors),  # type: ignore[misc]
                     lambda client, addr, part=part: client.get_vectors(  # type: ignore[misc]
                         addr, part, include_vectors=include_vectors)):
@@ -272,7 +271,8 @@ class ClusterCollection:
         return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
     def count(self, flt: Any = None) -> int:
-        return sum(self.owner.fanout.on_shard(self.name, shard, self.owner.target(self.shard_map, shard),
+        targets = self.owner.targets(self.shard_map)
+        return sum(self.owner.fanout.on_shard(self.name, shard, targets[shard],
                                               lambda c: c.count(flt), lambda client, addr: client.count(addr, flt))
                    for shard in range(self.shard_map.shards))
 
@@ -286,9 +286,10 @@ class ClusterCollection:
                    "oversampling": oversampling}
         matrix = np.asarray(queries, dtype=np.float32)
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
+        targets = self.owner.targets(self.shard_map)
         for shard in range(self.shard_map.shards):
             answers = self.owner.fanout.on_shard(
-                self.name, shard, self.owner.target(self.shard_map, shard),
+                self.name, shard, targets[shard],
                 lambda c: c.search_batch(matrix, k, **options),
                 lambda client, addr: client.search_batch(addr, matrix, k,
                                                          **{o: v for o, v in options.items() if v is not None}))
@@ -304,9 +305,10 @@ class ClusterCollection:
             raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
         rows: list[dict[str, Any]] = []
         more = False
+        targets = self.owner.targets(self.shard_map)
         for shard in range(self.shard_map.shards):
             page, after = self.owner.fanout.on_shard(
-                self.name, shard, self.owner.target(self.shard_map, shard),
+                self.name, shard, targets[shard],
                 lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
                 lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
                                                    include_vectors=include_vectors))

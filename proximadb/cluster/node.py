@@ -346,9 +346,21 @@ class ClusterNode:
         return self._log(shard_map.collection, shard, shard_map).append(payload,
                                                                          f"{self.node.id}-{uuid.uuid4().hex}").seq
 
-    def last_seq(self, shard_map: ShardMap, shard: int) -> int:
-        """The last sequence of the shard's log, as JetStream's stream leader has it now."""
-        return self._log(shard_map.collection, shard, shard_map).last_seq()
+    def last_seqs(self, shard_map: ShardMap, shards: Sequence[int]) -> list[int]:
+        """The last sequence of each of ``shards``' logs, as JetStream's stream leaders have them now (the
+        requests sent at once: one round trip)."""
+        import asyncio
+
+        self._require()
+        session = self.session
+        assert session is not None
+        streams = [self._log(shard_map.collection, shard, shard_map).stream for shard in shards]
+
+        async def infos() -> list[int]:
+            found = await asyncio.gather(*(session.js.stream_info(stream) for stream in streams))
+            return [int(info.state.last_seq) for info in found]
+
+        return session.call(infos, f"stream info of {len(streams)} shard log(s)")
 
     def _log(self, name: str, shard: int, shard_map: ShardMap | None = None) -> JetStreamLog:
         expected = shard_log_name(shard_map or self.known_map(name), shard)

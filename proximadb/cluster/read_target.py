@@ -2,20 +2,23 @@
 
 The level is the current request's (:mod:`proximadb.consistency`); the sequence is per shard log:
 
-* ``strong``: the log's last sequence, read from JetStream (its stream leader) now, at the start of the read;
+* ``strong``: the log's last sequence, read from JetStream (its stream leader) at the start of the read;
 * ``bounded`` (default): the log's last sequence as read at most ``staleness_ms`` ago (re-read when the
   cached one is older), and at least the last one this node was acknowledged (read-your-writes per node);
 * ``session``: the sequence of that log in the client's session token (0 when it names none);
 * ``eventual``: 0, no wait.
 
-The target travels to a peer in the shard address ``<collection>.s<shard>@<seq>``
-(:mod:`proximadb.cluster.backend`), so a peer waits for the same entry.
+Every shard's target is worked out at the start of the read, the JetStream reads it needs sent at once
+(one round trip, :meth:`~proximadb.cluster.node.ClusterNode.last_seqs`). The target travels to a peer in
+the shard address ``<collection>.s<shard>@<seq>`` (:mod:`proximadb.cluster.backend`), so a peer waits for
+the same entry.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 from proximadb import consistency
 from proximadb.cluster.node import ClusterNode, shard_log_name
@@ -30,27 +33,35 @@ class ReadTargets:
         self._last: dict[str, tuple[int, float]] = {}  # by log: (last sequence, monotonic time it was read)
         self._lock = threading.Lock()
 
-    def target(self, shard_map: ShardMap, shard: int, acked: int) -> int:
-        """The sequence to wait for (see the module's documentation); ``acked``: this node's acknowledged one."""
+    def targets(self, shard_map: ShardMap, acked: Sequence[int]) -> list[int]:
+        """Per shard of ``shard_map``, the sequence to wait for (see the module's documentation); ``acked``:
+        per shard, the last sequence this node was acknowledged. Logs read from JetStream are read at once."""
         state = consistency.current()
         level = state.effective
-        log = shard_log_name(shard_map, shard)
+        logs = [shard_log_name(shard_map, shard) for shard in range(shard_map.shards)]
         if level is Consistency.EVENTUAL:
-            return 0
+            return [0] * len(logs)
         if level is Consistency.SESSION:
-            return state.session.get(log, 0)
-        if level is Consistency.STRONG:
-            return self._read_last(shard_map, shard, log)
+            return [state.session.get(log, 0) for log in logs]
+        now = time.monotonic()
         with self._lock:
-            cached = self._last.get(log)
-        if cached is None or time.monotonic() - cached[1] > self.staleness:
-            return max(acked, self._read_last(shard_map, shard, log))
-        return max(acked, cached[0])
+            known = [self._last.get(log) for log in logs]
+        stale = [shard for shard, cached in enumerate(known)
+                 if level is Consistency.STRONG or cached is None or now - cached[1] > self.staleness]
+        fresh = dict(zip(stale, self._read_last(shard_map, stale, [logs[s] for s in stale]), strict=True))
+        out = []
+        for shard, cached in enumerate(known):
+            last = fresh[shard] if shard in fresh else cached[0] if cached is not None else 0
+            out.append(last if level is Consistency.STRONG else max(acked[shard], last))
+        return out
 
-    def _read_last(self, shard_map: ShardMap, shard: int, log: str) -> int:
-        asked = time.monotonic()  # the answer covers every write acknowledged before this moment
-        seq = self.node.last_seq(shard_map, shard)
+    def _read_last(self, shard_map: ShardMap, shards: list[int], logs: list[str]) -> list[int]:
+        if not shards:
+            return []
+        asked = time.monotonic()  # the answers cover every write acknowledged before this moment
+        seqs = self.node.last_seqs(shard_map, shards)
         with self._lock:
-            if log not in self._last or self._last[log][1] < asked:
-                self._last[log] = (seq, asked)
-        return seq
+            for log, seq in zip(logs, seqs, strict=True):
+                if log not in self._last or self._last[log][1] < asked:
+                    self._last[log] = (seq, asked)
+        return seqs
