@@ -16,8 +16,9 @@ stats, wal_stats). So the service and both protocols stay as they are; only the 
   the replica applied the sequence its consistency level asks (:mod:`proximadb.cluster.read_target`:
   strong, bounded (default: also this node's acknowledged writes), session, eventual). Each write's
   acknowledged sequence also goes to the request's session token (:mod:`proximadb.consistency`).
-- **Shard addressing.** A replica is reached by the name ``<collection>.s<shard>@<seq>`` (the local
-  collection of that shard, once it applied entry ``seq``) over the public REST API: the fan-out needs no
+- **Shard addressing.** A replica is reached by the name ``<collection>.s<shard>@<seq>[~<ms>]`` (the local
+  collection of that shard, once it applied entry ``seq``, waiting for it at most ``ms`` milliseconds: the
+  asking request's time left; without it ``WAIT_SECONDS``) over the public REST API: the fan-out needs no
   route of its own. Collections whose names carry ``@`` cannot be created, so the names cannot clash.
 """
 
@@ -32,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from proximadb import consistency
-from proximadb.cluster.fanout import Fanout
-from proximadb.cluster.node import INCARNATION, ClusterNode, local_name, shard_log_name
+from proximadb.cluster.fanout import Fanout, shard_address, wait_seconds
+from proximadb.cluster.node import INCARNATION, ClusterNode, shard_log_name
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.read_target import ReadTargets
 from proximadb.cluster.shard_map import ShardMap
@@ -60,7 +61,7 @@ from proximadb.storage.validation import (
     record_label,
 )
 
-SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)")
+SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)(?:~(?P<wait_ms>\d+))?")
 MAX_SHARDS = 256
 DEFAULT_REPLICATION = 3  # replicas per shard when the create does not say: min(3, live nodes)
 WAIT_SECONDS = 30.0
@@ -129,7 +130,8 @@ class ClusterEngine:
     def collection(self, name_or_uuid: str) -> Any:
         address = SHARD_ADDRESS.fullmatch(name_or_uuid)
         if address is not None:  # a peer's fan-out: this node's replica of one shard
-            return self.replica(address["name"], int(address["shard"]), int(address["seq"]))
+            wait = WAIT_SECONDS if address["wait_ms"] is None else min(WAIT_SECONDS, int(address["wait_ms"]) / 1000)
+            return self.replica(address["name"], int(address["shard"]), int(address["seq"]), wait)
         return ClusterCollection(self, self.node.known_map(name_or_uuid).collection)
 
     def replica(self, name: str, shard: int, seq: int, timeout: float = WAIT_SECONDS) -> Any:
@@ -142,6 +144,7 @@ class ClusterEngine:
         if applier is None:
             raise CollectionNotFoundError(f"node {self.node.node.id} holds no replica of {name!r} shard {shard}")
         seq = self.node.serving_seq(name, shard, seq)
+        timeout = wait_seconds(timeout)  # no longer than the request's deadline
         if seq and not applier.wait_for(seq, timeout):
             raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {seq} within "
                                       f"{timeout:g}s (applied {applier.applied_seq})")
@@ -363,10 +366,6 @@ def config_of(shard_map: ShardMap) -> CollectionConfig:
     """The collection's settings, as its map's spec holds them."""
     spec = {k: v for k, v in shard_map.spec.items() if k != INCARNATION}
     return CollectionConfig.new(shard_map.collection, int(spec.pop("dimension")), **spec)
-
-
-def shard_address(name: str, shard: int, seq: int) -> str:
-    return f"{local_name(name, shard)}@{seq}"
 
 
 __all__ = ["ClusterCollection", "ClusterEngine", "shard_address"]

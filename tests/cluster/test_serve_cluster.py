@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from proximadb.consistency import LEVELS
 from proximadb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
+    RequestTimeoutError,
     UnavailableError,
     ValidationError,
     VectorExistsError,
@@ -281,6 +283,31 @@ def test_a_session_token_carries_a_clients_writes_to_another_client(cluster: Dev
     with urllib.request.urlopen(count, timeout=60) as answer:
         assert json.loads(answer.read())["data"]["count"] == 21
     a.delete_collection("sess")
+
+
+def test_a_read_whose_target_is_never_applied_times_out_at_its_deadline(cluster: DevCluster) -> None:
+    """A session token naming entries the logs do not have: no replica gets there, so the read ends at the
+    request's deadline with 504 / RequestTimeoutError, whether the node waits on its own replica or asks a
+    peer (whose wait the shard address bounds by the request's time left)."""
+    writer = cluster.rest(0)
+    writer.create_collection("far", DIM, shards=2, replication_factor=3)
+    writer.insert_vectors("far", ids=["a", "b", "c"], vectors=np.eye(3, DIM, dtype=np.float32))
+    for client in (cluster.rest(1), cluster.rest(2)):
+        wait_until(f"{client.url} holds 'far'", lambda c=client: c.count("far") == 3, WAIT)
+    far = "v1:" + ",".join(f"{entry.split('=')[0]}=1000000000000"
+                           for entry in writer.session_token()[3:].split(","))
+    rest = cluster.doc["nodes"][1]["rest"]
+    request = urllib.request.Request(f"{rest}/collections/far/vectors/count?consistency=session",
+                                     headers={"ProximaDB-Session": far, "X-Request-Timeout": "2"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code == 504, info.value.read()
+    with connect_grpc(cluster.doc["nodes"][2]["grpc"], timeout=2, retries=0) as late:
+        late.add_session_token(far)
+        with pytest.raises(RequestTimeoutError):
+            late.count("far", consistency="session")
+        assert late.count("far", consistency="strong") == 3  # the same client, another level: served
+    writer.delete_collection("far")
 
 
 def test_sigkill_one_daemon_reads_go_on_from_the_others(cluster: DevCluster,
