@@ -9,6 +9,7 @@ them at once. The consistency tests read with strong and session consistency on 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -34,7 +35,7 @@ from proximadb.errors import (
     VectorExistsError,
     VectorNotFoundError,
 )
-from proximadb.sdk import connect_grpc, connect_rest
+from proximadb.sdk import connect_async_grpc, connect_async_rest, connect_grpc, connect_rest
 
 DIM = 8
 ROWS = 300
@@ -282,6 +283,22 @@ def test_a_session_token_carries_a_clients_writes_to_another_client(cluster: Dev
                                    headers={"ProximaDB-Session": header})
     with urllib.request.urlopen(count, timeout=60) as answer:
         assert json.loads(answer.read())["data"]["count"] == 21
+    # Several addresses share one session; the asyncio clients keep theirs as the blocking ones do.
+    nodes = cluster.doc["nodes"]
+    with connect_rest([nodes[2]["rest"], nodes[0]["rest"]]) as multi:
+        multi.insert_vectors("sess", ids=["z"], vectors=np.ones((1, DIM), dtype=np.float32))
+        assert multi.session_token().startswith("v1:c")
+        b.add_session_token(multi.session_token())
+        assert b.count("sess", consistency="session") == 22
+
+    async def asyncio_writes() -> None:
+        for connecting in (connect_async_grpc(nodes[1]["grpc"]), connect_async_rest(nodes[2]["rest"])):
+            async with connecting as client:
+                await client.upsert_vectors("sess", ids=["z"], vectors=np.ones((1, DIM), dtype=np.float32))
+                assert client.session_token().startswith("v1:c")
+                assert await client.count("sess", consistency="session") == 22
+
+    asyncio.run(asyncio_writes())
     a.delete_collection("sess")
 
 
