@@ -180,24 +180,34 @@ class ProximaDBAPI(abc.ABC):
     # ------------------------------------------------------------------ reads
     @abc.abstractmethod
     def get_vectors(
-        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True
+        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True, consistency: str | None = None
     ) -> list[dict[str, Any]]:
-        """The records that exist, in the order asked (missing ids are left out)."""
+        """The records that exist, in the order asked (missing ids are left out). ``consistency`` (cluster
+        mode): strong, bounded (default), session or eventual (:mod:`proximadb.consistency`)."""
 
     @abc.abstractmethod
-    def count(self, collection: str, filter: Filter = None) -> int: ...
+    def count(self, collection: str, filter: Filter = None, *, consistency: str | None = None) -> int: ...
 
     @abc.abstractmethod
     def scroll(
         self, collection: str, *, limit: int = 100, cursor: str | None = None, filter: Filter = None,
-        include_vectors: bool = False,
+        include_vectors: bool = False, consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page in ascending id order; pass the returned cursor for the next (None at the end)."""
 
     @abc.abstractmethod
     def search_batch(self, collection: str, vectors: Any, k: int = 10, **options: Any) -> list[list[dict[str, Any]]]:
         """Top-k hits per query, best first. Options: filter, include_vectors, include_metadata, ef, nprobe,
-        exact."""
+        exact, score_threshold, oversampling, consistency."""
+
+    @abc.abstractmethod
+    def session_token(self) -> str:
+        """This client's session token: the writes it was acknowledged (cluster mode), for reads with
+        ``consistency="session"`` by another client (:meth:`add_session_token`); see proximadb/consistency.py."""
+
+    @abc.abstractmethod
+    def add_session_token(self, token: str) -> None:
+        """Merge another client's :meth:`session_token` into this one's (ValidationError when malformed)."""
 
     @abc.abstractmethod
     def search_text(
@@ -224,8 +234,9 @@ class ProximaDBAPI(abc.ABC):
                   strategy: str = "average_vector", **options: Any) -> list[dict[str, Any]]:
         """Records like the positive examples and unlike the negative ones (ids or vectors), best first."""
 
-    def get_vector(self, collection: str, id: str, *, include_vector: bool = True) -> dict[str, Any] | None:
-        found = self.get_vectors(collection, [id], include_vectors=include_vector)
+    def get_vector(self, collection: str, id: str, *, include_vector: bool = True,
+                   consistency: str | None = None) -> dict[str, Any] | None:
+        found = self.get_vectors(collection, [id], include_vectors=include_vector, consistency=consistency)
         return found[0] if found else None
 
     def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:

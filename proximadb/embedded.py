@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from proximadb.api.grpc.convert import hits_from_proto, hits_to_proto, records_from_bytes
+from proximadb.consistency import SessionTokens
 from proximadb.sdk.client import ProximaDBClient
 from proximadb.service.query_requests import Recommend, SearchGroups
 from proximadb.service.requests import (
@@ -44,6 +45,7 @@ class LocalTransport:
         self.service = UnifiedAvroService(engine)
         self.schema_version = 1
         self.url = f"embedded://{engine.data_dir}"
+        self.session = SessionTokens()  # one node acknowledges no log sequences: stays empty
 
     def health(self) -> dict[str, Any]:
         return self.service.health()
@@ -82,20 +84,22 @@ class LocalTransport:
         datum = encode_records(records, self.schema_version)
         return records_from_bytes(datum, include_vectors=include_vectors, schema_version=self.schema_version)
 
-    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
-        records = self.service.get_vectors(collection, GetVectors(ids, include_vectors))
+    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
+                    consistency: str | None = None) -> list[dict[str, Any]]:
+        records = self.service.get_vectors(collection, GetVectors(ids, include_vectors, consistency))
         return self._records(records, include_vectors)
 
-    def count(self, collection: str, filter_json: str | None) -> int:
-        return self.service.count(collection, Count(filter_json))
+    def count(self, collection: str, filter_json: str | None, consistency: str | None = None) -> int:
+        return self.service.count(collection, Count(filter_json, consistency))
 
     def scroll(
-        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+        consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        page = self.service.scroll(collection, Scroll(limit, cursor, filter_json, include_vectors))
+        page = self.service.scroll(collection, Scroll(limit, cursor, filter_json, include_vectors, consistency))
         return self._records(page["records"], include_vectors), page["next_cursor"]
 
-    def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+    def search_payload(self, collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> bytes:
         return self.service.search_payload(collection, payload, **(extras or {}))
 
     def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:

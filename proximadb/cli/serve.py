@@ -61,6 +61,9 @@ from proximadb.errors import ProximaDBError
               help="Cluster mode: entries each shard log keeps below what every replica has checkpointed, so a "
                    "replica that was away briefly catches up from the log rather than a peer's snapshot "
                    "[default 10000]")
+@click.option("--bounded-staleness-ms", type=int,
+              help="Cluster mode: how stale a read of consistency 'bounded' (the default) may be, in "
+                   "milliseconds [default 5000] [env PROXIMADB_BOUNDED_STALENESS_MS]")
 def serve(config_file: Path | None, **flags: object) -> None:
     """Run the ProximaDB daemon: REST on 127.0.0.1:5678 and gRPC on 127.0.0.1:5679.
 

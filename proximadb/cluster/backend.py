@@ -13,10 +13,12 @@ stats, wal_stats). So the service and both protocols stay as they are; only the 
 - **Reads** go to one replica of each shard: the local one when held here, else the holders in turn
   (:mod:`proximadb.cluster.fanout`); a holder that fails or does not answer is passed over, and when no
   holder answers the read fails with UnavailableError (503 / UNAVAILABLE). Every read first waits until
-  the replica applied the writes *this node* acknowledged: read-your-writes per node, the one
-  consistency level so far.
-- **Shard addressing.** A replica is reached by the name ``<collection>.s<shard>@<seq>`` (the local
-  collection of that shard, once it applied entry ``seq``) over the public REST API: the fan-out needs no
+  the replica applied the sequence its consistency level asks (:mod:`proximadb.cluster.read_target`:
+  strong, bounded (default: also this node's acknowledged writes), session, eventual). Each write's
+  acknowledged sequence also goes to the request's session token (:mod:`proximadb.consistency`).
+- **Shard addressing.** A replica is reached by the name ``<collection>.s<shard>@<seq>[~<ms>]`` (the local
+  collection of that shard, once it applied entry ``seq``, waiting for it at most ``ms`` milliseconds: the
+  asking request's time left; without it ``WAIT_SECONDS``) over the public REST API: the fan-out needs no
   route of its own. Collections whose names carry ``@`` cannot be created, so the names cannot clash.
 """
 
@@ -33,9 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from proximadb.cluster.fanout import Fanout
-from proximadb.cluster.node import INCARNATION, ClusterNode, local_name, shard_log_name
+from proximadb import consistency
+from proximadb.cluster.fanout import Fanout, shard_address, wait_seconds
+from proximadb.cluster.node import INCARNATION, ClusterNode, shard_log_name
 from proximadb.cluster.placement import shard_of
+from proximadb.cluster.read_target import ReadTargets
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.cluster.snapshot import snapshot_stream
 from proximadb.codec.avro_batch import DecodedBatch
@@ -61,7 +65,7 @@ from proximadb.storage.validation import (
     record_label,
 )
 
-SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)")
+SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)(?:~(?P<wait_ms>\d+))?")
 log = logging.getLogger("proximadb.cluster")
 REPLICA_NAME = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)")
 MAX_SHARDS = 256
@@ -74,12 +78,14 @@ class ClusterEngine:
 
     clustered = True
 
-    def __init__(self, engine: Engine, node: ClusterNode) -> None:
+    def __init__(self, engine: Engine, node: ClusterNode,
+                 bounded_staleness_ms: int = consistency.DEFAULT_BOUNDED_STALENESS_MS) -> None:
         self.local = engine
         self.node = node
         self.options = engine.options
         self.fanout = Fanout(node)
-        self._acked: dict[str, int] = {}  # by shard log name
+        self.read_targets = ReadTargets(node, bounded_staleness_ms)
+        self._acked: dict[str, int] = {}  # by shard log name: the last sequence this node was acknowledged
         self._acked_lock = threading.Lock()
 
     @property
@@ -130,7 +136,8 @@ class ClusterEngine:
     def collection(self, name_or_uuid: str) -> Any:
         address = SHARD_ADDRESS.fullmatch(name_or_uuid)
         if address is not None:  # a peer's fan-out: this node's replica of one shard
-            return self.replica(address["name"], int(address["shard"]), int(address["seq"]))
+            wait = WAIT_SECONDS if address["wait_ms"] is None else min(WAIT_SECONDS, int(address["wait_ms"]) / 1000)
+            return self.replica(address["name"], int(address["shard"]), int(address["seq"]), wait)
         return ClusterCollection(self, self.node.known_map(name_or_uuid).collection)
 
     def replica(self, name: str, shard: int, seq: int, timeout: float = WAIT_SECONDS) -> Any:
@@ -143,23 +150,26 @@ class ClusterEngine:
         if applier is None:
             raise CollectionNotFoundError(f"node {self.node.node.id} holds no replica of {name!r} shard {shard}")
         seq = self.node.serving_seq(name, shard, seq)
+        timeout = wait_seconds(timeout)  # no longer than the request's deadline
         if seq and not applier.wait_for(seq, timeout):
             raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {seq} within "
                                       f"{timeout:g}s (applied {applier.applied_seq})")
         return applier.collection
 
-    # -- acknowledged sequences (read-your-writes) --
+    # -- read targets (proximadb/cluster/read_target.py) and the sequences this node was acknowledged --
 
-    def acked(self, shard_map: ShardMap, shard: int) -> int:
-        """The last sequence of the shard's log this node was acknowledged (by log: a re-made name starts at 0)."""
+    def targets(self, shard_map: ShardMap) -> list[int]:
+        """Per shard, the sequence its replica must have applied for the current read's consistency level."""
         with self._acked_lock:
-            return self._acked.get(shard_log_name(shard_map, shard), 0)
+            acked = [self._acked.get(shard_log_name(shard_map, s), 0) for s in range(shard_map.shards)]
+        return self.read_targets.targets(shard_map, acked)
 
     def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
         seq = self.node.append(shard_map, shard, payload)
+        key = shard_log_name(shard_map, shard)
         with self._acked_lock:
-            key = shard_log_name(shard_map, shard)
             self._acked[key] = max(self._acked.get(key, 0), seq)
+        consistency.acknowledged(key, seq)
         return seq
 
     # -- snapshots for peers --
@@ -274,10 +284,12 @@ class ClusterCollection:
 
     def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
         by_id: dict[str, dict[str, Any]] = {}
-        for shard, rows in self._route(ids).items():
+        routed = self._route(ids)
+        targets = self.owner.targets(self.shard_map) if routed else []
+        for shard, rows in routed.items():
             part = [ids[r] for r in rows]
             for record in self.owner.fanout.on_shard(
-                    self.name, shard, self.owner.acked(self.shard_map, shard),
+                    self.name, shard, targets[shard],
                     lambda c, part=part: c.get_many(part, include_vectors=include_vectors),  # type: ignore[misc]
                     lambda client, addr, part=part: client.get_vectors(  # type: ignore[misc]
                         addr, part, include_vectors=include_vectors)):
@@ -285,7 +297,8 @@ class ClusterCollection:
         return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
     def count(self, flt: Any = None) -> int:
-        return sum(self.owner.fanout.on_shard(self.name, shard, self.owner.acked(self.shard_map, shard),
+        targets = self.owner.targets(self.shard_map)
+        return sum(self.owner.fanout.on_shard(self.name, shard, targets[shard],
                                               lambda c: c.count(flt), lambda client, addr: client.count(addr, flt))
                    for shard in range(self.shard_map.shards))
 
@@ -299,9 +312,10 @@ class ClusterCollection:
                    "oversampling": oversampling}
         matrix = np.asarray(queries, dtype=np.float32)
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
+        targets = self.owner.targets(self.shard_map)
         for shard in range(self.shard_map.shards):
             answers = self.owner.fanout.on_shard(
-                self.name, shard, self.owner.acked(self.shard_map, shard),
+                self.name, shard, targets[shard],
                 lambda c: c.search_batch(matrix, k, **options),
                 lambda client, addr: client.search_batch(addr, matrix, k,
                                                          **{o: v for o, v in options.items() if v is not None}))
@@ -317,9 +331,10 @@ class ClusterCollection:
             raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
         rows: list[dict[str, Any]] = []
         more = False
+        targets = self.owner.targets(self.shard_map)
         for shard in range(self.shard_map.shards):
             page, after = self.owner.fanout.on_shard(
-                self.name, shard, self.owner.acked(self.shard_map, shard),
+                self.name, shard, targets[shard],
                 lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
                 lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
                                                    include_vectors=include_vectors))
@@ -374,10 +389,6 @@ def config_of(shard_map: ShardMap) -> CollectionConfig:
     """The collection's settings, as its map's spec holds them."""
     spec = {k: v for k, v in shard_map.spec.items() if k != INCARNATION}
     return CollectionConfig.new(shard_map.collection, int(spec.pop("dimension")), **spec)
-
-
-def shard_address(name: str, shard: int, seq: int) -> str:
-    return f"{local_name(name, shard)}@{seq}"
 
 
 __all__ = ["ClusterCollection", "ClusterEngine", "shard_address"]

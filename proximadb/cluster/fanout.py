@@ -1,9 +1,13 @@
 """Reads of one shard, wherever a replica of it is: here, or on a peer over its REST API.
 
 :meth:`Fanout.on_shard` runs ``local(collection)`` on this node's replica when it holds one (after
-waiting for ``seq``), otherwise ``remote(client, address)`` against each live holder in turn, with
-``address`` = ``<collection>.s<shard>@<seq>`` (see :mod:`proximadb.cluster.backend`). A holder that
-does not answer, times out, is not serving, or has no replica yet is passed over; an answer that is an
+waiting for ``seq``, the read's target: :mod:`proximadb.cluster.read_target`), otherwise, or when the
+local replica does not reach ``seq`` within ``LOCAL_WAIT``, ``remote(client, address)`` against each live
+holder in turn, with ``address`` = ``<collection>.s<shard>@<seq>~<ms>`` (see :mod:`proximadb.cluster.backend`;
+``ms`` the request's time left;
+``seq`` 0 for ``eventual``: no wait). A holder that does not answer, times out (has not applied ``seq``
+in time), is not serving, or has no replica yet is passed over (while the request's deadline allows:
+waits for ``seq`` end at it, :func:`wait_seconds`); an answer that is an
 error of the request itself (a bad filter: ValidationError, ...) is the answer. When no holder answers:
 UnavailableError (HTTP 503 / gRPC UNAVAILABLE).
 
@@ -22,14 +26,29 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from proximadb import deadline
 from proximadb.cluster.node import ClusterNode, local_name
 from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, UnavailableError
 
 log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
 PEER_TIMEOUT = 40.0  # longer than a replica's wait for an entry (backend.WAIT_SECONDS)
+LOCAL_WAIT = 10.0  # this node's replica lagging longer than this: another holder is asked
 CLUSTER_KEY_ENV = "PROXIMADB_CLUSTER_KEY"
 PASS_OVER = (UnavailableError, RequestTimeoutError, CollectionNotFoundError, OSError)
+
+
+def shard_address(name: str, shard: int, seq: int, wait: float | None = None) -> str:
+    """The address of ``name``'s shard replica once it applied ``seq`` (:mod:`proximadb.cluster.backend`);
+    ``wait``: seconds it may wait for that (None: the replica's own limit)."""
+    return f"{local_name(name, shard)}@{seq}" + ("" if wait is None else f"~{int(max(0.0, wait) * 1000)}")
+
+
+def wait_seconds(most: float) -> float:
+    """How long a read may wait for a replica to apply its target: ``most``, or less when the request's
+    deadline (:mod:`proximadb.deadline`) is nearer."""
+    left = deadline.remaining()
+    return most if left is None else max(0.0, min(most, left))
 
 
 def cluster_key() -> str | None:
@@ -64,12 +83,14 @@ class Fanout:
         shard_map = self.node.known_map(name)
         holders = list(shard_map.replicas[shard]) if shard < len(shard_map.replicas) else []
         applier = self.node.replica_applier(name, shard)
+        lagging: RequestTimeoutError | None = None
         if applier is not None:
-            seq = self.node.serving_seq(name, shard, seq)
-            if seq and not applier.wait_for(seq, PEER_TIMEOUT):
-                raise RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {seq} in time "
-                                          f"(applied {applier.applied_seq})")
-            return local(applier.collection)
+            wanted = self.node.serving_seq(name, shard, seq)
+            if not wanted or applier.wait_for(wanted, wait_seconds(LOCAL_WAIT)):
+                return local(applier.collection)
+            lagging = RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {wanted} in "
+                                          f"time (applied {applier.applied_seq})")
+            log.warning("cluster: %s; trying another replica", lagging)
         assert self.node.membership is not None
         live = {n.id: n for n in self.node.membership.nodes()}
         tried: list[str] = []
@@ -77,12 +98,19 @@ class Fanout:
             info = live.get(holder)
             if holder == me or info is None or not info.rest:
                 continue
+            if lagging is not None and wait_seconds(LOCAL_WAIT) <= 0:
+                break  # the request's deadline has passed: no time to ask another holder
             tried.append(holder)
             try:
-                return remote(self.client(info.rest), f"{local_name(name, shard)}@{seq}")
+                # the peer waits for seq no longer than this request may
+                return remote(self.client(info.rest), shard_address(name, shard, seq, deadline.remaining()))
             except PASS_OVER as exc:
+                if isinstance(exc, RequestTimeoutError):
+                    lagging = exc
                 log.warning("cluster: %s shard %d on %s did not answer (%s); trying another replica",
                             name, shard, holder, exc)
+        if lagging is not None:  # the holders that answered had not applied the entry the read needs
+            raise lagging
         raise UnavailableError(f"collection {name!r}: no replica of shard {shard} answered "
                                f"(holders {', '.join(holders) or 'none'}; tried {', '.join(tried) or 'none'})")
 

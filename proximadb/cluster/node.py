@@ -449,6 +449,22 @@ class ClusterNode:
         return self._log(shard_map.collection, shard, shard_map).append(payload,
                                                                          f"{self.node.id}-{uuid.uuid4().hex}").seq
 
+    def last_seqs(self, shard_map: ShardMap, shards: Sequence[int]) -> list[int]:
+        """The last sequence of each of ``shards``' logs, as JetStream's stream leaders have them now (the
+        requests sent at once: one round trip)."""
+        import asyncio
+
+        self._require()
+        session = self.session
+        assert session is not None
+        streams = [self._log(shard_map.collection, shard, shard_map).stream for shard in shards]
+
+        async def infos() -> list[int]:
+            found = await asyncio.gather(*(session.js.stream_info(stream) for stream in streams))
+            return [int(info.state.last_seq) for info in found]
+
+        return session.call(infos, f"stream info of {len(streams)} shard log(s)")
+
     def _log(self, name: str, shard: int, shard_map: ShardMap | None = None) -> JetStreamLog:
         expected = shard_log_name(shard_map or self.known_map(name), shard)
         with self._lock:

@@ -266,25 +266,37 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ reads
     async def get_vectors(
-        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True
+        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True, consistency: str | None = None
     ) -> list[dict[str, Any]]:
-        """The records that exist, in the order asked (missing ids are left out)."""
-        return await self._run(calls.get_vectors(collection, ids, include_vectors=include_vectors))
+        """The records that exist, in the order asked (missing ids are left out); ``consistency`` as the
+        blocking client's."""
+        return await self._run(calls.get_vectors(collection, ids, include_vectors=include_vectors,
+                                                 consistency=consistency))
 
-    async def get_vector(self, collection: str, id: str, *, include_vector: bool = True) -> dict[str, Any] | None:
-        found = await self.get_vectors(collection, [id], include_vectors=include_vector)
+    async def get_vector(self, collection: str, id: str, *, include_vector: bool = True,
+                         consistency: str | None = None) -> dict[str, Any] | None:
+        found = await self.get_vectors(collection, [id], include_vectors=include_vector, consistency=consistency)
         return found[0] if found else None
 
-    async def count(self, collection: str, filter: dict[str, Any] | str | None = None) -> int:
-        return await self._run(calls.count(collection, filter))
+    async def count(self, collection: str, filter: dict[str, Any] | str | None = None, *,
+                    consistency: str | None = None) -> int:
+        return await self._run(calls.count(collection, filter, consistency))
+
+    def session_token(self) -> str:
+        """The writes this client was acknowledged, as a session token (see the blocking client's)."""
+        return self._transport.session.token()
+
+    def add_session_token(self, token: str) -> None:
+        """Merge another client's session token into this client's session."""
+        self._transport.session.add(token)
 
     async def scroll(
         self, collection: str, *, limit: int = 100, cursor: str | None = None,
-        filter: dict[str, Any] | str | None = None, include_vectors: bool = False,
+        filter: dict[str, Any] | str | None = None, include_vectors: bool = False, consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page in ascending id order; pass the returned cursor for the next (None at the end)."""
         return await self._run(calls.scroll(collection, limit=limit, cursor=cursor, filter=filter,
-                                            include_vectors=include_vectors))
+                                            include_vectors=include_vectors, consistency=consistency))
 
     async def search_batch(
         self, collection: str, vectors: Any, k: int = 10, **options: Any

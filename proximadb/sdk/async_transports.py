@@ -24,6 +24,7 @@ import grpc.aio
 import httpx
 
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
+from proximadb.consistency import SESSION_HEADER
 from proximadb.sdk import grpc_transport as grpc_calls
 from proximadb.sdk import rest_transport as rest_calls
 from proximadb.sdk.grpc_transport import DEFAULT_TARGET, Exchange, GrpcEndpoint
@@ -63,7 +64,10 @@ class AsyncGrpcTransport(GrpcEndpoint):
             raise self._closed_error()
         method = getattr(self._stub, str(exchange.op.rpc))
         try:
-            response = await method(exchange.request, timeout=self.timeout, metadata=self._metadata)
+            call = method(exchange.request, timeout=self.timeout, metadata=self._call_metadata(exchange))
+            response = await call
+            if exchange.op.write:
+                self._note_session(await call.trailing_metadata())
         except grpc.RpcError as exc:
             raise self._error(exc) from None
         return exchange.decode(response)
@@ -101,7 +105,7 @@ class AsyncGrpcTransport(GrpcEndpoint):
     async def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return await self._send(grpc_calls.mutate_payload(collection, payload))
 
-    async def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+    async def search_payload(self, collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> bytes:
         return await self._send(grpc_calls.search_payload(collection, payload, extras))
 
     async def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -116,17 +120,21 @@ class AsyncGrpcTransport(GrpcEndpoint):
     async def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._send(grpc_calls.hybrid_search(collection, body))
 
-    async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
-        return await self._send(grpc_calls.get_vectors(collection, ids, include_vectors, self.schema_version))
+    async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
+                          consistency: str | None = None) -> list[dict[str, Any]]:
+        return await self._send(grpc_calls.get_vectors(collection, ids, include_vectors, self.schema_version,
+                                                       consistency))
 
-    async def count(self, collection: str, filter_json: str | None) -> int:
-        return await self._send(grpc_calls.count(collection, filter_json))
+    async def count(self, collection: str, filter_json: str | None, consistency: str | None = None) -> int:
+        return await self._send(grpc_calls.count(collection, filter_json, consistency))
 
     async def scroll(
-        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+        consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         return await self._send(
-            grpc_calls.scroll(collection, limit, cursor, filter_json, include_vectors, self.schema_version)
+            grpc_calls.scroll(collection, limit, cursor, filter_json, include_vectors, self.schema_version,
+                              consistency)
         )
 
     async def close(self) -> None:
@@ -151,6 +159,7 @@ class AsyncRestTransport(RestEndpoint):
 
     async def _send(self, exchange: HttpExchange[T]) -> T:
         body, headers = exchange.body()
+        headers.update(self._session_headers(exchange))
         for attempt in (1, 2):
             if self._closed:
                 raise self._closed_error()
@@ -164,6 +173,7 @@ class AsyncRestTransport(RestEndpoint):
                 if attempt == 1 and exchange.idempotent and isinstance(exc, _DROPPED):
                     continue
                 raise self._unreachable(exchange, _ssl_cause(exc)) from None
+            self._note_session(response.headers.get(SESSION_HEADER))
             return exchange.decode(response.status_code, response.headers.get("Content-Type", ""), response.content)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -200,7 +210,7 @@ class AsyncRestTransport(RestEndpoint):
     async def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return await self._send(rest_calls.mutate_payload(collection, payload))
 
-    async def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+    async def search_payload(self, collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> bytes:
         return await self._send(rest_calls.search_payload(collection, payload, extras))
 
     async def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -215,16 +225,18 @@ class AsyncRestTransport(RestEndpoint):
     async def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._send(rest_calls.hybrid_search(collection, body))
 
-    async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
-        return await self._send(rest_calls.get_vectors(collection, ids, include_vectors))
+    async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
+                          consistency: str | None = None) -> list[dict[str, Any]]:
+        return await self._send(rest_calls.get_vectors(collection, ids, include_vectors, consistency))
 
-    async def count(self, collection: str, filter_json: str | None) -> int:
-        return await self._send(rest_calls.count(collection, filter_json))
+    async def count(self, collection: str, filter_json: str | None, consistency: str | None = None) -> int:
+        return await self._send(rest_calls.count(collection, filter_json, consistency))
 
     async def scroll(
-        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+        consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        return await self._send(rest_calls.scroll(collection, limit, cursor, filter_json, include_vectors))
+        return await self._send(rest_calls.scroll(collection, limit, cursor, filter_json, include_vectors, consistency))
 
     async def close(self) -> None:
         if not self._closed:

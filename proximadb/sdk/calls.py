@@ -38,6 +38,7 @@ from proximadb.codec.avro_search import encode_search_request
 from proximadb.codec.framing import decode_frame, encode_frame
 from proximadb.codec.payload import encode_insert, encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
+from proximadb.consistency import parse_level
 from proximadb.embeddings import with_documents
 from proximadb.errors import (
     CollectionConfigMismatchError,
@@ -58,7 +59,7 @@ DEFAULT_REST = "http://127.0.0.1:5678"
 PROBE_TIMEOUT = 2.0  # seconds a gRPC health probe may take before connect() settles for REST
 FilterArg = dict[str, Any] | str | None  # a metadata filter: a dict, its JSON text, or none
 SEARCH_OPTIONS = frozenset({"filter", "include_vectors", "include_metadata", "ef", "nprobe", "exact",
-                            "score_threshold", "oversampling"})
+                            "score_threshold", "oversampling", "consistency"})
 _SHAPE_OPTIONS = frozenset({"filter", "score_threshold", "include_vectors", "include_metadata", "exact", "ef",
                             "nprobe"})
 GROUP_OPTIONS = _SHAPE_OPTIONS | {"oversampling"}
@@ -347,26 +348,35 @@ def delete_vectors(
 
 
 # ---------------------------------------------------------------------- reads
-def get_vectors(collection: str, ids: Sequence[str], *, include_vectors: bool = True) -> Plan[list[dict[str, Any]]]:
-    return (yield Call("get_vectors", (collection, id_list(ids), include_vectors)))
+def _level(consistency: Any) -> tuple[str, ...]:
+    """The transport's trailing ``consistency`` argument: none for the default, else the checked level."""
+    level = parse_level(consistency)  # ValidationError naming the levels
+    return () if level is None else (level.value,)
 
 
-def count(collection: str, filter: dict[str, Any] | str | None = None) -> Plan[int]:
-    return (yield Call("count", (collection, filter_json(filter))))
+def get_vectors(collection: str, ids: Sequence[str], *, include_vectors: bool = True,
+                consistency: str | None = None) -> Plan[list[dict[str, Any]]]:
+    return (yield Call("get_vectors", (collection, id_list(ids), include_vectors, *_level(consistency))))
+
+
+def count(collection: str, filter: dict[str, Any] | str | None = None, consistency: str | None = None) -> Plan[int]:
+    return (yield Call("count", (collection, filter_json(filter), *_level(consistency))))
 
 
 def scroll(
     collection: str, *, limit: int = 100, cursor: str | None = None, filter: dict[str, Any] | str | None = None,
-    include_vectors: bool = False,
+    include_vectors: bool = False, consistency: str | None = None,
 ) -> Plan[tuple[list[dict[str, Any]], str | None]]:
-    return (yield Call("scroll", (collection, limit, cursor, filter_json(filter), include_vectors)))
+    return (yield Call("scroll", (collection, limit, cursor, filter_json(filter), include_vectors,
+                                  *_level(consistency))))
 
 
 def search_batch(
     schema_version: int, collection: str, queries: Any, k: int, options: dict[str, Any]
 ) -> Plan[list[list[dict[str, Any]]]]:
     """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact,
-    score_threshold, oversampling: these two travel beside the Avro payload, see Transport.search_payload)."""
+    score_threshold, oversampling, consistency: these three travel beside the Avro payload, see
+    Transport.search_payload)."""
     unknown = set(options) - SEARCH_OPTIONS
     if unknown:
         raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
@@ -382,8 +392,10 @@ def search_batch(
             "queries": q.tolist(), "k": k, "filter": flt, "include_vectors": flags[0],
             "include_metadata": flags[1], "ef": ef, "nprobe": nprobe, "exact": exact,
         }, schema_version)
-    extras = {name: _number(options[name], name) for name in ("score_threshold", "oversampling")
-              if options.get(name) is not None}
+    extras: dict[str, Any] = {name: _number(options[name], name) for name in ("score_threshold", "oversampling")
+                              if options.get(name) is not None}
+    for level in _level(options.get("consistency")):
+        extras["consistency"] = level
     answer = yield Call("search_payload", (collection, payload, extras) if extras else (collection, payload))
     return decode_search_result(answer)
 

@@ -200,13 +200,15 @@ class ProximaDBClient(ProximaDBAPI):
 
     # ------------------------------------------------------------------ reads
     def get_vectors(
-        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True
+        self, collection: str, ids: Sequence[str], *, include_vectors: bool = True, consistency: str | None = None
     ) -> list[dict[str, Any]]:
-        """The records that exist, in the order asked (missing ids are left out)."""
-        return self._run(calls.get_vectors(collection, ids, include_vectors=include_vectors))
+        """The records that exist, in the order asked (missing ids are left out). ``consistency`` (cluster
+        mode): strong, bounded (default), session or eventual (:mod:`proximadb.consistency`)."""
+        return self._run(calls.get_vectors(collection, ids, include_vectors=include_vectors, consistency=consistency))
 
-    def count(self, collection: str, filter: dict[str, Any] | str | None = None) -> int:
-        return self._run(calls.count(collection, filter))
+    def count(self, collection: str, filter: dict[str, Any] | str | None = None, *,
+              consistency: str | None = None) -> int:
+        return self._run(calls.count(collection, filter, consistency))
 
     def scroll(
         self,
@@ -216,10 +218,20 @@ class ProximaDBClient(ProximaDBAPI):
         cursor: str | None = None,
         filter: dict[str, Any] | str | None = None,
         include_vectors: bool = False,
+        consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page in ascending id order; pass the returned cursor for the next (None at the end)."""
         return self._run(calls.scroll(collection, limit=limit, cursor=cursor, filter=filter,
-                                      include_vectors=include_vectors))
+                                      include_vectors=include_vectors, consistency=consistency))
+
+    def session_token(self) -> str:
+        """The writes this client was acknowledged, as a session token (cluster mode; ``v1:`` when none):
+        give it to another client's :meth:`add_session_token` so its ``consistency="session"`` reads see them."""
+        return self._transport.session.token()
+
+    def add_session_token(self, token: str) -> None:
+        """Merge a session token (another client's :meth:`session_token`) into this client's session."""
+        self._transport.session.add(token)
 
     def search_text(
         self, collection: str, text: str, k: int = 10, filter: dict[str, Any] | str | None = None,
@@ -254,5 +266,6 @@ class ProximaDBClient(ProximaDBAPI):
         return self._run(calls.recommend(collection, positive, negative, k, strategy, **options))
 
     def search_batch(self, collection: str, vectors: Any, k: int = 10, **options: Any) -> list[list[dict[str, Any]]]:
-        """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact)."""
+        """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact,
+        score_threshold, oversampling, consistency)."""
         return self._run(calls.search_batch(self.schema_version, collection, vectors, k, options))

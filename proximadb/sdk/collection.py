@@ -131,23 +131,28 @@ class Collection(_Handle):
         """Records like ``positive`` and unlike ``negative`` (ids or vectors). Options: strategy, filter, ..."""
         return self.client._run(plans.recommend(self._target, positive, negative, k, options))
 
-    def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False) -> Any:
-        """The records that exist, in the order asked (a str is one id)."""
-        return self.client._run(plans.get(self._target, ids, include_vectors=include_vectors, as_numpy=as_numpy))
+    def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False,
+            consistency: str | None = None) -> Any:
+        """The records that exist, in the order asked (a str is one id). ``consistency`` here, on count and
+        scroll, and as a query option: strong, bounded (default), session or eventual (cluster mode)."""
+        return self.client._run(plans.get(self._target, ids, include_vectors=include_vectors, as_numpy=as_numpy,
+                                          consistency=consistency))
 
     def delete(self, ids: Any = None, *, filter: FilterArg = None) -> int:
         """Delete by ids or by a metadata filter; how many were deleted."""
         return self.client._run(plans.delete(self._target, self.client.schema_version, ids, filter))
 
-    def count(self, filter: FilterArg = None) -> int:
-        return self.client._run(calls.count(self.name, filter))
+    def count(self, filter: FilterArg = None, *, consistency: str | None = None) -> int:
+        return self.client._run(calls.count(self.name, filter, consistency))
 
     def scroll(self, *, limit: int = 100, cursor: str | None = None, filter: FilterArg = None,
-               include_vectors: bool = False, as_numpy: bool = False) -> tuple[Any, str | None]:
+               include_vectors: bool = False, as_numpy: bool = False,
+               consistency: str | None = None) -> tuple[Any, str | None]:
         """One page in ascending id order; pass the returned cursor for the next (None at the end).
         ``as_numpy=True``: the page as columns (ids, vectors, metadatas, documents, timestamps)."""
         return self.client._run(plans.scroll(self._target, limit=limit, cursor=cursor, filter=filter,
-                                             include_vectors=include_vectors, as_numpy=as_numpy))
+                                             include_vectors=include_vectors, as_numpy=as_numpy,
+                                             consistency=consistency))
 
     def stats(self) -> dict[str, Any]:
         return self.client.stats(self.name)
@@ -224,20 +229,23 @@ class AsyncCollection(_Handle):
         """Records like ``positive`` and unlike ``negative`` (ids or vectors). Options: strategy, filter, ..."""
         return await self.client._run(plans.recommend(self._target, positive, negative, k, options))
 
-    async def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False) -> Any:
+    async def get(self, ids: Any, *, include_vectors: bool = True, as_numpy: bool = False,
+                  consistency: str | None = None) -> Any:
         return await self.client._run(plans.get(self._target, ids, include_vectors=include_vectors,
-                                                as_numpy=as_numpy))
+                                                as_numpy=as_numpy, consistency=consistency))
 
     async def delete(self, ids: Any = None, *, filter: FilterArg = None) -> int:
         return await self.client._run(plans.delete(self._target, self.client.schema_version, ids, filter))
 
-    async def count(self, filter: FilterArg = None) -> int:
-        return await self.client._run(calls.count(self.name, filter))
+    async def count(self, filter: FilterArg = None, *, consistency: str | None = None) -> int:
+        return await self.client._run(calls.count(self.name, filter, consistency))
 
     async def scroll(self, *, limit: int = 100, cursor: str | None = None, filter: FilterArg = None,
-                     include_vectors: bool = False, as_numpy: bool = False) -> tuple[Any, str | None]:
+                     include_vectors: bool = False, as_numpy: bool = False,
+                     consistency: str | None = None) -> tuple[Any, str | None]:
         return await self.client._run(plans.scroll(self._target, limit=limit, cursor=cursor, filter=filter,
-                                                   include_vectors=include_vectors, as_numpy=as_numpy))
+                                                   include_vectors=include_vectors, as_numpy=as_numpy,
+                                                   consistency=consistency))
 
     async def stats(self) -> dict[str, Any]:
         return await self.client.stats(self.name)

@@ -230,21 +230,22 @@ def recommend(target: Target, positive: Any, negative: Any, k: int,
     return [lift_document(h) for h in hits]
 
 
-def get(target: Target, ids: Any, *, include_vectors: bool, as_numpy: bool) -> Plan[Any]:
+def get(target: Target, ids: Any, *, include_vectors: bool, as_numpy: bool,
+        consistency: str | None = None) -> Plan[Any]:
     """Records by id (a str is one id), in the order asked; missing ids are left out."""
     records = yield from calls.get_vectors(target.name, [ids] if isinstance(ids, str) else ids,
-                                           include_vectors=include_vectors)
+                                           include_vectors=include_vectors, consistency=consistency)
     lifted = [lift_document(r) for r in records]
     return records_to_numpy(lifted) if as_numpy else lifted
 
 
 def scroll(
     target: Target, *, limit: int, cursor: str | None, filter: calls.FilterArg, include_vectors: bool,
-    as_numpy: bool = False,
+    as_numpy: bool = False, consistency: str | None = None,
 ) -> Plan[tuple[Any, str | None]]:
     """One page and the next cursor; with ``as_numpy`` the page as columns (:func:`records_to_numpy`)."""
     records, next_cursor = yield from calls.scroll(target.name, limit=limit, cursor=cursor, filter=filter,
-                                                   include_vectors=include_vectors)
+                                                   include_vectors=include_vectors, consistency=consistency)
     lifted = [lift_document(r) for r in records]
     return (records_to_numpy(lifted) if as_numpy else lifted), next_cursor
 

@@ -11,7 +11,8 @@ UNAVAILABLE, HTTP 503):
   (only for calls safe to repeat, :func:`proximadb.sdk.calls.retry_pause`) go to the next node.
 
 The address that answered stays the current one. Transports are made on first use, one per address,
-and kept until :meth:`close`.
+and kept until :meth:`close`. Every address shares one session (:class:`~proximadb.consistency.SessionTokens`):
+a token one node returned is sent to the next.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from proximadb.consistency import SessionTokens
 from proximadb.errors import UnavailableError, ValidationError
 
 READS = frozenset({
@@ -40,6 +42,7 @@ class FailoverTransport:
         self._current = 0
         self._lock = threading.Lock()
         self._schema_version = 1
+        self.session = SessionTokens()  # one session for every address (proximadb.consistency)
         first = self._transport(0)
         self.protocol: str = first.protocol
 
@@ -48,6 +51,7 @@ class FailoverTransport:
             if index not in self._transports:
                 transport = self._make(self.addresses[index])
                 transport.schema_version = self._schema_version
+                transport.session = self.session
                 self._transports[index] = transport
             return self._transports[index]
 

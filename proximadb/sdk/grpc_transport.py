@@ -31,6 +31,7 @@ from proximadb.api.grpc import ENVELOPE_BYTES, ERROR_CODE_METADATA, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc._generated import proximadb_pb2_grpc as pb_grpc
 from proximadb.api.operations import Operation
+from proximadb.consistency import SESSION_METADATA, SessionTokens, wants_session
 from proximadb.errors import (
     BY_GRPC_STATUS,
     PayloadTooLargeError,
@@ -53,6 +54,7 @@ class Exchange(Generic[T]):
     op: Operation
     request: Any
     decode: Callable[[Any], T]
+    session: bool = False  # a read with consistency=session: send the client's session token
 
 
 def _ref(collection: str) -> pb.CollectionRef:
@@ -109,13 +111,17 @@ def mutate_payload(collection: str, payload: bytes) -> Exchange[dict[str, Any]]:
     return Exchange(ops.MUTATE, _payload_request(collection, payload), convert.mutate_from_proto)
 
 
-def search_payload(collection: str, payload: bytes, extras: dict[str, float] | None = None) -> Exchange[bytes]:
+def search_payload(collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> Exchange[bytes]:
     # Search and SearchBatch are the same call on the server; the payload says how many queries.
-    # extras: score_threshold / oversampling, fields of the request beside the Avro payload.
+    # extras: score_threshold / oversampling / consistency, fields of the request beside the Avro payload.
     request = _payload_request(collection, payload)
     for name, value in (extras or {}).items():
-        setattr(request, name, float(value))
-    return Exchange(ops.SEARCH, request, lambda response: bytes(response.payload))
+        setattr(request, name, value if name == "consistency" else float(value))
+    return Exchange(ops.SEARCH, request, lambda response: bytes(response.payload),
+                    _session((extras or {}).get("consistency")))
+
+
+_session = wants_session
 
 
 def search_groups(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
@@ -135,23 +141,25 @@ def hybrid_search(collection: str, body: dict[str, Any]) -> Exchange[list[dict[s
 
 
 def get_vectors(collection: str, ids: list[str], include_vectors: bool,
-                schema_version: int) -> Exchange[list[dict[str, Any]]]:
+                schema_version: int, consistency: str | None = None) -> Exchange[list[dict[str, Any]]]:
     request = convert.build(
         pb.GetRequest, "get request", collection=collection, ids=ids, include_vectors=include_vectors,
-        schema_version=schema_version,
+        schema_version=schema_version, consistency=consistency,
     )
     return Exchange(ops.GET, request, lambda response: convert.records_from_bytes(
-        response.records, include_vectors=include_vectors, schema_version=response.schema_version or 1))
+        response.records, include_vectors=include_vectors, schema_version=response.schema_version or 1),
+        _session(consistency))
 
 
-def count(collection: str, filter_json: str | None) -> Exchange[int]:
-    request = convert.build(pb.CountRequest, "count request", collection=collection, filter_json=filter_json)
-    return Exchange(ops.COUNT, request, lambda response: int(response.count))
+def count(collection: str, filter_json: str | None, consistency: str | None = None) -> Exchange[int]:
+    request = convert.build(pb.CountRequest, "count request", collection=collection, filter_json=filter_json,
+                            consistency=consistency)
+    return Exchange(ops.COUNT, request, lambda response: int(response.count), _session(consistency))
 
 
 def scroll(
     collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
-    schema_version: int,
+    schema_version: int, consistency: str | None = None,
 ) -> Exchange[tuple[list[dict[str, Any]], str | None]]:
     # limit 0 means "default" on the wire; a caller's 0 (or less) is refused as over REST.
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 0xFFFF_FFFF:
@@ -159,9 +167,11 @@ def scroll(
     request = convert.build(
         pb.ScrollRequest, "scroll request", collection=collection, limit=limit, cursor=cursor,
         filter_json=filter_json, include_vectors=include_vectors, schema_version=schema_version,
+        consistency=consistency,
     )
     return Exchange(ops.SCROLL, request,
-                    lambda response: convert.records_from_proto(response, include_vectors=include_vectors))
+                    lambda response: convert.records_from_proto(response, include_vectors=include_vectors),
+                    _session(consistency))
 
 
 class GrpcEndpoint:
@@ -203,9 +213,22 @@ class GrpcEndpoint:
                 raise ValidationError(f"cannot read ca_file {ca_file}: {exc.strerror or exc}") from None
             self._credentials = grpc.ssl_channel_credentials(root_certificates=roots)
         self._closed = False
+        self.session = SessionTokens()  # the write acknowledgements this client got (proximadb.consistency)
 
     def _closed_error(self) -> UnavailableError:
         return UnavailableError(f"the gRPC transport to {self.target} is closed")
+
+    def _call_metadata(self, exchange: Exchange[Any]) -> tuple[tuple[str, str], ...]:
+        """The request metadata: the API key, and the session token for a read with consistency=session."""
+        if exchange.session:
+            return (*self._metadata, (SESSION_METADATA, self.session.token()))
+        return self._metadata
+
+    def _note_session(self, trailing: Any) -> None:
+        """Merge the session token a write's answer carries (trailing metadata ``proximadb-session``)."""
+        for key, value in trailing or ():
+            if key == SESSION_METADATA:
+                self.session.add(str(value))
 
     def _error(self, exc: grpc.RpcError) -> ProximaDBError:
         status: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
@@ -252,9 +275,12 @@ class GrpcTransport(GrpcEndpoint):
             raise self._closed_error()
         method = getattr(self._stub, str(exchange.op.rpc))
         try:
-            response = method(exchange.request, timeout=self.timeout, metadata=self._metadata)
+            response, call = method.with_call(exchange.request, timeout=self.timeout,
+                                              metadata=self._call_metadata(exchange))
         except grpc.RpcError as exc:
             raise self._error(exc) from None
+        if exchange.op.write:
+            self._note_session(call.trailing_metadata())
         return exchange.decode(response)
 
     # ------------------------------------------------------------ Transport
@@ -291,7 +317,7 @@ class GrpcTransport(GrpcEndpoint):
     def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return self._send(mutate_payload(collection, payload))
 
-    def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+    def search_payload(self, collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> bytes:
         return self._send(search_payload(collection, payload, extras))
 
     def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -306,16 +332,19 @@ class GrpcTransport(GrpcEndpoint):
     def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return self._send(hybrid_search(collection, body))
 
-    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
-        return self._send(get_vectors(collection, ids, include_vectors, self.schema_version))
+    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
+                    consistency: str | None = None) -> list[dict[str, Any]]:
+        return self._send(get_vectors(collection, ids, include_vectors, self.schema_version, consistency))
 
-    def count(self, collection: str, filter_json: str | None) -> int:
-        return self._send(count(collection, filter_json))
+    def count(self, collection: str, filter_json: str | None, consistency: str | None = None) -> int:
+        return self._send(count(collection, filter_json, consistency))
 
     def scroll(
-        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+        consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        return self._send(scroll(collection, limit, cursor, filter_json, include_vectors, self.schema_version))
+        return self._send(scroll(collection, limit, cursor, filter_json, include_vectors, self.schema_version,
+                                 consistency))
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:

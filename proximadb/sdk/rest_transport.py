@@ -41,6 +41,7 @@ import numpy as np
 
 from proximadb.api import operations as ops
 from proximadb.api.operations import Operation
+from proximadb.consistency import SESSION_HEADER, SessionTokens, wants_session
 from proximadb.errors import (
     BY_HTTP_STATUS,
     ERRORS_BY_CODE,
@@ -71,6 +72,7 @@ class HttpExchange(Generic[T]):
     json_body: Any = None
     payload: bytes | None = None
     accept: str = JSON
+    session: bool = False  # a read with consistency=session: send the client's session token
 
     def body(self) -> tuple[bytes | None, dict[str, str]]:
         """The request body and the headers that describe it."""
@@ -85,11 +87,12 @@ class HttpExchange(Generic[T]):
 
 
 def _op(op: Operation, method: str, collection: str | None = None, *, query: str = "", json_body: Any = None,
-        payload: bytes | None = None, decode: Callable[[int, str, bytes], Any] | None = None) -> HttpExchange[Any]:
+        payload: bytes | None = None, decode: Callable[[int, str, bytes], Any] | None = None,
+        consistency: str | None = None) -> HttpExchange[Any]:
     """``op``'s route for ``method`` (proximadb/api/operations.py), resent if idempotent; a JSON envelope answer."""
     path = op.path(method, collection=collection) if collection is not None else op.path(method)
     return HttpExchange(method, path + query, op.idempotent, decode or _unwrap, json_body=json_body,
-                        payload=None if payload is None else bytes(payload))
+                        payload=None if payload is None else bytes(payload), session=wants_session(consistency))
 
 
 # ------------------------------------------------------------------ the exchange of each Transport call
@@ -140,28 +143,35 @@ def mutate_payload(collection: str, payload: bytes) -> HttpExchange[dict[str, An
     return _op(ops.MUTATE, "POST", collection, payload=payload)
 
 
-def get_vectors(collection: str, ids: list[str], include_vectors: bool) -> HttpExchange[list[dict[str, Any]]]:
-    body = {"ids": list(ids), "include_vectors": include_vectors}
+def _with_level(fields: dict[str, Any], consistency: str | None) -> dict[str, Any]:
+    return fields if consistency is None else {**fields, "consistency": consistency}
+
+
+def get_vectors(collection: str, ids: list[str], include_vectors: bool,
+                consistency: str | None = None) -> HttpExchange[list[dict[str, Any]]]:
+    body = _with_level({"ids": list(ids), "include_vectors": include_vectors}, consistency)
     return _op(ops.GET, "POST", collection, json_body=body,
-               decode=lambda *answer: [_with_array(r) for r in _unwrap(*answer)])
+               decode=lambda *answer: [_with_array(r) for r in _unwrap(*answer)], consistency=consistency)
 
 
-def count(collection: str, filter_json: str | None) -> HttpExchange[int]:
+def count(collection: str, filter_json: str | None, consistency: str | None = None) -> HttpExchange[int]:
     def decode(*answer: Any) -> int:
         return int(_unwrap(*answer)["count"])
 
-    if filter_json is None:
+    fields = _with_level({} if filter_json is None else {"filter": filter_json}, consistency)
+    if not fields:
         return _op(ops.COUNT, "GET", collection, decode=decode)
-    query = urlencode({"filter": filter_json})
+    query = urlencode(fields)
     if len(query) > 4000:  # keep URLs short; the POST form takes any size
-        return _op(ops.COUNT, "POST", collection, json_body={"filter": filter_json}, decode=decode)
-    return _op(ops.COUNT, "GET", collection, query=f"?{query}", decode=decode)
+        return _op(ops.COUNT, "POST", collection, json_body=fields, decode=decode, consistency=consistency)
+    return _op(ops.COUNT, "GET", collection, query=f"?{query}", decode=decode, consistency=consistency)
 
 
 def scroll(
-    collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+    collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+    consistency: str | None = None,
 ) -> HttpExchange[tuple[list[dict[str, Any]], str | None]]:
-    body: dict[str, Any] = {"limit": limit, "include_vectors": include_vectors}
+    body: dict[str, Any] = _with_level({"limit": limit, "include_vectors": include_vectors}, consistency)
     if cursor is not None:
         body["cursor"] = cursor
     if filter_json is not None:
@@ -171,7 +181,7 @@ def scroll(
         data = _unwrap(*answer)
         return [_with_array(r) for r in data["records"]], data["next_cursor"]
 
-    return _op(ops.SCROLL, "POST", collection, json_body=body, decode=decode)
+    return _op(ops.SCROLL, "POST", collection, json_body=body, decode=decode, consistency=consistency)
 
 
 def search_text(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
@@ -190,8 +200,8 @@ def recommend(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[s
     return _op(ops.RECOMMEND, "POST", collection, json_body=body)
 
 
-def search_payload(collection: str, payload: bytes, extras: dict[str, float] | None = None) -> HttpExchange[bytes]:
-    """extras (score_threshold, oversampling) go as query parameters beside the Avro body."""
+def search_payload(collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> HttpExchange[bytes]:
+    """extras (score_threshold, oversampling, consistency) go as query parameters beside the Avro body."""
     # Search and SearchBatch are the same call on the server; the payload says how many queries.
     op = ops.SEARCH_BATCH
 
@@ -201,9 +211,10 @@ def search_payload(collection: str, payload: bytes, extras: dict[str, float] | N
         _unwrap(status, content_type, data)  # raises the server's error
         raise ProximaDBError(f"expected an application/avro search result, got {content_type!r}")
 
-    query = "?" + urlencode({name: repr(float(v)) for name, v in extras.items()}) if extras else ""
+    query = "?" + urlencode({name: v if name == "consistency" else repr(float(v))
+                             for name, v in extras.items()}) if extras else ""
     return HttpExchange("POST", op.path("POST", collection=collection) + query, op.idempotent, decode,
-                        payload=bytes(payload), accept=AVRO)
+                        payload=bytes(payload), accept=AVRO, session=wants_session((extras or {}).get("consistency")))
 
 
 class RestEndpoint:
@@ -237,9 +248,19 @@ class RestEndpoint:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._closed = False
+        self.session = SessionTokens()  # the write acknowledgements this client got (proximadb.consistency)
 
     def _closed_error(self) -> UnavailableError:
         return UnavailableError(f"the REST transport to {self.url} is closed")
+
+    def _session_headers(self, exchange: HttpExchange[Any]) -> dict[str, str]:
+        """The session token, for a read with consistency=session."""
+        return {SESSION_HEADER: self.session.token()} if exchange.session else {}
+
+    def _note_session(self, token: str | None) -> None:
+        """Merge the session token a write's answer carries (header ``ProximaDB-Session``)."""
+        if token:
+            self.session.add(token)
 
     def _timed_out(self, exchange: HttpExchange[Any], exc: BaseException) -> RequestTimeoutError:
         return RequestTimeoutError(
@@ -304,7 +325,7 @@ class RestTransport(RestEndpoint):
     # ------------------------------------------------------------------ one request
     def _send(self, exchange: HttpExchange[T]) -> T:
         body, headers = exchange.body()
-        headers = dict(self._headers, **headers)
+        headers = dict(self._headers, **headers, **self._session_headers(exchange))
         target = self._prefix + exchange.path
         for attempt in (1, 2):
             conn, reused = self._take()
@@ -324,6 +345,7 @@ class RestTransport(RestEndpoint):
                 conn.close()
             else:
                 self._give_back(conn)
+            self._note_session(resp.getheader(SESSION_HEADER))
             return exchange.decode(resp.status, resp.getheader("Content-Type", "") or "", data)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -361,18 +383,20 @@ class RestTransport(RestEndpoint):
     def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]:
         return self._send(mutate_payload(collection, payload))
 
-    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
-        return self._send(get_vectors(collection, ids, include_vectors))
+    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
+                    consistency: str | None = None) -> list[dict[str, Any]]:
+        return self._send(get_vectors(collection, ids, include_vectors, consistency))
 
-    def count(self, collection: str, filter_json: str | None) -> int:
-        return self._send(count(collection, filter_json))
+    def count(self, collection: str, filter_json: str | None, consistency: str | None = None) -> int:
+        return self._send(count(collection, filter_json, consistency))
 
     def scroll(
-        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+        consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        return self._send(scroll(collection, limit, cursor, filter_json, include_vectors))
+        return self._send(scroll(collection, limit, cursor, filter_json, include_vectors, consistency))
 
-    def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+    def search_payload(self, collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> bytes:
         return self._send(search_payload(collection, payload, extras))
 
     def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from proximadb.consistency import SessionTokens
+
 
 class Transport(Protocol):
     protocol: str  # "grpc" or "rest"
     schema_version: int  # the payload version the client negotiated; records are asked for in it
     url: str
+    session: SessionTokens  # write acknowledgements got, sent with consistency="session" reads
 
     def health(self) -> dict[str, Any]: ...
 
@@ -54,15 +57,17 @@ class Transport(Protocol):
         """A ``vector_delete`` / ``vector_update`` payload frame; returns ``{"deleted", "updated"}``."""
         ...
 
-    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]: ...
+    def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
+                    consistency: str | None = None) -> list[dict[str, Any]]: ...
 
-    def count(self, collection: str, filter_json: str | None) -> int: ...
+    def count(self, collection: str, filter_json: str | None, consistency: str | None = None) -> int: ...
 
     def scroll(
-        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+        consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
-    def search_payload(self, collection: str, payload: bytes, extras: dict[str, float] | None = None) -> bytes:
+    def search_payload(self, collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> bytes:
         """A ``vector_search`` payload frame in, a ``search_result`` payload frame out; ``extras``
         (score_threshold, oversampling) travel beside it (gRPC request fields, REST query parameters)."""
         ...
@@ -92,6 +97,7 @@ class AsyncTransport(Protocol):
     protocol: str
     schema_version: int
     url: str
+    session: SessionTokens
 
     async def health(self) -> dict[str, Any]: ...
 
@@ -114,16 +120,18 @@ class AsyncTransport(Protocol):
 
     async def mutate_payload(self, collection: str, payload: bytes) -> dict[str, Any]: ...
 
-    async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool) -> list[dict[str, Any]]: ...
+    async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
+                          consistency: str | None = None) -> list[dict[str, Any]]: ...
 
-    async def count(self, collection: str, filter_json: str | None) -> int: ...
+    async def count(self, collection: str, filter_json: str | None, consistency: str | None = None) -> int: ...
 
     async def scroll(
-        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool
+        self, collection: str, limit: int, cursor: str | None, filter_json: str | None, include_vectors: bool,
+        consistency: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
     async def search_payload(
-        self, collection: str, payload: bytes, extras: dict[str, float] | None = None
+        self, collection: str, payload: bytes, extras: dict[str, Any] | None = None
     ) -> bytes: ...
 
     async def search_groups(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]: ...

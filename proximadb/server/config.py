@@ -34,6 +34,7 @@ as the flags, with underscores, at the top level::
     advertise = "10.0.0.5"        # cluster mode: the host peers and clients reach this node at [default: host]
     cluster_ttl = 10.0            # cluster mode: seconds without a heartbeat before a node counts as gone
     cluster_log_retain = 10000    # cluster mode: entries a shard log keeps below what every replica checkpointed
+    bounded_staleness_ms = 5000   # cluster mode: how stale a read of consistency "bounded" (default) may be
 
 List settings in the environment are comma-separated (``PROXIMADB_API_KEYS=k1,k2``).
 
@@ -108,6 +109,7 @@ class ServerConfig:
     advertise: str = ""
     cluster_ttl: float = 10.0
     cluster_log_retain: int = 10_000
+    bounded_staleness_ms: int = 5000
 
     @property
     def cluster_urls(self) -> list[str]:
@@ -177,6 +179,8 @@ class ServerConfig:
                 raise ValidationError(f"{counted} must be 0 (automatic) or positive")
         if not 0 <= self.request_timeout <= 86400:
             raise ValidationError(f"request_timeout must be from 0 (none) to 86400 seconds, not {self.request_timeout}")
+        if not 0 <= self.bounded_staleness_ms <= 3_600_000:
+            raise ValidationError(f"bounded_staleness_ms must be from 0 to 3600000, not {self.bounded_staleness_ms}")
         _ = self.limits  # each limit within its range (proximadb.limits.CEILINGS), or a message naming it
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValidationError("tls_cert_file and tls_key_file go together: give both or neither")

@@ -179,7 +179,7 @@ def start_cluster_node(engine: Engine, config: ServerConfig) -> Any:
         engine.close()
         raise
     log.info("cluster: joined as %s (REST %s, gRPC %s) over %s", info.id, info.rest, info.grpc, config.cluster)
-    return ClusterEngine(engine, node)
+    return ClusterEngine(engine, node, config.bounded_staleness_ms)
 
 
 class DaemonApplication(BaseApplication):  # type: ignore[misc]

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from proximadb.consistency import parse_level
 from proximadb.errors import ValidationError
 from proximadb.fusion import METHODS as FUSION_METHODS
 from proximadb.storage.validation import check_ids
@@ -199,17 +200,19 @@ class GetVectors:
 
     ids: list[str]
     include_vectors: bool = True
+    consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
 
     def __post_init__(self) -> None:
         check_ids(_check_id_list(self.ids), allow_duplicates=True)
+        parse_level(self.consistency)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> GetVectors:
-        check_keys(body, {"ids", "include_vectors"}, "get")
+        check_keys(body, {"ids", "include_vectors", "consistency"}, "get")
         if "ids" not in body:
             raise ValidationError("get needs 'ids': a list of strings")
         include = optional_bool(body, "include_vectors", True)
-        return cls(body["ids"], include)
+        return cls(body["ids"], include, body.get("consistency"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,30 +223,36 @@ class Scroll:
     cursor: str | None = None
     filter: Filter = None
     include_vectors: bool = False
+    consistency: str | None = None
 
     def __post_init__(self) -> None:
         if self.cursor is not None and not isinstance(self.cursor, str):
             raise ValidationError("cursor must be a string")
+        parse_level(self.consistency)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Scroll:
-        check_keys(body, {"limit", "cursor", "filter", "include_vectors"}, "scroll")
+        check_keys(body, {"limit", "cursor", "filter", "include_vectors", "consistency"}, "scroll")
         include = optional_bool(body, "include_vectors", False)
-        return cls(body.get("limit", 100), body.get("cursor"), body.get("filter"), include)
+        return cls(body.get("limit", 100), body.get("cursor"), body.get("filter"), include, body.get("consistency"))
 
 
 @dataclass(frozen=True, slots=True)
 class Count:
     filter: Filter = None
+    consistency: str | None = None
+
+    def __post_init__(self) -> None:
+        parse_level(self.consistency)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Count:
-        check_keys(body, {"filter"}, "count")
-        return cls(body.get("filter"))
+        check_keys(body, {"filter", "consistency"}, "count")
+        return cls(body.get("filter"), body.get("consistency"))
 
 
 _SEARCH_KEYS = {"vector", "queries", "vectors", "k", "top_k", "filter", "include_vectors", "include_metadata",
-                "ef", "nprobe", "exact", "score_threshold", "oversampling"}
+                "ef", "nprobe", "exact", "score_threshold", "oversampling", "consistency"}
 
 
 def optional_number(value: Any, name: str) -> float | None:
@@ -269,10 +278,12 @@ class SearchParams:
     exact: bool = False
     score_threshold: float | None = None  # distance <= it (euclidean), score >= it (cosine, dot_product)
     oversampling: float | None = None  # a quantized collection's rescoring factor for this request
+    consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
 
     def __post_init__(self) -> None:
         optional_number(self.score_threshold, "score_threshold")
         optional_number(self.oversampling, "oversampling")
+        parse_level(self.consistency)
 
     @classmethod
     def from_json(cls, body: Any, *, batch: bool) -> SearchParams:
@@ -307,7 +318,8 @@ class SearchParams:
             flags[opt] = value
         for opt in ("score_threshold", "oversampling"):
             flags[opt] = optional_number(body.get(opt), opt)
-        return cls(queries=queries, k=body.get("k", body.get("top_k", 10)), filter=body.get("filter"), **flags)
+        return cls(queries=queries, k=body.get("k", body.get("top_k", 10)), filter=body.get("filter"),
+                   consistency=body.get("consistency"), **flags)
 
 
 # ---------------------------------------------------------------- text and hybrid search

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from proximadb import progress
+from proximadb import consistency, progress
 from proximadb._version import __version__
 from proximadb.codec import avro_search
 from proximadb.codec.avro_batch import encode_vector_batch
@@ -247,38 +247,44 @@ class UnifiedAvroService:
         raise UnknownOperationError(f"expected vector_delete or vector_update, got {op_type!r}")
 
     # ------------------------------------------------------------------ reads
-    def get_vector(self, collection: str, id_: str, *, include_vector: bool = True) -> dict[str, Any]:
-        rec = self.engine.collection(collection).get(id_, include_vector=include_vector)
+    def get_vector(self, collection: str, id_: str, *, include_vector: bool = True,
+                   consistency_level: str | None = None) -> dict[str, Any]:
+        with consistency.reading(consistency_level):
+            rec = self.engine.collection(collection).get(id_, include_vector=include_vector)
         if rec is None:
             raise VectorNotFoundError(f"no vector with id {id_!r} in collection {collection!r}")
         return rec
 
     def get_vectors(self, collection: str, req: GetVectors) -> list[dict[str, Any]]:
-        return self.engine.collection(collection).get_many(req.ids, include_vectors=req.include_vectors)
+        with consistency.reading(req.consistency):
+            return self.engine.collection(collection).get_many(req.ids, include_vectors=req.include_vectors)
 
     def count(self, collection: str, req: Count) -> int:
-        return self.engine.collection(collection).count(req.filter)
+        with consistency.reading(req.consistency):
+            return self.engine.collection(collection).count(req.filter)
 
     def scroll(self, collection: str, req: Scroll) -> dict[str, Any]:
-        records, next_cursor = self.engine.collection(collection).scroll(
-            limit=req.limit, cursor=req.cursor, filter=req.filter, include_vectors=req.include_vectors
-        )
+        with consistency.reading(req.consistency):
+            records, next_cursor = self.engine.collection(collection).scroll(
+                limit=req.limit, cursor=req.cursor, filter=req.filter, include_vectors=req.include_vectors
+            )
         return {"records": records, "next_cursor": next_cursor}
 
     def search(self, collection: str, params: SearchParams) -> list[list[dict[str, Any]]]:
         col = self.engine.collection(collection)
-        results = col.search_batch(
-            params.queries,
-            params.k,
-            filter=params.filter,
-            include_vectors=params.include_vectors,
-            include_metadata=params.include_metadata,
-            exact=params.exact,
-            ef=params.ef,
-            nprobe=params.nprobe,
-            score_threshold=params.score_threshold,
-            oversampling=params.oversampling,
-        )
+        with consistency.reading(params.consistency):
+            results = col.search_batch(
+                params.queries,
+                params.k,
+                filter=params.filter,
+                include_vectors=params.include_vectors,
+                include_metadata=params.include_metadata,
+                exact=params.exact,
+                ef=params.ef,
+                nprobe=params.nprobe,
+                score_threshold=params.score_threshold,
+                oversampling=params.oversampling,
+            )
         self.metrics.inc(QUERIES, (("collection", col.config.name),), len(results))
         return results
 
@@ -316,10 +322,11 @@ class UnifiedAvroService:
         return hits
 
     def search_payload(self, collection: str, payload: bytes | bytearray | memoryview,
-                       score_threshold: float | None = None, oversampling: float | None = None) -> bytes:
-        """A ``vector_search`` payload in, a ``search_result`` payload out. ``score_threshold`` and
-        ``oversampling`` travel beside the Avro datum (gRPC fields of the request, REST query
-        parameters), so the v1/v2 SearchRequest schema is unchanged."""
+                       score_threshold: float | None = None, oversampling: float | None = None,
+                       consistency: str | None = None) -> bytes:
+        """A ``vector_search`` payload in, a ``search_result`` payload out. ``score_threshold``,
+        ``oversampling`` and ``consistency`` travel beside the Avro datum (gRPC fields of the request, REST
+        query parameters), so the v1/v2 SearchRequest schema is unchanged."""
         self._check_size(payload)
         version, op_type, datum = decode_frame(payload)
         # The fast path reads a plain request straight into a float32 matrix; anything else (and every
@@ -338,7 +345,7 @@ class UnifiedAvroService:
             queries=req["queries"], k=req["k"], filter=req.get("filter") or None,
             include_vectors=req["include_vectors"], include_metadata=req["include_metadata"],
             ef=req.get("ef"), nprobe=req.get("nprobe"), exact=req["exact"],
-            score_threshold=score_threshold, oversampling=oversampling,
+            score_threshold=score_threshold, oversampling=oversampling, consistency=consistency,
         )
         return encode_search_result(self.search(collection, params), version)  # answer in the client's version
 

@@ -36,7 +36,7 @@ from proximadb.service.requests import (
     (DeleteVectors.from_json, {"ids": [], "x": 1}, "unknown delete field(s): x (allowed: filter, ids)"),
     (GetVectors.from_json, {}, "get needs 'ids': a list of strings"),
     (Scroll.from_json, {"cursor": 3}, "cursor must be a string"),
-    (Count.from_json, {"where": {}}, "unknown count field(s): where (allowed: filter)"),
+    (Count.from_json, {"where": {}}, "unknown count field(s): where (allowed: consistency, filter)"),
     (lambda b: SearchParams.from_json(b, batch=False), {"vector": [1, "x"]}, "each query vector must be a list"),
     (lambda b: SearchParams.from_json(b, batch=True), {"queries": []}, "batch search needs 'queries'"),
     (lambda b: PutVector.from_json("a", b), {}, "give 'vector' (replace the record) and/or 'metadata'"),

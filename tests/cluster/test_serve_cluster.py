@@ -2,16 +2,20 @@
 processes started as a user would (``proximadb dev-cluster --nodes 3 DIR``), reached through cluster.json
 over REST and gRPC with the SDK. Answers are compared with a brute-force reference computed here.
 
-Consistency is read-your-writes per node: a read on another node than the writer's is polled until it
-sees the writes (wait_until), a read on the writer's node must see them at once.
+Reads use the default consistency (bounded, which includes read-your-writes per node): a read on another
+node than the writer's is polled until it sees the writes (wait_until), a read on the writer's node must see
+them at once. The consistency tests read with strong and session consistency on other nodes, at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +25,17 @@ import pytest
 from _devcluster import DevCluster
 from _support import child_env, wait_until
 
+from proximadb.consistency import LEVELS
 from proximadb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
+    RequestTimeoutError,
     UnavailableError,
     ValidationError,
     VectorExistsError,
     VectorNotFoundError,
 )
-from proximadb.sdk import connect_grpc, connect_rest
+from proximadb.sdk import connect_async_grpc, connect_async_rest, connect_grpc, connect_rest
 
 DIM = 8
 ROWS = 300
@@ -153,6 +159,124 @@ def test_deletes_are_read_by_the_writer_at_once(cluster: DevCluster) -> None:
         wait_until(f"{client.url} sees the new 'del'", lambda c=client: c.count("del") == 1, WAIT)
         assert [r["id"] for r in client.scroll("del")[0]] == ["new"]
     n3.delete_collection("del")
+
+
+def test_every_consistency_level_is_served_over_both_protocols(cluster: DevCluster,
+                                                                data: tuple[list[str], np.ndarray]) -> None:
+    """r3 has a replica of every shard on every node, each caught up (the first test waited for it), so every
+    level must give the whole answer; bounded's staleness is not asserted, only that it is served."""
+    ids, vectors = data
+    queries = vectors[:3] + np.float32(0.01)
+    want = [[ids[i] for i in row] for row in reference(vectors, queries, 5)]
+    for client in (cluster.rest(1), cluster.grpc(2)):
+        for level in LEVELS:
+            assert client.count("r3", consistency=level) == ROWS
+            assert [[h["id"] for h in hits] for hits in client.search_batch("r3", queries, k=5, consistency=level)] \
+                == want
+            assert client.search("r3", vectors[7], k=1, consistency=level)[0]["id"] == "r7"
+            assert [r["id"] for r in client.get_vectors("r3", ["r9", "r1"], consistency=level)] == ["r9", "r1"]
+            page, _cursor = client.scroll("r3", limit=3, consistency=level)
+            assert [r["id"] for r in page] == sorted(ids)[:3]
+        with pytest.raises(ValidationError, match="strong, bounded, session, eventual"):
+            client.count("r3", consistency="linearizable")
+        with pytest.raises(ValidationError):
+            client.add_session_token("v1:not-a-log=1")
+
+
+def test_strong_reads_on_other_nodes_see_every_acknowledged_write(cluster: DevCluster) -> None:
+    """No polling: each write acknowledged on one node is read with strong consistency on the others at once."""
+    writer = cluster.rest(0)
+    writer.create_collection("strong", DIM, shards=3, replication_factor=2)  # some shards are not held locally
+    readers = (cluster.grpc(1), cluster.rest(2), cluster.grpc(2))
+    rng = np.random.default_rng(5)
+    total = 0
+    for round_ in range(4):
+        batch = [f"s{round_}-{i}" for i in range(10)]
+        writer.insert_vectors("strong", ids=batch, vectors=rng.normal(size=(10, DIM)).astype(np.float32))
+        total += len(batch)
+        for reader in readers:
+            assert reader.count("strong", consistency="strong") == total
+            assert len(reader.get_vectors("strong", batch, include_vectors=False, consistency="strong")) == 10
+    gone = [f"s0-{i}" for i in range(5)]
+    assert cluster.grpc(2).delete_vectors("strong", gone) == 5
+    for reader in (cluster.rest(0), cluster.rest(1)):
+        assert reader.get_vectors("strong", gone, consistency="strong") == []
+        assert reader.count("strong", consistency="strong") == total - 5
+    writer.delete_collection("strong")
+
+
+def test_a_session_token_carries_a_clients_writes_to_another_client(cluster: DevCluster) -> None:
+    a, b = cluster.grpc(0), cluster.rest(2)
+    a.create_collection("sess", DIM, shards=2, replication_factor=2)
+    assert a.session_token() == "v1:"
+    rng = np.random.default_rng(6)
+    for round_ in range(4):
+        batch = [f"x{round_ * 5 + i}" for i in range(5)]
+        a.insert_vectors("sess", ids=batch, vectors=rng.normal(size=(5, DIM)).astype(np.float32))
+        token = a.session_token()
+        assert token.startswith("v1:c") and token.count("=") in (1, 2)  # one entry per shard written
+        b.add_session_token(token)
+        assert b.session_token() == token
+        assert b.count("sess", consistency="session") == 5 * (round_ + 1)  # at once: b waits for a's entries
+        assert len(b.get_vectors("sess", batch, consistency="session")) == 5
+    b.update_vector("sess", "x3", metadata={"by": "b"})  # and back: b's write, read by a in its session
+    a.add_session_token(b.session_token())
+    assert a.get_vectors("sess", ["x3"], consistency="session")[0]["metadata"] == {"by": "b"}
+    # Over REST without the SDK: the write's response carries the token in its header; a read sends it back.
+    rest = cluster.doc["nodes"][1]["rest"]
+    body = json.dumps({"vectors": [{"id": "y", "vector": [0.5] * DIM}]}).encode()
+    request = urllib.request.Request(f"{rest}/collections/sess/vectors/batch", body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        header = answer.headers["ProximaDB-Session"]
+    assert header.startswith("v1:c")
+    other = cluster.doc["nodes"][0]["rest"]
+    count = urllib.request.Request(f"{other}/collections/sess/vectors/count?consistency=session",
+                                   headers={"ProximaDB-Session": header})
+    with urllib.request.urlopen(count, timeout=60) as answer:
+        assert json.loads(answer.read())["data"]["count"] == 21
+    # Several addresses share one session; the asyncio clients keep theirs as the blocking ones do.
+    nodes = cluster.doc["nodes"]
+    with connect_rest([nodes[2]["rest"], nodes[0]["rest"]]) as multi:
+        multi.insert_vectors("sess", ids=["z"], vectors=np.ones((1, DIM), dtype=np.float32))
+        assert multi.session_token().startswith("v1:c")
+        b.add_session_token(multi.session_token())
+        assert b.count("sess", consistency="session") == 22
+
+    async def asyncio_writes() -> None:
+        for connecting in (connect_async_grpc(nodes[1]["grpc"]), connect_async_rest(nodes[2]["rest"])):
+            async with connecting as client:
+                await client.upsert_vectors("sess", ids=["z"], vectors=np.ones((1, DIM), dtype=np.float32))
+                assert client.session_token().startswith("v1:c")
+                assert await client.count("sess", consistency="session") == 22
+
+    asyncio.run(asyncio_writes())
+    a.delete_collection("sess")
+
+
+def test_a_read_whose_target_is_never_applied_times_out_at_its_deadline(cluster: DevCluster) -> None:
+    """A session token naming entries the logs do not have: no replica gets there, so the read ends at the
+    request's deadline with 504 / RequestTimeoutError, whether the node waits on its own replica or asks a
+    peer (whose wait the shard address bounds by the request's time left)."""
+    writer = cluster.rest(0)
+    writer.create_collection("far", DIM, shards=2, replication_factor=3)
+    writer.insert_vectors("far", ids=["a", "b", "c"], vectors=np.eye(3, DIM, dtype=np.float32))
+    for client in (cluster.rest(1), cluster.rest(2)):
+        wait_until(f"{client.url} holds 'far'", lambda c=client: c.count("far") == 3, WAIT)
+    far = "v1:" + ",".join(f"{entry.split('=')[0]}=1000000000000"
+                           for entry in writer.session_token()[3:].split(","))
+    rest = cluster.doc["nodes"][1]["rest"]
+    request = urllib.request.Request(f"{rest}/collections/far/vectors/count?consistency=session",
+                                     headers={"ProximaDB-Session": far, "X-Request-Timeout": "2"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code == 504, info.value.read()
+    with connect_grpc(cluster.doc["nodes"][2]["grpc"], timeout=2, retries=0) as late:
+        late.add_session_token(far)
+        with pytest.raises(RequestTimeoutError):
+            late.count("far", consistency="session")
+        assert late.count("far", consistency="strong") == 3  # the same client, another level: served
+    writer.delete_collection("far")
 
 
 def test_sigkill_one_daemon_reads_go_on_from_the_others(cluster: DevCluster,

@@ -320,15 +320,16 @@ def scroll_request(req: pb.ScrollRequest) -> Scroll:
         cursor=req.cursor if req.HasField("cursor") else None,
         filter=req.filter_json or None,
         include_vectors=req.include_vectors,
+        consistency=req.consistency or None,
     )
 
 
 def get_request(req: pb.GetRequest) -> GetVectors:
-    return GetVectors(list(req.ids), include_vectors=req.include_vectors)
+    return GetVectors(list(req.ids), include_vectors=req.include_vectors, consistency=req.consistency or None)
 
 
 def count_request(req: pb.CountRequest) -> Count:
-    return Count(req.filter_json or None)
+    return Count(req.filter_json or None, req.consistency or None)
 
 
 def records_response(
@@ -419,9 +420,12 @@ def _hit_from_proto(h: pb.Hit) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- search options beside the Avro payload, groups
-def search_extras(req: pb.PayloadRequest) -> dict[str, float | None]:
-    """score_threshold / oversampling of a Search or SearchBatch request (None when unset)."""
-    return {name: (getattr(req, name) if req.HasField(name) else None) for name in ("score_threshold", "oversampling")}
+def search_extras(req: pb.PayloadRequest) -> dict[str, Any]:
+    """score_threshold / oversampling / consistency of a Search or SearchBatch request (None when unset)."""
+    extras: dict[str, Any] = {name: (getattr(req, name) if req.HasField(name) else None)
+                              for name in ("score_threshold", "oversampling")}
+    extras["consistency"] = req.consistency or None
+    return extras
 
 
 def search_groups_request(req: pb.JsonSearchRequest) -> SearchGroups:

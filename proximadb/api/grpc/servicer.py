@@ -14,6 +14,9 @@ Every method goes through :func:`_rpc`, which
 * holds an admission slot and the request's deadline (the server's request_timeout or the
   client's deadline, whichever is shorter) while the method runs, unless the operation table
   (:mod:`proximadb.api.operations`) says the RPC is a probe (``Health``);
+* opens the request's read-consistency scope (:mod:`proximadb.consistency`) with the session token of
+  the request metadata ``proximadb-session`` (malformed: INVALID_ARGUMENT), and returns the session token
+  of a request that wrote in the trailing metadata ``proximadb-session``;
 * records ``proximadb_requests_total{protocol="grpc",route,code}`` and
   ``proximadb_request_seconds{protocol="grpc",route}`` (:func:`proximadb.api.operations.record_request`).
 
@@ -35,6 +38,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
+from proximadb import consistency
 from proximadb.api import operations
 from proximadb.api.grpc import SERVICE_NAME, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
@@ -84,6 +88,14 @@ def add_to_server(servicer: ProximaDBServicer, server: grpc.Server) -> None:
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
+def _session_token(context: Context) -> str | None:
+    """The session token the client sent (metadata ``proximadb-session``), or None."""
+    for key, value in context.invocation_metadata() or ():
+        if key == consistency.SESSION_METADATA:
+            return str(value)
+    return None
+
+
 def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
     route = method.__name__
     admitted = operations.for_rpc(route).admitted
@@ -97,8 +109,13 @@ def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
                 raise MalformedPayloadError(request.message)
             if not admitted:
                 return method(self, request, context)
-            with self.service.admission.request("grpc", context.time_remaining()):
-                return method(self, request, context)
+            with self.service.admission.request("grpc", context.time_remaining()), \
+                    consistency.request(_session_token(context)) as state:
+                response = method(self, request, context)
+                token = consistency.response_token(state)
+                if token is not None:
+                    context.set_trailing_metadata(((consistency.SESSION_METADATA, token),))
+                return response
         except ProximaDBError as exc:
             code = status_code(exc.grpc_status).name
             abort(context, exc)

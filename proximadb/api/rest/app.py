@@ -28,6 +28,7 @@ from proximadb.api.rest.collections import (
 from proximadb.api.rest.dashboard import DashboardAssetResource, DashboardResource
 from proximadb.api.rest.middleware import MetricsMiddleware
 from proximadb.api.rest.search import SearchBatchResource, SearchResource
+from proximadb.api.rest.session import SessionMiddleware
 from proximadb.api.rest.system import HealthResource, MetricsResource, OpenAPIResource, ReadyResource
 from proximadb.api.rest.text_search import (
     HybridSearchResource,
@@ -82,6 +83,7 @@ def create_app(service: UnifiedAvroService, keys: KeyStore | None = None) -> fal
     if keys is not None and keys.enabled:
         middleware.append(AuthMiddleware(keys))
     middleware.append(AdmissionMiddleware(service.admission))  # after auth: a refused key takes no slot
+    middleware.append(SessionMiddleware())  # read consistency: the ProximaDB-Session header
     app = falcon.App(middleware=middleware)
     # Bodies are read and parsed by proximadb.api.rest.media (size cap, strict JSON), never by Falcon.
     app.req_options.auto_parse_form_urlencoded = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proximadb.consistency import LEVELS, SESSION_HEADER
 from proximadb.storage.catalog import MAX_TTL_SECONDS
 from proximadb.storage.validation import MAX_TIMESTAMP_US
 
@@ -91,6 +92,8 @@ _THRESHOLD = {"type": ["number", "null"], "description": "only hits at least thi
 _OVERSAMPLING = {"type": ["number", "null"], "minimum": 1, "maximum": 100, "description": "quantized collections: "
                  "rescore about k x this many candidates (at least the collection's setting); ignored otherwise"}
 _TIME = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_US}  # storage/validation.py
+_CONSISTENCY = {"type": "string", "enum": list(LEVELS), "default": "bounded", "description": "cluster mode: what "
+                "the read must see (proximadb/consistency.py); one node meets every level"}
 
 SCHEMAS: dict[str, Any] = {
     "Envelope": {
@@ -181,7 +184,7 @@ SCHEMAS: dict[str, Any] = {
         "include_metadata": {"type": "boolean", "default": True},
         "ef": {"type": "integer", "minimum": 1}, "nprobe": {"type": "integer", "minimum": 1},
         "exact": {"type": "boolean", "default": False},
-        "score_threshold": _THRESHOLD, "oversampling": _OVERSAMPLING}},
+        "score_threshold": _THRESHOLD, "oversampling": _OVERSAMPLING, "consistency": _CONSISTENCY}},
     "ScoredHit": {"type": "object", "required": ["id", "score"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
         "metadata": _ref("Metadata"), "vector": _FLOATS, "expires_at": {"type": "integer"}}},
@@ -255,7 +258,14 @@ _AVRO_SEARCH_PARAMS = [
     _query_param("oversampling", {"type": "number", "minimum": 1, "maximum": 100},
                  "with an application/avro body: the body's oversampling"),
 ]
-_GET_PARAMS = [_query_param("include_vector", {"type": "boolean", "default": True}, "include the vector")]
+_SESSION = {"name": SESSION_HEADER, "in": "header", "required": False, "schema": {"type": "string"},
+            "description": "with consistency=session: the session token write responses carry in this header "
+                           "(v1:<log>=<seq>,...; proximadb/consistency.py)"}
+_READ_PARAMS = [_query_param("consistency", _CONSISTENCY, "read consistency (cluster mode)"), _SESSION]
+_AVRO_SEARCH_PARAMS += [_query_param("consistency", _CONSISTENCY, "with an application/avro body: the read "
+                                     "consistency (a JSON body has the field)"), _SESSION]
+_GET_PARAMS = [_query_param("include_vector", {"type": "boolean", "default": True}, "include the vector"),
+               *_READ_PARAMS]
 
 PATHS: dict[str, dict[str, Any]] = {
     "/health": {"get": _op("service health, version, schema versions, advertised ports", _OBJ, limited=False)},
@@ -316,7 +326,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op("get records by id (missing ids are left out)", {"type": "array", "items": _ref("Record")},
                     body=_body({"type": "object", "required": ["ids"], "properties": {
                         "ids": {"type": "array", "items": {"type": "string"}},
-                        "include_vectors": {"type": "boolean", "default": True}}})),
+                        "include_vectors": {"type": "boolean", "default": True},
+                        "consistency": _CONSISTENCY}}), params=[_SESSION]),
     },
     "/collections/{collection}/vectors/delete": {
         "parameters": [_COLLECTION],
@@ -332,15 +343,17 @@ PATHS: dict[str, dict[str, Any]] = {
             body=_body({"type": "object", "properties": {
                 "limit": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
                 "cursor": {"type": ["string", "null"]}, "filter": _FILTER,
-                "include_vectors": {"type": "boolean", "default": False}}}, required=False)),
+                "include_vectors": {"type": "boolean", "default": False}, "consistency": _CONSISTENCY}},
+                required=False), params=[_SESSION]),
     },
     "/collections/{collection}/vectors/count": {
         "parameters": [_COLLECTION],
         "get": _op("count records", {"type": "object", "properties": {"count": {"type": "integer"}}},
-                   params=[_query_param("filter", {"type": "string"}, "metadata filter as JSON text")]),
+                   params=[_query_param("filter", {"type": "string"}, "metadata filter as JSON text"),
+                           *_READ_PARAMS]),
         "post": _op("count records matching a filter", {"type": "object", "properties": {
-            "count": {"type": "integer"}}}, body=_body({"type": "object", "properties": {"filter": _FILTER}},
-                                                       required=False)),
+            "count": {"type": "integer"}}}, body=_body({"type": "object", "properties": {
+                "filter": _FILTER, "consistency": _CONSISTENCY}}, required=False), params=[_SESSION]),
     },
     "/collections/{collection}/vectors/{id}": {
         "parameters": [_COLLECTION, _ID],

@@ -5,7 +5,8 @@ JSON in, JSON out by default. ``Content-Type: application/avro`` sends a
 that prefers ``application/avro`` gets the ``search_result`` payload back
 (per query, hits best first) instead of the JSON envelope. ``score_threshold`` and
 ``oversampling`` are JSON body fields, or query parameters beside an Avro payload (the Avro
-SearchRequest schema has no such fields: :meth:`UnifiedAvroService.search_payload`).
+SearchRequest schema has no such fields: :meth:`UnifiedAvroService.search_payload`); so is
+``consistency`` (:mod:`proximadb.consistency`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class _SearchBase:
         avro_out = wants_avro(req)
         if payload is not None:
             extras = {name: _number_param(req, name) for name in ("score_threshold", "oversampling")}
-            result = self.service.search_payload(collection, payload, **extras)
+            result = self.service.search_payload(collection, payload, consistency=req.get_param("consistency"),
+                                                 **extras)
             if avro_out:
                 send_avro(resp, result)
                 return

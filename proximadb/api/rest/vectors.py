@@ -60,11 +60,13 @@ class VectorBatchResource(_Resource):
 
 
 class VectorResource(_Resource):
-    """One record by id: ``GET`` (``?include_vector=``), ``PUT`` (replace), ``PATCH`` (metadata), ``DELETE``."""
+    """One record by id: ``GET`` (``?include_vector=&consistency=``), ``PUT`` (replace), ``PATCH`` (metadata),
+    ``DELETE``."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
         include_vector = req.get_param_as_bool("include_vector", default=True)
-        send(resp, self.service.get_vector(collection, id, include_vector=include_vector))
+        send(resp, self.service.get_vector(collection, id, include_vector=include_vector,
+                                           consistency_level=req.get_param("consistency")))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, collection: str, id: str) -> None:
         body = json_body(req, self.limit)
@@ -82,7 +84,7 @@ class VectorResource(_Resource):
 
 
 class VectorsGetResource(_Resource):
-    """``POST {ids, include_vectors?}``: the records that exist, in the order asked."""
+    """``POST {ids, include_vectors?, consistency?}``: the records that exist, in the order asked."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         body = json_body(req, self.limit)
@@ -102,7 +104,7 @@ class VectorsDeleteResource(_Resource):
 
 
 class VectorsScrollResource(_Resource):
-    """``POST {limit?, cursor?, filter?, include_vectors?}`` -> ``{records, next_cursor}``."""
+    """``POST {limit?, cursor?, filter?, include_vectors?, consistency?}`` -> ``{records, next_cursor}``."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         body = json_body(req, self.limit, required=False)
@@ -110,10 +112,11 @@ class VectorsScrollResource(_Resource):
 
 
 class VectorsCountResource(_Resource):
-    """``GET`` (``?filter=<JSON text>``) or ``POST {filter?}`` -> ``{"count": n}``."""
+    """``GET`` (``?filter=<JSON text>&consistency=``) or ``POST {filter?, consistency?}`` -> ``{"count": n}``."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
-        send(resp, {"count": self.service.count(collection, Count(req.get_param("filter")))})
+        send(resp, {"count": self.service.count(collection, Count(req.get_param("filter"),
+                                                                  req.get_param("consistency")))})
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         body = json_body(req, self.limit, required=False)

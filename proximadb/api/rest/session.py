@@ -1,0 +1,48 @@
+"""REST side of read consistency (:mod:`proximadb.consistency`): the ``ProximaDB-Session`` header.
+
+Runs in ``process_resource`` after admission: the request's session token (request header
+``ProximaDB-Session``, sent by clients that read with ``consistency=session``) opens the request's
+consistency scope; a malformed one is answered 400 (``validation_error``) and the responder does not
+run. A response to a request that wrote carries the token back in the same header (the client's token
+merged with the sequences this write was acknowledged; cluster mode only: one node acknowledges no log
+sequences).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Any
+
+import falcon
+
+from proximadb import consistency
+from proximadb.api.rest.media import send_error
+from proximadb.errors import ValidationError
+
+
+class SessionMiddleware:
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
+        if resp.complete:
+            return  # refused already (auth, admission)
+        stack = ExitStack()
+        try:
+            req.context.consistency = stack.enter_context(
+                consistency.request(req.get_header(consistency.SESSION_HEADER)))
+        except ValidationError as exc:
+            stack.close()
+            send_error(resp, exc.http_status, exc.code, exc.message)
+            resp.complete = True
+            return
+        req.context.consistency_scope = stack
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        stack = getattr(req.context, "consistency_scope", None)
+        if stack is None:
+            return
+        req.context.consistency_scope = None
+        token = consistency.response_token(req.context.consistency)
+        if req_succeeded and token is not None:
+            resp.set_header(consistency.SESSION_HEADER, token)
+        stack.close()
