@@ -214,7 +214,7 @@ def test_concurrent_changes_from_two_connections_are_never_lost(nats3_shared: Na
 def test_the_node_info_format(tmp_path: Path) -> None:
     node = NodeInfo("n1", "http://127.0.0.1:5678", "127.0.0.1:5679", 1764934800.5)
     assert json.loads(node.encode()) == {"id": "n1", "rest": "http://127.0.0.1:5678", "grpc": "127.0.0.1:5679",
-                                         "started_at": 1764934800.5, "applied": {}}
+                                         "started_at": 1764934800.5, "applied": {}, "checkpointed": {}}
     assert NodeInfo.decode(node.encode()) == node
-    beating = NodeInfo("n2", "", "", 1.0, {"docs/0": 12})
+    beating = NodeInfo("n2", "", "", 1.0, {"docs/0": 12}, {"docs/0": 10})
     assert NodeInfo.decode(beating.encode()) == beating
