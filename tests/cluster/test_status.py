@@ -84,10 +84,10 @@ def test_status_shows_nodes_shards_replicas_and_lag(two_nodes: list[ClusterNode]
 def test_a_holder_that_is_gone_shows_as_down() -> None:
     doc = {"nodes": [{"id": "n1", "rest": "r", "grpc": "g", "started_at": 1.0}],
            "collections": [{"name": "docs", "shards": 1, "replication_factor": 2, "epoch": 3, "spec": {},
-                            "placement": [{"shard": 0, "log_last_seq": 9, "replicas": [
+                            "placement": [{"shard": 0, "log_first_seq": 4, "log_last_seq": 9, "replicas": [
                                 {"node": "n1", "state": "up", "applied": 7, "lag": 2},
                                 {"node": "n2", "state": "down", "applied": None, "lag": None}]}]}]}
-    assert "shard 0   log 9          n1 applied 7 (lag 2); n2 DOWN" in render(doc)
+    assert "shard 0   log 4..9             n1 applied 7 (lag 2); n2 DOWN" in render(doc)
 
 
 def test_unreachable_servers_fail_fast_with_a_clear_message(tmp_path: Path) -> None:
