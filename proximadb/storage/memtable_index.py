@@ -18,9 +18,10 @@ scans rows ``[min(g, n), n)`` exactly; the two candidate lists are merged like a
 So rows not in the graph yet are always found, exactly.
 
 The index refuses a search while an ``add`` runs on it (and the reverse), so a graph has its own
-readers/writer guard: searches share it, a chunk's ``add`` takes it alone, and a waiting chunk
-holds back new searches (no starvation). The chunk is sized to take about
-``CHUNK_SECONDS``, which bounds how long a search can wait for the graph.
+readers/writer guard: searches share it, a chunk's ``add`` takes it alone; a waiting chunk holds
+back new searches, and searches that waited for a chunk go in before the next one (neither side
+starves). The chunk is sized to take about ``CHUNK_SECONDS``, which bounds how long a search can
+wait for the graph.
 
 A flush seals the memtable (sealed.py): the sealed one keeps its graph, searched as above until
 the new segment replaces it, and is then dropped with it (the segment builds its own index;
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("proximadb.index")
 
 DEFAULT_INDEX_ROWS = 20_000  # StorageOptions.memtable_index_rows
-CHUNK_SECONDS = 0.02  # a chunk's add aims at this long: a search waits at most about that for the graph
+CHUNK_SECONDS = 0.002  # a chunk's add aims at this long: a search waits at most about that for the graph
 MIN_CHUNK, MAX_CHUNK = 16, 8192
 
 TopK = Callable[[np.ndarray, np.ndarray, int, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
@@ -64,6 +65,7 @@ class MemtableGraph:
         self.index = index
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
+        self._waiting = 0  # searches waiting for a chunk to end: they go before the next chunk
         self._writer = False  # a chunk is being added, or waits for the searches in progress
 
     @property
@@ -75,8 +77,12 @@ class MemtableGraph:
     def reading(self) -> Iterator[HNSWIndex]:
         """The index, for searches only, while no chunk is added."""
         with self._cond:
-            while self._writer:
-                self._cond.wait()
+            if self._writer:
+                self._waiting += 1
+                while self._writer:
+                    self._cond.wait()
+                self._waiting -= 1
+                self._cond.notify_all()  # the writer waits for the waiting searches to be in
             self._readers += 1
         try:
             yield self.index
@@ -89,6 +95,8 @@ class MemtableGraph:
     def extend(self, vectors: np.ndarray) -> None:
         """Add the next rows (memtable rows [indexed, indexed + len(vectors)))."""
         with self._cond:
+            while self._waiting:  # searches that waited for the last chunk go first
+                self._cond.wait()
             self._writer = True  # new searches wait from now on (one writer: the indexer's thread)
             while self._readers:
                 self._cond.wait()

@@ -299,3 +299,39 @@ def test_graph_params_follow_the_collection() -> None:
     assert memtable_index.graph_params("flat", {}) is None
     assert memtable_index.graph_params("hnsw", {"M": 8, "ef": 99})["M"] == 8
     assert memtable_index.graph_params("ivf", {"nlist": 4}) == memtable_index.graph_params("hnsw", {})
+
+
+def test_a_search_does_not_wait_for_the_whole_build() -> None:
+    """A search that finds a chunk being added goes in before the next chunk: with a writer adding chunks
+    back to back (until the search is done, or WAIT), the search still gets in while the graph grows."""
+    graph = memtable_index.MemtableGraph(DIM, "l2", memtable_index.graph_params("hnsw", {"M": 4,
+                                                                                         "ef_construction": 8}))
+    rng = np.random.default_rng(22)
+    started, searched = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            deadline = threading.Event()
+            timer = threading.Timer(WAIT, deadline.set)
+            timer.start()
+            while not searched.is_set() and not deadline.is_set():
+                graph.extend(rng.standard_normal((32, DIM)).astype(np.float32))
+                started.set()
+            timer.cancel()
+            if not searched.is_set():
+                errors.append(AssertionError(f"the search waited {WAIT}s for a writer that never paused"))
+        except BaseException as exc:
+            errors.append(exc)
+            started.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert started.wait(WAIT)
+    with graph.reading() as index:  # waits for at most the chunk in progress
+        seen = index.n_rows
+        rows, _ = index.search(np.zeros(DIM, dtype=np.float32), 5)
+    searched.set()
+    thread.join(WAIT)
+    assert not errors, errors
+    assert len(rows) == 5 and 32 <= seen <= graph.indexed
