@@ -7,6 +7,9 @@ A replaced or deleted row is marked dead in ``alive`` and dropped from the id
 map; the flush writes only live rows. Every row's metadata is indexed as it arrives
 (``payload``: :mod:`proximadb.storage.payload_index`), so filters never walk it per row.
 
+Past ``memtable_index_rows`` rows a memtable also has an HNSW graph of its rows (``graph``), grown
+in the background (:mod:`proximadb.storage.memtable_index`).
+
 A flush seals a memtable (storage/sealed.py): from then on it takes no new rows and
 no metadata changes, only deletions, so the flush can read it without the lock.
 
