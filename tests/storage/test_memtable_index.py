@@ -335,3 +335,31 @@ def test_a_search_does_not_wait_for_the_whole_build() -> None:
     thread.join(WAIT)
     assert not errors, errors
     assert len(rows) == 5 and 32 <= seen <= graph.indexed
+
+
+def test_a_search_of_a_busy_small_graph_scans_every_row() -> None:
+    """A chunk being added (the writer's flag, set here by hand) and a graph too small to be worth the wait:
+    the search scans every row exactly, graph rows included, and does not wait."""
+    from proximadb.index import distance
+
+    rng = np.random.default_rng(23)
+    base = rng.standard_normal((300, DIM)).astype(np.float32)
+    queries = rng.standard_normal((5, DIM)).astype(np.float32)
+    graph = memtable_index.MemtableGraph(DIM, "l2", memtable_index.graph_params("hnsw", {}))
+    graph.extend(base[:100])
+
+    def topk(q: np.ndarray, b: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return distance.topk_batch(q, b, k, "l2", mask=mask)
+
+    want_idx, want_d = topk(queries, base, 10, None)
+    with graph._cond:
+        graph._writer = True
+    try:
+        (idx, dist), = memtable_index.search(graph, base, queries, 10, None, None, topk)
+    finally:
+        with graph._cond:
+            graph._writer = False
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(dist, want_d)
+    parts = memtable_index.search(graph, base, queries, 10, None, None, topk)  # idle: the graph, then the tail
+    assert len(parts) == 2 and parts[0][0].max() < 100 and parts[1][0].min() >= 100
