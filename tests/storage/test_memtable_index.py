@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from proximadb.errors import ValidationError
-from proximadb.server.config import ServerConfig
+from proximadb.server.config import ServerConfig, load_config
 from proximadb.storage import memtable_index
 from proximadb.storage.engine import Engine
 
@@ -189,7 +189,19 @@ def test_bad_setting_is_refused(tmp_path: Path, bad: Any) -> None:
     assert not (tmp_path / "d").exists()
     with pytest.raises(ValidationError, match="memtable_index_rows"):
         ServerConfig(data_dir=tmp_path / "x", memtable_index_rows=-5).validate()
-    assert ServerConfig(memtable_index_rows=0).storage_options()["memtable_index_rows"] == 0
+
+
+def test_the_daemon_setting_reaches_the_engine(tmp_path: Path) -> None:
+    toml = tmp_path / "p.toml"
+    toml.write_text("memtable_index_rows = 0\n")
+    assert load_config({"config": str(toml)}, environ={}).storage_options()["memtable_index_rows"] == 0
+    cfg = load_config({"config": str(toml)}, environ={"PROXIMADB_MEMTABLE_INDEX_ROWS": "77"})
+    with Engine.open(tmp_path / "d", **cfg.storage_options()) as engine:
+        assert engine.options.memtable_index_rows == 77
+    assert load_config({"memtable_index_rows": 5}, environ={}).memtable_index_rows == 5
+    assert ServerConfig().memtable_index_rows == memtable_index.DEFAULT_INDEX_ROWS == 20_000
+    with pytest.raises(ValidationError, match="memtable_index_rows must be 0"):
+        load_config({"memtable_index_rows": -1}, environ={})
 
 
 def test_flush_mid_way_and_after(tmp_path: Path) -> None:
