@@ -37,7 +37,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProximaDBAPI]
                                                           memtable_index_rows=THRESHOLD)
     else:
         d: Daemon = request.getfixturevalue("daemon")
-        client = proximadb.connect_grpc(d.grpc_target) if request.param == "grpc" else proximadb.connect_rest(d.rest_url)
+        grpc = request.param == "grpc"
+        client = proximadb.connect_grpc(d.grpc_target) if grpc else proximadb.connect_rest(d.rest_url)
     with client:
         yield client
 
