@@ -1,10 +1,12 @@
 """Waiting until a collection is fully indexed (``wait_for_indexing`` of every client).
 
 A collection's ``stats`` carry ``status``: ``"green"`` when every live row is searched through an
-index (no memtable rows, no segment waiting for its index build), ``"yellow"`` otherwise, with
-``indexed_rows`` / ``unindexed_rows`` (storage/collection.py, ``Collection.stats``). Rows reach an
-index only through a flush (memtable -> segment) and the background index build of that segment,
-so :func:`wait` flushes first (unless told not to) and then polls the stats, with a growing pause,
+index (no memtable row outside the memtable's graph, no segment waiting for its index build),
+``"yellow"`` otherwise, with ``indexed_rows`` / ``unindexed_rows`` (storage/collection.py,
+``Collection.stats``). Rows reach an index through a flush (memtable -> segment) and the background
+index build of that segment, or, in a memtable past ``memtable_index_rows`` rows, through the
+memtable's own graph (storage/memtable_index.py; a memtable below that is never indexed), so
+:func:`wait` flushes first (unless told not to) and then polls the stats, with a growing pause,
 until they are green or the timeout passes.
 """
 

@@ -24,6 +24,9 @@ from proximadb.errors import ProximaDBError
 @click.option("--flush-bytes", type=int, help="Memtable size that triggers a flush [default 268435456]")
 @click.option("--rewrite-chunk-rows", type=int,
               help="Rows per chunk when a compaction writes its merged segment; bounds its memory [default 8192]")
+@click.option("--memtable-index-rows", type=int,
+              help="A memtable of more rows keeps an HNSW graph of them, grown in the background, so fresh "
+                   "rows are searched through an index; 0 = never [default 20000]")
 @click.option("--max-request-bytes", type=int, help="Largest request body / gRPC message [default 67108864]")
 @click.option("--max-batch", type=int, help="Most records in one write [default 100000]")
 @click.option("--max-k", type=int, help="Most results per query [default 10000]")

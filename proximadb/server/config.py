@@ -13,6 +13,7 @@ as the flags, with underscores, at the top level::
     memtable_type = "hash"        # hash | btree
     flush_bytes = 268435456
     rewrite_chunk_rows = 8192     # rows per chunk of a compaction's merged segment: bounds its memory
+    memtable_index_rows = 20000   # a memtable of more rows keeps an HNSW graph of them; 0 = never
     log_level = "info"
     max_request_bytes = 67108864  # request limits (see proximadb.limits) ...
     max_batch = 100000            # records per write
@@ -87,6 +88,7 @@ class ServerConfig:
     flush_bytes: int = DEFAULT_STORAGE.flush_bytes
     wal_segment_bytes: int = DEFAULT_STORAGE.wal_segment_bytes
     rewrite_chunk_rows: int = DEFAULT_STORAGE.rewrite_chunk_rows
+    memtable_index_rows: int = DEFAULT_STORAGE.memtable_index_rows
     log_level: str = "info"
     log_format: str = "text"
     max_request_bytes: int = DEFAULT_LIMITS.max_request_bytes  # the request limits: proximadb.limits
@@ -150,6 +152,7 @@ class ServerConfig:
             "flush_bytes": self.flush_bytes,
             "wal_segment_bytes": self.wal_segment_bytes,
             "rewrite_chunk_rows": self.rewrite_chunk_rows,
+            "memtable_index_rows": self.memtable_index_rows,
         }
 
     def validate(self) -> ServerConfig:
@@ -174,6 +177,8 @@ class ServerConfig:
         for positive in ("flush_bytes", "wal_segment_bytes", "rewrite_chunk_rows", "max_concurrent_requests"):
             if getattr(self, positive) < 1:
                 raise ValidationError(f"{positive} must be positive")
+        if self.memtable_index_rows < 0:
+            raise ValidationError("memtable_index_rows must be 0 (off) or positive")
         for counted in ("threads", "grpc_workers"):
             if getattr(self, counted) < 0:
                 raise ValidationError(f"{counted} must be 0 (automatic) or positive")

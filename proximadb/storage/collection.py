@@ -68,7 +68,7 @@ from proximadb.filters import compile_filter
 from proximadb.index import distance
 from proximadb.limits import Limits
 from proximadb.renamed import renamed
-from proximadb.storage import expiry, integrity, segment_index
+from proximadb.storage import expiry, integrity, memtable_index, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_apply import LogApplyPath
 from proximadb.storage.collection_reads import ReadPath
@@ -126,6 +126,9 @@ class StorageOptions:
     # "wal": each collection's own WAL is its log of record. "external" (cluster mode): no WAL; writes arrive as
     # entries of a shard log, applied by Collection.apply_log_entry (collection_apply.py, log_of_record.py).
     log_of_record: str = "wal"
+    # A memtable of more rows than this keeps an HNSW graph of them, grown in the background (memtable_index.py);
+    # 0 = never (fresh rows are scanned exactly until the flush).
+    memtable_index_rows: int = memtable_index.DEFAULT_INDEX_ROWS
 
 
 
@@ -156,6 +159,8 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
         self._flushing = False  # a flush is between its seal and its install (set under the lock)
         self._flush_done = threading.Condition(self._lock)  # notified when _flushing goes back to False
         self.flush_hook: Callable[[str], None] | None = None  # tests: called mid-flush, without the lock
+        self.memtable_indexer = memtable_index.MemtableIndexer(
+            config.name, self._lock, self._memtable_to_index, options.memtable_index_rows, self._new_memtable_graph)
 
     def _request_lock(self) -> Any:
         """The collection lock for a client request: gives up at the request's deadline (proximadb.deadline)."""
@@ -166,6 +171,18 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
     def _new_memtable(self) -> Memtable:
         rows = min(self.options.flush_bytes // (4 * self.dim) + 1, MEMTABLE_RESERVE_MAX_ROWS)
         return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16))
+
+    def _memtable_to_index(self) -> Memtable | None:
+        """(Lock held.) The memtable whose graph the indexer grows now; None: stop (closing, or flat)."""
+        if self._closing or memtable_index.graph_params(self.config.indexing_algorithm, self.config.index_params) \
+                is None:
+            return None
+        return self.memtable
+
+    def _new_memtable_graph(self) -> memtable_index.MemtableGraph:
+        params = memtable_index.graph_params(self.config.indexing_algorithm, self.config.index_params)
+        assert params is not None
+        return memtable_index.MemtableGraph(self.dim, self._metric, params)
 
     @classmethod
     def open(cls, config: CollectionConfig, directory: Path, options: StorageOptions) -> Collection:
@@ -220,6 +237,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
         """
         self._closing = True
         self.index_builder.stop()
+        self.memtable_indexer.stop()
         with self._compaction_lock:  # let a running compaction reach its commit point or give up
             pass
         self.wait_for_flush()  # a background flush in progress installs its segment (or fails) first
@@ -346,6 +364,9 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
             old = self.config
             self.config = config
             if (old.indexing_algorithm, old.index_params) != (config.indexing_algorithm, config.index_params):
+                for mt in [*self.sealed, self.memtable]:  # the memtable's rows: exact, then a new graph
+                    mt.graph = None
+                self.memtable_indexer.kick(self.memtable)
                 for seg in self.segments:
                     seg.attach_index(None, "flat")  # exact until the new index is ready
                     self._index_segment(seg, load_existing=False)
@@ -523,12 +544,22 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
         return asdict(wal.stats()) if wal is not None else {}
 
     def _indexing(self) -> tuple[int, int]:
-        """(indexed_rows, unindexed_rows): live rows searched through a segment's index (every segment
-        row of a flat collection, which has no index to build) and the rest: memtable rows and rows of
-        segments whose index build is pending."""
+        """(indexed_rows, unindexed_rows): live rows searched through an index (a segment's: every segment
+        row of a flat collection, which has no index to build; or a memtable's graph, memtable_index.py)
+        and the rest: memtable rows not in a graph yet and rows of segments whose index build is pending."""
         needs_index = self.config.indexing_algorithm != "flat"
         waiting = sum(s.live_count for s in self.segments if needs_index and s.index is None)
-        return sum(s.live_count for s in self.segments) - waiting, self._unflushed_rows() + waiting
+        graphed = self._memtable_indexed_rows()
+        return (sum(s.live_count for s in self.segments) - waiting + graphed,
+                self._unflushed_rows() - graphed + waiting)
+
+    def _memtable_indexed_rows(self) -> int:
+        """Live rows of the memtable and the sealed ones that their graphs cover."""
+        return sum(memtable_index.live_indexed(mt) for mt in [*self.sealed, self.memtable])
+
+    def wait_for_memtable_index(self, timeout: float | None = None) -> bool:
+        """Block until the memtable's graph covers every row it will get (memtable_index.py); False on timeout."""
+        return self.memtable_indexer.wait_idle(timeout)
 
     def stats(self) -> dict[str, Any]:
         with self._request_lock():
@@ -557,6 +588,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
                 # (in the .proto's field order: gRPC answers the keys in that order)
                 "wal_bytes": _directory_bytes(wal.directory) if isinstance(wal, WriteAheadLog) else 0,
                 "last_compaction_at": self.last_compaction_at,
+                "memtable_indexed_rows": self._memtable_indexed_rows(),  # live memtable rows in its HNSW graph
             }
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from proximadb.storage.log_of_record import LogOfRecord
     from proximadb.storage.manifest import Manifest
     from proximadb.storage.memtable import Memtable
+    from proximadb.storage.memtable_index import MemtableIndexer
     from proximadb.storage.operations import InsertOp, Operation
     from proximadb.storage.segment import Segment
 
@@ -55,6 +56,7 @@ class CollectionState:
     _flushing: bool
     _flush_done: threading.Condition
     flush_hook: Callable[[str], None] | None
+    memtable_indexer: MemtableIndexer
 
     if TYPE_CHECKING:  # implemented by Collection or by another mixin
 

@@ -105,6 +105,7 @@ class WritePath(CollectionState):
                 self._apply_patch(patch, op.timestamp)
         else:  # pragma: no cover - the WAL decodes only the three kinds
             raise TypeError(f"unknown operation {op!r}")
+        self.memtable_indexer.kick(self.memtable)  # a memtable past memtable_index_rows: its graph grows
 
     def _apply_insert(self, op: InsertOp) -> None:
         vectors = op.vectors

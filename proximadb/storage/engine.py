@@ -65,7 +65,8 @@ class Engine:
         Options are the fields of :class:`StorageOptions` (wal_strategy, wal_compression,
         fsync, memtable_type, flush_bytes, wal_segment_bytes, verify_segments, limits, auto_compact,
         log_of_record: "external" in cluster mode, where collections keep no WAL and apply a shard log,
-        rewrite_chunk_rows: rows per chunk of a compaction's or migration's merge, which bounds its memory);
+        rewrite_chunk_rows: rows per chunk of a compaction's or migration's merge, which bounds its memory,
+        memtable_index_rows: a memtable of more rows keeps an HNSW graph of them, 0 = never);
         ``limits`` is a :class:`proximadb.limits.Limits`.
         """
         known = {f.name for f in fields(StorageOptions)}
@@ -81,6 +82,10 @@ class Engine:
         if isinstance(opts.rewrite_chunk_rows, bool) or not isinstance(opts.rewrite_chunk_rows, int) \
                 or opts.rewrite_chunk_rows < 1:
             raise ValidationError(f"rewrite_chunk_rows must be a positive integer, not {opts.rewrite_chunk_rows!r}")
+        if isinstance(opts.memtable_index_rows, bool) or not isinstance(opts.memtable_index_rows, int) \
+                or opts.memtable_index_rows < 0:
+            raise ValidationError(
+                f"memtable_index_rows must be an integer >= 0 (0: off), not {opts.memtable_index_rows!r}")
         path = Path(data_dir).expanduser().resolve()
         engine = cls(path, opts)
         engine._dir_lock.acquire()  # creates the directory if needed

@@ -7,6 +7,9 @@ A replaced or deleted row is marked dead in ``alive`` and dropped from the id
 map; the flush writes only live rows. Every row's metadata is indexed as it arrives
 (``payload``: :mod:`proximadb.storage.payload_index`), so filters never walk it per row.
 
+Past ``memtable_index_rows`` rows a memtable also has an HNSW graph of its rows (``graph``), grown
+in the background (:mod:`proximadb.storage.memtable_index`).
+
 A flush seals a memtable (storage/sealed.py): from then on it takes no new rows and
 no metadata changes, only deletions, so the flush can read it without the lock.
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sortedcontainers import SortedDict
@@ -26,6 +29,9 @@ from sortedcontainers import SortedDict
 from proximadb.errors import ValidationError
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.payload_index import PayloadIndex
+
+if TYPE_CHECKING:
+    from proximadb.storage.memtable_index import MemtableGraph
 
 MEMTABLE_TYPES = ("hash", "btree")
 _ROW_OVERHEAD = 96  # bytes of bookkeeping per row, beyond the vector and the id
@@ -41,6 +47,7 @@ class MemtableSnapshot:
     metadata: list[Metadata]
     timestamps: np.ndarray
     expires_at: np.ndarray | None = None  # int64 (NO_EXPIRY = never) or None: no row expires
+    graph: MemtableGraph | None = None  # an HNSW graph over the memtable's first rows (memtable_index.py)
 
     @property
     def rows(self) -> int:
@@ -65,6 +72,7 @@ class Memtable:
         self._index: dict[str, int] | SortedDict = SortedDict() if kind == "btree" else {}
         self._bytes = 0
         self.payload = PayloadIndex()  # rows [0, rows) indexed; dead rows stay (alive removes them)
+        self.graph: MemtableGraph | None = None  # HNSW graph over rows [0, graph.indexed): memtable_index.py
 
     # -- size ---------------------------------------------------------------
     @property
@@ -183,6 +191,10 @@ class Memtable:
         """expires_at of the given rows (for a flush), or None when no row of the memtable expires."""
         return None if self._expires is None else self._expires[rows]
 
+    def vectors_of(self, start: int, end: int) -> np.ndarray:
+        """Rows [start, end) (written already): a view that stays valid, as rows are never rewritten."""
+        return self._vectors[start:end]
+
     def metadata_of(self, row: int) -> Metadata:
         return self._metadata[row]
 
@@ -195,6 +207,7 @@ class Memtable:
             metadata=self._metadata,
             timestamps=self._timestamps,
             expires_at=self._expires,
+            graph=self.graph,
         )
 
     def live_ids_sorted(self, after: str | None = None) -> Iterator[str]:

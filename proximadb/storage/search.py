@@ -9,6 +9,9 @@ Per part, the planner (filter_plan.py) estimates the filter's cardinality from t
 index: a small set of matching rows is scanned exactly (a sorted row array, gather + SIMD kernel),
 a larger one becomes a mask (``Filter.index_mask``: set operations, payload_index.py) that the
 graph walk or the dense scan takes; never a per-row walk of metadata.
+A memtable past ``memtable_index_rows`` rows has an HNSW graph over its first rows
+(memtable_index.py): it is planned and walked like a segment's index, and the rows the graph does
+not cover yet are scanned exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from proximadb import deadline
 from proximadb.filters import Filter
 from proximadb.index import distance
-from proximadb.storage import expiry, filter_plan, segment_index
+from proximadb.storage import expiry, filter_plan, memtable_index, segment_index
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.operations import NO_EXPIRY
 
@@ -51,8 +54,9 @@ class SearchPath(CollectionState):
             fresh = []
             for mt in [*self.sealed, self.memtable]:
                 snap = mt.snapshot()
-                if snap.rows:
-                    fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, False)))
+                if snap.rows:  # a memtable with a graph is planned as an indexed part (memtable_index.py)
+                    graphed = snap.graph is not None
+                    fresh.append((snap, None if flt is None else self._plan(flt, mt.payload, snap.rows, graphed)))
         return now, segments, fresh
 
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
@@ -103,9 +107,14 @@ class SearchPath(CollectionState):
             if cand:  # between parts, never before the first
                 deadline.check(f"searching collection {self.config.name!r} ({p_idx} of {len(parts)} parts done)")
             index = getattr(owner, "index", None)
+            graph = getattr(owner, "graph", None)  # a memtable snapshot's graph (memtable_index.py)
             if rows is not None:  # the planner's exact path: only the matching rows, gathered
                 idx, dist = distance.topk_rows_batch(queries, base, rows, k, self._metric,
                                                      threads=None if m >= 4 else 1)
+            elif graph is not None and not exact:  # the graph's rows walked, the rows it lacks scanned
+                cand.extend((i, d, owner) for i, d in memtable_index.search(graph, base, queries, k, mask, ef,
+                                                                            self._topk))
+                continue
             elif index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling)
             else:

@@ -148,7 +148,8 @@ SCHEMAS: dict[str, Any] = {
                    "description": "green: every live row is searched through an index and no build is queued"},
         "indexed_rows": {"type": "integer", "minimum": 0},
         "unindexed_rows": {"type": "integer", "minimum": 0,
-                           "description": "memtable rows + rows of segments whose index build is pending"},
+                           "description": "memtable rows not in its graph + rows of segments whose index build "
+                                          "is pending"},
         "name": {"type": "string"}, "uuid": {"type": "string"}, "vectors": {"type": "integer"},
         "memtable_rows": {"type": "integer"}, "memtable_bytes": {"type": "integer"},
         "segments": {"type": "integer"}, "segment_rows": {"type": "integer"},
@@ -159,7 +160,10 @@ SCHEMAS: dict[str, Any] = {
         "wal_bytes": {"type": "integer", "minimum": 0, "description": "bytes of the WAL files on disk now"},
         "last_compaction_at": {"type": ["number", "null"],
                                "description": "unix seconds of the last compaction that rewrote segments "
-                                              "since the daemon started (null: none)"}}},
+                                              "since the daemon started (null: none)"},
+        "memtable_indexed_rows": {"type": "integer", "minimum": 0,
+                                  "description": "live memtable rows in the memtable's HNSW graph "
+                                                 "(part of indexed_rows)"}}},
     "Metadata": {"type": "object", "additionalProperties": {
         "oneOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
                   {"type": "array", "items": {"type": "string"}}]}},

@@ -1,0 +1,136 @@
+"""Search while fresh rows sit in the memtable (issue 11: "search before the memtable is flushed (120k rows
+unindexed): QPS 437, 8x below indexed"), with the memtable's HNSW graph off and on.
+
+    python bench/search_during_ingest.py --rows 120000 --json bench/results/search_during_ingest_120k.json
+
+In-process engine, HNSW M=16 ef_construction=200 collection, euclidean, N x 128 float32 clustered rows
+(bench/filtered_search.py's generator; queries drawn the same way), batches of 10,000, fsync never, a flush
+threshold above the data (so every row stays in the memtable). Three runs, each in a fresh data directory:
+
+* ``off``: ``memtable_index_rows=0``, every memtable row scanned exactly (today's behaviour);
+* ``on``: ``memtable_index_rows`` (default 20,000): searched at once after the ingest (``on_at_once``: the
+  graph still catching up, its missing rows scanned exactly), then once the graph has every row (``on``);
+  ``catch_up_s`` is how long the graph took after the last insert returned;
+* ``indexed``: the same rows flushed into a segment and its index built (the reference).
+
+Each reports QPS and p50 of single-query searches at ef 64 and recall@10 against numpy's exact answer,
+plus ingest rows/s and the slowest insert batch. It reports, never asserts: on a shared machine compare
+runs made side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from filtered_search import BATCH, DIM, EF, K, clustered, ground_truth, measure
+
+import proximadb
+from proximadb.storage.engine import Engine
+
+
+def _commit(path: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except OSError:
+        return ""
+
+
+def run(root: Path, mode: str, vectors: np.ndarray, queries: np.ndarray, truth: list[set[int]],
+        threshold: int) -> dict[str, Any]:
+    rows = vectors.shape[0]
+    ids = [f"{i:08d}" for i in range(rows)]
+    options = {"fsync": "never", "auto_compact": False, "flush_bytes": 4 * rows * DIM * 2,
+               "memtable_index_rows": 0 if mode == "off" else threshold}
+    out: dict[str, Any] = {}
+    with Engine.open(root, **options) as engine:  # type: ignore[arg-type]
+        engine.create_collection("bench", DIM, distance_metric="euclidean", indexing_algorithm="hnsw",
+                                 index_params={"M": 16, "ef_construction": 200})
+        col = engine.collection("bench")
+        batches = []
+        t0 = time.perf_counter()
+        for start in range(0, rows, BATCH):
+            t1 = time.perf_counter()
+            col.insert(ids=ids[start : start + BATCH], vectors=vectors[start : start + BATCH])
+            batches.append(time.perf_counter() - t1)
+        ingest = time.perf_counter() - t0
+        out["ingest_rows_s"] = round(rows / ingest)
+        out["slowest_batch_s"] = round(max(batches), 3)
+
+        def search(q: np.ndarray) -> list[int]:
+            return [int(h["id"]) for h in col.search(q, K, ef=EF, include_metadata=False)]
+
+        stats = col.stats()
+        assert stats["segments"] == 0 and stats["memtable_rows"] == rows, stats
+        if mode == "on":
+            out["memtable_indexed_rows_at_once"] = stats["memtable_indexed_rows"]
+            out["on_at_once"] = measure(search, queries, truth)
+            assert col.wait_for_memtable_index(3600)
+            out["catch_up_s"] = round(time.perf_counter() - (t0 + ingest), 2)  # since the last insert returned
+            out["memtable_indexed_rows"] = col.stats()["memtable_indexed_rows"]
+        elif mode == "indexed":
+            t2 = time.perf_counter()
+            col.flush()
+            assert col.wait_for_indexes(3600)
+            out["flush_and_build_s"] = round(time.perf_counter() - t2, 2)
+            assert col.stats()["status"] == "green"
+        out[mode] = measure(search, queries, truth)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=120_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--threshold", type=int, default=20_000, help="memtable_index_rows of the 'on' run")
+    parser.add_argument("--modes", default="off,on,indexed")
+    parser.add_argument("--dir", type=Path, help="scratch directory [default: a temporary one]")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    rng = np.random.default_rng(7)
+    vectors = clustered(rng, args.rows)
+    queries = clustered(np.random.default_rng(8), args.queries)
+    truth = ground_truth(vectors, queries, np.ones(args.rows, dtype=bool))
+    scratch = args.dir or Path(tempfile.mkdtemp(prefix="pxdb-sdi-"))
+    results: dict[str, Any] = {}
+    for mode in args.modes.split(","):
+        root = scratch / mode
+        shutil.rmtree(root, ignore_errors=True)
+        results[mode] = run(root, mode, vectors, queries, truth, args.threshold)
+        shutil.rmtree(root, ignore_errors=True)
+        print(mode, json.dumps(results[mode]), flush=True)
+    if args.dir is None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report = {
+        "what": f"bench/search_during_ingest.py, {args.rows:,} x {DIM} float32 clustered rows in the memtable, "
+                f"HNSW M=16 ef_construction=200, single-query searches at ef {EF}, k {K}, "
+                f"{args.queries} queries, fsync never, in-process",
+        "proximadb": f"{Path(proximadb.__file__).parent} {_commit(Path(proximadb.__file__).parent)}",
+        "machine": f"{platform.machine()} {platform.python_version()}",
+        "threshold": args.threshold,
+        "results": results,
+    }
+    print("| run | QPS | p50 ms | recall@10 |\n|---|---|---|---|")
+    for mode, res in results.items():
+        for key in (f"{mode}_at_once", mode) if mode == "on" else (mode,):
+            if key in res:
+                m = res[key]
+                print(f"| {key} | {m['qps']:.0f} | {m['p50_ms']:.2f} | {m['recall']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
