@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from proximadb.errors import AuthenticationError, PermissionDeniedError, ProximaDBError
 from proximadb.sdk.async_client import AsyncClient, connect_async, connect_async_grpc, connect_async_rest
-from proximadb.sdk.calls import DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Probe, route
+from proximadb.sdk.calls import DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Probe, all_rest, route
 from proximadb.sdk.calls import api_key as _api_key
 from proximadb.sdk.client import ProximaDBClient
 from proximadb.sdk.collection import AsyncCollection, Collection
@@ -115,7 +115,7 @@ def connect(url: str | Sequence[str] | None = None, *, timeout: float = 30.0, ap
     when one does not answer (:mod:`proximadb.sdk.failover`)."""
     if url is not None and not isinstance(url, str):
         urls = list(url)
-        if urls and all(u.startswith(("http://", "https://")) for u in urls):
+        if all_rest(urls):
             return connect_rest(urls, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
         return connect_grpc(urls, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
     plan = route(url, ca_file)

@@ -26,7 +26,7 @@ import functools
 import inspect
 import itertools
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from proximadb import indexing
 from proximadb.embeddings import EmbeddingFunction
@@ -371,31 +371,47 @@ async def _open(transport: AsyncTransport, client_options: dict[str, Any]) -> As
         raise
 
 
-async def _open_grpc(target: str, timeout: float, api_key: str | None, tls: bool, ca_file: str | None,
-                     client_options: dict[str, Any]) -> AsyncClient:
+def _transport(where: str | Sequence[str], make: Callable[[str], Any]) -> AsyncTransport:
+    """One address's transport, or for a list one that moves to the next node (:mod:`proximadb.sdk.failover`)."""
+    if isinstance(where, str):
+        return cast(AsyncTransport, make(where))
+    from proximadb.sdk.failover import AsyncFailoverTransport
+
+    return cast(AsyncTransport, AsyncFailoverTransport(where, make))
+
+
+async def _open_grpc(target: str | Sequence[str], timeout: float, api_key: str | None, tls: bool,
+                     ca_file: str | None, client_options: dict[str, Any]) -> AsyncClient:
     from proximadb.sdk.async_transports import AsyncGrpcTransport
 
-    transport = AsyncGrpcTransport(target, timeout=timeout, api_key=calls.api_key(api_key), tls=tls, ca_file=ca_file)
-    return await _open(transport, client_options)
+    def make(one: str) -> AsyncGrpcTransport:
+        return AsyncGrpcTransport(one, timeout=timeout, api_key=calls.api_key(api_key), tls=tls, ca_file=ca_file)
+
+    return await _open(_transport(target, make), client_options)
 
 
-async def _open_rest(url: str, timeout: float, api_key: str | None, ca_file: str | None, verify: bool,
-                     client_options: dict[str, Any]) -> AsyncClient:
+async def _open_rest(url: str | Sequence[str], timeout: float, api_key: str | None, ca_file: str | None,
+                     verify: bool, client_options: dict[str, Any]) -> AsyncClient:
     from proximadb.sdk.async_transports import AsyncRestTransport
 
-    transport = AsyncRestTransport(url, timeout=timeout, api_key=calls.api_key(api_key), ca_file=ca_file, verify=verify)
-    return await _open(transport, client_options)
+    def make(one: str) -> AsyncRestTransport:
+        return AsyncRestTransport(one, timeout=timeout, api_key=calls.api_key(api_key), ca_file=ca_file,
+                                  verify=verify)
+
+    return await _open(_transport(url, make), client_options)
 
 
-def connect_async_grpc(target: str = DEFAULT_GRPC, *, timeout: float = 30.0, api_key: str | None = None,
+def connect_async_grpc(target: str | Sequence[str] = DEFAULT_GRPC, *, timeout: float = 30.0, api_key: str | None = None,
                        tls: bool = False, ca_file: str | None = None, **client_options: Any) -> Connecting:
-    """An asyncio client over gRPC (``host:port``, ``grpc://``, ``grpcs://``), as :func:`proximadb.sdk.connect_grpc`."""
+    """An asyncio client over gRPC (``host:port``, ``grpc://``, ``grpcs://``), as :func:`proximadb.sdk.connect_grpc`;
+    a list of targets: one client that moves to the next node when one does not answer."""
     return Connecting(lambda: _open_grpc(target, timeout, api_key, tls, ca_file, client_options))
 
 
-def connect_async_rest(url: str = DEFAULT_REST, *, timeout: float = 30.0, api_key: str | None = None,
+def connect_async_rest(url: str | Sequence[str] = DEFAULT_REST, *, timeout: float = 30.0, api_key: str | None = None,
                        ca_file: str | None = None, verify: bool = True, **client_options: Any) -> Connecting:
-    """An asyncio client over REST, as :func:`proximadb.sdk.connect_rest`."""
+    """An asyncio client over REST, as :func:`proximadb.sdk.connect_rest`; a list of URLs: one client that moves
+    to the next node when one does not answer."""
     return Connecting(lambda: _open_rest(url, timeout, api_key, ca_file, verify, client_options))
 
 
@@ -443,12 +459,19 @@ async def _connect(url: str | None, timeout: float, api_key: str | None, ca_file
     return await _open_grpc(chosen.address, timeout, api_key, chosen.tls, chosen.ca_file, client_options)
 
 
-def connect_async(url: str | None = None, *, timeout: float = 30.0, api_key: str | None = None,
+def connect_async(url: str | Sequence[str] | None = None, *, timeout: float = 30.0, api_key: str | None = None,
                   ca_file: str | None = None, **client_options: Any) -> Connecting:
     """An asyncio client: gRPC preferred, REST as the fallback, by the rules of :func:`proximadb.sdk.connect`.
 
-    ``client = await connect_async(url)`` or ``async with connect_async(url) as client:``.
+    ``client = await connect_async(url)`` or ``async with connect_async(url) as client:``. A list of
+    addresses: REST when every one is ``http(s)://``, gRPC otherwise, moving to the next node when one does
+    not answer (:mod:`proximadb.sdk.failover`).
     """
+    if url is not None and not isinstance(url, str):
+        urls = list(url)
+        if calls.all_rest(urls):
+            return connect_async_rest(urls, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
+        return connect_async_grpc(urls, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
     return Connecting(lambda: _connect(url, timeout, api_key, ca_file, client_options))
 
 

@@ -529,6 +529,11 @@ class Route:
     ca_file: str | None = None
 
 
+def all_rest(urls: Sequence[str]) -> bool:
+    """A list of addresses is spoken to over REST when every one is ``http(s)://``, else over gRPC."""
+    return bool(urls) and all(u.startswith(("http://", "https://")) for u in urls)
+
+
 def route(url: str | None, ca_file: str | None) -> Generator[Probe | AskRest, Any, Route]:
     """gRPC preferred, REST as the fallback (the rules are :mod:`proximadb.sdk`'s docstring)."""
     if url is not None and url.startswith(("grpc://", "grpcs://")):

@@ -1,6 +1,8 @@
-"""One client, several node addresses: ``connect_grpc([a, b, c])`` / ``connect_rest([...])`` / ``connect([...])``.
+"""One client, several node addresses: ``connect_grpc([a, b, c])`` / ``connect_rest([...])`` / ``connect([...])``,
+and the asyncio ``connect_async([...])`` / ``connect_async_grpc([...])`` / ``connect_async_rest([...])``.
 
-:class:`FailoverTransport` speaks to one address at a time, the first at the start. When a call there
+:class:`FailoverTransport` (blocking) and :class:`AsyncFailoverTransport` (asyncio) follow one policy,
+:class:`FailoverPolicy`. Each speaks to one address at a time, the first at the start. When a call there
 fails with :class:`~proximadb.errors.UnavailableError` (connection refused, the node gone, gRPC
 UNAVAILABLE, HTTP 503):
 
@@ -30,8 +32,9 @@ READS = frozenset({
 })
 
 
-class FailoverTransport:
-    """A :class:`~proximadb.sdk.transport.Transport` over ``addresses``; see the module's documentation."""
+class FailoverPolicy:
+    """The addresses, their transports (made on first use) and which one is current; see the module's
+    documentation. Subclasses run the calls (blocking or asyncio)."""
 
     def __init__(self, addresses: Sequence[str], make: Callable[[str], Any]) -> None:
         if isinstance(addresses, str) or not addresses:
@@ -70,23 +73,24 @@ class FailoverTransport:
             for transport in self._transports.values():
                 transport.schema_version = version
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _order(self, method: str) -> list[int]:
+        """The addresses to try for ``method``, in turn: every one from the current for a read, else the current."""
         start = self._current
         tries = len(self.addresses) if method in READS else 1
-        failures: list[str] = []
-        for step in range(tries):
-            index = (start + step) % len(self.addresses)
-            try:
-                answer = getattr(self._transport(index), method)(*args, **kwargs)
-            except UnavailableError as exc:
-                failures.append(f"{self.addresses[index]}: {exc}")
-                self._current = (index + 1) % len(self.addresses)
-                if tries == 1:
-                    raise
-                continue
-            self._current = index
-            return answer
-        raise UnavailableError(f"no ProximaDB node answered ({'; '.join(failures)})")
+        return [(start + step) % len(self.addresses) for step in range(tries)]
+
+    def _failed(self, index: int, exc: UnavailableError, failures: list[str]) -> None:
+        failures.append(f"{self.addresses[index]}: {exc}")
+        self._current = (index + 1) % len(self.addresses)
+
+    @staticmethod
+    def _none_answered(failures: list[str]) -> UnavailableError:
+        return UnavailableError(f"no ProximaDB node answered ({'; '.join(failures)})")
+
+    def _take_transports(self) -> list[Any]:
+        with self._lock:
+            transports, self._transports = list(self._transports.values()), {}
+        return transports
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -97,8 +101,51 @@ class FailoverTransport:
 
         return call
 
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+class FailoverTransport(FailoverPolicy):
+    """A blocking :class:`~proximadb.sdk.transport.Transport` over ``addresses``."""
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        order = self._order(method)
+        failures: list[str] = []
+        for index in order:
+            try:
+                answer = getattr(self._transport(index), method)(*args, **kwargs)
+            except UnavailableError as exc:
+                self._failed(index, exc, failures)
+                if len(order) == 1:
+                    raise
+                continue
+            self._current = index
+            return answer
+        raise self._none_answered(failures)
+
     def close(self) -> None:
-        with self._lock:
-            transports, self._transports = list(self._transports.values()), {}
-        for transport in transports:
+        for transport in self._take_transports():
             transport.close()
+
+
+class AsyncFailoverTransport(FailoverPolicy):
+    """An asyncio transport (:mod:`proximadb.sdk.async_transports`) over ``addresses``."""
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        order = self._order(method)
+        failures: list[str] = []
+        for index in order:
+            try:
+                answer = await getattr(self._transport(index), method)(*args, **kwargs)
+            except UnavailableError as exc:
+                self._failed(index, exc, failures)
+                if len(order) == 1:
+                    raise
+                continue
+            self._current = index
+            return answer
+        raise self._none_answered(failures)
+
+    async def close(self) -> None:
+        for transport in self._take_transports():
+            await transport.close()

@@ -5,6 +5,7 @@ to the others with the nodes' shared PROXIMADB_CLUSTER_KEY. A client without a k
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 from _support import child_env, wait_until
 
 from proximadb.errors import AuthenticationError
-from proximadb.sdk import connect_grpc, connect_rest
+from proximadb.sdk import connect_async, connect_grpc, connect_rest
 
 DIM = 8
 ROWS = 120
@@ -94,9 +95,22 @@ def test_one_client_over_several_nodes_survives_sigkill_of_its_node(cluster: Key
         for c in (client, rest):
             wait_until(f"replicated to {c.url}", lambda c=c: c.count("spread") == 40, 60)
         assert client.url.endswith(nodes[2]["grpc"]) and rest.url == nodes[2]["rest"]
-        os.killpg(nodes[2]["pid"], signal.SIGKILL)
-        wait_until("n3 gone", lambda: not Path(f"/proc/{nodes[2]['pid']}/stat").exists()
-                   or Path(f"/proc/{nodes[2]['pid']}/stat").read_text().split()[2] == "Z", 30)
+
+        async def asyncio_clients_too() -> None:  # the asyncio clients take the same lists
+            async with connect_async([n["grpc"] for n in order], api_key=KEY) as agrpc, \
+                    connect_async([n["rest"] for n in order], api_key=KEY) as arest:
+                assert agrpc.protocol == "grpc" and arest.protocol == "rest"
+                for a in (agrpc, arest):
+                    assert await a.count("spread") == 40 and a.url.endswith(order[0]["grpc"] if a is agrpc
+                                                                            else order[0]["rest"])
+                os.killpg(nodes[2]["pid"], signal.SIGKILL)
+                wait_until("n3 gone", lambda: not Path(f"/proc/{nodes[2]['pid']}/stat").exists()
+                           or Path(f"/proc/{nodes[2]['pid']}/stat").read_text().split()[2] == "Z", 30)
+                for a in (agrpc, arest):
+                    assert [h["id"] for h in await a.search("spread", vectors[7], k=1)] == ["w7"]
+                    assert not a.url.endswith(order[0]["grpc"]) and not a.url.endswith(order[0]["rest"])
+
+        asyncio.run(asyncio_clients_too())
         for c in (client, rest):
             assert [h["id"] for h in c.search("spread", vectors[7], k=1)] == ["w7"]
             assert c.url != order[0]["grpc"] and not c.url.endswith(order[0]["grpc"])
@@ -114,3 +128,11 @@ def test_no_node_answering_is_one_typed_error_naming_every_address() -> None:
     with pytest.raises(UnavailableError) as caught:
         connect_grpc([a.removeprefix("http://") for a in addresses], retries=0, timeout=2)
     assert all(a.removeprefix("http://") in str(caught.value) for a in addresses)
+
+    async def asyncio_clients() -> None:
+        for where in (addresses, [a.removeprefix("http://") for a in addresses]):
+            with pytest.raises(UnavailableError) as caught:
+                await connect_async(where, retries=0, timeout=2)
+            assert all(a in str(caught.value) for a in where)
+
+    asyncio.run(asyncio_clients())
