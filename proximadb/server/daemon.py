@@ -126,6 +126,10 @@ class Runtime:
                 max_concurrent_requests=config.max_concurrent_requests,
                 request_timeout=config.request_timeout or None,
             )
+            if config.cluster:
+                from proximadb.cluster import metrics as cluster_metrics
+
+                cluster_metrics.register(service.metrics, engine.node)
             grpc_server, grpc_port = build_server(
                 service,
                 config.host,

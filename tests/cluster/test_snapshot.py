@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,11 +178,30 @@ def test_a_wiped_replica_behind_the_purged_log_rebuilds_from_a_snapshot(purging_
     wait_until("n3 applies what came after", lambda: _count(n3, local) == 398, WAIT)
     hits = n3.search("snap", vectors[350], k=1)
     assert hits[0]["id"] == "v350"
+    # The same in n3's /metrics: one snapshot installed, its replica's position and lag; a purge somewhere.
+    wait_until("n3's metrics show the replica caught up", lambda: _metric(cluster, 2, LAG) == 0.0, WAIT)
+    assert _metric(cluster, 2, "proximadb_cluster_snapshots_installed_total") == 1.0
+    assert _metric(cluster, 2, "proximadb_cluster_nodes_live") == 3.0
+    assert (_metric(cluster, 2, APPLIED) or 0) >= first  # at least the entry written after the purge
+    assert sum(_metric(cluster, i, "proximadb_cluster_log_purged_entries_total") or 0 for i in range(3)) > 0
 
     # Dropping the collection deletes its logs.
     assert _log_streams(cluster) != []
     n1.delete_collection("snap")
     assert _log_streams(cluster) == []
+
+
+LAG = 'proximadb_cluster_replica_lag{collection="snap",shard="0"}'
+APPLIED = 'proximadb_cluster_replica_applied_seq{collection="snap",shard="0"}'
+
+
+def _metric(cluster: DevCluster, i: int, sample: str) -> float | None:
+    """One sample of node ``i``'s /metrics (the line ``<name>{labels} <value>``), None when absent."""
+    with urllib.request.urlopen(cluster.doc["nodes"][i]["rest"] + "/metrics", timeout=60) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(sample + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def _log_streams(cluster: DevCluster) -> list[str]:
