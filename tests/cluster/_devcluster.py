@@ -47,6 +47,11 @@ class DevCluster:
     def kill_and_restart(self, i: int, *, wipe: bool = False) -> None:
         """SIGKILL node ``i``'s daemon (master and worker), optionally delete its data directory, and start it
         again exactly as dev-cluster had (same ports, so cluster.json stays true); returns once it is ready."""
+        self.restart(i, self.kill(i), wipe=wipe)
+
+    def kill(self, i: int) -> tuple[list[str], dict[str, str], str]:
+        """SIGKILL node ``i``'s daemon (its process group, a crash); returns what :meth:`restart` needs to start
+        it again: its command line, environment and working directory, read before the kill."""
         node = self.doc["nodes"][i]
         proc = Path(f"/proc/{node['pid']}")
         argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
@@ -54,16 +59,21 @@ class DevCluster:
         cwd = os.readlink(proc / "cwd")
         os.killpg(node["pid"], signal.SIGKILL)
         wait_until(f"node {node['id']} is gone", lambda: not _alive(node["pid"]), 30)
+        return argv, {k.decode(): v.decode() for k, v in env.items()}, cwd
+
+    def restart(self, i: int, how: tuple[list[str], dict[str, str], str], *, wipe: bool = False) -> None:
+        """Start node ``i`` again as :meth:`kill` found it (``wipe``: its data directory deleted first);
+        returns once it answers."""
+        node = self.doc["nodes"][i]
+        argv, env, cwd = how
         if wipe:
             shutil.rmtree(argv[argv.index("--data-dir") + 1])
         with open(self.directory / node["id"] / "daemon.log", "ab") as out:  # where dev-cluster had it write
-            started = subprocess.Popen(argv, env={k.decode(): v.decode() for k, v in env.items()}, cwd=cwd,
-                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            started = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         self.restarted.append(started)
         node["pid"] = started.pid
-        client = connect_rest(node["rest"])
-        self.clients.append(client)
-        wait_until(f"node {node['id']} answers again", lambda: _ready(client), 120)
+        wait_until(f"node {node['id']} answers again", lambda: _answers(node["rest"]), 120)
 
     def processes(self) -> list[int]:
         """Every live process whose command line names the cluster's directory (daemons, NATS servers)."""
@@ -112,9 +122,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _ready(client: Any) -> bool:
+def _answers(url: str) -> bool:
+    """The daemon at ``url`` answers (connect_rest's version handshake is already a call, so it is in here)."""
     try:
-        client.list_collections()
+        with connect_rest(url) as client:
+            client.list_collections()
         return True
     except Exception:
         return False
