@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 from _support import child_env, wait_until
 
+from proximadb.cluster.nats_servers import NatsServer
 from proximadb.sdk import connect_grpc, connect_rest
 
 
@@ -74,6 +76,43 @@ class DevCluster:
         self.restarted.append(started)
         node["pid"] = started.pid
         wait_until(f"node {node['id']} answers again", lambda: _answers(node["rest"]), 120)
+
+    def nats_servers(self) -> list[NatsServer]:
+        """dev-cluster's NATS servers, as their nats.conf files describe them (ports for their monitoring)."""
+        servers = []
+        for conf in sorted((self.directory / "nats").glob("*/nats.conf")):
+            text = conf.read_text()
+
+            def port(key: str, text: str = text) -> int:
+                found = re.search(rf"^\s*{key}:\s*127\.0\.0\.1:(\d+)", text, re.M)
+                return int(found[1]) if found else 0
+
+            name = re.search(r"^server_name:\s*(\S+)", text, re.M)
+            assert name is not None, text
+            servers.append(NatsServer(name[1], conf.parent, port("listen"), port(".*cluster.*listen"), port("http")))
+        return servers
+
+    def kill_nats(self, server: NatsServer) -> list[str]:
+        """SIGKILL the NATS server (found by its nats.conf path on its command line); returns that command line."""
+        conf = str(server.directory / "nats.conf")
+        for pid in self.processes():
+            try:
+                argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+            except OSError:
+                continue
+            if conf in argv:
+                os.kill(pid, signal.SIGKILL)
+                wait_until(f"NATS server {server.name} is gone", lambda p=pid: not _alive(p), 30)
+                return argv
+        raise AssertionError(f"no running NATS server with {conf}")
+
+    def restart_nats(self, server: NatsServer, argv: list[str]) -> None:
+        """Start the NATS server again with the same command line; returns once it is healthy (its
+        JetStream streams current: /healthz answers 200)."""
+        with open(server.directory / "nats.log", "ab") as out:
+            started = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.restarted.append(started)
+        wait_until(f"NATS server {server.name} is healthy again", lambda: server.monitor("/healthz") is not None, 120)
 
     def processes(self) -> list[int]:
         """Every live process whose command line names the cluster's directory (daemons, NATS servers)."""

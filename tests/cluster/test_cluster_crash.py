@@ -37,6 +37,8 @@ import pytest
 from _devcluster import DevCluster
 from _support import wait_until
 
+from proximadb.cluster.nats_servers import stream_leader
+from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.placement import shard_of
 from proximadb.errors import ProximaDBError
 from proximadb.sdk import connect_grpc, connect_rest
@@ -59,19 +61,21 @@ class History:
     """Per id, every write in the order its writer made them: (effect, acknowledged)."""
 
     writes: dict[str, list[tuple[Effect, bool]]] = field(default_factory=dict)
-    acked_at: list[float] = field(default_factory=list)  # monotonic times of acknowledged calls
+    acked_at: list[tuple[float, list[str]]] = field(default_factory=list)  # acknowledged calls: (when, ids)
     uncertain: int = 0
 
     def record(self, ids: list[str], effects: list[Effect], acked: bool) -> None:
         for id_, effect in zip(ids, effects, strict=True):
             self.writes.setdefault(id_, []).append((effect, acked))
         if acked:
-            self.acked_at.append(time.monotonic())
+            self.acked_at.append((time.monotonic(), ids))
         else:
             self.uncertain += 1
 
-    def acked_since(self, start: float) -> int:
-        return sum(1 for at in list(self.acked_at) if at >= start)
+    def acked_since(self, start: float, shard: int | None = None) -> int:
+        """Acknowledged calls since ``start`` (with ``shard``: those that wrote to that shard)."""
+        return sum(1 for at, ids in list(self.acked_at)
+                   if at >= start and (shard is None or any(shard_of(i, SHARDS) == shard for i in ids)))
 
     def allowed(self, id_: str) -> list[Effect]:
         """The states the id may be in: the last acknowledged write's, or any later uncertain one's."""
@@ -180,12 +184,18 @@ def test_sigkill_daemons_under_writes_and_reads_loses_nothing(cluster: DevCluste
     run_chaos(cluster, kills=int(os.environ.get("PROXIMADB_CLUSTER_KILLS", "2")), wipe_every=0)
 
 
+def test_sigkill_the_nats_stream_leader_under_writes_and_reads_loses_nothing(cluster: DevCluster) -> None:
+    run_chaos(cluster, kills=0, wipe_every=0, nats_kills=1)
+
+
 @pytest.mark.slow
 def test_many_sigkills_and_wiped_nodes_under_writes_and_reads_lose_nothing(cluster: DevCluster) -> None:
-    run_chaos(cluster, kills=int(os.environ.get("PROXIMADB_CLUSTER_KILLS", "8")), wipe_every=3)
+    run_chaos(cluster, kills=int(os.environ.get("PROXIMADB_CLUSTER_KILLS", "8")), wipe_every=3, nats_kills=4)
 
 
-def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int) -> None:
+def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int, nats_kills: int = 0) -> None:
+    """``kills`` daemon SIGKILLs (every ``wipe_every``-th wiping the node's data), then ``nats_kills`` SIGKILLs
+    of the NATS server leading a shard's stream, under load; then every replica is checked."""
     nodes = cluster.doc["nodes"]
     stop = threading.Event()
     grpc_targets = [n["grpc"] for n in nodes]
@@ -223,6 +233,8 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int) -> None:
             cluster.restart(victim, how, wipe=bool(wipe_every) and (k + 1) % wipe_every == 0)
             wait_until(f"{nodes[victim]['id']} holds its replicas again",
                        lambda: all(len(set(h)) == 3 for h in admin.get_collection(NAME)["placement"]), WAIT)
+        for k in range(nats_kills):
+            kill_stream_leader(cluster, reader, writers, shard=k % SHARDS)
     finally:
         stop.set()
         for thread in (*writers, reader):
@@ -247,9 +259,39 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int) -> None:
         raise AssertionError("\n".join(problems[:30])) from None
     acked = sum(len(w.history.acked_at) for w in writers)
     uncertain = sum(w.history.uncertain for w in writers)
-    print(f"\n{kills} kills: {acked} acknowledged writes, {uncertain} uncertain, ids {len(history.writes)}; "
-          f"reader {len(reader.calls)} calls, failures per second {reader.failures_per_second()}")
+    print(f"\n{kills} daemon kills, {nats_kills} stream leader kills: {acked} acknowledged writes, "
+          f"{uncertain} uncertain, ids {len(history.writes)}; reader {len(reader.calls)} calls, "
+          f"failures per second {reader.failures_per_second()}")
     assert acked > 0
+
+
+def kill_stream_leader(cluster: DevCluster, reader: Reader, writers: list[Writer], shard: int) -> None:
+    """SIGKILL the NATS server that leads ``shard``'s stream; writes to that shard must be acknowledged again
+    once another server leads it, reads go on; then start it again with the same command line."""
+    servers = cluster.nats_servers()
+    (stream,) = [s for s in stream_names(cluster) if s.endswith(f"-s{shard}")]
+    wait_until(f"{stream} has a leader", lambda: stream_leader(servers, stream) is not None, WAIT)
+    (victim,) = [s for s in servers if s.name == stream_leader(servers, stream)]
+    others = [s for s in servers if s is not victim]
+    killed_at = time.monotonic()
+    argv = cluster.kill_nats(victim)
+    wait_until(f"another server leads {stream}", lambda: stream_leader(others, stream) not in (None, victim.name),
+               WAIT)
+    wait_until(f"writes to shard {shard} acknowledged after its stream leader {victim.name} died",
+               lambda: all(w.history.acked_since(killed_at, shard) for w in writers), WAIT)
+    wait_until("reads served after the stream leader died", lambda: reader.successes_since(killed_at) >= 3, WAIT)
+    cluster.restart_nats(victim, argv)
+
+
+def stream_names(cluster: DevCluster) -> list[str]:
+    """The collection's shard logs (JetStream streams ``PXDB_*``)."""
+    session = NatsSession(cluster.doc["nats"], "test")
+    try:
+        async def names() -> list[str]:
+            return [info.config.name for info in await session.js.streams_info()]
+        return sorted(n for n in session.call(names, "listing streams") if n.startswith("PXDB_"))
+    finally:
+        session.close()
 
 
 def replica_problems(direct: list[Any], history: History) -> list[str]:
