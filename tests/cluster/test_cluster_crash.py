@@ -210,6 +210,7 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int, nats_kills: i
     reader = Reader(clients[2], stop)
     for thread in (*writers, reader):
         thread.start()
+    stalls: list[float] = []
     try:
         wait_until("the writers were acknowledged", lambda: all(len(w.history.acked_at) >= 10 for w in writers),
                    WAIT)
@@ -234,7 +235,7 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int, nats_kills: i
             wait_until(f"{nodes[victim]['id']} holds its replicas again",
                        lambda: all(len(set(h)) == 3 for h in admin.get_collection(NAME)["placement"]), WAIT)
         for k in range(nats_kills):
-            kill_stream_leader(cluster, reader, writers, shard=k % SHARDS)
+            stalls.append(kill_stream_leader(cluster, reader, writers, shard=k % SHARDS))
     finally:
         stop.set()
         for thread in (*writers, reader):
@@ -261,13 +262,15 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int, nats_kills: i
     uncertain = sum(w.history.uncertain for w in writers)
     print(f"\n{kills} daemon kills, {nats_kills} stream leader kills: {acked} acknowledged writes, "
           f"{uncertain} uncertain, ids {len(history.writes)}; reader {len(reader.calls)} calls, "
-          f"failures per second {reader.failures_per_second()}")
+          f"failures per second {reader.failures_per_second()}; writes to the shard resumed "
+          f"{[round(s, 1) for s in stalls]} s after its stream leader was killed")
     assert acked > 0
 
 
-def kill_stream_leader(cluster: DevCluster, reader: Reader, writers: list[Writer], shard: int) -> None:
+def kill_stream_leader(cluster: DevCluster, reader: Reader, writers: list[Writer], shard: int) -> float:
     """SIGKILL the NATS server that leads ``shard``'s stream; writes to that shard must be acknowledged again
-    once another server leads it, reads go on; then start it again with the same command line."""
+    once another server leads it, reads go on; then start it again with the same command line. Returns the
+    seconds until every writer was acknowledged a write to the shard again (reported, not asserted)."""
     servers = cluster.nats_servers()
     (stream,) = [s for s in stream_names(cluster) if s.endswith(f"-s{shard}")]
     wait_until(f"{stream} has a leader", lambda: stream_leader(servers, stream) is not None, WAIT)
@@ -279,8 +282,10 @@ def kill_stream_leader(cluster: DevCluster, reader: Reader, writers: list[Writer
                WAIT)
     wait_until(f"writes to shard {shard} acknowledged after its stream leader {victim.name} died",
                lambda: all(w.history.acked_since(killed_at, shard) for w in writers), WAIT)
+    resumed = time.monotonic() - killed_at
     wait_until("reads served after the stream leader died", lambda: reader.successes_since(killed_at) >= 3, WAIT)
     cluster.restart_nats(victim, argv)
+    return resumed
 
 
 def stream_names(cluster: DevCluster) -> list[str]:
