@@ -195,20 +195,8 @@ class NatsCluster:
 
     def stream_leader(self, stream: str) -> int | None:
         """Index of the server that leads ``stream`` (None: unknown or no leader now)."""
-        for s in self.servers:
-            if not s.running():
-                continue
-            jsz = s.monitor("/jsz?streams=true")
-            if jsz is None:
-                continue
-            for account in jsz.get("account_details") or []:
-                for info in account.get("stream_detail", []) or []:
-                    if info.get("name") == stream:
-                        leader = (info.get("cluster") or {}).get("leader")
-                        for i, candidate in enumerate(self.servers):
-                            if candidate.name == leader:
-                                return i
-        return None
+        leader = stream_leader([s for s in self.servers if s.running()], stream)
+        return next((i for i, s in enumerate(self.servers) if s.name == leader), None)
 
     def stop(self) -> None:
         for s in self.servers:
@@ -220,3 +208,19 @@ class NatsCluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+
+def stream_leader(servers: list[NatsServer], stream: str) -> str | None:
+    """The name of the server that leads ``stream``, as the first of ``servers`` whose monitoring endpoint
+    answers and knows the stream sees it (None: unknown or no leader now). ``servers`` need not have been
+    started here: only their monitoring ports are used."""
+    for s in servers:
+        jsz = s.monitor("/jsz?streams=true")
+        if jsz is None:
+            continue
+        for account in jsz.get("account_details") or []:
+            for info in account.get("stream_detail", []) or []:
+                if info.get("name") == stream:
+                    leader = (info.get("cluster") or {}).get("leader")
+                    if leader:
+                        return str(leader)
+    return None

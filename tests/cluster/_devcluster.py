@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 from _support import child_env, wait_until
 
+from proximadb.cluster.nats_servers import NatsServer
 from proximadb.sdk import connect_grpc, connect_rest
 
 
@@ -47,6 +49,11 @@ class DevCluster:
     def kill_and_restart(self, i: int, *, wipe: bool = False) -> None:
         """SIGKILL node ``i``'s daemon (master and worker), optionally delete its data directory, and start it
         again exactly as dev-cluster had (same ports, so cluster.json stays true); returns once it is ready."""
+        self.restart(i, self.kill(i), wipe=wipe)
+
+    def kill(self, i: int) -> tuple[list[str], dict[str, str], str]:
+        """SIGKILL node ``i``'s daemon (its process group, a crash); returns what :meth:`restart` needs to start
+        it again: its command line, environment and working directory, read before the kill."""
         node = self.doc["nodes"][i]
         proc = Path(f"/proc/{node['pid']}")
         argv = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
@@ -54,16 +61,58 @@ class DevCluster:
         cwd = os.readlink(proc / "cwd")
         os.killpg(node["pid"], signal.SIGKILL)
         wait_until(f"node {node['id']} is gone", lambda: not _alive(node["pid"]), 30)
+        return argv, {k.decode(): v.decode() for k, v in env.items()}, cwd
+
+    def restart(self, i: int, how: tuple[list[str], dict[str, str], str], *, wipe: bool = False) -> None:
+        """Start node ``i`` again as :meth:`kill` found it (``wipe``: its data directory deleted first);
+        returns once it answers."""
+        node = self.doc["nodes"][i]
+        argv, env, cwd = how
         if wipe:
             shutil.rmtree(argv[argv.index("--data-dir") + 1])
         with open(self.directory / node["id"] / "daemon.log", "ab") as out:  # where dev-cluster had it write
-            started = subprocess.Popen(argv, env={k.decode(): v.decode() for k, v in env.items()}, cwd=cwd,
-                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            started = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         self.restarted.append(started)
         node["pid"] = started.pid
-        client = connect_rest(node["rest"])
-        self.clients.append(client)
-        wait_until(f"node {node['id']} answers again", lambda: _ready(client), 120)
+        wait_until(f"node {node['id']} answers again", lambda: _answers(node["rest"]), 120)
+
+    def nats_servers(self) -> list[NatsServer]:
+        """dev-cluster's NATS servers, as their nats.conf files describe them (ports for their monitoring)."""
+        servers = []
+        for conf in sorted((self.directory / "nats").glob("*/nats.conf")):
+            text = conf.read_text()
+
+            def port(key: str, text: str = text) -> int:
+                found = re.search(rf"^\s*{key}:\s*127\.0\.0\.1:(\d+)", text, re.M)
+                return int(found[1]) if found else 0
+
+            name = re.search(r"^server_name:\s*(\S+)", text, re.M)
+            assert name is not None, text
+            servers.append(NatsServer(name[1], conf.parent, port("listen"), port(".*cluster.*listen"), port("http")))
+        return servers
+
+    def kill_nats(self, server: NatsServer) -> list[str]:
+        """SIGKILL the NATS server (found by its nats.conf path on its command line); returns that command line."""
+        conf = str(server.directory / "nats.conf")
+        for pid in self.processes():
+            try:
+                argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+            except OSError:
+                continue
+            if conf in argv:
+                os.kill(pid, signal.SIGKILL)
+                wait_until(f"NATS server {server.name} is gone", lambda p=pid: not _alive(p), 30)
+                return argv
+        raise AssertionError(f"no running NATS server with {conf}")
+
+    def restart_nats(self, server: NatsServer, argv: list[str]) -> None:
+        """Start the NATS server again with the same command line; returns once it is healthy (its
+        JetStream streams current: /healthz answers 200)."""
+        with open(server.directory / "nats.log", "ab") as out:
+            started = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.restarted.append(started)
+        wait_until(f"NATS server {server.name} is healthy again", lambda: server.monitor("/healthz") is not None, 120)
 
     def processes(self) -> list[int]:
         """Every live process whose command line names the cluster's directory (daemons, NATS servers)."""
@@ -112,9 +161,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _ready(client: Any) -> bool:
+def _answers(url: str) -> bool:
+    """The daemon at ``url`` answers (connect_rest's version handshake is already a call, so it is in here)."""
     try:
-        client.list_collections()
+        with connect_rest(url) as client:
+            client.list_collections()
         return True
     except Exception:
         return False
