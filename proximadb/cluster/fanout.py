@@ -11,6 +11,12 @@ waits for ``seq`` end at it, :func:`wait_seconds`); an answer that is an
 error of the request itself (a bad filter: ValidationError, ...) is the answer. When no holder answers:
 UnavailableError (HTTP 503 / gRPC UNAVAILABLE).
 
+**Which replica.** The holders are ranked for each read (:meth:`Fanout.order`): first those that satisfy
+the read (the applied sequence a holder reported in its last heartbeat, ``NodeInfo.applied``, reaches
+``seq``), then, among those, this node's own replica, then the peer with the fewest reads this node has in
+flight to it (ties broken at random, so the nodes share the load). A local replica behind ``seq`` is
+not waited for while a peer reported that it has it; it is asked after the peers that do.
+
 Clients are the SDK's REST clients, one per peer address, kept for the node's life. They present the
 cluster key, ``PROXIMADB_CLUSTER_KEY`` from the daemon's environment (a secret shared by every node, never
 on a command line): with it set, each clustered daemon also accepts it as a *read-only* API key
@@ -22,11 +28,13 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from proximadb import deadline
+from proximadb.cluster.membership import NodeInfo
 from proximadb.cluster.node import ClusterNode, local_name
 from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, UnavailableError
 
@@ -51,6 +59,22 @@ def wait_seconds(most: float) -> float:
     return most if left is None else max(0.0, min(most, left))
 
 
+def rank(me: str, replica: str, seq: int, holders: list[str], live: Mapping[str, NodeInfo],
+         local_applied: int | None, load: Mapping[str, int]) -> list[str]:
+    """The holders of ``replica`` (``<collection>/<shard>``) a read that needs ``seq`` can ask, best first:
+    those whose applied sequence reaches ``seq`` (``me``: ``local_applied``, -1 while its replica catches up,
+    None when it holds none; a peer: what it reported in its last heartbeat), then ``me``, then the fewest
+    reads in flight (``load``), then at random. Holders not live (or without a REST address) are left out."""
+    def applied(holder: str) -> int:
+        if holder == me:
+            return -1 if local_applied is None else local_applied
+        return live[holder].applied.get(replica, -1)
+
+    candidates = [h for h in holders if (h == me and local_applied is not None)
+                  or (h != me and h in live and live[h].rest)]
+    return sorted(candidates, key=lambda h: (applied(h) < seq, h != me, load.get(h, 0), random.random()))
+
+
 def cluster_key() -> str | None:
     """The key nodes present to each other (``PROXIMADB_CLUSTER_KEY``), or None when unset or empty."""
     return os.environ.get(CLUSTER_KEY_ENV, "").strip() or None
@@ -60,6 +84,7 @@ class Fanout:
     def __init__(self, node: ClusterNode) -> None:
         self.node = node
         self._clients: dict[str, Any] = {}
+        self._in_flight: dict[str, int] = {}  # by holder: reads this node has sent there and not had back
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -77,40 +102,52 @@ class Fanout:
                                                         api_key=cluster_key())
             return self._clients[rest_url]
 
+    def order(self, name: str, shard: int, seq: int, holders: list[str], live: Mapping[str, NodeInfo],
+              local_applied: int | None) -> list[str]:
+        """The live holders to ask for this read, best first (:func:`rank`, with this node's reads in flight)."""
+        with self._lock:
+            load = dict(self._in_flight)
+        return rank(self.node.node.id, f"{name}/{shard}", seq, holders, live, local_applied, load)
+
     def on_shard(self, name: str, shard: int, seq: int, local: Callable[[Any], T],
                  remote: Callable[[Any, str], T]) -> T:
         me = self.node.node.id
         shard_map = self.node.known_map(name)
         holders = list(shard_map.replicas[shard]) if shard < len(shard_map.replicas) else []
         applier = self.node.replica_applier(name, shard)
-        lagging: RequestTimeoutError | None = None
-        if applier is not None:
-            wanted = self.node.serving_seq(name, shard, seq)
-            if not wanted or applier.wait_for(wanted, wait_seconds(LOCAL_WAIT)):
-                return local(applier.collection)
-            lagging = RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {wanted} in "
-                                          f"time (applied {applier.applied_seq})")
-            log.warning("cluster: %s; trying another replica", lagging)
         assert self.node.membership is not None
         live = {n.id: n for n in self.node.membership.nodes()}
+        wanted = 0 if applier is None else self.node.serving_seq(name, shard, seq)  # a new replica catches up first
+        local_applied = None if applier is None else applier.applied_seq if applier.applied_seq >= wanted else -1
+        order = self.order(name, shard, seq, holders, live, local_applied)
+        lagging: RequestTimeoutError | None = None
         tried: list[str] = []
-        for holder in holders:
-            info = live.get(holder)
-            if holder == me or info is None or not info.rest:
-                continue
-            if lagging is not None and wait_seconds(LOCAL_WAIT) <= 0:
+        for holder in order:
+            if tried and wait_seconds(LOCAL_WAIT) <= 0:
                 break  # the request's deadline has passed: no time to ask another holder
             tried.append(holder)
+            if holder == me:
+                assert applier is not None
+                if not wanted or applier.wait_for(wanted, wait_seconds(LOCAL_WAIT)):
+                    return local(applier.collection)
+                lagging = RequestTimeoutError(f"collection {name!r}: shard {shard} did not apply entry {wanted} "
+                                              f"in time (applied {applier.applied_seq})")
+                log.warning("cluster: %s; trying another replica", lagging)
+                continue
+            with self._lock:
+                self._in_flight[holder] = self._in_flight.get(holder, 0) + 1
             try:
                 # the peer waits for seq no longer than this request may
-                return remote(self.client(info.rest), shard_address(name, shard, seq, deadline.remaining()))
+                return remote(self.client(live[holder].rest), shard_address(name, shard, seq, deadline.remaining()))
             except PASS_OVER as exc:
                 if isinstance(exc, RequestTimeoutError):
                     lagging = exc
                 log.warning("cluster: %s shard %d on %s did not answer (%s); trying another replica",
                             name, shard, holder, exc)
+            finally:
+                with self._lock:
+                    self._in_flight[holder] -= 1
         if lagging is not None:  # the holders that answered had not applied the entry the read needs
             raise lagging
         raise UnavailableError(f"collection {name!r}: no replica of shard {shard} answered "
                                f"(holders {', '.join(holders) or 'none'}; tried {', '.join(tried) or 'none'})")
-

@@ -218,3 +218,21 @@ def test_the_node_info_format(tmp_path: Path) -> None:
     assert NodeInfo.decode(node.encode()) == node
     beating = NodeInfo("n2", "", "", 1.0, {"docs/0": 12}, {"docs/0": 10})
     assert NodeInfo.decode(beating.encode()) == beating
+
+
+def test_reads_go_to_a_holder_that_has_the_entry_then_here_then_the_least_loaded() -> None:
+    from proximadb.cluster.fanout import rank
+
+    def info(node: str, applied: int, rest: str = "http://x") -> NodeInfo:
+        return NodeInfo(node, rest, "", 0.0, {"docs/0": applied})
+
+    live = {"n2": info("n2", 10), "n3": info("n3", 4), "n4": info("n4", 10), "n5": info("n5", 10, rest="")}
+    holders = ["n1", "n2", "n3", "n4", "n5", "n6"]  # n5 has no REST address, n6 is not live
+    # Here (n1) has the entry: here first; then the peers that have it, least loaded first; the laggard last.
+    assert rank("n1", "docs/0", 8, holders, live, 9, {"n2": 3, "n4": 1}) == ["n1", "n4", "n2", "n3"]
+    # Here is behind (or still catching up): the peers that have the entry go before it.
+    assert rank("n1", "docs/0", 8, holders, live, 5, {"n2": 0, "n4": 2}) == ["n2", "n4", "n1", "n3"]
+    assert rank("n1", "docs/0", 0, holders, live, -1, {})[-1] == "n1"
+    # No replica here: only peers; with equal load either may come first, and both do over many reads.
+    firsts = {rank("n1", "docs/0", 8, holders, live, None, {})[0] for _ in range(200)}
+    assert firsts == {"n2", "n4"}
