@@ -127,6 +127,8 @@ def run_partition(cluster: DevCluster, relays: list[NatsRelay], *, cuts: int) ->
         argv[argv.index("--cluster") + 1] = ",".join(r.url for r in relays)
         cluster.restart(CUT, (argv, env, cwd))
         assert sum(r.relayed for r in relays) > 0, "the restarted daemon does not talk through the relays"
+        # 10 s: a cut-off daemon answers 503 (LogUnavailableError) only once its NATS calls gave up, after their
+        # 30 s deadline (seen with a 45 s client timeout); this client gives up first (RequestTimeoutError).
         to_victim = Recording(connect_rest(nodes[CUT]["rest"], timeout=10))
         cluster.clients.append(to_victim.client)
 
@@ -196,7 +198,23 @@ def run_partition(cluster: DevCluster, relays: list[NatsRelay], *, cuts: int) ->
         raise AssertionError("\n".join(problems[:30])) from None
     acked = [len(w.history.acked_at) for w in writers]
     uncertain = [w.history.uncertain for w in writers]
-    errors = sorted({type(c.error).__name__ for c in to_victim.calls if c.error is not None})
+    errors = sorted({f"{type(c.error).__name__}: {c.error}"[:100] for c in to_victim.calls if c.error is not None})
     print(f"\n{cuts} cuts of {victim}: acknowledged writes per writer {acked}, uncertain {uncertain} "
           f"(writes to {victim} failed with {errors}), ids {len(history.writes)}; relayed connections "
           f"{sum(r.relayed for r in relays)}, refused while cut {sum(r.refused for r in relays)}")
+
+
+def test_the_relay_drops_advertised_server_addresses_and_passes_everything_else() -> None:
+    """The relay's filter on the NATS protocol, fed in pieces (no servers)."""
+    from _relay import InfoFilter
+
+    info = b'INFO {"server_id":"x","connect_urls":["127.0.0.1:4222"],"max_payload":1048576}\r\n'
+    msg = b'MSG a.b 1 5\r\nINFO \r\n'  # a payload that looks like a line
+    hmsg = b'HMSG a.b 2 _INBOX.1 12 17\r\nNATS/1.0\r\n\r\nhello\r\n'
+    stream = info + msg + b"PING\r\n" + hmsg + b"+OK\r\n"
+    out = b""
+    relay = InfoFilter()
+    for i in range(0, len(stream), 7):
+        out += relay.feed(stream[i:i + 7])
+    assert out == b'INFO {"server_id": "x", "max_payload": 1048576}\r\n' + msg + b"PING\r\n" + hmsg + b"+OK\r\n"
+    assert relay.buffer == b""
