@@ -1,0 +1,220 @@
+"""Cluster partition test (issue #14): one daemon of a dev-cluster (3 NATS servers, 3 daemons) cut off from
+the NATS servers under concurrent writes, then let back in; every replica is checked afterwards.
+
+Node n1 is SIGKILLed and started again with its ``--cluster`` pointing at TCP relays on 127.0.0.1, one per
+NATS server (tests/cluster/_relay.py); everything else is ``dev-cluster`` as a user runs it. The crash test's
+writers and checker (tests/cluster/test_cluster_crash.py) record and judge the writes: two writers with
+failover SDK clients over n2 and n3 insert, upsert and delete; a third writes only to n1 (one address, so
+it cannot move on) and only inserts fresh ids.
+
+A cut (``NatsRelay.cut``: every relayed connection closed, new ones refused) must leave the cluster like
+this: n1's heartbeat stops and, after ``--cluster-ttl``, the placement moves off it; writes through n2 and
+n3 keep being acknowledged; writes sent to n1 fail with a typed error (UnavailableError or
+RequestTimeoutError: 503/504), recorded as uncertain, and none that started during the cut is
+acknowledged before the heal. After the heal n1 reconnects through the relays, holds its replicas again
+and acknowledges writes. Finally every node's replica of every shard holds every acknowledged write with
+its latest value, no acknowledged delete came back, and the replicas are identical.
+
+Default: one cut and heal. ``PROXIMADB_SLOW=1`` (``slow`` marker): 4; ``PROXIMADB_PARTITION_CUTS`` overrides.
+
+Why the n1 writer only inserts fresh ids: a write whose client gave up during the cut may still be applied
+after the heal (the daemon's NATS client sends what it had pending once it reconnects). A later write to the
+same id through the same node could be acknowledged first, and the stale one land after it; fresh ids keep
+that case out of what this test judges.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _devcluster import DevCluster
+from _relay import NatsRelay
+from _support import wait_until
+from test_cluster_crash import DIM, NAME, SHARDS, WAIT, History, Writer, replica_problems
+
+from proximadb.errors import ProximaDBError, RequestTimeoutError, UnavailableError
+from proximadb.sdk import connect_grpc, connect_rest
+
+CUT = 0  # the index of the node that gets cut off: n1
+
+
+@dataclass
+class Call:
+    started: float
+    finished: float
+    error: ProximaDBError | None
+
+
+@dataclass
+class Recording:
+    """A client for the n1 writer that records every insert's times and outcome (the Writer keeps only
+    whether it was acknowledged)."""
+
+    client: Any
+    calls: list[Call] = field(default_factory=list)
+
+    def insert_vectors(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            result = self.client.insert_vectors(*args, **kwargs)
+        except ProximaDBError as exc:
+            self.calls.append(Call(started, time.monotonic(), exc))
+            raise
+        self.calls.append(Call(started, time.monotonic(), None))
+        return result
+
+    def failed_since(self, start: float) -> list[ProximaDBError]:
+        return [c.error for c in list(self.calls) if c.error is not None and c.started >= start]
+
+    def acked_since(self, start: float) -> int:
+        return sum(1 for c in list(self.calls) if c.error is None and c.started >= start)
+
+
+class FreshInserter(Writer):
+    """Inserts fresh ids only, five at a time."""
+
+    def run(self) -> None:
+        fresh = 0
+        try:
+            while not self.stop.is_set():
+                self.write("insert", list(range(fresh, fresh + 5)))
+                fresh += 5
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[DevCluster, list[NatsRelay]]]:
+    """The dev-cluster and a relay to each of its NATS servers (closed once the daemons stopped: a daemon
+    cut off while stopping would wait out its NATS deadline)."""
+    running = DevCluster(tmp_path / "dc")
+    relays = [NatsRelay(int(url.rsplit(":", 1)[1])) for url in running.doc["nats"]]
+    try:
+        yield running, relays
+    finally:
+        for relay in relays:
+            relay.heal()
+        running.stop()
+        for relay in relays:
+            relay.close()
+        running.kill_leftovers()
+
+
+def test_a_daemon_cut_off_from_nats_under_writes_loses_nothing(
+        cluster: tuple[DevCluster, list[NatsRelay]]) -> None:
+    run_partition(*cluster, cuts=int(os.environ.get("PROXIMADB_PARTITION_CUTS", "1")))
+
+
+@pytest.mark.slow
+def test_repeated_partitions_under_writes_lose_nothing(cluster: tuple[DevCluster, list[NatsRelay]]) -> None:
+    run_partition(*cluster, cuts=int(os.environ.get("PROXIMADB_PARTITION_CUTS", "4")))
+
+
+def run_partition(cluster: DevCluster, relays: list[NatsRelay], *, cuts: int) -> None:
+    nodes = cluster.doc["nodes"]
+    victim = nodes[CUT]["id"]
+    stop = threading.Event()
+    writers: list[Writer] = []
+    try:
+        argv, env, cwd = cluster.kill(CUT)
+        argv[argv.index("--cluster") + 1] = ",".join(r.url for r in relays)
+        cluster.restart(CUT, (argv, env, cwd))
+        assert sum(r.relayed for r in relays) > 0, "the restarted daemon does not talk through the relays"
+        # 10 s: a cut-off daemon answers 503 (LogUnavailableError) only once its NATS calls gave up, after their
+        # 30 s deadline (seen with a 45 s client timeout); this client gives up first (RequestTimeoutError).
+        to_victim = Recording(connect_rest(nodes[CUT]["rest"], timeout=10))
+        cluster.clients.append(to_victim.client)
+
+        others = [i for i in range(len(nodes)) if i != CUT]
+        admin = cluster.rest(others[0])
+        admin.create_collection(NAME, DIM, distance_metric="euclidean", shards=SHARDS, replication_factor=3)
+        wait_until(f"{victim} holds its replicas",
+                   lambda: all(len(set(h)) == 3 for h in admin.get_collection(NAME)["placement"]), WAIT)
+        failover = [connect_grpc([nodes[i]["grpc"] for i in others]),
+                    connect_rest([nodes[i]["rest"] for i in reversed(others)])]
+        cluster.clients.extend(failover)
+        writers = [Writer(0, failover[0], stop), Writer(1, failover[1], stop), FreshInserter(2, to_victim, stop)]
+        for writer in writers:
+            writer.start()
+        wait_until("the writers were acknowledged", lambda: all(len(w.history.acked_at) >= 5 for w in writers), WAIT)
+
+        for cycle in range(cuts):
+            cut_at = time.monotonic()
+            for relay in relays:
+                relay.cut()
+            wait_until(f"the placement moved off {victim} (cut {cycle + 1})",
+                       lambda: all(victim not in h for h in admin.get_collection(NAME)["placement"]), WAIT)
+            moved_at = time.monotonic()
+            wait_until(f"writes through the other nodes acknowledged while {victim} is cut off",
+                       lambda t=moved_at: all(w.history.acked_since(t) for w in writers[:2]), WAIT)
+            wait_until(f"a write sent to {victim} failed while it is cut off",
+                       lambda t=cut_at: bool(to_victim.failed_since(t)), WAIT)
+            for error in to_victim.failed_since(cut_at):
+                assert isinstance(error, UnavailableError | RequestTimeoutError), repr(error)
+            healed_at = time.monotonic()
+            acked_during_cut = [c for c in list(to_victim.calls)
+                                if c.error is None and cut_at <= c.started and c.finished < healed_at]
+            assert not acked_during_cut, f"{victim} acknowledged writes while cut off from the log: {acked_during_cut}"
+            assert sum(r.refused for r in relays) > 0, f"{victim} did not try to reconnect"
+            relayed_before = sum(r.relayed for r in relays)
+            for relay in relays:
+                relay.heal()
+            wait_until(f"{victim} reconnected through the relays",
+                       lambda n=relayed_before: sum(r.relayed for r in relays) > n, WAIT)
+            wait_until(f"{victim} holds its replicas again after the heal",
+                       lambda: all(len(set(h)) == 3 for h in admin.get_collection(NAME)["placement"]), WAIT)
+            wait_until(f"writes sent to {victim} acknowledged again after the heal",
+                       lambda t=healed_at: to_victim.acked_since(t) > 0, WAIT)
+            wait_until("writes through the other nodes acknowledged after the heal",
+                       lambda t=healed_at: all(w.history.acked_since(t) for w in writers[:2]), WAIT)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=WAIT)
+    for writer in writers:
+        assert writer.error is None, repr(writer.error)
+    assert not any(w.is_alive() for w in writers)
+
+    history = History()
+    for writer in writers:
+        history.writes.update(writer.history.writes)
+    direct = [cluster.rest(i) for i in range(len(nodes))]
+    problems: list[str] = []
+
+    def converged() -> bool:
+        problems[:] = replica_problems(direct, history)
+        return not problems
+
+    try:
+        wait_until("every replica caught up and holds every acknowledged write", converged, WAIT)
+    except AssertionError:
+        raise AssertionError("\n".join(problems[:30])) from None
+    acked = [len(w.history.acked_at) for w in writers]
+    uncertain = [w.history.uncertain for w in writers]
+    errors = sorted({f"{type(c.error).__name__}: {c.error}"[:100] for c in to_victim.calls if c.error is not None})
+    print(f"\n{cuts} cuts of {victim}: acknowledged writes per writer {acked}, uncertain {uncertain} "
+          f"(writes to {victim} failed with {errors}), ids {len(history.writes)}; relayed connections "
+          f"{sum(r.relayed for r in relays)}, refused while cut {sum(r.refused for r in relays)}")
+
+
+def test_the_relay_drops_advertised_server_addresses_and_passes_everything_else() -> None:
+    """The relay's filter on the NATS protocol, fed in pieces (no servers)."""
+    from _relay import InfoFilter
+
+    info = b'INFO {"server_id":"x","connect_urls":["127.0.0.1:4222"],"max_payload":1048576}\r\n'
+    msg = b'MSG a.b 1 5\r\nINFO \r\n'  # a payload that looks like a line
+    hmsg = b'HMSG a.b 2 _INBOX.1 12 17\r\nNATS/1.0\r\n\r\nhello\r\n'
+    stream = info + msg + b"PING\r\n" + hmsg + b"+OK\r\n"
+    out = b""
+    relay = InfoFilter()
+    for i in range(0, len(stream), 7):
+        out += relay.feed(stream[i:i + 7])
+    assert out == b'INFO {"server_id": "x", "max_payload": 1048576}\r\n' + msg + b"PING\r\n" + hmsg + b"+OK\r\n"
+    assert relay.buffer == b""
