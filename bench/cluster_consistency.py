@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cluster_ingest import dev_cluster
 
 from proximadb.consistency import LEVELS
 from proximadb.sdk import connect_rest
@@ -38,46 +38,34 @@ def main() -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(args.rows, args.dim)).astype(np.float32)
     results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen([sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", tmp],
-                                stdout=subprocess.DEVNULL, cwd=tmp)
-        try:
-            manifest = Path(tmp) / "cluster.json"
-            while not manifest.exists():
-                if proc.poll() is not None:
-                    raise SystemExit("dev-cluster exited")
-                time.sleep(0.2)
-            nodes = json.loads(manifest.read_text())["nodes"]
-            writer, reader = connect_rest(nodes[0]["rest"]), connect_rest(nodes[1]["rest"])
-            writer.create_collection("b", args.dim, distance_metric="euclidean", shards=3, replication_factor=2)
-            for lo in range(0, args.rows, 1000):
-                writer.insert_vectors("b", ids=[f"v{i}" for i in range(lo, min(lo + 1000, args.rows))],
-                                      vectors=vectors[lo:lo + 1000])
-            while reader.count("b", consistency="strong") != args.rows:
-                time.sleep(0.05)
-            for level in LEVELS:
-                times = []
-                for q in range(args.queries):
-                    start = time.perf_counter()
-                    reader.search_batch("b", vectors[q:q + 1], k=10, consistency=level)
-                    times.append(time.perf_counter() - start)
-                seen = 0
-                for r in range(args.rounds):
-                    new = f"{level}-{r}"
-                    writer.insert_vectors("b", ids=[new], vectors=vectors[r:r + 1])
-                    reader.add_session_token(writer.session_token())
-                    seen += len(reader.get_vectors("b", [new], include_vectors=False, consistency=level))
-                ms = np.array(times) * 1000
-                results[level] = {"search_p50_ms": round(float(np.percentile(ms, 50)), 2),
-                                  "search_p99_ms": round(float(np.percentile(ms, 99)), 2),
-                                  "queries_per_s_k10": round(float(args.queries / (ms.sum() / 1000)), 1),
-                                  "read_after_write_on_another_node_seen": round(seen / args.rounds, 3)}
-                print(level, results[level], flush=True)
-            writer.close()
-            reader.close()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(120)
+    with dev_cluster() as nodes:
+        writer, reader = connect_rest(nodes[0]["rest"]), connect_rest(nodes[1]["rest"])
+        writer.create_collection("b", args.dim, distance_metric="euclidean", shards=3, replication_factor=2)
+        for lo in range(0, args.rows, 1000):
+            writer.insert_vectors("b", ids=[f"v{i}" for i in range(lo, min(lo + 1000, args.rows))],
+                                  vectors=vectors[lo:lo + 1000])
+        while reader.count("b", consistency="strong") != args.rows:
+            time.sleep(0.05)
+        for level in LEVELS:
+            times = []
+            for q in range(args.queries):
+                start = time.perf_counter()
+                reader.search_batch("b", vectors[q:q + 1], k=10, consistency=level)
+                times.append(time.perf_counter() - start)
+            seen = 0
+            for r in range(args.rounds):
+                new = f"{level}-{r}"
+                writer.insert_vectors("b", ids=[new], vectors=vectors[r:r + 1])
+                reader.add_session_token(writer.session_token())
+                seen += len(reader.get_vectors("b", [new], include_vectors=False, consistency=level))
+            ms = np.array(times) * 1000
+            results[level] = {"search_p50_ms": round(float(np.percentile(ms, 50)), 2),
+                              "search_p99_ms": round(float(np.percentile(ms, 99)), 2),
+                              "queries_per_s_k10": round(float(args.queries / (ms.sum() / 1000)), 1),
+                              "read_after_write_on_another_node_seen": round(seen / args.rounds, 3)}
+            print(level, results[level], flush=True)
+        writer.close()
+        reader.close()
     if args.json:
         args.json.write_text(json.dumps({"rows": args.rows, "dim": args.dim, "queries": args.queries,
                                          "rounds": args.rounds, "shards": 3, "replication_factor": 2,

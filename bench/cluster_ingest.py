@@ -10,17 +10,39 @@ Writes go through node n1's REST API and count as done when acknowledged (JetStr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from proximadb.sdk import connect_rest
+
+
+@contextlib.contextmanager
+def dev_cluster(nodes: int = 3) -> Iterator[list[dict[str, Any]]]:
+    """``proximadb dev-cluster --nodes N`` in a temporary directory (run from there, not the source tree):
+    its nodes from cluster.json once every one is ready; stopped with SIGTERM at the end."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", str(nodes), tmp],
+                                stdout=subprocess.DEVNULL, cwd=tmp)
+        try:
+            manifest = Path(tmp) / "cluster.json"
+            while not manifest.exists():
+                if proc.poll() is not None:
+                    raise SystemExit("dev-cluster exited")
+                time.sleep(0.2)
+            yield list(json.loads(manifest.read_text())["nodes"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
 
 
 def main() -> None:
@@ -35,41 +57,29 @@ def main() -> None:
     vectors = rng.normal(size=(args.rows, args.dim)).astype(np.float32)
     ids = [f"v{i}" for i in range(args.rows)]
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen([sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", tmp],
-                                stdout=subprocess.DEVNULL)
-        try:
-            manifest = Path(tmp) / "cluster.json"
-            while not manifest.exists():
-                if proc.poll() is not None:
-                    raise SystemExit("dev-cluster exited")
-                time.sleep(0.2)
-            nodes = json.loads(manifest.read_text())["nodes"]
-            clients = [connect_rest(n["rest"]) for n in nodes]
-            for shards, replicas in ((1, 1), (3, 3)):
-                name = f"s{shards}r{replicas}"
-                clients[0].create_collection(name, args.dim, distance_metric="euclidean", shards=shards,
-                                             replication_factor=replicas)
-                start = time.perf_counter()
-                for lo in range(0, args.rows, args.batch):
-                    clients[0].insert_vectors(name, ids=ids[lo:lo + args.batch], vectors=vectors[lo:lo + args.batch])
-                acked = time.perf_counter() - start
-                while not all(c.count(name) == args.rows for c in clients):
-                    time.sleep(0.05)
-                applied = time.perf_counter() - start
-                start = time.perf_counter()
-                for q in range(args.queries):
-                    clients[0].search_batch(name, vectors[q:q + 1], k=10)
-                qps = args.queries / (time.perf_counter() - start)
-                results[name] = {"ingest_rows_per_s_acked": round(args.rows / acked),
-                                 "ingest_rows_per_s_all_nodes_applied": round(args.rows / applied),
-                                 "queries_per_s_k10": round(qps, 1)}
-                print(name, results[name], flush=True)
-            for c in clients:
-                c.close()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(120)
+    with dev_cluster() as nodes:
+        clients = [connect_rest(n["rest"]) for n in nodes]
+        for shards, replicas in ((1, 1), (3, 3)):
+            name = f"s{shards}r{replicas}"
+            clients[0].create_collection(name, args.dim, distance_metric="euclidean", shards=shards,
+                                         replication_factor=replicas)
+            start = time.perf_counter()
+            for lo in range(0, args.rows, args.batch):
+                clients[0].insert_vectors(name, ids=ids[lo:lo + args.batch], vectors=vectors[lo:lo + args.batch])
+            acked = time.perf_counter() - start
+            while not all(c.count(name) == args.rows for c in clients):
+                time.sleep(0.05)
+            applied = time.perf_counter() - start
+            start = time.perf_counter()
+            for q in range(args.queries):
+                clients[0].search_batch(name, vectors[q:q + 1], k=10)
+            qps = args.queries / (time.perf_counter() - start)
+            results[name] = {"ingest_rows_per_s_acked": round(args.rows / acked),
+                             "ingest_rows_per_s_all_nodes_applied": round(args.rows / applied),
+                             "queries_per_s_k10": round(qps, 1)}
+            print(name, results[name], flush=True)
+        for c in clients:
+            c.close()
     if args.json:
         args.json.write_text(json.dumps({"rows": args.rows, "dim": args.dim, "batch": args.batch,
                                          "results": results}, indent=2) + "\n")

@@ -35,7 +35,8 @@ import proximadb
 from proximadb.storage.engine import Engine
 
 
-def _commit(path: Path) -> str:
+def git_commit(path: Path) -> str:
+    """The short commit of the checkout ``path`` is in ('' when git cannot tell)."""
     try:
         return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run(root / "data", args.rows, args.flush_bytes, args.index)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    result = {"label": args.label, "proximadb": str(src), "commit": _commit(src), "python": platform.python_version(),
-              **result}
+    result = {"label": args.label, "proximadb": str(src), "commit": git_commit(src),
+              "python": platform.python_version(), **result}
     shown = {k: v for k, v in result.items() if k != "batch_seconds"}
     print(json.dumps(shown, indent=2))
     if args.json is not None:

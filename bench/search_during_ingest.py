@@ -24,7 +24,6 @@ import argparse
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,17 +34,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from filtered_search import BATCH, DIM, EF, K, clustered, ground_truth, measure
+from ingest_latency import git_commit
 
 import proximadb
 from proximadb.storage.engine import Engine
-
-
-def _commit(path: Path) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-    except OSError:
-        return ""
 
 
 def run(root: Path, mode: str, vectors: np.ndarray, queries: np.ndarray, truth: list[set[int]],
@@ -117,7 +109,7 @@ def main() -> None:
         "what": f"bench/search_during_ingest.py, {args.rows:,} x {DIM} float32 clustered rows in the memtable, "
                 f"HNSW M=16 ef_construction=200, single-query searches at ef {EF}, k {K}, "
                 f"{args.queries} queries, fsync never, in-process",
-        "proximadb": f"{Path(proximadb.__file__).parent} {_commit(Path(proximadb.__file__).parent)}",
+        "proximadb": f"{Path(proximadb.__file__).parent} {git_commit(Path(proximadb.__file__).parent)}",
         "machine": f"{platform.machine()} {platform.python_version()}",
         "threshold": args.threshold,
         "results": results,

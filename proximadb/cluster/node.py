@@ -245,11 +245,6 @@ class ClusterNode:
             found.append(applier.collection)
         return found
 
-    def applied(self) -> dict[str, int]:
-        """Per replica run here (``<collection>/<shard>``), the last log sequence applied (the heartbeat's)."""
-        with self._lock:
-            return {f"{name}/{shard}": applier.applied_seq for (name, shard), applier in sorted(self._appliers.items())}
-
     def replica_positions(self) -> dict[str, dict[str, int]]:
         """What a heartbeat reports: per replica here, the last sequence applied and the last checkpointed."""
         with self._lock:

@@ -17,17 +17,19 @@ from typing import Any
 from _support import child_env, wait_until
 
 from proximadb.cluster.nats_servers import NatsServer
+from proximadb.cluster.nats_session import NatsSession
 from proximadb.sdk import connect_grpc, connect_rest
 
 
 class DevCluster:
-    def __init__(self, directory: Path, **env: str) -> None:
+    def __init__(self, directory: Path, *options: str, **env: str) -> None:
+        """``options``: more ``dev-cluster`` options (a later ``--nats 1`` overrides the default 3)."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", "--nats", "3", "--cluster-ttl", "4",
-             str(directory)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(**env), text=True,
-            cwd=str(directory))  # not the source tree: python -m would import its uncompiled package
+             *options, str(directory)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(**env),
+            text=True, cwd=str(directory))  # not the source tree: python -m would import its uncompiled package
         manifest = directory / "cluster.json"
         wait_until("dev-cluster writes cluster.json", lambda: manifest.exists() or self.proc.poll() is not None,
                    deadline=120)
@@ -143,6 +145,16 @@ class DevCluster:
             self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=120)
         return out
+
+    def log_streams(self) -> list[str]:
+        """The cluster's shard logs (JetStream streams ``PXDB_*``), by name."""
+        session = NatsSession(self.doc["nats"], "test")
+        try:
+            async def names() -> list[str]:
+                return [info.config.name for info in await session.js.streams_info()]
+            return sorted(n for n in session.call(names, "listing streams") if n.startswith("PXDB_"))
+        finally:
+            session.close()
 
     def kill_leftovers(self) -> None:
         """Never leave processes behind, even when a test failed."""

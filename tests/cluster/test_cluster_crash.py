@@ -38,7 +38,6 @@ from _devcluster import DevCluster
 from _support import wait_until
 
 from proximadb.cluster.nats_servers import stream_leader
-from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.placement import shard_of
 from proximadb.errors import ProximaDBError
 from proximadb.sdk import connect_grpc, connect_rest
@@ -244,10 +243,23 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int, nats_kills: i
         assert writer.error is None, repr(writer.error)
     assert not any(t.is_alive() for t in (*writers, reader))
 
+    history = check_every_replica(cluster, writers)
+    acked = sum(len(w.history.acked_at) for w in writers)
+    uncertain = sum(w.history.uncertain for w in writers)
+    print(f"\n{kills} daemon kills, {nats_kills} stream leader kills: {acked} acknowledged writes, "
+          f"{uncertain} uncertain, ids {len(history.writes)}; reader {len(reader.calls)} calls, "
+          f"failures per second {reader.failures_per_second()}; writes to the shard resumed "
+          f"{[round(s, 1) for s in stalls]} s after its stream leader was killed")
+    assert acked > 0
+
+
+def check_every_replica(cluster: DevCluster, writers: list[Writer]) -> History:
+    """Wait until every node's replica of every shard holds what the writers recorded (:func:`replica_problems`);
+    the first problems as the AssertionError when that does not come. Returns the writers' merged history."""
     history = History()
     for writer in writers:
         history.writes.update(writer.history.writes)
-    direct = [cluster.rest(i) for i in range(len(nodes))]
+    direct = [cluster.rest(i) for i in range(len(cluster.doc["nodes"]))]
     problems: list[str] = []
 
     def converged() -> bool:
@@ -258,13 +270,7 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int, nats_kills: i
         wait_until("every replica caught up and holds every acknowledged write", converged, WAIT)
     except AssertionError:
         raise AssertionError("\n".join(problems[:30])) from None
-    acked = sum(len(w.history.acked_at) for w in writers)
-    uncertain = sum(w.history.uncertain for w in writers)
-    print(f"\n{kills} daemon kills, {nats_kills} stream leader kills: {acked} acknowledged writes, "
-          f"{uncertain} uncertain, ids {len(history.writes)}; reader {len(reader.calls)} calls, "
-          f"failures per second {reader.failures_per_second()}; writes to the shard resumed "
-          f"{[round(s, 1) for s in stalls]} s after its stream leader was killed")
-    assert acked > 0
+    return history
 
 
 def kill_stream_leader(cluster: DevCluster, reader: Reader, writers: list[Writer], shard: int) -> float:
@@ -272,7 +278,7 @@ def kill_stream_leader(cluster: DevCluster, reader: Reader, writers: list[Writer
     once another server leads it, reads go on; then start it again with the same command line. Returns the
     seconds until every writer was acknowledged a write to the shard again (reported, not asserted)."""
     servers = cluster.nats_servers()
-    (stream,) = [s for s in stream_names(cluster) if s.endswith(f"-s{shard}")]
+    (stream,) = [s for s in cluster.log_streams() if s.endswith(f"-s{shard}")]
     wait_until(f"{stream} has a leader", lambda: stream_leader(servers, stream) is not None, WAIT)
     (victim,) = [s for s in servers if s.name == stream_leader(servers, stream)]
     others = [s for s in servers if s is not victim]
@@ -287,16 +293,6 @@ def kill_stream_leader(cluster: DevCluster, reader: Reader, writers: list[Writer
     cluster.restart_nats(victim, argv)
     return resumed
 
-
-def stream_names(cluster: DevCluster) -> list[str]:
-    """The collection's shard logs (JetStream streams ``PXDB_*``)."""
-    session = NatsSession(cluster.doc["nats"], "test")
-    try:
-        async def names() -> list[str]:
-            return [info.config.name for info in await session.js.streams_info()]
-        return sorted(n for n in session.call(names, "listing streams") if n.startswith("PXDB_"))
-    finally:
-        session.close()
 
 
 def replica_problems(direct: list[Any], history: History) -> list[str]:

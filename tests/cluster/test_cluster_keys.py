@@ -6,18 +6,15 @@ to the others with the nodes' shared PROXIMADB_CLUSTER_KEY. A client without a k
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from _support import child_env, wait_until
+from _devcluster import DevCluster
+from _support import wait_until
 
 from proximadb.errors import AuthenticationError
 from proximadb.sdk import connect_async, connect_grpc, connect_rest
@@ -27,41 +24,17 @@ ROWS = 120
 KEY = "test-cluster-admin-key-14"
 
 
-class KeyedCluster:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proximadb", "dev-cluster", "--nodes", "3", "--nats", "1", "--cluster-ttl", "4",
-             "--api-key", KEY, str(directory)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), text=True,
-            cwd=str(directory))  # not the source tree: python -m would import its uncompiled package
-        manifest = directory / "cluster.json"
-        wait_until("dev-cluster writes cluster.json", lambda: manifest.exists() or self.proc.poll() is not None,
-                   deadline=120)
-        assert self.proc.poll() is None, self.proc.communicate()[0]
-        self.doc: dict[str, Any] = json.loads(manifest.read_text())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        self.proc.communicate(timeout=120)
-        for node in self.doc["nodes"]:  # never leave a daemon behind
-            try:
-                os.killpg(node["pid"], signal.SIGKILL)
-            except OSError:
-                pass
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedCluster]:
-    running = KeyedCluster(tmp_path_factory.mktemp("keyed"))
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    running = DevCluster(tmp_path_factory.mktemp("keyed"), "--nats", "1", "--api-key", KEY)
     try:
         yield running
     finally:
         running.stop()
+        running.kill_leftovers()
 
 
-def test_fan_out_works_with_keys_and_keyless_clients_are_refused(cluster: KeyedCluster) -> None:
+def test_fan_out_works_with_keys_and_keyless_clients_are_refused(cluster: DevCluster) -> None:
     rng = np.random.default_rng(14)
     ids, vectors = [f"v{i}" for i in range(ROWS)], rng.normal(size=(ROWS, DIM)).astype(np.float32)
     nodes = cluster.doc["nodes"]
@@ -83,7 +56,7 @@ def test_fan_out_works_with_keys_and_keyless_clients_are_refused(cluster: KeyedC
         wrong.count("keyed")
 
 
-def test_one_client_over_several_nodes_survives_sigkill_of_its_node(cluster: KeyedCluster) -> None:
+def test_one_client_over_several_nodes_survives_sigkill_of_its_node(cluster: DevCluster) -> None:
     nodes = cluster.doc["nodes"]
     rng = np.random.default_rng(15)
     ids, vectors = [f"w{i}" for i in range(40)], rng.normal(size=(40, DIM)).astype(np.float32)

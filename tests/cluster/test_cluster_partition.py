@@ -37,7 +37,7 @@ import pytest
 from _devcluster import DevCluster
 from _relay import NatsRelay
 from _support import wait_until
-from test_cluster_crash import DIM, NAME, SHARDS, WAIT, History, Writer, replica_problems
+from test_cluster_crash import DIM, NAME, SHARDS, WAIT, Writer, check_every_replica
 
 from proximadb.errors import ProximaDBError, RequestTimeoutError, UnavailableError
 from proximadb.sdk import connect_grpc, connect_rest
@@ -182,20 +182,7 @@ def run_partition(cluster: DevCluster, relays: list[NatsRelay], *, cuts: int) ->
         assert writer.error is None, repr(writer.error)
     assert not any(w.is_alive() for w in writers)
 
-    history = History()
-    for writer in writers:
-        history.writes.update(writer.history.writes)
-    direct = [cluster.rest(i) for i in range(len(nodes))]
-    problems: list[str] = []
-
-    def converged() -> bool:
-        problems[:] = replica_problems(direct, history)
-        return not problems
-
-    try:
-        wait_until("every replica caught up and holds every acknowledged write", converged, WAIT)
-    except AssertionError:
-        raise AssertionError("\n".join(problems[:30])) from None
+    history = check_every_replica(cluster, writers)
     acked = [len(w.history.acked_at) for w in writers]
     uncertain = [w.history.uncertain for w in writers]
     errors = sorted({f"{type(c.error).__name__}: {c.error}"[:100] for c in to_victim.calls if c.error is not None})

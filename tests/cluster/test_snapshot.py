@@ -25,7 +25,6 @@ from _devcluster import DevCluster
 from _support import wait_until
 
 from proximadb.cluster.membership import NodeInfo
-from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.retention import purge_floor
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.cluster.snapshot import receive_snapshot, snapshot_stream
@@ -186,9 +185,9 @@ def test_a_wiped_replica_behind_the_purged_log_rebuilds_from_a_snapshot(purging_
     assert sum(_metric(cluster, i, "proximadb_cluster_log_purged_entries_total") or 0 for i in range(3)) > 0
 
     # Dropping the collection deletes its logs.
-    assert _log_streams(cluster) != []
+    assert cluster.log_streams() != []
     n1.delete_collection("snap")
-    assert _log_streams(cluster) == []
+    assert cluster.log_streams() == []
 
 
 LAG = 'proximadb_cluster_replica_lag{collection="snap",shard="0"}'
@@ -203,15 +202,6 @@ def _metric(cluster: DevCluster, i: int, sample: str) -> float | None:
                 return float(line.rsplit(" ", 1)[1])
     return None
 
-
-def _log_streams(cluster: DevCluster) -> list[str]:
-    session = NatsSession(cluster.doc["nats"], "test")
-    try:
-        async def names() -> list[str]:
-            return [info.config.name for info in await session.js.streams_info()]
-        return sorted(n for n in session.call(names, "listing streams") if n.startswith("PXDB_"))
-    finally:
-        session.close()
 
 
 def _count(client: Any, name: str) -> int:
