@@ -246,9 +246,12 @@ class ClusterNode:
         return found
 
     def replica_positions(self) -> dict[str, dict[str, int]]:
-        """What a heartbeat reports: per replica here, the last sequence applied and the last checkpointed."""
-        with self._lock:
-            appliers = sorted(self._appliers.items())
+        """What a heartbeat reports: per replica here, the last sequence applied and the last checkpointed.
+
+        Read without the node's lock: a sync holds it while it stops a replica (joining an applier that may
+        sit in a 5 s log read), and a heartbeat waiting that long would let this node's key expire, so the
+        others would move its replicas away. A dict copy is atomic in CPython."""
+        appliers = sorted(self._appliers.copy().items())
         return {"applied": {f"{name}/{shard}": a.applied_seq for (name, shard), a in appliers},
                 "checkpointed": {f"{name}/{shard}": a.position.checkpointed_seq for (name, shard), a in appliers}}
 
