@@ -16,9 +16,11 @@ stats, wal_stats). So the service and both protocols stay as they are; only the 
   the replica applied the sequence its consistency level asks (:mod:`proximadb.cluster.read_target`:
   strong, bounded (default: also this node's acknowledged writes), session, eventual). Each write's
   acknowledged sequence also goes to the request's session token (:mod:`proximadb.consistency`).
-- **Shard addressing.** A replica is reached by the name ``<collection>.s<shard>@<seq>[~<ms>]`` (the local
-  collection of that shard, once it applied entry ``seq``, waiting for it at most ``ms`` milliseconds: the
-  asking request's time left; without it ``WAIT_SECONDS``) over the public REST API: the fan-out needs no
+- **Shard addressing.** A replica is reached by the name ``<collection>.s<shard>@<seq>[~<ms>][+<incarnation>]``
+  (the local collection of that shard, once it applied entry ``seq``, waiting for it at most ``ms``
+  milliseconds: the asking request's time left; without it ``WAIT_SECONDS``; only a replica of the
+  collection made with that ``incarnation``, the id every create gives a name, so a read that overlaps a drop
+  and a create of the same name never mixes the two) over the public REST API: the fan-out needs no
   route of its own. Collections whose names carry ``@`` cannot be created, so the names cannot clash.
 """
 
@@ -37,9 +39,10 @@ import numpy as np
 
 from proximadb import consistency
 from proximadb.cluster.fanout import Fanout, shard_address, wait_seconds
-from proximadb.cluster.node import INCARNATION, ClusterNode, shard_log_name
+from proximadb.cluster.node import INCARNATION, ClusterNode, incarnation_of, shard_log_name
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.read_target import ReadTargets
+from proximadb.cluster.shard_log import LogDeletedError
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.cluster.snapshot import snapshot_stream
 from proximadb.codec.avro_batch import DecodedBatch
@@ -65,7 +68,8 @@ from proximadb.storage.validation import (
     record_label,
 )
 
-SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)(?:~(?P<wait_ms>\d+))?")
+SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)(?:~(?P<wait_ms>\d+))?"
+                           r"(?:\+(?P<incarnation>[0-9a-f]+))?")
 log = logging.getLogger("proximadb.cluster")
 REPLICA_NAME = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)")
 MAX_SHARDS = 256
@@ -137,16 +141,25 @@ class ClusterEngine:
         address = SHARD_ADDRESS.fullmatch(name_or_uuid)
         if address is not None:  # a peer's fan-out: this node's replica of one shard
             wait = WAIT_SECONDS if address["wait_ms"] is None else min(WAIT_SECONDS, int(address["wait_ms"]) / 1000)
-            return self.replica(address["name"], int(address["shard"]), int(address["seq"]), wait)
+            return self.replica(address["name"], int(address["shard"]), int(address["seq"]), wait,
+                                address["incarnation"] or "")
         return ClusterCollection(self, self.node.known_map(name_or_uuid).collection)
 
-    def replica(self, name: str, shard: int, seq: int, timeout: float = WAIT_SECONDS) -> Any:
+    def replica(self, name: str, shard: int, seq: int, timeout: float = WAIT_SECONDS, incarnation: str = "") -> Any:
         """The local collection of ``name``'s shard, once it applied ``seq``; CollectionNotFoundError when this
-        node holds no replica of it (the caller tries another holder)."""
-        applier = self.node.replica_applier(name, shard)
+        node holds no replica of it (the caller tries another holder), or, with ``incarnation``, none of that
+        collection of the name (it was dropped and made again, and this node or the caller is a sync behind)."""
+        current = self.node.known_map(name)
+        if incarnation and incarnation_of(current) != incarnation:
+            self.node.sync()  # this node may be the one a sync behind
+            current = self.node.known_map(name)
+        if incarnation and incarnation_of(current) != incarnation:
+            raise CollectionNotFoundError(f"collection {name!r} (incarnation {incarnation}) was dropped; the "
+                                          f"cluster's collection of that name is {incarnation_of(current)}")
+        applier = self.node.replica_applier(name, shard, current)
         if applier is None and shard in self.node.shard_map(name).shards_of(self.node.node.id):
             self.node.sync()  # placed here since the last sync (a create or a move just now)
-            applier = self.node.replica_applier(name, shard)
+            applier = self.node.replica_applier(name, shard, current)
         if applier is None:
             raise CollectionNotFoundError(f"node {self.node.node.id} holds no replica of {name!r} shard {shard}")
         seq = self.node.serving_seq(name, shard, seq)
@@ -285,11 +298,11 @@ class ClusterCollection:
     def get_many(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[dict[str, Any]]:
         by_id: dict[str, dict[str, Any]] = {}
         routed = self._route(ids)
-        targets = self.owner.targets(self.shard_map) if routed else []
+        targets = self._targets() if routed else []
         for shard, rows in routed.items():
             part = [ids[r] for r in rows]
             for record in self.owner.fanout.on_shard(
-                    self.name, shard, targets[shard],
+                    self.shard_map, shard, targets[shard],
                     lambda c, part=part: c.get_many(part, include_vectors=include_vectors),  # type: ignore[misc]
                     lambda client, addr, part=part: client.get_vectors(  # type: ignore[misc]
                         addr, part, include_vectors=include_vectors)):
@@ -297,8 +310,8 @@ class ClusterCollection:
         return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
     def count(self, flt: Any = None) -> int:
-        targets = self.owner.targets(self.shard_map)
-        return sum(self.owner.fanout.on_shard(self.name, shard, targets[shard],
+        targets = self._targets()
+        return sum(self.owner.fanout.on_shard(self.shard_map, shard, targets[shard],
                                               lambda c: c.count(flt), lambda client, addr: client.count(addr, flt))
                    for shard in range(self.shard_map.shards))
 
@@ -312,10 +325,10 @@ class ClusterCollection:
                    "oversampling": oversampling}
         matrix = np.asarray(queries, dtype=np.float32)
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
-        targets = self.owner.targets(self.shard_map)
+        targets = self._targets()
         for shard in range(self.shard_map.shards):
             answers = self.owner.fanout.on_shard(
-                self.name, shard, targets[shard],
+                self.shard_map, shard, targets[shard],
                 lambda c: c.search_batch(matrix, k, **options),
                 lambda client, addr: client.search_batch(addr, matrix, k,
                                                          **{o: v for o, v in options.items() if v is not None}))
@@ -331,10 +344,10 @@ class ClusterCollection:
             raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
         rows: list[dict[str, Any]] = []
         more = False
-        targets = self.owner.targets(self.shard_map)
+        targets = self._targets()
         for shard in range(self.shard_map.shards):
             page, after = self.owner.fanout.on_shard(
-                self.name, shard, targets[shard],
+                self.shard_map, shard, targets[shard],
                 lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
                 lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
                                                    include_vectors=include_vectors))
@@ -369,6 +382,16 @@ class ClusterCollection:
 
     def wal_stats(self) -> dict[str, Any]:
         return {}  # the log of record is JetStream's
+
+    def _targets(self) -> list[int]:
+        """The read's target per shard (:meth:`ClusterEngine.targets`). A map this node read before the name
+        was dropped, and maybe made again, names logs that are gone (LogDeletedError): the read goes to the
+        collection the servers name now, or fails with CollectionNotFoundError when there is none."""
+        try:
+            return self.owner.targets(self.shard_map)
+        except LogDeletedError:
+            self.shard_map = self.owner.node.shard_map(self.name)
+            return self.owner.targets(self.shard_map)
 
     def _fresh_map(self) -> ShardMap:
         """The map as the servers hold it now, for a write (the node's copy may be a sync behind); the same

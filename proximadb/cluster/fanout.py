@@ -3,11 +3,11 @@
 :meth:`Fanout.on_shard` runs ``local(collection)`` on this node's replica when it holds one (after
 waiting for ``seq``, the read's target: :mod:`proximadb.cluster.read_target`), otherwise, or when the
 local replica does not reach ``seq`` within ``LOCAL_WAIT``, ``remote(client, address)`` against each live
-holder in turn, with ``address`` = ``<collection>.s<shard>@<seq>~<ms>`` (see :mod:`proximadb.cluster.backend`;
-``ms`` the request's time left;
-``seq`` 0 for ``eventual``: no wait). A holder that does not answer, times out (has not applied ``seq``
-in time), is not serving, or has no replica yet is passed over (while the request's deadline allows:
-waits for ``seq`` end at it, :func:`wait_seconds`); an answer that is an
+holder in turn, with ``address`` = ``<collection>.s<shard>@<seq>~<ms>+<incarnation>`` (see
+:mod:`proximadb.cluster.backend`; ``ms`` the request's time left; ``seq`` 0 for ``eventual``: no wait;
+``incarnation`` the read's map's, :func:`shard_address`). A holder that does not answer, times out (has not
+applied ``seq`` in time), is not serving, or has no replica (of that incarnation) is passed over (while the
+request's deadline allows: waits for ``seq`` end at it, :func:`wait_seconds`); an answer that is an
 error of the request itself (a bad filter: ValidationError, ...) is the answer. When no holder answers:
 UnavailableError (HTTP 503 / gRPC UNAVAILABLE).
 
@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 
 from proximadb import deadline
 from proximadb.cluster.membership import NodeInfo
-from proximadb.cluster.node import ClusterNode, local_name
+from proximadb.cluster.node import ClusterNode, incarnation_of, local_name
+from proximadb.cluster.shard_map import ShardMap
 from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, UnavailableError
 
 log = logging.getLogger("proximadb.cluster")
@@ -46,10 +47,12 @@ CLUSTER_KEY_ENV = "PROXIMADB_CLUSTER_KEY"
 PASS_OVER = (UnavailableError, RequestTimeoutError, CollectionNotFoundError, OSError)
 
 
-def shard_address(name: str, shard: int, seq: int, wait: float | None = None) -> str:
+def shard_address(name: str, shard: int, seq: int, wait: float | None = None, incarnation: str = "") -> str:
     """The address of ``name``'s shard replica once it applied ``seq`` (:mod:`proximadb.cluster.backend`);
-    ``wait``: seconds it may wait for that (None: the replica's own limit)."""
-    return f"{local_name(name, shard)}@{seq}" + ("" if wait is None else f"~{int(max(0.0, wait) * 1000)}")
+    ``wait``: seconds it may wait for that (None: the replica's own limit); ``incarnation``: which collection
+    of that name (its map's; a replica of another one does not answer)."""
+    return (f"{local_name(name, shard)}@{seq}" + ("" if wait is None else f"~{int(max(0.0, wait) * 1000)}")
+            + (f"+{incarnation}" if incarnation else ""))
 
 
 def wait_seconds(most: float) -> float:
@@ -109,12 +112,12 @@ class Fanout:
             load = dict(self._in_flight)
         return rank(self.node.node.id, f"{name}/{shard}", seq, holders, live, local_applied, load)
 
-    def on_shard(self, name: str, shard: int, seq: int, local: Callable[[Any], T],
+    def on_shard(self, shard_map: ShardMap, shard: int, seq: int, local: Callable[[Any], T],
                  remote: Callable[[Any, str], T]) -> T:
         me = self.node.node.id
-        shard_map = self.node.known_map(name)
+        name = shard_map.collection
         holders = list(shard_map.replicas[shard]) if shard < len(shard_map.replicas) else []
-        applier = self.node.replica_applier(name, shard)
+        applier = self.node.replica_applier(name, shard, shard_map)
         assert self.node.membership is not None
         live = {n.id: n for n in self.node.membership.nodes()}
         wanted = 0 if applier is None else self.node.serving_seq(name, shard, seq)  # a new replica catches up first
@@ -138,7 +141,8 @@ class Fanout:
                 self._in_flight[holder] = self._in_flight.get(holder, 0) + 1
             try:
                 # the peer waits for seq no longer than this request may
-                return remote(self.client(live[holder].rest), shard_address(name, shard, seq, deadline.remaining()))
+                return remote(self.client(live[holder].rest), shard_address(name, shard, seq, deadline.remaining(),
+                                                                    incarnation_of(shard_map)))
             except PASS_OVER as exc:
                 if isinstance(exc, RequestTimeoutError):
                     lagging = exc

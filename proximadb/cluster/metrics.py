@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from proximadb.cluster.shard_log import LogDeletedError
 from proximadb.errors import ProximaDBError
 from proximadb.service.metrics import Metrics
 
@@ -74,7 +75,7 @@ def _lags(node: Any) -> Samples:
     for name, shards in sorted(by_collection.items()):
         try:
             lasts = node.last_seqs(node.known_map(name), shards)
-        except ProximaDBError as exc:
+        except (ProximaDBError, LogDeletedError) as exc:  # the latter: dropped since the last sync
             log.warning("metrics: the lag of %s left out of this scrape: %s", name, exc)
             continue
         out += [(_labels(f"{name}/{shard}"), float(max(0, last - applied[f"{name}/{shard}"])))

@@ -46,7 +46,7 @@ from proximadb.cluster.membership import Membership, NodeInfo
 from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.retention import LogRetention
-from proximadb.cluster.shard_log import JetStreamLog
+from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, stream_name
 from proximadb.cluster.shard_map import ShardMap, ShardMaps
 from proximadb.cluster.snapshot import fetch_snapshot
 from proximadb.codec.payload import encode_insert, encode_payload
@@ -73,7 +73,12 @@ def log_name(collection: str, shard: int, incarnation: str = "") -> str:
 
 def shard_log_name(shard_map: ShardMap, shard: int) -> str:
     """The log of one shard of the collection ``shard_map`` describes (this incarnation of its name)."""
-    return log_name(shard_map.collection, shard, str(shard_map.spec.get(INCARNATION, "")))
+    return log_name(shard_map.collection, shard, incarnation_of(shard_map))
+
+
+def incarnation_of(shard_map: ShardMap) -> str:
+    """Which collection of its name ``shard_map`` describes (made anew by every create)."""
+    return str(shard_map.spec.get(INCARNATION, ""))
 
 
 def local_name(collection: str, shard: int) -> str:
@@ -313,7 +318,7 @@ class ClusterNode:
         marker = replica_marker(shard_map, shard)
         with self._lock:
             current = self._appliers.get(key)
-            if current is not None and getattr(current.log, "name", expected_log) != expected_log:
+            if current is not None and current.log.name != expected_log:
                 current.stop()  # the name was dropped and made again: that replica is of the old collection
                 del self._appliers[key]
                 self._failed.discard(key)
@@ -429,9 +434,16 @@ class ClusterNode:
         with self._lock:
             return self._appliers.get((name, shard))
 
-    def replica_applier(self, name: str, shard: int) -> ShardApplier | None:
-        """The running replica of ``name``'s shard here, or None."""
+    def replica_applier(self, name: str, shard: int, shard_map: ShardMap | None = None) -> ShardApplier | None:
+        """The running replica of ``name``'s shard here, or None; with ``shard_map``, only a replica of the
+        collection it describes (a name dropped and made again that this node has not synced yet: it syncs
+        now, so a read never answers from the old collection's rows)."""
         applier = self._applier(name, shard)
+        if shard_map is not None and applier is not None and applier.log.name != shard_log_name(shard_map, shard):
+            self.sync()
+            applier = self._applier(name, shard)
+            if applier is not None and applier.log.name != shard_log_name(shard_map, shard):
+                return None
         return applier if applier is not None and applier.running else None
 
     def serving_seq(self, name: str, shard: int, seq: int = 0) -> int:
@@ -449,19 +461,33 @@ class ClusterNode:
 
     def last_seqs(self, shard_map: ShardMap, shards: Sequence[int]) -> list[int]:
         """The last sequence of each of ``shards``' logs, as JetStream's stream leaders have them now (the
-        requests sent at once: one round trip)."""
+        requests sent at once: one round trip). A log that does not exist is 0 while the servers' map still
+        names this incarnation (no holder created it yet); when the collection was dropped (and maybe made
+        again) since ``shard_map`` was read: LogDeletedError, never a retry until the deadline."""
         import asyncio
+
+        from nats.js.errors import NotFoundError
 
         self._require()
         session = self.session
         assert session is not None
-        streams = [self._log(shard_map.collection, shard, shard_map).stream for shard in shards]
+        streams = [stream_name(shard_log_name(shard_map, shard)) for shard in shards]  # read, never created
 
-        async def infos() -> list[int]:
-            found = await asyncio.gather(*(session.js.stream_info(stream) for stream in streams))
-            return [int(info.state.last_seq) for info in found]
+        async def infos() -> list[int | None]:
+            found = await asyncio.gather(*(session.js.stream_info(stream) for stream in streams),
+                                         return_exceptions=True)
+            for answer in found:
+                if isinstance(answer, BaseException) and not isinstance(answer, NotFoundError):
+                    raise answer
+            return [None if isinstance(info, BaseException) else int(info.state.last_seq) for info in found]
 
-        return session.call(infos, f"stream info of {len(streams)} shard log(s)")
+        seqs = session.call(infos, f"stream info of {len(streams)} shard log(s)")
+        if None in seqs:
+            current = self.maps.get(shard_map.collection) if self.maps is not None else None
+            if current is None or current[0].spec.get(INCARNATION) != shard_map.spec.get(INCARNATION):
+                raise LogDeletedError(f"the logs of {shard_map.collection!r} no longer exist: the collection was "
+                                      "dropped (and maybe made again) since this map was read")
+        return [seq or 0 for seq in seqs]
 
     def _log(self, name: str, shard: int, shard_map: ShardMap | None = None) -> JetStreamLog:
         expected = shard_log_name(shard_map or self.known_map(name), shard)
