@@ -37,11 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from proximadb import consistency
+from proximadb import consistency, idempotency
 from proximadb.cluster.fanout import Fanout, shard_address, wait_seconds
 from proximadb.cluster.node import INCARNATION, ClusterNode, incarnation_of, shard_log_name
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.read_target import ReadTargets
+from proximadb.cluster.request_ledger import NatsLedger
 from proximadb.cluster.shard_log import LogDeletedError
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.cluster.snapshot import snapshot_stream
@@ -89,6 +90,8 @@ class ClusterEngine:
         self.options = engine.options
         self.fanout = Fanout(node)
         self.read_targets = ReadTargets(node, bounded_staleness_ms)
+        assert node.session is not None, "the node joins before the engine serves"
+        self.request_ledger = NatsLedger(node.session, replicas=node.replicas)  # proximadb/idempotency.py
         self._acked: dict[str, int] = {}  # by shard log name: the last sequence this node was acknowledged
         self._acked_lock = threading.Lock()
 
@@ -116,11 +119,26 @@ class ClusterEngine:
         for key, value, top in (("shards", shards, MAX_SHARDS), ("replication_factor", rf, 16)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
                 raise ValidationError(f"{key} must be an integer from 1 to {top}, not {value!r}")
-        self.node.create_collection(cfg.name, cfg.dimension, shards=shards, replication_factor=rf, **settings)
-        return self.get_collection(cfg.name)
+        return self._described(self.node.create_collection(cfg.name, cfg.dimension, shards=shards,
+                                                           replication_factor=rf, **settings))
 
     def get_collection(self, name_or_uuid: str) -> dict[str, Any]:
-        shard_map = self.node.shard_map(name_or_uuid)
+        """The collection's settings and placement, and ``vector_count``: a count over its shards at the
+        request's consistency level (None while a shard has no replica answering)."""
+        return self._with_count(self.node.shard_map(name_or_uuid))
+
+    def _with_count(self, shard_map: ShardMap) -> dict[str, Any]:
+        """:meth:`_described` and ``vector_count`` (None, logged, while a shard has no replica answering)."""
+        try:
+            count: int | None = ClusterCollection(self, shard_map.collection).count()
+        except (UnavailableError, RequestTimeoutError) as exc:
+            log.warning("cluster: vector_count of %s left out: %s", shard_map.collection, exc)
+            count = None
+        return {**self._described(shard_map), "vector_count": count}
+
+    @staticmethod
+    def _described(shard_map: ShardMap) -> dict[str, Any]:
+        """The collection's settings (as one node gives them) and its placement (cluster mode's own fields)."""
         info = config_of(shard_map).to_dict()
         info.update(uuid=shard_map.collection, shards=shard_map.shards,
                     replication_factor=shard_map.replication_factor,
@@ -129,10 +147,21 @@ class ClusterEngine:
 
     def list_collections(self) -> list[dict[str, Any]]:
         assert self.node.maps is not None
-        return [self.get_collection(m.collection) for m in self.node.maps.all()]
+        return [self._with_count(m) for m in self.node.maps.all()]
 
     def update_collection(self, name_or_uuid: str, **changes: Any) -> dict[str, Any]:
-        raise UnavailableError("changing a collection's settings is not supported in cluster mode yet")
+        """Change settings as one node does (the same checks and messages; default_ttl_seconds excepted):
+        written to the collection's map (revision-checked), and every holder reconfigures its replicas at its
+        next sync (this node at once)."""
+        shard_map = self.node.shard_map(name_or_uuid)
+        new = config_of(shard_map).updated(changes)
+        if new.default_ttl_seconds != config_of(shard_map).default_ttl_seconds:
+            raise ValidationError("default_ttl_seconds is set when a collection is created in cluster mode (every "
+                                  "replica stamps it as it applies the log); make a new collection to change it")
+        settings = {key: getattr(new, key) for key in changes}
+        if "indexing_algorithm" in changes or "index_params" in changes:  # validated together
+            settings.update(indexing_algorithm=new.indexing_algorithm, index_params=new.index_params)
+        return self._described(self.node.update_collection(shard_map.collection, settings))
 
     def delete_collection(self, name_or_uuid: str) -> None:
         self.node.drop_collection(self.node.shard_map(name_or_uuid).collection)
@@ -179,11 +208,16 @@ class ClusterEngine:
 
     def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
         seq = self.node.append(shard_map, shard, payload)
-        key = shard_log_name(shard_map, shard)
-        with self._acked_lock:
-            self._acked[key] = max(self._acked.get(key, 0), seq)
-        consistency.acknowledged(key, seq)
+        self.acknowledge(shard_log_name(shard_map, shard), seq)
         return seq
+
+    def acknowledge(self, log_name: str, seq: int) -> None:
+        """A write this node answers was acknowledged at ``seq`` of ``log_name`` (appended here, or by the
+        first attempt of a retried request: proximadb/idempotency.py): its reads wait for it (bounded) and
+        the response's session token names it."""
+        with self._acked_lock:
+            self._acked[log_name] = max(self._acked.get(log_name, 0), seq)
+        consistency.acknowledged(log_name, seq)
 
     # -- snapshots for peers --
 
@@ -219,7 +253,7 @@ class ClusterCollection:
         assert isinstance(batch, DecodedBatch)
         op = batch.to_insert_op()
         self._check_insert(op)
-        if not op.upsert:
+        if not op.upsert and not idempotency.retried_insert():  # a retry's ids may be its own rows (appended once)
             existing = [r["id"] for r in self.get_many(op.ids, include_vectors=False)]
             if existing:
                 shown = ", ".join(repr(i) for i in existing[:5])

@@ -30,6 +30,7 @@ fewer characters than collection names.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -37,10 +38,12 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from proximadb import idempotency
 from proximadb.cluster.applier import ShardApplier
 from proximadb.cluster.membership import Membership, NodeInfo
 from proximadb.cluster.nats_session import NatsSession
@@ -63,6 +66,9 @@ from proximadb.storage.engine import Engine
 log = logging.getLogger("proximadb.cluster")
 
 
+# settings update_collection changes on every replica (the description is the map's; default_ttl_seconds is
+# fixed at create: replicas stamp it at apply, and one changed at different moments would expire rows differently)
+RECONFIGURABLE = ("indexing_algorithm", "index_params", "filterable_metadata_fields", "text_analyzer")
 INCARNATION = "_incarnation"  # in a map's spec: makes the logs of a re-created name new ones
 
 
@@ -182,6 +188,14 @@ class ClusterNode:
             for key in [key for key in self._logs if key[0] == name]:
                 self._logs.pop(key).close()
 
+    def update_collection(self, name: str, settings: Mapping[str, Any]) -> ShardMap:
+        """Write changed settings (checked by the caller) into the collection's map; the holders reconfigure
+        their replicas at their next sync (:meth:`_reconfigure`; this node at once)."""
+        maps, _ = self._require()
+        changed = maps.change(name, lambda current: replace(current, spec={**current.spec, **settings}))
+        self.sync()
+        return changed
+
     def known_map(self, name: str) -> ShardMap:
         """The map as of the last sync (read from the servers when this node has not seen it yet)."""
         with self._lock:
@@ -293,6 +307,7 @@ class ClusterNode:
                 if self._needs_snapshot(shard_map.collection, shard):
                     self._bootstrap(shard_map, shard, infos)
                 self._ensure_replica(shard_map, shard)
+                self._reconfigure(shard_map, shard)
                 self._purge(shard_map, shard, infos)
         mapped = {m.collection for m in self._known.values()}
         with self._lock:
@@ -346,6 +361,24 @@ class ClusterNode:
             self._appliers[key] = applier.start()
             log.info("cluster: %s applies %s shard %d from entry %d", self.node.id, key[0], shard,
                      applier.applied_seq + 1)
+
+    def _reconfigure(self, shard_map: ShardMap, shard: int) -> None:
+        """Give the local replica the settings the map holds now (update_collection); its description stays
+        the replica marker."""
+        name = local_name(shard_map.collection, shard)
+        try:
+            local = self.engine.collection(name).config
+        except CollectionNotFoundError:
+            return
+        spec = local_spec(shard_map, shard)
+
+        def differs(key: str) -> bool:
+            return json.dumps(spec[key], sort_keys=True) != json.dumps(getattr(local, key), sort_keys=True)
+
+        changed = {key: spec[key] for key in RECONFIGURABLE if key in spec and differs(key)}
+        if changed:
+            log.info("cluster: %s reconfigures its replica %s: %s", self.node.id, name, ", ".join(sorted(changed)))
+            self.engine.update_collection(name, **changed)
 
     def _needs_snapshot(self, name: str, shard: int) -> bool:
         with self._lock:
@@ -456,8 +489,7 @@ class ClusterNode:
         """Append one frame to the log of ``shard`` of the collection ``shard_map`` describes (a map read for
         this write: a name dropped and made again meanwhile has new logs); the sequence once JetStream
         acknowledged it."""
-        return self._log(shard_map.collection, shard, shard_map).append(payload,
-                                                                         f"{self.node.id}-{uuid.uuid4().hex}").seq
+        return self._log(shard_map.collection, shard, shard_map).append(payload, self._message_id()).seq
 
     def last_seqs(self, shard_map: ShardMap, shards: Sequence[int]) -> list[int]:
         """The last sequence of each of ``shards``' logs, as JetStream's stream leaders have them now (the
@@ -499,7 +531,11 @@ class ClusterNode:
             return self._logs[key]
 
     def _append(self, name: str, shard: int, payload: bytes) -> int:
-        return self._log(name, shard).append(payload, f"{self.node.id}-{uuid.uuid4().hex}").seq
+        return self._log(name, shard).append(payload, self._message_id()).seq
+
+    def _message_id(self) -> str:
+        """The next append's message id: from the request id (a client's retry is appended once), else new."""
+        return idempotency.message_id(lambda: f"{self.node.id}-{uuid.uuid4().hex}")
 
     @staticmethod
     def _route(ids: Sequence[str], shards: int) -> dict[int, list[int]]:

@@ -28,7 +28,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar, cast
 
-from proximadb import indexing
+from proximadb import idempotency, indexing
 from proximadb.embeddings import EmbeddingFunction
 from proximadb.errors import (
     AuthenticationError,
@@ -113,7 +113,8 @@ class AsyncClient:
                         answer = await _compute(step)
                     else:
                         call = functools.partial(getattr(self._transport, step.method), *step.args)
-                        answer = await self._retry(call, safe=step.safe)
+                        with idempotency.sending(step.request_id):  # the same id on every retry
+                            answer = await self._retry(call, safe=step.safe)
                 except ProximaDBError as exc:
                     step = plan.throw(exc)
                 else:

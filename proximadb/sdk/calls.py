@@ -17,6 +17,10 @@ The client turns records (plain dicts, or ids + a numpy matrix) into versioned A
 itself; the transport only carries them, so the bytes built here are the bytes the server's
 WAL stores. Ids missing from a record are generated here (UUID4), and records are stamped with
 the client's time, so the server can log the payload untouched.
+
+Every record write (insert, upsert, delete, update) is a call with a request id of its own, sent with it and
+with every retry of it (:mod:`proximadb.idempotency`): the server applies it once however often it arrives,
+so writes are retried like reads when a server was unreachable, and on the next node after a failover.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from proximadb import idempotency
 from proximadb.codec import avro_search
 from proximadb.codec.avro_search import encode_search_request
 from proximadb.codec.framing import decode_frame, encode_frame
@@ -73,6 +78,7 @@ class Call:
     method: str
     args: tuple[Any, ...] = ()
     safe: bool = True  # idempotent: may be repeated when the server was unreachable
+    request_id: str | None = None  # a write's id, sent with it and every retry of it (proximadb/idempotency.py)
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,20 @@ class Compute:
 Plan = Generator[Call | Compute, Any, T]
 
 
+def _write(method: str, collection: str, payload: bytes) -> Call:
+    """A record write: with a request id of its own, so the server applies it once however often it is sent
+    (a retry after the connection broke, or on the next node after a failover): safe to repeat."""
+    return Call(method, (collection, payload), True, idempotency.new_request_id())
+
+
 def retry_pause(exc: ProximaDBError, attempt: int, *, retries: int, backoff: float, safe: bool) -> float | None:
     """Seconds to wait before attempt ``attempt + 1`` after ``exc``, or None: raise it.
 
     A busy server (ResourceExhaustedError: max_concurrent_requests in flight) did nothing with
     the request, so every call is retried then, with jitter to spread a busy herd. An
     unreachable server (UnavailableError) may have done it before the connection broke, so
-    only ``safe`` (idempotent) calls are retried. The pause doubles from ``backoff`` on.
+    only ``safe`` calls are retried (idempotent ones, and record writes: their request id makes the
+    server apply them once). The pause doubles from ``backoff`` on.
     """
     busy = type(exc) is ResourceExhaustedError  # not DiskFullError and the like
     if attempt >= retries or not (busy or (safe and isinstance(exc, UnavailableError))):
@@ -278,7 +291,7 @@ def insert_vectors(
         ]
         for start in range(0, len(prepared), batch_size):
             payload = encode_insert(prepared[start : start + batch_size], upsert=upsert, schema_version=schema_version)
-            all_ids.extend((yield Call("insert_payload", (collection, payload), safe=upsert))["ids"])
+            all_ids.extend((yield _write("insert_payload", collection, payload))["ids"])
         return {"count": len(all_ids), "ids": all_ids}
     if vectors is None:
         raise ValidationError("give records, or vectors (with ids and optional metadatas)")
@@ -298,7 +311,7 @@ def insert_vectors(
             upsert=upsert,
             schema_version=schema_version,
         )
-        all_ids.extend((yield Call("insert_payload", (collection, payload), safe=upsert))["ids"])
+        all_ids.extend((yield _write("insert_payload", collection, payload))["ids"])
     return {"count": len(all_ids), "ids": all_ids}
 
 
@@ -332,7 +345,7 @@ def update_vector(
         raise ValidationError("update_vector needs metadata and/or vector")
     datum = {"updates": [{"id": id, "metadata": metadata, "replace": replace}], "timestamp": _now_us()}
     payload = encode_payload("vector_update", datum, schema_version)
-    yield Call("mutate_payload", (collection, payload), safe=False)
+    yield _write("mutate_payload", collection, payload)
 
 
 def delete_vectors(
@@ -344,7 +357,7 @@ def delete_vectors(
         raise ValidationError("delete_vectors needs exactly one of ids or filter")
     datum = {"ids": list(ids or []), "filter": filter_json(filter)}
     payload = encode_payload("vector_delete", datum, schema_version)
-    return int((yield Call("mutate_payload", (collection, payload), safe=False))["deleted"])
+    return int((yield _write("mutate_payload", collection, payload))["deleted"])
 
 
 # ---------------------------------------------------------------------- reads

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from proximadb import idempotency
 from proximadb.client_api import ProximaDBAPI
 from proximadb.errors import ProximaDBError, ResourceExhaustedError, UnavailableError
 from proximadb.sdk import calls
@@ -86,7 +87,8 @@ class ProximaDBClient(ProximaDBAPI):
                         answer = _compute(step)
                     else:
                         call = functools.partial(getattr(self._transport, step.method), *step.args)
-                        answer = self._retry(call, safe=step.safe)
+                        with idempotency.sending(step.request_id):  # the same id on every retry
+                            answer = self._retry(call, safe=step.safe)
                 except ProximaDBError as exc:
                     step = plan.throw(exc)
                 else:

@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from proximadb import idempotency
 from proximadb.api import operations as ops
 from proximadb.api.grpc import ENVELOPE_BYTES, ERROR_CODE_METADATA, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
@@ -219,10 +220,15 @@ class GrpcEndpoint:
         return UnavailableError(f"the gRPC transport to {self.target} is closed")
 
     def _call_metadata(self, exchange: Exchange[Any]) -> tuple[tuple[str, str], ...]:
-        """The request metadata: the API key, and the session token for a read with consistency=session."""
+        """The request metadata: the API key, the session token for a read with consistency=session, and a
+        write's request id (:mod:`proximadb.idempotency`)."""
+        metadata = self._metadata
         if exchange.session:
-            return (*self._metadata, (SESSION_METADATA, self.session.token()))
-        return self._metadata
+            metadata = (*metadata, (SESSION_METADATA, self.session.token()))
+        request_id = idempotency.outgoing()
+        if request_id is not None:
+            metadata = (*metadata, (idempotency.REQUEST_ID_METADATA, request_id))
+        return metadata
 
     def _note_session(self, trailing: Any) -> None:
         """Merge the session token a write's answer carries (trailing metadata ``proximadb-session``)."""

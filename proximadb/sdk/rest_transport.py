@@ -39,6 +39,7 @@ from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 
+from proximadb import idempotency
 from proximadb.api import operations as ops
 from proximadb.api.operations import Operation
 from proximadb.consistency import SESSION_HEADER, SessionTokens, wants_session
@@ -254,8 +255,13 @@ class RestEndpoint:
         return UnavailableError(f"the REST transport to {self.url} is closed")
 
     def _session_headers(self, exchange: HttpExchange[Any]) -> dict[str, str]:
-        """The session token, for a read with consistency=session."""
-        return {SESSION_HEADER: self.session.token()} if exchange.session else {}
+        """The session token, for a read with consistency=session; a write's request id
+        (:mod:`proximadb.idempotency`)."""
+        headers = {SESSION_HEADER: self.session.token()} if exchange.session else {}
+        request_id = idempotency.outgoing()
+        if request_id is not None:
+            headers[idempotency.REQUEST_ID_HEADER] = request_id
+        return headers
 
     def _note_session(self, token: str | None) -> None:
         """Merge the session token a write's answer carries (header ``ProximaDB-Session``)."""

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from proximadb import consistency, progress
+from proximadb import consistency, idempotency, progress
 from proximadb._version import __version__
 from proximadb.codec import avro_search
 from proximadb.codec.avro_batch import encode_vector_batch
@@ -82,6 +81,9 @@ class UnifiedAvroService:
         self.metrics = Metrics()
         self._describe_metrics()
         self.admission = Admission(max_concurrent_requests, request_timeout, self.metrics)
+        # answers of writes by request id (proximadb/idempotency.py): the cluster's shared one, or this process's
+        self.ledger: idempotency.Ledger = getattr(engine, "request_ledger", None) or idempotency.MemoryLedger()
+        self._acknowledge = getattr(engine, "acknowledge", consistency.acknowledged)  # a retry's log positions
 
     def _describe_metrics(self) -> None:
         m = self.metrics
@@ -184,6 +186,12 @@ class UnifiedAvroService:
         return self.engine.replica_snapshot(replica)  # type: ignore[attr-defined,no-any-return]
 
     # ------------------------------------------------------------------ writes
+    def _once(self, operation: str, collection: str, argument: Any, run: Callable[[], dict[str, Any]],
+              **how: Any) -> dict[str, Any]:
+        """``run()`` once per request id (proximadb/idempotency.py)."""
+        return idempotency.once(self.ledger, operation, collection, argument, run, acknowledge=self._acknowledge,
+                                **how)
+
     def _check_size(self, payload: bytes | bytearray | memoryview) -> None:
         if len(payload) > self.limits.max_request_bytes:
             raise PayloadTooLargeError(
@@ -192,43 +200,68 @@ class UnifiedAvroService:
             )
 
     def insert_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
-        """A client's versioned ``vector_insert`` payload, logged as received."""
+        """A client's versioned ``vector_insert`` payload, logged as received (once per request id)."""
         self._check_size(payload)
+        return self._once("insert", collection, payload,
+                                lambda: self._insert_payload(collection, payload),
+                                remember=lambda answer: {"count": answer["count"]},
+                                recall=lambda _kept: self._inserted(payload))
+
+    def _insert_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
         col = self.engine.collection(collection)
         ids = col.insert_payload(payload)
         self.metrics.inc(RECORDS_WRITTEN, (("collection", col.config.name),), len(ids))  # by name, as uuid too
         return {"count": len(ids), "ids": ids}
 
+    @staticmethod
+    def _inserted(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
+        """The answer an insert of ``payload`` gave: its ids (a retry of it is answered from them)."""
+        _version, _op, batch = decode_payload(payload)
+        ids = list(batch.to_insert_op().ids)  # type: ignore[union-attr]
+        return {"count": len(ids), "ids": ids}
+
     def insert_records(self, collection: str, req: InsertRecords) -> dict[str, Any]:
-        """JSON records -> the same versioned payload -> :meth:`insert_payload`. Missing ids are generated."""
+        """JSON records -> the same versioned payload -> :meth:`insert_payload`. Missing ids are generated
+        (from the request id when there is one: :func:`proximadb.idempotency.generated_id`)."""
         if len(req.records) > self.limits.max_batch:
             raise PayloadTooLargeError(
                 f"batch of {len(req.records)} records exceeds the server's max_batch limit of {self.limits.max_batch}"
             )
         req.check_records()
-        prepared = [{**rec, "id": rec.get("id") or str(uuid.uuid4())} for rec in req.records]
+        prepared = [{**rec, "id": rec.get("id") or idempotency.generated_id(i)} for i, rec in enumerate(req.records)]
         payload = encode_insert(prepared, upsert=req.upsert)
         return self.insert_payload(collection, payload)
 
     def put_vector(self, collection: str, req: PutVector) -> dict[str, Any]:
         """Replace a record (``vector`` given: upsert) or only its metadata."""
-        if req.with_vector:
-            self.insert_records(collection, InsertRecords([req.record()], upsert=True))
-            return self.get_vector(collection, req.id, include_vector=False)
-        return self.engine.collection(collection).update_metadata(req.id, req.metadata, replace=True)
+        def run() -> dict[str, Any]:
+            if req.with_vector:
+                self.insert_records(collection, InsertRecords([req.record()], upsert=True))
+                return self.get_vector(collection, req.id, include_vector=False)
+            return self.engine.collection(collection).update_metadata(req.id, req.metadata, replace=True)
+
+        return self._once("put", collection, req, run)
 
     def update_metadata(self, collection: str, req: UpdateMetadata) -> dict[str, Any]:
-        return self.engine.collection(collection).update_metadata(req.id, req.metadata, replace=req.replace)
+        return self._once("update", collection, req, lambda: self.engine.collection(
+            collection).update_metadata(req.id, req.metadata, replace=req.replace))
 
     def delete_vectors(self, collection: str, req: DeleteVectors) -> dict[str, Any]:
-        col = self.engine.collection(collection)
-        if req.ids is not None:
-            return {"deleted": col.delete(req.ids)}
-        return {"deleted": col.delete_where(req.filter)}  # type: ignore[arg-type]
+        def run() -> dict[str, Any]:
+            col = self.engine.collection(collection)
+            if req.ids is not None:
+                return {"deleted": col.delete(req.ids)}
+            return {"deleted": col.delete_where(req.filter)}  # type: ignore[arg-type]
+
+        return self._once("delete", collection, req, run)
 
     def mutate_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
-        """A ``vector_delete`` or ``vector_update`` payload."""
+        """A ``vector_delete`` or ``vector_update`` payload (once per request id)."""
         self._check_size(payload)
+        return self._once("mutate", collection, payload,
+                                lambda: self._mutate_payload(collection, payload))
+
+    def _mutate_payload(self, collection: str, payload: bytes | bytearray | memoryview) -> dict[str, Any]:
         _version, op_type, datum = decode_payload(payload)
         col = self.engine.collection(collection)
         if op_type == "vector_delete":

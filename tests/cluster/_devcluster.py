@@ -148,11 +148,15 @@ class DevCluster:
 
     def log_streams(self) -> list[str]:
         """The cluster's shard logs (JetStream streams ``PXDB_*``), by name."""
+        return sorted(self.log_lengths())
+
+    def log_lengths(self) -> dict[str, int]:
+        """The cluster's shard logs (JetStream streams ``PXDB_*``): the entries each holds, by name."""
         session = NatsSession(self.doc["nats"], "test")
         try:
-            async def names() -> list[str]:
-                return [info.config.name for info in await session.js.streams_info()]
-            return sorted(n for n in session.call(names, "listing streams") if n.startswith("PXDB_"))
+            async def lengths() -> dict[str, int]:
+                return {info.config.name: int(info.state.messages) for info in await session.js.streams_info()}
+            return {n: m for n, m in session.call(lengths, "listing streams").items() if n.startswith("PXDB_")}
         finally:
             session.close()
 

@@ -16,7 +16,9 @@ Every method goes through :func:`_rpc`, which
   (:mod:`proximadb.api.operations`) says the RPC is a probe (``Health``);
 * opens the request's read-consistency scope (:mod:`proximadb.consistency`) with the session token of
   the request metadata ``proximadb-session`` (malformed: INVALID_ARGUMENT), and returns the session token
-  of a request that wrote in the trailing metadata ``proximadb-session``;
+  of a request that wrote in the trailing metadata ``proximadb-session``, and its write request-id scope
+  (:mod:`proximadb.idempotency`) with the request metadata ``proximadb-request-id`` (malformed:
+  INVALID_ARGUMENT);
 * records ``proximadb_requests_total{protocol="grpc",route,code}`` and
   ``proximadb_request_seconds{protocol="grpc",route}`` (:func:`proximadb.api.operations.record_request`).
 
@@ -38,7 +40,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from proximadb import consistency
+from proximadb import consistency, idempotency
 from proximadb.api import operations
 from proximadb.api.grpc import SERVICE_NAME, convert
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
@@ -88,10 +90,10 @@ def add_to_server(servicer: ProximaDBServicer, server: grpc.Server) -> None:
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
-def _session_token(context: Context) -> str | None:
-    """The session token the client sent (metadata ``proximadb-session``), or None."""
+def _metadata(context: Context, name: str) -> str | None:
+    """The value of request metadata ``name`` the client sent (a session token, a request id), or None."""
     for key, value in context.invocation_metadata() or ():
-        if key == consistency.SESSION_METADATA:
+        if key == name:
             return str(value)
     return None
 
@@ -110,7 +112,8 @@ def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
             if not admitted:
                 return method(self, request, context)
             with self.service.admission.request("grpc", context.time_remaining()), \
-                    consistency.request(_session_token(context)) as state:
+                    consistency.request(_metadata(context, consistency.SESSION_METADATA)) as state, \
+                    idempotency.request(_metadata(context, idempotency.REQUEST_ID_METADATA)):
                 response = method(self, request, context)
                 token = consistency.response_token(state)
                 if token is not None:

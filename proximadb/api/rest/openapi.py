@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from proximadb.consistency import LEVELS, SESSION_HEADER
+from proximadb.idempotency import REQUEST_ID_HEADER
 from proximadb.storage.catalog import MAX_TTL_SECONDS
 from proximadb.storage.validation import MAX_TIMESTAMP_US
 
@@ -265,6 +266,11 @@ _AVRO_SEARCH_PARAMS = [
 _SESSION = {"name": SESSION_HEADER, "in": "header", "required": False, "schema": {"type": "string"},
             "description": "with consistency=session: the session token write responses carry in this header "
                            "(v1:<log>=<seq>,...; proximadb/consistency.py)"}
+_REQUEST_ID = {"name": REQUEST_ID_HEADER, "in": "header", "required": False,
+               "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+               "description": "the write's request id, the same on every retry of it: applied once, a retry "
+                              "within 120 s gets the first answer; reused for another request: 400 "
+                              "(proximadb/idempotency.py)"}
 _READ_PARAMS = [_query_param("consistency", _CONSISTENCY, "read consistency (cluster mode)"), _SESSION]
 _AVRO_SEARCH_PARAMS += [_query_param("consistency", _CONSISTENCY, "with an application/avro body: the read "
                                      "consistency (a JSON body has the field)"), _SESSION]
@@ -316,14 +322,15 @@ PATHS: dict[str, dict[str, Any]] = {
     "/collections/{collection}/vectors": {
         "parameters": [_COLLECTION],
         "post": _op("insert one record (an id is generated when missing; an existing id is 409)",
-                    _ref("InsertResult"), status=201, body=_body(_ref("VectorInput"), avro="vector_insert")),
+                    _ref("InsertResult"), status=201, body=_body(_ref("VectorInput"), avro="vector_insert"),
+                    params=[_REQUEST_ID]),
     },
     "/collections/{collection}/vectors/batch": {
         "parameters": [_COLLECTION],
         "post": _op("insert or upsert a batch, all or nothing", _ref("InsertResult"), status=201, body=_body(
             {"type": "object", "required": ["vectors"], "properties": {
                 "vectors": {"type": "array", "items": _ref("VectorInput")}, "upsert": {"type": "boolean"}}},
-            avro="vector_insert")),
+            avro="vector_insert"), params=[_REQUEST_ID]),
     },
     "/collections/{collection}/vectors/get": {
         "parameters": [_COLLECTION],
@@ -338,7 +345,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op("delete by ids or filter (Avro: a vector_delete or vector_update payload)", _ref("DeleteResult"),
                     body=_body({"type": "object", "properties": {
                         "ids": {"type": "array", "items": {"type": "string"}}, "filter": _FILTER}},
-                        avro="vector_delete or vector_update")),
+                        avro="vector_delete or vector_update"), params=[_REQUEST_ID]),
     },
     "/collections/{collection}/vectors/scroll": {
         "parameters": [_COLLECTION],
@@ -363,11 +370,13 @@ PATHS: dict[str, dict[str, Any]] = {
         "parameters": [_COLLECTION, _ID],
         "get": _op("get one record", _ref("Record"), params=_GET_PARAMS),
         "put": _op("replace a record (with 'vector') or only its metadata", _ref("Record"), body=_body(
-            {"type": "object", "properties": {"vector": _FLOATS, "metadata": _ref("Metadata")}})),
+            {"type": "object", "properties": {"vector": _FLOATS, "metadata": _ref("Metadata")}}), params=[_REQUEST_ID]),
         "patch": _op("merge (or with replace, swap) a record's metadata; null removes a key", _ref("Record"),
                      body=_body({"type": "object", "required": ["metadata"], "properties": {
-                         "metadata": _ref("Metadata"), "replace": {"type": "boolean", "default": False}}})),
-        "delete": _op("delete one record (404 when it does not exist)", _ref("DeleteResult")),
+                         "metadata": _ref("Metadata"), "replace": {"type": "boolean", "default": False}}}),
+                     params=[_REQUEST_ID]),
+        "delete": _op("delete one record (404 when it does not exist)", _ref("DeleteResult"),
+                      params=[_REQUEST_ID]),
     },
     "/collections/{collection}/search": {
         "parameters": [_COLLECTION],

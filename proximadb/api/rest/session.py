@@ -1,4 +1,6 @@
-"""REST side of read consistency (:mod:`proximadb.consistency`): the ``ProximaDB-Session`` header.
+"""REST side of the per-request scopes: read consistency (:mod:`proximadb.consistency`, the
+``ProximaDB-Session`` header) and write request ids (:mod:`proximadb.idempotency`, the
+``ProximaDB-Request-Id`` header: malformed, 400 ``validation_error`` and nothing runs).
 
 Runs in ``process_resource`` after admission: the request's session token (request header
 ``ProximaDB-Session``, sent by clients that read with ``consistency=session``) opens the request's
@@ -15,7 +17,7 @@ from typing import Any
 
 import falcon
 
-from proximadb import consistency
+from proximadb import consistency, idempotency
 from proximadb.api.rest.media import send_error
 from proximadb.errors import ValidationError
 
@@ -28,6 +30,7 @@ class SessionMiddleware:
         try:
             req.context.consistency = stack.enter_context(
                 consistency.request(req.get_header(consistency.SESSION_HEADER)))
+            stack.enter_context(idempotency.request(req.get_header(idempotency.REQUEST_ID_HEADER)))
         except ValidationError as exc:
             stack.close()
             send_error(resp, exc.http_status, exc.code, exc.message)
