@@ -15,6 +15,13 @@ copies, and for a bucket of heartbeats a ``ttl`` after which a key not written a
 
 Errors that are answers rather than outages (a key that does not exist, a revision that moved
 on) are passed through at once: the caller names them in ``answers``.
+
+**Cut off.** A node whose connection to every server has been down for ``CUT_OFF_SECONDS`` (a closed
+socket is seen at once; a silent network cut by the client's pings, every ``PING_SECONDS``, after
+``MAX_PINGS_OUT`` go unanswered) fails its calls at once, and any call in flight, with
+LogUnavailableError, rather than retry until ``deadline``: a client gets 503 within seconds and its SDK
+moves to another node. A server restart or a stream leader's election (the connection moves to another
+server within a fraction of a second) stays well inside that.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ from proximadb.errors import LogUnavailableError
 
 log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
+CUT_OFF_SECONDS = 5.0
+PING_SECONDS = 2.0
+MAX_PINGS_OUT = 2
+_SLICE = 0.25  # a call in flight looks at the connection this often
 
 
 def bucket_stream(bucket: str) -> str:
@@ -52,6 +63,8 @@ class NatsSession:
         self.name = name
         self.timeout = timeout  # one request to the servers
         self.deadline = deadline  # a call, with its retries through an election or a restart
+        self._down_since: float | None = None  # monotonic time the connection to every server was lost
+        self._closing = False
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(self._loop_exception)
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
@@ -66,22 +79,27 @@ class NatsSession:
             raise
 
     def call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str, *, retry: bool = True,
-             answers: tuple[type[BaseException], ...] = (), wait: float | None = None) -> T:
+             answers: tuple[type[BaseException], ...] = (), wait: float | None = None, cut_off: bool = True) -> T:
         """Run ``make()`` on the loop and return its result; retry outages until ``deadline`` has passed,
         then LogUnavailableError. Exceptions in ``answers`` (and any that is not a NATS or socket error)
-        reach the caller unchanged. ``wait``: how long one attempt may take (default: two requests)."""
+        reach the caller unchanged. ``wait``: how long one attempt may take (default: two requests).
+        ``cut_off=False``: run even when the node is cut off (closing the connection must)."""
         from nats.errors import Error as NatsError
 
         give_up = time.monotonic() + self.deadline
         pause = 0.05
         while True:
+            if cut_off:
+                self._refuse_when_cut_off(doing)
             future = asyncio.run_coroutine_threadsafe(make(), self._loop)
             try:
-                return future.result(timeout=self.timeout * 2 + 5 if wait is None else wait)
+                return self._result(future, self.timeout * 2 + 5 if wait is None else wait, doing, cut_off)
             except answers:
                 raise
             except (NatsError, asyncio.TimeoutError, TimeoutError, OSError) as exc:
                 future.cancel()
+                if cut_off:
+                    self._refuse_when_cut_off(doing)
                 if not retry or time.monotonic() + pause > give_up:
                     raise LogUnavailableError(
                         f"{doing}: the NATS servers did not answer within {self.deadline:g}s "
@@ -90,6 +108,30 @@ class NatsSession:
                 log.debug("%s: %s: %s; retrying", self.name, doing, exc)
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
+
+    def cut_off_for(self) -> float:
+        """Seconds the connection to every server has been down (0 while connected)."""
+        since = self._down_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _refuse_when_cut_off(self, doing: str) -> None:
+        down = self.cut_off_for()
+        if down >= CUT_OFF_SECONDS:
+            raise LogUnavailableError(f"{doing}: this node is cut off from every NATS server (no connection for "
+                                      f"{down:.1f}s); ask another node, or check this node's network")
+
+    def _result(self, future: Any, wait: float, doing: str, cut_off: bool) -> Any:
+        """``future``'s result within ``wait`` seconds (TimeoutError after), looking at the connection meanwhile."""
+        give_up = time.monotonic() + wait
+        while True:
+            try:
+                return future.result(timeout=max(0.0, min(_SLICE, give_up - time.monotonic())))
+            except TimeoutError:
+                if time.monotonic() >= give_up:
+                    raise
+                if cut_off and self.cut_off_for() >= CUT_OFF_SECONDS:
+                    future.cancel()
+                    self._refuse_when_cut_off(doing)
 
     async def bucket(self, name: str, *, replicas: int, ttl: float | None = None) -> Any:
         """The key-value bucket ``name``, created when missing (two nodes creating it at once both get it:
@@ -130,8 +172,9 @@ class NatsSession:
         return found
 
     def close(self) -> None:
+        self._closing = True
         try:
-            self.call(self._shutdown, "closing the NATS connection", retry=False)
+            self.call(self._shutdown, "closing the NATS connection", retry=False, cut_off=False)
         except LogUnavailableError:
             pass
         finally:
@@ -146,10 +189,21 @@ class NatsSession:
         async def quiet(exc: Exception) -> None:  # a server that is down: one debug line, not a traceback
             log.debug("%s: %s: %s", self.name, type(exc).__name__, exc)
 
+        async def down() -> None:
+            if self._down_since is None and not self._closing:
+                self._down_since = time.monotonic()
+                log.warning("%s: lost the connection to the NATS servers; reconnecting", self.name)
+
+        async def up() -> None:
+            if self._down_since is not None:
+                log.warning("%s: reconnected to the NATS servers after %.1fs", self.name, self.cut_off_for())
+            self._down_since = None
+
         # the first connection may take the whole deadline (servers starting); after it, reconnect forever
         nc = await asyncio.wait_for(
             nats.connect(servers=urls, connect_timeout=2, reconnect_time_wait=0.2, max_reconnect_attempts=-1,
-                         allow_reconnect=True, error_cb=quiet),
+                         allow_reconnect=True, error_cb=quiet, disconnected_cb=down, reconnected_cb=up,
+                         ping_interval=PING_SECONDS, max_outstanding_pings=MAX_PINGS_OUT),
             timeout=self.deadline)
         return nc, nc.jetstream(timeout=self.timeout)
 
