@@ -4,7 +4,9 @@ and reads, restart them, and check every replica afterwards.
 Writer threads (one over gRPC, one over REST; SDK clients given every node's address, so they move to
 another node when theirs dies) insert, upsert and delete under ids of their own and record each write's
 outcome: acknowledged, or uncertain (the call raised: it may or may not have been applied). A reader
-thread keeps counting and searching through a failover client and records each answer's time and outcome.
+thread keeps counting and searching through a failover client and records each answer's time and outcome;
+a strong reader reads single records with ``consistency="strong"`` and none may miss a write acknowledged
+before the read began (:func:`stale_strong_reads`, over the recorded histories).
 Meanwhile one daemon after another is SIGKILLed (its process group: master and worker) and, once reads
 and writes were served without it, started again with the same command line (DevCluster.kill/restart).
 
@@ -60,11 +62,14 @@ class History:
     """Per id, every write in the order its writer made them: (effect, acknowledged)."""
 
     writes: dict[str, list[tuple[Effect, bool]]] = field(default_factory=dict)
+    ended: dict[str, list[float]] = field(default_factory=dict)  # per id, when each write's call returned
     acked_at: list[tuple[float, list[str]]] = field(default_factory=list)  # acknowledged calls: (when, ids)
     uncertain: int = 0
 
     def record(self, ids: list[str], effects: list[Effect], acked: bool) -> None:
+        now = time.monotonic()
         for id_, effect in zip(ids, effects, strict=True):
+            self.ended.setdefault(id_, []).append(now)  # before the write itself: a reader pairs them by index
             self.writes.setdefault(id_, []).append((effect, acked))
         if acked:
             self.acked_at.append((time.monotonic(), ids))
@@ -169,6 +174,49 @@ class Reader(threading.Thread):
         return out
 
 
+class StrongReader(threading.Thread):
+    """Reads one record at a time with consistency="strong" through a failover client, and records
+    (when the read started, id, the effect it saw) for :func:`stale_strong_reads`."""
+
+    def __init__(self, client: Any, writers: list[Writer], stop: threading.Event) -> None:
+        super().__init__(name="strong-reader", daemon=True)
+        self.client, self.writers, self.stop = client, writers, stop
+        self.reads: list[tuple[float, str, Effect]] = []
+        self.failed = 0
+        self.rng = random.Random(9)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            ids = list(self.rng.choice(self.writers).history.writes)
+            if not ids:
+                self.stop.wait(0.05)
+                continue
+            id_ = self.rng.choice(ids)
+            started = time.monotonic()
+            try:
+                found = self.client.get_vectors(NAME, [id_], include_vectors=False, consistency="strong")
+            except ProximaDBError:
+                self.failed += 1
+                continue
+            meta = found[0]["metadata"] if found else None
+            self.reads.append((started, id_, None if meta is None else (meta["w"], int(id_.split("-")[1]), meta["v"])))
+
+
+def stale_strong_reads(reader: StrongReader, writers: list[Writer]) -> list[str]:
+    """Strong reads that missed a write acknowledged before they started: a read may see the last write whose
+    call returned acknowledged before the read began, or any later write (acknowledged, uncertain, or made
+    while the read ran), nothing older."""
+    stale = []
+    for started, id_, seen in reader.reads:
+        history = next(w.history for w in writers if id_ in w.history.writes)
+        writes, ended = history.writes[id_], history.ended[id_]
+        last = max((i for i, (_, acked) in enumerate(writes) if acked and ended[i] < started), default=-1)
+        allowed = ([None] if last < 0 else [writes[last][0]]) + [effect for effect, _ in writes[last + 1:]]
+        if seen not in allowed:
+            stale.append(f"strong read of {id_} at {started:.3f} saw {seen}; allowed {allowed}")
+    return stale
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[DevCluster]:
     running = DevCluster(tmp_path / "dc")
@@ -207,7 +255,9 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int, nats_kills: i
     cluster.clients.extend(clients)
     writers = [Writer(n, client, stop) for n, client in enumerate(clients[:2])]
     reader = Reader(clients[2], stop)
-    for thread in (*writers, reader):
+    strong = StrongReader(connect_grpc(grpc_targets[2:] + grpc_targets[:2]), writers, stop)
+    cluster.clients.append(strong.client)
+    for thread in (*writers, reader, strong):
         thread.start()
     stalls: list[float] = []
     try:
@@ -237,18 +287,20 @@ def run_chaos(cluster: DevCluster, *, kills: int, wipe_every: int, nats_kills: i
             stalls.append(kill_stream_leader(cluster, reader, writers, shard=k % SHARDS))
     finally:
         stop.set()
-        for thread in (*writers, reader):
+        for thread in (*writers, reader, strong):
             thread.join(timeout=WAIT)
     for writer in writers:
         assert writer.error is None, repr(writer.error)
-    assert not any(t.is_alive() for t in (*writers, reader))
+    assert not any(t.is_alive() for t in (*writers, reader, strong))
+    assert strong.reads and not stale_strong_reads(strong, writers), stale_strong_reads(strong, writers)[:10]
 
     history = check_every_replica(cluster, writers)
     acked = sum(len(w.history.acked_at) for w in writers)
     uncertain = sum(w.history.uncertain for w in writers)
     print(f"\n{kills} daemon kills, {nats_kills} stream leader kills: {acked} acknowledged writes, "
           f"{uncertain} uncertain, ids {len(history.writes)}; reader {len(reader.calls)} calls, "
-          f"failures per second {reader.failures_per_second()}; writes to the shard resumed "
+          f"failures per second {reader.failures_per_second()}; {len(strong.reads)} strong reads, none stale "
+          f"({strong.failed} failed); writes to the shard resumed "
           f"{[round(s, 1) for s in stalls]} s after its stream leader was killed")
     assert acked > 0
 

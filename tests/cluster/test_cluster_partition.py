@@ -37,7 +37,16 @@ import pytest
 from _devcluster import DevCluster
 from _relay import NatsRelay
 from _support import wait_until
-from test_cluster_crash import DIM, NAME, SHARDS, WAIT, Writer, check_every_replica
+from test_cluster_crash import (
+    DIM,
+    NAME,
+    SHARDS,
+    WAIT,
+    StrongReader,
+    Writer,
+    check_every_replica,
+    stale_strong_reads,
+)
 
 from proximadb.errors import ProximaDBError, UnavailableError
 from proximadb.sdk import connect_grpc, connect_rest
@@ -122,6 +131,7 @@ def run_partition(cluster: DevCluster, relays: list[NatsRelay], *, cuts: int) ->
     victim = nodes[CUT]["id"]
     stop = threading.Event()
     writers: list[Writer] = []
+    strong: StrongReader | None = None
     try:
         argv, env, cwd = cluster.kill(CUT)
         argv[argv.index("--cluster") + 1] = ",".join(r.url for r in relays)
@@ -141,8 +151,11 @@ def run_partition(cluster: DevCluster, relays: list[NatsRelay], *, cuts: int) ->
                     connect_rest([nodes[i]["rest"] for i in reversed(others)])]
         cluster.clients.extend(failover)
         writers = [Writer(0, failover[0], stop), Writer(1, failover[1], stop), FreshInserter(2, to_victim, stop)]
+        strong = StrongReader(connect_grpc([n["grpc"] for n in nodes]), writers, stop)  # n1 first: 503s move it on
+        cluster.clients.append(strong.client)
         for writer in writers:
             writer.start()
+        strong.start()
         wait_until("the writers were acknowledged", lambda: all(len(w.history.acked_at) >= 5 for w in writers), WAIT)
 
         for cycle in range(cuts):
@@ -176,18 +189,20 @@ def run_partition(cluster: DevCluster, relays: list[NatsRelay], *, cuts: int) ->
                        lambda t=healed_at: all(w.history.acked_since(t) for w in writers[:2]), WAIT)
     finally:
         stop.set()
-        for writer in writers:
-            writer.join(timeout=WAIT)
+        for thread in (*writers, *([strong] if strong is not None else [])):
+            thread.join(timeout=WAIT)
     for writer in writers:
         assert writer.error is None, repr(writer.error)
-    assert not any(w.is_alive() for w in writers)
+    assert strong is not None and not any(t.is_alive() for t in (*writers, strong))
+    assert strong.reads and not stale_strong_reads(strong, writers), stale_strong_reads(strong, writers)[:10]
 
     history = check_every_replica(cluster, writers)
     acked = [len(w.history.acked_at) for w in writers]
     uncertain = [w.history.uncertain for w in writers]
     errors = sorted({f"{type(c.error).__name__}: {c.error}"[:100] for c in to_victim.calls if c.error is not None})
     print(f"\n{cuts} cuts of {victim}: acknowledged writes per writer {acked}, uncertain {uncertain} "
-          f"(writes to {victim} failed with {errors}), ids {len(history.writes)}; relayed connections "
+          f"(writes to {victim} failed with {errors}), ids {len(history.writes)}; {len(strong.reads)} strong reads, "
+          f"none stale ({strong.failed} failed); relayed connections "
           f"{sum(r.relayed for r in relays)}, refused while cut {sum(r.refused for r in relays)}")
 
 
