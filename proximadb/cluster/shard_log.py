@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from proximadb.cluster.nats_session import NatsSession
+from proximadb.cluster.nats_session import REQUEST_TIMEOUT, NatsSession
 from proximadb.errors import ValidationError
 
 DUPLICATE_WINDOW_SECONDS = 120.0
@@ -87,7 +87,7 @@ class ShardLog(Protocol):
 class JetStreamLog:
     """One shard's log in a JetStream stream (created when missing) on the servers at ``urls``."""
 
-    def __init__(self, urls: list[str], name: str, *, replicas: int = 3, timeout: float = 5.0,
+    def __init__(self, urls: list[str], name: str, *, replicas: int = 3, timeout: float = REQUEST_TIMEOUT,
                  deadline: float = 30.0, session: NatsSession | None = None) -> None:
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ValidationError(f"log name {name!r}: use letters, digits, '-' and '_' only")
