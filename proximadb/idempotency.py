@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from proximadb import consistency
-from proximadb.errors import ValidationError, VectorExistsError
+from proximadb.errors import ProximaDBError, ValidationError, VectorExistsError
 
 REQUEST_ID_HEADER = "ProximaDB-Request-Id"
 REQUEST_ID_METADATA = "proximadb-request-id"
@@ -55,6 +55,7 @@ WINDOW_SECONDS = 120.0  # answers are remembered, and log appends de-duplicated,
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STARTED = "started"
 _DONE = "done"
+_REFUSED = "refused"  # the attempt failed with the request's own error (4xx): nothing written
 
 
 def new_request_id() -> str:
@@ -164,10 +165,13 @@ def _plain(value: Any) -> Any:
 
 
 class Ledger(Protocol):
-    """Where a daemon remembers, per request id, ``{"digest", "state", "answer"}`` for ``WINDOW_SECONDS``."""
+    """Where a daemon remembers, per request id, ``{"digest", "state", "answer"}`` for ``WINDOW_SECONDS``.
+    ``claim`` writes ``entry`` when the id has none and returns None, else returns the one it has (one step:
+    two attempts at once cannot both find it free)."""
 
     def read(self, request_id: str) -> dict[str, Any] | None: ...
     def write(self, request_id: str, entry: dict[str, Any]) -> None: ...
+    def claim(self, request_id: str, entry: dict[str, Any]) -> dict[str, Any] | None: ...
 
 
 class MemoryLedger:
@@ -177,7 +181,7 @@ class MemoryLedger:
         self.capacity = capacity
         self.window = window
         self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def read(self, request_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -185,6 +189,13 @@ class MemoryLedger:
             if found is None or found[0] < time.monotonic():
                 return None
             return found[1]
+
+    def claim(self, request_id: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            found = self.read(request_id)
+            if found is None:
+                self.write(request_id, entry)
+            return found
 
     def write(self, request_id: str, entry: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -214,27 +225,38 @@ def once(ledger: Ledger, operation: str, collection: str, argument: Any, run: Ca
         return run()
     rid = state.request_id
     asked = digest(operation, collection, argument)
-    entry = ledger.read(rid)
+    entry = ledger.claim(rid, {"digest": asked, "state": _STARTED})
     if entry is not None and entry.get("digest") != asked:
         raise ValidationError(f"request id {rid!r} was used for another request in the last "
                               f"{WINDOW_SECONDS:g}s; give each write its own id")
     if entry is not None and entry.get("state") == _DONE:
         return _recalled(entry, recall, acknowledge)
-    state.retried = entry is not None  # an attempt started and did not answer: its appends may be in
-    ledger.write(rid, {"digest": asked, "state": _STARTED})
+    # an attempt started and did not answer (it may be running still): its appends may be in
+    state.retried = entry is not None and entry.get("state") == _STARTED
+    if entry is not None and not state.retried:  # an earlier attempt was refused: this one starts afresh
+        ledger.write(rid, {"digest": asked, "state": _STARTED})
     state.owner = True
     try:
         answer = run()
     except VectorExistsError:
         done = _wait_done(ledger, rid, asked)  # a first attempt still running may answer for these rows
         if done is None:
+            _refused(ledger, rid, asked)
             raise
         return _recalled(done, recall, acknowledge)
+    except ProximaDBError as exc:
+        if exc.http_status < 500:  # refused (bad input, not found, ...): nothing was written
+            _refused(ledger, rid, asked)
+        raise  # else it may have written some: a retry completes it
     finally:
         state.owner = False
     ledger.write(rid, {"digest": asked, "state": _DONE, "answer": remember(answer),
                        "acked": dict(consistency.current().acked)})
     return answer
+
+
+def _refused(ledger: Ledger, rid: str, asked: str) -> None:
+    ledger.write(rid, {"digest": asked, "state": _REFUSED})
 
 
 def _recalled(entry: dict[str, Any], recall: Callable[[dict[str, Any]], dict[str, Any]],
