@@ -5,12 +5,13 @@ collection of 2 shards x 3 replicas. One writer inserts batches of fresh rows th
 over every node (retries on: writes carry request ids), and records each call's start, end and outcome.
 Each scenario kills one part with SIGKILL while it writes, waits, and starts it again:
 
-* ``nats-leader``: the NATS server that leads shard 0's stream (JetStream elects a new leader);
-* ``daemon``: the daemon the writer is talking to (the client moves to the next address).
+* ``daemon``: the daemon the writer is talking to (the client moves to the next address);
+* ``nats-leader``: then the NATS server that leads shard 0's stream (JetStream elects a new leader).
 
-Reported per scenario: the longest time between two acknowledged writes around the kill (the stall), the
-writes that failed, the acknowledged ones, and every acknowledged row is checked present at the end. Also the
-write latency p50 / p99 outside the kills. Timings are reported, never asserted.
+A reader counts in a loop through a failover client of its own. Reported per scenario: the longest time
+between two acknowledged writes after the kill (the stall; ``read_stall_s`` the same for the reader), the
+calls that took over a second, the writes that failed, the acknowledged ones, and every acknowledged row is
+checked present at the end. Also the write latency p50 / p99 outside the kills. Timings are reported, never asserted.
 
     python bench/cluster_failover.py [--batch 100] [--json bench/results/cluster_failover.json]
 """
@@ -71,10 +72,28 @@ def writer(client: Any, batch: int, stop: threading.Event, out: Writes) -> None:
         out.acked_ids.extend(ids)
 
 
+def reader(client: Any, stop: threading.Event, out: Writes) -> None:
+    """Counts (bounded consistency) in a loop; records each call like the writer."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            client.count(NAME)
+        except ProximaDBError as exc:
+            out.calls.append((started, time.monotonic(), False))
+            out.errors.append(f"{type(exc).__name__}: {exc}"[:160])
+            continue
+        out.calls.append((started, time.monotonic(), True))
+
+
 def stall(calls: list[tuple[float, float, bool]], since: float) -> float:
     """The longest time between two acknowledgements (call ends) after ``since``, the first gap from ``since``."""
     ends = [since, *sorted(end for _, end, ok in calls if ok and end >= since)]
     return max((b - a for a, b in itertools.pairwise(ends)), default=0.0)
+
+
+def slow_calls(calls: list[tuple[float, float, bool]], since: float) -> list[list[float]]:
+    """Calls that took over a second: [start, end] in seconds from ``since``."""
+    return [[round(start - since, 2), round(end - since, 2)] for start, end, _ in calls if end - start > 1.0]
 
 
 def leader_of_shard0(cluster: DevCluster) -> str:
@@ -101,22 +120,15 @@ def run(batch: int, settle: float) -> dict[str, Any]:
             cluster.clients.append(client)
             out = Writes()
             stop = threading.Event()
-            thread = threading.Thread(target=writer, args=(client, batch, stop, out), daemon=True)
-            thread.start()
+            reads = Writes()
+            read_client = connect_grpc([n["grpc"] for n in nodes], timeout=30, retries=6, backoff=0.2)
+            cluster.clients.append(read_client)
+            threads = [threading.Thread(target=writer, args=(client, batch, stop, out), daemon=True),
+                       threading.Thread(target=reader, args=(read_client, stop, reads), daemon=True)]
+            for thread in threads:
+                thread.start()
             time.sleep(settle)
             quiet = [end - start for start, end, ok in out.calls if ok]
-
-            leader = leader_of_shard0(cluster)
-            server = next(s for s in cluster.nats_servers() if s.name == leader)
-            before = len(out.calls)
-            killed = time.monotonic()
-            argv = cluster.kill_nats(server)
-            time.sleep(settle)
-            results["nats-leader"] = {"killed": leader, "stall_s": round(stall(out.calls, killed), 3),
-                                      "failed": sum(1 for *_, ok in out.calls[before:] if not ok),
-                                      "acknowledged": sum(1 for *_, ok in out.calls[before:] if ok)}
-            cluster.restart_nats(server, argv)
-            time.sleep(settle / 2)
 
             current = next(i for i, n in enumerate(nodes) if client.url.endswith(n["grpc"]))
             before = len(out.calls)
@@ -124,11 +136,28 @@ def run(batch: int, settle: float) -> dict[str, Any]:
             how = cluster.kill(current)
             time.sleep(settle)
             results["daemon"] = {"killed": nodes[current]["id"], "stall_s": round(stall(out.calls, killed), 3),
+                                 "read_stall_s": round(stall(reads.calls, killed), 3),
+                                 "slow_calls": slow_calls(out.calls[before:], killed),
                                  "failed": sum(1 for *_, ok in out.calls[before:] if not ok),
                                  "acknowledged": sum(1 for *_, ok in out.calls[before:] if ok)}
             cluster.restart(current, how)
+            time.sleep(settle / 2)
+            leader = leader_of_shard0(cluster)
+            server = next(s for s in cluster.nats_servers() if s.name == leader)
+            before = len(out.calls)
+            killed = time.monotonic()
+            argv = cluster.kill_nats(server)
+            time.sleep(settle)
+            results["nats-leader"] = {"killed": leader, "stall_s": round(stall(out.calls, killed), 3),
+                                      "read_stall_s": round(stall(reads.calls, killed), 3),
+                                      "slow_calls": slow_calls(out.calls[before:], killed),
+                                      "failed": sum(1 for *_, ok in out.calls[before:] if not ok),
+                                      "acknowledged": sum(1 for *_, ok in out.calls[before:] if ok)}
+            cluster.restart_nats(server, argv)
+
             stop.set()
-            thread.join(60)
+            for thread in threads:
+                thread.join(60)
 
             wait_until("every acknowledged row readable", lambda: admin.count(NAME) >= len(out.acked_ids), 120)
             found = {r["id"] for r in admin.get_vectors(NAME, out.acked_ids, include_vectors=False)}
@@ -136,7 +165,7 @@ def run(batch: int, settle: float) -> dict[str, Any]:
             results["acknowledged_rows_missing"] = len(set(out.acked_ids) - found)
             results["write_p50_ms"] = round(float(np.percentile(quiet, 50)) * 1000, 1) if quiet else None
             results["write_p99_ms"] = round(float(np.percentile(quiet, 99)) * 1000, 1) if quiet else None
-            results["errors"] = sorted(set(out.errors))[:10]
+            results["errors"] = sorted(set(out.errors + reads.errors))[:10]
         finally:
             cluster.stop()
             cluster.kill_leftovers()

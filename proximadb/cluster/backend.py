@@ -333,21 +333,24 @@ class ClusterCollection:
         by_id: dict[str, dict[str, Any]] = {}
         routed = self._route(ids)
         targets = self._targets() if routed else []
-        for shard, rows in routed.items():
+        def read(routing: tuple[int, list[int]]) -> list[dict[str, Any]]:
+            shard, rows = routing
             part = [ids[r] for r in rows]
-            for record in self.owner.fanout.on_shard(
-                    self.shard_map, shard, targets[shard],
-                    lambda c, part=part: c.get_many(part, include_vectors=include_vectors),  # type: ignore[misc]
-                    lambda client, addr, part=part: client.get_vectors(  # type: ignore[misc]
-                        addr, part, include_vectors=include_vectors)):
+            return self.owner.fanout.on_shard(  # type: ignore[no-any-return]
+                self.shard_map, shard, targets[shard], lambda c: c.get_many(part, include_vectors=include_vectors),
+                lambda client, addr: client.get_vectors(addr, part, include_vectors=include_vectors))
+
+        for records in self.owner.fanout.each(read, routed.items()):
+            for record in records:
                 by_id[record["id"]] = record
         return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
     def count(self, flt: Any = None) -> int:
         targets = self._targets()
-        return sum(self.owner.fanout.on_shard(self.shard_map, shard, targets[shard],
-                                              lambda c: c.count(flt), lambda client, addr: client.count(addr, flt))
-                   for shard in range(self.shard_map.shards))
+        return sum(self.owner.fanout.each(
+            lambda shard: self.owner.fanout.on_shard(self.shard_map, shard, targets[shard], lambda c: c.count(flt),
+                                                     lambda client, addr: client.count(addr, flt)),
+            range(self.shard_map.shards)))
 
     def search_batch(self, queries: Any, k: int, *, filter: Any = None, include_vectors: bool = False,
                      include_metadata: bool = True, exact: bool = False, ef: int | None = None,
@@ -360,12 +363,12 @@ class ClusterCollection:
         matrix = np.asarray(queries, dtype=np.float32)
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
         targets = self._targets()
-        for shard in range(self.shard_map.shards):
-            answers = self.owner.fanout.on_shard(
-                self.shard_map, shard, targets[shard],
-                lambda c: c.search_batch(matrix, k, **options),
-                lambda client, addr: client.search_batch(addr, matrix, k,
-                                                         **{o: v for o, v in options.items() if v is not None}))
+        given = {o: v for o, v in options.items() if v is not None}
+        for answers in self.owner.fanout.each(
+                lambda shard: self.owner.fanout.on_shard(
+                    self.shard_map, shard, targets[shard], lambda c: c.search_batch(matrix, k, **options),
+                    lambda client, addr: client.search_batch(addr, matrix, k, **given)),
+                range(self.shard_map.shards)):
             for row, hits in enumerate(answers):
                 merged[row].extend(hits)
         return [sorted(hits, key=lambda h: (h["distance"], h["id"]))[:k] for hits in merged]
@@ -379,12 +382,13 @@ class ClusterCollection:
         rows: list[dict[str, Any]] = []
         more = False
         targets = self._targets()
-        for shard in range(self.shard_map.shards):
-            page, after = self.owner.fanout.on_shard(
-                self.shard_map, shard, targets[shard],
-                lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
-                lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
-                                                   include_vectors=include_vectors))
+        for page, after in self.owner.fanout.each(
+                lambda shard: self.owner.fanout.on_shard(
+                    self.shard_map, shard, targets[shard],
+                    lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
+                    lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
+                                                       include_vectors=include_vectors)),
+                range(self.shard_map.shards)):
             rows.extend(page)
             more = more or after is not None
         rows.sort(key=lambda r: r["id"])

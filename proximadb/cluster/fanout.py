@@ -11,6 +11,9 @@ request's deadline allows: waits for ``seq`` end at it, :func:`wait_seconds`); a
 error of the request itself (a bad filter: ValidationError, ...) is the answer. When no holder answers:
 UnavailableError (HTTP 503 / gRPC UNAVAILABLE).
 
+**Every shard at once.** A read's shards are asked in parallel (:meth:`Fanout.each`, on a pool of
+``SHARD_THREADS`` threads per node): a search over S shards takes about the slowest shard's time, not the sum.
+
 **Which replica.** The holders are ranked for each read (:meth:`Fanout.order`): first those that satisfy
 the read (the applied sequence a holder reported in its last heartbeat, ``NodeInfo.applied``, reaches
 ``seq``), then, among those, this node's own replica, then the peer with the fewest reads this node has in
@@ -26,11 +29,13 @@ fan-out calls are reads only.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from proximadb import deadline
@@ -41,6 +46,8 @@ from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, Unava
 
 log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
+S = TypeVar("S")
+SHARD_THREADS = 32  # one node's shard reads in flight at once, over every request (Fanout.each)
 PEER_TIMEOUT = 40.0  # longer than a replica's wait for an entry (backend.WAIT_SECONDS)
 LOCAL_WAIT = 10.0  # this node's replica lagging longer than this: another holder is asked
 CLUSTER_KEY_ENV = "PROXIMADB_CLUSTER_KEY"
@@ -89,12 +96,25 @@ class Fanout:
         self._clients: dict[str, Any] = {}
         self._in_flight: dict[str, int] = {}  # by holder: reads this node has sent there and not had back
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=SHARD_THREADS, thread_name_prefix="fanout")
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+
+    def each(self, read: Callable[[S], T], parts: Iterable[S]) -> list[T]:
+        """``read(part)`` for every part (a shard, or a shard and its ids) at once, on this node's fan-out
+        threads, each in a copy of the request's context (its deadline, its consistency level); the answers
+        in the parts' order. The first part that fails raises (after every part ended)."""
+        items = list(parts)
+        if len(items) <= 1:
+            return [read(item) for item in items]
+        futures = [self._pool.submit(contextvars.copy_context().run, read, item) for item in items]
+        wait(futures)
+        return [future.result() for future in futures]
 
     def client(self, rest_url: str) -> Any:
         from proximadb.sdk import connect_rest
