@@ -121,6 +121,7 @@ class ClusterNode:
         self.retention = LogRetention(node.id, log_retain)
         self.snapshots_installed = 0  # replicas this node rebuilt from a peer's snapshot
         self._lock = threading.RLock()
+        self._sync_lock = threading.RLock()  # one sync() at a time (see there)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -271,7 +272,16 @@ class ClusterNode:
     # -- sync --
 
     def sync(self) -> None:
-        """One pass: rebalance maps whose holders changed, then run exactly the replicas this node holds."""
+        """One pass: rebalance maps whose holders changed, then run exactly the replicas this node holds.
+
+        One pass at a time (the sync thread, a create, a drop, a read that finds a shard placed here since
+        the last pass): a pass acts on the maps it read at its start, and one that read them before a drop
+        and re-create of a name, running on beside those, stopped the new collection's replica and started
+        the dropped one's again, re-creating its deleted log (JetStreamLog makes a missing stream)."""
+        with self._sync_lock:
+            self._sync_pass()
+
+    def _sync_pass(self) -> None:
         maps, members = self._require()
         infos = {n.id: n for n in members.nodes()}
         live = list(infos)
