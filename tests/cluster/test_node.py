@@ -202,6 +202,34 @@ def test_a_sync_that_read_the_maps_before_a_drop_and_re_create_does_not_bring_th
     assert stream_name(shard_log_name(old, 0)) not in session.call(streams, "listing streams")
 
 
+def test_a_sync_that_read_the_members_before_a_node_joined_does_not_place_it_away(nodes: Nodes) -> None:
+    """n3 joins and places itself while a pass of n1 that read the live nodes before (n1, n2) is under way: that
+    pass must not take n3 out of the map again (it reads the live nodes again before it changes a map)."""
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    n1.create_collection("docs", DIM, shards=2, replication_factor=3)
+    assert n1.membership is not None
+    read_nodes, paused, go = n1.membership.nodes, threading.Event(), threading.Event()
+
+    def nodes_then_pause() -> list[NodeInfo]:
+        found = read_nodes()
+        if threading.current_thread().name == "stale" and not paused.is_set():
+            paused.set()
+            go.wait(WAIT)
+        return found
+
+    n1.membership.nodes = nodes_then_pause  # type: ignore[method-assign]
+    stale = threading.Thread(target=n1.sync, name="stale")
+    stale.start()
+    assert paused.wait(WAIT)
+    n3 = nodes.start("n3")  # joins, and its first pass places it: every shard on n1, n2, n3
+    assert all(sorted(owners) == ["n1", "n2", "n3"] for owners in n3.shard_map("docs").replicas)
+    go.set()
+    stale.join(WAIT)
+    assert not stale.is_alive()
+    assert all(sorted(owners) == ["n1", "n2", "n3"] for owners in n1.shard_map("docs").replicas)
+    assert n2.shard_map("docs").epoch == 2  # placed once, never taken back
+
+
 CHILD = Path(__file__).parent / "_node_child.py"
 
 
