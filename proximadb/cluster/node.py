@@ -127,6 +127,7 @@ class ClusterNode:
         self.retention = LogRetention(node.id, log_retain)
         self.snapshots_installed = 0  # replicas this node rebuilt from a peer's snapshot
         self._lock = threading.RLock()
+        self._sync_lock = threading.RLock()  # one sync() at a time (see there)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -285,18 +286,27 @@ class ClusterNode:
     # -- sync --
 
     def sync(self) -> None:
-        """One pass: rebalance maps whose holders changed, then run exactly the replicas this node holds."""
+        """One pass: rebalance maps whose holders changed, then run exactly the replicas this node holds.
+
+        One pass at a time (the sync thread, a create, a drop, a read that finds a shard placed here since
+        the last pass): a pass acts on the maps it read at its start, and one that read them before a drop
+        and re-create of a name, running on beside those, stopped the new collection's replica and started
+        the dropped one's again, re-creating its deleted log (JetStreamLog makes a missing stream)."""
+        with self._sync_lock:
+            self._sync_pass()
+
+    def _sync_pass(self) -> None:
         maps, members = self._require()
-        infos = {n.id: n for n in members.nodes()}
-        live = list(infos)
-        if self.node.id not in live:  # a beat was lost to an outage: we are live, say so
-            members.heartbeat()
-            live = sorted({*live, self.node.id})
+        infos, live = self._live(members)
         wanted: set[tuple[str, int]] = set()
         current = maps.all()
         with self._lock:
             self._known = {m.collection: m for m in current}
         for shard_map in current:
+            if self._needs_rebalance(shard_map, live):
+                # The live nodes again, now: a node that joined since this pass read them (and placed itself)
+                # would otherwise be placed away again on the older list.
+                infos, live = self._live(members)
             if self._needs_rebalance(shard_map, live):
                 shard_map = maps.rebalance(shard_map.collection, live)
                 log.info("cluster: %s placed on %s (epoch %d)", shard_map.collection, live, shard_map.epoch)
@@ -321,6 +331,13 @@ class ClusterNode:
                 if base and base not in mapped and not any(k[0] == base for k in self._appliers):
                     log.info("cluster: %s deletes its replica %s of a dropped collection", self.node.id, info["name"])
                     self.engine.delete_collection(info["uuid"])
+
+    def _live(self, members: Membership) -> tuple[dict[str, NodeInfo], list[str]]:
+        """The live nodes' infos and ids, this node among them."""
+        infos = {n.id: n for n in members.nodes()}
+        if self.node.id not in infos:  # a beat was lost to an outage: we are live, say so
+            members.heartbeat()
+        return infos, sorted({*infos, self.node.id})
 
     @staticmethod
     def _needs_rebalance(shard_map: ShardMap, live: list[str]) -> bool:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +21,9 @@ from _support import wait_until
 
 from proximadb.cluster.membership import NodeInfo
 from proximadb.cluster.nats_servers import NatsCluster
-from proximadb.cluster.node import ClusterNode, local_name
+from proximadb.cluster.node import ClusterNode, local_name, shard_log_name
+from proximadb.cluster.shard_log import stream_name
+from proximadb.cluster.shard_map import ShardMap
 from proximadb.errors import CollectionExistsError, CollectionNotFoundError, UnavailableError
 from proximadb.storage.engine import Engine
 
@@ -134,6 +138,96 @@ def test_when_a_node_leaves_its_shards_move_to_the_others_which_replay_the_logs(
     more_ids, more_vectors, _ = rows(200, 20, seed=4)
     again = n1.insert("docs", more_ids, more_vectors)
     assert n2.count("docs", wait_for=again) == 220
+
+
+class WatchedLock:
+    """A node's sync lock that tells when the thread named ``watched`` has to wait for it."""
+
+    def __init__(self, lock: Any, watched: str) -> None:
+        self.lock, self.watched, self.waits = lock, watched, threading.Event()
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            if threading.current_thread().name == self.watched:
+                self.waits.set()
+            self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_a_sync_that_read_the_maps_before_a_drop_and_re_create_does_not_bring_the_old_collection_back(
+        nodes: Nodes) -> None:
+    """A pass that read the maps before a drop and re-create of the name, still acting on them: the drop's own
+    pass waits for it (passes run one at a time), so it never stops the new collection's replica nor re-creates
+    the dropped one's deleted log."""
+    n1 = nodes.start("n1")
+    old = n1.create_collection("del", DIM, shards=1, replication_factor=1)
+    n1.insert("del", ["a"], np.ones((1, DIM), np.float32))
+    assert n1.maps is not None
+    read_all, paused, go = n1.maps.all, threading.Event(), threading.Event()
+
+    def all_then_pause() -> list[ShardMap]:
+        found = read_all()
+        if threading.current_thread().name == "stale":
+            paused.set()
+            go.wait(WAIT)
+        return found
+
+    n1.maps.all = all_then_pause  # type: ignore[method-assign]
+    n1._sync_lock = WatchedLock(n1._sync_lock, "drop")  # type: ignore[assignment]
+    stale = threading.Thread(target=n1.sync, name="stale")
+    stale.start()
+    assert paused.wait(WAIT)
+    made: list[ShardMap] = []
+    drop = threading.Thread(target=lambda: (n1.drop_collection("del"),
+                                            made.append(n1.create_collection("del", DIM, shards=1))), name="drop")
+    drop.start()
+    wait_until("the drop waits for the pass in progress, or is done",
+               lambda: n1._sync_lock.waits.is_set() or not drop.is_alive())  # type: ignore[attr-defined]
+    go.set()
+    stale.join(WAIT)
+    drop.join(WAIT)
+    assert not stale.is_alive() and not drop.is_alive() and made
+    acked = n1.insert("del", ["b", "c"], np.ones((2, DIM), np.float32))
+    assert n1.count("del", wait_for=acked) == 2  # the new collection's rows only
+    applier = n1._applier("del", 0)
+    assert applier is not None and applier.log.name == shard_log_name(made[0], 0)
+    session = n1.session
+    assert session is not None
+
+    async def streams() -> list[str]:
+        return [info.config.name for info in await session.js.streams_info()]
+
+    assert stream_name(shard_log_name(old, 0)) not in session.call(streams, "listing streams")
+
+
+def test_a_sync_that_read_the_members_before_a_node_joined_does_not_place_it_away(nodes: Nodes) -> None:
+    """n3 joins and places itself while a pass of n1 that read the live nodes before (n1, n2) is under way: that
+    pass must not take n3 out of the map again (it reads the live nodes again before it changes a map)."""
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    n1.create_collection("docs", DIM, shards=2, replication_factor=3)
+    assert n1.membership is not None
+    read_nodes, paused, go = n1.membership.nodes, threading.Event(), threading.Event()
+
+    def nodes_then_pause() -> list[NodeInfo]:
+        found = read_nodes()
+        if threading.current_thread().name == "stale" and not paused.is_set():
+            paused.set()
+            go.wait(WAIT)
+        return found
+
+    n1.membership.nodes = nodes_then_pause  # type: ignore[method-assign]
+    stale = threading.Thread(target=n1.sync, name="stale")
+    stale.start()
+    assert paused.wait(WAIT)
+    n3 = nodes.start("n3")  # joins, and its first pass places it: every shard on n1, n2, n3
+    assert all(sorted(owners) == ["n1", "n2", "n3"] for owners in n3.shard_map("docs").replicas)
+    go.set()
+    stale.join(WAIT)
+    assert not stale.is_alive()
+    assert all(sorted(owners) == ["n1", "n2", "n3"] for owners in n1.shard_map("docs").replicas)
+    assert n2.shard_map("docs").epoch == 2  # placed once, never taken back
 
 
 CHILD = Path(__file__).parent / "_node_child.py"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import wait_until
 
 from proximadb.cluster.membership import NodeInfo
 from proximadb.cluster.nats_servers import NatsCluster
@@ -52,6 +53,8 @@ def test_status_shows_nodes_shards_replicas_and_lag(two_nodes: list[ClusterNode]
     assert empty.returncode == 0, empty.stderr
     assert json.loads(empty.stdout)["collections"] == []
     n1.create_collection("docs", 4, shards=2, replication_factor=2)
+    # n2 starts its replicas at its next sync (every 0.2 s); a read before that finds no shard held there
+    wait_until("both nodes hold both shards", lambda: all(n.held() == {"docs": [0, 1]} for n in (n1, n2)), WAIT)
     acked = n2.insert("docs", [f"r{i}" for i in range(60)], np.ones((60, 4), np.float32))
     assert n1.count("docs", wait_for=acked) == 60 and n2.count("docs", wait_for=acked) == 60
 
