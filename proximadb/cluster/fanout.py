@@ -34,6 +34,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
@@ -47,6 +48,7 @@ from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, Unava
 log = logging.getLogger("proximadb.cluster")
 T = TypeVar("T")
 S = TypeVar("S")
+LIVE_CACHE_SECONDS = 0.5  # how old the live-node list a read ranks holders by may be
 SHARD_THREADS = 32  # one node's shard reads in flight at once, over every request (Fanout.each)
 PEER_TIMEOUT = 40.0  # longer than a replica's wait for an entry (backend.WAIT_SECONDS)
 LOCAL_WAIT = 10.0  # this node's replica lagging longer than this: another holder is asked
@@ -96,6 +98,7 @@ class Fanout:
         self._clients: dict[str, Any] = {}
         self._in_flight: dict[str, int] = {}  # by holder: reads this node has sent there and not had back
         self._lock = threading.Lock()
+        self._live_at: tuple[float, dict[str, NodeInfo]] | None = None  # (when read, the live nodes)
         self._pool = ThreadPoolExecutor(max_workers=SHARD_THREADS, thread_name_prefix="fanout")
 
     def close(self) -> None:
@@ -104,6 +107,19 @@ class Fanout:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+
+    def _live(self) -> dict[str, NodeInfo]:
+        """The live nodes, read from the membership bucket at most every ``LIVE_CACHE_SECONDS`` (a listing is
+        several round trips to NATS; a holder that died since is passed over like any that does not answer)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._live_at is not None and now - self._live_at[0] < LIVE_CACHE_SECONDS:
+                return self._live_at[1]
+        assert self.node.membership is not None
+        live = {n.id: n for n in self.node.membership.nodes()}
+        with self._lock:
+            self._live_at = (now, live)
+        return live
 
     def each(self, read: Callable[[S], T], parts: Iterable[S]) -> list[T]:
         """``read(part)`` for every part (a shard, or a shard and its ids) at once, on this node's fan-out
@@ -139,7 +155,7 @@ class Fanout:
         holders = list(shard_map.replicas[shard]) if shard < len(shard_map.replicas) else []
         applier = self.node.replica_applier(name, shard, shard_map)
         assert self.node.membership is not None
-        live = {n.id: n for n in self.node.membership.nodes()}
+        live = self._live()
         wanted = 0 if applier is None else self.node.serving_seq(name, shard, seq)  # a new replica catches up first
         local_applied = None if applier is None else applier.applied_seq if applier.applied_seq >= wanted else -1
         order = self.order(name, shard, seq, holders, live, local_applied)
