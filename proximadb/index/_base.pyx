@@ -78,15 +78,18 @@ cdef enum:
 
 class IndexFileFormat:
     """The identity of one kind's index file: label (for messages), magic, version, header
-    fields (a struct.Struct starting with the magic/version/size prefix) and end magic."""
+    fields (a struct.Struct starting with the magic/version/size prefix) and end magic; ``older``:
+    earlier versions that ``load`` still reads (same header, the kind's ``_from_old_header``)."""
 
-    def __init__(self, label: str, magic: bytes, version: int, header: struct.Struct, end_magic: bytes) -> None:
+    def __init__(self, label: str, magic: bytes, version: int, header: struct.Struct, end_magic: bytes,
+                 older: tuple[int, ...] = ()) -> None:
         self.label = label
         self.magic = magic
         self.version = version
         self.header = header
         self.header_size = header.size + 8  # + header CRC + zero
         self.end_magic = end_magic
+        self.older = older
 
     def error(self, path: object, what: str) -> CorruptionError:
         return CorruptionError(f"{self.label} index file {os.fspath(path)!r}: {what}")
@@ -605,14 +608,18 @@ cdef class VectorIndex:
             magic, version, stored_hsize = _PREFIX.unpack_from(head)
             if magic != fmt.magic:
                 raise fmt.error(path, f"bad magic {magic!r} (not an {fmt.label} index file)")
-            if version != fmt.version:
+            if version != fmt.version and version not in fmt.older:
                 raise fmt.error(path, f"unsupported format version {version}")
             (hcrc,) = struct.unpack_from("<I", head, hsize - 8)
             if hcrc != crc32c(0, <const char *>head, hsize - 8):
                 raise fmt.error(path, "header checksum mismatch")
             if stored_hsize != hsize:
                 raise fmt.error(path, "header fields out of range")
-            idx, body = cls._from_header(fmt.header.unpack_from(head)[3:], path)
+            fields = fmt.header.unpack_from(head)[3:]
+            if version == fmt.version:
+                idx, body = cls._from_header(fields, path)
+            else:
+                idx, body = cls._from_old_header(version, fields, path)
             if size != hsize + body + 8:
                 raise fmt.error(path, f"size {size} bytes, header describes {hsize + body + 8} (truncated?)")
             for arr in idx._body_for_load(path):

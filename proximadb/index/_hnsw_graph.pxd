@@ -3,7 +3,8 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 from proximadb.index._ann cimport ann_prefetch, ann_scratch
-from proximadb.index._base cimport IndexRows, VectorIndex, distance
+from proximadb.index._base cimport METRIC_L2, IndexRows, VectorIndex
+from proximadb.index._kernels cimport dot_kernel, l2sq_kernel
 
 cdef enum:
     MAX_LEVEL = 64
@@ -14,11 +15,13 @@ ctypedef struct HnswGraph:
     int M
     int M0                  # level-0 degree, 2 * M
     int ef_construction
+    int dim                 # floats per vector (rows.dim)
     double level_mult       # level multiplier 1 / ln(M)
     uint64_t rng_state      # splitmix64 state of the level generator
-    char *level0            # level 0, one record per row: [count, M0 links] i32 then the f32 vector
-    int64_t record_size     # bytes per level-0 record
-    int64_t vector_offset   # offset of the vector in a record, (M0 + 1) * 4
+    char *level0            # level 0, one record per row: [count, M0 links] i32
+    int64_t record_size     # bytes per level-0 record, (M0 + 1) * 4
+    const float *vectors    # float32 row r at vectors + r * dim (hnsw.pyx: attached or owned; NULL: none)
+    const float *inv_norms  # cosine: 1 / |row r| (the vectors are not normalised), else NULL
     uint8_t *levels         # top level of each row
     int64_t *upper_offset   # offset of a row's upper block in upper_links (-1: level 0 only)
     int32_t *upper_links    # every row's upper levels, [count, M ids] per level, in row order
@@ -31,7 +34,7 @@ ctypedef struct HnswGraph:
 
 
 cdef inline const float *row_vector(const HnswGraph *graph, int32_t r) noexcept nogil:
-    return <const float *>(graph.level0 + <int64_t>r * graph.record_size + graph.vector_offset)
+    return graph.vectors + <int64_t>r * graph.dim
 
 
 cdef inline int32_t *links_of(const HnswGraph *graph, int32_t r, int level) noexcept nogil:
@@ -40,18 +43,42 @@ cdef inline int32_t *links_of(const HnswGraph *graph, int32_t r, int level) noex
     return graph.upper_links + graph.upper_offset[r] + <int64_t>(level - 1) * (graph.M + 1)
 
 
+cdef inline float vector_distance(const IndexRows *rows, const HnswGraph *graph, const float *q,
+                                  int32_t r) noexcept nogil:
+    """The distance from a prepared query (normalised under cosine) to row r's float32 vector."""
+    cdef const float *v = graph.vectors + <int64_t>r * graph.dim
+    if rows.metric == METRIC_L2:
+        return l2sq_kernel(q, v, rows.dim)
+    if graph.inv_norms != NULL:
+        return rows.dot_offset - dot_kernel(q, v, rows.dim) * graph.inv_norms[r]
+    return rows.dot_offset - dot_kernel(q, v, rows.dim)
+
+
+cdef inline float pair_distance(const IndexRows *rows, const HnswGraph *graph, int32_t a, int32_t b) noexcept nogil:
+    """The distance between rows a and b (under cosine, of their directions)."""
+    cdef const float *va = graph.vectors + <int64_t>a * graph.dim
+    cdef const float *vb = graph.vectors + <int64_t>b * graph.dim
+    if rows.metric == METRIC_L2:
+        return l2sq_kernel(va, vb, rows.dim)
+    if graph.inv_norms != NULL:
+        return rows.dot_offset - dot_kernel(va, vb, rows.dim) * (graph.inv_norms[a] * graph.inv_norms[b])
+    return rows.dot_offset - dot_kernel(va, vb, rows.dim)
+
+
 cdef inline void prefetch_vector(const IndexRows *rows, const HnswGraph *graph, int32_t r) noexcept nogil:
-    """Prefetch every cache line of row r's vector (rows are not line-aligned)."""
+    """Prefetch every cache line of row r's vector (rows are not line-aligned), and its norm."""
     cdef const char *p = <const char *>row_vector(graph, r)
     cdef const char *end = p + rows.dim * 4
     while p < end:
         ann_prefetch(p)
         p += 64
     ann_prefetch(end - 1)
+    if graph.inv_norms != NULL:
+        ann_prefetch(graph.inv_norms + r)
 
 
-# How a search measures a row other than by the float32 vector in its level-0 record (the float32
-# index's own measure, RecordVectors): fn(ctx, q, row), and where the row's data lies for
+# How a search measures a row other than by its float32 vector (the float32 index's own measure,
+# RecordVectors): fn(ctx, q, row), and where the row's data lies for
 # prefetching (base + row * stride, nbytes long). The int8 index (hnsw_int8.pyx) measures codes.
 ctypedef float (*row_distance_fn)(const void *ctx, const float *q, int32_t row) noexcept nogil
 
@@ -62,8 +89,8 @@ ctypedef struct RowDistance:
     int64_t stride
     int64_t nbytes
 
-# The walk is compiled once per measure (a fused type): RecordVectors, the float32 vectors of the
-# records (no state: the walk gets a NULL pointer of this type), or a RowDistance.
+# The walk is compiled once per measure (a fused type): RecordVectors, the float32 vectors the graph
+# points at (graph.vectors, graph.inv_norms; no state: the walk gets a NULL pointer of this type), or a RowDistance.
 ctypedef struct RecordVectors:
     char unused
 
@@ -74,11 +101,13 @@ ctypedef fused RowMeasure:
 
 # An insertion in progress (insert_begin, then insert_levels down to level 0; insert_row does both).
 ctypedef struct Insertion:
+    const float *q          # the row's vector as a query (normalised under cosine: in the scratch's qbuf)
     int32_t cur             # the row the next level's search starts from
     int maxlevel            # the graph's max level when the insertion began
     int next_level          # the next level to connect (-1: none left)
 
-cdef void insert_begin(const IndexRows *rows, HnswGraph *graph, int32_t row, Insertion *ins) noexcept nogil
+cdef int insert_begin(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row,
+                      Insertion *ins) noexcept nogil
 cdef int insert_levels(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, Insertion *ins,
                        int down_to) noexcept nogil
 cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil
@@ -96,7 +125,7 @@ cdef class HnswGraphIndex(VectorIndex):
     cdef HnswGraph graph
     cdef int _ef
 
-    cdef int _init_graph(self, int M, int ef_construction, int64_t vector_bytes) except -1
+    cdef int _init_graph(self, int M, int ef_construction) except -1
     cdef int _reserve_upper(self, int64_t need) except -1
     cdef int _restore_graph(self, int64_t n, int64_t n_deleted, int64_t upper_len, int64_t entry_point,
                             int64_t max_level, int64_t ef) except -1

@@ -2,10 +2,14 @@
 and ``HnswGraphIndex``, the base class of both HNSW kinds (graph storage, knobs, load checks).
 
 The graph (``HnswGraph``, declared in ``_hnsw_graph.pxd``) keeps per row one
-level-0 record, its link list ``[count, M0 ids]`` followed by its float32
-vector, so that expanding a node finds its links next to the vector just read;
-rows above level 0 own a block of ``level * (M + 1)`` int32 in one pool
-(``[count, M ids]`` per level). Neighbours are chosen with the paper's
+level-0 record, its link list ``[count, M0 ids]``; rows above level 0 own a
+block of ``level * (M + 1)`` int32 in one pool (``[count, M ids]`` per level).
+The float32 vectors are not the graph's: it points at them (``graph.vectors``,
+row r at ``r * dim``; a segment's memory-mapped ``vectors.f32``, see
+``hnsw.pyx``), and under ``cosine``, where they are not normalised, at one
+``1 / |row|`` per row (``graph.inv_norms``): a row's distance to a query
+(normalised) is ``1 - (q . v) / |v|``, between two rows
+``1 - (a . b) / (|a| |b|)`` (``vector_distance``, ``pair_distance``). Neighbours are chosen with the paper's
 heuristic (hnswlib's ``getNeighborsByHeuristic2``), so recall matches hnswlib
 at the same ``M`` / ``ef_construction`` / ``ef``.
 
@@ -18,9 +22,9 @@ links there are written (``merge_links``: they are merged, never overwritten);
 ``reachable_count`` / ``unreachable_ids`` check what a walk reaches (a sound
 graph: every live row).
 The search walk measures rows by a ``RowMeasure`` (a fused type, so the one
-source is compiled once per measure): ``RecordVectors``, the float32 vectors in
-the level-0 records (``hnsw.pyx``: insertion and ``search_graph``, the distance
-inlined), or a ``RowDistance``, a function and context (``walk_graph``;
+source is compiled once per measure): ``RecordVectors``, the float32 vectors
+the graph points at (``hnsw.pyx``: insertion and ``search_graph``, the distance
+inlined: ``vector_distance``), or a ``RowDistance``, a function and context (``walk_graph``;
 ``hnsw_int8.pyx``: the query against int8 codes). Both kinds walk the graph with
 this one code. The kinds' classes, their files and the
 query drivers are in ``hnsw.pyx``, ``hnsw_int8.pyx`` and ``_base.pyx``.
@@ -32,7 +36,7 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
 from proximadb.index._ann cimport *
-from proximadb.index._base cimport IndexRows, VectorIndex, distance, prepare_query, write_results
+from proximadb.index._base cimport METRIC_COSINE, IndexRows, VectorIndex, prepare_query, write_results
 from proximadb.index._kernels cimport setup_distance_kernels
 
 import numpy as np
@@ -45,7 +49,7 @@ setup_distance_kernels(-1)
 cdef inline float row_distance(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist,
                                const float *q, int32_t r) noexcept nogil:
     if RowMeasure is RecordVectors:
-        return distance(rows, q, row_vector(graph, r))
+        return vector_distance(rows, graph, q, r)
     else:
         return dist.fn(dist.ctx, q, r)
 
@@ -176,7 +180,6 @@ cdef int select_heuristic(const IndexRows *rows, const HnswGraph *graph, ann_scr
     cdef int64_t i, t, r = 0
     cdef ann_pair c
     cdef bint good
-    cdef const float *cv
     if n < mmax:
         if ann_scratch_work(s, n) < 0:
             return -1
@@ -189,10 +192,9 @@ cdef int select_heuristic(const IndexRows *rows, const HnswGraph *graph, ann_scr
     ann_maxheap_drain_sorted(h, s.work)
     for i in range(n):
         c = s.work[i]
-        cv = row_vector(graph, c.id)
         good = True
         for t in range(r):
-            if distance(rows, cv, row_vector(graph, h.a[t].id)) < c.d:
+            if pair_distance(rows, graph, c.id, h.a[t].id) < c.d:
                 good = False
                 break
         if good:
@@ -219,16 +221,14 @@ cdef int merge_links(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, in
     cdef int32_t nb
     cdef bint known
     cdef ann_heap *tmp = &s.tmp
-    cdef const float *rv
     if cnt == 0:
         ll[0] = r
         for i in range(r):
             ll[1 + i] = s.top.a[i].id
         return 0
-    rv = row_vector(graph, row)
     tmp.n = 0
     for j in range(1, cnt + 1):
-        if ann_maxheap_push(tmp, distance(rows, rv, row_vector(graph, ll[j])), ll[j]) < 0:
+        if ann_maxheap_push(tmp, pair_distance(rows, graph, row, ll[j]), ll[j]) < 0:
             return -1
     for i in range(r):
         nb = s.top.a[i].id
@@ -286,7 +286,6 @@ cdef int link_back(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int3
     cdef int32_t *nl = links_of(graph, nb, level)
     cdef int j, cnt = nl[0]
     cdef ann_heap *tmp = &s.tmp
-    cdef const float *nv
     for j in range(1, cnt + 1):
         if nl[j] == row:
             return 0
@@ -294,12 +293,11 @@ cdef int link_back(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int3
         nl[1 + cnt] = row
         nl[0] = cnt + 1
         return 0
-    nv = row_vector(graph, nb)
     tmp.n = 0
-    if ann_maxheap_push(tmp, distance(rows, nv, row_vector(graph, row)), row) < 0:
+    if ann_maxheap_push(tmp, pair_distance(rows, graph, nb, row), row) < 0:
         return -1
     for j in range(1, cnt + 1):
-        if ann_maxheap_push(tmp, distance(rows, nv, row_vector(graph, nl[j])), nl[j]) < 0:
+        if ann_maxheap_push(tmp, pair_distance(rows, graph, nb, nl[j]), nl[j]) < 0:
             return -1
     if select_heuristic(rows, graph, s, tmp, mmax) < 0:
         return -1
@@ -309,11 +307,33 @@ cdef int link_back(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int3
     return 0
 
 
-cdef void insert_begin(const IndexRows *rows, HnswGraph *graph, int32_t row, Insertion *ins) noexcept nogil:
+cdef const float *row_query(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil:
+    """Row's vector as a search query: itself, or under cosine a normalised copy in s.qbuf (NULL:
+    out of memory)."""
+    cdef const float *v = row_vector(graph, row)
+    cdef int i
+    cdef float inv
+    if rows.metric != METRIC_COSINE:
+        return v
+    if ann_scratch_qbuf(s, rows.dim) < 0:
+        return NULL
+    inv = graph.inv_norms[row]
+    for i in range(rows.dim):
+        s.qbuf[i] = v[i] * inv
+    return s.qbuf
+
+
+cdef int insert_begin(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row,
+                      Insertion *ins) noexcept nogil:
     """Start inserting row (vector, level and zeroed link lists already in place; rows.n > row): read
-    the entry point and descend greedily to the row's level. The first row becomes the entry point."""
+    the entry point and descend greedily to the row's level. The first row becomes the entry point.
+    The row's query (ins.q) lives in s.qbuf under cosine: s serves this insertion until it ends.
+    0, or -1 when out of memory."""
     cdef int level = graph.levels[row]
     cdef int32_t cur
+    ins.q = row_query(rows, graph, s, row)
+    if ins.q == NULL:
+        return -1
     if graph.row_locks != NULL:
         ann_spin_lock(&graph.entry_lock)
     cur = graph.entry_point
@@ -324,19 +344,19 @@ cdef void insert_begin(const IndexRows *rows, HnswGraph *graph, int32_t row, Ins
         graph.entry_point = row
         graph.max_level = level
         ins.next_level = -1
-        return
+        return 0
     if level < ins.maxlevel:
-        cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, row_vector(graph, row), cur, ins.maxlevel,
-                             level)
+        cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, ins.q, cur, ins.maxlevel, level)
     ins.cur = cur
     ins.next_level = min(level, ins.maxlevel)
+    return 0
 
 
 cdef int insert_levels(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, Insertion *ins,
                        int down_to) noexcept nogil:
     """Connect row at its levels from ins.next_level down to down_to; once level 0 is linked, a row
     above the max level read at the start becomes the entry point. 0, or -1 when out of memory."""
-    cdef const float *q = row_vector(graph, row)
+    cdef const float *q = ins.q
     cdef int level = graph.levels[row]
     cdef int lc
     for lc in range(ins.next_level, down_to - 1, -1):
@@ -362,7 +382,8 @@ cdef int insert_levels(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, 
 cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil:
     """Insert row (vector, level and zeroed link lists already in place; rows.n > row)."""
     cdef Insertion ins
-    insert_begin(rows, graph, row, &ins)
+    if insert_begin(rows, graph, s, row, &ins) < 0:
+        return -1
     return insert_levels(rows, graph, s, row, &ins, 0)
 
 
@@ -478,7 +499,9 @@ cdef int64_t repair_level0(const IndexRows *rows, HnswGraph *graph, ann_scratch 
     for r in range(rows.n):
         if seen[r] or rows.deleted[r]:
             continue
-        q = row_vector(graph, <int32_t>r)
+        q = row_query(rows, graph, s, <int32_t>r)
+        if q == NULL:
+            return -1
         cur = greedy_descend(rows, graph, <const RecordVectors *>NULL, q, graph.entry_point, graph.max_level, 0)
         if search_layer(rows, graph, s, <const RecordVectors *>NULL, q, cur, 0, graph.ef_construction, NULL,
                         rows.n_deleted > 0) < 0:
@@ -533,10 +556,9 @@ cdef inline bint use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) no
 
 
 cdef class HnswGraphIndex(VectorIndex):
-    """What both HNSW kinds share: the graph (level-0 records of ``vector_bytes`` after the links,
-    the upper pool, levels), its build knobs ``M`` / ``ef_construction``, the search knob ``ef``, the
+    """What both HNSW kinds share: the graph (level-0 link records, the upper pool, levels), its build knobs ``M`` / ``ef_construction``, the search knob ``ef``, the
     exact-scan choice, the public search methods and the load checks. A kind keeps its rows' vectors
-    (in the records, or elsewhere), adds rows and searches one query (``walk_graph``)."""
+    (float32 ones the graph points at, or codes), adds rows and searches one query (``walk_graph``)."""
 
     def __cinit__(self) -> None:
         memset(&self.graph, 0, sizeof(HnswGraph))
@@ -548,18 +570,16 @@ cdef class HnswGraphIndex(VectorIndex):
         free(self.graph.upper_offset)
         free(self.graph.upper_links)
 
-    cdef int _init_graph(self, int M, int ef_construction, int64_t vector_bytes) except -1:
-        """After _init_rows: the graph's parameters; a level-0 record is the links then vector_bytes."""
+    cdef int _init_graph(self, int M, int ef_construction) except -1:
+        """After _init_rows: the graph's parameters."""
         if M < 2 or M > 2048:
             raise ValidationError(f"M must be in [2, 2048], got {M}")
         if ef_construction < 1:
             raise ValidationError(f"ef_construction must be >= 1, got {ef_construction}")
         self.graph.M = M
         self.graph.M0 = 2 * M
-        # Links and vector of a row side by side (as hnswlib does): expanding a node
-        # whose distance was just computed then finds its links already cached.
-        self.graph.vector_offset = (self.graph.M0 + 1) * 4
-        self.graph.record_size = self.graph.vector_offset + vector_bytes
+        self.graph.dim = self.rows.dim
+        self.graph.record_size = (self.graph.M0 + 1) * 4
         self.graph.ef_construction = max(ef_construction, M)
         self.graph.level_mult = 1.0 / log(<double>M)
         self.graph.rng_state = self._seed
@@ -646,7 +666,9 @@ cdef class HnswGraphIndex(VectorIndex):
         queue = np.empty(max(n, 1), np.int32)
         cdef uint8_t[::1] sv = seen
         cdef int32_t[::1] qv = queue
-        self._enter_read()
+        if self._writing:  # as _enter_read, but the walk reads links only: no vectors needed
+            raise RuntimeError(f"{type(self).__name__}: reachability check while add is running on the index")
+        self._readers += 1
         try:
             with nogil:
                 reach_level0(&self.rows, &self.graph, &sv[0], &qv[0])

@@ -2,18 +2,30 @@
 
 Rows are numbered in insertion order (``reorder()`` renumbers them breadth-
 first for memory locality). Per row the index keeps one level-0 record, its
-link list ``[count, M0 ids]`` followed by its float32 vector (normalised for
-``cosine``), so that expanding a node finds its links next to the vector just
-read; plus its int64 external id, its top level and a deletion flag. Rows
-above level 0 own a block of ``level * (M + 1)`` int32 in one pool
-(``[count, M ids]`` per level), in row order in the file. Levels
+link list ``[count, M0 ids]``, its int64 external id, its top level and a
+deletion flag. Rows above level 0 own a block of ``level * (M + 1)`` int32 in
+one pool (``[count, M ids]`` per level), in row order in the file. Levels
 come from a splitmix64 generator seeded by ``seed``, so a build is identical
 for a given seed, data and insertion order. Neighbours are chosen with the
 paper's heuristic (hnswlib's ``getNeighborsByHeuristic2``), so recall matches
 hnswlib at the same ``M`` / ``ef_construction`` / ``ef``.
 
-Distances: ``l2`` squared Euclidean, ``cosine`` 1 - cos (vectors and queries
-normalised), ``dot`` the negated inner product. Lower is better everywhere.
+One copy of the vectors (issue #11): the index reads the rows' float32 vectors
+through a pointer, row r at ``r * dim``, and keeps no second copy of vectors
+it is given to keep. A segment's index is built over the segment's memory-mapped
+``vectors.f32`` (``add(..., copy=False)``: an empty index keeps a float32
+C-contiguous array as it is) and, after ``load``, is given that map again
+(``attach_vectors``; until then it refuses to search). Otherwise (``copy=True``,
+the default: the memtable's graph, whose rows grow in RAM) ``add`` copies the
+rows into memory of the index's own, grown as rows come; a later ``add`` to an
+index over kept vectors first copies them there too. Either way the one walk
+(``_hnsw_graph.pyx``) reads ``graph.vectors``. Vectors are stored as given,
+not normalised: under ``cosine`` the index keeps ``1 / |row|`` per row
+(float32, computed in float64) and the distance of a normalised query ``q`` to
+row ``v`` is ``1 - (q . v) / |v|``, of two rows ``1 - (a . b) / (|a| |b|)``.
+
+Distances: ``l2`` squared Euclidean, ``cosine`` 1 - cos (queries normalised),
+``dot`` the negated inner product. Lower is better everywhere.
 
 Filtered search admits only allowed rows to the result set while traversing
 the whole graph; when the allowed set is small (see ``use_exact``) an exact
@@ -21,20 +33,21 @@ scan of the allowed rows is cheaper and always exact. Deleted rows are
 traversed but never returned.
 
 ``add(..., threads=n)`` inserts in parallel with per-row spinlocks (never two
-held at once); only the single-threaded build is deterministic. Either leaves
+held at once); only the single-threaded build is deterministic (a segment's
+build uses every core: ``threads=0``, see registry.py). Either leaves
 every row linked from the entry point (``reachable_count()`` counts them). The graph's
 algorithms (insertion, search, checks) and the base class this index shares
 with the int8 one (``hnsw_int8.pyx``) are in ``_hnsw_graph.pyx``.
 
 Threads: searches may run concurrently (each takes its own scratch memory);
-``add``/``mark_deleted`` must not run while a search on the same index is in
-progress (that raises RuntimeError rather than corrupting memory).
+``add``/``mark_deleted``/``attach_vectors`` must not run while a search on the
+same index is in progress (that raises RuntimeError rather than corrupting memory).
 
-File format (all integers little-endian), version 1::
+File format (all integers little-endian), version 2: the graph, without the vectors::
 
     offset size  field
     0      8     magic b"PXHNSW\\x00\\x01"
-    8      4     u32 format version (1)
+    8      4     u32 format version (2)
     12     4     u32 header size (96)
     16     4     u32 dim
     20     4     u32 metric (0 l2, 1 cosine, 2 dot)
@@ -51,10 +64,19 @@ File format (all integers little-endian), version 1::
     84     4     i32 max level
     88     4     u32 CRC32C of bytes [0, 88)
     92     4     zero
-    96           body:  ids i64[n] | vectors f32[n*dim] | links0 i32[n*(M0+1)]
-                        | upper pool i32[upper len] | levels u8[n] | deleted u8[n]
+    96           body:  ids i64[n] | links0 i32[n*(M0+1)] | upper pool i32[upper len]
+                        | levels u8[n] | deleted u8[n] | inverse norms f32[n] (cosine only; else absent)
     end-8  4     u32 CRC32C of the body
     end-4  4     b"PXHE"
+
+So a file is ``96 + 8n + 4n(M0+1) + 4 * upper len + 2n (+ 4n under cosine) + 8`` bytes,
+``dim * 4`` bytes a row less than version 1.
+
+Version 1 (written up to git 77b1ee1) has the same header (version field 1) and the body
+``ids i64[n] | vectors f32[n*dim] (normalised under cosine) | links0 | upper pool | levels |
+deleted``, no norms. ``load`` still reads it: the vectors block is checked (CRC) and dropped,
+and under ``cosine`` the norms are computed from the vectors ``attach_vectors`` is given; a
+later ``save`` writes version 2.
 
 The header/CRC/end framing, ``save`` and ``load`` are the base's
 (``proximadb/index/_base.pyx``); ``load`` then checks the graph's structure
@@ -64,9 +86,9 @@ The header/CRC/end framing, ``save`` and ``load`` are the base's
 cimport cython
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
-from libc.math cimport log
+from libc.math cimport log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from proximadb.index._ann cimport *
@@ -82,13 +104,12 @@ from proximadb.index._hnsw_graph cimport (
     links_of,
     prefetch_vector,
     repair_level0,
-    row_vector,
     search_graph,
+    vector_distance,
 )
 from proximadb.index._base cimport (
     METRIC_COSINE,
     MAX_POOL,
-    distance,
     view_array,
 )
 
@@ -97,15 +118,29 @@ import struct
 
 import numpy as np
 
+from proximadb.errors import ValidationError
 from proximadb.index._base import METRICS, IndexFileFormat
 
 cnp.import_array()
 setup_distance_kernels(-1)
 
-FILE_FORMAT = IndexFileFormat("HNSW", b"PXHNSW\x00\x01", 1, struct.Struct("<8sIIIIIIII QQQQQ ii"), b"PXHE")
+FILE_FORMAT = IndexFileFormat("HNSW", b"PXHNSW\x00\x01", 2, struct.Struct("<8sIIIIIIII QQQQQ ii"), b"PXHE",
+                              older=(1,))
 MAGIC = FILE_FORMAT.magic
 END_MAGIC = FILE_FORMAT.end_magic
 FORMAT_VERSION = FILE_FORMAT.version
+
+
+cdef void set_inv_norms(const float *v, float *out, int64_t n, int dim) noexcept nogil:
+    """out[i] = 1 / |row i| of the n rows at v (the sum in float64, as ann_normalize)."""
+    cdef int64_t i
+    cdef int j
+    cdef double acc
+    for i in range(n):
+        acc = 0
+        for j in range(dim):
+            acc += <double>v[i * dim + j] * v[i * dim + j]
+        out[i] = <float>(1.0 / sqrt(acc)) if acc > 0 else 1.0
 
 
 @cython.final
@@ -120,11 +155,28 @@ cdef class HNSWIndex(HnswGraphIndex):
 
     cdef bint _interleave  # _add_interleaved is running
     cdef public int64_t repaired  # rows repair_level0 linked back after adds (see _repair)
+    cdef float *_own  # vectors the index owns (copied in by add), _own_cap rows of room; or NULL
+    cdef int64_t _own_cap
+    cdef object _kept  # the array graph.vectors points into when not _own (add copy=False, attach_vectors)
+    cdef float *_inv  # cosine: 1 / |row| per row (rows.cap of room), graph.inv_norms; else NULL
+    cdef bint _keep  # add(copy=False) in progress
+    cdef bint _norms_stale  # cosine, loaded from a version-1 file: the norms come with attach_vectors
+    cdef int _file_version  # of the file being loaded
+
+    def __cinit__(self) -> None:
+        self._own = NULL
+        self._inv = NULL
+        self._kept = None
+        self._file_version = FORMAT_VERSION
+
+    def __dealloc__(self) -> None:
+        free(self._own)
+        free(self._inv)
 
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0,
                  max_elements: int = 0) -> None:
         self._init_rows(dim, metric, seed)
-        self._init_graph(M, ef_construction, <int64_t>dim * 4)  # the float32 vector after the links
+        self._init_graph(M, ef_construction)
         if max_elements > 0:
             self._reserve(int(max_elements))
 
@@ -132,22 +184,99 @@ cdef class HNSWIndex(HnswGraphIndex):
     def max_level(self) -> int:
         return self.graph.max_level
 
+    @property
+    def vectors_attached(self) -> bool:
+        """Whether the index has its rows' vectors (its own or kept ones); a loaded index has not
+        until ``attach_vectors``."""
+        return self.graph.vectors != NULL or self.rows.n == 0
+
+    @property
+    def owns_vectors(self) -> bool:
+        """Whether the vectors are a copy in the index's own memory (add(copy=True), reorder())."""
+        return self._own != NULL
+
     def __repr__(self) -> str:
         return (f"HNSWIndex(dim={self.rows.dim}, metric={self.metric!r}, M={self.graph.M}, "
                 f"ef_construction={self.graph.ef_construction}, seed={self._seed}, len={len(self)})")
 
     def memory_usage(self) -> dict[str, int]:
-        """Bytes held per part, at the current size (not capacity)."""
+        """Bytes held per part, at the current size (not capacity): ``vectors`` the index's own copy
+        (0 when it reads kept or attached vectors, reported as ``vectors_mapped``)."""
         cdef int64_t n = self.rows.n
+        cdef int64_t vbytes = n * self.rows.dim * 4
         return {
-            "vectors": n * self.rows.dim * 4,
+            "vectors": vbytes if self._own != NULL else 0,
+            "vectors_mapped": vbytes if self._own == NULL and self.graph.vectors != NULL else 0,
+            "norms": n * 4 if self.rows.metric == METRIC_COSINE else 0,
             "links_level0": n * (self.graph.M0 + 1) * 4,
             "links_upper": self.graph.upper_len * 4 + n * 8,
             "ids": n * 8 + self._idmap.cap * 12,
             "flags": n * 2,
         }
 
+    # -- vectors --
+
+    def attach_vectors(self, vectors: object) -> None:
+        """The float32 vectors of the rows (row i = vectors[i]), read by every search from now on: a
+        float32 C-contiguous array (a segment's memory map) is kept as it is, without a copy; the
+        index's own copy, if any, is freed. A loaded index needs this before it searches."""
+        cdef cnp.ndarray arr = np.asarray(vectors)
+        if arr.dtype != np.float32 or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[0] != self.rows.n or arr.shape[1] != self.rows.dim:
+            raise ValidationError(f"vectors must have shape ({self.rows.n}, {self.rows.dim}), got {np.shape(arr)}")
+        self._enter_write("attach_vectors")
+        try:
+            self._kept = arr
+            self.graph.vectors = <const float *>cnp.PyArray_DATA(arr) if self.rows.n else NULL
+            free(self._own)
+            self._own = NULL
+            self._own_cap = 0
+            if self._norms_stale and self.rows.n:
+                with nogil:
+                    set_inv_norms(self.graph.vectors, self._inv, self.rows.n, self.rows.dim)
+            self._norms_stale = False
+        finally:
+            self._writing = False
+
+    cdef int _own_room(self) except -1:
+        """Own memory for rows.cap rows holding the vectors (the kept rows copied in, the first time)."""
+        cdef int64_t cap = self.rows.cap
+        cdef void *p
+        if self._own != NULL and self._own_cap >= cap:
+            return 0
+        p = realloc(self._own, cap * self.rows.dim * sizeof(float))
+        if p == NULL:
+            raise MemoryError()
+        if self._own == NULL and self.rows.n:
+            memcpy(p, self.graph.vectors, self.rows.n * self.rows.dim * sizeof(float))
+        self._own = <float *>p
+        self._own_cap = cap
+        self._kept = None
+        self.graph.vectors = self._own
+        return 0
+
     # -- the kind's part of the base --
+
+    cdef int _grow(self, int64_t old_cap, int64_t cap) except -1:
+        cdef void *p
+        HnswGraphIndex._grow(self, old_cap, cap)
+        if self.rows.metric == METRIC_COSINE:
+            p = realloc(self._inv, cap * sizeof(float))
+            if p == NULL:
+                raise MemoryError()
+            self._inv = <float *>p
+            self.graph.inv_norms = self._inv
+        return 0
+
+    cdef int _check_searchable(self) except -1:
+        if self.graph.vectors == NULL and self.rows.n > 0:
+            raise ValidationError("HNSWIndex: no vectors attached (attach_vectors after load)")
+        return 0
+
+    cdef cnp.ndarray _before_add(self, cnp.ndarray vectors):
+        self._check_searchable()  # adding needs the rows' vectors too
+        return vectors
 
     cdef int64_t _search_one(self, ann_scratch *s, const float *q, int k, int ef, const uint8_t *allowed,
                              int64_t *out_ids, float *out_d) noexcept nogil:
@@ -158,7 +287,7 @@ cdef class HNSWIndex(HnswGraphIndex):
         for j in range(n):
             if j + 4 < n:
                 prefetch_vector(&self.rows, &self.graph, rows[j + 4])
-            out[j] = distance(&self.rows, q, row_vector(&self.graph, rows[j]))
+            out[j] = vector_distance(&self.rows, &self.graph, q, rows[j])
 
     cdef int _add_rows(self, int64_t n0, cnp.ndarray vectors, int threads) except -2:
         cdef int64_t m = vectors.shape[0]
@@ -167,16 +296,26 @@ cdef class HNSWIndex(HnswGraphIndex):
         cdef int lvl, rc = 0
         cdef const float *xp = <const float *>cnp.PyArray_DATA(vectors)
         cdef ann_scratch *s
+        cdef ann_scratch *s_held
         cdef ann_scratch *scr[MAX_POOL]
         cdef int t, nt = threads if threads > 0 else (os.cpu_count() or 1)
         cdef int64_t start, end = n0 + m
         cdef int failed = 0
         cdef bint interleave = self._interleave and m > 1
         cdef Insertion held
+        if n0 == 0 and self._keep:  # keep the caller's float32 C-contiguous array (_as_matrix made it so)
+            free(self._own)
+            self._own = NULL
+            self._own_cap = 0
+            self._kept = vectors
+            self.graph.vectors = xp
+        else:
+            self._own_room()
+            memcpy(self._own + n0 * dim, xp, m * dim * sizeof(float))
+        if self.rows.metric == METRIC_COSINE:
+            with nogil:
+                set_inv_norms(self.graph.vectors + n0 * dim, self._inv + n0, m, dim)
         for i in range(m):
-            memcpy(<float *>row_vector(&self.graph, <int32_t>(n0 + i)), xp + i * dim, dim * sizeof(float))
-            if self.rows.metric == METRIC_COSINE:
-                ann_normalize(<float *>row_vector(&self.graph, <int32_t>(n0 + i)), dim)
             lvl = <int>(-log(ann_rng_unit(&self.graph.rng_state)) * self.graph.level_mult)
             lvl = min(lvl, MAX_LEVEL)
             self.graph.levels[n0 + i] = <uint8_t>lvl
@@ -191,18 +330,21 @@ cdef class HNSWIndex(HnswGraphIndex):
         nt = min(nt, MAX_POOL)
         if nt <= 1 or m < 2 * nt:
             s = self._take_scratch()
+            s_held = self._take_scratch()  # the held row's query (insert_begin) lives in its own scratch
             with nogil:
                 if interleave:  # see _add_interleaved
                     self.rows.n = n0 + 1
-                    insert_begin(&self.rows, &self.graph, <int32_t>n0, &held)
-                    rc = insert_levels(&self.rows, &self.graph, s, <int32_t>n0, &held, 1)
+                    rc = insert_begin(&self.rows, &self.graph, s_held, <int32_t>n0, &held)
+                    if rc == 0:
+                        rc = insert_levels(&self.rows, &self.graph, s_held, <int32_t>n0, &held, 1)
                 for i in range(1 if interleave else 0, m):
                     self.rows.n = n0 + i + 1
                     if rc < 0 or insert_row(&self.rows, &self.graph, s, <int32_t>(n0 + i)) < 0:
                         rc = -1
                         break
                 if interleave and rc == 0:
-                    rc = insert_levels(&self.rows, &self.graph, s, <int32_t>n0, &held, 0)
+                    rc = insert_levels(&self.rows, &self.graph, s_held, <int32_t>n0, &held, 0)
+            self._give_scratch(s_held)
             self._give_scratch(s)
             return rc
         self.graph.row_locks = <uint8_t *>calloc(end, 1)
@@ -232,6 +374,7 @@ cdef class HNSWIndex(HnswGraphIndex):
         """Link back the rows no walk reaches (repair_level0); self.repaired counts them."""
         cdef int64_t n = self.rows.n, linked
         cdef ann_scratch *s
+        self._check_searchable()
         seen = np.zeros(max(n, 1), np.uint8)
         queue = np.empty(max(n, 1), np.int32)
         cdef uint8_t[::1] sv = seen
@@ -247,7 +390,7 @@ cdef class HNSWIndex(HnswGraphIndex):
 
     # -- public API --
 
-    def add(self, ids: object, vectors: object, int threads=1, bint repair=False) -> None:
+    def add(self, ids: object, vectors: object, int threads=1, bint repair=False, bint copy=True) -> None:
         """Insert vectors under int64 ids. An id that is live already is refused;
         re-adding a deleted id stores a new row for it.
 
@@ -255,9 +398,16 @@ cdef class HNSWIndex(HnswGraphIndex):
         num_threads); the graph then depends on thread timing, so only the default
         threads=1 build is deterministic for a seed. threads=0 means all cores.
         repair=True ends with :meth:`repair` (a segment's build does; a build in
-        several adds repairs at its last one).
+        several adds repairs at its last one). copy=False on an empty index keeps
+        a float32 C-contiguous ``vectors`` (a segment's memory map) as the rows'
+        vectors without a copy: the caller must not change it. Otherwise the rows
+        are copied into the index's own memory.
         """
-        self._add(ids, vectors, threads)
+        self._keep = not copy
+        try:
+            self._add(ids, vectors, threads)
+        finally:
+            self._keep = False
         if repair:
             self.repair()
 
@@ -287,21 +437,25 @@ cdef class HNSWIndex(HnswGraphIndex):
             self._interleave = False
 
     def graph_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-        """Copies of the graph without the vectors: level-0 links (n, M0 + 1) int32, the upper pool int32,
-        the levels uint8, then the entry point and the max level (the int8 index, hnsw_int8.pyx, keeps
-        these and replaces the float32 vectors by codes)."""
-        arrays = self._body_arrays()
-        return (np.ascontiguousarray(arrays[2]), arrays[3].copy(), arrays[4].copy(), self.graph.entry_point,
-                self.graph.max_level)
+        """Copies of the graph: level-0 links (n, M0 + 1) int32, the upper pool int32, the levels
+        uint8, then the entry point and the max level (the int8 index, hnsw_int8.pyx, keeps these
+        and searches codes)."""
+        cdef int64_t n = self.rows.n
+        links0 = view_array(self.graph.level0, n * (self.graph.M0 + 1), cnp.NPY_INT32).reshape(n, self.graph.M0 + 1)
+        return (links0.copy(), view_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32).copy(),
+                view_array(self.graph.levels, n, cnp.NPY_UINT8).copy(), self.graph.entry_point, self.graph.max_level)
 
     def reorder(self) -> None:
         """Renumber the rows in breadth-first order of the level-0 graph (from the
         entry point), so that graph neighbours sit close together in memory and a
         search touches fewer cache lines and pages. Results are unchanged; ids are
         external, so only bitmaps over internal rows (see ``ids``) change meaning.
-        Worth calling once after a bulk build; O(n * M)."""
+        The vectors are permuted into the index's own memory (kept or attached
+        vectors are copied: their order is the caller's). Worth calling once after
+        a bulk build of an index that owns its vectors; O(n * M)."""
         cdef int64_t n = self.rows.n
         cdef int64_t i, j, head = 0, tail = 0, up = 0, cnt, nrec
+        cdef int dim = self.rows.dim
         cdef int32_t r, old
         cdef int32_t *perm
         cdef int32_t *inv
@@ -313,8 +467,11 @@ cdef class HNSWIndex(HnswGraphIndex):
         cdef uint8_t *levels
         cdef uint8_t *deleted
         cdef int64_t *upper_offset
+        cdef float *vecs
+        cdef float *norms = NULL
         if n < 2:
             return
+        self._check_searchable()
         self._enter_write("reorder")
         try:
             perm = <int32_t *>malloc(n * sizeof(int32_t))
@@ -325,9 +482,13 @@ cdef class HNSWIndex(HnswGraphIndex):
             levels = <uint8_t *>malloc(self.rows.cap)
             deleted = <uint8_t *>calloc(self.rows.cap, 1)
             upper_offset = <int64_t *>malloc(self.rows.cap * sizeof(int64_t))
-            if not (perm and inv and block and upper_links and ids and levels and deleted and upper_offset):
+            vecs = <float *>malloc(self.rows.cap * dim * sizeof(float))
+            if self._inv != NULL:
+                norms = <float *>malloc(self.rows.cap * sizeof(float))
+            if not (perm and inv and block and upper_links and ids and levels and deleted and upper_offset and vecs
+                    and (norms or self._inv == NULL)):
                 free(perm); free(inv); free(block); free(upper_links)
-                free(ids); free(levels); free(deleted); free(upper_offset)
+                free(ids); free(levels); free(deleted); free(upper_offset); free(vecs); free(norms)
                 raise MemoryError()
             with nogil:
                 for i in range(n):
@@ -358,6 +519,9 @@ cdef class HNSWIndex(HnswGraphIndex):
                     old = perm[r]
                     memcpy(block + r * self.graph.record_size, self.graph.level0 + old * self.graph.record_size,
                            self.graph.record_size)
+                    memcpy(vecs + <int64_t>r * dim, self.graph.vectors + <int64_t>old * dim, dim * sizeof(float))
+                    if norms != NULL:
+                        norms[r] = self._inv[old]
                     ll = <int32_t *>(block + r * self.graph.record_size)
                     for j in range(1, ll[0] + 1):
                         ll[j] = inv[ll[j]]
@@ -382,13 +546,21 @@ cdef class HNSWIndex(HnswGraphIndex):
                         self._idmap.rows[i] = inv[self._idmap.rows[i]]
                 self.graph.entry_point = inv[self.graph.entry_point]
             free(self.graph.level0); free(self.graph.upper_links); free(self.rows.ids)
-            free(self.graph.levels); free(self.rows.deleted); free(self.graph.upper_offset)
+            free(self.graph.levels); free(self.rows.deleted); free(self.graph.upper_offset); free(self._own)
             self.graph.level0 = block
             self.graph.upper_links = upper_links
             self.rows.ids = ids
             self.graph.levels = levels
             self.rows.deleted = deleted
             self.graph.upper_offset = upper_offset
+            self._own = vecs
+            self._own_cap = self.rows.cap
+            self._kept = None
+            self.graph.vectors = vecs
+            if norms != NULL:
+                free(self._inv)
+                self._inv = norms
+                self.graph.inv_norms = norms
             free(perm)
             free(inv)
         finally:
@@ -398,34 +570,65 @@ cdef class HNSWIndex(HnswGraphIndex):
     # -- persistence (framing: the base's save/load) --
 
     cdef tuple _header_fields(self):
+        if self._norms_stale:
+            raise ValidationError("HNSWIndex: attach_vectors before saving an index read from a version-1 file "
+                                  "(its norms come from the vectors)")
         return (self.rows.dim, self.rows.metric, self.graph.M, self.graph.M0, self.graph.ef_construction, self._ef,
                 self._seed, self.graph.rng_state,
                 self.rows.n, self.rows.n_deleted, self.graph.upper_len, self.graph.entry_point, self.graph.max_level)
 
     cdef list _body_arrays(self):
         cdef int64_t n = self.rows.n
-        cdef int64_t size = self.graph.record_size
-        blocks = view_array(self.graph.level0, n * size, cnp.NPY_UINT8).reshape(n, size)
-        return [
+        arrays = [
             view_array(self.rows.ids, n, cnp.NPY_INT64),
-            blocks[:, self.graph.vector_offset:].view(np.float32),
-            blocks[:, :self.graph.vector_offset].view(np.int32),
+            view_array(self.graph.level0, n * (self.graph.M0 + 1), cnp.NPY_INT32),
             view_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32),
             view_array(self.graph.levels, n, cnp.NPY_UINT8),
             view_array(self.rows.deleted, n, cnp.NPY_UINT8),
         ]
+        if self.rows.metric == METRIC_COSINE:
+            arrays.append(view_array(self._inv, n, cnp.NPY_FLOAT32))
+        return arrays
+
+    def _body_for_load(self, path: object) -> object:
+        arrays = self._body_arrays()
+        if self._file_version == 1:  # ids | vectors (read for the CRC, dropped) | links0 | ... | deleted
+            n, dim = self.rows.n, self.rows.dim
+            dropped = np.lib.stride_tricks.as_strided(np.empty(dim, np.float32), shape=(n, dim),
+                                                      strides=(0, 4), writeable=True)
+            arrays = [arrays[0], dropped, *arrays[1:5]]
+        return arrays
+
+    def _check_loaded(self, path: object) -> None:
+        HnswGraphIndex._check_loaded(self, path)
+        self._file_version = FORMAT_VERSION
 
     @classmethod
     def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWIndex, int]:
         """An empty index sized for the body the header describes, and that body's size in bytes."""
+        return cls._from_header_of(FORMAT_VERSION, fields, path)
+
+    @classmethod
+    def _from_old_header(cls, version: int, fields: tuple, path: object) -> tuple[HNSWIndex, int]:
+        """_from_header for a file of an older version (FILE_FORMAT.older)."""
+        return cls._from_header_of(version, fields, path)
+
+    @classmethod
+    def _from_header_of(cls, version: int, fields: tuple, path: object) -> tuple[HNSWIndex, int]:
         cdef HNSWIndex idx
         (dim, metric, M, M0, ef_construction, ef, seed, rng_state, n, n_deleted, upper_len, entry_point,
          max_level) = fields
         check_header(FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
-        body = n * 8 + n * dim * 4 + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
+        body = n * 8 + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
+        if version == 1:
+            body += n * dim * 4
+        elif metric == METRIC_COSINE:
+            body += n * 4
         idx = HNSWIndex(dim, METRICS[metric], M, ef_construction, seed)
         idx._restore_graph(n, n_deleted, upper_len, entry_point, max_level, ef)
         idx.graph.rng_state = rng_state
+        idx._file_version = version
+        idx._norms_stale = version == 1 and metric == METRIC_COSINE
         return idx, body
 
 

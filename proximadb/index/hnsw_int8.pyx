@@ -2,7 +2,8 @@
 ``index_params={"quantization": {"type": "int8" | "binary", ...}}`` with ``indexing_algorithm="hnsw"``).
 
 Build: an ordinary float32 HNSW graph (``hnsw.pyx``, same ``M`` / ``ef_construction`` / ``seed``)
-is built over the segment's rows, then only its links are kept; each row's vector (normalised
+is built over the segment's rows (reading them where they are: ``add(copy=False)``), then only its
+links are kept; each row's vector (normalised
 under ``cosine``) is replaced by one byte per dimension: with ``lo`` / ``hi`` the per-dimension
 minimum / maximum over the segment and ``step = (hi - lo) / 255`` (1 where ``hi == lo``),
 ``code = round((x - lo) / step)`` in 0..255, so ``x ~ lo + step * code``.
@@ -173,7 +174,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0) -> None:
         self._init_rows(dim, metric, seed)
-        self._init_graph(M, ef_construction, 0)  # level-0 records hold the links only
+        self._init_graph(M, ef_construction)
         self._oversampling = 2.0
         self._rescore = True
         self._code_bytes = self._code_size(dim)
@@ -367,7 +368,8 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         if n0 != 0:
             raise ValidationError(f"{type(self).__name__} takes its rows in one add() call")
         graph = HNSWIndex(dim, self.metric, self.graph.M, self.graph.ef_construction, self._seed)
-        graph.add(np.arange(m, dtype=np.int64), vectors, threads=threads, repair=True)  # built once: repaired
+        # Built once: repaired; over the caller's vectors, not a copy (kept below for rescoring).
+        graph.add(np.arange(m, dtype=np.int64), vectors, threads=threads, repair=True, copy=False)
         links0, pool, levels, entry, max_level = graph.graph_arrays()
         del graph
         memcpy(self.graph.level0, cnp.PyArray_DATA(links0), m * self.graph.record_size)
@@ -415,10 +417,11 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     # -- public API --
 
-    def add(self, ids: object, vectors: object, int threads=1, bint repair=True) -> None:
+    def add(self, ids: object, vectors: object, int threads=1, bint repair=True, bint copy=False) -> None:
         """Build the index over vectors under int64 ids, in one call (threads as HNSWIndex.add). The
         vectors are kept (not copied when float32 C-contiguous) for rescoring. The graph is always
-        repaired (HNSWIndex.repair: it is built whole); ``repair`` is accepted for the same signature."""
+        repaired (HNSWIndex.repair: it is built whole); ``repair`` and ``copy`` are accepted for the
+        same signature."""
         self._add(ids, vectors, threads)
 
     # -- persistence (framing: the base's save/load) --

@@ -69,17 +69,15 @@ def validate(algorithm: str, value: object) -> dict[str, Any] | None:
     return {"type": qtype, "rescore": rescore, "oversampling": oversampling}
 
 
-class QuantizedKind(registry.IndexKind):
-    """An index kind whose search also takes the quantization's rescore / oversampling settings."""
+class QuantizedKind(registry.MappedVectorsKind):
+    """An index kind whose search also takes the quantization's rescore / oversampling settings (and,
+    as the float32 HNSW, rescores with the segment's memory-mapped vectors: MappedVectorsKind)."""
 
     def configure(self, index: VectorIndex, params: Mapping[str, Any]) -> None:
         super().configure(index, params)
         setting = params[KEY]
         index.rescore = setting["rescore"]  # type: ignore[attr-defined]
         index.oversampling = setting["oversampling"]  # type: ignore[attr-defined]
-
-    def attach(self, index: VectorIndex, vectors: np.ndarray) -> None:
-        index.attach_vectors(vectors)  # type: ignore[attr-defined]
 
 
 _hnsw = registry.kind("hnsw")

@@ -44,7 +44,8 @@ class IndexKind:
     defaults: Mapping[str, int] = field(default_factory=dict)
     # Keywords of add() for a segment's index build: HNSW inserts on every core (threads=0); a graph
     # built so depends on thread timing (recall does not), so index-level tests that need a
-    # reproducible graph call add() themselves with threads=1.
+    # reproducible graph call add() themselves with threads=1. HNSW reads the segment's memory-mapped
+    # vectors where they are (copy=False), and is given them again after a load (MappedVectorsKind).
     build_options: Mapping[str, int] = field(default_factory=dict)
     # Completes the parameters with the defaults that depend on the segment's row count.
     size_defaults: Callable[[dict[str, int], int], dict[str, int]] = _no_size_defaults
@@ -79,6 +80,14 @@ class IndexKind:
     def search_options(self, **requested: int | None) -> dict[str, int | None]:
         """The keyword for search()/search_batch() out of a request's knobs (ef=..., nprobe=...)."""
         return {self.search_param: requested.get(self.search_param)}
+
+
+class MappedVectorsKind(IndexKind):
+    """A kind whose index keeps no copy of the segment's float32 vectors: it is built over the memory
+    map (``add(copy=False)``) and, loaded from its file (which does not hold them), given it again."""
+
+    def attach(self, index: VectorIndex, vectors: np.ndarray) -> None:
+        index.attach_vectors(vectors)  # type: ignore[attr-defined]
 
 
 KINDS: dict[str, IndexKind] = {}
@@ -129,10 +138,10 @@ def _ivf_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
     return params
 
 
-register(IndexKind(
+register(MappedVectorsKind(
     "hnsw", HNSWIndex, "index.hnsw", build_params=("M", "ef_construction", "seed"), search_param="ef",
     ranges={"M": (2, 128), "ef_construction": (4, 4096), "ef": (1, 65536), "seed": (0, 2**31)},
-    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}, build_options={"threads": 0, "repair": True},
+    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}, build_options={"threads": 0, "repair": True, "copy": False},
 ))
 register(IndexKind(
     "ivf", IVFIndex, "index.ivf", build_params=("nlist", "seed"), search_param="nprobe",

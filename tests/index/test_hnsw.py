@@ -181,6 +181,12 @@ def test_save_load_identical(sift: tuple[np.ndarray, np.ndarray, np.ndarray], tm
     index.save(path)
     loaded = HNSWIndex.load(path)
     assert (len(loaded), loaded.dim, loaded.metric, loaded.M, loaded.ef) == (len(index), 128, "l2", 8, 40)
+    # The file holds the graph, not the vectors: the loaded index is given them (a segment's memory map).
+    assert not loaded.vectors_attached
+    with pytest.raises(ValidationError, match="attach_vectors"):
+        loaded.search(queries[0], 10)
+    loaded.attach_vectors(base[:2000])
+    assert loaded.vectors_attached and not loaded.owns_vectors
     ids0, d0 = index.search_batch(queries, 10)
     ids1, d1 = loaded.search_batch(queries, 10)
     np.testing.assert_array_equal(ids0, ids1)
@@ -240,6 +246,7 @@ def test_reorder_keeps_results(sift: tuple[np.ndarray, np.ndarray, np.ndarray], 
     assert sorted(index.ids.tolist()) == list(range(2000)) and 11 not in index
     index.save(tmp_path / "r.hnsw")
     loaded = HNSWIndex.load(tmp_path / "r.hnsw")
+    loaded.attach_vectors(base[index.ids])  # rows renumbered: row r holds id ids[r]
     np.testing.assert_array_equal(loaded.search_batch(queries, 10, ef=32)[0], after[0])
     loaded.add(np.arange(2000, 3000), base[2000:3000])
     assert loaded.search(base[2500], 1)[0][0] == 2500
@@ -348,7 +355,7 @@ def test_reachability_counts_live_rows_and_names_the_unreachable(tmp_path: Path)
     path = tmp_path / "cut.hnsw"
     index.save(path)
     raw = bytearray(path.read_bytes())
-    at = 96 + 8 * n + 4 * n * dim  # header, ids, vectors: then the level-0 links (hnsw.pyx's format)
+    at = 96 + 8 * n  # header, ids: then the level-0 links (hnsw.pyx's format, version 2)
     raw[at:at + cut.nbytes] = cut.astype("<i4").tobytes()
     raw[-8:-4] = crc32c(bytes(raw[96:-8])).to_bytes(4, "little")
     path.write_bytes(bytes(raw))

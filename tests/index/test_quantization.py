@@ -231,8 +231,8 @@ def test_both_hnsw_kinds_share_the_load_checks(cls: type, tmp_path: Path) -> Non
     struct.pack_into("<II", data, 24, 4096, 8192)  # M, M0 beyond the range both kinds accept
     with pytest.raises(CorruptionError, match=r"bad\.idx.*header fields out of range"):
         cls.load(write(data))
-    vectors = {HNSWIndex: 300 * 16 * 4, HNSWInt8Index: 2 * 16 * 4 + 300 * 16,
-               HNSWBinaryIndex: 2 * 16 * 4 + 300 * 2}[cls]  # the body's bytes before the level-0 links
+    vectors = {HNSWIndex: 0, HNSWInt8Index: 2 * 16 * 4 + 300 * 16,
+               HNSWBinaryIndex: 2 * 16 * 4 + 300 * 2}[cls]  # the body's bytes between ids and level-0 links
     data = bytearray(raw)
     struct.pack_into("<i", data, h + 300 * 8 + vectors, 10**6)  # row 0's level-0 link count
     with pytest.raises(CorruptionError, match=r"link list is out of range \(level 0\)"):
