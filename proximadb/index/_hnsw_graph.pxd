@@ -21,7 +21,7 @@ ctypedef struct HnswGraph:
     char *level0            # level 0, one record per row: [count, M0 links] i32
     int64_t record_size     # bytes per level-0 record, (M0 + 1) * 4
     const float *vectors    # float32 row r at vectors + r * dim (hnsw.pyx: attached or owned; NULL: none)
-    const float *inv_norms  # cosine: 1 / |row r| (the vectors are not normalised), else NULL
+    const float *inv_norms  # cosine: 1 / |row r| (vectors need not be normalised); NULL: all of unit length
     uint8_t *levels         # top level of each row
     int64_t *upper_offset   # offset of a row's upper block in upper_links (-1: level 0 only)
     int32_t *upper_links    # every row's upper levels, [count, M ids] per level, in row order

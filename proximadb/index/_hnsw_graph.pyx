@@ -6,8 +6,8 @@ level-0 record, its link list ``[count, M0 ids]``; rows above level 0 own a
 block of ``level * (M + 1)`` int32 in one pool (``[count, M ids]`` per level).
 The float32 vectors are not the graph's: it points at them (``graph.vectors``,
 row r at ``r * dim``; a segment's memory-mapped ``vectors.f32``, see
-``hnsw.pyx``), and under ``cosine``, where they are not normalised, at one
-``1 / |row|`` per row (``graph.inv_norms``): a row's distance to a query
+``hnsw.pyx``), and under ``cosine``, where they need not be normalised, at one
+``1 / |row|`` per row (``graph.inv_norms``; NULL while every row is of unit length): a row's distance to a query
 (normalised) is ``1 - (q . v) / |v|``, between two rows
 ``1 - (a . b) / (|a| |b|)`` (``vector_distance``, ``pair_distance``). Neighbours are chosen with the paper's
 heuristic (hnswlib's ``getNeighborsByHeuristic2``), so recall matches hnswlib
@@ -313,7 +313,7 @@ cdef const float *row_query(const IndexRows *rows, const HnswGraph *graph, ann_s
     cdef const float *v = row_vector(graph, row)
     cdef int i
     cdef float inv
-    if rows.metric != METRIC_COSINE:
+    if rows.metric != METRIC_COSINE or graph.inv_norms == NULL:  # NULL: every row is of unit length
         return v
     if ann_scratch_qbuf(s, rows.dim) < 0:
         return NULL

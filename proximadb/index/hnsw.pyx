@@ -23,6 +23,9 @@ index over kept vectors first copies them there too. Either way the one walk
 not normalised: under ``cosine`` the index keeps ``1 / |row|`` per row
 (float32, computed in float64) and the distance of a normalised query ``q`` to
 row ``v`` is ``1 - (q . v) / |v|``, of two rows ``1 - (a . b) / (|a| |b|)``.
+While every row is of unit length to float32 rounding (``UNIT_NORM_SLACK``: a
+collection normalises its rows under cosine) the walk skips the norms and
+computes ``1 - (q . v)``, the exact scan's distance, at the old cost.
 
 Distances: ``l2`` squared Euclidean, ``cosine`` 1 - cos (queries normalised),
 ``dot`` the negated inner product. Lower is better everywhere.
@@ -131,6 +134,19 @@ END_MAGIC = FILE_FORMAT.end_magic
 FORMAT_VERSION = FILE_FORMAT.version
 
 
+# A row whose 1 / |row| is this close to 1 is of unit length to float32 rounding (a collection normalises
+# its rows under cosine, in float64): while every row is, the walk reads no norm (graph.inv_norms NULL).
+cdef float UNIT_NORM_SLACK = 3e-7
+
+
+cdef bint all_unit(const float *inv, int64_t n) noexcept nogil:
+    cdef int64_t i
+    for i in range(n):
+        if not (1.0 - UNIT_NORM_SLACK <= inv[i] <= 1.0 + UNIT_NORM_SLACK):
+            return False
+    return True
+
+
 cdef void set_inv_norms(const float *v, float *out, int64_t n, int dim) noexcept nogil:
     """out[i] = 1 / |row i| of the n rows at v (the sum in float64, as ann_normalize)."""
     cdef int64_t i
@@ -158,7 +174,8 @@ cdef class HNSWIndex(HnswGraphIndex):
     cdef float *_own  # vectors the index owns (copied in by add), _own_cap rows of room; or NULL
     cdef int64_t _own_cap
     cdef object _kept  # the array graph.vectors points into when not _own (add copy=False, attach_vectors)
-    cdef float *_inv  # cosine: 1 / |row| per row (rows.cap of room), graph.inv_norms; else NULL
+    cdef float *_inv  # cosine: 1 / |row| per row (rows.cap of room); else NULL
+    cdef bint _unit  # cosine: every row is of unit length (all_unit), so graph.inv_norms is NULL
     cdef bint _keep  # add(copy=False) in progress
     cdef bint _norms_stale  # cosine, loaded from a version-1 file: the norms come with attach_vectors
     cdef int _file_version  # of the file being loaded
@@ -168,6 +185,7 @@ cdef class HNSWIndex(HnswGraphIndex):
         self._inv = NULL
         self._kept = None
         self._file_version = FORMAT_VERSION
+        self._unit = True
 
     def __dealloc__(self) -> None:
         free(self._own)
@@ -235,9 +253,20 @@ cdef class HNSWIndex(HnswGraphIndex):
             if self._norms_stale and self.rows.n:
                 with nogil:
                     set_inv_norms(self.graph.vectors, self._inv, self.rows.n, self.rows.dim)
+                self._check_unit(0)
             self._norms_stale = False
         finally:
             self._writing = False
+
+    cdef void _check_unit(self, int64_t first) noexcept:
+        """After the norms of rows [first, n) were set: the walk reads the norms unless every row is unit."""
+        if self._inv == NULL:
+            return
+        if first == 0:
+            self._unit = True
+        if self._unit and not all_unit(self._inv + first, self.rows.n - first):
+            self._unit = False
+        self.graph.inv_norms = NULL if self._unit else self._inv
 
     cdef int _own_room(self) except -1:
         """Own memory for rows.cap rows holding the vectors (the kept rows copied in, the first time)."""
@@ -266,7 +295,7 @@ cdef class HNSWIndex(HnswGraphIndex):
             if p == NULL:
                 raise MemoryError()
             self._inv = <float *>p
-            self.graph.inv_norms = self._inv
+            self.graph.inv_norms = NULL if self._unit else self._inv
         return 0
 
     cdef int _check_searchable(self) except -1:
@@ -315,6 +344,9 @@ cdef class HNSWIndex(HnswGraphIndex):
         if self.rows.metric == METRIC_COSINE:
             with nogil:
                 set_inv_norms(self.graph.vectors + n0 * dim, self._inv + n0, m, dim)
+            if self._unit and not all_unit(self._inv + n0, m):
+                self._unit = False
+                self.graph.inv_norms = self._inv
         for i in range(m):
             lvl = <int>(-log(ann_rng_unit(&self.graph.rng_state)) * self.graph.level_mult)
             lvl = min(lvl, MAX_LEVEL)
@@ -560,7 +592,7 @@ cdef class HNSWIndex(HnswGraphIndex):
             if norms != NULL:
                 free(self._inv)
                 self._inv = norms
-                self.graph.inv_norms = norms
+                self.graph.inv_norms = NULL if self._unit else norms
             free(perm)
             free(inv)
         finally:
@@ -602,6 +634,8 @@ cdef class HNSWIndex(HnswGraphIndex):
     def _check_loaded(self, path: object) -> None:
         HnswGraphIndex._check_loaded(self, path)
         self._file_version = FORMAT_VERSION
+        if not self._norms_stale:
+            self._check_unit(0)
 
     @classmethod
     def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWIndex, int]:

@@ -20,8 +20,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from proximadb.errors import ValidationError
 from proximadb.index import registry
 from proximadb.index._base import VectorIndex

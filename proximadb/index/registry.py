@@ -141,7 +141,8 @@ def _ivf_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
 register(MappedVectorsKind(
     "hnsw", HNSWIndex, "index.hnsw", build_params=("M", "ef_construction", "seed"), search_param="ef",
     ranges={"M": (2, 128), "ef_construction": (4, 4096), "ef": (1, 65536), "seed": (0, 2**31)},
-    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0}, build_options={"threads": 0, "repair": True, "copy": False},
+    defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0},
+    build_options={"threads": 0, "repair": True, "copy": False},
 ))
 register(IndexKind(
     "ivf", IVFIndex, "index.ivf", build_params=("nlist", "seed"), search_param="nprobe",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from proximadb.storage.engine import Engine
+from proximadb.storage.segment import VEC_HEADER
+from proximadb.storage.wal_io import crc32c
 from proximadb.tools.datasets import recall_at
 
 
@@ -95,3 +98,45 @@ def test_switching_a_flat_collection_to_hnsw_builds_indexes(tmp_path: Path, sift
         assert col.wait_for_indexes(timeout=60)
         assert col.stats()["indexed_segments"] == 1
         assert col.search(base[11], k=1)[0]["id"] == "11"
+
+
+def test_a_version_1_index_file_opens_without_a_rebuild(tmp_path: Path, sift, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A data directory of the code before index.hnsw format 2 (whose file held the vectors, normalised
+    under cosine): its index loads, is given the segment's mapped vectors and answers alike; no rebuild.
+    The version-1 file is written here from the format-2 one by hnsw.pyx's documented layouts."""
+    base, queries, _gt = sift
+    engine = Engine.open(tmp_path / "d", fsync="never")
+    engine.create_collection("c", 128, distance_metric="cosine", indexing_algorithm="hnsw",
+                             index_params={"M": 8, "ef_construction": 64})
+    col = engine.collection("c")
+    col.insert(ids=[str(i) for i in range(3000)], vectors=base[:3000])
+    col.flush()
+    assert col.wait_for_indexes(timeout=120)
+    before = [col.search(q, k=10, ef=32, include_metadata=False) for q in queries[:20]]
+    engine.close()
+
+    index_file = next((tmp_path / "d").rglob("index.hnsw"))
+    raw = index_file.read_bytes()
+    n = struct.unpack_from("<Q", raw, 56)[0]
+    assert struct.unpack_from("<I", raw, 8)[0] == 2 and n == 3000
+    vecs = np.fromfile(index_file.parent / "vectors.f32", dtype="<f4", offset=VEC_HEADER.size).reshape(n, 128)
+    inv = (1.0 / np.sqrt(np.einsum("ij,ij->i", vecs.astype(np.float64), vecs.astype(np.float64)))).astype(np.float32)
+    unit = (vecs * inv[:, None]).astype("<f4")  # what version 1 stored: each row scaled by its float32 1/|row|
+    body = raw[96:-8]
+    body_v1 = body[:8 * n] + unit.tobytes() + body[8 * n:len(body) - 4 * n]  # vectors in, norms out
+    head = bytearray(raw[:96])
+    struct.pack_into("<I", head, 8, 1)
+    struct.pack_into("<I", head, 88, crc32c(bytes(head[:88])))
+    v1 = bytes(head) + body_v1 + struct.pack("<I", crc32c(body_v1)) + b"PXHE"
+    index_file.write_bytes(v1)
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="proximadb.index"), Engine.open(tmp_path / "d") as engine:
+        col = engine.collection("c")
+        assert col.stats()["indexed_segments"] == 1 and col.index_builder.pending == 0
+        after = [col.search(q, k=10, ef=32, include_metadata=False) for q in queries[:20]]
+    assert "building" not in caplog.text and "unusable" not in caplog.text
+    assert index_file.read_bytes() == v1  # a derived file that loads is kept as it is
+    for old, new in zip(before, after, strict=True):
+        assert [h["id"] for h in old] == [h["id"] for h in new]
+        np.testing.assert_allclose([h["distance"] for h in old], [h["distance"] for h in new], rtol=0, atol=1e-6)
