@@ -18,8 +18,10 @@ segment's ``vectors.f32`` (``attach_vectors``, never copied; under
 ``hnsw.pyx`` (``l2`` squared, ``cosine`` 1 - cos, ``dot`` the negated inner product), so results
 merge with exact scans. ``rescore=False`` returns the code distances. Filtered searches that are
 cheaper as an exact scan (as in ``hnsw.pyx``) scan the float32 vectors. Memory per row: ``dim``
-bytes of codes + ``(2M + 1) * 4`` bytes of level-0 links + ids/flags, instead of ``dim * 4`` bytes
-of vectors on top of the links.
+bytes of codes + ``(2M + 1) * 4`` bytes of level-0 links + ids/flags; the float32 index
+(``hnsw.pyx``) holds no vectors either (it walks the same memory map), so the codes trade
+``dim`` bytes a row of anonymous memory for a walk that reads ``dim`` bytes instead of ``dim * 4``
+of the mapped vectors a visited row.
 
 File ``index.hnsw8`` in the segment directory (all integers little-endian), version 1; the
 framing (prefix, header CRC, body CRC, end magic, atomic save) is ``_base.pyx``'s::

@@ -294,7 +294,9 @@ class Segment:
 
     def release(self) -> None:
         """Drop every mapping of the segment's files (vectors, columns, payload index) so that their
-        space is free as soon as the files are removed; the segment is unusable afterwards."""
+        space is free as soon as the files are removed; the segment is unusable afterwards. Its index
+        goes too: an HNSW index reads the vectors' mapping (it keeps no copy of its own)."""
+        self.index = None
         self.vectors = np.zeros((0, self.dim), dtype=np.float32)
         self.ids = IdTable(np.zeros(1, dtype=np.uint64), b"")
         self.metadata = []
