@@ -20,7 +20,11 @@ class IndexFileFormat:
     header: struct.Struct
     header_size: int
     end_magic: bytes
-    def __init__(self, label: str, magic: bytes, version: int, header: struct.Struct, end_magic: bytes) -> None: ...
+    older: tuple[int, ...]
+    def __init__(
+        self, label: str, magic: bytes, version: int, header: struct.Struct, end_magic: bytes,
+        older: tuple[int, ...] = (),
+    ) -> None: ...
     def error(self, path: object, what: str) -> CorruptionError: ...
 
 class VectorIndex:
