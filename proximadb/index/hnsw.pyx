@@ -91,7 +91,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.math cimport log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 
 from proximadb.index._ann cimport *
@@ -104,12 +104,12 @@ from proximadb.index._hnsw_graph cimport (
     insert_begin,
     insert_levels,
     insert_row,
-    links_of,
     prefetch_vector,
     repair_level0,
     search_graph,
     vector_distance,
 )
+from proximadb.index._hnsw_reorder cimport reorder_rows
 from proximadb.index._base cimport (
     METRIC_COSINE,
     MAX_POOL,
@@ -484,120 +484,24 @@ cdef class HNSWIndex(HnswGraphIndex):
         external, so only bitmaps over internal rows (see ``ids``) change meaning.
         The vectors are permuted into the index's own memory (kept or attached
         vectors are copied: their order is the caller's). Worth calling once after
-        a bulk build of an index that owns its vectors; O(n * M)."""
-        cdef int64_t n = self.rows.n
-        cdef int64_t i, j, head = 0, tail = 0, up = 0, cnt, nrec
-        cdef int dim = self.rows.dim
-        cdef int32_t r, old
-        cdef int32_t *perm
-        cdef int32_t *inv
-        cdef int32_t *ll
-        cdef int32_t *src
-        cdef char *block
-        cdef int32_t *upper_links
-        cdef int64_t *ids
-        cdef uint8_t *levels
-        cdef uint8_t *deleted
-        cdef int64_t *upper_offset
+        a bulk build of an index that owns its vectors; O(n * M)
+        (``_hnsw_reorder.pyx``)."""
         cdef float *vecs
-        cdef float *norms = NULL
-        if n < 2:
+        if self.rows.n < 2:
             return
         self._check_searchable()
         self._enter_write("reorder")
         try:
-            perm = <int32_t *>malloc(n * sizeof(int32_t))
-            inv = <int32_t *>malloc(n * sizeof(int32_t))
-            block = <char *>malloc(self.rows.cap * self.graph.record_size)
-            upper_links = <int32_t *>malloc(max(self.graph.upper_cap, 1) * sizeof(int32_t))
-            ids = <int64_t *>malloc(self.rows.cap * sizeof(int64_t))
-            levels = <uint8_t *>malloc(self.rows.cap)
-            deleted = <uint8_t *>calloc(self.rows.cap, 1)
-            upper_offset = <int64_t *>malloc(self.rows.cap * sizeof(int64_t))
-            vecs = <float *>malloc(self.rows.cap * dim * sizeof(float))
-            if self._inv != NULL:
-                norms = <float *>malloc(self.rows.cap * sizeof(float))
-            if not (perm and inv and block and upper_links and ids and levels and deleted and upper_offset and vecs
-                    and (norms or self._inv == NULL)):
-                free(perm); free(inv); free(block); free(upper_links)
-                free(ids); free(levels); free(deleted); free(upper_offset); free(vecs); free(norms)
-                raise MemoryError()
-            with nogil:
-                for i in range(n):
-                    inv[i] = -1
-                # Breadth-first from the entry point; rows it cannot reach keep their order at the end.
-                perm[tail] = self.graph.entry_point
-                inv[self.graph.entry_point] = 0
-                tail += 1
-                i = 0
-                while True:
-                    while head < tail:
-                        ll = links_of(&self.graph, perm[head], 0)
-                        head += 1
-                        for j in range(1, ll[0] + 1):
-                            if inv[ll[j]] < 0:
-                                inv[ll[j]] = <int32_t>tail
-                                perm[tail] = ll[j]
-                                tail += 1
-                    while i < n and inv[i] >= 0:
-                        i += 1
-                    if i >= n:
-                        break
-                    inv[i] = <int32_t>tail
-                    perm[tail] = <int32_t>i
-                    tail += 1
-                memset(block + n * self.graph.record_size, 0, (self.rows.cap - n) * self.graph.record_size)
-                for r in range(n):
-                    old = perm[r]
-                    memcpy(block + r * self.graph.record_size, self.graph.level0 + old * self.graph.record_size,
-                           self.graph.record_size)
-                    memcpy(vecs + <int64_t>r * dim, self.graph.vectors + <int64_t>old * dim, dim * sizeof(float))
-                    if norms != NULL:
-                        norms[r] = self._inv[old]
-                    ll = <int32_t *>(block + r * self.graph.record_size)
-                    for j in range(1, ll[0] + 1):
-                        ll[j] = inv[ll[j]]
-                    ids[r] = self.rows.ids[old]
-                    levels[r] = self.graph.levels[old]
-                    deleted[r] = self.rows.deleted[old]
-                    if levels[r] == 0:
-                        upper_offset[r] = -1
-                        continue
-                    upper_offset[r] = up
-                    nrec = <int64_t>levels[r] * (self.graph.M + 1)
-                    src = self.graph.upper_links + self.graph.upper_offset[old]
-                    for j in range(nrec):
-                        upper_links[up + j] = src[j]
-                    for cnt in range(levels[r]):
-                        ll = upper_links + up + cnt * (self.graph.M + 1)
-                        for j in range(1, ll[0] + 1):
-                            ll[j] = inv[ll[j]]
-                    up += nrec
-                for i in range(self._idmap.cap):
-                    if self._idmap.rows[i] >= 0:
-                        self._idmap.rows[i] = inv[self._idmap.rows[i]]
-                self.graph.entry_point = inv[self.graph.entry_point]
-            free(self.graph.level0); free(self.graph.upper_links); free(self.rows.ids)
-            free(self.graph.levels); free(self.rows.deleted); free(self.graph.upper_offset); free(self._own)
-            self.graph.level0 = block
-            self.graph.upper_links = upper_links
-            self.rows.ids = ids
-            self.graph.levels = levels
-            self.rows.deleted = deleted
-            self.graph.upper_offset = upper_offset
+            vecs = reorder_rows(&self.rows, &self.graph, &self._idmap, &self._inv)
+            free(self._own)
             self._own = vecs
             self._own_cap = self.rows.cap
             self._kept = None
             self.graph.vectors = vecs
-            if norms != NULL:
-                free(self._inv)
-                self._inv = norms
-                self.graph.inv_norms = NULL if self._unit else norms
-            free(perm)
-            free(inv)
+            if self._inv != NULL:
+                self.graph.inv_norms = NULL if self._unit else self._inv
         finally:
             self._writing = False
-
 
     # -- persistence (framing: the base's save/load) --
 

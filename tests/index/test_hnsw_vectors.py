@@ -141,3 +141,16 @@ def test_a_segment_build_keeps_the_segment_vectors_and_uses_every_core() -> None
     base = _rows(300, 8, 9)
     index = kind.build(8, "l2", kind.params({}, 300), base)
     assert isinstance(index, HNSWIndex) and not index.owns_vectors and index.reachable_count() == 300
+
+
+def test_reorder_moves_kept_vectors_and_cosine_norms_into_its_own_memory() -> None:
+    n, dim = 600, 12
+    base = _rows(n, dim, 10)
+    index = HNSWIndex(dim, "cosine", M=6, ef_construction=40, seed=2)
+    index.add(np.arange(n) + 7, base, copy=False)
+    queries = _rows(15, dim, 11)
+    before = index.search_batch(queries, 8, ef=40)
+    index.reorder()
+    assert index.owns_vectors and index.ids.tolist() != list(range(7, n + 7))
+    for a, b in zip(before, index.search_batch(queries, 8, ef=40), strict=True):
+        np.testing.assert_array_equal(a, b)
