@@ -36,9 +36,10 @@ Index file framing (all integers little-endian), shared by every kind::
     end-4      4     the kind's end magic (e.g. b"PXHE")
 
 ``save`` writes to ``path + ".tmp"``, fsyncs and renames it over ``path``.
-``load`` checks the magic, version, header CRC, the kind's header fields, the
-file size the header implies, the body CRC and the kind's structure, and
-raises CorruptionError naming the file and the check that failed.
+``load`` checks the magic, version (the kind's, or an older one it still reads:
+``IndexFileFormat.older``, e.g. HNSW's version 1), header CRC, the kind's header
+fields, the file size the header implies, the body CRC and the kind's structure,
+and raises CorruptionError naming the file and the check that failed.
 """
 
 cimport numpy as cnp
