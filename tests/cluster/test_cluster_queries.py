@@ -252,3 +252,30 @@ def test_a_shards_groups_are_settled_only_when_no_group_it_left_out_can_change_t
     assert [g["value"] for g in _merged([a2, b], 4, 1)] == ["Y", "X", 1, "1"]
     # The limit-th merged group no nearer than what A left out: not settled.
     assert not _settled(a2, 4, _merged([a2, b], 4, 1), 4, 1)
+
+
+def test_a_group_whose_hits_are_on_two_shards_makes_the_cluster_ask_again(cluster: DevCluster, embedded: Any) -> None:
+    """Rows placed on purpose (ids chosen by their shard): shard 0 holds A at 0.5 and G at 0.9 from the query,
+    shard 1 holds G at 0.1 and B at 0.2. One group of two hits: G with 0.1 and 0.9; the first round (one
+    group from each shard) gives G one hit, so shard 0 must be asked for more groups."""
+    from proximadb.cluster.placement import shard_of
+
+    def on(shard: int, taken: set[str]) -> str:
+        found = next(f"g{i}" for i in range(1000) if f"g{i}" not in taken and shard_of(f"g{i}", 2) == shard)
+        taken.add(found)
+        return found
+
+    taken: set[str] = set()
+    rows_ = [(on(0, taken), 0.5, "A"), (on(0, taken), 0.9, "G"), (on(1, taken), 0.1, "G"), (on(1, taken), 0.2, "B")]
+    vectors = np.zeros((len(rows_), DIM), dtype=np.float32)
+    vectors[:, 0] = [d for _, d, _ in rows_]
+    writer = cluster.rest(0)
+    for db, placement in ((writer, {"shards": 2, "replication_factor": 2}), (embedded, {})):
+        db.create_collection("two", DIM, distance_metric="euclidean", **placement)
+        db.insert_vectors("two", ids=[r[0] for r in rows_], vectors=vectors, metadatas=[{"g": g} for *_, g in rows_])
+    query = np.zeros(DIM, dtype=np.float32)
+    want = embedded.search_groups("two", query, "g", limit=1, group_size=2)
+    assert [(g["value"], [h["id"] for h in g["hits"]]) for g in want] == [("G", [rows_[2][0], rows_[1][0]])]
+    for client in (writer, cluster.grpc(1)):
+        wait_until(f"{client.url} holds 'two'", lambda c=client: c.count("two") == len(rows_), WAIT)
+        same(_plain(client.search_groups("two", query, "g", limit=1, group_size=2)), _plain(want))
