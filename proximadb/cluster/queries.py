@@ -86,10 +86,11 @@ class ClusterQueries(HybridQuery):
         return self.owner.options
 
     def _every_shard(self, local: Callable[[Any, int], T], remote: Callable[[Any, str, int], T],
-                     shards: list[int] | None = None) -> list[T]:
+                     shards: list[int] | None = None, targets: list[int] | None = None) -> list[T]:
         """``local(replica, shard)`` or ``remote(client, shard address, shard)`` on one replica of each shard (of
-        ``shards``, default all), in parallel; the answers in shard order."""
-        targets = self._targets()
+        ``shards``, default all), in parallel, each at its read target (``targets``, default the request's
+        now); the answers in shard order."""
+        targets = self._targets() if targets is None else targets
         fanout = self.owner.fanout
         return fanout.each(  # type: ignore[no-any-return]
             lambda shard: fanout.on_shard(self.shard_map, shard, targets[shard], lambda c: local(c, shard),
@@ -101,13 +102,14 @@ class ClusterQueries(HybridQuery):
 
     # -- text --
 
-    def text_stats(self, text: str) -> CorpusStats:
+    def text_stats(self, text: str, targets: list[int] | None = None) -> CorpusStats:
         """The collection's BM25 statistics for ``text``'s terms: every shard's, added up (phase 1)."""
         check_text(text)
         body = {"text": text, "corpus_stats": True}
         return CorpusStats.combine(self._every_shard(
             lambda c, _: c.text_stats(text),
-            lambda client, addr, _: CorpusStats.from_json(client._run(calls.single("search_text", addr, body)))))
+            lambda client, addr, _: CorpusStats.from_json(client._run(calls.single("search_text", addr, body))),
+            targets=targets))
 
     def search_text(self, text: str, k: int = 10, *, filter: Any = None, include_metadata: bool = True,
                     analyzer: Any = None, score_threshold: float | None = None) -> list[dict[str, Any]]:
@@ -118,15 +120,17 @@ class ClusterQueries(HybridQuery):
         compile_filter(filter)  # a bad filter is refused before any shard is asked
         if analyzer is not None:
             raise ValidationError("a cluster's text search uses the collection's text_analyzer setting")
-        stats = self.text_stats(text)
-        if stats.rows == 0:
+        targets = self._targets()  # both phases wait for the same entries
+        stats = self.text_stats(text, targets)
+        if stats.rows == 0 or not stats.df:  # no row, or no term (the analyzer left none): no hit
             return []
         body = {"text": text, "k": k, "filter": filter, "include_metadata": include_metadata,
                 "score_threshold": score_threshold, "corpus_stats": stats.to_json()}
         hits = [hit for part in self._every_shard(
             lambda c, _: c.search_text(text, k, filter=filter, include_metadata=include_metadata,
                                     score_threshold=score_threshold, stats=stats),
-            lambda client, addr, _: client._run(calls.single("search_text", addr, body))) for hit in part]
+            lambda client, addr, _: client._run(calls.single("search_text", addr, body)), targets=targets)
+            for hit in part]
         return sorted(hits, key=_best)[:k]
 
     # -- recommend --
@@ -181,7 +185,7 @@ class ClusterQueries(HybridQuery):
             if not pending:
                 return merged
             for s in pending:
-                if asked[s] * group_size >= max_k:
+                if asked[s] >= max_k // group_size:
                     raise ValidationError(
                         f"search_groups: shard {s} of {self.shard_map.collection!r} has more than {asked[s]} groups "
                         f"nearer than one of the first {limit}; lower group_size or raise the server's max_k")
