@@ -57,7 +57,7 @@ from proximadb.storage.query_shapes import (
     group_key,
 )
 from proximadb.storage.text_search import check_text
-from proximadb.storage.validation import check_k
+from proximadb.storage.validation import check_k, query_matrix
 from proximadb.text.bm25 import CorpusStats
 
 T = TypeVar("T")
@@ -142,8 +142,11 @@ class ClusterQueries(HybridQuery):
         """One node's recommend on every shard with the examples as vectors, merged (the module's documentation)."""
         check_recommend(positive, negative, strategy, k, self.options.limits.max_k)
         compile_filter(filter)
-        pos = example_vectors(positive, "positive", self.get_many, self.config.name)
-        neg = example_vectors(negative, "negative", self.get_many, self.config.name)
+        def vector(example: Any) -> Any:  # checked in order with the ids, as one node does
+            return query_matrix(example, self.config.dimension, cosine=self.config.distance_metric == "cosine")[0]
+
+        pos = example_vectors(positive, "positive", self.get_many, self.config.name, vector)
+        neg = example_vectors(negative, "negative", self.get_many, self.config.name, vector)
         excluded = {e for e in (*positive, *negative) if isinstance(e, str)}
         options = {"filter": filter, "score_threshold": score_threshold, "include_vectors": include_vectors,
                    "include_metadata": include_metadata, "exact": exact, "ef": ef, "nprobe": nprobe}

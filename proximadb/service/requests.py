@@ -356,7 +356,7 @@ class SearchText:
     filter: Filter = None
     include_metadata: bool = True
     score_threshold: float | None = None  # BM25 score >= it
-    # Cluster mode's fan-out to a shard address only (proximadb/cluster/text_queries.py): True asks for the
+    # Cluster mode's fan-out to a shard address only (proximadb/cluster/queries.py): True asks for the
     # shard's BM25 statistics of the text's terms, CorpusStats scores with the whole collection's.
     corpus_stats: CorpusStats | bool | None = None
 

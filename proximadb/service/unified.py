@@ -338,7 +338,7 @@ class UnifiedAvroService:
     def search_text(self, collection: str, req: SearchText) -> list[dict[str, Any]]:
         """BM25 hits over the records' document text: {id, score, metadata?, expires_at?}, best first."""
         given: dict[str, Any] = {}
-        if req.corpus_stats is not None:  # the cluster's fan-out to one shard (proximadb/cluster/text_queries.py)
+        if req.corpus_stats is not None:  # the cluster's fan-out to one shard (proximadb/cluster/queries.py)
             self._shard_address_only(collection)
             if req.corpus_stats is True:
                 raise ValidationError("corpus_stats: true (a shard's statistics) is answered over REST only")

@@ -22,7 +22,7 @@ ranks the same whatever the split into segments, and deleted or expired rows wei
 filter applies inside each part (the planner's rows or mask, filter_plan.py), as for vector search.
 
 ``stats`` given to a search replaces the collection's own statistics: a cluster shard scores with the
-whole collection's (proximadb/cluster/text_queries.py), so its scores are the ones one node holding every
+whole collection's (proximadb/cluster/queries.py), so its scores are the ones one node holding every
 row would give. ``text_stats`` answers a part's share of them (:class:`proximadb.text.bm25.CorpusStats`).
 
 ``hybrid_search`` (storage/query_shapes.py's :class:`HybridQuery`) runs a vector search and a text search for
@@ -153,7 +153,7 @@ class TextSearchPath(SearchPath):
     def _search_text(self, text: str, k: int, flt: Filter | None, analyzer: Analyzer,
                      include_metadata: bool, stats: CorpusStats | None = None) -> list[dict[str, Any]]:
         """BM25 top-k, scored with the collection's live statistics, or with ``stats`` when given (the
-        whole cluster collection's, for one shard: proximadb/cluster/text_queries.py)."""
+        whole cluster collection's, for one shard: proximadb/cluster/queries.py)."""
         parts = self._text_parts(flt, analyzer)
         terms = analyzer.terms(text)
         if stats is None:

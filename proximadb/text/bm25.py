@@ -13,7 +13,7 @@ the average length may be given from wider statistics (:class:`CorpusStats`: the
 collection's parts), so scores of several parts are comparable and can be merged.
 
 **JSON form** (:meth:`CorpusStats.to_json`: what a cluster's shards send and are sent, the ``corpus_stats``
-field of a ``search_text`` request to a shard address, proximadb/cluster/text_queries.py)::
+field of a ``search_text`` request to a shard address, proximadb/cluster/queries.py)::
 
     {"rows": <int >= 0>, "total_terms": <number >= 0>, "df": {<term>: <int >= 0>, ...}}
 """

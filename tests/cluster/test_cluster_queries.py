@@ -146,6 +146,8 @@ def calls(name: str) -> list[tuple[str, Callable[[Any], Any]]]:
         ("recommend deleted id", lambda c: c.recommend(name, ["r1"], ["r3"], k=3)),
         ("recommend bad strategy", lambda c: c.recommend(name, ["r1"], strategy="mean")),
         ("recommend bad vector", lambda c: c.recommend(name, [np.ones(DIM + 2)], k=3)),
+        ("recommend bad vector before an unknown id", lambda c: c.recommend(name, ["r1", np.ones(DIM + 2), "nope"])),
+        ("recommend zero vector", lambda c: c.recommend(name, [np.zeros(DIM)], k=3)),
     ]
     for fusion in ("rrf", "dbsf", "relative_score"):
         out += [
