@@ -376,8 +376,8 @@ def test_a_one_row_index_keeps_its_graph(tmp_path: Path, cls: type) -> None:
     """A one-row segment: the links kept from the float32 build are a copy (HNSWIndex.graph_arrays once
     returned a view of one row's links into the freed build: garbage links, the file refused on load)."""
     for dim in (16, 24):
-        for M in (4, 8, 16):
-            index = cls(dim, "l2", M=M, ef_construction=16)
+        for degree in (4, 8, 16):
+            index = cls(dim, "l2", M=degree, ef_construction=16)
             index.add([7], np.ones((1, dim), dtype=np.float32))
             assert list(index.search(np.zeros(dim, dtype=np.float32), 3)[0]) == [7]
             index.save(tmp_path / "one.idx")
@@ -393,7 +393,7 @@ def test_pq_small_segments_train_fewer_centroids(tmp_path: Path, n: int) -> None
     index.add(np.arange(n) + 100, rows)
     assert index.ksub == n and not index.codebooks()[:, n:].any()
     np.testing.assert_allclose(_pq_reconstruction(index), rows, rtol=1e-5, atol=1e-5)
-    found, dist = index.search(queries[0], min(n, 3))
+    found, _ = index.search(queries[0], min(n, 3))
     exact = ((rows - queries[0]) ** 2).sum(axis=1)
     np.testing.assert_array_equal(found, np.argsort(exact, kind="stable")[:min(n, 3)] + 100)
     path = tmp_path / "small.hnswpq"
