@@ -55,7 +55,8 @@ stored vector (normalised under ``cosine``) is above the segment's per-dimension
 (``code_bytes = ceil(dim / 8)``). The query stays in float32 (asymmetric): the traversal's
 distance to a row is minus the inner product of ``q - center`` with the row's signs (+1 for a set
 bit, -1 otherwise), summed from a per-query table of 256 partial sums per code byte (``qt``, built
-once per query), one lookup per 8 dimensions. It is 32 times smaller than float32 and coarse: with
+once per query), one lookup per 8 dimensions (``table_distance``, which the product-quantized index of
+``hnsw_pq.pyx``, a subclass of :class:`HNSWInt8Index` through ``hnsw_int8.pxd``, shares). It is 32 times smaller than float32 and coarse: with
 rescoring, recall depends on the data (embeddings of a few hundred dimensions and up) and on
 oversampling (default 4). ``rescore=False`` returns those sign distances. The file is laid out as ``index.hnsw8`` with magic ``b"PXHNSB\x00\x01"``, end
 ``b"PXHB"``, ``lo`` holding ``center``, ``step`` zeros and ``codes`` u8[n*code_bytes].
