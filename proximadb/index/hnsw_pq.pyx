@@ -97,6 +97,14 @@ def default_m(dim: int) -> int:
     return max([d for d in range(1, dim // 4 + 1) if dim % d == 0], default=1)
 
 
+def training_rows(n: int, seed: int) -> np.ndarray | None:
+    """The rows (sorted) the codebooks of a segment of n rows are trained on: None (all of them) up to
+    TRAIN_ROWS, else TRAIN_ROWS of them drawn with the seed (the same for the same n and seed)."""
+    if n <= TRAIN_ROWS:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, TRAIN_ROWS, replace=False))
+
+
 def check_m(m: object, dim: int, field: str = "m") -> int:
     """m as an int when it is a number of sub-vectors for dim (1..dim, dividing dim), else ValidationError."""
     if isinstance(m, bool) or not isinstance(m, int):
@@ -201,11 +209,8 @@ cdef class HNSWPQIndex(HNSWInt8Index):
         cdef int j, ds = self._dsub
         if n == 0:
             return 0
-        if n > TRAIN_ROWS:
-            rng = np.random.default_rng(int(self._seed))
-            sample = self._as_stored(np.asarray(vectors)[np.sort(rng.choice(n, TRAIN_ROWS, replace=False))])
-        else:
-            sample = self._as_stored(vectors[:n])
+        chosen = training_rows(n, int(self._seed))
+        sample = self._as_stored(vectors[:n] if chosen is None else np.asarray(vectors)[chosen])
         self._ksub = min(KSUB, sample.shape[0])
         self._codebooks[...] = 0
         for j in range(self._m):

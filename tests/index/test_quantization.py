@@ -17,7 +17,7 @@ from _support import child_env
 from proximadb.errors import CorruptionError, ValidationError
 from proximadb.index.hnsw import HNSWIndex
 from proximadb.index.hnsw_int8 import HNSWBinaryIndex, HNSWInt8Index
-from proximadb.index.hnsw_pq import HNSWPQIndex
+from proximadb.index.hnsw_pq import TRAIN_ROWS, HNSWPQIndex, training_rows
 from proximadb.storage.engine import Engine
 from proximadb.storage.wal_io import crc32c
 from proximadb.tools.datasets import recall_at
@@ -369,6 +369,26 @@ def test_code_distance_is_the_table_sum(cls: type, metric: str, dim: int, m: int
         want = definition(index, rows, q)
         np.testing.assert_allclose(dist, want[found], rtol=1e-4, atol=1e-4)
         assert dist[0] <= np.sort(want)[4] + 1e-4  # ef 400 of 500 rows: among the best codes
+
+
+def test_pq_training_is_seeded_and_deterministic() -> None:
+    """The codebooks depend on the rows and the seed only: two builds (one graph built on every core, so a
+    different graph) give the same codebooks and codes; a large segment trains on a seeded sample."""
+    rows, _ = _clustered(3000, 16, seed=10)
+    a, b = HNSWPQIndex(16, "dot", M=8, ef_construction=32), HNSWPQIndex(16, "dot", M=8, ef_construction=32)
+    a.add(np.arange(len(rows)), rows, threads=1)
+    b.add(np.arange(len(rows)), rows, threads=0)
+    np.testing.assert_array_equal(a.codebooks(), b.codebooks())
+    np.testing.assert_array_equal(a.codes_array(), b.codes_array())
+    c = HNSWPQIndex(16, "dot", M=8, ef_construction=32, seed=1)
+    c.add(np.arange(len(rows)), rows)
+    assert not np.array_equal(a.codebooks(), c.codebooks())
+    assert training_rows(TRAIN_ROWS, 0) is None  # every row
+    sample = training_rows(TRAIN_ROWS * 3, 5)
+    assert sample is not None and len(np.unique(sample)) == TRAIN_ROWS and np.all(np.diff(sample) > 0)
+    assert sample.max() < TRAIN_ROWS * 3
+    np.testing.assert_array_equal(sample, training_rows(TRAIN_ROWS * 3, 5))
+    assert not np.array_equal(sample, training_rows(TRAIN_ROWS * 3, 6))
 
 
 @pytest.mark.parametrize("cls", [HNSWInt8Index, HNSWBinaryIndex, HNSWPQIndex])
