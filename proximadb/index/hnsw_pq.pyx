@@ -18,7 +18,8 @@ the segment (chosen with the index's seed: the same rows give the same codebooks
 sampled row (every row is its own centroid: its code is exact); the codebook entries above ``ksub``
 are zero and no code names them.
 
-Search: per query, a table of ``m x 256`` floats (``qt[256 j + c]``): under ``l2`` minus the
+Search: per query, a table of ``m x 256`` floats (``256 * dim`` multiply-adds, in loops over the
+256 centroids of one dimension that the compiler vectorises) (``qt[256 j + c]``): under ``l2`` minus the
 squared distance of the query's sub-vector ``j`` to centroid ``c`` of subspace ``j``, under
 ``dot`` / ``cosine`` their inner product; a row's code distance is ``bias - sum_j qt[256 j +
 code_j]`` (``hnsw_int8.table_distance``, the binary index's lookup; ``bias`` 0 under ``l2``, else
@@ -55,8 +56,9 @@ framing (prefix, header CRC, body CRC, end magic, atomic save) is ``_base.pyx``'
     84     4     u32 ksub (centroids trained per subspace, 1..256; 256 for an empty index)
     88     4     u32 CRC32C of bytes [0, 88)
     92     4     zero
-    96           body:  ids i64[n] | codebooks f32[m*256*dsub] (subspace j's centroid c at
-                        (j*256 + c)*dsub) | codes u8[n*m] | links0 i32[n*(M0+1)]
+    96           body:  ids i64[n] | codebooks f32[m*dsub*256] (dimension i of subspace j's centroid c
+                        at (j*dsub + i)*256 + c: dimension-major, as the query's table reads it)
+                        | codes u8[n*m] | links0 i32[n*(M0+1)]
                         | upper pool i32[upper len] | levels u8[n] | deleted u8[n]
     end-8  4     u32 CRC32C of the body
     end-4  4     b"PXHP"
@@ -128,7 +130,7 @@ cdef class HNSWPQIndex(HNSWInt8Index):
     cdef int _m
     cdef int _dsub
     cdef int _ksub
-    cdef object _codebooks      # float32 (m, 256, dsub)
+    cdef object _codebooks      # float32 (m, dsub, 256): [j, i, c] is dimension i of centroid c of subspace j
     cdef const float *_cb
 
     def __init__(self, int dim, str metric="l2", int M=16, int ef_construction=200, seed: int = 0,
@@ -140,7 +142,7 @@ cdef class HNSWPQIndex(HNSWInt8Index):
         self._ksub = KSUB
         self._code_bytes = m
         self._oversampling = 4.0
-        self._codebooks = np.zeros((m, KSUB, self._dsub), dtype=np.float32)
+        self._codebooks = np.zeros((m, self._dsub, KSUB), dtype=np.float32)
         self._cb = <const float *>cnp.PyArray_DATA(self._codebooks)
 
     @property
@@ -155,7 +157,7 @@ cdef class HNSWPQIndex(HNSWInt8Index):
 
     def codebooks(self) -> np.ndarray:
         """A copy of the codebooks, (m, 256, dim / m) float32; entries from ksub on are unused zeros."""
-        return self._codebooks.copy()
+        return np.ascontiguousarray(self._codebooks.transpose(0, 2, 1))
 
     def quantizer(self) -> tuple[np.ndarray, np.ndarray]:
         raise ValidationError("HNSWPQIndex has codebooks, not a per-dimension quantizer: use codebooks()")
@@ -170,27 +172,26 @@ cdef class HNSWPQIndex(HNSWInt8Index):
     cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq, RowDistance *dist) noexcept nogil:
         """qt[256 j + c]: l2, minus the squared distance of sub-vector j of q to centroid c of subspace j;
         dot / cosine, their inner product."""
-        cdef int j, c, i, ds = self._dsub
+        cdef int j, c, d, dim = self.rows.dim, ds = self._dsub
         cdef bint l2 = self.rows.metric == METRIC_L2
-        cdef const float *qs
-        cdef const float *cb = self._cb
+        cdef const float *row
         cdef float *t
-        cdef float acc, diff
-        for j in range(self._m):
-            t = qt + (j << 8)
-            qs = q + j * ds
-            for c in range(CODE_VALUES):
-                acc = 0
-                if l2:
-                    for i in range(ds):
-                        diff = qs[i] - cb[i]
-                        acc = acc + diff * diff
-                    t[c] = -acc
-                else:
-                    for i in range(ds):
-                        acc = acc + qs[i] * cb[i]
-                    t[c] = acc
-                cb += ds
+        cdef float x, diff
+        # One pass per dimension d over the 256 centroid components of d (contiguous): loops the
+        # compiler vectorises, the centroids' layout in the file (dimension-major) chosen for them.
+        for c in range(CODE_VALUES * self._m):
+            qt[c] = 0
+        for d in range(dim):
+            t = qt + ((d // ds) << 8)
+            row = self._cb + <int64_t>d * CODE_VALUES
+            x = q[d]
+            if l2:
+                for c in range(CODE_VALUES):
+                    diff = x - row[c]
+                    t[c] -= diff * diff
+            else:
+                for c in range(CODE_VALUES):
+                    t[c] += x * row[c]
         cq.qt = qt
         cq.bias = 0 if l2 else self.rows.dot_offset
         cq.nbytes = self._m
@@ -215,13 +216,14 @@ cdef class HNSWPQIndex(HNSWInt8Index):
         self._codebooks[...] = 0
         for j in range(self._m):
             sub = np.ascontiguousarray(sample[:, j * ds:(j + 1) * ds])
-            self._codebooks[j, :self._ksub] = kmeans(sub, self._ksub, "l2", int(self._seed) + j)
+            self._codebooks[j, :, :self._ksub] = kmeans(sub, self._ksub, "l2", int(self._seed) + j).T
+        centroids = [np.ascontiguousarray(self._codebooks[j, :, :self._ksub].T) for j in range(self._m)]
         codes = view_array(self.codes, n * self._m, cnp.NPY_UINT8).reshape(n, self._m)
         for s in range(0, n, _ENCODE_BLOCK):
             block = self._as_stored(vectors[s:s + _ENCODE_BLOCK])
             for j in range(self._m):
                 codes[s:s + _ENCODE_BLOCK, j] = assign(np.ascontiguousarray(block[:, j * ds:(j + 1) * ds]),
-                                                       self._codebooks[j, :self._ksub], "l2")
+                                                       centroids[j], "l2")
         return 0
 
     # -- persistence: the int8 index's, with m / ksub in the header and the codebooks as quantizer --
