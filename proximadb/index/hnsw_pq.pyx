@@ -157,7 +157,7 @@ cdef class HNSWPQIndex(HNSWInt8Index):
 
     def codebooks(self) -> np.ndarray:
         """A copy of the codebooks, (m, 256, dim / m) float32; entries from ksub on are unused zeros."""
-        return np.ascontiguousarray(self._codebooks.transpose(0, 2, 1))
+        return self._codebooks.transpose(0, 2, 1).copy()  # copy(): always a copy, in C order
 
     def quantizer(self) -> tuple[np.ndarray, np.ndarray]:
         raise ValidationError("HNSWPQIndex has codebooks, not a per-dimension quantizer: use codebooks()")
@@ -172,7 +172,7 @@ cdef class HNSWPQIndex(HNSWInt8Index):
     cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq, RowDistance *dist) noexcept nogil:
         """qt[256 j + c]: l2, minus the squared distance of sub-vector j of q to centroid c of subspace j;
         dot / cosine, their inner product."""
-        cdef int j, c, d, dim = self.rows.dim, ds = self._dsub
+        cdef int c, d, dim = self.rows.dim, ds = self._dsub
         cdef bint l2 = self.rows.metric == METRIC_L2
         cdef const float *row
         cdef float *t
