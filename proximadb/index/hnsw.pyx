@@ -291,8 +291,9 @@ cdef class HNSWIndex(HnswGraphIndex):
         the levels uint8, then the entry point and the max level (the int8 index, hnsw_int8.pyx, keeps
         these and replaces the float32 vectors by codes)."""
         arrays = self._body_arrays()
-        return (np.ascontiguousarray(arrays[2]), arrays[3].copy(), arrays[4].copy(), self.graph.entry_point,
-                self.graph.max_level)
+        # copy(), not ascontiguousarray: one row's strided view counts as contiguous and would come back
+        # uncopied, pointing into memory freed with this index
+        return (arrays[2].copy(), arrays[3].copy(), arrays[4].copy(), self.graph.entry_point, self.graph.max_level)
 
     def reorder(self) -> None:
         """Renumber the rows in breadth-first order of the level-0 graph (from the
