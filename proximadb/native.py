@@ -25,6 +25,7 @@ COMPILED_MODULES = (
     "proximadb.index._hnsw_reorder",
     "proximadb.index.hnsw",
     "proximadb.index.hnsw_int8",
+    "proximadb.index.hnsw_pq",
     "proximadb.index.ivf",
     "proximadb.index.inverted",
 )

@@ -3,8 +3,9 @@ instead of the local :class:`~proximadb.storage.engine.Engine` when ``serve --cl
 
 :class:`ClusterEngine` offers the part of the Engine facade the service uses (create, list, get, drop a
 collection; ``collection(name)``; ``options``, ``catalog``, ``close``) and :class:`ClusterCollection` the
-part of a Collection (insert_payload, delete, delete_where, get, get_many, count, search_batch,
-stats, wal_stats). So the service and both protocols stay as they are; only the object behind them differs.
+part of a Collection (insert_payload, delete, delete_where, get, get_many, count, search_batch, scroll,
+search_text, hybrid_search, search_groups, recommend, stats, wal_stats). So the service and both protocols
+stay as they are; only the object behind them differs.
 
 - **Writes** are checked here as one node checks them (dimension, ids, vectors, metadata, timestamps;
   an insert of an id that is live anywhere in the cluster is refused), routed by id to their shard,
@@ -22,6 +23,12 @@ stats, wal_stats). So the service and both protocols stay as they are; only the 
   collection made with that ``incarnation``, the id every create gives a name, so a read that overlaps a drop
   and a create of the same name never mixes the two) over the public REST API: the fan-out needs no
   route of its own. Collections whose names carry ``@`` cannot be created, so the names cannot clash.
+- **Text, hybrid, grouped search and recommend** (:mod:`proximadb.cluster.queries`) answer what one node
+  holding every row answers: text search in two phases (the shards' BM25 statistics of the query's terms
+  added up, then every shard's top-k scored with the sums; the statistics travel in ``search_text``'s
+  ``corpus_stats`` field, which only shard addresses take), hybrid search as one node fuses over those two
+  searches, groups merged from every shard's groups (each shard asked for more until settled), recommend
+  with its example ids looked up across the shards and every shard's answer merged.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from proximadb import consistency, idempotency
 from proximadb.cluster.fanout import Fanout, shard_address, wait_seconds
 from proximadb.cluster.node import INCARNATION, ClusterNode, incarnation_of, shard_log_name
 from proximadb.cluster.placement import shard_of
+from proximadb.cluster.queries import ClusterQueries
 from proximadb.cluster.read_target import ReadTargets
 from proximadb.cluster.request_ledger import NatsLedger
 from proximadb.cluster.shard_log import LogDeletedError
@@ -166,6 +174,11 @@ class ClusterEngine:
     def delete_collection(self, name_or_uuid: str) -> None:
         self.node.drop_collection(self.node.shard_map(name_or_uuid).collection)
 
+    @staticmethod
+    def is_shard_address(name: str) -> bool:
+        """Whether ``name`` is a shard address (a replica, not a collection): what the fan-out sends."""
+        return SHARD_ADDRESS.fullmatch(name) is not None
+
     def collection(self, name_or_uuid: str) -> Any:
         address = SHARD_ADDRESS.fullmatch(name_or_uuid)
         if address is not None:  # a peer's fan-out: this node's replica of one shard
@@ -237,8 +250,9 @@ class ClusterEngine:
         return doc, chunks
 
 
-class ClusterCollection:
-    """One collection of the cluster, as the service sees a local Collection (see the module's documentation)."""
+class ClusterCollection(ClusterQueries):
+    """One collection of the cluster, as the service sees a local Collection (see the module's documentation;
+    search_text, hybrid_search, search_groups and recommend: proximadb/cluster/queries.py)."""
 
     def __init__(self, owner: ClusterEngine, name: str) -> None:
         self.owner = owner
@@ -395,18 +409,6 @@ class ClusterCollection:
         if len(rows) > limit or (more and len(rows) == limit):
             return rows[:limit], rows[limit - 1]["id"]
         return rows, None
-
-    def search_text(self, *_: Any, **__: Any) -> Any:
-        raise UnavailableError("text search is not supported in cluster mode yet")
-
-    def hybrid_search(self, *_: Any, **__: Any) -> Any:
-        raise UnavailableError("hybrid search is not supported in cluster mode yet")
-
-    def search_groups(self, *_: Any, **__: Any) -> Any:
-        raise UnavailableError("grouped search is not supported in cluster mode yet")
-
-    def recommend(self, *_: Any, **__: Any) -> Any:
-        raise UnavailableError("recommend is not supported in cluster mode yet")
 
     def stats(self) -> dict[str, Any]:
         return {"name": self.name, "vector_count": self.count(), "shards": self.shard_map.shards,

@@ -58,7 +58,8 @@ stored vector (normalised under ``cosine``) is above the segment's per-dimension
 (``code_bytes = ceil(dim / 8)``). The query stays in float32 (asymmetric): the traversal's
 distance to a row is minus the inner product of ``q - center`` with the row's signs (+1 for a set
 bit, -1 otherwise), summed from a per-query table of 256 partial sums per code byte (``qt``, built
-once per query), one lookup per 8 dimensions. It is 32 times smaller than float32 and coarse: with
+once per query), one lookup per 8 dimensions (``table_distance``, which the product-quantized index of
+``hnsw_pq.pyx``, a subclass of :class:`HNSWInt8Index` through ``hnsw_int8.pxd``, shares). It is 32 times smaller than float32 and coarse: with
 rescoring, recall depends on the data (embeddings of a few hundred dimensions and up) and on
 oversampling (default 4). ``rescore=False`` returns those sign distances. The file is laid out as ``index.hnsw8`` with magic ``b"PXHNSB\x00\x01"``, end
 ``b"PXHB"``, ``lo`` holding ``center``, ``step`` zeros and ``codes`` u8[n*code_bytes].
@@ -110,20 +111,6 @@ BINARY_FILE_FORMAT = IndexFileFormat("HNSW binary", b"PXHNSB\x00\x01", 1, _HEADE
 _ENCODE_BLOCK = 65536  # rows encoded per numpy step (bounds the temporary memory of a build)
 
 
-# The query as the code kernels take it: qt (l2: q - lo; dot/cosine: q * step) and, for dot/cosine,
-# bias = dot_offset - sum(q * lo), so that distance = bias - q8_dot(qt, code); with the codes, the
-# context of code_distance, the graph walk's (_hnsw_graph.walk_graph) distance on this index.
-ctypedef struct CodeQuery:
-    const float *qt
-    float bias
-    const uint8_t *codes
-    const float *step
-    int dim
-    int metric
-    int nbytes              # binary: code bytes that hold bits (ceil(dim / 8)); qt is their table
-    int64_t step_bytes      # binary: bytes per row's code
-
-
 cdef float code_distance(const void *ctx, const float *q, int32_t r) noexcept nogil:
     """The distance from the prepared query (ctx, a CodeQuery; q is unused) to row r's code."""
     cdef const CodeQuery *cq = <const CodeQuery *>ctx
@@ -133,9 +120,10 @@ cdef float code_distance(const void *ctx, const float *q, int32_t r) noexcept no
     return cq.bias - q8_dot(cq.qt, c, cq.dim)
 
 
-cdef float bit_distance(const void *ctx, const float *q, int32_t r) noexcept nogil:
-    """Minus the inner product of the centred query with row r's signs (+1 for a set bit, -1 else),
-    read from the query's table (ctx, a CodeQuery: qt[256 j + byte] is byte j's share)."""
+cdef float table_distance(const void *ctx, const float *q, int32_t r) noexcept nogil:
+    """bias minus the sum, over row r's code bytes, of the query's table entries (ctx, a CodeQuery:
+    qt[256 j + byte] is byte j's share). Binary: bias 0, the shares of the centred query's inner
+    product with the row's signs; PQ (hnsw_pq.pyx): minus the sub-vectors' partial distances."""
     cdef const CodeQuery *cq = <const CodeQuery *>ctx
     cdef const uint8_t *c = cq.codes + <int64_t>r * cq.step_bytes
     cdef const float *t = cq.qt
@@ -143,7 +131,7 @@ cdef float bit_distance(const void *ctx, const float *q, int32_t r) noexcept nog
     cdef int j
     for j in range(cq.nbytes):
         acc += t[(j << 8) + c[j]]
-    return -acc
+    return cq.bias - acc
 
 
 cdef class HNSWInt8Index(HnswGraphIndex):
@@ -155,17 +143,6 @@ cdef class HNSWInt8Index(HnswGraphIndex):
     """
 
     FILE_FORMAT = FILE_FORMAT
-
-    cdef double _oversampling
-    cdef bint _rescore
-    cdef int64_t _code_bytes    # bytes of one row's code
-    cdef uint8_t *codes
-    cdef float *lo
-    cdef float *step
-    cdef object _vectors        # float32 (n, dim), C-contiguous (the segment's memory map)
-    cdef object _norms          # cosine: float32 (n,) norms of the rows of _vectors
-    cdef const float *_vp
-    cdef const float *_np
 
     def __cinit__(self) -> None:
         self.codes = NULL
@@ -241,7 +218,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         (page cache, read for rescoring) and reported as ``vectors_mapped``."""
         cdef int64_t n = self.rows.n
         return {
-            "codes": n * self._code_bytes + 8 * self.rows.dim,
+            "codes": n * self._code_bytes + sum(a.nbytes for a in self._quantizer_arrays()),
             "links_level0": n * (self.graph.M0 + 1) * 4,
             "links_upper": self.graph.upper_len * 4 + n * 8,
             "ids": n * 8 + self._idmap.cap * 12,
@@ -275,7 +252,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     # -- distances --
 
-    cdef inline float _float_distance(self, const float *q, int32_t r) noexcept nogil:
+    cdef float _float_distance(self, const float *q, int32_t r) noexcept nogil:
         cdef const float *v = self._vp + <int64_t>r * self.rows.dim
         if self.rows.metric == METRIC_L2:
             return l2sq_kernel(q, v, self.rows.dim)
@@ -438,8 +415,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         cdef int dim = self.rows.dim
         return [
             view_array(self.rows.ids, n, cnp.NPY_INT64),
-            view_array(self.lo, dim, cnp.NPY_FLOAT32),
-            view_array(self.step, dim, cnp.NPY_FLOAT32),
+            *self._quantizer_arrays(),
             view_array(self.codes, n * self._code_bytes, cnp.NPY_UINT8),
             view_array(self.graph.level0, n * (self.graph.M0 + 1), cnp.NPY_INT32),
             view_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32),
@@ -447,13 +423,27 @@ cdef class HNSWInt8Index(HnswGraphIndex):
             view_array(self.rows.deleted, n, cnp.NPY_UINT8),
         ]
 
+    cdef list _quantizer_arrays(self):
+        """The quantizer's arrays as the file holds them, between the ids and the codes (over the
+        index's memory: load fills them)."""
+        cdef int dim = self.rows.dim
+        return [view_array(self.lo, dim, cnp.NPY_FLOAT32), view_array(self.step, dim, cnp.NPY_FLOAT32)]
+
+    @classmethod
+    def _empty_for_header(cls, fields: tuple, path: object) -> HNSWInt8Index:
+        """An empty index with the constructor arguments of a file's header fields (the fields after
+        the graph's twelve are a subclass's own: hnsw_pq.pyx)."""
+        dim, metric, M, _, ef_construction, _, seed = fields[:7]
+        return cls(dim, METRICS[metric], M, ef_construction, seed)
+
     @classmethod
     def _from_header(cls, fields: tuple, path: object) -> tuple[HNSWInt8Index, int]:
         cdef HNSWInt8Index idx
-        (dim, metric, M, M0, ef_construction, ef, seed, n, n_deleted, upper_len, entry_point, max_level) = fields
+        (dim, metric, M, M0, ef_construction, ef, seed, n, n_deleted, upper_len, entry_point, max_level) = fields[:12]
         check_header(cls.FILE_FORMAT, path, dim, metric, M, M0, n, n_deleted, entry_point, max_level)
-        body = n * 8 + 8 * dim + n * cls._code_size(dim) + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
-        idx = cls(dim, METRICS[metric], M, ef_construction, seed)
+        idx = cls._empty_for_header(fields, path)
+        quantizer = sum(a.nbytes for a in idx._quantizer_arrays())
+        body = n * 8 + quantizer + n * idx._code_bytes + n * (M0 + 1) * 4 + upper_len * 4 + 2 * n
         idx._restore_graph(n, n_deleted, upper_len, entry_point, max_level, ef)
         return idx, body
 
@@ -513,12 +503,13 @@ cdef class HNSWBinaryIndex(HNSWInt8Index):
                     b += 1
                 t[v] = t[v & (v - 1)] + w[b]
         cq.qt = qt
+        cq.bias = 0
         cq.nbytes = nbytes
         cq.step_bytes = self._code_bytes
         cq.codes = self.codes
         cq.dim = dim
         cq.metric = self.rows.metric
-        dist.fn = bit_distance
+        dist.fn = table_distance
         dist.ctx = cq
         dist.base = <const char *>self.codes
         dist.stride = self._code_bytes

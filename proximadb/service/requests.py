@@ -27,6 +27,7 @@ from proximadb.consistency import parse_level
 from proximadb.errors import ValidationError
 from proximadb.fusion import METHODS as FUSION_METHODS
 from proximadb.storage.validation import check_ids
+from proximadb.text.bm25 import CorpusStats
 
 Filter = dict[str, Any] | str | None
 
@@ -355,6 +356,9 @@ class SearchText:
     filter: Filter = None
     include_metadata: bool = True
     score_threshold: float | None = None  # BM25 score >= it
+    # Cluster mode's fan-out to a shard address only (proximadb/cluster/queries.py): True asks for the
+    # shard's BM25 statistics of the text's terms, CorpusStats scores with the whole collection's.
+    corpus_stats: CorpusStats | bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -362,16 +366,26 @@ class SearchText:
         if not isinstance(self.include_metadata, bool):
             raise ValidationError("include_metadata must be true or false")
         optional_number(self.score_threshold, "score_threshold")
+        if self.corpus_stats is not None and self.corpus_stats is not True \
+                and not isinstance(self.corpus_stats, CorpusStats):
+            raise ValidationError("corpus_stats must be true or a CorpusStats")
 
     @classmethod
     def from_json(cls, body: Any) -> SearchText:
+        stats = body.get("corpus_stats") if isinstance(body, Mapping) else None
+        if isinstance(body, Mapping) and "corpus_stats" in body:  # not a public field: not listed as allowed
+            body = {key: value for key, value in body.items() if key != "corpus_stats"}
         body = _text_body(body, _TEXT_KEYS, "search_text")
         return cls(body["text"], body.get("k", 10), body.get("filter"), optional_bool(body, "include_metadata", True),
-                   body.get("score_threshold"))
+                   body.get("score_threshold"),
+                   stats if stats is None or stats is True else CorpusStats.from_json(stats))
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "k": self.k, "filter": self.filter, "include_metadata": self.include_metadata,
-                "score_threshold": self.score_threshold}
+        out = {"text": self.text, "k": self.k, "filter": self.filter, "include_metadata": self.include_metadata,
+               "score_threshold": self.score_threshold}
+        if self.corpus_stats is not None:
+            out["corpus_stats"] = self.corpus_stats.to_json() if isinstance(self.corpus_stats, CorpusStats) else True
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -337,11 +337,31 @@ class UnifiedAvroService:
 
     def search_text(self, collection: str, req: SearchText) -> list[dict[str, Any]]:
         """BM25 hits over the records' document text: {id, score, metadata?, expires_at?}, best first."""
+        given: dict[str, Any] = {}
+        if req.corpus_stats is not None:  # the cluster's fan-out to one shard (proximadb/cluster/queries.py)
+            self._shard_address_only(collection)
+            if req.corpus_stats is True:
+                raise ValidationError("corpus_stats: true (a shard's statistics) is answered over REST only")
+            given["stats"] = req.corpus_stats
         col = self.engine.collection(collection)
         hits = col.search_text(req.text, req.k, filter=req.filter, include_metadata=req.include_metadata,
-                               score_threshold=req.score_threshold)
+                               score_threshold=req.score_threshold, **given)
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
+
+    def text_stats(self, collection: str, req: SearchText) -> dict[str, Any]:
+        """A cluster shard's BM25 statistics of ``req.text``'s terms (``corpus_stats: true`` on a shard
+        address): ``{rows, total_terms, df}`` (proximadb/text/bm25.py's CorpusStats)."""
+        self._shard_address_only(collection)
+        stats: dict[str, Any] = self.engine.collection(collection).text_stats(req.text).to_json()
+        return stats
+
+    def _shard_address_only(self, collection: str) -> None:
+        """``corpus_stats`` is for a cluster's replicas (``<name>.s<shard>@<seq>...``), never a collection."""
+        is_shard_address = getattr(self.engine, "is_shard_address", None)  # cluster mode's ClusterEngine only
+        if is_shard_address is None or not is_shard_address(collection):
+            raise ValidationError(f"corpus_stats is taken only by a cluster's shard addresses, not by collection "
+                                  f"{collection!r}")
 
     def hybrid_search(self, collection: str, req: HybridSearch) -> list[dict[str, Any]]:
         """A vector and a text search fused: {id, score, metadata?, expires_at?}, best first."""

@@ -69,7 +69,7 @@ def _int_in(field_name: str, value: object, lo: int, hi: int) -> int:
     return value
 
 
-def validate_index_params(algorithm: str, params: object) -> dict[str, Any]:
+def validate_index_params(algorithm: str, params: object, dim: int) -> dict[str, Any]:
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -78,7 +78,7 @@ def validate_index_params(algorithm: str, params: object) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in params.items():
         if key == quantization.KEY:  # {"type": "int8", ...}: proximadb/index/quantization.py
-            setting = quantization.validate(algorithm, value)
+            setting = quantization.validate(algorithm, value, dim)
             if setting is not None:
                 out[key] = setting
             continue
@@ -133,7 +133,7 @@ class CollectionConfig:
             created_at=now,
             updated_at=now,
         )
-        cfg.index_params = validate_index_params(cfg.indexing_algorithm, index_params)
+        cfg.index_params = validate_index_params(cfg.indexing_algorithm, index_params, cfg.dimension)
         cfg.filterable_metadata_fields = _fields(filterable_metadata_fields)
         cfg.description = _description(description)
         cfg.default_ttl_seconds = _ttl(default_ttl_seconds)
@@ -161,7 +161,8 @@ class CollectionConfig:
                 data[key] = validate_text_analyzer(value)
             else:
                 raise ValidationError(f"unknown collection field {key!r}")
-        data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"])
+        data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"],
+                                                     data["dimension"])
         data["updated_at"] = time.time()
         return CollectionConfig(**data)
 

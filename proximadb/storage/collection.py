@@ -92,6 +92,7 @@ from proximadb.storage.validation import (
     query_matrix,
 )
 from proximadb.storage.wal import WriteAheadLog
+from proximadb.text.bm25 import CorpusStats
 
 log = logging.getLogger("proximadb.collection")
 
@@ -509,34 +510,23 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
                             exact=exact, ef=ef, nprobe=nprobe, score_threshold=threshold, oversampling=over)
 
     def search_text(self, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
-                    include_metadata: bool = True, analyzer: Any = None,
-                    score_threshold: float | None = None) -> list[dict[str, Any]]:
+                    include_metadata: bool = True, analyzer: Any = None, score_threshold: float | None = None,
+                    stats: CorpusStats | None = None) -> list[dict[str, Any]]:
         """BM25 top-k over the records' ``document`` text (storage/text_search.py), best first; the
         filter applies inside. ``analyzer``: a proximadb.text.analyzer.Analyzer (default: the collection's
         ``text_analyzer`` setting). Hits: id, score (BM25), metadata. ``score_threshold``: only
-        hits with score >= it (BM25 is never negative, nor may the threshold be)."""
+        hits with score >= it (BM25 is never negative, nor may the threshold be). ``stats``: score with
+        these statistics, not the collection's own (a cluster shard's search: :meth:`text_stats`)."""
         check_k(k, self.options.limits.max_k)
         threshold = check_score_threshold(score_threshold, distance_metric=True)
         hits = self._search_text(check_text(text), k, compile_filter(filter), analyzer or self.collection_analyzer(),
-                                 include_metadata)
+                                 include_metadata, stats)
         return hits if threshold is None else [h for h in hits if h["score"] >= threshold]
 
-    def hybrid_search(self, vector: Any, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
-                      fusion: str = "rrf", weights: list[float] | None = None, rrf_k: float = 60.0,
-                      depth: int | None = None, ef: int | None = None, include_metadata: bool = True,
-                      analyzer: Any = None, score_threshold: float | None = None) -> list[dict[str, Any]]:
-        """A vector search and a text search (top ``depth`` each, default max(k, 100), same filter) fused
-        by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py), weights [vector, text].
-        ``score_threshold``: only fused scores >= it (fused scores are never negative, nor may it be)."""
-        check_k(k, self.options.limits.max_k)
-        threshold = check_score_threshold(score_threshold, distance_metric=True)
-        depth = max(k, 100) if depth is None else depth
-        check_k(depth, self.options.limits.max_k)
-        dense = self.search(vector, depth, filter=filter, ef=ef, include_metadata=include_metadata)
-        text_hits = self.search_text(text, depth, filter=filter, include_metadata=include_metadata,
-                                     analyzer=analyzer)
-        fused = self._hybrid(dense, text_hits, k, fusion, weights, rrf_k)
-        return fused if threshold is None else [h for h in fused if h["score"] >= threshold]
+    def text_stats(self, text: str) -> CorpusStats:
+        """The BM25 statistics of this collection's live rows for ``text``'s terms (analysed with the
+        collection's analyzer): what a cluster adds up over its shards before it scores."""
+        return self._text_stats(check_text(text), self.collection_analyzer())
 
     # ------------------------------------------------------------------ info
     def wal_stats(self) -> dict[str, Any]:

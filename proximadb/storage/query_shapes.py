@@ -1,6 +1,8 @@
 """The query shapes built on top-k search: ``Collection.search_groups`` and ``Collection.recommend``
-(Qdrant's search_groups and recommend APIs), and the checks of ``score_threshold`` and per-request
-``oversampling`` that search, search_batch, search_text and hybrid_search share.
+(Qdrant's search_groups and recommend APIs), ``hybrid_search`` (:class:`HybridQuery`: a vector and a BM25
+search fused; shared with the cluster's collections, whose two searches each fan out), and the checks of
+``score_threshold`` and per-request ``oversampling`` that search, search_batch, search_text and hybrid_search
+share.
 
 **search_groups**: the hits of one query grouped by the value of a metadata field (``group_by``):
 at most ``limit`` groups, each with at most ``group_size`` hits best first, the groups ordered by
@@ -38,6 +40,7 @@ import numpy as np
 
 from proximadb.errors import ValidationError, VectorNotFoundError
 from proximadb.filters import compile_filter
+from proximadb.fusion import fuse
 from proximadb.index import distance
 from proximadb.index.quantization import check_oversampling
 from proximadb.storage.text_search import TextSearchPath
@@ -64,17 +67,103 @@ def check_request_oversampling(value: object) -> float | None:
     return None if value is None else check_oversampling(value, "oversampling")
 
 
+def group_key(value: str | int) -> tuple[str, Any]:
+    """A group's key: (type name, value), so that 1 and "1" stay apart."""
+    return type(value).__name__, value
+
+
 def _group_keys(value: Any) -> list[tuple[str, Any]]:
     """The groups a metadata value puts its row in: a string or an integer (not a bool), or each
-    string of a list; (type name, value) so that 1 and "1" stay apart."""
+    string of a list."""
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return [(type(value).__name__, value)]
+        return [group_key(value)]
     if isinstance(value, list):
-        return [("str", v) for v in dict.fromkeys(v for v in value if isinstance(v, str))]
+        return [group_key(v) for v in dict.fromkeys(v for v in value if isinstance(v, str))]
     return []
 
 
-class QueryShapesPath(TextSearchPath):
+def check_groups(group_by: object, limit: object, group_size: object, max_k: int) -> None:
+    """search_groups' own arguments (the search's are checked by the search)."""
+    if not isinstance(group_by, str) or not group_by:
+        raise ValidationError(f"group_by must be a metadata field name (a non-empty string), not {group_by!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= max_k:
+        raise ValidationError(f"limit (groups) must be an integer from 1 to {max_k}, not {limit!r}")
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValidationError(f"group_size must be an integer >= 1, not {group_size!r}")
+    if limit * group_size > max_k:  # the hits answered, at most
+        raise ValidationError(f"limit x group_size is {limit * group_size}, over the server's max_k limit "
+                              f"of {max_k}")
+
+
+def check_recommend(positive: object, negative: object, strategy: object, k: object, max_k: int) -> None:
+    """recommend's own arguments, before any example is looked up."""
+    if strategy not in STRATEGIES:
+        raise ValidationError(f"strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    check_k(k, max_k)
+    if isinstance(positive, str | bytes) or not isinstance(positive, Sequence | np.ndarray) or len(positive) == 0:
+        raise ValidationError("positive needs at least one example (an id or a vector)")
+    if isinstance(negative, str | bytes) or not isinstance(negative, Sequence | np.ndarray):
+        raise ValidationError("negative must be a list of examples (ids or vectors)")
+
+
+def example_vectors(examples: Sequence[Any], what: str, get_many: Callable[..., list[dict[str, Any]]],
+                    collection: str, vector: Callable[[Any], Any] = lambda e: e) -> list[Any]:
+    """The examples with each id replaced by its record's vector (looked up with ``get_many``: a collection's
+    or a cluster's) and each vector by ``vector(it)`` (a check), in order: the first unknown id is a
+    VectorNotFoundError naming it, unless a bad vector comes before it."""
+    ids = [e for e in examples if isinstance(e, str)]
+    found = {r["id"]: r["vector"] for r in get_many(ids, include_vectors=True)} if ids else {}
+    out = []
+    for e in examples:
+        if isinstance(e, str) and e not in found:
+            raise VectorNotFoundError(f"{what} example id {e!r} not found in collection {collection!r}")
+        out.append(found[e] if isinstance(e, str) else vector(e))
+    return out
+
+
+class HybridQuery:
+    """``hybrid_search`` on top of a collection's ``search`` and ``search_text``: a local Collection's, and a
+    cluster collection's (proximadb/cluster/backend.py, whose two searches each fan out to every shard)."""
+
+    options: Any
+    search: Callable[..., list[dict[str, Any]]]
+    search_text: Callable[..., list[dict[str, Any]]]
+
+    def hybrid_search(self, vector: Any, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
+                      fusion: str = "rrf", weights: list[float] | None = None, rrf_k: float = 60.0,
+                      depth: int | None = None, ef: int | None = None, include_metadata: bool = True,
+                      analyzer: Any = None, score_threshold: float | None = None) -> list[dict[str, Any]]:
+        """A vector search and a text search (top ``depth`` each, default max(k, 100), same filter) fused
+        by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py), weights [vector, text].
+        ``score_threshold``: only fused scores >= it (fused scores are never negative, nor may it be)."""
+        check_k(k, self.options.limits.max_k)
+        threshold = check_score_threshold(score_threshold, distance_metric=True)
+        depth = max(k, 100) if depth is None else depth
+        check_k(depth, self.options.limits.max_k)
+        dense = self.search(vector, depth, filter=filter, ef=ef, include_metadata=include_metadata)
+        text_hits = self.search_text(text, depth, filter=filter, include_metadata=include_metadata,
+                                     analyzer=analyzer)
+        fused = fuse_hits(dense, text_hits, k, fusion, weights, rrf_k)
+        return fused if threshold is None else [h for h in fused if h["score"] >= threshold]
+
+
+def fuse_hits(dense: list[dict[str, Any]], text: list[dict[str, Any]], k: int, fusion: str,
+              weights: list[float] | None, rrf_k: float) -> list[dict[str, Any]]:
+    """The two ranked lists fused; each hit keeps the fields of its first appearance, its score the fused one."""
+    by_id: dict[Any, dict[str, Any]] = {}
+    for hit in (*dense, *text):
+        by_id.setdefault(hit["id"], hit)
+    parts = [[(h["id"], float(h["score"])) for h in dense], [(h["id"], float(h["score"])) for h in text]]
+    fused = fuse(fusion, parts, weights=weights, k=rrf_k, limit=k)
+    out = []
+    for hit_id, score in fused:
+        hit = {key: value for key, value in by_id[hit_id].items() if key != "distance"}
+        hit["score"] = score
+        out.append(hit)
+    return out
+
+
+class QueryShapesPath(TextSearchPath, HybridQuery):
     """search_groups and recommend (public here; the facade's search_batch checks and runs the rest)."""
 
     get_many: Callable[..., list[dict[str, Any]]]  # the facade's (collection_reads.py's lookups)
@@ -96,16 +185,7 @@ class QueryShapesPath(TextSearchPath):
         ef: int | None = None, nprobe: int | None = None, oversampling: float | None = None,
     ) -> list[dict[str, Any]]:
         """Hits grouped by ``group_by``'s value: ``[{"value", "hits": [...]}]``, groups by best hit (module doc)."""
-        if not isinstance(group_by, str) or not group_by:
-            raise ValidationError(f"group_by must be a metadata field name (a non-empty string), not {group_by!r}")
-        max_k = self.options.limits.max_k
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= max_k:
-            raise ValidationError(f"limit (groups) must be an integer from 1 to {max_k}, not {limit!r}")
-        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-            raise ValidationError(f"group_size must be an integer >= 1, not {group_size!r}")
-        if limit * group_size > max_k:  # the hits answered, at most
-            raise ValidationError(f"limit x group_size is {limit * group_size}, over the server's max_k limit "
-                                  f"of {max_k}")
+        check_groups(group_by, limit, group_size, self.options.limits.max_k)
         threshold, over = self._check_search_extras(score_threshold, oversampling)
         ef, nprobe = check_search_knob("ef", ef), check_search_knob("nprobe", nprobe)
         queries = self._queries(vector, one=True)
@@ -136,14 +216,8 @@ class QueryShapesPath(TextSearchPath):
         exact: bool | None = None, ef: int | None = None, nprobe: int | None = None,
     ) -> list[dict[str, Any]]:
         """Hits like the positive examples and unlike the negative ones, best first (module doc)."""
-        if strategy not in STRATEGIES:
-            raise ValidationError(f"strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-        check_k(k, self.options.limits.max_k)
+        check_recommend(positive, negative, strategy, k, self.options.limits.max_k)
         ef, nprobe = check_search_knob("ef", ef), check_search_knob("nprobe", nprobe)
-        if isinstance(positive, str | bytes) or not isinstance(positive, Sequence | np.ndarray) or len(positive) == 0:
-            raise ValidationError("positive needs at least one example (an id or a vector)")
-        if isinstance(negative, str | bytes) or not isinstance(negative, Sequence | np.ndarray):
-            raise ValidationError("negative must be a list of examples (ids or vectors)")
         flt = compile_filter(filter)
         pos, pos_ids = self._examples(positive, "positive")
         neg, neg_ids = self._examples(negative, "negative")
@@ -171,16 +245,8 @@ class QueryShapesPath(TextSearchPath):
     def _examples(self, examples: Sequence[Any], what: str) -> tuple[np.ndarray, list[str]]:
         """The examples as a (n, dim) float32 matrix (cosine: normalised) and the ids among them."""
         ids = [e for e in examples if isinstance(e, str)]
-        found = {r["id"]: r["vector"] for r in self.get_many(ids, include_vectors=True)} if ids else {}
-        rows = []
-        for e in examples:
-            if isinstance(e, str):
-                if e not in found:
-                    raise VectorNotFoundError(f"{what} example id {e!r} not found in collection "
-                                              f"{self.config.name!r}")
-                rows.append(np.asarray(found[e], dtype=np.float32))
-            else:
-                rows.append(self._queries(e, one=True)[0])
+        rows = [np.asarray(e, dtype=np.float32) for e in example_vectors(
+            examples, what, self.get_many, self.config.name, lambda e: self._queries(e, one=True)[0])]
         if not rows:
             return np.zeros((0, self.dim), dtype=np.float32), ids
         matrix = np.stack(rows).astype(np.float32)

@@ -4,7 +4,8 @@ built in the background.
 A collection whose ``indexing_algorithm`` names an index kind gets one index
 per segment, over the segment's rows (index ids = row numbers), stored beside
 the segment's data under the kind's file name (``index.hnsw`` / ``index.ivf``; ``index.hnsw8`` /
-``index.hnswb`` for an HNSW with int8 / binary quantization, ``proximadb/index/quantization.py``,
+``index.hnswb`` / ``index.hnswpq`` for an HNSW with int8 / binary / product quantization,
+``proximadb/index/quantization.py``,
 whose float32 vectors are the segment's own memory map, attached on load).
 The framing, magic, version and CRC32C of those files are documented at the
 top of ``proximadb/index/_base.pyx``, each kind's header and body in its

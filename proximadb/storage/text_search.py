@@ -21,8 +21,13 @@ and each query term's document frequency, counted through each part's alive mask
 ranks the same whatever the split into segments, and deleted or expired rows weigh nothing. The
 filter applies inside each part (the planner's rows or mask, filter_plan.py), as for vector search.
 
-``hybrid_search`` runs a vector search and a text search for the top ``depth`` each (same filter)
-and fuses them (:func:`proximadb.fusion.fuse`: ``"rrf"``, ``"dbsf"`` or ``"relative_score"``).
+``stats`` given to a search replaces the collection's own statistics: a cluster shard scores with the
+whole collection's (proximadb/cluster/queries.py), so its scores are the ones one node holding every
+row would give. ``text_stats`` answers a part's share of them (:class:`proximadb.text.bm25.CorpusStats`).
+
+``hybrid_search`` (storage/query_shapes.py's :class:`HybridQuery`) runs a vector search and a text search for
+the top ``depth`` each (same filter) and fuses them (:func:`proximadb.fusion.fuse`: ``"rrf"``, ``"dbsf"`` or
+``"relative_score"``).
 """
 
 from __future__ import annotations
@@ -35,13 +40,12 @@ import numpy as np
 from proximadb.embeddings import DOCUMENT_KEY
 from proximadb.errors import ValidationError
 from proximadb.filters import Filter
-from proximadb.fusion import fuse
 from proximadb.storage import expiry, filter_plan, text_index_file
 from proximadb.storage.derived_file import StaleDerivedFile, save_derived
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.search import SearchPath
 from proximadb.text.analyzer import Analyzer
-from proximadb.text.bm25 import Bm25Index, idf
+from proximadb.text.bm25 import Bm25Index, CorpusStats, idf
 
 DEFAULT_ANALYZER = Analyzer(stopwords="english")
 log = logging.getLogger("proximadb.collection")
@@ -53,8 +57,8 @@ def _text(metadata: Any) -> str:
 
 
 class TextSearchPath(SearchPath):
-    """BM25 and hybrid search (public entries: Collection.search_text, Collection.hybrid_search), on the
-    vector search path's planner."""
+    """BM25 and hybrid search (public entries: Collection.search_text, Collection.text_stats,
+    HybridQuery.hybrid_search), on the vector search path's planner."""
 
     def collection_analyzer(self) -> Analyzer:
         """The analyzer of the collection's ``text_analyzer`` setting (kept while the setting is unchanged)."""
@@ -110,10 +114,11 @@ class TextSearchPath(SearchPath):
             cache[seg.id] = found
         return found[2], found[3], found[4]
 
-    def _search_text(self, text: str, k: int, flt: Filter | None, analyzer: Analyzer,
-                     include_metadata: bool) -> list[dict[str, Any]]:
+    def _text_parts(self, flt: Filter | None, analyzer: Analyzer) -> list[tuple[Any, Bm25Index, np.ndarray,
+                                                                                np.ndarray, int, float]]:
+        """Per part (segments, then the sealed memtables and the memtable): owner, index, alive (bool),
+        allowed (bool: alive and matching ``flt``), live rows, live terms."""
         now, segments, fresh = self._snapshot(flt)
-        # per part: owner, index, alive (bool), allowed (bool), live rows, live terms
         parts: list[tuple[Any, Bm25Index, np.ndarray, np.ndarray, int, float]] = []
         for seg in segments:
             index = self._segment_text_index(seg, analyzer)
@@ -125,22 +130,38 @@ class TextSearchPath(SearchPath):
             index = Bm25Index.build([_text(m) for m in snap.metadata[: snap.rows]], analyzer)
             parts.append((snap, index, alive, self._allowed(alive, plan), int(alive.sum()),
                           float(index.index.row_length[alive].sum())))
-        terms = analyzer.terms(text)
-        # the collection's live statistics: rows, total terms, and each query term's document frequency
-        n_rows = sum(part[4] for part in parts)
-        total_terms = sum(part[5] for part in parts)
-        df = np.zeros(len(terms), dtype=np.int64)
+        return parts
+
+    @staticmethod
+    def _corpus_stats(parts: list[tuple[Any, Bm25Index, np.ndarray, np.ndarray, int, float]],
+                      terms: list[str]) -> CorpusStats:
+        """The live statistics of ``parts``: rows, total terms, and each query term's document frequency."""
+        df = dict.fromkeys(terms, 0)
         for _, index, alive, *_ in parts:
             starts = index.index.term_start
             posting_rows = index.index.post_row
-            for i, term in enumerate(terms):
+            for term in df:
                 t = index.vocabulary.get(term)
                 if t is not None:
-                    df[i] += int(alive[posting_rows[starts[t]:starts[t + 1]]].sum())
-        if n_rows == 0 or not terms:
+                    df[term] += int(alive[posting_rows[starts[t]:starts[t + 1]]].sum())
+        return CorpusStats(sum(part[4] for part in parts), sum(part[5] for part in parts), df)
+
+    def _text_stats(self, text: str, analyzer: Analyzer) -> CorpusStats:
+        """The collection's live BM25 statistics for ``text``'s terms (a cluster shard's part of them)."""
+        return self._corpus_stats(self._text_parts(None, analyzer), analyzer.terms(text))
+
+    def _search_text(self, text: str, k: int, flt: Filter | None, analyzer: Analyzer,
+                     include_metadata: bool, stats: CorpusStats | None = None) -> list[dict[str, Any]]:
+        """BM25 top-k, scored with the collection's live statistics, or with ``stats`` when given (the
+        whole cluster collection's, for one shard: proximadb/cluster/queries.py)."""
+        parts = self._text_parts(flt, analyzer)
+        terms = analyzer.terms(text)
+        if stats is None:
+            stats = self._corpus_stats(parts, terms)
+        if stats.rows == 0 or not terms:
             return []
-        weights = idf(df, n_rows)
-        avg = total_terms / n_rows
+        weights = idf(np.asarray([stats.df.get(t, 0) for t in terms], dtype=np.int64), stats.rows)
+        avg = stats.total_terms / stats.rows
         scored: list[tuple[float, int, Any, int]] = []
         for p, (owner, index, _, allowed, _, _) in enumerate(parts):
             known = [(index.vocabulary[t], w) for t, w in zip(terms, weights.tolist(), strict=True)
@@ -171,21 +192,6 @@ class TextSearchPath(SearchPath):
         if expires is not None and expires[row] != NO_EXPIRY:
             hit["expires_at"] = int(expires[row])
         return hit
-
-    def _hybrid(self, dense: list[dict[str, Any]], text: list[dict[str, Any]], k: int, fusion: str,
-                weights: list[float] | None, rrf_k: float) -> list[dict[str, Any]]:
-        """The two ranked lists fused; each hit keeps the fields of its first appearance, its score the fused one."""
-        by_id: dict[Any, dict[str, Any]] = {}
-        for hit in (*dense, *text):
-            by_id.setdefault(hit["id"], hit)
-        parts = [[(h["id"], float(h["score"])) for h in dense], [(h["id"], float(h["score"])) for h in text]]
-        fused = fuse(fusion, parts, weights=weights, k=rrf_k, limit=k)
-        out = []
-        for hit_id, score in fused:
-            hit = {key: value for key, value in by_id[hit_id].items() if key != "distance"}
-            hit["score"] = score
-            out.append(hit)
-        return out
 
 
 def check_text(text: object) -> str:

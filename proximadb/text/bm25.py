@@ -11,6 +11,11 @@ and scored with ``k1`` (term-frequency saturation, default 1.5) and ``b`` (lengt
 default 0.75) by the index's kernel (GIL released; batches over OpenMP threads). ``N``, ``df`` and
 the average length may be given from wider statistics (:class:`CorpusStats`: the sum over a
 collection's parts), so scores of several parts are comparable and can be merged.
+
+**JSON form** (:meth:`CorpusStats.to_json`: what a cluster's shards send and are sent, the ``corpus_stats``
+field of a ``search_text`` request to a shard address, proximadb/cluster/queries.py)::
+
+    {"rows": <int >= 0>, "total_terms": <number >= 0>, "df": {<term>: <int >= 0>, ...}}
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +50,25 @@ class CorpusStats:
     @property
     def avg_length(self) -> float:
         return self.total_terms / self.rows if self.rows else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "total_terms": self.total_terms, "df": dict(self.df)}
+
+    @staticmethod
+    def from_json(value: Any, what: str = "corpus_stats") -> CorpusStats:
+        """The statistics of :meth:`to_json`'s form; ValidationError naming ``what`` otherwise."""
+        def count(n: Any) -> bool:
+            return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+        shape = f"{what} must be {{rows: int >= 0, total_terms: number >= 0, df: {{term: int >= 0}}}}"
+        if not isinstance(value, dict) or set(value) != {"rows", "total_terms", "df"}:
+            raise ValidationError(f"{shape}, not {value!r}")
+        total, df = value["total_terms"], value["df"]
+        if (not count(value["rows"]) or isinstance(total, bool) or not isinstance(total, int | float)
+                or not math.isfinite(total) or total < 0 or not isinstance(df, dict)
+                or not all(isinstance(t, str) and count(n) for t, n in df.items())):
+            raise ValidationError(f"{shape}, not {value!r}")
+        return CorpusStats(value["rows"], float(total), dict(df))
 
     @staticmethod
     def combine(parts: Sequence[CorpusStats]) -> CorpusStats:

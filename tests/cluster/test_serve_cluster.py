@@ -37,7 +37,6 @@ from proximadb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     RequestTimeoutError,
-    UnavailableError,
     ValidationError,
     VectorExistsError,
     VectorNotFoundError,
@@ -127,12 +126,11 @@ def test_bad_input_gets_typed_errors_and_changes_nothing(cluster: DevCluster) ->
             client.search_batch("r2", np.zeros((1, DIM + 2), dtype=np.float32), k=3)
         with pytest.raises(ValidationError):
             client.count("r2", {"i": {"$bogus": 1}})
-        with pytest.raises(UnavailableError):  # not built for cluster mode yet: a typed refusal, not a 500
-            client.search_text("r3", "words")
+        with pytest.raises(ValidationError):  # text search in cluster mode: tests/cluster/test_cluster_queries.py
+            client.search_text("r3", "words", k=0)
         with pytest.raises(ValidationError):
             client.scroll("r3", limit=0)
-        with pytest.raises(UnavailableError):
-            client.search_text("r3", "words")
+        assert client.search_text("r3", "words") == []  # no row has a document
         assert client.count("r3") == ROWS and client.get_vectors("r3", ["x1"]) == []
         assert "bad" not in [c["name"] for c in client.list_collections()]
 

@@ -167,6 +167,14 @@ def test_raw_rest_and_grpc_refusals(daemon: Daemon) -> None:
         assert word in answer["error"]["message"], (body, answer)
     status, answer = _post(daemon, "/collections/missing/search_text", {"text": "fox"})
     assert status == 404
+    # cluster mode's fan-out field (proximadb/cluster/queries.py): one node has no shard addresses, so 400
+    # on any name, and the allowed-fields message of a bad request does not list it
+    for stats in (True, {"rows": 3, "total_terms": 9.0, "df": {"fox": 1}}):
+        for name in ("raw", "raw.s0@0"):
+            status, answer = _post(daemon, f"/collections/{name}/search_text", {"text": "fox", "corpus_stats": stats})
+            assert status == 400 and "shard addresses" in answer["error"]["message"], answer
+    status, answer = _post(daemon, "/collections/raw/search_text", {"text": "fox", "bogus": 1})
+    assert "corpus_stats" not in answer["error"]["message"]
     with grpc.insecure_channel(daemon.grpc_target) as channel:
         stub = pb_grpc.ProximaDBStub(channel)
         ok = stub.SearchText(pb.JsonSearchRequest(collection="raw", request_json='{"text": "fox", "k": 2}'))

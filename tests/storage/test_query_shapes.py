@@ -137,13 +137,14 @@ def test_cosine_threshold_may_be_negative(tmp_path: Path) -> None:
         assert [h["id"] for h in col.search([1, 0], 3, score_threshold=-0.5)] == ["a", "b"]
 
 
-def test_per_request_oversampling_on_a_quantized_collection(tmp_path: Path) -> None:
+@pytest.mark.parametrize("qtype", ["binary", "pq"])
+def test_per_request_oversampling_on_a_quantized_collection(tmp_path: Path, qtype: str) -> None:
     rng = np.random.default_rng(7)
     rows = rng.standard_normal((3000, 32)).astype(np.float32)
     queries = rng.standard_normal((30, 32)).astype(np.float32)
     with Engine.open(tmp_path / "d", fsync="never") as engine:
         engine.create_collection("c", 32, indexing_algorithm="hnsw", index_params={
-            "M": 8, "ef_construction": 64, "quantization": {"type": "binary", "oversampling": 1.0}})
+            "M": 8, "ef_construction": 64, "quantization": {"type": qtype, "oversampling": 1.0}})
         col = engine.collection("c")
         col.insert(ids=[str(i) for i in range(len(rows))], vectors=rows)
         col.flush()

@@ -77,6 +77,11 @@ def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[st
 _COLLECTION = _path_param("collection", "collection name or uuid")
 _ID = _path_param("id", "vector id (may contain '/')")
 _OBJ = {"type": "object"}
+# storage/catalog.py: validate_index_params; the quantization setting: proximadb/index/quantization.py
+_INDEX_PARAMS = {"type": "object", "description": "hnsw: M, ef_construction, ef, seed; ivf: nlist, nprobe, seed; "
+                 "hnsw also quantization: {\"type\": \"int8\" | \"binary\" | \"pq\", \"rescore\": bool "
+                 "(default true), \"oversampling\": 1-100 (default int8 2, binary and pq 4), \"m\": pq only, "
+                 "sub-vectors per vector, must divide the dimension (default: the largest divisor <= dimension / 4)}"}
 # full-text search's analyzer (storage/catalog.py: validate_text_analyzer); null: the default
 _ANALYZER = {"type": ["object", "null"], "additionalProperties": False, "properties": {
     "lowercase": {"type": "boolean"},
@@ -121,7 +126,7 @@ SCHEMAS: dict[str, Any] = {
             "dimension": {"type": "integer", "minimum": 1},
             "distance_metric": {"enum": ["cosine", "euclidean", "dot_product"]},
             "indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]},
-            "index_params": _OBJ,
+            "index_params": _INDEX_PARAMS,
             "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
             "description": {"type": ["string", "null"]},
             "default_ttl_seconds": _TTL,
@@ -134,7 +139,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "CollectionUpdate": {
         "type": "object",
-        "properties": {"indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]}, "index_params": _OBJ,
+        "properties": {"indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]}, "index_params": _INDEX_PARAMS,
                        "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
                        "description": {"type": ["string", "null"]}, "default_ttl_seconds": _TTL,
                        "text_analyzer": _ANALYZER},

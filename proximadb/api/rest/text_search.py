@@ -34,7 +34,10 @@ class SearchTextResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         request = SearchText.from_json(_json_body(req, self.service, "search_text"))
-        send(resp, self.service.search_text(collection, request))
+        if request.corpus_stats is True:  # the cluster's fan-out asks a shard's statistics (cluster/queries.py)
+            send(resp, self.service.text_stats(collection, request))
+        else:
+            send(resp, self.service.search_text(collection, request))
 
 
 class HybridSearchResource:

@@ -1,0 +1,283 @@
+"""Text, hybrid and grouped search and recommend in cluster mode (proximadb/cluster/queries.py), end to end:
+a dev-cluster of three NATS servers and three daemons, collections of 4 shards with 2 replicas (so rows
+spread and most shards are read from a peer), and every answer compared with the embedded engine's over the
+same rows (same hits in the same order, same scores within float tolerance), over the REST and gRPC clients.
+
+The documents give every row a different length (filler words of its own), so no two rows tie on a BM25
+score: one node orders equal scores by storage position, the cluster by id, and the comparison is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from _api_scenario import _plain
+from _devcluster import DevCluster
+from _support import wait_until
+
+import proximadb
+from proximadb.cluster.queries import _merged, _settled
+from proximadb.errors import ProximaDBError, ValidationError, VectorNotFoundError
+
+DIM = 8
+ROWS = 240
+SHARDS = 4
+WAIT = 60.0
+WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "olive", "peach", "plum", "melon",
+         "river", "stone", "cloud", "forest", "desert", "island"]
+METRICS = ("euclidean", "cosine")
+DELETED = ["r3", "r17", "r40", "r41", "r99"]
+
+
+def rows() -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    rng = np.random.default_rng(21)
+    ids = [f"r{i}" for i in range(ROWS)]
+    vectors = rng.normal(size=(ROWS, DIM)).astype(np.float32)
+    weights = 1.0 / np.arange(1, len(WORDS) + 1)
+    metadata = []
+    for i in range(ROWS):
+        words = list(rng.choice(WORDS, size=int(rng.integers(1, 7)), p=weights / weights.sum()))
+        filler = [f"f{i}x{j}" for j in range(i + 4 - len(words))]  # every document a length of its own
+        doc = " ".join(rng.permutation(words + filler).tolist())
+        meta: dict[str, Any] = {"document": doc, "topic": f"t{i % 5}", "n": int(i % 7), "even": i % 2 == 0}
+        if i % 11 == 0:
+            del meta["topic"]  # rows without the group field are left out of groups
+        metadata.append(meta)
+    return ids, vectors, metadata
+
+
+def load(db: Any, name: str, metric: str, **placement: Any) -> None:
+    ids, vectors, metadata = rows()
+    db.create_collection(name, DIM, distance_metric=metric, **placement)
+    db.insert_vectors(name, ids=ids, vectors=vectors, metadatas=metadata)
+    db.delete_vectors(name, ids=DELETED)  # deleted rows weigh nothing in BM25's statistics
+    db.update_vector(name, "r5", metadata={"document": "apple apple apple banana", "topic": "t0"}, replace=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    running = DevCluster(tmp_path_factory.mktemp("devcluster"))
+    try:
+        writer = running.rest(0)
+        for metric in METRICS:
+            load(writer, f"q_{metric}", metric, shards=SHARDS, replication_factor=2)
+        live = ROWS - len(DELETED)
+        for i in range(3):
+            for metric in METRICS:
+                client = running.rest(i)
+                wait_until(f"node {i} sees q_{metric}", lambda c=client, m=metric: c.count(f"q_{m}") == live, WAIT)
+        yield running
+    finally:
+        running.stop()
+        running.kill_leftovers()
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with proximadb.connect_embedded(tmp_path_factory.mktemp("embedded"), fsync="never") as db:
+        for metric in METRICS:
+            load(db, f"q_{metric}", metric)
+        yield db
+
+
+def same(got: Any, want: Any, where: str = "") -> None:
+    """Equal, floats within tolerance (scores are computed from the same numbers, summed in other orders)."""
+    if isinstance(want, float) or isinstance(got, float):
+        assert math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-6), f"{where}: {got} != {want}"
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), f"{where}: {got} != {want}"
+        for key in want:
+            same(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list | tuple):
+        assert type(got) is type(want) and len(got) == len(want), f"{where}: {got} != {want}"
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            same(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return ("ok", _plain(call()))
+    except ProximaDBError as exc:
+        return ("error", type(exc).__name__, exc.code)
+
+
+def calls(name: str) -> list[tuple[str, Callable[[Any], Any]]]:
+    """Each call of the comparison, by label: text, hybrid with each fusion, groups, recommend (ids, vectors),
+    with and without a filter, and bad input that must give the same typed error."""
+    _ids, vectors, _ = rows()
+    q = vectors[7] + np.float32(0.05)
+    out: list[tuple[str, Callable[[Any], Any]]] = [
+        ("text", lambda c: c.search_text(name, "apple banana", k=10)),
+        ("text deep", lambda c: c.search_text(name, "cherry lemon river", k=60)),
+        ("text repeated term", lambda c: c.search_text(name, "apple apple plum", k=8)),
+        ("text filtered", lambda c: c.search_text(name, "apple melon", k=7, filter={"topic": "t2"})),
+        ("text threshold", lambda c: c.search_text(name, "island desert", k=20, score_threshold=1.0,
+                                                   include_metadata=False)),
+        ("text unknown word", lambda c: c.search_text(name, "zebra", k=5)),
+        ("text only stopwords", lambda c: c.search_text(name, "the and of", k=5)),
+        ("text k=0", lambda c: c.search_text(name, "apple", k=0)),
+        ("text bad filter", lambda c: c.search_text(name, "apple", filter={"n": {"$bogus": 1}})),
+        ("text unknown collection", lambda c: c.search_text("absent", "apple")),
+        ("groups", lambda c: c.search_groups(name, q, "topic", limit=3, group_size=2)),
+        ("groups int field, big", lambda c: c.search_groups(name, q, "n", limit=7, group_size=12)),
+        ("groups more than exist", lambda c: c.search_groups(name, q, "topic", limit=9, group_size=3)),
+        ("groups filtered", lambda c: c.search_groups(name, vectors[30], "topic", limit=4, group_size=3,
+                                                      filter={"even": True}, include_vectors=True)),
+        ("groups limit 0", lambda c: c.search_groups(name, q, "topic", limit=0)),
+        ("groups bad vector", lambda c: c.search_groups(name, np.ones(DIM + 1), "topic")),
+        ("recommend ids", lambda c: c.recommend(name, ["r1", "r2"], ["r8"], k=6)),
+        ("recommend vectors", lambda c: c.recommend(name, [vectors[12], "r60"], [vectors[61]], k=5,
+                                                    include_vectors=True)),
+        ("recommend filtered", lambda c: c.recommend(name, ["r10"], k=5, filter={"n": {"$in": [1, 2]}})),
+        ("recommend best_score", lambda c: c.recommend(name, ["r1", "r2"], ["r8", "r9"], k=6,
+                                                       strategy="best_score")),
+        ("recommend best_score filtered", lambda c: c.recommend(name, ["r20", vectors[21]], k=4,
+                                                                strategy="best_score", filter={"even": False})),
+        ("recommend unknown id", lambda c: c.recommend(name, ["r1", "nope"], k=3)),
+        ("recommend deleted id", lambda c: c.recommend(name, ["r1"], ["r3"], k=3)),
+        ("recommend bad strategy", lambda c: c.recommend(name, ["r1"], strategy="mean")),
+        ("recommend bad vector", lambda c: c.recommend(name, [np.ones(DIM + 2)], k=3)),
+        ("recommend bad vector before an unknown id", lambda c: c.recommend(name, ["r1", np.ones(DIM + 2), "nope"])),
+        ("recommend zero vector", lambda c: c.recommend(name, [np.zeros(DIM)], k=3)),
+    ]
+    for fusion in ("rrf", "dbsf", "relative_score"):
+        out += [
+            (f"hybrid {fusion}", lambda c, f=fusion: c.hybrid_search(name, q, "apple cherry", k=10, fusion=f)),
+            (f"hybrid {fusion} filtered", lambda c, f=fusion: c.hybrid_search(
+                name, vectors[50], "banana grape stone", k=8, fusion=f, filter={"even": True}, depth=30,
+                weights=[0.3, 0.7])),
+        ]
+    out += [("hybrid bad vector", lambda c: c.hybrid_search(name, np.ones(DIM + 1), "apple")),
+            ("hybrid bad fusion", lambda c: c.hybrid_search(name, q, "apple", fusion="max"))]
+    return out
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_every_query_answers_as_one_node(cluster: DevCluster, embedded: Any, metric: str, protocol: str) -> None:
+    client = cluster.rest(1) if protocol == "rest" else cluster.grpc(2)
+    name = f"q_{metric}"
+    for label, call in calls(name):
+        want = outcome(lambda c=call: c(embedded))
+        got = outcome(lambda c=call: c(client))
+        same(got, want, label)
+    assert outcome(lambda: embedded.search_text(name, "apple", k=50))[1], "the data gives the text search hits"
+
+
+def test_text_search_scores_with_the_whole_collections_statistics(cluster: DevCluster, embedded: Any) -> None:
+    """Each shard alone ranks differently (its own statistics); the cluster's answer is one node's."""
+    name = "q_euclidean"
+    rest = {n["id"]: n["rest"] for n in cluster.doc["nodes"]}
+    holder = [rest[h[0]] for h in cluster.rest(0).get_collection(name)["placement"]]  # a node with shard s
+    shard_stats = [post(holder[s], f"{name}.s{s}@0", {"text": "apple cherry", "corpus_stats": True})
+                   for s in range(SHARDS)]
+    assert sum(s["rows"] for s in shard_stats) == ROWS - len(DELETED)
+    assert all(0 < s["df"]["apple"] < sum(t["df"]["apple"] for t in shard_stats) for s in shard_stats)
+    local = post(holder[0], f"{name}.s0@0", {"text": "apple cherry", "k": 5})  # shard 0's own statistics
+    whole = {h["id"]: h["score"] for h in embedded.search_text(name, "apple cherry", k=ROWS)}
+    assert any(not math.isclose(h["score"], whole[h["id"]], rel_tol=1e-4) for h in local)
+    cluster_hits = cluster.rest(2).search_text(name, "apple cherry", k=ROWS)
+    assert [h["id"] for h in cluster_hits] == list(whole)
+
+
+def test_corpus_stats_is_refused_on_a_collection_name(cluster: DevCluster) -> None:
+    """The fan-out's field is taken by shard addresses only: a public caller naming a collection gets 400 and
+    nothing else happens; a malformed one is 400 on a shard address too."""
+    rest = cluster.doc["nodes"][1]["rest"]
+    for body in ({"text": "apple", "corpus_stats": True},
+                 {"text": "apple", "corpus_stats": {"rows": 5, "total_terms": 20.0, "df": {"apple": 2}}}):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(rest, "q_euclidean", body)
+        assert refused.value.code == 400 and "shard addresses" in refused.value.read().decode()
+    holder = {n["id"]: n["rest"] for n in cluster.doc["nodes"]}[
+        cluster.rest(0).get_collection("q_euclidean")["placement"][1][0]]
+    for bad in (False, {"rows": -1, "total_terms": 1, "df": {}}, {"rows": 1, "df": {}}, "x"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post(holder, "q_euclidean.s1@0", {"text": "apple", "corpus_stats": bad})
+        assert refused.value.code == 400
+    with pytest.raises(ValidationError, match="shard addresses"):  # over gRPC too
+        cluster.grpc(0)._run(proximadb.sdk.calls.single(
+            "search_text", "q_euclidean", {"text": "apple", "corpus_stats": True}))
+
+
+def test_compact_in_cluster_mode_is_still_a_typed_refusal(cluster: DevCluster) -> None:
+    from proximadb.errors import UnavailableError
+
+    with pytest.raises(UnavailableError):
+        cluster.rest(0).compact("q_euclidean")
+
+
+def test_an_unknown_example_id_names_it(cluster: DevCluster) -> None:
+    for client in (cluster.rest(0), cluster.grpc(1)):
+        with pytest.raises(VectorNotFoundError, match="'nope'"):
+            client.recommend("q_cosine", ["r1"], ["nope"], k=3)
+
+
+def post(rest: str, collection: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(f"{rest}/collections/{collection}/search_text", json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())["data"]
+
+
+
+def hit(id_: str, distance: float) -> dict[str, Any]:
+    return {"id": id_, "distance": distance, "score": -distance}
+
+
+def test_a_shards_groups_are_settled_only_when_no_group_it_left_out_can_change_the_answer() -> None:
+    """The merge rule of search_groups (proximadb/cluster/queries.py), on answers made up here: shard A
+    answered its one group asked for (X, best 0.1), shard B all of its groups (Y, best 0.05)."""
+    a = [{"value": "X", "hits": [hit("a1", 0.1)]}]
+    b = [{"value": "Y", "hits": [hit("b1", 0.05)]}]
+    merged = _merged([a, b], 1, 2)
+    assert merged == [{"value": "Y", "hits": [hit("b1", 0.05)]}]
+    # Y has one hit of the two asked for: A may hold more of Y's hits (at least 0.1 away): ask A for more.
+    assert not _settled(a, 1, merged, 1, 2) and _settled(b, 5, merged, 1, 2)
+    # With group_size 1, Y is full and nearer than anything A left out: settled.
+    assert _settled(a, 1, _merged([a, b], 1, 1), 1, 1)
+    # A's next answer holds Y's second hit; Y's two hits come from two shards, and 1 and "1" stay apart.
+    a2 = [{"value": "X", "hits": [hit("a1", 0.1)]}, {"value": "Y", "hits": [hit("a2", 0.3)]},
+          {"value": 1, "hits": [hit("a3", 0.4)]}, {"value": "1", "hits": [hit("a4", 0.5)]}]
+    merged = _merged([a2, b], 1, 2)
+    assert merged == [{"value": "Y", "hits": [hit("b1", 0.05), hit("a2", 0.3)]}]
+    assert _settled(a2, 4, merged, 1, 2)  # every group A left out is at least 0.5 away; Y's hits are nearer
+    assert [g["value"] for g in _merged([a2, b], 4, 1)] == ["Y", "X", 1, "1"]
+    # The limit-th merged group no nearer than what A left out: not settled.
+    assert not _settled(a2, 4, _merged([a2, b], 4, 1), 4, 1)
+
+
+def test_a_group_whose_hits_are_on_two_shards_makes_the_cluster_ask_again(cluster: DevCluster, embedded: Any) -> None:
+    """Rows placed on purpose (ids chosen by their shard): shard 0 holds A at 0.5 and G at 0.9 from the query,
+    shard 1 holds G at 0.1 and B at 0.2. One group of two hits: G with 0.1 and 0.9; the first round (one
+    group from each shard) gives G one hit, so shard 0 must be asked for more groups."""
+    from proximadb.cluster.placement import shard_of
+
+    def on(shard: int, taken: set[str]) -> str:
+        found = next(f"g{i}" for i in range(1000) if f"g{i}" not in taken and shard_of(f"g{i}", 2) == shard)
+        taken.add(found)
+        return found
+
+    taken: set[str] = set()
+    rows_ = [(on(0, taken), 0.5, "A"), (on(0, taken), 0.9, "G"), (on(1, taken), 0.1, "G"), (on(1, taken), 0.2, "B")]
+    vectors = np.zeros((len(rows_), DIM), dtype=np.float32)
+    vectors[:, 0] = [d for _, d, _ in rows_]
+    writer = cluster.rest(0)
+    for db, placement in ((writer, {"shards": 2, "replication_factor": 2}), (embedded, {})):
+        db.create_collection("two", DIM, distance_metric="euclidean", **placement)
+        db.insert_vectors("two", ids=[r[0] for r in rows_], vectors=vectors, metadatas=[{"g": g} for *_, g in rows_])
+    query = np.zeros(DIM, dtype=np.float32)
+    want = embedded.search_groups("two", query, "g", limit=1, group_size=2)
+    assert [(g["value"], [h["id"] for h in g["hits"]]) for g in want] == [("G", [rows_[2][0], rows_[1][0]])]
+    for client in (writer, cluster.grpc(1)):
+        wait_until(f"{client.url} holds 'two'", lambda c=client: c.count("two") == len(rows_), WAIT)
+        same(_plain(client.search_groups("two", query, "g", limit=1, group_size=2)), _plain(want))
