@@ -25,6 +25,16 @@ log's own: each retries what a busy or electing cluster answers (no responders, 
 timeout) for up to ``deadline`` seconds; after that it raises
 :class:`~proximadb.errors.LogUnavailableError`. An append that timed out may still have been
 recorded, which is why its retries (and the caller's) carry the same message id.
+
+**Only a create makes a log.** ``JetStreamLog(..., create=True)`` makes the stream when it is missing;
+that is what ``ClusterNode.create_collection`` does, before it writes the collection's map. Every other
+opening (a holder starting its replica, an append, a retention purge) finds a missing stream gone
+(:class:`LogDeletedError`, at once, never retried as an outage): the collection was dropped. Otherwise
+an append racing a drop (its map read just before) would make the dropped log again. The JetStream
+meta leader alone answers "stream not found" (a server cut off from it answers "not available", an
+outage), so the answer is never a partition's. An append that finds no responders (no stream listens
+on the subject, or its leader is being elected) asks for the stream's info: not found means deleted;
+anything else is retried. ``purge_below`` and ``delete`` of a log that is gone are done at once.
 """
 
 from __future__ import annotations
@@ -85,10 +95,11 @@ class ShardLog(Protocol):
 
 
 class JetStreamLog:
-    """One shard's log in a JetStream stream (created when missing) on the servers at ``urls``."""
+    """One shard's log in a JetStream stream on the servers at ``urls``; ``create``: make the stream when it
+    is missing (a collection's create only), else a missing stream is :class:`LogDeletedError`."""
 
     def __init__(self, urls: list[str], name: str, *, replicas: int = 3, timeout: float = REQUEST_TIMEOUT,
-                 deadline: float = 30.0, session: NatsSession | None = None) -> None:
+                 deadline: float = 30.0, session: NatsSession | None = None, create: bool = False) -> None:
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ValidationError(f"log name {name!r}: use letters, digits, '-' and '_' only")
         self.name = name
@@ -101,7 +112,7 @@ class JetStreamLog:
         self._session = session or NatsSession(urls, f"shard-log-{name}", timeout=timeout, deadline=deadline)
         self._js = self._session.js
         try:
-            self._call(self._ensure_stream, f"opening stream {self.stream}")
+            self._call(self._ensure_stream if create else self._info, f"opening stream {self.stream}")
         except BaseException:
             self.close()
             raise
@@ -112,8 +123,7 @@ class JetStreamLog:
         if not msg_id:
             raise ValidationError("a log append needs a non-empty msg_id (it makes retries safe)")
         ack = self._call(
-            lambda: self._js.publish(self.subject, bytes(payload), timeout=self.timeout, stream=self.stream,
-                             headers={"Nats-Msg-Id": msg_id}),
+            lambda: self._publish(bytes(payload), msg_id),
             f"appending to {self.stream} (retry: an append with the same msg_id is applied once)",
         )
         return Appended(int(ack.seq), bool(ack.duplicate))
@@ -124,13 +134,14 @@ class JetStreamLog:
         return self._call(lambda: self._read(from_seq, max_entries), f"reading {self.stream} from {from_seq}")
 
     def first_seq(self) -> int:
-        return int(self._call(lambda: self._js.stream_info(self.stream), "stream info").state.first_seq)
+        return int(self._call(self._info, "stream info").state.first_seq)
 
     def last_seq(self) -> int:
-        return int(self._call(lambda: self._js.stream_info(self.stream), "stream info").state.last_seq)
+        return int(self._call(self._info, "stream info").state.last_seq)
 
     def purge_below(self, seq: int) -> None:
-        self._call(lambda: self._js.purge_stream(self.stream, seq=seq), f"purging {self.stream} below {seq}")
+        """Drop the entries below ``seq``; a log already gone has nothing left to purge (done at once)."""
+        self._call(lambda: self._purge(seq), f"purging {self.stream} below {seq}")
 
     def delete(self) -> None:
         """Delete the stream and every entry in it (a log already gone is not an error)."""
@@ -156,6 +167,34 @@ class JetStreamLog:
             duplicate_window=DUPLICATE_WINDOW_SECONDS, allow_direct=True,
         ))
 
+    async def _info(self) -> Any:
+        """The stream's info; LogDeletedError when the stream does not exist."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            return await self._js.stream_info(self.stream)
+        except NotFoundError as exc:
+            raise LogDeletedError(f"{self.stream} does not exist: its collection was dropped (a log is made only "
+                                  "when its collection is created)") from exc
+
+    async def _publish(self, payload: bytes, msg_id: str) -> Any:
+        from nats.js.errors import NoStreamResponseError
+
+        try:
+            return await self._js.publish(self.subject, payload, timeout=self.timeout, stream=self.stream,
+                                          headers={"Nats-Msg-Id": msg_id})
+        except NoStreamResponseError:
+            await self._info()  # LogDeletedError when the stream is gone; else an outage, retried
+            raise
+
+    async def _purge(self, seq: int) -> None:
+        from nats.js.errors import NotFoundError
+
+        try:
+            await self._js.purge_stream(self.stream, seq=seq)
+        except NotFoundError:
+            pass  # the log is gone with its collection: nothing below seq is left
+
     async def _delete(self) -> None:
         from nats.js.errors import NotFoundError
 
@@ -167,12 +206,8 @@ class JetStreamLog:
     async def _read(self, from_seq: int, max_entries: int) -> list[LogEntry]:
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import NotFoundError
 
-        try:
-            state = (await self._js.stream_info(self.stream)).state
-        except NotFoundError as exc:
-            raise LogDeletedError(f"{self.stream} no longer exists (its collection was dropped)") from exc
+        state = (await self._info()).state
         if from_seq < state.first_seq:  # purged below (a log purged to its end holds no messages at all)
             raise LogPurgedError(f"{self.stream}: entries below {state.first_seq} were purged; asked for {from_seq}")
         want = min(max_entries, state.last_seq - from_seq + 1)
