@@ -8,9 +8,7 @@ no local WAL) and one NATS connection (:class:`~proximadb.cluster.nats_session.N
 - **Collections.** :meth:`create_collection` makes the collection's shard logs, then writes its shard
   map, placed on the live nodes, with its ``spec`` (dimension and settings): every node creates the same
   local collection from it, one per shard it holds, named ``<collection>.s<shard>``. Only a create makes
-  a log (:mod:`proximadb.cluster.shard_log`): a map names logs that exist, so a log missing later was
-  dropped, and an append, a replica or a purge that finds its log gone fails at once
-  (CollectionNotFoundError) instead of making it again.
+  logs: an append, a replica or a purge that finds its log gone (dropped) fails at once, never makes it.
 - **Sync.** A thread (every ``sync_interval`` seconds, and at once after a create) reads every
   shard map; replaces a map whose holders are no longer all live, or that lacks replicas now that
   nodes joined (:meth:`ShardMaps.rebalance`: revision-checked, so nodes that do this at once
@@ -32,6 +30,7 @@ fewer characters than collection names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -52,7 +51,7 @@ from proximadb.cluster.membership import Membership, NodeInfo
 from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.retention import LogRetention
-from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, stream_name
+from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, create_logs, delete_logs, stream_name
 from proximadb.cluster.shard_map import ShardMap, ShardMaps
 from proximadb.cluster.snapshot import fetch_snapshot
 from proximadb.codec.payload import encode_insert, encode_payload
@@ -175,30 +174,27 @@ class ClusterNode:
                           **settings: Any) -> ShardMap:
         """Create a sharded, replicated collection on the cluster's live nodes; its local replicas follow.
 
-        The shard logs are made first (their names are this incarnation's, new), then the map: every map a
-        node reads names logs that exist. When the map cannot be written (the name exists) the logs made
-        here are deleted again. A crash between the two leaves logs no map names (never read; not reclaimed)."""
+        The shard logs are made first (named after this incarnation: new), then the map, so every map names
+        logs that exist. When the map is not written (the name exists) the logs go again; a map found to be
+        this create's own (its answer was lost, its retry found it) is the create's. A crash between the two
+        leaves logs no map names (never read; not reclaimed)."""
         maps, members = self._require()
         if maps.get(name) is not None:
             raise CollectionExistsError(f"collection {name!r} already has a shard map")
         incarnation = uuid.uuid4().hex[:12]
         spec = {"dimension": int(dimension), **settings, INCARNATION: incarnation}
-        made: list[JetStreamLog] = []
+        made = create_logs(self.urls, [log_name(name, shard, incarnation) for shard in range(shards)],
+                           replicas=self.replicas, deadline=self.deadline, session=self.session)
         try:
-            for shard in range(shards):
-                made.append(JetStreamLog(self.urls, log_name(name, shard, incarnation), replicas=self.replicas,
-                                         deadline=self.deadline, session=self.session, create=True))
             created = maps.create(name, shards, replication_factor, [n.id for n in members.nodes()], spec)
         except BaseException:
-            for shard_log in made:
-                try:
-                    shard_log.delete()
-                except LogUnavailableError as exc:
-                    log.warning("cluster: could not delete log %s of a create that failed: %s", shard_log.name, exc)
-            raise
+            found = maps.get(name)  # an outage here raises with the logs left: never delete a map's logs
+            if found is None or incarnation_of(found[0]) != incarnation:
+                delete_logs(made)
+                raise
+            created = found[0]
         with self._lock:
-            for shard, shard_log in enumerate(made):
-                self._logs[(name, shard)] = shard_log
+            self._logs.update(((name, shard), shard_log) for shard, shard_log in enumerate(made))
         self.sync()
         return created
 
@@ -210,10 +206,8 @@ class ClusterNode:
         maps.drop(name)
         self.sync()
         for shard in range(shard_map.shards):
-            try:
+            with contextlib.suppress(LogDeletedError):  # gone already (a drop racing this one)
                 self._log(name, shard, shard_map).delete()
-            except LogDeletedError:
-                pass  # gone already (a drop racing this one)
         with self._lock:
             for key in [key for key in self._logs if key[0] == name]:
                 self._logs.pop(key).close()
@@ -320,8 +314,7 @@ class ClusterNode:
         One pass at a time (the sync thread, a create, a drop, a read that finds a shard placed here since
         the last pass): a pass acts on the maps it read at its start, and one that read them before a drop
         and re-create of a name, running on beside those, stopped the new collection's replica and started
-        the dropped one's again. (It can no longer re-create the dropped log: only a create makes one. A shard
-        whose log is found gone is left alone in this pass: its collection was dropped since the pass began.)"""
+        the dropped one's again. (A shard whose log is found gone is left alone: dropped since the pass began.)"""
         with self._sync_lock:
             self._sync_pass()
 
@@ -549,8 +542,9 @@ class ClusterNode:
     def last_seqs(self, shard_map: ShardMap, shards: Sequence[int]) -> list[int]:
         """The last sequence of each of ``shards``' logs, as JetStream's stream leaders have them now (the
         requests sent at once: one round trip). A log that does not exist is 0 while the servers' map still
-        names this incarnation (no holder created it yet); when the collection was dropped (and maybe made
-        again) since ``shard_map`` was read: LogDeletedError, never a retry until the deadline."""
+        names this incarnation (not expected: a create makes the logs before it writes the map); when the
+        collection was dropped (and maybe made again) since ``shard_map`` was read: LogDeletedError, never a
+        retry until the deadline."""
         import asyncio
 
         from nats.js.errors import NotFoundError

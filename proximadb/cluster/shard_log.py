@@ -40,13 +40,15 @@ anything else is retried. ``purge_below`` and ``delete`` of a log that is gone a
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from proximadb.cluster.nats_session import REQUEST_TIMEOUT, NatsSession
-from proximadb.errors import ValidationError
+from proximadb.errors import LogUnavailableError, ValidationError
 
+log = logging.getLogger("proximadb.cluster")
 DUPLICATE_WINDOW_SECONDS = 120.0
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MICROSECOND = datetime.timedelta(microseconds=1)
@@ -235,3 +237,28 @@ class JetStreamLog:
     def _call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str) -> T:
         """Every call here is safe to repeat: appends carry their msg_id, the rest only read or purge."""
         return self._session.call(make, doing, answers=(LogPurgedError, LogDeletedError))
+
+
+def create_logs(urls: list[str], names: list[str], *, replicas: int, deadline: float,
+                session: NatsSession | None) -> list[JetStreamLog]:
+    """Make the logs ``names`` (a collection's create, the only maker of logs); when one cannot be made, those
+    made before it are deleted again and the error raised."""
+    made: list[JetStreamLog] = []
+    try:
+        for name in names:
+            made.append(JetStreamLog(urls, name, replicas=replicas, deadline=deadline, session=session, create=True))
+    except BaseException:
+        delete_logs(made)
+        raise
+    return made
+
+
+def delete_logs(logs: list[JetStreamLog]) -> None:
+    """Delete ``logs`` and close them, as far as the servers let (one that cannot be deleted now stays; logged)."""
+    for shard_log in logs:
+        try:
+            shard_log.delete()
+        except LogUnavailableError as exc:
+            log.warning("cluster: could not delete log %s: %s", shard_log.name, exc)
+        finally:
+            shard_log.close()

@@ -345,3 +345,29 @@ def test_retention_of_a_dropped_log_is_done_at_once(nodes: Nodes, nats3: NatsClu
         assert retention.purged_entries == 0 and not log_exists(n1, created, 0)
     finally:
         held.close()
+
+
+def test_a_create_that_loses_the_race_for_its_name_leaves_no_logs(nodes: Nodes,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two creates of one name: the loser made its logs before it found the winner's map, and deletes them.
+    (n2's look for an existing map is made to miss once: the winner wrote its map just after that look.)"""
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    first = n1.create_collection("twice", DIM, shards=2, replication_factor=2, distance_metric="euclidean")
+    looked: list[str] = []
+    real_get = n2.maps.get  # type: ignore[union-attr]
+
+    def get_after_the_race(name: str) -> Any:
+        looked.append(name)
+        return None if len(looked) == 1 else real_get(name)
+
+    monkeypatch.setattr(n2.maps, "get", get_after_the_race)
+    with pytest.raises(CollectionExistsError):
+        n2.create_collection("twice", DIM, shards=2, replication_factor=2, distance_metric="cosine")
+    assert len(looked) == 2, "the loser read the map again after its create failed"
+    session = n1.session
+    assert session is not None
+
+    async def names() -> set[str]:
+        return {info.config.name for info in await session.js.streams_info() if info.config.name.startswith("PXDB_")}
+
+    assert session.call(names, "listing streams") == {stream_name(shard_log_name(first, s)) for s in (0, 1)}
