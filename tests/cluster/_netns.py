@@ -2,13 +2,16 @@
 iproute2's ``ip``; nothing else).
 
     this namespace                          the test's namespace ``pxdb-np-<pid>``
-    pxh<pid> 10.211.A.B+1/30  <--veth-->    pxn<pid> 10.211.A.B+2/30
+    pxh<pid> 10.211.A.B+1/30  <--veth-->    pxn<pid> 10.211.A.B+2/30     the link that is cut
+    pxc<pid> 10.211.A.B+5/30  <--veth-->    pxd<pid> 10.211.A.B+6/30     the side link, never cut
 
-The /30 is picked from the pid (``10.211.0.0/16`` holds 16,384 of them), like every name here, so that
-runs in parallel do not collide; a run whose /30 is already in use on this machine fails at once, naming
-it. :meth:`NetNamespace.cut` sets this side's end of the veth down: every packet between the two
-namespaces is dropped, connections across it go silent (no reset), as on a real network partition;
-:meth:`NetNamespace.heal` sets it up again. :meth:`NetNamespace.destroy` kills what still runs in the
+The /29 is picked from the pid (``10.211.0.0/16`` holds 8,192 of them), like every name here, so that
+runs in parallel do not collide; a run whose addresses are already in use on this machine fails at once,
+naming them. :meth:`NetNamespace.cut` sets this side's end of the first veth down: every packet between
+the two namespaces' addresses on it is dropped, connections across it go silent (no reset), as on a real
+network partition; :meth:`NetNamespace.heal` sets it up again. The side link carries what the test must
+still reach while the first is cut (a daemon's client ports): the namespace has no other route, so
+traffic to the first link's far address never takes it. :meth:`NetNamespace.destroy` kills what still runs in the
 namespace (only the test's processes run there) and deletes it, which deletes the veth pair.
 """
 
@@ -28,9 +31,11 @@ class NetNamespace:
     def __init__(self, pid: int) -> None:
         self.name = f"pxdb-np-{pid}"
         self.host_if, self.ns_if = f"pxh{pid}", f"pxn{pid}"  # at most 10 characters: under IFNAMSIZ
-        index = pid % 16384
-        base = f"10.211.{index // 64}"
-        self.host_addr, self.ns_addr = f"{base}.{index % 64 * 4 + 1}", f"{base}.{index % 64 * 4 + 2}"
+        self.side_host_if, self.side_ns_if = f"pxc{pid}", f"pxd{pid}"
+        index = pid % 8192
+        base, low = f"10.211.{index // 32}", index % 32 * 8
+        self.host_addr, self.ns_addr = f"{base}.{low + 1}", f"{base}.{low + 2}"
+        self.side_host_addr, self.side_ns_addr = f"{base}.{low + 5}", f"{base}.{low + 6}"
         self.created = False
 
     @staticmethod
@@ -52,19 +57,22 @@ class NetNamespace:
 
     def create(self) -> None:
         taken = _ip("-o", "-4", "addr", "show").stdout
-        for address in (self.host_addr, self.ns_addr):
+        for address in (self.host_addr, self.ns_addr, self.side_host_addr, self.side_ns_addr):
             if f" {address}/" in taken:
                 raise RuntimeError(f"{address} is in use on this machine already (another run with a pid "
-                                   f"equal modulo 16384?): {self.name} cannot take it")
+                                   f"equal modulo 8192?): {self.name} cannot take it")
         _ip("netns", "add", self.name)
         self.created = True
-        _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        _ip("link", "set", self.ns_if, "netns", self.name)
-        _ip("addr", "add", f"{self.host_addr}/30", "dev", self.host_if)
-        _ip("link", "set", self.host_if, "up")
         inside = ["-n", self.name]
-        _ip(*inside, "addr", "add", f"{self.ns_addr}/30", "dev", self.ns_if)
-        _ip(*inside, "link", "set", self.ns_if, "up")
+        for host_if, ns_if, host_addr, ns_addr in ((self.host_if, self.ns_if, self.host_addr, self.ns_addr),
+                                                   (self.side_host_if, self.side_ns_if, self.side_host_addr,
+                                                    self.side_ns_addr)):
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+            _ip("link", "set", ns_if, "netns", self.name)
+            _ip("addr", "add", f"{host_addr}/30", "dev", host_if)
+            _ip("link", "set", host_if, "up")
+            _ip(*inside, "addr", "add", f"{ns_addr}/30", "dev", ns_if)
+            _ip(*inside, "link", "set", ns_if, "up")
         _ip(*inside, "link", "set", "lo", "up")
 
     def cut(self) -> None:
@@ -83,5 +91,6 @@ class NetNamespace:
                 except ProcessLookupError:
                     pass
             _ip("netns", "del", self.name, check=False)
-        if _ip("link", "show", self.host_if, check=False).returncode == 0:
-            _ip("link", "del", self.host_if, check=False)
+        for host_if in (self.host_if, self.side_host_if):
+            if _ip("link", "show", host_if, check=False).returncode == 0:
+                _ip("link", "del", host_if, check=False)

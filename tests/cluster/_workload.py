@@ -140,6 +140,38 @@ class FreshInserter(Writer):
         except BaseException as exc:  # reported by the test
             self.error = exc
 
+@dataclass
+class Call:
+    started: float
+    finished: float
+    error: ProximaDBError | None
+
+
+@dataclass
+class Recording:
+    """A client for a writer to one node that records every insert's times and outcome (the Writer keeps
+    only whether it was acknowledged)."""
+
+    client: Any
+    calls: list[Call] = field(default_factory=list)
+
+    def insert_vectors(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            result = self.client.insert_vectors(*args, **kwargs)
+        except ProximaDBError as exc:
+            self.calls.append(Call(started, time.monotonic(), exc))
+            raise
+        self.calls.append(Call(started, time.monotonic(), None))
+        return result
+
+    def failed_since(self, start: float) -> list[ProximaDBError]:
+        return [c.error for c in list(self.calls) if c.error is not None and c.started >= start]
+
+    def acked_since(self, start: float) -> int:
+        return sum(1 for c in list(self.calls) if c.error is None and c.started >= start)
+
+
 class Reader(threading.Thread):
     """Counts and searches through a failover client; records (monotonic time, succeeded) per call."""
 

@@ -29,9 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _devcluster import DevCluster
@@ -43,48 +41,17 @@ from _workload import (
     SHARDS,
     WAIT,
     FreshInserter,
+    Recording,
     StrongReader,
     Writer,
     check_every_replica,
     stale_strong_reads,
 )
 
-from proximadb.errors import ProximaDBError, UnavailableError
+from proximadb.errors import UnavailableError
 from proximadb.sdk import connect_grpc, connect_rest
 
 CUT = 0  # the index of the node that gets cut off: n1
-
-
-@dataclass
-class Call:
-    started: float
-    finished: float
-    error: ProximaDBError | None
-
-
-@dataclass
-class Recording:
-    """A client for the n1 writer that records every insert's times and outcome (the Writer keeps only
-    whether it was acknowledged)."""
-
-    client: Any
-    calls: list[Call] = field(default_factory=list)
-
-    def insert_vectors(self, *args: Any, **kwargs: Any) -> Any:
-        started = time.monotonic()
-        try:
-            result = self.client.insert_vectors(*args, **kwargs)
-        except ProximaDBError as exc:
-            self.calls.append(Call(started, time.monotonic(), exc))
-            raise
-        self.calls.append(Call(started, time.monotonic(), None))
-        return result
-
-    def failed_since(self, start: float) -> list[ProximaDBError]:
-        return [c.error for c in list(self.calls) if c.error is not None and c.started >= start]
-
-    def acked_since(self, start: float) -> int:
-        return sum(1 for c in list(self.calls) if c.error is None and c.started >= start)
 
 
 @pytest.fixture

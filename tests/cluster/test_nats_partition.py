@@ -26,7 +26,15 @@ writers stop, every daemon's replica of every shard holds every acknowledged wri
 included, holds the same entries (messages, bytes, first and last sequence, each server's own /jsz).
 
 Default run, one cut and heal: about 30 s with the dev-cluster's start and stop on a quiet machine (19 s of
-it the test itself), 70 s on a loaded one; no slow variant.
+it the test itself), 70 s on a loaded one.
+
+``PROXIMADB_SLOW=1`` (``slow`` marker, ~80 s): daemon n3 runs *inside* the namespace with its server instead
+(``--cluster`` naming n3 and, across the link that is cut, n1 and n2), listening on a second veth pair that
+is never cut (the side link), so the test still reaches it. The failover clients then use n1 and n2 only;
+a writer sends fresh inserts to n3 alone. While cut, n3 must refuse them (503 UnavailableError, or 504
+RequestTimeoutError: an insert's already-exists check waits for n3's replica to apply what n3 had
+acknowledged before the cut, which it cannot) and acknowledge none that started during the cut; after the
+heal it acknowledges again, and the checks above include its replicas.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from _workload import (
     SHARDS,
     WAIT,
     FreshInserter,
+    Recording,
     StrongReader,
     Writer,
     check_every_replica,
@@ -59,6 +68,7 @@ from _workload import (
 )
 
 from proximadb.cluster.nats_servers import NatsServer, stream_leader
+from proximadb.errors import RequestTimeoutError, UnavailableError
 from proximadb.sdk import connect_grpc, connect_rest
 
 AWAY = 2  # the index of the NATS server (and the daemon) on the far side: n3
@@ -145,15 +155,44 @@ def stream_states(server: NatsServer) -> dict[str, tuple[int, ...]] | None:
 
 def test_a_nats_server_partitioned_from_the_others_under_writes_loses_nothing(
         cluster: DevCluster, netns: NetNamespace) -> None:
+    run_nats_partition(cluster, netns, daemon_inside=False)
+
+
+@pytest.mark.slow
+def test_a_daemon_partitioned_with_its_nats_server_refuses_writes_and_loses_nothing(
+        cluster: DevCluster, netns: NetNamespace) -> None:
+    run_nats_partition(cluster, netns, daemon_inside=True)
+
+
+def restart_daemon(cluster: DevCluster, netns: NetNamespace, away: NatsServer, majority: list[NatsServer],
+                   *, inside: bool) -> None:
+    """Daemon n3 again: on the host with ``--cluster`` naming ``away`` alone (it learns the others from the
+    servers), or ``inside`` the namespace, listening on the side link, with ``away`` and the majority (on the
+    far side of the link that is cut)."""
+    argv, env, cwd = cluster.kill(AWAY)
+    if not inside:
+        argv[argv.index("--cluster") + 1] = away.url  # its client connection crosses the veth
+        cluster.restart(AWAY, (argv, env, cwd))
+        return
+    argv[argv.index("--cluster") + 1] = ",".join([away.url] + [s.url for s in majority])
+    argv[argv.index("--host") + 1] = netns.side_ns_addr
+    node = cluster.doc["nodes"][AWAY]
+    node["rest"] = f"http://{netns.side_ns_addr}:{argv[argv.index('--rest-port') + 1]}"
+    node["grpc"] = f"{netns.side_ns_addr}:{argv[argv.index('--grpc-port') + 1]}"
+    cluster.restart(AWAY, (netns.exec_prefix + argv, env, cwd))
+
+
+def run_nats_partition(cluster: DevCluster, netns: NetNamespace, *, daemon_inside: bool) -> None:
     started = time.monotonic()
     nodes = cluster.doc["nodes"]
     away = move_into(cluster, netns, AWAY)
-    argv, env, cwd = cluster.kill(AWAY)
-    argv[argv.index("--cluster") + 1] = away.url  # its client connection crosses the veth
-    cluster.restart(AWAY, (argv, env, cwd))
     servers = cluster.nats_servers()
     majority = [s for i, s in enumerate(servers) if i != AWAY]
     assert servers[AWAY].host == netns.ns_addr and all(s.host == netns.host_addr for s in majority)
+    restart_daemon(cluster, netns, away, majority, inside=daemon_inside)
+    # with daemon n3 inside, only the majority's daemons serve the failover clients: n3's calls take its
+    # NATS deadline (30 s) to fail while it is cut off
+    serving = [n for i, n in enumerate(nodes) if not (daemon_inside and i == AWAY)]
 
     admin = cluster.rest(0)
     admin.create_collection(NAME, DIM, distance_metric="euclidean", shards=SHARDS, replication_factor=3)
@@ -164,11 +203,11 @@ def test_a_nats_server_partitioned_from_the_others_under_writes_loses_nothing(
     shard0 = next(s for s in streams if s.endswith("-s0"))
 
     stop = threading.Event()
-    failover = [connect_grpc([n["grpc"] for n in nodes]), connect_rest([n["rest"] for n in reversed(nodes)])]
-    through_away = connect_rest(nodes[AWAY]["rest"], timeout=60)  # one address: it cannot move on
-    cluster.clients.extend([*failover, through_away])
+    failover = [connect_grpc([n["grpc"] for n in serving]), connect_rest([n["rest"] for n in reversed(serving)])]
+    through_away = Recording(connect_rest(nodes[AWAY]["rest"], timeout=90))  # one address: it cannot move on
+    cluster.clients.extend([*failover, through_away.client])
     writers = [Writer(0, failover[0], stop), Writer(1, failover[1], stop), FreshInserter(2, through_away, stop)]
-    strong = StrongReader(connect_grpc([n["grpc"] for n in reversed(nodes)]), writers, stop)
+    strong = StrongReader(connect_grpc([n["grpc"] for n in reversed(serving)]), writers, stop)
     cluster.clients.append(strong.client)
     probe: subprocess.Popen[str] | None = None
     try:
@@ -201,10 +240,22 @@ def test_a_nats_server_partitioned_from_the_others_under_writes_loses_nothing(
                        lambda s=shard: all(w.history.acked_since(cut_at, s) for w in writers[:2]), WAIT)
         wait_until(f"the majority leads {shard0} without {away.name}",
                    lambda: stream_leader(majority, shard0) in {s.name for s in majority}, WAIT)
-        # the call in flight at the cut may return an acknowledgement received just before it; the next ones
-        # can only come through the majority
-        wait_until(f"daemon {nodes[AWAY]['id']} moved to the majority: writes through it acknowledged again",
-                   lambda: writers[2].history.acked_since(cut_at) >= 3, WAIT)
+        refused_in: list[float] = []
+        if daemon_inside:  # on the minority side with its server: it refuses writes, acknowledges none
+            wait_until(f"a write sent to {nodes[AWAY]['id']} (inside, with {away.name}) was refused",
+                       lambda: any(c.error is not None and c.finished > cut_at for c in list(through_away.calls)),
+                       WAIT)
+            # 503 (its NATS calls give up: LogUnavailableError) or 504 (an insert's already-exists check waits
+            # for its replica to apply what the node acknowledged before the cut, which it cannot): not accepted
+            refusals = [c.error for c in list(through_away.calls) if c.error is not None and c.finished > cut_at]
+            assert all(isinstance(e, (UnavailableError, RequestTimeoutError)) for e in refusals), refusals
+            refused_in = [round(c.finished - max(c.started, cut_at), 1) for c in list(through_away.calls)
+                          if c.error is not None and c.finished > cut_at]
+        else:
+            # the call in flight at the cut may return an acknowledgement received just before it; the next
+            # ones can only come through the majority
+            wait_until(f"daemon {nodes[AWAY]['id']} moved to the majority: writes through it acknowledged again",
+                       lambda: writers[2].history.acked_since(cut_at) >= 3, WAIT)
         out, err = probe.communicate(timeout=WAIT)
         outcome = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"no output": err}
         assert outcome.get("refused") == "LogUnavailableError", f"an append to {away.name} alone: {outcome}"
@@ -212,6 +263,10 @@ def test_a_nats_server_partitioned_from_the_others_under_writes_loses_nothing(
         cut_for = time.monotonic() - cut_at
 
         healed_at = time.monotonic()
+        if daemon_inside:
+            acked_while_cut = [c for c in list(through_away.calls)
+                               if c.error is None and c.started >= cut_at and c.finished < healed_at]
+            assert not acked_while_cut, f"{nodes[AWAY]['id']} acknowledged writes while cut off: {acked_while_cut}"
         netns.heal()
         wait_until(f"{away.name} is healthy again (its streams current)", lambda: away.monitor("/healthz") is not None,
                    WAIT)
@@ -242,8 +297,10 @@ def test_a_nats_server_partitioned_from_the_others_under_writes_loses_nothing(
     except AssertionError:
         raise AssertionError(f"the servers' copies differ: {states}") from None
     acked = [len(w.history.acked_at) for w in writers]
+    errors = sorted({type(c.error).__name__ for c in through_away.calls if c.error is not None})
     print(f"\n{away.name} cut off for {cut_for:.1f}s: acknowledged writes per writer {acked} (the last through "
-          f"{nodes[AWAY]['id']} alone), uncertain {[w.history.uncertain for w in writers]}, ids "
-          f"{len(history.writes)}; {len(strong.reads)} strong reads, none stale ({strong.failed} failed); the "
-          f"append to {away.name} alone: {outcome['refused']}; streams {states[away.name]}; "
-          f"{time.monotonic() - started:.0f}s in all")
+          f"{nodes[AWAY]['id']} alone, {'inside' if daemon_inside else 'outside'} the namespace; its errors "
+          f"{errors}{f', refused {refused_in} s after the cut' if daemon_inside else ''}), "
+          f"uncertain {[w.history.uncertain for w in writers]}, ids {len(history.writes)}; "
+          f"{len(strong.reads)} strong reads, none stale ({strong.failed} failed); the append to {away.name} "
+          f"alone: {outcome['refused']}; streams {states[away.name]}; {time.monotonic() - started:.0f}s in all")
