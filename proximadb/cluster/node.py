@@ -5,9 +5,10 @@ A :class:`ClusterNode` owns a local engine opened in cluster mode (``log_of_reco
 no local WAL) and one NATS connection (:class:`~proximadb.cluster.nats_session.NatsSession`):
 
 - **Membership.** It joins with its :class:`~proximadb.cluster.membership.NodeInfo` and beats.
-- **Collections.** :meth:`create_collection` writes the collection's shard map, placed on the
-  live nodes, with its ``spec`` (dimension and settings): every node creates the same local
-  collection from it, one per shard it holds, named ``<collection>.s<shard>``.
+- **Collections.** :meth:`create_collection` makes the collection's shard logs, then writes its shard
+  map, placed on the live nodes, with its ``spec`` (dimension and settings): every node creates the same
+  local collection from it, one per shard it holds, named ``<collection>.s<shard>``. Only a create makes
+  logs: an append, a replica or a purge that finds its log gone (dropped) fails at once, never makes it.
 - **Sync.** A thread (every ``sync_interval`` seconds, and at once after a create) reads every
   shard map; replaces a map whose holders are no longer all live, or that lacks replicas now that
   nodes joined (:meth:`ShardMaps.rebalance`: revision-checked, so nodes that do this at once
@@ -29,6 +30,7 @@ fewer characters than collection names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,11 +51,12 @@ from proximadb.cluster.membership import Membership, NodeInfo
 from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.retention import LogRetention
-from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, stream_name
+from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, create_logs, delete_logs, stream_name
 from proximadb.cluster.shard_map import ShardMap, ShardMaps
 from proximadb.cluster.snapshot import fetch_snapshot
 from proximadb.codec.payload import encode_insert, encode_payload
 from proximadb.errors import (
+    CollectionExistsError,
     CollectionNotFoundError,
     CorruptionError,
     LogUnavailableError,
@@ -169,10 +172,29 @@ class ClusterNode:
 
     def create_collection(self, name: str, dimension: int, *, shards: int = 1, replication_factor: int = 1,
                           **settings: Any) -> ShardMap:
-        """Create a sharded, replicated collection on the cluster's live nodes; its local replicas follow."""
+        """Create a sharded, replicated collection on the cluster's live nodes; its local replicas follow.
+
+        The shard logs are made first (named after this incarnation: new), then the map, so every map names
+        logs that exist. When the map is not written (the name exists) the logs go again; a map found to be
+        this create's own (its answer was lost, its retry found it) is the create's. A crash between the two
+        leaves logs no map names (never read; not reclaimed)."""
         maps, members = self._require()
-        spec = {"dimension": int(dimension), **settings, INCARNATION: uuid.uuid4().hex[:12]}
-        created = maps.create(name, shards, replication_factor, [n.id for n in members.nodes()], spec)
+        if maps.get(name) is not None:
+            raise CollectionExistsError(f"collection {name!r} already has a shard map")
+        incarnation = uuid.uuid4().hex[:12]
+        spec = {"dimension": int(dimension), **settings, INCARNATION: incarnation}
+        made = create_logs(self.urls, [log_name(name, shard, incarnation) for shard in range(shards)],
+                           replicas=self.replicas, deadline=self.deadline, session=self.session)
+        try:
+            created = maps.create(name, shards, replication_factor, [n.id for n in members.nodes()], spec)
+        except BaseException:
+            found = maps.get(name)  # an outage here raises with the logs left: never delete a map's logs
+            if found is None or incarnation_of(found[0]) != incarnation:
+                delete_logs(made)
+                raise
+            created = found[0]
+        with self._lock:
+            self._logs.update(((name, shard), shard_log) for shard, shard_log in enumerate(made))
         self.sync()
         return created
 
@@ -184,7 +206,8 @@ class ClusterNode:
         maps.drop(name)
         self.sync()
         for shard in range(shard_map.shards):
-            self._log(name, shard, shard_map).delete()
+            with contextlib.suppress(LogDeletedError):  # gone already (a drop racing this one)
+                self._log(name, shard, shard_map).delete()
         with self._lock:
             for key in [key for key in self._logs if key[0] == name]:
                 self._logs.pop(key).close()
@@ -223,13 +246,13 @@ class ClusterNode:
             payload = encode_insert(ids=[ids[r] for r in rows], vectors=matrix[rows],
                                     metadata=[dict(metadata[r]) for r in rows] if metadata is not None else None,
                                     upsert=upsert)
-            acked[shard] = self._append(name, shard, payload)
+            acked[shard] = self.append(shard_map, shard, payload)
         return acked
 
     def delete(self, name: str, ids: Sequence[str]) -> dict[int, int]:
         shard_map = self.shard_map(name)
-        return {shard: self._append(name, shard, encode_payload("vector_delete",
-                                                                {"ids": [ids[r] for r in rows], "filter": None}))
+        return {shard: self.append(shard_map, shard, encode_payload("vector_delete",
+                                                                    {"ids": [ids[r] for r in rows], "filter": None}))
                 for shard, rows in self._route(ids, shard_map.shards).items()}
 
     # -- reads --
@@ -291,7 +314,7 @@ class ClusterNode:
         One pass at a time (the sync thread, a create, a drop, a read that finds a shard placed here since
         the last pass): a pass acts on the maps it read at its start, and one that read them before a drop
         and re-create of a name, running on beside those, stopped the new collection's replica and started
-        the dropped one's again, re-creating its deleted log (JetStreamLog makes a missing stream)."""
+        the dropped one's again. (A shard whose log is found gone is left alone: dropped since the pass began.)"""
         with self._sync_lock:
             self._sync_pass()
 
@@ -313,12 +336,16 @@ class ClusterNode:
             with self._lock:
                 self._known[shard_map.collection] = shard_map
             for shard in shard_map.shards_of(self.node.id):
+                try:
+                    if self._needs_snapshot(shard_map.collection, shard):
+                        self._bootstrap(shard_map, shard, infos)
+                    self._ensure_replica(shard_map, shard)
+                    self._reconfigure(shard_map, shard)
+                    self._purge(shard_map, shard, infos)
+                except LogDeletedError as exc:  # dropped since this pass read the maps; the next pass cleans up
+                    log.info("cluster: %s leaves %s shard %d: %s", self.node.id, shard_map.collection, shard, exc)
+                    continue
                 wanted.add((shard_map.collection, shard))
-                if self._needs_snapshot(shard_map.collection, shard):
-                    self._bootstrap(shard_map, shard, infos)
-                self._ensure_replica(shard_map, shard)
-                self._reconfigure(shard_map, shard)
-                self._purge(shard_map, shard, infos)
         mapped = {m.collection for m in self._known.values()}
         with self._lock:
             for key in [key for key in self._appliers if key not in wanted]:
@@ -505,14 +532,19 @@ class ClusterNode:
     def append(self, shard_map: ShardMap, shard: int, payload: bytes) -> int:
         """Append one frame to the log of ``shard`` of the collection ``shard_map`` describes (a map read for
         this write: a name dropped and made again meanwhile has new logs); the sequence once JetStream
-        acknowledged it."""
-        return self._log(shard_map.collection, shard, shard_map).append(payload, self._message_id()).seq
+        acknowledged it. CollectionNotFoundError when the log is gone (the collection was dropped since the map
+        was read): the append never makes it again."""
+        try:
+            return self._log(shard_map.collection, shard, shard_map).append(payload, self._message_id()).seq
+        except LogDeletedError as exc:
+            raise CollectionNotFoundError(f"collection {shard_map.collection!r} was dropped: {exc}") from exc
 
     def last_seqs(self, shard_map: ShardMap, shards: Sequence[int]) -> list[int]:
         """The last sequence of each of ``shards``' logs, as JetStream's stream leaders have them now (the
         requests sent at once: one round trip). A log that does not exist is 0 while the servers' map still
-        names this incarnation (no holder created it yet); when the collection was dropped (and maybe made
-        again) since ``shard_map`` was read: LogDeletedError, never a retry until the deadline."""
+        names this incarnation (not expected: a create makes the logs before it writes the map); when the
+        collection was dropped (and maybe made again) since ``shard_map`` was read: LogDeletedError, never a
+        retry until the deadline."""
         import asyncio
 
         from nats.js.errors import NotFoundError
@@ -546,9 +578,6 @@ class ClusterNode:
                 self._logs[key] = JetStreamLog(self.urls, expected, replicas=self.replicas, deadline=self.deadline,
                                                session=self.session)  # the old one shares the node's connection
             return self._logs[key]
-
-    def _append(self, name: str, shard: int, payload: bytes) -> int:
-        return self._log(name, shard).append(payload, self._message_id()).seq
 
     def _message_id(self) -> str:
         """The next append's message id: from the request id (a client's retry is appended once), else new."""

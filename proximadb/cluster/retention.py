@@ -11,6 +11,10 @@ Only the shard's first holder in the map purges (one purge per advance, not one 
 holder that has not reported its replica yet (just placed, or its node restarted with a wiped
 disk) holds the floor back.
 
+A log that is gone (its collection was dropped, maybe while this node's sync pass ran on a map read before)
+has nothing left to purge: :meth:`LogRetention.run` counts it done at once (``LogDeletedError`` from the log,
+never retried as an outage), and forgets it.
+
 A replica outside this reckoning — on a node that was down when its slot moved, or wiped —
 later finds its entries gone and catches up from a holder's snapshot
 (proximadb/cluster/snapshot.py): any live holder can give one at its own checkpoint, which is at
@@ -24,7 +28,7 @@ import threading
 from collections.abc import Mapping
 
 from proximadb.cluster.membership import NodeInfo
-from proximadb.cluster.shard_log import ShardLog
+from proximadb.cluster.shard_log import LogDeletedError, ShardLog
 from proximadb.cluster.shard_map import ShardMap
 
 log = logging.getLogger("proximadb.cluster")
@@ -57,7 +61,8 @@ class LogRetention:
 
     def run(self, shard_map: ShardMap, shard: int, nodes: Mapping[str, NodeInfo], shard_log: ShardLog,
             log_name: str) -> int | None:
-        """Purge ``shard_log`` when this node is the shard's first holder and the floor rose; the floor."""
+        """Purge ``shard_log`` when this node is the shard's first holder and the floor rose; the floor (None
+        when not this node's to purge, not known yet, or the log is gone)."""
         holders = shard_map.replicas[shard] if shard < len(shard_map.replicas) else ()
         if not holders or holders[0] != self.node_id:
             return None
@@ -68,9 +73,16 @@ class LogRetention:
         with self._lock:
             if keep_from <= self._done.get(log_name, 1):
                 return floor
-        first = shard_log.first_seq()
+        try:
+            first = shard_log.first_seq()
+            if keep_from > first:
+                shard_log.purge_below(keep_from)
+        except LogDeletedError as exc:  # dropped: done, nothing to purge, and nothing to remember
+            log.info("cluster: %s: log %s is gone, nothing to purge (%s)", self.node_id, log_name, exc)
+            with self._lock:
+                self._done.pop(log_name, None)
+            return None
         if keep_from > first:
-            shard_log.purge_below(keep_from)
             self.purged_entries += keep_from - first
             log.info("cluster: %s purged log %s below entry %d (every holder has checkpointed %d; %d kept below)",
                      self.node_id, log_name, keep_from, floor, self.retain)

@@ -25,18 +25,30 @@ log's own: each retries what a busy or electing cluster answers (no responders, 
 timeout) for up to ``deadline`` seconds; after that it raises
 :class:`~proximadb.errors.LogUnavailableError`. An append that timed out may still have been
 recorded, which is why its retries (and the caller's) carry the same message id.
+
+**Only a create makes a log.** ``JetStreamLog(..., create=True)`` makes the stream when it is missing;
+that is what ``ClusterNode.create_collection`` does, before it writes the collection's map. Every other
+opening (a holder starting its replica, an append, a retention purge) finds a missing stream gone
+(:class:`LogDeletedError`, at once, never retried as an outage): the collection was dropped. Otherwise
+an append racing a drop (its map read just before) would make the dropped log again. The JetStream
+meta leader alone answers "stream not found" (a server cut off from it answers "not available", an
+outage), so the answer is never a partition's. An append that finds no responders (no stream listens
+on the subject, or its leader is being elected) asks for the stream's info: not found means deleted;
+anything else is retried. ``purge_below`` and ``delete`` of a log that is gone are done at once.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from proximadb.cluster.nats_session import REQUEST_TIMEOUT, NatsSession
-from proximadb.errors import ValidationError
+from proximadb.errors import LogUnavailableError, ValidationError
 
+log = logging.getLogger("proximadb.cluster")
 DUPLICATE_WINDOW_SECONDS = 120.0
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MICROSECOND = datetime.timedelta(microseconds=1)
@@ -85,10 +97,11 @@ class ShardLog(Protocol):
 
 
 class JetStreamLog:
-    """One shard's log in a JetStream stream (created when missing) on the servers at ``urls``."""
+    """One shard's log in a JetStream stream on the servers at ``urls``; ``create``: make the stream when it
+    is missing (a collection's create only), else a missing stream is :class:`LogDeletedError`."""
 
     def __init__(self, urls: list[str], name: str, *, replicas: int = 3, timeout: float = REQUEST_TIMEOUT,
-                 deadline: float = 30.0, session: NatsSession | None = None) -> None:
+                 deadline: float = 30.0, session: NatsSession | None = None, create: bool = False) -> None:
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ValidationError(f"log name {name!r}: use letters, digits, '-' and '_' only")
         self.name = name
@@ -101,7 +114,7 @@ class JetStreamLog:
         self._session = session or NatsSession(urls, f"shard-log-{name}", timeout=timeout, deadline=deadline)
         self._js = self._session.js
         try:
-            self._call(self._ensure_stream, f"opening stream {self.stream}")
+            self._call(self._ensure_stream if create else self._info, f"opening stream {self.stream}")
         except BaseException:
             self.close()
             raise
@@ -112,8 +125,7 @@ class JetStreamLog:
         if not msg_id:
             raise ValidationError("a log append needs a non-empty msg_id (it makes retries safe)")
         ack = self._call(
-            lambda: self._js.publish(self.subject, bytes(payload), timeout=self.timeout, stream=self.stream,
-                             headers={"Nats-Msg-Id": msg_id}),
+            lambda: self._publish(bytes(payload), msg_id),
             f"appending to {self.stream} (retry: an append with the same msg_id is applied once)",
         )
         return Appended(int(ack.seq), bool(ack.duplicate))
@@ -124,13 +136,14 @@ class JetStreamLog:
         return self._call(lambda: self._read(from_seq, max_entries), f"reading {self.stream} from {from_seq}")
 
     def first_seq(self) -> int:
-        return int(self._call(lambda: self._js.stream_info(self.stream), "stream info").state.first_seq)
+        return int(self._call(self._info, "stream info").state.first_seq)
 
     def last_seq(self) -> int:
-        return int(self._call(lambda: self._js.stream_info(self.stream), "stream info").state.last_seq)
+        return int(self._call(self._info, "stream info").state.last_seq)
 
     def purge_below(self, seq: int) -> None:
-        self._call(lambda: self._js.purge_stream(self.stream, seq=seq), f"purging {self.stream} below {seq}")
+        """Drop the entries below ``seq``; a log already gone has nothing left to purge (done at once)."""
+        self._call(lambda: self._purge(seq), f"purging {self.stream} below {seq}")
 
     def delete(self) -> None:
         """Delete the stream and every entry in it (a log already gone is not an error)."""
@@ -156,6 +169,34 @@ class JetStreamLog:
             duplicate_window=DUPLICATE_WINDOW_SECONDS, allow_direct=True,
         ))
 
+    async def _info(self) -> Any:
+        """The stream's info; LogDeletedError when the stream does not exist."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            return await self._js.stream_info(self.stream)
+        except NotFoundError as exc:
+            raise LogDeletedError(f"{self.stream} does not exist: its collection was dropped (a log is made only "
+                                  "when its collection is created)") from exc
+
+    async def _publish(self, payload: bytes, msg_id: str) -> Any:
+        from nats.js.errors import NoStreamResponseError
+
+        try:
+            return await self._js.publish(self.subject, payload, timeout=self.timeout, stream=self.stream,
+                                          headers={"Nats-Msg-Id": msg_id})
+        except NoStreamResponseError:
+            await self._info()  # LogDeletedError when the stream is gone; else an outage, retried
+            raise
+
+    async def _purge(self, seq: int) -> None:
+        from nats.js.errors import NotFoundError
+
+        try:
+            await self._js.purge_stream(self.stream, seq=seq)
+        except NotFoundError:
+            pass  # the log is gone with its collection: nothing below seq is left
+
     async def _delete(self) -> None:
         from nats.js.errors import NotFoundError
 
@@ -167,12 +208,8 @@ class JetStreamLog:
     async def _read(self, from_seq: int, max_entries: int) -> list[LogEntry]:
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import NotFoundError
 
-        try:
-            state = (await self._js.stream_info(self.stream)).state
-        except NotFoundError as exc:
-            raise LogDeletedError(f"{self.stream} no longer exists (its collection was dropped)") from exc
+        state = (await self._info()).state
         if from_seq < state.first_seq:  # purged below (a log purged to its end holds no messages at all)
             raise LogPurgedError(f"{self.stream}: entries below {state.first_seq} were purged; asked for {from_seq}")
         want = min(max_entries, state.last_seq - from_seq + 1)
@@ -200,3 +237,28 @@ class JetStreamLog:
     def _call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str) -> T:
         """Every call here is safe to repeat: appends carry their msg_id, the rest only read or purge."""
         return self._session.call(make, doing, answers=(LogPurgedError, LogDeletedError))
+
+
+def create_logs(urls: list[str], names: list[str], *, replicas: int, deadline: float,
+                session: NatsSession | None) -> list[JetStreamLog]:
+    """Make the logs ``names`` (a collection's create, the only maker of logs); when one cannot be made, those
+    made before it are deleted again and the error raised."""
+    made: list[JetStreamLog] = []
+    try:
+        for name in names:
+            made.append(JetStreamLog(urls, name, replicas=replicas, deadline=deadline, session=session, create=True))
+    except BaseException:
+        delete_logs(made)
+        raise
+    return made
+
+
+def delete_logs(logs: list[JetStreamLog]) -> None:
+    """Delete ``logs`` and close them, as far as the servers let (one that cannot be deleted now stays; logged)."""
+    for shard_log in logs:
+        try:
+            shard_log.delete()
+        except LogUnavailableError as exc:
+            log.warning("cluster: could not delete log %s: %s", shard_log.name, exc)
+        finally:
+            shard_log.close()

@@ -86,12 +86,14 @@ class DevCluster:
             text = conf.read_text()
 
             def port(key: str, text: str = text) -> int:
-                found = re.search(rf"^\s*{key}:\s*127\.0\.0\.1:(\d+)", text, re.M)
+                found = re.search(rf"^\s*{key}:\s*[0-9.]+:(\d+)", text, re.M)
                 return int(found[1]) if found else 0
 
             name = re.search(r"^server_name:\s*(\S+)", text, re.M)
-            assert name is not None, text
-            servers.append(NatsServer(name[1], conf.parent, port("listen"), port(".*cluster.*listen"), port("http")))
+            host = re.search(r"^listen:\s*([0-9.]+):", text, re.M)
+            assert name is not None and host is not None, text
+            servers.append(NatsServer(name[1], conf.parent, port("listen"), port(".*cluster.*listen"), port("http"),
+                                      host=host[1]))
         return servers
 
     def kill_nats(self, server: NatsServer) -> list[str]:

@@ -37,7 +37,8 @@ CHILD = Path(__file__).with_name("_applier_child.py")
 
 @pytest.fixture
 def shard_log(nats3_shared: NatsCluster, request: pytest.FixtureRequest) -> Iterator[JetStreamLog]:
-    log = JetStreamLog(nats3_shared.urls, request.node.name.replace("test_", "")[:40], replicas=3, deadline=60.0)
+    log = JetStreamLog(nats3_shared.urls, request.node.name.replace("test_", "")[:40], replicas=3, deadline=60.0,
+                      create=True)
     try:
         yield log
     finally:
@@ -341,7 +342,7 @@ def test_modes_are_not_mixed_and_direct_writes_are_refused(shard_log: JetStreamL
 def test_the_applier_waits_out_a_log_outage_and_catches_up(tmp_path: Path) -> None:
     """Every NATS server killed with SIGKILL under a running applier, then started again."""
     with NatsCluster(tmp_path / "nats", 3) as nats:
-        writer = JetStreamLog(nats.urls, "outage", replicas=3)
+        writer = JetStreamLog(nats.urls, "outage", replicas=3, create=True)
         first = workload(1, 100, seed=41)
         append_all(writer, first)
         writer.close()

@@ -2,8 +2,8 @@
 the NATS servers under concurrent writes, then let back in; every replica is checked afterwards.
 
 Node n1 is SIGKILLed and started again with its ``--cluster`` pointing at TCP relays on 127.0.0.1, one per
-NATS server (tests/cluster/_relay.py); everything else is ``dev-cluster`` as a user runs it. The crash test's
-writers and checker (tests/cluster/test_cluster_crash.py) record and judge the writes: two writers with
+NATS server (tests/cluster/_relay.py); everything else is ``dev-cluster`` as a user runs it. The chaos tests'
+writers and checker (tests/cluster/_workload.py) record and judge the writes: two writers with
 failover SDK clients over n2 and n3 insert, upsert and delete; a third writes only to n1 (one address, so
 it cannot move on) and only inserts fresh ids.
 
@@ -29,74 +29,29 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _devcluster import DevCluster
 from _relay import NatsRelay
 from _support import wait_until
-from test_cluster_crash import (
+from _workload import (
     DIM,
     NAME,
     SHARDS,
     WAIT,
+    FreshInserter,
+    Recording,
     StrongReader,
     Writer,
     check_every_replica,
     stale_strong_reads,
 )
 
-from proximadb.errors import ProximaDBError, UnavailableError
+from proximadb.errors import UnavailableError
 from proximadb.sdk import connect_grpc, connect_rest
 
 CUT = 0  # the index of the node that gets cut off: n1
-
-
-@dataclass
-class Call:
-    started: float
-    finished: float
-    error: ProximaDBError | None
-
-
-@dataclass
-class Recording:
-    """A client for the n1 writer that records every insert's times and outcome (the Writer keeps only
-    whether it was acknowledged)."""
-
-    client: Any
-    calls: list[Call] = field(default_factory=list)
-
-    def insert_vectors(self, *args: Any, **kwargs: Any) -> Any:
-        started = time.monotonic()
-        try:
-            result = self.client.insert_vectors(*args, **kwargs)
-        except ProximaDBError as exc:
-            self.calls.append(Call(started, time.monotonic(), exc))
-            raise
-        self.calls.append(Call(started, time.monotonic(), None))
-        return result
-
-    def failed_since(self, start: float) -> list[ProximaDBError]:
-        return [c.error for c in list(self.calls) if c.error is not None and c.started >= start]
-
-    def acked_since(self, start: float) -> int:
-        return sum(1 for c in list(self.calls) if c.error is None and c.started >= start)
-
-
-class FreshInserter(Writer):
-    """Inserts fresh ids only, five at a time."""
-
-    def run(self) -> None:
-        fresh = 0
-        try:
-            while not self.stop.is_set():
-                self.write("insert", list(range(fresh, fresh + 5)))
-                fresh += 5
-        except BaseException as exc:  # reported by the test
-            self.error = exc
 
 
 @pytest.fixture

@@ -22,8 +22,10 @@ from _support import wait_until
 from proximadb.cluster.membership import NodeInfo
 from proximadb.cluster.nats_servers import NatsCluster
 from proximadb.cluster.node import ClusterNode, local_name, shard_log_name
-from proximadb.cluster.shard_log import stream_name
+from proximadb.cluster.retention import LogRetention
+from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, stream_name
 from proximadb.cluster.shard_map import ShardMap
+from proximadb.codec.payload import encode_insert
 from proximadb.errors import CollectionExistsError, CollectionNotFoundError, UnavailableError
 from proximadb.storage.engine import Engine
 
@@ -275,3 +277,97 @@ def test_a_node_killed_with_sigkill_is_replaced_and_catches_up_when_it_returns(
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def log_exists(node: ClusterNode, shard_map: ShardMap, shard: int) -> bool:
+    """Whether the stream of ``shard``'s log is on the servers (asked directly, never made)."""
+    from nats.js.errors import NotFoundError
+
+    session = node.session
+    assert session is not None
+
+    async def info() -> bool:
+        try:
+            await session.js.stream_info(stream_name(shard_log_name(shard_map, shard)))
+            return True
+        except NotFoundError:
+            return False
+
+    return session.call(info, "stream info")
+
+
+def test_an_append_racing_a_drop_fails_at_once_and_never_makes_the_log_again(nodes: Nodes) -> None:
+    """A write that read the collection's map just before another node dropped it appends after the drop:
+    the log is gone, so the append fails with CollectionNotFoundError at once (not an outage's retries for
+    the whole deadline), on a node that still holds the log open and on one that closed it, and the log
+    is not made again (only a create makes one)."""
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    ids, vectors, metadata = rows(0, 20, seed=8)
+    n1.create_collection("race", DIM, shards=2, replication_factor=2, distance_metric="euclidean")
+    n2.insert("race", ids, vectors, metadata)  # n2 has both logs open now
+    stale = n2.shard_map("race")  # what the racing write read
+    assert all(log_exists(n1, stale, shard) for shard in (0, 1))
+    n1.drop_collection("race")  # n1 deleted the logs and closed its handles
+    payload = encode_insert(ids=["late"], vectors=vectors[:1], metadata=None, upsert=False)
+    for node in (n2, n1):
+        for shard in (0, 1):
+            started = time.monotonic()
+            with pytest.raises(CollectionNotFoundError, match="dropped"):
+                node.append(stale, shard, payload)
+            assert time.monotonic() - started < 10, "answered as a missing log, not retried as an outage"
+    with pytest.raises(CollectionNotFoundError):
+        n2.insert("race", ["later"], vectors[:1])  # the ordinary path reads the map first
+    assert not any(log_exists(n1, stale, shard) for shard in (0, 1)), "an append made a dropped log again"
+    # a create of the name afterwards gets new logs, which work
+    again = n2.create_collection("race", DIM, shards=2, replication_factor=2, distance_metric="euclidean")
+    assert all(log_exists(n1, again, shard) and not log_exists(n1, stale, shard) for shard in (0, 1))
+    assert n2.count("race", wait_for=n1.insert("race", ids, vectors, metadata)) == 20
+
+
+def test_retention_of_a_dropped_log_is_done_at_once(nodes: Nodes, nats3: NatsCluster) -> None:
+    """Purging a log whose collection was dropped (a sync pass that read the map before the drop) finds
+    nothing to purge and returns at once: not a retry of "not found" as an outage for the node's deadline."""
+    n1 = nodes.start("n1")
+    created = n1.create_collection("gone", DIM, shards=1, replication_factor=1, distance_metric="euclidean")
+    ids, vectors, _ = rows(0, 10, seed=9)
+    n1.insert("gone", ids, vectors)
+    held = JetStreamLog(nats3.urls, shard_log_name(created, 0), deadline=20.0)  # opened before the drop
+    try:
+        n1.drop_collection("gone")
+        retention = LogRetention("n1", retain=0)
+        report = {"n1": NodeInfo("n1", "", "", 0.0, {}, {"gone/0": 8})}  # every holder checkpointed entry 8
+        started = time.monotonic()
+        assert retention.run(created, 0, report, held, held.name) is None
+        held.purge_below(5)  # nothing left to purge: done
+        with pytest.raises(LogDeletedError):
+            held.first_seq()
+        assert time.monotonic() - started < 10, "answered as a missing log, not retried as an outage"
+        assert retention.purged_entries == 0 and not log_exists(n1, created, 0)
+    finally:
+        held.close()
+
+
+def test_a_create_that_loses_the_race_for_its_name_leaves_no_logs(nodes: Nodes,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two creates of one name: the loser made its logs before it found the winner's map, and deletes them.
+    (n2's look for an existing map is made to miss once: the winner wrote its map just after that look.)"""
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    first = n1.create_collection("twice", DIM, shards=2, replication_factor=2, distance_metric="euclidean")
+    looked: list[str] = []
+    real_get = n2.maps.get  # type: ignore[union-attr]
+
+    def get_after_the_race(name: str) -> Any:
+        looked.append(name)
+        return None if len(looked) == 1 else real_get(name)
+
+    monkeypatch.setattr(n2.maps, "get", get_after_the_race)
+    with pytest.raises(CollectionExistsError):
+        n2.create_collection("twice", DIM, shards=2, replication_factor=2, distance_metric="cosine")
+    assert len(looked) == 2, "the loser read the map again after its create failed"
+    session = n1.session
+    assert session is not None
+
+    async def names() -> set[str]:
+        return {info.config.name for info in await session.js.streams_info() if info.config.name.startswith("PXDB_")}
+
+    assert session.call(names, "listing streams") == {stream_name(shard_log_name(first, s)) for s in (0, 1)}

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from proximadb.cluster.nats_servers import NatsCluster
-from proximadb.cluster.shard_log import JetStreamLog, LogPurgedError
+from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, LogPurgedError
 from proximadb.errors import LogUnavailableError, ValidationError
 
 DEADLINE = 60.0  # generous: a JetStream leader election takes a few seconds, more on a loaded machine
@@ -31,7 +31,7 @@ def until(what: str, call, deadline: float = DEADLINE):  # type: ignore[no-untyp
 
 
 def test_appends_are_read_back_in_order_and_a_retry_is_applied_once(nats3: NatsCluster) -> None:
-    log = JetStreamLog(nats3.urls, "docs-s0", replicas=3)
+    log = JetStreamLog(nats3.urls, "docs-s0", replicas=3, create=True)
     try:
         acks = [log.append(f"payload {i}".encode(), f"w{i}") for i in range(20)]
         assert [a.seq for a in acks] == list(range(1, 21))
@@ -50,7 +50,7 @@ def test_appends_are_read_back_in_order_and_a_retry_is_applied_once(nats3: NatsC
 
 
 def test_purge_below_drops_the_prefix_only(nats3: NatsCluster) -> None:
-    log = JetStreamLog(nats3.urls, "docs-s1", replicas=3)
+    log = JetStreamLog(nats3.urls, "docs-s1", replicas=3, create=True)
     try:
         for i in range(10):
             log.append(bytes([i]), f"p{i}")
@@ -67,7 +67,7 @@ def test_purge_below_drops_the_prefix_only(nats3: NatsCluster) -> None:
 def test_bad_arguments_are_refused_and_change_nothing(nats3: NatsCluster) -> None:
     with pytest.raises(ValidationError, match="letters, digits"):
         JetStreamLog(nats3.urls, "docs.s0")
-    log = JetStreamLog(nats3.urls, "docs-s2", replicas=3)
+    log = JetStreamLog(nats3.urls, "docs-s2", replicas=3, create=True)
     try:
         with pytest.raises(ValidationError, match="msg_id"):
             log.append(b"x", "")
@@ -79,7 +79,7 @@ def test_bad_arguments_are_refused_and_change_nothing(nats3: NatsCluster) -> Non
 
 
 def test_acknowledged_appends_survive_a_sigkill_of_the_stream_leader(nats3: NatsCluster) -> None:
-    log = JetStreamLog(nats3.urls, "docs-s3", replicas=3)
+    log = JetStreamLog(nats3.urls, "docs-s3", replicas=3, create=True)
     acked: dict[str, int] = {}
     try:
         for i in range(30):
@@ -102,7 +102,7 @@ def test_acknowledged_appends_survive_a_sigkill_of_the_stream_leader(nats3: Nats
 
 
 def test_acknowledged_appends_survive_a_sigkill_of_every_server(nats3: NatsCluster) -> None:
-    log = JetStreamLog(nats3.urls, "docs-s4", replicas=3, timeout=2.0, deadline=4.0)
+    log = JetStreamLog(nats3.urls, "docs-s4", replicas=3, timeout=2.0, deadline=4.0, create=True)
     for i in range(25):
         log.append(f"entry {i}".encode(), f"e{i}")
     for server in nats3.servers:  # all at once: only what was fsynced before the ack can come back
@@ -121,3 +121,26 @@ def test_acknowledged_appends_survive_a_sigkill_of_every_server(nats3: NatsClust
         assert reopened.append(b"again", "e25").seq == 26
     finally:
         reopened.close()
+
+
+def test_only_a_create_makes_a_log_and_a_missing_one_is_an_answer_not_an_outage(nats3: NatsCluster) -> None:
+    started = time.monotonic()
+    with pytest.raises(LogDeletedError, match="does not exist"):
+        JetStreamLog(nats3.urls, "never-made", replicas=3)  # a holder or an append: never makes it
+    made = JetStreamLog(nats3.urls, "docs-s5", replicas=3, create=True)
+    held = JetStreamLog(nats3.urls, "docs-s5", replicas=3)  # opened while it exists
+    try:
+        assert held.append(b"one", "d1").seq == 1
+        made.delete()
+        with pytest.raises(LogDeletedError):
+            held.append(b"two", "d2")  # no stream listens: asked, found gone, not retried for the deadline
+        with pytest.raises(LogDeletedError):
+            held.read(1)
+        held.purge_below(2)  # nothing left to purge
+        held.delete()  # gone already
+        assert time.monotonic() - started < 20, "every answer at once, none after the 30 s deadline"
+        with pytest.raises(LogDeletedError):
+            JetStreamLog(nats3.urls, "docs-s5", replicas=3)  # the append did not make it again
+    finally:
+        held.close()
+        made.close()
