@@ -113,7 +113,8 @@ class ProximaDBAPI(abc.ABC):
 
     @abc.abstractmethod
     def compact(self, collection: str) -> dict[str, Any]:
-        """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
+        """Merge the collection's segments now (online); returns segments/rows/bytes before and after. In
+        cluster mode every replica is compacted: the figures are totals, ``replicas`` each replica's report."""
 
     @abc.abstractmethod
     def stats(self, collection: str) -> dict[str, Any]:

@@ -195,7 +195,8 @@ class AsyncClient:
         await self._run(calls.single("delete_collection", name, safe=False))
 
     async def compact(self, collection: str) -> dict[str, Any]:
-        """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
+        """Merge the collection's segments now (online); returns segments/rows/bytes before and after. In
+        cluster mode every replica is compacted: the figures are totals, ``replicas`` each replica's report."""
         return await self._run(calls.single("compact", collection, safe=False))  # type: ignore[no-any-return]
 
     async def stats(self, collection: str) -> dict[str, Any]:

@@ -147,7 +147,8 @@ class ProximaDBClient(ProximaDBAPI):
         self._run(calls.single("delete_collection", name, safe=False))
 
     def compact(self, collection: str) -> dict[str, Any]:
-        """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
+        """Merge the collection's segments now (online); returns segments/rows/bytes before and after. In
+        cluster mode every replica is compacted: the figures are totals, ``replicas`` each replica's report."""
         return self._run(calls.single("compact", collection, safe=False))  # type: ignore[no-any-return]
 
     def stats(self, collection: str) -> dict[str, Any]:

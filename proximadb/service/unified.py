@@ -166,8 +166,11 @@ class UnifiedAvroService:
         self.engine.delete_collection(name_or_uuid)
 
     def compact_collection(self, name_or_uuid: str) -> dict[str, Any]:
-        """Merge the collection's segments now (the API's on-demand compaction); returns the report."""
-        return self.engine.collection(name_or_uuid).compact()
+        """Merge the collection's segments now (the API's on-demand compaction); returns the report. In cluster
+        mode every replica is compacted and ``replicas`` lists their reports (proximadb/cluster/maintenance.py);
+        one node (and one replica, asked by a peer) answers ``replicas: []``."""
+        report: dict[str, Any] = self.engine.collection(name_or_uuid).compact()
+        return {**report, "replicas": report.get("replicas", [])}
 
     def flush_collection(self, name_or_uuid: str) -> dict[str, Any]:
         """Seal the memtable into a segment now (its index is built in the background); returns the stats
