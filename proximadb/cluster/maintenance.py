@@ -20,7 +20,10 @@ seals that write on every replica.
 **A replica that does not answer** (its node is not live, has no running replica, times out, or the peer
 refuses): the others are still done (both operations change no data and are safe to repeat), then the call
 fails with UnavailableError naming each replica missed (``<collection> shard <s> on <node>: <why>``); the
-caller repeats it once the node is back. A holder that is not live is not waited for.
+caller repeats it once the node is back. A holder that is not live is not waited for. A peer's answer is
+waited for as long as a fan-out read (``fanout.PEER_TIMEOUT``, 40 s, and the request's deadline): a replica
+whose compaction takes longer is reported missed although it goes on there to the end (known limit: large
+replicas want the call made again, which then finds little or nothing left to merge).
 
 **The compaction report** (:func:`compaction_report`) keeps one node's fields, as totals over the replicas:
 ``segments_before``/``after``, ``rows_*`` and ``bytes_*`` summed, ``seconds`` the call's wall time, ``merged``
