@@ -427,7 +427,10 @@ class ClusterCollection(ClusterQueries):
     def _targets(self) -> list[int]:
         """The read's target per shard (:meth:`ClusterEngine.targets`). A map this node read before the name
         was dropped, and maybe made again, names logs that are gone (LogDeletedError): the read goes to the
-        collection the servers name now, or fails with CollectionNotFoundError when there is none."""
+        collection the servers name now, or fails with CollectionNotFoundError when there is none. Inside
+        ``_one_read`` (proximadb/cluster/queries.py) the targets it pinned."""
+        if self._pinned is not None:
+            return self._pinned
         try:
             return self.owner.targets(self.shard_map)
         except LogDeletedError:
