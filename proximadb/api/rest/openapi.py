@@ -314,12 +314,15 @@ PATHS: dict[str, dict[str, Any]] = {
     "/collections/{collection}/compact": {
         "parameters": [_COLLECTION],
         "post": _op("merge the collection's segments now, dropping deleted and superseded rows",
-                    {"type": "object", "description": "compaction report: segments/rows/bytes before and after"}),
+                    {"type": "object", "description": "compaction report: segments/rows/bytes before and after, "
+                     "seconds, merged (segment ids), replicas (cluster mode: every replica of every shard is "
+                     "compacted, the figures are totals and replicas lists each one's report with its node and "
+                     "shard; [] on one node; a replica that does not answer: 503 naming it)"}),
     },
     "/collections/{collection}/flush": {
         "parameters": [_COLLECTION],
-        "post": _op("seal the memtable into a segment now (its index is built in the background); the statistics "
-                    "after it", _ref("CollectionStats")),
+        "post": _op("seal the memtable into a segment now (its index is built in the background; cluster mode: "
+                    "every replica's); the statistics after it", _ref("CollectionStats")),
     },
     "/collections/{collection}/stats": {
         "parameters": [_COLLECTION],
