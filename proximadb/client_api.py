@@ -113,7 +113,8 @@ class ProximaDBAPI(abc.ABC):
 
     @abc.abstractmethod
     def compact(self, collection: str) -> dict[str, Any]:
-        """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
+        """Merge the collection's segments now (online); returns segments/rows/bytes before and after. In
+        cluster mode every replica is compacted: the figures are totals, ``replicas`` each replica's report."""
 
     @abc.abstractmethod
     def stats(self, collection: str) -> dict[str, Any]:
@@ -212,7 +213,7 @@ class ProximaDBAPI(abc.ABC):
     @abc.abstractmethod
     def search_text(
         self, collection: str, text: str, k: int = 10, filter: Filter = None, include_metadata: bool = True,
-        score_threshold: float | None = None,
+        score_threshold: float | None = None, consistency: str | None = None,
     ) -> list[dict[str, Any]]:
         """BM25 top-k over the records' ``document`` text, best first: hits with id, score, metadata?."""
 
@@ -221,6 +222,7 @@ class ProximaDBAPI(abc.ABC):
         self, collection: str, vector: Any, text: str, k: int = 10, filter: Filter = None, fusion: str = "rrf",
         weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None,
         ef: int | None = None, include_metadata: bool = True, score_threshold: float | None = None,
+        consistency: str | None = None,
     ) -> list[dict[str, Any]]:
         """A vector search and a text search fused (rrf, dbsf, relative_score; weights [vector, text])."""
 

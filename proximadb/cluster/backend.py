@@ -23,6 +23,8 @@ stay as they are; only the object behind them differs.
   collection made with that ``incarnation``, the id every create gives a name, so a read that overlaps a drop
   and a create of the same name never mixes the two) over the public REST API: the fan-out needs no
   route of its own. Collections whose names carry ``@`` cannot be created, so the names cannot clash.
+- **compact and flush** reach every replica of every shard (:mod:`proximadb.cluster.maintenance`): local ones
+  directly, a peer's through its REST route on the shard address (the cluster key may do that, and only that).
 - **Text, hybrid, grouped search and recommend** (:mod:`proximadb.cluster.queries`) answer what one node
   holding every row answers: text search in two phases (the shards' BM25 statistics of the query's terms
   added up, then every shard's top-k scored with the sums; the statistics travel in ``search_text``'s
@@ -45,9 +47,10 @@ from typing import Any
 import numpy as np
 
 from proximadb import consistency, idempotency
+from proximadb.cluster import maintenance
 from proximadb.cluster.fanout import Fanout, shard_address, wait_seconds
 from proximadb.cluster.node import INCARNATION, ClusterNode, incarnation_of, shard_log_name
-from proximadb.cluster.placement import shard_of
+from proximadb.cluster.placement import SHARD_ADDRESS, is_shard_address, shard_of
 from proximadb.cluster.queries import ClusterQueries
 from proximadb.cluster.read_target import ReadTargets
 from proximadb.cluster.request_ledger import NatsLedger
@@ -77,8 +80,6 @@ from proximadb.storage.validation import (
     record_label,
 )
 
-SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)(?:~(?P<wait_ms>\d+))?"
-                           r"(?:\+(?P<incarnation>[0-9a-f]+))?")
 log = logging.getLogger("proximadb.cluster")
 REPLICA_NAME = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)")
 MAX_SHARDS = 256
@@ -174,10 +175,7 @@ class ClusterEngine:
     def delete_collection(self, name_or_uuid: str) -> None:
         self.node.drop_collection(self.node.shard_map(name_or_uuid).collection)
 
-    @staticmethod
-    def is_shard_address(name: str) -> bool:
-        """Whether ``name`` is a shard address (a replica, not a collection): what the fan-out sends."""
-        return SHARD_ADDRESS.fullmatch(name) is not None
+    is_shard_address = staticmethod(is_shard_address)
 
     def collection(self, name_or_uuid: str) -> Any:
         address = SHARD_ADDRESS.fullmatch(name_or_uuid)
@@ -415,10 +413,13 @@ class ClusterCollection(ClusterQueries):
                 "replication_factor": self.shard_map.replication_factor, "status": "green"}
 
     def flush(self) -> None:
-        """Replicas checkpoint on their own schedule (applier.py); nothing to do for the whole collection."""
+        """Flush every replica (each once it applied this read's target): proximadb/cluster/maintenance.py.
+        Replicas also checkpoint on their own schedule (applier.py)."""
+        maintenance.flush(self.owner, self.shard_map, self._targets())
 
     def compact(self) -> dict[str, Any]:
-        raise UnavailableError("on-demand compaction is not supported in cluster mode yet")
+        """Compact every replica; the totals and each replica's report (proximadb/cluster/maintenance.py)."""
+        return maintenance.compact(self.owner, self.shard_map, self._targets())
 
     def wal_stats(self) -> dict[str, Any]:
         return {}  # the log of record is JetStream's
@@ -426,7 +427,10 @@ class ClusterCollection(ClusterQueries):
     def _targets(self) -> list[int]:
         """The read's target per shard (:meth:`ClusterEngine.targets`). A map this node read before the name
         was dropped, and maybe made again, names logs that are gone (LogDeletedError): the read goes to the
-        collection the servers name now, or fails with CollectionNotFoundError when there is none."""
+        collection the servers name now, or fails with CollectionNotFoundError when there is none. Inside
+        ``_one_read`` (proximadb/cluster/queries.py) the targets it pinned."""
+        if self._pinned is not None:
+            return self._pinned
         try:
             return self.owner.targets(self.shard_map)
         except LogDeletedError:

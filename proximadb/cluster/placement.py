@@ -12,7 +12,9 @@ given the live nodes and the placement in force (or none) and returns the next o
 - with fewer live nodes than ``replication_factor`` a shard has as many replicas as there are
   nodes; it gets the rest when nodes join.
 
-A record belongs to shard :func:`shard_of` (a stable hash of its id), on every node.
+A record belongs to shard :func:`shard_of` (a stable hash of its id), on every node. A replica is
+addressed over the API as ``<collection>.s<shard>@<seq>[~<ms>][+<incarnation>]`` (:data:`SHARD_ADDRESS`;
+its meaning: :mod:`proximadb.cluster.backend`); :func:`is_shard_address` tells one from a collection name.
 
 The first node of a shard's list is its preferred one (the first to ask for reads). Who may
 write a placement, and how two nodes are kept from writing different ones, is
@@ -22,9 +24,18 @@ write a placement, and how two nodes are kept from writing different ones, is
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 from proximadb.errors import ValidationError
+
+SHARD_ADDRESS = re.compile(r"(?P<name>.+)\.s(?P<shard>\d+)@(?P<seq>\d+)(?:~(?P<wait_ms>\d+))?"
+                           r"(?:\+(?P<incarnation>[0-9a-f]+))?")
+
+
+def is_shard_address(name: str) -> bool:
+    """Whether ``name`` is a shard address (a replica, not a collection): what the fan-out sends."""
+    return SHARD_ADDRESS.fullmatch(name) is not None
 
 
 def shard_of(record_id: str, shards: int) -> int:

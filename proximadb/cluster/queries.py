@@ -17,7 +17,8 @@ at the read's target sequence).
   statistics a few writes old (a cluster read is not one snapshot across shards).
 - **hybrid_search** is one node's own code (:class:`proximadb.storage.query_shapes.HybridQuery`) over the
   cluster's vector search (top ``depth`` of every shard, merged) and its two-phase text search (top
-  ``depth``), fused by :func:`proximadb.fusion.fuse`.
+  ``depth``), fused by :func:`proximadb.fusion.fuse`; both searches wait for the same read targets, taken
+  once (``_one_read``), as recommend's example lookup and its search do.
 - **recommend**: example ids are looked up with the cluster's ``get_many`` (an unknown id: the same
   VectorNotFoundError as on one node); then every shard runs one node's recommend with the examples as
   vectors, for its top ``k + len(example ids)``, and the answers are merged (average_vector: by (distance,
@@ -39,7 +40,8 @@ at the read's target sequence).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -80,6 +82,7 @@ class ClusterQueries(HybridQuery):
     _targets: Callable[[], list[int]]
     search_batch: Callable[..., list[list[dict[str, Any]]]]
     get_many: Callable[..., list[dict[str, Any]]]
+    _pinned: list[int] | None = None  # the read targets while _one_read() runs
 
     @property
     def options(self) -> Any:
@@ -99,6 +102,25 @@ class ClusterQueries(HybridQuery):
 
     def search(self, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:
         return self.search_batch([vector] if np.ndim(vector) == 1 else vector, k, **options)[0]
+
+    @contextmanager
+    def _one_read(self) -> Iterator[None]:
+        """The reads made inside wait for the same targets, taken once now (one JetStream read for strong):
+        hybrid search's two searches, recommend's example lookup and search. A ClusterCollection is one
+        request's (ClusterEngine.collection makes one per call), so the pin is never shared."""
+        if self._pinned is not None:
+            yield
+            return
+        self._pinned = self._targets()
+        try:
+            yield
+        finally:
+            self._pinned = None
+
+    def hybrid_search(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """One node's hybrid search (storage/query_shapes.py) over the cluster's searches, at one set of targets."""
+        with self._one_read():
+            return super().hybrid_search(*args, **kwargs)
 
     # -- text --
 
@@ -140,6 +162,13 @@ class ClusterQueries(HybridQuery):
                   include_metadata: bool = True, exact: bool | None = None, ef: int | None = None,
                   nprobe: int | None = None) -> list[dict[str, Any]]:
         """One node's recommend on every shard with the examples as vectors, merged (the module's documentation)."""
+        with self._one_read():
+            return self._recommend(positive, negative, k, strategy, filter, score_threshold, include_vectors,
+                                   include_metadata, exact, ef, nprobe)
+
+    def _recommend(self, positive: Any, negative: Any, k: int, strategy: str, filter: Any,
+                   score_threshold: float | None, include_vectors: bool, include_metadata: bool,
+                   exact: bool | None, ef: int | None, nprobe: int | None) -> list[dict[str, Any]]:
         check_recommend(positive, negative, strategy, k, self.options.limits.max_k)
         compile_filter(filter)
         def vector(example: Any) -> Any:  # checked in order with the ids, as one node does

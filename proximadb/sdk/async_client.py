@@ -195,7 +195,8 @@ class AsyncClient:
         await self._run(calls.single("delete_collection", name, safe=False))
 
     async def compact(self, collection: str) -> dict[str, Any]:
-        """Merge the collection's segments now (online); returns segments/rows/bytes before and after."""
+        """Merge the collection's segments now (online); returns segments/rows/bytes before and after. In
+        cluster mode every replica is compacted: the figures are totals, ``replicas`` each replica's report."""
         return await self._run(calls.single("compact", collection, safe=False))  # type: ignore[no-any-return]
 
     async def stats(self, collection: str) -> dict[str, Any]:
@@ -307,35 +308,37 @@ class AsyncClient:
 
     async def search_text(
         self, collection: str, text: str, k: int = 10, filter: dict[str, Any] | str | None = None,
-        include_metadata: bool = True, score_threshold: float | None = None,
+        include_metadata: bool = True, score_threshold: float | None = None, consistency: str | None = None,
     ) -> list[dict[str, Any]]:
         """BM25 top-k over the records' document text, best first: hits with id, score, metadata?."""
         return await self._run(calls.search_text(collection, text, k, filter=filter,
                                                  include_metadata=include_metadata,
-                                                 score_threshold=score_threshold))
+                                                 score_threshold=score_threshold, consistency=consistency))
 
     async def hybrid_search(
         self, collection: str, vector: Any, text: str, k: int = 10, filter: dict[str, Any] | str | None = None,
         fusion: str = "rrf", weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None,
         ef: int | None = None, include_metadata: bool = True, score_threshold: float | None = None,
+        consistency: str | None = None,
     ) -> list[dict[str, Any]]:
         """A vector and a text search fused (rrf, dbsf, relative_score), best first: id, score, metadata?."""
         return await self._run(calls.hybrid_search(
             collection, vector, text, k, filter=filter, fusion=fusion, weights=weights, rrf_k=rrf_k, depth=depth,
-            ef=ef, include_metadata=include_metadata, score_threshold=score_threshold,
+            ef=ef, include_metadata=include_metadata, score_threshold=score_threshold, consistency=consistency,
         ))
 
     async def search_groups(self, collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,
                       **options: Any) -> list[dict[str, Any]]:
         """Hits grouped by a metadata field's value: [{"value", "hits"}], groups ordered by their best hit.
-        Options: filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling."""
+        Options: filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling,
+        consistency."""
         return await self._run(calls.search_groups(collection, vector, group_by, limit, group_size, **options))
 
     async def recommend(self, collection: str, positive: Any, negative: Any = None, k: int = 10,
                   strategy: str = "average_vector", **options: Any) -> list[dict[str, Any]]:
         """Records like ``positive`` and unlike ``negative`` (ids or vectors; strategy average_vector or
         best_score), example ids left out, best first. Options: filter, score_threshold, include_vectors,
-        include_metadata, exact, ef, nprobe."""
+        include_metadata, exact, ef, nprobe, consistency."""
         return await self._run(calls.recommend(collection, positive, negative, k, strategy, **options))
 
     async def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:

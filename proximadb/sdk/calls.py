@@ -66,7 +66,7 @@ FilterArg = dict[str, Any] | str | None  # a metadata filter: a dict, its JSON t
 SEARCH_OPTIONS = frozenset({"filter", "include_vectors", "include_metadata", "ef", "nprobe", "exact",
                             "score_threshold", "oversampling", "consistency"})
 _SHAPE_OPTIONS = frozenset({"filter", "score_threshold", "include_vectors", "include_metadata", "exact", "ef",
-                            "nprobe"})
+                            "nprobe", "consistency"})
 GROUP_OPTIONS = _SHAPE_OPTIONS | {"oversampling"}
 RECOMMEND_OPTIONS = _SHAPE_OPTIONS
 
@@ -423,7 +423,9 @@ def _shape_body(options: dict[str, Any], allowed: frozenset[str], what: str) -> 
     unknown = set(options) - allowed
     if unknown:
         raise ValidationError(f"unknown {what} option(s): {', '.join(sorted(unknown))}")
-    body = dict(options)
+    body = {**options, **_level_field(options.get("consistency"))}
+    if body.get("consistency") is None:
+        body.pop("consistency", None)
     if "filter" in body:
         body["filter"] = filter_json(body["filter"])
     for name in ("score_threshold", "oversampling"):
@@ -450,7 +452,7 @@ def search_groups(
     collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1, **options: Any,
 ) -> Plan[list[dict[str, Any]]]:
     """Hits grouped by ``group_by``'s value: ``[{"value", "hits"}]``, groups by their best hit (options: filter,
-    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling)."""
+    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling, consistency)."""
     body = {"vector": _one_vector(vector, "vector"), "group_by": group_by, "limit": limit, "group_size": group_size,
             **_shape_body(options, GROUP_OPTIONS, "search_groups")}
     groups = yield Call("search_groups", (collection, body))
@@ -462,7 +464,7 @@ def recommend(
     strategy: str = "average_vector", **options: Any,
 ) -> Plan[list[dict[str, Any]]]:
     """Records like ``positive`` and unlike ``negative`` (each an id or a vector), example ids left out (options:
-    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe)."""
+    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, consistency)."""
     def examples(given: Any, name: str) -> list[Any]:
         if given is None:
             return []
@@ -478,18 +480,18 @@ def recommend(
 
 def search_text(
     collection: str, text: str, k: int = 10, *, filter: FilterArg = None, include_metadata: bool = True,
-    score_threshold: float | None = None,
+    score_threshold: float | None = None, consistency: str | None = None,
 ) -> Plan[list[dict[str, Any]]]:
     """BM25 top-k over the records' ``document`` text: hits ``{id, score, metadata?, expires_at?}``."""
     body = {"text": text, "k": k, "filter": filter_json(filter), "include_metadata": include_metadata,
-            "score_threshold": score_threshold}
+            "score_threshold": score_threshold, **_level_field(consistency)}
     return (yield Call("search_text", (collection, body)))
 
 
 def hybrid_search(
     collection: str, vector: Any, text: str, k: int = 10, *, filter: FilterArg = None, fusion: str = "rrf",
     weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None, ef: int | None = None,
-    include_metadata: bool = True, score_threshold: float | None = None,
+    include_metadata: bool = True, score_threshold: float | None = None, consistency: str | None = None,
 ) -> Plan[list[dict[str, Any]]]:
     """A vector search and a text search fused (``fusion``: rrf, dbsf, relative_score; weights [vector, text])."""
     matrix = vector_matrix(vector, "vector")
@@ -498,9 +500,15 @@ def hybrid_search(
     body = {
         "vector": matrix[0].tolist(), "text": text, "k": k, "filter": filter_json(filter), "fusion": fusion,
         "weights": None if weights is None else [float(w) for w in weights], "rrf_k": rrf_k, "depth": depth,
-        "ef": ef, "include_metadata": include_metadata, "score_threshold": score_threshold,
+        "ef": ef, "include_metadata": include_metadata, "score_threshold": score_threshold, **_level_field(consistency),
     }
     return (yield Call("hybrid_search", (collection, body)))
+
+
+def _level_field(consistency: Any) -> dict[str, Any]:
+    """A JSON body's ``consistency`` field (checked here as :func:`_level` does); left out when None."""
+    levels = _level(consistency)
+    return {"consistency": levels[0]} if levels else {}
 
 
 def _int32(value: Any) -> bool:

@@ -111,15 +111,15 @@ class Collection(_Handle):
     search = query
 
     def search_text(self, text: str, k: int = 10, *, filter: FilterArg = None,
-                    include_metadata: bool = True) -> list[dict[str, Any]]:
+                    include_metadata: bool = True, consistency: str | None = None) -> list[dict[str, Any]]:
         """BM25 top-k over the stored documents, best first (hits carry ``"document"``)."""
-        return self.client._run(plans.search_text(self._target, text, k,
-                                                  {"filter": filter, "include_metadata": include_metadata}))
+        return self.client._run(plans.search_text(self._target, text, k, {
+            "filter": filter, "include_metadata": include_metadata, "consistency": consistency}))
 
     def hybrid_search(self, text: str, vector: Any = None, k: int = 10, *, filter: FilterArg = None,
                       **options: Any) -> list[dict[str, Any]]:
         """``text`` and ``vector`` (default: ``text`` embedded with the handle's function) searched and fused.
-        Options: fusion, weights, rrf_k, depth, ef, include_metadata."""
+        Options: fusion, weights, rrf_k, depth, ef, include_metadata, consistency."""
         return self.client._run(plans.hybrid_search(self._target, text, vector, k, {"filter": filter, **options}))
 
     def search_groups(self, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,
@@ -208,10 +208,10 @@ class AsyncCollection(_Handle):
     search = query
 
     async def search_text(self, text: str, k: int = 10, *, filter: FilterArg = None,
-                          include_metadata: bool = True) -> list[dict[str, Any]]:
+                          include_metadata: bool = True, consistency: str | None = None) -> list[dict[str, Any]]:
         """BM25 top-k over the stored documents, best first (hits carry ``"document"``)."""
-        return await self.client._run(plans.search_text(self._target, text, k,
-                                                        {"filter": filter, "include_metadata": include_metadata}))
+        return await self.client._run(plans.search_text(self._target, text, k, {
+            "filter": filter, "include_metadata": include_metadata, "consistency": consistency}))
 
     async def hybrid_search(self, text: str, vector: Any = None, k: int = 10, *, filter: FilterArg = None,
                             **options: Any) -> list[dict[str, Any]]:

@@ -126,19 +126,23 @@ _session = wants_session
 
 
 def search_groups(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
-    return Exchange(ops.SEARCH_GROUPS, convert.json_search_request(collection, body), convert.groups_from_proto)
+    return Exchange(ops.SEARCH_GROUPS, convert.json_search_request(collection, body), convert.groups_from_proto,
+                    _session(body.get("consistency")))
 
 
 def recommend(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
-    return Exchange(ops.RECOMMEND, convert.json_search_request(collection, body), convert.hits_from_proto)
+    return Exchange(ops.RECOMMEND, convert.json_search_request(collection, body), convert.hits_from_proto,
+                    _session(body.get("consistency")))
 
 
 def search_text(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
-    return Exchange(ops.SEARCH_TEXT, convert.json_search_request(collection, body), convert.hits_from_proto)
+    return Exchange(ops.SEARCH_TEXT, convert.json_search_request(collection, body), convert.hits_from_proto,
+                    _session(body.get("consistency")))
 
 
 def hybrid_search(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
-    return Exchange(ops.HYBRID_SEARCH, convert.json_search_request(collection, body), convert.hits_from_proto)
+    return Exchange(ops.HYBRID_SEARCH, convert.json_search_request(collection, body), convert.hits_from_proto,
+                    _session(body.get("consistency")))
 
 
 def get_vectors(collection: str, ids: list[str], include_vectors: bool,

@@ -186,19 +186,19 @@ def scroll(
 
 
 def search_text(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
-    return _op(ops.SEARCH_TEXT, "POST", collection, json_body=body)
+    return _op(ops.SEARCH_TEXT, "POST", collection, json_body=body, consistency=body.get("consistency"))
 
 
 def hybrid_search(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
-    return _op(ops.HYBRID_SEARCH, "POST", collection, json_body=body)
+    return _op(ops.HYBRID_SEARCH, "POST", collection, json_body=body, consistency=body.get("consistency"))
 
 
 def search_groups(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
-    return _op(ops.SEARCH_GROUPS, "POST", collection, json_body=body)
+    return _op(ops.SEARCH_GROUPS, "POST", collection, json_body=body, consistency=body.get("consistency"))
 
 
 def recommend(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
-    return _op(ops.RECOMMEND, "POST", collection, json_body=body)
+    return _op(ops.RECOMMEND, "POST", collection, json_body=body, consistency=body.get("consistency"))
 
 
 def search_payload(collection: str, payload: bytes, extras: dict[str, Any] | None = None) -> HttpExchange[bytes]:

@@ -19,6 +19,16 @@ lines are ignored)::
 Roles: ``rw`` may do everything, ``ro`` only reads. Reads and writes are told
 apart by route (REST) or RPC (gRPC), never by HTTP method alone: a search is a
 POST that only reads. Keys are never logged.
+
+**The cluster key** (cluster mode: ``PROXIMADB_CLUSTER_KEY``, the secret the nodes present to each other,
+:mod:`proximadb.cluster.fanout`) is accepted with its own role, ``cluster`` (never in a key file): a
+read-only key with one exception. It may also run the two maintenance operations, compact and flush
+(:data:`PEER_MAINTENANCE`), on a *shard address* (``<collection>.s<shard>@<seq>...``, one node's replica:
+:func:`proximadb.cluster.placement.is_shard_address`) and over REST only, which is how a node compacts or
+flushes a collection's replicas on its peers (:mod:`proximadb.cluster.maintenance`). The decision: both
+change no data (compaction rewrites the same rows into fewer segments, a flush moves them from memory to a
+segment) and a peer must be able to do them without holding a read-write key; on a plain collection name
+they stay refused (403), so the cluster key cannot start cluster-wide work, nor write anything.
 """
 
 from __future__ import annotations
@@ -34,7 +44,9 @@ from proximadb.errors import AuthenticationError, PermissionDeniedError, Validat
 
 READ_WRITE = "rw"
 READ_ONLY = "ro"
-ROLES = (READ_WRITE, READ_ONLY)
+ROLES = (READ_WRITE, READ_ONLY)  # the roles of configured keys and key files
+CLUSTER = "cluster"  # the cluster key's (see the module's documentation)
+PEER_MAINTENANCE = ("compact", "flush")  # operations (proximadb/api/operations.py) it may run on a shard address
 DIGEST_PREFIX = "sha256:"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -110,7 +122,7 @@ class KeyStore:
             (role, bytes.fromhex(hex_digest)) for role, hex_digest in entries
         )
         for role, _ in self._entries:
-            if role not in ROLES:
+            if role not in (*ROLES, CLUSTER):
                 raise ValidationError(f"unknown API key role {role!r}")
 
     @classmethod
@@ -126,7 +138,7 @@ class KeyStore:
 
             key = cluster_key()
             if key is not None:
-                entries.append((READ_ONLY, sealed(key)[len(DIGEST_PREFIX):]))
+                entries.append((CLUSTER, sealed(key)[len(DIGEST_PREFIX):]))
         return cls(entries)
 
     @property
@@ -134,7 +146,9 @@ class KeyStore:
         return bool(self._entries)
 
     def counts(self) -> dict[str, int]:
-        return {role: sum(1 for r, _ in self._entries if r == role) for role in ROLES}
+        """Configured keys per role (the cluster key counts as read-only)."""
+        return {role: sum(1 for r, _ in self._entries if r == role or (r == CLUSTER and role == READ_ONLY))
+                for role in ROLES}
 
     def role_of(self, key: str | None) -> str | None:
         """The role of a presented key, or None; compares against every digest in constant time."""
@@ -147,8 +161,10 @@ class KeyStore:
                 found = role
         return found
 
-    def check(self, key: str | None, write: bool, what: str = "write") -> None:
-        """Nothing when allowed; AuthenticationError (no/wrong key) or PermissionDeniedError (ro key writing)."""
+    def check(self, key: str | None, write: bool, what: str = "write", *, peer_maintenance: bool = False) -> None:
+        """Nothing when allowed; AuthenticationError (no/wrong key) or PermissionDeniedError (ro key writing).
+        ``peer_maintenance``: the request is a :data:`PEER_MAINTENANCE` operation on a shard address over REST,
+        which the cluster key may run (the module's documentation)."""
         if not self._entries:
             return
         if key is None:
@@ -156,5 +172,5 @@ class KeyStore:
         role = self.role_of(key)
         if role is None:
             raise AuthenticationError(WRONG_KEY)
-        if write and role != READ_WRITE:
+        if write and role != READ_WRITE and not (role == CLUSTER and peer_maintenance):
             raise PermissionDeniedError(READ_ONLY_KEY.format(what=what))

@@ -5,10 +5,13 @@ One JSON shape for both protocols: the REST body of ``POST /collections/{c}/sear
 ``/recommend``, and the ``request_json`` of gRPC's ``JsonSearchRequest``::
 
     search_groups: {vector, group_by, limit?=10, group_size?=1, filter?, score_threshold?,
-                    include_vectors?, include_metadata?, exact?, ef?, nprobe?, oversampling?}
+                    include_vectors?, include_metadata?, exact?, ef?, nprobe?, oversampling?, consistency?}
     recommend:     {positive: [id | vector, ...], negative?: [...], k?=10,
                     strategy?: "average_vector" | "best_score", filter?, score_threshold?,
-                    include_vectors?, include_metadata?, exact?, ef?, nprobe?}
+                    include_vectors?, include_metadata?, exact?, ef?, nprobe?, consistency?}
+
+``consistency`` (strong | bounded | session | eventual; absent: bounded) is the read's consistency level
+in cluster mode (:mod:`proximadb.consistency`); one node accepts it (a bad level is refused) and meets it.
 
 Shape checks here (ValidationError naming the field); value checks that need the collection
 (dimension, ``max_k``, the threshold's sign per metric, unknown example ids) are the engine's.
@@ -20,11 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from proximadb.consistency import parse_level
 from proximadb.errors import ValidationError
 from proximadb.service.requests import Filter, check_keys, optional_bool, optional_number
 from proximadb.storage.query_shapes import STRATEGIES
 
-_COMMON = {"filter", "score_threshold", "include_vectors", "include_metadata", "exact", "ef", "nprobe"}
+_COMMON = {"filter", "score_threshold", "include_vectors", "include_metadata", "exact", "ef", "nprobe",
+           "consistency"}
 _GROUP_KEYS = _COMMON | {"vector", "group_by", "limit", "group_size", "oversampling"}
 _RECOMMEND_KEYS = _COMMON | {"positive", "negative", "k", "strategy"}
 
@@ -50,7 +55,7 @@ def _knobs(body: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"filter": body.get("filter"), "score_threshold": body.get("score_threshold"),
                            "include_vectors": optional_bool(body, "include_vectors", False),
                            "include_metadata": optional_bool(body, "include_metadata", True),
-                           "exact": optional_bool(body, "exact", False)}
+                           "exact": optional_bool(body, "exact", False), "consistency": body.get("consistency")}
     for knob in ("ef", "nprobe"):
         if body.get(knob) is not None:
             _positive_int(body[knob], knob)
@@ -74,8 +79,10 @@ class SearchGroups:
     ef: int | None = None
     nprobe: int | None = None
     oversampling: float | None = None
+    consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
 
     def __post_init__(self) -> None:
+        parse_level(self.consistency)
         if not _numbers(self.vector):
             raise ValidationError("search_groups needs 'vector': a non-empty list of numbers")
         if not isinstance(self.group_by, str) or not self.group_by:
@@ -97,7 +104,8 @@ class SearchGroups:
 
     def options(self) -> dict[str, Any]:
         """The engine's keyword arguments."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("vector", "group_by")}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("vector", "group_by", "consistency")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +123,10 @@ class Recommend:
     exact: bool = False
     ef: int | None = None
     nprobe: int | None = None
+    consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
 
     def __post_init__(self) -> None:
+        parse_level(self.consistency)
         for name in ("positive", "negative"):
             examples = getattr(self, name)
             if not isinstance(examples, list | tuple):
@@ -145,7 +155,8 @@ class Recommend:
         return out
 
     def options(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("positive", "negative")}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("positive", "negative", "consistency")}
 
 
 __all__ = ["Recommend", "SearchGroups"]

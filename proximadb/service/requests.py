@@ -325,7 +325,7 @@ class SearchParams:
 
 # ---------------------------------------------------------------- text and hybrid search
 
-_TEXT_KEYS = {"text", "k", "filter", "include_metadata", "score_threshold"}
+_TEXT_KEYS = {"text", "k", "filter", "include_metadata", "score_threshold", "consistency"}
 _HYBRID_KEYS = _TEXT_KEYS | {"vector", "fusion", "weights", "rrf_k", "depth", "ef"}
 
 
@@ -359,6 +359,7 @@ class SearchText:
     # Cluster mode's fan-out to a shard address only (proximadb/cluster/queries.py): True asks for the
     # shard's BM25 statistics of the text's terms, CorpusStats scores with the whole collection's.
     corpus_stats: CorpusStats | bool | None = None
+    consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -366,6 +367,7 @@ class SearchText:
         if not isinstance(self.include_metadata, bool):
             raise ValidationError("include_metadata must be true or false")
         optional_number(self.score_threshold, "score_threshold")
+        parse_level(self.consistency)
         if self.corpus_stats is not None and self.corpus_stats is not True \
                 and not isinstance(self.corpus_stats, CorpusStats):
             raise ValidationError("corpus_stats must be true or a CorpusStats")
@@ -378,11 +380,11 @@ class SearchText:
         body = _text_body(body, _TEXT_KEYS, "search_text")
         return cls(body["text"], body.get("k", 10), body.get("filter"), optional_bool(body, "include_metadata", True),
                    body.get("score_threshold"),
-                   stats if stats is None or stats is True else CorpusStats.from_json(stats))
+                   stats if stats is None or stats is True else CorpusStats.from_json(stats), body.get("consistency"))
 
     def to_json(self) -> dict[str, Any]:
         out = {"text": self.text, "k": self.k, "filter": self.filter, "include_metadata": self.include_metadata,
-               "score_threshold": self.score_threshold}
+               "score_threshold": self.score_threshold, "consistency": self.consistency}
         if self.corpus_stats is not None:
             out["corpus_stats"] = self.corpus_stats.to_json() if isinstance(self.corpus_stats, CorpusStats) else True
         return out
@@ -403,9 +405,11 @@ class HybridSearch:
     ef: Any = None
     include_metadata: bool = True
     score_threshold: float | None = None  # fused score >= it
+    consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
 
     def __post_init__(self) -> None:
         optional_number(self.score_threshold, "score_threshold")
+        parse_level(self.consistency)
         if not isinstance(self.vector, list) or not self.vector or not _is_numbers(self.vector):
             raise ValidationError("hybrid_search needs 'vector': a non-empty list of numbers")
         if not isinstance(self.text, str):
@@ -432,7 +436,7 @@ class HybridSearch:
         return cls(
             body["vector"], body["text"], body.get("k", 10), body.get("filter"), body.get("fusion", "rrf"),
             body.get("weights"), body.get("rrf_k", 60.0), body.get("depth"), body.get("ef"),
-            optional_bool(body, "include_metadata", True), body.get("score_threshold"),
+            optional_bool(body, "include_metadata", True), body.get("score_threshold"), body.get("consistency"),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -166,8 +166,11 @@ class UnifiedAvroService:
         self.engine.delete_collection(name_or_uuid)
 
     def compact_collection(self, name_or_uuid: str) -> dict[str, Any]:
-        """Merge the collection's segments now (the API's on-demand compaction); returns the report."""
-        return self.engine.collection(name_or_uuid).compact()
+        """Merge the collection's segments now (the API's on-demand compaction); returns the report. In cluster
+        mode every replica is compacted and ``replicas`` lists their reports (proximadb/cluster/maintenance.py);
+        one node (and one replica, asked by a peer) answers ``replicas: []``."""
+        report: dict[str, Any] = self.engine.collection(name_or_uuid).compact()
+        return {**report, "replicas": report.get("replicas", [])}
 
     def flush_collection(self, name_or_uuid: str) -> dict[str, Any]:
         """Seal the memtable into a segment now (its index is built in the background); returns the stats
@@ -324,14 +327,16 @@ class UnifiedAvroService:
     def search_groups(self, collection: str, req: SearchGroups) -> list[dict[str, Any]]:
         """Groups ``{value, hits}`` by ``group_by``'s value, ordered by their best hit."""
         col = self.engine.collection(collection)
-        groups = col.search_groups(req.vector, req.group_by, **req.options())
+        with consistency.reading(req.consistency):
+            groups = col.search_groups(req.vector, req.group_by, **req.options())
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return groups
 
     def recommend(self, collection: str, req: Recommend) -> list[dict[str, Any]]:
         """Hits like the positive examples and unlike the negative ones, best first."""
         col = self.engine.collection(collection)
-        hits = col.recommend(list(req.positive), list(req.negative), **req.options())
+        with consistency.reading(req.consistency):
+            hits = col.recommend(list(req.positive), list(req.negative), **req.options())
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
 
@@ -344,8 +349,9 @@ class UnifiedAvroService:
                 raise ValidationError("corpus_stats: true (a shard's statistics) is answered over REST only")
             given["stats"] = req.corpus_stats
         col = self.engine.collection(collection)
-        hits = col.search_text(req.text, req.k, filter=req.filter, include_metadata=req.include_metadata,
-                               score_threshold=req.score_threshold, **given)
+        with consistency.reading(req.consistency):
+            hits = col.search_text(req.text, req.k, filter=req.filter, include_metadata=req.include_metadata,
+                                   score_threshold=req.score_threshold, **given)
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
 
@@ -366,11 +372,12 @@ class UnifiedAvroService:
     def hybrid_search(self, collection: str, req: HybridSearch) -> list[dict[str, Any]]:
         """A vector and a text search fused: {id, score, metadata?, expires_at?}, best first."""
         col = self.engine.collection(collection)
-        hits = col.hybrid_search(
-            req.vector, req.text, req.k, filter=req.filter, fusion=req.fusion, weights=req.weights,
-            rrf_k=float(req.rrf_k), depth=req.depth, ef=req.ef, include_metadata=req.include_metadata,
-            score_threshold=req.score_threshold,
-        )
+        with consistency.reading(req.consistency):
+            hits = col.hybrid_search(
+                req.vector, req.text, req.k, filter=req.filter, fusion=req.fusion, weights=req.weights,
+                rrf_k=float(req.rrf_k), depth=req.depth, ef=req.ef, include_metadata=req.include_metadata,
+                score_threshold=req.score_threshold,
+            )
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
 

@@ -228,3 +228,106 @@ def test_bounded_staleness_setting_is_checked(tmp_path: Path) -> None:
             load_config({"bounded_staleness_ms": bad}, {})
     with pytest.raises(ValidationError, match="bounded_staleness_ms"):
         load_config({}, {"PROXIMADB_BOUNDED_STALENESS_MS": "soon"})
+
+
+# ---------------------------------------------------------------- search_text, hybrid_search, search_groups, recommend
+SHAPES_DOCS = ["apple pie", "banana bread", "apple banana", "cherry tart"]
+
+
+def _shapes_collection(client: Any) -> None:
+    """Collection "t": documents and a group field, for the four query shapes beyond plain search."""
+    if any(c["name"] == "t" for c in client.list_collections()):
+        return
+    client.create_collection("t", DIM, distance_metric="euclidean")
+    client.insert_vectors("t", ids=[f"t{i}" for i in range(4)], vectors=np.eye(4, DIM, dtype=np.float32),
+                          metadatas=[{"document": doc, "g": i % 2} for i, doc in enumerate(SHAPES_DOCS)])
+
+
+def _shapes(client: Any, level: Any) -> list[Any]:
+    """The four shapes' answers at ``level`` (ids only)."""
+    vector = [1.0, 0.0, 0.0, 0.0]
+    return [
+        [h["id"] for h in client.search_text("t", "apple", k=2, consistency=level)],
+        [h["id"] for h in client.hybrid_search("t", vector, "apple", k=1, consistency=level)],
+        [g["value"] for g in client.search_groups("t", vector, "g", limit=2, consistency=level)],
+        [h["id"] for h in client.recommend("t", ["t0"], k=1, consistency=level)],
+    ]
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc", "embedded"])
+def test_text_hybrid_groups_and_recommend_take_the_level(daemon: Daemon, protocol: str, tmp_path: Path) -> None:
+    """Every level is served; a bad one is a ValidationError naming the levels, on every shape and client."""
+    if protocol == "embedded":
+        client = proximadb.connect_embedded(tmp_path / "data")
+    else:
+        client = (proximadb.connect_rest(daemon.rest_url) if protocol == "rest"
+                  else proximadb.connect_grpc(daemon.grpc_target))
+    with client:
+        _shapes_collection(client)
+        want = [["t0", "t2"], ["t0"], [0, 1], ["t1"]]  # recommend by t0 (left out): t1 is as near as t2, t1 < t2
+        for level in (*consistency.LEVELS, None):
+            assert _shapes(client, level) == want, level
+        handle = client.collection("t")
+        assert [h["id"] for h in handle.search_text("apple", k=1, consistency="strong")] == ["t0"]
+        assert [h["id"] for h in handle.hybrid_search("apple", [1.0, 0.0, 0.0, 0.0], k=1, consistency="session")] \
+            == ["t0"]
+        assert len(handle.search_groups([1.0, 0.0, 0.0, 0.0], "g", limit=2, consistency="eventual")) == 2
+        assert [h["id"] for h in handle.recommend(["t0"], k=1, consistency="bounded")] == ["t1"]
+        vector = [1.0, 0.0, 0.0, 0.0]
+        for bad in ("STRONG", "linearizable", 3):
+            for call in (lambda b=bad: client.search_text("t", "apple", consistency=b),
+                         lambda b=bad: client.hybrid_search("t", vector, "apple", consistency=b),
+                         lambda b=bad: client.search_groups("t", vector, "g", consistency=b),
+                         lambda b=bad: client.recommend("t", ["t0"], consistency=b),
+                         lambda b=bad: handle.search_text("apple", consistency=b)):
+                with pytest.raises(ValidationError, match="consistency must be one of strong, bounded, session, "
+                                                          "eventual"):
+                    call()
+
+    async def asyncio_too() -> None:
+        connecting = connect_async_grpc(daemon.grpc_target) if protocol == "grpc" else \
+            connect_async_rest(daemon.rest_url)
+        async with connecting as aclient:
+            assert [h["id"] for h in await aclient.search_text("t", "apple", k=2, consistency="strong")] \
+                == ["t0", "t2"]
+            assert len(await aclient.hybrid_search("t", vector, "apple", k=1, consistency="session")) == 1
+            assert len(await aclient.search_groups("t", vector, "g", limit=2, consistency="eventual")) == 2
+            assert [h["id"] for h in await aclient.recommend("t", ["t0"], k=1, consistency="bounded")] == ["t1"]
+            handle = aclient.collection("t")
+            assert len(await handle.search_text("apple", k=2, consistency="strong")) == 2
+            assert len(await handle.recommend(["t0"], k=1, consistency="strong")) == 1
+            with pytest.raises(ValidationError, match="consistency must be one of"):
+                await aclient.recommend("t", ["t0"], consistency="now")
+
+    if protocol != "embedded":
+        asyncio.run(asyncio_too())
+
+
+def test_the_four_shapes_refuse_a_bad_level_over_rest_and_grpc(daemon: Daemon) -> None:
+    with proximadb.connect_rest(daemon.rest_url) as client:
+        _shapes_collection(client)
+    vector = [1.0, 0.0, 0.0, 0.0]
+    bodies = {"search_text": {"text": "apple"}, "hybrid_search": {"text": "apple", "vector": vector},
+              "search_groups": {"vector": vector, "group_by": "g"}, "recommend": {"positive": ["t0"]}}
+    for route, body in bodies.items():
+        status, answer, _ = _rest(daemon, "POST", f"/collections/t/{route}", {**body, "consistency": "sometimes"})
+        assert status == 400, (route, answer)
+        assert answer["error"]["code"] == "validation_error"
+        assert "consistency must be one of strong, bounded, session, eventual, not 'sometimes'" \
+            in answer["error"]["message"]
+        status, answer, _ = _rest(daemon, "POST", f"/collections/t/{route}", {**body, "consistency": "session"},
+                                  headers={consistency.SESSION_HEADER: GOOD})
+        assert status == 200 and answer["data"], (route, answer)
+    with grpc.insecure_channel(daemon.grpc_target) as channel:
+        stub = pb_grpc.ProximaDBStub(channel)
+        rpcs = {"search_text": stub.SearchText, "hybrid_search": stub.HybridSearch,
+                "search_groups": stub.SearchGroups, "recommend": stub.Recommend}
+        for route, body in bodies.items():
+            request = pb.JsonSearchRequest(collection="t", request_json=json.dumps({**body, "consistency": "nope"}))
+            with pytest.raises(grpc.RpcError) as info:
+                rpcs[route](request, timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+            assert "strong, bounded, session, eventual, not 'nope'" in info.value.details()  # type: ignore[attr-defined]
+            assert dict(info.value.trailing_metadata())[ERROR_CODE_METADATA] == "validation_error"  # type: ignore[attr-defined]
+            good = pb.JsonSearchRequest(collection="t", request_json=json.dumps({**body, "consistency": "strong"}))
+            assert rpcs[route](good, timeout=30) is not None

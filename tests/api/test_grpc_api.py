@@ -276,7 +276,8 @@ def test_stats_and_compact_answer_typed_messages(loaded: Served) -> None:
     as_dict = convert.compaction_from_proto(report)
     assert as_dict == json.loads(pb.JsonResponse.FromString(report.SerializeToString()).json)
     assert list(as_dict) == ["collection", "segments_before", "segments_after", "rows_before", "rows_after",
-                             "bytes_before", "bytes_after", "seconds", "merged"]
+                             "bytes_before", "bytes_after", "seconds", "merged", "replicas"]
+    assert as_dict["replicas"] == []  # one node; cluster mode lists every replica's report (tests/cluster)
     assert convert.stats_from_proto(loaded.stub.Stats(ref, timeout=TIMEOUT))["segments"] == 1
     for rpc in (loaded.stub.Stats, loaded.stub.Compact):
         assert fail(rpc, pb.CollectionRef(collection="nope")).code() == grpc.StatusCode.NOT_FOUND

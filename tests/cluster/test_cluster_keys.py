@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from _devcluster import DevCluster
 from _support import wait_until
 
-from proximadb.errors import AuthenticationError
+from proximadb.errors import AuthenticationError, PermissionDeniedError
 from proximadb.sdk import connect_async, connect_grpc, connect_rest
 
 DIM = 8
@@ -54,6 +57,54 @@ def test_fan_out_works_with_keys_and_keyless_clients_are_refused(cluster: DevClu
             keyless.search("keyed", vectors[0], k=5)
     with connect_rest(nodes[1]["rest"], api_key="wrong-key") as wrong, pytest.raises(AuthenticationError):
         wrong.count("keyed")
+
+
+def cluster_key_of(node: dict[str, Any]) -> str:
+    """The PROXIMADB_CLUSTER_KEY dev-cluster gave the node's daemon (read from its environment)."""
+    env = Path(f"/proc/{node['pid']}/environ").read_bytes().split(b"\0")
+    return next(line.split(b"=", 1)[1].decode() for line in env if line.startswith(b"PROXIMADB_CLUSTER_KEY="))
+
+
+def test_compaction_reaches_peers_with_the_cluster_key_which_compacts_shard_addresses_only(
+        cluster: DevCluster) -> None:
+    """A compaction through one node compacts the replicas its peers hold (they accept the cluster key for
+    that); the cluster key itself may compact and flush a shard address, but not a collection, nor write."""
+    nodes = cluster.doc["nodes"]
+    with connect_rest(nodes[0]["rest"], api_key=KEY) as admin:
+        info = admin.create_collection("tidy", DIM, distance_metric="euclidean", shards=3, replication_factor=1)
+        rng = np.random.default_rng(3)
+        for part in range(2):
+            admin.insert_vectors("tidy", ids=[f"t{part}-{i}" for i in range(30)],
+                                 vectors=rng.normal(size=(30, DIM)).astype(np.float32))
+            admin.flush("tidy")
+        report = admin.compact("tidy")
+        holders = {shard: h[0] for shard, h in enumerate(info["placement"])}
+        assert sorted((r["shard"], r["node"]) for r in report["replicas"]) == sorted(holders.items())
+        assert report["segments_after"] == 3 and report["rows_after"] == 60
+        assert report["segments_before"] == sum(r["segments_before"] for r in report["replicas"]) >= 6
+    key = cluster_key_of(nodes[1])
+    assert key != KEY
+    shard, holder = 0, next(i for i, n in enumerate(nodes) if n["id"] == holders[0])
+    with connect_rest(nodes[holder]["rest"], api_key=key) as peer:
+        assert peer.count("tidy") == 60  # a read-only key
+        assert peer.compact(f"tidy.s{shard}@0")["collection"] == f"tidy.s{shard}"  # its replica: allowed
+        assert peer.flush(f"tidy.s{shard}@0")["segments"] == 1
+        for refused in (lambda: peer.compact("tidy"), lambda: peer.flush("tidy"),
+                        lambda: peer.insert_vectors("tidy", ids=["x"], vectors=np.zeros((1, DIM), np.float32)),
+                        lambda: peer.delete_vectors("tidy", [f"t0-{i}" for i in range(3)])):
+            with pytest.raises(PermissionDeniedError, match="read-only"):
+                refused()
+    with connect_grpc(nodes[holder]["grpc"], api_key=key) as peer_grpc, \
+            pytest.raises(PermissionDeniedError):  # peers use REST: over gRPC the key stays read-only
+        peer_grpc.compact(f"tidy.s{shard}@0")
+    request = urllib.request.Request(f"{nodes[holder]['rest']}/collections/tidy/compact", b"", method="POST",
+                                     headers={"Authorization": f"Bearer {key}"})
+    with pytest.raises(urllib.error.HTTPError) as refused_plain:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused_plain.value.code == 403
+    with connect_rest(nodes[2]["rest"], api_key=KEY) as admin:
+        assert admin.count("tidy") == 60
+        admin.delete_collection("tidy")
 
 
 def test_one_client_over_several_nodes_survives_sigkill_of_its_node(cluster: DevCluster) -> None:

@@ -209,11 +209,93 @@ def test_corpus_stats_is_refused_on_a_collection_name(cluster: DevCluster) -> No
             "search_text", "q_euclidean", {"text": "apple", "corpus_stats": True}))
 
 
-def test_compact_in_cluster_mode_is_still_a_typed_refusal(cluster: DevCluster) -> None:
-    from proximadb.errors import UnavailableError
+def test_strong_and_session_text_search_and_recommend_see_the_write_just_made(cluster: DevCluster) -> None:
+    """No polling: two rows written through n1 are found at once by strong reads on n2 and n3 and by a session
+    read of a client that carries the writer's token (3 shards, 1 replica each: most shards are a peer's)."""
+    writer = cluster.rest(0)
+    writer.create_collection("fresh", DIM, distance_metric="euclidean", shards=3, replication_factor=1)
+    rng = np.random.default_rng(8)
+    strong_readers = (cluster.grpc(1), cluster.rest(2))
+    session_reader = cluster.grpc(2)
+    for round_ in range(4):
+        ids = [f"z{round_}a", f"z{round_}b"]
+        writer.insert_vectors("fresh", ids=ids, vectors=rng.normal(size=(2, DIM)).astype(np.float32),
+                              metadatas=[{"document": f"zebra{round_} stripes", "round": round_},
+                                         {"document": f"zebra{round_}", "round": round_}])
+        session_reader.add_session_token(writer.session_token())
+        for reader, level in ((*strong_readers[:1], "strong"), (strong_readers[1], "strong"),
+                              (session_reader, "session")):
+            where = f"round {round_}, {reader.url}, {level}"
+            found = reader.search_text("fresh", f"zebra{round_}", k=5, consistency=level)
+            assert sorted(h["id"] for h in found) == ids, where
+            assert [h["id"] for h in reader.recommend("fresh", [ids[0]], k=5, filter={"round": round_},
+                                                      consistency=level)] == [ids[1]], where
+            assert sorted(h["id"] for h in reader.hybrid_search("fresh", [0.0] * DIM, f"zebra{round_}", k=5,
+                                                                filter={"round": round_}, consistency=level)) \
+                == ids, where
+            assert [g["value"] for g in reader.search_groups("fresh", [0.0] * DIM, "round", limit=10,
+                                                             consistency=level)] \
+                .count(round_) == 1, where
+    with pytest.raises(ValidationError, match="consistency must be one of"):
+        cluster.rest(1).search_text("fresh", "zebra0", consistency="linearizable")
+    writer.delete_collection("fresh")
 
-    with pytest.raises(UnavailableError):
-        cluster.rest(0).compact("q_euclidean")
+
+def stats_of_replicas(cluster: DevCluster, name: str, placement: list[list[str]]) -> dict[tuple[int, str], Any]:
+    """Each replica's own statistics, asked on its node by shard address (seq 0: no wait)."""
+    nodes = {n["id"]: i for i, n in enumerate(cluster.doc["nodes"])}
+    return {(shard, holder): cluster.rest(nodes[holder]).stats(f"{name}.s{shard}@0")
+            for shard, holders in enumerate(placement) for holder in holders}
+
+
+def test_compact_reaches_every_replica_and_changes_no_answer(cluster: DevCluster) -> None:
+    """Insert, flush (every replica), insert, flush, delete some, compact through another node: every replica
+    of every shard ends with one segment without the deleted rows, the report lists each, answers unchanged."""
+    writer = cluster.rest(0)
+    info = writer.create_collection("packed", DIM, distance_metric="euclidean", shards=2, replication_factor=2)
+    placement = info["placement"]
+    rng = np.random.default_rng(9)
+    vectors = rng.normal(size=(120, DIM)).astype(np.float32)
+    ids = [f"p{i}" for i in range(120)]
+    for part in (slice(0, 60), slice(60, 120)):
+        writer.insert_vectors("packed", ids=ids[part], vectors=vectors[part],
+                              metadatas=[{"document": f"word{i % 7} other"} for i in range(part.start, part.stop)])
+        writer.flush("packed")  # every replica seals what it applied, this write included
+    gone = ids[:6]  # a few of the first segment's rows: under the background policy's dead share
+    assert writer.delete_vectors("packed", gone) == 6
+    writer.flush("packed")
+    before = stats_of_replicas(cluster, "packed", placement)
+    assert len(before) == 4
+    for where, stats in before.items():
+        assert stats["segments"] >= 2, (where, stats)
+        assert stats["segment_rows"] > stats["vectors"], (where, stats)  # the deleted rows are still there
+    queries = vectors[10:14] + np.float32(0.01)
+    reader = cluster.grpc(2)
+    want = (reader.search_batch("packed", queries, k=8, consistency="strong"),
+            reader.search_text("packed", "word3", k=10, consistency="strong"), reader.count("packed"))
+
+    report = cluster.rest(1).compact("packed")
+    replicas = report["replicas"]
+    assert sorted((r["shard"], r["node"]) for r in replicas) == sorted(before)
+    for r in replicas:
+        stats = before[(r["shard"], r["node"])]
+        assert r["collection"] == f"packed.s{r['shard']}"
+        assert (r["segments_before"], r["segments_after"]) == (stats["segments"], 1), r
+        assert (r["rows_before"], r["rows_after"]) == (stats["segment_rows"], stats["vectors"]), r
+        assert len(r["merged"]) == stats["segments"]
+    for key in ("segments_before", "segments_after", "rows_before", "rows_after", "bytes_before", "bytes_after"):
+        assert report[key] == sum(r[key] for r in replicas), key
+    assert report["collection"] == "packed" and report["rows_after"] == 2 * (120 - 6)  # 2 replicas of each row
+    assert report["merged"] == [m for r in replicas for m in r["merged"]]
+    for where, stats in stats_of_replicas(cluster, "packed", placement).items():
+        assert (stats["segments"], stats["segment_rows"], stats["vectors"]) == (1, stats["vectors"],
+                                                                                before[where]["vectors"]), where
+    got = (reader.search_batch("packed", queries, k=8, consistency="strong"),
+           reader.search_text("packed", "word3", k=10, consistency="strong"), reader.count("packed"))
+    same(_plain(got), _plain(want), "after compaction")
+    again = cluster.grpc(0).compact("packed")  # over gRPC too; nothing left to merge
+    assert len(again["replicas"]) == 4 and again["merged"] == [] and again["segments_after"] == 4
+    writer.delete_collection("packed")
 
 
 def test_an_unknown_example_id_names_it(cluster: DevCluster) -> None:

@@ -332,6 +332,7 @@ def test_a_session_token_carries_a_clients_writes_to_another_client(cluster: Dev
         multi.insert_vectors("sess", ids=["z"], vectors=np.ones((1, DIM), dtype=np.float32))
         assert multi.session_token().startswith("v1:c")
         b.add_session_token(multi.session_token())
+        b.add_session_token(header)  # y's write too: its shard may not be z's, and b's session must cover it
         assert b.count("sess", consistency="session") == 22
 
     async def asyncio_writes() -> None:
@@ -340,6 +341,7 @@ def test_a_session_token_carries_a_clients_writes_to_another_client(cluster: Dev
                 client.add_session_token(b.session_token())  # the other writes: seen only with their tokens
                 await client.upsert_vectors("sess", ids=["z"], vectors=np.ones((1, DIM), dtype=np.float32))
                 assert client.session_token().startswith("v1:c")
+                client.add_session_token(b.session_token())  # every write counted below, not only z's
                 assert await client.count("sess", consistency="session") == 22
 
     asyncio.run(asyncio_writes())

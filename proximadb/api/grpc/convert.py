@@ -252,24 +252,37 @@ def _report_to_proto(message_type: type[Any], values: Mapping[str, Any]) -> Any:
     if set(values) != set(names):  # a key the .proto lacks would vanish over gRPC only
         raise ValueError(f"{message_type.__name__} has fields {names}, the service gave {sorted(values)}")
     msg = message_type(json=json.dumps(dict(values), separators=(",", ":")))
+    _fill(msg, fields, values)
+    return msg
+
+
+def _fill(msg: Any, fields: Sequence[Any], values: Mapping[str, Any]) -> None:
     for field in fields:
         value = values[field.name]
-        if field.is_repeated:
+        if field.is_repeated and field.message_type is not None:  # CompactionReport.replicas
+            for item in value:
+                _fill(getattr(msg, field.name).add(), field.message_type.fields, item)
+        elif field.is_repeated:
             getattr(msg, field.name).extend(value)
         elif value is not None:
             setattr(msg, field.name, value)
-    return msg
 
 
 def _report_from_proto(msg: Any, presence: str) -> dict[str, Any]:
     """The service's dict; from an older server (``presence`` empty, as it sends only ``json``) the JSON."""
     if not getattr(msg, presence):
         return json.loads(msg.json) if msg.json else {}  # type: ignore[no-any-return]
+    return _plain(msg)
+
+
+def _plain(msg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in msg.DESCRIPTOR.fields:
         if field.name == "json":
             continue
-        if field.is_repeated:
+        if field.is_repeated and field.message_type is not None:
+            out[field.name] = [_plain(item) for item in getattr(msg, field.name)]
+        elif field.is_repeated:
             out[field.name] = list(getattr(msg, field.name))
         elif field.has_presence and not msg.HasField(field.name):
             out[field.name] = None

@@ -8,6 +8,8 @@ decided by operation, not method: search, get, scroll and count are POSTs that
 only read. A route missing from the table is a write: the safe default.
 Unmatched paths get their 404 without a key check (Falcon skips resource
 middleware for them), which reveals nothing the OpenAPI document does not.
+The one exception, for the cluster key only: compact and flush of a shard address (a peer's maintenance of
+its replicas; :mod:`proximadb.server.auth` says why).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import falcon
 
 from proximadb.api import operations
 from proximadb.api.rest.media import send_error
+from proximadb.cluster.placement import is_shard_address
 from proximadb.errors import AuthenticationError, ProximaDBError
-from proximadb.server.auth import KeyStore, bearer_token
+from proximadb.server.auth import PEER_MAINTENANCE, KeyStore, bearer_token
 
 
 class AuthMiddleware:
@@ -31,8 +34,10 @@ class AuthMiddleware:
         op = operations.for_route(req.method, route)
         if op.open:
             return
+        maintenance = op.name in PEER_MAINTENANCE and is_shard_address(str((params or {}).get("collection", "")))
         try:
-            self.keys.check(bearer_token(req.get_header("Authorization")), op.write, what=f"{req.method} {route}")
+            self.keys.check(bearer_token(req.get_header("Authorization")), op.write, what=f"{req.method} {route}",
+                            peer_maintenance=maintenance)
         except ProximaDBError as exc:
             if isinstance(exc, AuthenticationError):
                 resp.set_header("WWW-Authenticate", 'Bearer realm="proximadb"')

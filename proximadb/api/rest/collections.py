@@ -57,8 +57,8 @@ class CollectionFlushResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         stats = self.service.flush_collection(collection)
-        send(resp, stats, message=f"collection {collection!r} flushed: {stats['segments']} segment(s), "
-                                  f"status {stats['status']}")
+        segments = f"{stats['segments']} segment(s), " if "segments" in stats else ""  # cluster mode: every replica
+        send(resp, stats, message=f"collection {collection!r} flushed: {segments}status {stats['status']}")
 
 
 class CollectionStatsResource:

@@ -238,6 +238,7 @@ _TEXT_OPTIONS = {
     "text": {"type": "string"}, "k": {"type": "integer", "minimum": 1, "default": 10}, "filter": _FILTER,
     "include_metadata": {"type": "boolean", "default": True},
     "score_threshold": {"type": ["number", "null"], "minimum": 0, "description": "only scores >= it"},
+    "consistency": _CONSISTENCY,
 }
 _SEARCH_TEXT = {"type": "object", "required": ["text"], "additionalProperties": False, "properties": _TEXT_OPTIONS}
 _HYBRID = {"type": "object", "required": ["vector", "text"], "additionalProperties": False, "properties": {
@@ -252,7 +253,8 @@ _HYBRID = {"type": "object", "required": ["vector", "text"], "additionalProperti
 _SHAPE_OPTIONS = {
     "filter": _FILTER, "score_threshold": _THRESHOLD, "include_vectors": {"type": "boolean", "default": False},
     "include_metadata": {"type": "boolean", "default": True}, "exact": {"type": "boolean", "default": False},
-    "ef": {"type": ["integer", "null"], "minimum": 1}, "nprobe": {"type": ["integer", "null"], "minimum": 1}}
+    "ef": {"type": ["integer", "null"], "minimum": 1}, "nprobe": {"type": ["integer", "null"], "minimum": 1},
+    "consistency": _CONSISTENCY}
 _GROUPS = {"type": "object", "required": ["vector", "group_by"], "additionalProperties": False, "properties": {
     **_SHAPE_OPTIONS, "vector": _FLOATS, "group_by": {"type": "string", "minLength": 1},
     "limit": {"type": "integer", "minimum": 1, "default": 10, "description": "groups"},
@@ -312,12 +314,15 @@ PATHS: dict[str, dict[str, Any]] = {
     "/collections/{collection}/compact": {
         "parameters": [_COLLECTION],
         "post": _op("merge the collection's segments now, dropping deleted and superseded rows",
-                    {"type": "object", "description": "compaction report: segments/rows/bytes before and after"}),
+                    {"type": "object", "description": "compaction report: segments/rows/bytes before and after, "
+                     "seconds, merged (segment ids), replicas (cluster mode: every replica of every shard is "
+                     "compacted, the figures are totals and replicas lists each one's report with its node and "
+                     "shard; [] on one node; a replica that does not answer: 503 naming it)"}),
     },
     "/collections/{collection}/flush": {
         "parameters": [_COLLECTION],
-        "post": _op("seal the memtable into a segment now (its index is built in the background); the statistics "
-                    "after it", _ref("CollectionStats")),
+        "post": _op("seal the memtable into a segment now (its index is built in the background; cluster mode: "
+                    "every replica's); the statistics after it", _ref("CollectionStats")),
     },
     "/collections/{collection}/stats": {
         "parameters": [_COLLECTION],
@@ -396,23 +401,24 @@ PATHS: dict[str, dict[str, Any]] = {
     "/collections/{collection}/search_text": {
         "parameters": [_COLLECTION],
         "post": _op("BM25 full-text search over the records' 'document' metadata text, best first", _TEXT_HITS,
-                    body=_body(_SEARCH_TEXT)),
+                    body=_body(_SEARCH_TEXT), params=[_SESSION]),
     },
     "/collections/{collection}/hybrid_search": {
         "parameters": [_COLLECTION],
         "post": _op("a vector search and a text search fused (rrf, dbsf, relative_score), best first", _TEXT_HITS,
-                    body=_body(_HYBRID)),
+                    body=_body(_HYBRID), params=[_SESSION]),
     },
     "/collections/{collection}/search_groups": {
         "parameters": [_COLLECTION],
         "post": _op("hits grouped by a metadata field's value (groups ordered by their best hit); rows without "
-                    "the field are left out", {"type": "array", "items": _ref("Group")}, body=_body(_GROUPS)),
+                    "the field are left out", {"type": "array", "items": _ref("Group")}, body=_body(_GROUPS),
+                    params=[_SESSION]),
     },
     "/collections/{collection}/recommend": {
         "parameters": [_COLLECTION],
         "post": _op("records like the positive examples and unlike the negative ones (ids or vectors; "
                     "average_vector or best_score), example ids left out, best first",
-                    {"type": "array", "items": _ref("ScoredHit")}, body=_body(_RECOMMEND)),
+                    {"type": "array", "items": _ref("ScoredHit")}, body=_body(_RECOMMEND), params=[_SESSION]),
     },
     "/cluster/replicas/{replica}/snapshot": {
         "parameters": [_path_param("replica", "a replica held here, <collection>.s<shard>")],

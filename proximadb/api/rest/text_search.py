@@ -1,12 +1,13 @@
 """``/collections/{collection}/search_text`` (BM25 over the records' text) and ``/hybrid_search`` (fused);
 ``/search_groups`` (hits grouped by a metadata value) and ``/recommend`` (by example ids or vectors).
 
-JSON in, JSON out: ``POST {text, k?, filter?, include_metadata?, score_threshold?}`` and
-``POST {vector, text, k?, filter?, fusion?, weights?, rrf_k?, depth?, ef?, include_metadata?, score_threshold?}``,
-each answering a list of hits
+JSON in, JSON out: ``POST {text, k?, filter?, include_metadata?, score_threshold?, consistency?}`` and
+``POST {vector, text, k?, filter?, fusion?, weights?, rrf_k?, depth?, ef?, include_metadata?, score_threshold?,
+consistency?}``, each answering a list of hits
 ``{id, score, metadata?, expires_at?}`` best first (no ``distance``: a BM25 or fused score only).
 search_groups answers ``[{value, hits}]``, recommend a list of hits (bodies:
-:mod:`proximadb.service.query_requests`).
+:mod:`proximadb.service.query_requests`). Every body takes ``consistency``, the read's level in cluster mode
+(:mod:`proximadb.consistency`; with ``session`` the ``ProximaDB-Session`` header carries the token).
 The shape checks are the typed requests' (:mod:`proximadb.service.requests`).
 """
 
