@@ -409,8 +409,14 @@ class ClusterCollection(ClusterQueries):
         return rows, None
 
     def stats(self) -> dict[str, Any]:
-        return {"name": self.name, "vector_count": self.count(), "shards": self.shard_map.shards,
-                "replication_factor": self.shard_map.replication_factor, "status": "green"}
+        """One node's statistics fields over one replica of each shard (maintenance.collection_stats)."""
+        targets = self._targets()
+        parts = self.owner.fanout.each(
+            lambda shard: self.owner.fanout.on_shard(self.shard_map, shard, targets[shard], lambda c: c.stats(),
+                                                     lambda client, addr: client.stats(addr)),
+            range(self.shard_map.shards))
+        return maintenance.collection_stats(self.name, self.shard_map.collection,
+                                            config_of(self.shard_map).indexing_algorithm, parts)
 
     def flush(self) -> None:
         """Flush every replica (each once it applied this read's target): proximadb/cluster/maintenance.py.

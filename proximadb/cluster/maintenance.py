@@ -31,6 +31,15 @@ every replica's merged segment ids one after another (empty when no replica merg
 replica, so look at ``replicas`` to tell them apart), and ``replicas``: each replica's own report (one
 node's fields, ``collection`` its local name ``<name>.s<shard>``) with ``node`` and ``shard``, by (shard,
 node). One node answers ``replicas: []``.
+
+**A collection's statistics** (:func:`collection_stats`, what ``stats`` and ``flush`` answer) keep one node's
+fields too, so both protocols carry them (gRPC ``CollectionStats``): added up over one replica of each
+shard (the one a read at the request's consistency level reaches, as ``count``), the counts summed
+(``vectors``, ``memtable_*``, ``segments``, ``segment_rows``, ``indexed_*``, ``unindexed_rows``,
+``index_builds_pending``, ``memtable_indexed_rows``), ``status`` green only when every shard's replica is,
+the first error a replica reports, and the latest ``last_compaction_at``. The WAL fields describe no local
+file here (the log of record is JetStream's): ``checkpoint_seq`` 0, ``wal_last_seq`` null, ``wal_bytes`` 0;
+``proximadb cluster status`` gives each replica's applied sequence and lag.
 """
 
 from __future__ import annotations
@@ -110,6 +119,31 @@ def compaction_report(name: str, replicas: list[dict[str, Any]], seconds: float)
     return report
 
 
+SUMMED_STATS = ("vectors", "memtable_rows", "memtable_bytes", "segments", "segment_rows", "indexed_segments",
+                "index_builds_pending", "indexed_rows", "unindexed_rows", "memtable_indexed_rows")
+
+
+def collection_stats(name: str, uuid: str, algorithm: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The statistics of a collection from one replica's of each shard (the module's documentation), in
+    one node's fields and their order (the .proto's)."""
+    def first(key: str) -> Any:
+        return next((p[key] for p in parts if p.get(key)), None)
+
+    sums = {key: sum(int(p[key]) for p in parts) for key in SUMMED_STATS}
+    compactions = [p["last_compaction_at"] for p in parts if p.get("last_compaction_at") is not None]
+    return {
+        "name": name, "uuid": uuid, "vectors": sums["vectors"], "memtable_rows": sums["memtable_rows"],
+        "memtable_bytes": sums["memtable_bytes"], "segments": sums["segments"], "segment_rows": sums["segment_rows"],
+        "checkpoint_seq": 0, "wal_last_seq": None, "last_flush_error": first("last_flush_error"),
+        "indexing_algorithm": algorithm, "indexed_segments": sums["indexed_segments"],
+        "index_builds_pending": sums["index_builds_pending"], "last_index_error": first("last_index_error"),
+        "status": "green" if all(p["status"] == "green" for p in parts) else "yellow",
+        "indexed_rows": sums["indexed_rows"], "unindexed_rows": sums["unindexed_rows"], "wal_bytes": 0,
+        "last_compaction_at": max(compactions) if compactions else None,
+        "memtable_indexed_rows": sums["memtable_indexed_rows"],
+    }
+
+
 def flush(engine: Any, shard_map: ShardMap, targets: list[int]) -> list[dict[str, Any]]:
     """Flush every replica of the collection (each once it applied its shard's target); their statistics."""
     def local(collection: Any) -> dict[str, Any]:
@@ -119,4 +153,4 @@ def flush(engine: Any, shard_map: ShardMap, targets: list[int]) -> list[dict[str
     return on_every_replica(engine, shard_map, targets, "flush", local, lambda client, address: client.flush(address))
 
 
-__all__ = ["compact", "compaction_report", "flush", "on_every_replica"]
+__all__ = ["collection_stats", "compact", "compaction_report", "flush", "on_every_replica"]

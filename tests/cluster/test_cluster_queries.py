@@ -295,6 +295,13 @@ def test_compact_reaches_every_replica_and_changes_no_answer(cluster: DevCluster
     same(_plain(got), _plain(want), "after compaction")
     again = cluster.grpc(0).compact("packed")  # over gRPC too; nothing left to merge
     assert len(again["replicas"]) == 4 and again["merged"] == [] and again["segments_after"] == 4
+    # The whole collection's statistics, in one node's fields over both protocols (flush answers them too):
+    # one replica of each shard, each of one compacted segment.
+    for stats in (cluster.rest(2).stats("packed"), cluster.grpc(1).stats("packed"), cluster.grpc(0).flush("packed")):
+        assert (stats["name"], stats["uuid"]) == ("packed", info["uuid"]), stats
+        assert (stats["vectors"], stats["segments"], stats["segment_rows"]) == (114, 2, 114), stats
+        assert (stats["wal_last_seq"], stats["wal_bytes"], stats["checkpoint_seq"]) == (None, 0, 0), stats
+        assert stats["memtable_rows"] == 0 and stats["indexing_algorithm"] == "flat", stats
     writer.delete_collection("packed")
 
 
