@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -148,28 +147,52 @@ class RequestState:
 _current: ContextVar[RequestState | None] = ContextVar("proximadb_consistency", default=None)
 
 
-@contextmanager
-def request(session_token: str | None = None) -> Iterator[RequestState]:
-    """One request's scope: the client's session token (None: none sent; ValidationError when malformed)."""
-    state = RequestState(session=parse_token(session_token) if session_token is not None else {})
-    reset = _current.set(state)
-    try:
-        yield state
-    finally:
-        _current.reset(reset)
+class request:  # noqa: N801 (a context manager used as a function, as contextlib's would be)
+    """One request's scope: the client's session token (None: none sent; ValidationError when malformed).
+    ``with request(token) as state``; a class, not a generator, as every request opens one."""
+
+    __slots__ = ("_reset", "_token")
+
+    def __init__(self, session_token: str | None = None) -> None:
+        self._token = session_token
+        self._reset: Token[RequestState | None] | None = None
+
+    def __enter__(self) -> RequestState:
+        token = self._token
+        state = RequestState(session=parse_token(token) if token is not None else {})
+        self._reset = _current.set(state)
+        return state
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reset is not None:
+            _current.reset(self._reset)
+            self._reset = None
 
 
-@contextmanager
-def reading(level: Any) -> Iterator[RequestState]:
-    """A read at ``level`` (validated; None: the default) within the current request (or a fresh one)."""
-    parsed = parse_level(level)
-    outer = _current.get()
-    state = replace(outer, level=parsed) if outer is not None else RequestState(level=parsed)
-    reset = _current.set(state)
-    try:
-        yield state
-    finally:
-        _current.reset(reset)
+class reading:  # noqa: N801
+    """A read at ``level`` (validated; None: the default) within the current request (or a fresh one):
+    ``with reading(level) as state``. A read at the default level inside a request already at it changes
+    nothing (the request's own state is the read's)."""
+
+    __slots__ = ("_level", "_reset")
+
+    def __init__(self, level: Any) -> None:
+        self._level = level
+        self._reset: Token[RequestState | None] | None = None
+
+    def __enter__(self) -> RequestState:
+        parsed = parse_level(self._level)
+        outer = _current.get()
+        if outer is not None and outer.level is parsed:
+            return outer
+        state = replace(outer, level=parsed) if outer is not None else RequestState(level=parsed)
+        self._reset = _current.set(state)
+        return state
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reset is not None:
+            _current.reset(self._reset)
+            self._reset = None
 
 
 def current() -> RequestState:

@@ -40,9 +40,8 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,29 +81,48 @@ class RequestState:
 _current: ContextVar[RequestState | None] = ContextVar("proximadb_request_id", default=None)
 
 
-@contextmanager
-def request(request_id: str | None) -> Iterator[RequestState]:
-    """The scope of one request (``request_id`` as the client sent it, None when it sent none)."""
-    state = RequestState(None if request_id is None else check_request_id(request_id))
-    token = _current.set(state)
-    try:
-        yield state
-    finally:
-        _current.reset(token)
+class request:  # noqa: N801 (a context manager used as a function, as contextlib's would be)
+    """The scope of one request (``request_id`` as the client sent it, None when it sent none):
+    ``with request(request_id) as state``; a class, not a generator, as every request opens one."""
+
+    __slots__ = ("_request_id", "_reset")
+
+    def __init__(self, request_id: str | None) -> None:
+        self._request_id = request_id
+        self._reset: Token[RequestState | None] | None = None
+
+    def __enter__(self) -> RequestState:
+        rid = self._request_id
+        state = RequestState(None if rid is None else check_request_id(rid))
+        self._reset = _current.set(state)
+        return state
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reset is not None:
+            _current.reset(self._reset)
+            self._reset = None
 
 
 _outgoing: ContextVar[str | None] = ContextVar("proximadb_outgoing_request_id", default=None)
 
 
-@contextmanager
-def sending(request_id: str | None) -> Iterator[None]:
+class sending:  # noqa: N801
     """Client side: the request id the SDK's transports send with the calls made inside (every retry of
     one write call is made inside the same one)."""
-    token = _outgoing.set(request_id)
-    try:
-        yield
-    finally:
-        _outgoing.reset(token)
+
+    __slots__ = ("_request_id", "_reset")
+
+    def __init__(self, request_id: str | None) -> None:
+        self._request_id = request_id
+        self._reset: Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self._reset = _outgoing.set(self._request_id)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reset is not None:
+            _outgoing.reset(self._reset)
+            self._reset = None
 
 
 def outgoing() -> str | None:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
-    from proximadb.service.metrics import Metrics
+    from proximadb.service.metrics import Labels, Metrics
 
 
 class Kind(Enum):
@@ -194,10 +194,23 @@ def record_request(
     metrics: Metrics, protocol: str, route: str, code: str, seconds: float | None, method: str | None = None
 ) -> None:
     """Count one request (``{protocol, route[, method], code}``) and, given its ``seconds``, time it."""
-    where = (("protocol", protocol), ("route", route))
-    metrics.inc(REQUESTS_TOTAL, (*where, *((("method", method),) if method is not None else ()), ("code", code)))
-    if seconds is not None:
-        metrics.observe(REQUEST_SECONDS, seconds, where)
+    key = (protocol, route, code, method)
+    labels = _LABELS.get(key)
+    if labels is None:
+        where = (("protocol", protocol), ("route", route))
+        labels = where, (*where, *((("method", method),) if method is not None else ()), ("code", code))
+        if len(_LABELS) < _MAX_LABELS:
+            _LABELS[key] = labels
+    if seconds is None:
+        metrics.inc(REQUESTS_TOTAL, labels[1])
+    else:
+        metrics.inc_and_observe(REQUESTS_TOTAL, labels[1], REQUEST_SECONDS, seconds, labels[0])
+
+
+# The label tuples of each (protocol, route, code, method) seen, made once: routes are templates or RPC
+# names and codes a few statuses, so this stays small (and is capped all the same).
+_LABELS: dict[tuple[str, str, str, str | None], tuple[Labels, Labels]] = {}
+_MAX_LABELS = 4096
 
 
 __all__ = [

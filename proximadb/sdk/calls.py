@@ -233,7 +233,12 @@ def id_list(ids: Any) -> list[Any]:
 def vector_matrix(vectors: Any, what: str = "vectors") -> np.ndarray:
     """``vectors`` (a 2-D array-like, a pyarrow list column, or one 1-D vector) as a contiguous float32
     (n, dim) matrix."""
-    if columns.is_arrow(vectors):
+    if type(vectors) is np.ndarray and vectors.dtype == np.float32 and vectors.flags.c_contiguous:
+        if vectors.ndim == 2:
+            return vectors
+        if vectors.ndim == 1:
+            return vectors.reshape(1, -1)
+    elif columns.is_arrow(vectors):
         return columns.arrow_matrix(vectors, what)
     try:
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -390,10 +395,14 @@ def search_batch(
     """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact,
     score_threshold, oversampling, consistency: these three travel beside the Avro payload, see
     Transport.search_payload)."""
+    q = vector_matrix(queries, "queries")
+    if not options and type(k) is int and -(2**31) <= k < 2**31:  # the plain search: every option its default
+        payload = encode_frame("vector_search", encode_search_request(q, k, None, False, True, None, None, False),
+                               schema_version)
+        return decode_search_result((yield Call("search_payload", (collection, payload))))
     unknown = set(options) - SEARCH_OPTIONS
     if unknown:
         raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
-    q = vector_matrix(queries, "queries")
     flt = filter_json(options.get("filter"))
     flags = (bool(options.get("include_vectors", False)), bool(options.get("include_metadata", True)))
     ef, nprobe, exact = options.get("ef"), options.get("nprobe"), bool(options.get("exact", False))

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
+
 from proximadb import idempotency
 from proximadb.client_api import ProximaDBAPI
 from proximadb.errors import ProximaDBError, ResourceExhaustedError, UnavailableError
@@ -87,8 +89,11 @@ class ProximaDBClient(ProximaDBAPI):
                         answer = _compute(step)
                     else:
                         call = functools.partial(getattr(self._transport, step.method), *step.args)
-                        with idempotency.sending(step.request_id):  # the same id on every retry
+                        if step.request_id is None and idempotency.outgoing() is None:  # a read: no id to send
                             answer = self._retry(call, safe=step.safe)
+                        else:
+                            with idempotency.sending(step.request_id):  # the same id on every retry
+                                answer = self._retry(call, safe=step.safe)
                 except ProximaDBError as exc:
                     step = plan.throw(exc)
                 else:
@@ -269,6 +274,11 @@ class ProximaDBClient(ProximaDBAPI):
         best_score), example ids left out, best first. Options: filter, score_threshold, include_vectors,
         include_metadata, exact, ef, nprobe, consistency."""
         return self._run(calls.recommend(collection, positive, negative, k, strategy, **options))
+
+    def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:
+        """Top-k hits for one query, best first (ProximaDBAPI's, with a 1-D numpy vector sent as it is)."""
+        one = vector if type(vector) is np.ndarray and vector.ndim == 1 else [vector]
+        return self._run(calls.search_batch(self.schema_version, collection, one, k, options))[0]
 
     def search_batch(self, collection: str, vectors: Any, k: int = 10, **options: Any) -> list[list[dict[str, Any]]]:
         """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact,

@@ -116,10 +116,15 @@ def search_payload(collection: str, payload: bytes, extras: dict[str, Any] | Non
     # Search and SearchBatch are the same call on the server; the payload says how many queries.
     # extras: score_threshold / oversampling / consistency, fields of the request beside the Avro payload.
     request = _payload_request(collection, payload)
-    for name, value in (extras or {}).items():
+    if not extras:  # the plain search
+        return Exchange(ops.SEARCH, request, _payload_of)
+    for name, value in extras.items():
         setattr(request, name, value if name == "consistency" else float(value))
-    return Exchange(ops.SEARCH, request, lambda response: bytes(response.payload),
-                    _session((extras or {}).get("consistency")))
+    return Exchange(ops.SEARCH, request, _payload_of, _session(extras.get("consistency")))
+
+
+def _payload_of(response: pb.PayloadResponse) -> bytes:
+    return bytes(response.payload)
 
 
 _session = wants_session

@@ -68,6 +68,7 @@ from proximadb.server.signal_queue import SignalQueue
 
 log = logging.getLogger("proximadb.http")
 
+HEARTBEAT_SECONDS = 1.0  # the worker's heartbeats to the master, at most this often (HeadFirstWorker.notify)
 HEAD_TIMEOUT_WITHOUT_REQUEST_TIMEOUT = 60.0  # a head always has a deadline, even with request_timeout 0
 READ_BYTES = 65536
 MAX_CHUNK_SIZE = 2**64 - 1
@@ -193,6 +194,7 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
         self.max_body = int(config.max_request_bytes)
         self.heads: OrderedDict[HeadConn, float] = OrderedDict()  # waiting for their head; earliest deadline first
         self.stop_deadline = float("inf")
+        self.next_heartbeat = 0.0
         self.quitting = False
         line_limit = self.cfg.limit_request_line if self.cfg.limit_request_line > 0 else 8190
         fields, field_size = max(self.cfg.limit_request_fields, 1), max(self.cfg.limit_request_field_size, 1)
@@ -213,6 +215,15 @@ class HeadFirstWorker(ThreadWorker):  # type: ignore[misc]
         self.quitting = True
         self.alive = False
         self.method_queue.defer(lambda: None)  # wakes the main loop (SimpleQueue.put is reentrant)
+
+    def notify(self) -> None:
+        """The heartbeat to the master (a syscall on the worker's temporary file), which gthread sends on every
+        turn of its loop, so once or twice per request: here at most every :data:`HEARTBEAT_SECONDS` (the
+        loop turns at least every second; the master waits ``timeout``, 120 s, before it replaces a worker)."""
+        now = time.monotonic()
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + HEARTBEAT_SECONDS
+            super().notify()
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         if self.quitting:  # the main loop, after a quit signal: leave without the graceful wait

@@ -41,15 +41,27 @@ class Metrics:
 
     def observe(self, name: str, seconds: float, labels: Labels = ()) -> None:
         with self._lock:
-            series = self._hists.setdefault(name, {})
-            state = series.get(labels)
-            if state is None:
-                state = series[labels] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-            idx = bisect.bisect_left(LATENCY_BUCKETS, seconds)
-            if idx < len(LATENCY_BUCKETS):
-                state[idx] += 1
-            state[-2] += seconds
-            state[-1] += 1
+            self._observe(name, seconds, labels)
+
+    def inc_and_observe(self, counter: str, counter_labels: Labels, histogram: str, seconds: float,
+                        labels: Labels) -> None:
+        """``inc(counter, counter_labels)`` and ``observe(histogram, seconds, labels)`` under one lock (a
+        request's count and latency: api/operations.py)."""
+        with self._lock:
+            series = self._counters.setdefault(counter, {})
+            series[counter_labels] = series.get(counter_labels, 0.0) + 1.0
+            self._observe(histogram, seconds, labels)
+
+    def _observe(self, name: str, seconds: float, labels: Labels) -> None:
+        series = self._hists.setdefault(name, {})
+        state = series.get(labels)
+        if state is None:
+            state = series[labels] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        idx = bisect.bisect_left(LATENCY_BUCKETS, seconds)
+        if idx < len(LATENCY_BUCKETS):
+            state[idx] += 1
+        state[-2] += seconds
+        state[-1] += 1
 
     def gauge(self, name: str, read: Callable[[], list[tuple[Labels, float]]]) -> None:
         """Register a gauge whose samples are read at scrape time."""

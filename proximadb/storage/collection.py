@@ -165,8 +165,10 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
 
     def _request_lock(self) -> Any:
         """The collection lock for a client request: gives up at the request's deadline (proximadb.deadline)."""
-        doing = f"waiting for collection {self.config.name!r} (busy with a flush or compaction)"
-        return deadline.locked(self._lock, doing)
+        return deadline.locked(self._lock, self._waiting)
+
+    def _waiting(self) -> str:  # worded only for a request that timed out waiting
+        return f"waiting for collection {self.config.name!r} (busy with a flush or compaction)"
 
     # ------------------------------------------------------------------ open/close
     def _new_memtable(self) -> Memtable:

@@ -267,3 +267,27 @@ def test_search_gives_up_between_segments_not_before_the_first(engine: Engine) -
             col.search(vecs(1)[0], k=5)
         assert col.get("a") is not None  # the lock is free: taken even past the deadline
     assert len(col.search(vecs(1)[0], k=5)) == 5  # no scope, no deadline
+
+
+def test_a_search_waiting_for_a_busy_collection_gives_up_at_its_deadline(engine: Engine) -> None:
+    """The collection lock a request waits for (deadline.locked) words its timeout, naming the collection."""
+    col = engine.collection("c")
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with col._lock:  # as a long flush would, until the test lets go
+            taken.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(60)
+        with deadline.scope(0.05), pytest.raises(
+                RequestTimeoutError, match=r"after 0.05s while waiting for collection 'c' \(busy with a flush"):
+            col.search(vecs(1)[0], k=5)
+    finally:
+        release.set()
+        holder.join()
+    with deadline.scope(30):
+        assert len(col.search(vecs(1)[0], k=5)) == min(5, col.count())  # a free lock: no wait

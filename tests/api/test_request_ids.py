@@ -69,6 +69,26 @@ def test_a_write_sent_again_with_its_id_is_applied_once(daemon: Daemon, protocol
         assert client.count(name) == 2 and client.get_vectors(name, ["z"]) == []
 
 
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_a_read_checks_a_request_id_it_is_sent_too(daemon: Daemon, protocol: str) -> None:
+    """A read runs without the write scopes when it brings no session token or request id (gRPC's fast
+    path); one that brings a request id still has it checked: malformed is a ValidationError, well formed
+    is harmless."""
+    name = f"read_id_{protocol}"
+    with _client(daemon, protocol) as client:
+        client.create_collection(name, DIM, distance_metric="euclidean")
+        client.insert_vectors(name, ids=["a", "b"], vectors=_vectors(2, 4))
+        query = _vectors(1, 5)[0]
+        transport = client._transport
+        search = encode_payload("vector_search", {"queries": [query.tolist()], "k": 2, "include_vectors": False,
+                                                  "include_metadata": True, "exact": True})
+        with idempotency.sending("not an id!"), pytest.raises(ValidationError, match="request id"):
+            transport.search_payload(name, search)
+        with idempotency.sending(f"read-{protocol}"):
+            assert len(transport.search_payload(name, search)) > 0
+        assert {h["id"] for h in client.search(name, query, k=2)} == {"a", "b"}
+
+
 def _post(d: Daemon, path: str, body: Any, request_id: str) -> tuple[int, dict[str, Any]]:
     conn = http.client.HTTPConnection("127.0.0.1", d.rest_port, timeout=30)
     try:

@@ -90,17 +90,26 @@ def add_to_server(servicer: ProximaDBServicer, server: grpc.Server) -> None:
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
-def _metadata(context: Context, name: str) -> str | None:
-    """The value of request metadata ``name`` the client sent (a session token, a request id), or None."""
+def _metadata(context: Context) -> tuple[str | None, str | None]:
+    """The session token and the request id the client sent (request metadata ``proximadb-session`` and
+    ``proximadb-request-id``; the first of each), None for one it did not: one pass over the metadata."""
+    session = request_id = None
     for key, value in context.invocation_metadata() or ():
-        if key == name:
-            return str(value)
-    return None
+        if key == _SESSION:
+            if session is None:
+                session = str(value)
+        elif key == _REQUEST_ID and request_id is None:
+            request_id = str(value)
+    return session, request_id
+
+
+_SESSION, _REQUEST_ID = consistency.SESSION_METADATA, idempotency.REQUEST_ID_METADATA
 
 
 def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
     route = method.__name__
-    admitted = operations.for_rpc(route).admitted
+    op = operations.for_rpc(route)
+    admitted, read = op.admitted, op.kind is operations.Kind.READ
 
     @functools.wraps(method)
     def handler(self: ProximaDBServicer, request: Request, context: Context) -> Response:
@@ -111,10 +120,12 @@ def _rpc(method: Method[Request, Response]) -> Method[Request, Response]:
                 raise MalformedPayloadError(request.message)
             if not admitted:
                 return method(self, request, context)
-            with self.service.admission.request("grpc", context.time_remaining()), \
-                    consistency.request(_metadata(context, consistency.SESSION_METADATA)) as state, \
-                    idempotency.request(_metadata(context, idempotency.REQUEST_ID_METADATA)):
-                response = method(self, request, context)
+            session, request_id = _metadata(context)
+            with self.service.admission.request("grpc", context.time_remaining()):
+                if read and session is None and request_id is None:
+                    return method(self, request, context)  # no token to read at, nothing to answer once
+                with consistency.request(session) as state, idempotency.request(request_id):
+                    response = method(self, request, context)
                 token = consistency.response_token(state)
                 if token is not None:
                     context.set_trailing_metadata(((consistency.SESSION_METADATA, token),))

@@ -12,7 +12,6 @@ so a client that stalls mid-body gets 408 instead of holding a thread.
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack
 from typing import Any
 
 import falcon
@@ -48,17 +47,16 @@ class AdmissionMiddleware:
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         if resp.complete or not operations.for_route(req.method, req.uri_template or "").admitted:
             return  # refused by auth already, or a probe
-        stack = ExitStack()
         try:
-            budget = stack.enter_context(self.admission.request("rest", client_timeout(req)))
+            scope = self.admission.request("rest", client_timeout(req))
+            budget = scope.__enter__()  # left in process_response
         except ProximaDBError as exc:
-            stack.close()
             if isinstance(exc, ResourceExhaustedError):
                 resp.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
             send_error(resp, exc.http_status, exc.code, exc.message)
             resp.complete = True  # skip the responder; process_response (metrics) still runs
             return
-        req.context.admission = stack
+        req.context.admission = scope
         sock = req.env.get("gunicorn.socket")
         if sock is not None and budget is not None:
             sock.settimeout(budget)  # body reads (and the response write) give up after the budget
@@ -66,7 +64,7 @@ class AdmissionMiddleware:
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
-        stack = getattr(req.context, "admission", None)
-        if stack is not None:
+        scope = getattr(req.context, "admission", None)
+        if scope is not None:
             req.context.admission = None
-            stack.close()
+            scope.__exit__(None, None, None)

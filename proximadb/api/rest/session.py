@@ -12,7 +12,6 @@ sequences).
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from typing import Any
 
 import falcon
@@ -26,26 +25,30 @@ class SessionMiddleware:
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         if resp.complete:
             return  # refused already (auth, admission)
-        stack = ExitStack()
-        try:
-            req.context.consistency = stack.enter_context(
-                consistency.request(req.get_header(consistency.SESSION_HEADER)))
-            stack.enter_context(idempotency.request(req.get_header(idempotency.REQUEST_ID_HEADER)))
+        scopes = (consistency.request(req.get_header(consistency.SESSION_HEADER)),
+                  idempotency.request(req.get_header(idempotency.REQUEST_ID_HEADER)))
+        try:  # both left in process_response (no ExitStack: every request comes here)
+            req.context.consistency = scopes[0].__enter__()
+            try:
+                scopes[1].__enter__()
+            except BaseException:
+                scopes[0].__exit__(None, None, None)
+                raise
         except ValidationError as exc:
-            stack.close()
             send_error(resp, exc.http_status, exc.code, exc.message)
             resp.complete = True
             return
-        req.context.consistency_scope = stack
+        req.context.consistency_scope = scopes
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
-        stack = getattr(req.context, "consistency_scope", None)
-        if stack is None:
+        scopes = getattr(req.context, "consistency_scope", None)
+        if scopes is None:
             return
         req.context.consistency_scope = None
         token = consistency.response_token(req.context.consistency)
         if req_succeeded and token is not None:
             resp.set_header(consistency.SESSION_HEADER, token)
-        stack.close()
+        scopes[1].__exit__(None, None, None)
+        scopes[0].__exit__(None, None, None)
