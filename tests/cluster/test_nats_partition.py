@@ -234,7 +234,8 @@ def run_nats_partition(cluster: DevCluster, netns: NetNamespace, *, daemon_insid
         netns.cut()
         probe = subprocess.Popen([*netns.exec_prefix, sys.executable, "-c", PROBE, away.url,
                                   shard0.removeprefix("PXDB_"), str(DIM)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+                                 cwd=str(cluster.directory))  # not the source tree: "-c" puts the cwd first on sys.path
         for shard in range(SHARDS):
             wait_until(f"writes to shard {shard} acknowledged through the majority while {away.name} is cut off",
                        lambda s=shard: all(w.history.acked_since(cut_at, s) for w in writers[:2]), WAIT)
