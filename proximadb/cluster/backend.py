@@ -265,6 +265,7 @@ class ClusterCollection(ClusterQueries):
         assert isinstance(batch, DecodedBatch)
         op = batch.to_insert_op()
         self._check_insert(op)
+        self._writable("insert")
         if not op.upsert and not idempotency.retried_insert():  # a retry's ids may be its own rows (appended once)
             existing = [r["id"] for r in self.get_many(op.ids, include_vectors=False)]
             if existing:
@@ -300,6 +301,7 @@ class ClusterCollection(ClusterQueries):
     def delete(self, ids: Sequence[str]) -> int:
         ids = list(dict.fromkeys(check_ids(list(ids), allow_duplicates=True,
                                            max_bytes=self.owner.options.limits.max_id_bytes)))
+        self._writable("delete")
         found = len(self.get_many(ids, include_vectors=False))  # what the delete removes, barring a race
         fresh = self._fresh_map()
         for shard, rows in self._route(ids, fresh.shards).items():
@@ -312,6 +314,7 @@ class ClusterCollection(ClusterQueries):
         import json
 
         text = flt if isinstance(flt, str) else json.dumps(flt)
+        self._writable("delete by filter")
         found = self.count(text)
         fresh = self._fresh_map()
         for shard in range(fresh.shards):
@@ -324,6 +327,7 @@ class ClusterCollection(ClusterQueries):
         limits = self.owner.options.limits
         check_ids([id_], max_bytes=limits.max_id_bytes)
         plain = check_metadata(metadata, f"id {id_!r}", limits.max_metadata_bytes)
+        self._writable("update")
         if self.get(id_, include_vector=False) is None:
             raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.name}")
         datum = {"updates": [{"id": id_, "metadata": dict(plain), "replace": bool(replace)}],
@@ -334,6 +338,14 @@ class ClusterCollection(ClusterQueries):
         if record is None:  # deleted meanwhile by another writer
             raise VectorNotFoundError(f"no vector with id {id_!r} in collection {self.name}")
         return record
+
+    def _writable(self, doing: str) -> None:
+        """A write on a node cut off from every NATS server fails at once with 503 (LogUnavailableError; the
+        SDK moves to another node): its checks read replicas that cannot apply anything meanwhile, so they
+        would wait out the request's deadline (504), and its append could not be acknowledged anyway."""
+        session = self.owner.node.session
+        if session is not None:
+            session.refuse_when_cut_off(f"{doing} in collection {self.name!r}")
 
     # -- reads --
 

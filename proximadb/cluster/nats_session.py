@@ -22,6 +22,13 @@ socket is seen at once; a silent network cut by the client's pings, every ``PING
 LogUnavailableError, rather than retry until ``deadline``: a client gets 503 within seconds and its SDK
 moves to another node. A server restart or a stream leader's election (the connection moves to another
 server within a fraction of a second) stays well inside that.
+
+**Within the request's time.** Calls made for a client's request (an append, a ledger claim, a read of the
+last sequences) retry no longer than that request has left (:mod:`proximadb.deadline`; the daemon's
+``request_timeout``), so a request that makes several calls one after another still answers within it. This
+bounds the case the cut-off cannot see: a node connected only to a server that is itself partitioned from
+the quorum (in a network partition with it) gets 503 within its request's time, not after every call's own
+``deadline`` in turn. Background work (appliers, membership, sync) has no request deadline and keeps ``deadline``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from proximadb import deadline as request_deadline
 from proximadb.errors import LogUnavailableError
 
 log = logging.getLogger("proximadb.cluster")
@@ -85,29 +93,36 @@ class NatsSession:
 
     def call(self, make: Callable[[], Coroutine[Any, Any, T]], doing: str, *, retry: bool = True,
              answers: tuple[type[BaseException], ...] = (), wait: float | None = None, cut_off: bool = True) -> T:
-        """Run ``make()`` on the loop and return its result; retry outages until ``deadline`` has passed,
-        then LogUnavailableError. Exceptions in ``answers`` (and any that is not a NATS or socket error)
-        reach the caller unchanged. ``wait``: how long one attempt may take (default: two requests).
+        """Run ``make()`` on the loop and return its result; retry outages until ``deadline`` has passed (or,
+        sooner, the current request's own deadline, :mod:`proximadb.deadline`: a client's call is not kept
+        past it by NATS calls one after another), then LogUnavailableError. Exceptions in ``answers`` (and
+        any that is not a NATS or socket error) reach the caller unchanged. ``wait``: how long one attempt may
+        take (default: two requests).
         ``cut_off=False``: run even when the node is cut off (closing the connection must)."""
         from nats.errors import Error as NatsError
 
-        give_up = time.monotonic() + self.deadline
+        left = request_deadline.remaining()
+        budget = self.deadline if left is None else max(0.0, min(self.deadline, left))
+        give_up = time.monotonic() + budget
         pause = 0.05
         while True:
             if cut_off:
-                self._refuse_when_cut_off(doing)
+                self.refuse_when_cut_off(doing)
             future = asyncio.run_coroutine_threadsafe(make(), self._loop)
             try:
-                return self._result(future, self.timeout * 2 + 5 if wait is None else wait, doing, cut_off)
+                attempt = self.timeout * 2 + 5 if wait is None else wait
+                if left is not None:
+                    attempt = min(attempt, max(0.05, give_up - time.monotonic()))
+                return self._result(future, attempt, doing, cut_off)
             except answers:
                 raise
             except (NatsError, asyncio.TimeoutError, TimeoutError, OSError) as exc:
                 future.cancel()
                 if cut_off:
-                    self._refuse_when_cut_off(doing)
+                    self.refuse_when_cut_off(doing)
                 if not retry or time.monotonic() + pause > give_up:
                     raise LogUnavailableError(
-                        f"{doing}: the NATS servers did not answer within {self.deadline:g}s "
+                        f"{doing}: the NATS servers did not answer within {budget:.3g}s "
                         f"({type(exc).__name__}: {str(exc) or 'no answer'})"
                     ) from exc
                 log.debug("%s: %s: %s; retrying", self.name, doing, exc)
@@ -119,7 +134,8 @@ class NatsSession:
         since = self._down_since
         return 0.0 if since is None else time.monotonic() - since
 
-    def _refuse_when_cut_off(self, doing: str) -> None:
+    def refuse_when_cut_off(self, doing: str) -> None:
+        """LogUnavailableError (503) naming ``doing`` once this node has been cut off for ``CUT_OFF_SECONDS``."""
         down = self.cut_off_for()
         if down >= CUT_OFF_SECONDS:
             raise LogUnavailableError(f"{doing}: this node is cut off from every NATS server (no connection for "
@@ -136,7 +152,7 @@ class NatsSession:
                     raise
                 if cut_off and self.cut_off_for() >= CUT_OFF_SECONDS:
                     future.cancel()
-                    self._refuse_when_cut_off(doing)
+                    self.refuse_when_cut_off(doing)
 
     async def bucket(self, name: str, *, replicas: int, ttl: float | None = None) -> Any:
         """The key-value bucket ``name``, created when missing (two nodes creating it at once both get it:
