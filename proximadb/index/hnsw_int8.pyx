@@ -233,7 +233,16 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     def attach_vectors(self, vectors: object) -> None:
         """The float32 originals of the rows (row i = vectors[i]) for rescoring and exact scans; a
-        float32 C-contiguous array (a memory map) is kept as it is, without a copy."""
+        float32 C-contiguous array (a memory map) is kept as it is, without a copy. Refused while a
+        search runs (it reads the array this replaces, which may then be freed)."""
+        self._enter_write("attach_vectors")
+        try:
+            self._set_vectors(vectors)
+        finally:
+            self._writing = False
+
+    cdef int _set_vectors(self, object vectors) except -1:
+        """attach_vectors' work, for a caller that holds the index for writing (attach_vectors, add)."""
         cdef cnp.ndarray arr = np.asarray(vectors)
         if arr.dtype != np.float32 or not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr, dtype=np.float32)
@@ -249,6 +258,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
             norms[norms == 0] = 1.0
             self._norms = norms
             self._np = <const float *>cnp.PyArray_DATA(norms)
+        return 0
 
     # -- distances --
 
@@ -363,7 +373,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         self.graph.max_level = max_level
         self._encode(vectors, m)
         self.rows.n = m
-        self.attach_vectors(vectors)
+        self._set_vectors(vectors)  # add holds the index for writing
         return 0
 
     cdef int _encode(self, object vectors, int64_t m) except -1:
