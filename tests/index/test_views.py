@@ -6,7 +6,10 @@ attach_vectors during a search) and then checks the index against values compute
 
 from __future__ import annotations
 
+import errno
 import gc
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +133,43 @@ def test_a_loaded_text_index_reads_its_read_only_mapping_in_place(tmp_path: Path
         got, want = loaded.search(query, k=3), built.search(query, k=3)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_allclose(got[1], want[1])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("cls", [HNSWIndex, HNSWInt8Index])
+def test_a_change_is_refused_while_save_writes_views_of_the_index(tmp_path: Path, cls: type) -> None:
+    """save writes the body from views over the index's memory, releasing the GIL in each write: an
+    add meanwhile reallocated (and freed) that memory under it. The temporary file is a FIFO here,
+    so the save stays inside its body loop, blocked on the full pipe, until the test reads on."""
+    n, dim = 1000, 32  # a body well over the pipe's 64 KiB and the file buffer's 8 KiB
+    rows = _rows(n, dim)
+    index = cls(dim, "l2", seed=1)
+    index.add(np.arange(n, dtype=np.int64), rows)
+    reference = tmp_path / "reference.idx"
+    index.save(reference)
+    path = tmp_path / "index.idx"
+    os.mkfifo(str(path) + ".tmp")
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            index.save(path)
+        except OSError as exc:  # fsync of a FIFO: EINVAL, after the whole body was written
+            errors.append(exc)
+
+    saver = threading.Thread(target=save)
+    saver.start()
+    with open(str(path) + ".tmp", "rb") as reader:
+        got = reader.read(1)  # the header reaches the pipe with the body's first writes: in the loop
+        if cls is HNSWIndex:
+            with pytest.raises(RuntimeError, match="while another call"):
+                index.add(np.arange(n, 3 * n, dtype=np.int64), _rows(2 * n, dim, seed=3))
+        with pytest.raises(RuntimeError, match="while another call"):
+            index.mark_deleted(0)
+        got += reader.read()
+    saver.join(60)
+    assert not saver.is_alive()
+    assert [e.errno for e in errors] in ([], [errno.EINVAL])
+    assert got == reference.read_bytes()
+    index.mark_deleted(0)  # once saved, changes go ahead
+    assert 0 not in index
