@@ -275,7 +275,7 @@ cdef class VectorIndex:
         """External id of every internal row (a copy), in row order."""
         if self.rows.n == 0:
             return np.empty(0, dtype=np.int64)
-        return view_array(self.rows.ids, self.rows.n, cnp.NPY_INT64).copy()
+        return copy_array(self.rows.ids, self.rows.n, cnp.NPY_INT64)
 
     def __len__(self) -> int:
         return self.rows.n - self.rows.n_deleted

@@ -78,6 +78,7 @@ from proximadb.index._hnsw_graph cimport HnswGraphIndex, RowDistance, check_head
 from proximadb.index._base cimport (
     METRIC_COSINE,
     METRIC_L2,
+    copy_array,
     offer,
     prepare_query,
     view_array,
@@ -205,13 +206,13 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     def quantizer(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of (lo, step): a row's vector is about lo + step * code."""
-        return (view_array(self.lo, self.rows.dim, cnp.NPY_FLOAT32).copy(),
-                view_array(self.step, self.rows.dim, cnp.NPY_FLOAT32).copy())
+        return (copy_array(self.lo, self.rows.dim, cnp.NPY_FLOAT32),
+                copy_array(self.step, self.rows.dim, cnp.NPY_FLOAT32))
 
     def codes_array(self) -> np.ndarray:
         """A copy of the codes, (n_rows, code bytes) uint8."""
         cdef int64_t n = self.rows.n
-        return view_array(self.codes, n * self._code_bytes, cnp.NPY_UINT8).reshape(n, self._code_bytes).copy()
+        return copy_array(self.codes, n * self._code_bytes, cnp.NPY_UINT8).reshape(n, self._code_bytes)
 
     def memory_usage(self) -> dict[str, int]:
         """Bytes held in memory per part, at the current size; the float32 vectors are memory-mapped

@@ -173,3 +173,23 @@ def test_a_change_is_refused_while_save_writes_views_of_the_index(tmp_path: Path
     assert got == reference.read_bytes()
     index.mark_deleted(0)  # once saved, changes go ahead
     assert 0 not in index
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_arrays_handed_out_outlive_the_index(n: int) -> None:
+    """ids, graph_arrays, codes_array and quantizer are copies (copy_array, made with the GIL held):
+    with the index freed and its memory reused, they still hold the values read before."""
+    rows = _rows(n, 8)
+    index = HNSWInt8Index(8, "l2", seed=1)
+    index.add(np.arange(10, 10 + n, dtype=np.int64), rows)
+    graph = HNSWIndex(8, "l2", seed=1)
+    graph.add(np.arange(10, 10 + n, dtype=np.int64), rows)
+    got = [index.ids, index.codes_array(), *index.quantizer(), graph.ids, *graph.graph_arrays()[:3]]
+    want = [a.copy() for a in got]
+    del index, graph
+    gc.collect()
+    _ = [np.full(4096, -7, dtype=np.int32) for _ in range(64)]  # reuse freed memory
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.base is None or a.base.flags.owndata
+    assert got[0].tolist() == list(range(10, 10 + n))
