@@ -77,6 +77,16 @@ cdef inline cnp.ndarray view_array(void *ptr, cnp.npy_intp count, int typenum):
     return cnp.PyArray_SimpleNewFromData(1, &count, typenum, ptr)
 
 
+cdef inline cnp.ndarray copy_array(const void *ptr, cnp.npy_intp count, int typenum):
+    """A new array holding a copy of count items of index memory, copied with the GIL held: numpy's
+    own copy (view_array(...).copy()) releases the GIL for large arrays, letting an add in another
+    thread reallocate (free) the memory it is reading."""
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, &count, typenum, 0)
+    if count:
+        memcpy(cnp.PyArray_DATA(out), ptr, count * cnp.PyArray_ITEMSIZE(out))
+    return out
+
+
 cdef class VectorIndex:
     cdef IndexRows rows
     cdef uint64_t _seed

@@ -275,7 +275,7 @@ cdef class VectorIndex:
         """External id of every internal row (a copy), in row order."""
         if self.rows.n == 0:
             return np.empty(0, dtype=np.int64)
-        return view_array(self.rows.ids, self.rows.n, cnp.NPY_INT64).copy()
+        return copy_array(self.rows.ids, self.rows.n, cnp.NPY_INT64)
 
     def __len__(self) -> int:
         return self.rows.n - self.rows.n_deleted
@@ -578,20 +578,28 @@ cdef class VectorIndex:
     # -- persistence --
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to path (atomically: a temporary file renamed over it)."""
+        """Write the index to path (atomically: a temporary file renamed over it). Counted as a reader:
+        the body is written from views over the index's memory, with the GIL released in each write,
+        so a change (add reallocates that memory) is refused until it is done."""
         cdef uint32_t crc = 0
-        fmt = type(self).FILE_FORMAT
-        head = fmt.header.pack(fmt.magic, fmt.version, fmt.header_size, *self._header_fields())
-        head += struct.pack("<II", crc32c(0, <const char *>head, len(head)), 0)
-        tmp = os.fspath(path) + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(head)
-            for arr in self._body_arrays():
-                crc = _write_array(f, crc, arr)
-            f.write(struct.pack("<I", crc) + fmt.end_magic)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if self._writing:
+            raise RuntimeError(f"{type(self).__name__}: save while add is running on the index")
+        self._readers += 1
+        try:
+            fmt = type(self).FILE_FORMAT
+            head = fmt.header.pack(fmt.magic, fmt.version, fmt.header_size, *self._header_fields())
+            head += struct.pack("<II", crc32c(0, <const char *>head, len(head)), 0)
+            tmp = os.fspath(path) + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(head)
+                for arr in self._body_arrays():
+                    crc = _write_array(f, crc, arr)
+                f.write(struct.pack("<I", crc) + fmt.end_magic)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            self._readers -= 1
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> VectorIndex:

@@ -113,6 +113,7 @@ from proximadb.index._hnsw_reorder cimport reorder_rows
 from proximadb.index._base cimport (
     METRIC_COSINE,
     MAX_POOL,
+    copy_array,
     view_array,
 )
 
@@ -473,9 +474,9 @@ cdef class HNSWIndex(HnswGraphIndex):
         uint8, then the entry point and the max level (the int8 index, hnsw_int8.pyx, keeps these
         and searches codes)."""
         cdef int64_t n = self.rows.n
-        links0 = view_array(self.graph.level0, n * (self.graph.M0 + 1), cnp.NPY_INT32).reshape(n, self.graph.M0 + 1)
-        return (links0.copy(), view_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32).copy(),
-                view_array(self.graph.levels, n, cnp.NPY_UINT8).copy(), self.graph.entry_point, self.graph.max_level)
+        links0 = copy_array(self.graph.level0, n * (self.graph.M0 + 1), cnp.NPY_INT32).reshape(n, self.graph.M0 + 1)
+        return (links0, copy_array(self.graph.upper_links, self.graph.upper_len, cnp.NPY_INT32),
+                copy_array(self.graph.levels, n, cnp.NPY_UINT8), self.graph.entry_point, self.graph.max_level)
 
     def reorder(self) -> None:
         """Renumber the rows in breadth-first order of the level-0 graph (from the

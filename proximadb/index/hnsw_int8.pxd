@@ -42,4 +42,5 @@ cdef class HNSWInt8Index(HnswGraphIndex):
     cdef void _prepare_code_query(self, const float *q, float *qt, CodeQuery *cq, RowDistance *dist) noexcept nogil
     cdef int _encode(self, object vectors, int64_t m) except -1
     cdef cnp.ndarray _as_stored(self, object block)
+    cdef int _set_vectors(self, object vectors) except -1
     cdef list _quantizer_arrays(self)

@@ -78,6 +78,7 @@ from proximadb.index._hnsw_graph cimport HnswGraphIndex, RowDistance, check_head
 from proximadb.index._base cimport (
     METRIC_COSINE,
     METRIC_L2,
+    copy_array,
     offer,
     prepare_query,
     view_array,
@@ -205,13 +206,13 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     def quantizer(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of (lo, step): a row's vector is about lo + step * code."""
-        return (view_array(self.lo, self.rows.dim, cnp.NPY_FLOAT32).copy(),
-                view_array(self.step, self.rows.dim, cnp.NPY_FLOAT32).copy())
+        return (copy_array(self.lo, self.rows.dim, cnp.NPY_FLOAT32),
+                copy_array(self.step, self.rows.dim, cnp.NPY_FLOAT32))
 
     def codes_array(self) -> np.ndarray:
         """A copy of the codes, (n_rows, code bytes) uint8."""
         cdef int64_t n = self.rows.n
-        return view_array(self.codes, n * self._code_bytes, cnp.NPY_UINT8).reshape(n, self._code_bytes).copy()
+        return copy_array(self.codes, n * self._code_bytes, cnp.NPY_UINT8).reshape(n, self._code_bytes)
 
     def memory_usage(self) -> dict[str, int]:
         """Bytes held in memory per part, at the current size; the float32 vectors are memory-mapped
@@ -233,7 +234,16 @@ cdef class HNSWInt8Index(HnswGraphIndex):
 
     def attach_vectors(self, vectors: object) -> None:
         """The float32 originals of the rows (row i = vectors[i]) for rescoring and exact scans; a
-        float32 C-contiguous array (a memory map) is kept as it is, without a copy."""
+        float32 C-contiguous array (a memory map) is kept as it is, without a copy. Refused while a
+        search runs (it reads the array this replaces, which may then be freed)."""
+        self._enter_write("attach_vectors")
+        try:
+            self._set_vectors(vectors)
+        finally:
+            self._writing = False
+
+    cdef int _set_vectors(self, object vectors) except -1:
+        """attach_vectors' work, for a caller that holds the index for writing (attach_vectors, add)."""
         cdef cnp.ndarray arr = np.asarray(vectors)
         if arr.dtype != np.float32 or not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr, dtype=np.float32)
@@ -249,6 +259,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
             norms[norms == 0] = 1.0
             self._norms = norms
             self._np = <const float *>cnp.PyArray_DATA(norms)
+        return 0
 
     # -- distances --
 
@@ -363,7 +374,7 @@ cdef class HNSWInt8Index(HnswGraphIndex):
         self.graph.max_level = max_level
         self._encode(vectors, m)
         self.rows.n = m
-        self.attach_vectors(vectors)
+        self._set_vectors(vectors)  # add holds the index for writing
         return 0
 
     cdef int _encode(self, object vectors, int64_t m) except -1:

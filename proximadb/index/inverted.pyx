@@ -10,6 +10,11 @@ In memory, as three arrays:
     post_value  float32[postings]    the term's count in that row (BM25), or its weight (sparse)
     row_length  float32[n_rows]      terms in the row, repeats counted (BM25's document length)
 
+The arrays are read-only and the index's alone: the scorer reads them without the GIL, trusting
+bounds checked once (``term_start`` ascending from 0 to the postings' count, rows in range). A
+writeable array given to the constructor is copied (its owner could reuse it); read-only memory
+(a derived file's read-only map, ``text_index_file.py``) is used in place.
+
 A query is a list of (term id, weight) pairs; terms unknown to the index (id < 0 or beyond
 ``n_terms``) are skipped, and a term that appears twice counts twice. Scoring is term at a
 time into a per-query accumulator, with the GIL released:
@@ -128,6 +133,37 @@ cdef int64_t score_one(const int64_t[::1] term_start, const int32_t[::1] post_ro
     return kept
 
 
+def _own_array(arr, dtype):
+    """arr as a read-only C-contiguous array of dtype that no one can change later: the scorer reads
+    it without the GIL, trusting the bounds checked once. Memory read-only all the way down (a derived
+    file's read-only memory map) is used in place; anything writeable (a caller's buffer that may be
+    reused) is copied."""
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if _writeable_anywhere(out):
+        out = out.copy()
+    out.flags.writeable = False
+    return out
+
+
+cdef bint _writeable_anywhere(object x):
+    """Whether x, or any object its memory comes from (ndarray bases, memoryview owners), is writeable."""
+    while x is not None:
+        if isinstance(x, np.ndarray):
+            if x.flags.writeable:
+                return True
+            x = x.base
+        elif isinstance(x, memoryview):
+            if not x.readonly:
+                return True
+            x = x.obj
+        else:
+            try:
+                return not memoryview(x).readonly
+            except TypeError:
+                return True
+    return False
+
+
 cdef class InvertedIndex:
     """The postings of rows 0..n_rows-1 (see the module's documentation)."""
 
@@ -140,12 +176,14 @@ cdef class InvertedIndex:
     cdef readonly double avg_length
 
     def __init__(self, term_start, post_row, post_value, row_length):
-        self.term_start = np.ascontiguousarray(term_start, dtype=np.int64)
-        self.post_row = np.ascontiguousarray(post_row, dtype=np.int32)
-        self.post_value = np.ascontiguousarray(post_value, dtype=np.float32)
-        self.row_length = np.ascontiguousarray(row_length, dtype=np.float32)
+        self.term_start = _own_array(term_start, np.int64)
+        self.post_row = _own_array(post_row, np.int32)
+        self.post_value = _own_array(post_value, np.float32)
+        self.row_length = _own_array(row_length, np.float32)
         if self.term_start.ndim != 1 or self.term_start.shape[0] < 1 or self.term_start[0] != 0:
             raise ValidationError("term_start must be a 1-d array starting at 0")
+        if bool((np.diff(self.term_start) < 0).any()):
+            raise ValidationError("term_start must ascend (each term's postings follow the previous term's)")
         if self.post_row.shape[0] != self.post_value.shape[0] or self.term_start[self.term_start.shape[0] - 1] != self.post_row.shape[0]:
             raise ValidationError("postings: term_start's last entry, post_row and post_value disagree on their length")
         self.n_terms = self.term_start.shape[0] - 1
@@ -217,6 +255,8 @@ cdef class InvertedIndex:
                         slotv[t] = pos
                         prow[pos] = <int32_t>r
                     pval[slotv[t]] += values[i]
+        for arr in (term_start, post_row, post_value, lengths):
+            arr.flags.writeable = False  # ours alone: the constructor need not copy them
         return InvertedIndex(term_start, post_row, post_value, lengths)
 
     def document_frequency(self, term_ids):
