@@ -35,11 +35,12 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from proximadb.context_scope import VarScope
 from proximadb.errors import ValidationError
 
 SESSION_HEADER = "ProximaDB-Session"
@@ -147,38 +148,33 @@ class RequestState:
 _current: ContextVar[RequestState | None] = ContextVar("proximadb_consistency", default=None)
 
 
-class request:  # noqa: N801 (a context manager used as a function, as contextlib's would be)
+class request(VarScope):  # noqa: N801 (a context manager used as a function, as contextlib's would be)
     """One request's scope: the client's session token (None: none sent; ValidationError when malformed).
-    ``with request(token) as state``; a class, not a generator, as every request opens one."""
+    ``with request(token) as state`` (:mod:`proximadb.context_scope`)."""
 
-    __slots__ = ("_reset", "_token")
+    __slots__ = ("_token",)
 
     def __init__(self, session_token: str | None = None) -> None:
+        super().__init__()
         self._token = session_token
-        self._reset: Token[RequestState | None] | None = None
 
     def __enter__(self) -> RequestState:
         token = self._token
         state = RequestState(session=parse_token(token) if token is not None else {})
-        self._reset = _current.set(state)
+        self._push(_current, state)
         return state
 
-    def __exit__(self, *exc: object) -> None:
-        if self._reset is not None:
-            _current.reset(self._reset)
-            self._reset = None
 
-
-class reading:  # noqa: N801
+class reading(VarScope):  # noqa: N801
     """A read at ``level`` (validated; None: the default) within the current request (or a fresh one):
     ``with reading(level) as state``. A read at the default level inside a request already at it changes
     nothing (the request's own state is the read's)."""
 
-    __slots__ = ("_level", "_reset")
+    __slots__ = ("_level",)
 
     def __init__(self, level: Any) -> None:
+        super().__init__()
         self._level = level
-        self._reset: Token[RequestState | None] | None = None
 
     def __enter__(self) -> RequestState:
         parsed = parse_level(self._level)
@@ -186,13 +182,8 @@ class reading:  # noqa: N801
         if outer is not None and outer.level is parsed:
             return outer
         state = replace(outer, level=parsed) if outer is not None else RequestState(level=parsed)
-        self._reset = _current.set(state)
+        self._push(_current, state)
         return state
-
-    def __exit__(self, *exc: object) -> None:
-        if self._reset is not None:
-            _current.reset(self._reset)
-            self._reset = None
 
 
 def current() -> RequestState:

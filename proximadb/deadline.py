@@ -21,33 +21,29 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 
+from proximadb.context_scope import VarScope
 from proximadb.errors import RequestTimeoutError
 
 # (monotonic deadline, the budget in seconds it was given) or None.
 _current: ContextVar[tuple[float, float] | None] = ContextVar("proximadb_deadline", default=None)
 
 
-class scope:  # noqa: N801 (a context manager used as a function, as contextlib's would be)
-    """Run the block with a deadline ``seconds`` from now (None or <= 0: none). A class, not a generator:
-    every request opens one, and this costs a fraction of a ``@contextmanager``'s set-up."""
+class scope(VarScope):  # noqa: N801 (a context manager used as a function, as contextlib's would be)
+    """Run the block with a deadline ``seconds`` from now (None or <= 0: none); a class, as every request
+    opens one (:mod:`proximadb.context_scope`)."""
 
-    __slots__ = ("_seconds", "_token")
+    __slots__ = ("_seconds",)
 
     def __init__(self, seconds: float | None) -> None:
+        super().__init__()
         self._seconds = seconds
-        self._token: Token[tuple[float, float] | None] | None = None
 
     def __enter__(self) -> None:
         seconds = self._seconds
         if seconds is not None and seconds > 0:
-            self._token = _current.set((time.monotonic() + seconds, seconds))
-
-    def __exit__(self, *exc: object) -> None:
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
+            self._push(_current, (time.monotonic() + seconds, seconds))
 
 
 def remaining() -> float | None:

@@ -41,11 +41,12 @@ import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from proximadb import consistency
+from proximadb.context_scope import VarScope
 from proximadb.errors import ProximaDBError, ValidationError, VectorExistsError
 
 REQUEST_ID_HEADER = "ProximaDB-Request-Id"
@@ -81,48 +82,38 @@ class RequestState:
 _current: ContextVar[RequestState | None] = ContextVar("proximadb_request_id", default=None)
 
 
-class request:  # noqa: N801 (a context manager used as a function, as contextlib's would be)
+class request(VarScope):  # noqa: N801 (a context manager used as a function, as contextlib's would be)
     """The scope of one request (``request_id`` as the client sent it, None when it sent none):
     ``with request(request_id) as state``; a class, not a generator, as every request opens one."""
 
-    __slots__ = ("_request_id", "_reset")
+    __slots__ = ("_request_id",)
 
     def __init__(self, request_id: str | None) -> None:
+        super().__init__()
         self._request_id = request_id
-        self._reset: Token[RequestState | None] | None = None
 
     def __enter__(self) -> RequestState:
         rid = self._request_id
         state = RequestState(None if rid is None else check_request_id(rid))
-        self._reset = _current.set(state)
+        self._push(_current, state)
         return state
-
-    def __exit__(self, *exc: object) -> None:
-        if self._reset is not None:
-            _current.reset(self._reset)
-            self._reset = None
 
 
 _outgoing: ContextVar[str | None] = ContextVar("proximadb_outgoing_request_id", default=None)
 
 
-class sending:  # noqa: N801
+class sending(VarScope):  # noqa: N801
     """Client side: the request id the SDK's transports send with the calls made inside (every retry of
     one write call is made inside the same one)."""
 
-    __slots__ = ("_request_id", "_reset")
+    __slots__ = ("_request_id",)
 
     def __init__(self, request_id: str | None) -> None:
+        super().__init__()
         self._request_id = request_id
-        self._reset: Token[str | None] | None = None
 
     def __enter__(self) -> None:
-        self._reset = _outgoing.set(self._request_id)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._reset is not None:
-            _outgoing.reset(self._reset)
-            self._reset = None
+        self._push(_outgoing, self._request_id)  # a read's None inside none: nothing to set
 
 
 def outgoing() -> str | None:

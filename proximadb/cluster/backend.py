@@ -370,11 +370,7 @@ class ClusterCollection(ClusterQueries):
         return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
     def count(self, flt: Any = None) -> int:
-        targets = self._targets()
-        return sum(self.owner.fanout.each(
-            lambda shard: self.owner.fanout.on_shard(self.shard_map, shard, targets[shard], lambda c: c.count(flt),
-                                                     lambda client, addr: client.count(addr, flt)),
-            range(self.shard_map.shards)))
+        return sum(self._every_shard(lambda c, _: c.count(flt), lambda client, addr, _: client.count(addr, flt)))
 
     def search_batch(self, queries: Any, k: int, *, filter: Any = None, include_vectors: bool = False,
                      include_metadata: bool = True, exact: bool = False, ef: int | None = None,
@@ -386,13 +382,9 @@ class ClusterCollection(ClusterQueries):
                    "oversampling": oversampling}
         matrix = np.asarray(queries, dtype=np.float32)
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
-        targets = self._targets()
         given = {o: v for o, v in options.items() if v is not None}
-        for answers in self.owner.fanout.each(
-                lambda shard: self.owner.fanout.on_shard(
-                    self.shard_map, shard, targets[shard], lambda c: c.search_batch(matrix, k, **options),
-                    lambda client, addr: client.search_batch(addr, matrix, k, **given)),
-                range(self.shard_map.shards)):
+        for answers in self._every_shard(lambda c, _: c.search_batch(matrix, k, **options),
+                                         lambda client, addr, _: client.search_batch(addr, matrix, k, **given)):
             for row, hits in enumerate(answers):
                 merged[row].extend(hits)
         return [sorted(hits, key=lambda h: (h["distance"], h["id"]))[:k] for hits in merged]
@@ -405,14 +397,10 @@ class ClusterCollection(ClusterQueries):
             raise ValidationError(f"limit must be an integer from 1 to 10000, not {limit!r}")
         rows: list[dict[str, Any]] = []
         more = False
-        targets = self._targets()
-        for page, after in self.owner.fanout.each(
-                lambda shard: self.owner.fanout.on_shard(
-                    self.shard_map, shard, targets[shard],
-                    lambda c: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
-                    lambda client, addr: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
-                                                       include_vectors=include_vectors)),
-                range(self.shard_map.shards)):
+        for page, after in self._every_shard(
+                lambda c, _: c.scroll(limit=limit, cursor=cursor, filter=filter, include_vectors=include_vectors),
+                lambda client, addr, _: client.scroll(addr, limit=limit, cursor=cursor, filter=filter,
+                                                      include_vectors=include_vectors)):
             rows.extend(page)
             more = more or after is not None
         rows.sort(key=lambda r: r["id"])
@@ -422,11 +410,7 @@ class ClusterCollection(ClusterQueries):
 
     def stats(self) -> dict[str, Any]:
         """One node's statistics fields over one replica of each shard (maintenance.collection_stats)."""
-        targets = self._targets()
-        parts = self.owner.fanout.each(
-            lambda shard: self.owner.fanout.on_shard(self.shard_map, shard, targets[shard], lambda c: c.stats(),
-                                                     lambda client, addr: client.stats(addr)),
-            range(self.shard_map.shards))
+        parts = self._every_shard(lambda c, _: c.stats(), lambda client, addr, _: client.stats(addr))
         return maintenance.collection_stats(self.name, self.shard_map.collection,
                                             config_of(self.shard_map).indexing_algorithm, parts)
 

@@ -396,16 +396,14 @@ def search_batch(
     score_threshold, oversampling, consistency: these three travel beside the Avro payload, see
     Transport.search_payload)."""
     q = vector_matrix(queries, "queries")
-    if not options and type(k) is int and -(2**31) <= k < 2**31:  # the plain search: every option its default
-        payload = encode_frame("vector_search", encode_search_request(q, k, None, False, True, None, None, False),
-                               schema_version)
-        return decode_search_result((yield Call("search_payload", (collection, payload))))
-    unknown = set(options) - SEARCH_OPTIONS
-    if unknown:
-        raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
-    flt = filter_json(options.get("filter"))
-    flags = (bool(options.get("include_vectors", False)), bool(options.get("include_metadata", True)))
-    ef, nprobe, exact = options.get("ef"), options.get("nprobe"), bool(options.get("exact", False))
+    flt, flags, ef, nprobe, exact = None, (False, True), None, None, False  # the defaults
+    if options:  # a plain search (every option its default) skips their checks
+        unknown = set(options) - SEARCH_OPTIONS
+        if unknown:
+            raise ValidationError(f"unknown search option(s): {', '.join(sorted(unknown))}")
+        flt = filter_json(options.get("filter"))
+        flags = (bool(options.get("include_vectors", False)), bool(options.get("include_metadata", True)))
+        ef, nprobe, exact = options.get("ef"), options.get("nprobe"), bool(options.get("exact", False))
     if _int32(k) and (ef is None or _int32(ef)) and (nprobe is None or _int32(nprobe)):
         datum = encode_search_request(q, k, flt, *flags, ef, nprobe, exact)  # no Python float per component
         payload = encode_frame("vector_search", datum, schema_version)
@@ -414,10 +412,12 @@ def search_batch(
             "queries": q.tolist(), "k": k, "filter": flt, "include_vectors": flags[0],
             "include_metadata": flags[1], "ef": ef, "nprobe": nprobe, "exact": exact,
         }, schema_version)
-    extras: dict[str, Any] = {name: _number(options[name], name) for name in ("score_threshold", "oversampling")
-                              if options.get(name) is not None}
-    for level in _level(options.get("consistency")):
-        extras["consistency"] = level
+    extras: dict[str, Any] = {}
+    if options:
+        extras = {name: _number(options[name], name) for name in ("score_threshold", "oversampling")
+                  if options.get(name) is not None}
+        for level in _level(options.get("consistency")):
+            extras["consistency"] = level
     answer = yield Call("search_payload", (collection, payload, extras) if extras else (collection, payload))
     return decode_search_result(answer)
 

@@ -89,11 +89,8 @@ class ProximaDBClient(ProximaDBAPI):
                         answer = _compute(step)
                     else:
                         call = functools.partial(getattr(self._transport, step.method), *step.args)
-                        if step.request_id is None and idempotency.outgoing() is None:  # a read: no id to send
+                        with idempotency.sending(step.request_id):  # the same id on every retry
                             answer = self._retry(call, safe=step.safe)
-                        else:
-                            with idempotency.sending(step.request_id):  # the same id on every retry
-                                answer = self._retry(call, safe=step.safe)
                 except ProximaDBError as exc:
                     step = plan.throw(exc)
                 else:
