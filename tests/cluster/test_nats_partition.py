@@ -249,7 +249,8 @@ def run_nats_partition(cluster: DevCluster, netns: NetNamespace, *, daemon_insid
         if daemon_inside:  # on the minority side with its server: it refuses writes, acknowledges none
             wait_until(f"a write sent to {nodes[AWAY]['id']} (inside, with {away.name}) was refused with 503",
                        lambda: any(isinstance(c.error, UnavailableError) and c.finished > cut_at
-                                   for c in list(through_away.calls)), WAIT)
+                                   for c in list(through_away.calls)),
+                       3 * WAIT)  # it comes after ~100-120 s (the module's documentation): far from WAIT alone
             # 503 once the node knows it is cut off; 504 for a call already waiting in its checks then (an
             # insert's already-exists check waits for its replica to apply what the node acknowledged before
             # the cut, which it cannot): never accepted
