@@ -12,18 +12,24 @@ is the one below it plus its own work:
 * ``servicer.Search + protobuf``: the gRPC servicer's method with its ``_rpc`` wrapper (admission,
   deadline, consistency and request-id scopes, request metrics), the request parsed from its protobuf
   bytes and the response serialized; the ServicerContext is a stand-in that has no metadata;
+* ``REST app search (WSGI)``: the Falcon app of the daemon (every middleware: metrics, admission,
+  session scopes) called as gunicorn calls it, with the Avro search frame as the body and
+  ``Accept: application/avro``; no socket, no HTTP parsing (gunicorn's);
 * ``SDK client.search``: the blocking SDK client over a stub that answers at once with a real answer's
   protobuf bytes: the client's own work per call (plan, Avro encode/decode, transport, no network).
 
-``--callgrind`` runs the script again under ``valgrind --tool=callgrind``, collecting only inside three
-loops of ``--calls`` calls (``col.search``, the servicer, the SDK client: each loop is driven by its own
-``operator`` function, which callgrind toggles collection on), and prints instructions per call. The
+``--callgrind`` runs the script again under ``valgrind --tool=callgrind``, collecting only inside four
+loops of ``--calls`` calls (``col.search``, the servicer, the REST app, the SDK client: each loop is
+driven by its own C function that nothing inside calls, which callgrind toggles collection on), and
+prints instructions per call. The
 wall-clock timings move with the machine's load (it is shared); instruction counts do not.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import io
 import operator
 import re
 import subprocess
@@ -38,6 +44,7 @@ import numpy as np
 
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc.servicer import ProximaDBServicer
+from proximadb.api.rest.app import create_app
 from proximadb.codec import avro_search
 from proximadb.codec.framing import decode_frame
 from proximadb.sdk import calls
@@ -48,7 +55,9 @@ from proximadb.service.unified import UnifiedAvroService
 from proximadb.storage.engine import Engine
 
 DIM = 128
-DRIVERS = {"col.search": "countOf", "servicer.Search + protobuf": "indexOf", "SDK client.search": "contains"}
+# layer -> the C function (as callgrind names it) that drives its loop of calls
+DRIVERS = {"col.search": "_operator_countOf", "servicer.Search + protobuf": "_operator_indexOf",
+           "REST app search (WSGI)": "functools_reduce", "SDK client.search": "_operator_contains"}
 
 
 class _Context:
@@ -88,6 +97,23 @@ class _Transport(gt.GrpcTransport):
         self._stub = _Stub(answer)
 
 
+def _wsgi_search(app: Any, payload: bytes) -> Callable[[], bytes]:
+    """One POST of ``payload`` to the app's search route, as gunicorn's worker makes it."""
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/collections/search/search", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "5678", "SERVER_PROTOCOL": "HTTP/1.1",
+               "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
+               "CONTENT_TYPE": "application/avro", "CONTENT_LENGTH": str(len(payload)),
+               "HTTP_ACCEPT": "application/avro", "HTTP_X_REQUEST_TIMEOUT": "30",
+               "HTTP_USER_AGENT": "proximadb-python", "REMOTE_ADDR": "127.0.0.1"}
+
+    def start_response(status: str, headers: Any) -> None:
+        assert status.startswith("200"), status
+
+    def call() -> bytes:
+        return b"".join(app(dict(environ, **{"wsgi.input": io.BytesIO(payload)}), start_response))
+    return call
+
+
 def layers(n: int, root: Path) -> dict[str, Callable[[int], Any]]:
     """Each layer as a function of the query's index (``n`` queries)."""
     rng = np.random.default_rng(0)
@@ -103,6 +129,8 @@ def layers(n: int, root: Path) -> dict[str, Callable[[int], Any]]:
     requests = [pb.PayloadRequest(collection="search", payload=p).SerializeToString() for p in payloads]
     matrices = [avro_search.decode_search_request(decode_frame(p)[2])["queries"] for p in payloads]
     params = [SearchParams(queries=m, k=10) for m in matrices]
+    app = create_app(service)  # one app: Falcon compiles its router on the first request
+    wsgi = [_wsgi_search(app, p) for p in payloads]
     client = ProximaDBClient.__new__(ProximaDBClient)  # no negotiation: nothing answers it here
     client._transport = _Transport(service.search_payload("search", payloads[0]))
     client.batch_size, client.retries, client.backoff, client.schema_version = 1000, 3, 0.1, 2
@@ -113,6 +141,7 @@ def layers(n: int, root: Path) -> dict[str, Callable[[int], Any]]:
         "service.search_payload": lambda i: service.search_payload("search", payloads[i]),
         "servicer.Search + protobuf": lambda i: servicer.Search(pb.PayloadRequest.FromString(requests[i]),
                                                                 context).SerializeToString(),
+        "REST app search (WSGI)": lambda i: wsgi[i](),
         "SDK client.search": lambda i: client.search("search", queries[i], k=10),
     }
 
@@ -133,7 +162,7 @@ def main() -> None:
     if args.callgrind:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "callgrind.out"
-            toggles = [f"--toggle-collect=_operator_{fn}*" for fn in DRIVERS.values()]
+            toggles = [f"--toggle-collect={fn}*" for fn in DRIVERS.values()]
             subprocess.run(["valgrind", "--tool=callgrind", "--collect-atstart=no", *toggles,
                             f"--callgrind-out-file={out}", sys.executable, __file__, "--inside", "--calls", str(n)],
                            check=True, capture_output=True)
@@ -141,13 +170,13 @@ def main() -> None:
                                     capture_output=True, text=True).stdout
         per_call = {}
         for layer, fn in DRIVERS.items():
-            found = re.search(rf"^\s*([\d,]+) .*_operator\.c:_operator_{fn}\b", report, re.M)
+            found = re.search(rf"^\s*([\d,]+) .*\.c:{fn}\b", report, re.M)
             assert found, f"no count for {layer}"
             per_call[layer] = int(found.group(1).replace(",", "")) / n
         for layer, ir in per_call.items():
             print(f"{layer:<30} {ir:>12,.0f} instructions per call")
-        over = per_call["servicer.Search + protobuf"] - per_call["col.search"]
-        print(f"{'servicer over col.search':<30} {over:>12,.0f}")
+        for layer in ("servicer.Search + protobuf", "REST app search (WSGI)"):
+            print(f"{layer.split()[0] + ' over col.search':<30} {per_call[layer] - per_call['col.search']:>12,.0f}")
         return
     with tempfile.TemporaryDirectory() as tmp:
         funcs = layers(n, Path(tmp))
@@ -159,6 +188,7 @@ def main() -> None:
                 operator.indexOf(_loop(funcs["servicer.Search + protobuf"], n), 0)
             except ValueError:  # never found: every call made
                 pass
+            functools.reduce(lambda a, b: a, _loop(funcs["REST app search (WSGI)"], n), 0)
             operator.contains(_loop(funcs["SDK client.search"], n), 0)
             return
         for layer, call in funcs.items():

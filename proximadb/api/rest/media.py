@@ -109,7 +109,11 @@ def body_or_payload(req: falcon.Request, limit: int) -> tuple[dict[str, Any] | N
 def wants_avro(req: falcon.Request) -> bool:
     """True when the client's Accept header prefers application/avro over JSON."""
     accept = req.get_header("Accept")
-    return accept is not None and AVRO in accept.lower() and req.client_prefers([JSON, AVRO]) == AVRO
+    if accept is None:
+        return False
+    if accept == AVRO:  # what the SDK sends: nothing to negotiate
+        return True
+    return AVRO in accept.lower() and req.client_prefers([JSON, AVRO]) == AVRO
 
 
 def _json_type(value: Any) -> str:
