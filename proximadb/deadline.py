@@ -52,6 +52,13 @@ def remaining() -> float | None:
     return None if current is None else current[0] - time.monotonic()
 
 
+def wait_seconds(most: float) -> float:
+    """How long a request may wait for something (a replica to apply its target, to start): ``most``, or
+    less when the request's deadline is nearer."""
+    left = remaining()
+    return most if left is None else max(0.0, min(most, left))
+
+
 def _expired(doing: str) -> RequestTimeoutError:
     current = _current.get()
     budget = current[1] if current is not None else 0.0

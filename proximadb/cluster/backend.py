@@ -48,7 +48,7 @@ import numpy as np
 
 from proximadb import consistency, idempotency
 from proximadb.cluster import maintenance
-from proximadb.cluster.fanout import Fanout, shard_address, wait_seconds
+from proximadb.cluster.fanout import Fanout, shard_address
 from proximadb.cluster.node import INCARNATION, ClusterNode, incarnation_of, shard_log_name
 from proximadb.cluster.placement import SHARD_ADDRESS, is_shard_address, shard_of
 from proximadb.cluster.queries import ClusterQueries
@@ -59,6 +59,7 @@ from proximadb.cluster.shard_map import ShardMap
 from proximadb.cluster.snapshot import snapshot_stream
 from proximadb.codec.avro_batch import DecodedBatch
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.deadline import wait_seconds
 from proximadb.errors import (
     CollectionNotFoundError,
     RequestTimeoutError,

@@ -43,6 +43,7 @@ from proximadb import deadline
 from proximadb.cluster.membership import NodeInfo
 from proximadb.cluster.node import ClusterNode, incarnation_of, local_name
 from proximadb.cluster.shard_map import ShardMap
+from proximadb.deadline import wait_seconds
 from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, UnavailableError
 
 log = logging.getLogger("proximadb.cluster")
@@ -62,13 +63,6 @@ def shard_address(name: str, shard: int, seq: int, wait: float | None = None, in
     of that name (its map's; a replica of another one does not answer)."""
     return (f"{local_name(name, shard)}@{seq}" + ("" if wait is None else f"~{int(max(0.0, wait) * 1000)}")
             + (f"+{incarnation}" if incarnation else ""))
-
-
-def wait_seconds(most: float) -> float:
-    """How long a read may wait for a replica to apply its target: ``most``, or less when the request's
-    deadline (:mod:`proximadb.deadline`) is nearer."""
-    left = deadline.remaining()
-    return most if left is None else max(0.0, min(most, left))
 
 
 def rank(me: str, replica: str, seq: int, holders: list[str], live: Mapping[str, NodeInfo],

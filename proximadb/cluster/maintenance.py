@@ -49,9 +49,10 @@ from collections.abc import Callable
 from typing import Any
 
 from proximadb import deadline
-from proximadb.cluster.fanout import LOCAL_WAIT, PASS_OVER, shard_address, wait_seconds
+from proximadb.cluster.fanout import LOCAL_WAIT, PASS_OVER, shard_address
 from proximadb.cluster.node import incarnation_of
 from proximadb.cluster.shard_map import ShardMap
+from proximadb.deadline import wait_seconds
 from proximadb.errors import PermissionDeniedError, RequestTimeoutError, UnavailableError
 
 SUMMED = ("segments_before", "segments_after", "rows_before", "rows_after", "bytes_before", "bytes_after")

@@ -55,6 +55,7 @@ from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, create_lo
 from proximadb.cluster.shard_map import ShardMap, ShardMaps
 from proximadb.cluster.snapshot import fetch_snapshot
 from proximadb.codec.payload import encode_insert, encode_payload
+from proximadb.deadline import wait_seconds
 from proximadb.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -73,6 +74,7 @@ log = logging.getLogger("proximadb.cluster")
 # fixed at create: replicas stamp it at apply, and one changed at different moments would expire rows differently)
 RECONFIGURABLE = ("indexing_algorithm", "index_params", "filterable_metadata_fields", "text_analyzer")
 INCARNATION = "_incarnation"  # in a map's spec: makes the logs of a re-created name new ones
+PLACED_WAIT = 5.0  # a read on a node a shard was just placed on waits this long for its replica to start
 
 
 def log_name(collection: str, shard: int, incarnation: str = "") -> str:
@@ -308,15 +310,22 @@ class ClusterNode:
 
     # -- sync --
 
-    def sync(self) -> None:
+    def sync(self, wait: float | None = None) -> bool:
         """One pass: rebalance maps whose holders changed, then run exactly the replicas this node holds.
+        With ``wait``, a pass another thread is running is waited for no longer than that many seconds (False:
+        none ran here).
 
         One pass at a time (the sync thread, a create, a drop, a read that finds a shard placed here since
         the last pass): a pass acts on the maps it read at its start, and one that read them before a drop
         and re-create of a name, running on beside those, stopped the new collection's replica and started
         the dropped one's again. (A shard whose log is found gone is left alone: dropped since the pass began.)"""
-        with self._sync_lock:
+        if not self._sync_lock.acquire(timeout=-1 if wait is None else max(wait, 0.0)):
+            return False
+        try:
             self._sync_pass()
+        finally:
+            self._sync_lock.release()
+        return True
 
     def _sync_pass(self) -> None:
         maps, members = self._require()
@@ -513,10 +522,17 @@ class ClusterNode:
 
     def replica_applier(self, name: str, shard: int, shard_map: ShardMap | None = None) -> ShardApplier | None:
         """The running replica of ``name``'s shard here, or None; with ``shard_map``, only a replica of the
-        collection it describes (a name dropped and made again that this node has not synced yet: it syncs
-        now, so a read never answers from the old collection's rows)."""
+        collection it describes (a name dropped and made again that this node has not synced yet, or a shard
+        the map places here whose replica the sync thread has not started yet: it syncs now, so a read never
+        answers from the old collection's rows, nor is refused by the node that holds the shard)."""
         applier = self._applier(name, shard)
-        if shard_map is not None and applier is not None and applier.log.name != shard_log_name(shard_map, shard):
+        placed_here = shard_map is not None and shard < len(shard_map.replicas) \
+            and self.node.id in shard_map.replicas[shard]
+        if applier is None and placed_here:
+            # a pass bootstrapping a replica can take minutes: the read waits a little, then asks another holder
+            self.sync(wait=wait_seconds(PLACED_WAIT))
+            applier = self._applier(name, shard)
+        elif shard_map is not None and applier is not None and applier.log.name != shard_log_name(shard_map, shard):
             self.sync()
             applier = self._applier(name, shard)
             if applier is not None and applier.log.name != shard_log_name(shard_map, shard):

@@ -37,7 +37,8 @@ def test_version_1_files_load_and_answer_alike(name: str, tmp_path: Path) -> Non
     found, dist = index.search_batch(queries, 5, threads=1)
     assert len(index) == expected[name]["len"]
     np.testing.assert_array_equal(found, np.array(expected[name]["ids"]))
-    np.testing.assert_array_equal(dist, np.array(expected[name]["distances"], dtype=np.float32))
+    # float32 sums in another order (the machine's SIMD width) differ in the last bits: ~1e-7 relative
+    np.testing.assert_allclose(dist, np.array(expected[name]["distances"], dtype=np.float32), rtol=1e-5, atol=1e-6)
     index.save(tmp_path / name)
     if isinstance(index, IVFIndex):
         assert (tmp_path / name).read_bytes() == (FIXTURE / name).read_bytes()
