@@ -41,7 +41,8 @@ from typing import Any, TypeVar
 
 from proximadb import deadline
 from proximadb.cluster.membership import NodeInfo
-from proximadb.cluster.node import ClusterNode, incarnation_of, local_name
+from proximadb.cluster.names import incarnation_of, local_name
+from proximadb.cluster.node import ClusterNode
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, UnavailableError
 
