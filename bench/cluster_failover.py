@@ -37,8 +37,8 @@ sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent / "tests" / "cluster
 from _devcluster import DevCluster  # noqa: E402  (the tests' dev-cluster driver)
 from _support import wait_until  # noqa: E402
 
+from proximadb.cluster.names import shard_log_name  # noqa: E402
 from proximadb.cluster.nats_session import NatsSession  # noqa: E402
-from proximadb.cluster.node import shard_log_name  # noqa: E402
 from proximadb.cluster.shard_log import stream_name  # noqa: E402
 from proximadb.cluster.shard_map import BUCKET, ShardMap, map_key  # noqa: E402
 from proximadb.errors import ProximaDBError  # noqa: E402

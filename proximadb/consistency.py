@@ -19,7 +19,7 @@ log), and offers ``client.session_token()`` / ``client.add_session_token(token)`
 
     v1:<log>=<seq>,<log>=<seq>,...      e.g.  v1:c3f2a0d4e5b6c7d8e-s0=42,c3f2a0d4e5b6c7d8e-s1=17
 
-``<log>`` is a shard log's name (``c<16 hex digits>-s<shard>``, :func:`proximadb.cluster.node.log_name`:
+``<log>`` is a shard log's name (``c<16 hex digits>-s<shard>``, :func:`proximadb.cluster.names.log_name`:
 one per shard of one incarnation of a collection), ``<seq>`` the highest sequence of that log the caller
 was acknowledged; ``v1:`` alone is the empty token. Anything else is refused with ValidationError.
 

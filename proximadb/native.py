@@ -22,6 +22,7 @@ COMPILED_MODULES = (
     "proximadb.index.distance",
     "proximadb.index._base",
     "proximadb.index._hnsw_graph",
+    "proximadb.index._hnsw_build",
     "proximadb.index._hnsw_reorder",
     "proximadb.index.hnsw",
     "proximadb.index.hnsw_int8",

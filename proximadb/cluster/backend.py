@@ -49,7 +49,8 @@ import numpy as np
 from proximadb import consistency, idempotency
 from proximadb.cluster import maintenance
 from proximadb.cluster.fanout import Fanout, shard_address
-from proximadb.cluster.node import INCARNATION, ClusterNode, incarnation_of, shard_log_name
+from proximadb.cluster.names import INCARNATION, incarnation_of, shard_log_name
+from proximadb.cluster.node import ClusterNode
 from proximadb.cluster.placement import SHARD_ADDRESS, is_shard_address, shard_of
 from proximadb.cluster.queries import ClusterQueries
 from proximadb.cluster.read_target import ReadTargets

@@ -7,7 +7,7 @@ holder in turn, with ``address`` = ``<collection>.s<shard>@<seq>~<ms>+<incarnati
 :mod:`proximadb.cluster.backend`; ``ms`` the request's time left; ``seq`` 0 for ``eventual``: no wait;
 ``incarnation`` the read's map's, :func:`shard_address`). A holder that does not answer, times out (has not
 applied ``seq`` in time), is not serving, or has no replica (of that incarnation) is passed over (while the
-request's deadline allows: waits for ``seq`` end at it, :func:`wait_seconds`); an answer that is an
+request's deadline allows: waits for ``seq`` end at it, :func:`proximadb.deadline.wait_seconds`); an answer that is an
 error of the request itself (a bad filter: ValidationError, ...) is the answer. When no holder answers:
 UnavailableError (HTTP 503 / gRPC UNAVAILABLE).
 
@@ -41,7 +41,8 @@ from typing import Any, TypeVar
 
 from proximadb import deadline
 from proximadb.cluster.membership import NodeInfo
-from proximadb.cluster.node import ClusterNode, incarnation_of, local_name
+from proximadb.cluster.names import incarnation_of, local_name
+from proximadb.cluster.node import ClusterNode
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.deadline import wait_seconds
 from proximadb.errors import CollectionNotFoundError, RequestTimeoutError, UnavailableError

@@ -50,7 +50,7 @@ from typing import Any
 
 from proximadb import deadline
 from proximadb.cluster.fanout import LOCAL_WAIT, PASS_OVER, shard_address
-from proximadb.cluster.node import incarnation_of
+from proximadb.cluster.names import incarnation_of
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.deadline import wait_seconds
 from proximadb.errors import PermissionDeniedError, RequestTimeoutError, UnavailableError

@@ -24,14 +24,12 @@ no local WAL) and one NATS connection (:class:`~proximadb.cluster.nats_session.N
   :meth:`insert` returned) it first waits until those entries are applied locally — read-your-
   writes. A shard held only elsewhere raises UnavailableError (fan-out to other nodes: not yet).
 
-Logs are named from a hash of the collection name (``c<16 hex>-s<shard>``): stream names allow
-fewer characters than collection names.
+Logs and local replicas are named after the shard map (:mod:`proximadb.cluster.names`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -48,6 +46,15 @@ import numpy as np
 from proximadb import idempotency
 from proximadb.cluster.applier import ShardApplier
 from proximadb.cluster.membership import Membership, NodeInfo
+from proximadb.cluster.names import (
+    INCARNATION,
+    incarnation_of,
+    local_name,
+    local_spec,
+    log_name,
+    replica_marker,
+    shard_log_name,
+)
 from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.retention import LogRetention
@@ -73,40 +80,7 @@ log = logging.getLogger("proximadb.cluster")
 # settings update_collection changes on every replica (the description is the map's; default_ttl_seconds is
 # fixed at create: replicas stamp it at apply, and one changed at different moments would expire rows differently)
 RECONFIGURABLE = ("indexing_algorithm", "index_params", "filterable_metadata_fields", "text_analyzer")
-INCARNATION = "_incarnation"  # in a map's spec: makes the logs of a re-created name new ones
 PLACED_WAIT = 5.0  # a read on a node a shard was just placed on waits this long for its replica to start
-
-
-def log_name(collection: str, shard: int, incarnation: str = "") -> str:
-    key = f"{collection}/{incarnation}" if incarnation else collection
-    return f"c{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}-s{shard}"
-
-
-def shard_log_name(shard_map: ShardMap, shard: int) -> str:
-    """The log of one shard of the collection ``shard_map`` describes (this incarnation of its name)."""
-    return log_name(shard_map.collection, shard, incarnation_of(shard_map))
-
-
-def incarnation_of(shard_map: ShardMap) -> str:
-    """Which collection of its name ``shard_map`` describes (made anew by every create)."""
-    return str(shard_map.spec.get(INCARNATION, ""))
-
-
-def local_name(collection: str, shard: int) -> str:
-    return f"{collection}.s{shard}"
-
-
-def replica_marker(shard_map: ShardMap, shard: int) -> str:
-    """A local replica's description: which collection, shard and log (incarnation) it applies."""
-    return f"replica of {shard_map.collection} shard {shard}, log {shard_log_name(shard_map, shard)}"
-
-
-def local_spec(shard_map: ShardMap, shard: int) -> dict[str, Any]:
-    """The settings of the local collection a replica lives in (the map's spec, its own description)."""
-    spec = dict(shard_map.spec)
-    spec.pop(INCARNATION, None)
-    spec["description"] = replica_marker(shard_map, shard)
-    return spec
 
 
 class ClusterNode:

@@ -21,7 +21,8 @@ import time
 from collections.abc import Sequence
 
 from proximadb import consistency
-from proximadb.cluster.node import ClusterNode, shard_log_name
+from proximadb.cluster.names import shard_log_name
+from proximadb.cluster.node import ClusterNode
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.consistency import Consistency
 

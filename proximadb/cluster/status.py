@@ -6,7 +6,7 @@ what its files hold.
 Nodes come from the membership bucket (:mod:`proximadb.cluster.membership`), with what each said at
 its last heartbeat of the replicas it runs; shard maps from :mod:`proximadb.cluster.shard_map`; each
 shard's last sequence from its stream (:mod:`proximadb.cluster.shard_log`, via the node's naming in
-:func:`proximadb.cluster.node.shard_log_name`). A replica's lag is the log's last sequence minus what it had
+:func:`proximadb.cluster.names.shard_log_name`). A replica's lag is the log's last sequence minus what it had
 applied at its holder's last beat (so up to one heartbeat period old); a holder that is not live
 shows as ``down``.
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from proximadb.cluster.membership import live_nodes
+from proximadb.cluster.names import INCARNATION, shard_log_name
 from proximadb.cluster.nats_session import NatsSession, bucket_stream
-from proximadb.cluster.node import INCARNATION, shard_log_name
 from proximadb.cluster.shard_log import stream_name
 from proximadb.cluster.shard_map import BUCKET, ShardMaps
 

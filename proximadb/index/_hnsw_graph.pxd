@@ -1,5 +1,6 @@
-# The HNSW graph, its GIL-free algorithms and HnswGraphIndex, the base both HNSW kinds share
-# (hnsw.pyx: float32 vectors, hnsw_int8.pyx: int8 codes); see _hnsw_graph.pyx.
+# The HNSW graph, its GIL-free walk and checks, and HnswGraphIndex, the base both HNSW kinds share
+# (hnsw.pyx: float32 vectors, hnsw_int8.pyx: int8 codes); see _hnsw_graph.pyx. Its construction
+# (insertion, repair) is _hnsw_build.pyx.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
 from proximadb.index._ann cimport ann_prefetch, ann_scratch
@@ -99,24 +100,21 @@ ctypedef fused RowMeasure:
     RowDistance
 
 
-# An insertion in progress (insert_begin, then insert_levels down to level 0; insert_row does both).
-ctypedef struct Insertion:
-    const float *q          # the row's vector as a query (normalised under cosine: in the scratch's qbuf)
-    int32_t cur             # the row the next level's search starts from
-    int maxlevel            # the graph's max level when the insertion began
-    int next_level          # the next level to connect (-1: none left)
-
-cdef int insert_begin(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row,
-                      Insertion *ins) noexcept nogil
-cdef int insert_levels(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row, Insertion *ins,
-                       int down_to) noexcept nogil
-cdef int insert_row(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, int32_t row) noexcept nogil
+# The walk on the float32 vectors (RecordVectors), for the build (_hnsw_build.pyx): the greedy descent
+# from top_level to stop_level + 1, and the best-first search of one level (results in s.top).
+cdef int32_t descend_vectors(const IndexRows *rows, const HnswGraph *graph, const float *q, int32_t cur,
+                             int top_level, int stop_level) noexcept nogil
+cdef int search_layer_vectors(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q,
+                              int32_t ep, int level, int ef, const uint8_t *allowed, bint filtering) noexcept nogil
 cdef int64_t search_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const float *q, int k, int ef,
                           const uint8_t *allowed, int64_t *out_ids, float *out_d) noexcept nogil
 cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
                     const float *q, int ef, const uint8_t *allowed) noexcept nogil
-cdef int64_t repair_level0(const IndexRows *rows, HnswGraph *graph, ann_scratch *s, uint8_t *seen,
-                           int32_t *queue) noexcept nogil
+# What a breadth-first walk of the level-0 links reaches (seen: rows.n bytes, queue: rows.n int32).
+cdef int64_t mark_from(const IndexRows *rows, const HnswGraph *graph, uint8_t *seen, int32_t *queue,
+                       int32_t start) noexcept nogil
+cdef int64_t reach_level0(const IndexRows *rows, const HnswGraph *graph, uint8_t *seen,
+                          int32_t *queue) noexcept nogil
 cdef int check_header(object file_format, object path, int64_t dim, int64_t metric, int64_t M, int64_t M0,
                       int64_t n, int64_t n_deleted, int64_t entry_point, int64_t max_level) except -1
 

@@ -39,8 +39,8 @@ traversed but never returned.
 held at once); only the single-threaded build is deterministic (a segment's
 build uses every core: ``threads=0``, see registry.py). Either leaves
 every row linked from the entry point (``reachable_count()`` counts them). The graph's
-algorithms (insertion, search, checks) and the base class this index shares
-with the int8 one (``hnsw_int8.pyx``) are in ``_hnsw_graph.pyx``.
+insertion and repair are in ``_hnsw_build.pyx``; its search walk, checks and the base class this
+index shares with the int8 one (``hnsw_int8.pyx``) in ``_hnsw_graph.pyx``.
 
 Threads: searches may run concurrently (each takes its own scratch memory);
 ``add``/``mark_deleted``/``attach_vectors`` must not run while a search on the
@@ -99,16 +99,12 @@ from proximadb.index._kernels cimport kernel_level, setup_distance_kernels
 from proximadb.index._hnsw_graph cimport (
     MAX_LEVEL,
     HnswGraphIndex,
-    Insertion,
     check_header,
-    insert_begin,
-    insert_levels,
-    insert_row,
     prefetch_vector,
-    repair_level0,
     search_graph,
     vector_distance,
 )
+from proximadb.index._hnsw_build cimport Insertion, insert_begin, insert_levels, insert_row, repair_level0
 from proximadb.index._hnsw_reorder cimport reorder_rows
 from proximadb.index._base cimport (
     METRIC_COSINE,

@@ -13,8 +13,17 @@ So the text is as durable as the rest of the record (WAL, segments) and its inde
   changed setting finds a text.idx made with other settings, rebuilds it at the next text search and
   saves it again. An analyzer named by one call (``analyzer=``) other than the collection's gets an
   index built in memory only;
-- the **memtable** (and a sealed memtable a flush is writing) is indexed per query from the
-  snapshot's documents: correct at every instant, and a cost proportional to the unflushed rows.
+- the **memtable** (and a sealed memtable a flush is writing) is indexed from the snapshot's
+  documents, a cost proportional to the unflushed rows, and that index is kept for the next search
+  while it still holds: same memtable (its metadata list, the one object for the memtable's life),
+  same row count, every row's metadata the same object (or an equal one) and the same analyzer.
+  A memtable's rows are only appended, and a row's metadata is replaced by a new dict, never changed
+  in place (``Memtable.set_metadata``, what ``update_metadata`` of a memtable row does), so that
+  check sees every write: a new row changes the count, a changed document the row's dict. It is
+  O(rows) pointer comparisons, not the O(terms) analysis of a build. So a cluster's text search,
+  which asks each shard twice (its statistics, then its scores: cluster/queries.py), builds the
+  memtable's index once unless a write came between; one that did gets the index of the second
+  snapshot, as before. One index is kept per memtable (sealed ones too) present at the last search.
 
 Scores are BM25 with statistics of the **live rows of the whole collection** (rows, total terms,
 and each query term's document frequency, counted through each part's alive mask), so a query
@@ -33,7 +42,7 @@ the top ``depth`` each (same filter) and fuses them (:func:`proximadb.fusion.fus
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,6 +63,15 @@ log = logging.getLogger("proximadb.collection")
 def _text(metadata: Any) -> str:
     value = metadata.get(DOCUMENT_KEY) if isinstance(metadata, dict) else None
     return value if isinstance(value, str) else ""
+
+
+class _MemtableText(NamedTuple):
+    """A memtable's BM25 index and what it was built from (see the module's documentation)."""
+
+    owner: list[Any]  # the memtable's metadata list (kept: its id() names this entry)
+    rows: list[Any]  # rows [0, n) of it when built: the metadata objects the index holds the text of
+    analyzer: str  # repr of the analyzer's settings
+    index: Bm25Index
 
 
 class TextSearchPath(SearchPath):
@@ -127,10 +145,28 @@ class TextSearchPath(SearchPath):
             parts.append((seg, index, alive, self._allowed(alive, plan), live_rows, live_terms))
         for snap, plan in fresh:
             alive = expiry.alive_mask(snap.alive, snap.expires_at, now).astype(bool)
-            index = Bm25Index.build([_text(m) for m in snap.metadata[: snap.rows]], analyzer)
+            index = self._memtable_text_index(snap, analyzer)
             parts.append((snap, index, alive, self._allowed(alive, plan), int(alive.sum()),
                           float(index.index.row_length[alive].sum())))
+        cache: dict[int, _MemtableText] = self.__dict__.get("_memtable_text", {})
+        present = {id(snap.metadata) for snap, _ in fresh}
+        for old in [key for key in list(cache) if key not in present]:  # flushed memtables (list(): atomic)
+            cache.pop(old, None)
         return parts
+
+    def _memtable_text_index(self, snap: Any, analyzer: Analyzer) -> Bm25Index:
+        """The BM25 index of a memtable snapshot's documents: the one kept from an earlier search while it
+        still holds (see the module's documentation), else built and kept."""
+        cache: dict[int, _MemtableText] = self.__dict__.setdefault("_memtable_text", {})
+        rows = snap.metadata[: snap.rows]  # the snapshot's rows (its list is the memtable's own, still growing)
+        settings = repr(analyzer.settings())
+        found = cache.get(id(snap.metadata))
+        # list == compares by identity first (an equal dict in a new object is the same text too)
+        if found is not None and found.owner is snap.metadata and found.analyzer == settings and found.rows == rows:
+            return found.index
+        index = Bm25Index.build([_text(m) for m in rows], analyzer)
+        cache[id(snap.metadata)] = _MemtableText(snap.metadata, rows, settings, index)
+        return index
 
     @staticmethod
     def _corpus_stats(parts: list[tuple[Any, Bm25Index, np.ndarray, np.ndarray, int, float]],

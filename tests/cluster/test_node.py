@@ -20,8 +20,9 @@ import pytest
 from _support import wait_until
 
 from proximadb.cluster.membership import NodeInfo
+from proximadb.cluster.names import local_name, shard_log_name
 from proximadb.cluster.nats_servers import NatsCluster
-from proximadb.cluster.node import ClusterNode, local_name, shard_log_name
+from proximadb.cluster.node import ClusterNode
 from proximadb.cluster.retention import LogRetention
 from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, stream_name
 from proximadb.cluster.shard_map import ShardMap
