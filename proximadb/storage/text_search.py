@@ -71,7 +71,7 @@ class _MemtableText(NamedTuple):
     owner: list[Any]  # the memtable's metadata list (kept: its id() names this entry)
     rows: list[Any]  # rows [0, n) of it when built: the metadata objects the index holds the text of
     analyzer: str  # repr of the analyzer's settings
-    index: Bm25Index
+    bm25: Bm25Index
 
 
 class TextSearchPath(SearchPath):
@@ -163,7 +163,7 @@ class TextSearchPath(SearchPath):
         found = cache.get(id(snap.metadata))
         # list == compares by identity first (an equal dict in a new object is the same text too)
         if found is not None and found.owner is snap.metadata and found.analyzer == settings and found.rows == rows:
-            return found.index
+            return found.bm25
         index = Bm25Index.build([_text(m) for m in rows], analyzer)
         cache[id(snap.metadata)] = _MemtableText(snap.metadata, rows, settings, index)
         return index
