@@ -123,6 +123,25 @@ def test_with_one_replica_per_shard_each_node_holds_its_own(nodes: Nodes) -> Non
     assert total == 240
 
 
+def test_a_read_on_a_node_a_shard_was_just_placed_on_starts_its_replica_rather_than_refuse(nodes: Nodes) -> None:
+    """The holder's sync thread has not run since the create on another node (it sleeps an hour here): a read
+    that asks the holder for its replica (with the map it read) has the node sync then and gets it, so a
+    strong read right after a create is never refused with "no replica answered (tried none)"."""
+    n1 = nodes.start("n1")
+    n2 = nodes.start("n2")
+    n2.sync_interval = 3600.0
+    n2._wake.set()  # the sync thread wakes once, clears, and now sleeps an hour
+    time.sleep(0.5)
+    shard_map = n1.create_collection("fresh", DIM, shards=2, replication_factor=2)
+    assert n2._applier("fresh", 0) is None, "the test needs a node that has not synced since the create"
+    acked = n1.insert("fresh", ["a", "b", "c"], np.ones((3, DIM), np.float32))
+    for shard in (0, 1):
+        applier = n2.replica_applier("fresh", shard, shard_map)
+        assert applier is not None and applier.running
+        assert applier.wait_for(acked.get(shard, 0), WAIT)
+    assert sum(a.collection.count() for a in (n2._applier("fresh", 0), n2._applier("fresh", 1)) if a) == 3
+
+
 def test_when_a_node_leaves_its_shards_move_to_the_others_which_replay_the_logs(nodes: Nodes) -> None:
     n1, n2 = nodes.start("n1"), nodes.start("n2")
     n3 = nodes.start("n3")
@@ -149,13 +168,14 @@ class WatchedLock:
     def __init__(self, lock: Any, watched: str) -> None:
         self.lock, self.watched, self.waits = lock, watched, threading.Event()
 
-    def __enter__(self) -> None:
-        if not self.lock.acquire(blocking=False):
-            if threading.current_thread().name == self.watched:
-                self.waits.set()
-            self.lock.acquire()
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self.lock.acquire(blocking=False):
+            return True
+        if threading.current_thread().name == self.watched:
+            self.waits.set()
+        return bool(self.lock.acquire(blocking, timeout))
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         self.lock.release()
 
 
