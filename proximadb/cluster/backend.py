@@ -274,11 +274,14 @@ class ClusterCollection(ClusterQueries):
                 raise VectorExistsError(f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to "
                                         "replace them")
         fresh = self._fresh_map()
+        sparse = op.sparse_vectors or {}
         for shard, rows in self._route(op.ids, fresh.shards).items():
             expires = None if op.expires_at is None else op.expires_at[rows]
+            taken = {name: column.take(np.asarray(rows)) for name, column in sparse.items()}
             part = encode_insert(ids=[op.ids[r] for r in rows], vectors=op.vectors[rows],
                                  metadata=[op.metadata[r] for r in rows], timestamps=op.timestamps[rows],
-                                 upsert=op.upsert, expires_at=expires)
+                                 upsert=op.upsert, expires_at=expires,
+                                 **({"sparse_vectors": taken} if taken else {}))
             self.owner.append(fresh, shard, part)
         return list(op.ids)
 
@@ -294,6 +297,11 @@ class ClusterCollection(ClusterQueries):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self.config.distance_metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
+        undeclared = sorted(set(op.sparse_vectors or ()) - set(self.config.sparse_vectors))
+        if undeclared:
+            raise ValidationError(f"sparse vector(s) {', '.join(map(repr, undeclared))} not declared in collection "
+                                  f"{self.name!r} (declared: {', '.join(sorted(self.config.sparse_vectors)) or 'none'};"
+                                  " add names with update_collection(sparse_vectors=...))")
         sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
