@@ -4,7 +4,8 @@ Schemas live in ``schemas/v<N>/*.avsc`` (installed as ``proximadb.schemas``).
 A record may name records defined in files listed before it in ``_FILES``.
 
 Versions: v1 is the original layout; v2 adds ``expires_at: ["null", "long"]``
-(default null) to ``VectorRecord`` (so ``VectorBatch``) and ``SegmentRow``. Data
+(default null) to ``VectorRecord`` (so ``VectorBatch``) and ``SegmentRow``; v3 adds
+``sparse_vectors: map<SparseVector>`` (default empty; ``sparse_vector.avsc``) to both. Data
 written with an older version is read with :func:`resolving_reader_schema`: fastavro
 resolves the writer's schema against the current one (new fields take their default).
 """
@@ -21,11 +22,12 @@ from fastavro import parse_schema
 
 from proximadb.errors import UnknownOperationError, UnsupportedSchemaVersionError
 
-CURRENT_SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+CURRENT_SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 
 # Parse order matters: later files refer to records defined in earlier ones.
 _FILES = (
+    "sparse_vector",  # v3 on; absent from older folders
     "vector_record",
     "segment_row",
     "vector_batch",
@@ -64,13 +66,18 @@ def _schema_root() -> Traversable:
         return resources.files("proximadb").joinpath("..", "schemas")
 
 
+def _files(version: int) -> tuple[str, ...]:
+    """The record files of a version folder, in parse order (SparseVector exists from v3 on)."""
+    return _FILES if version >= 3 else _FILES[1:]
+
+
 @cache
 def _parsed(version: int) -> dict[str, Any]:
     check_version(version)
     folder = _schema_root() / f"v{version}"
     named: dict[str, Any] = {}
     by_name: dict[str, Any] = {}
-    for stem in _FILES:
+    for stem in _files(version):
         raw = json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8"))
         parsed = parse_schema(raw, named_schemas=named)
         by_name[raw["name"]] = parsed
@@ -111,7 +118,7 @@ def _aliased(name: str, writer_version: int, reader_version: int) -> Any:
     named: dict[str, Any] = {}
     result: dict[str, Any] = {}
     old_ns = f"proximadb.v{writer_version}"
-    for stem in _FILES:
+    for stem in _files(reader_version):
         raw = json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8"))
         _add_aliases(raw, old_ns)
         result[raw["name"]] = parse_schema(raw, named_schemas=named)
