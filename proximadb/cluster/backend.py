@@ -58,7 +58,7 @@ from proximadb.cluster.shard_log import LogDeletedError
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.cluster.snapshot import snapshot_stream
 from proximadb.codec.avro_batch import DecodedBatch
-from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.codec.payload import decode_payload, encode_payload
 from proximadb.errors import (
     CollectionNotFoundError,
     RequestTimeoutError,
@@ -67,6 +67,7 @@ from proximadb.errors import (
     VectorExistsError,
     VectorNotFoundError,
 )
+from proximadb.sparse_payload import encode_insert
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.engine import Engine
 from proximadb.storage.metadata_check import metadata_sizes
@@ -280,8 +281,7 @@ class ClusterCollection(ClusterQueries):
             taken = {name: column.take(np.asarray(rows)) for name, column in sparse.items()}
             part = encode_insert(ids=[op.ids[r] for r in rows], vectors=op.vectors[rows],
                                  metadata=[op.metadata[r] for r in rows], timestamps=op.timestamps[rows],
-                                 upsert=op.upsert, expires_at=expires,
-                                 **({"sparse_vectors": taken} if taken else {}))
+                                 upsert=op.upsert, expires_at=expires, sparse_vectors=taken or None)
             self.owner.append(fresh, shard, part)
         return list(op.ids)
 

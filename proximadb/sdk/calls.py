@@ -41,7 +41,7 @@ from proximadb import idempotency
 from proximadb.codec import avro_search
 from proximadb.codec.avro_search import encode_search_request
 from proximadb.codec.framing import decode_frame, encode_frame
-from proximadb.codec.payload import encode_insert, encode_payload
+from proximadb.codec.payload import encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
 from proximadb.consistency import parse_level
 from proximadb.embeddings import with_documents
@@ -56,6 +56,7 @@ from proximadb.errors import (
     VectorNotFoundError,
 )
 from proximadb.sdk import columns
+from proximadb.sparse_payload import encode_insert
 
 T = TypeVar("T")
 DEFAULT_BATCH_SIZE = 1000
@@ -328,7 +329,7 @@ def insert_vectors(
             timestamps=stamps[start:end],
             upsert=upsert,
             schema_version=schema_version,
-            **({} if sparse_vectors is None else {"sparse_vectors": list(sparse_vectors[start:end])}),
+            sparse_vectors=None if sparse_vectors is None else list(sparse_vectors[start:end]),
         )
         all_ids.extend((yield _write("insert_payload", collection, payload))["ids"])
     return {"count": len(all_ids), "ids": all_ids}
