@@ -277,9 +277,12 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
         vectors: Any = None,
         metadatas: Sequence[Metadata | None] | None = None,
         upsert: bool = False,
+        sparse_vectors: Any = None,
     ) -> list[str]:
-        """Insert a batch (all or nothing); an existing id is an error unless ``upsert``."""
-        payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadatas, upsert=upsert)
+        """Insert a batch (all or nothing); an existing id is an error unless ``upsert``. ``sparse_vectors``:
+        per record ``{name: {"indices", "values"}}`` or None (or a record key of that name)."""
+        payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadatas, upsert=upsert,
+                                sparse_vectors=sparse_vectors)
         return self.insert_payload(payload)
 
     @renamed(metadata="metadatas")
