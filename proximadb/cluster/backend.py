@@ -58,7 +58,7 @@ from proximadb.cluster.shard_log import LogDeletedError
 from proximadb.cluster.shard_map import ShardMap
 from proximadb.cluster.snapshot import snapshot_stream
 from proximadb.codec.avro_batch import DecodedBatch
-from proximadb.codec.payload import decode_payload, encode_payload
+from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
 from proximadb.errors import (
     CollectionNotFoundError,
     RequestTimeoutError,
@@ -67,7 +67,6 @@ from proximadb.errors import (
     VectorExistsError,
     VectorNotFoundError,
 )
-from proximadb.sparse_payload import encode_insert
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.engine import Engine
 from proximadb.storage.metadata_check import metadata_sizes
@@ -76,6 +75,7 @@ from proximadb.storage.validation import (
     MAX_METADATA_KEY_BYTES,
     check_ids,
     check_metadata,
+    check_sparse_names,
     check_timestamps,
     check_vectors,
     record_label,
@@ -275,13 +275,13 @@ class ClusterCollection(ClusterQueries):
                 raise VectorExistsError(f"{len(existing)} id(s) already exist: {shown}{more}; use upsert to "
                                         "replace them")
         fresh = self._fresh_map()
-        sparse = op.sparse_vectors or {}
         for shard, rows in self._route(op.ids, fresh.shards).items():
             expires = None if op.expires_at is None else op.expires_at[rows]
-            taken = {name: column.take(np.asarray(rows)) for name, column in sparse.items()}
+            sparse = None if not op.sparse_vectors else {
+                name: col.take(np.asarray(rows, dtype=np.int64)) for name, col in op.sparse_vectors.items()}
             part = encode_insert(ids=[op.ids[r] for r in rows], vectors=op.vectors[rows],
                                  metadata=[op.metadata[r] for r in rows], timestamps=op.timestamps[rows],
-                                 upsert=op.upsert, expires_at=expires, sparse_vectors=taken or None)
+                                 upsert=op.upsert, expires_at=expires, sparse_vectors=sparse)
             self.owner.append(fresh, shard, part)
         return list(op.ids)
 
@@ -297,11 +297,8 @@ class ClusterCollection(ClusterQueries):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self.config.distance_metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
-        undeclared = sorted(set(op.sparse_vectors or ()) - set(self.config.sparse_vectors))
-        if undeclared:
-            raise ValidationError(f"sparse vector(s) {', '.join(map(repr, undeclared))} not declared in collection "
-                                  f"{self.name!r} (declared: {', '.join(sorted(self.config.sparse_vectors)) or 'none'};"
-                                  " add names with update_collection(sparse_vectors=...))")
+        if op.sparse_vectors:
+            check_sparse_names(op.sparse_vectors, self.config.sparse_vectors)
         sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)

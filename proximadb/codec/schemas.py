@@ -1,7 +1,8 @@
 """The Avro schemas of every payload op type, parsed once per process.
 
 Schemas live in ``schemas/v<N>/*.avsc`` (installed as ``proximadb.schemas``).
-A record may name records defined in files listed before it in ``_FILES``.
+A record may name records defined in files listed before it in ``_FILES``; each parsed record
+has them inlined, so it stands alone (a container file's header holds every type it uses).
 
 Versions: v1 is the original layout; v2 adds ``expires_at: ["null", "long"]``
 (default null) to ``VectorRecord`` (so ``VectorBatch``) and ``SegmentRow``; v3 adds
@@ -75,13 +76,26 @@ def _files(version: int) -> tuple[str, ...]:
 def _parsed(version: int) -> dict[str, Any]:
     check_version(version)
     folder = _schema_root() / f"v{version}"
-    named: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
     by_name: dict[str, Any] = {}
     for stem in _files(version):
-        raw = json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8"))
-        parsed = parse_schema(raw, named_schemas=named)
-        by_name[raw["name"]] = parsed
+        raw = _inline(json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8")), defs, set())
+        by_name[raw["name"]] = parse_schema(raw)
+        defs[f"{raw['namespace']}.{raw['name']}"] = raw
     return by_name
+
+
+def _inline(node: Any, defs: dict[str, Any], seen: set[str]) -> Any:
+    """``node`` with each name of an earlier file replaced by its definition (the first time it appears), so
+    every record's schema stands alone: a container file's header (meta.avro) then holds every type it uses."""
+    if isinstance(node, str) and node in defs and node not in seen:
+        seen.add(node)
+        return _inline(json.loads(json.dumps(defs[node])), defs, seen)
+    if isinstance(node, dict):
+        return {k: _inline(v, defs, seen) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs, seen) for v in node]
+    return node
 
 
 def record_schema(name: str, version: int = CURRENT_SCHEMA_VERSION) -> Any:
@@ -115,13 +129,14 @@ def resolving_reader_schema(name: str, writer_version: int, reader_version: int 
 def _aliased(name: str, writer_version: int, reader_version: int) -> Any:
     check_version(writer_version)
     folder = _schema_root() / f"v{reader_version}"
-    named: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
     result: dict[str, Any] = {}
     old_ns = f"proximadb.v{writer_version}"
     for stem in _files(reader_version):
-        raw = json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8"))
+        raw = _inline(json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8")), defs, set())
         _add_aliases(raw, old_ns)
-        result[raw["name"]] = parse_schema(raw, named_schemas=named)
+        result[raw["name"]] = parse_schema(raw)
+        defs[f"{raw['namespace']}.{raw['name']}"] = raw
     return result[name]
 
 

@@ -41,7 +41,7 @@ from proximadb import idempotency
 from proximadb.codec import avro_search
 from proximadb.codec.avro_search import encode_search_request
 from proximadb.codec.framing import decode_frame, encode_frame
-from proximadb.codec.payload import encode_payload
+from proximadb.codec.payload import encode_insert, encode_payload
 from proximadb.codec.schemas import SUPPORTED_SCHEMA_VERSIONS
 from proximadb.consistency import parse_level
 from proximadb.embeddings import with_documents
@@ -56,7 +56,6 @@ from proximadb.errors import (
     VectorNotFoundError,
 )
 from proximadb.sdk import columns
-from proximadb.sparse_payload import encode_insert
 
 T = TypeVar("T")
 DEFAULT_BATCH_SIZE = 1000

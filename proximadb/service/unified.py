@@ -23,7 +23,7 @@ from proximadb._version import __version__
 from proximadb.codec import avro_search
 from proximadb.codec.avro_batch import encode_vector_batch
 from proximadb.codec.framing import decode_frame, encode_frame
-from proximadb.codec.payload import decode_payload
+from proximadb.codec.payload import decode_payload, encode_insert
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from proximadb.errors import (
     NotFoundError,
@@ -53,7 +53,6 @@ from proximadb.service.requests import (
     UpdateCollection,
     UpdateMetadata,
 )
-from proximadb.sparse_payload import encode_insert
 from proximadb.storage.engine import Engine
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.validation import check_timestamp

@@ -97,6 +97,33 @@ class SparseColumn:
 SparseColumns = dict[str, SparseColumn]
 
 
+def scatter(parts: Sequence[tuple[np.ndarray, SparseColumns | None]], n: int) -> SparseColumns | None:
+    """Rows gathered from several sources into one run of ``n`` rows: each part is (the output rows its
+    rows go to, in order; its columns over those rows). Names a part lacks are empty there; None when
+    no row has any sparse vector. (A flush of several sealed memtables, a compaction's chunk.)"""
+    names = sorted({name for _, cols in parts for name in (cols or {})})
+    out: SparseColumns = {}
+    for name in names:
+        lengths = np.zeros(n, dtype=np.int64)
+        mine = [(pos, cols[name]) for pos, cols in parts if cols and name in cols]
+        for pos, col in mine:
+            lengths[pos] = col.lengths()
+        row_start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=row_start[1:])
+        total = int(row_start[-1])
+        if not total:
+            continue
+        indices = np.empty(total, dtype=np.int32)
+        values = np.empty(total, dtype=np.float32)
+        for pos, col in mine:
+            if col.nnz:
+                dest = np.repeat(row_start[pos] - col.row_start[:-1], col.lengths()) + np.arange(col.nnz)
+                indices[dest] = col.indices[: col.nnz]
+                values[dest] = col.values[: col.nnz]
+        out[name] = SparseColumn(row_start, indices, values)
+    return out or None
+
+
 def check_name(name: object, where: str) -> str:
     """A sparse vector name: 1 to 64 characters of ``[A-Za-z0-9_.-]``."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -266,3 +293,62 @@ def row_dict(columns: Mapping[str, SparseColumn] | None, r: int) -> dict[str, di
                 idx, val = col.row(r)
                 out[name] = {"indices": idx.tolist(), "values": val.tolist()}
     return out
+
+
+class GrowingSparse:
+    """Per name, a CSR over rows appended in batches (the memtable's): numpy arrays grown by doubling, so
+    a view handed to a reader stays valid (rows are never rewritten; growth copies into new arrays)."""
+
+    def __init__(self) -> None:
+        # name -> [row_start (capacity >= rows + 1), indices, values]; row_start[rows] is the non-zeros used
+        self._cols: dict[str, list[np.ndarray]] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._cols)
+
+    def append(self, start: int, n: int, batch: Mapping[str, SparseColumn] | None) -> int:
+        """Rows [start, start + n) get ``batch``'s vectors (every other name: none); returns the bytes added."""
+        added = 0
+        for name in batch or {}:
+            if name not in self._cols:
+                self._cols[name] = [np.zeros(max(2 * (start + n) + 1, 1024), dtype=np.int64),
+                                    np.empty(1024, dtype=np.int32), np.empty(1024, dtype=np.float32)]
+        for name, arrays in self._cols.items():
+            row_start, indices, values = arrays
+            if row_start.shape[0] < start + n + 1:
+                grown = np.zeros(max(start + n + 1, 2 * row_start.shape[0]), dtype=np.int64)
+                grown[: start + 1] = row_start[: start + 1]
+                arrays[0] = row_start = grown
+            base = int(row_start[start])
+            col = batch.get(name) if batch else None
+            if col is None:
+                row_start[start + 1 : start + n + 1] = base
+                continue
+            nnz = col.nnz
+            if base + nnz > indices.shape[0]:
+                cap = max(base + nnz, 2 * indices.shape[0])
+                grown_i = np.empty(cap, dtype=np.int32)
+                grown_i[:base] = indices[:base]
+                grown_v = np.empty(cap, dtype=np.float32)
+                grown_v[:base] = values[:base]
+                arrays[1], arrays[2] = indices, values = grown_i, grown_v
+            indices[base : base + nnz] = col.indices
+            values[base : base + nnz] = col.values
+            row_start[start + 1 : start + n + 1] = base + col.row_start[1:]
+            added += nnz * 8
+        return added
+
+    def view(self, rows: int) -> SparseColumns:
+        """Rows [0, rows) of every name: views."""
+        out: SparseColumns = {}
+        for name, (row_start, indices, values) in self._cols.items():
+            nnz = int(row_start[rows])
+            out[name] = SparseColumn(row_start[: rows + 1], indices[:nnz], values[:nnz])
+        return out
+
+    def take(self, rows: np.ndarray, total: int) -> SparseColumns | None:
+        """The given rows' vectors (a flush's, a moved row's), names without any left out; None when none."""
+        out = {name: col.take(rows) for name, col in self.view(total).items()}
+        out = {name: col for name, col in out.items() if col.nnz}
+        return out or None
