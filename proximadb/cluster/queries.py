@@ -167,9 +167,9 @@ class ClusterQueries(HybridQuery):
         check_k(k, self.options.limits.max_k)
         check_score_threshold(score_threshold, distance_metric=False)
         declared = self.config.sparse_vectors
-        if name not in declared:  # one node's message; refused before any shard is asked
-            raise ValidationError(f"search_sparse: no sparse vector {name!r} in collection {self.config.name!r} "
-                                  f"(declared: {', '.join(sorted(declared)) or 'none'})")
+        if not isinstance(name, str) or name not in declared:  # one node's message, before any shard is asked
+            known = ", ".join(repr(n) for n in declared) or "none"
+            raise ValidationError(f"unknown sparse vector {name!r} (declared: {known})")
         idx, val = check_vector(indices, values, "search_sparse query")
         compile_filter(filter)
         query = {"indices": idx.tolist(), "values": val.tolist()}
