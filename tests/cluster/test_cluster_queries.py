@@ -202,6 +202,9 @@ def test_every_query_answers_as_one_node(cluster: DevCluster, embedded: Any, met
         got = outcome(lambda c=call: c(client))
         same(got, want, label)
     assert outcome(lambda: embedded.search_text(name, "apple", k=50))[1], "the data gives the text search hits"
+    assert len(embedded.search_sparse(name, "kw", list(range(64)), [1.0] * 64, k=ROWS)) > ROWS // 2  # sparse hits
+    assert outcome(lambda: embedded.hybrid_search(name, text="apple cherry", k=10, sparse={
+        "name": "kw", "indices": [3, 10], "values": [1.0, 1.0]}))[0] == "ok"
 
 
 def test_text_search_scores_with_the_whole_collections_statistics(cluster: DevCluster, embedded: Any) -> None:
