@@ -111,7 +111,7 @@ def test_search_sparse_equals_brute_force(tmp_path_factory: pytest.TempPathFacto
         col = engine.collection("c")
         for step in range(4):
             recs = []
-            for i in range(30):
+            for _ in range(30):
                 id_ = f"r{int(rng.integers(0, 80)):03d}"
                 if any(r["id"] == id_ for r in recs):
                     continue
@@ -139,7 +139,7 @@ def test_search_sparse_equals_brute_force(tmp_path_factory: pytest.TempPathFacto
     with Engine.open(path) as engine:
         col = engine.collection("c")
         _check(col, model, groups, rng)
-        for id_, (idx, val) in list(model.items())[:5]:
+        for id_, (idx, _val) in list(model.items())[:5]:
             rec = col.get(id_)
             if idx:
                 assert rec["sparse_vectors"]["t"]["indices"] == idx
