@@ -13,7 +13,8 @@ without a socket, so answers and errors are the same whichever is used.
 
 Names: ``insert_vectors(collection, records | ids=, vectors=, metadatas=)``,
 ``search(collection, vector, k=, filter=)``, ``search_text(collection, text, k=)``,
-``hybrid_search(collection, vector, text, k=, fusion=)``, ``search_groups(collection, vector, group_by,
+``search_sparse(collection, name, indices, values, k=)``,
+``hybrid_search(collection, vector, text, k=, sparse=, fusion=)``, ``search_groups(collection, vector, group_by,
 limit=, group_size=)``, ``recommend(collection, positive, negative, k=, strategy=)``, ``update_vector``,
 ``delete_vectors(ids= | filter=)``,
 ``get_vectors``, ``scroll``, ``count``, ``create_collection(..., exist_ok=)`` ... (the engine's older
@@ -72,8 +73,10 @@ class ProximaDBAPI(abc.ABC):
         quantization: dict[str, Any] | None = None,
         exist_ok: bool = False,
         text_analyzer: dict[str, Any] | None = None,
+        sparse_vectors: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Create a collection; its description. ``exist_ok=True``: a collection of that name with the same
+        """Create a collection; its description (``sparse_vectors``: the names of the sparse vectors its records
+        may carry, ``{name: {}}``). ``exist_ok=True``: a collection of that name with the same
         dimension and distance metric is returned as it is; another dimension or metric raises
         :class:`~proximadb.errors.CollectionConfigMismatchError` (a CollectionExistsError) naming the difference."""
 
@@ -149,8 +152,11 @@ class ProximaDBAPI(abc.ABC):
         metadatas: Sequence[dict[str, Any] | None] | None = None,
         upsert: bool = False,
         batch_size: int | None = None,
+        sparse_vectors: Sequence[dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
-        """Insert records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``); ``{"count", "ids"}``."""
+        """Insert records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``, + ``sparse_vectors``: one
+        ``{name: {"indices", "values"}}`` or None per record; a record dict has its own ``sparse_vectors`` key);
+        ``{"count", "ids"}``."""
 
     @abc.abstractmethod
     def update_vector(
@@ -218,13 +224,22 @@ class ProximaDBAPI(abc.ABC):
         """BM25 top-k over the records' ``document`` text, best first: hits with id, score, metadata?."""
 
     @abc.abstractmethod
-    def hybrid_search(
-        self, collection: str, vector: Any, text: str, k: int = 10, filter: Filter = None, fusion: str = "rrf",
-        weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None,
-        ef: int | None = None, include_metadata: bool = True, score_threshold: float | None = None,
-        consistency: str | None = None,
+    def search_sparse(
+        self, collection: str, name: str, indices: Any, values: Any, k: int = 10, filter: Filter = None,
+        include_metadata: bool = True, score_threshold: float | None = None, consistency: str | None = None,
     ) -> list[dict[str, Any]]:
-        """A vector search and a text search fused (rrf, dbsf, relative_score; weights [vector, text])."""
+        """Exact top-k by dot product over the records' sparse vector ``name``, best first: hits with id, score,
+        metadata?. The query: ``indices`` (strictly increasing, >= 0) and ``values`` (finite), lists or arrays."""
+
+    @abc.abstractmethod
+    def hybrid_search(
+        self, collection: str, vector: Any = None, text: str | None = None, k: int = 10, filter: Filter = None,
+        fusion: str = "rrf", weights: Sequence[float] | None = None, rrf_k: float = 60.0,
+        depth: int | dict[str, int] | None = None, ef: int | None = None, include_metadata: bool = True,
+        score_threshold: float | None = None, consistency: str | None = None, sparse: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Up to three searches fused (rrf, dbsf, relative_score): a ``vector``, a ``text`` and a ``sparse`` query
+        ``{"name", "indices", "values"}``, at least one; weights one per part given, in that order."""
 
     @abc.abstractmethod
     def search_groups(self, collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,

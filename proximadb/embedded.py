@@ -28,6 +28,7 @@ from proximadb.service.requests import (
     GetVectors,
     HybridSearch,
     Scroll,
+    SearchSparse,
     SearchText,
     UpdateCollection,
 )
@@ -114,6 +115,9 @@ class LocalTransport:
 
     def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return _as_sent(self.service.hybrid_search(collection, HybridSearch.from_json(body)))
+
+    def search_sparse(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return _as_sent(self.service.search_sparse(collection, SearchSparse.from_json(body)))
 
     def close(self) -> None:
         self.engine.close()

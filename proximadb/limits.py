@@ -63,3 +63,10 @@ class Limits:
         """The limits among ``settings`` (other keys are ignored)."""
         return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
 
+
+
+# Sparse vectors (schema v3): fixed by the format, not settings. A vector has at most MAX_SPARSE_NNZ
+# non-zeros (the compiled decoder, codec/_sparse.pxd, refuses more); a name is 1 to 64 characters of
+# SPARSE_NAME_PATTERN (a regular expression).
+MAX_SPARSE_NNZ = 65_536
+SPARSE_NAME_PATTERN = r"[A-Za-z0-9_.\-]{1,64}"

@@ -75,3 +75,13 @@ def test_text_search_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert [line.split()[0] for line in out[:2]] == ["c", "b"]  # the shorter document first (BM25 length norm)
     assert out[2] == "['c', 'b']"  # first in both lists
     assert out[3] == "['a fast vector database']"
+
+
+def test_sparse_vectors_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_block_after("### Sparse vectors"), "README", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[('b', 1.1), ('a', 1.05)]"
+    assert out[1] == "['a', 'b']"  # first in the vector and the sparse part
+    assert out[2].startswith("{'keywords': {'indices': [3, 17, 42], 'values': [0.899999976158142")
+    assert out[3] == "['b']"

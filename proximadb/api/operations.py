@@ -127,6 +127,7 @@ SEARCH = _read("search", "Search", ("POST", _C + "/search"))
 SEARCH_BATCH = _read("search_batch", "SearchBatch", ("POST", _C + "/search/batch"))
 SEARCH_TEXT = _read("search_text", "SearchText", ("POST", _C + "/search_text"))
 HYBRID_SEARCH = _read("hybrid_search", "HybridSearch", ("POST", _C + "/hybrid_search"))
+SEARCH_SPARSE = _read("search_sparse", "SearchSparse", ("POST", _C + "/search/sparse"))
 SEARCH_GROUPS = _read("search_groups", "SearchGroups", ("POST", _C + "/search_groups"))
 RECOMMEND = _read("recommend", "Recommend", ("POST", _C + "/recommend"))
 # Between cluster nodes only (proximadb/cluster/snapshot.py): a read, so the read-only cluster key may ask.
@@ -136,7 +137,7 @@ REPLICA_SNAPSHOT = Operation("replica_snapshot", Kind.READ, (("GET", "/cluster/r
 OPERATIONS: tuple[Operation, ...] = (
     HEALTH, READY, METRICS, OPENAPI, DASHBOARD,
     LIST_COLLECTIONS, GET_COLLECTION, STATS, CREATE_COLLECTION, UPDATE_COLLECTION, DELETE_COLLECTION, COMPACT, FLUSH,
-    INSERT, MUTATE, GET, SCROLL, COUNT, SEARCH, SEARCH_BATCH, SEARCH_TEXT, HYBRID_SEARCH,
+    INSERT, MUTATE, GET, SCROLL, COUNT, SEARCH, SEARCH_BATCH, SEARCH_TEXT, HYBRID_SEARCH, SEARCH_SPARSE,
     SEARCH_GROUPS, RECOMMEND, REPLICA_SNAPSHOT,
 )
 

@@ -77,6 +77,7 @@ from proximadb.storage.validation import (
     MAX_METADATA_KEY_BYTES,
     check_ids,
     check_metadata,
+    check_sparse_names,
     check_timestamps,
     check_vectors,
     record_label,
@@ -278,9 +279,11 @@ class ClusterCollection(ClusterQueries):
         fresh = self._fresh_map()
         for shard, rows in self._route(op.ids, fresh.shards).items():
             expires = None if op.expires_at is None else op.expires_at[rows]
+            sparse = None if not op.sparse_vectors else {
+                name: col.take(np.asarray(rows, dtype=np.int64)) for name, col in op.sparse_vectors.items()}
             part = encode_insert(ids=[op.ids[r] for r in rows], vectors=op.vectors[rows],
                                  metadata=[op.metadata[r] for r in rows], timestamps=op.timestamps[rows],
-                                 upsert=op.upsert, expires_at=expires)
+                                 upsert=op.upsert, expires_at=expires, sparse_vectors=sparse)
             self.owner.append(fresh, shard, part)
         return list(op.ids)
 
@@ -296,6 +299,8 @@ class ClusterCollection(ClusterQueries):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self.config.distance_metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
+        if op.sparse_vectors:
+            check_sparse_names(op.sparse_vectors, self.config.sparse_vectors)
         sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)

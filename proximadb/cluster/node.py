@@ -79,7 +79,8 @@ log = logging.getLogger("proximadb.cluster")
 
 # settings update_collection changes on every replica (the description is the map's; default_ttl_seconds is
 # fixed at create: replicas stamp it at apply, and one changed at different moments would expire rows differently)
-RECONFIGURABLE = ("indexing_algorithm", "index_params", "filterable_metadata_fields", "text_analyzer")
+RECONFIGURABLE = ("indexing_algorithm", "index_params", "filterable_metadata_fields", "text_analyzer",
+                  "sparse_vectors")
 PLACED_WAIT = 5.0  # a read on a node a shard was just placed on waits this long for its replica to start
 
 

@@ -15,10 +15,13 @@ at the read's target sequence).
   ``{"rows", "total_terms", "df": {term: n}}`` instead of hits, an object of that form is the statistics
   to score with. Between the two phases a shard may apply more writes: its rows are then scored with
   statistics a few writes old (a cluster read is not one snapshot across shards).
+- **search_sparse** is every shard's exact top-k by dot product (filter and ``score_threshold`` applied inside
+  the shard), merged by (score desc, id): a row's score is its own vector's dot product with the query, so the
+  collection's top-k is in the union of the shards' top-k.
 - **hybrid_search** is one node's own code (:class:`proximadb.storage.query_shapes.HybridQuery`) over the
-  cluster's vector search (top ``depth`` of every shard, merged) and its two-phase text search (top
-  ``depth``), fused by :func:`proximadb.fusion.fuse`; both searches wait for the same read targets, taken
-  once (``_one_read``), as recommend's example lookup and its search do.
+  cluster's vector search (top ``depth`` of every shard, merged), its two-phase text search and its sparse
+  search (top ``depth`` each), fused by :func:`proximadb.fusion.fuse`; the searches wait for the same read
+  targets, taken once (``_one_read``), as recommend's example lookup and its search do.
 - **recommend**: example ids are looked up with the cluster's ``get_many`` (an unknown id: the same
   VectorNotFoundError as on one node); then every shard runs one node's recommend with the examples as
   vectors, for its top ``k + len(example ids)``, and the answers are merged (average_vector: by (distance,
@@ -58,6 +61,7 @@ from proximadb.storage.query_shapes import (
     example_vectors,
     group_key,
 )
+from proximadb.storage.sparse_column import check_vector
 from proximadb.storage.text_search import check_text
 from proximadb.storage.validation import check_k, query_matrix
 from proximadb.text.bm25 import CorpusStats
@@ -152,6 +156,27 @@ class ClusterQueries(HybridQuery):
             lambda c, _: c.search_text(text, k, filter=filter, include_metadata=include_metadata,
                                     score_threshold=score_threshold, stats=stats),
             lambda client, addr, _: client._run(calls.single("search_text", addr, body)), targets=targets)
+            for hit in part]
+        return sorted(hits, key=_best)[:k]
+
+    # -- sparse --
+
+    def search_sparse(self, name: str, indices: Any, values: Any, k: int = 10, *, filter: Any = None,
+                      include_metadata: bool = True, score_threshold: float | None = None) -> list[dict[str, Any]]:
+        """Exact top-k by dot product: every shard's top-k, merged (the module's documentation)."""
+        check_k(k, self.options.limits.max_k)
+        check_score_threshold(score_threshold, distance_metric=False)
+        declared = self.config.sparse_vectors
+        if not isinstance(name, str) or name not in declared:  # one node's message, before any shard is asked
+            known = ", ".join(repr(n) for n in declared) or "none"
+            raise ValidationError(f"unknown sparse vector {name!r} (declared: {known})")
+        idx, val = check_vector(indices, values, "search_sparse query")
+        compile_filter(filter)
+        query = {"indices": idx.tolist(), "values": val.tolist()}
+        given = {"filter": filter, "include_metadata": include_metadata, "score_threshold": score_threshold}
+        hits = [hit for part in self._every_shard(
+            lambda c, _: c.search_sparse(name, idx, val, k, **given),
+            lambda client, addr, _: client.search_sparse(addr, name, query["indices"], query["values"], k, **given))
             for hit in part]
         return sorted(hits, key=_best)[:k]
 

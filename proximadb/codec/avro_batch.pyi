@@ -1,13 +1,16 @@
 """Stub for the compiled module proximadb.codec.avro_batch (see avro_batch.pyx for the format)."""
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import Buffer
 
+from proximadb.codec.avro_batch_encode import NO_EXPIRY as NO_EXPIRY
+from proximadb.codec.avro_batch_encode import check_codec_version as check_codec_version
+from proximadb.codec.avro_batch_encode import encode_vector_batch as encode_vector_batch
 from proximadb.storage.operations import InsertOp, Metadata
+from proximadb.storage.sparse_column import SparseColumn
 
 class DecodedBatch:
     @property
@@ -25,6 +28,8 @@ class DecodedBatch:
     @property
     def schema_version(self) -> int: ...
     @property
+    def sparse_vectors(self) -> dict[str, SparseColumn] | None: ...  # v3; None: no record has one
+    @property
     def dim(self) -> int: ...
     def __init__(
         self,
@@ -35,20 +40,10 @@ class DecodedBatch:
         timestamps: npt.NDArray[np.int64],
         expires_at: npt.NDArray[np.int64] | None = None,
         schema_version: int = 1,
+        sparse_vectors: dict[str, SparseColumn] | None = None,
     ) -> None: ...
     def __len__(self) -> int: ...
     def to_insert_op(self) -> InsertOp: ...
     def to_dict(self) -> dict[str, Any]: ...
 
-NO_EXPIRY: int
-
 def decode_vector_batch(datum: Buffer, expected_dim: int = -1, schema_version: int = 1) -> DecodedBatch: ...
-def encode_vector_batch(
-    ids: Sequence[str],
-    vectors: npt.ArrayLike,
-    metadata: Sequence[Mapping[str, Any] | None] | None = None,
-    timestamps: npt.ArrayLike | None = None,
-    upsert: bool = False,
-    expires_at: npt.ArrayLike | Sequence[int | None] | None = None,
-    schema_version: int = 1,
-) -> bytes: ...

@@ -4,7 +4,8 @@ The datum (schemas/v<N>/vector_batch.avsc, vector_record.avsc) in Avro binary::
 
     VectorBatch  = upsert:boolean  records:array<VectorRecord>
     VectorRecord = id:string  vector:array<float>  metadata:map<Value>  timestamp:long
-                   [v2: expires_at:union{null, long}]
+                   [v2: expires_at:union{null, long}]  [v3: sparse_vectors:map<SparseVector>]
+    SparseVector = indices:array<int>  values:array<float>      (codec/_sparse.pxd: bytes and rules)
     Value        = union { null, boolean, long, double, string, array<string> }
 
     long     zig-zag varint, 1..10 bytes
@@ -28,17 +29,19 @@ the whole datum is known to be well formed, and no Python float is ever made:
 The schema version comes from the payload frame (``schema_version=``; default 1,
 the layout of unframed datums such as gRPC record lists). In v2 an absent
 ``expires_at`` is held as ``NO_EXPIRY`` (INT64_MIN) in the int64 array, and a
-batch without any expiry has ``expires_at = None`` (no array at all).
+batch without any expiry has ``expires_at = None`` (no array at all). In v3 the sparse vectors
+are checked in the scan, copied into flat int32/float32 arrays in the fill, and grouped by name
+into CSR columns (``sparse_vectors: dict[str, SparseColumn]``, storage/sparse_column.py) after it;
+a batch without any has ``sparse_vectors = None``.
 
-The encoder writes each vector as a single block (count, then a memcpy of
-the row) and the records array as one block.
+The encoder (``encode_vector_batch``, re-exported here) is avro_batch_encode.pyx.
 """
 
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport INT64_MIN, int64_t, uint64_t
+from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from proximadb.codec._cursor cimport Cursor, cur_init, cur_left, cur_read, cur_read_varlong
@@ -46,7 +49,6 @@ from proximadb.codec._avro cimport (
     AVRO_BAD_UTF8,
     AVRO_CALLER_KINDS,
     AvroError,
-    AvroWriter,
     avro_check_block_size,
     avro_fail,
     avro_fail_value,
@@ -56,24 +58,16 @@ from proximadb.codec._avro cimport (
     avro_read_long,
     avro_read_metadata,
     avro_skip_metadata,
-    avro_write_metadata_value,
-    aw_bytes,
-    aw_floats,
-    aw_free,
-    aw_init,
-    aw_long,
-    aw_raw,
-    aw_reserve,
-    aw_str,
 )
 from proximadb.codec._endian cimport pxd_copy_f32le, pxd_load_u64le, pxd_store_u64le
-
-from collections.abc import Mapping
+from proximadb.codec._sparse cimport SparseError, SparseFill, sparse_walk
 
 import numpy as np
 
-from proximadb.codec.metadata import plain_metadata_value
-from proximadb.errors import DimensionMismatchError, MalformedPayloadError, ValidationError
+from proximadb.codec.avro_batch_encode import NO_EXPIRY, check_codec_version, encode_vector_batch  # noqa: F401 (API)
+from proximadb.errors import DimensionMismatchError, InvalidVectorError, MalformedPayloadError
+from proximadb.limits import MAX_SPARSE_NNZ
+from proximadb.storage import sparse_column
 
 cnp.import_array()
 
@@ -81,10 +75,10 @@ cnp.import_array()
 cdef Py_ssize_t MIN_RECORD_BYTES = 4   # id "" + vector end + metadata end + timestamp 0
 cdef Py_ssize_t FLOAT_BYTES = 4
 
-NO_EXPIRY = INT64_MIN  # expires_at of a record that never expires (Avro null)
 
 cdef enum:
     ERR_DIMENSION = AVRO_CALLER_KINDS
+    ERR_SPARSE = AVRO_CALLER_KINDS + 1
 
 
 cdef struct DecodeError:
@@ -95,6 +89,7 @@ cdef struct DecodeError:
     int64_t dim
     int64_t expected
     bint expected_from_caller
+    SparseError sp           # kind ERR_SPARSE
 
 
 cdef struct Layout:
@@ -102,7 +97,7 @@ cdef struct Layout:
     Py_ssize_t n
     int64_t dim              # -1 until the first record fixes it
     bint dim_from_caller
-    int version              # schema version of the datum (1, 2)
+    int version              # schema version of the datum (1, 2, 3)
     bint any_expiry          # v2: some record has a non-null expires_at
 
 
@@ -114,6 +109,7 @@ cdef struct Fill:
     Py_ssize_t *id_len
     Py_ssize_t *meta_off
     Py_ssize_t cap           # records allocated by the scan pass
+    SparseFill sp            # v3: counted in the scan, copied in the fill
 
 
 # ---------------------------------------------------------------- reading (nogil)
@@ -190,6 +186,13 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
             return avro_fail_value(&e.a, c.pos, "the expires_at union index", "must be 0 (null) or 1 (long)", branch)
         if fill and f.expires != NULL:
             f.expires[i] = expires
+    if lay.version >= 3:
+        branch = sparse_walk(c, &f.sp, fill, i, &e.a, &e.sp)
+        if branch == -2:
+            e.a.kind = ERR_SPARSE
+            e.record = i
+        if branch < 0:
+            return -1
     return 0
 
 
@@ -236,6 +239,8 @@ cdef object _error(const DecodeError *e, const unsigned char *buf):
     cdef str record_id
     if e.a.kind == AVRO_BAD_UTF8:
         _utf8(buf, e.a.offset, <Py_ssize_t>e.a.value, (<bytes>e.a.what).decode("ascii"), e.record)
+    if e.a.kind == ERR_SPARSE:
+        return InvalidVectorError(_sparse_problem(&e.sp, buf, e.record))
     if e.a.kind == ERR_DIMENSION:
         record_id = (<bytes>buf[e.id_off:e.id_off + e.id_len]).decode("utf-8", "backslashreplace")
         if e.expected_from_caller:
@@ -253,6 +258,24 @@ cdef object _error(const DecodeError *e, const unsigned char *buf):
     if e.record >= 0:
         message += f" of record {e.record}"
     return MalformedPayloadError(message)
+
+
+cdef str _sparse_problem(const SparseError *s, const unsigned char *buf, Py_ssize_t record):
+    name = (<bytes>buf[s.name_off:s.name_off + s.name_len]).decode("utf-8", "backslashreplace")
+    where = f"record {record}, sparse vector {name!r}"
+    if s.kind == 1:
+        return (f"record {record}: sparse vector name {name!r} must be 1 to 64 characters of letters, digits, "
+                "'_', '.' or '-'")
+    if s.kind == 2:
+        return f"{where}: index {s.value} at position {s.position} is negative (indices must be >= 0)"
+    if s.kind == 3 or s.kind == 4:
+        return (f"{where}: indices must be strictly increasing; index {s.value} at position {s.position} follows "
+                f"{s.previous} ({'duplicated' if s.kind == 3 else 'unsorted'})")
+    if s.kind == 5:
+        return f"{where}: value {s.fvalue} at position {s.position} is not finite"
+    if s.kind == 6:
+        return f"{where}: {s.previous} indices but {s.value}{' or more' if s.position else ''} values (they must match)"
+    return f"{where}: more than the limit of {s.value} non-zeros"
 
 
 cdef str _utf8(const unsigned char *buf, Py_ssize_t off, Py_ssize_t n, str what, Py_ssize_t record):
@@ -276,9 +299,10 @@ cdef class DecodedBatch:
     cdef readonly object timestamps
     cdef readonly object expires_at
     cdef readonly int schema_version
+    cdef readonly object sparse_vectors
 
     def __init__(self, bint upsert, list ids, vectors, list metadata, timestamps, expires_at=None,
-                 int schema_version=1):
+                 int schema_version=1, sparse_vectors=None):
         self.upsert = upsert
         self.ids = ids
         self.vectors = vectors
@@ -286,6 +310,7 @@ cdef class DecodedBatch:
         self.timestamps = timestamps
         self.expires_at = expires_at  # None, or (n,) int64 with NO_EXPIRY for "never"
         self.schema_version = schema_version
+        self.sparse_vectors = sparse_vectors  # None, or dict[str, SparseColumn] (v3)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -308,6 +333,7 @@ cdef class DecodedBatch:
             metadata=self.metadata,
             timestamps=self.timestamps,
             expires_at=self.expires_at,
+            sparse_vectors=self.sparse_vectors,
         )
 
     def to_dict(self) -> dict:
@@ -322,6 +348,9 @@ cdef class DecodedBatch:
             expires = self.expires_at.tolist() if self.expires_at is not None else [None] * len(records)
             for rec, x in zip(records, expires):
                 rec["expires_at"] = None if x is None or x == NO_EXPIRY else x
+        if self.schema_version >= 3:
+            for r, rec in enumerate(records):
+                rec["sparse_vectors"] = sparse_column.row_dict(self.sparse_vectors, r)
         return {"upsert": self.upsert, "records": records}
 
 
@@ -349,6 +378,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     lay.dim_from_caller = expected_dim >= 0
     lay.version = version
     lay.any_expiry = False
+    f.sp.max_nnz = MAX_SPARSE_NNZ
 
     cur_init(&c, buf, nbytes)
     with nogil:
@@ -362,6 +392,10 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     timestamps = np.empty(n, dtype=np.int64)
     if lay.any_expiry:
         expires = np.empty(n, dtype=np.int64)
+    entries = np.empty((4, f.sp.entries), dtype=np.intp)  # record, name offset, name length, nnz
+    sp_indices = np.empty(f.sp.nnz, dtype=np.int32)
+    sp_values = np.empty(f.sp.nnz, dtype=np.float32)
+    _sparse_targets(&f.sp, entries, sp_indices, sp_values)
     offsets = <Py_ssize_t *>PyMem_Malloc(3 * (n if n > 0 else 1) * sizeof(Py_ssize_t))
     if offsets == NULL:
         raise MemoryError()
@@ -381,6 +415,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
 
         ids = [None] * n
         metadata = [None] * n
+        sparse = _sparse_columns(buf, entries, sp_indices, sp_values, n) if f.sp.entries else None
         for i in range(n):
             ids[i] = _utf8(buf, f.id_off[i], f.id_len[i], "the id", i)
             cur_init(&c, buf, nbytes)
@@ -392,17 +427,45 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
             metadata[i] = md
     finally:
         PyMem_Free(offsets)
-    return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version)
+    return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version, sparse)
 
 
-cdef int _check_codec_version(int schema_version) except -1:
-    if schema_version != 1 and schema_version != 2:
-        from proximadb.errors import UnsupportedSchemaVersionError
+cdef void _sparse_targets(SparseFill *sp, cnp.ndarray entries, cnp.ndarray indices, cnp.ndarray values):
+    """Point the fill pass at the arrays the scan sized (and restart its counts)."""
+    cdef Py_ssize_t m = sp.entries
+    cdef Py_ssize_t *e = <Py_ssize_t *>cnp.PyArray_DATA(entries)
+    sp.cap_entries = m
+    sp.cap_nnz = sp.nnz
+    sp.entry_record = e
+    sp.entry_name_off = e + m
+    sp.entry_name_len = e + 2 * m
+    sp.entry_nnz = e + 3 * m
+    sp.indices = <int32_t *>cnp.PyArray_DATA(indices)
+    sp.values = <float *>cnp.PyArray_DATA(values)
+    sp.entries = 0
+    sp.nnz = 0
 
-        raise UnsupportedSchemaVersionError(
-            f"schema version {schema_version} is not supported by the VectorBatch codec (supported: 1, 2)"
-        )
-    return 0
+
+cdef object _sparse_columns(const unsigned char *buf, entries, indices, values, Py_ssize_t n):
+    """The filled entries grouped by name into CSR columns; a name twice in one record is refused."""
+    cdef Py_ssize_t j
+    cdef Py_ssize_t m = entries.shape[1]
+    cdef dict code_of = {}
+    cdef list names = []
+    codes = np.empty(m, dtype=np.int64)
+    last_record: list = []
+    for j in range(m):
+        raw = <bytes>buf[entries[1, j]:entries[1, j] + entries[2, j]]
+        code = code_of.get(raw)
+        if code is None:
+            code = code_of[raw] = len(names)
+            names.append(raw.decode("ascii"))
+            last_record.append(-1)
+        elif last_record[code] == entries[0, j]:
+            raise InvalidVectorError(f"record {entries[0, j]}: sparse vector {names[code]!r} is given twice")
+        last_record[code] = entries[0, j]
+        codes[j] = code
+    return sparse_column.columns_from_entries(names, codes, entries[0], entries[3], indices, values, n)
 
 
 def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1) -> DecodedBatch:
@@ -415,174 +478,9 @@ def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1)
     DimensionMismatchError; never reads outside ``datum``.
     """
     cdef Py_buffer view
-    _check_codec_version(schema_version)
+    check_codec_version(schema_version)
     PyObject_GetBuffer(datum, &view, PyBUF_SIMPLE)
     try:
         return _decode(<const unsigned char *>view.buf, view.len, expected_dim, schema_version)
     finally:
         PyBuffer_Release(&view)
-
-
-# ---------------------------------------------------------------- encoding
-
-cdef int _w_str(AvroWriter *w, str s, object key, Py_ssize_t i) except -1:
-    """Record i's id (key None) or metadata key as length + UTF-8; key and i only name it in the error."""
-    try:
-        return aw_str(w, s)
-    except UnicodeEncodeError as exc:
-        where = f"ids[{i}]" if key is None else f"metadata key {key!r} of record {i}"
-        raise ValidationError(f"{where} cannot be encoded as UTF-8: {exc.reason}") from None
-
-
-cdef int _w_value(AvroWriter *w, str key, object value, Py_ssize_t i) except -1:
-    """One metadata union value: exact plain types by the shared writer, the rest by the one rule."""
-    try:
-        if avro_write_metadata_value(w, value) == 0:
-            return 0
-    except UnicodeEncodeError as exc:
-        raise ValidationError(
-            f"metadata value of key {key!r} of record {i} cannot be encoded as UTF-8: {exc.reason}"
-        ) from None
-    # numpy scalars, subclasses, tuples, and every refusal: the one rule (codec/metadata.py)
-    return _w_value(w, key, plain_metadata_value(value, key, f"record {i}"), i)
-
-
-cdef int _w_metadata(AvroWriter *w, object md, Py_ssize_t i) except -1:
-    if md is None:
-        return aw_long(w, 0)
-    if type(md) is not dict and not isinstance(md, Mapping):
-        raise ValidationError(f"metadata of record {i} must be a dict or None, got {type(md).__name__}")
-    if len(md) == 0:
-        return aw_long(w, 0)
-    aw_long(w, len(md))
-    for key, value in md.items():
-        if type(key) is not str:
-            if not isinstance(key, str):
-                raise ValidationError(
-                    f"metadata key {key!r} of record {i} is a {type(key).__name__}; keys must be str"
-                )
-            key = str(key)
-        _w_str(w, key, key, i)
-        _w_value(w, key, value, i)
-    return aw_long(w, 0)
-
-
-cdef object _as_timestamps(object timestamps, Py_ssize_t n):
-    try:
-        ts = np.asarray(timestamps)
-        if ts.dtype.kind == "O":  # Python ints beyond 64 bits (or a mix of types)
-            if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in ts.flat):
-                raise ValidationError("timestamps must be integers (microseconds since the epoch)")
-            ts = np.asarray(ts.tolist(), dtype=np.int64)
-        if ts.size and ts.dtype.kind not in "iu":
-            raise ValidationError(
-                f"timestamps must be integers (microseconds since the epoch), got dtype {ts.dtype}"
-            )
-        if ts.dtype.kind == "u" and ts.size and int(ts.max()) > 0x7FFFFFFFFFFFFFFF:
-            raise ValidationError("timestamps must fit in a signed 64-bit integer")
-        ts = np.ascontiguousarray(ts, dtype=np.int64)
-    except (OverflowError, ValueError, TypeError) as exc:
-        raise ValidationError(f"timestamps must fit in a signed 64-bit integer: {exc}") from None
-    if ts.shape != (n,):
-        raise ValidationError(f"timestamps must have shape ({n},), got {ts.shape}")
-    return ts
-
-
-cdef object _as_expiry(object expires_at, Py_ssize_t n):
-    """(n,) int64 with NO_EXPIRY for None entries, from a sequence of int | None or an int64 array."""
-    if isinstance(expires_at, np.ndarray) and expires_at.dtype.kind in "iu":
-        out = np.ascontiguousarray(expires_at, dtype=np.int64)
-    else:
-        items = list(expires_at)
-        for x in items:
-            if x is not None and (isinstance(x, bool) or not isinstance(x, (int, np.integer))):
-                raise ValidationError(
-                    f"expires_at must be integers (microseconds since the epoch) or None, got {type(x).__name__}"
-                )
-        try:
-            out = np.array([NO_EXPIRY if x is None else int(x) for x in items], dtype=np.int64)
-        except OverflowError:
-            raise ValidationError("expires_at must fit in a signed 64-bit integer") from None
-    if out.shape != (n,):
-        raise ValidationError(f"expires_at must have shape ({n},), got {out.shape}")
-    return out
-
-
-def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upsert=False, expires_at=None,
-                        int schema_version=1) -> bytes:
-    """Encode a ``VectorBatch`` Avro datum (the datum only, no frame) in ``schema_version``'s layout.
-
-    ``expires_at`` (v2 only; None, or per record an int or None / NO_EXPIRY) is refused at v1
-    when any record has one, so a v1 peer never silently loses an expiry.
-    """
-    cdef cnp.ndarray mat
-    cdef cnp.ndarray ts = None
-    cdef cnp.ndarray ex = None
-    cdef const int64_t *expiry = NULL
-    cdef int64_t x
-    cdef Py_ssize_t n
-    cdef Py_ssize_t dim
-    cdef Py_ssize_t i
-    cdef const float *rows
-    cdef const int64_t *stamps = NULL
-    cdef AvroWriter w
-    cdef unsigned char flag = 1 if upsert else 0
-    cdef object record_id
-    if isinstance(ids, (str, bytes)):
-        raise ValidationError("ids must be a sequence of str, not a single string")
-    ids = list(ids)
-    try:
-        mat = np.ascontiguousarray(vectors, dtype=np.float32)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(f"vectors must be a 2-D array of numbers: {exc}") from None
-    if mat.ndim != 2:
-        raise ValidationError(f"vectors must be a 2-D array (n, dim), got {mat.ndim} dimension(s)")
-    n = mat.shape[0]
-    dim = mat.shape[1]
-    if len(ids) != n:
-        raise ValidationError(f"got {len(ids)} ids for {n} vectors")
-    if metadata is not None:
-        metadata = list(metadata)
-        if len(metadata) != n:
-            raise ValidationError(f"got {len(metadata)} metadata entries for {n} vectors")
-    if timestamps is not None:
-        ts = _as_timestamps(timestamps, n)
-        stamps = <const int64_t *>cnp.PyArray_DATA(ts)
-    _check_codec_version(schema_version)
-    if expires_at is not None:
-        ex = _as_expiry(expires_at, n)
-        if schema_version < 2:
-            if n and bool((ex != NO_EXPIRY).any()):
-                raise ValidationError("expires_at needs schema version 2 or later")
-        else:
-            expiry = <const int64_t *>cnp.PyArray_DATA(ex)
-    rows = <const float *>cnp.PyArray_DATA(mat)
-
-    aw_init(&w)
-    try:
-        aw_reserve(&w, 16 + n * (dim * 4 + 32))
-        aw_raw(&w, &flag, 1)
-        if n:
-            aw_long(&w, n)
-        for i in range(n):
-            record_id = ids[i]
-            if not isinstance(record_id, str):
-                raise ValidationError(f"ids[{i}] must be a str, got {type(record_id).__name__}")
-            _w_str(&w, record_id, None, i)
-            if dim:
-                aw_long(&w, dim)
-                aw_floats(&w, rows + i * dim, dim)
-            aw_long(&w, 0)
-            _w_metadata(&w, metadata[i] if metadata is not None else None, i)
-            aw_long(&w, stamps[i] if stamps != NULL else 0)
-            if schema_version >= 2:
-                x = expiry[i] if expiry != NULL else INT64_MIN
-                if x == INT64_MIN:
-                    aw_long(&w, 0)
-                else:
-                    aw_long(&w, 1)
-                    aw_long(&w, x)
-        aw_long(&w, 0)
-        return aw_bytes(&w)
-    finally:
-        aw_free(&w)

@@ -142,7 +142,7 @@ def decode_datum(op_type: str, version: int, datum: Any) -> dict[str, Any]:
     return value  # type: ignore[return-value]
 
 
-_RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp", "expires_at"})
+_RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp", "expires_at", "sparse_vectors"})
 
 
 def encode_insert(
@@ -155,18 +155,22 @@ def encode_insert(
     upsert: bool = False,
     expires_at: Any = None,
     schema_version: int = CURRENT_SCHEMA_VERSION,
+    sparse_vectors: Any = None,
 ) -> bytes:
     """A full ``vector_insert`` frame from record dicts or from ids + an (n, dim) matrix.
 
     ``records``: ``[{"id": str, "vector": [floats], "metadata"?: dict, "timestamp"?: int}]``.
     Every record needs an id here; a timestamp of 0 (the default) lets the server stamp it.
-    ``expires_at`` (a record key, or a column of int | None) needs ``schema_version`` 2 or later.
+    ``expires_at`` (a record key, or a column of int | None) needs ``schema_version`` 2 or later;
+    ``sparse_vectors`` (a record key ``{name: {"indices", "values"}}``, or per record such a mapping or
+    None, or ``dict[str, SparseColumn]``) version 3 or later.
     """
     if records is not None:
         if ids is not None or vectors is not None or metadata is not None or timestamps is not None \
-                or expires_at is not None:
-            raise ValidationError("give either records or ids/vectors/metadata/timestamps/expires_at, not both")
-        ids, vectors, metadata, timestamps, expires_at = _columns(records)
+                or expires_at is not None or sparse_vectors is not None:
+            raise ValidationError("give either records or ids/vectors/metadata/timestamps/expires_at/sparse_vectors, "
+                                  "not both")
+        ids, vectors, metadata, timestamps, expires_at, sparse_vectors = _columns(records)
     else:
         if ids is None:
             raise ValidationError("ids are required to encode an insert")
@@ -179,7 +183,8 @@ def encode_insert(
             _check_id(record_id, i)
             if type(record_id) is not str:  # a str subclass (numpy.str_): the encoder takes exact str
                 ids[i] = str(record_id)
-    datum = encode_vector_batch(ids, vectors, metadata, timestamps, upsert, expires_at, schema_version)
+    datum = encode_vector_batch(ids, vectors, metadata, timestamps, upsert, expires_at, schema_version,
+                                sparse_vectors)
     return encode_frame(INSERT_OP, datum, schema_version)
 
 
@@ -194,7 +199,7 @@ def _check_id(record_id: object, index: int) -> None:
 
 def _columns(
     records: Sequence[Mapping[str, Any]],
-) -> tuple[list[str], np.ndarray, list[Any], list[int], list[int | None] | None]:
+) -> tuple[list[str], np.ndarray, list[Any], list[int], list[int | None] | None, list[Any] | None]:
     if isinstance(records, Mapping):
         raise ValidationError("records must be a list of dicts, not a single dict")
     ids: list[str] = []
@@ -202,6 +207,7 @@ def _columns(
     metadata: list[Any] = []
     timestamps: list[int] = []
     expires: list[int | None] = []
+    sparse: list[Any] = []
     any_expiry = False
     dim = -1
     for i, record in enumerate(records):
@@ -248,8 +254,10 @@ def _columns(
             any_expiry = True
             expiry = int(expiry)
         expires.append(expiry)
+        sparse.append(record.get("sparse_vectors"))
     matrix = np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32)
-    return ids, matrix, metadata, timestamps, (expires if any_expiry else None)
+    any_sparse = any(s is not None for s in sparse)
+    return ids, matrix, metadata, timestamps, (expires if any_expiry else None), (sparse if any_sparse else None)
 
 
 # ------------------------------------------------------------------ datum pre-check

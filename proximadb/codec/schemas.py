@@ -1,10 +1,12 @@
 """The Avro schemas of every payload op type, parsed once per process.
 
 Schemas live in ``schemas/v<N>/*.avsc`` (installed as ``proximadb.schemas``).
-A record may name records defined in files listed before it in ``_FILES``.
+A record may name records defined in files listed before it in ``_FILES``; each parsed record
+has them inlined, so it stands alone (a container file's header holds every type it uses).
 
 Versions: v1 is the original layout; v2 adds ``expires_at: ["null", "long"]``
-(default null) to ``VectorRecord`` (so ``VectorBatch``) and ``SegmentRow``. Data
+(default null) to ``VectorRecord`` (so ``VectorBatch``) and ``SegmentRow``; v3 adds
+``sparse_vectors: map<SparseVector>`` (default empty; ``sparse_vector.avsc``) to both. Data
 written with an older version is read with :func:`resolving_reader_schema`: fastavro
 resolves the writer's schema against the current one (new fields take their default).
 """
@@ -21,11 +23,12 @@ from fastavro import parse_schema
 
 from proximadb.errors import UnknownOperationError, UnsupportedSchemaVersionError
 
-CURRENT_SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+CURRENT_SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 
 # Parse order matters: later files refer to records defined in earlier ones.
 _FILES = (
+    "sparse_vector",  # v3 on; absent from older folders
     "vector_record",
     "segment_row",
     "vector_batch",
@@ -64,17 +67,35 @@ def _schema_root() -> Traversable:
         return resources.files("proximadb").joinpath("..", "schemas")
 
 
+def _files(version: int) -> tuple[str, ...]:
+    """The record files of a version folder, in parse order (SparseVector exists from v3 on)."""
+    return _FILES if version >= 3 else _FILES[1:]
+
+
 @cache
 def _parsed(version: int) -> dict[str, Any]:
     check_version(version)
     folder = _schema_root() / f"v{version}"
-    named: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
     by_name: dict[str, Any] = {}
-    for stem in _FILES:
-        raw = json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8"))
-        parsed = parse_schema(raw, named_schemas=named)
-        by_name[raw["name"]] = parsed
+    for stem in _files(version):
+        raw = _inline(json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8")), defs, set())
+        by_name[raw["name"]] = parse_schema(raw)
+        defs[f"{raw['namespace']}.{raw['name']}"] = raw
     return by_name
+
+
+def _inline(node: Any, defs: dict[str, Any], seen: set[str]) -> Any:
+    """``node`` with each name of an earlier file replaced by its definition (the first time it appears), so
+    every record's schema stands alone: a container file's header (meta.avro) then holds every type it uses."""
+    if isinstance(node, str) and node in defs and node not in seen:
+        seen.add(node)
+        return _inline(json.loads(json.dumps(defs[node])), defs, seen)
+    if isinstance(node, dict):
+        return {k: _inline(v, defs, seen) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs, seen) for v in node]
+    return node
 
 
 def record_schema(name: str, version: int = CURRENT_SCHEMA_VERSION) -> Any:
@@ -108,13 +129,14 @@ def resolving_reader_schema(name: str, writer_version: int, reader_version: int 
 def _aliased(name: str, writer_version: int, reader_version: int) -> Any:
     check_version(writer_version)
     folder = _schema_root() / f"v{reader_version}"
-    named: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
     result: dict[str, Any] = {}
     old_ns = f"proximadb.v{writer_version}"
-    for stem in _FILES:
-        raw = json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8"))
+    for stem in _files(reader_version):
+        raw = _inline(json.loads((folder / f"{stem}.avsc").read_text(encoding="utf-8")), defs, set())
         _add_aliases(raw, old_ns)
-        result[raw["name"]] = parse_schema(raw, named_schemas=named)
+        result[raw["name"]] = parse_schema(raw)
+        defs[f"{raw['namespace']}.{raw['name']}"] = raw
     return result[name]
 
 

@@ -120,6 +120,9 @@ class AsyncGrpcTransport(GrpcEndpoint):
     async def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._send(grpc_calls.hybrid_search(collection, body))
 
+    async def search_sparse(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(grpc_calls.search_sparse(collection, body))
+
     async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
                           consistency: str | None = None) -> list[dict[str, Any]]:
         return await self._send(grpc_calls.get_vectors(collection, ids, include_vectors, self.schema_version,
@@ -224,6 +227,9 @@ class AsyncRestTransport(RestEndpoint):
 
     async def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return await self._send(rest_calls.hybrid_search(collection, body))
+
+    async def search_sparse(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self._send(rest_calls.search_sparse(collection, body))
 
     async def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
                           consistency: str | None = None) -> list[dict[str, Any]]:

@@ -69,6 +69,7 @@ _SHAPE_OPTIONS = frozenset({"filter", "score_threshold", "include_vectors", "inc
                             "nprobe", "consistency"})
 GROUP_OPTIONS = _SHAPE_OPTIONS | {"oversampling"}
 RECOMMEND_OPTIONS = _SHAPE_OPTIONS
+SPARSE_SCHEMA_VERSION = 3  # the payload schema version that carries sparse vectors (schemas/v3)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def create_collection(
     shards: int | None = None,
     replication_factor: int | None = None,
     text_analyzer: dict[str, Any] | None = None,
+    sparse_vectors: dict[str, Any] | None = None,
 ) -> Plan[dict[str, Any]]:
     """Create the collection; its description. With ``exist_ok``, a collection of that name with the same
     dimension and distance metric is returned as it is (its other settings are not compared); another
@@ -200,6 +202,8 @@ def create_collection(
         body["replication_factor"] = replication_factor
     if text_analyzer is not None:  # full-text search's analyzer (storage/catalog.py: validate_text_analyzer)
         body["text_analyzer"] = text_analyzer
+    if sparse_vectors is not None:  # the names of the sparse vectors records may carry: {name: {}}
+        body["sparse_vectors"] = sparse_vectors
     try:  # with exist_ok, repeating the create is harmless: a second attempt finds the first's collection
         return (yield Call("create_collection", (body,), safe=exist_ok))
     except CollectionExistsError:
@@ -262,9 +266,11 @@ def insert_vectors(
     vectors: Any = None,
     metadatas: Sequence[dict[str, Any] | None] | None = None,
     upsert: bool = False,
+    sparse_vectors: Sequence[dict[str, Any] | None] | None = None,
 ) -> Plan[dict[str, Any]]:
     """Records (dicts, or a table: :mod:`proximadb.sdk.columns`) or ``ids`` + a ``vectors`` matrix
-    (+ ``metadatas``) in payloads of ``batch_size``.
+    (+ ``metadatas``, + ``sparse_vectors``: one ``{name: {"indices", "values"}}`` or None per record; a record
+    dict carries its own under the key ``sparse_vectors``) in payloads of ``batch_size``.
 
     Each batch is applied all or nothing; an insert is never retried (it may have been applied),
     an upsert is. Returns ``{"count", "ids"}``.
@@ -282,8 +288,8 @@ def insert_vectors(
         if table.documents is not None:
             metadatas = with_documents(table.documents, metadatas)
     if records is not None:
-        if ids is not None or vectors is not None or metadatas is not None:
-            raise ValidationError("give either records, or ids + vectors (+ metadatas), not both")
+        if ids is not None or vectors is not None or metadatas is not None or sparse_vectors is not None:
+            raise ValidationError("give either records, or ids + vectors (+ metadatas, sparse_vectors), not both")
         prepared = [
             {
                 "id": r.get("id") or str(uuid.uuid4()),
@@ -291,9 +297,12 @@ def insert_vectors(
                 "metadata": r.get("metadata") or {},
                 "timestamp": r.get("timestamp") or stamp,
                 **({"expires_at": r["expires_at"]} if r.get("expires_at") is not None else {}),
+                **({"sparse_vectors": r["sparse_vectors"]} if r.get("sparse_vectors") is not None else {}),
             }
             for r in records
         ]
+        if any("sparse_vectors" in r for r in prepared):
+            require_sparse(schema_version, "insert")
         for start in range(0, len(prepared), batch_size):
             payload = encode_insert(prepared[start : start + batch_size], upsert=upsert, schema_version=schema_version)
             all_ids.extend((yield _write("insert_payload", collection, payload))["ids"])
@@ -305,6 +314,10 @@ def insert_vectors(
     row_ids = id_list(ids) if ids is not None else [str(uuid.uuid4()) for _ in range(n)]
     if len(row_ids) != n or (metadatas is not None and len(metadatas) != n):
         raise ValidationError(f"{n} vectors need as many ids and metadatas")
+    if sparse_vectors is not None:
+        require_sparse(schema_version, "insert")
+        if isinstance(sparse_vectors, dict) or len(sparse_vectors) != n:
+            raise ValidationError(f"{n} vectors need as many sparse_vectors entries (one mapping or None per record)")
     stamps = np.full(n, stamp, dtype=np.int64)
     for start in range(0, n, batch_size):
         end = min(start + batch_size, n)
@@ -315,9 +328,19 @@ def insert_vectors(
             timestamps=stamps[start:end],
             upsert=upsert,
             schema_version=schema_version,
+            sparse_vectors=None if sparse_vectors is None else list(sparse_vectors[start:end]),
         )
         all_ids.extend((yield _write("insert_payload", collection, payload))["ids"])
     return {"count": len(all_ids), "ids": all_ids}
+
+
+def require_sparse(schema_version: int, what: str) -> None:
+    """Sparse vectors need payload schema version 3 (schemas/v3) agreed with the server."""
+    if schema_version < SPARSE_SCHEMA_VERSION:
+        raise UnsupportedSchemaVersionError(
+            f"{what}: sparse vectors need payload schema version {SPARSE_SCHEMA_VERSION}, and this server speaks "
+            f"at most {schema_version}; upgrade the server"
+        )
 
 
 def update_vector(
@@ -331,11 +354,11 @@ def update_vector(
     replace: bool = False,
 ) -> Plan[None]:
     """Change a record's metadata (merge; ``replace=True`` swaps it) and/or its vector."""
-    if vector is not None:
+    if vector is not None:  # the record is read: its metadata may be merged, its sparse vectors are kept
+        found = yield from get_vectors(collection, [id], include_vectors=False)
+        if not found and (metadata is None or not replace):
+            raise VectorNotFoundError(f"no vector with id {id!r} in collection {collection!r}")
         if metadata is None or not replace:
-            found = yield from get_vectors(collection, [id], include_vectors=False)
-            if not found:
-                raise VectorNotFoundError(f"no vector with id {id!r} in collection {collection!r}")
             merged = dict(found[0]["metadata"])
             for k, v in (metadata or {}).items():
                 if v is None:
@@ -343,7 +366,9 @@ def update_vector(
                 else:
                     merged[k] = v
             metadata = merged
-        record = {"id": id, "vector": vector, "metadata": metadata}
+        record = {"id": id, "vector": vector, "metadata": metadata,
+                  **({"sparse_vectors": found[0]["sparse_vectors"]} if found and found[0].get("sparse_vectors")
+                     else {})}
         yield from insert_vectors(schema_version, batch_size, collection, [record], upsert=True)
         return
     if metadata is None:
@@ -485,33 +510,6 @@ def recommend(
             "strategy": strategy, **_shape_body(options, RECOMMEND_OPTIONS, "recommend")}
     hits = yield Call("recommend", (collection, body))
     return [_hit(h) for h in hits]
-
-
-def search_text(
-    collection: str, text: str, k: int = 10, *, filter: FilterArg = None, include_metadata: bool = True,
-    score_threshold: float | None = None, consistency: str | None = None,
-) -> Plan[list[dict[str, Any]]]:
-    """BM25 top-k over the records' ``document`` text: hits ``{id, score, metadata?, expires_at?}``."""
-    body = {"text": text, "k": k, "filter": filter_json(filter), "include_metadata": include_metadata,
-            "score_threshold": score_threshold, **_level_field(consistency)}
-    return (yield Call("search_text", (collection, body)))
-
-
-def hybrid_search(
-    collection: str, vector: Any, text: str, k: int = 10, *, filter: FilterArg = None, fusion: str = "rrf",
-    weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None, ef: int | None = None,
-    include_metadata: bool = True, score_threshold: float | None = None, consistency: str | None = None,
-) -> Plan[list[dict[str, Any]]]:
-    """A vector search and a text search fused (``fusion``: rrf, dbsf, relative_score; weights [vector, text])."""
-    matrix = vector_matrix(vector, "vector")
-    if matrix.shape[0] != 1:
-        raise ValidationError(f"hybrid_search takes one query vector, got {matrix.shape[0]}")
-    body = {
-        "vector": matrix[0].tolist(), "text": text, "k": k, "filter": filter_json(filter), "fusion": fusion,
-        "weights": None if weights is None else [float(w) for w in weights], "rrf_k": rrf_k, "depth": depth,
-        "ef": ef, "include_metadata": include_metadata, "score_threshold": score_threshold, **_level_field(consistency),
-    }
-    return (yield Call("hybrid_search", (collection, body)))
 
 
 def _level_field(consistency: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy as np
 from proximadb import idempotency
 from proximadb.client_api import ProximaDBAPI
 from proximadb.errors import ProximaDBError, ResourceExhaustedError, UnavailableError
-from proximadb.sdk import calls
+from proximadb.sdk import calls, search_calls
 from proximadb.sdk.calls import DEFAULT_BATCH_SIZE, Compute, Plan
 from proximadb.sdk.transport import Transport
 
@@ -124,16 +124,18 @@ class ProximaDBClient(ProximaDBAPI):
         shards: int | None = None,
         replication_factor: int | None = None,
         text_analyzer: dict[str, Any] | None = None,
+        sparse_vectors: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
         (CollectionConfigMismatchError when they differ). ``shards`` and ``replication_factor``: cluster mode
-        (``serve --cluster``); one node accepts only 1."""
+        (``serve --cluster``); one node accepts only 1. ``sparse_vectors``: the names of the sparse vectors its
+        records may carry, ``{name: {}}`` (more can be added with update_collection)."""
         return self._run(calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
             default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
             shards=shards, replication_factor=replication_factor,
-            text_analyzer=text_analyzer,
+            text_analyzer=text_analyzer, sparse_vectors=sparse_vectors,
         ))
 
     def get_collection(self, name: str) -> dict[str, Any]:
@@ -172,6 +174,7 @@ class ProximaDBClient(ProximaDBAPI):
         metadatas: Sequence[dict[str, Any] | None] | None = None,
         upsert: bool = False,
         batch_size: int | None = None,
+        sparse_vectors: Sequence[dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
         """Insert records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``).
 
@@ -180,7 +183,7 @@ class ProximaDBClient(ProximaDBAPI):
         """
         return self._run(calls.insert_vectors(
             self.schema_version, batch_size or self.batch_size, collection, records,
-            ids=ids, vectors=vectors, metadatas=metadatas, upsert=upsert,
+            ids=ids, vectors=vectors, metadatas=metadatas, upsert=upsert, sparse_vectors=sparse_vectors,
         ))
 
     def update_vector(
@@ -243,19 +246,35 @@ class ProximaDBClient(ProximaDBAPI):
         include_metadata: bool = True, score_threshold: float | None = None, consistency: str | None = None,
     ) -> list[dict[str, Any]]:
         """BM25 top-k over the records' document text, best first: hits with id, score, metadata?."""
-        return self._run(calls.search_text(collection, text, k, filter=filter, include_metadata=include_metadata,
+        return self._run(search_calls.search_text(collection, text, k, filter=filter, include_metadata=include_metadata,
                                      score_threshold=score_threshold, consistency=consistency))
 
-    def hybrid_search(
-        self, collection: str, vector: Any, text: str, k: int = 10, filter: dict[str, Any] | str | None = None,
-        fusion: str = "rrf", weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | None = None,
-        ef: int | None = None, include_metadata: bool = True, score_threshold: float | None = None,
-        consistency: str | None = None,
+    def search_sparse(
+        self, collection: str, name: str, indices: Any, values: Any, k: int = 10,
+        filter: dict[str, Any] | str | None = None, include_metadata: bool = True,
+        score_threshold: float | None = None, consistency: str | None = None,
     ) -> list[dict[str, Any]]:
-        """A vector and a text search fused (rrf, dbsf, relative_score), best first: id, score, metadata?."""
-        return self._run(calls.hybrid_search(
-            collection, vector, text, k, filter=filter, fusion=fusion, weights=weights, rrf_k=rrf_k, depth=depth,
-            ef=ef, include_metadata=include_metadata, score_threshold=score_threshold, consistency=consistency,
+        """Exact top-k by dot product over the sparse vectors ``name`` (query: ``indices``, ``values``), best
+        first: hits with id, score, metadata?."""
+        return self._run(search_calls.search_sparse(
+            collection, name, indices, values, k, filter=filter, include_metadata=include_metadata,
+            score_threshold=score_threshold, consistency=consistency,
+        ))
+
+    def hybrid_search(
+        self, collection: str, vector: Any = None, text: str | None = None, k: int = 10,
+        filter: dict[str, Any] | str | None = None, fusion: str = "rrf", weights: Sequence[float] | None = None,
+        rrf_k: float = 60.0, depth: int | dict[str, int] | None = None, ef: int | None = None,
+        include_metadata: bool = True, score_threshold: float | None = None, consistency: str | None = None,
+        sparse: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Up to three searches fused (rrf, dbsf, relative_score), best first: id, score, metadata?. Parts: a
+        ``vector``, a ``text``, a ``sparse`` query ``{"name", "indices", "values"}`` (at least one); ``weights``
+        one per part given in that order; ``depth`` an integer for each part or ``{part: n}``."""
+        return self._run(search_calls.hybrid_search(
+            collection, vector, text, k, sparse=sparse, filter=filter, fusion=fusion, weights=weights, rrf_k=rrf_k,
+            depth=depth, ef=ef, include_metadata=include_metadata, score_threshold=score_threshold,
+            consistency=consistency,
         ))
 
     def search_groups(self, collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,

@@ -14,6 +14,9 @@ collection exists and reads its dimension) or ``docs = aclient.collection("docs"
 * ``query(vector, k)`` / ``search``: a 1-D vector or ``text="..."`` gives its hits; a 2-D array,
   ``vectors=`` or ``texts=[...]`` a list of hit lists; ``as_numpy=True`` gives columns instead
   (:mod:`proximadb.sdk.arrays`);
+* ``search_sparse(name, indices, values, k)``: dot product over a named sparse vector (records carry them:
+  ``add(..., sparse_vectors=[{name: {"indices", "values"}} | None, ...])``); ``hybrid_search(text, vector,
+  sparse=...)`` fuses any of the three;
 * ``get(ids)``, ``delete(ids | filter=)``, ``count(filter)``, ``scroll(...)`` (``as_numpy=True`` too),
   ``info()``, ``stats()``,
   ``flush()``.
@@ -86,18 +89,20 @@ class Collection(_Handle):
         return self.client._run(plans.info(self._target))
 
     def add(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None, *,
-            batch_size: int | None = None) -> dict[str, Any]:
+            batch_size: int | None = None, sparse_vectors: Metadatas = None) -> dict[str, Any]:
         """Insert records (an id that exists is an error); ``{"count", "ids"}`` (ids generated when not given)."""
         return self.client._run(plans.write(self._target, self.client.schema_version,
                                             batch_size or self.client.batch_size, ids=ids, vectors=vectors,
-                                            metadatas=metadatas, documents=documents, upsert=False))
+                                            metadatas=metadatas, documents=documents, upsert=False,
+                                            sparse_vectors=sparse_vectors))
 
     def upsert(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None, *,
-               batch_size: int | None = None) -> dict[str, Any]:
+               batch_size: int | None = None, sparse_vectors: Metadatas = None) -> dict[str, Any]:
         """Insert or replace (last write wins); safe to retry."""
         return self.client._run(plans.write(self._target, self.client.schema_version,
                                             batch_size or self.client.batch_size, ids=ids, vectors=vectors,
-                                            metadatas=metadatas, documents=documents, upsert=True))
+                                            metadatas=metadatas, documents=documents, upsert=True,
+                                            sparse_vectors=sparse_vectors))
 
     def query(self, vector: Any = None, k: int = 10, *, text: str | None = None, texts: Any = None,
               vectors: Any = None, filter: FilterArg = None, as_numpy: bool = False, **options: Any) -> Any:
@@ -116,10 +121,18 @@ class Collection(_Handle):
         return self.client._run(plans.search_text(self._target, text, k, {
             "filter": filter, "include_metadata": include_metadata, "consistency": consistency}))
 
-    def hybrid_search(self, text: str, vector: Any = None, k: int = 10, *, filter: FilterArg = None,
+    def search_sparse(self, name: str, indices: Any, values: Any, k: int = 10, *, filter: FilterArg = None,
                       **options: Any) -> list[dict[str, Any]]:
-        """``text`` and ``vector`` (default: ``text`` embedded with the handle's function) searched and fused.
-        Options: fusion, weights, rrf_k, depth, ef, include_metadata, consistency."""
+        """Exact top-k by dot product over the sparse vectors ``name``, best first (hits carry ``"document"``).
+        Options: include_metadata, score_threshold, consistency."""
+        return self.client._run(plans.search_sparse(self._target, name, indices, values, k,
+                                                    {"filter": filter, **options}))
+
+    def hybrid_search(self, text: str | None = None, vector: Any = None, k: int = 10, *, filter: FilterArg = None,
+                      **options: Any) -> list[dict[str, Any]]:
+        """``text``, ``vector`` (default: ``text`` embedded with the handle's function) and ``sparse=`` ({name,
+        indices, values}) searched and fused. Options: sparse, fusion, weights, rrf_k, depth, ef, include_metadata,
+        consistency."""
         return self.client._run(plans.hybrid_search(self._target, text, vector, k, {"filter": filter, **options}))
 
     def search_groups(self, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,
@@ -185,18 +198,21 @@ class AsyncCollection(_Handle):
         return await self.client._run(plans.info(self._target))
 
     async def add(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None,
-                  *, batch_size: int | None = None) -> dict[str, Any]:
+                  *, batch_size: int | None = None, sparse_vectors: Metadatas = None) -> dict[str, Any]:
         """Insert records (an id that exists is an error); ``{"count", "ids"}`` (ids generated when not given)."""
         return await self.client._run(plans.write(self._target, self.client.schema_version,
                                                   batch_size or self.client.batch_size, ids=ids, vectors=vectors,
-                                                  metadatas=metadatas, documents=documents, upsert=False))
+                                                  metadatas=metadatas, documents=documents, upsert=False,
+                                            sparse_vectors=sparse_vectors))
 
     async def upsert(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None,
-                     documents: Any = None, *, batch_size: int | None = None) -> dict[str, Any]:
+                     documents: Any = None, *, batch_size: int | None = None,
+                     sparse_vectors: Metadatas = None) -> dict[str, Any]:
         """Insert or replace (last write wins); safe to retry."""
         return await self.client._run(plans.write(self._target, self.client.schema_version,
                                                   batch_size or self.client.batch_size, ids=ids, vectors=vectors,
-                                                  metadatas=metadatas, documents=documents, upsert=True))
+                                                  metadatas=metadatas, documents=documents, upsert=True,
+                                            sparse_vectors=sparse_vectors))
 
     async def query(self, vector: Any = None, k: int = 10, *, text: str | None = None, texts: Any = None,
                     vectors: Any = None, filter: FilterArg = None, as_numpy: bool = False, **options: Any) -> Any:
@@ -213,9 +229,15 @@ class AsyncCollection(_Handle):
         return await self.client._run(plans.search_text(self._target, text, k, {
             "filter": filter, "include_metadata": include_metadata, "consistency": consistency}))
 
-    async def hybrid_search(self, text: str, vector: Any = None, k: int = 10, *, filter: FilterArg = None,
+    async def search_sparse(self, name: str, indices: Any, values: Any, k: int = 10, *, filter: FilterArg = None,
                             **options: Any) -> list[dict[str, Any]]:
-        """``text`` and ``vector`` (default: ``text`` embedded with the handle's function) searched and fused."""
+        """As :meth:`Collection.search_sparse`."""
+        return await self.client._run(plans.search_sparse(self._target, name, indices, values, k,
+                                                          {"filter": filter, **options}))
+
+    async def hybrid_search(self, text: str | None = None, vector: Any = None, k: int = 10, *,
+                            filter: FilterArg = None, **options: Any) -> list[dict[str, Any]]:
+        """As :meth:`Collection.hybrid_search` (``text``, ``vector``, ``sparse=`` searched and fused)."""
         return await self.client._run(plans.hybrid_search(self._target, text, vector, k,
                                                           {"filter": filter, **options}))
 

@@ -27,7 +27,7 @@ from proximadb.embeddings import (
     with_documents,
 )
 from proximadb.errors import DimensionMismatchError, EmbeddingFunctionRequiredError, ValidationError
-from proximadb.sdk import calls, columns
+from proximadb.sdk import calls, columns, search_calls
 from proximadb.sdk.arrays import hits_to_numpy, records_to_numpy
 from proximadb.sdk.calls import Call, Compute, Plan
 
@@ -120,9 +120,11 @@ def write(
     metadatas: Sequence[dict[str, Any] | None] | None,
     documents: Any,
     upsert: bool,
+    sparse_vectors: Sequence[dict[str, Any] | None] | None = None,
 ) -> Plan[dict[str, Any]]:
     """``add`` / ``upsert``: vectors as given, or embedded from ``documents`` (stored beside them); ``ids`` may
-    be a table of records instead (pyarrow or pandas, :mod:`proximadb.sdk.columns`)."""
+    be a table of records instead (pyarrow or pandas, :mod:`proximadb.sdk.columns`); ``sparse_vectors`` one
+    ``{name: {"indices", "values"}}`` or None per record."""
     if columns.is_table(ids):
         if vectors is not None or metadatas is not None or documents is not None:
             raise ValidationError("give either a table of records, or ids / vectors / metadatas / documents")
@@ -132,19 +134,21 @@ def write(
         docs = texts(documents, "documents")
         metadatas = with_documents(docs, metadatas)
         if vectors is None:
-            return (yield from _embed_and_write(target, schema_version, batch_size, ids, docs, metadatas, upsert))
+            return (yield from _embed_and_write(target, schema_version, batch_size, ids, docs, metadatas, upsert,
+                                                sparse_vectors))
     elif vectors is None:
         raise ValidationError("give vectors=, or documents= with an embedding function")
     if metadatas is not None and not isinstance(metadatas, list):
         metadatas = list(metadatas)
     return (yield from calls.insert_vectors(
         schema_version, batch_size, target.name, ids=ids, vectors=vectors, metadatas=metadatas, upsert=upsert,
+        sparse_vectors=sparse_vectors,
     ))
 
 
 def _embed_and_write(
     target: Target, schema_version: int, batch_size: int, ids: Any, docs: list[str],
-    metadatas: list[dict[str, Any]], upsert: bool,
+    metadatas: list[dict[str, Any]], upsert: bool, sparse_vectors: Sequence[dict[str, Any] | None] | None,
 ) -> Plan[dict[str, Any]]:
     """Documents embedded and written ``batch_size`` at a time: the embedding function sees one batch per
     call and memory stays bounded; each batch is stored all or nothing, as with vectors."""
@@ -152,12 +156,16 @@ def _embed_and_write(
     row_ids = calls.id_list(ids) if ids is not None else [str(uuid.uuid4()) for _ in docs]
     if len(row_ids) != len(docs):
         raise ValidationError(f"{len(docs)} documents need as many ids, got {len(row_ids)}")
+    if sparse_vectors is not None and (isinstance(sparse_vectors, dict) or len(sparse_vectors) != len(docs)):
+        raise ValidationError(f"{len(docs)} documents need as many sparse_vectors entries (a mapping or None each)")
     written: list[str] = []
     for start in range(0, len(docs), max(1, batch_size)):
         end = start + max(1, batch_size)
         vectors = yield from _embed(target, docs[start:end], "documents")
-        done = yield from calls.insert_vectors(schema_version, batch_size, target.name, ids=row_ids[start:end],
-                                               vectors=vectors, metadatas=metadatas[start:end], upsert=upsert)
+        done = yield from calls.insert_vectors(
+            schema_version, batch_size, target.name, ids=row_ids[start:end], vectors=vectors,
+            metadatas=metadatas[start:end], upsert=upsert,
+            sparse_vectors=None if sparse_vectors is None else list(sparse_vectors[start:end]))
         written.extend(done["ids"])
     return {"count": len(written), "ids": written}
 
@@ -199,17 +207,27 @@ def query(
 
 def search_text(target: Target, text: str, k: int, options: dict[str, Any]) -> Plan[list[dict[str, Any]]]:
     """BM25 hits over the stored documents (options: filter, include_metadata), ``"document"`` lifted out."""
-    hits = yield from calls.search_text(target.name, text, k, **options)
+    hits = yield from search_calls.search_text(target.name, text, k, **options)
+    return [lift_document(hit) for hit in hits]
+
+
+def search_sparse(target: Target, name: str, indices: Any, values: Any, k: int,
+                  options: dict[str, Any]) -> Plan[list[dict[str, Any]]]:
+    """Dot-product hits over the sparse vectors ``name`` (options: filter, include_metadata, score_threshold,
+    consistency), ``"document"`` lifted out."""
+    hits = yield from search_calls.search_sparse(target.name, name, indices, values, k, **options)
     return [lift_document(hit) for hit in hits]
 
 
 def hybrid_search(
-    target: Target, text: str, vector: Any, k: int, options: dict[str, Any]
+    target: Target, text: str | None, vector: Any, k: int, options: dict[str, Any]
 ) -> Plan[list[dict[str, Any]]]:
-    """A vector and a text search fused; without ``vector`` the text is embedded with the handle's function."""
-    if vector is None:
+    """Up to three searches fused (a vector, a text, ``options["sparse"]``); without ``vector`` a text is embedded
+    with the handle's function (unless the handle has none and a sparse part is given: then no vector part)."""
+    if vector is None and text is not None and (target.embedding_function is not None
+                                                or options.get("sparse") is None):
         vector = (yield from _embed(target, [text], "query texts"))[0]
-    hits = yield from calls.hybrid_search(target.name, vector, text, k, **options)
+    hits = yield from search_calls.hybrid_search(target.name, vector, text, k, **options)
     return [lift_document(hit) for hit in hits]
 
 
@@ -267,6 +285,7 @@ __all__ = [
     "recommend",
     "scroll",
     "search_groups",
+    "search_sparse",
     "search_text",
     "write",
 ]

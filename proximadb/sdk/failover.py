@@ -28,7 +28,7 @@ from proximadb.errors import UnavailableError, ValidationError
 
 READS = frozenset({
     "health", "get_collection", "list_collections", "stats", "get_vectors", "count", "scroll",
-    "search_payload", "search_groups", "recommend", "search_text", "hybrid_search",
+    "search_payload", "search_groups", "recommend", "search_text", "hybrid_search", "search_sparse",
 })
 
 

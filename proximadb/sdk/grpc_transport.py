@@ -150,6 +150,11 @@ def hybrid_search(collection: str, body: dict[str, Any]) -> Exchange[list[dict[s
                     _session(body.get("consistency")))
 
 
+def search_sparse(collection: str, body: dict[str, Any]) -> Exchange[list[dict[str, Any]]]:
+    return Exchange(ops.SEARCH_SPARSE, convert.json_search_request(collection, body), convert.hits_from_proto,
+                    _session(body.get("consistency")))
+
+
 def get_vectors(collection: str, ids: list[str], include_vectors: bool,
                 schema_version: int, consistency: str | None = None) -> Exchange[list[dict[str, Any]]]:
     request = convert.build(
@@ -346,6 +351,9 @@ class GrpcTransport(GrpcEndpoint):
 
     def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return self._send(hybrid_search(collection, body))
+
+    def search_sparse(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(search_sparse(collection, body))
 
     def get_vectors(self, collection: str, ids: list[str], include_vectors: bool,
                     consistency: str | None = None) -> list[dict[str, Any]]:

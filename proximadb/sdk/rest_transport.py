@@ -193,6 +193,10 @@ def hybrid_search(collection: str, body: dict[str, Any]) -> HttpExchange[list[di
     return _op(ops.HYBRID_SEARCH, "POST", collection, json_body=body, consistency=body.get("consistency"))
 
 
+def search_sparse(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
+    return _op(ops.SEARCH_SPARSE, "POST", collection, json_body=body, consistency=body.get("consistency"))
+
+
 def search_groups(collection: str, body: dict[str, Any]) -> HttpExchange[list[dict[str, Any]]]:
     return _op(ops.SEARCH_GROUPS, "POST", collection, json_body=body, consistency=body.get("consistency"))
 
@@ -416,6 +420,9 @@ class RestTransport(RestEndpoint):
 
     def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return self._send(hybrid_search(collection, body))
+
+    def search_sparse(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._send(search_sparse(collection, body))
 
 
 def _is_stale(conn: http.client.HTTPConnection) -> bool:

@@ -10,8 +10,9 @@ answers; a transport only moves them and maps failures to the typed errors of
 for :class:`~proximadb.sdk.async_client.AsyncClient`).
 
 Records returned by ``get_vectors`` and ``scroll`` are dicts
-``{"id", "metadata", "timestamp", "vector"?}`` with ``vector`` a float32 numpy
-array when asked for.
+``{"id", "metadata", "timestamp", "vector"?, "expires_at"?, "sparse_vectors"?}`` with ``vector`` a float32
+numpy array when asked for and ``sparse_vectors`` ``{name: {"indices": [int], "values": [float]}}`` on records
+that have some.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class Transport(Protocol):
         """The REST body of ``hybrid_search`` in, hits out."""
         ...
 
+    def search_sparse(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The REST body of ``search/sparse`` in, hits ``{id, score, metadata?, expires_at?}`` out."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -141,5 +146,7 @@ class AsyncTransport(Protocol):
     async def search_text(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     async def hybrid_search(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    async def search_sparse(self, collection: str, body: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     async def close(self) -> None: ...

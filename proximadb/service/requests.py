@@ -61,7 +61,7 @@ def _check_id_list(ids: Any) -> list[str]:
 # ---------------------------------------------------------------- collections
 
 _COLLECTION_SETTINGS = ("distance_metric", "indexing_algorithm", "index_params", "filterable_metadata_fields",
-                        "description", "default_ttl_seconds", "text_analyzer")
+                        "description", "default_ttl_seconds", "text_analyzer", "sparse_vectors")
 CLUSTER_SETTINGS = ("shards", "replication_factor")  # cluster mode only (serve --cluster)
 
 
@@ -102,12 +102,13 @@ class UpdateCollection:
 
 # ---------------------------------------------------------------- writes
 
-_RECORD_FIELDS = {"id", "vector", "metadata", "timestamp", "expires_at"}
+_RECORD_FIELDS = {"id", "vector", "metadata", "timestamp", "expires_at", "sparse_vectors"}
 
 
 @dataclass(frozen=True, slots=True)
 class InsertRecords:
-    """JSON records ``{id?, vector, metadata?, timestamp?, expires_at?}``; ``upsert`` replaces existing ids."""
+    """JSON records ``{id?, vector, metadata?, timestamp?, expires_at?, sparse_vectors?}`` (``sparse_vectors``:
+    ``{name: {"indices", "values"}}``); ``upsert`` replaces existing ids."""
 
     records: list[dict[str, Any]]
     upsert: bool = False
@@ -126,6 +127,14 @@ class InsertRecords:
                 raise ValidationError(f"record {i}: unknown field(s) {', '.join(sorted(unknown))}")
             if not _is_numbers(rec.get("vector")):
                 raise ValidationError(f"record {i}: 'vector' must be a list of numbers")
+            sparse = rec.get("sparse_vectors")
+            if sparse is not None:
+                if not isinstance(sparse, dict):
+                    raise ValidationError(f"record {i}: 'sparse_vectors' must be an object {{name: {{indices, "
+                                          "values}}}")
+                for name, vec in sparse.items():
+                    _sparse_part({"name": name, **vec} if isinstance(vec, dict) else vec,
+                                 f"record {i}: sparse vector {name!r}")
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> InsertRecords:
@@ -323,10 +332,10 @@ class SearchParams:
                    consistency=body.get("consistency"), **flags)
 
 
-# ---------------------------------------------------------------- text and hybrid search
+# ---------------------------------------------------------------- text, sparse and hybrid search
 
 _TEXT_KEYS = {"text", "k", "filter", "include_metadata", "score_threshold", "consistency"}
-_HYBRID_KEYS = _TEXT_KEYS | {"vector", "fusion", "weights", "rrf_k", "depth", "ef"}
+_HYBRID_KEYS = _TEXT_KEYS | {"vector", "sparse", "fusion", "weights", "rrf_k", "depth", "ef"}
 
 
 def _text_body(body: Any, allowed: set[str], what: str) -> Mapping[str, Any]:
@@ -390,12 +399,74 @@ class SearchText:
         return out
 
 
+def _sparse_part(value: Any, what: str) -> dict[str, Any]:
+    """A sparse query ``{"name", "indices", "values"}``: its shape (the engine checks the name against the
+    collection's, the indices' order and range, the values' finiteness and the lengths)."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{what} must be an object {{\"name\", \"indices\", \"values\"}}, not {value!r:.80}")
+    check_keys(value, {"name", "indices", "values"}, what)
+    for key in ("name", "indices", "values"):
+        if key not in value:
+            raise ValidationError(f"{what} needs '{key}'")
+    if not isinstance(value["name"], str):
+        raise ValidationError(f"{what}: name must be a string (a sparse vector name of the collection)")
+    indices, values = value["indices"], value["values"]
+    if not isinstance(indices, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        raise ValidationError(f"{what}: indices must be a list of integers")
+    if not _is_numbers(values):
+        raise ValidationError(f"{what}: values must be a list of numbers")
+    return {"name": value["name"], "indices": indices, "values": values}
+
+
+_SPARSE_KEYS = {"name", "indices", "values", "k", "filter", "include_metadata", "score_threshold", "consistency"}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSparse:
+    """Top-``k`` by dot product with the sparse query ``indices``/``values`` over the named sparse vectors."""
+
+    name: Any
+    indices: Any
+    values: Any
+    k: Any = 10
+    filter: Filter = None
+    include_metadata: bool = True
+    score_threshold: float | None = None  # dot product >= it
+    consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
+
+    def __post_init__(self) -> None:
+        _sparse_part({"name": self.name, "indices": self.indices, "values": self.values}, "search_sparse")
+        if not isinstance(self.include_metadata, bool):
+            raise ValidationError("include_metadata must be true or false")
+        optional_number(self.score_threshold, "score_threshold")
+        parse_level(self.consistency)
+
+    @classmethod
+    def from_json(cls, body: Any) -> SearchSparse:
+        if not isinstance(body, Mapping):
+            raise ValidationError("search_sparse body must be a JSON object")
+        check_keys(body, _SPARSE_KEYS, "search_sparse")
+        part = _sparse_part({key: body[key] for key in ("name", "indices", "values") if key in body},
+                            "search_sparse")
+        return cls(part["name"], part["indices"], part["values"], body.get("k", 10), body.get("filter"),
+                   optional_bool(body, "include_metadata", True), body.get("score_threshold"),
+                   body.get("consistency"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_HYBRID_PARTS = ("vector", "text", "sparse")
+
+
 @dataclass(frozen=True, slots=True)
 class HybridSearch:
-    """A vector and a text search fused (``fusion``: rrf, dbsf, relative_score; ``weights``: [vector, text])."""
+    """Up to three searches fused: ``vector`` (dense), ``text`` (BM25), ``sparse`` ({name, indices, values}),
+    at least one (``fusion``: rrf, dbsf, relative_score; ``weights``: one per part given, in that order;
+    ``depth``: an integer for every part or ``{part: n}``)."""
 
-    vector: Any
-    text: Any
+    vector: Any = None
+    text: Any = None
     k: Any = 10
     filter: Filter = None
     fusion: Any = "rrf"
@@ -406,37 +477,55 @@ class HybridSearch:
     include_metadata: bool = True
     score_threshold: float | None = None  # fused score >= it
     consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
+    sparse: Any = None
 
     def __post_init__(self) -> None:
         optional_number(self.score_threshold, "score_threshold")
         parse_level(self.consistency)
-        if not isinstance(self.vector, list) or not self.vector or not _is_numbers(self.vector):
-            raise ValidationError("hybrid_search needs 'vector': a non-empty list of numbers")
-        if not isinstance(self.text, str):
+        present = [p for p, v in zip(_HYBRID_PARTS, (self.vector, self.text, self.sparse), strict=True)
+                   if v is not None]
+        if not present:
+            raise ValidationError("hybrid_search needs at least one part: 'vector', 'text' or 'sparse' (none given)")
+        if self.vector is not None and (not isinstance(self.vector, list) or not self.vector
+                                        or not _is_numbers(self.vector)):
+            raise ValidationError("hybrid_search: 'vector' must be a non-empty list of numbers")
+        if self.text is not None and not isinstance(self.text, str):
             raise ValidationError(f"text must be a string, got {type(self.text).__name__}")
+        if self.sparse is not None:
+            _sparse_part(self.sparse, "hybrid_search's sparse part")
         if not isinstance(self.fusion, str) or self.fusion not in FUSION_METHODS:
             raise ValidationError(f"fusion {self.fusion!r}: use one of {', '.join(FUSION_METHODS)}")
         if self.weights is not None and (
-            not isinstance(self.weights, list) or len(self.weights) != 2
+            not isinstance(self.weights, list) or len(self.weights) != len(present)
             or not all(_finite(w) and w >= 0 for w in self.weights)
         ):
-            raise ValidationError(f"weights must be two finite numbers >= 0 ([vector, text]), not {self.weights!r}")
+            raise ValidationError(f"weights must be {len(present)} finite numbers >= 0, one per part given "
+                                  f"([{', '.join(present)}]), not {self.weights!r}")
         if not _finite(self.rrf_k) or self.rrf_k < 0:
             raise ValidationError(f"rrf_k must be a finite number >= 0, not {self.rrf_k!r}")
-        _positive_int("depth", self.depth)
+        if isinstance(self.depth, Mapping):
+            unknown = set(self.depth) - set(present)
+            if unknown:
+                raise ValidationError(f"depth names part(s) not in the request: {', '.join(sorted(map(str, unknown)))}"
+                                      f" (parts given: {', '.join(present)})")
+            for part, n in self.depth.items():
+                _positive_int(f"depth of the {part} part", n)
+        else:
+            _positive_int("depth", self.depth)
         _positive_int("ef", self.ef)
         if not isinstance(self.include_metadata, bool):
             raise ValidationError("include_metadata must be true or false")
 
     @classmethod
     def from_json(cls, body: Any) -> HybridSearch:
-        body = _text_body(body, _HYBRID_KEYS, "hybrid_search")
-        if "vector" not in body:
-            raise ValidationError("hybrid_search needs 'vector': a non-empty list of numbers")
+        if not isinstance(body, Mapping):
+            raise ValidationError("hybrid_search body must be a JSON object")
+        check_keys(body, _HYBRID_KEYS, "hybrid_search")
         return cls(
-            body["vector"], body["text"], body.get("k", 10), body.get("filter"), body.get("fusion", "rrf"),
+            body.get("vector"), body.get("text"), body.get("k", 10), body.get("filter"), body.get("fusion", "rrf"),
             body.get("weights"), body.get("rrf_k", 60.0), body.get("depth"), body.get("ef"),
             optional_bool(body, "include_metadata", True), body.get("score_threshold"), body.get("consistency"),
+            body.get("sparse"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -445,6 +534,6 @@ class HybridSearch:
 
 __all__ = [
     "Count", "CreateCollection", "DeleteVectors", "GetVectors", "HybridSearch", "InsertRecords", "PutVector", "Scroll",
-    "SearchParams", "SearchText", "UpdateCollection", "UpdateMetadata", "check_keys", "optional_bool",
+    "SearchParams", "SearchSparse", "SearchText", "UpdateCollection", "UpdateMetadata", "check_keys", "optional_bool",
     "optional_number",
 ]

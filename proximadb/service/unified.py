@@ -48,6 +48,7 @@ from proximadb.service.requests import (
     PutVector,
     Scroll,
     SearchParams,
+    SearchSparse,
     SearchText,
     UpdateCollection,
     UpdateMetadata,
@@ -369,14 +370,23 @@ class UnifiedAvroService:
             raise ValidationError(f"corpus_stats is taken only by a cluster's shard addresses, not by collection "
                                   f"{collection!r}")
 
+    def search_sparse(self, collection: str, req: SearchSparse) -> list[dict[str, Any]]:
+        """Dot-product hits over the named sparse vectors: {id, score, metadata?, expires_at?}, best first."""
+        col = self.engine.collection(collection)
+        with consistency.reading(req.consistency):
+            hits = col.search_sparse(req.name, req.indices, req.values, req.k, filter=req.filter,
+                                     include_metadata=req.include_metadata, score_threshold=req.score_threshold)
+        self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
+        return hits
+
     def hybrid_search(self, collection: str, req: HybridSearch) -> list[dict[str, Any]]:
-        """A vector and a text search fused: {id, score, metadata?, expires_at?}, best first."""
+        """Up to three searches (vector, text, sparse) fused: {id, score, metadata?, expires_at?}, best first."""
         col = self.engine.collection(collection)
         with consistency.reading(req.consistency):
             hits = col.hybrid_search(
-                req.vector, req.text, req.k, filter=req.filter, fusion=req.fusion, weights=req.weights,
-                rrf_k=float(req.rrf_k), depth=req.depth, ef=req.ef, include_metadata=req.include_metadata,
-                score_threshold=req.score_threshold,
+                req.vector, req.text, req.k, sparse=req.sparse, filter=req.filter, fusion=req.fusion,
+                weights=req.weights, rrf_k=float(req.rrf_k), depth=req.depth, ef=req.ef,
+                include_metadata=req.include_metadata, score_threshold=req.score_threshold,
             )
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
@@ -417,7 +427,8 @@ def encode_search_result(results: list[list[dict[str, Any]]], schema_version: in
 
 
 def encode_records(records: list[dict[str, Any]], schema_version: int = 1) -> bytes:
-    """Records (get/scroll results) as a VectorBatch datum of ``schema_version``, for binary transports."""
+    """Records (get/scroll results) as a VectorBatch datum of ``schema_version``, for binary transports (v3
+    carries their sparse vectors; an older version leaves them out, as it leaves out what it has no field for)."""
     ids = [r["id"] for r in records]
     if records and "vector" in records[0]:
         vectors = np.stack([r["vector"] for r in records]).astype(np.float32)
@@ -426,7 +437,10 @@ def encode_records(records: list[dict[str, Any]], schema_version: int = 1) -> by
     expires_at = None
     if schema_version >= 2 and any("expires_at" in r for r in records):
         expires_at = np.array([r.get("expires_at", NO_EXPIRY) for r in records], dtype=np.int64)
+    sparse = None
+    if schema_version >= 3 and any("sparse_vectors" in r for r in records):
+        sparse = [r.get("sparse_vectors") for r in records]
     return encode_vector_batch(
         ids, vectors, [r["metadata"] for r in records], np.array([r["timestamp"] for r in records], dtype=np.int64),
-        False, expires_at, schema_version,
+        False, expires_at, schema_version, sparse_vectors=sparse,
     )

@@ -31,6 +31,7 @@ from typing import Any
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 from proximadb.errors import CorruptionError, ValidationError
 from proximadb.index import quantization, registry
+from proximadb.limits import SPARSE_NAME_PATTERN
 from proximadb.storage.docfile import read_doc, write_doc
 from proximadb.text.analyzer import Analyzer
 
@@ -109,6 +110,9 @@ class CollectionConfig:
     # The analyzer of full-text search (proximadb/text/analyzer.py: Analyzer.settings()). Absent in
     # catalogs written before it existed: the default analyzer (lowercase, English stop words, no stemmer).
     text_analyzer: dict[str, Any] = field(default_factory=lambda: default_text_analyzer())
+    # The names of the records' sparse vectors (schema v3), each with its settings (an object; only
+    # "modifier": "none" for now). A name can be added by an update, never removed. Absent: none.
+    sparse_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def new(
@@ -122,6 +126,7 @@ class CollectionConfig:
         description: object = None,
         default_ttl_seconds: object = None,
         text_analyzer: object = None,
+        sparse_vectors: object = None,
     ) -> CollectionConfig:
         now = time.time()
         cfg = cls(
@@ -138,6 +143,7 @@ class CollectionConfig:
         cfg.description = _description(description)
         cfg.default_ttl_seconds = _ttl(default_ttl_seconds)
         cfg.text_analyzer = validate_text_analyzer(text_analyzer)
+        cfg.sparse_vectors = validate_sparse_vectors(sparse_vectors)
         return cfg
 
     def updated(self, changes: dict[str, Any]) -> CollectionConfig:
@@ -159,6 +165,8 @@ class CollectionConfig:
                 data[key] = _ttl(value)
             elif key == "text_analyzer":
                 data[key] = validate_text_analyzer(value)
+            elif key == "sparse_vectors":
+                data[key] = validate_sparse_vectors(value, self.sparse_vectors)
             else:
                 raise ValidationError(f"unknown collection field {key!r}")
         data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"],
@@ -205,6 +213,50 @@ def validate_text_analyzer(value: object) -> dict[str, Any]:
         return Analyzer.from_settings(dict(value)).settings()
     except ValidationError as exc:
         raise ValidationError(f"text_analyzer: {exc}") from exc
+
+
+SPARSE_SETTINGS = {"modifier": ("none",)}  # setting -> accepted values (the first is the default)
+
+
+def validate_sparse_vectors(value: object,
+                            before: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """``sparse_vectors``: an object of name -> settings (an object, maybe empty; ``modifier``: "none"). An
+    update (``before``: the names declared so far) may add names, not remove or change one. Returns the
+    settings as stored (every setting filled in)."""
+    before = before or {}
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ValidationError("sparse_vectors must be an object of name -> settings (e.g. {\"title\": {}})")
+    out: dict[str, dict[str, Any]] = {}
+    for name, settings in value.items():
+        if not isinstance(name, str) or not re.fullmatch(SPARSE_NAME_PATTERN, name):
+            raise ValidationError(f"sparse_vectors: name {name!r} must be 1 to 64 characters of letters, digits, "
+                                  "'_', '.' or '-'")
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise ValidationError(f"sparse_vectors[{name!r}] must be an object of settings, not {settings!r}")
+        unknown = set(settings) - set(SPARSE_SETTINGS)
+        if unknown:
+            unknown_text = ", ".join(sorted(map(str, unknown)))
+            raise ValidationError(f"sparse_vectors[{name!r}]: unknown setting(s) {unknown_text} "
+                                  f"(allowed: {', '.join(SPARSE_SETTINGS)})")
+        stored = {}
+        for key, choices in SPARSE_SETTINGS.items():
+            got = settings.get(key, choices[0])
+            if got not in choices:
+                allowed = ", ".join(map(repr, choices))
+                raise ValidationError(f"sparse_vectors[{name!r}].{key} must be one of {allowed}, not {got!r}")
+            stored[key] = got
+        if name in before and before[name] != stored:
+            raise ValidationError(f"sparse_vectors[{name!r}]: the settings of a declared sparse vector cannot change")
+        out[name] = stored
+    missing = [name for name in before if name not in out]
+    if missing:
+        raise ValidationError(f"sparse_vectors: a declared sparse vector cannot be removed ({', '.join(missing)}); "
+                              "give every declared name and the new ones")
+    return out
 
 
 def _choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:

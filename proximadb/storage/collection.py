@@ -83,6 +83,7 @@ from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Oper
 from proximadb.storage.query_shapes import QueryShapesPath, check_score_threshold
 from proximadb.storage.segment import Segment, segment_dir_name
 from proximadb.storage.segment_writer import DEFAULT_CHUNK_ROWS
+from proximadb.storage.sparse_search import SparseSearchPath
 from proximadb.storage.text_search import check_text
 from proximadb.storage.validation import (
     check_ids,
@@ -133,7 +134,7 @@ class StorageOptions:
 
 
 
-class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, CompactionPath):
+class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearchPath, FlushPath, CompactionPath):
     """One collection. The public methods are here; the paths behind them are mixed in from their modules."""
 
     def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
@@ -277,9 +278,12 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, FlushPath, 
         vectors: Any = None,
         metadatas: Sequence[Metadata | None] | None = None,
         upsert: bool = False,
+        sparse_vectors: Any = None,
     ) -> list[str]:
-        """Insert a batch (all or nothing); an existing id is an error unless ``upsert``."""
-        payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadatas, upsert=upsert)
+        """Insert a batch (all or nothing); an existing id is an error unless ``upsert``. ``sparse_vectors``:
+        per record ``{name: {"indices", "values"}}`` or None (or a record key of that name)."""
+        payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadatas, upsert=upsert,
+                                sparse_vectors=sparse_vectors)
         return self.insert_payload(payload)
 
     @renamed(metadata="metadatas")

@@ -25,10 +25,12 @@ from proximadb.storage.memtable import Memtable
 from proximadb.storage.metadata_check import metadata_sizes
 from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment
+from proximadb.storage.sparse_column import check_columns
 from proximadb.storage.validation import (
     MAX_METADATA_KEY_BYTES,
     check_ids,
     check_metadata,
+    check_sparse_names,
     check_timestamps,
     check_vectors,
     record_label,
@@ -73,6 +75,8 @@ class WritePath(CollectionState):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
+        if op.sparse_vectors:
+            op.sparse_vectors = check_sparse_names(check_columns(op.sparse_vectors, n), self.config.sparse_vectors)
         sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)  # compiled; -1: ask the Python rule
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
@@ -120,7 +124,8 @@ class WritePath(CollectionState):
                 rows = seg.live_rows(ids)
                 for row in rows[rows >= 0].tolist():
                     seg.delete_row(row)
-        self.memtable.put_batch(list(op.ids), vectors, list(op.metadata), op.timestamps, op.expires_at)
+        self.memtable.put_batch(list(op.ids), vectors, list(op.metadata), op.timestamps, op.expires_at,
+                                op.sparse_vectors)
 
     def _apply_patch(self, patch: MetadataPatch, timestamp: int) -> None:
         where = self._locate(patch.id)
@@ -141,15 +146,18 @@ class WritePath(CollectionState):
             vector = np.array(source.vectors[row : row + 1], dtype=np.float32)
             ts = np.array([timestamp or source.timestamps[row]], dtype=np.int64)
             expires = None if source.expires_at is None else source.expires_at[row : row + 1].copy()
+            sparse = source.sparse_columns(np.array([row], dtype=np.int64))
             source.delete_row(row)
-            self.memtable.put_batch([patch.id], vector, [new], ts, expires)
+            self.memtable.put_batch([patch.id], vector, [new], ts, expires, sparse)
         elif source is not self.memtable:  # a sealed memtable's row: moved to the memtable, like a segment's
             rec = source.record(row)
             expires_of = source.expires_of(row)
+            sparse = source.sparse_columns(np.array([row], dtype=np.int64))
             source.delete(patch.id)
             self.memtable.put_batch([patch.id], rec["vector"].reshape(1, -1), [new],
                                     np.array([timestamp or rec["timestamp"]], dtype=np.int64),
-                                    None if source.expires_at is None else np.array([expires_of], dtype=np.int64))
+                                    None if source.expires_at is None else np.array([expires_of], dtype=np.int64),
+                                    sparse)
         else:
             self.memtable.set_metadata(patch.id, new)
 

@@ -3,7 +3,8 @@
 A segment's canonical record is ``meta.avro`` (segment.py). What a reopen needs fast
 (the metadata column ``meta.rows``: metadata_store.py; the payload index ``payload.idx``:
 payload_index_file.py; the BM25 text index ``text.idx``, at the first text search:
-text_index_file.py) is derived from it once, at flush or at the first open that misses
+text_index_file.py; the sparse vectors and their postings ``sparse.idx``: sparse_index_file.py)
+is derived from it once, at flush or at the first open that misses
 it, and written beside it. A derived file is never trusted blindly: it names the CRC32C of
 the source it was made from (``meta.avro``'s, as the segment descriptor records it), so a
 file left from another version of the segment is refused, and its body has its own CRC32C.
@@ -13,7 +14,7 @@ Byte layout (little-endian)::
 
     offset size  field
     0      8     magic, one per kind (b"PXDBMDR\\x01": meta.rows, b"PXDBPIX\\x01": payload.idx,
-                 b"PXDBTXI\\x01": text.idx)
+                 b"PXDBTXI\\x01": text.idx, b"PXDBSPX\\x01": sparse.idx)
     8      2     format version of the kind's body
     10     2     reserved (0)
     12     4     CRC32C of the body
@@ -39,7 +40,7 @@ from proximadb.storage.docfile import write_durable
 from proximadb.storage.wal_io import crc32c
 
 HEADER = struct.Struct("<8sHHII4xQ")  # 32 bytes
-DERIVED_NAMES = ("meta.rows", "payload.idx", "text.idx")  # every kind, for the clean-up of leftovers
+DERIVED_NAMES = ("meta.rows", "payload.idx", "text.idx", "sparse.idx")  # every kind, for the clean-up of leftovers
 log = logging.getLogger("proximadb.collection")
 
 

@@ -6,6 +6,8 @@ row count of the moment without holding a lock (see :meth:`Memtable.snapshot`).
 A replaced or deleted row is marked dead in ``alive`` and dropped from the id
 map; the flush writes only live rows. Every row's metadata is indexed as it arrives
 (``payload``: :mod:`proximadb.storage.payload_index`), so filters never walk it per row.
+Sparse vectors (schema v3) are one growing CSR per name (``sparse``: sparse_column.GrowingSparse);
+a row written without a name has none of it (an upsert replaces the row whole).
 
 Past ``memtable_index_rows`` rows a memtable also has an HNSW graph of its rows (``graph``), grown
 in the background (:mod:`proximadb.storage.memtable_index`).
@@ -29,6 +31,7 @@ from sortedcontainers import SortedDict
 from proximadb.errors import ValidationError
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.payload_index import PayloadIndex
+from proximadb.storage.sparse_column import GrowingSparse, SparseColumn, row_dict
 
 if TYPE_CHECKING:
     from proximadb.storage.memtable_index import MemtableGraph
@@ -48,6 +51,7 @@ class MemtableSnapshot:
     timestamps: np.ndarray
     expires_at: np.ndarray | None = None  # int64 (NO_EXPIRY = never) or None: no row expires
     graph: MemtableGraph | None = None  # an HNSW graph over the memtable's first rows (memtable_index.py)
+    sparse: dict[str, SparseColumn] | None = None  # rows [0, n) per sparse vector name (views)
 
     @property
     def rows(self) -> int:
@@ -70,6 +74,7 @@ class Memtable:
         self._ids: list[str] = []
         self._metadata: list[Metadata] = []
         self._index: dict[str, int] | SortedDict = SortedDict() if kind == "btree" else {}
+        self.sparse = GrowingSparse()
         self._bytes = 0
         self.payload = PayloadIndex()  # rows [0, rows) indexed; dead rows stay (alive removes them)
         self.graph: MemtableGraph | None = None  # HNSW graph over rows [0, graph.indexed): memtable_index.py
@@ -111,11 +116,12 @@ class Memtable:
 
     def put_batch(
         self, ids: list[str], vectors: np.ndarray, metadata: list[Metadata], timestamps: np.ndarray,
-        expires_at: np.ndarray | None = None,
+        expires_at: np.ndarray | None = None, sparse: dict[str, SparseColumn] | None = None,
     ) -> None:
         """Append rows; an id already in the memtable has its old row marked dead.
 
-        ``expires_at``: int64 per row (NO_EXPIRY = never) or None (no row expires)."""
+        ``expires_at``: int64 per row (NO_EXPIRY = never) or None (no row expires); ``sparse``: the
+        rows' sparse vectors per name (None: none)."""
         n = len(ids)
         if n == 0:
             return
@@ -129,6 +135,8 @@ class Memtable:
             self._expires[start : start + n] = expires_at
         elif self._expires is not None:
             self._expires[start : start + n] = NO_EXPIRY
+        if sparse or self.sparse.names:
+            self._bytes += self.sparse.append(start, n, sparse)
         self._alive[start : start + n] = 1
         index = self._index
         replaced = index.keys() & ids if index else ()
@@ -176,7 +184,14 @@ class Memtable:
         }
         if self._expires is not None and self._expires[row] != NO_EXPIRY:
             rec["expires_at"] = int(self._expires[row])
+        sparse = row_dict(self.sparse.view(len(self._ids)), row) if self.sparse.names else None
+        if sparse:
+            rec["sparse_vectors"] = sparse
         return rec
+
+    def sparse_columns(self, rows: np.ndarray) -> dict[str, SparseColumn] | None:
+        """The sparse vectors of the given rows (a flush's, a row moved to another memtable), or None."""
+        return self.sparse.take(rows, len(self._ids)) if self.sparse.names else None
 
     @property
     def expires_at(self) -> np.ndarray | None:
@@ -208,6 +223,7 @@ class Memtable:
             timestamps=self._timestamps,
             expires_at=self._expires,
             graph=self.graph,
+            sparse=self.sparse.view(n) if self.sparse.names else None,
         )
 
     def live_ids_sorted(self, after: str | None = None) -> Iterator[str]:

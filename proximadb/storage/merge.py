@@ -30,6 +30,7 @@ from proximadb.storage import expiry
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.segment import Segment, SegmentData
 from proximadb.storage.segment_writer import DEFAULT_CHUNK_ROWS, RowStream
+from proximadb.storage.sparse_column import scatter
 
 Progress = Callable[[int, int], object]
 
@@ -77,6 +78,7 @@ class MergedRows:
             vectors = np.empty((n, inputs[0].dim), dtype=np.float32)
             timestamps = np.empty(n, dtype=np.int64)
             expires = np.full(n, NO_EXPIRY, dtype=np.int64) if expiring else None
+            sparse_parts = []
             for i in np.unique(seg_of).tolist():
                 seg = inputs[i]
                 at = np.flatnonzero(seg_of == i)
@@ -85,10 +87,12 @@ class MergedRows:
                 timestamps[at] = seg.timestamps[rows]
                 if expires is not None and seg.expires_at is not None:
                     expires[at] = seg.expires_at[rows]
+                if seg.sparse:
+                    sparse_parts.append((at, seg.sparse_columns(rows)))
             pairs = list(zip(seg_of.tolist(), row_of.tolist(), strict=True))
             ids = [inputs[s].ids[r] for s, r in pairs]
             metadata = [inputs[s].metadata[r] for s, r in pairs]
-            yield SegmentData(ids, vectors, metadata, timestamps, expires)
+            yield SegmentData(ids, vectors, metadata, timestamps, expires, scatter(sparse_parts, n))
             if self.progress is not None:
                 self.progress(total_in * b // self.rows, total_in)
 

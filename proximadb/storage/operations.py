@@ -11,6 +11,8 @@ from typing import Union
 
 import numpy as np
 
+from proximadb.storage.sparse_column import SparseColumn
+
 MetadataValue = Union[None, bool, int, float, str, list[str]]  # noqa: UP007
 Metadata = dict[str, MetadataValue]
 
@@ -40,6 +42,9 @@ class InsertOp:
     # Schema v2: (n,) int64 expiry times (µs since the epoch), NO_EXPIRY where a record never
     # expires; None when no record of the batch has one (v1 payloads, most batches).
     expires_at: np.ndarray | None = None
+    # Schema v3: per declared name, a CSR column over the batch's rows (sparse_column.py); None when no
+    # record of the batch has a sparse vector.
+    sparse_vectors: dict[str, SparseColumn] | None = None
 
     op_code = OP_INSERT
 

@@ -1,6 +1,6 @@
 """The query shapes built on top-k search: ``Collection.search_groups`` and ``Collection.recommend``
-(Qdrant's search_groups and recommend APIs), ``hybrid_search`` (:class:`HybridQuery`: a vector and a BM25
-search fused; shared with the cluster's collections, whose two searches each fan out), and the checks of
+(Qdrant's search_groups and recommend APIs), ``hybrid_search`` (:class:`HybridQuery`: any of a vector, a BM25
+and a sparse search fused; shared with the cluster's collections, whose searches each fan out), and the checks of
 ``score_threshold`` and per-request ``oversampling`` that search, search_batch, search_text and hybrid_search
 share.
 
@@ -33,7 +33,7 @@ collection) the answer is the brute-force one; through HNSW as exact as the grap
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -121,40 +121,92 @@ def example_vectors(examples: Sequence[Any], what: str, get_many: Callable[..., 
     return out
 
 
+PARTS = ("vector", "text", "sparse")  # a hybrid query's parts, in the order of its weights
+
+
+def check_sparse_part(sparse: Any) -> tuple[str, Any, Any]:
+    """A hybrid query's sparse part ``{"name", "indices", "values"}`` as (name, indices, values); the values
+    themselves are checked by the sparse search (proximadb/storage/sparse_search.py)."""
+    if not isinstance(sparse, Mapping) or set(sparse) != {"name", "indices", "values"}:
+        raise ValidationError("the sparse part must be an object {\"name\", \"indices\", \"values\"}, not "
+                              f"{sparse!r:.120}")
+    return sparse["name"], sparse["indices"], sparse["values"]
+
+
+def part_depths(depth: Any, present: Sequence[str], k: int, max_k: int) -> dict[str, int]:
+    """Hits taken from each part: ``depth`` an integer for every part, or ``{part: n}`` (a part left out: the
+    default max(k, 100)); each from 1 to ``max_k``."""
+    default = max(k, 100)
+    if isinstance(depth, Mapping):
+        unknown = set(depth) - set(present)
+        if unknown:
+            raise ValidationError(f"depth names part(s) not in the request: {', '.join(sorted(map(str, unknown)))}"
+                                  f" (parts given: {', '.join(present)})")
+        depths = {part: depth.get(part, default) for part in present}
+    else:
+        depths = {part: default if depth is None else depth for part in present}
+    for part, n in depths.items():
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= max_k:
+            raise ValidationError(f"depth of the {part} part must be an integer from 1 to {max_k}, not {n!r}")
+    return depths
+
+
 class HybridQuery:
-    """``hybrid_search`` on top of a collection's ``search`` and ``search_text``: a local Collection's, and a
-    cluster collection's (proximadb/cluster/backend.py, whose two searches each fan out to every shard)."""
+    """``hybrid_search`` on top of a collection's ``search``, ``search_text`` and ``search_sparse``: a local
+    Collection's, and a cluster collection's (proximadb/cluster/backend.py, whose searches each fan out to
+    every shard)."""
 
     options: Any
     search: Callable[..., list[dict[str, Any]]]
     search_text: Callable[..., list[dict[str, Any]]]
+    search_sparse: Callable[..., list[dict[str, Any]]]
 
-    def hybrid_search(self, vector: Any, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
-                      fusion: str = "rrf", weights: list[float] | None = None, rrf_k: float = 60.0,
-                      depth: int | None = None, ef: int | None = None, include_metadata: bool = True,
-                      analyzer: Any = None, score_threshold: float | None = None) -> list[dict[str, Any]]:
-        """A vector search and a text search (top ``depth`` each, default max(k, 100), same filter) fused
-        by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py), weights [vector, text].
-        ``score_threshold``: only fused scores >= it (fused scores are never negative, nor may it be)."""
-        check_k(k, self.options.limits.max_k)
+    def hybrid_search(self, vector: Any = None, text: str | None = None, k: int = 10, *, sparse: Any = None,
+                      filter: dict[str, Any] | str | None = None, fusion: str = "rrf",
+                      weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: Any = None,
+                      ef: int | None = None, include_metadata: bool = True, analyzer: Any = None,
+                      score_threshold: float | None = None) -> list[dict[str, Any]]:
+        """Up to three searches fused by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py): a
+        vector search (``vector``), a BM25 search (``text``) and a sparse search (``sparse``: ``{"name",
+        "indices", "values"}``), those given (at least one), each for its top ``depth`` (an integer for each
+        part, or ``{"vector"|"text"|"sparse": n}``; default max(k, 100)), all with the same filter.
+        ``weights``: one per part given, in the order [vector, text, sparse]. ``score_threshold``: only fused
+        scores >= it (fused scores are never negative, nor may it be)."""
+        max_k = self.options.limits.max_k
+        check_k(k, max_k)
         threshold = check_score_threshold(score_threshold, distance_metric=True)
-        depth = max(k, 100) if depth is None else depth
-        check_k(depth, self.options.limits.max_k)
-        dense = self.search(vector, depth, filter=filter, ef=ef, include_metadata=include_metadata)
-        text_hits = self.search_text(text, depth, filter=filter, include_metadata=include_metadata,
-                                     analyzer=analyzer)
-        fused = fuse_hits(dense, text_hits, k, fusion, weights, rrf_k)
+        present = [part for part, given in zip(PARTS, (vector, text, sparse), strict=True) if given is not None]
+        if not present:
+            raise ValidationError("hybrid_search needs at least one part: vector, text or sparse (none given)")
+        if weights is not None and (isinstance(weights, str | bytes) or not isinstance(weights, Sequence | np.ndarray)
+                                    or len(weights) != len(present)):
+            raise ValidationError(f"weights: one per part given, in the order [{', '.join(present)}]; got "
+                                  f"{weights!r}")
+        depths = part_depths(depth, present, k, max_k)
+        ranked = []
+        if vector is not None:
+            ranked.append(self.search(vector, depths["vector"], filter=filter, ef=ef,
+                                      include_metadata=include_metadata))
+        if text is not None:
+            ranked.append(self.search_text(text, depths["text"], filter=filter, include_metadata=include_metadata,
+                                           analyzer=analyzer))
+        if sparse is not None:
+            name, indices, values = check_sparse_part(sparse)
+            ranked.append(self.search_sparse(name, indices, values, depths["sparse"], filter=filter,
+                                             include_metadata=include_metadata))
+        fused = fuse_hits(ranked, k, fusion, None if weights is None else [float(w) for w in weights], rrf_k)
         return fused if threshold is None else [h for h in fused if h["score"] >= threshold]
 
 
-def fuse_hits(dense: list[dict[str, Any]], text: list[dict[str, Any]], k: int, fusion: str,
-              weights: list[float] | None, rrf_k: float) -> list[dict[str, Any]]:
-    """The two ranked lists fused; each hit keeps the fields of its first appearance, its score the fused one."""
+def fuse_hits(parts: Sequence[list[dict[str, Any]]], k: int, fusion: str, weights: list[float] | None,
+              rrf_k: float) -> list[dict[str, Any]]:
+    """The ranked lists fused; each hit keeps the fields of its first appearance, its score the fused one."""
     by_id: dict[Any, dict[str, Any]] = {}
-    for hit in (*dense, *text):
-        by_id.setdefault(hit["id"], hit)
-    parts = [[(h["id"], float(h["score"])) for h in dense], [(h["id"], float(h["score"])) for h in text]]
-    fused = fuse(fusion, parts, weights=weights, k=rrf_k, limit=k)
+    for part in parts:
+        for hit in part:
+            by_id.setdefault(hit["id"], hit)
+    ranked = [[(h["id"], float(h["score"])) for h in part] for part in parts]
+    fused = fuse(fusion, ranked, weights=weights, k=rrf_k, limit=k)
     out = []
     for hit_id, score in fused:
         hit = {key: value for key, value in by_id[hit_id].items() if key != "distance"}

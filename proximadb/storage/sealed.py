@@ -39,6 +39,7 @@ import numpy as np
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.segment import Segment, SegmentData
+from proximadb.storage.sparse_column import scatter
 
 
 @dataclass(slots=True)
@@ -89,12 +90,15 @@ def gather(job: FlushJob, dim: int) -> Gathered:
     n = len(order)
     ids = [ids_all[j] for j in order.tolist()]
     if len(job.sealed) == 1:  # the usual case: one memtable, no scatter
-        _, vecs, metas, stamps = job.sealed[0].columns(row)
-        return Gathered(SegmentData(ids, vecs, metas, stamps, job.sealed[0].expires_columns(row)), part, row)
+        mt = job.sealed[0]
+        _, vecs, metas, stamps = mt.columns(row)
+        return Gathered(SegmentData(ids, vecs, metas, stamps, mt.expires_columns(row), mt.sparse_columns(row)),
+                        part, row)
     vectors = np.empty((n, dim), dtype=np.float32)
     timestamps = np.empty(n, dtype=np.int64)
     metadata: list[Metadata] = [{}] * n
     expires: np.ndarray | None = None
+    sparse_parts = []
     for i, mt in enumerate(job.sealed):
         pos = np.flatnonzero(part == i)
         if not len(pos):
@@ -104,12 +108,13 @@ def gather(job: FlushJob, dim: int) -> Gathered:
         timestamps[pos] = ts_i
         for p, m in zip(pos.tolist(), meta_i, strict=True):
             metadata[p] = m
+        sparse_parts.append((pos, mt.sparse_columns(row[pos])))
         x = mt.expires_columns(row[pos])
         if x is not None:
             if expires is None:
                 expires = np.full(n, NO_EXPIRY, dtype=np.int64)
             expires[pos] = x
-    return Gathered(SegmentData(ids, vectors, metadata, timestamps, expires), part, row)
+    return Gathered(SegmentData(ids, vectors, metadata, timestamps, expires, scatter(sparse_parts, n)), part, row)
 
 
 def carry_deletions(job: FlushJob, gathered: Gathered, new: Segment) -> int:

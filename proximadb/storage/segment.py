@@ -5,7 +5,7 @@ A segment is a directory ``segments/seg-<id:08d>/`` holding::
     vectors.f32   the float32 vector block, memory-mapped when read
     ids.bin       the row ids, ascending (rows are written in id order); memory-mapped
                   and searched in place (id_table.pyx)
-    meta.avro     metadata + timestamp (+ expires_at since v2) per row: Avro object
+    meta.avro     metadata + timestamp (+ expires_at since v2, + sparse_vectors since v3) per row: Avro object
                   container file, codec lz4, schema proximadb.v<N>.SegmentRow where N
                   is the descriptor's ``schema_version`` (absent: 1, written before v2);
                   older versions are read through Avro schema resolution. The canonical
@@ -13,6 +13,8 @@ A segment is a directory ``segments/seg-<id:08d>/`` holding::
     meta.rows     derived: the metadata, timestamp and expiry columns, memory-mapped and
                   decoded per row on demand (metadata_store.py)
     payload.idx   derived: the payload index of the rows (payload_index_file.py)
+    sparse.idx    derived, v3 segments: the rows' sparse vectors and their postings, memory-mapped
+                  (sparse_index_file.py)
     deletes-<g>.bitmap   generation g of the deletion bitmap (0 = none yet)
     segment.pxdb  the descriptor: a checksummed JSON document (see docfile.py)
                   with rows, dim and, per data file, its size and CRC32C
@@ -77,13 +79,15 @@ import numpy as np
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema, resolving_reader_schema
 from proximadb.errors import CorruptionError
-from proximadb.storage import metadata_store, payload_index_file
+from proximadb.storage import metadata_store, payload_index_file, sparse_index_file
 from proximadb.storage.derived_file import StaleDerivedFile, save_derived
 from proximadb.storage.docfile import fsync_dir, read_doc
 from proximadb.storage.id_table import IdTable
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.placed_file import crc_of
+from proximadb.storage.sparse_column import SparseColumn, columns_from_records, row_dict
+from proximadb.storage.sparse_index_file import SparseIndex
 from proximadb.storage.wal_io import crc32c
 
 VEC_MAGIC = b"PXDBVEC\x01"
@@ -177,6 +181,7 @@ class SegmentData:
     metadata: list[Metadata]
     timestamps: np.ndarray
     expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
+    sparse_vectors: dict[str, SparseColumn] | None = None  # per name over these rows; None: no row has any
 
 
 def write_bitmap(segment_path: Path, generation: int, deleted: np.ndarray) -> Path:
@@ -232,6 +237,8 @@ class Segment:
         if len(self.ids) != self.rows:
             raise CorruptionError(f"{path}: {len(self.ids)} ids for {self.rows} rows")
         self._load_columns(path, verify)
+        # v3: per sparse vector name, the rows' CSR and postings, mapped from sparse.idx
+        self.sparse: dict[str, SparseIndex] = self._load_sparse(path) if self.schema_version >= 3 else {}
         self.deletes_generation = deletes_generation
         if deletes_generation:
             self.deleted = read_bitmap(path / f"deletes-{deletes_generation}.bitmap", self.rows)
@@ -273,6 +280,28 @@ class Segment:
             save_derived(path, lambda: payload_index_file.write_index(
                 path / payload_index_file.FILE_NAME, source_crc, payload))
 
+    def _load_sparse(self, path: Path) -> dict[str, SparseIndex]:
+        """sparse.idx mapped; missing or refused: rebuilt from meta.avro's sparse vectors and saved."""
+        source_crc = int(self.descriptor["files"]["meta.avro"]["crc32c"])
+        target = path / sparse_index_file.FILE_NAME
+        try:
+            return sparse_index_file.load_index(target, source_crc, self.rows)
+        except StaleDerivedFile as why:
+            log.info("segment %s: rebuilding %s from meta.avro (%s)", path, sparse_index_file.FILE_NAME, why)
+        with open(path / "meta.avro", "rb") as f:
+            rows = [cast("dict[str, Any]", rec)["sparse_vectors"] or None for rec in fastavro.reader(f)]
+        if len(rows) != self.rows:
+            raise CorruptionError(f"{path}/meta.avro: {len(rows)} rows, segment has {self.rows}")
+        built = {name: SparseIndex.build(col) for name, col in columns_from_records(rows, self.rows).items()}
+        save_derived(path, lambda: sparse_index_file.write_index(target, source_crc, built))
+        return built
+
+    def sparse_columns(self, rows: np.ndarray) -> dict[str, SparseColumn] | None:
+        """The sparse vectors of the given rows (a compaction's chunk, a row moved to the memtable), or None."""
+        out = {name: sp.column.take(rows) for name, sp in self.sparse.items()}
+        out = {name: col for name, col in out.items() if col.nnz}
+        return out or None
+
     def _decode_meta_avro(self, path: Path) -> tuple[list[Metadata], np.ndarray, np.ndarray | None]:
         """The canonical record, row by row (fastavro): the slow path, taken once per segment."""
         metadata: list[Metadata] = []
@@ -303,6 +332,7 @@ class Segment:
         self.timestamps = np.zeros(0, dtype=np.int64)
         self.expires_at = None
         self.payload = PayloadIndex()
+        self.sparse = {}
 
     def attach_index(self, index: Any, algorithm: str) -> None:
         """Swap in a ready index (one attribute store: searches see the old or the new one)."""
@@ -368,6 +398,10 @@ class Segment:
         }
         if self.expires_at is not None and self.expires_at[row] != NO_EXPIRY:
             rec["expires_at"] = int(self.expires_at[row])
+        if self.sparse:
+            sparse = row_dict({name: sp.column for name, sp in self.sparse.items()}, row)
+            if sparse:
+                rec["sparse_vectors"] = sparse
         return rec
 
     def write_deletions(self, mask: np.ndarray | None = None) -> tuple[int, np.ndarray] | None:

@@ -10,9 +10,9 @@ columns: the size of ``payload.idx``, 16 bytes per number, twice that while a co
 
 The files and their bytes are unchanged: ``vectors.f32``, ``ids.bin``, ``meta.avro`` and
 ``segment.pxdb`` as documented in segment.py, ``meta.rows`` in metadata_store.py,
-``payload.idx`` in payload_index_file.py. A segment written in chunks of any size is byte
-for byte the segment written whole (tests/storage/test_segment_stream.py compares them with
-the writer this one replaced). How each file is streamed:
+``payload.idx`` in payload_index_file.py, ``sparse.idx`` (v3) in sparse_index_file.py. A segment
+written in chunks of any size is byte for byte the segment written whole
+(tests/storage/test_segment_stream.py compares them with the writer this one replaced). How each file is streamed:
 
     vectors.f32  the header (rows and dim are known), then each chunk's rows; CRC as it goes
     ids.bin      each chunk's offsets and UTF-8 ids at their places (the blob starts after the
@@ -24,6 +24,8 @@ the writer this one replaced). How each file is streamed:
     payload.idx  PayloadIndex.add_rows per chunk, sealed at the end; the postings are put back
                  in the order, and rebuilt in the container kinds, a build of the whole segment
                  gives (whole_build_order)
+    sparse.idx   v3: each chunk's sparse columns kept (the non-zeros: the size of the file), joined
+                 per name and indexed at the end (SparseIndex.build)
 
 Everything is written into ``seg-<id>.tmp/`` (intents.new_dir), each file fsynced, the
 directory renamed into place with its PENDING marker; on any error nothing is left behind.
@@ -42,7 +44,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema
-from proximadb.storage import intents, metadata_store, payload_index_file
+from proximadb.storage import intents, metadata_store, payload_index_file, sparse_index_file
 from proximadb.storage.docfile import write_doc
 from proximadb.storage.operations import NO_EXPIRY, expiry_or_none
 from proximadb.storage.payload_index import PayloadIndex
@@ -56,6 +58,8 @@ from proximadb.storage.segment import (
     SegmentData,
     segment_dir_name,
 )
+from proximadb.storage.sparse_column import SparseColumn, row_dict
+from proximadb.storage.sparse_index_file import SparseIndex
 from proximadb.storage.wal_io import crc32c
 
 DEFAULT_CHUNK_ROWS = 8192  # StorageOptions.rewrite_chunk_rows
@@ -80,8 +84,10 @@ class RowStream:
         def chunks() -> Iterator[SegmentData]:
             for a in range(0, rows, chunk_rows):
                 b = min(rows, a + chunk_rows)
+                sparse = None if not data.sparse_vectors else {
+                    name: col.slice(a, b) for name, col in data.sparse_vectors.items()}
                 yield SegmentData(data.ids[a:b], data.vectors[a:b], list(data.metadata[a:b]),
-                                  data.timestamps[a:b], None if expires is None else expires[a:b])
+                                  data.timestamps[a:b], None if expires is None else expires[a:b], sparse)
 
         return cls(rows, dim, has_expiry, chunks())
 
@@ -162,6 +168,13 @@ def whole_build_order(index: PayloadIndex) -> None:
                           [kv for kv in items if kv[0][0] == "s"] + [kv for kv in items if kv[0][0] != "s"]}
 
 
+def _sparse_indexes(chunks: list[tuple[int, dict[str, SparseColumn] | None]]) -> dict[str, SparseIndex]:
+    """Each name's column over the whole segment (chunks without the name: empty rows), indexed."""
+    names = sorted({name for _, cols in chunks for name, col in (cols or {}).items() if col.nnz})
+    return {name: SparseIndex.build(SparseColumn.concat([
+        (cols or {}).get(name) or SparseColumn.empty(n) for n, cols in chunks])) for name in names}
+
+
 def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str, Any], schema_version: int,
                  sync_marker: bytes | None) -> None:
     rows, dim = stream.rows, stream.dim
@@ -170,6 +183,7 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
     columns = metadata_store.ColumnsWriter(tmp / metadata_store.FILE_NAME, rows, stream.has_expiry)
     index = PayloadIndex()
     written = 0
+    sparse_chunks: list[tuple[int, dict[str, SparseColumn] | None]] = []  # (rows, columns) per chunk
 
     def records() -> Iterator[dict[str, Any]]:
         nonlocal written
@@ -186,7 +200,16 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
             index.add_rows(written, chunk.metadata)
             written += n
             stamps = chunk.timestamps.tolist()
-            if schema_version >= 2:
+            if chunk.sparse_vectors and any(col.nnz for col in chunk.sparse_vectors.values()):
+                if schema_version < 3:
+                    raise ValueError("a segment with sparse vectors needs schema version 3 or later")
+            sparse_chunks.append((n, chunk.sparse_vectors))
+            if schema_version >= 3:
+                expires = chunk.expires_at.tolist() if chunk.expires_at is not None else [NO_EXPIRY] * n
+                yield from ({"metadata": m, "timestamp": int(t), "expires_at": expiry_or_none(x),
+                             "sparse_vectors": row_dict(chunk.sparse_vectors, r)}
+                            for r, (m, t, x) in enumerate(zip(chunk.metadata, stamps, expires, strict=True)))
+            elif schema_version >= 2:
                 expires = chunk.expires_at.tolist() if chunk.expires_at is not None else [NO_EXPIRY] * n
                 yield from ({"metadata": m, "timestamp": int(t), "expires_at": expiry_or_none(x)}
                             for m, t, x in zip(chunk.metadata, stamps, expires, strict=True))
@@ -213,6 +236,8 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
     index.seal()
     whole_build_order(index)
     payload_index_file.write_index(tmp / payload_index_file.FILE_NAME, crc, index)
+    if schema_version >= 3:
+        sparse_index_file.write_index(tmp / sparse_index_file.FILE_NAME, crc, _sparse_indexes(sparse_chunks))
     descriptor = {"format": FORMAT_VERSION, "id": segment_id, "rows": rows, "dim": dim, "files": files, **extra,
                   "schema_version": schema_version}
     write_doc(tmp / "segment.pxdb", "segment", descriptor)

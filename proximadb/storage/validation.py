@@ -8,7 +8,8 @@ index and id) and the rule it broke; nothing is written. The same vector rule
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -206,3 +207,16 @@ def query_matrix(vectors: object, dim: int, *, cosine: bool) -> np.ndarray:
         raise DimensionMismatchError(f"query has dimension {q.shape[1]}, the collection has {dim}")
     check_vectors(q, query_label, cosine=cosine)
     return np.ascontiguousarray(q)
+
+
+def check_sparse_names(columns: dict[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
+    """An insert's sparse vectors name only sparse vectors the collection declares (``sparse_vectors`` setting)."""
+    undeclared = sorted(set(columns) - set(declared))
+    if undeclared:
+        known = ", ".join(repr(n) for n in declared) or "none"
+        raise ValidationError(
+            f"sparse vector(s) {', '.join(repr(n) for n in undeclared)} not declared by the collection "
+            f"(declared: {known}; add a name with update_collection(sparse_vectors=...))"
+        )
+    return columns
+

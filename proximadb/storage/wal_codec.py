@@ -29,6 +29,9 @@ with timestamp 0 and those stamps must replay identically::
                | n x i64 timestamps
                | [schema version >= 2: u8 has_expiry | has_expiry ? n x i64 expires_at
                   (µs since the epoch, INT64_MIN = never) : nothing]
+               | [schema version >= 3: u32 names, then per name (sparse vectors, one CSR column):
+                  u32 byte_len | UTF-8 name | (n+1) x i64 row_start | nnz x i32 indices
+                  | nnz x f32 values, nnz = row_start[n]]
                | n x metadata map, each Avro-encoded as VectorRecord.metadata
                  (map<union{null, boolean, long, double, string, array<string>}>),
                  back to back to the end of the body (written and read by
@@ -38,7 +41,7 @@ with timestamp 0 and those stamps must replay identically::
 
 The binary insert body is versioned by the frame's schema version: frames of
 schema version 1 (written before v2 existed) have no expiry byte and replay as
-they always did; new frames are written at CURRENT_SCHEMA_VERSION.
+they always did (frames before v3: no sparse section); new frames are written at CURRENT_SCHEMA_VERSION.
 
 No pickle. Compression (frame flag bit 0) is applied by wal.py to the whole body.
 """
@@ -71,6 +74,7 @@ from proximadb.storage.operations import (
     UpdateOp,
     expiry_or_none,
 )
+from proximadb.storage.sparse_column import SparseColumn, as_columns, row_dict
 
 STRATEGY_AVRO = wal_io.STRATEGY_AVRO
 STRATEGY_BINARY = wal_io.STRATEGY_BINARY
@@ -113,7 +117,7 @@ def encode_op_payload(op: Operation, schema_version: int = CURRENT_SCHEMA_VERSIO
     if isinstance(op, InsertOp):
         _check_insert(op)
         datum = encode_vector_batch(op.ids, op.vectors, op.metadata, op.timestamps, bool(op.upsert),
-                                    op.expires_at, schema_version)
+                                    op.expires_at, schema_version, op.sparse_vectors)
         return encode_frame("vector_insert", datum, schema_version)
     op_type, fields = op_to_datum(op)
     return encode_payload(op_type, fields, schema_version)
@@ -159,6 +163,9 @@ def op_to_datum(op: Operation) -> tuple[str, dict[str, Any]]:
         if op.expires_at is not None:
             for rec, x in zip(records, op.expires_at.tolist(), strict=True):
                 rec["expires_at"] = expiry_or_none(x)
+        if op.sparse_vectors:
+            for i, rec in enumerate(records):
+                rec["sparse_vectors"] = row_dict(op.sparse_vectors, i)
         return "vector_insert", {"upsert": bool(op.upsert), "records": records}
     if isinstance(op, DeleteOp):
         return "vector_delete", {"ids": list(op.ids), "filter": None}
@@ -189,6 +196,7 @@ def datum_to_op(op_type: str, datum: dict[str, Any]) -> Operation:
         else:
             vectors = np.empty((0, 0), dtype=np.float32)
         expires = [r.get("expires_at") for r in records]
+        sparse = as_columns([r.get("sparse_vectors") or None for r in records], n)
         return InsertOp(
             upsert=bool(datum["upsert"]),
             ids=[r["id"] for r in records],
@@ -197,6 +205,7 @@ def datum_to_op(op_type: str, datum: dict[str, Any]) -> Operation:
             timestamps=np.array([r["timestamp"] for r in records], dtype=np.int64),
             expires_at=(np.array([NO_EXPIRY if x is None else x for x in expires], dtype=np.int64)
                         if any(x is not None for x in expires) else None),
+            sparse_vectors=sparse,
         )
     if op_type == "vector_delete":
         if datum.get("filter") is not None:
@@ -251,6 +260,10 @@ def encode(strategy: str | int, op: Operation, payload: Buffer | None = None,
                 parts += [b"\x01", expires]
         elif op.expires_at is not None and bool((op.expires_at != NO_EXPIRY).any()):
             raise ValueError("expires_at needs schema version 2 or later")
+        if schema_version >= 3:
+            parts += _sparse_parts(op.sparse_vectors, n)
+        elif op.sparse_vectors:
+            raise ValueError("sparse_vectors need schema version 3 or later")
         parts.append(metadata)
         return EncodedOp(op_code, schema_version, 0, parts)
     if isinstance(op, DeleteOp):
@@ -261,6 +274,41 @@ def encode(strategy: str | int, op: Operation, payload: Buffer | None = None,
         schemaless_writer(out, op_schema("vector_update", schema_version), _update_datum(op))
         return EncodedOp(op_code, schema_version, 0, [out.getvalue()])
     raise TypeError(f"not a WAL operation: {type(op).__name__}")
+
+
+def _sparse_parts(columns: dict[str, SparseColumn] | None, n: int) -> list[Any]:
+    parts: list[Any] = [_U32.pack(len(columns or {}))]
+    for name, col in (columns or {}).items():
+        if col.row_start.shape != (n + 1,):
+            raise ValueError(f"InsertOp.sparse_vectors[{name!r}] has {col.row_start.shape[0] - 1} rows, expected {n}")
+        encoded = name.encode()
+        parts += [_U32.pack(len(encoded)), encoded, np.ascontiguousarray(col.row_start, dtype="<i8"),
+                  np.ascontiguousarray(col.indices, dtype="<i4"), np.ascontiguousarray(col.values, dtype="<f4")]
+    return parts
+
+
+def _decode_sparse(view: memoryview, pos: int, n: int) -> tuple[dict[str, SparseColumn] | None, int]:
+    (count,) = _U32.unpack_from(view, pos)
+    pos += 4
+    out: dict[str, SparseColumn] = {}
+    for _ in range(count):
+        (name_len,) = _U32.unpack_from(view, pos)
+        pos += 4
+        if pos + name_len + 8 * (n + 1) > len(view):
+            raise MalformedPayloadError("insert body too short for its sparse vectors")
+        name = bytes(view[pos : pos + name_len]).decode()
+        pos += name_len
+        row_start = np.frombuffer(view, dtype="<i8", count=n + 1, offset=pos).astype(np.int64)
+        pos += 8 * (n + 1)
+        nnz = int(row_start[-1])
+        if row_start[0] != 0 or bool((np.diff(row_start) < 0).any()) or pos + 8 * nnz > len(view):
+            raise MalformedPayloadError(f"insert body: sparse vector {name!r} has a bad row_start")
+        indices = np.frombuffer(view, dtype="<i4", count=nnz, offset=pos).astype(np.int32)
+        pos += 4 * nnz
+        values = np.frombuffer(view, dtype="<f4", count=nnz, offset=pos).astype(np.float32)
+        pos += 4 * nnz
+        out[name] = SparseColumn(row_start, indices, values)
+    return out or None, pos
 
 
 def _payload_header(view: memoryview) -> tuple[int, str]:
@@ -343,6 +391,11 @@ def _decode_binary_insert(view: memoryview, schema_version: int = 1) -> InsertOp
                 raise MalformedPayloadError(f"insert body too short for {n} expiry times")
             expires = np.frombuffer(view, dtype="<i8", count=n, offset=pos).astype(np.int64, copy=True)
             pos += 8 * n
+    sparse = None
+    if schema_version >= 3:
+        if pos + 4 > len(view):
+            raise MalformedPayloadError("insert body too short for its sparse vector count")
+        sparse, pos = _decode_sparse(view, pos, n)
     metadata, pos = wal_io.decode_metadata_maps(view, pos, n)
     if pos != len(view):
         raise MalformedPayloadError(f"insert body has {len(view) - pos} trailing bytes")
@@ -353,6 +406,7 @@ def _decode_binary_insert(view: memoryview, schema_version: int = 1) -> InsertOp
         metadata=metadata,
         timestamps=timestamps.astype(np.int64, copy=True),
         expires_at=expires,
+        sparse_vectors=sparse,
     )
 
 

@@ -53,10 +53,25 @@ def rows() -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
     return ids, vectors, metadata
 
 
+def sparse_rows() -> list[dict[str, Any] | None]:
+    """Each row's sparse vectors: "kw" on most rows (random values, so no two scores tie), "tag" on some."""
+    rng = np.random.default_rng(22)
+    out: list[dict[str, Any] | None] = []
+    for i in range(ROWS):
+        own: dict[str, Any] = {}
+        if i % 6 != 1:
+            idx = np.sort(rng.choice(64, size=int(rng.integers(1, 9)), replace=False))
+            own["kw"] = {"indices": idx.tolist(), "values": rng.uniform(0.1, 3.0, size=idx.size).tolist()}
+        if i % 4 == 0:
+            own["tag"] = {"indices": [int(i % 5)], "values": [1.0 + i / 1000]}
+        out.append(own or None)
+    return out
+
+
 def load(db: Any, name: str, metric: str, **placement: Any) -> None:
     ids, vectors, metadata = rows()
-    db.create_collection(name, DIM, distance_metric=metric, **placement)
-    db.insert_vectors(name, ids=ids, vectors=vectors, metadatas=metadata)
+    db.create_collection(name, DIM, distance_metric=metric, sparse_vectors={"kw": {}, "tag": {}}, **placement)
+    db.insert_vectors(name, ids=ids, vectors=vectors, metadatas=metadata, sparse_vectors=sparse_rows())
     db.delete_vectors(name, ids=DELETED)  # deleted rows weigh nothing in BM25's statistics
     db.update_vector(name, "r5", metadata={"document": "apple apple apple banana", "topic": "t0"}, replace=True)
 
@@ -158,6 +173,22 @@ def calls(name: str) -> list[tuple[str, Callable[[Any], Any]]]:
         ]
     out += [("hybrid bad vector", lambda c: c.hybrid_search(name, np.ones(DIM + 1), "apple")),
             ("hybrid bad fusion", lambda c: c.hybrid_search(name, q, "apple", fusion="max"))]
+    kw = {"name": "kw", "indices": [3, 10, 17, 40, 63], "values": [1.0, 0.5, 2.0, 1.5, 0.75]}
+    out += [
+        ("sparse", lambda c: c.search_sparse(name, "kw", kw["indices"], kw["values"], k=10)),
+        ("sparse deep", lambda c: c.search_sparse(name, "kw", list(range(64)), [1.0] * 64, k=ROWS)),
+        ("sparse filtered", lambda c: c.search_sparse(name, "kw", kw["indices"], kw["values"], k=7,
+                                                      filter={"topic": "t2"}, include_metadata=False)),
+        ("sparse threshold", lambda c: c.search_sparse(name, "tag", [1, 2], [1.0, 2.0], k=50, score_threshold=1.5)),
+        ("sparse unknown name", lambda c: c.search_sparse(name, "nope", [1], [1.0])),
+        ("sparse unsorted", lambda c: c.search_sparse(name, "kw", [5, 1], [1.0, 1.0])),
+        ("sparse k=0", lambda c: c.search_sparse(name, "kw", [1], [1.0], k=0)),
+        ("hybrid sparse + text", lambda c: c.hybrid_search(name, text="apple cherry", sparse=kw, k=10)),
+        ("hybrid all three", lambda c: c.hybrid_search(name, q, "banana", k=8, sparse=kw, fusion="dbsf",
+                                                       weights=[0.2, 0.3, 0.5], filter={"even": True},
+                                                       depth={"sparse": 40})),
+        ("hybrid no part", lambda c: c.hybrid_search(name, k=3)),
+    ]
     return out
 
 
@@ -171,6 +202,9 @@ def test_every_query_answers_as_one_node(cluster: DevCluster, embedded: Any, met
         got = outcome(lambda c=call: c(client))
         same(got, want, label)
     assert outcome(lambda: embedded.search_text(name, "apple", k=50))[1], "the data gives the text search hits"
+    assert len(embedded.search_sparse(name, "kw", list(range(64)), [1.0] * 64, k=ROWS)) > ROWS // 2  # sparse hits
+    assert outcome(lambda: embedded.hybrid_search(name, text="apple cherry", k=10, sparse={
+        "name": "kw", "indices": [3, 10], "values": [1.0, 1.0]}))[0] == "ok"
 
 
 def test_text_search_scores_with_the_whole_collections_statistics(cluster: DevCluster, embedded: Any) -> None:

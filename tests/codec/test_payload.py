@@ -20,13 +20,15 @@ from proximadb.codec.payload import decode_payload, encode_insert, encode_payloa
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, op_schema
 from proximadb.errors import (
     DimensionMismatchError,
+    InvalidVectorError,
     MalformedPayloadError,
     UnknownOperationError,
     UnsupportedSchemaVersionError,
     ValidationError,
 )
 
-PAYLOAD_ERRORS = (MalformedPayloadError, UnsupportedSchemaVersionError, UnknownOperationError, DimensionMismatchError)
+PAYLOAD_ERRORS = (MalformedPayloadError, UnsupportedSchemaVersionError, UnknownOperationError, DimensionMismatchError,
+                  InvalidVectorError)
 
 METADATA = {"genre": "jazz", "year": 1959, "score": 4.5, "live": False, "tags": ["modal", "cool"], "gone": None}
 
@@ -187,7 +189,7 @@ def test_encode_insert_refuses_bad_input(
         ("vector_search", {"queries": [[1.0]], "k": 2**40}, r"SearchRequest.k is <1099511627776>"),
         ("vector_search", {"queries": [[1.0]], "k": 1, "typo": 1}, "more fields than the schema"),
         ("vector_delete", {"ids": ["a"], "filter": 5}, r"VectorDelete.filter is <5>"),
-        ("vector_update", {"updates": [{"id": "a"}], "timestamp": 0}, r"expected record proximadb.v2.MetadataPatch"),
+        ("vector_update", {"updates": [{"id": "a"}], "timestamp": 0}, r"expected record proximadb.v3.MetadataPatch"),
         ("vector_delete", ["a"], "must be a dict"),
     ],
 )
@@ -201,7 +203,7 @@ def test_encode_payload_unknown_op_and_version() -> None:
     with pytest.raises(UnknownOperationError):
         encode_payload("vector_explode", {})
     with pytest.raises(UnsupportedSchemaVersionError):
-        encode_payload("vector_delete", {"ids": []}, schema_version=3)
+        encode_payload("vector_delete", {"ids": []}, schema_version=4)
 
 
 def zigzag(value: int) -> bytes:

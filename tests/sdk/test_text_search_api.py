@@ -100,7 +100,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("hybrid_search", {"vector": [1.0] * DIM, "text": "fox", "k": 3, "rrf_k": -1.0}, "rrf_k"),
     ("hybrid_search", {"vector": [1.0] * DIM, "text": "fox", "k": 3, "depth": 0}, "depth"),
     ("hybrid_search", {"vector": [1.0] * (DIM + 1), "text": "fox", "k": 3}, "dimension"),
-    ("hybrid_search", {"vector": [1.0] * DIM, "text": None, "k": 3}, "text"),
+    ("hybrid_search", {"vector": None, "text": None, "k": 3}, "at least one part"),
+    ("hybrid_search", {"vector": [1.0] * DIM, "text": 7, "k": 3}, "text"),
 ]
 
 
@@ -157,7 +158,8 @@ def test_raw_rest_and_grpc_refusals(daemon: Daemon) -> None:
         ("search_text", {"k": 3}, "text"),
         ("search_text", {"text": "fox", "bogus": 1}, "bogus"),
         ("search_text", {"text": "fox", "include_metadata": "yes"}, "include_metadata"),
-        ("hybrid_search", {"text": "fox"}, "vector"),
+        ("hybrid_search", {"k": 3}, "at least one part"),
+        ("hybrid_search", {"text": "fox", "vector": "x"}, "vector"),
         ("hybrid_search", {"vector": [1, 2, 3, 4], "text": "fox", "fusion": "sum"}, "fusion"),
         ("hybrid_search", {"vector": [1, 2, 3, 4], "text": "fox", "weights": [1, 2, 3]}, "weights"),
         ("hybrid_search", {"vector": [1, 2, 3, 4], "text": "fox", "ef": True}, "ef"),

@@ -32,14 +32,14 @@ def _vecs(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_versions_and_schemas() -> None:
-    assert schemas.SUPPORTED_SCHEMA_VERSIONS == (1, 2)
-    assert schemas.CURRENT_SCHEMA_VERSION == 2
+    assert schemas.SUPPORTED_SCHEMA_VERSIONS == (1, 2, 3)
+    assert schemas.CURRENT_SCHEMA_VERSION == 3
     v1 = [f["name"] for f in schemas.record_schema("VectorRecord", 1)["fields"]]
     v2 = [f["name"] for f in schemas.record_schema("VectorRecord", 2)["fields"]]
     assert v1 == ["id", "vector", "metadata", "timestamp"] and v2 == [*v1, "expires_at"]
     assert "expires_at" in [f["name"] for f in schemas.record_schema("SegmentRow", 2)["fields"]]
     with pytest.raises(errors.UnsupportedSchemaVersionError):
-        schemas.op_schema("vector_insert", 3)
+        schemas.op_schema("vector_insert", 4)
 
 
 def test_fastavro_resolution_reads_v1_as_v2() -> None:
@@ -74,7 +74,7 @@ def test_cython_codec_both_versions_match_fastavro() -> None:
     with pytest.raises(errors.ValidationError, match="schema version 2"):
         encode_vector_batch(ids, vecs, expires_at=expires, schema_version=1)
     with pytest.raises(errors.UnsupportedSchemaVersionError):
-        decode_vector_batch(v1, DIM, schema_version=3)
+        decode_vector_batch(v1, DIM, schema_version=4)
 
 
 def test_bad_expiry_union_index_is_malformed() -> None:
@@ -88,14 +88,14 @@ def test_payload_frames_carry_the_version() -> None:
     recs = [{"id": "a", "vector": [1.0] * DIM, "expires_at": 99}, {"id": "b", "vector": [2.0] * DIM}]
     frame = encode_insert(recs)
     version, op, batch = decode_payload(frame)
-    assert (version, op) == (2, "vector_insert") and batch.expires_at.tolist() == [99, NO_EXPIRY]
+    assert (version, op) == (3, "vector_insert") and batch.expires_at.tolist() == [99, NO_EXPIRY]
     v1 = encode_insert([{"id": "a", "vector": [1.0] * DIM}], schema_version=1)
     assert struct.unpack_from("<I", v1)[0] == 1
     assert decode_payload(v1)[2].expires_at is None
     with pytest.raises(errors.ValidationError):
         encode_insert(recs, schema_version=1)
     with pytest.raises(errors.UnsupportedSchemaVersionError):
-        decode_payload(struct.pack("<I", 3) + v1[4:])
+        decode_payload(struct.pack("<I", 4) + v1[4:])
 
 
 @pytest.mark.parametrize("strategy", ["avro", "binary"])
@@ -103,14 +103,15 @@ def test_wal_codec_round_trips_expiry(strategy: str) -> None:
     op = InsertOp(False, ["a", "b"], _vecs(2), [{}, {"k": "v"}], np.array([5, 6], dtype=np.int64),
                   np.array([NO_EXPIRY, 42], dtype=np.int64))
     enc = wal_codec.encode(strategy, op)
-    assert enc.schema_version == 2
+    assert enc.schema_version == schemas.CURRENT_SCHEMA_VERSION
     body = b"".join(bytes(memoryview(p).cast("B")) for p in enc.parts)
     back = wal_codec.decode(wal_codec.strategy_code(strategy), op.op_code, enc.schema_version, enc.flags, body)
     assert back.expires_at.tolist() == [NO_EXPIRY, 42] and back.ids == ["a", "b"]
     plain = InsertOp(False, ["a"], _vecs(1), [{}], np.array([5], dtype=np.int64))
     enc = wal_codec.encode(strategy, plain)
     body = b"".join(bytes(memoryview(p).cast("B")) for p in enc.parts)
-    assert wal_codec.decode(wal_codec.strategy_code(strategy), 1, 2, enc.flags, body).expires_at is None
+    back = wal_codec.decode(wal_codec.strategy_code(strategy), 1, enc.schema_version, enc.flags, body)
+    assert back.expires_at is None
 
 
 def test_v1_binary_insert_body_still_decodes() -> None:
@@ -137,11 +138,11 @@ def test_engine_stores_and_returns_expires_at(tmp_path: Path, strategy: str) -> 
         assert col.get("a")["expires_at"] == FAR + 1000
         hits = col.search(vecs[2], k=1)
         assert hits[0]["id"] == "c" and hits[0]["expires_at"] == FAR + 2000
-        assert engine.get_collection("c")["schema_version"] == 2
+        assert engine.get_collection("c")["schema_version"] == schemas.CURRENT_SCHEMA_VERSION
     with Engine.open(tmp_path, **opts) as engine:  # WAL replay + v2 segment
         col = engine.collection("c")
         assert [col.get(i).get("expires_at") for i in "abc"] == [FAR + 1000, None, FAR + 2000]
-        assert all(s.schema_version == 2 for s in col.segments)
+        assert all(s.schema_version == schemas.CURRENT_SCHEMA_VERSION for s in col.segments)
         col.flush()
         col.compact()
         assert len(col.segments) == 1
@@ -174,8 +175,8 @@ def _connect(daemon: Daemon, protocol: str) -> proximadb.ProximaDBClient:
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
 def test_negotiation_and_old_clients(daemon: Daemon, protocol: str) -> None:
     with _connect(daemon, protocol) as client:
-        assert client.health()["schema_versions"] == [1, 2]
-        assert client.schema_version == 2
+        assert client.health()["schema_versions"] == [1, 2, 3]
+        assert client.schema_version == 3
         name = f"neg-{protocol}"
         client.create_collection(name, DIM, distance_metric="euclidean")
         client.insert_vectors(name, [{"id": "new", "vector": [1.0] * DIM, "expires_at": FAR}])  # far future: visible
@@ -189,7 +190,7 @@ def test_negotiation_and_old_clients(daemon: Daemon, protocol: str) -> None:
             assert old.get_vector(name, "old2")["id"] == "old2"
             with pytest.raises(errors.ValidationError):
                 old.insert_vectors(name, [{"id": "x", "vector": [1.0] * DIM, "expires_at": 1}])
-    with mock.patch("proximadb.sdk.calls.SUPPORTED_SCHEMA_VERSIONS", (3,)):
+    with mock.patch("proximadb.sdk.calls.SUPPORTED_SCHEMA_VERSIONS", (4,)):
         with pytest.raises(errors.UnsupportedSchemaVersionError):
             _connect(daemon, protocol)
 
@@ -200,6 +201,6 @@ def test_unsupported_version_payload_is_refused(daemon: Daemon, protocol: str) -
         name = f"v3-{protocol}"
         client.create_collection(name, DIM)
         frame = encode_insert(ids=["a"], vectors=_vecs(1), schema_version=1)
-        bad = struct.pack("<I", 3) + frame[4:]
+        bad = struct.pack("<I", 4) + frame[4:]
         with pytest.raises(errors.UnsupportedSchemaVersionError):
             client._transport.insert_payload(name, bad)

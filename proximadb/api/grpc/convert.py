@@ -35,9 +35,11 @@ from proximadb.service.requests import (
     GetVectors,
     HybridSearch,
     Scroll,
+    SearchSparse,
     SearchText,
     UpdateCollection,
 )
+from proximadb.storage.sparse_column import row_dict
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -118,9 +120,10 @@ def create_request(req: pb.CreateCollectionRequest) -> CreateCollection:
     for key in CLUSTER_SETTINGS:
         if req.HasField(key):
             settings[key] = getattr(req, key)
-    text_analyzer = parse_json(req.text_analyzer_json, "text_analyzer_json")
-    if text_analyzer is not None:
-        settings["text_analyzer"] = text_analyzer
+    for key in ("text_analyzer", "sparse_vectors"):
+        value = parse_json(getattr(req, key + "_json"), key + "_json")
+        if value is not None:
+            settings[key] = value
     return CreateCollection(req.name, req.dimension, settings)
 
 
@@ -139,6 +142,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
         raise ValidationError(f"default_ttl_seconds must be a positive integer of seconds or None, not {ttl!r}")
     index_params = settings.get("index_params")
     text_analyzer = settings.get("text_analyzer")
+    sparse_vectors = settings.get("sparse_vectors")
     return build(
         pb.CreateCollectionRequest,
         "collection body",
@@ -152,6 +156,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
         default_ttl_seconds=ttl,
         **{key: _count(settings[key], key) for key in CLUSTER_SETTINGS if settings.get(key) is not None},
         text_analyzer_json=None if text_analyzer is None else dump_json(text_analyzer, "text_analyzer"),
+        sparse_vectors_json=None if sparse_vectors is None else dump_json(sparse_vectors, "sparse_vectors"),
     )
 
 
@@ -188,6 +193,8 @@ def collection_to_proto(info: Mapping[str, Any]) -> pb.CollectionInfo:
         msg.placement.add(nodes=list(holders))
     if info.get("text_analyzer") is not None:
         msg.text_analyzer_json = json.dumps(info["text_analyzer"], separators=(",", ":"))
+    if info.get("sparse_vectors"):
+        msg.sparse_vectors_json = json.dumps(info["sparse_vectors"], separators=(",", ":"))
     return msg
 
 
@@ -209,6 +216,7 @@ def collection_from_proto(msg: pb.CollectionInfo) -> dict[str, Any]:
     }
     if msg.text_analyzer_json:
         out["text_analyzer"] = json.loads(msg.text_analyzer_json)
+    out["sparse_vectors"] = json.loads(msg.sparse_vectors_json) if msg.sparse_vectors_json else {}
     if msg.HasField("vector_count"):
         out["vector_count"] = msg.vector_count
     for key in ("shards", "replication_factor", "epoch"):  # cluster mode
@@ -363,11 +371,13 @@ def records_version(requested: int) -> int:
 
 
 def records_from_bytes(datum: bytes, *, include_vectors: bool, schema_version: int = 1) -> list[dict[str, Any]]:
-    """A VectorBatch datum -> record dicts ``{"id", "vector"?, "metadata", "timestamp", "expires_at"?}``."""
+    """A VectorBatch datum -> record dicts ``{"id", "vector"?, "metadata", "timestamp", "expires_at"?,
+    "sparse_vectors"?}`` (v3: ``{name: {"indices", "values"}}``, only on records that have some)."""
     batch = decode_vector_batch(datum, -1, schema_version)
     with_vectors = include_vectors and batch.dim > 0
     vectors = batch.vectors
     expires = batch.expires_at
+    sparse = getattr(batch, "sparse_vectors", None)
     out = []
     for i, (record_id, metadata) in enumerate(zip(batch.ids, batch.metadata, strict=True)):
         rec: dict[str, Any] = {"id": record_id}
@@ -377,6 +387,10 @@ def records_from_bytes(datum: bytes, *, include_vectors: bool, schema_version: i
         rec["timestamp"] = int(batch.timestamps[i])
         if expires is not None and expires[i] != NO_EXPIRY:
             rec["expires_at"] = int(expires[i])
+        if sparse:
+            own = row_dict(sparse, i)
+            if own:
+                rec["sparse_vectors"] = own
         out.append(rec)
     return out
 
@@ -386,13 +400,17 @@ def records_from_proto(msg: pb.RecordsResponse, *, include_vectors: bool) -> tup
     return records, (msg.next_cursor if msg.HasField("next_cursor") else None)
 
 
-# ---------------------------------------------------------------- text and hybrid search (JSON request bodies)
+# ---------------------------------------------------------------- text, sparse and hybrid search (JSON request bodies)
 def search_text_request(req: pb.JsonSearchRequest) -> SearchText:
     return SearchText.from_json(parse_json(req.request_json, "request_json"))
 
 
 def hybrid_search_request(req: pb.JsonSearchRequest) -> HybridSearch:
     return HybridSearch.from_json(parse_json(req.request_json, "request_json"))
+
+
+def search_sparse_request(req: pb.JsonSearchRequest) -> SearchSparse:
+    return SearchSparse.from_json(parse_json(req.request_json, "request_json"))
 
 
 def json_search_request(collection: str, body: Mapping[str, Any]) -> pb.JsonSearchRequest:

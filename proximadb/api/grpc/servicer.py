@@ -227,6 +227,11 @@ class ProximaDBServicer(pb_grpc.ProximaDBServicer):
         hits = self.service.hybrid_search(request.collection, convert.hybrid_search_request(request))
         return convert.hits_to_proto(hits)
 
+    @_rpc
+    def SearchSparse(self, request: pb.JsonSearchRequest, context: Context) -> pb.HitsResponse:  # noqa: N802
+        hits = self.service.search_sparse(request.collection, convert.search_sparse_request(request))
+        return convert.hits_to_proto(hits)
+
     # ------------------------------------------------------------ reads
     @_rpc
     def Get(self, request: pb.GetRequest, context: Context) -> pb.RecordsResponse:  # noqa: N802

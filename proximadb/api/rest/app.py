@@ -34,6 +34,7 @@ from proximadb.api.rest.text_search import (
     HybridSearchResource,
     RecommendResource,
     SearchGroupsResource,
+    SearchSparseResource,
     SearchTextResource,
 )
 from proximadb.api.rest.vectors import (
@@ -69,6 +70,7 @@ ROUTES: tuple[tuple[str, Callable[[UnifiedAvroService], Any]], ...] = (
     ("/collections/{collection}/vectors/{id:path}", VectorResource),
     ("/collections/{collection}/search", SearchResource),
     ("/collections/{collection}/search/batch", SearchBatchResource),
+    ("/collections/{collection}/search/sparse", SearchSparseResource),
     ("/collections/{collection}/search_text", SearchTextResource),
     ("/collections/{collection}/hybrid_search", HybridSearchResource),
     ("/collections/{collection}/search_groups", SearchGroupsResource),

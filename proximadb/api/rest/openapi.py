@@ -11,6 +11,7 @@ from typing import Any
 
 from proximadb.consistency import LEVELS, SESSION_HEADER
 from proximadb.idempotency import REQUEST_ID_HEADER
+from proximadb.limits import MAX_SPARSE_NNZ, SPARSE_NAME_PATTERN
 from proximadb.storage.catalog import MAX_TTL_SECONDS
 from proximadb.storage.validation import MAX_TIMESTAMP_US
 
@@ -98,6 +99,19 @@ _THRESHOLD = {"type": ["number", "null"], "description": "only hits at least thi
 _OVERSAMPLING = {"type": ["number", "null"], "minimum": 1, "maximum": 100, "description": "quantized collections: "
                  "rescore about k x this many candidates (at least the collection's setting); ignored otherwise"}
 _TIME = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_US}  # storage/validation.py
+# named sparse vectors (storage/catalog.py declares them; storage/sparse_column.py states the rules)
+_SPARSE_NAME = {"type": "string", "pattern": f"^{SPARSE_NAME_PATTERN.strip('^$')}$"}
+_SPARSE_DECLARED = {"type": "object", "propertyNames": _SPARSE_NAME, "description": "the sparse vectors records "
+                    "may carry, by name: {name: {}} (settings reserved: modifier \"none\"); names can be added, "
+                    "not removed",
+                    "additionalProperties": {"type": "object", "additionalProperties": False,
+                                             "properties": {"modifier": {"enum": ["none"]}}}}
+_SPARSE_QUERY = {
+    "name": {**_SPARSE_NAME, "description": "a sparse vector name the collection declares"},
+    "indices": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+                "maxItems": MAX_SPARSE_NNZ, "description": "strictly increasing"},
+    "values": {"type": "array", "items": {"type": "number"}, "maxItems": MAX_SPARSE_NNZ,
+               "description": "finite, as many as indices"}}
 _CONSISTENCY = {"type": "string", "enum": list(LEVELS), "default": "bounded", "description": "cluster mode: what "
                 "the read must see (proximadb/consistency.py); one node meets every level"}
 
@@ -135,6 +149,7 @@ SCHEMAS: dict[str, Any] = {
             "replication_factor": {"type": "integer", "minimum": 1,
                                    "description": "cluster mode; default min(3, live nodes); one node accepts only 1"},
             "text_analyzer": _ANALYZER,
+            "sparse_vectors": _SPARSE_DECLARED,
         },
     },
     "CollectionUpdate": {
@@ -142,13 +157,14 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]}, "index_params": _INDEX_PARAMS,
                        "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
                        "description": {"type": ["string", "null"]}, "default_ttl_seconds": _TTL,
-                       "text_analyzer": _ANALYZER},
+                       "text_analyzer": _ANALYZER, "sparse_vectors": _SPARSE_DECLARED},
     },
     "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "uuid": {"type": "string"},
                                                     "dimension": {"type": "integer"},
                                                     "vector_count": {"type": "integer"},
                                                     "default_ttl_seconds": _TTL,
-                                                    "text_analyzer": _ANALYZER}},
+                                                    "text_analyzer": _ANALYZER,
+                                                    "sparse_vectors": _SPARSE_DECLARED}},
     "CollectionStats": {"type": "object", "description": "statistics of the collection's storage", "properties": {
         "status": {"type": "string", "enum": ["green", "yellow"],
                    "description": "green: every live row is searched through an index and no build is queued"},
@@ -176,9 +192,17 @@ SCHEMAS: dict[str, Any] = {
     "VectorInput": {"type": "object", "required": ["vector"], "properties": {
         "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"),
         "timestamp": {**_TIME, "description": "µs since the epoch; 0 (default): the server's time"},
-        "expires_at": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_TIMESTAMP_US}}},
+        "expires_at": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_TIMESTAMP_US},
+        "sparse_vectors": _ref("SparseVectors")}},
     "Record": {"type": "object", "required": ["id", "metadata", "timestamp"], "properties": {
-        "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"), "timestamp": {"type": "integer"}}},
+        "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"), "timestamp": {"type": "integer"},
+        "sparse_vectors": _ref("SparseVectors")}},
+    "SparseVector": {"type": "object", "required": ["indices", "values"], "additionalProperties": False,
+                     "properties": {"indices": _SPARSE_QUERY["indices"], "values": _SPARSE_QUERY["values"]}},
+    "SparseVectors": {"type": ["object", "null"], "propertyNames": _SPARSE_NAME,
+                      "additionalProperties": _ref("SparseVector"),
+                      "description": "a record's sparse vectors by name (each a declared one); a record without "
+                                     "any has none in get/scroll answers"},
     "InsertResult": {"type": "object", "properties": {"count": {"type": "integer"},
                                                       "ids": {"type": "array", "items": {"type": "string"}}}},
     "DeleteResult": {"type": "object", "properties": {"deleted": {"type": "integer"}, "updated": {"type": "integer"}}},
@@ -186,7 +210,8 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
         "metadata": _ref("Metadata"), "vector": _FLOATS}},
     "TextHit": {"type": "object", "required": ["id", "score"], "properties": {
-        "id": {"type": "string"}, "score": {"type": "number", "description": "BM25 or fused score, higher is better"},
+        "id": {"type": "string"},
+        "score": {"type": "number", "description": "BM25, dot product or fused score, higher is better"},
         "metadata": _ref("Metadata"), "expires_at": {"type": "integer"}}},
     "SearchOptions": {"type": "object", "properties": {
         "k": {"type": "integer", "minimum": 1, "default": 10}, "filter": _FILTER,
@@ -241,14 +266,23 @@ _TEXT_OPTIONS = {
     "consistency": _CONSISTENCY,
 }
 _SEARCH_TEXT = {"type": "object", "required": ["text"], "additionalProperties": False, "properties": _TEXT_OPTIONS}
-_HYBRID = {"type": "object", "required": ["vector", "text"], "additionalProperties": False, "properties": {
+_SEARCH_SPARSE = {"type": "object", "required": ["name", "indices", "values"], "additionalProperties": False,
+                  "properties": {**{key: v for key, v in _TEXT_OPTIONS.items() if key != "text"}, **_SPARSE_QUERY,
+                                 "score_threshold": {"type": ["number", "null"],
+                                                     "description": "only dot products >= it"}}}
+_DEPTH = {"type": ["integer", "null"], "minimum": 1}
+_HYBRID = {"type": "object", "additionalProperties": False,
+           "description": "at least one part of vector, text and sparse", "properties": {
     **_TEXT_OPTIONS, "vector": _FLOATS,
+    "sparse": {"type": "object", "required": ["name", "indices", "values"], "additionalProperties": False,
+               "properties": _SPARSE_QUERY, "description": "a sparse search's query"},
     "fusion": {"type": "string", "enum": ["rrf", "dbsf", "relative_score"], "default": "rrf"},
-    "weights": {"type": ["array", "null"], "items": {"type": "number", "minimum": 0}, "minItems": 2, "maxItems": 2,
-                "description": "[vector, text]"},
+    "weights": {"type": ["array", "null"], "items": {"type": "number", "minimum": 0}, "minItems": 1, "maxItems": 3,
+                "description": "one per part given, in the order [vector, text, sparse]"},
     "rrf_k": {"type": "number", "minimum": 0, "default": 60},
-    "depth": {"type": ["integer", "null"], "minimum": 1, "description": "hits taken from each search (default "
-              "max(k, 100))"},
+    "depth": {"oneOf": [_DEPTH, {"type": "object", "additionalProperties": False, "properties": {
+        "vector": _DEPTH, "text": _DEPTH, "sparse": _DEPTH}}],
+              "description": "hits taken from each search (default max(k, 100)), or per part"},
     "ef": {"type": ["integer", "null"], "minimum": 1}}}
 _SHAPE_OPTIONS = {
     "filter": _FILTER, "score_threshold": _THRESHOLD, "include_vectors": {"type": "boolean", "default": False},
@@ -398,6 +432,11 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op("k nearest neighbours of each query", {"type": "array", "items": _HITS},
                     body=_body(_SEARCH_BATCH, avro="vector_search"), avro_result=True, params=_AVRO_SEARCH_PARAMS),
     },
+    "/collections/{collection}/search/sparse": {
+        "parameters": [_COLLECTION],
+        "post": _op("exact top-k by dot product over a named sparse vector, best first", _TEXT_HITS,
+                    body=_body(_SEARCH_SPARSE), params=[_SESSION]),
+    },
     "/collections/{collection}/search_text": {
         "parameters": [_COLLECTION],
         "post": _op("BM25 full-text search over the records' 'document' metadata text, best first", _TEXT_HITS,
@@ -405,7 +444,8 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/collections/{collection}/hybrid_search": {
         "parameters": [_COLLECTION],
-        "post": _op("a vector search and a text search fused (rrf, dbsf, relative_score), best first", _TEXT_HITS,
+        "post": _op("up to three searches fused (a vector, a text, a sparse search; rrf, dbsf, relative_score), "
+                    "best first", _TEXT_HITS,
                     body=_body(_HYBRID), params=[_SESSION]),
     },
     "/collections/{collection}/search_groups": {
