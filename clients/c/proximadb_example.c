@@ -82,7 +82,8 @@ static buf_t read_file(const char *path) {
 
 /* The text of schemas/v<N>/<file>.avsc with every reference to a record of
  * another file ("proximadb.v<N>.VectorRecord") replaced, the first time, by that
- * file's text: one self-contained schema for avro_schema_from_json. */
+ * file's text: one self-contained schema for avro_schema_from_json. Passes repeat
+ * until none inlines anything (an inlined record may refer to a third file's). */
 static buf_t schema_text(const char *root, int version, const char *file) {
     char path[4096], pattern[4096];
     snprintf(path, sizeof path, "%s/v%d/%s.avsc", root, version, file);
@@ -90,7 +91,12 @@ static buf_t schema_text(const char *root, int version, const char *file) {
     snprintf(pattern, sizeof pattern, "%s/v%d/*.avsc", root, version);
     glob_t g;
     if (glob(pattern, 0, NULL, &g) != 0) fail("no schemas match %s", pattern);
+    char *inlined = calloc(g.gl_pathc, 1);
+    if (!inlined) fail("out of memory");
+    for (int changed = 1; changed;) {
+    changed = 0;
     for (size_t f = 0; f < g.gl_pathc; f++) {
+        if (inlined[f]) continue;
         buf_t other = read_file(g.gl_pathv[f]);
         const char *name = strstr(other.data, "\"name\"");
         char ref[512], rec[256] = "";
@@ -105,9 +111,13 @@ static buf_t schema_text(const char *root, int version, const char *file) {
             buf_add(&out, at + strlen(ref), text.len - (size_t)(at - text.data) - strlen(ref));
             free(text.data);
             text = out;
+            inlined[f] = 1;
+            changed = 1;
         }
         free(other.data);
     }
+    }
+    free(inlined);
     globfree(&g);
     return text;
 }

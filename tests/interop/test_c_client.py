@@ -10,6 +10,7 @@ from _daemon import Daemon
 from _interop import REPO, SCHEMAS, build_or_skip, check_against_sdk, only_v1_schemas, run_client
 
 import proximadb
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 
 PACKAGES = "gcc libc6-dev pkg-config libavro-dev libcurl4-openssl-dev"
 NEEDS = ["cc", "pkg-config", "/usr/include/avro.h", "/usr/include/x86_64-linux-gnu/curl/curl.h"]
@@ -25,9 +26,9 @@ def _run(c_client: Path, daemon: Daemon, collection: str, schemas: Path = SCHEMA
 
 
 def test_c_client_inserts_and_searches_like_the_sdk(c_client: Path, daemon: Daemon) -> None:
-    done = _run(c_client, daemon, "c_v2")
+    done = _run(c_client, daemon, "c_current")
     assert done.returncode == 0, done.stderr
-    check_against_sdk(daemon, "c_v2", done.stdout, version=2)
+    check_against_sdk(daemon, "c_current", done.stdout, version=CURRENT_SCHEMA_VERSION)
 
 
 def test_c_client_speaks_schema_v1(c_client: Path, daemon: Daemon, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from _daemon import Daemon
 from _interop import REPO, SCHEMAS, build_or_skip, check_against_sdk, only_v1_schemas, run_client
 
 import proximadb
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 
 PACKAGES = ("golang-go golang-github-linkedin-goavro-dev golang-google-grpc-dev "
             "protobuf-compiler golang-goprotobuf-dev")
@@ -28,9 +29,9 @@ def _run(go_client: Path, daemon: Daemon, collection: str, schemas: Path = SCHEM
 
 
 def test_go_client_inserts_and_searches_like_the_sdk(go_client: Path, daemon: Daemon) -> None:
-    done = _run(go_client, daemon, "go_v2")
+    done = _run(go_client, daemon, "go_current")
     assert done.returncode == 0, done.stderr
-    check_against_sdk(daemon, "go_v2", done.stdout, version=2)
+    check_against_sdk(daemon, "go_current", done.stdout, version=CURRENT_SCHEMA_VERSION)
 
 
 def test_go_client_speaks_schema_v1(go_client: Path, daemon: Daemon, tmp_path: Path) -> None:
