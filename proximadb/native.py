@@ -13,6 +13,7 @@ from pathlib import Path
 COMPILED_MODULES = (
     "proximadb.codec.framing",
     "proximadb.codec.avro_batch",
+    "proximadb.codec.avro_batch_encode",
     "proximadb.codec.avro_check",
     "proximadb.codec.avro_search",
     "proximadb.storage.wal_io",
