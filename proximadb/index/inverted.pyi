@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 SCORINGS: tuple[str, ...]
+MAXSCORE_TERMS: int
 
 class InvertedIndex:
     term_start: npt.NDArray[np.int64]
@@ -25,8 +26,10 @@ class InvertedIndex:
     def document_frequency(self, term_ids: npt.ArrayLike) -> npt.NDArray[np.int64]: ...
     def search(self, term_ids: npt.ArrayLike, weights: npt.ArrayLike, k: int, *, scoring: str = "bm25",
                k1: float = 1.5, b: float = 0.75, avg_length: float | None = None,
-               allowed: npt.ArrayLike | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+               allowed: npt.ArrayLike | None = None, maxscore: bool = True,
+               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def term_bounds(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
     def search_batch(self, term_ids: Sequence[npt.ArrayLike], weights: Sequence[npt.ArrayLike], k: int, *,
                      scoring: str = "bm25", k1: float = 1.5, b: float = 0.75, avg_length: float | None = None,
-                     allowed: npt.ArrayLike | None = None, threads: int = 0,
+                     allowed: npt.ArrayLike | None = None, threads: int = 0, maxscore: bool = True,
                      ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...

@@ -29,17 +29,32 @@ time into a per-query accumulator, with the GIL released:
 Only rows with ``allowed[row] != 0`` (when a mask is given) that share at least one term with
 the query are candidates: a row sharing none is not a hit, whatever its score would be. The best ``k`` are returned by score,
 descending; ties go to the smaller row, so results are deterministic.
+
+"dot" with at most ``MAXSCORE_TERMS`` query terms (and no filter that allows fewer than
+``MAXSCORE_MIN_ALLOWED`` of the rows) is scored document at a time with MaxScore
+pruning instead (Turtle & Flood): each term's largest possible contribution (its weight times
+the largest, or for a negative weight the smallest, value in its postings: ``term_hi``/``term_lo``,
+computed once per index at its first such search; contributions below 0 count as 0) orders the
+terms; once the k-th best score so far (``theta``) exceeds the summed bounds of the smallest few,
+those terms are "non-essential": a row found only in them cannot enter the top k, so rows are
+enumerated from the essential terms' postings only, and a non-essential term's postings are
+skipped to the row at hand (galloping search; post_row is ascending) only while the row can still
+reach ``theta``. The answer is the same rows as term at a time (bounds are compared with a
+relative slack of 1e-6, so float rounding never prunes a row that ties); a score is summed in
+double and rounded to float32 once, where term at a time sums in float32.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int32_t, int64_t, uint8_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t
+from libc.stdlib cimport calloc, free, malloc, qsort
 
 import numpy as np
 
 from proximadb.errors import ValidationError
 
 SCORINGS = ("bm25", "dot")
+MAXSCORE_TERMS = 256  # "dot" queries with more terms are scored term at a time (a row's candidates scan every term)
+MAXSCORE_MIN_ALLOWED = 0.05  # and so are those whose filter allows fewer than this fraction of the rows
 
 
 cdef struct hit:
@@ -133,6 +148,116 @@ cdef int64_t score_one(const int64_t[::1] term_start, const int32_t[::1] post_ro
     return kept
 
 
+cdef struct qterm:
+    double bound  # the term's largest contribution to a score, >= 0
+    double weight
+    int64_t pos  # cursor into the term's postings
+    int64_t end
+
+
+cdef int by_bound(const void *a, const void *b) noexcept nogil:
+    cdef double x = (<const qterm *>a).bound, y = (<const qterm *>b).bound
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef inline int64_t seek(const int32_t[::1] post_row, int64_t lo, int64_t end, int32_t row) noexcept nogil:
+    """The first position in [lo, end) whose row is >= ``row`` (end when none): galloping, then halving."""
+    cdef int64_t step = 1, hi, mid
+    if lo >= end or post_row[lo] >= row:
+        return lo
+    while lo + step < end and post_row[lo + step] < row:
+        lo += step
+        step <<= 1
+    hi = lo + step if lo + step < end else end
+    while hi - lo > 1:  # post_row[lo] < row; post_row[hi] >= row, or hi == end
+        mid = (lo + hi) >> 1
+        if post_row[mid] < row:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+cdef int64_t score_dot_maxscore(const int64_t[::1] term_start, const int32_t[::1] post_row,
+                                const float[::1] post_value, const float *term_hi, const float *term_lo,
+                                const int32_t *terms, const float *weights, int64_t nq, const uint8_t *allowed,
+                                qterm *qs, double *cum, hit *top, int64_t k) noexcept nogil:
+    """One "dot" query by MaxScore (see the module's documentation) into ``top`` (sorted best first on
+    return); ``qs``/``cum`` hold ``nq`` entries. Returns how many were kept."""
+    cdef int64_t n_terms = term_start.shape[0] - 1
+    cdef int64_t n = 0, i, e = 0, kept = 0
+    cdef int32_t t, row
+    cdef double w, bound, score, theta = 0.0, slack = 0.0
+    cdef bint full = False, pruned
+    cdef hit x, tmp
+    for i in range(nq):
+        t = terms[i]
+        if t < 0 or t >= n_terms or term_start[t] == term_start[t + 1]:
+            continue
+        w = weights[i]
+        bound = w * term_hi[t] if w >= 0 else w * term_lo[t]
+        qs[n].bound = bound if bound > 0 else 0.0
+        qs[n].weight = w
+        qs[n].pos = term_start[t]
+        qs[n].end = term_start[t + 1]
+        n += 1
+    qsort(qs, n, sizeof(qterm), by_bound)
+    bound = 0.0
+    for i in range(n):
+        bound += qs[i].bound
+        cum[i] = bound
+    while True:
+        row = INT32_MAX
+        for i in range(e, n):  # the next row of any essential term
+            if qs[i].pos < qs[i].end and post_row[qs[i].pos] < row:
+                row = post_row[qs[i].pos]
+        if row == INT32_MAX:
+            break
+        score = 0.0
+        for i in range(e, n):
+            if qs[i].pos < qs[i].end and post_row[qs[i].pos] == row:
+                score += qs[i].weight * post_value[qs[i].pos]
+                qs[i].pos += 1
+        if allowed != NULL and allowed[row] == 0:
+            continue
+        pruned = False
+        i = e - 1
+        while i >= 0:  # non-essential terms, largest bound first, while the row can still reach theta
+            if full and score + cum[i] < theta - slack:
+                pruned = True
+                break
+            qs[i].pos = seek(post_row, qs[i].pos, qs[i].end, row)
+            if qs[i].pos < qs[i].end and post_row[qs[i].pos] == row:
+                score += qs[i].weight * post_value[qs[i].pos]
+            i -= 1
+        if pruned:
+            continue
+        x.score = <float>score
+        x.row = row
+        if kept < k:
+            heap_push(top, kept, x)
+            kept += 1
+        elif worse(top[0], x):
+            top[0] = x
+            heap_sift_down(top, kept, 0)
+        else:
+            continue
+        if kept == k:
+            full = True
+            theta = top[0].score
+            slack = 1e-6 * (theta if theta > 0 else -theta)
+            while e < n and cum[e] < theta - slack:
+                e += 1
+    i = kept  # heap -> sorted best first
+    while i > 1:
+        i -= 1
+        tmp = top[0]
+        top[0] = top[i]
+        top[i] = tmp
+        heap_sift_down(top, i, 0)
+    return kept
+
+
 def _own_array(arr, dtype):
     """arr as a read-only C-contiguous array of dtype that no one can change later: the scorer reads
     it without the GIL, trusting the bounds checked once. Memory read-only all the way down (a derived
@@ -174,6 +299,7 @@ cdef class InvertedIndex:
     cdef readonly int64_t n_rows
     cdef readonly int64_t n_terms
     cdef readonly double avg_length
+    cdef object _bounds  # (term_hi, term_lo) float32[n_terms]: made at the first "dot" search
 
     def __init__(self, term_start, post_row, post_value, row_length):
         self.term_start = _own_array(term_start, np.int64)
@@ -259,6 +385,22 @@ cdef class InvertedIndex:
             arr.flags.writeable = False  # ours alone: the constructor need not copy them
         return InvertedIndex(term_start, post_row, post_value, lengths)
 
+    def term_bounds(self):
+        """(term_hi, term_lo): each term's largest and smallest value in its postings (0 for a term with
+        none), as float32[n_terms]; MaxScore's bounds, made once."""
+        if self._bounds is None:
+            starts = np.asarray(self.term_start)
+            values = np.asarray(self.post_value)
+            hi = np.zeros(self.n_terms, dtype=np.float32)
+            lo = np.zeros(self.n_terms, dtype=np.float32)
+            used = starts[1:] > starts[:self.n_terms]
+            if used.any():
+                firsts = starts[:self.n_terms][used]
+                hi[used] = np.maximum.reduceat(values, firsts)
+                lo[used] = np.minimum.reduceat(values, firsts)
+            self._bounds = (hi, lo)
+        return self._bounds
+
     def document_frequency(self, term_ids):
         """How many rows contain each term (0 for a term unknown here)."""
         terms = np.asarray(term_ids, dtype=np.int64)
@@ -269,15 +411,17 @@ cdef class InvertedIndex:
         return out
 
     def search(self, term_ids, weights, int64_t k, *, str scoring="bm25", double k1=1.5, double b=0.75,
-               avg_length=None, allowed=None):
+               avg_length=None, allowed=None, bint maxscore=True):
         """The best ``k`` rows for one query: (rows int64, scores float32), best first."""
         rows, scores, counts = self.search_batch([term_ids], [weights], k, scoring=scoring, k1=k1, b=b,
-                                                 avg_length=avg_length, allowed=allowed, threads=1)
+                                                 avg_length=avg_length, allowed=allowed, threads=1,
+                                                 maxscore=maxscore)
         return rows[0, :counts[0]], scores[0, :counts[0]]
 
     def search_batch(self, term_ids, weights, int64_t k, *, str scoring="bm25", double k1=1.5, double b=0.75,
-                     avg_length=None, allowed=None, int threads=0):
+                     avg_length=None, allowed=None, int threads=0, bint maxscore=True):
         """Many queries (a list of term-id arrays and one of weight arrays) over OpenMP threads.
+        ``maxscore=False``: "dot" term at a time too (the same rows; for comparisons).
 
         Returns (rows int64[nq, k], scores float32[nq, k], counts int64[nq]): query q's hits are the
         first counts[q] of its row, best first (the rest is -1 / 0)."""
@@ -329,6 +473,24 @@ cdef class InvertedIndex:
         cdef uint8_t *seen = NULL
         cdef int32_t *touched = NULL
         cdef hit *top = NULL
+        cdef qterm *qs = NULL
+        cdef double *cum = NULL
+        cdef int64_t longest = 0
+        cdef const float[::1] t_hi
+        cdef const float[::1] t_lo
+        cdef const float *hi_ptr = NULL
+        cdef const float *lo_ptr = NULL
+        cdef int pruning = maxscore and scoring == "dot" and self.n_terms > 0
+        if pruning:
+            longest = int(np.diff(offsets).max()) if nq else 0
+            pruning = longest <= MAXSCORE_TERMS
+        if pruning and allowed is not None and self.n_rows:
+            # few rows allowed: theta stays low, nothing is pruned, and term at a time reads less per row
+            pruning = np.count_nonzero(mask) >= MAXSCORE_MIN_ALLOWED * self.n_rows
+        if pruning:
+            t_hi, t_lo = self.term_bounds()
+            hi_ptr = &t_hi[0]
+            lo_ptr = &t_lo[0]
         failed = np.zeros(1, dtype=np.int32)
         cdef int32_t[::1] failed_v = failed
         cdef const int32_t *qterms
@@ -341,11 +503,21 @@ cdef class InvertedIndex:
         nthreads = <int>min(nthreads, nq)
         with nogil, parallel(num_threads=nthreads):
             # per thread, once: the accumulator is left all zero by every query
-            acc = <float *>calloc(n_rows + 1, sizeof(float))
-            seen = <uint8_t *>calloc(n_rows + 1, sizeof(uint8_t))
-            touched = <int32_t *>malloc((n_rows + 1) * sizeof(int32_t))
+            acc = NULL  # every per-thread pointer is set here (a thread's private copy starts undefined)
+            seen = NULL
+            touched = NULL
+            qs = NULL
+            cum = NULL
             top = <hit *>malloc(kk * sizeof(hit))
-            if acc == NULL or seen == NULL or touched == NULL or top == NULL:
+            if pruning:  # per query: its terms and their bounds' running sums
+                qs = <qterm *>malloc((longest + 1) * sizeof(qterm))
+                cum = <double *>malloc((longest + 1) * sizeof(double))
+            else:  # per query: an accumulator over the rows
+                acc = <float *>calloc(n_rows + 1, sizeof(float))
+                seen = <uint8_t *>calloc(n_rows + 1, sizeof(uint8_t))
+                touched = <int32_t *>malloc((n_rows + 1) * sizeof(int32_t))
+            if top == NULL or (pruning and (qs == NULL or cum == NULL)) or (
+                    not pruning and (acc == NULL or seen == NULL or touched == NULL)):
                 failed_v[0] = 1  # a shared flag (a variable assigned here would be thread-private)
             else:
                 for q in prange(nq, schedule="dynamic"):
@@ -354,8 +526,12 @@ cdef class InvertedIndex:
                     if off[q + 1] > off[q]:
                         qterms = &qt[off[q]]
                         qweights = &qw[off[q]]
-                    kept = score_one(ts, pr, pv, rl, qterms, qweights, off[q + 1] - off[q], bm25, k1, b, avg,
-                                     mask_ptr, acc, seen, touched, top, kk)
+                    if pruning:
+                        kept = score_dot_maxscore(ts, pr, pv, hi_ptr, lo_ptr, qterms, qweights, off[q + 1] - off[q],
+                                                  mask_ptr, qs, cum, top, kk)
+                    else:
+                        kept = score_one(ts, pr, pv, rl, qterms, qweights, off[q + 1] - off[q], bm25, k1, b, avg,
+                                         mask_ptr, acc, seen, touched, top, kk)
                     counts_v[q] = kept
                     for j in range(kept):
                         rows_v[q, j] = top[j].row
@@ -364,6 +540,8 @@ cdef class InvertedIndex:
             free(seen)
             free(touched)
             free(top)
+            free(qs)
+            free(cum)
         if failed[0]:
             raise MemoryError("inverted index search: out of memory for the per-query accumulator")
         return rows, scores, counts

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proximadb.errors import ValidationError
-from proximadb.index.inverted import InvertedIndex
+from proximadb.index.inverted import MAXSCORE_TERMS, InvertedIndex
 from proximadb.text.analyzer import ENGLISH_STOP_WORDS, Analyzer
 from proximadb.text.bm25 import Bm25Index, CorpusStats, idf
 
@@ -81,22 +81,55 @@ def test_bm25_search_is_the_reference_top_k(docs: list[list[int]], query: list[i
     check_top(rows, scores, reference, k)
 
 
-@settings(max_examples=200, deadline=None)
-@given(docs=st.lists(st.dictionaries(st.integers(0, N_TERMS - 1), st.floats(-3, 3, width=32), max_size=6),
-                     min_size=1, max_size=30),
+@settings(max_examples=300, deadline=None)
+@given(docs=st.lists(st.dictionaries(st.integers(0, N_TERMS - 1),
+                                     st.one_of(st.floats(-3, 3, width=32), st.sampled_from([0.5, 1.0, 2.0])),
+                                     max_size=6),
+                     min_size=1, max_size=60),
        query=st.dictionaries(st.integers(0, N_TERMS - 1), st.floats(-3, 3, width=32), max_size=5),
-       k=st.integers(1, 6))
+       k=st.integers(1, 6), maxscore=st.booleans(), masked=st.booleans(), data=st.data())
 def test_sparse_dot_product_search_is_the_reference_top_k(docs: list[dict[int, float]], query: dict[int, float],
-                                                           k: int) -> None:
+                                                           k: int, maxscore: bool, masked: bool,
+                                                           data: st.DataObject) -> None:
+    """Both scorers (MaxScore and term at a time) give the reference top k, with and without a filter."""
     starts = np.zeros(len(docs) + 1, dtype=np.int64)
     starts[1:] = np.cumsum([len(d) for d in docs])
     terms = np.asarray([t for d in docs for t in d], dtype=np.int32)
     values = np.asarray([v for d in docs for v in d.values()], dtype=np.float32)
     index = InvertedIndex.build_weighted(starts, terms, values, N_TERMS)
-    rows, scores = index.search(list(query), list(query.values()), k, scoring="dot")
+    allowed = np.asarray(data.draw(st.lists(st.booleans(), min_size=len(docs), max_size=len(docs))),
+                         dtype=np.uint8) if masked else None
+    rows, scores = index.search(list(query), list(query.values()), k, scoring="dot", allowed=allowed,
+                                maxscore=maxscore)
     reference = {r: sum(w * d[t] for t, w in query.items() if t in d)
-                 for r, d in enumerate(docs) if any(t in d for t in query)}
+                 for r, d in enumerate(docs) if any(t in d for t in query) and (allowed is None or allowed[r])}
     check_top(rows, scores, reference, k)
+
+
+def test_maxscore_answers_as_term_at_a_time_on_skewed_postings() -> None:
+    """Zipf-like terms (long postings for common ones, the case MaxScore prunes), BM25-like weights, a filter
+    or none, batches on threads: the same rows as term at a time, scores within float rounding; queries longer
+    than MAXSCORE_TERMS and filters allowing under MAXSCORE_MIN_ALLOWED of the rows take term at a time."""
+    rng = np.random.default_rng(11)
+    n_rows, n_terms = 20_000, 3_000
+    p = 1 / np.arange(1, n_terms + 1) ** 0.9
+    docs = [np.unique(rng.choice(n_terms, int(rng.integers(1, 40)), p=p / p.sum())) for _ in range(n_rows)]
+    starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
+    index = InvertedIndex.build_weighted(starts, np.concatenate(docs).astype(np.int32),
+                                         rng.random(int(starts[-1])).astype(np.float32), n_terms)
+    queries = [np.unique(rng.choice(n_terms, int(rng.integers(1, 12)), p=p / p.sum())) for _ in range(200)]
+    queries.append(np.arange(MAXSCORE_TERMS + 1))
+    weights = [np.log(n_rows / (1 + index.document_frequency(q))).astype(np.float32) for q in queries]
+    for fraction in (None, 0.5, 0.01):
+        allowed = None if fraction is None else (rng.random(n_rows) < fraction).astype(np.uint8)
+        pruned = index.search_batch(queries, weights, 10, scoring="dot", allowed=allowed, threads=2)
+        plain = index.search_batch(queries, weights, 10, scoring="dot", allowed=allowed, threads=2, maxscore=False)
+        assert (pruned[2] == plain[2]).all() and (pruned[0] == plain[0]).all()
+        np.testing.assert_allclose(pruned[1], plain[1], rtol=1e-5, atol=1e-6)
+    hi, lo = index.term_bounds()
+    for t in (0, 7, n_terms - 1):
+        values = index.post_value[index.term_start[t]:index.term_start[t + 1]]
+        assert (hi[t], lo[t]) == ((values.max(), values.min()) if len(values) else (0, 0))
 
 
 def test_a_batch_on_many_threads_equals_one_query_at_a_time() -> None:
