@@ -14,7 +14,8 @@ Each part is scored term at a time by the compiled inverted index (``index/inver
 count) and matching the filter, by the same planner as vector and text search (filter_plan.py). A
 row is a candidate only when it shares at least one index with the query (a row sharing none scores
 0 and is not a hit), so the answer is exact: the ``k`` best candidates of every part, merged by
-(score descending, id). No pruning yet (MaxScore/WAND): every posting of the query's indices is read.
+(score descending, id). The kernel prunes by MaxScore (rows that cannot reach the part's k-th best
+are skipped; see inverted.pyx), which changes no answer.
 """
 
 from __future__ import annotations
