@@ -109,7 +109,7 @@ def _check_target(target: int) -> None:
     if target != CURRENT_SCHEMA_VERSION:
         raise ValidationError(
             f"migration writes the current schema version ({CURRENT_SCHEMA_VERSION}) only; "
-            f"downgrading to {target} is not supported"
+            f"{target} is not a target (run without --to-schema-version, or with {CURRENT_SCHEMA_VERSION})"
         )
 
 
