@@ -54,7 +54,8 @@ from proximadb.errors import ValidationError
 
 SCORINGS = ("bm25", "dot")
 MAXSCORE_TERMS = 256  # "dot" queries with more terms are scored term at a time (a row's candidates scan every term)
-MAXSCORE_MIN_ALLOWED = 0.05  # and so are those whose filter allows fewer than this fraction of the rows
+MAXSCORE_MIN_ALLOWED = 0.3  # and so are those whose filter allows fewer than this fraction of the rows (measured:
+# on debian-packages BM25 vectors MaxScore is slower than term at a time below ~30%, faster above)
 
 
 cdef struct hit:
@@ -213,13 +214,16 @@ cdef int64_t score_dot_maxscore(const int64_t[::1] term_start, const int32_t[::1
                 row = post_row[qs[i].pos]
         if row == INT32_MAX:
             break
+        if allowed != NULL and allowed[row] == 0:  # filtered out: only step past it
+            for i in range(e, n):
+                if qs[i].pos < qs[i].end and post_row[qs[i].pos] == row:
+                    qs[i].pos += 1
+            continue
         score = 0.0
         for i in range(e, n):
             if qs[i].pos < qs[i].end and post_row[qs[i].pos] == row:
                 score += qs[i].weight * post_value[qs[i].pos]
                 qs[i].pos += 1
-        if allowed != NULL and allowed[row] == 0:
-            continue
         pruned = False
         i = e - 1
         while i >= 0:  # non-essential terms, largest bound first, while the row can still reach theta

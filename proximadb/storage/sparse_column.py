@@ -153,6 +153,11 @@ def check_vector(indices: Any, values: Any, where: str) -> tuple[np.ndarray, np.
         raise InvalidVectorError(f"{where}: {idx.shape[0]} non-zeros, more than the limit of {MAX_SPARSE_NNZ}")
     idx64 = idx.astype(np.int64)
     if idx64.size:
+        val32 = val.astype(np.float32)
+        # the usual case in a few calls (strictly increasing: the first is the least, the last the largest)
+        if idx64[0] >= 0 and idx64[-1] <= 2**31 - 1 and np.isfinite(val32).all() and (
+                idx64.shape[0] == 1 or (idx64[1:] > idx64[:-1]).all()):
+            return idx64.astype(np.int32), val32
         bad = np.flatnonzero(idx64 < 0)
         if bad.size:
             p = int(bad[0])
@@ -174,7 +179,6 @@ def check_vector(indices: Any, values: Any, where: str) -> tuple[np.ndarray, np.
         if bad.size:
             p = int(bad[0])
             raise InvalidVectorError(f"{where}: value {val[p]} at position {p} is not finite")
-        val32 = val.astype(np.float32)
         if not bool(np.all(np.isfinite(val32))):
             p = int(np.flatnonzero(~np.isfinite(val32))[0])
             raise InvalidVectorError(f"{where}: value {val[p]} at position {p} does not fit a float32")
