@@ -40,11 +40,12 @@ those terms are "non-essential": a row found only in them cannot enter the top k
 enumerated from the essential terms' postings only, and a non-essential term's postings are
 skipped to the row at hand (galloping search; post_row is ascending) only while the row can still
 reach ``theta``. The answer is the same rows as term at a time (bounds are compared with a
-relative slack of 1e-6, so float rounding never prunes a row that ties); a score is summed in
-double and rounded to float32 once, where term at a time sums in float32.
+relative slack of 1e-6, so float rounding never prunes a row that ties). Both sum a score in
+double and round it to float32 once, clamped to float32's range (a score is never inf or NaN).
 """
 
 from cython.parallel cimport parallel, prange
+from libc.float cimport FLT_MAX
 from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t
 from libc.stdlib cimport calloc, free, malloc, qsort
 
@@ -66,6 +67,16 @@ cdef struct hit:
 cdef inline bint worse(hit a, hit b) noexcept nogil:
     """a ranks below b: lower score, or the same score and a larger row."""
     return a.score < b.score or (a.score == b.score and a.row > b.row)
+
+
+cdef inline float to_score(double s) noexcept nogil:
+    """A score summed in double as the float32 it is returned as; beyond float32's range it is the
+    largest float32 of its sign, never inf (sums of finite float32 products are finite in double)."""
+    if s > FLT_MAX:
+        return FLT_MAX
+    if s < -FLT_MAX:
+        return -FLT_MAX
+    return <float>s
 
 
 cdef void heap_sift_down(hit *h, int64_t n, int64_t i) noexcept nogil:
@@ -99,7 +110,7 @@ cdef void heap_push(hit *h, int64_t n, hit x) noexcept nogil:
 cdef int64_t score_one(const int64_t[::1] term_start, const int32_t[::1] post_row, const float[::1] post_value,
                        const float[::1] row_length, const int32_t *terms, const float *weights, int64_t nq,
                        int bm25, double k1, double b, double avg_length, const uint8_t *allowed,
-                       float *acc, uint8_t *seen, int32_t *touched, hit *top, int64_t k) noexcept nogil:
+                       double *acc, uint8_t *seen, int32_t *touched, hit *top, int64_t k) noexcept nogil:
     """Score one query into ``acc``/``seen`` (all zero on entry, left all zero), keep the best ``k`` in
     ``top`` (sorted best first on return); returns how many were kept."""
     cdef int64_t n_terms = term_start.shape[0] - 1
@@ -124,12 +135,12 @@ cdef int64_t score_one(const int64_t[::1] term_start, const int32_t[::1] post_ro
                 touched[ntouched] = row
                 ntouched += 1
             if bm25:
-                acc[row] += <float>(w * v / (v + norm + slope * row_length[row]))
+                acc[row] += <double>w * v / (v + norm + slope * row_length[row])
             else:
-                acc[row] += w * v
+                acc[row] += <double>w * v
     for i in range(ntouched):
         row = touched[i]
-        x.score = acc[row]
+        x.score = to_score(acc[row])
         x.row = row
         acc[row] = 0
         seen[row] = 0
@@ -236,7 +247,7 @@ cdef int64_t score_dot_maxscore(const int64_t[::1] term_start, const int32_t[::1
             i -= 1
         if pruned:
             continue
-        x.score = <float>score
+        x.score = to_score(score)
         x.row = row
         if kept < k:
             heap_push(top, kept, x)
@@ -473,7 +484,7 @@ cdef class InvertedIndex:
         cdef int bm25 = scoring == "bm25"
         cdef int nthreads = threads if threads > 0 else 0
         cdef int64_t n_rows = self.n_rows, j, kept
-        cdef float *acc = NULL
+        cdef double *acc = NULL
         cdef uint8_t *seen = NULL
         cdef int32_t *touched = NULL
         cdef hit *top = NULL
@@ -517,7 +528,7 @@ cdef class InvertedIndex:
                 qs = <qterm *>malloc((longest + 1) * sizeof(qterm))
                 cum = <double *>malloc((longest + 1) * sizeof(double))
             else:  # per query: an accumulator over the rows
-                acc = <float *>calloc(n_rows + 1, sizeof(float))
+                acc = <double *>calloc(n_rows + 1, sizeof(double))
                 seen = <uint8_t *>calloc(n_rows + 1, sizeof(uint8_t))
                 touched = <int32_t *>malloc((n_rows + 1) * sizeof(int32_t))
             if top == NULL or (pruning and (qs == NULL or cum == NULL)) or (

@@ -134,7 +134,7 @@ class LogApplyPath(CollectionState):
         _version, op_type, value = decode_payload(payload, expected_dim=self.dim)
         if isinstance(value, DecodedBatch):
             op = value.to_insert_op()
-            self._check_insert(op, now)
+            self._check_insert(op, now, applying=True)
             if not op.ids:
                 return None
             if not op.upsert:

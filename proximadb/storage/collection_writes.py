@@ -58,9 +58,12 @@ class WritePath(CollectionState):
         self._require_open().wait_durable(seq)
         return list(op.ids)
 
-    def _check_insert(self, op: InsertOp, now: int | None) -> bool:
+    def _check_insert(self, op: InsertOp, now: int | None, *, applying: bool = False) -> bool:
         """Check a batch and stamp it at ``now`` (µs): a timestamp of 0 becomes ``now``, the collection's
         default TTL counts from it. False when the stamping changed what the client's payload says.
+        ``applying`` (a cluster log entry): its sparse names are not checked against this replica's settings
+        (the node that took the write checked them against the shard map; a name just added there reaches
+        this replica's settings at its next sync, and an entry is applied once: refusing it would lose it).
 
         Live writes pass None, the clock; a log entry applied in cluster mode passes the entry's log time, so
         every replica stamps the same values (collection_apply.py)."""
@@ -76,7 +79,9 @@ class WritePath(CollectionState):
         check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
         if op.sparse_vectors:
-            op.sparse_vectors = check_sparse_names(check_columns(op.sparse_vectors, n), self.config.sparse_vectors)
+            op.sparse_vectors = check_columns(op.sparse_vectors, n)
+            if not applying:
+                check_sparse_names(op.sparse_vectors, self.config.sparse_vectors)
         sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)  # compiled; -1: ask the Python rule
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)

@@ -138,7 +138,7 @@ def check_vector(indices: Any, values: Any, where: str) -> tuple[np.ndarray, np.
     try:
         idx = np.asarray(indices)
         val = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidVectorError(f"{where}: indices and values must be lists of numbers ({exc})") from None
     if idx.ndim != 1 or val.ndim != 1:
         raise InvalidVectorError(f"{where}: indices and values must be flat lists")
@@ -151,6 +151,8 @@ def check_vector(indices: Any, values: Any, where: str) -> tuple[np.ndarray, np.
         raise InvalidVectorError(f"{where}: {idx.shape[0]} indices but {val.shape[0]} values (they must match)")
     if idx.shape[0] > MAX_SPARSE_NNZ:
         raise InvalidVectorError(f"{where}: {idx.shape[0]} non-zeros, more than the limit of {MAX_SPARSE_NNZ}")
+    if idx.dtype.kind == "u" and idx.size and int(idx.max()) > 2**31 - 1:  # before int64 could wrap it
+        raise InvalidVectorError(f"{where}: indices must be below 2**31")
     idx64 = idx.astype(np.int64)
     if idx64.size:
         val32 = val.astype(np.float32)
@@ -248,8 +250,13 @@ def check_columns(columns: Mapping[str, SparseColumn], n: int) -> SparseColumns:
         check_name(name, "sparse_vectors")
         if not isinstance(col, SparseColumn):
             raise ValidationError(f"sparse_vectors[{name!r}] must be a SparseColumn, got {type(col).__name__}")
+        raw = np.asarray(col.indices)
+        if raw.size and (raw.dtype.kind not in "iu" or int(raw.min()) < -(2**31) or int(raw.max()) > 2**31 - 1):
+            # checked before the int32 cast, which would wrap or truncate them silently (negatives: below)
+            raise InvalidVectorError(f"sparse_vectors[{name!r}]: indices must be integers from 0 to 2**31 - 1, "
+                                     f"got {raw.dtype} from {raw.min()} to {raw.max()}")
         rs = np.ascontiguousarray(col.row_start, dtype=np.int64)
-        idx = np.ascontiguousarray(col.indices, dtype=np.int32)
+        idx = np.ascontiguousarray(raw, dtype=np.int32)
         val = np.ascontiguousarray(col.values, dtype=np.float32)
         if rs.shape != (n + 1,) or rs[0] != 0 or int(rs[-1]) != idx.shape[0] or idx.shape != val.shape:
             raise ValidationError(f"sparse_vectors[{name!r}]: row_start must have {n + 1} entries from 0 to nnz, "

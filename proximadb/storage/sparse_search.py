@@ -5,9 +5,10 @@ reads is derived:
 
 - a **segment**'s rows and postings per name come from its ``sparse.idx`` (sparse_index_file.py,
   memory-mapped at open, rebuilt from ``meta.avro`` when in doubt);
-- the **memtable** (and a sealed memtable a flush is writing) is indexed per query from the
-  snapshot's CSR (:class:`proximadb.storage.sparse_index_file.SparseIndex.build`): correct at every
-  instant, at a cost proportional to its non-zeros, as text search does for BM25.
+- the **memtable** (and a sealed memtable a flush is writing) is indexed from the snapshot's CSR
+  (:class:`proximadb.storage.sparse_index_file.SparseIndex.build`) and the index kept until the
+  memtable has more rows (rows are only appended): correct at every instant; a search after a write
+  pays a build proportional to the memtable's non-zeros, as text search does for BM25.
 
 Each part is scored term at a time by the compiled inverted index (``index/inverted.pyx``, scoring
 "dot", GIL released) with the part's allowed rows inside: alive now (deleted and expired rows never
@@ -67,6 +68,11 @@ class SparseSearchPath(TextSearchPath):
             alive = expiry.alive_mask(seg.alive(), seg.expires_at, now).astype(bool)
             plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False)
             self._score_part(scored, seg, index, self._allowed(alive, plan), indices, values, k)
+        cache: dict[tuple[int, str], tuple[list[Any], int, SparseIndex]] = self.__dict__.setdefault(
+            "_memtable_sparse", {})
+        present = {id(snap.metadata) for snap, _ in fresh}
+        for old in [key for key in list(cache) if key[0] not in present]:  # flushed memtables (list(): atomic)
+            cache.pop(old, None)
         for snap, plan in fresh:
             column = (snap.sparse or {}).get(name)
             if column is None or not column.nnz:
@@ -74,9 +80,25 @@ class SparseSearchPath(TextSearchPath):
             alive = expiry.alive_mask(snap.alive, snap.expires_at, now).astype(bool)
             allowed = self._allowed(alive, plan)
             if allowed.any():
-                self._score_part(scored, snap, SparseIndex.build(column), allowed, indices, values, k)
+                self._score_part(scored, snap, self._memtable_sparse_index(cache, snap, name, column), allowed,
+                                 indices, values, k)
         scored.sort(key=lambda hit: (-hit[0], hit[1]))
         return [self._text_hit(owner, row, score, include_metadata) for score, _, owner, row in scored[:k]]
+
+    @staticmethod
+    def _memtable_sparse_index(cache: dict[tuple[int, str], tuple[list[Any], int, SparseIndex]], snap: Any,
+                               name: str, column: Any) -> SparseIndex:
+        """The postings of a memtable snapshot's rows for ``name``: kept from an earlier search while the
+        memtable has no more rows (its sparse vectors are only appended, never rewritten:
+        sparse_column.GrowingSparse), else built and kept. Keyed by the memtable's metadata list, held
+        by the entry so that its id() is not reused."""
+        key = (id(snap.metadata), name)
+        found = cache.get(key)
+        if found is not None and found[0] is snap.metadata and found[1] == snap.rows:
+            return found[2]
+        index = SparseIndex.build(column)
+        cache[key] = (snap.metadata, snap.rows, index)
+        return index
 
     @staticmethod
     def _score_part(scored: list[tuple[float, str, Any, int]], owner: Any, index: SparseIndex, allowed: np.ndarray,

@@ -284,7 +284,8 @@ def _sparse_parts(columns: dict[str, SparseColumn] | None, n: int) -> list[Any]:
         encoded = name.encode()
         parts += [_U32.pack(len(encoded)), encoded, np.ascontiguousarray(col.row_start, dtype="<i8"),
                   np.ascontiguousarray(col.indices, dtype="<i4"), np.ascontiguousarray(col.values, dtype="<f4")]
-    return parts
+    # one body part, whatever the number of names (the WAL's gathered write takes at most 16 parts)
+    return [b"".join(parts)] if len(parts) > 1 else parts
 
 
 def _decode_sparse(view: memoryview, pos: int, n: int) -> tuple[dict[str, SparseColumn] | None, int]:
