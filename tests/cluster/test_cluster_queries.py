@@ -275,6 +275,25 @@ def test_strong_and_session_text_search_and_recommend_see_the_write_just_made(cl
     writer.delete_collection("fresh")
 
 
+def test_a_sparse_name_added_is_written_at_once_and_lands_on_every_replica(cluster: DevCluster) -> None:
+    """Inserts naming a sparse vector update_collection just added, sent at once through n1, are on every
+    replica and searchable there. (The race this guards, a replica that has not synced the new setting yet
+    applying such an entry, is made deterministic in tests/storage/test_sparse_edges.py; here the replicas
+    may or may not have synced first.)"""
+    writer = cluster.rest(0)
+    writer.create_collection("grown", DIM, sparse_vectors={"t": {}}, shards=1, replication_factor=3)
+    writer.update_collection("grown", sparse_vectors={"t": {}, "u": {}})
+    for i in range(12):
+        writer.insert_vectors("grown", [{"id": f"g{i}", "vector": [1.0] * DIM,
+                                         "sparse_vectors": {"u": {"indices": [i], "values": [1.0]}}}])
+    for node in range(3):  # every node holds the one shard: a strong read there is its own replica's answer
+        for client in (cluster.rest(node), cluster.grpc(node)):
+            assert client.count("grown", consistency="strong") == 12, client.url
+            assert [h["id"] for h in client.search_sparse("grown", "u", [3], [1.0], consistency="strong")] \
+                == ["g3"], client.url
+    writer.delete_collection("grown")
+
+
 def stats_of_replicas(cluster: DevCluster, name: str, placement: list[list[str]]) -> dict[tuple[int, str], Any]:
     """Each replica's own statistics, asked on its node by shard address (seq 0: no wait)."""
     nodes = {n["id"]: i for i, n in enumerate(cluster.doc["nodes"])}
