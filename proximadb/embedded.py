@@ -15,10 +15,13 @@ engine offers.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from proximadb.api.grpc.convert import hits_from_proto, hits_to_proto, records_from_bytes
+import numpy as np
+
+from proximadb.api.grpc.convert import records_from_bytes
 from proximadb.consistency import SessionTokens
 from proximadb.sdk.client import ProximaDBClient
 from proximadb.service.query_requests import Recommend, SearchGroups
@@ -124,8 +127,37 @@ class LocalTransport:
 
 
 def _as_sent(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Hits as a remote client gets them (metadata through JSON, as over gRPC), so answers compare equal."""
-    return hits_from_proto(hits_to_proto(hits))
+    """Hits as a remote client gets them over gRPC (``convert.hits_to_proto`` then ``hits_from_proto``), so
+    answers compare equal, without the trip: scores and distances as Python floats (the wire's ``double``),
+    metadata a fresh copy (what JSON gives back: the engine's own dicts are never handed out), vectors float32.
+    Same keys in the same order; several times cheaper for 10 hits with metadata than the trip it replaces."""
+    out = []
+    for hit in hits:
+        sent: dict[str, Any] = {"id": hit["id"], "score": float(hit["score"])}
+        if hit.get("distance") is not None:
+            sent["distance"] = float(hit["distance"])
+        if "metadata" in hit:
+            sent["metadata"] = _fresh_metadata(hit["metadata"])
+        if hit.get("vector") is not None:
+            sent["vector"] = np.array(hit["vector"], dtype=np.float32)
+        if hit.get("expires_at") is not None:
+            sent["expires_at"] = int(hit["expires_at"])
+        out.append(sent)
+    return out
+
+
+def _fresh_metadata(metadata: Any) -> Any:
+    """A copy of a metadata dict as JSON would give it back (values: null, bool, int, float, str, list of str)."""
+    if not isinstance(metadata, dict):
+        return json.loads(json.dumps(metadata, allow_nan=False))
+    out = {}
+    for key, value in metadata.items():
+        if isinstance(value, list | tuple):
+            value = [v.item() if isinstance(v, np.generic) else v for v in value]
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[str(key)] = value
+    return out
 
 
 class EmbeddedClient(ProximaDBClient):

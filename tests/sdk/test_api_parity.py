@@ -61,3 +61,35 @@ def test_embedded_client_owns_the_data_directory(tmp_path: Path) -> None:
             proximadb.connect_embedded(tmp_path / "d")
     with proximadb.connect_embedded(tmp_path / "d", fsync="never") as db:  # closed, so it opens again
         assert db.count("c") == 1
+
+
+def test_embedded_hits_are_what_grpc_hands_over_and_never_the_engines_own(tmp_path: Path) -> None:
+    """The embedded client's JSON-bodied searches skip the proto trip (embedded._as_sent) but give what it gives:
+    same keys in the same order, same types (metadata values, float scores, float32 vectors); and a hit's
+    metadata is a copy: changing it changes nothing stored."""
+    import numpy as np
+
+    from proximadb.api.grpc.convert import hits_from_proto, hits_to_proto
+    from proximadb.embedded import _as_sent
+
+    hits = [{"id": "a", "score": np.float32(0.1), "metadata": {"s": "x", "n": 3, "f": 2.5, "b": True, "z": None,
+                                                                "l": ["p", "q"], "big": 2**62, "neg": -0.0}},
+            {"id": "b", "score": 1 / 3, "distance": 2 / 3, "metadata": {}, "expires_at": np.int64(17)},
+            {"id": "c", "score": 5, "vector": np.arange(3, dtype=np.float64) / 3}]
+    for mine, wire in zip(_as_sent(hits), hits_from_proto(hits_to_proto(hits)), strict=True):
+        assert list(mine) == list(wire)
+        for key, value in mine.items():
+            if key == "vector":
+                assert value.dtype == wire[key].dtype and (value == wire[key]).all()
+            else:
+                assert value == wire[key] and type(value) is type(wire[key])
+                if key == "metadata":
+                    assert {k: type(v) for k, v in value.items()} == {k: type(v) for k, v in wire[key].items()}
+    with proximadb.connect_embedded(tmp_path / "data", fsync="never") as db:
+        db.create_collection("c", 2)
+        db.insert_vectors("c", [{"id": "a", "vector": [1, 0], "metadata": {"document": "zebra", "tags": ["x"]}}])
+        (hit,) = db.search_text("c", "zebra")
+        hit["metadata"]["document"] = "changed"
+        hit["metadata"]["tags"].append("y")
+        assert db.get_vector("c", "a")["metadata"] == {"document": "zebra", "tags": ["x"]}
+        assert db.search_text("c", "zebra")[0]["metadata"] == {"document": "zebra", "tags": ["x"]}
