@@ -1,31 +1,16 @@
 """Type stubs for the compiled proximadb.index._base module (the core of every index kind)."""
 
 import os
-import struct
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from proximadb.errors import CorruptionError
+from proximadb.index.index_file import IndexFileFormat
 
 METRICS: tuple[str, ...]
 
 _Index = TypeVar("_Index", bound="VectorIndex")
-
-class IndexFileFormat:
-    label: str
-    magic: bytes
-    version: int
-    header: struct.Struct
-    header_size: int
-    end_magic: bytes
-    older: tuple[int, ...]
-    def __init__(
-        self, label: str, magic: bytes, version: int, header: struct.Struct, end_magic: bytes,
-        older: tuple[int, ...] = (),
-    ) -> None: ...
-    def error(self, path: object, what: str) -> CorruptionError: ...
 
 class VectorIndex:
     FILE_FORMAT: IndexFileFormat

@@ -12,7 +12,7 @@ owns what does not depend on how rows are found:
   and the exact scan of those rows when the kind finds that cheaper;
 - the query drivers ``search`` (one query, GIL released) and ``search_batch``
   (OpenMP threads over the queries);
-- the index file's framing (``save`` / ``load``), below.
+- ``save`` / ``load`` over the index file's framing (index_file.py).
 
 A kind implements only its GIL-free search of one query (``_search_one``), the
 distances from a query to given rows (``_row_distances``, for the exact scan),
@@ -22,24 +22,8 @@ IVF's nprobe; ``_prefer_exact``: when an exact scan beats the approximate one).
 Each kind's public ``search``/``search_batch``/``add`` are one-line wrappers
 that keep its own keyword names.
 
-Index file framing (all integers little-endian), shared by every kind::
-
-    offset     size  field
-    0          8     magic (the kind's, e.g. b"PXHNSW\\x00\\x01")
-    8          4     u32 format version
-    12         4     u32 header size H
-    16         H-24  the kind's header fields (see its module)
-    H-8        4     u32 CRC32C of bytes [0, H-8)
-    H-4        4     zero
-    H                body: the kind's arrays, one after the other, each little-endian
-    end-8      4     u32 CRC32C of the body's bytes as stored in the file
-    end-4      4     the kind's end magic (e.g. b"PXHE")
-
-``save`` writes to ``path + ".tmp"``, fsyncs and renames it over ``path``.
-``load`` checks the magic, version (the kind's, or an older one it still reads:
-``IndexFileFormat.older``, e.g. HNSW's version 1), header CRC, the kind's header
-fields, the file size the header implies, the body CRC and the kind's structure,
-and raises CorruptionError naming the file and the check that failed.
+The index file's framing (header, body CRC, end magic; ``save`` / ``load``) is
+``index_file.py``'s; each kind's module documents its header fields and body.
 """
 
 cimport numpy as cnp
@@ -48,52 +32,25 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
-from proximadb.storage._crc32c cimport pxd_crc32c as crc32c, pxd_crc32c_setup as setup_crc32c
-
 import os
-import struct
-import sys
 
 import numpy as np
 
 from proximadb.errors import (
-    CorruptionError,
     DimensionMismatchError,
     InvalidVectorError,
     ValidationError,
     VectorExistsError,
     VectorNotFoundError,
 )
+from proximadb.index.index_file import IndexFileReader, write_index_file
 
 cnp.import_array()
-setup_crc32c()
 
 METRICS = ("l2", "cosine", "dot")
-_HOST_LE = sys.byteorder == "little"
-_CHUNK_BYTES = 1 << 22  # bytes per write/read call of a body array
-_PREFIX = struct.Struct("<8sII")  # magic, version, header size: the start of every header
 
 cdef enum:
     EXACT_BLOCK = 128   # candidate rows per _row_distances call of the exact scan
-
-
-class IndexFileFormat:
-    """The identity of one kind's index file: label (for messages), magic, version, header
-    fields (a struct.Struct starting with the magic/version/size prefix) and end magic; ``older``:
-    earlier versions that ``load`` still reads (same header, the kind's ``_from_old_header``)."""
-
-    def __init__(self, label: str, magic: bytes, version: int, header: struct.Struct, end_magic: bytes,
-                 older: tuple[int, ...] = ()) -> None:
-        self.label = label
-        self.magic = magic
-        self.version = version
-        self.header = header
-        self.header_size = header.size + 8  # + header CRC + zero
-        self.end_magic = end_magic
-        self.older = older
-
-    def error(self, path: object, what: str) -> CorruptionError:
-        return CorruptionError(f"{self.label} index file {os.fspath(path)!r}: {what}")
 
 
 # ---------------------------------------------------------------- inputs --
@@ -168,53 +125,6 @@ cdef cnp.ndarray allowed_rows(cnp.ndarray bitmap, const uint8_t *deleted, int64_
                 rp[j] = <int32_t>i
                 j += 1
     return rows
-
-
-# ------------------------------------------------------------- file body --
-
-cdef uint32_t crc_array(uint32_t crc, cnp.ndarray arr) except? 0xFFFFFFFF:
-    """CRC32C continued over a C-contiguous array's bytes."""
-    cdef const char *p = <const char *>cnp.PyArray_DATA(arr)
-    cdef size_t nbytes = arr.nbytes
-    with nogil:
-        crc = crc32c(crc, p, nbytes)
-    return crc
-
-
-def _rows_view(arr: np.ndarray) -> np.ndarray:
-    """arr as 2-D (rows, items): body arrays are written and read a block of rows at a time."""
-    return arr.reshape(-1, 1) if arr.ndim == 1 else arr
-
-
-def _write_array(f: object, uint32_t crc, arr: np.ndarray) -> int:
-    """Write a (possibly strided) array little-endian, chunk by chunk; returns the CRC continued
-    over the bytes written."""
-    arr = _rows_view(arr)
-    step = max(1, _CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
-    le = arr.dtype.newbyteorder("<")
-    for s in range(0, arr.shape[0], step):
-        chunk = np.ascontiguousarray(arr[s:s + step]).astype(le, copy=False)
-        crc = crc_array(crc, chunk)
-        f.write(memoryview(chunk).cast("B"))
-    return crc
-
-
-def _read_array(f: object, uint32_t crc, arr: np.ndarray, fmt: IndexFileFormat, path: object) -> int:
-    """Fill a (possibly strided) array from the file, chunk by chunk; returns the CRC continued over
-    the bytes read, as stored (before any byte swap on a big-endian host)."""
-    arr = _rows_view(arr)
-    step = max(1, _CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
-    direct = arr.flags.c_contiguous
-    for s in range(0, arr.shape[0], step):
-        chunk = arr[s:s + step] if direct else np.empty_like(arr[s:s + step], order="C")
-        if f.readinto(memoryview(chunk).cast("B")) != chunk.nbytes:
-            raise fmt.error(path, "truncated body")
-        crc = crc_array(crc, chunk)
-        if chunk.dtype.itemsize > 1 and not _HOST_LE:
-            chunk.byteswap(inplace=True)
-        if not direct:
-            arr[s:s + step] = chunk
-    return crc
 
 
 # ------------------------------------------------------------------ base --
@@ -579,25 +489,13 @@ cdef class VectorIndex:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to path (atomically: a temporary file renamed over it). Counted as a reader:
-        the body is written from views over the index's memory, with the GIL released in each write,
-        so a change (add reallocates that memory) is refused until it is done."""
-        cdef uint32_t crc = 0
+        the body is written from views over the index's memory, so a change (add reallocates that
+        memory) is refused until it is done."""
         if self._writing:
             raise RuntimeError(f"{type(self).__name__}: save while add is running on the index")
         self._readers += 1
         try:
-            fmt = type(self).FILE_FORMAT
-            head = fmt.header.pack(fmt.magic, fmt.version, fmt.header_size, *self._header_fields())
-            head += struct.pack("<II", crc32c(0, <const char *>head, len(head)), 0)
-            tmp = os.fspath(path) + ".tmp"
-            with open(tmp, "wb") as f:
-                f.write(head)
-                for arr in self._body_arrays():
-                    crc = _write_array(f, crc, arr)
-                f.write(struct.pack("<I", crc) + fmt.end_magic)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_index_file(path, type(self).FILE_FORMAT, self._header_fields(), self._body_arrays())
         finally:
             self._readers -= 1
 
@@ -605,39 +503,17 @@ cdef class VectorIndex:
     def load(cls, path: str | os.PathLike[str]) -> VectorIndex:
         """Read an index written by save(); CorruptionError if the file is damaged."""
         cdef VectorIndex idx
-        cdef uint32_t crc = 0
         cdef int64_t i
         fmt = cls.FILE_FORMAT
-        hsize = fmt.header_size
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(hsize)
-            if len(head) < hsize:
-                raise fmt.error(path, f"truncated header ({len(head)} of {hsize} bytes)")
-            magic, version, stored_hsize = _PREFIX.unpack_from(head)
-            if magic != fmt.magic:
-                raise fmt.error(path, f"bad magic {magic!r} (not an {fmt.label} index file)")
-            if version != fmt.version and version not in fmt.older:
-                raise fmt.error(path, f"unsupported format version {version}")
-            (hcrc,) = struct.unpack_from("<I", head, hsize - 8)
-            if hcrc != crc32c(0, <const char *>head, hsize - 8):
-                raise fmt.error(path, "header checksum mismatch")
-            if stored_hsize != hsize:
-                raise fmt.error(path, "header fields out of range")
-            fields = fmt.header.unpack_from(head)[3:]
-            if version == fmt.version:
-                idx, body = cls._from_header(fields, path)
+        with IndexFileReader(path, fmt) as file:
+            if file.version == fmt.version:
+                idx, body = cls._from_header(file.fields, path)
             else:
-                idx, body = cls._from_old_header(version, fields, path)
-            if size != hsize + body + 8:
-                raise fmt.error(path, f"size {size} bytes, header describes {hsize + body + 8} (truncated?)")
+                idx, body = cls._from_old_header(file.version, file.fields, path)
+            file.expect_body(body)
             for arr in idx._body_for_load(path):
-                crc = _read_array(f, crc, arr, fmt, path)
-            tail = f.read(8)
-        if len(tail) != 8 or tail[4:] != fmt.end_magic:
-            raise fmt.error(path, "missing end marker (truncated?)")
-        if struct.unpack_from("<I", tail)[0] != crc:
-            raise fmt.error(path, "body checksum mismatch")
+                file.read_array(arr)
+            file.finish()
         if int(np.count_nonzero(view_array(idx.rows.deleted, idx.rows.n, cnp.NPY_UINT8))) != idx.rows.n_deleted:
             raise fmt.error(path, "deleted count does not match the deletion flags")
         idx._check_loaded(path)

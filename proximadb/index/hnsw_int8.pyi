@@ -3,8 +3,8 @@
 import numpy as np
 import numpy.typing as npt
 
-from proximadb.index._base import IndexFileFormat
 from proximadb.index._hnsw_graph import HnswGraphIndex
+from proximadb.index.index_file import IndexFileFormat
 
 FILE_FORMAT: IndexFileFormat
 BINARY_FILE_FORMAT: IndexFileFormat

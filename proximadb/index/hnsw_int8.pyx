@@ -90,7 +90,8 @@ import struct
 import numpy as np
 
 from proximadb.errors import ValidationError
-from proximadb.index._base import METRICS, IndexFileFormat
+from proximadb.index._base import METRICS
+from proximadb.index.index_file import IndexFileFormat
 from proximadb.index.hnsw import HNSWIndex
 
 

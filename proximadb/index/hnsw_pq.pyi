@@ -3,8 +3,8 @@
 import numpy as np
 import numpy.typing as npt
 
-from proximadb.index._base import IndexFileFormat
 from proximadb.index.hnsw_int8 import HNSWInt8Index
+from proximadb.index.index_file import IndexFileFormat
 
 FILE_FORMAT: IndexFileFormat
 KSUB: int

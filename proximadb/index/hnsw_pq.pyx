@@ -80,7 +80,8 @@ import struct
 import numpy as np
 
 from proximadb.errors import ValidationError
-from proximadb.index._base import METRICS, IndexFileFormat
+from proximadb.index._base import METRICS
+from proximadb.index.index_file import IndexFileFormat
 from proximadb.index.ivf import assign, kmeans
 
 cnp.import_array()

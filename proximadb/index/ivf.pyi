@@ -3,7 +3,8 @@
 import numpy as np
 import numpy.typing as npt
 
-from proximadb.index._base import IndexFileFormat, VectorIndex
+from proximadb.index._base import VectorIndex
+from proximadb.index.index_file import IndexFileFormat
 
 METRICS: tuple[str, ...]
 FILE_FORMAT: IndexFileFormat

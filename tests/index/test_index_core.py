@@ -1,4 +1,5 @@
-"""The core HNSW and IVF share (proximadb/index/_base.pyx): file framing, version-1 files, the registry."""
+"""The core HNSW and IVF share (proximadb/index/_base.pyx, its file framing proximadb/index/index_file.py): file
+framing, version-1 files, the registry."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from proximadb.errors import CorruptionError, ValidationError
-from proximadb.index import _base, registry
+from proximadb.index import index_file, registry
 from proximadb.index._base import VectorIndex
 from proximadb.index.hnsw import HNSWIndex
 from proximadb.index.ivf import IVFIndex
@@ -136,9 +137,9 @@ def test_body_crc_is_over_the_stored_bytes_whatever_the_host_byte_order(
     stored = np.arange(5000, dtype="<i4") * 7919
     path = tmp_path / "body"
     path.write_bytes(stored.tobytes())
-    monkeypatch.setattr(_base, "_HOST_LE", False)
+    monkeypatch.setattr(index_file, "_HOST_LE", False)
     for target in (np.empty(5000, dtype=np.int32), np.empty((5000, 2), dtype=np.int32)[:, 1]):  # direct, strided
         with open(path, "rb") as f:
-            crc = _base._read_array(f, 0, target, HNSWIndex.FILE_FORMAT, path)
+            crc = index_file.read_array(f, 0, target, HNSWIndex.FILE_FORMAT, path)
         assert crc == crc32c(stored.tobytes())
         np.testing.assert_array_equal(target, stored.byteswap())
