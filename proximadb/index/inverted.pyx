@@ -69,6 +69,29 @@ cdef inline bint worse(hit a, hit b) noexcept nogil:
     return a.score < b.score or (a.score == b.score and a.row > b.row)
 
 
+cdef inline int64_t heap_offer(hit *top, int64_t kept, int64_t k, hit x) noexcept nogil:
+    """Offer x to the best-k heap of ``kept`` hits; returns how many it keeps now."""
+    if kept < k:
+        heap_push(top, kept, x)
+        return kept + 1
+    if worse(top[0], x):
+        top[0] = x
+        heap_sift_down(top, kept, 0)
+    return kept
+
+
+cdef void heap_sort_best_first(hit *top, int64_t kept) noexcept nogil:
+    """The heap's hits sorted best first, in place."""
+    cdef int64_t i = kept
+    cdef hit tmp
+    while i > 1:
+        i -= 1
+        tmp = top[0]
+        top[0] = top[i]
+        top[i] = tmp
+        heap_sift_down(top, i, 0)
+
+
 cdef inline float to_score(double s) noexcept nogil:
     """A score summed in double as the float32 it is returned as; beyond float32's range it is the
     largest float32 of its sign, never inf (sums of finite float32 products are finite in double)."""
@@ -119,7 +142,7 @@ cdef int64_t score_one(const int64_t[::1] term_start, const int32_t[::1] post_ro
     cdef float w, v
     cdef double norm = k1 * (1.0 - b)
     cdef double slope = k1 * b / avg_length if avg_length > 0 else 0.0
-    cdef hit x, tmp
+    cdef hit x
     for i in range(nq):
         t = terms[i]
         if t < 0 or t >= n_terms:
@@ -144,19 +167,8 @@ cdef int64_t score_one(const int64_t[::1] term_start, const int32_t[::1] post_ro
         x.row = row
         acc[row] = 0
         seen[row] = 0
-        if kept < k:
-            heap_push(top, kept, x)
-            kept += 1
-        elif worse(top[0], x):
-            top[0] = x
-            heap_sift_down(top, kept, 0)
-    i = kept  # heap -> sorted best first
-    while i > 1:
-        i -= 1
-        tmp = top[0]
-        top[0] = top[i]
-        top[i] = tmp
-        heap_sift_down(top, i, 0)
+        kept = heap_offer(top, kept, k, x)
+    heap_sort_best_first(top, kept)
     return kept
 
 
@@ -201,7 +213,7 @@ cdef int64_t score_dot_maxscore(const int64_t[::1] term_start, const int32_t[::1
     cdef int32_t t, row
     cdef double w, bound, score, theta = 0.0, slack = 0.0
     cdef bint full = False, pruned
-    cdef hit x, tmp
+    cdef hit x
     for i in range(nq):
         t = terms[i]
         if t < 0 or t >= n_terms or term_start[t] == term_start[t + 1]:
@@ -249,27 +261,14 @@ cdef int64_t score_dot_maxscore(const int64_t[::1] term_start, const int32_t[::1
             continue
         x.score = to_score(score)
         x.row = row
-        if kept < k:
-            heap_push(top, kept, x)
-            kept += 1
-        elif worse(top[0], x):
-            top[0] = x
-            heap_sift_down(top, kept, 0)
-        else:
-            continue
+        kept = heap_offer(top, kept, k, x)
         if kept == k:
             full = True
             theta = top[0].score
             slack = 1e-6 * (theta if theta > 0 else -theta)
             while e < n and cum[e] < theta - slack:
                 e += 1
-    i = kept  # heap -> sorted best first
-    while i > 1:
-        i -= 1
-        tmp = top[0]
-        top[0] = top[i]
-        top[i] = tmp
-        heap_sift_down(top, i, 0)
+    heap_sort_best_first(top, kept)
     return kept
 
 

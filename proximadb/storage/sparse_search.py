@@ -21,6 +21,7 @@ are skipped; see inverted.pyx), which changes no answer.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ import numpy as np
 from proximadb.errors import ValidationError
 from proximadb.filters import Filter, compile_filter
 from proximadb.storage import expiry
+from proximadb.storage.memtable_kept import MemtableKept
 from proximadb.storage.query_shapes import check_score_threshold
 from proximadb.storage.sparse_column import check_vector
 from proximadb.storage.sparse_index_file import SparseIndex
@@ -68,11 +70,8 @@ class SparseSearchPath(TextSearchPath):
             alive = expiry.alive_mask(seg.alive(), seg.expires_at, now).astype(bool)
             plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False)
             self._score_part(scored, seg, index, self._allowed(alive, plan), indices, values, k)
-        cache: dict[tuple[int, str], tuple[list[Any], int, SparseIndex]] = self.__dict__.setdefault(
-            "_memtable_sparse", {})
-        present = {id(snap.metadata) for snap, _ in fresh}
-        for old in [key for key in list(cache) if key[0] not in present]:  # flushed memtables (list(): atomic)
-            cache.pop(old, None)
+        kept: MemtableKept[SparseIndex] = self.__dict__.setdefault("_memtable_sparse", MemtableKept())
+        kept.keep_only(snap for snap, _ in fresh)
         for snap, plan in fresh:
             column = (snap.sparse or {}).get(name)
             if column is None or not column.nnz:
@@ -80,25 +79,11 @@ class SparseSearchPath(TextSearchPath):
             alive = expiry.alive_mask(snap.alive, snap.expires_at, now).astype(bool)
             allowed = self._allowed(alive, plan)
             if allowed.any():
-                self._score_part(scored, snap, self._memtable_sparse_index(cache, snap, name, column), allowed,
-                                 indices, values, k)
+                # kept until the memtable has more rows (its sparse vectors are only appended)
+                index = kept.get(snap, name, snap.rows, partial(SparseIndex.build, column))
+                self._score_part(scored, snap, index, allowed, indices, values, k)
         scored.sort(key=lambda hit: (-hit[0], hit[1]))
         return [self._text_hit(owner, row, score, include_metadata) for score, _, owner, row in scored[:k]]
-
-    @staticmethod
-    def _memtable_sparse_index(cache: dict[tuple[int, str], tuple[list[Any], int, SparseIndex]], snap: Any,
-                               name: str, column: Any) -> SparseIndex:
-        """The postings of a memtable snapshot's rows for ``name``: kept from an earlier search while the
-        memtable has no more rows (its sparse vectors are only appended, never rewritten:
-        sparse_column.GrowingSparse), else built and kept. Keyed by the memtable's metadata list, held
-        by the entry so that its id() is not reused."""
-        key = (id(snap.metadata), name)
-        found = cache.get(key)
-        if found is not None and found[0] is snap.metadata and found[1] == snap.rows:
-            return found[2]
-        index = SparseIndex.build(column)
-        cache[key] = (snap.metadata, snap.rows, index)
-        return index
 
     @staticmethod
     def _score_part(scored: list[tuple[float, str, Any, int]], owner: Any, index: SparseIndex, allowed: np.ndarray,

@@ -42,7 +42,7 @@ the top ``depth`` each (same filter) and fuses them (:func:`proximadb.fusion.fus
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +51,7 @@ from proximadb.errors import ValidationError
 from proximadb.filters import Filter
 from proximadb.storage import expiry, filter_plan, text_index_file
 from proximadb.storage.derived_file import StaleDerivedFile, save_derived
+from proximadb.storage.memtable_kept import MemtableKept
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.search import SearchPath
 from proximadb.text.analyzer import Analyzer
@@ -63,15 +64,6 @@ log = logging.getLogger("proximadb.collection")
 def _text(metadata: Any) -> str:
     value = metadata.get(DOCUMENT_KEY) if isinstance(metadata, dict) else None
     return value if isinstance(value, str) else ""
-
-
-class _MemtableText(NamedTuple):
-    """A memtable's BM25 index and what it was built from (see the module's documentation)."""
-
-    owner: list[Any]  # the memtable's metadata list (kept: its id() names this entry)
-    rows: list[Any]  # rows [0, n) of it when built: the metadata objects the index holds the text of
-    analyzer: str  # repr of the analyzer's settings
-    bm25: Bm25Index
 
 
 class TextSearchPath(SearchPath):
@@ -148,25 +140,20 @@ class TextSearchPath(SearchPath):
             index = self._memtable_text_index(snap, analyzer)
             parts.append((snap, index, alive, self._allowed(alive, plan), int(alive.sum()),
                           float(index.index.row_length[alive].sum())))
-        cache: dict[int, _MemtableText] = self.__dict__.get("_memtable_text", {})
-        present = {id(snap.metadata) for snap, _ in fresh}
-        for old in [key for key in list(cache) if key not in present]:  # flushed memtables (list(): atomic)
-            cache.pop(old, None)
+        self._memtable_text_kept().keep_only(snap for snap, _ in fresh)
         return parts
+
+    def _memtable_text_kept(self) -> MemtableKept[Bm25Index]:
+        kept: MemtableKept[Bm25Index] = self.__dict__.setdefault("_memtable_text", MemtableKept())
+        return kept
 
     def _memtable_text_index(self, snap: Any, analyzer: Analyzer) -> Bm25Index:
         """The BM25 index of a memtable snapshot's documents: the one kept from an earlier search while it
         still holds (see the module's documentation), else built and kept."""
-        cache: dict[int, _MemtableText] = self.__dict__.setdefault("_memtable_text", {})
         rows = snap.metadata[: snap.rows]  # the snapshot's rows (its list is the memtable's own, still growing)
-        settings = repr(analyzer.settings())
-        found = cache.get(id(snap.metadata))
-        # list == compares by identity first (an equal dict in a new object is the same text too)
-        if found is not None and found.owner is snap.metadata and found.analyzer == settings and found.rows == rows:
-            return found.bm25
-        index = Bm25Index.build([_text(m) for m in rows], analyzer)
-        cache[id(snap.metadata)] = _MemtableText(snap.metadata, rows, settings, index)
-        return index
+        # the rows' metadata objects and the analyzer: list == compares by identity first
+        return self._memtable_text_kept().get(snap, "", (repr(analyzer.settings()), rows),
+                                         lambda: Bm25Index.build([_text(m) for m in rows], analyzer))
 
     @staticmethod
     def _corpus_stats(parts: list[tuple[Any, Bm25Index, np.ndarray, np.ndarray, int, float]],

@@ -113,9 +113,10 @@ def test_the_memtables_postings_are_kept_until_it_grows(tmp_path: Path) -> None:
                  "sparse_vectors": {"t": {"indices": sorted(rng.choice(50, 5, replace=False).tolist()),
                                           "values": [0.5] * 5}}} for i in range(200)])
     first = col.search_sparse("t", [7, 9], [1.0, 1.0], 5)
-    kept = dict(col.__dict__["_memtable_sparse"])
+    kept = col.__dict__["_memtable_sparse"].values()
     assert col.search_sparse("t", [7, 9], [1.0, 1.0], 5) == first
-    assert {k: v[2] for k, v in col.__dict__["_memtable_sparse"].items()} == {k: v[2] for k, v in kept.items()}
+    again = col.__dict__["_memtable_sparse"].values()
+    assert len(again) == len(kept) == 1 and again[0] is kept[0]
     col.insert([{"id": "new", "vector": [1, 0], "sparse_vectors": {"t": {"indices": [7, 9], "values": [9.0, 9.0]}}}])
     assert col.search_sparse("t", [7, 9], [1.0, 1.0], 5)[0]["id"] == "new"  # the kept postings were not reused
     col.delete(["new"])
