@@ -124,14 +124,17 @@ def test_with_one_replica_per_shard_each_node_holds_its_own(nodes: Nodes) -> Non
 
 
 def test_a_read_on_a_node_a_shard_was_just_placed_on_starts_its_replica_rather_than_refuse(nodes: Nodes) -> None:
-    """The holder's sync thread has not run since the create on another node (it sleeps an hour here): a read
-    that asks the holder for its replica (with the map it read) has the node sync then and gets it, so a
-    strong read right after a create is never refused with "no replica answered (tried none)"."""
+    """The holder's sync thread has not run since the create on another node (it is stopped here; the node
+    stays a member): a read that asks the holder for its replica (with the map it read) has the node sync
+    then and gets it, so a strong read right after a create is never refused with "no replica answered
+    (tried none)"."""
     n1 = nodes.start("n1")
     n2 = nodes.start("n2")
-    n2.sync_interval = 3600.0
-    n2._wake.set()  # the sync thread wakes once, clears, and now sleeps an hour
-    time.sleep(0.5)
+    n2._stop.set()  # the sync thread ends (stop() later joins it, stops the appliers and leaves)
+    n2._wake.set()
+    assert n2._thread is not None
+    n2._thread.join(WAIT)
+    assert not n2._thread.is_alive()
     shard_map = n1.create_collection("fresh", DIM, shards=2, replication_factor=2)
     assert n2._applier("fresh", 0) is None, "the test needs a node that has not synced since the create"
     acked = n1.insert("fresh", ["a", "b", "c"], np.ones((3, DIM), np.float32))
