@@ -197,6 +197,7 @@ typedef struct {
     int64_t ids_cap;
     float *qbuf;          /* normalised copy of a cosine query */
     int64_t qbuf_cap;
+    int64_t measured;     /* rows a graph walk measured (distances computed), for diagnostics */
 } ann_scratch;
 
 static inline ann_scratch *ann_scratch_new(void) { return (ann_scratch *)calloc(1, sizeof(ann_scratch)); }

@@ -40,6 +40,7 @@ cdef extern from "_ann.h" nogil:
         int64_t ids_cap
         float *qbuf
         int64_t qbuf_cap
+        int64_t measured
     ann_scratch *ann_scratch_new() noexcept
     void ann_scratch_free(ann_scratch *s) noexcept
     int ann_scratch_work(ann_scratch *s, int64_t need) noexcept

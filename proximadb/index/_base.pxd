@@ -95,6 +95,7 @@ cdef class VectorIndex:
     cdef int _pool_n
     cdef int _readers
     cdef bint _writing
+    cdef int64_t _last_measured  # rows the last single-query walk measured (a graph kind's diagnostic)
 
     # -- owned by the base --
     cdef int _init_rows(self, int dim, str metric, object seed) except -1

@@ -415,6 +415,7 @@ cdef class VectorIndex:
             out_ids = cnp.PyArray_EMPTY(1, &kk, cnp.NPY_INT64, 0)
             out_d = cnp.PyArray_EMPTY(1, &kk, cnp.NPY_FLOAT32, 0)
             s = self._take_scratch()
+            s.measured = 0
             with nogil:
                 if use_exact:
                     r = self._search_exact(s, qp, <int>k, <const int32_t *>cnp.PyArray_DATA(candidates),
@@ -423,6 +424,7 @@ cdef class VectorIndex:
                 else:
                     r = self._search_one(s, qp, <int>k, eff, allowed, <int64_t *>cnp.PyArray_DATA(out_ids),
                                          <float *>cnp.PyArray_DATA(out_d))
+            self._last_measured = s.measured
             self._give_scratch(s)
         finally:
             self._readers -= 1

@@ -5,6 +5,8 @@ import numpy.typing as npt
 
 from proximadb.index._base import VectorIndex
 
+def exact_scan_limit(n_live: int, ef: int = 64, M: int = 16) -> int: ...  # noqa: N803 - HNSW's M
+
 class HnswGraphIndex(VectorIndex):
     # HNSWIndex (float32 vectors) and HNSWInt8Index (int8 codes): one graph, one walk, one knob set.
     @property
@@ -32,5 +34,7 @@ class HnswGraphIndex(VectorIndex):
         exact: bool | None = None,
         threads: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    @property
+    def last_measured(self) -> int: ...
     def reachable_count(self) -> int: ...
     def unreachable_ids(self) -> npt.NDArray[np.int64]: ...

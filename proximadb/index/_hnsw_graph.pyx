@@ -13,8 +13,9 @@ row r at ``r * dim``; a segment's memory-mapped ``vectors.f32``, see
 built (neighbour selection, insertion, the level-0 repair) is ``_hnsw_build.pyx``, on this
 module's walk of the float32 vectors (``descend_vectors``, ``search_layer_vectors``).
 
-Filtered search admits only allowed rows to the result set while traversing
-the whole graph; deleted rows are traversed but never returned. During a parallel
+Filtered search measures allowed rows only: a row that is not allowed passes on its
+links without being measured (``gather_filtered``, ACORN-1); deleted rows are never
+returned. During a parallel
 build (``HnswGraph.row_locks`` set) the walk reads a row's links under its spinlock.
 ``reachable_count`` / ``unreachable_ids`` check what a walk reaches (a sound
 graph: every live row).
@@ -41,6 +42,19 @@ import numpy as np
 from proximadb.errors import ValidationError
 
 setup_distance_kernels(-1)
+
+# The filter-first walk (``gather_filtered``): taken while FILTER_FIRST_PERCENT to
+# FILTER_FIRST_MAX_PERCENT of the neighbour links the walk has seen (at least FILTER_FIRST_WARMUP
+# of them) lead to allowed rows; it measures at most FILTER_FIRST_CAP * M0 rows per expansion.
+# Otherwise the walk measures every neighbour, as unfiltered: below that share two hops reach too
+# few allowed rows to keep the walk connected (on 200k clustered rows at 2%, recall@10 falls to
+# 0.44); above it measuring the few rows that are not allowed costs less than reading the links
+# of each (at 50%: 0.24 ms against 0.28). Calibrated with bench/filtered_walk.py
+# (bench/results/filtered_walk_200k.json).
+DEF FILTER_FIRST_PERCENT = 5
+DEF FILTER_FIRST_MAX_PERCENT = 20
+DEF FILTER_FIRST_WARMUP = 64
+DEF FILTER_FIRST_CAP = 4
 
 
 cdef inline float row_distance(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist,
@@ -98,12 +112,74 @@ cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const
     return cur
 
 
+cdef inline bint admitted(const IndexRows *rows, const uint8_t *allowed, int32_t r) noexcept nogil:
+    return not rows.deleted[r] and (allowed == NULL or allowed[r])
+
+
+cdef inline int gather_filtered(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist,
+                                const uint8_t *allowed, int32_t c, int level, uint16_t *vis, uint16_t epoch,
+                                int32_t *batch, int32_t *hops, int cap, int *n_seen, int *n_admitted) noexcept nogil:
+    """The rows a filtered walk measures from c, filter first (ACORN-1, Patel et al. 2024): c's
+    unvisited admitted neighbours, then, while fewer than cap, the unvisited admitted neighbours of
+    its neighbours that are not admitted. Such a row is never measured: it only passes on its links,
+    so the walk stays connected through them at the cost of a link list each, not a distance. It
+    counts as visited once its whole list was read (a later row may pass through the rest).
+    Returns how many rows it put in batch; adds c's links to n_seen, those to admitted rows to
+    n_admitted."""
+    cdef int32_t *ll
+    cdef int32_t nb, hop
+    cdef int j, h, cnt, nb_n = 0, hop_n = 0
+    if graph.row_locks != NULL:
+        ann_spin_lock(graph.row_locks + c)
+    ll = links_of(graph, c, level)
+    cnt = ll[0]
+    n_seen[0] += cnt
+    for j in range(1, cnt + 1):
+        nb = ll[j]
+        if admitted(rows, allowed, nb):
+            n_admitted[0] += 1
+            if vis[nb] != epoch:
+                vis[nb] = epoch
+                batch[nb_n] = nb
+                nb_n += 1
+                prefetch_row(rows, graph, dist, nb)
+        elif vis[nb] != epoch:
+            hops[hop_n] = nb
+            hop_n += 1
+            ann_prefetch(links_of(graph, nb, level))
+    if graph.row_locks != NULL:
+        ann_spin_unlock(graph.row_locks + c)
+    for h in range(hop_n):
+        if nb_n >= cap:
+            break
+        hop = hops[h]
+        if graph.row_locks != NULL:
+            ann_spin_lock(graph.row_locks + hop)
+        ll = links_of(graph, hop, level)
+        cnt = ll[0]
+        for j in range(1, cnt + 1):
+            nb = ll[j]
+            if vis[nb] != epoch and admitted(rows, allowed, nb):
+                vis[nb] = epoch
+                batch[nb_n] = nb
+                nb_n += 1
+                prefetch_row(rows, graph, dist, nb)
+                if nb_n >= cap and j < cnt:
+                    break
+        else:
+            vis[hop] = epoch
+        if graph.row_locks != NULL:
+            ann_spin_unlock(graph.row_locks + hop)
+    return nb_n
+
+
 cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowMeasure *dist,
                       const float *q, int32_t ep, int level, int ef, const uint8_t *allowed,
                       bint filtering) noexcept nogil:
     """Best-first search of one layer from ep; leaves the ef best admitted rows in s.top
-    (a max-heap). With filtering, deleted and not-allowed rows are traversed but not
-    admitted. Returns 0, or -1 when out of memory."""
+    (a max-heap). With filtering, deleted and not-allowed rows are never admitted: with an
+    allowed set the walk measures allowed rows only (``gather_filtered``); with deletes alone
+    it traverses deleted rows as any other. Returns 0, or -1 when out of memory."""
     cdef ann_heap *top = &s.top
     cdef ann_heap *cand = &s.cand
     cdef uint16_t *vis
@@ -113,7 +189,11 @@ cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch
     cdef int32_t c, nb
     cdef int j, cnt, nb_n
     cdef float d, lb, cd
-    if ann_visit_begin(s, rows.n) < 0 or ann_scratch_ids(s, graph.M0 + 1) < 0:
+    cdef bint by_filter = filtering and allowed != NULL
+    cdef int seen = 0, seen_admitted = 0
+    cdef int cap = FILTER_FIRST_CAP * graph.M0
+    # batch: up to cap rows (the filter-first gather) or M0 (the plain one); then M0 hops
+    if ann_visit_begin(s, rows.n) < 0 or ann_scratch_ids(s, cap + graph.M0) < 0:
         return -1
     vis = s.vis
     epoch = s.epoch
@@ -121,8 +201,9 @@ cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch
     top.n = 0
     cand.n = 0
     d = row_distance(rows, graph, dist, q, ep)
+    s.measured += 1
     lb = INFINITY
-    if not filtering or (not rows.deleted[ep] and (allowed == NULL or allowed[ep])):
+    if not filtering or admitted(rows, allowed, ep):
         if ann_maxheap_push(top, d, ep) < 0:
             return -1
         lb = d
@@ -135,22 +216,31 @@ cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch
         if cd > lb and (top.n >= ef or not filtering):
             break
         ann_minheap_pop(cand)
-        if graph.row_locks != NULL:
-            ann_spin_lock(graph.row_locks + c)
-        ll = links_of(graph, c, level)
-        cnt = ll[0]
-        # Gather the unvisited neighbours first and prefetch their vectors, so
-        # the memory loads overlap instead of stalling one distance at a time.
-        nb_n = 0
-        for j in range(1, cnt + 1):
-            nb = ll[j]
-            if vis[nb] != epoch:
-                vis[nb] = epoch
-                batch[nb_n] = nb
-                nb_n += 1
-                prefetch_row(rows, graph, dist, nb)
-        if graph.row_locks != NULL:
-            ann_spin_unlock(graph.row_locks + c)
+        if (by_filter and seen >= FILTER_FIRST_WARMUP and seen_admitted * 100 >= seen * FILTER_FIRST_PERCENT
+                and seen_admitted * 100 < seen * FILTER_FIRST_MAX_PERCENT):
+            nb_n = gather_filtered(rows, graph, dist, allowed, c, level, vis, epoch, batch, batch + cap, cap,
+                                   &seen, &seen_admitted)
+        else:
+            if graph.row_locks != NULL:
+                ann_spin_lock(graph.row_locks + c)
+            ll = links_of(graph, c, level)
+            cnt = ll[0]
+            # Gather the unvisited neighbours first and prefetch their vectors, so
+            # the memory loads overlap instead of stalling one distance at a time.
+            nb_n = 0
+            for j in range(1, cnt + 1):
+                nb = ll[j]
+                if by_filter:
+                    seen_admitted += admitted(rows, allowed, nb)
+                if vis[nb] != epoch:
+                    vis[nb] = epoch
+                    batch[nb_n] = nb
+                    nb_n += 1
+                    prefetch_row(rows, graph, dist, nb)
+            seen += cnt
+            if graph.row_locks != NULL:
+                ann_spin_unlock(graph.row_locks + c)
+        s.measured += nb_n
         for j in range(nb_n):
             nb = batch[j]
             d = row_distance(rows, graph, dist, q, nb)
@@ -158,7 +248,7 @@ cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch
                 if ann_minheap_push(cand, d, nb) < 0:
                     return -1
                 ann_prefetch(links_of(graph, cand.a[0].id, level))
-                if not filtering or (not rows.deleted[nb] and (allowed == NULL or allowed[nb])):
+                if not filtering or admitted(rows, allowed, nb):
                     if top.n < ef:
                         if ann_maxheap_push(top, d, nb) < 0:
                             return -1
@@ -186,6 +276,7 @@ cdef inline int walk(const IndexRows *rows, const HnswGraph *graph, ann_scratch 
     level 0; leaves the ef best live (and allowed) rows in s.top, a max-heap (empty for an empty
     graph). 0, or -1 when out of memory."""
     cdef int32_t cur
+    s.measured = 0
     if graph.entry_point < 0:
         s.top.n = 0
         return 0
@@ -285,24 +376,36 @@ cdef int check_header(object file_format, object path, int64_t dim, int64_t metr
 
 
 cdef inline bint use_exact(int64_t n_allowed, int64_t n_live, int ef, int M0) noexcept:
-    """Whether an exact scan of the allowed rows beats a filtered graph search.
+    """Whether an exact scan of the allowed rows beats a filtered graph walk.
 
-    A filtered traversal expands about ef / selectivity nodes and computes about
-    M0 / 2 new distances per expansion, i.e. ef * M0 * n_live / (2 * n_allowed);
-    the scan computes n_allowed. Measured, a distance in the walk costs about 2x
-    one in the scan (random access, visited set, heaps against a blocked SIMD
-    scan): on 60,000 clustered rows of 128 dimensions at ef 64, M 16, the walk
-    and the scan cost the same near 17% (15%: walk 3.0 ms, scan 2.4 ms; 20%:
-    1.7 ms and 3.8 ms). So the scan wins when n_allowed**2 is below
-    ef * M0 * n_live: under 18% of 60k rows, 14% of 100k and 4.5% of 1M at
-    ef=64, M=16. Recall in the middle band was measured too: on clustered data
-    the walk finds >= 0.999 of the filtered top 10 at 1-20% (100k rows, ef 64);
-    on i.i.d. noise, where even the unfiltered walk finds only 0.46 at ef 64,
-    the filtered walk finds more than the unfiltered one, not less.
+    From FILTER_FIRST_PERCENT of the rows up, the walk goes filter first (``gather_filtered``) or,
+    above FILTER_FIRST_MAX_PERCENT, finds allowed rows among most neighbours: either way its cost
+    hardly depends on the share, about 2 * ef * M0 rows of a scan. Below it the walk measures every
+    neighbour, about ef * M0 / (2 * share) rows, each about 2x one in a blocked SIMD scan; measured,
+    it costs about a quarter of that, so the scan wins while 4 * n_allowed**2 <= ef * M0 * n_live.
+    On 200k clustered rows of 128 dimensions at ef 64, M 16 (bench/filtered_walk.py): 2%: walk
+    4.9 ms, scan 0.46; 5%: 2.1 and 1.2; 10%: 0.63 and 1.8; 25%: 0.59 and 5.2. Monotone in
+    n_allowed (``exact_scan_limit``): about 10,000 rows of 200,000, 22,600 of 1,000,000.
     """
     if n_allowed <= ef:
         return True
-    return n_allowed * n_allowed <= <int64_t>ef * M0 * n_live
+    if n_allowed * 100 >= n_live * FILTER_FIRST_PERCENT:
+        return n_allowed <= 2 * <int64_t>ef * M0
+    return 4 * n_allowed * n_allowed <= <int64_t>ef * M0 * n_live
+
+
+def exact_scan_limit(int64_t n_live, int ef=64, int M=16) -> int:
+    """The most allowed rows of n_live that a filtered search at ef (M) scans exactly rather than
+    walks (``use_exact``, which is monotone in the allowed rows); what a planner that picks the
+    route before it has a mask asks (``storage/filter_plan.py``)."""
+    cdef int64_t lo = 0, hi = n_live, mid
+    while lo < hi:  # the largest n with use_exact(n) true
+        mid = (lo + hi + 1) // 2
+        if use_exact(mid, n_live, ef, 2 * M):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 cdef class HnswGraphIndex(VectorIndex):
@@ -427,6 +530,13 @@ cdef class HnswGraphIndex(VectorIndex):
         finally:
             self._readers -= 1
         return seen[:n]
+
+    @property
+    def last_measured(self) -> int:
+        """How many rows the last single-query ``search`` measured (distances computed) in its
+        level-0 walk: 0 after an exact scan. A diagnostic (the walk's cost), e.g. of how few rows a
+        filtered walk measures; with searches on several threads, of whichever finished last."""
+        return self._last_measured
 
     def reachable_count(self) -> int:
         """Live rows a search walk can reach: those a breadth-first walk of the level-0 links from the

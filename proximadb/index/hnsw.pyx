@@ -30,10 +30,11 @@ computes ``1 - (q . v)``, the exact scan's distance, at the old cost.
 Distances: ``l2`` squared Euclidean, ``cosine`` 1 - cos (queries normalised),
 ``dot`` the negated inner product. Lower is better everywhere.
 
-Filtered search admits only allowed rows to the result set while traversing
-the whole graph; when the allowed set is small (see ``use_exact``) an exact
-scan of the allowed rows is cheaper and always exact. Deleted rows are
-traversed but never returned.
+Filtered search returns allowed rows only; from 5% to 20% allowed the walk
+measures allowed rows only, passing through the others' links (filter first,
+``_hnsw_graph.pyx``'s ``gather_filtered``); when the allowed set is small (see
+``use_exact``) an exact scan of the allowed rows is cheaper and always exact.
+Deleted rows are traversed but never returned.
 
 ``add(..., threads=n)`` inserts in parallel with per-row spinlocks (never two
 held at once); only the single-threaded build is deterministic (a segment's

@@ -32,7 +32,6 @@ choose the cheaper route, never the answer (tests set them to force each side).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -40,6 +39,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from proximadb.filters import Filter, typed_key
+from proximadb.index._hnsw_graph import exact_scan_limit
 from proximadb.storage.payload_index import (
     FieldIndex,
     PayloadIndex,
@@ -50,7 +50,6 @@ from proximadb.storage.payload_index import (
 )
 
 EXACT_ROWS = 4096  # the least exact_limit: this many matching rows are always scanned exactly
-WALK_COST = 64 * 32  # ef x M0 of the default HNSW search (ef 64, M 16): see exact_limit
 EVAL_ROWS = 8192  # a numeric leaf (or a complement) estimated at most this large becomes a bitmap
 _ORDERINGS = ("$gt", "$gte", "$lt", "$lte")
 
@@ -71,13 +70,13 @@ class PartPlan:
 
 
 def exact_limit(rows: int) -> int:
-    """The default threshold of a part searched through a graph index: a filtered walk that keeps
-    ``allowed`` of ``rows`` rows computes about ``ef * M0 * rows / (2 * allowed)`` distances, the
-    exact scan ``allowed`` (each about twice as cheap: gathered rows, no graph): the scan wins while
-    ``allowed**2 <= ef * M0 * rows`` (the rule of index/hnsw.pyx's ``use_exact``), at the default ef.
-    About 20,000 rows of 200,000, 45,000 of 1,000,000. A part without an index scans its matching
-    rows whatever their number (the alternative, a masked scan of every row, is never cheaper)."""
-    return max(EXACT_ROWS, math.isqrt(WALK_COST * rows))
+    """The default threshold of a part searched through a graph index: the most matching rows that
+    an exact scan answers faster than a filtered walk at the default ef and M (the rule of
+    index/_hnsw_graph.pyx's ``use_exact``, asked through ``exact_scan_limit``): about 10,000 rows
+    of 200,000, 22,600 of 1,000,000, and never fewer than EXACT_ROWS. A part without an index scans
+    its matching rows whatever their number (the alternative, a masked scan of every row, is never
+    cheaper)."""
+    return max(EXACT_ROWS, exact_scan_limit(rows))
 
 
 def plan(flt: Filter, index: PayloadIndex, rows: int, *, exact_rows: int = EXACT_ROWS,

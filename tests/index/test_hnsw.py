@@ -265,22 +265,47 @@ def test_parallel_build_recall(sift: tuple[np.ndarray, np.ndarray, np.ndarray]) 
     assert index.search(extra[7], 1)[0][0] == 10_007
 
 
-def test_mid_selectivity_filter_is_scanned_exactly_when_that_is_cheaper() -> None:
-    """12% of 20,000 rows at ef=k=10: a filtered graph walk costs more than scanning the 2,400
-    allowed rows (measured: the walk's per-node cost is ~2x what use_exact's model assumed),
+def test_low_selectivity_filter_is_scanned_exactly_when_that_is_cheaper() -> None:
+    """3% of 20,000 rows at ef=k=10: below the share where the walk goes filter first, it measures
+    every neighbour to find 10 allowed rows, more than scanning the 600 allowed rows (use_exact),
     so the planner scans them, and the answer is the exact one. On i.i.d. noise, where the walk
     at ef 10 finds well under half of the true neighbours, the walk would show."""
     rng = np.random.default_rng(3)
     base = rng.standard_normal((20_000, 64)).astype(np.float32)
     index = HNSWIndex(64, metric="l2", M=16, ef_construction=40, seed=0)
     index.add(np.arange(len(base), dtype=np.int64), base, threads=2)
-    allowed = np.sort(rng.choice(len(base), 2_400, replace=False))
+    allowed = np.sort(rng.choice(len(base), 600, replace=False))
     queries = rng.standard_normal((20, 64)).astype(np.float32)
     truth = brute_force(base, queries, 10, rows=allowed)
     found = [index.search(q, 10, ef=10, filter_ids=allowed)[0] for q in queries]
     assert recall_at(found, truth) == 1.0
+    assert index.last_measured == 0  # the scan measures no graph rows
     walked = [index.search(q, 10, ef=10, filter_ids=allowed, exact=False)[0] for q in queries]
     assert recall_at(walked, truth) < 0.95  # the scan above is not luck
+    assert index.last_measured > 600
+
+
+@pytest.mark.parametrize("fraction", [0.06, 0.1, 0.2])
+def test_a_filtered_walk_measures_allowed_rows_only(sift_index: HNSWIndex,
+                                                    sift: tuple[np.ndarray, np.ndarray, np.ndarray],
+                                                    fraction: float) -> None:
+    """From 5% allowed up, the walk goes filter first (ACORN-1): a row that is not allowed passes
+    on its links but is not measured, so a filtered walk measures about as many rows as an
+    unfiltered one, not 1/fraction times as many, and still finds the filtered top 10."""
+    base, queries, _ = sift
+    rng = np.random.default_rng(11)
+    allowed = np.sort(rng.choice(len(base), int(len(base) * fraction), replace=False))
+    truth = brute_force(base, queries, 10, rows=allowed)
+    found, filtered, unfiltered = [], [], []
+    for q in queries:
+        found.append(sift_index.search(q, 10, ef=64, filter_ids=allowed, exact=False)[0])
+        filtered.append(sift_index.last_measured)
+        sift_index.search(q, 10, ef=64)
+        unfiltered.append(sift_index.last_measured)
+    assert recall_at(found, truth) >= 0.95
+    assert min(unfiltered) > 0
+    # Measuring every neighbour, the walk needed 1/fraction times the rows (5-17x here).
+    assert np.mean(filtered) < 2 * np.mean(unfiltered), (np.mean(filtered), np.mean(unfiltered))
 
 
 def test_a_search_for_as_many_rows_as_the_index_holds_returns_them_all() -> None:
