@@ -105,11 +105,26 @@ cdef object allowed_bitmap(object filter_ids, bint exact_forced, int64_t n, cons
     return bitmap
 
 
+cdef inline uint64_t nonzero_bytes(uint64_t w) noexcept nogil:
+    """The top bit of each byte of w set where that byte is not zero (SWAR: eight bytes at a time)."""
+    cdef uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL
+    return (((w & low7) + low7) | w) & ~low7
+
+
 cdef int64_t count_allowed(const uint8_t *bm, const uint8_t *deleted, int64_t n) noexcept nogil:
-    """Rows allowed by the bitmap and not deleted (no array written: a graph walk needs only this)."""
-    cdef int64_t i, cnt = 0
-    for i in range(n):
+    """Rows allowed by the bitmap and not deleted (no array written: a graph walk needs only this).
+    Eight rows per step (``nonzero_bytes``; a per-byte loop took most of a filtered search at 1M rows)."""
+    cdef int64_t i = 0, cnt = 0
+    cdef uint64_t a, d
+    while i + 8 <= n:
+        memcpy(&a, bm + i, 8)
+        memcpy(&d, deleted + i, 8)
+        # one bit per byte (bit 7) -> 0/1 per byte, summed by the multiply into the top byte
+        cnt += <int64_t>((((nonzero_bytes(a) & ~nonzero_bytes(d)) >> 7) * 0x0101010101010101ULL) >> 56)
+        i += 8
+    while i < n:
         cnt += (bm[i] != 0) & (deleted[i] == 0)
+        i += 1
     return cnt
 
 

@@ -447,3 +447,23 @@ def test_rows_no_walk_reaches_after_a_build_are_linked_back() -> None:
     again = HNSWIndex(16, "l2", M=4, ef_construction=40, seed=0)
     again.add(np.arange(3000), rows, threads=1, repair=True)
     assert again.repaired == linked and again.reachable_count() == 3000
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 1003])
+def test_a_bitmap_of_any_nonzero_bytes_allows_exactly_its_live_rows(n: int) -> None:
+    """The allowed rows are counted eight bytes at a time (``count_allowed``): any nonzero byte allows
+    its row, a deleted row is never allowed, whatever n modulo 8; the count sizes the exact scan's row
+    list, so a miscount would lose rows or write past it."""
+    rng = np.random.default_rng(n)
+    base = rng.standard_normal((n, 4)).astype(np.float32)
+    index = HNSWIndex(4, metric="l2", M=4, ef_construction=8, seed=0)
+    index.add(np.arange(n, dtype=np.int64), base)
+    deleted = set(range(0, n, 5))
+    for i in deleted:
+        index.mark_deleted(i)
+    for share in (0.0, 0.3, 1.0):
+        bitmap = (rng.random(n) < share) * rng.integers(1, 256, n)
+        bitmap[rng.random(n) < 0.1] = 0x80  # a byte with only its top bit set
+        allowed = set(np.flatnonzero(bitmap).tolist()) - deleted
+        ids, _ = index.search(np.zeros(4, np.float32), n, filter_ids=bitmap.astype(np.uint8), exact=True)
+        assert sorted(ids.tolist()) == sorted(allowed)
