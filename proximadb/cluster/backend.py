@@ -261,6 +261,17 @@ class ClusterCollection(ClusterQueries):
         self.shard_map = owner.node.known_map(name)
         self.config = config_of(self.shard_map)
 
+    def sparse_names(self, wanted: list[str]) -> dict[str, Any]:
+        """The sparse vectors the collection declares: as of this node's last sync, or read again from the
+        servers when a name of ``wanted`` is not among them (update_collection on another node may have added
+        it since; an insert or a search naming it must not be refused until this node's next sync)."""
+        declared: dict[str, Any] = self.config.sparse_vectors
+        if any(name not in declared for name in wanted):
+            self.shard_map = self.owner.node.shard_map(self.name)
+            self.config = config_of(self.shard_map)
+            declared = self.config.sparse_vectors
+        return declared
+
     # -- writes --
 
     def insert_payload(self, payload: bytes | bytearray | memoryview) -> list[str]:
@@ -300,7 +311,7 @@ class ClusterCollection(ClusterQueries):
         check_vectors(op.vectors, record_label(op.ids), cosine=self.config.distance_metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
         if op.sparse_vectors:
-            check_sparse_names(op.sparse_vectors, self.config.sparse_vectors)
+            check_sparse_names(op.sparse_vectors, self.sparse_names(list(op.sparse_vectors)))
         sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)

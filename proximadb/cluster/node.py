@@ -385,7 +385,9 @@ class ClusterNode:
                 self.engine.create_collection(name, int(spec.pop("dimension")), **spec)
             shard_log = self._log(*key)
             self._start_seq[key] = shard_log.last_seq()  # it answers reads once it applied this far
-            applier = ShardApplier(shard_log, self.engine.collection(name))
+            replica = self.engine.collection(name)
+            replica.check_sparse_names = False  # see storage/sparse_search.py: the map's names were checked
+            applier = ShardApplier(shard_log, replica)
             self._appliers[key] = applier.start()
             log.info("cluster: %s applies %s shard %d from entry %d", self.node.id, key[0], shard,
                      applier.applied_seq + 1)

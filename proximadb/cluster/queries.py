@@ -84,6 +84,7 @@ class ClusterQueries(HybridQuery):
     shard_map: Any
     config: Any
     _targets: Callable[[], list[int]]
+    sparse_names: Callable[[list[str]], dict[str, Any]]
     search_batch: Callable[..., list[list[dict[str, Any]]]]
     get_many: Callable[..., list[dict[str, Any]]]
     _pinned: list[int] | None = None  # the read targets while _one_read() runs
@@ -166,7 +167,7 @@ class ClusterQueries(HybridQuery):
         """Exact top-k by dot product: every shard's top-k, merged (the module's documentation)."""
         check_k(k, self.options.limits.max_k)
         check_score_threshold(score_threshold, distance_metric=False)
-        declared = self.config.sparse_vectors
+        declared = self.sparse_names([name] if isinstance(name, str) else [])
         if not isinstance(name, str) or name not in declared:  # one node's message, before any shard is asked
             known = ", ".join(repr(n) for n in declared) or "none"
             raise ValidationError(f"unknown sparse vector {name!r} (declared: {known})")

@@ -40,6 +40,11 @@ from proximadb.storage.validation import check_k
 class SparseSearchPath(TextSearchPath):
     """Sparse vector search (public entry: :meth:`search_sparse`), on the vector search path's planner."""
 
+    # False on a cluster node's replica (cluster/node.py): the node that took the request checked the name
+    # against the collection's map, which may declare a name this replica's settings learn only at its next
+    # sync; an undeclared name then finds the rows that carry it, if any.
+    check_sparse_names = True
+
     def search_sparse(self, name: str, indices: Any, values: Any, k: int = 10, *,
                       filter: dict[str, Any] | str | None = None, include_metadata: bool = True,
                       score_threshold: float | None = None) -> list[dict[str, Any]]:
@@ -48,7 +53,7 @@ class SparseSearchPath(TextSearchPath):
         best first: ``{"id", "score", "metadata"?, "expires_at"?}``. The filter applies inside;
         ``score_threshold``: only hits with score >= it."""
         declared = self.config.sparse_vectors  # type: ignore[attr-defined]
-        if not isinstance(name, str) or name not in declared:
+        if not isinstance(name, str) or (self.check_sparse_names and name not in declared):
             known = ", ".join(repr(n) for n in declared) or "none"
             raise ValidationError(f"unknown sparse vector {name!r} (declared: {known})")
         check_k(k, self.options.limits.max_k)  # type: ignore[attr-defined]

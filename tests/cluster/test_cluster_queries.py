@@ -277,9 +277,10 @@ def test_strong_and_session_text_search_and_recommend_see_the_write_just_made(cl
 
 def test_a_sparse_name_added_is_written_at_once_and_lands_on_every_replica(cluster: DevCluster) -> None:
     """Inserts naming a sparse vector update_collection just added, sent at once through n1, are on every
-    replica. (The race this guards, a replica that has not synced the new setting yet
-    applying such an entry, is made deterministic in tests/storage/test_sparse_edges.py; here the replicas
-    may or may not have synced first.)"""
+    replica, and every node searches and writes the name at once. (The races this guards, a replica that has
+    not synced the new setting yet applying such an entry or asked to search it, and a node whose map is a
+    sync behind, are made deterministic in tests/storage/test_sparse_edges.py; here the nodes may or may not
+    have synced first.)"""
     writer = cluster.rest(0)
     writer.create_collection("grown", DIM, sparse_vectors={"t": {}}, shards=1, replication_factor=3)
     writer.update_collection("grown", sparse_vectors={"t": {}, "u": {}})
@@ -289,8 +290,15 @@ def test_a_sparse_name_added_is_written_at_once_and_lands_on_every_replica(clust
     for node in range(3):  # every node holds the one shard: a strong read there is its own replica's answer
         for client in (cluster.rest(node), cluster.grpc(node)):
             assert client.count("grown", consistency="strong") == 12, client.url
-    # (a search naming "u" on a node is refused until that node's sync has reconfigured its replica, about
-    # a second: a known gap, not asserted here)
+            hits = client.search_sparse("grown", "u", [3], [1.0], k=5, consistency="strong")
+            assert [h["id"] for h in hits] == ["g3"], client.url
+    writer.update_collection("grown", sparse_vectors={"t": {}, "u": {}, "w": {}})
+    for node in (1, 2):  # nodes whose map may be a sync behind the update made through n1
+        client = cluster.grpc(node)
+        assert client.search_sparse("grown", "w", [1], [1.0], k=5) == [], client.url
+        client.insert_vectors("grown", [{"id": f"w{node}", "vector": [1.0] * DIM,
+                                         "sparse_vectors": {"w": {"indices": [node], "values": [1.0]}}}])
+    assert writer.count("grown", consistency="strong") == 14
     writer.delete_collection("grown")
 
 

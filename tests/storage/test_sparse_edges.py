@@ -1,7 +1,7 @@
 """Sparse vectors at their edges (each test failed on the code before its fix): a cluster replica applying an
 entry that names a sparse vector its settings do not have yet, the binary WAL with several names, scores
-beyond float32's range, column input that a cast would wrap, numbers beyond float range, and the memtable's
-postings kept between searches."""
+beyond float32's range, column input that a cast would wrap, numbers beyond float range, the memtable's
+postings kept between searches, and a replica searching a name its settings do not have yet."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import proximadb
 from proximadb.codec.payload import encode_insert
-from proximadb.errors import InvalidVectorError
+from proximadb.errors import InvalidVectorError, ValidationError
 from proximadb.storage.engine import Engine
 from proximadb.storage.sparse_column import SparseColumn
 
@@ -35,6 +35,28 @@ def test_a_replica_applies_an_entry_naming_a_sparse_vector_it_has_not_declared_y
     col = engine.collection("c.s0")
     assert col.count() == 2
     assert [h["id"] for h in col.search_sparse("u", [2], [1.0], 5)] == ["b"]
+    engine.close()
+
+
+def test_a_replica_searches_a_sparse_name_its_settings_do_not_have_yet(tmp_path: Path) -> None:
+    """A cluster node checks a search's sparse name against the collection's map; a replica's settings learn a
+    name that update_collection added on another node only at that replica's next sync. A replica
+    (``check_sparse_names`` False, as cluster/node.py makes each) searches the name as it is, finding the rows
+    that carry it; a collection of its own refuses a name it does not declare."""
+    engine = Engine.open(tmp_path, log_of_record="external")
+    engine.create_collection("c.s0", 2, sparse_vectors={"t": {}})
+    col = engine.collection("c.s0")
+    entry = encode_insert(ids=["b"], vectors=[[0.0, 1.0]], sparse_vectors=[{"u": {"indices": [2], "values": [2.0]}}])
+    assert col.apply_log_entry(1, entry, T0).outcome == "applied"
+    with pytest.raises(ValidationError, match="unknown sparse vector 'u'"):
+        col.search_sparse("u", [2], [1.0], 5)
+    col.check_sparse_names = False
+    assert [h["id"] for h in col.search_sparse("u", [2], [1.0], 5)] == ["b"]
+    assert col.search_sparse("v", [2], [1.0], 5) == []  # a name no row carries: no hit
+    col.flush()
+    assert [h["id"] for h in col.search_sparse("u", [2], [1.0], 5)] == ["b"]
+    with pytest.raises(ValidationError, match="unknown sparse vector 1"):
+        col.search_sparse(1, [2], [1.0], 5)  # type: ignore[arg-type]
     engine.close()
 
 
