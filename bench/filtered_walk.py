@@ -23,31 +23,25 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from filtered_search import DIM, clustered
+from filtered_search import DIM, K, clustered, ground_truth, measure
 
 from proximadb.index.hnsw import HNSWIndex
 
 SHARES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.14, 0.25, 0.5, 0.9)
 
 
-def p50_ms(index: HNSWIndex, queries: np.ndarray, allowed: np.ndarray, exact: bool | None,
-           ef: int) -> tuple[float, list[np.ndarray], float]:
-    """p50 latency (ms), the answers, and the mean rows measured per walk (``last_measured``)."""
-    found: list[np.ndarray] = []
-    times: list[float] = []
+def run(index: HNSWIndex, queries: np.ndarray, allowed: np.ndarray, exact: bool | None, ef: int,
+        truth: list[set[int]]) -> tuple[dict[str, float], float]:
+    """filtered_search.measure's p50 / QPS / recall of single-query searches, and the mean rows measured per
+    search (``last_measured``: 0 for an exact scan)."""
     measured: list[int] = []
-    for q in queries:
-        t0 = time.perf_counter()
-        ids, _ = index.search(q, 10, ef=ef, filter_ids=allowed, exact=exact)
-        times.append(time.perf_counter() - t0)
-        found.append(ids)
+
+    def search(q: np.ndarray) -> list[int]:
+        ids, _ = index.search(q, K, ef=ef, filter_ids=allowed, exact=exact)
         measured.append(index.last_measured)
-    return float(np.median(times) * 1e3), found, float(np.mean(measured))
+        return [int(i) for i in ids]
 
-
-def recall(found: list[np.ndarray], truth: list[np.ndarray]) -> float:
-    hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True))
-    return hits / max(1, sum(len(t) for t in truth))
+    return measure(search, queries, truth), float(np.mean(measured))
 
 
 def main() -> None:
@@ -79,17 +73,18 @@ def main() -> None:
     for share in SHARES:
         # A bitmap over internal rows (ids are 0..N-1, added in order), as a collection passes it.
         allowed = (rng.random(args.rows) < share).astype(np.uint8)
-        truth = [index.search(q, 10, filter_ids=allowed, exact=True)[0] for q in queries]
-        walk_ms, walk_found, walk_measured = p50_ms(index, queries, allowed, False, args.ef)
-        scan_ms, _, _ = p50_ms(index, queries, allowed, True, args.ef)
-        auto_ms, auto_found, auto_measured = p50_ms(index, queries, allowed, None, args.ef)
-        row = {"share": share, "allowed": int(allowed.sum()), "walk_p50_ms": walk_ms,
-               "walk_recall": recall(walk_found, truth), "walk_rows_measured": walk_measured, "scan_p50_ms": scan_ms,
-               "picked": "walk" if auto_measured else "scan", "picked_p50_ms": auto_ms,
-               "picked_recall": recall(auto_found, truth)}
+        truth = ground_truth(data, queries, allowed)
+        walk, walk_measured = run(index, queries, allowed, False, args.ef, truth)
+        scan, _ = run(index, queries, allowed, True, args.ef, truth)
+        auto, auto_measured = run(index, queries, allowed, None, args.ef, truth)
+        row = {"share": share, "allowed": int(allowed.sum()), "walk_p50_ms": walk["p50_ms"],
+               "walk_recall": walk["recall"], "walk_rows_measured": walk_measured, "scan_p50_ms": scan["p50_ms"],
+               "picked": "walk" if auto_measured else "scan", "picked_p50_ms": auto["p50_ms"],
+               "picked_recall": auto["recall"]}
         rows.append(row)
-        print(f"| {share:.1%} ({int(allowed.sum())}) | {walk_ms:.3f} | {row['walk_recall']:.3f} | "
-              f"{walk_measured:,.0f} | {scan_ms:.3f} | {row['picked']} | {auto_ms:.3f} | {row['picked_recall']:.3f} |")
+        print(f"| {share:.1%} ({row['allowed']}) | {walk['p50_ms']:.3f} | {walk['recall']:.3f} | "
+              f"{walk_measured:,.0f} | {scan['p50_ms']:.3f} | {row['picked']} | {auto['p50_ms']:.3f} | "
+              f"{auto['recall']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps({"args": {"rows": args.rows, "ef": args.ef, "seed": args.seed},
                                          "results": rows}, indent=2) + "\n")

@@ -276,7 +276,6 @@ cdef inline int walk(const IndexRows *rows, const HnswGraph *graph, ann_scratch 
     level 0; leaves the ef best live (and allowed) rows in s.top, a max-heap (empty for an empty
     graph). 0, or -1 when out of memory."""
     cdef int32_t cur
-    s.measured = 0
     if graph.entry_point < 0:
         s.top.n = 0
         return 0
