@@ -19,6 +19,7 @@ COMPILED_MODULES = (
     "proximadb.storage.wal_io",
     "proximadb.storage.id_table",
     "proximadb.storage.metadata_check",
+    "proximadb.storage.metadata_scan",
     "proximadb.storage.vector_check",
     "proximadb.index.distance",
     "proximadb.index._base",

@@ -1,5 +1,6 @@
 """Stub for the compiled module proximadb.codec.avro_batch (see avro_batch.pyx for the format)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ class DecodedBatch:
     @property
     def vectors(self) -> npt.NDArray[np.float32]: ...  # (n, dim), C-contiguous
     @property
-    def metadata(self) -> list[Metadata]: ...
+    def metadata(self) -> Sequence[Metadata]: ...  # a list of dicts, or a MetadataColumn (metadata_maps=True)
     @property
     def timestamps(self) -> npt.NDArray[np.int64]: ...  # (n,)
     @property
@@ -36,7 +37,7 @@ class DecodedBatch:
         upsert: bool,
         ids: list[str],
         vectors: npt.NDArray[np.float32],
-        metadata: list[Metadata],
+        metadata: Sequence[Metadata],
         timestamps: npt.NDArray[np.int64],
         expires_at: npt.NDArray[np.int64] | None = None,
         schema_version: int = 1,
@@ -46,4 +47,6 @@ class DecodedBatch:
     def to_insert_op(self) -> InsertOp: ...
     def to_dict(self) -> dict[str, Any]: ...
 
-def decode_vector_batch(datum: Buffer, expected_dim: int = -1, schema_version: int = 1) -> DecodedBatch: ...
+def decode_vector_batch(
+    datum: Buffer, expected_dim: int = -1, schema_version: int = 1, metadata_maps: bool = False
+) -> DecodedBatch: ...

@@ -24,7 +24,10 @@ the whole datum is known to be well formed, and no Python float is ever made:
    count the records and check that they all have the same dimension;
 2. fill (GIL released): memcpy each float block into the (n, dim) float32
    matrix, store the timestamps, remember where each id and metadata map is;
-3. objects (GIL held): decode the ids and metadata maps into str / dict.
+3. objects (GIL held): decode the ids into str, and the metadata maps into dicts, or with
+   ``metadata_maps=True`` copy them as they are, back to back, into one ``bytes`` (the batch's
+   ``metadata`` is then a storage.metadata_store.MetadataColumn over it: no dict per row; the
+   insert path checks and indexes them in compiled code, storage/metadata_scan.pyx).
 
 The schema version comes from the payload frame (``schema_version=``; default 1,
 the layout of unframed datums such as gRPC record lists). In v2 an absent
@@ -39,6 +42,7 @@ The encoder (``encode_vector_batch``, re-exported here) is avro_batch_encode.pyx
 
 cimport numpy as cnp
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
@@ -108,6 +112,7 @@ cdef struct Fill:
     Py_ssize_t *id_off
     Py_ssize_t *id_len
     Py_ssize_t *meta_off
+    Py_ssize_t *meta_end
     Py_ssize_t cap           # records allocated by the scan pass
     SparseFill sp            # v3: counted in the scan, copied in the fill
 
@@ -169,6 +174,8 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
         f.meta_off[i] = c.pos
     if avro_skip_metadata(c, &e.a) < 0:
         return -1
+    if fill:
+        f.meta_end[i] = c.pos
     if avro_read_long(c, &ts, "the record timestamp", &e.a) < 0:
         return -1
     if fill:
@@ -295,18 +302,18 @@ cdef class DecodedBatch:
     cdef readonly bint upsert
     cdef readonly list ids
     cdef readonly object vectors
-    cdef readonly list metadata
+    cdef readonly object metadata
     cdef readonly object timestamps
     cdef readonly object expires_at
     cdef readonly int schema_version
     cdef readonly object sparse_vectors
 
-    def __init__(self, bint upsert, list ids, vectors, list metadata, timestamps, expires_at=None,
+    def __init__(self, bint upsert, list ids, vectors, metadata, timestamps, expires_at=None,
                  int schema_version=1, sparse_vectors=None):
         self.upsert = upsert
         self.ids = ids
         self.vectors = vectors
-        self.metadata = metadata
+        self.metadata = metadata  # a list of dicts, or a MetadataColumn (metadata_maps=True)
         self.timestamps = timestamps
         self.expires_at = expires_at  # None, or (n,) int64 with NO_EXPIRY for "never"
         self.schema_version = schema_version
@@ -354,7 +361,8 @@ cdef class DecodedBatch:
         return {"upsert": self.upsert, "records": records}
 
 
-cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_t expected_dim, int version):
+cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_t expected_dim, int version,
+                          bint metadata_maps):
     cdef Cursor c
     cdef Layout lay
     cdef Fill f
@@ -368,7 +376,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     cdef cnp.ndarray timestamps
     cdef object expires = None
     cdef list ids
-    cdef list metadata
+    cdef object metadata
     memset(&e, 0, sizeof(e))
     memset(&f, 0, sizeof(f))
     e.record = -1
@@ -396,7 +404,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     sp_indices = np.empty(f.sp.nnz, dtype=np.int32)
     sp_values = np.empty(f.sp.nnz, dtype=np.float32)
     _sparse_targets(&f.sp, entries, sp_indices, sp_values)
-    offsets = <Py_ssize_t *>PyMem_Malloc(3 * (n if n > 0 else 1) * sizeof(Py_ssize_t))
+    offsets = <Py_ssize_t *>PyMem_Malloc(4 * (n if n > 0 else 1) * sizeof(Py_ssize_t))
     if offsets == NULL:
         raise MemoryError()
     try:
@@ -406,6 +414,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
         f.id_off = offsets
         f.id_len = offsets + n
         f.meta_off = offsets + 2 * n
+        f.meta_end = offsets + 3 * n
         f.cap = n
         cur_init(&c, buf, nbytes)
         with nogil:
@@ -414,10 +423,14 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
             raise _error(&e, buf)
 
         ids = [None] * n
-        metadata = [None] * n
         sparse = _sparse_columns(buf, entries, sp_indices, sp_values, n) if f.sp.entries else None
         for i in range(n):
             ids[i] = _utf8(buf, f.id_off[i], f.id_len[i], "the id", i)
+        if metadata_maps:
+            metadata = _maps_as_they_are(buf, &f, n)
+            return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version, sparse)
+        metadata = [None] * n
+        for i in range(n):
             cur_init(&c, buf, nbytes)
             c.pos = f.meta_off[i]
             e.record = i
@@ -428,6 +441,29 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     finally:
         PyMem_Free(offsets)
     return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version, sparse)
+
+
+cdef object _maps_as_they_are(const unsigned char *buf, const Fill *f, Py_ssize_t n):
+    """The records' metadata maps copied back to back into one bytes, as a MetadataColumn."""
+    from proximadb.storage.metadata_store import MetadataColumn
+
+    cdef Py_ssize_t i
+    cdef Py_ssize_t total = 0
+    cdef Py_ssize_t length
+    for i in range(n):
+        total += f.meta_end[i] - f.meta_off[i]
+    offsets = np.empty(n + 1, dtype=np.uint64)
+    cdef uint64_t[::1] at = offsets
+    blob = PyBytes_FromStringAndSize(NULL, total)
+    cdef char *dst = PyBytes_AS_STRING(blob)
+    total = 0
+    for i in range(n):
+        at[i] = <uint64_t>total
+        length = f.meta_end[i] - f.meta_off[i]
+        memcpy(dst + total, buf + f.meta_off[i], length)
+        total += length
+    at[n] = <uint64_t>total
+    return MetadataColumn(blob, offsets)
 
 
 cdef void _sparse_targets(SparseFill *sp, cnp.ndarray entries, cnp.ndarray indices, cnp.ndarray values):
@@ -468,19 +504,21 @@ cdef object _sparse_columns(const unsigned char *buf, entries, indices, values, 
     return sparse_column.columns_from_entries(names, codes, entries[0], entries[3], indices, values, n)
 
 
-def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1) -> DecodedBatch:
+def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1,
+                        bint metadata_maps=False) -> DecodedBatch:
     """Decode a ``VectorBatch`` Avro datum (any contiguous bytes-like object).
 
     ``schema_version`` is the version of the frame the datum came in (1: no
     expires_at; 2: expires_at after each timestamp).
     ``expected_dim >= 0`` requires every record to have that dimension. Raises
     MalformedPayloadError (with the offset and what was being read) or
-    DimensionMismatchError; never reads outside ``datum``.
+    DimensionMismatchError; never reads outside ``datum``. ``metadata_maps``: the metadata stays
+    encoded (see the module's documentation; its strings are not checked to be UTF-8 here).
     """
     cdef Py_buffer view
     check_codec_version(schema_version)
     PyObject_GetBuffer(datum, &view, PyBUF_SIMPLE)
     try:
-        return _decode(<const unsigned char *>view.buf, view.len, expected_dim, schema_version)
+        return _decode(<const unsigned char *>view.buf, view.len, expected_dim, schema_version, metadata_maps)
     finally:
         PyBuffer_Release(&view)

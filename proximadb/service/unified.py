@@ -220,7 +220,7 @@ class UnifiedAvroService:
     @staticmethod
     def _inserted(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
         """The answer an insert of ``payload`` gave: its ids (a retry of it is answered from them)."""
-        _version, _op, batch = decode_payload(payload)
+        _version, _op, batch = decode_payload(payload, metadata_maps=True)  # the ids only: no dicts
         ids = list(batch.to_insert_op().ids)  # type: ignore[union-attr]
         return {"count": len(ids), "ids": ids}
 

@@ -295,7 +295,8 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         version, op_type, datum = decode_frame(payload)
         if op_type != "vector_insert":
             raise UnknownOperationError(f"expected a vector_insert payload, got {op_type!r}")
-        batch = decode_vector_batch(datum, expected_dim=self.dim, schema_version=version)
+        # the metadata stays encoded: checked, stored and indexed without a dict per row (metadata_scan.pyx)
+        batch = decode_vector_batch(datum, expected_dim=self.dim, schema_version=version, metadata_maps=True)
         op = batch.to_insert_op()
         return self._write_insert(op, bytes(payload))
 

@@ -21,7 +21,7 @@ ids stay ordered, so scrolling the memtable in id order needs no sort).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,8 @@ import numpy as np
 from sortedcontainers import SortedDict
 
 from proximadb.errors import ValidationError
+from proximadb.storage.memtable_metadata import MemtableMetadata
+from proximadb.storage.metadata_store import MetadataColumn
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.sparse_column import GrowingSparse, SparseColumn, row_dict
@@ -47,7 +49,7 @@ class MemtableSnapshot:
     vectors: np.ndarray
     alive: np.ndarray  # uint8 (n,)
     ids: list[str]
-    metadata: list[Metadata]
+    metadata: MemtableMetadata  # the memtable's own (rows are only appended): read rows [0, rows)
     timestamps: np.ndarray
     expires_at: np.ndarray | None = None  # int64 (NO_EXPIRY = never) or None: no row expires
     graph: MemtableGraph | None = None  # an HNSW graph over the memtable's first rows (memtable_index.py)
@@ -72,7 +74,7 @@ class Memtable:
         self._alive = np.zeros(initial_rows, dtype=np.uint8)
         self._expires: np.ndarray | None = None  # int64 (schema v2), allocated by the first expiring row
         self._ids: list[str] = []
-        self._metadata: list[Metadata] = []
+        self._metadata = MemtableMetadata(initial_rows)  # encoded maps: no dict per row (memtable_metadata.py)
         self._index: dict[str, int] | SortedDict = SortedDict() if kind == "btree" else {}
         self.sparse = GrowingSparse()
         self._bytes = 0
@@ -115,11 +117,14 @@ class Memtable:
         self._vectors, self._timestamps, self._alive = vectors, timestamps, alive
 
     def put_batch(
-        self, ids: list[str], vectors: np.ndarray, metadata: list[Metadata], timestamps: np.ndarray,
+        self, ids: list[str], vectors: np.ndarray, metadata: Sequence[Metadata | None], timestamps: np.ndarray,
         expires_at: np.ndarray | None = None, sparse: dict[str, SparseColumn] | None = None,
+        scanned: tuple[Any, ...] | None = None,
     ) -> None:
         """Append rows; an id already in the memtable has its old row marked dead.
 
+        ``metadata``: dicts, or the batch's encoded maps (a MetadataColumn), stored as they are;
+        ``scanned``: what metadata_scan.scan_maps read from those maps, indexed without a dict per row.
         ``expires_at``: int64 per row (NO_EXPIRY = never) or None (no row expires); ``sparse``: the
         rows' sparse vectors per name (None: none)."""
         n = len(ids)
@@ -145,8 +150,15 @@ class Memtable:
         index.update(zip(ids, range(start, start + n), strict=True))
         self._bytes += sum(map(len, ids)) + n * _ROW_OVERHEAD
         self._ids.extend(ids)
-        self._metadata.extend(metadata)
-        self.payload.add_rows(start, metadata)
+        if isinstance(metadata, MetadataColumn):
+            self._metadata.append_encoded(metadata.blob, metadata.offsets)
+        else:
+            self._metadata.append(metadata)
+        if scanned is not None:
+            _, fields, strings, entries = scanned
+            self.payload.add_scanned(start, fields, strings, entries)
+        else:
+            self.payload.add_rows(start, metadata)
         self._bytes += n * self.dim * 4
 
     def delete(self, id_: str) -> bool:
@@ -161,7 +173,7 @@ class Memtable:
         if row is None:
             return False
         self.payload.replace_row(row, self._metadata[row], metadata)
-        self._metadata[row] = metadata  # replaced, never mutated: snapshots stay consistent
+        self._metadata.set(row, metadata)
         return True
 
     # -- reads --------------------------------------------------------------
@@ -257,5 +269,4 @@ class Memtable:
     def columns(self, rows: np.ndarray) -> tuple[list[str], np.ndarray, list[Metadata], np.ndarray]:
         """ids, vectors, metadata and timestamps of the given rows (for a flush)."""
         ids = [self._ids[r] for r in rows]
-        metadata = [self._metadata[r] for r in rows]
-        return ids, self._vectors[rows], metadata, self._timestamps[rows]
+        return ids, self._vectors[rows], self._metadata.take(rows), self._timestamps[rows]

@@ -1,11 +1,11 @@
 """What a search derives from a memtable (a BM25 index of its documents, the postings of its sparse vectors),
 kept between searches while it still describes the memtable's rows: text_search.py and sparse_search.py.
 
-An entry is keyed by the memtable's metadata list (the list object lives as long as the memtable, and the
-entry holds it, so its ``id()`` is not reused) and a name, and carries a ``stamp``: what the derived value
-was made from, compared with ``==`` at the next search (a list of rows compares by identity first). A
-memtable's rows are only appended and a row's metadata is replaced by a new dict, never changed in place,
-so an equal stamp means the same rows. Entries of memtables no longer searched (flushed) are dropped.
+An entry is keyed by the memtable's metadata (memtable_metadata.MemtableMetadata: the object lives as long
+as the memtable, and the entry holds it, so its ``id()`` is not reused) and a name, and carries a ``stamp``:
+what the derived value was made from, compared with ``==`` at the next search. A memtable's rows are only
+appended and the metadata counts the rows whose map was replaced, so an equal row count and replacement
+count mean the same rows. Entries of memtables no longer searched (flushed) are dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 class MemtableKept(Generic[T]):
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, str], tuple[list[Any], Any, T]] = {}
+        self._entries: dict[tuple[int, str], tuple[Any, Any, T]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -153,13 +153,26 @@ class MetadataColumns:
 
 
 class MetadataColumn(Sequence[Metadata]):
-    """Row r's metadata dict, decoded from the mapped blob when asked for (a new dict each time)."""
+    """Row r's metadata dict, decoded from the blob when asked for (a new dict each time).
+
+    The blob is a segment's mapped ``meta.rows`` or an insert batch's maps as its payload carried them
+    (codec/avro_batch.pyx, ``metadata_maps=True``); ``offsets`` has one entry more than there are rows."""
 
     __slots__ = ("_blob", "_offsets")
 
-    def __init__(self, blob: memoryview, offsets: np.ndarray) -> None:
+    def __init__(self, blob: memoryview | bytes, offsets: np.ndarray) -> None:
         self._blob = blob
         self._offsets = offsets
+
+    @property
+    def blob(self) -> memoryview | bytes:
+        """The maps, back to back (wal_io.encode_metadata_maps's encoding)."""
+        return self._blob
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """uint64: row r's map is ``blob[offsets[r]:offsets[r + 1]]``."""
+        return self._offsets
 
     def __len__(self) -> int:
         return int(self._offsets.shape[0]) - 1

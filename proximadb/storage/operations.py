@@ -6,8 +6,9 @@ them the same way whether they come from a client or from the log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -37,7 +38,10 @@ class InsertOp:
     upsert: bool
     ids: list[str]
     vectors: np.ndarray  # (n, dim) float32, C-contiguous
-    metadata: list[Metadata]
+    # A list of dicts, or the batch's maps still encoded (storage.metadata_store.MetadataColumn, from
+    # decode_vector_batch(metadata_maps=True)): then ``scanned`` holds what the insert's check read from
+    # them (storage/metadata_scan.pyx: sizes, fields, strings, entries), for the payload index.
+    metadata: Sequence[Metadata]
     timestamps: np.ndarray  # (n,) int64, microseconds since the epoch
     # Schema v2: (n,) int64 expiry times (µs since the epoch), NO_EXPIRY where a record never
     # expires; None when no record of the batch has one (v1 payloads, most batches).
@@ -45,6 +49,7 @@ class InsertOp:
     # Schema v3: per declared name, a CSR column over the batch's rows (sparse_column.py); None when no
     # record of the batch has a sparse vector.
     sparse_vectors: dict[str, SparseColumn] | None = None
+    scanned: tuple[Any, ...] | None = None
 
     op_code = OP_INSERT
 

@@ -32,6 +32,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from proximadb.filters import typed_key
+from proximadb.storage import metadata_scan as scan
 from proximadb.storage.operations import Metadata
 
 _EXACT = 2**53  # ints beyond this are not exact in float64: the column keeps them aside
@@ -44,6 +45,8 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "$lte": operator.le,
 }
 _EMPTY_ROWS = np.empty(0, dtype=np.int64)
+_KINDS = 7  # metadata_scan's KIND_* are 0 .. _KINDS - 1
+_SCANNED_KEYS = ((scan.KIND_TRUE, ("b", True)), (scan.KIND_FALSE, ("b", False)), (scan.KIND_NULL, ("z", None)))
 
 
 def bitmap_to_mask(bitmap: BitMap, rows: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -140,16 +143,36 @@ class NumberColumn:
             elif value == value:  # NaN matches nothing
                 keep_v.append(value)
                 keep_r.append(row)
-        n = len(keep_v)
-        if not n:
-            return
+        if keep_v:
+            self._append(np.asarray(keep_v, dtype=np.float64), np.asarray(keep_r, dtype=np.int64))
+
+    def add_arrays(self, values: np.ndarray, rows: np.ndarray, exact: Sequence[tuple[int, int]] = ()) -> None:
+        """Append entries from arrays: float64 ``values`` of int64 ``rows`` (in row order), and ``exact``
+        (row, int) pairs of ints beyond 2**53 in magnitude (PayloadIndex.add_scanned)."""
+        self._by_row = None
+        if not self._multi:  # some row with two numbers: rows ascend, so a repeat is next to its twin
+            if exact:
+                both = np.concatenate([rows, np.asarray([r for r, _ in exact], dtype=np.int64)])
+                self._multi = bool(np.unique(both).shape[0] != both.shape[0])
+            elif rows.shape[0] > 1:
+                self._multi = bool((rows[1:] == rows[:-1]).any())
+        for row, value in exact:
+            self._exact.setdefault(row, []).append(value)
+        keep = values == values  # NaN matches nothing
+        if not keep.all():
+            values, rows = values[keep], rows[keep]
+        if values.shape[0]:
+            self._append(values, rows)
+
+    def _append(self, values: np.ndarray, rows: np.ndarray) -> None:
+        n = values.shape[0]
         need = self._tail_n + n
         if need > self._tail_v.shape[0]:
             cap = max(need, 2 * self._tail_v.shape[0])
             self._tail_v = np.resize(self._tail_v, cap)
             self._tail_r = np.resize(self._tail_r, cap)
-        self._tail_v[self._tail_n : need] = keep_v
-        self._tail_r[self._tail_n : need] = keep_r
+        self._tail_v[self._tail_n : need] = values
+        self._tail_r[self._tail_n : need] = rows
         self._tail_n = need
         if need > max(_TAIL_MIN, self._base_v.shape[0] // 4):
             self.seal()
@@ -287,6 +310,16 @@ class FieldIndex:
         self.numbers = NumberColumn()
         self._strings: list[str] | None = None  # the string keys, sorted (built when a range needs it)
 
+    def post_rows(self, key: tuple[str, Any], rows: np.ndarray) -> None:
+        """:meth:`post` for an int array of rows."""
+        bitmap = self.postings.get(key)
+        if bitmap is None:
+            self.postings[key] = bitmap_of(rows)
+            if key[0] == "s":
+                self._strings = None
+        else:
+            bitmap |= bitmap_of(rows)
+
     def post(self, key: tuple[str, Any], rows: Iterable[int]) -> None:
         bitmap = self.postings.get(key)
         if bitmap is None:
@@ -390,6 +423,36 @@ class PayloadIndex:
                 field.post(key, rows)
             if acc.values:
                 field.numbers.add(acc.values, acc.rows)
+
+    def add_scanned(self, start: int, fields: Sequence[str], strings: Sequence[str], entries: tuple[Any, ...]) -> None:
+        """Index rows ``start, start + 1, ...`` from a compiled scan of their encoded maps
+        (storage/metadata_scan.pyx, ``scan_maps``: its ``fields``, ``strings`` and grouped ``entries``), with
+        the typed keys :meth:`add_rows` would post for the same maps decoded: slices of arrays per field, a
+        bitmap update per distinct value, no Python call per row."""
+        bounds, kind, code, batch_rows, number, big = entries
+        rows = batch_rows + np.uint32(start)  # uint32: what a bitmap takes
+        kinds = np.arange(_KINDS + 1)
+        for f, name in enumerate(fields):
+            a, b = int(bounds[f]), int(bounds[f + 1])
+            if a == b:
+                continue
+            field = self._field(name)
+            at = (a + np.searchsorted(kind[a:b], kinds)).tolist()  # kind k: at[k]:at[k + 1]
+            field.exists |= bitmap_of(rows[at[scan.KIND_KEY] : at[scan.KIND_KEY + 1]])
+            s0, s1 = at[scan.KIND_STRING], at[scan.KIND_STRING + 1]
+            if s1 > s0:
+                codes = code[s0:s1]
+                cuts = (s0 + np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist()
+                for lo, hi in zip([s0, *cuts], [*cuts, s1], strict=True):
+                    field.post_rows(("s", strings[int(code[lo])]), rows[lo:hi])
+            for k, key in _SCANNED_KEYS:
+                if at[k + 1] > at[k]:
+                    field.post_rows(key, rows[at[k] : at[k + 1]])
+            n0, n1 = at[scan.KIND_NUMBER], at[scan.KIND_NUMBER + 1]
+            b0, b1 = at[scan.KIND_BIG_INT], at[scan.KIND_BIG_INT + 1]
+            if n1 > n0 or b1 > b0:
+                exact = list(zip(rows[b0:b1].tolist(), big[b0:b1].tolist(), strict=True))
+                field.numbers.add_arrays(number[n0:n1], rows[n0:n1].astype(np.int64), exact)
 
     def replace_row(self, row: int, old: Metadata | None, new: Metadata | None) -> None:
         """Row ``row``'s metadata changed in place from ``old`` to ``new`` (memtable set_metadata)."""

@@ -150,10 +150,11 @@ class TextSearchPath(SearchPath):
     def _memtable_text_index(self, snap: Any, analyzer: Analyzer) -> Bm25Index:
         """The BM25 index of a memtable snapshot's documents: the one kept from an earlier search while it
         still holds (see the module's documentation), else built and kept."""
-        rows = snap.metadata[: snap.rows]  # the snapshot's rows (its list is the memtable's own, still growing)
-        # the rows' metadata objects and the analyzer: list == compares by identity first
-        return self._memtable_text_kept().get(snap, "", (repr(analyzer.settings()), rows),
-                                         lambda: Bm25Index.build([_text(m) for m in rows], analyzer))
+        metadata = snap.metadata  # the memtable's own, still growing: rows [0, snap.rows) are the snapshot's
+        # the rows and the analyzer; rows are only appended, and ``replaced`` counts maps replaced in place
+        stamp = (repr(analyzer.settings()), snap.rows, metadata.replaced)
+        return self._memtable_text_kept().get(
+            snap, "", stamp, lambda: Bm25Index.build([_text(m) for m in metadata[: snap.rows]], analyzer))
 
     @staticmethod
     def _corpus_stats(parts: list[tuple[Any, Bm25Index, np.ndarray, np.ndarray, int, float]],

@@ -62,6 +62,7 @@ from proximadb.codec.payload import decode_datum, decode_payload, encode_payload
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, op_schema
 from proximadb.errors import MalformedPayloadError
 from proximadb.storage import wal_io
+from proximadb.storage.metadata_store import MetadataColumn
 from proximadb.storage.operations import (
     NO_EXPIRY,
     OP_DELETE,
@@ -125,7 +126,7 @@ def encode_op_payload(op: Operation, schema_version: int = CURRENT_SCHEMA_VERSIO
 
 def decode_op_payload(body: Buffer) -> Operation:
     """The operation a versioned payload frame describes."""
-    _version, op_type, value = decode_payload(body)
+    _version, op_type, value = decode_payload(body, metadata_maps=True)  # replay stores the maps as they are
     if op_type == "vector_insert":
         return value.to_insert_op()  # type: ignore[union-attr]
     return datum_to_op(op_type, value)  # type: ignore[arg-type]
@@ -243,7 +244,8 @@ def encode(strategy: str | int, op: Operation, payload: Buffer | None = None,
         return EncodedOp(op_code, version, 0, [view])
     if isinstance(op, InsertOp):
         vectors, timestamps, n, dim = _check_insert(op)
-        metadata = wal_io.encode_metadata_maps(list(op.metadata))
+        metadata = op.metadata.blob if isinstance(op.metadata, MetadataColumn) else \
+            wal_io.encode_metadata_maps(list(op.metadata))
         parts: list[Any] = [
             _INSERT_HEAD.pack(1 if op.upsert else 0, n, dim),
             wal_io.pack_str_list(list(op.ids)),

@@ -524,7 +524,7 @@ cdef int _ob_value(AvroWriter *b, object value) except -1:
 
 
 def encode_metadata_maps(list maps not None, uint64_t[::1] offsets=None):
-    """Avro-encode each dict of ``maps`` (see above), back to back.
+    """Avro-encode each dict of ``maps`` (see above; None is the empty map), back to back.
 
     With ``offsets`` (``len(maps) + 1`` uint64), map k's bytes are ``offsets[k]:offsets[k + 1]``."""
     cdef AvroWriter b
@@ -537,8 +537,11 @@ def encode_metadata_maps(list maps not None, uint64_t[::1] offsets=None):
             if offsets is not None:
                 offsets[k] = <uint64_t>b.len
                 k += 1
+            if m is None:  # no metadata: the empty map
+                aw_long(&b, 0)
+                continue
             if not isinstance(m, dict):
-                raise TypeError(f"metadata must be a dict, got {type(m).__name__}")
+                raise TypeError(f"metadata must be a dict or None, got {type(m).__name__}")
             if len(<dict>m):
                 aw_long(&b, len(<dict>m))
                 for key, value in (<dict>m).items():

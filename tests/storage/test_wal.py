@@ -69,7 +69,7 @@ def assert_op_equal(a: Operation, b: Operation) -> None:
         assert b.vectors.dtype == np.float32 and b.vectors.flags.c_contiguous
         assert a.vectors.shape == b.vectors.shape
         assert np.array_equal(a.vectors, b.vectors)
-        assert a.metadata == b.metadata
+        assert list(a.metadata) == list(b.metadata)  # a list, or a MetadataColumn (maps kept encoded)
         assert b.timestamps.dtype == np.int64
         assert np.array_equal(a.timestamps, b.timestamps)
     else:

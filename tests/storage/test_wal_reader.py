@@ -54,7 +54,7 @@ def _ops(n: int) -> list[Operation]:
 
 def _same_op(a: Operation, b: Operation) -> bool:
     if isinstance(a, InsertOp) and isinstance(b, InsertOp):
-        return (a.ids == b.ids and np.array_equal(a.vectors, b.vectors) and a.metadata == b.metadata
+        return (a.ids == b.ids and np.array_equal(a.vectors, b.vectors) and list(a.metadata) == list(b.metadata)
                 and np.array_equal(a.timestamps, b.timestamps))
     return a == b
 
