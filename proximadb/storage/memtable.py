@@ -29,7 +29,7 @@ import numpy as np
 from sortedcontainers import SortedDict
 
 from proximadb.errors import ValidationError
-from proximadb.storage.memtable_metadata import MemtableMetadata
+from proximadb.storage.memtable_metadata import MemtableMetadata, MetadataRows
 from proximadb.storage.metadata_store import MetadataColumn
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.payload_index import PayloadIndex
@@ -266,7 +266,7 @@ class Memtable:
         """bool per row of ``rows``: still live (not deleted or replaced since)."""
         return self._alive[rows] != 0
 
-    def columns(self, rows: np.ndarray) -> tuple[list[str], np.ndarray, list[Metadata], np.ndarray]:
-        """ids, vectors, metadata and timestamps of the given rows (for a flush)."""
+    def columns(self, rows: np.ndarray) -> tuple[list[str], np.ndarray, MetadataRows, np.ndarray]:
+        """ids, vectors, metadata (decoded as it is read) and timestamps of the given rows (for a flush)."""
         ids = [self._ids[r] for r in rows]
-        return ids, self._vectors[rows], self._metadata.take(rows), self._timestamps[rows]
+        return ids, self._vectors[rows], MetadataRows(self._metadata, rows), self._timestamps[rows]

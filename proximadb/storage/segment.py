@@ -178,7 +178,7 @@ class SegmentData:
 
     ids: list[str]
     vectors: np.ndarray
-    metadata: list[Metadata]
+    metadata: Sequence[Metadata]  # a list, or a flush's memtable rows decoded as read (MetadataRows)
     timestamps: np.ndarray
     expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
     sparse_vectors: dict[str, SparseColumn] | None = None  # per name over these rows; None: no row has any
