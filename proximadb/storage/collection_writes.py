@@ -19,11 +19,10 @@ from proximadb.errors import (
     VectorExistsError,
 )
 from proximadb.index import distance
-from proximadb.storage import expiry
+from proximadb.storage import expiry, insert_metadata
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.metadata_check import metadata_sizes
-from proximadb.storage.metadata_scan import scan_maps
 from proximadb.storage.metadata_store import MetadataColumn
 from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment
@@ -84,16 +83,15 @@ class WritePath(CollectionState):
             op.sparse_vectors = check_columns(op.sparse_vectors, n)
             if not applying:
                 check_sparse_names(op.sparse_vectors, self.config.sparse_vectors)
-        scanned = None
-        if isinstance(op.metadata, MetadataColumn):  # still encoded: sized and read for the index in one pass
-            scanned = scan_maps(op.metadata.blob, op.metadata.offsets, MAX_METADATA_KEY_BYTES)
-            sizes = scanned[0]
-        else:
+        sizes = insert_metadata.scan(op)  # still encoded: sized and read for the index in one compiled pass
+        if sizes is None:
             sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)  # compiled; -1: ask the Python rule
+        deferred = False
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
-            scanned = None  # the rule took a row the scan left to it (a key twice in a map): index the dicts
-        op.scanned = scanned
+            deferred = True  # the rule took a row the scan left to it (a key twice in a map)
+        if deferred and op.scanned is not None:
+            insert_metadata.take_as_dicts(op)
         if n and not op.timestamps.all():
             # Stamp server time where the client sent 0. The client's payload is still
             # logged as sent; the WAL keeps the stamped timestamps beside it for replay.
@@ -138,15 +136,10 @@ class WritePath(CollectionState):
                 rows = seg.live_rows(ids)
                 for row in rows[rows >= 0].tolist():
                     seg.delete_row(row)
-        metadata, scanned = op.metadata, op.scanned
-        if not isinstance(metadata, MetadataColumn):
-            metadata = list(metadata)
-        elif scanned is None:  # a batch replayed from the WAL (checked when it was written): read for the index
-            scanned = scan_maps(metadata.blob, metadata.offsets, MAX_METADATA_KEY_BYTES)
-            if (scanned[0] < 0).any():
-                scanned = None  # a map the scan leaves to the Python rule: index the decoded dicts
+        insert_metadata.settle(op)  # a replayed batch: scanned here (a live one was at its check)
+        metadata = op.metadata if isinstance(op.metadata, MetadataColumn) else list(op.metadata)
         self.memtable.put_batch(list(op.ids), vectors, metadata, op.timestamps, op.expires_at,
-                                op.sparse_vectors, scanned)
+                                op.sparse_vectors, op.scanned)
 
     def _apply_patch(self, patch: MetadataPatch, timestamp: int) -> None:
         where = self._locate(patch.id)

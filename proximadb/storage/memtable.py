@@ -173,7 +173,7 @@ class Memtable:
         if row is None:
             return False
         self.payload.replace_row(row, self._metadata[row], metadata)
-        self._metadata.set(row, metadata)
+        self._bytes += self._metadata.set(row, metadata) + _ROW_OVERHEAD  # an update holds memory until the flush
         return True
 
     # -- reads --------------------------------------------------------------

@@ -85,13 +85,16 @@ class MemtableMetadata(Sequence[Metadata]):
         self._where[start : start + n] = starts | np.uint64(chunk << _OFFSET_BITS)
         self._rows = start + n  # last: a row is readable once its place is written
 
-    def set(self, row: int, metadata: Metadata | None) -> None:
-        """Replace row ``row``'s metadata (the old map stays in its chunk until the memtable goes)."""
+    def set(self, row: int, metadata: Metadata | None) -> int:
+        """Replace row ``row``'s metadata (the old map stays in its chunk until the memtable goes); returns
+        the bytes this added (the memtable counts them toward its flush, so updates cannot grow it unseen)."""
         if not 0 <= row < self._rows:
             raise IndexError(f"row {row} of {self._rows}")
-        chunk = self._new_chunk(encode_metadata_maps([metadata]))
+        blob = encode_metadata_maps([metadata])
+        chunk = self._new_chunk(blob)
         self._where[row] = chunk << _OFFSET_BITS
         self.replaced += 1
+        return len(blob)
 
     def _decode(self, where: int, count: int = 1) -> list[Metadata]:
         maps, _ = decode_metadata_maps(self._chunks[where >> _OFFSET_BITS], where & _OFFSET_MASK, count)

@@ -9,7 +9,8 @@ dict per row: :func:`scan_maps` reads the maps once and returns
 * ``sizes``: int64 per row, its size as ``validation.metadata_bytes`` counts it (UTF-8 bytes of keys
   and strings, +1 per list item, 8 per number or boolean), or -1 where the Python rule must decide:
   a key of 0 or more than ``max_key_bytes`` bytes, a non-finite double, or a key given twice in one
-  map (a dict keeps the last value; the caller then indexes the decoded dicts instead);
+  map (a dict keeps the last value; the caller then takes the batch as decoded dicts,
+  storage/insert_metadata.py);
 * ``fields`` and ``strings``: the distinct keys and string values, numbered in order of appearance;
 * ``entries``: what the payload index posts (payload_index.PayloadIndex.add_scanned), as columns
   ``(bounds, kind, code, row, number, big)``: per key of a row a ``KIND_KEY`` entry (the field
@@ -179,11 +180,13 @@ cdef class _Scan:
         return code
 
     cdef int64_t row(self, const unsigned char *buf, Py_ssize_t n, uint32_t r, Py_ssize_t max_key_bytes) except -3:
-        """Scan one map; its size, or -1 (see the module's documentation)."""
+        """Scan one map; its size, or -1 (see the module's documentation). A row left to the rule is still
+        read to its end, so every string of the batch is checked and a malformed map raises either way."""
         cdef Cursor c
         cdef AvroError e
         cdef Py_ssize_t count, size, j, klen, slen, items, place = 0
         cdef int64_t total = 0
+        cdef bint defer = False
         cdef int64_t branch, v
         cdef int flag
         cdef double d
@@ -204,11 +207,11 @@ cdef class _Scan:
                 if p == NULL:
                     raise MalformedPayloadError(f"malformed metadata map of record {r}: a key is truncated")
                 if klen < 1 or klen > max_key_bytes:
-                    return -1
+                    defer = True
                 f = self.field(p, klen, place, r)
                 place += 1
                 if self.seen[f] == r:
-                    return -1  # a key twice in one map: the decoded dict keeps the last value
+                    defer = True  # a key twice in one map: the decoded dict keeps the last value
                 self.seen[f] = r
                 total += klen
                 _push(&self.out, f, r, KIND_KEY)
@@ -241,7 +244,7 @@ cdef class _Scan:
                             | (<uint64_t>p[7] << 56))
                     memcpy(&d, &bits, 8)
                     if not isfinite(d):
-                        return -1
+                        defer = True
                     _push(&self.out, f, r, KIND_NUMBER)
                     self.out.e[self.out.n - 1].number = d
                     total += 8
@@ -274,7 +277,7 @@ cdef class _Scan:
                 else:
                     raise MalformedPayloadError(f"malformed metadata map of record {r}: union index {branch} "
                                                 "(must be 0..5)")
-        return total
+        return -1 if defer else total
 
 
 cdef object _grouped(const Entries *out, Py_ssize_t fields, Py_ssize_t strings):

@@ -430,6 +430,8 @@ class PayloadIndex:
         the typed keys :meth:`add_rows` would post for the same maps decoded: slices of arrays per field, a
         bitmap update per distinct value, no Python call per row."""
         bounds, kind, code, batch_rows, number, big = entries
+        if batch_rows.shape[0] and start + int(batch_rows.max()) >= 2**32:
+            raise ValueError(f"rows from {start} on are past a bitmap's 32-bit row numbers")
         rows = batch_rows + np.uint32(start)  # uint32: what a bitmap takes
         kinds = np.arange(_KINDS + 1)
         for f, name in enumerate(fields):

@@ -61,7 +61,7 @@ from proximadb.codec.framing import encode_frame
 from proximadb.codec.payload import decode_datum, decode_payload, encode_payload
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, op_schema
 from proximadb.errors import MalformedPayloadError
-from proximadb.storage import wal_io
+from proximadb.storage import insert_metadata, wal_io
 from proximadb.storage.metadata_store import MetadataColumn
 from proximadb.storage.operations import (
     NO_EXPIRY,
@@ -128,7 +128,9 @@ def decode_op_payload(body: Buffer) -> Operation:
     """The operation a versioned payload frame describes."""
     _version, op_type, value = decode_payload(body, metadata_maps=True)  # replay stores the maps as they are
     if op_type == "vector_insert":
-        return value.to_insert_op()  # type: ignore[union-attr]
+        op = value.to_insert_op()  # type: ignore[union-attr]
+        insert_metadata.settle(op)  # a bad map raises here, where the reader can say which frame
+        return op
     return datum_to_op(op_type, value)  # type: ignore[arg-type]
 
 

@@ -94,16 +94,41 @@ def test_metadata_that_is_not_utf8_is_refused_and_changes_nothing(tmp_path: Path
         assert [col.get(i)["metadata"] for i in ("x", "y")] == [{"s": "ok"}, {"KKKK": "QQQQ"}]
 
 
-def test_a_payload_with_a_key_twice_stores_and_filters_the_last_value(tmp_path: Path) -> None:
+def test_a_payload_with_a_key_twice_stores_and_filters_the_last_value_only(tmp_path: Path) -> None:
     with Engine.open(tmp_path / "d", fsync="never") as engine:
         engine.create_collection("c", 2)
         col = engine.collection("c")
         payload = encode_insert(None, ids=["x"], vectors=np.ones((1, 2), np.float32),
-                                metadata=[{"kA": 1, "kB": 2}])
+                                metadata=[{"kA": "v" * 50_000, "kB": 2}])
         col.insert_payload(payload.replace(b"kB", b"kA"))  # the map now says kA twice: a dict keeps the last
         assert col.get("x")["metadata"] == {"kA": 2}
         assert col.count(filter={"kA": 2}) == 1
-        assert col.count(filter={"kA": 1}) == 0
+        assert col.count(filter={"kA": "v" * 50_000}) == 0
+        assert col.memtable._metadata.nbytes < 100  # what the dict holds, not the map's first copy of kA
+
+
+def test_bad_utf8_after_a_row_left_to_the_rule_is_still_malformed(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        engine.create_collection("c", 2)
+        col = engine.collection("c")
+        payload = encode_insert(None, ids=["x"], vectors=np.ones((1, 2), np.float32),
+                                metadata=[{"kA": 1, "kB": 2, "s": "QQQQ"}])
+        bad = payload.replace(b"kB", b"kA").replace(b"QQQQ", b"\xff\xfe\xfd\xfc")
+        with pytest.raises(MalformedPayloadError, match="a metadata string of record 0 is not valid UTF-8"):
+            col.insert_payload(bad)
+        assert col.count() == 0
+
+
+def test_metadata_updates_count_toward_the_flush(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "d", fsync="never", flush_bytes=200_000, auto_compact=False) as engine:
+        engine.create_collection("c", 2)
+        col = engine.collection("c")
+        col.insert(ids=["x"], vectors=np.ones((1, 2), np.float32), metadatas=[{"n": 0}])
+        for n in range(300):  # ~1 kB each: past flush_bytes by the 200th
+            col.update_metadata("x", {"n": n, "text": "t" * 1000}, replace=True)
+        col.wait_for_flush()
+        assert col.stats()["segments"] >= 1
+        assert col.get("x")["metadata"] == {"n": 299, "text": "t" * 1000}
 
 
 def _rows(n: int, seed: int) -> dict[str, Any]:
