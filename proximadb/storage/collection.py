@@ -99,11 +99,16 @@ log = logging.getLogger("proximadb.collection")
 
 KERNEL_METRIC: dict[str, KernelMetric] = {"euclidean": "l2", "cosine": "cosine", "dot_product": "dot"}
 
-# A new memtable reserves (as address space: np.empty) the rows that fit under the flush
-# threshold, so that rows are never copied while it fills. The threshold counts vector bytes
-# only, but every row also reserves 13 bytes of side arrays (int64 timestamp, uint8 alive
-# flag): at a small dimension those would dwarf the vectors (dim 1: 3.25x flush_bytes). This
-# cap bounds them at ~52 MB; a memtable that outgrows it grows by half at a time (Memtable._reserve).
+# A new memtable reserves (as address space: np.empty) MEMTABLE_RESERVE_FACTOR times the rows that fit
+# under the flush threshold, so that rows are never copied while it fills, nor while writes go on into it
+# during the flush before (a flush of 440k rows with metadata takes longer than writing them: growing
+# the full memtable by half copied 220 MB under the lock, a one-second insert batch). Untouched pages
+# cost nothing; the reserve is capped at MEMTABLE_RESERVE_MAX_BYTES of vectors. Every row also reserves
+# 21 bytes of side arrays (int64 timestamp, uint8 alive flag, uint64 metadata place): at a small
+# dimension those would dwarf the vectors (dim 1: 5x flush_bytes). MEMTABLE_RESERVE_MAX_ROWS bounds
+# them at ~84 MB; a memtable that outgrows its reserve grows by half at a time (Memtable._reserve).
+MEMTABLE_RESERVE_FACTOR = 4
+MEMTABLE_RESERVE_MAX_BYTES = 4 << 30
 MEMTABLE_RESERVE_MAX_ROWS = 4_000_000
 
 
@@ -173,7 +178,9 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
 
     # ------------------------------------------------------------------ open/close
     def _new_memtable(self) -> Memtable:
-        rows = min(self.options.flush_bytes // (4 * self.dim) + 1, MEMTABLE_RESERVE_MAX_ROWS)
+        row_bytes = 4 * self.dim
+        rows = min(MEMTABLE_RESERVE_FACTOR * (self.options.flush_bytes // row_bytes + 1),
+                   MEMTABLE_RESERVE_MAX_BYTES // row_bytes, MEMTABLE_RESERVE_MAX_ROWS)
         return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16))
 
     def _memtable_to_index(self) -> Memtable | None:

@@ -63,6 +63,9 @@ from proximadb.storage.sparse_index_file import SparseIndex
 from proximadb.storage.wal_io import crc32c
 
 DEFAULT_CHUNK_ROWS = 8192  # StorageOptions.rewrite_chunk_rows
+# Rows whose metadata is decoded and written at a time: few enough that their dicts are gone before the
+# cyclic collector runs (storage/memtable_metadata.py MetadataRows).
+METADATA_STEP = 256
 
 
 @dataclass(slots=True)
@@ -86,7 +89,7 @@ class RowStream:
                 b = min(rows, a + chunk_rows)
                 sparse = None if not data.sparse_vectors else {
                     name: col.slice(a, b) for name, col in data.sparse_vectors.items()}
-                yield SegmentData(data.ids[a:b], data.vectors[a:b], list(data.metadata[a:b]),
+                yield SegmentData(data.ids[a:b], data.vectors[a:b], data.metadata[a:b],
                                   data.timestamps[a:b], None if expires is None else expires[a:b], sparse)
 
         return cls(rows, dim, has_expiry, chunks())
@@ -196,25 +199,28 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
                 raise ValueError(f"more rows than the {rows} announced")
             vectors.add(chunk.vectors)
             ids.add(chunk.ids)
-            columns.add(chunk.metadata, chunk.timestamps, chunk.expires_at)
-            index.add_rows(written, chunk.metadata)
-            written += n
-            stamps = chunk.timestamps.tolist()
             if chunk.sparse_vectors and any(col.nnz for col in chunk.sparse_vectors.values()):
                 if schema_version < 3:
                     raise ValueError("a segment with sparse vectors needs schema version 3 or later")
             sparse_chunks.append((n, chunk.sparse_vectors))
-            if schema_version >= 3:
-                expires = chunk.expires_at.tolist() if chunk.expires_at is not None else [NO_EXPIRY] * n
-                yield from ({"metadata": m, "timestamp": int(t), "expires_at": expiry_or_none(x),
-                             "sparse_vectors": row_dict(chunk.sparse_vectors, r)}
-                            for r, (m, t, x) in enumerate(zip(chunk.metadata, stamps, expires, strict=True)))
-            elif schema_version >= 2:
-                expires = chunk.expires_at.tolist() if chunk.expires_at is not None else [NO_EXPIRY] * n
-                yield from ({"metadata": m, "timestamp": int(t), "expires_at": expiry_or_none(x)}
-                            for m, t, x in zip(chunk.metadata, stamps, expires, strict=True))
-            else:
-                yield from ({"metadata": m, "timestamp": int(t)} for m, t in zip(chunk.metadata, stamps, strict=True))
+            stamps = chunk.timestamps.tolist()
+            expires = chunk.expires_at.tolist() if chunk.expires_at is not None else [NO_EXPIRY] * n
+            for a in range(0, n, METADATA_STEP):
+                b = min(n, a + METADATA_STEP)
+                metadata = list(chunk.metadata[a:b])  # a flush's rows are decoded here, a step at a time
+                step_expires = None if chunk.expires_at is None else chunk.expires_at[a:b]
+                columns.add(metadata, chunk.timestamps[a:b], step_expires)
+                index.add_rows(written + a, metadata)
+                if schema_version >= 3:
+                    yield from ({"metadata": m, "timestamp": t, "expires_at": expiry_or_none(x),
+                                 "sparse_vectors": row_dict(chunk.sparse_vectors, r)}
+                                for r, m, t, x in zip(range(a, b), metadata, stamps[a:b], expires[a:b], strict=True))
+                elif schema_version >= 2:
+                    yield from ({"metadata": m, "timestamp": t, "expires_at": expiry_or_none(x)}
+                                for m, t, x in zip(metadata, stamps[a:b], expires[a:b], strict=True))
+                else:
+                    yield from ({"metadata": m, "timestamp": t} for m, t in zip(metadata, stamps[a:b], strict=True))
+            written += n
 
     try:
         with open(tmp / "meta.avro", "wb") as f:
