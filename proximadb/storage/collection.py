@@ -179,9 +179,15 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
     # ------------------------------------------------------------------ open/close
     def _new_memtable(self) -> Memtable:
         row_bytes = 4 * self.dim
-        rows = min(MEMTABLE_RESERVE_FACTOR * (self.options.flush_bytes // row_bytes + 1),
-                   MEMTABLE_RESERVE_MAX_BYTES // row_bytes, MEMTABLE_RESERVE_MAX_ROWS)
-        return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16))
+        full = self.options.flush_bytes // row_bytes + 1
+        rows = min(MEMTABLE_RESERVE_FACTOR * full, MEMTABLE_RESERVE_MAX_BYTES // row_bytes, MEMTABLE_RESERVE_MAX_ROWS)
+        try:
+            return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16))
+        except MemoryError:  # address space refused (strict overcommit, ulimit -v): the threshold's rows only
+            log.warning("collection %s: a memtable of %d rows could not be reserved; reserving %d",
+                        self.config.name, rows, min(full, MEMTABLE_RESERVE_MAX_ROWS))
+            return Memtable(self.dim, self.options.memtable_type,
+                            initial_rows=max(min(full, MEMTABLE_RESERVE_MAX_ROWS), 16))
 
     def _memtable_to_index(self) -> Memtable | None:
         """(Lock held.) The memtable whose graph the indexer grows now; None: stop (closing, or flat)."""

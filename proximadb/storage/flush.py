@@ -171,8 +171,9 @@ class FlushPath(CollectionState):
         wal = self._require_open()
         self._check_flush_space()
         if self.memtable.rows:
+            fresh = self._new_memtable()  # first: if it cannot be made, nothing has changed
             self.sealed.append(self.memtable)
-            self.memtable = self._new_memtable()
+            self.memtable = fresh
         job = sealed_mod.seal(self.sealed, self.segments, wal.last_seq)
         if job.row_count:
             job.segment_id = self.manifest.next_segment_id  # never reused, even when this flush fails

@@ -109,8 +109,8 @@ class Memtable:
         timestamps[:cap] = self._timestamps
         alive = np.zeros(new_cap, dtype=np.uint8)
         alive[:cap] = self._alive
-        if self._expires is not None:
-            expires = np.full(new_cap, NO_EXPIRY, dtype=np.int64)
+        if self._expires is not None:  # rows past the written ones get their value when written (put_batch)
+            expires = np.empty(new_cap, dtype=np.int64)
             expires[:cap] = self._expires
             self._expires = expires
         # Readers holding the old arrays keep a valid (older) view.
@@ -135,8 +135,9 @@ class Memtable:
         self._vectors[start : start + n] = vectors
         self._timestamps[start : start + n] = timestamps
         if expires_at is not None:
-            if self._expires is None:
-                self._expires = np.full(self._vectors.shape[0], NO_EXPIRY, dtype=np.int64)
+            if self._expires is None:  # address space for the whole reserve; only the rows written are filled
+                self._expires = np.empty(self._vectors.shape[0], dtype=np.int64)
+                self._expires[:start] = NO_EXPIRY
             self._expires[start : start + n] = expires_at
         elif self._expires is not None:
             self._expires[start : start + n] = NO_EXPIRY

@@ -106,7 +106,7 @@ def gather(job: FlushJob, dim: int) -> Gathered:
         _, vec_i, meta_i, ts_i = mt.columns(row[pos])
         vectors[pos] = vec_i
         timestamps[pos] = ts_i
-        for p, m in zip(pos.tolist(), meta_i[:], strict=True):
+        for p, m in zip(pos.tolist(), meta_i, strict=True):  # MetadataRows: decoded in runs
             metadata[p] = m
         sparse_parts.append((pos, mt.sparse_columns(row[pos])))
         x = mt.expires_columns(row[pos])

@@ -19,6 +19,7 @@ from proximadb.errors import MalformedPayloadError, ValidationError
 from proximadb.storage.engine import Engine
 from proximadb.storage.memtable_metadata import MemtableMetadata
 from proximadb.storage.metadata_scan import scan_maps
+from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.payload_index import NumberColumn, PayloadIndex
 from proximadb.storage.validation import MAX_METADATA_KEY_BYTES, metadata_bytes
 from proximadb.storage.wal_io import encode_metadata_maps
@@ -181,3 +182,36 @@ def test_memtable_metadata_reads_back_what_was_written(ops: list[Any], picks: li
     assert column.take(np.array(sorted(rows), dtype=np.int64)) == [model[r] for r in sorted(rows)]
     assert column.take(np.array(rows, dtype=np.int64)) == [model[r] for r in rows]
     assert column.replaced == replaced
+
+
+def test_a_seal_whose_new_memtable_cannot_be_made_changes_nothing(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with Engine.open(tmp_path / "d", fsync="never", auto_compact=False) as engine:
+        engine.create_collection("c", 2)
+        col = engine.collection("c")
+        col.insert(ids=[f"a{i}" for i in range(10)], vectors=np.ones((10, 2), np.float32))
+
+        def refused() -> Any:
+            raise MemoryError("address space refused")
+
+        monkeypatch.setattr(col, "_new_memtable", refused)
+        with pytest.raises(MemoryError):
+            col.flush()
+        monkeypatch.undo()
+        assert col.count() == 10 and not col.sealed
+        col.insert(ids=["b"], vectors=np.ones((1, 2), np.float32))
+        col.flush()
+        assert col.count() == 11 and sum(seg.rows for seg in col.segments) == 11
+
+
+def test_expiry_fills_only_the_rows_written_of_the_memtable_reserve(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "d", fsync="never") as engine:
+        engine.create_collection("c", 2)
+        col = engine.collection("c")
+        col.insert(ids=["never"], vectors=np.ones((1, 2), np.float32))
+        later = 4_102_444_800_000_000  # 2100-01-01, in microseconds
+        col.insert([{"id": "soon", "vector": [1.0, 2.0], "expires_at": later}])
+        expires = col.memtable.expires_at
+        assert expires is not None and expires.shape[0] > 1000  # the reserve, not the rows
+        assert expires[:2].tolist() == [NO_EXPIRY, later]
+        assert col.count() == 2 and col.get("soon")["expires_at"] == later
