@@ -25,6 +25,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from proximadb.storage.metadata_store import row_number
 from proximadb.storage.operations import Metadata
 from proximadb.storage.wal_io import decode_metadata_maps, encode_metadata_maps
 
@@ -109,13 +110,7 @@ class MemtableMetadata(Sequence[Metadata]):
     def __getitem__(self, row: Any) -> Any:
         if isinstance(row, slice):
             return self.take(np.arange(*row.indices(self._rows), dtype=np.int64))
-        n = self._rows
-        r = int(row)
-        if r < 0:
-            r += n
-        if not 0 <= r < n:
-            raise IndexError(f"row {row} of {n}")
-        return self._decode(int(self._where[r]))[0]
+        return self._decode(int(self._where[row_number(row, self._rows)]))[0]
 
     def take(self, rows: Sequence[int] | np.ndarray) -> list[Metadata]:
         """The maps of ``rows`` (each below ``len``), in order. Consecutive rows whose maps lie one after

@@ -152,6 +152,16 @@ class MetadataColumns:
         self.metadata = MetadataColumn(view[blob_at:], offsets)
 
 
+def row_number(row: Any, rows: int) -> int:
+    """``row`` (an int, negative from the end) as an index into ``rows`` rows; IndexError outside."""
+    r = int(row)
+    if r < 0:
+        r += rows
+    if not 0 <= r < rows:
+        raise IndexError(f"row {row} of {rows}")
+    return r
+
+
 class MetadataColumn(Sequence[Metadata]):
     """Row r's metadata dict, decoded from the blob when asked for (a new dict each time).
 
@@ -185,13 +195,11 @@ class MetadataColumn(Sequence[Metadata]):
 
     def __getitem__(self, row: Any) -> Any:
         if isinstance(row, slice):
-            return [self[r] for r in range(*row.indices(len(self)))]
-        n = len(self)
-        r = int(row)
-        if r < 0:
-            r += n
-        if not 0 <= r < n:
-            raise IndexError(f"row {row} of {n}")
+            start, stop, step = row.indices(len(self))
+            if step == 1 and stop > start:  # the maps lie back to back: one call decodes the run
+                return decode_metadata_maps(self._blob, int(self._offsets[start]), stop - start)[0]
+            return [self[r] for r in range(start, stop, step)]
+        r = row_number(row, len(self))
         maps, _ = decode_metadata_maps(self._blob, int(self._offsets[r]), 1)
         return maps[0]
 

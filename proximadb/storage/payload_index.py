@@ -312,22 +312,19 @@ class FieldIndex:
 
     def post_rows(self, key: tuple[str, Any], rows: np.ndarray) -> None:
         """:meth:`post` for an int array of rows."""
-        bitmap = self.postings.get(key)
-        if bitmap is None:
-            self.postings[key] = bitmap_of(rows)
-            if key[0] == "s":
-                self._strings = None
-        else:
-            bitmap |= bitmap_of(rows)
+        self._merge(key, bitmap_of(rows))
 
     def post(self, key: tuple[str, Any], rows: Iterable[int]) -> None:
+        self._merge(key, BitMap(rows))
+
+    def _merge(self, key: tuple[str, Any], rows: BitMap) -> None:
         bitmap = self.postings.get(key)
         if bitmap is None:
-            self.postings[key] = BitMap(rows)
+            self.postings[key] = rows
             if key[0] == "s":
                 self._strings = None
         else:
-            bitmap.update(rows)
+            bitmap |= rows
 
     def sorted_strings(self) -> list[str]:
         if self._strings is None:
