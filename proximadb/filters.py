@@ -95,12 +95,21 @@ class PayloadIndexLike(Protocol):
 class Filter:
     """A compiled filter. ``spec`` is the filter as given (parsed); ``fields`` the field names it reads."""
 
-    __slots__ = ("_predicate", "fields", "spec")
+    __slots__ = ("_key", "_predicate", "fields", "spec")
 
     def __init__(self, predicate: Predicate, spec: dict[str, Any], fields: frozenset[str]) -> None:
         self._predicate = predicate
         self.spec = spec
         self.fields = fields
+        self._key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The filter's canonical form (JSON, keys sorted): equal for filters that select the same
+        rows by the same words, whatever their key order (the segment's plan cache keys on it)."""
+        if self._key is None:
+            self._key = json.dumps(self.spec, sort_keys=True)
+        return self._key
 
     def matches(self, metadata: Metadata | None) -> bool:
         """Whether one record's metadata passes (``None`` = a record without metadata)."""
@@ -117,7 +126,7 @@ class Filter:
         return _index_object(self.spec, index, rows)
 
     def __repr__(self) -> str:
-        return f"Filter({json.dumps(self.spec, sort_keys=True)})"
+        return f"Filter({self.key})"
 
 
 def compile_filter(spec: Mapping[str, Any] | str | None) -> Filter | None:

@@ -106,11 +106,12 @@ cdef class VectorIndex:
     cdef int _enter_write(self, str call) except -1
     cdef int _enter_read(self) except -1
     cdef bint _few_rows(self, Py_ssize_t k, int effort, object exact)
-    cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int effort)
+    cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int effort, object allowed_count)
     cdef int _add(self, object ids, object vectors, int threads) except -1
-    cdef tuple _search(self, object query, Py_ssize_t k, object effort, object filter_ids, object exact)
+    cdef tuple _search(self, object query, Py_ssize_t k, object effort, object filter_ids, object exact,
+                       object allowed_count)
     cdef tuple _search_batch(self, object queries, Py_ssize_t k, object effort, object filter_ids,
-                             object exact, object threads)
+                             object exact, object threads, object allowed_count)
     cdef int64_t _search_exact(self, ann_scratch *s, const float *q, int k, const int32_t *candidates,
                                int64_t n_candidates, int64_t *out_ids, float *out_d) noexcept nogil
 

@@ -129,17 +129,18 @@ cdef int64_t count_allowed(const uint8_t *bm, const uint8_t *deleted, int64_t n)
 
 
 cdef cnp.ndarray allowed_rows(cnp.ndarray bitmap, const uint8_t *deleted, int64_t n, int64_t cnt):
-    """The allowed live rows (int32, ascending) of a bitmap that allows cnt of them."""
+    """The allowed live rows (int32, ascending) of a bitmap that allows cnt of them (a count from the
+    caller: never more than cnt written, and the rows found if there were fewer)."""
     cdef const uint8_t *bm = <const uint8_t *>cnp.PyArray_DATA(bitmap)
     cdef cnp.ndarray rows = np.empty(cnt, dtype=np.int32)
     cdef int32_t *rp = <int32_t *>cnp.PyArray_DATA(rows)
     cdef int64_t i, j = 0
     with nogil:
         for i in range(n):
-            if bm[i] and not deleted[i]:
+            if j < cnt and bm[i] and not deleted[i]:
                 rp[j] = <int32_t>i
                 j += 1
-    return rows
+    return rows if j == cnt else rows[:j]
 
 
 # ------------------------------------------------------------------ base --
@@ -272,18 +273,25 @@ cdef class VectorIndex:
         """No more live rows than k or the search effort, and the planner free to choose: scan them."""
         return exact is None and self.rows.n - self.rows.n_deleted <= max(k, effort)
 
-    cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int effort):
+    cdef tuple _prepare_filter(self, object filter_ids, object exact, int k, int effort, object allowed_count):
         """(bitmap over rows or None, allowed live rows int32 (only for an exact scan) or None, use exact scan).
 
         Unfiltered, when the live rows are no more than the search effort or k, they are scanned: as
         cheap as a walk, and exact (a graph walk reaches only the rows linked from its entry point;
-        HnswGraphIndex.reachable_count says how many those are)."""
+        HnswGraphIndex.reachable_count says how many those are).
+
+        allowed_count: the caller's count of the rows a bitmap ``filter_ids`` allows (a planner that
+        counted them already), taken instead of counting again when no row of the index is deleted."""
         cdef bint scan = bool(exact) or (filter_ids is None and self._few_rows(k, effort, exact))
         cdef int64_t cnt
         bitmap = allowed_bitmap(filter_ids, scan, self.rows.n, &self._idmap)
         if bitmap is None:
             return None, None, False
-        cnt = count_allowed(<const uint8_t *>cnp.PyArray_DATA(bitmap), self.rows.deleted, self.rows.n)
+        if allowed_count is not None and self.rows.n_deleted == 0 and isinstance(filter_ids, np.ndarray) \
+                and filter_ids.shape[0] == bitmap.shape[0] and filter_ids.dtype in (np.uint8, np.bool_):
+            cnt = allowed_count
+        else:
+            cnt = count_allowed(<const uint8_t *>cnp.PyArray_DATA(bitmap), self.rows.deleted, self.rows.n)
         if exact is None:
             exact = self._prefer_exact(cnt, k, effort)
         if not exact:  # the walk reads the bitmap: no row list to build
@@ -411,7 +419,8 @@ cdef class VectorIndex:
             i += nb
         return write_results(&self.rows, s, k, out_ids, out_d)
 
-    cdef tuple _search(self, object query, Py_ssize_t k, object effort, object filter_ids, object exact):
+    cdef tuple _search(self, object query, Py_ssize_t k, object effort, object filter_ids, object exact,
+                       object allowed_count):
         cdef cnp.ndarray q = as_query(query, self.rows.dim)
         cdef int eff = self._search_effort(k, effort)
         cdef cnp.npy_intp kk = k
@@ -424,7 +433,7 @@ cdef class VectorIndex:
         self._enter_read()
         try:
             if filter_ids is not None or exact or self._few_rows(k, eff, exact):
-                bitmap, candidates, use_exact = self._prepare_filter(filter_ids, exact, <int>k, eff)
+                bitmap, candidates, use_exact = self._prepare_filter(filter_ids, exact, <int>k, eff, allowed_count)
                 if bitmap is not None:
                     allowed = <const uint8_t *>cnp.PyArray_DATA(bitmap)
             out_ids = cnp.PyArray_EMPTY(1, &kk, cnp.NPY_INT64, 0)
@@ -450,7 +459,7 @@ cdef class VectorIndex:
         return out_ids, out_d
 
     cdef tuple _search_batch(self, object queries, Py_ssize_t k, object effort, object filter_ids,
-                             object exact, object threads):
+                             object exact, object threads, object allowed_count):
         cdef cnp.ndarray qs = self._as_matrix(queries, "queries")
         cdef int eff = self._search_effort(k, effort)
         cdef Py_ssize_t m = qs.shape[0], i
@@ -476,7 +485,7 @@ cdef class VectorIndex:
         self._enter_read()
         try:
             if filter_ids is not None or exact or self._few_rows(k, eff, exact):
-                bitmap, candidates, use_exact = self._prepare_filter(filter_ids, exact, <int>k, eff)
+                bitmap, candidates, use_exact = self._prepare_filter(filter_ids, exact, <int>k, eff, allowed_count)
                 if bitmap is not None:
                     allowed = <const uint8_t *>cnp.PyArray_DATA(bitmap)
                 if candidates is not None:

@@ -24,6 +24,7 @@ class HnswGraphIndex(VectorIndex):
         ef: int | None = None,
         filter_ids: npt.ArrayLike | None = None,
         exact: bool | None = None,
+        allowed_count: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def search_batch(
         self,
@@ -33,6 +34,7 @@ class HnswGraphIndex(VectorIndex):
         filter_ids: npt.ArrayLike | None = None,
         exact: bool | None = None,
         threads: int | None = None,
+        allowed_count: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     @property
     def last_measured(self) -> int: ...

@@ -496,20 +496,22 @@ cdef class HnswGraphIndex(VectorIndex):
         return use_exact(n_allowed, self.rows.n - self.rows.n_deleted, max(ef, k), self.graph.M0)
 
     def search(self, query: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-               exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+               exact: bool | None = None, allowed_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest live rows to query, best first: (ids int64, distances float32).
 
         filter_ids: allowed ids (int64 array), or a uint8/bool bitmap over internal rows
         (length n_rows). exact: None picks graph or exact scan by the filter's size;
         True/False forces it. Fewer than k results only when fewer rows are allowed.
+        allowed_count: how many rows a bitmap filter_ids allows, when the caller knows (not counted again).
         """
-        return self._search(query, k, ef, filter_ids, exact)
+        return self._search(query, k, ef, filter_ids, exact, allowed_count)
 
     def search_batch(self, queries: object, Py_ssize_t k=10, ef: int | None = None, filter_ids: object = None,
-                     exact: bool | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     exact: bool | None = None, threads: int | None = None,
+                     allowed_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """search() for each row of queries on `threads` OpenMP threads (default: all cores).
         Returns (ids (m, k), distances (m, k)); missing results are id -1, distance inf."""
-        return self._search_batch(queries, k, ef, filter_ids, exact, threads)
+        return self._search_batch(queries, k, ef, filter_ids, exact, threads, allowed_count)
 
     cdef object _reach(self):
         """Per row (uint8): 1 live and reached by reach_level0, 2 live and not reached, 0 deleted."""

@@ -39,6 +39,7 @@ class IVFIndex(VectorIndex):
         nprobe: int | None = None,
         filter_ids: npt.ArrayLike | None = None,
         exact: bool | None = None,
+        allowed_count: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
     def search_batch(
         self,
@@ -48,6 +49,7 @@ class IVFIndex(VectorIndex):
         filter_ids: npt.ArrayLike | None = None,
         exact: bool | None = None,
         threads: int | None = None,
+        allowed_count: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 
 def simd_level() -> int: ...

@@ -415,20 +415,21 @@ cdef class IVFIndex(VectorIndex):
         self._add(ids, vectors, 1)
 
     def search(self, query: object, Py_ssize_t k=10, nprobe: int | None = None, filter_ids: object = None,
-               exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+               exact: bool | None = None, allowed_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest live rows to query, best first: (ids int64, distances float32).
 
         filter_ids: allowed ids (int64 array) or a uint8/bool bitmap over internal rows.
         exact: None picks list probing or an exact scan by the filter's size.
+        allowed_count: how many rows a bitmap filter_ids allows, when the caller knows (not counted again).
         """
-        return self._search(query, k, nprobe, filter_ids, exact)
+        return self._search(query, k, nprobe, filter_ids, exact, allowed_count)
 
     def search_batch(self, queries: object, Py_ssize_t k=10, nprobe: int | None = None,
                      filter_ids: object = None, exact: bool | None = None,
-                     threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     threads: int | None = None, allowed_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """search() for each row of queries on `threads` OpenMP threads (default: all cores).
         Returns (ids (m, k), distances (m, k)); missing results are id -1, distance inf."""
-        return self._search_batch(queries, k, nprobe, filter_ids, exact, threads)
+        return self._search_batch(queries, k, nprobe, filter_ids, exact, threads, allowed_count)
 
     # -- persistence (framing: the base's save/load) --
 

@@ -60,13 +60,15 @@ Matched = BitMap | np.ndarray
 
 class PartPlan:
     """How one part answers a filter: ``rows`` (sorted int64 row numbers, the exact path) or
-    ``mask`` (bool over the part's rows, the graph / dense path); exactly one is set."""
+    ``mask`` (bool over the part's rows, the graph / dense path); exactly one is set. ``count``:
+    the rows the mask allows when the planner counted them (an index then need not count again)."""
 
-    __slots__ = ("mask", "rows")
+    __slots__ = ("count", "mask", "rows")
 
-    def __init__(self, rows: np.ndarray | None, mask: np.ndarray | None) -> None:
+    def __init__(self, rows: np.ndarray | None, mask: np.ndarray | None, count: int | None = None) -> None:
         self.rows = rows
         self.mask = mask
+        self.count = count
 
 
 def exact_limit(rows: int) -> int:
@@ -83,17 +85,18 @@ def plan(flt: Filter, index: PayloadIndex, rows: int, *, exact_rows: int = EXACT
          eval_rows: int = EVAL_ROWS) -> PartPlan:
     """The plan of ``flt`` over rows ``[0, rows)`` of a part whose payload index is ``index``."""
     found = _settle(_Evaluator(index, rows, eval_rows).node(flt.spec))
-    if _is_rows(found):
+    if _is_rows(found):  # distinct rows below ``rows``
         if found.shape[0] <= exact_rows:
             return PartPlan(found.astype(np.int64, copy=False), None)
-        return PartPlan(None, to_mask(found, rows))
+        return PartPlan(None, to_mask(found, rows), found.shape[0])
     if isinstance(found, BitMap):
         if len(found) <= exact_rows:
             return PartPlan(np.frombuffer(found.to_array(), dtype=np.uint32).astype(np.int64), None)
-        return PartPlan(None, bitmap_to_mask(found, rows))
-    if int(np.count_nonzero(found)) <= exact_rows:
+        return PartPlan(None, bitmap_to_mask(found, rows), len(found) if not found or found.max() < rows else None)
+    count = int(np.count_nonzero(found))
+    if count <= exact_rows:
         return PartPlan(np.flatnonzero(found), None)
-    return PartPlan(None, found)
+    return PartPlan(None, found, count)
 
 
 def matching(flt: Filter, index: PayloadIndex, rows: int, eval_rows: int = EVAL_ROWS) -> np.ndarray:

@@ -26,6 +26,7 @@ from proximadb.filters import Filter
 from proximadb.index import distance
 from proximadb.storage import expiry, filter_plan, memtable_index, segment_index
 from proximadb.storage.collection_state import CollectionState
+from proximadb.storage.filter_cache import PlanCache
 from proximadb.storage.operations import NO_EXPIRY
 
 
@@ -37,11 +38,18 @@ class SearchPath(CollectionState):
     planner_exact_rows: int | None = None
     planner_eval_rows = filter_plan.EVAL_ROWS
 
-    def _plan(self, flt: Filter, payload: Any, rows: int, indexed: bool) -> filter_plan.PartPlan:
+    def _plan(self, flt: Filter, payload: Any, rows: int, indexed: bool,
+              cache: PlanCache | None = None) -> filter_plan.PartPlan:
+        """The part's plan of ``flt``; a sealed segment passes its ``cache`` (filter_cache.py)."""
         limit = self.planner_exact_rows
         if limit is None:
             limit = filter_plan.exact_limit(rows) if indexed else rows
-        return filter_plan.plan(flt, payload, rows, exact_rows=limit, eval_rows=self.planner_eval_rows)
+        eval_rows = self.planner_eval_rows
+
+        def make() -> filter_plan.PartPlan:
+            return filter_plan.plan(flt, payload, rows, exact_rows=limit, eval_rows=eval_rows)
+
+        return make() if cache is None else cache.plan((flt.key, rows, limit, eval_rows), make)
 
     def _snapshot(self, flt: Filter | None) -> tuple[int, list[Any], list[tuple[Any, filter_plan.PartPlan | None]]]:
         """Under the lock, what a search reads: the time (rows expired by then are left out like deleted
@@ -83,25 +91,26 @@ class SearchPath(CollectionState):
                     include_metadata: bool, exact: bool | None, ef: int | None,
                     nprobe: int | None, oversampling: float | None) -> list[list[dict[str, Any]]]:
         now, segments, fresh = self._snapshot(flt)
-        # Each part: (vectors, owner, rows to scan exactly or None, mask of candidates or None = every row).
-        parts: list[tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]] = []
+        # Each part: (vectors, owner, rows to scan exactly or None, mask of candidates or None = every row,
+        # the rows that mask allows when the planner counted them or None).
+        parts: list[tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None, int | None]] = []
         for seg in segments:  # a segment's payload index is immutable: planned without the lock
+            whole = seg.expires_at is None and seg.all_alive()  # no row deleted or expiring: nothing to drop
             if flt is None:
-                whole = seg.expires_at is None and seg.all_alive()
-                parts.append((seg.vectors, seg, None, None if whole else self._alive(seg.alive(), seg, now)))
+                parts.append((seg.vectors, seg, None, None if whole else self._alive(seg.alive(), seg, now), None))
             else:
                 indexed = seg.index is not None and not exact
-                parts.append(self._planned(seg.vectors, seg, self._plan(flt, seg.payload, seg.rows, indexed),
-                                           seg.alive(), now))
+                planned = self._plan(flt, seg.payload, seg.rows, indexed, seg.plan_cache)
+                parts.append(self._planned(seg.vectors, seg, planned, None if whole else seg.alive(), now))
         for snap, plan in fresh:
             base = snap.vectors[: snap.rows]
             if plan is None:
-                parts.append((base, snap, None, self._alive(snap.alive, snap, now)))
+                parts.append((base, snap, None, self._alive(snap.alive, snap, now), None))
             else:
                 parts.append(self._planned(base, snap, plan, snap.alive, now))
         m = len(queries)
         cand: list[tuple[np.ndarray, np.ndarray, Any]] = []
-        for p_idx, (base, owner, rows, mask) in enumerate(parts):
+        for p_idx, (base, owner, rows, mask, count) in enumerate(parts):
             if base.shape[0] == 0 or (rows is not None and rows.shape[0] == 0):
                 continue
             if cand:  # between parts, never before the first
@@ -116,7 +125,7 @@ class SearchPath(CollectionState):
                                                                             self._topk))
                 continue
             elif index is not None and not exact:
-                idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling)
+                idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling, count)
             else:
                 idx, dist = self._topk(queries, base, k, mask)
             cand.append((idx, dist, owner))
@@ -147,13 +156,16 @@ class SearchPath(CollectionState):
     def _alive(alive: np.ndarray, owner: Any, now: int) -> np.ndarray:
         return expiry.alive_mask(alive, owner.expires_at, now)
 
-    def _planned(self, base: np.ndarray, owner: Any, plan: filter_plan.PartPlan, alive: np.ndarray,
-                 now: int) -> tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None]:
-        """A part as the planner chose: its matching rows alive now, or the mask of them."""
+    def _planned(self, base: np.ndarray, owner: Any, plan: filter_plan.PartPlan, alive: np.ndarray | None,
+                 now: int) -> tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None, int | None]:
+        """A part as the planner chose: its matching rows alive now, or the mask of them (``alive``
+        None: every row of the part is alive and none expires, the plan is taken as it is, count too)."""
+        if alive is None:
+            return base, owner, plan.rows, plan.mask, plan.count
         if plan.rows is not None:
-            return base, owner, expiry.alive_rows(plan.rows, alive, owner.expires_at, now), None
+            return base, owner, expiry.alive_rows(plan.rows, alive, owner.expires_at, now), None, None
         assert plan.mask is not None
-        return base, owner, None, self._alive(alive, owner, now) & plan.mask
+        return base, owner, None, self._alive(alive, owner, now) & plan.mask, None
 
     def _topk(self, queries: np.ndarray, base: np.ndarray, k: int,
               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -175,15 +187,18 @@ class SearchPath(CollectionState):
     @staticmethod
     def _index_topk(
         index: Any, queries: np.ndarray, k: int, mask: np.ndarray | None, ef: int | None, nprobe: int | None,
-        oversampling: float | None = None,
+        oversampling: float | None = None, count: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Graph/IVF search; deleted and filtered-out rows are excluded inside the traversal (mask None: none)."""
+        """Graph/IVF search; deleted and filtered-out rows are excluded inside the traversal (mask None: none;
+        ``count``: the rows the mask allows, when known)."""
         wider = _rescored_k(index, k, oversampling)
         if wider > k:  # the index rescores ceil(wider x its oversampling) >= k x the request's; its best k kept
-            idx, dist = SearchPath._index_topk(index, queries, wider, mask, ef, nprobe)
+            idx, dist = SearchPath._index_topk(index, queries, wider, mask, ef, nprobe, None, count)
             return np.ascontiguousarray(idx[:, :k]), np.ascontiguousarray(dist[:, :k])
-        allowed = None if mask is None or mask.all() else mask
+        allowed = None if mask is None or (count == mask.shape[0] if count is not None else mask.all()) else mask
         knob = segment_index.search_options(index, ef=ef, nprobe=nprobe)
+        if allowed is not None and count is not None:
+            knob["allowed_count"] = count
         if len(queries) >= 4:
             return index.search_batch(queries, k, filter_ids=allowed, **knob)
         idx = np.full((len(queries), k), -1, dtype=np.int64)

@@ -82,6 +82,7 @@ from proximadb.errors import CorruptionError
 from proximadb.storage import metadata_store, payload_index_file, sparse_index_file
 from proximadb.storage.derived_file import StaleDerivedFile, save_derived
 from proximadb.storage.docfile import fsync_dir, read_doc
+from proximadb.storage.filter_cache import PlanCache
 from proximadb.storage.id_table import IdTable
 from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.payload_index import PayloadIndex
@@ -237,6 +238,7 @@ class Segment:
         if len(self.ids) != self.rows:
             raise CorruptionError(f"{path}: {len(self.ids)} ids for {self.rows} rows")
         self._load_columns(path, verify)
+        self.plan_cache = PlanCache()  # filter plans over the (immutable) payload index: filter_cache.py
         # v3: per sparse vector name, the rows' CSR and postings, mapped from sparse.idx
         self.sparse: dict[str, SparseIndex] = self._load_sparse(path) if self.schema_version >= 3 else {}
         self.deletes_generation = deletes_generation
@@ -332,6 +334,7 @@ class Segment:
         self.timestamps = np.zeros(0, dtype=np.int64)
         self.expires_at = None
         self.payload = PayloadIndex()
+        self.plan_cache.clear()
         self.sparse = {}
 
     def attach_index(self, index: Any, algorithm: str) -> None:

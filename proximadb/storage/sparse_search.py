@@ -73,7 +73,7 @@ class SparseSearchPath(TextSearchPath):
             if index is None:
                 continue
             alive = expiry.alive_mask(seg.alive(), seg.expires_at, now).astype(bool)
-            plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False)
+            plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False, seg.plan_cache)
             self._score_part(scored, seg, index, self._allowed(alive, plan), indices, values, k)
         kept: MemtableKept[SparseIndex] = self.__dict__.setdefault("_memtable_sparse", MemtableKept())
         kept.keep_only(snap for snap, _ in fresh)

@@ -133,7 +133,7 @@ class TextSearchPath(SearchPath):
         for seg in segments:
             index = self._segment_text_index(seg, analyzer)
             alive, live_rows, live_terms = self._live(seg, index, now)
-            plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False)
+            plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False, seg.plan_cache)
             parts.append((seg, index, alive, self._allowed(alive, plan), live_rows, live_terms))
         for snap, plan in fresh:
             alive = expiry.alive_mask(snap.alive, snap.expires_at, now).astype(bool)

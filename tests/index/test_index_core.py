@@ -143,3 +143,33 @@ def test_body_crc_is_over_the_stored_bytes_whatever_the_host_byte_order(
             crc = index_file.read_array(f, 0, target, HNSWIndex.FILE_FORMAT, path)
         assert crc == crc32c(stored.tobytes())
         np.testing.assert_array_equal(target, stored.byteswap())
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_a_callers_count_of_the_allowed_rows_gives_the_same_answer(kind: str) -> None:
+    """``allowed_count`` (the planner's count of a mask, filter_plan.PartPlan.count) replaces the index's
+    own count: the same hits on either route; a count that is wrong never writes past the rows allowed."""
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((3000, 16)).astype(np.float32)
+    if kind == "hnsw":
+        index: HNSWIndex | IVFIndex = HNSWIndex(16, "l2", M=8, ef_construction=64)
+        knob: dict[str, int] = {"ef": 200}
+    else:
+        index = IVFIndex(16, "l2", nlist=16)
+        index.train(vectors)
+        knob = {"nprobe": 16}
+    index.add(np.arange(3000, dtype=np.int64), vectors)
+    mask = rng.random(3000) < 0.3
+    allowed = int(mask.sum())
+    queries = rng.standard_normal((5, 16)).astype(np.float32)
+    for exact in (None, True, False):
+        for q in queries:
+            want = index.search(q, 10, filter_ids=mask, exact=exact, **knob)
+            got = index.search(q, 10, filter_ids=mask, exact=exact, allowed_count=allowed, **knob)
+            assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
+            assert mask[got[0]].all()
+        batch = index.search_batch(queries, 10, filter_ids=mask, exact=exact, allowed_count=allowed, **knob)
+        assert np.array_equal(batch[0], index.search_batch(queries, 10, filter_ids=mask, exact=exact, **knob)[0])
+    for wrong in (allowed + 500, allowed // 2):
+        ids, _ = index.search(queries[0], 10, filter_ids=mask, exact=True, allowed_count=wrong, **knob)
+        assert mask[ids].all() and len(ids) == 10
