@@ -261,7 +261,14 @@ def main(argv: list[str] | None = None) -> int:
                              "that already holds a run's data (same --rows and --seed) is reused: no ingest")
     parser.add_argument("--no-qdrant", action="store_true", help="skip Qdrant edge even when it is importable")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--no-plan-cache", action="store_true",
+                        help="keep no filter plans (storage/filter_cache.py): every query plans its filter again, "
+                             "as a filter seen for the first time")
     args = parser.parse_args(argv)
+    if args.no_plan_cache:
+        from proximadb.storage import filter_cache
+
+        filter_cache.BYTES = 0  # no plan fits: none is kept
 
     vectors, metadata = make_data(args.rows, args.seed)
     queries = clustered(np.random.default_rng(args.seed + 1), args.queries)
@@ -295,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rows={args.rows} dim={DIM} queries={args.queries} seed={args.seed} k={K} ef={EF}")
     print(table(results, list(filters), shares))
     if args.json:
-        args.json.write_text(json.dumps({"args": {"rows": args.rows, "queries": args.queries, "seed": args.seed},
+        args.json.write_text(json.dumps({"args": {"rows": args.rows, "queries": args.queries, "seed": args.seed,
+                                                  "no_plan_cache": args.no_plan_cache},
                                          "shares": shares, "results": results}, indent=2))
     return 0
 

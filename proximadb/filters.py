@@ -54,7 +54,7 @@ import json
 import math
 import numbers
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -101,14 +101,16 @@ class Filter:
         self._predicate = predicate
         self.spec = spec
         self.fields = fields
-        self._key: str | None = None
+        self._key: Hashable | None = None
 
     @property
-    def key(self) -> str:
-        """The filter's canonical form (JSON, keys sorted): equal for filters that select the same
-        rows by the same words, whatever their key order (the segment's plan cache keys on it)."""
+    def key(self) -> Hashable:
+        """The filter's canonical form, what the segment's plan cache keys on: objects with their keys
+        sorted, every value as the typed key the filter compares by (:func:`typed_key`: a str subclass
+        as its ``str()``, ``1`` and ``True`` apart), so that two filters with the same key select the
+        same rows whatever the types and key order their caller gave."""
         if self._key is None:
-            self._key = json.dumps(self.spec, sort_keys=True)
+            self._key = _canonical(self.spec)
         return self._key
 
     def matches(self, metadata: Metadata | None) -> bool:
@@ -126,7 +128,7 @@ class Filter:
         return _index_object(self.spec, index, rows)
 
     def __repr__(self) -> str:
-        return f"Filter({self.key})"
+        return f"Filter({json.dumps(self.spec, sort_keys=True, default=str)})"
 
 
 def compile_filter(spec: Mapping[str, Any] | str | None) -> Filter | None:
@@ -251,6 +253,16 @@ def _check_scalar(value: Any, path: str, op: str) -> Any:
 # -- predicates -------------------------------------------------------------------
 # Values are compared through a typed key, so that bools, numbers, strings and
 # null never equal one another (Python alone has True == 1 and hash(True) == hash(1)).
+
+
+def _canonical(node: Any) -> Hashable:
+    """:attr:`Filter.key` of a (checked) filter node."""
+    if isinstance(node, Mapping):
+        return ("o", tuple(sorted((str(k), _canonical(v)) for k, v in node.items())))
+    if isinstance(node, (list, tuple)):
+        return ("l", tuple(_canonical(v) for v in node))
+    typed = typed_key(node)
+    return ("v", typed) if typed is not None else ("r", type(node).__qualname__, repr(node))
 
 
 def typed_key(value: Any) -> tuple[str, Any] | None:

@@ -137,7 +137,9 @@ cdef cnp.ndarray allowed_rows(cnp.ndarray bitmap, const uint8_t *deleted, int64_
     cdef int64_t i, j = 0
     with nogil:
         for i in range(n):
-            if j < cnt and bm[i] and not deleted[i]:
+            if bm[i] and not deleted[i]:
+                if j == cnt:
+                    break
                 rp[j] = <int32_t>i
                 j += 1
     return rows if j == cnt else rows[:j]
@@ -288,7 +290,8 @@ cdef class VectorIndex:
         if bitmap is None:
             return None, None, False
         if allowed_count is not None and self.rows.n_deleted == 0 and isinstance(filter_ids, np.ndarray) \
-                and filter_ids.shape[0] == bitmap.shape[0] and filter_ids.dtype in (np.uint8, np.bool_):
+                and filter_ids.ndim == 1 and filter_ids.shape[0] == bitmap.shape[0] \
+                and filter_ids.dtype in (np.uint8, np.bool_) and 0 <= allowed_count <= self.rows.n:
             cnt = allowed_count
         else:
             cnt = count_allowed(<const uint8_t *>cnp.PyArray_DATA(bitmap), self.rows.deleted, self.rows.n)

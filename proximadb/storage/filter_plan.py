@@ -51,6 +51,7 @@ from proximadb.storage.payload_index import (
 
 EXACT_ROWS = 4096  # the least exact_limit: this many matching rows are always scanned exactly
 EVAL_ROWS = 8192  # a numeric leaf (or a complement) estimated at most this large becomes a bitmap
+BITMAP_RANGE_SHARE = 0.5  # an $and's set of more rows than this share of a range's meets it as a bitmap
 _ORDERINGS = ("$gt", "$gte", "$lt", "$lte")
 
 # Rows as a roaring bitmap, a bool mask over the part's rows, or (what an $and of a bitmap and a mask
@@ -125,15 +126,20 @@ def _bitmap(found: Matched) -> Matched:
 
 class _Range:
     """A large range of a sealed single-valued number column, not materialised: an ``$and`` with a
-    smaller set tests just that set's rows against the column's per-row values; anything else
-    makes it the mask."""
+    smaller set tests just that set's rows against the column's per-row values, or, when that set
+    has more than ``BITMAP_RANGE_SHARE`` times the range's ``count`` rows, intersects it with
+    the range as a bitmap (``bitmap``: :meth:`NumberColumn.range_bitmap`, None for a column that
+    is not a whole part's); anything else makes it the mask."""
 
-    __slots__ = ("bounds", "mask", "values")
+    __slots__ = ("bitmap", "bounds", "count", "mask", "values")
 
-    def __init__(self, values: np.ndarray, bounds: Sequence[tuple[str, Any]], mask: Callable[[], np.ndarray]) -> None:
+    def __init__(self, values: np.ndarray, bounds: Sequence[tuple[str, Any]], mask: Callable[[], np.ndarray],
+                 count: int, bitmap: Callable[[], BitMap | None]) -> None:
         self.values = values
         self.bounds = bounds
         self.mask = mask
+        self.count = count
+        self.bitmap = bitmap
 
 
 def _settle(found: Matched | _Range) -> Matched:
@@ -154,6 +160,17 @@ def _and(parts: list[Matched | _Range]) -> Matched | _Range:
             mask = mask & m
         return mask
     found = bitmaps[0] if len(bitmaps) == 1 else BitMap.intersection(*bitmaps)
+    gathered = []
+    for r in sorted(ranges, key=lambda r: r.count):
+        # testing a row against the per-row values costs about twice what a range row costs as a
+        # bitmap (one cache miss each, against a sorted block united in C): 1M rows, a 10% posting
+        # AND a 14% range, 0.94 ms against 0.35 ms
+        whole = r.bitmap() if found and len(found) > BITMAP_RANGE_SHARE * r.count else None
+        if whole is None:
+            gathered.append(r)
+        else:
+            found = found & whole
+    ranges = gathered
     if not (masks or ranges) or not found:
         return found
     members = np.frombuffer(found.to_array(), dtype=np.uint32).astype(np.intp)  # numpy gathers fast by intp only
@@ -281,4 +298,5 @@ class _Evaluator:
                 return self.index.ordered(name, *bounds[0], self.rows)
             return self.index.between(name, bounds, self.rows)
 
-        return mask() if values is None else _Range(values, bounds, mask)
+        return mask() if values is None else _Range(values, bounds, mask, count,
+                                                     lambda: field.numbers.range_bitmap(bounds))

@@ -69,6 +69,7 @@ import logging
 import mmap
 import os
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,8 +248,11 @@ class Segment:
         else:
             self.deleted = np.zeros(self.rows, dtype=np.uint8)
         self.dirty = False  # deletions changed since the bitmap on disk
-        self._alive: np.ndarray | None = None  # alive(): the cached complement of ``deleted``
-        self._all_alive = False
+        # alive(): the complement of ``deleted`` and whether it is all ones, cached together (one
+        # attribute: a reader sees both of one state); made and dropped under _alive_lock, so a
+        # delete_row during a search's alive() never leaves a mask that misses the deletion
+        self._alive: tuple[np.ndarray, bool] | None = None
+        self._alive_lock = threading.Lock()
         # The deletions the manifest's checkpoint knows of (deletes_generation's bitmap): the base
         # that WAL replay starts from. Compaction merges this state, never the newer in-memory one.
         self.persisted_deleted = self.deleted.copy()
@@ -374,22 +378,28 @@ class Segment:
 
     def alive(self) -> np.ndarray:
         """uint8, 1 for every row not deleted: computed once per change of the deletions (read-only)."""
-        mask = self._alive
-        if mask is None:
-            mask = (self.deleted == 0).view(np.uint8)
-            mask.flags.writeable = False
-            self._alive, self._all_alive = mask, bool(mask.all())
-        return mask
+        return self._alive_state()[0]
 
     def all_alive(self) -> bool:
         """No row is deleted (expiry aside)."""
-        self.alive()
-        return self._all_alive
+        return self._alive_state()[1]
+
+    def _alive_state(self) -> tuple[np.ndarray, bool]:
+        state = self._alive
+        if state is None:
+            with self._alive_lock:
+                state = self._alive
+                if state is None:
+                    mask = (self.deleted == 0).view(np.uint8)
+                    mask.flags.writeable = False
+                    state = self._alive = (mask, bool(mask.all()))
+        return state
 
     def delete_row(self, row: int) -> None:
         if not self.deleted[row]:
-            self.deleted[row] = 1
-            self._alive = None
+            with self._alive_lock:
+                self.deleted[row] = 1
+                self._alive = None
             self.dirty = True
 
     def record(self, row: int) -> dict[str, Any]:

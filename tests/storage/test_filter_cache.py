@@ -138,3 +138,35 @@ def test_rows_deleted_or_expired_after_a_plan_was_kept_stay_out(tmp_path: Path, 
         check()
         check()
         assert len(col.segments[0].plan_cache) == 1
+
+
+def test_filters_that_select_different_rows_never_share_a_key(tmp_path: Path) -> None:
+    """The key is made of the typed keys the filter compares by: a str subclass is its ``str()``
+    (an Enum member is not its JSON text), 1 and True differ; key order does not matter."""
+    import enum
+    from types import MappingProxyType
+
+    class Colour(str, enum.Enum):
+        RED = "red"
+
+    def key(spec: Any) -> Any:
+        flt = compile_filter(spec)
+        assert flt is not None
+        return flt.key
+
+    assert key({"f": Colour.RED}) != key({"f": "red"})
+    assert key({"f": 1}) != key({"f": True})
+    assert key({"a": 1, "b": {"$gt": 2}}) == key({"b": {"$gt": 2}, "a": 1})
+    assert key({"a": MappingProxyType({"$gt": 1})}) == key({"a": {"$gt": 1}})
+    rng = np.random.default_rng(9)
+    with Engine.open(tmp_path / "d", fsync="never", auto_compact=False) as engine:
+        engine.create_collection("c", DIM, distance_metric="euclidean")
+        col = engine.collection("c")
+        col.insert([{"id": f"r{i}", "vector": rng.standard_normal(DIM).astype(np.float32),
+                     "metadata": {"f": "red" if i % 2 else str(Colour.RED)}} for i in range(200)])
+        col.flush()
+        q = rng.standard_normal(DIM).astype(np.float32)
+        for spec, parity in (({"f": Colour.RED}, 0), ({"f": Colour.RED}, 0), ({"f": "red"}, 1), ({"f": "red"}, 1),
+                             ({"f": Colour.RED}, 0)):
+            hits = col.search(q, k=100, filter=spec)
+            assert len(hits) == 100 and {int(h["id"][1:]) % 2 for h in hits} == {parity}

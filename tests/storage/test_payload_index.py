@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import strategies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from proximadb.filters import Filter, compile_filter
-from proximadb.storage import filter_plan
+from proximadb.storage import filter_plan, payload_index
 from proximadb.storage.engine import Engine
 from proximadb.storage.payload_index import PayloadIndex
 
@@ -274,3 +275,33 @@ def test_metadata_updated_in_the_memtable_is_reindexed(tmp_path: Path) -> None:
         col.update_metadata("a", {"y": True}, replace=True)
         assert col.count({"x": {"$exists": True}}) == 1 and col.count({"s": "u"}) == 0
         assert [h["id"] for h in col.search(np.zeros(DIM, np.float32), k=2, filter={"x": {"$gt": 1}})] == ["b"]
+
+
+@pytest.mark.parametrize("block", [1, 3, 64, payload_index.RANGE_BLOCK])
+def test_a_range_as_a_bitmap_of_sorted_blocks_is_the_range(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NumberColumn.range_bitmap (the planner's $and of a large set and a range): the whole blocks
+    united and the cut ones sorted give exactly the rows in range, at every block size; and a
+    planned $and that takes it matches the filter row by row. Only a whole part's column has one."""
+    monkeypatch.setattr(payload_index, "RANGE_BLOCK", block)
+    rng = np.random.default_rng(block)
+    records: list[Any] = [{"n": int(rng.integers(0, 50)) if rng.random() < 0.5 else float(rng.integers(0, 500)) / 10,
+                           "k": f"k{rng.integers(0, 3)}"} if rng.random() < 0.9 else None for _ in range(3000)]
+    index = PayloadIndex.build(records)
+    column = index.fields["n"].numbers
+    values = np.array([r["n"] if r else np.nan for r in records], dtype=np.float64)
+    for lo, hi in ((-1, 100), (3, 4), (10, 10), (12.5, 30), (49, 60), (0, 0.05)):
+        for bounds in ((("$gte", lo), ("$lt", hi)), (("$gt", lo), ("$lte", hi)), (("$gte", lo),), (("$lt", hi),)):
+            got = column.range_bitmap(bounds)
+            assert got is not None
+            want = np.flatnonzero(payload_index.rows_satisfying_mask(values, bounds))
+            assert list(got) == want.tolist(), bounds
+    for spec in ({"k": "k1", "n": {"$gte": 5, "$lt": 40}}, {"k": {"$in": ["k0", "k2"]}, "n": {"$gt": 1.5, "$lte": 49}},
+                 {"$and": [{"k": {"$ne": "k1"}}, {"n": {"$gte": 0, "$lt": 25}}, {"n": {"$gt": 3.5, "$lt": 45}}]}):
+        flt = compile_filter(spec)
+        assert flt is not None
+        for eval_rows in (0, 2):
+            planned = filter_plan.matching(flt, index, len(records), eval_rows=eval_rows)
+            assert planned.tolist() == flt.mask(records).tolist(), spec
+    growing = PayloadIndex()
+    growing.add_rows(0, records)
+    assert growing.fields["n"].numbers.range_bitmap((("$gte", 0),)) is None  # a memtable's: no blocks
