@@ -4,6 +4,7 @@ Qdrant engine (``qdrant_edge``, pip package qdrant-edge-py) when it is importabl
     python bench/filtered_search.py --rows 200000
     python bench/filtered_search.py --rows 1000000 --json bench/results/filtered_1m.json
     python bench/filtered_search.py --rows 200000 --dir /tmp/f200k   # again: reuses the data
+    python bench/filtered_search.py --rows 200000 --dir /tmp/f200k --no-plan-cache  # plan every query
 
 Data from a seed: N x 128 float32 (around 1,000 Gaussian centres; queries drawn the same
 way), five metadata fields: ``tenant`` (a keyword of 1,000 values), ``category`` (a keyword

@@ -13,7 +13,9 @@ binary searches, :meth:`NumberColumn.count_upper`):
 
 A large range of a sealed column with one number per row is kept unevaluated: an ``$and`` with a
 smaller set tests just that set's rows against the column's per-row values
-(:meth:`NumberColumn.by_row`, 8 bytes a row, built on first use), otherwise it becomes its mask
+(:meth:`NumberColumn.by_row`, 8 bytes a row, built on first use), or, when the set has more than
+half the range's rows, intersects the range as a bitmap (:meth:`NumberColumn.range_bitmap`, from
+bitmaps of sorted blocks, 2 bytes a row, built on first use); otherwise it becomes its mask
 (one vectorised comparison of those values when it holds a quarter of the rows or more, else the
 rows in range scattered from the sorted column).
 
