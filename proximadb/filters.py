@@ -256,13 +256,19 @@ def _check_scalar(value: Any, path: str, op: str) -> Any:
 
 
 def _canonical(node: Any) -> Hashable:
-    """:attr:`Filter.key` of a (checked) filter node."""
+    """:attr:`Filter.key` of a (checked) filter node. Field names are keyed by their characters (a
+    record is looked up by them); a str subclass value by both its ``str()`` (how ``$eq`` and ``$in``
+    compare it, :func:`typed_key`) and its characters (how ``$gt`` and co. compare it)."""
     if isinstance(node, Mapping):
-        return ("o", tuple(sorted((str(k), _canonical(v)) for k, v in node.items())))
+        return ("o", tuple(sorted((str.__str__(k), _canonical(v)) for k, v in node.items())))
     if isinstance(node, (list, tuple)):
         return ("l", tuple(_canonical(v) for v in node))
     typed = typed_key(node)
-    return ("v", typed) if typed is not None else ("r", type(node).__qualname__, repr(node))
+    if typed is None:
+        return ("r", type(node).__qualname__, repr(node))
+    if isinstance(node, str) and type(node) is not str:
+        return ("v", typed, str.__str__(node))
+    return ("v", typed)
 
 
 def typed_key(value: Any) -> tuple[str, Any] | None:

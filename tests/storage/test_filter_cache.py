@@ -155,6 +155,9 @@ def test_filters_that_select_different_rows_never_share_a_key(tmp_path: Path) ->
         return flt.key
 
     assert key({"f": Colour.RED}) != key({"f": "red"})
+    assert key({"f": {"$gt": Colour.RED}}) != key({"f": {"$gt": str(Colour.RED)}})  # a range compares "red"
+    assert key({"f": {"$gt": Colour.RED}}) != key({"f": {"$gt": "red"}})  # $eq would compare str()
+    assert key({Colour.RED: 1}) == key({"red": 1}) != key({str(Colour.RED): 1})  # records are read by "red"
     assert key({"f": 1}) != key({"f": True})
     assert key({"a": 1, "b": {"$gt": 2}}) == key({"b": {"$gt": 2}, "a": 1})
     assert key({"a": MappingProxyType({"$gt": 1})}) == key({"a": {"$gt": 1}})
@@ -163,10 +166,17 @@ def test_filters_that_select_different_rows_never_share_a_key(tmp_path: Path) ->
         engine.create_collection("c", DIM, distance_metric="euclidean")
         col = engine.collection("c")
         col.insert([{"id": f"r{i}", "vector": rng.standard_normal(DIM).astype(np.float32),
-                     "metadata": {"f": "red" if i % 2 else str(Colour.RED)}} for i in range(200)])
+                     "metadata": {"f": "red" if i % 2 else str(Colour.RED), "g": "D" if i % 2 else "z"}}
+                    for i in range(200)])
         col.flush()
         q = rng.standard_normal(DIM).astype(np.float32)
         for spec, parity in (({"f": Colour.RED}, 0), ({"f": Colour.RED}, 0), ({"f": "red"}, 1), ({"f": "red"}, 1),
-                             ({"f": Colour.RED}, 0)):
-            hits = col.search(q, k=100, filter=spec)
-            assert len(hits) == 100 and {int(h["id"][1:]) % 2 for h in hits} == {parity}
+                             ({"f": Colour.RED}, 0),
+                             # "Colour.RED" < "D" < "red" < "z": the range by str() holds every row, by "red" the "z"s
+                             ({"g": {"$gt": str(Colour.RED)}}, None), ({"g": {"$gt": str(Colour.RED)}}, None),
+                             ({"g": {"$gt": Colour.RED}}, 0), ({"g": {"$gt": Colour.RED}}, 0)):
+            hits = col.search(q, k=200, filter=spec)
+            if parity is None:
+                assert len(hits) == 200
+            else:
+                assert len(hits) == 100 and {int(h["id"][1:]) % 2 for h in hits} == {parity}
