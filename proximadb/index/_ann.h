@@ -23,6 +23,14 @@
 
 #define ann_prefetch(p) __builtin_prefetch((const void *)(p), 0, 3)
 
+/* Prefetch every cache line of the nbytes (> 0) from p, which need not be line-aligned. */
+static inline void ann_prefetch_span(const void *p, size_t nbytes) {
+    const char *c = (const char *)p, *end = c + nbytes;
+    for (; c < end; c += 64)
+        ann_prefetch(c);
+    ann_prefetch(end - 1);
+}
+
 /* ---- spinlocks (per-node locks of a parallel HNSW build) ---------------- */
 #if defined(__x86_64__) || defined(__i386__)
 #define ann_cpu_relax() __builtin_ia32_pause()

@@ -6,6 +6,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 cdef extern from "_ann.h" nogil:
     void ann_prefetch(const void *p) noexcept
+    void ann_prefetch_span(const void *p, size_t nbytes) noexcept
     void ann_spin_lock(uint8_t *l) noexcept
     void ann_spin_unlock(uint8_t *l) noexcept
 

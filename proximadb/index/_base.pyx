@@ -78,6 +78,12 @@ cdef cnp.ndarray as_query(object query, Py_ssize_t dim):
     return arr
 
 
+cdef inline bint is_row_mask(object filter_ids, int64_t n):
+    """filter_ids is a uint8/bool bitmap over the n rows (else: ids)."""
+    return (isinstance(filter_ids, np.ndarray) and filter_ids.dtype in (np.uint8, np.bool_)
+            and filter_ids.ndim == 1 and filter_ids.shape[0] == n)
+
+
 cdef object allowed_bitmap(object filter_ids, bint exact_forced, int64_t n, const ann_idmap *idmap):
     """The uint8 bitmap over rows of a filter, or None when there is no filter and no forced exact
     scan. filter_ids: a uint8/bool bitmap over the n rows, or ids."""
@@ -90,8 +96,7 @@ cdef object allowed_bitmap(object filter_ids, bint exact_forced, int64_t n, cons
         if not exact_forced:
             return None
         return np.ones(n, dtype=np.uint8)
-    if (isinstance(filter_ids, np.ndarray) and filter_ids.dtype in (np.uint8, np.bool_)
-            and filter_ids.ndim == 1 and filter_ids.shape[0] == n):
+    if is_row_mask(filter_ids, n):
         return np.ascontiguousarray(filter_ids).view(np.uint8)
     ids_arr = np.ascontiguousarray(filter_ids, dtype=np.int64).reshape(-1)
     bitmap = np.zeros(n, dtype=np.uint8)
@@ -289,9 +294,8 @@ cdef class VectorIndex:
         bitmap = allowed_bitmap(filter_ids, scan, self.rows.n, &self._idmap)
         if bitmap is None:
             return None, None, False
-        if allowed_count is not None and self.rows.n_deleted == 0 and isinstance(filter_ids, np.ndarray) \
-                and filter_ids.ndim == 1 and filter_ids.shape[0] == bitmap.shape[0] \
-                and filter_ids.dtype in (np.uint8, np.bool_) and 0 <= allowed_count <= self.rows.n:
+        if (allowed_count is not None and self.rows.n_deleted == 0 and is_row_mask(filter_ids, self.rows.n)
+                and 0 <= allowed_count <= self.rows.n):
             cnt = allowed_count
         else:
             cnt = count_allowed(<const uint8_t *>cnp.PyArray_DATA(bitmap), self.rows.deleted, self.rows.n)

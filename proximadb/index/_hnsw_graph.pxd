@@ -68,12 +68,7 @@ cdef inline float pair_distance(const IndexRows *rows, const HnswGraph *graph, i
 
 cdef inline void prefetch_vector(const IndexRows *rows, const HnswGraph *graph, int32_t r) noexcept nogil:
     """Prefetch every cache line of row r's vector (rows are not line-aligned), and its norm."""
-    cdef const char *p = <const char *>row_vector(graph, r)
-    cdef const char *end = p + rows.dim * 4
-    while p < end:
-        ann_prefetch(p)
-        p += 64
-    ann_prefetch(end - 1)
+    ann_prefetch_span(row_vector(graph, r), rows.dim * 4)
     if graph.inv_norms != NULL:
         ann_prefetch(graph.inv_norms + r)
 

@@ -68,17 +68,10 @@ cdef inline float row_distance(const IndexRows *rows, const HnswGraph *graph, co
 cdef inline void prefetch_row(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist,
                               int32_t r) noexcept nogil:
     """Prefetch every cache line a row's distance reads."""
-    cdef const char *p
-    cdef const char *end
     if RowMeasure is RecordVectors:
         prefetch_vector(rows, graph, r)
     else:
-        p = dist.base + <int64_t>r * dist.stride
-        end = p + dist.nbytes
-        while p < end:
-            ann_prefetch(p)
-            p += 64
-        ann_prefetch(end - 1)
+        ann_prefetch_span(dist.base + <int64_t>r * dist.stride, dist.nbytes)
 
 
 cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist, const float *q,

@@ -27,7 +27,7 @@ from libc.stdint cimport int64_t
 
 cimport openmp
 
-from proximadb.index._ann cimport ann_prefetch
+from proximadb.index._ann cimport ann_prefetch_span
 from proximadb.index._kernels cimport distance_fn, dot_kernel, kernel_level, l2sq_kernel, setup_distance_kernels
 
 import numpy as np
@@ -186,17 +186,7 @@ cdef Py_ssize_t _scan_dense(const MetricFn *m, const float *q, const float *base
 
 cdef enum:
     SCAN_PREFETCH = 4        # rows of an exact row scan prefetched ahead of the one measured
-
-
-cdef inline void _prefetch_floats(const float *p, Py_ssize_t d) noexcept nogil:
-    """Prefetch the first cache lines of d floats from p (up to 512 bytes, 128 dimensions: the
-    hardware prefetcher follows a longer row on its own once it is read in order)."""
-    cdef const char *c = <const char *>p
-    cdef const char *end = c + min(d * <Py_ssize_t>sizeof(float), <Py_ssize_t>512)
-    while c < end:
-        ann_prefetch(c)
-        c += 64
-    ann_prefetch(end - 1)
+    SCAN_PREFETCH_BYTES = 512  # of each: a longer row the hardware prefetcher follows once it is read in order
 
 
 cdef Py_ssize_t _scan_rows(const MetricFn *m, const float *q, const float *base, Py_ssize_t d,
@@ -206,11 +196,12 @@ cdef Py_ssize_t _scan_rows(const MetricFn *m, const float *q, const float *base,
     The rows are scattered over the base (a selective filter's): each is prefetched
     SCAN_PREFETCH rows ahead, so that many rows' cache misses overlap instead of queueing."""
     cdef Py_ssize_t j, size = 0
+    cdef size_t span = min(d * <Py_ssize_t>sizeof(float), <Py_ssize_t>SCAN_PREFETCH_BYTES)
     for j in range(min(nrows, <Py_ssize_t>SCAN_PREFETCH)):
-        _prefetch_floats(base + rows[j] * d, d)
+        ann_prefetch_span(base + rows[j] * d, span)
     for j in range(nrows):
         if j + SCAN_PREFETCH < nrows:
-            _prefetch_floats(base + rows[j + SCAN_PREFETCH] * d, d)
+            ann_prefetch_span(base + rows[j + SCAN_PREFETCH] * d, span)
         size = _heap_push(hd, hi, size, cap, _rank_distance(m, q, base + rows[j] * d, d), rows[j])
     _heap_sort(hd, hi, size)
     return size

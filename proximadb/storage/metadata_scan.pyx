@@ -104,6 +104,19 @@ cdef object _malformed(const AvroError *e, Py_ssize_t row):
         f"while reading {(<bytes>e.what).decode('ascii')}")
 
 
+cdef const unsigned char *_read_run(Cursor *c, Py_ssize_t *n, const char *what, Py_ssize_t row) except NULL:
+    """A length-prefixed run of bytes (a key or a string), read in place: its first byte, its length
+    in n. avro_read_length refuses a length that runs past the map, so the run is always whole."""
+    cdef AvroError e
+    cdef const unsigned char *p
+    if avro_read_length(c, n, what, &e) < 0:
+        raise _malformed(&e, row)
+    p = cur_read(c, n[0])
+    if p == NULL:  # not reached: the length was checked against what is left
+        raise MalformedPayloadError(f"malformed metadata map of record {row}: {(<bytes>what).decode()} is truncated")
+    return p
+
+
 cdef object _text(const unsigned char *p, Py_ssize_t n, str what, Py_ssize_t row):
     try:
         return PyUnicode_DecodeUTF8(<const char *>p, n, NULL)
@@ -169,6 +182,12 @@ cdef class _Scan:
             self.key_field[place] = f
         return f
 
+    cdef int string(self, int32_t f, uint32_t r, const unsigned char *p, Py_ssize_t n) except -1:
+        """Row r's string value (or list element) p[:n] of field f: an entry with its string's code."""
+        _push(&self.out, f, r, KIND_STRING)
+        self.out.e[self.out.n - 1].code = self.code(p, n, r)
+        return 0
+
     cdef int32_t code(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t row) except -2:
         text = _text(p, n, "a metadata string", row)
         found = self.code_of.get(text)
@@ -201,11 +220,7 @@ cdef class _Scan:
             if count == 0:
                 break
             for j in range(count):
-                if avro_read_length(&c, &klen, "a metadata key", &e) < 0:
-                    raise _malformed(&e, r)
-                p = cur_read(&c, klen)
-                if p == NULL:
-                    raise MalformedPayloadError(f"malformed metadata map of record {r}: a key is truncated")
+                p = _read_run(&c, &klen, "a metadata key", r)
                 if klen < 1 or klen > max_key_bytes:
                     defer = True
                 f = self.field(p, klen, place, r)
@@ -249,13 +264,8 @@ cdef class _Scan:
                     self.out.e[self.out.n - 1].number = d
                     total += 8
                 elif branch == V_STRING:
-                    if avro_read_length(&c, &slen, "a metadata string", &e) < 0:
-                        raise _malformed(&e, r)
-                    p = cur_read(&c, slen)
-                    if p == NULL:
-                        raise MalformedPayloadError(f"malformed metadata map of record {r}: a string is truncated")
-                    _push(&self.out, f, r, KIND_STRING)
-                    self.out.e[self.out.n - 1].code = self.code(p, slen, r)
+                    p = _read_run(&c, &slen, "a metadata string", r)
+                    self.string(f, r, p, slen)
                     total += slen
                 elif branch == V_STRING_ARRAY:
                     while True:
@@ -265,14 +275,8 @@ cdef class _Scan:
                         if items == 0:
                             break
                         for _ in range(items):
-                            if avro_read_length(&c, &slen, "a metadata string array item", &e) < 0:
-                                raise _malformed(&e, r)
-                            p = cur_read(&c, slen)
-                            if p == NULL:
-                                raise MalformedPayloadError(f"malformed metadata map of record {r}: a string is "
-                                                            "truncated")
-                            _push(&self.out, f, r, KIND_STRING)
-                            self.out.e[self.out.n - 1].code = self.code(p, slen, r)
+                            p = _read_run(&c, &slen, "a metadata string array item", r)
+                            self.string(f, r, p, slen)
                             total += slen + 1
                 else:
                     raise MalformedPayloadError(f"malformed metadata map of record {r}: union index {branch} "
