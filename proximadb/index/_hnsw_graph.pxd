@@ -3,7 +3,7 @@
 # (insertion, repair) is _hnsw_build.pyx.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
-from proximadb.index._ann cimport ann_prefetch, ann_scratch
+from proximadb.index._ann cimport ann_prefetch, ann_prefetch_span, ann_scratch
 from proximadb.index._base cimport METRIC_L2, IndexRows, VectorIndex
 from proximadb.index._kernels cimport dot_kernel, l2sq_kernel
 
