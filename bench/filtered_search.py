@@ -20,12 +20,14 @@ Markdown table (``--json`` also writes them).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +45,58 @@ def clustered(rng: np.random.Generator, rows: int) -> np.ndarray:
     """Rows around 1,000 centres (like embeddings, unlike i.i.d. noise on which no graph index
     reaches a useful recall at ef 64); the same centres for any ``rows`` (seeded separately)."""
     centres = np.random.default_rng(12345).standard_normal((1000, DIM), dtype=np.float32)
-    return centres[rng.integers(0, 1000, rows)] + 0.5 * rng.standard_normal((rows, DIM), dtype=np.float32)
+    picks = rng.integers(0, 1000, rows)
+    vectors = rng.standard_normal((rows, DIM), dtype=np.float32)  # scaled and moved in place: 10M rows are 5 GB
+    for a in range(0, rows, 1 << 20):
+        vectors[a : a + (1 << 20)] *= 0.5
+        vectors[a : a + (1 << 20)] += centres[picks[a : a + (1 << 20)]]
+    return vectors
 
 
-def make_data(rows: int, seed: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+@dataclass(slots=True)
+class Data:
+    """The rows: vectors and the five fields as columns (dicts are made a batch at a time, so 10M rows fit)."""
+
+    vectors: np.ndarray  # (rows, DIM) float32
+    tenants: np.ndarray  # int: "tenant-N"
+    categories: np.ndarray  # int: "cat-N"
+    years: np.ndarray
+    prices: np.ndarray
+    n_tags: np.ndarray
+    tag_ids: np.ndarray  # (rows, 3): the first n_tags are the row's "tag-N"
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def metadata(self, start: int, stop: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "tenant": f"tenant-{self.tenants[i]}",
+                "category": f"cat-{self.categories[i]}",
+                "year": int(self.years[i]),
+                "price": float(self.prices[i]),
+                "tags": [f"tag-{t}" for t in self.tag_ids[i, : self.n_tags[i]]],
+            }
+            for i in range(start, min(stop, len(self)))
+        ]
+
+    def allowed(self, spec: dict[str, Any]) -> np.ndarray:
+        """The rows a benchmark filter matches (keyword equality and number ranges), by numpy over the columns."""
+        out = np.ones(len(self), dtype=bool)
+        for field, cond in spec.items():
+            if isinstance(cond, dict):
+                column = {"year": self.years, "price": self.prices}[field]
+                for op, bound in cond.items():
+                    out &= {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less,
+                            "$lte": np.less_equal}[op](column, bound)
+            else:
+                column = {"tenant": self.tenants, "category": self.categories}[field]
+                out &= column == int(cond.rsplit("-", 1)[1])
+        return out
+
+
+def make_data(rows: int, seed: int) -> Data:
+    """The same numbers for a seed as every earlier run of this benchmark (the draws keep their order)."""
     rng = np.random.default_rng(seed)
     vectors = clustered(rng, rows)
     zipf = 1.0 / np.arange(1, 101) ** 0.9
@@ -56,26 +106,14 @@ def make_data(rows: int, seed: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
     prices = np.round(rng.uniform(0, 1000, rows), 2)
     n_tags = rng.integers(1, 4, rows)
     tag_ids = rng.integers(0, 50, (rows, 3))
-    metadata = [
-        {
-            "tenant": f"tenant-{tenants[i]}",
-            "category": f"cat-{categories[i]}",
-            "year": int(years[i]),
-            "price": float(prices[i]),
-            "tags": [f"tag-{t}" for t in tag_ids[i, : n_tags[i]]],
-        }
-        for i in range(rows)
-    ]
-    return vectors, metadata
+    return Data(vectors, tenants, categories, years, prices, n_tags, tag_ids)
 
 
-def make_filters(metadata: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    counts: dict[str, int] = {}
-    for md in metadata:
-        counts[md["category"]] = counts.get(md["category"], 0) + 1
+def make_filters(data: Data) -> dict[str, dict[str, Any]]:
+    counts = np.bincount(data.categories, minlength=100) / len(data)
 
     def category_near(share: float) -> str:
-        return min(counts, key=lambda c: abs(counts[c] / len(metadata) - share))
+        return f"cat-{int(np.argmin(np.abs(counts - share)))}"
 
     years = {"$gte": 2000, "$lt": 2005}
     return {
@@ -89,15 +127,22 @@ def make_filters(metadata: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def ground_truth(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarray) -> list[set[int]]:
-    rows = np.flatnonzero(allowed)
-    base = vectors[rows]
-    norms = (base * base).sum(1)
-    truth = []
-    for q in queries:
-        d = norms - 2 * base @ q
-        top = np.argpartition(d, min(K, len(d) - 1))[:K] if len(d) > K else np.arange(len(d))
-        truth.append({int(rows[j]) for j in top})
-    return truth
+    """Exact top K among the allowed rows, a million rows at a time (10M rows do not fit twice)."""
+    best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
+    best_r = np.zeros((len(queries), 0), dtype=np.int64)
+    for a in range(0, len(vectors), 1 << 20):
+        rows = a + np.flatnonzero(allowed[a : a + (1 << 20)])
+        if not len(rows):
+            continue
+        base = vectors[rows]
+        d = (base * base).sum(1)[None, :] - 2 * queries @ base.T
+        d = np.concatenate([best_d, d], axis=1)
+        r = np.concatenate([best_r, np.broadcast_to(rows, (len(queries), len(rows)))], axis=1)
+        if d.shape[1] > K:
+            top = np.argpartition(d, K - 1, axis=1)[:, :K]
+            d, r = np.take_along_axis(d, top, 1), np.take_along_axis(r, top, 1)
+        best_d, best_r = d, r
+    return [{int(j) for j in row} for row in best_r]
 
 
 def measure(search: Callable[[np.ndarray], list[int]], queries: np.ndarray,
@@ -122,18 +167,24 @@ def measure(search: Callable[[np.ndarray], list[int]], queries: np.ndarray,
 # -- ProximaDB ---------------------------------------------------------------------
 
 
-def run_proximadb(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]], queries: np.ndarray,
-                  filters: dict[str, dict[str, Any]], truths: dict[str, list[set[int]]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if not root.exists():
-        _ingest_proximadb(root, vectors, metadata, out)
-    else:
-        print(f"reusing the ProximaDB data in {root}", file=sys.stderr)
+def status_mib(field: str) -> float:
+    """A line of /proc/self/status (RssAnon, VmRSS) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def query_proximadb(root: Path, queries: np.ndarray, filters: dict[str, dict[str, Any]],
+                    truths: dict[str, list[set[int]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"anon_before_open_mib": status_mib("RssAnon")}
     t0 = time.perf_counter()
     with Engine.open(root, fsync="always") as engine:
         col = engine.collection("bench")
         col.search(queries[0], k=K, ef=EF)
         out["open_to_first_answer_s"] = time.perf_counter() - t0
+        out["anon_after_open_mib"] = status_mib("RssAnon")
+        out["segments"] = col.stats()["segments"]
 
         def search(flt: dict[str, Any] | None) -> Callable[[np.ndarray], list[int]]:
             return lambda q: [int(h["id"]) for h in col.search(q, k=K, filter=flt, ef=EF, include_metadata=False)]
@@ -141,12 +192,13 @@ def run_proximadb(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]
         out["unfiltered"] = measure(search(None), queries, truths["unfiltered"])
         for name, flt in filters.items():
             out[name] = measure(search(flt), queries, truths[name])
+        out["anon_after_queries_mib"] = status_mib("RssAnon")
+        out["rss_after_queries_mib"] = status_mib("VmRSS")
     return out
 
 
-def _ingest_proximadb(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]], out: dict[str, Any]) -> None:
-    rows = len(vectors)
-    ids = [f"{i:08d}" for i in range(rows)]
+def ingest_proximadb(root: Path, data: Data, out: dict[str, Any]) -> None:
+    rows = len(data)
     with Engine.open(root, fsync="always") as engine:
         engine.create_collection("bench", DIM, distance_metric="euclidean", indexing_algorithm="hnsw",
                                  index_params={"M": 16, "ef_construction": 200})
@@ -154,10 +206,13 @@ def _ingest_proximadb(root: Path, vectors: np.ndarray, metadata: list[dict[str, 
         t0 = time.perf_counter()
         slowest = 0.0
         for start in range(0, rows, BATCH):
+            ids = [f"{i:08d}" for i in range(start, min(rows, start + BATCH))]
+            metadata = data.metadata(start, start + BATCH)
             t1 = time.perf_counter()
-            col.insert(ids=ids[start : start + BATCH], vectors=vectors[start : start + BATCH],
-                       metadatas=metadata[start : start + BATCH])
+            col.insert(ids=ids, vectors=data.vectors[start : start + BATCH], metadatas=metadata)
             slowest = max(slowest, time.perf_counter() - t1)
+            if start and start % 1_000_000 == 0:
+                print(f"ProximaDB: {start:,} rows in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         out["ingest_rows_s"] = rows / (time.perf_counter() - t0)
         out["slowest_batch_s"] = slowest
         t0 = time.perf_counter()
@@ -181,19 +236,18 @@ def _qdrant_filter(qe: Any, spec: dict[str, Any]) -> Any:
     return qe.Filter(must=must)
 
 
-def run_qdrant(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]], queries: np.ndarray,
-               filters: dict[str, dict[str, Any]], truths: dict[str, list[set[int]]]) -> dict[str, Any]:
-    import qdrant_edge as qe
-
-    config = qe.EdgeConfig(
+def _qdrant_config(qe: Any) -> Any:
+    return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Euclid),
         hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=200, full_scan_threshold=10_000),
     )
+
+
+def query_qdrant(root: Path, queries: np.ndarray, filters: dict[str, dict[str, Any]],
+                 truths: dict[str, list[set[int]]]) -> dict[str, Any]:
+    import qdrant_edge as qe
+
     out: dict[str, Any] = {}
-    if root.exists():
-        print(f"reusing the Qdrant edge data in {root}", file=sys.stderr)
-    else:
-        _ingest_qdrant(qe, root, config, vectors, metadata, out)
 
     def query(flt: Any) -> Callable[[np.ndarray], list[int]]:
         params = qe.SearchParams(hnsw_ef=EF)
@@ -211,9 +265,10 @@ def run_qdrant(root: Path, vectors: np.ndarray, metadata: list[dict[str, Any]], 
     return out
 
 
-def _ingest_qdrant(qe: Any, root: Path, config: Any, vectors: np.ndarray, metadata: list[dict[str, Any]],
-                   out: dict[str, Any]) -> None:
-    shard = qe.EdgeShard.create(str(root), config)
+def ingest_qdrant(root: Path, data: Data, out: dict[str, Any]) -> None:
+    import qdrant_edge as qe
+
+    shard = qe.EdgeShard.create(str(root), _qdrant_config(qe))
     schema = {"tenant": qe.PayloadSchemaType.Keyword, "category": qe.PayloadSchemaType.Keyword,
               "year": qe.PayloadSchemaType.Integer, "price": qe.PayloadSchemaType.Float,
               "tags": qe.PayloadSchemaType.Keyword}
@@ -221,13 +276,14 @@ def _ingest_qdrant(qe: Any, root: Path, config: Any, vectors: np.ndarray, metada
         shard.update(qe.UpdateOperation.create_field_index(field, kind))
     t0 = time.perf_counter()
     slowest = 0.0
-    for start in range(0, len(vectors), BATCH):
+    for start in range(0, len(data), BATCH):
+        metadata = data.metadata(start, start + BATCH)
         t1 = time.perf_counter()
-        points = [qe.Point(i, vectors[i].tolist(), metadata[i]) for i in range(start, min(start + BATCH, len(vectors)))]
+        points = [qe.Point(start + j, data.vectors[start + j].tolist(), md) for j, md in enumerate(metadata)]
         shard.update(qe.UpdateOperation.upsert_points(points))
         slowest = max(slowest, time.perf_counter() - t1)
     shard.flush()
-    out["ingest_rows_s"] = len(vectors) / (time.perf_counter() - t0)
+    out["ingest_rows_s"] = len(data) / (time.perf_counter() - t0)
     out["slowest_batch_s"] = slowest
     t0 = time.perf_counter()
     shard.optimize()
@@ -246,7 +302,11 @@ def table(results: dict[str, dict[str, Any]], filters: list[str], shares: dict[s
         lines.append(f"| {name}{share} | " + " | ".join(cells) + " |")
     for key, label in (("ingest_rows_s", "ingest rows/s"), ("slowest_batch_s", "slowest 10,000-row batch (s)"),
                        ("index_build_s", "flush + index build (s)"),
-                       ("open_to_first_answer_s", "reopen: open until the first answer (s)")):
+                       ("open_to_first_answer_s", "reopen: open until the first answer (s)"),
+                       ("segments", "segments searched"),
+                       ("anon_after_open_mib", "anonymous memory after the reopen (MiB, the process)"),
+                       ("anon_after_queries_mib", "anonymous memory after the queries (MiB)"),
+                       ("rss_after_queries_mib", "resident memory after the queries (MiB)")):
         lines.append(f"| {label} | " + " | ".join(f"{r[key]:,.2f}" if key in r else "- (reused data)"
                                                   for r in results.values()) + " |")
     return "\n".join(lines)
@@ -271,32 +331,46 @@ def main(argv: list[str] | None = None) -> int:
 
         filter_cache.BYTES = 0  # no plan fits: none is kept
 
-    vectors, metadata = make_data(args.rows, args.seed)
+    data = make_data(args.rows, args.seed)
     queries = clustered(np.random.default_rng(args.seed + 1), args.queries)
-    filters = make_filters(metadata)
+    filters = make_filters(data)
     shares: dict[str, float] = {}
-    truths: dict[str, list[set[int]]] = {"unfiltered": ground_truth(vectors, queries, np.ones(len(vectors), bool))}
-    from proximadb.filters import compile_filter
-
+    truths: dict[str, list[set[int]]] = {"unfiltered": ground_truth(data.vectors, queries, np.ones(len(data), bool))}
     for name, spec in filters.items():
-        flt = compile_filter(spec)
-        assert flt is not None
-        allowed = flt.mask(metadata)
+        allowed = data.allowed(spec)
         shares[name] = float(allowed.mean())
-        truths[name] = ground_truth(vectors, queries, allowed)
+        truths[name] = ground_truth(data.vectors, queries, allowed)
+    print(f"data and ground truth ready ({args.rows:,} rows)", file=sys.stderr, flush=True)
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="pxdb-filtered-"))
-    results: dict[str, dict[str, Any]] = {}
-    try:
-        results["ProximaDB"] = run_proximadb(root / "proximadb", vectors, metadata, queries, filters, truths)
-        print(f"ProximaDB done: {json.dumps(results['ProximaDB'])}", file=sys.stderr, flush=True)
+    results: dict[str, dict[str, Any]] = {"ProximaDB": {}}
+    qdrant = not args.no_qdrant
+    if qdrant:
         try:
             import qdrant_edge  # noqa: F401
         except ImportError:
             print("qdrant_edge is not importable: Qdrant edge skipped", file=sys.stderr)
+            qdrant = False
+    try:
+        # Both engines ingest first; the rows are then dropped, so the anonymous memory measured after the
+        # reopen is the engine's, not the benchmark's copy of the vectors.
+        if (root / "proximadb").exists():
+            print(f"reusing the ProximaDB data in {root / 'proximadb'}", file=sys.stderr)
         else:
-            if not args.no_qdrant:
-                results["Qdrant edge"] = run_qdrant(root / "qdrant", vectors, metadata, queries, filters, truths)
+            ingest_proximadb(root / "proximadb", data, results["ProximaDB"])
+            print(f"ProximaDB ingested and indexed: {json.dumps(results['ProximaDB'])}", file=sys.stderr, flush=True)
+        if qdrant:
+            results["Qdrant edge"] = {}
+            if (root / "qdrant").exists():
+                print(f"reusing the Qdrant edge data in {root / 'qdrant'}", file=sys.stderr)
+            else:
+                ingest_qdrant(root / "qdrant", data, results["Qdrant edge"])
+        del data
+        gc.collect()
+        results["ProximaDB"].update(query_proximadb(root / "proximadb", queries, filters, truths))
+        print(f"ProximaDB done: {json.dumps(results['ProximaDB'])}", file=sys.stderr, flush=True)
+        if qdrant:
+            results["Qdrant edge"].update(query_qdrant(root / "qdrant", queries, filters, truths))
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
