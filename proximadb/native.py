@@ -26,6 +26,7 @@ COMPILED_MODULES = (
     "proximadb.index._hnsw_graph",
     "proximadb.index._hnsw_build",
     "proximadb.index._hnsw_reorder",
+    "proximadb.index._hnsw_grow",
     "proximadb.index.hnsw",
     "proximadb.index.hnsw_int8",
     "proximadb.index.hnsw_pq",

@@ -34,8 +34,9 @@ def compact(data_dir: Path | None, collection: str | None, no_wait_index: bool, 
     instead). First the operations a stopped daemon left in the WAL (writes
     and deletes after the checkpoint) are flushed into a segment, so that
     their deletions can be dropped, and the WAL files they fill are removed;
-    then the merge rebuilds the collection's HNSW/IVF index for the new
-    segment and swaps the manifest atomically, so an interruption at any point
+    then the merge indexes the new segment (an HNSW graph grows from the
+    largest input's when that one kept every row; otherwise the HNSW/IVF
+    index is built anew) and swaps the manifest atomically, so an interruption at any point
     leaves the old or the new state. It prints, per collection and for the
     data directory, the bytes before and after and the bytes freed.
 

@@ -158,7 +158,6 @@ cdef void set_inv_norms(const float *v, float *out, int64_t n, int dim) noexcept
         out[i] = <float>(1.0 / sqrt(acc)) if acc > 0 else 1.0
 
 
-@cython.final
 cdef class HNSWIndex(HnswGraphIndex):
     """Hierarchical navigable small-world graph index over float32 vectors.
 
@@ -167,17 +166,7 @@ cdef class HNSWIndex(HnswGraphIndex):
     """
 
     FILE_FORMAT = FILE_FORMAT
-
-    cdef bint _interleave  # _add_interleaved is running
-    cdef public int64_t repaired  # rows repair_level0 linked back after adds (see _repair)
-    cdef float *_own  # vectors the index owns (copied in by add), _own_cap rows of room; or NULL
-    cdef int64_t _own_cap
-    cdef object _kept  # the array graph.vectors points into when not _own (add copy=False, attach_vectors)
-    cdef float *_inv  # cosine: 1 / |row| per row (rows.cap of room); else NULL
-    cdef bint _unit  # cosine: every row is of unit length (all_unit), so graph.inv_norms is NULL
-    cdef bint _keep  # add(copy=False) in progress
-    cdef bint _norms_stale  # cosine, loaded from a version-1 file: the norms come with attach_vectors
-    cdef int _file_version  # of the file being loaded
+    # Its fields are declared in hnsw.pxd (_hnsw_grow.pyx grows one).
 
     def __cinit__(self) -> None:
         self._own = NULL
@@ -321,14 +310,12 @@ cdef class HNSWIndex(HnswGraphIndex):
         cdef int64_t m = vectors.shape[0]
         cdef int64_t i, upper = self.graph.upper_len
         cdef int dim = self.rows.dim
-        cdef int lvl, rc = 0
+        cdef int rc = 0
         cdef const float *xp = <const float *>cnp.PyArray_DATA(vectors)
         cdef ann_scratch *s
         cdef ann_scratch *s_held
-        cdef ann_scratch *scr[MAX_POOL]
-        cdef int t, nt = threads if threads > 0 else (os.cpu_count() or 1)
+        cdef int nt = threads if threads > 0 else (os.cpu_count() or 1)
         cdef int64_t start, end = n0 + m
-        cdef int failed = 0
         cdef bint interleave = self._interleave and m > 1
         cdef Insertion held
         if n0 == 0 and self._keep:  # keep the caller's float32 C-contiguous array (_as_matrix made it so)
@@ -346,15 +333,7 @@ cdef class HNSWIndex(HnswGraphIndex):
             if self._unit and not all_unit(self._inv + n0, m):
                 self._unit = False
                 self.graph.inv_norms = self._inv
-        for i in range(m):
-            lvl = <int>(-log(ann_rng_unit(&self.graph.rng_state)) * self.graph.level_mult)
-            lvl = min(lvl, MAX_LEVEL)
-            self.graph.levels[n0 + i] = <uint8_t>lvl
-            if lvl > 0:
-                self.graph.upper_offset[n0 + i] = upper
-                upper += <int64_t>lvl * (self.graph.M + 1)
-            else:
-                self.graph.upper_offset[n0 + i] = -1
+        upper = self._draw_levels(n0, m, NULL, upper)
         self._reserve_upper(upper)
         memset(self.graph.upper_links + self.graph.upper_len, 0, (upper - self.graph.upper_len) * sizeof(int32_t))
         self.graph.upper_len = upper
@@ -378,28 +357,61 @@ cdef class HNSWIndex(HnswGraphIndex):
             self._give_scratch(s_held)
             self._give_scratch(s)
             return rc
-        self.graph.row_locks = <uint8_t *>calloc(end, 1)
+        start = n0
+        if self.graph.entry_point < 0:  # the first row becomes the entry point, alone
+            self.rows.n = n0 + 1
+            s = self._take_scratch()
+            with nogil:
+                rc = insert_row(&self.rows, &self.graph, s, <int32_t>n0)
+            self._give_scratch(s)
+            start = n0 + 1
+        if rc < 0:
+            return -1
+        self.rows.n = end
+        return self._insert_parallel(np.arange(start, end, dtype=np.int32), nt)
+
+    cdef int64_t _draw_levels(self, int64_t n0, int64_t m, const int32_t *which, int64_t upper) except -1:
+        """Draw the level of rows n0..n0+m (or which[0..m]) and place their upper blocks from ``upper``
+        on; returns the upper words then in use (the caller reserves and zeroes them)."""
+        cdef int64_t i, r
+        cdef int lvl
+        for i in range(m):
+            r = which[i] if which != NULL else n0 + i
+            lvl = <int>(-log(ann_rng_unit(&self.graph.rng_state)) * self.graph.level_mult)
+            lvl = min(lvl, MAX_LEVEL)
+            self.graph.levels[r] = <uint8_t>lvl
+            if lvl > 0:
+                self.graph.upper_offset[r] = upper
+                upper += <int64_t>lvl * (self.graph.M + 1)
+            else:
+                self.graph.upper_offset[r] = -1
+        return upper
+
+    cdef int _insert_parallel(self, cnp.ndarray todo, int nt) except -2:
+        """Insert the rows in ``todo`` (int32) on nt threads with per-row spinlocks. Each is visible
+        already (rows.n covers it; vector, level, empty lists) but unreachable until its own insert
+        links it in. 0, or -1 when memory ran out."""
+        cdef int32_t[::1] tv = todo
+        cdef int64_t i, m = todo.shape[0]
+        cdef int t, failed = 0
+        cdef ann_scratch *scr[MAX_POOL]
+        if m == 0:
+            return 0
+        nt = max(1, min(nt, MAX_POOL))
+        self.graph.row_locks = <uint8_t *>calloc(self.rows.n, 1)
         if self.graph.row_locks == NULL:
             raise MemoryError()
         for t in range(nt):
             scr[t] = self._take_scratch()
         with nogil:
-            start = n0
-            if self.graph.entry_point < 0:
-                self.rows.n = n0 + 1
-                rc = insert_row(&self.rows, &self.graph, scr[0], <int32_t>n0)
-                start = n0 + 1
-            # Every new row is visible (vector, level, empty lists) but unreachable
-            # until its own insert links it in.
-            self.rows.n = end
-            for i in prange(start, end, num_threads=nt, schedule="dynamic", chunksize=16):
-                if insert_row(&self.rows, &self.graph, scr[threadid()], <int32_t>i) < 0:
+            for i in prange(m, num_threads=nt, schedule="dynamic", chunksize=16):
+                if insert_row(&self.rows, &self.graph, scr[threadid()], tv[i]) < 0:
                     failed += 1
         for t in range(nt):
             self._give_scratch(scr[t])
         free(self.graph.row_locks)
         self.graph.row_locks = NULL
-        return -1 if failed or rc < 0 else 0
+        return -1 if failed else 0
 
     cdef int _repair(self) except -2:
         """Link back the rows no walk reaches (repair_level0); self.repaired counts them."""

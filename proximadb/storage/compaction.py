@@ -59,7 +59,7 @@ import numpy as np
 
 from proximadb import progress
 from proximadb.errors import DiskFullError, EngineClosedError
-from proximadb.storage import expiry
+from proximadb.storage import expiry, segment_index
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.merge import MergedRows, MergePlan, kept_rows, merge_rows
 
@@ -70,9 +70,15 @@ from proximadb.storage.segment_rewrite import SegmentRewrite
 log = logging.getLogger("proximadb.collection")  # compaction runs are logged as the collection's own steps
 
 # Background policy: compact when a segment has this share of dead rows, or
-# when this many segments are each smaller than a quarter of the flush size.
+# when this many segments are each smaller than a quarter of the flush size, or
+# when GROW_SEGMENTS segments besides the largest are below GROW_MAX_BYTES of vectors:
+# they are merged into the largest, whose graph grows by their rows (segment_index.grow),
+# so a large collection is searched through a few large graphs, not dozens of flush-sized
+# ones (issue #11), and every row is inserted into a graph about twice in all.
 DEAD_ROW_SHARE = 0.2
 SMALL_SEGMENTS = 4
+GROW_SEGMENTS = 4
+GROW_MAX_BYTES = 8 << 30  # a segment with more vector bytes is not merged by size any more
 
 
 @dataclass(slots=True)
@@ -101,6 +107,9 @@ def needs_compaction(segments: list[Segment], flush_bytes: int) -> list[Segment]
         return sorted({*dead, *small}, key=lambda s: s.id)
     if dead:
         return sorted({*dead, *small}, key=lambda s: s.id) if len(dead) + len(small) > 1 else dead
+    growable = [s for s in segments if s.rows * s.dim * 4 < GROW_MAX_BYTES]
+    if len(growable) > GROW_SEGMENTS:
+        return sorted(growable, key=lambda s: s.id)
     return []
 
 
@@ -157,6 +166,7 @@ class CompactionPath(CollectionState):
                     new = rewrite.build(plan.segment_id, merged.stream(),
                                         {"created_at": time.time(), "compacted_from": report.merged,
                                          "metric": self.config.distance_metric})
+                    self._grow_index(new, inputs, merged)
                 with self._lock:
                     while self._flushing:  # a flush between its seal and its install: let it commit first
                         self._flush_done.wait()
@@ -179,6 +189,26 @@ class CompactionPath(CollectionState):
                  self.config.name, report.seconds, report.segments_before, report.segments_after,
                  report.rows_before, report.rows_after, report.bytes_before, report.bytes_after)
         return report
+
+    def _grow_index(self, new: Segment, inputs: list[Segment], merged: MergedRows) -> None:
+        """Before the commit: the merged segment's graph grown from its largest input's, saved and
+        attached (segment_index.growth_seed); when none can grow, or growing fails, the segment is
+        indexed after the commit as a flush's is."""
+        algorithm = self.config.indexing_algorithm
+        params = segment_index.effective_params(algorithm, self.config.index_params, new.rows) \
+            if algorithm != "flat" else {}
+        seed = segment_index.growth_seed(inputs, merged.source_segment, merged.source_row, algorithm, params) \
+            if algorithm != "flat" else None
+        if seed is None or self._closing:
+            return
+        try:
+            index = segment_index.grow(new, seed, self._metric, params)
+            segment_index.save(index, new, algorithm)
+        except (MemoryError, OSError) as exc:
+            log.warning("collection %s: the merged segment %s's graph could not be grown and saved (%s); it is "
+                        "built after the compaction instead", self.config.name, new.path.name, exc)
+            return
+        new.attach_index(index, algorithm)
 
     def _maybe_compact_in_background(self) -> None:
         """After a flush: start a background compaction when the policy asks for one."""

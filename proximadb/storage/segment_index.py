@@ -18,6 +18,13 @@ loaded and checked (its checksum, and that its dimension, metric, parameters
 and row count are the segment's); a file that is missing, damaged or built
 with other parameters is logged and rebuilt, never trusted blindly.
 
+A compaction's merged segment does not wait for the builder: its graph is grown before the commit
+from the largest input's, when that is a float32 HNSW graph built with the collection's parameters
+whose every row the merge kept (:func:`growth_seed`, :func:`grow`; ``index/_hnsw_grow.pyx``): the
+base's rows keep their links and only the other inputs' rows are inserted, so a merge costs the rows
+it adds, not all of them, and the merged segment is never searched exactly. Otherwise it is built
+like a flush's, in the background.
+
 A build that fails leaves the segment searched exactly (``last_error`` says
 why) until the next open rebuilds it. An index that was built but cannot be
 saved (ENOSPC above all) leaves no partial file behind; it is attached from
@@ -43,6 +50,8 @@ from proximadb.errors import CorruptionError
 from proximadb.index import quantization, registry
 from proximadb.index._base import VectorIndex
 from proximadb.index._hnsw_graph import HnswGraphIndex
+from proximadb.index._hnsw_grow import grown
+from proximadb.index.hnsw import HNSWIndex
 from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.segment import Segment
 
@@ -65,6 +74,47 @@ def build(segment: Segment, algorithm: str, metric: str, params: dict[str, Any])
         if lost:
             log.warning("segment %s: %d of %d rows are unreachable in the new %s graph; approximate searches "
                         "miss them", segment.path.name, lost, len(index), algorithm)
+    return index
+
+
+def growth_seed(inputs: list[Segment], source_segment: np.ndarray, source_row: np.ndarray, algorithm: str,
+                params: dict[str, Any]) -> tuple[Segment, HNSWIndex, np.ndarray] | None:
+    """The input whose graph the merged segment's can grow from, that graph, and where its rows land
+    (merged row j holds row ``source_row[j]`` of input ``source_segment[j]``: merge.py): the largest
+    input with a float32 HNSW graph built with ``params`` and every row kept by the merge, in order;
+    None when there is none."""
+    kind = quantization.kind_for(algorithm, params)
+    if kind.cls is not HNSWIndex:
+        return None
+    best: tuple[Segment, HNSWIndex, np.ndarray] | None = None
+    for i, seg in enumerate(inputs):
+        index = seg.index
+        if not isinstance(index, HNSWIndex) or len(index) != seg.rows or not kind.built_with(index, params):
+            continue
+        rows = np.flatnonzero(source_segment == i)
+        if (rows.shape[0] == seg.rows and seg.rows and (best is None or seg.rows > best[0].rows)
+                and np.array_equal(source_row[rows], np.arange(seg.rows))):
+            best = (seg, index, rows)
+    return best
+
+
+def grow(segment: Segment, seed: tuple[Segment, HNSWIndex, np.ndarray], metric: str,
+         params: dict[str, Any]) -> HNSWIndex:
+    """The merged segment's graph grown from ``seed`` (:func:`growth_seed`); logged with its cost."""
+    base_segment, base, placement = seed
+    started = time.monotonic()
+    added = segment.rows - base_segment.rows
+    log.info("segment %s: growing its hnsw graph from segment %s's (%d rows kept, %d inserted)",
+             segment.path.name, base_segment.path.name, base_segment.rows, added)
+    index = grown(base, placement, np.asarray(segment.vectors))
+    quantization.kind_for("hnsw", params).configure(index, params)
+    lost = len(index) - index.reachable_count()
+    if lost:
+        log.warning("segment %s: %d of %d rows are unreachable in the grown graph; approximate searches miss them",
+                    segment.path.name, lost, len(index))
+    seconds = time.monotonic() - started
+    log.info("segment %s: hnsw graph grown in %.1fs (%.0f rows inserted/s)", segment.path.name, seconds,
+             added / max(seconds, 1e-9))
     return index
 
 
