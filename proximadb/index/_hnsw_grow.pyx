@@ -48,7 +48,7 @@ def grown(HNSWIndex base, placement: object, vectors: object, int threads=0) -> 
     """A new index over ``vectors`` (n, dim) float32, ``base``'s graph placed at ``placement`` and
     every other row inserted (threads=0: every core); ids are row numbers. ``base`` must have row
     numbers as ids and no deleted row (a segment's graph)."""
-    cdef HNSWIndex index = HNSWIndex(base.dim, base.metric, base.M, base.ef_construction)
+    cdef HNSWIndex index = HNSWIndex(base.dim, base.metric, base.M, base.ef_construction, seed=base.seed)
     cdef cnp.ndarray arr = index._as_matrix(vectors, "vectors")
     cdef int64_t total = arr.shape[0], nb = base.rows.n, i, upper
     cdef int nt = threads if threads > 0 else (os.cpu_count() or 1)

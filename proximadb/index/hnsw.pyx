@@ -365,9 +365,9 @@ cdef class HNSWIndex(HnswGraphIndex):
                 rc = insert_row(&self.rows, &self.graph, s, <int32_t>n0)
             self._give_scratch(s)
             start = n0 + 1
+        self.rows.n = end  # as before: every row's level was drawn, so every row is counted
         if rc < 0:
             return -1
-        self.rows.n = end
         return self._insert_parallel(np.arange(start, end, dtype=np.int32), nt)
 
     cdef int64_t _draw_levels(self, int64_t n0, int64_t m, const int32_t *which, int64_t upper) except -1:

@@ -94,10 +94,12 @@ _hnsw = registry.kind("hnsw")
 HNSW_INT8 = registry.register_variant(QuantizedKind(
     "hnsw", HNSWInt8Index, "index.hnsw8", build_params=_hnsw.build_params, search_param=_hnsw.search_param,
     ranges=_hnsw.ranges, defaults=_hnsw.defaults, build_options=_hnsw.build_options,
+    size_defaults=_hnsw.size_defaults,
 ))
 HNSW_BINARY = registry.register_variant(QuantizedKind(
     "hnsw", HNSWBinaryIndex, "index.hnswb", build_params=_hnsw.build_params, search_param=_hnsw.search_param,
     ranges=_hnsw.ranges, defaults=_hnsw.defaults, build_options=_hnsw.build_options,
+    size_defaults=_hnsw.size_defaults,
 ))
 
 
@@ -117,6 +119,7 @@ class ProductQuantizedKind(QuantizedKind):
 HNSW_PQ = registry.register_variant(ProductQuantizedKind(
     "hnsw", HNSWPQIndex, "index.hnswpq", build_params=_hnsw.build_params, search_param=_hnsw.search_param,
     ranges=_hnsw.ranges, defaults=_hnsw.defaults, build_options=_hnsw.build_options,
+    size_defaults=_hnsw.size_defaults,
 ))
 _VARIANTS: dict[tuple[str, str], registry.IndexKind] = {
     ("hnsw", "int8"): HNSW_INT8, ("hnsw", "binary"): HNSW_BINARY, ("hnsw", "pq"): HNSW_PQ}

@@ -128,6 +128,13 @@ def kind_of(index: VectorIndex) -> IndexKind:
     return _BY_CLASS[type(index)]
 
 
+def _hnsw_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
+    """ef_construction at least M: the graph builds with max(ef_construction, M) and reports that, so a
+    smaller setting would never match a built graph (every open would rebuild it)."""
+    params["ef_construction"] = max(params["ef_construction"], params["M"])
+    return params
+
+
 def _ivf_size_defaults(params: dict[str, int], rows: int) -> dict[str, int]:
     """nlist 4·√rows (at most 65536, at most rows); nprobe nlist / 8 when unset (0)."""
     if "nlist" not in params:
@@ -142,7 +149,7 @@ register(MappedVectorsKind(
     "hnsw", HNSWIndex, "index.hnsw", build_params=("M", "ef_construction", "seed"), search_param="ef",
     ranges={"M": (2, 128), "ef_construction": (4, 4096), "ef": (1, 65536), "seed": (0, 2**31)},
     defaults={"M": 16, "ef_construction": 200, "ef": 64, "seed": 0},
-    build_options={"threads": 0, "repair": True, "copy": False},
+    build_options={"threads": 0, "repair": True, "copy": False}, size_defaults=_hnsw_size_defaults,
 ))
 register(IndexKind(
     "ivf", IVFIndex, "index.ivf", build_params=("nlist", "seed"), search_param="nprobe",

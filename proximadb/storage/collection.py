@@ -371,9 +371,9 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         if algorithm == "flat":
             seg.attach_index(None, "flat")
             return
-        if seg.index is not None and seg.index_algorithm == algorithm:
-            return  # a compaction grew it already (compaction.py)
         params = segment_index.effective_params(algorithm, self.config.index_params, seg.rows)
+        if seg.index is not None and segment_index.matches(seg.index, algorithm, params):
+            return  # a compaction grew it already (compaction.py), with these very settings
         if load_existing:
             index = segment_index.load(seg, algorithm, self._metric, params)
             if index is not None:

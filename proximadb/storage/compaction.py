@@ -50,7 +50,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,14 +71,19 @@ log = logging.getLogger("proximadb.collection")  # compaction runs are logged as
 
 # Background policy: compact when a segment has this share of dead rows, or
 # when this many segments are each smaller than a quarter of the flush size, or
-# when GROW_SEGMENTS segments besides the largest are below GROW_MAX_BYTES of vectors:
-# they are merged into the largest, whose graph grows by their rows (segment_index.grow),
-# so a large collection is searched through a few large graphs, not dozens of flush-sized
-# ones (issue #11), and every row is inserted into a graph about twice in all.
+# when GROW_SEGMENTS segments besides the largest are below GROW_MAX_BYTES of vectors
+# and hold together at least GROW_SHARE of the largest's rows, and the largest's graph
+# can grow (segment_index.can_grow): they are merged into it, its graph growing by their
+# rows (segment_index.grow), so a large collection is searched through a few large
+# graphs, not dozens of flush-sized ones (issue #11); each row is inserted into a graph
+# about twice in all, and the largest's files are rewritten at most once per GROW_SHARE
+# of its size added. Where no graph can grow (IVF, quantized HNSW, a largest segment
+# with deleted rows), segments are not merged by size.
 DEAD_ROW_SHARE = 0.2
 SMALL_SEGMENTS = 4
 GROW_SEGMENTS = 4
 GROW_MAX_BYTES = 8 << 30  # a segment with more vector bytes is not merged by size any more
+GROW_SHARE = 0.25
 
 
 @dataclass(slots=True)
@@ -97,8 +102,10 @@ class CompactionReport:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
 
 
-def needs_compaction(segments: list[Segment], flush_bytes: int) -> list[Segment]:
-    """The segments the background policy would merge now (empty: nothing to do). Expired rows count as dead."""
+def needs_compaction(segments: list[Segment], flush_bytes: int,
+                     can_grow: Callable[[Segment], bool] | None = None) -> list[Segment]:
+    """The segments the background policy would merge now (empty: nothing to do). Expired rows count as dead.
+    ``can_grow(segment)``: whether a merge could grow that segment's graph (None: merge none by size)."""
     now = expiry.now_us()
     dead = [s for s in segments
             if s.rows and 1 - int(np.count_nonzero(kept_rows(s, s.deleted, now))) / s.rows >= DEAD_ROW_SHARE]
@@ -108,9 +115,12 @@ def needs_compaction(segments: list[Segment], flush_bytes: int) -> list[Segment]
     if dead:
         return sorted({*dead, *small}, key=lambda s: s.id) if len(dead) + len(small) > 1 else dead
     growable = [s for s in segments if s.rows * s.dim * 4 < GROW_MAX_BYTES]
-    if len(growable) > GROW_SEGMENTS:
-        return sorted(growable, key=lambda s: s.id)
-    return []
+    if can_grow is None or len(growable) <= GROW_SEGMENTS:
+        return []
+    largest = max(growable, key=lambda s: s.rows)
+    if sum(s.rows for s in growable) - largest.rows < GROW_SHARE * largest.rows or not can_grow(largest):
+        return []
+    return sorted(growable, key=lambda s: s.id)
 
 
 def carry_deletions(plan: MergePlan, merged: MergedRows, new: Segment, dropped: list[int]) -> np.ndarray:
@@ -195,18 +205,18 @@ class CompactionPath(CollectionState):
         attached (segment_index.growth_seed); when none can grow, or growing fails, the segment is
         indexed after the commit as a flush's is."""
         algorithm = self.config.indexing_algorithm
-        params = segment_index.effective_params(algorithm, self.config.index_params, new.rows) \
-            if algorithm != "flat" else {}
-        seed = segment_index.growth_seed(inputs, merged.source_segment, merged.source_row, algorithm, params) \
-            if algorithm != "flat" else None
-        if seed is None or self._closing:
+        if algorithm == "flat" or self._closing:
             return
         try:
+            params = segment_index.effective_params(algorithm, self.config.index_params, new.rows)
+            seed = segment_index.growth_seed(inputs, merged.source_segment, merged.source_row, algorithm, params)
+            if seed is None:
+                return
             index = segment_index.grow(new, seed, self._metric, params)
             segment_index.save(index, new, algorithm)
-        except (MemoryError, OSError) as exc:
-            log.warning("collection %s: the merged segment %s's graph could not be grown and saved (%s); it is "
-                        "built after the compaction instead", self.config.name, new.path.name, exc)
+        except Exception:  # growing is an optimisation: never the reason a compaction fails
+            log.exception("collection %s: the merged segment %s's graph could not be grown and saved; it is "
+                          "built after the compaction instead", self.config.name, new.path.name)
             return
         new.attach_index(index, algorithm)
 
@@ -216,7 +226,13 @@ class CompactionPath(CollectionState):
             return
         if self._background is not None and self._background.is_alive():
             return
-        picked = needs_compaction(self.segments, self.options.flush_bytes)
+        algorithm = self.config.indexing_algorithm
+        params = segment_index.effective_params(algorithm, self.config.index_params, 0) if algorithm != "flat" else {}
+
+        def can_grow(seg: Segment) -> bool:
+            return algorithm != "flat" and segment_index.can_grow(seg, algorithm, params)
+
+        picked = needs_compaction(self.segments, self.options.flush_bytes, can_grow)
         if not picked:
             return
         need = sum(s.live_count for s in picked) * self.dim * 4

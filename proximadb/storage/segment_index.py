@@ -52,6 +52,7 @@ from proximadb.index._base import VectorIndex
 from proximadb.index._hnsw_graph import HnswGraphIndex
 from proximadb.index._hnsw_grow import grown
 from proximadb.index.hnsw import HNSWIndex
+from proximadb.storage import expiry
 from proximadb.storage.docfile import fsync_dir
 from proximadb.storage.segment import Segment
 
@@ -77,19 +78,34 @@ def build(segment: Segment, algorithm: str, metric: str, params: dict[str, Any])
     return index
 
 
+def matches(index: VectorIndex, algorithm: str, params: dict[str, Any]) -> bool:
+    """Whether index is of the kind and built with the parameters a segment's index must have now."""
+    kind = quantization.kind_for(algorithm, params)
+    return type(index) is kind.cls and kind.built_with(index, params)
+
+
+def can_grow(segment: Segment, algorithm: str, params: dict[str, Any]) -> bool:
+    """Whether a merge could grow its graph from this segment's (growth_seed's test, before the merge):
+    a float32 HNSW graph with these parameters, and no row the merge would drop."""
+    index = segment.index
+    if quantization.kind_for(algorithm, params).cls is not HNSWIndex or index is None or len(index) != segment.rows:
+        return False
+    alive = expiry.alive_mask((segment.deleted == 0).view(np.uint8), segment.expires_at, expiry.now_us())
+    return matches(index, algorithm, params) and bool(alive.all())
+
+
 def growth_seed(inputs: list[Segment], source_segment: np.ndarray, source_row: np.ndarray, algorithm: str,
                 params: dict[str, Any]) -> tuple[Segment, HNSWIndex, np.ndarray] | None:
     """The input whose graph the merged segment's can grow from, that graph, and where its rows land
     (merged row j holds row ``source_row[j]`` of input ``source_segment[j]``: merge.py): the largest
     input with a float32 HNSW graph built with ``params`` and every row kept by the merge, in order;
     None when there is none."""
-    kind = quantization.kind_for(algorithm, params)
-    if kind.cls is not HNSWIndex:
+    if quantization.kind_for(algorithm, params).cls is not HNSWIndex:
         return None
     best: tuple[Segment, HNSWIndex, np.ndarray] | None = None
     for i, seg in enumerate(inputs):
         index = seg.index
-        if not isinstance(index, HNSWIndex) or len(index) != seg.rows or not kind.built_with(index, params):
+        if not isinstance(index, HNSWIndex) or len(index) != seg.rows or not matches(index, algorithm, params):
             continue
         rows = np.flatnonzero(source_segment == i)
         if (rows.shape[0] == seg.rows and seg.rows and (best is None or seg.rows > best[0].rows)
@@ -238,7 +254,7 @@ class IndexBuilder:
                 return
             segment, algorithm, metric, params = job
             try:
-                if segment.index_algorithm != algorithm or segment.index is None:
+                if segment.index is None or not matches(segment.index, algorithm, params):
                     self._build_one(segment, algorithm, metric, params)
             except Exception as exc:
                 self.last_error = f"segment {segment.path.name}: {exc}"

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from _support import dump_in_fresh_process
+from _support import dump_in_fresh_process, wait_until
 
 from proximadb.errors import DimensionMismatchError, ValidationError
 from proximadb.index._hnsw_grow import grown, growth_order
@@ -54,12 +55,34 @@ def test_grown_graph_searches_like_a_built_one(metric: str) -> None:
     built.add(np.arange(len(data)), data, threads=2, repair=True)
     assert _recall(index, data, queries, metric) >= _recall(built, data, queries, metric) - 0.03
     assert _recall(index, data, queries, metric) >= 0.9
-    # the base's links survive, renumbered: a base row's level-0 neighbours are still its neighbours
-    base_links, _, _, _, _ = base.graph_arrays()
-    links, _, _, _, _ = index.graph_arrays()
-    for r in (0, 17, 3999):
-        old = {int(placement[j]) for j in base_links[r, 1 : 1 + base_links[r, 0]]}
-        assert old <= {int(j) for j in links[placement[r], 1 : 1 + links[placement[r], 0]]}
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_grown_without_new_rows_is_the_base_graph_and_saves_and_loads(tmp_path: Path, metric: str) -> None:
+    data = _clustered(3000, 2)
+    if metric == "cosine":
+        data *= np.random.default_rng(5).uniform(0.5, 3.0, (len(data), 1)).astype(np.float32)
+    placement = np.random.default_rng(4).permutation(len(data))  # base row r is row placement[r]
+    base = HNSWIndex(DIM, metric, M=8, ef_construction=64, seed=3)
+    base.add(np.arange(len(data)), data, repair=True)
+    moved = np.empty_like(data)
+    moved[placement] = data  # row placement[r] holds base row r's vector
+    index = grown(base, placement, moved, threads=2)
+    assert index.seed == 3 and index.max_level == base.max_level
+    b0, _, blev, bentry, _ = base.graph_arrays()
+    g0, _, glev, gentry, _ = index.graph_arrays()
+    assert gentry == placement[bentry] and np.array_equal(glev[placement], blev)
+    for r in range(len(data)):  # every level-0 list is the base's, renumbered
+        assert g0[placement[r], 0] == b0[r, 0]
+        assert np.array_equal(g0[placement[r], 1 : 1 + b0[r, 0]], placement[b0[r, 1 : 1 + b0[r, 0]]])
+    queries = _clustered(30, 9)
+    want = index.search_batch(queries, k=10, ef=64)
+    index.save(tmp_path / "g.hnsw")
+    loaded = HNSWIndex.load(tmp_path / "g.hnsw")
+    loaded.attach_vectors(moved)
+    got = loaded.search_batch(queries, k=10, ef=64)
+    assert np.array_equal(got[0], want[0]) and np.allclose(got[1], want[1])
+    assert _recall(loaded, moved, queries, metric) >= 0.9
 
 
 def test_grown_refuses_what_it_cannot_grow() -> None:
@@ -85,19 +108,21 @@ def test_grown_refuses_what_it_cannot_grow() -> None:
         grown(deleted, np.arange(200), data)
 
 
-def _collection(engine: Engine, name: str = "c") -> object:
+def _collection(engine: Engine, name: str = "c", **params: int) -> Any:
     engine.create_collection(name, DIM, distance_metric="euclidean", indexing_algorithm="hnsw",
-                             index_params={"M": 8, "ef_construction": 64})
+                             index_params={"M": 8, "ef_construction": 64, **params})
     return engine.collection(name)
 
 
-def test_compaction_grows_the_largest_inputs_graph(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("seed", [0, 7])  # the index's seed is one of its build parameters: the grown one keeps it
+def test_compaction_grows_the_largest_inputs_graph(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                   seed: int) -> None:
     opts = {"fsync": "never", "auto_compact": False}
     data = _clustered(5000, 0)
     # ids interleave across the segments, so the merged rows of the largest input are not contiguous
     ids = [f"{(i * 7919) % 5000:05d}" for i in range(5000)]
     with Engine.open(tmp_path / "d", **opts) as engine:
-        col = _collection(engine)
+        col = _collection(engine, seed=seed)
         for a, b in ((0, 3000), (3000, 4000), (4000, 5000)):
             col.insert(ids=ids[a:b], vectors=data[a:b], metadatas=[{"i": i} for i in range(a, b)])
             col.flush()
@@ -122,6 +147,11 @@ def test_compaction_grows_the_largest_inputs_graph(tmp_path: Path, caplog: pytes
         col = engine.collection("c")
         assert col.segments[0].index is not None and col.stats()["index_builds_pending"] == 0
         assert (col.segments[0].path / "index.hnsw").stat().st_mtime_ns == stamp
+        hits = 0
+        for q in queries:
+            want = {h["id"] for h in col.search(q, k=10, exact=True)}
+            hits += len(want & {h["id"] for h in col.search(q, k=10, ef=64)})
+        assert hits / 500 >= 0.9
     state = dump_in_fresh_process(tmp_path / "d", **opts)["c"]
     assert sorted(state) == sorted(ids)
 
@@ -157,12 +187,82 @@ def test_compaction_grows_only_a_graph_whose_rows_are_all_kept(tmp_path: Path,
             assert col.search(data[i], k=1, ef=64)[0]["id"] == ids[i]
 
 
-def test_policy_merges_segments_into_the_largest_past_grow_segments(tmp_path: Path) -> None:
+def test_policy_merges_into_the_largest_only_when_its_graph_can_grow(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     opts = {"fsync": "never", "auto_compact": False, "flush_bytes": 1 << 20}
     with Engine.open(tmp_path / "d", **opts) as engine:
         col = _collection(engine)
-        for s in range(compaction.GROW_SEGMENTS + 1):  # segments of 4,096 rows: a quarter of the flush size or more
+        col.insert(ids=[f"big-{i:05d}" for i in range(12000)], vectors=_clustered(12000, 99))
+        col.flush()
+        for s in range(compaction.GROW_SEGMENTS):  # 4,096 rows: not small (a quarter of the flush size)
+            assert compaction.needs_compaction(col.segments, opts["flush_bytes"], lambda seg: True) == []
             col.insert(ids=[f"{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, s))
             col.flush()
-            picked = compaction.needs_compaction(col.segments, opts["flush_bytes"])
-            assert picked == (col.segments if s == compaction.GROW_SEGMENTS else [])
+        assert col.wait_for_indexes(timeout=120)
+        segments = list(col.segments)
+        assert compaction.needs_compaction(segments, opts["flush_bytes"]) == []  # no can_grow: none by size
+        assert compaction.needs_compaction(segments, opts["flush_bytes"], lambda seg: False) == []
+        assert compaction.needs_compaction(segments, opts["flush_bytes"], lambda seg: True) == segments
+        assert compaction.needs_compaction(segments, opts["flush_bytes"], col_can_grow(col)) == segments
+        with monkeypatch.context() as m:  # the others must add GROW_SHARE of the largest's rows (16,384 of 12,000)
+            m.setattr(compaction, "GROW_SHARE", 16384 / 12000 + 0.01)
+            assert compaction.needs_compaction(segments, opts["flush_bytes"], lambda seg: True) == []
+        col.delete(["big-00001"])  # the largest lost a row: its graph cannot grow, so no merge by size
+        assert compaction.needs_compaction(col.segments, opts["flush_bytes"], col_can_grow(col)) == []
+
+
+def col_can_grow(col: Any) -> Any:
+    from proximadb.storage import segment_index
+
+    params = segment_index.effective_params("hnsw", col.config.index_params, 0)
+    return lambda seg: segment_index.can_grow(seg, "hnsw", params)
+
+
+def test_background_policy_grows_the_largest_segment(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    opts = {"fsync": "never", "auto_compact": True, "flush_bytes": 1 << 20}
+    with caplog.at_level(logging.INFO, logger="proximadb"), Engine.open(tmp_path / "d", **opts) as engine:
+        col = _collection(engine)
+        for s in range(compaction.GROW_SEGMENTS + 1):
+            col.insert(ids=[f"{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, s))
+            col.flush()
+            assert col.wait_for_indexes(timeout=120)
+        wait_until("the background compaction", lambda: len(col.segments) == 1, deadline=120)
+        assert "(4096 rows kept, 16384 inserted)" in caplog.text
+        assert col.segments[0].index is not None and col.count() == 5 * 4096
+
+
+def test_a_grown_graph_with_settings_changed_meanwhile_is_rebuilt(tmp_path: Path) -> None:
+    """A compaction reads the settings before it grows; a change that lands before its commit must not
+    leave the merged segment on the old graph (Collection._index_segment checks the kind and parameters)."""
+    import dataclasses
+
+    opts = {"fsync": "never", "auto_compact": False}
+    with Engine.open(tmp_path / "d", **opts) as engine:
+        col = _collection(engine)
+        for s in range(2):
+            col.insert(ids=[f"{s}-{i:04d}" for i in range(1000)], vectors=_clustered(1000, s))
+            col.flush()
+        assert col.wait_for_indexes(timeout=120)
+        col.compact()
+        (seg,) = col.segments
+        assert seg.index.M == 8
+        col._index_segment(seg, load_existing=False)  # the same settings: kept as it is
+        assert col.stats()["index_builds_pending"] == 0 and seg.index.M == 8
+        col.config = dataclasses.replace(col.config, index_params={**col.config.index_params, "M": 12})
+        col._index_segment(seg, load_existing=False)  # what finish() does after such a change
+        assert col.wait_for_indexes(timeout=120) and seg.index.M == 12
+
+
+def test_ef_construction_below_m_is_not_rebuilt_at_every_open(tmp_path: Path) -> None:
+    """The graph builds with max(ef_construction, M) and reports that; the settings are completed the
+    same way (registry._hnsw_size_defaults), so such a graph loads and can grow."""
+    opts = {"fsync": "never", "auto_compact": False}
+    with Engine.open(tmp_path / "d", **opts) as engine:
+        col = _collection(engine, M=16, ef_construction=8)
+        col.insert(ids=[f"{i:04d}" for i in range(500)], vectors=_clustered(500, 0))
+        col.flush()
+        assert col.wait_for_indexes(timeout=120)
+    with Engine.open(tmp_path / "d", **opts) as engine:
+        col = engine.collection("c")
+        assert col.segments[0].index is not None and col.stats()["index_builds_pending"] == 0
+        assert col_can_grow(col)(col.segments[0])
