@@ -7,7 +7,9 @@ with its level and links (``_hnsw_reorder.pyx``'s ``move_links`` renumbers them,
 in row order as the file keeps them); the level generator continues the base's sequence; every
 other row gets a level and is inserted on every core
 (``HNSWIndex._insert_parallel``, the insertion a build uses), then unreachable rows are linked back
-(``_repair``). The cost is that of the rows inserted, not of all of them: merging a 440k-row segment
+(``_repair``). The rows are inserted GROW_CHUNK at a time and ``cancelled()`` is asked between
+chunks (a collection that closes need not wait for the whole growth: GrowthCancelled, the graph
+is dropped). The cost is that of the rows inserted, not of all of them: merging a 440k-row segment
 into a 1M-row one inserts 440k rows. The result is the graph a build would make had the base's rows
 been inserted first, so its search quality is a build's. Nothing is written to any file; the file
 layout is ``hnsw.pyx``'s.
@@ -29,6 +31,12 @@ from proximadb.errors import ValidationError
 
 cnp.import_array()
 
+GROW_CHUNK = 65536  # rows inserted between two cancellation checks (a few seconds of work at most)
+
+
+class GrowthCancelled(Exception):
+    """grown() stopped because its ``cancelled()`` said so; nothing of the new graph is kept."""
+
 
 def growth_order(placement: object, int64_t base_rows, int64_t total) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(perm, inv, holes), int32: perm[t] the base row at new row t (-1: none), inv[r] the new row of
@@ -44,10 +52,11 @@ def growth_order(placement: object, int64_t base_rows, int64_t total) -> tuple[n
     return perm, place.astype(np.int32), np.flatnonzero(perm < 0).astype(np.int32)
 
 
-def grown(HNSWIndex base, placement: object, vectors: object, int threads=0) -> HNSWIndex:
+def grown(HNSWIndex base, placement: object, vectors: object, int threads=0, cancelled: object = None) -> HNSWIndex:
     """A new index over ``vectors`` (n, dim) float32, ``base``'s graph placed at ``placement`` and
     every other row inserted (threads=0: every core); ids are row numbers. ``base`` must have row
-    numbers as ids and no deleted row (a segment's graph)."""
+    numbers as ids and no deleted row (a segment's graph). ``cancelled``: a callable asked between
+    chunks of GROW_CHUNK rows; when it returns true, GrowthCancelled is raised."""
     cdef HNSWIndex index = HNSWIndex(base.dim, base.metric, base.M, base.ef_construction, seed=base.seed)
     cdef cnp.ndarray arr = index._as_matrix(vectors, "vectors")
     cdef int64_t total = arr.shape[0], nb = base.rows.n, i, upper
@@ -86,6 +95,11 @@ def grown(HNSWIndex base, placement: object, vectors: object, int threads=0) -> 
     index.graph.upper_len = upper
     index.graph.entry_point = iv[base.graph.entry_point]
     index.graph.max_level = base.graph.max_level
-    if index._insert_parallel(holes, nt) < 0 or index._repair() < 0:
-        raise MemoryError("grown: out of memory while inserting rows")
+    for start in range(0, holes.shape[0], GROW_CHUNK):
+        if cancelled is not None and cancelled():
+            raise GrowthCancelled(f"grown: cancelled after {start} of {holes.shape[0]} rows")
+        if index._insert_parallel(holes[start : start + GROW_CHUNK], nt) < 0:
+            raise MemoryError("grown: out of memory while inserting rows")
+    if index._repair() < 0:
+        raise MemoryError("grown: out of memory while repairing the graph")
     return index

@@ -59,6 +59,7 @@ import numpy as np
 
 from proximadb import progress
 from proximadb.errors import DiskFullError, EngineClosedError
+from proximadb.index._hnsw_grow import GrowthCancelled
 from proximadb.storage import expiry, segment_index
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.merge import MergedRows, MergePlan, kept_rows, merge_rows
@@ -212,8 +213,12 @@ class CompactionPath(CollectionState):
             seed = segment_index.growth_seed(inputs, merged.source_segment, merged.source_row, algorithm, params)
             if seed is None:
                 return
-            index = segment_index.grow(new, seed, self._metric, params)
+            index = segment_index.grow(new, seed, params, cancelled=lambda: self._closing)
             segment_index.save(index, new, algorithm)
+        except GrowthCancelled:
+            log.info("collection %s: growing the merged segment %s's graph stopped: the collection is closing; "
+                     "the segment is indexed on the next open", self.config.name, new.path.name)
+            return
         except Exception:  # growing is an optimisation: never the reason a compaction fails
             log.exception("collection %s: the merged segment %s's graph could not be grown and saved; it is "
                           "built after the compaction instead", self.config.name, new.path.name)

@@ -40,6 +40,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,15 +115,16 @@ def growth_seed(inputs: list[Segment], source_segment: np.ndarray, source_row: n
     return best
 
 
-def grow(segment: Segment, seed: tuple[Segment, HNSWIndex, np.ndarray], metric: str,
-         params: dict[str, Any]) -> HNSWIndex:
-    """The merged segment's graph grown from ``seed`` (:func:`growth_seed`); logged with its cost."""
+def grow(segment: Segment, seed: tuple[Segment, HNSWIndex, np.ndarray], params: dict[str, Any],
+         cancelled: Callable[[], bool] | None = None) -> HNSWIndex:
+    """The merged segment's graph grown from ``seed`` (:func:`growth_seed`); logged with its cost.
+    ``cancelled`` is asked between chunks of rows (GrowthCancelled)."""
     base_segment, base, placement = seed
     started = time.monotonic()
     added = segment.rows - base_segment.rows
     log.info("segment %s: growing its hnsw graph from segment %s's (%d rows kept, %d inserted)",
              segment.path.name, base_segment.path.name, base_segment.rows, added)
-    index = grown(base, placement, np.asarray(segment.vectors))
+    index = grown(base, placement, np.asarray(segment.vectors), cancelled=cancelled)
     quantization.kind_for("hnsw", params).configure(index, params)
     lost = len(index) - index.reachable_count()
     if lost:

@@ -266,3 +266,57 @@ def test_ef_construction_below_m_is_not_rebuilt_at_every_open(tmp_path: Path) ->
         col = engine.collection("c")
         assert col.segments[0].index is not None and col.stats()["index_builds_pending"] == 0
         assert col_can_grow(col)(col.segments[0])
+
+
+def test_growth_asks_to_be_cancelled_between_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proximadb.index import _hnsw_grow
+
+    data = _clustered(2000, 0)
+    base = HNSWIndex(DIM, "l2", M=8, ef_construction=32)
+    base.add(np.arange(1000), data[:1000], repair=True)
+    monkeypatch.setattr(_hnsw_grow, "GROW_CHUNK", 300)  # 1,000 rows to insert: four chunks
+    asked = 0
+
+    def cancel_at(n: int | None) -> Any:
+        def cancelled() -> bool:
+            nonlocal asked
+            asked += 1
+            return asked == n
+        return cancelled
+
+    index = grown(base, np.arange(1000), data, cancelled=cancel_at(None))
+    assert asked == 4 and index.reachable_count() == 2000  # asked before each chunk
+    asked = 0
+    with pytest.raises(_hnsw_grow.GrowthCancelled, match="after 600 of 1000 rows"):
+        grown(base, np.arange(1000), data, cancelled=cancel_at(3))
+
+
+def test_a_closing_collection_stops_growing_and_indexes_on_the_next_open(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from proximadb.storage import segment_index
+
+    opts = {"fsync": "never", "auto_compact": False}
+    real_grow = segment_index.grow
+    with Engine.open(tmp_path / "d", **opts) as engine:
+        col = _collection(engine)
+        for s in range(2):
+            col.insert(ids=[f"{s}-{i:04d}" for i in range(1000)], vectors=_clustered(1000, s))
+            col.flush()
+        assert col.wait_for_indexes(timeout=120)
+
+        def grow_while_closing(*args: Any, **kwargs: Any) -> Any:
+            col._closing = True  # close() began while the compaction was merging
+            return real_grow(*args, **kwargs)
+
+        monkeypatch.setattr(segment_index, "grow", grow_while_closing)
+        with caplog.at_level(logging.INFO, logger="proximadb"):
+            report = col.compact()
+        assert report["segments_after"] == 1 and col.segments[0].index is None
+        assert "graph stopped: the collection is closing" in caplog.text
+    monkeypatch.setattr(segment_index, "grow", real_grow)
+    with Engine.open(tmp_path / "d", **opts) as engine:  # committed, unindexed: built on this open
+        col = engine.collection("c")
+        assert col.count() == 2000 and col.wait_for_indexes(timeout=120)
+        assert col.segments[0].index is not None
+        assert col.search(_clustered(1000, 1)[5], k=1, ef=64)[0]["id"] == "1-0005"
