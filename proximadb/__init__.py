@@ -12,6 +12,18 @@ One API (:class:`proximadb.client_api.ProximaDBAPI`) in this process or against 
 ``open_engine(path)`` gives the engine itself (the daemon and both clients build on it).
 """
 
+import sys as _sys
+
+# `proximadb serve` holds its stop signals from its first line of ours, which is this package's import
+# (both `python -m proximadb serve` and the console script import it before proximadb.cli.entry runs):
+# a SIGINT during the imports below could otherwise be raised in an import lock's weakref callback and
+# dropped (proximadb/cli/entry.py says why).
+if _sys.orig_argv[1:4] == ["-m", "proximadb", "serve"] or (
+        len(_sys.orig_argv) > 2 and _sys.orig_argv[1].endswith("/proximadb") and _sys.orig_argv[2] == "serve"):
+    from proximadb.cli.entry import hold_stop_signals as _hold
+
+    _hold()
+
 from proximadb._version import __version__
 from proximadb.errors import ProximaDBError
 

@@ -6,7 +6,9 @@ at the next bytecode. During the imports of start-up that bytecode is often a
 weakref callback (``importlib._bootstrap._get_module_lock.<locals>.cb``), where
 Python prints "Exception ignored in ..." and goes on: the signal was lost and
 the daemon ran until SIGKILL (seen 2 times in 40 random-moment stops). So the
-stop signals are blocked here, before anything else is imported, and
+stop signals are blocked here, before anything else is imported (by the
+package's ``__init__``, the first code of ours either way of starting
+``serve``; :func:`main` again, which does nothing when they are held), and
 :func:`release_stop_signals` unblocks them once the master's handlers exist
 (``http_worker.Arbiter.init_signals``): a signal that came in between is
 pending, and delivered then to gunicorn's handler. Other commands keep

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from _daemon import Daemon
+from _support import child_env
 
 STOP_WITHIN = 20.0  # well under gunicorn's graceful_timeout (30 s), after which its master would SIGKILL
 
@@ -180,3 +181,14 @@ def test_sigterm_is_not_held_up_by_clients_that_never_finish_a_head(tmp_path: Pa
     stalled.close()
     assert took < 8.0, took
     assert "stopped cleanly" in d.logs()
+
+
+def test_the_package_import_holds_the_stop_signals_only_for_serve() -> None:
+    """The first code of ours, either way of starting serve, is proximadb/__init__.py: it holds them there."""
+    code = ("import signal, sys; sys.orig_argv = [sys.executable, *sys.argv[1:]]; import proximadb; "
+            "print(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))")
+    for argv, held in ((["-m", "proximadb", "serve"], "True"), (["/venv/bin/proximadb", "serve"], "True"),
+                       (["-m", "proximadb", "info"], "False"), (["script.py", "serve"], "False")):
+        out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=child_env(),
+                             timeout=60)
+        assert out.stdout.strip() == held, (argv, out.stdout, out.stderr)
