@@ -44,20 +44,15 @@ from pathlib import Path
 import numpy as np
 
 import proximadb
+from proximadb.free_ports import free_port
 from proximadb.storage.engine import Engine
 
 DIM = 128
 BATCH = 1000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(data: Path, security: Security | None = None) -> tuple[subprocess.Popen[bytes], int, int]:
-    rest, grpc = _free_port(), _free_port()
+    rest, grpc = free_port(), free_port()
     security = security or Security()
     proc = subprocess.Popen(
         [sys.executable, "-m", "proximadb", "serve", "--data-dir", str(data), "--rest-port", str(rest),

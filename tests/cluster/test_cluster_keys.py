@@ -142,7 +142,7 @@ def test_one_client_over_several_nodes_survives_sigkill_of_its_node(cluster: Dev
 
 
 def test_no_node_answering_is_one_typed_error_naming_every_address() -> None:
-    from proximadb.cluster.nats_servers import free_port
+    from proximadb.free_ports import free_port
     from proximadb.errors import UnavailableError
 
     addresses = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]

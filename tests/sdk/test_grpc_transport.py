@@ -24,6 +24,7 @@ from proximadb.api.grpc import SERVICE_NAME
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc.server import build_server
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
+from proximadb.free_ports import free_port
 from proximadb.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -85,12 +86,6 @@ def loaded(setup: Setup) -> Setup:
 def search(queries: list[list[float]], k: int = 3, **extra: Any) -> bytes:
     datum = {"queries": queries, "k": k, "include_vectors": False, "include_metadata": True, "exact": True, **extra}
     return encode_payload("vector_search", datum)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------- every method

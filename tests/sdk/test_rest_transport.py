@@ -42,6 +42,7 @@ from proximadb.errors import (
     ValidationError,
     VectorExistsError,
 )
+from proximadb.free_ports import free_port
 from proximadb.sdk.rest_transport import RestTransport
 from proximadb.sdk.transport import Transport
 from proximadb.service.unified import Limits, UnifiedAvroService
@@ -146,12 +147,6 @@ def url(request: pytest.FixtureRequest, recorder: _Recorder) -> Iterator[str]:
 def transport(url: str) -> Iterator[RestTransport]:
     with RestTransport(url, timeout=10.0) as t:
         yield t
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _hits(result_frame: bytes) -> list[list[str]]:
@@ -269,7 +264,7 @@ def test_errors_are_typed(transport: RestTransport, service: UnifiedAvroService)
 
 
 def test_connection_refused_is_unavailable() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with RestTransport(url, timeout=2.0) as t:
         for call in (t.health, t.list_collections, lambda: t.insert_payload("x", b"")):
             with pytest.raises(UnavailableError) as info:
