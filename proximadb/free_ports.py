@@ -5,7 +5,7 @@ development or test cluster (their route addresses go into each other's configur
 by tests and benchmarks that restart on the same ports, and clients told to reach a closed port.
 
 Asking the kernel for port 0 hands out a port of its *ephemeral range*
-(``/proc/sys/net/ipv4/ip_local_port_range``, 32768–60999 by default): the same range it draws the
+(``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 by default): the same range it draws the
 source ports of outgoing connections from. Between the choice and the bind, any connection this machine
 opens may take that port as its source, and the listener then fails with "address already in use" (seen
 in CI: a NATS route port taken while the other servers of the cluster were connecting). So ports are

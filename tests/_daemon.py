@@ -6,16 +6,15 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from proximadb.free_ports import free_port
-
 from _support import child_env
+
+from proximadb.free_ports import free_port
 
 
 class Daemon:

@@ -142,8 +142,8 @@ def test_one_client_over_several_nodes_survives_sigkill_of_its_node(cluster: Dev
 
 
 def test_no_node_answering_is_one_typed_error_naming_every_address() -> None:
-    from proximadb.free_ports import free_port
     from proximadb.errors import UnavailableError
+    from proximadb.free_ports import free_port
 
     addresses = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
     with pytest.raises(UnavailableError) as caught:

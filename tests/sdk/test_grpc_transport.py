@@ -7,7 +7,6 @@ failure must arrive as the typed exception of proximadb.errors.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ from proximadb.api.grpc import SERVICE_NAME
 from proximadb.api.grpc._generated import proximadb_pb2 as pb
 from proximadb.api.grpc.server import build_server
 from proximadb.codec.payload import decode_payload, encode_insert, encode_payload
-from proximadb.free_ports import free_port
 from proximadb.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -42,6 +40,7 @@ from proximadb.errors import (
     UnsupportedSchemaVersionError,
     ValidationError,
 )
+from proximadb.free_ports import free_port
 from proximadb.sdk.grpc_transport import GrpcTransport
 from proximadb.service.requests import GetVectors, Scroll
 from proximadb.service.unified import Limits, UnifiedAvroService
