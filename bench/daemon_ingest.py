@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default="", help="a name for this run in the results (e.g. before, after)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
-    vectors, metadata = make_data(args.rows, seed=7)
+    data = make_data(args.rows, seed=7)
+    vectors, metadata = data.vectors, data.metadata(0, len(data))
     src = Path(proximadb.__file__).resolve().parent
     root = Path(tempfile.mkdtemp(prefix="pxdb-daemon-ingest-", dir=Path(__file__).resolve().parent))
     security = Security()

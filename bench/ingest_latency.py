@@ -45,7 +45,8 @@ def git_commit(path: Path) -> str:
 
 
 def run(root: Path, rows: int, flush_bytes: int, index: str) -> dict[str, Any]:
-    vectors, metadata = make_data(rows, seed=7)
+    data = make_data(rows, seed=7)
+    vectors, metadata = data.vectors, data.metadata(0, len(data))
     ids = [f"{i:08d}" for i in range(rows)]
     batches: list[float] = []
     with Engine.open(root, fsync="always", flush_bytes=flush_bytes, auto_compact=False) as engine:

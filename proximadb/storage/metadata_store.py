@@ -85,7 +85,10 @@ class ColumnsWriter:
         self._file = PlacedFile(path)
         self._file.write_at(self._offsets_at, np.zeros(1, dtype="<u8").data)  # offsets[0]
 
-    def add(self, metadata: Sequence[Metadata | None], timestamps: np.ndarray, expires_at: np.ndarray | None) -> None:
+    def add(self, metadata: Sequence[Metadata | None], timestamps: np.ndarray,
+            expires_at: np.ndarray | None) -> tuple[bytes, np.ndarray]:
+        """Append rows; returns their maps as written (``blob``, ``offsets``: n + 1 from 0), which the
+        segment writer's payload index reads in compiled code (PayloadIndex.add_encoded)."""
         n = len(metadata)
         if self._done + n > self._rows:
             raise ValueError(f"{FILE_NAME}: more than the {self._rows} rows announced")
@@ -102,6 +105,7 @@ class ColumnsWriter:
                 np.ascontiguousarray(expires_at, dtype="<i8")
             self._file.write_at(self._timestamps_at + 8 * (self._rows + at), expires.data)
         self._done += n
+        return blob, offsets
 
     def finish(self, source_crc: int) -> None:
         """Write the head, the offsets and the derived-file header; fsync and close."""

@@ -382,6 +382,11 @@ class _Batch:
             self.other.setdefault(key, []).append(row)
 
 
+def _canonical(item: tuple[tuple[str, Any], BitMap]) -> tuple[bool, str, Any]:
+    kind, value = item[0]  # a field has one posting of each key: values are compared within a kind only
+    return kind != "s", kind, value
+
+
 def _keys_of(value: Any) -> Iterable[tuple[str, Any]]:
     """The typed keys a value posts: its own, or each element's for a list (as filters.py matches)."""
     if type(value) is list or type(value) is tuple:
@@ -408,10 +413,14 @@ class PayloadIndex:
         return index
 
     def seal(self) -> None:
-        """Sort every number column completely (a built index is never appended to again)."""
+        """Sort every number column completely (a built index is never appended to again), and put each
+        field's postings in their canonical order: string keys first, sorted, then the others (false,
+        true, null), whatever order the rows came in (payload.idx is then the same bytes however the
+        index was built: at once, in steps, or from a compiled scan)."""
         for field in self.fields.values():
             field.numbers.seal()
             field.numbers.final = True
+            field.postings = dict(sorted(field.postings.items(), key=_canonical))
 
     def add_rows(self, start: int, metadata: Sequence[Metadata | None]) -> None:
         """Index rows ``start, start + 1, ...`` (a batch at a time: one bitmap update per key).
@@ -449,6 +458,18 @@ class PayloadIndex:
                 field.post(key, rows)
             if acc.values:
                 field.numbers.add(acc.values, acc.rows)
+
+    def add_encoded(self, start: int, blob: bytes, offsets: np.ndarray,
+                    decoded: Callable[[], Sequence[Metadata | None]]) -> None:
+        """Index rows ``start, ...`` from their maps encoded (wal_io.encode_metadata_maps: ``blob``,
+        ``offsets``), scanned in compiled code; where the scan leaves a row to the Python rule, the rows
+        ``decoded()`` returns are indexed by :meth:`add_rows` instead (key sizes are not checked here:
+        they were at the insert)."""
+        sizes, fields, strings, entries = scan.scan_maps(blob, offsets, 1 << 62)
+        if bool((sizes < 0).any()):
+            self.add_rows(start, decoded())
+        else:
+            self.add_scanned(start, fields, strings, entries)
 
     def add_scanned(self, start: int, fields: Sequence[str], strings: Sequence[str], entries: tuple[Any, ...]) -> None:
         """Index rows ``start, start + 1, ...`` from a compiled scan of their encoded maps

@@ -21,9 +21,10 @@ written in chunks of any size is byte for byte the segment written whole
     meta.avro    fastavro's writer, fed a generator of SegmentRow records a chunk at a time
                  (it holds one Avro block, ~16 kB, before compressing it)
     meta.rows    metadata_store.ColumnsWriter (same scheme as ids.bin)
-    payload.idx  PayloadIndex.add_rows per chunk, sealed at the end; the postings are put back
-                 in the order, and rebuilt in the container kinds, a build of the whole segment
-                 gives (whole_build_order)
+    payload.idx  PayloadIndex.add_encoded per chunk (the maps meta.rows got, scanned in compiled
+                 code: metadata_scan.pyx), sealed at the end (postings in their canonical
+                 order), the bitmaps rebuilt in the container kinds a build of the whole
+                 segment gives (whole_build_order)
     sparse.idx   v3: each chunk's sparse columns kept (the non-zeros: the size of the file), joined
                  per name and indexed at the end (SparseIndex.build)
 
@@ -160,15 +161,17 @@ class _Ids:
 
 
 def whole_build_order(index: PayloadIndex) -> None:
-    """Make the postings those :meth:`PayloadIndex.build` of the whole part makes, whatever the batches
-    were: in its order (string keys first, then the others, each in the order of first appearance), and
-    each bitmap built at once from its rows (pyroaring's constructor picks each container's kind, run or
-    not, once from the content; a bitmap grown batch by batch may keep another kind where both are the
-    same size, which changes the serialized bytes though not the rows)."""
+    """Make the bitmaps :meth:`PayloadIndex.build` of the whole part makes, whatever the batches were
+    (the postings' order is the sealed index's, PayloadIndex.seal): each posting built at once from its
+    rows (pyroaring's constructor picks each container's kind, run or not, once from the content; a
+    bitmap grown batch by batch may keep another kind where both are the same size, which changes the
+    serialized bytes though not the rows), and each field's ``exists`` remade as add_rows makes it, by
+    one update (no run containers)."""
     for field in index.fields.values():
-        items = list(field.postings.items())
-        field.postings = {key: BitMap(bitmap.to_array()) for key, bitmap in
-                          [kv for kv in items if kv[0][0] == "s"] + [kv for kv in items if kv[0][0] != "s"]}
+        exists = BitMap()
+        exists.update(field.exists.to_array().tolist())
+        field.exists = exists
+        field.postings = {key: BitMap(bitmap.to_array()) for key, bitmap in field.postings.items()}
 
 
 def _sparse_indexes(chunks: list[tuple[int, dict[str, SparseColumn] | None]]) -> dict[str, SparseIndex]:
@@ -176,6 +179,24 @@ def _sparse_indexes(chunks: list[tuple[int, dict[str, SparseColumn] | None]]) ->
     names = sorted({name for _, cols in chunks for name, col in (cols or {}).items() if col.nnz})
     return {name: SparseIndex.build(SparseColumn.concat([
         (cols or {}).get(name) or SparseColumn.empty(n) for n, cols in chunks])) for name in names}
+
+
+class _ChunkMaps:
+    """A chunk's encoded maps, gathered a step at a time from what meta.rows was given."""
+
+    def __init__(self, rows: int) -> None:
+        self.blobs: list[bytes] = []
+        self.offsets = np.zeros(rows + 1, dtype=np.uint64)
+        self.size = 0
+
+    def add(self, at: int, blob: bytes, offsets: np.ndarray) -> None:
+        n = offsets.shape[0] - 1
+        self.offsets[at + 1 : at + n + 1] = offsets[1:] + np.uint64(self.size)
+        self.blobs.append(blob)
+        self.size += len(blob)
+
+    def joined(self) -> tuple[bytes, np.ndarray]:
+        return b"".join(self.blobs), self.offsets
 
 
 def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str, Any], schema_version: int,
@@ -205,12 +226,14 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
             sparse_chunks.append((n, chunk.sparse_vectors))
             stamps = chunk.timestamps.tolist()
             expires = chunk.expires_at.tolist() if chunk.expires_at is not None else [NO_EXPIRY] * n
+            maps = _ChunkMaps(n)
             for a in range(0, n, METADATA_STEP):
                 b = min(n, a + METADATA_STEP)
                 metadata = list(chunk.metadata[a:b])  # a flush's rows are decoded here, a step at a time
                 step_expires = None if chunk.expires_at is None else chunk.expires_at[a:b]
-                columns.add(metadata, chunk.timestamps[a:b], step_expires)
-                index.add_rows(written + a, metadata)
+                maps.add(a, *columns.add(metadata, chunk.timestamps[a:b], step_expires))
+                if b == n:  # the chunk's maps indexed at once: a bitmap update per distinct value
+                    index.add_encoded(written, *maps.joined(), lambda: list(chunk.metadata))
                 if schema_version >= 3:
                     yield from ({"metadata": m, "timestamp": t, "expires_at": expiry_or_none(x),
                                  "sparse_vectors": row_dict(chunk.sparse_vectors, r)}

@@ -305,3 +305,32 @@ def test_a_range_as_a_bitmap_of_sorted_blocks_is_the_range(block: int, monkeypat
     growing = PayloadIndex()
     growing.add_rows(0, records)
     assert growing.fields["n"].numbers.range_bitmap((("$gte", 0),)) is None  # a memtable's: no blocks
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), strategies.metadata_maps()), min_size=1, max_size=12),
+       st.integers(min_value=1, max_value=5))
+def test_an_index_of_the_encoded_maps_is_the_index_of_the_dicts(tmp_path_factory: pytest.TempPathFactory,
+                                                                 rows: list[Any], steps: int) -> None:
+    """The segment writer indexes the maps meta.rows got, scanned in compiled code, a few at a time
+    (PayloadIndex.add_encoded): sealed, its payload.idx is the bytes of a build from the dicts at once
+    (postings in the sealed, canonical order), whatever the first appearance of each value."""
+    from proximadb.storage import payload_index_file
+    from proximadb.storage.segment_writer import whole_build_order
+    from proximadb.storage.wal_io import encode_metadata_maps
+
+    built = PayloadIndex.build(rows)
+    scanned = PayloadIndex()
+    cuts = sorted({0, len(rows), *(len(rows) * k // steps for k in range(steps))})
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        offsets = np.empty(b - a + 1, dtype=np.uint64)
+        blob = encode_metadata_maps([m or {} for m in rows[a:b]], offsets)
+        scanned.add_encoded(a, blob, offsets, lambda a=a, b=b: rows[a:b])
+    scanned.seal()
+    whole_build_order(scanned)
+    out = tmp_path_factory.mktemp("pix")
+    payload_index_file.write_index(out / "built", 0, built)
+    payload_index_file.write_index(out / "scanned", 0, scanned)
+    assert (out / "scanned").read_bytes() == (out / "built").read_bytes()
+    for name, field in built.fields.items():
+        assert list(field.postings) == sorted(field.postings, key=lambda k: (k[0] != "s", k[0], k[1]))
