@@ -233,7 +233,7 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
                 step_expires = None if chunk.expires_at is None else chunk.expires_at[a:b]
                 maps.add(a, *columns.add(metadata, chunk.timestamps[a:b], step_expires))
                 if b == n:  # the chunk's maps indexed at once: a bitmap update per distinct value
-                    index.add_encoded(written, *maps.joined(), lambda: list(chunk.metadata))
+                    index.add_encoded(written, *maps.joined(), lambda rows=chunk.metadata: list(rows))
                 if schema_version >= 3:
                     yield from ({"metadata": m, "timestamp": t, "expires_at": expiry_or_none(x),
                                  "sparse_vectors": row_dict(chunk.sparse_vectors, r)}

@@ -6,6 +6,7 @@ metadata updates, flushes, compactions and reopens (count, scroll, search, delet
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import tempfile
@@ -322,7 +323,7 @@ def test_an_index_of_the_encoded_maps_is_the_index_of_the_dicts(tmp_path_factory
     built = PayloadIndex.build(rows)
     scanned = PayloadIndex()
     cuts = sorted({0, len(rows), *(len(rows) * k // steps for k in range(steps))})
-    for a, b in zip(cuts, cuts[1:], strict=False):
+    for a, b in itertools.pairwise(cuts):
         offsets = np.empty(b - a + 1, dtype=np.uint64)
         blob = encode_metadata_maps([m or {} for m in rows[a:b]], offsets)
         scanned.add_encoded(a, blob, offsets, lambda a=a, b=b: rows[a:b])
@@ -332,5 +333,5 @@ def test_an_index_of_the_encoded_maps_is_the_index_of_the_dicts(tmp_path_factory
     payload_index_file.write_index(out / "built", 0, built)
     payload_index_file.write_index(out / "scanned", 0, scanned)
     assert (out / "scanned").read_bytes() == (out / "built").read_bytes()
-    for name, field in built.fields.items():
+    for field in built.fields.values():
         assert list(field.postings) == sorted(field.postings, key=lambda k: (k[0] != "s", k[0], k[1]))
