@@ -34,6 +34,7 @@ directory renamed into place with its PENDING marker; on any error nothing is le
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -233,7 +234,7 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
                 step_expires = None if chunk.expires_at is None else chunk.expires_at[a:b]
                 maps.add(a, *columns.add(metadata, chunk.timestamps[a:b], step_expires))
                 if b == n:  # the chunk's maps indexed at once: a bitmap update per distinct value
-                    index.add_encoded(written, *maps.joined(), lambda rows=chunk.metadata: list(rows))
+                    index.add_encoded(written, *maps.joined(), functools.partial(list, chunk.metadata))
                 if schema_version >= 3:
                     yield from ({"metadata": m, "timestamp": t, "expires_at": expiry_or_none(x),
                                  "sparse_vectors": row_dict(chunk.sparse_vectors, r)}
