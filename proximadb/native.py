@@ -20,6 +20,7 @@ COMPILED_MODULES = (
     "proximadb.storage.id_table",
     "proximadb.storage.metadata_check",
     "proximadb.storage.metadata_scan",
+    "proximadb.storage.segment_rows",
     "proximadb.storage.vector_check",
     "proximadb.index.distance",
     "proximadb.index._base",

@@ -9,7 +9,7 @@ A segment is a directory ``segments/seg-<id:08d>/`` holding::
                   container file, codec lz4, schema proximadb.v<N>.SegmentRow where N
                   is the descriptor's ``schema_version`` (absent: 1, written before v2);
                   older versions are read through Avro schema resolution. The canonical
-                  record: what follows is derived from it
+                  record: what follows is derived from it. Its blocks' bytes: segment_rows.pyx
     meta.rows     derived: the metadata, timestamp and expiry columns, memory-mapped and
                   decoded per row on demand (metadata_store.py)
     payload.idx   derived: the payload index of the rows (payload_index_file.py)

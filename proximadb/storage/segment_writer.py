@@ -18,8 +18,9 @@ written in chunks of any size is byte for byte the segment written whole
     ids.bin      each chunk's offsets and UTF-8 ids at their places (the blob starts after the
                  header and the rows + 1 offsets: both known); the header last, then the CRC
                  is read back (placed_file.py)
-    meta.avro    fastavro's writer, fed a generator of SegmentRow records a chunk at a time
-                 (it holds one Avro block, ~16 kB, before compressing it)
+    meta.avro    fastavro's header, then the blocks of SegmentRow records segment_rows.pyx encodes
+                 from the maps meta.rows got (the bytes fastavro's writer makes; one block, ~16 kB,
+                 held before it is compressed and written)
     meta.rows    metadata_store.ColumnsWriter (same scheme as ids.bin)
     payload.idx  PayloadIndex.add_encoded per chunk (the maps meta.rows got, scanned in compiled
                  code: metadata_scan.pyx), sealed at the end (postings in their canonical
@@ -35,6 +36,7 @@ directory renamed into place with its PENDING marker; on any error nothing is le
 from __future__ import annotations
 
 import functools
+import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,13 +44,14 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import lz4.block
 import numpy as np
 from pyroaring import BitMap
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema
 from proximadb.storage import intents, metadata_store, payload_index_file, sparse_index_file
 from proximadb.storage.docfile import write_doc
-from proximadb.storage.operations import NO_EXPIRY, expiry_or_none
+from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.placed_file import PlacedFile, crc_of
 from proximadb.storage.segment import (
@@ -60,6 +63,7 @@ from proximadb.storage.segment import (
     SegmentData,
     segment_dir_name,
 )
+from proximadb.storage.segment_rows import RowBlocks
 from proximadb.storage.sparse_column import SparseColumn, row_dict
 from proximadb.storage.sparse_index_file import SparseIndex
 from proximadb.storage.wal_io import crc32c
@@ -200,6 +204,25 @@ class _ChunkMaps:
         return b"".join(self.blobs), self.offsets
 
 
+def _sparse_maps(columns: dict[str, SparseColumn] | None, a: int, b: int, schema: Any) -> list[bytes | None] | None:
+    """Rows ``a:b``'s ``sparse_vectors`` maps as SegmentRow encodes them (segment_rows.pyx), None for a row
+    without any; None when no row has one. Encoded by fastavro: a record of empty metadata, timestamp 0
+    and no expiry (three zero bytes) followed by the map."""
+    if not columns or not any(col.nnz for col in columns.values()):
+        return None
+    out: list[bytes | None] = []
+    for r in range(a, b):
+        row = row_dict(columns, r)
+        if not row:
+            out.append(None)
+            continue
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, {"metadata": {}, "timestamp": 0, "expires_at": None,
+                                                 "sparse_vectors": row})
+        out.append(buf.getvalue()[3:])
+    return out
+
+
 def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str, Any], schema_version: int,
                  sync_marker: bytes | None) -> None:
     rows, dim = stream.rows, stream.dim
@@ -209,49 +232,45 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
     index = PayloadIndex()
     written = 0
     sparse_chunks: list[tuple[int, dict[str, SparseColumn] | None]] = []  # (rows, columns) per chunk
-
-    def records() -> Iterator[dict[str, Any]]:
-        nonlocal written
-        for chunk in stream.chunks:
-            n = len(chunk.ids)
-            if chunk.vectors.shape != (n, dim) or len(chunk.metadata) != n or chunk.timestamps.shape[0] != n:
-                raise ValueError(f"a chunk of {n} ids has {chunk.vectors.shape} vectors, {len(chunk.metadata)} "
-                                 f"metadata and {chunk.timestamps.shape[0]} timestamps")
-            if written + n > rows:
-                raise ValueError(f"more rows than the {rows} announced")
-            vectors.add(chunk.vectors)
-            ids.add(chunk.ids)
-            if chunk.sparse_vectors and any(col.nnz for col in chunk.sparse_vectors.values()):
-                if schema_version < 3:
-                    raise ValueError("a segment with sparse vectors needs schema version 3 or later")
-            sparse_chunks.append((n, chunk.sparse_vectors))
-            stamps = chunk.timestamps.tolist()
-            expires = chunk.expires_at.tolist() if chunk.expires_at is not None else [NO_EXPIRY] * n
-            maps = _ChunkMaps(n)
-            for a in range(0, n, METADATA_STEP):
-                b = min(n, a + METADATA_STEP)
-                metadata = list(chunk.metadata[a:b])  # a flush's rows are decoded here, a step at a time
-                step_expires = None if chunk.expires_at is None else chunk.expires_at[a:b]
-                maps.add(a, *columns.add(metadata, chunk.timestamps[a:b], step_expires))
-                if b == n:  # the chunk's maps indexed at once: a bitmap update per distinct value
-                    index.add_encoded(written, *maps.joined(), functools.partial(list, chunk.metadata))
-                if schema_version >= 3:
-                    yield from ({"metadata": m, "timestamp": t, "expires_at": expiry_or_none(x),
-                                 "sparse_vectors": row_dict(chunk.sparse_vectors, r)}
-                                for r, m, t, x in zip(range(a, b), metadata, stamps[a:b], expires[a:b], strict=True))
-                elif schema_version >= 2:
-                    yield from ({"metadata": m, "timestamp": t, "expires_at": expiry_or_none(x)}
-                                for m, t, x in zip(metadata, stamps[a:b], expires[a:b], strict=True))
-                else:
-                    yield from ({"metadata": m, "timestamp": t} for m, t in zip(metadata, stamps[a:b], strict=True))
-            written += n
-
+    schema = record_schema("SegmentRow", schema_version)
+    sync = os.urandom(16) if sync_marker is None else sync_marker
+    records = RowBlocks(schema_version, sync, lz4.block.compress, NO_EXPIRY)  # as fastavro's lz4 codec
     try:
-        with open(tmp / "meta.avro", "wb") as f:
-            pinned: dict[str, Any] = {} if sync_marker is None else {"sync_marker": sync_marker}
-            fastavro.writer(f, record_schema("SegmentRow", schema_version), records(), codec="lz4", **pinned)
-            f.flush()
-            os.fsync(f.fileno())
+        with open(tmp / "meta.avro", "wb") as meta:
+            fastavro.writer(meta, schema, [], codec="lz4", sync_marker=sync)  # the header alone
+            for chunk in stream.chunks:
+                n = len(chunk.ids)
+                if chunk.vectors.shape != (n, dim) or len(chunk.metadata) != n or chunk.timestamps.shape[0] != n:
+                    raise ValueError(f"a chunk of {n} ids has {chunk.vectors.shape} vectors, "
+                                     f"{len(chunk.metadata)} metadata and {chunk.timestamps.shape[0]} timestamps")
+                if written + n > rows:
+                    raise ValueError(f"more rows than the {rows} announced")
+                vectors.add(chunk.vectors)
+                ids.add(chunk.ids)
+                if chunk.sparse_vectors and any(col.nnz for col in chunk.sparse_vectors.values()):
+                    if schema_version < 3:
+                        raise ValueError("a segment with sparse vectors needs schema version 3 or later")
+                sparse_chunks.append((n, chunk.sparse_vectors))
+                stamps = np.ascontiguousarray(chunk.timestamps, dtype=np.int64)
+                expires = None if chunk.expires_at is None else np.ascontiguousarray(chunk.expires_at, dtype=np.int64)
+                maps = _ChunkMaps(n)
+                for a in range(0, n, METADATA_STEP):
+                    b = min(n, a + METADATA_STEP)
+                    metadata = list(chunk.metadata[a:b])  # a flush's rows are decoded here, a step at a time
+                    step_expires = None if expires is None else expires[a:b]
+                    blob, offsets = columns.add(metadata, stamps[a:b], step_expires)
+                    maps.add(a, blob, offsets)
+                    sparse = None if schema_version < 3 else _sparse_maps(chunk.sparse_vectors, a, b, schema)
+                    for block in records.add(blob, offsets, stamps[a:b], step_expires, sparse):
+                        meta.write(block)
+                # the chunk's maps indexed at once: a bitmap update per distinct value
+                index.add_encoded(written, *maps.joined(), functools.partial(list, chunk.metadata))
+                written += n
+            last = records.finish()
+            if last is not None:
+                meta.write(last)
+            meta.flush()
+            os.fsync(meta.fileno())
         if written != rows:
             raise ValueError(f"{written} rows written, {rows} announced")
         files = {"vectors.f32": vectors.finish(), "ids.bin": ids.finish()}
