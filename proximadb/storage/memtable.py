@@ -269,5 +269,4 @@ class Memtable:
 
     def columns(self, rows: np.ndarray) -> tuple[list[str], np.ndarray, MetadataRows, np.ndarray]:
         """ids, vectors, metadata (decoded as it is read) and timestamps of the given rows (for a flush)."""
-        ids = [self._ids[r] for r in rows]
-        return ids, self._vectors[rows], MetadataRows(self._metadata, rows), self._timestamps[rows]
+        return self.ids_of(rows), self._vectors[rows], MetadataRows(self._metadata, rows), self._timestamps[rows]

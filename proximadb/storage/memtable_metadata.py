@@ -25,6 +25,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from proximadb.storage.metadata_scan import gather_maps
 from proximadb.storage.metadata_store import row_number
 from proximadb.storage.operations import Metadata
 from proximadb.storage.wal_io import decode_metadata_maps, encode_metadata_maps
@@ -112,6 +113,14 @@ class MemtableMetadata(Sequence[Metadata]):
             return self.take(np.arange(*row.indices(self._rows), dtype=np.int64))
         return self._decode(int(self._where[row_number(row, self._rows)]))[0]
 
+    def encoded(self, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The maps of ``rows`` as they are held, back to back (``blob``, ``offsets``: n + 1), nothing
+        decoded: what a flush writes (metadata_scan.gather_maps)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.shape[0] and (int(rows.min()) < 0 or int(rows.max()) >= self._rows):
+            raise IndexError(f"rows outside [0, {self._rows})")
+        return gather_maps(self._chunks, np.ascontiguousarray(self._where[rows]), _OFFSET_BITS)
+
     def take(self, rows: Sequence[int] | np.ndarray) -> list[Metadata]:
         """The maps of ``rows`` (each below ``len``), in order. Consecutive rows whose maps lie one after
         another in one chunk (a batch's rows, none replaced since) are decoded in one call."""
@@ -164,4 +173,8 @@ class MetadataRows(Sequence[Metadata]):
 
     def __iter__(self) -> Iterator[Metadata]:
         return iter(self._column.take(self._rows))  # decoded in runs, not row by row
+
+    def encoded(self) -> tuple[bytes, np.ndarray]:
+        """These rows' maps, not decoded (MemtableMetadata.encoded)."""
+        return self._column.encoded(self._rows)
 

@@ -24,3 +24,6 @@ Entries = tuple[
 def scan_maps(
     blob: Buffer, offsets: npt.NDArray[np.uint64], max_key_bytes: int
 ) -> tuple[npt.NDArray[np.int64], list[str], list[str], Entries]: ...
+def gather_maps(
+    chunks: list[bytes], where: npt.NDArray[np.uint64], offset_bits: int
+) -> tuple[bytes, npt.NDArray[np.uint64]]: ...

@@ -89,11 +89,17 @@ class ColumnsWriter:
             expires_at: np.ndarray | None) -> tuple[bytes, np.ndarray]:
         """Append rows; returns their maps as written (``blob``, ``offsets``: n + 1 from 0), which the
         segment writer's payload index reads in compiled code (PayloadIndex.add_encoded)."""
-        n = len(metadata)
+        offsets = np.empty(len(metadata) + 1, dtype=np.uint64)
+        blob = encode_metadata_maps([m or {} for m in metadata], offsets)
+        self.add_encoded(blob, offsets, timestamps, expires_at)
+        return blob, offsets
+
+    def add_encoded(self, blob: bytes, offsets: np.ndarray, timestamps: np.ndarray,
+                    expires_at: np.ndarray | None) -> None:
+        """Append rows whose maps are encoded already (``offsets``: n + 1, from 0)."""
+        n = offsets.shape[0] - 1
         if self._done + n > self._rows:
             raise ValueError(f"{FILE_NAME}: more than the {self._rows} rows announced")
-        offsets = np.empty(n + 1, dtype=np.uint64)
-        blob = encode_metadata_maps([m or {} for m in metadata], offsets)
         at = self._done
         ends = (offsets[1:] + np.uint64(self._blob_len)).astype("<u8", copy=False)
         self._file.write_at(self._offsets_at + 8 * (at + 1), ends.data)  # offsets[at + 1 : at + n + 1]
@@ -105,7 +111,6 @@ class ColumnsWriter:
                 np.ascontiguousarray(expires_at, dtype="<i8")
             self._file.write_at(self._timestamps_at + 8 * (self._rows + at), expires.data)
         self._done += n
-        return blob, offsets
 
     def finish(self, source_crc: int) -> None:
         """Write the head, the offsets and the derived-file header; fsync and close."""

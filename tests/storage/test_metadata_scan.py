@@ -18,7 +18,7 @@ from proximadb.codec.payload import encode_insert
 from proximadb.errors import MalformedPayloadError, ValidationError
 from proximadb.storage.engine import Engine
 from proximadb.storage.memtable_metadata import MemtableMetadata
-from proximadb.storage.metadata_scan import scan_maps
+from proximadb.storage.metadata_scan import gather_maps, scan_maps
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.payload_index import NumberColumn, PayloadIndex
 from proximadb.storage.validation import MAX_METADATA_KEY_BYTES, metadata_bytes
@@ -182,6 +182,23 @@ def test_memtable_metadata_reads_back_what_was_written(ops: list[Any], picks: li
     assert column.take(np.array(sorted(rows), dtype=np.int64)) == [model[r] for r in sorted(rows)]
     assert column.take(np.array(rows, dtype=np.int64)) == [model[r] for r in rows]
     assert column.replaced == replaced
+    # a flush's view: the maps of any rows, in any order, gathered without decoding (metadata_scan.gather_maps)
+    blob, offsets = column.encoded(np.array(rows, dtype=np.int64))
+    assert offsets.shape == (len(rows) + 1,) and int(offsets[0]) == 0 and int(offsets[-1]) == len(blob)
+    expected_blob, expected_offsets = _encoded([model[r] for r in rows])
+    assert blob == expected_blob and offsets.tolist() == expected_offsets.tolist()
+
+
+def test_gathering_maps_refuses_what_is_not_a_held_map() -> None:
+    blob, _ = _encoded([{"a": "b"}])
+    with pytest.raises(ValueError, match="chunk 1 of 1"):
+        gather_maps([blob], np.array([1 << 36], dtype=np.uint64), 36)
+    with pytest.raises(ValueError, match="past chunk 0"):
+        gather_maps([blob], np.array([len(blob)], dtype=np.uint64), 36)
+    with pytest.raises(MalformedPayloadError):
+        gather_maps([blob[:-2]], np.array([0], dtype=np.uint64), 36)  # truncated
+    with pytest.raises(IndexError):
+        MemtableMetadata().encoded(np.array([0], dtype=np.int64))
 
 
 def test_a_seal_whose_new_memtable_cannot_be_made_changes_nothing(tmp_path: Path,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import metadata_maps
+from strategies import metadata_maps, metadata_values
 
 from proximadb.codec.schemas import record_schema
 from proximadb.storage.engine import Engine
@@ -25,6 +25,8 @@ from proximadb.storage.sparse_column import SparseColumn, row_dict
 from proximadb.storage.wal_io import encode_metadata_maps
 
 SYNC = b"fedcba9876543210"
+KEYS = ["tenant", "n", "tags", "flag", "price"]
+STORED = st.one_of(metadata_values(floats=False), st.floats(allow_nan=False, allow_infinity=False))
 
 sparse_rows = st.dictionaries(
     st.sampled_from(["a", "b"]),
@@ -121,3 +123,39 @@ def test_a_flushed_segment_with_sparse_vectors_and_expiry_reads_back(tmp_path: P
             assert records[i]["sparse_vectors"] == want
             got = col.get(ids[i])
             assert got is not None and got["metadata"] == metadatas[i]
+
+
+@settings(max_examples=15, deadline=None)
+@given(rows=st.lists(metadata_maps(STORED, keys=KEYS), min_size=1, max_size=60), data=st.data())
+def test_a_flush_writes_from_the_held_maps_the_files_a_rebuild_from_meta_avro_makes(
+        tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]], data: st.DataObject) -> None:
+    """A flush copies the memtable's maps as they are held (metadata_scan.gather_maps), after updates that
+    replaced some and deletes: meta.avro holds each live row's metadata, and meta.rows and payload.idx are
+    the bytes a reopen rebuilds from meta.avro when they are gone."""
+    root = tmp_path_factory.mktemp("flush") / "data"
+    n = len(rows)
+    model = {f"id{i:03d}": md for i, md in enumerate(rows)}
+    with Engine.open(root) as engine:
+        engine.create_collection("c", 2)
+        col = engine.collection("c")
+        col.insert(ids=list(model), vectors=np.ones((n, 2), dtype=np.float32), metadatas=rows)
+        for i in data.draw(st.lists(st.integers(0, n - 1), max_size=5)):
+            replaced = data.draw(metadata_maps(STORED, keys=KEYS))
+            col.update_metadata(f"id{i:03d}", replaced, replace=True)
+            model[f"id{i:03d}"] = replaced
+        for i in data.draw(st.lists(st.integers(0, n - 1), max_size=5, unique=True)):
+            col.delete([f"id{i:03d}"])
+            del model[f"id{i:03d}"]
+        col.flush()
+    segs = sorted(root.rglob("seg-*"))
+    if not model:
+        return
+    assert len(segs) == 1
+    with open(segs[0] / "meta.avro", "rb") as f:
+        assert [r["metadata"] for r in fastavro.reader(f)] == [model[k] for k in sorted(model)]
+    written = {name: (segs[0] / name).read_bytes() for name in ("meta.rows", "payload.idx")}
+    for name in written:
+        (segs[0] / name).unlink()
+    with Engine.open(root) as engine:
+        assert engine.collection("c").count() == len(model)
+    assert {name: (segs[0] / name).read_bytes() for name in written} == written
