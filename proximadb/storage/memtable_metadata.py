@@ -26,11 +26,11 @@ from typing import Any, overload
 import numpy as np
 
 from proximadb.storage.metadata_scan import gather_maps
-from proximadb.storage.metadata_store import row_number
+from proximadb.storage.metadata_store import HELD_OFFSET_BITS, EncodedRows, row_number
 from proximadb.storage.operations import Metadata
 from proximadb.storage.wal_io import decode_metadata_maps, encode_metadata_maps
 
-_OFFSET_BITS = 36
+_OFFSET_BITS = HELD_OFFSET_BITS
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 _MAX_CHUNKS = 1 << (64 - _OFFSET_BITS)
 
@@ -142,7 +142,7 @@ class MemtableMetadata(Sequence[Metadata]):
         return out
 
 
-class MetadataRows(Sequence[Metadata]):
+class MetadataRows(EncodedRows):
     """Some rows of a memtable's metadata, in a given order, decoded only when read: a flush's view.
 
     A slice is a view again; iterating decodes. A flush's segment writer decodes a few hundred rows at a

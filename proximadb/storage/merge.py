@@ -1,7 +1,7 @@
 """The streaming merge of segments (compaction and migration): their kept rows, in id order, in chunks.
 
 A merge reads its inputs where they lie (memory-mapped vectors, ``ids.bin`` searched in place,
-metadata decoded per row from ``meta.rows``) and never holds the merged segment: memory is
+metadata maps copied out of ``meta.rows`` as they are, not decoded: :class:`MergedMaps`) and never holds the merged segment: memory is
 bounded by ``StorageOptions.rewrite_chunk_rows`` (``chunk_rows``), not by the inputs' size.
 
 1. :func:`merge_rows` fixes the output order. Each input's kept rows (checkpoint-live and not
@@ -14,20 +14,23 @@ bounded by ``StorageOptions.rewrite_chunk_rows`` (``chunk_rows``), not by the in
    (compaction.carry_deletions): per output row its input (int32) and its row there (int64),
    12 bytes a row, as numpy.
 2. :meth:`MergedRows.stream` gathers the output a chunk of ``chunk_rows`` rows at a time
-   (vectors by fancy indexing of each input's mapping, metadata decoded per row, ids decoded
-   again) for segment_writer.py, which appends each chunk to every file of the new segment.
+   (vectors by fancy indexing of each input's mapping, metadata as :class:`MergedMaps`, ids
+   decoded again) for segment_writer.py, which appends each chunk to every file of the new segment.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
 import numpy as np
 
 from proximadb.storage import expiry
-from proximadb.storage.operations import NO_EXPIRY
+from proximadb.storage.metadata_scan import gather_maps
+from proximadb.storage.metadata_store import HELD_OFFSET_BITS, EncodedRows, MetadataColumn
+from proximadb.storage.operations import NO_EXPIRY, Metadata
 from proximadb.storage.segment import Segment, SegmentData
 from proximadb.storage.segment_writer import DEFAULT_CHUNK_ROWS, RowStream
 from proximadb.storage.sparse_column import scatter
@@ -91,10 +94,53 @@ class MergedRows:
                     sparse_parts.append((at, seg.sparse_columns(rows)))
             pairs = list(zip(seg_of.tolist(), row_of.tolist(), strict=True))
             ids = [inputs[s].ids[r] for s, r in pairs]
-            metadata = [inputs[s].metadata[r] for s, r in pairs]
+            metadata = _merged_metadata(inputs, seg_of, row_of)
             yield SegmentData(ids, vectors, metadata, timestamps, expires, scatter(sparse_parts, n))
             if self.progress is not None:
                 self.progress(total_in * b // self.rows, total_in)
+
+
+class MergedMaps(EncodedRows):
+    """A chunk's metadata: row k is row ``row_of[k]`` of ``columns[seg_of[k]]`` (the inputs' mapped
+    ``meta.rows``), decoded when read; :meth:`encoded` copies the maps out without decoding them."""
+
+    __slots__ = ("_columns", "_row_of", "_seg_of")
+
+    def __init__(self, columns: list[MetadataColumn], seg_of: np.ndarray, row_of: np.ndarray) -> None:
+        self._columns = columns
+        self._seg_of = seg_of
+        self._row_of = row_of
+
+    def __len__(self) -> int:
+        return int(self._seg_of.shape[0])
+
+    @overload
+    def __getitem__(self, k: int) -> Metadata: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> MergedMaps: ...
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return MergedMaps(self._columns, self._seg_of[k], self._row_of[k])
+        return self._columns[int(self._seg_of[k])][int(self._row_of[k])]
+
+    def encoded(self) -> tuple[bytes, np.ndarray]:
+        where = np.empty(len(self), dtype=np.uint64)
+        for i, column in enumerate(self._columns):
+            at = np.flatnonzero(self._seg_of == i)
+            if at.shape[0]:
+                where[at] = column.offsets[self._row_of[at]] | np.uint64(i << HELD_OFFSET_BITS)
+        return gather_maps([column.blob for column in self._columns], where, HELD_OFFSET_BITS)
+
+
+def _merged_metadata(inputs: list[Segment], seg_of: np.ndarray, row_of: np.ndarray) -> Sequence[Metadata]:
+    """The chunk's metadata as held by the inputs (MergedMaps), or decoded where an input holds it
+    otherwise."""
+    columns = [seg.metadata for seg in inputs]
+    if all(isinstance(c, MetadataColumn) for c in columns):
+        return MergedMaps(columns, seg_of, row_of.astype(np.int64, copy=False))  # type: ignore[arg-type]
+    return [columns[s][r] for s, r in zip(seg_of.tolist(), row_of.tolist(), strict=True)]
 
 
 def merge_rows(plan: MergePlan, progress: Progress | None = None,

@@ -1,5 +1,7 @@
 """Stub for the compiled module proximadb.storage.metadata_scan (see metadata_scan.pyx)."""
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import Buffer
@@ -25,5 +27,5 @@ def scan_maps(
     blob: Buffer, offsets: npt.NDArray[np.uint64], max_key_bytes: int
 ) -> tuple[npt.NDArray[np.int64], list[str], list[str], Entries]: ...
 def gather_maps(
-    chunks: list[bytes], where: npt.NDArray[np.uint64], offset_bits: int
+    chunks: list[Any], where: npt.NDArray[np.uint64], offset_bits: int
 ) -> tuple[bytes, npt.NDArray[np.uint64]]: ...

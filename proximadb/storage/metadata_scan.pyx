@@ -20,15 +20,16 @@ dict per row: :func:`scan_maps` reads the maps once and returns
   ``KIND_FALSE`` or ``KIND_NULL``. They are ordered by field, then kind, then string code, rows
   ascending within each group; field f's entries are ``bounds[f]:bounds[f + 1]``.
 
-:func:`gather_maps` copies maps from a memtable's chunks (memtable_metadata.py) back to back, in a given
-row order: what a flush writes to ``meta.rows`` and ``meta.avro`` without decoding a row.
+:func:`gather_maps` copies maps from where they are held (a memtable's chunks, memtable_metadata.py; the
+``meta.rows`` of merged segments, merge.py) back to back, in a given row order: what a flush or a merge
+writes to ``meta.rows`` and ``meta.avro`` without decoding a row.
 
 Every key and string is checked to be UTF-8 (a key repeating the one at the same place of the
 previous row is compared by its bytes, which were checked then); one that is not raises
 MalformedPayloadError, as the dict decoder does. A map that is not well formed raises it too.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport isfinite
@@ -385,38 +386,46 @@ def scan_maps(const unsigned char[::1] blob not None, const uint64_t[::1] offset
 
 def gather_maps(list chunks not None, const uint64_t[::1] where not None, int offset_bits):
     """``(blob, offsets)``: the maps at ``where`` (per row: chunk number << ``offset_bits`` | the map's
-    offset in that ``bytes`` chunk, as memtable_metadata.py packs them) copied back to back, row r's at
-    ``offsets[r]:offsets[r + 1]``. Each map's end is found by skipping it, checked (MalformedPayloadError)."""
+    offset in that chunk, any buffer: a memtable's ``bytes`` as memtable_metadata.py packs them, or a
+    segment's mapped ``meta.rows`` blob) copied back to back, row r's at ``offsets[r]:offsets[r + 1]``.
+    Each map's end is found by skipping it, checked (MalformedPayloadError)."""
     cdef Py_ssize_t rows = where.shape[0]
-    cdef Py_ssize_t r, nchunks = len(chunks)
+    cdef Py_ssize_t r, k, held = 0, nchunks = len(chunks)
     cdef uint64_t mask = (<uint64_t>1 << offset_bits) - 1
     cdef uint64_t w, chunk
     cdef Py_ssize_t start
     cdef Cursor c
     cdef AvroError e
     cdef AvroWriter out
-    cdef bytes data
+    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(max(nchunks, 1) * sizeof(Py_buffer))
+    if views == NULL:
+        raise MemoryError()
     offsets = np.empty(rows + 1, dtype=np.uint64)
     cdef uint64_t[::1] off = offsets
     aw_init(&out)
     try:
+        for k in range(nchunks):
+            PyObject_GetBuffer(chunks[k], &views[k], PyBUF_SIMPLE)
+            held += 1
         for r in range(rows):
             w = where[r]
             chunk = w >> offset_bits
             if chunk >= <uint64_t>nchunks:
                 raise ValueError(f"row {r}: chunk {chunk} of {nchunks}")
-            data = <bytes?>chunks[chunk]
             start = <Py_ssize_t>(w & mask)
-            if start >= PyBytes_GET_SIZE(data):
-                raise ValueError(f"row {r}: offset {start} past chunk {chunk}'s {PyBytes_GET_SIZE(data)} bytes")
-            cur_init(&c, <const unsigned char *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            if start >= views[chunk].len:
+                raise ValueError(f"row {r}: offset {start} past chunk {chunk}'s {views[chunk].len} bytes")
+            cur_init(&c, <const unsigned char *>views[chunk].buf, views[chunk].len)
             c.pos = start
             e.kind = AVRO_OK
             if avro_skip_metadata(&c, &e) < 0:
                 raise _malformed(&e, r)
             off[r] = <uint64_t>out.len
-            aw_raw(&out, PyBytes_AS_STRING(data) + start, c.pos - start)
+            aw_raw(&out, <const unsigned char *>views[chunk].buf + start, c.pos - start)
         off[rows] = <uint64_t>out.len
         return aw_bytes(&out), offsets
     finally:
         aw_free(&out)
+        for k in range(held):
+            PyBuffer_Release(&views[k])
+        PyMem_Free(views)

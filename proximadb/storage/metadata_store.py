@@ -171,6 +171,23 @@ def row_number(row: Any, rows: int) -> int:
     return r
 
 
+# Where a held map is, packed in one uint64 (metadata_scan.gather_maps): its chunk's number in the high
+# 28 bits, its offset in the chunk in the low 36.
+HELD_OFFSET_BITS = 36
+
+
+class EncodedRows(Sequence[Metadata]):
+    """Rows' metadata, decoded when read, whose maps :meth:`encoded` copies out as they are held, back
+    to back and not decoded: what a segment writer takes from a flush (memtable_metadata.MetadataRows)
+    or a merge (merge.py)."""
+
+    __slots__ = ()
+
+    def encoded(self) -> tuple[bytes, np.ndarray]:
+        """``(blob, offsets)``: row r's map at ``blob[offsets[r]:offsets[r + 1]]``."""
+        raise NotImplementedError
+
+
 class MetadataColumn(Sequence[Metadata]):
     """Row r's metadata dict, decoded from the blob when asked for (a new dict each time).
 

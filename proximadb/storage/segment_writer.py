@@ -21,8 +21,8 @@ written in chunks of any size is byte for byte the segment written whole
     meta.avro    fastavro's header, then the blocks of SegmentRow records segment_rows.pyx encodes
                  from the maps meta.rows got (the bytes fastavro's writer makes; one block, ~16 kB,
                  held before it is compressed and written)
-    meta.rows    metadata_store.ColumnsWriter (same scheme as ids.bin): a flush's maps as the memtable
-                 holds them (MetadataRows.encoded), others encoded from dicts 256 rows at a time
+    meta.rows    metadata_store.ColumnsWriter (same scheme as ids.bin): the maps as the memtable or the
+                 merged segments hold them (metadata_store.EncodedRows), dicts encoded 256 at a time
     payload.idx  PayloadIndex.add_encoded per chunk (the maps meta.rows got, scanned in compiled
                  code: metadata_scan.pyx), sealed at the end (postings in their canonical
                  order), the bitmaps rebuilt in the container kinds a build of the whole
@@ -52,7 +52,7 @@ from pyroaring import BitMap
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema
 from proximadb.storage import intents, metadata_store, payload_index_file, sparse_index_file
 from proximadb.storage.docfile import write_doc
-from proximadb.storage.memtable_metadata import MetadataRows
+from proximadb.storage.metadata_store import EncodedRows
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.payload_index import PayloadIndex
 from proximadb.storage.placed_file import PlacedFile, crc_of
@@ -256,8 +256,8 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
                 stamps = np.ascontiguousarray(chunk.timestamps, dtype=np.int64)
                 expires = None if chunk.expires_at is None else np.ascontiguousarray(chunk.expires_at, dtype=np.int64)
                 maps = _ChunkMaps(n)
-                # a flush's rows: their maps as the memtable holds them, not decoded
-                held = chunk.metadata if isinstance(chunk.metadata, MetadataRows) else None
+                # a flush's or a merge's rows: their maps as they are held, not decoded
+                held = chunk.metadata if isinstance(chunk.metadata, EncodedRows) else None
                 step = max(n, 1) if held is not None else METADATA_STEP
                 for a in range(0, n, step):
                     b = min(n, a + step)
