@@ -2,7 +2,8 @@
 
 A merge reads its inputs where they lie (memory-mapped vectors, ``ids.bin`` searched in place,
 metadata maps copied out of ``meta.rows`` as they are, not decoded: :class:`MergedMaps`) and never
-holds the merged segment: memory is bounded by ``StorageOptions.rewrite_chunk_rows`` (``chunk_rows``), not by the inputs' size.
+holds the merged segment: memory is bounded by ``StorageOptions.rewrite_chunk_rows`` (``chunk_rows``),
+not by the inputs' size.
 
 1. :func:`merge_rows` fixes the output order. Each input's kept rows (checkpoint-live and not
    expired at ``plan.now``: :func:`kept_rows`) are already in ascending id order (``ids.bin`` is
