@@ -4,10 +4,11 @@ A dict per row kept every fresh row's metadata on the Python heap, where the cyc
 collector walked all of it again and again as the memtable grew: at 200,000 rows with five fields
 that was a quarter of the insert time, and single pauses of 0.3 s and more in the middle of an
 insert batch (every full collection visits every dict and list the memtable holds). Bytes objects
-are not tracked by the collector, so here a batch's maps are one ``bytes`` chunk, encoded exactly
-as ``meta.rows`` encodes them (:func:`proximadb.storage.wal_io.encode_metadata_maps`: an Avro
-``map<union{null, boolean, long, double, string, array<string>}>`` per row, back to back; a row
-without metadata is the empty map), and a read decodes the rows it needs
+are not tracked by the collector, so here a batch's maps are one ``bytes`` chunk: an Avro
+``map<union{null, boolean, long, double, string, array<string>}>`` per row, back to back, as the
+insert's payload sent them (any valid encoding: blocks with byte sizes, padded varints) or as
+:func:`proximadb.storage.wal_io.encode_metadata_maps` writes dicts (a row without metadata is the
+empty map; a flush writes every map canonical, metadata_scan.gather_maps), and a read decodes the rows it needs
 (:func:`~proximadb.storage.wal_io.decode_metadata_maps`): a new dict each time, never shared.
 
 ``_where[row]`` packs where the row's map is into one uint64: the chunk number in the high 28

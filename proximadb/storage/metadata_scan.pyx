@@ -21,8 +21,9 @@ dict per row: :func:`scan_maps` reads the maps once and returns
   ascending within each group; field f's entries are ``bounds[f]:bounds[f + 1]``.
 
 :func:`gather_maps` copies maps from where they are held (a memtable's chunks, memtable_metadata.py; the
-``meta.rows`` of merged segments, merge.py) back to back, in a given row order: what a flush or a merge
-writes to ``meta.rows`` and ``meta.avro`` without decoding a row.
+``meta.rows`` of merged segments, merge.py) back to back, in a given row order and in their canonical
+encoding (a client may send any valid Avro encoding of a map; the memtable holds it as sent): what a
+flush or a merge writes to ``meta.rows`` and ``meta.avro`` without decoding a row into a dict.
 
 Every key and string is checked to be UTF-8 (a key repeating the one at the same place of the
 previous row is compared by its bytes, which were checked then); one that is not raises
@@ -34,7 +35,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport isfinite
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
 
 import numpy as np
 
@@ -54,11 +55,16 @@ from proximadb.codec._avro cimport (
     avro_read_block,
     avro_read_boolean,
     avro_read_length,
+    avro_check_block_size,
     avro_read_long,
     avro_skip_metadata,
+    avro_skip_metadata_value,
+    avro_skip_string,
+    aw_boolean,
     aw_bytes,
     aw_free,
     aw_init,
+    aw_long,
     aw_raw,
 )
 from proximadb.errors import MalformedPayloadError
@@ -384,13 +390,84 @@ def scan_maps(const unsigned char[::1] blob not None, const uint64_t[::1] offset
     return sizes, scan.fields, scan.strings, _grouped(&scan.out, len(scan.fields), len(scan.strings))
 
 
+cdef int _copy_string(Cursor *c, AvroWriter *out, const char *what, AvroError *e) except -2:
+    cdef Py_ssize_t n
+    if avro_read_length(c, &n, what, e) < 0:
+        return -1
+    aw_long(out, n)
+    aw_raw(out, c.buf + c.pos, n)
+    c.pos += n
+    return 0
+
+
+cdef int _count_items(Cursor *c, bint is_map, Py_ssize_t *total, AvroError *e) noexcept nogil:
+    """Skip a map's or a string array's blocks (checked), adding their items to ``total``."""
+    cdef Py_ssize_t count, size, block_start, k
+    while True:
+        if avro_read_block(c, MIN_MAP_ENTRY_BYTES if is_map else MIN_STRING_BYTES, &count, &size,
+                           "a metadata block", e) < 0:
+            return -1
+        if count == 0:
+            return 0
+        block_start = c.pos
+        for k in range(count):
+            if avro_skip_string(c, "a metadata key or string", e) < 0:
+                return -1
+            if is_map and avro_skip_metadata_value(c, e) < 0:
+                return -1
+        if avro_check_block_size(size, block_start, c.pos, "a metadata block", e) < 0:
+            return -1
+        total[0] += count
+
+
+cdef int _copy_items(Cursor *c, AvroWriter *out, bint is_map, AvroError *e) except -2:
+    """A map or string array in its canonical encoding: one block of every item, then 0 (nothing but
+    the 0 when empty), longs as the shortest varints: what wal_io.encode_metadata_maps writes for the
+    decoded value, whatever valid encoding the client sent (blocks with byte sizes, several blocks,
+    padded varints)."""
+    cdef Py_ssize_t start = c.pos, total = 0, count, size, k
+    cdef int64_t branch, v
+    cdef int flag
+    if _count_items(c, is_map, &total, e) < 0:
+        return -1
+    c.pos = start
+    if total:
+        aw_long(out, total)
+    while True:
+        avro_read_block(c, MIN_MAP_ENTRY_BYTES if is_map else MIN_STRING_BYTES, &count, &size, "a block", e)
+        if count == 0:
+            break
+        for k in range(count):
+            _copy_string(c, out, "a metadata key or string", e)
+            if not is_map:
+                continue
+            avro_read_long(c, &branch, "a metadata value's union index", e)
+            aw_long(out, branch)
+            if branch == V_BOOLEAN:
+                avro_read_boolean(c, &flag, "a metadata boolean", e)
+                aw_boolean(out, flag)
+            elif branch == V_LONG:
+                avro_read_long(c, &v, "a metadata long", e)
+                aw_long(out, v)
+            elif branch == V_DOUBLE:
+                aw_raw(out, c.buf + c.pos, 8)
+                c.pos += 8
+            elif branch == V_STRING:
+                _copy_string(c, out, "a metadata string", e)
+            elif branch == V_STRING_ARRAY:
+                _copy_items(c, out, False, e)
+    aw_long(out, 0)
+    return 0
+
+
 def gather_maps(list chunks not None, const uint64_t[::1] where not None, int offset_bits):
     """``(blob, offsets)``: the maps at ``where`` (per row: chunk number << ``offset_bits`` | the map's
     offset in that chunk, any buffer: a memtable's ``bytes`` as memtable_metadata.py packs them, or a
-    segment's mapped ``meta.rows`` blob) copied back to back, row r's at ``offsets[r]:offsets[r + 1]``.
-    Each map's end is found by skipping it, checked (MalformedPayloadError)."""
+    segment's mapped ``meta.rows`` blob), back to back in their canonical encoding (:func:`_copy_items`:
+    the bytes a decode and encode_metadata_maps would give), row r's at ``offsets[r]:offsets[r + 1]``.
+    Each map is checked first (MalformedPayloadError). A chunk's buffer is taken when a row first needs it."""
     cdef Py_ssize_t rows = where.shape[0]
-    cdef Py_ssize_t r, k, held = 0, nchunks = len(chunks)
+    cdef Py_ssize_t r, k, nchunks = len(chunks)
     cdef uint64_t mask = (<uint64_t>1 << offset_bits) - 1
     cdef uint64_t w, chunk
     cdef Py_ssize_t start
@@ -398,34 +475,41 @@ def gather_maps(list chunks not None, const uint64_t[::1] where not None, int of
     cdef AvroError e
     cdef AvroWriter out
     cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(max(nchunks, 1) * sizeof(Py_buffer))
-    if views == NULL:
+    cdef char *taken = <char *>PyMem_Malloc(max(nchunks, 1))
+    if views == NULL or taken == NULL:
+        PyMem_Free(views)
+        PyMem_Free(taken)
         raise MemoryError()
+    memset(taken, 0, max(nchunks, 1))
     offsets = np.empty(rows + 1, dtype=np.uint64)
     cdef uint64_t[::1] off = offsets
     aw_init(&out)
     try:
-        for k in range(nchunks):
-            PyObject_GetBuffer(chunks[k], &views[k], PyBUF_SIMPLE)
-            held += 1
         for r in range(rows):
             w = where[r]
             chunk = w >> offset_bits
             if chunk >= <uint64_t>nchunks:
                 raise ValueError(f"row {r}: chunk {chunk} of {nchunks}")
+            if not taken[chunk]:
+                PyObject_GetBuffer(chunks[chunk], &views[chunk], PyBUF_SIMPLE)
+                taken[chunk] = 1
             start = <Py_ssize_t>(w & mask)
             if start >= views[chunk].len:
                 raise ValueError(f"row {r}: offset {start} past chunk {chunk}'s {views[chunk].len} bytes")
             cur_init(&c, <const unsigned char *>views[chunk].buf, views[chunk].len)
             c.pos = start
             e.kind = AVRO_OK
-            if avro_skip_metadata(&c, &e) < 0:
+            if avro_skip_metadata(&c, &e) < 0:  # checked whole before anything is copied
                 raise _malformed(&e, r)
             off[r] = <uint64_t>out.len
-            aw_raw(&out, <const unsigned char *>views[chunk].buf + start, c.pos - start)
+            c.pos = start
+            _copy_items(&c, &out, True, &e)
         off[rows] = <uint64_t>out.len
         return aw_bytes(&out), offsets
     finally:
         aw_free(&out)
-        for k in range(held):
-            PyBuffer_Release(&views[k])
+        for k in range(nchunks):
+            if taken[k]:
+                PyBuffer_Release(&views[k])
         PyMem_Free(views)
+        PyMem_Free(taken)

@@ -236,8 +236,8 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
     sparse_chunks: list[tuple[int, dict[str, SparseColumn] | None]] = []  # (rows, columns) per chunk
     schema = record_schema("SegmentRow", schema_version)
     sync = os.urandom(16) if sync_marker is None else sync_marker
-    records = RowBlocks(schema_version, sync, lz4.block.compress, NO_EXPIRY)  # as fastavro's lz4 codec
     try:
+        records = RowBlocks(schema_version, sync, lz4.block.compress, NO_EXPIRY)  # as fastavro's lz4 codec
         with open(tmp / "meta.avro", "wb") as meta:
             fastavro.writer(meta, schema, [], codec="lz4", sync_marker=sync)  # the header alone
             for chunk in stream.chunks:

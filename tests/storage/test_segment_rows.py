@@ -159,3 +159,105 @@ def test_a_flush_writes_from_the_held_maps_the_files_a_rebuild_from_meta_avro_ma
     with Engine.open(root) as engine:
         assert engine.collection("c").count() == len(model)
     assert {name: (segs[0] / name).read_bytes() for name in written} == written
+
+
+# -- maps as a client may send them: any valid Avro encoding ---------------------------------------------
+def _long(n: int, pad: int = 0) -> bytes:
+    """A zig-zag varint, padded with ``pad`` redundant continuation bytes (still valid: at most 10)."""
+    z = ((n << 1) ^ (n >> 63)) & (2**64 - 1)
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    for _ in range(min(pad, 10 - len(out) - 1)):
+        out.append(z | 0x80)
+        z = 0
+    out.append(z)
+    return bytes(out)
+
+
+def _loose_items(items: list[bytes], split: bool, pad: int) -> bytes:
+    """Items in blocks with negative counts and byte sizes, one block each when ``split``."""
+    if not items:
+        return _long(0, pad)
+    if split:
+        return b"".join(_long(-1, pad) + _long(len(i), pad) + i for i in items) + _long(0, pad)
+    body = b"".join(items)
+    return _long(-len(items), pad) + _long(len(body), pad) + body + _long(0, pad)
+
+
+def _loose_map(md: dict[str, Any], split: bool, pad: int) -> bytes:
+    def text(x: str) -> bytes:
+        return _long(len(x.encode()), pad) + x.encode()
+
+    def value(v: Any) -> bytes:
+        if v is None:
+            return _long(0, pad)
+        if isinstance(v, bool):
+            return _long(1, pad) + bytes([v])
+        if isinstance(v, int):
+            return _long(2, pad) + _long(v, pad)
+        if isinstance(v, float):
+            return _long(3, pad) + np.float64(v).tobytes()
+        if isinstance(v, str):
+            return _long(4, pad) + text(v)
+        return _long(5, pad) + _loose_items([text(x) for x in v], split, pad)
+
+    return _loose_items([text(k) + value(v) for k, v in md.items()], split, pad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(metadata_maps(STORED, keys=KEYS), min_size=1, max_size=20), split=st.booleans(),
+       pad=st.integers(0, 3), order=st.randoms())
+def test_gathered_maps_are_canonical_whatever_valid_encoding_was_held(rows: list[dict[str, Any]], split: bool,
+                                                                       pad: int, order: Any) -> None:
+    """A flush or merge writes each map in the encoding encode_metadata_maps gives its decoded dict (so
+    meta.rows is what a rebuild from meta.avro makes), whatever valid encoding a client sent."""
+    from proximadb.storage.metadata_scan import gather_maps
+    from proximadb.storage.wal_io import decode_metadata_maps
+
+    loose = [_loose_map(md, split, pad) for md in rows]
+    chunks = [b"".join(loose[: len(loose) // 2]), b"".join(loose[len(loose) // 2 :])]
+    where = []
+    for k in range(len(loose)):
+        chunk = 0 if k < len(loose) // 2 else 1
+        first = 0 if chunk == 0 else len(loose) // 2
+        where.append((chunk << 36) | sum(len(b) for b in loose[first:k]))
+    picks = list(range(len(rows)))
+    order.shuffle(picks)
+    assert decode_metadata_maps(loose[picks[0]], 0, 1)[0][0] == rows[picks[0]]  # the loose map is valid
+    blob, offsets = gather_maps(chunks, np.array([where[k] for k in picks], dtype=np.uint64), 36)
+    expected_offsets = np.empty(len(picks) + 1, dtype=np.uint64)
+    assert blob == encode_metadata_maps([rows[k] for k in picks], expected_offsets)
+    assert offsets.tolist() == expected_offsets.tolist()
+
+
+def test_a_payload_of_loose_maps_is_flushed_canonical(tmp_path: Path) -> None:
+    """Maps a client sent in blocks with byte sizes and padded varints are held as sent until the flush,
+    which writes them canonical: meta.rows and payload.idx are what a reopen rebuilds from meta.avro."""
+    from proximadb.codec.framing import encode_frame
+
+    rows = [{"tenant": f"t{i % 3}", "n": i, "tags": ["a", f"b{i % 2}"], "flag": i % 2 == 0, "z": None,
+             "x": 0.5 * i} for i in range(50)]
+    body = bytearray(b"\x00" + _long(len(rows)))  # vector_batch v3: upsert false, then the records
+    for i, md in enumerate(rows):
+        rid = f"id{i:03d}".encode()
+        body += _long(len(rid)) + rid + _long(2) + np.array([1.0, i], dtype="<f4").tobytes() + _long(0)
+        body += _loose_map(md, split=True, pad=2) + _long(1000 + i) + _long(0) + _long(0)
+    body += _long(0)
+    root = tmp_path / "data"
+    with Engine.open(root) as engine:
+        engine.create_collection("c", 2)
+        col = engine.collection("c")
+        col.insert_payload(encode_frame("vector_insert", bytes(body), 3))
+        assert col.count(filter={"tags": "b1"}) == 25
+        col.flush()
+        assert col.get("id007")["metadata"] == rows[7]
+    seg = next(root.rglob("seg-*"))
+    written = {name: (seg / name).read_bytes() for name in ("meta.rows", "payload.idx")}
+    for name in written:
+        (seg / name).unlink()
+    with Engine.open(root) as engine:
+        col = engine.collection("c")
+        assert col.count(filter={"n": {"$gte": 10}, "flag": True}) == 20
+    assert {name: (seg / name).read_bytes() for name in written} == written
