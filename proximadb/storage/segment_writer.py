@@ -176,7 +176,7 @@ def whole_build_order(index: PayloadIndex) -> None:
     one update (no run containers)."""
     for field in index.fields.values():
         exists = BitMap()
-        exists.update(field.exists.to_array().tolist())
+        exists.update(field.exists.to_array())
         field.exists = exists
         field.postings = {key: BitMap(bitmap.to_array()) for key, bitmap in field.postings.items()}
 
