@@ -146,11 +146,11 @@ class MemtableMetadata(Sequence[Metadata]):
 class MetadataRows(EncodedRows):
     """Some rows of a memtable's metadata, in a given order, decoded only when read: a flush's view.
 
-    A slice is a view again; iterating decodes. A flush's segment writer decodes a few hundred rows at a
-    time (segment_writer.METADATA_STEP), so their dicts are made, written and dropped before the
-    collector ever looks at them; decoding all of a flush's rows up front kept hundreds of thousands
-    alive at once, and the collector's walks over them (and over whatever else the process holds) took
-    four fifths of the time, and stalled the writers for up to a second when one was a full collection."""
+    A slice is a view again; iterating decodes. A flush's segment writer decodes none of them: it takes
+    their maps as they are held (:meth:`encoded`). Whoever must decode many (the writer's fallback for
+    rows the compiled scan leaves to the Python rule) does it a chunk at a time: decoding all of a
+    flush's rows up front once kept hundreds of thousands of dicts alive at once, and the collector's
+    walks over them took four fifths of the flush and stalled the writers for up to a second."""
 
     __slots__ = ("_column", "_rows")
 

@@ -71,8 +71,8 @@ from proximadb.storage.sparse_index_file import SparseIndex
 from proximadb.storage.wal_io import crc32c
 
 DEFAULT_CHUNK_ROWS = 8192  # StorageOptions.rewrite_chunk_rows
-# Rows whose metadata is decoded and written at a time: few enough that their dicts are gone before the
-# cyclic collector runs (storage/memtable_metadata.py MetadataRows).
+# Rows whose metadata is decoded and written at a time when it comes as dicts (not EncodedRows): few
+# enough that their dicts are gone before the cyclic collector runs.
 METADATA_STEP = 256
 
 
