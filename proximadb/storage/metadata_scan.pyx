@@ -55,11 +55,8 @@ from proximadb.codec._avro cimport (
     avro_read_block,
     avro_read_boolean,
     avro_read_length,
-    avro_check_block_size,
     avro_read_long,
     avro_skip_metadata,
-    avro_skip_metadata_value,
-    avro_skip_string,
     aw_boolean,
     aw_bytes,
     aw_free,
@@ -400,62 +397,43 @@ cdef int _copy_string(Cursor *c, AvroWriter *out, const char *what, AvroError *e
     return 0
 
 
-cdef int _count_items(Cursor *c, bint is_map, Py_ssize_t *total, AvroError *e) noexcept nogil:
-    """Skip a map's or a string array's blocks (checked), adding their items to ``total``."""
-    cdef Py_ssize_t count, size, block_start, k
-    while True:
-        if avro_read_block(c, MIN_MAP_ENTRY_BYTES if is_map else MIN_STRING_BYTES, &count, &size,
-                           "a metadata block", e) < 0:
-            return -1
-        if count == 0:
-            return 0
-        block_start = c.pos
-        for k in range(count):
-            if avro_skip_string(c, "a metadata key or string", e) < 0:
-                return -1
-            if is_map and avro_skip_metadata_value(c, e) < 0:
-                return -1
-        if avro_check_block_size(size, block_start, c.pos, "a metadata block", e) < 0:
-            return -1
-        total[0] += count
-
-
-cdef int _copy_items(Cursor *c, AvroWriter *out, bint is_map, AvroError *e) except -2:
+cdef int _copy_items(Cursor *c, AvroWriter *out, AvroWriter *scratch, bint is_map, AvroError *e) except -2:
     """A map or string array in its canonical encoding: one block of every item, then 0 (nothing but
     the 0 when empty), longs as the shortest varints: what wal_io.encode_metadata_maps writes for the
     decoded value, whatever valid encoding the client sent (blocks with byte sizes, several blocks,
-    padded varints)."""
-    cdef Py_ssize_t start = c.pos, total = 0, count, size, k
+    padded varints). The items go to ``scratch`` (``scratch[1]`` for a map's string arrays) until their
+    count is known. The map was checked whole first (avro_skip_metadata): reads here cannot fail."""
+    cdef Py_ssize_t total = 0, count, size, k, mark = scratch[0].len
     cdef int64_t branch, v
     cdef int flag
-    if _count_items(c, is_map, &total, e) < 0:
-        return -1
-    c.pos = start
-    if total:
-        aw_long(out, total)
     while True:
         avro_read_block(c, MIN_MAP_ENTRY_BYTES if is_map else MIN_STRING_BYTES, &count, &size, "a block", e)
         if count == 0:
             break
+        total += count
         for k in range(count):
-            _copy_string(c, out, "a metadata key or string", e)
+            _copy_string(c, &scratch[0], "a metadata key or string", e)
             if not is_map:
                 continue
             avro_read_long(c, &branch, "a metadata value's union index", e)
-            aw_long(out, branch)
+            aw_long(&scratch[0], branch)
             if branch == V_BOOLEAN:
                 avro_read_boolean(c, &flag, "a metadata boolean", e)
-                aw_boolean(out, flag)
+                aw_boolean(&scratch[0], flag)
             elif branch == V_LONG:
                 avro_read_long(c, &v, "a metadata long", e)
-                aw_long(out, v)
+                aw_long(&scratch[0], v)
             elif branch == V_DOUBLE:
-                aw_raw(out, c.buf + c.pos, 8)
+                aw_raw(&scratch[0], c.buf + c.pos, 8)
                 c.pos += 8
             elif branch == V_STRING:
-                _copy_string(c, out, "a metadata string", e)
+                _copy_string(c, &scratch[0], "a metadata string", e)
             elif branch == V_STRING_ARRAY:
-                _copy_items(c, out, False, e)
+                _copy_items(c, &scratch[0], &scratch[1], False, e)
+    if total:
+        aw_long(out, total)
+        aw_raw(out, scratch[0].buf + mark, scratch[0].len - mark)
+    scratch[0].len = mark
     aw_long(out, 0)
     return 0
 
@@ -474,6 +452,7 @@ def gather_maps(list chunks not None, const uint64_t[::1] where not None, int of
     cdef Cursor c
     cdef AvroError e
     cdef AvroWriter out
+    cdef AvroWriter scratch[2]
     cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(max(nchunks, 1) * sizeof(Py_buffer))
     cdef char *taken = <char *>PyMem_Malloc(max(nchunks, 1))
     if views == NULL or taken == NULL:
@@ -484,6 +463,8 @@ def gather_maps(list chunks not None, const uint64_t[::1] where not None, int of
     offsets = np.empty(rows + 1, dtype=np.uint64)
     cdef uint64_t[::1] off = offsets
     aw_init(&out)
+    aw_init(&scratch[0])
+    aw_init(&scratch[1])
     try:
         for r in range(rows):
             w = where[r]
@@ -503,11 +484,13 @@ def gather_maps(list chunks not None, const uint64_t[::1] where not None, int of
                 raise _malformed(&e, r)
             off[r] = <uint64_t>out.len
             c.pos = start
-            _copy_items(&c, &out, True, &e)
+            _copy_items(&c, &out, scratch, True, &e)
         off[rows] = <uint64_t>out.len
         return aw_bytes(&out), offsets
     finally:
         aw_free(&out)
+        aw_free(&scratch[0])
+        aw_free(&scratch[1])
         for k in range(nchunks):
             if taken[k]:
                 PyBuffer_Release(&views[k])
