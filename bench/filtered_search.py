@@ -190,6 +190,10 @@ def query_proximadb(root: Path, queries: np.ndarray, filters: dict[str, dict[str
             return lambda q: [int(h["id"]) for h in col.search(q, k=K, filter=flt, ef=EF, include_metadata=False)]
 
         out["unfiltered"] = measure(search(None), queries, truths["unfiltered"])
+        for ef in (128, 256):  # the unfiltered recall/QPS curve, to compare sizes "at the same recall"
+            out[f"unfiltered_ef{ef}"] = measure(
+                lambda q, ef=ef: [int(h["id"]) for h in col.search(q, k=K, ef=ef, include_metadata=False)],
+                queries, truths["unfiltered"])
         for name, flt in filters.items():
             out[name] = measure(search(flt), queries, truths[name])
         out["anon_after_queries_mib"] = status_mib("RssAnon")
@@ -220,6 +224,16 @@ def ingest_proximadb(root: Path, data: Data, out: dict[str, Any]) -> None:
         while col.stats()["index_builds_pending"] or col.stats()["indexed_segments"] < col.stats()["segments"]:
             time.sleep(0.2)
         out["index_build_s"] = time.perf_counter() - t0
+        # Background compactions (growing the largest segment's graph) may still run: the figures are
+        # of the collection once they are done.
+        while True:
+            running = getattr(col, "_background", None)  # compaction.CompactionPath's thread
+            if running is None or not running.is_alive():
+                break
+            running.join()
+            col.wait_for_indexes()
+        out["settled_s"] = time.perf_counter() - t0
+        out["segment_rows"] = sorted((s.rows for s in col.segments), reverse=True)
 
 
 # -- Qdrant edge ---------------------------------------------------------------------
