@@ -85,6 +85,7 @@ SMALL_SEGMENTS = 4
 GROW_SEGMENTS = 4
 GROW_MAX_BYTES = 8 << 30  # a segment with more vector bytes is not merged by size any more
 GROW_SHARE = 0.25
+GROW_SEED_SHARE = 0.5  # the graph grown: of a segment at least this share of the largest's rows
 
 
 @dataclass(slots=True)
@@ -118,8 +119,13 @@ def needs_compaction(segments: list[Segment], flush_bytes: int,
     growable = [s for s in segments if s.rows * s.dim * 4 < GROW_MAX_BYTES]
     if can_grow is None or len(growable) <= GROW_SEGMENTS:
         return []
-    largest = max(growable, key=lambda s: s.rows)
-    if sum(s.rows for s in growable) - largest.rows < GROW_SHARE * largest.rows or not can_grow(largest):
+    # The seed: the largest segment whose graph can grow, if it is not much smaller than the largest
+    # (segments of about one flush each differ by a few rows, and the largest may be the newest, its graph
+    # not built yet; a big segment that lost a row is not re-inserted into a small one's graph).
+    largest = max(s.rows for s in growable)
+    seed = next((s for s in sorted(growable, key=lambda s: -s.rows)
+                 if s.rows >= GROW_SEED_SHARE * largest and can_grow(s)), None)
+    if seed is None or sum(s.rows for s in growable) - seed.rows < GROW_SHARE * seed.rows:
         return []
     return sorted(growable, key=lambda s: s.id)
 
@@ -224,6 +230,17 @@ class CompactionPath(CollectionState):
                           "built after the compaction instead", self.config.name, new.path.name)
             return
         new.attach_index(index, algorithm)
+
+    def _after_index_built(self) -> None:
+        """(Index builder thread.) A segment's graph is ready, so the policy may grow it now: a merge by
+        size waits for a graph that can grow, and every flush may have come before the graphs did (an
+        ingest faster than the builds ends with segments no later flush looks at again)."""
+        if not self._lock.acquire(timeout=1.0):
+            return  # busy: the next flush or build asks again
+        try:
+            self._maybe_compact_in_background()
+        finally:
+            self._lock.release()
 
     def _maybe_compact_in_background(self) -> None:
         """After a flush: start a background compaction when the policy asks for one."""

@@ -190,8 +190,10 @@ def save(index: VectorIndex, segment: Segment, algorithm: str) -> None:
 class IndexBuilder:
     """One background thread per collection that builds, saves and attaches segment indexes."""
 
-    def __init__(self, collection_name: str) -> None:
+    def __init__(self, collection_name: str, on_built: Callable[[], None] | None = None) -> None:
+        """``on_built``: called on the builder thread after each index is attached."""
         self.name = collection_name
+        self.on_built = on_built
         self._queue: queue.Queue[tuple[Segment, str, str, dict[str, Any]] | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
@@ -313,3 +315,9 @@ class IndexBuilder:
         seconds = time.monotonic() - started
         log.info("collection %s: %s index for segment %s ready in %.1fs (%.0f rows/s)",
                  self.name, algorithm, segment.path.name, seconds, segment.rows / max(seconds, 1e-9))
+        if self.on_built is not None:
+            try:
+                self.on_built()
+            except Exception:  # the index is built and attached: what follows is not its failure
+                log.exception("collection %s: after the index of segment %s was built", self.name,
+                              segment.path.name)

@@ -5,6 +5,7 @@ the largest (compaction.needs_compaction)."""
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,53 @@ def test_policy_merges_into_the_largest_only_when_its_graph_can_grow(tmp_path: P
             assert compaction.needs_compaction(segments, opts["flush_bytes"], lambda seg: True) == []
         col.delete(["big-00001"])  # the largest lost a row: its graph cannot grow, so no merge by size
         assert compaction.needs_compaction(col.segments, opts["flush_bytes"], col_can_grow(col)) == []
+
+
+def test_policy_grows_a_graph_of_about_the_largest_size_when_the_largest_has_none(tmp_path: Path) -> None:
+    """Segments of one flush each differ by a few rows, and the largest may be the newest, its graph not
+    built yet: the seed is the largest segment whose graph can grow among those of at least half the
+    largest's rows (compaction.GROW_SEED_SHARE)."""
+    opts = {"fsync": "never", "auto_compact": False, "flush_bytes": 1 << 20}
+    with Engine.open(tmp_path / "d", **opts) as engine:
+        col = _collection(engine)
+        for s, n in enumerate([4096, 4100, 4096, 4096, 4200]):
+            col.insert(ids=[f"{s}-{i:05d}" for i in range(n)], vectors=_clustered(n, s))
+            col.flush()
+        assert col.wait_for_indexes(timeout=120)
+        segments = list(col.segments)
+        newest = max(segments, key=lambda seg: seg.rows)
+        assert newest.rows == 4200
+        assert compaction.needs_compaction(segments, opts["flush_bytes"], lambda seg: seg is not newest) == segments
+        assert compaction.needs_compaction(segments, opts["flush_bytes"], col_can_grow(col)) == segments
+        # (a seed under half the largest's rows is not one: the end of the test above)
+
+
+def test_a_graph_built_after_the_last_flush_lets_the_policy_grow_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """When every flush came before the graphs (an ingest faster than the builds), the builds themselves
+    ask the policy again (IndexBuilder.on_built): the segments end merged with no further write."""
+    from proximadb.storage import segment_index
+
+    release = threading.Event()
+    real_build = segment_index.build
+
+    def held_build(*args: Any, **kwargs: Any) -> Any:  # no graph exists until every flush is done
+        assert release.wait(120)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(segment_index, "build", held_build)
+    opts = {"fsync": "never", "auto_compact": True, "flush_bytes": 1 << 20}
+    with caplog.at_level(logging.INFO, logger="proximadb"), Engine.open(tmp_path / "d", **opts) as engine:
+        col = _collection(engine)
+        for s in range(compaction.GROW_SEGMENTS + 2):
+            col.insert(ids=[f"{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, s))
+            col.flush()
+        assert len(col.segments) == compaction.GROW_SEGMENTS + 2  # no graph could grow at any flush
+        release.set()
+        assert col.wait_for_indexes(timeout=120)
+        wait_until("the background compaction", lambda: len(col.segments) <= compaction.GROW_SEGMENTS, deadline=120)
+        assert col.count() == (compaction.GROW_SEGMENTS + 2) * 4096
+        assert "growing its hnsw graph" in caplog.text
 
 
 def col_can_grow(col: Any) -> Any:
