@@ -368,3 +368,37 @@ def test_a_closing_collection_stops_growing_and_indexes_on_the_next_open(tmp_pat
         assert col.count() == 2000 and col.wait_for_indexes(timeout=120)
         assert col.segments[0].index is not None
         assert col.search(_clustered(1000, 1)[5], k=1, ef=64)[0]["id"] == "1-0005"
+
+
+def test_segments_flushed_during_a_merge_are_merged_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments flushed and indexed while a background merge runs find the policy busy at every flush and
+    build; the merge asks it again when it ends (compaction._ask_compaction_policy), so they are merged
+    too, with no further write."""
+    from proximadb.storage import segment_index
+
+    release, growing = threading.Event(), threading.Event()
+    real_grow = segment_index.grow
+
+    def held_grow(*args: Any, **kwargs: Any) -> Any:
+        growing.set()
+        assert release.wait(120)
+        return real_grow(*args, **kwargs)
+
+    monkeypatch.setattr(segment_index, "grow", held_grow)
+    opts = {"fsync": "never", "auto_compact": True, "flush_bytes": 1 << 20}
+    n = compaction.GROW_SEGMENTS + 1
+    with Engine.open(tmp_path / "d", **opts) as engine:
+        col = _collection(engine)
+        for s in range(n):
+            assert col.wait_for_indexes(timeout=120)  # every graph there before the next flush asks the policy
+            col.insert(ids=[f"a{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, s))
+            col.flush()
+        assert growing.wait(120)  # the first merge holds in its growth
+        for s in range(n):
+            col.insert(ids=[f"b{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, 50 + s))
+            col.flush()
+        assert col.wait_for_indexes(timeout=120)  # the new graphs are built while the merge still runs
+        assert len(col.segments) == 2 * n
+        release.set()
+        wait_until("the second merge", lambda: len(col.segments) == 1, deadline=120)
+        assert col.count() == 2 * n * 4096
