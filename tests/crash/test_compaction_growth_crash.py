@@ -102,6 +102,14 @@ def test_kill_9_during_graph_growing_compactions_keeps_acknowledged_rows(tmp_pat
             col = engine.collection("c")
             largest = max(col.segments, key=lambda seg: seg.rows)
             assert largest.index is not None and len(largest.index) == largest.rows, f"round {_round}"
-            for n in sorted(acked)[:: max(1, len(acked) // 20)]:
-                assert col.search(_vector(n), k=1, ef=64)[0]["id"] == f"{(n * 7919) % 10**6:06d}"
+            # It finds the rows: through its links (ef 512 reaches every sampled row of a graph that is whole
+            # and whose rows are where its ids say), and at ef 64 as an approximate graph does, most of them
+            # (M 8, ef_construction 32: a self-query can miss at ef 64 in a graph of ~10,000 rows, and which
+            # rows the kill leaves where differs from run to run).
+            sample = sorted(acked)[:: max(1, len(acked) // 20)]
+            key = {n: f"{(n * 7919) % 10**6:06d}" for n in sample}
+            for n in sample:
+                assert col.search(_vector(n), k=1, ef=512)[0]["id"] == key[n], f"round {_round}: row {n}"
+            found = sum(col.search(_vector(n), k=1, ef=64)[0]["id"] == key[n] for n in sample)
+            assert found >= 0.8 * len(sample), f"round {_round}: {found} of {len(sample)} at ef 64"
     assert compactions >= 8
