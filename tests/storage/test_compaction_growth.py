@@ -235,28 +235,43 @@ def test_a_graph_built_after_the_last_flush_lets_the_policy_grow_it(tmp_path: Pa
                                                                     caplog: pytest.LogCaptureFixture) -> None:
     """When every flush came before the graphs (an ingest faster than the builds), the builds themselves
     ask the policy again (IndexBuilder.on_built): the segments end merged with no further write."""
-    from proximadb.storage import segment_index
-
-    release = threading.Event()
-    real_build = segment_index.build
-
-    def held_build(*args: Any, **kwargs: Any) -> Any:  # no graph exists until every flush is done
-        assert release.wait(120)
-        return real_build(*args, **kwargs)
-
-    monkeypatch.setattr(segment_index, "build", held_build)
+    _, release = _hold(monkeypatch, "build")  # no graph exists until every flush is done
     opts = {"fsync": "never", "auto_compact": True, "flush_bytes": 1 << 20}
     with caplog.at_level(logging.INFO, logger="proximadb"), Engine.open(tmp_path / "d", **opts) as engine:
         col = _collection(engine)
-        for s in range(compaction.GROW_SEGMENTS + 2):
-            col.insert(ids=[f"{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, s))
-            col.flush()
+        _flush_segments(col, compaction.GROW_SEGMENTS + 2)
         assert len(col.segments) == compaction.GROW_SEGMENTS + 2  # no graph could grow at any flush
         release.set()
         assert col.wait_for_indexes(timeout=120)
         wait_until("the background compaction", lambda: len(col.segments) <= compaction.GROW_SEGMENTS, deadline=120)
         assert col.count() == (compaction.GROW_SEGMENTS + 2) * 4096
         assert "growing its hnsw graph" in caplog.text
+
+
+def _hold(monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[threading.Event, threading.Event]:
+    """Make ``segment_index.<name>`` (build, grow) wait for the returned ``release``; ``entered`` is set
+    when a call arrives."""
+    from proximadb.storage import segment_index
+
+    entered, release = threading.Event(), threading.Event()
+    real = getattr(segment_index, name)
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segment_index, name, held)
+    return entered, release
+
+
+def _flush_segments(col: Any, count: int, tag: str = "", seed: int = 0, *, wait: bool = False) -> None:
+    """``count`` segments of 4,096 rows, one flush each (``wait``: for the index builds before each)."""
+    for s in range(count):
+        if wait:
+            assert col.wait_for_indexes(timeout=120)
+        col.insert(ids=[f"{tag}{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, seed + s))
+        col.flush()
 
 
 def col_can_grow(col: Any) -> Any:
@@ -270,10 +285,8 @@ def test_background_policy_grows_the_largest_segment(tmp_path: Path, caplog: pyt
     opts = {"fsync": "never", "auto_compact": True, "flush_bytes": 1 << 20}
     with caplog.at_level(logging.INFO, logger="proximadb"), Engine.open(tmp_path / "d", **opts) as engine:
         col = _collection(engine)
-        for s in range(compaction.GROW_SEGMENTS + 1):
-            col.insert(ids=[f"{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, s))
-            col.flush()
-            assert col.wait_for_indexes(timeout=120)
+        _flush_segments(col, compaction.GROW_SEGMENTS + 1, wait=True)
+        assert col.wait_for_indexes(timeout=120)
         wait_until("the background compaction", lambda: len(col.segments) == 1, deadline=120)
         assert "(4096 rows kept, 16384 inserted)" in caplog.text
         assert col.segments[0].index is not None and col.count() == 5 * 4096
@@ -374,29 +387,14 @@ def test_segments_flushed_during_a_merge_are_merged_after_it(tmp_path: Path, mon
     """Segments flushed and indexed while a background merge runs find the policy busy at every flush and
     build; the merge asks it again when it ends (compaction._ask_compaction_policy), so they are merged
     too, with no further write."""
-    from proximadb.storage import segment_index
-
-    release, growing = threading.Event(), threading.Event()
-    real_grow = segment_index.grow
-
-    def held_grow(*args: Any, **kwargs: Any) -> Any:
-        growing.set()
-        assert release.wait(120)
-        return real_grow(*args, **kwargs)
-
-    monkeypatch.setattr(segment_index, "grow", held_grow)
+    growing, release = _hold(monkeypatch, "grow")
     opts = {"fsync": "never", "auto_compact": True, "flush_bytes": 1 << 20}
     n = compaction.GROW_SEGMENTS + 1
     with Engine.open(tmp_path / "d", **opts) as engine:
         col = _collection(engine)
-        for s in range(n):
-            assert col.wait_for_indexes(timeout=120)  # every graph there before the next flush asks the policy
-            col.insert(ids=[f"a{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, s))
-            col.flush()
+        _flush_segments(col, n, "a", wait=True)  # every graph there before the next flush asks the policy
         assert growing.wait(120)  # the first merge holds in its growth
-        for s in range(n):
-            col.insert(ids=[f"b{s}-{i:05d}" for i in range(4096)], vectors=_clustered(4096, 50 + s))
-            col.flush()
+        _flush_segments(col, n, "b", seed=50)
         assert col.wait_for_indexes(timeout=120)  # the new graphs are built while the merge still runs
         assert len(col.segments) == 2 * n
         release.set()
