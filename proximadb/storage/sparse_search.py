@@ -30,6 +30,7 @@ from proximadb.errors import ValidationError
 from proximadb.filters import Filter, compile_filter
 from proximadb.storage import expiry
 from proximadb.storage.memtable_kept import MemtableKept
+from proximadb.storage.part_hits import part_best
 from proximadb.storage.query_shapes import check_score_threshold
 from proximadb.storage.sparse_column import check_vector
 from proximadb.storage.sparse_index_file import SparseIndex
@@ -93,9 +94,10 @@ class SparseSearchPath(TextSearchPath):
     @staticmethod
     def _score_part(scored: list[tuple[float, str, Any, int]], owner: Any, index: SparseIndex, allowed: np.ndarray,
                     indices: np.ndarray, values: np.ndarray, k: int) -> None:
-        """The part's best ``k`` allowed rows, appended to ``scored`` as (score, id, owner, row)."""
+        """The part's best ``k`` allowed rows by (score descending, id), appended to ``scored`` as (score, id,
+        owner, row): the kernel's cut, widened in a memtable so that rows tying at the k-th place are cut by id,
+        not by row (:func:`proximadb.storage.part_hits.part_best`)."""
         if not allowed.any():
             return
-        rows, scores = index.search(indices, values, k, allowed.view(np.uint8))
-        ids = owner.ids
-        scored.extend((float(s), ids[r], owner, r) for r, s in zip(rows.tolist(), scores.tolist(), strict=True))
+        search = partial(index.search, indices, values, allowed=allowed.view(np.uint8))
+        scored.extend(part_best(owner, search, k, allowed.shape[0]))

@@ -29,6 +29,10 @@ Scores are BM25 with statistics of the **live rows of the whole collection** (ro
 and each query term's document frequency, counted through each part's alive mask), so a query
 ranks the same whatever the split into segments, and deleted or expired rows weigh nothing. The
 filter applies inside each part (the planner's rows or mask, filter_plan.py), as for vector search.
+Each part's best ``k`` are its ``k`` best by (score descending, id), rows of equal score at the k-th
+place cut by id, not by row (a memtable's rows are in insertion order: storage/part_hits.py), and the
+parts' hits are merged by (score descending, id): equal scores come by id, and the answer is the same
+before and after a flush, a compaction or a reopen.
 
 ``stats`` given to a search replaces the collection's own statistics: a cluster shard scores with the
 whole collection's (proximadb/cluster/queries.py), so its scores are the ones one node holding every
@@ -42,6 +46,7 @@ the top ``depth`` each (same filter) and fuses them (:func:`proximadb.fusion.fus
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,6 +58,7 @@ from proximadb.storage import expiry, filter_plan, text_index_file
 from proximadb.storage.derived_file import StaleDerivedFile, save_derived
 from proximadb.storage.memtable_kept import MemtableKept
 from proximadb.storage.operations import NO_EXPIRY
+from proximadb.storage.part_hits import part_best
 from proximadb.storage.search import SearchPath
 from proximadb.text.analyzer import Analyzer
 from proximadb.text.bm25 import Bm25Index, CorpusStats, idf
@@ -186,16 +192,16 @@ class TextSearchPath(SearchPath):
             return []
         weights = idf(np.asarray([stats.df.get(t, 0) for t in terms], dtype=np.int64), stats.rows)
         avg = stats.total_terms / stats.rows
-        scored: list[tuple[float, int, Any, int]] = []
-        for p, (owner, index, _, allowed, _, _) in enumerate(parts):
+        scored: list[tuple[float, str, Any, int]] = []
+        for owner, index, _, allowed, _, _ in parts:
             known = [(index.vocabulary[t], w) for t, w in zip(terms, weights.tolist(), strict=True)
                      if t in index.vocabulary]
             if not known or not allowed.any():
                 continue
-            rows, scores = index.index.search([t for t, _ in known], [w for _, w in known], k, k1=index.k1, b=index.b,
-                                              avg_length=avg, allowed=allowed.view(np.uint8))
-            scored.extend((float(s), p, owner, int(r)) for r, s in zip(rows.tolist(), scores.tolist(), strict=True))
-        scored.sort(key=lambda hit: (-hit[0], hit[1], hit[3]))
+            search = partial(index.index.search, [t for t, _ in known], [w for _, w in known], k1=index.k1, b=index.b,
+                             avg_length=avg, allowed=allowed.view(np.uint8))
+            scored.extend(part_best(owner, search, k, allowed.shape[0]))
+        scored.sort(key=lambda hit: (-hit[0], hit[1]))
         return [self._text_hit(owner, row, score, include_metadata) for score, _, owner, row in scored[:k]]
 
     @staticmethod

@@ -1,0 +1,111 @@
+"""Equal scores come by id in every part (issue #12): ``search_sparse`` and ``search_text`` answer the
+reference's top k sorted by (score descending, id ascending), whatever the order of the memtable's rows
+(insertion order, shuffled here) and whatever the split into segments and memtable: before a flush,
+after it, after a reopen (the memtable replayed from the WAL), after a compaction.
+
+Many rows share a score: their sparse vectors (small integer values, so every sum is exact) and their
+documents are drawn from a few each. Ids are decimal strings without padding, so id order ("10" < "9")
+is neither insertion nor numeric order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from proximadb.storage.engine import Engine
+from proximadb.text.analyzer import Analyzer
+from proximadb.text.bm25 import Bm25Index
+
+# a few sparse vectors and documents, picked with these weights: most rows tie with several others
+VECTORS = [([1], [1.0]), ([1, 2], [1.0, 1.0]), ([2], [2.0]), ([1, 3], [1.0, 5.0]), ([3], [1.0]), ([2, 4], [1.0, 2.0])]
+TEXTS = ["apple", "apple banana", "banana", "apple apple cherry", "cherry", "banana apple"]
+WEIGHTS = [0.3, 0.3, 0.15, 0.1, 0.1, 0.05]
+QUERY = ([1, 2, 4], [1.0, 1.0, 0.5])
+TEXT_QUERY = "apple banana"
+
+
+def _sparse_want(rows: dict[str, int], k: int, allowed: set[str] | None) -> list[tuple[str, float]]:
+    q = dict(zip(*QUERY, strict=True))
+    scores = {}
+    for id_, v in rows.items():
+        idx, val = VECTORS[v]
+        if (allowed is None or id_ in allowed) and set(idx) & set(q):
+            scores[id_] = sum(x * q.get(i, 0.0) for i, x in zip(idx, val, strict=True))
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+def _text_want(rows: dict[str, int], k: int, allowed: set[str] | None) -> list[tuple[str, float]]:
+    """Every live row's score by one BM25 index over the live documents (its own cut is not used)."""
+    ids = sorted(rows)
+    index = Bm25Index.build([TEXTS[rows[i]] for i in ids], Analyzer(stopwords="english"))
+    found, scores = index.search(TEXT_QUERY, len(ids))
+    every = {ids[r]: float(s) for r, s in zip(found.tolist(), scores.tolist(), strict=True)}
+    hits = [(i, s) for i, s in every.items() if allowed is None or i in allowed]
+    return sorted(hits, key=lambda item: (-item[1], item[0]))[:k]
+
+
+def _check(col: Any, rows: dict[str, int], k: int) -> list[Any]:
+    """search_sparse and search_text are the references' top k, ids in order; returns what hybrid_search
+    answers (its lists are those two: it must not change either)."""
+    for flt, allowed in ((None, None), ({"g": 1}, {i for i in rows if int(i) % 3 == 1})):
+        got = [(h["id"], h["score"]) for h in col.search_sparse("t", *QUERY, k=k, filter=flt)]
+        assert got == _sparse_want(rows, k, allowed)
+        got = [(h["id"], h["score"]) for h in col.search_text(TEXT_QUERY, k, filter=flt)]
+        want = _text_want(rows, k, allowed)
+        assert [i for i, _ in got] == [i for i, _ in want]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-5)
+    hybrid = col.hybrid_search(text=TEXT_QUERY, sparse={"name": "t", "indices": QUERY[0], "values": QUERY[1]}, k=k,
+                               depth=k)
+    return [(h["id"], round(h["score"], 9)) for h in hybrid]
+
+
+def _records(ids: list[str], rows: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"id": i, "vector": [1.0, 0.0], "metadata": {"document": TEXTS[rows[i]], "g": int(i) % 3},
+             "sparse_vectors": {"t": {"indices": VECTORS[rows[i]][0], "values": VECTORS[rows[i]][1]}}} for i in ids]
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 120), k=st.integers(1, 12), flushed=st.floats(0, 1))
+def test_ties_come_by_id_before_and_after_a_flush_and_a_reopen(tmp_path_factory: pytest.TempPathFactory, seed: int,
+                                                               n: int, k: int, flushed: float) -> None:
+    rng = np.random.default_rng(seed)
+    order = [str(i) for i in rng.permutation(n).tolist()]  # insertion order
+    rows = {i: int(rng.choice(len(VECTORS), p=WEIGHTS)) for i in order}
+    first = int(flushed * n)  # rows flushed into a segment before the rest arrive in the memtable
+    path = tmp_path_factory.mktemp("ties")
+    with Engine.open(path, fsync="never", auto_compact=False) as engine:
+        engine.create_collection("c", dimension=2, sparse_vectors={"t": {}})
+        col = engine.collection("c")
+        if first:
+            col.upsert(_records(order[:first], rows))
+            col.flush()
+        for start in range(first, n, 17):  # a few batches
+            col.upsert(_records(order[start:start + 17], rows))
+        hybrid = _check(col, rows, k)
+    with Engine.open(path, fsync="never", auto_compact=False) as engine:  # a fresh Collection: the WAL replayed
+        col = engine.collection("c")
+        assert _check(col, rows, k) == hybrid
+        col.flush()
+        assert _check(col, rows, k) == hybrid
+        col.compact()
+        assert _check(col, rows, k) == hybrid
+
+
+def test_many_ties_in_the_memtable_widen_the_cut(tmp_path: Path) -> None:
+    """400 identical rows in the memtable, inserted in descending id order: the cut asks the kernel for
+    more rows until every tie is in (k + 1, then 4x as many), and the answer is the smallest ids."""
+    rows = {str(i): 1 for i in range(400)}
+    with Engine.open(tmp_path, fsync="never", auto_compact=False) as engine:
+        engine.create_collection("c", dimension=2, sparse_vectors={"t": {}})
+        col = engine.collection("c")
+        col.upsert(_records(sorted(rows, reverse=True), rows))
+        for k in (1, 5, 64, 399, 400):
+            _check(col, rows, k)
+            assert [h["id"] for h in col.search_sparse("t", [1], [1.0], k=k)] == sorted(rows)[:k]
