@@ -166,7 +166,9 @@ class CompactionPath(CollectionState):
             now = expiry.now_us()
             if not inputs or (len(inputs) == 1 and not inputs[0].dirty
                               and bool(kept_rows(inputs[0], inputs[0].persisted_deleted, now).all())):
-                report.segments_after = len(self.segments)
+                report.segments_after = len(self.segments)  # nothing to merge: the input is left as it is
+                report.rows_before = report.rows_after = sum(s.rows for s in inputs)
+                report.bytes_before = report.bytes_after = sum(_dir_bytes(s.path) for s in inputs)
                 return report
             rewrite = SegmentRewrite(self, "compaction")
             plan = MergePlan(inputs, [s.persisted_deleted.copy() for s in inputs], rewrite.reserve_id(), now)

@@ -60,6 +60,30 @@ def test_compaction_keeps_content_and_drops_dead_rows(tmp_path: Path, chunk_rows
     assert _fresh(dump_in_fresh_process(tmp_path / "d", **opts)["c"]) == before
 
 
+def test_a_compaction_with_nothing_to_merge_reports_the_rows_it_left(tmp_path: Path) -> None:
+    """No merge (no segment, or one with no dead row): the report counts the input's rows and bytes before and
+    after, as a merge does, not 0 rows beside a segment."""
+    with Engine.open(tmp_path / "d", fsync="never", auto_compact=False) as engine:
+        engine.create_collection("c", DIM, indexing_algorithm="flat")  # flat: no index file written meanwhile
+        col = engine.collection("c")
+        report = col.compact()
+        assert report["merged"] == [] and all(report[key] == 0 for key in (
+            "segments_before", "segments_after", "rows_before", "rows_after", "bytes_before", "bytes_after"))
+        col.insert(ids=[f"a{i}" for i in range(50)], vectors=_vecs(50, 1))
+        col.flush()
+        seg = col.segments[0]
+        size = sum(p.stat().st_size for p in seg.path.iterdir() if p.is_file())
+        report = col.compact()
+        assert report["merged"] == [] and (report["segments_before"], report["segments_after"]) == (1, 1)
+        assert (report["rows_before"], report["rows_after"]) == (50, 50)
+        assert report["bytes_before"] == report["bytes_after"] == size > 0
+        col.insert(ids=[f"b{i}" for i in range(30)], vectors=_vecs(30, 2))
+        col.flush()
+        report = col.compact([seg.id])  # one of two segments, nothing to drop in it
+        assert report["merged"] == [] and (report["segments_before"], report["segments_after"]) == (2, 2)
+        assert (report["rows_before"], report["rows_after"], report["bytes_before"]) == (50, 50, size)
+
+
 def test_row_moved_by_an_update_after_the_checkpoint_survives_compaction_and_restart(tmp_path: Path) -> None:
     # The merged segment must be the checkpoint state: replay re-applies the update, which
     # needs the row where the checkpoint had it. Merging the in-memory state would lose "a".
