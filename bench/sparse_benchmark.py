@@ -4,6 +4,7 @@ qdrant-edge-py) in the same run, on the same vectors, with a scipy brute force a
 
     python bench/sparse_benchmark.py                          # writes bench/results/sparse_benchmark.json
     python bench/sparse_benchmark.py --docs 5000 --queries 500 --out /tmp/sparse.json   # quick
+    python bench/sparse_benchmark.py --modifier idf   # the engines weigh by IDF: sparse_benchmark_idf.json
 
 The vectors (BM25 as a dot product). Every description and query goes through
 ``proximadb.text.analyzer.Analyzer(stopwords="english", stemmer="english")`` (the analyzer of
@@ -18,6 +19,12 @@ mean, k1 = 1.5, b = 0.75:
 
 so query . document is Lucene's BM25 score exactly (with the classic (k1 + 1) factor, which changes
 no ranking). Values are float32 and all positive: a document scores > 0 iff it shares a term.
+
+``--modifier idf``: the query vectors are the counts ``qtf`` alone, and each engine applies the IDF
+itself: ProximaDB's ``{"modifier": "idf"}`` (storage/sparse_search.py), Qdrant's ``Modifier.Idf``;
+both use the formula above, with N the documents holding a vector (those with no term hold none, so
+N can be a few below the reference's; the scores differ from the exact ones by that much). The
+reference (brute force, recall against exact) stays the BM25 of the weighted queries.
 
 What runs, in one process. ProximaDB: ``proximadb.connect_embedded`` (fsync always, the
 default), a collection of dimension 1 (the dense vector is mandatory: [1.0] for every record,
@@ -93,8 +100,10 @@ def load(docs: int | None, queries: int, seed: int) -> tuple[list[dict[str, Any]
     return corpus, qs[:queries]
 
 
-def bm25_vectors(doc_terms: list[list[str]], query_terms: list[list[str]]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Documents (N x V) and queries (Q x V) as CSR float32, sorted indices: see the module docstring."""
+def bm25_vectors(doc_terms: list[list[str]],
+                 query_terms: list[list[str]]) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+    """Documents (N x V), queries (Q x V) and the queries' counts before the IDF, as CSR float32, sorted
+    indices: see the module docstring."""
     vocab = {t: i for i, t in enumerate(sorted({t for terms in doc_terms for t in terms}))}
 
     def counts(rows: list[list[str]]) -> sp.csr_matrix:
@@ -118,8 +127,9 @@ def bm25_vectors(doc_terms: list[list[str]], query_terms: list[list[str]]) -> tu
     norm = K1 * (1 - B + B * dl / max(dl.mean(), 1e-9))
     tf = d.data
     d.data = tf * (K1 + 1) / (tf + np.repeat(norm, np.diff(d.indptr)))
+    counts_only = q.astype(np.float32)
     q.data = q.data * idf[q.indices]
-    return d.astype(np.float32), q.astype(np.float32)
+    return d.astype(np.float32), q.astype(np.float32), counts_only
 
 
 def rows_of(m: sp.csr_matrix) -> list[tuple[list[int], list[float]]]:
@@ -198,10 +208,11 @@ def against_exact(ranked: Ranked, truth: Ranked, d: sp.csr_matrix, q: sp.csr_mat
 
 def run_proximadb(root: Path, ids: list[str], docs: list[tuple[list[int], list[float]]], sections: list[str],
                   queries: list[tuple[list[int], list[float]]], q_sections: list[str],
-                  row_of: dict[str, int]) -> tuple[dict[str, Any], dict[str, Callable[[int], list[tuple[int, float]]]],
-                                                   Callable[[], None]]:
+                  row_of: dict[str, int], modifier: str
+                  ) -> tuple[dict[str, Any], dict[str, Callable[[int], list[tuple[int, float]]]], Callable[[], None]]:
     client = proximadb.connect_embedded(root)
-    client.create_collection("debian", 1, sparse_vectors={NAME: {}}, filterable_metadata_fields=["section"])
+    client.create_collection("debian", 1, sparse_vectors={NAME: {"modifier": modifier}},
+                             filterable_metadata_fields=["section"])
     t0 = time.perf_counter()
     for s in range(0, len(ids), BATCH):
         e = min(s + BATCH, len(ids))
@@ -244,12 +255,12 @@ def run_proximadb(root: Path, ids: list[str], docs: list[tuple[list[int], list[f
 
 
 def run_qdrant(root: Path, docs: list[tuple[list[int], list[float]]], sections: list[str],
-               queries: list[tuple[list[int], list[float]]],
-               q_sections: list[str]) -> tuple[dict[str, Any], dict[str, Callable[[int], list[tuple[int, float]]]],
-                                               Callable[[], None]]:
+               queries: list[tuple[list[int], list[float]]], q_sections: list[str], modifier: str
+               ) -> tuple[dict[str, Any], dict[str, Callable[[int], list[tuple[int, float]]]], Callable[[], None]]:
     import qdrant_edge as qe
 
-    config = qe.EdgeConfig(vectors={}, sparse_vectors={NAME: qe.EdgeSparseVectorParams()}, max_search_threads=1)
+    params = qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if modifier == "idf" else None)
+    config = qe.EdgeConfig(vectors={}, sparse_vectors={NAME: params}, max_search_threads=1)
     shard = qe.EdgeShard.create(str(root), config)
     shard.update(qe.UpdateOperation.create_field_index("section", qe.PayloadSchemaType.Keyword))
     t0 = time.perf_counter()
@@ -304,18 +315,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=None, help="data directory (default: a temporary one, removed)")
     parser.add_argument("--no-qdrant", action="store_true", help="skip Qdrant edge")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sparse_benchmark.json")
+    parser.add_argument("--modifier", choices=("none", "idf"), default="none",
+                        help="idf: queries carry counts only and each engine weighs by IDF (module docstring)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/sparse_benchmark.json (sparse_benchmark_idf.json with idf)")
     args = parser.parse_args(argv)
+    out = args.out or ROOT / "bench" / "results" / (
+        "sparse_benchmark.json" if args.modifier == "none" else "sparse_benchmark_idf.json")
 
     corpus, queries = load(args.docs, args.queries, args.seed)
     row_of = {doc["id"]: i for i, doc in enumerate(corpus)}
     relevant = [row_of[q["relevant"]] for q in queries]
     analyzer = Analyzer(stopwords="english", stemmer="english")
     t = time.perf_counter()
-    d, q = bm25_vectors(analyzer.terms_of(doc["text"] for doc in corpus),
-                        analyzer.terms_of(x["query"] for x in queries))
+    d, q, q_counts = bm25_vectors(analyzer.terms_of(doc["text"] for doc in corpus),
+                                  analyzer.terms_of(x["query"] for x in queries))
     vectors_s = time.perf_counter() - t
-    docs, qrows = rows_of(d), rows_of(q)
+    docs, qrows = rows_of(d), rows_of(q if args.modifier == "none" else q_counts)
     sections = [doc["section"] for doc in corpus]
     q_sections = [x["section"] for x in queries]
     codes = {s: i for i, s in enumerate(sorted(set(sections)))}
@@ -332,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         "bm25": {"k1": K1, "b": B, "idf": "ln(1 + (N - df + 0.5) / (df + 0.5))"}, "vectors_s": round(vectors_s, 2),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "source": source_state(),
-        "args": {"docs": args.docs, "queries": args.queries, "rounds": args.rounds, "seed": args.seed},
+        "args": {"docs": args.docs, "queries": args.queries, "rounds": args.rounds, "seed": args.seed,
+                 "modifier": args.modifier},
         "ingest": {}, "search": {},
     }
     id_rank = np.argsort(np.argsort(np.asarray([doc["id"] for doc in corpus])))
@@ -349,13 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     searches: dict[str, Callable[[int], list[tuple[int, float]]]] = {}
     try:
         ing, found, close = run_proximadb(root / "proximadb", [doc["id"] for doc in corpus], docs, sections, qrows,
-                                          q_sections, row_of)
+                                          q_sections, row_of, args.modifier)
         results["ingest"]["ProximaDB"], closers = ing, [close]
         searches.update(found)
         print(f"ProximaDB ingest: {ing}", flush=True)
         if not args.no_qdrant:
             try:
-                ing, found, close = run_qdrant(root / "qdrant", docs, sections, qrows, q_sections)
+                ing, found, close = run_qdrant(root / "qdrant", docs, sections, qrows, q_sections, args.modifier)
             except ImportError:
                 print("qdrant_edge is not importable: Qdrant edge skipped", file=sys.stderr)
             else:
@@ -392,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
             **against_exact(truth[label], truth[label], d, q, None if label == "unfiltered" else allowed),
             **quality(truth[label], relevant)}
     print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

@@ -76,8 +76,8 @@ class ProximaDBAPI(abc.ABC):
         sparse_vectors: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection; its description (``sparse_vectors``: the names of the sparse vectors its records
-        may carry, ``{name: {}}``). ``exist_ok=True``: a collection of that name with the same
-        dimension and distance metric is returned as it is; another dimension or metric raises
+        may carry, ``{name: {}}`` or ``{name: {"modifier": "idf"}}``). ``exist_ok=True``: a collection of that
+        name with the same dimension and distance metric is returned as it is; another dimension or metric raises
         :class:`~proximadb.errors.CollectionConfigMismatchError` (a CollectionExistsError) naming the difference."""
 
     def get_or_create_collection(

@@ -386,7 +386,7 @@ class ClusterNode:
             shard_log = self._log(*key)
             self._start_seq[key] = shard_log.last_seq()  # it answers reads once it applied this far
             replica = self.engine.collection(name)
-            replica.check_sparse_names = False  # see storage/sparse_search.py: the map's names were checked
+            replica.is_shard_replica = True  # storage/sparse_search.py: the caller checks names, applies modifiers
             applier = ShardApplier(shard_log, replica)
             self._appliers[key] = applier.start()
             log.info("cluster: %s applies %s shard %d from entry %d", self.node.id, key[0], shard,

@@ -17,7 +17,10 @@ at the read's target sequence).
   statistics a few writes old (a cluster read is not one snapshot across shards).
 - **search_sparse** is every shard's exact top-k by dot product (filter and ``score_threshold`` applied inside
   the shard), merged by (score desc, id): a row's score is its own vector's dot product with the query, so the
-  collection's top-k is in the union of the shards' top-k.
+  collection's top-k is in the union of the shards' top-k. A name with the "idf" modifier
+  (storage/sparse_search.py) first takes two phases as text search does: each shard's statistics of the
+  query's indices (``corpus_stats: true`` on ``search_sparse``), added up, then every shard weighs the query
+  with the sums (``corpus_stats`` the object); a replica never weighs by its own statistics.
 - **hybrid_search** is one node's own code (:class:`proximadb.storage.query_shapes.HybridQuery`) over the
   cluster's vector search (top ``depth`` of every shard, merged), its two-phase text search and its sparse
   search (top ``depth`` each), fused by :func:`proximadb.fusion.fuse`; the searches wait for the same read
@@ -164,7 +167,8 @@ class ClusterQueries(HybridQuery):
 
     def search_sparse(self, name: str, indices: Any, values: Any, k: int = 10, *, filter: Any = None,
                       include_metadata: bool = True, score_threshold: float | None = None) -> list[dict[str, Any]]:
-        """Exact top-k by dot product: every shard's top-k, merged (the module's documentation)."""
+        """Exact top-k by dot product: every shard's top-k, merged; a name with the "idf" modifier weighs
+        the query with the whole collection's statistics first (the module's documentation)."""
         check_k(k, self.options.limits.max_k)
         check_score_threshold(score_threshold, distance_metric=False)
         declared = self.sparse_names([name] if isinstance(name, str) else [])
@@ -173,11 +177,23 @@ class ClusterQueries(HybridQuery):
             raise ValidationError(f"unknown sparse vector {name!r} (declared: {known})")
         idx, val = check_vector(indices, values, "search_sparse query")
         compile_filter(filter)
-        query = {"indices": idx.tolist(), "values": val.tolist()}
-        given = {"filter": filter, "include_metadata": include_metadata, "score_threshold": score_threshold}
+        body: dict[str, Any] = {"name": name, "indices": idx.tolist(), "values": val.tolist(), "k": k,
+                                "filter": filter, "include_metadata": include_metadata,
+                                "score_threshold": score_threshold}
+        given: dict[str, Any] = {"filter": filter, "include_metadata": include_metadata,
+                                 "score_threshold": score_threshold}
+        targets = self._targets()  # both phases wait for the same entries
+        if declared[name].get("modifier") == "idf":  # phase 1: the shards' statistics, added up
+            stats = CorpusStats.combine(self._every_shard(
+                lambda c, _: c.sparse_stats(name, idx, val),
+                lambda client, addr, _: CorpusStats.from_json(client._run(calls.single(
+                    "search_sparse", addr, {**body, "corpus_stats": True}))), targets=targets))
+            given["stats"] = stats
+            body["corpus_stats"] = stats.to_json()
+        # a replica weighs only with the statistics it is sent (storage/sparse_search.py: is_shard_replica)
         hits = [hit for part in self._every_shard(
             lambda c, _: c.search_sparse(name, idx, val, k, **given),
-            lambda client, addr, _: client.search_sparse(addr, name, query["indices"], query["values"], k, **given))
+            lambda client, addr, _: client._run(calls.single("search_sparse", addr, body)), targets=targets)
             for hit in part]
         return sorted(hits, key=_best)[:k]
 

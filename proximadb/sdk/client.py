@@ -129,7 +129,8 @@ class ProximaDBClient(ProximaDBAPI):
         """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
         (CollectionConfigMismatchError when they differ). ``shards`` and ``replication_factor``: cluster mode
         (``serve --cluster``); one node accepts only 1. ``sparse_vectors``: the names of the sparse vectors its
-        records may carry, ``{name: {}}`` (more can be added with update_collection)."""
+        records may carry, ``{name: {}}`` or ``{name: {"modifier": "idf"}}`` (more can be added, and a modifier
+        changed, with update_collection)."""
         return self._run(calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,

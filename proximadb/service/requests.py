@@ -377,26 +377,41 @@ class SearchText:
             raise ValidationError("include_metadata must be true or false")
         optional_number(self.score_threshold, "score_threshold")
         parse_level(self.consistency)
-        if self.corpus_stats is not None and self.corpus_stats is not True \
-                and not isinstance(self.corpus_stats, CorpusStats):
-            raise ValidationError("corpus_stats must be true or a CorpusStats")
+        _check_corpus_stats(self.corpus_stats)
 
     @classmethod
     def from_json(cls, body: Any) -> SearchText:
-        stats = body.get("corpus_stats") if isinstance(body, Mapping) else None
-        if isinstance(body, Mapping) and "corpus_stats" in body:  # not a public field: not listed as allowed
-            body = {key: value for key, value in body.items() if key != "corpus_stats"}
+        body, stats = _corpus_stats(body)
         body = _text_body(body, _TEXT_KEYS, "search_text")
         return cls(body["text"], body.get("k", 10), body.get("filter"), optional_bool(body, "include_metadata", True),
-                   body.get("score_threshold"),
-                   stats if stats is None or stats is True else CorpusStats.from_json(stats), body.get("consistency"))
+                   body.get("score_threshold"), stats, body.get("consistency"))
 
     def to_json(self) -> dict[str, Any]:
         out = {"text": self.text, "k": self.k, "filter": self.filter, "include_metadata": self.include_metadata,
                "score_threshold": self.score_threshold, "consistency": self.consistency}
         if self.corpus_stats is not None:
-            out["corpus_stats"] = self.corpus_stats.to_json() if isinstance(self.corpus_stats, CorpusStats) else True
+            out["corpus_stats"] = _corpus_stats_json(self.corpus_stats)
         return out
+
+
+def _corpus_stats(body: Any) -> tuple[Any, CorpusStats | bool | None]:
+    """``body`` without its ``corpus_stats`` field, and that field (None, True or a CorpusStats): a cluster's
+    fan-out to a shard address only (cluster/queries.py; the service refuses it elsewhere), so not listed
+    among a body's public keys."""
+    if not isinstance(body, Mapping) or "corpus_stats" not in body:
+        return body, None
+    stats = body["corpus_stats"]
+    rest = {key: value for key, value in body.items() if key != "corpus_stats"}
+    return rest, stats if stats is True else CorpusStats.from_json(stats)
+
+
+def _corpus_stats_json(stats: CorpusStats | bool) -> Any:
+    return stats.to_json() if isinstance(stats, CorpusStats) else True
+
+
+def _check_corpus_stats(stats: object) -> None:
+    if stats is not None and stats is not True and not isinstance(stats, CorpusStats):
+        raise ValidationError("corpus_stats must be true or a CorpusStats")
 
 
 def _sparse_part(value: Any, what: str) -> dict[str, Any]:
@@ -433,6 +448,10 @@ class SearchSparse:
     include_metadata: bool = True
     score_threshold: float | None = None  # dot product >= it
     consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
+    # Cluster mode's fan-out to a shard address only (proximadb/cluster/queries.py), for a name with the
+    # "idf" modifier: True asks for the shard's statistics of the query's indices, CorpusStats weighs the
+    # query with the whole collection's.
+    corpus_stats: CorpusStats | bool | None = None
 
     def __post_init__(self) -> None:
         _sparse_part({"name": self.name, "indices": self.indices, "values": self.values}, "search_sparse")
@@ -440,9 +459,11 @@ class SearchSparse:
             raise ValidationError("include_metadata must be true or false")
         optional_number(self.score_threshold, "score_threshold")
         parse_level(self.consistency)
+        _check_corpus_stats(self.corpus_stats)
 
     @classmethod
     def from_json(cls, body: Any) -> SearchSparse:
+        body, stats = _corpus_stats(body)
         if not isinstance(body, Mapping):
             raise ValidationError("search_sparse body must be a JSON object")
         check_keys(body, _SPARSE_KEYS, "search_sparse")
@@ -450,10 +471,13 @@ class SearchSparse:
                             "search_sparse")
         return cls(part["name"], part["indices"], part["values"], body.get("k", 10), body.get("filter"),
                    optional_bool(body, "include_metadata", True), body.get("score_threshold"),
-                   body.get("consistency"))
+                   body.get("consistency"), stats)
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "corpus_stats"}
+        if self.corpus_stats is not None:
+            out["corpus_stats"] = _corpus_stats_json(self.corpus_stats)
+        return out
 
 
 _HYBRID_PARTS = ("vector", "text", "sparse")

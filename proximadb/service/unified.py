@@ -343,12 +343,7 @@ class UnifiedAvroService:
 
     def search_text(self, collection: str, req: SearchText) -> list[dict[str, Any]]:
         """BM25 hits over the records' document text: {id, score, metadata?, expires_at?}, best first."""
-        given: dict[str, Any] = {}
-        if req.corpus_stats is not None:  # the cluster's fan-out to one shard (proximadb/cluster/queries.py)
-            self._shard_address_only(collection)
-            if req.corpus_stats is True:
-                raise ValidationError("corpus_stats: true (a shard's statistics) is answered over REST only")
-            given["stats"] = req.corpus_stats
+        given = self._shard_stats(collection, req.corpus_stats)
         col = self.engine.collection(collection)
         with consistency.reading(req.consistency):
             hits = col.search_text(req.text, req.k, filter=req.filter, include_metadata=req.include_metadata,
@@ -363,6 +358,24 @@ class UnifiedAvroService:
         stats: dict[str, Any] = self.engine.collection(collection).text_stats(req.text).to_json()
         return stats
 
+    def _shard_stats(self, collection: str, stats: Any) -> dict[str, Any]:
+        """The ``stats`` keyword of a search given ``corpus_stats`` (the cluster's fan-out to one shard:
+        proximadb/cluster/queries.py): none without, refused but on a shard address."""
+        if stats is None:
+            return {}
+        self._shard_address_only(collection)
+        if stats is True:
+            raise ValidationError("corpus_stats: true (a shard's statistics) is answered over REST only")
+        return {"stats": stats}
+
+    def sparse_stats(self, collection: str, req: SearchSparse) -> dict[str, Any]:
+        """A cluster shard's statistics of a sparse query's indices (``corpus_stats: true`` on a shard
+        address): ``{rows, total_terms, df}`` (storage/sparse_search.py's sparse_corpus_stats)."""
+        self._shard_address_only(collection)
+        stats: dict[str, Any] = self.engine.collection(collection).sparse_stats(
+            req.name, req.indices, req.values).to_json()
+        return stats
+
     def _shard_address_only(self, collection: str) -> None:
         """``corpus_stats`` is for a cluster's replicas (``<name>.s<shard>@<seq>...``), never a collection."""
         is_shard_address = getattr(self.engine, "is_shard_address", None)  # cluster mode's ClusterEngine only
@@ -372,10 +385,12 @@ class UnifiedAvroService:
 
     def search_sparse(self, collection: str, req: SearchSparse) -> list[dict[str, Any]]:
         """Dot-product hits over the named sparse vectors: {id, score, metadata?, expires_at?}, best first."""
+        given = self._shard_stats(collection, req.corpus_stats)
         col = self.engine.collection(collection)
         with consistency.reading(req.consistency):
             hits = col.search_sparse(req.name, req.indices, req.values, req.k, filter=req.filter,
-                                     include_metadata=req.include_metadata, score_threshold=req.score_threshold)
+                                     include_metadata=req.include_metadata, score_threshold=req.score_threshold,
+                                     **given)
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
 

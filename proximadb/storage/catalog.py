@@ -110,8 +110,9 @@ class CollectionConfig:
     # The analyzer of full-text search (proximadb/text/analyzer.py: Analyzer.settings()). Absent in
     # catalogs written before it existed: the default analyzer (lowercase, English stop words, no stemmer).
     text_analyzer: dict[str, Any] = field(default_factory=lambda: default_text_analyzer())
-    # The names of the records' sparse vectors (schema v3), each with its settings (an object; only
-    # "modifier": "none" for now). A name can be added by an update, never removed. Absent: none.
+    # The names of the records' sparse vectors (schema v3), each with its settings (an object: "modifier",
+    # "none" or "idf": storage/sparse_search.py). A name can be added by an update, never removed; its
+    # modifier can change (it weighs queries only). Absent: none.
     sparse_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -215,14 +216,15 @@ def validate_text_analyzer(value: object) -> dict[str, Any]:
         raise ValidationError(f"text_analyzer: {exc}") from exc
 
 
-SPARSE_SETTINGS = {"modifier": ("none",)}  # setting -> accepted values (the first is the default)
+# setting -> accepted values (the first is the default); an update may change any (they weigh queries only)
+SPARSE_SETTINGS = {"modifier": ("none", "idf")}
 
 
 def validate_sparse_vectors(value: object,
                             before: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """``sparse_vectors``: an object of name -> settings (an object, maybe empty; ``modifier``: "none"). An
-    update (``before``: the names declared so far) may add names, not remove or change one. Returns the
-    settings as stored (every setting filled in)."""
+    """``sparse_vectors``: an object of name -> settings (an object, maybe empty; ``modifier``: "none" or
+    "idf"). An update (``before``: the names declared so far) may add names and change a name's modifier,
+    not remove a name. Returns the settings as stored (every setting filled in)."""
     before = before or {}
     if value is None:
         value = {}
@@ -249,8 +251,6 @@ def validate_sparse_vectors(value: object,
                 allowed = ", ".join(map(repr, choices))
                 raise ValidationError(f"sparse_vectors[{name!r}].{key} must be one of {allowed}, not {got!r}")
             stored[key] = got
-        if name in before and before[name] != stored:
-            raise ValidationError(f"sparse_vectors[{name!r}]: the settings of a declared sparse vector cannot change")
         out[name] = stored
     missing = [name for name in before if name not in out]
     if missing:

@@ -17,6 +17,15 @@ row is a candidate only when it shares at least one index with the query (a row 
 0 and is not a hit), so the answer is exact: the ``k`` best candidates of every part, merged by
 (score descending, id). The kernel prunes by MaxScore (rows that cannot reach the part's k-th best
 are skipped; see inverted.pyx), which changes no answer.
+
+**The IDF modifier.** A name declared with ``{"modifier": "idf"}`` (storage/catalog.py) is searched with
+each query value multiplied by its index's inverse document frequency, BM25's formula (Qdrant's modifier
+of the same name): ``ln(1 + (N - n + 0.5) / (n + 0.5))``, N the live rows carrying a vector of that name
+and n those whose value at the index is not 0, counted at the search through every part's alive mask
+(``_sparse_corpus_stats``), so the weights are the same whatever the split into segments, and deleted
+or expired rows weigh nothing; a filter does not change them. Stored vectors are never rewritten, so the
+setting can change at any time. A cluster applies it in two phases, as it does BM25: the shards' statistics
+added up, then every shard scores with the sums (``stats``; cluster/queries.py).
 """
 
 from __future__ import annotations
@@ -32,50 +41,71 @@ from proximadb.storage import expiry
 from proximadb.storage.memtable_kept import MemtableKept
 from proximadb.storage.part_hits import part_best
 from proximadb.storage.query_shapes import check_score_threshold
+from proximadb.storage.segment import Segment
 from proximadb.storage.sparse_column import check_vector
 from proximadb.storage.sparse_index_file import SparseIndex
 from proximadb.storage.text_search import TextSearchPath
 from proximadb.storage.validation import check_k
+from proximadb.text.bm25 import CorpusStats, idf
 
 
 class SparseSearchPath(TextSearchPath):
-    """Sparse vector search (public entry: :meth:`search_sparse`), on the vector search path's planner."""
+    """Sparse vector search (public entries: :meth:`search_sparse`, :meth:`sparse_stats`), on the vector
+    search path's planner."""
 
-    # False on a cluster node's replica (cluster/node.py): the node that took the request checked the name
+    # True on a cluster node's replica (cluster/node.py). The node that took the request checked the name
     # against the collection's map, which may declare a name this replica's settings learn only at its next
-    # sync; an undeclared name then finds the rows that carry it, if any.
-    check_sparse_names = True
+    # sync: an undeclared name then finds the rows that carry it, if any. That node also applies the name's
+    # modifier, by sending the whole collection's statistics (``stats``): a replica never weighs by its own.
+    is_shard_replica = False
+
+    def _declared_sparse(self, name: object) -> dict[str, Any]:
+        """The settings of sparse vector ``name``; ValidationError naming the declared ones when it is not
+        one of them (a replica takes any name: see ``is_shard_replica``)."""
+        declared = self.config.sparse_vectors  # type: ignore[attr-defined]
+        if isinstance(name, str) and (name in declared or self.is_shard_replica):
+            return dict(declared.get(name, {}))
+        known = ", ".join(repr(n) for n in declared) or "none"
+        raise ValidationError(f"unknown sparse vector {name!r} (declared: {known})")
 
     def search_sparse(self, name: str, indices: Any, values: Any, k: int = 10, *,
                       filter: dict[str, Any] | str | None = None, include_metadata: bool = True,
-                      score_threshold: float | None = None) -> list[dict[str, Any]]:
+                      score_threshold: float | None = None, stats: CorpusStats | None = None) -> list[dict[str, Any]]:
         """The ``k`` live records whose sparse vector ``name`` has the largest dot product with the query
         (``indices`` strictly increasing, >= 0; ``values`` finite), among those sharing an index with it,
         best first: ``{"id", "score", "metadata"?, "expires_at"?}``. The filter applies inside;
-        ``score_threshold``: only hits with score >= it."""
-        declared = self.config.sparse_vectors  # type: ignore[attr-defined]
-        if not isinstance(name, str) or (self.check_sparse_names and name not in declared):
-            known = ", ".join(repr(n) for n in declared) or "none"
-            raise ValidationError(f"unknown sparse vector {name!r} (declared: {known})")
+        ``score_threshold``: only hits with score >= it. With the name's ``modifier`` "idf", each query
+        value is first multiplied by its index's IDF among the collection's live rows (the module's
+        documentation); ``stats`` given replaces those statistics and always weighs (a cluster shard)."""
+        settings = self._declared_sparse(name)
         check_k(k, self.options.limits.max_k)  # type: ignore[attr-defined]
         threshold = check_score_threshold(score_threshold, distance_metric=False)
         q_indices, q_values = check_vector(indices, values, f"the query of sparse vector {name!r}")
-        hits = self._search_sparse(name, q_indices, q_values, k, compile_filter(filter), include_metadata)
+        weigh = stats is not None or (settings.get("modifier") == "idf" and not self.is_shard_replica)
+        hits = self._search_sparse(name, q_indices, q_values, k, compile_filter(filter), include_metadata,
+                                   weigh, stats)
         return hits if threshold is None else [h for h in hits if h["score"] >= threshold]
 
-    def _search_sparse(self, name: str, indices: np.ndarray, values: np.ndarray, k: int, flt: Filter | None,
-                       include_metadata: bool) -> list[dict[str, Any]]:
-        if not indices.shape[0]:
-            return []
+    def sparse_stats(self, name: str, indices: Any, values: Any) -> CorpusStats:
+        """The live statistics of sparse vector ``name`` for a query's indices (a cluster shard's part of the
+        collection's: phase 1 of an IDF-weighted search; the query is checked as :meth:`search_sparse` checks
+        it): see :meth:`_sparse_corpus_stats`."""
+        self._declared_sparse(name)
+        q_indices, _ = check_vector(indices, values, f"the query of sparse vector {name!r}")
+        return self._sparse_corpus_stats(name, self._sparse_parts(name, None), q_indices)
+
+    def _sparse_parts(self, name: str, flt: Filter | None) -> list[tuple[Any, SparseIndex, np.ndarray, np.ndarray]]:
+        """Per part holding vectors of ``name`` (segments, then the sealed memtables and the memtable):
+        owner, index, alive (bool), allowed (bool: alive and matching ``flt``)."""
         now, segments, fresh = self._snapshot(flt)
-        scored: list[tuple[float, str, Any, int]] = []
+        parts: list[tuple[Any, SparseIndex, np.ndarray, np.ndarray]] = []
         for seg in segments:
             index = seg.sparse.get(name)
             if index is None:
                 continue
             alive = expiry.alive_mask(seg.alive(), seg.expires_at, now).astype(bool)
             plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False, seg.plan_cache)
-            self._score_part(scored, seg, index, self._allowed(alive, plan), indices, values, k)
+            parts.append((seg, index, alive, self._allowed(alive, plan)))
         kept: MemtableKept[SparseIndex] = self.__dict__.setdefault("_memtable_sparse", MemtableKept())
         kept.keep_only(snap for snap, _ in fresh)
         for snap, plan in fresh:
@@ -83,13 +113,75 @@ class SparseSearchPath(TextSearchPath):
             if column is None or not column.nnz:
                 continue
             alive = expiry.alive_mask(snap.alive, snap.expires_at, now).astype(bool)
-            allowed = self._allowed(alive, plan)
-            if allowed.any():
-                # kept until the memtable has more rows (its sparse vectors are only appended)
-                index = kept.get(snap, name, snap.rows, partial(SparseIndex.build, column))
-                self._score_part(scored, snap, index, allowed, indices, values, k)
+            # kept until the memtable has more rows (its sparse vectors are only appended)
+            index = kept.get(snap, name, snap.rows, partial(SparseIndex.build, column))
+            parts.append((snap, index, alive, self._allowed(alive, plan)))
+        return parts
+
+    def _search_sparse(self, name: str, indices: np.ndarray, values: np.ndarray, k: int, flt: Filter | None,
+                       include_metadata: bool, weigh: bool = False,
+                       stats: CorpusStats | None = None) -> list[dict[str, Any]]:
+        if not indices.shape[0]:
+            return []
+        parts = self._sparse_parts(name, flt)
+        if weigh:
+            if stats is None:
+                stats = self._sparse_corpus_stats(name, parts, indices)  # of alive rows, whatever the filter
+            values = values * idf_weights(stats, indices)
+        scored: list[tuple[float, str, Any, int]] = []
+        for owner, index, _, allowed in parts:
+            self._score_part(scored, owner, index, allowed, indices, values, k)
         scored.sort(key=lambda hit: (-hit[0], hit[1]))
         return [self._text_hit(owner, row, score, include_metadata) for score, _, owner, row in scored[:k]]
+
+    def _sparse_corpus_stats(self, name: str, parts: list[tuple[Any, SparseIndex, np.ndarray, np.ndarray]],
+                             indices: np.ndarray) -> CorpusStats:
+        """The live statistics of ``parts`` (owner, index, alive, allowed) for the query ``indices``, as BM25's
+        :class:`~proximadb.text.bm25.CorpusStats`: ``rows``, the alive rows carrying the vector;
+        ``total_terms``, their non-zeros; ``df``, per query index (its decimal string), the alive rows whose
+        value there is not 0. A segment's counts are kept until its next delete when no row of it expires,
+        and when none is deleted and no stored value is 0 its df is read off the postings' bounds, so a
+        query costs O(query indices) there (O(rows) in the memtable and in expiring segments)."""
+        rows, total = 0, 0.0
+        df = np.zeros(indices.shape[0], np.int64)
+        for owner, index, alive, _ in parts:
+            carried, nnz, whole = self._sparse_live(owner, name, index, alive)
+            rows += carried
+            total += nnz
+            inverted, dims = index.index, index.dims
+            terms = np.searchsorted(dims, indices)
+            known = terms < dims.shape[0]
+            known[known] = dims[terms[known]] == indices[known]
+            if whole:
+                at = terms[known]
+                df[known] += inverted.term_start[at + 1] - inverted.term_start[at]
+                continue
+            for q in np.flatnonzero(known).tolist():
+                lo, hi = int(inverted.term_start[terms[q]]), int(inverted.term_start[terms[q] + 1])
+                df[q] += int((alive[inverted.post_row[lo:hi]] & (inverted.post_value[lo:hi] != 0)).sum())
+        return CorpusStats(rows, total, dict(zip((str(i) for i in indices.tolist()), df.tolist(), strict=True)))
+
+    def _sparse_live(self, owner: Any, name: str, index: SparseIndex, alive: np.ndarray) -> tuple[int, float, bool]:
+        """(alive rows carrying a vector, their non-zeros, whether every posting counts in df: no row deleted
+        or expired, no value 0) of one part; kept per segment and name while its deletions are unchanged
+        when none of its rows expires."""
+        def counts() -> tuple[int, float, bool]:
+            carried = alive & (index.index.row_length > 0)
+            whole = bool(alive.all()) and bool(index.index.post_value.all())
+            return int(carried.sum()), float(index.index.row_length[carried].sum()), whole
+
+        if not isinstance(owner, Segment) or owner.expires_at is not None:
+            return counts()
+        cache: dict[tuple[int, str], tuple[Any, SparseIndex, tuple[int, float, bool]]] = \
+            self.__dict__.setdefault("_sparse_live_counts", {})
+        mask = owner.alive()  # the same array until the segment's next delete
+        found = cache.get((owner.id, name))
+        if found is None or found[0] is not mask or found[1] is not index:
+            live = {s.id for s in self.segments}  # type: ignore[attr-defined]
+            for old in [key for key in cache if key[0] not in live]:  # segments compacted away
+                del cache[old]
+            found = cache[(owner.id, name)] = (mask, index, counts())
+        return found[2]
 
     @staticmethod
     def _score_part(scored: list[tuple[float, str, Any, int]], owner: Any, index: SparseIndex, allowed: np.ndarray,
@@ -101,3 +193,10 @@ class SparseSearchPath(TextSearchPath):
             return
         search = partial(index.search, indices, values, allowed=allowed.view(np.uint8))
         scored.extend(part_best(owner, search, k, allowed.shape[0]))
+
+
+def idf_weights(stats: CorpusStats, indices: np.ndarray) -> np.ndarray:
+    """Each query index's IDF (float32): BM25's (proximadb/text/bm25.py), ``ln(1 + (N - n + 0.5) / (n + 0.5))``
+    with ``stats``' rows as N and the index's df as n (an index no live row carries finds no row anyway)."""
+    df = np.asarray([stats.df.get(str(i), 0) for i in indices.tolist()], dtype=np.int64)
+    return idf(df, stats.rows)

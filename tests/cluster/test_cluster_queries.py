@@ -64,13 +64,16 @@ def sparse_rows() -> list[dict[str, Any] | None]:
             own["kw"] = {"indices": idx.tolist(), "values": rng.uniform(0.1, 3.0, size=idx.size).tolist()}
         if i % 4 == 0:
             own["tag"] = {"indices": [int(i % 5)], "values": [1.0 + i / 1000]}
+        if i % 3 != 2:  # index i % 9 on a ninth of the rows each, 9 + i % 2 on half: IDF weighs them apart
+            own["idf"] = {"indices": [int(i % 9), 9 + i % 2], "values": [1.0 + i / 997, 1.0 + i / 1000]}
         out.append(own or None)
     return out
 
 
 def load(db: Any, name: str, metric: str, **placement: Any) -> None:
     ids, vectors, metadata = rows()
-    db.create_collection(name, DIM, distance_metric=metric, sparse_vectors={"kw": {}, "tag": {}}, **placement)
+    sparse = {"kw": {}, "tag": {}, "idf": {"modifier": "idf"}}
+    db.create_collection(name, DIM, distance_metric=metric, sparse_vectors=sparse, **placement)
     db.insert_vectors(name, ids=ids, vectors=vectors, metadatas=metadata, sparse_vectors=sparse_rows())
     db.delete_vectors(name, ids=DELETED)  # deleted rows weigh nothing in BM25's statistics
     db.update_vector(name, "r5", metadata={"document": "apple apple apple banana", "topic": "t0"}, replace=True)
@@ -180,6 +183,9 @@ def calls(name: str) -> list[tuple[str, Callable[[Any], Any]]]:
         ("sparse filtered", lambda c: c.search_sparse(name, "kw", kw["indices"], kw["values"], k=7,
                                                       filter={"topic": "t2"}, include_metadata=False)),
         ("sparse threshold", lambda c: c.search_sparse(name, "tag", [1, 2], [1.0, 2.0], k=50, score_threshold=1.5)),
+        ("sparse idf", lambda c: c.search_sparse(name, "idf", [0, 4, 9, 10], [1.0, 1.0, 1.0, 1.0], k=12)),
+        ("sparse idf filtered", lambda c: c.search_sparse(name, "idf", [1, 10], [2.0, 1.0], k=9,
+                                                          filter={"even": True})),
         ("sparse unknown name", lambda c: c.search_sparse(name, "nope", [1], [1.0])),
         ("sparse unsorted", lambda c: c.search_sparse(name, "kw", [5, 1], [1.0, 1.0])),
         ("sparse k=0", lambda c: c.search_sparse(name, "kw", [1], [1.0], k=0)),
@@ -221,6 +227,29 @@ def test_text_search_scores_with_the_whole_collections_statistics(cluster: DevCl
     assert any(not math.isclose(h["score"], whole[h["id"]], rel_tol=1e-4) for h in local)
     cluster_hits = cluster.rest(2).search_text(name, "apple cherry", k=ROWS)
     assert [h["id"] for h in cluster_hits] == list(whole)
+
+
+def test_sparse_idf_weighs_with_the_whole_collections_statistics(cluster: DevCluster, embedded: Any) -> None:
+    """The "idf" modifier: each shard's statistics (``corpus_stats: true`` on its address) add up to one
+    node's; a shard weighing by its own would score differently; the cluster's scores are one node's."""
+    name = "q_euclidean"
+    query = {"name": "idf", "indices": [0, 4, 9], "values": [1.0, 1.0, 1.0]}
+    rest = {n["id"]: n["rest"] for n in cluster.doc["nodes"]}
+    holder = [rest[h[0]] for h in cluster.rest(0).get_collection(name)["placement"]]
+    shard_stats = [post(holder[s], f"{name}.s{s}@0", {**query, "corpus_stats": True}, "search/sparse")
+                   for s in range(SHARDS)]
+    assert sum(s["rows"] for s in shard_stats) == sum(1 for i in range(ROWS) if i % 3 != 2 and f"r{i}" not in DELETED)
+    whole = {h["id"]: h["score"] for h in embedded.search_sparse(name, "idf", query["indices"], query["values"],
+                                                                 k=ROWS)}
+    local = post(holder[0], f"{name}.s0@0", {**query, "k": 5}, "search/sparse")  # a replica: unweighted
+    assert local and all(not math.isclose(h["score"], whole[h["id"]], rel_tol=1e-4) for h in local)
+    got = cluster.rest(2).search_sparse(name, "idf", query["indices"], query["values"], k=ROWS)
+    assert [h["id"] for h in got] == list(whole)
+    for hit in got:
+        assert math.isclose(hit["score"], whole[hit["id"]], rel_tol=1e-5)
+    with pytest.raises(urllib.error.HTTPError) as refused:  # a public caller naming a collection: 400
+        post(rest[cluster.doc["nodes"][1]["id"]], name, {**query, "corpus_stats": True}, "search/sparse")
+    assert refused.value.code == 400 and "shard addresses" in refused.value.read().decode()
 
 
 def test_corpus_stats_is_refused_on_a_collection_name(cluster: DevCluster) -> None:
@@ -372,8 +401,8 @@ def test_an_unknown_example_id_names_it(cluster: DevCluster) -> None:
             client.recommend("q_cosine", ["r1"], ["nope"], k=3)
 
 
-def post(rest: str, collection: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(f"{rest}/collections/{collection}/search_text", json.dumps(body).encode(),
+def post(rest: str, collection: str, body: dict[str, Any], route: str = "search_text") -> Any:
+    request = urllib.request.Request(f"{rest}/collections/{collection}/{route}", json.dumps(body).encode(),
                                      method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as answer:
         return json.loads(answer.read())["data"]

@@ -80,6 +80,16 @@ def brute(name: str, indices: list[int], values: list[float], k: int, flt: dict[
     return scored[:k]
 
 
+def idf_weighted(name: str, indices: list[int], values: list[float]) -> list[float]:
+    """The query values times their IDF among the records carrying ``name`` (storage/sparse_search.py)."""
+    carried = [r["sparse_vectors"][name] for r in RECORDS if name in r.get("sparse_vectors", {})]
+    out = []
+    for i, v in zip(indices, values, strict=True):
+        n = sum(1 for vec in carried if i in vec["indices"])
+        out.append(v * math.log1p((len(carried) - n + 0.5) / (n + 0.5)))
+    return out
+
+
 def same_hits(hits: list[dict[str, Any]], want: list[tuple[str, float]], where: str) -> None:
     assert [h["id"] for h in hits] == [i for i, _ in want], where
     for hit, (_, score) in zip(hits, want, strict=True):
@@ -194,6 +204,17 @@ async def _scenario(kind: str, daemon: Daemon, tmp_path: Path) -> None:
         assert 0 < len(three) <= 5 and all(h["metadata"]["group"] == "even" for h in three)
         old_style = await maybe(db.hybrid_search(name, RECORDS[1]["vector"], "forest", 3))  # vector + text
         assert len(old_style) == 3
+
+        # the "idf" modifier: set by an update, refused when unknown, weighs by every record carrying "title"
+        message = await raises(ValidationError, lambda: db.update_collection(
+            name, sparse_vectors={"kw": {}, "title": {"modifier": "bm42"}}))
+        assert "modifier must be one of 'none', 'idf'" in message, message
+        info = await maybe(db.update_collection(name, sparse_vectors={"kw": {}, "title": {"modifier": "idf"}}))
+        assert info["sparse_vectors"]["title"] == {"modifier": "idf"}
+        q_idx, q_val = [2, 7, 19, 33], [2.0, 1.0, 0.5, 1.25]
+        hits = await maybe(db.search_sparse(name, "title", q_idx, q_val, 6))
+        same_hits(hits, brute("title", q_idx, idf_weighted("title", q_idx, q_val), 6), f"{kind} idf")
+        await maybe(db.update_collection(name, sparse_vectors={"kw": {}, "title": {}}))
 
         for call, word in BAD_SEARCHES:
             message = await raises(ValidationError, lambda call=call: call(db, name))

@@ -41,7 +41,7 @@ def test_a_replica_applies_an_entry_naming_a_sparse_vector_it_has_not_declared_y
 def test_a_replica_searches_a_sparse_name_its_settings_do_not_have_yet(tmp_path: Path) -> None:
     """A cluster node checks a search's sparse name against the collection's map; a replica's settings learn a
     name that update_collection added on another node only at that replica's next sync. A replica
-    (``check_sparse_names`` False, as cluster/node.py makes each) searches the name as it is, finding the rows
+    (``is_shard_replica``, as cluster/node.py makes each) searches the name as it is, finding the rows
     that carry it; a collection of its own refuses a name it does not declare."""
     engine = Engine.open(tmp_path, log_of_record="external")
     engine.create_collection("c.s0", 2, sparse_vectors={"t": {}})
@@ -50,7 +50,7 @@ def test_a_replica_searches_a_sparse_name_its_settings_do_not_have_yet(tmp_path:
     assert col.apply_log_entry(1, entry, T0).outcome == "applied"
     with pytest.raises(ValidationError, match="unknown sparse vector 'u'"):
         col.search_sparse("u", [2], [1.0], 5)
-    col.check_sparse_names = False
+    col.is_shard_replica = True
     assert [h["id"] for h in col.search_sparse("u", [2], [1.0], 5)] == ["b"]
     assert col.search_sparse("v", [2], [1.0], 5) == []  # a name no row carries: no hit
     col.flush()

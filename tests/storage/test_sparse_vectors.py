@@ -4,6 +4,7 @@ across memtable, segments, deletes, upserts, compaction, a damaged sparse.idx an
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import fastavro
@@ -71,9 +72,16 @@ def test_bad_insert_changes_nothing(tmp_path: Path) -> None:
             col.search_sparse("zz", [1], [1.0])
 
 
-def _brute(rows: dict, query: tuple, flt_ok: dict) -> list[float]:
+def _brute(rows: dict, query: tuple, flt_ok: dict, modifier: str = "none") -> list[float]:
+    """The scores of the hits, best first; with "idf", each query value times its index's IDF among the
+    rows carrying a vector (BM25's formula, every row: ``flt_ok`` does not change the weights)."""
     qi, qv = query
     q = dict(zip(qi, qv, strict=True))
+    if modifier == "idf":
+        carried = [dict(zip(*vec, strict=True)) for vec in rows.values() if vec[0]]
+        for i in q:
+            n = sum(1 for vec in carried if vec.get(i, 0.0) != 0.0)
+            q[i] *= math.log1p((len(carried) - n + 0.5) / (n + 0.5))
     scores = []
     for id_, (idx, val) in rows.items():
         if not flt_ok[id_] or not set(idx) & set(q):
@@ -88,26 +96,28 @@ def _vec(rng: np.random.Generator) -> tuple[list[int], list[float]]:
     return idx, rng.standard_normal(nnz).round(3).tolist()
 
 
-def _check(col, model: dict, groups: dict, rng: np.random.Generator) -> None:
+def _check(col, model: dict, groups: dict, rng: np.random.Generator, modifier: str = "none") -> None:
     for _ in range(4):
         qi, qv = _vec(rng)
         if not qi:
             continue
         for flt, ok in ((None, dict.fromkeys(model, True)), ({"g": 1}, {i: groups[i] == 1 for i in model})):
             got = [h["score"] for h in col.search_sparse("t", qi, qv, k=7, filter=flt)]
-            want = _brute(model, (qi, qv), ok)[:7]
+            want = _brute(model, (qi, qv), ok, modifier)[:7]
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-@settings(max_examples=8, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 10_000))
-def test_search_sparse_equals_brute_force(tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), modifier=st.sampled_from(["none", "idf"]))
+def test_search_sparse_equals_brute_force(tmp_path_factory: pytest.TempPathFactory, seed: int, modifier: str) -> None:
+    """With either modifier; "idf" weighs by the live rows of the whole collection (every part, deletes
+    counted, the filter not), so its scores match the model's after flushes, compaction and a reopen."""
     rng = np.random.default_rng(seed)
     path = tmp_path_factory.mktemp("sparse")
     model: dict[str, tuple[list[int], list[float]]] = {}
     groups: dict[str, int] = {}
     with Engine.open(path, auto_compact=False) as engine:
-        engine.create_collection("c", dimension=2, sparse_vectors={"t": {}})
+        engine.create_collection("c", dimension=2, sparse_vectors={"t": {"modifier": modifier}})
         col = engine.collection("c")
         for step in range(4):
             recs = []
@@ -128,17 +138,17 @@ def test_search_sparse_equals_brute_force(tmp_path_factory: pytest.TempPathFacto
             col.delete(dead)
             for i in dead:
                 del model[i]
-            _check(col, model, groups, rng)
+            _check(col, model, groups, rng, modifier)
             if step % 2 == 0:
                 col.flush()
-                _check(col, model, groups, rng)
+                _check(col, model, groups, rng, modifier)
         col.compact()
-        _check(col, model, groups, rng)
+        _check(col, model, groups, rng, modifier)
         seg = col.segments[0].path
     (seg / FILE_NAME).write_bytes(b"damaged")
     with Engine.open(path) as engine:
         col = engine.collection("c")
-        _check(col, model, groups, rng)
+        _check(col, model, groups, rng, modifier)
         for id_, (idx, _val) in list(model.items())[:5]:
             rec = col.get(id_)
             if idx:
@@ -146,3 +156,66 @@ def test_search_sparse_equals_brute_force(tmp_path_factory: pytest.TempPathFacto
             else:
                 assert "sparse_vectors" not in rec
     assert (seg / FILE_NAME).read_bytes() != b"damaged"
+
+
+def test_the_idf_modifier_can_change_and_weighs_by_the_whole_collection(tmp_path: Path) -> None:
+    """An update switches the modifier (nothing stored changes) and it holds after a reopen; a bad one is
+    refused and changes nothing; a shard replica weighs only with the statistics it is given."""
+    rows = {"a": ([1, 2], [1.0, 1.0]), "b": ([1], [1.0]), "c": ([1, 3], [1.0, 0.0]), "d": ([3], [2.0])}
+    with Engine.open(tmp_path) as engine:
+        engine.create_collection("c", dimension=1, sparse_vectors={"t": {}})
+        col = engine.collection("c")
+        col.insert([{"id": i, "vector": [1.0], "sparse_vectors": {"t": {"indices": v[0], "values": v[1]}}}
+                    for i, v in rows.items()] + [{"id": "e", "vector": [1.0]}])
+        plain = {h["id"]: h["score"] for h in col.search_sparse("t", [1, 2, 3], [1.0, 1.0, 1.0], k=10)}
+        assert plain == {"a": 2.0, "b": 1.0, "c": 1.0, "d": 2.0}
+        with pytest.raises(ValidationError, match="modifier must be one of 'none', 'idf', not 'bm25'"):
+            engine.update_collection("c", sparse_vectors={"t": {"modifier": "bm25"}})
+        assert engine.collection("c").config.sparse_vectors == {"t": {"modifier": "none"}}
+        engine.update_collection("c", sparse_vectors={"t": {"modifier": "idf"}})
+        col = engine.collection("c")
+        stats = col.sparse_stats("t", [1, 2, 3], [1.0, 1.0, 1.0])
+        # 4 rows carry "t" ("e" has none); index 3's value on "c" is 0, so only "d" counts for it
+        assert (stats.rows, stats.total_terms, stats.df) == (4, 6.0, {"1": 3, "2": 1, "3": 1})
+        w = {i: math.log1p((4 - n + 0.5) / (n + 0.5)) for i, n in ((1, 3), (2, 1), (3, 1))}
+        want = {"a": w[1] + w[2], "b": w[1], "c": w[1], "d": 2 * w[3]}
+        got = {h["id"]: h["score"] for h in col.search_sparse("t", [1, 2, 3], [1.0, 1.0, 1.0], k=10)}
+        assert got == pytest.approx(want, rel=1e-6)
+        col.delete(["d"])  # the weights follow the live rows
+        stats = col.sparse_stats("t", [3], [1.0])
+        assert (stats.rows, stats.df) == (3, {"3": 0})
+    with Engine.open(tmp_path) as engine:
+        col = engine.collection("c")
+        assert col.config.sparse_vectors == {"t": {"modifier": "idf"}}
+        w1 = math.log1p((3 - 3 + 0.5) / 3.5)
+        assert col.search_sparse("t", [1], [1.0], k=1)[0]["score"] == pytest.approx(w1, rel=1e-6)
+        col.is_shard_replica = True  # as cluster/node.py makes a replica: weighs only with given statistics
+        assert col.search_sparse("t", [1], [1.0], k=1)[0]["score"] == 1.0
+        given = col.sparse_stats("t", [1], [1.0])
+        assert col.search_sparse("t", [1], [1.0], k=1, stats=given)[0]["score"] == pytest.approx(w1, rel=1e-6)
+
+
+def test_idf_statistics_of_a_segment_follow_its_deletes(tmp_path: Path) -> None:
+    """A segment's counts are kept between searches (read off the postings while no row is deleted): a
+    delete, or a row of a later flush, shows in the next statistics and scores."""
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        engine.create_collection("c", dimension=1, sparse_vectors={"t": {"modifier": "idf"}})
+        col = engine.collection("c")
+        vec = {"a": ([1, 2], [1.0, 2.0]), "b": ([1], [3.0]), "c": ([2, 5], [1.0, 1.0])}
+        col.insert([{"id": i, "vector": [1.0], "sparse_vectors": {"t": {"indices": v[0], "values": v[1]}}}
+                    for i, v in vec.items()])
+        col.flush()
+        for _ in range(2):  # the second time from the kept counts
+            stats = col.sparse_stats("t", [1, 2, 5], [1.0, 1.0, 1.0])
+            assert (stats.rows, stats.total_terms, stats.df) == (3, 5.0, {"1": 2, "2": 2, "5": 1})
+        col.delete(["a"])
+        stats = col.sparse_stats("t", [1, 2, 5], [1.0, 1.0, 1.0])
+        assert (stats.rows, stats.total_terms, stats.df) == (2, 3.0, {"1": 1, "2": 1, "5": 1})
+        col.insert([{"id": "d", "vector": [1.0], "sparse_vectors": {"t": {"indices": [5], "values": [2.0]}}}])
+        col.flush()
+        assert len(col.segments) == 2
+        stats = col.sparse_stats("t", [1, 2, 5], [1.0, 1.0, 1.0])
+        assert (stats.rows, stats.total_terms, stats.df) == (3, 4.0, {"1": 1, "2": 1, "5": 2})
+        w5 = math.log1p((3 - 2 + 0.5) / 2.5)
+        assert [(h["id"], h["score"]) for h in col.search_sparse("t", [5], [1.0])] == [
+            ("d", pytest.approx(2 * w5)), ("c", pytest.approx(w5))]

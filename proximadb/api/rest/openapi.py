@@ -102,10 +102,12 @@ _TIME = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_US}  # storag
 # named sparse vectors (storage/catalog.py declares them; storage/sparse_column.py states the rules)
 _SPARSE_NAME = {"type": "string", "pattern": f"^{SPARSE_NAME_PATTERN.strip('^$')}$"}
 _SPARSE_DECLARED = {"type": "object", "propertyNames": _SPARSE_NAME, "description": "the sparse vectors records "
-                    "may carry, by name: {name: {}} (settings reserved: modifier \"none\"); names can be added, "
-                    "not removed",
+                    "may carry, by name: {name: {modifier?}} (modifier \"idf\": a search weighs each query value "
+                    "by its index's IDF among the live records carrying the name); names can be added, not "
+                    "removed; a modifier can change",
                     "additionalProperties": {"type": "object", "additionalProperties": False,
-                                             "properties": {"modifier": {"enum": ["none"]}}}}
+                                             "properties": {"modifier": {"enum": ["none", "idf"],
+                                                                         "default": "none"}}}}
 _SPARSE_QUERY = {
     "name": {**_SPARSE_NAME, "description": "a sparse vector name the collection declares"},
     "indices": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},

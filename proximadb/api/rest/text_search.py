@@ -58,7 +58,10 @@ class SearchSparseResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         request = SearchSparse.from_json(_json_body(req, self.service, "search_sparse"))
-        send(resp, self.service.search_sparse(collection, request))
+        if request.corpus_stats is True:  # the cluster's fan-out asks a shard's statistics (cluster/queries.py)
+            send(resp, self.service.sparse_stats(collection, request))
+        else:
+            send(resp, self.service.search_sparse(collection, request))
 
 
 class SearchGroupsResource:
