@@ -25,9 +25,10 @@ from proximadb import deadline
 from proximadb.filters import Filter
 from proximadb.index import distance
 from proximadb.storage import expiry, filter_plan, memtable_index, segment_index
-from proximadb.storage.collection_state import CollectionState
+from proximadb.storage.collection_state import CollectionState, KernelMetric
 from proximadb.storage.filter_cache import PlanCache
 from proximadb.storage.operations import NO_EXPIRY
+from proximadb.storage.segment import Segment
 
 
 class SearchPath(CollectionState):
@@ -109,7 +110,9 @@ class SearchPath(CollectionState):
             else:
                 parts.append(self._planned(base, snap, plan, snap.alive, now))
         m = len(queries)
-        cand: list[tuple[np.ndarray, np.ndarray, Any]] = []
+        # per part: (m, width) rows and distances, the owner, and for an exact part its search again for
+        # one query and a wider k with the most it can return (ties at the cut: :meth:`_cut_by_id`)
+        cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]] = []
         for p_idx, (base, owner, rows, mask, count) in enumerate(parts):
             if base.shape[0] == 0 or (rows is not None and rows.shape[0] == 0):
                 continue
@@ -117,33 +120,45 @@ class SearchPath(CollectionState):
                 deadline.check(f"searching collection {self.config.name!r} ({p_idx} of {len(parts)} parts done)")
             index = getattr(owner, "index", None)
             graph = getattr(owner, "graph", None)  # a memtable snapshot's graph (memtable_index.py)
+            # an exact scan of a memtable (rows in insertion order) gives one more, to show a tie at its cut
+            width = k if isinstance(owner, Segment) else k + 1
             if rows is not None:  # the planner's exact path: only the matching rows, gathered
-                idx, dist = distance.topk_rows_batch(queries, base, rows, k, self._metric,
+                idx, dist = distance.topk_rows_batch(queries, base, rows, width, self._metric,
                                                      threads=None if m >= 4 else 1)
+                again: Again | None = Again(self._metric, queries, base, rows, None)
             elif graph is not None and not exact:  # the graph's rows walked, the rows it lacks scanned
-                cand.extend((i, d, owner) for i, d in memtable_index.search(graph, base, queries, k, mask, ef,
-                                                                            self._topk))
+                cand.extend((i, d, owner, None) for i, d in memtable_index.search(graph, base, queries, k, mask, ef,
+                                                                                  self._topk))
                 continue
             elif index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling, count)
+                again = None
             else:
-                idx, dist = self._topk(queries, base, k, mask)
-            cand.append((idx, dist, owner))
+                idx, dist = self._topk(queries, base, width, mask)
+                again = Again(self._metric, queries, base, None, mask)
+            cand.append((idx, dist, owner, again))
         if not cand:
             return [[] for _ in range(m)]
-        if len(cand) == 1:  # one part's lists are already best first
-            all_row, all_d, owner = cand[0]
+        if len(cand) == 1 and isinstance(cand[0][2], Segment):  # its lists are best first, ties by row = by id
+            all_row, all_d, owner, _ = cand[0]
             return [[self._hit(owner, int(r), float(d), include_vectors, include_metadata)
                      for r, d in zip(all_row[qi].tolist(), all_d[qi].tolist(), strict=True) if r >= 0][:k]
                     for qi in range(m)]
         all_d = np.concatenate([c[1] for c in cand], axis=1)
         all_row = np.concatenate([c[0] for c in cand], axis=1)
         all_src = np.concatenate([np.full(c[0].shape, i, dtype=np.int32) for i, c in enumerate(cand)], axis=1)
-        order = np.argsort(all_d, axis=1, kind="stable")[:, :k]
+        order = np.argsort(all_d, axis=1, kind="stable")[:, : k + 1]
+        top = np.take_along_axis(all_d, order, axis=1)
+        tied = ((top[:, 1:] == top[:, :-1]) & np.isfinite(top[:, 1:])).any(axis=1)
         results = []
         for qi in range(m):
+            if tied[qi]:  # equal distances among the best k + 1: ordered and cut by id
+                kth = float(top[qi, k - 1]) if top.shape[1] >= k else math.inf
+                results.append([self._hit(owner, row, d, include_vectors, include_metadata)
+                                for d, _, owner, row in _cut_by_id(cand, qi, k, kth)])
+                continue
             hits = []
-            for j in order[qi]:
+            for j in order[qi, :k]:
                 row = int(all_row[qi, j])
                 if row < 0:
                     break
@@ -240,3 +255,49 @@ def _rescored_k(index: Any, k: int, oversampling: float | None) -> int:
     if oversampling is None or own is None or not getattr(index, "rescore", False) or oversampling <= own:
         return k
     return max(k, math.ceil(k * oversampling / own - 1e-9))
+
+
+class Again:
+    """An exact part's scan again for one query with a wider k: (rows, distances) best first, ties to the
+    smaller row, without padding; ``limit`` is the most it can return (its rows)."""
+
+    __slots__ = ("base", "mask", "metric", "queries", "rows")
+
+    def __init__(self, metric: KernelMetric, queries: np.ndarray, base: np.ndarray, rows: np.ndarray | None,
+                 mask: np.ndarray | None) -> None:
+        self.metric, self.queries, self.base, self.rows, self.mask = metric, queries, base, rows, mask
+
+    @property
+    def limit(self) -> int:
+        return int(self.base.shape[0] if self.rows is None else self.rows.shape[0])
+
+    def __call__(self, qi: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.rows is not None:
+            idx, dist = distance.topk_rows_batch(self.queries[qi : qi + 1], self.base, self.rows, k, self.metric,
+                                                 threads=1)
+            found = idx[0] >= 0
+            return idx[0][found], dist[0][found]
+        rows, dist = distance.topk(self.queries[qi], self.base, k, self.metric, mask=self.mask)
+        return rows.astype(np.int64, copy=False), dist
+
+
+def _cut_by_id(cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], qi: int, k: int,
+               kth: float) -> list[tuple[float, str, Any, int]]:
+    """Query ``qi``'s best ``k`` by (distance, id) when equal distances are among its best k + 1: every
+    part's candidates at most ``kth`` (the k-th best distance), an exact part's widened (asked again for
+    4x as many) while its last one is not beyond ``kth`` (a row it left out may tie), then sorted by
+    (distance, id). An approximate part (a graph or IVF) adds what it found. As (distance, id, owner, row)."""
+    pool: list[tuple[float, str, Any, int]] = []
+    for idx, dist, owner, again in cand:
+        rows, d = idx[qi], dist[qi]
+        width = rows.shape[0]
+        # full (no padding, as many as asked) and its last not beyond the k-th: a row it left out may tie
+        while (again is not None and width < again.limit and rows.shape[0] == width and width
+               and rows[-1] >= 0 and d[-1] <= kth):
+            width = min(4 * width, again.limit)
+            rows, d = again(qi, width)
+        ids = owner.ids
+        pool.extend((float(x), ids[int(r)], owner, int(r)) for r, x in zip(rows.tolist(), d.tolist(), strict=True)
+                    if r >= 0 and x <= kth)
+    pool.sort(key=lambda hit: (hit[0], hit[1]))
+    return pool[:k]

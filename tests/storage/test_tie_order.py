@@ -109,3 +109,79 @@ def test_many_ties_in_the_memtable_widen_the_cut(tmp_path: Path) -> None:
         for k in (1, 5, 64, 399, 400):
             _check(col, rows, k)
             assert [h["id"] for h in col.search_sparse("t", [1], [1.0], k=k)] == sorted(rows)[:k]
+
+
+# Dense vectors: a few small-integer vectors, so every squared distance and inner product is exact in float32
+DENSE = [[1, 0, 0, 0], [1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [2, 0, 0, 1], [0, 0, 0, 1]]
+DENSE_QUERY = [1.0, 1.0, 0.0, 0.0]
+
+
+def _dense_want(rows: dict[str, int], k: int, allowed: set[str] | None, metric: str) -> list[str]:
+    q = np.asarray(DENSE_QUERY)
+    def dist(v: int) -> float:
+        x = np.asarray(DENSE[v], dtype=np.float64)
+        return float(((x - q) ** 2).sum()) if metric == "euclidean" else -float(x @ q)
+    keep = [i for i in rows if allowed is None or i in allowed]
+    return sorted(keep, key=lambda i: (dist(rows[i]), i))[:k]
+
+
+def _check_dense(col: Any, rows: dict[str, int], k: int, metric: str) -> None:
+    """The exact dense search (a flat collection, or exact=True) cuts and orders equal distances by id,
+    alone and in a batch (m >= 4 takes the batch kernels), with a filter (the planner's rows) and without."""
+    for flt, allowed in ((None, None), ({"g": 1}, {i for i in rows if int(i) % 3 == 1})):
+        want = _dense_want(rows, k, allowed, metric)
+        assert [h["id"] for h in col.search(DENSE_QUERY, k, filter=flt, exact=True)] == want
+        batch = col.search_batch([DENSE_QUERY] * 4, k, filter=flt, exact=True)
+        assert all([h["id"] for h in hits] == want for hits in batch)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 120), k=st.integers(1, 12), flushed=st.floats(0, 1),
+       metric=st.sampled_from(["euclidean", "dot_product"]), deleted=st.floats(0, 0.3))
+def test_dense_exact_ties_come_by_id(tmp_path_factory: pytest.TempPathFactory, seed: int, n: int, k: int,
+                                     flushed: float, metric: str, deleted: float) -> None:
+    """Exact dense search (memtable scan, segment scan, the planner's rows, deleted rows masked) gives the
+    reference's top k by (distance, id) before a flush, after it, after a reopen and after a compaction."""
+    rng = np.random.default_rng(seed)
+    order = [str(i) for i in rng.permutation(n).tolist()]
+    rows = {i: int(rng.choice(len(DENSE), p=WEIGHTS)) for i in order}
+    first = int(flushed * n)
+    path = tmp_path_factory.mktemp("dense-ties")
+
+    def records(ids: list[str]) -> list[dict[str, Any]]:
+        return [{"id": i, "vector": DENSE[rows[i]], "metadata": {"g": int(i) % 3}} for i in ids]
+
+    with Engine.open(path, fsync="never", auto_compact=False) as engine:
+        engine.create_collection("c", dimension=4, distance_metric=metric)
+        col = engine.collection("c")
+        if first:
+            col.upsert(records(order[:first]))
+            col.flush()
+        for start in range(first, n, 17):
+            col.upsert(records(order[start:start + 17]))
+        gone = [i for i in order if rng.random() < deleted]
+        col.delete(gone)
+        for i in gone:
+            del rows[i]
+        _check_dense(col, rows, k, metric)
+    with Engine.open(path, fsync="never", auto_compact=False) as engine:
+        col = engine.collection("c")
+        _check_dense(col, rows, k, metric)
+        col.flush()
+        _check_dense(col, rows, k, metric)
+        col.compact()
+        _check_dense(col, rows, k, metric)
+
+
+def test_many_equal_vectors_in_the_memtable_widen_the_cut(tmp_path: Path) -> None:
+    """300 equal vectors in the memtable and 100 in a segment, ids interleaved: every k gives the smallest ids."""
+    ids = [str(i) for i in range(400)]
+    with Engine.open(tmp_path, fsync="never", auto_compact=False) as engine:
+        engine.create_collection("c", dimension=4, distance_metric="euclidean")
+        col = engine.collection("c")
+        col.upsert([{"id": i, "vector": DENSE[1]} for i in ids[::4]])
+        col.flush()
+        col.upsert([{"id": i, "vector": DENSE[1]} for i in reversed(ids) if int(i) % 4])
+        for k in (1, 5, 64, 399, 400):
+            assert [h["id"] for h in col.search(DENSE_QUERY, k)] == sorted(ids)[:k]
