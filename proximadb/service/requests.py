@@ -395,14 +395,14 @@ class SearchText:
 
 
 def _corpus_stats(body: Any) -> tuple[Any, CorpusStats | bool | None]:
-    """``body`` without its ``corpus_stats`` field, and that field (None, True or a CorpusStats): a cluster's
-    fan-out to a shard address only (cluster/queries.py; the service refuses it elsewhere), so not listed
-    among a body's public keys."""
+    """``body`` without its ``corpus_stats`` field, and that field (None, also for null; True; or a
+    CorpusStats): a cluster's fan-out to a shard address only (cluster/queries.py; the service refuses it
+    elsewhere), so not listed among a body's public keys."""
     if not isinstance(body, Mapping) or "corpus_stats" not in body:
         return body, None
     stats = body["corpus_stats"]
     rest = {key: value for key, value in body.items() if key != "corpus_stats"}
-    return rest, stats if stats is True else CorpusStats.from_json(stats)
+    return rest, stats if stats is None or stats is True else CorpusStats.from_json(stats)
 
 
 def _corpus_stats_json(stats: CorpusStats | bool) -> Any:

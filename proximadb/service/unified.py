@@ -370,7 +370,7 @@ class UnifiedAvroService:
 
     def sparse_stats(self, collection: str, req: SearchSparse) -> dict[str, Any]:
         """A cluster shard's statistics of a sparse query's indices (``corpus_stats: true`` on a shard
-        address): ``{rows, total_terms, df}`` (storage/sparse_search.py's sparse_corpus_stats)."""
+        address): ``{rows, total_terms, df}`` (storage/sparse_search.py's _sparse_corpus_stats)."""
         self._shard_address_only(collection)
         stats: dict[str, Any] = self.engine.collection(collection).sparse_stats(
             req.name, req.indices, req.values).to_json()

@@ -30,6 +30,7 @@ added up, then every shard scores with the sums (``stats``; cluster/queries.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -41,12 +42,24 @@ from proximadb.storage import expiry
 from proximadb.storage.memtable_kept import MemtableKept
 from proximadb.storage.part_hits import part_best
 from proximadb.storage.query_shapes import check_score_threshold
-from proximadb.storage.segment import Segment
 from proximadb.storage.sparse_column import check_vector
 from proximadb.storage.sparse_index_file import SparseIndex
 from proximadb.storage.text_search import TextSearchPath
 from proximadb.storage.validation import check_k
 from proximadb.text.bm25 import CorpusStats, idf
+
+
+@dataclass(frozen=True, slots=True)
+class SparsePart:
+    """One part of a sparse search: a segment or a memtable snapshot holding vectors of the name."""
+
+    owner: Any
+    index: SparseIndex
+    alive: np.ndarray  # bool per row: not deleted nor expired now
+    allowed: np.ndarray  # bool per row: alive and matching the filter
+    # a segment none of whose rows expires: the deletions array ``alive`` was made from (the key of its kept
+    # counts, Segment.alive(): the same object until its next delete); None otherwise
+    deletions: np.ndarray | None
 
 
 class SparseSearchPath(TextSearchPath):
@@ -94,18 +107,19 @@ class SparseSearchPath(TextSearchPath):
         q_indices, _ = check_vector(indices, values, f"the query of sparse vector {name!r}")
         return self._sparse_corpus_stats(name, self._sparse_parts(name, None), q_indices)
 
-    def _sparse_parts(self, name: str, flt: Filter | None) -> list[tuple[Any, SparseIndex, np.ndarray, np.ndarray]]:
-        """Per part holding vectors of ``name`` (segments, then the sealed memtables and the memtable):
-        owner, index, alive (bool), allowed (bool: alive and matching ``flt``)."""
+    def _sparse_parts(self, name: str, flt: Filter | None) -> list[SparsePart]:
+        """Per part holding vectors of ``name`` (segments, then the sealed memtables and the memtable)."""
         now, segments, fresh = self._snapshot(flt)
-        parts: list[tuple[Any, SparseIndex, np.ndarray, np.ndarray]] = []
+        parts: list[SparsePart] = []
         for seg in segments:
             index = seg.sparse.get(name)
             if index is None:
                 continue
-            alive = expiry.alive_mask(seg.alive(), seg.expires_at, now).astype(bool)
+            deletions = seg.alive()  # read once: the same array until the segment's next delete
+            alive = expiry.alive_mask(deletions, seg.expires_at, now).astype(bool)
             plan = None if flt is None else self._plan(flt, seg.payload, seg.rows, False, seg.plan_cache)
-            parts.append((seg, index, alive, self._allowed(alive, plan)))
+            parts.append(SparsePart(seg, index, alive, self._allowed(alive, plan),
+                                    deletions if seg.expires_at is None else None))
         kept: MemtableKept[SparseIndex] = self.__dict__.setdefault("_memtable_sparse", MemtableKept())
         kept.keep_only(snap for snap, _ in fresh)
         for snap, plan in fresh:
@@ -115,7 +129,7 @@ class SparseSearchPath(TextSearchPath):
             alive = expiry.alive_mask(snap.alive, snap.expires_at, now).astype(bool)
             # kept until the memtable has more rows (its sparse vectors are only appended)
             index = kept.get(snap, name, snap.rows, partial(SparseIndex.build, column))
-            parts.append((snap, index, alive, self._allowed(alive, plan)))
+            parts.append(SparsePart(snap, index, alive, self._allowed(alive, plan), None))
         return parts
 
     def _search_sparse(self, name: str, indices: np.ndarray, values: np.ndarray, k: int, flt: Filter | None,
@@ -129,23 +143,24 @@ class SparseSearchPath(TextSearchPath):
                 stats = self._sparse_corpus_stats(name, parts, indices)  # of alive rows, whatever the filter
             values = values * idf_weights(stats, indices)
         scored: list[tuple[float, str, Any, int]] = []
-        for owner, index, _, allowed in parts:
-            self._score_part(scored, owner, index, allowed, indices, values, k)
+        for part in parts:
+            self._score_part(scored, part.owner, part.index, part.allowed, indices, values, k)
         scored.sort(key=lambda hit: (-hit[0], hit[1]))
         return [self._text_hit(owner, row, score, include_metadata) for score, _, owner, row in scored[:k]]
 
-    def _sparse_corpus_stats(self, name: str, parts: list[tuple[Any, SparseIndex, np.ndarray, np.ndarray]],
-                             indices: np.ndarray) -> CorpusStats:
-        """The live statistics of ``parts`` (owner, index, alive, allowed) for the query ``indices``, as BM25's
+    def _sparse_corpus_stats(self, name: str, parts: list[SparsePart], indices: np.ndarray) -> CorpusStats:
+        """The live statistics of ``parts`` for the query ``indices``, as BM25's
         :class:`~proximadb.text.bm25.CorpusStats`: ``rows``, the alive rows carrying the vector;
-        ``total_terms``, their non-zeros; ``df``, per query index (its decimal string), the alive rows whose
-        value there is not 0. A segment's counts are kept until its next delete when no row of it expires,
-        and when none is deleted and no stored value is 0 its df is read off the postings' bounds, so a
-        query costs O(query indices) there (O(rows) in the memtable and in expiring segments)."""
+        ``total_terms``, their stored entries; ``df``, per query index (its decimal string), the alive rows
+        whose value there is not 0. A segment none of whose rows expires keeps its counts until its next
+        delete, and while none of its rows is deleted and no stored value is 0 its df is read off the
+        postings' bounds, so a query costs O(query indices) there (O(rows) in the memtable and in
+        expiring segments)."""
         rows, total = 0, 0.0
         df = np.zeros(indices.shape[0], np.int64)
-        for owner, index, alive, _ in parts:
-            carried, nnz, whole = self._sparse_live(owner, name, index, alive)
+        for part in parts:
+            index, alive = part.index, part.alive
+            carried, nnz, whole = self._sparse_live(part, name)
             rows += carried
             total += nnz
             inverted, dims = index.index, index.dims
@@ -161,26 +176,28 @@ class SparseSearchPath(TextSearchPath):
                 df[q] += int((alive[inverted.post_row[lo:hi]] & (inverted.post_value[lo:hi] != 0)).sum())
         return CorpusStats(rows, total, dict(zip((str(i) for i in indices.tolist()), df.tolist(), strict=True)))
 
-    def _sparse_live(self, owner: Any, name: str, index: SparseIndex, alive: np.ndarray) -> tuple[int, float, bool]:
-        """(alive rows carrying a vector, their non-zeros, whether every posting counts in df: no row deleted
-        or expired, no value 0) of one part; kept per segment and name while its deletions are unchanged
-        when none of its rows expires."""
+    def _sparse_live(self, part: SparsePart, name: str) -> tuple[int, float, bool]:
+        """(alive rows carrying a vector, their stored entries, whether every posting counts in df: no row
+        deleted or expired, no value 0) of one part; kept per segment and name, under the deletions array
+        the part's alive mask was made from (``part.deletions``), while no row of it expires."""
+        index, alive = part.index, part.alive
+
         def counts() -> tuple[int, float, bool]:
             carried = alive & (index.index.row_length > 0)
             whole = bool(alive.all()) and bool(index.index.post_value.all())
             return int(carried.sum()), float(index.index.row_length[carried].sum()), whole
 
-        if not isinstance(owner, Segment) or owner.expires_at is not None:
+        if part.deletions is None:
             return counts()
         cache: dict[tuple[int, str], tuple[Any, SparseIndex, tuple[int, float, bool]]] = \
             self.__dict__.setdefault("_sparse_live_counts", {})
-        mask = owner.alive()  # the same array until the segment's next delete
-        found = cache.get((owner.id, name))
-        if found is None or found[0] is not mask or found[1] is not index:
+        key = (part.owner.id, name)
+        found = cache.get(key)
+        if found is None or found[0] is not part.deletions or found[1] is not index:
             live = {s.id for s in self.segments}  # type: ignore[attr-defined]
-            for old in [key for key in cache if key[0] not in live]:  # segments compacted away
-                del cache[old]
-            found = cache[(owner.id, name)] = (mask, index, counts())
+            for old in [k for k in list(cache) if k[0] not in live]:  # segments compacted away
+                cache.pop(old, None)
+            found = cache[key] = (part.deletions, index, counts())
         return found[2]
 
     @staticmethod

@@ -92,8 +92,8 @@ class TextSearchPath(SearchPath):
         if found is None:
             found = self._load_or_build(seg, analyzer, saved=analyzer == self.collection_analyzer())
             live = {s.id for s in self.segments}
-            for old in [k for k in cache if k[0] not in live]:  # segments compacted away
-                del cache[old]
+            for old in [k for k in list(cache) if k[0] not in live]:  # segments compacted away
+                cache.pop(old, None)  # (a concurrent search may prune too)
             cache[key] = found
         return found
 
@@ -125,8 +125,9 @@ class TextSearchPath(SearchPath):
         if found is None or found[0] is not mask or found[1] is not index:
             alive = mask.astype(bool)
             found = (mask, index, alive, int(alive.sum()), float(index.index.row_length[alive].sum()))
-            for old in [i for i in cache if i not in {s.id for s in self.segments}]:
-                del cache[old]
+            live_ids = {s.id for s in self.segments}
+            for old in [i for i in list(cache) if i not in live_ids]:
+                cache.pop(old, None)
             cache[seg.id] = found
         return found[2], found[3], found[4]
 

@@ -68,6 +68,9 @@ class CorpusStats:
                 or not math.isfinite(total) or total < 0 or not isinstance(df, dict)
                 or not all(isinstance(t, str) and count(n) for t, n in df.items())):
             raise ValidationError(f"{shape}, not {value!r}")
+        over = [t for t, n in df.items() if n > value["rows"]]
+        if over:  # a term in more rows than there are would weigh below zero
+            raise ValidationError(f"{what}: df of {over[0]!r} ({df[over[0]]}) is above rows ({value['rows']})")
         return CorpusStats(value["rows"], float(total), dict(df))
 
     @staticmethod

@@ -18,6 +18,8 @@ from proximadb.service.requests import (
     PutVector,
     Scroll,
     SearchParams,
+    SearchSparse,
+    SearchText,
     UpdateCollection,
     UpdateMetadata,
 )
@@ -75,3 +77,17 @@ def test_grpc_and_rest_build_the_same_requests() -> None:
 def test_the_sdk_refuses_a_bad_collection_body_with_the_rest_message_before_sending() -> None:
     with pytest.raises(ValidationError, match=r"unknown collection field\(s\): colour"):
         convert.create_request_from_body({"name": "c", "dimension": 3, "colour": 1})
+
+
+def test_corpus_stats_null_is_absent_and_a_df_above_rows_is_refused() -> None:
+    """The cluster fan-out's field: null reads as absent (as before it was parsed for sparse search too), a
+    term in more rows than there are (it would weigh below zero) is refused, the rest round-trips."""
+    assert SearchText.from_json({"text": "a", "corpus_stats": None}).corpus_stats is None
+    sparse = {"name": "t", "indices": [1], "values": [1.0]}
+    assert SearchSparse.from_json({**sparse, "corpus_stats": None}).corpus_stats is None
+    with pytest.raises(ValidationError, match="df of '1' \\(5\\) is above rows \\(1\\)"):
+        SearchSparse.from_json({**sparse, "corpus_stats": {"rows": 1, "total_terms": 2.0, "df": {"1": 5}}})
+    stats = {"rows": 3, "total_terms": 4.0, "df": {"1": 2}}
+    request = SearchSparse.from_json({**sparse, "corpus_stats": stats})
+    assert request.to_json()["corpus_stats"] == stats
+    assert SearchSparse.from_json({**sparse, "corpus_stats": True}).to_json()["corpus_stats"] is True

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from proximadb.codec.avro_batch import decode_vector_batch, encode_vector_batch
 from proximadb.codec.schemas import record_schema
 from proximadb.errors import InvalidVectorError, ValidationError
+from proximadb.storage import expiry
 from proximadb.storage.engine import Engine
 from proximadb.storage.sparse_index_file import FILE_NAME
 
@@ -219,3 +220,38 @@ def test_idf_statistics_of_a_segment_follow_its_deletes(tmp_path: Path) -> None:
         w5 = math.log1p((3 - 2 + 0.5) / 2.5)
         assert [(h["id"], h["score"]) for h in col.search_sparse("t", [5], [1.0])] == [
             ("d", pytest.approx(2 * w5)), ("c", pytest.approx(w5))]
+
+
+def test_idf_statistics_see_zero_values_expiry_and_a_delete_racing_a_search(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a segment: a stored 0 is not counted in df (the postings' bounds are not used then); a row that
+    expires stops counting at its moment (a controllable clock); a delete landing between a search's snapshot
+    and its counts does not leave counts from before it kept under the mask from after it."""
+    now = [2_000_000_000_000_000]
+    monkeypatch.setattr(expiry, "now_us", lambda: now[0])
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        engine.create_collection("c", dimension=1, sparse_vectors={"t": {"modifier": "idf"}})
+        col = engine.collection("c")
+        col.insert([{"id": f"r{i}", "vector": [1.0], "sparse_vectors": {"t": {"indices": [1, 2], "values": [1.0, v]}}}
+                    for i, v in enumerate([0.0, 1.0, 1.0, 1.0])])
+        col.flush()
+        stats = col.sparse_stats("t", [1, 2], [1.0, 1.0])
+        assert (stats.rows, stats.df) == (4, {"1": 4, "2": 3})
+
+        parts = col._sparse_parts("t", None)  # a search's snapshot ...
+        col.delete(["r3"])  # ... a delete before its counts ...
+        col._sparse_corpus_stats("t", parts, np.asarray([1], np.int32))  # ... counted from the snapshot
+        for _ in range(2):  # and every search after sees the delete
+            stats = col.sparse_stats("t", [1, 2], [1.0, 1.0])
+            assert (stats.rows, stats.df) == (3, {"1": 3, "2": 2})
+
+        col.insert([{"id": "x", "vector": [1.0], "expires_at": now[0] + 10,
+                     "sparse_vectors": {"t": {"indices": [2], "values": [1.0]}}}])
+        col.flush()
+        assert col.sparse_stats("t", [2], [1.0]).df == {"2": 3}
+        now[0] += 10  # expires_at is the first moment the row is gone
+        stats = col.sparse_stats("t", [1, 2], [1.0, 1.0])
+        assert (stats.rows, stats.df) == (3, {"1": 3, "2": 2})
+        w2 = math.log1p((3 - 2 + 0.5) / 2.5)
+        assert [h["id"] for h in col.search_sparse("t", [2], [1.0], k=5)] == ["r1", "r2", "r0"]  # r0: a stored 0
+        assert col.search_sparse("t", [2], [1.0], k=1)[0]["score"] == pytest.approx(w2)
