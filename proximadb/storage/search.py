@@ -12,6 +12,11 @@ graph walk or the dense scan takes; never a per-row walk of metadata.
 A memtable past ``memtable_index_rows`` rows has an HNSW graph over its first rows
 (memtable_index.py): it is planned and walked like a segment's index, and the rows the graph does
 not cover yet are scanned exactly.
+Equal distances come by id: the kernels cut ties by row, which is id order in a segment (``ids.bin``
+is sorted) but insertion order in a memtable, so a memtable's exact scan gives k + 1 and a query whose
+best k + 1 hold equal distances is cut again by (distance, id) over every exact part's candidates up to
+its k-th distance (:func:`_cut_by_id`). The answer then does not change when a flush or a compaction
+moves rows, and a cluster's merge (by distance, then id) agrees with one node's.
 """
 
 from __future__ import annotations
