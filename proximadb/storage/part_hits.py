@@ -13,7 +13,8 @@ never prunes a row that ties with the n-th best (its bounds carry a slack). Its 
   for ``k + 1`` rows. Fewer come back: they are every candidate. The last one scores strictly below the
   k-th: every row tying with the k-th is among them (a row left out scores at most the last one).
   Otherwise rows of the k-th score may have been left out, and it is asked again for ``GROWTH`` times as
-  many, at most the part's row count (then it returns every candidate). Of the rows returned, those
+  many, at most the part's row count (then it returns every candidate): :func:`widened`, which the dense
+  exact search's tie cut (search.py's ``_cut_by_id``) uses too. Of the rows returned, those
   scoring at least the k-th are sorted by (score descending, id) and the first ``k`` kept.
 
 So a memtable costs one kernel call as before (for ``k + 1`` rows) unless rows tie at the k-th place, and
@@ -45,15 +46,25 @@ def part_best(owner: Any, search: Search, k: int, rows: int) -> list[tuple[float
     if isinstance(owner, Segment):  # rows in id order: the kernel's cut is the answer
         found, scores = search(k)
         return [(s, ids[r], owner, r) for r, s in zip(found.tolist(), scores.tolist(), strict=True)]
-    ask = k + 1
-    while True:
-        found, scores = search(ask)
-        n = found.shape[0]
-        if n < ask or ask >= rows or scores[n - 1] < scores[k - 1]:
-            break
-        ask = min(GROWTH * ask, rows)
+    found, scores = search(k + 1)
+    if found.shape[0] > k:
+        kth = float(scores[k - 1])
+        found, scores = widened(search, found, scores, rows, lambda last: last >= kth)
+    n = found.shape[0]
     if n > k:  # only the rows scoring at least the k-th can be among the best k
         n = int(np.searchsorted(-scores, -scores[k - 1], side="right"))
     hits = [(s, ids[r], owner, r) for r, s in zip(found[:n].tolist(), scores[:n].tolist(), strict=True)]
     hits.sort(key=lambda hit: (-hit[0], hit[1]))
     return hits[:k]
+
+
+def widened(search: Search, found: np.ndarray, values: np.ndarray, limit: int,
+            may_tie: Callable[[float], bool]) -> tuple[np.ndarray, np.ndarray]:
+    """An exact part's cut asked again for ``GROWTH`` times as many (at most ``limit``, its rows) while it
+    returned as many as asked (``found``, best first; -1 pads a short answer) and its last value
+    ``may_tie`` with the bound being cut at: a row it left out may then tie with that bound."""
+    width = found.shape[0]
+    while 0 < width < limit and found.shape[0] == width and found[-1] >= 0 and may_tie(float(values[-1])):
+        width = min(GROWTH * width, limit)
+        found, values = search(width)
+    return found, values

@@ -22,6 +22,7 @@ moves rows, and a cluster's merge (by distance, then id) agrees with one node's.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from proximadb.storage import expiry, filter_plan, memtable_index, segment_index
 from proximadb.storage.collection_state import CollectionState, KernelMetric
 from proximadb.storage.filter_cache import PlanCache
 from proximadb.storage.operations import NO_EXPIRY
+from proximadb.storage.part_hits import widened
 from proximadb.storage.segment import Segment
 
 
@@ -289,18 +291,14 @@ class Again:
 def _cut_by_id(cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], qi: int, k: int,
                kth: float) -> list[tuple[float, str, Any, int]]:
     """Query ``qi``'s best ``k`` by (distance, id) when equal distances are among its best k + 1: every
-    part's candidates at most ``kth`` (the k-th best distance), an exact part's widened (asked again for
-    4x as many) while its last one is not beyond ``kth`` (a row it left out may tie), then sorted by
+    part's candidates at most ``kth`` (the k-th best distance), an exact part's widened (part_hits.py's
+    :func:`widened`) while its last one is not beyond ``kth`` (a row it left out may tie), then sorted by
     (distance, id). An approximate part (a graph or IVF) adds what it found. As (distance, id, owner, row)."""
     pool: list[tuple[float, str, Any, int]] = []
     for idx, dist, owner, again in cand:
         rows, d = idx[qi], dist[qi]
-        width = rows.shape[0]
-        # full (no padding, as many as asked) and its last not beyond the k-th: a row it left out may tie
-        while (again is not None and width < again.limit and rows.shape[0] == width and width
-               and rows[-1] >= 0 and d[-1] <= kth):
-            width = min(4 * width, again.limit)
-            rows, d = again(qi, width)
+        if again is not None:  # a row it left out may tie with the k-th while its last is not beyond it
+            rows, d = widened(partial(again, qi), rows, d, again.limit, lambda last: last <= kth)
         ids = owner.ids
         pool.extend((float(x), ids[int(r)], owner, int(r)) for r, x in zip(rows.tolist(), d.tolist(), strict=True)
                     if r >= 0 and x <= kth)
