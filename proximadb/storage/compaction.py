@@ -52,7 +52,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +61,7 @@ from proximadb.errors import DiskFullError, EngineClosedError
 from proximadb.index._hnsw_grow import GrowthCancelled
 from proximadb.storage import expiry, segment_index
 from proximadb.storage.collection_state import CollectionState
+from proximadb.storage.disk_usage import directory_bytes
 from proximadb.storage.merge import MergedRows, MergePlan, kept_rows, merge_rows
 
 __all__ = ["MergePlan", "MergedRows", "carry_deletions", "kept_rows", "merge_rows", "needs_compaction"]
@@ -148,11 +148,6 @@ def carry_deletions(plan: MergePlan, merged: MergedRows, new: Segment, dropped: 
     return persisted_now
 
 
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file()) if path.exists() else 0
-
-
-
 class CompactionPath(CollectionState):
     """Compaction of a Collection's segments (public entry: Collection.compact) and the background policy."""
 
@@ -168,13 +163,13 @@ class CompactionPath(CollectionState):
                               and bool(kept_rows(inputs[0], inputs[0].persisted_deleted, now).all())):
                 report.segments_after = len(self.segments)  # nothing to merge: the input is left as it is
                 report.rows_before = report.rows_after = sum(s.rows for s in inputs)
-                report.bytes_before = report.bytes_after = sum(_dir_bytes(s.path) for s in inputs)
+                report.bytes_before = report.bytes_after = sum(directory_bytes(s.path) for s in inputs)
                 return report
             rewrite = SegmentRewrite(self, "compaction")
             plan = MergePlan(inputs, [s.persisted_deleted.copy() for s in inputs], rewrite.reserve_id(), now)
         report.merged = [s.id for s in inputs]
         report.rows_before = sum(s.rows for s in inputs)
-        report.bytes_before = sum(_dir_bytes(s.path) for s in inputs)
+        report.bytes_before = sum(directory_bytes(s.path) for s in inputs)
         log.info("collection %s: compacting segments %s (%d rows)", self.config.name, report.merged,
                  report.rows_before)
         with progress.track("compaction", self.config.name, total=report.rows_before) as task:
@@ -202,7 +197,7 @@ class CompactionPath(CollectionState):
         rewrite.finish()
         report.segments_after = len(self.segments)
         report.rows_after = new.rows if new is not None else 0
-        report.bytes_after = _dir_bytes(new.path) if new is not None else 0
+        report.bytes_after = directory_bytes(new.path) if new is not None else 0
         report.seconds = round(time.monotonic() - started, 3)
         log.info("collection %s: compaction done in %.1fs: %d segment(s) -> %d, %d rows -> %d, %d bytes -> %d",
                  self.config.name, report.seconds, report.segments_before, report.segments_after,

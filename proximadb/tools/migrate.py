@@ -45,6 +45,7 @@ from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, SUPPORTED_SCHEMA_VER
 from proximadb.errors import UnsupportedSchemaVersionError, ValidationError
 from proximadb.storage import compaction
 from proximadb.storage.catalog import CATALOG_NAME, Catalog
+from proximadb.storage.disk_usage import directory_bytes
 from proximadb.storage.docfile import read_doc
 from proximadb.storage.manifest import Manifest
 from proximadb.storage.segment import Segment, segment_dir_name
@@ -113,10 +114,6 @@ def _check_target(target: int) -> None:
         )
 
 
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file()) if path.is_dir() else 0
-
-
 def plan(data_dir: str | Path, target: int = CURRENT_SCHEMA_VERSION) -> MigrationPlan:
     """What a migration to ``target`` would change. Reads only: takes no lock, writes nothing."""
     _check_target(target)
@@ -134,7 +131,7 @@ def plan(data_dir: str | Path, target: int = CURRENT_SCHEMA_VERSION) -> Migratio
             desc = read_doc(spath / "segment.pxdb", "segment")
             version = int(desc.get("schema_version", 1))
             if version < target:
-                cp.segments.append(SegmentPlan(ref.id, version, int(desc["rows"]), _dir_bytes(spath)))
+                cp.segments.append(SegmentPlan(ref.id, version, int(desc["rows"]), directory_bytes(spath)))
         for event in iter_wal(WalTarget(cdir / "wal", cfg.name, uuid, manifest.checkpoint_seq), decode=False):
             if isinstance(event, FrameRecord) and event.seq > manifest.checkpoint_seq:
                 cp.wal_frames += 1
@@ -222,7 +219,7 @@ def migrate(data_dir: str | Path, target: int = CURRENT_SCHEMA_VERSION, *, echo:
             res = CollectionResult(cp.name)
             t0 = time.monotonic()
             with col._lock:
-                res.bytes_before = sum(_dir_bytes(s.path) for s in col.segments)
+                res.bytes_before = sum(directory_bytes(s.path) for s in col.segments)
                 col.flush()  # WAL frames after the checkpoint -> a segment in the current version
                 old = [s for s in col.segments if s.schema_version < target]
                 total = sum(s.rows for s in old)
@@ -240,7 +237,7 @@ def migrate(data_dir: str | Path, target: int = CURRENT_SCHEMA_VERSION, *, echo:
                             f"{done:,}/{total:,} rows ({pct:.0f}%), {done / elapsed:,.0f} rows/s")
                         res.segments_rewritten += 1
                         res.rows += rows
-                res.bytes_after = sum(_dir_bytes(s.path) for s in col.segments)
+                res.bytes_after = sum(directory_bytes(s.path) for s in col.segments)
             col.wait_for_indexes()
             cfg = engine.catalog.collections[cp.uuid]
             cfg.schema_version = target

@@ -98,7 +98,7 @@ def _insert(col: Any, tag: str, n: int) -> list[str]:
     rng = np.random.default_rng(len(tag) * 1000 + n)
     ids = [f"{tag}-{i:04d}" for i in range(n)]
     col.insert(ids=ids, vectors=rng.standard_normal((n, DIM)).astype(np.float32),
-               metadata=[{"tag": tag, "i": i} for i in range(n)])
+               metadatas=[{"tag": tag, "i": i} for i in range(n)])
     return ids
 
 
