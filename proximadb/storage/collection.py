@@ -39,11 +39,9 @@ them live in modules named for what they do and are mixed in:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import heapq
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +73,7 @@ from proximadb.storage.collection_reads import ReadPath
 from proximadb.storage.collection_state import KernelMetric
 from proximadb.storage.collection_writes import WritePath, now_us
 from proximadb.storage.compaction import CompactionPath
+from proximadb.storage.disk_usage import directory_bytes
 from proximadb.storage.flush import FlushPath, FlushRetry, is_disk_full
 from proximadb.storage.log_of_record import LogOfRecord
 from proximadb.storage.manifest import Manifest
@@ -164,6 +163,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         self._flush_mutex = threading.Lock()  # one flush at a time per collection (flush.py)
         self._flush_thread: threading.Thread | None = None  # the background flush a full memtable started
         self._flushing = False  # a flush is between its seal and its install (set under the lock)
+        self.write_stalls = 0  # inserts that waited for a flush (flush.py: write stalls)
         self._flush_done = threading.Condition(self._lock)  # notified when _flushing goes back to False
         self.flush_hook: Callable[[str], None] | None = None  # tests: called mid-flush, without the lock
         self.memtable_indexer = memtable_index.MemtableIndexer(
@@ -598,18 +598,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
                 "indexed_rows": indexed,
                 "unindexed_rows": unindexed,
                 # (in the .proto's field order: gRPC answers the keys in that order)
-                "wal_bytes": _directory_bytes(wal.directory) if isinstance(wal, WriteAheadLog) else 0,
+                "wal_bytes": directory_bytes(wal.directory) if isinstance(wal, WriteAheadLog) else 0,
                 "last_compaction_at": self.last_compaction_at,
                 "memtable_indexed_rows": self._memtable_indexed_rows(),  # live memtable rows in its HNSW graph
             }
-
-
-def _directory_bytes(directory: Path) -> int:
-    """The bytes of the files in ``directory`` now (a file removed meanwhile counts as nothing)."""
-    total = 0
-    with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
-        for entry in entries:
-            with contextlib.suppress(FileNotFoundError):
-                if entry.is_file(follow_symlinks=False):
-                    total += entry.stat(follow_symlinks=False).st_size
-    return total

@@ -51,6 +51,7 @@ class WritePath(CollectionState):
         if not op.ids:
             return []
         with self._request_lock():
+            self._stall_for_flush()  # the memtable at its bound while a flush runs: wait for it (flush.py)
             if not op.upsert:
                 self._refuse_existing(op.ids, None)
             seq = self._require_open().write(op, payload)

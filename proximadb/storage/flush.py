@@ -1,5 +1,5 @@
 """Flush: seal a Collection's memtable into a segment and move the WAL checkpoint, without making
-writes wait.
+writes wait (but in a write stall, below).
 
 Three steps; only the first and the last hold the collection lock, briefly:
 
@@ -35,6 +35,14 @@ old files) are logged, not raised: the flush happened. A kill -9 at any moment
 loses nothing acknowledged: until the commit point the checkpoint has not moved
 and WAL replay restores the sealed rows.
 
+**Write stalls.** One flush runs at a time, and the memtable that takes the writes meanwhile can fill
+faster than the flush writes its segment. When it holds ``WRITE_STALL_FACTOR`` (4) times ``flush_bytes``
+while a flush is in progress, an insert waits for that flush to install (under its request's deadline:
+RequestTimeoutError, nothing changed, when it passes) and then starts the next flush itself; the wait is
+logged (``writes to collection X wait for a flush``) and counted (``Collection.write_stalls``). So memory
+stays bounded (the memtable and the one being flushed) however fast the writes come. Deletes, metadata
+updates and a cluster replica's log entries never wait.
+
 ``flush_hook`` (a Collection attribute, for tests) is called with ``"written"``
 once the segment and bitmaps are on disk and before the install, without the
 lock, so a test can hold a flush there deterministically.
@@ -51,6 +59,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from proximadb import deadline
 from proximadb.errors import (
     DiskFullError,
     EngineClosedError,
@@ -68,6 +77,10 @@ log = logging.getLogger("proximadb.collection")
 
 FLUSH_RETRY_SECONDS = 1.0  # a write retries a failed flush no sooner than this
 FLUSH_LOG_SECONDS = 30.0  # while flushes keep failing, the error is logged at most this often
+# A write waits (a write stall) while the memtable holds this many times flush_bytes and a flush is in
+# progress: writes that outrun flushes cannot grow the memtable without bound. 4 is the memtable's reserve
+# (collection.py's MEMTABLE_RESERVE_FACTOR): up to it, writes during a flush never copy the memtable.
+WRITE_STALL_FACTOR = 4
 
 
 @dataclass(slots=True)
@@ -104,6 +117,22 @@ class FlushPath(CollectionState):
         thread = threading.Thread(target=self._background_flush, name=f"flush-{self.config.name}", daemon=True)
         self._flush_thread = thread
         thread.start()
+
+    def _stall_for_flush(self) -> None:
+        """(Collection lock held, by a request.) Wait while the memtable holds WRITE_STALL_FACTOR x flush_bytes
+        and a flush is in progress (the module's documentation); the request's deadline bounds the wait."""
+        limit = WRITE_STALL_FACTOR * self.options.flush_bytes
+        if not self._flushing or self.memtable.approx_bytes < limit:
+            return
+        self.write_stalls += 1
+        started = time.monotonic()
+        log.warning("writes to collection %s wait for a flush: the memtable holds %d MiB (%d x flush_bytes) while "
+                    "the previous flush is still writing its segment (the disk is slower than the writes)",
+                    self.config.name, self.memtable.approx_bytes >> 20, WRITE_STALL_FACTOR)
+        while self._flushing and self.memtable.approx_bytes >= limit:
+            deadline.check(f"waiting for a flush of collection {self.config.name!r} (a write stall)")
+            self._flush_done.wait(deadline.wait_seconds(1.0))
+        log.info("collection %s: the write stall ended after %.2fs", self.config.name, time.monotonic() - started)
 
     def _flush_due(self) -> bool:
         """The memtable is full, or sealed rows wait for a failed flush's retry."""

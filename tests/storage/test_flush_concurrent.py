@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from _support import dump_in_fresh_process
 
-from proximadb.errors import DiskFullError
+from proximadb import deadline
+from proximadb.errors import DiskFullError, RequestTimeoutError
 from proximadb.storage.engine import Engine
 
 DIM = 16
@@ -193,6 +194,58 @@ def test_a_full_memtable_flushes_in_the_background(tmp_path: Path, held: Hold) -
         col.flush()  # the rest, in this thread
         assert len(col.segments) == 2 and col.stats()["memtable_rows"] == 0
         model.check(col)
+    model.check_fresh(data)
+
+
+def test_a_memtable_at_its_bound_makes_inserts_wait_for_the_flush(tmp_path: Path, held: Hold) -> None:
+    """A write stall (flush.py): while a flush is held, inserts go on until the memtable holds 4 x flush_bytes;
+    the next insert waits, changing nothing, until the flush installs, then completes and starts the next
+    flush itself. A delete does not wait. Nothing is lost, after a reopen too."""
+    data = tmp_path / "data"
+    model = Model()
+    with Engine.open(data, fsync="always", flush_bytes=100_000, auto_compact=False) as engine:
+        engine.create_collection("c", DIM, distance_metric="euclidean")
+        col = engine.collection("c")
+        col.flush_hook = held
+        model.insert(col, "a", 1600, 1)  # past flush_bytes: the flush starts in the background and is held
+        assert held.reached.wait(WAIT)
+        b = 0
+        while col.memtable.approx_bytes < 4 * 100_000:  # writes go on up to the bound
+            model.insert(col, f"b{b}", 500, 10 + b)
+            b += 1
+        assert col.write_stalls == 0 and len(col.sealed) == 1
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def stalled() -> None:
+            try:
+                model.insert(col, "late", 100, 99)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+            done.set()
+
+        writer = threading.Thread(target=stalled)
+        writer.start()
+        for _ in range(WAIT * 100):  # until the writer is waiting (it counts the stall before it waits)
+            if col.write_stalls or done.is_set():
+                break
+            threading.Event().wait(0.01)
+        assert col.write_stalls == 1 and not done.is_set(), errors
+        assert col.get("late-0000") is None  # it waits before it writes: nothing of it is in yet
+        with deadline.scope(0.05), pytest.raises(RequestTimeoutError, match="a write stall"):
+            col.insert(ids=["t-0"], vectors=np.zeros((1, DIM), np.float32))  # a request's deadline bounds the wait
+        assert col.write_stalls == 2 and col.get("t-0") is None
+        col.delete(["a-0001"])  # a delete never waits
+        del model.records["a-0001"]
+        held.release.set()
+        writer.join(WAIT)
+        assert done.is_set() and not errors, errors
+        assert col.get("late-0000") is not None
+        assert col.wait_for_flush(WAIT) and col.flush_hook is held
+        col.flush_hook = None
+        col.flush()
+        model.check(col)
+        assert col.write_stalls == 2 and col.stats()["memtable_rows"] == 0
     model.check_fresh(data)
 
 
