@@ -331,9 +331,13 @@ def pairwise(queries, base, metric="l2"):
     if m == 0 or n == 0:
         return out
     with nogil:
-        for i in prange(m, schedule="static"):
+        if m == 1:  # one query: no thread team (its start and barrier cost more than the row pass)
             for j in range(n):
-                ov[i, j] = _raw_distance(&mf, &qv[i, 0], &bv[j, 0], d)
+                ov[0, j] = _raw_distance(&mf, &qv[0, 0], &bv[j, 0], d)
+        else:
+            for i in prange(m, schedule="static"):
+                for j in range(n):
+                    ov[i, j] = _raw_distance(&mf, &qv[i, 0], &bv[j, 0], d)
     return out
 
 

@@ -21,8 +21,8 @@ moves rows, and a cluster's merge (by distance, then id) agrees with one node's.
 
 from __future__ import annotations
 
+import heapq
 import math
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,6 @@ from proximadb.storage import expiry, filter_plan, memtable_index, segment_index
 from proximadb.storage.collection_state import CollectionState, KernelMetric
 from proximadb.storage.filter_cache import PlanCache
 from proximadb.storage.operations import NO_EXPIRY
-from proximadb.storage.part_hits import widened
 from proximadb.storage.segment import Segment
 
 
@@ -146,33 +145,33 @@ class SearchPath(CollectionState):
             cand.append((idx, dist, owner, again))
         if not cand:
             return [[] for _ in range(m)]
-        if len(cand) == 1 and isinstance(cand[0][2], Segment):  # its lists are best first, ties by row = by id
+        if len(cand) == 1:  # one part's lists are best first
             all_row, all_d, owner, _ = cand[0]
-            return [[self._hit(owner, int(r), float(d), include_vectors, include_metadata)
-                     for r, d in zip(all_row[qi].tolist(), all_d[qi].tolist(), strict=True) if r >= 0][:k]
+            tied = _tied(all_d) if not isinstance(owner, Segment) else np.zeros(m, bool)  # a segment: by id
+            return [self._tie_cut(cand, qi, k, all_d[qi], include_vectors, include_metadata) if tied[qi] else
+                    [self._hit(owner, r, d, include_vectors, include_metadata)
+                     for r, d in zip(all_row[qi, :k].tolist(), all_d[qi, :k].tolist(), strict=True) if r >= 0]
                     for qi in range(m)]
         all_d = np.concatenate([c[1] for c in cand], axis=1)
-        all_row = np.concatenate([c[0] for c in cand], axis=1)
-        all_src = np.concatenate([np.full(c[0].shape, i, dtype=np.int32) for i, c in enumerate(cand)], axis=1)
         order = np.argsort(all_d, axis=1, kind="stable")[:, : k + 1]
         top = np.take_along_axis(all_d, order, axis=1)
-        tied = ((top[:, 1:] == top[:, :-1]) & np.isfinite(top[:, 1:])).any(axis=1)
-        results = []
-        for qi in range(m):
-            if tied[qi]:  # equal distances among the best k + 1: ordered and cut by id
-                kth = float(top[qi, k - 1]) if top.shape[1] >= k else math.inf
-                results.append([self._hit(owner, row, d, include_vectors, include_metadata)
-                                for d, _, owner, row in _cut_by_id(cand, qi, k, kth)])
-                continue
-            hits = []
-            for j in order[qi, :k]:
-                row = int(all_row[qi, j])
-                if row < 0:
-                    break
-                owner = cand[int(all_src[qi, j])][2]
-                hits.append(self._hit(owner, row, float(all_d[qi, j]), include_vectors, include_metadata))
-            results.append(hits)
-        return results
+        tied = _tied(top)
+        order = order[:, :k]
+        rows = np.take_along_axis(np.concatenate([c[0] for c in cand], axis=1), order, axis=1).tolist()
+        src = np.take_along_axis(np.concatenate([np.full(c[0].shape, i, dtype=np.int32) for i, c in enumerate(cand)],
+                                                axis=1), order, axis=1).tolist()
+        dist = top[:, :k].tolist()
+        return [self._tie_cut(cand, qi, k, top[qi], include_vectors, include_metadata) if tied[qi] else
+                [self._hit(cand[p][2], r, d, include_vectors, include_metadata)
+                 for r, p, d in zip(rows[qi], src[qi], dist[qi], strict=True) if r >= 0]
+                for qi in range(m)]
+
+    def _tie_cut(self, cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], qi: int, k: int,
+                 best: np.ndarray, include_vectors: bool, include_metadata: bool) -> list[dict[str, Any]]:
+        """Query ``qi``'s hits when equal distances are among its best k + 1 (``best``, ascending)."""
+        kth = float(best[k - 1]) if best.shape[0] >= k else math.inf
+        return [self._hit(owner, row, d, include_vectors, include_metadata)
+                for d, _, owner, row in _cut_by_id(cand, qi, k, kth)]
 
     @staticmethod
     def _alive(alive: np.ndarray, owner: Any, now: int) -> np.ndarray:
@@ -265,8 +264,9 @@ def _rescored_k(index: Any, k: int, oversampling: float | None) -> int:
 
 
 class Again:
-    """An exact part's scan again for one query with a wider k: (rows, distances) best first, ties to the
-    smaller row, without padding; ``limit`` is the most it can return (its rows)."""
+    """An exact part's scan again for one query: every candidate row (allowed by its rows or mask) whose
+    distance is at most a bound, by one pass of the kernel that scored it (``pairwise``: the same per-pair
+    distances as the top-k kernels, bit for bit)."""
 
     __slots__ = ("base", "mask", "metric", "queries", "rows")
 
@@ -274,33 +274,48 @@ class Again:
                  mask: np.ndarray | None) -> None:
         self.metric, self.queries, self.base, self.rows, self.mask = metric, queries, base, rows, mask
 
-    @property
-    def limit(self) -> int:
-        return int(self.base.shape[0] if self.rows is None else self.rows.shape[0])
-
-    def __call__(self, qi: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def upto(self, qi: int, bound: float) -> tuple[np.ndarray, np.ndarray]:
+        """(rows int64, distances) of query ``qi``'s candidates at most ``bound``, in row order."""
+        query = self.queries[qi : qi + 1]
         if self.rows is not None:
-            idx, dist = distance.topk_rows_batch(self.queries[qi : qi + 1], self.base, self.rows, k, self.metric,
-                                                 threads=1)
-            found = idx[0] >= 0
-            return idx[0][found], dist[0][found]
-        rows, dist = distance.topk(self.queries[qi], self.base, k, self.metric, mask=self.mask)
-        return rows.astype(np.int64, copy=False), dist
+            d = distance.pairwise(query, np.ascontiguousarray(self.base[self.rows]), self.metric)[0]
+            keep = d <= bound
+            return self.rows[keep].astype(np.int64, copy=False), d[keep]
+        d = distance.pairwise(query, self.base, self.metric)[0]
+        keep = d <= bound
+        if self.mask is not None:
+            keep &= self.mask.astype(bool, copy=False)
+        found = np.flatnonzero(keep)
+        return found, d[found]
+
+
+def _tied(best: np.ndarray) -> np.ndarray:
+    """Per query (a row of ``best``: its best k + 1 distances, ascending, +inf padding): two equal ones."""
+    return ((best[:, 1:] == best[:, :-1]) & np.isfinite(best[:, 1:])).any(axis=1)  # type: ignore[no-any-return]
 
 
 def _cut_by_id(cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], qi: int, k: int,
                kth: float) -> list[tuple[float, str, Any, int]]:
     """Query ``qi``'s best ``k`` by (distance, id) when equal distances are among its best k + 1: every
-    part's candidates at most ``kth`` (the k-th best distance), an exact part's widened (part_hits.py's
-    :func:`widened`) while its last one is not beyond ``kth`` (a row it left out may tie), then sorted by
-    (distance, id). An approximate part (a graph or IVF) adds what it found. As (distance, id, owner, row)."""
-    pool: list[tuple[float, str, Any, int]] = []
+    part's candidates nearer than ``kth`` (the k-th best distance: fewer than k of them, all in the answer),
+    then the smallest ids of those at ``kth``. A memtable's exact scan whose answer was full and whose last
+    one is not beyond ``kth`` (a row it left out may tie) gives every candidate up to ``kth`` instead
+    (:meth:`Again.upto`: one pass); a segment's does not need to: its rows are in id order, so the rows at
+    ``kth`` it left out have larger ids than every row of it the answer can take. An approximate part (a
+    graph or IVF) adds what it found. As (distance, id, owner, row), best first."""
+    nearer: list[tuple[float, str, Any, int]] = []
+    at_kth: list[tuple[str, Any, int]] = []
     for idx, dist, owner, again in cand:
         rows, d = idx[qi], dist[qi]
-        if again is not None:  # a row it left out may tie with the k-th while its last is not beyond it
-            rows, d = widened(partial(again, qi), rows, d, again.limit, lambda last: last <= kth)
+        if again is not None and not isinstance(owner, Segment) and rows.shape[0] and rows[-1] >= 0 \
+                and d[-1] <= kth:
+            rows, d = again.upto(qi, kth)
+        keep = rows >= 0
+        rows, d = rows[keep], d[keep]
         ids = owner.ids
-        pool.extend((float(x), ids[int(r)], owner, int(r)) for r, x in zip(rows.tolist(), d.tolist(), strict=True)
-                    if r >= 0 and x <= kth)
-    pool.sort(key=lambda hit: (hit[0], hit[1]))
-    return pool[:k]
+        near = d < kth
+        nearer.extend((float(x), ids[r], owner, r) for r, x in zip(rows[near].tolist(), d[near].tolist(), strict=True))
+        at_kth.extend((ids[r], owner, r) for r in rows[d == kth].tolist())
+    nearer.sort(key=lambda hit: (hit[0], hit[1]))
+    ties = heapq.nsmallest(k - len(nearer), at_kth, key=lambda hit: hit[0]) if len(nearer) < k else []
+    return nearer + [(kth, id_, owner, row) for id_, owner, row in ties]
