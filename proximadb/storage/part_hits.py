@@ -13,9 +13,8 @@ never prunes a row that ties with the n-th best (its bounds carry a slack). Its 
   for ``k + 1`` rows. Fewer come back: they are every candidate. The last one scores strictly below the
   k-th: every row tying with the k-th is among them (a row left out scores at most the last one).
   Otherwise rows of the k-th score may have been left out, and it is asked again for ``GROWTH`` times as
-  many, at most the part's row count (then it returns every candidate): :func:`widened`, which the dense
-  exact search's tie cut (search.py's ``_cut_by_id``) uses too. Of the rows returned, those
-  scoring at least the k-th are sorted by (score descending, id) and the first ``k`` kept.
+  many, at most the part's row count (then it returns every candidate): :func:`widened`. Of the rows
+  returned, those scoring at least the k-th are sorted by (score descending, id) and the first ``k`` kept.
 
 So a memtable costs one kernel call as before (for ``k + 1`` rows) unless rows tie at the k-th place, and
 one more scoring of the part per retry when they do: log4(ties / k) of them. Measured on a 20,000-row

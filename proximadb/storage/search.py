@@ -14,8 +14,8 @@ A memtable past ``memtable_index_rows`` rows has an HNSW graph over its first ro
 not cover yet are scanned exactly.
 Equal distances come by id: the kernels cut ties by row, which is id order in a segment (``ids.bin``
 is sorted) but insertion order in a memtable, so a memtable's exact scan gives k + 1 and a query whose
-best k + 1 hold equal distances is cut again by (distance, id) over every exact part's candidates up to
-its k-th distance (:func:`_cut_by_id`). The answer then does not change when a flush or a compaction
+best k + 1 hold equal distances is cut again by (distance, id) over the candidates up to its k-th
+distance (:func:`_cut_by_id`). The answer then does not change when a flush or a compaction
 moves rows, and a cluster's merge (by distance, then id) agrees with one node's.
 """
 
