@@ -164,6 +164,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         self._flush_thread: threading.Thread | None = None  # the background flush a full memtable started
         self._flushing = False  # a flush is between its seal and its install (set under the lock)
         self.write_stalls = 0  # inserts that waited for a flush (flush.py: write stalls)
+        self._stalled_writers = 0  # inserts waiting in a write stall now
         self._flush_done = threading.Condition(self._lock)  # notified when _flushing goes back to False
         self.flush_hook: Callable[[str], None] | None = None  # tests: called mid-flush, without the lock
         self.memtable_indexer = memtable_index.MemtableIndexer(

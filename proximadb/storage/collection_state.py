@@ -55,6 +55,7 @@ class CollectionState:
     _flush_thread: threading.Thread | None
     _flushing: bool
     write_stalls: int
+    _stalled_writers: int
     _flush_done: threading.Condition
     flush_hook: Callable[[str], None] | None
     memtable_indexer: MemtableIndexer

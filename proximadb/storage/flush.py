@@ -38,10 +38,11 @@ and WAL replay restores the sealed rows.
 **Write stalls.** One flush runs at a time, and the memtable that takes the writes meanwhile can fill
 faster than the flush writes its segment. When it holds ``WRITE_STALL_FACTOR`` (4) times ``flush_bytes``
 while a flush is in progress, an insert waits for that flush to install (under its request's deadline:
-RequestTimeoutError, nothing changed, when it passes) and then starts the next flush itself; the wait is
-logged (``writes to collection X wait for a flush``) and counted (``Collection.write_stalls``). So memory
-stays bounded (the memtable and the one being flushed) however fast the writes come. Deletes, metadata
-updates and a cluster replica's log entries never wait.
+RequestTimeoutError, nothing changed, when it passes) and then starts the next flush itself; the stall
+is logged once however many inserts wait in it (``writes to collection X wait for a flush``), and each
+waiting insert is counted (``Collection.write_stalls``). So memory stays bounded (the memtable and the
+one being flushed) however fast the writes come. Deletes, metadata updates and a cluster replica's log
+entries never wait. A waiting insert holds its request's slot (``max_concurrent_requests``) meanwhile.
 
 ``flush_hook`` (a Collection attribute, for tests) is called with ``"written"``
 once the segment and bitmaps are on disk and before the install, without the
@@ -125,14 +126,22 @@ class FlushPath(CollectionState):
         if not self._flushing or self.memtable.approx_bytes < limit:
             return
         self.write_stalls += 1
+        first = self._stalled_writers == 0  # one warning per stall, however many writers wait in it
+        self._stalled_writers += 1
         started = time.monotonic()
-        log.warning("writes to collection %s wait for a flush: the memtable holds %d MiB (%d x flush_bytes) while "
-                    "the previous flush is still writing its segment (the disk is slower than the writes)",
-                    self.config.name, self.memtable.approx_bytes >> 20, WRITE_STALL_FACTOR)
-        while self._flushing and self.memtable.approx_bytes >= limit:
-            deadline.check(f"waiting for a flush of collection {self.config.name!r} (a write stall)")
-            self._flush_done.wait(deadline.wait_seconds(1.0))
-        log.info("collection %s: the write stall ended after %.2fs", self.config.name, time.monotonic() - started)
+        if first:
+            log.warning("writes to collection %s wait for a flush: the memtable holds %d MiB (%d x flush_bytes) "
+                        "while the previous flush is still writing its segment (the disk is slower than the writes)",
+                        self.config.name, self.memtable.approx_bytes >> 20, WRITE_STALL_FACTOR)
+        try:
+            while self._flushing and self.memtable.approx_bytes >= limit:
+                deadline.check(f"waiting for a flush of collection {self.config.name!r} (a write stall)")
+                self._flush_done.wait(deadline.wait_seconds(1.0))
+        finally:
+            self._stalled_writers -= 1
+            if self._stalled_writers == 0:
+                log.info("collection %s: the write stall ended after %.2fs (%d insert(s) waited so far)",
+                         self.config.name, time.monotonic() - started, self.write_stalls)
 
     def _flush_due(self) -> bool:
         """The memtable is full, or sealed rows wait for a failed flush's retry."""
