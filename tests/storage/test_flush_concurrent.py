@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,16 +171,24 @@ def test_writes_and_reads_go_on_while_a_flush_is_held(tmp_path: Path, held: Hold
         model.check(engine.collection("c"))
 
 
-def test_a_full_memtable_flushes_in_the_background(tmp_path: Path, held: Hold) -> None:
-    """The write that fills the memtable starts the flush and returns; later writes complete while it is held."""
-    data = tmp_path / "data"
-    model = Model()
+@contextmanager
+def _background_flush_held(data: Path, model: Model, held: Hold, rows: int) -> Iterator[Any]:
+    """A collection (flush_bytes 100,000) whose first insert of ``rows`` rows, past flush_bytes, started a
+    background flush that ``held`` holds at "written"; the engine closes after the block."""
     with Engine.open(data, fsync="always", flush_bytes=100_000, auto_compact=False) as engine:
         engine.create_collection("c", DIM, distance_metric="euclidean")
         col = engine.collection("c")
         col.flush_hook = held
-        model.insert(col, "a", 1000, 1)  # past flush_bytes: the flush starts in the background
+        model.insert(col, "a", rows, 1)  # past flush_bytes: the flush starts in the background and is held
         assert held.reached.wait(WAIT)
+        yield col
+
+
+def test_a_full_memtable_flushes_in_the_background(tmp_path: Path, held: Hold) -> None:
+    """The write that fills the memtable starts the flush and returns; later writes complete while it is held."""
+    data = tmp_path / "data"
+    model = Model()
+    with _background_flush_held(data, model, held, 1000) as col:
         assert col._flush_thread is not None and col._flush_thread.is_alive()
         for b in range(3):  # the memtable passes flush_bytes again: no second flush while one runs
             model.insert(col, f"b{b}", 1000, 2 + b)
@@ -203,12 +212,7 @@ def test_a_memtable_at_its_bound_makes_inserts_wait_for_the_flush(tmp_path: Path
     flush itself. A delete does not wait. Nothing is lost, after a reopen too."""
     data = tmp_path / "data"
     model = Model()
-    with Engine.open(data, fsync="always", flush_bytes=100_000, auto_compact=False) as engine:
-        engine.create_collection("c", DIM, distance_metric="euclidean")
-        col = engine.collection("c")
-        col.flush_hook = held
-        model.insert(col, "a", 1600, 1)  # past flush_bytes: the flush starts in the background and is held
-        assert held.reached.wait(WAIT)
+    with _background_flush_held(data, model, held, 1600) as col:
         b = 0
         while col.memtable.approx_bytes < 4 * 100_000:  # writes go on up to the bound
             model.insert(col, f"b{b}", 500, 10 + b)
