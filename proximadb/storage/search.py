@@ -116,8 +116,8 @@ class SearchPath(CollectionState):
             else:
                 parts.append(self._planned(base, snap, plan, snap.alive, now))
         m = len(queries)
-        # per part: (m, width) rows and distances, the owner, and for an exact part its search again for
-        # one query and a wider k with the most it can return (ties at the cut: :meth:`_cut_by_id`)
+        # per part: (m, width) rows and distances, the owner, and for a memtable's exact scan its pass over
+        # every candidate up to a distance (ties at the cut: :func:`_cut_by_id`)
         cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]] = []
         for p_idx, (base, owner, rows, mask, count) in enumerate(parts):
             if base.shape[0] == 0 or (rows is not None and rows.shape[0] == 0):
@@ -127,11 +127,12 @@ class SearchPath(CollectionState):
             index = getattr(owner, "index", None)
             graph = getattr(owner, "graph", None)  # a memtable snapshot's graph (memtable_index.py)
             # an exact scan of a memtable (rows in insertion order) gives one more, to show a tie at its cut
-            width = k if isinstance(owner, Segment) else k + 1
+            in_id_order = isinstance(owner, Segment)
+            width = k if in_id_order else k + 1
             if rows is not None:  # the planner's exact path: only the matching rows, gathered
                 idx, dist = distance.topk_rows_batch(queries, base, rows, width, self._metric,
                                                      threads=None if m >= 4 else 1)
-                again: Again | None = Again(self._metric, queries, base, rows, None)
+                again: Again | None = None if in_id_order else Again(self._metric, queries, base, rows, None)
             elif graph is not None and not exact:  # the graph's rows walked, the rows it lacks scanned
                 cand.extend((i, d, owner, None) for i, d in memtable_index.search(graph, base, queries, k, mask, ef,
                                                                                   self._topk))
@@ -141,7 +142,7 @@ class SearchPath(CollectionState):
                 again = None
             else:
                 idx, dist = self._topk(queries, base, width, mask)
-                again = Again(self._metric, queries, base, None, mask)
+                again = None if in_id_order else Again(self._metric, queries, base, None, mask)
             cand.append((idx, dist, owner, again))
         if not cand:
             return [[] for _ in range(m)]
@@ -307,8 +308,7 @@ def _cut_by_id(cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], qi:
     at_kth: list[tuple[str, Any, int]] = []
     for idx, dist, owner, again in cand:
         rows, d = idx[qi], dist[qi]
-        if again is not None and not isinstance(owner, Segment) and rows.shape[0] and rows[-1] >= 0 \
-                and d[-1] <= kth:
+        if again is not None and rows.shape[0] and rows[-1] >= 0 and d[-1] <= kth:
             rows, d = again.upto(qi, kth)
         keep = rows >= 0
         rows, d = rows[keep], d[keep]
