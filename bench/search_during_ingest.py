@@ -13,6 +13,16 @@ threshold above the data (so every row stays in the memtable). Three runs, each 
   ``catch_up_s`` is how long the graph took after the last insert returned;
 * ``indexed``: the same rows flushed into a segment and its index built (the reference).
 
+* ``during`` (issue 11's bar: "searches during continuous ingest >= 0.5x the QPS of the fully indexed
+  collection, measured while writes go on"): the rows are inserted, flushed and indexed, searched
+  (``indexed``), then a writer thread inserts ``--ingest-rows`` more in batches of 10,000 (at
+  ``--rate`` rows/s, 0 = as fast as it can) with the engine's defaults (fsync always, flush
+  threshold, memtable graph, background builds and compaction), while the main thread searches
+  until the writer is done (``during``). The rows written then are the same clustered rows moved
+  far from every query (each component + 100), so they cost what any row costs to write, index and
+  search through, while the exact answer stays that of the first rows and recall is measurable.
+  ``ratio`` is during QPS / indexed QPS.
+
 Each reports QPS and p50 of single-query searches at ef 64 and recall@10 against numpy's exact answer,
 plus ingest rows/s and the slowest insert batch. It reports, never asserts: on a shared machine compare
 runs made side by side.
@@ -26,6 +36,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,12 +93,76 @@ def run(root: Path, mode: str, vectors: np.ndarray, queries: np.ndarray, truth: 
     return out
 
 
+def run_during(root: Path, vectors: np.ndarray, queries: np.ndarray, truth: list[set[int]], ingest_rows: int,
+               rate: float) -> dict[str, Any]:
+    rows = vectors.shape[0]
+    out: dict[str, Any] = {}
+    with Engine.open(root) as engine:
+        engine.create_collection("bench", DIM, distance_metric="euclidean", indexing_algorithm="hnsw",
+                                 index_params={"M": 16, "ef_construction": 200})
+        col = engine.collection("bench")
+        for start in range(0, rows, BATCH):
+            col.insert(ids=[f"{i:08d}" for i in range(start, min(rows, start + BATCH))],
+                       vectors=vectors[start : start + BATCH])
+        col.flush()
+        assert col.wait_for_indexes(3600)
+
+        def search(q: np.ndarray) -> list[int]:
+            return [int(h["id"]) for h in col.search(q, K, ef=EF, include_metadata=False)]
+
+        out["indexed"] = measure(search, queries, truth)
+        far = clustered(np.random.default_rng(9), ingest_rows)
+        far += 100.0
+        batches: list[float] = []
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                t0 = time.perf_counter()
+                for start in range(0, ingest_rows, BATCH):
+                    if rate > 0:  # keep to the rate: batch b starts no earlier than b * BATCH / rate
+                        time.sleep(max(0.0, t0 + start / rate - time.perf_counter()))
+                    t1 = time.perf_counter()
+                    col.insert(ids=[f"w{i:08d}" for i in range(start, min(ingest_rows, start + BATCH))],
+                               vectors=far[start : start + BATCH])
+                    batches.append(time.perf_counter() - t1)
+            except BaseException as exc:  # reported by the main thread
+                failed.append(exc)
+
+        writer = threading.Thread(target=write, name="bench-writer")
+        times: list[float] = []
+        hits = 0.0
+        t0 = time.perf_counter()
+        writer.start()
+        while writer.is_alive():
+            qi = len(times) % len(queries)
+            t1 = time.perf_counter()
+            found = search(queries[qi])
+            times.append(time.perf_counter() - t1)
+            hits += len(truth[qi] & set(found)) / len(truth[qi])
+        writing = time.perf_counter() - t0
+        writer.join()
+        if failed:
+            raise failed[0]
+        stats = col.stats()
+        out["during"] = {"p50_ms": float(np.median(times) * 1000), "qps": len(times) / writing,
+                         "recall": hits / max(1, len(times)), "queries": len(times)}
+        out["ingest_rows_s"] = round(ingest_rows / writing)
+        out["slowest_batch_s"] = round(max(batches), 3)
+        out["after"] = {"segments": stats["segments"], "memtable_rows": stats["memtable_rows"],
+                        "memtable_indexed_rows": stats.get("memtable_indexed_rows"), "status": stats["status"]}
+        out["ratio"] = round(out["during"]["qps"] / out["indexed"]["qps"], 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=120_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--threshold", type=int, default=20_000, help="memtable_index_rows of the 'on' run")
-    parser.add_argument("--modes", default="off,on,indexed")
+    parser.add_argument("--modes", default="off,on,indexed", help="any of off, on, indexed, during")
+    parser.add_argument("--ingest-rows", type=int, default=300_000, help="rows the 'during' run writes while searching")
+    parser.add_argument("--rate", type=float, default=0.0, help="rows/s of the 'during' run's writer (0: flat out)")
     parser.add_argument("--dir", type=Path, help="scratch directory [default: a temporary one]")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -100,7 +175,10 @@ def main() -> None:
     for mode in args.modes.split(","):
         root = scratch / mode
         shutil.rmtree(root, ignore_errors=True)
-        results[mode] = run(root, mode, vectors, queries, truth, args.threshold)
+        if mode == "during":
+            results[mode] = run_during(root, vectors, queries, truth, args.ingest_rows, args.rate)
+        else:
+            results[mode] = run(root, mode, vectors, queries, truth, args.threshold)
         shutil.rmtree(root, ignore_errors=True)
         print(mode, json.dumps(results[mode]), flush=True)
     if args.dir is None:
@@ -108,7 +186,7 @@ def main() -> None:
     report = {
         "what": f"bench/search_during_ingest.py, {args.rows:,} x {DIM} float32 clustered rows in the memtable, "
                 f"HNSW M=16 ef_construction=200, single-query searches at ef {EF}, k {K}, "
-                f"{args.queries} queries, fsync never, in-process",
+                f"{args.queries} queries, fsync never (the during run: the engine defaults), in-process",
         "proximadb": f"{Path(proximadb.__file__).parent} {git_commit(Path(proximadb.__file__).parent)}",
         "machine": f"{platform.machine()} {platform.python_version()}",
         "threshold": args.threshold,
@@ -116,7 +194,7 @@ def main() -> None:
     }
     print("| run | QPS | p50 ms | recall@10 |\n|---|---|---|---|")
     for mode, res in results.items():
-        for key in (f"{mode}_at_once", mode) if mode == "on" else (mode,):
+        for key in (f"{mode}_at_once", mode) if mode == "on" else ("indexed", mode) if mode == "during" else (mode,):
             if key in res:
                 m = res[key]
                 print(f"| {key} | {m['qps']:.0f} | {m['p50_ms']:.2f} | {m['recall']:.3f} |")

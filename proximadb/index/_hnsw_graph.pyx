@@ -437,7 +437,17 @@ cdef class HnswGraphIndex(VectorIndex):
 
     @property
     def ef_construction(self) -> int:
+        """The candidates an insertion searches for (at least M); a new value holds for the rows
+        added from then on (the memtable graph lowers it while it lags behind, storage/memtable_index.py)."""
         return self.graph.ef_construction
+
+    @ef_construction.setter
+    def ef_construction(self, int value) -> None:
+        if value < 1:
+            raise ValidationError(f"ef_construction must be >= 1, got {value}")
+        self._enter_write("setting ef_construction")
+        self.graph.ef_construction = max(value, self.graph.M)
+        self._writing = False
 
     @property
     def ef(self) -> int:

@@ -375,3 +375,39 @@ def test_a_search_of_a_busy_small_graph_scans_every_row() -> None:
     np.testing.assert_allclose(dist, want_d)
     parts = memtable_index.search(graph, base, queries, 10, None, None, topk)  # idle: the graph, then the tail
     assert len(parts) == 2 and parts[0][0].max() < 100 and parts[1][0].min() >= 100
+
+
+def test_a_lagging_graph_inserts_at_the_catch_up_ef_construction_and_still_finds_every_row() -> None:
+    """Rows added while the graph lags more than ``lag_rows`` behind the memtable are inserted searching
+    CATCH_UP_EF_CONSTRUCTION candidates, the rest at the collection's ef_construction; the graph built
+    both ways finds each of its rows as its own nearest neighbour (ef covering the small graph)."""
+    rng = np.random.default_rng(24)
+    base = rng.standard_normal((600, DIM)).astype(np.float32)
+    graph = memtable_index.MemtableGraph(DIM, "l2", memtable_index.graph_params("hnsw", {"ef_construction": 150}))
+    assert graph.ef_construction == 150 and graph.lag_rows == memtable_index.LAG_COMPONENTS // DIM
+    graph.extend(base[:200], backlog=graph.lag_rows + 1)
+    assert graph.index.ef_construction == memtable_index.CATCH_UP_EF_CONSTRUCTION
+    graph.extend(base[200:400], backlog=graph.lag_rows)  # not more than lag_rows behind: the collection's
+    assert graph.index.ef_construction == 150
+    graph.extend(base[400:], backlog=10**9)
+    assert graph.index.ef_construction == memtable_index.CATCH_UP_EF_CONSTRUCTION
+    with graph.reading() as index:
+        assert index is not None and index.n_rows == 600
+        for row in (0, 199, 200, 399, 400, 599):
+            rows, _ = index.search(base[row], 1, ef=600)
+            assert rows.tolist() == [row]
+    low = memtable_index.MemtableGraph(DIM, "l2", memtable_index.graph_params("hnsw", {"ef_construction": 20}))
+    low.extend(base[:50], backlog=10**9)  # a collection's ef_construction below the catch-up one is kept
+    assert low.index.ef_construction == 20
+
+
+def test_hnsw_ef_construction_can_change_between_adds() -> None:
+    from proximadb.index.hnsw import HNSWIndex
+
+    index = HNSWIndex(DIM, "l2", M=8, ef_construction=100)
+    index.ef_construction = 40
+    assert index.ef_construction == 40
+    index.ef_construction = 3  # at least M
+    assert index.ef_construction == 8
+    with pytest.raises(ValidationError, match="ef_construction must be >= 1"):
+        index.ef_construction = 0
