@@ -22,7 +22,9 @@ moves rows, and a cluster's merge (by distance, then id) agrees with one node's.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -153,6 +155,8 @@ class SearchPath(CollectionState):
                     [self._hit(owner, r, d, include_vectors, include_metadata)
                      for r, d in zip(all_row[qi, :k].tolist(), all_d[qi, :k].tolist(), strict=True) if r >= 0]
                     for qi in range(m)]
+        if m == 1:  # one query: merged in plain lists, cheaper than numpy's calls for a few dozen candidates
+            return [self._merge_one(cand, k, include_vectors, include_metadata)]
         all_d = np.concatenate([c[1] for c in cand], axis=1)
         order = np.argsort(all_d, axis=1, kind="stable")[:, : k + 1]
         top = np.take_along_axis(all_d, order, axis=1)
@@ -167,10 +171,24 @@ class SearchPath(CollectionState):
                  for r, p, d in zip(rows[qi], src[qi], dist[qi], strict=True) if r >= 0]
                 for qi in range(m)]
 
+    def _merge_one(self, cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], k: int,
+                   include_vectors: bool, include_metadata: bool) -> list[dict[str, Any]]:
+        """The one query's hits from several parts' candidates: what the many-query merge gives (a stable
+        sort by distance, so equal distances keep the parts' order; ties at the cut by id)."""
+        best: list[tuple[float, int, int]] = []
+        for p, (idx, dist, _, _) in enumerate(cand):
+            best.extend(zip(dist[0].tolist(), itertools.repeat(p), idx[0].tolist()))
+        best.sort(key=operator.itemgetter(0))
+        top = best[: k + 1]
+        if any(a[0] == b[0] != math.inf for a, b in itertools.pairwise(top)):
+            return self._tie_cut(cand, 0, k, [t[0] for t in top], include_vectors, include_metadata)
+        return [self._hit(cand[p][2], r, d, include_vectors, include_metadata) for d, p, r in top[:k] if r >= 0]
+
     def _tie_cut(self, cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], qi: int, k: int,
-                 best: np.ndarray, include_vectors: bool, include_metadata: bool) -> list[dict[str, Any]]:
+                 best: np.ndarray | list[float], include_vectors: bool,
+                 include_metadata: bool) -> list[dict[str, Any]]:
         """Query ``qi``'s hits when equal distances are among its best k + 1 (``best``, ascending)."""
-        kth = float(best[k - 1]) if best.shape[0] >= k else math.inf
+        kth = float(best[k - 1]) if len(best) >= k else math.inf
         return [self._hit(owner, row, d, include_vectors, include_metadata)
                 for d, _, owner, row in _cut_by_id(cand, qi, k, kth)]
 

@@ -185,3 +185,31 @@ def test_many_equal_vectors_in_the_memtable_widen_the_cut(tmp_path: Path) -> Non
         col.upsert([{"id": i, "vector": DENSE[1]} for i in reversed(ids) if int(i) % 4])
         for k in (1, 5, 64, 399, 400):
             assert [h["id"] for h in col.search(DENSE_QUERY, k)] == sorted(ids)[:k]
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 30),
+       metric=st.sampled_from(["euclidean", "cosine", "dot_product"]), dups=st.booleans())
+def test_one_query_merges_parts_as_a_batch_does(tmp_path_factory: pytest.TempPathFactory, seed: int, k: int,
+                                                metric: str, dups: bool) -> None:
+    """A single query's hits over two segments and the memtable (merged in lists, search.py's _merge_one) are
+    a batch's (merged in numpy): same ids, same order, same scores; with repeated vectors, ties too."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((90, 6)).astype(np.float32)
+    if dups:
+        vectors[rng.integers(0, 90, 40)] = vectors[0]
+    ids = [str(i) for i in rng.permutation(90).tolist()]
+    with Engine.open(tmp_path_factory.mktemp("merge-one"), fsync="never", auto_compact=False) as engine:
+        engine.create_collection("c", dimension=6, distance_metric=metric)
+        col = engine.collection("c")
+        for start, stop in ((0, 30), (30, 60), (60, 90)):
+            col.upsert([{"id": i, "vector": v} for i, v in zip(ids[start:stop], vectors[start:stop].tolist(),
+                                                                strict=True)])
+            if stop < 90:
+                col.flush()
+        queries = np.concatenate([vectors[:2], rng.standard_normal((3, 6)).astype(np.float32)])
+        batch = col.search_batch(queries, k)
+        for q, hits in zip(queries, batch, strict=True):
+            alone = col.search(q, k)
+            assert [(h["id"], h["score"]) for h in alone] == [(h["id"], h["score"]) for h in hits]
