@@ -25,14 +25,17 @@ wait for the graph; a search of a small graph (``WAIT_COMPONENTS``) does not wai
 finds a chunk being added: it scans every row exactly, which costs less than the wait.
 
 While the graph lags behind the memtable by more rows than an exact scan covers in about a graph
-walk's time (``LAG_COMPONENTS`` vector components: 5,000 rows of 128 dimensions), its insertions
+walk's time (``LAG_COMPONENTS`` vector components: 5,000 rows at 128 dimensions), its insertions
 search ``CATCH_UP_EF_CONSTRUCTION`` candidates instead of the collection's ``ef_construction``: on
-the bench's data that inserts 3-4 times faster (200 -> 64: 3,600 -> 15,000 rows/s on one core), so a
-steady ingest of several thousand rows a second leaves little for searches to scan exactly; once
-it has caught up, rows are inserted at the collection's ``ef_construction`` again. The graph of a
-memtable only lives until its flush (the segment's is built at the collection's parameters), and
-searches still walk it at the request's ``ef``; the cost is some recall on rows inserted while
-catching up (GloVe-50, 200k rows, ef 64: 0.957 against 0.977 when every row is inserted at 200).
+the bench's data that inserts 3-4 times faster (200 -> 64: about 3,600 -> 14,000 rows/s on one core),
+so a steady ingest of several thousand rows a second leaves little for searches to scan exactly;
+once it is that close again, rows are inserted at the collection's ``ef_construction``. A new graph
+starts at least ``memtable_index_rows`` rows behind (20,000 by default: more than the lag from about
+32 dimensions up), so then most of its first rows are inserted while catching up
+(``MemtableGraph.catch_up_rows`` counts them). The graph of a memtable only lives until
+its flush (the segment's is built at the collection's parameters), and searches still walk it at the
+request's ``ef``; the cost is some recall on the rows inserted while catching up (on hard data such
+as GloVe a point or two at ef 64; none measured on the bench's clustered data).
 
 A flush seals the memtable (sealed.py): the sealed one keeps its graph, searched as above until
 the new segment replaces it, and is then dropped with it (the segment builds its own index;
@@ -83,6 +86,7 @@ class MemtableGraph:
         self.index = index
         self.ef_construction = index.ef_construction  # the collection's
         self.lag_rows = max(1, LAG_COMPONENTS // dim)
+        self.catch_up_rows = 0  # rows inserted at CATCH_UP_EF_CONSTRUCTION (tests, logs)
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._waiting = 0  # searches waiting for a chunk to end: they go before the next chunk
@@ -138,6 +142,8 @@ class MemtableGraph:
             if self.index.ef_construction != max(efc, self.index.M):
                 self.index.ef_construction = efc
             self.index.add(np.arange(start, start + vectors.shape[0], dtype=np.int64), vectors, threads=1)
+            if lagging:
+                self.catch_up_rows += vectors.shape[0]
         finally:
             with self._cond:
                 self._writer = False
@@ -226,7 +232,7 @@ class MemtableIndexer:
             return None
 
     def _run(self) -> None:
-        chunk = 64
+        chunk = MIN_CHUNK  # grown from one row to CHUNK_SECONDS' worth: a search never waits long for the first
         try:
             while (step := self._next(chunk)) is not None:
                 graph, vectors, backlog = step

@@ -38,6 +38,11 @@ from proximadb.storage.filter_cache import PlanCache
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.segment import Segment
 
+# One query's candidates up to this many (over all parts) are merged in lists, more in numpy: the list merge
+# costs about 16% less per search at k 10 over a segment and a memtable graph, and more than numpy's past
+# a k of about 150-200 over a few parts.
+MERGE_IN_LISTS = 256
+
 
 class SearchPath(CollectionState):
     """The search core behind Collection.search_batch (which checks the arguments)."""
@@ -155,8 +160,14 @@ class SearchPath(CollectionState):
                     [self._hit(owner, r, d, include_vectors, include_metadata)
                      for r, d in zip(all_row[qi, :k].tolist(), all_d[qi, :k].tolist(), strict=True) if r >= 0]
                     for qi in range(m)]
-        if m == 1:  # one query: merged in plain lists, cheaper than numpy's calls for a few dozen candidates
+        if m == 1 and sum(c[1].shape[1] for c in cand) <= MERGE_IN_LISTS:
             return [self._merge_one(cand, k, include_vectors, include_metadata)]
+        return self._merge_many(cand, k, m, include_vectors, include_metadata)
+
+    def _merge_many(self, cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], k: int, m: int,
+                    include_vectors: bool, include_metadata: bool) -> list[list[dict[str, Any]]]:
+        """Each query's hits from several parts' candidates, merged in numpy: a stable sort by distance (equal
+        distances keep the parts' order), ties at the cut by id (:meth:`_tie_cut`)."""
         all_d = np.concatenate([c[1] for c in cand], axis=1)
         order = np.argsort(all_d, axis=1, kind="stable")[:, : k + 1]
         top = np.take_along_axis(all_d, order, axis=1)
@@ -173,8 +184,8 @@ class SearchPath(CollectionState):
 
     def _merge_one(self, cand: list[tuple[np.ndarray, np.ndarray, Any, Again | None]], k: int,
                    include_vectors: bool, include_metadata: bool) -> list[dict[str, Any]]:
-        """The one query's hits from several parts' candidates: what the many-query merge gives (a stable
-        sort by distance, so equal distances keep the parts' order; ties at the cut by id)."""
+        """The one query's hits from several parts' candidates, what :meth:`_merge_many` gives, merged in plain
+        lists: for a few dozen candidates cheaper than numpy's calls (MERGE_IN_LISTS)."""
         best: list[tuple[float, int, int]] = []
         for p, (idx, dist, _, _) in enumerate(cand):
             best.extend(zip(dist[0].tolist(), itertools.repeat(p), idx[0].tolist()))

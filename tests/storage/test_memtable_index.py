@@ -391,10 +391,10 @@ def test_a_lagging_graph_inserts_at_the_catch_up_ef_construction_and_still_finds
     assert graph.index.ef_construction == 150
     graph.extend(base[400:], backlog=10**9)
     assert graph.index.ef_construction == memtable_index.CATCH_UP_EF_CONSTRUCTION
-    with graph.reading() as index:
-        assert index is not None and index.n_rows == 600
+    with graph.reading() as index:  # a walk (ef well below the rows, so not the index's exact shortcut)
+        assert index is not None and index.n_rows == 600 and index.reachable_count() == 600
         for row in (0, 199, 200, 399, 400, 599):
-            rows, _ = index.search(base[row], 1, ef=600)
+            rows, _ = index.search(base[row], 1, ef=32)
             assert rows.tolist() == [row]
     low = memtable_index.MemtableGraph(DIM, "l2", memtable_index.graph_params("hnsw", {"ef_construction": 20}))
     low.extend(base[:50], backlog=10**9)  # a collection's ef_construction below the catch-up one is kept
@@ -411,3 +411,26 @@ def test_hnsw_ef_construction_can_change_between_adds() -> None:
     assert index.ef_construction == 8
     with pytest.raises(ValidationError, match="ef_construction must be >= 1"):
         index.ef_construction = 0
+
+
+def test_the_indexer_catches_up_at_the_lower_ef_construction_then_goes_back(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background thread gives the graph the memtable rows it lacks: a graph far behind (a whole insert
+    of 1,500 rows past a threshold of 200, with a lag of 100 rows) inserts at the catch-up ef_construction,
+    rows arriving once it has caught up (fewer than the lag) at the collection's."""
+    monkeypatch.setattr(memtable_index, "LAG_COMPONENTS", 100 * DIM)
+    with _open(tmp_path / "d", 200) as eng:
+        eng.create_collection("c", DIM, distance_metric="euclidean", indexing_algorithm="hnsw",
+                              index_params={"ef_construction": 120})
+        col = eng.collection("c")
+        _insert(col, 1500, seed=25, batch=1500)
+        assert _graph_rows(col) == 1500
+        graph = col.memtable.graph
+        assert graph is not None and graph.lag_rows == 100
+        caught_up = graph.catch_up_rows
+        assert 0 < caught_up <= 1500  # its first chunk starts 1,500 behind (how many follow: chunk sizes)
+        _insert(col, 50, seed=26, start=1500, batch=50)  # 50 behind: not lagging
+        assert _graph_rows(col) == 1550
+        assert graph.catch_up_rows == caught_up and graph.index.ef_construction == 120
+        ids, vecs, _ = _rows(50, seed=26, start=1500)
+        assert [h["id"] for h in col.search(vecs[7], 1, ef=32)] == [ids[7]]

@@ -213,3 +213,69 @@ def test_one_query_merges_parts_as_a_batch_does(tmp_path_factory: pytest.TempPat
         for q, hits in zip(queries, batch, strict=True):
             alone = col.search(q, k)
             assert [(h["id"], h["score"]) for h in alone] == [(h["id"], h["score"]) for h in hits]
+
+
+class _Owner:
+    """What a hit reads of its part when neither vectors nor metadata are asked for."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.expires_at = None
+
+
+def _padded(q: np.ndarray, base: np.ndarray, width: int, metric: str,
+            mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    from proximadb.index import distance
+
+    rows, d = distance.topk(q, base, width, metric, mask=mask)
+    idx = np.full((1, width), -1, np.int64)
+    dist = np.full((1, width), np.inf, np.float32)
+    idx[0, : len(rows)] = rows
+    dist[0, : len(rows)] = d
+    return idx, dist
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_list_merge_is_the_numpy_merge(seed: int) -> None:
+    """search.py's two merges of one query's candidates (_merge_one: lists, _merge_many: numpy) on candidate
+    lists shaped as _search_raw makes them: segment parts (width k, ids in row order), memtable exact parts
+    (width k + 1, with an Again), approximate parts (width k), fewer allowed rows than the width (-1 / +inf
+    padding) and many exact ties (small integer vectors)."""
+    from proximadb.index import distance
+    from proximadb.storage.search import Again, SearchPath
+
+    rng = np.random.default_rng(seed)
+    merger = object.__new__(SearchPath)
+    compared = 0
+    for _ in range(400):
+        dim, k = int(rng.integers(1, 4)), int(rng.integers(1, 12))
+        metric = str(rng.choice(["l2", "dot", "cosine"]))
+        merger._metric = metric  # type: ignore[assignment]
+        q = rng.integers(-2, 3, (1, dim)).astype(np.float32)
+        q[0, 0] = q[0, 0] or 1.0
+        if metric == "cosine":
+            q = distance.normalize_rows(q)
+        cand: list[Any] = []
+        first = 0
+        for _part in range(int(rng.integers(2, 5))):
+            n = int(rng.integers(1, 15))
+            base = rng.integers(-2, 3, (n, dim)).astype(np.float32)
+            if metric == "cosine":
+                base[~base.any(axis=1), 0] = 1.0
+                base = distance.normalize_rows(base)
+            ids = [f"{i:05d}" for i in rng.permutation(np.arange(first, first + n))]
+            first += n
+            mask = (rng.random(n) < 0.7).astype(np.uint8) if rng.random() < 0.5 else None
+            kind = int(rng.integers(0, 3))
+            if kind == 0:  # a segment: rows in id order
+                cand.append((*_padded(q[0], base, k, metric, mask), _Owner(sorted(ids)), None))
+            elif kind == 1:  # a memtable's exact scan: one more, and its pass up to a distance
+                cand.append((*_padded(q[0], base, k + 1, metric, mask), _Owner(ids),
+                             Again(metric, q, base, None, mask)))  # type: ignore[arg-type]
+            else:  # an approximate part
+                cand.append((*_padded(q[0], base, k, metric, mask), _Owner(ids), None))
+        one = merger._merge_one(cand, k, False, False)
+        many = merger._merge_many(cand, k, 1, False, False)[0]
+        assert one == many, (metric, k)
+        compared += 1
+    assert compared == 400
