@@ -67,8 +67,9 @@ CHUNK_SECONDS = 0.0005  # a chunk's add aims at this long: a search waits at mos
 MIN_CHUNK, MAX_CHUNK = 1, 8192
 # A search that finds a chunk being added waits for it (about CHUNK_SECONDS / 2 on average) only when the
 # graph covers more vector components than the exact scan does in about that time (the scan: ~0.15 ns a
-# component on the 2-core bench machine, 120,000 x 128 rows in 2.3 ms); else it scans every row exactly.
-WAIT_COMPONENTS = 8_000_000
+# component on the 2-core bench machine, 120,000 x 128 rows in 2.3 ms): 0.25 ms, 1.6M components (12,500 rows
+# at 128 dimensions); else it scans every row exactly.
+WAIT_COMPONENTS = 1_600_000
 # More rows than this many components behind: insert at CATCH_UP_EF_CONSTRUCTION (module docstring).
 LAG_COMPONENTS = 640_000
 CATCH_UP_EF_CONSTRUCTION = 64
@@ -249,13 +250,14 @@ class MemtableIndexer:
 
 
 def search(graph: MemtableGraph, base: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None,
-           ef: int | None, topk: TopK) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Candidates ((m, k) rows, distances; -1 / inf padded) over a memtable snapshot's rows ``base``
-    (``mask``: the rows allowed, alive and matching, or None: all): the graph's walk (``ef``: the request's,
-    None: the collection's) over the rows it covers, and ``topk`` (the exact scan) over the rest, in
-    memtable row numbers."""
+           ef: int | None, topk: TopK) -> list[tuple[np.ndarray, np.ndarray, int | None]]:
+    """Candidates ((m, width) rows, distances; -1 / inf padded; and None, or for the exact scan the first
+    row it scanned) over a memtable snapshot's rows ``base`` (``mask``: the rows allowed, alive and
+    matching, or None: all): the graph's walk (``ef``: the request's, None: the collection's) over the
+    rows it covers, k wide, and ``topk`` (the exact scan) over the rest, k + 1 wide (one more shows a tie
+    at its cut, as any memtable scan: storage/search.py), in memtable row numbers."""
     n = base.shape[0]
-    out: list[tuple[np.ndarray, np.ndarray]] = []
+    out: list[tuple[np.ndarray, np.ndarray, int | None]] = []
     with graph.reading(wait=graph.indexed * base.shape[1] >= WAIT_COMPONENTS) as index:
         g = 0 if index is None else index.n_rows  # fixed while reading: no chunk is added meanwhile
         covered = min(g, n)
@@ -266,7 +268,7 @@ def search(graph: MemtableGraph, base: np.ndarray, queries: np.ndarray, k: int, 
                 allowed = np.zeros(g, dtype=np.uint8)
                 allowed[:covered] = 1 if mask is None else mask[:covered]
             if len(queries) >= 4:
-                out.append(index.search_batch(queries, k, ef=ef, filter_ids=allowed))
+                out.append((*index.search_batch(queries, k, ef=ef, filter_ids=allowed), None))
             else:
                 idx = np.full((len(queries), k), -1, dtype=np.int64)
                 dist = np.full((len(queries), k), np.inf, dtype=np.float32)
@@ -274,8 +276,8 @@ def search(graph: MemtableGraph, base: np.ndarray, queries: np.ndarray, k: int, 
                     rows, d = index.search(q, k, ef=ef, filter_ids=allowed)
                     idx[qi, : len(rows)] = rows
                     dist[qi, : len(rows)] = d
-                out.append((idx, dist))
+                out.append((idx, dist, None))
     if covered < n:
-        idx, dist = topk(queries, base[covered:], k, None if mask is None else mask[covered:])
-        out.append((np.where(idx >= 0, idx + covered, -1), dist))
+        idx, dist = topk(queries, base[covered:], k + 1, None if mask is None else mask[covered:])
+        out.append((np.where(idx >= 0, idx + covered, -1), dist, covered))
     return out

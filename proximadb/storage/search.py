@@ -141,8 +141,11 @@ class SearchPath(CollectionState):
                                                      threads=None if m >= 4 else 1)
                 again: Again | None = None if in_id_order else Again(self._metric, queries, base, rows, None)
             elif graph is not None and not exact:  # the graph's rows walked, the rows it lacks scanned
-                cand.extend((i, d, owner, None) for i, d in memtable_index.search(graph, base, queries, k, mask, ef,
-                                                                                  self._topk))
+                for i, d, tail in memtable_index.search(graph, base, queries, k, mask, ef, self._topk):
+                    scanned = None if tail is None else np.arange(tail, base.shape[0]) if mask is None else \
+                        tail + np.flatnonzero(mask[tail:])
+                    cand.append((i, d, owner, None if scanned is None else
+                                 Again(self._metric, queries, base, scanned, None)))
                 continue
             elif index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling, count)

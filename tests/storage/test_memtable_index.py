@@ -363,18 +363,20 @@ def test_a_search_of_a_busy_small_graph_scans_every_row() -> None:
     def topk(q: np.ndarray, b: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         return distance.topk_batch(q, b, k, "l2", mask=mask)
 
-    want_idx, want_d = topk(queries, base, 10, None)
+    want_idx, want_d = topk(queries, base, 11, None)  # an exact scan gives k + 1 (a tie at its cut shows)
     with graph._cond:
         graph._writer = True
     try:
-        (idx, dist), = memtable_index.search(graph, base, queries, 10, None, None, topk)
+        (idx, dist, first), = memtable_index.search(graph, base, queries, 10, None, None, topk)
     finally:
         with graph._cond:
             graph._writer = False
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_allclose(dist, want_d)
+    assert first == 0
     parts = memtable_index.search(graph, base, queries, 10, None, None, topk)  # idle: the graph, then the tail
     assert len(parts) == 2 and parts[0][0].max() < 100 and parts[1][0].min() >= 100
+    assert parts[0][1].shape == (5, 10) and parts[0][2] is None and parts[1][1].shape == (5, 11) and parts[1][2] == 100
 
 
 def test_a_lagging_graph_inserts_at_the_catch_up_ef_construction_and_still_finds_every_row() -> None:

@@ -279,3 +279,25 @@ def test_the_list_merge_is_the_numpy_merge(seed: int) -> None:
         assert one == many, (metric, k)
         compared += 1
     assert compared == 400
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_ties_in_the_rows_a_memtable_graph_lacks_come_by_id(tmp_path: Path, filtered: bool) -> None:
+    """Rows past the memtable graph are scanned exactly: equal distances there come by id too, not by
+    insertion order (20 equal vectors inserted in descending id order, the graph stopped before them)."""
+    rng = np.random.default_rng(0)
+    with Engine.open(tmp_path, fsync="never", memtable_index_rows=50, auto_compact=False) as engine:
+        engine.create_collection("c", dimension=4, distance_metric="euclidean", indexing_algorithm="hnsw")
+        col = engine.collection("c")
+        col.upsert([{"id": f"a{i:02d}", "vector": v, "metadata": {"g": 0}}
+                    for i, v in enumerate(rng.standard_normal((60, 4)).tolist())])
+        assert col.memtable_indexer.wait_idle(120)
+        col.memtable_indexer.stop()
+        q = [5.0, 5.0, 5.0, 5.0]
+        col.upsert([{"id": f"z{i:02d}", "vector": q, "metadata": {"g": i % 2}} for i in reversed(range(20))])
+        assert col.memtable.graph is not None and col.memtable.graph.indexed == 60
+        flt = {"g": 1} if filtered else None
+        want = [f"z{i:02d}" for i in range(20) if not filtered or i % 2][:3]
+        assert [h["id"] for h in col.search(np.array(q, np.float32), 3, filter=flt)] == want
+        batch = col.search_batch(np.array([q] * 4, np.float32), 3, filter=flt)
+        assert all([h["id"] for h in hits] == want for hits in batch)
