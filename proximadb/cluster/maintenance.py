@@ -36,10 +36,10 @@ node). One node answers ``replicas: []``.
 fields too, so both protocols carry them (gRPC ``CollectionStats``): added up over one replica of each
 shard (the one a read at the request's consistency level reaches, as ``count``), the counts summed
 (``vectors``, ``memtable_*``, ``segments``, ``segment_rows``, ``indexed_*``, ``unindexed_rows``,
-``index_builds_pending``, ``memtable_indexed_rows``), ``status`` green only when every shard's replica is,
-the first error a replica reports, and the latest ``last_compaction_at``. The WAL fields describe no local
-file here (the log of record is JetStream's): ``checkpoint_seq`` 0, ``wal_last_seq`` null, ``wal_bytes`` 0;
-``proximadb cluster status`` gives each replica's applied sequence and lag.
+``index_builds_pending``, ``memtable_indexed_rows``, ``filter_plan_cache_*``), ``status`` green only when
+every shard's replica is, the first error a replica reports, and the latest ``last_compaction_at``. The WAL
+fields describe no local file here (the log of record is JetStream's): ``checkpoint_seq`` 0, ``wal_last_seq``
+null, ``wal_bytes`` 0; ``proximadb cluster status`` gives each replica's applied sequence and lag.
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def compaction_report(name: str, replicas: list[dict[str, Any]], seconds: float)
 
 
 SUMMED_STATS = ("vectors", "memtable_rows", "memtable_bytes", "segments", "segment_rows", "indexed_segments",
-                "index_builds_pending", "indexed_rows", "unindexed_rows", "memtable_indexed_rows")
+                "index_builds_pending", "indexed_rows", "unindexed_rows", "memtable_indexed_rows",
+                "filter_plan_cache_hits", "filter_plan_cache_misses", "filter_plan_cache_bytes")
 
 
 def collection_stats(name: str, uuid: str, algorithm: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -142,6 +143,9 @@ def collection_stats(name: str, uuid: str, algorithm: str, parts: list[dict[str,
         "indexed_rows": sums["indexed_rows"], "unindexed_rows": sums["unindexed_rows"], "wal_bytes": 0,
         "last_compaction_at": max(compactions) if compactions else None,
         "memtable_indexed_rows": sums["memtable_indexed_rows"],
+        "filter_plan_cache_hits": sums["filter_plan_cache_hits"],
+        "filter_plan_cache_misses": sums["filter_plan_cache_misses"],
+        "filter_plan_cache_bytes": sums["filter_plan_cache_bytes"],
     }
 
 

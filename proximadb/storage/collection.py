@@ -602,4 +602,8 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
                 "wal_bytes": directory_bytes(wal.directory) if isinstance(wal, WriteAheadLog) else 0,
                 "last_compaction_at": self.last_compaction_at,
                 "memtable_indexed_rows": self._memtable_indexed_rows(),  # live memtable rows in its HNSW graph
+                # segment filter plans (filter_cache.py): segments replaced by a compaction take theirs along
+                "filter_plan_cache_hits": sum(s.plan_cache.hits for s in self.segments),
+                "filter_plan_cache_misses": sum(s.plan_cache.misses for s in self.segments),
+                "filter_plan_cache_bytes": sum(s.plan_cache.nbytes for s in self.segments),
             }

@@ -19,6 +19,9 @@ Policy, so that one-off filters neither cost memory nor push the useful plans ou
   else the plan depends on (the rows planned, the planner's thresholds); the kept arrays are made
   read-only, so that no reader can change what the next one gets.
 
+``Collection.stats`` sums the segments' ``hits``, ``misses`` and ``nbytes`` (``filter_plan_cache_hits``,
+``_misses``, ``_bytes``, over both protocols); a segment a compaction replaces takes its counts along.
+
 Thread-safe: searches run in parallel (a lock guards the maps; planning itself runs outside it, so
 two searches may plan the same filter at once, and the first to finish keeps it).
 """

@@ -392,6 +392,8 @@ def test_compact_reaches_every_replica_and_changes_no_answer(cluster: DevCluster
         assert (stats["vectors"], stats["segments"], stats["segment_rows"]) == (114, 2, 114), stats
         assert (stats["wal_last_seq"], stats["wal_bytes"], stats["checkpoint_seq"]) == (None, 0, 0), stats
         assert stats["memtable_rows"] == 0 and stats["indexing_algorithm"] == "flat", stats
+        plans = [stats[f"filter_plan_cache_{key}"] for key in ("hits", "misses", "bytes")]
+        assert all(isinstance(v, int) and v >= 0 for v in plans), stats  # each replica's, summed
     writer.delete_collection("packed")
 
 

@@ -187,7 +187,15 @@ SCHEMAS: dict[str, Any] = {
                                               "since the daemon started (null: none)"},
         "memtable_indexed_rows": {"type": "integer", "minimum": 0,
                                   "description": "live memtable rows in the memtable's HNSW graph "
-                                                 "(part of indexed_rows)"}}},
+                                                 "(part of indexed_rows)"},
+        "filter_plan_cache_hits": {"type": "integer", "minimum": 0,
+                                   "description": "segment filter plans answered from the segments' plan caches "
+                                                  "since the collection opened"},
+        "filter_plan_cache_misses": {"type": "integer", "minimum": 0,
+                                     "description": "segment filter plans made anew (a plan is kept on its "
+                                                    "second sight)"},
+        "filter_plan_cache_bytes": {"type": "integer", "minimum": 0,
+                                    "description": "bytes of the plans the segments' caches hold now"}}},
     "Metadata": {"type": "object", "additionalProperties": {
         "oneOf": [{"type": "null"}, {"type": "boolean"}, {"type": "integer"}, {"type": "number"}, {"type": "string"},
                   {"type": "array", "items": {"type": "string"}}]}},
