@@ -140,9 +140,8 @@ class MemtableGraph:
         try:
             start = self.index.n_rows
             lagging = backlog > self.lag_rows
-            efc = min(self.ef_construction, CATCH_UP_EF_CONSTRUCTION) if lagging else self.ef_construction
-            if self.index.ef_construction != max(efc, self.index.M):
-                self.index.ef_construction = efc
+            self.index.ef_construction = min(self.ef_construction, CATCH_UP_EF_CONSTRUCTION) if lagging \
+                else self.ef_construction
             self.index.add(np.arange(start, start + vectors.shape[0], dtype=np.int64), vectors, threads=1)
             if lagging:
                 self.catch_up_rows += vectors.shape[0]

@@ -142,10 +142,9 @@ class SearchPath(CollectionState):
                 again: Again | None = None if in_id_order else Again(self._metric, queries, base, rows, None)
             elif graph is not None and not exact:  # the graph's rows walked, the rows it lacks scanned
                 for i, d, tail in memtable_index.search(graph, base, queries, k, mask, ef, self._topk):
-                    scanned = None if tail is None else np.arange(tail, base.shape[0]) if mask is None else \
-                        tail + np.flatnonzero(mask[tail:])
-                    cand.append((i, d, owner, None if scanned is None else
-                                 Again(self._metric, queries, base, scanned, None)))
+                    # tail: the first of the rows the graph lacks, scanned exactly (None: the graph's walk)
+                    cand.append((i, d, owner, None if tail is None else Again(
+                        self._metric, queries, base[tail:], None, None if mask is None else mask[tail:], first=tail)))
                 continue
             elif index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling, count)
@@ -299,13 +298,15 @@ def _rescored_k(index: Any, k: int, oversampling: float | None) -> int:
 class Again:
     """An exact part's scan again for one query: every candidate row (allowed by its rows or mask) whose
     distance is at most a bound, by one pass of the kernel that scored it (``pairwise``: the same per-pair
-    distances as the top-k kernels, bit for bit)."""
+    distances as the top-k kernels, bit for bit). ``first``: the part's row number of ``base[0]`` when
+    ``base`` is the rows from there on (a memtable's rows past its graph), with a mask, not rows."""
 
-    __slots__ = ("base", "mask", "metric", "queries", "rows")
+    __slots__ = ("base", "first", "mask", "metric", "queries", "rows")
 
     def __init__(self, metric: KernelMetric, queries: np.ndarray, base: np.ndarray, rows: np.ndarray | None,
-                 mask: np.ndarray | None) -> None:
+                 mask: np.ndarray | None, first: int = 0) -> None:
         self.metric, self.queries, self.base, self.rows, self.mask = metric, queries, base, rows, mask
+        self.first = first
 
     def upto(self, qi: int, bound: float) -> tuple[np.ndarray, np.ndarray]:
         """(rows int64, distances) of query ``qi``'s candidates at most ``bound``, in row order."""
@@ -319,7 +320,7 @@ class Again:
         if self.mask is not None:
             keep &= self.mask.astype(bool, copy=False)
         found = np.flatnonzero(keep)
-        return found, d[found]
+        return found + self.first, d[found]
 
 
 def _tied(best: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Users can see and wait for indexing, and flush: stats status green/yellow, flush, wait_for_indexing.
+"""Users can see and wait for indexing, and flush: stats status green/yellow, flush, wait_for_indexing;
+and stats report the segments' filter plan caches (storage/filter_cache.py).
 
 Against a real daemon over both protocols and in-process (connect_embedded); a graceful stop flushes
 the memtable (nothing to replay on the next start), a kill -9 still recovers every row from the WAL.
@@ -174,3 +175,24 @@ def test_embedded_close_flushes_and_can_be_told_not_to(tmp_path: Path) -> None:
         db.insert_vectors("c", ids=["a", "b"], vectors=_vectors(2))
     with proximadb.connect_embedded(tmp_path / "b", fsync="never") as db:
         assert (db.stats("c")["memtable_rows"], db.stats("c")["segments"], db.count("c")) == (2, 0, 2)
+
+
+def test_stats_report_the_filter_plan_caches(db: ProximaDBAPI) -> None:
+    """One segment: a filter seen once is planned (a miss), seen twice planned and kept (a miss), then
+    answered from the cache (a hit); the kept plan's arrays are counted in bytes."""
+    name = f"plans-{db.protocol}"
+    db.create_collection(name, dimension=DIM, distance_metric="euclidean")
+    rng = np.random.default_rng(1)
+    db.insert_vectors(name, [{"id": f"r{i:03d}", "vector": rng.standard_normal(DIM).tolist(), "metadata": {"g": i % 4}}
+                     for i in range(200)])
+    db.flush(name)
+    fresh = db.stats(name)
+    assert (fresh["segments"], fresh["filter_plan_cache_hits"], fresh["filter_plan_cache_misses"],
+            fresh["filter_plan_cache_bytes"]) == (1, 0, 0, 0), fresh
+    query = rng.standard_normal(DIM).tolist()
+    answers = [db.search(name, query, k=5, filter={"g": 1}) for _ in range(3)]
+    assert all(len(hits) == 5 and [h["id"] for h in hits] == [h["id"] for h in answers[0]] for hits in answers)
+    stats = db.stats(name)
+    assert (stats["filter_plan_cache_hits"], stats["filter_plan_cache_misses"]) == (1, 2), stats
+    assert stats["filter_plan_cache_bytes"] > 0, stats
+    db.delete_collection(name)
