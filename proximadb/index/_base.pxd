@@ -27,6 +27,7 @@ ctypedef struct IndexRows:
     int64_t *ids
     uint8_t *deleted
     int64_t n_deleted
+    int64_t admit_below     # a search returns rows below this only (INT64_MAX; a snapshot's bound, hnsw_shared.pyx)
 
 
 cdef inline float distance(const IndexRows *rows, const float *a, const float *b) noexcept nogil:
@@ -95,6 +96,8 @@ cdef class VectorIndex:
     cdef int _pool_n
     cdef int _readers
     cdef bint _writing
+    cdef int _shared_readers  # of _readers: searches of a snapshot (hnsw_shared.search), which an add_shared lets in
+    cdef bint _adding_shared  # an add that searches of a snapshot may run beside: nothing may grow (NoRoomError)
     cdef int64_t _last_measured  # rows the last single-query walk measured (a graph kind's diagnostic)
 
     # -- owned by the base --

@@ -12,6 +12,8 @@ METRICS: tuple[str, ...]
 
 _Index = TypeVar("_Index", bound="VectorIndex")
 
+class NoRoomError(RuntimeError): ...
+
 class VectorIndex:
     FILE_FORMAT: IndexFileFormat
     # Every registered kind (HNSWIndex, IVFIndex) takes dim, metric and its build parameters and

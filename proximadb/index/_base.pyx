@@ -7,7 +7,9 @@ owns what does not depend on how rows are found:
 - the checks on input (vector matrices, queries, ids, non-finite and, under
   cosine, zero vectors) and ``add`` / ``mark_deleted``;
 - per-thread scratch memory (a small pool, so a search allocates nothing);
-- the read/write guards (``add`` refuses to run during a search and the reverse);
+- the read/write guards (``add`` refuses to run during a search and the reverse; a graph kind's
+  ``add_shared`` runs beside searches of a snapshot, see hnsw_shared.pyx, and then nothing may grow:
+  ``NoRoomError``);
 - filters, turned into a bitmap over rows and the list of allowed live rows,
   and the exact scan of those rows when the kind finds that cheaper;
 - the query drivers ``search`` (one query, GIL released) and ``search_batch``
@@ -28,7 +30,7 @@ The index file's framing (header, body CRC, end magic; ``save`` / ``load``) is
 
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memset
 
@@ -44,6 +46,11 @@ from proximadb.errors import (
     VectorNotFoundError,
 )
 from proximadb.index.index_file import IndexFileReader, write_index_file
+
+
+class NoRoomError(RuntimeError):
+    """An add_shared needs memory the index has not reserved (it grows only while no search runs): nothing
+    changed; the caller reserves room with searches kept out (hnsw_shared.reserve) and adds again."""
 
 cnp.import_array()
 
@@ -157,6 +164,7 @@ cdef class VectorIndex:
 
     def __cinit__(self) -> None:
         memset(&self.rows, 0, sizeof(IndexRows))
+        self.rows.admit_below = INT64_MAX
         memset(&self._idmap, 0, sizeof(ann_idmap))
         self._pool_n = 0
 
@@ -226,6 +234,8 @@ cdef class VectorIndex:
         cdef void *p
         if need <= old:
             return 0
+        if self._adding_shared:
+            raise NoRoomError(f"{need} rows need room the index has not reserved ({old})")
         cap = max(need, old + old // 2, 1024)
         p = realloc(self.rows.ids, cap * sizeof(int64_t))
         if p == NULL:
@@ -262,8 +272,9 @@ cdef class VectorIndex:
             ann_scratch_free(s)
 
     cdef int _enter_write(self, str call) except -1:
-        """Mark a change in progress (cleared by setting _writing = False); refused while any call runs."""
-        if self._readers or self._writing:
+        """Mark a change in progress (cleared by setting _writing = False); refused while any call runs,
+        but for an add_shared (``_adding_shared``) beside searches of a snapshot (``_shared_readers``)."""
+        if self._writing or self._readers > (self._shared_readers if self._adding_shared else 0):
             raise RuntimeError(f"{type(self).__name__}: {call} while another call is using the index")
         self._writing = True
         return 0

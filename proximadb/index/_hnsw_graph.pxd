@@ -30,7 +30,7 @@ ctypedef struct HnswGraph:
     int64_t upper_cap
     int32_t entry_point     # row the searches start from (-1: empty)
     int max_level
-    uint8_t *row_locks      # per-row spinlocks during a parallel add, else NULL
+    uint8_t *row_locks      # per-row spinlocks during a parallel add or while shared (hnsw_shared.pyx), else NULL
     uint8_t entry_lock      # guards entry_point / max_level during a parallel add
 
 
@@ -117,6 +117,7 @@ cdef int check_header(object file_format, object path, int64_t dim, int64_t metr
 cdef class HnswGraphIndex(VectorIndex):
     cdef HnswGraph graph
     cdef int _ef
+    cdef bint _locks_kept  # row_locks stay (rows.cap of them) while searches share the graph with adds
 
     cdef int _init_graph(self, int M, int ef_construction) except -1
     cdef int _reserve_upper(self, int64_t need) except -1

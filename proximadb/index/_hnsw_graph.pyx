@@ -16,7 +16,9 @@ module's walk of the float32 vectors (``descend_vectors``, ``search_layer_vector
 Filtered search measures allowed rows only: a row that is not allowed passes on its
 links without being measured (``gather_filtered``, ACORN-1); deleted rows are never
 returned. During a parallel
-build (``HnswGraph.row_locks`` set) the walk reads a row's links under its spinlock.
+build, or while searches share the graph with an add (``hnsw_shared.pyx``), ``HnswGraph.row_locks``
+is set and the walk reads a row's links under its spinlock; it never goes past ``rows.n`` (a
+snapshot's count when shared) and returns rows below ``rows.admit_below`` only.
 ``reachable_count`` / ``unreachable_ids`` check what a walk reaches (a sound
 graph: every live row).
 The search walk measures rows by a ``RowMeasure`` (a fused type, so the one
@@ -40,6 +42,7 @@ from proximadb.index._kernels cimport setup_distance_kernels
 import numpy as np
 
 from proximadb.errors import ValidationError
+from proximadb.index._base import NoRoomError
 
 setup_distance_kernels(-1)
 
@@ -76,7 +79,8 @@ cdef inline void prefetch_row(const IndexRows *rows, const HnswGraph *graph, con
 
 cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist, const float *q,
                             int32_t cur, int top_level, int stop_level) noexcept nogil:
-    """Greedy walk from top_level down to stop_level + 1; returns the closest row found."""
+    """Greedy walk from top_level down to stop_level + 1; returns the closest row found (moving to rows
+    below rows.admit_below only, so a snapshot's walk starts level 0 from a row whose insertion ended)."""
     cdef float curd = row_distance(rows, graph, dist, q, cur)
     cdef float d
     cdef int lc, j, cnt
@@ -93,8 +97,13 @@ cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const
             ll = links_of(graph, c, lc)
             cnt = ll[0]
             for j in range(1, cnt + 1):
-                prefetch_row(rows, graph, dist, ll[j])
+                if ll[j] < rows.n:
+                    prefetch_row(rows, graph, dist, ll[j])
             for j in range(1, cnt + 1):
+                # Not past the snapshot's rows, nor past those it may return (hnsw_shared.pyx): a row being
+                # inserted is linked at its upper levels before its lower ones, a dead end for the descent.
+                if ll[j] >= rows.n or ll[j] >= rows.admit_below:
+                    continue
                 d = row_distance(rows, graph, dist, q, ll[j])
                 if d < curd:
                     curd = d
@@ -106,7 +115,7 @@ cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const
 
 
 cdef inline bint admitted(const IndexRows *rows, const uint8_t *allowed, int32_t r) noexcept nogil:
-    return not rows.deleted[r] and (allowed == NULL or allowed[r])
+    return r < rows.admit_below and not rows.deleted[r] and (allowed == NULL or allowed[r])
 
 
 cdef inline int gather_filtered(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist,
@@ -129,6 +138,8 @@ cdef inline int gather_filtered(const IndexRows *rows, const HnswGraph *graph, c
     n_seen[0] += cnt
     for j in range(1, cnt + 1):
         nb = ll[j]
+        if nb >= rows.n:  # linked since the walk's snapshot (hnsw_shared.pyx)
+            continue
         if admitted(rows, allowed, nb):
             n_admitted[0] += 1
             if vis[nb] != epoch:
@@ -152,7 +163,7 @@ cdef inline int gather_filtered(const IndexRows *rows, const HnswGraph *graph, c
         cnt = ll[0]
         for j in range(1, cnt + 1):
             nb = ll[j]
-            if vis[nb] != epoch and admitted(rows, allowed, nb):
+            if nb < rows.n and vis[nb] != epoch and admitted(rows, allowed, nb):
                 vis[nb] = epoch
                 batch[nb_n] = nb
                 nb_n += 1
@@ -223,6 +234,8 @@ cdef int search_layer(const IndexRows *rows, const HnswGraph *graph, ann_scratch
             nb_n = 0
             for j in range(1, cnt + 1):
                 nb = ll[j]
+                if nb >= rows.n:  # linked since the walk's snapshot (hnsw_shared.pyx)
+                    continue
                 if by_filter:
                     seen_admitted += admitted(rows, allowed, nb)
                 if vis[nb] != epoch:
@@ -275,7 +288,8 @@ cdef inline int walk(const IndexRows *rows, const HnswGraph *graph, ann_scratch 
     cur = graph.entry_point
     if graph.max_level > 0:
         cur = greedy_descend(rows, graph, dist, q, cur, graph.max_level, 0)
-    return search_layer(rows, graph, s, dist, q, cur, 0, ef, allowed, allowed != NULL or rows.n_deleted > 0)
+    return search_layer(rows, graph, s, dist, q, cur, 0, ef, allowed,
+                        allowed != NULL or rows.n_deleted > 0 or rows.admit_below < rows.n)
 
 
 cdef int walk_graph(const IndexRows *rows, const HnswGraph *graph, ann_scratch *s, const RowDistance *dist,
@@ -414,6 +428,8 @@ cdef class HnswGraphIndex(VectorIndex):
         free(self.graph.levels)
         free(self.graph.upper_offset)
         free(self.graph.upper_links)
+        if self._locks_kept:
+            free(self.graph.row_locks)
 
     cdef int _init_graph(self, int M, int ef_construction) except -1:
         """After _init_rows: the graph's parameters."""
@@ -474,6 +490,12 @@ cdef class HnswGraphIndex(VectorIndex):
         if p == NULL:
             raise MemoryError()
         self.graph.upper_offset = <int64_t *>p
+        if self._locks_kept:
+            p = realloc(self.graph.row_locks, cap)
+            if p == NULL:
+                raise MemoryError()
+            self.graph.row_locks = <uint8_t *>p
+            memset(self.graph.row_locks + old_cap, 0, cap - old_cap)
         return 0
 
     cdef int _reserve_upper(self, int64_t need) except -1:
@@ -481,6 +503,8 @@ cdef class HnswGraphIndex(VectorIndex):
         cdef void *p
         if need <= cap:
             return 0
+        if self._adding_shared:
+            raise NoRoomError(f"{need} upper link words need room the graph has not reserved ({cap})")
         cap = max(need, cap + cap // 2, 4096)
         p = realloc(self.graph.upper_links, cap * sizeof(int32_t))
         if p == NULL:

@@ -120,7 +120,7 @@ import struct
 import numpy as np
 
 from proximadb.errors import ValidationError
-from proximadb.index._base import METRICS
+from proximadb.index._base import METRICS, NoRoomError
 from proximadb.index.index_file import IndexFileFormat
 
 cnp.import_array()
@@ -262,6 +262,8 @@ cdef class HNSWIndex(HnswGraphIndex):
         cdef void *p
         if self._own != NULL and self._own_cap >= cap:
             return 0
+        if self._adding_shared:
+            raise NoRoomError(f"the vectors of {cap} rows need room the index has not reserved")
         p = realloc(self._own, cap * self.rows.dim * sizeof(float))
         if p == NULL:
             raise MemoryError()
@@ -398,9 +400,10 @@ cdef class HNSWIndex(HnswGraphIndex):
         if m == 0:
             return 0
         nt = max(1, min(nt, MAX_POOL))
-        self.graph.row_locks = <uint8_t *>calloc(self.rows.n, 1)
-        if self.graph.row_locks == NULL:
-            raise MemoryError()
+        if not self._locks_kept:  # else the shared graph's (hnsw_shared.pyx), rows.cap of them
+            self.graph.row_locks = <uint8_t *>calloc(self.rows.n, 1)
+            if self.graph.row_locks == NULL:
+                raise MemoryError()
         for t in range(nt):
             scr[t] = self._take_scratch()
         with nogil:
@@ -409,8 +412,9 @@ cdef class HNSWIndex(HnswGraphIndex):
                     failed += 1
         for t in range(nt):
             self._give_scratch(scr[t])
-        free(self.graph.row_locks)
-        self.graph.row_locks = NULL
+        if not self._locks_kept:
+            free(self.graph.row_locks)
+            self.graph.row_locks = NULL
         return -1 if failed else 0
 
     cdef int _repair(self) except -2:

@@ -17,12 +17,16 @@ filter's mask (deleted, replaced, expired and filtered-out rows) as the walk's a
 scans rows ``[min(g, n), n)`` exactly; the two candidate lists are merged like any two parts.
 So rows not in the graph yet are always found, exactly.
 
-The index refuses a search while an ``add`` runs on it (and the reverse), so a graph has its own
-readers/writer guard: searches share it, a chunk's ``add`` takes it alone; a waiting chunk holds
-back new searches, and searches that waited for a chunk go in before the next one (neither side
-starves). The chunk is sized to take about ``CHUNK_SECONDS``, which bounds how long a search can
-wait for the graph; a search of a small graph (``WAIT_COMPONENTS``) does not wait at all when it
-finds a chunk being added: it scans every row exactly, which costs less than the wait.
+Searches and the thread's adds run side by side (index/hnsw_shared.pyx): a chunk is added to a
+graph that has room reserved ahead, and each search walks a snapshot of it, returning rows of
+``[0, published)`` only, the rows of chunks whose add has ended (``MemtableGraph.published``); the
+rows of the chunk in progress are scanned exactly with the rest. Only when the graph needs more
+room (memory a walk reads would move: about every time the rows grow by half) does a chunk take the
+graph alone, behind a readers/writer guard: searches share it, that chunk waits for them and holds
+back new ones, and searches that waited go in before the next such chunk (neither side starves). A
+search of a small graph (``WAIT_COMPONENTS``) does not wait even then: it scans every row exactly,
+which costs less than the wait. The chunk is sized to take about ``CHUNK_SECONDS``, which bounds the
+rows scanned exactly for the chunk in progress.
 
 While the graph lags behind the memtable by more rows than an exact scan covers in about a graph
 walk's time (``LAG_COMPONENTS`` vector components: 5,000 rows at 128 dimensions), its insertions
@@ -55,7 +59,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from proximadb.index import registry
+from proximadb.index import hnsw_shared, registry
+from proximadb.index._base import NoRoomError
 from proximadb.index.hnsw import HNSWIndex
 
 if TYPE_CHECKING:
@@ -64,13 +69,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("proximadb.index")
 
 DEFAULT_INDEX_ROWS = 20_000  # StorageOptions.memtable_index_rows
-CHUNK_SECONDS = 0.0005  # a chunk's add aims at this long: a search waits at most about that for the graph
+CHUNK_SECONDS = 0.002  # a chunk's add aims at this long: its rows are scanned exactly meanwhile
 MIN_CHUNK, MAX_CHUNK = 1, 8192
-# A search that finds a chunk being added waits for it (about CHUNK_SECONDS / 2 on average) only when the
-# graph covers more vector components than the exact scan does in about that time (the scan: ~0.15 ns a
-# component on the 2-core bench machine, 120,000 x 128 rows in 2.3 ms): 0.25 ms, 1.6M components (12,500 rows
-# at 128 dimensions); else it scans every row exactly.
+# A search that finds a chunk taking the graph alone (to grow it) waits for it only when the graph covers
+# more vector components than the exact scan does in about a chunk's time (the scan: ~0.15 ns a component on
+# the 2-core bench machine, 120,000 x 128 rows in 2.3 ms): 1.6M components (12,500 rows at 128 dimensions);
+# else it scans every row exactly.
 WAIT_COMPONENTS = 1_600_000
+# Room a graph reserves when it grows: this share more rows than it needs (and their upper links, twice the
+# expected words), so it takes the graph alone about every time its rows grow by that share.
+GROWTH = 0.5
 # More rows than this many components behind: insert at CATCH_UP_EF_CONSTRUCTION (module docstring).
 LAG_COMPONENTS = 640_000
 CATCH_UP_EF_CONSTRUCTION = 64
@@ -79,7 +87,8 @@ TopK = Callable[[np.ndarray, np.ndarray, int, "np.ndarray | None"], tuple[np.nda
 
 
 class MemtableGraph:
-    """An HNSW index whose ids are memtable row numbers ``[0, indexed)``, with a readers/writer guard."""
+    """An HNSW index whose ids are memtable row numbers, searched while it grows (index/hnsw_shared.pyx):
+    rows ``[0, published)`` are in it; a readers/writer guard for the chunks that grow its memory."""
 
     def __init__(self, dim: int, metric: str, params: dict[str, int]) -> None:
         kind = registry.kind("hnsw")
@@ -89,20 +98,22 @@ class MemtableGraph:
         self.ef_construction = index.ef_construction  # the collection's
         self.lag_rows = max(1, LAG_COMPONENTS // dim)
         self.catch_up_rows = 0  # rows inserted at CATCH_UP_EF_CONSTRUCTION (tests, logs)
+        self.published = 0  # rows whose add has ended: a search returns these only
+        self.exclusive_chunks = 0  # chunks that took the graph alone to grow it (tests)
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
-        self._waiting = 0  # searches waiting for a chunk to end: they go before the next chunk
-        self._writer = False  # a chunk is being added, or waits for the searches in progress
+        self._waiting = 0  # searches waiting for a growing chunk to end: they go before the next one
+        self._writer = False  # a chunk grows the graph, or waits for the searches in progress
 
     @property
     def indexed(self) -> int:
         """Rows in the graph: memtable rows [0, indexed)."""
-        return self.index.n_rows
+        return self.published
 
     @contextlib.contextmanager
     def reading(self, wait: bool = True) -> Iterator[HNSWIndex | None]:
-        """The index, for searches only, while no chunk is added; None at once if a chunk is being
-        added and not ``wait``."""
+        """The index, for hnsw_shared.search only, while no chunk grows it; None at once if one does and
+        not ``wait``."""
         with self._cond:
             if self._writer and not wait:
                 busy = True
@@ -128,27 +139,47 @@ class MemtableGraph:
                 if not self._readers:
                     self._cond.notify_all()
 
-    def extend(self, vectors: np.ndarray, backlog: int = 0) -> None:
-        """Add the next rows (memtable rows [indexed, indexed + len(vectors))); ``backlog``: the memtable
-        rows not in the graph before them (more than ``lag_rows``: inserted at CATCH_UP_EF_CONSTRUCTION)."""
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[None]:
+        """No search in the graph meanwhile (those that waited for the last such chunk go first)."""
         with self._cond:
-            while self._waiting:  # searches that waited for the last chunk go first
+            while self._waiting:
                 self._cond.wait()
             self._writer = True  # new searches wait from now on (one writer: the indexer's thread)
             while self._readers:
                 self._cond.wait()
         try:
-            start = self.index.n_rows
-            lagging = backlog > self.lag_rows
-            self.index.ef_construction = min(self.ef_construction, CATCH_UP_EF_CONSTRUCTION) if lagging \
-                else self.ef_construction
-            self.index.add(np.arange(start, start + vectors.shape[0], dtype=np.int64), vectors, threads=1)
-            if lagging:
-                self.catch_up_rows += vectors.shape[0]
+            yield
         finally:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+    def extend(self, vectors: np.ndarray, backlog: int = 0) -> None:
+        """Add the next rows (memtable rows [published, published + len(vectors))), beside the searches
+        when the graph has room, else alone after growing it; ``backlog``: the memtable rows not in the
+        graph before them (more than ``lag_rows``: inserted at CATCH_UP_EF_CONSTRUCTION)."""
+        index = self.index
+        start, m = index.n_rows, vectors.shape[0]
+        lagging = backlog > self.lag_rows
+        efc = min(self.ef_construction, CATCH_UP_EF_CONSTRUCTION) if lagging else self.ef_construction
+        ids = np.arange(start, start + m, dtype=np.int64)
+        try:
+            try:
+                if hnsw_shared.room(index) < m:
+                    raise NoRoomError("grow first")
+                hnsw_shared.add(index, ids, vectors, efc)
+            except NoRoomError:
+                with self._alone():
+                    rows = int((start + m) * (1 + GROWTH)) + MAX_CHUNK
+                    m_ = index.M
+                    hnsw_shared.reserve(index, rows, 2 * (rows - start) * (m_ + 1) // (m_ - 1) + 64 * (m_ + 1))
+                    hnsw_shared.add(index, ids, vectors, efc)
+                    self.exclusive_chunks += 1
+        finally:
+            self.published = index.n_rows  # all of them, or those linked before memory ran out
+        if lagging:
+            self.catch_up_rows += m
 
 
 def graph_params(algorithm: str, index_params: dict[str, Any]) -> dict[str, int] | None:
@@ -259,24 +290,10 @@ def search(graph: MemtableGraph, base: np.ndarray, queries: np.ndarray, k: int, 
     n = base.shape[0]
     out: list[tuple[np.ndarray, np.ndarray, int | None]] = []
     with graph.reading(wait=graph.indexed * base.shape[1] >= WAIT_COMPONENTS) as index:
-        g = 0 if index is None else index.n_rows  # fixed while reading: no chunk is added meanwhile
-        covered = min(g, n)
+        covered = 0 if index is None else min(graph.published, n)
         if covered:
             assert index is not None
-            allowed: np.ndarray | None = None
-            if g > n or (mask is not None and not mask[:covered].all()):  # rows past the snapshot: left out
-                allowed = np.zeros(g, dtype=np.uint8)
-                allowed[:covered] = 1 if mask is None else mask[:covered]
-            if len(queries) >= 4:
-                out.append((*index.search_batch(queries, k, ef=ef, filter_ids=allowed), None))
-            else:
-                idx = np.full((len(queries), k), -1, dtype=np.int64)
-                dist = np.full((len(queries), k), np.inf, dtype=np.float32)
-                for qi, q in enumerate(queries):
-                    rows, d = index.search(q, k, ef=ef, filter_ids=allowed)
-                    idx[qi, : len(rows)] = rows
-                    dist[qi, : len(rows)] = d
-                out.append((idx, dist, None))
+            out.append((*hnsw_shared.search(index, queries, k, ef, covered, mask), None))
     if covered < n:
         idx, dist = topk(queries, base[covered:], k + 1, None if mask is None else mask[covered:])
         out.append((np.where(idx >= 0, idx + covered, -1), dist, covered))
