@@ -272,9 +272,9 @@ cdef class VectorIndex:
             ann_scratch_free(s)
 
     cdef int _enter_write(self, str call) except -1:
-        """Mark a change in progress (cleared by setting _writing = False); refused while any call runs,
-        but for an add_shared (``_adding_shared``) beside searches of a snapshot (``_shared_readers``)."""
-        if self._writing or self._readers > (self._shared_readers if self._adding_shared else 0):
+        """Mark a change in progress (cleared by setting _writing = False); refused while any call runs.
+        (hnsw_shared.add takes the write itself, beside searches of a snapshot: ``_adding_shared``.)"""
+        if self._readers or self._writing:
             raise RuntimeError(f"{type(self).__name__}: {call} while another call is using the index")
         self._writing = True
         return 0
@@ -389,7 +389,8 @@ cdef class VectorIndex:
             if r >= 0 and not self.rows.deleted[r]:
                 raise VectorExistsError(f"id {ip[i]} is already in the index")
         vecs = self._before_add(vecs)
-        self._enter_write("add")
+        if not self._adding_shared:  # else hnsw_shared.add holds the write already
+            self._enter_write("add")
         try:
             self._reserve(n0 + m)
             if ann_idmap_reserve(&self._idmap, m) < 0:

@@ -80,12 +80,14 @@ cdef inline void prefetch_row(const IndexRows *rows, const HnswGraph *graph, con
 cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const RowMeasure *dist, const float *q,
                             int32_t cur, int top_level, int stop_level) noexcept nogil:
     """Greedy walk from top_level down to stop_level + 1; returns the closest row found (moving to rows
-    below rows.admit_below only, so a snapshot's walk starts level 0 from a row whose insertion ended)."""
+    below rows.admit_below only, so a snapshot's walk starts level 0 from a row whose insertion ended).
+    A row's list is copied under its lock and measured after (every walk starts at the entry point)."""
     cdef float curd = row_distance(rows, graph, dist, q, cur)
     cdef float d
-    cdef int lc, j, cnt
+    cdef int lc, j, cnt, n_nb
     cdef int32_t *ll
-    cdef int32_t c
+    cdef int32_t c, nb
+    cdef int32_t nbs[2048]  # an upper level's list: at most M (<= 2048) rows
     cdef bint changed
     for lc in range(top_level, stop_level, -1):
         changed = True
@@ -96,21 +98,24 @@ cdef int32_t greedy_descend(const IndexRows *rows, const HnswGraph *graph, const
                 ann_spin_lock(graph.row_locks + c)
             ll = links_of(graph, c, lc)
             cnt = ll[0]
+            n_nb = 0
             for j in range(1, cnt + 1):
-                if ll[j] < rows.n:
-                    prefetch_row(rows, graph, dist, ll[j])
-            for j in range(1, cnt + 1):
+                nb = ll[j]
                 # Not past the snapshot's rows, nor past those it may return (hnsw_shared.pyx): a row being
                 # inserted is linked at its upper levels before its lower ones, a dead end for the descent.
-                if ll[j] >= rows.n or ll[j] >= rows.admit_below:
-                    continue
-                d = row_distance(rows, graph, dist, q, ll[j])
-                if d < curd:
-                    curd = d
-                    cur = ll[j]
-                    changed = True
+                if nb < rows.n and nb < rows.admit_below:
+                    nbs[n_nb] = nb
+                    n_nb += 1
             if graph.row_locks != NULL:
                 ann_spin_unlock(graph.row_locks + c)
+            for j in range(n_nb):
+                prefetch_row(rows, graph, dist, nbs[j])
+            for j in range(n_nb):
+                d = row_distance(rows, graph, dist, q, nbs[j])
+                if d < curd:
+                    curd = d
+                    cur = nbs[j]
+                    changed = True
     return cur
 
 

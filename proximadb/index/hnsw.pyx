@@ -320,6 +320,17 @@ cdef class HNSWIndex(HnswGraphIndex):
         cdef int64_t start, end = n0 + m
         cdef bint interleave = self._interleave and m > 1
         cdef Insertion held
+        cdef uint64_t rng = self.graph.rng_state
+        if not (n0 == 0 and self._keep):
+            self._own_room()  # (room for rows.cap rows, reserved by _add: NoRoomError beside searches)
+        # Levels and upper room first: an add beside searches (hnsw_shared.pyx) that finds too little room
+        # leaves before it wrote anything, the level generator where it was (the same graph when it adds again).
+        upper = self._draw_levels(n0, m, NULL, upper)
+        try:
+            self._reserve_upper(upper)
+        except NoRoomError:
+            self.graph.rng_state = rng
+            raise
         if n0 == 0 and self._keep:  # keep the caller's float32 C-contiguous array (_as_matrix made it so)
             free(self._own)
             self._own = NULL
@@ -327,7 +338,6 @@ cdef class HNSWIndex(HnswGraphIndex):
             self._kept = vectors
             self.graph.vectors = xp
         else:
-            self._own_room()
             memcpy(self._own + n0 * dim, xp, m * dim * sizeof(float))
         if self.rows.metric == METRIC_COSINE:
             with nogil:
@@ -335,8 +345,6 @@ cdef class HNSWIndex(HnswGraphIndex):
             if self._unit and not all_unit(self._inv + n0, m):
                 self._unit = False
                 self.graph.inv_norms = self._inv
-        upper = self._draw_levels(n0, m, NULL, upper)
-        self._reserve_upper(upper)
         memset(self.graph.upper_links + self.graph.upper_len, 0, (upper - self.graph.upper_len) * sizeof(int32_t))
         self.graph.upper_len = upper
         nt = min(nt, MAX_POOL)

@@ -6,10 +6,12 @@ An ``HNSWIndex`` is shared once :func:`reserve` gave it room ahead and per-row s
 (``HnswGraph.row_locks``, the ones a parallel build takes; kept from then on, as many as rows of room):
 
 * :func:`add` inserts rows on the calling thread beside searches: ``add``'s own serial insertion, which
-  takes the row locks, so a walk reads every link list whole. It never moves memory a search reads:
+  takes the row locks, so a walk reads every link list whole. It takes the index's write itself (plain
+  searches, plain adds and every other change are refused meanwhile; searches of a snapshot are not,
+  ``_adding_shared``). It never moves memory a search reads (the id map's room is reserved too):
   when the rows, their vectors or their upper links need more room than is reserved, it raises
-  ``NoRoomError`` having changed nothing a search sees (what it wrote lies past ``rows.n``, the rows
-  counted), and the caller reserves more while no search runs and adds again. An add counts a row
+  ``NoRoomError`` before it wrote anything (the level generator put back where it was, so adding again
+  builds the same graph), and the caller reserves more while no search runs and adds again. An add counts a row
   (``rows.n``) before it links it, once its vector, id, level and empty link lists are in place.
 * :func:`search`: the top k of rows ``[0, limit)`` that ``mask`` allows. Each query walks a snapshot
   (:func:`search_snapshot`): the entry point and top level, read under the entry lock, then the row
@@ -28,7 +30,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport calloc
 
-from proximadb.index._ann cimport ann_scratch, ann_spin_lock, ann_spin_unlock
+from proximadb.index._ann cimport ann_idmap_reserve, ann_scratch, ann_spin_lock, ann_spin_unlock
 from proximadb.index._base cimport MAX_POOL, IndexRows, copy_array
 from proximadb.index._hnsw_graph cimport HnswGraph, search_graph
 from proximadb.index.hnsw cimport HNSWIndex
@@ -71,7 +73,9 @@ def reserve(HNSWIndex index, int64_t rows, int64_t upper_words) -> None:
     try:
         index._reserve(max(rows, 1))
         index._own_room()
-        index._reserve_upper(index.graph.upper_len + max(upper_words, 0))
+        index._reserve_upper(index.graph.upper_len + max(upper_words, 1))
+        if ann_idmap_reserve(&index._idmap, index.rows.cap - index.rows.n) < 0:  # no rehash beside searches
+            raise MemoryError()
         if not index._locks_kept:
             index.graph.row_locks = <uint8_t *>calloc(index.rows.cap, 1)
             if index.graph.row_locks == NULL:
@@ -84,16 +88,26 @@ def reserve(HNSWIndex index, int64_t rows, int64_t upper_words) -> None:
 def add(HNSWIndex index, ids: object, vectors: object, int ef_construction) -> None:
     """Insert rows (as ``add(ids, vectors, threads=1)``, at ``ef_construction``) beside :func:`search`
     calls; ``NoRoomError`` when it needs room :func:`reserve` did not give (nothing changed)."""
+    cdef int old_ef = index.graph.ef_construction
     if not index._locks_kept:
         raise RuntimeError("hnsw_shared.add on an index that reserve() has not made shared")
     if ef_construction < 1:
         raise ValidationError(f"ef_construction must be >= 1, got {ef_construction}")
-    index.graph.ef_construction = max(ef_construction, index.graph.M)  # read by the adding thread only
+    # The write taken here, at once after the check (no Python call between): searches of a snapshot may
+    # run beside it, nothing else (plain searches and every other change are refused until it ends).
+    if index._writing or index._readers > index._shared_readers:
+        raise RuntimeError("HNSWIndex: add while another call is using the index")
+    index._writing = True
     index._adding_shared = True
     try:
-        index._add(ids, vectors, 1)  # its guard lets in searches of a snapshot only
+        index.graph.ef_construction = max(ef_construction, index.graph.M)  # read by this thread only
+        index._add(ids, vectors, 1)
+    except BaseException:
+        index.graph.ef_construction = old_ef
+        raise
     finally:
         index._adding_shared = False
+        index._writing = False
 
 
 def search(HNSWIndex index, queries: object, Py_ssize_t k, ef: int | None, int64_t limit,
@@ -103,7 +117,7 @@ def search(HNSWIndex index, queries: object, Py_ssize_t k, ef: int | None, int64
     cdef cnp.ndarray qs = index._as_matrix(queries, "queries")
     cdef int eff = index._search_effort(k, ef)
     cdef Py_ssize_t m = qs.shape[0], i
-    cdef int nt, t
+    cdef int nt, t, taken = 0
     cdef int64_t n_allowed, n_cand = 0, r
     cdef int failed = 0
     cdef bint exact
@@ -132,15 +146,19 @@ def search(HNSWIndex index, queries: object, Py_ssize_t k, ef: int | None, int64
             if bitmap.ndim != 1 or bitmap.shape[0] < limit:
                 raise ValidationError(f"mask must cover the {limit} rows searched")
             allowed = <const uint8_t *>cnp.PyArray_DATA(bitmap)
-        live = None
-        if index.rows.n_deleted or bitmap is not None:
-            live = np.ones(limit, dtype=bool) if bitmap is None else bitmap[:limit].astype(bool)
-            if index.rows.n_deleted:  # deletion flags do not change while searches run (mark_deleted waits)
-                live &= copy_array(index.rows.deleted, limit, cnp.NPY_UINT8) == 0
+        n_allowed = limit if bitmap is None else int(np.count_nonzero(bitmap[:limit]))
+        if n_allowed == limit:  # every row allowed: the walk without a mask
+            bitmap = None
+            allowed = NULL
+        live = None if bitmap is None else bitmap[:limit]  # the rows an exact scan takes (None: all)
+        if index.rows.n_deleted:  # deletion flags do not change while searches run (mark_deleted waits)
+            live = copy_array(index.rows.deleted, limit, cnp.NPY_UINT8) == 0
+            if bitmap is not None:
+                live &= bitmap[:limit].astype(bool)
             n_allowed = int(np.count_nonzero(live))
-        else:
-            n_allowed = limit
-        exact = n_allowed <= max(k, eff) or index._prefer_exact(n_allowed, <int>k, eff)
+        # As HNSWIndex.search: a scan when no more rows are allowed than k or ef, or when a filter leaves
+        # few enough that the scan beats the walk; an unfiltered search of more rows walks.
+        exact = n_allowed <= max(k, eff) or (bitmap is not None and index._prefer_exact(n_allowed, <int>k, eff))
         if exact:
             candidates = (np.arange(limit, dtype=np.int32) if live is None
                           else np.flatnonzero(live).astype(np.int32))
@@ -149,8 +167,9 @@ def search(HNSWIndex index, queries: object, Py_ssize_t k, ef: int | None, int64
         oi = <int64_t *>cnp.PyArray_DATA(out_ids)
         od = <float *>cnp.PyArray_DATA(out_d)
         nt = 1 if m < 4 else max(1, min(os.cpu_count() or 1, MAX_POOL, <int>m))
-        for t in range(nt):
-            scr[t] = index._take_scratch()
+        while taken < nt:
+            scr[taken] = index._take_scratch()
+            taken += 1
         with nogil:
             if nt == 1:
                 for i in range(m):
@@ -171,9 +190,9 @@ def search(HNSWIndex index, queries: object, Py_ssize_t k, ef: int | None, int64
                                             eff, allowed, limit, oi + i * k, od + i * k)
                     if r < 0:
                         failed += 1
-        for t in range(nt):
-            index._give_scratch(scr[t])
     finally:
+        for t in range(taken):
+            index._give_scratch(scr[t])
         index._readers -= 1
         index._shared_readers -= 1
     if failed:

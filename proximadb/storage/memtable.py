@@ -54,6 +54,7 @@ class MemtableSnapshot:
     expires_at: np.ndarray | None = None  # int64 (NO_EXPIRY = never) or None: no row expires
     graph: MemtableGraph | None = None  # an HNSW graph over the memtable's first rows (memtable_index.py)
     sparse: dict[str, SparseColumn] | None = None  # rows [0, n) per sparse vector name (views)
+    all_alive: bool = False  # no row of [0, n) is deleted or replaced (as many live ids as rows)
 
     @property
     def rows(self) -> int:
@@ -237,6 +238,7 @@ class Memtable:
             expires_at=self._expires,
             graph=self.graph,
             sparse=self.sparse.view(n) if self.sparse.names else None,
+            all_alive=len(self._index) == n,
         )
 
     def live_ids_sorted(self, after: str | None = None) -> Iterator[str]:

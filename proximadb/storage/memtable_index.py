@@ -120,10 +120,12 @@ class MemtableGraph:
             elif self._writer:
                 busy = False
                 self._waiting += 1
-                while self._writer:
-                    self._cond.wait()
-                self._waiting -= 1
-                self._cond.notify_all()  # the writer waits for the waiting searches to be in
+                try:
+                    while self._writer:
+                        self._cond.wait()
+                finally:
+                    self._waiting -= 1
+                    self._cond.notify_all()  # the writer waits for the waiting searches to be in
             else:
                 busy = False
             if not busy:

@@ -118,8 +118,9 @@ class SearchPath(CollectionState):
                 parts.append(self._planned(seg.vectors, seg, planned, None if whole else seg.alive(), now))
         for snap, plan in fresh:
             base = snap.vectors[: snap.rows]
-            if plan is None:
-                parts.append((base, snap, None, self._alive(snap.alive, snap, now), None))
+            if plan is None:  # no mask at all when every row is live and none expires (as a whole segment)
+                whole = snap.all_alive and snap.expires_at is None
+                parts.append((base, snap, None, None if whole else self._alive(snap.alive, snap, now), None))
             else:
                 parts.append(self._planned(base, snap, plan, snap.alive, now))
         m = len(queries)

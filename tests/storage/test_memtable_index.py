@@ -437,3 +437,88 @@ def test_the_indexer_catches_up_at_the_lower_ef_construction_then_goes_back(tmp_
         assert graph.catch_up_rows == caught_up and graph.index.ef_construction == 120
         ids, vecs, _ = _rows(50, seed=26, start=1500)
         assert [h["id"] for h in col.search(vecs[7], 1, ef=32)] == [ids[7]]
+
+
+def test_a_snapshot_knows_when_every_row_is_alive() -> None:
+    """``all_alive`` (searches then pass no liveness mask): as many live ids as rows; a replaced or deleted row
+    clears it, and the rows' alive flags agree."""
+    from proximadb.storage.memtable import Memtable
+
+    mt = Memtable(DIM)
+    vectors = np.random.default_rng(25).standard_normal((4, DIM)).astype(np.float32)
+    mt.put_batch(["a", "b"], vectors[:2], [None, None], np.zeros(2, dtype=np.int64))
+    snap = mt.snapshot()
+    assert snap.all_alive and snap.alive.all()
+    mt.put_batch(["b"], vectors[2:3], [None], np.zeros(1, dtype=np.int64))  # replaces b's row
+    snap = mt.snapshot()
+    assert not snap.all_alive and snap.alive.tolist() == [1, 0, 1]
+    mt.put_batch(["c"], vectors[3:], [None], np.zeros(1, dtype=np.int64))
+    mt.delete("c")
+    assert not mt.snapshot().all_alive
+
+
+def test_a_graph_grown_chunk_by_chunk_is_searched_meanwhile() -> None:
+    """MemtableGraph.extend from empty, chunk by chunk (growing the graph alone several times), while two threads
+    search the memtable's rows through memtable_index.search with a filter mask, under cosine: every answer holds
+    allowed rows only, at their true distances, best first within each part; the graph grew more than once and
+    its final answers agree with numpy's."""
+    from proximadb.index import distance
+
+    rng = np.random.default_rng(26)
+    n = 30_000
+    base = rng.standard_normal((n, DIM)).astype(np.float32)
+    queries = rng.standard_normal((6, DIM)).astype(np.float32)
+    mask = (rng.random(n) < 0.6).astype(np.uint8)
+    unit_base = base / np.linalg.norm(base, axis=1, keepdims=True)
+    unit_queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    base, queries = unit_base, unit_queries  # as a cosine collection keeps and asks them
+    graph = memtable_index.MemtableGraph(DIM, "cosine", memtable_index.graph_params("hnsw", {"M": 8,
+                                                                                           "ef_construction": 32}))
+
+    def topk(q: np.ndarray, b: np.ndarray, k: int, m: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return distance.topk_batch(q, b, k, "cosine", mask=m)
+
+    def check(parts: list[tuple[np.ndarray, np.ndarray, int | None]]) -> None:
+        for idx, dist, _ in parts:
+            got = idx >= 0
+            assert mask[idx[got]].all()
+            true_d = 1.0 - (unit_queries[: len(idx), None, :] * unit_base[np.where(got, idx, 0)]).sum(-1)
+            np.testing.assert_allclose(dist[got], true_d[got], atol=1e-4)
+            assert (np.diff(np.where(got, dist, np.inf), axis=1) >= -1e-6).all()
+
+    done = threading.Event()
+    errors: list[BaseException] = []
+    searches = [0, 0]
+
+    def writer() -> None:
+        try:
+            for a in range(0, n, 500):
+                graph.extend(base[a : a + 500])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def searcher(slot: int) -> None:
+        try:
+            while True:  # at least once
+                finished = done.is_set()
+                check(memtable_index.search(graph, base, queries[: 1 + searches[slot] % 6], 10, mask, 48, topk))
+                searches[slot] += 1
+                if finished:
+                    return
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), *(threading.Thread(target=searcher, args=(s,)) for s in (0, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert graph.published == n and graph.exclusive_chunks >= 3 and min(searches) >= 1
+    parts = memtable_index.search(graph, base, queries, 10, mask, 64, topk)
+    assert len(parts) == 1  # the whole memtable through the graph
+    want = np.argsort(np.where(mask.astype(bool), 1.0 - unit_queries @ unit_base.T, np.inf), axis=1)[:, :10]
+    got = parts[0][0]
+    assert np.mean([len(set(got[i]) & set(want[i])) / 10 for i in range(len(queries))]) >= 0.95
