@@ -21,6 +21,8 @@ cdef class HNSWIndex(HnswGraphIndex):
     cdef float *_inv  # cosine: 1 / |row| per row (rows.cap of room); else NULL
     cdef bint _unit  # cosine: every row is of unit length (all_unit), so graph.inv_norms is NULL
     cdef bint _keep  # add(copy=False) in progress
+    cdef bint _external  # graph.vectors: rows of _kept, a caller's array holding each row before it is added
+                         # (hnsw_shared.attach): an add copies nothing, it checks its rows are that array's next
     cdef bint _norms_stale  # cosine, loaded from a version-1 file: the norms come with attach_vectors
     cdef int _file_version  # of the file being loaded
 

@@ -234,6 +234,7 @@ cdef class HNSWIndex(HnswGraphIndex):
         self._enter_write("attach_vectors")
         try:
             self._kept = arr
+            self._external = False
             self.graph.vectors = <const float *>cnp.PyArray_DATA(arr) if self.rows.n else NULL
             free(self._own)
             self._own = NULL
@@ -321,7 +322,10 @@ cdef class HNSWIndex(HnswGraphIndex):
         cdef bint interleave = self._interleave and m > 1
         cdef Insertion held
         cdef uint64_t rng = self.graph.rng_state
-        if not (n0 == 0 and self._keep):
+        if self._external:  # the caller's array holds the rows already (hnsw_shared.attach)
+            if xp != self.graph.vectors + n0 * dim or n0 + m > self._kept.shape[0]:
+                raise ValidationError("an index reading an attached array adds that array's next rows only")
+        elif not (n0 == 0 and self._keep):
             self._own_room()  # (room for rows.cap rows, reserved by _add: NoRoomError beside searches)
         # Levels and upper room first: an add beside searches (hnsw_shared.pyx) that finds too little room
         # leaves before it wrote anything, the level generator where it was (the same graph when it adds again).
@@ -331,7 +335,9 @@ cdef class HNSWIndex(HnswGraphIndex):
         except NoRoomError:
             self.graph.rng_state = rng
             raise
-        if n0 == 0 and self._keep:  # keep the caller's float32 C-contiguous array (_as_matrix made it so)
+        if self._external:
+            pass
+        elif n0 == 0 and self._keep:  # keep the caller's float32 C-contiguous array (_as_matrix made it so)
             free(self._own)
             self._own = NULL
             self._own_cap = 0
@@ -520,6 +526,7 @@ cdef class HNSWIndex(HnswGraphIndex):
             self._own = vecs
             self._own_cap = self.rows.cap
             self._kept = None
+            self._external = False
             self.graph.vectors = vecs
             if self._inv != NULL:
                 self.graph.inv_norms = NULL if self._unit else self._inv

@@ -13,6 +13,8 @@ An ``HNSWIndex`` is shared once :func:`reserve` gave it room ahead and per-row s
   ``NoRoomError`` before it wrote anything (the level generator put back where it was, so adding again
   builds the same graph), and the caller reserves more while no search runs and adds again. An add counts a row
   (``rows.n``) before it links it, once its vector, id, level and empty link lists are in place.
+* :func:`attach` points the index at the caller's array of vectors (a memtable's), which holds each row
+  before it is added: no copy of the vectors then.
 * :func:`search`: the top k of rows ``[0, limit)`` that ``mask`` allows. Each query walks a snapshot
   (:func:`search_snapshot`): the entry point and top level, read under the entry lock, then the row
   count; the walk passes over links to rows past that count (linked since), walks through rows at or
@@ -28,7 +30,7 @@ Plain ``search``/``add`` keep their guards: they refuse to run beside these call
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t, int64_t, uint8_t
-from libc.stdlib cimport calloc
+from libc.stdlib cimport calloc, free
 
 from proximadb.index._ann cimport ann_idmap_reserve, ann_scratch, ann_spin_lock, ann_spin_unlock
 from proximadb.index._base cimport MAX_POOL, IndexRows, copy_array
@@ -72,7 +74,8 @@ def reserve(HNSWIndex index, int64_t rows, int64_t upper_words) -> None:
     index._enter_write("reserve")
     try:
         index._reserve(max(rows, 1))
-        index._own_room()
+        if not index._external:
+            index._own_room()
         index._reserve_upper(index.graph.upper_len + max(upper_words, 1))
         if ann_idmap_reserve(&index._idmap, index.rows.cap - index.rows.n) < 0:  # no rehash beside searches
             raise MemoryError()
@@ -81,6 +84,28 @@ def reserve(HNSWIndex index, int64_t rows, int64_t upper_words) -> None:
             if index.graph.row_locks == NULL:
                 raise MemoryError()
             index._locks_kept = True
+    finally:
+        index._writing = False
+
+
+def attach(HNSWIndex index, vectors: object) -> None:
+    """Read the rows' vectors from ``vectors`` from now on, without a copy: a float32 C-contiguous (rows, dim)
+    array whose first rows are the index's (the caller's promise: a memtable's, whose written rows never
+    change) and which holds each later row before it is added (:func:`add` then copies nothing and checks
+    its rows are that array's next ones). The index keeps a reference; its own copy, if any, is freed.
+    Moves what a walk reads: call it while no search runs (refused otherwise)."""
+    cdef cnp.ndarray arr = vectors
+    if (arr.dtype != np.float32 or not arr.flags.c_contiguous or arr.ndim != 2 or arr.shape[1] != index.rows.dim
+            or arr.shape[0] < index.rows.n):
+        raise ValidationError(f"vectors must be float32, C-contiguous, (>= {index.rows.n}, {index.rows.dim})")
+    index._enter_write("attach")
+    try:
+        index._kept = arr
+        index._external = True
+        index.graph.vectors = <const float *>cnp.PyArray_DATA(arr)
+        free(index._own)
+        index._own = NULL
+        index._own_cap = 0
     finally:
         index._writing = False
 

@@ -220,6 +220,12 @@ class Memtable:
         """expires_at of the given rows (for a flush), or None when no row of the memtable expires."""
         return None if self._expires is None else self._expires[rows]
 
+    @property
+    def vector_array(self) -> np.ndarray:
+        """The array rows are written to (more rows of room than written): the same object until the memtable
+        grows into a larger one, which holds the written rows too (a memtable graph reads it in place)."""
+        return self._vectors
+
     def vectors_of(self, start: int, end: int) -> np.ndarray:
         """Rows [start, end) (written already): a view that stays valid, as rows are never rewritten."""
         return self._vectors[start:end]

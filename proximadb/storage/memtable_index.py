@@ -6,9 +6,11 @@ Once a memtable holds more than ``StorageOptions.memtable_index_rows`` rows (``s
 ``flat`` never gets one), the collection's :class:`MemtableIndexer` gives it a
 :class:`MemtableGraph` and adds its rows to it in order, a chunk at a time, from a background
 thread: graph row ``i`` (its id) is memtable row ``i``, so the graph always covers rows
-``[0, indexed)``. Memtable rows are append-only and never rewritten (a replaced or deleted row is
-only marked dead), so the thread reads them without the collection lock; it takes that lock only
-for a moment per chunk, to see the memtable of now and how many rows it holds. Nothing in memory
+``[0, indexed)``; it reads the vectors in the memtable's own array (no copy: index/hnsw_shared.pyx's
+``attach``; when the memtable grows into a larger array, the next chunk points the graph at that one).
+Memtable rows are append-only and never rewritten (a replaced or deleted row is only marked dead), so
+the thread reads them without the collection lock; it takes that lock only for a moment per chunk, to
+see the memtable of now and how many rows it holds. Nothing in memory
 is persisted: after a restart the WAL replay refills the memtable and the thread rebuilds the graph.
 
 A search (storage/search.py, :func:`search`) of a memtable snapshot of ``n`` rows with a graph
@@ -100,6 +102,7 @@ class MemtableGraph:
         self.catch_up_rows = 0  # rows inserted at CATCH_UP_EF_CONSTRUCTION (tests, logs)
         self.published = 0  # rows whose add has ended: a search returns these only
         self.exclusive_chunks = 0  # chunks that took the graph alone to grow it (tests)
+        self._source: np.ndarray | None = None  # the memtable's array the index reads (None: its own copy)
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._waiting = 0  # searches waiting for a growing chunk to end: they go before the next one
@@ -157,22 +160,28 @@ class MemtableGraph:
                 self._writer = False
                 self._cond.notify_all()
 
-    def extend(self, vectors: np.ndarray, backlog: int = 0) -> None:
+    def extend(self, vectors: np.ndarray, backlog: int = 0, source: np.ndarray | None = None) -> None:
         """Add the next rows (memtable rows [published, published + len(vectors))), beside the searches
         when the graph has room, else alone after growing it; ``backlog``: the memtable rows not in the
-        graph before them (more than ``lag_rows``: inserted at CATCH_UP_EF_CONSTRUCTION)."""
+        graph before them (more than ``lag_rows``: inserted at CATCH_UP_EF_CONSTRUCTION). ``source``: the
+        memtable's array of vectors, of which ``vectors`` is a view of those rows: the graph reads it in place
+        (hnsw_shared.attach, again, alone, after the memtable moved to a larger one); None: a copy is kept."""
         index = self.index
         start, m = index.n_rows, vectors.shape[0]
         lagging = backlog > self.lag_rows
         efc = min(self.ef_construction, CATCH_UP_EF_CONSTRUCTION) if lagging else self.ef_construction
         ids = np.arange(start, start + m, dtype=np.int64)
+        moved = source is not None and source is not self._source
         try:
             try:
-                if hnsw_shared.room(index) < m:
-                    raise NoRoomError("grow first")
+                if moved or hnsw_shared.room(index) < m:
+                    raise NoRoomError("attach or grow first")
                 hnsw_shared.add(index, ids, vectors, efc)
             except NoRoomError:
                 with self._alone():
+                    if moved:
+                        hnsw_shared.attach(index, source)
+                        self._source = source
                     rows = int((start + m) * (1 + GROWTH)) + MAX_CHUNK
                     m_ = index.M
                     hnsw_shared.reserve(index, rows, 2 * (rows - start) * (m_ + 1) // (m_ - 1) + 64 * (m_ + 1))
@@ -250,9 +259,9 @@ class MemtableIndexer:
             if thread.is_alive():
                 return False
 
-    def _next(self, chunk: int) -> tuple[MemtableGraph, np.ndarray, int] | None:
-        """(Under the collection lock.) The graph, the rows to add next and the memtable rows the graph lacks,
-        or None: done (thread ends)."""
+    def _next(self, chunk: int) -> tuple[MemtableGraph, np.ndarray, int, np.ndarray] | None:
+        """(Under the collection lock.) The graph, the rows to add next, the memtable rows the graph lacks and
+        the memtable's array of vectors (the rows' source), or None: done (thread ends)."""
         with self._lock:
             mt = None if self._stopping else self._current()
             if mt is not None:
@@ -261,7 +270,7 @@ class MemtableIndexer:
                 graph = mt.graph
                 if graph is not None and graph.indexed < mt.rows:
                     start = graph.indexed
-                    return graph, mt.vectors_of(start, min(mt.rows, start + chunk)), mt.rows - start
+                    return graph, mt.vectors_of(start, min(mt.rows, start + chunk)), mt.rows - start, mt.vector_array
             self._thread = None
             return None
 
@@ -269,9 +278,9 @@ class MemtableIndexer:
         chunk = MIN_CHUNK  # grown from one row to CHUNK_SECONDS' worth: a search never waits long for the first
         try:
             while (step := self._next(chunk)) is not None:
-                graph, vectors, backlog = step
+                graph, vectors, backlog, source = step
                 began = time.monotonic()
-                graph.extend(vectors, backlog)
+                graph.extend(vectors, backlog, source)
                 took = time.monotonic() - began
                 chunk = max(MIN_CHUNK, min(MAX_CHUNK, int(chunk * CHUNK_SECONDS / max(took, 1e-4))))
         except Exception as exc:  # e.g. MemoryError: searches scan the rows the graph lacks, exactly

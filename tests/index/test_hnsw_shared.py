@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+from proximadb.errors import ValidationError
 from proximadb.index import hnsw_shared
 from proximadb.index._base import NoRoomError
 from proximadb.index.hnsw import HNSWIndex
@@ -158,3 +159,34 @@ def test_searches_run_beside_an_add_and_plain_calls_wait_their_turn() -> None:
     ids, _ = index.search_batch(queries, 10, ef=64)  # idle again: plain calls work
     want = _exact(base, queries, 10)
     assert np.mean([len(set(ids[i]) & set(want[i])) / 10 for i in range(len(queries))]) >= 0.9
+
+
+def test_an_attached_array_is_read_in_place_and_only_its_next_rows_are_added() -> None:
+    """``attach``: the index reads the caller's array (a memtable's) without a copy; an add must be that array's
+    next rows (else refused, nothing changed); a larger array holding the same rows takes its place."""
+    base, queries = _rows(3000, 12), _rows(10, 13)
+    source = np.zeros((2000, DIM), dtype=np.float32)
+    source[:1500] = base[:1500]
+    index = HNSWIndex(DIM, "cosine", M=8, ef_construction=48, seed=6)
+    hnsw_shared.attach(index, source)
+    hnsw_shared.reserve(index, 3000, 12_000)
+    hnsw_shared.add(index, np.arange(1000), source[:1000], 48)
+    hnsw_shared.add(index, np.arange(1000, 1500), source[1000:1500], 48)
+    assert not index.owns_vectors and index.memory_usage()["vectors"] == 0
+    with pytest.raises(ValidationError, match="next rows"):
+        hnsw_shared.add(index, np.arange(1500, 1600), base[1500:1600], 48)  # a copy, not the array's rows
+    with pytest.raises(ValidationError, match="next rows"):
+        hnsw_shared.add(index, np.arange(1500, 1600), source[1400:1500], 48)  # the array's, not the next ones
+    assert index.n_rows == 1500
+    larger = np.zeros((4000, DIM), dtype=np.float32)
+    larger[:3000] = base  # the rows written, and those to come
+    hnsw_shared.attach(index, larger)
+    hnsw_shared.add(index, np.arange(1500, 3000), larger[1500:3000], 48)
+    unit = base / np.linalg.norm(base, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    ids, dist = hnsw_shared.search(index, queries, 10, 64, 3000)
+    np.testing.assert_allclose(dist, 1.0 - (q[:, None, :] * unit[ids]).sum(-1), atol=1e-5)
+    want = np.argsort(1.0 - q @ unit.T, axis=1)[:, :10]
+    assert np.mean([len(set(ids[i]) & set(want[i])) / 10 for i in range(len(q))]) >= 0.9
+    with pytest.raises(ValidationError, match="float32"):
+        hnsw_shared.attach(index, larger[:100])  # fewer rows than the index holds

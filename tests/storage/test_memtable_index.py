@@ -522,3 +522,28 @@ def test_a_graph_grown_chunk_by_chunk_is_searched_meanwhile() -> None:
     want = np.argsort(np.where(mask.astype(bool), 1.0 - unit_queries @ unit_base.T, np.inf), axis=1)[:, :10]
     got = parts[0][0]
     assert np.mean([len(set(got[i]) & set(want[i])) / 10 for i in range(len(queries))]) >= 0.95
+
+
+def test_the_graph_reads_the_memtable_array_in_place_and_follows_it_when_it_grows() -> None:
+    """Given the memtable's array (``source``), the graph keeps no copy of the vectors; when the memtable moves
+    its rows to a larger array, the next chunk points the graph at that one (alone) and goes on."""
+    from proximadb.storage.memtable import Memtable
+
+    rng = np.random.default_rng(27)
+    rows = rng.standard_normal((3000, DIM)).astype(np.float32)
+    mt = Memtable(DIM, initial_rows=1024)
+    graph = memtable_index.MemtableGraph(DIM, "l2", memtable_index.graph_params("hnsw", {"M": 8}))
+    mt.put_batch([f"{i:05d}" for i in range(1000)], rows[:1000], [None] * 1000, np.zeros(1000, dtype=np.int64))
+    first = mt.vector_array
+    graph.extend(mt.vectors_of(0, 1000), source=first)
+    mt.put_batch([f"{i:05d}" for i in range(1000, 3000)], rows[1000:], [None] * 2000, np.zeros(2000, dtype=np.int64))
+    assert mt.vector_array is not first  # grown into a larger array
+    before = graph.exclusive_chunks
+    graph.extend(mt.vectors_of(1000, 3000), source=mt.vector_array)
+    assert graph.exclusive_chunks == before + 1 and graph.indexed == 3000
+    assert not graph.index.owns_vectors and graph.index.memory_usage()["vectors"] == 0
+    with graph.reading() as index:
+        assert index is not None
+        for row in (0, 999, 1000, 2999):
+            found, _ = hnsw_shared.search(index, rows[row : row + 1], 1, 64, graph.published)
+            assert found[0, 0] == row
