@@ -29,6 +29,7 @@ COMPILED_MODULES = (
     "proximadb.index._hnsw_reorder",
     "proximadb.index._hnsw_grow",
     "proximadb.index.hnsw",
+    "proximadb.index.hnsw_shared",
     "proximadb.index.hnsw_int8",
     "proximadb.index.hnsw_pq",
     "proximadb.index.ivf",

@@ -179,7 +179,7 @@ class MemtableGraph:
                 hnsw_shared.add(index, ids, vectors, efc)
             except NoRoomError:
                 with self._alone():
-                    if moved:
+                    if source is not None and moved:
                         hnsw_shared.attach(index, source)
                         self._source = source
                     rows = int((start + m) * (1 + GROWTH)) + MAX_CHUNK
