@@ -243,3 +243,12 @@ class NatsSession:
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """nats-py's background tasks (reconnects to a server that is down) fail on their own: debug, not noise."""
         log.debug("%s: %s %s", self.name, context.get("message"), context.get("exception") or "")
+
+
+def leader_answered(info: Any) -> bool:
+    """Whether a JetStream stream info answer came from the stream's leader, the one whose state is
+    authoritative: a replicated stream's members answer too while it has no leader (NATS's stream info
+    request: "leaderless" groups), with ``cluster.leader`` empty; a stream of a single server without
+    clustering has no ``cluster`` at all."""
+    cluster = getattr(info, "cluster", None)
+    return cluster is None or bool(getattr(cluster, "leader", None))

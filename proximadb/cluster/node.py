@@ -55,7 +55,7 @@ from proximadb.cluster.names import (
     replica_marker,
     shard_log_name,
 )
-from proximadb.cluster.nats_session import NatsSession
+from proximadb.cluster.nats_session import NatsSession, leader_answered
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.retention import LogRetention
 from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, create_logs, delete_logs, stream_name
@@ -537,9 +537,13 @@ class ClusterNode:
         requests sent at once: one round trip). A log that does not exist is 0 while the servers' map still
         names this incarnation (not expected: a create makes the logs before it writes the map); when the
         collection was dropped (and maybe made again) since ``shard_map`` was read: LogDeletedError, never a
-        retry until the deadline."""
+        retry until the deadline. Only a stream leader's answer counts (:func:`leader_answered`): while a
+        stream has none (an election, after its leader was lost) every member answers with its own state,
+        maybe behind what was acknowledged, so the read is retried until a leader answers, within the
+        request's deadline (then LogUnavailableError, 503)."""
         import asyncio
 
+        from nats.errors import Error as NatsError
         from nats.js.errors import NotFoundError
 
         self._require()
@@ -550,9 +554,12 @@ class ClusterNode:
         async def infos() -> list[int | None]:
             found = await asyncio.gather(*(session.js.stream_info(stream) for stream in streams),
                                          return_exceptions=True)
-            for answer in found:
+            for stream, answer in zip(streams, found, strict=True):
                 if isinstance(answer, BaseException) and not isinstance(answer, NotFoundError):
                     raise answer
+                if not isinstance(answer, BaseException) and not leader_answered(answer):
+                    raise NatsError(f"stream {stream} has no leader now (an election): its members' own states "
+                                    "are not authoritative")  # retried by session.call
             return [None if isinstance(info, BaseException) else int(info.state.last_seq) for info in found]
 
         seqs = session.call(infos, f"stream info of {len(streams)} shard log(s)")
@@ -592,3 +599,4 @@ class ClusterNode:
             if not applier.wait_for(shard_log.last_seq(), max(0.0, end - time.monotonic())):
                 return False
         return True
+

@@ -2,7 +2,8 @@
 
 The level is the current request's (:mod:`proximadb.consistency`); the sequence is per shard log:
 
-* ``strong``: the log's last sequence, read from JetStream (its stream leader) at the start of the read;
+* ``strong``: the log's last sequence, read from JetStream (its stream leader, never a member's own state
+  while the stream elects one: :meth:`~proximadb.cluster.node.ClusterNode.last_seqs`) at the start of the read;
 * ``bounded`` (default): the log's last sequence as read at most ``staleness_ms`` ago (re-read when the
   cached one is older), and at least the last one this node was acknowledged (read-your-writes per node);
 * ``session``: the sequence of that log in the client's session token (0 when it names none);

@@ -395,3 +395,21 @@ def test_a_create_that_loses_the_race_for_its_name_leaves_no_logs(nodes: Nodes,
         return {info.config.name for info in await session.js.streams_info() if info.config.name.startswith("PXDB_")}
 
     assert session.call(names, "listing streams") == {stream_name(shard_log_name(first, s)) for s in (0, 1)}
+
+
+def test_only_a_stream_leaders_answer_counts() -> None:
+    """While a replicated stream has no leader (an election), NATS lets each member answer a stream info request
+    with its own state, maybe behind what was acknowledged (cluster.leader empty): last_seqs, which strong reads
+    wait for, takes a leader's answer only; a stream of one unclustered server has no cluster info at all."""
+    from nats.js.api import ClusterInfo, StreamConfig, StreamInfo, StreamState
+
+    from proximadb.cluster.nats_session import leader_answered
+
+    def info(cluster: ClusterInfo | None) -> StreamInfo:
+        state = StreamState(messages=3, bytes=30, first_seq=1, last_seq=3, consumer_count=0)
+        return StreamInfo(config=StreamConfig(name="S"), state=state, cluster=cluster)
+
+    assert leader_answered(info(ClusterInfo(leader="n1", name="c")))
+    assert not leader_answered(info(ClusterInfo(leader=None, name="c")))
+    assert not leader_answered(info(ClusterInfo(leader="", name="c")))
+    assert leader_answered(info(None))
