@@ -173,24 +173,28 @@ class MemtableGraph:
         ids = np.arange(start, start + m, dtype=np.int64)
         moved = source is not None and source is not self._source
         try:
-            try:
-                if moved or hnsw_shared.room(index) < m:
-                    raise NoRoomError("attach or grow first")
-                hnsw_shared.add(index, ids, vectors, efc)
-            except NoRoomError:
+            if moved or hnsw_shared.room(index) < m or not self._add_beside_searches(ids, vectors, efc):
                 with self._alone():
                     if source is not None and moved:
                         hnsw_shared.attach(index, source)
                         self._source = source
                     rows = int((start + m) * (1 + GROWTH)) + MAX_CHUNK
-                    m_ = index.M
-                    hnsw_shared.reserve(index, rows, 2 * (rows - start) * (m_ + 1) // (m_ - 1) + 64 * (m_ + 1))
+                    upper = 2 * (rows - start) * (index.M + 1) // (index.M - 1) + 64 * (index.M + 1)  # 2x expected
+                    hnsw_shared.reserve(index, rows, upper)
                     hnsw_shared.add(index, ids, vectors, efc)
                     self.exclusive_chunks += 1
         finally:
             self.published = index.n_rows  # all of them, or those linked before memory ran out
         if lagging:
             self.catch_up_rows += m
+
+    def _add_beside_searches(self, ids: np.ndarray, vectors: np.ndarray, efc: int) -> bool:
+        """hnsw_shared.add; False when the graph lacked room (nothing changed: grow it alone, add again)."""
+        try:
+            hnsw_shared.add(self.index, ids, vectors, efc)
+        except NoRoomError:
+            return False
+        return True
 
 
 def graph_params(algorithm: str, index_params: dict[str, Any]) -> dict[str, int] | None:

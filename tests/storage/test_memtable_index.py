@@ -27,6 +27,16 @@ DIM = 16
 WAIT = 120.0  # seconds: a bound on waiting for the background graph, not a timing assertion
 
 
+def _run_together(*targets: Any) -> None:
+    """Run each callable on a thread of its own, all at once, and join them (each within WAIT)."""
+    threads = [threading.Thread(target=t) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert not any(t.is_alive() for t in threads)
+
+
 def _open(path: Path, threshold: int, **extra: Any) -> Engine:
     return Engine.open(path, fsync="never", memtable_index_rows=threshold, auto_compact=False, **extra)
 
@@ -296,13 +306,8 @@ def test_concurrent_inserts_and_searches(tmp_path: Path) -> None:
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=writer), *(threading.Thread(target=searcher, args=(s,)) for s in (1, 2))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(WAIT)
+        _run_together(writer, *(lambda s=s: searcher(s) for s in (1, 2)))
         assert not errors, errors
-        assert not any(t.is_alive() for t in threads)
         assert _graph_rows(col) == 3300 - 3
         queries = np.random.default_rng(21).standard_normal((10, DIM)).astype(np.float32)
         assert _agreement(col, queries) >= 0.97
@@ -510,11 +515,7 @@ def test_a_graph_grown_chunk_by_chunk_is_searched_meanwhile() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer), *(threading.Thread(target=searcher, args=(s,)) for s in (0, 1))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_together(writer, *(lambda s=s: searcher(s) for s in (0, 1)))
     assert not errors, errors
     assert graph.published == n and graph.exclusive_chunks >= 3 and min(searches) >= 1
     parts = memtable_index.search(graph, base, queries, 10, mask, 64, topk)
