@@ -10,7 +10,9 @@ with ``"log": "external"``, manifest.py). A restarted replica (or one killed wit
 opens the collection at that checkpoint and this thread re-applies everything after it.
 
 ``applied_seq`` is how far the collection has got; ``wait_for(seq, timeout)`` blocks until
-entry ``seq`` is applied (strong and session reads will wait on it). ``stop()`` finishes the
+entry ``seq`` is applied (strong and session reads wait on it), and wakes a caught-up applier so it
+reads the log at once instead of after its idle poll (a strong read waits for the barrier it just
+appended, :mod:`proximadb.cluster.log_positions`). ``stop()`` finishes the
 entry being applied, checkpoints (unless told not to) and joins the thread.
 
 Failures: a log that does not answer (:class:`~proximadb.errors.LogUnavailableError`, after
@@ -64,6 +66,7 @@ class ShardApplier:
         self.applied_entries = 0  # applied (or refused) by this applier, skipped ones not counted
         self.log_unavailable = 0  # reads the log did not answer (each after the log's own retries)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by a reader waiting for an entry not applied yet: read the log now
         self._thread = threading.Thread(target=self._run, name=f"applier-{collection.config.name}", daemon=True)
 
     def start(self) -> ShardApplier:
@@ -85,6 +88,7 @@ class ShardApplier:
         while True:
             if self.position.last_seq >= seq:
                 return True
+            self._wake.set()  # a caught-up applier reads the log again at once, not after its idle poll
             if self.error is not None:
                 raise self.error
             if not self._thread.is_alive() and self._stop.is_set():
@@ -97,6 +101,7 @@ class ShardApplier:
     def stop(self, *, checkpoint: bool = True, timeout: float = 60.0) -> None:
         """Stop after the entry being applied; then flush the collection (``checkpoint``) so a restart resumes here."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         if checkpoint and self.error is None:
@@ -128,7 +133,8 @@ class ShardApplier:
                     self._checkpoint()
                     since_checkpoint, last_checkpoint = 0, time.monotonic()
                 if not entries:
-                    self._stop.wait(self.idle_poll)
+                    self._wake.wait(self.idle_poll)
+                self._wake.clear()
         except EngineClosedError:
             log.info("applier %s: the collection was closed; stopped at applied sequence %d",
                      self.collection.config.name, self.position.last_seq)

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from proximadb import idempotency
+from proximadb.cluster import log_positions
 from proximadb.cluster.applier import ShardApplier
 from proximadb.cluster.membership import Membership, NodeInfo
 from proximadb.cluster.names import (
@@ -55,10 +56,10 @@ from proximadb.cluster.names import (
     replica_marker,
     shard_log_name,
 )
-from proximadb.cluster.nats_session import NatsSession, leader_answered
+from proximadb.cluster.nats_session import NatsSession
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.retention import LogRetention
-from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, create_logs, delete_logs, stream_name
+from proximadb.cluster.shard_log import JetStreamLog, LogDeletedError, create_logs, delete_logs
 from proximadb.cluster.shard_map import ShardMap, ShardMaps
 from proximadb.cluster.snapshot import fetch_snapshot
 from proximadb.codec.payload import encode_insert, encode_payload
@@ -533,42 +534,14 @@ class ClusterNode:
             raise CollectionNotFoundError(f"collection {shard_map.collection!r} was dropped: {exc}") from exc
 
     def last_seqs(self, shard_map: ShardMap, shards: Sequence[int]) -> list[int]:
-        """The last sequence of each of ``shards``' logs, as JetStream's stream leaders have them now (the
-        requests sent at once: one round trip). A log that does not exist is 0 while the servers' map still
-        names this incarnation (not expected: a create makes the logs before it writes the map); when the
-        collection was dropped (and maybe made again) since ``shard_map`` was read: LogDeletedError, never a
-        retry until the deadline. Only a stream leader's answer counts (:func:`leader_answered`): while a
-        stream has none (an election, after its leader was lost) every member answers with its own state,
-        maybe behind what was acknowledged, so the read is retried until a leader answers, within the
-        request's deadline (then LogUnavailableError, 503)."""
-        import asyncio
+        """The last sequence of each of ``shards``' logs, as their stream leaders answer now
+        (:func:`proximadb.cluster.log_positions.last_seqs`)."""
+        return log_positions.last_seqs(self, shard_map, shards)
 
-        from nats.errors import Error as NatsError
-        from nats.js.errors import NotFoundError
-
-        self._require()
-        session = self.session
-        assert session is not None
-        streams = [stream_name(shard_log_name(shard_map, shard)) for shard in shards]  # read, never created
-
-        async def infos() -> list[int | None]:
-            found = await asyncio.gather(*(session.js.stream_info(stream) for stream in streams),
-                                         return_exceptions=True)
-            for stream, answer in zip(streams, found, strict=True):
-                if isinstance(answer, BaseException) and not isinstance(answer, NotFoundError):
-                    raise answer
-                if not isinstance(answer, BaseException) and not leader_answered(answer):
-                    raise NatsError(f"stream {stream} has no leader now (an election): its members' own states "
-                                    "are not authoritative")  # retried by session.call
-            return [None if isinstance(info, BaseException) else int(info.state.last_seq) for info in found]
-
-        seqs = session.call(infos, f"stream info of {len(streams)} shard log(s)")
-        if None in seqs:
-            current = self.maps.get(shard_map.collection) if self.maps is not None else None
-            if current is None or current[0].spec.get(INCARNATION) != shard_map.spec.get(INCARNATION):
-                raise LogDeletedError(f"the logs of {shard_map.collection!r} no longer exist: the collection was "
-                                      "dropped (and maybe made again) since this map was read")
-        return [seq or 0 for seq in seqs]
+    def barrier_seqs(self, shard_map: ShardMap, shards: Sequence[int]) -> list[int]:
+        """Per shard, the sequence of a barrier appended now to its log: every write acknowledged before this
+        call is below it (:func:`proximadb.cluster.log_positions.barrier_seqs`)."""
+        return log_positions.barrier_seqs(self, shard_map, shards)
 
     def _log(self, name: str, shard: int, shard_map: ShardMap | None = None) -> JetStreamLog:
         expected = shard_log_name(shard_map or self.known_map(name), shard)

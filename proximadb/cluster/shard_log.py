@@ -76,6 +76,11 @@ def stream_name(name: str) -> str:
     return f"PXDB_{name}"
 
 
+def subject_name(name: str) -> str:
+    """The subject the stream of the shard log ``name`` takes its appends on."""
+    return f"pxdb.log.{name}"
+
+
 class LogPurgedError(LookupError):
     """A read from below the log's first sequence: those entries were purged (bootstrap from a snapshot)."""
 
@@ -106,7 +111,7 @@ class JetStreamLog:
             raise ValidationError(f"log name {name!r}: use letters, digits, '-' and '_' only")
         self.name = name
         self.stream = stream_name(name)
-        self.subject = f"pxdb.log.{name}"
+        self.subject = subject_name(name)
         self.replicas = replicas
         self.timeout = timeout  # one request to the servers
         # a node's logs share its connection (``session``, left open by close()); alone, a log has its own

@@ -35,7 +35,12 @@ a writer sends fresh inserts to n3 alone. While cut, n3 must refuse them and ack
 during the cut: once it knows it is cut off (nats_session.CUT_OFF_SECONDS) with 503 UnavailableError at once
 (backend.ClusterCollection._writable); a call already in its checks then may end 504 RequestTimeoutError (its
 already-exists check waits for n3's replica to apply what n3 had acknowledged before the cut, which it
-cannot). After the heal it acknowledges again, and the checks above include its replicas. Known limit, seen
+cannot). After the heal it acknowledges again, and the checks above include its replicas. A second strong reader
+reads through n3 alone, and n3's server is made the leader of every shard's stream before the cut: until it
+notices it lost its quorum it answers a stream info request as leader, with the state it had, while the
+majority elects other leaders and acknowledges writes; a strong read's barrier
+(proximadb/cluster/log_positions.py) cannot be acknowledged there, so no read through n3 is stale (they
+fail instead). Known limit, seen
 here: n3 is not cut off from *its* server, so a write's refusal comes late (about 100-120 s): its
 already-exists check asks the other holders, unreachable from inside, each for up to the fan-out's peer
 timeout (fanout.PEER_TIMEOUT, 40 s), which the request's own deadline does not shorten.
@@ -213,23 +218,30 @@ def run_nats_partition(cluster: DevCluster, netns: NetNamespace, *, daemon_insid
     writers = [Writer(0, failover[0], stop), Writer(1, failover[1], stop), FreshInserter(2, through_away, stop)]
     strong = StrongReader(connect_grpc([n["grpc"] for n in reversed(serving)]), writers, stop)
     cluster.clients.append(strong.client)
+    readers = [strong]
+    if daemon_inside:  # strong reads through n3 alone, whose server leads every shard's stream when cut off with it
+        readers.append(StrongReader(connect_rest(nodes[AWAY]["rest"], timeout=20), writers, stop))
+        cluster.clients.append(readers[-1].client)
     probe: subprocess.Popen[str] | None = None
     try:
-        for thread in (*writers, strong):
+        for thread in (*writers, *readers):
             thread.start()
         wait_until("the writers were acknowledged", lambda: all(len(w.history.acked_at) >= 5 for w in writers), WAIT)
 
-        asked: list[float] = []
+        # With daemon n3 inside, n3's server leads every shard's stream: a strong read through n3 then finds
+        # every target it needs on that side, where only the barrier keeps it from a stale state.
+        for stream in sorted(streams) if daemon_inside else [shard0]:
+            asked: list[float] = []
 
-        def away_leads() -> bool:  # asked again only when an election since did not pick it (10 s apart)
-            if stream_leader(servers, shard0) == away.name:
-                return True
-            if not asked or time.monotonic() - asked[-1] > 10:
-                asked.append(time.monotonic())
-                lead(away, cluster.doc["nats"], shard0)
-            return False
+            def away_leads(stream: str = stream, asked: list[float] = asked) -> bool:
+                if stream_leader(servers, stream) == away.name:
+                    return True
+                if not asked or time.monotonic() - asked[-1] > 10:  # again only when an election did not pick it
+                    asked.append(time.monotonic())
+                    lead(away, cluster.doc["nats"], stream)
+                return False
 
-        wait_until(f"{away.name} leads {shard0}", away_leads, WAIT)
+            wait_until(f"{away.name} leads {stream}", away_leads, WAIT)
         led_at = time.monotonic()
         wait_until(f"writes to shard 0 acknowledged with {away.name} leading its stream",
                    lambda: all(w.history.acked_since(led_at, 0) for w in writers[:2]), WAIT)
@@ -281,15 +293,17 @@ def run_nats_partition(cluster: DevCluster, netns: NetNamespace, *, daemon_insid
                    lambda: all(w.history.acked_since(healed_at) for w in writers), WAIT)
     finally:
         stop.set()
-        for thread in (*writers, strong):
+        for thread in (*writers, *readers):
             thread.join(timeout=WAIT)
         if probe is not None and probe.poll() is None:
             probe.kill()
             probe.wait()
     for writer in writers:
         assert writer.error is None, repr(writer.error)
-    assert not any(t.is_alive() for t in (*writers, strong))
+    assert not any(t.is_alive() for t in (*writers, *readers))
     assert strong.reads and not stale_strong_reads(strong, writers), stale_strong_reads(strong, writers)[:10]
+    for reader in readers[1:]:  # n3's: a read barrier its cut-off server cannot get acknowledged fails the read
+        assert not stale_strong_reads(reader, writers), stale_strong_reads(reader, writers)[:10]
 
     history = check_every_replica(cluster, writers)  # the probe's id among them would fail it
     states: dict[str, Any] = {}
@@ -309,5 +323,7 @@ def run_nats_partition(cluster: DevCluster, netns: NetNamespace, *, daemon_insid
           f"{nodes[AWAY]['id']} alone, {'inside' if daemon_inside else 'outside'} the namespace; its errors "
           f"{errors}{f', refused {refused_in} s after the cut' if daemon_inside else ''}), "
           f"uncertain {[w.history.uncertain for w in writers]}, ids {len(history.writes)}; "
-          f"{len(strong.reads)} strong reads, none stale ({strong.failed} failed); the append to {away.name} "
+          f"{len(strong.reads)} strong reads, none stale ({strong.failed} failed)"
+          f"{''.join(f', through n3 {len(r.reads)}, none stale ({r.failed} failed)' for r in readers[1:])}; "
+          f"the append to {away.name} "
           f"alone: {outcome['refused']}; streams {states[away.name]}; {time.monotonic() - started:.0f}s in all")

@@ -399,7 +399,7 @@ def test_a_create_that_loses_the_race_for_its_name_leaves_no_logs(nodes: Nodes,
 
 def test_only_a_stream_leaders_answer_counts() -> None:
     """While a replicated stream has no leader (an election), NATS lets each member answer a stream info request
-    with its own state, maybe behind what was acknowledged (cluster.leader empty): last_seqs, which strong reads
+    with its own state, maybe behind what was acknowledged (cluster.leader empty): last_seqs, which bounded reads
     wait for, takes a leader's answer only; a stream of one unclustered server has no cluster info at all."""
     from nats.js.api import ClusterInfo, StreamConfig, StreamInfo, StreamState
 
@@ -413,3 +413,60 @@ def test_only_a_stream_leaders_answer_counts() -> None:
     assert not leader_answered(info(ClusterInfo(leader=None, name="c")))
     assert not leader_answered(info(ClusterInfo(leader="", name="c")))
     assert leader_answered(info(None))
+
+
+def test_a_read_barrier_comes_after_every_acknowledged_write_and_changes_nothing(nodes: Nodes) -> None:
+    """What strong reads wait for (log_positions.barrier_seqs): an entry appended to each shard log, after
+    every write acknowledged before it, which every replica applies as a change of nothing; a dropped
+    collection's logs answer LogDeletedError at once, never an outage's retries (and are not made again)."""
+    from proximadb.cluster.log_positions import BARRIER
+
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    ids, vectors, metadata = rows(0, 30, seed=11)
+    n1.create_collection("fence", DIM, shards=2, replication_factor=2, distance_metric="euclidean")
+    wait_until("both nodes hold both shards", lambda: all(n.held() == {"fence": [0, 1]} for n in (n1, n2)), WAIT)
+    acked = n1.insert("fence", ids, vectors, metadata)
+    shard_map = n2.shard_map("fence")
+    barrier = n2.barrier_seqs(shard_map, [0, 1])
+    assert barrier == [acked[0] + 1, acked[1] + 1], (barrier, acked)  # nothing else was written in between
+    assert n1.last_seqs(shard_map, [0, 1]) == barrier  # the barriers, last in each log
+    again = n1.barrier_seqs(shard_map, [1])
+    assert again == [barrier[1] + 1]  # the first barrier is below the second
+    for node in (n1, n2):  # applied on every replica, nothing changed
+        assert node.count("fence", wait_for={0: barrier[0], 1: again[0]}) == 30
+        hits = node.search("fence", vectors[0], k=30, include_metadata=True)
+        assert sorted((h["id"], h["metadata"]["n"]) for h in hits) == sorted(zip(ids, range(30), strict=True))
+    entries = JetStreamLog(nodes.urls, shard_log_name(shard_map, 0)).read(barrier[0], 1)
+    assert [bytes(e.payload) for e in entries] == [BARRIER]
+    n1.drop_collection("fence")
+    started = time.monotonic()
+    with pytest.raises(LogDeletedError, match="dropped"):
+        n2.barrier_seqs(shard_map, [0, 1])
+    assert time.monotonic() - started < 10, "answered as a missing log, not retried as an outage"
+    assert not any(log_exists(n1, shard_map, shard) for shard in (0, 1)), "a barrier made a dropped log again"
+
+
+def test_strong_reads_one_after_another_wait_for_no_barrier_only_for_writes(nodes: Nodes) -> None:
+    """A strong read's target is below its barrier; when only this node's earlier barriers lie between, below
+    those too (read_target.ReadTargets._below), so back-to-back strong reads on a node never wait for their
+    own barriers to be applied. Another node's barrier or a write in between breaks the chain: the target is
+    then just below the new barrier, above that write."""
+    from proximadb import consistency
+    from proximadb.cluster.read_target import ReadTargets
+
+    n1, n2 = nodes.start("n1"), nodes.start("n2")
+    ids, vectors, metadata = rows(0, 10, seed=12)
+    n1.create_collection("chain", DIM, shards=1, replication_factor=2, distance_metric="euclidean")
+    shard_map = n2.shard_map("chain")
+    acked = n1.insert("chain", ids, vectors, metadata)
+    reads = ReadTargets(n2)
+    with consistency.reading("strong"):
+        assert [reads.targets(shard_map, [0]) for _ in range(3)] == [[acked[0]]] * 3
+    written = n1.insert("chain", ["late"], vectors[:1])
+    n1.barrier_seqs(shard_map, [0])  # n1's barrier, above the write
+    with consistency.reading("strong"):
+        (target,) = reads.targets(shard_map, [0])
+    assert target == n1.last_seqs(shard_map, [0])[0] - 1 and target > written[0]
+    with consistency.reading("bounded"):  # the strong read's target, cached; no barrier appended
+        assert reads.targets(shard_map, [0]) == [target]
+    assert n1.last_seqs(shard_map, [0]) == [target + 1]
