@@ -101,7 +101,7 @@ cdef struct Layout:
     Py_ssize_t n
     int64_t dim              # -1 until the first record fixes it
     bint dim_from_caller
-    int version              # schema version of the datum (1, 2, 3)
+    int version              # schema version of the datum (1, 2, 3, 4)
     bint any_expiry          # v2: some record has a non-null expires_at
 
 
@@ -200,6 +200,11 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
             e.record = i
         if branch < 0:
             return -1
+    if lay.version >= 4:
+        if avro_read_block(c, 1, &count, &size, "the named_vectors block count", &e.a) < 0:
+            return -1
+        if count != 0:
+            return avro_fail(&e.a, c.pos, "the named_vectors", "are not decoded by this build yet")
     return 0
 
 

@@ -39,11 +39,11 @@ NO_EXPIRY = INT64_MIN  # expires_at of a record that never expires (Avro null)
 
 def check_codec_version(int schema_version) -> None:
     """Refuse a schema version the VectorBatch codec does not speak."""
-    if schema_version < 1 or schema_version > 3:
+    if schema_version < 1 or schema_version > 4:
         from proximadb.errors import UnsupportedSchemaVersionError
 
         raise UnsupportedSchemaVersionError(
-            f"schema version {schema_version} is not supported by the VectorBatch codec (supported: 1, 2, 3)"
+            f"schema version {schema_version} is not supported by the VectorBatch codec (supported: 1, 2, 3, 4)"
         )
 
 
@@ -234,6 +234,8 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
                     aw_long(&w, x)
             if schema_version >= 3:
                 sparse_write_record(&w, sources, names, name_lens, n_names, i)
+            if schema_version >= 4:
+                aw_long(&w, 0)  # named_vectors: none yet
         aw_long(&w, 0)
         return aw_bytes(&w)
     finally:

@@ -227,7 +227,7 @@ def test_avro_body_is_the_payload_frame() -> None:
     op = DeleteOp(["a", "b"])
     enc = wal_codec.encode("avro", op)
     body = b"".join(enc.parts)
-    assert body[:4] == (3).to_bytes(4, "little")  # CURRENT_SCHEMA_VERSION
+    assert body[:4] == (4).to_bytes(4, "little")  # CURRENT_SCHEMA_VERSION
     assert body[4:8] == len(b"vector_delete").to_bytes(4, "little")
     assert body[8:21] == b"vector_delete"
 
