@@ -275,7 +275,8 @@ class ClusterCollection(ClusterQueries):
     # -- writes --
 
     def insert_payload(self, payload: bytes | bytearray | memoryview) -> list[str]:
-        _version, _op, batch = decode_payload(payload, expected_dim=self.config.dimension)
+        # named_dims={}: as Collection.insert_payload (no collection declares named vectors yet)
+        _version, _op, batch = decode_payload(payload, expected_dim=self.config.dimension, named_dims={})
         assert isinstance(batch, DecodedBatch)
         op = batch.to_insert_op()
         self._check_insert(op)

@@ -103,19 +103,19 @@ def _avro_errors(exc: AvroValidationError) -> str:
     return "; ".join(out)
 
 
-def decode_payload(buf: Any, *, expected_dim: int = -1,
-                   metadata_maps: bool = False) -> tuple[int, str, DecodedBatch | dict[str, Any]]:
+def decode_payload(buf: Any, *, expected_dim: int = -1, metadata_maps: bool = False,
+                   named_dims: Mapping[str, int] | None = None) -> tuple[int, str, DecodedBatch | dict[str, Any]]:
     """Decode a frame: ``(schema_version, op_type, value)``.
 
-    ``value`` is a :class:`DecodedBatch` for ``vector_insert`` (``expected_dim``
-    and ``metadata_maps``, see decode_vector_batch, apply to it) and a dict for every
+    ``value`` is a :class:`DecodedBatch` for ``vector_insert`` (``expected_dim``, ``metadata_maps``
+    and ``named_dims``, see decode_vector_batch, apply to it) and a dict for every
     other op. Bytes that do not decode raise MalformedPayloadError; see also :func:`decode_frame`.
     """
     version, op_type, datum = decode_frame(buf)
     datum_start = len(memoryview(buf).cast("B")) - len(datum)
     if op_type == INSERT_OP:
         try:
-            return version, op_type, decode_vector_batch(datum, expected_dim, version, metadata_maps)
+            return version, op_type, decode_vector_batch(datum, expected_dim, version, metadata_maps, named_dims)
         except MalformedPayloadError as exc:
             raise MalformedPayloadError(f"{exc.message} (the datum starts at frame offset {datum_start})") from None
     try:

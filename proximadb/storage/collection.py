@@ -310,7 +310,10 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         if op_type != "vector_insert":
             raise UnknownOperationError(f"expected a vector_insert payload, got {op_type!r}")
         # the metadata stays encoded: checked, stored and indexed without a dict per row (metadata_scan.pyx)
-        batch = decode_vector_batch(datum, expected_dim=self.dim, schema_version=version, metadata_maps=True)
+        # named_dims={}: no collection declares named vectors yet (the catalog's ``vectors`` comes with the memtable
+        # and segment work on branch named-vectors), so a record carrying one is refused, never silently dropped
+        batch = decode_vector_batch(datum, expected_dim=self.dim, schema_version=version, metadata_maps=True,
+                                    named_dims={})
         op = batch.to_insert_op()
         return self._write_insert(op, bytes(payload))
 
