@@ -9,6 +9,7 @@ The datums (schemas/v<N>/search_request.avsc, search_result.avsc; the same in v1
     SearchRequest = queries:array<array<float>>  k:int  filter:union{null, string}
                     include_vectors:boolean  include_metadata:boolean
                     ef:union{null, int}  nprobe:union{null, int}  exact:boolean
+                    [v4: using:union{null, string}]
     SearchResult  = results:array<array<SearchHit>>
     SearchHit     = id:string  score:float  distance:float  metadata:union{null, map<Value>}
                     vector:union{null, array<float>}  [v2: expires_at:union{null, long}]
@@ -88,8 +89,10 @@ cdef int _w_optional_int(AvroWriter *w, object value) except -1:
 # ---------------------------------------------------------------- SearchRequest
 
 def encode_search_request(queries, int k, str filter, bint include_vectors, bint include_metadata,
-                          ef, nprobe, bint exact) -> bytes:
-    """A SearchRequest datum (no frame) from a float32 (n, dim) matrix; ef/nprobe None or an int32."""
+                          ef, nprobe, bint exact, str using=None, int schema_version=1) -> bytes:
+    """A SearchRequest datum (no frame) from a float32 (n, dim) matrix; ef/nprobe None or an int32.
+    From schema version 4 on the datum ends with ``using`` (the named vector searched; None: the default
+    one); an older version has no field for it, so a name there is a ValueError rather than dropped."""
     cdef cnp.ndarray mat = np.ascontiguousarray(queries, dtype=np.float32)
     cdef Py_ssize_t n
     cdef Py_ssize_t dim
@@ -98,12 +101,15 @@ def encode_search_request(queries, int k, str filter, bint include_vectors, bint
     cdef AvroWriter w
     if mat.ndim != 2:
         raise ValueError("queries must be a 2-D matrix")
+    if using is not None and schema_version < 4:
+        raise ValueError(f"schema version {schema_version} has no 'using' field (named vectors need version 4)")
     n = mat.shape[0]
     dim = mat.shape[1]
     rows = <const float *>cnp.PyArray_DATA(mat)
     aw_init(&w)
     try:
-        aw_reserve(&w, 64 + n * (dim * 4 + 12) + (len(filter) * 4 if filter is not None else 0))
+        aw_reserve(&w, 64 + n * (dim * 4 + 12) + (len(filter) * 4 if filter is not None else 0)
+                   + (len(using) * 4 if using is not None else 0))
         if n:
             aw_long(&w, n)
             for i in range(n):
@@ -120,6 +126,12 @@ def encode_search_request(queries, int k, str filter, bint include_vectors, bint
         _w_optional_int(&w, ef)
         _w_optional_int(&w, nprobe)
         aw_boolean(&w, exact)
+        if schema_version >= 4:
+            if using is None:
+                aw_long(&w, 0)
+            else:
+                aw_long(&w, 1)
+                aw_str(&w, using)
         return aw_bytes(&w)
     finally:
         aw_free(&w)
@@ -148,7 +160,7 @@ cdef object _r_optional_int(Cursor *c, AvroError *e, bint *ok):
     return v
 
 
-cdef object _decode_request(const unsigned char *buf, Py_ssize_t nbytes):
+cdef object _decode_request(const unsigned char *buf, Py_ssize_t nbytes, int schema_version):
     cdef Cursor c
     cdef AvroError e
     cdef Py_ssize_t count
@@ -219,6 +231,16 @@ cdef object _decode_request(const unsigned char *buf, Py_ssize_t nbytes):
         return None
     if avro_read_boolean(&c, &exact, "exact", &e) < 0:
         return None
+    using = None
+    if schema_version >= 4:
+        if avro_read_long(&c, &branch, "the using union index", &e) < 0:
+            return None
+        if branch == 1:
+            using = avro_read_string(&c, "using", &e)
+            if using is None:
+                return None
+        elif branch != 0:
+            return None
     if c.pos != c.end:
         return None
     # pass 2: the floats, straight into the matrix (the layout is known good)
@@ -237,16 +259,20 @@ cdef object _decode_request(const unsigned char *buf, Py_ssize_t nbytes):
                 p = cur_read(&c, inner * 4)
                 pxd_copy_f32le(out, p, inner)
                 out += inner
-    return {"queries": mat, "k": k, "filter": flt, "include_vectors": include_vectors == 1,
-            "include_metadata": include_metadata == 1, "ef": ef, "nprobe": nprobe, "exact": exact == 1}
+    out_dict = {"queries": mat, "k": k, "filter": flt, "include_vectors": include_vectors == 1,
+                "include_metadata": include_metadata == 1, "ef": ef, "nprobe": nprobe, "exact": exact == 1}
+    if schema_version >= 4:
+        out_dict["using"] = using
+    return out_dict
 
 
-def decode_search_request(datum):
-    """The request as a dict (``queries`` a float32 (n, dim) matrix), or None: decode it the general way."""
+def decode_search_request(datum, int schema_version=1):
+    """The request as a dict (``queries`` a float32 (n, dim) matrix; from schema version 4 on also
+    ``using``, None or a vector name), or None: decode it the general way."""
     cdef Py_buffer view
     PyObject_GetBuffer(datum, &view, PyBUF_SIMPLE)
     try:
-        return _decode_request(<const unsigned char *>view.buf, view.len)
+        return _decode_request(<const unsigned char *>view.buf, view.len, schema_version)
     finally:
         PyBuffer_Release(&view)
 

@@ -143,7 +143,7 @@ def decode_datum(op_type: str, version: int, datum: Any) -> dict[str, Any]:
     return value  # type: ignore[return-value]
 
 
-_RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp", "expires_at", "sparse_vectors"})
+_RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp", "expires_at", "sparse_vectors", "named_vectors"})
 
 
 def encode_insert(
@@ -157,6 +157,7 @@ def encode_insert(
     expires_at: Any = None,
     schema_version: int = CURRENT_SCHEMA_VERSION,
     sparse_vectors: Any = None,
+    named_vectors: Any = None,
 ) -> bytes:
     """A full ``vector_insert`` frame from record dicts or from ids + an (n, dim) matrix.
 
@@ -164,14 +165,17 @@ def encode_insert(
     Every record needs an id here; a timestamp of 0 (the default) lets the server stamp it.
     ``expires_at`` (a record key, or a column of int | None) needs ``schema_version`` 2 or later;
     ``sparse_vectors`` (a record key ``{name: {"indices", "values"}}``, or per record such a mapping or
-    None, or ``dict[str, SparseColumn]``) version 3 or later.
+    None, or ``dict[str, SparseColumn]``) version 3 or later; ``named_vectors`` (a record key ``{name:
+    [floats]}``, or ``{name: (n, dim) matrix}``, storage/named_columns.py) version 4 or later.
     """
     if records is not None:
         if ids is not None or vectors is not None or metadata is not None or timestamps is not None \
-                or expires_at is not None or sparse_vectors is not None:
-            raise ValidationError("give either records or ids/vectors/metadata/timestamps/expires_at/sparse_vectors, "
-                                  "not both")
+                or expires_at is not None or sparse_vectors is not None or named_vectors is not None:
+            raise ValidationError("give either records or ids/vectors/metadata/timestamps/expires_at/sparse_vectors/"
+                                  "named_vectors, not both")
         ids, vectors, metadata, timestamps, expires_at, sparse_vectors = _columns(records)
+        named_rows = [record.get("named_vectors") for record in records]
+        named_vectors = named_rows if any(row is not None for row in named_rows) else None
     else:
         if ids is None:
             raise ValidationError("ids are required to encode an insert")
@@ -185,7 +189,7 @@ def encode_insert(
             if type(record_id) is not str:  # a str subclass (numpy.str_): the encoder takes exact str
                 ids[i] = str(record_id)
     datum = encode_vector_batch(ids, vectors, metadata, timestamps, upsert, expires_at, schema_version,
-                                sparse_vectors)
+                                sparse_vectors, named_vectors)
     return encode_frame(INSERT_OP, datum, schema_version)
 
 

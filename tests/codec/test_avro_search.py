@@ -109,3 +109,55 @@ def test_malformed_results_are_a_typed_error() -> None:
             avro_search.decode_search_result(data[:cut], 2)
     with pytest.raises(MalformedPayloadError):
         avro_search.decode_search_result(data + b"\x00", 2)
+
+
+# ---------------------------------------------------------------- v4: using (named vectors)
+@pytest.mark.parametrize("using", [None, "title", "b\u00e9_2-x"])
+def test_a_v4_request_carries_using_byte_for_byte_with_fastavro(using: str | None) -> None:
+    queries = np.arange(6, dtype=np.float32).reshape(2, 3) / 3
+    data = avro_search.encode_search_request(queries, **REQUEST, using=using, schema_version=4)
+    assert data == _fastavro_write("vector_search", {"queries": queries.tolist(), **REQUEST, "using": using}, 4)
+    decoded = avro_search.decode_search_request(data, 4)
+    assert decoded is not None
+    np.testing.assert_array_equal(decoded.pop("queries"), queries)
+    assert decoded == {**REQUEST, "using": using}
+    # the general decoder reads the same
+    assert _fastavro_read("vector_search", data, 4)["using"] == using
+
+
+def test_older_versions_have_no_using_and_resolve_to_null() -> None:
+    queries = np.ones((1, 2), dtype=np.float32)
+    for version in (1, 2, 3):
+        data = avro_search.encode_search_request(queries, **REQUEST, schema_version=version)
+        assert "using" not in avro_search.decode_search_request(data, version)  # type: ignore[operator]
+        resolved = fastavro.schemaless_reader(io.BytesIO(data), op_schema("vector_search", version),
+                                              op_schema("vector_search", 4))
+        assert resolved["using"] is None
+        with pytest.raises(ValueError, match="using"):
+            avro_search.encode_search_request(queries, **REQUEST, using="title", schema_version=version)
+    # a v3 datum read as v4 lacks the using union: the fast path leaves it to the general one
+    v3 = avro_search.encode_search_request(queries, **REQUEST, schema_version=3)
+    assert avro_search.decode_search_request(v3, 4) is None
+    bad_branch = avro_search.encode_search_request(queries, **REQUEST, schema_version=4)[:-1] + b"\x04"
+    assert avro_search.decode_search_request(bad_branch, 4) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_garbage_never_reads_as_a_v4_request_fastavro_refuses(data: bytes) -> None:
+    decoded = avro_search.decode_search_request(data, 4)
+    if decoded is None:
+        return
+    expected = _fastavro_read("vector_search", data, 4)
+    np.testing.assert_array_equal(decoded.pop("queries"), np.array(expected.pop("queries"), dtype=np.float32))
+    assert decoded == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=70)), st.integers(1, 4), st.integers(1, 5))
+def test_v4_requests_agree_with_fastavro(using: str | None, n: int, dim: int) -> None:
+    queries = (np.arange(n * dim, dtype=np.float32).reshape(n, dim) - 3) / 5
+    data = avro_search.encode_search_request(queries, **REQUEST, using=using, schema_version=4)
+    assert data == _fastavro_write("vector_search", {"queries": queries.tolist(), **REQUEST, "using": using}, 4)
+    decoded = avro_search.decode_search_request(data, 4)
+    assert decoded is not None and decoded["using"] == using
