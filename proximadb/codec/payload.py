@@ -166,16 +166,14 @@ def encode_insert(
     ``expires_at`` (a record key, or a column of int | None) needs ``schema_version`` 2 or later;
     ``sparse_vectors`` (a record key ``{name: {"indices", "values"}}``, or per record such a mapping or
     None, or ``dict[str, SparseColumn]``) version 3 or later; ``named_vectors`` (a record key ``{name:
-    [floats]}``, or ``{name: (n, dim) matrix}``, storage/named_columns.py) version 4 or later.
+    vector}``, or ``{name: (n, dim) array-like}``, or per record such a mapping) version 4 or later.
     """
     if records is not None:
         if ids is not None or vectors is not None or metadata is not None or timestamps is not None \
                 or expires_at is not None or sparse_vectors is not None or named_vectors is not None:
             raise ValidationError("give either records or ids/vectors/metadata/timestamps/expires_at/sparse_vectors/"
                                   "named_vectors, not both")
-        ids, vectors, metadata, timestamps, expires_at, sparse_vectors = _columns(records)
-        named_rows = [record.get("named_vectors") for record in records]
-        named_vectors = named_rows if any(row is not None for row in named_rows) else None
+        ids, vectors, metadata, timestamps, expires_at, sparse_vectors, named_vectors = _columns(records)
     else:
         if ids is None:
             raise ValidationError("ids are required to encode an insert")
@@ -204,7 +202,8 @@ def _check_id(record_id: object, index: int) -> None:
 
 def _columns(
     records: Sequence[Mapping[str, Any]],
-) -> tuple[list[str], np.ndarray, list[Any], list[int], list[int | None] | None, list[Any] | None]:
+) -> tuple[list[str], np.ndarray, list[Any], list[int], list[int | None] | None, list[Any] | None,
+           list[Any] | None]:
     if isinstance(records, Mapping):
         raise ValidationError("records must be a list of dicts, not a single dict")
     ids: list[str] = []
@@ -213,6 +212,7 @@ def _columns(
     timestamps: list[int] = []
     expires: list[int | None] = []
     sparse: list[Any] = []
+    named: list[Any] = []
     any_expiry = False
     dim = -1
     for i, record in enumerate(records):
@@ -260,9 +260,12 @@ def _columns(
             expiry = int(expiry)
         expires.append(expiry)
         sparse.append(record.get("sparse_vectors"))
+        named.append(record.get("named_vectors"))
     matrix = np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32)
     any_sparse = any(s is not None for s in sparse)
-    return ids, matrix, metadata, timestamps, (expires if any_expiry else None), (sparse if any_sparse else None)
+    any_named = any(v for v in named)
+    return (ids, matrix, metadata, timestamps, (expires if any_expiry else None), (sparse if any_sparse else None),
+            (named if any_named else None))
 
 
 # ------------------------------------------------------------------ datum pre-check

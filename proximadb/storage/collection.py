@@ -66,7 +66,7 @@ from proximadb.filters import compile_filter
 from proximadb.index import distance
 from proximadb.limits import Limits
 from proximadb.renamed import renamed
-from proximadb.storage import expiry, integrity, memtable_index, segment_index
+from proximadb.storage import expiry, integrity, memtable_index, named_search, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_apply import LogApplyPath
 from proximadb.storage.collection_reads import ReadPath
@@ -178,17 +178,23 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         return f"waiting for collection {self.config.name!r} (busy with a flush or compaction)"
 
     # ------------------------------------------------------------------ open/close
+    @property
+    def named_dims(self) -> dict[str, int]:
+        """The collection's named dense vectors, name -> dimension (schema v4; {} when it declares none)."""
+        return self.config.named_dims
+
     def _new_memtable(self) -> Memtable:
-        row_bytes = 4 * self.dim
+        named = self.named_dims
+        row_bytes = 4 * (self.dim + sum(named.values()))
         full = self.options.flush_bytes // row_bytes + 1
         rows = min(MEMTABLE_RESERVE_FACTOR * full, MEMTABLE_RESERVE_MAX_BYTES // row_bytes, MEMTABLE_RESERVE_MAX_ROWS)
         try:
-            return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16))
+            return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16), named=named)
         except MemoryError:  # address space refused (strict overcommit, ulimit -v): the threshold's rows only
             log.warning("collection %s: a memtable of %d rows could not be reserved; reserving %d",
                         self.config.name, rows, min(full, MEMTABLE_RESERVE_MAX_ROWS))
             return Memtable(self.dim, self.options.memtable_type,
-                            initial_rows=max(min(full, MEMTABLE_RESERVE_MAX_ROWS), 16))
+                            initial_rows=max(min(full, MEMTABLE_RESERVE_MAX_ROWS), 16), named=named)
 
     def _memtable_to_index(self) -> Memtable | None:
         """(Lock held.) The memtable whose graph the indexer grows now; None: stop (closing, or flat)."""
@@ -293,11 +299,14 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         metadatas: Sequence[Metadata | None] | None = None,
         upsert: bool = False,
         sparse_vectors: Any = None,
+        named_vectors: Any = None,
     ) -> list[str]:
         """Insert a batch (all or nothing); an existing id is an error unless ``upsert``. ``sparse_vectors``:
-        per record ``{name: {"indices", "values"}}`` or None (or a record key of that name)."""
+        per record ``{name: {"indices", "values"}}`` or None (or a record key of that name).
+        ``named_vectors``: ``{name: (n, dim) array-like}``, or per record ``{name: vector}`` (or a record key
+        of that name): in a collection that declares named vectors every record carries every one."""
         payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadatas, upsert=upsert,
-                                sparse_vectors=sparse_vectors)
+                                sparse_vectors=sparse_vectors, named_vectors=named_vectors)
         return self.insert_payload(payload)
 
     @renamed(metadata="metadatas")
@@ -310,10 +319,9 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         if op_type != "vector_insert":
             raise UnknownOperationError(f"expected a vector_insert payload, got {op_type!r}")
         # the metadata stays encoded: checked, stored and indexed without a dict per row (metadata_scan.pyx)
-        # named_dims={}: no collection declares named vectors yet (the catalog's ``vectors`` comes with the memtable
-        # and segment work on branch named-vectors), so a record carrying one is refused, never silently dropped
+        # named vectors checked against the declared ones: every record carries each, no other (named_columns.py)
         batch = decode_vector_batch(datum, expected_dim=self.dim, schema_version=version, metadata_maps=True,
-                                    named_dims={})
+                                    named_dims=self.named_dims)
         op = batch.to_insert_op()
         return self._write_insert(op, bytes(payload))
 
@@ -519,21 +527,29 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         nprobe: int | None = None,
         score_threshold: float | None = None,
         oversampling: float | None = None,
+        using: str | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Top-k per query over memtable + segments, best first; filters apply inside the scan.
+        ``using``: a named vector of the collection (None: the default vector): its rows are searched, the
+        queries have its dimension, scores and distances are by its metric (named_search.py).
         ``score_threshold``: only hits at least that good (euclidean: distance <= it, so not negative;
         cosine, dot_product: score >= it). ``oversampling`` (1 to 100): a quantized collection rescores
         about k x it candidates (at least its own setting); ignored by an unquantized one, as Qdrant does."""
         check_k(k, self.options.limits.max_k)
         ef = check_search_knob("ef", ef)
         nprobe = check_search_knob("nprobe", nprobe)
-        threshold, over = self._check_search_extras(score_threshold, oversampling)
-        queries = query_matrix(vectors, self.dim, cosine=self._metric == "cosine")
-        if self._metric == "cosine":
+        threshold, over = self._check_search_extras(score_threshold, oversampling, using)
+        dim, metric = self.dim, self._metric
+        if using is not None:
+            using, dim, metric = named_search.resolve(self.config, using)
+            named_search.check_query_dim(vectors, using, dim)
+        queries = query_matrix(vectors, dim, cosine=metric == "cosine")
+        if metric == "cosine":
             queries = distance.normalize_rows(queries)
         flt = compile_filter(filter)
         return self._search(queries, k, flt, include_vectors=include_vectors, include_metadata=include_metadata,
-                            exact=exact, ef=ef, nprobe=nprobe, score_threshold=threshold, oversampling=over)
+                            exact=exact, ef=ef, nprobe=nprobe, score_threshold=threshold, oversampling=over,
+                            using=using)
 
     def search_text(self, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
                     include_metadata: bool = True, analyzer: Any = None, score_threshold: float | None = None,

@@ -127,6 +127,10 @@ class Engine:
             raise ValidationError(
                 f"dimension {cfg.dimension} is over this server's max_dimension limit of {limit}"
             )
+        for vec_name, vec in cfg.vectors.items():
+            if vec.dimension > limit:
+                raise ValidationError(f"vectors[{vec_name!r}].dimension {vec.dimension} is over this server's "
+                                      f"max_dimension limit of {limit}")
         with self._lock:
             catalog = self._catalog
             if catalog.find(cfg.name) is not None:

@@ -43,6 +43,7 @@ from proximadb.filters import compile_filter
 from proximadb.fusion import fuse
 from proximadb.index import distance
 from proximadb.index.quantization import check_oversampling
+from proximadb.storage import named_search
 from proximadb.storage.text_search import TextSearchPath
 from proximadb.storage.validation import check_k, check_search_knob, query_matrix
 
@@ -220,8 +221,11 @@ class QueryShapesPath(TextSearchPath, HybridQuery):
 
     get_many: Callable[..., list[dict[str, Any]]]  # the facade's (collection_reads.py's lookups)
 
-    def _check_search_extras(self, score_threshold: object, oversampling: object) -> tuple[float | None, float | None]:
-        return (check_score_threshold(score_threshold, distance_metric=self._metric == "l2"),
+    def _check_search_extras(self, score_threshold: object, oversampling: object,
+                             using: str | None = None) -> tuple[float | None, float | None]:
+        """``using``: a named vector whose metric the threshold is read by (None: the default vector's)."""
+        metric = self._metric if using is None else named_search.resolve(self.config, using)[2]
+        return (check_score_threshold(score_threshold, distance_metric=metric == "l2"),
                 check_request_oversampling(oversampling))
 
     def _row_cap(self) -> int:

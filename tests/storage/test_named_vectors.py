@@ -1,5 +1,5 @@
-"""Named dense vectors (schema v4) in storage: what the engine does with them today (this slice: refuse them,
-since no collection can declare any yet) and how InsertOp carries them through both WAL strategies."""
+"""Named dense vectors (schema v4) in storage: a collection without declared names refuses them, and InsertOp
+carries them through both WAL strategies (the collection side: test_named_vectors_collection.py)."""
 
 from __future__ import annotations
 
