@@ -220,6 +220,13 @@ def create_collection(
                                                                         distance_metric))
         if existing[key] != asked
     ]
+    if vectors is not None:  # the named vectors asked for must be the ones declared (names, dimensions, metrics)
+        declared = {n: (v.get("dimension"), v.get("distance_metric"))
+                    for n, v in (existing.get("vectors") or {}).items()}
+        asked_named = {n: (v.get("dimension"), v.get("distance_metric", "cosine")) if isinstance(v, Mapping) else v
+                       for n, v in vectors.items()}
+        if declared != asked_named:
+            differences.append(f"named vectors {existing.get('vectors') or {}!r} (asked for {vectors!r})")
     if differences:
         raise CollectionConfigMismatchError(
             f"collection {name!r} exists with " + " and ".join(differences)

@@ -170,16 +170,23 @@ class PutVector:
     vector: Any = None
     metadata: Any = None
     with_vector: bool = False  # the body had a 'vector' (null included: refused as a record)
+    named_vectors: Any = None  # {name: [numbers]} beside 'vector' (schema v4)
 
     @classmethod
     def from_json(cls, id_: str, body: Mapping[str, Any]) -> PutVector:
-        check_keys(body, {"vector", "metadata"}, "vector")
+        check_keys(body, {"vector", "metadata", "named_vectors"}, "vector")
         if "vector" not in body and "metadata" not in body:
             raise ValidationError("give 'vector' (replace the record) and/or 'metadata'")
-        return cls(id_, body.get("vector"), body.get("metadata"), "vector" in body)
+        if "named_vectors" in body and "vector" not in body:
+            raise ValidationError("'named_vectors' replace the record with 'vector': give 'vector' too")
+        return cls(id_, body.get("vector"), body.get("metadata"), "vector" in body, body.get("named_vectors"))
 
     def record(self) -> dict[str, Any]:
-        return {"id": self.id, "vector": self.vector, "metadata": self.metadata}
+        """The record the replacement writes (its named vectors: every name the collection declares)."""
+        out = {"id": self.id, "vector": self.vector, "metadata": self.metadata}
+        if self.named_vectors is not None:
+            out["named_vectors"] = self.named_vectors
+        return out
 
 
 @dataclass(frozen=True, slots=True)

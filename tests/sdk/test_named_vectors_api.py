@@ -370,3 +370,44 @@ def test_raw_grpc(daemon: Daemon) -> None:
                 call()
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
         assert stub.Count(pb.CountRequest(collection="rawg")).count == N
+
+
+def _put(daemon: Daemon, path: str, body: Any) -> tuple[int, Any]:
+    req = urllib.request.Request(daemon.rest_url + path, data=json.dumps(body).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_rest_put_replaces_a_record_with_its_named_vectors(daemon: Daemon) -> None:
+    status, _ = _post(daemon, "/collections", {"name": "put", "dimension": DIM, "vectors": DECLARED})
+    assert status == 201
+    status, answer = _put(daemon, "/collections/put/vectors/p1", {"vector": [1.0] * DIM, "named_vectors": GOOD_NAMED})
+    assert status == 200, answer
+    status, answer = _get(daemon, "/collections/put/vectors/p1")
+    assert answer["data"]["named_vectors"]["tags"] == GOOD_NAMED["tags"]
+    for body, words in [({"vector": [1.0] * DIM}, ["missing"]),
+                        ({"metadata": {}, "named_vectors": GOOD_NAMED}, ["vector"]),
+                        ({"vector": [1.0] * DIM, "named_vectors": {**GOOD_NAMED, "tags": [1.0]}}, ["tags"])]:
+        status, answer = _put(daemon, "/collections/put/vectors/p1", body)
+        assert status == 400 and all(w in answer["error"]["message"] for w in words), (body, answer)
+    status, answer = _get(daemon, "/collections/put/vectors/p1")
+    assert answer["data"]["named_vectors"]["tags"] == GOOD_NAMED["tags"]  # unchanged
+
+
+def test_get_or_create_compares_the_named_vectors(tmp_path: Path) -> None:
+    from proximadb.errors import CollectionConfigMismatchError
+
+    with proximadb.connect_embedded(tmp_path / "data", fsync="never") as db:
+        first = db.get_or_create_collection("c", DIM, vectors={"title": {"dimension": 3}})
+        assert first.info()["vectors"] == {"title": {"dimension": 3, "distance_metric": "cosine"}}
+        again = db.get_or_create_collection("c", DIM, vectors={"title": {"dimension": 3, "distance_metric": "cosine"}})
+        assert again.name == "c"
+        for other in ({"title": {"dimension": 4}}, {"title": {"dimension": 3, "distance_metric": "euclidean"}},
+                      {"body": {"dimension": 3}}, {}):
+            with pytest.raises(CollectionConfigMismatchError, match="named vectors"):
+                db.get_or_create_collection("c", DIM, vectors=other)
+        db.get_or_create_collection("c", DIM)  # vectors not given: not compared
