@@ -444,7 +444,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "parameters": [_COLLECTION, _ID],
         "get": _op("get one record", _ref("Record"), params=_GET_PARAMS),
         "put": _op("replace a record (with 'vector') or only its metadata", _ref("Record"), body=_body(
-            {"type": "object", "properties": {"vector": _FLOATS, "metadata": _ref("Metadata")}}), params=[_REQUEST_ID]),
+            {"type": "object", "properties": {"vector": _FLOATS, "metadata": _ref("Metadata"),
+                                              "named_vectors": {**_NAMED_VECTORS, "description": "with 'vector': "
+                                                                "the replacement's named vectors"}}}),
+            params=[_REQUEST_ID]),
         "patch": _op("merge (or with replace, swap) a record's metadata; null removes a key", _ref("Record"),
                      body=_body({"type": "object", "required": ["metadata"], "properties": {
                          "metadata": _ref("Metadata"), "replace": {"type": "boolean", "default": False}}}),
