@@ -405,6 +405,9 @@ int main(int argc, char **argv) {
         field(&req, "ef", &v); avro_value_set_branch(&v, 0, &branch); avro_value_set_null(&branch);
         field(&req, "nprobe", &v); avro_value_set_branch(&v, 0, &branch); avro_value_set_null(&branch);
         field(&req, "exact", &v); avro_value_set_boolean(&v, 0);
+        if (version >= 4) {  /* v4: the named vector searched; null: the collection's default vector */
+            field(&req, "using", &v); CHECK(avro_value_set_branch(&v, 0, &branch), "using"); avro_value_set_null(&branch);
+        }
         buf_t body = frame(version, "vector_search", &req);
         snprintf(target, sizeof target, "%s/collections/%s/search", url, name);
         http_resp_t found = http("POST", target, "application/avro", "application/avro", body.data, body.len);
