@@ -171,6 +171,7 @@ class CollectionConfig:
         cfg.text_analyzer = validate_text_analyzer(text_analyzer)
         cfg.sparse_vectors = validate_sparse_vectors(sparse_vectors)
         cfg.vectors = validate_named_vectors(vectors)
+        _check_named_index(cfg.indexing_algorithm, cfg.index_params, cfg.vectors)
         return cfg
 
     def updated(self, changes: dict[str, Any]) -> CollectionConfig:
@@ -202,6 +203,7 @@ class CollectionConfig:
                 raise ValidationError(f"unknown collection field {key!r}")
         data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"],
                                                      data["dimension"])
+        _check_named_index(data["indexing_algorithm"], data["index_params"], self.vectors)
         data["updated_at"] = time.time()
         return CollectionConfig(**data)
 
@@ -326,6 +328,17 @@ def validate_named_vectors(value: object, max_dimension: int = MAX_DIMENSION) ->
             distance_metric=_choice(f"vectors[{name!r}].distance_metric", settings.get("distance_metric", "cosine"),
                                     METRICS))
     return out
+
+
+def _check_named_index(algorithm: str, params: dict[str, Any], vectors: dict[str, NamedVectorConfig]) -> None:
+    """The collection's index settings also index each named vector: they must suit its dimension too
+    (product quantization's ``m`` divides it)."""
+    for name, vec in vectors.items():
+        try:
+            validate_index_params(algorithm, params, vec.dimension)
+        except ValidationError as exc:
+            raise ValidationError(f"named vector {name!r} (dimension {vec.dimension}) is indexed with the "
+                                  f"collection's index_params: {exc}") from None
 
 
 def _choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:

@@ -34,6 +34,7 @@ them live in modules named for what they do and are mixed in:
     flush.py              memtable -> segment (written outside the lock), WAL checkpoint, retry policy
     sealed.py             the sealed memtables a flush writes while reads and writes go on
     compaction.py         merging segments, the background compaction policy
+    collection_indexes.py the segment indexes (default and named vectors): attach, build, rebuild
     segment_rewrite.py    the transaction flush, compaction and migration share
 """
 
@@ -69,8 +70,8 @@ from proximadb.renamed import renamed
 from proximadb.storage import expiry, integrity, memtable_index, named_search, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_apply import LogApplyPath
+from proximadb.storage.collection_indexes import IndexPath
 from proximadb.storage.collection_reads import ReadPath
-from proximadb.storage.collection_state import KernelMetric
 from proximadb.storage.collection_writes import WritePath, now_us
 from proximadb.storage.compaction import CompactionPath
 from proximadb.storage.disk_usage import directory_bytes
@@ -78,6 +79,7 @@ from proximadb.storage.flush import FlushPath, FlushRetry, is_disk_full
 from proximadb.storage.log_of_record import LogOfRecord
 from proximadb.storage.manifest import Manifest
 from proximadb.storage.memtable import Memtable
+from proximadb.storage.named_search import KERNEL_METRIC
 from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.query_shapes import QueryShapesPath, check_score_threshold
 from proximadb.storage.segment import Segment, segment_dir_name
@@ -96,7 +98,6 @@ from proximadb.text.bm25 import CorpusStats
 
 log = logging.getLogger("proximadb.collection")
 
-KERNEL_METRIC: dict[str, KernelMetric] = {"euclidean": "l2", "cosine": "cosine", "dot_product": "dot"}
 
 # A new memtable reserves (as address space: np.empty) MEMTABLE_RESERVE_FACTOR times the rows that fit
 # under the flush threshold, so that rows are never copied while it fills, nor while writes go on into it
@@ -138,7 +139,8 @@ class StorageOptions:
 
 
 
-class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearchPath, FlushPath, CompactionPath):
+class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearchPath, FlushPath, CompactionPath,
+                 IndexPath):
     """One collection. The public methods are here; the paths behind them are mixed in from their modules."""
 
     def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
@@ -373,42 +375,6 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         self._apply(op)
         self._maybe_flush()
         return seq
-
-    # ------------------------------------------------------------------ segment indexes
-    def _index_segment(self, seg: Segment, *, load_existing: bool) -> None:
-        """Attach the segment's HNSW/IVF index (loaded if valid), or schedule a background build."""
-        algorithm = self.config.indexing_algorithm
-        if self._closing:
-            return  # a flush on close: the segment is indexed on the next open
-        if algorithm == "flat":
-            seg.attach_index(None, "flat")
-            return
-        params = segment_index.effective_params(algorithm, self.config.index_params, seg.rows)
-        if seg.index is not None and segment_index.matches(seg.index, algorithm, params):
-            return  # a compaction grew it already (compaction.py), with these very settings
-        if load_existing:
-            index = segment_index.load(seg, algorithm, self._metric, params)
-            if index is not None:
-                seg.attach_index(index, algorithm)
-                return
-        self.index_builder.schedule(seg, algorithm, self._metric, params)
-
-    def reconfigure(self, config: CollectionConfig) -> None:
-        """New settings from the catalog; a changed index algorithm or parameters rebuilds segment indexes."""
-        with self._lock:
-            old = self.config
-            self.config = config
-            if (old.indexing_algorithm, old.index_params) != (config.indexing_algorithm, config.index_params):
-                for mt in [*self.sealed, self.memtable]:  # the memtable's rows: exact, then a new graph
-                    mt.graph = None
-                self.memtable_indexer.kick(self.memtable)
-                for seg in self.segments:
-                    seg.attach_index(None, "flat")  # exact until the new index is ready
-                    self._index_segment(seg, load_existing=False)
-
-    def wait_for_indexes(self, timeout: float | None = None) -> bool:
-        """Block until every scheduled index build has finished; False on timeout."""
-        return self.index_builder.wait_idle(timeout)
 
     # ------------------------------------------------------------------ compaction
     def compact(self, segment_ids: Sequence[int] | None = None) -> dict[str, Any]:

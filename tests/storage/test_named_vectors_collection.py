@@ -284,3 +284,16 @@ def test_named_vectors_replay_from_the_wal(tmp_path: Path) -> None:
             live = {i: v for i, v in _live(ids, named).items() if i != ids[7]}
             _check_search(col, live, seed=10)
             assert np.allclose(col.get(ids[44])["named_vectors"]["body"], named["body"][44])  # type: ignore[index]
+
+
+def test_an_interrupted_named_index_save_is_cleaned_up_at_open(tmp_path: Path) -> None:
+    ids, vecs, named = _data(10)
+    with Engine.open(tmp_path) as engine:
+        col = _create(engine)
+        col.insert(ids=ids, vectors=vecs, named_vectors=named)
+        col.flush()
+        leftover = col.segments[0].path / "named" / "title.hnsw.tmp"
+    leftover.write_bytes(b"partial")
+    with Engine.open(tmp_path) as engine:
+        assert not leftover.exists()
+        _check_search(engine.collection("c"), _live(ids, named), seed=12)
