@@ -297,3 +297,51 @@ def test_an_interrupted_named_index_save_is_cleaned_up_at_open(tmp_path: Path) -
     with Engine.open(tmp_path) as engine:
         assert not leftover.exists()
         _check_search(engine.collection("c"), _live(ids, named), seed=12)
+
+
+def test_recommend_and_search_groups_using_a_named_vector(tmp_path: Path) -> None:
+    ids, vecs, named = _data(50)
+    with Engine.open(tmp_path) as engine:
+        col = _create(engine)
+        col.insert(ids=ids[:25], vectors=vecs[:25], named_vectors={k: v[:25] for k, v in named.items()},
+                   metadatas=[{"g": i % 3} for i in range(25)])
+        col.flush()
+        col.insert(ids=ids[25:], vectors=vecs[25:], named_vectors={k: v[25:] for k, v in named.items()},
+                   metadatas=[{"g": i % 3} for i in range(25, 50)])
+        live = _live(ids, named)
+        body = {i: v["body"] for i, v in live.items()}
+        # average_vector: the examples' body vectors (an id: its record's), searched by body's metric
+        got = col.recommend([ids[3], named["body"][40]], [ids[9]], k=5, using="body")
+        query = (named["body"][3] + named["body"][40]) - named["body"][9]  # 2 * mean(pos) - mean(neg)
+        want = [i for i, _ in _brute(body, query, "euclidean", 8) if i not in (ids[3], ids[9])][:5]
+        assert [h["id"] for h in got] == want
+        # best_score: candidates scored by their body vectors against the examples
+        best = col.recommend([ids[3], ids[30]], k=4, strategy="best_score", using="body", include_vectors=True)
+        per = {i: max(1.0 / (1.0 + float(np.linalg.norm(v.astype(np.float64) - named["body"][j])))
+                      for j in (3, 30)) for i, v in body.items() if i not in (ids[3], ids[30])}
+        assert [h["id"] for h in best] == sorted(per, key=lambda i: (-per[i], i))[:4]
+        assert np.allclose([h["score"] for h in best], sorted(per.values(), reverse=True)[:4], atol=1e-5)
+        assert np.allclose(best[0]["named_vectors"]["body"], body[best[0]["id"]])
+        with pytest.raises(DimensionMismatchError, match="named vector 'img' has 2"):
+            col.recommend([np.ones(3)], using="img")
+        groups = col.search_groups(named["title"][7], "g", limit=3, group_size=2, using="title")
+        ranked = [i for i, _ in _brute({i: v["title"] for i, v in live.items()}, named["title"][7], "cosine", 50)]
+        assert groups[0]["hits"][0]["id"] == ids[7] and len(groups) == 3
+        for group in groups:
+            members = [i for i in ranked if int(i[1:]) % 3 == group["value"]][:2]
+            assert [h["id"] for h in group["hits"]] == members
+
+
+def test_search_hits_with_vectors_carry_the_named_vectors(tmp_path: Path) -> None:
+    ids, vecs, named = _data(20)
+    with Engine.open(tmp_path) as engine:
+        col = _create(engine)
+        col.insert(ids=ids[:10], vectors=vecs[:10], named_vectors={k: v[:10] for k, v in named.items()})
+        col.flush()
+        col.insert(ids=ids[10:], vectors=vecs[10:], named_vectors={k: v[10:] for k, v in named.items()})
+        for using in (None, "img"):
+            for hit in col.search(vecs[0] if using is None else named["img"][0], k=20, using=using,
+                                  include_vectors=True):
+                r = ids.index(hit["id"])
+                assert np.allclose(hit["vector"], vecs[r]) and np.allclose(hit["named_vectors"]["img"], named["img"][r])
+            assert all("named_vectors" not in h for h in col.search(vecs[0], k=3, using=None))
