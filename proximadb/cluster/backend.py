@@ -180,7 +180,8 @@ class ClusterEngine:
         if new.default_ttl_seconds != config_of(shard_map).default_ttl_seconds:
             raise ValidationError("default_ttl_seconds is set when a collection is created in cluster mode (every "
                                   "replica stamps it as it applies the log); make a new collection to change it")
-        settings = {key: getattr(new, key) for key in changes}
+        # vectors (named dense vectors) are fixed at creation: updated() refused any change, so the map keeps its own
+        settings = {key: getattr(new, key) for key in changes if key != "vectors"}
         if "indexing_algorithm" in changes or "index_params" in changes:  # validated together
             settings.update(indexing_algorithm=new.indexing_algorithm, index_params=new.index_params)
         return self._described(self.node.update_collection(shard_map.collection, settings))

@@ -141,6 +141,11 @@ def test_every_node_describes_the_declared_vectors(cluster: DevCluster) -> None:
         assert info["vectors"] == DECLARED, label
         assert info["shards"] == SHARDS and all(len(r) == 2 for r in info["placement"]), label
         assert {c["name"]: c for c in client.list_collections()}[NAME]["vectors"] == DECLARED, label
+    client = cluster.rest(1)
+    assert client.update_collection(NAME, vectors=DECLARED)["vectors"] == DECLARED  # unchanged: accepted
+    with pytest.raises(ValidationError, match="cannot be"):
+        client.update_collection(NAME, vectors={**DECLARED, "extra": {"dimension": 2}})
+    assert cluster.grpc(2).get_collection(NAME)["vectors"] == DECLARED
 
 
 def test_search_using_each_name_on_every_node_equals_numpy(cluster: DevCluster) -> None:
