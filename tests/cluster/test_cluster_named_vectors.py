@@ -20,6 +20,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ from _devcluster import DevCluster
 from _support import wait_until
 
 import proximadb
+from proximadb.cluster.membership import NodeInfo
+from proximadb.cluster.nats_servers import NatsCluster
+from proximadb.cluster.node import ClusterNode
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.snapshot import receive_snapshot, snapshot_stream
 from proximadb.errors import (
@@ -367,3 +371,47 @@ def test_a_snapshot_carries_the_named_vectors(tmp_path: Path) -> None:
                                        atol=1e-6)
             q = NAMED[name][77]
             assert [h["id"] for h in copy.search(q, 5, using=name, exact=True)] == brute(q, 5, name)
+
+
+def test_cluster_nodes_route_named_vectors_and_a_joining_node_replays_them(nats3: NatsCluster, tmp_path: Path) -> None:
+    """In-process ClusterNodes: ClusterNode.insert(named_vectors=) slices the columns by shard; every holder's
+    replica applies the v4 frames; a node that joins later is placed on the shards and replays the log."""
+    running: list[tuple[ClusterNode, Engine]] = []
+
+    def start(node_id: str) -> ClusterNode:
+        engine = Engine.open(tmp_path / node_id, log_of_record="external")
+        info = NodeInfo(node_id, f"http://127.0.0.1:0/{node_id}", f"127.0.0.1:0/{node_id}", time.time())
+        node = ClusterNode(engine, nats3.urls, info, ttl=6.0, sync_interval=0.2, deadline=WAIT).start()
+        running.append((node, engine))
+        return node
+
+    try:
+        n1, n2 = start("n1"), start("n2")
+        n1.create_collection(NAME, DIM, shards=SHARDS, replication_factor=3, distance_metric="euclidean",
+                             vectors=DECLARED)  # 3 replicas wanted, 2 nodes live: a third joins later
+        acked = n1.insert(NAME, IDS, VECTORS, METADATA, named_vectors=NAMED)
+        assert sorted(acked) == list(range(SHARDS))
+        rng = np.random.default_rng(8)
+        for node in (n1, n2):
+            for name in DECLARED:
+                q = rng.normal(size=DECLARED[name]["dimension"]).astype(np.float32)
+                hits = node.search(NAME, q, k=10, wait_for=acked, using=name)
+                assert [h["id"] for h in hits] == brute(q, 10, name), (node.node.id, name)
+        with pytest.raises(ValidationError):
+            n2.search(NAME, NAMED["title"][0], k=3, wait_for=acked, using="nope")
+        n3 = start("n3")
+        wait_until("n3 holds every shard", lambda: n3.held().get(NAME) == list(range(SHARDS)), WAIT)
+        assert n3.wait_idle(WAIT)
+        replica = n3.engine.collection(f"{NAME}.s0")
+        assert replica.named_dims == {name: d["dimension"] for name, d in DECLARED.items()}
+        q = NAMED["body"][17]
+        assert [h["id"] for h in n3.search(NAME, q, k=10, wait_for=acked, using="body")] == brute(q, 10, "body")
+        got = n3.engine.collection(f"{NAME}.s{shard_of(IDS[17], SHARDS)}").get(IDS[17], include_vector=True)
+        assert got is not None
+        for name in DECLARED:
+            np.testing.assert_allclose(got["named_vectors"][name], stored(name, NAMED[name][17]), rtol=1e-6,
+                                       atol=1e-6)
+    finally:
+        for node, engine in reversed(running):
+            node.stop()
+            engine.close()
