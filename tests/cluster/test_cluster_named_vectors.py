@@ -39,6 +39,7 @@ from proximadb.cluster.node import ClusterNode
 from proximadb.cluster.placement import shard_of
 from proximadb.cluster.snapshot import receive_snapshot, snapshot_stream
 from proximadb.errors import (
+    CollectionConfigMismatchError,
     DimensionMismatchError,
     InvalidVectorError,
     ProximaDBError,
@@ -150,6 +151,17 @@ def test_every_node_describes_the_declared_vectors(cluster: DevCluster) -> None:
     with pytest.raises(ValidationError, match="cannot be"):
         client.update_collection(NAME, vectors={**DECLARED, "extra": {"dimension": 2}})
     assert cluster.grpc(2).get_collection(NAME)["vectors"] == DECLARED
+    again = client.create_collection(NAME, DIM, distance_metric="euclidean", vectors=DECLARED, exist_ok=True)
+    assert again["vectors"] == DECLARED
+    with pytest.raises(CollectionConfigMismatchError):
+        client.create_collection(NAME, DIM, distance_metric="euclidean", vectors={"title": {"dimension": 6}},
+                                 exist_ok=True)
+    for bad in ({"a b": {"dimension": 3}}, {"x": {"dimension": 0}}, {"x": {"dimension": 3, "distance_metric": "l7"}},
+                {"x": {"dimension": 3}, "X": {"dimension": 3}}, {"x": {"dimension": 1 << 20}}):
+        for maker in (cluster.rest(2), cluster.grpc(0)):
+            with pytest.raises(ValidationError):
+                maker.create_collection("nv_bad", DIM, vectors=bad, shards=SHARDS)
+    assert "nv_bad" not in {c["name"] for c in client.list_collections()}
 
 
 def test_search_using_each_name_on_every_node_equals_numpy(cluster: DevCluster) -> None:
