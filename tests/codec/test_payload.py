@@ -47,6 +47,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "ef": 64,
         "nprobe": None,
         "exact": False,
+        "using": "title",  # schema v4: the named vector searched
     },
     "search_result": {
         "results": [
@@ -104,6 +105,7 @@ def test_defaults_are_filled_in() -> None:
         "ef": None,
         "nprobe": None,
         "exact": False,
+        "using": None,  # schema v4; a v1-v3 request has none (resolved to null when read as v4)
     }
 
 
