@@ -168,13 +168,14 @@ class HybridQuery:
                       filter: dict[str, Any] | str | None = None, fusion: str = "rrf",
                       weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: Any = None,
                       ef: int | None = None, include_metadata: bool = True, analyzer: Any = None,
-                      score_threshold: float | None = None) -> list[dict[str, Any]]:
+                      score_threshold: float | None = None, using: str | None = None) -> list[dict[str, Any]]:
         """Up to three searches fused by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py): a
         vector search (``vector``), a BM25 search (``text``) and a sparse search (``sparse``: ``{"name",
         "indices", "values"}``), those given (at least one), each for its top ``depth`` (an integer for each
         part, or ``{"vector"|"text"|"sparse": n}``; default max(k, 100)), all with the same filter.
         ``weights``: one per part given, in the order [vector, text, sparse]. ``score_threshold``: only fused
-        scores >= it (fused scores are never negative, nor may it be)."""
+        scores >= it (fused scores are never negative, nor may it be). ``using``: the vector part searches that
+        named vector (passed on only when given: a search without the keyword keeps working)."""
         max_k = self.options.limits.max_k
         check_k(k, max_k)
         threshold = check_score_threshold(score_threshold, distance_metric=True)
@@ -188,8 +189,9 @@ class HybridQuery:
         depths = part_depths(depth, present, k, max_k)
         ranked = []
         if vector is not None:
+            named = {} if using is None else {"using": using}
             ranked.append(self.search(vector, depths["vector"], filter=filter, ef=ef,
-                                      include_metadata=include_metadata))
+                                      include_metadata=include_metadata, **named))
         if text is not None:
             ranked.append(self.search_text(text, depths["text"], filter=filter, include_metadata=include_metadata,
                                            analyzer=analyzer))

@@ -345,3 +345,18 @@ def test_search_hits_with_vectors_carry_the_named_vectors(tmp_path: Path) -> Non
                 r = ids.index(hit["id"])
                 assert np.allclose(hit["vector"], vecs[r]) and np.allclose(hit["named_vectors"]["img"], named["img"][r])
             assert all("named_vectors" not in h for h in col.search(vecs[0], k=3, using=None))
+
+
+def test_hybrid_search_vector_part_using_a_named_vector(tmp_path: Path) -> None:
+    ids, vecs, named = _data(30)
+    with Engine.open(tmp_path) as engine:
+        col = _create(engine)
+        col.insert(ids=ids, vectors=vecs, named_vectors=named,
+                   metadatas=[{"document": "river stone" if i % 2 else "forest"} for i in range(30)])
+        alone = col.search(named["body"][4], k=10, using="body")
+        fused = col.hybrid_search(named["body"][4], k=10, using="body", depth=10)
+        assert [h["id"] for h in fused] == [h["id"] for h in alone]  # one part: its order
+        both = col.hybrid_search(named["title"][5], "river", k=5, using="title")
+        assert both[0]["id"] == ids[5]  # best in both parts
+        with pytest.raises(DimensionMismatchError):
+            col.hybrid_search(named["title"][5], k=5, using="body")
