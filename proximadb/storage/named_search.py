@@ -74,6 +74,10 @@ class NamedPart:
     def vectors(self) -> np.ndarray:  # the default vector (a hit's "vector")
         return self.source.vectors  # type: ignore[no-any-return]
 
+    @property
+    def named(self) -> dict[str, np.ndarray] | None:  # every named vector (a hit's "named_vectors")
+        return self.source.named  # type: ignore[no-any-return]
+
 
 def segment_part(seg: Segment, name: str, metric: KernelMetric, exact: bool | None) -> NamedPart:
     return NamedPart(seg, seg.named[name], None if exact else seg.named_index.get(name), metric)

@@ -291,6 +291,9 @@ class SearchPath(CollectionState):
             hit["metadata"] = owner.metadata[row]
         if with_vector:
             hit["vector"] = np.array(owner.vectors[row], dtype=np.float32)
+            named = getattr(owner, "named", None)  # a segment's, a memtable snapshot's, a NamedPart's source's
+            if named:  # as get/scroll: every named vector of the record
+                hit["named_vectors"] = {name: np.array(m[row], dtype=np.float32) for name, m in named.items()}
         expires = owner.expires_at
         if expires is not None and expires[row] != NO_EXPIRY:
             hit["expires_at"] = int(expires[row])

@@ -297,3 +297,104 @@ def test_an_interrupted_named_index_save_is_cleaned_up_at_open(tmp_path: Path) -
     with Engine.open(tmp_path) as engine:
         assert not leftover.exists()
         _check_search(engine.collection("c"), _live(ids, named), seed=12)
+
+
+def test_recommend_and_search_groups_using_a_named_vector(tmp_path: Path) -> None:
+    ids, vecs, named = _data(50)
+    with Engine.open(tmp_path) as engine:
+        col = _create(engine)
+        col.insert(ids=ids[:25], vectors=vecs[:25], named_vectors={k: v[:25] for k, v in named.items()},
+                   metadatas=[{"g": i % 3} for i in range(25)])
+        col.flush()
+        col.insert(ids=ids[25:], vectors=vecs[25:], named_vectors={k: v[25:] for k, v in named.items()},
+                   metadatas=[{"g": i % 3} for i in range(25, 50)])
+        live = _live(ids, named)
+        body = {i: v["body"] for i, v in live.items()}
+        # average_vector: the examples' body vectors (an id: its record's), searched by body's metric
+        got = col.recommend([ids[3], named["body"][40]], [ids[9]], k=5, using="body")
+        query = (named["body"][3] + named["body"][40]) - named["body"][9]  # 2 * mean(pos) - mean(neg)
+        want = [i for i, _ in _brute(body, query, "euclidean", 8) if i not in (ids[3], ids[9])][:5]
+        assert [h["id"] for h in got] == want
+        # best_score: candidates scored by their body vectors against the examples
+        best = col.recommend([ids[3], ids[30]], k=4, strategy="best_score", using="body", include_vectors=True)
+        per = {i: max(1.0 / (1.0 + float(np.linalg.norm(v.astype(np.float64) - named["body"][j])))
+                      for j in (3, 30)) for i, v in body.items() if i not in (ids[3], ids[30])}
+        assert [h["id"] for h in best] == sorted(per, key=lambda i: (-per[i], i))[:4]
+        assert np.allclose([h["score"] for h in best], sorted(per.values(), reverse=True)[:4], atol=1e-5)
+        assert np.allclose(best[0]["named_vectors"]["body"], body[best[0]["id"]])
+        with pytest.raises(DimensionMismatchError, match="named vector 'img' has 2"):
+            col.recommend([np.ones(3)], using="img")
+        groups = col.search_groups(named["title"][7], "g", limit=3, group_size=2, using="title")
+        ranked = [i for i, _ in _brute({i: v["title"] for i, v in live.items()}, named["title"][7], "cosine", 50)]
+        assert groups[0]["hits"][0]["id"] == ids[7] and len(groups) == 3
+        for group in groups:
+            members = [i for i in ranked if int(i[1:]) % 3 == group["value"]][:2]
+            assert [h["id"] for h in group["hits"]] == members
+
+
+def test_search_hits_with_vectors_carry_the_named_vectors(tmp_path: Path) -> None:
+    ids, vecs, named = _data(20)
+    with Engine.open(tmp_path) as engine:
+        col = _create(engine)
+        col.insert(ids=ids[:10], vectors=vecs[:10], named_vectors={k: v[:10] for k, v in named.items()})
+        col.flush()
+        col.insert(ids=ids[10:], vectors=vecs[10:], named_vectors={k: v[10:] for k, v in named.items()})
+        for using in (None, "img"):
+            for hit in col.search(vecs[0] if using is None else named["img"][0], k=20, using=using,
+                                  include_vectors=True):
+                r = ids.index(hit["id"])
+                assert np.allclose(hit["vector"], vecs[r]) and np.allclose(hit["named_vectors"]["img"], named["img"][r])
+            assert all("named_vectors" not in h for h in col.search(vecs[0], k=3, using=None))
+
+
+def test_hybrid_search_vector_part_using_a_named_vector(tmp_path: Path) -> None:
+    ids, vecs, named = _data(30)
+    with Engine.open(tmp_path) as engine:
+        col = _create(engine)
+        col.insert(ids=ids, vectors=vecs, named_vectors=named,
+                   metadatas=[{"document": "river stone" if i % 2 else "forest"} for i in range(30)])
+        alone = col.search(named["body"][4], k=10, using="body")
+        fused = col.hybrid_search(named["body"][4], k=10, using="body", depth=10)
+        assert [h["id"] for h in fused] == [h["id"] for h in alone]  # one part: its order
+        both = col.hybrid_search(named["title"][5], "river", k=5, using="title")
+        assert both[0]["id"] == ids[5]  # best in both parts
+        with pytest.raises(DimensionMismatchError):
+            col.hybrid_search(named["title"][5], k=5, using="body")
+
+
+def test_a_failed_flush_then_sealed_row_moves_keep_named_vectors(tmp_path: Path) -> None:
+    """A flush that fails leaves its sealed memtable; a metadata update of one of its rows moves the row (and
+    its named vectors) to the memtable; the next flush gathers two sealed memtables into one segment."""
+    import errno
+
+    from proximadb.errors import DiskFullError
+
+    ids, vecs, named = _data(60)
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        col = _create(engine)
+        col.insert(ids=ids[30:], vectors=vecs[30:], named_vectors={k: v[30:] for k, v in named.items()})
+
+        def no_space(step: str) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+        col.flush_hook = no_space
+        with pytest.raises(DiskFullError):
+            col.flush()
+        col.flush_hook = None
+        assert len(col.sealed) == 1 and col.segments == []
+        col.update_metadata(ids[40], {"moved": 1})  # a sealed row back to the memtable
+        col.insert(ids=ids[:30], vectors=vecs[:30], named_vectors={k: v[:30] for k, v in named.items()})
+        live = _live(ids, named)
+        _check_search(col, live, seed=13)
+        col.flush()
+        assert col.sealed == [] and len(col.segments) == 1 and col.segments[0].rows == 60
+        seg = col.segments[0]
+        order = [seg.ids[r] for r in range(60)]
+        assert order == sorted(ids)
+        for name in VECTORS:
+            want = np.stack([live[i][name] for i in order])
+            if VECTORS[name]["distance_metric"] == "cosine":
+                want = want / np.linalg.norm(want, axis=1, keepdims=True)
+            assert np.allclose(seg.named[name], want, atol=1e-6), name
+        _check_search(col, live, seed=14)
+        assert col.get(ids[40])["metadata"] == {"moved": 1}  # type: ignore[index]
