@@ -538,9 +538,11 @@ def _shape_body(options: dict[str, Any], allowed: frozenset[str], what: str) -> 
 
 
 def _hit(hit: dict[str, Any]) -> dict[str, Any]:
-    """A JSON or gRPC hit as search hits read: the vector a float32 array."""
+    """A JSON or gRPC hit as search hits read: the vector and the named vectors float32 arrays."""
     if isinstance(hit.get("vector"), list):
         hit["vector"] = np.asarray(hit["vector"], dtype=np.float32)
+    if hit.get("named_vectors"):
+        hit["named_vectors"] = {name: np.asarray(vec, dtype=np.float32) for name, vec in hit["named_vectors"].items()}
     return hit
 
 

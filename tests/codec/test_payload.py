@@ -59,8 +59,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                     "metadata": METADATA,
                     "vector": [1.0, 2.0],
                     "expires_at": 1_900_000_000_000_000,
+                    "named_vectors": {"title": [0.5, -1.0]},  # schema v4
                 },
-                {"id": "b", "score": 0.5, "distance": 0.5, "metadata": None, "vector": None, "expires_at": None},
+                {"id": "b", "score": 0.5, "distance": 0.5, "metadata": None, "vector": None, "expires_at": None,
+                 "named_vectors": None},
             ],
             [],
         ]
