@@ -557,7 +557,7 @@ def search_groups(
     collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1, **options: Any,
 ) -> Plan[list[dict[str, Any]]]:
     """Hits grouped by ``group_by``'s value: ``[{"value", "hits"}]``, groups by their best hit (options: filter,
-    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling, consistency)."""
+    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling, consistency, using)."""
     body = {"vector": _one_vector(vector, "vector"), "group_by": group_by, "limit": limit, "group_size": group_size,
             **_shape_body(options, GROUP_OPTIONS, "search_groups")}
     groups = yield Call("search_groups", (collection, body))
@@ -569,7 +569,7 @@ def recommend(
     strategy: str = "average_vector", **options: Any,
 ) -> Plan[list[dict[str, Any]]]:
     """Records like ``positive`` and unlike ``negative`` (each an id or a vector), example ids left out (options:
-    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, consistency)."""
+    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, consistency, using)."""
     def examples(given: Any, name: str) -> list[Any]:
         if given is None:
             return []
