@@ -13,6 +13,7 @@ The datums (schemas/v<N>/search_request.avsc, search_result.avsc; the same in v1
     SearchResult  = results:array<array<SearchHit>>
     SearchHit     = id:string  score:float  distance:float  metadata:union{null, map<Value>}
                     vector:union{null, array<float>}  [v2: expires_at:union{null, long}]
+                    [v4: named_vectors:union{null, map<array<float>>}]
 
 The writers put every array in one block (a count, the items, then 0) and each query or hit
 vector as one memcpy of float32 little-endian.
@@ -293,9 +294,49 @@ cdef int _w_metadata(AvroWriter *w, object md) except -1:
     return aw_long(w, 0)
 
 
+cdef int _w_named(AvroWriter *w, object named) except -1:
+    """union{null, map<array<float>>}: null when there is none."""
+    cdef cnp.ndarray vec
+    if not named:
+        return aw_long(w, 0)
+    aw_long(w, 1)
+    aw_long(w, len(named))
+    for name, v in named.items():
+        aw_str(w, name)
+        vec = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+        _w_floats(w, <const float *>cnp.PyArray_DATA(vec), vec.shape[0])
+    return aw_long(w, 0)
+
+
+cdef object _r_named(Cursor *c, AvroError *e):
+    """map<array<float>> as {name: float32 array}, or None when malformed."""
+    cdef Py_ssize_t count
+    cdef Py_ssize_t size
+    cdef Py_ssize_t i
+    cdef Py_ssize_t block_start
+    cdef dict out = {}
+    while True:
+        if avro_read_block(c, 2, &count, &size, "a named vectors block", e) < 0:
+            return None
+        if count == 0:
+            return out
+        block_start = c.pos
+        for i in range(count):
+            name = avro_read_string(c, "a named vector's name", e)
+            if name is None:
+                return None
+            vec = _r_vector(c, e)
+            if vec is None:
+                return None
+            out[name] = vec
+        if size >= 0 and c.pos - block_start != size:
+            return None
+
+
 def encode_search_result(results, int schema_version=1) -> bytes:
     """A SearchResult datum (no frame) from hits as search returns them (dicts: id, score, distance,
-    metadata?, vector? (float32), expires_at?); ``expires_at`` is written from schema version 2 on."""
+    metadata?, vector? (float32), expires_at?, named_vectors? ({name: float32})); ``expires_at`` is written
+    from schema version 2 on, ``named_vectors`` from version 4 on."""
     cdef AvroWriter w
     cdef cnp.ndarray vec
     cdef dict hit
@@ -326,6 +367,8 @@ def encode_search_result(results, int schema_version=1) -> bytes:
                             else:
                                 aw_long(&w, 1)
                                 aw_long(&w, x)
+                        if schema_version >= 4:
+                            _w_named(&w, hit.get("named_vectors"))
                 aw_long(&w, 0)
         aw_long(&w, 0)
         return aw_bytes(&w)
@@ -376,8 +419,8 @@ cdef float _r_float(Cursor *c) noexcept:
 
 
 def decode_search_result(datum, int schema_version=1) -> list:
-    """A SearchResult datum as lists of hit dicts (``metadata``/``vector``/``expires_at`` only when
-    present; vectors as float32 arrays); MalformedPayloadError for bytes that are not one."""
+    """A SearchResult datum as lists of hit dicts (``metadata``/``vector``/``expires_at``/``named_vectors``
+    only when present; vectors as float32 arrays); MalformedPayloadError for bytes that are not one."""
     cdef Py_buffer view
     cdef Cursor c
     cdef AvroError e
@@ -444,6 +487,14 @@ def decode_search_result(datum, int schema_version=1) -> list:
                                 if avro_read_long(&c, &x, "expires_at", &e) < 0:
                                     raise _bad("a hit's expires_at", c.pos)
                                 hit["expires_at"] = x
+                        if schema_version >= 4:
+                            if avro_read_long(&c, &branch, "the named_vectors union index", &e) < 0 or branch not in (0, 1):
+                                raise _bad("a hit's named_vectors", c.pos)
+                            if branch == 1:
+                                named = _r_named(&c, &e)
+                                if named is None:
+                                    raise _bad("a hit's named_vectors", c.pos)
+                                hit["named_vectors"] = named
                         hits.append(hit)
                     if inner_size >= 0 and c.pos - hits_start != inner_size:
                         raise _bad("a hits block's byte size", hits_start)

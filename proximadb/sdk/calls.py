@@ -538,9 +538,11 @@ def _shape_body(options: dict[str, Any], allowed: frozenset[str], what: str) -> 
 
 
 def _hit(hit: dict[str, Any]) -> dict[str, Any]:
-    """A JSON or gRPC hit as search hits read: the vector a float32 array."""
+    """A JSON or gRPC hit as search hits read: the vector and the named vectors float32 arrays."""
     if isinstance(hit.get("vector"), list):
         hit["vector"] = np.asarray(hit["vector"], dtype=np.float32)
+    if hit.get("named_vectors"):
+        hit["named_vectors"] = {name: np.asarray(vec, dtype=np.float32) for name, vec in hit["named_vectors"].items()}
     return hit
 
 
@@ -555,7 +557,7 @@ def search_groups(
     collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1, **options: Any,
 ) -> Plan[list[dict[str, Any]]]:
     """Hits grouped by ``group_by``'s value: ``[{"value", "hits"}]``, groups by their best hit (options: filter,
-    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling, consistency)."""
+    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling, consistency, using)."""
     body = {"vector": _one_vector(vector, "vector"), "group_by": group_by, "limit": limit, "group_size": group_size,
             **_shape_body(options, GROUP_OPTIONS, "search_groups")}
     groups = yield Call("search_groups", (collection, body))
@@ -567,7 +569,7 @@ def recommend(
     strategy: str = "average_vector", **options: Any,
 ) -> Plan[list[dict[str, Any]]]:
     """Records like ``positive`` and unlike ``negative`` (each an id or a vector), example ids left out (options:
-    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, consistency)."""
+    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, consistency, using)."""
     def examples(given: Any, name: str) -> list[Any]:
         if given is None:
             return []

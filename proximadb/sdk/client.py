@@ -287,14 +287,15 @@ class ProximaDBClient(ProximaDBAPI):
                       **options: Any) -> list[dict[str, Any]]:
         """Hits grouped by a metadata field's value: [{"value", "hits"}], groups ordered by their best hit.
         Options: filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling,
-        consistency."""
+        consistency, using (the named vector searched)."""
         return self._run(calls.search_groups(collection, vector, group_by, limit, group_size, **options))
 
     def recommend(self, collection: str, positive: Any, negative: Any = None, k: int = 10,
                   strategy: str = "average_vector", **options: Any) -> list[dict[str, Any]]:
         """Records like ``positive`` and unlike ``negative`` (ids or vectors; strategy average_vector or
         best_score), example ids left out, best first. Options: filter, score_threshold, include_vectors,
-        include_metadata, exact, ef, nprobe, consistency."""
+        include_metadata, exact, ef, nprobe, consistency, using (a named vector: searched, and the vector of
+        the example ids)."""
         return self._run(calls.recommend(collection, positive, negative, k, strategy, **options))
 
     def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:

@@ -174,8 +174,8 @@ class HybridQuery:
         "indices", "values"}``), those given (at least one), each for its top ``depth`` (an integer for each
         part, or ``{"vector"|"text"|"sparse": n}``; default max(k, 100)), all with the same filter.
         ``weights``: one per part given, in the order [vector, text, sparse]. ``score_threshold``: only fused
-        scores >= it (fused scores are never negative, nor may it be). ``using``: the vector part searches
-        that named vector (as ``search(..., using=)``)."""
+        scores >= it (fused scores are never negative, nor may it be). ``using``: the vector part searches that
+        named vector (passed on only when given: a search without the keyword keeps working)."""
         max_k = self.options.limits.max_k
         check_k(k, max_k)
         threshold = check_score_threshold(score_threshold, distance_metric=True)
@@ -189,8 +189,9 @@ class HybridQuery:
         depths = part_depths(depth, present, k, max_k)
         ranked = []
         if vector is not None:
+            named = {} if using is None else {"using": using}
             ranked.append(self.search(vector, depths["vector"], filter=filter, ef=ef,
-                                      include_metadata=include_metadata, using=using))
+                                      include_metadata=include_metadata, **named))
         if text is not None:
             ranked.append(self.search_text(text, depths["text"], filter=filter, include_metadata=include_metadata,
                                            analyzer=analyzer))

@@ -78,7 +78,9 @@ def _hits(version: int) -> list[list[dict[str, Any]]]:
         [
             {"id": "a", "score": 0.5, "distance": 1.0, "metadata": {"n": 1, "f": 2.5, "s": "x", "b": True,
                                                                      "z": None, "l": ["p", "q"]},
-             "vector": np.array([1.5, -2.0], dtype=np.float32), **({"expires_at": 123} if version >= 2 else {})},
+             "vector": np.array([1.5, -2.0], dtype=np.float32), **({"expires_at": 123} if version >= 2 else {}),
+             **({"named_vectors": {"title": np.array([0.5, 0.25, -1.0], dtype=np.float32),
+                                   "b\u00e9": np.array([], dtype=np.float32)}} if version >= 4 else {})},
             {"id": "b\u00e9", "score": 0.25, "distance": 3.0, "metadata": {}},
             {"id": "c", "score": -1.0, "distance": 2.0},
         ],
@@ -92,23 +94,43 @@ def test_results_agree_with_fastavro_both_ways(version: int) -> None:
     data = avro_search.encode_search_result(hits, version)
     as_fastavro = [[{"id": h["id"], "score": h["score"], "distance": h["distance"], "metadata": h.get("metadata"),
                      "vector": h["vector"].tolist() if "vector" in h else None,
-                     **({"expires_at": h.get("expires_at")} if version >= 2 else {})} for h in q] for q in hits]
+                     **({"expires_at": h.get("expires_at")} if version >= 2 else {}),
+                     **({"named_vectors": {k: v.tolist() for k, v in h["named_vectors"].items()}
+                         if "named_vectors" in h else None} if version >= 4 else {})} for h in q] for q in hits]
     assert data == _fastavro_write("search_result", {"results": as_fastavro}, version)
     decoded = avro_search.decode_search_result(data, version)
     assert [[h["id"] for h in q] for q in decoded] == [["a", "b\u00e9", "c"], []]
     first = decoded[0][0]
     np.testing.assert_array_equal(first.pop("vector"), hits[0][0]["vector"])
-    assert first == {k: v for k, v in hits[0][0].items() if k != "vector"}
+    if version >= 4:
+        named = first.pop("named_vectors")
+        assert set(named) == {"title", "b\u00e9"}
+        for name, vec in hits[0][0]["named_vectors"].items():
+            assert named[name].dtype == np.float32
+            np.testing.assert_array_equal(named[name], vec)
+    assert first == {k: v for k, v in hits[0][0].items() if k not in ("vector", "named_vectors")}
     assert decoded[0][1] == hits[0][1] and decoded[0][2] == hits[0][2]
 
 
-def test_malformed_results_are_a_typed_error() -> None:
-    data = avro_search.encode_search_result(_hits(2), 2)
+@pytest.mark.parametrize("version", [2, 4])
+def test_malformed_results_are_a_typed_error(version: int) -> None:
+    data = avro_search.encode_search_result(_hits(version), version)
     for cut in range(len(data) - 1):
         with pytest.raises(MalformedPayloadError):
-            avro_search.decode_search_result(data[:cut], 2)
+            avro_search.decode_search_result(data[:cut], version)
     with pytest.raises(MalformedPayloadError):
-        avro_search.decode_search_result(data + b"\x00", 2)
+        avro_search.decode_search_result(data + b"\x00", version)
+
+
+def test_v4_named_vectors_in_hits_read_the_same_when_fastavro_writes_them() -> None:
+    hit = {"id": "a", "score": 1.0, "distance": 0.0, "metadata": None, "vector": None, "expires_at": None,
+           "named_vectors": {"t": [1.0, 2.0], "u": [3.0]}}
+    data = _fastavro_write("search_result", {"results": [[hit]]}, 4)
+    decoded = avro_search.decode_search_result(data, 4)
+    assert {k: v.tolist() for k, v in decoded[0][0]["named_vectors"].items()} == hit["named_vectors"]
+    # a v3 reader of the same hits (the writer's v3 schema) knows no named_vectors: none come back
+    v3 = avro_search.encode_search_result([[{**hit, "named_vectors": {"t": np.ones(2, np.float32)}}]], 3)
+    assert "named_vectors" not in avro_search.decode_search_result(v3, 3)[0][0]
 
 
 # ---------------------------------------------------------------- v4: using (named vectors)

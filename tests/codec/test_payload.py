@@ -47,6 +47,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "ef": 64,
         "nprobe": None,
         "exact": False,
+        "using": "title",  # schema v4: the named vector searched
     },
     "search_result": {
         "results": [
@@ -58,8 +59,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                     "metadata": METADATA,
                     "vector": [1.0, 2.0],
                     "expires_at": 1_900_000_000_000_000,
+                    "named_vectors": {"title": [0.5, -1.0]},  # schema v4
                 },
-                {"id": "b", "score": 0.5, "distance": 0.5, "metadata": None, "vector": None, "expires_at": None},
+                {"id": "b", "score": 0.5, "distance": 0.5, "metadata": None, "vector": None, "expires_at": None,
+                 "named_vectors": None},
             ],
             [],
         ]
@@ -104,6 +107,7 @@ def test_defaults_are_filled_in() -> None:
         "ef": None,
         "nprobe": None,
         "exact": False,
+        "using": None,  # schema v4; a v1-v3 request has none (resolved to null when read as v4)
     }
 
 

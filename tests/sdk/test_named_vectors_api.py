@@ -146,6 +146,13 @@ async def _scenario(kind: str, daemon: Daemon, tmp_path: Path) -> None:
                                          include_metadata=True))
             assert [h["id"] for h in hits] == brute(query, 5, using, "odd"), (kind, using, "filter")
             assert all(h["metadata"]["group"] == "odd" for h in hits)
+        # with include_vectors, hits carry the record's named vectors (float32) beside its vector
+        hits = await maybe(db.search(name, QUERIES[1][1], 3, using="body", include_vectors=True))
+        first = next(r for r in RECORDS if r["id"] == hits[0]["id"])
+        assert set(hits[0]["named_vectors"]) == set(DECLARED)
+        assert hits[0]["named_vectors"]["body"].dtype == np.float32
+        assert hits[0]["named_vectors"]["body"].tolist() == first["named_vectors"]["body"]
+        assert "named_vectors" not in (await maybe(db.search(name, QUERIES[1][1], 3, using="body")))[0]
         batch = await maybe(db.search_batch(name, [QUERIES[0][1], [0.0, 0.0, 1.0]], 4, using="title"))
         assert [[h["id"] for h in hits] for hits in batch] == [brute(QUERIES[0][1], 4, "title"),
                                                                brute([0.0, 0.0, 1.0], 4, "title")]
@@ -220,6 +227,10 @@ async def _shapes(kind: str, daemon: Daemon, tmp_path: Path) -> None:
         assert groups[0]["hits"][0]["id"] == best
         hits = await maybe(db.recommend(name, [query], k=5, using="title"))
         assert [h["id"] for h in hits] == brute(query, 5, "title")
+        hits = await maybe(db.recommend(name, [query], k=2, using="title", include_vectors=True))
+        assert hits[0]["named_vectors"]["tags"].dtype == np.float32
+        want = next(r for r in RECORDS if r["id"] == hits[0]["id"])["named_vectors"]["tags"]
+        assert hits[0]["named_vectors"]["tags"].tolist() == want
         fused = await maybe(db.hybrid_search(name, query, k=5, using="title", fusion="relative_score"))
         assert [h["id"] for h in fused] == brute(query, 5, "title")
         await raises(ValidationError, lambda: db.recommend(name, [query], k=5, using="nope"))

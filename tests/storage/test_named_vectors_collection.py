@@ -345,3 +345,56 @@ def test_search_hits_with_vectors_carry_the_named_vectors(tmp_path: Path) -> Non
                 r = ids.index(hit["id"])
                 assert np.allclose(hit["vector"], vecs[r]) and np.allclose(hit["named_vectors"]["img"], named["img"][r])
             assert all("named_vectors" not in h for h in col.search(vecs[0], k=3, using=None))
+
+
+def test_hybrid_search_vector_part_using_a_named_vector(tmp_path: Path) -> None:
+    ids, vecs, named = _data(30)
+    with Engine.open(tmp_path) as engine:
+        col = _create(engine)
+        col.insert(ids=ids, vectors=vecs, named_vectors=named,
+                   metadatas=[{"document": "river stone" if i % 2 else "forest"} for i in range(30)])
+        alone = col.search(named["body"][4], k=10, using="body")
+        fused = col.hybrid_search(named["body"][4], k=10, using="body", depth=10)
+        assert [h["id"] for h in fused] == [h["id"] for h in alone]  # one part: its order
+        both = col.hybrid_search(named["title"][5], "river", k=5, using="title")
+        assert both[0]["id"] == ids[5]  # best in both parts
+        with pytest.raises(DimensionMismatchError):
+            col.hybrid_search(named["title"][5], k=5, using="body")
+
+
+def test_a_failed_flush_then_sealed_row_moves_keep_named_vectors(tmp_path: Path) -> None:
+    """A flush that fails leaves its sealed memtable; a metadata update of one of its rows moves the row (and
+    its named vectors) to the memtable; the next flush gathers two sealed memtables into one segment."""
+    import errno
+
+    from proximadb.errors import DiskFullError
+
+    ids, vecs, named = _data(60)
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        col = _create(engine)
+        col.insert(ids=ids[30:], vectors=vecs[30:], named_vectors={k: v[30:] for k, v in named.items()})
+
+        def no_space(step: str) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+        col.flush_hook = no_space
+        with pytest.raises(DiskFullError):
+            col.flush()
+        col.flush_hook = None
+        assert len(col.sealed) == 1 and col.segments == []
+        col.update_metadata(ids[40], {"moved": 1})  # a sealed row back to the memtable
+        col.insert(ids=ids[:30], vectors=vecs[:30], named_vectors={k: v[:30] for k, v in named.items()})
+        live = _live(ids, named)
+        _check_search(col, live, seed=13)
+        col.flush()
+        assert col.sealed == [] and len(col.segments) == 1 and col.segments[0].rows == 60
+        seg = col.segments[0]
+        order = [seg.ids[r] for r in range(60)]
+        assert order == sorted(ids)
+        for name in VECTORS:
+            want = np.stack([live[i][name] for i in order])
+            if VECTORS[name]["distance_metric"] == "cosine":
+                want = want / np.linalg.norm(want, axis=1, keepdims=True)
+            assert np.allclose(seg.named[name], want, atol=1e-6), name
+        _check_search(col, live, seed=14)
+        assert col.get(ids[40])["metadata"] == {"moved": 1}  # type: ignore[index]

@@ -444,6 +444,8 @@ def _add_hits(target: Any, hits: Sequence[Mapping[str, Any]]) -> None:
             msg.distance = float(hit["distance"])
         if hit.get("vector") is not None:
             msg.vector.extend(np.asarray(hit["vector"], dtype=np.float32).tolist())
+        for name, vec in (hit.get("named_vectors") or {}).items():
+            msg.named_vectors.add(name=name, values=np.asarray(vec, dtype=np.float32).tolist())
 
 
 def _hit_from_proto(h: pb.Hit) -> dict[str, Any]:
@@ -456,6 +458,8 @@ def _hit_from_proto(h: pb.Hit) -> dict[str, Any]:
         hit["vector"] = np.asarray(h.vector, dtype=np.float32)
     if h.HasField("expires_at"):
         hit["expires_at"] = h.expires_at
+    if h.named_vectors:
+        hit["named_vectors"] = {nv.name: np.asarray(nv.values, dtype=np.float32) for nv in h.named_vectors}
     return hit
 
 

@@ -235,7 +235,8 @@ SCHEMAS: dict[str, Any] = {
     "DeleteResult": {"type": "object", "properties": {"deleted": {"type": "integer"}, "updated": {"type": "integer"}}},
     "Hit": {"type": "object", "required": ["id", "score", "distance"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
-        "metadata": _ref("Metadata"), "vector": _FLOATS}},
+        "metadata": _ref("Metadata"), "vector": _FLOATS,
+        "named_vectors": {**_NAMED_VECTORS, "description": "with include_vectors: the record's named vectors"}}},
     "TextHit": {"type": "object", "required": ["id", "score"], "properties": {
         "id": {"type": "string"},
         "score": {"type": "number", "description": "BM25, dot product or fused score, higher is better"},
@@ -250,7 +251,8 @@ SCHEMAS: dict[str, Any] = {
         "using": _USING}},
     "ScoredHit": {"type": "object", "required": ["id", "score"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
-        "metadata": _ref("Metadata"), "vector": _FLOATS, "expires_at": {"type": "integer"}}},
+        "metadata": _ref("Metadata"), "vector": _FLOATS, "expires_at": {"type": "integer"},
+        "named_vectors": {**_NAMED_VECTORS, "description": "with include_vectors: the record's named vectors"}}},
     "Group": {"type": "object", "required": ["value", "hits"], "properties": {
         "value": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
         "hits": {"type": "array", "items": _ref("Hit")}}},
