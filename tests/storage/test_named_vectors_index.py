@@ -125,3 +125,26 @@ def test_index_settings_must_suit_every_named_dimension(tmp_path: Path) -> None:
             engine.create_collection("c", DIM, indexing_algorithm="hnsw",
                                      index_params={"quantization": {"type": "pq", "m": 4}},
                                      vectors={"odd": {"dimension": 7}})
+
+
+def test_filtered_searches_through_a_named_index(tmp_path: Path) -> None:
+    """The planner's paths (a small filter: exact rows; a large one: the index walk with a mask) on a named
+    vector's index: every hit matches, the answer is near the brute force over the matching rows."""
+    ids, vecs, named = _data(2)
+    groups = np.arange(N) % 10
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        engine.create_collection("c", DIM, indexing_algorithm="hnsw", index_params={"M": 8}, vectors=VECTORS)
+        col = engine.collection("c")
+        col.insert(ids=ids, vectors=vecs, named_vectors=named, metadatas=[{"g": int(g)} for g in groups])
+        col.flush()
+        assert col.wait_for_indexes(120)
+        rng = np.random.default_rng(3)
+        for flt, allowed in (({"g": 4}, groups == 4), ({"g": {"$ne": 4}}, groups != 4)):
+            for name, v in VECTORS.items():
+                q = rng.standard_normal(v["dimension"]).astype(np.float32)
+                want = [ids[i] for i in _truth(named[name], q, v["distance_metric"], 10, allowed)]
+                exact = col.search(q, k=10, using=name, filter=flt, exact=True)
+                assert [h["id"] for h in exact] == want
+                approx = col.search(q, k=10, using=name, filter=flt, ef=200)
+                assert all(allowed[ids.index(h["id"])] for h in approx)
+                assert len({h["id"] for h in approx} & set(want)) >= 8
