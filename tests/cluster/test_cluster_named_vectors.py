@@ -179,6 +179,13 @@ def test_search_using_each_name_on_every_node_equals_numpy(cluster: DevCluster) 
                 assert [h["id"] for h in hits] == brute(q, 7, using, even), (label, using)
             deep = client.search(NAME, queries[1], k=ROWS, **options)  # every row of both shards, in order
             assert [h["id"] for h in deep] == brute(queries[1], ROWS, using), (label, using)
+        hits = client.search(NAME, rng.normal(size=6), k=30, using="title", include_vectors=True)
+        for hit in hits:  # rows of both shards, local and a peer's: each with every named vector
+            i = IDS.index(hit["id"])
+            np.testing.assert_array_equal(np.asarray(hit["vector"], np.float32), VECTORS[i])
+            for name in DECLARED:
+                np.testing.assert_allclose(np.asarray(hit["named_vectors"][name], np.float32),
+                                           stored(name, NAMED[name][i]), rtol=1e-6, atol=1e-6)
 
 
 def outcome(call: Callable[[], Any]) -> Any:
@@ -214,6 +221,9 @@ def query_calls() -> list[tuple[str, Callable[[Any], Any]]]:
                                                            using="title")),
         ("groups title", lambda c: c.search_groups(NAME, t, "topic", limit=3, group_size=2, using="title")),
         ("groups body", lambda c: c.search_groups(NAME, b, "topic", limit=5, group_size=3, using="body")),
+        ("recommend with vectors", lambda c: c.recommend(NAME, ["r011"], k=4, using="body", include_vectors=True)),
+        ("groups with vectors", lambda c: c.search_groups(NAME, t, "topic", limit=2, group_size=2, using="title",
+                                                          include_vectors=True)),
         ("hybrid title + text", lambda c: c.hybrid_search(NAME, t, "word3", k=10, using="title")),
         ("hybrid body dbsf", lambda c: c.hybrid_search(NAME, b, "word1 word2", k=6, fusion="dbsf", using="body")),
         ("recommend unknown name", lambda c: c.recommend(NAME, ["r003"], k=3, using="nope")),
