@@ -319,6 +319,54 @@ def test_bad_named_vectors_are_refused_and_nothing_is_written(cluster: DevCluste
         assert cluster.rest(i).get_vectors(NAME, [f"bad{j}" for j in range(6)], consistency="strong") == []
 
 
+def test_upserts_updates_and_deletes_keep_named_vectors_on_every_node(cluster: DevCluster) -> None:
+    """Another collection (so the module's rows stay as loaded): upserts replace named vectors, a metadata
+    update of a flushed row and a vector update (which re-sends the record's named vectors) keep them, deletes
+    remove rows, every replica flushes and compacts; every node then gives the model's named vectors and
+    searches them."""
+    name, dim = "nvu", 3
+    rng = np.random.default_rng(31)
+    ids = [f"u{i:02d}" for i in range(30)]
+    model = {i: {"vector": rng.normal(size=DIM).astype(np.float32), "a": rng.normal(size=dim).astype(np.float32),
+                 "metadata": {"n": k}} for k, i in enumerate(ids)}
+    cluster.rest(0).create_collection(name, DIM, distance_metric="euclidean",
+                                      vectors={"a": {"dimension": dim, "distance_metric": "euclidean"}},
+                                      shards=SHARDS, replication_factor=2)
+    cluster.rest(0).insert_vectors(name, ids=ids, vectors=np.stack([model[i]["vector"] for i in ids]),
+                                   metadatas=[model[i]["metadata"] for i in ids],
+                                   named_vectors={"a": np.stack([model[i]["a"] for i in ids])})
+    grpc = cluster.grpc(1)
+    for i in ids[:6]:  # upserts through gRPC: new named vectors
+        model[i]["a"] = rng.normal(size=dim).astype(np.float32)
+    grpc.insert_vectors(name, [{"id": i, "vector": model[i]["vector"].tolist(), "metadata": model[i]["metadata"],
+                                "named_vectors": {"a": model[i]["a"].tolist()}} for i in ids[:6]], upsert=True)
+    rest = cluster.rest(2)
+    rest.flush(name)  # every replica's rows into segments (named/a.f32): the metadata update moves a segment row
+    rest.update_vector(name, ids[10], metadata={"tag": "x"})  # a log entry of its own: the row moves, keeps "a"
+    model[ids[10]]["metadata"] = {"n": 10, "tag": "x"}
+    model[ids[11]]["vector"] = rng.normal(size=DIM).astype(np.float32)
+    rest.update_vector(name, ids[11], vector=model[ids[11]]["vector"])  # an upsert that re-sends "a"
+    rest.delete_vectors(name, ids=ids[20:23])
+    for gone in ids[20:23]:
+        del model[gone]
+    rest.flush(name)
+    assert cluster.rest(0).compact(name)["replicas"]  # every replica of both shards merges its segments
+    kept = sorted(model)
+    for label, client in clients(cluster):
+        got = client.get_vectors(name, ids, consistency="strong")
+        assert [r["id"] for r in got] == kept, label
+        for record in got:
+            want = model[record["id"]]
+            where = f"{label} {record['id']}"
+            np.testing.assert_array_equal(np.asarray(record["vector"], np.float32), want["vector"], where)
+            np.testing.assert_array_equal(np.asarray(record["named_vectors"]["a"], np.float32), want["a"])
+            assert record["metadata"] == want["metadata"], label
+        q = rng.normal(size=dim)
+        order = sorted(kept, key=lambda i: float(np.linalg.norm(model[i]["a"].astype(np.float64) - q)))
+        assert [h["id"] for h in client.search(name, q, k=8, using="a", consistency="strong")] == order[:8], label
+    rest.delete_collection(name)
+
+
 def _log_first_seqs(cluster: DevCluster) -> list[int]:
     run = subprocess.run([sys.executable, "-m", "proximadb", "cluster", "status", "--nats",
                           ",".join(cluster.doc["nats"]), "--json"], capture_output=True, text=True, timeout=120,
