@@ -205,10 +205,14 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
             return None
         return self.memtable
 
-    def _new_memtable_graph(self) -> memtable_index.MemtableGraph:
+    def _new_memtable_graph(self, name: str | None = None) -> memtable_index.MemtableGraph:
+        """An empty memtable graph of the default vector, or of the named vector ``name``."""
         params = memtable_index.graph_params(self.config.indexing_algorithm, self.config.index_params)
         assert params is not None
-        return memtable_index.MemtableGraph(self.dim, self._metric, params)
+        if name is None:
+            return memtable_index.MemtableGraph(self.dim, self._metric, params)
+        vec = self.config.vectors[name]
+        return memtable_index.MemtableGraph(vec.dimension, KERNEL_METRIC[vec.distance_metric], params)
 
     @classmethod
     def open(cls, config: CollectionConfig, directory: Path, options: StorageOptions) -> Collection:

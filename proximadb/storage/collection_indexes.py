@@ -49,6 +49,7 @@ class IndexPath(CollectionState):
             if (old.indexing_algorithm, old.index_params) != (config.indexing_algorithm, config.index_params):
                 for mt in [*self.sealed, self.memtable]:  # the memtable's rows: exact, then a new graph
                     mt.graph = None
+                    mt.named_graph = {}
                 self.memtable_indexer.kick(self.memtable)
                 for seg in self.segments:
                     seg.attach_index(None, "flat")  # exact until the new index is ready

@@ -10,7 +10,8 @@ Sparse vectors (schema v3) are one growing CSR per name (``sparse``: sparse_colu
 a row written without a name has none of it (an upsert replaces the row whole).
 Named dense vectors (schema v4) are one float32 matrix per declared name (``named``), with the default
 vector's row numbering, reserve and growth: every row has every name (the collection's declaration),
-so they share its ``alive`` flags, expiry and id map. Searched exactly (no graph of their own yet).
+so they share its ``alive`` flags, expiry and id map. Past ``memtable_index_rows`` rows each name has
+an HNSW graph of its own too (``named_graph``), grown by the same background thread.
 
 Past ``memtable_index_rows`` rows a memtable also has an HNSW graph of its rows (``graph``), grown
 in the background (:mod:`proximadb.storage.memtable_index`).
@@ -58,6 +59,7 @@ class MemtableSnapshot:
     graph: MemtableGraph | None = None  # an HNSW graph over the memtable's first rows (memtable_index.py)
     sparse: dict[str, SparseColumn] | None = None  # rows [0, n) per sparse vector name (views)
     named: dict[str, np.ndarray] | None = None  # per named vector the matrix (rows [0, n) written); None: none
+    named_graph: dict[str, MemtableGraph] | None = None  # per named vector its graph, once it has one
     all_alive: bool = False  # no row of [0, n) is deleted or replaced (as many live ids as rows)
 
     @property
@@ -89,6 +91,7 @@ class Memtable:
         self._bytes = 0
         self.payload = PayloadIndex()  # rows [0, rows) indexed; dead rows stay (alive removes them)
         self.graph: MemtableGraph | None = None  # HNSW graph over rows [0, graph.indexed): memtable_index.py
+        self.named_graph: dict[str, MemtableGraph] = {}  # per named vector its graph, as ``graph``
 
     # -- size ---------------------------------------------------------------
     @property
@@ -254,9 +257,14 @@ class Memtable:
         grows into a larger one, which holds the written rows too (a memtable graph reads it in place)."""
         return self._vectors
 
-    def vectors_of(self, start: int, end: int) -> np.ndarray:
-        """Rows [start, end) (written already): a view that stays valid, as rows are never rewritten."""
-        return self._vectors[start:end]
+    def vectors_of(self, start: int, end: int, name: str | None = None) -> np.ndarray:
+        """Rows [start, end) (written already) of the default vector or the named vector ``name``: a view
+        that stays valid, as rows are never rewritten."""
+        return (self._vectors if name is None else self._named[name])[start:end]
+
+    def array_of(self, name: str | None) -> np.ndarray:
+        """:attr:`vector_array`, or the named vector ``name``'s array (as it: more rows of room than written)."""
+        return self._vectors if name is None else self._named[name]
 
     def metadata_of(self, row: int) -> Metadata:
         return self._metadata[row]
@@ -273,6 +281,7 @@ class Memtable:
             graph=self.graph,
             sparse=self.sparse.view(n) if self.sparse.names else None,
             named=dict(self._named) if self._named else None,
+            named_graph=dict(self.named_graph) if self.named_graph else None,
             all_alive=len(self._index) == n,
         )
 

@@ -5,8 +5,8 @@ scans: instead of the default vector's rows (a segment's ``vectors.f32``, a memt
 the name (a segment's ``named/<name>.f32``, the memtable's matrix of that name), scored with the name's
 metric. A part is then a :class:`NamedPart`: the segment or memtable snapshot it stands for (ids, metadata,
 expiry, deletions and filters are that part's: the rows are the same), the name's index over that part
-(a segment's ``named/<name>.<kind>`` once built: segment_named.py; None: an exact scan), and no memtable
-graph (a memtable's named rows are scanned exactly; its graph covers the default vector only).
+(a segment's ``named/<name>.<ext>`` once built: segment_index.py; None: an exact scan), and a memtable's
+graph of that name (``Memtable.named_graph``, grown like the default vector's: memtable_index.py).
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ class NamedPart:
 
     __slots__ = ("base", "graph", "in_id_order", "index", "metric", "source")
 
-    def __init__(self, source: Any, base: np.ndarray, index: Any, metric: KernelMetric) -> None:
+    def __init__(self, source: Any, base: np.ndarray, index: Any, metric: KernelMetric, graph: Any = None) -> None:
         self.source = source
         self.base = base  # the name's rows of the part
         self.index = index
-        self.graph = None
+        self.graph = graph  # a memtable snapshot's graph of the name (memtable_index.py), or None
         self.metric = metric
         self.in_id_order = isinstance(source, Segment)
 
@@ -84,4 +84,4 @@ def segment_part(seg: Segment, name: str, metric: KernelMetric, exact: bool | No
 
 
 def memtable_part(snap: Any, name: str, metric: KernelMetric) -> NamedPart:
-    return NamedPart(snap, snap.named[name][: snap.rows], None, metric)
+    return NamedPart(snap, snap.named[name][: snap.rows], None, metric, (snap.named_graph or {}).get(name))

@@ -152,10 +152,13 @@ class SearchPath(CollectionState):
                                                      threads=None if m >= 4 else 1)
                 again: Again | None = None if in_id_order else Again(metric, queries, base, rows, None)
             elif graph is not None and not exact:  # the graph's rows walked, the rows it lacks scanned
-                for i, d, tail in memtable_index.search(graph, base, queries, k, mask, ef, self._topk):
+                def topk(q: np.ndarray, b: np.ndarray, w: int, msk: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                    return self._topk(q, b, w, msk, metric)
+
+                for i, d, tail in memtable_index.search(graph, base, queries, k, mask, ef, topk):
                     # tail: the first of the rows the graph lacks, scanned exactly (None: the graph's walk)
                     cand.append((i, d, owner, None if tail is None else Again(
-                        self._metric, queries, base[tail:], None, None if mask is None else mask[tail:], first=tail)))
+                        metric, queries, base[tail:], None, None if mask is None else mask[tail:], first=tail)))
                 continue
             elif index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling, count)

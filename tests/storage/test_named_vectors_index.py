@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from proximadb.errors import ValidationError
+from proximadb.storage import named_search
 from proximadb.storage.engine import Engine
 
 DIM = 8
@@ -148,3 +149,35 @@ def test_filtered_searches_through_a_named_index(tmp_path: Path) -> None:
                 approx = col.search(q, k=10, using=name, filter=flt, ef=200)
                 assert all(allowed[ids.index(h["id"])] for h in approx)
                 assert len({h["id"] for h in approx} & set(want)) >= 8
+
+
+def test_the_memtable_grows_a_graph_per_named_vector(tmp_path: Path) -> None:
+    """Past memtable_index_rows rows the memtable has a graph of each named vector too (its dimension and
+    metric), searched with using= (rows it lacks exactly); deleted rows are left out inside the walk."""
+    ids, vecs, named = _data(4)
+    alive = np.ones(N, bool)
+    alive[::13] = False
+    with Engine.open(tmp_path, fsync="never", memtable_index_rows=100, auto_compact=False) as engine:
+        engine.create_collection("c", DIM, indexing_algorithm="hnsw", index_params={"M": 8}, vectors=VECTORS)
+        col = engine.collection("c")
+        for a in range(0, N, 100):
+            col.insert(ids=ids[a:a + 100], vectors=vecs[a:a + 100],
+                       named_vectors={k: v[a:a + 100] for k, v in named.items()})
+        assert col.wait_for_memtable_index(120)
+        mt = col.memtable
+        assert mt.graph is not None and set(mt.named_graph) == set(VECTORS)
+        for name, v in VECTORS.items():
+            graph = mt.named_graph[name]
+            assert graph.indexed == N and graph.index.dim == v["dimension"]
+            assert graph.index.metric == {"cosine": "cosine", "euclidean": "l2"}[v["distance_metric"]]
+        assert named_search.memtable_part(mt.snapshot(), "body", "l2").graph is mt.named_graph["body"]
+        col.delete([ids[i] for i in np.flatnonzero(~alive)])
+        assert _recall(col, named, ids, alive, ef=200) >= 0.9
+        assert _recall(col, named, ids, alive, exact=True) == 1.0
+        rng = np.random.default_rng(8)
+        q = rng.standard_normal(12).astype(np.float32)
+        hits = col.search(q, k=10, using="body", ef=200)
+        assert len(hits) == 10 and all(alive[ids.index(h["id"])] for h in hits)
+        col.flush()  # the graphs go with the sealed memtable; the segment builds its own indexes
+        assert col.memtable.named_graph == {} and col.wait_for_indexes(120)
+        assert _recall(col, named, ids, alive, ef=200) >= 0.9
