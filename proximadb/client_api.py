@@ -12,7 +12,7 @@ payloads to the same :class:`~proximadb.service.unified.UnifiedAvroService` the 
 without a socket, so answers and errors are the same whichever is used.
 
 Names: ``insert_vectors(collection, records | ids=, vectors=, metadatas=)``,
-``search(collection, vector, k=, filter=)``, ``search_text(collection, text, k=)``,
+``search(collection, vector, k=, filter=, using=)``, ``search_text(collection, text, k=)``,
 ``search_sparse(collection, name, indices, values, k=)``,
 ``hybrid_search(collection, vector, text, k=, sparse=, fusion=)``, ``search_groups(collection, vector, group_by,
 limit=, group_size=)``, ``recommend(collection, positive, negative, k=, strategy=)``, ``update_vector``,
@@ -29,7 +29,7 @@ columns on request, and documents embedded by an embedding function (:mod:`proxi
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from proximadb import indexing
@@ -74,11 +74,14 @@ class ProximaDBAPI(abc.ABC):
         exist_ok: bool = False,
         text_analyzer: dict[str, Any] | None = None,
         sparse_vectors: dict[str, Any] | None = None,
+        vectors: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection; its description (``sparse_vectors``: the names of the sparse vectors its records
-        may carry, ``{name: {}}`` or ``{name: {"modifier": "idf"}}``). ``exist_ok=True``: a collection of that
-        name with the same dimension and distance metric is returned as it is; another dimension or metric raises
-        :class:`~proximadb.errors.CollectionConfigMismatchError` (a CollectionExistsError) naming the difference."""
+        may carry, ``{name: {}}`` or ``{name: {"modifier": "idf"}}``; ``vectors``: named dense vectors every
+        record carries, ``{name: {"dimension", "distance_metric"}}``, searched with ``search(..., using=name)``).
+        ``exist_ok=True``: a collection of that name with the same dimension and distance metric is returned as
+        it is; another dimension or metric raises :class:`~proximadb.errors.CollectionConfigMismatchError` (a
+        CollectionExistsError) naming the difference."""
 
     def get_or_create_collection(
         self, name: str, dimension: int | None = None, *, embedding_function: EmbeddingFunction | None = None,
@@ -153,10 +156,12 @@ class ProximaDBAPI(abc.ABC):
         upsert: bool = False,
         batch_size: int | None = None,
         sparse_vectors: Sequence[dict[str, Any] | None] | None = None,
+        named_vectors: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Insert records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``, + ``sparse_vectors``: one
-        ``{name: {"indices", "values"}}`` or None per record; a record dict has its own ``sparse_vectors`` key);
-        ``{"count", "ids"}``."""
+        ``{name: {"indices", "values"}}`` or None per record; a record dict has its own ``sparse_vectors`` key;
+        + ``named_vectors``: ``{name: (n, dim) matrix}`` or one ``{name: vector}`` per record; a record dict has
+        its own ``named_vectors`` key); ``{"count", "ids"}``."""
 
     @abc.abstractmethod
     def update_vector(
@@ -205,7 +210,8 @@ class ProximaDBAPI(abc.ABC):
     @abc.abstractmethod
     def search_batch(self, collection: str, vectors: Any, k: int = 10, **options: Any) -> list[list[dict[str, Any]]]:
         """Top-k hits per query, best first. Options: filter, include_vectors, include_metadata, ef, nprobe,
-        exact, score_threshold, oversampling, consistency."""
+        exact, score_threshold, oversampling, consistency, using (the named vector searched; None: the default
+        one)."""
 
     @abc.abstractmethod
     def session_token(self) -> str:
@@ -237,9 +243,11 @@ class ProximaDBAPI(abc.ABC):
         fusion: str = "rrf", weights: Sequence[float] | None = None, rrf_k: float = 60.0,
         depth: int | dict[str, int] | None = None, ef: int | None = None, include_metadata: bool = True,
         score_threshold: float | None = None, consistency: str | None = None, sparse: dict[str, Any] | None = None,
+        using: str | None = None,
     ) -> list[dict[str, Any]]:
         """Up to three searches fused (rrf, dbsf, relative_score): a ``vector``, a ``text`` and a ``sparse`` query
-        ``{"name", "indices", "values"}``, at least one; weights one per part given, in that order."""
+        ``{"name", "indices", "values"}``, at least one; weights one per part given, in that order; ``using``: the
+        named vector the vector part searches (None: the default one)."""
 
     @abc.abstractmethod
     def search_groups(self, collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,

@@ -142,6 +142,9 @@ def _as_sent(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
             sent["vector"] = np.array(hit["vector"], dtype=np.float32)
         if hit.get("expires_at") is not None:
             sent["expires_at"] = int(hit["expires_at"])
+        if hit.get("named_vectors"):
+            sent["named_vectors"] = {name: np.array(vec, dtype=np.float32)
+                                     for name, vec in hit["named_vectors"].items()}
         out.append(sent)
     return out
 

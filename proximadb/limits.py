@@ -70,3 +70,10 @@ class Limits:
 # SPARSE_NAME_PATTERN (a regular expression).
 MAX_SPARSE_NNZ = 65_536
 SPARSE_NAME_PATTERN = r"[A-Za-z0-9_.\-]{1,64}"
+
+# Named dense vectors (schema v4): a collection declares at most MAX_NAMED_VECTORS besides its default vector
+# (the compiled decoder, codec/_named.pxd, holds them in fixed arrays of NV_MAX = 16); a name is 1 to 64
+# characters of NAMED_VECTOR_NAME_PATTERN (no '.', unlike sparse names: a name may become a file name,
+# named/<name>.f32 in a segment).
+MAX_NAMED_VECTORS = 16
+NAMED_VECTOR_NAME_PATTERN = r"[A-Za-z0-9_\-]{1,64}"

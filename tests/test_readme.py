@@ -85,3 +85,11 @@ def test_sparse_vectors_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert out[1] == "['a', 'b']"  # first in the vector and the sparse part
     assert out[2].startswith("{'keywords': {'indices': [3, 17, 42], 'values': [0.899999976158142")
     assert out[3] == "['b']"
+
+
+def test_named_vectors_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):  # exist_ok and upsert: a second run finds what the first made
+        exec(compile(_block_after("### Named vectors"), "README", "exec"), {})
+        out = capsys.readouterr().out.splitlines()
+        assert out == ["['b', 'c']", "['c', 'b']", "['a']", "[2. 2. 2. 2.]", "ValidationError"]

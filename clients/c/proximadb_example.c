@@ -9,7 +9,10 @@
  * takes JSON only), inserts a batch as a `vector_insert` payload
  * (POST /collections/{c}/vectors/batch), searches it twice (without and with a
  * filter; POST /collections/{c}/search, Accept: application/avro) and decodes
- * the `search_result` payloads. Output, one line each (as the Go example):
+ * the `search_result` payloads. From schema version 4 on the collection also
+ * declares a named vector "title" (dimension 3), every record carries it, and a
+ * third search ("title") names it in the SearchRequest's `using`. Output, one
+ * line each (as the Go example):
  *
  *   schema_version <N>
  *   created <name> <dimension>
@@ -53,6 +56,9 @@ static void fail(const char *fmt, ...) {
 
 /* The records of the example batch: the same formulas as the Go example and the test. */
 static float component(int i, int j) { return (float)((double)((i * 37 + j * 101 + i * j * 13) % 97) / 97.0 - 0.5); }
+/* record i's named vector "title" (schema v4), TITLE_DIM components */
+#define TITLE_DIM 3
+static float title_component(int i, int j) { return (float)((double)((i * 13 + j * 7) % 11) / 11.0 - 0.5); }
 static const char *lang(int i) { return i % 2 == 1 ? "en" : "de"; }
 
 /* ------------------------------------------------------------------ buffers */
@@ -340,7 +346,11 @@ int main(int argc, char **argv) {
 
     /* ---- create (JSON: POST /collections takes no Avro) */
     char json[1024];
-    snprintf(json, sizeof json, "{\"name\":\"%s\",\"dimension\":%d,\"distance_metric\":\"euclidean\"}", name, dim);
+    if (version >= 4)  /* a named vector "title" beside the default one */
+        snprintf(json, sizeof json, "{\"name\":\"%s\",\"dimension\":%d,\"distance_metric\":\"euclidean\","
+                 "\"vectors\":{\"title\":{\"dimension\":%d,\"distance_metric\":\"euclidean\"}}}", name, dim, TITLE_DIM);
+    else
+        snprintf(json, sizeof json, "{\"name\":\"%s\",\"dimension\":%d,\"distance_metric\":\"euclidean\"}", name, dim);
     snprintf(target, sizeof target, "%s/collections", url);
     http_resp_t created = http("POST", target, "application/json", NULL, json, strlen(json));
     expect_status(&created, 201, "POST /collections");
@@ -371,6 +381,15 @@ int main(int argc, char **argv) {
             if (i == 0) { CHECK(avro_value_set_branch(&v, 1, &branch), "expires_at"); avro_value_set_long(&branch, EXPIRES_AT_REC0); }
             else { CHECK(avro_value_set_branch(&v, 0, &branch), "expires_at"); avro_value_set_null(&branch); }
         }
+        if (version >= 4) {  /* named_vectors: map<array<float>> */
+            avro_value_t title;
+            field(&rec, "named_vectors", &v);
+            CHECK(avro_value_add(&v, "title", &title, NULL, NULL), "named_vectors");
+            for (int j = 0; j < TITLE_DIM; j++) {
+                CHECK(avro_value_append(&title, &item, NULL), "title");
+                CHECK(avro_value_set_float(&item, title_component(i, j)), "title");
+            }
+        }
     }
     buf_t payload = frame(version, "vector_insert", &batch);
     snprintf(target, sizeof target, "%s/collections/%s/vectors/batch", url, name);
@@ -385,16 +404,18 @@ int main(int argc, char **argv) {
     avro_schema_t res_schema = load_schema(root, version, "search_result");
     avro_value_iface_t *req_iface = avro_generic_class_from_schema(req_schema);
     avro_value_iface_t *res_iface = avro_generic_class_from_schema(res_schema);
-    const char *labels[2] = {"all", "en"};
-    const char *filters[2] = {NULL, "{\"lang\": \"en\"}"};
-    for (int s = 0; s < 2; s++) {
+    const char *labels[3] = {"all", "en", "title"};
+    const char *filters[3] = {NULL, "{\"lang\": \"en\"}", NULL};
+    int searches = version >= 4 ? 3 : 2;  /* "title": the named vector (v4) */
+    for (int s = 0; s < searches; s++) {
         avro_value_t req, queries, q, branch;
         CHECK(avro_generic_value_new(req_iface, &req), "SearchRequest");
         field(&req, "queries", &queries);
         CHECK(avro_value_append(&queries, &q, NULL), "queries");
-        for (int j = 0; j < dim; j++) {
+        int using_title = s == 2;
+        for (int j = 0; j < (using_title ? TITLE_DIM : dim); j++) {
             CHECK(avro_value_append(&q, &item, NULL), "query");
-            CHECK(avro_value_set_float(&item, component(query, j)), "query");
+            CHECK(avro_value_set_float(&item, using_title ? title_component(query, j) : component(query, j)), "query");
         }
         field(&req, "k", &v); CHECK(avro_value_set_int(&v, k), "k");
         field(&req, "filter", &v);
@@ -405,6 +426,11 @@ int main(int argc, char **argv) {
         field(&req, "ef", &v); avro_value_set_branch(&v, 0, &branch); avro_value_set_null(&branch);
         field(&req, "nprobe", &v); avro_value_set_branch(&v, 0, &branch); avro_value_set_null(&branch);
         field(&req, "exact", &v); avro_value_set_boolean(&v, 0);
+        if (version >= 4) {  /* v4: the named vector searched; null: the collection's default vector */
+            field(&req, "using", &v);
+            if (using_title) { CHECK(avro_value_set_branch(&v, 1, &branch), "using"); avro_value_set_string(&branch, "title"); }
+            else { CHECK(avro_value_set_branch(&v, 0, &branch), "using"); avro_value_set_null(&branch); }
+        }
         buf_t body = frame(version, "vector_search", &req);
         snprintf(target, sizeof target, "%s/collections/%s/search", url, name);
         http_resp_t found = http("POST", target, "application/avro", "application/avro", body.data, body.len);

@@ -6,7 +6,10 @@
 // It asks Health for the payload schema versions, picks the highest one it also
 // has schemas for, creates a collection, inserts a batch as a `vector_insert`
 // payload frame (a VectorBatch datum), searches it twice (without and with a
-// filter) and decodes the `search_result` frames. Output, one line each:
+// filter) and decodes the `search_result` frames. From schema version 4 on the
+// collection also declares a named vector "title" (dimension 3), every record
+// carries it, and a third search ("title") names it in the SearchRequest's
+// `using`. Output, one line each:
 //
 //	schema_version <N>
 //	created <name> <dimension>
@@ -50,6 +53,18 @@ func vectorOf(i, dim int) []float32 {
 	}
 	return v
 }
+
+// titleOf is record i's named vector "title" (schema v4).
+func titleOf(i int) []interface{} {
+	v := make([]interface{}, TitleDim)
+	for j := 0; j < TitleDim; j++ {
+		v[j] = float32(float64((i*13+j*7)%11)/11.0 - 0.5)
+	}
+	return v
+}
+
+// TitleDim is the dimension of the named vector "title".
+const TitleDim = 3
 
 func lang(i int) string {
 	if i%2 == 1 {
@@ -248,9 +263,11 @@ func main() {
 	}
 	fmt.Printf("schema_version %d\n", version)
 
-	info, err := client.CreateCollection(ctx, &pb.CreateCollectionRequest{
-		Name: *collection, Dimension: uint32(*dim), DistanceMetric: "euclidean",
-	})
+	create := &pb.CreateCollectionRequest{Name: *collection, Dimension: uint32(*dim), DistanceMetric: "euclidean"}
+	if version >= 4 {
+		create.VectorsJson = fmt.Sprintf(`{"title": {"dimension": %d, "distance_metric": "euclidean"}}`, TitleDim)
+	}
+	info, err := client.CreateCollection(ctx, create)
 	if err != nil {
 		fail("CreateCollection %q: %v", *collection, err)
 	}
@@ -276,6 +293,9 @@ func main() {
 			if i == 0 {
 				rec["expires_at"] = goavro.Union("long", *expiresAt)
 			}
+		}
+		if version >= 4 {
+			rec["named_vectors"] = map[string]interface{}{"title": titleOf(i)}
 		}
 		records[i] = rec
 	}
@@ -305,16 +325,29 @@ func main() {
 	searches := []struct {
 		label  string
 		filter interface{}
+		using  string // a named vector (v4); "": the default vector
 	}{
-		{"all", goavro.Union("null", nil)},
-		{"en", goavro.Union("string", `{"lang": "en"}`)},
+		{"all", goavro.Union("null", nil), ""},
+		{"en", goavro.Union("string", `{"lang": "en"}`), ""},
+	}
+	if version >= 4 {
+		searches = append(searches, struct {
+			label  string
+			filter interface{}
+			using  string
+		}{"title", goavro.Union("null", nil), "title"})
 	}
 	for _, s := range searches {
-		body, err := reqCodec.BinaryFromNative(nil, map[string]interface{}{
+		request := map[string]interface{}{
 			"queries": []interface{}{q}, "k": int32(*k), "filter": s.filter,
 			"include_vectors": false, "include_metadata": true,
 			"ef": goavro.Union("null", nil), "nprobe": goavro.Union("null", nil), "exact": false,
-		})
+		}
+		if s.using != "" {
+			request["queries"] = []interface{}{titleOf(*query)}
+			request["using"] = goavro.Union("string", s.using)
+		}
+		body, err := reqCodec.BinaryFromNative(nil, request)
 		if err != nil {
 			fail("encoding the SearchRequest: %v", err)
 		}

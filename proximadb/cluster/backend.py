@@ -41,7 +41,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,12 +63,15 @@ from proximadb.codec.payload import decode_payload, encode_insert, encode_payloa
 from proximadb.deadline import wait_seconds
 from proximadb.errors import (
     CollectionNotFoundError,
+    DimensionMismatchError,
+    MalformedPayloadError,
     RequestTimeoutError,
     UnavailableError,
     ValidationError,
     VectorExistsError,
     VectorNotFoundError,
 )
+from proximadb.storage import named_search
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.engine import Engine
 from proximadb.storage.metadata_check import metadata_sizes
@@ -126,6 +129,13 @@ class ClusterEngine:
         limit = self.options.limits.max_dimension
         if cfg.dimension > limit:
             raise ValidationError(f"dimension {cfg.dimension} is over this server's max_dimension limit of {limit}")
+        for vec_name, vec in cfg.vectors.items():  # as Engine.create_collection checks them
+            if vec.dimension > limit:
+                raise ValidationError(f"vectors[{vec_name!r}].dimension {vec.dimension} is over this server's "
+                                      f"max_dimension limit of {limit}")
+        if "vectors" in settings:  # the map's spec holds them as checked: JSON, every replica makes the same
+            settings["vectors"] = {vec_name: {"dimension": vec.dimension, "distance_metric": vec.distance_metric}
+                                   for vec_name, vec in cfg.vectors.items()}
         live = len(self.node.membership.nodes()) if self.node.membership is not None else 1
         rf = min(DEFAULT_REPLICATION, max(live, 1)) if replication_factor is None else replication_factor
         for key, value, top in (("shards", shards, MAX_SHARDS), ("replication_factor", rf, 16)):
@@ -170,7 +180,8 @@ class ClusterEngine:
         if new.default_ttl_seconds != config_of(shard_map).default_ttl_seconds:
             raise ValidationError("default_ttl_seconds is set when a collection is created in cluster mode (every "
                                   "replica stamps it as it applies the log); make a new collection to change it")
-        settings = {key: getattr(new, key) for key in changes}
+        # vectors (named dense vectors) are fixed at creation: updated() refused any change, so the map keeps its own
+        settings = {key: getattr(new, key) for key in changes if key != "vectors"}
         if "indexing_algorithm" in changes or "index_params" in changes:  # validated together
             settings.update(indexing_algorithm=new.indexing_algorithm, index_params=new.index_params)
         return self._described(self.node.update_collection(shard_map.collection, settings))
@@ -272,10 +283,18 @@ class ClusterCollection(ClusterQueries):
             declared = self.config.sparse_vectors
         return declared
 
+    @property
+    def named_dims(self) -> dict[str, int]:
+        """The named dense vectors the collection declares, name -> dimension (fixed at creation, so the map as
+        of this node's last sync holds them)."""
+        return self.config.named_dims
+
     # -- writes --
 
     def insert_payload(self, payload: bytes | bytearray | memoryview) -> list[str]:
-        _version, _op, batch = decode_payload(payload, expected_dim=self.config.dimension)
+        # named vectors checked against the declared ones in the scan, as Collection.insert_payload does
+        _version, _op, batch = decode_payload(payload, expected_dim=self.config.dimension,
+                                              named_dims=self.config.named_dims)
         assert isinstance(batch, DecodedBatch)
         op = batch.to_insert_op()
         self._check_insert(op)
@@ -292,9 +311,11 @@ class ClusterCollection(ClusterQueries):
             expires = None if op.expires_at is None else op.expires_at[rows]
             sparse = None if not op.sparse_vectors else {
                 name: col.take(np.asarray(rows, dtype=np.int64)) for name, col in op.sparse_vectors.items()}
+            named = None if not op.named_vectors else {  # the shard's rows of each named vector (a v4 frame)
+                name: col[rows] for name, col in op.named_vectors.items()}
             part = encode_insert(ids=[op.ids[r] for r in rows], vectors=op.vectors[rows],
                                  metadata=[op.metadata[r] for r in rows], timestamps=op.timestamps[rows],
-                                 upsert=op.upsert, expires_at=expires, sparse_vectors=sparse)
+                                 upsert=op.upsert, expires_at=expires, sparse_vectors=sparse, named_vectors=named)
             self.owner.append(fresh, shard, part)
         return list(op.ids)
 
@@ -312,6 +333,7 @@ class ClusterCollection(ClusterQueries):
         check_timestamps(op.timestamps, op.expires_at, op.ids)
         if op.sparse_vectors:
             check_sparse_names(op.sparse_vectors, self.sparse_names(list(op.sparse_vectors)))
+        check_named_columns(op, self.config)
         sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
@@ -393,11 +415,15 @@ class ClusterCollection(ClusterQueries):
     def search_batch(self, queries: Any, k: int, *, filter: Any = None, include_vectors: bool = False,
                      include_metadata: bool = True, exact: bool = False, ef: int | None = None,
                      nprobe: int | None = None, score_threshold: float | None = None,
-                     oversampling: float | None = None) -> list[list[dict[str, Any]]]:
-        """Every shard's top-k (its score_threshold applied there), merged by (distance, id)."""
+                     oversampling: float | None = None, using: str | None = None) -> list[list[dict[str, Any]]]:
+        """Every shard's top-k (its score_threshold applied there), merged by (distance, id). ``using``: a named
+        vector searched on every shard (its distances, by its metric, merge the same way)."""
         options = {"filter": filter, "include_vectors": include_vectors, "include_metadata": include_metadata,
                    "exact": exact, "ef": ef, "nprobe": nprobe, "score_threshold": score_threshold,
-                   "oversampling": oversampling}
+                   "oversampling": oversampling, "using": using}
+        if using is not None:  # one node's messages (naming this collection, not a replica), before any shard
+            _name, dim, _metric = named_search.resolve(self.config, using)
+            named_search.check_query_dim(queries, using, dim)
         matrix = np.asarray(queries, dtype=np.float32)
         merged: list[list[dict[str, Any]]] = [[] for _ in range(len(matrix))]
         given = {o: v for o, v in options.items() if v is not None}
@@ -470,6 +496,28 @@ class ClusterCollection(ClusterQueries):
         for row, record_id in enumerate(ids):
             groups.setdefault(shard_of(str(record_id), shards or self.shard_map.shards), []).append(row)
         return groups
+
+
+def check_named_columns(op: InsertOp, config: CollectionConfig) -> None:
+    """A batch's named vectors as a local collection checks them before it logs them (storage/collection_writes.py
+    ``_check_named``): the decoder checked names, dimensions and finite floats against the declared ones; a
+    cosine name's vector must also not be all zero (every replica normalises it), refused here, before the log."""
+    given = op.named_vectors or {}
+    if set(given) != config.vectors.keys():  # not from a decoded payload (the decoder refuses it)
+        raise MalformedPayloadError(
+            f"the batch carries named vectors {sorted(given) or 'none'}, the collection declares "
+            f"{sorted(config.vectors) or 'none'} (every record carries every declared named vector)")
+    n = len(op.ids)
+    for name, vec in config.vectors.items():
+        column = given[name]
+        if column.shape != (n, vec.dimension):
+            raise DimensionMismatchError(f"named vector {name!r}: the batch holds {column.shape}, expected "
+                                         f"({n}, {vec.dimension})")
+        check_vectors(column, _named_label(op.ids, name), cosine=vec.distance_metric == "cosine")
+
+
+def _named_label(ids: Sequence[str], name: str) -> Callable[[int], str]:
+    return lambda i: f"record {i} (id {ids[i]!r}), named vector {name!r}"
 
 
 def config_of(shard_map: ShardMap) -> CollectionConfig:

@@ -214,16 +214,19 @@ class ClusterNode:
     # -- writes --
 
     def insert(self, name: str, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None,
-               *, upsert: bool = False) -> dict[int, int]:
-        """Route rows to their shards and append one frame per shard; returns {shard: log sequence}."""
+               *, upsert: bool = False, named_vectors: Mapping[str, Any] | None = None) -> dict[int, int]:
+        """Route rows to their shards and append one frame per shard; returns {shard: log sequence}.
+        ``named_vectors``: columns ``{name: (n, dim)}`` of the collection's named dense vectors, sliced by shard
+        as ``vectors`` (each replica checks them against its declared names as it applies the frame)."""
         shard_map = self.shard_map(name)
         matrix = np.asarray(vectors, dtype=np.float32)
+        named = {n: np.asarray(col, dtype=np.float32) for n, col in (named_vectors or {}).items()}
         groups = self._route(ids, shard_map.shards)
         acked: dict[int, int] = {}
         for shard, rows in groups.items():
             payload = encode_insert(ids=[ids[r] for r in rows], vectors=matrix[rows],
                                     metadata=[dict(metadata[r]) for r in rows] if metadata is not None else None,
-                                    upsert=upsert)
+                                    upsert=upsert, named_vectors={n: col[rows] for n, col in named.items()} or None)
             acked[shard] = self.append(shard_map, shard, payload)
         return acked
 

@@ -55,6 +55,7 @@ import numpy as np
 from proximadb.errors import ValidationError
 from proximadb.filters import compile_filter
 from proximadb.sdk import calls
+from proximadb.storage import named_search
 from proximadb.storage.query_shapes import (
     WIDEN,
     HybridQuery,
@@ -202,25 +203,35 @@ class ClusterQueries(HybridQuery):
     def recommend(self, positive: Any, negative: Any = (), *, k: int = 10, strategy: str = "average_vector",
                   filter: Any = None, score_threshold: float | None = None, include_vectors: bool = False,
                   include_metadata: bool = True, exact: bool | None = None, ef: int | None = None,
-                  nprobe: int | None = None) -> list[dict[str, Any]]:
-        """One node's recommend on every shard with the examples as vectors, merged (the module's documentation)."""
+                  nprobe: int | None = None, using: str | None = None) -> list[dict[str, Any]]:
+        """One node's recommend on every shard with the examples as vectors, merged (the module's documentation).
+        ``using``: a named vector (an id example gives its record's vector of that name)."""
         with self._one_read():
             return self._recommend(positive, negative, k, strategy, filter, score_threshold, include_vectors,
-                                   include_metadata, exact, ef, nprobe)
+                                   include_metadata, exact, ef, nprobe, using)
 
     def _recommend(self, positive: Any, negative: Any, k: int, strategy: str, filter: Any,
                    score_threshold: float | None, include_vectors: bool, include_metadata: bool,
-                   exact: bool | None, ef: int | None, nprobe: int | None) -> list[dict[str, Any]]:
+                   exact: bool | None, ef: int | None, nprobe: int | None,
+                   using: str | None = None) -> list[dict[str, Any]]:
         check_recommend(positive, negative, strategy, k, self.options.limits.max_k)
         compile_filter(filter)
-        def vector(example: Any) -> Any:  # checked in order with the ids, as one node does
-            return query_matrix(example, self.config.dimension, cosine=self.config.distance_metric == "cosine")[0]
+        dim, cosine = self.config.dimension, self.config.distance_metric == "cosine"
+        if using is not None:  # one node's message (naming this collection), before any shard is asked
+            _name, dim, metric = named_search.resolve(self.config, using)
+            cosine = metric == "cosine"
 
-        pos = example_vectors(positive, "positive", self.get_many, self.config.name, vector)
-        neg = example_vectors(negative, "negative", self.get_many, self.config.name, vector)
+        def vector(example: Any) -> Any:  # checked in order with the ids, as one node does
+            if using is not None:
+                named_search.check_query_dim(example, using, dim)
+            return query_matrix(example, dim, cosine=cosine)[0]
+
+        pos = example_vectors(positive, "positive", self.get_many, self.config.name, vector, using)
+        neg = example_vectors(negative, "negative", self.get_many, self.config.name, vector, using)
         excluded = {e for e in (*positive, *negative) if isinstance(e, str)}
         options = {"filter": filter, "score_threshold": score_threshold, "include_vectors": include_vectors,
-                   "include_metadata": include_metadata, "exact": exact, "ef": ef, "nprobe": nprobe}
+                   "include_metadata": include_metadata, "exact": exact, "ef": ef, "nprobe": nprobe,
+                   "using": using}
         given = {o: v for o, v in options.items() if v is not None}
         wide = min(k + len(excluded), self.options.limits.max_k)
         hits = [hit for part in self._every_shard(
@@ -234,14 +245,18 @@ class ClusterQueries(HybridQuery):
     def search_groups(self, vector: Any, group_by: str, *, limit: int = 10, group_size: int = 1,
                       filter: Any = None, score_threshold: float | None = None, include_vectors: bool = False,
                       include_metadata: bool = True, exact: bool | None = None, ef: int | None = None,
-                      nprobe: int | None = None, oversampling: float | None = None) -> list[dict[str, Any]]:
-        """Every shard's groups, merged; shards whose answer is not settled asked for more (module doc)."""
+                      nprobe: int | None = None, oversampling: float | None = None,
+                      using: str | None = None) -> list[dict[str, Any]]:
+        """Every shard's groups, merged; shards whose answer is not settled asked for more (module doc).
+        ``using``: a named vector searched on every shard."""
         max_k = self.options.limits.max_k
         check_groups(group_by, limit, group_size, max_k)
         compile_filter(filter)
+        if using is not None:  # one node's messages (naming this collection), before any shard is asked
+            named_search.check_query_dim(vector, using, named_search.resolve(self.config, using)[1])
         options = {"filter": filter, "score_threshold": score_threshold, "include_vectors": include_vectors,
                    "include_metadata": include_metadata, "exact": exact, "ef": ef, "nprobe": nprobe,
-                   "oversampling": oversampling}
+                   "oversampling": oversampling, "using": using}
         given = {o: v for o, v in options.items() if v is not None}
         shards = self.shard_map.shards
         asked = [limit] * shards

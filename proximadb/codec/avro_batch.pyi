@@ -1,6 +1,6 @@
 """Stub for the compiled module proximadb.codec.avro_batch (see avro_batch.pyx for the format)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,8 @@ class DecodedBatch:
     @property
     def sparse_vectors(self) -> dict[str, SparseColumn] | None: ...  # v3; None: no record has one
     @property
+    def named_vectors(self) -> dict[str, npt.NDArray[np.float32]] | None: ...  # v4, (n, dim) per name; None: none
+    @property
     def dim(self) -> int: ...
     def __init__(
         self,
@@ -42,11 +44,16 @@ class DecodedBatch:
         expires_at: npt.NDArray[np.int64] | None = None,
         schema_version: int = 1,
         sparse_vectors: dict[str, SparseColumn] | None = None,
+        named_vectors: dict[str, npt.NDArray[np.float32]] | None = None,
     ) -> None: ...
     def __len__(self) -> int: ...
     def to_insert_op(self) -> InsertOp: ...
     def to_dict(self) -> dict[str, Any]: ...
 
 def decode_vector_batch(
-    datum: Buffer, expected_dim: int = -1, schema_version: int = 1, metadata_maps: bool = False
+    datum: Buffer,
+    expected_dim: int = -1,
+    schema_version: int = 1,
+    metadata_maps: bool = False,
+    named_dims: Mapping[str, int] | None = None,
 ) -> DecodedBatch: ...

@@ -5,7 +5,9 @@ The datum (schemas/v<N>/vector_batch.avsc, vector_record.avsc) in Avro binary::
     VectorBatch  = upsert:boolean  records:array<VectorRecord>
     VectorRecord = id:string  vector:array<float>  metadata:map<Value>  timestamp:long
                    [v2: expires_at:union{null, long}]  [v3: sparse_vectors:map<SparseVector>]
+                   [v4: named_vectors:map<array<float>>]
     SparseVector = indices:array<int>  values:array<float>      (codec/_sparse.pxd: bytes and rules)
+    named_vectors: name -> one dense vector                      (codec/_named.pxd: bytes and rules)
     Value        = union { null, boolean, long, double, string, array<string> }
 
     long     zig-zag varint, 1..10 bytes
@@ -35,7 +37,11 @@ the layout of unframed datums such as gRPC record lists). In v2 an absent
 batch without any expiry has ``expires_at = None`` (no array at all). In v3 the sparse vectors
 are checked in the scan, copied into flat int32/float32 arrays in the fill, and grouped by name
 into CSR columns (``sparse_vectors: dict[str, SparseColumn]``, storage/sparse_column.py) after it;
-a batch without any has ``sparse_vectors = None``.
+a batch without any has ``sparse_vectors = None``. In v4 the named dense vectors are checked in the scan
+against the collection's declared names and dimensions (``named_dims=``; without it, record 0's names and
+dimensions, which every record must then match) and copied in the fill into one float32 (n, dim) column
+per name (``named_vectors: dict[str, ndarray]``, storage/named_columns.py); ``None`` when there are none.
+A batch of an older version carries none, so it is refused when the collection declares some.
 
 The encoder (``encode_vector_batch``, re-exported here) is avro_batch_encode.pyx.
 """
@@ -64,6 +70,7 @@ from proximadb.codec._avro cimport (
     avro_skip_metadata,
 )
 from proximadb.codec._endian cimport pxd_copy_f32le, pxd_load_u64le, pxd_store_u64le
+from proximadb.codec._named cimport NV_MAX, NamedError, NamedSpec, named_missing, named_ready, named_walk
 from proximadb.codec._sparse cimport SparseError, SparseFill, sparse_walk
 
 import numpy as np
@@ -71,7 +78,7 @@ import numpy as np
 from proximadb.codec.avro_batch_encode import NO_EXPIRY, check_codec_version, encode_vector_batch  # noqa: F401 (API)
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, MalformedPayloadError
 from proximadb.limits import MAX_SPARSE_NNZ
-from proximadb.storage import sparse_column
+from proximadb.storage import named_columns, sparse_column
 
 cnp.import_array()
 
@@ -83,6 +90,7 @@ cdef Py_ssize_t FLOAT_BYTES = 4
 cdef enum:
     ERR_DIMENSION = AVRO_CALLER_KINDS
     ERR_SPARSE = AVRO_CALLER_KINDS + 1
+    ERR_NAMED = AVRO_CALLER_KINDS + 2
 
 
 cdef struct DecodeError:
@@ -94,6 +102,7 @@ cdef struct DecodeError:
     int64_t expected
     bint expected_from_caller
     SparseError sp           # kind ERR_SPARSE
+    NamedError nv            # kind ERR_NAMED (with id_off, id_len)
 
 
 cdef struct Layout:
@@ -101,7 +110,7 @@ cdef struct Layout:
     Py_ssize_t n
     int64_t dim              # -1 until the first record fixes it
     bint dim_from_caller
-    int version              # schema version of the datum (1, 2, 3)
+    int version              # schema version of the datum (1, 2, 3, 4)
     bint any_expiry          # v2: some record has a non-null expires_at
 
 
@@ -115,6 +124,7 @@ cdef struct Fill:
     Py_ssize_t *meta_end
     Py_ssize_t cap           # records allocated by the scan pass
     SparseFill sp            # v3: counted in the scan, copied in the fill
+    NamedSpec nv             # v4: names and dimensions (declared, or fixed by the scan); columns in the fill
 
 
 # ---------------------------------------------------------------- reading (nogil)
@@ -200,7 +210,16 @@ cdef int _walk_record(Cursor *c, Layout *lay, Fill *f, bint fill, Py_ssize_t i,
             e.record = i
         if branch < 0:
             return -1
-    return 0
+    if lay.version >= 4:
+        branch = named_walk(c, &f.nv, fill, i, &e.a, &e.nv)
+    else:
+        branch = named_missing(&f.nv, i, &e.nv)  # refused when the collection declares named vectors
+    if branch == -2:
+        e.a.kind = ERR_NAMED
+        e.record = i
+        e.id_off = id_off
+        e.id_len = id_len
+    return -1 if branch < 0 else 0
 
 
 cdef int _walk_batch(Cursor *c, Layout *lay, Fill *f, bint fill, DecodeError *e) noexcept nogil:
@@ -248,6 +267,11 @@ cdef object _error(const DecodeError *e, const unsigned char *buf):
         _utf8(buf, e.a.offset, <Py_ssize_t>e.a.value, (<bytes>e.a.what).decode("ascii"), e.record)
     if e.a.kind == ERR_SPARSE:
         return InvalidVectorError(_sparse_problem(&e.sp, buf, e.record))
+    if e.a.kind == ERR_NAMED:
+        return named_columns.problem(
+            e.nv.kind, (<bytes>e.nv.name[:e.nv.name_len]).decode("utf-8", "backslashreplace"), e.record,
+            (<bytes>buf[e.id_off:e.id_off + e.id_len]).decode("utf-8", "backslashreplace"), declared=e.nv.declared,
+            position=e.nv.position, got=e.nv.got, expected=e.nv.expected, value=e.nv.fvalue)
     if e.a.kind == ERR_DIMENSION:
         record_id = (<bytes>buf[e.id_off:e.id_off + e.id_len]).decode("utf-8", "backslashreplace")
         if e.expected_from_caller:
@@ -307,9 +331,10 @@ cdef class DecodedBatch:
     cdef readonly object expires_at
     cdef readonly int schema_version
     cdef readonly object sparse_vectors
+    cdef readonly object named_vectors
 
     def __init__(self, bint upsert, list ids, vectors, metadata, timestamps, expires_at=None,
-                 int schema_version=1, sparse_vectors=None):
+                 int schema_version=1, sparse_vectors=None, named_vectors=None):
         self.upsert = upsert
         self.ids = ids
         self.vectors = vectors
@@ -318,6 +343,7 @@ cdef class DecodedBatch:
         self.expires_at = expires_at  # None, or (n,) int64 with NO_EXPIRY for "never"
         self.schema_version = schema_version
         self.sparse_vectors = sparse_vectors  # None, or dict[str, SparseColumn] (v3)
+        self.named_vectors = named_vectors  # None, or dict[str, (n, dim) float32] (v4)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -341,6 +367,7 @@ cdef class DecodedBatch:
             timestamps=self.timestamps,
             expires_at=self.expires_at,
             sparse_vectors=self.sparse_vectors,
+            named_vectors=self.named_vectors,
         )
 
     def to_dict(self) -> dict:
@@ -358,11 +385,14 @@ cdef class DecodedBatch:
         if self.schema_version >= 3:
             for r, rec in enumerate(records):
                 rec["sparse_vectors"] = sparse_column.row_dict(self.sparse_vectors, r)
+        if self.schema_version >= 4:
+            for r, rec in enumerate(records):
+                rec["named_vectors"] = named_columns.row_dict(self.named_vectors, r)
         return {"upsert": self.upsert, "records": records}
 
 
 cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_t expected_dim, int version,
-                          bint metadata_maps):
+                          bint metadata_maps, object named_dims):
     cdef Cursor c
     cdef Layout lay
     cdef Fill f
@@ -387,6 +417,8 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     lay.version = version
     lay.any_expiry = False
     f.sp.max_nnz = MAX_SPARSE_NNZ
+    declared = _named_declare(&f.nv, named_dims)  # keeps the declared names' bytes alive
+    e.nv.declared = named_dims is not None
 
     cur_init(&c, buf, nbytes)
     with nogil:
@@ -404,6 +436,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
     sp_indices = np.empty(f.sp.nnz, dtype=np.int32)
     sp_values = np.empty(f.sp.nnz, dtype=np.float32)
     _sparse_targets(&f.sp, entries, sp_indices, sp_values)
+    named = _named_targets(&f.nv, n)
     offsets = <Py_ssize_t *>PyMem_Malloc(4 * (n if n > 0 else 1) * sizeof(Py_ssize_t))
     if offsets == NULL:
         raise MemoryError()
@@ -428,7 +461,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
             ids[i] = _utf8(buf, f.id_off[i], f.id_len[i], "the id", i)
         if metadata_maps:
             metadata = _maps_as_they_are(buf, &f, n)
-            return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version, sparse)
+            return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version, sparse, named)
         metadata = [None] * n
         for i in range(n):
             cur_init(&c, buf, nbytes)
@@ -440,7 +473,7 @@ cdef DecodedBatch _decode(const unsigned char *buf, Py_ssize_t nbytes, Py_ssize_
             metadata[i] = md
     finally:
         PyMem_Free(offsets)
-    return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version, sparse)
+    return DecodedBatch(lay.upsert == 1, ids, vectors, metadata, timestamps, expires, version, sparse, named)
 
 
 cdef object _maps_as_they_are(const unsigned char *buf, const Fill *f, Py_ssize_t n):
@@ -482,6 +515,41 @@ cdef void _sparse_targets(SparseFill *sp, cnp.ndarray entries, cnp.ndarray indic
     sp.nnz = 0
 
 
+cdef list _named_declare(NamedSpec *s, object declared):
+    """The collection's declared names and dimensions into the spec (None: record 0 will fix them)."""
+    cdef list keep = []
+    s.count = 0
+    s.from_caller = declared is not None
+    s.fixed = s.from_caller
+    if declared is None:
+        return keep
+    checked = named_columns.check_declared(declared)
+    if len(checked) > NV_MAX:
+        raise ValueError(f"the batch codec holds at most {NV_MAX} named vectors")
+    for name, dim in checked.items():
+        keep.append(name.encode("ascii"))
+        s.name[s.count] = <const unsigned char *>PyBytes_AS_STRING(keep[s.count])
+        s.name_len[s.count] = len(keep[s.count])
+        s.dim[s.count] = dim
+        s.seen[s.count] = 0
+        s.dst[s.count] = NULL
+        s.count += 1
+    return keep
+
+
+cdef object _named_targets(NamedSpec *s, Py_ssize_t n):
+    """After the scan: one (n, dim) float32 column per name, for the fill pass to copy into (None: no names)."""
+    cdef Py_ssize_t j
+    cdef cnp.ndarray col
+    cdef dict out = {}
+    named_ready(s)
+    for j in range(s.count):
+        col = np.empty((n, s.dim[j]), dtype=np.float32)
+        s.dst[j] = <float *>cnp.PyArray_DATA(col)
+        out[(<bytes>s.name[j][:s.name_len[j]]).decode("ascii")] = col
+    return out or None
+
+
 cdef object _sparse_columns(const unsigned char *buf, entries, indices, values, Py_ssize_t n):
     """The filled entries grouped by name into CSR columns; a name twice in one record is refused."""
     cdef Py_ssize_t j
@@ -505,7 +573,7 @@ cdef object _sparse_columns(const unsigned char *buf, entries, indices, values, 
 
 
 def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1,
-                        bint metadata_maps=False) -> DecodedBatch:
+                        bint metadata_maps=False, named_dims=None) -> DecodedBatch:
     """Decode a ``VectorBatch`` Avro datum (any contiguous bytes-like object).
 
     ``schema_version`` is the version of the frame the datum came in (1: no
@@ -514,11 +582,15 @@ def decode_vector_batch(datum, Py_ssize_t expected_dim=-1, int schema_version=1,
     MalformedPayloadError (with the offset and what was being read) or
     DimensionMismatchError; never reads outside ``datum``. ``metadata_maps``: the metadata stays
     encoded (see the module's documentation; its strings are not checked to be UTF-8 here).
+    ``named_dims``: the collection's named vectors, name -> dimension (every record must carry exactly
+    these; ``{}`` refuses any); None lets record 0's named vectors fix them for the batch. A broken rule
+    raises InvalidVectorError or DimensionMismatchError naming the vector and the record.
     """
     cdef Py_buffer view
     check_codec_version(schema_version)
     PyObject_GetBuffer(datum, &view, PyBUF_SIMPLE)
     try:
-        return _decode(<const unsigned char *>view.buf, view.len, expected_dim, schema_version, metadata_maps)
+        return _decode(<const unsigned char *>view.buf, view.len, expected_dim, schema_version, metadata_maps,
+                       named_dims)
     finally:
         PyBuffer_Release(&view)

@@ -19,4 +19,5 @@ def encode_vector_batch(
     expires_at: npt.ArrayLike | Sequence[int | None] | None = None,
     schema_version: int = 1,
     sparse_vectors: Sequence[Mapping[str, Mapping[str, Any]] | None] | Mapping[str, SparseColumn] | None = None,
+    named_vectors: Mapping[str, npt.ArrayLike] | Sequence[Mapping[str, npt.ArrayLike] | None] | None = None,
 ) -> bytes: ...

@@ -1,9 +1,9 @@
 """Avro binary encoder of the ``VectorBatch`` datum (op ``vector_insert``), from numpy columns.
 
 The bytes are documented in avro_batch.pyx (the decoder, which re-exports :func:`encode_vector_batch`)
-and codec/_sparse.pxd (v3's sparse vectors). Each vector is written as a single block (count, then
-a memcpy of the row), each sparse vector's indices and values as one block each, and the records
-array as one block.
+codec/_sparse.pxd (v3's sparse vectors) and codec/_named.pxd (v4's named dense vectors). Each vector,
+named or not, is written as a single block (count, then a memcpy of the row), each sparse vector's
+indices and values as one block each, and the records array as one block.
 """
 
 cimport numpy as cnp
@@ -22,6 +22,7 @@ from proximadb.codec._avro cimport (
     aw_reserve,
     aw_str,
 )
+from proximadb.codec._named cimport named_write_record
 from proximadb.codec._sparse cimport SparseSource, sparse_write_record
 
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ import numpy as np
 
 from proximadb.codec.metadata import plain_metadata_value
 from proximadb.errors import ValidationError
-from proximadb.storage import sparse_column
+from proximadb.storage import named_columns, sparse_column
 
 cnp.import_array()
 
@@ -39,11 +40,11 @@ NO_EXPIRY = INT64_MIN  # expires_at of a record that never expires (Avro null)
 
 def check_codec_version(int schema_version) -> None:
     """Refuse a schema version the VectorBatch codec does not speak."""
-    if schema_version < 1 or schema_version > 3:
+    if schema_version < 1 or schema_version > 4:
         from proximadb.errors import UnsupportedSchemaVersionError
 
         raise UnsupportedSchemaVersionError(
-            f"schema version {schema_version} is not supported by the VectorBatch codec (supported: 1, 2, 3)"
+            f"schema version {schema_version} is not supported by the VectorBatch codec (supported: 1, 2, 3, 4)"
         )
 
 
@@ -131,13 +132,15 @@ cdef object _as_expiry(object expires_at, Py_ssize_t n):
 
 
 def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upsert=False, expires_at=None,
-                        int schema_version=1, sparse_vectors=None) -> bytes:
+                        int schema_version=1, sparse_vectors=None, named_vectors=None) -> bytes:
     """Encode a ``VectorBatch`` Avro datum (the datum only, no frame) in ``schema_version``'s layout.
 
     ``expires_at`` (v2 on; None, or per record an int or None / NO_EXPIRY) is refused at v1
     when any record has one, so a v1 peer never silently loses an expiry. ``sparse_vectors`` (v3 on;
     per record a mapping ``{name: {"indices", "values"}}`` or None, or ``dict[str, SparseColumn]``)
-    is checked (ValidationError) and refused below v3 likewise.
+    is checked (ValidationError) and refused below v3 likewise. ``named_vectors`` (v4 on; ``{name: (n, dim)
+    array}`` or per record ``{name: vector}``, every record the same names) likewise: finite, dimension >= 1
+    (storage/named_columns.py; the collection's declared dimensions are the decoder's to check).
     """
     cdef cnp.ndarray mat
     cdef cnp.ndarray ts = None
@@ -157,6 +160,13 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
     cdef Py_ssize_t *name_lens = NULL
     cdef Py_ssize_t n_names = 0
     cdef Py_ssize_t j
+    cdef const char **nv_names = NULL
+    cdef Py_ssize_t *nv_lens = NULL  # name lengths, then dimensions
+    cdef const float **nv_cols = NULL
+    cdef Py_ssize_t nv_count = 0
+    cdef Py_ssize_t nv_width = 0  # floats per record over all names
+    cdef cnp.ndarray nv_col
+    cdef bytes raw
     if isinstance(ids, (str, bytes)):
         raise ValidationError("ids must be a sequence of str, not a single string")
     ids = list(ids)
@@ -189,6 +199,9 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
     columns = sparse_column.as_columns(sparse_vectors, n)
     if columns is not None and schema_version < 3:
         raise ValidationError("sparse_vectors need schema version 3 or later")
+    named = named_columns.as_columns(named_vectors, n, ids)
+    if named is not None and schema_version < 4:
+        raise ValidationError("named_vectors need schema version 4 or later")
     keep = []  # the arrays and name bytes the pointers below point into
     if schema_version >= 3 and columns is not None:
         n_names = len(columns)
@@ -210,7 +223,22 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
 
     aw_init(&w)
     try:
-        aw_reserve(&w, 16 + n * (dim * 4 + 32))
+        if named is not None:
+            nv_count = len(named)
+            nv_names = <const char **>PyMem_Malloc(nv_count * sizeof(char *))
+            nv_lens = <Py_ssize_t *>PyMem_Malloc(2 * nv_count * sizeof(Py_ssize_t))
+            nv_cols = <const float **>PyMem_Malloc(nv_count * sizeof(float *))
+            if nv_names == NULL or nv_lens == NULL or nv_cols == NULL:
+                raise MemoryError()
+            for j, (name, nv_col) in enumerate(named.items()):
+                raw = name.encode("ascii")
+                keep.append((raw, nv_col))
+                nv_names[j] = <const char *>raw
+                nv_lens[j] = len(raw)
+                nv_lens[nv_count + j] = nv_col.shape[1]
+                nv_cols[j] = <const float *>cnp.PyArray_DATA(nv_col)
+                nv_width += nv_col.shape[1]
+        aw_reserve(&w, 16 + n * (dim * 4 + 32 + nv_width * 4 + nv_count * 80))
         aw_raw(&w, &flag, 1)
         if n:
             aw_long(&w, n)
@@ -234,6 +262,8 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
                     aw_long(&w, x)
             if schema_version >= 3:
                 sparse_write_record(&w, sources, names, name_lens, n_names, i)
+            if schema_version >= 4:
+                named_write_record(&w, nv_names, nv_lens, nv_cols, nv_lens + nv_count, nv_count, i)
         aw_long(&w, 0)
         return aw_bytes(&w)
     finally:
@@ -241,3 +271,6 @@ def encode_vector_batch(ids, vectors, metadata=None, timestamps=None, bint upser
         PyMem_Free(sources)
         PyMem_Free(names)
         PyMem_Free(name_lens)
+        PyMem_Free(nv_names)
+        PyMem_Free(nv_lens)
+        PyMem_Free(nv_cols)

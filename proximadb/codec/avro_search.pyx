@@ -9,9 +9,11 @@ The datums (schemas/v<N>/search_request.avsc, search_result.avsc; the same in v1
     SearchRequest = queries:array<array<float>>  k:int  filter:union{null, string}
                     include_vectors:boolean  include_metadata:boolean
                     ef:union{null, int}  nprobe:union{null, int}  exact:boolean
+                    [v4: using:union{null, string}]
     SearchResult  = results:array<array<SearchHit>>
     SearchHit     = id:string  score:float  distance:float  metadata:union{null, map<Value>}
                     vector:union{null, array<float>}  [v2: expires_at:union{null, long}]
+                    [v4: named_vectors:union{null, map<array<float>>}]
 
 The writers put every array in one block (a count, the items, then 0) and each query or hit
 vector as one memcpy of float32 little-endian.
@@ -88,8 +90,10 @@ cdef int _w_optional_int(AvroWriter *w, object value) except -1:
 # ---------------------------------------------------------------- SearchRequest
 
 def encode_search_request(queries, int k, str filter, bint include_vectors, bint include_metadata,
-                          ef, nprobe, bint exact) -> bytes:
-    """A SearchRequest datum (no frame) from a float32 (n, dim) matrix; ef/nprobe None or an int32."""
+                          ef, nprobe, bint exact, str using=None, int schema_version=1) -> bytes:
+    """A SearchRequest datum (no frame) from a float32 (n, dim) matrix; ef/nprobe None or an int32.
+    From schema version 4 on the datum ends with ``using`` (the named vector searched; None: the default
+    one); an older version has no field for it, so a name there is a ValueError rather than dropped."""
     cdef cnp.ndarray mat = np.ascontiguousarray(queries, dtype=np.float32)
     cdef Py_ssize_t n
     cdef Py_ssize_t dim
@@ -98,12 +102,15 @@ def encode_search_request(queries, int k, str filter, bint include_vectors, bint
     cdef AvroWriter w
     if mat.ndim != 2:
         raise ValueError("queries must be a 2-D matrix")
+    if using is not None and schema_version < 4:
+        raise ValueError(f"schema version {schema_version} has no 'using' field (named vectors need version 4)")
     n = mat.shape[0]
     dim = mat.shape[1]
     rows = <const float *>cnp.PyArray_DATA(mat)
     aw_init(&w)
     try:
-        aw_reserve(&w, 64 + n * (dim * 4 + 12) + (len(filter) * 4 if filter is not None else 0))
+        aw_reserve(&w, 64 + n * (dim * 4 + 12) + (len(filter) * 4 if filter is not None else 0)
+                   + (len(using) * 4 if using is not None else 0))
         if n:
             aw_long(&w, n)
             for i in range(n):
@@ -120,6 +127,12 @@ def encode_search_request(queries, int k, str filter, bint include_vectors, bint
         _w_optional_int(&w, ef)
         _w_optional_int(&w, nprobe)
         aw_boolean(&w, exact)
+        if schema_version >= 4:
+            if using is None:
+                aw_long(&w, 0)
+            else:
+                aw_long(&w, 1)
+                aw_str(&w, using)
         return aw_bytes(&w)
     finally:
         aw_free(&w)
@@ -148,7 +161,7 @@ cdef object _r_optional_int(Cursor *c, AvroError *e, bint *ok):
     return v
 
 
-cdef object _decode_request(const unsigned char *buf, Py_ssize_t nbytes):
+cdef object _decode_request(const unsigned char *buf, Py_ssize_t nbytes, int schema_version):
     cdef Cursor c
     cdef AvroError e
     cdef Py_ssize_t count
@@ -219,6 +232,16 @@ cdef object _decode_request(const unsigned char *buf, Py_ssize_t nbytes):
         return None
     if avro_read_boolean(&c, &exact, "exact", &e) < 0:
         return None
+    using = None
+    if schema_version >= 4:
+        if avro_read_long(&c, &branch, "the using union index", &e) < 0:
+            return None
+        if branch == 1:
+            using = avro_read_string(&c, "using", &e)
+            if using is None:
+                return None
+        elif branch != 0:
+            return None
     if c.pos != c.end:
         return None
     # pass 2: the floats, straight into the matrix (the layout is known good)
@@ -237,16 +260,20 @@ cdef object _decode_request(const unsigned char *buf, Py_ssize_t nbytes):
                 p = cur_read(&c, inner * 4)
                 pxd_copy_f32le(out, p, inner)
                 out += inner
-    return {"queries": mat, "k": k, "filter": flt, "include_vectors": include_vectors == 1,
-            "include_metadata": include_metadata == 1, "ef": ef, "nprobe": nprobe, "exact": exact == 1}
+    out_dict = {"queries": mat, "k": k, "filter": flt, "include_vectors": include_vectors == 1,
+                "include_metadata": include_metadata == 1, "ef": ef, "nprobe": nprobe, "exact": exact == 1}
+    if schema_version >= 4:
+        out_dict["using"] = using
+    return out_dict
 
 
-def decode_search_request(datum):
-    """The request as a dict (``queries`` a float32 (n, dim) matrix), or None: decode it the general way."""
+def decode_search_request(datum, int schema_version=1):
+    """The request as a dict (``queries`` a float32 (n, dim) matrix; from schema version 4 on also
+    ``using``, None or a vector name), or None: decode it the general way."""
     cdef Py_buffer view
     PyObject_GetBuffer(datum, &view, PyBUF_SIMPLE)
     try:
-        return _decode_request(<const unsigned char *>view.buf, view.len)
+        return _decode_request(<const unsigned char *>view.buf, view.len, schema_version)
     finally:
         PyBuffer_Release(&view)
 
@@ -267,9 +294,49 @@ cdef int _w_metadata(AvroWriter *w, object md) except -1:
     return aw_long(w, 0)
 
 
+cdef int _w_named(AvroWriter *w, object named) except -1:
+    """union{null, map<array<float>>}: null when there is none."""
+    cdef cnp.ndarray vec
+    if not named:
+        return aw_long(w, 0)
+    aw_long(w, 1)
+    aw_long(w, len(named))
+    for name, v in named.items():
+        aw_str(w, name)
+        vec = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+        _w_floats(w, <const float *>cnp.PyArray_DATA(vec), vec.shape[0])
+    return aw_long(w, 0)
+
+
+cdef object _r_named(Cursor *c, AvroError *e):
+    """map<array<float>> as {name: float32 array}, or None when malformed."""
+    cdef Py_ssize_t count
+    cdef Py_ssize_t size
+    cdef Py_ssize_t i
+    cdef Py_ssize_t block_start
+    cdef dict out = {}
+    while True:
+        if avro_read_block(c, 2, &count, &size, "a named vectors block", e) < 0:
+            return None
+        if count == 0:
+            return out
+        block_start = c.pos
+        for i in range(count):
+            name = avro_read_string(c, "a named vector's name", e)
+            if name is None:
+                return None
+            vec = _r_vector(c, e)
+            if vec is None:
+                return None
+            out[name] = vec
+        if size >= 0 and c.pos - block_start != size:
+            return None
+
+
 def encode_search_result(results, int schema_version=1) -> bytes:
     """A SearchResult datum (no frame) from hits as search returns them (dicts: id, score, distance,
-    metadata?, vector? (float32), expires_at?); ``expires_at`` is written from schema version 2 on."""
+    metadata?, vector? (float32), expires_at?, named_vectors? ({name: float32})); ``expires_at`` is written
+    from schema version 2 on, ``named_vectors`` from version 4 on."""
     cdef AvroWriter w
     cdef cnp.ndarray vec
     cdef dict hit
@@ -300,6 +367,8 @@ def encode_search_result(results, int schema_version=1) -> bytes:
                             else:
                                 aw_long(&w, 1)
                                 aw_long(&w, x)
+                        if schema_version >= 4:
+                            _w_named(&w, hit.get("named_vectors"))
                 aw_long(&w, 0)
         aw_long(&w, 0)
         return aw_bytes(&w)
@@ -350,8 +419,8 @@ cdef float _r_float(Cursor *c) noexcept:
 
 
 def decode_search_result(datum, int schema_version=1) -> list:
-    """A SearchResult datum as lists of hit dicts (``metadata``/``vector``/``expires_at`` only when
-    present; vectors as float32 arrays); MalformedPayloadError for bytes that are not one."""
+    """A SearchResult datum as lists of hit dicts (``metadata``/``vector``/``expires_at``/``named_vectors``
+    only when present; vectors as float32 arrays); MalformedPayloadError for bytes that are not one."""
     cdef Py_buffer view
     cdef Cursor c
     cdef AvroError e
@@ -418,6 +487,14 @@ def decode_search_result(datum, int schema_version=1) -> list:
                                 if avro_read_long(&c, &x, "expires_at", &e) < 0:
                                     raise _bad("a hit's expires_at", c.pos)
                                 hit["expires_at"] = x
+                        if schema_version >= 4:
+                            if avro_read_long(&c, &branch, "the named_vectors union index", &e) < 0 or branch not in (0, 1):
+                                raise _bad("a hit's named_vectors", c.pos)
+                            if branch == 1:
+                                named = _r_named(&c, &e)
+                                if named is None:
+                                    raise _bad("a hit's named_vectors", c.pos)
+                                hit["named_vectors"] = named
                         hits.append(hit)
                     if inner_size >= 0 and c.pos - hits_start != inner_size:
                         raise _bad("a hits block's byte size", hits_start)

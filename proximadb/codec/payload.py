@@ -103,19 +103,19 @@ def _avro_errors(exc: AvroValidationError) -> str:
     return "; ".join(out)
 
 
-def decode_payload(buf: Any, *, expected_dim: int = -1,
-                   metadata_maps: bool = False) -> tuple[int, str, DecodedBatch | dict[str, Any]]:
+def decode_payload(buf: Any, *, expected_dim: int = -1, metadata_maps: bool = False,
+                   named_dims: Mapping[str, int] | None = None) -> tuple[int, str, DecodedBatch | dict[str, Any]]:
     """Decode a frame: ``(schema_version, op_type, value)``.
 
-    ``value`` is a :class:`DecodedBatch` for ``vector_insert`` (``expected_dim``
-    and ``metadata_maps``, see decode_vector_batch, apply to it) and a dict for every
+    ``value`` is a :class:`DecodedBatch` for ``vector_insert`` (``expected_dim``, ``metadata_maps``
+    and ``named_dims``, see decode_vector_batch, apply to it) and a dict for every
     other op. Bytes that do not decode raise MalformedPayloadError; see also :func:`decode_frame`.
     """
     version, op_type, datum = decode_frame(buf)
     datum_start = len(memoryview(buf).cast("B")) - len(datum)
     if op_type == INSERT_OP:
         try:
-            return version, op_type, decode_vector_batch(datum, expected_dim, version, metadata_maps)
+            return version, op_type, decode_vector_batch(datum, expected_dim, version, metadata_maps, named_dims)
         except MalformedPayloadError as exc:
             raise MalformedPayloadError(f"{exc.message} (the datum starts at frame offset {datum_start})") from None
     try:
@@ -143,7 +143,7 @@ def decode_datum(op_type: str, version: int, datum: Any) -> dict[str, Any]:
     return value  # type: ignore[return-value]
 
 
-_RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp", "expires_at", "sparse_vectors"})
+_RECORD_KEYS = frozenset({"id", "vector", "metadata", "timestamp", "expires_at", "sparse_vectors", "named_vectors"})
 
 
 def encode_insert(
@@ -157,6 +157,7 @@ def encode_insert(
     expires_at: Any = None,
     schema_version: int = CURRENT_SCHEMA_VERSION,
     sparse_vectors: Any = None,
+    named_vectors: Any = None,
 ) -> bytes:
     """A full ``vector_insert`` frame from record dicts or from ids + an (n, dim) matrix.
 
@@ -164,14 +165,15 @@ def encode_insert(
     Every record needs an id here; a timestamp of 0 (the default) lets the server stamp it.
     ``expires_at`` (a record key, or a column of int | None) needs ``schema_version`` 2 or later;
     ``sparse_vectors`` (a record key ``{name: {"indices", "values"}}``, or per record such a mapping or
-    None, or ``dict[str, SparseColumn]``) version 3 or later.
+    None, or ``dict[str, SparseColumn]``) version 3 or later; ``named_vectors`` (a record key ``{name:
+    vector}``, or ``{name: (n, dim) array-like}``, or per record such a mapping) version 4 or later.
     """
     if records is not None:
         if ids is not None or vectors is not None or metadata is not None or timestamps is not None \
-                or expires_at is not None or sparse_vectors is not None:
-            raise ValidationError("give either records or ids/vectors/metadata/timestamps/expires_at/sparse_vectors, "
-                                  "not both")
-        ids, vectors, metadata, timestamps, expires_at, sparse_vectors = _columns(records)
+                or expires_at is not None or sparse_vectors is not None or named_vectors is not None:
+            raise ValidationError("give either records or ids/vectors/metadata/timestamps/expires_at/sparse_vectors/"
+                                  "named_vectors, not both")
+        ids, vectors, metadata, timestamps, expires_at, sparse_vectors, named_vectors = _columns(records)
     else:
         if ids is None:
             raise ValidationError("ids are required to encode an insert")
@@ -185,7 +187,7 @@ def encode_insert(
             if type(record_id) is not str:  # a str subclass (numpy.str_): the encoder takes exact str
                 ids[i] = str(record_id)
     datum = encode_vector_batch(ids, vectors, metadata, timestamps, upsert, expires_at, schema_version,
-                                sparse_vectors)
+                                sparse_vectors, named_vectors)
     return encode_frame(INSERT_OP, datum, schema_version)
 
 
@@ -200,7 +202,8 @@ def _check_id(record_id: object, index: int) -> None:
 
 def _columns(
     records: Sequence[Mapping[str, Any]],
-) -> tuple[list[str], np.ndarray, list[Any], list[int], list[int | None] | None, list[Any] | None]:
+) -> tuple[list[str], np.ndarray, list[Any], list[int], list[int | None] | None, list[Any] | None,
+           list[Any] | None]:
     if isinstance(records, Mapping):
         raise ValidationError("records must be a list of dicts, not a single dict")
     ids: list[str] = []
@@ -209,6 +212,7 @@ def _columns(
     timestamps: list[int] = []
     expires: list[int | None] = []
     sparse: list[Any] = []
+    named: list[Any] = []
     any_expiry = False
     dim = -1
     for i, record in enumerate(records):
@@ -256,9 +260,12 @@ def _columns(
             expiry = int(expiry)
         expires.append(expiry)
         sparse.append(record.get("sparse_vectors"))
+        named.append(record.get("named_vectors"))
     matrix = np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32)
     any_sparse = any(s is not None for s in sparse)
-    return ids, matrix, metadata, timestamps, (expires if any_expiry else None), (sparse if any_sparse else None)
+    any_named = any(v for v in named)
+    return (ids, matrix, metadata, timestamps, (expires if any_expiry else None), (sparse if any_sparse else None),
+            (named if any_named else None))
 
 
 # ------------------------------------------------------------------ datum pre-check

@@ -6,7 +6,9 @@ has them inlined, so it stands alone (a container file's header holds every type
 
 Versions: v1 is the original layout; v2 adds ``expires_at: ["null", "long"]``
 (default null) to ``VectorRecord`` (so ``VectorBatch``) and ``SegmentRow``; v3 adds
-``sparse_vectors: map<SparseVector>`` (default empty; ``sparse_vector.avsc``) to both. Data
+``sparse_vectors: map<SparseVector>`` (default empty; ``sparse_vector.avsc``) to both; v4 adds
+``named_vectors: map<array<float>>`` (default empty) to ``VectorRecord`` only (segments keep them in
+columnar files, not in ``SegmentRow``) and ``vectors: map<NamedVectorConfig>`` to ``CollectionConfig``. Data
 written with an older version is read with :func:`resolving_reader_schema`: fastavro
 resolves the writer's schema against the current one (new fields take their default).
 """
@@ -23,8 +25,8 @@ from fastavro import parse_schema
 
 from proximadb.errors import UnknownOperationError, UnsupportedSchemaVersionError
 
-CURRENT_SCHEMA_VERSION = 3
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
+CURRENT_SCHEMA_VERSION = 4
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
 
 # Parse order matters: later files refer to records defined in earlier ones.
 _FILES = (

@@ -25,7 +25,7 @@ import asyncio
 import functools
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from proximadb import idempotency, indexing
@@ -157,18 +157,21 @@ class AsyncClient:
         replication_factor: int | None = None,
         text_analyzer: dict[str, Any] | None = None,
         sparse_vectors: dict[str, Any] | None = None,
+        vectors: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection; with ``exist_ok`` an existing one of the same dimension and metric is returned
         (CollectionConfigMismatchError when they differ). ``shards`` and ``replication_factor``: cluster mode
         (``serve --cluster``); one node accepts only 1. ``sparse_vectors``: the names of the sparse vectors its
         records may carry, ``{name: {}}`` or ``{name: {"modifier": "idf"}}`` (more can be added, and a modifier
-        changed, with update_collection)."""
+        changed, with update_collection). ``vectors``: named dense vectors every record carries besides its
+        default one, ``{name: {"dimension": int, "distance_metric": str}}`` (fixed at creation; search one with
+        ``search(..., using=name)``)."""
         return await self._run(calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
             default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
             shards=shards, replication_factor=replication_factor,
-            text_analyzer=text_analyzer, sparse_vectors=sparse_vectors,
+            text_analyzer=text_analyzer, sparse_vectors=sparse_vectors, vectors=vectors,
         ))
 
     async def get_or_create_collection(
@@ -229,6 +232,7 @@ class AsyncClient:
         upsert: bool = False,
         batch_size: int | None = None,
         sparse_vectors: Sequence[dict[str, Any] | None] | None = None,
+        named_vectors: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Insert records (dicts) or ``ids`` + a ``vectors`` matrix (+ ``metadatas``) in batches of ``batch_size``.
 
@@ -237,6 +241,7 @@ class AsyncClient:
         return await self._run(calls.insert_vectors(
             self.schema_version, batch_size or self.batch_size, collection, records,
             ids=ids, vectors=vectors, metadatas=metadatas, upsert=upsert, sparse_vectors=sparse_vectors,
+            named_vectors=named_vectors,
         ))
 
     async def upsert_vectors(
@@ -336,7 +341,7 @@ class AsyncClient:
         filter: dict[str, Any] | str | None = None, fusion: str = "rrf", weights: Sequence[float] | None = None,
         rrf_k: float = 60.0, depth: int | dict[str, int] | None = None, ef: int | None = None,
         include_metadata: bool = True, score_threshold: float | None = None, consistency: str | None = None,
-        sparse: dict[str, Any] | None = None,
+        sparse: dict[str, Any] | None = None, using: str | None = None,
     ) -> list[dict[str, Any]]:
         """Up to three searches fused (rrf, dbsf, relative_score), best first: id, score, metadata?. Parts: a
         ``vector``, a ``text``, a ``sparse`` query ``{"name", "indices", "values"}`` (at least one); ``weights``
@@ -344,21 +349,22 @@ class AsyncClient:
         return await self._run(search_calls.hybrid_search(
             collection, vector, text, k, sparse=sparse, filter=filter, fusion=fusion, weights=weights, rrf_k=rrf_k,
             depth=depth, ef=ef, include_metadata=include_metadata, score_threshold=score_threshold,
-            consistency=consistency,
+            consistency=consistency, using=using,
         ))
 
     async def search_groups(self, collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,
                       **options: Any) -> list[dict[str, Any]]:
         """Hits grouped by a metadata field's value: [{"value", "hits"}], groups ordered by their best hit.
         Options: filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling,
-        consistency."""
+        consistency, using (the named vector searched)."""
         return await self._run(calls.search_groups(collection, vector, group_by, limit, group_size, **options))
 
     async def recommend(self, collection: str, positive: Any, negative: Any = None, k: int = 10,
                   strategy: str = "average_vector", **options: Any) -> list[dict[str, Any]]:
         """Records like ``positive`` and unlike ``negative`` (ids or vectors; strategy average_vector or
         best_score), example ids left out, best first. Options: filter, score_threshold, include_vectors,
-        include_metadata, exact, ef, nprobe, consistency."""
+        include_metadata, exact, ef, nprobe, consistency, using (a named vector: searched, and the vector of
+        the example ids)."""
         return await self._run(calls.recommend(collection, positive, negative, k, strategy, **options))
 
     async def search(self, collection: str, vector: Any, k: int = 10, **options: Any) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -64,12 +64,13 @@ DEFAULT_REST = "http://127.0.0.1:5678"
 PROBE_TIMEOUT = 2.0  # seconds a gRPC health probe may take before connect() settles for REST
 FilterArg = dict[str, Any] | str | None  # a metadata filter: a dict, its JSON text, or none
 SEARCH_OPTIONS = frozenset({"filter", "include_vectors", "include_metadata", "ef", "nprobe", "exact",
-                            "score_threshold", "oversampling", "consistency"})
+                            "score_threshold", "oversampling", "consistency", "using"})
 _SHAPE_OPTIONS = frozenset({"filter", "score_threshold", "include_vectors", "include_metadata", "exact", "ef",
-                            "nprobe", "consistency"})
+                            "nprobe", "consistency", "using"})
 GROUP_OPTIONS = _SHAPE_OPTIONS | {"oversampling"}
 RECOMMEND_OPTIONS = _SHAPE_OPTIONS
 SPARSE_SCHEMA_VERSION = 3  # the payload schema version that carries sparse vectors (schemas/v3)
+NAMED_SCHEMA_VERSION = 4  # the one that carries named dense vectors and a search's ``using`` (schemas/v4)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def create_collection(
     replication_factor: int | None = None,
     text_analyzer: dict[str, Any] | None = None,
     sparse_vectors: dict[str, Any] | None = None,
+    vectors: dict[str, Any] | None = None,
 ) -> Plan[dict[str, Any]]:
     """Create the collection; its description. With ``exist_ok``, a collection of that name with the same
     dimension and distance metric is returned as it is (its other settings are not compared); another
@@ -204,6 +206,8 @@ def create_collection(
         body["text_analyzer"] = text_analyzer
     if sparse_vectors is not None:  # the names of the sparse vectors records may carry: {name: {}}
         body["sparse_vectors"] = sparse_vectors
+    if vectors is not None:  # named dense vectors: {name: {"dimension", "distance_metric"?}} (schema v4)
+        body["vectors"] = vectors
     try:  # with exist_ok, repeating the create is harmless: a second attempt finds the first's collection
         return (yield Call("create_collection", (body,), safe=exist_ok))
     except CollectionExistsError:
@@ -216,6 +220,13 @@ def create_collection(
                                                                         distance_metric))
         if existing[key] != asked
     ]
+    if vectors is not None:  # the named vectors asked for must be the ones declared (names, dimensions, metrics)
+        declared = {n: (v.get("dimension"), v.get("distance_metric"))
+                    for n, v in (existing.get("vectors") or {}).items()}
+        asked_named = {n: (v.get("dimension"), v.get("distance_metric", "cosine")) if isinstance(v, Mapping) else v
+                       for n, v in vectors.items()}
+        if declared != asked_named:
+            differences.append(f"named vectors {existing.get('vectors') or {}!r} (asked for {vectors!r})")
     if differences:
         raise CollectionConfigMismatchError(
             f"collection {name!r} exists with " + " and ".join(differences)
@@ -267,10 +278,13 @@ def insert_vectors(
     metadatas: Sequence[dict[str, Any] | None] | None = None,
     upsert: bool = False,
     sparse_vectors: Sequence[dict[str, Any] | None] | None = None,
+    named_vectors: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
 ) -> Plan[dict[str, Any]]:
     """Records (dicts, or a table: :mod:`proximadb.sdk.columns`) or ``ids`` + a ``vectors`` matrix
     (+ ``metadatas``, + ``sparse_vectors``: one ``{name: {"indices", "values"}}`` or None per record; a record
-    dict carries its own under the key ``sparse_vectors``) in payloads of ``batch_size``.
+    dict carries its own under the key ``sparse_vectors``; + ``named_vectors``: ``{name: (n, dim) matrix}`` or
+    one ``{name: vector}`` per record, every name the collection declares; a record dict carries its own under
+    the key ``named_vectors``) in payloads of ``batch_size``.
 
     Each batch is applied all or nothing; an insert is never retried (it may have been applied),
     an upsert is. Returns ``{"count", "ids"}``.
@@ -288,8 +302,10 @@ def insert_vectors(
         if table.documents is not None:
             metadatas = with_documents(table.documents, metadatas)
     if records is not None:
-        if ids is not None or vectors is not None or metadatas is not None or sparse_vectors is not None:
-            raise ValidationError("give either records, or ids + vectors (+ metadatas, sparse_vectors), not both")
+        if ids is not None or vectors is not None or metadatas is not None or sparse_vectors is not None \
+                or named_vectors is not None:
+            raise ValidationError("give either records, or ids + vectors (+ metadatas, sparse_vectors, "
+                                  "named_vectors), not both")
         prepared = [
             {
                 "id": r.get("id") or str(uuid.uuid4()),
@@ -298,11 +314,14 @@ def insert_vectors(
                 "timestamp": r.get("timestamp") or stamp,
                 **({"expires_at": r["expires_at"]} if r.get("expires_at") is not None else {}),
                 **({"sparse_vectors": r["sparse_vectors"]} if r.get("sparse_vectors") is not None else {}),
+                **({"named_vectors": r["named_vectors"]} if r.get("named_vectors") is not None else {}),
             }
             for r in records
         ]
         if any("sparse_vectors" in r for r in prepared):
             require_sparse(schema_version, "insert")
+        if any("named_vectors" in r for r in prepared):
+            require_named(schema_version, "insert")
         for start in range(0, len(prepared), batch_size):
             payload = encode_insert(prepared[start : start + batch_size], upsert=upsert, schema_version=schema_version)
             all_ids.extend((yield _write("insert_payload", collection, payload))["ids"])
@@ -318,6 +337,9 @@ def insert_vectors(
         require_sparse(schema_version, "insert")
         if isinstance(sparse_vectors, dict) or len(sparse_vectors) != n:
             raise ValidationError(f"{n} vectors need as many sparse_vectors entries (one mapping or None per record)")
+    named = named_columns(named_vectors, n) if named_vectors is not None else None
+    if named is not None:
+        require_named(schema_version, "insert")
     stamps = np.full(n, stamp, dtype=np.int64)
     for start in range(0, n, batch_size):
         end = min(start + batch_size, n)
@@ -329,9 +351,47 @@ def insert_vectors(
             upsert=upsert,
             schema_version=schema_version,
             sparse_vectors=None if sparse_vectors is None else list(sparse_vectors[start:end]),
+            named_vectors=named_slice(named, start, end),
         )
         all_ids.extend((yield _write("insert_payload", collection, payload))["ids"])
     return {"count": len(all_ids), "ids": all_ids}
+
+
+def named_columns(named_vectors: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+                   n: int) -> dict[str, np.ndarray] | list[Mapping[str, Any]]:
+    """``named_vectors`` beside a matrix of ``n`` rows: columns ``{name: float32 (n, dim)}``, or the list of
+    one ``{name: vector}`` per record (the encoder turns it into columns; it and the server check the names
+    against the collection's declaration and word the errors, naming the vector and the record)."""
+    if isinstance(named_vectors, Mapping):
+        out = {}
+        for name, column in named_vectors.items():
+            matrix = vector_matrix(column, f"named vector {name!r}")
+            if matrix.shape[0] != n:
+                raise ValidationError(f"{n} vectors need as many rows of named vector {name!r}, got {matrix.shape[0]}")
+            out[name] = matrix
+        return out
+    if isinstance(named_vectors, str | bytes) or len(named_vectors) != n:
+        raise ValidationError(f"{n} vectors need as many named_vectors entries (one mapping per record), or a "
+                              "mapping {name: matrix}")
+    return list(named_vectors)
+
+
+def named_slice(named: dict[str, np.ndarray] | list[Mapping[str, Any]] | None, start: int,
+                 end: int) -> dict[str, np.ndarray] | list[Mapping[str, Any]] | None:
+    if named is None:
+        return None
+    if isinstance(named, dict):
+        return {name: column[start:end] for name, column in named.items()}
+    return named[start:end]
+
+
+def require_named(schema_version: int, what: str) -> None:
+    """Named dense vectors (and ``using``) need payload schema version 4 (schemas/v4) agreed with the server."""
+    if schema_version < NAMED_SCHEMA_VERSION:
+        raise UnsupportedSchemaVersionError(
+            f"{what}: named vectors need payload schema version {NAMED_SCHEMA_VERSION}, and this server speaks "
+            f"at most {schema_version}; upgrade the server"
+        )
 
 
 def require_sparse(schema_version: int, what: str) -> None:
@@ -354,8 +414,8 @@ def update_vector(
     replace: bool = False,
 ) -> Plan[None]:
     """Change a record's metadata (merge; ``replace=True`` swaps it) and/or its vector."""
-    if vector is not None:  # the record is read: its metadata may be merged, its sparse vectors are kept
-        found = yield from get_vectors(collection, [id], include_vectors=False)
+    if vector is not None:  # the record is read: its metadata may be merged, its sparse and named vectors are kept
+        found = yield from get_vectors(collection, [id], include_vectors=True)
         if not found and (metadata is None or not replace):
             raise VectorNotFoundError(f"no vector with id {id!r} in collection {collection!r}")
         if metadata is None or not replace:
@@ -368,6 +428,8 @@ def update_vector(
             metadata = merged
         record = {"id": id, "vector": vector, "metadata": metadata,
                   **({"sparse_vectors": found[0]["sparse_vectors"]} if found and found[0].get("sparse_vectors")
+                     else {}),
+                  **({"named_vectors": found[0]["named_vectors"]} if found and found[0].get("named_vectors")
                      else {})}
         yield from insert_vectors(schema_version, batch_size, collection, [record], upsert=True)
         return
@@ -418,10 +480,10 @@ def search_batch(
     schema_version: int, collection: str, queries: Any, k: int, options: dict[str, Any]
 ) -> Plan[list[list[dict[str, Any]]]]:
     """Top-k hits per query, best first (options: filter, include_vectors, include_metadata, ef, nprobe, exact,
-    score_threshold, oversampling, consistency: these three travel beside the Avro payload, see
-    Transport.search_payload)."""
+    using, score_threshold, oversampling, consistency: these three travel beside the Avro payload, see
+    Transport.search_payload; ``using``, the named vector searched, inside it: schema v4)."""
     q = vector_matrix(queries, "queries")
-    flt, flags, ef, nprobe, exact = None, (False, True), None, None, False  # the defaults
+    flt, flags, ef, nprobe, exact, using = None, (False, True), None, None, False, None  # the defaults
     if options:  # a plain search (every option its default) skips their checks
         unknown = set(options) - SEARCH_OPTIONS
         if unknown:
@@ -429,13 +491,20 @@ def search_batch(
         flt = filter_json(options.get("filter"))
         flags = (bool(options.get("include_vectors", False)), bool(options.get("include_metadata", True)))
         ef, nprobe, exact = options.get("ef"), options.get("nprobe"), bool(options.get("exact", False))
+        using = options.get("using")
+        if using is not None:
+            if not isinstance(using, str):
+                raise ValidationError(f"using must be the name of a named vector (a string) or None, not {using!r}")
+            require_named(schema_version, "search")
     if _int32(k) and (ef is None or _int32(ef)) and (nprobe is None or _int32(nprobe)):
-        datum = encode_search_request(q, k, flt, *flags, ef, nprobe, exact)  # no Python float per component
+        datum = encode_search_request(q, k, flt, *flags, ef, nprobe, exact, using,
+                                      schema_version)  # no Python float per component
         payload = encode_frame("vector_search", datum, schema_version)
     else:  # an odd k / ef / nprobe: fastavro's checks word the error, as for every payload
         payload = encode_payload("vector_search", {
             "queries": q.tolist(), "k": k, "filter": flt, "include_vectors": flags[0],
             "include_metadata": flags[1], "ef": ef, "nprobe": nprobe, "exact": exact,
+            **({"using": using} if schema_version >= NAMED_SCHEMA_VERSION else {}),
         }, schema_version)
     extras: dict[str, Any] = {}
     if options:
@@ -469,9 +538,11 @@ def _shape_body(options: dict[str, Any], allowed: frozenset[str], what: str) -> 
 
 
 def _hit(hit: dict[str, Any]) -> dict[str, Any]:
-    """A JSON or gRPC hit as search hits read: the vector a float32 array."""
+    """A JSON or gRPC hit as search hits read: the vector and the named vectors float32 arrays."""
     if isinstance(hit.get("vector"), list):
         hit["vector"] = np.asarray(hit["vector"], dtype=np.float32)
+    if hit.get("named_vectors"):
+        hit["named_vectors"] = {name: np.asarray(vec, dtype=np.float32) for name, vec in hit["named_vectors"].items()}
     return hit
 
 
@@ -486,7 +557,7 @@ def search_groups(
     collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1, **options: Any,
 ) -> Plan[list[dict[str, Any]]]:
     """Hits grouped by ``group_by``'s value: ``[{"value", "hits"}]``, groups by their best hit (options: filter,
-    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling, consistency)."""
+    score_threshold, include_vectors, include_metadata, exact, ef, nprobe, oversampling, consistency, using)."""
     body = {"vector": _one_vector(vector, "vector"), "group_by": group_by, "limit": limit, "group_size": group_size,
             **_shape_body(options, GROUP_OPTIONS, "search_groups")}
     groups = yield Call("search_groups", (collection, body))
@@ -498,7 +569,7 @@ def recommend(
     strategy: str = "average_vector", **options: Any,
 ) -> Plan[list[dict[str, Any]]]:
     """Records like ``positive`` and unlike ``negative`` (each an id or a vector), example ids left out (options:
-    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, consistency)."""
+    filter, score_threshold, include_vectors, include_metadata, exact, ef, nprobe, consistency, using)."""
     def examples(given: Any, name: str) -> list[Any]:
         if given is None:
             return []

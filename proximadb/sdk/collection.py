@@ -17,6 +17,8 @@ collection exists and reads its dimension) or ``docs = aclient.collection("docs"
 * ``search_sparse(name, indices, values, k)``: dot product over a named sparse vector (records carry them:
   ``add(..., sparse_vectors=[{name: {"indices", "values"}} | None, ...])``); ``hybrid_search(text, vector,
   sparse=...)`` fuses any of the three;
+* named dense vectors (a collection created with ``vectors={name: {"dimension", "distance_metric"}}``):
+  ``add(..., named_vectors={name: matrix})``, ``query(vector, using=name)``, ``get`` gives ``"named_vectors"``;
 * ``get(ids)``, ``delete(ids | filter=)``, ``count(filter)``, ``scroll(...)`` (``as_numpy=True`` too),
   ``info()``, ``stats()``,
   ``flush()``.
@@ -26,7 +28,7 @@ Hits and records carry their stored text as ``"document"``.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from proximadb.embeddings import EmbeddingFunction
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from proximadb.sdk.async_client import AsyncClient
 
 Metadatas = Sequence[dict[str, Any] | None] | None
+NamedVectors = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None  # {name: (n, dim)} or {name: vector} per record
 
 
 class _Handle:
@@ -89,20 +92,22 @@ class Collection(_Handle):
         return self.client._run(plans.info(self._target))
 
     def add(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None, *,
-            batch_size: int | None = None, sparse_vectors: Metadatas = None) -> dict[str, Any]:
+            batch_size: int | None = None, sparse_vectors: Metadatas = None,
+            named_vectors: NamedVectors = None) -> dict[str, Any]:
         """Insert records (an id that exists is an error); ``{"count", "ids"}`` (ids generated when not given)."""
         return self.client._run(plans.write(self._target, self.client.schema_version,
                                             batch_size or self.client.batch_size, ids=ids, vectors=vectors,
                                             metadatas=metadatas, documents=documents, upsert=False,
-                                            sparse_vectors=sparse_vectors))
+                                            sparse_vectors=sparse_vectors, named_vectors=named_vectors))
 
     def upsert(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None, *,
-               batch_size: int | None = None, sparse_vectors: Metadatas = None) -> dict[str, Any]:
+               batch_size: int | None = None, sparse_vectors: Metadatas = None,
+               named_vectors: NamedVectors = None) -> dict[str, Any]:
         """Insert or replace (last write wins); safe to retry."""
         return self.client._run(plans.write(self._target, self.client.schema_version,
                                             batch_size or self.client.batch_size, ids=ids, vectors=vectors,
                                             metadatas=metadatas, documents=documents, upsert=True,
-                                            sparse_vectors=sparse_vectors))
+                                            sparse_vectors=sparse_vectors, named_vectors=named_vectors))
 
     def query(self, vector: Any = None, k: int = 10, *, text: str | None = None, texts: Any = None,
               vectors: Any = None, filter: FilterArg = None, as_numpy: bool = False, **options: Any) -> Any:
@@ -198,21 +203,22 @@ class AsyncCollection(_Handle):
         return await self.client._run(plans.info(self._target))
 
     async def add(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None, documents: Any = None,
-                  *, batch_size: int | None = None, sparse_vectors: Metadatas = None) -> dict[str, Any]:
+                  *, batch_size: int | None = None, sparse_vectors: Metadatas = None,
+                  named_vectors: NamedVectors = None) -> dict[str, Any]:
         """Insert records (an id that exists is an error); ``{"count", "ids"}`` (ids generated when not given)."""
         return await self.client._run(plans.write(self._target, self.client.schema_version,
                                                   batch_size or self.client.batch_size, ids=ids, vectors=vectors,
                                                   metadatas=metadatas, documents=documents, upsert=False,
-                                            sparse_vectors=sparse_vectors))
+                                                  sparse_vectors=sparse_vectors, named_vectors=named_vectors))
 
     async def upsert(self, ids: Any = None, vectors: Any = None, metadatas: Metadatas = None,
                      documents: Any = None, *, batch_size: int | None = None,
-                     sparse_vectors: Metadatas = None) -> dict[str, Any]:
+                     sparse_vectors: Metadatas = None, named_vectors: NamedVectors = None) -> dict[str, Any]:
         """Insert or replace (last write wins); safe to retry."""
         return await self.client._run(plans.write(self._target, self.client.schema_version,
                                                   batch_size or self.client.batch_size, ids=ids, vectors=vectors,
                                                   metadatas=metadatas, documents=documents, upsert=True,
-                                            sparse_vectors=sparse_vectors))
+                                                  sparse_vectors=sparse_vectors, named_vectors=named_vectors))
 
     async def query(self, vector: Any = None, k: int = 10, *, text: str | None = None, texts: Any = None,
                     vectors: Any = None, filter: FilterArg = None, as_numpy: bool = False, **options: Any) -> Any:

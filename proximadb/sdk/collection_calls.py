@@ -13,7 +13,7 @@ description last read (dimension and metric), fetched by the first plan that nee
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,10 +121,12 @@ def write(
     documents: Any,
     upsert: bool,
     sparse_vectors: Sequence[dict[str, Any] | None] | None = None,
+    named_vectors: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
 ) -> Plan[dict[str, Any]]:
     """``add`` / ``upsert``: vectors as given, or embedded from ``documents`` (stored beside them); ``ids`` may
     be a table of records instead (pyarrow or pandas, :mod:`proximadb.sdk.columns`); ``sparse_vectors`` one
-    ``{name: {"indices", "values"}}`` or None per record."""
+    ``{name: {"indices", "values"}}`` or None per record; ``named_vectors`` ``{name: (n, dim) matrix}`` or one
+    ``{name: vector}`` per record."""
     if columns.is_table(ids):
         if vectors is not None or metadatas is not None or documents is not None:
             raise ValidationError("give either a table of records, or ids / vectors / metadatas / documents")
@@ -135,20 +137,21 @@ def write(
         metadatas = with_documents(docs, metadatas)
         if vectors is None:
             return (yield from _embed_and_write(target, schema_version, batch_size, ids, docs, metadatas, upsert,
-                                                sparse_vectors))
+                                                sparse_vectors, named_vectors))
     elif vectors is None:
         raise ValidationError("give vectors=, or documents= with an embedding function")
     if metadatas is not None and not isinstance(metadatas, list):
         metadatas = list(metadatas)
     return (yield from calls.insert_vectors(
         schema_version, batch_size, target.name, ids=ids, vectors=vectors, metadatas=metadatas, upsert=upsert,
-        sparse_vectors=sparse_vectors,
+        sparse_vectors=sparse_vectors, named_vectors=named_vectors,
     ))
 
 
 def _embed_and_write(
     target: Target, schema_version: int, batch_size: int, ids: Any, docs: list[str],
     metadatas: list[dict[str, Any]], upsert: bool, sparse_vectors: Sequence[dict[str, Any] | None] | None,
+    named_vectors: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
 ) -> Plan[dict[str, Any]]:
     """Documents embedded and written ``batch_size`` at a time: the embedding function sees one batch per
     call and memory stays bounded; each batch is stored all or nothing, as with vectors."""
@@ -158,6 +161,7 @@ def _embed_and_write(
         raise ValidationError(f"{len(docs)} documents need as many ids, got {len(row_ids)}")
     if sparse_vectors is not None and (isinstance(sparse_vectors, dict) or len(sparse_vectors) != len(docs)):
         raise ValidationError(f"{len(docs)} documents need as many sparse_vectors entries (a mapping or None each)")
+    named = None if named_vectors is None else calls.named_columns(named_vectors, len(docs))
     written: list[str] = []
     for start in range(0, len(docs), max(1, batch_size)):
         end = start + max(1, batch_size)
@@ -165,7 +169,8 @@ def _embed_and_write(
         done = yield from calls.insert_vectors(
             schema_version, batch_size, target.name, ids=row_ids[start:end], vectors=vectors,
             metadatas=metadatas[start:end], upsert=upsert,
-            sparse_vectors=None if sparse_vectors is None else list(sparse_vectors[start:end]))
+            sparse_vectors=None if sparse_vectors is None else list(sparse_vectors[start:end]),
+            named_vectors=calls.named_slice(named, start, end))
         written.extend(done["ids"])
     return {"count": len(written), "ids": written}
 

@@ -461,9 +461,13 @@ def _unwrap(status: int, content_type: str, data: bytes) -> Any:
 
 
 def _with_array(record: dict[str, Any]) -> dict[str, Any]:
+    """A JSON record as the other transports give it: its vector and named vectors float32 arrays."""
     vector = record.get("vector")
     if vector is not None:
         record["vector"] = np.asarray(vector, dtype=np.float32)
+    named = record.get("named_vectors")
+    if named:
+        record["named_vectors"] = {name: np.asarray(vec, dtype=np.float32) for name, vec in named.items()}
     return record
 
 

@@ -62,11 +62,12 @@ def hybrid_search(
     sparse: Mapping[str, Any] | None = None, filter: FilterArg = None, fusion: str = "rrf",
     weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | Mapping[str, int] | None = None,
     ef: int | None = None, include_metadata: bool = True, score_threshold: float | None = None,
-    consistency: str | None = None,
+    consistency: str | None = None, using: str | None = None,
 ) -> Plan[list[dict[str, Any]]]:
     """Up to three searches fused (``fusion``: rrf, dbsf, relative_score): a vector search, a text search and a
     sparse search (``sparse``: ``{"name", "indices", "values"}``), at least one; ``weights`` one per part given in
-    the order [vector, text, sparse]; ``depth`` an integer for each part or ``{part: n}``."""
+    the order [vector, text, sparse]; ``depth`` an integer for each part or ``{part: n}``; ``using`` the named
+    vector the vector part searches (None: the default one)."""
     body: dict[str, Any] = {
         "k": k, "filter": filter_json(filter), "fusion": fusion,
         "weights": None if weights is None else [float(w) for w in weights], "rrf_k": rrf_k,
@@ -78,6 +79,8 @@ def hybrid_search(
         if matrix.shape[0] != 1:
             raise ValidationError(f"hybrid_search takes one query vector, got {matrix.shape[0]}")
         body["vector"] = matrix[0].tolist()
+    if using is not None:
+        body["using"] = using
     if text is not None:
         body["text"] = text
     if sparse is not None:

@@ -5,10 +5,13 @@ One JSON shape for both protocols: the REST body of ``POST /collections/{c}/sear
 ``/recommend``, and the ``request_json`` of gRPC's ``JsonSearchRequest``::
 
     search_groups: {vector, group_by, limit?=10, group_size?=1, filter?, score_threshold?,
-                    include_vectors?, include_metadata?, exact?, ef?, nprobe?, oversampling?, consistency?}
+                    include_vectors?, include_metadata?, exact?, ef?, nprobe?, oversampling?, consistency?, using?}
     recommend:     {positive: [id | vector, ...], negative?: [...], k?=10,
                     strategy?: "average_vector" | "best_score", filter?, score_threshold?,
-                    include_vectors?, include_metadata?, exact?, ef?, nprobe?, consistency?}
+                    include_vectors?, include_metadata?, exact?, ef?, nprobe?, consistency?, using?}
+
+``using`` (schema v4 named vectors) names the vector searched (and, for recommend, the vector of the
+example ids); absent or null: the default vector.
 
 ``consistency`` (strong | bounded | session | eventual; absent: bounded) is the read's consistency level
 in cluster mode (:mod:`proximadb.consistency`); one node accepts it (a bad level is refused) and meets it.
@@ -25,11 +28,11 @@ from typing import Any
 
 from proximadb.consistency import parse_level
 from proximadb.errors import ValidationError
-from proximadb.service.requests import Filter, check_keys, optional_bool, optional_number
+from proximadb.service.requests import Filter, check_keys, check_using, optional_bool, optional_number
 from proximadb.storage.query_shapes import STRATEGIES
 
 _COMMON = {"filter", "score_threshold", "include_vectors", "include_metadata", "exact", "ef", "nprobe",
-           "consistency"}
+           "consistency", "using"}
 _GROUP_KEYS = _COMMON | {"vector", "group_by", "limit", "group_size", "oversampling"}
 _RECOMMEND_KEYS = _COMMON | {"positive", "negative", "k", "strategy"}
 
@@ -55,7 +58,8 @@ def _knobs(body: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"filter": body.get("filter"), "score_threshold": body.get("score_threshold"),
                            "include_vectors": optional_bool(body, "include_vectors", False),
                            "include_metadata": optional_bool(body, "include_metadata", True),
-                           "exact": optional_bool(body, "exact", False), "consistency": body.get("consistency")}
+                           "exact": optional_bool(body, "exact", False), "consistency": body.get("consistency"),
+                           "using": body.get("using")}
     for knob in ("ef", "nprobe"):
         if body.get(knob) is not None:
             _positive_int(body[knob], knob)
@@ -80,9 +84,11 @@ class SearchGroups:
     nprobe: int | None = None
     oversampling: float | None = None
     consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
+    using: str | None = None  # a named vector's name; None: the default vector
 
     def __post_init__(self) -> None:
         parse_level(self.consistency)
+        check_using(self.using)
         if not _numbers(self.vector):
             raise ValidationError("search_groups needs 'vector': a non-empty list of numbers")
         if not isinstance(self.group_by, str) or not self.group_by:
@@ -105,7 +111,8 @@ class SearchGroups:
     def options(self) -> dict[str, Any]:
         """The engine's keyword arguments."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("vector", "group_by", "consistency")}
+                if f.name not in ("vector", "group_by", "consistency")
+                and not (f.name == "using" and self.using is None)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +131,11 @@ class Recommend:
     ef: int | None = None
     nprobe: int | None = None
     consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
+    using: str | None = None  # a named vector's name; None: the default vector
 
     def __post_init__(self) -> None:
         parse_level(self.consistency)
+        check_using(self.using)
         for name in ("positive", "negative"):
             examples = getattr(self, name)
             if not isinstance(examples, list | tuple):
@@ -156,7 +165,8 @@ class Recommend:
 
     def options(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("positive", "negative", "consistency")}
+                if f.name not in ("positive", "negative", "consistency")
+                and not (f.name == "using" and self.using is None)}
 
 
 __all__ = ["Recommend", "SearchGroups"]

@@ -52,6 +52,13 @@ def _is_numbers(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in value)
 
 
+def check_using(value: Any) -> str | None:
+    """``using``: None (the default vector) or the name of a named vector (the engine checks it is declared)."""
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"using must be the name of a named vector (a string) or null, not {value!r:.80}")
+    return value
+
+
 def _check_id_list(ids: Any) -> list[str]:
     if not isinstance(ids, list):
         raise ValidationError("'ids' must be a list of strings")
@@ -61,7 +68,7 @@ def _check_id_list(ids: Any) -> list[str]:
 # ---------------------------------------------------------------- collections
 
 _COLLECTION_SETTINGS = ("distance_metric", "indexing_algorithm", "index_params", "filterable_metadata_fields",
-                        "description", "default_ttl_seconds", "text_analyzer", "sparse_vectors")
+                        "description", "default_ttl_seconds", "text_analyzer", "sparse_vectors", "vectors")
 CLUSTER_SETTINGS = ("shards", "replication_factor")  # cluster mode only (serve --cluster)
 
 
@@ -102,13 +109,15 @@ class UpdateCollection:
 
 # ---------------------------------------------------------------- writes
 
-_RECORD_FIELDS = {"id", "vector", "metadata", "timestamp", "expires_at", "sparse_vectors"}
+_RECORD_FIELDS = {"id", "vector", "metadata", "timestamp", "expires_at", "sparse_vectors", "named_vectors"}
 
 
 @dataclass(frozen=True, slots=True)
 class InsertRecords:
-    """JSON records ``{id?, vector, metadata?, timestamp?, expires_at?, sparse_vectors?}`` (``sparse_vectors``:
-    ``{name: {"indices", "values"}}``); ``upsert`` replaces existing ids."""
+    """JSON records ``{id?, vector, metadata?, timestamp?, expires_at?, sparse_vectors?, named_vectors?}``
+    (``sparse_vectors``: ``{name: {"indices", "values"}}``; ``named_vectors``: ``{name: [numbers]}``, every
+    name the collection declares, checked by the codec against its declaration); ``upsert`` replaces existing
+    ids."""
 
     records: list[dict[str, Any]]
     upsert: bool = False
@@ -135,6 +144,13 @@ class InsertRecords:
                 for name, vec in sparse.items():
                     _sparse_part({"name": name, **vec} if isinstance(vec, dict) else vec,
                                  f"record {i}: sparse vector {name!r}")
+            named = rec.get("named_vectors")
+            if named is not None:
+                if not isinstance(named, dict):
+                    raise ValidationError(f"record {i}: 'named_vectors' must be an object {{name: [numbers]}}")
+                for name, vec in named.items():
+                    if not _is_numbers(vec):
+                        raise ValidationError(f"record {i}: named vector {name!r} must be a list of numbers")
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> InsertRecords:
@@ -154,16 +170,23 @@ class PutVector:
     vector: Any = None
     metadata: Any = None
     with_vector: bool = False  # the body had a 'vector' (null included: refused as a record)
+    named_vectors: Any = None  # {name: [numbers]} beside 'vector' (schema v4)
 
     @classmethod
     def from_json(cls, id_: str, body: Mapping[str, Any]) -> PutVector:
-        check_keys(body, {"vector", "metadata"}, "vector")
+        check_keys(body, {"vector", "metadata", "named_vectors"}, "vector")
         if "vector" not in body and "metadata" not in body:
             raise ValidationError("give 'vector' (replace the record) and/or 'metadata'")
-        return cls(id_, body.get("vector"), body.get("metadata"), "vector" in body)
+        if "named_vectors" in body and "vector" not in body:
+            raise ValidationError("'named_vectors' replace the record with 'vector': give 'vector' too")
+        return cls(id_, body.get("vector"), body.get("metadata"), "vector" in body, body.get("named_vectors"))
 
     def record(self) -> dict[str, Any]:
-        return {"id": self.id, "vector": self.vector, "metadata": self.metadata}
+        """The record the replacement writes (its named vectors: every name the collection declares)."""
+        out = {"id": self.id, "vector": self.vector, "metadata": self.metadata}
+        if self.named_vectors is not None:
+            out["named_vectors"] = self.named_vectors
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +285,7 @@ class Count:
 
 
 _SEARCH_KEYS = {"vector", "queries", "vectors", "k", "top_k", "filter", "include_vectors", "include_metadata",
-                "ef", "nprobe", "exact", "score_threshold", "oversampling", "consistency"}
+                "ef", "nprobe", "exact", "score_threshold", "oversampling", "consistency", "using"}
 
 
 def optional_number(value: Any, name: str) -> float | None:
@@ -289,11 +312,13 @@ class SearchParams:
     score_threshold: float | None = None  # distance <= it (euclidean), score >= it (cosine, dot_product)
     oversampling: float | None = None  # a quantized collection's rescoring factor for this request
     consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
+    using: str | None = None  # a named vector's name (schema v4); None: the default vector
 
     def __post_init__(self) -> None:
         optional_number(self.score_threshold, "score_threshold")
         optional_number(self.oversampling, "oversampling")
         parse_level(self.consistency)
+        check_using(self.using)
 
     @classmethod
     def from_json(cls, body: Any, *, batch: bool) -> SearchParams:
@@ -329,13 +354,13 @@ class SearchParams:
         for opt in ("score_threshold", "oversampling"):
             flags[opt] = optional_number(body.get(opt), opt)
         return cls(queries=queries, k=body.get("k", body.get("top_k", 10)), filter=body.get("filter"),
-                   consistency=body.get("consistency"), **flags)
+                   consistency=body.get("consistency"), using=check_using(body.get("using")), **flags)
 
 
 # ---------------------------------------------------------------- text, sparse and hybrid search
 
 _TEXT_KEYS = {"text", "k", "filter", "include_metadata", "score_threshold", "consistency"}
-_HYBRID_KEYS = _TEXT_KEYS | {"vector", "sparse", "fusion", "weights", "rrf_k", "depth", "ef"}
+_HYBRID_KEYS = _TEXT_KEYS | {"vector", "sparse", "fusion", "weights", "rrf_k", "depth", "ef", "using"}
 
 
 def _text_body(body: Any, allowed: set[str], what: str) -> Mapping[str, Any]:
@@ -487,7 +512,8 @@ _HYBRID_PARTS = ("vector", "text", "sparse")
 class HybridSearch:
     """Up to three searches fused: ``vector`` (dense), ``text`` (BM25), ``sparse`` ({name, indices, values}),
     at least one (``fusion``: rrf, dbsf, relative_score; ``weights``: one per part given, in that order;
-    ``depth``: an integer for every part or ``{part: n}``)."""
+    ``depth``: an integer for every part or ``{part: n}``; ``using``: the named vector the ``vector`` part
+    searches, None: the default one)."""
 
     vector: Any = None
     text: Any = None
@@ -502,10 +528,15 @@ class HybridSearch:
     score_threshold: float | None = None  # fused score >= it
     consistency: str | None = None  # proximadb.consistency.LEVELS; None: the default (bounded)
     sparse: Any = None
+    using: str | None = None  # the named vector of the vector part; None: the default vector
 
     def __post_init__(self) -> None:
         optional_number(self.score_threshold, "score_threshold")
         parse_level(self.consistency)
+        check_using(self.using)
+        if self.using is not None and self.vector is None:
+            raise ValidationError("hybrid_search: 'using' names the vector searched by the 'vector' part, which is "
+                                  "not given")
         present = [p for p, v in zip(_HYBRID_PARTS, (self.vector, self.text, self.sparse), strict=True)
                    if v is not None]
         if not present:
@@ -549,7 +580,7 @@ class HybridSearch:
             body.get("vector"), body.get("text"), body.get("k", 10), body.get("filter"), body.get("fusion", "rrf"),
             body.get("weights"), body.get("rrf_k", 60.0), body.get("depth"), body.get("ef"),
             optional_bool(body, "include_metadata", True), body.get("score_threshold"), body.get("consistency"),
-            body.get("sparse"),
+            body.get("sparse"), body.get("using"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -558,6 +589,6 @@ class HybridSearch:
 
 __all__ = [
     "Count", "CreateCollection", "DeleteVectors", "GetVectors", "HybridSearch", "InsertRecords", "PutVector", "Scroll",
-    "SearchParams", "SearchSparse", "SearchText", "UpdateCollection", "UpdateMetadata", "check_keys", "optional_bool",
-    "optional_number",
+    "SearchParams", "SearchSparse", "SearchText", "UpdateCollection", "UpdateMetadata", "check_keys", "check_using",
+    "optional_bool", "optional_number",
 ]

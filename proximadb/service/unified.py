@@ -152,16 +152,16 @@ class UnifiedAvroService:
                 value = settings.pop(key, None)
                 if value is not None and (isinstance(value, bool) or value != 1):
                     raise ValidationError(f"{key}={value!r} needs cluster mode (proximadb serve --cluster)")
-        return self.engine.create_collection(req.name, req.dimension, **settings)
+        return _described(self.engine.create_collection(req.name, req.dimension, **settings))
 
     def list_collections(self) -> list[dict[str, Any]]:
-        return self.engine.list_collections()
+        return [_described(info) for info in self.engine.list_collections()]
 
     def get_collection(self, name_or_uuid: str) -> dict[str, Any]:
-        return self.engine.get_collection(name_or_uuid)
+        return _described(self.engine.get_collection(name_or_uuid))
 
     def update_collection(self, name_or_uuid: str, req: UpdateCollection) -> dict[str, Any]:
-        return self.engine.update_collection(name_or_uuid, **req.changes)
+        return _described(self.engine.update_collection(name_or_uuid, **req.changes))
 
     def delete_collection(self, name_or_uuid: str) -> None:
         self.engine.delete_collection(name_or_uuid)
@@ -309,6 +309,8 @@ class UnifiedAvroService:
 
     def search(self, collection: str, params: SearchParams) -> list[list[dict[str, Any]]]:
         col = self.engine.collection(collection)
+        # ``using`` is passed only when given: a search of the default vector is the call it always was
+        named = {} if params.using is None else {"using": params.using}
         with consistency.reading(params.consistency):
             results = col.search_batch(
                 params.queries,
@@ -321,6 +323,7 @@ class UnifiedAvroService:
                 nprobe=params.nprobe,
                 score_threshold=params.score_threshold,
                 oversampling=params.oversampling,
+                **named,
             )
         self.metrics.inc(QUERIES, (("collection", col.config.name),), len(results))
         return results
@@ -402,6 +405,7 @@ class UnifiedAvroService:
                 req.vector, req.text, req.k, sparse=req.sparse, filter=req.filter, fusion=req.fusion,
                 weights=req.weights, rrf_k=float(req.rrf_k), depth=req.depth, ef=req.ef,
                 include_metadata=req.include_metadata, score_threshold=req.score_threshold,
+                **({} if req.using is None else {"using": req.using}),
             )
         self.metrics.inc(QUERIES, (("collection", col.config.name),), 1)
         return hits
@@ -416,7 +420,7 @@ class UnifiedAvroService:
         version, op_type, datum = decode_frame(payload)
         # The fast path reads a plain request straight into a float32 matrix; anything else (and every
         # error) goes the general way, so its refusals are worded as for every payload.
-        req = avro_search.decode_search_request(datum) if op_type == "vector_search" else None
+        req = avro_search.decode_search_request(datum, version) if op_type == "vector_search" else None
         if req is None:
             version, op_type, decoded = decode_payload(payload)
             if op_type != "vector_search":
@@ -431,8 +435,16 @@ class UnifiedAvroService:
             include_vectors=req["include_vectors"], include_metadata=req["include_metadata"],
             ef=req.get("ef"), nprobe=req.get("nprobe"), exact=req["exact"],
             score_threshold=score_threshold, oversampling=oversampling, consistency=consistency,
+            using=req.get("using"),  # schema v4; older requests have none (the default vector)
         )
         return encode_search_result(self.search(collection, params), version)  # answer in the client's version
+
+
+def _described(info: dict[str, Any]) -> dict[str, Any]:
+    """A collection's description as every API gives it: ``vectors`` (its named dense vectors, ``{name:
+    {"dimension", "distance_metric", ...}}``) always present, ``{}`` when it declares none."""
+    info.setdefault("vectors", {})
+    return info
 
 
 def encode_search_result(results: list[list[dict[str, Any]]], schema_version: int = CURRENT_SCHEMA_VERSION) -> bytes:
@@ -443,7 +455,8 @@ def encode_search_result(results: list[list[dict[str, Any]]], schema_version: in
 
 def encode_records(records: list[dict[str, Any]], schema_version: int = 1) -> bytes:
     """Records (get/scroll results) as a VectorBatch datum of ``schema_version``, for binary transports (v3
-    carries their sparse vectors; an older version leaves them out, as it leaves out what it has no field for)."""
+    carries their sparse vectors, v4 their named vectors; an older version leaves them out, as it leaves out
+    what it has no field for)."""
     ids = [r["id"] for r in records]
     if records and "vector" in records[0]:
         vectors = np.stack([r["vector"] for r in records]).astype(np.float32)
@@ -455,7 +468,10 @@ def encode_records(records: list[dict[str, Any]], schema_version: int = 1) -> by
     sparse = None
     if schema_version >= 3 and any("sparse_vectors" in r for r in records):
         sparse = [r.get("sparse_vectors") for r in records]
+    named = None
+    if schema_version >= 4 and any(r.get("named_vectors") for r in records):
+        named = [r.get("named_vectors") for r in records]
     return encode_vector_batch(
         ids, vectors, [r["metadata"] for r in records], np.array([r["timestamp"] for r in records], dtype=np.int64),
-        False, expires_at, schema_version, sparse_vectors=sparse,
+        False, expires_at, schema_version, sparse_vectors=sparse, named_vectors=named,
     )

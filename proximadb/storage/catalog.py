@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import time
 import uuid as uuidlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION
 from proximadb.errors import CorruptionError, ValidationError
 from proximadb.index import quantization, registry
-from proximadb.limits import SPARSE_NAME_PATTERN
+from proximadb.limits import MAX_NAMED_VECTORS, NAMED_VECTOR_NAME_PATTERN, SPARSE_NAME_PATTERN
 from proximadb.storage.docfile import read_doc, write_doc
 from proximadb.text.analyzer import Analyzer
 
@@ -92,6 +93,16 @@ def validate_index_params(algorithm: str, params: object, dim: int) -> dict[str,
 
 
 @dataclass(slots=True)
+class NamedVectorConfig:
+    """One named dense vector of a collection (schema v4 ``NamedVectorConfig``). Its rows are indexed with the
+    collection's own ``indexing_algorithm`` and ``index_params``, with this metric (a per-name index and
+    quantization are a later step)."""
+
+    dimension: int
+    distance_metric: str = "cosine"
+
+
+@dataclass(slots=True)
 class CollectionConfig:
     name: str
     dimension: int
@@ -114,6 +125,19 @@ class CollectionConfig:
     # "none" or "idf": storage/sparse_search.py). A name can be added by an update, never removed; its
     # modifier can change (it weighs queries only). Absent: none.
     sparse_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The named dense vectors (schema v4) every record carries besides the default one: name -> its dimension
+    # and metric, fixed at creation (validate_named_vectors). Absent in catalogs written before it existed: none.
+    vectors: dict[str, NamedVectorConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a catalog read back (or to_dict() fed to the constructor) holds plain objects
+        self.vectors = {name: v if isinstance(v, NamedVectorConfig) else NamedVectorConfig(**v)
+                        for name, v in self.vectors.items()}
+
+    @property
+    def named_dims(self) -> dict[str, int]:
+        """The named vectors' dimensions, name -> dimension (what the batch decoder checks records against)."""
+        return {name: v.dimension for name, v in self.vectors.items()}
 
     @classmethod
     def new(
@@ -128,6 +152,7 @@ class CollectionConfig:
         default_ttl_seconds: object = None,
         text_analyzer: object = None,
         sparse_vectors: object = None,
+        vectors: object = None,
     ) -> CollectionConfig:
         now = time.time()
         cfg = cls(
@@ -145,6 +170,8 @@ class CollectionConfig:
         cfg.default_ttl_seconds = _ttl(default_ttl_seconds)
         cfg.text_analyzer = validate_text_analyzer(text_analyzer)
         cfg.sparse_vectors = validate_sparse_vectors(sparse_vectors)
+        cfg.vectors = validate_named_vectors(vectors)
+        _check_named_index(cfg.indexing_algorithm, cfg.index_params, cfg.vectors)
         return cfg
 
     def updated(self, changes: dict[str, Any]) -> CollectionConfig:
@@ -168,10 +195,15 @@ class CollectionConfig:
                 data[key] = validate_text_analyzer(value)
             elif key == "sparse_vectors":
                 data[key] = validate_sparse_vectors(value, self.sparse_vectors)
+            elif key == "vectors":
+                if validate_named_vectors(value) != self.vectors:
+                    raise ValidationError("vectors (the named dense vectors) of an existing collection cannot be "
+                                          "changed: they are fixed when the collection is created")
             else:
                 raise ValidationError(f"unknown collection field {key!r}")
         data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"],
                                                      data["dimension"])
+        _check_named_index(data["indexing_algorithm"], data["index_params"], self.vectors)
         data["updated_at"] = time.time()
         return CollectionConfig(**data)
 
@@ -257,6 +289,56 @@ def validate_sparse_vectors(value: object,
         raise ValidationError(f"sparse_vectors: a declared sparse vector cannot be removed ({', '.join(missing)}); "
                               "give every declared name and the new ones")
     return out
+
+
+def validate_named_vectors(value: object, max_dimension: int = MAX_DIMENSION) -> dict[str, NamedVectorConfig]:
+    """``vectors``: an object of name -> {"dimension": int, "distance_metric": one of METRICS (default
+    "cosine")}. Names: NAMED_VECTOR_NAME_PATTERN (they become file names), unique ignoring case (a
+    case-insensitive file system), at most MAX_NAMED_VECTORS. Errors name the vector."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError("vectors must be an object of name -> {\"dimension\": ..., \"distance_metric\": ...}")
+    if len(value) > MAX_NAMED_VECTORS:
+        raise ValidationError(f"vectors: {len(value)} named vectors declared; at most {MAX_NAMED_VECTORS} are "
+                              "allowed")
+    out: dict[str, NamedVectorConfig] = {}
+    folded: dict[str, str] = {}
+    for name, settings in value.items():
+        if not isinstance(name, str) or not re.fullmatch(NAMED_VECTOR_NAME_PATTERN, name):
+            raise ValidationError(f"vectors: name {name!r} must be 1 to 64 characters of letters, digits, '_' "
+                                  "or '-'")
+        if name.lower() in folded:
+            raise ValidationError(f"vectors: names {folded[name.lower()]!r} and {name!r} differ only in case "
+                                  "(a named vector's files are named after it)")
+        folded[name.lower()] = name
+        if isinstance(settings, NamedVectorConfig):
+            settings = asdict(settings)
+        if not isinstance(settings, Mapping):
+            raise ValidationError(f"vectors[{name!r}] must be an object of dimension and distance_metric, "
+                                  f"not {settings!r}")
+        unknown = set(settings) - {"dimension", "distance_metric"}
+        if unknown:
+            raise ValidationError(f"vectors[{name!r}]: unknown setting(s) {', '.join(sorted(map(str, unknown)))} "
+                                  "(allowed: dimension, distance_metric)")
+        if "dimension" not in settings:
+            raise ValidationError(f"vectors[{name!r}]: dimension is required")
+        out[name] = NamedVectorConfig(
+            dimension=_int_in(f"vectors[{name!r}].dimension", settings["dimension"], 1, max_dimension),
+            distance_metric=_choice(f"vectors[{name!r}].distance_metric", settings.get("distance_metric", "cosine"),
+                                    METRICS))
+    return out
+
+
+def _check_named_index(algorithm: str, params: dict[str, Any], vectors: dict[str, NamedVectorConfig]) -> None:
+    """The collection's index settings also index each named vector: they must suit its dimension too
+    (product quantization's ``m`` divides it)."""
+    for name, vec in vectors.items():
+        try:
+            validate_index_params(algorithm, params, vec.dimension)
+        except ValidationError as exc:
+            raise ValidationError(f"named vector {name!r} (dimension {vec.dimension}) is indexed with the "
+                                  f"collection's index_params: {exc}") from None
 
 
 def _choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:

@@ -34,6 +34,7 @@ them live in modules named for what they do and are mixed in:
     flush.py              memtable -> segment (written outside the lock), WAL checkpoint, retry policy
     sealed.py             the sealed memtables a flush writes while reads and writes go on
     compaction.py         merging segments, the background compaction policy
+    collection_indexes.py the segment indexes (default and named vectors): attach, build, rebuild
     segment_rewrite.py    the transaction flush, compaction and migration share
 """
 
@@ -66,11 +67,11 @@ from proximadb.filters import compile_filter
 from proximadb.index import distance
 from proximadb.limits import Limits
 from proximadb.renamed import renamed
-from proximadb.storage import expiry, integrity, memtable_index, segment_index
+from proximadb.storage import expiry, integrity, memtable_index, named_search, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_apply import LogApplyPath
+from proximadb.storage.collection_indexes import IndexPath
 from proximadb.storage.collection_reads import ReadPath
-from proximadb.storage.collection_state import KernelMetric
 from proximadb.storage.collection_writes import WritePath, now_us
 from proximadb.storage.compaction import CompactionPath
 from proximadb.storage.disk_usage import directory_bytes
@@ -78,6 +79,7 @@ from proximadb.storage.flush import FlushPath, FlushRetry, is_disk_full
 from proximadb.storage.log_of_record import LogOfRecord
 from proximadb.storage.manifest import Manifest
 from proximadb.storage.memtable import Memtable
+from proximadb.storage.named_search import KERNEL_METRIC
 from proximadb.storage.operations import DeleteOp, Metadata, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.query_shapes import QueryShapesPath, check_score_threshold
 from proximadb.storage.segment import Segment, segment_dir_name
@@ -96,7 +98,6 @@ from proximadb.text.bm25 import CorpusStats
 
 log = logging.getLogger("proximadb.collection")
 
-KERNEL_METRIC: dict[str, KernelMetric] = {"euclidean": "l2", "cosine": "cosine", "dot_product": "dot"}
 
 # A new memtable reserves (as address space: np.empty) MEMTABLE_RESERVE_FACTOR times the rows that fit
 # under the flush threshold, so that rows are never copied while it fills, nor while writes go on into it
@@ -138,7 +139,8 @@ class StorageOptions:
 
 
 
-class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearchPath, FlushPath, CompactionPath):
+class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearchPath, FlushPath, CompactionPath,
+                 IndexPath):
     """One collection. The public methods are here; the paths behind them are mixed in from their modules."""
 
     def __init__(self, config: CollectionConfig, directory: Path, options: StorageOptions) -> None:
@@ -178,17 +180,23 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         return f"waiting for collection {self.config.name!r} (busy with a flush or compaction)"
 
     # ------------------------------------------------------------------ open/close
+    @property
+    def named_dims(self) -> dict[str, int]:
+        """The collection's named dense vectors, name -> dimension (schema v4; {} when it declares none)."""
+        return self.config.named_dims
+
     def _new_memtable(self) -> Memtable:
-        row_bytes = 4 * self.dim
+        named = self.named_dims
+        row_bytes = 4 * (self.dim + sum(named.values()))
         full = self.options.flush_bytes // row_bytes + 1
         rows = min(MEMTABLE_RESERVE_FACTOR * full, MEMTABLE_RESERVE_MAX_BYTES // row_bytes, MEMTABLE_RESERVE_MAX_ROWS)
         try:
-            return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16))
+            return Memtable(self.dim, self.options.memtable_type, initial_rows=max(rows, 16), named=named)
         except MemoryError:  # address space refused (strict overcommit, ulimit -v): the threshold's rows only
             log.warning("collection %s: a memtable of %d rows could not be reserved; reserving %d",
                         self.config.name, rows, min(full, MEMTABLE_RESERVE_MAX_ROWS))
             return Memtable(self.dim, self.options.memtable_type,
-                            initial_rows=max(min(full, MEMTABLE_RESERVE_MAX_ROWS), 16))
+                            initial_rows=max(min(full, MEMTABLE_RESERVE_MAX_ROWS), 16), named=named)
 
     def _memtable_to_index(self) -> Memtable | None:
         """(Lock held.) The memtable whose graph the indexer grows now; None: stop (closing, or flat)."""
@@ -197,10 +205,14 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
             return None
         return self.memtable
 
-    def _new_memtable_graph(self) -> memtable_index.MemtableGraph:
+    def _new_memtable_graph(self, name: str | None = None) -> memtable_index.MemtableGraph:
+        """An empty memtable graph of the default vector, or of the named vector ``name``."""
         params = memtable_index.graph_params(self.config.indexing_algorithm, self.config.index_params)
         assert params is not None
-        return memtable_index.MemtableGraph(self.dim, self._metric, params)
+        if name is None:
+            return memtable_index.MemtableGraph(self.dim, self._metric, params)
+        vec = self.config.vectors[name]
+        return memtable_index.MemtableGraph(vec.dimension, KERNEL_METRIC[vec.distance_metric], params)
 
     @classmethod
     def open(cls, config: CollectionConfig, directory: Path, options: StorageOptions) -> Collection:
@@ -293,11 +305,14 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         metadatas: Sequence[Metadata | None] | None = None,
         upsert: bool = False,
         sparse_vectors: Any = None,
+        named_vectors: Any = None,
     ) -> list[str]:
         """Insert a batch (all or nothing); an existing id is an error unless ``upsert``. ``sparse_vectors``:
-        per record ``{name: {"indices", "values"}}`` or None (or a record key of that name)."""
+        per record ``{name: {"indices", "values"}}`` or None (or a record key of that name).
+        ``named_vectors``: ``{name: (n, dim) array-like}``, or per record ``{name: vector}`` (or a record key
+        of that name): in a collection that declares named vectors every record carries every one."""
         payload = encode_insert(records, ids=ids, vectors=vectors, metadata=metadatas, upsert=upsert,
-                                sparse_vectors=sparse_vectors)
+                                sparse_vectors=sparse_vectors, named_vectors=named_vectors)
         return self.insert_payload(payload)
 
     @renamed(metadata="metadatas")
@@ -310,7 +325,9 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         if op_type != "vector_insert":
             raise UnknownOperationError(f"expected a vector_insert payload, got {op_type!r}")
         # the metadata stays encoded: checked, stored and indexed without a dict per row (metadata_scan.pyx)
-        batch = decode_vector_batch(datum, expected_dim=self.dim, schema_version=version, metadata_maps=True)
+        # named vectors checked against the declared ones: every record carries each, no other (named_columns.py)
+        batch = decode_vector_batch(datum, expected_dim=self.dim, schema_version=version, metadata_maps=True,
+                                    named_dims=self.named_dims)
         op = batch.to_insert_op()
         return self._write_insert(op, bytes(payload))
 
@@ -362,42 +379,6 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         self._apply(op)
         self._maybe_flush()
         return seq
-
-    # ------------------------------------------------------------------ segment indexes
-    def _index_segment(self, seg: Segment, *, load_existing: bool) -> None:
-        """Attach the segment's HNSW/IVF index (loaded if valid), or schedule a background build."""
-        algorithm = self.config.indexing_algorithm
-        if self._closing:
-            return  # a flush on close: the segment is indexed on the next open
-        if algorithm == "flat":
-            seg.attach_index(None, "flat")
-            return
-        params = segment_index.effective_params(algorithm, self.config.index_params, seg.rows)
-        if seg.index is not None and segment_index.matches(seg.index, algorithm, params):
-            return  # a compaction grew it already (compaction.py), with these very settings
-        if load_existing:
-            index = segment_index.load(seg, algorithm, self._metric, params)
-            if index is not None:
-                seg.attach_index(index, algorithm)
-                return
-        self.index_builder.schedule(seg, algorithm, self._metric, params)
-
-    def reconfigure(self, config: CollectionConfig) -> None:
-        """New settings from the catalog; a changed index algorithm or parameters rebuilds segment indexes."""
-        with self._lock:
-            old = self.config
-            self.config = config
-            if (old.indexing_algorithm, old.index_params) != (config.indexing_algorithm, config.index_params):
-                for mt in [*self.sealed, self.memtable]:  # the memtable's rows: exact, then a new graph
-                    mt.graph = None
-                self.memtable_indexer.kick(self.memtable)
-                for seg in self.segments:
-                    seg.attach_index(None, "flat")  # exact until the new index is ready
-                    self._index_segment(seg, load_existing=False)
-
-    def wait_for_indexes(self, timeout: float | None = None) -> bool:
-        """Block until every scheduled index build has finished; False on timeout."""
-        return self.index_builder.wait_idle(timeout)
 
     # ------------------------------------------------------------------ compaction
     def compact(self, segment_ids: Sequence[int] | None = None) -> dict[str, Any]:
@@ -516,21 +497,29 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         nprobe: int | None = None,
         score_threshold: float | None = None,
         oversampling: float | None = None,
+        using: str | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Top-k per query over memtable + segments, best first; filters apply inside the scan.
+        ``using``: a named vector of the collection (None: the default vector): its rows are searched, the
+        queries have its dimension, scores and distances are by its metric (named_search.py).
         ``score_threshold``: only hits at least that good (euclidean: distance <= it, so not negative;
         cosine, dot_product: score >= it). ``oversampling`` (1 to 100): a quantized collection rescores
         about k x it candidates (at least its own setting); ignored by an unquantized one, as Qdrant does."""
         check_k(k, self.options.limits.max_k)
         ef = check_search_knob("ef", ef)
         nprobe = check_search_knob("nprobe", nprobe)
-        threshold, over = self._check_search_extras(score_threshold, oversampling)
-        queries = query_matrix(vectors, self.dim, cosine=self._metric == "cosine")
-        if self._metric == "cosine":
+        threshold, over = self._check_search_extras(score_threshold, oversampling, using)
+        dim, metric = self.dim, self._metric
+        if using is not None:
+            using, dim, metric = named_search.resolve(self.config, using)
+            named_search.check_query_dim(vectors, using, dim)
+        queries = query_matrix(vectors, dim, cosine=metric == "cosine")
+        if metric == "cosine":
             queries = distance.normalize_rows(queries)
         flt = compile_filter(filter)
         return self._search(queries, k, flt, include_vectors=include_vectors, include_metadata=include_metadata,
-                            exact=exact, ef=ef, nprobe=nprobe, score_threshold=threshold, oversampling=over)
+                            exact=exact, ef=ef, nprobe=nprobe, score_threshold=threshold, oversampling=over,
+                            using=using)
 
     def search_text(self, text: str, k: int = 10, *, filter: dict[str, Any] | str | None = None,
                     include_metadata: bool = True, analyzer: Any = None, score_threshold: float | None = None,

@@ -131,7 +131,9 @@ class LogApplyPath(CollectionState):
     def _entry_operation(self, payload: bytes | bytearray | memoryview, now: int) -> Operation | None:
         """The operation an entry means at this position (None: nothing to do). Raises what a live write would."""
         limits = self.options.limits
-        _version, op_type, value = decode_payload(payload, expected_dim=self.dim, metadata_maps=True)
+        # named vectors checked against the declared ones, as Collection.insert_payload
+        _version, op_type, value = decode_payload(payload, expected_dim=self.dim, metadata_maps=True,
+                                                  named_dims=self.config.named_dims)
         if isinstance(value, DecodedBatch):
             op = value.to_insert_op()
             self._check_insert(op, now, applying=True)

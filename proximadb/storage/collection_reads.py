@@ -42,6 +42,7 @@ class ReadPath(CollectionState):
         rec = source.record(row)
         if not include_vector:
             rec.pop("vector")
+            rec.pop("named_vectors", None)  # named vectors come with the vector
         return rec
 
     def _live_parts(self, now: int) -> Iterator[tuple[Memtable | Segment, Sequence[str], PayloadIndex, np.ndarray]]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from proximadb.storage.memtable_index import MemtableIndexer
     from proximadb.storage.operations import InsertOp, Operation
     from proximadb.storage.segment import Segment
+    from proximadb.storage.segment_index import IndexBuilder
 
 
 KernelMetric = Literal["l2", "dot", "cosine"]  # the distance kernels' names of the metrics
@@ -59,6 +60,7 @@ class CollectionState:
     _flush_done: threading.Condition
     flush_hook: Callable[[str], None] | None
     memtable_indexer: MemtableIndexer
+    index_builder: IndexBuilder  # the segment index builds (segment_index.py)
 
     if TYPE_CHECKING:  # implemented by Collection or by another mixin
 

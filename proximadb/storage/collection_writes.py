@@ -9,11 +9,12 @@ invariant that :meth:`WritePath._apply` keeps.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from proximadb.errors import (
+    DimensionMismatchError,
     MalformedPayloadError,
     PayloadTooLargeError,
     VectorExistsError,
@@ -40,6 +41,10 @@ from proximadb.storage.validation import (
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def _named_label(ids: Sequence[str], name: str) -> Callable[[int], str]:
+    return lambda i: f"record {i} (id {ids[i]!r}), named vector {name!r}"
 
 
 class WritePath(CollectionState):
@@ -80,6 +85,7 @@ class WritePath(CollectionState):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
+        self._check_named(op)
         if op.sparse_vectors:
             op.sparse_vectors = check_columns(op.sparse_vectors, n)
             if not applying:
@@ -100,6 +106,24 @@ class WritePath(CollectionState):
             op.timestamps = op.timestamps.astype(np.int64)
         ttl = self.config.default_ttl_seconds
         return not (ttl and expiry.stamp_default_ttl(op, ttl, expiry.now_us() if now is None else now))
+
+    def _check_named(self, op: InsertOp) -> None:
+        """The batch's named vectors: exactly the declared names, each ``(n, dim)`` of finite floats (a cosine
+        one not all zero: it is normalised like the default vector). The decoder checked a client's payload
+        already; this checks what reaches ``_apply`` any other way (a log entry, an InsertOp built in code)."""
+        declared = self.config.vectors
+        given = op.named_vectors or {}
+        if set(given) != declared.keys():
+            raise MalformedPayloadError(
+                f"the batch carries named vectors {sorted(given) or 'none'}, the collection declares "
+                f"{sorted(declared) or 'none'} (every record carries every declared named vector)")
+        n = len(op.ids)
+        for name, cfg in declared.items():
+            column = given[name]
+            if column.shape != (n, cfg.dimension):
+                raise DimensionMismatchError(f"named vector {name!r}: the batch holds {column.shape}, expected "
+                                             f"({n}, {cfg.dimension})")
+            check_vectors(column, _named_label(op.ids, name), cosine=cfg.distance_metric == "cosine")
 
     def _refuse_existing(self, ids: Sequence[str], now: int | None) -> None:
         """VectorExistsError when an id of an insert (not an upsert) is live at ``now`` (None: the clock)."""
@@ -139,8 +163,12 @@ class WritePath(CollectionState):
                     seg.delete_row(row)
         insert_metadata.settle(op)  # a replayed batch: scanned here (a live one was at its check)
         metadata = op.metadata if isinstance(op.metadata, MetadataColumn) else list(op.metadata)
+        named = None
+        if op.named_vectors:  # each name normalised under its own metric, as the default vector
+            named = {name: distance.normalize_rows(col) if self.config.vectors[name].distance_metric == "cosine"
+                     else col for name, col in op.named_vectors.items()}
         self.memtable.put_batch(list(op.ids), vectors, metadata, op.timestamps, op.expires_at,
-                                op.sparse_vectors, op.scanned)
+                                op.sparse_vectors, op.scanned, named)
 
     def _apply_patch(self, patch: MetadataPatch, timestamp: int) -> None:
         where = self._locate(patch.id)
@@ -162,17 +190,19 @@ class WritePath(CollectionState):
             ts = np.array([timestamp or source.timestamps[row]], dtype=np.int64)
             expires = None if source.expires_at is None else source.expires_at[row : row + 1].copy()
             sparse = source.sparse_columns(np.array([row], dtype=np.int64))
+            named = source.named_columns(np.array([row], dtype=np.int64))
             source.delete_row(row)
-            self.memtable.put_batch([patch.id], vector, [new], ts, expires, sparse)
+            self.memtable.put_batch([patch.id], vector, [new], ts, expires, sparse, named=named)
         elif source is not self.memtable:  # a sealed memtable's row: moved to the memtable, like a segment's
             rec = source.record(row)
             expires_of = source.expires_of(row)
             sparse = source.sparse_columns(np.array([row], dtype=np.int64))
+            named = source.named_columns(np.array([row], dtype=np.int64))
             source.delete(patch.id)
             self.memtable.put_batch([patch.id], rec["vector"].reshape(1, -1), [new],
                                     np.array([timestamp or rec["timestamp"]], dtype=np.int64),
                                     None if source.expires_at is None else np.array([expires_of], dtype=np.int64),
-                                    sparse)
+                                    sparse, named=named)
         else:
             self.memtable.set_metadata(patch.id, new)
 

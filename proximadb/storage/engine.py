@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -118,15 +119,22 @@ class Engine:
         return self.catalog
 
     def create_collection(self, name: str, dimension: int, *, from_files: Path | None = None,
+                          vectors: Mapping[str, Mapping[str, Any]] | None = None,
                           **settings: Any) -> dict[str, Any]:
         """A new collection; with ``from_files`` (a directory on this filesystem holding a collection's
-        ``MANIFEST`` and segments: a cluster replica's snapshot), it opens with those files, moved in."""
-        cfg = CollectionConfig.new(name, dimension, **settings)
+        ``MANIFEST`` and segments: a cluster replica's snapshot), it opens with those files, moved in.
+        ``vectors``: its named dense vectors, ``{name: {"dimension": int, "distance_metric": str}}``
+        (storage/catalog.py: validate_named_vectors), fixed from now on."""
+        cfg = CollectionConfig.new(name, dimension, vectors=vectors, **settings)
         limit = self.options.limits.max_dimension
         if cfg.dimension > limit:
             raise ValidationError(
                 f"dimension {cfg.dimension} is over this server's max_dimension limit of {limit}"
             )
+        for vec_name, vec in cfg.vectors.items():
+            if vec.dimension > limit:
+                raise ValidationError(f"vectors[{vec_name!r}].dimension {vec.dimension} is over this server's "
+                                      f"max_dimension limit of {limit}")
         with self._lock:
             catalog = self._catalog
             if catalog.find(cfg.name) is not None:

@@ -159,7 +159,8 @@ def open_manifest(directory: Path, name: str) -> Manifest:
             name, entry, path, target, MANIFEST_NAME, target,
         )
     derived_tmp = [p for name in DERIVED_NAMES for p in segments.glob(f"*/{name}.tmp")]
-    for leftover in [directory / f"{MANIFEST_NAME}.tmp", *segments.glob("*/index.*.tmp*"), *derived_tmp]:
+    named_tmp = segments.glob("*/named/*.tmp*")  # a named vector's index save interrupted (segment_index.py)
+    for leftover in [directory / f"{MANIFEST_NAME}.tmp", *segments.glob("*/index.*.tmp*"), *derived_tmp, *named_tmp]:
         if leftover.is_file():
             log.warning("collection %r: removing %s, left by an interrupted save", name, leftover)
             leftover.unlink(missing_ok=True)

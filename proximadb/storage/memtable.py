@@ -8,6 +8,10 @@ map; the flush writes only live rows. Every row's metadata is indexed as it arri
 (``payload``: :mod:`proximadb.storage.payload_index`), so filters never walk it per row.
 Sparse vectors (schema v3) are one growing CSR per name (``sparse``: sparse_column.GrowingSparse);
 a row written without a name has none of it (an upsert replaces the row whole).
+Named dense vectors (schema v4) are one float32 matrix per declared name (``named``), with the default
+vector's row numbering, reserve and growth: every row has every name (the collection's declaration),
+so they share its ``alive`` flags, expiry and id map. Past ``memtable_index_rows`` rows each name has
+an HNSW graph of its own too (``named_graph``), grown by the same background thread.
 
 Past ``memtable_index_rows`` rows a memtable also has an HNSW graph of its rows (``graph``), grown
 in the background (:mod:`proximadb.storage.memtable_index`).
@@ -21,7 +25,7 @@ ids stay ordered, so scrolling the memtable in id order needs no sort).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +58,8 @@ class MemtableSnapshot:
     expires_at: np.ndarray | None = None  # int64 (NO_EXPIRY = never) or None: no row expires
     graph: MemtableGraph | None = None  # an HNSW graph over the memtable's first rows (memtable_index.py)
     sparse: dict[str, SparseColumn] | None = None  # rows [0, n) per sparse vector name (views)
+    named: dict[str, np.ndarray] | None = None  # per named vector the matrix (rows [0, n) written); None: none
+    named_graph: dict[str, MemtableGraph] | None = None  # per named vector its graph, once it has one
     all_alive: bool = False  # no row of [0, n) is deleted or replaced (as many live ids as rows)
 
     @property
@@ -62,15 +68,19 @@ class MemtableSnapshot:
 
 
 class Memtable:
-    def __init__(self, dim: int, kind: str = "hash", initial_rows: int = 1024) -> None:
+    def __init__(self, dim: int, kind: str = "hash", initial_rows: int = 1024,
+                 named: Mapping[str, int] | None = None) -> None:
         """``initial_rows``: capacity to reserve; the engine passes what fits under its flush
         threshold, so rows are never copied. np.empty only reserves address space: pages
-        become resident as rows are written."""
+        become resident as rows are written. ``named``: the declared named vectors, name -> dimension."""
         if kind not in MEMTABLE_TYPES:
             raise ValidationError(f"memtable type must be one of {', '.join(MEMTABLE_TYPES)}, not {kind!r}")
         self.dim = dim
         self.kind = kind
         self._vectors = np.empty((initial_rows, dim), dtype=np.float32)
+        # named dense vectors (schema v4): one matrix per declared name, rows as _vectors'
+        self._named = {name: np.empty((initial_rows, d), dtype=np.float32) for name, d in (named or {}).items()}
+        self._named_row_bytes = 4 * sum((named or {}).values())
         self._timestamps = np.empty(initial_rows, dtype=np.int64)
         self._alive = np.zeros(initial_rows, dtype=np.uint8)
         self._expires: np.ndarray | None = None  # int64 (schema v2), allocated by the first expiring row
@@ -81,6 +91,7 @@ class Memtable:
         self._bytes = 0
         self.payload = PayloadIndex()  # rows [0, rows) indexed; dead rows stay (alive removes them)
         self.graph: MemtableGraph | None = None  # HNSW graph over rows [0, graph.indexed): memtable_index.py
+        self.named_graph: dict[str, MemtableGraph] = {}  # per named vector its graph, as ``graph``
 
     # -- size ---------------------------------------------------------------
     @property
@@ -110,6 +121,11 @@ class Memtable:
         timestamps[:cap] = self._timestamps
         alive = np.zeros(new_cap, dtype=np.uint8)
         alive[:cap] = self._alive
+        named = {}
+        for name, old in self._named.items():
+            named[name] = np.empty((new_cap, old.shape[1]), dtype=np.float32)
+            named[name][:cap] = old
+        self._named = named
         if self._expires is not None:  # rows past the written ones get their value when written (put_batch)
             expires = np.empty(new_cap, dtype=np.int64)
             expires[:cap] = self._expires
@@ -120,20 +136,25 @@ class Memtable:
     def put_batch(
         self, ids: list[str], vectors: np.ndarray, metadata: Sequence[Metadata | None], timestamps: np.ndarray,
         expires_at: np.ndarray | None = None, sparse: dict[str, SparseColumn] | None = None,
-        scanned: tuple[Any, ...] | None = None,
+        scanned: tuple[Any, ...] | None = None, named: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         """Append rows; an id already in the memtable has its old row marked dead.
 
         ``metadata``: dicts, or the batch's encoded maps (a MetadataColumn), stored as they are;
         ``scanned``: what metadata_scan.scan_maps read from those maps, indexed without a dict per row.
         ``expires_at``: int64 per row (NO_EXPIRY = never) or None (no row expires); ``sparse``: the
-        rows' sparse vectors per name (None: none)."""
+        rows' sparse vectors per name (None: none); ``named``: every declared named vector's ``(n, dim)``
+        rows (the collection checked them: exactly the declared names)."""
         n = len(ids)
         if n == 0:
             return
         self._reserve(n)
         start = len(self._ids)
+        if set(named or ()) != self._named.keys():
+            raise ValueError(f"rows with named vectors {sorted(named or ())}, the memtable holds {sorted(self._named)}")
         self._vectors[start : start + n] = vectors
+        for name, column in (named or {}).items():
+            self._named[name][start : start + n] = column
         self._timestamps[start : start + n] = timestamps
         if expires_at is not None:
             if self._expires is None:  # address space for the whole reserve; only the rows written are filled
@@ -161,7 +182,7 @@ class Memtable:
             self.payload.add_scanned(start, fields, strings, entries)
         else:
             self.payload.add_rows(start, metadata)
-        self._bytes += n * self.dim * 4
+        self._bytes += n * (self.dim * 4 + self._named_row_bytes)
 
     def delete(self, id_: str) -> bool:
         row = self._index.pop(id_, None)
@@ -201,7 +222,17 @@ class Memtable:
         sparse = row_dict(self.sparse.view(len(self._ids)), row) if self.sparse.names else None
         if sparse:
             rec["sparse_vectors"] = sparse
+        if self._named:
+            rec["named_vectors"] = {name: m[row].copy() for name, m in self._named.items()}
         return rec
+
+    @property
+    def named_names(self) -> list[str]:
+        return list(self._named)
+
+    def named_columns(self, rows: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The named vectors of the given rows (a flush's, a row moved to another memtable), or None."""
+        return {name: m[rows] for name, m in self._named.items()} if self._named else None
 
     def sparse_columns(self, rows: np.ndarray) -> dict[str, SparseColumn] | None:
         """The sparse vectors of the given rows (a flush's, a row moved to another memtable), or None."""
@@ -226,9 +257,14 @@ class Memtable:
         grows into a larger one, which holds the written rows too (a memtable graph reads it in place)."""
         return self._vectors
 
-    def vectors_of(self, start: int, end: int) -> np.ndarray:
-        """Rows [start, end) (written already): a view that stays valid, as rows are never rewritten."""
-        return self._vectors[start:end]
+    def vectors_of(self, start: int, end: int, name: str | None = None) -> np.ndarray:
+        """Rows [start, end) (written already) of the default vector or the named vector ``name``: a view
+        that stays valid, as rows are never rewritten."""
+        return (self._vectors if name is None else self._named[name])[start:end]
+
+    def array_of(self, name: str | None) -> np.ndarray:
+        """:attr:`vector_array`, or the named vector ``name``'s array (as it: more rows of room than written)."""
+        return self._vectors if name is None else self._named[name]
 
     def metadata_of(self, row: int) -> Metadata:
         return self._metadata[row]
@@ -244,6 +280,8 @@ class Memtable:
             expires_at=self._expires,
             graph=self.graph,
             sparse=self.sparse.view(n) if self.sparse.names else None,
+            named=dict(self._named) if self._named else None,
+            named_graph=dict(self.named_graph) if self.named_graph else None,
             all_alive=len(self._index) == n,
         )
 

@@ -44,6 +44,11 @@ request's ``ef``; the cost is a little recall on the rows inserted while catchin
 64 over 200k rows: GloVe-50 0.9954 -> 0.9936, the clustered rows 0.9998 -> 0.9994;
 bench/memtable_catch_up.py).
 
+A memtable with named dense vectors (schema v4) gets, at the same moment, one graph per name as well
+(``Memtable.named_graph``: that name's dimension and metric, the same parameters), grown by the same
+thread, the graph furthest behind first; a search ``using=`` a name walks that name's graph
+(named_search.py) exactly as above.
+
 A flush seals the memtable (sealed.py): the sealed one keeps its graph, searched as above until
 the new segment replaces it, and is then dropped with it (the segment builds its own index;
 segment rows are renumbered in id order, so the graph cannot be handed over as it is). The
@@ -219,10 +224,11 @@ class MemtableIndexer:
     """One collection's background thread that grows its memtable's graph (see the module docstring).
 
     ``current`` returns, under the collection lock, the memtable to index now, or None to stop;
-    ``lock`` is the collection lock; ``make`` builds an empty graph for it."""
+    ``lock`` is the collection lock; ``make(name)`` builds an empty graph for it, of its default vector
+    (None) or of a named vector."""
 
     def __init__(self, name: str, lock: threading.RLock, current: Callable[[], Memtable | None],
-                 threshold: int, make: Callable[[], MemtableGraph]) -> None:
+                 threshold: int, make: Callable[[str | None], MemtableGraph]) -> None:
         self.name = name
         self.threshold = threshold
         self._lock = lock
@@ -238,7 +244,8 @@ class MemtableIndexer:
             return
         if mt.rows <= self.threshold and mt.graph is None:
             return
-        if mt.graph is not None and mt.graph.indexed >= mt.rows:
+        if mt.graph is not None and mt.graph.indexed >= mt.rows and all(
+                g.indexed >= mt.rows for g in mt.named_graph.values()):
             return
         self._thread = threading.Thread(target=self._run, name=f"memtable-index-{self.name}", daemon=True)
         self._thread.start()
@@ -265,16 +272,21 @@ class MemtableIndexer:
 
     def _next(self, chunk: int) -> tuple[MemtableGraph, np.ndarray, int, np.ndarray] | None:
         """(Under the collection lock.) The graph, the rows to add next, the memtable rows the graph lacks and
-        the memtable's array of vectors (the rows' source), or None: done (thread ends)."""
+        the memtable's array of vectors (the rows' source), or None: done (thread ends). A memtable with
+        named vectors has a graph per name too (``Memtable.named_graph``): the one furthest behind goes next."""
         with self._lock:
             mt = None if self._stopping else self._current()
             if mt is not None:
                 if mt.graph is None and mt.rows > self.threshold:
-                    mt.graph = self._make()
-                graph = mt.graph
-                if graph is not None and graph.indexed < mt.rows:
-                    start = graph.indexed
-                    return graph, mt.vectors_of(start, min(mt.rows, start + chunk)), mt.rows - start, mt.vector_array
+                    mt.graph = self._make(None)
+                    for vec_name in mt.named_names:
+                        mt.named_graph[vec_name] = self._make(vec_name)
+                graphs: list[tuple[str | None, MemtableGraph | None]] = [(None, mt.graph), *mt.named_graph.items()]
+                behind = [(g.indexed, which, g) for which, g in graphs if g is not None and g.indexed < mt.rows]
+                if behind:
+                    start, which, graph = min(behind, key=lambda b: b[0])
+                    return (graph, mt.vectors_of(start, min(mt.rows, start + chunk), which), mt.rows - start,
+                            mt.array_of(which))
             self._thread = None
             return None
 

@@ -68,7 +68,8 @@ class MergedRows:
         return int(self.source_segment.shape[0])
 
     def stream(self) -> RowStream:
-        return RowStream(self.rows, self.plan.inputs[0].dim, self.has_expiry, self._chunks())
+        named = {name: int(m.shape[1]) for name, m in self.plan.inputs[0].named.items()}  # the same in every input
+        return RowStream(self.rows, self.plan.inputs[0].dim, self.has_expiry, self._chunks(), named)
 
     def _chunks(self) -> Iterator[SegmentData]:
         inputs = self.plan.inputs
@@ -83,6 +84,7 @@ class MergedRows:
             timestamps = np.empty(n, dtype=np.int64)
             expires = np.full(n, NO_EXPIRY, dtype=np.int64) if expiring else None
             sparse_parts = []
+            named = {name: np.empty((n, m.shape[1]), dtype=np.float32) for name, m in inputs[0].named.items()}
             for i in np.unique(seg_of).tolist():
                 seg = inputs[i]
                 at = np.flatnonzero(seg_of == i)
@@ -93,10 +95,12 @@ class MergedRows:
                     expires[at] = seg.expires_at[rows]
                 if seg.sparse:
                     sparse_parts.append((at, seg.sparse_columns(rows)))
+                for name, column in named.items():  # a row's named vectors go wherever its vector goes
+                    column[at] = seg.named[name][rows]
             pairs = list(zip(seg_of.tolist(), row_of.tolist(), strict=True))
             ids = [inputs[s].ids[r] for s, r in pairs]
             metadata = _merged_metadata(inputs, seg_of, row_of)
-            yield SegmentData(ids, vectors, metadata, timestamps, expires, scatter(sparse_parts, n))
+            yield SegmentData(ids, vectors, metadata, timestamps, expires, scatter(sparse_parts, n), named or None)
             if self.progress is not None:
                 self.progress(total_in * b // self.rows, total_in)
 

@@ -49,6 +49,9 @@ class InsertOp:
     # Schema v3: per declared name, a CSR column over the batch's rows (sparse_column.py); None when no
     # record of the batch has a sparse vector.
     sparse_vectors: dict[str, SparseColumn] | None = None
+    # Schema v4: per declared name, a C-contiguous float32 (n, dim) column over the batch's rows
+    # (named_columns.py); None when the collection declares no named vectors.
+    named_vectors: dict[str, np.ndarray] | None = None
     scanned: tuple[Any, ...] | None = None
 
     op_code = OP_INSERT

@@ -43,6 +43,8 @@ from proximadb.filters import compile_filter
 from proximadb.fusion import fuse
 from proximadb.index import distance
 from proximadb.index.quantization import check_oversampling
+from proximadb.storage import named_search
+from proximadb.storage.collection_state import KernelMetric
 from proximadb.storage.text_search import TextSearchPath
 from proximadb.storage.validation import check_k, check_search_knob, query_matrix
 
@@ -107,12 +109,13 @@ def check_recommend(positive: object, negative: object, strategy: object, k: obj
 
 
 def example_vectors(examples: Sequence[Any], what: str, get_many: Callable[..., list[dict[str, Any]]],
-                    collection: str, vector: Callable[[Any], Any] = lambda e: e) -> list[Any]:
+                    collection: str, vector: Callable[[Any], Any] = lambda e: e, using: str | None = None) -> list[Any]:
     """The examples with each id replaced by its record's vector (looked up with ``get_many``: a collection's
-    or a cluster's) and each vector by ``vector(it)`` (a check), in order: the first unknown id is a
-    VectorNotFoundError naming it, unless a bad vector comes before it."""
+    or a cluster's; ``using``: its named vector of that name) and each vector by ``vector(it)`` (a check), in
+    order: the first unknown id is a VectorNotFoundError naming it, unless a bad vector comes before it."""
     ids = [e for e in examples if isinstance(e, str)]
-    found = {r["id"]: r["vector"] for r in get_many(ids, include_vectors=True)} if ids else {}
+    records = get_many(ids, include_vectors=True) if ids else []
+    found = {r["id"]: r["vector"] if using is None else r["named_vectors"][using] for r in records}
     out = []
     for e in examples:
         if isinstance(e, str) and e not in found:
@@ -165,13 +168,14 @@ class HybridQuery:
                       filter: dict[str, Any] | str | None = None, fusion: str = "rrf",
                       weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: Any = None,
                       ef: int | None = None, include_metadata: bool = True, analyzer: Any = None,
-                      score_threshold: float | None = None) -> list[dict[str, Any]]:
+                      score_threshold: float | None = None, using: str | None = None) -> list[dict[str, Any]]:
         """Up to three searches fused by ``fusion`` ("rrf", "dbsf", "relative_score"; proximadb/fusion.py): a
         vector search (``vector``), a BM25 search (``text``) and a sparse search (``sparse``: ``{"name",
         "indices", "values"}``), those given (at least one), each for its top ``depth`` (an integer for each
         part, or ``{"vector"|"text"|"sparse": n}``; default max(k, 100)), all with the same filter.
         ``weights``: one per part given, in the order [vector, text, sparse]. ``score_threshold``: only fused
-        scores >= it (fused scores are never negative, nor may it be)."""
+        scores >= it (fused scores are never negative, nor may it be). ``using``: the vector part searches that
+        named vector (passed on only when given: a search without the keyword keeps working)."""
         max_k = self.options.limits.max_k
         check_k(k, max_k)
         threshold = check_score_threshold(score_threshold, distance_metric=True)
@@ -185,8 +189,9 @@ class HybridQuery:
         depths = part_depths(depth, present, k, max_k)
         ranked = []
         if vector is not None:
+            named = {} if using is None else {"using": using}
             ranked.append(self.search(vector, depths["vector"], filter=filter, ef=ef,
-                                      include_metadata=include_metadata))
+                                      include_metadata=include_metadata, **named))
         if text is not None:
             ranked.append(self.search_text(text, depths["text"], filter=filter, include_metadata=include_metadata,
                                            analyzer=analyzer))
@@ -220,8 +225,11 @@ class QueryShapesPath(TextSearchPath, HybridQuery):
 
     get_many: Callable[..., list[dict[str, Any]]]  # the facade's (collection_reads.py's lookups)
 
-    def _check_search_extras(self, score_threshold: object, oversampling: object) -> tuple[float | None, float | None]:
-        return (check_score_threshold(score_threshold, distance_metric=self._metric == "l2"),
+    def _check_search_extras(self, score_threshold: object, oversampling: object,
+                             using: str | None = None) -> tuple[float | None, float | None]:
+        """``using``: a named vector whose metric the threshold is read by (None: the default vector's)."""
+        metric = self._metric if using is None else named_search.resolve(self.config, using)[2]
+        return (check_score_threshold(score_threshold, distance_metric=metric == "l2"),
                 check_request_oversampling(oversampling))
 
     def _row_cap(self) -> int:
@@ -235,12 +243,14 @@ class QueryShapesPath(TextSearchPath, HybridQuery):
         filter: dict[str, Any] | str | None = None, score_threshold: float | None = None,
         include_vectors: bool = False, include_metadata: bool = True, exact: bool | None = None,
         ef: int | None = None, nprobe: int | None = None, oversampling: float | None = None,
+        using: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Hits grouped by ``group_by``'s value: ``[{"value", "hits": [...]}]``, groups by best hit (module doc)."""
+        """Hits grouped by ``group_by``'s value: ``[{"value", "hits": [...]}]``, groups by best hit (module doc).
+        ``using``: search a named vector (as Collection.search)."""
         check_groups(group_by, limit, group_size, self.options.limits.max_k)
-        threshold, over = self._check_search_extras(score_threshold, oversampling)
+        threshold, over = self._check_search_extras(score_threshold, oversampling, using)
         ef, nprobe = check_search_knob("ef", ef), check_search_knob("nprobe", nprobe)
-        queries = self._queries(vector, one=True)
+        queries = self._queries(vector, one=True, using=using)
         user = compile_filter(filter)  # checked on its own: its errors name the request's filter
         has_field: dict[str, Any] = {group_by: {"$exists": True}}
         flt = compile_filter(has_field if user is None else {"$and": [user.spec, has_field]})
@@ -249,7 +259,7 @@ class QueryShapesPath(TextSearchPath, HybridQuery):
         while True:
             hits = self._search(queries, k, flt, include_vectors=include_vectors, include_metadata=True,
                                 exact=exact, ef=ef, nprobe=nprobe, score_threshold=threshold,
-                                oversampling=over)[0]
+                                oversampling=over, using=using)[0]
             groups = _grouped(hits, group_by, limit, group_size)
             full = len(groups) == limit and all(len(g["hits"]) == group_size for g in groups)
             if full or len(hits) < k or k >= cap:
@@ -265,69 +275,93 @@ class QueryShapesPath(TextSearchPath, HybridQuery):
         self, positive: Sequence[Any], negative: Sequence[Any] = (), *, k: int = 10,
         strategy: str = "average_vector", filter: dict[str, Any] | str | None = None,
         score_threshold: float | None = None, include_vectors: bool = False, include_metadata: bool = True,
-        exact: bool | None = None, ef: int | None = None, nprobe: int | None = None,
+        exact: bool | None = None, ef: int | None = None, nprobe: int | None = None, using: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Hits like the positive examples and unlike the negative ones, best first (module doc)."""
+        """Hits like the positive examples and unlike the negative ones, best first (module doc). ``using``: a
+        named vector: the examples' vectors of that name (an id: its record's), searched and scored by it."""
         check_recommend(positive, negative, strategy, k, self.options.limits.max_k)
         ef, nprobe = check_search_knob("ef", ef), check_search_knob("nprobe", nprobe)
+        metric = self._space(using)[1]
         flt = compile_filter(filter)
-        pos, pos_ids = self._examples(positive, "positive")
-        neg, neg_ids = self._examples(negative, "negative")
+        pos, pos_ids = self._examples(positive, "positive", using)
+        neg, neg_ids = self._examples(negative, "negative", using)
         excluded = set(pos_ids) | set(neg_ids)
         if strategy == "average_vector":
-            threshold = check_score_threshold(score_threshold, distance_metric=self._metric == "l2")
+            threshold = check_score_threshold(score_threshold, distance_metric=metric == "l2")
             avg = pos.mean(axis=0, dtype=np.float64)
             query = avg if len(neg) == 0 else 2 * avg - neg.mean(axis=0, dtype=np.float64)
-            queries = self._queries(query.astype(np.float32), one=True)
+            queries = self._queries(query.astype(np.float32), one=True, using=using)
             hits = self._search(queries, k + len(excluded), flt, include_vectors=include_vectors,
                                 include_metadata=include_metadata, exact=exact, ef=ef, nprobe=nprobe,
-                                score_threshold=threshold)[0]
+                                score_threshold=threshold, using=using)[0]
             return [h for h in hits if h["id"] not in excluded][:k]
         threshold = check_score_threshold(score_threshold, distance_metric=False)
         return self._best_score(pos, neg, excluded, k, flt, threshold, include_vectors, include_metadata,
-                                exact, ef, nprobe)
+                                exact, ef, nprobe, using)
 
     # ------------------------------------------------------------------ helpers
-    def _queries(self, vector: Any, *, one: bool) -> np.ndarray:
-        queries = query_matrix(vector, self.dim, cosine=self._metric == "cosine")
+    def _space(self, using: str | None) -> tuple[int, KernelMetric]:
+        """(dimension, kernel metric) of the vector searched: the default one, or the named vector ``using``
+        (ValidationError when the collection declares no such name)."""
+        if using is None:
+            return self.dim, self._metric
+        _, dim, metric = named_search.resolve(self.config, using)
+        return dim, metric
+
+    def _queries(self, vector: Any, *, one: bool, using: str | None = None) -> np.ndarray:
+        dim, metric = self._space(using)
+        if using is not None:
+            named_search.check_query_dim(vector, using, dim)
+        queries = query_matrix(vector, dim, cosine=metric == "cosine")
         if one and queries.shape[0] != 1:
             raise ValidationError(f"this search takes one query vector, got {queries.shape[0]}")
-        return distance.normalize_rows(queries) if self._metric == "cosine" else queries
+        return distance.normalize_rows(queries) if metric == "cosine" else queries
 
-    def _examples(self, examples: Sequence[Any], what: str) -> tuple[np.ndarray, list[str]]:
+    def _examples(self, examples: Sequence[Any], what: str,
+                  using: str | None = None) -> tuple[np.ndarray, list[str]]:
         """The examples as a (n, dim) float32 matrix (cosine: normalised) and the ids among them."""
+        dim, metric = self._space(using)
         ids = [e for e in examples if isinstance(e, str)]
         rows = [np.asarray(e, dtype=np.float32) for e in example_vectors(
-            examples, what, self.get_many, self.config.name, lambda e: self._queries(e, one=True)[0])]
+            examples, what, self.get_many, self.config.name, lambda e: self._queries(e, one=True, using=using)[0],
+            using)]
         if not rows:
-            return np.zeros((0, self.dim), dtype=np.float32), ids
+            return np.zeros((0, dim), dtype=np.float32), ids
         matrix = np.stack(rows).astype(np.float32)
-        return (distance.normalize_rows(matrix) if self._metric == "cosine" else matrix), ids
+        return (distance.normalize_rows(matrix) if metric == "cosine" else matrix), ids
 
-    def _similarity(self, vectors: np.ndarray, examples: np.ndarray) -> np.ndarray:
+    def _similarity(self, vectors: np.ndarray, examples: np.ndarray,
+                    metric: KernelMetric | None = None) -> np.ndarray:
         """(candidates, examples) similarities as the hits' score: cosine, inner product, 1/(1+l2)."""
         a, b = vectors.astype(np.float64), examples.astype(np.float64)
-        if self._metric == "l2":
+        metric = metric or self._metric
+        if metric == "l2":
             sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
             return 1.0 / (1.0 + np.sqrt(np.maximum(sq, 0.0)))
-        if self._metric == "cosine":
+        if metric == "cosine":
             a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-30)
         return a @ b.T
 
     def _best_score(self, pos: np.ndarray, neg: np.ndarray, excluded: set[str], k: int, flt: Any,
                     threshold: float | None, include_vectors: bool, include_metadata: bool,
-                    exact: bool | None, ef: int | None, nprobe: int | None) -> list[dict[str, Any]]:
+                    exact: bool | None, ef: int | None, nprobe: int | None,
+                    using: str | None = None) -> list[dict[str, Any]]:
         cap = max(self._row_cap(), 1)
         n = min(k + len(excluded), cap)
+        metric = self._space(using)[1]
+
+        def similarity(vectors: np.ndarray, examples: np.ndarray) -> np.ndarray:
+            return self._similarity(vectors, examples, metric)
+
         while True:
             per_positive = self._search(pos, n, flt, include_vectors=True, include_metadata=include_metadata,
-                                        exact=exact, ef=ef, nprobe=nprobe)
+                                        exact=exact, ef=ef, nprobe=nprobe, using=using)
             candidates: dict[str, dict[str, Any]] = {}
             for hits in per_positive:
                 for hit in hits:
                     if hit["id"] not in excluded:
                         candidates.setdefault(hit["id"], hit)
-            scored = _scored(list(candidates.values()), self._similarity, pos, neg)
+            scored = _scored(list(candidates.values()), similarity, pos, neg, using)
             exhausted = any(len(hits) < n for hits in per_positive) or n >= cap
             bound = max([0.0] + [float(hits[-1]["score"]) for hits in per_positive if hits])
             if exhausted or (len(scored) >= k and scored[k - 1][0] >= bound):
@@ -337,20 +371,23 @@ class QueryShapesPath(TextSearchPath, HybridQuery):
         for score, hit in scored[:k]:
             if threshold is not None and score < threshold:
                 break
-            kept = {key: v for key, v in hit.items() if key not in ("distance", "vector")}
+            kept = {key: v for key, v in hit.items() if key not in ("distance", "vector", "named_vectors")}
             kept["score"] = score
             if include_vectors:
                 kept["vector"] = hit["vector"]
+                if "named_vectors" in hit:
+                    kept["named_vectors"] = hit["named_vectors"]
             out.append(kept)
         return out
 
 
 def _scored(hits: list[dict[str, Any]], similarity: Any, pos: np.ndarray,
-            neg: np.ndarray) -> list[tuple[float, dict[str, Any]]]:
-    """Qdrant's best score of each candidate, best first (ties by id)."""
+            neg: np.ndarray, using: str | None = None) -> list[tuple[float, dict[str, Any]]]:
+    """Qdrant's best score of each candidate (by its vector, or its named vector ``using``), best first (ties
+    by id)."""
     if not hits:
         return []
-    vectors = np.stack([h["vector"] for h in hits])
+    vectors = np.stack([h["vector"] if using is None else h["named_vectors"][using] for h in hits])
     best_pos = similarity(vectors, pos).max(axis=1)
     if len(neg):
         best_neg = similarity(vectors, neg).max(axis=1)

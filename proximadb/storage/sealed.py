@@ -92,13 +92,14 @@ def gather(job: FlushJob, dim: int) -> Gathered:
     if len(job.sealed) == 1:  # the usual case: one memtable, no scatter
         mt = job.sealed[0]
         _, vecs, metas, stamps = mt.columns(row)
-        return Gathered(SegmentData(ids, vecs, metas, stamps, mt.expires_columns(row), mt.sparse_columns(row)),
-                        part, row)
+        return Gathered(SegmentData(ids, vecs, metas, stamps, mt.expires_columns(row), mt.sparse_columns(row),
+                                    mt.named_columns(row)), part, row)
     vectors = np.empty((n, dim), dtype=np.float32)
     timestamps = np.empty(n, dtype=np.int64)
     metadata: list[Metadata] = [{}] * n
     expires: np.ndarray | None = None
     sparse_parts = []
+    named: dict[str, np.ndarray] | None = None  # every memtable holds the collection's named vectors
     for i, mt in enumerate(job.sealed):
         pos = np.flatnonzero(part == i)
         if not len(pos):
@@ -109,12 +110,19 @@ def gather(job: FlushJob, dim: int) -> Gathered:
         for p, m in zip(pos.tolist(), meta_i, strict=True):  # MetadataRows: decoded in runs
             metadata[p] = m
         sparse_parts.append((pos, mt.sparse_columns(row[pos])))
+        for name, col in (mt.named_columns(row[pos]) or {}).items():
+            if named is None:
+                named = {}
+            if name not in named:
+                named[name] = np.empty((n, col.shape[1]), dtype=np.float32)
+            named[name][pos] = col
         x = mt.expires_columns(row[pos])
         if x is not None:
             if expires is None:
                 expires = np.full(n, NO_EXPIRY, dtype=np.int64)
             expires[pos] = x
-    return Gathered(SegmentData(ids, vectors, metadata, timestamps, expires, scatter(sparse_parts, n)), part, row)
+    return Gathered(SegmentData(ids, vectors, metadata, timestamps, expires, scatter(sparse_parts, n), named),
+                    part, row)
 
 
 def carry_deletions(job: FlushJob, gathered: Gathered, new: Segment) -> int:

@@ -32,7 +32,7 @@ import numpy as np
 from proximadb import deadline
 from proximadb.filters import Filter
 from proximadb.index import distance
-from proximadb.storage import expiry, filter_plan, memtable_index, segment_index
+from proximadb.storage import expiry, filter_plan, memtable_index, named_search, segment_index
 from proximadb.storage.collection_state import CollectionState, KernelMetric
 from proximadb.storage.filter_cache import PlanCache
 from proximadb.storage.operations import NO_EXPIRY
@@ -84,45 +84,55 @@ class SearchPath(CollectionState):
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
                 include_metadata: bool, exact: bool | None, ef: int | None,
                 nprobe: int | None, score_threshold: float | None = None,
-                oversampling: float | None = None) -> list[list[dict[str, Any]]]:
+                oversampling: float | None = None, using: str | None = None) -> list[list[dict[str, Any]]]:
         """Top-k per query; ``score_threshold`` (checked by the caller) keeps the hits at least that good
-        (:meth:`_good_enough`); ``oversampling`` widens a quantized index's rescoring (:meth:`_index_topk`)."""
+        (:meth:`_good_enough`); ``oversampling`` widens a quantized index's rescoring (:meth:`_index_topk`).
+        ``using``: a named vector (checked by the caller, queries of its dimension, normalised under its
+        metric) whose rows are searched instead of the default vector's (named_search.py)."""
         hits = self._search_raw(queries, k, flt, include_vectors=include_vectors, include_metadata=include_metadata,
-                                exact=exact, ef=ef, nprobe=nprobe, oversampling=oversampling)
+                                exact=exact, ef=ef, nprobe=nprobe, oversampling=oversampling, using=using)
         if score_threshold is None:
             return hits
-        return [[h for h in per_query if self._good_enough(h, score_threshold)] for per_query in hits]
+        metric = self._metric if using is None else named_search.resolve(self.config, using)[2]
+        return [[h for h in per_query if self._good_enough(h, score_threshold, metric)] for per_query in hits]
 
-    def _good_enough(self, hit: dict[str, Any], threshold: float) -> bool:
+    def _good_enough(self, hit: dict[str, Any], threshold: float, metric: KernelMetric | None = None) -> bool:
         """``score_threshold`` per metric, as Qdrant's: euclidean compares the distance (``distance <=
         threshold``), cosine and dot_product the score (``score >= threshold``: the cosine similarity,
         the inner product)."""
-        if self._metric == "l2":
+        if (metric or self._metric) == "l2":
             return bool(hit["distance"] <= threshold)
         return bool(hit["score"] >= threshold)
 
     def _search_raw(self, queries: np.ndarray, k: int, flt: Filter | None, *, include_vectors: bool,
                     include_metadata: bool, exact: bool | None, ef: int | None,
-                    nprobe: int | None, oversampling: float | None) -> list[list[dict[str, Any]]]:
+                    nprobe: int | None, oversampling: float | None,
+                    using: str | None = None) -> list[list[dict[str, Any]]]:
         now, segments, fresh = self._snapshot(flt)
+        metric = self._metric if using is None else named_search.resolve(self.config, using)[2]
         # Each part: (vectors, owner, rows to scan exactly or None, mask of candidates or None = every row,
         # the rows that mask allows when the planner counted them or None).
         parts: list[tuple[np.ndarray, Any, np.ndarray | None, np.ndarray | None, int | None]] = []
         for seg in segments:  # a segment's payload index is immutable: planned without the lock
             whole = seg.expires_at is None and seg.all_alive()  # no row deleted or expiring: nothing to drop
+            part: Any = seg
+            if using is not None:  # the named vector's rows and index of the segment (named_search.py)
+                part = named_search.segment_part(seg, using, metric, exact)
+            vecs = seg.vectors if using is None else part.base
             if flt is None:
-                parts.append((seg.vectors, seg, None, None if whole else self._alive(seg.alive(), seg, now), None))
+                parts.append((vecs, part, None, None if whole else self._alive(seg.alive(), seg, now), None))
             else:
-                indexed = seg.index is not None and not exact
+                indexed = part.index is not None and not exact
                 planned = self._plan(flt, seg.payload, seg.rows, indexed, seg.plan_cache)
-                parts.append(self._planned(seg.vectors, seg, planned, None if whole else seg.alive(), now))
+                parts.append(self._planned(vecs, part, planned, None if whole else seg.alive(), now))
         for snap, plan in fresh:
-            base = snap.vectors[: snap.rows]
+            fresh_part: Any = snap if using is None else named_search.memtable_part(snap, using, metric)
+            base = snap.vectors[: snap.rows] if using is None else fresh_part.base
             if plan is None:  # no mask at all when every row is live and none expires (as a whole segment)
                 whole = snap.all_alive and snap.expires_at is None
-                parts.append((base, snap, None, None if whole else self._alive(snap.alive, snap, now), None))
+                parts.append((base, fresh_part, None, None if whole else self._alive(snap.alive, snap, now), None))
             else:
-                parts.append(self._planned(base, snap, plan, snap.alive, now))
+                parts.append(self._planned(base, fresh_part, plan, snap.alive, now))
         m = len(queries)
         # per part: (m, width) rows and distances, the owner, and for a memtable's exact scan its pass over
         # every candidate up to a distance (ties at the cut: :func:`_cut_by_id`)
@@ -135,30 +145,33 @@ class SearchPath(CollectionState):
             index = getattr(owner, "index", None)
             graph = getattr(owner, "graph", None)  # a memtable snapshot's graph (memtable_index.py)
             # an exact scan of a memtable (rows in insertion order) gives one more, to show a tie at its cut
-            in_id_order = isinstance(owner, Segment)
+            in_id_order = _in_id_order(owner)
             width = k if in_id_order else k + 1
             if rows is not None:  # the planner's exact path: only the matching rows, gathered
-                idx, dist = distance.topk_rows_batch(queries, base, rows, width, self._metric,
+                idx, dist = distance.topk_rows_batch(queries, base, rows, width, metric,
                                                      threads=None if m >= 4 else 1)
-                again: Again | None = None if in_id_order else Again(self._metric, queries, base, rows, None)
+                again: Again | None = None if in_id_order else Again(metric, queries, base, rows, None)
             elif graph is not None and not exact:  # the graph's rows walked, the rows it lacks scanned
-                for i, d, tail in memtable_index.search(graph, base, queries, k, mask, ef, self._topk):
+                def topk(q: np.ndarray, b: np.ndarray, w: int, msk: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                    return self._topk(q, b, w, msk, metric)
+
+                for i, d, tail in memtable_index.search(graph, base, queries, k, mask, ef, topk):
                     # tail: the first of the rows the graph lacks, scanned exactly (None: the graph's walk)
                     cand.append((i, d, owner, None if tail is None else Again(
-                        self._metric, queries, base[tail:], None, None if mask is None else mask[tail:], first=tail)))
+                        metric, queries, base[tail:], None, None if mask is None else mask[tail:], first=tail)))
                 continue
             elif index is not None and not exact:
                 idx, dist = self._index_topk(index, queries, k, mask, ef, nprobe, oversampling, count)
                 again = None
             else:
-                idx, dist = self._topk(queries, base, width, mask)
-                again = None if in_id_order else Again(self._metric, queries, base, None, mask)
+                idx, dist = self._topk(queries, base, width, mask, metric)
+                again = None if in_id_order else Again(metric, queries, base, None, mask)
             cand.append((idx, dist, owner, again))
         if not cand:
             return [[] for _ in range(m)]
         if len(cand) == 1:  # one part's lists are best first
             all_row, all_d, owner, _ = cand[0]
-            tied = _tied(all_d) if not isinstance(owner, Segment) else np.zeros(m, bool)  # a segment: by id
+            tied = _tied(all_d) if not _in_id_order(owner) else np.zeros(m, bool)  # a segment: by id
             return [self._tie_cut(cand, qi, k, all_d[qi], include_vectors, include_metadata) if tied[qi] else
                     [self._hit(owner, r, d, include_vectors, include_metadata)
                      for r, d in zip(all_row[qi, :k].tolist(), all_d[qi, :k].tolist(), strict=True) if r >= 0]
@@ -222,18 +235,20 @@ class SearchPath(CollectionState):
         return base, owner, None, self._alive(alive, owner, now) & plan.mask, None
 
     def _topk(self, queries: np.ndarray, base: np.ndarray, k: int,
-              mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(m, k) rows and distances, padded with -1 / inf. A thread team costs more than one query."""
+              mask: np.ndarray | None, metric: KernelMetric | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(m, k) rows and distances, padded with -1 / inf. A thread team costs more than one query.
+        ``metric``: the kernel's (None: the collection's default vector's)."""
+        metric = metric or self._metric
         if len(queries) >= 4:
-            return distance.topk_batch(queries, base, k, self._metric, mask=mask)
+            return distance.topk_batch(queries, base, k, metric, mask=mask)
         if len(queries) == 1:  # the common single query: its lists as they come (padded only when short)
-            rows, d = distance.topk(queries[0], base, k, self._metric, mask=mask)
+            rows, d = distance.topk(queries[0], base, k, metric, mask=mask)
             if len(rows) == k:
                 return rows.astype(np.int64, copy=False)[None, :], d[None, :]
         idx = np.full((len(queries), k), -1, dtype=np.int64)
         dist = np.full((len(queries), k), np.inf, dtype=np.float32)
         for qi, q in enumerate(queries):
-            rows, d = distance.topk(q, base, k, self._metric, mask=mask)
+            rows, d = distance.topk(q, base, k, metric, mask=mask)
             idx[qi, : len(rows)] = rows
             dist[qi, : len(rows)] = d
         return idx, dist
@@ -264,10 +279,11 @@ class SearchPath(CollectionState):
         return idx, dist
 
     def _hit(self, owner: Any, row: int, raw: float, with_vector: bool, with_metadata: bool) -> dict[str, Any]:
-        if self._metric == "l2":
+        metric = getattr(owner, "metric", None) or self._metric  # a NamedPart: its named vector's metric
+        if metric == "l2":
             dist = math.sqrt(raw) if raw > 0.0 else 0.0
             score = 1.0 / (1.0 + dist)
-        elif self._metric == "cosine":
+        elif metric == "cosine":
             dist = raw
             score = 1.0 - raw
         else:  # dot: the kernel returns the negated inner product
@@ -278,10 +294,18 @@ class SearchPath(CollectionState):
             hit["metadata"] = owner.metadata[row]
         if with_vector:
             hit["vector"] = np.array(owner.vectors[row], dtype=np.float32)
+            named = getattr(owner, "named", None)  # a segment's, a memtable snapshot's, a NamedPart's source's
+            if named:  # as get/scroll: every named vector of the record
+                hit["named_vectors"] = {name: np.array(m[row], dtype=np.float32) for name, m in named.items()}
         expires = owner.expires_at
         if expires is not None and expires[row] != NO_EXPIRY:
             hit["expires_at"] = int(expires[row])
         return hit
+
+
+def _in_id_order(owner: Any) -> bool:
+    """A part whose rows are in id order (a segment's, also searched through a named vector)."""
+    return isinstance(owner, Segment) or (isinstance(owner, named_search.NamedPart) and owner.in_id_order)
 
 
 def _rescored_k(index: Any, k: int, oversampling: float | None) -> int:

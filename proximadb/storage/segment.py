@@ -15,6 +15,10 @@ A segment is a directory ``segments/seg-<id:08d>/`` holding::
     payload.idx   derived: the payload index of the rows (payload_index_file.py)
     sparse.idx    derived, v3 segments: the rows' sparse vectors and their postings, memory-mapped
                   (sparse_index_file.py)
+    named/<name>.f32   v4 segments of a collection that declares named dense vectors: per name its rows,
+                  the layout of ``vectors.f32`` (its own dim), the row order of ``ids.bin``; listed with
+                  size and CRC32C in the descriptor's ``files`` (checked at open like vectors.f32) and
+                  named with its dimension in the descriptor's ``named_vectors`` ({name: dim}); memory-mapped
     deletes-<g>.bitmap   generation g of the deletion bitmap (0 = none yet)
     segment.pxdb  the descriptor: a checksummed JSON document (see docfile.py)
                   with rows, dim and, per data file, its size and CRC32C
@@ -107,6 +111,14 @@ def segment_dir_name(segment_id: int) -> str:
     return f"seg-{segment_id:08d}"
 
 
+NAMED_DIR = "named"
+
+
+def named_file(name: str) -> str:
+    """A named vector's rows file, relative to the segment directory (the name: [A-Za-z0-9_-]{1,64})."""
+    return f"{NAMED_DIR}/{name}.f32"
+
+
 def _write_file(path: Path, parts: list[bytes | memoryview]) -> dict[str, int]:
     """Write parts to a new file, fsync it; return its size and CRC32C."""
     crc = 0
@@ -184,6 +196,7 @@ class SegmentData:
     timestamps: np.ndarray
     expires_at: np.ndarray | None = None  # int64, NO_EXPIRY = never; None: no row expires
     sparse_vectors: dict[str, SparseColumn] | None = None  # per name over these rows; None: no row has any
+    named_vectors: dict[str, np.ndarray] | None = None  # v4: per named vector (rows, dim) float32; None: none
 
 
 def write_bitmap(segment_path: Path, generation: int, deleted: np.ndarray) -> Path:
@@ -234,7 +247,12 @@ class Segment:
                         f"{path / name}: size/checksum {size}/{crc:08x} do not match the segment descriptor "
                         f"({want['bytes']}/{want['crc32c']:08x})"
                     )
-        self.vectors = self._map_vectors(path / "vectors.f32")
+        self.vectors = self._map_vectors(path / "vectors.f32", self.dim)
+        # v4: the named dense vectors, name -> (rows, dim) mapped from named/<name>.f32
+        self.named: dict[str, np.ndarray] = {
+            name: self._map_vectors(path / named_file(name), int(dim))
+            for name, dim in desc.get("named_vectors", {}).items()}
+        self.named_index: dict[str, Any] = {}  # per named vector its index over the rows, once built or loaded
         self.ids = _map_ids(path / "ids.bin")
         if len(self.ids) != self.rows:
             raise CorruptionError(f"{path}: {len(self.ids)} ids for {self.rows} rows")
@@ -302,6 +320,10 @@ class Segment:
         save_derived(path, lambda: sparse_index_file.write_index(target, source_crc, built))
         return built
 
+    def named_columns(self, rows: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The named vectors of the given rows (a compaction's chunk, a row moved to the memtable), or None."""
+        return {name: np.array(m[rows], dtype=np.float32) for name, m in self.named.items()} if self.named else None
+
     def sparse_columns(self, rows: np.ndarray) -> dict[str, SparseColumn] | None:
         """The sparse vectors of the given rows (a compaction's chunk, a row moved to the memtable), or None."""
         out = {name: sp.column.take(rows) for name, sp in self.sparse.items()}
@@ -340,12 +362,14 @@ class Segment:
         self.payload = PayloadIndex()
         self.plan_cache.clear()
         self.sparse = {}
+        self.named = {name: np.zeros((0, m.shape[1]), dtype=np.float32) for name, m in self.named.items()}
+        self.named_index = {}
 
     def attach_index(self, index: Any, algorithm: str) -> None:
         """Swap in a ready index (one attribute store: searches see the old or the new one)."""
         self.index, self.index_algorithm = index, algorithm
 
-    def _map_vectors(self, path: Path) -> np.ndarray:
+    def _map_vectors(self, path: Path, want_dim: int) -> np.ndarray:
         with open(path, "rb") as f:
             header = f.read(VEC_HEADER.size)
         if len(header) < VEC_HEADER.size:
@@ -353,8 +377,8 @@ class Segment:
         magic, version, _, dim, rows = VEC_HEADER.unpack(header)
         if magic != VEC_MAGIC or version != FORMAT_VERSION:
             raise CorruptionError(f"{path}: not a vector block of format {FORMAT_VERSION} (magic {magic!r})")
-        if dim != self.dim or rows != self.rows:
-            raise CorruptionError(f"{path}: header says {rows}x{dim}, descriptor {self.rows}x{self.dim}")
+        if dim != want_dim or rows != self.rows:
+            raise CorruptionError(f"{path}: header says {rows}x{dim}, descriptor {self.rows}x{want_dim}")
         if rows == 0:
             return np.zeros((0, dim), dtype=np.float32)
         return np.memmap(path, dtype="<f4", mode="r", offset=VEC_HEADER.size, shape=(rows, dim))
@@ -415,6 +439,8 @@ class Segment:
             sparse = row_dict({name: sp.column for name, sp in self.sparse.items()}, row)
             if sparse:
                 rec["sparse_vectors"] = sparse
+        if self.named:
+            rec["named_vectors"] = {name: np.array(m[row], dtype=np.float32) for name, m in self.named.items()}
         return rec
 
     def write_deletions(self, mask: np.ndarray | None = None) -> tuple[int, np.ndarray] | None:

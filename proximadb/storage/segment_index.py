@@ -25,6 +25,12 @@ base's rows keep their links and only the other inputs' rows are inserted, so a 
 it adds, not all of them, and the merged segment is never searched exactly. Otherwise it is built
 like a flush's, in the background.
 
+A collection's named dense vectors (schema v4) get the same kind of index per segment, each over that
+name's rows with that name's metric and the collection's algorithm and parameters, stored as
+``named/<name>.<ext>`` (the extension of the kind's file name: ``named/title.hnsw``, ``named/title.ivf``;
+:func:`index_path`) and attached as ``Segment.named_index[name]``; every function here takes the name
+(None: the default vector). A merged segment's named indexes are built in the background (no growth).
+
 A build that fails leaves the segment searched exactly (``last_error`` says
 why) until the next open rebuilds it. An index that was built but cannot be
 saved (ENOSPC above all) leaves no partial file behind; it is attached from
@@ -55,7 +61,7 @@ from proximadb.index._hnsw_grow import grown
 from proximadb.index.hnsw import HNSWIndex
 from proximadb.storage import expiry
 from proximadb.storage.docfile import fsync_dir
-from proximadb.storage.segment import Segment
+from proximadb.storage.segment import NAMED_DIR, Segment
 
 log = logging.getLogger("proximadb.index")
 
@@ -67,15 +73,48 @@ def effective_params(algorithm: str, params: dict[str, Any], rows: int) -> dict[
     return quantization.kind_for(algorithm, params).params(params, rows)
 
 
-def build(segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> VectorIndex:
-    """A new index of the segment (an int8 one keeps the segment's memory-mapped vectors for rescoring)."""
+def vectors_of(segment: Segment, name: str | None) -> np.ndarray:
+    """The rows an index of ``name`` (None: the default vector) is built over."""
+    return segment.vectors if name is None else segment.named[name]
+
+
+def index_path(segment: Segment, file_name: str, name: str | None) -> Path:
+    """Where the index of ``name`` (None: the default vector) of a kind (its ``file_name``) lives."""
+    if name is None:
+        return segment.path / file_name
+    return segment.path / NAMED_DIR / f"{name}.{file_name.split('.', 1)[1]}"
+
+
+def current(segment: Segment, name: str | None) -> VectorIndex | None:
+    """The index of ``name`` attached to the segment now, or None."""
+    return segment.index if name is None else segment.named_index.get(name)  # type: ignore[no-any-return]
+
+
+def attach(segment: Segment, index: VectorIndex | None, algorithm: str, name: str | None) -> None:
+    if name is None:
+        segment.attach_index(index, algorithm)
+    elif index is None:
+        segment.named_index.pop(name, None)
+    else:
+        segment.named_index[name] = index
+
+
+def _label(segment: Segment, name: str | None) -> str:
+    return segment.path.name if name is None else f"{segment.path.name} (named vector {name!r})"
+
+
+def build(segment: Segment, algorithm: str, metric: str, params: dict[str, Any],
+          name: str | None = None) -> VectorIndex:
+    """A new index of the segment's rows of ``name`` (None: the default vector; an int8 one keeps the
+    segment's memory-mapped vectors for rescoring)."""
     kind = quantization.kind_for(algorithm, params)
-    index = kind.build(segment.dim, metric, params, np.asarray(segment.vectors))
+    vectors = vectors_of(segment, name)
+    index = kind.build(int(vectors.shape[1]), metric, params, np.asarray(vectors))
     if isinstance(index, HnswGraphIndex):
         lost = len(index) - index.reachable_count()  # O(rows * M0): a fraction of the build's cost
         if lost:
             log.warning("segment %s: %d of %d rows are unreachable in the new %s graph; approximate searches "
-                        "miss them", segment.path.name, lost, len(index), algorithm)
+                        "miss them", _label(segment, name), lost, len(index), algorithm)
     return index
 
 
@@ -141,30 +180,35 @@ def search_options(index: VectorIndex, **requested: int | None) -> dict[str, int
     return registry.kind_of(index).search_options(**requested)
 
 
-def load(segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> VectorIndex | None:
-    """The segment's index from disk, or None (logged) when it must be rebuilt."""
+def load(segment: Segment, algorithm: str, metric: str, params: dict[str, Any],
+         name: str | None = None) -> VectorIndex | None:
+    """The segment's index of ``name`` (None: the default vector) from disk, or None (logged) when it must
+    be rebuilt."""
     kind = quantization.kind_for(algorithm, params)
-    path = segment.path / kind.file_name
+    path = index_path(segment, kind.file_name, name)
+    label = _label(segment, name)
     if not path.exists():
-        log.info("segment %s: no %s index file yet; it will be built", segment.path.name, algorithm)
+        log.info("segment %s: no %s index file yet; it will be built", label, algorithm)
         return None
     try:
         index = kind.cls.load(path)
     except (CorruptionError, OSError, ValueError) as exc:
-        log.warning("segment %s: %s index unusable (%s); rebuilding it", segment.path.name, algorithm, exc)
+        log.warning("segment %s: %s index unusable (%s); rebuilding it", label, algorithm, exc)
         return None
-    if (index.dim != segment.dim or index.metric != metric or len(index) != segment.rows
+    vectors = vectors_of(segment, name)
+    if (index.dim != vectors.shape[1] or index.metric != metric or len(index) != segment.rows
             or not kind.built_with(index, params)):
-        log.warning("segment %s: %s index was built for other settings; rebuilding it", segment.path.name, algorithm)
+        log.warning("segment %s: %s index was built for other settings; rebuilding it", label, algorithm)
         return None
-    kind.attach(index, np.asarray(segment.vectors))
+    kind.attach(index, np.asarray(vectors))
     kind.configure(index, params)
     return index
 
 
-def save(index: VectorIndex, segment: Segment, algorithm: str) -> None:
-    """Write the index file durably; on failure (ENOSPC) no partial file is left and the error is raised."""
-    final = segment.path / registry.kind_of(index).file_name
+def save(index: VectorIndex, segment: Segment, algorithm: str, name: str | None = None) -> None:
+    """Write the index file (of ``name``; None: the default vector) durably; on failure (ENOSPC) no partial
+    file is left and the error is raised."""
+    final = index_path(segment, registry.kind_of(index).file_name, name)
     tmp = final.with_name(final.name + ".tmp")
     try:
         index.save(tmp)  # itself writes tmp + ".tmp" and renames it to tmp
@@ -181,10 +225,11 @@ def save(index: VectorIndex, segment: Segment, algorithm: str) -> None:
             except OSError:
                 pass
         raise
-    fsync_dir(segment.path)
+    fsync_dir(final.parent)
     for other in registry.all_kinds():  # an index of another algorithm or quantization is stale now
-        if other.file_name != final.name:
-            (segment.path / other.file_name).unlink(missing_ok=True)
+        stale = index_path(segment, other.file_name, name)
+        if stale != final:
+            stale.unlink(missing_ok=True)
 
 
 class IndexBuilder:
@@ -194,22 +239,25 @@ class IndexBuilder:
         """``on_built``: called on the builder thread after each index is attached."""
         self.name = collection_name
         self.on_built = on_built
-        self._queue: queue.Queue[tuple[Segment, str, str, dict[str, Any]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Segment, str, str, dict[str, Any], str | None] | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         self.builds = 0
         self.last_error: str | None = None
-        # Built and attached, but not saved yet (disk full): (segment, index, algorithm); builder thread only.
-        self._unsaved: list[tuple[Segment, VectorIndex, str]] = []
+        # Built and attached, but not saved yet (disk full): (segment, index, algorithm, named vector or None);
+        # builder thread only.
+        self._unsaved: list[tuple[Segment, VectorIndex, str, str | None]] = []
 
-    def schedule(self, segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> None:
+    def schedule(self, segment: Segment, algorithm: str, metric: str, params: dict[str, Any],
+                 name: str | None = None) -> None:
+        """Build the index of ``name`` (None: the default vector) of the segment, in the background."""
         with self._lock:
             self._pending += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"index-builder-{self.name}", daemon=True)
                 self._thread.start()
-        self._queue.put((segment, algorithm, metric, params))
+        self._queue.put((segment, algorithm, metric, params, name))
 
     @property
     def pending(self) -> int:
@@ -256,10 +304,11 @@ class IndexBuilder:
                 continue
             if job is None:
                 return
-            segment, algorithm, metric, params = job
+            segment, algorithm, metric, params, name = job
             try:
-                if segment.index is None or not matches(segment.index, algorithm, params):
-                    self._build_one(segment, algorithm, metric, params)
+                now = current(segment, name)
+                if now is None or not matches(now, algorithm, params):
+                    self._build_one(segment, algorithm, metric, params, name)
             except Exception as exc:
                 self.last_error = f"segment {segment.path.name}: {exc}"
                 log.exception("collection %s: index build for segment %s failed", self.name, segment.path.name)
@@ -273,48 +322,50 @@ class IndexBuilder:
                     self._lock.notify_all()
 
     def _retry_saves(self) -> None:
-        still: list[tuple[Segment, VectorIndex, str]] = []
-        for segment, index, algorithm in self._unsaved:
-            if segment.index is not index or not Path(segment.path).exists():
+        still: list[tuple[Segment, VectorIndex, str, str | None]] = []
+        for segment, index, algorithm, name in self._unsaved:
+            if current(segment, name) is not index or not Path(segment.path).exists():
                 continue  # replaced by a rebuild, or the segment was dropped meanwhile
             try:
-                save(index, segment, algorithm)
+                save(index, segment, algorithm, name)
             except OSError as exc:
                 log.debug("collection %s: %s index of segment %s still not saved: %s", self.name, algorithm,
                           segment.path.name, exc)
-                still.append((segment, index, algorithm))
+                still.append((segment, index, algorithm, name))
                 continue
             log.info("collection %s: %s index of segment %s saved", self.name, algorithm, segment.path.name)
         self._unsaved = still
         if not still and self.last_error is not None and " index not saved: " in self.last_error:
             self.last_error = None
 
-    def _build_one(self, segment: Segment, algorithm: str, metric: str, params: dict[str, Any]) -> None:
+    def _build_one(self, segment: Segment, algorithm: str, metric: str, params: dict[str, Any],
+                   name: str | None) -> None:
         if not Path(segment.path).exists():
             return  # dropped by a flush or compaction meanwhile
         started = time.monotonic()
+        label = _label(segment, name)
         log.info("collection %s: building %s index for segment %s (%d rows, %s)",
-                 self.name, algorithm, segment.path.name, segment.rows, params)
+                 self.name, algorithm, label, segment.rows, params)
         with progress.track("index_build", self.name, total=segment.rows) as task:
-            index = build(segment, algorithm, metric, params)  # one GIL-free call: done jumps to total
+            index = build(segment, algorithm, metric, params, name)  # one GIL-free call: done jumps to total
             task.update(segment.rows)
         try:
-            save(index, segment, algorithm)
+            save(index, segment, algorithm, name)
         except OSError as exc:
             if not Path(segment.path).exists():
                 return  # dropped by a flush or compaction meanwhile
             # The index is complete: search with it from memory and keep trying to save it.
-            self._unsaved.append((segment, index, algorithm))
-            self.last_error = f"segment {segment.path.name}: {algorithm} index not saved: {exc}"
+            self._unsaved.append((segment, index, algorithm, name))
+            self.last_error = f"segment {label}: {algorithm} index not saved: {exc}"
             log.error("collection %s: cannot save the %s index of segment %s (%s); it is used from memory, "
                       "saving is retried every %gs (free space if the disk is full), and an index never saved "
                       "is rebuilt on the next open", self.name, algorithm, segment.path.name, exc,
                       SAVE_RETRY_SECONDS)
-        segment.attach_index(index, algorithm)
+        attach(segment, index, algorithm, name)
         self.builds += 1
         seconds = time.monotonic() - started
         log.info("collection %s: %s index for segment %s ready in %.1fs (%.0f rows/s)",
-                 self.name, algorithm, segment.path.name, seconds, segment.rows / max(seconds, 1e-9))
+                 self.name, algorithm, label, seconds, segment.rows / max(seconds, 1e-9))
         if self.on_built is not None:
             try:
                 self.on_built()

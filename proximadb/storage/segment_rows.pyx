@@ -12,7 +12,7 @@ makes for the same records (tests/storage/test_segment_stream.py compares the fi
              bytes to ``sync_interval`` (16,000, fastavro's default) or more, and after the last
     record   v1: metadata, timestamp
              v2: metadata, timestamp, expires_at
-             v3: metadata, timestamp, expires_at, sparse_vectors
+             v3, v4: metadata, timestamp, expires_at, sparse_vectors (v4 adds nothing to SegmentRow)
       metadata        the row's Avro map, as wal_io.encode_metadata_maps writes it (meta.rows' and
                       the memtable's encoding: the same bytes as SegmentRow's map)
       timestamp       long (zig-zag varint)
@@ -45,8 +45,8 @@ cdef class RowBlocks:
 
     def __cinit__(self, int schema_version, bytes sync_marker not None, compress not None, int64_t no_expiry,
                   Py_ssize_t sync_interval=DEFAULT_SYNC_INTERVAL):
-        if not 1 <= schema_version <= 3:
-            raise ValueError(f"SegmentRow schema version {schema_version} is not 1, 2 or 3")
+        if not 1 <= schema_version <= 4:  # v4's SegmentRow is v3's (named vectors live in their own files)
+            raise ValueError(f"SegmentRow schema version {schema_version} is not 1, 2, 3 or 4")
         if len(sync_marker) != 16:
             raise ValueError(f"an Avro sync marker is 16 bytes, got {len(sync_marker)}")
         aw_init(&self.buf)

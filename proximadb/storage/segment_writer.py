@@ -29,6 +29,9 @@ written in chunks of any size is byte for byte the segment written whole
                  segment gives (whole_build_order)
     sparse.idx   v3: each chunk's sparse columns kept (the non-zeros: the size of the file), joined
                  per name and indexed at the end (SparseIndex.build)
+    named/<name>.f32  v4, per declared named vector: as vectors.f32 (header with the name's dim, then
+                 each chunk's rows, CRC as it goes); listed in the descriptor's ``files`` and
+                 ``named_vectors`` ({name: dim}); ``named/`` fsynced
 
 Everything is written into ``seg-<id>.tmp/`` (intents.new_dir), each file fsynced, the
 directory renamed into place with its PENDING marker; on any error nothing is left behind.
@@ -41,6 +44,7 @@ import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +55,7 @@ from pyroaring import BitMap
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema
 from proximadb.storage import intents, metadata_store, payload_index_file, sparse_index_file
-from proximadb.storage.docfile import write_doc
+from proximadb.storage.docfile import fsync_dir, write_doc
 from proximadb.storage.metadata_store import EncodedRows
 from proximadb.storage.operations import NO_EXPIRY
 from proximadb.storage.payload_index import PayloadIndex
@@ -60,9 +64,11 @@ from proximadb.storage.segment import (
     FORMAT_VERSION,
     IDS_HEADER,
     IDS_MAGIC,
+    NAMED_DIR,
     VEC_HEADER,
     VEC_MAGIC,
     SegmentData,
+    named_file,
     segment_dir_name,
 )
 from proximadb.storage.segment_rows import RowBlocks
@@ -84,6 +90,8 @@ class RowStream:
     dim: int
     has_expiry: bool  # some row has an expires_at (not NO_EXPIRY): meta.rows gets the column
     chunks: Iterable[SegmentData]
+    # v4: the named vectors every chunk carries, name -> dim
+    named: dict[str, int] = dataclass_field(default_factory=dict)
 
     @classmethod
     def of(cls, data: SegmentData, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> RowStream:
@@ -97,10 +105,13 @@ class RowStream:
                 b = min(rows, a + chunk_rows)
                 sparse = None if not data.sparse_vectors else {
                     name: col.slice(a, b) for name, col in data.sparse_vectors.items()}
+                named = None if not data.named_vectors else {
+                    name: col[a:b] for name, col in data.named_vectors.items()}
                 yield SegmentData(data.ids[a:b], data.vectors[a:b], data.metadata[a:b],
-                                  data.timestamps[a:b], None if expires is None else expires[a:b], sparse)
+                                  data.timestamps[a:b], None if expires is None else expires[a:b], sparse, named)
 
-        return cls(rows, dim, has_expiry, chunks())
+        named_dims = {name: int(col.shape[1]) for name, col in (data.named_vectors or {}).items()}
+        return cls(rows, dim, has_expiry, chunks(), named_dims)
 
 
 def write_segment(segments_dir: Path, segment_id: int, data: SegmentData | RowStream, extra: dict[str, Any],
@@ -114,6 +125,8 @@ def write_segment(segments_dir: Path, segment_id: int, data: SegmentData | RowSt
     stream = data if isinstance(data, RowStream) else RowStream.of(data)
     if schema_version < 2 and stream.has_expiry:
         raise ValueError("a segment with expires_at needs schema version 2 or later")
+    if schema_version < 4 and stream.named:
+        raise ValueError("a segment with named vectors needs schema version 4 or later")
     final = segments_dir / segment_dir_name(segment_id)
     with intents.new_dir(final) as tmp:  # seg-<id>.tmp, then seg-<id> with its PENDING marker
         _write_files(tmp, segment_id, stream, extra, schema_version, sync_marker)
@@ -231,6 +244,10 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
     vectors = _Vectors(tmp / "vectors.f32", rows, dim)
     ids = _Ids(tmp / "ids.bin", rows)
     columns = metadata_store.ColumnsWriter(tmp / metadata_store.FILE_NAME, rows, stream.has_expiry)
+    named: dict[str, _Vectors] = {}
+    if stream.named:
+        (tmp / NAMED_DIR).mkdir()
+        named = {name: _Vectors(tmp / named_file(name), rows, d) for name, d in stream.named.items()}
     index = PayloadIndex()
     written = 0
     sparse_chunks: list[tuple[int, dict[str, SparseColumn] | None]] = []  # (rows, columns) per chunk
@@ -248,6 +265,13 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
                 if written + n > rows:
                     raise ValueError(f"more rows than the {rows} announced")
                 vectors.add(chunk.vectors)
+                chunk_named = chunk.named_vectors or {}
+                if chunk_named.keys() != named.keys():
+                    raise ValueError(f"a chunk with named vectors {sorted(chunk_named)}, announced {sorted(named)}")
+                for name, out in named.items():
+                    if chunk_named[name].shape != (n, stream.named[name]):
+                        raise ValueError(f"named vector {name!r}: a chunk of {n} ids has {chunk_named[name].shape}")
+                    out.add(chunk_named[name])
                 ids.add(chunk.ids)
                 if chunk.sparse_vectors and any(col.nnz for col in chunk.sparse_vectors.values()):
                     if schema_version < 3:
@@ -282,13 +306,19 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
         if written != rows:
             raise ValueError(f"{written} rows written, {rows} announced")
         files = {"vectors.f32": vectors.finish(), "ids.bin": ids.finish()}
+        for name, out in named.items():
+            files[named_file(name)] = out.finish()
+        if named:
+            fsync_dir(tmp / NAMED_DIR)
         size, crc = crc_of(tmp / "meta.avro")
         files["meta.avro"] = {"bytes": size, "crc32c": crc}
         # What a reopen reads instead of decoding meta.avro (derived files: not in the descriptor's list).
         columns.finish(crc)
     except BaseException:
-        for out in (vectors.file, ids.file, columns):
-            out.abort()
+        for partial in (vectors.file, ids.file, columns):
+            partial.abort()
+        for out in named.values():
+            out.file.abort()
         raise
     index.seal()
     whole_build_order(index)
@@ -297,4 +327,6 @@ def _write_files(tmp: Path, segment_id: int, stream: RowStream, extra: dict[str,
         sparse_index_file.write_index(tmp / sparse_index_file.FILE_NAME, crc, _sparse_indexes(sparse_chunks))
     descriptor = {"format": FORMAT_VERSION, "id": segment_id, "rows": rows, "dim": dim, "files": files, **extra,
                   "schema_version": schema_version}
+    if stream.named:
+        descriptor["named_vectors"] = dict(stream.named)
     write_doc(tmp / "segment.pxdb", "segment", descriptor)

@@ -32,6 +32,9 @@ with timestamp 0 and those stamps must replay identically::
                | [schema version >= 3: u32 names, then per name (sparse vectors, one CSR column):
                   u32 byte_len | UTF-8 name | (n+1) x i64 row_start | nnz x i32 indices
                   | nnz x f32 values, nnz = row_start[n]]
+               | [schema version >= 4: u32 names, then per name (named dense vectors):
+                  u32 byte_len | UTF-8 name | u32 dim; then per name, in that order,
+                  n*dim float32 (row-major, one row per record)]
                | n x metadata map, each Avro-encoded as VectorRecord.metadata
                  (map<union{null, boolean, long, double, string, array<string>}>),
                  back to back to the end of the body (written and read by
@@ -41,7 +44,8 @@ with timestamp 0 and those stamps must replay identically::
 
 The binary insert body is versioned by the frame's schema version: frames of
 schema version 1 (written before v2 existed) have no expiry byte and replay as
-they always did (frames before v3: no sparse section); new frames are written at CURRENT_SCHEMA_VERSION.
+they always did (frames before v3: no sparse section; before v4: no named vector section); new frames are
+written at CURRENT_SCHEMA_VERSION.
 
 No pickle. Compression (frame flag bit 0) is applied by wal.py to the whole body.
 """
@@ -61,7 +65,7 @@ from proximadb.codec.framing import encode_frame
 from proximadb.codec.payload import decode_datum, decode_payload, encode_payload
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, op_schema
 from proximadb.errors import MalformedPayloadError
-from proximadb.storage import insert_metadata, wal_io
+from proximadb.storage import insert_metadata, named_columns, wal_io
 from proximadb.storage.metadata_store import MetadataColumn
 from proximadb.storage.operations import (
     NO_EXPIRY,
@@ -118,7 +122,7 @@ def encode_op_payload(op: Operation, schema_version: int = CURRENT_SCHEMA_VERSIO
     if isinstance(op, InsertOp):
         _check_insert(op)
         datum = encode_vector_batch(op.ids, op.vectors, op.metadata, op.timestamps, bool(op.upsert),
-                                    op.expires_at, schema_version, op.sparse_vectors)
+                                    op.expires_at, schema_version, op.sparse_vectors, op.named_vectors)
         return encode_frame("vector_insert", datum, schema_version)
     op_type, fields = op_to_datum(op)
     return encode_payload(op_type, fields, schema_version)
@@ -169,6 +173,9 @@ def op_to_datum(op: Operation) -> tuple[str, dict[str, Any]]:
         if op.sparse_vectors:
             for i, rec in enumerate(records):
                 rec["sparse_vectors"] = row_dict(op.sparse_vectors, i)
+        if op.named_vectors:
+            for i, rec in enumerate(records):
+                rec["named_vectors"] = named_columns.row_dict(op.named_vectors, i)
         return "vector_insert", {"upsert": bool(op.upsert), "records": records}
     if isinstance(op, DeleteOp):
         return "vector_delete", {"ids": list(op.ids), "filter": None}
@@ -209,6 +216,7 @@ def datum_to_op(op_type: str, datum: dict[str, Any]) -> Operation:
             expires_at=(np.array([NO_EXPIRY if x is None else x for x in expires], dtype=np.int64)
                         if any(x is not None for x in expires) else None),
             sparse_vectors=sparse,
+            named_vectors=named_columns.as_columns([r.get("named_vectors") or None for r in records], n),
         )
     if op_type == "vector_delete":
         if datum.get("filter") is not None:
@@ -268,6 +276,10 @@ def encode(strategy: str | int, op: Operation, payload: Buffer | None = None,
             parts += _sparse_parts(op.sparse_vectors, n)
         elif op.sparse_vectors:
             raise ValueError("sparse_vectors need schema version 3 or later")
+        if schema_version >= 4:
+            parts += _named_parts(op.named_vectors, n)
+        elif op.named_vectors:
+            raise ValueError("named_vectors need schema version 4 or later")
         parts.append(metadata)
         return EncodedOp(op_code, schema_version, 0, parts)
     if isinstance(op, DeleteOp):
@@ -290,6 +302,54 @@ def _sparse_parts(columns: dict[str, SparseColumn] | None, n: int) -> list[Any]:
                   np.ascontiguousarray(col.indices, dtype="<i4"), np.ascontiguousarray(col.values, dtype="<f4")]
     # one body part, whatever the number of names (the WAL's gathered write takes at most 16 parts)
     return [b"".join(parts)] if len(parts) > 1 else parts
+
+
+_NAMED_ARRAY_PARTS = 6  # up to this many names, each column is its own body part (at most 16 parts in all)
+
+
+def _named_parts(columns: dict[str, np.ndarray] | None, n: int) -> list[Any]:
+    """The named vector section: its header, then each name's (n, dim) float32 rows."""
+    head: list[bytes] = [_U32.pack(len(columns or {}))]
+    arrays: list[np.ndarray] = []
+    for name, col in (columns or {}).items():
+        mat = np.ascontiguousarray(col, dtype="<f4")
+        if mat.ndim != 2 or mat.shape[0] != n or mat.shape[1] < 1:
+            raise ValueError(f"InsertOp.named_vectors[{name!r}] has shape {mat.shape}, expected ({n}, dim >= 1)")
+        encoded = name.encode()
+        head += [_U32.pack(len(encoded)), encoded, _U32.pack(mat.shape[1])]
+        arrays.append(mat)
+    if len(arrays) > _NAMED_ARRAY_PARTS:
+        return [b"".join(head), b"".join(a.tobytes() for a in arrays)]
+    return [b"".join(head), *arrays]
+
+
+def _decode_named(view: memoryview, pos: int, n: int) -> tuple[dict[str, np.ndarray] | None, int]:
+    if pos + 4 > len(view):
+        raise MalformedPayloadError("insert body too short for its named vector count")
+    (count,) = _U32.unpack_from(view, pos)
+    pos += 4
+    dims: dict[str, int] = {}
+    for _ in range(count):
+        if pos + 4 > len(view):
+            raise MalformedPayloadError("insert body too short for its named vectors")
+        (name_len,) = _U32.unpack_from(view, pos)
+        pos += 4
+        if pos + name_len + 4 > len(view):
+            raise MalformedPayloadError("insert body too short for its named vectors")
+        name = bytes(view[pos : pos + name_len]).decode()
+        (dims[name],) = _U32.unpack_from(view, pos + name_len)
+        if dims[name] < 1:
+            raise MalformedPayloadError(f"insert body: named vector {name!r} has dimension 0")
+        pos += name_len + 4
+    if len(dims) != count:
+        raise MalformedPayloadError("insert body: a named vector is given twice")
+    out: dict[str, np.ndarray] = {}
+    for name, dim in dims.items():
+        if pos + 4 * n * dim > len(view):
+            raise MalformedPayloadError(f"insert body too short for named vector {name!r} ({n} x {dim})")
+        out[name] = np.frombuffer(view, dtype="<f4", count=n * dim, offset=pos).reshape(n, dim).astype(np.float32)
+        pos += 4 * n * dim
+    return out or None, pos
 
 
 def _decode_sparse(view: memoryview, pos: int, n: int) -> tuple[dict[str, SparseColumn] | None, int]:
@@ -401,6 +461,9 @@ def _decode_binary_insert(view: memoryview, schema_version: int = 1) -> InsertOp
         if pos + 4 > len(view):
             raise MalformedPayloadError("insert body too short for its sparse vector count")
         sparse, pos = _decode_sparse(view, pos, n)
+    named = None
+    if schema_version >= 4:
+        named, pos = _decode_named(view, pos, n)
     metadata, pos = wal_io.decode_metadata_maps(view, pos, n)
     if pos != len(view):
         raise MalformedPayloadError(f"insert body has {len(view) - pos} trailing bytes")
@@ -412,6 +475,7 @@ def _decode_binary_insert(view: memoryview, schema_version: int = 1) -> InsertOp
         timestamps=timestamps.astype(np.int64, copy=True),
         expires_at=expires,
         sparse_vectors=sparse,
+        named_vectors=named,
     )
 
 

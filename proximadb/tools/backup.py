@@ -43,7 +43,7 @@ from proximadb.storage.catalog import CATALOG_NAME, Catalog
 from proximadb.storage.derived_file import DERIVED_NAMES
 from proximadb.storage.docfile import fsync_dir, read_doc, write_doc
 from proximadb.storage.manifest import MANIFEST_NAME, Manifest
-from proximadb.storage.segment import segment_dir_name
+from proximadb.storage.segment import NAMED_DIR, segment_dir_name
 from proximadb.storage.wal import FILE_NAME as WAL_FILE_NAME
 from proximadb.storage.wal_io import crc32c
 
@@ -100,6 +100,8 @@ def _capture(src: Path, stage: Path) -> Manifest:
             names.append(f"deletes-{ref.deletes_generation}.bitmap")
         names += [p.name for p in (src / "segments" / seg).glob("index.*") if not p.name.endswith(".tmp")]
         names += [name for name in DERIVED_NAMES if (src / "segments" / seg / name).is_file()]  # else rebuilt
+        named = src / "segments" / seg / NAMED_DIR  # v4: named vectors' rows and indexes (segment.py)
+        names += [f"{NAMED_DIR}/{p.name}" for p in sorted(named.glob("*")) if not p.name.endswith(".tmp")]
         for name in names:
             _link_or_copy(src / "segments" / seg / name, stage / "segments" / seg / name)
     wal_dir = src / "wal"

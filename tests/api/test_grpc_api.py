@@ -149,7 +149,7 @@ def test_collection_lifecycle(served: Served) -> None:
     info = create(served, indexing_algorithm="hnsw", index_params_json='{"M": 8}', description="d")
     assert (info.name, info.dimension, info.distance_metric, info.indexing_algorithm) == ("docs", DIM, "cosine", "hnsw")
     assert json.loads(info.index_params_json) == {"M": 8}
-    assert info.description == "d" and info.uuid and info.schema_version == 3
+    assert info.description == "d" and info.uuid and info.schema_version == 4
 
     by_name = served.stub.GetCollection(pb.CollectionRef(collection="docs"), timeout=TIMEOUT)
     by_uuid = served.stub.GetCollection(pb.CollectionRef(collection=info.uuid), timeout=TIMEOUT)
@@ -334,7 +334,7 @@ def test_search_and_search_batch(loaded: Served) -> None:
         pb.PayloadRequest(collection="docs", payload=search_payload([queries[0]["vector"].tolist()])), timeout=TIMEOUT
     )
     version, op, result = decode_payload(one.payload)
-    assert op == "search_result" and version == 3  # CURRENT_SCHEMA_VERSION
+    assert op == "search_result" and version == 4  # CURRENT_SCHEMA_VERSION
     assert isinstance(result, dict) and len(result["results"]) == 1
     assert result["results"][0][0]["id"] == "a"
     assert result["results"][0][0]["metadata"] == {"genre": "jazz", "year": 1990}

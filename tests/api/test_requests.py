@@ -91,3 +91,38 @@ def test_corpus_stats_null_is_absent_and_a_df_above_rows_is_refused() -> None:
     request = SearchSparse.from_json({**sparse, "corpus_stats": stats})
     assert request.to_json()["corpus_stats"] == stats
     assert SearchSparse.from_json({**sparse, "corpus_stats": True}).to_json()["corpus_stats"] is True
+
+
+def test_named_vector_shapes() -> None:
+    """``vectors`` at creation, ``named_vectors`` on records, ``using`` on every search shape (schema v4)."""
+    from proximadb.service.query_requests import Recommend, SearchGroups
+    from proximadb.service.requests import HybridSearch
+
+    declared = {"title": {"dimension": 3, "distance_metric": "cosine"}}
+    create = CreateCollection.from_json({"name": "c", "dimension": 2, "vectors": declared})
+    assert create.settings["vectors"] == declared
+    assert convert.create_request(convert.create_request_from_body(create.to_json())) == create  # gRPC: vectors_json
+    assert SearchParams.from_json({"vector": [1.0], "using": "title"}, batch=False).using == "title"
+    assert SearchParams.from_json({"vector": [1.0]}, batch=False).using is None
+    assert HybridSearch.from_json({"vector": [1.0], "using": "title"}).using == "title"
+    assert SearchGroups.from_json({"vector": [1.0], "group_by": "g", "using": "title"}).options()["using"] == "title"
+    assert "using" not in Recommend.from_json({"positive": ["a"]}).options()  # absent: the engine's call as before
+    assert Recommend.from_json({"positive": ["a"], "using": "title"}).options()["using"] == "title"
+    for parse, body in [(lambda b: SearchParams.from_json(b, batch=False), {"vector": [1.0], "using": 3}),
+                        (HybridSearch.from_json, {"vector": [1.0], "using": ["t"]}),
+                        (HybridSearch.from_json, {"text": "x", "using": "title"}),
+                        (SearchGroups.from_json, {"vector": [1.0], "group_by": "g", "using": {}}),
+                        (Recommend.from_json, {"positive": ["a"], "using": 1.5})]:
+        with pytest.raises(ValidationError, match="using"):
+            parse(body)
+    good = InsertRecords([{"id": "a", "vector": [1.0], "named_vectors": {"title": [1, 2, 3]}}])
+    good.check_records()
+    for named, message in [([1.0], "'named_vectors' must be an object"),
+                           ({"title": [1, "x"]}, "named vector 'title' must be a list of numbers"),
+                           ({"title": None}, "named vector 'title' must be a list of numbers")]:
+        with pytest.raises(ValidationError, match=message):
+            InsertRecords([{"id": "a", "vector": [1.0], "named_vectors": named}]).check_records()
+    put = PutVector.from_json("a", {"vector": [1.0], "named_vectors": {"title": [1, 2, 3]}})
+    assert put.record()["named_vectors"] == {"title": [1, 2, 3]}
+    with pytest.raises(ValidationError, match="give 'vector' too"):
+        PutVector.from_json("a", {"metadata": {}, "named_vectors": {"title": [1, 2, 3]}})

@@ -89,7 +89,7 @@ def state(client: testing.TestClient) -> Any:
 
 def test_health_ready_metrics(client: testing.TestClient) -> None:
     health = ok(client.simulate_get("/health"))
-    assert health["status"] == "ok" and health["schema_versions"] == [1, 2, 3]
+    assert health["status"] == "ok" and health["schema_versions"] == [1, 2, 3, 4]
     assert health["rest_port"] == 5678 and health["grpc_port"] == 5679 and health["version"]
     assert ok(client.simulate_get("/ready")) == {"ready": True}
     client.simulate_get("/collections")

@@ -304,7 +304,7 @@ def test_duplicate_keys_in_json_bodies_are_refused(daemon: Daemon, stub: pb_grpc
 def test_record_layout_version_must_be_supported(daemon: Daemon, stub: pb_grpc.ProximaDBStub) -> None:
     base = create(daemon, "layouts", "euclidean")
     rest_ok(daemon, "POST", f"{base}/vectors", {"id": "a", "vector": [1, 2, 3, 4]})
-    for version in (4, 99, 2**32 - 1):
+    for version in (5, 99, 2**32 - 1):
         for call, request in ((stub.Get, pb.GetRequest(collection="layouts", ids=["a"], schema_version=version)),
                               (stub.Scroll, pb.ScrollRequest(collection="layouts", schema_version=version))):
             grpc_refused(call, request, code="unsupported_schema_version", words=(str(version), "1, 2"))

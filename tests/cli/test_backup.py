@@ -109,3 +109,23 @@ def test_backup_and_restore_cli(tmp_path: Path) -> None:
     assert out.exit_code == 1 and "not empty" in out.output
     out = runner.invoke(cli, ["backup", str(tmp_path / "nope"), str(tmp_path / "bk2")])
     assert out.exit_code == 1 and "not a ProximaDB data directory" in out.output
+
+
+def test_backup_carries_named_vectors_and_restore_reads_them(tmp_path: Path) -> None:
+    from proximadb.storage.engine import Engine
+
+    rng = np.random.default_rng(3)
+    ids = [f"r{i}" for i in range(20)]
+    title = rng.standard_normal((20, 3)).astype(np.float32)
+    with Engine.open(tmp_path / "data") as engine:
+        engine.create_collection("c", DIM, vectors={"title": {"dimension": 3, "distance_metric": "euclidean"}})
+        col = engine.collection("c")
+        col.insert(ids=ids, vectors=np.stack([_vector(i) for i in ids]), named_vectors={"title": title})
+        col.flush()
+    backup(tmp_path / "data", tmp_path / "bk")
+    assert list((tmp_path / "bk").rglob("named/title.f32"))
+    restore(tmp_path / "bk", tmp_path / "restored")
+    with Engine.open(tmp_path / "restored") as engine:
+        col = engine.collection("c")
+        assert col.search(title[7], k=1, using="title")[0]["id"] == "r7"
+        assert np.array_equal(col.get("r4")["named_vectors"]["title"], title[4])  # type: ignore[index]

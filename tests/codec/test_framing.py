@@ -88,10 +88,10 @@ def test_op_type_not_utf8() -> None:
         decode_frame(frame(1, b"ve\xffctor"))
 
 
-@pytest.mark.parametrize("version", [0, 4, 2**32 - 1])
+@pytest.mark.parametrize("version", [0, 5, 2**32 - 1])
 def test_unsupported_version_lists_the_supported_ones(version: int) -> None:
     with pytest.raises(
-        UnsupportedSchemaVersionError, match=rf"version {version} is not supported \(supported versions: 1, 2, 3\)"
+        UnsupportedSchemaVersionError, match=rf"version {version} is not supported \(supported versions: 1, 2, 3, 4\)"
     ):
         decode_frame(frame(version, b"vector_insert"))
 
@@ -114,8 +114,8 @@ def test_not_a_buffer() -> None:
 def test_encode_refuses_what_decode_would_refuse() -> None:
     with pytest.raises(UnknownOperationError):
         encode_frame("vector_explode", b"")
-    with pytest.raises(UnsupportedSchemaVersionError, match="supported versions: 1, 2, 3"):
-        encode_frame("vector_insert", b"", schema_version=4)
+    with pytest.raises(UnsupportedSchemaVersionError, match="supported versions: 1, 2, 3, 4"):
+        encode_frame("vector_insert", b"", schema_version=5)
     with pytest.raises(TypeError):
         encode_frame(b"vector_insert", b"")  # type: ignore[arg-type]
     with pytest.raises(TypeError):

@@ -47,6 +47,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "ef": 64,
         "nprobe": None,
         "exact": False,
+        "using": "title",  # schema v4: the named vector searched
     },
     "search_result": {
         "results": [
@@ -58,8 +59,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                     "metadata": METADATA,
                     "vector": [1.0, 2.0],
                     "expires_at": 1_900_000_000_000_000,
+                    "named_vectors": {"title": [0.5, -1.0]},  # schema v4
                 },
-                {"id": "b", "score": 0.5, "distance": 0.5, "metadata": None, "vector": None, "expires_at": None},
+                {"id": "b", "score": 0.5, "distance": 0.5, "metadata": None, "vector": None, "expires_at": None,
+                 "named_vectors": None},
             ],
             [],
         ]
@@ -72,6 +75,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "index_params": {"m": 16, "ef_construction": 200, "ratio": 0.5, "name": "x", "flag": True},
         "filterable_metadata_fields": ["genre", "year"],
         "description": "test collection",
+        "vectors": {"title": {"dimension": 8, "distance_metric": "dot_product"},
+                    "body-2": {"dimension": 384, "distance_metric": "cosine"}},  # v4
     },
 }
 SAMPLES["collection_update"] = SAMPLES["collection_create"]
@@ -102,6 +107,7 @@ def test_defaults_are_filled_in() -> None:
         "ef": None,
         "nprobe": None,
         "exact": False,
+        "using": None,  # schema v4; a v1-v3 request has none (resolved to null when read as v4)
     }
 
 
@@ -189,7 +195,7 @@ def test_encode_insert_refuses_bad_input(
         ("vector_search", {"queries": [[1.0]], "k": 2**40}, r"SearchRequest.k is <1099511627776>"),
         ("vector_search", {"queries": [[1.0]], "k": 1, "typo": 1}, "more fields than the schema"),
         ("vector_delete", {"ids": ["a"], "filter": 5}, r"VectorDelete.filter is <5>"),
-        ("vector_update", {"updates": [{"id": "a"}], "timestamp": 0}, r"expected record proximadb.v3.MetadataPatch"),
+        ("vector_update", {"updates": [{"id": "a"}], "timestamp": 0}, r"expected record proximadb.v4.MetadataPatch"),
         ("vector_delete", ["a"], "must be a dict"),
     ],
 )
@@ -203,7 +209,7 @@ def test_encode_payload_unknown_op_and_version() -> None:
     with pytest.raises(UnknownOperationError):
         encode_payload("vector_explode", {})
     with pytest.raises(UnsupportedSchemaVersionError):
-        encode_payload("vector_delete", {"ids": []}, schema_version=4)
+        encode_payload("vector_delete", {"ids": []}, schema_version=5)
 
 
 def zigzag(value: int) -> bytes:

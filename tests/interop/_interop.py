@@ -50,6 +50,11 @@ def vector_of(i: int) -> np.ndarray:
     return np.array([((i * 37 + j * 101 + i * j * 13) % 97) / 97.0 - 0.5 for j in range(DIM)], dtype=np.float32)
 
 
+def title_of(i: int) -> np.ndarray:
+    """Record i's named vector "title" (schema v4), by the formula both examples use."""
+    return np.array([((i * 13 + j * 7) % 11) / 11.0 - 0.5 for j in range(3)], dtype=np.float32)
+
+
 def metadata_of(i: int) -> dict[str, Any]:
     return {"lang": "en" if i % 2 else "de", "rank": i, "weight": i * 0.25, "even": i % 2 == 0,
             "tags": [f"t{i % 3}", "all"], "note": None}
@@ -63,7 +68,7 @@ def parse_output(stdout: str) -> dict[str, Any]:
         if word == "hit":
             label, rank, id_, score, distance, rest = rest.split(" ", 5)
             metadata, _, expires = rest.rpartition(" ")
-            assert int(rank) == len(out["hits"][label])
+            assert int(rank) == len(out["hits"].setdefault(label, []))
             out["hits"][label].append({
                 "id": id_, "score": np.float32(score), "distance": np.float32(distance),
                 "metadata": json.loads(metadata), "expires_at": None if expires == "-" else int(expires),
@@ -105,6 +110,17 @@ def check_against_sdk(daemon: Daemon, collection: str, stdout: str, version: int
                 assert mine["metadata"] == theirs["metadata"]
                 # a v1 answer has no expires_at field at all
                 assert mine["expires_at"] == (theirs.get("expires_at") if version >= 2 else None)
+        if version >= 4:  # the named vector "title": stored as sent, searched with using="title"
+            for i, rec in enumerate(records):
+                np.testing.assert_array_equal(rec["named_vectors"]["title"], title_of(i))
+            sdk_hits = client.search(collection, title_of(QUERY), k=K, using="title")
+            got = out["hits"]["title"]
+            assert [h["id"] for h in got] == [h["id"] for h in sdk_hits] and len(got) == K
+            for mine, theirs in zip(got, sdk_hits, strict=True):
+                assert mine["score"] == np.float32(theirs["score"]), (mine, theirs)
+                assert mine["distance"] == np.float32(theirs["distance"]), (mine, theirs)
+        else:
+            assert "title" not in out["hits"]
         best = out["hits"]["all"][0]  # the query is record 0's vector
         assert (best["id"], best["expires_at"]) == ("rec-0", EXPIRES_AT_REC0 if version >= 2 else None)
 

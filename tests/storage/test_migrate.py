@@ -71,7 +71,7 @@ def _versions(data_dir: Path) -> tuple[set[int], set[int]]:
     with Engine.open(data_dir) as engine:
         segs = {s.schema_version for c in engine.list_collections() for s in engine.collection(c["name"]).segments}
         cats = {engine.get_collection(c["name"])["schema_version"] for c in engine.list_collections()}
-    assert not plan.pending or cats != {3}
+    assert not plan.pending or cats != {4}
     return cats, segs
 
 
@@ -102,9 +102,9 @@ def test_v1_fixture_then_v2_writes_then_reopen(v1_dir: Path) -> None:
 
 def test_dry_run_writes_nothing(v1_dir: Path) -> None:
     before = _checksums(v1_dir)
-    result = CliRunner().invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", "3", "--dry-run"])
+    result = CliRunner().invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", "4", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "alpha: catalog v1 -> v3; 2 of 2 segment(s) to rewrite (18 rows" in result.output
+    assert "alpha: catalog v1 -> v4; 2 of 2 segment(s) to rewrite (18 rows" in result.output
     assert "dry run: 2 collection(s), 4 segment(s), 36 rows" in result.output
     assert _checksums(v1_dir) == before
     assert not (v1_dir / "LOCK").exists()
@@ -113,17 +113,17 @@ def test_dry_run_writes_nothing(v1_dir: Path) -> None:
 @pytest.mark.parametrize("chunk", [[], ["--chunk-rows", "1"]])  # the rewrite streams; here a row at a time
 def test_migrate_fixture_to_v2(v1_dir: Path, chunk: list[str]) -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", "3", *chunk])
+    result = runner.invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", "4", *chunk])
     assert result.exit_code == 0, result.output
-    assert "migrated 2 collection(s) to schema version 3" in result.output
+    assert "migrated 2 collection(s) to schema version 4" in result.output
     assert "(100%)" in result.output and "rows/s" in result.output
-    assert _versions(v1_dir) == ({3}, {3})
+    assert _versions(v1_dir) == ({4}, {4})
     with Engine.open(v1_dir) as engine:
         _assert_same(_content(engine), EXPECTED)
     _assert_same(dump_in_fresh_process(v1_dir), _without_timestamps(EXPECTED))
     # idempotent
     before = _checksums(v1_dir)
-    again = runner.invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", "3"])
+    again = runner.invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", "4"])
     assert again.exit_code == 0 and "nothing to do" in again.output
     assert {k: v for k, v in _checksums(v1_dir).items() if k != "LOCK"} == \
         {k: v for k, v in before.items() if k != "LOCK"}
@@ -137,7 +137,7 @@ def test_migrate_refuses_a_locked_dir_and_bad_versions(v1_dir: Path) -> None:
         assert result.exit_code == 1 and "in use" in result.output and "Stop the daemon" in result.output
     finally:
         lock.release()
-    for bad in ("4", "2", "1"):
+    for bad in ("5", "3", "2", "1"):
         result = CliRunner().invoke(cli, ["migrate", str(v1_dir), "--to-schema-version", bad])
         assert result.exit_code == 1, result.output
     result = CliRunner().invoke(cli, ["migrate", str(v1_dir.parent / "nope")])
@@ -179,5 +179,5 @@ def test_interrupted_migration_keeps_all_data(v1_dir: Path, where: str, nth: int
     with Engine.open(v1_dir) as engine:
         _assert_same(_content(engine), EXPECTED)
     tool.migrate(v1_dir)  # finishing the job
-    assert _versions(v1_dir) == ({3}, {3})
+    assert _versions(v1_dir) == ({4}, {4})
     _assert_same(dump_in_fresh_process(v1_dir), _without_timestamps(EXPECTED))

@@ -21,6 +21,7 @@ from _support import child_env
 from click.testing import CliRunner
 
 from proximadb.cli.main import cli
+from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION as CURRENT
 from proximadb.storage.engine import Engine
 from proximadb.tools import migrate as tool
 
@@ -133,13 +134,13 @@ def test_migrate_v2_fixture_to_v3(v2_dir: Path, how: str) -> None:
     if how == "cli":
         result = CliRunner().invoke(cli, ["migrate", str(v2_dir), "--chunk-rows", "5"])
         assert result.exit_code == 0, result.output
-        assert "migrated 2 collection(s) to schema version 3" in result.output, result.output
+        assert f"migrated 2 collection(s) to schema version {CURRENT}" in result.output, result.output
     else:
         done = tool.migrate(v2_dir)
-        assert done.target == 3 and not done.already_current
+        assert done.target == CURRENT and not done.already_current
     assert not tool.plan(v2_dir).pending
     dump = fresh_dump(v2_dir)
-    assert dump["versions"] == {"delta": [3, [3]], "gamma": [3, [3]]}
+    assert dump["versions"] == {"delta": [CURRENT, [CURRENT]], "gamma": [CURRENT, [CURRENT]]}
     check_unchanged(dump)
     again = CliRunner().invoke(cli, ["migrate", str(v2_dir)])
     assert again.exit_code == 0 and "nothing to do" in again.output, again.output
@@ -203,22 +204,22 @@ def _check_sparse(dump: dict[str, Any], changed: dict[str, dict[str, Any]]) -> N
 def test_sparse_vectors_after_the_migration(v2_dir: Path) -> None:
     tool.migrate(v2_dir)
     changed = _write_sparse(v2_dir)
-    assert not tool.plan(v2_dir).pending  # the catalog's update kept version 3
+    assert not tool.plan(v2_dir).pending  # the catalog's update kept the current version
     dump = fresh_dump(v2_dir, SPARSE_QUERIES)
     check_unchanged(dump, {"gamma": changed})
     _check_sparse(dump, changed)
 
 
 def test_sparse_vectors_declared_before_the_migration(v2_dir: Path) -> None:
-    changed = _write_sparse(v2_dir)  # a v2 collection: v3 frames and a v3 segment beside the v2 ones
+    changed = _write_sparse(v2_dir)  # a v2 collection: current-version frames and segment beside the v2 ones
     before = fresh_dump(v2_dir, SPARSE_QUERIES)
-    assert before["versions"] == {"delta": [2, [2]], "gamma": [2, [2, 3]]}
+    assert before["versions"] == {"delta": [2, [2]], "gamma": [2, [2, CURRENT]]}
     check_unchanged(before, {"gamma": changed})
     _check_sparse(before, changed)
     result = CliRunner().invoke(cli, ["migrate", str(v2_dir)])
     assert result.exit_code == 0, result.output
     assert not tool.plan(v2_dir).pending
     dump = fresh_dump(v2_dir, SPARSE_QUERIES)
-    assert dump["versions"] == {"delta": [3, [3]], "gamma": [3, [3]]}
+    assert dump["versions"] == {"delta": [CURRENT, [CURRENT]], "gamma": [CURRENT, [CURRENT]]}
     check_unchanged(dump, {"gamma": changed})
     _check_sparse(dump, changed)

@@ -32,14 +32,14 @@ def _vecs(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_versions_and_schemas() -> None:
-    assert schemas.SUPPORTED_SCHEMA_VERSIONS == (1, 2, 3)
-    assert schemas.CURRENT_SCHEMA_VERSION == 3
+    assert schemas.SUPPORTED_SCHEMA_VERSIONS == (1, 2, 3, 4)
+    assert schemas.CURRENT_SCHEMA_VERSION == 4
     v1 = [f["name"] for f in schemas.record_schema("VectorRecord", 1)["fields"]]
     v2 = [f["name"] for f in schemas.record_schema("VectorRecord", 2)["fields"]]
     assert v1 == ["id", "vector", "metadata", "timestamp"] and v2 == [*v1, "expires_at"]
     assert "expires_at" in [f["name"] for f in schemas.record_schema("SegmentRow", 2)["fields"]]
     with pytest.raises(errors.UnsupportedSchemaVersionError):
-        schemas.op_schema("vector_insert", 4)
+        schemas.op_schema("vector_insert", 5)
 
 
 def test_fastavro_resolution_reads_v1_as_v2() -> None:
@@ -74,7 +74,7 @@ def test_cython_codec_both_versions_match_fastavro() -> None:
     with pytest.raises(errors.ValidationError, match="schema version 2"):
         encode_vector_batch(ids, vecs, expires_at=expires, schema_version=1)
     with pytest.raises(errors.UnsupportedSchemaVersionError):
-        decode_vector_batch(v1, DIM, schema_version=4)
+        decode_vector_batch(v1, DIM, schema_version=5)
 
 
 def test_bad_expiry_union_index_is_malformed() -> None:
@@ -88,14 +88,14 @@ def test_payload_frames_carry_the_version() -> None:
     recs = [{"id": "a", "vector": [1.0] * DIM, "expires_at": 99}, {"id": "b", "vector": [2.0] * DIM}]
     frame = encode_insert(recs)
     version, op, batch = decode_payload(frame)
-    assert (version, op) == (3, "vector_insert") and batch.expires_at.tolist() == [99, NO_EXPIRY]
+    assert (version, op) == (4, "vector_insert") and batch.expires_at.tolist() == [99, NO_EXPIRY]
     v1 = encode_insert([{"id": "a", "vector": [1.0] * DIM}], schema_version=1)
     assert struct.unpack_from("<I", v1)[0] == 1
     assert decode_payload(v1)[2].expires_at is None
     with pytest.raises(errors.ValidationError):
         encode_insert(recs, schema_version=1)
     with pytest.raises(errors.UnsupportedSchemaVersionError):
-        decode_payload(struct.pack("<I", 4) + v1[4:])
+        decode_payload(struct.pack("<I", 5) + v1[4:])
 
 
 @pytest.mark.parametrize("strategy", ["avro", "binary"])
@@ -175,8 +175,8 @@ def _connect(daemon: Daemon, protocol: str) -> proximadb.ProximaDBClient:
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
 def test_negotiation_and_old_clients(daemon: Daemon, protocol: str) -> None:
     with _connect(daemon, protocol) as client:
-        assert client.health()["schema_versions"] == [1, 2, 3]
-        assert client.schema_version == 3
+        assert client.health()["schema_versions"] == [1, 2, 3, 4]
+        assert client.schema_version == 4
         name = f"neg-{protocol}"
         client.create_collection(name, DIM, distance_metric="euclidean")
         client.insert_vectors(name, [{"id": "new", "vector": [1.0] * DIM, "expires_at": FAR}])  # far future: visible
@@ -190,7 +190,7 @@ def test_negotiation_and_old_clients(daemon: Daemon, protocol: str) -> None:
             assert old.get_vector(name, "old2")["id"] == "old2"
             with pytest.raises(errors.ValidationError):
                 old.insert_vectors(name, [{"id": "x", "vector": [1.0] * DIM, "expires_at": 1}])
-    with mock.patch("proximadb.sdk.calls.SUPPORTED_SCHEMA_VERSIONS", (4,)):
+    with mock.patch("proximadb.sdk.calls.SUPPORTED_SCHEMA_VERSIONS", (5,)):
         with pytest.raises(errors.UnsupportedSchemaVersionError):
             _connect(daemon, protocol)
 
@@ -201,6 +201,6 @@ def test_unsupported_version_payload_is_refused(daemon: Daemon, protocol: str) -
         name = f"v3-{protocol}"
         client.create_collection(name, DIM)
         frame = encode_insert(ids=["a"], vectors=_vecs(1), schema_version=1)
-        bad = struct.pack("<I", 4) + frame[4:]
+        bad = struct.pack("<I", 5) + frame[4:]
         with pytest.raises(errors.UnsupportedSchemaVersionError):
             client._transport.insert_payload(name, bad)

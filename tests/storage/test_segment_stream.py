@@ -157,7 +157,7 @@ def _inputs(root: Path, specs: list[dict[str, Any]]) -> MergePlan:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(specs=segment_sets(), chunk_rows=st.sampled_from([1, 2, 3, 5, 8192]), version=st.sampled_from([1, 2, 3]))
+@given(specs=segment_sets(), chunk_rows=st.sampled_from([1, 2, 3, 5, 8192]), version=st.sampled_from([1, 2, 3, 4]))
 def test_a_streamed_merge_writes_the_bytes_of_the_whole_segment_writer(tmp_path_factory: pytest.TempPathFactory,
                                                                        specs: list[dict[str, Any]], chunk_rows: int,
                                                                        version: int) -> None:

@@ -56,8 +56,16 @@ def sample_ops() -> list[Operation]:
         UpdateOp([MetadataPatch("v1-1", {"tag": None, "n": 5}), MetadataPatch("v1-2", {"x": ["y"]}, True)],
                  timestamp=42),
         make_insert(1, 4, 2),
-        make_insert(50, 4, 3),
+        with_named(make_insert(50, 4, 3)),
     ]
+
+
+def with_named(op: InsertOp) -> InsertOp:
+    """The op with two named dense vectors (schema v4)."""
+    rng = np.random.default_rng(len(op.ids))
+    op.named_vectors = {"title": rng.standard_normal((len(op.ids), 3)).astype(np.float32),
+                        "body": rng.standard_normal((len(op.ids), 5)).astype(np.float32)}
+    return op
 
 
 def assert_op_equal(a: Operation, b: Operation) -> None:
@@ -72,6 +80,10 @@ def assert_op_equal(a: Operation, b: Operation) -> None:
         assert list(a.metadata) == list(b.metadata)  # a list, or a MetadataColumn (maps kept encoded)
         assert b.timestamps.dtype == np.int64
         assert np.array_equal(a.timestamps, b.timestamps)
+        assert list(a.named_vectors or {}) == list(b.named_vectors or {})
+        for name, col in (a.named_vectors or {}).items():
+            got = b.named_vectors[name]  # type: ignore[index]
+            assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(col, got)
     else:
         assert a == b
 
@@ -227,7 +239,7 @@ def test_avro_body_is_the_payload_frame() -> None:
     op = DeleteOp(["a", "b"])
     enc = wal_codec.encode("avro", op)
     body = b"".join(enc.parts)
-    assert body[:4] == (3).to_bytes(4, "little")  # CURRENT_SCHEMA_VERSION
+    assert body[:4] == (4).to_bytes(4, "little")  # CURRENT_SCHEMA_VERSION
     assert body[4:8] == len(b"vector_delete").to_bytes(4, "little")
     assert body[8:21] == b"vector_delete"
 

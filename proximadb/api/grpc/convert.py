@@ -120,7 +120,7 @@ def create_request(req: pb.CreateCollectionRequest) -> CreateCollection:
     for key in CLUSTER_SETTINGS:
         if req.HasField(key):
             settings[key] = getattr(req, key)
-    for key in ("text_analyzer", "sparse_vectors"):
+    for key in ("text_analyzer", "sparse_vectors", "vectors"):
         value = parse_json(getattr(req, key + "_json"), key + "_json")
         if value is not None:
             settings[key] = value
@@ -143,6 +143,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
     index_params = settings.get("index_params")
     text_analyzer = settings.get("text_analyzer")
     sparse_vectors = settings.get("sparse_vectors")
+    vectors = settings.get("vectors")
     return build(
         pb.CreateCollectionRequest,
         "collection body",
@@ -157,6 +158,7 @@ def create_request_from_body(body: Mapping[str, Any]) -> pb.CreateCollectionRequ
         **{key: _count(settings[key], key) for key in CLUSTER_SETTINGS if settings.get(key) is not None},
         text_analyzer_json=None if text_analyzer is None else dump_json(text_analyzer, "text_analyzer"),
         sparse_vectors_json=None if sparse_vectors is None else dump_json(sparse_vectors, "sparse_vectors"),
+        vectors_json=None if vectors is None else dump_json(vectors, "vectors"),
     )
 
 
@@ -195,6 +197,8 @@ def collection_to_proto(info: Mapping[str, Any]) -> pb.CollectionInfo:
         msg.text_analyzer_json = json.dumps(info["text_analyzer"], separators=(",", ":"))
     if info.get("sparse_vectors"):
         msg.sparse_vectors_json = json.dumps(info["sparse_vectors"], separators=(",", ":"))
+    if info.get("vectors"):
+        msg.vectors_json = json.dumps(info["vectors"], separators=(",", ":"))
     return msg
 
 
@@ -217,6 +221,7 @@ def collection_from_proto(msg: pb.CollectionInfo) -> dict[str, Any]:
     if msg.text_analyzer_json:
         out["text_analyzer"] = json.loads(msg.text_analyzer_json)
     out["sparse_vectors"] = json.loads(msg.sparse_vectors_json) if msg.sparse_vectors_json else {}
+    out["vectors"] = json.loads(msg.vectors_json) if msg.vectors_json else {}
     if msg.HasField("vector_count"):
         out["vector_count"] = msg.vector_count
     for key in ("shards", "replication_factor", "epoch"):  # cluster mode
@@ -372,12 +377,14 @@ def records_version(requested: int) -> int:
 
 def records_from_bytes(datum: bytes, *, include_vectors: bool, schema_version: int = 1) -> list[dict[str, Any]]:
     """A VectorBatch datum -> record dicts ``{"id", "vector"?, "metadata", "timestamp", "expires_at"?,
-    "sparse_vectors"?}`` (v3: ``{name: {"indices", "values"}}``, only on records that have some)."""
+    "sparse_vectors"?, "named_vectors"?}`` (v3: ``{name: {"indices", "values"}}``, only on records that have
+    some; v4: ``{name: float32 array}``, on every record when the datum carries named vectors)."""
     batch = decode_vector_batch(datum, -1, schema_version)
     with_vectors = include_vectors and batch.dim > 0
     vectors = batch.vectors
     expires = batch.expires_at
     sparse = getattr(batch, "sparse_vectors", None)
+    named = getattr(batch, "named_vectors", None)
     out = []
     for i, (record_id, metadata) in enumerate(zip(batch.ids, batch.metadata, strict=True)):
         rec: dict[str, Any] = {"id": record_id}
@@ -391,6 +398,8 @@ def records_from_bytes(datum: bytes, *, include_vectors: bool, schema_version: i
             own = row_dict(sparse, i)
             if own:
                 rec["sparse_vectors"] = own
+        if named:
+            rec["named_vectors"] = {name: np.array(col[i], dtype=np.float32) for name, col in named.items()}
         out.append(rec)
     return out
 
@@ -435,6 +444,8 @@ def _add_hits(target: Any, hits: Sequence[Mapping[str, Any]]) -> None:
             msg.distance = float(hit["distance"])
         if hit.get("vector") is not None:
             msg.vector.extend(np.asarray(hit["vector"], dtype=np.float32).tolist())
+        for name, vec in (hit.get("named_vectors") or {}).items():
+            msg.named_vectors.add(name=name, values=np.asarray(vec, dtype=np.float32).tolist())
 
 
 def _hit_from_proto(h: pb.Hit) -> dict[str, Any]:
@@ -447,6 +458,8 @@ def _hit_from_proto(h: pb.Hit) -> dict[str, Any]:
         hit["vector"] = np.asarray(h.vector, dtype=np.float32)
     if h.HasField("expires_at"):
         hit["expires_at"] = h.expires_at
+    if h.named_vectors:
+        hit["named_vectors"] = {nv.name: np.asarray(nv.values, dtype=np.float32) for nv in h.named_vectors}
     return hit
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from proximadb.consistency import LEVELS, SESSION_HEADER
 from proximadb.idempotency import REQUEST_ID_HEADER
-from proximadb.limits import MAX_SPARSE_NNZ, SPARSE_NAME_PATTERN
+from proximadb.limits import MAX_NAMED_VECTORS, MAX_SPARSE_NNZ, NAMED_VECTOR_NAME_PATTERN, SPARSE_NAME_PATTERN
 from proximadb.storage.catalog import MAX_TTL_SECONDS
 from proximadb.storage.validation import MAX_TIMESTAMP_US
 
@@ -114,6 +114,20 @@ _SPARSE_QUERY = {
                 "maxItems": MAX_SPARSE_NNZ, "description": "strictly increasing"},
     "values": {"type": "array", "items": {"type": "number"}, "maxItems": MAX_SPARSE_NNZ,
                "description": "finite, as many as indices"}}
+# named dense vectors (schema v4; storage/catalog.py declares them, storage/named_columns.py states the rules)
+_NAMED_NAME = {"type": "string", "pattern": f"^{NAMED_VECTOR_NAME_PATTERN}$"}
+_METRIC = {"enum": ["cosine", "euclidean", "dot_product"]}
+_NAMED_DECLARED = {"type": "object", "propertyNames": _NAMED_NAME, "maxProperties": MAX_NAMED_VECTORS,
+                   "description": "named dense vectors every record carries besides its default vector, by name "
+                                  "(unique ignoring case): {name: {dimension, distance_metric}}; fixed at creation",
+                   "additionalProperties": {"type": "object", "required": ["dimension"], "additionalProperties": False,
+                                            "properties": {"dimension": {"type": "integer", "minimum": 1},
+                                                           "distance_metric": {**_METRIC, "default": "cosine"}}}}
+_NAMED_VECTORS = {"type": "object", "propertyNames": _NAMED_NAME, "additionalProperties": _FLOATS,
+                  "description": "a record's named vectors: every name the collection declares, each with its "
+                                 "dimension and finite numbers, and no other name"}
+_USING = {"type": ["string", "null"], "description": "the named vector searched (one the collection declares); "
+          "absent or null: the default vector"}
 _CONSISTENCY = {"type": "string", "enum": list(LEVELS), "default": "bounded", "description": "cluster mode: what "
                 "the read must see (proximadb/consistency.py); one node meets every level"}
 
@@ -152,6 +166,7 @@ SCHEMAS: dict[str, Any] = {
                                    "description": "cluster mode; default min(3, live nodes); one node accepts only 1"},
             "text_analyzer": _ANALYZER,
             "sparse_vectors": _SPARSE_DECLARED,
+            "vectors": _NAMED_DECLARED,
         },
     },
     "CollectionUpdate": {
@@ -166,7 +181,8 @@ SCHEMAS: dict[str, Any] = {
                                                     "vector_count": {"type": "integer"},
                                                     "default_ttl_seconds": _TTL,
                                                     "text_analyzer": _ANALYZER,
-                                                    "sparse_vectors": _SPARSE_DECLARED}},
+                                                    "sparse_vectors": _SPARSE_DECLARED,
+                                                    "vectors": _NAMED_DECLARED}},
     "CollectionStats": {"type": "object", "description": "statistics of the collection's storage", "properties": {
         "status": {"type": "string", "enum": ["green", "yellow"],
                    "description": "green: every live row is searched through an index and no build is queued"},
@@ -203,10 +219,11 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"),
         "timestamp": {**_TIME, "description": "µs since the epoch; 0 (default): the server's time"},
         "expires_at": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_TIMESTAMP_US},
-        "sparse_vectors": _ref("SparseVectors")}},
+        "sparse_vectors": _ref("SparseVectors"), "named_vectors": _NAMED_VECTORS}},
     "Record": {"type": "object", "required": ["id", "metadata", "timestamp"], "properties": {
         "id": {"type": "string"}, "vector": _FLOATS, "metadata": _ref("Metadata"), "timestamp": {"type": "integer"},
-        "sparse_vectors": _ref("SparseVectors")}},
+        "sparse_vectors": _ref("SparseVectors"),
+        "named_vectors": {**_NAMED_VECTORS, "description": "with the vectors: the record's named vectors"}}},
     "SparseVector": {"type": "object", "required": ["indices", "values"], "additionalProperties": False,
                      "properties": {"indices": _SPARSE_QUERY["indices"], "values": _SPARSE_QUERY["values"]}},
     "SparseVectors": {"type": ["object", "null"], "propertyNames": _SPARSE_NAME,
@@ -218,7 +235,8 @@ SCHEMAS: dict[str, Any] = {
     "DeleteResult": {"type": "object", "properties": {"deleted": {"type": "integer"}, "updated": {"type": "integer"}}},
     "Hit": {"type": "object", "required": ["id", "score", "distance"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
-        "metadata": _ref("Metadata"), "vector": _FLOATS}},
+        "metadata": _ref("Metadata"), "vector": _FLOATS,
+        "named_vectors": {**_NAMED_VECTORS, "description": "with include_vectors: the record's named vectors"}}},
     "TextHit": {"type": "object", "required": ["id", "score"], "properties": {
         "id": {"type": "string"},
         "score": {"type": "number", "description": "BM25, dot product or fused score, higher is better"},
@@ -229,10 +247,12 @@ SCHEMAS: dict[str, Any] = {
         "include_metadata": {"type": "boolean", "default": True},
         "ef": {"type": "integer", "minimum": 1}, "nprobe": {"type": "integer", "minimum": 1},
         "exact": {"type": "boolean", "default": False},
-        "score_threshold": _THRESHOLD, "oversampling": _OVERSAMPLING, "consistency": _CONSISTENCY}},
+        "score_threshold": _THRESHOLD, "oversampling": _OVERSAMPLING, "consistency": _CONSISTENCY,
+        "using": _USING}},
     "ScoredHit": {"type": "object", "required": ["id", "score"], "properties": {
         "id": {"type": "string"}, "score": {"type": "number"}, "distance": {"type": "number"},
-        "metadata": _ref("Metadata"), "vector": _FLOATS, "expires_at": {"type": "integer"}}},
+        "metadata": _ref("Metadata"), "vector": _FLOATS, "expires_at": {"type": "integer"},
+        "named_vectors": {**_NAMED_VECTORS, "description": "with include_vectors: the record's named vectors"}}},
     "Group": {"type": "object", "required": ["value", "hits"], "properties": {
         "value": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
         "hits": {"type": "array", "items": _ref("Hit")}}},
@@ -283,7 +303,8 @@ _SEARCH_SPARSE = {"type": "object", "required": ["name", "indices", "values"], "
 _DEPTH = {"type": ["integer", "null"], "minimum": 1}
 _HYBRID = {"type": "object", "additionalProperties": False,
            "description": "at least one part of vector, text and sparse", "properties": {
-    **_TEXT_OPTIONS, "vector": _FLOATS,
+    **_TEXT_OPTIONS, "vector": _FLOATS, "using": {**_USING, "description": "the named vector the vector part "
+                                                   "searches; absent or null: the default vector"},
     "sparse": {"type": "object", "required": ["name", "indices", "values"], "additionalProperties": False,
                "properties": _SPARSE_QUERY, "description": "a sparse search's query"},
     "fusion": {"type": "string", "enum": ["rrf", "dbsf", "relative_score"], "default": "rrf"},
@@ -298,7 +319,8 @@ _SHAPE_OPTIONS = {
     "filter": _FILTER, "score_threshold": _THRESHOLD, "include_vectors": {"type": "boolean", "default": False},
     "include_metadata": {"type": "boolean", "default": True}, "exact": {"type": "boolean", "default": False},
     "ef": {"type": ["integer", "null"], "minimum": 1}, "nprobe": {"type": ["integer", "null"], "minimum": 1},
-    "consistency": _CONSISTENCY}
+    "consistency": _CONSISTENCY, "using": {**_USING, "description": "the named vector searched (recommend: also "
+                                           "the vector of the example ids); absent or null: the default vector"}}
 _GROUPS = {"type": "object", "required": ["vector", "group_by"], "additionalProperties": False, "properties": {
     **_SHAPE_OPTIONS, "vector": _FLOATS, "group_by": {"type": "string", "minLength": 1},
     "limit": {"type": "integer", "minimum": 1, "default": 10, "description": "groups"},
@@ -424,7 +446,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "parameters": [_COLLECTION, _ID],
         "get": _op("get one record", _ref("Record"), params=_GET_PARAMS),
         "put": _op("replace a record (with 'vector') or only its metadata", _ref("Record"), body=_body(
-            {"type": "object", "properties": {"vector": _FLOATS, "metadata": _ref("Metadata")}}), params=[_REQUEST_ID]),
+            {"type": "object", "properties": {"vector": _FLOATS, "metadata": _ref("Metadata"),
+                                              "named_vectors": {**_NAMED_VECTORS, "description": "with 'vector': "
+                                                                "the replacement's named vectors"}}}),
+            params=[_REQUEST_ID]),
         "patch": _op("merge (or with replace, swap) a record's metadata; null removes a key", _ref("Record"),
                      body=_body({"type": "object", "required": ["metadata"], "properties": {
                          "metadata": _ref("Metadata"), "replace": {"type": "boolean", "default": False}}}),

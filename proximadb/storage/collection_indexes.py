@@ -1,0 +1,61 @@
+"""The segment indexes of a Collection: attach (loaded if valid) or schedule a background build, per
+segment, of the default vector's index and of each named vector's (segment_index.py).
+
+Mixed into :class:`proximadb.storage.collection.Collection`. A named dense vector (schema v4) is indexed
+with the collection's ``indexing_algorithm`` and ``index_params`` over its own rows with its own metric
+(``named/<name>.<ext>``); until its index is ready (and in a ``flat`` collection) it is searched exactly.
+"""
+
+from __future__ import annotations
+
+from proximadb.storage import named_search, segment_index
+from proximadb.storage.catalog import CollectionConfig
+from proximadb.storage.collection_state import CollectionState
+from proximadb.storage.segment import Segment
+
+
+class IndexPath(CollectionState):
+    """Segment indexes: attach, build, rebuild on a settings change."""
+
+    def _index_segment(self, seg: Segment, *, load_existing: bool) -> None:
+        """Attach the segment's HNSW/IVF indexes (the default vector's and each named vector's; loaded if
+        valid), or schedule their background builds."""
+        algorithm = self.config.indexing_algorithm
+        if self._closing:
+            return  # a flush on close: the segment is indexed on the next open
+        if algorithm == "flat":
+            seg.attach_index(None, "flat")
+            seg.named_index = {}
+            return
+        params = segment_index.effective_params(algorithm, self.config.index_params, seg.rows)
+        targets = [(None, self._metric), *((name, named_search.KERNEL_METRIC[v.distance_metric])
+                                           for name, v in self.config.vectors.items() if name in seg.named)]
+        for name, metric in targets:
+            now = segment_index.current(seg, name)
+            if now is not None and segment_index.matches(now, algorithm, params):
+                continue  # a compaction grew it already (compaction.py), with these very settings
+            if load_existing:
+                index = segment_index.load(seg, algorithm, metric, params, name)
+                if index is not None:
+                    segment_index.attach(seg, index, algorithm, name)
+                    continue
+            self.index_builder.schedule(seg, algorithm, metric, params, name)
+
+    def reconfigure(self, config: CollectionConfig) -> None:
+        """New settings from the catalog; a changed index algorithm or parameters rebuilds segment indexes."""
+        with self._lock:
+            old = self.config
+            self.config = config
+            if (old.indexing_algorithm, old.index_params) != (config.indexing_algorithm, config.index_params):
+                for mt in [*self.sealed, self.memtable]:  # the memtable's rows: exact, then a new graph
+                    mt.graph = None
+                    mt.named_graph = {}
+                self.memtable_indexer.kick(self.memtable)
+                for seg in self.segments:
+                    seg.attach_index(None, "flat")  # exact until the new index is ready
+                    seg.named_index = {}
+                    self._index_segment(seg, load_existing=False)
+
+    def wait_for_indexes(self, timeout: float | None = None) -> bool:
+        """Block until every scheduled index build has finished; False on timeout."""
+        return self.index_builder.wait_idle(timeout)
