@@ -33,10 +33,11 @@ from typing import Any, cast
 
 from proximadb.errors import AuthenticationError, PermissionDeniedError, ProximaDBError
 from proximadb.sdk.async_client import AsyncClient, connect_async, connect_async_grpc, connect_async_rest
-from proximadb.sdk.calls import DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT, AskRest, Probe, all_rest, route
+from proximadb.sdk.calls import DEFAULT_GRPC, DEFAULT_REST, PROBE_TIMEOUT
 from proximadb.sdk.calls import api_key as _api_key
 from proximadb.sdk.client import ProximaDBClient
 from proximadb.sdk.collection import AsyncCollection, Collection
+from proximadb.sdk.routing import AskRest, Probe, all_rest, route
 from proximadb.sdk.transport import Transport
 
 __all__ = [
@@ -109,7 +110,7 @@ def _grpc_answers(target: str, api_key: str | None, tls: bool = False, ca_file: 
 
 def connect(url: str | Sequence[str] | None = None, *, timeout: float = 30.0, api_key: str | None = None,
             ca_file: str | None = None, **client_options: Any) -> ProximaDBClient:
-    """gRPC preferred, REST as the fallback; see the module docstring (the rules: :func:`calls.route`).
+    """gRPC preferred, REST as the fallback; see the module docstring (the rules: :func:`routing.route`).
 
     A list of addresses: REST when every one is ``http(s)://``, gRPC otherwise, moving to the next node
     when one does not answer (:mod:`proximadb.sdk.failover`)."""

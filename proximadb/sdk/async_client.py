@@ -13,7 +13,7 @@ Nothing about a request is decided here: every method runs the plan of
 decoding, typed errors and retry policy), awaiting each transport call of
 :mod:`proximadb.sdk.async_transports` (gRPC through ``grpc.aio``, REST through ``httpx``) and
 sleeping with ``asyncio.sleep`` between retries. ``connect_async`` picks the protocol by the
-rules of ``connect`` (:func:`proximadb.sdk.calls.route`): gRPC when it answers, REST otherwise.
+rules of ``connect`` (:func:`proximadb.sdk.routing.route`): gRPC when it answers, REST otherwise.
 
 Cancelling a task that awaits a call cancels that call; the client stays usable. A cancelled
 insert of several batches has applied whole batches only (each batch is all or nothing).
@@ -37,19 +37,18 @@ from proximadb.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from proximadb.sdk import calls, search_calls
+from proximadb.sdk import calls, routing, search_calls
 from proximadb.sdk.calls import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_GRPC,
     DEFAULT_REST,
     PROBE_TIMEOUT,
-    AskRest,
     Compute,
     Plan,
-    Probe,
 )
 from proximadb.sdk.collection import AsyncCollection
 from proximadb.sdk.collection_calls import dimension_for
+from proximadb.sdk.routing import AskRest, Probe
 from proximadb.sdk.transport import AsyncTransport
 
 T = TypeVar("T")
@@ -464,7 +463,7 @@ async def _grpc_answers(step: Probe, api_key: str | None) -> bool:
 
 async def _connect(url: str | None, timeout: float, api_key: str | None, ca_file: str | None,
                    client_options: dict[str, Any]) -> AsyncClient:
-    plan = calls.route(url, ca_file)
+    plan = routing.route(url, ca_file)
     rest: AsyncClient | None = None
     try:
         step = next(plan)
@@ -499,7 +498,7 @@ def connect_async(url: str | Sequence[str] | None = None, *, timeout: float = 30
     """
     if url is not None and not isinstance(url, str):
         urls = list(url)
-        if calls.all_rest(urls):
+        if routing.all_rest(urls):
             return connect_async_rest(urls, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
         return connect_async_grpc(urls, timeout=timeout, api_key=api_key, ca_file=ca_file, **client_options)
     return Connecting(lambda: _connect(url, timeout, api_key, ca_file, client_options))
