@@ -292,6 +292,17 @@ def test_raw_rest(daemon: Daemon) -> None:
         status, answer = _post(daemon, "/collections/raw/search", None, data=_avro_search(query, 6, using),
                                content_type="application/avro")
         assert status == 200 and [h["id"] for h in answer["data"]] == brute(query, 6, using), (using, answer)
+    for data, content_type in [(None, "application/json"),
+                               (encode_frame("vector_search", encode_search_request(
+                                   np.asarray([QUERIES[2][1]], np.float32), 2, None, True, True, None, None, False,
+                                   "tags", 4), 4), "application/avro")]:
+        status, answer = _post(daemon, "/collections/raw/search", {"vector": QUERIES[2][1], "k": 2, "using": "tags",
+                                                                   "include_vectors": True},
+                               data=data, content_type=content_type)
+        assert status == 200, answer
+        hit = answer["data"][0]
+        assert hit["id"] == brute(QUERIES[2][1], 1, "tags")[0]
+        assert hit["named_vectors"]["tags"] == next(r for r in RECORDS if r["id"] == hit["id"])["named_vectors"]["tags"]
     status, answer = _post(daemon, "/collections/raw/search/batch", {"queries": [QUERIES[1][1]], "k": 3,
                                                                      "using": "body"})
     assert status == 200 and [h["id"] for h in answer["data"][0]] == brute(QUERIES[1][1], 3, "body")

@@ -398,3 +398,25 @@ def test_a_failed_flush_then_sealed_row_moves_keep_named_vectors(tmp_path: Path)
             assert np.allclose(seg.named[name], want, atol=1e-6), name
         _check_search(col, live, seed=14)
         assert col.get(ids[40])["metadata"] == {"moved": 1}  # type: ignore[index]
+
+
+def test_named_and_sparse_vectors_travel_together(tmp_path: Path) -> None:
+    ids, vecs, named = _data(12)
+    sparse = [{"kw": {"indices": [i % 5, 7], "values": [1.0, 0.5]}} for i in range(12)]
+    with Engine.open(tmp_path, wal_strategy="binary", flush_on_close=False) as engine:
+        col = _create(engine, sparse_vectors={"kw": {}})
+        col.insert([{"id": ids[i], "vector": vecs[i], "sparse_vectors": sparse[i],
+                     "named_vectors": {k: v[i] for k, v in named.items()}} for i in range(6)])
+        col.flush()
+        col.insert(ids=ids[6:], vectors=vecs[6:], sparse_vectors=sparse[6:],
+                   named_vectors={k: v[6:] for k, v in named.items()})
+        col.update_metadata(ids[2], {"m": 1})  # a segment row (sparse and named) back to the memtable
+    with Engine.open(tmp_path, wal_strategy="binary") as engine:  # the WAL replayed
+        col = engine.collection("c")
+        for i in range(12):
+            rec = col.get(ids[i])
+            assert rec is not None
+            assert rec["sparse_vectors"]["kw"]["indices"] == [i % 5, 7]
+            assert np.allclose(rec["named_vectors"]["body"], named["body"][i])
+        assert col.search_sparse("kw", [2], [1.0], k=3)[0]["id"] in (ids[2], ids[7])
+        _check_search(col, _live(ids, named), seed=15)
