@@ -121,28 +121,57 @@ def _from_rows(rows: Sequence[Mapping[str, Any] | None], n: int, ids: Sequence[s
     rows = list(rows)
     if len(rows) != n:
         raise ValidationError(f"got named vectors for {len(rows)} records, expected {n}")
+
+    def id_of(r: int) -> str | None:
+        return ids[r] if ids and r < len(ids) else None
+
     first = (rows[0] or {}) if rows else {}
     names = list(first)
     for r, row in enumerate(rows):
         given = dict(row or {})
         for name in given:
             if name not in first:
-                raise problem(UNKNOWN, str(name), r, ids[r] if ids and r < len(ids) else None, declared=False)
+                if not first:  # record 0 is the one missing it: say so, not that record r's name is unknown
+                    where = "record 0" + (f" (id {id_of(0)!r})" if id_of(0) is not None else "")
+                    raise InvalidVectorError(
+                        f"{where} has no named vectors, record {r} has {name!r} (every record of a batch carries "
+                        "the same named vectors)")
+                raise problem(UNKNOWN, str(name), r, id_of(r), declared=False)
         for name in names:
             if name not in given:
-                raise problem(MISSING, name, r, ids[r] if ids and r < len(ids) else None, declared=False)
+                raise problem(MISSING, name, r, id_of(r), declared=False)
     out: NamedColumns = {}
     for name in names:
         if not name_ok(name):
             raise _bad_name(name, "")
+        sizes = [_numbers_length(row[name], name, r, id_of(r)) for r, row in enumerate(rows)]  # type: ignore[index]
+        for r, size in enumerate(sizes):
+            if size != sizes[0]:
+                raise problem(DIMENSION, name, r, id_of(r), declared=False, got=size, expected=sizes[0])
         try:
-            out[name] = np.array([row[name] for row in rows if row is not None], dtype=np.float32)  # type: ignore[index]
-        except ValueError:
-            sizes = [len(row[name]) for row in rows if row is not None]  # type: ignore[index]
-            r = next(i for i, s in enumerate(sizes) if s != sizes[0])
-            raise problem(DIMENSION, name, r, ids[r] if ids and r < len(ids) else None, declared=False,
-                          got=sizes[r], expected=sizes[0]) from None
+            out[name] = np.array([row[name] for row in rows], dtype=np.float32)  # type: ignore[index]
+        except (ValueError, TypeError, OverflowError) as exc:  # checked above: only exotic number types get here
+            raise InvalidVectorError(f"named vector {name!r} must be lists of numbers: {exc}") from None
     return out
+
+
+def _numbers_length(value: object, name: str, r: int, record_id: str | None) -> int:
+    """The length of record r's vector ``name``: a non-string sequence or 1-D array of real numbers, else
+    InvalidVectorError naming the record and the vector."""
+    where = f"record {r}" + (f" (id {record_id!r})" if record_id is not None else "")
+    if isinstance(value, np.ndarray):
+        if value.ndim == 1 and value.dtype.kind in "iuf":
+            return int(value.shape[0])
+    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        if all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in value):
+            return len(value)
+    raise InvalidVectorError(f"{where}: named vector {name!r} must be a list of numbers, not "
+                             f"{_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def row_dict(columns: NamedColumns | None, r: int) -> dict[str, list[float]]:
