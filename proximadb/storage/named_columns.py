@@ -16,13 +16,17 @@ at most ``MAX_NAMED_VECTORS`` per collection (proximadb.limits).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
+from proximadb.errors import DimensionMismatchError, InvalidVectorError, MalformedPayloadError, ValidationError
 from proximadb.limits import MAX_NAMED_VECTORS, NAMED_VECTOR_NAME_PATTERN
+from proximadb.storage.validation import check_vectors
+
+if TYPE_CHECKING:
+    from proximadb.storage.catalog import NamedVectorConfig
 
 _NAME = re.compile(NAMED_VECTOR_NAME_PATTERN)
 
@@ -172,6 +176,32 @@ def _numbers_length(value: object, name: str, r: int, record_id: str | None) -> 
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_named_batch(ids: Sequence[str], named_vectors: Mapping[str, np.ndarray] | None,
+                      declared: Mapping[str, NamedVectorConfig]) -> None:
+    """An insert batch's named vectors (``InsertOp.ids`` and ``.named_vectors``) against a collection's
+    declaration (name -> NamedVectorConfig): exactly the declared names, each ``(n, dim)`` of finite floats, a
+    cosine one not all zero (it is normalised like the default vector). The one check for every batch that
+    reaches a log or a memtable: a local collection's write path and WAL replay, a cluster coordinator and
+    ClusterNode.insert before they log. The decoder checked a client's payload already; this checks what comes
+    any other way (a log entry, an InsertOp built in code)."""
+    given = named_vectors or {}
+    if set(given) != declared.keys():
+        raise MalformedPayloadError(
+            f"the batch carries named vectors {sorted(given) or 'none'}, the collection declares "
+            f"{sorted(declared) or 'none'} (every record carries every declared named vector)")
+    n = len(ids)
+    for name, cfg in declared.items():
+        column = given[name]
+        if column.shape != (n, cfg.dimension):
+            raise DimensionMismatchError(f"named vector {name!r}: the batch holds {column.shape}, expected "
+                                         f"({n}, {cfg.dimension})")
+        check_vectors(column, _label(ids, name), cosine=cfg.distance_metric == "cosine")
+
+
+def _label(ids: Sequence[str], name: str) -> Callable[[int], str]:
+    return lambda i: f"record {i} (id {ids[i]!r}), named vector {name!r}"
 
 
 def row_dict(columns: NamedColumns | None, r: int) -> dict[str, list[float]]:
