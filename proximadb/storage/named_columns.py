@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from proximadb.errors import DimensionMismatchError, InvalidVectorError, MalformedPayloadError, ValidationError
+from proximadb.errors import (
+    CorruptionError,
+    DimensionMismatchError,
+    InvalidVectorError,
+    MalformedPayloadError,
+    ValidationError,
+)
 from proximadb.limits import MAX_NAMED_VECTORS, NAMED_VECTOR_NAME_PATTERN
 from proximadb.storage.validation import check_vectors
 
@@ -198,6 +204,16 @@ def check_named_batch(ids: Sequence[str], named_vectors: Mapping[str, np.ndarray
             raise DimensionMismatchError(f"named vector {name!r}: the batch holds {column.shape}, expected "
                                          f"({n}, {cfg.dimension})")
         check_vectors(column, _label(ids, name), cosine=cfg.distance_metric == "cosine")
+
+
+def check_stored(where: object, named: Mapping[str, np.ndarray], declared: Mapping[str, int],
+                 against: str = "the collection declares") -> None:
+    """Stored named vectors (a segment's ``named``, a row's columns) have exactly the names and dimensions
+    ``declared`` (name -> dimension), else CorruptionError naming ``where`` (a segment's path, a row): a segment
+    copied in from another collection or incarnation must not be served, merged or moved."""
+    have = {name: int(m.shape[-1]) for name, m in named.items()}
+    if have != dict(declared):
+        raise CorruptionError(f"{where}: named vectors {have or 'none'}, but {against} {dict(declared) or 'none'}")
 
 
 def _label(ids: Sequence[str], name: str) -> Callable[[int], str]:
