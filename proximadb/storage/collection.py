@@ -245,8 +245,8 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         started = time.monotonic()
         replayed = 0
         with progress.track("replay", config.name, unit="operations") as task:
-            for _seq, op in wal.replay(after_seq=self.manifest.checkpoint_seq):
-                self._apply(op)
+            for seq, op in wal.replay(after_seq=self.manifest.checkpoint_seq):
+                self._replay(seq, op)
                 replayed += 1
                 task.update(replayed)
         if replayed:

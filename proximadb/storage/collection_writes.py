@@ -14,12 +14,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from proximadb.errors import (
+    CorruptionError,
     MalformedPayloadError,
     PayloadTooLargeError,
+    ValidationError,
     VectorExistsError,
 )
 from proximadb.index import distance
-from proximadb.storage import expiry, insert_metadata
+from proximadb.storage import expiry, insert_metadata, named_columns
 from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.metadata_check import metadata_sizes
@@ -126,7 +128,18 @@ class WritePath(CollectionState):
             raise TypeError(f"unknown operation {op!r}")
         self.memtable_indexer.kick(self.memtable)  # a memtable past memtable_index_rows: its graph grows
 
+    def _replay(self, seq: int, op: Operation) -> None:
+        """Apply a WAL entry at open. An entry the checks refuse (a bug's or a foreign WAL's) is corruption
+        named by collection and sequence number: nothing of it was applied (the checks come first)."""
+        try:
+            self._apply(op)
+        except ValidationError as exc:
+            raise CorruptionError(f"collection {self.config.name!r}: WAL entry {seq}: {exc}") from exc
+
     def _apply_insert(self, op: InsertOp) -> None:
+        # Checked before anything changes: an upsert deletes the old copies of its ids below. (Live writes were
+        # checked already; this guards replay and the log-of-record path, which must not half-apply an entry.)
+        check_named_batch(op.ids, op.named_vectors, self.config.vectors)
         vectors = op.vectors
         if self._metric == "cosine":  # in float64: huge and subnormal rows normalise exactly too
             vectors = distance.normalize_rows(vectors)
@@ -163,6 +176,10 @@ class WritePath(CollectionState):
                     new.pop(key, None)
                 else:
                     new[key] = value
+        if source is not self.memtable:  # the row moves to the memtable: its named vectors must fit it first
+            named_columns.check_stored(f"{getattr(source, 'path', 'a sealed memtable')}: row of id {patch.id!r}",
+                                       source.named_columns(np.array([row], dtype=np.int64)) or {},
+                                       self.config.named_dims)
         if isinstance(source, Segment):
             vector = np.array(source.vectors[row : row + 1], dtype=np.float32)
             ts = np.array([timestamp or source.timestamps[row]], dtype=np.int64)

@@ -15,6 +15,7 @@ from proximadb.errors import DimensionMismatchError, InvalidVectorError, Validat
 from proximadb.limits import MAX_NAMED_VECTORS
 from proximadb.storage.collection import Collection
 from proximadb.storage.engine import Engine
+from proximadb.storage.operations import InsertOp, MetadataPatch, UpdateOp
 
 DIM = 4
 VECTORS = {"title": {"dimension": 3, "distance_metric": "cosine"},
@@ -464,3 +465,45 @@ def test_a_compaction_refuses_inputs_with_different_named_vectors(tmp_path: Path
             col.compact()
         col.segments[1].named = kept
         assert len(col.segments) == 2 and col.count() == 40
+
+
+def test_an_entry_with_wrong_named_vectors_changes_nothing_before_it_is_refused(tmp_path: Path) -> None:
+    """_apply checks an insert's named vectors before an upsert deletes the old copies, and a moved row's
+    before it leaves its segment (replay and the log-of-record path come through _apply unchecked)."""
+    ids, vecs, named = _data(10)
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        col = _create(engine)
+        col.insert(ids=ids, vectors=vecs, named_vectors=named)
+        col.flush()
+        bad = InsertOp(upsert=True, ids=ids[:2], vectors=vecs[:2], metadata=[{}, {}],
+                       timestamps=np.ones(2, dtype=np.int64), named_vectors={"title": named["title"][:2]})
+        with pytest.raises(errors.MalformedPayloadError, match=r"carries named vectors \['title'\]"):
+            col._apply(bad)
+        seg = col.segments[0]
+        kept = seg.named
+        seg.named = {"title": kept["title"]}
+        with pytest.raises(errors.CorruptionError, match=r"seg-00000001: row of id 'r00003': named vectors "
+                                                         r"\{'title': 3\}, but the collection declares"):
+            col._apply(UpdateOp([MetadataPatch(ids[3], {"k": 1})]))
+        seg.named = kept
+        assert col.count() == 10 and col.stats()["memtable_rows"] == 0
+        rec = col.get(ids[0])
+        assert rec is not None and np.allclose(rec["named_vectors"]["img"], named["img"][0])
+
+
+def test_a_wal_entry_with_wrong_named_vectors_is_corruption_naming_the_collection_and_sequence(
+        tmp_path: Path) -> None:
+    ids, vecs, _ = _data(6)
+    with Engine.open(tmp_path, flush_on_close=False) as engine:
+        col = _create(engine)
+        engine.create_collection("plain", DIM, distance_metric="euclidean")
+        plain = engine.collection("plain")
+        plain.insert(ids=ids, vectors=vecs)  # WAL entry 1 of "plain": no named vectors
+        target, foreign = col.directory / "wal", plain.directory / "wal"
+    for f in target.iterdir():
+        f.unlink()
+    for f in foreign.iterdir():
+        (target / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(errors.CorruptionError, match=r"collection 'c': WAL entry 1: the batch carries named "
+                                                     r"vectors none, the collection declares \['body', 'img', "):
+        Engine.open(tmp_path, flush_on_close=False)
