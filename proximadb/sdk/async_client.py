@@ -37,7 +37,7 @@ from proximadb.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from proximadb.sdk import calls, routing, search_calls
+from proximadb.sdk import calls, create_calls, routing, search_calls
 from proximadb.sdk.calls import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_GRPC,
@@ -165,12 +165,13 @@ class AsyncClient:
         changed, with update_collection). ``vectors``: named dense vectors every record carries besides its
         default one, ``{name: {"dimension": int, "distance_metric": str}}`` (fixed at creation; search one with
         ``search(..., using=name)``)."""
-        return await self._run(calls.create_collection(
+        return await self._run(create_calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,
             default_ttl_seconds=default_ttl_seconds, quantization=quantization, exist_ok=exist_ok,
             shards=shards, replication_factor=replication_factor,
             text_analyzer=text_analyzer, sparse_vectors=sparse_vectors, vectors=vectors,
+            schema_version=self.schema_version,
         ))
 
     async def get_or_create_collection(
@@ -348,7 +349,7 @@ class AsyncClient:
         return await self._run(search_calls.hybrid_search(
             collection, vector, text, k, sparse=sparse, filter=filter, fusion=fusion, weights=weights, rrf_k=rrf_k,
             depth=depth, ef=ef, include_metadata=include_metadata, score_threshold=score_threshold,
-            consistency=consistency, using=using,
+            consistency=consistency, using=using, schema_version=self.schema_version,
         ))
 
     async def search_groups(self, collection: str, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,

@@ -138,7 +138,8 @@ class Collection(_Handle):
         """``text``, ``vector`` (default: ``text`` embedded with the handle's function) and ``sparse=`` ({name,
         indices, values}) searched and fused. Options: sparse, fusion, weights, rrf_k, depth, ef, include_metadata,
         consistency."""
-        return self.client._run(plans.hybrid_search(self._target, text, vector, k, {"filter": filter, **options}))
+        return self.client._run(plans.hybrid_search(self._target, self.client.schema_version, text, vector, k,
+                                                    {"filter": filter, **options}))
 
     def search_groups(self, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,
                       **options: Any) -> list[dict[str, Any]]:
@@ -244,7 +245,7 @@ class AsyncCollection(_Handle):
     async def hybrid_search(self, text: str | None = None, vector: Any = None, k: int = 10, *,
                             filter: FilterArg = None, **options: Any) -> list[dict[str, Any]]:
         """As :meth:`Collection.hybrid_search` (``text``, ``vector``, ``sparse=`` searched and fused)."""
-        return await self.client._run(plans.hybrid_search(self._target, text, vector, k,
+        return await self.client._run(plans.hybrid_search(self._target, self.client.schema_version, text, vector, k,
                                                           {"filter": filter, **options}))
 
     async def search_groups(self, vector: Any, group_by: str, limit: int = 10, group_size: int = 1,

@@ -161,6 +161,8 @@ def _embed_and_write(
         raise ValidationError(f"{len(docs)} documents need as many ids, got {len(row_ids)}")
     if sparse_vectors is not None and (isinstance(sparse_vectors, dict) or len(sparse_vectors) != len(docs)):
         raise ValidationError(f"{len(docs)} documents need as many sparse_vectors entries (a mapping or None each)")
+    if named_vectors is not None:  # refused before any document is embedded
+        calls.require_named(schema_version, "add/upsert of documents")
     named = None if named_vectors is None else calls.named_columns(named_vectors, len(docs))
     written: list[str] = []
     for start in range(0, len(docs), max(1, batch_size)):
@@ -225,14 +227,15 @@ def search_sparse(target: Target, name: str, indices: Any, values: Any, k: int,
 
 
 def hybrid_search(
-    target: Target, text: str | None, vector: Any, k: int, options: dict[str, Any]
+    target: Target, schema_version: int, text: str | None, vector: Any, k: int, options: dict[str, Any]
 ) -> Plan[list[dict[str, Any]]]:
     """Up to three searches fused (a vector, a text, ``options["sparse"]``); without ``vector`` a text is embedded
     with the handle's function (unless the handle has none and a sparse part is given: then no vector part)."""
     if vector is None and text is not None and (target.embedding_function is not None
                                                 or options.get("sparse") is None):
         vector = (yield from _embed(target, [text], "query texts"))[0]
-    hits = yield from search_calls.hybrid_search(target.name, vector, text, k, **options)
+    hits = yield from search_calls.hybrid_search(target.name, vector, text, k, schema_version=schema_version,
+                                                 **options)
     return [lift_document(hit) for hit in hits]
 
 

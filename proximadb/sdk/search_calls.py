@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from proximadb.errors import ValidationError
-from proximadb.sdk.calls import Call, FilterArg, Plan, _level_field, filter_json, vector_matrix
+from proximadb.sdk.calls import Call, FilterArg, Plan, _level_field, filter_json, require_named, vector_matrix
 
 
 def sparse_query(name: Any, indices: Any, values: Any, what: str) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def hybrid_search(
     sparse: Mapping[str, Any] | None = None, filter: FilterArg = None, fusion: str = "rrf",
     weights: Sequence[float] | None = None, rrf_k: float = 60.0, depth: int | Mapping[str, int] | None = None,
     ef: int | None = None, include_metadata: bool = True, score_threshold: float | None = None,
-    consistency: str | None = None, using: str | None = None,
+    consistency: str | None = None, using: str | None = None, schema_version: int,
 ) -> Plan[list[dict[str, Any]]]:
     """Up to three searches fused (``fusion``: rrf, dbsf, relative_score): a vector search, a text search and a
     sparse search (``sparse``: ``{"name", "indices", "values"}``), at least one; ``weights`` one per part given in
@@ -80,6 +80,7 @@ def hybrid_search(
             raise ValidationError(f"hybrid_search takes one query vector, got {matrix.shape[0]}")
         body["vector"] = matrix[0].tolist()
     if using is not None:
+        require_named(schema_version, "hybrid_search")
         body["using"] = using
     if text is not None:
         body["text"] = text

@@ -194,8 +194,8 @@ def test_pandas_columns_go_in_and_hits_come_out_as_a_frame(tmp_path: Path) -> No
 
 
 def test_a_create_with_exist_ok_may_be_retried_and_a_plain_one_may_not() -> None:
-    from proximadb.sdk import calls
+    from proximadb.sdk import create_calls
 
     # an unreachable server may have created the collection already: with exist_ok the retry finds it
-    assert next(calls.create_collection("c", 2, exist_ok=True)).safe is True
-    assert next(calls.create_collection("c", 2)).safe is False
+    assert next(create_calls.create_collection("c", 2, exist_ok=True, schema_version=4)).safe is True
+    assert next(create_calls.create_collection("c", 2, schema_version=4)).safe is False

@@ -30,6 +30,8 @@ from proximadb.codec.avro_search import decode_search_result, encode_search_requ
 from proximadb.codec.framing import decode_frame, encode_frame
 from proximadb.codec.payload import encode_insert
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, UnsupportedSchemaVersionError, ValidationError
+from proximadb.sdk import collection_calls, create_calls
+from proximadb.sdk.collection_calls import Target
 
 DIM = 4
 N = 40
@@ -242,10 +244,33 @@ def test_a_client_whose_server_speaks_no_v4_refuses_named_vectors(tmp_path: Path
         db.schema_version = 3  # as agreed with a server that speaks payload versions 1 to 3
         for call in (lambda: db.insert_vectors("c", RECORDS[:2]),
                      lambda: db.insert_vectors("c", **_columns(RECORDS[:2])),
-                     lambda: db.search("c", [1.0, 0.0, 0.0], 2, using="title")):
-            with pytest.raises(UnsupportedSchemaVersionError, match="version 4"):
+                     lambda: db.search("c", [1.0, 0.0, 0.0], 2, using="title"),
+                     lambda: db.hybrid_search("c", [1.0, 0.0, 0.0], k=2, using="title"),
+                     lambda: db.create_collection("d", DIM, vectors=DECLARED)):
+            with pytest.raises(UnsupportedSchemaVersionError, match=r"version 4.*upgrade the server"):
                 call()
         assert db.count("c") == 0
+        assert [c["name"] for c in db.list_collections()] == ["c"]  # "d" was refused before the request
+
+
+def test_documents_with_named_vectors_are_refused_by_a_v3_server_before_any_embedding() -> None:
+    embedded: list[str] = []
+    target = Target("c", embedding_function=lambda docs: embedded.extend(docs) or [[1.0, 0.0, 0.0]] * len(docs))
+    plan = collection_calls._embed_and_write(target, 3, 10, None, ["a doc"], [{}], False, None,
+                                             named_vectors=[{"title": [1.0, 0.0]}])
+    with pytest.raises(UnsupportedSchemaVersionError, match="add/upsert of documents: named vectors need "
+                                                            "payload schema version 4"):
+        next(plan)
+    assert embedded == []
+
+
+def test_a_server_that_ignored_the_named_vectors_of_a_create_is_an_error() -> None:
+    """A v3 gRPC server keeps proto field 22 (vectors_json) as an unknown field and creates the collection
+    without them: the answer says so, and the client raises instead of returning a half-made collection."""
+    plan = create_calls.create_collection("c", DIM, vectors=DECLARED, schema_version=4)
+    assert next(plan).method == "create_collection"
+    with pytest.raises(UnsupportedSchemaVersionError, match="created collection 'c' without its named vectors"):
+        plan.send({"name": "c", "dimension": DIM, "distance_metric": "cosine"})
 
 
 def _post(daemon: Daemon, path: str, body: Any, *, data: bytes | None = None,
