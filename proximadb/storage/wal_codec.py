@@ -32,9 +32,11 @@ with timestamp 0 and those stamps must replay identically::
                | [schema version >= 3: u32 names, then per name (sparse vectors, one CSR column):
                   u32 byte_len | UTF-8 name | (n+1) x i64 row_start | nnz x i32 indices
                   | nnz x f32 values, nnz = row_start[n]]
-               | [schema version >= 4: u32 names, then per name (named dense vectors):
-                  u32 byte_len | UTF-8 name | u32 dim; then per name, in that order,
-                  n*dim float32 (row-major, one row per record)]
+               | [schema version >= 4: u32 names (0 when the batch has none), then per name
+                  (named dense vectors): u32 byte_len | UTF-8 name | u32 dim; then per name, in
+                  that order, n*dim little-endian float32 (row-major, one row per record).
+                  Names are unique and each dim is at least 1: the decoder refuses a frame
+                  that breaks either (MalformedPayloadError)]
                | n x metadata map, each Avro-encoded as VectorRecord.metadata
                  (map<union{null, boolean, long, double, string, array<string>}>),
                  back to back to the end of the body (written and read by
