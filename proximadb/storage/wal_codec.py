@@ -338,7 +338,7 @@ def _decode_named(view: memoryview, pos: int, n: int) -> tuple[dict[str, np.ndar
         pos += 4
         if pos + name_len + 4 > len(view):
             raise MalformedPayloadError("insert body too short for its named vectors")
-        name = bytes(view[pos : pos + name_len]).decode()
+        name = _utf8_name(view, pos, name_len, "named vector")
         (dims[name],) = _U32.unpack_from(view, pos + name_len)
         if dims[name] < 1:
             raise MalformedPayloadError(f"insert body: named vector {name!r} has dimension 0")
@@ -363,7 +363,7 @@ def _decode_sparse(view: memoryview, pos: int, n: int) -> tuple[dict[str, Sparse
         pos += 4
         if pos + name_len + 8 * (n + 1) > len(view):
             raise MalformedPayloadError("insert body too short for its sparse vectors")
-        name = bytes(view[pos : pos + name_len]).decode()
+        name = _utf8_name(view, pos, name_len, "sparse vector")
         pos += name_len
         row_start = np.frombuffer(view, dtype="<i8", count=n + 1, offset=pos).astype(np.int64)
         pos += 8 * (n + 1)
@@ -376,6 +376,13 @@ def _decode_sparse(view: memoryview, pos: int, n: int) -> tuple[dict[str, Sparse
         pos += 4 * nnz
         out[name] = SparseColumn(row_start, indices, values)
     return out or None, pos
+
+
+def _utf8_name(view: memoryview, pos: int, name_len: int, what: str) -> str:
+    try:
+        return bytes(view[pos : pos + name_len]).decode()
+    except UnicodeDecodeError:
+        raise MalformedPayloadError(f"insert body: a {what}'s name is not UTF-8") from None
 
 
 def _payload_header(view: memoryview) -> tuple[int, str]:

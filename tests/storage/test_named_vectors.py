@@ -118,6 +118,9 @@ def test_a_damaged_binary_named_section_is_malformed() -> None:
     zero_dim = body[:len(head) + 4 + 4 + 5] + (0).to_bytes(4, "little") + body[len(head) + 17:]
     with pytest.raises(MalformedPayloadError, match="dimension 0"):
         wal_codec.decode(wal_codec.STRATEGY_BINARY, enc.op_code, enc.schema_version, enc.flags, zero_dim)
+    not_utf8 = body[:len(head) + 8] + b"\xff" * 5 + body[len(head) + 13:]  # the name "title" (5 bytes)
+    with pytest.raises(MalformedPayloadError, match="a named vector's name is not UTF-8"):
+        wal_codec.decode(wal_codec.STRATEGY_BINARY, enc.op_code, enc.schema_version, enc.flags, not_utf8)
     with pytest.raises(ValueError, match=r"named_vectors\['title'\] has shape \(3, 3\)"):
         wal_codec.encode("binary", InsertOp(op.upsert, op.ids, op.vectors, op.metadata, op.timestamps,
                                             named_vectors={"title": np.ones((3, 3), np.float32)}))
