@@ -324,7 +324,8 @@ def test_a_sparse_name_added_is_written_at_once_and_lands_on_every_replica(clust
     writer.update_collection("grown", sparse_vectors={"t": {}, "u": {}, "w": {}})
     for node in (1, 2):  # nodes whose map may be a sync behind the update made through n1
         client = cluster.grpc(node)
-        assert client.search_sparse("grown", "w", [1], [1.0], k=5) == [], client.url
+        # index [node]: only w{node} has it, written below; n1's w1 (index 1) may already be on n2's replica
+        assert client.search_sparse("grown", "w", [node], [1.0], k=5) == [], client.url
         client.insert_vectors("grown", [{"id": f"w{node}", "vector": [1.0] * DIM,
                                          "sparse_vectors": {"w": {"indices": [node], "values": [1.0]}}}])
     assert writer.count("grown", consistency="strong") == 14
