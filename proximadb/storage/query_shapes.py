@@ -115,13 +115,23 @@ def example_vectors(examples: Sequence[Any], what: str, get_many: Callable[..., 
     order: the first unknown id is a VectorNotFoundError naming it, unless a bad vector comes before it."""
     ids = [e for e in examples if isinstance(e, str)]
     records = get_many(ids, include_vectors=True) if ids else []
-    found = {r["id"]: r["vector"] if using is None else r["named_vectors"][using] for r in records}
+    found = {r["id"]: r["vector"] if using is None else _named_of(r, using, what, collection) for r in records}
     out = []
     for e in examples:
         if isinstance(e, str) and e not in found:
             raise VectorNotFoundError(f"{what} example id {e!r} not found in collection {collection!r}")
         out.append(found[e] if isinstance(e, str) else vector(e))
     return out
+
+
+def _named_of(record: dict[str, Any], using: str, what: str, collection: str) -> Any:
+    """The example record's named vector ``using``; a record without it (a peer still on schema v3 during a
+    rolling upgrade answering get_many) is a ValidationError naming the id and the vector, not a KeyError."""
+    named = record.get("named_vectors") or {}
+    if using not in named:
+        raise ValidationError(f"{what} example id {record['id']!r} in collection {collection!r} came back without "
+                              f"its named vector {using!r}")
+    return named[using]
 
 
 PARTS = ("vector", "text", "sparse")  # a hybrid query's parts, in the order of its weights

@@ -13,6 +13,7 @@ import pytest
 from proximadb import errors
 from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
 from proximadb.limits import MAX_NAMED_VECTORS
+from proximadb.storage import query_shapes
 from proximadb.storage.collection import Collection
 from proximadb.storage.engine import Engine
 from proximadb.storage.operations import InsertOp, MetadataPatch, UpdateOp
@@ -507,3 +508,14 @@ def test_a_wal_entry_with_wrong_named_vectors_is_corruption_naming_the_collectio
     with pytest.raises(errors.CorruptionError, match=r"collection 'c': WAL entry 1: the batch carries named "
                                                      r"vectors none, the collection declares \['body', 'img', "):
         Engine.open(tmp_path, flush_on_close=False)
+
+
+def test_a_recommend_example_returned_without_its_named_vector_is_a_validation_error() -> None:
+    """A record without named_vectors (a peer still on v3 answering get_many) names the id and the vector."""
+    def get_many(ids: list[str], include_vectors: bool) -> list[dict[str, Any]]:
+        return [{"id": i, "vector": [1.0] * DIM} for i in ids]
+
+    with pytest.raises(ValidationError, match=r"positive example id 'a' in collection 'c' came back without its "
+                                              r"named vector 'title'"):
+        query_shapes.example_vectors(["a"], "positive", get_many, "c", using="title")
+    assert query_shapes.example_vectors(["a"], "positive", get_many, "c") == [[1.0] * DIM]
