@@ -137,7 +137,8 @@ class CollectionConfig:
     # modifier can change (it weighs queries only). Absent: none.
     sparse_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The named dense vectors (schema v4) every record carries besides the default one: name -> its dimension
-    # and metric, fixed at creation (validate_named_vectors). Absent in catalogs written before it existed: none.
+    # and metric, fixed at creation, and its own index settings or none (validate_named_vectors; an update may
+    # change those). Absent in catalogs written before it existed: none.
     vectors: dict[str, NamedVectorConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -25,8 +25,9 @@ base's rows keep their links and only the other inputs' rows are inserted, so a 
 it adds, not all of them, and the merged segment is never searched exactly. Otherwise it is built
 like a flush's, in the background.
 
-A collection's named dense vectors (schema v4) get the same kind of index per segment, each over that
-name's rows with that name's metric and the collection's algorithm and parameters, stored as
+A collection's named dense vectors (schema v4) get an index per segment too, each over that name's rows
+with that name's metric and its algorithm and parameters (its own, or the collection's:
+``CollectionConfig.index_settings``; a ``flat`` name gets none), stored as
 ``named/<name>.<ext>`` (the extension of the kind's file name: ``named/title.hnsw``, ``named/title.ivf``;
 :func:`index_path`) and attached as ``Segment.named_index[name]``; every function here takes the name
 (None: the default vector). A merged segment's named indexes are built in the background (no growth).
