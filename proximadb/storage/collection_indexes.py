@@ -32,6 +32,8 @@ class IndexPath(CollectionState):
             algorithm, given = self.config.index_settings(name)
             if algorithm == "flat":
                 segment_index.attach(seg, None, "flat", name)
+                if name is not None:  # a named vector's index of earlier settings is stale
+                    segment_index.remove_named(seg, name)
                 continue
             params = segment_index.effective_params(algorithm, given, seg.rows)
             now = segment_index.current(seg, name)

@@ -100,6 +100,16 @@ def attach(segment: Segment, index: VectorIndex | None, algorithm: str, name: st
         segment.named_index[name] = index
 
 
+def remove_named(segment: Segment, name: str) -> None:
+    """Delete the saved index files of the named vector ``name`` (of every kind): its settings are ``flat`` now,
+    so none is built or loaded (the segment may be gone meanwhile: nothing to delete)."""
+    for kind in registry.all_kinds():
+        try:
+            index_path(segment, kind.file_name, name).unlink(missing_ok=True)
+        except OSError as exc:  # a leftover is only disk space: loaded only if valid for the settings of the day
+            log.warning("segment %s: stale index file not removed: %s", _label(segment, name), exc)
+
+
 def _label(segment: Segment, name: str | None) -> str:
     return segment.path.name if name is None else f"{segment.path.name} (named vector {name!r})"
 

@@ -157,6 +157,7 @@ def test_update_changes_one_names_settings_and_rebuilds_its_indexes(tmp_path: Pa
         col.flush()
         assert col.wait_for_indexes(120) and col.index_builder.builds == 2  # default, title
         seg = col.segments[0]
+        assert "title.hnsw8" in _files(seg)
         default_index = seg.index
         with pytest.raises(ValidationError, match=r"cannot be changed"):  # dimensions and metrics stay fixed
             engine.update_collection("c", vectors={**VECTORS, "body": {**VECTORS["body"], "dimension": 13}})
@@ -172,7 +173,7 @@ def test_update_changes_one_names_settings_and_rebuilds_its_indexes(tmp_path: Pa
         seg = col.segments[0]
         assert seg.index is default_index  # the default vector's untouched
         assert "title" not in seg.named_index and isinstance(seg.named_index["body"], IVFIndex)
-        assert "body.ivf" in _files(seg)
+        assert "body.ivf" in _files(seg) and "title.hnsw8" not in _files(seg)  # flat now: its index file gone
         assert _recall(col, named, ids, "title") == 1.0
         assert _recall(col, named, ids, "body") >= 0.9
     with Engine.open(tmp_path, auto_compact=False) as engine:
