@@ -117,6 +117,16 @@ def test_the_memtable_graphs_follow_each_names_settings(tmp_path: Path) -> None:
         assert mt.named_graph["title"].indexed == N and mt.named_graph["title"].index.dim == 16
         assert _recall(col, named, ids, "title", ef=200) >= 0.9
         assert _recall(col, named, ids, "body") == 1.0
+        # the other way round: title flat, body on HNSW; the memtable's graphs are made again
+        engine.update_collection("c", vectors={"title": {"dimension": 16, "indexing_algorithm": "flat"},
+                                               "body": {"dimension": 12, "distance_metric": "euclidean",
+                                                        "indexing_algorithm": "hnsw", "index_params": {"M": 8}}})
+        assert col.wait_for_memtable_index(120)
+        mt = col.memtable
+        assert mt.graph is None and set(mt.named_graph) == {"body"} and mt.named_graph["body"].indexed == N
+        assert mt.named_graph["body"].index.metric == "l2"
+        assert _recall(col, named, ids, "title") == 1.0
+        assert _recall(col, named, ids, "body", ef=200) >= 0.9
 
 
 @pytest.mark.parametrize(("vectors", "message"), [
