@@ -158,7 +158,8 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         self.last_flush_error: str | None = None
         self.last_compaction_at: float | None = None  # unix seconds of this process's last compaction that merged
         self._flush_retry = FlushRetry()
-        self.index_builder = segment_index.IndexBuilder(config.name, on_built=self._ask_compaction_policy)
+        self.index_builder = segment_index.IndexBuilder(config.name, on_built=self._ask_compaction_policy,
+                                                        wanted=self._index_wanted)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
         self._background: threading.Thread | None = None
         self._closing = False  # set by close(): no new index builds or background compactions

@@ -9,6 +9,8 @@ included), or the collection's when it declares none (``CollectionConfig.index_s
 
 from __future__ import annotations
 
+from typing import Any
+
 from proximadb.storage import named_search, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_state import CollectionState
@@ -45,6 +47,14 @@ class IndexPath(CollectionState):
                     segment_index.attach(seg, index, algorithm, name)
                     continue
             self.index_builder.schedule(seg, algorithm, metric, params, name)
+
+    def _index_wanted(self, seg: Segment, name: str | None) -> tuple[str, dict[str, Any]]:
+        """(Index builder thread.) The algorithm and effective parameters the index of ``name`` (None: the
+        default vector) of ``seg`` must have under the settings of now (a build of others is dropped)."""
+        algorithm, given = self.config.index_settings(name)
+        if algorithm == "flat":
+            return algorithm, {}
+        return algorithm, segment_index.effective_params(algorithm, given, seg.rows)
 
     def reconfigure(self, config: CollectionConfig) -> None:
         """New settings from the catalog; a changed index algorithm or parameters (the collection's, or a

@@ -15,6 +15,7 @@ import pytest
 from proximadb.errors import ValidationError
 from proximadb.index.hnsw_int8 import HNSWInt8Index
 from proximadb.index.ivf import IVFIndex
+from proximadb.storage import segment_index
 from proximadb.storage.engine import Engine
 
 DIM = 8
@@ -191,3 +192,23 @@ def test_update_changes_one_names_settings_and_rebuilds_its_indexes(tmp_path: Pa
         assert col.wait_for_indexes(120) and col.index_builder.builds == 0
         assert col.config.index_settings("title") == ("flat", {})
         assert isinstance(col.segments[0].named_index["body"], IVFIndex)
+
+
+
+def test_a_build_of_settings_changed_since_is_dropped(tmp_path: Path) -> None:
+    """A build job of other settings than the name's of now (scheduled before a settings change, which
+    scheduled its own) is skipped: a flat name gets no index from it."""
+    ids, vecs, named = _data(5)
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        engine.create_collection("c", DIM, vectors=VECTORS)
+        col = engine.collection("c")
+        col.insert(ids=ids, vectors=vecs, named_vectors=named)
+        col.flush()
+        assert col.wait_for_indexes(120) and col.index_builder.builds == 1  # title only
+        seg = col.segments[0]
+        stale = segment_index.effective_params("hnsw", {"M": 8}, seg.rows)
+        col.index_builder.schedule(seg, "hnsw", "l2", stale, "body")  # body is flat now
+        col.index_builder.schedule(seg, "hnsw", "cosine", stale, "title")  # title is hnsw int8 now
+        assert col.wait_for_indexes(120) and col.index_builder.builds == 1
+        assert "body" not in seg.named_index and isinstance(seg.named_index["title"], HNSWInt8Index)
+        assert not any(f.startswith("body.") and not f.endswith(".f32") for f in _files(seg))
