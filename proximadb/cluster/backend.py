@@ -41,7 +41,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,8 +63,6 @@ from proximadb.codec.payload import decode_payload, encode_insert, encode_payloa
 from proximadb.deadline import wait_seconds
 from proximadb.errors import (
     CollectionNotFoundError,
-    DimensionMismatchError,
-    MalformedPayloadError,
     RequestTimeoutError,
     UnavailableError,
     ValidationError,
@@ -72,9 +70,10 @@ from proximadb.errors import (
     VectorNotFoundError,
 )
 from proximadb.storage import named_search
-from proximadb.storage.catalog import CollectionConfig
+from proximadb.storage.catalog import CollectionConfig, check_dimension_limits
 from proximadb.storage.engine import Engine
 from proximadb.storage.metadata_check import metadata_sizes
+from proximadb.storage.named_columns import check_named_batch
 from proximadb.storage.operations import InsertOp
 from proximadb.storage.validation import (
     MAX_METADATA_KEY_BYTES,
@@ -126,13 +125,7 @@ class ClusterEngine:
         if isinstance(name, str) and "@" in name:
             raise ValidationError(f"collection name {name!r}: '@' is kept for shard addresses in cluster mode")
         cfg = CollectionConfig.new(name, dimension, **settings)  # the same checks and messages as one node
-        limit = self.options.limits.max_dimension
-        if cfg.dimension > limit:
-            raise ValidationError(f"dimension {cfg.dimension} is over this server's max_dimension limit of {limit}")
-        for vec_name, vec in cfg.vectors.items():  # as Engine.create_collection checks them
-            if vec.dimension > limit:
-                raise ValidationError(f"vectors[{vec_name!r}].dimension {vec.dimension} is over this server's "
-                                      f"max_dimension limit of {limit}")
+        check_dimension_limits(cfg, self.options.limits.max_dimension)  # as Engine.create_collection does
         if "vectors" in settings:  # the map's spec holds them as checked: JSON, every replica makes the same
             settings["vectors"] = {vec_name: vec.to_dict() for vec_name, vec in cfg.vectors.items()}
         live = len(self.node.membership.nodes()) if self.node.membership is not None else 1
@@ -335,7 +328,7 @@ class ClusterCollection(ClusterQueries):
         check_timestamps(op.timestamps, op.expires_at, op.ids)
         if op.sparse_vectors:
             check_sparse_names(op.sparse_vectors, self.sparse_names(list(op.sparse_vectors)))
-        check_named_columns(op, self.config)
+        check_named_batch(op.ids, op.named_vectors, self.config.vectors)
         sizes = metadata_sizes(list(op.metadata), MAX_METADATA_KEY_BYTES)
         for i in np.flatnonzero((sizes < 0) | (sizes > limits.max_metadata_bytes)).tolist():
             check_metadata(op.metadata[i], f"record {i} (id {op.ids[i]!r})", limits.max_metadata_bytes)
@@ -498,28 +491,6 @@ class ClusterCollection(ClusterQueries):
         for row, record_id in enumerate(ids):
             groups.setdefault(shard_of(str(record_id), shards or self.shard_map.shards), []).append(row)
         return groups
-
-
-def check_named_columns(op: InsertOp, config: CollectionConfig) -> None:
-    """A batch's named vectors as a local collection checks them before it logs them (storage/collection_writes.py
-    ``_check_named``): the decoder checked names, dimensions and finite floats against the declared ones; a
-    cosine name's vector must also not be all zero (every replica normalises it), refused here, before the log."""
-    given = op.named_vectors or {}
-    if set(given) != config.vectors.keys():  # not from a decoded payload (the decoder refuses it)
-        raise MalformedPayloadError(
-            f"the batch carries named vectors {sorted(given) or 'none'}, the collection declares "
-            f"{sorted(config.vectors) or 'none'} (every record carries every declared named vector)")
-    n = len(op.ids)
-    for name, vec in config.vectors.items():
-        column = given[name]
-        if column.shape != (n, vec.dimension):
-            raise DimensionMismatchError(f"named vector {name!r}: the batch holds {column.shape}, expected "
-                                         f"({n}, {vec.dimension})")
-        check_vectors(column, _named_label(op.ids, name), cosine=vec.distance_metric == "cosine")
-
-
-def _named_label(ids: Sequence[str], name: str) -> Callable[[int], str]:
-    return lambda i: f"record {i} (id {ids[i]!r}), named vector {name!r}"
 
 
 def config_of(shard_map: ShardMap) -> CollectionConfig:

@@ -73,7 +73,9 @@ from proximadb.errors import (
     SnapshotRequiredError,
     UnavailableError,
 )
+from proximadb.storage.catalog import validate_named_vectors
 from proximadb.storage.engine import Engine
+from proximadb.storage.named_columns import check_named_batch
 
 log = logging.getLogger("proximadb.cluster")
 
@@ -218,10 +220,12 @@ class ClusterNode:
                *, upsert: bool = False, named_vectors: Mapping[str, Any] | None = None) -> dict[int, int]:
         """Route rows to their shards and append one frame per shard; returns {shard: log sequence}.
         ``named_vectors``: columns ``{name: (n, dim)}`` of the collection's named dense vectors, sliced by shard
-        as ``vectors`` (each replica checks them against its declared names as it applies the frame)."""
+        as ``vectors``; checked against the collection's declared names before anything is appended (the check
+        each replica makes as it applies the frame: a batch it would refuse is never acknowledged)."""
         shard_map = self.shard_map(name)
         matrix = np.asarray(vectors, dtype=np.float32)
         named = {n: np.asarray(col, dtype=np.float32) for n, col in (named_vectors or {}).items()}
+        check_named_batch(list(ids), named, validate_named_vectors(shard_map.spec.get("vectors")))
         groups = self._route(ids, shard_map.shards)
         acked: dict[int, int] = {}
         for shard, rows in groups.items():

@@ -402,6 +402,17 @@ def _named_index(name: str, dim: int, settings: Mapping[str, Any], algorithm: st
         raise ValidationError(f"{label} (dimension {dim}, indexing_algorithm {own_algorithm}): {exc}") from None
 
 
+def check_dimension_limits(cfg: CollectionConfig, limit: int) -> None:
+    """A new collection's default and named dimensions against a server's ``max_dimension`` limit (below the
+    format's own MAX_DIMENSION, which the settings' checks apply): ValidationError naming the vector."""
+    if cfg.dimension > limit:
+        raise ValidationError(f"dimension {cfg.dimension} is over this server's max_dimension limit of {limit}")
+    for name, vec in cfg.vectors.items():
+        if vec.dimension > limit:
+            raise ValidationError(f"vectors[{name!r}].dimension {vec.dimension} is over this server's "
+                                  f"max_dimension limit of {limit}")
+
+
 def _check_named_index(algorithm: str, params: dict[str, Any], vectors: dict[str, NamedVectorConfig]) -> None:
     """The collection's index settings also index each named vector that has none of its own: they must suit
     its dimension too (product quantization's ``m`` divides it)."""

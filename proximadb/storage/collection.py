@@ -67,7 +67,7 @@ from proximadb.filters import compile_filter
 from proximadb.index import distance
 from proximadb.limits import Limits
 from proximadb.renamed import renamed
-from proximadb.storage import expiry, integrity, memtable_index, named_search, segment_index
+from proximadb.storage import expiry, integrity, memtable_index, named_columns, named_search, segment_index
 from proximadb.storage.catalog import CollectionConfig
 from proximadb.storage.collection_apply import LogApplyPath
 from proximadb.storage.collection_indexes import IndexPath
@@ -230,6 +230,7 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
                 verify=options.verify_segments,
             )
             seg.remove_stale_bitmaps()
+            named_columns.check_stored(seg.path, seg.named, config.named_dims)  # before anything is served
             self.segments.append(seg)
         for seg in self.segments:
             self._index_segment(seg, load_existing=True)

@@ -9,12 +9,11 @@ invariant that :meth:`WritePath._apply` keeps.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from proximadb.errors import (
-    DimensionMismatchError,
     MalformedPayloadError,
     PayloadTooLargeError,
     VectorExistsError,
@@ -25,6 +24,7 @@ from proximadb.storage.collection_state import CollectionState
 from proximadb.storage.memtable import Memtable
 from proximadb.storage.metadata_check import metadata_sizes
 from proximadb.storage.metadata_store import MetadataColumn
+from proximadb.storage.named_columns import check_named_batch
 from proximadb.storage.operations import DeleteOp, InsertOp, MetadataPatch, Operation, UpdateOp
 from proximadb.storage.segment import Segment
 from proximadb.storage.sparse_column import check_columns
@@ -41,10 +41,6 @@ from proximadb.storage.validation import (
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-def _named_label(ids: Sequence[str], name: str) -> Callable[[int], str]:
-    return lambda i: f"record {i} (id {ids[i]!r}), named vector {name!r}"
 
 
 class WritePath(CollectionState):
@@ -85,7 +81,7 @@ class WritePath(CollectionState):
         check_ids(op.ids, max_bytes=limits.max_id_bytes)
         check_vectors(op.vectors, record_label(op.ids), cosine=self._metric == "cosine")
         check_timestamps(op.timestamps, op.expires_at, op.ids)
-        self._check_named(op)
+        check_named_batch(op.ids, op.named_vectors, self.config.vectors)
         if op.sparse_vectors:
             op.sparse_vectors = check_columns(op.sparse_vectors, n)
             if not applying:
@@ -106,24 +102,6 @@ class WritePath(CollectionState):
             op.timestamps = op.timestamps.astype(np.int64)
         ttl = self.config.default_ttl_seconds
         return not (ttl and expiry.stamp_default_ttl(op, ttl, expiry.now_us() if now is None else now))
-
-    def _check_named(self, op: InsertOp) -> None:
-        """The batch's named vectors: exactly the declared names, each ``(n, dim)`` of finite floats (a cosine
-        one not all zero: it is normalised like the default vector). The decoder checked a client's payload
-        already; this checks what reaches ``_apply`` any other way (a log entry, an InsertOp built in code)."""
-        declared = self.config.vectors
-        given = op.named_vectors or {}
-        if set(given) != declared.keys():
-            raise MalformedPayloadError(
-                f"the batch carries named vectors {sorted(given) or 'none'}, the collection declares "
-                f"{sorted(declared) or 'none'} (every record carries every declared named vector)")
-        n = len(op.ids)
-        for name, cfg in declared.items():
-            column = given[name]
-            if column.shape != (n, cfg.dimension):
-                raise DimensionMismatchError(f"named vector {name!r}: the batch holds {column.shape}, expected "
-                                             f"({n}, {cfg.dimension})")
-            check_vectors(column, _named_label(op.ids, name), cosine=cfg.distance_metric == "cosine")
 
     def _refuse_existing(self, ids: Sequence[str], now: int | None) -> None:
         """VectorExistsError when an id of an insert (not an upsert) is live at ``now`` (None: the clock)."""

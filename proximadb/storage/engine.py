@@ -41,7 +41,7 @@ from proximadb.errors import (
 )
 from proximadb.storage import integrity, intents
 from proximadb.storage.allocator import pin_malloc_mmap_threshold
-from proximadb.storage.catalog import Catalog, CollectionConfig
+from proximadb.storage.catalog import Catalog, CollectionConfig, check_dimension_limits
 from proximadb.storage.collection import Collection, StorageOptions
 from proximadb.storage.lockfile import DataDirLock
 from proximadb.storage.manifest import LOGS_OF_RECORD
@@ -127,15 +127,7 @@ class Engine:
         optionally each one's own index settings (storage/catalog.py: validate_named_vectors); names,
         dimensions and metrics fixed from now on."""
         cfg = CollectionConfig.new(name, dimension, vectors=vectors, **settings)
-        limit = self.options.limits.max_dimension
-        if cfg.dimension > limit:
-            raise ValidationError(
-                f"dimension {cfg.dimension} is over this server's max_dimension limit of {limit}"
-            )
-        for vec_name, vec in cfg.vectors.items():
-            if vec.dimension > limit:
-                raise ValidationError(f"vectors[{vec_name!r}].dimension {vec.dimension} is over this server's "
-                                      f"max_dimension limit of {limit}")
+        check_dimension_limits(cfg, self.options.limits.max_dimension)
         with self._lock:
             catalog = self._catalog
             if catalog.find(cfg.name) is not None:

@@ -28,7 +28,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from proximadb.storage import expiry
+from proximadb.storage import expiry, named_columns
 from proximadb.storage.metadata_scan import gather_maps
 from proximadb.storage.metadata_store import HELD_OFFSET_BITS, EncodedRows, MetadataColumn
 from proximadb.storage.operations import NO_EXPIRY, Metadata
@@ -68,7 +68,10 @@ class MergedRows:
         return int(self.source_segment.shape[0])
 
     def stream(self) -> RowStream:
-        named = {name: int(m.shape[1]) for name, m in self.plan.inputs[0].named.items()}  # the same in every input
+        first = self.plan.inputs[0]
+        named = {name: int(m.shape[1]) for name, m in first.named.items()}
+        for seg in self.plan.inputs[1:]:  # the same in every input (Collection.open checks them against the config)
+            named_columns.check_stored(seg.path, seg.named, named, f"{first.path} has")
         return RowStream(self.rows, self.plan.inputs[0].dim, self.has_expiry, self._chunks(), named)
 
     def _chunks(self) -> Iterator[SegmentData]:

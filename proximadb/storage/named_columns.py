@@ -16,13 +16,23 @@ at most ``MAX_NAMED_VECTORS`` per collection (proximadb.limits).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from proximadb.errors import DimensionMismatchError, InvalidVectorError, ValidationError
+from proximadb.errors import (
+    CorruptionError,
+    DimensionMismatchError,
+    InvalidVectorError,
+    MalformedPayloadError,
+    ValidationError,
+)
 from proximadb.limits import MAX_NAMED_VECTORS, NAMED_VECTOR_NAME_PATTERN
+from proximadb.storage.validation import check_vectors
+
+if TYPE_CHECKING:
+    from proximadb.storage.catalog import NamedVectorConfig
 
 _NAME = re.compile(NAMED_VECTOR_NAME_PATTERN)
 
@@ -121,28 +131,93 @@ def _from_rows(rows: Sequence[Mapping[str, Any] | None], n: int, ids: Sequence[s
     rows = list(rows)
     if len(rows) != n:
         raise ValidationError(f"got named vectors for {len(rows)} records, expected {n}")
+
+    def id_of(r: int) -> str | None:
+        return ids[r] if ids and r < len(ids) else None
+
     first = (rows[0] or {}) if rows else {}
     names = list(first)
     for r, row in enumerate(rows):
         given = dict(row or {})
         for name in given:
             if name not in first:
-                raise problem(UNKNOWN, str(name), r, ids[r] if ids and r < len(ids) else None, declared=False)
+                if not first:  # record 0 is the one missing it: say so, not that record r's name is unknown
+                    where = "record 0" + (f" (id {id_of(0)!r})" if id_of(0) is not None else "")
+                    raise InvalidVectorError(
+                        f"{where} has no named vectors, record {r} has {name!r} (every record of a batch carries "
+                        "the same named vectors)")
+                raise problem(UNKNOWN, str(name), r, id_of(r), declared=False)
         for name in names:
             if name not in given:
-                raise problem(MISSING, name, r, ids[r] if ids and r < len(ids) else None, declared=False)
+                raise problem(MISSING, name, r, id_of(r), declared=False)
     out: NamedColumns = {}
     for name in names:
         if not name_ok(name):
             raise _bad_name(name, "")
+        sizes = [_numbers_length(row[name], name, r, id_of(r)) for r, row in enumerate(rows)]  # type: ignore[index]
+        for r, size in enumerate(sizes):
+            if size != sizes[0]:
+                raise problem(DIMENSION, name, r, id_of(r), declared=False, got=size, expected=sizes[0])
         try:
-            out[name] = np.array([row[name] for row in rows if row is not None], dtype=np.float32)  # type: ignore[index]
-        except ValueError:
-            sizes = [len(row[name]) for row in rows if row is not None]  # type: ignore[index]
-            r = next(i for i, s in enumerate(sizes) if s != sizes[0])
-            raise problem(DIMENSION, name, r, ids[r] if ids and r < len(ids) else None, declared=False,
-                          got=sizes[r], expected=sizes[0]) from None
+            out[name] = np.array([row[name] for row in rows], dtype=np.float32)  # type: ignore[index]
+        except (ValueError, TypeError, OverflowError) as exc:  # checked above: only exotic number types get here
+            raise InvalidVectorError(f"named vector {name!r} must be lists of numbers: {exc}") from None
     return out
+
+
+def _numbers_length(value: object, name: str, r: int, record_id: str | None) -> int:
+    """The length of record r's vector ``name``: a non-string sequence or 1-D array of real numbers, else
+    InvalidVectorError naming the record and the vector."""
+    where = f"record {r}" + (f" (id {record_id!r})" if record_id is not None else "")
+    if isinstance(value, np.ndarray):
+        if value.ndim == 1 and value.dtype.kind in "iuf":
+            return int(value.shape[0])
+    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        if all(isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in value):
+            return len(value)
+    raise InvalidVectorError(f"{where}: named vector {name!r} must be a list of numbers, not "
+                             f"{_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_named_batch(ids: Sequence[str], named_vectors: Mapping[str, np.ndarray] | None,
+                      declared: Mapping[str, NamedVectorConfig]) -> None:
+    """An insert batch's named vectors (``InsertOp.ids`` and ``.named_vectors``) against a collection's
+    declaration (name -> NamedVectorConfig): exactly the declared names, each ``(n, dim)`` of finite floats, a
+    cosine one not all zero (it is normalised like the default vector). The one check for every batch that
+    reaches a log or a memtable: a local collection's write path and WAL replay, a cluster coordinator and
+    ClusterNode.insert before they log. The decoder checked a client's payload already; this checks what comes
+    any other way (a log entry, an InsertOp built in code)."""
+    given = named_vectors or {}
+    if set(given) != declared.keys():
+        raise MalformedPayloadError(
+            f"the batch carries named vectors {sorted(given) or 'none'}, the collection declares "
+            f"{sorted(declared) or 'none'} (every record carries every declared named vector)")
+    n = len(ids)
+    for name, cfg in declared.items():
+        column = given[name]
+        if column.shape != (n, cfg.dimension):
+            raise DimensionMismatchError(f"named vector {name!r}: the batch holds {column.shape}, expected "
+                                         f"({n}, {cfg.dimension})")
+        check_vectors(column, _label(ids, name), cosine=cfg.distance_metric == "cosine")
+
+
+def check_stored(where: object, named: Mapping[str, np.ndarray], declared: Mapping[str, int],
+                 against: str = "the collection declares") -> None:
+    """Stored named vectors (a segment's ``named``, a row's columns) have exactly the names and dimensions
+    ``declared`` (name -> dimension), else CorruptionError naming ``where`` (a segment's path, a row): a segment
+    copied in from another collection or incarnation must not be served, merged or moved."""
+    have = {name: int(m.shape[-1]) for name, m in named.items()}
+    if have != dict(declared):
+        raise CorruptionError(f"{where}: named vectors {have or 'none'}, but {against} {dict(declared) or 'none'}")
+
+
+def _label(ids: Sequence[str], name: str) -> Callable[[int], str]:
+    return lambda i: f"record {i} (id {ids[i]!r}), named vector {name!r}"
 
 
 def row_dict(columns: NamedColumns | None, r: int) -> dict[str, list[float]]:

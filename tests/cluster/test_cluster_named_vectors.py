@@ -497,6 +497,9 @@ def test_cluster_nodes_route_named_vectors_and_a_joining_node_replays_them(nats3
         n1.create_collection(NAME, DIM, shards=SHARDS, replication_factor=3, distance_metric="euclidean",
                              vectors=DECLARED)  # 3 replicas wanted, 2 nodes live: a third joins later
         acked = n1.insert(NAME, IDS, VECTORS, METADATA, named_vectors=NAMED)
+        # n2 starts its replicas at its next map sync (sync_interval): a search there before that finds no shard
+        wait_until("n1 and n2 hold every shard",
+                   lambda: all(n.held().get(NAME) == list(range(SHARDS)) for n in (n1, n2)), WAIT)
         assert sorted(acked) == list(range(SHARDS))
         rng = np.random.default_rng(8)
         for node in (n1, n2):

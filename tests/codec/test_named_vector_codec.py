@@ -207,6 +207,10 @@ def test_every_truncation_is_malformed_never_a_crash() -> None:
     ([{"t": [1.0]}, {"u": [1.0]}], 4, r"record 1 \(id 'b'\): named vector 'u' is not one of"),
     ([{"t": [1.0]}, None], 4, r"record 1 \(id 'b'\): named vector 't' is missing"),
     ([{"t": [1.0]}, {"t": [1.0, 2.0]}], 4, r"record 1 \(id 'b'\): named vector 't' has dimension 2, expected 1"),
+    ([{"t": ["x", "y"]}, {"t": ["z", "w"]}], 4, r"record 0 \(id 'a'\): named vector 't' must be a list of numbers"),
+    ([{"t": [1, 2]}, {"t": 3.0}], 4, r"record 1 \(id 'b'\): named vector 't' must be a list of numbers, not 3.0"),
+    ([{"t": [1, 2]}, {"t": None}], 4, r"record 1 \(id 'b'\): named vector 't' must be a list of numbers, not None"),
+    ([None, {"t": [1.0]}], 4, r"record 0 \(id 'a'\) has no named vectors, record 1 has 't'"),
 ])
 def test_the_encoder_refuses_what_the_decoder_would(named: Any, version: int, words: str) -> None:
     with pytest.raises(ValidationError, match=words):

@@ -5,7 +5,8 @@
 Opens DATA_DIR (fsync=always, a small flush threshold so rows live in segments, the WAL and the memtable),
 creates collection ``c`` with named vectors if it is missing, reads its live records as the model, then
 sends operation START, START + 1, ... (each depends only on the seed, its number and the model: inserts,
-upserts, deletes, metadata updates that bring segment rows back to the memtable, compactions) and prints
+upserts, deletes, metadata updates that bring segment rows back to the memtable, compactions, and every 17th
+a flush that waits, so that segments exist whatever the background flushes' timing) and prints
 ``ack <i>`` once operation i returned (durable: fsync=always). The test kills it with SIGKILL.
 """
 
@@ -39,6 +40,8 @@ def make_op(seed: int, i: int, model: Model) -> Op:
     live = sorted(model)
     if i % 23 == 22:
         return ("compact",)
+    if i % 17 == 16:  # a flush that waits: segments exist from operation 16 on, whatever the background timing
+        return ("flush",)
     roll = rng.random()
     if roll < 0.4 or len(live) < 10:
         return ("insert", _records(rng, [f"n{i}-{j}" for j in range(int(rng.integers(5, 25)))], i))
@@ -61,6 +64,8 @@ def send(col: Any, op: Op) -> None:
         col.delete(op[1])
     elif kind == "meta":
         col.update_metadata(op[1], op[2])
+    elif kind == "flush":
+        col.flush()
     else:
         col.compact()
 

@@ -420,3 +420,47 @@ def test_named_and_sparse_vectors_travel_together(tmp_path: Path) -> None:
             assert np.allclose(rec["named_vectors"]["body"], named["body"][i])
         assert col.search_sparse("kw", [2], [1.0], k=3)[0]["id"] in (ids[2], ids[7])
         _check_search(col, _live(ids, named), seed=15)
+
+
+def test_a_segment_whose_named_vectors_differ_from_the_declaration_is_refused_at_open(tmp_path: Path) -> None:
+    """A segment copied in from a collection with other named vectors (operator error, a foreign snapshot)
+    is refused at open, before anything is served, naming the segment and both sets."""
+    ids, vecs, named = _data(20)
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        col = _create(engine)
+        col.insert(ids=ids, vectors=vecs, named_vectors=named)
+        col.flush()
+        engine.create_collection("plain", DIM, distance_metric="euclidean")
+        plain = engine.collection("plain")
+        plain.insert(ids=ids, vectors=vecs)
+        plain.flush()
+        target, foreign = col.segments[0].path, plain.segments[0].path
+    for f in target.iterdir():
+        if f.is_dir():
+            for g in f.iterdir():
+                g.unlink()
+            f.rmdir()
+        else:
+            f.unlink()
+    for f in foreign.iterdir():
+        (target / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(errors.CorruptionError, match=r"seg-\d+: named vectors none, but the collection declares "
+                                                     r"\{'body': 5, 'img': 2, 'title': 3\}"):
+        Engine.open(tmp_path, auto_compact=False)
+
+
+def test_a_compaction_refuses_inputs_with_different_named_vectors(tmp_path: Path) -> None:
+    ids, vecs, named = _data(40)
+    with Engine.open(tmp_path, auto_compact=False) as engine:
+        col = _create(engine)
+        for a in (0, 20):
+            col.insert(ids=ids[a:a + 20], vectors=vecs[a:a + 20],
+                       named_vectors={k: v[a:a + 20] for k, v in named.items()})
+            col.flush()
+        kept = col.segments[1].named
+        col.segments[1].named = {"title": kept["title"]}  # as if it lacked declared names
+        with pytest.raises(errors.CorruptionError, match=r"seg-00000002: named vectors \{'title': 3\}, but "
+                                                         r".*seg-00000001 has \{'body': 5"):
+            col.compact()
+        col.segments[1].named = kept
+        assert len(col.segments) == 2 and col.count() == 40
