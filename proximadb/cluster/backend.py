@@ -127,8 +127,7 @@ class ClusterEngine:
         cfg = CollectionConfig.new(name, dimension, **settings)  # the same checks and messages as one node
         check_dimension_limits(cfg, self.options.limits.max_dimension)  # as Engine.create_collection does
         if "vectors" in settings:  # the map's spec holds them as checked: JSON, every replica makes the same
-            settings["vectors"] = {vec_name: {"dimension": vec.dimension, "distance_metric": vec.distance_metric}
-                                   for vec_name, vec in cfg.vectors.items()}
+            settings["vectors"] = {vec_name: vec.to_dict() for vec_name, vec in cfg.vectors.items()}
         live = len(self.node.membership.nodes()) if self.node.membership is not None else 1
         rf = min(DEFAULT_REPLICATION, max(live, 1)) if replication_factor is None else replication_factor
         for key, value, top in (("shards", shards, MAX_SHARDS), ("replication_factor", rf, 16)):
@@ -173,10 +172,13 @@ class ClusterEngine:
         if new.default_ttl_seconds != config_of(shard_map).default_ttl_seconds:
             raise ValidationError("default_ttl_seconds is set when a collection is created in cluster mode (every "
                                   "replica stamps it as it applies the log); make a new collection to change it")
-        # vectors (named dense vectors) are fixed at creation: updated() refused any change, so the map keeps its own
         settings = {key: getattr(new, key) for key in changes if key != "vectors"}
         if "indexing_algorithm" in changes or "index_params" in changes:  # validated together
             settings.update(indexing_algorithm=new.indexing_algorithm, index_params=new.index_params)
+        if "vectors" in changes:
+            # names, dimensions and metrics are fixed (updated() refused a change); each one's own index settings
+            # may change: the spec holds them as checked, and every holder reconfigures its replicas with them
+            settings["vectors"] = {vec_name: vec.to_dict() for vec_name, vec in new.vectors.items()}
         return self._described(self.node.update_collection(shard_map.collection, settings))
 
     def delete_collection(self, name_or_uuid: str) -> None:

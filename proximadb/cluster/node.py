@@ -82,8 +82,9 @@ log = logging.getLogger("proximadb.cluster")
 
 # settings update_collection changes on every replica (the description is the map's; default_ttl_seconds is
 # fixed at create: replicas stamp it at apply, and one changed at different moments would expire rows differently)
+# vectors: a named vector's own index settings may change (its name, dimension and metric may not)
 RECONFIGURABLE = ("indexing_algorithm", "index_params", "filterable_metadata_fields", "text_analyzer",
-                  "sparse_vectors")
+                  "sparse_vectors", "vectors")
 PLACED_WAIT = 5.0  # a read on a node a shard was just placed on waits this long for its replica to start
 
 
@@ -409,9 +410,10 @@ class ClusterNode:
         except CollectionNotFoundError:
             return
         spec = local_spec(shard_map, shard)
+        mine = local.to_dict()  # as the spec holds them (named vectors: NamedVectorConfig.to_dict)
 
         def differs(key: str) -> bool:
-            return json.dumps(spec[key], sort_keys=True) != json.dumps(getattr(local, key), sort_keys=True)
+            return json.dumps(spec[key], sort_keys=True) != json.dumps(mine[key], sort_keys=True)
 
         changed = {key: spec[key] for key in RECONFIGURABLE if key in spec and differs(key)}
         if changed:

@@ -164,7 +164,8 @@ class AsyncClient:
         records may carry, ``{name: {}}`` or ``{name: {"modifier": "idf"}}`` (more can be added, and a modifier
         changed, with update_collection). ``vectors``: named dense vectors every record carries besides its
         default one, ``{name: {"dimension": int, "distance_metric": str}}`` (fixed at creation; search one with
-        ``search(..., using=name)``)."""
+        ``search(..., using=name)``), each optionally with its own ``"indexing_algorithm"``, ``"index_params"``
+        and ``"quantization"`` (else the collection's; changeable with update_collection(vectors=...))."""
         return await self._run(create_calls.create_collection(
             name, dimension, distance_metric=distance_metric, indexing_algorithm=indexing_algorithm,
             index_params=index_params, filterable_metadata_fields=filterable_metadata_fields, description=description,

@@ -60,7 +60,7 @@ def create_collection(
         body["text_analyzer"] = text_analyzer
     if sparse_vectors is not None:  # the names of the sparse vectors records may carry: {name: {}}
         body["sparse_vectors"] = sparse_vectors
-    if vectors is not None:  # named dense vectors: {name: {"dimension", "distance_metric"?}} (schema v4)
+    if vectors is not None:  # named dense vectors: {name: {"dimension", "distance_metric"?, index settings?}} (v4)
         body["vectors"] = vectors
     try:  # with exist_ok, repeating the create is harmless: a second attempt finds the first's collection
         created: dict[str, Any] = yield Call("create_collection", (body,), safe=exist_ok)

@@ -94,12 +94,23 @@ def validate_index_params(algorithm: str, params: object, dim: int) -> dict[str,
 
 @dataclass(slots=True)
 class NamedVectorConfig:
-    """One named dense vector of a collection (schema v4 ``NamedVectorConfig``). Its rows are indexed with the
-    collection's own ``indexing_algorithm`` and ``index_params``, with this metric (a per-name index and
-    quantization are a later step)."""
+    """One named dense vector of a collection (schema v4 ``NamedVectorConfig``). Its rows are indexed with this
+    metric and with its own ``indexing_algorithm`` and ``index_params`` (quantization included, as the
+    collection's: ``index_params["quantization"]``), or, when both are None, with the collection's (following
+    any later change of them): :meth:`CollectionConfig.index_settings`."""
 
     dimension: int
     distance_metric: str = "cosine"
+    indexing_algorithm: str | None = None  # None: the collection's (and index_params None too)
+    index_params: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored and described: dimension and distance_metric, and the index settings when it has its own."""
+        out: dict[str, Any] = {"dimension": self.dimension, "distance_metric": self.distance_metric}
+        if self.indexing_algorithm is not None:
+            out["indexing_algorithm"] = self.indexing_algorithm
+            out["index_params"] = dict(self.index_params or {})
+        return out
 
 
 @dataclass(slots=True)
@@ -126,13 +137,22 @@ class CollectionConfig:
     # modifier can change (it weighs queries only). Absent: none.
     sparse_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The named dense vectors (schema v4) every record carries besides the default one: name -> its dimension
-    # and metric, fixed at creation (validate_named_vectors). Absent in catalogs written before it existed: none.
+    # and metric, fixed at creation, and its own index settings or none (validate_named_vectors; an update may
+    # change those). Absent in catalogs written before it existed: none.
     vectors: dict[str, NamedVectorConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # a catalog read back (or to_dict() fed to the constructor) holds plain objects
         self.vectors = {name: v if isinstance(v, NamedVectorConfig) else NamedVectorConfig(**v)
                         for name, v in self.vectors.items()}
+
+    def index_settings(self, name: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The indexing_algorithm and index_params the rows of ``name`` (None: the default vector) are indexed
+        with: a named vector's own, or the collection's when it declares none."""
+        vec = None if name is None else self.vectors[name]
+        if vec is None or vec.indexing_algorithm is None:
+            return self.indexing_algorithm, self.index_params
+        return vec.indexing_algorithm, vec.index_params or {}
 
     @property
     def named_dims(self) -> dict[str, int]:
@@ -170,7 +190,7 @@ class CollectionConfig:
         cfg.default_ttl_seconds = _ttl(default_ttl_seconds)
         cfg.text_analyzer = validate_text_analyzer(text_analyzer)
         cfg.sparse_vectors = validate_sparse_vectors(sparse_vectors)
-        cfg.vectors = validate_named_vectors(vectors)
+        cfg.vectors = validate_named_vectors(vectors, algorithm=cfg.indexing_algorithm, index_params=cfg.index_params)
         _check_named_index(cfg.indexing_algorithm, cfg.index_params, cfg.vectors)
         return cfg
 
@@ -196,19 +216,32 @@ class CollectionConfig:
             elif key == "sparse_vectors":
                 data[key] = validate_sparse_vectors(value, self.sparse_vectors)
             elif key == "vectors":
-                if validate_named_vectors(value) != self.vectors:
-                    raise ValidationError("vectors (the named dense vectors) of an existing collection cannot be "
-                                          "changed: they are fixed when the collection is created")
+                data[key] = value
             else:
                 raise ValidationError(f"unknown collection field {key!r}")
         data["index_params"] = validate_index_params(data["indexing_algorithm"], data["index_params"],
                                                      data["dimension"])
-        _check_named_index(data["indexing_algorithm"], data["index_params"], self.vectors)
+        if "vectors" in changes:
+            # resolved against the collection's (new) settings; names, dimensions and metrics stay fixed
+            vectors = validate_named_vectors(changes["vectors"], algorithm=data["indexing_algorithm"],
+                                             index_params=data["index_params"])
+            shape = {n: (v.dimension, v.distance_metric) for n, v in vectors.items()}
+            if shape != {n: (v.dimension, v.distance_metric) for n, v in self.vectors.items()}:
+                raise ValidationError("vectors (the named dense vectors) of an existing collection cannot be "
+                                      "changed: their names, dimensions and metrics are fixed when the collection "
+                                      "is created (only each one's indexing_algorithm, index_params and "
+                                      "quantization may change)")
+        else:
+            vectors = self.vectors
+        data["vectors"] = vectors
+        _check_named_index(data["indexing_algorithm"], data["index_params"], vectors)
         data["updated_at"] = time.time()
         return CollectionConfig(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["vectors"] = {name: v.to_dict() for name, v in self.vectors.items()}
+        return data
 
 
 def default_text_analyzer() -> dict[str, Any]:
@@ -291,10 +324,18 @@ def validate_sparse_vectors(value: object,
     return out
 
 
-def validate_named_vectors(value: object, max_dimension: int = MAX_DIMENSION) -> dict[str, NamedVectorConfig]:
+NAMED_KEYS = ("dimension", "distance_metric", "indexing_algorithm", "index_params", "quantization")
+
+
+def validate_named_vectors(value: object, max_dimension: int = MAX_DIMENSION, *, algorithm: str = "flat",
+                           index_params: dict[str, Any] | None = None) -> dict[str, NamedVectorConfig]:
     """``vectors``: an object of name -> {"dimension": int, "distance_metric": one of METRICS (default
-    "cosine")}. Names: NAMED_VECTOR_NAME_PATTERN (they become file names), unique ignoring case (a
-    case-insensitive file system), at most MAX_NAMED_VECTORS. Errors name the vector."""
+    "cosine"), and optionally "indexing_algorithm", "index_params" and "quantization"}. Names:
+    NAMED_VECTOR_NAME_PATTERN (they become file names), unique ignoring case (a case-insensitive file
+    system), at most MAX_NAMED_VECTORS. Errors name the vector.
+
+    Index settings (:func:`_named_index`): none given (or all null): the name follows the collection's
+    (``algorithm``, ``index_params``); any given: the name's own, resolved and stored whole."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -313,21 +354,52 @@ def validate_named_vectors(value: object, max_dimension: int = MAX_DIMENSION) ->
                                   "(a named vector's files are named after it)")
         folded[name.lower()] = name
         if isinstance(settings, NamedVectorConfig):
-            settings = asdict(settings)
+            settings = settings.to_dict()
         if not isinstance(settings, Mapping):
             raise ValidationError(f"vectors[{name!r}] must be an object of dimension and distance_metric, "
                                   f"not {settings!r}")
-        unknown = set(settings) - {"dimension", "distance_metric"}
+        unknown = set(settings) - set(NAMED_KEYS)
         if unknown:
             raise ValidationError(f"vectors[{name!r}]: unknown setting(s) {', '.join(sorted(map(str, unknown)))} "
-                                  "(allowed: dimension, distance_metric)")
+                                  f"(allowed: {', '.join(NAMED_KEYS)})")
         if "dimension" not in settings:
             raise ValidationError(f"vectors[{name!r}]: dimension is required")
-        out[name] = NamedVectorConfig(
+        vec = NamedVectorConfig(
             dimension=_int_in(f"vectors[{name!r}].dimension", settings["dimension"], 1, max_dimension),
             distance_metric=_choice(f"vectors[{name!r}].distance_metric", settings.get("distance_metric", "cosine"),
                                     METRICS))
+        own = _named_index(name, vec.dimension, settings, algorithm, index_params or {})
+        if own is not None:
+            vec.indexing_algorithm, vec.index_params = own
+        out[name] = vec
     return out
+
+
+def _named_index(name: str, dim: int, settings: Mapping[str, Any], algorithm: str,
+                 index_params: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """A named vector's own index settings, or None: the collection's. A setting left out (or null) is the
+    collection's: its ``indexing_algorithm``; its ``index_params`` and quantization when the name keeps the
+    collection's algorithm, none otherwise. ``quantization`` is ``index_params["quantization"]``'s shorthand
+    (as the SDK's ``quantization=``) and wins over it."""
+    given = {k: settings.get(k) for k in ("indexing_algorithm", "index_params", "quantization")}
+    if all(v is None for v in given.values()):
+        return None
+    label = f"vectors[{name!r}]"
+    own_algorithm = _choice(f"{label}.indexing_algorithm", given["indexing_algorithm"] or algorithm, ALGORITHMS)
+    if given["index_params"] is not None:
+        if not isinstance(given["index_params"], Mapping):
+            raise ValidationError(f"{label}.index_params must be an object")
+        params = dict(given["index_params"])
+    elif own_algorithm == algorithm:
+        params = dict(index_params)
+    else:
+        params = {}
+    if given["quantization"] is not None:
+        params[quantization.KEY] = given["quantization"]
+    try:
+        return own_algorithm, validate_index_params(own_algorithm, params, dim)
+    except ValidationError as exc:
+        raise ValidationError(f"{label} (dimension {dim}, indexing_algorithm {own_algorithm}): {exc}") from None
 
 
 def check_dimension_limits(cfg: CollectionConfig, limit: int) -> None:
@@ -342,9 +414,11 @@ def check_dimension_limits(cfg: CollectionConfig, limit: int) -> None:
 
 
 def _check_named_index(algorithm: str, params: dict[str, Any], vectors: dict[str, NamedVectorConfig]) -> None:
-    """The collection's index settings also index each named vector: they must suit its dimension too
-    (product quantization's ``m`` divides it)."""
+    """The collection's index settings also index each named vector that has none of its own: they must suit
+    its dimension too (product quantization's ``m`` divides it)."""
     for name, vec in vectors.items():
+        if vec.indexing_algorithm is not None:
+            continue
         try:
             validate_index_params(algorithm, params, vec.dimension)
         except ValidationError as exc:

@@ -158,7 +158,8 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
         self.last_flush_error: str | None = None
         self.last_compaction_at: float | None = None  # unix seconds of this process's last compaction that merged
         self._flush_retry = FlushRetry()
-        self.index_builder = segment_index.IndexBuilder(config.name, on_built=self._ask_compaction_policy)
+        self.index_builder = segment_index.IndexBuilder(config.name, on_built=self._ask_compaction_policy,
+                                                        wanted=self._index_wanted)
         self._compaction_lock = threading.Lock()  # one compaction at a time per collection
         self._background: threading.Thread | None = None
         self._closing = False  # set by close(): no new index builds or background compactions
@@ -199,16 +200,19 @@ class Collection(WritePath, LogApplyPath, ReadPath, QueryShapesPath, SparseSearc
                             initial_rows=max(min(full, MEMTABLE_RESERVE_MAX_ROWS), 16), named=named)
 
     def _memtable_to_index(self) -> Memtable | None:
-        """(Lock held.) The memtable whose graph the indexer grows now; None: stop (closing, or flat)."""
-        if self._closing or memtable_index.graph_params(self.config.indexing_algorithm, self.config.index_params) \
-                is None:
+        """(Lock held.) The memtable whose graphs the indexer grows now; None: stop (closing, or every vector,
+        default and named, is ``flat``)."""
+        if self._closing or all(memtable_index.graph_params(*self.config.index_settings(name)) is None
+                                for name in [None, *self.config.vectors]):
             return None
         return self.memtable
 
-    def _new_memtable_graph(self, name: str | None = None) -> memtable_index.MemtableGraph:
-        """An empty memtable graph of the default vector, or of the named vector ``name``."""
-        params = memtable_index.graph_params(self.config.indexing_algorithm, self.config.index_params)
-        assert params is not None
+    def _new_memtable_graph(self, name: str | None = None) -> memtable_index.MemtableGraph | None:
+        """An empty memtable graph of the default vector, or of the named vector ``name``, with its own index
+        settings (CollectionConfig.index_settings); None when they are ``flat`` (its rows are scanned)."""
+        params = memtable_index.graph_params(*self.config.index_settings(name))
+        if params is None:
+            return None
         if name is None:
             return memtable_index.MemtableGraph(self.dim, self._metric, params)
         vec = self.config.vectors[name]

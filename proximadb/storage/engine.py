@@ -123,8 +123,9 @@ class Engine:
                           **settings: Any) -> dict[str, Any]:
         """A new collection; with ``from_files`` (a directory on this filesystem holding a collection's
         ``MANIFEST`` and segments: a cluster replica's snapshot), it opens with those files, moved in.
-        ``vectors``: its named dense vectors, ``{name: {"dimension": int, "distance_metric": str}}``
-        (storage/catalog.py: validate_named_vectors), fixed from now on."""
+        ``vectors``: its named dense vectors, ``{name: {"dimension": int, "distance_metric": str}}`` and
+        optionally each one's own index settings (storage/catalog.py: validate_named_vectors); names,
+        dimensions and metrics fixed from now on."""
         cfg = CollectionConfig.new(name, dimension, vectors=vectors, **settings)
         check_dimension_limits(cfg, self.options.limits.max_dimension)
         with self._lock:

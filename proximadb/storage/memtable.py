@@ -11,7 +11,7 @@ a row written without a name has none of it (an upsert replaces the row whole).
 Named dense vectors (schema v4) are one float32 matrix per declared name (``named``), with the default
 vector's row numbering, reserve and growth: every row has every name (the collection's declaration),
 so they share its ``alive`` flags, expiry and id map. Past ``memtable_index_rows`` rows each name has
-an HNSW graph of its own too (``named_graph``), grown by the same background thread.
+an HNSW graph of its own too (``named_graph``; not a ``flat`` name), grown by the same background thread.
 
 Past ``memtable_index_rows`` rows a memtable also has an HNSW graph of its rows (``graph``), grown
 in the background (:mod:`proximadb.storage.memtable_index`).

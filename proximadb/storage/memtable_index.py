@@ -45,7 +45,7 @@ request's ``ef``; the cost is a little recall on the rows inserted while catchin
 bench/memtable_catch_up.py).
 
 A memtable with named dense vectors (schema v4) gets, at the same moment, one graph per name as well
-(``Memtable.named_graph``: that name's dimension and metric, the same parameters), grown by the same
+(``Memtable.named_graph``: that name's dimension, metric and HNSW parameters; none for a flat name), grown by the same
 thread, the graph furthest behind first; a search ``using=`` a name walks that name's graph
 (named_search.py) exactly as above.
 
@@ -228,7 +228,7 @@ class MemtableIndexer:
     (None) or of a named vector."""
 
     def __init__(self, name: str, lock: threading.RLock, current: Callable[[], Memtable | None],
-                 threshold: int, make: Callable[[str | None], MemtableGraph]) -> None:
+                 threshold: int, make: Callable[[str | None], MemtableGraph | None]) -> None:
         self.name = name
         self.threshold = threshold
         self._lock = lock
@@ -242,10 +242,10 @@ class MemtableIndexer:
         """(Collection lock held.) After rows were added to ``mt``: start the thread if ``mt`` needs it."""
         if self._thread is not None or self._stopping or not self.threshold or self.last_error is not None:
             return
-        if mt.rows <= self.threshold and mt.graph is None:
+        started = mt.graph is not None or bool(mt.named_graph)
+        if mt.rows <= self.threshold and not started:
             return
-        if mt.graph is not None and mt.graph.indexed >= mt.rows and all(
-                g.indexed >= mt.rows for g in mt.named_graph.values()):
+        if started and all(g.indexed >= mt.rows for g in [mt.graph, *mt.named_graph.values()] if g is not None):
             return
         self._thread = threading.Thread(target=self._run, name=f"memtable-index-{self.name}", daemon=True)
         self._thread.start()
@@ -277,10 +277,11 @@ class MemtableIndexer:
         with self._lock:
             mt = None if self._stopping else self._current()
             if mt is not None:
-                if mt.graph is None and mt.rows > self.threshold:
-                    mt.graph = self._make(None)
+                if mt.graph is None and not mt.named_graph and mt.rows > self.threshold:
+                    mt.graph = self._make(None)  # None: a flat vector (default or named) gets no graph
                     for vec_name in mt.named_names:
-                        mt.named_graph[vec_name] = self._make(vec_name)
+                        if (made := self._make(vec_name)) is not None:
+                            mt.named_graph[vec_name] = made
                 graphs: list[tuple[str | None, MemtableGraph | None]] = [(None, mt.graph), *mt.named_graph.items()]
                 behind = [(g.indexed, which, g) for which, g in graphs if g is not None and g.indexed < mt.rows]
                 if behind:

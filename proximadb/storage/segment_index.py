@@ -25,8 +25,9 @@ base's rows keep their links and only the other inputs' rows are inserted, so a 
 it adds, not all of them, and the merged segment is never searched exactly. Otherwise it is built
 like a flush's, in the background.
 
-A collection's named dense vectors (schema v4) get the same kind of index per segment, each over that
-name's rows with that name's metric and the collection's algorithm and parameters, stored as
+A collection's named dense vectors (schema v4) get an index per segment too, each over that name's rows
+with that name's metric and its algorithm and parameters (its own, or the collection's:
+``CollectionConfig.index_settings``; a ``flat`` name gets none), stored as
 ``named/<name>.<ext>`` (the extension of the kind's file name: ``named/title.hnsw``, ``named/title.ivf``;
 :func:`index_path`) and attached as ``Segment.named_index[name]``; every function here takes the name
 (None: the default vector). A merged segment's named indexes are built in the background (no growth).
@@ -97,6 +98,16 @@ def attach(segment: Segment, index: VectorIndex | None, algorithm: str, name: st
         segment.named_index.pop(name, None)
     else:
         segment.named_index[name] = index
+
+
+def remove_named(segment: Segment, name: str) -> None:
+    """Delete the saved index files of the named vector ``name`` (of every kind): its settings are ``flat`` now,
+    so none is built or loaded (the segment may be gone meanwhile: nothing to delete)."""
+    for kind in registry.all_kinds():
+        try:
+            index_path(segment, kind.file_name, name).unlink(missing_ok=True)
+        except OSError as exc:  # a leftover is only disk space: loaded only if valid for the settings of the day
+            log.warning("segment %s: stale index file not removed: %s", _label(segment, name), exc)
 
 
 def _label(segment: Segment, name: str | None) -> str:
@@ -235,10 +246,15 @@ def save(index: VectorIndex, segment: Segment, algorithm: str, name: str | None 
 class IndexBuilder:
     """One background thread per collection that builds, saves and attaches segment indexes."""
 
-    def __init__(self, collection_name: str, on_built: Callable[[], None] | None = None) -> None:
-        """``on_built``: called on the builder thread after each index is attached."""
+    def __init__(self, collection_name: str, on_built: Callable[[], None] | None = None,
+                 wanted: Callable[[Segment, str | None], tuple[str, dict[str, Any]]] | None = None) -> None:
+        """``on_built``: called on the builder thread after each index is attached. ``wanted(segment, name)``:
+        the (algorithm, effective params) the index of ``name`` must have now; a job of other settings (a
+        settings change came after it was scheduled, and scheduled its own) is dropped, before its build and
+        before its index is attached."""
         self.name = collection_name
         self.on_built = on_built
+        self.wanted = wanted
         self._queue: queue.Queue[tuple[Segment, str, str, dict[str, Any], str | None] | None] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
@@ -307,7 +323,10 @@ class IndexBuilder:
             segment, algorithm, metric, params, name = job
             try:
                 now = current(segment, name)
-                if now is None or not matches(now, algorithm, params):
+                if self._outdated(segment, algorithm, params, name):
+                    log.info("collection %s: index build for segment %s skipped: the settings changed since",
+                             self.name, _label(segment, name))
+                elif now is None or not matches(now, algorithm, params):
                     self._build_one(segment, algorithm, metric, params, name)
             except Exception as exc:
                 self.last_error = f"segment {segment.path.name}: {exc}"
@@ -320,6 +339,9 @@ class IndexBuilder:
                 with self._lock:
                     self._pending -= 1
                     self._lock.notify_all()
+
+    def _outdated(self, segment: Segment, algorithm: str, params: dict[str, Any], name: str | None) -> bool:
+        return self.wanted is not None and self.wanted(segment, name) != (algorithm, params)
 
     def _retry_saves(self) -> None:
         still: list[tuple[Segment, VectorIndex, str, str | None]] = []
@@ -349,6 +371,10 @@ class IndexBuilder:
         with progress.track("index_build", self.name, total=segment.rows) as task:
             index = build(segment, algorithm, metric, params, name)  # one GIL-free call: done jumps to total
             task.update(segment.rows)
+        if self._outdated(segment, algorithm, params, name):  # changed during the build: the new job builds
+            log.info("collection %s: the %s index built for segment %s is dropped: the settings changed meanwhile",
+                     self.name, algorithm, label)
+            return
         try:
             save(index, segment, algorithm, name)
         except OSError as exc:

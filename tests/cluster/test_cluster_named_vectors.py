@@ -45,6 +45,7 @@ from proximadb.errors import (
     ProximaDBError,
     ValidationError,
 )
+from proximadb.storage.catalog import Catalog
 from proximadb.storage.engine import Engine
 
 NAME = "nv"
@@ -162,6 +163,42 @@ def test_every_node_describes_the_declared_vectors(cluster: DevCluster) -> None:
             with pytest.raises(ValidationError):
                 maker.create_collection("nv_bad", DIM, vectors=bad, shards=SHARDS)
     assert "nv_bad" not in {c["name"] for c in client.list_collections()}
+
+
+def test_per_name_index_settings_are_in_the_spec_and_an_update_reaches_every_replica(cluster: DevCluster) -> None:
+    """A name's own index and quantization settings go into the map's spec (every node describes them, every
+    replica is made with them); an update of them reaches every node's replicas."""
+    declared = {"q": {"dimension": 6, "indexing_algorithm": "hnsw", "quantization": {"type": "int8"}},
+                "f": {"dimension": 4, "distance_metric": "euclidean", "indexing_algorithm": "flat"}}
+    stored = {"q": {"dimension": 6, "distance_metric": "cosine", "indexing_algorithm": "hnsw",
+                    "index_params": {"quantization": {"type": "int8", "rescore": True, "oversampling": 2.0}}},
+              "f": {"dimension": 4, "distance_metric": "euclidean", "indexing_algorithm": "flat", "index_params": {}}}
+    info = cluster.grpc(0).create_collection("nv_idx", DIM, indexing_algorithm="hnsw", vectors=declared,
+                                             shards=SHARDS, replication_factor=2)
+    assert info["vectors"] == stored
+    for label, client in clients(cluster):
+        assert client.get_collection("nv_idx")["vectors"] == stored, label
+    with pytest.raises(ValidationError, match=r"vectors\['f'\]"):
+        cluster.rest(1).update_collection("nv_idx", vectors={**declared, "f": {**declared["f"],
+                                                                            "quantization": {"type": "int8"}}})
+    changed = {**stored, "f": {"dimension": 4, "distance_metric": "euclidean", "indexing_algorithm": "ivf",
+                               "index_params": {"nlist": 2}}}
+    assert cluster.rest(1).update_collection("nv_idx", vectors=changed)["vectors"] == changed
+    for label, client in clients(cluster):
+        assert client.get_collection("nv_idx")["vectors"] == changed, label
+
+    uuid = info["uuid"]
+
+    def replica_settings() -> list[Any]:  # every node's local replicas, from its catalog on disk
+        return [(cfg.index_settings("q"), cfg.index_settings("f")) for path in cluster.directory.rglob("catalog.pxdb")
+                for cfg in Catalog(path.parent).collections.values() if cfg.name.startswith(f"{uuid}.s")]
+
+    made = replica_settings()
+    assert len(made) == SHARDS * 2 and all(q[0] == "hnsw" and q[1]["quantization"]["type"] == "int8"
+                                           for q, _ in made)
+    wait_until("every replica has the new settings of f",
+               lambda: all(f == ("ivf", {"nlist": 2}) for _, f in replica_settings()), WAIT)
+    cluster.rest(2).delete_collection("nv_idx")
 
 
 def test_search_using_each_name_on_every_node_equals_numpy(cluster: DevCluster) -> None:

@@ -458,3 +458,71 @@ def test_get_or_create_compares_the_named_vectors(tmp_path: Path) -> None:
             with pytest.raises(CollectionConfigMismatchError, match="named vectors"):
                 db.get_or_create_collection("c", DIM, vectors=other)
         db.get_or_create_collection("c", DIM)  # vectors not given: not compared
+
+
+# a name's own index and quantization settings: declared as given, described whole
+OWN_DECLARED = {"q": {"dimension": 6, "indexing_algorithm": "hnsw", "index_params": {"M": 8},
+                      "quantization": {"type": "int8"}},
+                "f": {"dimension": 4, "distance_metric": "euclidean", "indexing_algorithm": "flat"},
+                "c": {"dimension": 3}}
+OWN_DESCRIBED = {"q": {"dimension": 6, "distance_metric": "cosine", "indexing_algorithm": "hnsw",
+                       "index_params": {"M": 8, "quantization": {"type": "int8", "rescore": True,
+                                                                 "oversampling": 2.0}}},
+                 "f": {"dimension": 4, "distance_metric": "euclidean", "indexing_algorithm": "flat",
+                       "index_params": {}},
+                 "c": {"dimension": 3, "distance_metric": "cosine"}}  # the collection's settings
+
+
+def test_per_name_index_settings_round_trip_over_rest_and_grpc(daemon: Daemon) -> None:
+    status, answer = _post(daemon, "/collections", {"name": "own", "dimension": DIM, "indexing_algorithm": "ivf",
+                                                    "vectors": OWN_DECLARED})
+    assert status == 201 and answer["data"]["vectors"] == OWN_DESCRIBED, answer
+    assert _get(daemon, "/collections/own")[1]["data"]["vectors"] == OWN_DESCRIBED
+    status, answer = _post(daemon, "/collections", {"name": "own-bad", "dimension": DIM, "vectors": {
+        "q": {"dimension": 6, "indexing_algorithm": "flat", "quantization": {"type": "int8"}}}})
+    assert status == 400 and "vectors['q']" in json.dumps(answer), answer
+    assert _get(daemon, "/collections/own-bad")[0] == 404
+    changed = {**OWN_DESCRIBED, "f": {"dimension": 4, "distance_metric": "euclidean", "indexing_algorithm": "hnsw",
+                                      "quantization": {"type": "binary"}}}
+    req = urllib.request.Request(daemon.rest_url + "/collections/own", data=json.dumps({"vectors": changed}).encode(),
+                                 method="PATCH", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        updated = json.loads(resp.read())["data"]["vectors"]
+    assert updated["f"]["indexing_algorithm"] == "hnsw" and updated["f"]["index_params"]["quantization"]["type"] \
+        == "binary" and updated["q"] == OWN_DESCRIBED["q"]
+    with grpc.insecure_channel(daemon.grpc_target) as channel:
+        stub = pb_grpc.ProximaDBStub(channel)
+        assert json.loads(stub.GetCollection(pb.CollectionRef(collection="own")).vectors_json) == updated
+        made = stub.CreateCollection(pb.CreateCollectionRequest(name="owng", dimension=DIM,
+                                                                vectors_json=json.dumps(OWN_DECLARED)))
+        assert json.loads(made.vectors_json) == OWN_DESCRIBED
+        assert json.loads(stub.GetCollection(pb.CollectionRef(collection="owng")).vectors_json) == OWN_DESCRIBED
+        again = stub.UpdateCollection(convert.update_request_from_changes("owng", {"vectors": {
+            **OWN_DESCRIBED, "q": {"dimension": 6, "indexing_algorithm": "flat"}}}))
+        assert json.loads(again.vectors_json)["q"] == {"dimension": 6, "distance_metric": "cosine",
+                                                       "indexing_algorithm": "flat", "index_params": {}}
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.CreateCollection(pb.CreateCollectionRequest(name="owng2", dimension=DIM, vectors_json=json.dumps(
+                {"q": {"dimension": 6, "indexing_algorithm": "ivf", "index_params": {"M": 4}}})))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "vectors['q']" in caught.value.details()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_per_name_index_settings_on_every_client(kind: str, daemon: Daemon, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        name = f"own-{kind}"
+        async with opened(kind, daemon, tmp_path / "data") as db:
+            info = await maybe(db.create_collection(name, DIM, indexing_algorithm="ivf", vectors=OWN_DECLARED))
+            assert info["vectors"] == OWN_DESCRIBED
+            assert (await maybe(db.get_collection(name)))["vectors"] == OWN_DESCRIBED
+            again = await maybe(db.create_collection(name, DIM, indexing_algorithm="ivf", vectors=OWN_DECLARED,
+                                                     exist_ok=True))
+            assert again["vectors"] == OWN_DESCRIBED
+            changed = {**OWN_DESCRIBED, "c": {"dimension": 3, "indexing_algorithm": "hnsw"}}
+            updated = await maybe(db.update_collection(name, vectors=changed))
+            assert updated["vectors"]["c"] == {"dimension": 3, "distance_metric": "cosine",
+                                               "indexing_algorithm": "hnsw", "index_params": {}}
+            wider = {**changed, "c": {"dimension": 4}}
+            await raises(ValidationError, lambda: db.update_collection(name, vectors=wider))
+
+    asyncio.run(scenario())

@@ -119,10 +119,27 @@ _NAMED_NAME = {"type": "string", "pattern": f"^{NAMED_VECTOR_NAME_PATTERN}$"}
 _METRIC = {"enum": ["cosine", "euclidean", "dot_product"]}
 _NAMED_DECLARED = {"type": "object", "propertyNames": _NAMED_NAME, "maxProperties": MAX_NAMED_VECTORS,
                    "description": "named dense vectors every record carries besides its default vector, by name "
-                                  "(unique ignoring case): {name: {dimension, distance_metric}}; fixed at creation",
+                                  "(unique ignoring case): {name: {dimension, distance_metric, and optionally "
+                                  "indexing_algorithm, index_params, quantization}}. Names, dimensions and metrics "
+                                  "are fixed at creation; a name's index settings may change (update: every name "
+                                  "again), which rebuilds its indexes. A name without index settings is indexed "
+                                  "with the collection's (and is described without them); with any, they are its "
+                                  "own, described whole (quantization inside index_params, as the collection's); "
+                                  "one left out is the collection's when the name keeps its algorithm, none "
+                                  "otherwise",
                    "additionalProperties": {"type": "object", "required": ["dimension"], "additionalProperties": False,
-                                            "properties": {"dimension": {"type": "integer", "minimum": 1},
-                                                           "distance_metric": {**_METRIC, "default": "cosine"}}}}
+                                            "properties": {
+                                                "dimension": {"type": "integer", "minimum": 1},
+                                                "distance_metric": {**_METRIC, "default": "cosine"},
+                                                "indexing_algorithm": {"enum": ["flat", "hnsw", "ivf", None],
+                                                                       "description": "this vector's index; absent "
+                                                                       "or null: the collection's"},
+                                                "index_params": {**_INDEX_PARAMS, "type": ["object", "null"]},
+                                                "quantization": {"type": ["object", "null"], "description":
+                                                                 "shorthand of index_params.quantization (hnsw "
+                                                                 "only): {type: int8 | binary | pq, rescore, "
+                                                                 "oversampling, m}; accepted on input, described "
+                                                                 "inside index_params"}}}}
 _NAMED_VECTORS = {"type": "object", "propertyNames": _NAMED_NAME, "additionalProperties": _FLOATS,
                   "description": "a record's named vectors: every name the collection declares, each with its "
                                  "dimension and finite numbers, and no other name"}
@@ -174,7 +191,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"indexing_algorithm": {"enum": ["flat", "hnsw", "ivf"]}, "index_params": _INDEX_PARAMS,
                        "filterable_metadata_fields": {"type": "array", "items": {"type": "string"}},
                        "description": {"type": ["string", "null"]}, "default_ttl_seconds": _TTL,
-                       "text_analyzer": _ANALYZER, "sparse_vectors": _SPARSE_DECLARED},
+                       "text_analyzer": _ANALYZER, "sparse_vectors": _SPARSE_DECLARED,
+                       "vectors": _NAMED_DECLARED},
     },
     "Collection": {"type": "object", "properties": {"name": {"type": "string"}, "uuid": {"type": "string"},
                                                     "dimension": {"type": "integer"},
