@@ -92,4 +92,5 @@ def test_named_vectors_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for _ in range(2):  # exist_ok and upsert: a second run finds what the first made
         exec(compile(_block_after("### Named vectors"), "README", "exec"), {})
         out = capsys.readouterr().out.splitlines()
-        assert out == ["['b', 'c']", "['c', 'b']", "['a']", "[2. 2. 2. 2.]", "ValidationError"]
+        assert out == ["{'dimension': 4, 'distance_metric': 'euclidean', 'indexing_algorithm': 'flat', "
+                       "'index_params': {}}", "['b', 'c']", "['c', 'b']", "['a']", "[2. 2. 2. 2.]", "ValidationError"]
