@@ -75,8 +75,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "index_params": {"m": 16, "ef_construction": 200, "ratio": 0.5, "name": "x", "flag": True},
         "filterable_metadata_fields": ["genre", "year"],
         "description": "test collection",
-        "vectors": {"title": {"dimension": 8, "distance_metric": "dot_product"},
-                    "body-2": {"dimension": 384, "distance_metric": "cosine"}},  # v4
+        "vectors": {"title": {"dimension": 8, "distance_metric": "dot_product", "indexing_algorithm": None,
+                              "index_params": None},  # v4: the collection's index settings
+                    "body-2": {"dimension": 384, "distance_metric": "cosine", "indexing_algorithm": "hnsw",
+                               "index_params": {"m": 8, "quantization": {"type": "int8"}}}},  # its own
     },
 }
 SAMPLES["collection_update"] = SAMPLES["collection_create"]
