@@ -33,6 +33,7 @@ import numpy as np
 from sortedcontainers import SortedDict
 
 from proximadb.errors import ValidationError
+from proximadb.storage import named_columns
 from proximadb.storage.memtable_metadata import MemtableMetadata, MetadataRows
 from proximadb.storage.metadata_store import MetadataColumn
 from proximadb.storage.operations import NO_EXPIRY, Metadata
@@ -223,7 +224,7 @@ class Memtable:
         if sparse:
             rec["sparse_vectors"] = sparse
         if self._named:
-            rec["named_vectors"] = {name: m[row].copy() for name, m in self._named.items()}
+            rec["named_vectors"] = named_columns.row_vectors(self._named, row)
         return rec
 
     @property

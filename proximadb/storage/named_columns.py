@@ -220,6 +220,13 @@ def _label(ids: Sequence[str], name: str) -> Callable[[int], str]:
     return lambda i: f"record {i} (id {ids[i]!r}), named vector {name!r}"
 
 
+def row_vectors(columns: Mapping[str, Any], row: int) -> dict[str, np.ndarray]:
+    """Row ``row`` of every named column as a float32 array of its own: a record's or a hit's
+    ``named_vectors`` (get, scroll, search with include_vectors), from a memtable's matrices or a segment's
+    mapped files."""
+    return {name: np.array(m[row], dtype=np.float32) for name, m in columns.items()}
+
+
 def row_dict(columns: NamedColumns | None, r: int) -> dict[str, list[float]]:
     """Row r's named vectors as ``{name: [floats]}`` (the Avro datum's shape, for tests and fastavro)."""
     return {name: col[r].tolist() for name, col in (columns or {}).items()}

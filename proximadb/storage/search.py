@@ -32,7 +32,7 @@ import numpy as np
 from proximadb import deadline
 from proximadb.filters import Filter
 from proximadb.index import distance
-from proximadb.storage import expiry, filter_plan, memtable_index, named_search, segment_index
+from proximadb.storage import expiry, filter_plan, memtable_index, named_columns, named_search, segment_index
 from proximadb.storage.collection_state import CollectionState, KernelMetric
 from proximadb.storage.filter_cache import PlanCache
 from proximadb.storage.operations import NO_EXPIRY
@@ -296,7 +296,7 @@ class SearchPath(CollectionState):
             hit["vector"] = np.array(owner.vectors[row], dtype=np.float32)
             named = getattr(owner, "named", None)  # a segment's, a memtable snapshot's, a NamedPart's source's
             if named:  # as get/scroll: every named vector of the record
-                hit["named_vectors"] = {name: np.array(m[row], dtype=np.float32) for name, m in named.items()}
+                hit["named_vectors"] = named_columns.row_vectors(named, row)
         expires = owner.expires_at
         if expires is not None and expires[row] != NO_EXPIRY:
             hit["expires_at"] = int(expires[row])

@@ -84,7 +84,7 @@ import numpy as np
 
 from proximadb.codec.schemas import CURRENT_SCHEMA_VERSION, record_schema, resolving_reader_schema
 from proximadb.errors import CorruptionError
-from proximadb.storage import metadata_store, payload_index_file, sparse_index_file
+from proximadb.storage import metadata_store, named_columns, payload_index_file, sparse_index_file
 from proximadb.storage.derived_file import StaleDerivedFile, save_derived
 from proximadb.storage.docfile import fsync_dir, read_doc
 from proximadb.storage.filter_cache import PlanCache
@@ -440,7 +440,7 @@ class Segment:
             if sparse:
                 rec["sparse_vectors"] = sparse
         if self.named:
-            rec["named_vectors"] = {name: np.array(m[row], dtype=np.float32) for name, m in self.named.items()}
+            rec["named_vectors"] = named_columns.row_vectors(self.named, row)
         return rec
 
     def write_deletions(self, mask: np.ndarray | None = None) -> tuple[int, np.ndarray] | None:
