@@ -20,8 +20,9 @@ Two ways, both for every shard asked at once (one round trip), both through the 
 
 A barrier's bytes are an ordinary ``vector_delete`` frame of schema version 1 with no ids and no filter
 (:data:`BARRIER`): every replica, of any version, applies it as an entry that changes nothing
-(``Collection.apply_log_entry``), and ``wal dump``-style readers of the log show it as such. It carries no
-message id: a barrier appended twice (a retry after a lost acknowledgement) is two barriers, both harmless.
+(``Collection.apply_log_entry``), and ``wal dump``-style readers of the log show it as such. Each carries a
+fresh message id (``barrier-<hex>``), kept across the call's retries: a retry after a lost acknowledgement
+gets the first copy's sequence back (JetStream's duplicate window), so one read appends one barrier a log.
 
 A log that does not exist reads as 0 while the servers' map still names this incarnation of the collection
 (not expected: a create makes the logs before it writes the map); when the collection was dropped (and maybe
@@ -31,6 +32,7 @@ made again) since ``shard_map`` was read: LogDeletedError, never a retry until t
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -76,10 +78,12 @@ def barrier_seqs(node: ClusterNode, shard_map: ShardMap, shards: Sequence[int]) 
     session = _session(node)
     logs = [shard_log_name(shard_map, shard) for shard in shards]
 
-    async def append(log: str) -> int | None:
+    ids = [f"barrier-{uuid.uuid4().hex}" for _ in logs]  # the same on every retry of this call
+
+    async def append(log: str, msg_id: str) -> int | None:
         try:
             ack = await session.js.publish(subject_name(log), BARRIER, timeout=session.timeout,
-                                           stream=stream_name(log))
+                                           stream=stream_name(log), headers={"Nats-Msg-Id": msg_id})
         except NoStreamResponseError:  # no stream listens (gone), or its leader is being elected
             try:
                 await session.js.stream_info(stream_name(log))
@@ -89,9 +93,8 @@ def barrier_seqs(node: ClusterNode, shard_map: ShardMap, shards: Sequence[int]) 
         return int(ack.seq)
 
     async def appends() -> list[int | None]:
-        return list(await asyncio.gather(*(append(log) for log in logs)))
+        return list(await asyncio.gather(*(append(log, msg_id) for log, msg_id in zip(logs, ids, strict=True))))
 
-    # A retry after a lost acknowledgement appends the barriers again: harmless (no-op entries).
     return _known(node, shard_map, session.call(appends, f"a read barrier on {len(logs)} shard log(s)"))
 
 
